@@ -1,0 +1,1 @@
+"""Pulumi components that serve LLMs with vLLM on GCP, AWS and Kubernetes."""

@@ -1,0 +1,110 @@
+"""The vLLM launch spec shared by every backend: what runs, how secrets arrive, how health is judged.
+
+Backends (a systemd unit on a VM, a container in a Pod) turn this into their own shape; none of them
+builds a ``vllm serve`` command line of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.spec import ServiceSpec
+
+PORT = 8000
+HEALTH_PATH = "/health"
+#: The only paths the load balancer routes to vLLM. ``--api-key`` guards ``/v1`` alone and leaves
+#: ``/metrics``, ``/tokenize``, ``/invocations``, ``/pause`` and ``/update_weights`` open: those stay private.
+PUBLIC_PATH_PREFIXES = ("/v1/",)
+PUBLIC_EXACT_PATHS = (HEALTH_PATH,)
+
+#: Environment variable names the secret store fills at boot (never literal values, never argv).
+HF_TOKEN_ENV = "HF_TOKEN"
+API_KEY_ENV = "VLLM_API_KEY"
+HF_CACHE_DIR = "/root/.cache/huggingface"
+
+#: Non-secret environment for every vLLM container.
+STATIC_ENV = {
+    "VLLM_NO_USAGE_STATS": "1",  # no telemetry from production servers
+    "HF_HUB_ENABLE_HF_TRANSFER": "1",  # parallel weight download where the image ships hf_transfer
+}
+
+# Load-time model (seconds): boot + image pull, then download and load of the weights, then CUDA graph
+# capture / torch.compile. Downloads from the Hugging Face hub run at roughly 200-500 MB/s on cloud GPU
+# VMs; 5 s per GB covers download at ~250 MB/s plus reading the weights into GPU memory.
+BASE_STARTUP_SECONDS = 600
+SECONDS_PER_WEIGHT_GB = 5
+#: Without vllm:modelSizeGb, assume the weights fill 90% of the replica's GPU memory: they cannot be larger
+#: and still serve, so the budget errs towards patience, never towards killing a replica mid-load.
+GPU_MEMORY_WEIGHT_SHARE = 0.9
+CPU_DEFAULT_WEIGHTS_GB = 2
+
+
+@dataclass(frozen=True)
+class ProbeTimings:
+    """Health-check timings sized to the model (SkyServe's default initial delay is 1200 s)."""
+
+    startup_seconds: int  # from container start to the first healthy /health
+    period_seconds: int = 10
+    timeout_seconds: int = 5
+    healthy_threshold: int = 1
+    unhealthy_threshold: int = 3  # consecutive failures before a serving replica is replaced
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    command: tuple[str, ...]  # the program: ("vllm", "serve")
+    args: tuple[str, ...]  # its arguments: model and flags; no secret ever
+    env: dict[str, str]  # non-secret environment
+    secret_env: tuple[str, ...]  # names filled from the secret store
+    port: int
+    health_path: str
+    probes: ProbeTimings
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.command + self.args
+
+
+def weights_gb(spec: ServiceSpec) -> int:
+    """The size of the checkpoint a replica loads, or the largest one its GPUs could hold."""
+    if spec.model_size_gb is not None:
+        return spec.model_size_gb
+    if spec.offering is None:
+        return CPU_DEFAULT_WEIGHTS_GB
+    return int(spec.offering.gpu_memory_gb * spec.nodes * GPU_MEMORY_WEIGHT_SHARE)
+
+
+def probe_timings(spec: ServiceSpec) -> ProbeTimings:
+    return ProbeTimings(startup_seconds=BASE_STARTUP_SECONDS + SECONDS_PER_WEIGHT_GB * weights_gb(spec))
+
+
+def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:
+    """``vllm serve`` arguments: tensor parallel inside a node, pipeline parallel across nodes."""
+    args = [
+        spec.model,
+        "--served-model-name",
+        spec.served_model_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+    ]
+    if spec.gpu is not None:
+        args += ["--tensor-parallel-size", str(spec.gpu.count)]
+    if spec.nodes > 1:
+        args += ["--pipeline-parallel-size", str(spec.nodes), "--distributed-executor-backend", "ray"]
+    if spec.max_model_len is not None:
+        args += ["--max-model-len", str(spec.max_model_len)]
+    return (*args, *spec.extra_args)
+
+
+def launch_spec(spec: ServiceSpec, has_hf_token: bool) -> LaunchSpec:
+    return LaunchSpec(
+        command=("vllm", "serve"),
+        args=vllm_args(spec),
+        env=dict(STATIC_ENV),
+        secret_env=(API_KEY_ENV, HF_TOKEN_ENV) if has_hf_token else (API_KEY_ENV,),
+        port=PORT,
+        health_path=HEALTH_PATH,
+        probes=probe_timings(spec),
+    )

@@ -1,0 +1,47 @@
+"""Scripts that run on machines, kept as real ``.sh`` files so they can be linted and run in tests.
+
+A template marks each value it needs as ``{{name}}``. ``render`` fills every marker with a shell-quoted
+value (a list becomes shell-quoted words, for arrays: ``ARGS=({{args}})``), and refuses a missing or
+unused value and any ``pulumi.Output``: a rendered script is plain text known at preview time, so it can
+never carry a secret resolved from the secret store.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
+MARKER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
+
+
+def path(name: str) -> Path:
+    return SCRIPTS_DIR / name
+
+
+def source(name: str) -> str:
+    return path(name).read_text()
+
+
+Value = str | int | bool | list[str] | tuple[str, ...]
+
+
+def render(name: str, **values: Value) -> str:
+    """The script ``name`` with each ``{{key}}`` replaced by its shell-quoted value."""
+    text = source(name)
+    wanted = set(MARKER.findall(text))
+    missing, unused = wanted - values.keys(), values.keys() - wanted
+    if missing or unused:
+        raise ValueError(f"{name}: missing values {sorted(missing)}, unused values {sorted(unused)}")
+    for key, value in values.items():
+        words = value if isinstance(value, list | tuple) else [value]
+        if not all(isinstance(word, str | int | bool) for word in words):
+            raise TypeError(f"{name}: {key} must be plain text known at preview time, not {type(value)}")
+    return MARKER.sub(lambda m: _quoted(values[m.group(1)]), text)
+
+
+def _quoted(value: Value) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(shlex.quote(str(word)) for word in value)
+    return shlex.quote(str(value).lower() if isinstance(value, bool) else str(value))

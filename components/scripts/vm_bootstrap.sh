@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Turns a GPU VM into a vLLM replica: the GCP startup script and the AWS user data, run as root at boot.
+#
+#   vm_bootstrap.sh            boot: check the GPU stack, install the systemd unit, start it
+#   vm_bootstrap.sh secrets    (unit ExecStartPre) read the HF token and API key from the secret store
+#   vm_bootstrap.sh run        (unit ExecStart) run the pinned vLLM container in the foreground
+#
+# Secrets are read from the cloud's secret store at every (re)start into a root-only file on tmpfs and
+# reach the container through --env-file: they are never in this script, the unit, argv or the log.
+set -euo pipefail
+
+# Rendered by components/vm.py. CLOUD: gcp | aws; REGION: the AWS region of the secrets; ROLE: serve |
+# ray-head | ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
+# CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
+# multi-node); RAY_ENV and RAY_BOOTSTRAP: ray_bootstrap.sh settings and source, empty when ROLE=serve.
+CLOUD={{cloud}}
+REGION={{region}}
+IMAGE={{image}}
+ROLE={{role}}
+API_KEY_SECRET={{api_key_secret}}
+HF_TOKEN_SECRET={{hf_token_secret}}
+CONTAINER_ENV=({{container_env}})
+VLLM_ARGV=({{vllm_argv}})
+RAY_ENV=({{ray_env}})
+RAY_BOOTSTRAP={{ray_bootstrap}}
+
+# Fixed on a VM; overridable so the tests can run the script in a scratch directory.
+INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
+SECRETS_FILE=${VLLM_SECRETS_FILE:-/run/vllm/secrets.env}
+HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
+UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
+
+log() { echo "vllm-bootstrap: $*"; }
+
+read_secret() {
+  local name=$1
+  case "$CLOUD" in
+    gcp)
+      gcloud secrets versions access latest --secret="$name" --quiet
+      ;;
+    aws)
+      aws secretsmanager get-secret-value --region "$REGION" --secret-id "$name" \
+        --query SecretString --output text
+      ;;
+    *)
+      log "unknown cloud '$CLOUD'"
+      return 2
+      ;;
+  esac
+}
+
+write_secrets() {
+  local attempt api_key hf_token=""
+  install -d -m 0700 "$(dirname "$SECRETS_FILE")"
+  for attempt in 1 2 3 4 5 6; do
+    if api_key=$(read_secret "$API_KEY_SECRET") \
+      && { [ -z "$HF_TOKEN_SECRET" ] || hf_token=$(read_secret "$HF_TOKEN_SECRET"); }; then
+      umask 077
+      {
+        printf 'VLLM_API_KEY=%s\n' "$api_key"
+        if [ -n "$hf_token" ]; then printf 'HF_TOKEN=%s\n' "$hf_token"; fi
+      } >"$SECRETS_FILE"
+      log "secrets read from the $CLOUD secret store"
+      return 0
+    fi
+    log "secret store not readable yet (attempt $attempt of 6)"
+    sleep $((attempt * 5))
+  done
+  log "cannot read secrets $API_KEY_SECRET${HF_TOKEN_SECRET:+ and $HF_TOKEN_SECRET}: check the instance's service account / role"
+  return 1
+}
+
+wait_for_gpus() {
+  local waited=0
+  until nvidia-smi >/dev/null 2>&1; do
+    if [ "$waited" -ge 900 ]; then
+      log "no NVIDIA driver after ${waited}s"
+      return 1
+    fi
+    log "waiting for the NVIDIA driver (${waited}s)"
+    sleep 15
+    waited=$((waited + 15))
+  done
+  log "GPUs: $(nvidia-smi --query-gpu=name --format=csv,noheader | sort | uniq -c | xargs)"
+}
+
+ensure_container_runtime() {
+  if command -v docker >/dev/null && command -v nvidia-ctk >/dev/null; then
+    return 0
+  fi
+  log "installing Docker and the NVIDIA container toolkit"
+  export DEBIAN_FRONTEND=noninteractive
+  curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
+    | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+  curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+    | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \
+      >/etc/apt/sources.list.d/nvidia-container-toolkit.list
+  apt-get update -q
+  apt-get install -y -q docker.io nvidia-container-toolkit
+  nvidia-ctk runtime configure --runtime=docker
+  systemctl restart docker
+}
+
+install_unit() {
+  install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
+  install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
+  if [ -n "$RAY_BOOTSTRAP" ]; then
+    printf '%s\n' "$RAY_BOOTSTRAP" >"$INSTALL_DIR/ray_bootstrap.sh"
+    chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
+  fi
+  cat >"$UNIT" <<EOF
+[Unit]
+Description=vLLM OpenAI-compatible server ($ROLE)
+After=docker.service network-online.target
+Wants=network-online.target
+Requires=docker.service
+
+[Service]
+Restart=always
+RestartSec=10
+TimeoutStartSec=infinity
+ExecStartPre=-/usr/bin/docker rm -f vllm
+ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh secrets
+ExecStart=$INSTALL_DIR/vm_bootstrap.sh run
+ExecStop=/usr/bin/docker stop --time 60 vllm
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl daemon-reload
+  systemctl enable vllm.service
+}
+
+run_container() {
+  local -a docker_args=(
+    run --name vllm --rm --gpus all --ipc=host --network host
+    --env-file "$SECRETS_FILE"
+    --volume "$HF_CACHE:/root/.cache/huggingface"
+  )
+  local pair
+  for pair in "${CONTAINER_ENV[@]}" "${RAY_ENV[@]}"; do
+    docker_args+=(--env "$pair")
+  done
+  case "$ROLE" in
+    serve)
+      exec docker "${docker_args[@]}" --entrypoint "${VLLM_ARGV[0]}" "$IMAGE" "${VLLM_ARGV[@]:1}"
+      ;;
+    ray-head | ray-worker)
+      # Ray needs /dev/infiniband for EFA/RDMA when the machine has it.
+      if [ -d /dev/infiniband ]; then docker_args+=(--device /dev/infiniband); fi
+      docker_args+=(--volume "$INSTALL_DIR/ray_bootstrap.sh:/opt/vllm/ray_bootstrap.sh:ro" --entrypoint bash)
+      if [ "$ROLE" = ray-head ]; then
+        exec docker "${docker_args[@]}" "$IMAGE" /opt/vllm/ray_bootstrap.sh head -- "${VLLM_ARGV[@]}"
+      fi
+      exec docker "${docker_args[@]}" "$IMAGE" /opt/vllm/ray_bootstrap.sh worker
+      ;;
+    *)
+      log "unknown role '$ROLE'"
+      exit 2
+      ;;
+  esac
+}
+
+main() {
+  case "${1:-boot}" in
+    boot)
+      log "booting a vLLM $ROLE on $CLOUD with $IMAGE"
+      wait_for_gpus
+      ensure_container_runtime
+      install_unit
+      systemctl restart vllm.service
+      log "vllm.service started; health is judged by the load balancer on /health"
+      ;;
+    secrets) write_secrets ;;
+    run) run_container ;;
+    *)
+      log "usage: $0 [boot|secrets|run]"
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"

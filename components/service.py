@@ -1,0 +1,66 @@
+"""The cloud-agnostic service: secrets, then the chosen cloud's replicas and load balancer."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+
+from components.spec import ServiceSpec
+
+API_KEY_LENGTH = 48
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret values on their way into the cloud's secret store; never rendered into anything else."""
+
+    api_key: pulumi.Output[str]
+    hf_token: pulumi.Output[str] | None  # None for open models
+
+
+@dataclass
+class VllmServiceArgs:
+    spec: ServiceSpec
+    hf_token: pulumi.Output[str] | None = None  # vllm:hfToken
+    api_key: pulumi.Output[str] | None = None  # vllm:apiKey; generated when absent
+
+
+class VllmService(pulumi.ComponentResource):
+    """One vLLM service: ``replicas`` replicas of ``nodes`` machines each, behind one load balancer.
+
+    The cloud module (``components.<cloud>``) is imported only for the stack's cloud, so a Kubernetes
+    stack never loads the GCP or AWS SDK. Its ``build`` declares everything under this component and
+    returns the native components for callers who need them (the escape hatch).
+    """
+
+    endpoint: pulumi.Output[str]
+    api_key: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:index:VllmService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        if args.api_key is None:
+            generated = random.RandomPassword(
+                f"{name}-api-key", length=API_KEY_LENGTH, special=False, opts=child
+            )
+            self.api_key = pulumi.Output.secret(generated.result)
+        else:
+            self.api_key = pulumi.Output.secret(args.api_key)
+        hf_token = pulumi.Output.secret(args.hf_token) if args.hf_token is not None else None
+        cloud = importlib.import_module(f"components.{args.spec.cloud}")
+        self.deployment = cloud.build(args.spec, Secrets(api_key=self.api_key, hf_token=hf_token), self)
+        self.endpoint = self.deployment.endpoint
+        self.register_outputs({"endpoint": self.endpoint})
+
+
+@dataclass
+class Deployment:
+    """What a cloud module built: the public endpoint and its native components (the escape hatch)."""
+
+    endpoint: pulumi.Output[str]
+    load_balancer: pulumi.ComponentResource
+    replicas: list[pulumi.ComponentResource]  # one VllmReplica, or one RayGroup per replica when nodes > 1
+    network: pulumi.ComponentResource | None = None

@@ -1,0 +1,39 @@
+"""What GCP and AWS share for GPU VMs: the boot script that turns a VM into a vLLM replica."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from components import scripts
+from components.launch import LaunchSpec
+from components.spec import ServiceSpec
+
+VM_ROLES = ("serve", "ray-head", "ray-worker")
+
+
+def bootstrap_script(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    *,
+    api_key_secret: str,
+    hf_token_secret: str | None,
+    role: str = "serve",
+    ray_env: Mapping[str, str] | None = None,
+) -> str:
+    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries."""
+    if role not in VM_ROLES:
+        raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
+    multi_node = role != "serve"
+    return scripts.render(
+        "vm_bootstrap.sh",
+        cloud=spec.cloud,
+        region=spec.region or "",
+        image=spec.image,
+        role=role,
+        api_key_secret=api_key_secret,
+        hf_token_secret=hf_token_secret or "",
+        container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
+        vllm_argv=list(launch.argv),
+        ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
+        ray_bootstrap=scripts.source("ray_bootstrap.sh") if multi_node else "",
+    )

@@ -1,0 +1,121 @@
+"""The VM boot script shared by GCP and AWS: linted, and run with fake cloud CLIs and a fake docker."""
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.launch import launch_spec
+from components.spec import build_spec
+from components.vm import bootstrap_script
+
+SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
+API_KEY, HF_TOKEN = "sk-test-key-456", "hf_testtoken123"
+
+
+def shellcheck(text: str) -> subprocess.CompletedProcess:
+    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
+    return subprocess.run([binary, "-s", "bash", "-"], input=text, capture_output=True, text=True)
+
+
+def rendered(stack: str, role: str = "serve", hf: bool = True, **config) -> str:
+    spec = build_spec(stack, config)
+    return bootstrap_script(
+        spec,
+        launch_spec(spec, has_hf_token=hf),
+        api_key_secret=f"{spec.name}-api-key",
+        hf_token_secret=f"{spec.name}-hf-token" if hf else None,
+        role=role,
+        ray_env={"RAY_HEAD_ADDRESS": "10.0.0.2", "RAY_EXPECTED_NODES": "2"} if role != "serve" else None,
+    )
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> dict[str, str]:
+    """Fake gcloud, aws and docker on PATH; docker records its argv; paths redirected into tmp_path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "gcloud": f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; *) exit 1;; esac',
+        "aws": f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; *) exit 1;; esac',
+        "docker": f'printf "%s\\n" "$@" > {tmp_path}/docker-argv',
+    }
+    for name, body in fakes.items():
+        path = bin_dir / name
+        path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "VLLM_SECRETS_FILE": str(tmp_path / "run" / "secrets.env"),
+        "VLLM_INSTALL_DIR": str(tmp_path / "opt"),
+        "VLLM_HF_CACHE": str(tmp_path / "cache"),
+        "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+        "TMP": str(tmp_path),
+    }
+
+
+def run_script(text: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    script = Path(env["TMP"]) / "boot.sh"
+    script.write_text(text)
+    return subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("role", ["serve", "ray-head", "ray-worker"])
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_the_rendered_script_passes_shellcheck(stack, role):
+    result = shellcheck(rendered(stack, role))
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_script_names_secrets_but_never_holds_them():
+    text = rendered("gcp-h100")
+    assert "vllm-gcp-h100-api-key" in text
+    assert API_KEY not in text and HF_TOKEN not in text
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_secrets_are_read_from_the_store_into_a_root_only_env_file(sandbox, stack):
+    result = run_script(rendered(stack), sandbox, "secrets")
+    assert result.returncode == 0, result.stderr
+    secrets_file = Path(sandbox["VLLM_SECRETS_FILE"])
+    assert secrets_file.read_text() == f"VLLM_API_KEY={API_KEY}\nHF_TOKEN={HF_TOKEN}\n"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert API_KEY not in result.stdout + result.stderr and HF_TOKEN not in result.stdout + result.stderr
+
+
+def test_open_models_read_only_the_api_key(sandbox):
+    assert run_script(rendered("gcp-h100", hf=False), sandbox, "secrets").returncode == 0
+    assert Path(sandbox["VLLM_SECRETS_FILE"]).read_text() == f"VLLM_API_KEY={API_KEY}\n"
+
+
+def test_the_container_runs_pinned_with_gpus_shared_memory_and_the_secret_env_file(sandbox):
+    result = run_script(rendered("gcp-h100"), sandbox, "run")
+    assert result.returncode == 0, result.stderr
+    argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    assert argv[:2] == ["run", "--name"]
+    assert {"--gpus", "--ipc=host", "--network"} <= set(argv)
+    assert argv[argv.index("--env-file") + 1] == sandbox["VLLM_SECRETS_FILE"]
+    image_at = argv.index("vllm/vllm-openai:v0.33.0")
+    assert argv[image_at - 1] == "vllm"  # --entrypoint vllm
+    assert argv[image_at + 1 : image_at + 3] == ["serve", "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8"]
+    assert API_KEY not in argv and HF_TOKEN not in argv
+
+
+def test_a_ray_head_runs_the_ray_bootstrap_with_vllm_as_its_command(sandbox):
+    assert run_script(rendered("gcp-h100-multinode", "ray-head"), sandbox, "run").returncode == 0
+    argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    at = argv.index("/opt/vllm/ray_bootstrap.sh")
+    assert argv[at + 1 : at + 5] == ["head", "--", "vllm", "serve"]
+    assert "RAY_HEAD_ADDRESS=10.0.0.2" in argv
+
+
+def test_an_unreadable_secret_store_fails_with_a_clear_message(sandbox):
+    failing = Path(sandbox["PATH"].split(":")[0]) / "gcloud"
+    failing.write_text("#!/usr/bin/env bash\nexit 1\n")
+    text = rendered("gcp-h100").replace("sleep $((attempt * 5))", "true")
+    result = run_script(text, sandbox, "secrets")
+    assert result.returncode != 0
+    assert "cannot read secrets" in result.stdout
