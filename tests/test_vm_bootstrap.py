@@ -10,6 +10,7 @@ import pytest
 from components.launch import launch_spec
 from components.spec import build_spec
 from components.vm import bootstrap_script
+from policy import validators as policy_validators
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 API_KEY, HF_TOKEN = "sk-test-key-456", "hf_testtoken123"
@@ -119,3 +120,8 @@ def test_an_unreadable_secret_store_fails_with_a_clear_message(sandbox):
     result = run_script(text, sandbox, "secrets")
     assert result.returncode != 0
     assert "cannot read secrets" in result.stdout
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_the_policy_packs_secret_scan_finds_nothing_in_the_script(stack):
+    assert policy_validators.secrets_in_text(rendered(stack)) == []

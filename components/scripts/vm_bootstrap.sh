@@ -57,8 +57,8 @@ write_secrets() {
       && { [ -z "$HF_TOKEN_SECRET" ] || hf_token=$(read_secret "$HF_TOKEN_SECRET"); }; then
       umask 077
       {
-        printf 'VLLM_API_KEY=%s\n' "$api_key"
-        if [ -n "$hf_token" ]; then printf 'HF_TOKEN=%s\n' "$hf_token"; fi
+        printf '%s=%s\n' VLLM_API_KEY "$api_key"
+        if [ -n "$hf_token" ]; then printf '%s=%s\n' HF_TOKEN "$hf_token"; fi
       } >"$SECRETS_FILE"
       log "secrets read from the $CLOUD secret store"
       return 0

@@ -1,0 +1,6 @@
+"""What the mocked gcp provider computes: outputs by resource type, results by invoke token."""
+
+from collections.abc import Callable
+
+OUTPUTS: dict[str, Callable[[dict, str], dict]] = {}
+CALLS: dict[str, Callable[[dict], dict]] = {}

@@ -1,0 +1,250 @@
+"""`python -m tools.status` against a local server that answers like vLLM with ``--api-key``."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tools import status
+
+pytestmark = pytest.mark.timeout(30)
+
+API_KEY = "sk-test-3f9c2a71d4e8"
+SERVED_MODEL = "llama-3-8b"
+FAST_POLL = ["--interval", "0.02"]
+
+
+@dataclass
+class FakeVllm:
+    """vLLM's observable behaviour: /health 503 while loading, then 200; /v1 routes need the Bearer key."""
+
+    loading_polls: int  # /health requests answered 503 before the model is loaded
+    completions: list[dict] = field(default_factory=list)
+
+    def answer(self, method: str, path: str, authorization: str | None, body: bytes) -> tuple[int, dict]:
+        if method == "GET" and path == "/health":
+            if self.loading_polls > 0:
+                self.loading_polls -= 1
+                return 503, {"error": "model loading"}
+            return 200, {}
+        if authorization != f"Bearer {API_KEY}":
+            return 401, {"error": "Unauthorized"}
+        if method == "GET" and path == "/v1/models":
+            return 200, {"object": "list", "data": [{"id": SERVED_MODEL, "object": "model"}]}
+        if method == "POST" and path == "/v1/chat/completions":
+            request = json.loads(body)
+            self.completions.append(request)
+            if request.get("model") != SERVED_MODEL:
+                return 404, {"error": {"message": f"The model `{request.get('model')}` does not exist."}}
+            return 200, {"choices": [{"message": {"role": "assistant", "content": "I"}}], "usage": {}}
+        return 404, {"detail": "Not Found"}
+
+
+def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, method: str) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            code, payload = fake.answer(method, self.path, self.headers.get("Authorization"), body)
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self._reply("GET")
+
+        def do_POST(self) -> None:
+            self._reply("POST")
+
+        def log_message(self, *args: object) -> None:
+            """Keep test output quiet."""
+
+    return Handler
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(loading_polls: int = 0) -> tuple[str, FakeVllm]:
+        fake = FakeVllm(loading_polls)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", fake
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = status.main(list(argv), env={"PATH": ""} if env is None else env, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_ready_server_exits_0_with_a_row_per_check(serve):
+    url, _ = serve()
+    code, out, _ = run("--endpoint", url, "--api-key", API_KEY)
+    assert code == status.EXIT_READY
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.startswith("/")}
+    assert rows == {check: ["OK", "200"] for check in ("/health", "/v1/models", "/v1/chat/completions")}
+    assert SERVED_MODEL in out
+    assert out.rstrip().endswith("READY")
+
+
+def test_probe_is_skyserves_one_token_chat_completion(serve):
+    url, fake = serve()
+    run("--endpoint", url, "--api-key", API_KEY)
+    assert fake.completions == [
+        {
+            "model": SERVED_MODEL,
+            "messages": [{"role": "user", "content": "Hello! What is your name?"}],
+            "max_tokens": 1,
+        }
+    ]
+
+
+def test_wrong_key_exits_1_naming_the_models_check(serve):
+    url, _ = serve()
+    code, out, _ = run("--endpoint", url, "--api-key", "sk-wrong")
+    assert code == status.EXIT_NOT_READY
+    assert "NOT READY: /v1/models 401" in out
+    assert "the API key was refused" in out
+
+
+def test_missing_key_is_named_as_the_reason(serve):
+    url, _ = serve()
+    code, out, _ = run("--endpoint", url)
+    assert code == status.EXIT_NOT_READY
+    assert "no API key given" in out
+
+
+def test_loading_server_exits_1_and_skips_the_api_checks(serve):
+    url, fake = serve(loading_polls=100)
+    code, out, _ = run("--endpoint", url, "--api-key", API_KEY)
+    assert code == status.EXIT_NOT_READY
+    assert "NOT READY: /health 503" in out
+    assert out.count("SKIP") == 2
+    assert fake.completions == []
+
+
+def test_unreachable_endpoint_exits_1_with_connection_failed():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    code, out, _ = run("--endpoint", f"http://127.0.0.1:{port}", "--api-key", API_KEY)
+    assert code == status.EXIT_NOT_READY
+    assert "connection failed" in out
+
+
+def test_endpoint_and_key_come_from_the_environment(serve):
+    url, _ = serve()
+    code, _, _ = run(env={"PATH": "", "VLLM_ENDPOINT": f"{url}/v1/", "VLLM_API_KEY": API_KEY})
+    assert code == status.EXIT_READY
+
+
+def test_wait_polls_until_ready_with_one_progress_line_per_poll(serve):
+    url, _ = serve(loading_polls=3)
+    code, out, err = run("--endpoint", url, "--api-key", API_KEY, "--wait", "--timeout", "10", *FAST_POLL)
+    assert code == status.EXIT_READY
+    progress = err.splitlines()
+    assert len(progress) == 3
+    assert all(line.startswith(f"waiting for {url}: /health 503 (") for line in progress)
+    assert progress[0].endswith("s of 10 s)")
+    assert out.rstrip().endswith("READY")
+
+
+def test_wait_times_out_with_exit_3_against_a_server_that_never_loads(serve):
+    url, _ = serve(loading_polls=10**6)
+    code, out, _ = run("--endpoint", url, "--api-key", API_KEY, "--wait", "--timeout", "0.2", *FAST_POLL)
+    assert code == status.EXIT_TIMEOUT
+    assert "TIMED OUT waiting: /health 503" in out
+
+
+def test_no_endpoint_exits_2_with_what_to_pass(capsys):
+    code, _, err = run()
+    assert code == status.EXIT_CONFIG
+    assert "no endpoint: pass --stack NAME, or --endpoint URL" in err
+
+
+def test_stack_without_pulumi_cli_exits_2_saying_so():
+    code, _, err = run("--stack", "gcp-h100", env={"PATH": ""})
+    assert code == status.EXIT_CONFIG
+    assert "the pulumi CLI is not on PATH" in err
+
+
+def _fake_pulumi(directory: Path, outputs: dict) -> dict[str, str]:
+    """A `pulumi` on PATH that prints the given stack outputs, and records how it was called."""
+    script = directory / "pulumi"
+    script.write_text(f"#!/bin/sh\necho \"$@\" > {directory}/argv\nprintf '%s\\n' '{json.dumps(outputs)}'\n")
+    script.chmod(0o755)
+    return {"PATH": str(directory)}
+
+
+def test_stack_outputs_supply_endpoint_key_and_model(serve, tmp_path):
+    url, fake = serve()
+    env = _fake_pulumi(tmp_path, {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL})
+    code, _, _ = run("--stack", "gcp-h100", env=env)
+    assert code == status.EXIT_READY
+    assert (tmp_path / "argv").read_text().split() == [
+        *("stack", "output", "--json", "--show-secrets", "--stack", "gcp-h100")
+    ]
+    assert fake.completions[0]["model"] == SERVED_MODEL
+
+
+def test_stack_without_endpoint_output_exits_2(tmp_path):
+    code, _, err = run("--stack", "gcp-h100", env=_fake_pulumi(tmp_path, {}))
+    assert code == status.EXIT_CONFIG
+    assert "stack gcp-h100 has no endpoint output" in err
+
+
+def test_api_key_never_appears_in_any_output(serve, tmp_path):
+    url, _ = serve(loading_polls=2)
+    env = _fake_pulumi(tmp_path, {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL})
+    outputs = [
+        run("--stack", "s", "--wait", "--timeout", "10", *FAST_POLL, env=env),
+        run("--stack", "s", "--json", env=env),
+        run("--endpoint", url, "--api-key", API_KEY, "--wait", "--timeout", "0.05", *FAST_POLL),
+    ]
+    assert all(API_KEY not in out + err for _, out, err in outputs)
+
+
+def test_json_report_shape(serve):
+    url, _ = serve()
+    code, out, _ = run("--endpoint", url, "--api-key", API_KEY, "--json")
+    report = json.loads(out)
+    assert code == status.EXIT_READY
+    assert set(report) == {"endpoint", "ready", "timedOut", "checks"}
+    assert (report["endpoint"], report["ready"], report["timedOut"]) == (url, True, False)
+    assert [check["check"] for check in report["checks"]] == ["/health", "/v1/models", "/v1/chat/completions"]
+    assert all(
+        set(check) == {"check", "status", "httpStatus", "latencyMs", "detail"} and check["status"] == "OK"
+        for check in report["checks"]
+    )
+    assert all(isinstance(check["latencyMs"], int) for check in report["checks"])
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        status.main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert all(line in help_text for line in ("0  ready", "1  not ready", "2  usage", "3  timed out"))
+
+
+def test_base_url_accepts_a_bare_host_or_an_openai_base_url():
+    assert status.base_url("203.0.113.7") == "http://203.0.113.7"
+    assert status.base_url("https://llm.example.com/v1/") == "https://llm.example.com"

@@ -1,0 +1,1 @@
+"""Operability commands, run from the repository root as ``python -m tools.<command>``."""

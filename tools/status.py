@@ -1,0 +1,383 @@
+"""Is a deployed vLLM endpoint serving? The ``sky serve status`` of these stacks.
+
+    python -m tools.status --stack gcp-h100 [--wait] [--timeout 3600] [--json]
+    python -m tools.status --endpoint https://203.0.113.7 [--api-key KEY]   (or VLLM_ENDPOINT, VLLM_API_KEY)
+
+Three checks, in order; a failed check skips the ones after it:
+  /health               GET without the key: the engine is up (vLLM answers 200 once the weights are loaded)
+  /v1/models            GET with the key: the API answers, the key is right, the served names are listed
+  /v1/chat/completions  a one-token completion (SkyServe's readiness probe): the model generates
+
+Exit codes:
+  0  ready: every check passed
+  1  not ready: a check failed
+  2  usage or configuration error: no endpoint given, no pulumi CLI, unreadable stack outputs
+  3  timed out: --wait gave up before the endpoint became ready
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import requests
+
+EXIT_READY = 0
+EXIT_NOT_READY = 1
+EXIT_CONFIG = 2
+EXIT_TIMEOUT = 3
+
+HEALTH = "/health"
+MODELS = "/v1/models"
+COMPLETION = "/v1/chat/completions"
+#: SkyServe's readiness probe for vLLM: one generated token proves the model answers, at the least cost.
+PROBE_MESSAGES = ({"role": "user", "content": "Hello! What is your name?"},)
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 30.0
+#: SkyPilot's vLLM recipe gives its probe 60 s: a first completion may queue behind a full batch.
+COMPLETION_TIMEOUT_SECONDS = 60.0
+#: GCP's longest autohealing delay: a large checkpoint can take most of an hour to download and load.
+DEFAULT_WAIT_SECONDS = 3600.0
+DEFAULT_INTERVAL_SECONDS = 10.0  # SkyServe probes every 10 s
+PULUMI_TIMEOUT_SECONDS = 120
+
+
+class ConfigError(Exception):
+    """Nothing to check, or no way to learn what to check."""
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoint: str  # base URL without a trailing slash or /v1
+    api_key: str | None
+    model: str | None  # the stack's served model name, used when /v1/models lists none
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    status: str  # OK | FAIL | SKIP
+    http_status: int | None
+    latency_ms: int | None
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "OK"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "status": self.status,
+            "httpStatus": self.http_status,
+            "latencyMs": self.latency_ms,
+            "detail": self.detail,
+        }
+
+
+def base_url(endpoint: str) -> str:
+    """Accept what people paste: a bare host, a trailing slash, or an OpenAI ``base_url`` ending in /v1."""
+    url = endpoint.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    return url.removesuffix("/v1")
+
+
+def stack_target(stack: str, env: Mapping[str, str]) -> Target:
+    """Read the stack's ``endpoint``, ``apiKey`` and ``model`` outputs with the pulumi CLI."""
+    pulumi = shutil.which("pulumi", path=env.get("PATH", ""))
+    if pulumi is None:
+        raise ConfigError(
+            "the pulumi CLI is not on PATH: install it to read the stack's outputs, "
+            "or pass --endpoint URL with the key in VLLM_API_KEY"
+        )
+    command = [pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack]
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            timeout=PULUMI_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        raise ConfigError(
+            f"pulumi stack output --stack {stack} took over {PULUMI_TIMEOUT_SECONDS} s"
+        ) from error
+    if completed.returncode != 0:
+        reason = completed.stderr.strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
+        raise ConfigError(f"pulumi stack output --stack {stack} failed: {reason[0]}")
+    try:
+        outputs = json.loads(completed.stdout)
+    except ValueError as error:
+        raise ConfigError(f"pulumi stack output --stack {stack} did not print JSON") from error
+    endpoint = outputs.get("endpoint") if isinstance(outputs, dict) else None
+    if not isinstance(endpoint, str) or not endpoint:
+        raise ConfigError(f"stack {stack} has no endpoint output: has `pulumi up --stack {stack}` run?")
+    return Target(base_url(endpoint), outputs.get("apiKey") or None, outputs.get("model") or None)
+
+
+def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
+    if args.stack:
+        return stack_target(args.stack, env)
+    endpoint = args.endpoint or env.get("VLLM_ENDPOINT")
+    if not endpoint:
+        raise ConfigError("no endpoint: pass --stack NAME, or --endpoint URL (or set VLLM_ENDPOINT)")
+    return Target(base_url(endpoint), args.api_key or env.get("VLLM_API_KEY") or None, None)
+
+
+def _error_detail(response: requests.Response, api_key: str | None) -> str:
+    """The server's own reason, short: vLLM answers errors as {"error": ...} or {"message": ...}."""
+    if response.status_code == 401 and not api_key:
+        return "unauthorized: no API key given (--api-key or VLLM_API_KEY)"
+    if response.status_code == 401:
+        return "unauthorized: the API key was refused"
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or ""
+    error = body.get("error", body) if isinstance(body, dict) else body
+    message = (error.get("message") or error.get("detail")) if isinstance(error, dict) else error
+    return str(message or response.reason)[:120]
+
+
+def _send(check: str, send: Callable[[], requests.Response]) -> tuple[requests.Response | None, CheckResult]:
+    """Time one request; a transport failure becomes a FAIL result, a response is for the caller to judge."""
+    started = time.monotonic()
+    try:
+        response = send()
+    except requests.RequestException as error:
+        return None, CheckResult(check, "FAIL", None, _ms_since(started), _transport_failure(error))
+    return response, CheckResult(check, "OK", response.status_code, _ms_since(started), "")
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)
+
+
+def _transport_failure(error: requests.RequestException) -> str:
+    if isinstance(error, requests.Timeout):  # before ConnectionError: a connect timeout is both
+        return "timed out"
+    if isinstance(error, requests.ConnectionError):
+        return "connection failed"
+    return type(error).__name__
+
+
+def _judge(result: CheckResult, response: requests.Response, ok: bool, detail: str) -> CheckResult:
+    return CheckResult(result.check, "OK" if ok else "FAIL", response.status_code, result.latency_ms, detail)
+
+
+def check_health(session: requests.Session, target: Target, timeout: tuple[float, float]) -> CheckResult:
+    response, result = _send(HEALTH, lambda: session.get(f"{target.endpoint}{HEALTH}", timeout=timeout))
+    if response is None:
+        return result
+    ok = response.status_code == 200
+    return _judge(result, response, ok, "" if ok else _error_detail(response, target.api_key))
+
+
+def check_models(
+    session: requests.Session, target: Target, headers: Mapping[str, str], timeout: tuple[float, float]
+) -> tuple[CheckResult, list[str]]:
+    url = f"{target.endpoint}{MODELS}"
+    response, result = _send(MODELS, lambda: session.get(url, headers=headers, timeout=timeout))
+    if response is None:
+        return result, []
+    if response.status_code != 200:
+        return _judge(result, response, False, _error_detail(response, target.api_key)), []
+    try:
+        served = [str(model["id"]) for model in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        return _judge(result, response, False, "not an OpenAI model list"), []
+    if not served:
+        return _judge(result, response, False, "no models listed"), []
+    return _judge(result, response, True, ", ".join(served)), served
+
+
+def check_completion(
+    session: requests.Session,
+    target: Target,
+    headers: Mapping[str, str],
+    model: str,
+    timeout: tuple[float, float],
+) -> CheckResult:
+    body = {"model": model, "messages": list(PROBE_MESSAGES), "max_tokens": 1}
+    url = f"{target.endpoint}{COMPLETION}"
+    response, result = _send(
+        COMPLETION, lambda: session.post(url, json=body, headers=headers, timeout=timeout)
+    )
+    if response is None:
+        return result
+    ok = response.status_code == 200
+    return _judge(
+        result, response, ok, f"{model} answered" if ok else _error_detail(response, target.api_key)
+    )
+
+
+def _timeouts(read_seconds: float, time_left: float | None) -> tuple[float, float]:
+    """(connect, read) timeouts, never past the --wait deadline."""
+    if time_left is None:
+        return CONNECT_TIMEOUT_SECONDS, read_seconds
+    limit = max(time_left, 0.1)
+    return min(CONNECT_TIMEOUT_SECONDS, limit), min(read_seconds, limit)
+
+
+def _skipped(check: str, after: str) -> CheckResult:
+    return CheckResult(check, "SKIP", None, None, f"{after} failed")
+
+
+def run_checks(
+    session: requests.Session, target: Target, time_left: float | None = None
+) -> list[CheckResult]:
+    health = check_health(session, target, _timeouts(READ_TIMEOUT_SECONDS, time_left))
+    if not health.passed:
+        return [health, _skipped(MODELS, HEALTH), _skipped(COMPLETION, HEALTH)]
+    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    models, served = check_models(session, target, headers, _timeouts(READ_TIMEOUT_SECONDS, time_left))
+    if not models.passed:
+        return [health, models, _skipped(COMPLETION, MODELS)]
+    model = target.model if target.model in served else served[0]
+    timeout = _timeouts(COMPLETION_TIMEOUT_SECONDS, time_left)
+    return [health, models, check_completion(session, target, headers, model, timeout)]
+
+
+def first_failure(results: Sequence[CheckResult]) -> str:
+    """'/health 503' or '/health connection failed': what stands between the endpoint and ready."""
+    failed = next(result for result in results if not result.passed)
+    return f"{failed.check} {failed.http_status or failed.detail}"
+
+
+def wait_until_ready(
+    probe: Callable[[float], list[CheckResult]],
+    endpoint: str,
+    timeout: float,
+    interval: float,
+    progress: Callable[[str], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[CheckResult], bool]:
+    """Probe until every check passes or ``timeout`` seconds pass; returns the last results and timed-out."""
+    started = clock()
+    while True:
+        results = probe(timeout - (clock() - started))
+        if all(result.passed for result in results):
+            return results, False
+        elapsed = clock() - started
+        if elapsed >= timeout:
+            return results, True
+        progress(f"waiting for {endpoint}: {first_failure(results)} ({elapsed:.0f} s of {timeout:.0f} s)")
+        sleep(min(interval, timeout - elapsed))
+
+
+def render_table(endpoint: str, results: Sequence[CheckResult], timed_out: bool) -> str:
+    rows = [("CHECK", "STATUS", "LATENCY", "DETAIL")]
+    for result in results:
+        status = f"{result.status} {result.http_status}" if result.http_status else result.status
+        latency = "-" if result.latency_ms is None else f"{result.latency_ms} ms"
+        rows.append((result.check, status, latency, result.detail))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = [f"Endpoint: {endpoint}", ""]
+    for check, status, latency, detail in rows:
+        lines.append(
+            f"{check:<{widths[0]}}  {status:<{widths[1]}}  {latency:>{widths[2]}}  {detail}".rstrip()
+        )
+    if all(result.passed for result in results):
+        lines += ["", "READY"]
+    else:
+        verdict = "TIMED OUT waiting" if timed_out else "NOT READY"
+        lines += ["", f"{verdict}: {first_failure(results)}"]
+    return "\n".join(lines)
+
+
+def render_json(endpoint: str, results: Sequence[CheckResult], timed_out: bool) -> str:
+    report = {
+        "endpoint": endpoint,
+        "ready": all(result.passed for result in results),
+        "timedOut": timed_out,
+        "checks": [result.as_json() for result in results],
+    }
+    return json.dumps(report, indent=2)
+
+
+def _redact(text: str, secret: str | None) -> str:
+    """Last line of defence: the key never reaches the terminal, whatever a server echoes back."""
+    return text.replace(secret, "***") if secret else text
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    summary, _, details = (__doc__ or "").partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.status",
+        description=summary,
+        epilog=details,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--stack", help="read endpoint, apiKey and model from this stack's outputs")
+    source.add_argument("--endpoint", help="the endpoint's base URL (default: $VLLM_ENDPOINT)")
+    parser.add_argument(
+        "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
+    )
+    parser.add_argument("--wait", action="store_true", help="poll until ready or --timeout")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_WAIT_SECONDS,
+        help="seconds --wait polls (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL_SECONDS,
+        help="seconds between --wait polls (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.stack and args.api_key:
+        parser.error("--api-key goes with --endpoint; --stack reads the key from the stack's outputs")
+    if args.timeout <= 0 or args.interval <= 0:
+        parser.error("--timeout and --interval take a positive number of seconds")
+    return args
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] = os.environ,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    args = parse_args(argv)
+    try:
+        target = resolve_target(args, env)
+    except ConfigError as error:
+        print(f"error: {error}", file=err)
+        return EXIT_CONFIG
+    with requests.Session() as session:
+        if args.wait:
+            results, timed_out = wait_until_ready(
+                lambda time_left: run_checks(session, target, time_left),
+                target.endpoint,
+                args.timeout,
+                args.interval,
+                progress=lambda line: print(_redact(line, target.api_key), file=err, flush=True),
+            )
+        else:
+            results, timed_out = run_checks(session, target), False
+    render = render_json if args.json else render_table
+    print(_redact(render(target.endpoint, results, timed_out), target.api_key), file=out)
+    if all(result.passed for result in results):
+        return EXIT_READY
+    return EXIT_TIMEOUT if timed_out else EXIT_NOT_READY
+
+
+if __name__ == "__main__":
+    sys.exit(main())
