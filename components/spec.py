@@ -456,9 +456,8 @@ def build_spec(
     zone = read.string("gcp:zone") if cloud == "gcp" else None
     if zone is not None and region is not None and not zone.startswith(f"{region}-"):
         raise SpecError("gcp:zone", zone, f"a zone of gcp:region {region} (e.g. {region}-a)")
-    if cloud == "gcp" and offering is not None and offering.zones and region not in offering.zones:
-        regions = ", ".join(sorted(offering.zones))
-        raise SpecError("gcp:region", region, f"a region that sells {offering.machine_type}: {regions}")
+    if cloud == "gcp" and offering is not None and offering.zones:
+        _check_gcp_placement(offering, region, zone)
 
     spec = ServiceSpec(
         stack=stack,
@@ -485,6 +484,18 @@ def build_spec(
     )
     _check_disk_fits_model(spec)
     return spec
+
+
+def _check_gcp_placement(offering: catalog.Offering, region: str, zone: str | None) -> None:
+    """The region, and the zone when pinned, must sell the machine (GPU capacity is per zone)."""
+    sold = offering.zones.get(region, ())
+    if not sold:
+        regions = ", ".join(sorted(offering.zones))
+        raise SpecError("gcp:region", region, f"a region that sells {offering.machine_type}: {regions}")
+    if zone is not None and zone not in sold:
+        raise SpecError(
+            "gcp:zone", zone, f"a zone of {region} that sells {offering.machine_type}: {', '.join(sold)}"
+        )
 
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

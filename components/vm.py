@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 from collections.abc import Mapping
 
 from components import scripts
@@ -35,5 +37,10 @@ def bootstrap_script(
         container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
         vllm_argv=list(launch.argv),
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
-        ray_bootstrap=scripts.source("ray_bootstrap.sh") if multi_node else "",
+        ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
     )
+
+
+def _packed(text: str) -> str:
+    """gzip + base64, byte-for-byte reproducible (mtime 0) so an unchanged script is no diff."""
+    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()

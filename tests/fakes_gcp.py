@@ -1,6 +1,65 @@
-"""What the mocked gcp provider computes: outputs by resource type, results by invoke token."""
+"""What the mocked gcp provider computes: outputs by resource type, results by invoke token.
+
+The mock echoes a resource's inputs as its outputs; these add what GCP computes (autonamed names, links,
+the load balancer's address, a service account's email) in a fixed fake project.
+"""
 
 from collections.abc import Callable
 
-OUTPUTS: dict[str, Callable[[dict, str], dict]] = {}
+PROJECT = "test-project"
+LB_ADDRESS = "203.0.113.10"
+COMPUTE = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}"
+
+
+def _named(collection: str) -> Callable[[dict, str], dict]:
+    def outputs(inputs: dict, name: str) -> dict:
+        physical = inputs.get("name") or name
+        link = f"{COMPUTE}/{collection}/{physical}"
+        return {
+            "name": physical,
+            "selfLink": link,
+            "selfLinkUnique": f"{link}?uniqueId=1",
+            "project": PROJECT,
+        }
+
+    return outputs
+
+
+def _group_manager(collection: str) -> Callable[[dict, str], dict]:
+    def outputs(inputs: dict, name: str) -> dict:
+        result = _named(collection)(inputs, name)
+        result["instanceGroup"] = f"{COMPUTE}/{collection.replace('Managers', 's')}/{result['name']}"
+        return result
+
+    return outputs
+
+
+def _service_account(inputs: dict, name: str) -> dict:
+    email = f"{inputs['accountId']}@{PROJECT}.iam.gserviceaccount.com"
+    return {"email": email, "member": f"serviceAccount:{email}", "project": PROJECT}
+
+
+def _global_address(inputs: dict, name: str) -> dict:
+    return {**_named("global/addresses")(inputs, name), "address": LB_ADDRESS}
+
+
+OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
+    "gcp:compute/network:Network": _named("global/networks"),
+    "gcp:compute/subnetwork:Subnetwork": _named("regions/r/subnetworks"),
+    "gcp:compute/router:Router": _named("regions/r/routers"),
+    "gcp:compute/instanceTemplate:InstanceTemplate": _named("global/instanceTemplates"),
+    "gcp:compute/resourcePolicy:ResourcePolicy": _named("regions/r/resourcePolicies"),
+    "gcp:compute/address:Address": _named("regions/r/addresses"),
+    "gcp:compute/healthCheck:HealthCheck": _named("global/healthChecks"),
+    "gcp:compute/backendService:BackendService": _named("global/backendServices"),
+    "gcp:compute/securityPolicy:SecurityPolicy": _named("global/securityPolicies"),
+    "gcp:compute/uRLMap:URLMap": _named("global/urlMaps"),
+    "gcp:compute/targetHttpProxy:TargetHttpProxy": _named("global/targetHttpProxies"),
+    "gcp:compute/globalAddress:GlobalAddress": _global_address,
+    "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": _group_manager(
+        "regions/r/instanceGroupManagers"
+    ),
+    "gcp:compute/instanceGroupManager:InstanceGroupManager": _group_manager("zones/z/instanceGroupManagers"),
+    "gcp:serviceaccount/account:Account": _service_account,
+}
 CALLS: dict[str, Callable[[dict], dict]] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from components import scripts
 from components.launch import launch_spec
 from components.spec import build_spec
 from components.vm import bootstrap_script
@@ -42,6 +43,9 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "gcloud": f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; *) exit 1;; esac',
         "aws": f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; *) exit 1;; esac',
         "docker": f'printf "%s\\n" "$@" > {tmp_path}/docker-argv',
+        "nvidia-smi": 'echo "NVIDIA H100 80GB HBM3"',
+        "nvidia-ctk": "true",
+        "systemctl": f'echo "$*" >> {tmp_path}/systemctl-calls',
     }
     for name, body in fakes.items():
         path = bin_dir / name
@@ -125,3 +129,21 @@ def test_an_unreadable_secret_store_fails_with_a_clear_message(sandbox):
 @pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
 def test_the_policy_packs_secret_scan_finds_nothing_in_the_script(stack):
     assert policy_validators.secrets_in_text(rendered(stack)) == []
+
+
+def test_boot_installs_a_self_restarting_unit_that_reads_secrets_at_every_start(sandbox):
+    result = run_script(rendered("gcp-h100"), sandbox, "boot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
+    install_dir = sandbox["VLLM_INSTALL_DIR"]
+    assert "Restart=always" in unit
+    assert f"ExecStartPre={install_dir}/vm_bootstrap.sh secrets" in unit
+    assert f"ExecStart={install_dir}/vm_bootstrap.sh run" in unit
+    calls = (Path(sandbox["TMP"]) / "systemctl-calls").read_text().splitlines()
+    assert calls == ["daemon-reload", "enable vllm.service", "restart vllm.service"]
+
+
+def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):
+    assert run_script(rendered("gcp-h100-multinode", "ray-worker"), sandbox, "boot").returncode == 0
+    unpacked = Path(sandbox["VLLM_INSTALL_DIR"]) / "ray_bootstrap.sh"
+    assert unpacked.read_text() == scripts.source("ray_bootstrap.sh")

@@ -12,7 +12,8 @@ set -euo pipefail
 # Rendered by components/vm.py. CLOUD: gcp | aws; REGION: the AWS region of the secrets; ROLE: serve |
 # ray-head | ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
 # CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
-# multi-node); RAY_ENV and RAY_BOOTSTRAP: ray_bootstrap.sh settings and source, empty when ROLE=serve.
+# multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
+# (user data is limited to 16 KB on AWS). Both empty when ROLE=serve.
 CLOUD={{cloud}}
 REGION={{region}}
 IMAGE={{image}}
@@ -22,7 +23,7 @@ HF_TOKEN_SECRET={{hf_token_secret}}
 CONTAINER_ENV=({{container_env}})
 VLLM_ARGV=({{vllm_argv}})
 RAY_ENV=({{ray_env}})
-RAY_BOOTSTRAP={{ray_bootstrap}}
+RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -104,8 +105,8 @@ ensure_container_runtime() {
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
-  if [ -n "$RAY_BOOTSTRAP" ]; then
-    printf '%s\n' "$RAY_BOOTSTRAP" >"$INSTALL_DIR/ray_bootstrap.sh"
+  if [ -n "$RAY_BOOTSTRAP_GZIP_BASE64" ]; then
+    base64 -d <<<"$RAY_BOOTSTRAP_GZIP_BASE64" | gunzip >"$INSTALL_DIR/ray_bootstrap.sh"
     chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
   fi
   cat >"$UNIT" <<EOF

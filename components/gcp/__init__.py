@@ -1,0 +1,74 @@
+"""vLLM on Google Cloud: private GPU VMs in managed instance groups behind a global external ALB.
+
+``build`` declares, under the ``VllmService`` component, one explicit ``gcp`` provider and:
+``Network`` (VPC, NAT, LB firewall), ``ServiceIdentity`` (service account + Secret Manager),
+``VllmReplica`` (one regional MIG) or one ``RayGroup`` per replica when ``vllm:nodes`` > 1, and
+``LoadBalancer``. Only the load balancer's forwarding rule has a public address.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp
+
+from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
+from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.gcp.network import Network, NetworkArgs
+from components.gcp.ray_group import RayGroup, RayGroupArgs
+from components.gcp.replica import VllmReplica, VllmReplicaArgs
+from components.launch import launch_spec
+from components.service import Deployment, Secrets
+from components.spec import ServiceSpec
+
+__all__ = ["LoadBalancer", "Network", "RayGroup", "ServiceIdentity", "VllmReplica", "build", "serving_zones"]
+
+
+def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
+    """The pinned ``gcp:zone``, else every zone of the region that sells the machine (spec.py checks both)."""
+    return (spec.zone,) if spec.zone is not None else tuple(spec.offering.zones[spec.region])
+
+
+def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
+    zones = serving_zones(spec)
+    launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
+    provider = pulumi_gcp.Provider(
+        "gcp",
+        project=spec.project,
+        region=spec.region,
+        zone=spec.zone,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+    network = Network(spec.name, NetworkArgs(spec=spec, provider=provider), opts)
+    identity = ServiceIdentity(
+        spec.name,
+        ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token, provider=provider),
+        opts,
+    )
+    replicas: list[VllmReplica] | list[RayGroup]
+    if spec.nodes == 1:
+        replicas = [
+            VllmReplica(
+                spec.name,
+                VllmReplicaArgs(spec, launch, network, identity, zones=zones, provider=provider),
+                opts,
+            )
+        ]
+    else:
+        # Groups take the region's zones in turn, so replicas do not share one zone's fate.
+        replicas = [
+            RayGroup(
+                f"{spec.name}-r{index}",
+                RayGroupArgs(spec, launch, network, identity, index, zones[index % len(zones)], provider),
+                opts,
+            )
+            for index in range(spec.replicas)
+        ]
+    load_balancer = LoadBalancer(
+        spec.name,
+        LoadBalancerArgs(spec, launch, [replica.instance_group for replica in replicas], provider),
+        opts,
+    )
+    return Deployment(
+        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, network=network
+    )

@@ -1,0 +1,172 @@
+"""The only public entry: a global external Application LB serving ``/v1/*`` and ``/health`` alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp.compute as compute
+
+from components import launch as launch_module
+from components.gcp.replica import PORT_NAME
+from components.launch import LaunchSpec
+from components.spec import OPEN_TO_ALL, ServiceSpec
+
+#: For a global external ALB the backend timeout bounds the whole response, streamed (SSE) or not; it is
+#: no idle timeout. One hour covers a long reasoning completion (32k tokens at ~10 tokens/s under load).
+RESPONSE_TIMEOUT_SECONDS = 3600
+#: A replica being replaced keeps its in-flight completions this long before it is removed.
+CONNECTION_DRAINING_SECONDS = 600
+#: Everything the path matcher does not route: answered by the proxy itself, never forwarded to vLLM.
+NOT_ROUTED_STATUS = 404
+#: Cloud Armor's basic source-IP match takes at most 10 ranges per rule.
+CIDRS_PER_RULE = 10
+DEFAULT_RULE_PRIORITY = 2147483647
+PATH_MATCHER = "openai-api"
+
+
+def public_paths() -> list[str]:
+    """URL map path patterns for the public API: ``/v1/*`` and ``/health`` (from the launch spec)."""
+    prefixes = [f"{prefix.rstrip('/')}/*" for prefix in launch_module.PUBLIC_PATH_PREFIXES]
+    return [*prefixes, *launch_module.PUBLIC_EXACT_PATHS]
+
+
+def _example_path(pattern: str) -> str:
+    return pattern.replace("/*", "/models") if pattern.endswith("/*") else pattern
+
+
+def restricts_sources(spec: ServiceSpec) -> bool:
+    return not set(OPEN_TO_ALL) & set(spec.allowed_cidrs)
+
+
+def security_policy_rules(cidrs: Sequence[str]) -> list[dict]:
+    """Allow the given CIDRs (in rules of at most 10 ranges), deny everyone else with 403."""
+    allow = [
+        {
+            "priority": 1000 + index,
+            "action": "allow",
+            "description": "vllm:allowedCidrs",
+            "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": list(chunk)}},
+        }
+        for index, chunk in enumerate(
+            cidrs[start : start + CIDRS_PER_RULE] for start in range(0, len(cidrs), CIDRS_PER_RULE)
+        )
+    ]
+    deny = {
+        "priority": DEFAULT_RULE_PRIORITY,
+        "action": "deny(403)",
+        "description": "everyone outside vllm:allowedCidrs",
+        "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}},
+    }
+    return [*allow, deny]
+
+
+@dataclass
+class LoadBalancerArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    instance_groups: Sequence[pulumi.Input[str]]  # one per serving group (a regional MIG or a Ray head)
+    provider: pulumi.ProviderResource
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """Global external ALB (EXTERNAL_MANAGED) on port 80 in front of the serving instance groups.
+
+    The URL map routes ``/v1/*`` and ``/health`` to vLLM. Every other path (``/metrics``, ``/tokenize``,
+    ``/invocations``, ``/pause``, ``/update_weights``...) hits a route action that aborts 100% of
+    requests with 404 in the proxy: GCP requires a service behind every route, but a fault-injection abort
+    answers before any backend is chosen, so those requests never reach a VM.
+    """
+
+    health_check: compute.HealthCheck
+    security_policy: compute.SecurityPolicy | None
+    backend_service: compute.BackendService
+    url_map: compute.URLMap
+    proxy: compute.TargetHttpProxy
+    address: compute.GlobalAddress
+    forwarding_rule: compute.GlobalForwardingRule
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:gcp:LoadBalancer", name, None, opts)
+        spec, probes = args.spec, args.launch.probes
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.health_check = compute.HealthCheck(
+            f"{name}-health",
+            description="vLLM readiness for the load balancer: route only to replicas whose /health is 200",
+            check_interval_sec=probes.period_seconds,
+            timeout_sec=probes.timeout_seconds,
+            healthy_threshold=probes.healthy_threshold,
+            unhealthy_threshold=probes.unhealthy_threshold,
+            http_health_check={"port": args.launch.port, "request_path": args.launch.health_path},
+            opts=child,
+        )
+        self.security_policy = None
+        if restricts_sources(spec):
+            self.security_policy = compute.SecurityPolicy(
+                f"{name}-allowed-cidrs",
+                description=f"vLLM stack {spec.stack}: only vllm:allowedCidrs",
+                type="CLOUD_ARMOR",
+                rules=security_policy_rules(spec.allowed_cidrs),
+                opts=child,
+            )
+        self.backend_service = compute.BackendService(
+            f"{name}-backend",
+            description=f"vLLM stack {spec.stack}",
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            protocol="HTTP",
+            port_name=PORT_NAME,
+            timeout_sec=RESPONSE_TIMEOUT_SECONDS,
+            connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
+            locality_lb_policy="LEAST_REQUEST",  # completions vary 1000x in length: balance in-flight work
+            health_checks=self.health_check.id,
+            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know.
+            backends=[
+                {"group": group, "balancing_mode": "UTILIZATION", "capacity_scaler": 1.0}
+                for group in args.instance_groups
+            ],
+            security_policy=self.security_policy.id if self.security_policy is not None else None,
+            log_config={"enable": True, "sample_rate": 1.0},
+            opts=child,
+        )
+        backend = self.backend_service.id
+        not_routed = {
+            "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
+        }
+        self.url_map = compute.URLMap(
+            f"{name}-urls",
+            description="Only the OpenAI API (/v1/*) and /health reach vLLM",
+            default_service=backend,
+            default_route_action=not_routed,
+            host_rules=[{"hosts": ["*"], "path_matcher": PATH_MATCHER}],
+            path_matchers=[
+                {
+                    "name": PATH_MATCHER,
+                    "default_service": backend,
+                    "default_route_action": not_routed,
+                    "path_rules": [{"paths": public_paths(), "service": backend}],
+                }
+            ],
+            # GCP refuses an update of the map that would break these.
+            tests=[
+                {"host": "vllm.example.com", "path": _example_path(path), "service": backend}
+                for path in public_paths()
+            ],
+            opts=child,
+        )
+        self.proxy = compute.TargetHttpProxy(f"{name}-proxy", url_map=self.url_map.id, opts=child)
+        self.address = compute.GlobalAddress(
+            f"{name}-address", address_type="EXTERNAL", ip_version="IPV4", opts=child
+        )
+        self.forwarding_rule = compute.GlobalForwardingRule(
+            f"{name}-http",
+            target=self.proxy.id,
+            ip_address=self.address.address,
+            ip_protocol="TCP",
+            port_range="80",
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            opts=child,
+        )
+        self.endpoint = pulumi.Output.concat("http://", self.address.address)
+        self.register_outputs({"endpoint": self.endpoint})

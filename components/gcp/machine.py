@@ -1,0 +1,191 @@
+"""What every GPU VM of the stack shares: its instance template and its autohealing health check.
+
+``VllmReplica`` (one machine per replica) and ``RayGroup`` (a head and workers per replica) both build
+their VMs here, so a serving VM and a Ray node differ only in their role, tags and placement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp.compute as compute
+
+from components import vm
+from components.gcp.identity import ServiceIdentity
+from components.gcp.network import Network
+from components.launch import LaunchSpec, ProbeTimings
+from components.spec import ServiceSpec
+
+#: Deep Learning VM image family (Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570: H100/H200/B200/A100/L4/T4/V100;
+#: ships Docker and the NVIDIA container toolkit, which vm_bootstrap.sh still verifies). Current in
+#: deeplearning-platform-release as of 2026-11 per GCP's DLVM image list; check it with
+#: ``gcloud compute images describe-from-family common-cu128-ubuntu-2204-nvidia-570
+#: --project deeplearning-platform-release``. New VMs take the family's newest image.
+BOOT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
+
+#: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and
+#: A4 take Hyperdisk only, A3 High takes both (Hyperdisk Balanced reads the weights faster), while A2, G2 and
+#: N1 do not take Hyperdisk Balanced; pd-balanced is their SSD-backed default.
+HYPERDISK_SERIES = ("a3", "a4")
+
+#: GCP bounds (compute API docs): autohealing initialDelaySec 0-3600, health check interval up to 300 s,
+#: unhealthyThreshold 1-10.
+MAX_INITIAL_DELAY_SECONDS = 3600
+MAX_CHECK_INTERVAL_SECONDS = 300
+MAX_UNHEALTHY_THRESHOLD = 10
+
+#: Compact placement needs a machine series that supports it; N1 (T4/V100) does not.
+COMPACT_PLACEMENT_SERIES = ("a2", "a3", "a4", "g2")
+
+VM_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+def machine_series(spec: ServiceSpec) -> str:
+    return spec.offering.machine_type.split("-")[0]
+
+
+def boot_disk_type(spec: ServiceSpec) -> str:
+    return "hyperdisk-balanced" if machine_series(spec) in HYPERDISK_SERIES else "pd-balanced"
+
+
+def scheduling(spec: ServiceSpec) -> dict:
+    """GPU VMs cannot live-migrate (TERMINATE on host maintenance); spot VMs are deleted on preemption
+    so the managed group recreates them when capacity returns."""
+    if spec.spot:
+        return {
+            "on_host_maintenance": "TERMINATE",
+            "automatic_restart": False,
+            "preemptible": True,
+            "provisioning_model": "SPOT",
+            "instance_termination_action": "DELETE",
+        }
+    return {"on_host_maintenance": "TERMINATE", "automatic_restart": True, "provisioning_model": "STANDARD"}
+
+
+@dataclass(frozen=True)
+class AutohealingTimings:
+    """A health check and initial delay that never replace a replica still loading its model.
+
+    GCP caps the initial delay at 3600 s. When the load budget is longer, the remainder is covered by the
+    check's tolerance instead: the most consecutive failures GCP allows, spaced so that they span it.
+    """
+
+    initial_delay_seconds: int
+    check_interval_seconds: int
+    timeout_seconds: int
+    healthy_threshold: int
+    unhealthy_threshold: int
+
+    @property
+    def tolerated_seconds(self) -> int:
+        """How long after boot a VM may stay unhealthy before it is recreated."""
+        return self.initial_delay_seconds + self.check_interval_seconds * self.unhealthy_threshold
+
+
+def autohealing_timings(probes: ProbeTimings) -> AutohealingTimings:
+    initial_delay = min(probes.startup_seconds, MAX_INITIAL_DELAY_SECONDS)
+    overflow = probes.startup_seconds - initial_delay
+    interval, threshold = probes.period_seconds, probes.unhealthy_threshold
+    if overflow > 0:
+        threshold = MAX_UNHEALTHY_THRESHOLD
+        interval = min(MAX_CHECK_INTERVAL_SECONDS, max(interval, math.ceil(overflow / threshold)))
+    return AutohealingTimings(
+        initial_delay_seconds=initial_delay,
+        check_interval_seconds=interval,
+        timeout_seconds=min(probes.timeout_seconds, interval),
+        healthy_threshold=probes.healthy_threshold,
+        unhealthy_threshold=threshold,
+    )
+
+
+def autohealing_check(
+    name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions
+) -> tuple[compute.HealthCheck, AutohealingTimings]:
+    """The managed group's own check on ``/health`` (separate from the LB's, as GCP recommends, so the
+    LB can stop routing quickly while the group waits longer before recreating a VM)."""
+    timings = autohealing_timings(launch.probes)
+    check = compute.HealthCheck(
+        name,
+        description="vLLM autohealing: recreate a VM whose /health fails after its model load budget",
+        check_interval_sec=timings.check_interval_seconds,
+        timeout_sec=timings.timeout_seconds,
+        healthy_threshold=timings.healthy_threshold,
+        unhealthy_threshold=timings.unhealthy_threshold,
+        http_health_check={"port": launch.port, "request_path": launch.health_path},
+        opts=opts,
+    )
+    return check, timings
+
+
+@dataclass
+class VmRole:
+    """What distinguishes the VMs of one instance template."""
+
+    role: str  # vm.VM_ROLES
+    tags: Sequence[str]
+    ray_env: Mapping[str, str] | None = None
+    placement_policy: pulumi.Input[str] | None = None
+
+
+def instance_template(
+    name: str,
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    vm_role: VmRole,
+    network: Network,
+    identity: ServiceIdentity,
+    opts: pulumi.ResourceOptions,
+) -> compute.InstanceTemplate:
+    """A GPU VM: catalog machine, DLVM boot disk, gVNIC without external IP, the stack's service account,
+    and the boot script, which names its secrets but never holds them."""
+    offering = spec.offering
+    startup_script = vm.bootstrap_script(
+        spec,
+        launch,
+        api_key_secret=identity.api_key_secret,
+        hf_token_secret=identity.hf_token_secret,
+        role=vm_role.role,
+        ray_env=vm_role.ray_env,
+    )
+    return compute.InstanceTemplate(
+        name,
+        description=f"vLLM {vm_role.role} on {offering.machine_type} ({spec.gpu}) for stack {spec.stack}",
+        machine_type=offering.machine_type,
+        guest_accelerators=(
+            [{"type": offering.accelerator_type, "count": offering.gpu_count}]
+            if offering.accelerator_type
+            else None
+        ),
+        scheduling=scheduling(spec),
+        disks=[
+            {
+                "boot": True,
+                "auto_delete": True,
+                "source_image": BOOT_IMAGE,
+                "disk_size_gb": spec.disk_size_gb,
+                "disk_type": boot_disk_type(spec),
+            }
+        ],
+        # No access_configs: no external IP. Egress goes through Cloud NAT.
+        network_interfaces=[{"subnetwork": network.subnetwork.id, "nic_type": "GVNIC"}],
+        # Secure Boot stays off: the DLVM installs the NVIDIA kernel modules at first boot, unsigned.
+        shielded_instance_config={
+            "enable_secure_boot": False,
+            "enable_vtpm": True,
+            "enable_integrity_monitoring": True,
+        },
+        service_account={"email": identity.account.email, "scopes": list(VM_SCOPES)},
+        metadata={
+            "startup-script": startup_script,
+            "install-nvidia-driver": "True",
+            "enable-oslogin": "TRUE",
+            "block-project-ssh-keys": "TRUE",
+        },
+        tags=list(vm_role.tags),
+        labels={"app": "vllm", "stack": spec.name, "role": vm_role.role},
+        resource_policies=vm_role.placement_policy,  # one policy at most (the SDK takes a single link)
+        opts=opts,
+    )

@@ -1,0 +1,90 @@
+"""The service's own VPC: private GPU VMs that reach out through Cloud NAT and are reached only by the LB."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp.compute as compute
+
+from components import launch
+from components.spec import ServiceSpec
+
+#: The subnet every VM of the stack lives in. The VPC is dedicated to the stack, so any private range works;
+#: a /16 holds the largest spec (1000 replicas is the spec's bound, 64 nodes per replica).
+SUBNET_CIDR = ipaddress.IPv4Network("10.64.0.0/16")
+
+#: Where Google's health checkers and the global external Application Load Balancer's proxies (Google Front
+#: Ends) connect from: https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges (the
+#: ranges ``compute.get_lbip_ranges()`` returns; fixed values avoid an invoke at every preview).
+GOOGLE_LB_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
+
+
+@dataclass
+class NetworkArgs:
+    spec: ServiceSpec
+    provider: pulumi.ProviderResource
+
+
+class Network(pulumi.ComponentResource):
+    """VPC + subnet (Private Google Access), Cloud Router + NAT for image and weight pulls, and one firewall
+    rule: the serving port from Google's LB ranges to VMs tagged ``serving_tag``. A custom VPC denies every
+    other ingress by default, so there is no SSH and no public port on any VM."""
+
+    network: compute.Network
+    subnetwork: compute.Subnetwork
+    router: compute.Router
+    nat: compute.RouterNat
+    serving_firewall: compute.Firewall
+    serving_tag: str
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:gcp:Network", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.serving_tag = spec.name
+        self.network = compute.Network(
+            f"{name}-vpc",
+            auto_create_subnetworks=False,
+            routing_mode="REGIONAL",
+            description=f"vLLM stack {spec.stack}: GPU VMs without external IPs",
+            opts=child,
+        )
+        self.subnetwork = compute.Subnetwork(
+            f"{name}-subnet",
+            network=self.network.id,
+            region=spec.region,
+            ip_cidr_range=str(SUBNET_CIDR),
+            private_ip_google_access=True,  # Secret Manager, Logging, Artifact Registry without NAT
+            opts=child,
+        )
+        self.router = compute.Router(
+            f"{name}-router", network=self.network.id, region=spec.region, opts=child
+        )
+        # Hugging Face downloads open many parallel connections per VM (hf_transfer): dynamic port allocation
+        # lets one VM take up to 64k NAT ports while idle VMs keep few.
+        self.nat = compute.RouterNat(
+            f"{name}-nat",
+            router=self.router.name,
+            region=spec.region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            enable_dynamic_port_allocation=True,
+            enable_endpoint_independent_mapping=False,
+            min_ports_per_vm=1024,
+            max_ports_per_vm=65536,
+            log_config={"enable": True, "filter": "ERRORS_ONLY"},
+            opts=child,
+        )
+        self.serving_firewall = compute.Firewall(
+            f"{name}-allow-lb",
+            network=self.network.id,
+            direction="INGRESS",
+            description=f"vLLM port {launch.PORT} from Google health checkers and LB proxies only",
+            allows=[{"protocol": "tcp", "ports": [str(launch.PORT)]}],
+            source_ranges=list(GOOGLE_LB_RANGES),
+            target_tags=[self.serving_tag],
+            opts=child,
+        )
+        self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})

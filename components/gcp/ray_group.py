@@ -1,0 +1,200 @@
+"""Multi-node replicas: one Ray cluster (a head and ``nodes - 1`` workers) per replica, in one zone.
+
+The head's address must be known when the boot scripts are rendered (they are plain text, never Outputs)
+and must survive the head's replacement. Each group therefore reserves a fixed internal IP, chosen from
+the top of the stack's own subnet (away from the low addresses GCP hands out first), and the head's
+managed group pins it to its one VM with a per-instance config: autohealing and updates recreate the head
+under the same name with the same IP, and workers keep re-joining ``RAY_HEAD_ADDRESS`` until it answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp.compute as compute
+
+from components import launch as launch_module
+from components.gcp.identity import ServiceIdentity
+from components.gcp.machine import COMPACT_PLACEMENT_SERIES, VmRole, autohealing_check, instance_template
+from components.gcp.machine import machine_series as series_of
+from components.gcp.network import SUBNET_CIDR, Network
+from components.gcp.replica import PORT_NAME
+from components.launch import LaunchSpec
+from components.spec import ServiceSpec
+
+RAY_PORT = 6379
+
+
+def head_address(index: int) -> str:
+    """The reserved internal IP of group ``index``'s head: counted down from the subnet's last usable
+    address (GCP reserves the last two of every subnet)."""
+    return str(SUBNET_CIDR.broadcast_address - 2 - index)
+
+
+def ray_env(spec: ServiceSpec, index: int) -> dict[str, str]:
+    """ray_bootstrap.sh settings. The head waits for its workers for as long as the launch spec budgets
+    for a VM's boot and image pull (workers boot in parallel with it); systemd restarts it after that."""
+    return {
+        "RAY_HEAD_ADDRESS": head_address(index),
+        "RAY_PORT": str(RAY_PORT),
+        "RAY_EXPECTED_NODES": str(spec.nodes),
+        "RAY_GPUS_PER_NODE": str(spec.gpu.count),
+        "RAY_WAIT_TIMEOUT_SECONDS": str(launch_module.BASE_STARTUP_SECONDS),
+    }
+
+
+@dataclass
+class RayGroupArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    network: Network
+    identity: ServiceIdentity
+    index: int  # which replica this group is
+    zone: str
+    provider: pulumi.ProviderResource
+
+
+class RayGroup(pulumi.ComponentResource):
+    """One multi-node replica: a head MIG of one VM (the LB backend, autohealed on ``/health``) and a
+    worker MIG of ``nodes - 1`` VMs, compactly placed in one zone, with Ray traffic open only inside the
+    group.
+
+    Workers have no autohealing check: Ray's ports must stay closed to Google's health-check ranges. A
+    worker whose container dies is restarted by systemd (``Restart=always``) and re-joins the head; a
+    worker VM that stops or is preempted is recreated by its group; a worker that hangs breaks the
+    pipeline, so the head's ``/health`` fails and the head, and with it the Ray cluster, is rebuilt.
+    """
+
+    tag: str
+    firewall: compute.Firewall
+    placement_policy: compute.ResourcePolicy | None
+    head_ip: compute.Address
+    head_template: compute.InstanceTemplate
+    worker_template: compute.InstanceTemplate
+    health_check: compute.HealthCheck
+    head_group_manager: compute.InstanceGroupManager
+    head_instance: compute.PerInstanceConfig
+    worker_group_manager: compute.InstanceGroupManager
+    instance_group: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:gcp:RayGroup", name, None, opts)
+        spec, launch, index = args.spec, args.launch, args.index
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.tag = f"{spec.name}-ray{index}"
+        # Ray is unauthenticated and unencrypted: every port, but only between this group's own VMs.
+        self.firewall = compute.Firewall(
+            f"{name}-ray",
+            network=args.network.network.id,
+            direction="INGRESS",
+            description=f"Ray and NCCL traffic inside group {index} of vLLM stack {spec.stack} only",
+            allows=[{"protocol": "tcp"}, {"protocol": "udp"}, {"protocol": "icmp"}],
+            source_tags=[self.tag],
+            target_tags=[self.tag],
+            opts=child,
+        )
+        # Compact placement puts the group's VMs on one low-latency network block. No vm_count: GCP then
+        # applies the policy to VMs created over time by two groups (head and workers) and on recreation.
+        self.placement_policy = None
+        if series_of(spec) in COMPACT_PLACEMENT_SERIES:
+            self.placement_policy = compute.ResourcePolicy(
+                f"{name}-compact",
+                region=spec.region,
+                description=f"Compact placement of Ray group {index} of vLLM stack {spec.stack}",
+                group_placement_policy={"collocation": "COLLOCATED"},
+                opts=child,
+            )
+        placement = self.placement_policy.self_link if self.placement_policy is not None else None
+        self.head_ip = compute.Address(
+            f"{name}-head-ip",
+            address_type="INTERNAL",
+            purpose="GCE_ENDPOINT",
+            region=spec.region,
+            subnetwork=args.network.subnetwork.id,
+            address=head_address(index),
+            description=f"RAY_HEAD_ADDRESS of group {index}: kept across head replacements",
+            opts=child,
+        )
+        env = ray_env(spec, index)
+        self.head_template = instance_template(
+            f"{name}-head",
+            spec,
+            launch,
+            VmRole("ray-head", [args.network.serving_tag, self.tag], env, placement),
+            args.network,
+            args.identity,
+            child,
+        )
+        self.worker_template = instance_template(
+            f"{name}-worker",
+            spec,
+            launch,
+            VmRole("ray-worker", [self.tag], env, placement),
+            args.network,
+            args.identity,
+            child,
+        )
+        self.health_check, timings = autohealing_check(f"{name}-autoheal", launch, child)
+        head_name = f"{spec.name}-r{index}-head"
+        # No target_size: the per-instance config below creates the one head (createInstances), and an
+        # unset size is not reset by later updates.
+        self.head_group_manager = compute.InstanceGroupManager(
+            f"{name}-head",
+            base_instance_name=head_name,
+            zone=args.zone,
+            versions=[{"name": "ray-head", "instance_template": self.head_template.self_link_unique}],
+            named_ports=[{"name": PORT_NAME, "port": launch.port}],
+            auto_healing_policies={
+                "health_check": self.health_check.id,
+                "initial_delay_sec": timings.initial_delay_seconds,
+            },
+            # A VM with a preserved IP can only be recreated in place, one down at a time.
+            update_policy={
+                "type": "PROACTIVE",
+                "minimal_action": "REPLACE",
+                "replacement_method": "RECREATE",
+                "max_surge_fixed": 0,
+                "max_unavailable_fixed": 1,
+            },
+            wait_for_instances=False,
+            opts=child,
+        )
+        self.head_instance = compute.PerInstanceConfig(
+            f"{name}-head-instance",
+            zone=args.zone,
+            instance_group_manager=self.head_group_manager.name,
+            name=head_name,
+            preserved_state={
+                "internal_ips": [
+                    {
+                        "interface_name": "nic0",
+                        "auto_delete": "NEVER",
+                        "ip_address": {"address": self.head_ip.id},
+                    }
+                ]
+            },
+            minimal_action="REPLACE",
+            most_disruptive_allowed_action="REPLACE",
+            remove_instance_on_destroy=True,
+            opts=child,
+        )
+        workers = spec.nodes - 1
+        self.worker_group_manager = compute.InstanceGroupManager(
+            f"{name}-workers",
+            base_instance_name=f"{spec.name}-r{index}-worker",
+            zone=args.zone,
+            versions=[{"name": "ray-worker", "instance_template": self.worker_template.self_link_unique}],
+            target_size=workers,
+            # A Ray cluster cannot roll node by node across template versions: replace the workers together.
+            update_policy={
+                "type": "PROACTIVE",
+                "minimal_action": "REPLACE",
+                "max_surge_fixed": 0,
+                "max_unavailable_fixed": workers,
+            },
+            wait_for_instances=False,
+            opts=child,
+        )
+        self.instance_group = self.head_group_manager.instance_group
+        self.register_outputs({"instanceGroup": self.instance_group, "headAddress": head_address(index)})

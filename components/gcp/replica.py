@@ -1,0 +1,89 @@
+"""Single-node replicas: one regional managed instance group of identical GPU VMs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp.compute as compute
+
+from components.gcp.identity import ServiceIdentity
+from components.gcp.machine import VmRole, autohealing_check, instance_template
+from components.gcp.network import Network
+from components.launch import LaunchSpec
+from components.spec import ServiceSpec
+
+#: The named port the backend service sends traffic to.
+PORT_NAME = "http"
+
+
+def update_policy(zone_count: int) -> dict:
+    """Replace VMs proactively, adding the new one before removing the old (never below ``replicas``).
+
+    A regional group's fixed surge must be 0 or at least its number of zones. Proactive redistribution
+    stays off: it would delete healthy GPU VMs to even out zones, and GPU capacity is zone-scarce.
+    """
+    return {
+        "type": "PROACTIVE",
+        "minimal_action": "REPLACE",
+        "max_surge_fixed": zone_count,
+        "max_unavailable_fixed": 0,
+        "replacement_method": "SUBSTITUTE",
+        "instance_redistribution_type": "NONE",
+    }
+
+
+@dataclass
+class VllmReplicaArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    network: Network
+    identity: ServiceIdentity
+    zones: Sequence[str]  # zones of spec.region that sell the machine (or the pinned gcp:zone)
+    provider: pulumi.ProviderResource
+
+
+class VllmReplica(pulumi.ComponentResource):
+    """``spec.replicas`` VMs, each a whole vLLM server, spread over the zones that sell the machine and
+    recreated when ``/health`` fails after the model's load budget."""
+
+    template: compute.InstanceTemplate
+    health_check: compute.HealthCheck
+    group_manager: compute.RegionInstanceGroupManager
+    instance_group: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VllmReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:gcp:VllmReplica", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.health_check, timings = autohealing_check(f"{name}-autoheal", args.launch, child)
+        self.template = instance_template(
+            f"{name}-template",
+            spec,
+            args.launch,
+            VmRole(role="serve", tags=[args.network.serving_tag]),
+            args.network,
+            args.identity,
+            child,
+        )
+        self.group_manager = compute.RegionInstanceGroupManager(
+            f"{name}-mig",
+            base_instance_name=spec.name,
+            region=spec.region,
+            versions=[{"name": "vllm", "instance_template": self.template.self_link_unique}],
+            target_size=spec.replicas,
+            distribution_policy_zones=list(args.zones),
+            # Place VMs where capacity is, as evenly as it allows (needs redistribution NONE).
+            distribution_policy_target_shape="BALANCED",
+            named_ports=[{"name": PORT_NAME, "port": args.launch.port}],
+            auto_healing_policies={
+                "health_check": self.health_check.id,
+                "initial_delay_sec": timings.initial_delay_seconds,
+            },
+            update_policy=update_policy(len(args.zones)),
+            wait_for_instances=False,  # GPU VMs take many minutes to serve; the LB health check gates traffic
+            opts=child,
+        )
+        self.instance_group = self.group_manager.instance_group
+        self.register_outputs({"instanceGroup": self.instance_group})

@@ -1,0 +1,492 @@
+"""The GCP backend, single node: the real program under mocks, asserted on the resources it declares."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import catalog, launch
+from components.gcp.machine import MAX_INITIAL_DELAY_SECONDS, autohealing_timings
+from components.gcp.network import GOOGLE_LB_RANGES
+from components.launch import ProbeTimings
+from components.spec import SpecError, build_spec
+from tests.harness import Resource, Run, run_program
+
+SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
+MODEL = "Qwen/Qwen3-8B"
+#: How Pulumi marks a serialized secret value.
+SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
+
+PROVIDER = "pulumi:providers:gcp"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+REGIONAL_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+HEALTH_CHECK = "gcp:compute/healthCheck:HealthCheck"
+BACKEND = "gcp:compute/backendService:BackendService"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+FIREWALL = "gcp:compute/firewall:Firewall"
+SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
+SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
+SECRET = "gcp:secretmanager/secret:Secret"
+SECRET_GRANT = "gcp:secretmanager/secretIamMember:SecretIamMember"
+ACCOUNT = "gcp:serviceaccount/account:Account"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+
+# One program run per scenario, shared by the tests that read it.
+SCENARIOS = {
+    "h100": ("gcp-h100", {}),
+    "l4": ("l4-test", {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": MODEL, "vllm:replicas": 1}),
+    "t4": (
+        "t4-test",
+        {
+            "vllm:cloud": "gcp",
+            "vllm:gpu": "T4:2",
+            "vllm:model": MODEL,
+            "vllm:replicas": 3,
+            "vllm:allowedCidrs": ["203.0.113.0/24", "198.51.100.7/32"],
+        },
+    ),
+    "a100-spot": (
+        "a100-spot-test",
+        {"vllm:cloud": "gcp", "vllm:gpu": "A100-80GB:4", "vllm:model": MODEL, "vllm:spot": True},
+    ),
+    "zone": (
+        "zone-test",
+        {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": MODEL, "gcp:zone": "us-central1-b"},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Run]:
+    return {key: run_program(stack, config, secrets=SECRETS) for key, (stack, config) in SCENARIOS.items()}
+
+
+@pytest.fixture(scope="module")
+def h100(runs) -> Run:
+    return runs["h100"]
+
+
+def spec_of(key: str):
+    stack, config = SCENARIOS[key]
+    return build_spec(stack, config)
+
+
+def startup_script(run: Run) -> str:
+    return run.one(TEMPLATE).inputs["metadata"]["startup-script"]
+
+
+def reaches_backend(url_map: dict, host: str, path: str) -> bool:
+    """GCP's URL map evaluation for one request: host rule -> path matcher -> path rule or default. A
+    route action that aborts every request answers in the proxy: the request reaches no backend."""
+
+    def served(service: str | None, route_action: dict | None) -> bool:
+        abort = (route_action or {}).get("faultInjectionPolicy", {}).get("abort")
+        return service is not None and not (abort and abort["percentage"] >= 100)
+
+    matcher_name = next(
+        (
+            rule["pathMatcher"]
+            for rule in url_map.get("hostRules", [])
+            if host in rule["hosts"] or "*" in rule["hosts"]
+        ),
+        None,
+    )
+    if matcher_name is None:
+        return served(url_map.get("defaultService"), url_map.get("defaultRouteAction"))
+    matcher = next(m for m in url_map["pathMatchers"] if m["name"] == matcher_name)
+    for rule in matcher.get("pathRules", []):
+        for pattern in rule["paths"]:
+            if path == pattern or (pattern.endswith("/*") and path.startswith(pattern[:-1])):
+                return served(rule.get("service"), rule.get("routeAction"))
+    return served(matcher.get("defaultService"), matcher.get("defaultRouteAction"))
+
+
+# --- machines -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_template_uses_the_catalog_machine(runs, key):
+    assert runs[key].one(TEMPLATE).inputs["machineType"] == spec_of(key).offering.machine_type
+
+
+def test_n1_machines_get_their_gpus_as_guest_accelerators(runs):
+    template = runs["t4"].one(TEMPLATE).inputs
+    assert template["machineType"].startswith("n1-")
+    assert template["guestAccelerators"] == [{"type": "nvidia-tesla-t4", "count": 2}]
+
+
+def test_machines_with_built_in_gpus_get_no_guest_accelerator(h100):
+    assert not h100.one(TEMPLATE).inputs.get("guestAccelerators")
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_gpu_vms_terminate_on_host_maintenance(runs, key):
+    assert runs[key].one(TEMPLATE).inputs["scheduling"]["onHostMaintenance"] == "TERMINATE"
+
+
+def test_on_demand_vms_restart_automatically_and_are_not_spot(h100):
+    scheduling = h100.one(TEMPLATE).inputs["scheduling"]
+    assert scheduling["automaticRestart"] is True
+    assert scheduling["provisioningModel"] == "STANDARD"
+    assert not scheduling.get("preemptible")
+
+
+def test_spot_vms_are_spot_preemptible_and_deleted_on_preemption(runs):
+    scheduling = runs["a100-spot"].one(TEMPLATE).inputs["scheduling"]
+    assert scheduling["provisioningModel"] == "SPOT"
+    assert scheduling["preemptible"] is True
+    assert scheduling["automaticRestart"] is False
+    assert scheduling["instanceTerminationAction"] == "DELETE"
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_vms_use_gvnic_and_have_no_external_ip(runs, key):
+    (interface,) = runs[key].one(TEMPLATE).inputs["networkInterfaces"]
+    assert interface["nicType"] == "GVNIC"
+    assert not interface.get("accessConfigs")
+    assert not interface.get("ipv6AccessConfigs")
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_boot_disk_has_the_spec_size_and_the_gpu_image(runs, key):
+    (disk,) = runs[key].one(TEMPLATE).inputs["disks"]
+    assert disk["boot"] is True
+    assert disk["diskSizeGb"] == spec_of(key).disk_size_gb
+    assert disk["sourceImage"].startswith("projects/deeplearning-platform-release/global/images/family/")
+
+
+@pytest.mark.parametrize(
+    ("key", "disk_type"), [("h100", "hyperdisk-balanced"), ("l4", "pd-balanced"), ("t4", "pd-balanced")]
+)
+def test_the_boot_disk_type_is_one_the_machine_series_supports(runs, key, disk_type):
+    assert runs[key].one(TEMPLATE).inputs["disks"][0]["diskType"] == disk_type
+
+
+def test_vms_run_as_the_stack_service_account_with_the_cloud_platform_scope(h100):
+    account = h100.one(TEMPLATE).inputs["serviceAccount"]
+    assert account["email"] == h100.one(ACCOUNT).outputs["email"]
+    assert account["scopes"] == ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+def test_vms_are_shielded_with_vtpm_and_integrity_monitoring(h100):
+    shielded = h100.one(TEMPLATE).inputs["shieldedInstanceConfig"]
+    assert shielded["enableVtpm"] and shielded["enableIntegrityMonitoring"]
+
+
+def test_the_startup_script_is_the_vm_bootstrap_with_the_driver_installed(h100):
+    metadata = h100.one(TEMPLATE).inputs["metadata"]
+    assert metadata["install-nvidia-driver"] == "True"
+    assert "ROLE=serve" in metadata["startup-script"]
+    assert "API_KEY_SECRET=vllm-gcp-h100-api-key" in metadata["startup-script"]
+    assert "HF_TOKEN_SECRET=vllm-gcp-h100-hf-token" in metadata["startup-script"]
+
+
+@pytest.mark.parametrize("key", ["h100", "t4"])
+def test_the_startup_script_passes_shellcheck(runs, key):
+    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
+    result = subprocess.run(
+        [binary, "-s", "bash", "-"], input=startup_script(runs[key]), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+# --- managed instance group -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_group_runs_one_vm_per_replica(runs, key):
+    assert runs[key].one(REGIONAL_MIG).inputs["targetSize"] == spec_of(key).replicas
+
+
+def test_the_group_spreads_over_the_region_zones_that_sell_the_machine(h100):
+    spec = spec_of("h100")
+    assert h100.one(REGIONAL_MIG).inputs["distributionPolicyZones"] == list(spec.offering.zones[spec.region])
+
+
+def test_a_pinned_zone_is_the_only_zone(runs):
+    assert runs["zone"].one(REGIONAL_MIG).inputs["distributionPolicyZones"] == ["us-central1-b"]
+
+
+def test_the_group_names_the_serving_port(h100):
+    assert h100.one(REGIONAL_MIG).inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
+
+
+def test_the_group_uses_the_template_and_does_not_wait_for_gpu_boots(h100):
+    mig = h100.one(REGIONAL_MIG).inputs
+    assert mig["versions"][0]["instanceTemplate"] == h100.one(TEMPLATE).outputs["selfLinkUnique"]
+    assert mig["waitForInstances"] is False
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_group_autoheals_on_health_after_the_model_load_budget(runs, key):
+    run = runs[key]
+    policy = run.one(REGIONAL_MIG).inputs["autoHealingPolicies"]
+    check = next(c for c in run.of_type(HEALTH_CHECK) if f"{c.name}-id" == policy["healthCheck"])
+    assert check.inputs["httpHealthCheck"] == {"port": launch.PORT, "requestPath": launch.HEALTH_PATH}
+    startup = launch.probe_timings(spec_of(key)).startup_seconds
+    assert policy["initialDelaySec"] == min(startup, MAX_INITIAL_DELAY_SECONDS)
+    tolerated = (
+        policy["initialDelaySec"] + check.inputs["checkIntervalSec"] * check.inputs["unhealthyThreshold"]
+    )
+    assert tolerated >= startup
+
+
+def test_a_load_budget_over_gcps_initial_delay_cap_is_covered_by_the_check_tolerance():
+    timings = autohealing_timings(ProbeTimings(startup_seconds=4050))
+    assert timings.initial_delay_seconds == MAX_INITIAL_DELAY_SECONDS
+    assert timings.tolerated_seconds >= 4050
+    assert timings.timeout_seconds <= timings.check_interval_seconds
+
+
+def test_a_load_budget_under_the_cap_keeps_the_launch_probe_timings():
+    probes = ProbeTimings(startup_seconds=1200)
+    timings = autohealing_timings(probes)
+    assert timings.initial_delay_seconds == 1200
+    assert (timings.check_interval_seconds, timings.unhealthy_threshold) == (
+        probes.period_seconds,
+        probes.unhealthy_threshold,
+    )
+
+
+@pytest.mark.parametrize("key", ["h100", "zone"])
+def test_updates_surge_by_the_zone_count_and_never_go_below_the_replica_count(runs, key):
+    mig = runs[key].one(REGIONAL_MIG).inputs
+    policy = mig["updatePolicy"]
+    assert policy["type"] == "PROACTIVE"
+    assert policy["maxUnavailableFixed"] == 0
+    assert policy["maxSurgeFixed"] == len(mig["distributionPolicyZones"])
+    assert policy["instanceRedistributionType"] == "NONE"
+
+
+# --- load balancer --------------------------------------------------------------------------------------
+
+
+def test_the_lb_health_check_probes_health_on_the_serving_port(h100):
+    check = next(
+        c for c in h100.of_type(HEALTH_CHECK) if f"{c.name}-id" == h100.one(BACKEND).inputs["healthChecks"]
+    )
+    probes = launch.probe_timings(spec_of("h100"))
+    assert check.inputs["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
+    assert check.inputs["checkIntervalSec"] == probes.period_seconds
+    assert check.inputs["timeoutSec"] == probes.timeout_seconds
+    assert check.inputs["unhealthyThreshold"] == probes.unhealthy_threshold
+
+
+def test_the_backend_service_is_a_global_external_managed_http_backend(h100):
+    backend = h100.one(BACKEND).inputs
+    assert backend["loadBalancingScheme"] == "EXTERNAL_MANAGED"
+    assert backend["protocol"] == "HTTP"
+    assert backend["portName"] == "http"
+    assert backend["localityLbPolicy"] == "LEAST_REQUEST"
+    assert backend["timeoutSec"] >= 3600  # whole-response timeout: streamed completions run for minutes
+    assert backend["connectionDrainingTimeoutSec"] > 0
+
+
+def test_the_backend_serves_the_replica_instance_group(h100):
+    (backend,) = h100.one(BACKEND).inputs["backends"]
+    assert backend["group"] == h100.one(REGIONAL_MIG).outputs["instanceGroup"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health"])
+def test_the_url_map_routes_the_openai_api_and_health_to_vllm(h100, path):
+    assert reaches_backend(h100.one(URL_MAP).inputs, "203.0.113.10", path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/metrics", "/pause", "/update_weights", "/tokenize", "/invocations", "/version", "/", "/v1", "/v2/x"],
+)
+def test_the_url_map_keeps_every_other_path_from_vllm(h100, path):
+    assert not reaches_backend(h100.one(URL_MAP).inputs, "203.0.113.10", path)
+
+
+def test_requests_matching_no_host_rule_do_not_reach_vllm(h100):
+    url_map = {**h100.one(URL_MAP).inputs, "hostRules": []}
+    assert not reaches_backend(url_map, "example.com", "/v1/models")
+
+
+def test_the_forwarding_rule_is_the_only_public_entry_on_port_80(h100):
+    rule = h100.one(FORWARDING_RULE).inputs
+    assert rule["portRange"] == "80"
+    assert rule["loadBalancingScheme"] == "EXTERNAL_MANAGED"
+
+
+# --- firewall and Cloud Armor -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_only_googles_lb_ranges_reach_only_the_serving_port(runs, key):
+    rules = [r.inputs for r in runs[key].of_type(FIREWALL) if r.inputs.get("sourceRanges")]
+    assert rules, "no firewall rule admits the load balancer"
+    for rule in rules:
+        assert sorted(rule["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
+        assert rule["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_no_firewall_rule_admits_the_internet(runs, key):
+    for rule in runs[key].of_type(FIREWALL):
+        assert "0.0.0.0/0" not in rule.inputs.get("sourceRanges", [])
+        assert rule.inputs.get("direction", "INGRESS") == "INGRESS"
+
+
+def test_allowed_cidrs_attach_a_cloud_armor_policy_that_denies_everyone_else(runs):
+    run = runs["t4"]
+    policy = run.one(SECURITY_POLICY)
+    assert run.one(BACKEND).inputs["securityPolicy"] == f"{policy.name}-id"
+    rules = sorted(policy.inputs["rules"], key=lambda rule: rule["priority"])
+    allowed = [cidr for rule in rules[:-1] for cidr in rule["match"]["config"]["srcIpRanges"]]
+    assert all(rule["action"] == "allow" for rule in rules[:-1])
+    assert allowed == ["203.0.113.0/24", "198.51.100.7/32"]
+    assert rules[-1]["action"] == "deny(403)"
+    assert rules[-1]["match"]["config"]["srcIpRanges"] == ["*"]
+
+
+def test_an_open_service_has_no_cloud_armor_policy(h100):
+    assert not h100.of_type(SECURITY_POLICY)
+    assert not h100.one(BACKEND).inputs.get("securityPolicy")
+
+
+# --- secrets --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_secret_values_appear_only_in_secret_versions(runs, key):
+    run = runs[key]
+    for resource in run.resources:
+        if resource.type != SECRET_VERSION:
+            assert HF_TOKEN not in resource.text(), resource.name
+            assert API_KEY not in resource.text(), resource.name
+    public_outputs = json.dumps({k: v for k, v in run.outputs.items() if k != "apiKey"})
+    assert HF_TOKEN not in public_outputs and API_KEY not in public_outputs
+
+
+def test_each_secret_version_holds_its_own_value_marked_secret(h100):
+    data = {r.inputs["secret"]: r.inputs["secretData"] for r in h100.of_type(SECRET_VERSION)}
+    assert {secret: value["value"] for secret, value in data.items()} == {
+        "vllm-gcp-h100-api-key-id": API_KEY,
+        "vllm-gcp-h100-hf-token-id": HF_TOKEN,
+    }
+    assert all(SECRET_SIGNATURE in value for value in data.values())
+
+
+def test_secrets_have_deterministic_ids_and_automatic_replication(h100):
+    secrets = {r.inputs["secretId"]: r.inputs for r in h100.of_type(SECRET)}
+    assert set(secrets) == {"vllm-gcp-h100-api-key", "vllm-gcp-h100-hf-token"}
+    assert all(secret["replication"] == {"auto": {}} for secret in secrets.values())
+
+
+def test_only_the_replica_service_account_may_read_each_secret(h100):
+    member = h100.one(ACCOUNT).outputs["member"]
+    grants = h100.of_type(SECRET_GRANT)
+    assert sorted(g.inputs["secretId"] for g in grants) == sorted(
+        f"{s.name}-id" for s in h100.of_type(SECRET)
+    )
+    for grant in grants:
+        assert grant.inputs["member"] == member
+        assert grant.inputs["role"] == "roles/secretmanager.secretAccessor"
+    project_roles = [r.inputs["role"] for r in h100.of_type("gcp:projects/iAMMember:IAMMember")]
+    assert "roles/secretmanager.secretAccessor" not in project_roles
+
+
+def test_an_open_model_gets_no_hf_token_secret():
+    run = run_program("l4-test", SCENARIOS["l4"][1], secrets={"vllm:apiKey": API_KEY})
+    assert [r.inputs["secretId"] for r in run.of_type(SECRET)] == ["vllm-l4-test-api-key"]
+    assert "HF_TOKEN_SECRET=''" in startup_script(run)
+
+
+# --- engine rules ---------------------------------------------------------------------------------------
+
+
+def gcp_provider(run: Run) -> Resource:
+    return run.one(PROVIDER)
+
+
+@pytest.mark.parametrize("key", ["h100", "t4"])
+def test_every_gcp_resource_uses_the_stacks_explicit_provider(runs, key):
+    run = runs[key]
+    provider = gcp_provider(run)
+    for resource in run.resources:
+        if resource.custom and resource.type.startswith("gcp:"):
+            assert resource.provider.startswith(f"{provider.urn}::"), resource.name
+
+
+def test_the_provider_takes_the_region_and_the_pinned_zone(runs):
+    provider = gcp_provider(runs["zone"]).inputs
+    assert provider["region"] == "us-central1"
+    assert provider["zone"] == "us-central1-b"
+
+
+@pytest.mark.parametrize("key", ["h100", "t4"])
+def test_every_resource_descends_from_the_vllm_service(runs, key):
+    run = runs[key]
+    for resource in run.resources:
+        if resource.type != "vllm:index:VllmService":
+            assert any(a.type == "vllm:index:VllmService" for a in run.ancestors(resource)), resource.name
+
+
+def test_components_use_vllm_gcp_type_tokens(h100):
+    components = {r.type for r in h100.resources if not r.custom and r.type.startswith("vllm:gcp:")}
+    assert components == {
+        "vllm:gcp:Network",
+        "vllm:gcp:ServiceIdentity",
+        "vllm:gcp:VllmReplica",
+        "vllm:gcp:LoadBalancer",
+    }
+
+
+# --- stack outputs --------------------------------------------------------------------------------------
+
+
+def test_the_endpoint_is_the_lb_address_over_http_without_a_trailing_slash(h100):
+    assert h100.outputs["endpoint"] == "http://203.0.113.10"
+
+
+def test_the_model_output_is_the_served_model_name(h100):
+    assert h100.outputs["model"] == spec_of("h100").served_model_name
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_cost_per_hour_is_the_catalog_price_times_replicas(runs, key):
+    spec = spec_of(key)
+    offering = catalog.select("gcp", spec.gpu.type, spec.gpu.count, spec.spot)
+    assert runs[key].outputs["costPerHour"] == pytest.approx(
+        round(offering.hourly(spec.spot) * spec.replicas, 2)
+    )
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+def spec_error(config: dict) -> SpecError:
+    with pytest.raises(SpecError) as raised:
+        run_program("bad-test", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
+    assert raised.value.declared_resources == []
+    return raised.value
+
+
+def test_a_gpu_gcp_does_not_sell_is_rejected_with_what_it_offers():
+    error = spec_error({"vllm:gpu": "A10G:1"})
+    assert error.key == "vllm:gpu"
+    assert "H100" in error.valid and "L4" in error.valid
+
+
+def test_a_gpu_count_gcp_does_not_sell_is_rejected():
+    assert spec_error({"vllm:gpu": "H100:3"}).key == "vllm:gpu"
+
+
+def test_a_region_that_does_not_sell_the_machine_is_rejected():
+    error = spec_error({"vllm:gpu": "H100:8", "gcp:region": "us-east1"})
+    assert error.key == "gcp:region"
+    assert "us-central1" in error.valid
+
+
+def test_a_pinned_zone_that_does_not_sell_the_machine_is_rejected_with_the_zones_that_do():
+    error = spec_error({"vllm:gpu": "H100:8", "gcp:zone": "us-central1-f"})
+    assert error.key == "gcp:zone"
+    assert "us-central1-a" in error.valid

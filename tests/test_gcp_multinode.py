@@ -1,0 +1,194 @@
+"""The GCP backend, multi-node: one Ray group (head MIG + worker MIG, one zone) per replica."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components import launch
+from components.gcp.network import GOOGLE_LB_RANGES, SUBNET_CIDR
+from components.gcp.ray_group import head_address
+from components.spec import build_spec
+from tests.harness import Resource, Run, run_program
+
+SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
+STACK, REPLICAS = "gcp-h100-multinode", 2
+
+ZONAL_MIG = "gcp:compute/instanceGroupManager:InstanceGroupManager"
+REGIONAL_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+PER_INSTANCE = "gcp:compute/perInstanceConfig:PerInstanceConfig"
+ADDRESS = "gcp:compute/address:Address"
+PLACEMENT = "gcp:compute/resourcePolicy:ResourcePolicy"
+FIREWALL = "gcp:compute/firewall:Firewall"
+BACKEND = "gcp:compute/backendService:BackendService"
+RAY_GROUP = "vllm:gcp:RayGroup"
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    """The preset (one replica of two a3-highgpu-8g nodes) scaled to two replicas: two groups."""
+    return run_program(STACK, {"vllm:replicas": REPLICAS}, secrets=SECRETS)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return build_spec(STACK, {"vllm:replicas": REPLICAS})
+
+
+def members(run: Run, group: Resource, type_: str) -> list[Resource]:
+    return [r for r in run.children(group) if r.type == type_]
+
+
+def head_and_workers(run: Run, group: Resource) -> tuple[Resource, Resource]:
+    migs = members(run, group, ZONAL_MIG)
+    head = next(m for m in migs if m.inputs["versions"][0]["name"] == "ray-head")
+    workers = next(m for m in migs if m.inputs["versions"][0]["name"] == "ray-worker")
+    return head, workers
+
+
+def template_of(run: Run, mig: Resource) -> Resource:
+    link = mig.inputs["versions"][0]["instanceTemplate"]
+    return next(t for t in run.of_type(TEMPLATE) if t.outputs["selfLinkUnique"] == link)
+
+
+def test_each_replica_is_one_ray_group_and_no_regional_group(run):
+    assert len(run.of_type(RAY_GROUP)) == REPLICAS
+    assert not run.of_type(REGIONAL_MIG)
+
+
+def test_each_group_has_a_head_of_one_vm_and_nodes_minus_one_workers(run, spec):
+    for group in run.of_type(RAY_GROUP):
+        head, workers = head_and_workers(run, group)
+        (config,) = members(run, group, PER_INSTANCE)
+        assert "targetSize" not in head.inputs  # the per-instance config creates the one head
+        assert config.inputs["instanceGroupManager"] == head.outputs["name"]
+        assert workers.inputs["targetSize"] == spec.nodes - 1
+
+
+def test_a_group_lives_in_one_zone_and_groups_take_different_zones(run, spec):
+    zones = []
+    for group in run.of_type(RAY_GROUP):
+        head, workers = head_and_workers(run, group)
+        assert head.inputs["zone"] == workers.inputs["zone"]
+        assert head.inputs["zone"] in spec.offering.zones[spec.region]
+        zones.append(head.inputs["zone"])
+    assert len(set(zones)) == REPLICAS
+
+
+def test_a_group_is_compactly_placed(run):
+    for group in run.of_type(RAY_GROUP):
+        (policy,) = members(run, group, PLACEMENT)
+        assert policy.inputs["groupPlacementPolicy"]["collocation"] == "COLLOCATED"
+        for mig in head_and_workers(run, group):
+            assert template_of(run, mig).inputs["resourcePolicies"] == policy.outputs["selfLink"]
+
+
+def test_the_head_keeps_a_reserved_internal_ip_that_the_scripts_name(run):
+    for index, group in enumerate(sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)):
+        (address,) = members(run, group, ADDRESS)
+        (config,) = members(run, group, PER_INSTANCE)
+        assert address.inputs["addressType"] == "INTERNAL"
+        assert address.inputs["address"] == head_address(index)
+        (kept,) = config.inputs["preservedState"]["internalIps"]
+        assert kept["ipAddress"]["address"] == f"{address.name}-id"
+        assert kept["autoDelete"] == "NEVER"
+        for mig in head_and_workers(run, group):
+            script = template_of(run, mig).inputs["metadata"]["startup-script"]
+            assert f"RAY_HEAD_ADDRESS={head_address(index)}" in script
+
+
+def test_head_addresses_are_distinct_usable_addresses_of_the_subnet():
+    addresses = [ipaddress.ip_address(head_address(index)) for index in range(1000)]
+    assert len(set(addresses)) == len(addresses)
+    # GCP reserves the network and gateway addresses and the last two of every subnet.
+    reserved = {
+        SUBNET_CIDR.network_address,
+        SUBNET_CIDR.network_address + 1,
+        SUBNET_CIDR.broadcast_address - 1,
+        SUBNET_CIDR.broadcast_address,
+    }
+    assert all(address in SUBNET_CIDR and address not in reserved for address in addresses)
+
+
+def test_heads_and_workers_run_the_bootstrap_in_their_ray_role(run, spec):
+    for group in run.of_type(RAY_GROUP):
+        head, workers = head_and_workers(run, group)
+        for mig, role in ((head, "ray-head"), (workers, "ray-worker")):
+            script = template_of(run, mig).inputs["metadata"]["startup-script"]
+            assert f"ROLE={role}" in script
+            assert f"RAY_EXPECTED_NODES={spec.nodes}" in script
+            assert f"RAY_GPUS_PER_NODE={spec.gpu.count}" in script
+
+
+def test_the_ray_startup_scripts_pass_shellcheck(run):
+    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
+    head, workers = head_and_workers(run, run.of_type(RAY_GROUP)[0])
+    for mig in (head, workers):
+        script = template_of(run, mig).inputs["metadata"]["startup-script"]
+        result = subprocess.run([binary, "-s", "bash", "-"], input=script, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+
+
+def test_ray_traffic_is_open_only_between_members_of_the_same_group(run):
+    for group in run.of_type(RAY_GROUP):
+        (rule,) = members(run, group, FIREWALL)
+        assert not rule.inputs.get("sourceRanges")
+        assert rule.inputs["sourceTags"] == rule.inputs["targetTags"]
+        (tag,) = rule.inputs["targetTags"]
+        for mig in head_and_workers(run, group):
+            assert tag in template_of(run, mig).inputs["tags"]
+        others = [g for g in run.of_type(RAY_GROUP) if g is not group]
+        for other in others:
+            for mig in head_and_workers(run, other):
+                assert tag not in template_of(run, mig).inputs["tags"]
+
+
+def test_only_heads_carry_the_tag_the_lb_firewall_admits(run):
+    (lb_rule,) = [r for r in run.of_type(FIREWALL) if r.inputs.get("sourceRanges")]
+    assert sorted(lb_rule.inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
+    assert lb_rule.inputs["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
+    (serving_tag,) = lb_rule.inputs["targetTags"]
+    for group in run.of_type(RAY_GROUP):
+        head, workers = head_and_workers(run, group)
+        assert serving_tag in template_of(run, head).inputs["tags"]
+        assert serving_tag not in template_of(run, workers).inputs["tags"]
+
+
+def test_the_lb_backends_are_the_heads_only(run):
+    groups = [b["group"] for b in run.one(BACKEND).inputs["backends"]]
+    heads = [head_and_workers(run, g)[0].outputs["instanceGroup"] for g in run.of_type(RAY_GROUP)]
+    assert sorted(groups) == sorted(heads)
+
+
+def test_heads_autoheal_on_health_and_are_recreated_in_place(run):
+    for group in run.of_type(RAY_GROUP):
+        head, workers = head_and_workers(run, group)
+        assert head.inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
+        assert head.inputs["autoHealingPolicies"]["initialDelaySec"] > 0
+        assert head.inputs["updatePolicy"]["replacementMethod"] == "RECREATE"
+        assert "autoHealingPolicies" not in workers.inputs  # Ray ports stay closed to health checkers
+
+
+def test_all_groups_share_one_service_account_and_one_set_of_secrets(run):
+    assert len(run.of_type("gcp:serviceaccount/account:Account")) == 1
+    assert len(run.of_type("gcp:secretmanager/secret:Secret")) == 2
+    emails = {t.inputs["serviceAccount"]["email"] for t in run.of_type(TEMPLATE)}
+    assert len(emails) == 1
+
+
+def test_secret_values_appear_only_in_secret_versions(run):
+    for resource in run.resources:
+        if resource.type != "gcp:secretmanager/secretVersion:SecretVersion":
+            assert HF_TOKEN not in resource.text() and API_KEY not in resource.text(), resource.name
+
+
+def test_cost_per_hour_counts_every_node_of_every_replica(run, spec):
+    assert run.outputs["costPerHour"] == pytest.approx(
+        round(spec.offering.hourly(False) * spec.nodes * REPLICAS, 2)
+    )
