@@ -69,6 +69,7 @@ VLLM_KEYS = (
 SECRET_KEYS = ("hfToken", "apiKey")
 PROVIDER_KEYS = ("gcp:project", "gcp:region", "gcp:zone", "aws:region", "kubernetes:context")
 DEFAULT_REGIONS = {"gcp": "us-central1", "aws": "us-east-1"}
+AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$")
 
 
 class SpecError(pulumi.RunError):
@@ -453,6 +454,8 @@ def build_spec(
 
     region_key = {"gcp": "gcp:region", "aws": "aws:region"}.get(cloud)
     region = read.string(region_key, DEFAULT_REGIONS.get(cloud)) if region_key else None
+    if cloud == "aws" and not AWS_REGION.match(region):
+        raise SpecError("aws:region", region, "an AWS region such as us-east-1")
     zone = read.string("gcp:zone") if cloud == "gcp" else None
     if zone is not None and region is not None and not zone.startswith(f"{region}-"):
         raise SpecError("gcp:zone", zone, f"a zone of gcp:region {region} (e.g. {region}-a)")
@@ -521,6 +524,7 @@ def _kubernetes_settings(read: _Reader) -> KubernetesSettings:
 
 
 def _aws_settings(read: _Reader) -> AwsSettings:
+    """The default VPC, or a named VPC with its subnets: two or more, since an ALB spans two zones."""
     vpc_id = read.string("vpcId")
     if vpc_id is not None and not re.match(r"^vpc-[0-9a-f]{8,17}$", vpc_id):
         raise SpecError(f"{PROJECT}:vpcId", vpc_id, "a VPC id such as vpc-0abc1234def567890")
@@ -531,6 +535,12 @@ def _aws_settings(read: _Reader) -> AwsSettings:
     )
     if subnets and vpc_id is None:
         raise SpecError(f"{PROJECT}:subnetIds", list(subnets), "set together with vllm:vpcId")
+    if vpc_id is not None and len(set(subnets)) < 2:
+        raise SpecError(
+            f"{PROJECT}:subnetIds",
+            list(subnets),
+            f"two or more subnets of vllm:vpcId {vpc_id} in different availability zones (an ALB spans two)",
+        )
     return AwsSettings(vpc_id=vpc_id, subnet_ids=subnets)
 
 

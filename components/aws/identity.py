@@ -1,0 +1,113 @@
+"""The replicas' identity: the API key and HF token in Secrets Manager, and the only role that reads them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.iam as iam
+import pulumi_aws.secretsmanager as secretsmanager
+
+from components.spec import ServiceSpec
+
+EC2_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+
+
+def api_key_secret_name(spec: ServiceSpec) -> str:
+    return f"{spec.name}/api-key"
+
+
+def hf_token_secret_name(spec: ServiceSpec) -> str:
+    return f"{spec.name}/hf-token"
+
+
+@dataclass
+class ServiceIdentityArgs:
+    spec: ServiceSpec
+    api_key: pulumi.Output[str]
+    hf_token: pulumi.Output[str] | None
+    provider: pulumi.ProviderResource
+
+
+class ServiceIdentity(pulumi.ComponentResource):
+    """One Secrets Manager secret per value, and an instance profile allowed to read exactly those.
+
+    Secret names are deterministic (``<name>/api-key``, ``<name>/hf-token``) because the boot script names
+    them at preview time. ``recovery_window_in_days=0`` deletes a secret at once on destroy: with fixed
+    names, a 7-30 day recovery window would make ``pulumi destroy`` then ``pulumi up`` fail on "scheduled
+    for deletion", and both values live on in the stack's config and state, so the window protects nothing.
+
+    The role may call ``secretsmanager:GetSecretValue`` on those ARNs and nothing else (the secrets use the
+    AWS-managed key, which needs no ``kms:Decrypt`` grant). For a shell on a replica without SSH, attach
+    ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager); it is left out by default.
+    """
+
+    secrets: dict[str, secretsmanager.Secret]
+    versions: dict[str, secretsmanager.SecretVersion]
+    role: iam.Role
+    policy: iam.RolePolicy
+    instance_profile: iam.InstanceProfile
+    api_key_secret: str
+    hf_token_secret: str | None
+
+    def __init__(
+        self, name: str, args: ServiceIdentityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("vllm:aws:ServiceIdentity", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.api_key_secret = api_key_secret_name(spec)
+        self.hf_token_secret = hf_token_secret_name(spec) if args.hf_token is not None else None
+        values = {self.api_key_secret: args.api_key}
+        if self.hf_token_secret is not None:
+            values[self.hf_token_secret] = args.hf_token
+        self.secrets, self.versions = {}, {}
+        for secret_name, value in values.items():
+            resource_name = secret_name.replace("/", "-")
+            self.secrets[secret_name] = secretsmanager.Secret(
+                resource_name,
+                name=secret_name,
+                description=f"read by the {spec.name} replicas at every vLLM start",
+                recovery_window_in_days=0,
+                opts=child,
+            )
+            self.versions[secret_name] = secretsmanager.SecretVersion(
+                f"{resource_name}-version",
+                secret_id=self.secrets[secret_name].id,
+                secret_string=pulumi.Output.secret(value),
+                opts=child,
+            )
+
+        self.role = iam.Role(
+            f"{name}-role",
+            assume_role_policy=EC2_TRUST_POLICY,
+            description=f"{spec.name} replicas: read the service's secrets, nothing else",
+            opts=child,
+        )
+        self.policy = iam.RolePolicy(
+            f"{name}-read-secrets",
+            role=self.role.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "secretsmanager:GetSecretValue",
+                            "Resource": [secret.arn for secret in self.secrets.values()],
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        self.instance_profile = iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=child)
+        self.register_outputs({"instanceProfile": self.instance_profile.arn, "secrets": list(values)})

@@ -1,0 +1,123 @@
+"""The public door: an Application Load Balancer that routes only the OpenAI API and /health to vLLM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.lb as lb
+
+from components.aws.network import HTTP_PORT, Network
+from components.launch import PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
+from components.spec import ServiceSpec
+
+#: Longest silence allowed on a connection. A non-streamed completion of a long answer sends nothing until
+#: it is done (minutes at tens of tokens per second); streamed ones send every token. ALB's default is 60 s.
+IDLE_TIMEOUT_SECONDS = 600
+#: How long a replica leaving the target group (rollout, scale-in) may finish requests already running:
+#: as long as the longest silent request. Deregistration ends early once the replica has none in flight.
+DRAIN_SECONDS = IDLE_TIMEOUT_SECONDS
+#: ALB health-check thresholds must lie in 2..10.
+ALB_THRESHOLDS = (2, 10)
+
+
+def public_path_patterns() -> list[str]:
+    """ALB path patterns for the public paths: ``/v1/*`` for each prefix, the exact paths as they are."""
+    return [f"{prefix}*" for prefix in PUBLIC_PATH_PREFIXES] + list(PUBLIC_EXACT_PATHS)
+
+
+def _threshold(count: int) -> int:
+    low, high = ALB_THRESHOLDS
+    return min(max(count, low), high)
+
+
+@dataclass
+class LoadBalancerArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    network: Network
+    provider: pulumi.ProviderResource
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """Internet-facing ALB -> listener (80) -> one rule for the public paths -> the replicas' target group.
+
+    Everything else (``/metrics``, ``/tokenize``, ``/invocations``, ``/pause`` ... which vLLM's API key does
+    not guard) gets a fixed 404 from the listener and never reaches a replica. The target group health-
+    checks ``/health`` on every replica and routes each request to the replica with the fewest in flight.
+    """
+
+    alb: lb.LoadBalancer
+    target_group: lb.TargetGroup
+    listener: lb.Listener
+    api_rule: lb.ListenerRule
+    dns_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:aws:LoadBalancer", name, None, opts)
+        spec, launch, network = args.spec, args.launch, args.network
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        probes = launch.probes
+
+        self.alb = lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            subnets=network.load_balancer_subnet_ids,
+            security_groups=[network.load_balancer_security_group.id],
+            idle_timeout=IDLE_TIMEOUT_SECONDS,
+            drop_invalid_header_fields=True,
+            tags={"Name": spec.name},
+            opts=child,
+        )
+        self.target_group = lb.TargetGroup(
+            f"{name}-replicas",
+            target_type="instance",
+            port=launch.port,
+            protocol="HTTP",
+            vpc_id=network.vpc_id,
+            load_balancing_algorithm_type="least_outstanding_requests",
+            deregistration_delay=DRAIN_SECONDS,
+            health_check={
+                "enabled": True,
+                "path": launch.health_path,
+                "port": "traffic-port",
+                "protocol": "HTTP",
+                "matcher": "200",
+                "interval": probes.period_seconds,
+                "timeout": probes.timeout_seconds,
+                "healthy_threshold": _threshold(probes.healthy_threshold),
+                "unhealthy_threshold": _threshold(probes.unhealthy_threshold),
+            },
+            tags={"Name": f"{spec.name}-replicas"},
+            opts=child,
+        )
+        self.listener = lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=self.alb.arn,
+            port=HTTP_PORT,
+            protocol="HTTP",
+            default_actions=[
+                {
+                    "type": "fixed-response",
+                    "fixed_response": {
+                        "content_type": "text/plain",
+                        "message_body": "not found",
+                        "status_code": "404",
+                    },
+                }
+            ],
+            opts=child,
+        )
+        self.api_rule = lb.ListenerRule(
+            f"{name}-api",
+            listener_arn=self.listener.arn,
+            priority=10,
+            conditions=[{"path_pattern": {"values": public_path_patterns()}}],
+            actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
+            opts=child,
+        )
+        self.dns_name = self.alb.dns_name
+        self.endpoint = pulumi.Output.concat("http://", self.alb.dns_name)
+        self.register_outputs({"endpoint": self.endpoint, "targetGroup": self.target_group.arn})

@@ -1,0 +1,176 @@
+"""GPU machines on EC2, shared by single-node replicas and Ray groups: image, launch template, user data,
+and the Auto Scaling group that keeps each machine alive."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.autoscaling as autoscaling
+import pulumi_aws.ec2 as ec2
+import pulumi_aws.ssm as ssm
+
+from components.spec import ServiceSpec
+
+#: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04): NVIDIA
+#: driver, Docker, NVIDIA container toolkit, AWS CLI and EFA drivers preinstalled.
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+#: EC2 refuses user data over 16 KB before base64; cloud-init unpacks gzip'd user data itself.
+USER_DATA_LIMIT = 16 * 1024
+#: gp3 at its 1000 MiB/s ceiling (the 4000 IOPS that ratio requires): the weights are written to and read
+#: back from this volume, and gp3's baseline 125 MiB/s would take over two hours for a 1 TB checkpoint,
+#: far beyond the launch spec's load budget. Cost: about $40 per volume-month over the baseline.
+ROOT_THROUGHPUT_MIBPS = 1000
+ROOT_IOPS = 4000
+
+
+@dataclass(frozen=True)
+class MachineImage:
+    """The AMI every machine boots, resolved once per deployment (a new release shows in the preview)."""
+
+    image_id: pulumi.Output[str]
+    root_device_name: pulumi.Output[str]
+
+
+def deep_learning_ami(opts: pulumi.InvokeOptions) -> MachineImage:
+    image_id = ssm.get_parameter_output(name=DLAMI_PARAMETER, opts=opts).insecure_value
+    image = ec2.get_ami_output(
+        owners=["amazon"], filters=[{"name": "image-id", "values": [image_id]}], opts=opts
+    )
+    return MachineImage(image_id=image_id, root_device_name=image.root_device_name)
+
+
+def user_data(script: str) -> str:
+    """Base64 user data: the script itself when it fits EC2's 16 KB, else gzip'd (byte-stable: no mtime)."""
+    raw = script.encode()
+    if len(raw) > USER_DATA_LIMIT:
+        raw = gzip.compress(raw, mtime=0)
+    if len(raw) > USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(raw)} bytes gzip'd, over EC2's {USER_DATA_LIMIT}")
+    return base64.b64encode(raw).decode()
+
+
+def launch_template(
+    name: str,
+    *,
+    spec: ServiceSpec,
+    role: str,
+    image: MachineImage,
+    script: pulumi.Input[str],
+    instance_profile_arn: pulumi.Input[str],
+    security_group_ids: Sequence[pulumi.Input[str]],
+    public_ip: bool | None,
+    opts: pulumi.ResourceOptions,
+) -> ec2.LaunchTemplate:
+    """One machine of ``spec``'s catalog type in ``role`` (serve, ray-head, ray-worker), named ``name``.
+
+    IMDSv2 only, with a hop limit of 1: every container runs with host networking, so the host's own
+    requests are the only ones that need the instance role; a bridged container cannot reach it.
+    ``public_ip`` None leaves the choice to the subnet (a user's subnets), True asks for one.
+    """
+    tags = {"Name": name, "vllm:role": role}
+    spot_options = {
+        "market_type": "spot",
+        "spot_options": {"spot_instance_type": "one-time", "instance_interruption_behavior": "terminate"},
+    }
+    return ec2.LaunchTemplate(
+        name,
+        description=f"{spec.name} {role}: {spec.gpu} on {spec.offering.machine_type}, {spec.image}",
+        image_id=image.image_id,
+        instance_type=spec.offering.machine_type,
+        iam_instance_profile={"arn": instance_profile_arn},
+        user_data=pulumi.Output.from_input(script).apply(user_data),
+        block_device_mappings=[
+            {
+                "device_name": image.root_device_name,
+                "ebs": {
+                    "volume_size": spec.disk_size_gb,
+                    "volume_type": "gp3",
+                    "throughput": ROOT_THROUGHPUT_MIBPS,
+                    "iops": ROOT_IOPS,
+                    "encrypted": "true",
+                    "delete_on_termination": "true",
+                },
+            }
+        ],
+        network_interfaces=[
+            {
+                "device_index": 0,
+                "security_groups": list(security_group_ids),
+                "associate_public_ip_address": None if public_ip is None else str(public_ip).lower(),
+                "delete_on_termination": "true",
+            }
+        ],
+        metadata_options={
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": 1,
+            "instance_metadata_tags": "disabled",
+        },
+        instance_market_options=spot_options if spec.spot else None,
+        tag_specifications=[
+            {"resource_type": kind, "tags": tags} for kind in ("instance", "volume", "network-interface")
+        ],
+        tags=tags,
+        update_default_version=True,
+        opts=opts,
+    )
+
+
+def rolling_refresh(size: int, warmup_seconds: int, keep_serving: bool) -> dict:
+    """Instance refresh preferences for an ASG of ``size`` machines.
+
+    ``keep_serving``: launch a replacement before terminating (min healthy 100%) and surge by one machine
+    at a time (max healthy 100% + one machine's share), so serving capacity never drops and a GPU shortage
+    stalls the rollout instead of taking a replica down. Otherwise replace in place (min healthy 0%).
+    """
+    surge = 100 + math.ceil(100 / size) if keep_serving else 100
+    return {
+        "strategy": "Rolling",
+        "preferences": {
+            "min_healthy_percentage": 100 if keep_serving else 0,
+            "max_healthy_percentage": min(surge, 200),
+            "instance_warmup": str(warmup_seconds),
+            "skip_matching": True,
+        },
+    }
+
+
+def auto_scaling_group(
+    name: str,
+    *,
+    size: int,
+    template: ec2.LaunchTemplate,
+    subnet_ids: pulumi.Input[Sequence[str]],
+    target_group_arns: Sequence[pulumi.Input[str]],
+    grace_seconds: int,
+    keep_serving: bool,
+    placement_group: pulumi.Input[str] | None = None,
+    opts: pulumi.ResourceOptions,
+) -> autoscaling.Group:
+    """``size`` machines from ``template``, replaced when unhealthy.
+
+    With target groups, health is the load balancer's (``ELB``) after ``grace_seconds``, so a replica
+    that stops answering its health check is replaced; without, EC2 status checks judge. A reclaimed
+    spot machine is replaced like any other lost one.
+    """
+    refresh = rolling_refresh(size, grace_seconds, keep_serving)
+    headroom = math.ceil(size * (refresh["preferences"]["max_healthy_percentage"] - 100) / 100)
+    return autoscaling.Group(
+        name,
+        min_size=size,
+        max_size=size + headroom,
+        desired_capacity=size,
+        vpc_zone_identifiers=subnet_ids,
+        launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+        target_group_arns=list(target_group_arns),
+        health_check_type="ELB" if target_group_arns else "EC2",
+        health_check_grace_period=grace_seconds,
+        instance_refresh=refresh,
+        placement_group=placement_group,
+        opts=opts,
+    )

@@ -1,0 +1,177 @@
+"""Where the service runs on AWS and who may talk to whom: VPC, subnets and the two security groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.ec2 as ec2
+import pulumi_aws.vpc as vpc
+
+from components.launch import PORT
+from components.spec import ServiceSpec
+
+HTTP_PORT = 80
+#: Ports the load balancer listens on (HTTP today; 443 joins when TLS does).
+LISTENER_PORTS = (HTTP_PORT,)
+
+
+@dataclass
+class NetworkArgs:
+    spec: ServiceSpec
+    provider: pulumi.ProviderResource
+
+
+class Network(pulumi.ComponentResource):
+    """The VPC and subnets the service uses, and the security groups that make the ALB its only door.
+
+    Subnets: the region's default VPC and its default subnets unless ``vllm:vpcId`` and ``vllm:subnetIds``
+    name others. The load balancer uses every subnet (it needs two availability zones); instances use
+    only the subnets in zones that sell the instance type (``instance_subnet_ids``), so an ASG never
+    retries in a zone that cannot place it.
+
+    Security groups: the ALB admits the listener ports from ``vllm:allowedCidrs`` and may only reach the
+    instances' serving port; instances admit the serving port from the ALB's group and nothing else (no
+    SSH, no other source), and reach out anywhere (image, weights, Secrets Manager).
+    """
+
+    vpc_id: pulumi.Output[str]
+    load_balancer_subnet_ids: pulumi.Output[list[str]]
+    instance_subnet_ids: pulumi.Output[list[str]]
+    load_balancer_security_group: ec2.SecurityGroup
+    instance_security_group: ec2.SecurityGroup
+    #: Instances get public IPv4 addresses in the default VPC (see components/aws/__init__.py); in a
+    #: user's subnets the subnet's own setting decides.
+    public_ips: bool | None
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:aws:Network", name, None, opts)
+        spec = args.spec
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        invoke = pulumi.InvokeOptions(parent=self, provider=args.provider)
+        instance_type = spec.offering.machine_type
+        settings = spec.aws
+
+        if settings.vpc_id is None:
+            default_vpc = ec2.get_vpc_output(default=True, opts=invoke)
+            self.vpc_id = default_vpc.id
+            scope = [
+                {"name": "vpc-id", "values": [self.vpc_id]},
+                {"name": "default-for-az", "values": ["true"]},
+            ]
+            self.public_ips = True
+        else:
+            self.vpc_id = ec2.get_vpc_output(id=settings.vpc_id, opts=invoke).id
+            scope = [
+                {"name": "vpc-id", "values": [self.vpc_id]},
+                {"name": "subnet-id", "values": list(settings.subnet_ids)},
+            ]
+            self.public_ips = None
+
+        offered_zones = ec2.get_instance_type_offerings_output(
+            location_type="availability-zone",
+            filters=[{"name": "instance-type", "values": [instance_type]}],
+            opts=invoke,
+        ).locations.apply(lambda zones: _checked_offered(instance_type, spec.region, zones))
+        in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids
+        selling = ec2.get_subnets_output(
+            filters=[*scope, {"name": "availability-zone", "values": offered_zones}], opts=invoke
+        ).ids
+        self.load_balancer_subnet_ids = pulumi.Output.all(in_scope, self.vpc_id).apply(
+            lambda found: _checked_scope(settings.subnet_ids, found[0], found[1])
+        )
+        self.instance_subnet_ids = pulumi.Output.all(selling, offered_zones).apply(
+            lambda found: _checked_selling(instance_type, settings.vpc_id is None, found[0], found[1])
+        )
+
+        self.load_balancer_security_group = ec2.SecurityGroup(
+            f"{name}-alb",
+            vpc_id=self.vpc_id,
+            description=f"{spec.name} load balancer: listener ports from vllm:allowedCidrs",
+            tags={"Name": f"{spec.name}-alb"},
+            opts=child,
+        )
+        self.instance_security_group = ec2.SecurityGroup(
+            f"{name}-instances",
+            vpc_id=self.vpc_id,
+            description=f"{spec.name} replicas: the serving port from the load balancer only",
+            tags={"Name": f"{spec.name}-instances"},
+            opts=child,
+        )
+        alb, instances = self.load_balancer_security_group, self.instance_security_group
+        for port in LISTENER_PORTS:
+            for index, cidr in enumerate(spec.allowed_cidrs):
+                family = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
+                vpc.SecurityGroupIngressRule(
+                    f"{name}-alb-{port}-{index}",
+                    security_group_id=alb.id,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    description=f"HTTP {port} from an allowed client range",
+                    opts=child,
+                    **family,
+                )
+        vpc.SecurityGroupEgressRule(
+            f"{name}-alb-to-instances",
+            security_group_id=alb.id,
+            ip_protocol="tcp",
+            from_port=PORT,
+            to_port=PORT,
+            referenced_security_group_id=instances.id,
+            description="requests and health checks to the replicas' vLLM port",
+            opts=child,
+        )
+        vpc.SecurityGroupIngressRule(
+            f"{name}-instances-from-alb",
+            security_group_id=instances.id,
+            ip_protocol="tcp",
+            from_port=PORT,
+            to_port=PORT,
+            referenced_security_group_id=alb.id,
+            description="vLLM port from the load balancer only",
+            opts=child,
+        )
+        vpc.SecurityGroupEgressRule(
+            f"{name}-instances-out",
+            security_group_id=instances.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="image registry, Hugging Face, Secrets Manager",
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "loadBalancerSubnetIds": self.load_balancer_subnet_ids,
+                "instanceSubnetIds": self.instance_subnet_ids,
+            }
+        )
+
+
+class NetworkError(pulumi.RunError):
+    """The region or the subnets cannot host the service: found from the region's own data at preview,
+    before any machine is launched. One message naming the key, like SpecError."""
+
+
+def _checked_scope(requested: tuple[str, ...], found: list[str], vpc_id: str) -> list[str]:
+    missing = sorted(set(requested) - set(found))
+    if missing:
+        raise NetworkError(f"vllm:subnetIds: {', '.join(missing)} not found in vllm:vpcId {vpc_id}")
+    return sorted(found)
+
+
+def _checked_offered(instance_type: str, region: str, zones: list[str]) -> list[str]:
+    if not zones:
+        raise NetworkError(f"aws:region: {region} sells no {instance_type} in any availability zone")
+    return sorted(zones)
+
+
+def _checked_selling(instance_type: str, default_vpc: bool, found: list[str], zones: list[str]) -> list[str]:
+    if not found:
+        where = "the default VPC has no default subnet" if default_vpc else "no subnet is"
+        raise NetworkError(
+            f"vllm:subnetIds: {where} in a zone that sells {instance_type} ({', '.join(zones)}); "
+            "name subnets in those zones"
+        )
+    return sorted(found)

@@ -1,0 +1,208 @@
+"""Multi-node replicas: one Ray cluster of ``vllm:nodes`` GPU machines per replica, serving through its head.
+
+Layout of one group (replica ``index``):
+
+- a cluster placement group in ONE availability zone (the replica's subnet: replica ``i`` takes the
+  ``i``-th zone that sells the instance type, so replicas spread over zones and each group stays close);
+- the head: an ASG of one machine, a member of the ALB's target group (the only member that serves)
+  and of the group's internal Network Load Balancer on the Ray GCS port;
+- the workers: an ASG of ``nodes - 1`` machines with EC2 health checks, never behind the ALB;
+- a group security group admitting all traffic from its own members (Ray, NCCL, the NLB) and nothing
+  else: Ray ports are unreachable from the internet, from the ALB and from other replicas.
+
+Head address: workers join ``RAY_HEAD_ADDRESS`` = the internal NLB's DNS name. An ASG cannot pin an IP
+or a network interface to its machine, so a replaced head comes back elsewhere; the NLB target group
+follows the ASG (new head registered, old one drained) with no code on the machines, no DNS write
+permission on the instance role, and a health check that lets the ASG replace a head whose GCS is
+gone. The alternative, a Route 53 private record the head UPSERTs at boot, needs a boot-time script,
+``route53:ChangeResourceRecordSets`` on the instance role and a DNS TTL to wait out; the NLB costs about
+$16 a month per group, noise next to the GPUs. The NLB does not preserve client IPs, so a machine may
+reach the head through it too (no hairpin failure); Ray identifies nodes by the IP they announce, not
+by the source address.
+
+EFA is not enabled. Tensor parallelism stays inside a machine (NVLink) and only pipeline stages cross
+machines, which exchange activations, not all-reduce traffic: the ENA network carries that well. EFA
+would also need one EFA interface per network card in the launch template (32 on p5) -- and EC2 gives
+no public IP to a machine with several interfaces, so the default VPC would need NAT -- plus the
+aws-ofi-nccl plugin inside the vLLM image, which the stock image lacks. The group security group
+already admits the all-traffic self-reference EFA requires, and the boot script passes
+``/dev/infiniband`` to the container when present.
+
+Rollouts replace a group's machines in place (minimum healthy 0%): a Ray cluster cannot mix old and new
+machines, so a changed launch template restarts the group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws.autoscaling as autoscaling
+import pulumi_aws.ec2 as ec2
+import pulumi_aws.lb as lb
+import pulumi_aws.vpc as vpc
+
+from components import vm
+from components.aws import machines
+from components.aws.identity import ServiceIdentity
+from components.aws.network import Network
+from components.launch import BASE_STARTUP_SECONDS, LaunchSpec
+from components.spec import ServiceSpec
+
+RAY_GCS_PORT = 6379
+#: Ray's gRPC connections may sit idle between keepalives: keep them open as long as an NLB allows.
+RAY_IDLE_TIMEOUT_SECONDS = 6000
+
+
+@dataclass
+class RayGroupArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    network: Network
+    identity: ServiceIdentity
+    image: machines.MachineImage
+    target_group_arn: pulumi.Input[str]
+    index: int  # which replica this group is
+    provider: pulumi.ProviderResource
+
+
+class RayGroup(pulumi.ComponentResource):
+    """One replica of ``spec.nodes`` machines: a Ray head serving vLLM, and its workers."""
+
+    placement_group: ec2.PlacementGroup
+    security_group: ec2.SecurityGroup
+    head_address: lb.LoadBalancer
+    head_template: ec2.LaunchTemplate
+    worker_template: ec2.LaunchTemplate
+    head: autoscaling.Group
+    workers: autoscaling.Group
+
+    def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:aws:RayGroup", name, None, opts)
+        spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        subnet_id = network.instance_subnet_ids.apply(lambda ids: ids[args.index % len(ids)])
+
+        self.placement_group = ec2.PlacementGroup(f"{name}-placement", strategy="cluster", opts=child)
+        self.security_group = ec2.SecurityGroup(
+            f"{name}-ray",
+            vpc_id=network.vpc_id,
+            description=f"{name} Ray group: all traffic between its own members only",
+            tags={"Name": f"{name}-ray"},
+            opts=child,
+        )
+        group_id = self.security_group.id
+        vpc.SecurityGroupIngressRule(
+            f"{name}-ray-in",
+            security_group_id=group_id,
+            ip_protocol="-1",
+            referenced_security_group_id=group_id,
+            description="Ray, NCCL and the head's NLB, from members of this group",
+            opts=child,
+        )
+        vpc.SecurityGroupEgressRule(
+            f"{name}-ray-out",
+            security_group_id=group_id,
+            ip_protocol="-1",
+            referenced_security_group_id=group_id,
+            description="to members of this group",
+            opts=child,
+        )
+
+        self.head_address = lb.LoadBalancer(
+            f"{name}-head",
+            load_balancer_type="network",
+            internal=True,
+            subnets=[subnet_id],
+            security_groups=[group_id],
+            tags={"Name": f"{name}-ray-head"},
+            opts=child,
+        )
+        ray_target = lb.TargetGroup(
+            f"{name}-gcs",
+            target_type="instance",
+            port=RAY_GCS_PORT,
+            protocol="TCP",
+            vpc_id=network.vpc_id,
+            preserve_client_ip="false",
+            deregistration_delay=0,
+            health_check={"enabled": True, "protocol": "TCP", "port": "traffic-port", "interval": 10},
+            tags={"Name": f"{name}-ray-gcs"},
+            opts=child,
+        )
+        lb.Listener(
+            f"{name}-gcs",
+            load_balancer_arn=self.head_address.arn,
+            port=RAY_GCS_PORT,
+            protocol="TCP",
+            tcp_idle_timeout_seconds=RAY_IDLE_TIMEOUT_SECONDS,
+            default_actions=[{"type": "forward", "target_group_arn": ray_target.arn}],
+            opts=child,
+        )
+
+        def script(role: str) -> pulumi.Output[str]:
+            return self.head_address.dns_name.apply(
+                lambda head: vm.bootstrap_script(
+                    spec,
+                    launch,
+                    api_key_secret=identity.api_key_secret,
+                    hf_token_secret=identity.hf_token_secret,
+                    role=role,
+                    ray_env=ray_env(spec, head),
+                )
+            )
+
+        security_groups = [network.instance_security_group.id, group_id]
+        self.head_template, self.worker_template = (
+            machines.launch_template(
+                f"{name}-{role}",
+                spec=spec,
+                role=role,
+                image=args.image,
+                script=script(role),
+                instance_profile_arn=identity.instance_profile.arn,
+                security_group_ids=security_groups,
+                public_ip=network.public_ips,
+                opts=child,
+            )
+            for role in ("ray-head", "ray-worker")
+        )
+        grace = launch.probes.startup_seconds
+        self.head = machines.auto_scaling_group(
+            f"{name}-head",
+            size=1,
+            template=self.head_template,
+            subnet_ids=[subnet_id],
+            target_group_arns=[args.target_group_arn, ray_target.arn],
+            grace_seconds=grace,
+            keep_serving=False,
+            placement_group=self.placement_group.id,
+            opts=child,
+        )
+        self.workers = machines.auto_scaling_group(
+            f"{name}-workers",
+            size=spec.nodes - 1,
+            template=self.worker_template,
+            subnet_ids=[subnet_id],
+            target_group_arns=[],
+            grace_seconds=grace,
+            keep_serving=False,
+            placement_group=self.placement_group.id,
+            opts=child,
+        )
+        self.register_outputs({"headAddress": self.head_address.dns_name, "head": self.head.name})
+
+
+def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
+    """``ray_bootstrap.sh`` settings: the head waits for every node and GPU before vLLM starts.
+
+    The wait is for machines to boot, install and join, the fixed part of the launch budget: the head's
+    container restarts and waits again if a worker is slower, within the ASG's grace period.
+    """
+    return {
+        "RAY_HEAD_ADDRESS": head_address,
+        "RAY_PORT": str(RAY_GCS_PORT),
+        "RAY_EXPECTED_NODES": str(spec.nodes),
+        "RAY_GPUS_PER_NODE": str(spec.gpu.count),
+        "RAY_WAIT_TIMEOUT_SECONDS": str(BASE_STARTUP_SECONDS),
+    }

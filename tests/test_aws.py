@@ -1,0 +1,469 @@
+"""AWS: `pulumi up --stack aws-h100` serves vLLM on EC2 GPU instances behind an Application Load Balancer."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.aws import machines
+from components.aws.network import NetworkError
+from components.launch import PORT
+from components.spec import SpecError
+from tests.harness import Resource, Run, run_program
+from tools import fakes_aws
+
+SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
+USER_VPC = {
+    "vllm:vpcId": fakes_aws.USER_VPC,
+    "vllm:subnetIds": ["subnet-0a5e40000000000a1", "subnet-0a5e40000000000b1", "subnet-0a5e40000000000d1"],
+}
+
+TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+GROUP = "aws:autoscaling/group:Group"
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+RULE = "aws:lb/listenerRule:ListenerRule"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SECRET = "aws:secretsmanager/secret:Secret"
+SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+PROVIDER = "pulumi:providers:aws"
+
+
+@pytest.fixture(scope="module")
+def h100() -> Run:
+    return run_program("aws-h100", secrets=SECRETS)
+
+
+@pytest.fixture(scope="module")
+def user_vpc() -> Run:
+    return run_program("aws-h100", config=USER_VPC, secrets=SECRETS)
+
+
+def aws_stack(gpu: str, **config) -> Run:
+    return run_program(
+        "aws-test", config={"vllm:cloud": "aws", "vllm:gpu": gpu, "vllm:model": "Qwen/Qwen3-8B", **config}
+    )
+
+
+def refused(stack: str, config: dict) -> Exception:
+    """The error a run fails with (the harness clears what a failed run leaves behind)."""
+    with pytest.raises(Exception) as raised:
+        run_program(stack, config=config)
+    return raised.value
+
+
+def user_data(template: Resource) -> str:
+    """The boot script a launch template hands to cloud-init: base64, gzip'd when large."""
+    raw = base64.b64decode(template.inputs["userData"])
+    return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+
+
+def readable(resource: Resource) -> str:
+    """Everything a resource declares, with base64 and gzip'd user data decoded."""
+    text = resource.text()
+    if resource.type == TEMPLATE:
+        text += "\n" + user_data(resource)
+    return text
+
+
+def sg_id(run: Run, suffix: str) -> str:
+    (group,) = [r for r in run.of_type(SECURITY_GROUP) if r.name.endswith(suffix)]
+    return f"{group.name}-id"
+
+
+def shellcheck(text: str) -> subprocess.CompletedProcess:
+    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
+    return subprocess.run([binary, "-s", "bash", "-"], input=text, capture_output=True, text=True)
+
+
+# --- the endpoint and the components -------------------------------------------------------------------
+
+
+def test_the_endpoint_is_the_load_balancers_http_address(h100):
+    dns = h100.one(ALB).outputs["dnsName"]
+    assert h100.outputs["endpoint"] == f"http://{dns}"
+
+
+def test_the_stack_is_built_from_the_aws_components(h100):
+    types = {r.type for r in h100.resources if r.type.startswith("vllm:aws:")}
+    assert types == {
+        "vllm:aws:Network",
+        "vllm:aws:ServiceIdentity",
+        "vllm:aws:LoadBalancer",
+        "vllm:aws:VllmReplica",
+    }
+    assert all(
+        h100.by_urn(r.parent).type == "vllm:index:VllmService" for r in h100.of_type("vllm:aws:Network")
+    )
+
+
+def test_every_aws_resource_uses_the_one_explicit_provider_of_the_stacks_region(h100):
+    provider = h100.one(PROVIDER)
+    assert provider.inputs["region"] == "us-east-1"
+    assert h100.by_urn(provider.parent).type == "vllm:index:VllmService"
+    reference = f"{provider.urn}::{provider.name}-id"
+    aws_resources = [r for r in h100.resources if r.type.startswith("aws:")]
+    assert aws_resources and all(r.provider == reference for r in aws_resources)
+
+
+def test_every_lookup_goes_through_the_explicit_provider(h100):
+    provider = h100.one(PROVIDER)
+    assert h100.invokes and all(i.provider == f"{provider.urn}::{provider.name}-id" for i in h100.invokes)
+
+
+def test_every_aws_resource_is_a_child_of_an_aws_component(h100):
+    for resource in (r for r in h100.resources if r.type.startswith("aws:")):
+        assert any(a.type.startswith("vllm:aws:") for a in h100.ancestors(resource)), resource.name
+
+
+def test_the_provider_tags_everything_with_the_stack(h100):
+    tags = json.loads(h100.one(PROVIDER).inputs["defaultTags"])["tags"]
+    assert tags["vllm:stack"] == "aws-h100" and tags["vllm:service"] == "vllm-aws-h100"
+
+
+# --- secrets --------------------------------------------------------------------------------------------
+
+
+def test_secret_values_appear_only_in_secrets_manager_versions(h100):
+    for resource in h100.resources:
+        if resource.type != SECRET_VERSION:
+            text = readable(resource)
+            assert HF_TOKEN not in text and API_KEY not in text, resource.name
+    visible = json.dumps({k: v for k, v in h100.outputs.items() if k != "apiKey"})
+    assert HF_TOKEN not in visible and API_KEY not in visible
+
+
+def test_each_secret_has_a_deterministic_name_and_a_version_holding_its_value(h100):
+    names = sorted(r.inputs["name"] for r in h100.of_type(SECRET))
+    assert names == ["vllm-aws-h100/api-key", "vllm-aws-h100/hf-token"]
+    values = sorted(json.dumps(r.inputs["secretString"]) for r in h100.of_type(SECRET_VERSION))
+    assert any(API_KEY in v for v in values) and any(HF_TOKEN in v for v in values)
+
+
+def test_secrets_are_deleted_at_once_so_destroy_then_up_reuses_their_names(h100):
+    assert all(r.inputs["recoveryWindowInDays"] == 0 for r in h100.of_type(SECRET))
+
+
+def test_the_instance_role_may_read_exactly_the_two_secrets_and_nothing_else(h100):
+    policy = json.loads(h100.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    (statement,) = policy["Statement"]
+    secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
+    assert statement == {
+        "Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue",
+        "Resource": secret_arns,
+    }
+    assert not h100.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_only_ec2_may_assume_the_instance_role(h100):
+    trust = json.loads(h100.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    assert (
+        statement["Principal"] == {"Service": "ec2.amazonaws.com"} and statement["Action"] == "sts:AssumeRole"
+    )
+
+
+def test_an_open_model_has_no_hf_token_secret_and_the_role_reads_only_the_api_key():
+    run = aws_stack("L4:1")
+    assert [r.inputs["name"] for r in run.of_type(SECRET)] == ["vllm-aws-test/api-key"]
+    (statement,) = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    assert statement["Resource"] == [run.one(SECRET).outputs["arn"]]
+    assert "hf-token" not in user_data(run.one(TEMPLATE)).split("HF_TOKEN_SECRET=")[1].split("\n")[0]
+
+
+def test_the_boot_script_reads_the_secrets_by_name_from_secrets_manager(h100):
+    script = user_data(h100.one(TEMPLATE))
+    assert "API_KEY_SECRET=vllm-aws-h100/api-key" in script
+    assert "HF_TOKEN_SECRET=vllm-aws-h100/hf-token" in script
+    assert "CLOUD=aws" in script and "REGION=us-east-1" in script
+
+
+# --- machines -------------------------------------------------------------------------------------------
+
+
+def test_machines_boot_the_catalog_instance_type_from_the_current_deep_learning_ami(h100):
+    template = h100.one(TEMPLATE).inputs
+    assert template["instanceType"] == "p5.48xlarge"
+    assert template["imageId"] == fakes_aws.DLAMI_ID
+    assert ("aws:ssm/getParameter:getParameter", {"name": machines.DLAMI_PARAMETER}) in [
+        (invoke.token, invoke.args) for invoke in h100.invokes
+    ]
+
+
+def test_the_root_volume_is_encrypted_gp3_of_the_configured_size_on_the_amis_root_device(h100):
+    (mapping,) = h100.one(TEMPLATE).inputs["blockDeviceMappings"]
+    assert mapping["deviceName"] == "/dev/sda1"
+    assert mapping["ebs"]["volumeType"] == "gp3" and mapping["ebs"]["volumeSize"] == 600
+    assert mapping["ebs"]["encrypted"] == "true"
+    assert mapping["ebs"]["throughput"] >= 250  # the load budget assumes ~200 MB/s of weights
+
+
+def test_instance_metadata_requires_imdsv2_tokens_within_the_host(h100):
+    metadata = h100.one(TEMPLATE).inputs["metadataOptions"]
+    assert metadata["httpTokens"] == "required" and metadata["httpPutResponseHopLimit"] == 1
+
+
+def test_the_machine_profile_is_the_secret_readers_instance_profile(h100):
+    profile = h100.one("aws:iam/instanceProfile:InstanceProfile").outputs["arn"]
+    assert h100.one(TEMPLATE).inputs["iamInstanceProfile"] == {"arn": profile}
+
+
+def test_user_data_is_the_shared_boot_script_and_passes_shellcheck(h100):
+    script = user_data(h100.one(TEMPLATE))
+    assert script.startswith("#!/usr/bin/env bash") and "ROLE=serve" in script
+    result = shellcheck(script)
+    assert result.returncode == 0, result.stdout
+
+
+def test_on_demand_stacks_launch_on_demand_machines(h100):
+    assert h100.one(TEMPLATE).inputs.get("instanceMarketOptions") is None
+
+
+def test_spot_stacks_launch_one_time_spot_machines_that_terminate_on_interruption():
+    run = aws_stack("A10G:4", **{"vllm:spot": True})
+    template = run.one(TEMPLATE).inputs
+    assert template["instanceType"] == "g5.12xlarge"
+    assert template["instanceMarketOptions"] == {
+        "marketType": "spot",
+        "spotOptions": {"spotInstanceType": "one-time", "instanceInterruptionBehavior": "terminate"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("gpu", "machine"), [("L4:1", "g6.xlarge"), ("T4:1", "g4dn.xlarge"), ("A10G:4", "g5.12xlarge")]
+)
+def test_each_gpu_request_boots_the_catalogs_machine(gpu, machine):
+    assert aws_stack(gpu).one(TEMPLATE).inputs["instanceType"] == machine
+
+
+# --- the group: size, placement, health, rollout --------------------------------------------------------
+
+
+def test_one_group_runs_a_machine_per_replica_registered_in_the_target_group(h100):
+    group = h100.one(GROUP).inputs
+    assert group["minSize"] == group["desiredCapacity"] == 2
+    assert group["targetGroupArns"] == [h100.one(TARGET_GROUP).outputs["arn"]]
+
+
+def test_a_replica_failing_its_load_balancer_health_check_is_replaced_after_the_model_load_budget(h100):
+    group = h100.one(GROUP).inputs
+    assert group["healthCheckType"] == "ELB"
+    # H100:8 without vllm:modelSizeGb: 600 s + 5 s/GB x 90% of 640 GB (components/launch.py)
+    assert group["healthCheckGracePeriod"] == 600 + 5 * 576
+
+
+def test_machines_go_only_to_zones_that_sell_the_instance_type(h100):
+    zones = {fakes_aws.SUBNETS[s][1] for s in h100.one(GROUP).inputs["vpcZoneIdentifiers"]}
+    assert zones == set(fakes_aws.OFFERED_ZONES["p5.48xlarge"])
+
+
+def test_a_type_sold_in_a_single_zone_still_gets_its_machines_there():
+    group = aws_stack("T4:1").one(GROUP).inputs
+    assert [fakes_aws.SUBNETS[s][1] for s in group["vpcZoneIdentifiers"]] == ["us-east-1e"]
+
+
+def test_the_group_uses_the_latest_launch_template_version(h100):
+    template = h100.one(TEMPLATE)
+    assert h100.one(GROUP).inputs["launchTemplate"] == {"id": f"{template.name}-id", "version": "1"}
+
+
+def test_rollouts_launch_a_replacement_before_terminating_one_machine_at_a_time(h100):
+    refresh = h100.one(GROUP).inputs["instanceRefresh"]
+    assert refresh["strategy"] == "Rolling"
+    assert refresh["preferences"]["minHealthyPercentage"] == 100
+    assert refresh["preferences"]["maxHealthyPercentage"] == 150  # 2 replicas: one surge machine
+    assert h100.one(GROUP).inputs["maxSize"] == 3
+
+
+def test_a_single_replica_rolls_with_a_full_surge_machine():
+    run = aws_stack("L4:1")
+    assert run.one(GROUP).inputs["instanceRefresh"]["preferences"]["maxHealthyPercentage"] == 200
+    assert run.one(GROUP).inputs["maxSize"] == 2
+
+
+# --- load balancer ---------------------------------------------------------------------------------------
+
+
+def test_the_load_balancer_is_an_internet_facing_alb_across_every_default_subnet(h100):
+    alb = h100.one(ALB).inputs
+    assert alb["loadBalancerType"] == "application" and alb["internal"] is False
+    default_subnets = [
+        s for s, (vpc, _, default) in fakes_aws.SUBNETS.items() if vpc == fakes_aws.DEFAULT_VPC
+    ]
+    assert sorted(alb["subnets"]) == sorted(default_subnets)
+
+
+def test_idle_timeout_and_draining_outlast_a_long_non_streamed_completion(h100):
+    assert h100.one(ALB).inputs["idleTimeout"] >= 600
+    assert h100.one(TARGET_GROUP).inputs["deregistrationDelay"] >= h100.one(ALB).inputs["idleTimeout"]
+
+
+def test_the_target_group_checks_health_on_the_vllm_port_with_the_launch_probes(h100):
+    target_group = h100.one(TARGET_GROUP).inputs
+    assert target_group["port"] == PORT and target_group["protocol"] == "HTTP"
+    check = target_group["healthCheck"]
+    assert check["path"] == "/health" and check["matcher"] == "200"
+    assert (check["interval"], check["timeout"]) == (10, 5)
+    assert 2 <= check["healthyThreshold"] <= 10 and check["unhealthyThreshold"] == 3
+
+
+def test_requests_go_to_the_replica_with_the_fewest_in_flight(h100):
+    assert h100.one(TARGET_GROUP).inputs["loadBalancingAlgorithmType"] == "least_outstanding_requests"
+
+
+def test_the_listener_forwards_only_the_api_and_health_paths_to_the_replicas(h100):
+    (rule,) = h100.of_type(RULE)
+    (condition,) = rule.inputs["conditions"]
+    assert condition == {"pathPattern": {"values": ["/v1/*", "/health"]}}
+    assert rule.inputs["actions"] == [
+        {"type": "forward", "targetGroupArn": h100.one(TARGET_GROUP).outputs["arn"]}
+    ]
+
+
+def test_the_listener_answers_every_other_path_with_a_fixed_404(h100):
+    listener = h100.one(LISTENER).inputs
+    assert listener["port"] == 80 and listener["protocol"] == "HTTP"
+    (action,) = listener["defaultActions"]
+    assert action["type"] == "fixed-response" and action["fixedResponse"]["statusCode"] == "404"
+
+
+# --- exposure ---------------------------------------------------------------------------------------------
+
+
+def test_the_internet_reaches_only_the_listener_port_on_the_load_balancer(h100):
+    open_rules = [r for r in h100.of_type(INGRESS) if "cidrIpv4" in r.inputs or "cidrIpv6" in r.inputs]
+    assert open_rules
+    for rule in open_rules:
+        assert rule.inputs["securityGroupId"] == sg_id(h100, "-alb")
+        assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (80, 80)
+
+
+def test_instances_accept_only_the_vllm_port_and_only_from_the_load_balancer(h100):
+    (rule,) = [r for r in h100.of_type(INGRESS) if r.inputs["securityGroupId"] == sg_id(h100, "-instances")]
+    assert rule.inputs["referencedSecurityGroupId"] == sg_id(h100, "-alb")
+    assert (rule.inputs["ipProtocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("tcp", PORT, PORT)
+    assert h100.one(TEMPLATE).inputs["networkInterfaces"][0]["securityGroups"] == [sg_id(h100, "-instances")]
+
+
+def test_the_load_balancer_may_only_reach_the_vllm_port_of_the_instances(h100):
+    (egress,) = [
+        r
+        for r in h100.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.inputs["securityGroupId"] == sg_id(h100, "-alb")
+    ]
+    assert egress.inputs["referencedSecurityGroupId"] == sg_id(h100, "-instances")
+    assert (egress.inputs["fromPort"], egress.inputs["toPort"]) == (PORT, PORT)
+
+
+def test_allowed_cidrs_replace_the_open_internet_on_the_listener_port():
+    run = aws_stack("L4:1", **{"vllm:allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"]})
+    sources = sorted(
+        r.inputs.get("cidrIpv4") or r.inputs["cidrIpv6"] for r in run.of_type(INGRESS) if "-alb-" in r.name
+    )
+    assert sources == ["2001:db8::/32", "203.0.113.0/24"]
+
+
+def test_default_vpc_machines_keep_a_public_ip_for_downloads_but_no_ingress_from_it(h100):
+    interface = h100.one(TEMPLATE).inputs["networkInterfaces"][0]
+    assert interface["associatePublicIpAddress"] == "true"
+    instance_rules = [
+        r for r in h100.of_type(INGRESS) if r.inputs["securityGroupId"] == sg_id(h100, "-instances")
+    ]
+    assert all("cidrIpv4" not in r.inputs and "cidrIpv6" not in r.inputs for r in instance_rules)
+
+
+# --- a user's VPC ----------------------------------------------------------------------------------------
+
+
+def test_a_named_vpc_hosts_the_load_balancer_in_the_named_subnets(user_vpc):
+    assert sorted(user_vpc.one(ALB).inputs["subnets"]) == USER_VPC["vllm:subnetIds"]
+    assert {r.inputs["vpcId"] for r in user_vpc.of_type(SECURITY_GROUP)} == {fakes_aws.USER_VPC}
+    assert user_vpc.one(TARGET_GROUP).inputs["vpcId"] == fakes_aws.USER_VPC
+
+
+def test_in_a_named_vpc_machines_use_only_the_named_subnets_in_selling_zones(user_vpc):
+    assert user_vpc.one(GROUP).inputs["vpcZoneIdentifiers"] == ["subnet-0a5e40000000000a1"]
+
+
+def test_in_a_named_vpc_the_subnets_own_setting_decides_public_ips(user_vpc):
+    assert "associatePublicIpAddress" not in user_vpc.one(TEMPLATE).inputs["networkInterfaces"][0]
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "hint"),
+    [
+        ({"vllm:gpu": "T4:3"}, "vllm:gpu", "counts 1, 4, 8"),
+        ({"vllm:gpu": "V100:1"}, "vllm:gpu", "aws offers"),
+        ({"vllm:vpcId": "vpc-nothex", "vllm:subnetIds": USER_VPC["vllm:subnetIds"]}, "vllm:vpcId", "VPC id"),
+        ({"vllm:vpcId": fakes_aws.USER_VPC}, "vllm:subnetIds", "two or more subnets"),
+        (
+            {"vllm:vpcId": fakes_aws.USER_VPC, "vllm:subnetIds": ["subnet-0a5e40000000000a1"]},
+            "vllm:subnetIds",
+            "different availability zones",
+        ),
+        ({"aws:region": "mars-1"}, "aws:region", "us-east-1"),
+    ],
+)
+def test_invalid_aws_values_fail_before_any_resource_with_the_key(config, key, hint):
+    error = refused("aws-h100", config)
+    assert isinstance(error, SpecError) and error.key == key and hint in str(error)
+    assert error.declared_resources == []
+
+
+def test_subnets_outside_the_named_vpc_are_refused_by_id():
+    config = {**USER_VPC, "vllm:subnetIds": ["subnet-0a5e40000000000a1", "subnet-0defb0000000000b"]}
+    error = refused("aws-h100", config)
+    assert isinstance(error, NetworkError)
+    assert (
+        str(error) == f"vllm:subnetIds: subnet-0defb0000000000b not found in vllm:vpcId {fakes_aws.USER_VPC}"
+    )
+
+
+def test_named_subnets_with_no_zone_selling_the_type_are_refused():
+    config = {**USER_VPC, "vllm:subnetIds": ["subnet-0a5e40000000000b1", "subnet-0a5e40000000000d1"]}
+    error = refused("aws-h100", config)
+    assert isinstance(error, NetworkError)
+    assert str(error).startswith("vllm:subnetIds: no subnet is in a zone that sells p5.48xlarge")
+
+
+def test_a_region_that_sells_no_such_machine_is_refused(monkeypatch):
+    monkeypatch.setitem(fakes_aws.OFFERED_ZONES, "p5.48xlarge", ())
+    error = refused("aws-h100", {})
+    assert isinstance(error, NetworkError)
+    assert str(error) == "aws:region: us-east-1 sells no p5.48xlarge in any availability zone"
+
+
+# --- user data encoding ------------------------------------------------------------------------------------
+
+
+def test_user_data_that_fits_is_plain_base64():
+    assert base64.b64decode(machines.user_data("#!/bin/bash\necho hi\n")) == b"#!/bin/bash\necho hi\n"
+
+
+def test_user_data_over_16_kb_is_gzipped_byte_for_byte_stably():
+    script = "#!/usr/bin/env bash\n" + "".join(f"echo line {n}\n" for n in range(3000))
+    assert len(script) > machines.USER_DATA_LIMIT
+    encoded = machines.user_data(script)
+    assert encoded == machines.user_data(script)  # no timestamp: no spurious launch template diff
+    raw = base64.b64decode(encoded)
+    assert len(raw) <= machines.USER_DATA_LIMIT and gzip.decompress(raw).decode() == script
+
+
+def test_user_data_too_large_even_gzipped_is_refused():
+    incompressible = "".join(hashlib.sha256(str(n).encode()).hexdigest() for n in range(1000))
+    with pytest.raises(ValueError, match="over EC2's"):
+        machines.user_data(incompressible)

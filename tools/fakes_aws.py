@@ -1,0 +1,124 @@
+"""What the mocked aws provider computes: outputs by resource type, results by invoke token.
+
+A small fake region (us-east-1): a default VPC with one default subnet per zone, a user VPC with three
+subnets, and per instance type the zones that sell it. The lookups honour their filters, so tests can
+see which subnets the program picks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+DEFAULT_VPC = "vpc-0de0fa0170000000a"
+USER_VPC = "vpc-0123456789abcdef0"
+DLAMI_ID = "ami-0dl0000000000b45e"
+
+#: subnet id -> (vpc, zone, default for its zone)
+SUBNETS: dict[str, tuple[str, str, bool]] = {
+    **{f"subnet-0def{zone}0000000000{zone}": (DEFAULT_VPC, f"{REGION}{zone}", True) for zone in "abcdef"},
+    "subnet-0a5e40000000000a1": (USER_VPC, f"{REGION}a", False),
+    "subnet-0a5e40000000000b1": (USER_VPC, f"{REGION}b", False),
+    "subnet-0a5e40000000000d1": (USER_VPC, f"{REGION}d", False),
+}
+#: instance type -> zones of the fake region that sell it (every zone when not listed)
+OFFERED_ZONES: dict[str, tuple[str, ...]] = {
+    "p5.48xlarge": (f"{REGION}a", f"{REGION}c"),
+    "p5en.48xlarge": (f"{REGION}c", f"{REGION}d"),
+    "g6.xlarge": tuple(f"{REGION}{zone}" for zone in "abcd"),
+    "g4dn.xlarge": (f"{REGION}e",),
+}
+ALL_ZONES = tuple(f"{REGION}{zone}" for zone in "abcdef")
+
+
+def _filters(args: dict) -> dict[str, list[str]]:
+    return {f["name"]: list(f["values"]) for f in args.get("filters") or []}
+
+
+def _get_vpc(args: dict) -> dict:
+    wanted = DEFAULT_VPC if args.get("default") else args.get("id")
+    if wanted not in (DEFAULT_VPC, USER_VPC):
+        raise ValueError(f"no matching EC2 VPC found for {wanted}")
+    return {
+        "id": wanted,
+        "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/{wanted}",
+        "default": wanted == DEFAULT_VPC,
+    }
+
+
+def _get_subnets(args: dict) -> dict:
+    filters = _filters(args)
+    checks: dict[str, Callable[[str, tuple[str, str, bool]], str]] = {
+        "vpc-id": lambda _, subnet: subnet[0],
+        "availability-zone": lambda _, subnet: subnet[1],
+        "default-for-az": lambda _, subnet: str(subnet[2]).lower(),
+        "subnet-id": lambda subnet_id, _: subnet_id,
+    }
+    unknown = set(filters) - checks.keys()
+    assert not unknown, f"fake getSubnets has no filter {unknown}"
+    ids = [
+        subnet_id
+        for subnet_id, subnet in SUBNETS.items()
+        if all(checks[name](subnet_id, subnet) in values for name, values in filters.items())
+    ]
+    return {"id": REGION, "ids": ids, "filters": args.get("filters")}
+
+
+def _get_instance_type_offerings(args: dict) -> dict:
+    assert args.get("locationType") == "availability-zone", args
+    (instance_type,) = _filters(args)["instance-type"]
+    zones = list(OFFERED_ZONES.get(instance_type, ALL_ZONES))
+    return {
+        "id": REGION,
+        "locations": zones,
+        "locationTypes": ["availability-zone"] * len(zones),
+        "instanceTypes": [instance_type] * len(zones),
+    }
+
+
+def _get_parameter(args: dict) -> dict:
+    name = args["name"]
+    assert name.startswith("/aws/service/deeplearning/ami/"), name
+    return {"id": name, "name": name, "type": "String", "value": DLAMI_ID, "insecureValue": DLAMI_ID}
+
+
+def _get_ami(args: dict) -> dict:
+    (image_id,) = _filters(args)["image-id"]
+    return {"id": image_id, "imageId": image_id, "rootDeviceName": "/dev/sda1", "architecture": "x86_64"}
+
+
+CALLS: dict[str, Callable[[dict], dict]] = {
+    "aws:ec2/getVpc:getVpc": _get_vpc,
+    "aws:ec2/getSubnets:getSubnets": _get_subnets,
+    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": _get_instance_type_offerings,
+    "aws:ssm/getParameter:getParameter": _get_parameter,
+    "aws:ec2/getAmi:getAmi": _get_ami,
+}
+
+
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
+
+
+OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
+    "aws:secretsmanager/secret:Secret": lambda inputs, name: {
+        "arn": _arn("secretsmanager", f"secret:{inputs['name']}-Ab12Cd")
+    },
+    "aws:iam/role:Role": lambda inputs, name: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{name}", "name": name},
+    "aws:iam/instanceProfile:InstanceProfile": lambda inputs, name: {
+        "arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/{name}"
+    },
+    "aws:lb/loadBalancer:LoadBalancer": lambda inputs, name: {
+        "arn": _arn("elasticloadbalancing", f"loadbalancer/{name}"),
+        "dnsName": f"{name}-1234567890.{REGION}.elb.amazonaws.com",
+    },
+    "aws:lb/targetGroup:TargetGroup": lambda inputs, name: {
+        "arn": _arn("elasticloadbalancing", f"targetgroup/{name}")
+    },
+    "aws:lb/listener:Listener": lambda inputs, name: {
+        "arn": _arn("elasticloadbalancing", f"listener/{name}")
+    },
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda inputs, name: {"latestVersion": 1},
+    "aws:autoscaling/group:Group": lambda inputs, name: {"name": name},
+}
