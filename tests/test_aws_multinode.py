@@ -7,8 +7,8 @@ import base64
 import pytest
 
 from components.aws import machines
-from components.aws.ray_group import RAY_GCS_PORT
 from components.launch import BASE_STARTUP_SECONDS
+from components.vm import RAY_GCS_PORT
 from tests.harness import Resource, Run, run_program
 from tests.test_aws import (
     ALB,

@@ -98,11 +98,14 @@ class Run:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, fake_outputs: bool) -> None:
+        self.fake_outputs = fake_outputs
         self.invokes: list[Invoke] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
+        if not self.fake_outputs:
+            return "", outputs  # no id: unknown to dependents, as in a preview
         if args.typ in OUTPUTS:
             outputs.update(OUTPUTS[args.typ](dict(args.inputs), args.name))
         return f"{args.name}-id", outputs
@@ -150,15 +153,18 @@ def run_program(
     config: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
     preview: bool = False,
+    fake_outputs: bool = True,
 ) -> Run:
     """Run ``__main__.py`` for ``stack`` with ``config`` (``{"vllm:gpu": "L4:1"}``) and secret config.
 
     Values may be given as Python lists/ints/bools; they reach the program as Pulumi hands them over
-    (strings, lists as JSON). Raises what the program raises (e.g. ``SpecError``), with the resources it
-    declared before failing as the exception's ``declared_resources``.
+    (strings, lists as JSON). ``fake_outputs=False`` leaves every provider-computed value unknown, as a
+    real preview does (the fakes' invoke results still apply). Raises what the program raises (e.g.
+    ``SpecError``), with the resources it declared before failing as the exception's
+    ``declared_resources``.
     """
     _forget_previous_run()
-    fake = _Mocks()
+    fake = _Mocks(fake_outputs)
     monitor = _RecordingMonitor(fake)
     pulumi.runtime.set_mocks(fake, project="vllm", stack=stack, preview=preview, monitor=monitor)
     settings.ROOT.set(None)
@@ -195,12 +201,13 @@ def _config_text(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Registrations as plain JSON-like data: unknowns as the string "<unknown>", assets by text."""
+    """Registrations as plain JSON-like data: unknowns as the string "<unknown>", assets by text. Secrets
+    stay wrapped as the SDK sends them (``{<sig>: <secret sig>, "value": ...}``), so scans still see them."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
-    if value == rpc.UNKNOWN:
+    if value == rpc.UNKNOWN or isinstance(value, pulumi.output.Unknown):
         return "<unknown>"
     if isinstance(value, pulumi.StringAsset):
         return value.text

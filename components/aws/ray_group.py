@@ -46,10 +46,9 @@ from components import vm
 from components.aws import machines
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
-from components.launch import BASE_STARTUP_SECONDS, LaunchSpec
+from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
-RAY_GCS_PORT = 6379
 #: Ray's gRPC connections may sit idle between keepalives: keep them open as long as an NLB allows.
 RAY_IDLE_TIMEOUT_SECONDS = 6000
 
@@ -121,7 +120,7 @@ class RayGroup(pulumi.ComponentResource):
         ray_target = lb.TargetGroup(
             f"{name}-gcs",
             target_type="instance",
-            port=RAY_GCS_PORT,
+            port=vm.RAY_GCS_PORT,
             protocol="TCP",
             vpc_id=network.vpc_id,
             preserve_client_ip="false",
@@ -133,7 +132,7 @@ class RayGroup(pulumi.ComponentResource):
         lb.Listener(
             f"{name}-gcs",
             load_balancer_arn=self.head_address.arn,
-            port=RAY_GCS_PORT,
+            port=vm.RAY_GCS_PORT,
             protocol="TCP",
             tcp_idle_timeout_seconds=RAY_IDLE_TIMEOUT_SECONDS,
             default_actions=[{"type": "forward", "target_group_arn": ray_target.arn}],
@@ -148,7 +147,7 @@ class RayGroup(pulumi.ComponentResource):
                     api_key_secret=identity.api_key_secret,
                     hf_token_secret=identity.hf_token_secret,
                     role=role,
-                    ray_env=ray_env(spec, head),
+                    ray_env=vm.ray_env(spec, head),
                 )
             )
 
@@ -191,18 +190,3 @@ class RayGroup(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"headAddress": self.head_address.dns_name, "head": self.head.name})
-
-
-def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
-    """``ray_bootstrap.sh`` settings: the head waits for every node and GPU before vLLM starts.
-
-    The wait is for machines to boot, install and join, the fixed part of the launch budget: the head's
-    container restarts and waits again if a worker is slower, within the ASG's grace period.
-    """
-    return {
-        "RAY_HEAD_ADDRESS": head_address,
-        "RAY_PORT": str(RAY_GCS_PORT),
-        "RAY_EXPECTED_NODES": str(spec.nodes),
-        "RAY_GPUS_PER_NODE": str(spec.gpu.count),
-        "RAY_WAIT_TIMEOUT_SECONDS": str(BASE_STARTUP_SECONDS),
-    }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from components import launch as launch_module
+from components import vm
 from components.gcp.identity import ServiceIdentity
 from components.gcp.machine import COMPACT_PLACEMENT_SERIES, VmRole, autohealing_check, instance_template
 from components.gcp.machine import machine_series as series_of
@@ -23,25 +23,11 @@ from components.gcp.replica import PORT_NAME
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
-RAY_PORT = 6379
-
 
 def head_address(index: int) -> str:
     """The reserved internal IP of group ``index``'s head: counted down from the subnet's last usable
     address (GCP reserves the last two of every subnet)."""
     return str(SUBNET_CIDR.broadcast_address - 2 - index)
-
-
-def ray_env(spec: ServiceSpec, index: int) -> dict[str, str]:
-    """ray_bootstrap.sh settings. The head waits for its workers for as long as the launch spec budgets
-    for a VM's boot and image pull (workers boot in parallel with it); systemd restarts it after that."""
-    return {
-        "RAY_HEAD_ADDRESS": head_address(index),
-        "RAY_PORT": str(RAY_PORT),
-        "RAY_EXPECTED_NODES": str(spec.nodes),
-        "RAY_GPUS_PER_NODE": str(spec.gpu.count),
-        "RAY_WAIT_TIMEOUT_SECONDS": str(launch_module.BASE_STARTUP_SECONDS),
-    }
 
 
 @dataclass
@@ -116,7 +102,7 @@ class RayGroup(pulumi.ComponentResource):
             description=f"RAY_HEAD_ADDRESS of group {index}: kept across head replacements",
             opts=child,
         )
-        env = ray_env(spec, index)
+        env = vm.ray_env(spec, head_address(index))
         self.head_template = instance_template(
             f"{name}-head",
             spec,

@@ -1,0 +1,379 @@
+"""Render a stack's plan with no cloud credentials and no Pulumi CLI.
+
+    python -m tools.plan --stack gcp-h100 [--config vllm:replicas=3 ...] [--json]
+    python -m tools.plan --update-snapshots
+
+It runs the real program under Pulumi's mock runtime (``tools.mockrun``) and prints the effective spec, a
+cost table like SkyPilot's optimizer output, and the resource tree with the key properties of each
+resource (machine, GPUs, replicas, health check, exposure). Values the cloud computes at deploy time show
+as ``<computed>``. The stack's own ``Pulumi.<stack>.yaml``, when present, overrides the preset as in a real
+run; its secrets show as ``<secret>`` and never leave the stack file.
+
+The plans of every preset are committed under ``tests/snapshots/``: a pull request that changes the
+infrastructure changes them, so reviewers without cloud access read the change as a diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi.runtime import rpc
+
+from components import catalog
+from components.spec import SECRET_KEYS, SpecError, available_presets
+from tools.mockrun import ROOT, Resource, Run, run_program
+
+SNAPSHOT_DIR = ROOT / "tests" / "snapshots"
+REFRESH_COMMAND = ".venv/bin/python -m tools.plan --update-snapshots"
+COMPUTED = "<computed>"
+SECRET = "<secret>"
+
+#: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
+#: over a list). A type not listed here still appears in the tree, by name.
+KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
+    # GCP
+    "gcp:compute/instanceTemplate:InstanceTemplate": (
+        "machineType",
+        "guestAccelerators",
+        "scheduling.onHostMaintenance",
+        "scheduling.provisioningModel",
+        "disks.*.diskSizeGb",
+        "disks.*.diskType",
+        "networkInterfaces.*.nicType",
+        "networkInterfaces.*.accessConfigs",
+    ),
+    "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": (
+        "targetSize",
+        "distributionPolicyZones",
+        "autoHealingPolicies.initialDelaySec",
+        "namedPorts",
+    ),
+    "gcp:compute/instanceGroupManager:InstanceGroupManager": (
+        "targetSize",
+        "zone",
+        "autoHealingPolicies.initialDelaySec",
+        "namedPorts",
+    ),
+    "gcp:compute/healthCheck:HealthCheck": (
+        "httpHealthCheck.requestPath",
+        "httpHealthCheck.port",
+        "tcpHealthCheck.port",
+        "checkIntervalSec",
+        "unhealthyThreshold",
+    ),
+    "gcp:compute/backendService:BackendService": (
+        "loadBalancingScheme",
+        "localityLbPolicy",
+        "timeoutSec",
+    ),
+    "gcp:compute/uRLMap:URLMap": (
+        "pathMatchers.*.pathRules.*.paths",
+        "defaultRouteAction",
+        "defaultUrlRedirect",
+    ),
+    "gcp:compute/firewall:Firewall": ("direction", "sourceRanges", "sourceTags", "allows", "targetTags"),
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("loadBalancingScheme", "portRange"),
+    "gcp:compute/resourcePolicy:ResourcePolicy": ("groupPlacementPolicy",),
+    "gcp:compute/securityPolicy:SecurityPolicy": ("rules.*.match.config.srcIpRanges", "rules.*.action"),
+    "gcp:secretmanager/secret:Secret": ("secretId",),
+    "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
+    # AWS
+    "aws:ec2/launchTemplate:LaunchTemplate": (
+        "instanceType",
+        "blockDeviceMappings.*.ebs.volumeSize",
+        "metadataOptions.httpTokens",
+        "instanceMarketOptions.marketType",
+        "placement.groupName",
+    ),
+    "aws:autoscaling/group:Group": (
+        "desiredCapacity",
+        "minSize",
+        "maxSize",
+        "healthCheckType",
+        "healthCheckGracePeriod",
+    ),
+    "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
+    "aws:lb/targetGroup:TargetGroup": (
+        "port",
+        "healthCheck.path",
+        "healthCheck.matcher",
+        "loadBalancingAlgorithmType",
+        "deregistrationDelay",
+    ),
+    "aws:lb/listener:Listener": ("port", "defaultActions.*.type"),
+    "aws:lb/listenerRule:ListenerRule": ("conditions.*.pathPattern.values", "actions.*.type"),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
+        "ipProtocol",
+        "fromPort",
+        "toPort",
+        "cidrIpv4",
+        "cidrIpv6",
+        "referencedSecurityGroupId",
+    ),
+    "aws:ec2/placementGroup:PlacementGroup": ("strategy",),
+    "aws:secretsmanager/secret:Secret": ("name",),
+    # Kubernetes
+    "kubernetes:apps/v1:Deployment": (
+        "spec.replicas",
+        "spec.strategy.rollingUpdate",
+        "spec.template.spec.containers.*.image",
+        "spec.template.spec.containers.*.resources.limits",
+        "spec.template.spec.containers.*.startupProbe.httpGet.path",
+        "spec.template.spec.nodeSelector",
+    ),
+    "kubernetes:apps/v1:StatefulSet": (
+        "spec.replicas",
+        "spec.template.spec.containers.*.image",
+        "spec.template.spec.containers.*.resources.limits",
+        "spec.template.spec.containers.*.startupProbe.httpGet.path",
+        "spec.template.spec.nodeSelector",
+    ),
+    "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet": (
+        "spec.replicas",
+        "spec.leaderWorkerTemplate.size",
+        "spec.leaderWorkerTemplate.restartPolicy",
+    ),
+    "kubernetes:core/v1:Service": ("spec.type", "spec.ports", "spec.selector"),
+    "kubernetes:policy/v1:PodDisruptionBudget": ("spec.minAvailable", "spec.maxUnavailable"),
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec.policyTypes",),
+}
+
+
+def stack_file_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``config:`` of ``Pulumi.<stack>.yaml`` if the repository has one: (plain values, secrets)."""
+    path = ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return {}, {}
+    values = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    plain = {k: v for k, v in values.items() if not (isinstance(v, dict) and "secure" in v)}
+    secrets = {k: SECRET for k, v in values.items() if isinstance(v, dict) and "secure" in v}
+    return plain, secrets
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or ":" not in key:
+            raise SystemExit(f"--config takes NAMESPACE:KEY=VALUE (e.g. vllm:replicas=3), not {pair!r}")
+        overrides[key] = value
+    return overrides
+
+
+def plan(stack: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """The plan of ``stack`` as plain data: spec, cost, resources with their key properties."""
+    plain, secrets = stack_file_config(stack)
+    config = {**plain, **(overrides or {})}
+    secrets = {**secrets, **{k: SECRET for k in config if k.split(":")[-1] in SECRET_KEYS}}
+    config = {k: v for k, v in config.items() if k not in secrets}
+    run = run_program(stack, config, secrets, preview=True, fake_outputs=False)
+    spec = _shown(run.outputs["spec"])
+    return {
+        "stack": stack,
+        "spec": spec,
+        "cost": _cost(spec),
+        "outputs": {k: _shown(v) for k, v in sorted(run.outputs.items()) if k != "spec"},
+        "resources": _resource_rows(run),
+    }
+
+
+def _cost(spec: dict[str, Any]) -> dict[str, Any]:
+    """SkyPilot-style candidates for the spec's GPUs on its cloud, the chosen machine marked."""
+    if spec["gpu"] is None or spec["machineType"] is None:
+        return {"candidates": [], "note": "the cluster's nodes, priced by their owner"}
+    gpu, count = spec["gpu"].split(":")
+    offerings = catalog.offerings(spec["cloud"], gpu, int(count))
+    chosen = next(o for o in offerings if o.machine_type == spec["machineType"])
+    candidates = [
+        {
+            "cloud": o.cloud,
+            "machineType": o.machine_type,
+            "vcpus": o.vcpus,
+            "memoryGb": o.memory_gb,
+            "gpus": f"{o.gpu}:{o.gpu_count}",
+            "onDemandHourly": o.on_demand_hourly if o.on_demand else None,
+            "spotHourly": o.spot_hourly,
+            "chosen": o is chosen,
+        }
+        for o in offerings
+    ]
+    hourly = chosen.hourly(spec["spot"])
+    return {
+        "candidates": candidates,
+        "nodesPerReplica": spec["nodes"],
+        "replicas": spec["replicas"],
+        "pricing": "spot" if spec["spot"] else "on-demand",
+        "perReplicaHourly": None if hourly is None else round(hourly * spec["nodes"], 2),
+        "totalHourly": None if hourly is None else round(hourly * spec["nodes"] * spec["replicas"], 2),
+        "source": chosen.price_source,
+    }
+
+
+def _resource_rows(run: Run) -> list[dict[str, Any]]:
+    """Resources depth-first from the top, children sorted by type and name so the order is stable."""
+    rows: list[dict[str, Any]] = []
+
+    def visit(resource: Resource, depth: int) -> None:
+        rows.append(
+            {
+                "type": resource.type,
+                "name": resource.name,
+                "depth": depth,
+                "properties": _key_properties(resource),
+            }
+        )
+        for child in sorted(run.children(resource), key=lambda r: (r.type, r.name)):
+            visit(child, depth + 1)
+
+    known = {r.urn for r in run.resources}
+    for top in sorted((r for r in run.resources if r.parent not in known), key=lambda r: (r.type, r.name)):
+        visit(top, 0)
+    return rows
+
+
+def _key_properties(resource: Resource) -> dict[str, Any]:
+    shown = {}
+    for path in KEY_PROPERTIES.get(resource.type, ()):
+        value = _dig(resource.inputs, path.split("."))
+        if value not in (None, [], {}):
+            shown[path.replace(".*", "[]")] = _shown(value)
+    return shown
+
+
+def _dig(value: Any, parts: list[str]) -> Any:
+    if not parts:
+        return value
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        if not isinstance(value, list):
+            return None
+        found: list[Any] = []
+        for item in value:
+            dug = _dig(item, rest)
+            if isinstance(dug, list):
+                found.extend(dug)  # one flat list per path, however many "*" it crosses
+            elif dug is not None:
+                found.append(dug)
+        return found or None
+    if isinstance(value, dict):
+        return _dig(value.get(head), rest)
+    return None
+
+
+def _shown(value: Any) -> Any:
+    if value == "<unknown>":
+        return COMPUTED
+    if rpc.is_rpc_secret(value):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the engine's wire format makes every number a float
+    return value
+
+
+# --- text rendering -------------------------------------------------------------------------------------
+
+
+def render_text(data: dict[str, Any]) -> str:
+    spec = data["spec"]
+    lines = [f"Plan of stack {data['stack']}" + (f" (preset {spec['preset']})" if spec["preset"] else ""), ""]
+    lines.append("Spec")
+    lines += [f"  {key:<24}{_inline(value)}" for key, value in spec.items() if value not in (None, [])]
+    lines += ["", *_cost_lines(data["cost"]), "", "Outputs"]
+    lines += [f"  {key:<24}{_inline(value)}" for key, value in data["outputs"].items()]
+    lines += ["", f"Resources ({len(data['resources'])})"]
+    for row in data["resources"]:
+        indent = "  " + "  " * row["depth"]
+        lines.append(f"{indent}{row['type']}  {row['name']}")
+        lines += [f"{indent}    {key}: {_inline(value)}" for key, value in row["properties"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _cost_lines(cost: dict[str, Any]) -> list[str]:
+    if not cost["candidates"]:
+        return [f"Cost: {cost['note']}"]
+    header = ("INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h ON-DEMAND", "$/h SPOT", "CHOSEN")
+    table = [header] + [
+        (
+            c["machineType"],
+            _num(c["vcpus"]),
+            _num(c["memoryGb"]),
+            c["gpus"],
+            _num(c["onDemandHourly"]),
+            _num(c["spotHourly"]),
+            "*" if c["chosen"] else "",
+        )
+        for c in cost["candidates"]
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    lines = [f"Considered resources ({cost['nodesPerReplica']} node(s) per replica, {cost['pricing']})"]
+    for row in table:
+        cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append(("  " + "  ".join(cells)).rstrip())
+    lines.append(
+        f"  per replica ${_num(cost['perReplicaHourly'])}/h x {cost['replicas']} replica(s)"
+        f" = ${_num(cost['totalHourly'])}/h"
+    )
+    lines.append(f"  prices: {cost['source']}")
+    return lines
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _inline(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+# --- snapshots ------------------------------------------------------------------------------------------
+
+
+def snapshot_path(preset: str) -> Path:
+    return SNAPSHOT_DIR / f"{preset}.txt"
+
+
+def update_snapshots() -> list[Path]:
+    SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    written = []
+    for preset in available_presets():
+        path = snapshot_path(preset)
+        path.write_text(render_text(plan(preset)))
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n\n")[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stack", help="stack name; a preset of the same name applies")
+    target.add_argument("--update-snapshots", action="store_true", help="rewrite tests/snapshots/*.txt")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    if args.update_snapshots:
+        for path in update_snapshots():
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    try:
+        data = plan(args.stack, parse_overrides(args.config))
+    except SpecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_text(data), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
