@@ -37,6 +37,10 @@ SECONDS_PER_WEIGHT_GB = 5
 #: and still serve, so the budget errs towards patience, never towards killing a replica mid-load.
 GPU_MEMORY_WEIGHT_SHARE = 0.9
 CPU_DEFAULT_WEIGHTS_GB = 2
+#: How long a Ray group's head waits for its workers to boot and join before vLLM starts (then it exits
+#: and is restarted to wait again): the fixed part of a machine's start. A multi-node head's health
+#: budget adds it, since its vLLM only begins loading once the group is whole.
+RAY_GROUP_WAIT_SECONDS = BASE_STARTUP_SECONDS
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,9 @@ def weights_gb(spec: ServiceSpec) -> int:
 
 
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
-    return ProbeTimings(startup_seconds=BASE_STARTUP_SECONDS + SECONDS_PER_WEIGHT_GB * weights_gb(spec))
+    group_wait = RAY_GROUP_WAIT_SECONDS if spec.nodes > 1 else 0
+    load = SECONDS_PER_WEIGHT_GB * weights_gb(spec)
+    return ProbeTimings(startup_seconds=BASE_STARTUP_SECONDS + group_wait + load)
 
 
 def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:

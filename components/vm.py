@@ -7,7 +7,7 @@ import gzip
 from collections.abc import Mapping
 
 from components import scripts
-from components.launch import BASE_STARTUP_SECONDS, LaunchSpec
+from components.launch import RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -17,15 +17,15 @@ RAY_GCS_PORT = 6379
 def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
     """``ray_bootstrap.sh`` settings of one group: the head waits for every node and GPU before vLLM starts.
 
-    The wait covers machines booting, pulling the image and joining: the fixed part of the launch budget.
-    A slower worker makes the head's container exit, restart and wait again, within the health budget.
+    A worker slower than ``RAY_GROUP_WAIT_SECONDS`` makes the head's container exit, restart and wait
+    again, within the head's health budget (which includes one such wait).
     """
     return {
         "RAY_HEAD_ADDRESS": head_address,
         "RAY_PORT": str(RAY_GCS_PORT),
         "RAY_EXPECTED_NODES": str(spec.nodes),
         "RAY_GPUS_PER_NODE": str(spec.gpu.count),
-        "RAY_WAIT_TIMEOUT_SECONDS": str(BASE_STARTUP_SECONDS),
+        "RAY_WAIT_TIMEOUT_SECONDS": str(RAY_GROUP_WAIT_SECONDS),
     }
 
 

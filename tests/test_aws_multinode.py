@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from components.aws import machines
-from components.launch import BASE_STARTUP_SECONDS
+from components.launch import RAY_GROUP_WAIT_SECONDS
 from components.vm import RAY_GCS_PORT
 from tests.harness import Resource, Run, run_program
 from tests.test_aws import (
@@ -98,8 +98,8 @@ def test_only_heads_serve_behind_the_public_load_balancer(h200):
 
 def test_a_head_is_replaced_when_its_health_check_fails_after_the_model_load_budget(h200):
     head = named(inside(h200, groups(h200)[0], GROUP), "-head").inputs
-    # 2 x H200:8 with vllm:modelSizeGb 1030 (the preset): 600 s + 5 s/GB
-    assert head["healthCheckGracePeriod"] == 600 + 5 * 1030
+    # 2 x H200:8 with vllm:modelSizeGb 1030 (the preset): 600 s boot + the wait for workers + 5 s/GB
+    assert head["healthCheckGracePeriod"] == 600 + RAY_GROUP_WAIT_SECONDS + 5 * 1030
 
 
 def test_workers_find_the_head_through_the_groups_internal_load_balancer(h200):
@@ -123,7 +123,7 @@ def test_the_head_waits_for_every_node_and_gpu_of_its_group(h200):
     for template in h200.of_type(TEMPLATE):
         settings = ray_settings(template)
         assert settings["RAY_EXPECTED_NODES"] == "2" and settings["RAY_GPUS_PER_NODE"] == "8"
-        assert settings["RAY_WAIT_TIMEOUT_SECONDS"] == str(BASE_STARTUP_SECONDS)
+        assert settings["RAY_WAIT_TIMEOUT_SECONDS"] == str(RAY_GROUP_WAIT_SECONDS)
 
 
 def test_heads_and_workers_boot_their_own_ray_roles(h200):

@@ -6,6 +6,7 @@ from components.launch import (
     HEALTH_PATH,
     HF_TOKEN_ENV,
     PORT,
+    RAY_GROUP_WAIT_SECONDS,
     launch_spec,
     probe_timings,
     weights_gb,
@@ -79,3 +80,10 @@ def test_without_a_model_size_the_budget_assumes_weights_fill_the_gpus():
 def test_a_multi_node_replica_budgets_for_the_weights_of_every_node():
     single = weights_gb(build_spec("gcp-h100", {}))
     assert weights_gb(build_spec("gcp-h100", {"vllm:nodes": "2"})) == 2 * single
+
+
+def test_a_multi_node_head_also_budgets_for_its_workers_to_join():
+    sized = {"vllm:modelSizeGb": "300"}
+    single = probe_timings(build_spec("gcp-h100", sized)).startup_seconds
+    group = probe_timings(build_spec("gcp-h100", {**sized, "vllm:nodes": "2"})).startup_seconds
+    assert group == single + RAY_GROUP_WAIT_SECONDS

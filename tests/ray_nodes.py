@@ -1,0 +1,149 @@
+"""Runs ``ray_bootstrap.sh`` as the nodes of a Ray group on this machine, each node like a container.
+
+Every node gets its own PID namespace, so the script is PID 1 as in a container, its ``ray stop --force``
+sees only its own node's processes, and killing the node kills everything in it. All nodes of a test share
+one network namespace that holds only the loopback interface: they reach each other on 127.0.0.1, nothing
+leaves the machine, and Ray's fixed default ports cannot clash with anything else running here. (Outside
+such a namespace Ray swaps 127.0.0.1 for the machine's address.) Needs root, ``unshare``, ``nsenter`` and
+``ip``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from components.scripts import path as script_path
+
+SCRIPT = script_path("ray_bootstrap.sh")
+VENV_BIN = Path(sys.executable).parent
+TOOLS = ("unshare", "nsenter", "ip")
+#: A node's own PID namespace, /proc included; --kill-child: when unshare dies, so does the node.
+NODE_NAMESPACES = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
+
+#: Ray timings shortened so a test sees in seconds what takes a minute in production: the head declares
+#: a vanished node dead after ~1.5 s, and a worker's raylet gives up on a vanished head after 3 s.
+FAST_RAY_FAILURE_DETECTION = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+    "RAY_gcs_rpc_server_reconnect_timeout_s": "3",
+}
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_the_test() -> None:
+    """Runs in each child before exec: the kernel SIGKILLs it when the test process dies, however it dies,
+    so no node outlives an interrupted test run."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def missing_capability() -> str | None:
+    """Why Ray groups cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root for network and PID namespaces"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    return f"needs {', '.join(missing)}" if missing else None
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Node:
+    """One ``ray_bootstrap.sh`` run: the container's main process on one node."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], network: Path, log: Path):
+        self.name, self.log = name, log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                # nsenter execs unshare, so this PID is unshare's: killing it takes the whole node down
+                ["nsenter", f"--net={network}", *NODE_NAMESPACES, "bash", str(SCRIPT), *argv],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_the_test,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """Kills every process of the node at once, like a crashed container or a lost VM."""
+        if self.process.poll() is None:
+            self.process.kill()  # unshare ignores SIGTERM; its --kill-child turns this into SIGKILL for PID 1
+            self.process.wait(10)
+
+    def terminate_script(self) -> None:
+        """SIGTERM to the script itself (PID 1 of the node), as ``docker stop`` or a pod deletion sends."""
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        os.kill(int(children[0]), signal.SIGTERM)
+
+
+class RayHost:
+    """The nodes of one test, their loopback-only network, and a short temp dir (Ray's socket paths must
+    stay under 108 bytes, which pytest's tmp_path can exceed)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="rb-", dir="/tmp"))
+        self.nodes: list[Node] = []
+        self.holder = subprocess.Popen(
+            ["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep infinity"],
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_the_test,
+        )
+        assert self.holder.stdout is not None and self.holder.stdout.readline() == b"up\n"
+        self.network = Path(f"/proc/{self.holder.pid}/ns/net")
+
+    def env(self, **values: str) -> dict[str, str]:
+        """A clean environment (nothing leaks in from the test runner) with this venv's ray and python3."""
+        return {
+            "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.root),
+            "LANG": "C.UTF-8",
+            **FAST_RAY_FAILURE_DETECTION,
+            **values,
+        }
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Node:
+        (self.root / name).mkdir(exist_ok=True)
+        runs = sum(node.name == name for node in self.nodes)
+        node = Node(
+            name,
+            argv,
+            {"RAY_TMPDIR": str(self.root / name), **env},
+            self.network,
+            self.root / f"{name}.{runs}.log",
+        )
+        self.nodes.append(node)
+        return node
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.kill()
+        self.holder.kill()
+        self.holder.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)

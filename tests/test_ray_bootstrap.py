@@ -1,0 +1,299 @@
+"""ray_bootstrap.sh, the Ray group bootstrap of every multi-node backend, run against real Ray processes.
+
+Each node runs the real script in its own PID namespace on a loopback-only network (see tests/ray_nodes.py);
+a small Python program stands in for ``vllm serve``. Ray's GPU resource is faked with ``--num-gpus`` through
+RAY_START_ARGS, so the GPU half of the gate is really exercised on a CPU machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.ray_nodes import SCRIPT, VENV_BIN, Node, RayHost, missing_capability, wait_until
+
+pytestmark = pytest.mark.timeout(90)  # a hung Ray start fails the test; the fixtures still clean up
+
+FAKE_VLLM = Path(__file__).with_name("ray_fake_vllm.py")
+USAGE = "usage: ray_bootstrap.sh head -- <vllm serve argv...> | ray_bootstrap.sh worker"
+HEAD_IP = "127.0.0.1"
+HF_TOKEN = "hf_sentinel_token_never_printed"
+API_KEY = "sentinel-api-key-never-printed"
+LOOPBACK_NODE_ENV = {"VLLM_HOST_IP": HEAD_IP, "NCCL_SOCKET_IFNAME": "lo", "GLOO_SOCKET_IFNAME": "lo"}
+#: A worker shares the host with the head here, so its dashboard agent needs a port of its own.
+WORKER_PORTS = "--dashboard-agent-listen-port 52366"
+
+
+@pytest.fixture
+def host() -> Iterator[RayHost]:
+    reason = missing_capability()
+    if reason:
+        pytest.skip(reason)
+    ray_host = RayHost()
+    yield ray_host
+    ray_host.close()
+
+
+def head_env(
+    host: RayHost, *, nodes: int = 2, gpus_per_node: int = 1, brings_gpus: int = 1, timeout: int = 60
+) -> dict[str, str]:
+    return host.env(
+        RAY_HEAD_ADDRESS=HEAD_IP,
+        RAY_EXPECTED_NODES=str(nodes),
+        RAY_GPUS_PER_NODE=str(gpus_per_node),
+        RAY_WAIT_TIMEOUT_SECONDS=str(timeout),
+        RAY_POLL_SECONDS="1",
+        RAY_START_ARGS=f"--num-gpus {brings_gpus}",
+        HF_TOKEN=HF_TOKEN,
+        VLLM_API_KEY=API_KEY,
+    )
+
+
+def worker_env(host: RayHost) -> dict[str, str]:
+    return host.env(
+        RAY_HEAD_ADDRESS=HEAD_IP,
+        RAY_WORKER_RETRY_SECONDS="1",
+        RAY_START_ARGS=f"--num-gpus 1 {WORKER_PORTS}",
+        HF_TOKEN=HF_TOKEN,
+        VLLM_API_KEY=API_KEY,
+    )
+
+
+def start_head(host: RayHost, record: Path, env: dict[str, str], *vllm_flags: str) -> Node:
+    argv = ["head", "--", "python3", str(FAKE_VLLM), "--record", str(record), *vllm_flags]
+    return host.start("head", argv, env)
+
+
+def start_worker(host: RayHost) -> Node:
+    return host.start("worker", ["worker"], worker_env(host))
+
+
+def read_record(record: Path) -> dict:
+    return json.loads(record.read_text())
+
+
+def last_line(node: Node) -> str:
+    return node.output().strip().splitlines()[-1]
+
+
+# --- the script itself -------------------------------------------------------------------------------------
+
+
+def test_script_passes_shellcheck():
+    result = subprocess.run([VENV_BIN / "shellcheck", SCRIPT], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+BAD_INPUT = {
+    "worker without head address": (
+        ["worker"],
+        {},
+        "RAY_HEAD_ADDRESS is required for a worker: the host or IP of the Ray head",
+    ),
+    "head without node count": (
+        ["head", "--", "true"],
+        {"RAY_HEAD_ADDRESS": HEAD_IP, "RAY_GPUS_PER_NODE": "8"},
+        "RAY_EXPECTED_NODES is required: an integer >= 1",
+    ),
+    "node count not an integer": (
+        ["head", "--", "true"],
+        {"RAY_HEAD_ADDRESS": HEAD_IP, "RAY_EXPECTED_NODES": "two", "RAY_GPUS_PER_NODE": "8"},
+        "RAY_EXPECTED_NODES must be an integer >= 1, got 'two'",
+    ),
+    "negative GPU count": (
+        ["head", "--", "true"],
+        {"RAY_HEAD_ADDRESS": HEAD_IP, "RAY_EXPECTED_NODES": "2", "RAY_GPUS_PER_NODE": "-1"},
+        "RAY_GPUS_PER_NODE must be an integer >= 0, got '-1'",
+    ),
+    "fractional timeout": (
+        ["head", "--", "true"],
+        {
+            "RAY_HEAD_ADDRESS": HEAD_IP,
+            "RAY_EXPECTED_NODES": "2",
+            "RAY_GPUS_PER_NODE": "8",
+            "RAY_WAIT_TIMEOUT_SECONDS": "1.5",
+        },
+        "RAY_WAIT_TIMEOUT_SECONDS must be an integer >= 1, got '1.5'",
+    ),
+    "port out of range": (
+        ["worker"],
+        {"RAY_HEAD_ADDRESS": HEAD_IP, "RAY_PORT": "70000"},
+        "RAY_PORT must be a TCP port (1-65535), got '70000'",
+    ),
+    "head without its address or IP": (
+        ["head", "--", "true"],
+        {"RAY_EXPECTED_NODES": "2", "RAY_GPUS_PER_NODE": "8"},
+        "the head needs RAY_HEAD_ADDRESS (its own stable address) or RAY_NODE_IP to know its IP",
+    ),
+    "node IP on no interface": (
+        ["worker"],
+        {"RAY_HEAD_ADDRESS": HEAD_IP, "RAY_NODE_IP": "203.0.113.9"},
+        "no network interface holds 203.0.113.9; set RAY_IFNAME",
+    ),
+    "head without a command": (
+        ["head"],
+        {},
+        f"the head needs the vLLM command after '--'; {USAGE}",
+    ),
+    "unknown role": (
+        ["leader"],
+        {},
+        f"unknown role 'leader'; {USAGE}",
+    ),
+}
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_is_rejected_with_one_message_and_exit_2(argv, env, message):
+    result = subprocess.run(
+        ["bash", SCRIPT, *argv],
+        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"ray-bootstrap: {message}\n")
+
+
+# --- a group that forms, and re-forms when its head is replaced -------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadRun:
+    node: Node
+    status: int
+    record: dict
+
+
+@dataclass(frozen=True)
+class ReplacedHead:
+    first: HeadRun
+    worker: Node
+    replacement: HeadRun
+
+
+@pytest.fixture(scope="module")
+def replaced_head() -> Iterator[ReplacedHead]:
+    """A head waiting for 2 nodes x 1 GPU, joined by a worker only once it has reported waiting. Its
+    command records what it saw and exits, which ends the head node, as a crashed vLLM ends its container.
+    A new head then starts at the same address; the worker, left running, must rejoin it on its own."""
+    reason = missing_capability()
+    if reason:
+        pytest.skip(reason)
+    host = RayHost()
+    try:
+        first, second = host.root / "first.json", host.root / "second.json"
+        head = start_head(host, first, head_env(host), "--served-model-name", "two words")
+        wait_until(lambda: "waiting for Ray group: 1/2" in head.output(), 30, "the head to count itself")
+        worker = start_worker(host)
+        first_run = HeadRun(head, head.wait(60), read_record(first))
+        head = start_head(host, second, head_env(host))
+        yield ReplacedHead(first_run, worker, HeadRun(head, head.wait(60), read_record(second)))
+    finally:
+        host.close()
+
+
+@pytest.mark.ray
+def test_head_execs_the_command_once_the_group_is_whole(replaced_head):
+    head = replaced_head.first
+    assert head.status == 0, head.node.output()
+    assert head.record["nodes"] == 2
+    assert head.record["pid"] == 1  # exec'd: vLLM is the container's main process and gets its signals
+    assert head.record["argv"][2:] == ["--served-model-name", "two words"]  # argv intact, spaces and all
+
+
+@pytest.mark.ray
+def test_gate_reports_progress_then_the_whole_group(replaced_head):
+    output = replaced_head.first.node.output()
+    assert re.search(r"waiting for Ray group: 1/2 nodes, 1/2 GPUs, \d+ s of 60 s", output)
+    assert re.search(r"Ray group whole: 2/2 nodes, 2/2 GPUs after \d+ s", output)
+
+
+@pytest.mark.ray
+def test_head_command_gets_node_ip_interface_and_cluster_address(replaced_head):
+    env = replaced_head.first.record["env"]
+    assert env | LOOPBACK_NODE_ENV == env
+    assert env["RAY_ADDRESS"] == f"{HEAD_IP}:6379"
+
+
+@pytest.mark.ray
+def test_ray_processes_on_every_node_inherit_the_node_ip_and_interface(replaced_head):
+    assert replaced_head.first.record["node_env"] == [LOOPBACK_NODE_ENV, LOOPBACK_NODE_ENV]
+
+
+@pytest.mark.ray
+def test_secrets_reach_the_command_and_are_never_printed(replaced_head):
+    env = replaced_head.first.record["env"]
+    assert (env["HF_TOKEN"], env["VLLM_API_KEY"]) == (HF_TOKEN, API_KEY)
+    for node in (replaced_head.first.node, replaced_head.worker, replaced_head.replacement.node):
+        assert HF_TOKEN not in node.output()
+        assert API_KEY not in node.output()
+
+
+@pytest.mark.ray
+def test_worker_rejoins_a_replaced_head(replaced_head):
+    replacement, worker = replaced_head.replacement, replaced_head.worker
+    assert replacement.status == 0, replacement.node.output()
+    assert replacement.record["nodes"] == 2
+    assert worker.process.poll() is None  # the same worker process, never restarted
+    assert f"left the Ray group at {HEAD_IP}:6379" in worker.output()
+
+
+# --- a group that does not form ----------------------------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_gate_times_out_naming_the_missing_worker(host):
+    record = host.root / "record.json"
+    head = start_head(host, record, head_env(host, timeout=2))
+    assert head.wait(40) == 1
+    assert re.fullmatch(
+        r"ray-bootstrap: Ray group incomplete after \d+ s: 1/2 nodes, 1/2 GPUs \(missing 1 node\(s\), "
+        r"missing 1 GPU\(s\)\); are the workers running, and can they reach 127\.0\.0\.1:6379\?",
+        last_line(head),
+    )
+    assert not record.exists()
+
+
+@pytest.mark.ray
+def test_gate_refuses_a_group_short_of_gpus(host):
+    record = host.root / "record.json"
+    head = start_head(host, record, head_env(host, nodes=1, gpus_per_node=2, brings_gpus=1, timeout=2))
+    assert head.wait(40) == 1
+    assert "1/1 nodes, 1/2 GPUs (missing 1 GPU(s))" in last_line(head)
+    assert not record.exists()
+
+
+# --- recovery ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_group_reforms_after_a_worker_is_lost(host):
+    first, second = host.root / "first.json", host.root / "second.json"
+    head = start_head(host, first, head_env(host), "--watch", "2")
+    worker = start_worker(host)
+    wait_until(first.exists, 60, "the group to form")
+
+    worker.kill()
+    assert head.wait(30) == 1, head.output()  # the command fails: the container exits and is restarted
+    assert "lost a node (1/2 alive)" in head.output()
+
+    # The supervisor restarts both; the new head starts over the first one's Ray temp dir.
+    head = start_head(host, second, head_env(host))
+    start_worker(host)
+    assert head.wait(60) == 0, head.output()
+    assert read_record(second)["nodes"] == 2
+
+
+@pytest.mark.ray
+def test_worker_stops_at_once_on_sigterm(host):
+    worker = start_worker(host)
+    wait_until(lambda: "node IP" in worker.output(), 30, "the worker to start joining")
+    worker.terminate_script()
+    assert worker.wait(5) == 143
