@@ -12,6 +12,7 @@ the preset's value, else the built-in default below, applies.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import json
 import re
@@ -508,14 +509,24 @@ def _kubernetes_settings(read: _Reader) -> KubernetesSettings:
     namespace = read.string("namespace", "vllm")
     if not DNS_LABEL.match(namespace):
         raise SpecError(f"{PROJECT}:namespace", namespace, "a DNS label: lowercase letters, digits and '-'")
+    if namespace == "default" or namespace.startswith("kube-"):
+        raise SpecError(f"{PROJECT}:namespace", namespace, "a namespace of its own (the stack creates it)")
     storage_class = read.string("storageClass")
     if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
         raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
+    service_type = read.choice("serviceType", KUBERNETES_SERVICE_TYPES, "LoadBalancer")
+    allowed = read.raw("allowedCidrs")
+    if service_type == "ClusterIP" and allowed is not None:
+        raise SpecError(
+            f"{PROJECT}:allowedCidrs",
+            allowed,
+            "unset with vllm:serviceType ClusterIP (no load balancer: restrict at your Ingress/Gateway)",
+        )
     return KubernetesSettings(
         namespace=namespace,
         gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "nvidia"),
         storage_class=storage_class,
-        service_type=read.choice("serviceType", KUBERNETES_SERVICE_TYPES, "LoadBalancer"),
+        service_type=service_type,
         cpu=read.number("cpu", 0),
         memory_gb=read.number("memoryGb", 0),
         install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
@@ -545,21 +556,35 @@ def _aws_settings(read: _Reader) -> AwsSettings:
 
 
 def _check_disk_fits_model(spec: ServiceSpec) -> None:
-    """The boot disk holds the image (~20 GB) and the weights: refuse a disk the model cannot fit on."""
-    if spec.model_size_gb is not None and spec.disk_size_gb < spec.model_size_gb + 30:
+    """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
+    a pod's cache volume holds only the weights (and vLLM's compile cache)."""
+    overhead = 2 if spec.cloud == "kubernetes" else 30
+    if spec.model_size_gb is not None and spec.disk_size_gb < spec.model_size_gb + overhead:
         raise SpecError(
             f"{PROJECT}:diskSizeGb",
             spec.disk_size_gb,
-            f">= {spec.model_size_gb + 30} for a {spec.model_size_gb} GB model (weights + image + 10 GB)",
+            f">= {spec.model_size_gb + overhead} for a {spec.model_size_gb} GB model "
+            f"(weights + {overhead} GB)",
         )
 
 
 def load_spec() -> ServiceSpec:
-    """The spec of the running stack, from Pulumi's config."""
+    """The spec of the running stack, from Pulumi's config, checked by its platform's rules too."""
     secret_keys = frozenset(
         key for key in (f"{PROJECT}:{k}" for k in SECRET_KEYS) if pulumi.runtime.is_config_secret(key)
     )
-    return build_spec(pulumi.get_stack(), stack_config(), secret_keys)
+    spec = build_spec(pulumi.get_stack(), stack_config(), secret_keys)
+    _check_on_platform(spec)
+    return spec
+
+
+def _check_on_platform(spec: ServiceSpec) -> None:
+    """Rules that need a platform's own tables (which GPUs GKE labels, how much memory a CPU pod needs):
+    a platform package may define ``check(spec)``, which raises SpecError before any resource exists.
+    Imported here, lazily, because the package loads that platform's SDK."""
+    check = getattr(importlib.import_module(f"components.{spec.cloud}"), "check", None)
+    if check is not None:
+        check(spec)
 
 
 def load_secret(key: str) -> pulumi.Output[str] | None:

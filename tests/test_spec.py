@@ -199,3 +199,22 @@ def test_pulumi_yaml_declares_every_key_with_a_description_and_an_empty_default(
     assert set(declared) - {f"{PROJECT}:{key}" for key in (*VLLM_KEYS, *SECRET_KEYS)} == {
         "pulumi:disable-default-providers"
     }
+
+
+K8S = {"vllm:cloud": "kubernetes", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
+
+
+@pytest.mark.parametrize("namespace", ["default", "kube-system"])
+def test_a_kubernetes_stack_owns_its_namespace(namespace):
+    assert spec_error(PLAIN_STACK, {**K8S, "vllm:namespace": namespace}).key == "vllm:namespace"
+
+
+def test_allowed_cidrs_need_a_load_balancer_on_kubernetes():
+    config = {**K8S, "vllm:serviceType": "ClusterIP", "vllm:allowedCidrs": ["203.0.113.0/24"]}
+    assert spec_error(PLAIN_STACK, config).key == "vllm:allowedCidrs"
+
+
+def test_platform_rules_also_fail_before_any_resource():
+    # GKE labels no L40S nodes: the Kubernetes package's own table says so, before anything is declared.
+    config = {**K8S, "vllm:gpu": "L40S:1", "vllm:gpuNodeSelector": "gke"}
+    assert spec_error(PLAIN_STACK, config).key == "vllm:gpuNodeSelector"

@@ -35,7 +35,7 @@ COMPUTED = "<computed>"
 SECRET = "<secret>"
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
-#: over a list). A type not listed here still appears in the tree, by name.
+#: over a list), optionally named ("label = path"). A type not listed here still appears in the tree.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     # GCP
     "gcp:compute/instanceTemplate:InstanceTemplate": (
@@ -125,14 +125,8 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
         "spec.template.spec.containers.*.image",
         "spec.template.spec.containers.*.resources.limits",
         "spec.template.spec.containers.*.startupProbe.httpGet.path",
-        "spec.template.spec.nodeSelector",
-    ),
-    "kubernetes:apps/v1:StatefulSet": (
-        "spec.replicas",
-        "spec.template.spec.containers.*.image",
-        "spec.template.spec.containers.*.resources.limits",
-        "spec.template.spec.containers.*.startupProbe.httpGet.path",
-        "spec.template.spec.nodeSelector",
+        "gpuNodes = spec.template.spec.affinity.nodeAffinity"
+        ".requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.*.matchExpressions",
     ),
     "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet": (
         "spec.replicas",
@@ -185,7 +179,7 @@ def plan(stack: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
 
 def _cost(spec: dict[str, Any]) -> dict[str, Any]:
     """SkyPilot-style candidates for the spec's GPUs on its cloud, the chosen machine marked."""
-    if spec["gpu"] is None or spec["machineType"] is None:
+    if spec.get("gpu") is None or spec.get("machineType") is None:  # the engine drops null outputs
         return {"candidates": [], "note": "the cluster's nodes, priced by their owner"}
     gpu, count = spec["gpu"].split(":")
     offerings = catalog.offerings(spec["cloud"], gpu, int(count))
@@ -239,10 +233,11 @@ def _resource_rows(run: Run) -> list[dict[str, Any]]:
 
 def _key_properties(resource: Resource) -> dict[str, Any]:
     shown = {}
-    for path in KEY_PROPERTIES.get(resource.type, ()):
+    for entry in KEY_PROPERTIES.get(resource.type, ()):
+        label, _, path = entry.rpartition(" = ")
         value = _dig(resource.inputs, path.split("."))
         if value not in (None, [], {}):
-            shown[path.replace(".*", "[]")] = _shown(value)
+            shown[label or path.replace(".*", "[]")] = _shown(value)
     return shown
 
 
@@ -285,7 +280,8 @@ def _shown(value: Any) -> Any:
 
 def render_text(data: dict[str, Any]) -> str:
     spec = data["spec"]
-    lines = [f"Plan of stack {data['stack']}" + (f" (preset {spec['preset']})" if spec["preset"] else ""), ""]
+    preset = spec.get("preset")  # the engine drops null outputs
+    lines = [f"Plan of stack {data['stack']}" + (f" (preset {preset})" if preset else ""), ""]
     lines.append("Spec")
     lines += [f"  {key:<24}{_inline(value)}" for key, value in spec.items() if value not in (None, [])]
     lines += ["", *_cost_lines(data["cost"]), "", "Outputs"]

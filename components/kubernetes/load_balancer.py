@@ -1,0 +1,77 @@
+"""The endpoint: one Service in front of the serving pods (single-node replicas or multi-node leaders).
+
+``LoadBalancer`` (default) asks the cluster's cloud controller for an L4 load balancer on port 80. An L4
+Service forwards every path, so ``/metrics``, ``/tokenize``, ``/pause`` and the rest of vLLM's unguarded
+routes are as reachable as ``/v1``; ``vllm:allowedCidrs`` narrows who can reach it
+(``loadBalancerSourceRanges``), not what they reach. ``ClusterIP`` keeps the Service inside the cluster,
+for an Ingress or Gateway that routes only ``/v1/`` and ``/health`` (see README "Kubernetes").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.core import v1 as core
+
+from components.kubernetes import pods
+from components.spec import OPEN_TO_ALL, ServiceSpec
+
+SERVICE_PORT = 80
+CLUSTER_DOMAIN = "cluster.local"
+
+
+@dataclass
+class LoadBalancerArgs:
+    spec: ServiceSpec
+    namespace: pulumi.Input[str]
+    provider: pulumi.ProviderResource
+
+
+def ingress_url(status: core.outputs.ServiceStatus) -> str:
+    """``http://<ip or hostname>`` of a LoadBalancer Service's first ingress point (AWS gives hostnames).
+
+    The provider reports a LoadBalancer Service created only once the cloud has given it an address."""
+    point = status.load_balancer.ingress[0]
+    return f"http://{point.ip or point.hostname}"
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """Port 80 -> the pods' vLLM port; ``endpoint`` is the load balancer's address, or for ClusterIP the
+    in-cluster DNS name (reach it with ``kubectl port-forward`` or through your Ingress/Gateway)."""
+
+    service: core.Service
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:kubernetes:LoadBalancer", name, None, opts)
+        spec = args.spec
+        k8s = spec.kubernetes
+        public = k8s.service_type == "LoadBalancer"
+        service_spec: dict[str, Any] = {
+            "type": k8s.service_type,
+            "selector": pods.selector(spec, pods.SERVER),
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": pods.PORT_NAME, "protocol": "TCP"}
+            ],
+        }
+        if public and spec.allowed_cidrs != OPEN_TO_ALL:
+            service_spec["loadBalancerSourceRanges"] = list(spec.allowed_cidrs)
+        self.service = core.Service(
+            f"{name}-service",
+            metadata={
+                "name": spec.name,
+                "namespace": args.namespace,
+                "labels": pods.labels(spec, "endpoint"),
+            },
+            spec=service_spec,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+        )
+        if public:
+            self.endpoint = self.service.status.apply(ingress_url)
+        else:
+            self.endpoint = pulumi.Output.concat(
+                "http://", self.service.metadata.name, ".", args.namespace, f".svc.{CLUSTER_DOMAIN}"
+            )
+        self.register_outputs({"endpoint": self.endpoint})

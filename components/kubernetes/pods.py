@@ -1,0 +1,275 @@
+"""The vLLM pod shared by ``VllmReplica`` (Deployment) and ``RayGroup`` (LeaderWorkerSet) templates.
+
+Everything the pod runs comes from the shared launch spec (``components/launch.py``): argv, plain
+environment, the names of the secret variables (filled by ``secretKeyRef`` from the stack's Secret, never
+as literal values), the port and the ``/health`` probe budget.
+
+Requests (per pod): ``vllm:cpu`` / ``vllm:memoryGb`` when set. Otherwise, with GPUs, half of the
+smallest catalog machine's vCPUs and memory per GPU of that type (GCP and AWS rows), times the GPU
+count: an L4:1 pod asks 2 CPUs and 8 GiB, an H100:8 pod 64 CPUs and 936 GiB. Half, because the node
+keeps a system reservation and runs DaemonSets (device plugin, DCGM, logging): a 4 vCPU / 16 GB L4 node
+allocates about 3.9 CPUs and 13 GiB to pods. Without GPUs (a laptop cluster), 2 CPUs and memory for the
+weights, the KV cache and the runtime. Memory limit = request (the OOM killer names this pod rather than
+the node evicting its neighbours); no CPU limit (throttling a tokenizer helps nobody).
+
+Security context: vLLM's official images run as root and write their caches under ``/root``, so
+``runAsNonRoot`` and a read-only root filesystem are not possible without a custom image. What is
+restricted: no privilege escalation, every capability dropped (the CPU image keeps ``SYS_NICE``, which
+vLLM's CPU backend needs to bind threads and memory to NUMA nodes, as its Docker instructions say), the
+runtime's default seccomp profile, no service account token, and no Service environment variables
+(Kubernetes would inject ``VLLM_*_PORT``-style variables that vLLM reads as its own settings).
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from typing import Any
+
+import pulumi
+
+from components import catalog
+from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
+from components.launch import HF_CACHE_DIR, LaunchSpec, weights_gb
+from components.spec import PROJECT, ServiceSpec, SpecError
+
+CONTAINER = "vllm"
+PORT_NAME = "http"
+APP = "vllm"
+#: The serving pods (single-node replicas, multi-node leaders): what the Service selects.
+SERVER = "server"
+
+#: Share of a catalog machine's per-GPU vCPUs and memory a pod requests (see the module docstring).
+NODE_SHARE = 0.5
+CPU_DEFAULT_CPUS = 2
+#: Resident memory of a CPU-mode vLLM besides weights and KV cache: the API server and the engine core,
+#: two Python processes with torch loaded.
+CPU_RUNTIME_GB = 3
+CPU_DEFAULT_KV_CACHE_GB = 2
+#: /dev/shm per GPU: NCCL and vLLM's shared-memory broadcast between tensor-parallel workers (Docker's
+#: 64 MB default breaks them). A tmpfs limit, not a reservation; production-stack's default is 20 GiB.
+SHM_GB_PER_GPU = 2
+CPU_SHM_GB = 1
+#: Time to stop routing to a terminating pod before vLLM sees SIGTERM (endpoint removal is asynchronous),
+#: then time for in-flight generations to finish.
+PRE_STOP_SECONDS = 10
+TERMINATION_GRACE_SECONDS = 120
+#: Before the container starts: a node from the cluster autoscaler plus a ~10-20 GB image pull. The launch
+#: spec's startup budget counts from container start.
+POD_SCHEDULE_AND_PULL_SECONDS = 1200
+#: The Hugging Face cache's parent: also holds vLLM's torch.compile cache, so a restarted container skips
+#: both the download and the compilation.
+CACHE_DIR = posixpath.dirname(HF_CACHE_DIR)
+CACHE_VOLUME = "cache"
+SHM_VOLUME = "shm"
+
+
+def labels(spec: ServiceSpec, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": APP,
+        "app.kubernetes.io/instance": spec.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def selector(spec: ServiceSpec, component: str) -> dict[str, str]:
+    return {
+        key: value for key, value in labels(spec, component).items() if key != "app.kubernetes.io/managed-by"
+    }
+
+
+def _gib(value: float) -> str:
+    return f"{round(value * 1024)}Mi"
+
+
+def _cpus(value: float) -> str:
+    return f"{round(value * 1000)}m"
+
+
+def per_gpu_share(gpu: str) -> tuple[float, float]:
+    """(vCPUs, GB) per GPU of the smallest-per-GPU machine the catalog lists for ``gpu`` on any cloud."""
+    machines = [
+        offering
+        for cloud in ("gcp", "aws")
+        if gpu in catalog.gpus_offered(cloud)
+        for count in catalog.counts_offered(cloud, gpu)
+        for offering in catalog.offerings(cloud, gpu, count)
+    ]
+    return (
+        min(m.vcpus / m.gpu_count for m in machines),
+        min(m.memory_gb / m.gpu_count for m in machines),
+    )
+
+
+def cpu_kv_cache_gb(spec: ServiceSpec) -> int:
+    """KV cache of a CPU-mode pod (VLLM_CPU_KVCACHE_SPACE): the memory left after weights and runtime."""
+    if spec.kubernetes.memory_gb is None:
+        return CPU_DEFAULT_KV_CACHE_GB
+    left = math.floor(spec.kubernetes.memory_gb - weights_gb(spec) - CPU_RUNTIME_GB)
+    if left < 1:
+        need = weights_gb(spec) + CPU_RUNTIME_GB + 1
+        raise SpecError(
+            f"{PROJECT}:memoryGb",
+            spec.kubernetes.memory_gb,
+            f">= {need} on CPU: {weights_gb(spec)} GB weights + {CPU_RUNTIME_GB} GB runtime + 1 GB KV cache",
+        )
+    return left
+
+
+def requests(spec: ServiceSpec) -> tuple[float, float]:
+    """(CPUs, GiB of memory) a vLLM pod requests: the stack's values, else the rule in the module doc."""
+    k8s = spec.kubernetes
+    if spec.gpu is None:
+        cpus = CPU_DEFAULT_CPUS
+        memory = weights_gb(spec) + CPU_RUNTIME_GB + CPU_DEFAULT_KV_CACHE_GB
+    else:
+        vcpus, memory_gb = per_gpu_share(spec.gpu.type)
+        cpus = max(1, math.floor(vcpus * spec.gpu.count * NODE_SHARE))
+        memory = math.floor(memory_gb * spec.gpu.count * NODE_SHARE)
+    return (k8s.cpu if k8s.cpu is not None else cpus, k8s.memory_gb if k8s.memory_gb is not None else memory)
+
+
+def shm_gb(spec: ServiceSpec) -> int:
+    return SHM_GB_PER_GPU * spec.gpu.count if spec.gpu else CPU_SHM_GB
+
+
+def resources(spec: ServiceSpec) -> dict[str, Any]:
+    cpus, memory = requests(spec)
+    limits = {"memory": _gib(memory)}
+    if spec.gpu is not None:
+        limits[GPU_RESOURCE] = str(spec.gpu.count)
+    return {"requests": {"cpu": _cpus(cpus), "memory": _gib(memory)}, "limits": limits}
+
+
+def environment(
+    spec: ServiceSpec, launch: LaunchSpec, secret_name: pulumi.Input[str], extra: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Plain variables by value; secret ones by ``secretKeyRef`` (the Secret's keys are their names)."""
+    plain = dict(launch.env)
+    if spec.gpu is None:
+        plain["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gb(spec))
+    plain.update(extra or {})
+    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in plain.items()]
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": name}}}
+        for name in launch.secret_env
+    ]
+    return env
+
+
+def health_probes(launch: LaunchSpec) -> dict[str, Any]:
+    """Startup probe sized to the model's load (failureThreshold x periodSeconds = the launch budget),
+    then readiness (out of the Service) and liveness (restart) probes on ``/health``."""
+    timings = launch.probes
+
+    def probe(failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": launch.health_path, "port": PORT_NAME},
+            "periodSeconds": timings.period_seconds,
+            "timeoutSeconds": timings.timeout_seconds,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "startupProbe": probe(math.ceil(timings.startup_seconds / timings.period_seconds)),
+        "readinessProbe": {
+            **probe(timings.unhealthy_threshold),
+            "successThreshold": timings.healthy_threshold,
+        },
+        "livenessProbe": probe(timings.unhealthy_threshold),
+    }
+
+
+def security_context(spec: ServiceSpec) -> dict[str, Any]:
+    capabilities: dict[str, list[str]] = {"drop": ["ALL"]}
+    if spec.gpu is None:
+        capabilities["add"] = ["SYS_NICE"]
+    return {"allowPrivilegeEscalation": False, "capabilities": capabilities}
+
+
+def container(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    secret_name: pulumi.Input[str],
+    *,
+    command: list[str],
+    serves: bool,
+    extra_env: dict[str, str] | None = None,
+    env_from_pod: dict[str, str] | None = None,
+    extra_mounts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The vLLM container. ``serves``: it answers on the port (probes, port, drain on stop)."""
+    env = environment(spec, launch, secret_name, extra_env)
+    env += [
+        {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+        for name, path in (env_from_pod or {}).items()
+    ]
+    result: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "env": env,
+        "resources": resources(spec),
+        "volumeMounts": [
+            {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
+            {"name": CACHE_VOLUME, "mountPath": CACHE_DIR},
+            *(extra_mounts or []),
+        ],
+        "securityContext": security_context(spec),
+    }
+    if serves:
+        result["ports"] = [{"name": PORT_NAME, "containerPort": launch.port, "protocol": "TCP"}]
+        result["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
+        result.update(health_probes(launch))
+    return result
+
+
+def cache_volume(spec: ServiceSpec, component: str) -> dict[str, Any]:
+    """The cache: a per-pod PVC on ``vllm:storageClass`` (generic ephemeral volume), else an emptyDir; both
+    live as long as the pod, so a restarted container finds its weights. See ``replica.py`` for why not a
+    StatefulSet."""
+    size = f"{spec.disk_size_gb}Gi"
+    if spec.kubernetes.storage_class is None:
+        return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": size}}
+    claim = {
+        "metadata": {"labels": labels(spec, component)},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": spec.kubernetes.storage_class,
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+    return {"name": CACHE_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}}
+
+
+def pod_spec(
+    spec: ServiceSpec,
+    component: str,
+    containers: list[dict[str, Any]],
+    extra_volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "containers": containers,
+        "volumes": [
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gb(spec)}Gi"}},
+            cache_volume(spec, component),
+            *(extra_volumes or []),
+        ],
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    if spec.gpu is not None:
+        pod["tolerations"] = [GPU_TOLERATION]
+        affinity = node_affinity(spec.kubernetes.gpu_node_selector, spec.gpu.type)
+        if affinity is not None:
+            pod["affinity"] = affinity
+    return pod
+
+
+def start_budget_seconds(launch: LaunchSpec) -> int:
+    """From pod creation to serving: scheduling, image pull, then the launch spec's load budget."""
+    return POD_SCHEDULE_AND_PULL_SECONDS + launch.probes.startup_seconds

@@ -1,0 +1,190 @@
+"""Multi-node replicas: a LeaderWorkerSet (kubernetes-sigs/lws) of ``vllm:replicas`` Ray groups.
+
+Each group is ``vllm:nodes`` pods of ``GPU:COUNT``: the leader runs ``ray_bootstrap.sh head -- vllm serve
+...`` (tensor parallel inside a pod, pipeline parallel across pods), the workers ``ray_bootstrap.sh
+worker``. The script comes from a ConfigMap; its contract is its header: ``RAY_HEAD_ADDRESS`` is the
+leader's stable DNS name (``$(LWS_LEADER_ADDRESS)``, which LWS puts first in every container's
+environment), ``RAY_NODE_IP`` the pod's own IP (no route guessing).
+
+Health: ``RecreateGroupOnPodRestart`` recreates the whole group when any of its containers restarts (a
+Ray group cannot lose a member and go on). The leader carries the ``/health`` probes, sized to the group
+wait plus the model load; a worker that hangs stalls the pipeline, fails the leader's liveness probe, and
+the group is rebuilt. Rollouts surge one group at a time (``maxSurge: 1, maxUnavailable: 0``).
+
+Network: Ray is unauthenticated. A NetworkPolicy per group admits every port only from pods of the same
+group (LWS labels pods with their group index, and the number of groups is the stack's ``vllm:replicas``),
+another admits the vLLM port from anywhere (the Service). This needs a CNI that enforces NetworkPolicy
+(Calico, Cilium, GKE Dataplane V2, the VPC CNI with network policies on); NCCL then runs over the pod
+network (TCP): RDMA/InfiniBand needs the cluster's own network operator and is out of scope here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+from pulumi_kubernetes.core import v1 as core
+from pulumi_kubernetes.networking import v1 as networking
+from pulumi_kubernetes.policy import v1 as policy
+
+from components import scripts, vm
+from components.kubernetes import pods
+from components.kubernetes.replica import disruption_budget
+from components.launch import LaunchSpec
+from components.spec import ServiceSpec
+
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+#: The released controller, pinned: the install guide's current release (kubernetes-sigs/lws
+#: site/content/en/docs/installation/_index.md, read 2026-11), applied server-side like `kubectl apply
+#: --server-side` (its CRD is too large for client-side apply).
+LWS_VERSION = "v0.8.0"
+LWS_MANIFEST = f"https://github.com/kubernetes-sigs/lws/releases/download/{LWS_VERSION}/manifests.yaml"
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+RAY_WORKER = "ray-worker"
+SCRIPT = "ray_bootstrap.sh"
+SCRIPT_DIR = "/opt/vllm"
+SCRIPT_VOLUME = "ray-bootstrap"
+
+
+class LeaderWorkerSetController(pulumi.ComponentResource):
+    """The LWS controller and CRD from the pinned release manifest (``vllm:installLeaderWorkerSet``), for
+    clusters that do not run it yet. It is cluster-wide: one stack per cluster should own it."""
+
+    manifest: pulumi.ComponentResource  # pulumi_kubernetes.yaml.v2.ConfigFile
+
+    def __init__(
+        self, name: str, provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("vllm:kubernetes:LeaderWorkerSetController", name, None, opts)
+        # Imported here: pulumi_kubernetes.yaml loads every API group's module, which only the stacks that
+        # install the controller need.
+        from pulumi_kubernetes.yaml import v2 as k8s_yaml
+
+        self.manifest = k8s_yaml.ConfigFile(
+            f"{name}-manifest",
+            file=LWS_MANIFEST,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        self.register_outputs({"manifest": LWS_MANIFEST})
+
+
+@dataclass
+class RayGroupArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    namespace: pulumi.Input[str]
+    secret_name: pulumi.Input[str]
+    provider: pulumi.ProviderResource
+    controller: LeaderWorkerSetController | None = None  # installed by this stack; the LWS waits for it
+
+
+class RayGroup(pulumi.ComponentResource):
+    """``spec.replicas`` groups of ``spec.nodes`` pods as one LeaderWorkerSet; leaders serve."""
+
+    script: core.ConfigMap
+    leader_worker_set: CustomResource
+    ray_policies: list[networking.NetworkPolicy]
+    serving_policy: networking.NetworkPolicy
+    disruption_budget: policy.PodDisruptionBudget
+
+    def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:kubernetes:RayGroup", name, None, opts)
+        spec, launch = args.spec, args.launch
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        # Auto-named: a changed script is a new ConfigMap, so the templates change and the groups roll.
+        self.script = core.ConfigMap(
+            f"{name}-ray-bootstrap",
+            metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-bootstrap")},
+            data={SCRIPT: scripts.source(SCRIPT)},
+            opts=child,
+        )
+        script_volume = {
+            "name": SCRIPT_VOLUME,
+            "configMap": {"name": self.script.metadata.name, "defaultMode": 0o555},
+        }
+        script_mount = {"name": SCRIPT_VOLUME, "mountPath": SCRIPT_DIR, "readOnly": True}
+        script_path = f"{SCRIPT_DIR}/{SCRIPT}"
+        ray_env = vm.ray_env(spec, "$(LWS_LEADER_ADDRESS)")
+
+        def template(component: str, command: list[str], serves: bool) -> dict:
+            container = pods.container(
+                spec,
+                launch,
+                args.secret_name,
+                command=command,
+                serves=serves,
+                extra_env=ray_env,
+                env_from_pod={"RAY_NODE_IP": "status.podIP"},
+                extra_mounts=[script_mount],
+            )
+            return {
+                "metadata": {"labels": pods.labels(spec, component)},
+                "spec": pods.pod_spec(spec, component, [container], [script_volume]),
+            }
+
+        lws_name = spec.name
+        self.leader_worker_set = CustomResource(
+            f"{name}-lws",
+            api_version=LWS_API_VERSION,
+            kind="LeaderWorkerSet",
+            metadata={
+                "name": lws_name,
+                "namespace": args.namespace,
+                "labels": pods.labels(spec, "ray-group"),
+            },
+            spec={
+                "replicas": spec.replicas,
+                "startupPolicy": "LeaderCreated",
+                "rolloutStrategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdateConfiguration": {"maxSurge": 1, "maxUnavailable": 0},
+                },
+                "leaderWorkerTemplate": {
+                    "size": spec.nodes,
+                    "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": template(pods.SERVER, [script_path, "head", "--", *launch.argv], True),
+                    "workerTemplate": template(RAY_WORKER, [script_path, "worker"], False),
+                },
+            },
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[args.controller] if args.controller else [])
+            ),
+        )
+        group_pods = {LWS_NAME_LABEL: lws_name}
+        self.ray_policies = [
+            networking.NetworkPolicy(
+                f"{name}-ray-group-{index}",
+                metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-group")},
+                spec={
+                    "podSelector": {"matchLabels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {
+                            "from": [
+                                {
+                                    "podSelector": {
+                                        "matchLabels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}
+                                    }
+                                }
+                            ]
+                        }
+                    ],
+                },
+                opts=child,
+            )
+            for index in range(spec.replicas)
+        ]
+        self.serving_policy = networking.NetworkPolicy(
+            f"{name}-serving",
+            metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-group")},
+            spec={
+                "podSelector": {"matchLabels": group_pods},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"ports": [{"port": pods.PORT_NAME, "protocol": "TCP"}]}],
+            },
+            opts=child,
+        )
+        self.disruption_budget = disruption_budget(f"{name}-pdb", spec, args.namespace, group_pods, child)
+        self.register_outputs({"leaderWorkerSet": lws_name})

@@ -1,0 +1,107 @@
+"""Single-node replicas: one Deployment of ``vllm:replicas`` identical vLLM pods and its disruption budget.
+
+Why a Deployment even with a storage class (and not a StatefulSet with volumeClaimTemplates): a rollout
+must never drop below the serving count, so a new pod has to load the model *before* an old one stops
+(``maxSurge: 1, maxUnavailable: 0``). A StatefulSet cannot surge: it replaces pods in place, which with
+one replica means an outage as long as the model's load on every image or flag change. A per-replica PVC
+would only save the download after a pod is *replaced*; a restarted container already keeps its cache,
+which lives as long as the pod (an emptyDir, or with ``vllm:storageClass`` a generic ephemeral volume: one
+ReadWriteOnce PVC per pod, created and deleted with it, on the class the cluster's fast disks use). One
+shared RWO PVC cannot be mounted by replicas on different nodes; a shared RWX cache (Filestore, EFS)
+fits models fetched once for many replicas, and is the user's call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_kubernetes.apps import v1 as apps
+from pulumi_kubernetes.policy import v1 as policy
+
+from components.kubernetes import pods
+from components.launch import LaunchSpec
+from components.spec import ServiceSpec
+
+
+@dataclass
+class VllmReplicaArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    namespace: pulumi.Input[str]
+    secret_name: pulumi.Input[str]
+    provider: pulumi.ProviderResource
+
+
+def disruption_budget(
+    name: str,
+    spec: ServiceSpec,
+    namespace: pulumi.Input[str],
+    pod_selector: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> policy.PodDisruptionBudget:
+    """At most one pod evicted at a time (node drains, upgrades, consolidation).
+
+    ``maxUnavailable: 1`` rather than ``minAvailable``: with one replica, ``minAvailable: 1`` would block
+    every drain until someone deletes the pod by hand; ``maxUnavailable: 1`` lets the drain proceed (a
+    single replica is down while it reloads elsewhere, the price of running one), and with more replicas
+    keeps all but one serving. Pods that are not Ready (still loading, crash-looping) may always be
+    evicted, so they never hold up a drain.
+    """
+    return policy.PodDisruptionBudget(
+        name,
+        metadata={"namespace": namespace, "labels": pods.labels(spec, "disruption-budget")},
+        spec={
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": pod_selector},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+        opts=opts,
+    )
+
+
+class VllmReplica(pulumi.ComponentResource):
+    """``spec.replicas`` pods, each a whole vLLM server, rolled one surge pod at a time and restarted when
+    ``/health`` fails after the model's load budget."""
+
+    deployment: apps.Deployment
+    disruption_budget: policy.PodDisruptionBudget
+
+    def __init__(self, name: str, args: VllmReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:kubernetes:VllmReplica", name, None, opts)
+        spec, launch = args.spec, args.launch
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        match = pods.selector(spec, pods.SERVER)
+        container = pods.container(spec, launch, args.secret_name, command=list(launch.argv), serves=True)
+        start = pods.start_budget_seconds(launch)
+        self.deployment = apps.Deployment(
+            f"{name}-deployment",
+            metadata={
+                "name": spec.name,
+                "namespace": args.namespace,
+                "labels": pods.labels(spec, pods.SERVER),
+            },
+            spec={
+                "replicas": spec.replicas,
+                "selector": {"matchLabels": match},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                # A new pod makes no visible progress while it loads: the deadline covers one whole start.
+                "progressDeadlineSeconds": start,
+                "revisionHistoryLimit": 5,
+                "template": {
+                    "metadata": {"labels": pods.labels(spec, pods.SERVER)},
+                    "spec": pods.pod_spec(spec, pods.SERVER, [container]),
+                },
+            },
+            # `pulumi up` returns once every pod serves: all start at once on create, one by one on update.
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{start}s", update=f"{start * spec.replicas}s"
+                    )
+                ),
+            ),
+        )
+        self.disruption_budget = disruption_budget(f"{name}-pdb", spec, args.namespace, match, child)
+        self.register_outputs({"deployment": self.deployment.metadata.name})

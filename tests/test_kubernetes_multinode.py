@@ -1,0 +1,226 @@
+"""The Kubernetes backend, multi-node: a LeaderWorkerSet of Ray groups, as the program declares it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components import launch, scripts
+from components.kubernetes import pods
+from components.kubernetes.ray_group import (
+    LWS_GROUP_INDEX_LABEL,
+    LWS_MANIFEST,
+    LWS_NAME_LABEL,
+    LWS_VERSION,
+    RAY_WORKER,
+    SCRIPT,
+    SCRIPT_DIR,
+)
+from components.spec import build_spec
+from tests.harness import Run, run_program
+from tests.test_kubernetes import (
+    API_KEY,
+    HF_TOKEN,
+    SECRET,
+    SECRETS,
+    SERVICE,
+    kubernetes_objects,
+    manifest,
+    plain,
+    validate,
+)
+from tools import mockrun
+
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+PRESET = "k8s-h100-multinode"
+SCRIPT_PATH = f"{SCRIPT_DIR}/{SCRIPT}"
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Run]:
+    return {
+        "preset": run_program(PRESET, secrets=SECRETS),
+        "installed": run_program(
+            "lws-test",
+            {"vllm:preset": PRESET, "vllm:replicas": 3, "vllm:installLeaderWorkerSet": True},
+            SECRETS,
+        ),
+    }
+
+
+def lws(run: Run) -> dict[str, Any]:
+    return run.one(LWS).inputs
+
+
+def templates(run: Run) -> dict[str, dict[str, Any]]:
+    group = lws(run)["spec"]["leaderWorkerTemplate"]
+    return {"leader": group["leaderTemplate"], "worker": group["workerTemplate"]}
+
+
+def container(run: Run, role: str) -> dict[str, Any]:
+    (only,) = templates(run)[role]["spec"]["containers"]
+    return only
+
+
+def env(run: Run, role: str) -> dict[str, Any]:
+    return {item["name"]: item for item in container(run, role)["env"]}
+
+
+def test_multi_node_builds_one_ray_group_component(runs):
+    run = runs["preset"]
+    (group,) = run.of_type("vllm:kubernetes:RayGroup")
+    assert run.by_urn(run.one(LWS).parent) == group
+    assert not run.of_type("kubernetes:apps/v1:Deployment")
+
+
+def test_lws_runs_replicas_groups_of_nodes_pods(runs):
+    spec = lws(runs["installed"])["spec"]
+    assert spec["replicas"] == 3
+    assert spec["leaderWorkerTemplate"]["size"] == 2
+
+
+def test_group_is_recreated_when_any_pod_restarts(runs):
+    assert lws(runs["preset"])["spec"]["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
+
+
+def test_rollout_surges_a_group_before_taking_one_down(runs):
+    assert lws(runs["preset"])["spec"]["rolloutStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdateConfiguration": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+
+
+def test_leader_runs_the_ray_head_then_the_launch_argv(runs):
+    spec = build_spec(PRESET, {}, frozenset(SECRETS))
+    argv = launch.launch_spec(spec, has_hf_token=True).argv
+    assert container(runs["preset"], "leader")["command"] == [SCRIPT_PATH, "head", "--", *argv]
+    assert "--pipeline-parallel-size" in argv
+
+
+def test_worker_joins_as_a_ray_worker(runs):
+    assert container(runs["preset"], "worker")["command"] == [SCRIPT_PATH, "worker"]
+
+
+@pytest.mark.parametrize("role", ["leader", "worker"])
+def test_ray_environment_follows_the_bootstrap_contract(runs, role):
+    variables = env(runs["preset"], role)
+    assert variables["RAY_HEAD_ADDRESS"]["value"] == "$(LWS_LEADER_ADDRESS)"
+    assert variables["RAY_EXPECTED_NODES"]["value"] == "2"
+    assert variables["RAY_GPUS_PER_NODE"]["value"] == "8"
+    assert int(variables["RAY_WAIT_TIMEOUT_SECONDS"]["value"]) == launch.RAY_GROUP_WAIT_SECONDS
+    assert variables["RAY_NODE_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
+@pytest.mark.parametrize("role", ["leader", "worker"])
+def test_every_pod_gets_the_secrets_by_reference(runs, role):
+    variables = env(runs["preset"], role)
+    for name in (launch.API_KEY_ENV, launch.HF_TOKEN_ENV):
+        assert "secretKeyRef" in variables[name]["valueFrom"]
+
+
+def test_bootstrap_script_is_mounted_from_a_config_map(runs):
+    run = runs["preset"]
+    config_map = run.one(CONFIG_MAP)
+    assert config_map.inputs["data"] == {SCRIPT: scripts.source(SCRIPT)}
+    for role in ("leader", "worker"):
+        volumes = {v["name"]: v for v in templates(run)[role]["spec"]["volumes"]}
+        (volume,) = [v for v in volumes.values() if "configMap" in v]
+        assert volume["configMap"]["name"] == config_map.outputs["metadata"]["name"]
+        assert volume["configMap"]["defaultMode"] == 0o555
+        assert {"name": volume["name"], "mountPath": SCRIPT_DIR, "readOnly": True} in container(run, role)[
+            "volumeMounts"
+        ]
+
+
+def test_only_the_leader_serves_and_probes_health(runs):
+    leader, worker = container(runs["preset"], "leader"), container(runs["preset"], "worker")
+    timings = launch.probe_timings(build_spec(PRESET, {}))
+    probe = leader["startupProbe"]
+    assert timings.startup_seconds <= probe["failureThreshold"] * probe["periodSeconds"]
+    assert leader["readinessProbe"]["httpGet"]["path"] == launch.HEALTH_PATH
+    assert "startupProbe" not in worker and "ports" not in worker
+
+
+def test_every_pod_has_its_gpus_and_shared_memory(runs):
+    for role in ("leader", "worker"):
+        assert container(runs["preset"], role)["resources"]["limits"]["nvidia.com/gpu"] == "8"
+        volumes = {v["name"]: v for v in templates(runs["preset"])[role]["spec"]["volumes"]}
+        assert volumes[pods.SHM_VOLUME]["emptyDir"]["medium"] == "Memory"
+
+
+def test_service_selects_leaders_only(runs):
+    run = runs["preset"]
+    selector = run.one(SERVICE).inputs["spec"]["selector"]
+    leader_labels = templates(run)["leader"]["metadata"]["labels"]
+    worker_labels = templates(run)["worker"]["metadata"]["labels"]
+    assert selector.items() <= leader_labels.items()
+    assert not selector.items() <= worker_labels.items()
+    assert worker_labels["app.kubernetes.io/component"] == RAY_WORKER
+
+
+def test_ray_traffic_is_admitted_only_within_each_group(runs):
+    run = runs["installed"]
+    name = lws(run)["metadata"]["name"]
+    group_policies = [p.inputs["spec"] for p in run.of_type(NETWORK_POLICY) if "ray-group" in p.name]
+    assert len(group_policies) == 3
+    for index, policy in enumerate(
+        sorted(group_policies, key=lambda p: p["podSelector"]["matchLabels"][LWS_GROUP_INDEX_LABEL])
+    ):
+        group = {LWS_NAME_LABEL: name, LWS_GROUP_INDEX_LABEL: str(index)}
+        assert policy["podSelector"]["matchLabels"] == group
+        assert policy["policyTypes"] == ["Ingress"]
+        assert policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": group}}]}]
+
+
+def test_only_the_serving_port_is_admitted_from_anywhere(runs):
+    run = runs["preset"]
+    (serving,) = [p.inputs["spec"] for p in run.of_type(NETWORK_POLICY) if p.name.endswith("-serving")]
+    assert serving["podSelector"]["matchLabels"] == {LWS_NAME_LABEL: lws(run)["metadata"]["name"]}
+    assert serving["ingress"] == [{"ports": [{"port": pods.PORT_NAME, "protocol": "TCP"}]}]
+
+
+def test_lws_controller_is_installed_from_the_pinned_release_when_asked(runs):
+    run = runs["installed"]
+    config_file = run.one(CONFIG_FILE)
+    assert config_file.inputs["file"] == LWS_MANIFEST
+    assert f"/releases/download/{LWS_VERSION}/manifests.yaml" in LWS_MANIFEST
+    assert run.by_urn(config_file.parent).type == "vllm:kubernetes:LeaderWorkerSetController"
+
+
+def test_lws_waits_for_the_controller_it_installs(monkeypatch):
+    dependencies: dict[str, list[str]] = {}
+    register = mockrun._RecordingMonitor.RegisterResource
+
+    def recording(monitor, request):
+        dependencies[request.type] = list(request.dependencies)
+        return register(monitor, request)
+
+    monkeypatch.setattr(mockrun._RecordingMonitor, "RegisterResource", recording)
+    run = run_program("lws-test", {"vllm:preset": PRESET, "vllm:installLeaderWorkerSet": True})
+    config_file = run.one(CONFIG_FILE)
+    assert config_file.provider.startswith(run.one("pulumi:providers:kubernetes").urn)
+    assert config_file.urn in dependencies[LWS]
+
+
+def test_lws_controller_is_not_installed_by_default(runs):
+    assert not runs["preset"].of_type(CONFIG_FILE)
+
+
+def test_no_secret_value_appears_outside_the_secret(runs):
+    for resource in runs["installed"].resources:
+        if resource.type != SECRET:
+            assert HF_TOKEN not in resource.text() and API_KEY not in resource.text(), resource.name
+
+
+def test_objects_and_pod_templates_validate_against_the_kubernetes_schema(runs):
+    run = runs["installed"]
+    for resource in kubernetes_objects(run):
+        if resource.type in (LWS, CONFIG_FILE):
+            continue
+        validate(manifest(resource))
+    for template in plain(templates(run)).values():
+        validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template})
