@@ -43,8 +43,13 @@ class VllmService(pulumi.ComponentResource):
         super().__init__("vllm:index:VllmService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         if args.api_key is None:
+            # Pulumi.yaml disables default providers, so every provider is explicit, this one included.
+            provider = random.Provider("random", opts=child)
             generated = random.RandomPassword(
-                f"{name}-api-key", length=API_KEY_LENGTH, special=False, opts=child
+                f"{name}-api-key",
+                length=API_KEY_LENGTH,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self, provider=provider),
             )
             self.api_key = pulumi.Output.secret(generated.result)
         else:
