@@ -248,6 +248,10 @@ _GCP_ROWS: tuple[_GcpRow, ...] = (
             accelerator=_V100),
 )
 
+#: The 4-GPU 24xlarge sizes: AWS's us-east-1 on-demand list as remembered, then matched to the cent by a
+#: public EC2 on-demand price table in a benchmark project's source (read 2026-11), not by AWS itself.
+_AWS_24XLARGE = "AWS EC2 on-demand list, us-east-1 (2025; cross-checked with a public price table, 2026-11)"
+
 # AWS: (instance type, GPU, GPUs, vCPUs, memory GiB, on-demand $/h or None if not captured, source)
 _AWS_ROWS: tuple[tuple[str, str, int, int, int, float | None, str], ...] = (
     ("p5.4xlarge",       "H100",      1,  16,  256, None,     P5_4XLARGE),
@@ -258,15 +262,15 @@ _AWS_ROWS: tuple[tuple[str, str, int, int, int, float | None, str], ...] = (
     ("p4de.24xlarge",    "A100-80GB", 8,  96, 1152, 27.45,    AWS_LIST),
     ("g6e.xlarge",       "L40S",      1,   4,   32, 1.861,    AWS_LIST),
     ("g6e.12xlarge",     "L40S",      4,  48,  384, 10.49264, AWS_LIST),
-    ("g6e.24xlarge",     "L40S",      4,  96,  768, 15.06559, "AWS EC2 on-demand list, us-east-1 (2025)"),
+    ("g6e.24xlarge",     "L40S",      4,  96,  768, 15.06559, _AWS_24XLARGE),
     ("g6e.48xlarge",     "L40S",      8, 192, 1536, 30.13118, AWS_LIST),
     ("g6.xlarge",        "L4",        1,   4,   16, 0.8048,   AWS_LIST),
     ("g6.12xlarge",      "L4",        4,  48,  192, 4.6016,   AWS_LIST),
-    ("g6.24xlarge",      "L4",        4,  96,  384, 6.6752,   "AWS EC2 on-demand list, us-east-1 (2025)"),
+    ("g6.24xlarge",      "L4",        4,  96,  384, 6.6752,   _AWS_24XLARGE),
     ("g6.48xlarge",      "L4",        8, 192,  768, 13.3504,  AWS_LIST),
     ("g5.xlarge",        "A10G",      1,   4,   16, 1.006,    AWS_LIST),
     ("g5.12xlarge",      "A10G",      4,  48,  192, 5.672,    f"{AWS_LIST}; {SKY_AWS}"),
-    ("g5.24xlarge",      "A10G",      4,  96,  384, 8.144,    "AWS EC2 on-demand list, us-east-1 (2025)"),
+    ("g5.24xlarge",      "A10G",      4,  96,  384, 8.144,    _AWS_24XLARGE),
     ("g5.48xlarge",      "A10G",      8, 192,  768, 16.288,   AWS_LIST),
     ("g4dn.xlarge",      "T4",        1,   4,   16, 0.526,    f"{AWS_LIST}; {SKY_AWS}"),
     ("g4dn.12xlarge",    "T4",        4,  48,  192, 3.912,    AWS_LIST),
