@@ -22,10 +22,23 @@ HF_TOKEN_ENV = "HF_TOKEN"
 API_KEY_ENV = "VLLM_API_KEY"
 HF_CACHE_DIR = "/root/.cache/huggingface"
 
+#: The longest a load balancer in front of vLLM keeps an idle backend connection open: AWS's ALB idle
+#: timeout (components/aws/load_balancer.py) and GCP's external Application Load Balancer, whose backend
+#: keep-alive is a fixed 600 s (cloud.google.com/load-balancing/docs/https#timeouts_and_retries).
+LOAD_BALANCER_IDLE_SECONDS = 600
+#: vLLM closes idle HTTP connections after ``VLLM_HTTP_TIMEOUT_KEEP_ALIVE`` seconds (default 5, vllm/envs.py).
+#: A load balancer that reuses a connection vLLM has just closed answers 502, so vLLM must keep it open
+#: longer than any load balancer does.
+KEEP_ALIVE_SECONDS = LOAD_BALANCER_IDLE_SECONDS + 20
+
 #: Non-secret environment for every vLLM container.
 STATIC_ENV = {
     "VLLM_NO_USAGE_STATS": "1",  # no telemetry from production servers
-    "HF_HUB_ENABLE_HF_TRANSFER": "1",  # parallel weight download where the image ships hf_transfer
+    "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(KEEP_ALIVE_SECONDS),
+    # huggingface_hub >= 1.0 (vLLM 0.33 needs >= 1.31) downloads through Xet and ignores
+    # HF_HUB_ENABLE_HF_TRANSFER; this turns on Xet's parallel high-throughput mode
+    # (huggingface_hub/constants.py: HF_XET_HIGH_PERFORMANCE).
+    "HF_XET_HIGH_PERFORMANCE": "1",
 }
 
 # Load-time model (seconds): boot + image pull, then download and load of the weights, then CUDA graph

@@ -87,3 +87,19 @@ def test_a_multi_node_head_also_budgets_for_its_workers_to_join():
     single = probe_timings(build_spec("gcp-h100", sized)).startup_seconds
     group = probe_timings(build_spec("gcp-h100", {**sized, "vllm:nodes": "2"})).startup_seconds
     assert group == single + RAY_GROUP_WAIT_SECONDS
+
+
+def test_vllm_keeps_idle_connections_open_longer_than_any_load_balancer():
+    from components.aws.load_balancer import IDLE_TIMEOUT_SECONDS
+    from components.launch import LOAD_BALANCER_IDLE_SECONDS
+
+    env = launch_spec(build_spec("s", SMALL), has_hf_token=False).env
+    keep_alive = int(env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"])
+    assert keep_alive > LOAD_BALANCER_IDLE_SECONDS >= IDLE_TIMEOUT_SECONDS
+    assert keep_alive > 600  # GCP's external Application Load Balancer keeps backend connections 600 s
+
+
+def test_downloads_use_what_huggingface_hub_1_honours_not_hf_transfer():
+    env = launch_spec(build_spec("s", SMALL), has_hf_token=False).env
+    assert env["HF_XET_HIGH_PERFORMANCE"] == "1"
+    assert "HF_HUB_ENABLE_HF_TRANSFER" not in env

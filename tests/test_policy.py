@@ -135,7 +135,7 @@ def test_startup_script_reading_secret_manager_is_compliant():
 set -euo pipefail
 HF_TOKEN="$(gcloud secrets versions access latest --secret=hf-token)"
 VLLM_API_KEY=$(gcloud secrets versions access latest --secret=vllm-api-key)
-export HF_TOKEN VLLM_API_KEY HF_HUB_ENABLE_HF_TRANSFER=1
+export HF_TOKEN VLLM_API_KEY HF_XET_HIGH_PERFORMANCE=1
 pip install hf_transfer
 exec vllm serve Qwen/Qwen3-8B --port 8000 --api-key "$VLLM_API_KEY" \\
   --api-key ${VLLM_API_KEY}
@@ -195,7 +195,7 @@ def test_names_that_carry_secrets(name):
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "HF_HUB_ENABLE_HF_TRANSFER", "ssh-keys", "MODEL"])
+@pytest.mark.parametrize("name", ["TOKENIZERS_PARALLELISM", "HF_XET_HIGH_PERFORMANCE", "ssh-keys", "MODEL"])
 def test_names_that_do_not_carry_secrets(name):
     assert not is_secret_name(name)
 

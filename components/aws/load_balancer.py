@@ -8,12 +8,13 @@ import pulumi
 import pulumi_aws.lb as lb
 
 from components.aws.network import HTTP_PORT, Network
-from components.launch import PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
+from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.spec import ServiceSpec
 
 #: Longest silence allowed on a connection. A non-streamed completion of a long answer sends nothing until
 #: it is done (minutes at tens of tokens per second); streamed ones send every token. ALB's default is 60 s.
-IDLE_TIMEOUT_SECONDS = 600
+#: vLLM's keep-alive is set above it in the shared launch spec.
+IDLE_TIMEOUT_SECONDS = LOAD_BALANCER_IDLE_SECONDS
 #: How long a replica leaving the target group (rollout, scale-in) may finish requests already running:
 #: as long as the longest silent request. Deregistration ends early once the replica has none in flight.
 DRAIN_SECONDS = IDLE_TIMEOUT_SECONDS
