@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.lb as lb
 
+from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.spec import ServiceSpec
@@ -63,6 +64,7 @@ class LoadBalancer(pulumi.ComponentResource):
 
         self.alb = lb.LoadBalancer(
             f"{name}-alb",
+            name=elb_name(spec, "alb", "application", "internet-facing"),
             load_balancer_type="application",
             internal=False,
             subnets=network.load_balancer_subnet_ids,
@@ -74,6 +76,9 @@ class LoadBalancer(pulumi.ComponentResource):
         )
         self.target_group = lb.TargetGroup(
             f"{name}-replicas",
+            name=network.vpc_id.apply(
+                lambda vpc_id: elb_name(spec, "tg", launch.port, "HTTP", "instance", vpc_id)
+            ),
             target_type="instance",
             port=launch.port,
             protocol="HTTP",

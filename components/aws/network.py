@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.vpc as vpc
 
+from components.aws.names import ec2_description
 from components.launch import PORT
 from components.spec import ServiceSpec
 
@@ -87,14 +88,16 @@ class Network(pulumi.ComponentResource):
         self.load_balancer_security_group = ec2.SecurityGroup(
             f"{name}-alb",
             vpc_id=self.vpc_id,
-            description=f"{spec.name} load balancer: listener ports from vllm:allowedCidrs",
+            description=ec2_description(f"{spec.name} load balancer: listener ports from vllm:allowedCidrs"),
             tags={"Name": f"{spec.name}-alb"},
             opts=child,
         )
         self.instance_security_group = ec2.SecurityGroup(
             f"{name}-instances",
             vpc_id=self.vpc_id,
-            description=f"{spec.name} replicas: the serving port from the load balancer only",
+            description=ec2_description(
+                f"{spec.name} replicas: the serving port from the load balancer only"
+            ),
             tags={"Name": f"{spec.name}-instances"},
             opts=child,
         )
@@ -108,7 +111,7 @@ class Network(pulumi.ComponentResource):
                     ip_protocol="tcp",
                     from_port=port,
                     to_port=port,
-                    description=f"HTTP {port} from an allowed client range",
+                    description=ec2_description(f"HTTP {port} from an allowed client range"),
                     opts=child,
                     **family,
                 )
@@ -119,7 +122,7 @@ class Network(pulumi.ComponentResource):
             from_port=PORT,
             to_port=PORT,
             referenced_security_group_id=instances.id,
-            description="requests and health checks to the replicas' vLLM port",
+            description=ec2_description("requests and health checks to the vLLM port of the replicas"),
             opts=child,
         )
         vpc.SecurityGroupIngressRule(
@@ -129,7 +132,7 @@ class Network(pulumi.ComponentResource):
             from_port=PORT,
             to_port=PORT,
             referenced_security_group_id=alb.id,
-            description="vLLM port from the load balancer only",
+            description=ec2_description("vLLM port from the load balancer only"),
             opts=child,
         )
         vpc.SecurityGroupEgressRule(
@@ -137,7 +140,7 @@ class Network(pulumi.ComponentResource):
             security_group_id=instances.id,
             ip_protocol="-1",
             cidr_ipv4="0.0.0.0/0",
-            description="image registry, Hugging Face, Secrets Manager",
+            description=ec2_description("image registry, Hugging Face, Secrets Manager"),
             opts=child,
         )
         self.register_outputs(

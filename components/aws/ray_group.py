@@ -45,12 +45,15 @@ import pulumi_aws.vpc as vpc
 from components import vm
 from components.aws import machines
 from components.aws.identity import ServiceIdentity
+from components.aws.names import ec2_description, elb_name
 from components.aws.network import Network
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
 #: Ray's gRPC connections may sit idle between keepalives: keep them open as long as an NLB allows.
 RAY_IDLE_TIMEOUT_SECONDS = 6000
+NLB_CHECK_INTERVAL_SECONDS = 10
+NLB_CHECK_TIMEOUT_SECONDS = 5
 
 
 @dataclass
@@ -86,7 +89,7 @@ class RayGroup(pulumi.ComponentResource):
         self.security_group = ec2.SecurityGroup(
             f"{name}-ray",
             vpc_id=network.vpc_id,
-            description=f"{name} Ray group: all traffic between its own members only",
+            description=ec2_description(f"{name} Ray group: all traffic between its own members only"),
             tags={"Name": f"{name}-ray"},
             opts=child,
         )
@@ -96,7 +99,7 @@ class RayGroup(pulumi.ComponentResource):
             security_group_id=group_id,
             ip_protocol="-1",
             referenced_security_group_id=group_id,
-            description="Ray, NCCL and the head's NLB, from members of this group",
+            description=ec2_description("Ray, NCCL and the NLB of the head, from members of this group"),
             opts=child,
         )
         vpc.SecurityGroupEgressRule(
@@ -104,12 +107,14 @@ class RayGroup(pulumi.ComponentResource):
             security_group_id=group_id,
             ip_protocol="-1",
             referenced_security_group_id=group_id,
-            description="to members of this group",
+            description=ec2_description("to members of this group"),
             opts=child,
         )
 
+        role = f"r{args.index}"
         self.head_address = lb.LoadBalancer(
             f"{name}-head",
+            name=subnet_id.apply(lambda subnet: elb_name(spec, f"{role}-nlb", "network", "internal", subnet)),
             load_balancer_type="network",
             internal=True,
             subnets=[subnet_id],
@@ -119,13 +124,26 @@ class RayGroup(pulumi.ComponentResource):
         )
         ray_target = lb.TargetGroup(
             f"{name}-gcs",
+            name=network.vpc_id.apply(
+                lambda vpc_id: elb_name(spec, f"{role}-gcs", vm.RAY_GCS_PORT, "TCP", "instance", vpc_id)
+            ),
             target_type="instance",
             port=vm.RAY_GCS_PORT,
             protocol="TCP",
             vpc_id=network.vpc_id,
             preserve_client_ip="false",
             deregistration_delay=0,
-            health_check={"enabled": True, "protocol": "TCP", "port": "traffic-port", "interval": 10},
+            # NLB health checks: timeout 2-120 s and below the interval (ELB ModifyTargetGroup rejects a
+            # timeout >= interval); 3 missed checks mark the head unhealthy for the NLB only.
+            health_check={
+                "enabled": True,
+                "protocol": "TCP",
+                "port": "traffic-port",
+                "interval": NLB_CHECK_INTERVAL_SECONDS,
+                "timeout": NLB_CHECK_TIMEOUT_SECONDS,
+                "healthy_threshold": 2,
+                "unhealthy_threshold": 3,
+            },
             tags={"Name": f"{name}-ray-gcs"},
             opts=child,
         )

@@ -1,0 +1,129 @@
+"""AWS's own rules on what the program declares, which the mock runtime does not enforce: checked on every
+resource of the presets and of generated variants (long stack names, another region, a user's VPC,
+multi-node with several replicas)."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.aws import names
+from components.spec import build_spec
+from tests.harness import Run, run_program
+from tests.test_aws import SECRETS, USER_VPC
+
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SG_RULES = (
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    "aws:ec2/securityGroupRule:SecurityGroupRule",
+)
+LONG_STACK = "production-inference-llama-4-maverick-us-east-1-blue"
+
+VARIANTS = {
+    "aws-h100": ("aws-h100", {}),
+    "aws-h200-multinode": ("aws-h200-multinode", {}),
+    "multinode-3-replicas": ("aws-h200-multinode", {"vllm:replicas": 3}),
+    "long-stack": (LONG_STACK, {"vllm:preset": "aws-h100"}),
+    "long-stack-multinode": (
+        f"{LONG_STACK}-multinode",
+        {"vllm:preset": "aws-h200-multinode", "vllm:replicas": 2},
+    ),
+    "other-region": ("eu-serving", {"vllm:preset": "aws-h100", "aws:region": "eu-west-1"}),
+    "user-vpc": ("aws-h100", USER_VPC),
+    "l4-allowed-cidrs": (
+        "aws-dev",
+        {
+            "vllm:cloud": "aws",
+            "vllm:gpu": "L4:1",
+            "vllm:model": "Qwen/Qwen3-8B",
+            "vllm:allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"],
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request) -> Run:
+    stack, config = VARIANTS[request.param]
+    return run_program(stack, config=config, secrets=SECRETS)
+
+
+def descriptions(run: Run) -> list[str]:
+    """Every EC2 description the program emits: security groups, their inline rules, standalone rules."""
+    found = []
+    for resource in run.of_type(SECURITY_GROUP):
+        found.append(resource.inputs.get("description", ""))
+        for direction in ("ingress", "egress"):
+            found += [rule.get("description", "") for rule in resource.inputs.get(direction) or []]
+    for type_ in SG_RULES:
+        found += [r.inputs.get("description", "") for r in run.of_type(type_)]
+    return found
+
+
+def elb_names(run: Run) -> list[str]:
+    return [r.inputs["name"] for r in run.of_type(ALB) + run.of_type(TARGET_GROUP)]
+
+
+def test_every_ec2_description_uses_only_the_characters_ec2_accepts(variant):
+    emitted = descriptions(variant)
+    assert emitted and all(emitted)
+    for text in emitted:
+        assert names.EC2_DESCRIPTION.match(text) and len(text) <= 255, text
+
+
+def test_every_load_balancer_and_target_group_has_an_explicit_name_aws_accepts(variant):
+    declared = variant.of_type(ALB) + variant.of_type(TARGET_GROUP)
+    assert declared and all("name" in r.inputs and "namePrefix" not in r.inputs for r in declared)
+    for name in elb_names(variant):
+        assert len(name) <= 32 and names.ELB_NAME.match(name), name
+        assert not name.startswith("internal-"), name
+
+
+def test_load_balancer_and_target_group_names_are_unique_within_a_stack(variant):
+    for type_ in (ALB, TARGET_GROUP):
+        declared = [r.inputs["name"] for r in variant.of_type(type_)]
+        assert len(set(declared)) == len(declared)
+
+
+def test_elb_names_are_deterministic_from_run_to_run():
+    first = elb_names(run_program(LONG_STACK, config={"vllm:preset": "aws-h100"}, secrets=SECRETS))
+    second = elb_names(run_program(LONG_STACK, config={"vllm:preset": "aws-h100"}, secrets=SECRETS))
+    assert first == second
+
+
+def test_stacks_whose_long_names_share_a_prefix_get_different_elb_names():
+    ours = set(elb_names(run_program(f"{LONG_STACK}-a", config={"vllm:preset": "aws-h100"}, secrets=SECRETS)))
+    theirs = set(
+        elb_names(run_program(f"{LONG_STACK}-b", config={"vllm:preset": "aws-h100"}, secrets=SECRETS))
+    )
+    assert not ours & theirs
+
+
+def test_a_change_that_replaces_a_target_group_also_renames_it_so_create_before_delete_never_collides():
+    default_vpc = run_program("aws-h100", secrets=SECRETS).one(TARGET_GROUP).inputs["name"]
+    user_vpc = run_program("aws-h100", config=USER_VPC, secrets=SECRETS).one(TARGET_GROUP).inputs["name"]
+    assert default_vpc != user_vpc  # vpc_id forces a new target group
+
+
+def test_the_load_balancer_keeps_its_name_when_nothing_that_replaces_it_changes():
+    h100 = run_program("aws-h100", secrets=SECRETS).one(ALB).inputs["name"]
+    four = run_program("aws-h100", config={"vllm:replicas": 4}, secrets=SECRETS).one(ALB).inputs["name"]
+    assert h100 == four
+
+
+def test_a_too_long_role_is_refused_rather_than_truncated_into_a_collision():
+    with pytest.raises(ValueError):
+        names.elb_name(build_spec("aws-h100", {}), "a-role-name-longer-than-the-32-character-limit")
+
+
+def test_an_apostrophe_in_a_description_is_refused():
+    with pytest.raises(ValueError):
+        names.ec2_description("the replicas' vLLM port")
+
+
+def test_nlb_health_checks_time_out_before_the_next_check(variant):
+    for target_group in variant.of_type(TARGET_GROUP):
+        check = target_group.inputs["healthCheck"]
+        assert check["timeout"] < check["interval"], target_group.name
