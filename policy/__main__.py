@@ -92,8 +92,8 @@ PolicyPack(
         StackValidationPolicy(
             name="gpu-vms-autoheal",
             description="Every GPU VM runs in a group that health-checks /health and replaces failed "
-            "replicas: GCP managed instance groups with autoHealingPolicies, AWS Auto Scaling groups with "
-            "ELB health checks; no standalone GPU instances.",
+            "replicas: GCP managed instance groups with autoHealingPolicies, AWS Auto Scaling groups (EC2 "
+            "health plus the on-instance /health watchdog); no standalone GPU instances.",
             validate=validate_autohealing,
         ),
     ],

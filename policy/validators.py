@@ -555,10 +555,19 @@ def gcp_group_heals(props: Mapping[str, Any]) -> bool:
     return False
 
 
+#: Auto Scaling health check types; ``EC2`` is the default and always applies.
+AWS_HEALTH_CHECK_TYPES: Final = frozenset({"EC2", "ELB", "VPC_LATTICE", "EBS"})
+
+
 def aws_group_heals(props: Mapping[str, Any]) -> bool:
-    """ELB health checks (the target group's /health): the group replaces what the load balancer rejects."""
+    """Every Auto Scaling group replaces a machine its health checks fail (EC2 status at least) or that
+    reports itself Unhealthy (``SetInstanceHealth``: this project's on-instance watchdog on /health).
+    ``ELB`` health is allowed but not required: it also replaces a GPU machine whose vLLM is merely
+    restarting, which is why this project uses EC2 health and the watchdog."""
     check_type = props.get("healthCheckType")
-    return (check_type is UNKNOWN or check_type == "ELB") and _is_set(props.get("targetGroupArns"))
+    if check_type is UNKNOWN or check_type is None:
+        return True
+    return all(part.strip() in AWS_HEALTH_CHECK_TYPES for part in str(check_type).split(","))
 
 
 @dataclass(frozen=True)
@@ -599,7 +608,8 @@ _CLOUDS: Final = (
         group_link=_AWS_TEMPLATE_LINK,
         has_gpu=aws_has_gpu,
         heals=aws_group_heals,
-        fix='an Auto Scaling group with healthCheckType "ELB" and targetGroupArns',
+        fix="an Auto Scaling group (EC2 health, and the machine reporting its /health through "
+        "SetInstanceHealth)",
         vms={"aws:ec2/instance:Instance": _AWS_TEMPLATE_LINK},
     ),
 )

@@ -154,16 +154,40 @@ def test_secrets_are_deleted_at_once_so_destroy_then_up_reuses_their_names(h100)
     assert all(r.inputs["recoveryWindowInDays"] == 0 for r in h100.of_type(SECRET))
 
 
-def test_the_instance_role_may_read_exactly_the_two_secrets_and_nothing_else(h100):
-    policy = json.loads(h100.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
-    (statement,) = policy["Statement"]
+def role_statements(run: Run) -> dict[str, dict]:
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    return {statement["Action"]: statement for statement in policy["Statement"]}
+
+
+def test_the_instance_role_may_read_the_two_secrets_and_report_its_own_health_and_nothing_else(h100):
+    statements = role_statements(h100)
+    assert set(statements) == {"secretsmanager:GetSecretValue", "autoscaling:SetInstanceHealth"}
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
-    assert statement == {
+    assert statements["secretsmanager:GetSecretValue"] == {
         "Effect": "Allow",
         "Action": "secretsmanager:GetSecretValue",
         "Resource": secret_arns,
     }
+    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements.values())
     assert not h100.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_machines_may_mark_unhealthy_only_the_groups_of_their_own_stack(h100):
+    statement = role_statements(h100)["autoscaling:SetInstanceHealth"]
+    assert statement["Resource"] == (
+        "arn:aws:autoscaling:us-east-1:*:autoScalingGroup:*:autoScalingGroupName/vllm-aws-h100-*"
+    )
+    assert statement["Condition"] == {"StringEquals": {"autoscaling:ResourceTag/vllm:stack": "aws-h100"}}
+    for group in h100.of_type(GROUP):
+        assert group.name.startswith("vllm-aws-h100-")  # Pulumi auto-names the group after it
+        tags = {t["key"]: t["value"] for t in group.inputs["tags"]}
+        assert tags["vllm:stack"] == "aws-h100"
+
+
+def test_the_health_permission_follows_the_region_and_its_partition():
+    run = aws_stack("L4:1", **{"aws:region": "us-gov-west-1"})
+    statement = role_statements(run)["autoscaling:SetInstanceHealth"]
+    assert statement["Resource"].startswith("arn:aws-us-gov:autoscaling:us-gov-west-1:*:")
 
 
 def test_only_ec2_may_assume_the_instance_role(h100):
@@ -177,7 +201,7 @@ def test_only_ec2_may_assume_the_instance_role(h100):
 def test_an_open_model_has_no_hf_token_secret_and_the_role_reads_only_the_api_key():
     run = aws_stack("L4:1")
     assert [r.inputs["name"] for r in run.of_type(SECRET)] == ["vllm-aws-test/api-key"]
-    (statement,) = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    statement = role_statements(run)["secretsmanager:GetSecretValue"]
     assert statement["Resource"] == [run.one(SECRET).outputs["arn"]]
     assert "hf-token" not in user_data(run.one(TEMPLATE)).split("HF_TOKEN_SECRET=")[1].split("\n")[0]
 
@@ -256,11 +280,31 @@ def test_one_group_runs_a_machine_per_replica_registered_in_the_target_group(h10
     assert group["targetGroupArns"] == [h100.one(TARGET_GROUP).outputs["arn"]]
 
 
-def test_a_replica_failing_its_load_balancer_health_check_is_replaced_after_the_model_load_budget(h100):
+def test_the_load_balancer_only_routes_and_ec2_health_decides_replacement(h100):
     group = h100.one(GROUP).inputs
-    assert group["healthCheckType"] == "ELB"
+    assert group["healthCheckType"] == "EC2"  # a vLLM restart fails ELB checks; it must not cost a machine
     # H100:8 without vllm:modelSizeGb: 600 s + 5 s/GB x 90% of 640 GB (components/launch.py)
     assert group["healthCheckGracePeriod"] == 600 + 5 * 576
+
+
+def test_every_group_of_every_variant_uses_ec2_health():
+    for run in (aws_stack("L4:1"), run_program("aws-h200-multinode", config={"vllm:replicas": 2})):
+        groups = run.of_type(GROUP)
+        assert groups and {g.inputs["healthCheckType"] for g in groups} == {"EC2"}
+
+
+def test_pulumi_up_does_not_wait_for_gpu_capacity(h100):
+    # a timed-out create leaves an unmanaged group launching GPUs (pulumi-aws#5178): never wait
+    assert h100.one(GROUP).inputs["waitForCapacityTimeout"] == machines.WAIT_FOR_CAPACITY_TIMEOUT == "0"
+
+
+def test_groups_carry_the_stack_tags_the_provider_default_tags_do_not_give_them(h100):
+    tags = {t["key"]: (t["value"], t["propagateAtLaunch"]) for t in h100.one(GROUP).inputs["tags"]}
+    assert tags == {
+        "vllm:stack": ("aws-h100", False),
+        "vllm:service": ("vllm-aws-h100", False),
+        "managed-by": ("pulumi", False),
+    }
 
 
 def test_machines_go_only_to_zones_that_sell_the_instance_type(h100):

@@ -92,11 +92,16 @@ def test_only_heads_serve_behind_the_public_load_balancer(h200):
         scaling = inside(h200, group, GROUP)
         head, workers = named(scaling, "-head"), named(scaling, "-workers")
         assert serving.outputs["arn"] in head.inputs["targetGroupArns"]
-        assert head.inputs["healthCheckType"] == "ELB"
-        assert workers.inputs["targetGroupArns"] == [] and workers.inputs["healthCheckType"] == "EC2"
+        assert workers.inputs["targetGroupArns"] == []
 
 
-def test_a_head_is_replaced_when_its_health_check_fails_after_the_model_load_budget(h200):
+def test_neither_load_balancer_decides_whether_a_groups_machines_are_replaced(h200):
+    # the NLB on the GCS port and the ALB only route: a head re-forming its group keeps its machine
+    for scaling in h200.of_type(GROUP):
+        assert scaling.inputs["healthCheckType"] == "EC2"
+
+
+def test_a_heads_grace_period_is_the_model_load_budget(h200):
     head = named(inside(h200, groups(h200)[0], GROUP), "-head").inputs
     # 2 x H200:8 with vllm:modelSizeGb 1030 (the preset): 600 s boot + the wait for workers + 5 s/GB
     assert head["healthCheckGracePeriod"] == 600 + RAY_GROUP_WAIT_SECONDS + 5 * 1030

@@ -537,16 +537,15 @@ def test_gpu_launch_template_in_an_elb_checked_group_is_compliant():
     assert autohealing_violations([aws_template(), asg()]) == []
 
 
-def test_group_with_ec2_health_checks_is_a_violation():
-    assert [where for where, _ in autohealing_violations([aws_template(), asg(healthCheckType="EC2")])] == [
+def test_group_with_ec2_health_checks_and_no_target_group_is_compliant():
+    # the load balancer only routes; the on-instance watchdog reports /health through SetInstanceHealth
+    assert autohealing_violations([aws_template(), asg(healthCheckType="EC2", targetGroupArns=[])]) == []
+
+
+def test_group_with_an_unknown_health_check_type_is_a_violation():
+    assert [where for where, _ in autohealing_violations([aws_template(), asg(healthCheckType="NONE")])] == [
         asg().urn
     ]
-
-
-def test_group_without_target_groups_is_a_violation():
-    assert [
-        where for where, _ in autohealing_violations([aws_template("p5.48xlarge"), asg(targetGroupArns=[])])
-    ] == [asg().urn]
 
 
 def test_cpu_launch_template_needs_no_group():
@@ -558,7 +557,7 @@ def test_ec2_instance_from_a_gpu_launch_template_is_a_violation():
     assert autohealing_violations([aws_template(), asg(), vm]) == [
         (
             vm.urn,
-            "GPU VM vm is a standalone instance: run it from an Auto Scaling group with healthCheckType "
-            '"ELB" and targetGroupArns',
+            "GPU VM vm is a standalone instance: run it from an Auto Scaling group (EC2 health, and the "
+            "machine reporting its /health through SetInstanceHealth)",
         )
     ]

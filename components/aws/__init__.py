@@ -37,7 +37,7 @@ from pulumi_aws import Provider
 
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.aws.machines import deep_learning_ami
+from components.aws.machines import deep_learning_ami, stack_tags
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_group import RayGroup, RayGroupArgs
 from components.aws.replica import VllmReplica, VllmReplicaArgs
@@ -53,7 +53,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     provider = Provider(
         "aws",
         region=spec.region,
-        default_tags={"tags": {"vllm:stack": spec.stack, "vllm:service": spec.name, "managed-by": "pulumi"}},
+        default_tags={"tags": stack_tags(spec)},
         opts=pulumi.ResourceOptions(parent=parent),
     )
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)

@@ -21,6 +21,38 @@ EC2_TRUST_POLICY = json.dumps(
 )
 
 
+def partition(region: str) -> str:
+    """The ARN partition of a region: aws-cn for China, aws-us-gov for GovCloud, aws elsewhere."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if "-gov-" in region:
+        return "aws-us-gov"
+    return "aws"
+
+
+def own_groups_arn(spec: ServiceSpec) -> str:
+    """Every Auto Scaling group this stack declares: their names all start ``<service name>-`` (Pulumi's
+    auto-name of the replica's or Ray group's ``-group``/``-head``/``-workers`` resource)."""
+    return (
+        f"arn:{partition(spec.region)}:autoscaling:{spec.region}:*:autoScalingGroup:*:"
+        f"autoScalingGroupName/{spec.name}-*"
+    )
+
+
+def report_health_statement(spec: ServiceSpec) -> dict:
+    """``autoscaling:SetInstanceHealth`` on this stack's own groups and no other: by ARN (Auto Scaling
+    supports the ``autoScalingGroup`` resource type for it) and, since another stack's group names may
+    share the prefix, by the group's ``vllm:stack`` tag (``autoscaling:ResourceTag/<key>``; Service
+    Authorization Reference, Amazon EC2 Auto Scaling). The on-instance watchdog needs nothing else:
+    ``set-instance-health`` takes only the instance id, which it reads from IMDSv2."""
+    return {
+        "Effect": "Allow",
+        "Action": "autoscaling:SetInstanceHealth",
+        "Resource": own_groups_arn(spec),
+        "Condition": {"StringEquals": {"autoscaling:ResourceTag/vllm:stack": spec.stack}},
+    }
+
+
 def api_key_secret_name(spec: ServiceSpec) -> str:
     return f"{spec.name}/api-key"
 
@@ -45,9 +77,11 @@ class ServiceIdentity(pulumi.ComponentResource):
     names, a 7-30 day recovery window would make ``pulumi destroy`` then ``pulumi up`` fail on "scheduled
     for deletion", and both values live on in the stack's config and state, so the window protects nothing.
 
-    The role may call ``secretsmanager:GetSecretValue`` on those ARNs and nothing else (the secrets use the
-    AWS-managed key, which needs no ``kms:Decrypt`` grant). For a shell on a replica without SSH, attach
-    ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager); it is left out by default.
+    The role may call ``secretsmanager:GetSecretValue`` on those ARNs (the secrets use the AWS-managed
+    key, which needs no ``kms:Decrypt`` grant) and ``autoscaling:SetInstanceHealth`` on this stack's own
+    Auto Scaling groups (the watchdog's way to have a broken machine replaced), and nothing else. For a
+    shell on a replica without SSH, attach ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager);
+    it is left out by default.
     """
 
     secrets: dict[str, secretsmanager.Secret]
@@ -89,7 +123,7 @@ class ServiceIdentity(pulumi.ComponentResource):
         self.role = iam.Role(
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,
-            description=f"{spec.name} replicas: read the service's secrets, nothing else",
+            description=f"{spec.name} replicas: read the service secrets, report their own health",
             opts=child,
         )
         self.policy = iam.RolePolicy(
@@ -103,7 +137,8 @@ class ServiceIdentity(pulumi.ComponentResource):
                             "Effect": "Allow",
                             "Action": "secretsmanager:GetSecretValue",
                             "Resource": [secret.arn for secret in self.secrets.values()],
-                        }
+                        },
+                        report_health_statement(spec),
                     ],
                 }
             ),

@@ -140,9 +140,26 @@ def rolling_refresh(size: int, warmup_seconds: int, keep_serving: bool) -> dict:
     }
 
 
+#: ``pulumi up`` does not wait for the group's machines (``"0"``). What it would wait for is InService
+#: machines, not served models (EC2 health), and on a GPU stock-out the wait ends badly either way: a
+#: failed launch (InsufficientInstanceCapacity) fails it at once unless failed activities are ignored
+#: (terraform-provider-aws#33665), and a create that times out leaves the group running in AWS but
+#: missing from the stack (pulumi-aws#5178), where it keeps launching GPU machines nobody manages. The
+#: group keeps launching on its own; ``python -m tools.status`` and the group's activity history show
+#: where capacity stands.
+WAIT_FOR_CAPACITY_TIMEOUT = "0"
+
+
+def stack_tags(spec: ServiceSpec) -> dict[str, str]:
+    """What every resource of the stack carries; the provider's ``default_tags`` do not reach Auto Scaling
+    groups nor the instances and volumes a launch template starts, so those name them explicitly."""
+    return {"vllm:stack": spec.stack, "vllm:service": spec.name, "managed-by": "pulumi"}
+
+
 def auto_scaling_group(
     name: str,
     *,
+    spec: ServiceSpec,
     size: int,
     template: ec2.LaunchTemplate,
     subnet_ids: pulumi.Input[Sequence[str]],
@@ -152,11 +169,16 @@ def auto_scaling_group(
     placement_group: pulumi.Input[str] | None = None,
     opts: pulumi.ResourceOptions,
 ) -> autoscaling.Group:
-    """``size`` machines from ``template``, replaced when unhealthy.
+    """``size`` machines from ``template``, replaced when EC2 or the machine itself says they are broken.
 
-    With target groups, health is the load balancer's (``ELB``) after ``grace_seconds``, so a replica
-    that stops answering its health check is replaced; without, EC2 status checks judge. A reclaimed
-    spot machine is replaced like any other lost one.
+    Health is ``EC2``: a restarting vLLM (or a Ray head re-forming its group) fails the load balancer's
+    checks for a while, and with ``ELB`` health 30 s of that would replace the machine: a new GPU
+    machine, a new download, a capacity gamble. The target groups only route. A machine whose vLLM has
+    not been healthy for longer than its load budget since its last start, or keeps crash-looping,
+    reports itself Unhealthy (``aws autoscaling set-instance-health``; the instance role may do that on
+    this stack's groups only, see identity.py), and the group replaces it. ``grace_seconds`` (the load
+    budget) keeps a booting machine from being judged by EC2 checks or such a report too early.
+    A reclaimed spot machine is replaced like any other lost one.
     """
     refresh = rolling_refresh(size, grace_seconds, keep_serving)
     headroom = math.ceil(size * (refresh["preferences"]["max_healthy_percentage"] - 100) / 100)
@@ -168,9 +190,14 @@ def auto_scaling_group(
         vpc_zone_identifiers=subnet_ids,
         launch_template={"id": template.id, "version": template.latest_version.apply(str)},
         target_group_arns=list(target_group_arns),
-        health_check_type="ELB" if target_group_arns else "EC2",
+        health_check_type="EC2",
         health_check_grace_period=grace_seconds,
         instance_refresh=refresh,
         placement_group=placement_group,
+        wait_for_capacity_timeout=WAIT_FOR_CAPACITY_TIMEOUT,
+        tags=[
+            {"key": key, "value": value, "propagate_at_launch": False}
+            for key, value in stack_tags(spec).items()
+        ],
         opts=opts,
     )

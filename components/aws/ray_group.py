@@ -187,6 +187,7 @@ class RayGroup(pulumi.ComponentResource):
         grace = launch.probes.startup_seconds
         self.head = machines.auto_scaling_group(
             f"{name}-head",
+            spec=spec,
             size=1,
             template=self.head_template,
             subnet_ids=[subnet_id],
@@ -198,6 +199,7 @@ class RayGroup(pulumi.ComponentResource):
         )
         self.workers = machines.auto_scaling_group(
             f"{name}-workers",
+            spec=spec,
             size=spec.nodes - 1,
             template=self.worker_template,
             subnet_ids=[subnet_id],

@@ -58,6 +58,7 @@ class VllmReplica(pulumi.ComponentResource):
         )
         self.group = machines.auto_scaling_group(
             f"{name}-group",
+            spec=spec,
             size=spec.replicas,
             template=self.launch_template,
             subnet_ids=network.instance_subnet_ids,
