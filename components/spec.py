@@ -66,6 +66,8 @@ VLLM_KEYS = (
     # AWS
     "vpcId",
     "subnetIds",
+    "loadBalancerSubnetIds",
+    "amiId",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 PROVIDER_KEYS = ("gcp:project", "gcp:region", "gcp:zone", "aws:region", "kubernetes:context")
@@ -107,7 +109,9 @@ class KubernetesSettings:
 @dataclass(frozen=True)
 class AwsSettings:
     vpc_id: str | None = None
-    subnet_ids: tuple[str, ...] = ()
+    subnet_ids: tuple[str, ...] = ()  # the instances' subnets (and the ALB's, unless named apart)
+    load_balancer_subnet_ids: tuple[str, ...] = ()  # public subnets for the internet-facing ALB
+    ami_id: str | None = None  # pinned AMI; None: the current Deep Learning AMI, resolved at launch
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,13 @@ class ServiceSpec:
         if self.cloud == "gcp":
             view.update(project=self.project, region=self.region, zone=self.zone)
         elif self.cloud == "aws":
-            view.update(region=self.region, vpcId=self.aws.vpc_id, subnetIds=list(self.aws.subnet_ids))
+            view.update(
+                region=self.region,
+                vpcId=self.aws.vpc_id,
+                subnetIds=list(self.aws.subnet_ids),
+                loadBalancerSubnetIds=list(self.aws.load_balancer_subnet_ids),
+                amiId=self.aws.ami_id,
+            )
         else:
             k8s = self.kubernetes
             view.update(
@@ -534,25 +544,54 @@ def _kubernetes_settings(read: _Reader) -> KubernetesSettings:
     )
 
 
+AWS_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+AWS_AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
+
+
 def _aws_settings(read: _Reader) -> AwsSettings:
-    """The default VPC, or a named VPC with its subnets: two or more, since an ALB spans two zones."""
+    """The default VPC, or a named VPC with the instances' subnets and, optionally, public subnets for the
+    internet-facing ALB (private instances behind a public load balancer). An ALB spans two zones or more,
+    so whichever subnets it uses number two or more. What needs the account's data (that the subnets are
+    in the VPC, in two zones, in zones that sell the instance type) is checked by lookups before any
+    resource is created (components/aws/network.py)."""
     vpc_id = read.string("vpcId")
     if vpc_id is not None and not re.match(r"^vpc-[0-9a-f]{8,17}$", vpc_id):
         raise SpecError(f"{PROJECT}:vpcId", vpc_id, "a VPC id such as vpc-0abc1234def567890")
-    subnets = read.string_list(
-        "subnetIds",
-        lambda s: re.match(r"^subnet-[0-9a-f]{8,17}$", s) is not None,
-        "subnet ids like subnet-0abc1234",
-    )
-    if subnets and vpc_id is None:
-        raise SpecError(f"{PROJECT}:subnetIds", list(subnets), "set together with vllm:vpcId")
-    if vpc_id is not None and len(set(subnets)) < 2:
+
+    def subnet_list(key: str) -> tuple[str, ...]:
+        subnets = read.string_list(
+            key, lambda s: AWS_SUBNET.match(s) is not None, "subnet ids like subnet-0abc1234"
+        )
+        if subnets and vpc_id is None:
+            raise SpecError(f"{PROJECT}:{key}", list(subnets), "set together with vllm:vpcId")
+        return subnets
+
+    subnets = subnet_list("subnetIds")
+    balancer_subnets = subnet_list("loadBalancerSubnetIds")
+    if vpc_id is not None and balancer_subnets and len(set(balancer_subnets)) < 2:
+        raise SpecError(
+            f"{PROJECT}:loadBalancerSubnetIds",
+            list(balancer_subnets),
+            f"two or more public subnets of vllm:vpcId {vpc_id} in different availability zones (an ALB "
+            "spans two)",
+        )
+    if vpc_id is not None and not balancer_subnets and len(set(subnets)) < 2:
         raise SpecError(
             f"{PROJECT}:subnetIds",
             list(subnets),
-            f"two or more subnets of vllm:vpcId {vpc_id} in different availability zones (an ALB spans two)",
+            f"two or more subnets of vllm:vpcId {vpc_id} in different availability zones (an ALB spans two), "
+            "or one or more with vllm:loadBalancerSubnetIds naming the ALB's",
         )
-    return AwsSettings(vpc_id=vpc_id, subnet_ids=subnets)
+    if vpc_id is not None and not subnets:
+        raise SpecError(
+            f"{PROJECT}:subnetIds", [], f"the subnets of vllm:vpcId {vpc_id} the instances run in"
+        )
+    ami_id = read.string("amiId")
+    if ami_id is not None and not AWS_AMI.match(ami_id):
+        raise SpecError(f"{PROJECT}:amiId", ami_id, "an AMI id such as ami-0abc1234def567890")
+    return AwsSettings(
+        vpc_id=vpc_id, subnet_ids=subnets, load_balancer_subnet_ids=balancer_subnets, ami_id=ami_id
+    )
 
 
 def _check_disk_fits_model(spec: ServiceSpec) -> None:

@@ -216,13 +216,34 @@ def test_the_boot_script_reads_the_secrets_by_name_from_secrets_manager(h100):
 # --- machines -------------------------------------------------------------------------------------------
 
 
-def test_machines_boot_the_catalog_instance_type_from_the_current_deep_learning_ami(h100):
+def test_machines_boot_the_catalog_instance_type_from_the_dlami_ec2_resolves_at_launch(h100):
     template = h100.one(TEMPLATE).inputs
     assert template["instanceType"] == "p5.48xlarge"
-    assert template["imageId"] == fakes_aws.DLAMI_ID
-    assert ("aws:ssm/getParameter:getParameter", {"name": machines.DLAMI_PARAMETER}) in [
-        (invoke.token, invoke.args) for invoke in h100.invokes
+    assert template["imageId"] == f"resolve:ssm:{machines.DLAMI_PARAMETER}"
+
+
+def test_the_dlami_is_the_ubuntu_24_04_family_whose_driver_runs_cuda_13():
+    # vLLM 0.33 images are CUDA 13 builds: driver >= 580, shipped by the 24.04 Base OSS family
+    assert machines.DLAMI_PARAMETER == (
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
+    )
+
+
+def test_a_new_dlami_release_changes_no_launch_template(h100, monkeypatch):
+    monkeypatch.setattr(fakes_aws, "DLAMI_ID", "ami-0123456789abcdef1")
+    released = run_program("aws-h100", secrets=SECRETS)
+    assert released.one(TEMPLATE).inputs == h100.one(TEMPLATE).inputs
+
+
+def test_a_pinned_ami_is_booted_as_is_with_its_own_root_device():
+    run = aws_stack("L4:1", **{"vllm:amiId": "ami-0abc1234def567890"})
+    template = run.one(TEMPLATE).inputs
+    assert template["imageId"] == "ami-0abc1234def567890"
+    assert template["blockDeviceMappings"][0]["deviceName"] == "/dev/sda1"
+    assert ("aws:ec2/getAmi:getAmi", ["ami-0abc1234def567890"]) in [
+        (i.token, i.args["filters"][0]["values"]) for i in run.invokes if i.token == "aws:ec2/getAmi:getAmi"
     ]
+    assert not [i for i in run.invokes if i.token == "aws:ssm/getParameter:getParameter"]
 
 
 def test_the_root_volume_is_encrypted_gp3_of_the_configured_size_on_the_amis_root_device(h100):
@@ -460,6 +481,8 @@ def test_in_a_named_vpc_the_subnets_own_setting_decides_public_ips(user_vpc):
             "different availability zones",
         ),
         ({"aws:region": "mars-1"}, "aws:region", "us-east-1"),
+        ({"vllm:amiId": "ami-XYZ"}, "vllm:amiId", "AMI id"),
+        ({"vllm:amiId": "resolve:ssm:/my/param"}, "vllm:amiId", "AMI id"),
     ],
 )
 def test_invalid_aws_values_fail_before_any_resource_with_the_key(config, key, hint):

@@ -9,7 +9,7 @@ What ``build`` declares, all through one explicit ``aws.Provider`` for ``aws:reg
   ``GetSecretValue`` on exactly those ARNs. User data names the secrets; it never holds their values.
 - ``LoadBalancer``: ALB -> listener 80 -> ``/v1/*`` and ``/health`` to the replicas; everything else 404.
 - ``VllmReplica`` (one ASG of ``vllm:replicas`` machines) or, when ``vllm:nodes`` > 1, one ``RayGroup``
-  per replica. Every machine boots the current Deep Learning Base GPU AMI and runs
+  per replica. Every machine boots the Deep Learning Base OSS NVIDIA driver AMI (or ``vllm:amiId``) and runs
   ``components/scripts/vm_bootstrap.sh`` as user data.
 
 Public IPs: instances in the default VPC keep the public IPv4 address its subnets hand out, and their
@@ -21,10 +21,10 @@ NAT or VPC endpoints their platform already runs; there the subnet's own public-
 internet-facing ALB uses the same subnets, so at least two of them (in two zones) must route to an
 internet gateway.
 
-The AMI is read from AWS's public SSM parameter at every preview: a new Deep Learning AMI release shows
-as a launch template change and rolls the replicas like any other change. User data is the boot script
-as is when it fits EC2's 16 KB (6 KB for a replica, 12 KB for a Ray node, which carries
-``ray_bootstrap.sh`` compressed), else gzip'd, which cloud-init unpacks itself.
+The AMI is ``resolve:ssm:<the Deep Learning AMI's public parameter>``, resolved by EC2 at each launch, so
+a new release never changes the launch template nor rolls the fleet; ``vllm:amiId`` pins one image. User
+data is the boot script as is when it fits EC2's 16 KB (6 KB for a replica, 12 KB for a Ray node, which
+carries ``ray_bootstrap.sh`` compressed), else gzip'd, which cloud-init unpacks itself.
 
 Multi-node (``RayGroup``): the head's stable address is an internal Network Load Balancer on the Ray GCS
 port in front of the head's ASG of one; see ``ray_group.py`` for why, and for EFA.
@@ -37,7 +37,7 @@ from pulumi_aws import Provider
 
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.aws.machines import deep_learning_ami, stack_tags
+from components.aws.machines import machine_image, stack_tags
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_group import RayGroup, RayGroupArgs
 from components.aws.replica import VllmReplica, VllmReplicaArgs
@@ -64,7 +64,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         opts,
     )
     load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec, launch, network, provider), opts)
-    image = deep_learning_ami(pulumi.InvokeOptions(parent=parent, provider=provider))
+    image = machine_image(spec, pulumi.InvokeOptions(parent=parent, provider=provider))
     serving = load_balancer.target_group.arn
     replicas: list[VllmReplica] | list[RayGroup]
     if spec.nodes == 1:

@@ -16,9 +16,16 @@ import pulumi_aws.ssm as ssm
 
 from components.spec import ServiceSpec
 
-#: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI (Ubuntu 22.04): NVIDIA
-#: driver, Docker, NVIDIA container toolkit, AWS CLI and EFA drivers preinstalled.
-DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+#: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI for x86_64 on Ubuntu
+#: 24.04 (NVIDIA open kernel driver, Docker, NVIDIA container toolkit, AWS CLI, EFA; P4d, P5, P5en, G4dn-
+#: G6e). The pinned vLLM 0.33 image is built on CUDA 13, which needs an NVIDIA driver >= 580. The Ubuntu
+#: 24.04 DLAMI families ship it: the 20251205 Base OSS Nvidia Driver release lists driver 580.105.08 with
+#: CUDA 13.0, and the 2026 releases driver 595 with CUDA 13.2 (e.g. Base AMI with Single CUDA (Ubuntu
+#: 24.04) 20260717: driver 595.71.05, x86_64, P5/P5en supported); AWS DLAMI release notes,
+#: docs.aws.amazon.com/dlami/latest/devguide/appendix-ami-release-notes.html. The 22.04 family this
+#: replaced stayed on the 570 driver (CUDA 12.8) into 2025. Parameter names follow AWS's rule: the AMI's
+#: name without "Deep", "Learning" and "AMI" (docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id).
+DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 #: EC2 refuses user data over 16 KB before base64; cloud-init unpacks gzip'd user data itself.
 USER_DATA_LIMIT = 16 * 1024
 #: gp3 at its 1000 MiB/s ceiling (the 4000 IOPS that ratio requires): the weights are written to and read
@@ -30,17 +37,30 @@ ROOT_IOPS = 4000
 
 @dataclass(frozen=True)
 class MachineImage:
-    """The AMI every machine boots, resolved once per deployment (a new release shows in the preview)."""
+    """What the launch template boots: an AMI id, or ``resolve:ssm:<parameter>`` that EC2 resolves at each
+    launch; and the image's root device, whose volume the template sizes."""
 
-    image_id: pulumi.Output[str]
+    image_id: str
     root_device_name: pulumi.Output[str]
 
 
-def deep_learning_ami(opts: pulumi.InvokeOptions) -> MachineImage:
-    image_id = ssm.get_parameter_output(name=DLAMI_PARAMETER, opts=opts).insecure_value
-    image = ec2.get_ami_output(
-        owners=["amazon"], filters=[{"name": "image-id", "values": [image_id]}], opts=opts
-    )
+def machine_image(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> MachineImage:
+    """``vllm:amiId`` when pinned, else the current DLAMI resolved by EC2 at launch, not by Pulumi.
+
+    A launch template holding the looked-up AMI id would change with every DLAMI release and start an
+    instance refresh of every GPU machine at the next ``pulumi up``. ``resolve:ssm:`` keeps the template
+    unchanged: machines launched from then on (scale-out, replacement, the next rollout) boot the release
+    current at their launch. Pin ``vllm:amiId`` to keep every machine on one image. Only the root device
+    name is read at deploy time (from the image the parameter points to now): it is ``/dev/sda1`` on every
+    Ubuntu DLAMI and does not change between releases.
+    """
+    if spec.aws.ami_id is not None:
+        image_id = spec.aws.ami_id
+        pointed = image_id
+    else:
+        image_id = f"resolve:ssm:{DLAMI_PARAMETER}"
+        pointed = ssm.get_parameter_output(name=DLAMI_PARAMETER, opts=opts).insecure_value
+    image = ec2.get_ami_output(filters=[{"name": "image-id", "values": [pointed]}], opts=opts)
     return MachineImage(image_id=image_id, root_device_name=image.root_device_name)
 
 
