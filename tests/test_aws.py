@@ -465,6 +465,49 @@ def test_in_a_named_vpc_the_subnets_own_setting_decides_public_ips(user_vpc):
     assert "associatePublicIpAddress" not in user_vpc.one(TEMPLATE).inputs["networkInterfaces"][0]
 
 
+PRIVATE_INSTANCES = {
+    "vllm:vpcId": fakes_aws.USER_VPC,
+    "vllm:subnetIds": ["subnet-0a5e40000000000a1"],
+    "vllm:loadBalancerSubnetIds": ["subnet-0a5e4000000000a2a", "subnet-0a5e4000000000c2c"],
+}
+
+
+def test_private_instances_sit_behind_a_load_balancer_in_the_named_public_subnets():
+    run = run_program("aws-h100", config=PRIVATE_INSTANCES, secrets=SECRETS)
+    assert run.one(ALB).inputs["subnets"] == PRIVATE_INSTANCES["vllm:loadBalancerSubnetIds"]
+    assert run.one(GROUP).inputs["vpcZoneIdentifiers"] == ["subnet-0a5e40000000000a1"]
+    assert "associatePublicIpAddress" not in run.one(TEMPLATE).inputs["networkInterfaces"][0]
+
+
+def test_load_balancer_subnets_in_a_single_zone_are_refused():
+    config = {
+        **PRIVATE_INSTANCES,
+        "vllm:loadBalancerSubnetIds": ["subnet-0a5e40000000000a1", "subnet-0a5e4000000000a2a"],
+    }
+    error = refused("aws-h100", config)
+    assert isinstance(error, NetworkError)
+    assert str(error).startswith("vllm:loadBalancerSubnetIds: subnet-0a5e40000000000a1 (us-east-1a), ")
+    assert "two availability zones" in str(error)
+
+
+def test_instance_subnets_that_host_the_load_balancer_too_must_span_two_zones():
+    config = {**USER_VPC, "vllm:subnetIds": ["subnet-0a5e40000000000a1", "subnet-0a5e4000000000a2a"]}
+    error = refused("aws-h100", config)
+    assert isinstance(error, NetworkError) and str(error).startswith("vllm:subnetIds: ")
+
+
+def test_load_balancer_subnets_outside_the_vpc_are_refused_by_id():
+    config = {
+        **PRIVATE_INSTANCES,
+        "vllm:loadBalancerSubnetIds": ["subnet-0a5e4000000000a2a", "subnet-0defb0000000000b"],
+    }
+    error = refused("aws-h100", config)
+    assert isinstance(error, NetworkError)
+    assert str(error) == (
+        f"vllm:loadBalancerSubnetIds: subnet-0defb0000000000b not found in vllm:vpcId {fakes_aws.USER_VPC}"
+    )
+
+
 # --- bad input -------------------------------------------------------------------------------------------
 
 
@@ -482,6 +525,24 @@ def test_in_a_named_vpc_the_subnets_own_setting_decides_public_ips(user_vpc):
         ),
         ({"aws:region": "mars-1"}, "aws:region", "us-east-1"),
         ({"vllm:amiId": "ami-XYZ"}, "vllm:amiId", "AMI id"),
+        (
+            {**PRIVATE_INSTANCES, "vllm:loadBalancerSubnetIds": ["subnet-0a5e4000000000a2a"]},
+            "vllm:loadBalancerSubnetIds",
+            "two or more public subnets",
+        ),
+        (
+            {"vllm:loadBalancerSubnetIds": PRIVATE_INSTANCES["vllm:loadBalancerSubnetIds"]},
+            "vllm:loadBalancerSubnetIds",
+            "set together with vllm:vpcId",
+        ),
+        (
+            {
+                "vllm:vpcId": fakes_aws.USER_VPC,
+                "vllm:loadBalancerSubnetIds": ["subnet-0a5e4000000000a2a", "subnet-0a5e4000000000c2c"],
+            },
+            "vllm:subnetIds",
+            "the instances run in",
+        ),
         ({"vllm:amiId": "resolve:ssm:/my/param"}, "vllm:amiId", "AMI id"),
     ],
 )

@@ -9,7 +9,7 @@ import pytest
 from components.aws import names
 from components.spec import build_spec
 from tests.harness import Run, run_program
-from tests.test_aws import SECRETS, USER_VPC
+from tests.test_aws import PRIVATE_INSTANCES, SECRETS, USER_VPC
 
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
@@ -32,6 +32,7 @@ VARIANTS = {
     ),
     "other-region": ("eu-serving", {"vllm:preset": "aws-h100", "aws:region": "eu-west-1"}),
     "user-vpc": ("aws-h100", USER_VPC),
+    "private-instances": ("aws-h100", PRIVATE_INSTANCES),
     "l4-allowed-cidrs": (
         "aws-dev",
         {

@@ -21,6 +21,9 @@ SUBNETS: dict[str, tuple[str, str, bool]] = {
     "subnet-0a5e40000000000a1": (USER_VPC, f"{REGION}a", False),
     "subnet-0a5e40000000000b1": (USER_VPC, f"{REGION}b", False),
     "subnet-0a5e40000000000d1": (USER_VPC, f"{REGION}d", False),
+    # the user VPC's public subnets (for its load balancer)
+    "subnet-0a5e4000000000a2a": (USER_VPC, f"{REGION}a", False),
+    "subnet-0a5e4000000000c2c": (USER_VPC, f"{REGION}c", False),
 }
 #: instance type -> zones of the fake region that sell it (every zone when not listed)
 OFFERED_ZONES: dict[str, tuple[str, ...]] = {
@@ -65,6 +68,11 @@ def _get_subnets(args: dict) -> dict:
     return {"id": REGION, "ids": ids, "filters": args.get("filters")}
 
 
+def _get_subnet(args: dict) -> dict:
+    vpc, zone, default = SUBNETS[args["id"]]
+    return {"id": args["id"], "vpcId": vpc, "availabilityZone": zone, "defaultForAz": default}
+
+
 def _get_instance_type_offerings(args: dict) -> dict:
     assert args.get("locationType") == "availability-zone", args
     (instance_type,) = _filters(args)["instance-type"]
@@ -91,6 +99,7 @@ def _get_ami(args: dict) -> dict:
 CALLS: dict[str, Callable[[dict], dict]] = {
     "aws:ec2/getVpc:getVpc": _get_vpc,
     "aws:ec2/getSubnets:getSubnets": _get_subnets,
+    "aws:ec2/getSubnet:getSubnet": _get_subnet,
     "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": _get_instance_type_offerings,
     "aws:ssm/getParameter:getParameter": _get_parameter,
     "aws:ec2/getAmi:getAmi": _get_ami,

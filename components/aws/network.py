@@ -10,7 +10,7 @@ import pulumi_aws.vpc as vpc
 
 from components.aws.names import ec2_description
 from components.launch import PORT
-from components.spec import ServiceSpec
+from components.spec import AwsSettings, ServiceSpec
 
 HTTP_PORT = 80
 #: Ports the load balancer listens on (HTTP today; 443 joins when TLS does).
@@ -27,9 +27,10 @@ class Network(pulumi.ComponentResource):
     """The VPC and subnets the service uses, and the security groups that make the ALB its only door.
 
     Subnets: the region's default VPC and its default subnets unless ``vllm:vpcId`` and ``vllm:subnetIds``
-    name others. The load balancer uses every subnet (it needs two availability zones); instances use
-    only the subnets in zones that sell the instance type (``instance_subnet_ids``), so an ASG never
-    retries in a zone that cannot place it.
+    name others. The load balancer uses ``vllm:loadBalancerSubnetIds`` (public subnets, so the instances'
+    subnets can be private behind the user's NAT) or else every instance subnet; either way two zones or
+    more. Instances use only the subnets in zones that sell the instance type (``instance_subnet_ids``),
+    so an ASG never retries in a zone that cannot place it.
 
     Security groups: the ALB admits the listener ports from ``vllm:allowedCidrs`` and may only reach the
     instances' serving port; instances admit the serving port from the ALB's group and nothing else (no
@@ -75,16 +76,19 @@ class Network(pulumi.ComponentResource):
             opts=invoke,
         ).locations.apply(lambda zones: _checked_offered(instance_type, spec.region, zones))
         in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids
+        named = pulumi.Output.all(in_scope, self.vpc_id).apply(
+            lambda found: _checked_scope("vllm:subnetIds", settings.subnet_ids, found[0], found[1])
+        )
         selling = ec2.get_subnets_output(
             filters=[*scope, {"name": "availability-zone", "values": offered_zones}], opts=invoke
         ).ids
-        self.load_balancer_subnet_ids = pulumi.Output.all(in_scope, self.vpc_id).apply(
-            lambda found: _checked_scope(settings.subnet_ids, found[0], found[1])
-        )
-        self.instance_subnet_ids = pulumi.Output.all(selling, offered_zones).apply(
+        self.instance_subnet_ids = pulumi.Output.all(selling, offered_zones, named).apply(
             lambda found: _checked_selling(instance_type, settings.vpc_id is None, found[0], found[1])
         )
-
+        if settings.vpc_id is None:
+            self.load_balancer_subnet_ids = named  # one default subnet per zone of the region
+        else:
+            self.load_balancer_subnet_ids = self._balancer_subnets(settings, invoke)
         self.load_balancer_security_group = ec2.SecurityGroup(
             f"{name}-alb",
             vpc_id=self.vpc_id,
@@ -151,17 +155,49 @@ class Network(pulumi.ComponentResource):
             }
         )
 
+    def _balancer_subnets(
+        self, settings: AwsSettings, invoke: pulumi.InvokeOptions
+    ) -> pulumi.Output[list[str]]:
+        """``vllm:loadBalancerSubnetIds`` (public subnets, instances private) or else ``vllm:subnetIds``:
+        in the VPC, and in two availability zones or more (an ALB refuses fewer). Subnet zones are the
+        account's data, so this is a lookup (``ec2:DescribeSubnets``), before any resource is created."""
+        key = "vllm:loadBalancerSubnetIds" if settings.load_balancer_subnet_ids else "vllm:subnetIds"
+        requested = settings.load_balancer_subnet_ids or settings.subnet_ids
+        found = ec2.get_subnets_output(
+            filters=[
+                {"name": "vpc-id", "values": [self.vpc_id]},
+                {"name": "subnet-id", "values": list(requested)},
+            ],
+            opts=invoke,
+        ).ids
+        zones = [ec2.get_subnet_output(id=subnet, opts=invoke).availability_zone for subnet in requested]
+        return pulumi.Output.all(found, self.vpc_id, *zones).apply(
+            lambda got: _checked_balancer(
+                key, requested, got[0], got[1], dict(zip(requested, got[2:], strict=True))
+            )
+        )
+
 
 class NetworkError(pulumi.RunError):
     """The region or the subnets cannot host the service: found from the region's own data at preview,
     before any machine is launched. One message naming the key, like SpecError."""
 
 
-def _checked_scope(requested: tuple[str, ...], found: list[str], vpc_id: str) -> list[str]:
+def _checked_scope(key: str, requested: tuple[str, ...], found: list[str], vpc_id: str) -> list[str]:
     missing = sorted(set(requested) - set(found))
     if missing:
-        raise NetworkError(f"vllm:subnetIds: {', '.join(missing)} not found in vllm:vpcId {vpc_id}")
+        raise NetworkError(f"{key}: {', '.join(missing)} not found in vllm:vpcId {vpc_id}")
     return sorted(found)
+
+
+def _checked_balancer(
+    key: str, requested: tuple[str, ...], found: list[str], vpc_id: str, zones: dict[str, str]
+) -> list[str]:
+    subnets = _checked_scope(key, requested, found, vpc_id)
+    if len({zones[subnet] for subnet in subnets}) < 2:
+        where = ", ".join(f"{subnet} ({zones[subnet]})" for subnet in subnets)
+        raise NetworkError(f"{key}: {where}: an internet-facing ALB needs subnets in two availability zones")
+    return subnets
 
 
 def _checked_offered(instance_type: str, region: str, zones: list[str]) -> list[str]:
