@@ -292,6 +292,39 @@ def test_each_gpu_request_boots_the_catalogs_machine(gpu, machine):
     assert aws_stack(gpu).one(TEMPLATE).inputs["instanceType"] == machine
 
 
+def tag_specification(template: Resource, kind: str) -> dict:
+    (found,) = [t for t in template.inputs["tagSpecifications"] if t["resourceType"] == kind]
+    return found["tags"]
+
+
+def test_instances_and_volumes_carry_the_stack_tags_the_provider_default_tags_do_not_reach(h100):
+    template = h100.one(TEMPLATE)
+    for kind in ("instance", "volume", "network-interface"):
+        tags = tag_specification(template, kind)
+        assert tags["vllm:stack"] == "aws-h100" and tags["vllm:service"] == "vllm-aws-h100"
+        assert tags["managed-by"] == "pulumi" and tags["vllm:role"] == "serve"
+
+
+def test_instances_carry_the_version_ids_of_the_current_secrets_never_their_values(h100):
+    versions = {r.name.split("-")[-2]: r.outputs["versionId"] for r in h100.of_type(SECRET_VERSION)}
+    revision = tag_specification(h100.one(TEMPLATE), "instance")[machines.SECRETS_REVISION_TAG]
+    assert revision == f"api-key={versions['key']} hf-token={versions['token']}"
+    assert HF_TOKEN not in revision and API_KEY not in revision
+
+
+@pytest.mark.parametrize("rotated", ["vllm:apiKey", "vllm:hfToken"])
+def test_a_rotated_secret_changes_the_launch_template_so_the_group_refreshes_its_machines(h100, rotated):
+    run = run_program("aws-h100", secrets={**SECRETS, rotated: "a-new-value-0123456789"})
+    assert run.one(TEMPLATE).inputs != h100.one(TEMPLATE).inputs
+    assert run.one(TEMPLATE).inputs["userData"] == h100.one(TEMPLATE).inputs["userData"]  # only the tag moved
+    refresh = run.one(GROUP).inputs["instanceRefresh"]
+    assert refresh["strategy"] == "Rolling" and refresh["preferences"]["minHealthyPercentage"] == 100
+
+
+def test_an_unchanged_secret_leaves_the_launch_template_as_it_is(h100):
+    assert run_program("aws-h100", secrets=SECRETS).one(TEMPLATE).inputs == h100.one(TEMPLATE).inputs
+
+
 # --- the group: size, placement, health, rollout --------------------------------------------------------
 
 

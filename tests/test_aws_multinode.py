@@ -162,6 +162,17 @@ def test_the_internet_reaches_only_the_public_listener(h200):
             assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (80, 80)
 
 
+def test_every_ray_node_carries_the_current_secret_versions_so_a_rotation_rolls_the_groups(h200):
+    rotated = run_program(
+        "aws-h200-multinode",
+        config={"vllm:replicas": 2},
+        secrets={**SECRETS, "vllm:apiKey": "sk-rotated-0123"},
+    )
+    before = {t.name: t.inputs for t in h200.of_type(TEMPLATE)}
+    after = {t.name: t.inputs for t in rotated.of_type(TEMPLATE)}
+    assert before.keys() == after.keys() and all(before[name] != after[name] for name in before)
+
+
 def test_a_group_rolls_by_replacing_its_machines_in_place(h200):
     for scaling in h200.of_type(GROUP):
         assert scaling.inputs["instanceRefresh"]["preferences"]["minHealthyPercentage"] == 0

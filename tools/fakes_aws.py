@@ -7,6 +7,9 @@ see which subnets the program picks.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from collections.abc import Callable
 
 ACCOUNT = "123456789012"
@@ -113,6 +116,14 @@ def _arn(service: str, resource: str) -> str:
 OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "aws:secretsmanager/secret:Secret": lambda inputs, name: {
         "arn": _arn("secretsmanager", f"secret:{inputs['name']}-Ab12Cd")
+    },
+    # a new value is a new version (Secrets Manager version ids are UUIDs; this one is derived from the value)
+    "aws:secretsmanager/secretVersion:SecretVersion": lambda inputs, name: {
+        "versionId": str(
+            uuid.UUID(
+                hashlib.sha256(json.dumps(inputs.get("secretString"), default=str).encode()).hexdigest()[:32]
+            )
+        )
     },
     "aws:iam/role:Role": lambda inputs, name: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{name}", "name": name},
     "aws:iam/instanceProfile:InstanceProfile": lambda inputs, name: {

@@ -91,6 +91,9 @@ class ServiceIdentity(pulumi.ComponentResource):
     instance_profile: iam.InstanceProfile
     api_key_secret: str
     hf_token_secret: str | None
+    #: ``api-key=<version id> hf-token=<version id>``: which secret versions are current. Not secret
+    #: (Secrets Manager version ids are UUIDs); launch templates carry it so a new value rolls the fleet.
+    secret_versions: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ServiceIdentityArgs, opts: pulumi.ResourceOptions | None = None
@@ -120,6 +123,14 @@ class ServiceIdentity(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self.secret_versions = pulumi.Output.all(
+            *(version.version_id for version in self.versions.values())
+        ).apply(
+            lambda ids: " ".join(
+                f"{secret_name.rsplit('/', 1)[-1]}={version_id}"
+                for secret_name, version_id in zip(self.versions, ids, strict=True)
+            )
+        )
         self.role = iam.Role(
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,

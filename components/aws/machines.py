@@ -32,6 +32,8 @@ USER_DATA_LIMIT = 16 * 1024
 #: back from this volume, and gp3's baseline 125 MiB/s would take over two hours for a 1 TB checkpoint,
 #: far beyond the launch spec's load budget. Cost: about $40 per volume-month over the baseline.
 ROOT_THROUGHPUT_MIBPS = 1000
+#: Instance tag naming the secret versions a machine booted with (see ``launch_template``).
+SECRETS_REVISION_TAG = "vllm:secrets-revision"
 ROOT_IOPS = 4000
 
 
@@ -84,6 +86,7 @@ def launch_template(
     instance_profile_arn: pulumi.Input[str],
     security_group_ids: Sequence[pulumi.Input[str]],
     public_ip: bool | None,
+    secret_versions: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
 ) -> ec2.LaunchTemplate:
     """One machine of ``spec``'s catalog type in ``role`` (serve, ray-head, ray-worker), named ``name``.
@@ -91,8 +94,15 @@ def launch_template(
     IMDSv2 only, with a hop limit of 1: every container runs with host networking, so the host's own
     requests are the only ones that need the instance role; a bridged container cannot reach it.
     ``public_ip`` None leaves the choice to the subnet (a user's subnets), True asks for one.
+
+    Instances and their volumes get the stack's tags here (``tag_specifications``): the provider's
+    ``default_tags`` stop at the launch template itself. Each instance also carries
+    ``vllm:secrets-revision``, the current secret versions (ids, never values): machines read the
+    secrets only at vLLM's start, so a rotated ``hfToken``/``apiKey`` must replace them, and a changed
+    tag is a new template version, which starts the group's instance refresh.
     """
-    tags = {"Name": name, "vllm:role": role}
+    tags = {"Name": name, "vllm:role": role, **stack_tags(spec)}
+    instance_tags = {**tags, SECRETS_REVISION_TAG: secret_versions}
     spot_options = {
         "market_type": "spot",
         "spot_options": {"spot_instance_type": "one-time", "instance_interruption_behavior": "terminate"},
@@ -133,7 +143,8 @@ def launch_template(
         },
         instance_market_options=spot_options if spec.spot else None,
         tag_specifications=[
-            {"resource_type": kind, "tags": tags} for kind in ("instance", "volume", "network-interface")
+            {"resource_type": "instance", "tags": instance_tags},
+            *({"resource_type": kind, "tags": tags} for kind in ("volume", "network-interface")),
         ],
         tags=tags,
         update_default_version=True,

@@ -180,6 +180,7 @@ class RayGroup(pulumi.ComponentResource):
                 instance_profile_arn=identity.instance_profile.arn,
                 security_group_ids=security_groups,
                 public_ip=network.public_ips,
+                secret_versions=identity.secret_versions,
                 opts=child,
             )
             for role in ("ray-head", "ray-worker")

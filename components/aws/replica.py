@@ -54,6 +54,7 @@ class VllmReplica(pulumi.ComponentResource):
             instance_profile_arn=identity.instance_profile.arn,
             security_group_ids=[network.instance_security_group.id],
             public_ip=network.public_ips,
+            secret_versions=identity.secret_versions,
             opts=child,
         )
         self.group = machines.auto_scaling_group(
