@@ -89,6 +89,18 @@ PolicyPack(
             "without reaching vLLM (/metrics, /tokenize, /pause stay private).",
             validators.public_path_violations,
         ),
+        resource_policy(
+            "aws-elb-names-aws-accepts",
+            "Load balancer and target group names: at most 32 letters, digits and hyphens, no hyphen at "
+            "either end (AWS refuses others at update time, after a clean preview).",
+            validators.aws_elb_name_violations,
+        ),
+        resource_policy(
+            "aws-ec2-descriptions-aws-accepts",
+            "Security group and rule descriptions use only a-zA-Z0-9. _-:/()#,@[]+=&;{}!$* (AWS refuses "
+            "others at update time, after a clean preview).",
+            validators.aws_description_violations,
+        ),
         StackValidationPolicy(
             name="gpu-vms-autoheal",
             description="Every GPU VM runs in a group that health-checks /health and replaces failed "

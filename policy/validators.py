@@ -412,6 +412,10 @@ def _gcp_url_map(props: Mapping[str, Any]) -> list[str]:
     return violations
 
 
+#: NLB/GWLB listener protocols: no HTTP paths to route.
+LAYER4_PROTOCOLS: Final = frozenset({"TCP", "UDP", "TCP_UDP", "TLS", "GENEVE", "QUIC", "TCP_QUIC"})
+
+
 def _forwards(action: Any) -> bool:
     return isinstance(action, Mapping) and (
         action.get("type") == "forward"
@@ -449,6 +453,8 @@ def public_path_violations(resource_type: str, props: Mapping[str, Any]) -> list
     if resource_type == "gcp:compute/uRLMap:URLMap":
         return _gcp_url_map(props)
     if resource_type == "aws:lb/listener:Listener":
+        if str(props.get("protocol") or "").upper() in LAYER4_PROTOCOLS:
+            return []  # an NLB listener forwards connections, not paths (the Ray GCS port of a group)
         if any(_forwards(action) for action in collect(props, "defaultActions")):
             return [f"listener default action forwards {_UNLISTED}: make it a fixed-response (404)"]
         return []
@@ -639,3 +645,85 @@ def _cloud_violations(cloud: _Cloud, resources: Sequence[StackResource]) -> list
 def autohealing_violations(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
     """(URN, message) for every GPU VM that no health-checking, self-healing group manages."""
     return [violation for cloud in _CLOUDS for violation in _cloud_violations(cloud, resources)]
+
+
+# --- AWS names and descriptions: rules AWS enforces only at apply, never at preview -------------------------
+
+#: ELBv2 load balancers and target groups (``aws:alb`` is the same resource under its older name).
+AWS_ELB_TYPES: Final = frozenset(
+    {
+        "aws:lb/loadBalancer:LoadBalancer",
+        "aws:lb/targetGroup:TargetGroup",
+        "aws:alb/loadBalancer:LoadBalancer",
+        "aws:alb/targetGroup:TargetGroup",
+    }
+)
+#: CreateLoadBalancer / CreateTargetGroup ``Name``: at most 32 alphanumerics and hyphens, no hyphen at
+#: either end; a load balancer's may not start with ``internal-``. ``namePrefix`` leaves 26 characters
+#: to the provider's unique suffix, so at most 6.
+ELB_NAME_MAX: Final = 32
+ELB_NAME_PREFIX_MAX: Final = 6
+_ELB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
+_ELB_NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+
+
+def aws_elb_name_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """An ELB name AWS refuses at ``pulumi up`` (preview accepts it): too long, bad characters or ends."""
+    if resource_type not in AWS_ELB_TYPES:
+        return []
+    kind = "target group" if "targetGroup" in resource_type else "load balancer"
+    violations = []
+    name, prefix = props.get("name"), props.get("namePrefix")
+    if isinstance(name, str):
+        if len(name) > ELB_NAME_MAX or not _ELB_NAME.match(name):
+            violations.append(
+                f"{kind} name {name!r} ({len(name)} characters): AWS allows at most {ELB_NAME_MAX} letters, "
+                "digits and hyphens, no hyphen first or last"
+            )
+        if kind == "load balancer" and name.startswith("internal-"):
+            violations.append(f"load balancer name {name!r} may not start with 'internal-'")
+    if isinstance(prefix, str) and (len(prefix) > ELB_NAME_PREFIX_MAX or not _ELB_NAME_PREFIX.match(prefix)):
+        violations.append(
+            f"{kind} namePrefix {prefix!r}: at most {ELB_NAME_PREFIX_MAX} letters, digits and hyphens, "
+            "not starting with a hyphen"
+        )
+    return violations
+
+
+#: CreateSecurityGroup / AuthorizeSecurityGroupIngress/Egress descriptions: up to 255 characters of
+#: ``a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*`` (an apostrophe fails at apply: terraform-provider-aws#18874).
+EC2_DESCRIPTION_MAX: Final = 255
+_EC2_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$")
+AWS_SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+AWS_SECURITY_GROUP_RULES: Final = frozenset(
+    {
+        "aws:ec2/securityGroupRule:SecurityGroupRule",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    }
+)
+
+
+def _bad_description(where: str, text: Any) -> list[str]:
+    if not isinstance(text, str) or (len(text) <= EC2_DESCRIPTION_MAX and _EC2_DESCRIPTION.match(text)):
+        return []
+    bad = "".join(sorted({c for c in text if not _EC2_DESCRIPTION.match(c)}))
+    allowed = "a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*"
+    found = f", not {bad!r}" if bad else ""
+    return [f"{where} {text!r}: EC2 accepts up to {EC2_DESCRIPTION_MAX} characters of {allowed}{found}"]
+
+
+def aws_description_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A security group or rule description EC2 refuses at ``pulumi up`` (preview accepts it)."""
+    if resource_type == AWS_SECURITY_GROUP:
+        violations = _bad_description("security group description", props.get("description"))
+        for direction in ("ingress", "egress"):
+            for rule in collect(props, direction):
+                if isinstance(rule, Mapping):
+                    violations += _bad_description(
+                        f"inline {direction} rule description", rule.get("description")
+                    )
+        return violations
+    if resource_type in AWS_SECURITY_GROUP_RULES:
+        return _bad_description("security group rule description", props.get("description"))
+    return []

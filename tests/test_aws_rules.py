@@ -8,6 +8,7 @@ import pytest
 
 from components.aws import names
 from components.spec import build_spec
+from policy import validators
 from tests.harness import Run, run_program
 from tests.test_aws import PRIVATE_INSTANCES, SECRETS, USER_VPC
 
@@ -128,3 +129,42 @@ def test_nlb_health_checks_time_out_before_the_next_check(variant):
     for target_group in variant.of_type(TARGET_GROUP):
         check = target_group.inputs["healthCheck"]
         assert check["timeout"] < check["interval"], target_group.name
+
+
+def as_crossguard_hands_it(value):
+    """Properties as the CrossGuard Python SDK deserializes them: every number a float."""
+    if isinstance(value, dict):
+        return {key: as_crossguard_hands_it(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_crossguard_hands_it(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def test_the_policy_pack_finds_nothing_to_flag_in_what_the_program_declares(variant):
+    checks = (
+        validators.aws_elb_name_violations,
+        validators.aws_description_violations,
+        validators.exposure_violations,
+        validators.public_path_violations,
+        validators.secret_violations,
+    )
+    for resource in (r for r in variant.resources if r.type.startswith("aws:")):
+        props = as_crossguard_hands_it(resource.inputs)
+        for check in checks:
+            assert check(resource.type, props) == [], (check.__name__, resource.name)
+
+
+def test_every_gpu_launch_template_is_run_by_a_self_healing_group_as_the_policy_pack_sees_it(variant):
+    stack = [
+        validators.StackResource(
+            type=r.type,
+            urn=r.urn,
+            props=as_crossguard_hands_it({**r.inputs, "id": f"{r.name}-id"}),
+            parent=r.parent,
+        )
+        for r in variant.resources
+        if r.type.startswith("aws:")
+    ]
+    assert validators.autohealing_violations(stack) == []

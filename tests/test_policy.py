@@ -13,6 +13,8 @@ from policy.validators import (
     UNKNOWN,
     StackResource,
     autohealing_violations,
+    aws_description_violations,
+    aws_elb_name_violations,
     exposure_violations,
     is_secret_name,
     public_path_violations,
@@ -378,6 +380,14 @@ def test_listener_forwarding_by_default_is_a_violation():
     ]
 
 
+def test_network_load_balancer_listener_forwarding_tcp_is_not_a_path_route():
+    # the Ray head's NLB on the GCS port: a layer-4 listener has no paths to keep private
+    assert (
+        public_path_violations(LISTENER, {"protocol": "TCP", "port": 6379.0, "defaultActions": [FORWARD]})
+        == []
+    )
+
+
 def test_listener_answering_404_by_default_is_compliant():
     assert public_path_violations(LISTENER, {"defaultActions": [NOT_FOUND]}) == []
 
@@ -561,3 +571,80 @@ def test_ec2_instance_from_a_gpu_launch_template_is_a_violation():
             "machine reporting its /health through SetInstanceHealth)",
         )
     ]
+
+
+# --- AWS names and descriptions -----------------------------------------------------------------------------
+
+AWS_LB = "aws:lb/loadBalancer:LoadBalancer"
+AWS_TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+
+
+def test_pulumis_auto_name_for_a_multi_node_head_is_a_violation():
+    # the resource name plus Pulumi's "-" and 7 characters: 39 characters
+    violations = aws_elb_name_violations(AWS_LB, {"name": "vllm-aws-h200-multinode-r0-head-1a2b3c4"})
+    assert violations == [
+        "load balancer name 'vllm-aws-h200-multinode-r0-head-1a2b3c4' (39 characters): AWS allows at most 32 "
+        "letters, digits and hyphens, no hyphen first or last"
+    ]
+
+
+@pytest.mark.parametrize("name", ["vllm_prod-tg", "-vllm-tg", "vllm-tg-", "vllm.tg"])
+def test_target_group_names_with_other_characters_or_end_hyphens_are_violations(name):
+    assert aws_elb_name_violations(AWS_TARGET_GROUP, {"name": name}) != []
+
+
+def test_a_32_character_name_of_letters_digits_and_hyphens_is_compliant():
+    name = "vllm-production-inference-a1b2c3"
+    assert len(name) == 32
+    assert aws_elb_name_violations(AWS_TARGET_GROUP, {"name": name}) == []
+
+
+def test_a_load_balancer_named_internal_dash_is_a_violation():
+    assert aws_elb_name_violations(AWS_LB, {"name": "internal-vllm"}) == [
+        "load balancer name 'internal-vllm' may not start with 'internal-'"
+    ]
+
+
+def test_a_name_prefix_over_six_characters_is_a_violation():
+    assert aws_elb_name_violations(AWS_TARGET_GROUP, {"namePrefix": "vllm-tg"}) != []
+    assert aws_elb_name_violations(AWS_TARGET_GROUP, {"namePrefix": "vllm-"}) == []
+
+
+def test_an_elb_name_unknown_at_preview_is_not_judged():
+    assert aws_elb_name_violations(AWS_LB, {"name": UNKNOWN}) == []
+
+
+def test_other_resources_names_are_not_elb_names():
+    assert aws_elb_name_violations(AWS_SG, {"name": "a-security-group-name-well-over-thirty-two-chars"}) == []
+
+
+def test_an_apostrophe_in_a_rule_description_is_a_violation():
+    violations = aws_description_violations(AWS_INGRESS_RULE, {"description": "the replicas' vLLM port"})
+    assert violations == [
+        'security group rule description "the replicas\' vLLM port": EC2 accepts up to 255 characters of '
+        'a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*, not "\'"'
+    ]
+
+
+def test_inline_rule_and_group_descriptions_are_checked():
+    props = {
+        "description": "vllm: the load balancer",
+        "ingress": [{"description": "HTTP from anywhere", "fromPort": 80.0, "toPort": 80.0}],
+        "egress": [{"description": "to the replicas\u2019 port", "fromPort": 8000.0, "toPort": 8000.0}],
+    }
+    assert [v.split(" '")[0].split(' "')[0] for v in aws_description_violations(AWS_SG, props)] == [
+        "inline egress rule description"
+    ]
+
+
+def test_descriptions_within_ec2s_character_set_are_compliant():
+    text = "vllm-prod replicas: vLLM port 8000 from the ALB (sg-0abc) #1, [a+b=c] & {d}; e@f! $g*"
+    assert aws_description_violations(AWS_SG_RULE, {"description": text}) == []
+
+
+def test_a_description_over_255_characters_is_a_violation():
+    assert aws_description_violations(AWS_SG, {"description": "a" * 256}) != []
+
+
+def test_a_description_unknown_at_preview_is_not_judged():
+    assert aws_description_violations(AWS_INGRESS_RULE, {"description": UNKNOWN}) == []
