@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.aws import names
+from components.aws import machines, names
 from components.spec import build_spec
 from policy import validators
-from tests.harness import Run, run_program
+from tests.harness import ROOT, Run, run_program
 from tests.test_aws import PRIVATE_INSTANCES, SECRETS, USER_VPC
 
 ALB = "aws:lb/loadBalancer:LoadBalancer"
@@ -168,3 +168,40 @@ def test_every_gpu_launch_template_is_run_by_a_self_healing_group_as_the_policy_
         if r.type.startswith("aws:")
     ]
     assert validators.autohealing_violations(stack) == []
+
+
+QUOTA_CASES = {
+    "aws-h100": ("aws-h100", {}, ("Running On-Demand P instances", 576)),
+    "aws-h200-multinode": ("aws-h200-multinode", {}, ("Running On-Demand P instances", 384)),
+    "spot-g5": (
+        "aws-dev",
+        {
+            "vllm:cloud": "aws",
+            "vllm:gpu": "A10G:4",
+            "vllm:model": "Qwen/Qwen3-8B",
+            "vllm:spot": True,
+            "vllm:replicas": 3,
+        },
+        ("All G and VT Spot Instance Requests", 5 * 48),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QUOTA_CASES))
+def test_the_vcpu_quota_covers_every_group_at_its_maximum_size_rollout_surge_included(case):
+    stack, config, expected = QUOTA_CASES[case]
+    spec = build_spec(
+        stack,
+        {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in config.items()},
+    )
+    assert machines.vcpu_quota(spec) == expected
+    run = run_program(stack, config=config, secrets=SECRETS)
+    peak = sum(group.inputs["maxSize"] for group in run.of_type("aws:autoscaling/group:Group"))
+    assert peak * spec.offering.vcpus == expected[1]
+
+
+def test_the_readme_states_the_quota_of_each_aws_preset():
+    readme = (ROOT / "README.md").read_text()
+    for stack in ("aws-h100", "aws-h200-multinode"):
+        name, vcpus = machines.vcpu_quota(build_spec(stack, {}))
+        assert f"| `{stack}` | {name} | {vcpus} |" in readme

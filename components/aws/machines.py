@@ -187,6 +187,30 @@ def stack_tags(spec: ServiceSpec) -> dict[str, str]:
     return {"vllm:stack": spec.stack, "vllm:service": spec.name, "managed-by": "pulumi"}
 
 
+def peak_machines(spec: ServiceSpec) -> int:
+    """The most machines the stack runs at once: every group at its ``max_size`` (a single-node rollout
+    surges one machine's share above ``replicas``; Ray groups replace in place)."""
+    if spec.nodes > 1:
+        return spec.replicas * spec.nodes
+    return spec.replicas + surge_machines(rolling_refresh(spec.replicas, 0, keep_serving=True), spec.replicas)
+
+
+def surge_machines(refresh: dict, size: int) -> int:
+    """Machines a rollout may add above ``size`` (its max healthy percentage over 100%)."""
+    return math.ceil(size * (refresh["preferences"]["max_healthy_percentage"] - 100) / 100)
+
+
+def vcpu_quota(spec: ServiceSpec) -> tuple[str, int]:
+    """The EC2 vCPU quota the stack draws on (Service Quotas, per region) and the vCPUs it needs at peak.
+
+    EC2 counts running instances' vCPUs per family group: P instances, G and VT instances, each with an
+    on-demand and a spot quota. A launch beyond it fails (VcpuLimitExceeded) and the group keeps retrying.
+    """
+    family = "P" if spec.offering.machine_type.startswith("p") else "G and VT"
+    name = f"All {family} Spot Instance Requests" if spec.spot else f"Running On-Demand {family} instances"
+    return name, peak_machines(spec) * spec.offering.vcpus
+
+
 def auto_scaling_group(
     name: str,
     *,
@@ -212,7 +236,7 @@ def auto_scaling_group(
     A reclaimed spot machine is replaced like any other lost one.
     """
     refresh = rolling_refresh(size, grace_seconds, keep_serving)
-    headroom = math.ceil(size * (refresh["preferences"]["max_healthy_percentage"] - 100) / 100)
+    headroom = surge_machines(refresh, size)
     return autoscaling.Group(
         name,
         min_size=size,

@@ -6,19 +6,20 @@ Layout of one group (replica ``index``):
   ``i``-th zone that sells the instance type, so replicas spread over zones and each group stays close);
 - the head: an ASG of one machine, a member of the ALB's target group (the only member that serves)
   and of the group's internal Network Load Balancer on the Ray GCS port;
-- the workers: an ASG of ``nodes - 1`` machines with EC2 health checks, never behind the ALB;
+- the workers: an ASG of ``nodes - 1`` machines, never behind the ALB;
 - a group security group admitting all traffic from its own members (Ray, NCCL, the NLB) and nothing
   else: Ray ports are unreachable from the internet, from the ALB and from other replicas.
 
 Head address: workers join ``RAY_HEAD_ADDRESS`` = the internal NLB's DNS name. An ASG cannot pin an IP
 or a network interface to its machine, so a replaced head comes back elsewhere; the NLB target group
 follows the ASG (new head registered, old one drained) with no code on the machines, no DNS write
-permission on the instance role, and a health check that lets the ASG replace a head whose GCS is
-gone. The alternative, a Route 53 private record the head UPSERTs at boot, needs a boot-time script,
-``route53:ChangeResourceRecordSets`` on the instance role and a DNS TTL to wait out; the NLB costs about
-$16 a month per group, noise next to the GPUs. The NLB does not preserve client IPs, so a machine may
-reach the head through it too (no hairpin failure); Ray identifies nodes by the IP they announce, not
-by the source address.
+permission on the instance role. Its health check only routes: like the ALB's, it never decides
+whether the head is replaced (EC2 health and the machine's own report do, see machines.py), so a head
+re-forming its group keeps its machine. The alternative, a Route 53 private record the head UPSERTs at
+boot, needs a boot-time script, ``route53:ChangeResourceRecordSets`` on the instance role and a DNS TTL
+to wait out; the NLB costs about $16 a month per group, noise next to the GPUs. The NLB does not
+preserve client IPs, so a machine may reach the head through it too (no hairpin failure); Ray
+identifies nodes by the IP they announce, not by the source address.
 
 EFA is not enabled. Tensor parallelism stays inside a machine (NVLink) and only pipeline stages cross
 machines, which exchange activations, not all-reduce traffic: the ENA network carries that well. EFA

@@ -30,9 +30,10 @@ class VllmReplicaArgs:
 class VllmReplica(pulumi.ComponentResource):
     """``spec.replicas`` identical machines behind the load balancer, kept healthy by their ASG.
 
-    The group spreads over every zone that sells the instance type, replaces a machine whose ``/health``
-    fails for longer than the target group allows once the model-load grace period is over, and rolls a
-    changed launch template (new image, new vLLM release) one surge machine at a time.
+    The group spreads over every zone that sells the instance type, replaces a machine that fails EC2's
+    checks or reports itself unhealthy (its vLLM not healthy for longer than the load budget, or crash-
+    looping; the load balancer only routes), and rolls a changed launch template (vLLM release, rotated
+    secret) one surge machine at a time.
     """
 
     launch_template: ec2.LaunchTemplate
