@@ -63,6 +63,7 @@ VLLM_KEYS = (
     "cpu",
     "memoryGb",
     "installLeaderWorkerSet",
+    "maxSurge",
     # AWS
     "vpcId",
     "subnetIds",
@@ -95,13 +96,15 @@ class Gpu:
 @dataclass(frozen=True)
 class KubernetesSettings:
     namespace: str = "vllm"
-    gpu_node_selector: str = "nvidia"
+    gpu_node_selector: str = "none"
     storage_class: str | None = None
     service_type: str = "LoadBalancer"
     cpu: float | None = None
     memory_gb: float | None = None
     install_leader_worker_set: bool = False
     context: str | None = None
+    #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
+    max_surge: int | None = None
 
 
 @dataclass(frozen=True)
@@ -524,13 +527,14 @@ def _kubernetes_settings(read: _Reader) -> KubernetesSettings:
         )
     return KubernetesSettings(
         namespace=namespace,
-        gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "nvidia"),
+        gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none"),
         storage_class=storage_class,
         service_type=service_type,
         cpu=read.number("cpu", 0),
         memory_gb=read.number("memoryGb", 0),
         install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
         context=read.string("kubernetes:context"),
+        max_surge=read.integer("maxSurge", None, 0),
     )
 
 
