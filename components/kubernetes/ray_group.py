@@ -62,6 +62,8 @@ SCRIPT_DIR = "/opt/vllm"
 SCRIPT_VOLUME = "ray-bootstrap"
 #: pulumi-kubernetes waits for nothing on a custom resource unless told (4.18+): LWS reports ``Available``
 #: once every group is ready and updated (updateConditions in pkg/controllers/leaderworkerset_controller.go).
+#: Its conditions carry no observedGeneration, so on an update the await can see the previous generation's
+#: ``Available`` before the controller reacts and return early; on create it waits for the groups.
 WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 
