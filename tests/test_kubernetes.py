@@ -229,6 +229,13 @@ def test_container_runs_the_shared_launch_argv_on_the_pinned_image(runs):
     assert {"name": "VLLM_NO_USAGE_STATS", "value": "1"} in container["env"]
 
 
+def test_downloads_use_the_shared_launch_environment(runs):
+    """huggingface_hub >= 1.0 ignores HF_HUB_ENABLE_HF_TRANSFER; Xet's high-performance mode replaces it."""
+    env = {item["name"]: item.get("value") for item in vllm_container(runs["l4"])["env"]}
+    assert "HF_HUB_ENABLE_HF_TRANSFER" not in env
+    assert env["HF_XET_HIGH_PERFORMANCE"] == "1"
+
+
 def test_gpu_limit_is_the_gpu_count(runs):
     assert vllm_container(runs["h100"])["resources"]["limits"][gpu_nodes.GPU_RESOURCE] == "8"
     assert vllm_container(runs["l4"])["resources"]["limits"][gpu_nodes.GPU_RESOURCE] == "1"
