@@ -240,6 +240,10 @@ else
   own_work=1
 fi
 work=$(cd "$work" && pwd)
+if [[ $command == destroy && ! -f $work/stack-initialized && ! -f $work/cluster-created ]]; then
+  log "nothing to destroy in $work"
+  exit 0
+fi
 
 trap cleanup EXIT
 trap 'exit 130' INT
