@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,19 +97,23 @@ def test_acceptance_runs_on_pull_requests_that_touch_the_kubernetes_backend_and_
     def watched(path: str) -> bool:
         return any(github_path_filter_matches(pattern, path) for pattern in paths)
 
-    backend = [str(p.relative_to(ROOT)) for p in (ROOT / "components" / "kubernetes").rglob("*.py")]
-    exercised = ["components/launch.py", "components/spec.py", "components/service.py", "Pulumi.yaml"]
-    exercised += [
+    def files(folder: str) -> list[str]:
+        return [str(path.relative_to(ROOT)) for path in (ROOT / folder).rglob("*.py")]
+
+    exercised = [
+        *files("components/kubernetes"),
+        "components/launch.py",
+        "components/spec.py",
+        "components/service.py",
+        "Pulumi.yaml",
         "Pulumi.dev.yaml",
         "requirements.txt",
         "tools/acceptance.sh",
         ".github/workflows/acceptance.yml",
     ]
-    assert backend and all(watched(path) for path in backend + exercised)
-    other_backends = [str(p.relative_to(ROOT)) for p in (ROOT / "components").glob("[ag][wc][sp]/*.py")]
-    assert other_backends and not any(
-        watched(path) for path in [*other_backends, "README.md", "stacks/gcp-h100.yaml"]
-    )
+    assert all(watched(path) for path in exercised), [path for path in exercised if not watched(path)]
+    elsewhere = [*files("components/gcp"), *files("components/aws"), "README.md", "stacks/gcp-h100.yaml"]
+    assert not any(watched(path) for path in elsewhere), [path for path in elsewhere if watched(path)]
     assert "workflow_dispatch" in triggers
 
 
@@ -168,6 +174,9 @@ def pulumi():
            passphrase=bool(env.get("PULUMI_CONFIG_PASSPHRASE")), kubeconfig=env.get("KUBECONFIG"))
     if ARGS[:1] == [os.environ.get("FAKE_FAIL")]:
         sys.exit(f"error: {ARGS[0]} failed (FAKE_FAIL)")
+    if ARGS[:1] == [os.environ.get("FAKE_BLOCK")]:  # runs until Ctrl-C, or gives up after a minute
+        time.sleep(60)
+        sys.exit("error: FAKE_BLOCK was never interrupted")
     if ARGS[:2] == ["stack", "init"]:  # as the passphrase provider does: a salt in the stack's config file
         with open("Pulumi.dev.yaml", "a") as config:
             config.write("encryptionsalt: v1:fake\n")
@@ -263,27 +272,35 @@ def fake_clis(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def run_acceptance(tmp_path: Path, fake_clis: Path) -> Callable[..., AcceptanceRun]:
+def acceptance_env(tmp_path: Path, fake_clis: Path) -> dict[str, str]:
+    return {
+        "PATH": f"{fake_clis}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "FAKE_LOG": str(tmp_path / "calls.jsonl"),
+        "FAKE_API_KEY": FAKE_API_KEY,
+        "FAKE_MODEL": DEV_MODEL,
+        "FAKE_KIND_CLUSTERS": "vllm-acceptance",
+        "ACCEPTANCE_WAIT_SECONDS": "60",
+    }
+
+
+def read_events(env: dict[str, str]) -> list[dict]:
+    log = Path(env["FAKE_LOG"])
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture
+def run_acceptance(acceptance_env: dict[str, str]) -> Callable[..., AcceptanceRun]:
     def run(*args: str, **fake_env: str) -> AcceptanceRun:
-        log = tmp_path / "calls.jsonl"
-        log.touch()
-        env = {
-            "PATH": f"{fake_clis}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "TMPDIR": str(tmp_path),
-            "FAKE_LOG": str(log),
-            "FAKE_API_KEY": FAKE_API_KEY,
-            "FAKE_MODEL": DEV_MODEL,
-            "FAKE_KIND_CLUSTERS": "vllm-acceptance",
-            "ACCEPTANCE_WAIT_SECONDS": "60",
-            **fake_env,
-        }
+        env = {**acceptance_env, **fake_env}
+        Path(env["FAKE_LOG"]).unlink(missing_ok=True)
         result = subprocess.run(
             ["bash", str(ACCEPTANCE_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=180
         )
-        events = [json.loads(line) for line in log.read_text().splitlines()]
-        log.unlink()
-        return AcceptanceRun(result.returncode, result.stdout, result.stderr, events)
+        return AcceptanceRun(result.returncode, result.stdout, result.stderr, read_events(env))
 
     return run
 
@@ -417,3 +434,24 @@ def test_acceptance_destroy_command_finishes_what_an_interrupted_run_left(run_ac
     ]
     again = run_acceptance("destroy", ACCEPTANCE_WORK_DIR=str(work))
     assert again.returncode == 0 and again.events == [], "a second destroy has nothing left to do"
+
+
+def test_acceptance_script_destroys_the_stack_when_interrupted_during_pulumi_up(acceptance_env):
+    env = {**acceptance_env, "FAKE_BLOCK": "up"}
+    script = subprocess.Popen(
+        ["bash", str(ACCEPTANCE_SCRIPT)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not any(is_pulumi("up")(event) for event in read_events(env)):
+        assert script.poll() is None and time.monotonic() < deadline, "pulumi up never started"
+        time.sleep(0.1)
+    os.killpg(script.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+    script.communicate(timeout=60)
+    events = read_events(env)
+    assert script.returncode == 130
+    destroyed = next(i for i, event in enumerate(events) if is_pulumi("destroy")(event))
+    assert destroyed > next(i for i, event in enumerate(events) if is_pulumi("up")(event))
