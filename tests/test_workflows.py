@@ -160,7 +160,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOG = os.environ["FAKE_LOG"]
 NAME = os.path.basename(sys.argv[0])
 ARGS = sys.argv[1:]
-ENDPOINT = "http://vllm-dev.vllm.svc.cluster.local"
+ENDPOINT = os.environ.get("FAKE_ENDPOINT", "http://vllm-dev.vllm.svc.cluster.local")
 
 
 def record(**event):
@@ -369,12 +369,17 @@ def test_acceptance_script_stops_the_port_forward_on_exit(run_acceptance):
         ("pulumi up", {"FAKE_FAIL": "up"}, "error: up failed"),
         ("an empty answer", {"FAKE_CONTENT": ""}, "choices[0].message.content is empty"),
         (
+            "a LoadBalancer endpoint",
+            {"FAKE_ENDPOINT": "http://203.0.113.7"},
+            "not a ClusterIP Service's name",
+        ),
+        (
             "an endpoint that never serves",
             {"FAKE_HEALTH_FAILURES": "1000", "ACCEPTANCE_WAIT_SECONDS": "2"},
             "TIMED OUT",
         ),
     ],
-    ids=["up", "empty-answer", "never-ready"],
+    ids=["up", "empty-answer", "load-balancer", "never-ready"],
 )
 def test_acceptance_script_destroys_the_stack_when_a_step_fails(run_acceptance, failure, fake_env, reason):
     run = run_acceptance(**fake_env)

@@ -104,8 +104,9 @@ bring_up() {
 start_port_forward() {
   local endpoint host service namespace deadline
   endpoint=$(in_project pulumi stack output endpoint --stack "$STACK" --non-interactive)
-  # http://<service>.<namespace>.svc.cluster.local
+  # A ClusterIP Service's endpoint is its in-cluster name: http://<service>.<namespace>.svc.cluster.local
   host=${endpoint#*://}
+  [[ $host == *.*.svc.* ]] || fail "endpoint $endpoint is not a ClusterIP Service's name (vllm:serviceType)"
   service=${host%%.*}
   namespace=${host#*.}
   namespace=${namespace%%.*}
