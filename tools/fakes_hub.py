@@ -118,13 +118,15 @@ PRESET_MODELS: dict[str, FakeModel] = {
 
 class FakeHub:
     """``with FakeHub() as hub:`` serves ``hub.models`` at ``hub.url``. ``failure`` makes every answer
-    fail: ``"500"``, ``"malformed"`` (not JSON) or ``"slow"`` (answers after ``slow_seconds``).
+    fail: ``"500"``, ``"malformed"`` (not JSON) or ``"slow"`` (answers after ``slow_seconds``). Tokens in
+    ``denied_tokens`` get 403 on gated files, as a token whose account has not accepted the license.
     ``requests`` records (path, Authorization header) of every request."""
 
     def __init__(self, models: dict[str, FakeModel] | None = None) -> None:
         self.models = dict(PRESET_MODELS if models is None else models)
         self.failure: str | None = None
         self.slow_seconds = 5.0
+        self.denied_tokens: set[str] = set()
         self.requests: list[tuple[str, str | None]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -171,6 +173,8 @@ class FakeHub:
                 return 404, {"X-Error-Code": "RepoNotFound"}, b"{}"
             if model.gated and not authorization:
                 return 401, {"X-Error-Code": "GatedRepo"}, b'{"error": "Access to model is restricted"}'
+            if model.gated and authorization.removeprefix("Bearer ") in self.denied_tokens:
+                return 403, {"X-Error-Code": "GatedRepo"}, b'{"error": "Access to model is restricted"}'
             return 200, {}, json.dumps(model.config).encode()
         return 404, {}, b"{}"
 
@@ -178,7 +182,7 @@ class FakeHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 status, headers, body = hub.answer(self.path, self.headers.get("Authorization"))
                 self.send_response(status)
                 for name, value in headers.items():
