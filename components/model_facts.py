@@ -141,7 +141,7 @@ def _offline() -> bool:
 
 
 def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelFacts:
-    known_token = token if token not in (None, UNKNOWN_TOKEN) else None
+    known_token = token.strip() if token not in (None, UNKNOWN_TOKEN) else None
     info = _get_json(f"{endpoint()}/api/models/{model}/revision/{REVISION}", known_token, {"blobs": "true"})
     if not isinstance(info, dict):
         raise HubUnavailable("malformed model info")
@@ -151,7 +151,10 @@ def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelF
         raise HubUnavailable("model info without a commit sha")
     if cached is not None and cached.revision == sha:
         return cached
-    weights_gb = _weights_gb(info)
+    try:
+        weights_gb = _weights_gb(info)
+    except (TypeError, ValueError, AttributeError):
+        raise HubUnavailable("malformed file list") from None
     if gated and known_token is None:
         # Without a (known) token the config cannot be read: the spec refuses a gated model without
         # vllm:hfToken, and a plan that cannot decrypt the token checks what is public.
@@ -164,7 +167,10 @@ def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelF
         _refuse(status, model, token, config.get("__error_code__") if isinstance(config, dict) else None)
     if not isinstance(config, dict):
         raise HubUnavailable("malformed config.json")
-    heads, kv_heads, context = config_facts(config)
+    try:
+        heads, kv_heads, context = config_facts(config)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        raise HubUnavailable("malformed config.json") from None
     facts = ModelFacts(model, sha, bool(gated), weights_gb, heads, kv_heads, context)
     _write_cache(facts)
     return facts

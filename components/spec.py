@@ -245,7 +245,7 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
             merged.pop(f"{PROJECT}:{key}", None)
     for key, value in config.items():
         if isinstance(value, str) and value.strip() == UNSET:
-            merged.pop(key, None)
+            merged[key] = None  # kept as a key, so an unknown one is still refused
         elif _present(value) is not None:
             merged[key] = value
     merged[f"{PROJECT}:preset"] = preset
@@ -649,7 +649,7 @@ def _check_model_facts(spec: ServiceSpec, has_hf_token: bool) -> None:
         raise SpecError(
             f"{PROJECT}:maxModelLen",
             spec.max_model_len,
-            f"<= {context}, the context length of {spec.model} (its config.json), or unset for that",
+            f"<= {context}, the context length of {spec.model} (its config.json); unset means that",
         )
 
 

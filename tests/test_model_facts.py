@@ -209,6 +209,14 @@ def test_a_failing_hub_gives_a_warning_and_the_config_fallback(fake_hub, monkeyp
     assert len(warnings) == 1 and "unreachable" in warnings[0] and "vllm:modelSizeGb" in warnings[0]
 
 
+def test_a_config_of_unexpected_shape_gives_a_warning_not_a_crash(fake_hub):
+    config = {"num_attention_heads": 32, "max_position_embeddings": 4096, "rope_scaling": {"factor": "x"}}
+    fake_hub.models["odd/model"] = FakeModel(config=config, weights_bytes=10**9)
+    warnings: list[str] = []
+    assert quiet_lookup("odd/model", warnings=warnings) is None
+    assert "malformed config.json" in warnings[0]
+
+
 def test_a_refused_connection_gives_a_warning_and_the_config_fallback(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
@@ -322,3 +330,9 @@ def test_the_presets_own_model_keeps_its_keys():
 def test_unset_removes_a_presets_value_so_the_default_applies():
     spec = build_spec("k8s-l4", {"vllm:maxModelLen": "unset", "vllm:diskSizeGb": "unset"})
     assert (spec.max_model_len, spec.disk_size_gb) == (None, DEFAULT_DISK_SIZE_GB)
+
+
+def test_an_unknown_key_set_to_unset_is_still_refused():
+    with pytest.raises(SpecError) as caught:
+        build_spec("k8s-l4", {"vllm:maxModelLenn": "unset"})
+    assert caught.value.key == "vllm:maxModelLenn"
