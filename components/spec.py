@@ -524,6 +524,12 @@ def build_spec(
             spec = replace(spec, facts=lookup(model, None if hf_token is None else str(hf_token)))
         except model_facts.HubRefusal as refusal:
             raise SpecError(refusal.key, refusal.value, refusal.valid) from None
+        hub_gb = spec.facts.weights_gb if spec.facts else None
+        if hub_gb is not None and spec.model_size_gb is not None and hub_gb > spec.model_size_gb:
+            pulumi.log.warn(
+                f"{PROJECT}:modelSizeGb {spec.model_size_gb} is less than the {hub_gb} GB of {model}'s "
+                f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
+            )
     _check_disk_fits_model(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
     return spec
@@ -634,6 +640,8 @@ def _check_model_facts(spec: ServiceSpec, has_hf_token: bool) -> None:
     if weights is not None and spec.offering is not None:
         size, source = weights
         share = _gpu_memory_utilization(spec.extra_args)
+        # The catalog's "80 GB" GPUs hold 80 GiB less reserved memory, a little over 80 * 10^9 bytes: the
+        # comparison with decimal GB errs by a few percent towards refusing, where no KV cache would fit.
         memory = spec.offering.gpu_memory_gb * spec.nodes
         if size > memory * share:
             raise SpecError(

@@ -286,6 +286,11 @@ def test_model_size_gb_pins_the_health_budget_whatever_the_hub_says():
     assert (spec.model_size_gb, launch.weights_gb(spec)) == (17, 17)
 
 
+def test_a_model_size_below_the_hubs_is_warned_about(fake_hub, caplog):
+    run_program("k8s-l4", {"vllm:modelSizeGb": "10"}, SECRETS)
+    assert "vllm:modelSizeGb 10 is less than the 17 GB" in caplog.text
+
+
 def test_the_health_budget_stays_the_same_when_the_hub_stops_answering(fake_hub):
     online = run_program("k8s-h100", secrets=SECRETS)
     fake_hub.failure = "500"
