@@ -142,11 +142,12 @@ def _offline() -> bool:
 
 def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelFacts:
     known_token = token.strip() if token not in (None, UNKNOWN_TOKEN) else None
-    info = _get_json(f"{endpoint()}/api/models/{model}/revision/{REVISION}", known_token, {"blobs": "true"})
+    url = f"{endpoint()}/api/models/{model}/revision/{REVISION}"
+    status, error_code, info = _get_json(url, known_token, {"blobs": "true"})
+    _refuse(status, model, token, error_code)
     if not isinstance(info, dict):
         raise HubUnavailable("malformed model info")
-    _refuse(info.get("__status__"), model, token, info.get("__error_code__"))
-    sha, gated = info.get("sha"), info.get("gated", False)
+    sha, gated = info.get("sha"), bool(info.get("gated", False))
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
         raise HubUnavailable("model info without a commit sha")
     if cached is not None and cached.revision == sha:
@@ -159,25 +160,26 @@ def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelF
         # Without a (known) token the config cannot be read: the spec refuses a gated model without
         # vllm:hfToken, and a plan that cannot decrypt the token checks what is public.
         return ModelFacts(model, sha, True, weights_gb, None, None, None)
-    config = _get_json(f"{endpoint()}/{model}/resolve/{sha}/config.json", known_token)
-    status = config.get("__status__") if isinstance(config, dict) else None
+    status, error_code, config = _get_json(f"{endpoint()}/{model}/resolve/{sha}/config.json", known_token)
     if status == 404:
         config = {}  # no config.json (e.g. a GGUF-only repo): nothing more to check
-    else:
-        _refuse(status, model, token, config.get("__error_code__") if isinstance(config, dict) else None)
+    _refuse(status if status != 404 else None, model, token, error_code)
     if not isinstance(config, dict):
         raise HubUnavailable("malformed config.json")
     try:
         heads, kv_heads, context = config_facts(config)
     except (TypeError, ValueError, AttributeError, KeyError):
         raise HubUnavailable("malformed config.json") from None
-    facts = ModelFacts(model, sha, bool(gated), weights_gb, heads, kv_heads, context)
+    facts = ModelFacts(model, sha, gated, weights_gb, heads, kv_heads, context)
     _write_cache(facts)
     return facts
 
 
-def _get_json(url: str, token: str | None, params: Mapping[str, str] | None = None) -> Any:
-    """JSON of a Hub answer; 4xx answers come back as ``{"__status__": code}`` for ``_refuse``."""
+def _get_json(
+    url: str, token: str | None, params: Mapping[str, str] | None = None
+) -> tuple[int, str | None, Any]:
+    """(status, X-Error-Code, JSON body) of a Hub answer that is 200, 401, 403 or 404 (the body of the
+    latter three is None); anything else is HubUnavailable."""
     headers = {"User-Agent": "vllm-pulumi"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -186,11 +188,11 @@ def _get_json(url: str, token: str | None, params: Mapping[str, str] | None = No
     except requests.RequestException as error:
         raise HubUnavailable(type(error).__name__) from None
     if response.status_code in (401, 403, 404):
-        return {"__status__": response.status_code, "__error_code__": response.headers.get("X-Error-Code")}
+        return response.status_code, response.headers.get("X-Error-Code"), None
     if response.status_code != 200:
         raise HubUnavailable(f"HTTP {response.status_code}")
     try:
-        return response.json()
+        return 200, None, response.json()
     except ValueError:
         raise HubUnavailable("malformed JSON") from None
 
@@ -199,7 +201,7 @@ def _refuse(status: int | None, model: str, token: str | None, error_code: str |
     """Turn the Hub's 401/403/404 into the config key to fix. The Hub answers 401 to an anonymous
     request for a missing, private or gated repo alike (huggingface_hub utils/_http.py), and sets
     ``X-Error-Code`` (RepoNotFound, GatedRepo) when it says more."""
-    if status is None:
+    if status in (None, 200):
         return
     if status == 404:
         raise HubRefusal("vllm:model", model, "a model id on the Hugging Face Hub (not found)")
