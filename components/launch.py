@@ -83,9 +83,13 @@ class LaunchSpec:
 
 
 def weights_gb(spec: ServiceSpec) -> int:
-    """The size of the checkpoint a replica loads, or the largest one its GPUs could hold."""
+    """The size of the checkpoint a replica loads, or the largest one its GPUs could hold: vllm:modelSizeGb
+    when set (it pins the budget), else the Hub's size of the model's commit (stable across runs, see
+    components/model_facts.py), else the GPU-memory estimate."""
     if spec.model_size_gb is not None:
         return spec.model_size_gb
+    if spec.facts is not None and spec.facts.weights_gb is not None:
+        return spec.facts.weights_gb
     if spec.offering is None:
         return CPU_DEFAULT_WEIGHTS_GB
     return int(spec.offering.gpu_memory_gb * spec.nodes * GPU_MEMORY_WEIGHT_SHARE)

@@ -5,6 +5,14 @@ stack of the same name) overlaid key by key with the stack's own Pulumi config. 
 whole of it before any resource is declared; a bad value raises ``SpecError``, a ``pulumi.RunError``, so
 Pulumi prints one message naming the key, the value and what is valid, and no traceback.
 
+Changing ``vllm:model`` on top of a preset drops the preset's values of the keys that describe its model
+(``MODEL_KEYS``: they were sized for another model); the stack's own values of them still apply. A stack
+value ``unset`` removes the preset's value of any key, so the built-in default applies.
+
+Before any resource, ``load_spec`` also checks the model against the Hugging Face Hub (weights against
+GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context;
+components/model_facts.py says how and why the answers are stable across runs).
+
 Pulumi.yaml declares every key with an empty default (``""`` or ``[]``), because Pulumi treats a declared
 key without a default as required and applies defaults to every stack; so "empty" here means "not set":
 the preset's value, else the built-in default below, applies.
@@ -17,14 +25,15 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import yaml
 
-from components import catalog
+from components import catalog, model_facts
+from components.model_facts import ModelFacts
 
 PROJECT = "vllm"
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "stacks"
@@ -63,6 +72,7 @@ VLLM_KEYS = (
     "cpu",
     "memoryGb",
     "installLeaderWorkerSet",
+    "maxSurge",
     # AWS
     "vpcId",
     "subnetIds",
@@ -72,6 +82,14 @@ VLLM_KEYS = (
 SECRET_KEYS = ("hfToken", "apiKey")
 PROVIDER_KEYS = ("gcp:project", "gcp:region", "gcp:zone", "aws:region", "kubernetes:context")
 DEFAULT_REGIONS = {"gcp": "us-central1", "aws": "us-east-1"}
+#: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
+#: length, size, disk, served name or flag such as --trust-remote-code belongs to one model).
+MODEL_KEYS = ("servedModelName", "maxModelLen", "modelSizeGb", "diskSizeGb", "extraArgs")
+#: A stack value that removes the preset's value of a key, so the built-in default applies.
+UNSET = "unset"
+#: vLLM's default --gpu-memory-utilization: the share of GPU memory it takes for weights, activations and
+#: KV cache (vllm/config/cache.py); weights beyond it cannot serve.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$")
 
 
@@ -97,13 +115,15 @@ class Gpu:
 @dataclass(frozen=True)
 class KubernetesSettings:
     namespace: str = "vllm"
-    gpu_node_selector: str = "nvidia"
+    gpu_node_selector: str = "none"
     storage_class: str | None = None
     service_type: str = "LoadBalancer"
     cpu: float | None = None
     memory_gb: float | None = None
     install_leader_worker_set: bool = False
     context: str | None = None
+    #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
+    max_surge: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ class ServiceSpec:
     zone: str | None = None  # gcp:zone
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
+    facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
 
     @property
     def name(self) -> str:
@@ -174,6 +195,7 @@ class ServiceSpec:
             "extraArgs": list(self.extra_args),
             "diskSizeGb": self.disk_size_gb,
             "modelSizeGb": self.model_size_gb,
+            "modelRevision": self.facts.revision if self.facts else None,
             "spot": self.spot,
             "allowedCidrs": list(self.allowed_cidrs),
         }
@@ -223,14 +245,21 @@ def stack_config() -> dict[str, str]:
 
 
 def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None, dict[str, Any]]:
-    """Overlay the stack's config on its preset, key by key; empty stack values do not override."""
+    """Overlay the stack's config on its preset, key by key; empty stack values do not override, ``unset``
+    removes the preset's value, and another model drops the preset's ``MODEL_KEYS``."""
     explicit = _present(config.get(f"{PROJECT}:preset"))
     preset = explicit if explicit is not None else (stack if stack in available_presets() else None)
     if preset is not None and preset not in available_presets():
         raise SpecError(f"{PROJECT}:preset", preset, f"one of {', '.join(available_presets())}")
     merged: dict[str, Any] = read_preset(preset) if preset else {}
+    model = _present(config.get(f"{PROJECT}:model"))
+    if model is not None and str(model).strip() != str(merged.get(f"{PROJECT}:model", "")).strip():
+        for key in MODEL_KEYS:
+            merged.pop(f"{PROJECT}:{key}", None)
     for key, value in config.items():
-        if _present(value) is not None:
+        if isinstance(value, str) and value.strip() == UNSET:
+            merged[key] = None  # kept as a key, so an unknown one is still refused
+        elif _present(value) is not None:
             merged[key] = value
     merged[f"{PROJECT}:preset"] = preset
     return preset, merged
@@ -418,9 +447,15 @@ def _check_unknown_keys(values: Mapping[str, Any]) -> None:
 
 
 def build_spec(
-    stack: str, config: Mapping[str, str], secret_keys: frozenset[str] = frozenset()
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: frozenset[str] = frozenset(),
+    lookup: Callable[[str, str | None], ModelFacts | None] | None = None,
 ) -> ServiceSpec:
-    """Validate ``config`` (the stack's raw config) over its preset; raise SpecError on the first bad key."""
+    """Validate ``config`` (the stack's raw config) over its preset; raise SpecError on the first bad key.
+
+    ``lookup(model, hf_token)`` fetches the model's facts (``model_facts.lookup``), once the config itself
+    is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
     for key in SECRET_KEYS:
         full = f"{PROJECT}:{key}"
         if _present(config.get(full)) is not None and full not in secret_keys:
@@ -496,7 +531,20 @@ def build_spec(
         kubernetes=_kubernetes_settings(read) if cloud == "kubernetes" else KubernetesSettings(),
         aws=_aws_settings(read) if cloud == "aws" else AwsSettings(),
     )
+    hf_token = _present(config.get(f"{PROJECT}:hfToken"))
+    if lookup is not None:
+        try:
+            spec = replace(spec, facts=lookup(model, None if hf_token is None else str(hf_token)))
+        except model_facts.HubRefusal as refusal:
+            raise SpecError(refusal.key, refusal.value, refusal.valid) from None
+        hub_gb = spec.facts.weights_gb if spec.facts else None
+        if hub_gb is not None and spec.model_size_gb is not None and hub_gb > spec.model_size_gb:
+            pulumi.log.warn(
+                f"{PROJECT}:modelSizeGb {spec.model_size_gb} is less than the {hub_gb} GB of {model}'s "
+                f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
+            )
     _check_disk_fits_model(spec)
+    _check_model_facts(spec, has_hf_token=hf_token is not None)
     return spec
 
 
@@ -534,13 +582,14 @@ def _kubernetes_settings(read: _Reader) -> KubernetesSettings:
         )
     return KubernetesSettings(
         namespace=namespace,
-        gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "nvidia"),
+        gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none"),
         storage_class=storage_class,
         service_type=service_type,
         cpu=read.number("cpu", 0),
         memory_gb=read.number("memoryGb", 0),
         install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
         context=read.string("kubernetes:context"),
+        max_surge=read.integer("maxSurge", None, 0),
     )
 
 
@@ -594,16 +643,97 @@ def _aws_settings(read: _Reader) -> AwsSettings:
     )
 
 
+def _known_weights(spec: ServiceSpec) -> tuple[int, str] | None:
+    """The larger of the weights' sizes the config and the Hub give, and where it comes from: the checks
+    trust whichever says more (the budget prefers vllm:modelSizeGb, see components/launch.py)."""
+    hub = spec.facts.weights_gb if spec.facts else None
+    if hub is not None and (spec.model_size_gb is None or hub > spec.model_size_gb):
+        return hub, f"{spec.model}@{spec.facts.revision[:12]} on the Hugging Face Hub"
+    if spec.model_size_gb is not None:
+        return spec.model_size_gb, f"{PROJECT}:modelSizeGb"
+    return None
+
+
+def _gpu_memory_utilization(extra_args: tuple[str, ...]) -> float:
+    """The share of GPU memory vLLM takes: --gpu-memory-utilization in extraArgs, else vLLM's default."""
+    for index, arg in enumerate(extra_args):
+        flag, _, value = arg.partition("=")
+        if flag == "--gpu-memory-utilization":
+            if not value and index + 1 < len(extra_args):
+                value = extra_args[index + 1]
+            try:
+                return min(max(float(value), 0.0), 1.0)
+            except ValueError:
+                return DEFAULT_GPU_MEMORY_UTILIZATION
+    return DEFAULT_GPU_MEMORY_UTILIZATION
+
+
+def _check_model_facts(spec: ServiceSpec, has_hf_token: bool) -> None:
+    """Refuse a model the replica cannot serve: gated without a token, weights beyond the GPUs' memory,
+    a tensor parallel size (GPUs per node) that does not split its heads, a context it does not have."""
+    facts, gpu = spec.facts, spec.gpu
+    if facts is not None and facts.gated and not has_hf_token:
+        raise SpecError(
+            f"{PROJECT}:hfToken",
+            "(not set)",
+            f"a token with access to {spec.model}, which is gated: accept its license on "
+            f"https://huggingface.co/{spec.model}, then pulumi config set --secret {PROJECT}:hfToken hf_...",
+        )
+    weights = _known_weights(spec)
+    if weights is not None and spec.offering is not None:
+        size, source = weights
+        share = _gpu_memory_utilization(spec.extra_args)
+        # The catalog's "80 GB" GPUs hold 80 GiB less reserved memory, a little over 80 * 10^9 bytes: the
+        # comparison with decimal GB errs by a few percent towards refusing, where no KV cache would fit.
+        memory = spec.offering.gpu_memory_gb * spec.nodes
+        if size > memory * share:
+            raise SpecError(
+                f"{PROJECT}:gpu",
+                str(gpu),
+                f"GPUs that hold the model's {size} GB of weights ({source}): {spec.nodes} x {gpu} has "
+                f"{memory} GB, of which vLLM uses {share:.0%}; more or larger GPUs, or more vllm:nodes",
+            )
+    if facts is not None and gpu is not None:
+        _check_tensor_parallel(spec, facts, gpu)
+    context = facts.max_context if facts else None
+    if context is not None and spec.max_model_len is not None and spec.max_model_len > context:
+        raise SpecError(
+            f"{PROJECT}:maxModelLen",
+            spec.max_model_len,
+            f"<= {context}, the context length of {spec.model} (its config.json); unset means that",
+        )
+
+
+def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> None:
+    """vLLM's tensor parallel size is the GPUs per node. It must divide the attention heads
+    (``ModelConfig.verify_with_parallel_config``), and its QKVParallelLinear splits the KV heads over the
+    ranks, or replicates them when there are fewer heads than ranks: one count must divide the other."""
+    rules = (
+        ("attention heads", facts.attention_heads, lambda heads, tp: heads % tp == 0),
+        ("key/value heads", facts.kv_heads, lambda heads, tp: heads % tp == 0 or tp % heads == 0),
+    )
+    for what, heads, splits in rules:
+        if heads and not splits(heads, gpu.count):
+            counts = [str(c) for c in catalog.counts_offered(spec.cloud, gpu.type) if splits(heads, c)]
+            raise SpecError(
+                f"{PROJECT}:gpu",
+                str(gpu),
+                f"a GPU count per node that splits the {heads} {what} of {spec.model} (the tensor parallel "
+                f"size is the GPUs per node): {gpu.type}:{'/'.join(counts) or ' none sold'}",
+            )
+
+
 def _check_disk_fits_model(spec: ServiceSpec) -> None:
     """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
     a pod's cache volume holds only the weights (and vLLM's compile cache)."""
     overhead = 2 if spec.cloud == "kubernetes" else 30
-    if spec.model_size_gb is not None and spec.disk_size_gb < spec.model_size_gb + overhead:
+    weights = _known_weights(spec)
+    if weights is not None and spec.disk_size_gb < weights[0] + overhead:
+        size, source = weights
         raise SpecError(
             f"{PROJECT}:diskSizeGb",
             spec.disk_size_gb,
-            f">= {spec.model_size_gb + overhead} for a {spec.model_size_gb} GB model "
-            f"(weights + {overhead} GB)",
+            f">= {size + overhead} for a {size} GB model ({source}; weights + {overhead} GB)",
         )
 
 
@@ -612,7 +742,7 @@ def load_spec() -> ServiceSpec:
     secret_keys = frozenset(
         key for key in (f"{PROJECT}:{k}" for k in SECRET_KEYS) if pulumi.runtime.is_config_secret(key)
     )
-    spec = build_spec(pulumi.get_stack(), stack_config(), secret_keys)
+    spec = build_spec(pulumi.get_stack(), stack_config(), secret_keys, lookup=model_facts.lookup)
     _check_on_platform(spec)
     return spec
 

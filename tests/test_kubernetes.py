@@ -19,6 +19,8 @@ HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 K8S_SCHEMA_VERSION = kubernetes_validate.latest_version()
+#: The oldest Kubernetes the program supports (README "Kubernetes"): every object must validate there too.
+K8S_MINIMUM_VERSION = "1.27.0"
 
 PROVIDER = "pulumi:providers:kubernetes"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -112,7 +114,35 @@ def kubernetes_objects(run: Run) -> list[Resource]:
 
 
 def validate(obj: dict[str, Any]) -> None:
-    kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
+    for version in (K8S_MINIMUM_VERSION, K8S_SCHEMA_VERSION):
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+class Registration:
+    """What the program asked of the engine for one resource beyond its inputs."""
+
+    def __init__(self, request: Any) -> None:
+        self.dependencies = list(request.dependencies)
+        timeouts = request.customTimeouts
+        self.timeouts = {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
+
+
+def registrations(monkeypatch, stack: str, config: dict[str, Any] | None = None) -> tuple[Run, dict]:
+    """Run the program, recording each resource's dependencies and custom timeouts by resource name."""
+    recorded: dict[str, Registration] = {}
+    register = mockrun._RecordingMonitor.RegisterResource
+
+    def recording(monitor, request):
+        recorded[request.name] = Registration(request)
+        return register(monitor, request)
+
+    monkeypatch.setattr(mockrun._RecordingMonitor, "RegisterResource", recording)
+    return run_program(stack, config, SECRETS), recorded
+
+
+def seconds(duration: str) -> int:
+    assert duration.endswith("s"), duration
+    return int(duration[:-1])
 
 
 # --- provider and structure -----------------------------------------------------------------------------
@@ -199,6 +229,13 @@ def test_container_runs_the_shared_launch_argv_on_the_pinned_image(runs):
     assert {"name": "VLLM_NO_USAGE_STATS", "value": "1"} in container["env"]
 
 
+def test_downloads_use_the_shared_launch_environment(runs):
+    """huggingface_hub >= 1.0 ignores HF_HUB_ENABLE_HF_TRANSFER; Xet's high-performance mode replaces it."""
+    env = {item["name"]: item.get("value") for item in vllm_container(runs["l4"])["env"]}
+    assert "HF_HUB_ENABLE_HF_TRANSFER" not in env
+    assert env["HF_XET_HIGH_PERFORMANCE"] == "1"
+
+
 def test_gpu_limit_is_the_gpu_count(runs):
     assert vllm_container(runs["h100"])["resources"]["limits"][gpu_nodes.GPU_RESOURCE] == "8"
     assert vllm_container(runs["l4"])["resources"]["limits"][gpu_nodes.GPU_RESOURCE] == "1"
@@ -209,7 +246,25 @@ def test_requests_default_to_half_the_catalog_share_per_gpu(runs):
     requested = vllm_container(runs["h100"])["resources"]["requests"]
     assert requested["cpu"] == f"{math.floor(vcpus * 8 * pods.NODE_SHARE) * 1000}m"
     assert requested["memory"] == f"{math.floor(memory * 8 * pods.NODE_SHARE) * 1024}Mi"
-    assert vllm_container(runs["l4"])["resources"]["requests"] == {"cpu": "2000m", "memory": "8192Mi"}
+    l4 = vllm_container(runs["l4"])["resources"]["requests"]
+    assert (l4["cpu"], l4["memory"]) == ("2000m", "8192Mi")
+
+
+def test_node_disk_for_the_weights_is_requested_without_a_storage_class(runs):
+    spec = build_spec("k8s-l4", {})
+    requested = vllm_container(runs["l4"])["resources"]["requests"]["ephemeral-storage"]
+    assert requested == f"{launch.weights_gb(spec) + pods.CACHE_HEADROOM_GB}Gi"  # 17 GB weights + headroom
+    volumes = {volume["name"]: volume for volume in pod(runs["l4"])["volumes"]}
+    assert int(volumes[pods.CACHE_VOLUME]["emptyDir"]["sizeLimit"][:-2]) >= int(requested[:-2])
+
+
+def test_node_disk_request_never_exceeds_the_cache_size_limit():
+    run = run_program("k8s-l4", {"vllm:diskSizeGb": 20}, SECRETS)
+    assert vllm_container(run)["resources"]["requests"]["ephemeral-storage"] == "20Gi"
+
+
+def test_no_node_disk_is_requested_when_the_cache_is_a_claim(runs):
+    assert "ephemeral-storage" not in vllm_container(runs["gke"])["resources"]["requests"]
 
 
 def test_configured_cpu_and_memory_override_the_rule(runs):
@@ -255,8 +310,21 @@ def test_startup_probe_budget_is_the_launch_startup_budget(runs):
 def test_readiness_and_liveness_probe_health(runs):
     container = vllm_container(runs["l4"])
     for name in ("readinessProbe", "livenessProbe"):
-        assert container[name]["httpGet"]["path"] == launch.HEALTH_PATH
-        assert container[name]["failureThreshold"] == launch.ProbeTimings(0).unhealthy_threshold
+        assert container[name]["httpGet"] == {"path": launch.HEALTH_PATH, "port": pods.PORT_NAME}
+    assert container["readinessProbe"]["failureThreshold"] == launch.ProbeTimings(0).unhealthy_threshold
+
+
+def test_liveness_tolerates_a_busy_server_far_longer_than_readiness(runs):
+    container = vllm_container(runs["l4"])
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+
+    def patience(probe: dict[str, Any]) -> int:
+        return probe["failureThreshold"] * probe["periodSeconds"]
+
+    assert liveness["timeoutSeconds"] >= 4 * readiness["timeoutSeconds"]
+    assert liveness["failureThreshold"] >= 3 * readiness["failureThreshold"]
+    assert patience(liveness) >= 300 >= 10 * patience(readiness)
+    assert liveness["timeoutSeconds"] < liveness["periodSeconds"]
 
 
 def test_gpu_pods_tolerate_the_gpu_taint(runs):
@@ -311,6 +379,13 @@ def test_gke_labels_every_gpu_gke_sells():
     assert set(gpu_nodes.GPU_NODE_LABELS["gke"]) == set(catalog.GPU_TYPES) - {"L40S", "A10G"}
 
 
+def test_gpu_pods_select_no_node_labels_by_default(runs):
+    """Neither GKE's managed GPU nodes nor a bare device plugin set GPU feature discovery's labels: the
+    ``nvidia.com/gpu`` limit alone places the pod on any cluster."""
+    assert build_spec("k8s-l4", {}).kubernetes.gpu_node_selector == "none"
+    assert "affinity" not in pod(runs["l4"]) and "affinity" not in pod(runs["h100"])
+
+
 def test_scheme_none_selects_no_node_labels():
     run = run_program("none-test", k8s_stack("H200:8", **{"vllm:gpuNodeSelector": "none"}))
     spec = pod(run)
@@ -333,7 +408,7 @@ def test_termination_drains_before_stopping(runs):
     spec = pod(runs["l4"])
     assert spec["terminationGracePeriodSeconds"] == pods.TERMINATION_GRACE_SECONDS
     assert vllm_container(runs["l4"])["lifecycle"] == {
-        "preStop": {"sleep": {"seconds": pods.PRE_STOP_SECONDS}}
+        "preStop": {"exec": {"command": ["/bin/sleep", str(pods.PRE_STOP_SECONDS)]}}
     }
 
 
@@ -345,11 +420,32 @@ def test_deployment_runs_the_replica_count(runs):
     assert deployment(runs["l4"])["spec"]["replicas"] == 1
 
 
-def test_rolling_update_never_drops_below_the_serving_count(runs):
+def test_several_replicas_roll_in_place_so_a_full_gpu_cluster_cannot_deadlock(runs):
     assert deployment(runs["h100"])["spec"]["strategy"] == {
         "type": "RollingUpdate",
-        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
     }
+
+
+def test_a_single_replica_surges_to_keep_serving(runs):
+    assert deployment(runs["l4"])["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+@pytest.mark.parametrize(("stack", "surge"), [("k8s-h100", 2), ("k8s-l4", 0)])
+def test_max_surge_chooses_the_rollout(stack, surge):
+    run = run_program(stack, {"vllm:maxSurge": surge}, SECRETS)
+    assert deployment(run)["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": surge,
+        "maxUnavailable": 0 if surge else 1,
+    }
+
+
+def test_deployment_waits_for_its_pods_one_start_on_create_one_per_replica_on_update(monkeypatch):
+    _, recorded = registrations(monkeypatch, "k8s-h100")
+    start = pods.start_budget_seconds(launch.launch_spec(build_spec("k8s-h100", {}), has_hf_token=True))
+    timeouts = recorded["vllm-k8s-h100-deployment"].timeouts
+    assert seconds(timeouts["create"]) == start
+    assert seconds(timeouts["update"]) == 2 * start
 
 
 def test_progress_deadline_covers_one_pod_start(runs):
@@ -397,7 +493,23 @@ def test_endpoint_is_the_load_balancer_hostname_when_the_cloud_gives_one(monkeyp
 def test_cluster_ip_service_gives_the_in_cluster_dns_name(runs):
     run = runs["clusterip"]
     assert run.one(SERVICE).inputs["spec"]["type"] == "ClusterIP"
-    assert run.outputs["endpoint"] == "http://vllm-internal-test.vllm.svc.cluster.local"
+    assert run.outputs["endpoint"] == "http://vllm-internal-test-api.vllm.svc.cluster.local"
+
+
+def test_service_is_named_apart_from_the_workload(runs):
+    service = runs["l4"].one(SERVICE).inputs["metadata"]["name"]
+    assert service == "vllm-k8s-l4-api" != deployment(runs["l4"])["metadata"]["name"]
+
+
+@pytest.mark.parametrize("stack", ["k8s-l4", "internal-test"])
+def test_service_waits_for_the_serving_pods_within_their_start_budget(monkeypatch, stack):
+    config = SCENARIOS["clusterip"][1] if stack == "internal-test" else {}
+    run, recorded = registrations(monkeypatch, stack, config)
+    service = recorded[run.one(SERVICE).name]
+    assert run.one(DEPLOYMENT).urn in service.dependencies
+    start = pods.start_budget_seconds(launch.launch_spec(build_spec(stack, config), has_hf_token=True))
+    assert seconds(service.timeouts["create"]) == start
+    assert seconds(service.timeouts["update"]) == start
 
 
 # --- the dev stack --------------------------------------------------------------------------------------
@@ -423,7 +535,7 @@ def test_dev_stack_has_no_hf_token(runs):
 
 def test_dev_stack_fits_a_laptop(runs):
     resources = vllm_container(runs["dev"])["resources"]
-    assert resources["requests"] == {"cpu": "2000m", "memory": "6144Mi"}
+    assert resources["requests"] == {"cpu": "2000m", "memory": "6144Mi", "ephemeral-storage": "12Gi"}
 
 
 def test_dev_stack_sizes_the_cpu_kv_cache_from_its_memory(runs):
@@ -439,7 +551,7 @@ def test_dev_stack_keeps_sys_nice_for_cpu_numa_binding(runs):
 
 
 def test_dev_stack_is_reached_in_cluster(runs):
-    assert runs["dev"].outputs["endpoint"] == "http://vllm-dev.vllm.svc.cluster.local"
+    assert runs["dev"].outputs["endpoint"] == "http://vllm-dev-api.vllm.svc.cluster.local"
 
 
 # --- bad input ------------------------------------------------------------------------------------------
@@ -452,6 +564,8 @@ def test_dev_stack_is_reached_in_cluster(runs):
         ("vllm:namespace", "Bad_NS"),
         ("vllm:serviceType", "NodePort"),
         ("vllm:spot", "true"),
+        ("vllm:maxSurge", "-1"),
+        ("vllm:maxSurge", "one"),
     ],
 )
 def test_bad_kubernetes_values_are_rejected_naming_the_key(key, value):

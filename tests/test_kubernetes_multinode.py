@@ -16,6 +16,7 @@ from components.kubernetes.ray_group import (
     RAY_WORKER,
     SCRIPT,
     SCRIPT_DIR,
+    WAIT_FOR,
 )
 from components.spec import build_spec
 from tests.harness import Run, run_program
@@ -28,6 +29,8 @@ from tests.test_kubernetes import (
     kubernetes_objects,
     manifest,
     plain,
+    registrations,
+    seconds,
     validate,
 )
 from tools import mockrun
@@ -47,6 +50,11 @@ def runs() -> dict[str, Run]:
         "installed": run_program(
             "lws-test",
             {"vllm:preset": PRESET, "vllm:replicas": 3, "vllm:installLeaderWorkerSet": True},
+            SECRETS,
+        ),
+        "claimed": run_program(
+            "lws-disk",
+            {"vllm:preset": PRESET, "vllm:storageClass": "premium-rwo", "vllm:maxSurge": 1},
             SECRETS,
         ),
     }
@@ -87,11 +95,52 @@ def test_group_is_recreated_when_any_pod_restarts(runs):
     assert lws(runs["preset"])["spec"]["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
 
 
-def test_rollout_surges_a_group_before_taking_one_down(runs):
+def test_a_single_group_surges_to_keep_serving(runs):
     assert lws(runs["preset"])["spec"]["rolloutStrategy"] == {
         "type": "RollingUpdate",
         "rollingUpdateConfiguration": {"maxSurge": 1, "maxUnavailable": 0},
     }
+
+
+def test_several_groups_roll_in_place_so_a_full_gpu_cluster_cannot_deadlock(runs):
+    configuration = lws(runs["installed"])["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]
+    assert configuration == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_max_surge_chooses_the_group_rollout():
+    run = run_program("lws-surge", {"vllm:preset": PRESET, "vllm:replicas": 3, "vllm:maxSurge": 2}, SECRETS)
+    configuration = lws(run)["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]
+    assert configuration == {"maxSurge": 2, "maxUnavailable": 0}
+
+
+def test_public_service_is_not_named_like_the_leader_worker_set(runs):
+    """LWS creates a headless Service named after the LeaderWorkerSet, through which the leader address
+    ``<lws>-<group>.<lws>.<namespace>`` resolves: the public Service must leave that name free."""
+    run = runs["preset"]
+    service_name = run.one(SERVICE).inputs["metadata"]["name"]
+    assert service_name != lws(run)["metadata"]["name"]
+    assert service_name == f"{lws(run)['metadata']['name']}-api"
+
+
+def test_first_up_waits_for_every_group_to_serve(monkeypatch):
+    run, recorded = registrations(monkeypatch, PRESET)
+    leader_worker_set = run.one(LWS)
+    assert (
+        leader_worker_set.inputs["metadata"]["annotations"]
+        == WAIT_FOR
+        == {"pulumi.com/waitFor": "condition=Available"}
+    )
+    start = pods.start_budget_seconds(launch.launch_spec(build_spec(PRESET, {}), has_hf_token=True))
+    assert seconds(recorded[leader_worker_set.name].timeouts["create"]) == start
+    service = recorded[run.one(SERVICE).name]
+    assert leader_worker_set.urn in service.dependencies
+    assert seconds(service.timeouts["create"]) == start
+
+
+def test_group_rollouts_may_take_one_start_per_group(monkeypatch):
+    run, recorded = registrations(monkeypatch, "lws-test", {"vllm:preset": PRESET, "vllm:replicas": 3})
+    start = pods.start_budget_seconds(launch.launch_spec(build_spec(PRESET, {}), has_hf_token=True))
+    assert seconds(recorded[run.one(LWS).name].timeouts["update"]) == 3 * start
 
 
 def test_leader_runs_the_ray_head_then_the_launch_argv(runs):
@@ -176,11 +225,61 @@ def test_ray_traffic_is_admitted_only_within_each_group(runs):
         assert policy["ingress"] == [{"from": [{"podSelector": {"matchLabels": group}}]}]
 
 
+def group_policy_indices(run: Run) -> list[int]:
+    return sorted(
+        int(p.inputs["spec"]["podSelector"]["matchLabels"][LWS_GROUP_INDEX_LABEL])
+        for p in run.of_type(NETWORK_POLICY)
+        if "ray-group" in p.name
+    )
+
+
+def test_ray_traffic_is_admitted_within_the_surge_group_too(runs):
+    """A rollout with maxSurge creates groups numbered from ``replicas``: their Ray ports must open too."""
+    assert group_policy_indices(runs["preset"]) == [0, 1]  # one replica, surging one group
+    run = run_program("lws-surge", {"vllm:preset": PRESET, "vllm:replicas": 3, "vllm:maxSurge": 2}, SECRETS)
+    assert group_policy_indices(run) == [0, 1, 2, 3, 4]
+
+
+def test_group_policies_stop_at_the_surge_lws_allows(runs):
+    run = run_program("lws-surge", {"vllm:preset": PRESET, "vllm:maxSurge": 5}, SECRETS)
+    assert group_policy_indices(run) == [0, 1]  # LWS caps maxSurge at replicas
+
+
 def test_only_the_serving_port_is_admitted_from_anywhere(runs):
     run = runs["preset"]
     (serving,) = [p.inputs["spec"] for p in run.of_type(NETWORK_POLICY) if p.name.endswith("-serving")]
     assert serving["podSelector"]["matchLabels"] == {LWS_NAME_LABEL: lws(run)["metadata"]["name"]}
     assert serving["ingress"] == [{"ports": [{"port": pods.PORT_NAME, "protocol": "TCP"}]}]
+
+
+def test_cache_claims_outlive_a_recreated_group_with_a_storage_class(runs):
+    group = lws(runs["claimed"])["spec"]["leaderWorkerTemplate"]
+    (claim,) = group["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == pods.CACHE_VOLUME
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "premium-rwo",
+        "resources": {"requests": {"storage": "1000Gi"}},
+    }
+    # The worker StatefulSet is deleted with its leader when the group is recreated: keep the claims.
+    assert group["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    validate({"apiVersion": "v1", "kind": "PersistentVolumeClaim", **plain(claim)})
+
+
+@pytest.mark.parametrize("role", ["leader", "worker"])
+def test_pods_mount_the_claimed_cache_instead_of_a_pod_volume(runs, role):
+    template = templates(runs["claimed"])[role]
+    assert pods.CACHE_VOLUME not in {v["name"] for v in template["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container(runs["claimed"], role)["volumeMounts"]}
+    assert mounts[pods.CACHE_VOLUME] == pods.CACHE_DIR
+    assert "ephemeral-storage" not in container(runs["claimed"], role)["resources"]["requests"]
+
+
+def test_without_a_storage_class_groups_cache_on_requested_node_disk(runs):
+    group = lws(runs["preset"])["spec"]["leaderWorkerTemplate"]
+    assert "volumeClaimTemplates" not in group
+    for role in ("leader", "worker"):
+        assert container(runs["preset"], role)["resources"]["requests"]["ephemeral-storage"] == "700Gi"
 
 
 def test_lws_controller_is_installed_from_the_pinned_release_when_asked(runs):
@@ -216,8 +315,9 @@ def test_no_secret_value_appears_outside_the_secret(runs):
             assert HF_TOKEN not in resource.text() and API_KEY not in resource.text(), resource.name
 
 
-def test_objects_and_pod_templates_validate_against_the_kubernetes_schema(runs):
-    run = runs["installed"]
+@pytest.mark.parametrize("scenario", ["installed", "claimed"])
+def test_objects_and_pod_templates_validate_against_the_kubernetes_schema(runs, scenario):
+    run = runs[scenario]
     for resource in kubernetes_objects(run):
         if resource.type in (LWS, CONFIG_FILE):
             continue

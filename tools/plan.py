@@ -9,14 +9,21 @@ resource (machine, GPUs, replicas, health check, exposure). Values the cloud com
 as ``<computed>``. The stack's own ``Pulumi.<stack>.yaml``, when present, overrides the preset as in a real
 run; its secrets show as ``<secret>`` and never leave the stack file.
 
+The program looks the model up on the Hugging Face Hub as ``pulumi up`` does (components/model_facts.py):
+offline, it warns and falls back to the config. A stack's HF token stays encrypted here, so the lookup
+goes anonymous and checks what is public of a gated model.
+
 The plans of every preset are committed under ``tests/snapshots/``: a pull request that changes the
-infrastructure changes them, so reviewers without cloud access read the change as a diff.
+infrastructure changes them, so reviewers without cloud access read the change as a diff. They are
+planned offline (``HF_HUB_OFFLINE``, no cached facts), so they never depend on the network or on what a
+machine has cached: the health budgets there come from the config.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,14 +32,14 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
-from components import catalog
+from components import catalog, model_facts
 from components.spec import SECRET_KEYS, SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
 SNAPSHOT_DIR = ROOT / "tests" / "snapshots"
 REFRESH_COMMAND = ".venv/bin/python -m tools.plan --update-snapshots"
 COMPUTED = "<computed>"
-SECRET = "<secret>"
+SECRET = model_facts.UNKNOWN_TOKEN  # also what the program sees of a secret: known to be set, value unknown
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
 #: over a list), optionally named ("label = path"). A type not listed here still appears in the tree.
@@ -336,6 +343,10 @@ def _inline(value: Any) -> str:
 # --- snapshots ------------------------------------------------------------------------------------------
 
 
+#: Snapshots are planned without the Hub and without cached facts (the test suite runs the same way).
+SNAPSHOT_ENV = {"HF_HUB_OFFLINE": "1", model_facts.CACHE_ENV: ""}
+
+
 def snapshot_path(preset: str) -> Path:
     return SNAPSHOT_DIR / f"{preset}.txt"
 
@@ -343,10 +354,19 @@ def snapshot_path(preset: str) -> Path:
 def update_snapshots() -> list[Path]:
     SNAPSHOT_DIR.mkdir(parents=True, exist_ok=True)
     written = []
-    for preset in available_presets():
-        path = snapshot_path(preset)
-        path.write_text(render_text(plan(preset)))
-        written.append(path)
+    saved = {key: os.environ.get(key) for key in SNAPSHOT_ENV}
+    os.environ.update(SNAPSHOT_ENV)
+    try:
+        for preset in available_presets():
+            path = snapshot_path(preset)
+            path.write_text(render_text(plan(preset)))
+            written.append(path)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return written
 
 

@@ -8,7 +8,8 @@
 - ``VllmReplica``: a Deployment of ``vllm:replicas`` GPU pods (or CPU pods on a laptop cluster), with a
   PodDisruptionBudget; or, when ``vllm:nodes`` > 1, one ``RayGroup``: a LeaderWorkerSet of
   ``vllm:replicas`` groups of ``vllm:nodes`` pods.
-- ``LoadBalancer``: a Service of type LoadBalancer (or ClusterIP) in front of the serving pods.
+- ``LoadBalancer``: a Service of type LoadBalancer (or ClusterIP) in front of the serving pods, created
+  once they serve.
 
 Only the Kubernetes SDK's used submodules are imported, and only for Kubernetes stacks.
 """
@@ -76,5 +77,10 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 opts,
             )
         ]
-    load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec, namespace.name, provider), opts)
+    workload = replicas[0].workload
+    load_balancer = LoadBalancer(
+        spec.name,
+        LoadBalancerArgs(spec, namespace.name, provider, workload, pods.start_budget_seconds(launch)),
+        opts,
+    )
     return Deployment(endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas)

@@ -1,6 +1,10 @@
 """How a pod asks for a GPU type: node labels per labelling scheme, for every GPU type in the catalog.
 
-Clusters label GPU nodes in one of three common ways (``vllm:gpuNodeSelector``):
+The default, ``none``, selects no labels: the ``nvidia.com/gpu`` limit alone places the pod on a node
+whose device plugin advertises GPUs, which works on every cluster. That is enough on a cluster with one
+GPU type; with several, a scheme pins the type (``vllm:gpuNodeSelector``), provided the cluster's nodes
+carry that scheme's labels: a selector no node matches leaves the pods Pending. Clusters label GPU nodes
+in one of three common ways:
 
 - ``gke``: GKE labels every GPU node ``cloud.google.com/gke-accelerator`` with the accelerator it
   attached (GKE "Run GPUs in node pools"; the values are GCP's accelerator type names). GKE sells neither
@@ -8,10 +12,12 @@ Clusters label GPU nodes in one of three common ways (``vllm:gpuNodeSelector``):
 - ``nvidia``: NVIDIA GPU Feature Discovery (GPU Operator, or the device plugin's GFD) labels
   ``nvidia.com/gpu.product`` with the NVML product name, spaces as ``-`` (``NVIDIA-H100-80GB-HBM3``; the
   names are what ``nvidia-smi --query-gpu=name`` prints for each board: SXM and PCIe variants listed).
+  Only clusters running GFD have it: GKE's managed GPU nodes and a bare device plugin do not.
 - ``karpenter``: Karpenter on EKS labels ``karpenter.k8s.aws/instance-gpu-name`` with the lower-cased
   GPU name from EC2 ``DescribeInstanceTypes`` (``h100``, ``a10g``) and ``instance-gpu-memory`` with MiB
-  per GPU, which tells the two A100 sizes apart (p4d: 40960, p4de: 81920).
-- ``none``: no GPU-type selection; only the ``nvidia.com/gpu`` resource limit places the pod.
+  per GPU, which tells the two A100 sizes apart (p4d: 40960, p4de: 81920). Both keys are among the
+  provider's well-known labels (aws/karpenter-provider-aws ``LabelInstanceGPUName``,
+  ``LabelInstanceGPUMemory``; its e2e tests select ``t4`` / ``16384`` on g4dn).
 
 Facts gathered in /work/shared/reference/kubernetes.md ("GPU node selection"), read 2026-11. Every
 scheme also needs the toleration below: GPU node pools are tainted ``nvidia.com/gpu`` NoSchedule (GKE

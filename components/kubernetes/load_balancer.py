@@ -5,6 +5,14 @@ Service forwards every path, so ``/metrics``, ``/tokenize``, ``/pause`` and the 
 routes are as reachable as ``/v1``; ``vllm:allowedCidrs`` narrows who can reach it
 (``loadBalancerSourceRanges``), not what they reach. ``ClusterIP`` keeps the Service inside the cluster,
 for an Ingress or Gateway that routes only ``/v1/`` and ``/health`` (see README "Kubernetes").
+
+The Service is named ``<name>-api``: a multi-node LeaderWorkerSet (named ``<name>``) gets a headless
+Service of its own name from the LWS controller, which the leader addresses resolve through.
+
+pulumi-kubernetes waits for a Service until its Endpoints list pods (and a LoadBalancer's ingress is
+assigned), 10 minutes unless told (``DefaultServiceTimeoutMins``, provider/pkg/await/service.go). The
+pods only appear once scheduled on a GPU node, possibly a new one, so the Service is created after the
+workload it fronts (whose own await covers the model load) and waits up to one pod's start budget.
 """
 
 from __future__ import annotations
@@ -27,6 +35,12 @@ class LoadBalancerArgs:
     spec: ServiceSpec
     namespace: pulumi.Input[str]
     provider: pulumi.ProviderResource
+    workload: pulumi.Resource  # the Deployment or LeaderWorkerSet whose serving pods it selects
+    start_seconds: int  # one pod's start budget (pods.start_budget_seconds)
+
+
+def service_name(spec: ServiceSpec) -> str:
+    return f"{spec.name}-api"
 
 
 def ingress_url(status: core.outputs.ServiceStatus) -> str:
@@ -61,12 +75,19 @@ class LoadBalancer(pulumi.ComponentResource):
         self.service = core.Service(
             f"{name}-service",
             metadata={
-                "name": spec.name,
+                "name": service_name(spec),
                 "namespace": args.namespace,
                 "labels": pods.labels(spec, "endpoint"),
             },
             spec=service_spec,
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[args.workload],
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=f"{args.start_seconds}s", update=f"{args.start_seconds}s"
+                ),
+            ),
         )
         if public:
             self.endpoint = self.service.status.apply(ingress_url)

@@ -51,7 +51,8 @@ CPU_DEFAULT_KV_CACHE_GB = 2
 SHM_GB_PER_GPU = 2
 CPU_SHM_GB = 1
 #: Time to stop routing to a terminating pod before vLLM sees SIGTERM (endpoint removal is asynchronous),
-#: then time for in-flight generations to finish.
+#: then time for in-flight generations to finish. The pause is an exec of the image's /bin/sleep: the
+#: ``preStop.sleep`` action is beta only from Kubernetes 1.30 (GA 1.34), older API servers reject it.
 PRE_STOP_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 120
 #: Before the container starts: a node from the cluster autoscaler plus a ~10-20 GB image pull. The launch
@@ -62,6 +63,16 @@ POD_SCHEDULE_AND_PULL_SECONDS = 1200
 CACHE_DIR = posixpath.dirname(HF_CACHE_DIR)
 CACHE_VOLUME = "cache"
 SHM_VOLUME = "shm"
+#: Room in the cache beyond the weights: vLLM's torch.compile cache, huggingface_hub's Xet chunk cache
+#: (under the same HF home) and the container's logs, which count towards its ephemeral storage too.
+CACHE_HEADROOM_GB = 10
+#: Liveness restarts a container (on a multi-node group, the kubelet's restart makes LWS recreate the whole
+#: group), so it must only catch a hung server, never a saturated one that answers /health late: 20 s to
+#: answer, and 10 misses 30 s apart (5 minutes) before a restart. Readiness (the launch spec's 5 s x 3)
+#: takes a slow pod out of the Service long before.
+LIVENESS_PERIOD_SECONDS = 30
+LIVENESS_TIMEOUT_SECONDS = 20
+LIVENESS_FAILURES = 10
 
 
 def labels(spec: ServiceSpec, component: str) -> dict[str, str]:
@@ -130,16 +141,27 @@ def requests(spec: ServiceSpec) -> tuple[float, float]:
     return (k8s.cpu if k8s.cpu is not None else cpus, k8s.memory_gb if k8s.memory_gb is not None else memory)
 
 
+def cache_request_gb(spec: ServiceSpec) -> int:
+    """Disk the weights cache needs on the node: the weights plus headroom, within ``diskSizeGb``."""
+    return min(spec.disk_size_gb, weights_gb(spec) + CACHE_HEADROOM_GB)
+
+
 def shm_gb(spec: ServiceSpec) -> int:
     return SHM_GB_PER_GPU * spec.gpu.count if spec.gpu else CPU_SHM_GB
 
 
 def resources(spec: ServiceSpec) -> dict[str, Any]:
+    """CPU and memory (module docstring), GPUs, and without a storage class the node disk the cache needs:
+    an ``emptyDir.sizeLimit`` reserves nothing, only an ``ephemeral-storage`` request makes the scheduler
+    pick a node whose disk holds the weights (else the kubelet evicts the pod mid-download)."""
     cpus, memory = requests(spec)
     limits = {"memory": _gib(memory)}
     if spec.gpu is not None:
         limits[GPU_RESOURCE] = str(spec.gpu.count)
-    return {"requests": {"cpu": _cpus(cpus), "memory": _gib(memory)}, "limits": limits}
+    wanted = {"cpu": _cpus(cpus), "memory": _gib(memory)}
+    if spec.kubernetes.storage_class is None:
+        wanted["ephemeral-storage"] = f"{cache_request_gb(spec)}Gi"
+    return {"requests": wanted, "limits": limits}
 
 
 def environment(
@@ -160,14 +182,15 @@ def environment(
 
 def health_probes(launch: LaunchSpec) -> dict[str, Any]:
     """Startup probe sized to the model's load (failureThreshold x periodSeconds = the launch budget),
-    then readiness (out of the Service) and liveness (restart) probes on ``/health``."""
+    then readiness (out of the Service, the launch spec's thresholds) and a far more patient liveness
+    probe (restart; see ``LIVENESS_*``) on ``/health``."""
     timings = launch.probes
 
-    def probe(failures: int) -> dict[str, Any]:
+    def probe(failures: int, period: int = timings.period_seconds, timeout: int = timings.timeout_seconds):
         return {
             "httpGet": {"path": launch.health_path, "port": PORT_NAME},
-            "periodSeconds": timings.period_seconds,
-            "timeoutSeconds": timings.timeout_seconds,
+            "periodSeconds": period,
+            "timeoutSeconds": timeout,
             "failureThreshold": failures,
         }
 
@@ -177,7 +200,7 @@ def health_probes(launch: LaunchSpec) -> dict[str, Any]:
             **probe(timings.unhealthy_threshold),
             "successThreshold": timings.healthy_threshold,
         },
-        "livenessProbe": probe(timings.unhealthy_threshold),
+        "livenessProbe": probe(LIVENESS_FAILURES, LIVENESS_PERIOD_SECONDS, LIVENESS_TIMEOUT_SECONDS),
     }
 
 
@@ -221,26 +244,27 @@ def container(
     }
     if serves:
         result["ports"] = [{"name": PORT_NAME, "containerPort": launch.port, "protocol": "TCP"}]
-        result["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
+        result["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sleep", str(PRE_STOP_SECONDS)]}}}
         result.update(health_probes(launch))
     return result
+
+
+def cache_claim_spec(spec: ServiceSpec) -> dict[str, Any]:
+    """One ReadWriteOnce volume of ``diskSizeGb`` on ``vllm:storageClass``."""
+    return {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": spec.kubernetes.storage_class,
+        "resources": {"requests": {"storage": f"{spec.disk_size_gb}Gi"}},
+    }
 
 
 def cache_volume(spec: ServiceSpec, component: str) -> dict[str, Any]:
     """The cache: a per-pod PVC on ``vllm:storageClass`` (generic ephemeral volume), else an emptyDir; both
     live as long as the pod, so a restarted container finds its weights. See ``replica.py`` for why not a
-    StatefulSet."""
-    size = f"{spec.disk_size_gb}Gi"
+    StatefulSet, and ``ray_group.py`` for the claims that outlive a multi-node group."""
     if spec.kubernetes.storage_class is None:
-        return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": size}}
-    claim = {
-        "metadata": {"labels": labels(spec, component)},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": spec.kubernetes.storage_class,
-            "resources": {"requests": {"storage": size}},
-        },
-    }
+        return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": f"{spec.disk_size_gb}Gi"}}
+    claim = {"metadata": {"labels": labels(spec, component)}, "spec": cache_claim_spec(spec)}
     return {"name": CACHE_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}}
 
 
@@ -249,12 +273,15 @@ def pod_spec(
     component: str,
     containers: list[dict[str, Any]],
     extra_volumes: list[dict[str, Any]] | None = None,
+    *,
+    claimed_cache: bool = False,
 ) -> dict[str, Any]:
+    """``claimed_cache``: the cache volume comes from the workload's claim templates, not the pod."""
     pod: dict[str, Any] = {
         "containers": containers,
         "volumes": [
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gb(spec)}Gi"}},
-            cache_volume(spec, component),
+            *([] if claimed_cache else [cache_volume(spec, component)]),
             *(extra_volumes or []),
         ],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
@@ -268,6 +295,21 @@ def pod_spec(
         if affinity is not None:
             pod["affinity"] = affinity
     return pod
+
+
+def rolling_update(spec: ServiceSpec) -> dict[str, int]:
+    """How many pods (groups) a rollout adds before removing old ones, and may take down at once.
+
+    A surge needs spare GPU nodes; on a full cluster it stalls forever. With several replicas the default
+    replaces them one at a time in place (``maxSurge: 0, maxUnavailable: 1``: one replica's capacity is
+    missing for one model load). With one replica, in place would mean an outage of a whole model load on
+    every change, so it surges one pod: on a full cluster that rollout waits (the old pod keeps serving)
+    until a GPU frees up or the cluster autoscaler adds a node; ``vllm:maxSurge: 0`` chooses the outage
+    instead. ``vllm:maxSurge`` N > 0 surges N and never drops below ``replicas``."""
+    surge = spec.kubernetes.max_surge
+    if surge is None:
+        surge = 1 if spec.replicas == 1 else 0
+    return {"maxSurge": surge, "maxUnavailable": 0 if surge > 0 else 1}
 
 
 def start_budget_seconds(launch: LaunchSpec) -> int:

@@ -9,11 +9,25 @@ environment), ``RAY_NODE_IP`` the pod's own IP (no route guessing).
 Health: ``RecreateGroupOnPodRestart`` recreates the whole group when any of its containers restarts (a
 Ray group cannot lose a member and go on). The leader carries the ``/health`` probes, sized to the group
 wait plus the model load; a worker that hangs stalls the pipeline, fails the leader's liveness probe, and
-the group is rebuilt. Rollouts surge one group at a time (``maxSurge: 1, maxUnavailable: 0``).
+the group is rebuilt. Rollouts follow ``pods.rolling_update`` (groups replaced in place unless
+``vllm:maxSurge`` or a single replica surges).
 
-Network: Ray is unauthenticated. A NetworkPolicy per group admits every port only from pods of the same
-group (LWS labels pods with their group index, and the number of groups is the stack's ``vllm:replicas``),
-another admits the vLLM port from anywhere (the Service). This needs a CNI that enforces NetworkPolicy
+Names: LWS creates a headless Service named after the LeaderWorkerSet (``CreateHeadlessServiceIfNotExists``
+with ``lws.Name`` in pkg/controllers/leaderworkerset_controller.go, v0.8.0), through which the leader
+address ``<lws>-<group>.<lws>.<namespace>`` resolves; the public Service therefore has a name of its own
+(``load_balancer.service_name``).
+
+Cache: with ``vllm:storageClass`` each pod's cache is a claim from the LeaderWorkerSet's
+``volumeClaimTemplates`` (LWS v0.8.0 passes them to its leader and worker StatefulSets): PVCs named after
+the stable pod names (``cache-<lws>-<group>[-<worker>]``), kept when a group is recreated (the worker
+StatefulSet is deleted with its leader, hence ``whenDeleted: Retain``), so a rebuilt group reads its
+weights from disk instead of downloading them on every node. The namespace owns them: ``pulumi destroy``
+deletes them with it; groups removed by scaling down leave theirs until then.
+
+Network: Ray is unauthenticated. A NetworkPolicy per group index admits every port only from pods of the
+same group (LWS labels pods with their group index), for every index LWS can create: ``vllm:replicas``
+plus the rollout's surge groups (LWS numbers them from ``replicas``, and caps the surge at ``replicas``).
+Another admits the vLLM port from anywhere (the Service). This needs a CNI that enforces NetworkPolicy
 (Calico, Cilium, GKE Dataplane V2, the VPC CNI with network policies on); NCCL then runs over the pod
 network (TCP): RDMA/InfiniBand needs the cluster's own network operator and is out of scope here.
 """
@@ -46,6 +60,11 @@ RAY_WORKER = "ray-worker"
 SCRIPT = "ray_bootstrap.sh"
 SCRIPT_DIR = "/opt/vllm"
 SCRIPT_VOLUME = "ray-bootstrap"
+#: pulumi-kubernetes waits for nothing on a custom resource unless told (4.18+): LWS reports ``Available``
+#: once every group is ready and updated (updateConditions in pkg/controllers/leaderworkerset_controller.go).
+#: Its conditions carry no observedGeneration, so on an update the await can see the previous generation's
+#: ``Available`` before the controller reacts and return early; on create it waits for the groups.
+WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 
 class LeaderWorkerSetController(pulumi.ComponentResource):
@@ -89,6 +108,11 @@ class RayGroup(pulumi.ComponentResource):
     serving_policy: networking.NetworkPolicy
     disruption_budget: policy.PodDisruptionBudget
 
+    @property
+    def workload(self) -> CustomResource:
+        """The object whose readiness (``WAIT_FOR``) means these groups serve."""
+        return self.leader_worker_set
+
     def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:kubernetes:RayGroup", name, None, opts)
         spec, launch = args.spec, args.launch
@@ -107,6 +131,7 @@ class RayGroup(pulumi.ComponentResource):
         script_mount = {"name": SCRIPT_VOLUME, "mountPath": SCRIPT_DIR, "readOnly": True}
         script_path = f"{SCRIPT_DIR}/{SCRIPT}"
         ray_env = vm.ray_env(spec, "$(LWS_LEADER_ADDRESS)")
+        claimed = spec.kubernetes.storage_class is not None  # the cache comes from volumeClaimTemplates
 
         def template(component: str, command: list[str], serves: bool) -> dict:
             container = pods.container(
@@ -121,10 +146,29 @@ class RayGroup(pulumi.ComponentResource):
             )
             return {
                 "metadata": {"labels": pods.labels(spec, component)},
-                "spec": pods.pod_spec(spec, component, [container], [script_volume]),
+                "spec": pods.pod_spec(spec, component, [container], [script_volume], claimed_cache=claimed),
             }
 
         lws_name = spec.name
+        rollout = pods.rolling_update(spec)
+        group_template: dict = {
+            "size": spec.nodes,
+            "restartPolicy": "RecreateGroupOnPodRestart",
+            "leaderTemplate": template(pods.SERVER, [script_path, "head", "--", *launch.argv], True),
+            "workerTemplate": template(RAY_WORKER, [script_path, "worker"], False),
+        }
+        if claimed:
+            group_template["volumeClaimTemplates"] = [
+                {
+                    "metadata": {"name": pods.CACHE_VOLUME, "labels": pods.labels(spec, "ray-group")},
+                    "spec": pods.cache_claim_spec(spec),
+                }
+            ]
+            group_template["persistentVolumeClaimRetentionPolicy"] = {
+                "whenDeleted": "Retain",
+                "whenScaled": "Retain",
+            }
+        start = pods.start_budget_seconds(launch)
         self.leader_worker_set = CustomResource(
             f"{name}-lws",
             api_version=LWS_API_VERSION,
@@ -133,26 +177,27 @@ class RayGroup(pulumi.ComponentResource):
                 "name": lws_name,
                 "namespace": args.namespace,
                 "labels": pods.labels(spec, "ray-group"),
+                "annotations": WAIT_FOR,
             },
             spec={
                 "replicas": spec.replicas,
                 "startupPolicy": "LeaderCreated",
-                "rolloutStrategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdateConfiguration": {"maxSurge": 1, "maxUnavailable": 0},
-                },
-                "leaderWorkerTemplate": {
-                    "size": spec.nodes,
-                    "restartPolicy": "RecreateGroupOnPodRestart",
-                    "leaderTemplate": template(pods.SERVER, [script_path, "head", "--", *launch.argv], True),
-                    "workerTemplate": template(RAY_WORKER, [script_path, "worker"], False),
-                },
+                "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rollout},
+                "leaderWorkerTemplate": group_template,
             },
+            # Every group starts at once on create; at worst one after another on update.
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=[args.controller] if args.controller else [])
+                child,
+                pulumi.ResourceOptions(
+                    depends_on=[args.controller] if args.controller else [],
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{start}s", update=f"{start * spec.replicas}s"
+                    ),
+                ),
             ),
         )
         group_pods = {LWS_NAME_LABEL: lws_name}
+        group_indices = range(spec.replicas + min(rollout["maxSurge"], spec.replicas))
         self.ray_policies = [
             networking.NetworkPolicy(
                 f"{name}-ray-group-{index}",
@@ -174,7 +219,7 @@ class RayGroup(pulumi.ComponentResource):
                 },
                 opts=child,
             )
-            for index in range(spec.replicas)
+            for index in group_indices
         ]
         self.serving_policy = networking.NetworkPolicy(
             f"{name}-serving",

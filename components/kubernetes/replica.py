@@ -1,9 +1,10 @@
 """Single-node replicas: one Deployment of ``vllm:replicas`` identical vLLM pods and its disruption budget.
 
-Why a Deployment even with a storage class (and not a StatefulSet with volumeClaimTemplates): a rollout
-must never drop below the serving count, so a new pod has to load the model *before* an old one stops
-(``maxSurge: 1, maxUnavailable: 0``). A StatefulSet cannot surge: it replaces pods in place, which with
-one replica means an outage as long as the model's load on every image or flag change. A per-replica PVC
+Why a Deployment even with a storage class (and not a StatefulSet with volumeClaimTemplates): a single
+replica must keep serving through a rollout, so its new pod loads the model *before* the old one stops
+(``pods.rolling_update``; several replicas roll in place by default, ``vllm:maxSurge`` surges them). A
+StatefulSet cannot surge: it replaces pods in place, which with one replica means an outage as long as
+the model's load on every image or flag change. A per-replica PVC
 would only save the download after a pod is *replaced*; a restarted container already keeps its cache,
 which lives as long as the pod (an emptyDir, or with ``vllm:storageClass`` a generic ephemeral volume: one
 ReadWriteOnce PVC per pod, created and deleted with it, on the class the cluster's fast disks use). One
@@ -61,11 +62,16 @@ def disruption_budget(
 
 
 class VllmReplica(pulumi.ComponentResource):
-    """``spec.replicas`` pods, each a whole vLLM server, rolled one surge pod at a time and restarted when
-    ``/health`` fails after the model's load budget."""
+    """``spec.replicas`` pods, each a whole vLLM server, rolled as ``pods.rolling_update`` says and restarted
+    when ``/health`` fails after the model's load budget."""
 
     deployment: apps.Deployment
     disruption_budget: policy.PodDisruptionBudget
+
+    @property
+    def workload(self) -> apps.Deployment:
+        """The object whose readiness means these replicas serve."""
+        return self.deployment
 
     def __init__(self, name: str, args: VllmReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:kubernetes:VllmReplica", name, None, opts)
@@ -84,7 +90,7 @@ class VllmReplica(pulumi.ComponentResource):
             spec={
                 "replicas": spec.replicas,
                 "selector": {"matchLabels": match},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": pods.rolling_update(spec)},
                 # A new pod makes no visible progress while it loads: the deadline covers one whole start.
                 "progressDeadlineSeconds": start,
                 "revisionHistoryLimit": 5,
@@ -93,7 +99,9 @@ class VllmReplica(pulumi.ComponentResource):
                     "spec": pods.pod_spec(spec, pods.SERVER, [container]),
                 },
             },
-            # `pulumi up` returns once every pod serves: all start at once on create, one by one on update.
+            # pulumi-kubernetes waits for a Deployment's rollout to complete (updated, ready and available
+            # replicas; provider/pkg/await/deployment.go), 10 minutes unless told: `pulumi up` returns once
+            # every pod serves. All start at once on create, at worst one by one on update.
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(

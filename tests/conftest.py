@@ -1,0 +1,27 @@
+"""The suite never reaches the Hugging Face Hub: by default the model lookup is offline with an empty
+cache (the program warns and falls back to the config, as on a machine without network); ``fake_hub``
+serves the presets' models from 127.0.0.1 instead."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from components import model_facts
+from tools.fakes_hub import FakeHub
+
+
+@pytest.fixture(autouse=True)
+def offline_model_lookup(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(model_facts.CACHE_ENV, str(tmp_path / "model-facts"))
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> Iterator[FakeHub]:
+    """A fake Hub serving the presets' models, with the lookup online and pointed at it."""
+    with FakeHub() as hub:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub
