@@ -101,6 +101,12 @@ PolicyPack(
             "others at update time, after a clean preview).",
             validators.aws_description_violations,
         ),
+        resource_policy(
+            "aws-health-check-timeout-below-interval",
+            "Target group health checks time out before the next check starts (AWS refuses others at "
+            "update time, after a clean preview).",
+            validators.aws_health_check_violations,
+        ),
         StackValidationPolicy(
             name="gpu-vms-autoheal",
             description="Every GPU VM runs in a group that health-checks /health and replaces failed "

@@ -727,3 +727,26 @@ def aws_description_violations(resource_type: str, props: Mapping[str, Any]) -> 
     if resource_type in AWS_SECURITY_GROUP_RULES:
         return _bad_description("security group rule description", props.get("description"))
     return []
+
+
+#: CreateTargetGroup/ModifyTargetGroup refuse a health check whose timeout is not below its interval
+#: ("Health check timeout '10' must be smaller than the interval '10'", terraform-provider-aws#2366).
+AWS_TARGET_GROUPS: Final = frozenset({"aws:lb/targetGroup:TargetGroup", "aws:alb/targetGroup:TargetGroup"})
+
+
+def aws_health_check_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A target group health check AWS refuses at ``pulumi up``: timeout not below interval. Numbers may
+    arrive as floats (the CrossGuard SDK's)."""
+    if resource_type not in AWS_TARGET_GROUPS:
+        return []
+    check = props.get("healthCheck")
+    if not isinstance(check, Mapping):
+        return []
+    timeout, interval = check.get("timeout"), check.get("interval")
+    numbers = (int, float)
+    if isinstance(timeout, numbers) and isinstance(interval, numbers) and not timeout < interval:
+        return [
+            f"target group health check timeout {timeout:g} s is not below its interval {interval:g} s: "
+            "AWS refuses it"
+        ]
+    return []

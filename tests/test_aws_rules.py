@@ -146,6 +146,7 @@ def test_the_policy_pack_finds_nothing_to_flag_in_what_the_program_declares(vari
     checks = (
         validators.aws_elb_name_violations,
         validators.aws_description_violations,
+        validators.aws_health_check_violations,
         validators.exposure_violations,
         validators.public_path_violations,
         validators.secret_violations,

@@ -15,6 +15,7 @@ from policy.validators import (
     autohealing_violations,
     aws_description_violations,
     aws_elb_name_violations,
+    aws_health_check_violations,
     exposure_violations,
     is_secret_name,
     public_path_violations,
@@ -648,3 +649,23 @@ def test_a_description_over_255_characters_is_a_violation():
 
 def test_a_description_unknown_at_preview_is_not_judged():
     assert aws_description_violations(AWS_INGRESS_RULE, {"description": UNKNOWN}) == []
+
+
+def test_a_health_check_timeout_equal_to_its_interval_is_a_violation_with_numbers_as_floats():
+    props = {"healthCheck": {"protocol": "TCP", "interval": 10.0, "timeout": 10.0}}
+    assert aws_health_check_violations(AWS_TARGET_GROUP, props) == [
+        "target group health check timeout 10 s is not below its interval 10 s: AWS refuses it"
+    ]
+
+
+def test_a_health_check_timing_out_before_the_next_check_is_compliant():
+    props = {"healthCheck": {"interval": 10, "timeout": 5.0}}
+    assert aws_health_check_violations(AWS_TARGET_GROUP, props) == []
+
+
+def test_a_health_check_left_to_aws_defaults_or_unknown_is_not_judged():
+    assert aws_health_check_violations(AWS_TARGET_GROUP, {"healthCheck": {"interval": 30.0}}) == []
+    assert (
+        aws_health_check_violations(AWS_TARGET_GROUP, {"healthCheck": {"interval": UNKNOWN, "timeout": 5.0}})
+        == []
+    )

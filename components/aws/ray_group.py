@@ -134,8 +134,9 @@ class RayGroup(pulumi.ComponentResource):
             vpc_id=network.vpc_id,
             preserve_client_ip="false",
             deregistration_delay=0,
-            # NLB health checks: timeout 2-120 s and below the interval (ELB ModifyTargetGroup rejects a
-            # timeout >= interval); 3 missed checks mark the head unhealthy for the NLB only.
+            # NLB health checks: timeout 2-120 s (configurable since Nov 2022, aws-cdk#26031) and below the
+            # interval ("Health check timeout '10' must be smaller than the interval '10'",
+            # terraform-provider-aws#2366); 3 missed checks take the head out of the NLB, nothing more.
             health_check={
                 "enabled": True,
                 "protocol": "TCP",
