@@ -4,6 +4,8 @@ multi-node with several replicas)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components.aws import machines, names
@@ -206,3 +208,40 @@ def test_the_readme_states_the_quota_of_each_aws_preset():
     for stack in ("aws-h100", "aws-h200-multinode"):
         name, vcpus = machines.vcpu_quota(build_spec(stack, {}))
         assert f"| `{stack}` | {name} | {vcpus} |" in readme
+
+
+def test_every_group_of_every_variant_leaves_replacement_to_ec2_health_and_does_not_wait_for_capacity(
+    variant,
+):
+    groups = variant.of_type("aws:autoscaling/group:Group")
+    assert groups
+    for group in groups:
+        assert group.inputs["healthCheckType"] == "EC2", group.name
+        assert group.inputs["waitForCapacityTimeout"] == "0", group.name
+        assert {t["key"] for t in group.inputs["tags"]} >= {"vllm:stack", "vllm:service"}, group.name
+        assert group.inputs["instanceRefresh"]["strategy"] == "Rolling", group.name
+
+
+def test_every_launch_template_of_every_variant_resolves_the_ami_at_launch_and_tags_what_it_starts(variant):
+    templates = variant.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert templates
+    for template in templates:
+        assert template.inputs["imageId"] == f"resolve:ssm:{machines.DLAMI_PARAMETER}", template.name
+        kinds = {spec["resourceType"]: spec["tags"] for spec in template.inputs["tagSpecifications"]}
+        assert {"instance", "volume"} <= kinds.keys(), template.name
+        assert all("vllm:stack" in tags for tags in kinds.values()), template.name
+        assert machines.SECRETS_REVISION_TAG in kinds["instance"], template.name
+
+
+def test_every_variant_may_mark_unhealthy_only_its_own_groups(variant):
+
+    (policy,) = variant.of_type("aws:iam/rolePolicy:RolePolicy")
+    (statement,) = [
+        s
+        for s in json.loads(policy.inputs["policy"])["Statement"]
+        if s["Action"] == "autoscaling:SetInstanceHealth"
+    ]
+    stack = variant.outputs["spec"]["stack"]
+    assert statement["Condition"] == {"StringEquals": {"autoscaling:ResourceTag/vllm:stack": stack}}
+    prefix = statement["Resource"].rsplit("autoScalingGroupName/", 1)[1].removesuffix("*")
+    assert all(g.name.startswith(prefix) for g in variant.of_type("aws:autoscaling/group:Group"))
