@@ -19,7 +19,7 @@ from tests.harness import Resource, Run, run_program
 from tools import fakes_aws
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
-HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 USER_VPC = {
     "vllm:vpcId": fakes_aws.USER_VPC,

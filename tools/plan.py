@@ -1,13 +1,22 @@
 """Render a stack's plan with no cloud credentials and no Pulumi CLI.
 
-    python -m tools.plan --stack gcp-h100 [--config vllm:replicas=3 ...] [--json]
+    python -m tools.plan --stack gcp-h100 [--config vllm:replicas=3 ...] [--secret vllm:apiKey=...]
+                         [--stack-file [Pulumi.gcp-h100.yaml]] [--json]
     python -m tools.plan --update-snapshots
 
 It runs the real program under Pulumi's mock runtime (``tools.mockrun``) and prints the effective spec, a
 cost table like SkyPilot's optimizer output, and the resource tree with the key properties of each
 resource (machine, GPUs, replicas, health check, exposure). Values the cloud computes at deploy time show
-as ``<computed>``. The stack's own ``Pulumi.<stack>.yaml``, when present, overrides the preset as in a real
-run; its secrets show as ``<secret>`` and never leave the stack file.
+as ``<computed>``, secrets as ``<secret>``.
+
+The plan refuses exactly what ``pulumi up`` refuses: config reaches the program as the engine hands it
+over, plain values as plain config and only secrets (``--secret``, ``secure:`` values of a stack file) as
+secret config, so the program's own checks decide, the same code path as a real run. ``--config`` is
+``pulumi config set``, ``--secret`` is ``pulumi config set --secret``. A stack file is read only when
+asked (``--stack-file``): a local ``Pulumi.<stack>.yaml`` never changes a plan, a test or a snapshot by
+being there. Its ``secure:`` values are ciphertext the plan cannot decrypt (that needs the state's
+passphrase or key), so they stand in as secrets of unknown content: the plan checks that they are secrets,
+``pulumi up`` also checks the API key's length.
 
 The plans of every preset are committed under ``tests/snapshots/``: a pull request that changes the
 infrastructure changes them, so reviewers without cloud access read the change as a diff.
@@ -26,13 +35,15 @@ import yaml
 from pulumi.runtime import rpc
 
 from components import catalog
-from components.spec import SECRET_KEYS, SpecError, available_presets
+from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
 SNAPSHOT_DIR = ROOT / "tests" / "snapshots"
 REFRESH_COMMAND = ".venv/bin/python -m tools.plan --update-snapshots"
 COMPUTED = "<computed>"
 SECRET = "<secret>"
+#: What a stack file's ``secure:`` value stands in as (the plan has no key to decrypt it).
+ENCRYPTED = "<encrypted in the stack file>"
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
 #: over a list), optionally named ("label = path"). A type not listed here still appears in the tree.
@@ -139,34 +150,56 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def stack_file_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The ``config:`` of ``Pulumi.<stack>.yaml`` if the repository has one: (plain values, secrets)."""
-    path = ROOT / f"Pulumi.{stack}.yaml"
+def default_stack_file(stack: str) -> Path:
+    """Where Pulumi keeps a stack's config: ``Pulumi.<stack>.yaml`` next to ``Pulumi.yaml``."""
+    return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def stack_file_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``config:`` of a Pulumi stack file as the engine hands it over: (plain values, secrets). A value
+    holding a ``secure:`` anywhere is secret as a whole, as Pulumi treats it."""
     if not path.exists():
-        return {}, {}
+        raise SystemExit(f"--stack-file: {path} does not exist")
     values = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    plain = {k: v for k, v in values.items() if not (isinstance(v, dict) and "secure" in v)}
-    secrets = {k: SECRET for k, v in values.items() if isinstance(v, dict) and "secure" in v}
+    plain = {key: value for key, value in values.items() if not _holds_secure(value)}
+    secrets = {key: ENCRYPTED for key, value in values.items() if _holds_secure(value)}
     return plain, secrets
 
 
-def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
-    overrides = {}
+def _holds_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "secure" in value or any(_holds_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secure(v) for v in value)
+    return False
+
+
+def parse_pairs(option: str, pairs: Iterable[str]) -> dict[str, str]:
+    values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or ":" not in key:
-            raise SystemExit(f"--config takes NAMESPACE:KEY=VALUE (e.g. vllm:replicas=3), not {pair!r}")
-        overrides[key] = value
-    return overrides
+            raise SystemExit(f"{option} takes NAMESPACE:KEY=VALUE (e.g. vllm:replicas=3), not {pair!r}")
+        values[key] = value
+    return values
 
 
-def plan(stack: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """The plan of ``stack`` as plain data: spec, cost, resources with their key properties."""
-    plain, secrets = stack_file_config(stack)
-    config = {**plain, **(overrides or {})}
-    secrets = {**secrets, **{k: SECRET for k in config if k.split(":")[-1] in SECRET_KEYS}}
-    config = {k: v for k, v in config.items() if k not in secrets}
-    run = run_program(stack, config, secrets, preview=True, fake_outputs=False)
+def plan(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    stack_file: Path | None = None,
+) -> dict[str, Any]:
+    """The plan of ``stack`` as plain data: spec, cost, resources with their key properties.
+
+    ``overrides`` are plain config and ``secrets`` secret config, over ``stack_file``'s when one is given;
+    nothing is promoted to a secret here, so the program refuses what it would refuse in ``pulumi up``.
+    """
+    file_plain, file_secrets = stack_file_config(stack_file) if stack_file is not None else ({}, {})
+    overrides, secrets = overrides or {}, secrets or {}
+    config = {k: v for k, v in {**file_plain, **overrides}.items() if k not in secrets}
+    secret_config = {k: v for k, v in {**file_secrets, **secrets}.items() if k not in overrides}
+    run = run_program(stack, config, secret_config, preview=True, fake_outputs=False)
     spec = _shown(run.outputs["spec"])
     return {
         "stack": stack,
@@ -355,15 +388,36 @@ def main(argv: list[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="stack name; a preset of the same name applies")
     target.add_argument("--update-snapshots", action="store_true", help="rewrite tests/snapshots/*.txt")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="KEY=VALUE", help="as pulumi config set KEY VALUE"
+    )
+    parser.add_argument(
+        "--secret", action="append", default=[], metavar="KEY=VALUE", help="as pulumi config set --secret"
+    )
+    parser.add_argument(
+        "--stack-file",
+        nargs="?",
+        const="",
+        type=Path,
+        metavar="PATH",
+        help="read a stack file's config (default Pulumi.<stack>.yaml); without this option none is read",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     if args.update_snapshots:
         for path in update_snapshots():
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
+    stack_file = None
+    if args.stack_file is not None:
+        stack_file = args.stack_file if str(args.stack_file) else default_stack_file(args.stack)
     try:
-        data = plan(args.stack, parse_overrides(args.config))
+        data = plan(
+            args.stack,
+            parse_pairs("--config", args.config),
+            parse_pairs("--secret", args.secret),
+            stack_file,
+        )
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
