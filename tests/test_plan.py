@@ -1,6 +1,7 @@
 """tools.plan: a credential-free plan of any stack, and committed plans of every preset."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,17 @@ def test_a_missing_stack_file_is_one_clear_error(tmp_path):
     result = run_plan("--stack", "k8s-l4", "--stack-file", str(tmp_path / "Pulumi.nope.yaml"))
     assert result.returncode != 0
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_list_key_set_by_path_reaches_the_program_as_a_list(tmp_path):
+    # `pulumi config set --path 'vllm:extraArgs[0]' -- --enable-prefix-caching` writes a YAML list.
+    stack_file = tmp_path / "Pulumi.k8s-l4.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"vllm:extraArgs": ["--enable-prefix-caching"]}}))
+    data = plan_tool.plan("k8s-l4", stack_file=stack_file)
+    assert data["spec"]["extraArgs"] == ["--enable-prefix-caching"]
+
+
+def test_the_readme_runs_the_tools_with_the_venvs_python():
+    readme = (ROOT / "README.md").read_text()
+    bare = re.findall(r"(?<!\.venv/bin/)\bpython3? -m (?:tools|pytest)\b", readme)
+    assert bare == [], "README commands run the project's tools as .venv/bin/python -m ..."
