@@ -434,6 +434,13 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
             if provider_keys is None:
                 continue  # that provider's SDK is not installed: nothing uses the key
             known, name = tuple(provider_keys), _provider_key_name(name)
+        elif _is_project_namespace_typo(namespace):
+            known = tuple(f"{PROJECT}:{k}" for k in (*VLLM_KEYS, *SECRET_KEYS))
+            suggestion = difflib.get_close_matches(f"{PROJECT}:{name}", known, n=1, cutoff=0.6)
+            valid = f"did you mean {suggestion[0]}?" if suggestion else f"the {PROJECT} namespace"
+            raise SpecError(
+                key, "(secret)" if key in secret_keys else value, f"not a known namespace: {valid}"
+            )
         else:
             continue
         if name in known:
@@ -447,6 +454,14 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
         else:
             valid = f"a config key of the {namespace} provider ({PROVIDER_SDKS[namespace]}'s config)"
         raise SpecError(key, shown, valid)
+
+
+def _is_project_namespace_typo(namespace: str) -> bool:
+    """``vlm:``, ``VLLM:``, ``vllm_:``: a namespace this close to the program's own is a typo (other
+    providers' namespaces, e.g. ``pulumi:`` or ``random:``, are nowhere near it)."""
+    return namespace != PROJECT and (
+        namespace.lower() == PROJECT or difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.75
+    )
 
 
 def _provider_key_name(name: str) -> str:
@@ -591,8 +606,10 @@ def _check_aws_placement(offering: catalog.Offering | None, region: str) -> None
 
 
 def image_hardware(image: str) -> str:
-    """What an image was built for, from its repository and tag: "cpu", "cuda", or another backend."""
-    words = set(re.split(r"[^a-z0-9]+", image.lower()))
+    """What an image was built for, from its repository's name and its tag (not the registry or the
+    organisation): "cpu", "cuda", or another backend."""
+    name = image.lower().split("@", 1)[0].rsplit("/", 1)[-1]
+    words = set(re.findall(r"[a-z]+", name))  # "rocm6.4_vllm" -> rocm, vllm
     other = [word for word in NON_CUDA_IMAGE_WORDS if word in words]
     return other[0] if other else "cuda"
 

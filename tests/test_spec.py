@@ -266,6 +266,17 @@ def test_every_provider_key_the_program_reads_is_a_key_of_its_provider():
         assert name in provider_config_keys(namespace), key
 
 
+@pytest.mark.parametrize("key", ["vlm:replicas", "VLLM:replicas", "vllmm:replicas"])
+def test_a_typo_in_the_vllm_namespace_is_refused_with_the_key_meant(key):
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, key: "2"})
+    assert error.key == key
+    assert "did you mean vllm:replicas?" in str(error)
+
+
+def test_namespaces_of_other_providers_are_left_to_them():
+    assert build_spec(PLAIN_STACK, {**MINIMAL_GCP, "random:seed": "1", "pulumi:tags": "{}"}).cloud == "gcp"
+
+
 def test_a_secret_under_an_unknown_key_is_not_echoed():
     error = spec_error(PLAIN_STACK, MINIMAL_GCP, {"vllm:hfTokn": "hf_secret_value"})
     assert error.key == "vllm:hfTokn"
@@ -287,6 +298,7 @@ def test_a_secret_under_an_unknown_key_is_not_echoed():
         ("vllm-cpu-env:v0.33.0", "cpu"),
         ("vllm/vllm-openai:v0.33.0-rocm", "rocm"),
         ("rocm/vllm:rocm6.4_vllm_0.9.1", "rocm"),
+        ("cpu-team.example.com/cpu-infra/vllm-openai:v0.33.0", "cuda"),
         ("vllm/vllm-tpu:v0.33.0", "tpu"),
     ],
 )
@@ -334,9 +346,15 @@ def test_gpu_pod_minimums_grow_with_the_gpu_count():
     assert ">= 7 for L4:1" in str(one) and ">= 19 for L4:4" in str(four)
 
 
-def test_every_kubernetes_preset_requests_at_least_the_minimum():
-    for preset in (p for p in available_presets() if read_preset(p)["vllm:cloud"] == "kubernetes"):
-        assert build_spec(preset, {}).cloud == "kubernetes"
+@pytest.mark.parametrize("gpu", sorted(catalog.GPU_TYPES))
+def test_the_default_gpu_pod_requests_meet_the_minimums(gpu):
+    from components.kubernetes import pods
+
+    for count in (1, 2, 4, 8):
+        spec = build_spec(PLAIN_STACK, {**CPU_POD, "vllm:gpu": f"{gpu}:{count}"})
+        cpus, memory = pods.requests(spec)
+        configured = {**CPU_POD, "vllm:gpu": f"{gpu}:{count}", "vllm:cpu": cpus, "vllm:memoryGb": memory}
+        assert build_spec(PLAIN_STACK, configured).kubernetes.memory_gb == memory
 
 
 # --- AWS regions ----------------------------------------------------------------------------------------
