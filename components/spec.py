@@ -47,7 +47,7 @@ DEFAULT_CPU_IMAGE = DEFAULT_IMAGE.replace("vllm/vllm-openai:", "vllm/vllm-openai
 CPU_IMAGE_WORD = "cpu"
 NON_CUDA_IMAGE_WORDS = ("cpu", "rocm", "tpu", "xpu", "hpu", "gaudi", "neuron", "ascend")
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
-#: endpoint (the generated one is 32 characters).
+#: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
 MIN_API_KEY_LENGTH = 16
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
