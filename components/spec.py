@@ -425,35 +425,27 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
     (credentials, profiles, default tags, endpoints... which the program does not read but the provider
     does), so only a key that provider does not define is refused. The message suggests the nearest key.
     """
+    names = (*VLLM_KEYS, *SECRET_KEYS)
+    project_keys = tuple(f"{PROJECT}:{k}" for k in names)
     for key, value in values.items():
         namespace, _, name = key.partition(":")
-        if namespace == PROJECT:
-            known = (*VLLM_KEYS, *SECRET_KEYS)
-        elif namespace in PROVIDER_SDKS:
-            provider_keys = provider_config_keys(namespace)
-            if provider_keys is None:
-                continue  # that provider's SDK is not installed: nothing uses the key
-            known, name = tuple(provider_keys), _provider_key_name(name)
-        elif _is_project_namespace_typo(namespace):
-            known = tuple(f"{PROJECT}:{k}" for k in (*VLLM_KEYS, *SECRET_KEYS))
-            suggestion = difflib.get_close_matches(f"{PROJECT}:{name}", known, n=1, cutoff=0.6)
-            valid = f"did you mean {suggestion[0]}?" if suggestion else f"the {PROJECT} namespace"
-            raise SpecError(
-                key, "(secret)" if key in secret_keys else value, f"not a known namespace: {valid}"
-            )
-        else:
-            continue
-        if name in known:
-            continue
         shown = "(secret)" if key in secret_keys else value
-        suggestion = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        if suggestion:
-            raise SpecError(key, shown, f"not a {namespace} key: did you mean {namespace}:{suggestion[0]}?")
-        if namespace == PROJECT:
-            valid = f"a {PROJECT} key: {', '.join(f'{PROJECT}:{k}' for k in sorted(known))}"
-        else:
+        if namespace == PROJECT or _is_project_namespace_typo(namespace):
+            if key in project_keys:
+                continue
+            nearest = [f"{PROJECT}:{k}" for k in difflib.get_close_matches(name, names, n=1, cutoff=0.6)]
+            valid = f"a {PROJECT} key: {', '.join(sorted(project_keys))}"
+        elif namespace in PROVIDER_SDKS and (provider_keys := provider_config_keys(namespace)) is not None:
+            if _provider_key_name(name) in provider_keys:
+                continue
+            nearest = [
+                f"{namespace}:{k}"
+                for k in difflib.get_close_matches(_provider_key_name(name), provider_keys, n=1, cutoff=0.6)
+            ]
             valid = f"a config key of the {namespace} provider ({PROVIDER_SDKS[namespace]}'s config)"
-        raise SpecError(key, shown, valid)
+        else:
+            continue  # another namespace (pulumi:, random:...), or a provider whose SDK is not installed
+        raise SpecError(key, shown, f"not a known key: did you mean {nearest[0]}?" if nearest else valid)
 
 
 def _is_project_namespace_typo(namespace: str) -> bool:
