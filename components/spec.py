@@ -728,8 +728,9 @@ def _check_gpu_pod_requests(spec: ServiceSpec) -> None:
     """A configured ``vllm:cpu`` / ``vllm:memoryGb`` must hold what a GPU pod runs, or the pod is throttled
     into timeouts or OOM-killed mid-load, long after ``pulumi up`` returned.
 
-    Memory: the ``/dev/shm`` volume (memory-backed, so Kubernetes charges what NCCL and vLLM's
-    shared-memory broadcast write there to the container's memory limit; sized per GPU in pods.py), the
+    Memory: the ``/dev/shm`` volume (a ``medium: Memory`` emptyDir, whose files "count against your
+    container's memory limit" per the Kubernetes docs, Volumes/emptyDir: what NCCL and vLLM's shared-memory
+    broadcast write there is charged to the pod; sized per GPU in pods.py), the
     API server and engine core, and one worker process per GPU. The weights stream from the safetensors
     files through the page cache, which the kernel reclaims within the limit, so they do not raise it.
     CPU: one core per GPU worker (each drives its GPU from a busy host loop) plus one for the API server
