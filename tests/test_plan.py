@@ -186,3 +186,43 @@ def test_the_readme_runs_the_tools_with_the_venvs_python():
     readme = (ROOT / "README.md").read_text()
     bare = re.findall(r"(?<!\.venv/bin/)\bpython3? -m (?:tools|pytest)\b", readme)
     assert bare == [], "README commands run the project's tools as .venv/bin/python -m ..."
+
+
+# --- what the Pulumi CLI checks before the program runs -------------------------------------------------
+
+
+def test_a_list_key_holding_text_is_refused_as_the_pulumi_cli_refuses_it(tmp_path):
+    # `pulumi config set vllm:extraArgs '["--enable-prefix-caching"]'` stores a string, not a list.
+    stack_file = tmp_path / "Pulumi.k8s-l4.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"vllm:extraArgs": '["--enable-prefix-caching"]'}}))
+    with pytest.raises(plan_tool.StackConfigError) as caught:
+        plan_tool.plan("k8s-l4", stack_file=stack_file)
+    assert str(caught.value) == (
+        "Stack 'k8s-l4' with configuration key 'vllm:extraArgs' must be of type 'array<string>'"
+    )
+
+
+def test_a_text_key_holding_a_list_is_refused_as_the_pulumi_cli_refuses_it():
+    with pytest.raises(plan_tool.StackConfigError, match="'vllm:gpu' must be of type 'string'"):
+        plan_tool.plan("k8s-l4", {"vllm:gpu": ["L4:1"]})
+
+
+def test_the_plan_command_takes_a_list_in_brackets():
+    result = run_plan("--stack", "k8s-l4", "--config", 'vllm:extraArgs=["--enable-prefix-caching"]', "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["extraArgs"] == ["--enable-prefix-caching"]
+
+
+def test_the_plan_command_reports_a_stack_config_type_error_in_one_line():
+    result = run_plan("--stack", "k8s-l4", "--config", "vllm:extraArgs=--enable-prefix-caching")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: validating stack config: Stack 'k8s-l4' with configuration key 'vllm:extraArgs' must be of "
+        "type 'array<string>'"
+    ]
+
+
+def test_the_program_sees_pulumi_yamls_defaults_as_in_a_real_run():
+    defaults = plan_tool.project_defaults(plan_tool.project_config())
+    assert defaults["vllm:extraArgs"] == [] and defaults["vllm:replicas"] == ""
+    assert defaults["pulumi:disable-default-providers"] == ["*"]

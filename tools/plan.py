@@ -9,9 +9,10 @@ cost table like SkyPilot's optimizer output, and the resource tree with the key 
 resource (machine, GPUs, replicas, health check, exposure). Values the cloud computes at deploy time show
 as ``<computed>``, secrets as ``<secret>``.
 
-The plan refuses exactly what ``pulumi up`` refuses: config reaches the program as the engine hands it
-over, plain values as plain config and only secrets (``--secret``, ``secure:`` values of a stack file) as
-secret config, so the program's own checks decide, the same code path as a real run. ``--config`` is
+The plan refuses exactly what ``pulumi up`` refuses: the CLI's check of Pulumi.yaml's declared types
+first, then config reaches the program as the engine hands it over (with Pulumi.yaml's defaults), plain
+values as plain config and only secrets (``--secret``, ``secure:`` values of a stack file) as secret
+config, so the program's own checks decide, the same code path as a real run. ``--config`` is
 ``pulumi config set``, ``--secret`` is ``pulumi config set --secret``. A stack file is read only when
 asked (``--stack-file``): a local ``Pulumi.<stack>.yaml`` never changes a plan, a test or a snapshot by
 being there. Its ``secure:`` values are ciphertext the plan cannot decrypt (that needs the state's
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,6 +46,12 @@ COMPUTED = "<computed>"
 SECRET = "<secret>"
 #: What a stack file's ``secure:`` value stands in as (the plan has no key to decrypt it).
 ENCRYPTED = "<encrypted in the stack file>"
+PROJECT_FILE = ROOT / "Pulumi.yaml"
+
+
+class StackConfigError(ValueError):
+    """A stack value the Pulumi CLI refuses before it runs the program (its declared type in Pulumi.yaml)."""
+
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
 #: over a list), optionally named ("label = path"). A type not listed here still appears in the tree.
@@ -174,14 +182,74 @@ def _holds_secure(value: Any) -> bool:
     return False
 
 
-def parse_pairs(option: str, pairs: Iterable[str]) -> dict[str, str]:
-    values = {}
+def project_config() -> dict[str, Any]:
+    """The ``config:`` declarations of Pulumi.yaml."""
+    return dict((yaml.safe_load(PROJECT_FILE.read_text()) or {}).get("config") or {})
+
+
+def project_defaults(declared: dict[str, Any]) -> dict[str, Any]:
+    """What the engine adds to every stack's config from Pulumi.yaml: each declared key's ``default`` and
+    each ``value`` (such as ``pulumi:disable-default-providers``)."""
+    return {
+        key: declaration.get("default", declaration.get("value"))
+        for key, declaration in declared.items()
+        if isinstance(declaration, dict) and ("default" in declaration or "value" in declaration)
+    }
+
+
+def check_declared_types(stack: str, config: dict[str, Any], declared: dict[str, Any]) -> None:
+    """What the Pulumi CLI checks before it runs the program (pkg/workspace ``validateStackConfigValue``):
+    a plain value must be a string where Pulumi.yaml declares ``string``, and a list of strings where it
+    declares ``array`` of strings; ``pulumi config set KEY '["a"]'`` stores a string, not a list."""
+    for key, value in config.items():
+        declaration = declared.get(key)
+        if not isinstance(declaration, dict) or "type" not in declaration:
+            continue
+        expected = declaration["type"]
+        items = (declaration.get("items") or {}).get("type")
+        if expected == "array":
+            ok = isinstance(value, list) and all(items is None or _of_type(item, items) for item in value)
+            shown = f"array<{items}>" if items else "array"
+        else:
+            ok, shown = _of_type(value, expected), expected
+        if not ok:
+            raise StackConfigError(
+                f"Stack '{stack}' with configuration key '{key}' must be of type '{shown}'"
+            )
+
+
+def _of_type(value: Any, expected: str) -> bool:
+    """A plain stack value reaches the CLI as its text, so any scalar is a string; lists and maps are not."""
+    if expected == "string":
+        return not isinstance(value, list | dict)
+    if expected == "integer":
+        return not isinstance(value, bool) and re.fullmatch(r"-?[0-9]+", str(value)) is not None
+    if expected == "boolean":
+        return str(value).lower() in ("true", "false")
+    return True
+
+
+def parse_pairs(option: str, pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE in brackets is a list, as a stack file holds one (what ``pulumi config
+    set --path 'KEY[0]'`` builds), any other VALUE the string ``pulumi config set KEY VALUE`` stores."""
+    values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or ":" not in key:
             raise SystemExit(f"{option} takes NAMESPACE:KEY=VALUE (e.g. vllm:replicas=3), not {pair!r}")
-        values[key] = value
+        values[key] = _list_or_text(value) if option == "--config" else value
     return values
+
+
+def _list_or_text(value: str) -> Any:
+    if value.strip().startswith("["):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, list):
+            return parsed
+    return value
 
 
 def plan(
@@ -199,7 +267,10 @@ def plan(
     overrides, secrets = overrides or {}, secrets or {}
     config = {k: v for k, v in {**file_plain, **overrides}.items() if k not in secrets}
     secret_config = {k: v for k, v in {**file_secrets, **secrets}.items() if k not in overrides}
-    run = run_program(stack, config, secret_config, preview=True, fake_outputs=False)
+    declared = project_config()
+    check_declared_types(stack, config, declared)
+    defaults = {k: v for k, v in project_defaults(declared).items() if k not in {**config, **secret_config}}
+    run = run_program(stack, {**defaults, **config}, secret_config, preview=True, fake_outputs=False)
     spec = _shown(run.outputs["spec"])
     return {
         "stack": stack,
@@ -418,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
             parse_pairs("--secret", args.secret),
             stack_file,
         )
+    except StackConfigError as error:
+        print(f"error: validating stack config: {error}", file=sys.stderr)
+        return 2
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
