@@ -20,6 +20,9 @@ Sources (read on the catalog date):
   project's reference notes and SkyPilot's catalogs/v7/aws/vms.csv (commit 001367d2). AWS spot is a
   market price that moves per zone and hour, so it is not recorded (None); spot selection on AWS
   ranks machines by their on-demand price instead.
+- AWS regions: ``AWS_REGIONS`` is AWS's public region list as the pinned AWS provider knows it (the
+  ``Region`` enum of pulumi_aws 7.51.1, ``pulumi_aws/_enums.py``, generated from the provider's schema;
+  a test keeps the two equal). Which regions sell each instance type: the Region column of SKY_AWS.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class Offering:
     price_source: str
     # GCP: region -> zones that sell the machine; empty when unknown or not applicable
     zones: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    # AWS: regions that sell the instance type; empty when the source does not list it
+    regions: tuple[str, ...] = ()
 
     @property
     def gpu_memory_gb(self) -> int:
@@ -279,6 +284,75 @@ _AWS_ROWS: tuple[tuple[str, str, int, int, int, float | None, str], ...] = (
 # fmt: on
 
 
+# ---------------------------------------------------------------------------------------------------
+# AWS regions. The public commercial regions and the separate partitions (China, GovCloud, ISO,
+# European Sovereign Cloud), as pulumi_aws 7.51.1 lists them in its Region enum.
+# ---------------------------------------------------------------------------------------------------
+AWS_REGIONS_SOURCE = "Region enum of pulumi_aws 7.51.1 (pulumi_aws/_enums.py)"
+AWS_REGIONS: tuple[str, ...] = (
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4",
+    "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1", "ca-west-1", "eu-central-1",
+    "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3",
+    "il-central-1", "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2",
+    "us-west-1", "us-west-2", "cn-north-1", "cn-northwest-1", "eusc-de-east-1", "us-gov-east-1",
+    "us-gov-west-1", "us-iso-east-1", "us-iso-west-1", "us-isob-east-1", "us-isob-west-1",
+    "eu-isoe-west-1", "us-isof-east-1", "us-isof-south-1",
+)  # fmt: skip
+
+#: Regions that sell each instance type: the Region column of SKY_AWS. Sizes of one family are sold in
+#: the same regions there; where a size's rows were not all read, its siblings' list stands in (noted).
+#: Types absent from that catalog (p5.4xlarge, p6-b200.48xlarge) have no entry: their region is not
+#: checked here, and the AWS backend still asks EC2 which zones of the region offer the type.
+_G4DN = (
+    "af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
+    "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1", "eu-north-1", "eu-south-1",
+    "eu-west-1", "eu-west-2", "eu-west-3", "me-south-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
+)  # fmt: skip
+_G5 = (
+    "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2", "ap-southeast-3", "ca-central-1",
+    "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2", "me-central-1", "us-east-1", "us-east-2",
+    "us-west-2",
+)  # fmt: skip
+_G6 = (
+    "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2", "ca-central-1", "eu-central-1",
+    "eu-north-1", "eu-west-2", "eu-west-3", "us-east-1", "us-east-2", "us-west-2",
+)  # fmt: skip
+_G6E = (
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "eu-central-1",
+    "eu-north-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+)
+_AWS_SOLD_IN: dict[str, tuple[str, ...]] = {
+    # g4dn.xlarge and g4dn.metal read whole; g4dn.12xlarge read to ap-northeast-3, the same so far.
+    **dict.fromkeys(("g4dn.xlarge", "g4dn.12xlarge", "g4dn.metal"), _G4DN),
+    # g5.2xlarge, g5.24xlarge read whole; g5.12xlarge, g5.48xlarge agree as far as read; g5.xlarge not read.
+    **dict.fromkeys(("g5.xlarge", "g5.12xlarge", "g5.24xlarge", "g5.48xlarge"), _G5),
+    # g6.16xlarge, g6.24xlarge read whole; g6.12xlarge, g6.xlarge agree as far as read; g6.48xlarge not read.
+    **dict.fromkeys(("g6.xlarge", "g6.12xlarge", "g6.24xlarge", "g6.48xlarge"), _G6),
+    # g6e.12xlarge, g6e.16xlarge, g6e.24xlarge read whole; g6e.xlarge agrees as far as read; g6e.48xlarge
+    # not read.
+    **dict.fromkeys(("g6e.xlarge", "g6e.12xlarge", "g6e.24xlarge", "g6e.48xlarge"), _G6E),
+    "p4d.24xlarge": (
+        "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2", "eu-central-1", "eu-west-1",
+        "us-east-1", "us-east-2", "us-west-2",
+    ),
+    "p4de.24xlarge": ("us-east-1", "us-west-2"),
+    "p5.48xlarge": (
+        "ap-northeast-1", "ap-south-1", "ap-southeast-2", "ca-central-1", "eu-north-1", "eu-west-2",
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2",
+    ),
+    "p5en.48xlarge": (
+        "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-3", "us-east-1", "us-east-2",
+        "us-west-1", "us-west-2",
+    ),
+}  # fmt: skip
+
+
 def _gcp_offering(row: _GcpRow) -> Offering:
     host_od, host_spot = row.host if row.host else (None, None)
     gpus_od, gpus_spot = row.gpus
@@ -319,6 +393,7 @@ def _aws_offering(row: tuple[str, str, int, int, int, float | None, str]) -> Off
         spot_hourly=None,
         on_demand=True,
         price_source=source,
+        regions=_AWS_SOLD_IN.get(machine, ()),
     )
 
 

@@ -52,7 +52,7 @@ CACHE_ENV = "VLLM_MODEL_FACTS_CACHE"
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / ".model-facts"
 #: What tools.plan hands the program for a secret it cannot decrypt: a token is configured, its value is
 #: unknown here, so the lookup goes anonymous and does not blame the token for it.
-UNKNOWN_TOKEN = "<secret>"
+UNKNOWN_TOKEN = "<encrypted in the stack file>"
 #: Bytes per parameter of the dtypes the Hub's ``safetensors.parameters`` lists.
 DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8,

@@ -20,7 +20,11 @@ the preset's value, else the built-in default below, applies.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import hashlib
 import importlib
+import importlib.util
 import ipaddress
 import json
 import re
@@ -41,6 +45,19 @@ CLOUDS = ("gcp", "aws", "kubernetes")
 
 #: Pinned vLLM release (never ``latest``): the image tag is part of the infrastructure diff.
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
+#: The same release built for CPUs, the default of a Kubernetes stack without a GPU. vLLM publishes its CPU
+#: builds as separate repositories (vLLM docs "CPU" and "Using Docker"): ``vllm/vllm-openai-cpu``,
+#: ``public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo``, ``...vllm-arm64-cpu-release-repo``; a source build
+#: is tagged ``vllm-cpu-env``.
+DEFAULT_CPU_IMAGE = DEFAULT_IMAGE.replace("vllm/vllm-openai:", "vllm/vllm-openai-cpu:")
+#: Words in an image's repository or tag that name the hardware it was built for (vLLM's own images:
+#: ``*-cpu*``; ROCm ``vllm/vllm-openai:*-rocm``, ``rocm/vllm``; TPU ``vllm/vllm-tpu``; Intel XPU, Gaudi
+#: HPU, AWS Neuron and Ascend builds). Anything else is taken for the CUDA build.
+CPU_IMAGE_WORD = "cpu"
+NON_CUDA_IMAGE_WORDS = ("cpu", "rocm", "tpu", "xpu", "hpu", "gaudi", "neuron", "ascend")
+#: A configured API key shorter than this is refused: it is the only credential in front of a public
+#: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
+MIN_API_KEY_LENGTH = 16
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
 
@@ -81,6 +98,8 @@ VLLM_KEYS = (
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 PROVIDER_KEYS = ("gcp:project", "gcp:region", "gcp:zone", "aws:region", "kubernetes:context")
+#: The provider namespaces the program reads, and the SDK that defines each one's config keys.
+PROVIDER_SDKS = {"gcp": "pulumi_gcp", "aws": "pulumi_aws", "kubernetes": "pulumi_kubernetes"}
 DEFAULT_REGIONS = {"gcp": "us-central1", "aws": "us-east-1"}
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
 #: length, size, disk, served name or flag such as --trust-remote-code belongs to one model).
@@ -90,7 +109,6 @@ UNSET = "unset"
 #: vLLM's default --gpu-memory-utilization: the share of GPU memory it takes for weights, activations and
 #: KV cache (vllm/config/cache.py); weights beyond it cannot serve.
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
-AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$")
 
 
 class SpecError(pulumi.RunError):
@@ -114,7 +132,7 @@ class Gpu:
 
 @dataclass(frozen=True)
 class KubernetesSettings:
-    namespace: str = "vllm"
+    namespace: str = "vllm"  # the stack's own by default: see ``default_namespace``
     gpu_node_selector: str = "none"
     storage_class: str | None = None
     service_type: str = "LoadBalancer"
@@ -439,11 +457,73 @@ def _check_extra_args(args: tuple[str, ...]) -> None:
             raise SpecError(f"{PROJECT}:extraArgs", arg, "a flag of the form --name or --name=value")
 
 
-def _check_unknown_keys(values: Mapping[str, Any]) -> None:
-    known = {f"{PROJECT}:{k}" for k in (*VLLM_KEYS, *SECRET_KEYS)}
-    for key in values:
-        if key.startswith(f"{PROJECT}:") and key not in known:
-            raise SpecError(key, values[key], f"a known key: {', '.join(sorted(known))}")
+def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) -> None:
+    """Refuse a key no one reads: a typo would otherwise silently leave the default in place.
+
+    ``vllm:`` keys are this program's; ``gcp:``, ``aws:`` and ``kubernetes:`` keys are the provider's own
+    (credentials, profiles, default tags, endpoints... which the program does not read but the provider
+    does), so only a key that provider does not define is refused. The message suggests the nearest key.
+    """
+    names = (*VLLM_KEYS, *SECRET_KEYS)
+    project_keys = tuple(f"{PROJECT}:{k}" for k in names)
+    for key, value in values.items():
+        namespace, _, name = key.partition(":")
+        shown = "(secret)" if key in secret_keys else value
+        if namespace == PROJECT or _is_project_namespace_typo(namespace):
+            if key in project_keys:
+                continue
+            nearest = [f"{PROJECT}:{k}" for k in difflib.get_close_matches(name, names, n=1, cutoff=0.6)]
+            valid = f"a {PROJECT} key: {', '.join(sorted(project_keys))}"
+        elif namespace in PROVIDER_SDKS and (provider_keys := provider_config_keys(namespace)) is not None:
+            if _provider_key_name(name) in provider_keys:
+                continue
+            nearest = [
+                f"{namespace}:{k}"
+                for k in difflib.get_close_matches(_provider_key_name(name), provider_keys, n=1, cutoff=0.6)
+            ]
+            valid = f"a config key of the {namespace} provider ({PROVIDER_SDKS[namespace]}'s config)"
+        else:
+            continue  # another namespace (pulumi:, random:...), or a provider whose SDK is not installed
+        raise SpecError(key, shown, f"not a known key: did you mean {nearest[0]}?" if nearest else valid)
+
+
+def _is_project_namespace_typo(namespace: str) -> bool:
+    """``vlm:``, ``VLLM:``, ``vllm_:``: a namespace this close to the program's own is a typo (other
+    providers' namespaces, e.g. ``pulumi:`` or ``random:``, are nowhere near it)."""
+    return namespace != PROJECT and (
+        namespace.lower() == PROJECT or difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.75
+    )
+
+
+def _provider_key_name(name: str) -> str:
+    """The top-level name of a provider key in the forms Pulumi hands over: ``region``, the legacy
+    ``config:region``, and the root of a path (``defaultTags.tags.team``, ``assumeRoles[0]``); an object
+    set with ``--path`` normally arrives as its top-level key with a JSON value."""
+    name = name.removeprefix("config:")
+    return re.split(r"[.\[]", name, maxsplit=1)[0]
+
+
+@functools.cache
+def provider_config_keys(namespace: str) -> frozenset[str] | None:
+    """The config keys the installed provider SDK defines, or None when that SDK is not installed.
+
+    Read from the SDK's source rather than by importing it (``import pulumi_gcp`` alone takes seconds):
+    pulumi_gcp and pulumi_aws generate ``config/vars.py`` with one ``__config__.get*('<key>')`` per key;
+    pulumi_kubernetes has no config module, and its provider's config keys are the ``ProviderArgs``
+    arguments (``provider.py``), camel-cased as the provider schema spells them.
+    """
+    found = importlib.util.find_spec(PROVIDER_SDKS[namespace])  # locates the package, runs nothing
+    if found is None or not found.submodule_search_locations:
+        return None
+    package = Path(next(iter(found.submodule_search_locations)))
+    if namespace == "kubernetes":
+        source = (package / "provider.py").read_text()
+        arguments = source[source.index("class ProviderArgs") :]
+        arguments = arguments[: arguments.index('"""')]
+        snake = re.findall(r"^\s+(\w+): pulumi\.Input", arguments, flags=re.MULTILINE)
+        return frozenset(re.sub(r"_([a-z])", lambda m: m[1].upper(), name) for name in snake)
+    source = (package / "config" / "vars.py").read_text()
+    return frozenset(re.findall(r"__config__\.get\w*\('(\w+)'\)", source))
 
 
 def build_spec(
@@ -456,12 +536,9 @@ def build_spec(
 
     ``lookup(model, hf_token)`` fetches the model's facts (``model_facts.lookup``), once the config itself
     is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
-    for key in SECRET_KEYS:
-        full = f"{PROJECT}:{key}"
-        if _present(config.get(full)) is not None and full not in secret_keys:
-            raise SpecError(full, "(plaintext)", f"a secret: pulumi config set --secret {full} <value>")
+    _check_secrets(config, secret_keys)
     preset, merged = effective_config(stack, config)
-    _check_unknown_keys(merged)
+    _check_unknown_keys(merged, secret_keys)
     read = _Reader(merged)
 
     cloud = read.choice("cloud", CLOUDS)
@@ -489,19 +566,20 @@ def build_spec(
     served = read.string("servedModelName", model)
     if not SERVED_NAME_PATTERN.match(served):
         raise SpecError(f"{PROJECT}:servedModelName", served, "letters, digits and . _ - / : only")
-    image = read.string("image", DEFAULT_IMAGE)
+    image = read.string("image", DEFAULT_IMAGE if gpu is not None else DEFAULT_CPU_IMAGE)
     if not IMAGE_PATTERN.match(image) or image.endswith((":latest", ":nightly")):
         raise SpecError(
             f"{PROJECT}:image", image, "a pinned image reference such as vllm/vllm-openai:v0.33.0"
         )
+    _check_image_fits_hardware(image, gpu)
     extra_args = read.string_list("extraArgs")
     _check_extra_args(extra_args)
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
 
     region_key = {"gcp": "gcp:region", "aws": "aws:region"}.get(cloud)
     region = read.string(region_key, DEFAULT_REGIONS.get(cloud)) if region_key else None
-    if cloud == "aws" and not AWS_REGION.match(region):
-        raise SpecError("aws:region", region, "an AWS region such as us-east-1")
+    if cloud == "aws":
+        _check_aws_placement(offering, region)
     zone = read.string("gcp:zone") if cloud == "gcp" else None
     if zone is not None and region is not None and not zone.startswith(f"{region}-"):
         raise SpecError("gcp:zone", zone, f"a zone of gcp:region {region} (e.g. {region}-a)")
@@ -528,7 +606,7 @@ def build_spec(
         project=read.string("gcp:project") if cloud == "gcp" else None,
         region=region,
         zone=zone,
-        kubernetes=_kubernetes_settings(read) if cloud == "kubernetes" else KubernetesSettings(),
+        kubernetes=_kubernetes_settings(read, stack) if cloud == "kubernetes" else KubernetesSettings(),
         aws=_aws_settings(read) if cloud == "aws" else AwsSettings(),
     )
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
@@ -544,6 +622,8 @@ def build_spec(
                 f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
             )
     _check_disk_fits_model(spec)
+    if cloud == "kubernetes" and gpu is not None:
+        _check_gpu_pod_requests(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
     return spec
 
@@ -560,11 +640,82 @@ def _check_gcp_placement(offering: catalog.Offering, region: str, zone: str | No
         )
 
 
+def _check_aws_placement(offering: catalog.Offering | None, region: str) -> None:
+    """The region must exist, and sell the instance type where the catalog knows where it is sold."""
+    if region not in catalog.AWS_REGIONS:
+        close = difflib.get_close_matches(region, catalog.AWS_REGIONS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        known = f"one of the {len(catalog.AWS_REGIONS)} in the {catalog.AWS_REGIONS_SOURCE}"
+        raise SpecError("aws:region", region, f"an AWS region such as us-east-1 ({known}){hint}")
+    if offering is not None and offering.regions and region not in offering.regions:
+        raise SpecError(
+            "aws:region",
+            region,
+            f"a region that sells {offering.machine_type}: {', '.join(sorted(offering.regions))}",
+        )
+
+
+def image_hardware(image: str) -> str:
+    """What an image was built for, from its repository's name and its tag (not the registry or the
+    organisation): "cpu", "cuda", or another backend."""
+    name = image.lower().split("@", 1)[0].rsplit("/", 1)[-1]
+    words = set(re.findall(r"[a-z]+", name))  # "rocm6.4_vllm" -> rocm, vllm
+    other = [word for word in NON_CUDA_IMAGE_WORDS if word in words]
+    return other[0] if other else "cuda"
+
+
+def _check_image_fits_hardware(image: str, gpu: Gpu | None) -> None:
+    """A CPU build on GPUs leaves them idle; a CUDA build without a GPU fails at startup (no CUDA device);
+    ROCm, TPU, XPU, Gaudi, Neuron and Ascend builds need their own hardware, and the catalog sells only
+    NVIDIA GPUs."""
+    built_for = image_hardware(image)
+    if gpu is not None and built_for != "cuda":
+        raise SpecError(
+            f"{PROJECT}:image",
+            image,
+            f"a CUDA build of vLLM for {gpu} NVIDIA GPUs (not a {built_for} build), e.g. {DEFAULT_IMAGE}",
+        )
+    if gpu is None and built_for != CPU_IMAGE_WORD:
+        raise SpecError(
+            f"{PROJECT}:image",
+            image,
+            f"a CPU build of vLLM without vllm:gpu (its repository or tag says cpu), e.g. "
+            f"{DEFAULT_CPU_IMAGE}; or set vllm:gpu",
+        )
+
+
+def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> None:
+    """Secrets are set with --secret (else they sit in plaintext in the stack file and in every plan), and
+    a configured API key is long enough to guard a public endpoint. Values are never echoed."""
+    for key in SECRET_KEYS:
+        full = f"{PROJECT}:{key}"
+        if _present(config.get(full)) is not None and full not in secret_keys:
+            raise SpecError(full, "(plaintext)", f"a secret: pulumi config set --secret {full} <value>")
+    api_key = _present(config.get(f"{PROJECT}:apiKey"))
+    if api_key is not None and len(str(api_key)) < MIN_API_KEY_LENGTH:
+        raise SpecError(
+            f"{PROJECT}:apiKey",
+            f"(secret, {len(str(api_key))} characters)",
+            f"at least {MIN_API_KEY_LENGTH} characters (e.g. openssl rand -hex 24); unset, one is generated",
+        )
+
+
+def default_namespace(stack: str) -> str:
+    """``vllm-<stack>``: each stack owns its namespace, so two stacks on one cluster never share (and
+    delete) each other's. A stack name that is not a DNS label as is (upper case, ``_`` or ``.``, over 63
+    characters) is slugged and suffixed with a hash of the name, so two such names stay apart."""
+    name = f"{PROJECT}-{stack}"
+    if DNS_LABEL.match(name):
+        return name
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:54].rstrip("-")
+    return f"{slug}-{hashlib.sha256(stack.encode()).hexdigest()[:8]}"
+
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def _kubernetes_settings(read: _Reader) -> KubernetesSettings:
-    namespace = read.string("namespace", "vllm")
+def _kubernetes_settings(read: _Reader, stack: str) -> KubernetesSettings:
+    namespace = read.string("namespace", default_namespace(stack))
     if not DNS_LABEL.match(namespace):
         raise SpecError(f"{PROJECT}:namespace", namespace, "a DNS label: lowercase letters, digits and '-'")
     if namespace == "default" or namespace.startswith("kube-"):
@@ -737,12 +888,49 @@ def _check_disk_fits_model(spec: ServiceSpec) -> None:
         )
 
 
+#: Host memory of one GPU worker process (one per GPU: torch, the CUDA context, NCCL buffers), besides
+#: the API server and engine core processes (``CPU_RUNTIME_GB`` in components/kubernetes/pods.py).
+GPU_WORKER_HOST_GB = 2
+
+
+def _check_gpu_pod_requests(spec: ServiceSpec) -> None:
+    """A configured ``vllm:cpu`` / ``vllm:memoryGb`` must hold what a GPU pod runs, or the pod is throttled
+    into timeouts or OOM-killed mid-load, long after ``pulumi up`` returned.
+
+    Memory: the ``/dev/shm`` volume (a ``medium: Memory`` emptyDir, whose files "count against your
+    container's memory limit" per the Kubernetes docs, Volumes/emptyDir: what NCCL and vLLM's shared-memory
+    broadcast write there is charged to the pod; sized per GPU in pods.py), the
+    API server and engine core, and one worker process per GPU. The weights stream from the safetensors
+    files through the page cache, which the kernel reclaims within the limit, so they do not raise it.
+    CPU: one core per GPU worker (each drives its GPU from a busy host loop) plus one for the API server
+    and engine core.
+    """
+    from components.kubernetes import pods  # the pod's own sizes; loads the Kubernetes SDK, used here only
+
+    k8s, gpus = spec.kubernetes, spec.gpu.count
+    memory = pods.shm_gb(spec) + pods.CPU_RUNTIME_GB + GPU_WORKER_HOST_GB * gpus
+    if k8s.memory_gb is not None and k8s.memory_gb < memory:
+        raise SpecError(
+            f"{PROJECT}:memoryGb",
+            f"{k8s.memory_gb:g}",
+            f">= {memory} for {spec.gpu}: {pods.shm_gb(spec)} GB /dev/shm (memory-backed, counted in the "
+            f"pod's limit) + {pods.CPU_RUNTIME_GB} GB API server and engine + {GPU_WORKER_HOST_GB} GB per "
+            "GPU worker",
+        )
+    cpus = gpus + 1
+    if k8s.cpu is not None and k8s.cpu < cpus:
+        raise SpecError(
+            f"{PROJECT}:cpu",
+            f"{k8s.cpu:g}",
+            f">= {cpus} for {spec.gpu}: a core per GPU worker + one for the server",
+        )
+
+
 def load_spec() -> ServiceSpec:
     """The spec of the running stack, from Pulumi's config, checked by its platform's rules too."""
-    secret_keys = frozenset(
-        key for key in (f"{PROJECT}:{k}" for k in SECRET_KEYS) if pulumi.runtime.is_config_secret(key)
-    )
-    spec = build_spec(pulumi.get_stack(), stack_config(), secret_keys, lookup=model_facts.lookup)
+    config = stack_config()
+    secret_keys = frozenset(key for key in config if pulumi.runtime.is_config_secret(key))
+    spec = build_spec(pulumi.get_stack(), config, secret_keys, lookup=model_facts.lookup)
     _check_on_platform(spec)
     return spec
 

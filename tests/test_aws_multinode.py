@@ -166,7 +166,7 @@ def test_every_ray_node_carries_the_current_secret_versions_so_a_rotation_rolls_
     rotated = run_program(
         "aws-h200-multinode",
         config={"vllm:replicas": 2},
-        secrets={**SECRETS, "vllm:apiKey": "sk-rotated-0123"},
+        secrets={**SECRETS, "vllm:apiKey": "sk-rotated-0123456789"},
     )
     before = {t.name: t.inputs for t in h200.of_type(TEMPLATE)}
     after = {t.name: t.inputs for t in rotated.of_type(TEMPLATE)}

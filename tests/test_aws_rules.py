@@ -33,7 +33,7 @@ VARIANTS = {
         f"{LONG_STACK}-multinode",
         {"vllm:preset": "aws-h200-multinode", "vllm:replicas": 2},
     ),
-    "other-region": ("eu-serving", {"vllm:preset": "aws-h100", "aws:region": "eu-west-1"}),
+    "other-region": ("eu-serving", {"vllm:preset": "aws-h100", "aws:region": "eu-west-2"}),
     "user-vpc": ("aws-h100", USER_VPC),
     "private-instances": ("aws-h100", PRIVATE_INSTANCES),
     "l4-allowed-cidrs": (

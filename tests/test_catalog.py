@@ -1,5 +1,9 @@
 """Specification of the GPU catalog: names, machines per cloud, prices with sources, and selection."""
 
+import importlib.util
+import re
+from pathlib import Path
+
 import pytest
 
 from components import catalog
@@ -173,3 +177,31 @@ def test_kubernetes_accepts_one_to_eight_gpus_of_any_known_type():
     assert gpus_offered("kubernetes") == sorted(catalog.GPU_TYPES)
     with pytest.raises(CatalogError, match=r"counts 1, 2, 3, 4, 5, 6, 7, 8"):
         select("kubernetes", "H100", 16, spot=False)
+
+
+# --- AWS regions ----------------------------------------------------------------------------------------
+
+
+def test_the_aws_region_list_is_the_pinned_aws_providers():
+    # pulumi_aws generates its Region enum from AWS region codes; read as text (importing the SDK is slow).
+    enums = Path(importlib.util.find_spec("pulumi_aws").origin).parent / "_enums.py"
+    region_enum = enums.read_text().split("class Region(", 1)[1].split("\nclass ", 1)[0]
+    assert set(re.findall(r'= "([a-z0-9-]+)"', region_enum)) == set(catalog.AWS_REGIONS)
+
+
+def test_aws_regions_that_sell_a_machine_are_real_regions():
+    for offering in all_machine_offerings():
+        assert set(offering.regions) <= set(catalog.AWS_REGIONS), offering.machine_type
+
+
+def test_every_aws_machine_with_a_known_price_lists_where_it_is_sold():
+    for offering in all_machine_offerings():
+        if offering.cloud == "aws" and offering.machine_type in {"p5.4xlarge", "p6-b200.48xlarge"}:
+            assert offering.regions == ()  # absent from the source catalog: not checked, not guessed
+        elif offering.cloud == "aws":
+            assert "us-east-1" in offering.regions, offering.machine_type
+
+
+def test_a100_80gb_machines_are_sold_in_two_aws_regions_only():
+    (p4de,) = offerings("aws", "A100-80GB", 8)
+    assert p4de.regions == ("us-east-1", "us-west-2")

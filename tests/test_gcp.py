@@ -16,7 +16,7 @@ from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
-HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 MODEL = "Qwen/Qwen3-8B"
 #: How Pulumi marks a serialized secret value.

@@ -15,7 +15,7 @@ from components.spec import build_spec
 from tests.harness import Resource, Run, run_program
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
-HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 STACK, REPLICAS = "gcp-h100-multinode", 2
 

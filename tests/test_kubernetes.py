@@ -15,7 +15,7 @@ from components.spec import SpecError, build_spec
 from tests.harness import ROOT, Resource, Run, run_program
 from tools import fakes_kubernetes, mockrun
 
-HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
+HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 K8S_SCHEMA_VERSION = kubernetes_validate.latest_version()
@@ -185,7 +185,7 @@ def test_every_object_validates_against_the_kubernetes_schema(runs, scenario):
 def test_namespace_is_the_configured_one(runs):
     assert runs["gke"].one(NAMESPACE).inputs["metadata"]["name"] == "llm"
     assert deployment(runs["gke"])["metadata"]["namespace"] == "llm"
-    assert runs["l4"].one(NAMESPACE).inputs["metadata"]["name"] == "vllm"
+    assert runs["l4"].one(NAMESPACE).inputs["metadata"]["name"] == "vllm-k8s-l4"  # the stack's own
 
 
 def secret_data(run: Run) -> dict[str, str]:
@@ -493,7 +493,7 @@ def test_endpoint_is_the_load_balancer_hostname_when_the_cloud_gives_one(monkeyp
 def test_cluster_ip_service_gives_the_in_cluster_dns_name(runs):
     run = runs["clusterip"]
     assert run.one(SERVICE).inputs["spec"]["type"] == "ClusterIP"
-    assert run.outputs["endpoint"] == "http://vllm-internal-test-api.vllm.svc.cluster.local"
+    assert run.outputs["endpoint"] == "http://vllm-internal-test-api.vllm-internal-test.svc.cluster.local"
 
 
 def test_service_is_named_apart_from_the_workload(runs):
@@ -551,7 +551,7 @@ def test_dev_stack_keeps_sys_nice_for_cpu_numa_binding(runs):
 
 
 def test_dev_stack_is_reached_in_cluster(runs):
-    assert runs["dev"].outputs["endpoint"] == "http://vllm-dev-api.vllm.svc.cluster.local"
+    assert runs["dev"].outputs["endpoint"] == "http://vllm-dev-api.vllm-dev.svc.cluster.local"
 
 
 # --- bad input ------------------------------------------------------------------------------------------

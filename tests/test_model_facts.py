@@ -136,7 +136,7 @@ def test_a_model_the_hub_does_not_know_is_refused_naming_vllm_model(fake_hub):
 
 
 def test_a_gated_model_without_a_token_is_refused_naming_vllm_hf_token(fake_hub):
-    error = program_error("gcp-h100", {}, {"vllm:apiKey": "sk-x"})
+    error = program_error("gcp-h100", {}, {"vllm:apiKey": "sk-model-facts-test"})
     assert error.key == "vllm:hfToken" and "gated" in str(error)
 
 

@@ -1,14 +1,17 @@
 """tools.plan: a credential-free plan of any stack, and committed plans of every preset."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from components.spec import available_presets
+from components.spec import SpecError, available_presets
 from tools import plan as plan_tool
-from tools.mockrun import ROOT
+from tools.mockrun import ROOT, run_program
 
 
 @pytest.mark.parametrize("preset", available_presets())
@@ -74,5 +77,152 @@ def test_a_kubernetes_plan_loads_no_cloud_sdk():
 
 
 def test_the_api_key_shows_as_a_secret_never_as_its_value():
-    data = plan_tool.plan("k8s-l4", {"vllm:apiKey": "sk-plan-test"})
-    assert "sk-plan-test" not in json.dumps(data)
+    data = plan_tool.plan("k8s-l4", secrets={"vllm:apiKey": "sk-plan-test-0123456789"})
+    assert "sk-plan-test-0123456789" not in json.dumps(data)
+
+
+# --- plan equals up -------------------------------------------------------------------------------------
+
+GOOD_KEY = "sk-plan-equals-up-0123456789"
+CPU_POD = {"vllm:cloud": "kubernetes", "vllm:model": "Qwen/Qwen3-0.6B"}
+#: Bad configurations as a stack holds them: (stack, plain config, secret config).
+BAD_CONFIGS = {
+    "plaintext HF token": ("k8s-l4", {"vllm:hfToken": "hf_plaintext_token"}, {}),
+    "plaintext API key": ("k8s-l4", {"vllm:apiKey": GOOD_KEY}, {}),
+    "short API key": ("k8s-l4", {}, {"vllm:apiKey": "sk-short"}),
+    "unknown vllm key": ("k8s-l4", {"vllm:replica": "2"}, {}),
+    "provider key typo": ("gcp-h100", {"gcp:regoin": "us-east4"}, {}),
+    "CPU image on GPUs": ("gcp-h100", {"vllm:image": "vllm/vllm-openai-cpu:v0.33.0"}, {}),
+    "GPU image on a CPU pod": ("dev-test", {**CPU_POD, "vllm:image": "vllm/vllm-openai:v0.33.0"}, {}),
+    "AWS region without the GPU": ("aws-h100", {"aws:region": "eu-west-1"}, {}),
+    "AWS region that does not exist": ("aws-h100", {"aws:region": "us-central-1"}, {}),
+    "GPU pod memory": ("k8s-h100", {"vllm:memoryGb": "16"}, {}),
+    "not a number": ("k8s-l4", {"vllm:replicas": "two"}, {}),
+}
+
+
+def up_outcome(stack: str, config: dict, secrets: dict) -> str:
+    """What ``pulumi up`` does with the config: the program as the engine runs it, secrets as secrets."""
+    try:
+        run_program(stack, config, secrets)
+    except SpecError as error:
+        return str(error)
+    return "ok"
+
+
+def plan_outcome(stack: str, stack_file: Path, secrets: dict) -> str:
+    try:
+        plan_tool.plan(stack, secrets=secrets, stack_file=stack_file)
+    except SpecError as error:
+        return str(error)
+    return "ok"
+
+
+@pytest.mark.parametrize("case", [*BAD_CONFIGS, "a good config"])
+def test_the_plan_refuses_exactly_what_up_refuses(case, tmp_path):
+    stack, config, secrets = BAD_CONFIGS.get(
+        case, ("k8s-l4", {"vllm:replicas": "2"}, {"vllm:apiKey": GOOD_KEY})
+    )
+    stack_file = tmp_path / f"Pulumi.{stack}.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": config}))
+    up, planned = up_outcome(stack, config, secrets), plan_outcome(stack, stack_file, secrets)
+    assert planned == up
+    assert (up == "ok") == (case == "a good config"), up
+
+
+def test_a_plaintext_hf_token_in_a_stack_file_fails_the_plan_command(tmp_path):
+    stack_file = tmp_path / "Pulumi.k8s-l4.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"vllm:hfToken": "hf_plaintext_token"}}))
+    result = run_plan("--stack", "k8s-l4", "--stack-file", str(stack_file))
+    assert result.returncode == 2
+    assert "vllm:hfToken" in result.stderr and "--secret" in result.stderr
+    assert "hf_plaintext_token" not in result.stderr + result.stdout
+
+
+def test_a_secure_value_in_a_stack_file_is_a_secret_of_the_plan(tmp_path):
+    stack_file = tmp_path / "Pulumi.k8s-l4.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"vllm:hfToken": {"secure": "v1:AAAA:BBBB"}}}))
+    data = plan_tool.plan("k8s-l4", stack_file=stack_file)
+    assert data["spec"]["cloud"] == "kubernetes"
+    assert "v1:AAAA:BBBB" not in json.dumps(data)
+
+
+# --- local stack files ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_stack_file(tmp_path, monkeypatch):
+    """A user's own ``Pulumi.k8s-l4.yaml`` next to Pulumi.yaml, as the quickstart creates one."""
+    monkeypatch.setattr(plan_tool, "ROOT", tmp_path)
+    path = tmp_path / "Pulumi.k8s-l4.yaml"
+    path.write_text(yaml.safe_dump({"config": {"vllm:replicas": "5"}}))
+    return path
+
+
+def test_a_local_stack_file_does_not_change_the_plan_unless_asked(local_stack_file):
+    assert plan_tool.plan("k8s-l4")["spec"]["replicas"] == 1
+
+
+def test_the_stack_file_is_read_when_asked(local_stack_file):
+    assert plan_tool.default_stack_file("k8s-l4") == local_stack_file
+    assert plan_tool.plan("k8s-l4", stack_file=local_stack_file)["spec"]["replicas"] == 5
+
+
+def test_a_missing_stack_file_is_one_clear_error(tmp_path):
+    result = run_plan("--stack", "k8s-l4", "--stack-file", str(tmp_path / "Pulumi.nope.yaml"))
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_list_key_set_by_path_reaches_the_program_as_a_list(tmp_path):
+    # `pulumi config set --path 'vllm:extraArgs[0]' -- --enable-prefix-caching` writes a YAML list.
+    stack_file = tmp_path / "Pulumi.k8s-l4.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"vllm:extraArgs": ["--enable-prefix-caching"]}}))
+    data = plan_tool.plan("k8s-l4", stack_file=stack_file)
+    assert data["spec"]["extraArgs"] == ["--enable-prefix-caching"]
+
+
+def test_the_readme_runs_the_tools_with_the_venvs_python():
+    readme = (ROOT / "README.md").read_text()
+    bare = re.findall(r"(?<!\.venv/bin/)\bpython3? -m (?:tools|pytest)\b", readme)
+    assert bare == [], "README commands run the project's tools as .venv/bin/python -m ..."
+
+
+# --- what the Pulumi CLI checks before the program runs -------------------------------------------------
+
+
+def test_a_list_key_holding_text_is_refused_as_the_pulumi_cli_refuses_it(tmp_path):
+    # `pulumi config set vllm:extraArgs '["--enable-prefix-caching"]'` stores a string, not a list.
+    stack_file = tmp_path / "Pulumi.k8s-l4.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {"vllm:extraArgs": '["--enable-prefix-caching"]'}}))
+    with pytest.raises(plan_tool.StackConfigError) as caught:
+        plan_tool.plan("k8s-l4", stack_file=stack_file)
+    assert str(caught.value) == (
+        "Stack 'k8s-l4' with configuration key 'vllm:extraArgs' must be of type 'array<string>'"
+    )
+
+
+def test_a_text_key_holding_a_list_is_refused_as_the_pulumi_cli_refuses_it():
+    with pytest.raises(plan_tool.StackConfigError, match="'vllm:gpu' must be of type 'string'"):
+        plan_tool.plan("k8s-l4", {"vllm:gpu": ["L4:1"]})
+
+
+def test_the_plan_command_takes_a_list_in_brackets():
+    result = run_plan("--stack", "k8s-l4", "--config", 'vllm:extraArgs=["--enable-prefix-caching"]', "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["extraArgs"] == ["--enable-prefix-caching"]
+
+
+def test_the_plan_command_reports_a_stack_config_type_error_in_one_line():
+    result = run_plan("--stack", "k8s-l4", "--config", "vllm:extraArgs=--enable-prefix-caching")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: validating stack config: Stack 'k8s-l4' with configuration key 'vllm:extraArgs' must be of "
+        "type 'array<string>'"
+    ]
+
+
+def test_the_program_sees_pulumi_yamls_defaults_as_in_a_real_run():
+    defaults = plan_tool.project_defaults(plan_tool.project_config())
+    assert defaults["vllm:extraArgs"] == [] and defaults["vllm:replicas"] == ""
+    assert defaults["pulumi:disable-default-providers"] == ["*"]

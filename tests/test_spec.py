@@ -1,12 +1,18 @@
 """The stack spec: presets, overrides, and one clear message for every bad value before any resource."""
 
+import re
+import subprocess
+import sys
+
 import pulumi
 import pytest
 import yaml
 
 from components import catalog
 from components.spec import (
+    DEFAULT_CPU_IMAGE,
     DEFAULT_IMAGE,
+    MIN_API_KEY_LENGTH,
     PRESETS_DIR,
     PROJECT,
     PROVIDER_KEYS,
@@ -15,6 +21,9 @@ from components.spec import (
     SpecError,
     available_presets,
     build_spec,
+    default_namespace,
+    image_hardware,
+    provider_config_keys,
     read_preset,
 )
 from tests.harness import ROOT, run_program
@@ -116,7 +125,10 @@ def test_the_default_image_is_a_pinned_release():
         ("vllm:allowedCidrs", ["everyone"], "a CIDR"),
         ("gcp:zone", "europe-west4-a", "a zone of gcp:region us-central1"),
         ("gcp:region", "mars-north1", "a region that sells"),
-        ("vllm:replica", "2", "a known key"),
+        ("vllm:replica", "2", "did you mean vllm:replicas?"),
+        ("gcp:regoin", "us-east1", "did you mean gcp:region?"),
+        ("gcp:projet", "my-proj", "did you mean gcp:project?"),
+        ("vllm:image", "vllm/vllm-openai-cpu:v0.33.0", "a CUDA build of vLLM"),
     ],
 )
 def test_each_bad_value_fails_with_one_message_naming_key_value_and_what_is_valid(key, value, valid):
@@ -165,6 +177,225 @@ def test_a_secret_set_in_plaintext_is_rejected():
     assert error.key == "vllm:hfToken"
     assert "--secret" in str(error)
     assert "hf_plain" not in str(error)
+
+
+def test_a_configured_api_key_shorter_than_16_characters_is_refused_by_length_never_by_value():
+    error = spec_error(PLAIN_STACK, MINIMAL_GCP, {"vllm:apiKey": "sk-too-short"})
+    assert error.key == "vllm:apiKey"
+    assert "12 characters" in str(error) and f"at least {MIN_API_KEY_LENGTH}" in str(error)
+    assert "sk-too-short" not in str(error)
+
+
+def test_an_api_key_of_16_characters_is_accepted():
+    run = run_program(PLAIN_STACK, MINIMAL_GCP, {"vllm:apiKey": "k" * MIN_API_KEY_LENGTH})
+    assert run.resources
+
+
+# --- typos ----------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_vllm_key_names_the_nearest_key_not_the_whole_list():
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:maxModelLength": "4096"})
+    assert str(error).endswith("did you mean vllm:maxModelLen?")
+    assert "vllm:allowedCidrs" not in str(error)
+
+
+def test_an_unknown_vllm_key_like_no_other_lists_the_keys():
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:flavour": "x"})
+    assert error.key == "vllm:flavour"
+    assert "vllm:replicas" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("key", "suggested"),
+    [
+        ("gcp:regoin", "gcp:region"),
+        ("gcp:zonee", "gcp:zone"),
+        ("aws:regin", "aws:region"),
+        ("aws:profle", "aws:profile"),
+        ("kubernetes:contxt", "kubernetes:context"),
+        ("kubernetes:namspace", "kubernetes:namespace"),
+    ],
+)
+def test_a_typo_in_a_provider_key_is_refused_with_the_key_meant(key, suggested):
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, key: "x"})
+    assert error.key == key
+    assert f"did you mean {suggested}?" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("gcp:credentials", "/home/me/key.json"),
+        ("gcp:impersonateServiceAccount", "deployer@my-proj.iam.gserviceaccount.com"),
+        ("gcp:defaultLabels", '{"team": "ml"}'),
+        ("aws:profile", "prod"),
+        ("aws:defaultTags", '{"tags": {"team": "ml"}}'),
+        ("aws:assumeRoles", '[{"roleArn": "arn:aws:iam::123456789012:role/deploy"}]'),
+        ("aws:skipCredentialsValidation", "true"),
+        ("kubernetes:namespace", "tools"),
+        ("kubernetes:kubeconfig", "/home/me/.kube/config"),
+        ("kubernetes:enableServerSideApply", "true"),
+        # the legacy ``<ns>:config:<key>`` spelling and the root of a --path key
+        ("aws:config:region", "us-east-1"),
+        ("aws:defaultTags.tags.team", "ml"),
+    ],
+)
+def test_provider_keys_the_program_does_not_read_are_still_valid(key, value):
+    assert build_spec(PLAIN_STACK, {**MINIMAL_GCP, key: value}).cloud == "gcp"
+
+
+def test_provider_keys_come_from_the_installed_sdks_without_importing_them():
+    probe = (
+        "import sys; from components.spec import provider_config_keys as keys; "
+        "print(len(keys('gcp')), len(keys('aws')), len(keys('kubernetes')), "
+        "sorted(m for m in ('pulumi_gcp', 'pulumi_aws', 'pulumi_kubernetes') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    gcp, aws, kubernetes, imported = result.stdout.split(" ", 3)
+    assert int(gcp) > 100 and int(aws) > 20 and int(kubernetes) > 10
+    assert imported.strip() == "[]"
+
+
+def test_every_provider_key_the_program_reads_is_a_key_of_its_provider():
+    for key in PROVIDER_KEYS:
+        namespace, name = key.split(":")
+        assert name in provider_config_keys(namespace), key
+
+
+@pytest.mark.parametrize("key", ["vlm:replicas", "VLLM:replicas", "vllmm:replicas"])
+def test_a_typo_in_the_vllm_namespace_is_refused_with_the_key_meant(key):
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, key: "2"})
+    assert error.key == key
+    assert "did you mean vllm:replicas?" in str(error)
+
+
+def test_namespaces_of_other_providers_are_left_to_them():
+    assert build_spec(PLAIN_STACK, {**MINIMAL_GCP, "random:seed": "1", "pulumi:tags": "{}"}).cloud == "gcp"
+
+
+def test_a_secret_under_an_unknown_key_is_not_echoed():
+    error = spec_error(PLAIN_STACK, MINIMAL_GCP, {"vllm:hfTokn": "hf_secret_value"})
+    assert error.key == "vllm:hfTokn"
+    assert "hf_secret_value" not in str(error)
+    assert "did you mean vllm:hfToken?" in str(error)
+
+
+# --- hardware and image ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "built_for"),
+    [
+        ("vllm/vllm-openai:v0.33.0", "cuda"),
+        ("registry.example.com/team/vllm-openai:v0.33.0-patched", "cuda"),
+        ("vllm/vllm-openai-cpu:v0.33.0", "cpu"),
+        ("public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.33.0", "cpu"),
+        ("public.ecr.aws/q9t5s3a7/vllm-arm64-cpu-release-repo:v0.33.0", "cpu"),
+        ("vllm-cpu-env:v0.33.0", "cpu"),
+        ("vllm/vllm-openai:v0.33.0-rocm", "rocm"),
+        ("rocm/vllm:rocm6.4_vllm_0.9.1", "rocm"),
+        ("cpu-team.example.com/cpu-infra/vllm-openai:v0.33.0", "cuda"),
+        ("vllm/vllm-tpu:v0.33.0", "tpu"),
+    ],
+)
+def test_the_image_names_the_hardware_it_was_built_for(image, built_for):
+    assert image_hardware(image) == built_for
+
+
+@pytest.mark.parametrize(
+    "image", ["vllm/vllm-openai-cpu:v0.33.0", "vllm/vllm-openai:v0.33.0-rocm", "vllm/vllm-tpu:v0.33.0"]
+)
+def test_a_non_cuda_image_on_gpus_is_refused(image):
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:image": image})
+    assert error.key == "vllm:image"
+    assert DEFAULT_IMAGE in str(error)
+
+
+CPU_POD = {"vllm:cloud": "kubernetes", "vllm:model": "Qwen/Qwen2.5-0.5B-Instruct"}
+
+
+def test_a_gpu_image_on_a_cpu_pod_is_refused():
+    error = spec_error(PLAIN_STACK, {**CPU_POD, "vllm:image": DEFAULT_IMAGE})
+    assert error.key == "vllm:image"
+    assert DEFAULT_CPU_IMAGE in str(error)
+
+
+def test_a_cpu_pod_defaults_to_the_cpu_build_of_the_same_release():
+    spec = build_spec(PLAIN_STACK, CPU_POD)
+    assert spec.image == DEFAULT_CPU_IMAGE
+    assert DEFAULT_CPU_IMAGE.split(":")[1] == DEFAULT_IMAGE.split(":")[1]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "valid"),
+    [("vllm:memoryGb", "20", ">= 35 for H100:8"), ("vllm:cpu", "4", ">= 9 for H100:8")],
+)
+def test_gpu_pod_requests_below_what_the_pod_runs_are_refused(key, value, valid):
+    error = spec_error(PLAIN_STACK, {**CPU_POD, "vllm:gpu": "H100:8", key: value})
+    assert error.key == key
+    assert valid in str(error)
+
+
+def test_gpu_pod_minimums_grow_with_the_gpu_count():
+    one = spec_error(PLAIN_STACK, {**CPU_POD, "vllm:gpu": "L4:1", "vllm:memoryGb": "1"})
+    four = spec_error(PLAIN_STACK, {**CPU_POD, "vllm:gpu": "L4:4", "vllm:memoryGb": "1"})
+    assert ">= 7 for L4:1" in str(one) and ">= 19 for L4:4" in str(four)
+
+
+@pytest.mark.parametrize("gpu", sorted(catalog.GPU_TYPES))
+def test_the_default_gpu_pod_requests_meet_the_minimums(gpu):
+    from components.kubernetes import pods
+
+    for count in (1, 2, 4, 8):
+        spec = build_spec(PLAIN_STACK, {**CPU_POD, "vllm:gpu": f"{gpu}:{count}"})
+        cpus, memory = pods.requests(spec)
+        configured = {**CPU_POD, "vllm:gpu": f"{gpu}:{count}", "vllm:cpu": cpus, "vllm:memoryGb": memory}
+        assert build_spec(PLAIN_STACK, configured).kubernetes.memory_gb == memory
+
+
+# --- AWS regions ----------------------------------------------------------------------------------------
+
+AWS = {"vllm:cloud": "aws", "vllm:gpu": "H100:8", "vllm:model": "Qwen/Qwen3-8B"}
+
+
+def test_an_aws_region_that_does_not_exist_is_refused_with_the_nearest():
+    error = spec_error(PLAIN_STACK, {**AWS, "aws:region": "us-est-1"})
+    assert error.key == "aws:region"
+    assert "an AWS region" in str(error)
+
+
+def test_an_aws_region_that_does_not_sell_the_gpu_names_the_regions_that_do():
+    error = spec_error(PLAIN_STACK, {**AWS, "vllm:gpu": "A100-80GB:8", "aws:region": "eu-west-1"})
+    assert error.key == "aws:region"
+    assert "a region that sells p4de.24xlarge: us-east-1, us-west-2" in str(error)
+
+
+def test_an_aws_region_that_sells_the_gpu_is_accepted():
+    assert build_spec(PLAIN_STACK, {**AWS, "aws:region": "eu-west-2"}).region == "eu-west-2"
+
+
+# --- Kubernetes namespaces ------------------------------------------------------------------------------
+
+
+def test_each_kubernetes_stack_gets_its_own_namespace():
+    first = build_spec("team-a", {**CPU_POD})
+    second = build_spec("team-b", {**CPU_POD})
+    assert (first.kubernetes.namespace, second.kubernetes.namespace) == ("vllm-team-a", "vllm-team-b")
+
+
+@pytest.mark.parametrize(("first", "second"), [("Prod_EU", "prod-eu"), ("a.b", "a-b"), ("x" * 70, "x" * 71)])
+def test_stack_names_that_slug_alike_still_get_distinct_valid_namespaces(first, second):
+    one, other = default_namespace(first), default_namespace(second)
+    assert one != other
+    assert all(len(n) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", n) for n in (one, other))
+
+
+def test_a_configured_namespace_wins_over_the_stack_default():
+    assert build_spec("team-a", {**CPU_POD, "vllm:namespace": "llm"}).kubernetes.namespace == "llm"
 
 
 def test_a_spec_error_is_a_clean_pulumi_error_without_traceback():

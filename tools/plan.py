@@ -1,13 +1,23 @@
 """Render a stack's plan with no cloud credentials and no Pulumi CLI.
 
-    python -m tools.plan --stack gcp-h100 [--config vllm:replicas=3 ...] [--json]
+    python -m tools.plan --stack gcp-h100 [--config vllm:replicas=3 ...] [--secret vllm:apiKey=...]
+                         [--stack-file [Pulumi.gcp-h100.yaml]] [--json]
     python -m tools.plan --update-snapshots
 
 It runs the real program under Pulumi's mock runtime (``tools.mockrun``) and prints the effective spec, a
 cost table like SkyPilot's optimizer output, and the resource tree with the key properties of each
 resource (machine, GPUs, replicas, health check, exposure). Values the cloud computes at deploy time show
-as ``<computed>``. The stack's own ``Pulumi.<stack>.yaml``, when present, overrides the preset as in a real
-run; its secrets show as ``<secret>`` and never leave the stack file.
+as ``<computed>``, secrets as ``<secret>``.
+
+The plan refuses exactly what ``pulumi up`` refuses: the CLI's check of Pulumi.yaml's declared types
+first, then config reaches the program as the engine hands it over (with Pulumi.yaml's defaults), plain
+values as plain config and only secrets (``--secret``, ``secure:`` values of a stack file) as secret
+config, so the program's own checks decide, the same code path as a real run. ``--config`` is
+``pulumi config set``, ``--secret`` is ``pulumi config set --secret``. A stack file is read only when
+asked (``--stack-file``): a local ``Pulumi.<stack>.yaml`` never changes a plan, a test or a snapshot by
+being there. Its ``secure:`` values are ciphertext the plan cannot decrypt (that needs the state's
+passphrase or key), so they stand in as secrets of unknown content: the plan checks that they are secrets,
+``pulumi up`` also checks the API key's length.
 
 The program looks the model up on the Hugging Face Hub as ``pulumi up`` does (components/model_facts.py):
 offline, it warns and falls back to the config. A stack's HF token stays encrypted here, so the lookup
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,13 +44,21 @@ import yaml
 from pulumi.runtime import rpc
 
 from components import catalog, model_facts
-from components.spec import SECRET_KEYS, SpecError, available_presets
+from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
 SNAPSHOT_DIR = ROOT / "tests" / "snapshots"
 REFRESH_COMMAND = ".venv/bin/python -m tools.plan --update-snapshots"
 COMPUTED = "<computed>"
-SECRET = model_facts.UNKNOWN_TOKEN  # also what the program sees of a secret: known to be set, value unknown
+SECRET = "<secret>"
+#: What a stack file's ``secure:`` value stands in as (the plan has no key to decrypt it).
+ENCRYPTED = model_facts.UNKNOWN_TOKEN
+PROJECT_FILE = ROOT / "Pulumi.yaml"
+
+
+class StackConfigError(ValueError):
+    """A stack value the Pulumi CLI refuses before it runs the program (its declared type in Pulumi.yaml)."""
+
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
 #: over a list), optionally named ("label = path"). A type not listed here still appears in the tree.
@@ -146,34 +165,119 @@ KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def stack_file_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The ``config:`` of ``Pulumi.<stack>.yaml`` if the repository has one: (plain values, secrets)."""
-    path = ROOT / f"Pulumi.{stack}.yaml"
+def default_stack_file(stack: str) -> Path:
+    """Where Pulumi keeps a stack's config: ``Pulumi.<stack>.yaml`` next to ``Pulumi.yaml``."""
+    return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def stack_file_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``config:`` of a Pulumi stack file as the engine hands it over: (plain values, secrets). A value
+    holding a ``secure:`` anywhere is secret as a whole, as Pulumi treats it."""
     if not path.exists():
-        return {}, {}
+        raise SystemExit(f"--stack-file: {path} does not exist")
     values = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    plain = {k: v for k, v in values.items() if not (isinstance(v, dict) and "secure" in v)}
-    secrets = {k: SECRET for k, v in values.items() if isinstance(v, dict) and "secure" in v}
+    plain = {key: value for key, value in values.items() if not _holds_secure(value)}
+    secrets = {key: ENCRYPTED for key, value in values.items() if _holds_secure(value)}
     return plain, secrets
 
 
-def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
-    overrides = {}
+def _holds_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "secure" in value or any(_holds_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secure(v) for v in value)
+    return False
+
+
+def project_config() -> dict[str, Any]:
+    """The ``config:`` declarations of Pulumi.yaml."""
+    return dict((yaml.safe_load(PROJECT_FILE.read_text()) or {}).get("config") or {})
+
+
+def project_defaults(declared: dict[str, Any]) -> dict[str, Any]:
+    """What the engine adds to every stack's config from Pulumi.yaml: each declared key's ``default`` and
+    each ``value`` (such as ``pulumi:disable-default-providers``)."""
+    return {
+        key: declaration.get("default", declaration.get("value"))
+        for key, declaration in declared.items()
+        if isinstance(declaration, dict) and ("default" in declaration or "value" in declaration)
+    }
+
+
+def check_declared_types(stack: str, config: dict[str, Any], declared: dict[str, Any]) -> None:
+    """What the Pulumi CLI checks before it runs the program (pkg/workspace ``validateStackConfigValue``):
+    a plain value must be a string where Pulumi.yaml declares ``string``, and a list of strings where it
+    declares ``array`` of strings; ``pulumi config set KEY '["a"]'`` stores a string, not a list."""
+    for key, value in config.items():
+        declaration = declared.get(key)
+        if not isinstance(declaration, dict) or "type" not in declaration:
+            continue
+        expected = declaration["type"]
+        items = (declaration.get("items") or {}).get("type")
+        if expected == "array":
+            ok = isinstance(value, list) and all(items is None or _of_type(item, items) for item in value)
+            shown = f"array<{items}>" if items else "array"
+        else:
+            ok, shown = _of_type(value, expected), expected
+        if not ok:
+            raise StackConfigError(
+                f"Stack '{stack}' with configuration key '{key}' must be of type '{shown}'"
+            )
+
+
+def _of_type(value: Any, expected: str) -> bool:
+    """A plain stack value reaches the CLI as its text, so any scalar is a string; lists and maps are not."""
+    if expected == "string":
+        return not isinstance(value, list | dict)
+    if expected == "integer":
+        return not isinstance(value, bool) and re.fullmatch(r"-?[0-9]+", str(value)) is not None
+    if expected == "boolean":
+        return str(value).lower() in ("true", "false")
+    return True
+
+
+def parse_pairs(option: str, pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE in brackets is a list, as a stack file holds one (what ``pulumi config
+    set --path 'KEY[0]'`` builds), any other VALUE the string ``pulumi config set KEY VALUE`` stores."""
+    values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or ":" not in key:
-            raise SystemExit(f"--config takes NAMESPACE:KEY=VALUE (e.g. vllm:replicas=3), not {pair!r}")
-        overrides[key] = value
-    return overrides
+            raise SystemExit(f"{option} takes NAMESPACE:KEY=VALUE (e.g. vllm:replicas=3), not {pair!r}")
+        values[key] = _list_or_text(value) if option == "--config" else value
+    return values
 
 
-def plan(stack: str, overrides: dict[str, str] | None = None) -> dict[str, Any]:
-    """The plan of ``stack`` as plain data: spec, cost, resources with their key properties."""
-    plain, secrets = stack_file_config(stack)
-    config = {**plain, **(overrides or {})}
-    secrets = {**secrets, **{k: SECRET for k in config if k.split(":")[-1] in SECRET_KEYS}}
-    config = {k: v for k, v in config.items() if k not in secrets}
-    run = run_program(stack, config, secrets, preview=True, fake_outputs=False)
+def _list_or_text(value: str) -> Any:
+    if value.strip().startswith("["):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, list):
+            return parsed
+    return value
+
+
+def plan(
+    stack: str,
+    overrides: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    stack_file: Path | None = None,
+) -> dict[str, Any]:
+    """The plan of ``stack`` as plain data: spec, cost, resources with their key properties.
+
+    ``overrides`` are plain config and ``secrets`` secret config, over ``stack_file``'s when one is given;
+    nothing is promoted to a secret here, so the program refuses what it would refuse in ``pulumi up``.
+    """
+    file_plain, file_secrets = stack_file_config(stack_file) if stack_file is not None else ({}, {})
+    overrides, secrets = overrides or {}, secrets or {}
+    config = {k: v for k, v in {**file_plain, **overrides}.items() if k not in secrets}
+    secret_config = {k: v for k, v in {**file_secrets, **secrets}.items() if k not in overrides}
+    declared = project_config()
+    check_declared_types(stack, config, declared)
+    defaults = {k: v for k, v in project_defaults(declared).items() if k not in {**config, **secret_config}}
+    run = run_program(stack, {**defaults, **config}, secret_config, preview=True, fake_outputs=False)
     spec = _shown(run.outputs["spec"])
     return {
         "stack": stack,
@@ -375,15 +479,39 @@ def main(argv: list[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="stack name; a preset of the same name applies")
     target.add_argument("--update-snapshots", action="store_true", help="rewrite tests/snapshots/*.txt")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="KEY=VALUE", help="as pulumi config set KEY VALUE"
+    )
+    parser.add_argument(
+        "--secret", action="append", default=[], metavar="KEY=VALUE", help="as pulumi config set --secret"
+    )
+    parser.add_argument(
+        "--stack-file",
+        nargs="?",
+        const="",
+        type=Path,
+        metavar="PATH",
+        help="read a stack file's config (default Pulumi.<stack>.yaml); without this option none is read",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     if args.update_snapshots:
         for path in update_snapshots():
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
+    stack_file = None
+    if args.stack_file is not None:
+        stack_file = args.stack_file if str(args.stack_file) else default_stack_file(args.stack)
     try:
-        data = plan(args.stack, parse_overrides(args.config))
+        data = plan(
+            args.stack,
+            parse_pairs("--config", args.config),
+            parse_pairs("--secret", args.secret),
+            stack_file,
+        )
+    except StackConfigError as error:
+        print(f"error: validating stack config: {error}", file=sys.stderr)
+        return 2
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
