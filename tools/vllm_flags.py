@@ -1,0 +1,216 @@
+"""Regenerate components/vllm_flags.json: every `vllm serve` flag of the pinned vLLM, from its own parser.
+
+``vllm:extraArgs`` is checked against this list (components/extra_args.py), so it must come from the vLLM
+release the default image runs, never be written by hand. Run it with that release installed in a venv of
+its own (never the project's venv). vLLM's wheel pins CUDA torch; the parser needs neither a GPU nor CUDA
+torch, so the CPU torch wheel and the packages its import chain needs are enough:
+
+    python3 -m venv /work/venvs/vllm
+    /work/venvs/vllm/bin/pip install --no-deps vllm==0.33.0
+    /work/venvs/vllm/bin/pip install torch==2.13.0 packaging regex cachetools psutil numpy requests tqdm \
+        blake3 py-cpuinfo 'transformers<5.21,>=5.16.1' 'huggingface_hub>=1.31' tokenizers safetensors \
+        'fastapi[standard]<0.137,>=0.133' starlette aiohttp openai pydantic orjson prometheus_client \
+        prometheus-fastapi-instrumentator partial-json-parser jsonschema pyzmq msgspec pyyaml einops \
+        cloudpickle python-json-logger pybase64 cbor2 ijson setproctitle uvloop pillow sentencepiece \
+        tiktoken anthropic oss-harmony xgrammar==0.2.8 'llguidance<1.8,>=1.7' outlines_core==0.2.14 \
+        lark==1.2.2 lm-format-enforcer==0.11.3 'mistral_common[image]' compressed-tensors==0.17.0 \
+        depyf==0.20.0 model-hosting-container-standards opentelemetry-sdk opentelemetry-exporter-otlp \
+        opentelemetry-semantic-conventions-ai 'mcp<3,>=2.2' ninja
+    /work/venvs/vllm/bin/python -m tools.vllm_flags
+
+The parser is built as ``vllm`` itself builds it (vllm/entrypoints/cli/main.py): a FlexibleArgumentParser
+with a ``serve`` subparser from ``ServeSubcommand.subparser_init`` (vllm/entrypoints/cli/serve.py), which
+calls ``make_arg_parser`` (vllm/entrypoints/common/cli_args.py). Platform detection finds no GPU here, so
+the CPU platform is set first, as ``vllm bench`` does in main.py; it changes defaults, not flags.
+
+Ranges come from the same source vLLM validates with: the pydantic ``Field(gt=, ge=, lt=, le=)`` bounds of
+the config dataclass field behind each flag (e.g. ``CacheConfig.gpu_memory_utilization``, ``gt=0, le=1``
+in vllm/config/cache.py). Which field is behind which flag is recorded while the parser is built, by
+watching the ``get_kwargs(ConfigClass)["field"]`` look-ups that each ``add_argument`` call spreads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+OUTPUT = Path(__file__).resolve().parent.parent / "components" / "vllm_flags.json"
+SECRET_WORDS = re.compile(r"token|key|secret|password", re.IGNORECASE)
+
+
+class _FieldLookups(dict):
+    """get_kwargs' result, noting which (config class, field) each add_argument call spreads."""
+
+    last: ClassVar[list[tuple[type, str]]] = []
+
+    def __init__(self, cls: type, kwargs: dict) -> None:
+        super().__init__(kwargs)
+        self.cls = cls
+
+    def __getitem__(self, name: str) -> Any:
+        _FieldLookups.last.append((self.cls, name))
+        return super().__getitem__(name)
+
+
+def _build_serve_parser() -> tuple[argparse.ArgumentParser, dict[int, tuple[type, str]]]:
+    from vllm import platforms
+    from vllm.platforms.cpu import CpuPlatform
+
+    platforms.current_platform = CpuPlatform()
+
+    import vllm.engine.arg_utils as arg_utils
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    original_get_kwargs = arg_utils.get_kwargs
+    arg_utils.get_kwargs = lambda cls: _FieldLookups(cls, original_get_kwargs(cls))
+    fields: dict[int, tuple[type, str]] = {}
+
+    def watching(add_argument):
+        def add(self, *args, **kwargs):
+            looked_up = list(_FieldLookups.last)
+            _FieldLookups.last.clear()
+            action = add_argument(self, *args, **kwargs)
+            if len(looked_up) == 1:
+                fields[id(action)] = looked_up[0]
+            return action
+
+        return add
+
+    group_class = FlexibleArgumentParser._FlexibleArgumentGroup
+    originals = (FlexibleArgumentParser.add_argument, group_class.add_argument)
+    FlexibleArgumentParser.add_argument = watching(originals[0])
+    group_class.add_argument = watching(originals[1])
+    try:
+        parser = FlexibleArgumentParser(description="vLLM CLI")
+        subparsers = parser.add_subparsers(required=False, dest="subparser")
+        serve = ServeSubcommand().subparser_init(subparsers)
+    finally:
+        FlexibleArgumentParser.add_argument, group_class.add_argument = originals
+        arg_utils.get_kwargs = original_get_kwargs
+    return serve, fields
+
+
+def _value_kind(parse: Any) -> tuple[str, bool]:
+    """(kind of value, whether "None"/"" mean unset) for an argparse ``type`` callable."""
+    import vllm.engine.arg_utils as arg_utils
+    from vllm.utils import argparse_utils
+
+    optional = False
+    if getattr(parse, "__qualname__", "").startswith("optional_type."):
+        optional = True
+        parse = parse.__closure__[0].cell_contents
+    if getattr(parse, "__qualname__", "").startswith("parse_type."):
+        parse = parse.__closure__[0].cell_contents
+    known = {
+        None: "str",
+        str: "str",
+        int: "int",
+        float: "float",
+        json.loads: "json",
+        argparse_utils.human_readable_int: "human_int",
+        argparse_utils.human_readable_int_or_auto: "human_int_or_auto",
+        arg_utils.union_dict_and_str: "json_or_str",
+        arg_utils.parse_reasoning_parser: "str",
+    }
+    if parse in known:
+        return known[parse], optional
+    name = getattr(parse, "__qualname__", "")
+    if name.endswith("parse_dataclass"):
+        return "json_config", optional
+    if name.endswith("<lambda>"):
+        # vLLM's anonymous parsers: backend names folded to lower_snake, or comma-separated lists.
+        if parse("Ab-C") == "ab_c":
+            return "lower_snake", optional
+        return "str", optional
+    if getattr(parse, "__module__", "").startswith("vllm.") and "LoRA" in type(parse).__name__:
+        return "str", optional
+    return "str", optional
+
+
+def _choice(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def _bounds(field: tuple[type, str] | None) -> dict | None:
+    """The pydantic Field bounds vLLM validates this flag's config field with, and where they are written."""
+    if field is None:
+        return None
+    cls, name = field
+    info = getattr(cls, "__pydantic_fields__", {}).get(name)
+    if info is None:
+        return None
+    bounds = {}
+    for constraint in info.metadata:
+        for attribute in ("gt", "ge", "lt", "le"):
+            if getattr(constraint, attribute, None) is not None:
+                bounds[attribute] = getattr(constraint, attribute)
+    if not bounds:
+        return None
+    path = Path(inspect.getsourcefile(cls))
+    source = path.read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if re.match(rf"\s+{name}\s*:", text))
+    relative = path.as_posix().split("/site-packages/", 1)[1]
+    return {**bounds, "source": f"{relative}:{line} {cls.__name__}.{name}"}
+
+
+def _flag_record(action: argparse.Action, options: list[str], field: tuple[type, str] | None) -> dict:
+    boolean = isinstance(action, argparse.BooleanOptionalAction)
+    kind, optional = _value_kind(action.type)
+    takes_value = action.nargs != 0
+    record: dict[str, Any] = {
+        # Declared spellings first (canonical one leading), then the hidden ones argparse also accepts.
+        "options": [*action.option_strings, *sorted(set(options) - set(action.option_strings))],
+        "dest": action.dest,
+        "action": type(action).__name__,
+        "takes_value": takes_value,
+        "nargs": action.nargs if takes_value else 0,
+        "type": "bool" if not takes_value else kind,
+        "none_allowed": optional,
+    }
+    if boolean:
+        record["negative_options"] = sorted(getattr(action, "negative_option_strings", ()))
+    choices = [_choice(c) for c in action.choices or () if c is not None]
+    if choices:
+        record["choices"] = choices
+    bounds = _bounds(field)
+    if bounds:
+        record["range"] = bounds
+    return record
+
+
+def generate() -> dict:
+    import vllm
+
+    parser, fields = _build_serve_parser()
+    grouped: dict[int, tuple[argparse.Action, list[str]]] = {}
+    for option, action in parser._option_string_actions.items():
+        grouped.setdefault(id(action), (action, []))[1].append(option)
+    flags = [_flag_record(a, options, fields.get(i)) for i, (a, options) in grouped.items()]
+    flags.sort(key=lambda f: f["options"][0])
+    every_option = sorted(o for f in flags for o in f["options"])
+    return {
+        "vllm_version": vllm.__version__,
+        "command": "vllm serve",
+        "generated_by": "tools/vllm_flags.py (see its docstring)",
+        "allow_abbrev": parser.allow_abbrev,
+        # Candidates for the hand-reviewed secret list in components/extra_args.py.
+        "secret_name_candidates": [o for o in every_option if o.startswith("--") and SECRET_WORDS.search(o)],
+        "flags": flags,
+    }
+
+
+def main() -> int:
+    data = generate()
+    OUTPUT.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+    print(f"{OUTPUT}: {len(data['flags'])} flags of vLLM {data['vllm_version']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
