@@ -2,12 +2,13 @@
 
 ``vllm:extraArgs`` is checked against this list (components/extra_args.py), so it must come from the vLLM
 release the default image runs, never be written by hand. Run it with that release installed in a venv of
-its own (never the project's venv). vLLM's wheel pins CUDA torch; the parser needs neither a GPU nor CUDA
-torch, so the CPU torch wheel and the packages its import chain needs are enough:
+its own (never the project's venv). vLLM's wheel pins CUDA torch (2.14.0) and CUDA kernels; the parser needs
+neither a GPU nor CUDA, so vLLM without its dependencies, a CPU torch build (2.13.0 was used) and the
+packages the parser's import chain needs are enough:
 
-    python3 -m venv /work/venvs/vllm
-    /work/venvs/vllm/bin/pip install --no-deps vllm==0.33.0
-    /work/venvs/vllm/bin/pip install torch==2.13.0 packaging regex cachetools psutil numpy requests tqdm \
+    python3 -m venv "$VLLM_VENV"
+    "$VLLM_VENV"/bin/pip install --no-deps vllm==0.33.0
+    "$VLLM_VENV"/bin/pip install torch==2.13.0 packaging regex cachetools psutil numpy requests tqdm \
         blake3 py-cpuinfo 'transformers<5.21,>=5.16.1' 'huggingface_hub>=1.31' tokenizers safetensors \
         'fastapi[standard]<0.137,>=0.133' starlette aiohttp openai pydantic orjson prometheus_client \
         prometheus-fastapi-instrumentator partial-json-parser jsonschema pyzmq msgspec pyyaml einops \
@@ -16,7 +17,7 @@ torch, so the CPU torch wheel and the packages its import chain needs are enough
         lark==1.2.2 lm-format-enforcer==0.11.3 'mistral_common[image]' compressed-tensors==0.17.0 \
         depyf==0.20.0 model-hosting-container-standards opentelemetry-sdk opentelemetry-exporter-otlp \
         opentelemetry-semantic-conventions-ai 'mcp<3,>=2.2' ninja
-    /work/venvs/vllm/bin/python -m tools.vllm_flags
+    "$VLLM_VENV"/bin/python -m tools.vllm_flags
 
 The parser is built as ``vllm`` itself builds it (vllm/entrypoints/cli/main.py): a FlexibleArgumentParser
 with a ``serve`` subparser from ``ServeSubcommand.subparser_init`` (vllm/entrypoints/cli/serve.py), which
