@@ -59,6 +59,7 @@ class Flag:
     choices: tuple[Any, ...] = ()
     negative_options: tuple[str, ...] = ()
     range: Mapping[str, Any] | None = None
+    fields: tuple[str, ...] = ()  # a JSON config's keys, when vLLM refuses others
 
     @property
     def name(self) -> str:
@@ -87,6 +88,7 @@ def load_flags() -> FlagTable:
                 "options": tuple(record["options"]),
                 "choices": tuple(record.get("choices", ())),
                 "negative_options": tuple(record.get("negative_options", ())),
+                "fields": tuple(record.get("fields", ())),
             }
         )
         for record in data["flags"]
@@ -196,10 +198,21 @@ def _parse_value(flag: Flag, spelled: str, text: str) -> Any:
             raise ExtraArgError(shown, f"JSON for {flag.name} ({error.msg})") from None
         if kind == "json_config" and not isinstance(document, dict):
             raise ExtraArgError(shown, f"a JSON object for {flag.name} (or {flag.name}.<field> <value>)")
+        if kind == "json_config":
+            for key in document:
+                _check_config_field(flag, shown, key)
         return document
     if kind == "lower_snake":
         return text.lower().replace("-", "_")
     return text
+
+
+def _check_config_field(flag: Flag, shown: str, key: str) -> None:
+    """vLLM's config classes forbid unknown fields (``extra="forbid"``, vllm/config/utils.py)."""
+    if flag.fields and key not in flag.fields:
+        close = difflib.get_close_matches(key, flag.fields, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else f": {', '.join(flag.fields)}"
+        raise ExtraArgError(shown, f"a field of {flag.name}{hint}")
 
 
 def _check_value(flag: Flag, spelled: str, text: str) -> None:
@@ -287,6 +300,7 @@ def check_flags(args: tuple[str, ...], refused: Mapping[str, str], secrets: froz
                 index += 1
             if not key.rstrip("+") or "" in key.rstrip("+").split("."):
                 raise ExtraArgError(token, f"{flag.name}.<field> <value>, e.g. --compilation-config.mode 3")
+            _check_config_field(flag, token, key.rstrip("+").split(".")[0])
             continue
         if not flag.takes_value:
             if attached is not None:

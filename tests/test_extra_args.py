@@ -193,6 +193,15 @@ def test_a_json_config_that_is_not_an_object_is_refused():
     assert "a JSON object for --compilation-config" in str(refusal("--compilation-config", "[3]"))
 
 
+def test_an_unknown_field_of_a_json_config_is_refused_with_the_closest_field():
+    error = refusal("--compilation-config", '{"mdoe": 3}')
+    assert "a field of --compilation-config; did you mean mode?" in str(error)
+
+
+def test_an_unknown_dotted_field_of_a_json_config_is_refused():
+    assert "did you mean mode?" in str(refusal("--compilation-config.mdoe", "3"))
+
+
 def test_dotted_keys_on_a_flag_that_is_not_json_are_refused():
     assert "is not a JSON-valued flag" in str(refusal("--max-num-seqs.x", "1"))
 

@@ -33,6 +33,7 @@ watching the ``get_kwargs(ConfigClass)["field"]`` look-ups that each ``add_argum
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import re
@@ -97,17 +98,20 @@ def _build_serve_parser() -> tuple[argparse.ArgumentParser, dict[int, tuple[type
     return serve, fields
 
 
+def _unwrap(parse: Any) -> Any:
+    """The parser inside vLLM's ``optional_type`` / ``parse_type`` wrappers (vllm/engine/arg_utils.py)."""
+    while getattr(parse, "__qualname__", "").startswith(("optional_type.", "parse_type.")):
+        parse = parse.__closure__[0].cell_contents
+    return parse
+
+
 def _value_kind(parse: Any) -> tuple[str, bool]:
     """(kind of value, whether "None"/"" mean unset) for an argparse ``type`` callable."""
     import vllm.engine.arg_utils as arg_utils
     from vllm.utils import argparse_utils
 
-    optional = False
-    if getattr(parse, "__qualname__", "").startswith("optional_type."):
-        optional = True
-        parse = parse.__closure__[0].cell_contents
-    if getattr(parse, "__qualname__", "").startswith("parse_type."):
-        parse = parse.__closure__[0].cell_contents
+    optional = getattr(parse, "__qualname__", "").startswith("optional_type.")
+    parse = _unwrap(parse)
     known = {
         None: "str",
         str: "str",
@@ -160,6 +164,18 @@ def _bounds(field: tuple[type, str] | None) -> dict | None:
     return {**bounds, "source": f"{relative}:{line} {cls.__name__}.{name}"}
 
 
+def _config_fields(parse: Any) -> list[str] | None:
+    """The fields a JSON config flag accepts, when its config class forbids others (vLLM's ``@config``
+    default, vllm/config/utils.py), so that a misspelt key is refused before boot as vLLM's parser does."""
+    parse = _unwrap(parse)
+    if not getattr(parse, "__qualname__", "").endswith("parse_dataclass"):
+        return None
+    cls = parse.__defaults__[0]
+    if getattr(cls, "__pydantic_config__", {}).get("extra") != "forbid":
+        return None
+    return sorted(f.name for f in dataclasses.fields(cls) if f.init)
+
+
 def _flag_record(action: argparse.Action, options: list[str], field: tuple[type, str] | None) -> dict:
     boolean = isinstance(action, argparse.BooleanOptionalAction)
     kind, optional = _value_kind(action.type)
@@ -179,6 +195,9 @@ def _flag_record(action: argparse.Action, options: list[str], field: tuple[type,
     choices = [_choice(c) for c in action.choices or () if c is not None]
     if choices:
         record["choices"] = choices
+    fields = _config_fields(action.type) if kind == "json_config" else None
+    if fields:
+        record["fields"] = fields
     bounds = _bounds(field)
     if bounds:
         record["range"] = bounds
