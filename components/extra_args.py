@@ -60,6 +60,7 @@ class Flag:
     negative_options: tuple[str, ...] = ()
     range: Mapping[str, Any] | None = None
     fields: tuple[str, ...] = ()  # a JSON config's keys, when vLLM refuses others
+    required_fields: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -89,6 +90,7 @@ def load_flags() -> FlagTable:
                 "choices": tuple(record.get("choices", ())),
                 "negative_options": tuple(record.get("negative_options", ())),
                 "fields": tuple(record.get("fields", ())),
+                "required_fields": tuple(record.get("required_fields", ())),
             }
         )
         for record in data["flags"]
@@ -202,6 +204,17 @@ def _parse_value(flag: Flag, spelled: str, text: str) -> Any:
             for key in document:
                 _check_config_field(flag, shown, key)
         return document
+    if kind == "lora_module" and not ("=" in text and "," not in text):
+        # vLLM's LoRAParserAction: name=path, or a JSON object with the adapter's fields.
+        valid = f"name=path or a JSON object with {', '.join(flag.required_fields)} for {flag.name}"
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            raise ExtraArgError(shown, valid) from None
+        if not isinstance(document, dict) or not set(flag.required_fields) <= set(document):
+            raise ExtraArgError(shown, valid)
+        for key in document:
+            _check_config_field(flag, shown, key)
     if kind == "lower_snake":
         return text.lower().replace("-", "_")
     return text

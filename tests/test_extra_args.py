@@ -106,6 +106,14 @@ def test_list_valued_flags_take_the_items_up_to_the_next_flag():
     assert with_args("--lora-modules", "a=/loras/a", "b=/loras/b", "--enable-lora")
 
 
+def test_lora_modules_take_name_equals_path_or_a_json_object():
+    assert with_args("--lora-modules", "a=/loras/a", '{"name": "b", "path": "/loras/b"}')
+
+
+def test_a_lora_module_that_is_neither_name_equals_path_nor_json_is_refused():
+    assert "name=path or a JSON object with name, path" in str(refusal("--lora-modules", "/loras/a"))
+
+
 def test_json_flags_take_a_json_object_or_dotted_keys():
     assert with_args("--compilation-config", '{"mode": 3}', "--speculative-config.method", "ngram")
 

@@ -198,6 +198,15 @@ def _flag_record(action: argparse.Action, options: list[str], field: tuple[type,
     fields = _config_fields(action.type) if kind == "json_config" else None
     if fields:
         record["fields"] = fields
+    if type(action).__name__ == "LoRAParserAction":
+        # Items: name=path or a JSON object of LoRAModulePath's fields (vllm/entrypoints/common/cli_args.py).
+        from vllm.entrypoints.openai.models.protocol import LoRAModulePath
+
+        record["type"] = "lora_module"
+        record["fields"] = [f.name for f in dataclasses.fields(LoRAModulePath)]
+        record["required_fields"] = [
+            f.name for f in dataclasses.fields(LoRAModulePath) if f.default is dataclasses.MISSING
+        ]
     bounds = _bounds(field)
     if bounds:
         record["range"] = bounds
