@@ -18,6 +18,7 @@ packages the parser's import chain needs are enough:
         depyf==0.20.0 model-hosting-container-standards opentelemetry-sdk opentelemetry-exporter-otlp \
         opentelemetry-semantic-conventions-ai 'mcp<3,>=2.2' ninja
     "$VLLM_VENV"/bin/python -m tools.vllm_flags
+    "$VLLM_VENV"/bin/python -m tools.vllm_flags --cross-check   # extra_args.py against vLLM's real parser
 
 The parser is built as ``vllm`` itself builds it (vllm/entrypoints/cli/main.py): a FlexibleArgumentParser
 with a ``serve`` subparser from ``ServeSubcommand.subparser_init`` (vllm/entrypoints/cli/serve.py), which
@@ -234,7 +235,57 @@ def generate() -> dict:
     }
 
 
+SAMPLE_VALUES = ("1", "0", "-1", "x", "0.5", "{}", '{"a": 1}', "8k", "auto", "None", "true", "[1]", "a=b")
+
+
+def cross_check() -> list[str]:
+    """Every flag of the committed list, in each spelling, with sample values, read by vLLM's real parser and
+    by components/extra_args.py: the items where they disagree. Expected: none, besides values vLLM's parser
+    accepts and its config classes refuse later (the ranges), which extra_args refuses up front."""
+    import contextlib
+    import io
+
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from components.extra_args import ExtraArgError, check_flags, load_flags
+
+    _build_serve_parser()
+    parser = FlexibleArgumentParser(description="vLLM CLI")
+    ServeSubcommand().subparser_init(parser.add_subparsers(required=False, dest="subparser"))
+    disagreements = []
+    for flag in load_flags().flags:
+        if flag.name in ("--help", "--config", "--model"):  # exit, read a file, or move the model argument
+            continue
+        for option in flag.options:
+            if flag.takes_value:
+                cases = [[option], *([option, v] for v in SAMPLE_VALUES), *([f"{option}={v}"] for v in "01x")]
+            else:
+                cases = [[option], [f"{option}=1"]]
+            for args in cases:
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                        parser.parse_args(["serve", "model", *args])
+                    vllm_accepts = True
+                except (SystemExit, ValueError, IndexError):
+                    vllm_accepts = False
+                try:
+                    check_flags(tuple(args), {}, frozenset())
+                    ours, why = True, ""
+                except ExtraArgError as error:
+                    ours, why = False, error.valid
+                if vllm_accepts != ours and not (
+                    vllm_accepts and flag.range and why.startswith("a number >")
+                ):
+                    disagreements.append(f"{args}: vLLM {'accepts' if vllm_accepts else 'refuses'}; {why}")
+    return disagreements
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--cross-check"]:
+        disagreements = cross_check()
+        print("\n".join(disagreements) or "extra_args agrees with vLLM's parser on every sample")
+        return 1 if disagreements else 0
     data = generate()
     OUTPUT.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     print(f"{OUTPUT}: {len(data['flags'])} flags of vLLM {data['vllm_version']}")
