@@ -235,6 +235,20 @@ def generate() -> dict:
     }
 
 
+# vLLM's own spellings (vllm/utils/argparse_utils.py): underscores, -O levels, dotted JSON keys.
+SPELLING_CASES = (
+    ("--gpu_memory_utilization", "0.5"),
+    ("--enable_prefix_caching",),
+    ("-O3",),
+    ("-O=2",),
+    ("-O", "1"),
+    ("-O", "x"),
+    ("--compilation-config.mode", "3"),
+    ("--compilation_config.mdoe", "3"),
+    ("-cc.mode=3",),
+    ("--compilation-config.compile_sizes+", "1,2"),
+    ("--max-num-seqs.x", "1"),
+)
 SAMPLE_VALUES = ("1", "0", "-1", "x", "0.5", "{}", '{"a": 1}', "8k", "auto", "None", "true", "[1]", "a=b")
 
 
@@ -253,31 +267,36 @@ def cross_check() -> list[str]:
     _build_serve_parser()
     parser = FlexibleArgumentParser(description="vLLM CLI")
     ServeSubcommand().subparser_init(parser.add_subparsers(required=False, dest="subparser"))
-    disagreements = []
+    cases: list[tuple[list[str], Any]] = [(list(args), None) for args in SPELLING_CASES]
     for flag in load_flags().flags:
         if flag.name in ("--help", "--config", "--model"):  # exit, read a file, or move the model argument
             continue
         for option in flag.options:
             if flag.takes_value:
-                cases = [[option], *([option, v] for v in SAMPLE_VALUES), *([f"{option}={v}"] for v in "01x")]
+                values = [
+                    [option],
+                    *([option, v] for v in SAMPLE_VALUES),
+                    *([f"{option}={v}"] for v in "01x"),
+                ]
             else:
-                cases = [[option], [f"{option}=1"]]
-            for args in cases:
-                try:
-                    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-                        parser.parse_args(["serve", "model", *args])
-                    vllm_accepts = True
-                except (SystemExit, ValueError, IndexError):
-                    vllm_accepts = False
-                try:
-                    check_flags(tuple(args), {}, frozenset())
-                    ours, why = True, ""
-                except ExtraArgError as error:
-                    ours, why = False, error.valid
-                if vllm_accepts != ours and not (
-                    vllm_accepts and flag.range and why.startswith("a number >")
-                ):
-                    disagreements.append(f"{args}: vLLM {'accepts' if vllm_accepts else 'refuses'}; {why}")
+                values = [[option], [f"{option}=1"]]
+            cases += [(args, flag) for args in values]
+    disagreements = []
+    for args, flag in cases:
+        try:
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(["serve", "model", *args])
+            vllm_accepts = True
+        except (SystemExit, ValueError, IndexError):
+            vllm_accepts = False
+        try:
+            check_flags(tuple(args), {}, frozenset())
+            ours, why = True, ""
+        except ExtraArgError as error:
+            ours, why = False, error.valid
+        checked_later = vllm_accepts and (flag is None or flag.range) and why.startswith("a number >")
+        if vllm_accepts != ours and not checked_later:
+            disagreements.append(f"{args}: vLLM {'accepts' if vllm_accepts else 'refuses'}; {why}")
     return disagreements
 
 
