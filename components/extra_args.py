@@ -273,6 +273,8 @@ def _refuse(refused: Mapping[str, str], flag_name: str, token: str, has_value: b
     reason = refused.get(flag_name)
     if reason is None:
         return
+    if normalise(token.partition("=")[0]) != flag_name:
+        reason = f"{token.partition('=')[0]} is {flag_name}: {reason}"
     if secret:
         written = token.partition("=")[0]
         raise ExtraArgError(f"{written}={REDACTED}" if has_value else written, reason)

@@ -274,6 +274,10 @@ def test_flags_the_spec_owns_are_refused_in_any_spelling(args):
     assert "flags other than --host, --port" in str(error)
 
 
+def test_a_refused_short_alias_is_named_with_its_full_flag():
+    assert "-tp is --tensor-parallel-size" in str(refusal("-tp", "2"))
+
+
 @pytest.mark.parametrize("flag", ["--uds", "--headless", "--grpc", "--config", "--help", "-h"])
 def test_flags_that_take_vllm_off_its_http_port_or_past_these_checks_are_refused(flag):
     args = (flag, "/tmp/x") if flag in ("--uds", "--config") else (flag,)
