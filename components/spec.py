@@ -371,7 +371,7 @@ NOT_SECRET_FLAGS = (
 SERVING_FLAGS = {
     "--help": "no --help (vllm serve prints help and exits)",
     "--config": "flags in vllm:extraArgs itself, not a config file (its flags would escape these checks)",
-    "--uds": "no --uds (the load balancer and health check reach vLLM on TCP port 8000)",
+    "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
     "--headless": "no --headless (every replica serves the OpenAI API)",
     "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
 }
@@ -437,7 +437,7 @@ def _check_multi_node_split(cloud: str, gpu: Gpu, nodes: int) -> None:
 
 def _check_extra_args(args: tuple[str, ...], image: str) -> None:
     """Check extraArgs as the image's ``vllm serve`` would read them (components/extra_args.py). An image of
-    another vLLM version than the flag list's gets only the refusals, whose flags every version has."""
+    another vLLM version than the flag list's, whose flags are not known here, gets only the refusals."""
     tag = re.search(r":v?(\d+\.\d+\.\d+)[^:/@]*$", image)
     same_version = tag is not None and tag[1] == load_flags().vllm_version
     check = check_flags if same_version else check_refused_flags
