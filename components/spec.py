@@ -37,6 +37,7 @@ import pulumi
 import yaml
 
 from components import catalog, model_facts
+from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags
 from components.model_facts import ModelFacts
 
 PROJECT = "vllm"
@@ -379,8 +380,6 @@ SERVED_NAME_PATTERN = re.compile(r"^[\w./:-]+$")
 IMAGE_PATTERN = re.compile(
     r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
 )
-# vLLM flags only: a value that is not a flag must follow a flag (it is that flag's value).
-EXTRA_ARG_PATTERN = re.compile(r"^--[a-z0-9][a-z0-9-]*(=.*)?$")
 # These are set from the spec (or from the secret store) and must not be overridden by extraArgs.
 MANAGED_FLAGS = (
     "--host",
@@ -393,6 +392,57 @@ MANAGED_FLAGS = (
     "--api-key",
     "--distributed-executor-backend",
 )
+#: Flags that carry a secret. Reviewed by hand from the pinned vLLM's flags whose names say token, key,
+#: secret or password (``secret_name_candidates`` in components/vllm_flags.json); the others there count
+#: tokens or name files and tokenizers (NOT_SECRET_FLAGS), e.g. ``--ssl-keyfile`` is a path.
+SECRET_FLAGS = ("--api-key", "--hf-token")
+NOT_SECRET_FLAGS = (
+    "--dbo-decode-token-threshold",
+    "--dbo-prefill-token-threshold",
+    "--disable-prompt-tokens-details",
+    "--disable-tokenizer-info-endpoint",
+    "--enable-prompt-tokens-details",
+    "--enable-tokenizer-info-endpoint",
+    "--long-prefill-token-threshold",
+    "--long-prefill-token-threshold-adaptive",
+    "--max-num-batched-tokens",
+    "--max-num-queued-tokens",
+    "--max-num-scheduled-tokens",
+    "--no-enable-prompt-tokens-details",
+    "--no-enable-tokenizer-info-endpoint",
+    "--no-long-prefill-token-threshold-adaptive",
+    "--no-return-tokens-as-token-ids",
+    "--no-skip-tokenizer-init",
+    "--no-tokens-only",
+    "--return-tokens-as-token-ids",
+    "--skip-tokenizer-init",
+    "--spec-tokens",
+    "--ssl-keyfile",
+    "--tokenizer",
+    "--tokenizer-mode",
+    "--tokenizer-revision",
+    "--tokens-only",
+)
+#: Real vLLM flags that would take the server away from the HTTP port the load balancer and health check
+#: use, or read flags from where these checks cannot see them.
+SERVING_FLAGS = {
+    "--help": "no --help (vllm serve prints help and exits)",
+    "--config": "flags in vllm:extraArgs itself, not a config file (its flags would escape these checks)",
+    "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
+    "--headless": "no --headless (every replica serves the OpenAI API)",
+    "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
+}
+
+
+def _refused_flags() -> dict[str, str]:
+    """Canonical vLLM flag name → why extraArgs may not carry it."""
+    managed = f"flags other than {', '.join(MANAGED_FLAGS)} (set by the spec and the secret store)"
+    secret = "no secret in flags: set vllm:hfToken / vllm:apiKey as secrets; they reach vLLM by environment"
+    return {
+        **dict.fromkeys(MANAGED_FLAGS, managed),
+        **dict.fromkeys(SECRET_FLAGS, secret),
+        **SERVING_FLAGS,
+    }
 
 
 def _is_cidr(text: str) -> bool:
@@ -442,19 +492,16 @@ def _check_multi_node_split(cloud: str, gpu: Gpu, nodes: int) -> None:
         )
 
 
-def _check_extra_args(args: tuple[str, ...]) -> None:
-    for index, arg in enumerate(args):
-        flag = arg.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
-            raise SpecError(
-                f"{PROJECT}:extraArgs",
-                arg,
-                f"flags other than {', '.join(MANAGED_FLAGS)} (set by the spec and the secret store)",
-            )
-        if not arg.startswith("--") and (index == 0 or not args[index - 1].startswith("--")):
-            raise SpecError(f"{PROJECT}:extraArgs", arg, "vllm serve flags such as --enable-prefix-caching")
-        if arg.startswith("--") and not EXTRA_ARG_PATTERN.match(arg):
-            raise SpecError(f"{PROJECT}:extraArgs", arg, "a flag of the form --name or --name=value")
+def _check_extra_args(args: tuple[str, ...], image: str) -> None:
+    """Check extraArgs as the image's ``vllm serve`` would read them (components/extra_args.py). An image of
+    another vLLM version than the flag list's, whose flags are not known here, gets only the refusals."""
+    tag = re.search(r":v?(\d+\.\d+\.\d+)[^:/@]*$", image)
+    same_version = tag is not None and tag[1] == load_flags().vllm_version
+    check = check_flags if same_version else check_refused_flags
+    try:
+        check(args, _refused_flags(), frozenset(SECRET_FLAGS))
+    except ExtraArgError as error:
+        raise SpecError(f"{PROJECT}:extraArgs", error.shown, error.valid) from None
 
 
 def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) -> None:
@@ -573,7 +620,7 @@ def build_spec(
         )
     _check_image_fits_hardware(image, gpu)
     extra_args = read.string_list("extraArgs")
-    _check_extra_args(extra_args)
+    _check_extra_args(extra_args, image)
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
 
     region_key = {"gcp": "gcp:region", "aws": "aws:region"}.get(cloud)

@@ -117,7 +117,7 @@ def test_the_default_image_is_a_pinned_release():
         ("vllm:diskSizeGb", "5", "an integer >= 20"),
         ("vllm:image", "vllm/vllm-openai:latest", "a pinned image"),
         ("vllm:image", "vllm/vllm-openai", "a pinned image"),
-        ("vllm:extraArgs", ["--api-key", "abc"], "flags other than"),
+        ("vllm:extraArgs", ["--api-key", "abc"], "no secret in flags"),
         ("vllm:extraArgs", ["--tensor-parallel-size=4"], "flags other than"),
         ("vllm:extraArgs", ["enable-prefix-caching"], "vllm serve flags"),
         ("vllm:extraArgs", "--enable-prefix-caching", "a list of non-empty strings"),
