@@ -281,7 +281,7 @@ def acceptance_env(tmp_path: Path, fake_clis: Path) -> dict[str, str]:
         "FAKE_API_KEY": FAKE_API_KEY,
         "FAKE_MODEL": DEV_MODEL,
         "FAKE_KIND_CLUSTERS": "vllm-acceptance",
-        "ACCEPTANCE_WAIT_SECONDS": "60",
+        "ACCEPTANCE_WAIT_SECONDS": "300",  # returns as soon as ready: only a failing run waits it out
     }
 
 
@@ -298,7 +298,7 @@ def run_acceptance(acceptance_env: dict[str, str]) -> Callable[..., AcceptanceRu
         env = {**acceptance_env, **fake_env}
         Path(env["FAKE_LOG"]).unlink(missing_ok=True)
         result = subprocess.run(
-            ["bash", str(ACCEPTANCE_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=180
+            ["bash", str(ACCEPTANCE_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600
         )
         return AcceptanceRun(result.returncode, result.stdout, result.stderr, read_events(env))
 
