@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components import catalog, launch
-from components.gcp.machine import MAX_INITIAL_DELAY_SECONDS, autohealing_timings
+from components import catalog, launch, vm
+from components.gcp.machine import AGENT_START_SECONDS, MAX_INITIAL_DELAY_SECONDS
 from components.gcp.network import GOOGLE_LB_RANGES
-from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
 
@@ -222,35 +221,39 @@ def test_the_group_uses_the_template_and_does_not_wait_for_gpu_boots(h100):
     assert mig["waitForInstances"] is False
 
 
+def autohealing_check_of(run: Run, policy: dict) -> Resource:
+    return next(c for c in run.of_type(HEALTH_CHECK) if f"{c.name}-id" == policy["healthCheck"])
+
+
 @pytest.mark.parametrize("key", SCENARIOS)
-def test_the_group_autoheals_on_health_after_the_model_load_budget(runs, key):
+def test_the_group_autoheals_on_the_host_health_agent_not_on_vllm(runs, key):
     run = runs[key]
     policy = run.one(REGIONAL_MIG).inputs["autoHealingPolicies"]
-    check = next(c for c in run.of_type(HEALTH_CHECK) if f"{c.name}-id" == policy["healthCheck"])
-    assert check.inputs["httpHealthCheck"] == {"port": launch.PORT, "requestPath": launch.HEALTH_PATH}
-    startup = launch.probe_timings(spec_of(key)).startup_seconds
-    assert policy["initialDelaySec"] == min(startup, MAX_INITIAL_DELAY_SECONDS)
-    tolerated = (
-        policy["initialDelaySec"] + check.inputs["checkIntervalSec"] * check.inputs["unhealthyThreshold"]
-    )
-    assert tolerated >= startup
+    check = autohealing_check_of(run, policy)
+    assert check.inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT != launch.PORT
 
 
-def test_a_load_budget_over_gcps_initial_delay_cap_is_covered_by_the_check_tolerance():
-    timings = autohealing_timings(ProbeTimings(startup_seconds=4050))
-    assert timings.initial_delay_seconds == MAX_INITIAL_DELAY_SECONDS
-    assert timings.tolerated_seconds >= 4050
-    assert timings.timeout_seconds <= timings.check_interval_seconds
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_autohealing_delay_only_covers_the_agents_start_and_fits_gcps_cap(runs, key):
+    policy = runs[key].one(REGIONAL_MIG).inputs["autoHealingPolicies"]
+    assert policy["initialDelaySec"] == AGENT_START_SECONDS <= MAX_INITIAL_DELAY_SECONDS
 
 
-def test_a_load_budget_under_the_cap_keeps_the_launch_probe_timings():
-    probes = ProbeTimings(startup_seconds=1200)
-    timings = autohealing_timings(probes)
-    assert timings.initial_delay_seconds == 1200
-    assert (timings.check_interval_seconds, timings.unhealthy_threshold) == (
-        probes.period_seconds,
-        probes.unhealthy_threshold,
-    )
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_health_agent_gets_the_model_load_budget(runs, key):
+    script = startup_script(runs[key])
+    budget = launch.probe_timings(spec_of(key)).startup_seconds
+    assert f"HEALTH_AGENT_ARGS=(--cloud gcp --role serve --budget {budget} " in script
+    assert f"--port {vm.HEALTH_AGENT_PORT}" in script
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_only_googles_health_checkers_reach_the_health_agent_port(runs, key):
+    run = runs[key]
+    rules = [r for r in run.of_type(FIREWALL) if str(vm.HEALTH_AGENT_PORT) in str(r.inputs["allows"])]
+    assert len(rules) == 1
+    assert sorted(rules[0].inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
+    assert set(rules[0].inputs["targetTags"]) <= set(run.one(TEMPLATE).inputs["tags"])
 
 
 @pytest.mark.parametrize("key", ["h100", "zone"])
@@ -320,12 +323,14 @@ def test_the_forwarding_rule_is_the_only_public_entry_on_port_80(h100):
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
-def test_only_googles_lb_ranges_reach_only_the_serving_port(runs, key):
+def test_googles_ranges_reach_only_the_serving_and_health_agent_ports(runs, key):
     rules = [r.inputs for r in runs[key].of_type(FIREWALL) if r.inputs.get("sourceRanges")]
     assert rules, "no firewall rule admits the load balancer"
     for rule in rules:
         assert sorted(rule["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
-        assert rule["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
+    assert sorted(port for rule in rules for allow in rule["allows"] for port in allow["ports"]) == sorted(
+        [str(launch.PORT), str(vm.HEALTH_AGENT_PORT)]
+    )
 
 
 @pytest.mark.parametrize("key", SCENARIOS)

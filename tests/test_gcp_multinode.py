@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components import launch
+from components import launch, vm
+from components.gcp.machine import AGENT_START_SECONDS, MAX_INITIAL_DELAY_SECONDS
 from components.gcp.network import GOOGLE_LB_RANGES, SUBNET_CIDR
 from components.gcp.ray_group import head_address
 from components.spec import build_spec
@@ -150,7 +151,7 @@ def test_ray_traffic_is_open_only_between_members_of_the_same_group(run):
 
 
 def test_only_heads_carry_the_tag_the_lb_firewall_admits(run):
-    (lb_rule,) = [r for r in run.of_type(FIREWALL) if r.inputs.get("sourceRanges")]
+    (lb_rule,) = [r for r in run.of_type(FIREWALL) if str(launch.PORT) in str(r.inputs.get("allows"))]
     assert sorted(lb_rule.inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
     assert lb_rule.inputs["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
     (serving_tag,) = lb_rule.inputs["targetTags"]
@@ -166,13 +167,40 @@ def test_the_lb_backends_are_the_heads_only(run):
     assert sorted(groups) == sorted(heads)
 
 
-def test_heads_autoheal_on_health_and_are_recreated_in_place(run):
+def test_heads_are_recreated_in_place(run):
     for group in run.of_type(RAY_GROUP):
-        head, workers = head_and_workers(run, group)
+        head, _ = head_and_workers(run, group)
         assert head.inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
-        assert head.inputs["autoHealingPolicies"]["initialDelaySec"] > 0
         assert head.inputs["updatePolicy"]["replacementMethod"] == "RECREATE"
-        assert "autoHealingPolicies" not in workers.inputs  # Ray ports stay closed to health checkers
+
+
+def test_heads_and_workers_autoheal_on_the_health_agent_within_gcps_delay_cap(run):
+    checks = {f"{c.name}-id": c for c in run.of_type("gcp:compute/healthCheck:HealthCheck")}
+    for group in run.of_type(RAY_GROUP):
+        for mig in head_and_workers(run, group):
+            policy = mig.inputs["autoHealingPolicies"]
+            assert policy["initialDelaySec"] == AGENT_START_SECONDS <= MAX_INITIAL_DELAY_SECONDS
+            assert checks[policy["healthCheck"]].inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT
+
+
+def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
+    budget = launch.probe_timings(spec).startup_seconds
+    for index, group in enumerate(sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)):
+        head, workers = head_and_workers(run, group)
+        script = template_of(run, workers).inputs["metadata"]["startup-script"]
+        assert f"--role ray-worker --budget {budget}" in script
+        assert f"--ray-head {head_address(index)} --ray-port {vm.RAY_GCS_PORT}" in script
+        head_script = template_of(run, head).inputs["metadata"]["startup-script"]
+        assert f"--role ray-head --budget {budget}" in head_script and "--ray-head" not in head_script
+
+
+def test_the_health_agent_port_is_open_to_googles_checkers_on_every_node(run):
+    rule = next(
+        r for r in run.of_type("gcp:compute/firewall:Firewall") if str(vm.HEALTH_AGENT_PORT) in str(r.inputs)
+    )
+    for group in run.of_type(RAY_GROUP):
+        for mig in head_and_workers(run, group):
+            assert set(rule.inputs["targetTags"]) <= set(template_of(run, mig).inputs["tags"])
 
 
 def test_all_groups_share_one_service_account_and_one_set_of_secrets(run):

@@ -58,6 +58,7 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "VLLM_INSTALL_DIR": str(tmp_path / "opt"),
         "VLLM_HF_CACHE": str(tmp_path / "cache"),
         "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+        "VLLM_AGENT_UNIT_FILE": str(tmp_path / "vllm-health.service"),
         "TMP": str(tmp_path),
     }
 
@@ -140,7 +141,7 @@ def test_boot_installs_a_self_restarting_unit_that_reads_secrets_at_every_start(
     assert f"ExecStartPre={install_dir}/vm_bootstrap.sh secrets" in unit
     assert f"ExecStart={install_dir}/vm_bootstrap.sh run" in unit
     calls = (Path(sandbox["TMP"]) / "systemctl-calls").read_text().splitlines()
-    assert calls == ["daemon-reload", "enable vllm.service", "restart vllm.service"]
+    assert calls[-3:] == ["daemon-reload", "enable vllm.service", "restart vllm.service"]
 
 
 def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):

@@ -6,7 +6,6 @@ their VMs here, so a serving VM and a Ray node differ only in their role, tags a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import pulumi_gcp.compute as compute
 from components import vm
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import Network
-from components.launch import LaunchSpec, ProbeTimings
+from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
 #: Deep Learning VM image family (Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570: H100/H200/B200/A100/L4/T4/V100;
@@ -31,11 +30,15 @@ BOOT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common
 #: N1 do not take Hyperdisk Balanced; pd-balanced is their SSD-backed default.
 HYPERDISK_SERIES = ("a3", "a4")
 
-#: GCP bounds (compute API docs): autohealing initialDelaySec 0-3600, health check interval up to 300 s,
-#: unhealthyThreshold 1-10.
+#: GCP bound (compute API, InstanceGroupManagerAutoHealingPolicy): initialDelaySec 0-3600, and health checks
+#: keep running during the delay (only their results are ignored), so no check tolerance extends it.
 MAX_INITIAL_DELAY_SECONDS = 3600
-MAX_CHECK_INTERVAL_SECONDS = 300
-MAX_UNHEALTHY_THRESHOLD = 10
+#: From VM creation to the health agent answering: boot, then the startup script's first step. The agent
+#: then carries the model's load budget itself (scripts/health_agent.py), however long it is.
+AGENT_START_SECONDS = 600
+#: The autohealing check reads the agent: a replica that hangs after it was ready is recreated after
+#: about ``interval x unhealthy threshold`` (30 s), plus the agent's own look every 5 s.
+AUTOHEAL_PATH = "/"
 
 #: Compact placement needs a machine series that supports it; N1 (T4/V100) does not.
 COMPACT_PLACEMENT_SERIES = ("a2", "a3", "a4", "g2")
@@ -65,59 +68,28 @@ def scheduling(spec: ServiceSpec) -> dict:
     return {"on_host_maintenance": "TERMINATE", "automatic_restart": True, "provisioning_model": "STANDARD"}
 
 
-@dataclass(frozen=True)
-class AutohealingTimings:
-    """A health check and initial delay that never replace a replica still loading its model.
+def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions) -> compute.HealthCheck:
+    """The managed groups' autohealing check: the host's health agent, never vLLM itself.
 
-    GCP caps the initial delay at 3600 s. When the load budget is longer, the remainder is covered by the
-    check's tolerance instead: the most consecutive failures GCP allows, spaced so that they span it.
+    GCP cannot wait longer than 3600 s before judging a new VM, and a model may take longer to load. The
+    agent answers healthy while the container loads within its budget and mirrors vLLM's /health once it
+    was ready; the load balancer's own check keeps reading vLLM's /health for routing.
     """
-
-    initial_delay_seconds: int
-    check_interval_seconds: int
-    timeout_seconds: int
-    healthy_threshold: int
-    unhealthy_threshold: int
-
-    @property
-    def tolerated_seconds(self) -> int:
-        """How long after boot a VM may stay unhealthy before it is recreated."""
-        return self.initial_delay_seconds + self.check_interval_seconds * self.unhealthy_threshold
-
-
-def autohealing_timings(probes: ProbeTimings) -> AutohealingTimings:
-    initial_delay = min(probes.startup_seconds, MAX_INITIAL_DELAY_SECONDS)
-    overflow = probes.startup_seconds - initial_delay
-    interval, threshold = probes.period_seconds, probes.unhealthy_threshold
-    if overflow > 0:
-        threshold = MAX_UNHEALTHY_THRESHOLD
-        interval = min(MAX_CHECK_INTERVAL_SECONDS, max(interval, math.ceil(overflow / threshold)))
-    return AutohealingTimings(
-        initial_delay_seconds=initial_delay,
-        check_interval_seconds=interval,
-        timeout_seconds=min(probes.timeout_seconds, interval),
-        healthy_threshold=probes.healthy_threshold,
-        unhealthy_threshold=threshold,
-    )
-
-
-def autohealing_check(
-    name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions
-) -> tuple[compute.HealthCheck, AutohealingTimings]:
-    """The managed group's own check on ``/health`` (separate from the LB's, as GCP recommends, so the
-    LB can stop routing quickly while the group waits longer before recreating a VM)."""
-    timings = autohealing_timings(launch.probes)
-    check = compute.HealthCheck(
+    probes = launch.probes
+    return compute.HealthCheck(
         name,
-        description="vLLM autohealing: recreate a VM whose /health fails after its model load budget",
-        check_interval_sec=timings.check_interval_seconds,
-        timeout_sec=timings.timeout_seconds,
-        healthy_threshold=timings.healthy_threshold,
-        unhealthy_threshold=timings.unhealthy_threshold,
-        http_health_check={"port": launch.port, "request_path": launch.health_path},
+        description="vLLM autohealing: the host health agent (loading within budget, then vLLM /health)",
+        check_interval_sec=probes.period_seconds,
+        timeout_sec=probes.timeout_seconds,
+        healthy_threshold=probes.healthy_threshold,
+        unhealthy_threshold=probes.unhealthy_threshold,
+        http_health_check={"port": vm.HEALTH_AGENT_PORT, "request_path": AUTOHEAL_PATH},
         opts=opts,
     )
-    return check, timings
+
+
+def autohealing_policy(check: compute.HealthCheck) -> dict:
+    return {"health_check": check.id, "initial_delay_sec": AGENT_START_SECONDS}
 
 
 @dataclass

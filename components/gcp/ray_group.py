@@ -16,7 +16,13 @@ import pulumi_gcp.compute as compute
 
 from components import vm
 from components.gcp.identity import ServiceIdentity
-from components.gcp.machine import COMPACT_PLACEMENT_SERIES, VmRole, autohealing_check, instance_template
+from components.gcp.machine import (
+    COMPACT_PLACEMENT_SERIES,
+    VmRole,
+    autohealing_check,
+    autohealing_policy,
+    instance_template,
+)
 from components.gcp.machine import machine_series as series_of
 from components.gcp.network import SUBNET_CIDR, Network
 from components.gcp.replica import PORT_NAME
@@ -46,10 +52,11 @@ class RayGroup(pulumi.ComponentResource):
     worker MIG of ``nodes - 1`` VMs, compactly placed in one zone, with Ray traffic open only inside the
     group.
 
-    Workers have no autohealing check: Ray's ports must stay closed to Google's health-check ranges. A
-    worker whose container dies is restarted by systemd (``Restart=always``) and re-joins the head; a
-    worker VM that stops or is preempted is recreated by its group; a worker that hangs breaks the
-    pipeline, so the head's ``/health`` fails and the head, and with it the Ray cluster, is rebuilt.
+    Both groups autoheal on the host health agent (Ray's ports stay closed to Google's checkers; only the
+    agent's port is open to them). The head's agent mirrors vLLM's /health once it served; a worker's
+    agent judges its Ray membership (a connection to the head's GCS port), allowing the load budget to
+    join or re-join while a head is rebuilt. A worker that hangs or leaves the group is recreated; its
+    loss also breaks the pipeline, so the head's /health fails and the head is rebuilt too.
     """
 
     tag: str
@@ -107,7 +114,7 @@ class RayGroup(pulumi.ComponentResource):
             f"{name}-head",
             spec,
             launch,
-            VmRole("ray-head", [args.network.serving_tag, self.tag], env, placement),
+            VmRole("ray-head", [args.network.serving_tag, args.network.health_tag, self.tag], env, placement),
             args.network,
             args.identity,
             child,
@@ -116,12 +123,12 @@ class RayGroup(pulumi.ComponentResource):
             f"{name}-worker",
             spec,
             launch,
-            VmRole("ray-worker", [self.tag], env, placement),
+            VmRole("ray-worker", [args.network.health_tag, self.tag], env, placement),
             args.network,
             args.identity,
             child,
         )
-        self.health_check, timings = autohealing_check(f"{name}-autoheal", launch, child)
+        self.health_check = autohealing_check(f"{name}-autoheal", launch, child)
         head_name = f"{spec.name}-r{index}-head"
         # No target_size: the per-instance config below creates the one head (createInstances), and an
         # unset size is not reset by later updates.
@@ -131,10 +138,7 @@ class RayGroup(pulumi.ComponentResource):
             zone=args.zone,
             versions=[{"name": "ray-head", "instance_template": self.head_template.self_link_unique}],
             named_ports=[{"name": PORT_NAME, "port": launch.port}],
-            auto_healing_policies={
-                "health_check": self.health_check.id,
-                "initial_delay_sec": timings.initial_delay_seconds,
-            },
+            auto_healing_policies=autohealing_policy(self.health_check),
             # A VM with a preserved IP can only be recreated in place, one down at a time.
             update_policy={
                 "type": "PROACTIVE",
@@ -172,6 +176,7 @@ class RayGroup(pulumi.ComponentResource):
             zone=args.zone,
             versions=[{"name": "ray-worker", "instance_template": self.worker_template.self_link_unique}],
             target_size=workers,
+            auto_healing_policies=autohealing_policy(self.health_check),
             # A Ray cluster cannot roll node by node across template versions: replace the workers together.
             update_policy={
                 "type": "PROACTIVE",

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components.gcp.identity import ServiceIdentity
-from components.gcp.machine import VmRole, autohealing_check, instance_template
+from components.gcp.machine import VmRole, autohealing_check, autohealing_policy, instance_template
 from components.gcp.network import Network
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
@@ -57,12 +57,12 @@ class VllmReplica(pulumi.ComponentResource):
         super().__init__("vllm:gcp:VllmReplica", name, None, opts)
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        self.health_check, timings = autohealing_check(f"{name}-autoheal", args.launch, child)
+        self.health_check = autohealing_check(f"{name}-autoheal", args.launch, child)
         self.template = instance_template(
             f"{name}-template",
             spec,
             args.launch,
-            VmRole(role="serve", tags=[args.network.serving_tag]),
+            VmRole(role="serve", tags=[args.network.serving_tag, args.network.health_tag]),
             args.network,
             args.identity,
             child,
@@ -77,10 +77,7 @@ class VllmReplica(pulumi.ComponentResource):
             # Place VMs where capacity is, as evenly as it allows (needs redistribution NONE).
             distribution_policy_target_shape="BALANCED",
             named_ports=[{"name": PORT_NAME, "port": args.launch.port}],
-            auto_healing_policies={
-                "health_check": self.health_check.id,
-                "initial_delay_sec": timings.initial_delay_seconds,
-            },
+            auto_healing_policies=autohealing_policy(self.health_check),
             update_policy=update_policy(len(args.zones)),
             wait_for_instances=False,  # GPU VMs take many minutes to serve; the LB health check gates traffic
             opts=child,
