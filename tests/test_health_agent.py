@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 
 from components import scripts
+from components.launch import launch_spec
+from components.spec import build_spec
+from tests.test_vm_bootstrap import rendered, run_script, sandbox  # noqa: F401 - the boot script's fixture
 
 sys.path.insert(0, str(scripts.SCRIPTS_DIR))
 import health_agent
@@ -179,7 +182,7 @@ def free_port() -> int:
 @pytest.fixture
 def host(tmp_path: Path) -> dict[str, str]:
     """Fake docker (container state from files), systemctl (NRestarts from a file) and aws (records argv)."""
-    bin_dir = tmp_path / "bin"
+    bin_dir = tmp_path / "agent-bin"
     bin_dir.mkdir()
     fakes = {
         "docker": f'[ -f {tmp_path}/started ] || exit 1; echo "true $(cat {tmp_path}/started)"',
@@ -341,3 +344,40 @@ def test_the_agent_refuses_a_worker_without_its_head():
         text=True,
     )
     assert result.returncode == 2 and "--ray-head" in result.stderr
+
+
+# --- wiring: vm_bootstrap.sh installs and starts it ------------------------------------------------------
+
+
+def vm_sandbox(request) -> dict[str, str]:
+    """test_vm_bootstrap's sandbox (fake cloud CLIs, paths in tmp_path) running the agent with this python."""
+    return {**request.getfixturevalue("sandbox"), "VLLM_PYTHON": sys.executable}
+
+
+def test_boot_starts_the_health_agent_first_with_the_rendered_budget(request):
+    env = vm_sandbox(request)
+    result = run_script(rendered("gcp-h100"), env, "boot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
+    assert unpacked.read_text() == scripts.source("health_agent.py")
+    calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
+    assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
+    unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
+    assert "Restart=always" in unit
+
+
+def test_the_units_command_line_really_runs_the_agent(request, start_agent):
+    env = vm_sandbox(request)
+    assert run_script(rendered("gcp-h100"), env, "boot").returncode == 0
+    unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
+    (command,) = [
+        line.removeprefix("ExecStart=") for line in unit.splitlines() if line.startswith("ExecStart=")
+    ]
+    argv = command.split()
+    assert argv[:2] == [sys.executable, str(Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py")]
+    budget = launch_spec(build_spec("gcp-h100", {}), has_hf_token=True).probes.startup_seconds
+    assert argv[argv.index("--budget") + 1] == str(budget)
+    port = free_port()
+    argv[argv.index("--port") + 1] = str(port)  # the VM's port may be taken on a shared test machine
+    start_agent(*argv[2:])
+    wait_until(lambda: verdict_at(port) is not None, "the unit's agent to answer")

@@ -217,7 +217,7 @@ class Agent:
         self.judge = Judge(options.role, options.budget, options.max_failed_starts, time.time())
         self.reporter = AwsReporter(options.imds_url, options.region) if options.cloud == "aws" else None
         self.lock = threading.Lock()
-        self.verdict = Verdict(True, "starting")
+        self.verdict = Verdict(True, "not looked yet")
         self.logged: Verdict | None = None
 
     def observe(self) -> Observation:
@@ -244,13 +244,16 @@ class Agent:
         with self.lock:
             return self.verdict
 
+    def look(self) -> None:
+        try:
+            self.step()
+        except Exception as error:  # one failed look must never stop the agent
+            log(f"look failed: {error!r}")
+
     def loop(self) -> None:
         while True:
-            try:
-                self.step()
-            except Exception as error:
-                log(f"look failed: {error!r}")
             time.sleep(self.options.interval)
+            self.look()
 
 
 def serve(agent: Agent, port: int) -> http.server.ThreadingHTTPServer:
@@ -300,6 +303,7 @@ def main(argv: list[str]) -> None:
     options = parse(argv)
     agent = Agent(options)
     log(f"judging a {options.role} on {options.cloud} with a {options.budget:.0f} s load budget")
+    agent.look()  # the first verdict is a real one
     if options.port:
         serve(agent, options.port)
     agent.loop()
