@@ -13,6 +13,7 @@ from components.gcp.machine import AGENT_START_SECONDS, MAX_INITIAL_DELAY_SECOND
 from components.gcp.network import GOOGLE_LB_RANGES
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
+from tools import mockrun
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-456"
@@ -34,6 +35,15 @@ SECRET = "gcp:secretmanager/secret:Secret"
 SECRET_GRANT = "gcp:secretmanager/secretIamMember:SecretIamMember"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+SERVICE = "gcp:projects/service:Service"
+#: The API behind each pulumi_gcp module the stack declares resources of.
+API_OF_MODULE = {
+    "compute": "compute.googleapis.com",
+    "secretmanager": "secretmanager.googleapis.com",
+    "serviceaccount": "iam.googleapis.com",
+    "projects": "cloudresourcemanager.googleapis.com",  # project IAM bindings
+    "artifactregistry": "artifactregistry.googleapis.com",
+}
 
 # One program run per scenario, shared by the tests that read it.
 SCENARIOS = {
@@ -63,6 +73,21 @@ SCENARIOS = {
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Run]:
     return {key: run_program(stack, config, secrets=SECRETS) for key, (stack, config) in SCENARIOS.items()}
+
+
+@pytest.fixture
+def dependencies(monkeypatch) -> dict[str, list[str]]:
+    """The depends-on URNs of every resource the next run registers (the mock runtime keeps them apart)."""
+    seen: dict[str, list[str]] = {}
+    register = mockrun._RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        response = register(self, request)
+        seen[response.urn] = list(request.dependencies)
+        return response
+
+    monkeypatch.setattr(mockrun._RecordingMonitor, "RegisterResource", recording)
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -408,17 +433,39 @@ def test_an_open_model_gets_no_hf_token_secret():
 # --- engine rules ---------------------------------------------------------------------------------------
 
 
-def gcp_provider(run: Run) -> Resource:
-    return run.one(PROVIDER)
+def gcp_provider(run: Run, name: str = "gcp") -> Resource:
+    return next(p for p in run.of_type(PROVIDER) if p.name == name)
 
 
 @pytest.mark.parametrize("key", ["h100", "t4"])
 def test_every_gcp_resource_uses_the_stacks_explicit_provider(runs, key):
     run = runs[key]
-    provider = gcp_provider(run)
+    provider, apis_provider = gcp_provider(run), gcp_provider(run, "gcp-apis")
     for resource in run.resources:
         if resource.custom and resource.type.startswith("gcp:"):
-            assert resource.provider.startswith(f"{provider.urn}::"), resource.name
+            expected = apis_provider if resource.type == SERVICE else provider
+            assert resource.provider.startswith(f"{expected.urn}::"), resource.name
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_every_api_the_stack_uses_is_enabled_and_left_on_at_destroy(runs, key):
+    services = runs[key].of_type(SERVICE)
+    enabled = {s.inputs["service"] for s in services}
+    modules = {
+        resource.type.split(":")[1].split("/")[0]
+        for resource in runs[key].resources
+        if resource.custom and resource.type.startswith("gcp:") and resource.type != SERVICE
+    }
+    assert {API_OF_MODULE[module] for module in modules} <= enabled  # a KeyError: a module new to this test
+    assert {"logging.googleapis.com", "monitoring.googleapis.com"} <= enabled  # the VMs' guest agent writes
+    for service in services:
+        assert service.inputs["disableOnDestroy"] is False
+
+
+def test_the_stacks_provider_waits_for_every_api(dependencies):
+    run = run_program(*SCENARIOS["l4"], secrets=SECRETS)
+    provider = gcp_provider(run)
+    assert {s.urn for s in run.of_type(SERVICE)} <= set(dependencies[provider.urn])
 
 
 def test_the_provider_takes_the_region_and_the_pinned_zone(runs):
@@ -438,6 +485,7 @@ def test_every_resource_descends_from_the_vllm_service(runs, key):
 def test_components_use_vllm_gcp_type_tokens(h100):
     components = {r.type for r in h100.resources if not r.custom and r.type.startswith("vllm:gcp:")}
     assert components == {
+        "vllm:gcp:ProjectApis",
         "vllm:gcp:Network",
         "vllm:gcp:ServiceIdentity",
         "vllm:gcp:VllmReplica",

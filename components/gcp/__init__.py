@@ -1,7 +1,8 @@
 """vLLM on Google Cloud: private GPU VMs in managed instance groups behind a global external ALB.
 
-``build`` declares, under the ``VllmService`` component, one explicit ``gcp`` provider and:
-``Network`` (VPC, NAT, LB firewall), ``ServiceIdentity`` (service account + Secret Manager),
+``build`` declares, under the ``VllmService`` component: ``ProjectApis`` (the Google APIs the stack uses,
+through a ``gcp-apis`` provider), the explicit ``gcp`` provider that waits for them and that every other
+resource uses, ``Network`` (VPC, NAT, firewall), ``ServiceIdentity`` (service account + Secret Manager),
 ``VllmReplica`` (one regional MIG) or one ``RayGroup`` per replica when ``vllm:nodes`` > 1, and
 ``LoadBalancer``. Only the load balancer's forwarding rule has a public address.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp
 
+from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.network import Network, NetworkArgs
@@ -20,7 +22,16 @@ from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
-__all__ = ["LoadBalancer", "Network", "RayGroup", "ServiceIdentity", "VllmReplica", "build", "serving_zones"]
+__all__ = [
+    "LoadBalancer",
+    "Network",
+    "ProjectApis",
+    "RayGroup",
+    "ServiceIdentity",
+    "VllmReplica",
+    "build",
+    "serving_zones",
+]
 
 
 def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
@@ -31,12 +42,22 @@ def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
     zones = serving_zones(spec)
     launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
+    # The APIs are enabled through a provider of their own, and the stack's provider depends on them: every
+    # resource of the stack waits for its APIs on a fresh project (children do not inherit depends_on).
+    apis_provider = pulumi_gcp.Provider(
+        "gcp-apis", project=spec.project, region=spec.region, opts=pulumi.ResourceOptions(parent=parent)
+    )
+    apis = ProjectApis(
+        spec.name,
+        ProjectApisArgs(spec=spec, provider=apis_provider),
+        pulumi.ResourceOptions(parent=parent, provider=apis_provider),
+    )
     provider = pulumi_gcp.Provider(
         "gcp",
         project=spec.project,
         region=spec.region,
         zone=spec.zone,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(apis.services.values())),
     )
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     network = Network(spec.name, NetworkArgs(spec=spec, provider=provider), opts)
