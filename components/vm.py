@@ -36,7 +36,7 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
 
 
 def health_agent_args(
-    spec: ServiceSpec, launch: LaunchSpec, role: str, ray_env: Mapping[str, str]
+    spec: ServiceSpec, launch: LaunchSpec, role: str, ray_env: Mapping[str, str], hold_until_uptime: int = 0
 ) -> list[str]:
     """``health_agent.py`` flags: the load budget of one start is the launch spec's startup budget.
 
@@ -48,7 +48,7 @@ def health_agent_args(
     args += ["--max-failed-starts", str(MAX_FAILED_STARTS)]
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
     if spec.cloud == "gcp":
-        args += ["--port", str(HEALTH_AGENT_PORT)]
+        args += ["--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold_until_uptime)]
     else:
         args += ["--region", spec.region or ""]
     if role == "ray-worker":
@@ -69,6 +69,7 @@ def bootstrap_script(
     hf_token_secret: str | None,
     role: str = "serve",
     ray_env: Mapping[str, str] | None = None,
+    health_hold_seconds: int = 0,
 ) -> str:
     """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries."""
     if role not in VM_ROLES:
@@ -86,7 +87,7 @@ def bootstrap_script(
         vllm_argv=list(launch.argv),
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
         ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
-        health_agent_args=health_agent_args(spec, launch, role, ray_env or {}),
+        health_agent_args=health_agent_args(spec, launch, role, ray_env or {}, health_hold_seconds),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
     )
 

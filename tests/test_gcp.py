@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import subprocess
 from pathlib import Path
 
 import pytest
 
+import components.gcp as gcp_backend
 from components import catalog, launch, vm
-from components.gcp.machine import AGENT_START_SECONDS, MAX_INITIAL_DELAY_SECONDS
+from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
+from components.gcp.machine import (
+    AGENT_START_SECONDS,
+    HOLD_MARGIN_SECONDS,
+    MAX_INITIAL_DELAY_SECONDS,
+    MAX_MIN_READY_SECONDS,
+    MAX_ROLL_WAIT_SECONDS,
+    roll_timings,
+)
 from components.gcp.network import GOOGLE_LB_RANGES
+from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
 from tools import mockrun
@@ -76,14 +88,15 @@ def runs() -> dict[str, Run]:
 
 
 @pytest.fixture
-def dependencies(monkeypatch) -> dict[str, list[str]]:
-    """The depends-on URNs of every resource the next run registers (the mock runtime keeps them apart)."""
-    seen: dict[str, list[str]] = {}
+def registrations(monkeypatch) -> dict:
+    """Each registration request of the next run by URN: its dependencies and custom timeouts, which the
+    mock runtime's resource records leave out."""
+    seen: dict = {}
     register = mockrun._RecordingMonitor.RegisterResource
 
     def recording(self, request):
         response = register(self, request)
-        seen[response.urn] = list(request.dependencies)
+        seen[response.urn] = request
         return response
 
     monkeypatch.setattr(mockrun._RecordingMonitor, "RegisterResource", recording)
@@ -98,6 +111,10 @@ def h100(runs) -> Run:
 def spec_of(key: str):
     stack, config = SCENARIOS[key]
     return build_spec(stack, config)
+
+
+def launch_of(key: str) -> launch.LaunchSpec:
+    return launch.launch_spec(spec_of(key), has_hf_token=True)
 
 
 def startup_script(run: Run) -> str:
@@ -240,10 +257,95 @@ def test_the_group_names_the_serving_port(h100):
     assert h100.one(REGIONAL_MIG).inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
 
 
-def test_the_group_uses_the_template_and_does_not_wait_for_gpu_boots(h100):
+def test_the_group_uses_the_template(h100):
     mig = h100.one(REGIONAL_MIG).inputs
     assert mig["versions"][0]["instanceTemplate"] == h100.one(TEMPLATE).outputs["selfLinkUnique"]
-    assert mig["waitForInstances"] is False
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_up_waits_until_the_group_is_updated_so_a_roll_finishes_or_fails_inside_up(runs, key):
+    mig = runs[key].one(REGIONAL_MIG).inputs
+    assert mig["waitForInstances"] is True
+    assert mig["waitForInstancesStatus"] == "UPDATED"
+
+
+def minutes(duration: str) -> int:
+    assert duration.endswith("m"), duration
+    return int(duration[:-1])
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_groups_wait_is_sized_to_every_surge_wave_of_a_roll(key, registrations):
+    stack, config = SCENARIOS[key]
+    run = run_program(stack, config, secrets=SECRETS)
+    mig = run.one(REGIONAL_MIG)
+    timeouts = registrations[mig.urn].customTimeouts
+    zones = len(mig.inputs["distributionPolicyZones"])
+    waves = math.ceil(spec_of(key).replicas / zones)
+    timings = roll_timings(launch.launch_spec(spec_of(key), has_hf_token=True))
+    wave = AGENT_START_SECONDS + timings.roll_wait_seconds + CONNECTION_DRAINING_SECONDS
+    for timeout in (timeouts.create, timeouts.update):
+        assert minutes(timeout) * 60 >= waves * wave
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_a_roll_keeps_an_old_vm_until_its_replacement_had_the_load_budget(runs, key):
+    mig = runs[key].one(REGIONAL_MIG).inputs
+    budget = launch.probe_timings(spec_of(key)).startup_seconds
+    assert mig["updatePolicy"]["minReadySec"] == min(budget, MAX_MIN_READY_SECONDS)
+    hold = roll_timings(launch.launch_spec(spec_of(key), has_hf_token=True)).hold_until_uptime
+    assert hold + mig["updatePolicy"]["minReadySec"] >= budget
+    assert f"--hold-until-uptime {hold}" in startup_script(runs[key])
+
+
+@pytest.mark.parametrize("budget", [705, 3480, 3600, 3601, 4650, 5675, MAX_ROLL_WAIT_SECONDS])
+def test_a_budget_over_gcps_3600_s_caps_is_waited_for_by_holding_the_agent_within_the_initial_delay(budget):
+    timings = roll_timings(dataclasses.replace(launch_of("l4"), probes=ProbeTimings(startup_seconds=budget)))
+    assert timings.roll_wait_seconds >= budget
+    assert timings.min_ready_seconds <= MAX_MIN_READY_SECONDS
+    assert timings.initial_delay_seconds <= MAX_INITIAL_DELAY_SECONDS
+    assert timings.initial_delay_seconds >= timings.hold_until_uptime + HOLD_MARGIN_SECONDS
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"vllm:gpu": "H200:8", "vllm:spot": True},  # default weights: 90% of 8 x 141 GB, within the wait
+        {
+            "vllm:gpu": "H100:8",
+            "gcp:region": "europe-west4",
+            "vllm:modelSizeGb": 1000,
+            "vllm:diskSizeGb": 1200,
+        },
+    ],
+)
+def test_budgets_a_roll_can_wait_for_are_accepted(config):
+    spec = build_spec("variant", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
+    gcp_backend.check(spec)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"vllm:gpu": "B200:8", "vllm:spot": True},  # default weights: 90% of 8 x 180 GB, 7080 s
+        {"vllm:gpu": "H100:8", "vllm:replicas": 3, "vllm:modelSizeGb": 1400, "vllm:diskSizeGb": 1600},
+        {"vllm:gpu": "H100:8", "vllm:nodes": 3, "vllm:replicas": 2},  # two Ray groups, 2 x 1728 GB weights
+    ],
+)
+def test_a_budget_no_roll_can_wait_for_is_refused_before_any_resource(config):
+    full = {"vllm:cloud": "gcp", "vllm:model": MODEL, **config}
+    with pytest.raises(SpecError) as raised:
+        run_program("a-very-long-stack-name-for-a-gcp-rollout-check", full, secrets=SECRETS)
+    assert raised.value.key == "vllm:modelSizeGb" and str(MAX_ROLL_WAIT_SECONDS) in str(raised.value)
+    assert raised.value.declared_resources == []
+
+
+def test_a_single_multi_node_replica_rolls_in_place_whatever_its_budget():
+    spec = build_spec(
+        "one-group", {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "H100:8", "vllm:nodes": 3}
+    )
+    assert launch.probe_timings(spec).startup_seconds > MAX_ROLL_WAIT_SECONDS
+    gcp_backend.check(spec)
 
 
 def autohealing_check_of(run: Run, policy: dict) -> Resource:
@@ -259,9 +361,10 @@ def test_the_group_autoheals_on_the_host_health_agent_not_on_vllm(runs, key):
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
-def test_the_autohealing_delay_only_covers_the_agents_start_and_fits_gcps_cap(runs, key):
+def test_the_autohealing_delay_covers_the_agents_start_and_hold_and_fits_gcps_cap(runs, key):
     policy = runs[key].one(REGIONAL_MIG).inputs["autoHealingPolicies"]
-    assert policy["initialDelaySec"] == AGENT_START_SECONDS <= MAX_INITIAL_DELAY_SECONDS
+    assert policy["initialDelaySec"] == roll_timings(launch_of(key)).initial_delay_seconds
+    assert AGENT_START_SECONDS <= policy["initialDelaySec"] <= MAX_INITIAL_DELAY_SECONDS
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
@@ -462,10 +565,10 @@ def test_every_api_the_stack_uses_is_enabled_and_left_on_at_destroy(runs, key):
         assert service.inputs["disableOnDestroy"] is False
 
 
-def test_the_stacks_provider_waits_for_every_api(dependencies):
+def test_the_stacks_provider_waits_for_every_api(registrations):
     run = run_program(*SCENARIOS["l4"], secrets=SECRETS)
     provider = gcp_provider(run)
-    assert {s.urn for s in run.of_type(SERVICE)} <= set(dependencies[provider.urn])
+    assert {s.urn for s in run.of_type(SERVICE)} <= set(registrations[provider.urn].dependencies)
 
 
 def test_the_provider_takes_the_region_and_the_pinned_zone(runs):

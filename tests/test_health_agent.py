@@ -381,3 +381,38 @@ def test_the_units_command_line_really_runs_the_agent(request, start_agent):
     argv[argv.index("--port") + 1] = str(port)  # the VM's port may be taken on a shared test machine
     start_agent(*argv[2:])
     wait_until(lambda: verdict_at(port) is not None, "the unit's agent to answer")
+
+
+def hold_agent(start_agent, host, vllm: FakeVllm, hold: float, uptime: float) -> int:
+    uptime_file = Path(host["TMP"]) / "uptime"
+    uptime_file.write_text(f"{uptime} 1.0\n")
+    port = free_port()
+    start_agent(
+        "--cloud", "gcp", "--role", "serve", "--budget", "6000", "--port", str(port), "--health-url", vllm.url,
+        "--hold-until-uptime", str(hold), "--uptime-file", str(uptime_file),
+    )  # fmt: skip
+    wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
+    return port
+
+
+def test_gcp_a_loading_replica_is_held_unhealthy_until_the_hold_uptime(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    status, body = verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=3000))
+    assert status == 503 and "held unhealthy until 4000 s of uptime" in body["reason"]
+
+
+def test_gcp_a_loading_replica_past_the_hold_uptime_is_healthy(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    assert verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=4001))[0] == 200
+
+
+def test_gcp_a_ready_replica_ends_the_hold_at_once(host, start_agent):
+    vllm = FakeVllm()
+    vllm.status = 200
+    container_started(host, seconds_ago=30)
+    assert verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=100)) == (
+        200,
+        {"healthy": True, "reason": "ready"},
+    )

@@ -15,6 +15,7 @@ import pulumi_gcp
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.gcp.machine import check_rollout_budget
 from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_group import RayGroup, RayGroupArgs
 from components.gcp.replica import VllmReplica, VllmReplicaArgs
@@ -37,6 +38,11 @@ __all__ = [
 def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
     """The pinned ``gcp:zone``, else every zone of the region that sells the machine (spec.py checks both)."""
     return (spec.zone,) if spec.zone is not None else tuple(spec.offering.zones[spec.region])
+
+
+def check(spec: ServiceSpec) -> None:
+    """GCP's own limits on a spec, checked before any resource is declared (spec.load_spec calls it)."""
+    check_rollout_budget(spec, launch_spec(spec, has_hf_token=False))
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
@@ -66,7 +72,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token, provider=provider),
         opts,
     )
-    replicas: list[VllmReplica] | list[RayGroup]
+    replicas: list[VllmReplica] | list[RayGroup] = []
     if spec.nodes == 1:
         replicas = [
             VllmReplica(
@@ -77,14 +83,17 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ]
     else:
         # Groups take the region's zones in turn, so replicas do not share one zone's fate.
-        replicas = [
-            RayGroup(
-                f"{spec.name}-r{index}",
-                RayGroupArgs(spec, launch, network, identity, index, zones[index % len(zones)], provider),
-                opts,
+        for index in range(spec.replicas):
+            previous = replicas[-1] if replicas else None
+            replicas.append(
+                RayGroup(
+                    f"{spec.name}-r{index}",
+                    RayGroupArgs(
+                        spec, launch, network, identity, index, zones[index % len(zones)], provider, previous
+                    ),
+                    opts,
+                )
             )
-            for index in range(spec.replicas)
-        ]
     load_balancer = LoadBalancer(
         spec.name,
         LoadBalancerArgs(spec, launch, [replica.instance_group for replica in replicas], provider),

@@ -6,6 +6,7 @@ their VMs here, so a serving VM and a Ray node differ only in their role, tags a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from components import vm
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import Network
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.spec import ServiceSpec, SpecError
 
 #: Deep Learning VM image family (Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570: H100/H200/B200/A100/L4/T4/V100;
 #: ships Docker and the NVIDIA container toolkit, which vm_bootstrap.sh still verifies). Current in
@@ -39,6 +40,17 @@ AGENT_START_SECONDS = 600
 #: The autohealing check reads the agent: a replica that hangs after it was ready is recreated after
 #: about ``interval x unhealthy threshold`` (30 s), plus the agent's own look every 5 s.
 AUTOHEAL_PATH = "/"
+
+#: GCP bound (compute API, InstanceGroupManagerUpdatePolicy.minReadySec): 0-3600. In a rolling update a new VM
+#: counts as ready once its health check passes plus minReadySec; the agent passes while the model loads, so
+#: minReadySec is what keeps an old replica serving until the new one has loaded.
+MAX_MIN_READY_SECONDS = 3600
+#: Per rollout step, besides the new VM's agent start and load wait and the old VM's connection draining:
+#: creating and deleting the VMs and the group's own bookkeeping.
+ROLLOUT_STEP_MARGIN_SECONDS = 900
+
+#: The named port the backend service sends traffic to, on every serving group.
+PORT_NAME = "http"
 
 #: Compact placement needs a machine series that supports it; N1 (T4/V100) does not.
 COMPACT_PLACEMENT_SERIES = ("a2", "a3", "a4", "g2")
@@ -88,8 +100,74 @@ def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOption
     )
 
 
-def autohealing_policy(check: compute.HealthCheck) -> dict:
-    return {"health_check": check.id, "initial_delay_sec": AGENT_START_SECONDS}
+@dataclass(frozen=True)
+class RollTimings:
+    """When a new VM is judged, and when a rolling update may count it as ready.
+
+    A rolling update removes an old VM once its replacement's health check passes plus minReadySec (at
+    most 3600 s). The agent passes while the model loads, so for a budget over 3600 s a new VM's agent
+    first holds its answer at unhealthy until ``hold_until_uptime`` s after boot: autohealing ignores it
+    during its initial delay, which ends ``HOLD_MARGIN_SECONDS`` after the hold. A rolling update thus waits
+    hold + minReadySec for a new replica to load; a ready vLLM ends the hold at once.
+    """
+
+    initial_delay_seconds: int
+    hold_until_uptime: int  # 0: no hold
+    min_ready_seconds: int
+
+    @property
+    def roll_wait_seconds(self) -> int:
+        """The longest a rolling update waits for a new VM before it counts it as ready."""
+        return self.hold_until_uptime + self.min_ready_seconds
+
+
+#: Between the end of the hold and the end of the initial delay: the agent's next look, the check's healthy
+#: threshold (1 x 10 s) and the VM's boot before its clock (uptime) starts, with room to spare.
+HOLD_MARGIN_SECONDS = 300
+#: The longest load budget a rolling update can wait for: the longest hold plus the longest minReadySec.
+MAX_ROLL_WAIT_SECONDS = MAX_INITIAL_DELAY_SECONDS - HOLD_MARGIN_SECONDS + MAX_MIN_READY_SECONDS
+
+
+def roll_timings(launch: LaunchSpec) -> RollTimings:
+    budget = launch.probes.startup_seconds
+    if budget <= MAX_MIN_READY_SECONDS:
+        return RollTimings(AGENT_START_SECONDS, 0, budget)
+    hold = min(budget - MAX_MIN_READY_SECONDS, MAX_INITIAL_DELAY_SECONDS - HOLD_MARGIN_SECONDS)
+    return RollTimings(max(AGENT_START_SECONDS, hold + HOLD_MARGIN_SECONDS), hold, MAX_MIN_READY_SECONDS)
+
+
+def autohealing_policy(check: compute.HealthCheck, launch: LaunchSpec) -> dict:
+    return {"health_check": check.id, "initial_delay_sec": roll_timings(launch).initial_delay_seconds}
+
+
+def rollout_timeout(launch: LaunchSpec, steps: int, draining_seconds: int) -> str:
+    """A ``custom_timeouts`` duration for a group that rolls in ``steps`` waves: each wave boots new VMs,
+    waits for them to load (hold + minReadySec) and drains the old ones, plus a margin."""
+    wave = AGENT_START_SECONDS + roll_timings(launch).roll_wait_seconds + draining_seconds
+    return f"{math.ceil(steps * (wave + ROLLOUT_STEP_MARGIN_SECONDS) / 60)}m"
+
+
+def check_rollout_budget(spec: ServiceSpec, launch: LaunchSpec) -> None:
+    """Refuse a load budget a rolling update cannot wait for while it keeps another replica serving.
+
+    A single-node replica is replaced by a surge VM, and Ray groups roll one after another: either way an
+    old replica leaves once its replacement had ``MAX_ROLL_WAIT_SECONDS`` to load. A longer budget would
+    let an update remove the last serving replica while the new ones still load. A single multi-node
+    replica is recreated in place (its head keeps its IP), so it is down during its roll whatever the
+    budget, and is not refused. Autohealing itself honours any budget (the agent carries it).
+    """
+    budget = launch.probes.startup_seconds
+    if budget <= MAX_ROLL_WAIT_SECONDS or (spec.nodes > 1 and spec.replicas == 1):
+        return
+    shown = spec.model_size_gb if spec.model_size_gb is not None else "unset"
+    raise SpecError(
+        "vllm:modelSizeGb",
+        shown,
+        f"the size of a checkpoint whose load budget fits the {MAX_ROLL_WAIT_SECONDS} s a GCP rolling update "
+        f"can wait for a new replica (GCP caps the initial delay and minReadySec at 3600 s each); this "
+        f"spec's budget is {budget} s (unset, the weights are assumed to fill 90% of GPU memory: set the "
+        f"real size), or vllm:replicas 1 with vllm:nodes > 1",
+    )
 
 
 @dataclass
@@ -121,6 +199,7 @@ def instance_template(
         hf_token_secret=identity.hf_token_secret,
         role=vm_role.role,
         ray_env=vm_role.ray_env,
+        health_hold_seconds=roll_timings(launch).hold_until_uptime,
     )
     return compute.InstanceTemplate(
         name,

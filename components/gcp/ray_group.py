@@ -16,16 +16,19 @@ import pulumi_gcp.compute as compute
 
 from components import vm
 from components.gcp.identity import ServiceIdentity
+from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (
     COMPACT_PLACEMENT_SERIES,
+    PORT_NAME,
     VmRole,
     autohealing_check,
     autohealing_policy,
     instance_template,
+    roll_timings,
+    rollout_timeout,
 )
 from components.gcp.machine import machine_series as series_of
 from components.gcp.network import SUBNET_CIDR, Network
-from components.gcp.replica import PORT_NAME
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -45,6 +48,7 @@ class RayGroupArgs:
     index: int  # which replica this group is
     zone: str
     provider: pulumi.ProviderResource
+    previous: RayGroup | None = None  # the group that rolls before this one
 
 
 class RayGroup(pulumi.ComponentResource):
@@ -130,6 +134,21 @@ class RayGroup(pulumi.ComponentResource):
         )
         self.health_check = autohealing_check(f"{name}-autoheal", launch, child)
         head_name = f"{spec.name}-r{index}-head"
+        # Groups roll one after another: each waits for the previous group's roll (its head loaded, as far as
+        # minReadySec allows), so an update never takes every replica down at once. `pulumi up` waits for
+        # each roll, so the old templates it deletes afterwards are no longer in use.
+        timeout = rollout_timeout(launch, 1, CONNECTION_DRAINING_SECONDS)
+        rolling = pulumi.ResourceOptions.merge(
+            child,
+            pulumi.ResourceOptions(
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout),
+                depends_on=(
+                    [args.previous.head_group_manager, args.previous.worker_group_manager]
+                    if args.previous is not None
+                    else []
+                ),
+            ),
+        )
         # No target_size: the per-instance config below creates the one head (createInstances), and an
         # unset size is not reset by later updates.
         self.head_group_manager = compute.InstanceGroupManager(
@@ -138,7 +157,7 @@ class RayGroup(pulumi.ComponentResource):
             zone=args.zone,
             versions=[{"name": "ray-head", "instance_template": self.head_template.self_link_unique}],
             named_ports=[{"name": PORT_NAME, "port": launch.port}],
-            auto_healing_policies=autohealing_policy(self.health_check),
+            auto_healing_policies=autohealing_policy(self.health_check, launch),
             # A VM with a preserved IP can only be recreated in place, one down at a time.
             update_policy={
                 "type": "PROACTIVE",
@@ -146,9 +165,11 @@ class RayGroup(pulumi.ComponentResource):
                 "replacement_method": "RECREATE",
                 "max_surge_fixed": 0,
                 "max_unavailable_fixed": 1,
+                "min_ready_sec": roll_timings(launch).min_ready_seconds,
             },
-            wait_for_instances=False,
-            opts=child,
+            wait_for_instances=True,
+            wait_for_instances_status="UPDATED",
+            opts=rolling,
         )
         self.head_instance = compute.PerInstanceConfig(
             f"{name}-head-instance",
@@ -176,7 +197,7 @@ class RayGroup(pulumi.ComponentResource):
             zone=args.zone,
             versions=[{"name": "ray-worker", "instance_template": self.worker_template.self_link_unique}],
             target_size=workers,
-            auto_healing_policies=autohealing_policy(self.health_check),
+            auto_healing_policies=autohealing_policy(self.health_check, launch),
             # A Ray cluster cannot roll node by node across template versions: replace the workers together.
             update_policy={
                 "type": "PROACTIVE",
@@ -184,8 +205,9 @@ class RayGroup(pulumi.ComponentResource):
                 "max_surge_fixed": 0,
                 "max_unavailable_fixed": workers,
             },
-            wait_for_instances=False,
-            opts=child,
+            wait_for_instances=True,
+            wait_for_instances_status="UPDATED",
+            opts=rolling,
         )
         self.instance_group = self.head_group_manager.instance_group
         self.register_outputs({"instanceGroup": self.instance_group, "headAddress": head_address(index)})

@@ -18,7 +18,9 @@ Verdict (the same on both clouds):
 
 Action per cloud:
   - gcp: serve the verdict over HTTP on --port (200 healthy, 503 unhealthy); the managed group's
-    autohealing health check targets it;
+    autohealing health check targets it. With --hold-until-uptime, a loading replica answers unhealthy
+    until the host has been up that long: the group ignores the answers during its initial delay, and a
+    rolling update, which counts a new VM as ready once it answers healthy, waits for the model longer;
   - aws: on the first unhealthy verdict, mark the instance Unhealthy in its Auto Scaling group once
     (``aws autoscaling set-instance-health``, instance id and region from IMDSv2), retrying only failures.
 """
@@ -229,10 +231,23 @@ class Agent:
         started = container_started_at(options.container)
         return Observation(time.time(), started, unit_restarts(options.unit), ready and started is not None)
 
+    def held(self, verdict: Verdict) -> Verdict:
+        """The verdict served over HTTP: a loading replica is held unhealthy until --hold-until-uptime."""
+        hold = self.options.hold_until_uptime
+        if not hold or not verdict.healthy or verdict.reason == "ready":
+            return verdict
+        with open(self.options.uptime_file) as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
+        if uptime >= hold:
+            return verdict
+        return Verdict(
+            False, f"{verdict.reason}; held unhealthy until {hold:.0f} s of uptime (now {uptime:.0f})"
+        )
+
     def step(self) -> Verdict:
         verdict = self.judge.judge(self.observe())
         with self.lock:
-            self.verdict = verdict
+            self.verdict = self.held(verdict)
         if self.logged is None or verdict.healthy != self.logged.healthy:
             log(f"{'healthy' if verdict.healthy else 'UNHEALTHY'}: {verdict.reason}")
             self.logged = verdict
@@ -291,6 +306,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ray-port", type=int, default=6379)
     parser.add_argument("--region", default="", help="aws: the Auto Scaling group's region (else from IMDS)")
     parser.add_argument("--imds-url", default="http://169.254.169.254")
+    parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="gcp: see the module docstring")
+    parser.add_argument("--uptime-file", default="/proc/uptime")
     options = parser.parse_args(argv)
     if options.role == "ray-worker" and not options.ray_head:
         parser.error("--ray-head is required for a ray-worker")
