@@ -388,8 +388,8 @@ def hold_agent(start_agent, host, vllm: FakeVllm, hold: float, uptime: float) ->
     uptime_file.write_text(f"{uptime} 1.0\n")
     port = free_port()
     start_agent(
-        "--cloud", "gcp", "--role", "serve", "--budget", "6000", "--port", str(port), "--health-url", vllm.url,
-        "--hold-until-uptime", str(hold), "--uptime-file", str(uptime_file),
+        "--cloud", "gcp", "--role", "serve", "--budget", "6000", "--port", str(port),
+        "--health-url", vllm.url, "--hold-until-uptime", str(hold), "--uptime-file", str(uptime_file),
     )  # fmt: skip
     wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
     return port
