@@ -19,6 +19,7 @@ from components.gcp.machine import (
     MAX_INITIAL_DELAY_SECONDS,
     MAX_MIN_READY_SECONDS,
     MAX_ROLL_WAIT_SECONDS,
+    SECRET_VERSIONS_METADATA_KEY,
     roll_timings,
 )
 from components.gcp.network import GOOGLE_LB_RANGES
@@ -525,6 +526,17 @@ def test_only_the_replica_service_account_may_read_each_secret(h100):
         assert grant.inputs["role"] == "roles/secretmanager.secretAccessor"
     project_roles = [r.inputs["role"] for r in h100.of_type("gcp:projects/iAMMember:IAMMember")]
     assert "roles/secretmanager.secretAccessor" not in project_roles
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_template_names_each_secret_version_so_a_rotation_rolls_the_group(runs, key):
+    run = runs[key]
+    names = sorted(version.outputs["name"] for version in run.of_type(SECRET_VERSION))
+    assert len(names) == 2 and all("/versions/" in name for name in names)
+    assert sorted(run.one(TEMPLATE).inputs["metadata"][SECRET_VERSIONS_METADATA_KEY].split()) == names
+    assert API_KEY not in json.dumps(run.one(TEMPLATE).inputs) and HF_TOKEN not in json.dumps(
+        run.one(TEMPLATE).inputs
+    )
 
 
 def test_an_open_model_gets_no_hf_token_secret():

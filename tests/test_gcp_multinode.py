@@ -11,7 +11,12 @@ import pytest
 
 from components import launch, vm
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
-from components.gcp.machine import AGENT_START_SECONDS, MAX_INITIAL_DELAY_SECONDS, roll_timings
+from components.gcp.machine import (
+    AGENT_START_SECONDS,
+    MAX_INITIAL_DELAY_SECONDS,
+    SECRET_VERSIONS_METADATA_KEY,
+    roll_timings,
+)
 from components.gcp.network import GOOGLE_LB_RANGES, SUBNET_CIDR
 from components.gcp.ray_group import head_address
 from components.spec import build_spec
@@ -275,3 +280,9 @@ def test_each_groups_wait_covers_its_roll(request, spec):
             assert (
                 int(timeout.removesuffix("m")) * 60 >= timings.roll_wait_seconds + CONNECTION_DRAINING_SECONDS
             )
+
+
+def test_every_template_names_the_secret_versions_so_a_rotation_rolls_every_group(run):
+    names = sorted(v.outputs["name"] for v in run.of_type("gcp:secretmanager/secretVersion:SecretVersion"))
+    for template in run.of_type(TEMPLATE):
+        assert sorted(template.inputs["metadata"][SECRET_VERSIONS_METADATA_KEY].split()) == names

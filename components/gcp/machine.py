@@ -49,6 +49,9 @@ MAX_MIN_READY_SECONDS = 3600
 #: creating and deleting the VMs and the group's own bookkeeping.
 ROLLOUT_STEP_MARGIN_SECONDS = 900
 
+#: Instance metadata naming the secret versions the VM's boot reads (resource names, never the values).
+SECRET_VERSIONS_METADATA_KEY = "vllm-secret-versions"
+
 #: The named port the backend service sends traffic to, on every serving group.
 PORT_NAME = "http"
 
@@ -234,6 +237,11 @@ def instance_template(
             "install-nvidia-driver": "True",
             "enable-oslogin": "TRUE",
             "block-project-ssh-keys": "TRUE",
+            # A new HF token or API key is a new secret version: naming the versions (never the values)
+            # makes it a new template, so the group rolls and no server keeps a stale key.
+            SECRET_VERSIONS_METADATA_KEY: pulumi.Output.all(
+                *(version.name for version in identity.versions.values())
+            ).apply(lambda names: " ".join(names)),
         },
         tags=list(vm_role.tags),
         labels={"app": "vllm", "stack": spec.name, "role": vm_role.role},
