@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from components import catalog, launch, vm
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (
     AGENT_START_SECONDS,
+    BOOT_IMAGE_FAMILY,
     HOLD_MARGIN_SECONDS,
     MAX_INITIAL_DELAY_SECONDS,
     MAX_MIN_READY_SECONDS,
@@ -199,7 +201,49 @@ def test_the_boot_disk_has_the_spec_size_and_the_gpu_image(runs, key):
     (disk,) = runs[key].one(TEMPLATE).inputs["disks"]
     assert disk["boot"] is True
     assert disk["diskSizeGb"] == spec_of(key).disk_size_gb
-    assert disk["sourceImage"].startswith("projects/deeplearning-platform-release/global/images/family/")
+    assert (
+        disk["sourceImage"]
+        == f"projects/deeplearning-platform-release/global/images/family/{BOOT_IMAGE_FAMILY}"
+    )
+
+
+def driver_of(image: str) -> int:
+    return int(re.search(r"nvidia-(\d+)", image).group(1))
+
+
+def test_the_default_image_familys_driver_runs_vllms_cuda_13_image():
+    assert driver_of(BOOT_IMAGE_FAMILY) >= 580
+
+
+@pytest.mark.parametrize(
+    ("image", "source"),
+    [
+        (
+            "common-cu129-ubuntu-2204-nvidia-580-v20260818",
+            "projects/deeplearning-platform-release/global/images/common-cu129-ubuntu-2204-nvidia-580-v20260818",
+        ),
+        ("projects/my-images/global/images/vllm-host-v3", "projects/my-images/global/images/vllm-host-v3"),
+    ],
+)
+def test_boot_image_pins_a_dated_image_for_every_vm(image, source):
+    stack, config = SCENARIOS["l4"]
+    run = run_program(stack, {**config, "vllm:bootImage": image}, secrets=SECRETS)
+    assert run.one(TEMPLATE).inputs["disks"][0]["sourceImage"] == source
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2204-nvidia-580",
+        "common-cu128-ubuntu-2204-nvidia-570-v20250801",  # driver 570: no CUDA 13
+        "Common_Image",
+    ],
+)
+def test_a_family_an_old_driver_or_a_malformed_boot_image_is_refused(image):
+    error = spec_error(
+        {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": MODEL, "vllm:bootImage": image}
+    )
+    assert error.key == "vllm:bootImage" and "580" in str(error)
 
 
 @pytest.mark.parametrize(

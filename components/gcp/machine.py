@@ -19,12 +19,26 @@ from components.gcp.network import Network
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec, SpecError
 
-#: Deep Learning VM image family (Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570: H100/H200/B200/A100/L4/T4/V100;
-#: ships Docker and the NVIDIA container toolkit, which vm_bootstrap.sh still verifies). Current in
-#: deeplearning-platform-release as of 2026-11 per GCP's DLVM image list; check it with
-#: ``gcloud compute images describe-from-family common-cu128-ubuntu-2204-nvidia-570
-#: --project deeplearning-platform-release``. New VMs take the family's newest image.
-BOOT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
+#: Deep Learning VM images live here (Google's public project for them).
+DLVM_PROJECT = "deeplearning-platform-release"
+#: The default boot image family: Ubuntu 22.04 with NVIDIA driver 580 (CUDA 12.9 toolkit on the host), Docker
+#: and the NVIDIA container toolkit (vm_bootstrap.sh still verifies both). vLLM 0.33's image is built on
+#: CUDA 13 (vLLM's docker/Dockerfile: ARG CUDA_VERSION=13.0.x), which needs driver >= 580; the older
+#: ``common-cu128-ubuntu-2204-nvidia-570`` family's driver 570 cannot run it. Check the family with
+#: ``gcloud compute images describe-from-family common-cu129-ubuntu-2204-nvidia-580 --project
+#: deeplearning-platform-release``. A family resolves anew for each VM: ``vllm:bootImage`` pins a dated image
+#: (e.g. ``common-cu129-ubuntu-2204-nvidia-580-v20260818``) so every VM of a template boots the same one.
+BOOT_IMAGE_FAMILY = "common-cu129-ubuntu-2204-nvidia-580"
+
+
+def boot_image(spec: ServiceSpec) -> str:
+    """``vllm:bootImage`` (a name in the DLVM project, or a full path), else the default family."""
+    if spec.boot_image is None:
+        return f"projects/{DLVM_PROJECT}/global/images/family/{BOOT_IMAGE_FAMILY}"
+    if spec.boot_image.startswith("projects/"):
+        return spec.boot_image
+    return f"projects/{DLVM_PROJECT}/global/images/{spec.boot_image}"
+
 
 #: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and
 #: A4 take Hyperdisk only, A3 High takes both (Hyperdisk Balanced reads the weights faster), while A2, G2 and
@@ -218,7 +232,7 @@ def instance_template(
             {
                 "boot": True,
                 "auto_delete": True,
-                "source_image": BOOT_IMAGE,
+                "source_image": boot_image(spec),
                 "disk_size_gb": spec.disk_size_gb,
                 "disk_type": boot_disk_type(spec),
             }
