@@ -70,6 +70,7 @@ def bootstrap_script(
     role: str = "serve",
     ray_env: Mapping[str, str] | None = None,
     health_hold_seconds: int = 0,
+    image_metadata_key: str = "",
 ) -> str:
     """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries."""
     if role not in VM_ROLES:
@@ -89,6 +90,7 @@ def bootstrap_script(
         ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
         health_agent_args=health_agent_args(spec, launch, role, ray_env or {}, health_hold_seconds),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
+        image_metadata_key=image_metadata_key,
     )
 
 

@@ -18,6 +18,7 @@ from components.gcp.machine import (
     AGENT_START_SECONDS,
     BOOT_IMAGE_FAMILY,
     HOLD_MARGIN_SECONDS,
+    IMAGE_METADATA_KEY,
     MAX_INITIAL_DELAY_SECONDS,
     MAX_MIN_READY_SECONDS,
     MAX_ROLL_WAIT_SECONDS,
@@ -25,6 +26,7 @@ from components.gcp.machine import (
     roll_timings,
 )
 from components.gcp.network import GOOGLE_LB_RANGES
+from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
@@ -583,6 +585,66 @@ def test_the_template_names_each_secret_version_so_a_rotation_rolls_the_group(ru
     )
 
 
+# --- images from Google's network ------------------------------------------------------------------------
+
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+REPOSITORY_READER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_a_docker_hub_remote_repository_in_the_region_caches_the_image(runs, key):
+    repository = runs[key].one(REPOSITORY).inputs
+    assert repository["mode"] == "REMOTE_REPOSITORY" and repository["format"] == "DOCKER"
+    assert repository["remoteRepositoryConfig"]["dockerRepository"]["publicRepository"] == "DOCKER_HUB"
+    assert repository["location"] == spec_of(key).region
+    assert re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", repository["repositoryId"])
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_vms_pull_the_pinned_image_through_the_mirror(runs, key):
+    run = runs[key]
+    repository = run.one(REPOSITORY)
+    metadata = run.one(TEMPLATE).inputs["metadata"]
+    assert metadata[IMAGE_METADATA_KEY] == f"{repository.outputs['registryUri']}/{spec_of(key).image}"
+    assert f"IMAGE_METADATA_KEY={IMAGE_METADATA_KEY}" in startup_script(run)
+
+
+def test_only_the_replicas_account_may_read_the_mirror_and_only_that_repository(h100):
+    (grant,) = h100.of_type(REPOSITORY_READER)
+    assert grant.inputs["role"] == "roles/artifactregistry.reader"
+    assert grant.inputs["member"] == h100.one(ACCOUNT).outputs["member"]
+    assert grant.inputs["repository"] == h100.one(REPOSITORY).outputs["name"]
+    project_roles = {m.inputs["role"] for m in h100.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert not any("artifactregistry" in role for role in project_roles)
+
+
+def test_the_long_stack_names_repository_id_fits():
+    run = run_program("x" * 60, {**SCENARIOS["l4"][1]}, secrets=SECRETS)
+    assert len(run.one(REPOSITORY).inputs["repositoryId"]) <= 63
+
+
+@pytest.mark.parametrize(
+    ("image", "path"),
+    [
+        ("vllm/vllm-openai:v0.33.0", "vllm/vllm-openai:v0.33.0"),
+        ("docker.io/vllm/vllm-openai:v0.33.0", "vllm/vllm-openai:v0.33.0"),
+        ("ubuntu:22.04", "library/ubuntu:22.04"),
+        ("ghcr.io/org/vllm:1", None),
+        ("registry.local:5000/vllm:1", None),
+    ],
+)
+def test_only_docker_hub_images_go_through_the_mirror(image, path):
+    assert docker_hub_path(image) == path
+
+
+def test_an_image_of_another_registry_is_pulled_directly():
+    stack, config = SCENARIOS["l4"]
+    run = run_program(stack, {**config, "vllm:image": "ghcr.io/org/vllm-openai:v0.33.0"}, secrets=SECRETS)
+    assert run.of_type(REPOSITORY) == []
+    assert IMAGE_METADATA_KEY not in run.one(TEMPLATE).inputs["metadata"]
+    assert "IMAGE_METADATA_KEY=''" in startup_script(run)
+
+
 def test_an_open_model_gets_no_hf_token_secret():
     run = run_program("l4-test", SCENARIOS["l4"][1], secrets={"vllm:apiKey": API_KEY})
     assert [r.inputs["secretId"] for r in run.of_type(SECRET)] == ["vllm-l4-test-api-key"]
@@ -644,6 +706,7 @@ def test_every_resource_descends_from_the_vllm_service(runs, key):
 def test_components_use_vllm_gcp_type_tokens(h100):
     components = {r.type for r in h100.resources if not r.custom and r.type.startswith("vllm:gcp:")}
     assert components == {
+        "vllm:gcp:ImageMirror",
         "vllm:gcp:ProjectApis",
         "vllm:gcp:Network",
         "vllm:gcp:ServiceIdentity",

@@ -18,12 +18,14 @@ from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_group import RayGroup, RayGroupArgs
+from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica import VllmReplica, VllmReplicaArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
 __all__ = [
+    "ImageMirror",
     "LoadBalancer",
     "Network",
     "ProjectApis",
@@ -72,12 +74,19 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token, provider=provider),
         opts,
     )
+    mirror = None
+    if docker_hub_path(spec.image) is not None:
+        mirror = ImageMirror(
+            spec.name, ImageMirrorArgs(spec=spec, identity=identity, provider=provider), opts
+        )
     replicas: list[VllmReplica] | list[RayGroup] = []
     if spec.nodes == 1:
         replicas = [
             VllmReplica(
                 spec.name,
-                VllmReplicaArgs(spec, launch, network, identity, zones=zones, provider=provider),
+                VllmReplicaArgs(
+                    spec, launch, network, identity, zones=zones, provider=provider, mirror=mirror
+                ),
                 opts,
             )
         ]
@@ -89,7 +98,15 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 RayGroup(
                     f"{spec.name}-r{index}",
                     RayGroupArgs(
-                        spec, launch, network, identity, index, zones[index % len(zones)], provider, previous
+                        spec,
+                        launch,
+                        network,
+                        identity,
+                        index,
+                        zones[index % len(zones)],
+                        provider,
+                        previous,
+                        mirror,
                     ),
                     opts,
                 )

@@ -16,6 +16,7 @@ import pulumi_gcp.compute as compute
 from components import vm
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import Network
+from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec, SpecError
 
@@ -65,6 +66,9 @@ ROLLOUT_STEP_MARGIN_SECONDS = 900
 
 #: Instance metadata naming the secret versions the VM's boot reads (resource names, never the values).
 SECRET_VERSIONS_METADATA_KEY = "vllm-credential-versions"  # "secret" in a key name reads as a secret
+
+#: Instance metadata naming vllm:image in the stack's Artifact Registry mirror of Docker Hub.
+IMAGE_METADATA_KEY = "vllm-image"
 
 #: The named port the backend service sends traffic to, on every serving group.
 PORT_NAME = "http"
@@ -204,6 +208,7 @@ def instance_template(
     vm_role: VmRole,
     network: Network,
     identity: ServiceIdentity,
+    mirror: ImageMirror | None,
     opts: pulumi.ResourceOptions,
 ) -> compute.InstanceTemplate:
     """A GPU VM: catalog machine, DLVM boot disk, gVNIC without external IP, the stack's service account,
@@ -217,7 +222,11 @@ def instance_template(
         role=vm_role.role,
         ray_env=vm_role.ray_env,
         health_hold_seconds=roll_timings(launch).hold_until_uptime,
+        image_metadata_key=IMAGE_METADATA_KEY if mirror is not None else "",
     )
+    image_metadata = {IMAGE_METADATA_KEY: mirror.image} if mirror is not None else {}
+    if mirror is not None:  # the VMs pull with the reader grant in place
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[mirror.reader]))
     return compute.InstanceTemplate(
         name,
         description=f"vLLM {vm_role.role} on {offering.machine_type} ({spec.gpu}) for stack {spec.stack}",
@@ -256,6 +265,7 @@ def instance_template(
             SECRET_VERSIONS_METADATA_KEY: pulumi.Output.all(
                 *(version.name for version in identity.versions.values())
             ).apply(lambda names: " ".join(names)),
+            **image_metadata,
         },
         tags=list(vm_role.tags),
         labels={"app": "vllm", "stack": spec.name, "role": vm_role.role},

@@ -29,6 +29,7 @@ from components.gcp.machine import (
 )
 from components.gcp.machine import machine_series as series_of
 from components.gcp.network import SUBNET_CIDR, Network
+from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -49,6 +50,7 @@ class RayGroupArgs:
     zone: str
     provider: pulumi.ProviderResource
     previous: RayGroup | None = None  # the group that rolls before this one
+    mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
 
 
 class RayGroup(pulumi.ComponentResource):
@@ -121,6 +123,7 @@ class RayGroup(pulumi.ComponentResource):
             VmRole("ray-head", [args.network.serving_tag, args.network.health_tag, self.tag], env, placement),
             args.network,
             args.identity,
+            args.mirror,
             child,
         )
         self.worker_template = instance_template(
@@ -130,6 +133,7 @@ class RayGroup(pulumi.ComponentResource):
             VmRole("ray-worker", [args.network.health_tag, self.tag], env, placement),
             args.network,
             args.identity,
+            args.mirror,
             child,
         )
         self.health_check = autohealing_check(f"{name}-autoheal", launch, child)

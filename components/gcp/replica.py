@@ -21,6 +21,7 @@ from components.gcp.machine import (
     rollout_timeout,
 )
 from components.gcp.network import Network
+from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -57,6 +58,7 @@ class VllmReplicaArgs:
     identity: ServiceIdentity
     zones: Sequence[str]  # zones of spec.region that sell the machine (or the pinned gcp:zone)
     provider: pulumi.ProviderResource
+    mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
 
 
 class VllmReplica(pulumi.ComponentResource):
@@ -82,6 +84,7 @@ class VllmReplica(pulumi.ComponentResource):
             VmRole(role="serve", tags=[args.network.serving_tag, args.network.health_tag]),
             args.network,
             args.identity,
+            args.mirror,
             child,
         )
         self.group_manager = compute.RegionInstanceGroupManager(

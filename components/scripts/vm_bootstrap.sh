@@ -27,6 +27,9 @@ RAY_ENV=({{ray_env}})
 RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 HEALTH_AGENT_ARGS=({{health_agent_args}})
 HEALTH_AGENT_GZIP_BASE64={{health_agent_gzip_base64}}
+# GCP: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of Docker Hub (its
+# address holds the project id, known once deployed); empty: pull IMAGE as rendered.
+IMAGE_METADATA_KEY={{image_metadata_key}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -35,6 +38,7 @@ HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
+METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -162,7 +166,19 @@ EOF
   systemctl enable vllm.service
 }
 
+# Points IMAGE at the Artifact Registry mirror named in the instance metadata, and lets docker pull from it
+# with the VM's service account (reader on that repository only).
+resolve_image() {
+  local mirrored
+  if [ -z "$IMAGE_METADATA_KEY" ]; then return 0; fi
+  mirrored=$(curl -fsS --retry 5 -H "Metadata-Flavor: Google" "$METADATA_URL/instance/attributes/$IMAGE_METADATA_KEY")
+  gcloud auth configure-docker "${mirrored%%/*}" --quiet >/dev/null
+  log "pulling $IMAGE through $mirrored"
+  IMAGE=$mirrored
+}
+
 run_container() {
+  resolve_image
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
