@@ -49,8 +49,8 @@ def health_agent_args(
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
     if spec.cloud == "gcp":
         args += ["--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold_until_uptime)]
-    else:
-        args += ["--region", spec.region or ""]
+    elif spec.region:
+        args += ["--region", spec.region]
     if role == "ray-worker":
         args += [
             "--ray-head",
