@@ -416,3 +416,18 @@ def test_gcp_a_ready_replica_ends_the_hold_at_once(host, start_agent):
         200,
         {"healthy": True, "reason": "ready"},
     )
+
+
+def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    fake_aws = Path(host["PATH"].split(":")[0]) / "aws"
+    fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {host["TMP"]}/aws-calls\nexit 1\n')
+    container_started(host, seconds_ago=700)
+    start_agent(
+        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--health-url", vllm.url, "--imds-url", imds.url,
+    )  # fmt: skip
+    calls = Path(host["TMP"]) / "aws-calls"
+    wait_until(calls.exists, "a first set-instance-health")
+    time.sleep(1)  # five more unhealthy looks
+    assert len(calls.read_text().splitlines()) == 1

@@ -167,10 +167,13 @@ def connected_to(host: str, port: int, tables: tuple[str, ...] = ("/proc/net/tcp
 
 
 class AwsReporter:
-    """Marks this instance Unhealthy in its Auto Scaling group, once."""
+    """Marks this instance Unhealthy in its Auto Scaling group, once; a failed call is retried a minute on."""
+
+    RETRY_SECONDS = 60
 
     def __init__(self, imds_url: str, region: str) -> None:
         self.imds_url, self.region, self.reported = imds_url.rstrip("/"), region, False
+        self.retry_at = 0.0
 
     def _imds(self, path: str, token: str) -> str:
         request = urllib.request.Request(
@@ -180,8 +183,9 @@ class AwsReporter:
             return response.read().decode().strip()
 
     def report(self, reason: str) -> None:
-        if self.reported:
+        if self.reported or time.time() < self.retry_at:
             return
+        self.retry_at = time.time() + self.RETRY_SECONDS
         try:
             put = urllib.request.Request(
                 f"{self.imds_url}/latest/api/token",
