@@ -431,3 +431,12 @@ def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, s
     wait_until(calls.exists, "a first set-instance-health")
     time.sleep(1)  # five more unhealthy looks
     assert len(calls.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("role", ["serve", "ray-head", "ray-worker"])
+def test_aws_vms_run_the_agent_to_report_to_their_group_not_to_serve_a_port(role):
+    text = rendered("aws-h200-multinode" if role != "serve" else "aws-h100", role)
+    (line,) = [line for line in text.splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")]
+    assert "--cloud aws" in line and f"--role {role}" in line and "--region us-east-1" in line
+    assert "--port" not in line and "--hold-until-uptime" not in line
+    assert ("--ray-head 10.0.0.2" in line) == (role == "ray-worker")
