@@ -207,7 +207,16 @@ def start_agent(host) -> Iterator[Callable[..., subprocess.Popen]]:
 
     def start(*args: str) -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, str(AGENT), "--interval", "0.2", *args],
+            # The hold marker lives on the VM's disk: in tests, always in the scratch directory.
+            [
+                sys.executable,
+                str(AGENT),
+                "--interval",
+                "0.2",
+                "--hold-marker",
+                f"{host['TMP']}/hold-done",
+                *args,
+            ],
             env=host,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -440,3 +449,17 @@ def test_aws_vms_run_the_agent_to_report_to_their_group_not_to_serve_a_port(role
     assert "--cloud aws" in line and f"--role {role}" in line and "--region us-east-1" in line
     assert "--port" not in line and "--hold-until-uptime" not in line
     assert ("--ray-head 10.0.0.2" in line) == (role == "ray-worker")
+
+
+def test_gcp_no_hold_after_a_reboot_once_the_first_boots_hold_is_over(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    (Path(host["TMP"]) / "hold-done").touch()  # written on the first boot; a reboot resets the uptime
+    assert verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=100))[0] == 200
+
+
+def test_gcp_the_end_of_the_hold_is_recorded_for_later_boots(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    hold_agent(start_agent, host, vllm, hold=4000, uptime=4001)
+    assert (Path(host["TMP"]) / "hold-done").exists()

@@ -49,9 +49,11 @@ HYPERDISK_SERIES = ("a3", "a4")
 #: GCP bound (compute API, InstanceGroupManagerAutoHealingPolicy): initialDelaySec 0-3600, and health checks
 #: keep running during the delay (only their results are ignored), so no check tolerance extends it.
 MAX_INITIAL_DELAY_SECONDS = 3600
-#: From VM creation to the health agent answering: boot, then the startup script's first step. The agent
-#: then carries the model's load budget itself (scripts/health_agent.py), however long it is.
-AGENT_START_SECONDS = 600
+#: From VM creation to the health agent answering: boot, then the startup script's first step. A Deep
+#: Learning VM's first boot also installs the NVIDIA driver (install-nvidia-driver), for which the script
+#: itself allows 900 s; the agent normally answers within a minute or two. The agent then carries the
+#: model's load budget itself (scripts/health_agent.py), however long it is.
+AGENT_START_SECONDS = 900
 #: The autohealing check reads the agent: a replica that hangs after it was ready is recreated after
 #: about ``interval x unhealthy threshold`` (30 s), plus the agent's own look every 5 s.
 AUTOHEAL_PATH = "/"

@@ -38,6 +38,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 ROLES = ("serve", "ray-head", "ray-worker")
 TCP_ESTABLISHED = "01"
@@ -236,13 +237,20 @@ class Agent:
         return Observation(time.time(), started, unit_restarts(options.unit), ready and started is not None)
 
     def held(self, verdict: Verdict) -> Verdict:
-        """The verdict served over HTTP: a loading replica is held unhealthy until --hold-until-uptime."""
-        hold = self.options.hold_until_uptime
-        if not hold or not verdict.healthy or verdict.reason == "ready":
+        """The verdict served over HTTP: a loading replica is held unhealthy until --hold-until-uptime, on
+        the VM's first boot only. A reboot (host maintenance) is no new VM: the group's initial delay does
+        not cover it, so a hold then would have the VM recreated. --hold-marker, on the boot disk, records
+        that the first boot's hold is over."""
+        hold, marker = self.options.hold_until_uptime, Path(self.options.hold_marker)
+        if not hold or marker.exists():
             return verdict
         with open(self.options.uptime_file) as uptime_file:
             uptime = float(uptime_file.read().split()[0])
-        if uptime >= hold:
+        if uptime >= hold or verdict.reason == "ready":
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            return verdict
+        if not verdict.healthy:
             return verdict
         return Verdict(
             False, f"{verdict.reason}; held unhealthy until {hold:.0f} s of uptime (now {uptime:.0f})"
@@ -312,6 +320,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--imds-url", default="http://169.254.169.254")
     parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="gcp: see the module docstring")
     parser.add_argument("--uptime-file", default="/proc/uptime")
+    parser.add_argument("--hold-marker", default="/var/lib/vllm/health-hold-done")
     options = parser.parse_args(argv)
     if options.role == "ray-worker" and not options.ray_head:
         parser.error("--ray-head is required for a ray-worker")
