@@ -73,6 +73,15 @@ def test_a_ready_replica_mirrors_vllm_health_at_once():
     assert not verdict.healthy and "after the replica was ready" in verdict.reason
 
 
+def test_one_failed_look_at_a_ready_replica_is_tolerated_when_asked_to():
+    agent = health_agent.Judge("serve", BUDGET, max_failed_starts=3, started=0.0, failed_looks=2)
+    agent.judge(look(now=100, ready=True))
+    assert agent.judge(look(now=105, ready=False)).healthy
+    assert not agent.judge(look(now=110, ready=False)).healthy
+    assert agent.judge(look(now=115, ready=True)).healthy
+    assert agent.judge(look(now=120, ready=False)).healthy  # the count starts again
+
+
 def test_a_replica_that_crashes_after_ready_is_unhealthy_even_while_it_restarts():
     agent = judge()
     agent.judge(look(now=100, ready=True))

@@ -12,9 +12,10 @@ Verdict (the same on both clouds):
     measured since the container's last start (or, while no container runs, since it was last seen
     running / since the agent started), and while the vLLM unit has restarted at most
     --max-failed-starts times without becoming ready (a crash loop);
-  - once ready: ``serve`` and ``ray-head`` mirror vLLM's /health (a hang or crash after ready is
-    unhealthy at once); a ``ray-worker`` is ready while it holds a connection to its Ray head's GCS port
-    and is given the budget again to rejoin when it loses it (a head being rebuilt reloads the model).
+  - once ready: ``serve`` and ``ray-head`` mirror vLLM's /health (a hang after ready is unhealthy after
+    --failed-looks consecutive failed looks, a crash at once); a ``ray-worker`` is ready while it holds
+    a connection to its Ray head's GCS port and is given the budget again to rejoin when it loses it (a
+    head being rebuilt reloads the model).
 
 Action per cloud:
   - gcp: serve the verdict over HTTP on --port (200 healthy, 503 unhealthy); the managed group's
@@ -67,8 +68,12 @@ class Verdict:
 class Judge:
     """The verdict logic, free of I/O so it is tested on its own and shared by both clouds."""
 
-    def __init__(self, role: str, budget: float, max_failed_starts: int, started: float) -> None:
+    def __init__(
+        self, role: str, budget: float, max_failed_starts: int, started: float, failed_looks: int = 1
+    ) -> None:
         self.role, self.budget, self.max_failed_starts = role, budget, max_failed_starts
+        self.failed_looks = failed_looks  # consecutive failed looks at a ready vLLM before it is unhealthy
+        self.failing = 0
         self.was_ready = False
         self.restarts_at_ready: int | None = None  # NRestarts when last ready (or first seen)
         self.last_ready = started
@@ -83,8 +88,12 @@ class Judge:
             self.absent_since = None
         if seen.ready:
             self.was_ready, self.restarts_at_ready, self.last_ready = True, seen.unit_restarts, seen.now
+            self.failing = 0
             return Verdict(True, "ready")
         if self.was_ready and self.role != "ray-worker":
+            self.failing += 1
+            if self.failing < self.failed_looks and seen.container_started_at is not None:
+                return Verdict(True, f"ready; /health failed {self.failing} look(s) in a row")
             return Verdict(False, "vLLM /health fails after the replica was ready")
         failed_starts = seen.unit_restarts - self.restarts_at_ready
         if failed_starts > self.max_failed_starts:
@@ -221,7 +230,9 @@ class AwsReporter:
 class Agent:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
-        self.judge = Judge(options.role, options.budget, options.max_failed_starts, time.time())
+        self.judge = Judge(
+            options.role, options.budget, options.max_failed_starts, time.time(), options.failed_looks
+        )
         self.reporter = AwsReporter(options.imds_url, options.region) if options.cloud == "aws" else None
         self.lock = threading.Lock()
         self.verdict = Verdict(True, "not looked yet")
@@ -308,6 +319,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--role", choices=ROLES, required=True)
     parser.add_argument("--budget", type=float, required=True, help="seconds a start may take to be ready")
     parser.add_argument("--max-failed-starts", type=int, default=3)
+    parser.add_argument(
+        "--failed-looks",
+        type=int,
+        default=2,
+        help="consecutive failed looks at a ready vLLM before unhealthy",
+    )
     parser.add_argument("--port", type=int, default=0, help="serve the verdict over HTTP here (gcp)")
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--container", default="vllm")
