@@ -1,4 +1,4 @@
-"""What every GPU VM of the stack shares: its instance template and its autohealing health check.
+"""What every GPU VM of the stack shares: its instance template, its autohealing check and its roll timings.
 
 ``VllmReplica`` (one machine per replica) and ``RayGroup`` (a head and workers per replica) both build
 their VMs here, so a serving VM and a Ray node differ only in their role, tags and placement.
@@ -66,7 +66,8 @@ MAX_MIN_READY_SECONDS = 3600
 #: creating and deleting the VMs and the group's own bookkeeping.
 ROLLOUT_STEP_MARGIN_SECONDS = 900
 
-#: Instance metadata naming the secret versions the VM's boot reads (resource names, never the values).
+#: Instance metadata naming the secrets' current versions (resource names, never the values): a rotation
+#: changes the template. The boot reads the latest version, which a rolled VM's is.
 SECRET_VERSIONS_METADATA_KEY = "vllm-credential-versions"  # "secret" in a key name reads as a secret
 
 #: Instance metadata naming vllm:image in the stack's Artifact Registry mirror of Docker Hub.
