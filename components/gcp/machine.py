@@ -67,7 +67,7 @@ MAX_MIN_READY_SECONDS = 3600
 ROLLOUT_STEP_MARGIN_SECONDS = 900
 
 #: Instance metadata naming the secrets' current versions (resource names, never the values): a rotation
-#: changes the template. The boot reads the latest version, which a rolled VM's is.
+#: changes the template. A VM reads the latest version at boot, so a rolled VM reads the rotated value.
 SECRET_VERSIONS_METADATA_KEY = "vllm-credential-versions"  # "secret" in a key name reads as a secret
 
 #: Instance metadata naming vllm:image in the stack's Artifact Registry mirror of Docker Hub.
