@@ -96,6 +96,8 @@ VLLM_KEYS = (
     "subnetIds",
     "loadBalancerSubnetIds",
     "amiId",
+    # GCP
+    "bootImage",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 PROVIDER_KEYS = ("gcp:project", "gcp:region", "gcp:zone", "aws:region", "kubernetes:context")
@@ -176,6 +178,7 @@ class ServiceSpec:
     project: str | None = None  # gcp:project
     region: str | None = None  # gcp:region / aws:region
     zone: str | None = None  # gcp:zone
+    boot_image: str | None = None  # gcp: vllm:bootImage, a dated image (None: the default image family)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
     facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
@@ -219,7 +222,7 @@ class ServiceSpec:
             "allowedCidrs": list(self.allowed_cidrs),
         }
         if self.cloud == "gcp":
-            view.update(project=self.project, region=self.region, zone=self.zone)
+            view.update(project=self.project, region=self.region, zone=self.zone, bootImage=self.boot_image)
         elif self.cloud == "aws":
             view.update(
                 region=self.region,
@@ -653,6 +656,7 @@ def build_spec(
         project=read.string("gcp:project") if cloud == "gcp" else None,
         region=region,
         zone=zone,
+        boot_image=_gcp_boot_image(read.string("bootImage")) if cloud == "gcp" else None,
         kubernetes=_kubernetes_settings(read, stack) if cloud == "kubernetes" else KubernetesSettings(),
         aws=_aws_settings(read) if cloud == "aws" else AwsSettings(),
     )
@@ -673,6 +677,30 @@ def build_spec(
         _check_gpu_pod_requests(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
     return spec
+
+
+#: A Compute Engine image name (RFC 1035, up to 63 characters), alone or as ``projects/P/global/images/NAME``.
+GCP_IMAGE = re.compile(
+    r"^(projects/[a-z][-a-z0-9.:]*[a-z0-9]/global/images/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
+#: vLLM 0.33's image is built on CUDA 13, which needs an NVIDIA driver of the 580 series or newer.
+MIN_NVIDIA_DRIVER = 580
+
+
+def _gcp_boot_image(image: str | None) -> str | None:
+    """A dated boot image (a family resolves anew for each VM, so VMs of one template could differ)."""
+    if image is None:
+        return None
+    valid = (
+        "a dated Deep Learning VM image with NVIDIA driver >= 580 for vLLM's CUDA 13, e.g. "
+        "common-cu129-ubuntu-2204-nvidia-580-v20260818 or projects/P/global/images/NAME (not a family)"
+    )
+    if "/family/" in image or not GCP_IMAGE.match(image):
+        raise SpecError(f"{PROJECT}:bootImage", image, valid)
+    driver = re.search(r"nvidia-(\d{3})", image)
+    if driver is not None and int(driver.group(1)) < MIN_NVIDIA_DRIVER:
+        raise SpecError(f"{PROJECT}:bootImage", image, valid)
+    return image
 
 
 def _check_gcp_placement(offering: catalog.Offering, region: str, zone: str | None) -> None:

@@ -109,9 +109,9 @@ PolicyPack(
         ),
         StackValidationPolicy(
             name="gpu-vms-autoheal",
-            description="Every GPU VM runs in a group that health-checks /health and replaces failed "
-            "replicas: GCP managed instance groups with autoHealingPolicies, AWS Auto Scaling groups (EC2 "
-            "health plus the on-instance /health watchdog); no standalone GPU instances.",
+            description="Every GPU VM runs in a group that health-checks it and replaces failed replicas: "
+            "GCP managed instance groups with autoHealingPolicies (Ray workers included), AWS Auto Scaling "
+            "groups (EC2 health plus the on-instance health agent); no standalone GPU instances.",
             validate=validate_autohealing,
         ),
     ],

@@ -495,9 +495,15 @@ class StackResource:
         return self.urn.rsplit("::", 1)[-1]
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float: the policy SDK hands every number over as a float (protobuf Struct values), so
+    ``initialDelaySec: 3480`` arrives as ``3480.0``."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def gcp_has_gpu(props: Mapping[str, Any]) -> bool:
     counts = collect(props, "guestAccelerators", "count")
-    if any(count is UNKNOWN or (isinstance(count, int) and count > 0) for count in counts):
+    if any(count is UNKNOWN or (is_number(count) and count > 0) for count in counts):
         return True
     machine = props.get("machineType")
     return isinstance(machine, str) and bool(_GCP_GPU_MACHINE.match(machine.rsplit("/", 1)[-1]))
@@ -549,14 +555,15 @@ def _is_set(value: Any) -> bool:
 
 
 def gcp_group_heals(props: Mapping[str, Any]) -> bool:
-    """autoHealingPolicies with a health check and a positive initial delay (the model's load time)."""
+    """autoHealingPolicies with a health check and a positive initial delay (the time before the check,
+    here the host health agent, can answer)."""
     for policy in collect(props, "autoHealingPolicies"):
         if policy is UNKNOWN:
             return True
         if not isinstance(policy, Mapping) or not _is_set(policy.get("healthCheck")):
             continue
         delay = policy.get("initialDelaySec")
-        if delay is UNKNOWN or (isinstance(delay, int) and delay > 0):
+        if delay is UNKNOWN or (is_number(delay) and delay > 0):
             return True
     return False
 
@@ -602,7 +609,7 @@ _CLOUDS: Final = (
         group_link=_Link((("versions", "instanceTemplate"),)),
         has_gpu=gcp_has_gpu,
         heals=gcp_group_heals,
-        fix="an instance group manager with autoHealingPolicies (healthCheck on /health, initialDelaySec)",
+        fix="an instance group manager with autoHealingPolicies (healthCheck, initialDelaySec)",
         vms={
             "gcp:compute/instance:Instance": None,
             "gcp:compute/instanceFromTemplate:InstanceFromTemplate": _Link((("sourceInstanceTemplate",),)),

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from components import catalog, launch
-from components.gcp.machine import MAX_INITIAL_DELAY_SECONDS, autohealing_timings
+import components.gcp as gcp_backend
+from components import catalog, launch, vm
+from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
+from components.gcp.machine import (
+    AGENT_START_SECONDS,
+    BOOT_IMAGE_FAMILY,
+    HOLD_MARGIN_SECONDS,
+    IMAGE_METADATA_KEY,
+    MAX_INITIAL_DELAY_SECONDS,
+    MAX_MIN_READY_SECONDS,
+    MAX_ROLL_WAIT_SECONDS,
+    SECRET_VERSIONS_METADATA_KEY,
+    roll_timings,
+)
 from components.gcp.network import GOOGLE_LB_RANGES
+from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
+from tools import mockrun
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
@@ -35,6 +52,15 @@ SECRET = "gcp:secretmanager/secret:Secret"
 SECRET_GRANT = "gcp:secretmanager/secretIamMember:SecretIamMember"
 ACCOUNT = "gcp:serviceaccount/account:Account"
 FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+SERVICE = "gcp:projects/service:Service"
+#: The API behind each pulumi_gcp module the stack declares resources of.
+API_OF_MODULE = {
+    "compute": "compute.googleapis.com",
+    "secretmanager": "secretmanager.googleapis.com",
+    "serviceaccount": "iam.googleapis.com",
+    "projects": "cloudresourcemanager.googleapis.com",  # project IAM bindings
+    "artifactregistry": "artifactregistry.googleapis.com",
+}
 
 # One program run per scenario, shared by the tests that read it.
 SCENARIOS = {
@@ -66,6 +92,22 @@ def runs() -> dict[str, Run]:
     return {key: run_program(stack, config, secrets=SECRETS) for key, (stack, config) in SCENARIOS.items()}
 
 
+@pytest.fixture
+def registrations(monkeypatch) -> dict:
+    """Each registration request of the next run by URN: its dependencies and custom timeouts, which the
+    mock runtime's resource records leave out."""
+    seen: dict = {}
+    register = mockrun._RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        response = register(self, request)
+        seen[response.urn] = request
+        return response
+
+    monkeypatch.setattr(mockrun._RecordingMonitor, "RegisterResource", recording)
+    return seen
+
+
 @pytest.fixture(scope="module")
 def h100(runs) -> Run:
     return runs["h100"]
@@ -74,6 +116,10 @@ def h100(runs) -> Run:
 def spec_of(key: str):
     stack, config = SCENARIOS[key]
     return build_spec(stack, config)
+
+
+def launch_of(key: str) -> launch.LaunchSpec:
+    return launch.launch_spec(spec_of(key), has_hf_token=True)
 
 
 def startup_script(run: Run) -> str:
@@ -157,7 +203,49 @@ def test_the_boot_disk_has_the_spec_size_and_the_gpu_image(runs, key):
     (disk,) = runs[key].one(TEMPLATE).inputs["disks"]
     assert disk["boot"] is True
     assert disk["diskSizeGb"] == spec_of(key).disk_size_gb
-    assert disk["sourceImage"].startswith("projects/deeplearning-platform-release/global/images/family/")
+    assert (
+        disk["sourceImage"]
+        == f"projects/deeplearning-platform-release/global/images/family/{BOOT_IMAGE_FAMILY}"
+    )
+
+
+def driver_of(image: str) -> int:
+    return int(re.search(r"nvidia-(\d+)", image).group(1))
+
+
+def test_the_default_image_familys_driver_runs_vllms_cuda_13_image():
+    assert driver_of(BOOT_IMAGE_FAMILY) >= 580
+
+
+@pytest.mark.parametrize(
+    ("image", "source"),
+    [
+        (
+            "common-cu129-ubuntu-2204-nvidia-580-v20260818",
+            "projects/deeplearning-platform-release/global/images/common-cu129-ubuntu-2204-nvidia-580-v20260818",
+        ),
+        ("projects/my-images/global/images/vllm-host-v3", "projects/my-images/global/images/vllm-host-v3"),
+    ],
+)
+def test_boot_image_pins_a_dated_image_for_every_vm(image, source):
+    stack, config = SCENARIOS["l4"]
+    run = run_program(stack, {**config, "vllm:bootImage": image}, secrets=SECRETS)
+    assert run.one(TEMPLATE).inputs["disks"][0]["sourceImage"] == source
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2204-nvidia-580",
+        "common-cu128-ubuntu-2204-nvidia-570-v20250801",  # driver 570: no CUDA 13
+        "Common_Image",
+    ],
+)
+def test_a_family_an_old_driver_or_a_malformed_boot_image_is_refused(image):
+    error = spec_error(
+        {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": MODEL, "vllm:bootImage": image}
+    )
+    assert error.key == "vllm:bootImage" and "580" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -216,41 +304,138 @@ def test_the_group_names_the_serving_port(h100):
     assert h100.one(REGIONAL_MIG).inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
 
 
-def test_the_group_uses_the_template_and_does_not_wait_for_gpu_boots(h100):
+def test_the_group_uses_the_template(h100):
     mig = h100.one(REGIONAL_MIG).inputs
     assert mig["versions"][0]["instanceTemplate"] == h100.one(TEMPLATE).outputs["selfLinkUnique"]
-    assert mig["waitForInstances"] is False
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
-def test_the_group_autoheals_on_health_after_the_model_load_budget(runs, key):
+def test_up_waits_until_the_group_is_updated_so_a_roll_finishes_or_fails_inside_up(runs, key):
+    mig = runs[key].one(REGIONAL_MIG).inputs
+    assert mig["waitForInstances"] is True
+    assert mig["waitForInstancesStatus"] == "UPDATED"
+
+
+def minutes(duration: str) -> int:
+    assert duration.endswith("m"), duration
+    return int(duration[:-1])
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_groups_wait_is_sized_to_every_surge_wave_of_a_roll(key, registrations):
+    stack, config = SCENARIOS[key]
+    run = run_program(stack, config, secrets=SECRETS)
+    mig = run.one(REGIONAL_MIG)
+    timeouts = registrations[mig.urn].customTimeouts
+    zones = len(mig.inputs["distributionPolicyZones"])
+    waves = math.ceil(spec_of(key).replicas / zones)
+    timings = roll_timings(launch.launch_spec(spec_of(key), has_hf_token=True))
+    wave = AGENT_START_SECONDS + timings.roll_wait_seconds + CONNECTION_DRAINING_SECONDS
+    for timeout in (timeouts.create, timeouts.update):
+        assert minutes(timeout) * 60 >= waves * wave
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_a_roll_keeps_an_old_vm_until_its_replacement_had_the_load_budget(runs, key):
+    mig = runs[key].one(REGIONAL_MIG).inputs
+    budget = launch.probe_timings(spec_of(key)).startup_seconds
+    assert mig["updatePolicy"]["minReadySec"] == min(budget, MAX_MIN_READY_SECONDS)
+    hold = roll_timings(launch.launch_spec(spec_of(key), has_hf_token=True)).hold_until_uptime
+    assert hold + mig["updatePolicy"]["minReadySec"] >= budget
+    assert f"--hold-until-uptime {hold}" in startup_script(runs[key])
+
+
+@pytest.mark.parametrize("budget", [705, 3480, 3600, 3601, 4650, 5675, MAX_ROLL_WAIT_SECONDS])
+def test_a_budget_over_gcps_3600_s_caps_is_waited_for_by_holding_the_agent_within_the_initial_delay(budget):
+    timings = roll_timings(dataclasses.replace(launch_of("l4"), probes=ProbeTimings(startup_seconds=budget)))
+    assert timings.roll_wait_seconds >= budget
+    assert timings.min_ready_seconds <= MAX_MIN_READY_SECONDS
+    assert timings.initial_delay_seconds <= MAX_INITIAL_DELAY_SECONDS
+    assert timings.initial_delay_seconds >= timings.hold_until_uptime + HOLD_MARGIN_SECONDS
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"vllm:gpu": "H200:8", "vllm:spot": True},  # default weights: 90% of 8 x 141 GB, within the wait
+        {  # 1000 GB of weights fit 8 x 141 GB at vLLM's 90%: a 5600 s budget
+            "vllm:gpu": "H200:8",
+            "vllm:spot": True,
+            "vllm:modelSizeGb": 1000,
+            "vllm:diskSizeGb": 1200,
+        },
+    ],
+)
+def test_budgets_a_roll_can_wait_for_are_accepted(config):
+    spec = build_spec("variant", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
+    gcp_backend.check(spec)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"vllm:gpu": "B200:8", "vllm:spot": True},  # default weights: 90% of 8 x 180 GB, 7080 s
+        # 1280 GB fit 8 x 180 GB at vLLM's 90%, but load in 7000 s
+        {
+            "vllm:gpu": "B200:8",
+            "vllm:spot": True,
+            "vllm:replicas": 3,
+            "vllm:modelSizeGb": 1280,
+            "vllm:diskSizeGb": 1400,
+        },
+        {"vllm:gpu": "H100:8", "vllm:nodes": 3, "vllm:replicas": 2},  # two Ray groups, 2 x 1728 GB weights
+    ],
+)
+def test_a_budget_no_roll_can_wait_for_is_refused_before_any_resource(config):
+    full = {"vllm:cloud": "gcp", "vllm:model": MODEL, **config}
+    with pytest.raises(SpecError) as raised:
+        run_program("a-very-long-stack-name-for-a-gcp-rollout-check", full, secrets=SECRETS)
+    assert raised.value.key == "vllm:modelSizeGb" and str(MAX_ROLL_WAIT_SECONDS) in str(raised.value)
+    assert raised.value.declared_resources == []
+
+
+def test_a_single_multi_node_replica_rolls_in_place_whatever_its_budget():
+    spec = build_spec(
+        "one-group", {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "H100:8", "vllm:nodes": 3}
+    )
+    assert launch.probe_timings(spec).startup_seconds > MAX_ROLL_WAIT_SECONDS
+    gcp_backend.check(spec)
+
+
+def autohealing_check_of(run: Run, policy: dict) -> Resource:
+    return next(c for c in run.of_type(HEALTH_CHECK) if f"{c.name}-id" == policy["healthCheck"])
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_group_autoheals_on_the_host_health_agent_not_on_vllm(runs, key):
     run = runs[key]
     policy = run.one(REGIONAL_MIG).inputs["autoHealingPolicies"]
-    check = next(c for c in run.of_type(HEALTH_CHECK) if f"{c.name}-id" == policy["healthCheck"])
-    assert check.inputs["httpHealthCheck"] == {"port": launch.PORT, "requestPath": launch.HEALTH_PATH}
-    startup = launch.probe_timings(spec_of(key)).startup_seconds
-    assert policy["initialDelaySec"] == min(startup, MAX_INITIAL_DELAY_SECONDS)
-    tolerated = (
-        policy["initialDelaySec"] + check.inputs["checkIntervalSec"] * check.inputs["unhealthyThreshold"]
-    )
-    assert tolerated >= startup
+    check = autohealing_check_of(run, policy)
+    assert check.inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT != launch.PORT
 
 
-def test_a_load_budget_over_gcps_initial_delay_cap_is_covered_by_the_check_tolerance():
-    timings = autohealing_timings(ProbeTimings(startup_seconds=4050))
-    assert timings.initial_delay_seconds == MAX_INITIAL_DELAY_SECONDS
-    assert timings.tolerated_seconds >= 4050
-    assert timings.timeout_seconds <= timings.check_interval_seconds
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_autohealing_delay_covers_the_agents_start_and_hold_and_fits_gcps_cap(runs, key):
+    policy = runs[key].one(REGIONAL_MIG).inputs["autoHealingPolicies"]
+    assert policy["initialDelaySec"] == roll_timings(launch_of(key)).initial_delay_seconds
+    assert AGENT_START_SECONDS <= policy["initialDelaySec"] <= MAX_INITIAL_DELAY_SECONDS
 
 
-def test_a_load_budget_under_the_cap_keeps_the_launch_probe_timings():
-    probes = ProbeTimings(startup_seconds=1200)
-    timings = autohealing_timings(probes)
-    assert timings.initial_delay_seconds == 1200
-    assert (timings.check_interval_seconds, timings.unhealthy_threshold) == (
-        probes.period_seconds,
-        probes.unhealthy_threshold,
-    )
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_health_agent_gets_the_model_load_budget(runs, key):
+    script = startup_script(runs[key])
+    budget = launch.probe_timings(spec_of(key)).startup_seconds
+    assert f"HEALTH_AGENT_ARGS=(--cloud gcp --role serve --budget {budget} " in script
+    assert f"--port {vm.HEALTH_AGENT_PORT}" in script
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_only_googles_health_checkers_reach_the_health_agent_port(runs, key):
+    run = runs[key]
+    rules = [r for r in run.of_type(FIREWALL) if str(vm.HEALTH_AGENT_PORT) in str(r.inputs["allows"])]
+    assert len(rules) == 1
+    assert sorted(rules[0].inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
+    assert set(rules[0].inputs["targetTags"]) <= set(run.one(TEMPLATE).inputs["tags"])
 
 
 @pytest.mark.parametrize("key", ["h100", "zone"])
@@ -320,12 +505,14 @@ def test_the_forwarding_rule_is_the_only_public_entry_on_port_80(h100):
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
-def test_only_googles_lb_ranges_reach_only_the_serving_port(runs, key):
+def test_googles_ranges_reach_only_the_serving_and_health_agent_ports(runs, key):
     rules = [r.inputs for r in runs[key].of_type(FIREWALL) if r.inputs.get("sourceRanges")]
     assert rules, "no firewall rule admits the load balancer"
     for rule in rules:
         assert sorted(rule["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
-        assert rule["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
+    assert sorted(port for rule in rules for allow in rule["allows"] for port in allow["ports"]) == sorted(
+        [str(launch.PORT), str(vm.HEALTH_AGENT_PORT)]
+    )
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
@@ -394,6 +581,77 @@ def test_only_the_replica_service_account_may_read_each_secret(h100):
     assert "roles/secretmanager.secretAccessor" not in project_roles
 
 
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_the_template_names_each_secret_version_so_a_rotation_rolls_the_group(runs, key):
+    run = runs[key]
+    names = sorted(version.outputs["name"] for version in run.of_type(SECRET_VERSION))
+    assert len(names) == 2 and all("/versions/" in name for name in names)
+    assert sorted(run.one(TEMPLATE).inputs["metadata"][SECRET_VERSIONS_METADATA_KEY].split()) == names
+    assert API_KEY not in json.dumps(run.one(TEMPLATE).inputs) and HF_TOKEN not in json.dumps(
+        run.one(TEMPLATE).inputs
+    )
+
+
+# --- images from Google's network ------------------------------------------------------------------------
+
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+REPOSITORY_READER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_a_docker_hub_remote_repository_in_the_region_caches_the_image(runs, key):
+    repository = runs[key].one(REPOSITORY).inputs
+    assert repository["mode"] == "REMOTE_REPOSITORY" and repository["format"] == "DOCKER"
+    assert repository["remoteRepositoryConfig"]["dockerRepository"]["publicRepository"] == "DOCKER_HUB"
+    assert repository["location"] == spec_of(key).region
+    assert re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", repository["repositoryId"])
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_vms_pull_the_pinned_image_through_the_mirror(runs, key):
+    run = runs[key]
+    repository = run.one(REPOSITORY)
+    metadata = run.one(TEMPLATE).inputs["metadata"]
+    assert metadata[IMAGE_METADATA_KEY] == f"{repository.outputs['registryUri']}/{spec_of(key).image}"
+    assert f"IMAGE_METADATA_KEY={IMAGE_METADATA_KEY}" in startup_script(run)
+
+
+def test_only_the_replicas_account_may_read_the_mirror_and_only_that_repository(h100):
+    (grant,) = h100.of_type(REPOSITORY_READER)
+    assert grant.inputs["role"] == "roles/artifactregistry.reader"
+    assert grant.inputs["member"] == h100.one(ACCOUNT).outputs["member"]
+    assert grant.inputs["repository"] == h100.one(REPOSITORY).outputs["name"]
+    project_roles = {m.inputs["role"] for m in h100.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert not any("artifactregistry" in role for role in project_roles)
+
+
+def test_the_long_stack_names_repository_id_fits():
+    run = run_program("x" * 60, {**SCENARIOS["l4"][1]}, secrets=SECRETS)
+    assert len(run.one(REPOSITORY).inputs["repositoryId"]) <= 63
+
+
+@pytest.mark.parametrize(
+    ("image", "path"),
+    [
+        ("vllm/vllm-openai:v0.33.0", "vllm/vllm-openai:v0.33.0"),
+        ("docker.io/vllm/vllm-openai:v0.33.0", "vllm/vllm-openai:v0.33.0"),
+        ("ubuntu:22.04", "library/ubuntu:22.04"),
+        ("ghcr.io/org/vllm:1", None),
+        ("registry.local:5000/vllm:1", None),
+    ],
+)
+def test_only_docker_hub_images_go_through_the_mirror(image, path):
+    assert docker_hub_path(image) == path
+
+
+def test_an_image_of_another_registry_is_pulled_directly():
+    stack, config = SCENARIOS["l4"]
+    run = run_program(stack, {**config, "vllm:image": "ghcr.io/org/vllm-openai:v0.33.0"}, secrets=SECRETS)
+    assert run.of_type(REPOSITORY) == []
+    assert IMAGE_METADATA_KEY not in run.one(TEMPLATE).inputs["metadata"]
+    assert "IMAGE_METADATA_KEY=''" in startup_script(run)
+
+
 def test_an_open_model_gets_no_hf_token_secret():
     run = run_program("l4-test", SCENARIOS["l4"][1], secrets={"vllm:apiKey": API_KEY})
     assert [r.inputs["secretId"] for r in run.of_type(SECRET)] == ["vllm-l4-test-api-key"]
@@ -403,17 +661,39 @@ def test_an_open_model_gets_no_hf_token_secret():
 # --- engine rules ---------------------------------------------------------------------------------------
 
 
-def gcp_provider(run: Run) -> Resource:
-    return run.one(PROVIDER)
+def gcp_provider(run: Run, name: str = "gcp") -> Resource:
+    return next(p for p in run.of_type(PROVIDER) if p.name == name)
 
 
 @pytest.mark.parametrize("key", ["h100", "t4"])
 def test_every_gcp_resource_uses_the_stacks_explicit_provider(runs, key):
     run = runs[key]
-    provider = gcp_provider(run)
+    provider, apis_provider = gcp_provider(run), gcp_provider(run, "gcp-apis")
     for resource in run.resources:
         if resource.custom and resource.type.startswith("gcp:"):
-            assert resource.provider.startswith(f"{provider.urn}::"), resource.name
+            expected = apis_provider if resource.type == SERVICE else provider
+            assert resource.provider.startswith(f"{expected.urn}::"), resource.name
+
+
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_every_api_the_stack_uses_is_enabled_and_left_on_at_destroy(runs, key):
+    services = runs[key].of_type(SERVICE)
+    enabled = {s.inputs["service"] for s in services}
+    modules = {
+        resource.type.split(":")[1].split("/")[0]
+        for resource in runs[key].resources
+        if resource.custom and resource.type.startswith("gcp:") and resource.type != SERVICE
+    }
+    assert {API_OF_MODULE[module] for module in modules} <= enabled  # a KeyError: a module new to this test
+    assert {"logging.googleapis.com", "monitoring.googleapis.com"} <= enabled  # the VMs' guest agent writes
+    for service in services:
+        assert service.inputs["disableOnDestroy"] is False
+
+
+def test_the_stacks_provider_waits_for_every_api(registrations):
+    run = run_program(*SCENARIOS["l4"], secrets=SECRETS)
+    provider = gcp_provider(run)
+    assert {s.urn for s in run.of_type(SERVICE)} <= set(registrations[provider.urn].dependencies)
 
 
 def test_the_provider_takes_the_region_and_the_pinned_zone(runs):
@@ -433,6 +713,8 @@ def test_every_resource_descends_from_the_vllm_service(runs, key):
 def test_components_use_vllm_gcp_type_tokens(h100):
     components = {r.type for r in h100.resources if not r.custom and r.type.startswith("vllm:gcp:")}
     assert components == {
+        "vllm:gcp:ImageMirror",
+        "vllm:gcp:ProjectApis",
         "vllm:gcp:Network",
         "vllm:gcp:ServiceIdentity",
         "vllm:gcp:VllmReplica",

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from components import launch
+from components import launch, vm
+from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
+from components.gcp.machine import (
+    AGENT_START_SECONDS,
+    MAX_INITIAL_DELAY_SECONDS,
+    SECRET_VERSIONS_METADATA_KEY,
+    roll_timings,
+)
 from components.gcp.network import GOOGLE_LB_RANGES, SUBNET_CIDR
 from components.gcp.ray_group import head_address
 from components.spec import build_spec
 from tests.harness import Resource, Run, run_program
+from tests.test_gcp import registrations  # noqa: F401 - the fixture, used through request
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
@@ -39,6 +48,10 @@ def run() -> Run:
 @pytest.fixture(scope="module")
 def spec():
     return build_spec(STACK, {"vllm:replicas": REPLICAS})
+
+
+def launch_of(spec) -> launch.LaunchSpec:
+    return launch.launch_spec(spec, has_hf_token=True)
 
 
 def members(run: Run, group: Resource, type_: str) -> list[Resource]:
@@ -150,7 +163,7 @@ def test_ray_traffic_is_open_only_between_members_of_the_same_group(run):
 
 
 def test_only_heads_carry_the_tag_the_lb_firewall_admits(run):
-    (lb_rule,) = [r for r in run.of_type(FIREWALL) if r.inputs.get("sourceRanges")]
+    (lb_rule,) = [r for r in run.of_type(FIREWALL) if str(launch.PORT) in str(r.inputs.get("allows"))]
     assert sorted(lb_rule.inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
     assert lb_rule.inputs["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
     (serving_tag,) = lb_rule.inputs["targetTags"]
@@ -166,13 +179,41 @@ def test_the_lb_backends_are_the_heads_only(run):
     assert sorted(groups) == sorted(heads)
 
 
-def test_heads_autoheal_on_health_and_are_recreated_in_place(run):
+def test_heads_are_recreated_in_place(run):
     for group in run.of_type(RAY_GROUP):
-        head, workers = head_and_workers(run, group)
+        head, _ = head_and_workers(run, group)
         assert head.inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
-        assert head.inputs["autoHealingPolicies"]["initialDelaySec"] > 0
         assert head.inputs["updatePolicy"]["replacementMethod"] == "RECREATE"
-        assert "autoHealingPolicies" not in workers.inputs  # Ray ports stay closed to health checkers
+
+
+def test_heads_and_workers_autoheal_on_the_health_agent_within_gcps_delay_cap(run, spec):
+    checks = {f"{c.name}-id": c for c in run.of_type("gcp:compute/healthCheck:HealthCheck")}
+    for group in run.of_type(RAY_GROUP):
+        for mig in head_and_workers(run, group):
+            policy = mig.inputs["autoHealingPolicies"]
+            assert policy["initialDelaySec"] == roll_timings(launch_of(spec)).initial_delay_seconds
+            assert AGENT_START_SECONDS <= policy["initialDelaySec"] <= MAX_INITIAL_DELAY_SECONDS
+            assert checks[policy["healthCheck"]].inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT
+
+
+def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
+    budget = launch.probe_timings(spec).startup_seconds
+    for index, group in enumerate(sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)):
+        head, workers = head_and_workers(run, group)
+        script = template_of(run, workers).inputs["metadata"]["startup-script"]
+        assert f"--role ray-worker --budget {budget}" in script
+        assert f"--ray-head {head_address(index)} --ray-port {vm.RAY_GCS_PORT}" in script
+        head_script = template_of(run, head).inputs["metadata"]["startup-script"]
+        assert f"--role ray-head --budget {budget}" in head_script and "--ray-head" not in head_script
+
+
+def test_the_health_agent_port_is_open_to_googles_checkers_on_every_node(run):
+    rule = next(
+        r for r in run.of_type("gcp:compute/firewall:Firewall") if str(vm.HEALTH_AGENT_PORT) in str(r.inputs)
+    )
+    for group in run.of_type(RAY_GROUP):
+        for mig in head_and_workers(run, group):
+            assert set(rule.inputs["targetTags"]) <= set(template_of(run, mig).inputs["tags"])
 
 
 def test_all_groups_share_one_service_account_and_one_set_of_secrets(run):
@@ -192,3 +233,56 @@ def test_cost_per_hour_counts_every_node_of_every_replica(run, spec):
     assert run.outputs["costPerHour"] == pytest.approx(
         round(spec.offering.hourly(False) * spec.nodes * REPLICAS, 2)
     )
+
+
+# --- rollouts ---------------------------------------------------------------------------------------------
+
+
+def test_up_waits_for_each_groups_roll(run):
+    for group in run.of_type(RAY_GROUP):
+        for mig in head_and_workers(run, group):
+            assert mig.inputs["waitForInstances"] is True
+            assert mig.inputs["waitForInstancesStatus"] == "UPDATED"
+
+
+def test_groups_roll_one_after_another_so_an_update_never_takes_every_replica_down(request):
+    registered = request.getfixturevalue("registrations")
+    run = run_program(STACK, {"vllm:replicas": 3}, secrets=SECRETS)
+    groups = sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)
+    for earlier, later in itertools.pairwise(groups):
+        for mig in head_and_workers(run, later):
+            needs = set(registered[mig.urn].dependencies)
+            assert {m.urn for m in head_and_workers(run, earlier)} <= needs, mig.name
+    for mig in head_and_workers(run, groups[0]):
+        assert not {m.urn for g in groups[1:] for m in head_and_workers(run, g)} & set(
+            registered[mig.urn].dependencies
+        )
+
+
+def test_the_head_counts_as_rolled_only_once_it_had_its_load_budget(run, spec):
+    budget = launch.probe_timings(spec).startup_seconds
+    timings = roll_timings(launch_of(spec))
+    for group in run.of_type(RAY_GROUP):
+        head, _ = head_and_workers(run, group)
+        assert head.inputs["updatePolicy"]["minReadySec"] == timings.min_ready_seconds
+        assert timings.roll_wait_seconds >= budget
+        script = template_of(run, head).inputs["metadata"]["startup-script"]
+        assert f"--hold-until-uptime {timings.hold_until_uptime}" in script
+
+
+def test_each_groups_wait_covers_its_roll(request, spec):
+    registered = request.getfixturevalue("registrations")
+    run = run_program(STACK, {"vllm:replicas": REPLICAS}, secrets=SECRETS)
+    timings = roll_timings(launch_of(spec))
+    for group in run.of_type(RAY_GROUP):
+        for mig in head_and_workers(run, group):
+            timeout = registered[mig.urn].customTimeouts.update
+            assert (
+                int(timeout.removesuffix("m")) * 60 >= timings.roll_wait_seconds + CONNECTION_DRAINING_SECONDS
+            )
+
+
+def test_every_template_names_the_secret_versions_so_a_rotation_rolls_every_group(run):
+    names = sorted(v.outputs["name"] for v in run.of_type("gcp:secretmanager/secretVersion:SecretVersion"))
+    for template in run.of_type(TEMPLATE):
+        assert sorted(template.inputs["metadata"][SECRET_VERSIONS_METADATA_KEY].split()) == names

@@ -7,6 +7,8 @@ import base64
 import gzip
 
 import pytest
+from google.protobuf import json_format, struct_pb2
+from pulumi_policy.deserialize import deserialize_properties
 
 from components import launch
 from policy.validators import (
@@ -21,6 +23,7 @@ from policy.validators import (
     public_path_violations,
     secret_violations,
 )
+from tests.harness import run_program
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -469,7 +472,7 @@ def test_gpu_template_used_by_no_group_is_a_violation():
         (
             urn(GCP_TEMPLATE, "template"),
             "GPU template template is used by no group: use it from an instance group manager with "
-            "autoHealingPolicies (healthCheck on /health, initialDelaySec)",
+            "autoHealingPolicies (healthCheck, initialDelaySec)",
         )
     ]
 
@@ -520,7 +523,7 @@ def test_standalone_gpu_instance_is_a_violation():
         (
             vm.urn,
             "GPU VM head is a standalone instance: run it from an instance group manager with "
-            "autoHealingPolicies (healthCheck on /health, initialDelaySec)",
+            "autoHealingPolicies (healthCheck, initialDelaySec)",
         )
     ]
 
@@ -669,3 +672,74 @@ def test_a_health_check_left_to_aws_defaults_or_unknown_is_not_judged():
         aws_health_check_violations(AWS_TARGET_GROUP, {"healthCheck": {"interval": UNKNOWN, "timeout": 5.0}})
         == []
     )
+
+
+# --- As the policy SDK hands resources over -------------------------------------------------------------
+
+
+def as_the_sdk_hands_it_over(props: dict) -> dict:
+    """Properties as CrossGuard's Python SDK gives them to a policy: the engine sends a protobuf Struct, in
+    which every number is a double, and pulumi_policy/policy.py deserializes it with
+    ``deserialize_properties(json_format.MessageToDict(request.properties))``."""
+    struct = struct_pb2.Struct()
+    struct.update(props)
+    return deserialize_properties(json_format.MessageToDict(struct))
+
+
+def via_sdk(resource: StackResource) -> StackResource:
+    return StackResource(
+        resource.type,
+        resource.urn,
+        as_the_sdk_hands_it_over(dict(resource.props)),
+        resource.parent,
+        dict(resource.property_dependencies),
+    )
+
+
+def test_the_sdk_hands_integers_over_as_floats():
+    assert as_the_sdk_hands_it_over({"initialDelaySec": 3480}) == {"initialDelaySec": 3480.0}
+
+
+def test_a_healing_group_as_the_sdk_hands_it_over_is_compliant():
+    assert autohealing_violations([via_sdk(gpu_template()), via_sdk(mig())]) == []
+
+
+def test_a_zero_initial_delay_as_the_sdk_hands_it_over_is_still_a_violation():
+    healing = {"healthCheck": HEALING["healthCheck"], "initialDelaySec": 0}
+    assert autohealing_violations([via_sdk(gpu_template()), via_sdk(mig(healing=healing))]) != []
+
+
+def test_float_accelerator_counts_make_a_gpu_template():
+    template = gpu_template(
+        machineType="n1-standard-8", guestAccelerators=[{"type": "nvidia-tesla-t4", "count": 2}]
+    )
+    assert autohealing_violations([via_sdk(template)]) != []
+
+
+GCP_STACKS = {
+    "gcp-h100": ("gcp-h100", {}),
+    "gcp-h100-multinode x2": ("gcp-h100-multinode", {"vllm:replicas": 2}),
+    "l4 europe, long name": (
+        "a-rather-long-stack-name-for-the-policy-pack-in-europe-west4",
+        {
+            "vllm:cloud": "gcp",
+            "vllm:gpu": "L4:1",
+            "vllm:model": "Qwen/Qwen3-8B",
+            "gcp:region": "europe-west4",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("key", GCP_STACKS)
+def test_gcp_stacks_pass_every_policy_as_the_sdk_hands_them_over(key):
+    stack, config = GCP_STACKS[key]
+    run = run_program(stack, config, secrets={"vllm:apiKey": API_KEY, "vllm:hfToken": HF_TOKEN})
+    resources = [
+        StackResource(r.type, r.urn, as_the_sdk_hands_it_over({**r.outputs, **r.inputs}), r.parent or None)
+        for r in run.resources
+    ]
+    assert autohealing_violations(resources) == []
+    for resource in resources:
+        check = (secret_violations, exposure_violations, public_path_violations)
+        assert [v for rule in check for v in rule(resource.type, resource.props)] == [], resource.name

@@ -15,6 +15,7 @@ from policy import validators as policy_validators
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 API_KEY, HF_TOKEN = "sk-test-key-456", "hf_testtoken123"
+MIRRORED = "us-central1-docker.pkg.dev/test-project/vllm-gcp-h100-dockerhub/vllm/vllm-openai:v0.33.0"
 
 
 def shellcheck(text: str) -> subprocess.CompletedProcess:
@@ -40,7 +41,11 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fakes = {
-        "gcloud": f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; *) exit 1;; esac',
+        "gcloud": (
+            f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; '
+            f'auth\\ configure-docker*) echo "$*" >> {tmp_path}/gcloud-calls;; *) exit 1;; esac'
+        ),
+        "curl": f'echo "$*" >> {tmp_path}/curl-calls; echo {MIRRORED}',
         "aws": f'case "$*" in *api-key*) echo {API_KEY};; *hf-token*) echo {HF_TOKEN};; *) exit 1;; esac',
         "docker": f'printf "%s\\n" "$@" > {tmp_path}/docker-argv',
         "nvidia-smi": 'echo "NVIDIA H100 80GB HBM3"',
@@ -58,6 +63,7 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "VLLM_INSTALL_DIR": str(tmp_path / "opt"),
         "VLLM_HF_CACHE": str(tmp_path / "cache"),
         "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
+        "VLLM_AGENT_UNIT_FILE": str(tmp_path / "vllm-health.service"),
         "TMP": str(tmp_path),
     }
 
@@ -140,10 +146,35 @@ def test_boot_installs_a_self_restarting_unit_that_reads_secrets_at_every_start(
     assert f"ExecStartPre={install_dir}/vm_bootstrap.sh secrets" in unit
     assert f"ExecStart={install_dir}/vm_bootstrap.sh run" in unit
     calls = (Path(sandbox["TMP"]) / "systemctl-calls").read_text().splitlines()
-    assert calls == ["daemon-reload", "enable vllm.service", "restart vllm.service"]
+    assert calls[-3:] == ["daemon-reload", "enable vllm.service", "restart vllm.service"]
 
 
 def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):
     assert run_script(rendered("gcp-h100-multinode", "ray-worker"), sandbox, "boot").returncode == 0
     unpacked = Path(sandbox["VLLM_INSTALL_DIR"]) / "ray_bootstrap.sh"
     assert unpacked.read_text() == scripts.source("ray_bootstrap.sh")
+
+
+def test_a_gcp_vm_pulls_the_image_through_the_mirror_its_metadata_names(sandbox):
+    spec = build_spec("gcp-h100", {})
+    text = bootstrap_script(
+        spec,
+        launch_spec(spec, has_hf_token=True),
+        api_key_secret="k",
+        hf_token_secret=None,
+        image_metadata_key="vllm-image",
+    )
+    result = run_script(text, sandbox, "run")
+    assert result.returncode == 0, result.stderr
+    argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    assert MIRRORED in argv and "vllm/vllm-openai:v0.33.0" not in argv
+    (curl,) = (Path(sandbox["TMP"]) / "curl-calls").read_text().splitlines()
+    assert "Metadata-Flavor: Google" in curl and curl.endswith("/instance/attributes/vllm-image")
+    gcloud = (Path(sandbox["TMP"]) / "gcloud-calls").read_text().splitlines()
+    assert gcloud == ["auth configure-docker us-central1-docker.pkg.dev --quiet"]
+
+
+def test_without_a_mirror_the_rendered_image_is_pulled_and_no_metadata_is_read(sandbox):
+    assert run_script(rendered("aws-h100"), sandbox, "run").returncode == 0
+    assert "vllm/vllm-openai:v0.33.0" in (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    assert not (Path(sandbox["TMP"]) / "curl-calls").exists()

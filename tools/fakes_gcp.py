@@ -39,6 +39,19 @@ def _service_account(inputs: dict, name: str) -> dict:
     return {"email": email, "member": f"serviceAccount:{email}", "project": PROJECT}
 
 
+def _secret_version(inputs: dict, name: str) -> dict:
+    return {"name": f"{inputs['secret']}/versions/1", "version": "1"}
+
+
+def _repository(inputs: dict, name: str) -> dict:
+    repository = inputs["repositoryId"]
+    return {
+        "name": repository,
+        "project": PROJECT,
+        "registryUri": f"{inputs['location']}-docker.pkg.dev/{PROJECT}/{repository}",
+    }
+
+
 def _global_address(inputs: dict, name: str) -> dict:
     return {**_named("global/addresses")(inputs, name), "address": LB_ADDRESS}
 
@@ -61,5 +74,7 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     ),
     "gcp:compute/instanceGroupManager:InstanceGroupManager": _group_manager("zones/z/instanceGroupManagers"),
     "gcp:serviceaccount/account:Account": _service_account,
+    "gcp:secretmanager/secretVersion:SecretVersion": _secret_version,
+    "gcp:artifactregistry/repository:Repository": _repository,
 }
 CALLS: dict[str, Callable[[dict], dict]] = {}

@@ -9,15 +9,18 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
-from components.gcp.replica import PORT_NAME
+from components.gcp.machine import PORT_NAME
 from components.launch import LaunchSpec
 from components.spec import OPEN_TO_ALL, ServiceSpec
 
 #: For a global external ALB the backend timeout bounds the whole response, streamed (SSE) or not; it is
 #: no idle timeout. One hour covers a long reasoning completion (32k tokens at ~10 tokens/s under load).
 RESPONSE_TIMEOUT_SECONDS = 3600
-#: A replica being replaced keeps its in-flight completions this long before it is removed.
-CONNECTION_DRAINING_SECONDS = 600
+#: A VM leaving the group (a roll, scale-in) keeps its in-flight completions as long as the backend timeout
+#: lets any response last, so no stream is cut; GCP's bound for connection draining is 3600 s (compute API,
+#: ConnectionDraining.drainingTimeoutSec 0-3600).
+CONNECTION_DRAINING_SECONDS = RESPONSE_TIMEOUT_SECONDS
+MAX_CONNECTION_DRAINING_SECONDS = 3600
 #: Everything the path matcher does not route: answered by the proxy itself, never forwarded to vLLM.
 NOT_ROUTED_STATUS = 404
 #: Cloud Armor's basic source-IP match takes at most 10 ranges per rule.

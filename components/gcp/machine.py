@@ -1,4 +1,4 @@
-"""What every GPU VM of the stack shares: its instance template and its autohealing health check.
+"""What every GPU VM of the stack shares: its instance template, its autohealing check and its roll timings.
 
 ``VllmReplica`` (one machine per replica) and ``RayGroup`` (a head and workers per replica) both build
 their VMs here, so a serving VM and a Ray node differ only in their role, tags and placement.
@@ -16,26 +16,65 @@ import pulumi_gcp.compute as compute
 from components import vm
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import Network
-from components.launch import LaunchSpec, ProbeTimings
-from components.spec import ServiceSpec
+from components.gcp.registry import ImageMirror
+from components.launch import LaunchSpec
+from components.spec import ServiceSpec, SpecError
 
-#: Deep Learning VM image family (Ubuntu 22.04, CUDA 12.8, NVIDIA driver 570: H100/H200/B200/A100/L4/T4/V100;
-#: ships Docker and the NVIDIA container toolkit, which vm_bootstrap.sh still verifies). Current in
-#: deeplearning-platform-release as of 2026-11 per GCP's DLVM image list; check it with
-#: ``gcloud compute images describe-from-family common-cu128-ubuntu-2204-nvidia-570
-#: --project deeplearning-platform-release``. New VMs take the family's newest image.
-BOOT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
+#: Deep Learning VM images live here (Google's public project for them).
+DLVM_PROJECT = "deeplearning-platform-release"
+#: The default boot image family: Ubuntu 22.04 with NVIDIA driver 580 (CUDA 12.9 toolkit on the host), Docker
+#: and the NVIDIA container toolkit (vm_bootstrap.sh still verifies both). vLLM 0.33's image is built on
+#: CUDA 13 (vLLM's docker/Dockerfile: ARG CUDA_VERSION=13.0.x), which needs driver >= 580; the older
+#: ``common-cu128-ubuntu-2204-nvidia-570`` family's driver 570 cannot run it. Check the family with
+#: ``gcloud compute images describe-from-family common-cu129-ubuntu-2204-nvidia-580 --project
+#: deeplearning-platform-release``. A family resolves anew for each VM: ``vllm:bootImage`` pins a dated image
+#: (e.g. ``common-cu129-ubuntu-2204-nvidia-580-v20260818``) so every VM of a template boots the same one.
+BOOT_IMAGE_FAMILY = "common-cu129-ubuntu-2204-nvidia-580"
+
+
+def boot_image(spec: ServiceSpec) -> str:
+    """``vllm:bootImage`` (a name in the DLVM project, or a full path), else the default family."""
+    if spec.boot_image is None:
+        return f"projects/{DLVM_PROJECT}/global/images/family/{BOOT_IMAGE_FAMILY}"
+    if spec.boot_image.startswith("projects/"):
+        return spec.boot_image
+    return f"projects/{DLVM_PROJECT}/global/images/{spec.boot_image}"
+
 
 #: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and
 #: A4 take Hyperdisk only, A3 High takes both (Hyperdisk Balanced reads the weights faster), while A2, G2 and
 #: N1 do not take Hyperdisk Balanced; pd-balanced is their SSD-backed default.
 HYPERDISK_SERIES = ("a3", "a4")
 
-#: GCP bounds (compute API docs): autohealing initialDelaySec 0-3600, health check interval up to 300 s,
-#: unhealthyThreshold 1-10.
+#: GCP bound (compute API, InstanceGroupManagerAutoHealingPolicy): initialDelaySec 0-3600, and health checks
+#: keep running during the delay (only their results are ignored), so no check tolerance extends it.
 MAX_INITIAL_DELAY_SECONDS = 3600
-MAX_CHECK_INTERVAL_SECONDS = 300
-MAX_UNHEALTHY_THRESHOLD = 10
+#: From VM creation to the health agent answering: boot, then the startup script's first step. A Deep
+#: Learning VM's first boot also installs the NVIDIA driver (install-nvidia-driver), for which the script
+#: itself allows 900 s; the agent normally answers within a minute or two. The agent then carries the
+#: model's load budget itself (scripts/health_agent.py), however long it is.
+AGENT_START_SECONDS = 900
+#: The autohealing check reads the agent: a replica that hangs after it was ready is recreated after
+#: about ``interval x unhealthy threshold`` (30 s), plus the agent's own look every 5 s.
+AUTOHEAL_PATH = "/"
+
+#: GCP bound (compute API, InstanceGroupManagerUpdatePolicy.minReadySec): 0-3600. In a rolling update a new VM
+#: counts as ready once its health check passes plus minReadySec; the agent passes while the model loads, so
+#: minReadySec is what keeps an old replica serving until the new one has loaded.
+MAX_MIN_READY_SECONDS = 3600
+#: Per rollout step, besides the new VM's agent start and load wait and the old VM's connection draining:
+#: creating and deleting the VMs and the group's own bookkeeping.
+ROLLOUT_STEP_MARGIN_SECONDS = 900
+
+#: Instance metadata naming the secrets' current versions (resource names, never the values): a rotation
+#: changes the template. A VM reads the latest version at boot, so a rolled VM reads the rotated value.
+SECRET_VERSIONS_METADATA_KEY = "vllm-credential-versions"  # "secret" in a key name reads as a secret
+
+#: Instance metadata naming vllm:image in the stack's Artifact Registry mirror of Docker Hub.
+IMAGE_METADATA_KEY = "vllm-image"
+
+#: The named port the backend service sends traffic to, on every serving group.
+PORT_NAME = "http"
 
 #: Compact placement needs a machine series that supports it; N1 (T4/V100) does not.
 COMPACT_PLACEMENT_SERIES = ("a2", "a3", "a4", "g2")
@@ -65,59 +104,94 @@ def scheduling(spec: ServiceSpec) -> dict:
     return {"on_host_maintenance": "TERMINATE", "automatic_restart": True, "provisioning_model": "STANDARD"}
 
 
-@dataclass(frozen=True)
-class AutohealingTimings:
-    """A health check and initial delay that never replace a replica still loading its model.
+def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions) -> compute.HealthCheck:
+    """The managed groups' autohealing check: the host's health agent, never vLLM itself.
 
-    GCP caps the initial delay at 3600 s. When the load budget is longer, the remainder is covered by the
-    check's tolerance instead: the most consecutive failures GCP allows, spaced so that they span it.
+    GCP cannot wait longer than 3600 s before judging a new VM, and a model may take longer to load. The
+    agent answers healthy while the container loads within its budget and mirrors vLLM's /health once it
+    was ready; the load balancer's own check keeps reading vLLM's /health for routing.
+    """
+    probes = launch.probes
+    return compute.HealthCheck(
+        name,
+        description="vLLM autohealing: the host health agent (loading within budget, then vLLM /health)",
+        check_interval_sec=probes.period_seconds,
+        timeout_sec=probes.timeout_seconds,
+        healthy_threshold=probes.healthy_threshold,
+        unhealthy_threshold=probes.unhealthy_threshold,
+        http_health_check={"port": vm.HEALTH_AGENT_PORT, "request_path": AUTOHEAL_PATH},
+        opts=opts,
+    )
+
+
+@dataclass(frozen=True)
+class RollTimings:
+    """When a new VM is judged, and when a rolling update may count it as ready.
+
+    A rolling update removes an old VM once its replacement's health check passes plus minReadySec (at
+    most 3600 s). The agent passes while the model loads, so for a budget over 3600 s a new VM's agent
+    first holds its answer at unhealthy until ``hold_until_uptime`` s after boot: autohealing ignores it
+    during its initial delay, which ends ``HOLD_MARGIN_SECONDS`` after the hold. A rolling update thus waits
+    hold + minReadySec for a new replica to load; a ready vLLM ends the hold at once.
     """
 
     initial_delay_seconds: int
-    check_interval_seconds: int
-    timeout_seconds: int
-    healthy_threshold: int
-    unhealthy_threshold: int
+    hold_until_uptime: int  # 0: no hold
+    min_ready_seconds: int
 
     @property
-    def tolerated_seconds(self) -> int:
-        """How long after boot a VM may stay unhealthy before it is recreated."""
-        return self.initial_delay_seconds + self.check_interval_seconds * self.unhealthy_threshold
+    def roll_wait_seconds(self) -> int:
+        """The longest a rolling update waits for a new VM before it counts it as ready."""
+        return self.hold_until_uptime + self.min_ready_seconds
 
 
-def autohealing_timings(probes: ProbeTimings) -> AutohealingTimings:
-    initial_delay = min(probes.startup_seconds, MAX_INITIAL_DELAY_SECONDS)
-    overflow = probes.startup_seconds - initial_delay
-    interval, threshold = probes.period_seconds, probes.unhealthy_threshold
-    if overflow > 0:
-        threshold = MAX_UNHEALTHY_THRESHOLD
-        interval = min(MAX_CHECK_INTERVAL_SECONDS, max(interval, math.ceil(overflow / threshold)))
-    return AutohealingTimings(
-        initial_delay_seconds=initial_delay,
-        check_interval_seconds=interval,
-        timeout_seconds=min(probes.timeout_seconds, interval),
-        healthy_threshold=probes.healthy_threshold,
-        unhealthy_threshold=threshold,
+#: Between the end of the hold and the end of the initial delay: the agent's next look, the check's healthy
+#: threshold (1 x 10 s) and the VM's boot before its clock (uptime) starts, with room to spare.
+HOLD_MARGIN_SECONDS = 300
+#: The longest load budget a rolling update can wait for: the longest hold plus the longest minReadySec.
+MAX_ROLL_WAIT_SECONDS = MAX_INITIAL_DELAY_SECONDS - HOLD_MARGIN_SECONDS + MAX_MIN_READY_SECONDS
+
+
+def roll_timings(launch: LaunchSpec) -> RollTimings:
+    budget = launch.probes.startup_seconds
+    if budget <= MAX_MIN_READY_SECONDS:
+        return RollTimings(AGENT_START_SECONDS, 0, budget)
+    hold = min(budget - MAX_MIN_READY_SECONDS, MAX_INITIAL_DELAY_SECONDS - HOLD_MARGIN_SECONDS)
+    return RollTimings(max(AGENT_START_SECONDS, hold + HOLD_MARGIN_SECONDS), hold, MAX_MIN_READY_SECONDS)
+
+
+def autohealing_policy(check: compute.HealthCheck, launch: LaunchSpec) -> dict:
+    return {"health_check": check.id, "initial_delay_sec": roll_timings(launch).initial_delay_seconds}
+
+
+def rollout_timeout(launch: LaunchSpec, steps: int, draining_seconds: int) -> str:
+    """A ``custom_timeouts`` duration for a group that rolls in ``steps`` waves: each wave boots new VMs,
+    waits for them to load (hold + minReadySec) and drains the old ones, plus a margin."""
+    wave = AGENT_START_SECONDS + roll_timings(launch).roll_wait_seconds + draining_seconds
+    return f"{math.ceil(steps * (wave + ROLLOUT_STEP_MARGIN_SECONDS) / 60)}m"
+
+
+def check_rollout_budget(spec: ServiceSpec, launch: LaunchSpec) -> None:
+    """Refuse a load budget a rolling update cannot wait for while it keeps another replica serving.
+
+    A single-node replica is replaced by a surge VM, and Ray groups roll one after another: either way an
+    old replica leaves once its replacement had ``MAX_ROLL_WAIT_SECONDS`` to load. A longer budget would
+    let an update remove the last serving replica while the new ones still load. A single multi-node
+    replica is recreated in place (its head keeps its IP), so it is down during its roll whatever the
+    budget, and is not refused. Autohealing itself honours any budget (the agent carries it).
+    """
+    budget = launch.probes.startup_seconds
+    if budget <= MAX_ROLL_WAIT_SECONDS or (spec.nodes > 1 and spec.replicas == 1):
+        return
+    shown = spec.model_size_gb if spec.model_size_gb is not None else "unset"
+    raise SpecError(
+        "vllm:modelSizeGb",
+        shown,
+        f"the size of a checkpoint whose load budget fits the {MAX_ROLL_WAIT_SECONDS} s a GCP rolling update "
+        f"can wait for a new replica (GCP caps the initial delay and minReadySec at 3600 s each); this "
+        f"spec's budget is {budget} s (unset, the weights are assumed to fill 90% of GPU memory: set the "
+        f"real size), or vllm:replicas 1 with vllm:nodes > 1",
     )
-
-
-def autohealing_check(
-    name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions
-) -> tuple[compute.HealthCheck, AutohealingTimings]:
-    """The managed group's own check on ``/health`` (separate from the LB's, as GCP recommends, so the
-    LB can stop routing quickly while the group waits longer before recreating a VM)."""
-    timings = autohealing_timings(launch.probes)
-    check = compute.HealthCheck(
-        name,
-        description="vLLM autohealing: recreate a VM whose /health fails after its model load budget",
-        check_interval_sec=timings.check_interval_seconds,
-        timeout_sec=timings.timeout_seconds,
-        healthy_threshold=timings.healthy_threshold,
-        unhealthy_threshold=timings.unhealthy_threshold,
-        http_health_check={"port": launch.port, "request_path": launch.health_path},
-        opts=opts,
-    )
-    return check, timings
 
 
 @dataclass
@@ -137,6 +211,7 @@ def instance_template(
     vm_role: VmRole,
     network: Network,
     identity: ServiceIdentity,
+    mirror: ImageMirror | None,
     opts: pulumi.ResourceOptions,
 ) -> compute.InstanceTemplate:
     """A GPU VM: catalog machine, DLVM boot disk, gVNIC without external IP, the stack's service account,
@@ -149,7 +224,12 @@ def instance_template(
         hf_token_secret=identity.hf_token_secret,
         role=vm_role.role,
         ray_env=vm_role.ray_env,
+        health_hold_seconds=roll_timings(launch).hold_until_uptime,
+        image_metadata_key=IMAGE_METADATA_KEY if mirror is not None else "",
     )
+    image_metadata = {IMAGE_METADATA_KEY: mirror.image} if mirror is not None else {}
+    if mirror is not None:  # the VMs pull with the reader grant in place
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[mirror.reader]))
     return compute.InstanceTemplate(
         name,
         description=f"vLLM {vm_role.role} on {offering.machine_type} ({spec.gpu}) for stack {spec.stack}",
@@ -164,7 +244,7 @@ def instance_template(
             {
                 "boot": True,
                 "auto_delete": True,
-                "source_image": BOOT_IMAGE,
+                "source_image": boot_image(spec),
                 "disk_size_gb": spec.disk_size_gb,
                 "disk_type": boot_disk_type(spec),
             }
@@ -183,6 +263,12 @@ def instance_template(
             "install-nvidia-driver": "True",
             "enable-oslogin": "TRUE",
             "block-project-ssh-keys": "TRUE",
+            # A new HF token or API key is a new secret version: naming the versions (never the values)
+            # makes it a new template, so the group rolls and no server keeps a stale key.
+            SECRET_VERSIONS_METADATA_KEY: pulumi.Output.all(
+                *(version.name for version in identity.versions.values())
+            ).apply(lambda names: " ".join(names)),
+            **image_metadata,
         },
         tags=list(vm_role.tags),
         labels={"app": "vllm", "stack": spec.name, "role": vm_role.role},

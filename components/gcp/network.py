@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from components import launch
+from components import launch, vm
 from components.spec import ServiceSpec
 
 #: The subnet every VM of the stack lives in. The VPC is dedicated to the stack, so any private range works;
@@ -29,7 +29,8 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     """VPC + subnet (Private Google Access), Cloud Router + NAT for image and weight pulls, and one firewall
-    rule: the serving port from Google's LB ranges to VMs tagged ``serving_tag``. A custom VPC denies every
+    rule per port Google's ranges may reach: vLLM's on VMs tagged ``serving_tag``, the health agent's on VMs
+    tagged ``health_tag``. A custom VPC denies every
     other ingress by default, so there is no SSH and no public port on any VM."""
 
     network: compute.Network
@@ -37,13 +38,16 @@ class Network(pulumi.ComponentResource):
     router: compute.Router
     nat: compute.RouterNat
     serving_firewall: compute.Firewall
+    health_agent_firewall: compute.Firewall
     serving_tag: str
+    health_tag: str
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:Network", name, None, opts)
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         self.serving_tag = spec.name
+        self.health_tag = f"{spec.name}-health"  # every VM of the stack: its health agent answers checks
         self.network = compute.Network(
             f"{name}-vpc",
             auto_create_subnetworks=False,
@@ -62,7 +66,7 @@ class Network(pulumi.ComponentResource):
         self.router = compute.Router(
             f"{name}-router", network=self.network.id, region=spec.region, opts=child
         )
-        # Hugging Face downloads open many parallel connections per VM (hf_transfer): dynamic port allocation
+        # Hugging Face downloads open many parallel connections per VM (Xet): dynamic port allocation
         # lets one VM take up to 64k NAT ports while idle VMs keep few.
         self.nat = compute.RouterNat(
             f"{name}-nat",
@@ -85,6 +89,16 @@ class Network(pulumi.ComponentResource):
             allows=[{"protocol": "tcp", "ports": [str(launch.PORT)]}],
             source_ranges=list(GOOGLE_LB_RANGES),
             target_tags=[self.serving_tag],
+            opts=child,
+        )
+        self.health_agent_firewall = compute.Firewall(
+            f"{name}-allow-health-checks",
+            network=self.network.id,
+            direction="INGRESS",
+            description=f"Health agent port {vm.HEALTH_AGENT_PORT} from Google health checkers only",
+            allows=[{"protocol": "tcp", "ports": [str(vm.HEALTH_AGENT_PORT)]}],
+            source_ranges=list(GOOGLE_LB_RANGES),
+            target_tags=[self.health_tag],
             opts=child,
         )
         self.register_outputs({"network": self.network.id, "subnetwork": self.subnetwork.id})

@@ -16,10 +16,20 @@ import pulumi_gcp.compute as compute
 
 from components import vm
 from components.gcp.identity import ServiceIdentity
-from components.gcp.machine import COMPACT_PLACEMENT_SERIES, VmRole, autohealing_check, instance_template
+from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
+from components.gcp.machine import (
+    COMPACT_PLACEMENT_SERIES,
+    PORT_NAME,
+    VmRole,
+    autohealing_check,
+    autohealing_policy,
+    instance_template,
+    roll_timings,
+    rollout_timeout,
+)
 from components.gcp.machine import machine_series as series_of
 from components.gcp.network import SUBNET_CIDR, Network
-from components.gcp.replica import PORT_NAME
+from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -39,6 +49,8 @@ class RayGroupArgs:
     index: int  # which replica this group is
     zone: str
     provider: pulumi.ProviderResource
+    previous: RayGroup | None = None  # the group that rolls before this one
+    mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
 
 
 class RayGroup(pulumi.ComponentResource):
@@ -46,10 +58,11 @@ class RayGroup(pulumi.ComponentResource):
     worker MIG of ``nodes - 1`` VMs, compactly placed in one zone, with Ray traffic open only inside the
     group.
 
-    Workers have no autohealing check: Ray's ports must stay closed to Google's health-check ranges. A
-    worker whose container dies is restarted by systemd (``Restart=always``) and re-joins the head; a
-    worker VM that stops or is preempted is recreated by its group; a worker that hangs breaks the
-    pipeline, so the head's ``/health`` fails and the head, and with it the Ray cluster, is rebuilt.
+    Both groups autoheal on the host health agent (Ray's ports stay closed to Google's checkers; only the
+    agent's port is open to them). The head's agent mirrors vLLM's /health once it served; a worker's
+    agent judges its Ray membership (a connection to the head's GCS port), allowing the load budget to
+    join or re-join while a head is rebuilt. A worker that hangs or leaves the group is recreated; its
+    loss also breaks the pipeline, so the head's /health fails and the head is rebuilt too.
     """
 
     tag: str
@@ -107,22 +120,39 @@ class RayGroup(pulumi.ComponentResource):
             f"{name}-head",
             spec,
             launch,
-            VmRole("ray-head", [args.network.serving_tag, self.tag], env, placement),
+            VmRole("ray-head", [args.network.serving_tag, args.network.health_tag, self.tag], env, placement),
             args.network,
             args.identity,
+            args.mirror,
             child,
         )
         self.worker_template = instance_template(
             f"{name}-worker",
             spec,
             launch,
-            VmRole("ray-worker", [self.tag], env, placement),
+            VmRole("ray-worker", [args.network.health_tag, self.tag], env, placement),
             args.network,
             args.identity,
+            args.mirror,
             child,
         )
-        self.health_check, timings = autohealing_check(f"{name}-autoheal", launch, child)
+        self.health_check = autohealing_check(f"{name}-autoheal", launch, child)
         head_name = f"{spec.name}-r{index}-head"
+        # Groups roll one after another: each waits for the previous group's roll (its head loaded, as far as
+        # minReadySec allows), so an update never takes every replica down at once. `pulumi up` waits for
+        # each roll, so the old templates it deletes afterwards are no longer in use.
+        timeout = rollout_timeout(launch, 1, CONNECTION_DRAINING_SECONDS)
+        rolling = pulumi.ResourceOptions.merge(
+            child,
+            pulumi.ResourceOptions(
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout),
+                depends_on=(
+                    [args.previous.head_group_manager, args.previous.worker_group_manager]
+                    if args.previous is not None
+                    else []
+                ),
+            ),
+        )
         # No target_size: the per-instance config below creates the one head (createInstances), and an
         # unset size is not reset by later updates.
         self.head_group_manager = compute.InstanceGroupManager(
@@ -131,10 +161,7 @@ class RayGroup(pulumi.ComponentResource):
             zone=args.zone,
             versions=[{"name": "ray-head", "instance_template": self.head_template.self_link_unique}],
             named_ports=[{"name": PORT_NAME, "port": launch.port}],
-            auto_healing_policies={
-                "health_check": self.health_check.id,
-                "initial_delay_sec": timings.initial_delay_seconds,
-            },
+            auto_healing_policies=autohealing_policy(self.health_check, launch),
             # A VM with a preserved IP can only be recreated in place, one down at a time.
             update_policy={
                 "type": "PROACTIVE",
@@ -142,9 +169,11 @@ class RayGroup(pulumi.ComponentResource):
                 "replacement_method": "RECREATE",
                 "max_surge_fixed": 0,
                 "max_unavailable_fixed": 1,
+                "min_ready_sec": roll_timings(launch).min_ready_seconds,
             },
-            wait_for_instances=False,
-            opts=child,
+            wait_for_instances=True,
+            wait_for_instances_status="UPDATED",
+            opts=rolling,
         )
         self.head_instance = compute.PerInstanceConfig(
             f"{name}-head-instance",
@@ -172,6 +201,7 @@ class RayGroup(pulumi.ComponentResource):
             zone=args.zone,
             versions=[{"name": "ray-worker", "instance_template": self.worker_template.self_link_unique}],
             target_size=workers,
+            auto_healing_policies=autohealing_policy(self.health_check, launch),
             # A Ray cluster cannot roll node by node across template versions: replace the workers together.
             update_policy={
                 "type": "PROACTIVE",
@@ -179,8 +209,9 @@ class RayGroup(pulumi.ComponentResource):
                 "max_surge_fixed": 0,
                 "max_unavailable_fixed": workers,
             },
-            wait_for_instances=False,
-            opts=child,
+            wait_for_instances=True,
+            wait_for_instances_status="UPDATED",
+            opts=rolling,
         )
         self.instance_group = self.head_group_manager.instance_group
         self.register_outputs({"instanceGroup": self.instance_group, "headAddress": head_address(index)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,20 +10,29 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components.gcp.identity import ServiceIdentity
-from components.gcp.machine import VmRole, autohealing_check, instance_template
+from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
+from components.gcp.machine import (
+    PORT_NAME,
+    VmRole,
+    autohealing_check,
+    autohealing_policy,
+    instance_template,
+    roll_timings,
+    rollout_timeout,
+)
 from components.gcp.network import Network
+from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
-#: The named port the backend service sends traffic to.
-PORT_NAME = "http"
 
+def update_policy(zone_count: int, launch: LaunchSpec) -> dict:
+    """Replace VMs proactively, adding the new one before removing the old (never below ``replicas``),
+    and removing an old VM only once its replacement had the load budget (minReadySec) to load.
 
-def update_policy(zone_count: int) -> dict:
-    """Replace VMs proactively, adding the new one before removing the old (never below ``replicas``).
-
-    A regional group's fixed surge must be 0 or at least its number of zones. Proactive redistribution
-    stays off: it would delete healthy GPU VMs to even out zones, and GPU capacity is zone-scarce.
+    A regional group's fixed surge must be 0 or at least its number of zones, so the smallest safe surge
+    is one VM per zone. Proactive redistribution stays off: it would delete healthy GPU VMs to even out
+    zones, and GPU capacity is zone-scarce.
     """
     return {
         "type": "PROACTIVE",
@@ -31,7 +41,13 @@ def update_policy(zone_count: int) -> dict:
         "max_unavailable_fixed": 0,
         "replacement_method": "SUBSTITUTE",
         "instance_redistribution_type": "NONE",
+        "min_ready_sec": roll_timings(launch).min_ready_seconds,
     }
+
+
+def rollout_steps(replicas: int, zone_count: int) -> int:
+    """Waves of a roll that surges one VM per zone."""
+    return math.ceil(replicas / zone_count)
 
 
 @dataclass
@@ -42,6 +58,7 @@ class VllmReplicaArgs:
     identity: ServiceIdentity
     zones: Sequence[str]  # zones of spec.region that sell the machine (or the pinned gcp:zone)
     provider: pulumi.ProviderResource
+    mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
 
 
 class VllmReplica(pulumi.ComponentResource):
@@ -57,14 +74,17 @@ class VllmReplica(pulumi.ComponentResource):
         super().__init__("vllm:gcp:VllmReplica", name, None, opts)
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        self.health_check, timings = autohealing_check(f"{name}-autoheal", args.launch, child)
+        self.health_check = autohealing_check(f"{name}-autoheal", args.launch, child)
+        steps = rollout_steps(spec.replicas, len(args.zones))
+        timeout = rollout_timeout(args.launch, steps, CONNECTION_DRAINING_SECONDS)
         self.template = instance_template(
             f"{name}-template",
             spec,
             args.launch,
-            VmRole(role="serve", tags=[args.network.serving_tag]),
+            VmRole(role="serve", tags=[args.network.serving_tag, args.network.health_tag]),
             args.network,
             args.identity,
+            args.mirror,
             child,
         )
         self.group_manager = compute.RegionInstanceGroupManager(
@@ -77,13 +97,18 @@ class VllmReplica(pulumi.ComponentResource):
             # Place VMs where capacity is, as evenly as it allows (needs redistribution NONE).
             distribution_policy_target_shape="BALANCED",
             named_ports=[{"name": PORT_NAME, "port": args.launch.port}],
-            auto_healing_policies={
-                "health_check": self.health_check.id,
-                "initial_delay_sec": timings.initial_delay_seconds,
-            },
-            update_policy=update_policy(len(args.zones)),
-            wait_for_instances=False,  # GPU VMs take many minutes to serve; the LB health check gates traffic
-            opts=child,
+            auto_healing_policies=autohealing_policy(self.health_check, args.launch),
+            update_policy=update_policy(len(args.zones), args.launch),
+            # `pulumi up` returns once the roll is done, so the old template it then deletes is no longer in
+            # use (GCP refuses to delete a template a group uses), and a roll that fails fails `up`.
+            wait_for_instances=True,
+            wait_for_instances_status="UPDATED",
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout)
+                ),
+            ),
         )
         self.instance_group = self.group_manager.instance_group
         self.register_outputs({"instanceGroup": self.instance_group})

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Turns a GPU VM into a vLLM replica: the GCP startup script and the AWS user data, run as root at boot.
 #
-#   vm_bootstrap.sh            boot: check the GPU stack, install the systemd unit, start it
+#   vm_bootstrap.sh            boot: start the health agent, check the GPU stack, install the unit, start it
 #   vm_bootstrap.sh secrets    (unit ExecStartPre) read the HF token and API key from the secret store
 #   vm_bootstrap.sh run        (unit ExecStart) run the pinned vLLM container in the foreground
 #
@@ -13,7 +13,8 @@ set -euo pipefail
 # ray-head | ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
 # CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
 # multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
-# (user data is limited to 16 KB on AWS). Both empty when ROLE=serve.
+# (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
+# flags (cloud, role, load budget, port); HEALTH_AGENT_GZIP_BASE64: its source, gzip + base64.
 CLOUD={{cloud}}
 REGION={{region}}
 IMAGE={{image}}
@@ -24,12 +25,20 @@ CONTAINER_ENV=({{container_env}})
 VLLM_ARGV=({{vllm_argv}})
 RAY_ENV=({{ray_env}})
 RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
+HEALTH_AGENT_ARGS=({{health_agent_args}})
+HEALTH_AGENT_GZIP_BASE64={{health_agent_gzip_base64}}
+# GCP: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of Docker Hub (its
+# address holds the project id, known once deployed); empty: pull IMAGE as rendered.
+IMAGE_METADATA_KEY={{image_metadata_key}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
 SECRETS_FILE=${VLLM_SECRETS_FILE:-/run/vllm/secrets.env}
 HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
+AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
+PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
+METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -102,6 +111,31 @@ ensure_container_runtime() {
   systemctl restart docker
 }
 
+# The health agent runs from the first minute of boot: the platform's health check reads it (GCP) or it
+# reports to the Auto Scaling group (AWS), and the load budget counts from its start until vLLM's.
+install_health_agent() {
+  install -d -m 0755 "$INSTALL_DIR"
+  base64 -d <<<"$HEALTH_AGENT_GZIP_BASE64" | gunzip >"$INSTALL_DIR/health_agent.py"
+  chmod 0755 "$INSTALL_DIR/health_agent.py"
+  cat >"$AGENT_UNIT" <<EOF
+[Unit]
+Description=vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Restart=always
+RestartSec=5
+ExecStart=$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl daemon-reload
+  systemctl enable vllm-health.service
+  systemctl restart vllm-health.service
+}
+
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
@@ -132,7 +166,19 @@ EOF
   systemctl enable vllm.service
 }
 
+# Points IMAGE at the Artifact Registry mirror named in the instance metadata, and lets docker pull from it
+# with the VM's service account (reader on that repository only).
+resolve_image() {
+  local mirrored
+  if [ -z "$IMAGE_METADATA_KEY" ]; then return 0; fi
+  mirrored=$(curl -fsS --retry 5 -H "Metadata-Flavor: Google" "$METADATA_URL/instance/attributes/$IMAGE_METADATA_KEY")
+  gcloud auth configure-docker "${mirrored%%/*}" --quiet >/dev/null
+  log "pulling $IMAGE through $mirrored"
+  IMAGE=$mirrored
+}
+
 run_container() {
+  resolve_image
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
@@ -166,11 +212,12 @@ main() {
   case "${1:-boot}" in
     boot)
       log "booting a vLLM $ROLE on $CLOUD with $IMAGE"
+      install_health_agent
       wait_for_gpus
       ensure_container_runtime
       install_unit
       systemctl restart vllm.service
-      log "vllm.service started; health is judged by the load balancer on /health"
+      log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"
       ;;
     secrets) write_secrets ;;
     run) run_container ;;

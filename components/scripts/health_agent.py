@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Host-side health agent of a vLLM VM (GCP and AWS): judges the replica, so the platform replaces only
+replicas that are really broken. Python 3 standard library only (the Deep Learning VM and the DLAMI ship
+python3); installed by vm_bootstrap.sh as the ``vllm-health`` systemd unit.
+
+Why: a model can take longer to load than the platform lets a replica be unhealthy (GCP's autohealing
+initialDelaySec is at most 3600 s, and health checks keep counting during it). The agent knows when the
+vLLM container started, so it can tell "still loading" from "broken".
+
+Verdict (the same on both clouds):
+  - until the replica is first ready: healthy while the current attempt is within --budget seconds,
+    measured since the container's last start (or, while no container runs, since it was last seen
+    running / since the agent started), and while the vLLM unit has restarted at most
+    --max-failed-starts times without becoming ready (a crash loop);
+  - once ready: ``serve`` and ``ray-head`` mirror vLLM's /health (a hang after ready is unhealthy after
+    --failed-looks consecutive failed looks, a crash at once); a ``ray-worker`` is ready while it holds
+    a connection to its Ray head's GCS port and is given the budget again to rejoin when it loses it (a
+    head being rebuilt reloads the model).
+
+Action per cloud:
+  - gcp: serve the verdict over HTTP on --port (200 healthy, 503 unhealthy); the managed group's
+    autohealing health check targets it. With --hold-until-uptime, a loading replica answers unhealthy
+    until the host has been up that long: the group ignores the answers during its initial delay, and a
+    rolling update, which counts a new VM as ready once it answers healthy, waits for the model longer;
+  - aws: on the first unhealthy verdict, mark the instance Unhealthy in its Auto Scaling group once
+    (``aws autoscaling set-instance-health``, instance id and region from IMDSv2), retrying only failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROLES = ("serve", "ray-head", "ray-worker")
+TCP_ESTABLISHED = "01"
+
+
+def log(message: str) -> None:
+    print(f"vllm-health: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One look at the replica."""
+
+    now: float
+    container_started_at: float | None  # None: no running container
+    unit_restarts: int  # systemd's NRestarts of the vLLM unit
+    ready: bool  # vLLM /health is 200 (serve, ray-head) / connected to the Ray head (ray-worker)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    healthy: bool
+    reason: str
+
+
+class Judge:
+    """The verdict logic, free of I/O so it is tested on its own and shared by both clouds."""
+
+    def __init__(
+        self, role: str, budget: float, max_failed_starts: int, started: float, failed_looks: int = 1
+    ) -> None:
+        self.role, self.budget, self.max_failed_starts = role, budget, max_failed_starts
+        self.failed_looks = failed_looks  # consecutive failed looks at a ready vLLM before it is unhealthy
+        self.failing = 0
+        self.was_ready = False
+        self.restarts_at_ready: int | None = None  # NRestarts when last ready (or first seen)
+        self.last_ready = started
+        self.absent_since: float | None = started  # when the container was last seen gone
+
+    def judge(self, seen: Observation) -> Verdict:
+        if self.restarts_at_ready is None:
+            self.restarts_at_ready = seen.unit_restarts
+        if seen.container_started_at is None:
+            self.absent_since = seen.now if self.absent_since is None else self.absent_since
+        else:
+            self.absent_since = None
+        if seen.ready:
+            self.was_ready, self.restarts_at_ready, self.last_ready = True, seen.unit_restarts, seen.now
+            self.failing = 0
+            return Verdict(True, "ready")
+        if self.was_ready and self.role != "ray-worker":
+            self.failing += 1
+            if self.failing < self.failed_looks and seen.container_started_at is not None:
+                return Verdict(True, f"ready; /health failed {self.failing} look(s) in a row")
+            return Verdict(False, "vLLM /health fails after the replica was ready")
+        failed_starts = seen.unit_restarts - self.restarts_at_ready
+        if failed_starts > self.max_failed_starts:
+            return Verdict(False, f"crash loop: {failed_starts} restarts without becoming ready")
+        attempt_start = seen.container_started_at
+        if attempt_start is None:
+            attempt_start = self.absent_since if self.absent_since is not None else seen.now
+        if self.was_ready:  # a worker that lost its head: the budget counts from then, or from its restart
+            attempt_start = max(attempt_start, self.last_ready)
+        elapsed = seen.now - attempt_start
+        what = "rejoining the Ray head" if self.was_ready else "loading"
+        if elapsed <= self.budget:
+            return Verdict(True, f"{what}: {elapsed:.0f} s of a {self.budget:.0f} s budget")
+        return Verdict(False, f"{what} for {elapsed:.0f} s, over the {self.budget:.0f} s budget")
+
+
+def parse_docker_time(text: str) -> float:
+    """Docker's RFC 3339 ``StartedAt`` (nanoseconds, ``Z``) as epoch seconds; Python 3.10 cannot parse it."""
+    return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()  # noqa: UP017 (3.10 has no UTC)
+
+
+def container_started_at(container: str) -> float | None:
+    result = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Running}} {{.State.StartedAt}}", container],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    fields = result.stdout.split()
+    if result.returncode != 0 or len(fields) != 2 or fields[0] != "true":
+        return None
+    return parse_docker_time(fields[1])
+
+
+def unit_restarts(unit: str) -> int:
+    result = subprocess.run(
+        ["systemctl", "show", "--property", "NRestarts", "--value", unit],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    text = result.stdout.strip()
+    return int(text) if result.returncode == 0 and text.isdigit() else 0
+
+
+def vllm_ready(url: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _proc_address(text: str) -> tuple[str, int]:
+    """An address of /proc/net/tcp (little-endian hex IPv4 ``0100007F:18EB``) as (ip, port)."""
+    host, port = text.split(":")
+    if len(host) == 32:  # tcp6: an IPv4-mapped address keeps the IPv4 part in its last 8 digits
+        host = host[24:]
+    return socket.inet_ntoa(bytes.fromhex(host)[::-1]), int(port, 16)
+
+
+def connected_to(host: str, port: int, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")) -> bool:
+    """Whether this host holds an established TCP connection to ``host:port`` (a worker's raylet keeps one
+    to its head's GCS). The container shares the host's network, so its sockets are listed here."""
+    try:
+        wanted = (socket.gethostbyname(host), port)
+    except OSError:
+        return False
+    for table in tables:
+        try:
+            with open(table) as lines:
+                rows = [line.split() for line in lines.readlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            if len(row) > 3 and row[3] == TCP_ESTABLISHED and _proc_address(row[2]) == wanted:
+                return True
+    return False
+
+
+class AwsReporter:
+    """Marks this instance Unhealthy in its Auto Scaling group, once; a failed call is retried a minute on."""
+
+    RETRY_SECONDS = 60
+
+    def __init__(self, imds_url: str, region: str) -> None:
+        self.imds_url, self.region, self.reported = imds_url.rstrip("/"), region, False
+        self.retry_at = 0.0
+
+    def _imds(self, path: str, token: str) -> str:
+        request = urllib.request.Request(
+            f"{self.imds_url}/latest/{path}", headers={"X-aws-ec2-metadata-token": token}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.read().decode().strip()
+
+    def report(self, reason: str) -> None:
+        if self.reported or time.time() < self.retry_at:
+            return
+        self.retry_at = time.time() + self.RETRY_SECONDS
+        try:
+            put = urllib.request.Request(
+                f"{self.imds_url}/latest/api/token",
+                method="PUT",
+                headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"},
+            )
+            with urllib.request.urlopen(put, timeout=5) as response:
+                token = response.read().decode().strip()
+            instance_id = self._imds("meta-data/instance-id", token)
+            region = self.region or self._imds("meta-data/placement/region", token)
+        except OSError as error:
+            log(f"cannot read the instance identity from IMDS: {error}")
+            return
+        command = [
+            "aws",
+            "autoscaling",
+            "set-instance-health",
+            "--region",
+            region,
+            "--instance-id",
+            instance_id,
+        ]
+        command += ["--health-status", "Unhealthy", "--no-should-respect-grace-period"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        if result.returncode == 0:
+            self.reported = True
+            log(f"marked {instance_id} Unhealthy in its Auto Scaling group: {reason}")
+        else:
+            log(f"set-instance-health failed ({result.returncode}): {result.stderr.strip()}")
+
+
+class Agent:
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.judge = Judge(
+            options.role, options.budget, options.max_failed_starts, time.time(), options.failed_looks
+        )
+        self.reporter = AwsReporter(options.imds_url, options.region) if options.cloud == "aws" else None
+        self.lock = threading.Lock()
+        self.verdict = Verdict(True, "not looked yet")
+        self.logged: Verdict | None = None
+
+    def observe(self) -> Observation:
+        options = self.options
+        if options.role == "ray-worker":
+            ready = connected_to(options.ray_head, options.ray_port)
+        else:
+            ready = vllm_ready(options.health_url, options.probe_timeout)
+        started = container_started_at(options.container)
+        return Observation(time.time(), started, unit_restarts(options.unit), ready and started is not None)
+
+    def held(self, verdict: Verdict) -> Verdict:
+        """The verdict served over HTTP: a loading replica is held unhealthy until --hold-until-uptime, on
+        the VM's first boot only. A reboot (host maintenance) is no new VM: the group's initial delay does
+        not cover it, so a hold then would have the VM recreated. --hold-marker, on the boot disk, records
+        that the first boot's hold is over."""
+        hold, marker = self.options.hold_until_uptime, Path(self.options.hold_marker)
+        if not hold or marker.exists():
+            return verdict
+        with open(self.options.uptime_file) as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
+        if uptime >= hold or verdict.reason == "ready":
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+            return verdict
+        if not verdict.healthy:
+            return verdict
+        return Verdict(
+            False, f"{verdict.reason}; held unhealthy until {hold:.0f} s of uptime (now {uptime:.0f})"
+        )
+
+    def step(self) -> Verdict:
+        verdict = self.judge.judge(self.observe())
+        with self.lock:
+            self.verdict = self.held(verdict)
+        if self.logged is None or verdict.healthy != self.logged.healthy:
+            log(f"{'healthy' if verdict.healthy else 'UNHEALTHY'}: {verdict.reason}")
+            self.logged = verdict
+        if not verdict.healthy and self.reporter is not None:
+            self.reporter.report(verdict.reason)
+        return verdict
+
+    def current(self) -> Verdict:
+        with self.lock:
+            return self.verdict
+
+    def look(self) -> None:
+        try:
+            self.step()
+        except Exception as error:  # one failed look must never stop the agent
+            log(f"look failed: {error!r}")
+
+    def loop(self) -> None:
+        while True:
+            time.sleep(self.options.interval)
+            self.look()
+
+
+def serve(agent: Agent, port: int) -> http.server.ThreadingHTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            verdict = agent.current()
+            body = json.dumps({"healthy": verdict.healthy, "reason": verdict.reason}).encode()
+            self.send_response(200 if verdict.healthy else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # health checks every few seconds: no access log
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Health agent of a vLLM VM")
+    parser.add_argument("--cloud", choices=("gcp", "aws"), required=True)
+    parser.add_argument("--role", choices=ROLES, required=True)
+    parser.add_argument("--budget", type=float, required=True, help="seconds a start may take to be ready")
+    parser.add_argument("--max-failed-starts", type=int, default=3)
+    parser.add_argument(
+        "--failed-looks",
+        type=int,
+        default=2,
+        help="consecutive failed looks at a ready vLLM before unhealthy",
+    )
+    parser.add_argument("--port", type=int, default=0, help="serve the verdict over HTTP here (gcp)")
+    parser.add_argument("--interval", type=float, default=5.0)
+    parser.add_argument("--container", default="vllm")
+    parser.add_argument("--unit", default="vllm.service")
+    parser.add_argument("--health-url", default="http://127.0.0.1:8000/health")
+    parser.add_argument("--probe-timeout", type=float, default=5.0)
+    parser.add_argument("--ray-head", default="")
+    parser.add_argument("--ray-port", type=int, default=6379)
+    parser.add_argument("--region", default="", help="aws: the Auto Scaling group's region (else from IMDS)")
+    parser.add_argument("--imds-url", default="http://169.254.169.254")
+    parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="gcp: see the module docstring")
+    parser.add_argument("--uptime-file", default="/proc/uptime")
+    parser.add_argument("--hold-marker", default="/var/lib/vllm/health-hold-done")
+    options = parser.parse_args(argv)
+    if options.role == "ray-worker" and not options.ray_head:
+        parser.error("--ray-head is required for a ray-worker")
+    if options.cloud == "gcp" and not options.port:
+        parser.error("--port is required on gcp: the autohealing health check reads the verdict there")
+    return options
+
+
+def main(argv: list[str]) -> None:
+    options = parse(argv)
+    agent = Agent(options)
+    log(f"judging a {options.role} on {options.cloud} with a {options.budget:.0f} s load budget")
+    agent.look()  # the first verdict is a real one
+    if options.port:
+        serve(agent, options.port)
+    agent.loop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

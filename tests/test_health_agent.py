@@ -1,0 +1,474 @@
+"""The host health agent shared by GCP and AWS: its verdict logic, and the real script run against a fake
+vLLM /health server, a fake Ray head, a fake IMDS and fake ``docker``/``systemctl``/``aws`` on PATH."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from components import scripts
+from components.launch import launch_spec
+from components.spec import build_spec
+from tests.test_vm_bootstrap import rendered, run_script, sandbox  # noqa: F401 - the boot script's fixture
+
+sys.path.insert(0, str(scripts.SCRIPTS_DIR))
+import health_agent
+
+AGENT = scripts.path("health_agent.py")
+BUDGET = 1000.0
+DEADLINE_SECONDS = 60  # generous: the machine is shared and loaded
+
+
+def look(now: float, started: float | None = 0.0, restarts: int = 0, ready: bool = False):
+    return health_agent.Observation(
+        now=now, container_started_at=started, unit_restarts=restarts, ready=ready
+    )
+
+
+def judge(role: str = "serve") -> health_agent.Judge:
+    return health_agent.Judge(role, BUDGET, max_failed_starts=3, started=0.0)
+
+
+# --- verdict logic ---------------------------------------------------------------------------------------
+
+
+def test_a_replica_loading_within_its_budget_is_healthy():
+    assert judge().judge(look(now=BUDGET - 1)).healthy
+
+
+def test_a_replica_still_loading_after_its_budget_is_unhealthy():
+    verdict = judge().judge(look(now=BUDGET + 1))
+    assert not verdict.healthy and "budget" in verdict.reason
+
+
+def test_the_budget_counts_from_the_containers_last_start():
+    agent = judge()
+    assert agent.judge(look(now=BUDGET + 500, started=600.0, restarts=1)).healthy
+
+
+def test_before_any_container_runs_the_budget_counts_from_the_agents_start():
+    agent = judge()
+    assert agent.judge(look(now=BUDGET - 1, started=None)).healthy
+    assert not agent.judge(look(now=BUDGET + 1, started=None)).healthy
+
+
+def test_a_ready_replica_mirrors_vllm_health_at_once():
+    agent = judge()
+    assert agent.judge(look(now=100, ready=True)).healthy
+    verdict = agent.judge(look(now=110, ready=False))
+    assert not verdict.healthy and "after the replica was ready" in verdict.reason
+
+
+def test_one_failed_look_at_a_ready_replica_is_tolerated_when_asked_to():
+    agent = health_agent.Judge("serve", BUDGET, max_failed_starts=3, started=0.0, failed_looks=2)
+    agent.judge(look(now=100, ready=True))
+    assert agent.judge(look(now=105, ready=False)).healthy
+    assert not agent.judge(look(now=110, ready=False)).healthy
+    assert agent.judge(look(now=115, ready=True)).healthy
+    assert agent.judge(look(now=120, ready=False)).healthy  # the count starts again
+
+
+def test_a_replica_that_crashes_after_ready_is_unhealthy_even_while_it_restarts():
+    agent = judge()
+    agent.judge(look(now=100, ready=True))
+    assert not agent.judge(look(now=120, started=None, restarts=1)).healthy
+
+
+def test_a_crash_loop_is_unhealthy_within_its_budget():
+    agent = judge()
+    agent.judge(look(now=10, restarts=0))
+    assert agent.judge(look(now=60, started=50.0, restarts=3)).healthy
+    verdict = agent.judge(look(now=80, started=75.0, restarts=4))
+    assert not verdict.healthy and "crash loop" in verdict.reason
+
+
+def test_a_ray_worker_may_rejoin_within_the_budget_after_losing_its_head():
+    agent = judge("ray-worker")
+    assert agent.judge(look(now=100, ready=True)).healthy
+    assert agent.judge(look(now=100 + BUDGET - 1, ready=False)).healthy
+    assert not agent.judge(look(now=100 + BUDGET + 1, ready=False)).healthy
+
+
+def test_docker_start_times_with_nanoseconds_parse():
+    started = health_agent.parse_docker_time("2026-11-25T17:20:01.123456789Z")
+    assert started == datetime(2026, 11, 25, 17, 20, 1, tzinfo=UTC).timestamp()
+
+
+def test_an_established_connection_to_the_ray_head_counts_as_membership():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert not health_agent.connected_to("127.0.0.1", port)
+        with socket.create_connection(("127.0.0.1", port)):
+            peer, _ = server.accept()
+            with peer:
+                assert health_agent.connected_to("127.0.0.1", port)
+
+
+# --- the real script -------------------------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class FakeVllm:
+    """A vLLM /health that answers whatever status the test sets (None: connection refused)."""
+
+    def __init__(self) -> None:
+        self.status = 503
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(fake.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+
+
+class FakeImds:
+    """IMDSv2: a token for a PUT, the instance id and region for GETs carrying it."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                self.reply("token-1")
+
+            def do_GET(self) -> None:
+                if self.headers.get("X-aws-ec2-metadata-token") != "token-1":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                values = {
+                    "/latest/meta-data/instance-id": "i-0abc",
+                    "/latest/meta-data/placement/region": "eu-west-3",
+                }
+                self.reply(values[self.path])
+
+            def reply(self, text: str) -> None:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(text.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> dict[str, str]:
+    """Fake docker (container state from files), systemctl (NRestarts from a file) and aws (records argv)."""
+    bin_dir = tmp_path / "agent-bin"
+    bin_dir.mkdir()
+    fakes = {
+        "docker": f'[ -f {tmp_path}/started ] || exit 1; echo "true $(cat {tmp_path}/started)"',
+        "systemctl": f"cat {tmp_path}/restarts 2>/dev/null || echo 0",
+        "aws": f'echo "$*" >> {tmp_path}/aws-calls',
+    }
+    for name, body in fakes.items():
+        path = bin_dir / name
+        path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TMP": str(tmp_path)}
+
+
+def container_started(env: dict[str, str], seconds_ago: float) -> None:
+    moment = datetime.fromtimestamp(time.time() - seconds_ago, tz=UTC)
+    (Path(env["TMP"]) / "started").write_text(moment.strftime("%Y-%m-%dT%H:%M:%S.123456789Z"))
+
+
+@pytest.fixture
+def start_agent(host) -> Iterator[Callable[..., subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            # The hold marker lives on the VM's disk: in tests, always in the scratch directory.
+            [
+                sys.executable,
+                str(AGENT),
+                "--interval",
+                "0.2",
+                "--hold-marker",
+                f"{host['TMP']}/hold-done",
+                *args,
+            ],
+            env=host,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def verdict_at(port: int) -> tuple[int, dict] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return None
+
+
+def serve_agent(start_agent, vllm: FakeVllm, budget: float) -> int:
+    port = free_port()
+    start_agent(
+        "--cloud", "gcp", "--role", "serve", "--budget", str(budget), "--port", str(port),
+        "--health-url", vllm.url,
+    )  # fmt: skip
+    return port
+
+
+def test_gcp_the_agent_serves_healthy_while_vllm_loads_within_budget(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    port = serve_agent(start_agent, vllm, budget=600)
+    wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
+    status, body = verdict_at(port)
+    assert status == 200 and body["reason"].startswith("loading")
+
+
+def test_gcp_the_agent_serves_unhealthy_when_loading_outlasts_the_budget(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=700)
+    port = serve_agent(start_agent, vllm, budget=600)
+    wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "an unhealthy verdict")
+    assert "budget" in verdict_at(port)[1]["reason"]
+
+
+def test_gcp_the_agent_mirrors_vllm_health_once_ready(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    port = serve_agent(start_agent, vllm, budget=600)
+    vllm.status = 200
+    wait_until(lambda: verdict_at(port) == (200, {"healthy": True, "reason": "ready"}), "ready")
+    vllm.status = 500  # hangs or fails after it was ready: unhealthy at once, budget or not
+    wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "the failure mirrored")
+
+
+def test_gcp_a_crash_looping_container_is_unhealthy(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=5)
+    port = serve_agent(start_agent, vllm, budget=600)
+    wait_until(lambda: "loading" in str(verdict_at(port)), "a first look at the loading replica")
+    (Path(host["TMP"]) / "restarts").write_text("4\n")
+    wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "the crash loop seen")
+    assert "crash loop" in verdict_at(port)[1]["reason"]
+
+
+def test_gcp_a_ray_worker_is_healthy_while_connected_to_its_head(host, start_agent):
+    container_started(host, seconds_ago=5000)  # long past the budget: only membership counts now
+    with socket.create_server(("127.0.0.1", 0)) as head:
+        port = free_port()
+        start_agent(
+            "--cloud", "gcp", "--role", "ray-worker", "--budget", "600", "--port", str(port),
+            "--ray-head", "127.0.0.1", "--ray-port", str(head.getsockname()[1]),
+        )  # fmt: skip
+        wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "a worker outside the group, over budget")
+        with socket.create_connection(head.getsockname()):
+            peer, _ = head.accept()
+            with peer:
+                wait_until(
+                    lambda: verdict_at(port) == (200, {"healthy": True, "reason": "ready"}), "membership"
+                )
+
+
+def test_aws_an_unhealthy_replica_marks_itself_unhealthy_in_its_group_once(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    container_started(host, seconds_ago=700)
+    agent = start_agent(
+        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--health-url", vllm.url, "--imds-url", imds.url,
+    )  # fmt: skip
+    calls = Path(host["TMP"]) / "aws-calls"
+    wait_until(calls.exists, "set-instance-health")
+    time.sleep(1)  # several more unhealthy looks (every 0.2 s) must not call again
+    assert agent.poll() is None
+    assert calls.read_text().splitlines() == [
+        "autoscaling set-instance-health --region eu-west-3 --instance-id i-0abc --health-status Unhealthy "
+        "--no-should-respect-grace-period"
+    ]
+
+
+def test_aws_a_healthy_replica_never_reports(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    vllm.status = 200
+    container_started(host, seconds_ago=700)
+    agent = start_agent(
+        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--health-url", vllm.url, "--imds-url", imds.url,
+    )  # fmt: skip
+    assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
+    time.sleep(1)  # several more looks (every 0.2 s)
+    assert agent.poll() is None
+    assert not (Path(host["TMP"]) / "aws-calls").exists()
+
+
+def test_the_agent_refuses_a_worker_without_its_head():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(AGENT),
+            "--cloud",
+            "gcp",
+            "--role",
+            "ray-worker",
+            "--budget",
+            "10",
+            "--port",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "--ray-head" in result.stderr
+
+
+# --- wiring: vm_bootstrap.sh installs and starts it ------------------------------------------------------
+
+
+def vm_sandbox(request) -> dict[str, str]:
+    """test_vm_bootstrap's sandbox (fake cloud CLIs, paths in tmp_path) running the agent with this python."""
+    return {**request.getfixturevalue("sandbox"), "VLLM_PYTHON": sys.executable}
+
+
+def test_boot_starts_the_health_agent_first_with_the_rendered_budget(request):
+    env = vm_sandbox(request)
+    result = run_script(rendered("gcp-h100"), env, "boot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
+    assert unpacked.read_text() == scripts.source("health_agent.py")
+    calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
+    assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
+    unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
+    assert "Restart=always" in unit
+
+
+def test_the_units_command_line_really_runs_the_agent(request, start_agent):
+    env = vm_sandbox(request)
+    assert run_script(rendered("gcp-h100"), env, "boot").returncode == 0
+    unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
+    (command,) = [
+        line.removeprefix("ExecStart=") for line in unit.splitlines() if line.startswith("ExecStart=")
+    ]
+    argv = command.split()
+    assert argv[:2] == [sys.executable, str(Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py")]
+    budget = launch_spec(build_spec("gcp-h100", {}), has_hf_token=True).probes.startup_seconds
+    assert argv[argv.index("--budget") + 1] == str(budget)
+    port = free_port()
+    argv[argv.index("--port") + 1] = str(port)  # the VM's port may be taken on a shared test machine
+    start_agent(*argv[2:])
+    wait_until(lambda: verdict_at(port) is not None, "the unit's agent to answer")
+
+
+def hold_agent(start_agent, host, vllm: FakeVllm, hold: float, uptime: float) -> int:
+    uptime_file = Path(host["TMP"]) / "uptime"
+    uptime_file.write_text(f"{uptime} 1.0\n")
+    port = free_port()
+    start_agent(
+        "--cloud", "gcp", "--role", "serve", "--budget", "6000", "--port", str(port),
+        "--health-url", vllm.url, "--hold-until-uptime", str(hold), "--uptime-file", str(uptime_file),
+    )  # fmt: skip
+    wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
+    return port
+
+
+def test_gcp_a_loading_replica_is_held_unhealthy_until_the_hold_uptime(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    status, body = verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=3000))
+    assert status == 503 and "held unhealthy until 4000 s of uptime" in body["reason"]
+
+
+def test_gcp_a_loading_replica_past_the_hold_uptime_is_healthy(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    assert verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=4001))[0] == 200
+
+
+def test_gcp_a_ready_replica_ends_the_hold_at_once(host, start_agent):
+    vllm = FakeVllm()
+    vllm.status = 200
+    container_started(host, seconds_ago=30)
+    assert verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=100)) == (
+        200,
+        {"healthy": True, "reason": "ready"},
+    )
+
+
+def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    fake_aws = Path(host["PATH"].split(":")[0]) / "aws"
+    fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {host["TMP"]}/aws-calls\nexit 1\n')
+    container_started(host, seconds_ago=700)
+    start_agent(
+        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--health-url", vllm.url, "--imds-url", imds.url,
+    )  # fmt: skip
+    calls = Path(host["TMP"]) / "aws-calls"
+    wait_until(calls.exists, "a first set-instance-health")
+    time.sleep(1)  # five more unhealthy looks
+    assert len(calls.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("role", ["serve", "ray-head", "ray-worker"])
+def test_aws_vms_run_the_agent_to_report_to_their_group_not_to_serve_a_port(role):
+    text = rendered("aws-h200-multinode" if role != "serve" else "aws-h100", role)
+    (line,) = [line for line in text.splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")]
+    assert "--cloud aws" in line and f"--role {role}" in line and "--region us-east-1" in line
+    assert "--port" not in line and "--hold-until-uptime" not in line
+    assert ("--ray-head 10.0.0.2" in line) == (role == "ray-worker")
+
+
+def test_gcp_no_hold_after_a_reboot_once_the_first_boots_hold_is_over(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    (Path(host["TMP"]) / "hold-done").touch()  # written on the first boot; a reboot resets the uptime
+    assert verdict_at(hold_agent(start_agent, host, vllm, hold=4000, uptime=100))[0] == 200
+
+
+def test_gcp_the_end_of_the_hold_is_recorded_for_later_boots(host, start_agent):
+    vllm = FakeVllm()
+    container_started(host, seconds_ago=30)
+    hold_agent(start_agent, host, vllm, hold=4000, uptime=4001)
+    assert (Path(host["TMP"]) / "hold-done").exists()
