@@ -237,7 +237,7 @@ def kubectl():
         server = ThreadingHTTPServer(("127.0.0.1", 0), FakeVllm)
         print(f"Forwarding from 127.0.0.1:{server.server_address[1]} -> 8000", flush=True)
         # Never outlive a test that went wrong: the script is expected to stop it long before.
-        threading.Thread(target=lambda: (time.sleep(120), os._exit(0)), daemon=True).start()
+        threading.Thread(target=lambda: (time.sleep(900), os._exit(0)), daemon=True).start()
         server.serve_forever()
 
 
