@@ -55,7 +55,7 @@ class VllmService(pulumi.ComponentResource):
         else:
             self.api_key = pulumi.Output.secret(args.api_key)
         hf_token = pulumi.Output.secret(args.hf_token) if args.hf_token is not None else None
-        cloud = importlib.import_module(f"components.{args.spec.cloud}")
+        cloud = importlib.import_module(f"components.{args.spec.cloud}.deployment")
         self.deployment = cloud.build(args.spec, Secrets(api_key=self.api_key, hf_token=hf_token), self)
         self.endpoint = self.deployment.endpoint
         self.register_outputs({"endpoint": self.endpoint})

@@ -1014,7 +1014,7 @@ def _check_on_platform(spec: ServiceSpec) -> None:
     """Rules that need a platform's own tables (which GPUs GKE labels, how much memory a CPU pod needs):
     a platform package may define ``check(spec)``, which raises SpecError before any resource exists.
     Imported here, lazily, because the package loads that platform's SDK."""
-    check = getattr(importlib.import_module(f"components.{spec.cloud}"), "check", None)
+    check = getattr(importlib.import_module(f"components.{spec.cloud}.deployment"), "check", None)
     if check is not None:
         check(spec)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import components.gcp as gcp_backend
+import components.gcp.deployment as gcp_backend
 from components import catalog, launch, vm
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (

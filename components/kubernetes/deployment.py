@@ -1,0 +1,62 @@
+"""What a Kubernetes stack declares: ``build`` (see the package docstring for the resources and why)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes
+
+from components.kubernetes import gpu_nodes, pods
+from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
+from components.kubernetes.ray_group import LeaderWorkerSetController, RayGroup, RayGroupArgs
+from components.kubernetes.replica import VllmReplica, VllmReplicaArgs
+from components.launch import launch_spec
+from components.service import Deployment, Secrets
+from components.spec import ServiceSpec
+
+
+def check(spec: ServiceSpec) -> None:
+    """Kubernetes-specific checks of the spec (raise SpecError); ``spec.load_spec`` calls it before any
+    resource is declared."""
+    if spec.gpu is not None:
+        gpu_nodes.node_requirements(spec.kubernetes.gpu_node_selector, spec.gpu.type)
+    else:
+        pods.cpu_kv_cache_gb(spec)
+
+
+def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
+    launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
+    provider = pulumi_kubernetes.Provider(
+        "kubernetes", context=spec.kubernetes.context, opts=pulumi.ResourceOptions(parent=parent)
+    )
+    opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+    namespace = ServiceNamespace(spec.name, ServiceNamespaceArgs(spec, secrets, provider), opts)
+    replicas: list[VllmReplica] | list[RayGroup]
+    if spec.nodes == 1:
+        replicas = [
+            VllmReplica(
+                spec.name,
+                VllmReplicaArgs(spec, launch, namespace.name, namespace.secret_name, provider),
+                opts,
+            )
+        ]
+    else:
+        controller = (
+            LeaderWorkerSetController(f"{spec.name}-lws", provider, opts)
+            if spec.kubernetes.install_leader_worker_set
+            else None
+        )
+        replicas = [
+            RayGroup(
+                spec.name,
+                RayGroupArgs(spec, launch, namespace.name, namespace.secret_name, provider, controller),
+                opts,
+            )
+        ]
+    workload = replicas[0].workload
+    load_balancer = LoadBalancer(
+        spec.name,
+        LoadBalancerArgs(spec, namespace.name, provider, workload, pods.start_budget_seconds(launch)),
+        opts,
+    )
+    return Deployment(endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas)
