@@ -1,0 +1,128 @@
+"""The backend seam: what a platform (GCP, AWS, Kubernetes, ...) is to the rest of the program.
+
+Each platform is a package under ``components/`` whose ``backend.py`` defines ``BACKEND``, a ``Backend``:
+its name (the ``vllm:cloud`` value), its settings (it reads and validates its own keys), its checks on the
+spec, its catalog of machines, its public view, what the plan shows of its resources, its fakes for the
+offline tools, its policy scanners, and the features it does not support. ``spec``, ``catalog``,
+``service``, ``tools`` and ``policy`` iterate the registry and never compare a platform's name: adding a
+platform is adding a package. Modelled on SkyPilot's cloud registry (``sky/clouds/cloud_registry.py``) and
+its declared unsupported features (``CloudImplementationFeatures`` in ``sky/clouds/cloud.py``).
+
+A ``backend.py`` imports no cloud SDK (so does everything it names but ``deployment``): validating a spec,
+planning or policing a stack loads only the SDK of the platform the stack uses, and only to build it.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from components.catalog import Offering
+    from components.spec import ConfigReader, ServiceSpec
+
+PLATFORMS_DIR = Path(__file__).resolve().parent
+
+
+class Feature(enum.Enum):
+    """What a stack may ask for that not every platform can do. A platform lists the ones it cannot in
+    ``Backend.unsupported``, each with what to do instead; the spec refuses them before any resource."""
+
+    SPOT = "vllm:spot"  # spot / preemptible capacity chosen by the program
+    CPU_REPLICAS = "vllm:gpu"  # replicas without GPUs (laptop clusters)
+
+
+class Catalog(Protocol):
+    """The machines a platform offers for a GPU type and count (``components.catalog`` picks one)."""
+
+    def gpus(self) -> list[str]:
+        """Canonical GPU names it offers, sorted."""
+        ...
+
+    def counts(self, gpu: str) -> list[int]:
+        """GPU counts per machine it offers for a canonical GPU name, sorted."""
+        ...
+
+    def offerings(self, gpu: str, count: int) -> list[Offering]:
+        """Every machine with exactly ``count`` of the canonical ``gpu``, in table order."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Placement:
+    """Where a stack runs, as its platform reads it from its provider keys."""
+
+    region: str | None = None
+    settings: Any = None  # the platform's own settings (a frozen dataclass of its package)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backend:
+    """One platform, as the shared modules see it. Every callable gets the validated ``ServiceSpec``
+    or the config reader; none of them loads a cloud SDK except ``check``, which may, lazily."""
+
+    name: str  # the vllm:cloud value, and the package's name under components/
+    title: str  # how messages name it: "GCP", "AWS", "Kubernetes"
+    provider_namespace: str  # its Pulumi provider's config namespace
+    provider_sdk: str  # the Python package whose config module lists that namespace's keys
+    keys: tuple[str, ...]  # the vllm: keys only this platform reads
+    catalog: Catalog
+    #: Reads and validates the platform's own keys (and its provider's region keys) for a stack whose
+    #: machine is ``offering`` (None without GPUs): its ``Placement``. Raises SpecError.
+    read_placement: Callable[[ConfigReader, str, Offering | None], Placement]
+    #: The platform's public view of its settings, merged into the stack's ``spec`` output.
+    public_view: Callable[[ServiceSpec], dict[str, Any]]
+    #: Rules on the whole spec that need the platform's own tables; raises SpecError before any resource.
+    check: Callable[[ServiceSpec], None] = lambda spec: None
+    #: Disk a replica needs besides the weights (a VM's OS and image; a pod's cache volume holds only them).
+    disk_overhead_gb: int = 0
+    #: Features this platform cannot do, each with what to do instead.
+    unsupported: Mapping[Feature, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: What ``tools.plan`` shows of each resource type: dotted paths into its inputs (see tools/plan.py).
+    plan_properties: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def package(self) -> str:
+        return f"components.{self.name}"
+
+    def module(self, name: str) -> ModuleType:
+        """One of the package's modules with the same name on every platform: ``deployment`` (``build``;
+        loads the SDK), ``fakes`` (the offline tools' answers, plain data) or ``policy`` (its scanners)."""
+        return importlib.import_module(f"{self.package}.{name}")
+
+    def refuse_unsupported(self, feature: Feature) -> str | None:
+        """What to do instead of ``feature`` here, or None when the platform supports it."""
+        return self.unsupported.get(feature)
+
+
+@cache
+def _registry() -> Mapping[str, Backend]:
+    found: dict[str, Backend] = {}
+    for module in sorted(pkgutil.iter_modules([str(PLATFORMS_DIR)]), key=lambda m: m.name):
+        if module.ispkg and (PLATFORMS_DIR / module.name / "backend.py").exists():
+            backend: Backend = importlib.import_module(f"components.{module.name}.backend").BACKEND
+            if backend.name != module.name:
+                raise RuntimeError(f"components/{module.name}/backend.py registers {backend.name!r}")
+            found[backend.name] = backend
+    return MappingProxyType(found)
+
+
+def backends() -> tuple[Backend, ...]:
+    """Every registered platform, by name."""
+    return tuple(_registry().values())
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_registry())
+
+
+def get(name: str) -> Backend:
+    """The platform named ``name``; KeyError for an unknown one (the spec validates ``vllm:cloud`` first)."""
+    return _registry()[name]
