@@ -42,6 +42,9 @@ class Feature(enum.Enum):
 class Catalog(Protocol):
     """The machines a platform offers for a GPU type and count (``components.catalog`` picks one)."""
 
+    #: How messages say it offers them: "sells" (machine shapes), or what a cluster's node does.
+    verb: str
+
     def gpus(self) -> list[str]:
         """Canonical GPU names it offers, sorted."""
         ...
@@ -72,6 +75,7 @@ class Backend:
     title: str  # how messages name it: "GCP", "AWS", "Kubernetes"
     provider_namespace: str  # its Pulumi provider's config namespace
     provider_sdk: str  # the Python package whose config module lists that namespace's keys
+    provider_keys: tuple[str, ...]  # the provider keys it reads itself (``gcp:region``)
     keys: tuple[str, ...]  # the vllm: keys only this platform reads
     catalog: Catalog
     #: Reads and validates the platform's own keys (and its provider's region keys) for a stack whose

@@ -22,27 +22,25 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import importlib
 import importlib.util
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import yaml
 
-from components import catalog, model_facts
+from components import backend, catalog, model_facts
 from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags
 from components.model_facts import ModelFacts
 
 PROJECT = "vllm"
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "stacks"
-CLOUDS = ("gcp", "aws", "kubernetes")
 
 #: Pinned vLLM release (never ``latest``): the image tag is part of the infrastructure diff.
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
@@ -62,12 +60,9 @@ MIN_API_KEY_LENGTH = 16
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
 
-#: Kubernetes GPU node labelling schemes (see components/kubernetes): how a pod asks for a GPU type.
-GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
-KUBERNETES_SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
-
-#: Config keys a preset or a stack may set, by namespace. Secrets (hfToken, apiKey) are stack-only.
-VLLM_KEYS = (
+#: Config keys a preset or a stack may set for any platform; each platform adds its own (its backend's
+#: ``keys``). Secrets (hfToken, apiKey) are stack-only.
+COMMON_KEYS = (
     "preset",
     "cloud",
     "gpu",
@@ -82,28 +77,8 @@ VLLM_KEYS = (
     "modelSizeGb",
     "spot",
     "allowedCidrs",
-    # Kubernetes
-    "namespace",
-    "gpuNodeSelector",
-    "storageClass",
-    "serviceType",
-    "cpu",
-    "memoryGb",
-    "installLeaderWorkerSet",
-    "maxSurge",
-    # AWS
-    "vpcId",
-    "subnetIds",
-    "loadBalancerSubnetIds",
-    "amiId",
-    # GCP
-    "bootImage",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
-PROVIDER_KEYS = ("gcp:project", "gcp:region", "gcp:zone", "aws:region", "kubernetes:context")
-#: The provider namespaces the program reads, and the SDK that defines each one's config keys.
-PROVIDER_SDKS = {"gcp": "pulumi_gcp", "aws": "pulumi_aws", "kubernetes": "pulumi_kubernetes"}
-DEFAULT_REGIONS = {"gcp": "us-central1", "aws": "us-east-1"}
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
 #: length, size, disk, served name or flag such as --trust-remote-code belongs to one model).
 MODEL_KEYS = ("servedModelName", "maxModelLen", "modelSizeGb", "diskSizeGb", "extraArgs")
@@ -134,28 +109,6 @@ class Gpu:
 
 
 @dataclass(frozen=True)
-class KubernetesSettings:
-    namespace: str = "vllm"  # the stack's own by default: see ``default_namespace``
-    gpu_node_selector: str = "none"
-    storage_class: str | None = None
-    service_type: str = "LoadBalancer"
-    cpu: float | None = None
-    memory_gb: float | None = None
-    install_leader_worker_set: bool = False
-    context: str | None = None
-    #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
-    max_surge: int | None = None
-
-
-@dataclass(frozen=True)
-class AwsSettings:
-    vpc_id: str | None = None
-    subnet_ids: tuple[str, ...] = ()  # the instances' subnets (and the ALB's, unless named apart)
-    load_balancer_subnet_ids: tuple[str, ...] = ()  # public subnets for the internet-facing ALB
-    ami_id: str | None = None  # pinned AMI; None: the current Deep Learning AMI, resolved at launch
-
-
-@dataclass(frozen=True)
 class ServiceSpec:
     """The validated, effective, non-secret spec of one stack."""
 
@@ -175,12 +128,8 @@ class ServiceSpec:
     model_size_gb: int | None
     spot: bool
     allowed_cidrs: tuple[str, ...]
-    project: str | None = None  # gcp:project
-    region: str | None = None  # gcp:region / aws:region
-    zone: str | None = None  # gcp:zone
-    boot_image: str | None = None  # gcp: vllm:bootImage, a dated image (None: the default image family)
-    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
-    aws: AwsSettings = field(default_factory=AwsSettings)
+    region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
+    platform: Any = None  # the platform's own settings: its backend.py's settings(spec) reads them typed
     facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
 
     @property
@@ -221,25 +170,7 @@ class ServiceSpec:
             "spot": self.spot,
             "allowedCidrs": list(self.allowed_cidrs),
         }
-        if self.cloud == "gcp":
-            view.update(project=self.project, region=self.region, zone=self.zone, bootImage=self.boot_image)
-        elif self.cloud == "aws":
-            view.update(
-                region=self.region,
-                vpcId=self.aws.vpc_id,
-                subnetIds=list(self.aws.subnet_ids),
-                loadBalancerSubnetIds=list(self.aws.load_balancer_subnet_ids),
-                amiId=self.aws.ami_id,
-            )
-        else:
-            k8s = self.kubernetes
-            view.update(
-                namespace=k8s.namespace,
-                gpuNodeSelector=k8s.gpu_node_selector,
-                storageClass=k8s.storage_class,
-                serviceType=k8s.service_type,
-                installLeaderWorkerSet=k8s.install_leader_worker_set,
-            )
+        view.update(backend.get(self.cloud).public_view(self))
         return view
 
 
@@ -299,7 +230,7 @@ def _present(value: Any) -> Any:
 # --- validation -----------------------------------------------------------------------------------------
 
 
-class _Reader:
+class ConfigReader:
     """Typed access to the merged config; every failure names the full key."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
@@ -458,13 +389,11 @@ def _is_cidr(text: str) -> bool:
 
 def _parse_gpu(text: str | None, cloud: str) -> Gpu | None:
     if text is None or text.lower() == "none":
-        if cloud == "kubernetes":
+        instead = backend.get(cloud).refuse_unsupported(backend.Feature.CPU_REPLICAS)
+        if instead is None:
             return None
-        raise SpecError(
-            f"{PROJECT}:gpu",
-            text or "",
-            f"a GPU as TYPE:COUNT (e.g. H100:8); {cloud} offers {', '.join(catalog.gpus_offered(cloud))}",
-        )
+        offered = ", ".join(catalog.gpus_offered(cloud))
+        raise SpecError(f"{PROJECT}:gpu", text or "", f"{instead}; {cloud} offers {offered}")
     match = GPU_PATTERN.match(text)
     if not match:
         raise SpecError(f"{PROJECT}:gpu", text, "TYPE:COUNT as in SkyPilot, e.g. H100:8, L4:1, A100-80GB:4")
@@ -514,7 +443,8 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
     (credentials, profiles, default tags, endpoints... which the program does not read but the provider
     does), so only a key that provider does not define is refused. The message suggests the nearest key.
     """
-    names = (*VLLM_KEYS, *SECRET_KEYS)
+    names = (*vllm_keys(), *SECRET_KEYS)
+    sdks = {platform.provider_namespace: platform.provider_sdk for platform in backend.backends()}
     project_keys = tuple(f"{PROJECT}:{k}" for k in names)
     for key, value in values.items():
         namespace, _, name = key.partition(":")
@@ -524,14 +454,14 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
                 continue
             nearest = [f"{PROJECT}:{k}" for k in difflib.get_close_matches(name, names, n=1, cutoff=0.6)]
             valid = f"a {PROJECT} key: {', '.join(sorted(project_keys))}"
-        elif namespace in PROVIDER_SDKS and (provider_keys := provider_config_keys(namespace)) is not None:
+        elif namespace in sdks and (provider_keys := provider_config_keys(sdks[namespace])) is not None:
             if _provider_key_name(name) in provider_keys:
                 continue
             nearest = [
                 f"{namespace}:{k}"
                 for k in difflib.get_close_matches(_provider_key_name(name), provider_keys, n=1, cutoff=0.6)
             ]
-            valid = f"a config key of the {namespace} provider ({PROVIDER_SDKS[namespace]}'s config)"
+            valid = f"a config key of the {namespace} provider ({sdks[namespace]}'s config)"
         else:
             continue  # another namespace (pulumi:, random:...), or a provider whose SDK is not installed
         raise SpecError(key, shown, f"not a known key: did you mean {nearest[0]}?" if nearest else valid)
@@ -554,7 +484,12 @@ def _provider_key_name(name: str) -> str:
 
 
 @functools.cache
-def provider_config_keys(namespace: str) -> frozenset[str] | None:
+def vllm_keys() -> tuple[str, ...]:
+    """Every ``vllm:`` key a preset or a stack may set: the common ones and each platform's own."""
+    return (*COMMON_KEYS, *(key for platform in backend.backends() for key in platform.keys))
+
+
+def provider_config_keys(sdk: str) -> frozenset[str] | None:
     """The config keys the installed provider SDK defines, or None when that SDK is not installed.
 
     Read from the SDK's source rather than by importing it (``import pulumi_gcp`` alone takes seconds):
@@ -562,11 +497,11 @@ def provider_config_keys(namespace: str) -> frozenset[str] | None:
     pulumi_kubernetes has no config module, and its provider's config keys are the ``ProviderArgs``
     arguments (``provider.py``), camel-cased as the provider schema spells them.
     """
-    found = importlib.util.find_spec(PROVIDER_SDKS[namespace])  # locates the package, runs nothing
+    found = importlib.util.find_spec(sdk)  # locates the package, runs nothing
     if found is None or not found.submodule_search_locations:
         return None
     package = Path(next(iter(found.submodule_search_locations)))
-    if namespace == "kubernetes":
+    if not (package / "config" / "vars.py").exists():
         source = (package / "provider.py").read_text()
         arguments = source[source.index("class ProviderArgs") :]
         arguments = arguments[: arguments.index('"""')]
@@ -589,14 +524,15 @@ def build_spec(
     _check_secrets(config, secret_keys)
     preset, merged = effective_config(stack, config)
     _check_unknown_keys(merged, secret_keys)
-    read = _Reader(merged)
+    read = ConfigReader(merged)
 
-    cloud = read.choice("cloud", CLOUDS)
+    cloud = read.choice("cloud", backend.names())
     if cloud is None:
-        raise SpecError(f"{PROJECT}:cloud", "", f"one of {', '.join(CLOUDS)} (or pick a preset)")
+        raise SpecError(f"{PROJECT}:cloud", "", f"one of {', '.join(backend.names())} (or pick a preset)")
+    platform = backend.get(cloud)
     spot = read.boolean("spot", False)
-    if spot and cloud == "kubernetes":
-        raise SpecError(f"{PROJECT}:spot", "true", "false on kubernetes (the cluster's node pools decide)")
+    if spot and (instead := platform.refuse_unsupported(backend.Feature.SPOT)) is not None:
+        raise SpecError(f"{PROJECT}:spot", "true", instead)
     gpu = _parse_gpu(read.string("gpu"), cloud)
     nodes = read.integer("nodes", 1, minimum=1, maximum=64)
     offering = None
@@ -626,15 +562,7 @@ def build_spec(
     _check_extra_args(extra_args, image)
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
 
-    region_key = {"gcp": "gcp:region", "aws": "aws:region"}.get(cloud)
-    region = read.string(region_key, DEFAULT_REGIONS.get(cloud)) if region_key else None
-    if cloud == "aws":
-        _check_aws_placement(offering, region)
-    zone = read.string("gcp:zone") if cloud == "gcp" else None
-    if zone is not None and region is not None and not zone.startswith(f"{region}-"):
-        raise SpecError("gcp:zone", zone, f"a zone of gcp:region {region} (e.g. {region}-a)")
-    if cloud == "gcp" and offering is not None and offering.zones:
-        _check_gcp_placement(offering, region, zone)
+    placement = platform.read_placement(read, stack, offering)
 
     spec = ServiceSpec(
         stack=stack,
@@ -653,12 +581,8 @@ def build_spec(
         model_size_gb=read.integer("modelSizeGb", None, minimum=1),
         spot=spot,
         allowed_cidrs=allowed or OPEN_TO_ALL,
-        project=read.string("gcp:project") if cloud == "gcp" else None,
-        region=region,
-        zone=zone,
-        boot_image=_gcp_boot_image(read.string("bootImage")) if cloud == "gcp" else None,
-        kubernetes=_kubernetes_settings(read, stack) if cloud == "kubernetes" else KubernetesSettings(),
-        aws=_aws_settings(read) if cloud == "aws" else AwsSettings(),
+        region=placement.region,
+        platform=placement.settings,
     )
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:
@@ -673,61 +597,9 @@ def build_spec(
                 f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
             )
     _check_disk_fits_model(spec)
-    if cloud == "kubernetes" and gpu is not None:
-        _check_gpu_pod_requests(spec)
+    platform.check(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
     return spec
-
-
-#: A Compute Engine image name (RFC 1035, up to 63 characters), alone or as ``projects/P/global/images/NAME``.
-GCP_IMAGE = re.compile(
-    r"^(projects/[a-z][-a-z0-9.:]*[a-z0-9]/global/images/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
-)
-#: vLLM 0.33's image is built on CUDA 13, which needs an NVIDIA driver of the 580 series or newer.
-MIN_NVIDIA_DRIVER = 580
-
-
-def _gcp_boot_image(image: str | None) -> str | None:
-    """A dated boot image (a family resolves anew for each VM, so VMs of one template could differ)."""
-    if image is None:
-        return None
-    valid = (
-        "a dated Deep Learning VM image with NVIDIA driver >= 580 for vLLM's CUDA 13, e.g. "
-        "common-cu129-ubuntu-2204-nvidia-580-v20260818 or projects/P/global/images/NAME (not a family)"
-    )
-    if "/family/" in image or not GCP_IMAGE.match(image):
-        raise SpecError(f"{PROJECT}:bootImage", image, valid)
-    driver = re.search(r"nvidia-(\d{3})", image)
-    if driver is not None and int(driver.group(1)) < MIN_NVIDIA_DRIVER:
-        raise SpecError(f"{PROJECT}:bootImage", image, valid)
-    return image
-
-
-def _check_gcp_placement(offering: catalog.Offering, region: str, zone: str | None) -> None:
-    """The region, and the zone when pinned, must sell the machine (GPU capacity is per zone)."""
-    sold = offering.zones.get(region, ())
-    if not sold:
-        regions = ", ".join(sorted(offering.zones))
-        raise SpecError("gcp:region", region, f"a region that sells {offering.machine_type}: {regions}")
-    if zone is not None and zone not in sold:
-        raise SpecError(
-            "gcp:zone", zone, f"a zone of {region} that sells {offering.machine_type}: {', '.join(sold)}"
-        )
-
-
-def _check_aws_placement(offering: catalog.Offering | None, region: str) -> None:
-    """The region must exist, and sell the instance type where the catalog knows where it is sold."""
-    if region not in catalog.AWS_REGIONS:
-        close = difflib.get_close_matches(region, catalog.AWS_REGIONS, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        known = f"one of the {len(catalog.AWS_REGIONS)} in the {catalog.AWS_REGIONS_SOURCE}"
-        raise SpecError("aws:region", region, f"an AWS region such as us-east-1 ({known}){hint}")
-    if offering is not None and offering.regions and region not in offering.regions:
-        raise SpecError(
-            "aws:region",
-            region,
-            f"a region that sells {offering.machine_type}: {', '.join(sorted(offering.regions))}",
-        )
 
 
 def image_hardware(image: str) -> str:
@@ -773,100 +645,6 @@ def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> No
             f"(secret, {len(str(api_key))} characters)",
             f"at least {MIN_API_KEY_LENGTH} characters (e.g. openssl rand -hex 24); unset, one is generated",
         )
-
-
-def default_namespace(stack: str) -> str:
-    """``vllm-<stack>``: each stack owns its namespace, so two stacks on one cluster never share (and
-    delete) each other's. A stack name that is not a DNS label as is (upper case, ``_`` or ``.``, over 63
-    characters) is slugged and suffixed with a hash of the name, so two such names stay apart."""
-    name = f"{PROJECT}-{stack}"
-    if DNS_LABEL.match(name):
-        return name
-    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:54].rstrip("-")
-    return f"{slug}-{hashlib.sha256(stack.encode()).hexdigest()[:8]}"
-
-
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def _kubernetes_settings(read: _Reader, stack: str) -> KubernetesSettings:
-    namespace = read.string("namespace", default_namespace(stack))
-    if not DNS_LABEL.match(namespace):
-        raise SpecError(f"{PROJECT}:namespace", namespace, "a DNS label: lowercase letters, digits and '-'")
-    if namespace == "default" or namespace.startswith("kube-"):
-        raise SpecError(f"{PROJECT}:namespace", namespace, "a namespace of its own (the stack creates it)")
-    storage_class = read.string("storageClass")
-    if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
-        raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
-    service_type = read.choice("serviceType", KUBERNETES_SERVICE_TYPES, "LoadBalancer")
-    allowed = read.raw("allowedCidrs")
-    if service_type == "ClusterIP" and allowed is not None:
-        raise SpecError(
-            f"{PROJECT}:allowedCidrs",
-            allowed,
-            "unset with vllm:serviceType ClusterIP (no load balancer: restrict at your Ingress/Gateway)",
-        )
-    return KubernetesSettings(
-        namespace=namespace,
-        gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none"),
-        storage_class=storage_class,
-        service_type=service_type,
-        cpu=read.number("cpu", 0),
-        memory_gb=read.number("memoryGb", 0),
-        install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
-        context=read.string("kubernetes:context"),
-        max_surge=read.integer("maxSurge", None, 0),
-    )
-
-
-AWS_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-AWS_AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
-
-
-def _aws_settings(read: _Reader) -> AwsSettings:
-    """The default VPC, or a named VPC with the instances' subnets and, optionally, public subnets for the
-    internet-facing ALB (private instances behind a public load balancer). An ALB spans two zones or more,
-    so whichever subnets it uses number two or more. What needs the account's data (that the subnets are
-    in the VPC, in two zones, in zones that sell the instance type) is checked by lookups before any
-    resource is created (components/aws/network.py)."""
-    vpc_id = read.string("vpcId")
-    if vpc_id is not None and not re.match(r"^vpc-[0-9a-f]{8,17}$", vpc_id):
-        raise SpecError(f"{PROJECT}:vpcId", vpc_id, "a VPC id such as vpc-0abc1234def567890")
-
-    def subnet_list(key: str) -> tuple[str, ...]:
-        subnets = read.string_list(
-            key, lambda s: AWS_SUBNET.match(s) is not None, "subnet ids like subnet-0abc1234"
-        )
-        if subnets and vpc_id is None:
-            raise SpecError(f"{PROJECT}:{key}", list(subnets), "set together with vllm:vpcId")
-        return subnets
-
-    subnets = subnet_list("subnetIds")
-    balancer_subnets = subnet_list("loadBalancerSubnetIds")
-    if vpc_id is not None and balancer_subnets and len(set(balancer_subnets)) < 2:
-        raise SpecError(
-            f"{PROJECT}:loadBalancerSubnetIds",
-            list(balancer_subnets),
-            f"two or more public subnets of vllm:vpcId {vpc_id} in different availability zones (an ALB "
-            "spans two)",
-        )
-    if vpc_id is not None and not balancer_subnets and len(set(subnets)) < 2:
-        raise SpecError(
-            f"{PROJECT}:subnetIds",
-            list(subnets),
-            f"two or more subnets of vllm:vpcId {vpc_id} in different availability zones (an ALB spans two), "
-            "or one or more with vllm:loadBalancerSubnetIds naming the ALB's",
-        )
-    if vpc_id is not None and not subnets:
-        raise SpecError(
-            f"{PROJECT}:subnetIds", [], f"the subnets of vllm:vpcId {vpc_id} the instances run in"
-        )
-    ami_id = read.string("amiId")
-    if ami_id is not None and not AWS_AMI.match(ami_id):
-        raise SpecError(f"{PROJECT}:amiId", ami_id, "an AMI id such as ami-0abc1234def567890")
-    return AwsSettings(
-        vpc_id=vpc_id, subnet_ids=subnets, load_balancer_subnet_ids=balancer_subnets, ami_id=ami_id
-    )
 
 
 def _known_weights(spec: ServiceSpec) -> tuple[int, str] | None:
@@ -952,7 +730,7 @@ def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> No
 def _check_disk_fits_model(spec: ServiceSpec) -> None:
     """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
     a pod's cache volume holds only the weights (and vLLM's compile cache)."""
-    overhead = 2 if spec.cloud == "kubernetes" else 30
+    overhead = backend.get(spec.cloud).disk_overhead_gb
     weights = _known_weights(spec)
     if weights is not None and spec.disk_size_gb < weights[0] + overhead:
         size, source = weights
@@ -960,44 +738,6 @@ def _check_disk_fits_model(spec: ServiceSpec) -> None:
             f"{PROJECT}:diskSizeGb",
             spec.disk_size_gb,
             f">= {size + overhead} for a {size} GB model ({source}; weights + {overhead} GB)",
-        )
-
-
-#: Host memory of one GPU worker process (one per GPU: torch, the CUDA context, NCCL buffers), besides
-#: the API server and engine core processes (``CPU_RUNTIME_GB`` in components/kubernetes/pods.py).
-GPU_WORKER_HOST_GB = 2
-
-
-def _check_gpu_pod_requests(spec: ServiceSpec) -> None:
-    """A configured ``vllm:cpu`` / ``vllm:memoryGb`` must hold what a GPU pod runs, or the pod is throttled
-    into timeouts or OOM-killed mid-load, long after ``pulumi up`` returned.
-
-    Memory: the ``/dev/shm`` volume (a ``medium: Memory`` emptyDir, whose files "count against your
-    container's memory limit" per the Kubernetes docs, Volumes/emptyDir: what NCCL and vLLM's shared-memory
-    broadcast write there is charged to the pod; sized per GPU in pods.py), the
-    API server and engine core, and one worker process per GPU. The weights stream from the safetensors
-    files through the page cache, which the kernel reclaims within the limit, so they do not raise it.
-    CPU: one core per GPU worker (each drives its GPU from a busy host loop) plus one for the API server
-    and engine core.
-    """
-    from components.kubernetes import pods  # the pod's own sizes; loads the Kubernetes SDK, used here only
-
-    k8s, gpus = spec.kubernetes, spec.gpu.count
-    memory = pods.shm_gb(spec) + pods.CPU_RUNTIME_GB + GPU_WORKER_HOST_GB * gpus
-    if k8s.memory_gb is not None and k8s.memory_gb < memory:
-        raise SpecError(
-            f"{PROJECT}:memoryGb",
-            f"{k8s.memory_gb:g}",
-            f">= {memory} for {spec.gpu}: {pods.shm_gb(spec)} GB /dev/shm (memory-backed, counted in the "
-            f"pod's limit) + {pods.CPU_RUNTIME_GB} GB API server and engine + {GPU_WORKER_HOST_GB} GB per "
-            "GPU worker",
-        )
-    cpus = gpus + 1
-    if k8s.cpu is not None and k8s.cpu < cpus:
-        raise SpecError(
-            f"{PROJECT}:cpu",
-            f"{k8s.cpu:g}",
-            f">= {cpus} for {spec.gpu}: a core per GPU worker + one for the server",
         )
 
 
@@ -1014,7 +754,7 @@ def _check_on_platform(spec: ServiceSpec) -> None:
     """Rules that need a platform's own tables (which GPUs GKE labels, how much memory a CPU pod needs):
     a platform package may define ``check(spec)``, which raises SpecError before any resource exists.
     Imported here, lazily, because the package loads that platform's SDK."""
-    check = getattr(importlib.import_module(f"components.{spec.cloud}.deployment"), "check", None)
+    check = getattr(backend.get(spec.cloud).module("deployment"), "check", None)
     if check is not None:
         check(spec)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from components.aws import fakes as fakes_aws
 from components.aws import machines
 from components.aws.network import NetworkError
 from components.launch import PORT
 from components.spec import SpecError
 from tests.harness import Resource, Run, run_program
-from tools import fakes_aws
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"

@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from components.aws import fakes as fakes_aws
 from components.aws import machines
 from components.launch import RAY_GROUP_WAIT_SECONDS
 from components.vm import RAY_GCS_PORT
@@ -26,7 +27,6 @@ from tests.test_aws import (
     shellcheck,
     user_data,
 )
-from tools import fakes_aws
 
 LISTENER = "aws:lb/listener:Listener"
 

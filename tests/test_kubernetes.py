@@ -10,10 +10,12 @@ import pytest
 import yaml
 
 from components import catalog, launch
+from components.kubernetes import fakes as fakes_kubernetes
 from components.kubernetes import gpu_nodes, pods
+from components.kubernetes.backend import settings
 from components.spec import SpecError, build_spec
 from tests.harness import ROOT, Resource, Run, run_program
-from tools import fakes_kubernetes, mockrun
+from tools import mockrun
 
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
@@ -382,7 +384,7 @@ def test_gke_labels_every_gpu_gke_sells():
 def test_gpu_pods_select_no_node_labels_by_default(runs):
     """Neither GKE's managed GPU nodes nor a bare device plugin set GPU feature discovery's labels: the
     ``nvidia.com/gpu`` limit alone places the pod on any cluster."""
-    assert build_spec("k8s-l4", {}).kubernetes.gpu_node_selector == "none"
+    assert settings(build_spec("k8s-l4", {})).gpu_node_selector == "none"
     assert "affinity" not in pod(runs["l4"]) and "affinity" not in pod(runs["h100"])
 
 

@@ -8,25 +8,28 @@ import pulumi
 import pytest
 import yaml
 
-from components import catalog
+from components import backend, catalog
+from components.kubernetes.backend import default_namespace
+from components.kubernetes.backend import settings as k8s_settings
 from components.spec import (
     DEFAULT_CPU_IMAGE,
     DEFAULT_IMAGE,
     MIN_API_KEY_LENGTH,
     PRESETS_DIR,
     PROJECT,
-    PROVIDER_KEYS,
     SECRET_KEYS,
-    VLLM_KEYS,
     SpecError,
     available_presets,
     build_spec,
-    default_namespace,
     image_hardware,
     provider_config_keys,
     read_preset,
+    vllm_keys,
 )
 from tests.harness import ROOT, run_program
+
+VLLM_KEYS = vllm_keys()
+PROVIDER_KEYS = tuple(key for platform in backend.backends() for key in platform.provider_keys)
 
 # A stack name that matches no preset, with the least a GCP stack needs.
 PLAIN_STACK = "staging"
@@ -101,7 +104,7 @@ def test_the_default_image_is_a_pinned_release():
 @pytest.mark.parametrize(
     ("key", "value", "valid"),
     [
-        ("vllm:cloud", "azure", "one of gcp, aws, kubernetes"),
+        ("vllm:cloud", "azure", "one of aws, gcp, kubernetes"),
         ("vllm:gpu", "H100x8", "TYPE:COUNT"),
         ("vllm:gpu", "X900:8", "a known GPU type"),
         ("vllm:gpu", "H100:3", "gcp sells H100 in counts 1, 2, 4, 8"),
@@ -147,7 +150,7 @@ def test_an_empty_model_is_rejected_when_no_preset_names_one():
 def test_a_missing_cloud_is_rejected_with_the_choices():
     error = spec_error(PLAIN_STACK, {"vllm:model": "Qwen/Qwen3-8B"})
     assert error.key == "vllm:cloud"
-    assert "gcp, aws, kubernetes" in str(error)
+    assert "aws, gcp, kubernetes" in str(error)
 
 
 def test_a_gpu_is_required_on_the_clouds():
@@ -248,7 +251,7 @@ def test_provider_keys_the_program_does_not_read_are_still_valid(key, value):
 def test_provider_keys_come_from_the_installed_sdks_without_importing_them():
     probe = (
         "import sys; from components.spec import provider_config_keys as keys; "
-        "print(len(keys('gcp')), len(keys('aws')), len(keys('kubernetes')), "
+        "print(len(keys('pulumi_gcp')), len(keys('pulumi_aws')), len(keys('pulumi_kubernetes')), "
         "sorted(m for m in ('pulumi_gcp', 'pulumi_aws', 'pulumi_kubernetes') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -261,9 +264,11 @@ def test_provider_keys_come_from_the_installed_sdks_without_importing_them():
 
 
 def test_every_provider_key_the_program_reads_is_a_key_of_its_provider():
-    for key in PROVIDER_KEYS:
-        namespace, name = key.split(":")
-        assert name in provider_config_keys(namespace), key
+    for platform in backend.backends():
+        for key in platform.provider_keys:
+            namespace, name = key.split(":")
+            assert namespace == platform.provider_namespace, key
+            assert name in provider_config_keys(platform.provider_sdk), key
 
 
 @pytest.mark.parametrize("key", ["vlm:replicas", "VLLM:replicas", "vllmm:replicas"])
@@ -354,7 +359,7 @@ def test_the_default_gpu_pod_requests_meet_the_minimums(gpu):
         spec = build_spec(PLAIN_STACK, {**CPU_POD, "vllm:gpu": f"{gpu}:{count}"})
         cpus, memory = pods.requests(spec)
         configured = {**CPU_POD, "vllm:gpu": f"{gpu}:{count}", "vllm:cpu": cpus, "vllm:memoryGb": memory}
-        assert build_spec(PLAIN_STACK, configured).kubernetes.memory_gb == memory
+        assert k8s_settings(build_spec(PLAIN_STACK, configured)).memory_gb == memory
 
 
 # --- AWS regions ----------------------------------------------------------------------------------------
@@ -384,7 +389,7 @@ def test_an_aws_region_that_sells_the_gpu_is_accepted():
 def test_each_kubernetes_stack_gets_its_own_namespace():
     first = build_spec("team-a", {**CPU_POD})
     second = build_spec("team-b", {**CPU_POD})
-    assert (first.kubernetes.namespace, second.kubernetes.namespace) == ("vllm-team-a", "vllm-team-b")
+    assert (k8s_settings(first).namespace, k8s_settings(second).namespace) == ("vllm-team-a", "vllm-team-b")
 
 
 @pytest.mark.parametrize(("first", "second"), [("Prod_EU", "prod-eu"), ("a.b", "a-b"), ("x" * 70, "x" * 71)])
@@ -395,7 +400,7 @@ def test_stack_names_that_slug_alike_still_get_distinct_valid_namespaces(first, 
 
 
 def test_a_configured_namespace_wins_over_the_stack_default():
-    assert build_spec("team-a", {**CPU_POD, "vllm:namespace": "llm"}).kubernetes.namespace == "llm"
+    assert k8s_settings(build_spec("team-a", {**CPU_POD, "vllm:namespace": "llm"})).namespace == "llm"
 
 
 def test_a_spec_error_is_a_clean_pulumi_error_without_traceback():

@@ -4,9 +4,10 @@ No cloud, no credentials, no Pulumi CLI: the mock monitor answers every resource
 and this module keeps each registration (type, name, parent, provider, inputs) and the stack outputs. The
 tests assert on them; ``tools.plan`` renders them. Fresh mocks, config and root stack for every run.
 
-Provider-computed values (addresses, ids) are unknown, as in a preview, except what the per-cloud fakes
-in ``tools/fakes_<cloud>.py`` answer: invoke results the program needs to go on (a default VPC, an AMI id)
-and a few outputs tests assert on. The fakes are plain data: they import no cloud SDK.
+Provider-computed values (addresses, ids) are unknown, as in a preview, except what each platform's fakes
+(``components/<platform>/fakes.py``, found through the backend registry) answer: invoke results the
+program needs to go on (a default VPC, an AMI id) and a few outputs tests assert on. The fakes are plain
+data: they import no cloud SDK.
 """
 
 from __future__ import annotations
@@ -26,21 +27,18 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from tools import fakes_aws, fakes_gcp, fakes_kubernetes
+from components import backend
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 STACK_TYPE = "pulumi:pulumi:Stack"
 
-#: Outputs the mocked providers compute (addresses, DNS names...), keyed by resource type. Each cloud's
-#: ``tools/fakes_<cloud>.py`` provides its own: ``OUTPUTS`` (type -> fn(inputs, name) -> extra outputs) and
-#: ``CALLS`` (invoke token -> fn(args) -> result).
-OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
-    **fakes_gcp.OUTPUTS,
-    **fakes_aws.OUTPUTS,
-    **fakes_kubernetes.OUTPUTS,
-}
-CALLS: dict[str, Callable[[dict], dict]] = {**fakes_gcp.CALLS, **fakes_aws.CALLS, **fakes_kubernetes.CALLS}
+#: Outputs the mocked providers compute (addresses, DNS names...), keyed by resource type, and invoke
+#: results, keyed by token. Each platform's ``fakes`` module provides its own: ``OUTPUTS`` (type ->
+#: fn(inputs, name) -> extra outputs) and ``CALLS`` (invoke token -> fn(args) -> result).
+_FAKES = [platform.module("fakes") for platform in backend.backends()]
+OUTPUTS: dict[str, Callable[[dict, str], dict]] = {k: v for fakes in _FAKES for k, v in fakes.OUTPUTS.items()}
+CALLS: dict[str, Callable[[dict], dict]] = {k: v for fakes in _FAKES for k, v in fakes.CALLS.items()}
 
 
 @dataclass
@@ -114,7 +112,7 @@ class _Mocks(pulumi.runtime.Mocks):
         self.invokes.append(Invoke(args.token, dict(args.args), args.provider or ""))
         if args.token in CALLS:
             return CALLS[args.token](dict(args.args))
-        raise AssertionError(f"the program invoked {args.token}, which tools/fakes_*.py does not fake")
+        raise AssertionError(f"the program invoked {args.token}, which no platform's fakes.py fakes")
 
 
 class _RecordingMonitor(mocks.MockMonitor):

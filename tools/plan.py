@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
-from components import catalog, model_facts
+from components import backend, catalog, model_facts
 from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -61,107 +61,12 @@ class StackConfigError(ValueError):
 
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
-#: over a list), optionally named ("label = path"). A type not listed here still appears in the tree.
+#: over a list), optionally named ("label = path"); each platform lists its own (its backend's
+#: ``plan_properties``). A type not listed here still appears in the tree.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
-    # GCP
-    "gcp:compute/instanceTemplate:InstanceTemplate": (
-        "machineType",
-        "guestAccelerators",
-        "scheduling.onHostMaintenance",
-        "scheduling.provisioningModel",
-        "disks.*.diskSizeGb",
-        "disks.*.diskType",
-        "networkInterfaces.*.nicType",
-        "networkInterfaces.*.accessConfigs",
-    ),
-    "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": (
-        "targetSize",
-        "distributionPolicyZones",
-        "autoHealingPolicies.initialDelaySec",
-        "namedPorts",
-    ),
-    "gcp:compute/instanceGroupManager:InstanceGroupManager": (
-        "targetSize",
-        "zone",
-        "autoHealingPolicies.initialDelaySec",
-        "namedPorts",
-    ),
-    "gcp:compute/healthCheck:HealthCheck": (
-        "httpHealthCheck.requestPath",
-        "httpHealthCheck.port",
-        "tcpHealthCheck.port",
-        "checkIntervalSec",
-        "unhealthyThreshold",
-    ),
-    "gcp:compute/backendService:BackendService": (
-        "loadBalancingScheme",
-        "localityLbPolicy",
-        "timeoutSec",
-    ),
-    "gcp:compute/uRLMap:URLMap": (
-        "pathMatchers.*.pathRules.*.paths",
-        "defaultRouteAction",
-        "defaultUrlRedirect",
-    ),
-    "gcp:compute/firewall:Firewall": ("direction", "sourceRanges", "sourceTags", "allows", "targetTags"),
-    "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("loadBalancingScheme", "portRange"),
-    "gcp:compute/resourcePolicy:ResourcePolicy": ("groupPlacementPolicy",),
-    "gcp:compute/securityPolicy:SecurityPolicy": ("rules.*.match.config.srcIpRanges", "rules.*.action"),
-    "gcp:secretmanager/secret:Secret": ("secretId",),
-    "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
-    # AWS
-    "aws:ec2/launchTemplate:LaunchTemplate": (
-        "instanceType",
-        "blockDeviceMappings.*.ebs.volumeSize",
-        "metadataOptions.httpTokens",
-        "instanceMarketOptions.marketType",
-        "placement.groupName",
-    ),
-    "aws:autoscaling/group:Group": (
-        "desiredCapacity",
-        "minSize",
-        "maxSize",
-        "healthCheckType",
-        "healthCheckGracePeriod",
-    ),
-    "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
-    "aws:lb/targetGroup:TargetGroup": (
-        "port",
-        "healthCheck.path",
-        "healthCheck.matcher",
-        "loadBalancingAlgorithmType",
-        "deregistrationDelay",
-    ),
-    "aws:lb/listener:Listener": ("port", "defaultActions.*.type"),
-    "aws:lb/listenerRule:ListenerRule": ("conditions.*.pathPattern.values", "actions.*.type"),
-    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
-        "ipProtocol",
-        "fromPort",
-        "toPort",
-        "cidrIpv4",
-        "cidrIpv6",
-        "referencedSecurityGroupId",
-    ),
-    "aws:ec2/placementGroup:PlacementGroup": ("strategy",),
-    "aws:secretsmanager/secret:Secret": ("name",),
-    # Kubernetes
-    "kubernetes:apps/v1:Deployment": (
-        "spec.replicas",
-        "spec.strategy.rollingUpdate",
-        "spec.template.spec.containers.*.image",
-        "spec.template.spec.containers.*.resources.limits",
-        "spec.template.spec.containers.*.startupProbe.httpGet.path",
-        "gpuNodes = spec.template.spec.affinity.nodeAffinity"
-        ".requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.*.matchExpressions",
-    ),
-    "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet": (
-        "spec.replicas",
-        "spec.leaderWorkerTemplate.size",
-        "spec.leaderWorkerTemplate.restartPolicy",
-    ),
-    "kubernetes:core/v1:Service": ("spec.type", "spec.ports", "spec.selector"),
-    "kubernetes:policy/v1:PodDisruptionBudget": ("spec.minAvailable", "spec.maxUnavailable"),
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec.policyTypes",),
+    resource_type: paths
+    for platform in backend.backends()
+    for resource_type, paths in platform.plan_properties.items()
 }
 
 

@@ -14,6 +14,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.ssm as ssm
 
+from components.aws.backend import settings
 from components.spec import ServiceSpec
 
 #: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI for x86_64 on Ubuntu
@@ -56,8 +57,8 @@ def machine_image(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> MachineImage
     name is read at deploy time (from the image the parameter points to now): it is ``/dev/sda1`` on every
     Ubuntu DLAMI and does not change between releases.
     """
-    if spec.aws.ami_id is not None:
-        image_id = spec.aws.ami_id
+    if settings(spec).ami_id is not None:
+        image_id = settings(spec).ami_id
         pointed = image_id
     else:
         image_id = f"resolve:ssm:{DLAMI_PARAMETER}"

@@ -8,9 +8,11 @@ import pulumi
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.vpc as vpc
 
+from components.aws.backend import AwsSettings
+from components.aws.backend import settings as aws_settings
 from components.aws.names import ec2_description
 from components.launch import PORT
-from components.spec import AwsSettings, ServiceSpec
+from components.spec import ServiceSpec
 
 HTTP_PORT = 80
 #: Ports the load balancer listens on (HTTP today; 443 joins when TLS does).
@@ -52,7 +54,7 @@ class Network(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         invoke = pulumi.InvokeOptions(parent=self, provider=args.provider)
         instance_type = spec.offering.machine_type
-        settings = spec.aws
+        settings = aws_settings(spec)
 
         if settings.vpc_id is None:
             default_vpc = ec2.get_vpc_output(default=True, opts=invoke)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.projects as projects
 
+from components.gcp.backend import settings
 from components.spec import ServiceSpec
 
 #: Every API a resource of the stack or its VMs call. Service Usage itself (which enables the others) is on
@@ -40,7 +41,7 @@ class ProjectApis(pulumi.ComponentResource):
         self.services = {
             api: projects.Service(
                 f"{name}-{api.split('.')[0]}",
-                project=args.spec.project,
+                project=settings(args.spec).project,
                 service=api,
                 disable_on_destroy=False,
                 disable_dependent_services=False,

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_gcp
 
 from components.gcp.apis import ProjectApis, ProjectApisArgs
+from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
@@ -20,7 +21,8 @@ from components.spec import ServiceSpec
 
 def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
     """The pinned ``gcp:zone``, else every zone of the region that sells the machine (spec.py checks both)."""
-    return (spec.zone,) if spec.zone is not None else tuple(spec.offering.zones[spec.region])
+    zone = settings(spec).zone
+    return (zone,) if zone is not None else tuple(spec.offering.zones[spec.region])
 
 
 def check(spec: ServiceSpec) -> None:
@@ -34,7 +36,10 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # The APIs are enabled through a provider of their own, and the stack's provider depends on them: every
     # resource of the stack waits for its APIs on a fresh project (children do not inherit depends_on).
     apis_provider = pulumi_gcp.Provider(
-        "gcp-apis", project=spec.project, region=spec.region, opts=pulumi.ResourceOptions(parent=parent)
+        "gcp-apis",
+        project=settings(spec).project,
+        region=spec.region,
+        opts=pulumi.ResourceOptions(parent=parent),
     )
     apis = ProjectApis(
         spec.name,
@@ -43,9 +48,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     provider = pulumi_gcp.Provider(
         "gcp",
-        project=spec.project,
+        project=settings(spec).project,
         region=spec.region,
-        zone=spec.zone,
+        zone=settings(spec).zone,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(apis.services.values())),
     )
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
+from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import Network
 from components.gcp.registry import ImageMirror
@@ -34,11 +35,12 @@ BOOT_IMAGE_FAMILY = "common-cu129-ubuntu-2204-nvidia-580"
 
 def boot_image(spec: ServiceSpec) -> str:
     """``vllm:bootImage`` (a name in the DLVM project, or a full path), else the default family."""
-    if spec.boot_image is None:
+    boot_image = settings(spec).boot_image
+    if boot_image is None:
         return f"projects/{DLVM_PROJECT}/global/images/family/{BOOT_IMAGE_FAMILY}"
-    if spec.boot_image.startswith("projects/"):
-        return spec.boot_image
-    return f"projects/{DLVM_PROJECT}/global/images/{spec.boot_image}"
+    if boot_image.startswith("projects/"):
+        return boot_image
+    return f"projects/{DLVM_PROJECT}/global/images/{boot_image}"
 
 
 #: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and

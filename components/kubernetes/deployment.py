@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes
 
 from components.kubernetes import gpu_nodes, pods
+from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
 from components.kubernetes.ray_group import LeaderWorkerSetController, RayGroup, RayGroupArgs
@@ -19,7 +20,7 @@ def check(spec: ServiceSpec) -> None:
     """Kubernetes-specific checks of the spec (raise SpecError); ``spec.load_spec`` calls it before any
     resource is declared."""
     if spec.gpu is not None:
-        gpu_nodes.node_requirements(spec.kubernetes.gpu_node_selector, spec.gpu.type)
+        gpu_nodes.node_requirements(settings(spec).gpu_node_selector, spec.gpu.type)
     else:
         pods.cpu_kv_cache_gb(spec)
 
@@ -27,7 +28,7 @@ def check(spec: ServiceSpec) -> None:
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
     launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
     provider = pulumi_kubernetes.Provider(
-        "kubernetes", context=spec.kubernetes.context, opts=pulumi.ResourceOptions(parent=parent)
+        "kubernetes", context=settings(spec).context, opts=pulumi.ResourceOptions(parent=parent)
     )
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     namespace = ServiceNamespace(spec.name, ServiceNamespaceArgs(spec, secrets, provider), opts)
@@ -43,7 +44,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     else:
         controller = (
             LeaderWorkerSetController(f"{spec.name}-lws", provider, opts)
-            if spec.kubernetes.install_leader_worker_set
+            if settings(spec).install_leader_worker_set
             else None
         )
         replicas = [

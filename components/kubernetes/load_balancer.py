@@ -24,6 +24,7 @@ import pulumi
 from pulumi_kubernetes.core import v1 as core
 
 from components.kubernetes import pods
+from components.kubernetes.backend import settings
 from components.spec import OPEN_TO_ALL, ServiceSpec
 
 SERVICE_PORT = 80
@@ -61,7 +62,7 @@ class LoadBalancer(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:kubernetes:LoadBalancer", name, None, opts)
         spec = args.spec
-        k8s = spec.kubernetes
+        k8s = settings(spec)
         public = k8s.service_type == "LoadBalancer"
         service_spec: dict[str, Any] = {
             "type": k8s.service_type,

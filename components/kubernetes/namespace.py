@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_kubernetes.core import v1 as core
 
+from components.kubernetes.backend import settings
 from components.kubernetes.pods import labels
 from components.launch import API_KEY_ENV, HF_TOKEN_ENV
 from components.service import Secrets
@@ -42,7 +43,7 @@ class ServiceNamespace(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         self.namespace = core.Namespace(
             f"{name}-namespace",
-            metadata={"name": spec.kubernetes.namespace, "labels": labels(spec, "namespace")},
+            metadata={"name": settings(spec).namespace, "labels": labels(spec, "namespace")},
             opts=child,
         )
         self.name = self.namespace.metadata.name

@@ -29,6 +29,7 @@ from typing import Any
 import pulumi
 
 from components import catalog
+from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.launch import HF_CACHE_DIR, LaunchSpec, weights_gb
 from components.spec import PROJECT, ServiceSpec, SpecError
@@ -115,14 +116,14 @@ def per_gpu_share(gpu: str) -> tuple[float, float]:
 
 def cpu_kv_cache_gb(spec: ServiceSpec) -> int:
     """KV cache of a CPU-mode pod (VLLM_CPU_KVCACHE_SPACE): the memory left after weights and runtime."""
-    if spec.kubernetes.memory_gb is None:
+    if settings(spec).memory_gb is None:
         return CPU_DEFAULT_KV_CACHE_GB
-    left = math.floor(spec.kubernetes.memory_gb - weights_gb(spec) - CPU_RUNTIME_GB)
+    left = math.floor(settings(spec).memory_gb - weights_gb(spec) - CPU_RUNTIME_GB)
     if left < 1:
         need = weights_gb(spec) + CPU_RUNTIME_GB + 1
         raise SpecError(
             f"{PROJECT}:memoryGb",
-            spec.kubernetes.memory_gb,
+            settings(spec).memory_gb,
             f">= {need} on CPU: {weights_gb(spec)} GB weights + {CPU_RUNTIME_GB} GB runtime + 1 GB KV cache",
         )
     return left
@@ -130,7 +131,7 @@ def cpu_kv_cache_gb(spec: ServiceSpec) -> int:
 
 def requests(spec: ServiceSpec) -> tuple[float, float]:
     """(CPUs, GiB of memory) a vLLM pod requests: the stack's values, else the rule in the module doc."""
-    k8s = spec.kubernetes
+    k8s = settings(spec)
     if spec.gpu is None:
         cpus = CPU_DEFAULT_CPUS
         memory = weights_gb(spec) + CPU_RUNTIME_GB + CPU_DEFAULT_KV_CACHE_GB
@@ -159,7 +160,7 @@ def resources(spec: ServiceSpec) -> dict[str, Any]:
     if spec.gpu is not None:
         limits[GPU_RESOURCE] = str(spec.gpu.count)
     wanted = {"cpu": _cpus(cpus), "memory": _gib(memory)}
-    if spec.kubernetes.storage_class is None:
+    if settings(spec).storage_class is None:
         wanted["ephemeral-storage"] = f"{cache_request_gb(spec)}Gi"
     return {"requests": wanted, "limits": limits}
 
@@ -253,7 +254,7 @@ def cache_claim_spec(spec: ServiceSpec) -> dict[str, Any]:
     """One ReadWriteOnce volume of ``diskSizeGb`` on ``vllm:storageClass``."""
     return {
         "accessModes": ["ReadWriteOnce"],
-        "storageClassName": spec.kubernetes.storage_class,
+        "storageClassName": settings(spec).storage_class,
         "resources": {"requests": {"storage": f"{spec.disk_size_gb}Gi"}},
     }
 
@@ -262,7 +263,7 @@ def cache_volume(spec: ServiceSpec, component: str) -> dict[str, Any]:
     """The cache: a per-pod PVC on ``vllm:storageClass`` (generic ephemeral volume), else an emptyDir; both
     live as long as the pod, so a restarted container finds its weights. See ``replica.py`` for why not a
     StatefulSet, and ``ray_group.py`` for the claims that outlive a multi-node group."""
-    if spec.kubernetes.storage_class is None:
+    if settings(spec).storage_class is None:
         return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": f"{spec.disk_size_gb}Gi"}}
     claim = {"metadata": {"labels": labels(spec, component)}, "spec": cache_claim_spec(spec)}
     return {"name": CACHE_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}}
@@ -291,7 +292,7 @@ def pod_spec(
     }
     if spec.gpu is not None:
         pod["tolerations"] = [GPU_TOLERATION]
-        affinity = node_affinity(spec.kubernetes.gpu_node_selector, spec.gpu.type)
+        affinity = node_affinity(settings(spec).gpu_node_selector, spec.gpu.type)
         if affinity is not None:
             pod["affinity"] = affinity
     return pod
@@ -306,7 +307,7 @@ def rolling_update(spec: ServiceSpec) -> dict[str, int]:
     every change, so it surges one pod: on a full cluster that rollout waits (the old pod keeps serving)
     until a GPU frees up or the cluster autoscaler adds a node; ``vllm:maxSurge: 0`` chooses the outage
     instead. ``vllm:maxSurge`` N > 0 surges N and never drops below ``replicas``."""
-    surge = spec.kubernetes.max_surge
+    surge = settings(spec).max_surge
     if surge is None:
         surge = 1 if spec.replicas == 1 else 0
     return {"maxSurge": surge, "maxUnavailable": 0 if surge > 0 else 1}

@@ -44,6 +44,7 @@ from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
 from components.kubernetes import pods
+from components.kubernetes.backend import settings
 from components.kubernetes.replica import disruption_budget
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
@@ -131,7 +132,7 @@ class RayGroup(pulumi.ComponentResource):
         script_mount = {"name": SCRIPT_VOLUME, "mountPath": SCRIPT_DIR, "readOnly": True}
         script_path = f"{SCRIPT_DIR}/{SCRIPT}"
         ray_env = vm.ray_env(spec, "$(LWS_LEADER_ADDRESS)")
-        claimed = spec.kubernetes.storage_class is not None  # the cache comes from volumeClaimTemplates
+        claimed = settings(spec).storage_class is not None  # the cache comes from volumeClaimTemplates
 
         def template(component: str, command: list[str], serves: bool) -> dict:
             container = pods.container(

@@ -1,0 +1,165 @@
+"""The GCP backend: its keys, settings, checks and public view (no SDK: see components/backend.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from components.backend import Backend, Feature, Placement
+from components.gcp.offerings import CATALOG
+from components.spec import PROJECT, ConfigReader, SpecError
+
+if TYPE_CHECKING:
+    from components.catalog import Offering
+    from components.spec import ServiceSpec
+
+DEFAULT_REGION = "us-central1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GcpSettings:
+    """The GCP keys of a stack, validated (README "GCP")."""
+
+    project: str | None = None  # gcp:project; None: the provider's own default (gcloud's)
+    zone: str | None = None  # gcp:zone: pins every VM to one zone
+    boot_image: str | None = None  # vllm:bootImage, a dated image (None: the default image family)
+
+
+def settings(spec: ServiceSpec) -> GcpSettings:
+    """The stack's GCP settings (``spec.platform`` of a GCP stack)."""
+    if not isinstance(spec.platform, GcpSettings):
+        raise TypeError(f"{spec.cloud} stack has no GCP settings")
+    return spec.platform
+
+
+def read_placement(read: ConfigReader, stack: str, offering: Offering | None) -> Placement:
+    """``gcp:project``, ``gcp:region`` and ``gcp:zone`` (which must sell the machine), ``vllm:bootImage``."""
+    region = read.string("gcp:region", DEFAULT_REGION)
+    zone = read.string("gcp:zone")
+    if zone is not None and not zone.startswith(f"{region}-"):
+        raise SpecError("gcp:zone", zone, f"a zone of gcp:region {region} (e.g. {region}-a)")
+    if offering is not None and offering.zones:
+        _check_gcp_placement(offering, region, zone)
+    boot_image = _gcp_boot_image(read.string("bootImage"))
+    return Placement(
+        region=region,
+        settings=GcpSettings(project=read.string("gcp:project"), zone=zone, boot_image=boot_image),
+    )
+
+
+#: A Compute Engine image name (RFC 1035, up to 63 characters), alone or as ``projects/P/global/images/NAME``.
+GCP_IMAGE = re.compile(
+    r"^(projects/[a-z][-a-z0-9.:]*[a-z0-9]/global/images/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
+#: vLLM 0.33's image is built on CUDA 13, which needs an NVIDIA driver of the 580 series or newer.
+MIN_NVIDIA_DRIVER = 580
+
+
+def _gcp_boot_image(image: str | None) -> str | None:
+    """A dated boot image (a family resolves anew for each VM, so VMs of one template could differ)."""
+    if image is None:
+        return None
+    valid = (
+        "a dated Deep Learning VM image with NVIDIA driver >= 580 for vLLM's CUDA 13, e.g. "
+        "common-cu129-ubuntu-2204-nvidia-580-v20260818 or projects/P/global/images/NAME (not a family)"
+    )
+    if "/family/" in image or not GCP_IMAGE.match(image):
+        raise SpecError(f"{PROJECT}:bootImage", image, valid)
+    driver = re.search(r"nvidia-(\d{3})", image)
+    if driver is not None and int(driver.group(1)) < MIN_NVIDIA_DRIVER:
+        raise SpecError(f"{PROJECT}:bootImage", image, valid)
+    return image
+
+
+def _check_gcp_placement(offering: Offering, region: str, zone: str | None) -> None:
+    """The region, and the zone when pinned, must sell the machine (GPU capacity is per zone)."""
+    sold = offering.zones.get(region, ())
+    if not sold:
+        regions = ", ".join(sorted(offering.zones))
+        raise SpecError("gcp:region", region, f"a region that sells {offering.machine_type}: {regions}")
+    if zone is not None and zone not in sold:
+        raise SpecError(
+            "gcp:zone", zone, f"a zone of {region} that sells {offering.machine_type}: {', '.join(sold)}"
+        )
+
+
+def public_view(spec: ServiceSpec) -> dict[str, Any]:
+    gcp = settings(spec)
+    return {"project": gcp.project, "region": spec.region, "zone": gcp.zone, "bootImage": gcp.boot_image}
+
+
+BACKEND = Backend(
+    name="gcp",
+    title="GCP",
+    provider_namespace="gcp",
+    provider_sdk="pulumi_gcp",
+    provider_keys=("gcp:project", "gcp:region", "gcp:zone"),
+    keys=("bootImage",),
+    catalog=CATALOG,
+    read_placement=read_placement,
+    public_view=public_view,
+    # A VM's boot disk also holds the OS and the image (~30 GB).
+    disk_overhead_gb=30,
+    # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
+    unsupported=MappingProxyType({Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)"}),
+    plan_properties=MappingProxyType(
+        {
+            "gcp:compute/instanceTemplate:InstanceTemplate": (
+                "machineType",
+                "guestAccelerators",
+                "scheduling.onHostMaintenance",
+                "scheduling.provisioningModel",
+                "disks.*.diskSizeGb",
+                "disks.*.diskType",
+                "networkInterfaces.*.nicType",
+                "networkInterfaces.*.accessConfigs",
+            ),
+            "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": (
+                "targetSize",
+                "distributionPolicyZones",
+                "autoHealingPolicies.initialDelaySec",
+                "namedPorts",
+            ),
+            "gcp:compute/instanceGroupManager:InstanceGroupManager": (
+                "targetSize",
+                "zone",
+                "autoHealingPolicies.initialDelaySec",
+                "namedPorts",
+            ),
+            "gcp:compute/healthCheck:HealthCheck": (
+                "httpHealthCheck.requestPath",
+                "httpHealthCheck.port",
+                "tcpHealthCheck.port",
+                "checkIntervalSec",
+                "unhealthyThreshold",
+            ),
+            "gcp:compute/backendService:BackendService": (
+                "loadBalancingScheme",
+                "localityLbPolicy",
+                "timeoutSec",
+            ),
+            "gcp:compute/uRLMap:URLMap": (
+                "pathMatchers.*.pathRules.*.paths",
+                "defaultRouteAction",
+                "defaultUrlRedirect",
+            ),
+            "gcp:compute/firewall:Firewall": (
+                "direction",
+                "sourceRanges",
+                "sourceTags",
+                "allows",
+                "targetTags",
+            ),
+            "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("loadBalancingScheme", "portRange"),
+            "gcp:compute/resourcePolicy:ResourcePolicy": ("groupPlacementPolicy",),
+            "gcp:compute/securityPolicy:SecurityPolicy": (
+                "rules.*.match.config.srcIpRanges",
+                "rules.*.action",
+            ),
+            "gcp:secretmanager/secret:Secret": ("secretId",),
+            "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
+        }
+    ),
+)
