@@ -35,7 +35,7 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import backend, catalog, model_facts
+from components import backend, catalog, model_facts, sdk_internals
 from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags
 from components.model_facts import ModelFacts
 
@@ -189,12 +189,8 @@ def read_preset(name: str) -> dict[str, Any]:
 
 
 def stack_config() -> dict[str, str]:
-    """The stack's own config as Pulumi hands it to the program (every value a string).
-
-    ``pulumi.Config`` reads one key at a time; the whole map is needed to overlay presets and to reject
-    unknown keys, and the runtime keeps it in ``CONFIG`` (falling back to ``PULUMI_CONFIG``).
-    """
-    return {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    """The stack's own config as Pulumi hands it to the program (every value a string)."""
+    return sdk_internals.stack_config()
 
 
 def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None, dict[str, Any]]:
@@ -744,7 +740,7 @@ def _check_disk_fits_model(spec: ServiceSpec) -> None:
 def load_spec() -> ServiceSpec:
     """The spec of the running stack, from Pulumi's config, checked by its platform's rules too."""
     config = stack_config()
-    secret_keys = frozenset(key for key in config if pulumi.runtime.is_config_secret(key))
+    secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))
     spec = build_spec(pulumi.get_stack(), config, secret_keys, lookup=model_facts.lookup)
     _check_on_platform(spec)
     return spec

@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import mocks, rpc, settings
-from pulumi.runtime.stack import run_in_stack
-from pulumi.runtime.sync_await import _sync_await
 
-from components import backend
+from components import backend, sdk_internals
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -115,7 +112,7 @@ class _Mocks(pulumi.runtime.Mocks):
         raise AssertionError(f"the program invoked {args.token}, which no platform's fakes.py fakes")
 
 
-class _RecordingMonitor(mocks.MockMonitor):
+class _RecordingMonitor(sdk_internals.MockMonitor):
     """The SDK's mock monitor, also keeping each registration's parent, provider and the stack outputs."""
 
     def __init__(self, mocks_: _Mocks) -> None:
@@ -134,15 +131,19 @@ class _RecordingMonitor(mocks.MockMonitor):
                     parent=request.parent,
                     provider=request.provider,
                     custom=request.custom,
-                    inputs=_plain(rpc.deserialize_properties(request.object, keep_unknowns=True)),
-                    outputs=_plain(rpc.deserialize_properties(response.object)) if request.custom else {},
+                    inputs=_plain(sdk_internals.deserialize_properties(request.object, keep_unknowns=True)),
+                    outputs=_plain(sdk_internals.deserialize_properties(response.object))
+                    if request.custom
+                    else {},
                 )
             )
         return response
 
     def RegisterResourceOutputs(self, request):
         if request.urn.split("::")[2] == STACK_TYPE:
-            self.stack_outputs = _plain(rpc.deserialize_properties(request.outputs, keep_unknowns=True))
+            self.stack_outputs = _plain(
+                sdk_internals.deserialize_properties(request.outputs, keep_unknowns=True)
+            )
         return super().RegisterResourceOutputs(request)
 
 
@@ -165,13 +166,13 @@ def run_program(
     fake = _Mocks(fake_outputs)
     monitor = _RecordingMonitor(fake)
     pulumi.runtime.set_mocks(fake, project="vllm", stack=stack, preview=preview, monitor=monitor)
-    settings.ROOT.set(None)
+    sdk_internals.reset_root_stack()
     values = {**(config or {}), **(secrets or {})}
     pulumi.runtime.set_all_config(
         {key: _config_text(value) for key, value in values.items()}, secret_keys=list(secrets or {})
     )
     try:
-        _sync_await(run_in_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        sdk_internals.run_in_new_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"))
     except Exception as error:
         error.declared_resources = monitor.recorded  # what the program declared before it failed
         raise
@@ -186,8 +187,7 @@ def _forget_previous_run() -> None:
         for task in pending:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    settings.SETTINGS.outputs.clear()
-    settings.SETTINGS.rpc_manager.clear()
+    sdk_internals.forget_pending_outputs()
 
 
 def _config_text(value: Any) -> str:
@@ -205,7 +205,7 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
-    if value == rpc.UNKNOWN or isinstance(value, pulumi.output.Unknown):
+    if value == sdk_internals.UNKNOWN or isinstance(value, pulumi.output.Unknown):
         return "<unknown>"
     if isinstance(value, pulumi.StringAsset):
         return value.text

@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pulumi.runtime import rpc
 
-from components import backend, catalog, model_facts
+from components import backend, catalog, model_facts, sdk_internals
 from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -280,7 +279,7 @@ def _dig(value: Any, parts: list[str]) -> Any:
 def _shown(value: Any) -> Any:
     if value == "<unknown>":
         return COMPUTED
-    if rpc.is_rpc_secret(value):
+    if sdk_internals.is_secret(value):
         return SECRET
     if isinstance(value, dict):
         return {k: _shown(v) for k, v in sorted(value.items())}
