@@ -42,8 +42,10 @@ class Feature(enum.Enum):
 class Catalog(Protocol):
     """The machines a platform offers for a GPU type and count (``components.catalog`` picks one)."""
 
-    #: How messages say it offers them: "sells" (machine shapes), or what a cluster's node does.
-    verb: str
+    @property
+    def verb(self) -> str:
+        """How messages say it offers them: "sells" (machine shapes), or what a cluster's node does."""
+        ...
 
     def gpus(self) -> list[str]:
         """Canonical GPU names it offers, sorted."""

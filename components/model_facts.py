@@ -233,8 +233,8 @@ def _weights_gb(info: Mapping[str, Any]) -> int | None:
     ``consolidated*`` duplicates of sharded checkpoints), else the PyTorch ``.bin`` files; else the
     ``safetensors`` parameter counts by dtype."""
     siblings = info.get("siblings")
-    files = {
-        s.get("rfilename"): s.get("size")
+    files: dict[str, Any] = {
+        s["rfilename"]: s.get("size")
         for s in siblings if isinstance(s, dict) and isinstance(s.get("rfilename"), str)
     } if isinstance(siblings, list) else {}  # fmt: skip
     top = {name: size for name, size in files.items() if "/" not in name}
@@ -245,7 +245,7 @@ def _weights_gb(info: Mapping[str, Any]) -> int | None:
         weights = [n for n in top if n.endswith(".bin") and n.startswith("pytorch_model")]
     sizes = [top[n] for n in weights]
     if sizes and all(isinstance(s, int) and s >= 0 for s in sizes):
-        return math.ceil(sum(sizes) / 1e9)
+        return math.ceil(sum(s for s in sizes if isinstance(s, int)) / 1e9)
     parameters = (info.get("safetensors") or {}).get("parameters") if isinstance(info, dict) else None
     if isinstance(parameters, dict) and parameters and all(d in DTYPE_BYTES for d in parameters):
         return math.ceil(sum(DTYPE_BYTES[d] * int(n) for d, n in parameters.items()) / 1e9)
@@ -288,8 +288,9 @@ def _context(text: Mapping[str, Any]) -> int | None:
             rope_type = layer.get("rope_type", layer.get("type", "default"))
             if rope_type not in ("su", "longrope", "llama3"):
                 factor = float(layer.get("factor", factor))
-                if rope_type == "yarn" and _int(layer.get("original_max_position_embeddings")):
-                    length = _int(layer["original_max_position_embeddings"])
+                original = _int(layer.get("original_max_position_embeddings"))
+                if rope_type == "yarn" and original:
+                    length = original
         length *= factor
     return int(length)
 

@@ -50,8 +50,9 @@ def reset_root_stack() -> None:
 
 def forget_pending_outputs() -> None:
     """Drop the outputs and RPCs a failed run left pending, which the next run would otherwise await."""
-    settings.SETTINGS.outputs.clear()
-    settings.SETTINGS.rpc_manager.clear()
+    # Attributes the SDK sets on its Settings at run time, not declared on the class.
+    settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]
+    settings.SETTINGS.rpc_manager.clear()  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def run_in_new_stack(program: Callable[[], Any]) -> None:

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import pulumi
 import yaml
@@ -235,16 +235,30 @@ class ConfigReader:
     def raw(self, key: str) -> Any:
         return _present(self.values.get(key if ":" in key else f"{PROJECT}:{key}"))
 
+    @overload
+    def string(self, key: str) -> str | None: ...
+    @overload
+    def string(self, key: str, default: str) -> str: ...
+    @overload
+    def string(self, key: str, default: str | None) -> str | None: ...
     def string(self, key: str, default: str | None = None) -> str | None:
         value = self.raw(key)
         return default if value is None else str(value).strip()
 
+    @overload
+    def choice(self, key: str, choices: tuple[str, ...]) -> str | None: ...
+    @overload
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str: ...
     def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
         value = self.string(key, default)
         if value is not None and value not in choices:
             raise SpecError(_full(key), value, f"one of {', '.join(choices)}")
         return value
 
+    @overload
+    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int: ...
+    @overload
+    def integer(self, key: str, default: None, minimum: int, maximum: int | None = None) -> int | None: ...
     def integer(self, key: str, default: int | None, minimum: int, maximum: int | None = None) -> int | None:
         value = self.raw(key)
         if value is None:
@@ -646,9 +660,10 @@ def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> No
 def _known_weights(spec: ServiceSpec) -> tuple[int, str] | None:
     """The larger of the weights' sizes the config and the Hub give, and where it comes from: the checks
     trust whichever says more (the budget prefers vllm:modelSizeGb, see components/launch.py)."""
-    hub = spec.facts.weights_gb if spec.facts else None
-    if hub is not None and (spec.model_size_gb is None or hub > spec.model_size_gb):
-        return hub, f"{spec.model}@{spec.facts.revision[:12]} on the Hugging Face Hub"
+    facts = spec.facts
+    hub = facts.weights_gb if facts else None
+    if facts is not None and hub is not None and (spec.model_size_gb is None or hub > spec.model_size_gb):
+        return hub, f"{spec.model}@{facts.revision[:12]} on the Hugging Face Hub"
     if spec.model_size_gb is not None:
         return spec.model_size_gb, f"{PROJECT}:modelSizeGb"
     return None

@@ -26,6 +26,8 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
     A worker slower than ``RAY_GROUP_WAIT_SECONDS`` makes the head's container exit, restart and wait
     again, within the head's health budget (which includes one such wait).
     """
+    if spec.gpu is None:
+        raise ValueError("a Ray group shards a model over GPUs: the spec has none")
     return {
         "RAY_HEAD_ADDRESS": head_address,
         "RAY_PORT": str(RAY_GCS_PORT),

@@ -305,7 +305,7 @@ def serve(agent: Agent, port: int) -> http.server.ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:  # health checks every few seconds: no access log
+        def log_message(self, format: str, *args: object) -> None:  # checks every few seconds: no access log
             pass
 
     server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
