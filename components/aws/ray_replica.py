@@ -79,25 +79,25 @@ class RayReplica(pulumi.ComponentResource):
         placement_group: the cluster placement group that keeps the replica's machines close.
         security_group: the replica's own group; its members reach each other and nothing else does.
         ray_ingress_rule, ray_egress_rule: all traffic from and to members of ``security_group`` only.
-        head_address: the internal NLB whose DNS name is the workers' ``RAY_HEAD_ADDRESS``.
+        head_load_balancer: the internal NLB whose DNS name is the workers' ``RAY_HEAD_ADDRESS``.
         head_target_group: the NLB's target group on the Ray GCS port; the head's ASG registers the head.
         head_listener: the NLB's TCP listener on the Ray GCS port, forwarding to ``head_target_group``.
         head_template, worker_template: the head's and the workers' launch templates.
-        head: the ASG of the one head, in the ALB's target group and in ``head_target_group``.
-        workers: the ASG of the ``nodes - 1`` workers, behind no load balancer.
+        head_group: the Auto Scaling group of the one head, in the ALB's and the NLB's target groups.
+        worker_group: the Auto Scaling group of the ``nodes - 1`` workers, behind no load balancer.
     """
 
     placement_group: ec2.PlacementGroup
     security_group: ec2.SecurityGroup
     ray_ingress_rule: vpc.SecurityGroupIngressRule
     ray_egress_rule: vpc.SecurityGroupEgressRule
-    head_address: lb.LoadBalancer
+    head_load_balancer: lb.LoadBalancer
     head_target_group: lb.TargetGroup
     head_listener: lb.Listener
     head_template: ec2.LaunchTemplate
     worker_template: ec2.LaunchTemplate
-    head: autoscaling.Group
-    workers: autoscaling.Group
+    head_group: autoscaling.Group
+    worker_group: autoscaling.Group
 
     def __init__(self, name: str, args: RayReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
@@ -133,7 +133,7 @@ class RayReplica(pulumi.ComponentResource):
         )
 
         role = f"r{args.index}"
-        self.head_address = lb.LoadBalancer(
+        self.head_load_balancer = lb.LoadBalancer(
             f"{name}-head",
             name=subnet_id.apply(lambda subnet: elb_name(spec, f"{role}-nlb", "network", "internal", subnet)),
             load_balancer_type="network",
@@ -171,7 +171,7 @@ class RayReplica(pulumi.ComponentResource):
         )
         self.head_listener = lb.Listener(
             f"{name}-gcs",
-            load_balancer_arn=self.head_address.arn,
+            load_balancer_arn=self.head_load_balancer.arn,
             port=vm.RAY_GCS_PORT,
             protocol="TCP",
             tcp_idle_timeout_seconds=RAY_IDLE_TIMEOUT_SECONDS,
@@ -180,7 +180,7 @@ class RayReplica(pulumi.ComponentResource):
         )
 
         def script(role: str) -> pulumi.Output[str]:
-            return self.head_address.dns_name.apply(
+            return self.head_load_balancer.dns_name.apply(
                 lambda head: vm.bootstrap_script(
                     spec,
                     launch,
@@ -208,7 +208,7 @@ class RayReplica(pulumi.ComponentResource):
             for role in ("ray-head", "ray-worker")
         )
         grace = launch.probes.startup_seconds
-        self.head = machines.auto_scaling_group(
+        self.head_group = machines.auto_scaling_group(
             f"{name}-head",
             spec=spec,
             size=1,
@@ -220,7 +220,7 @@ class RayReplica(pulumi.ComponentResource):
             placement_group=self.placement_group.id,
             opts=child,
         )
-        self.workers = machines.auto_scaling_group(
+        self.worker_group = machines.auto_scaling_group(
             f"{name}-workers",
             spec=spec,
             size=spec.nodes - 1,
@@ -232,4 +232,4 @@ class RayReplica(pulumi.ComponentResource):
             placement_group=self.placement_group.id,
             opts=child,
         )
-        self.register_outputs({"headAddress": self.head_address.dns_name, "head": self.head.name})
+        self.register_outputs({"headAddress": self.head_load_balancer.dns_name, "head": self.head_group.name})

@@ -40,11 +40,11 @@ class ReplicaGroup(pulumi.ComponentResource):
 
     Attributes:
         launch_template: the launch template of every machine of the group.
-        group: the Auto Scaling group of ``spec.replicas`` machines, in the load balancer's target group.
+        auto_scaling_group: the ASG of ``spec.replicas`` machines, in the load balancer's target group.
     """
 
     launch_template: ec2.LaunchTemplate
-    group: autoscaling.Group
+    auto_scaling_group: autoscaling.Group
 
     def __init__(self, name: str, args: ReplicaGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
@@ -66,7 +66,7 @@ class ReplicaGroup(pulumi.ComponentResource):
             secret_versions=identity.secret_versions,
             opts=child,
         )
-        self.group = machines.auto_scaling_group(
+        self.auto_scaling_group = machines.auto_scaling_group(
             f"{name}-group",
             spec=spec,
             size=spec.replicas,
@@ -77,4 +77,4 @@ class ReplicaGroup(pulumi.ComponentResource):
             keep_serving=True,
             opts=child,
         )
-        self.register_outputs({"group": self.group.name})
+        self.register_outputs({"group": self.auto_scaling_group.name})
