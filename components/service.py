@@ -21,7 +21,7 @@ class Secrets:
     hf_token: pulumi.Output[str] | None  # None for open models
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class VllmServiceArgs:
     spec: ServiceSpec
     hf_token: pulumi.Output[str] | None = None  # vllm:hfToken

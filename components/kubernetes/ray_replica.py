@@ -105,7 +105,8 @@ class RayReplicaGroupArgs:
 
 
 class RayReplicaGroup(pulumi.ComponentResource):
-    """``spec.replicas`` groups of ``spec.nodes`` pods as one LeaderWorkerSet; leaders serve.
+    """``spec.replicas`` Ray replicas, each a group of ``spec.nodes`` pods, as one LeaderWorkerSet; leaders
+    serve. (On GCP and AWS each Ray replica is a component of its own, ``RayReplica``.)
 
     Attributes:
         script: the ConfigMap holding ``ray_bootstrap.sh``, mounted in every pod.
