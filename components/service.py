@@ -21,7 +21,7 @@ class Secrets:
     hf_token: pulumi.Output[str] | None  # None for open models
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class VllmServiceArgs:
     spec: ServiceSpec
     hf_token: pulumi.Output[str] | None = None  # vllm:hfToken
@@ -67,5 +67,8 @@ class Deployment:
 
     endpoint: pulumi.Output[str]
     load_balancer: pulumi.ComponentResource
-    replicas: list[pulumi.ComponentResource]  # one VllmReplica, or one RayGroup per replica when nodes > 1
+    #: What runs the replicas (a replica is one vLLM server behind the load balancer): one ``ReplicaGroup``
+    #: of single-node replicas; when nodes > 1, one ``RayReplica`` per replica (GCP, AWS) or one
+    #: ``RayReplicaGroup`` of them all (Kubernetes: a LeaderWorkerSet).
+    replicas: list[pulumi.ComponentResource]
     network: pulumi.ComponentResource | None = None

@@ -38,7 +38,7 @@ def h200() -> Run:
 
 
 def groups(run: Run) -> list[Resource]:
-    return run.of_type("vllm:aws:RayGroup")
+    return run.of_type("vllm:aws:RayReplica")
 
 
 def inside(run: Run, group: Resource, type_: str) -> list[Resource]:
@@ -55,12 +55,12 @@ def ray_settings(template: Resource) -> dict[str, str]:
     return dict(word.split("=", 1) for word in line.removeprefix("RAY_ENV=(").removesuffix(")").split())
 
 
-def test_each_replica_is_one_ray_group_of_a_head_and_its_workers(h200):
+def test_each_replica_is_one_ray_replica_of_a_head_and_its_workers(h200):
     assert sorted(g.name for g in groups(h200)) == [
         "vllm-aws-h200-multinode-r0",
         "vllm-aws-h200-multinode-r1",
     ]
-    assert not h200.of_type("vllm:aws:VllmReplica")
+    assert not h200.of_type("vllm:aws:ReplicaGroup")
     for group in groups(h200):
         scaling = inside(h200, group, GROUP)
         assert named(scaling, "-head").inputs["desiredCapacity"] == 1

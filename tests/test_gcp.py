@@ -717,7 +717,7 @@ def test_components_use_vllm_gcp_type_tokens(h100):
         "vllm:gcp:ProjectApis",
         "vllm:gcp:Network",
         "vllm:gcp:ServiceIdentity",
-        "vllm:gcp:VllmReplica",
+        "vllm:gcp:ReplicaGroup",
         "vllm:gcp:LoadBalancer",
     }
 

@@ -18,7 +18,7 @@ from components.gcp.machine import (
     roll_timings,
 )
 from components.gcp.network import GOOGLE_LB_RANGES, SUBNET_CIDR
-from components.gcp.ray_group import head_address
+from components.gcp.ray_replica import head_address
 from components.spec import build_spec
 from tests.harness import Resource, Run, run_program
 from tests.test_gcp import registrations  # noqa: F401 - the fixture, used through request
@@ -36,7 +36,7 @@ ADDRESS = "gcp:compute/address:Address"
 PLACEMENT = "gcp:compute/resourcePolicy:ResourcePolicy"
 FIREWALL = "gcp:compute/firewall:Firewall"
 BACKEND = "gcp:compute/backendService:BackendService"
-RAY_GROUP = "vllm:gcp:RayGroup"
+RAY_REPLICA = "vllm:gcp:RayReplica"
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +70,13 @@ def template_of(run: Run, mig: Resource) -> Resource:
     return next(t for t in run.of_type(TEMPLATE) if t.outputs["selfLinkUnique"] == link)
 
 
-def test_each_replica_is_one_ray_group_and_no_regional_group(run):
-    assert len(run.of_type(RAY_GROUP)) == REPLICAS
+def test_each_replica_is_one_ray_replica_and_no_regional_group(run):
+    assert len(run.of_type(RAY_REPLICA)) == REPLICAS
     assert not run.of_type(REGIONAL_MIG)
 
 
 def test_each_group_has_a_head_of_one_vm_and_nodes_minus_one_workers(run, spec):
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         head, workers = head_and_workers(run, group)
         (config,) = members(run, group, PER_INSTANCE)
         assert "targetSize" not in head.inputs  # the per-instance config creates the one head
@@ -86,7 +86,7 @@ def test_each_group_has_a_head_of_one_vm_and_nodes_minus_one_workers(run, spec):
 
 def test_a_group_lives_in_one_zone_and_groups_take_different_zones(run, spec):
     zones = []
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         head, workers = head_and_workers(run, group)
         assert head.inputs["zone"] == workers.inputs["zone"]
         assert head.inputs["zone"] in spec.offering.zones[spec.region]
@@ -95,7 +95,7 @@ def test_a_group_lives_in_one_zone_and_groups_take_different_zones(run, spec):
 
 
 def test_a_group_is_compactly_placed(run):
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         (policy,) = members(run, group, PLACEMENT)
         assert policy.inputs["groupPlacementPolicy"]["collocation"] == "COLLOCATED"
         for mig in head_and_workers(run, group):
@@ -103,7 +103,7 @@ def test_a_group_is_compactly_placed(run):
 
 
 def test_the_head_keeps_a_reserved_internal_ip_that_the_scripts_name(run):
-    for index, group in enumerate(sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)):
+    for index, group in enumerate(sorted(run.of_type(RAY_REPLICA), key=lambda g: g.name)):
         (address,) = members(run, group, ADDRESS)
         (config,) = members(run, group, PER_INSTANCE)
         assert address.inputs["addressType"] == "INTERNAL"
@@ -130,7 +130,7 @@ def test_head_addresses_are_distinct_usable_addresses_of_the_subnet():
 
 
 def test_heads_and_workers_run_the_bootstrap_in_their_ray_role(run, spec):
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         head, workers = head_and_workers(run, group)
         for mig, role in ((head, "ray-head"), (workers, "ray-worker")):
             script = template_of(run, mig).inputs["metadata"]["startup-script"]
@@ -141,7 +141,7 @@ def test_heads_and_workers_run_the_bootstrap_in_their_ray_role(run, spec):
 
 def test_the_ray_startup_scripts_pass_shellcheck(run):
     binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
-    head, workers = head_and_workers(run, run.of_type(RAY_GROUP)[0])
+    head, workers = head_and_workers(run, run.of_type(RAY_REPLICA)[0])
     for mig in (head, workers):
         script = template_of(run, mig).inputs["metadata"]["startup-script"]
         result = subprocess.run([binary, "-s", "bash", "-"], input=script, capture_output=True, text=True)
@@ -149,14 +149,14 @@ def test_the_ray_startup_scripts_pass_shellcheck(run):
 
 
 def test_ray_traffic_is_open_only_between_members_of_the_same_group(run):
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         (rule,) = members(run, group, FIREWALL)
         assert not rule.inputs.get("sourceRanges")
         assert rule.inputs["sourceTags"] == rule.inputs["targetTags"]
         (tag,) = rule.inputs["targetTags"]
         for mig in head_and_workers(run, group):
             assert tag in template_of(run, mig).inputs["tags"]
-        others = [g for g in run.of_type(RAY_GROUP) if g is not group]
+        others = [g for g in run.of_type(RAY_REPLICA) if g is not group]
         for other in others:
             for mig in head_and_workers(run, other):
                 assert tag not in template_of(run, mig).inputs["tags"]
@@ -167,7 +167,7 @@ def test_only_heads_carry_the_tag_the_lb_firewall_admits(run):
     assert sorted(lb_rule.inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
     assert lb_rule.inputs["allows"] == [{"protocol": "tcp", "ports": [str(launch.PORT)]}]
     (serving_tag,) = lb_rule.inputs["targetTags"]
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         head, workers = head_and_workers(run, group)
         assert serving_tag in template_of(run, head).inputs["tags"]
         assert serving_tag not in template_of(run, workers).inputs["tags"]
@@ -175,12 +175,12 @@ def test_only_heads_carry_the_tag_the_lb_firewall_admits(run):
 
 def test_the_lb_backends_are_the_heads_only(run):
     groups = [b["group"] for b in run.one(BACKEND).inputs["backends"]]
-    heads = [head_and_workers(run, g)[0].outputs["instanceGroup"] for g in run.of_type(RAY_GROUP)]
+    heads = [head_and_workers(run, g)[0].outputs["instanceGroup"] for g in run.of_type(RAY_REPLICA)]
     assert sorted(groups) == sorted(heads)
 
 
 def test_heads_are_recreated_in_place(run):
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         head, _ = head_and_workers(run, group)
         assert head.inputs["namedPorts"] == [{"name": "http", "port": launch.PORT}]
         assert head.inputs["updatePolicy"]["replacementMethod"] == "RECREATE"
@@ -188,7 +188,7 @@ def test_heads_are_recreated_in_place(run):
 
 def test_heads_and_workers_autoheal_on_the_health_agent_within_gcps_delay_cap(run, spec):
     checks = {f"{c.name}-id": c for c in run.of_type("gcp:compute/healthCheck:HealthCheck")}
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         for mig in head_and_workers(run, group):
             policy = mig.inputs["autoHealingPolicies"]
             assert policy["initialDelaySec"] == roll_timings(launch_of(spec)).initial_delay_seconds
@@ -198,7 +198,7 @@ def test_heads_and_workers_autoheal_on_the_health_agent_within_gcps_delay_cap(ru
 
 def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
     budget = launch.probe_timings(spec).startup_seconds
-    for index, group in enumerate(sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)):
+    for index, group in enumerate(sorted(run.of_type(RAY_REPLICA), key=lambda g: g.name)):
         head, workers = head_and_workers(run, group)
         script = template_of(run, workers).inputs["metadata"]["startup-script"]
         assert f"--role ray-worker --budget {budget}" in script
@@ -211,7 +211,7 @@ def test_the_health_agent_port_is_open_to_googles_checkers_on_every_node(run):
     rule = next(
         r for r in run.of_type("gcp:compute/firewall:Firewall") if str(vm.HEALTH_AGENT_PORT) in str(r.inputs)
     )
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         for mig in head_and_workers(run, group):
             assert set(rule.inputs["targetTags"]) <= set(template_of(run, mig).inputs["tags"])
 
@@ -239,7 +239,7 @@ def test_cost_per_hour_counts_every_node_of_every_replica(run, spec):
 
 
 def test_up_waits_for_each_groups_roll(run):
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         for mig in head_and_workers(run, group):
             assert mig.inputs["waitForInstances"] is True
             assert mig.inputs["waitForInstancesStatus"] == "UPDATED"
@@ -248,7 +248,7 @@ def test_up_waits_for_each_groups_roll(run):
 def test_groups_roll_one_after_another_so_an_update_never_takes_every_replica_down(request):
     registered = request.getfixturevalue("registrations")
     run = run_program(STACK, {"vllm:replicas": 3}, secrets=SECRETS)
-    groups = sorted(run.of_type(RAY_GROUP), key=lambda g: g.name)
+    groups = sorted(run.of_type(RAY_REPLICA), key=lambda g: g.name)
     for earlier, later in itertools.pairwise(groups):
         for mig in head_and_workers(run, later):
             needs = set(registered[mig.urn].dependencies)
@@ -262,7 +262,7 @@ def test_groups_roll_one_after_another_so_an_update_never_takes_every_replica_do
 def test_the_head_counts_as_rolled_only_once_it_had_its_load_budget(run, spec):
     budget = launch.probe_timings(spec).startup_seconds
     timings = roll_timings(launch_of(spec))
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         head, _ = head_and_workers(run, group)
         assert head.inputs["updatePolicy"]["minReadySec"] == timings.min_ready_seconds
         assert timings.roll_wait_seconds >= budget
@@ -274,7 +274,7 @@ def test_each_groups_wait_covers_its_roll(request, spec):
     registered = request.getfixturevalue("registrations")
     run = run_program(STACK, {"vllm:replicas": REPLICAS}, secrets=SECRETS)
     timings = roll_timings(launch_of(spec))
-    for group in run.of_type(RAY_GROUP):
+    for group in run.of_type(RAY_REPLICA):
         for mig in head_and_workers(run, group):
             timeout = registered[mig.urn].customTimeouts.update
             assert (

@@ -165,7 +165,7 @@ def test_provider_targets_the_configured_context_or_the_current_one(runs):
 
 def test_components_use_kubernetes_type_tokens(runs):
     types = runs["l4"].types()
-    for component in ("VllmReplica", "LoadBalancer", "ServiceNamespace"):
+    for component in ("ReplicaGroup", "LoadBalancer", "ServiceNamespace"):
         assert f"vllm:kubernetes:{component}" in types
 
 

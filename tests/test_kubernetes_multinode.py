@@ -8,7 +8,7 @@ import pytest
 
 from components import launch, scripts
 from components.kubernetes import pods
-from components.kubernetes.ray_group import (
+from components.kubernetes.ray_replica import (
     LWS_GROUP_INDEX_LABEL,
     LWS_MANIFEST,
     LWS_NAME_LABEL,
@@ -78,9 +78,9 @@ def env(run: Run, role: str) -> dict[str, Any]:
     return {item["name"]: item for item in container(run, role)["env"]}
 
 
-def test_multi_node_builds_one_ray_group_component(runs):
+def test_multi_node_builds_one_ray_replica_group_component(runs):
     run = runs["preset"]
-    (group,) = run.of_type("vllm:kubernetes:RayGroup")
+    (group,) = run.of_type("vllm:kubernetes:RayReplicaGroup")
     assert run.by_urn(run.one(LWS).parent) == group
     assert not run.of_type("kubernetes:apps/v1:Deployment")
 

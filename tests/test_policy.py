@@ -432,7 +432,7 @@ HEALING = {"healthCheck": "projects/p/global/healthChecks/vllm", "initialDelaySe
 
 
 def urn(kind: str, name: str) -> str:
-    return f"urn:pulumi:gcp-h100::vllm::vllm:gcp:VllmReplica${kind}::{name}"
+    return f"urn:pulumi:gcp-h100::vllm::vllm:gcp:ReplicaGroup${kind}::{name}"
 
 
 def gpu_template(parent: str | None = "urn:replica", **props) -> StackResource:

@@ -8,7 +8,7 @@ What ``build`` declares, all through one explicit ``aws.Provider`` for ``aws:reg
 - ``ServiceIdentity``: the API key and HF token as Secrets Manager secrets, and an instance role that may
   ``GetSecretValue`` on exactly those ARNs. User data names the secrets; it never holds their values.
 - ``LoadBalancer``: ALB -> listener 80 -> ``/v1/*`` and ``/health`` to the replicas; everything else 404.
-- ``VllmReplica`` (one ASG of ``vllm:replicas`` machines) or, when ``vllm:nodes`` > 1, one ``RayGroup``
+- ``ReplicaGroup`` (one ASG of ``vllm:replicas`` machines) or, when ``vllm:nodes`` > 1, one ``RayReplica``
   per replica. Every machine boots the Deep Learning Base OSS NVIDIA driver AMI (or ``vllm:amiId``) and runs
   ``components/scripts/vm_bootstrap.sh`` as user data.
 
@@ -26,6 +26,6 @@ a new release never changes the launch template nor rolls the fleet; ``vllm:amiI
 data is the boot script as is when it fits EC2's 16 KB (6 KB for a replica, 12 KB for a Ray node, which
 carries ``ray_bootstrap.sh`` compressed), else gzip'd, which cloud-init unpacks itself.
 
-Multi-node (``RayGroup``): the head's stable address is an internal Network Load Balancer on the Ray GCS
-port in front of the head's ASG of one; see ``ray_group.py`` for why, and for EFA.
+Multi-node (``RayReplica``): the head's stable address is an internal Network Load Balancer on the Ray GCS
+port in front of the head's ASG of one; see ``ray_replica.py`` for why, and for EFA.
 """

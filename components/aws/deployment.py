@@ -9,8 +9,8 @@ from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.aws.machines import machine_image, stack_tags
 from components.aws.network import Network, NetworkArgs
-from components.aws.ray_group import RayGroup, RayGroupArgs
-from components.aws.replica import VllmReplica, VllmReplicaArgs
+from components.aws.ray_replica import RayReplica, RayReplicaArgs
+from components.aws.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -24,28 +24,46 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         default_tags={"tags": stack_tags(spec)},
         opts=pulumi.ResourceOptions(parent=parent),
     )
+    # Each component passes the provider on to its children (and its lookups), which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
-    network = Network(spec.name, NetworkArgs(spec=spec, provider=provider), opts)
+    network = Network(spec.name, NetworkArgs(spec=spec), opts)
     identity = ServiceIdentity(
         spec.name,
-        ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token, provider=provider),
+        ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token),
         opts,
     )
-    load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec, launch, network, provider), opts)
+    load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec=spec, launch=launch, network=network), opts)
     image = machine_image(spec, pulumi.InvokeOptions(parent=parent, provider=provider))
     serving = load_balancer.target_group.arn
-    replicas: list[VllmReplica] | list[RayGroup]
+    replicas: list[ReplicaGroup] | list[RayReplica]
     if spec.nodes == 1:
         replicas = [
-            VllmReplica(
-                spec.name, VllmReplicaArgs(spec, launch, network, identity, image, serving, provider), opts
+            ReplicaGroup(
+                spec.name,
+                ReplicaGroupArgs(
+                    spec=spec,
+                    launch=launch,
+                    network=network,
+                    identity=identity,
+                    image=image,
+                    target_group_arn=serving,
+                ),
+                opts,
             )
         ]
     else:
         replicas = [
-            RayGroup(
+            RayReplica(
                 f"{spec.name}-r{index}",
-                RayGroupArgs(spec, launch, network, identity, image, serving, index, provider),
+                RayReplicaArgs(
+                    spec=spec,
+                    launch=launch,
+                    network=network,
+                    identity=identity,
+                    image=image,
+                    target_group_arn=serving,
+                    index=index,
+                ),
                 opts,
             )
             for index in range(spec.replicas)

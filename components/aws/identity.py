@@ -61,12 +61,11 @@ def hf_token_secret_name(spec: ServiceSpec) -> str:
     return f"{spec.name}/hf-token"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ServiceIdentityArgs:
     spec: ServiceSpec
     api_key: pulumi.Output[str]
     hf_token: pulumi.Output[str] | None
-    provider: pulumi.ProviderResource
 
 
 class ServiceIdentity(pulumi.ComponentResource):
@@ -82,6 +81,12 @@ class ServiceIdentity(pulumi.ComponentResource):
     Auto Scaling groups (the watchdog's way to have a broken machine replaced), and nothing else. For a
     shell on a replica without SSH, attach ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager);
     it is left out by default.
+
+    Attributes:
+        secrets, versions: per secret name, the Secrets Manager secret and its current version.
+        role, policy, instance_profile: the machines' IAM role, its inline policy, the profile carrying it.
+        api_key_secret, hf_token_secret: the secret names the boot script reads (no HF token for open models).
+        secret_versions: which secret versions are current (below).
     """
 
     secrets: dict[str, secretsmanager.Secret]
@@ -100,7 +105,7 @@ class ServiceIdentity(pulumi.ComponentResource):
     ) -> None:
         super().__init__("vllm:aws:ServiceIdentity", name, None, opts)
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.api_key_secret = api_key_secret_name(spec)
         self.hf_token_secret = hf_token_secret_name(spec) if args.hf_token is not None else None
         values = {self.api_key_secret: args.api_key}

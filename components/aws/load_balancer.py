@@ -33,12 +33,11 @@ def _threshold(count: int) -> int:
     return min(max(count, low), high)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     network: Network
-    provider: pulumi.ProviderResource
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -47,6 +46,13 @@ class LoadBalancer(pulumi.ComponentResource):
     Everything else (``/metrics``, ``/tokenize``, ``/invocations``, ``/pause`` ... which vLLM's API key does
     not guard) gets a fixed 404 from the listener and never reaches a replica. The target group health-
     checks ``/health`` on every replica and routes each request to the replica with the fewest in flight.
+
+    Attributes:
+        alb: the internet-facing Application Load Balancer.
+        target_group: the replicas' target group (health check on ``/health``).
+        listener: the port-80 listener, answering 404 to every path not routed.
+        api_rule: the listener rule that forwards the public paths to ``target_group``.
+        dns_name, endpoint: the ALB's DNS name, and ``http://<dns_name>``.
     """
 
     alb: lb.LoadBalancer
@@ -59,7 +65,7 @@ class LoadBalancer(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:aws:LoadBalancer", name, None, opts)
         spec, launch, network = args.spec, args.launch, args.network
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         probes = launch.probes
 
         self.alb = lb.LoadBalancer(

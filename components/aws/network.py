@@ -19,10 +19,9 @@ HTTP_PORT = 80
 LISTENER_PORTS = (HTTP_PORT,)
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class NetworkArgs:
     spec: ServiceSpec
-    provider: pulumi.ProviderResource
 
 
 class Network(pulumi.ComponentResource):
@@ -37,6 +36,15 @@ class Network(pulumi.ComponentResource):
     Security groups: the ALB admits the listener ports from ``vllm:allowedCidrs`` and may only reach the
     instances' serving port; instances admit the serving port from the ALB's group and nothing else (no
     SSH, no other source), and reach out anywhere (image, weights, Secrets Manager).
+
+    Attributes:
+        vpc_id, load_balancer_subnet_ids, instance_subnet_ids: where the ALB and the machines go.
+        load_balancer_security_group, instance_security_group: the ALB's and the machines' security groups.
+        load_balancer_ingress_rules: the listener ports from each range of ``vllm:allowedCidrs``.
+        load_balancer_egress_rule: the ALB to the machines' vLLM port, and nowhere else.
+        instance_ingress_rule: the machines' vLLM port from the ALB's group, their only ingress.
+        instance_egress_rule: the machines out to anywhere (image, weights, Secrets Manager).
+        public_ips: whether machines get public IPv4 addresses (below).
     """
 
     vpc_id: pulumi.Output[str]
@@ -44,6 +52,10 @@ class Network(pulumi.ComponentResource):
     instance_subnet_ids: pulumi.Output[list[str]]
     load_balancer_security_group: ec2.SecurityGroup
     instance_security_group: ec2.SecurityGroup
+    load_balancer_ingress_rules: list[vpc.SecurityGroupIngressRule]
+    load_balancer_egress_rule: vpc.SecurityGroupEgressRule
+    instance_ingress_rule: vpc.SecurityGroupIngressRule
+    instance_egress_rule: vpc.SecurityGroupEgressRule
     #: Instances get public IPv4 addresses in the default VPC (see components/aws/__init__.py); in a
     #: user's subnets the subnet's own setting decides.
     public_ips: bool | None
@@ -51,8 +63,8 @@ class Network(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:aws:Network", name, None, opts)
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        invoke = pulumi.InvokeOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
         instance_type = spec.offering.machine_type
         settings = aws_settings(spec)
 
@@ -108,10 +120,11 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         alb, instances = self.load_balancer_security_group, self.instance_security_group
+        self.load_balancer_ingress_rules = []
         for port in LISTENER_PORTS:
             for index, cidr in enumerate(spec.allowed_cidrs):
                 family = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
-                vpc.SecurityGroupIngressRule(
+                rule = vpc.SecurityGroupIngressRule(
                     f"{name}-alb-{port}-{index}",
                     security_group_id=alb.id,
                     ip_protocol="tcp",
@@ -121,7 +134,8 @@ class Network(pulumi.ComponentResource):
                     opts=child,
                     **family,
                 )
-        vpc.SecurityGroupEgressRule(
+                self.load_balancer_ingress_rules.append(rule)
+        self.load_balancer_egress_rule = vpc.SecurityGroupEgressRule(
             f"{name}-alb-to-instances",
             security_group_id=alb.id,
             ip_protocol="tcp",
@@ -131,7 +145,7 @@ class Network(pulumi.ComponentResource):
             description=ec2_description("requests and health checks to the vLLM port of the replicas"),
             opts=child,
         )
-        vpc.SecurityGroupIngressRule(
+        self.instance_ingress_rule = vpc.SecurityGroupIngressRule(
             f"{name}-instances-from-alb",
             security_group_id=instances.id,
             ip_protocol="tcp",
@@ -141,7 +155,7 @@ class Network(pulumi.ComponentResource):
             description=ec2_description("vLLM port from the load balancer only"),
             opts=child,
         )
-        vpc.SecurityGroupEgressRule(
+        self.instance_egress_rule = vpc.SecurityGroupEgressRule(
             f"{name}-instances-out",
             security_group_id=instances.id,
             ip_protocol="-1",

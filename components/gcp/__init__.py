@@ -2,7 +2,8 @@
 
 ``build`` declares, under the ``VllmService`` component: ``ProjectApis`` (the Google APIs the stack uses,
 through a ``gcp-apis`` provider), the explicit ``gcp`` provider that waits for them and that every other
-resource uses, ``Network`` (VPC, NAT, firewall), ``ServiceIdentity`` (service account + Secret Manager),
-``VllmReplica`` (one regional MIG) or one ``RayGroup`` per replica when ``vllm:nodes`` > 1, and
-``LoadBalancer``. Only the load balancer's forwarding rule has a public address.
+component passes on to its resources, ``Network`` (VPC, NAT, firewall), ``ServiceIdentity`` (service
+account + Secret Manager), ``ReplicaGroup`` (one regional MIG of single-node replicas) or one
+``RayReplica`` per replica when ``vllm:nodes`` > 1, and ``LoadBalancer``. Only the load balancer's
+forwarding rule has a public address.
 """

@@ -23,21 +23,24 @@ REQUIRED_APIS = (
 )
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ProjectApisArgs:
     spec: ServiceSpec
-    provider: pulumi.ProviderResource  # a provider of its own: the stack's provider waits for these APIs
 
 
 class ProjectApis(pulumi.ComponentResource):
     """``projects.Service`` per required API. Destroying the stack leaves them on: other workloads of the
-    project may use them, and turning an API off can delete their resources."""
+    project may use them, and turning an API off can delete their resources.
+
+    Attributes:
+        services: one ``projects.Service`` per API of ``REQUIRED_APIS``, keyed by the API's name.
+    """
 
     services: dict[str, projects.Service]
 
     def __init__(self, name: str, args: ProjectApisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:ProjectApis", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.services = {
             api: projects.Service(
                 f"{name}-{api.split('.')[0]}",

@@ -11,9 +11,9 @@ from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.network import Network, NetworkArgs
-from components.gcp.ray_group import RayGroup, RayGroupArgs
+from components.gcp.ray_replica import RayReplica, RayReplicaArgs
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
-from components.gcp.replica import VllmReplica, VllmReplicaArgs
+from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -42,9 +42,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         opts=pulumi.ResourceOptions(parent=parent),
     )
     apis = ProjectApis(
-        spec.name,
-        ProjectApisArgs(spec=spec, provider=apis_provider),
-        pulumi.ResourceOptions(parent=parent, provider=apis_provider),
+        spec.name, ProjectApisArgs(spec=spec), pulumi.ResourceOptions(parent=parent, provider=apis_provider)
     )
     provider = pulumi_gcp.Provider(
         "gcp",
@@ -53,53 +51,58 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         zone=settings(spec).zone,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(apis.services.values())),
     )
+    # Each component passes the provider on to its children (and its lookups), which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
-    network = Network(spec.name, NetworkArgs(spec=spec, provider=provider), opts)
+    network = Network(spec.name, NetworkArgs(spec=spec), opts)
     identity = ServiceIdentity(
         spec.name,
-        ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token, provider=provider),
+        ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token),
         opts,
     )
     mirror = None
     if docker_hub_path(spec.image) is not None:
-        mirror = ImageMirror(
-            spec.name, ImageMirrorArgs(spec=spec, identity=identity, provider=provider), opts
-        )
-    replicas: list[VllmReplica] | list[RayGroup] = []
+        mirror = ImageMirror(spec.name, ImageMirrorArgs(spec=spec, identity=identity), opts)
+    replicas: list[ReplicaGroup] | list[RayReplica] = []
     if spec.nodes == 1:
         replicas = [
-            VllmReplica(
+            ReplicaGroup(
                 spec.name,
-                VllmReplicaArgs(
-                    spec, launch, network, identity, zones=zones, provider=provider, mirror=mirror
+                ReplicaGroupArgs(
+                    spec=spec,
+                    launch=launch,
+                    network=network,
+                    identity=identity,
+                    zones=zones,
+                    mirror=mirror,
                 ),
                 opts,
             )
         ]
     else:
-        # Groups take the region's zones in turn, so replicas do not share one zone's fate.
+        # Replicas take the region's zones in turn, so they do not share one zone's fate.
         for index in range(spec.replicas):
             previous = replicas[-1] if replicas else None
             replicas.append(
-                RayGroup(
+                RayReplica(
                     f"{spec.name}-r{index}",
-                    RayGroupArgs(
-                        spec,
-                        launch,
-                        network,
-                        identity,
-                        index,
-                        zones[index % len(zones)],
-                        provider,
-                        previous,
-                        mirror,
+                    RayReplicaArgs(
+                        spec=spec,
+                        launch=launch,
+                        network=network,
+                        identity=identity,
+                        index=index,
+                        zone=zones[index % len(zones)],
+                        previous=previous,
+                        mirror=mirror,
                     ),
                     opts,
                 )
             )
     load_balancer = LoadBalancer(
         spec.name,
-        LoadBalancerArgs(spec, launch, [replica.instance_group for replica in replicas], provider),
+        LoadBalancerArgs(
+            spec=spec, launch=launch, instance_groups=[replica.instance_group for replica in replicas]
+        ),
         opts,
     )
     return Deployment(

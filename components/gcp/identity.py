@@ -33,12 +33,11 @@ def hf_token_secret_id(spec: ServiceSpec) -> str:
     return f"{spec.name}-hf-token"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ServiceIdentityArgs:
     spec: ServiceSpec
     api_key: pulumi.Output[str]
     hf_token: pulumi.Output[str] | None
-    provider: pulumi.ProviderResource
 
 
 class ServiceIdentity(pulumi.ComponentResource):
@@ -46,6 +45,13 @@ class ServiceIdentity(pulumi.ComponentResource):
 
     Secret ids are deterministic (``<name>-api-key``, ``<name>-hf-token``) because the boot script names
     them at preview time; each secret grants ``secretAccessor`` to this account alone (no project grant).
+
+    Attributes:
+        account: the service account every VM of the stack runs as.
+        secrets, versions, grants: per secret id, the Secret Manager secret, its current version and its
+            ``secretAccessor`` grant to ``account``.
+        observability: the project grants of ``OBSERVABILITY_ROLES`` (log and metric writer) to ``account``.
+        api_key_secret, hf_token_secret: the secret ids the boot script reads (no HF token for open models).
     """
 
     account: serviceaccount.Account
@@ -61,7 +67,7 @@ class ServiceIdentity(pulumi.ComponentResource):
     ) -> None:
         super().__init__("vllm:gcp:ServiceIdentity", name, None, opts)
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.account = serviceaccount.Account(
             f"{name}-sa",
             account_id=account_id(spec),

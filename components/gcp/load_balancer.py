@@ -65,12 +65,11 @@ def security_policy_rules(cidrs: Sequence[str]) -> list[dict]:
     return [*allow, deny]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     instance_groups: Sequence[pulumi.Input[str]]  # one per serving group (a regional MIG or a Ray head)
-    provider: pulumi.ProviderResource
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -80,6 +79,14 @@ class LoadBalancer(pulumi.ComponentResource):
     ``/invocations``, ``/pause``, ``/update_weights``...) hits a route action that aborts 100% of
     requests with 404 in the proxy: GCP requires a service behind every route, but a fault-injection abort
     answers before any backend is chosen, so those requests never reach a VM.
+
+    Attributes:
+        health_check: the readiness check on vLLM's ``/health`` that routes requests.
+        security_policy: the Cloud Armor policy admitting ``vllm:allowedCidrs`` (None when open to all).
+        backend_service: the serving instance groups, balanced by requests in flight.
+        url_map, proxy: the routing of the public paths, and the HTTP proxy that applies it.
+        address, forwarding_rule: the public IPv4 address and its port-80 rule, the stack's only public door.
+        endpoint: ``http://<address>``.
     """
 
     health_check: compute.HealthCheck
@@ -94,7 +101,7 @@ class LoadBalancer(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:LoadBalancer", name, None, opts)
         spec, probes = args.spec, args.launch.probes
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.health_check = compute.HealthCheck(
             f"{name}-health",
             description="vLLM readiness for the load balancer: route only to replicas whose /health is 200",

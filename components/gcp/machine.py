@@ -1,6 +1,6 @@
 """What every GPU VM of the stack shares: its instance template, its autohealing check and its roll timings.
 
-``VllmReplica`` (one machine per replica) and ``RayGroup`` (a head and workers per replica) both build
+``ReplicaGroup`` (one machine per replica) and ``RayReplica`` (a head and workers per replica) both build
 their VMs here, so a serving VM and a Ray node differ only in their role, tags and placement.
 """
 

@@ -21,17 +21,23 @@ SUBNET_CIDR = ipaddress.IPv4Network("10.64.0.0/16")
 GOOGLE_LB_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class NetworkArgs:
     spec: ServiceSpec
-    provider: pulumi.ProviderResource
 
 
 class Network(pulumi.ComponentResource):
     """VPC + subnet (Private Google Access), Cloud Router + NAT for image and weight pulls, and one firewall
     rule per port Google's ranges may reach: vLLM's on VMs tagged ``serving_tag``, the health agent's on VMs
     tagged ``health_tag``. A custom VPC denies every
-    other ingress by default, so there is no SSH and no public port on any VM."""
+    other ingress by default, so there is no SSH and no public port on any VM.
+
+    Attributes:
+        network, subnetwork: the VPC and the region's subnet (Private Google Access on).
+        router, nat: the Cloud Router and its NAT, the VMs' only way out.
+        serving_firewall: the vLLM port from Google's LB ranges, on VMs tagged ``serving_tag``.
+        health_agent_firewall: the health agent's port from Google's LB ranges, on VMs tagged ``health_tag``.
+    """
 
     network: compute.Network
     subnetwork: compute.Subnetwork
@@ -45,7 +51,7 @@ class Network(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:Network", name, None, opts)
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.serving_tag = spec.name
         self.health_tag = f"{spec.name}-health"  # every VM of the stack: its health agent answers checks
         self.network = compute.Network(

@@ -36,17 +36,21 @@ def repository_id(spec: ServiceSpec) -> str:
     return f"{spec.name}-dockerhub"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ImageMirrorArgs:
     spec: ServiceSpec
     identity: ServiceIdentity
-    provider: pulumi.ProviderResource
 
 
 class ImageMirror(pulumi.ComponentResource):
     """A Docker Hub remote repository in the stack's region, readable by the replicas' service account only.
 
     ``image`` is where the VMs pull ``vllm:image`` from: ``<region>-docker.pkg.dev/<project>/<repo>/<path>``.
+
+    Attributes:
+        repository: the Artifact Registry remote repository in front of Docker Hub.
+        reader: its ``artifactregistry.reader`` grant to the replicas' service account.
+        image: where the VMs pull ``vllm:image`` from.
     """
 
     repository: artifactregistry.Repository
@@ -59,7 +63,7 @@ class ImageMirror(pulumi.ComponentResource):
         path = docker_hub_path(spec.image)
         if path is None:
             raise ValueError(f"{spec.image} is not a Docker Hub image")
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.repository = artifactregistry.Repository(
             f"{name}-dockerhub",
             repository_id=repository_id(spec),

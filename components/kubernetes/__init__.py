@@ -5,8 +5,8 @@
 
 - ``ServiceNamespace``: the namespace and the Secret holding the API key (and HF token), which pods read
   through ``secretKeyRef``.
-- ``VllmReplica``: a Deployment of ``vllm:replicas`` GPU pods (or CPU pods on a laptop cluster), with a
-  PodDisruptionBudget; or, when ``vllm:nodes`` > 1, one ``RayGroup``: a LeaderWorkerSet of
+- ``ReplicaGroup``: a Deployment of ``vllm:replicas`` GPU pods (or CPU pods on a laptop cluster), with a
+  PodDisruptionBudget; or, when ``vllm:nodes`` > 1, one ``RayReplicaGroup``: a LeaderWorkerSet of
   ``vllm:replicas`` groups of ``vllm:nodes`` pods.
 - ``LoadBalancer``: a Service of type LoadBalancer (or ClusterIP) in front of the serving pods, created
   once they serve.

@@ -9,8 +9,8 @@ from components.kubernetes import gpu_nodes, pods
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
-from components.kubernetes.ray_group import LeaderWorkerSetController, RayGroup, RayGroupArgs
-from components.kubernetes.replica import VllmReplica, VllmReplicaArgs
+from components.kubernetes.ray_replica import LeaderWorkerSetController, RayReplicaGroup, RayReplicaGroupArgs
+from components.kubernetes.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -30,34 +30,47 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     provider = pulumi_kubernetes.Provider(
         "kubernetes", context=settings(spec).context, opts=pulumi.ResourceOptions(parent=parent)
     )
+    # Each component passes the provider on to its children, which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
-    namespace = ServiceNamespace(spec.name, ServiceNamespaceArgs(spec, secrets, provider), opts)
-    replicas: list[VllmReplica] | list[RayGroup]
+    namespace = ServiceNamespace(spec.name, ServiceNamespaceArgs(spec=spec, secrets=secrets), opts)
+    replicas: list[ReplicaGroup] | list[RayReplicaGroup]
     if spec.nodes == 1:
         replicas = [
-            VllmReplica(
+            ReplicaGroup(
                 spec.name,
-                VllmReplicaArgs(spec, launch, namespace.name, namespace.secret_name, provider),
+                ReplicaGroupArgs(
+                    spec=spec, launch=launch, namespace=namespace.name, secret_name=namespace.secret_name
+                ),
                 opts,
             )
         ]
     else:
         controller = (
-            LeaderWorkerSetController(f"{spec.name}-lws", provider, opts)
+            LeaderWorkerSetController(f"{spec.name}-lws", opts)
             if settings(spec).install_leader_worker_set
             else None
         )
         replicas = [
-            RayGroup(
+            RayReplicaGroup(
                 spec.name,
-                RayGroupArgs(spec, launch, namespace.name, namespace.secret_name, provider, controller),
+                RayReplicaGroupArgs(
+                    spec=spec,
+                    launch=launch,
+                    namespace=namespace.name,
+                    secret_name=namespace.secret_name,
+                    controller=controller,
+                ),
                 opts,
             )
         ]
-    workload = replicas[0].workload
     load_balancer = LoadBalancer(
         spec.name,
-        LoadBalancerArgs(spec, namespace.name, provider, workload, pods.start_budget_seconds(launch)),
+        LoadBalancerArgs(
+            spec=spec,
+            namespace=namespace.name,
+            workload=replicas[0].workload,
+            start_seconds=pods.start_budget_seconds(launch),
+        ),
         opts,
     )
     return Deployment(endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas)

@@ -31,11 +31,10 @@ SERVICE_PORT = 80
 CLUSTER_DOMAIN = "cluster.local"
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
     spec: ServiceSpec
     namespace: pulumi.Input[str]
-    provider: pulumi.ProviderResource
     workload: pulumi.Resource  # the Deployment or LeaderWorkerSet whose serving pods it selects
     start_seconds: int  # one pod's start budget (pods.start_budget_seconds)
 
@@ -54,7 +53,12 @@ def ingress_url(status: core.outputs.ServiceStatus) -> str:
 
 class LoadBalancer(pulumi.ComponentResource):
     """Port 80 -> the pods' vLLM port; ``endpoint`` is the load balancer's address, or for ClusterIP the
-    in-cluster DNS name (reach it with ``kubectl port-forward`` or through your Ingress/Gateway)."""
+    in-cluster DNS name (reach it with ``kubectl port-forward`` or through your Ingress/Gateway).
+
+    Attributes:
+        service: the Service in front of the serving pods.
+        endpoint: where clients reach it.
+    """
 
     service: core.Service
     endpoint: pulumi.Output[str]
@@ -83,7 +87,6 @@ class LoadBalancer(pulumi.ComponentResource):
             spec=service_spec,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                provider=args.provider,
                 depends_on=[args.workload],
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{args.start_seconds}s", update=f"{args.start_seconds}s"

@@ -14,11 +14,10 @@ from components.service import Secrets
 from components.spec import ServiceSpec
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ServiceNamespaceArgs:
     spec: ServiceSpec
     secrets: Secrets
-    provider: pulumi.ProviderResource
 
 
 class ServiceNamespace(pulumi.ComponentResource):
@@ -28,6 +27,10 @@ class ServiceNamespace(pulumi.ComponentResource):
     The Secret is auto-named. The Kubernetes provider replaces a Secret whose data changes (Secrets are
     immutable to it unless ``enableSecretMutable``), so a new API key or token gets a new name, which
     changes the pod template and rolls the replicas: environment variables are read only at start.
+
+    Attributes:
+        namespace, secret: the Namespace and the Secret of the API key (and HF token).
+        name, secret_name: their names, for the pods' ``secretKeyRef``.
     """
 
     namespace: core.Namespace
@@ -40,7 +43,7 @@ class ServiceNamespace(pulumi.ComponentResource):
     ) -> None:
         super().__init__("vllm:kubernetes:ServiceNamespace", name, None, opts)
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.namespace = core.Namespace(
             f"{name}-namespace",
             metadata={"name": settings(spec).namespace, "labels": labels(spec, "namespace")},

@@ -1,4 +1,4 @@
-"""The vLLM pod shared by ``VllmReplica`` (Deployment) and ``RayGroup`` (LeaderWorkerSet) templates.
+"""The vLLM pod shared by ``ReplicaGroup`` (Deployment) and ``RayReplicaGroup`` (LeaderWorkerSet) templates.
 
 Everything the pod runs comes from the shared launch spec (``components/launch.py``): argv, plain
 environment, the names of the secret variables (filled by ``secretKeyRef`` from the stack's Secret, never
@@ -261,8 +261,8 @@ def cache_claim_spec(spec: ServiceSpec) -> dict[str, Any]:
 
 def cache_volume(spec: ServiceSpec, component: str) -> dict[str, Any]:
     """The cache: a per-pod PVC on ``vllm:storageClass`` (generic ephemeral volume), else an emptyDir; both
-    live as long as the pod, so a restarted container finds its weights. See ``replica.py`` for why not a
-    StatefulSet, and ``ray_group.py`` for the claims that outlive a multi-node group."""
+    live as long as the pod, so a restarted container finds its weights. See ``replica_group.py`` for why
+    not a StatefulSet, and ``ray_replica.py`` for the claims that outlive a multi-node group."""
     if settings(spec).storage_class is None:
         return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": f"{spec.disk_size_gb}Gi"}}
     claim = {"metadata": {"labels": labels(spec, component)}, "spec": cache_claim_spec(spec)}

@@ -51,14 +51,18 @@ from components.aws.network import Network
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
+#: This component's type token before it was renamed for what it is: the alias keeps the URNs of
+#: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
+FORMER_TYPE = "vllm:aws:RayGroup"
+
 #: Ray's gRPC connections may sit idle between keepalives: keep them open as long as an NLB allows.
 RAY_IDLE_TIMEOUT_SECONDS = 6000
 NLB_CHECK_INTERVAL_SECONDS = 10
 NLB_CHECK_TIMEOUT_SECONDS = 5
 
 
-@dataclass
-class RayGroupArgs:
+@dataclass(frozen=True, kw_only=True)
+class RayReplicaArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     network: Network
@@ -66,24 +70,40 @@ class RayGroupArgs:
     image: machines.MachineImage
     target_group_arn: pulumi.Input[str]
     index: int  # which replica this group is
-    provider: pulumi.ProviderResource
 
 
-class RayGroup(pulumi.ComponentResource):
-    """One replica of ``spec.nodes`` machines: a Ray head serving vLLM, and its workers."""
+class RayReplica(pulumi.ComponentResource):
+    """One replica of ``spec.nodes`` machines: a Ray head serving vLLM, and its workers.
+
+    Attributes:
+        placement_group: the cluster placement group that keeps the replica's machines close.
+        security_group: the replica's own group; its members reach each other and nothing else does.
+        ray_ingress_rule, ray_egress_rule: all traffic from and to members of ``security_group`` only.
+        head_load_balancer: the internal NLB whose DNS name is the workers' ``RAY_HEAD_ADDRESS``.
+        head_target_group: the NLB's target group on the Ray GCS port; the head's ASG registers the head.
+        head_listener: the NLB's TCP listener on the Ray GCS port, forwarding to ``head_target_group``.
+        head_template, worker_template: the head's and the workers' launch templates.
+        head_group: the Auto Scaling group of the one head, in the ALB's and the NLB's target groups.
+        worker_group: the Auto Scaling group of the ``nodes - 1`` workers, behind no load balancer.
+    """
 
     placement_group: ec2.PlacementGroup
     security_group: ec2.SecurityGroup
-    head_address: lb.LoadBalancer
+    ray_ingress_rule: vpc.SecurityGroupIngressRule
+    ray_egress_rule: vpc.SecurityGroupEgressRule
+    head_load_balancer: lb.LoadBalancer
+    head_target_group: lb.TargetGroup
+    head_listener: lb.Listener
     head_template: ec2.LaunchTemplate
     worker_template: ec2.LaunchTemplate
-    head: autoscaling.Group
-    workers: autoscaling.Group
+    head_group: autoscaling.Group
+    worker_group: autoscaling.Group
 
-    def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm:aws:RayGroup", name, None, opts)
+    def __init__(self, name: str, args: RayReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__("vllm:aws:RayReplica", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         subnet_id = network.instance_subnet_ids.apply(lambda ids: ids[args.index % len(ids)])
 
         self.placement_group = ec2.PlacementGroup(f"{name}-placement", strategy="cluster", opts=child)
@@ -95,7 +115,7 @@ class RayGroup(pulumi.ComponentResource):
             opts=child,
         )
         group_id = self.security_group.id
-        vpc.SecurityGroupIngressRule(
+        self.ray_ingress_rule = vpc.SecurityGroupIngressRule(
             f"{name}-ray-in",
             security_group_id=group_id,
             ip_protocol="-1",
@@ -103,7 +123,7 @@ class RayGroup(pulumi.ComponentResource):
             description=ec2_description("Ray, NCCL and the NLB of the head, from members of this group"),
             opts=child,
         )
-        vpc.SecurityGroupEgressRule(
+        self.ray_egress_rule = vpc.SecurityGroupEgressRule(
             f"{name}-ray-out",
             security_group_id=group_id,
             ip_protocol="-1",
@@ -113,7 +133,7 @@ class RayGroup(pulumi.ComponentResource):
         )
 
         role = f"r{args.index}"
-        self.head_address = lb.LoadBalancer(
+        self.head_load_balancer = lb.LoadBalancer(
             f"{name}-head",
             name=subnet_id.apply(lambda subnet: elb_name(spec, f"{role}-nlb", "network", "internal", subnet)),
             load_balancer_type="network",
@@ -123,7 +143,7 @@ class RayGroup(pulumi.ComponentResource):
             tags={"Name": f"{name}-ray-head"},
             opts=child,
         )
-        ray_target = lb.TargetGroup(
+        self.head_target_group = lb.TargetGroup(
             f"{name}-gcs",
             name=network.vpc_id.apply(
                 lambda vpc_id: elb_name(spec, f"{role}-gcs", vm.RAY_GCS_PORT, "TCP", "instance", vpc_id)
@@ -149,18 +169,18 @@ class RayGroup(pulumi.ComponentResource):
             tags={"Name": f"{name}-ray-gcs"},
             opts=child,
         )
-        lb.Listener(
+        self.head_listener = lb.Listener(
             f"{name}-gcs",
-            load_balancer_arn=self.head_address.arn,
+            load_balancer_arn=self.head_load_balancer.arn,
             port=vm.RAY_GCS_PORT,
             protocol="TCP",
             tcp_idle_timeout_seconds=RAY_IDLE_TIMEOUT_SECONDS,
-            default_actions=[{"type": "forward", "target_group_arn": ray_target.arn}],
+            default_actions=[{"type": "forward", "target_group_arn": self.head_target_group.arn}],
             opts=child,
         )
 
         def script(role: str) -> pulumi.Output[str]:
-            return self.head_address.dns_name.apply(
+            return self.head_load_balancer.dns_name.apply(
                 lambda head: vm.bootstrap_script(
                     spec,
                     launch,
@@ -188,19 +208,19 @@ class RayGroup(pulumi.ComponentResource):
             for role in ("ray-head", "ray-worker")
         )
         grace = launch.probes.startup_seconds
-        self.head = machines.auto_scaling_group(
+        self.head_group = machines.auto_scaling_group(
             f"{name}-head",
             spec=spec,
             size=1,
             template=self.head_template,
             subnet_ids=[subnet_id],
-            target_group_arns=[args.target_group_arn, ray_target.arn],
+            target_group_arns=[args.target_group_arn, self.head_target_group.arn],
             grace_seconds=grace,
             keep_serving=False,
             placement_group=self.placement_group.id,
             opts=child,
         )
-        self.workers = machines.auto_scaling_group(
+        self.worker_group = machines.auto_scaling_group(
             f"{name}-workers",
             spec=spec,
             size=spec.nodes - 1,
@@ -212,4 +232,4 @@ class RayGroup(pulumi.ComponentResource):
             placement_group=self.placement_group.id,
             opts=child,
         )
-        self.register_outputs({"headAddress": self.head_address.dns_name, "head": self.head.name})
+        self.register_outputs({"headAddress": self.head_load_balancer.dns_name, "head": self.head_group.name})

@@ -24,14 +24,17 @@ from components.kubernetes import pods
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
+#: This component's type token before it was renamed for what it is: the alias keeps the URNs of
+#: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
+FORMER_TYPE = "vllm:kubernetes:VllmReplica"
 
-@dataclass
-class VllmReplicaArgs:
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaGroupArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     namespace: pulumi.Input[str]
     secret_name: pulumi.Input[str]
-    provider: pulumi.ProviderResource
 
 
 def disruption_budget(
@@ -61,9 +64,14 @@ def disruption_budget(
     )
 
 
-class VllmReplica(pulumi.ComponentResource):
+class ReplicaGroup(pulumi.ComponentResource):
     """``spec.replicas`` pods, each a whole vLLM server, rolled as ``pods.rolling_update`` says and restarted
-    when ``/health`` fails after the model's load budget."""
+    when ``/health`` fails after the model's load budget.
+
+    Attributes:
+        deployment: the Deployment of ``spec.replicas`` pods (``workload``).
+        disruption_budget: at most one of its pods evicted at a time.
+    """
 
     deployment: apps.Deployment
     disruption_budget: policy.PodDisruptionBudget
@@ -73,10 +81,13 @@ class VllmReplica(pulumi.ComponentResource):
         """The object whose readiness means these replicas serve."""
         return self.deployment
 
-    def __init__(self, name: str, args: VllmReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm:kubernetes:VllmReplica", name, None, opts)
+    def __init__(self, name: str, args: ReplicaGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__(
+            "vllm:kubernetes:ReplicaGroup", name, None, pulumi.ResourceOptions.merge(opts, renamed)
+        )
         spec, launch = args.spec, args.launch
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         match = pods.selector(spec, pods.SERVER)
         container = pods.container(spec, launch, args.secret_name, command=list(launch.argv), serves=True)
         start = pods.start_budget_seconds(launch)

@@ -33,6 +33,10 @@ from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
+#: This component's type token before it was renamed for what it is: the alias keeps the URNs of
+#: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
+FORMER_TYPE = "vllm:gcp:RayGroup"
+
 
 def head_address(index: int) -> str:
     """The reserved internal IP of group ``index``'s head: counted down from the subnet's last usable
@@ -40,20 +44,19 @@ def head_address(index: int) -> str:
     return str(SUBNET_CIDR.broadcast_address - 2 - index)
 
 
-@dataclass
-class RayGroupArgs:
+@dataclass(frozen=True, kw_only=True)
+class RayReplicaArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     network: Network
     identity: ServiceIdentity
     index: int  # which replica this group is
     zone: str
-    provider: pulumi.ProviderResource
-    previous: RayGroup | None = None  # the group that rolls before this one
+    previous: RayReplica | None = None  # the replica that rolls before this one
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
 
 
-class RayGroup(pulumi.ComponentResource):
+class RayReplica(pulumi.ComponentResource):
     """One multi-node replica: a head MIG of one VM (the LB backend, autohealed on ``/health``) and a
     worker MIG of ``nodes - 1`` VMs, compactly placed in one zone, with Ray traffic open only inside the
     group.
@@ -63,6 +66,18 @@ class RayGroup(pulumi.ComponentResource):
     agent judges its Ray membership (a connection to the head's GCS port), allowing the load budget to
     join or re-join while a head is rebuilt. A worker that hangs or leaves the group is recreated; its
     loss also breaks the pipeline, so the head's /health fails and the head is rebuilt too.
+
+    Attributes:
+        tag: the network tag of this replica's VMs, which the firewall opens Ray traffic between.
+        firewall: all protocols between this replica's own VMs, nothing from elsewhere.
+        placement_policy: compact placement of its VMs (None on series without compact placement).
+        head_ip: the head's reserved internal address (``RAY_HEAD_ADDRESS``), kept across head replacements.
+        head_template, worker_template: the head's and the workers' instance templates.
+        health_check: the health-agent check that autoheals both groups.
+        head_group_manager: the zonal MIG of the one head VM; its instance group is the LB backend.
+        head_instance: the per-instance config that pins ``head_ip`` to the head VM.
+        worker_group_manager: the zonal MIG of the ``nodes - 1`` workers.
+        instance_group: the head's instance group, for the load balancer's backend service.
     """
 
     tag: str
@@ -77,10 +92,11 @@ class RayGroup(pulumi.ComponentResource):
     worker_group_manager: compute.InstanceGroupManager
     instance_group: pulumi.Output[str]
 
-    def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm:gcp:RayGroup", name, None, opts)
+    def __init__(self, name: str, args: RayReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__("vllm:gcp:RayReplica", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec, launch, index = args.spec, args.launch, args.index
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.tag = f"{spec.name}-ray{index}"
         # Ray is unauthenticated and unencrypted: every port, but only between this group's own VMs.
         self.firewall = compute.Firewall(
@@ -120,7 +136,12 @@ class RayGroup(pulumi.ComponentResource):
             f"{name}-head",
             spec,
             launch,
-            VmRole("ray-head", [args.network.serving_tag, args.network.health_tag, self.tag], env, placement),
+            VmRole(
+                role="ray-head",
+                tags=[args.network.serving_tag, args.network.health_tag, self.tag],
+                ray_env=env,
+                placement_policy=placement,
+            ),
             args.network,
             args.identity,
             args.mirror,
@@ -130,7 +151,12 @@ class RayGroup(pulumi.ComponentResource):
             f"{name}-worker",
             spec,
             launch,
-            VmRole("ray-worker", [args.network.health_tag, self.tag], env, placement),
+            VmRole(
+                role="ray-worker",
+                tags=[args.network.health_tag, self.tag],
+                ray_env=env,
+                placement_policy=placement,
+            ),
             args.network,
             args.identity,
             args.mirror,

@@ -15,34 +15,42 @@ from components.aws.network import Network
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
+#: This component's type token before it was renamed for what it is: the alias keeps the URNs of
+#: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
+FORMER_TYPE = "vllm:aws:VllmReplica"
 
-@dataclass
-class VllmReplicaArgs:
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaGroupArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     network: Network
     identity: ServiceIdentity
     image: machines.MachineImage
     target_group_arn: pulumi.Input[str]
-    provider: pulumi.ProviderResource
 
 
-class VllmReplica(pulumi.ComponentResource):
+class ReplicaGroup(pulumi.ComponentResource):
     """``spec.replicas`` identical machines behind the load balancer, kept healthy by their ASG.
 
     The group spreads over every zone that sells the instance type, replaces a machine that fails EC2's
     checks or reports itself unhealthy (its vLLM not healthy for longer than the load budget, or crash-
     looping; the load balancer only routes), and rolls a changed launch template (vLLM release, rotated
     secret) one surge machine at a time.
+
+    Attributes:
+        launch_template: the launch template of every machine of the group.
+        auto_scaling_group: the ASG of ``spec.replicas`` machines, in the load balancer's target group.
     """
 
     launch_template: ec2.LaunchTemplate
-    group: autoscaling.Group
+    auto_scaling_group: autoscaling.Group
 
-    def __init__(self, name: str, args: VllmReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm:aws:VllmReplica", name, None, opts)
+    def __init__(self, name: str, args: ReplicaGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__("vllm:aws:ReplicaGroup", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         script = vm.bootstrap_script(
             spec, launch, api_key_secret=identity.api_key_secret, hf_token_secret=identity.hf_token_secret
         )
@@ -58,7 +66,7 @@ class VllmReplica(pulumi.ComponentResource):
             secret_versions=identity.secret_versions,
             opts=child,
         )
-        self.group = machines.auto_scaling_group(
+        self.auto_scaling_group = machines.auto_scaling_group(
             f"{name}-group",
             spec=spec,
             size=spec.replicas,
@@ -69,4 +77,4 @@ class VllmReplica(pulumi.ComponentResource):
             keep_serving=True,
             opts=child,
         )
-        self.register_outputs({"group": self.group.name})
+        self.register_outputs({"group": self.auto_scaling_group.name})

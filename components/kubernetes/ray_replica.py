@@ -45,9 +45,13 @@ from pulumi_kubernetes.policy import v1 as policy
 from components import scripts, vm
 from components.kubernetes import pods
 from components.kubernetes.backend import settings
-from components.kubernetes.replica import disruption_budget
+from components.kubernetes.replica_group import disruption_budget
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
+
+#: This component's type token before it was renamed for what it is: the alias keeps the URNs of
+#: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
+FORMER_TYPE = "vllm:kubernetes:RayGroup"
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
 #: The released controller, pinned: the install guide's current release (kubernetes-sigs/lws
@@ -70,13 +74,15 @@ WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 class LeaderWorkerSetController(pulumi.ComponentResource):
     """The LWS controller and CRD from the pinned release manifest (``vllm:installLeaderWorkerSet``), for
-    clusters that do not run it yet. It is cluster-wide: one stack per cluster should own it."""
+    clusters that do not run it yet. It is cluster-wide: one stack per cluster should own it.
+
+    Attributes:
+        manifest: the ``ConfigFile`` of the release manifest (the CRD, the controller and its RBAC).
+    """
 
     manifest: pulumi.ComponentResource  # pulumi_kubernetes.yaml.v2.ConfigFile
 
-    def __init__(
-        self, name: str, provider: pulumi.ProviderResource, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:kubernetes:LeaderWorkerSetController", name, None, opts)
         # Imported here: pulumi_kubernetes.yaml loads every API group's module, which only the stacks that
         # install the controller need.
@@ -85,23 +91,31 @@ class LeaderWorkerSetController(pulumi.ComponentResource):
         self.manifest = k8s_yaml.ConfigFile(
             f"{name}-manifest",
             file=LWS_MANIFEST,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"manifest": LWS_MANIFEST})
 
 
-@dataclass
-class RayGroupArgs:
+@dataclass(frozen=True, kw_only=True)
+class RayReplicaGroupArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     namespace: pulumi.Input[str]
     secret_name: pulumi.Input[str]
-    provider: pulumi.ProviderResource
     controller: LeaderWorkerSetController | None = None  # installed by this stack; the LWS waits for it
 
 
-class RayGroup(pulumi.ComponentResource):
-    """``spec.replicas`` groups of ``spec.nodes`` pods as one LeaderWorkerSet; leaders serve."""
+class RayReplicaGroup(pulumi.ComponentResource):
+    """``spec.replicas`` Ray replicas, each a group of ``spec.nodes`` pods, as one LeaderWorkerSet; leaders
+    serve. (On GCP and AWS each Ray replica is a component of its own, ``RayReplica``.)
+
+    Attributes:
+        script: the ConfigMap holding ``ray_bootstrap.sh``, mounted in every pod.
+        leader_worker_set: the LeaderWorkerSet of ``spec.replicas`` Ray replicas (``workload``).
+        ray_policies: per group index, the NetworkPolicy admitting all ports only from pods of the same group.
+        serving_policy: the NetworkPolicy admitting the vLLM port from anywhere (the Service).
+        disruption_budget: at most one pod of the groups evicted at a time.
+    """
 
     script: core.ConfigMap
     leader_worker_set: CustomResource
@@ -114,10 +128,15 @@ class RayGroup(pulumi.ComponentResource):
         """The object whose readiness (``WAIT_FOR``) means these groups serve."""
         return self.leader_worker_set
 
-    def __init__(self, name: str, args: RayGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm:kubernetes:RayGroup", name, None, opts)
+    def __init__(
+        self, name: str, args: RayReplicaGroupArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__(
+            "vllm:kubernetes:RayReplicaGroup", name, None, pulumi.ResourceOptions.merge(opts, renamed)
+        )
         spec, launch = args.spec, args.launch
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         # Auto-named: a changed script is a new ConfigMap, so the templates change and the groups roll.
         self.script = core.ConfigMap(
             f"{name}-ray-bootstrap",

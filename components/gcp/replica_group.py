@@ -25,6 +25,10 @@ from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
+#: This component's type token before it was renamed for what it is: the alias keeps the URNs of
+#: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
+FORMER_TYPE = "vllm:gcp:VllmReplica"
+
 
 def update_policy(zone_count: int, launch: LaunchSpec) -> dict:
     """Replace VMs proactively, adding the new one before removing the old (never below ``replicas``),
@@ -50,30 +54,37 @@ def rollout_steps(replicas: int, zone_count: int) -> int:
     return math.ceil(replicas / zone_count)
 
 
-@dataclass
-class VllmReplicaArgs:
+@dataclass(frozen=True, kw_only=True)
+class ReplicaGroupArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     network: Network
     identity: ServiceIdentity
     zones: Sequence[str]  # zones of spec.region that sell the machine (or the pinned gcp:zone)
-    provider: pulumi.ProviderResource
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
 
 
-class VllmReplica(pulumi.ComponentResource):
+class ReplicaGroup(pulumi.ComponentResource):
     """``spec.replicas`` VMs, each a whole vLLM server, spread over the zones that sell the machine and
-    recreated when ``/health`` fails after the model's load budget."""
+    recreated when ``/health`` fails after the model's load budget.
+
+    Attributes:
+        template: the instance template of every VM of the group.
+        health_check: the autohealing check on each VM.
+        group_manager: the regional MIG of ``spec.replicas`` VMs.
+        instance_group: its instance group, the load balancer's backend.
+    """
 
     template: compute.InstanceTemplate
     health_check: compute.HealthCheck
     group_manager: compute.RegionInstanceGroupManager
     instance_group: pulumi.Output[str]
 
-    def __init__(self, name: str, args: VllmReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("vllm:gcp:VllmReplica", name, None, opts)
+    def __init__(self, name: str, args: ReplicaGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__("vllm:gcp:ReplicaGroup", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec = args.spec
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self)
         self.health_check = autohealing_check(f"{name}-autoheal", args.launch, child)
         steps = rollout_steps(spec.replicas, len(args.zones))
         timeout = rollout_timeout(args.launch, steps, CONNECTION_DRAINING_SECONDS)
