@@ -5,8 +5,8 @@ The rules live in validators.py (what every platform shares) and in each platfor
 this file only adapts Pulumi's policy SDK to them. Every policy is mandatory: a violation fails the preview
 or update.
 
-Pulumi runs this file from policy/ in its own venv (policy/venv, from requirements.txt here), with only
-policy/ on ``sys.path``. The repository root goes first on it so that the platform registry
+Pulumi runs this file from policy/ in its own venv (policy/venv, from requirements.txt here), with
+policy/, not the repository root, on ``sys.path``. The root goes first on it so that the platform registry
 (``components.backend``) and ``policy.validators`` import as the program and the tests import them: one
 ``policy.validators`` module, hence one ``UNKNOWN``. What they import needs only requirements.txt: no cloud
 SDK (tests/test_policy_pack.py proves both).
