@@ -100,7 +100,8 @@ class Backend:
 
     def module(self, name: str) -> ModuleType:
         """One of the package's modules with the same name on every platform: ``deployment`` (``build``;
-        loads the SDK), ``fakes`` (the offline tools' answers, plain data) or ``policy`` (its scanners)."""
+        loads the SDK), ``fakes`` (the offline tools' answers, plain data) or ``policy`` (its scanners for the
+        policy pack, plain functions; the contract it fulfils is in policy/validators.py's docstring)."""
         return importlib.import_module(f"{self.package}.{name}")
 
     def refuse_unsupported(self, feature: Feature) -> str | None:

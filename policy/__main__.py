@@ -1,15 +1,27 @@
 """CrossGuard policy pack: the project's standards, enforced by ``pulumi preview --policy-pack policy``.
 
-The rules live in validators.py as pure functions (unit-tested in tests/test_policy.py); this file only
-adapts Pulumi's policy SDK to them. Every policy is mandatory: a violation fails the preview or update.
+The rules live in validators.py (what every platform shares) and in each platform's
+``components/<platform>/policy.py`` (its scanners), as pure functions unit-tested in tests/test_policy.py;
+this file only adapts Pulumi's policy SDK to them. Every policy is mandatory: a violation fails the preview
+or update.
+
+Pulumi runs this file from policy/ in its own venv (policy/venv, from requirements.txt here), with
+policy/, not the repository root, on ``sys.path``. The root goes first on it so that the platform registry
+(``components.backend``) and ``policy.validators`` import as the program and the tests import them: one
+``policy.validators`` module, hence one ``UNKNOWN``. What they import needs only requirements.txt: no cloud
+SDK (tests/test_policy_pack.py proves both).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-import validators
+# The repository root, for ``components`` and ``policy.validators`` (see above).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from pulumi_policy import (
     EnforcementLevel,
     PolicyPack,
@@ -20,6 +32,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
+
+from policy import validators
 
 
 def plain(value: Any) -> Any:
@@ -72,40 +86,27 @@ PolicyPack(
     enforcement_level=EnforcementLevel.MANDATORY,
     policies=[
         resource_policy(
-            "secrets-only-in-secret-store",
+            validators.SECRETS,
             "The HF token and the API key reach vLLM from a secret store at boot: never in metadata, startup "
             "scripts, user data, labels, tags, literal env values or ConfigMaps.",
             validators.secret_violations,
         ),
         resource_policy(
-            "no-ray-or-ssh-on-the-internet",
+            validators.EXPOSURE,
             "Ray's ports (6379, 8265, 10001, worker and object-manager ranges) and SSH are never open to "
             "0.0.0.0/0 or ::/0.",
             validators.exposure_violations,
         ),
         resource_policy(
-            "load-balancer-serves-only-openai-paths",
+            validators.PUBLIC_PATHS,
             "The load balancer routes only /v1/... and /health to vLLM; its default answers everything else "
             "without reaching vLLM (/metrics, /tokenize, /pause stay private).",
             validators.public_path_violations,
         ),
-        resource_policy(
-            "aws-elb-names-aws-accepts",
-            "Load balancer and target group names: at most 32 letters, digits and hyphens, no hyphen at "
-            "either end (AWS refuses others at update time, after a clean preview).",
-            validators.aws_elb_name_violations,
-        ),
-        resource_policy(
-            "aws-ec2-descriptions-aws-accepts",
-            "Security group and rule descriptions use only a-zA-Z0-9. _-:/()#,@[]+=&;{}!$* (AWS refuses "
-            "others at update time, after a clean preview).",
-            validators.aws_description_violations,
-        ),
-        resource_policy(
-            "aws-health-check-timeout-below-interval",
-            "Target group health checks time out before the next check starts (AWS refuses others at "
-            "update time, after a clean preview).",
-            validators.aws_health_check_violations,
+        # Each platform's own rules (components/<platform>/policy.py: POLICIES), in registry order.
+        *(
+            resource_policy(policy.name, policy.description, policy.check)
+            for policy in validators.platform_policies()
         ),
         StackValidationPolicy(
             name="gpu-vms-autoheal",

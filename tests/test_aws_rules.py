@@ -9,6 +9,7 @@ import json
 import pytest
 
 from components.aws import machines, names
+from components.aws import policy as aws_policy
 from components.spec import build_spec
 from policy import validators
 from tests.harness import ROOT, Run, run_program
@@ -146,9 +147,9 @@ def as_crossguard_hands_it(value):
 
 def test_the_policy_pack_finds_nothing_to_flag_in_what_the_program_declares(variant):
     checks = (
-        validators.aws_elb_name_violations,
-        validators.aws_description_violations,
-        validators.aws_health_check_violations,
+        aws_policy.aws_elb_name_violations,
+        aws_policy.aws_description_violations,
+        aws_policy.aws_health_check_violations,
         validators.exposure_violations,
         validators.public_path_violations,
         validators.secret_violations,

@@ -11,13 +11,15 @@ from google.protobuf import json_format, struct_pb2
 from pulumi_policy.deserialize import deserialize_properties
 
 from components import launch
+from components.aws.policy import (
+    aws_description_violations,
+    aws_elb_name_violations,
+    aws_health_check_violations,
+)
 from policy.validators import (
     UNKNOWN,
     StackResource,
     autohealing_violations,
-    aws_description_violations,
-    aws_elb_name_violations,
-    aws_health_check_violations,
     exposure_violations,
     is_secret_name,
     public_path_violations,

@@ -1,0 +1,233 @@
+"""GCP's scanners for the policy pack: pure functions over plain property dicts (the contract:
+policy/validators.py). Property names are pulumi_gcp's, camelCase as Pulumi hands them to a policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from policy.validators import (
+    ALL_PORTS,
+    EXPOSURE,
+    PUBLIC_PATHS,
+    SECRETS,
+    TCP_PROTOCOLS,
+    UNKNOWN,
+    UNLISTED,
+    Autohealing,
+    PlatformPolicy,
+    Scanner,
+    TemplateLink,
+    collect,
+    exposed,
+    is_number,
+    is_public_path,
+    named_secrets,
+    port_range,
+    strings,
+    text_secrets,
+)
+
+TEMPLATE: Final = "gcp:compute/instanceTemplate:InstanceTemplate"
+INSTANCE: Final = "gcp:compute/instance:Instance"
+INSTANCE_FROM_TEMPLATE: Final = "gcp:compute/instanceFromTemplate:InstanceFromTemplate"
+GROUPS: Final = frozenset(
+    {
+        "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
+        "gcp:compute/instanceGroupManager:InstanceGroupManager",
+    }
+)
+FIREWALL: Final = "gcp:compute/firewall:Firewall"
+URL_MAP: Final = "gcp:compute/uRLMap:URLMap"
+
+#: A Secret Manager secret's (or version's) resource name points into the store; it holds no secret.
+SECRET_REFERENCE: Final = re.compile(r"^projects/[^/\s]+/secrets/[^/\s]+(?:/versions/\S+)?$")
+
+
+# --- Secrets ------------------------------------------------------------------------------------------------
+
+
+def _vm_secrets(props: Mapping[str, Any]) -> list[str]:
+    metadata = props.get("metadata")
+    metadata_values = strings(metadata.values()) if isinstance(metadata, Mapping) else []
+    return [
+        *text_secrets("metadataStartupScript", strings(collect(props, "metadataStartupScript"))),
+        *text_secrets("metadata", metadata_values),
+        *named_secrets("metadata", metadata),
+        *named_secrets("labels", props.get("labels")),
+    ]
+
+
+# --- Exposure -----------------------------------------------------------------------------------------------
+
+
+def _firewall(props: Mapping[str, Any]) -> list[str]:
+    if props.get("disabled") is True or str(props.get("direction") or "INGRESS").upper() != "INGRESS":
+        return []
+    sources = collect(props, "sourceRanges")
+    if not sources and not collect(props, "sourceTags") and not collect(props, "sourceServiceAccounts"):
+        sources = ["0.0.0.0/0"]  # GCP's default source for an ingress rule with none
+    ranges = []
+    for allow in collect(props, "allows"):
+        if not isinstance(allow, Mapping) or str(allow.get("protocol", "")).lower() not in TCP_PROTOCOLS:
+            continue
+        ports = collect(allow, "ports")
+        if UNKNOWN in ports:
+            continue
+        ranges += [port_range(port) for port in ports] if ports else [ALL_PORTS]
+    return exposed("firewall", sources, [r for r in ranges if r is not None])
+
+
+# --- Public paths: the URL map ------------------------------------------------------------------------------
+
+
+def _aborts_everything(route_action: Any) -> bool:
+    """A route action whose fault injection answers every request itself (e.g. 404) and forwards none."""
+    percentages = collect(route_action, "faultInjectionPolicy", "abort", "percentage")
+    return any(isinstance(p, int | float) and p >= 100 for p in percentages)
+
+
+def _reaches_backend(service: Any, route_action: Any, url_redirect: Any) -> bool | None:
+    """Does this route reach a backend service? None when the preview cannot tell yet."""
+    if url_redirect or _aborts_everything(route_action):
+        return False
+    backends = [service, *collect(route_action, "weightedBackendServices", "backendService")]
+    backends = [backend for backend in backends if backend is not None]
+    if UNKNOWN in backends:
+        return None
+    return any("/backendBuckets/" not in str(backend) for backend in backends)
+
+
+def _default(where: str, holder: Mapping[str, Any]) -> list[str]:
+    reaches = _reaches_backend(
+        holder.get("defaultService"), holder.get("defaultRouteAction"), holder.get("defaultUrlRedirect")
+    )
+    if not reaches:
+        return []
+    return [
+        f"{where} default sends {UNLISTED} to a backend service: make the default a backend bucket, a "
+        "defaultUrlRedirect, or a defaultRouteAction whose faultInjectionPolicy aborts 100% of requests"
+    ]
+
+
+def _rewrites(where: str, route_action: Any) -> list[str]:
+    rewrites = strings(
+        collect(route_action, "urlRewrite", "pathPrefixRewrite")
+        + collect(route_action, "urlRewrite", "pathTemplateRewrite")
+    )
+    return [
+        f"{where} rewrites to {path!r}, outside /v1/ and /health"
+        for path in rewrites
+        if not is_public_path(path)
+    ]
+
+
+def _route_rule(where: str, rule: Mapping[str, Any]) -> list[str]:
+    match_rules = collect(rule, "matchRules")
+    if UNKNOWN in match_rules:
+        return []
+    if not match_rules:
+        return [f"{where} has no matchRules, so it matches every path"]
+    violations = []
+    for match in match_rules:
+        if not isinstance(match, Mapping):
+            continue
+        if match.get("regexMatch") is not None:
+            violations.append(f"{where} matches a regexMatch, which this policy cannot prove stays in /v1/")
+            continue
+        paths = [match.get(key) for key in ("prefixMatch", "fullPathMatch", "pathTemplateMatch")]
+        paths = [path for path in paths if path is not None]
+        if not paths:
+            violations.append(f"{where} matches without a path condition, so it matches every path")
+        violations += [
+            f"{where} matches {path!r}, outside /v1/ and /health"
+            for path in strings(paths)
+            if not is_public_path(path)
+        ]
+    return violations
+
+
+def _url_map(props: Mapping[str, Any]) -> list[str]:
+    violations = _default("URL map", props)
+    for matcher in collect(props, "pathMatchers"):
+        if not isinstance(matcher, Mapping):
+            continue
+        where = f"path matcher {matcher.get('name', '?')!r}"
+        violations += _default(where, matcher)
+        for rule in collect(matcher, "pathRules"):
+            if not isinstance(rule, Mapping):
+                continue
+            action = rule.get("routeAction")
+            if _reaches_backend(rule.get("service"), action, rule.get("urlRedirect")):
+                paths = strings(collect(rule, "paths"))
+                violations += [
+                    f"{where} routes {p!r}, outside /v1/ and /health" for p in paths if not is_public_path(p)
+                ]
+                violations += _rewrites(f"{where} path rule", action)
+        for rule in collect(matcher, "routeRules"):
+            if not isinstance(rule, Mapping):
+                continue
+            action = rule.get("routeAction")
+            if _reaches_backend(rule.get("service"), action, rule.get("urlRedirect")):
+                rule_where = f"{where} route rule {rule.get('priority', '?')}"
+                violations += _route_rule(rule_where, rule) + _rewrites(rule_where, action)
+    return violations
+
+
+# --- Health: GPU VMs run in managed instance groups that autoheal -------------------------------------------
+
+#: GCP machine families with GPUs attached by the machine type itself (A2, A3, A4, A4X, G2, G4).
+_GPU_MACHINE = re.compile(r"^(?:a\d+x?|g[2-9]\d*)-")
+
+
+def has_gpu(props: Mapping[str, Any]) -> bool:
+    counts = collect(props, "guestAccelerators", "count")
+    if any(count is UNKNOWN or (is_number(count) and count > 0) for count in counts):
+        return True
+    machine = props.get("machineType")
+    return isinstance(machine, str) and bool(_GPU_MACHINE.match(machine.rsplit("/", 1)[-1]))
+
+
+def _is_set(value: Any) -> bool:
+    return value is UNKNOWN or value not in (None, "", [], {})
+
+
+def group_heals(props: Mapping[str, Any]) -> bool:
+    """autoHealingPolicies with a health check and a positive initial delay (the time before the check,
+    here the host health agent, can answer)."""
+    for policy in collect(props, "autoHealingPolicies"):
+        if policy is UNKNOWN:
+            return True
+        if not isinstance(policy, Mapping) or not _is_set(policy.get("healthCheck")):
+            continue
+        delay = policy.get("initialDelaySec")
+        if delay is UNKNOWN or (is_number(delay) and delay > 0):
+            return True
+    return False
+
+
+def self_link_path(reference: str) -> str:
+    """A self link, resource ID or unique self link, reduced to ``projects/.../name``."""
+    reference = reference.split("?", 1)[0]
+    start = reference.find("projects/")
+    return reference[start:] if start >= 0 else reference
+
+
+SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
+    SECRETS: {TEMPLATE: _vm_secrets, INSTANCE: _vm_secrets},
+    EXPOSURE: {FIREWALL: _firewall},
+    PUBLIC_PATHS: {URL_MAP: _url_map},
+}
+POLICIES: Final[tuple[PlatformPolicy, ...]] = ()
+AUTOHEALING: Final = Autohealing(
+    template=TEMPLATE,
+    groups=GROUPS,
+    group_link=TemplateLink((("versions", "instanceTemplate"),)),
+    vms={INSTANCE: None, INSTANCE_FROM_TEMPLATE: TemplateLink((("sourceInstanceTemplate",),))},
+    has_gpu=has_gpu,
+    heals=group_heals,
+    fix="an instance group manager with autoHealingPolicies (healthCheck, initialDelaySec)",
+    identity_keys=("id", "selfLink", "selfLinkUnique", "name"),
+    normalize=self_link_path,
+)
