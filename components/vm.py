@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from components import scripts
 from components.launch import RAY_GROUP_WAIT_SECONDS, LaunchSpec
@@ -12,9 +12,6 @@ from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
 RAY_GCS_PORT = 6379
-#: Where the health agent (scripts/health_agent.py) serves its verdict on GCP: apart from vLLM's 8000, Ray's
-#: 6379 and Ray's worker port range (10002-19999), and open only to Google's health checkers.
-HEALTH_AGENT_PORT = 8090
 #: How many times the vLLM unit may restart without ever becoming ready before the agent calls the replica
 #: broken (a crash loop). A Ray head legitimately restarts when a worker boots slower than its group wait.
 MAX_FAILED_STARTS = 3
@@ -38,21 +35,18 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
 
 
 def health_agent_args(
-    spec: ServiceSpec, launch: LaunchSpec, role: str, ray_env: Mapping[str, str], hold_until_uptime: int = 0
+    launch: LaunchSpec, role: str, ray_env: Mapping[str, str], report: Sequence[str]
 ) -> list[str]:
     """``health_agent.py`` flags: the load budget of one start is the launch spec's startup budget.
 
-    GCP serves the verdict on ``HEALTH_AGENT_PORT`` for the managed group's autohealing check; AWS marks
-    the instance Unhealthy in its Auto Scaling group itself. A Ray worker is judged on its connection to
-    its head's GCS port instead of vLLM's /health (vLLM serves on the head only).
+    ``report`` is how the platform learns the verdict, in the agent's own flags (``--report http --port
+    ...`` for a health check that reads it; ``--report autoscaling-group`` to mark the instance itself):
+    each platform's package says which. A Ray worker is judged on its connection to its head's GCS port
+    instead of vLLM's /health (vLLM serves on the head only).
     """
-    args = ["--cloud", spec.cloud, "--role", role, "--budget", str(launch.probes.startup_seconds)]
+    args = [*report, "--role", role, "--budget", str(launch.probes.startup_seconds)]
     args += ["--max-failed-starts", str(MAX_FAILED_STARTS)]
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
-    if spec.cloud == "gcp":
-        args += ["--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold_until_uptime)]
-    elif spec.region:
-        args += ["--region", spec.region]
     if role == "ray-worker":
         args += [
             "--ray-head",
@@ -71,10 +65,11 @@ def bootstrap_script(
     hf_token_secret: str | None,
     role: str = "serve",
     ray_env: Mapping[str, str] | None = None,
-    health_hold_seconds: int = 0,
+    health_report: Sequence[str],
     image_metadata_key: str = "",
 ) -> str:
-    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries."""
+    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries.
+    ``health_report``: how the platform learns the health agent's verdict (``health_agent_args``)."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
@@ -90,7 +85,7 @@ def bootstrap_script(
         vllm_argv=list(launch.argv),
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
         ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
-        health_agent_args=health_agent_args(spec, launch, role, ray_env or {}, health_hold_seconds),
+        health_agent_args=health_agent_args(launch, role, ray_env or {}, health_report),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
         image_metadata_key=image_metadata_key,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import components.gcp.deployment as gcp_backend
-from components import catalog, launch, vm
+from components import catalog, launch
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (
     AGENT_START_SECONDS,
@@ -25,7 +25,7 @@ from components.gcp.machine import (
     SECRET_VERSIONS_METADATA_KEY,
     roll_timings,
 )
-from components.gcp.network import GOOGLE_LB_RANGES
+from components.gcp.network import GOOGLE_LB_RANGES, HEALTH_AGENT_PORT
 from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
@@ -411,7 +411,7 @@ def test_the_group_autoheals_on_the_host_health_agent_not_on_vllm(runs, key):
     run = runs[key]
     policy = run.one(REGIONAL_MIG).inputs["autoHealingPolicies"]
     check = autohealing_check_of(run, policy)
-    assert check.inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT != launch.PORT
+    assert check.inputs["httpHealthCheck"]["port"] == HEALTH_AGENT_PORT != launch.PORT
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
@@ -425,14 +425,15 @@ def test_the_autohealing_delay_covers_the_agents_start_and_hold_and_fits_gcps_ca
 def test_the_health_agent_gets_the_model_load_budget(runs, key):
     script = startup_script(runs[key])
     budget = launch.probe_timings(spec_of(key)).startup_seconds
-    assert f"HEALTH_AGENT_ARGS=(--cloud gcp --role serve --budget {budget} " in script
-    assert f"--port {vm.HEALTH_AGENT_PORT}" in script
+    assert f"HEALTH_AGENT_ARGS=(--report http --port {HEALTH_AGENT_PORT} --hold-until-uptime " in script
+    assert f" --role serve --budget {budget} " in script
+    assert f"--port {HEALTH_AGENT_PORT}" in script
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
 def test_only_googles_health_checkers_reach_the_health_agent_port(runs, key):
     run = runs[key]
-    rules = [r for r in run.of_type(FIREWALL) if str(vm.HEALTH_AGENT_PORT) in str(r.inputs["allows"])]
+    rules = [r for r in run.of_type(FIREWALL) if str(HEALTH_AGENT_PORT) in str(r.inputs["allows"])]
     assert len(rules) == 1
     assert sorted(rules[0].inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
     assert set(rules[0].inputs["targetTags"]) <= set(run.one(TEMPLATE).inputs["tags"])
@@ -511,7 +512,7 @@ def test_googles_ranges_reach_only_the_serving_and_health_agent_ports(runs, key)
     for rule in rules:
         assert sorted(rule["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
     assert sorted(port for rule in rules for allow in rule["allows"] for port in allow["ports"]) == sorted(
-        [str(launch.PORT), str(vm.HEALTH_AGENT_PORT)]
+        [str(launch.PORT), str(HEALTH_AGENT_PORT)]
     )
 
 

@@ -17,7 +17,7 @@ from components.gcp.machine import (
     SECRET_VERSIONS_METADATA_KEY,
     roll_timings,
 )
-from components.gcp.network import GOOGLE_LB_RANGES, SUBNET_CIDR
+from components.gcp.network import GOOGLE_LB_RANGES, HEALTH_AGENT_PORT, SUBNET_CIDR
 from components.gcp.ray_replica import head_address
 from components.spec import build_spec
 from tests.harness import Resource, Run, run_program
@@ -193,7 +193,7 @@ def test_heads_and_workers_autoheal_on_the_health_agent_within_gcps_delay_cap(ru
             policy = mig.inputs["autoHealingPolicies"]
             assert policy["initialDelaySec"] == roll_timings(launch_of(spec)).initial_delay_seconds
             assert AGENT_START_SECONDS <= policy["initialDelaySec"] <= MAX_INITIAL_DELAY_SECONDS
-            assert checks[policy["healthCheck"]].inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT
+            assert checks[policy["healthCheck"]].inputs["httpHealthCheck"]["port"] == HEALTH_AGENT_PORT
 
 
 def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
@@ -209,7 +209,7 @@ def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
 
 def test_the_health_agent_port_is_open_to_googles_checkers_on_every_node(run):
     rule = next(
-        r for r in run.of_type("gcp:compute/firewall:Firewall") if str(vm.HEALTH_AGENT_PORT) in str(r.inputs)
+        r for r in run.of_type("gcp:compute/firewall:Firewall") if str(HEALTH_AGENT_PORT) in str(r.inputs)
     )
     for group in run.of_type(RAY_REPLICA):
         for mig in head_and_workers(run, group):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import launch, vm
+from components import launch
 from components.gcp.apis import REQUIRED_APIS
 from components.gcp.machine import (
     IMAGE_METADATA_KEY,
@@ -14,7 +14,7 @@ from components.gcp.machine import (
     SECRET_VERSIONS_METADATA_KEY,
     roll_timings,
 )
-from components.gcp.network import GOOGLE_LB_RANGES
+from components.gcp.network import GOOGLE_LB_RANGES, HEALTH_AGENT_PORT
 from components.spec import build_spec
 from tests.harness import Run, run_program
 
@@ -72,7 +72,7 @@ def test_every_group_autoheals_on_the_agent_within_gcps_delay_cap(runs, key):
     for group in groups(runs[key]):
         policy = group.inputs["autoHealingPolicies"]
         assert 0 < policy["initialDelaySec"] <= MAX_INITIAL_DELAY_SECONDS
-        assert checks[policy["healthCheck"]].inputs["httpHealthCheck"]["port"] == vm.HEALTH_AGENT_PORT
+        assert checks[policy["healthCheck"]].inputs["httpHealthCheck"]["port"] == HEALTH_AGENT_PORT
 
 
 @pytest.mark.parametrize("key", VARIANTS)
@@ -108,7 +108,7 @@ def test_the_agent_port_is_open_to_googles_checkers_only(runs, key):
     (rule,) = [
         r
         for r in runs[key].of_type("gcp:compute/firewall:Firewall")
-        if str(vm.HEALTH_AGENT_PORT) in str(r.inputs)
+        if str(HEALTH_AGENT_PORT) in str(r.inputs)
     ]
     assert sorted(rule.inputs["sourceRanges"]) == sorted(GOOGLE_LB_RANGES)
     for template in runs[key].of_type(TEMPLATE):

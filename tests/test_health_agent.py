@@ -253,7 +253,7 @@ def verdict_at(port: int) -> tuple[int, dict] | None:
 def serve_agent(start_agent, vllm: FakeVllm, budget: float) -> int:
     port = free_port()
     start_agent(
-        "--cloud", "gcp", "--role", "serve", "--budget", str(budget), "--port", str(port),
+        "--report", "http", "--role", "serve", "--budget", str(budget), "--port", str(port),
         "--health-url", vllm.url,
     )  # fmt: skip
     return port
@@ -301,7 +301,7 @@ def test_gcp_a_ray_worker_is_healthy_while_connected_to_its_head(host, start_age
     with socket.create_server(("127.0.0.1", 0)) as head:
         port = free_port()
         start_agent(
-            "--cloud", "gcp", "--role", "ray-worker", "--budget", "600", "--port", str(port),
+            "--report", "http", "--role", "ray-worker", "--budget", "600", "--port", str(port),
             "--ray-head", "127.0.0.1", "--ray-port", str(head.getsockname()[1]),
         )  # fmt: skip
         wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "a worker outside the group, over budget")
@@ -317,7 +317,7 @@ def test_aws_an_unhealthy_replica_marks_itself_unhealthy_in_its_group_once(host,
     vllm, imds = FakeVllm(), FakeImds()
     container_started(host, seconds_ago=700)
     agent = start_agent(
-        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
         "--health-url", vllm.url, "--imds-url", imds.url,
     )  # fmt: skip
     calls = Path(host["TMP"]) / "aws-calls"
@@ -335,7 +335,7 @@ def test_aws_a_healthy_replica_never_reports(host, start_agent):
     vllm.status = 200
     container_started(host, seconds_ago=700)
     agent = start_agent(
-        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
         "--health-url", vllm.url, "--imds-url", imds.url,
     )  # fmt: skip
     assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
@@ -349,8 +349,8 @@ def test_the_agent_refuses_a_worker_without_its_head():
         [
             sys.executable,
             str(AGENT),
-            "--cloud",
-            "gcp",
+            "--report",
+            "http",
             "--role",
             "ray-worker",
             "--budget",
@@ -406,7 +406,7 @@ def hold_agent(start_agent, host, vllm: FakeVllm, hold: float, uptime: float) ->
     uptime_file.write_text(f"{uptime} 1.0\n")
     port = free_port()
     start_agent(
-        "--cloud", "gcp", "--role", "serve", "--budget", "6000", "--port", str(port),
+        "--report", "http", "--role", "serve", "--budget", "6000", "--port", str(port),
         "--health-url", vllm.url, "--hold-until-uptime", str(hold), "--uptime-file", str(uptime_file),
     )  # fmt: skip
     wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
@@ -442,7 +442,7 @@ def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, s
     fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {host["TMP"]}/aws-calls\nexit 1\n')
     container_started(host, seconds_ago=700)
     start_agent(
-        "--cloud", "aws", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
         "--health-url", vllm.url, "--imds-url", imds.url,
     )  # fmt: skip
     calls = Path(host["TMP"]) / "aws-calls"
@@ -455,7 +455,7 @@ def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, s
 def test_aws_vms_run_the_agent_to_report_to_their_group_not_to_serve_a_port(role):
     text = rendered("aws-h200-multinode" if role != "serve" else "aws-h100", role)
     (line,) = [line for line in text.splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")]
-    assert "--cloud aws" in line and f"--role {role}" in line and "--region us-east-1" in line
+    assert "--report autoscaling-group" in line and f"--role {role}" in line and "--region us-east-1" in line
     assert "--port" not in line and "--hold-until-uptime" not in line
     assert ("--ray-head 10.0.0.2" in line) == (role == "ray-worker")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from components import scripts
-from components.launch import launch_spec
-from components.spec import build_spec
+from components.launch import LaunchSpec, launch_spec
+from components.spec import ServiceSpec, build_spec
 from components.vm import bootstrap_script
 from policy import validators as policy_validators
 
@@ -23,15 +23,28 @@ def shellcheck(text: str) -> subprocess.CompletedProcess:
     return subprocess.run([binary, "-s", "bash", "-"], input=text, capture_output=True, text=True)
 
 
+def health_report(spec: ServiceSpec, launch: LaunchSpec) -> list[str]:
+    """How the stack's own platform learns the health agent's verdict."""
+    if spec.cloud == "gcp":
+        from components.gcp.machine import health_report as gcp_report
+
+        return gcp_report(launch)
+    from components.aws.machines import health_report as aws_report
+
+    return aws_report(spec)
+
+
 def rendered(stack: str, role: str = "serve", hf: bool = True, **config) -> str:
     spec = build_spec(stack, config)
+    launch = launch_spec(spec, has_hf_token=hf)
     return bootstrap_script(
         spec,
-        launch_spec(spec, has_hf_token=hf),
+        launch,
         api_key_secret=f"{spec.name}-api-key",
         hf_token_secret=f"{spec.name}-hf-token" if hf else None,
         role=role,
         ray_env={"RAY_HEAD_ADDRESS": "10.0.0.2", "RAY_EXPECTED_NODES": "2"} if role != "serve" else None,
+        health_report=health_report(spec, launch),
     )
 
 
@@ -157,12 +170,14 @@ def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):
 
 def test_a_gcp_vm_pulls_the_image_through_the_mirror_its_metadata_names(sandbox):
     spec = build_spec("gcp-h100", {})
+    launch = launch_spec(spec, has_hf_token=True)
     text = bootstrap_script(
         spec,
-        launch_spec(spec, has_hf_token=True),
+        launch,
         api_key_secret="k",
         hf_token_secret=None,
         image_metadata_key="vllm-image",
+        health_report=health_report(spec, launch),
     )
     result = run_script(text, sandbox, "run")
     assert result.returncode == 0, result.stderr

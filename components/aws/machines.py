@@ -67,6 +67,12 @@ def machine_image(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> MachineImage
     return MachineImage(image_id=image_id, root_device_name=image.root_device_name)
 
 
+def health_report(spec: ServiceSpec) -> list[str]:
+    """The health agent marks its own instance Unhealthy in its Auto Scaling group (the group uses EC2
+    health, so nothing else replaces a machine); the instance role may do that for this stack's groups."""
+    return ["--report", "autoscaling-group", *(["--region", spec.region] if spec.region else [])]
+
+
 def user_data(script: str) -> str:
     """Base64 user data: the script itself when it fits EC2's 16 KB, else gzip'd (byte-stable: no mtime)."""
     raw = script.encode()

@@ -188,6 +188,7 @@ class RayReplica(pulumi.ComponentResource):
                     hf_token_secret=identity.hf_token_secret,
                     role=role,
                     ray_env=vm.ray_env(spec, head),
+                    health_report=machines.health_report(spec),
                 )
             )
 

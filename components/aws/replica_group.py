@@ -52,7 +52,11 @@ class ReplicaGroup(pulumi.ComponentResource):
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
         child = pulumi.ResourceOptions(parent=self)
         script = vm.bootstrap_script(
-            spec, launch, api_key_secret=identity.api_key_secret, hf_token_secret=identity.hf_token_secret
+            spec,
+            launch,
+            api_key_secret=identity.api_key_secret,
+            hf_token_secret=identity.hf_token_secret,
+            health_report=machines.health_report(spec),
         )
         self.launch_template = machines.launch_template(
             f"{name}-serve",

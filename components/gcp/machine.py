@@ -16,7 +16,7 @@ import pulumi_gcp.compute as compute
 from components import vm
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity
-from components.gcp.network import Network
+from components.gcp.network import HEALTH_AGENT_PORT, Network
 from components.gcp.registry import ImageMirror
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec, SpecError
@@ -106,6 +106,12 @@ def scheduling(spec: ServiceSpec) -> dict:
     return {"on_host_maintenance": "TERMINATE", "automatic_restart": True, "provisioning_model": "STANDARD"}
 
 
+def health_report(launch: LaunchSpec) -> list[str]:
+    """The agent serves its verdict for the managed group's autohealing check (``autohealing_check``)."""
+    hold = roll_timings(launch).hold_until_uptime
+    return ["--report", "http", "--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold)]
+
+
 def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions) -> compute.HealthCheck:
     """The managed groups' autohealing check: the host's health agent, never vLLM itself.
 
@@ -121,7 +127,7 @@ def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOption
         timeout_sec=probes.timeout_seconds,
         healthy_threshold=probes.healthy_threshold,
         unhealthy_threshold=probes.unhealthy_threshold,
-        http_health_check={"port": vm.HEALTH_AGENT_PORT, "request_path": AUTOHEAL_PATH},
+        http_health_check={"port": HEALTH_AGENT_PORT, "request_path": AUTOHEAL_PATH},
         opts=opts,
     )
 
@@ -226,7 +232,7 @@ def instance_template(
         hf_token_secret=identity.hf_token_secret,
         role=vm_role.role,
         ray_env=vm_role.ray_env,
-        health_hold_seconds=roll_timings(launch).hold_until_uptime,
+        health_report=health_report(launch),
         image_metadata_key=IMAGE_METADATA_KEY if mirror is not None else "",
     )
     image_metadata = {IMAGE_METADATA_KEY: mirror.image} if mirror is not None else {}

@@ -8,8 +8,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from components import launch, vm
+from components import launch
 from components.spec import ServiceSpec
+
+#: Where the health agent (scripts/health_agent.py) serves its verdict: apart from vLLM's 8000, Ray's
+#: 6379 and Ray's worker port range (10002-19999), and open only to Google's health checkers.
+HEALTH_AGENT_PORT = 8090
 
 #: The subnet every VM of the stack lives in. The VPC is dedicated to the stack, so any private range works;
 #: a /16 holds the largest spec (1000 replicas is the spec's bound, 64 nodes per replica).
@@ -101,8 +105,8 @@ class Network(pulumi.ComponentResource):
             f"{name}-allow-health-checks",
             network=self.network.id,
             direction="INGRESS",
-            description=f"Health agent port {vm.HEALTH_AGENT_PORT} from Google health checkers only",
-            allows=[{"protocol": "tcp", "ports": [str(vm.HEALTH_AGENT_PORT)]}],
+            description=f"Health agent port {HEALTH_AGENT_PORT} from Google health checkers only",
+            allows=[{"protocol": "tcp", "ports": [str(HEALTH_AGENT_PORT)]}],
             source_ranges=list(GOOGLE_LB_RANGES),
             target_tags=[self.health_tag],
             opts=child,

@@ -233,7 +233,9 @@ class Agent:
         self.judge = Judge(
             options.role, options.budget, options.max_failed_starts, time.time(), options.failed_looks
         )
-        self.reporter = AwsReporter(options.imds_url, options.region) if options.cloud == "aws" else None
+        self.reporter = (
+            AwsReporter(options.imds_url, options.region) if options.report == "autoscaling-group" else None
+        )
         self.lock = threading.Lock()
         self.verdict = Verdict(True, "not looked yet")
         self.logged: Verdict | None = None
@@ -315,7 +317,13 @@ def serve(agent: Agent, port: int) -> http.server.ThreadingHTTPServer:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Health agent of a vLLM VM")
-    parser.add_argument("--cloud", choices=("gcp", "aws"), required=True)
+    parser.add_argument(
+        "--report",
+        choices=("http", "autoscaling-group"),
+        required=True,
+        help="http: serve the verdict on --port for a health check that reads it (GCP autohealing); "
+        "autoscaling-group: mark this instance Unhealthy in its Auto Scaling group (AWS)",
+    )
     parser.add_argument("--role", choices=ROLES, required=True)
     parser.add_argument("--budget", type=float, required=True, help="seconds a start may take to be ready")
     parser.add_argument("--max-failed-starts", type=int, default=3)
@@ -325,7 +333,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=2,
         help="consecutive failed looks at a ready vLLM before unhealthy",
     )
-    parser.add_argument("--port", type=int, default=0, help="serve the verdict over HTTP here (gcp)")
+    parser.add_argument("--port", type=int, default=0, help="with --report http: serve the verdict here")
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--container", default="vllm")
     parser.add_argument("--unit", default="vllm.service")
@@ -333,23 +341,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--probe-timeout", type=float, default=5.0)
     parser.add_argument("--ray-head", default="")
     parser.add_argument("--ray-port", type=int, default=6379)
-    parser.add_argument("--region", default="", help="aws: the Auto Scaling group's region (else from IMDS)")
+    parser.add_argument("--region", default="", help="autoscaling-group: the group's region (else from IMDS)")
     parser.add_argument("--imds-url", default="http://169.254.169.254")
-    parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="gcp: see the module docstring")
+    parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="http: see the module docstring")
     parser.add_argument("--uptime-file", default="/proc/uptime")
     parser.add_argument("--hold-marker", default="/var/lib/vllm/health-hold-done")
     options = parser.parse_args(argv)
     if options.role == "ray-worker" and not options.ray_head:
         parser.error("--ray-head is required for a ray-worker")
-    if options.cloud == "gcp" and not options.port:
-        parser.error("--port is required on gcp: the autohealing health check reads the verdict there")
+    if options.report == "http" and not options.port:
+        parser.error("--port is required with --report http: the health check reads the verdict there")
     return options
 
 
 def main(argv: list[str]) -> None:
     options = parse(argv)
     agent = Agent(options)
-    log(f"judging a {options.role} on {options.cloud} with a {options.budget:.0f} s load budget")
+    log(f"judging a {options.role} (report: {options.report}) with a {options.budget:.0f} s load budget")
     agent.look()  # the first verdict is a real one
     if options.port:
         serve(agent, options.port)
