@@ -213,9 +213,11 @@ run_head() {
 
 run_worker() {
   local status
-  trap stop_ray EXIT
   resolve_network worker
   export_node_env
+  # Only now: a worker that never got this far started no Ray, and a `ray stop` at its exit would stop
+  # every Ray process it can see (outside a container, all of the machine's).
+  trap stop_ray EXIT
   # A head replaced within seconds answers at the same address with a new cluster, and a raylet of the old
   # one stays connected, not a member, until its liveness self-check (every 60 s by default) sees the new
   # cluster ID and exits. Checking every 5 s lets the worker rejoin in seconds.
