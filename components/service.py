@@ -69,3 +69,4 @@ class Deployment:
     load_balancer: pulumi.ComponentResource
     replicas: list[pulumi.ComponentResource]  # one VllmReplica, or one RayGroup per replica when nodes > 1
     network: pulumi.ComponentResource | None = None
+    autoscaler: pulumi.ComponentResource | None = None  # with vllm:maxReplicas: the platform's autoscaler

@@ -51,6 +51,7 @@ class Resource:
     custom: bool
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    ignore_changes: tuple[str, ...] = ()  # the resource option, as the engine receives it
 
     def text(self) -> str:
         """Every input as JSON, with base64 (and gzip) values decoded alongside, for secret scans."""
@@ -136,6 +137,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     custom=request.custom,
                     inputs=_plain(rpc.deserialize_properties(request.object, keep_unknowns=True)),
                     outputs=_plain(rpc.deserialize_properties(response.object)) if request.custom else {},
+                    ignore_changes=tuple(request.ignoreChanges),
                 )
             )
         return response

@@ -1,0 +1,198 @@
+"""Autoscaling on load (issue 15): SkyServe's replica_policy, refused where a platform cannot honour it, and
+each platform's own autoscaler under the real program."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import autoscaling
+from components.spec import SpecError, build_spec
+from tests.harness import Run, run_program
+
+POLICY = {"vllm:maxReplicas": "4", "vllm:targetQpsPerReplica": "2.5"}
+
+REGIONAL_AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
+REGIONAL_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+GCP_BACKEND = "gcp:compute/backendService:BackendService"
+
+
+def refusal(stack: str, config: dict[str, str]) -> SpecError:
+    with pytest.raises(SpecError) as raised:
+        build_spec(stack, config)
+    return raised.value
+
+
+# --- the spec -------------------------------------------------------------------------------------------
+
+
+def test_max_replicas_turns_autoscaling_on_with_skyserve_defaults() -> None:
+    spec = build_spec("gcp-h100", POLICY)
+    assert spec.autoscaling == autoscaling.Autoscaling(
+        min_replicas=1, max_replicas=4, target_qps_per_replica=2.5
+    )
+    assert (spec.autoscaling.upscale_delay_seconds, spec.autoscaling.downscale_delay_seconds) == (300, 1200)
+
+
+def test_without_max_replicas_the_count_is_fixed() -> None:
+    spec = build_spec("gcp-h100", {})
+    assert (spec.autoscaling, spec.replicas, spec.max_replicas) == (None, 2, 2)
+
+
+def test_a_stack_max_replicas_replaces_the_presets_fixed_count() -> None:
+    spec = build_spec("gcp-h100", {**POLICY, "vllm:minReplicas": "2"})  # the preset sets replicas: 2
+    assert (spec.replicas, spec.max_replicas) == (2, 4)
+
+
+def test_a_stack_replicas_replaces_a_presets_policy(monkeypatch) -> None:
+    from components import spec as spec_module
+
+    preset = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B", **POLICY}
+    monkeypatch.setattr(spec_module, "available_presets", lambda: ["scaled"])
+    monkeypatch.setattr(spec_module, "read_preset", lambda name: dict(preset))
+    spec = build_spec("scaled", {"vllm:replicas": "3"})
+    assert (spec.autoscaling, spec.replicas) == (None, 3)
+
+
+def test_the_public_view_shows_the_bounds_and_the_policy() -> None:
+    view = build_spec("gcp-h100", POLICY).public_view()
+    assert view["replicas"] == {"min": 1, "max": 4}
+    assert view["autoscaling"]["targetQpsPerReplica"] == 2.5
+
+
+def test_cost_is_a_range_from_the_least_to_the_most_replicas() -> None:
+    spec = build_spec("gcp-h100", {**POLICY, "vllm:minReplicas": "2"})
+    fixed = build_spec("gcp-h100", {"vllm:replicas": "1"}).cost_per_hour()
+    cost = autoscaling.cost_output(spec)
+    assert cost == {"min": pytest.approx(2 * fixed, abs=0.02), "max": pytest.approx(4 * fixed, abs=0.02)}
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "says"),
+    [
+        ({"vllm:replicas": "2", **POLICY}, "vllm:replicas", "unset with vllm:maxReplicas"),
+        ({"vllm:maxReplicas": "4"}, "vllm:targetQpsPerReplica", "a number > 0"),
+        ({**POLICY, "vllm:targetQpsPerReplica": "0"}, "vllm:targetQpsPerReplica", "a number > 0"),
+        ({**POLICY, "vllm:targetQpsPerReplica": "-1"}, "vllm:targetQpsPerReplica", "a number > 0"),
+        ({**POLICY, "vllm:minReplicas": "5"}, "vllm:maxReplicas", ">= vllm:minReplicas (5)"),
+        ({**POLICY, "vllm:maxReplicas": "0"}, "vllm:maxReplicas", "an integer >= 1"),
+        ({**POLICY, "vllm:maxReplicas": "1001"}, "vllm:maxReplicas", "<= 1000"),
+        ({**POLICY, "vllm:minReplicas": "-1"}, "vllm:minReplicas", "an integer >= 0"),
+        ({**POLICY, "vllm:downscaleDelaySeconds": "3601"}, "vllm:downscaleDelaySeconds", "<= 3600"),
+        ({"vllm:targetQpsPerReplica": "2"}, "vllm:targetQpsPerReplica", "set with vllm:maxReplicas"),
+        ({"vllm:minReplicas": "2"}, "vllm:minReplicas", "set with vllm:maxReplicas"),
+    ],
+)
+def test_bad_policies_are_refused_naming_the_key(config: dict, key: str, says: str) -> None:
+    error = refusal("gcp-h100", {"vllm:replicas": "unset", **config})
+    assert error.key == key and says in error.valid
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100-multinode", "aws-h200-multinode"])
+def test_multi_node_replicas_on_vms_are_refused_pointing_to_kubernetes(stack: str) -> None:
+    error = refusal(stack, {"vllm:replicas": "unset", **POLICY})
+    assert error.key == "vllm:maxReplicas"
+    assert "cannot add or remove as one unit" in error.valid and "Kubernetes" in error.valid
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_scale_to_zero_on_vms_is_refused_pointing_to_kubernetes(stack: str) -> None:
+    error = refusal(stack, {**POLICY, "vllm:minReplicas": "0"})
+    assert (error.key, error.value) == ("vllm:minReplicas", 0)
+    assert error.valid.startswith(">= 1 on") and "Kubernetes" in error.valid
+
+
+@pytest.mark.parametrize(
+    ("stack", "key"),
+    [
+        ("gcp-h100", "vllm:upscaleDelaySeconds"),
+        ("aws-h100", "vllm:upscaleDelaySeconds"),
+        ("aws-h100", "vllm:downscaleDelaySeconds"),
+    ],
+)
+def test_a_delay_the_platform_cannot_set_is_refused(stack: str, key: str) -> None:
+    error = refusal(stack, {**POLICY, key: "300"})
+    assert error.key == key and error.valid.startswith("unset on") and "README Autoscaling" in error.valid
+
+
+# --- outputs --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gcp() -> Run:
+    return run_program("gcp-h100", config={**POLICY, "vllm:minReplicas": "2"})
+
+
+def test_the_replicas_output_is_the_fixed_count_without_autoscaling() -> None:
+    run = run_program(
+        "l4-fixed", config={"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
+    )
+    assert run.outputs["replicas"] == 1
+    assert isinstance(run.outputs["costPerHour"], float)
+
+
+def test_the_outputs_show_the_bounds_and_the_cost_range(gcp: Run) -> None:
+    assert gcp.outputs["replicas"] == {"min": 2, "max": 4}
+    assert set(gcp.outputs["costPerHour"]) == {"min", "max"}
+    assert gcp.outputs["costPerHour"]["max"] == pytest.approx(2 * gcp.outputs["costPerHour"]["min"], abs=0.02)
+
+
+# --- GCP ------------------------------------------------------------------------------------------------
+
+
+def test_gcp_autoscales_the_replicas_group_between_the_bounds(gcp: Run) -> None:
+    scaler = gcp.one(REGIONAL_AUTOSCALER)
+    policy = scaler.inputs["autoscalingPolicy"]
+    assert (policy["minReplicas"], policy["maxReplicas"], policy["mode"]) == (2, 4, "ON")
+    assert scaler.inputs["target"] == f"{gcp.one(REGIONAL_MIG).name}-id"  # the mock's id of the group
+    assert scaler.inputs["region"] == "us-central1"
+
+
+def test_gcp_scales_on_request_rate_per_vm_at_the_target(gcp: Run) -> None:
+    (backend,) = gcp.one(GCP_BACKEND).inputs["backends"]
+    assert (backend["balancingMode"], backend["maxRatePerInstance"]) == ("RATE", 2.5)
+    policy = gcp.one(REGIONAL_AUTOSCALER).inputs["autoscalingPolicy"]
+    assert policy["loadBalancingUtilization"] == {"target": 1.0}
+
+
+def test_gcp_waits_out_the_load_budget_before_reading_a_new_vm(gcp: Run) -> None:
+    from components.gcp.autoscaler import MAX_INITIALIZATION_SECONDS
+    from components.launch import probe_timings
+
+    budget = probe_timings(build_spec("gcp-h100", {})).startup_seconds
+    policy = gcp.one(REGIONAL_AUTOSCALER).inputs["autoscalingPolicy"]
+    assert policy["cooldownPeriod"] == min(budget, MAX_INITIALIZATION_SECONDS)
+
+
+def test_gcp_initialization_never_exceeds_its_cap() -> None:
+    import dataclasses
+
+    from components.gcp.autoscaler import MAX_INITIALIZATION_SECONDS, initialization_seconds
+    from components.launch import ProbeTimings, launch_spec
+
+    launch = launch_spec(build_spec("gcp-h100", {}), has_hf_token=False)
+    slow = dataclasses.replace(launch, probes=ProbeTimings(startup_seconds=5000))
+    assert initialization_seconds(slow) == MAX_INITIALIZATION_SECONDS == 3600
+
+
+def test_gcp_scales_in_only_after_the_downscale_delay(gcp: Run) -> None:
+    control = gcp.one(REGIONAL_AUTOSCALER).inputs["autoscalingPolicy"]["scaleInControl"]
+    assert control == {"maxScaledInReplicas": {"percent": 0}, "timeWindowSec": 1200}
+
+
+def test_gcp_group_size_is_the_autoscalers_after_create(gcp: Run) -> None:
+    mig = gcp.one(REGIONAL_MIG)
+    assert mig.inputs["targetSize"] == 2  # the first up starts the minimum
+    assert "targetSize" in mig.ignore_changes
+
+
+def test_gcp_without_autoscaling_owns_its_size_and_balances_on_utilization() -> None:
+    run = run_program("gcp-h100")
+    assert not run.of_type(REGIONAL_AUTOSCALER)
+    assert run.one(REGIONAL_MIG).ignore_changes == ()
+    assert {b["balancingMode"] for b in run.one(GCP_BACKEND).inputs["backends"]} == {"UTILIZATION"}
+
+
+def test_gcp_autoscaler_is_a_child_of_its_component(gcp: Run) -> None:
+    scaler = gcp.one(REGIONAL_AUTOSCALER)
+    parent = gcp.by_urn(scaler.parent)
+    assert parent.type == "vllm:gcp:Autoscaler"
