@@ -196,3 +196,66 @@ def test_gcp_autoscaler_is_a_child_of_its_component(gcp: Run) -> None:
     scaler = gcp.one(REGIONAL_AUTOSCALER)
     parent = gcp.by_urn(scaler.parent)
     assert parent.type == "vllm:gcp:Autoscaler"
+
+
+# --- AWS ------------------------------------------------------------------------------------------------
+
+AWS_GROUP = "aws:autoscaling/group:Group"
+AWS_POLICY = "aws:autoscaling/policy:Policy"
+
+
+@pytest.fixture(scope="module")
+def aws() -> Run:
+    return run_program("aws-h100", config={"vllm:replicas": "unset", **POLICY, "vllm:minReplicas": "2"})
+
+
+def test_aws_group_runs_between_the_bounds_with_room_for_the_rollout_surge(aws: Run) -> None:
+    group = aws.one(AWS_GROUP)
+    assert (group.inputs["minSize"], group.inputs["desiredCapacity"], group.inputs["maxSize"]) == (2, 2, 5)
+    refresh = group.inputs["instanceRefresh"]["preferences"]
+    assert (refresh["minHealthyPercentage"], refresh["maxHealthyPercentage"]) == (100, 125)  # 1 of 4
+
+
+def test_aws_desired_capacity_is_the_policys_after_create(aws: Run) -> None:
+    assert "desiredCapacity" in aws.one(AWS_GROUP).ignore_changes
+
+
+def test_aws_tracks_requests_per_target_per_minute_at_the_target(aws: Run) -> None:
+    policy = aws.one(AWS_POLICY)
+    tracking = policy.inputs["targetTrackingConfiguration"]
+    assert policy.inputs["policyType"] == "TargetTrackingScaling"
+    assert tracking["targetValue"] == 150.0  # 2.5 requests/s x 60
+    metric = tracking["predefinedMetricSpecification"]
+    assert metric["predefinedMetricType"] == "ALBRequestCountPerTarget"
+    alb = aws.one("aws:lb/loadBalancer:LoadBalancer")
+    target_group = aws.one("aws:lb/targetGroup:TargetGroup")
+    assert metric["resourceLabel"] == (
+        f"app/{alb.inputs['name']}/50dc6c495c0c9188/targetgroup/{target_group.inputs['name']}/73e2d6bc24d8a067"
+    )
+    assert policy.inputs["autoscalingGroupName"] == aws.one(AWS_GROUP).name
+
+
+def test_aws_warms_new_machines_up_for_the_load_budget(aws: Run) -> None:
+    group = aws.one(AWS_GROUP)
+    budget = group.inputs["healthCheckGracePeriod"]  # the launch spec's load budget
+    assert group.inputs["defaultInstanceWarmup"] == budget
+    assert aws.one(AWS_POLICY).inputs["estimatedInstanceWarmup"] == budget
+
+
+def test_aws_vcpu_quota_counts_the_upper_bound_and_its_surge() -> None:
+    from components.aws import machines
+
+    spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY})
+    assert machines.vcpu_quota(spec)[1] == 5 * spec.offering.vcpus
+
+
+def test_aws_without_autoscaling_owns_its_capacity() -> None:
+    run = run_program("aws-h100")
+    group = run.one(AWS_GROUP)
+    assert not run.of_type(AWS_POLICY)
+    assert group.ignore_changes == () and "defaultInstanceWarmup" not in group.inputs
+    assert (group.inputs["minSize"], group.inputs["desiredCapacity"]) == (2, 2)
+
+
+def test_aws_policy_is_a_child_of_its_component(aws: Run) -> None:
+    assert aws.by_urn(aws.one(AWS_POLICY).parent).type == "vllm:aws:Autoscaler"

@@ -164,6 +164,13 @@ BACKEND = Backend(
                 "maxSize",
                 "healthCheckType",
                 "healthCheckGracePeriod",
+                "defaultInstanceWarmup",
+            ),
+            "aws:autoscaling/policy:Policy": (
+                "policyType",
+                "estimatedInstanceWarmup",
+                "targetTrackingConfiguration.predefinedMetricSpecification.predefinedMetricType",
+                "targetTrackingConfiguration.targetValue",
             ),
             "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
             "aws:lb/targetGroup:TargetGroup": (
