@@ -259,3 +259,113 @@ def test_aws_without_autoscaling_owns_its_capacity() -> None:
 
 def test_aws_policy_is_a_child_of_its_component(aws: Run) -> None:
     assert aws.by_urn(aws.one(AWS_POLICY).parent).type == "vllm:aws:Autoscaler"
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------------
+
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+PROMETHEUS = "http://prometheus.monitoring:9090"
+K8S_POLICY = {"vllm:replicas": "unset", **POLICY, "vllm:prometheusUrl": PROMETHEUS}
+
+
+def scaled_object(run: Run) -> dict:
+    return run.one(SCALED_OBJECT).inputs
+
+
+@pytest.fixture(scope="module")
+def k8s() -> Run:
+    return run_program("k8s-l4", config={**K8S_POLICY, "vllm:upscaleDelaySeconds": "120"})
+
+
+def test_kubernetes_scales_the_deployment_with_keda_between_the_bounds(k8s: Run) -> None:
+    scaled = scaled_object(k8s)
+    assert (scaled["apiVersion"], scaled["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
+    deployment = k8s.one(DEPLOYMENT).inputs
+    assert scaled["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert scaled["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 4)
+
+
+def test_kubernetes_scales_on_vllms_request_rate_per_replica(k8s: Run) -> None:
+    (trigger,) = scaled_object(k8s)["spec"]["triggers"]
+    assert (trigger["type"], trigger["metricType"]) == ("prometheus", "AverageValue")
+    metadata = trigger["metadata"]
+    assert metadata["serverAddress"] == PROMETHEUS
+    assert metadata["threshold"] == "2.5"
+    assert metadata["query"] == (
+        'sum(rate(vllm:request_success_total{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}[1m]))'
+    )
+
+
+def test_kubernetes_delays_are_the_hpas_stabilization_windows(k8s: Run) -> None:
+    behavior = scaled_object(k8s)["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior == {
+        "scaleUp": {"stabilizationWindowSeconds": 120},
+        "scaleDown": {"stabilizationWindowSeconds": 1200},
+    }
+
+
+def test_kubernetes_deployment_leaves_its_count_to_the_autoscaler(k8s: Run) -> None:
+    assert "replicas" not in k8s.one(DEPLOYMENT).inputs["spec"]
+
+
+def test_kubernetes_without_autoscaling_declares_its_count_and_no_scaled_object() -> None:
+    run = run_program("k8s-l4")
+    assert run.one(DEPLOYMENT).inputs["spec"]["replicas"] == 1
+    assert not run.of_type(SCALED_OBJECT)
+
+
+def test_kubernetes_scales_a_leader_worker_set_by_whole_groups() -> None:
+    run = run_program("k8s-h100-multinode", config=K8S_POLICY)
+    lws = run.one(LWS).inputs
+    target = scaled_object(run)["spec"]["scaleTargetRef"]
+    assert target == {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "name": "vllm-k8s-h100-multinode",
+    }
+    assert target["name"] == lws["metadata"]["name"] and "replicas" not in lws["spec"]
+    # Ray's NetworkPolicies cover every group index the autoscaler may create (4 groups + 1 surge).
+    indices = {
+        r.inputs["spec"]["podSelector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/group-index"]
+        for r in run.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if "leaderworkerset.sigs.k8s.io/group-index" in r.inputs["spec"]["podSelector"]["matchLabels"]
+    }
+    assert indices >= {"0", "1", "2", "3"}
+
+
+def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() -> None:
+    front = 'sum(rate(nginx_ingress_controller_requests{exported_service="vllm-k8s-l4-api"}[1m]))'
+    run = run_program("k8s-l4", config={**K8S_POLICY, "vllm:minReplicas": "0", "vllm:activationQuery": front})
+    spec = scaled_object(run)["spec"]
+    assert (spec["minReplicaCount"], spec["cooldownPeriod"]) == (0, 1200)
+    queries = [trigger["metadata"]["query"] for trigger in spec["triggers"]]
+    assert queries[1] == front and "vllm:request_success_total" in queries[0]
+    assert {trigger["metadata"]["activationThreshold"] for trigger in spec["triggers"]} == {"0"}
+    assert run.outputs["replicas"] == {"min": 0, "max": 4}
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "says"),
+    [
+        ({**POLICY, "vllm:replicas": "unset"}, "vllm:prometheusUrl", "required with vllm:maxReplicas"),
+        ({**K8S_POLICY, "vllm:prometheusUrl": "prometheus:9090"}, "vllm:prometheusUrl", "an http(s) URL"),
+        ({**K8S_POLICY, "vllm:minReplicas": "0"}, "vllm:activationQuery", "required with vllm:minReplicas 0"),
+        ({**K8S_POLICY, "vllm:activationQuery": "sum(x)"}, "vllm:activationQuery", "with vllm:minReplicas 0"),
+        ({"vllm:prometheusUrl": PROMETHEUS}, "vllm:prometheusUrl", "set with vllm:maxReplicas"),
+        ({**K8S_POLICY, "vllm:upscaleDelaySeconds": "3601"}, "vllm:upscaleDelaySeconds", "<= 3600"),
+    ],
+)
+def test_kubernetes_refuses_what_keda_cannot_do(config: dict, key: str, says: str) -> None:
+    error = refusal("k8s-l4", config)
+    assert error.key == key and says in error.valid
+
+
+def test_kubernetes_scaled_object_is_a_child_of_its_component(k8s: Run) -> None:
+    assert k8s.by_urn(k8s.one(SCALED_OBJECT).parent).type == "vllm:kubernetes:Autoscaler"

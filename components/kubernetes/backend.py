@@ -230,6 +230,16 @@ BACKEND = Backend(
                 "spec.leaderWorkerTemplate.size",
                 "spec.leaderWorkerTemplate.restartPolicy",
             ),
+            "kubernetes:keda.sh/v1alpha1:ScaledObject": (
+                "spec.scaleTargetRef.kind",
+                "spec.minReplicaCount",
+                "spec.maxReplicaCount",
+                "spec.triggers.*.metadata.threshold",
+                "upscaleWindow = spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp"
+                ".stabilizationWindowSeconds",
+                "downscaleWindow = spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown"
+                ".stabilizationWindowSeconds",
+            ),
             "kubernetes:core/v1:Service": ("spec.type", "spec.ports", "spec.selector"),
             "kubernetes:policy/v1:PodDisruptionBudget": ("spec.minAvailable", "spec.maxUnavailable"),
             "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec.policyTypes",),
