@@ -369,3 +369,80 @@ def test_kubernetes_refuses_what_keda_cannot_do(config: dict, key: str, says: st
 
 def test_kubernetes_scaled_object_is_a_child_of_its_component(k8s: Run) -> None:
     assert k8s.by_urn(k8s.one(SCALED_OBJECT).parent).type == "vllm:kubernetes:Autoscaler"
+
+
+#: The parts of KEDA's ScaledObject schema the program uses, transcribed from its CRD
+#: (kedacore/keda config/crd/bases/keda.sh_scaledobjects.yaml, v1alpha1): int32 counts and windows, trigger
+#: metadata a map of strings, scaleTargetRef needing a name. Unknown fields are refused here, so a typo
+#: that the API server would prune silently fails this test.
+_INT = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+_WINDOW = {"type": "object", "properties": {"stabilizationWindowSeconds": {**_INT, "maximum": 3600}}}
+SCALED_OBJECT_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {k: {"type": "string"} for k in ("apiVersion", "kind", "name")},
+                },
+                **{
+                    k: _INT
+                    for k in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod")
+                },
+                "advanced": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "horizontalPodAutoscalerConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "behavior": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"scaleUp": _WINDOW, "scaleDown": _WINDOW},
+                                }
+                            },
+                        }
+                    },
+                },
+                "triggers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["metadata", "type"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"type": "string"},
+                            "name": {"type": "string"},
+                            "metricType": {"enum": ["Value", "AverageValue", "Utilization"]},
+                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("stack", "extra"),
+    [
+        ("k8s-l4", {}),
+        ("k8s-l4", {"vllm:minReplicas": "0", "vllm:activationQuery": "sum(rate(requests_total[1m]))"}),
+        ("k8s-h100-multinode", {}),
+    ],
+)
+def test_kubernetes_scaled_object_fits_kedas_schema(stack: str, extra: dict) -> None:
+    import jsonschema
+
+    run = run_program(stack, config={**K8S_POLICY, **extra})
+    jsonschema.validate(scaled_object(run), SCALED_OBJECT_SCHEMA)
