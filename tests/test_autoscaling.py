@@ -446,3 +446,21 @@ def test_kubernetes_scaled_object_fits_kedas_schema(stack: str, extra: dict) -> 
 
     run = run_program(stack, config={**K8S_POLICY, **extra})
     jsonschema.validate(scaled_object(run), SCALED_OBJECT_SCHEMA)
+
+
+# --- the plan -------------------------------------------------------------------------------------------
+
+
+def test_the_plan_shows_the_bounds_and_the_cost_range() -> None:
+    from tools import plan as plan_tool
+
+    data = plan_tool.plan("aws-h100", {"vllm:replicas": "unset", **POLICY})
+    assert data["cost"]["replicas"] == {"min": 1, "max": 4}
+    per_replica = data["cost"]["perReplicaHourly"]
+    assert data["cost"]["totalHourly"] == {"min": per_replica, "max": round(per_replica * 4, 2)}
+    assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]
+    text = plan_tool.render_text(data)
+    assert (
+        f"x 1 to 4 replica(s) (autoscaled) = ${per_replica:g}/h to ${round(per_replica * 4, 2):g}/h" in text
+    )
+    assert "aws:autoscaling/policy:Policy" in text
