@@ -91,7 +91,7 @@ def read_autoscaling(read: ConfigReader, platform: backend.Backend, nodes: int) 
             f"{PROJECT}:replicas",
             read.raw("replicas"),
             "unset with vllm:maxReplicas (the autoscaler owns the count between vllm:minReplicas and "
-            "vllm:maxReplicas): pulumi config set vllm:replicas unset",
+            "vllm:maxReplicas): pulumi config rm vllm:replicas",
         )
     minimum = read.integer("minReplicas", DEFAULT_MIN_REPLICAS, minimum=0, maximum=MAX_REPLICAS)
     if maximum < minimum:

@@ -221,7 +221,8 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
     if model is not None and str(model).strip() != str(merged.get(f"{PROJECT}:model", "")).strip():
         for key in MODEL_KEYS:
             merged.pop(f"{PROJECT}:{key}", None)
-    for key in replaced_scaling_keys({k for k, v in config.items() if _present(v) is not None}):
+    chosen = {k for k, v in config.items() if _present(v) is not None and str(v).strip() != UNSET}
+    for key in replaced_scaling_keys(chosen):
         merged.pop(key, None)
     for key, value in config.items():
         if isinstance(value, str) and value.strip() == UNSET:

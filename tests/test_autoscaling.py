@@ -53,6 +53,15 @@ def test_a_stack_replicas_replaces_a_presets_policy(monkeypatch) -> None:
     assert (spec.autoscaling, spec.replicas) == (None, 3)
 
 
+def test_a_stack_unsetting_replicas_keeps_a_presets_policy(monkeypatch) -> None:
+    from components import spec as spec_module
+
+    preset = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B", **POLICY}
+    monkeypatch.setattr(spec_module, "available_presets", lambda: ["scaled"])
+    monkeypatch.setattr(spec_module, "read_preset", lambda name: dict(preset))
+    assert build_spec("scaled", {"vllm:replicas": "unset"}).autoscaling is not None
+
+
 def test_the_public_view_shows_the_bounds_and_the_policy() -> None:
     view = build_spec("gcp-h100", POLICY).public_view()
     assert view["replicas"] == {"min": 1, "max": 4}
