@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.autoscaling import cost_output, replicas_output
 from components.service import VllmService, VllmServiceArgs
 from components.spec import load_secret, load_spec
 
@@ -13,5 +14,6 @@ service = VllmService(
 pulumi.export("endpoint", service.endpoint)
 pulumi.export("apiKey", service.api_key)
 pulumi.export("model", spec.served_model_name)
-pulumi.export("costPerHour", spec.cost_per_hour())
+pulumi.export("replicas", replicas_output(spec))
+pulumi.export("costPerHour", cost_output(spec))
 pulumi.export("spec", spec.public_view())

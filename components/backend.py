@@ -37,6 +37,10 @@ class Feature(enum.Enum):
 
     SPOT = "vllm:spot"  # spot / preemptible capacity chosen by the program
     CPU_REPLICAS = "vllm:gpu"  # replicas without GPUs (laptop clusters)
+    AUTOSCALING_MULTI_NODE = "vllm:maxReplicas"  # autoscaling replicas of several machines (Ray groups)
+    SCALE_TO_ZERO = "vllm:minReplicas"  # autoscaling down to no replica at all
+    UPSCALE_DELAY = "vllm:upscaleDelaySeconds"  # a configurable wait before scaling out
+    DOWNSCALE_DELAY = "vllm:downscaleDelaySeconds"  # a configurable wait before scaling in
 
 
 class Catalog(Protocol):

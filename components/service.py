@@ -72,3 +72,4 @@ class Deployment:
     #: ``RayReplicaGroup`` of them all (Kubernetes: a LeaderWorkerSet).
     replicas: list[pulumi.ComponentResource]
     network: pulumi.ComponentResource | None = None
+    autoscaler: pulumi.ComponentResource | None = None  # with vllm:maxReplicas: the platform's autoscaler

@@ -36,6 +36,8 @@ import pulumi
 import yaml
 
 from components import backend, catalog, model_facts, sdk_internals
+from components.autoscaling import KEYS as AUTOSCALING_KEYS
+from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
 from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags
 from components.model_facts import ModelFacts
 
@@ -77,6 +79,7 @@ COMMON_KEYS = (
     "modelSizeGb",
     "spot",
     "allowedCidrs",
+    *AUTOSCALING_KEYS,
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
@@ -131,6 +134,14 @@ class ServiceSpec:
     region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
     platform: Any = None  # the platform's own settings: its backend.py's settings(spec) reads them typed
     facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
+    #: SkyServe's replica_policy (components/autoscaling.py); None: a fixed ``replicas``, which is then the
+    #: count a first ``up`` starts with
+    autoscaling: Autoscaling | None = None
+
+    @property
+    def max_replicas(self) -> int:
+        """The most replicas the stack may run (surges aside): the autoscaler's bound, or the fixed count."""
+        return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
 
     @property
     def name(self) -> str:
@@ -159,7 +170,8 @@ class ServiceSpec:
             "machineType": self.offering.machine_type if self.offering else None,
             "model": self.model,
             "servedModelName": self.served_model_name,
-            "replicas": self.replicas,
+            "replicas": replicas_output(self),
+            "autoscaling": self.autoscaling.public_view() if self.autoscaling is not None else None,
             "nodes": self.nodes,
             "image": self.image,
             "maxModelLen": self.max_model_len,
@@ -205,6 +217,9 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
     if model is not None and str(model).strip() != str(merged.get(f"{PROJECT}:model", "")).strip():
         for key in MODEL_KEYS:
             merged.pop(f"{PROJECT}:{key}", None)
+    chosen = {k for k, v in config.items() if _present(v) is not None and str(v).strip() != UNSET}
+    for key in replaced_scaling_keys(chosen):
+        merged.pop(key, None)
     for key, value in config.items():
         if isinstance(value, str) and value.strip() == UNSET:
             merged[key] = None  # kept as a key, so an unknown one is still refused
@@ -573,6 +588,7 @@ def build_spec(
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
 
     placement = platform.read_placement(read, stack, offering)
+    autoscaling = read_autoscaling(read, platform, nodes)
 
     spec = ServiceSpec(
         stack=stack,
@@ -582,7 +598,11 @@ def build_spec(
         offering=offering,
         model=model,
         served_model_name=served,
-        replicas=read.integer("replicas", 1, minimum=1, maximum=1000),
+        replicas=(
+            autoscaling.initial_replicas
+            if autoscaling is not None
+            else read.integer("replicas", 1, minimum=1, maximum=1000)
+        ),
         nodes=nodes,
         image=image,
         max_model_len=read.integer("maxModelLen", None, minimum=1),
@@ -593,6 +613,7 @@ def build_spec(
         allowed_cidrs=allowed or OPEN_TO_ALL,
         region=placement.region,
         platform=placement.settings,
+        autoscaling=autoscaling,
     )
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyConfigSchema,
     PolicyPack,
     ReportViolation,
     ResourceValidationArgs,
@@ -33,7 +34,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from policy import validators
+from policy import gpu_budget, validators
 
 
 def plain(value: Any) -> Any:
@@ -81,6 +82,25 @@ def validate_autohealing(args: StackValidationArgs, report_violation: ReportViol
         report_violation(message, urn)
 
 
+def validate_gpu_budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """An autoscaled service's upper bound within the configured GPU budget (policy/gpu_budget.py)."""
+    resources = [
+        validators.StackResource(
+            type=resource.resource_type,
+            urn=resource.urn,
+            props=plain(resource.props),
+            property_dependencies={
+                prop: tuple(dependency.urn for dependency in dependencies)
+                for prop, dependencies in resource.property_dependencies.items()
+            },
+        )
+        for resource in args.resources
+    ]
+    budget = int(args.get_config().get(gpu_budget.CONFIG_KEY, gpu_budget.DEFAULT_MAX_GPUS))
+    for urn, message in gpu_budget.gpu_budget_violations(resources, budget):
+        report_violation(message, urn)
+
+
 PolicyPack(
     name="vllm-serving-standards",
     enforcement_level=EnforcementLevel.MANDATORY,
@@ -114,6 +134,21 @@ PolicyPack(
             "GCP managed instance groups with autoHealingPolicies (Ray workers included), AWS Auto Scaling "
             "groups (EC2 health plus the on-instance health agent); no standalone GPU instances.",
             validate=validate_autohealing,
+        ),
+        StackValidationPolicy(
+            name="autoscaled-gpu-budget",
+            description="An autoscaled service's upper bound (max replicas x GPUs per replica) stays within "
+            "the GPU budget set in the policy config (maxGpus, default 64).",
+            validate=validate_gpu_budget,
+            config_schema=PolicyConfigSchema(
+                properties={
+                    gpu_budget.CONFIG_KEY: {
+                        "type": "integer",
+                        "minimum": 1,
+                        "default": gpu_budget.DEFAULT_MAX_GPUS,
+                    }
+                }
+            ),
         ),
     ],
 )

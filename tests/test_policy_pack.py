@@ -36,6 +36,7 @@ POLICY_NAMES = [
     "aws-ec2-descriptions-aws-accepts",
     "aws-health-check-timeout-below-interval",
     "gpu-vms-autoheal",
+    "autoscaled-gpu-budget",
 ]
 
 #: Loads the pack as pulumi/policy/__main__.py does (runpy.run_path of the pack directory) with a PolicyPack
@@ -53,7 +54,7 @@ scanners = [scans for module in validators.platform_modules() for scans in modul
 kinds = sorted({kind for scans in scanners for kind in scans})
 for policy in pack["policies"]:
     if isinstance(policy, pulumi_policy.StackValidationPolicy):
-        policy.validate(types.SimpleNamespace(resources=[]), print)
+        policy.validate(types.SimpleNamespace(resources=[], get_config=dict), print)
     else:
         for kind in kinds:
             policy.validate(types.SimpleNamespace(resource_type=kind, props={}), print)

@@ -48,6 +48,7 @@ class Resource:
     custom: bool
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
+    ignore_changes: tuple[str, ...] = ()  # the resource option, as the engine receives it
 
     def text(self) -> str:
         """Every input as JSON, with base64 (and gzip) values decoded alongside, for secret scans."""
@@ -135,6 +136,7 @@ class _RecordingMonitor(sdk_internals.MockMonitor):
                     outputs=_plain(sdk_internals.deserialize_properties(response.object))
                     if request.custom
                     else {},
+                    ignore_changes=tuple(request.ignoreChanges),
                 )
             )
         return response

@@ -213,13 +213,23 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
         for o in offerings
     ]
     hourly = chosen.hourly(spec["spot"])
+    replicas = spec["replicas"]  # a count, or an autoscaler's {"min", "max"}
+    per_replica = None if hourly is None else hourly * spec["nodes"]
+
+    def total(count: int) -> float | None:
+        return None if per_replica is None else round(per_replica * count, 2)
+
     return {
         "candidates": candidates,
         "nodesPerReplica": spec["nodes"],
-        "replicas": spec["replicas"],
+        "replicas": replicas,
         "pricing": "spot" if spec["spot"] else "on-demand",
-        "perReplicaHourly": None if hourly is None else round(hourly * spec["nodes"], 2),
-        "totalHourly": None if hourly is None else round(hourly * spec["nodes"] * spec["replicas"], 2),
+        "perReplicaHourly": None if per_replica is None else round(per_replica, 2),
+        "totalHourly": (
+            {"min": total(replicas["min"]), "max": total(replicas["max"])}
+            if isinstance(replicas, dict)
+            else total(replicas)
+        ),
         "source": chosen.price_source,
     }
 
@@ -330,10 +340,17 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     for row in table:
         cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
         lines.append(("  " + "  ".join(cells)).rstrip())
-    lines.append(
-        f"  per replica ${_num(cost['perReplicaHourly'])}/h x {cost['replicas']} replica(s)"
-        f" = ${_num(cost['totalHourly'])}/h"
-    )
+    replicas, total = cost["replicas"], cost["totalHourly"]
+    if isinstance(replicas, dict):  # autoscaling: the cost follows the load between the bounds
+        low, high = (total["min"], total["max"]) if total else (None, None)
+        lines.append(
+            f"  per replica ${_num(cost['perReplicaHourly'])}/h x {replicas['min']} to {replicas['max']}"
+            f" replica(s) (autoscaled) = ${_num(low)}/h to ${_num(high)}/h"
+        )
+    else:
+        lines.append(
+            f"  per replica ${_num(cost['perReplicaHourly'])}/h x {replicas} replica(s) = ${_num(total)}/h"
+        )
     lines.append(f"  prices: {cost['source']}")
     return lines
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from components.autoscaling import MULTI_NODE_ON_VMS
 from components.aws.offerings import AWS_REGIONS, AWS_REGIONS_SOURCE, CATALOG
 from components.backend import Backend, Feature, Placement
 from components.spec import PROJECT, ConfigReader, SpecError
@@ -132,7 +133,22 @@ BACKEND = Backend(
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
-    unsupported=MappingProxyType({Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)"}),
+    unsupported=MappingProxyType(
+        {
+            Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)",
+            Feature.AUTOSCALING_MULTI_NODE: MULTI_NODE_ON_VMS,
+            # ALBRequestCountPerTarget divides the target group's requests by its healthy targets: without
+            # one there is no metric to scale out on.
+            Feature.SCALE_TO_ZERO: ">= 1 on AWS (ALBRequestCountPerTarget needs a target to measure); "
+            "scale to zero on Kubernetes, with KEDA's activation",
+            Feature.UPSCALE_DELAY: "unset on AWS: target tracking scales out once its own CloudWatch "
+            "alarm has seen 3 one-minute periods over target, which it does not let you change (README "
+            "Autoscaling)",
+            Feature.DOWNSCALE_DELAY: "unset on AWS: target tracking scales in once its own CloudWatch alarm "
+            "has seen 15 one-minute periods under target, which it does not let you change (README "
+            "Autoscaling)",
+        }
+    ),
     plan_properties=MappingProxyType(
         {
             "aws:ec2/launchTemplate:LaunchTemplate": (
@@ -148,6 +164,13 @@ BACKEND = Backend(
                 "maxSize",
                 "healthCheckType",
                 "healthCheckGracePeriod",
+                "defaultInstanceWarmup",
+            ),
+            "aws:autoscaling/policy:Policy": (
+                "policyType",
+                "estimatedInstanceWarmup",
+                "targetTrackingConfiguration.predefinedMetricSpecification.predefinedMetricType",
+                "targetTrackingConfiguration.targetValue",
             ),
             "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
             "aws:lb/targetGroup:TargetGroup": (

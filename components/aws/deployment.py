@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_aws import Provider
 
+from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.aws.machines import machine_image, stack_tags
@@ -68,6 +69,19 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             )
             for index in range(spec.replicas)
         ]
+    autoscaler = None
+    if spec.autoscaling is not None:  # single-node only (Feature.AUTOSCALING_MULTI_NODE)
+        autoscaler = Autoscaler(
+            spec.name,
+            AutoscalerArgs(
+                spec=spec, launch=launch, group=replicas[0].auto_scaling_group, load_balancer=load_balancer
+            ),
+            opts,
+        )
     return Deployment(
-        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, network=network
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        network=network,
+        autoscaler=autoscaler,
     )

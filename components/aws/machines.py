@@ -199,7 +199,8 @@ def peak_machines(spec: ServiceSpec) -> int:
     surges one machine's share above ``replicas``; Ray groups replace in place)."""
     if spec.nodes > 1:
         return spec.replicas * spec.nodes
-    return spec.replicas + surge_machines(rolling_refresh(spec.replicas, 0, keep_serving=True), spec.replicas)
+    most = spec.max_replicas  # an autoscaled group's max_size is its bound plus the same surge
+    return most + surge_machines(rolling_refresh(most, 0, keep_serving=True), most)
 
 
 def surge_machines(refresh: dict, size: int) -> int:
@@ -229,6 +230,7 @@ def auto_scaling_group(
     grace_seconds: int,
     keep_serving: bool,
     placement_group: pulumi.Input[str] | None = None,
+    bounds: tuple[int, int] | None = None,
     opts: pulumi.ResourceOptions,
 ) -> autoscaling.Group:
     """``size`` machines from ``template``, replaced when EC2 or the machine itself says they are broken.
@@ -241,14 +243,23 @@ def auto_scaling_group(
     this stack's groups only, see identity.py), and the group replaces it. ``grace_seconds`` (the load
     budget) keeps a booting machine from being judged by EC2 checks or such a report too early.
     A reclaimed spot machine is replaced like any other lost one.
+
+    ``bounds`` (autoscaling, components/aws/autoscaler.py): the group runs between them, ``size`` machines
+    at first; then its desired capacity is the scaling policy's, which later ``up``s leave alone. Its
+    max size keeps the rollout's surge machine above the upper bound, where a refresh at the top needs it
+    (target tracking may use it too: AWS has no cap of its own below MaxSize). Machines count towards the
+    policy's metric once the default warm-up, the load budget, has passed.
     """
-    refresh = rolling_refresh(size, grace_seconds, keep_serving)
-    headroom = surge_machines(refresh, size)
+    low, high = bounds if bounds is not None else (size, size)
+    refresh = rolling_refresh(high, grace_seconds, keep_serving)
+    headroom = surge_machines(refresh, high)
+    scaled = pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]) if bounds is not None else None
     return autoscaling.Group(
         name,
-        min_size=size,
-        max_size=size + headroom,
+        min_size=low,
+        max_size=high + headroom,
         desired_capacity=size,
+        default_instance_warmup=grace_seconds if bounds is not None else None,
         vpc_zone_identifiers=subnet_ids,
         launch_template={"id": template.id, "version": template.latest_version.apply(str)},
         target_group_arns=list(target_group_arns),
@@ -261,5 +272,5 @@ def auto_scaling_group(
             {"key": key, "value": value, "propagate_at_launch": False}
             for key, value in stack_tags(spec).items()
         ],
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, scaled),
     )

@@ -79,6 +79,11 @@ class ReplicaGroup(pulumi.ComponentResource):
             target_group_arns=[args.target_group_arn],
             grace_seconds=launch.probes.startup_seconds,
             keep_serving=True,
+            bounds=(
+                (spec.autoscaling.min_replicas, spec.autoscaling.max_replicas)
+                if spec.autoscaling is not None
+                else None
+            ),
             opts=child,
         )
         self.register_outputs({"group": self.auto_scaling_group.name})

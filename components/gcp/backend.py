@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from components.autoscaling import MULTI_NODE_ON_VMS
 from components.backend import Backend, Feature, Placement
 from components.gcp.offerings import CATALOG
 from components.spec import PROJECT, ConfigReader, SpecError
@@ -103,7 +104,18 @@ BACKEND = Backend(
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
-    unsupported=MappingProxyType({Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)"}),
+    unsupported=MappingProxyType(
+        {
+            Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)",
+            Feature.AUTOSCALING_MULTI_NODE: MULTI_NODE_ON_VMS,
+            # The autoscaler scales on the load balancer's serving capacity, and a group without VMs has
+            # none: nothing would ever scale it out again.
+            Feature.SCALE_TO_ZERO: ">= 1 on GCP (scaling on load-balancer utilization needs a VM to "
+            "measure); scale to zero on Kubernetes, with KEDA's activation",
+            Feature.UPSCALE_DELAY: "unset on GCP: its autoscaler adds VMs as soon as utilization is over "
+            "target and has no delay to set (README Autoscaling)",
+        }
+    ),
     plan_properties=MappingProxyType(
         {
             "gcp:compute/instanceTemplate:InstanceTemplate": (
@@ -135,7 +147,16 @@ BACKEND = Backend(
                 "checkIntervalSec",
                 "unhealthyThreshold",
             ),
+            "gcp:compute/regionAutoscaler:RegionAutoscaler": (
+                "autoscalingPolicy.minReplicas",
+                "autoscalingPolicy.maxReplicas",
+                "autoscalingPolicy.cooldownPeriod",
+                "autoscalingPolicy.loadBalancingUtilization.target",
+                "autoscalingPolicy.scaleInControl",
+            ),
             "gcp:compute/backendService:BackendService": (
+                "backends.*.balancingMode",
+                "backends.*.maxRatePerInstance",
                 "loadBalancingScheme",
                 "localityLbPolicy",
                 "timeoutSec",

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_gcp
 
 from components.gcp.apis import ProjectApis, ProjectApisArgs
+from components.gcp.autoscaler import Autoscaler, AutoscalerArgs
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -105,6 +106,15 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ),
         opts,
     )
+    autoscaler = None
+    if spec.autoscaling is not None:  # single-node only (Feature.AUTOSCALING_MULTI_NODE)
+        autoscaler = Autoscaler(
+            spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=replicas[0].group_manager), opts
+        )
     return Deployment(
-        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, network=network
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        network=network,
+        autoscaler=autoscaler,
     )

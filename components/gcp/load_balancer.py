@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
+from components.gcp.autoscaler import backend_balancing
 from components.gcp.machine import PORT_NAME
 from components.launch import LaunchSpec
 from components.spec import OPEN_TO_ALL, ServiceSpec
@@ -131,9 +132,10 @@ class LoadBalancer(pulumi.ComponentResource):
             connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
             locality_lb_policy="LEAST_REQUEST",  # completions vary 1000x in length: balance in-flight work
             health_checks=self.health_check.id,
-            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know.
+            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
+            # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).
             backends=[
-                {"group": group, "balancing_mode": "UTILIZATION", "capacity_scaler": 1.0}
+                {"group": group, **backend_balancing(spec), "capacity_scaler": 1.0}
                 for group in args.instance_groups
             ],
             security_policy=self.security_policy.id if self.security_policy is not None else None,

@@ -86,7 +86,7 @@ class ReplicaGroup(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         self.health_check = autohealing_check(f"{name}-autoheal", args.launch, child)
-        steps = rollout_steps(spec.replicas, len(args.zones))
+        steps = rollout_steps(spec.max_replicas, len(args.zones))
         timeout = rollout_timeout(args.launch, steps, CONNECTION_DRAINING_SECONDS)
         self.template = instance_template(
             f"{name}-template",
@@ -117,7 +117,10 @@ class ReplicaGroup(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
-                    custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout)
+                    custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout, delete=timeout),
+                    # With an autoscaler the size is its own: targetSize "will fight with autoscaler settings
+                    # when set" and defaults to 0 (the SDK's docstring), so it is set once, on create.
+                    ignore_changes=["targetSize"] if spec.autoscaling is not None else None,
                 ),
             ),
         )

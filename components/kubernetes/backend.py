@@ -36,6 +36,10 @@ class KubernetesSettings:
     context: str | None = None
     #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
     max_surge: int | None = None
+    #: Autoscaling (components/kubernetes/autoscaler.py): where KEDA reads vLLM's request rate, and the
+    #: request rate in front of vLLM that wakes a service scaled to zero.
+    prometheus_url: str | None = None
+    activation_query: str | None = None
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
@@ -85,8 +89,52 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
             context=read.string("kubernetes:context"),
             max_surge=read.integer("maxSurge", None, 0),
+            prometheus_url=_prometheus_url(read.string("prometheusUrl")),
+            activation_query=read.string("activationQuery"),
         )
     )
+
+
+def _prometheus_url(url: str | None) -> str | None:
+    if url is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", url):
+        raise SpecError(
+            f"{PROJECT}:prometheusUrl", url, "an http(s) URL such as http://prometheus.monitoring:9090"
+        )
+    return url
+
+
+def _check_autoscaling(spec: ServiceSpec) -> None:
+    """KEDA reads vLLM's request rate from a Prometheus (vllm:prometheusUrl); with no replica left, vLLM
+    reports nothing, so scaling back from zero needs a rate measured in front of it (vllm:activationQuery)."""
+    k8s = settings(spec)
+    if spec.autoscaling is None:
+        for key, value in (("prometheusUrl", k8s.prometheus_url), ("activationQuery", k8s.activation_query)):
+            if value is not None:
+                raise SpecError(
+                    f"{PROJECT}:{key}", value, "set with vllm:maxReplicas (it drives autoscaling)"
+                )
+        return
+    if k8s.prometheus_url is None:
+        raise SpecError(
+            f"{PROJECT}:prometheusUrl",
+            "",
+            "the URL of the Prometheus that scrapes vLLM's /metrics (e.g. "
+            "http://prometheus.monitoring:9090), required with vllm:maxReplicas: KEDA reads the request rate "
+            "there",
+        )
+    if spec.autoscaling.min_replicas == 0 and k8s.activation_query is None:
+        raise SpecError(
+            f"{PROJECT}:activationQuery",
+            "",
+            "a PromQL request rate measured in front of vLLM (your Ingress or Gateway), required with "
+            "vllm:minReplicas 0: with no replica running, vLLM's own metrics report no request to wake it",
+        )
+    if k8s.activation_query is not None and spec.autoscaling.min_replicas > 0:
+        raise SpecError(
+            f"{PROJECT}:activationQuery",
+            k8s.activation_query,
+            "set with vllm:minReplicas 0 (it wakes a service scaled to zero)",
+        )
 
 
 #: Host memory of one GPU worker process (one per GPU: torch, the CUDA context, NCCL buffers), besides
@@ -106,6 +154,7 @@ def check(spec: ServiceSpec) -> None:
     CPU: one core per GPU worker (each drives its GPU from a busy host loop) plus one for the API server
     and engine core.
     """
+    _check_autoscaling(spec)
     if spec.gpu is None:
         return
     from components.kubernetes import pods  # the pod's own sizes; loads the Kubernetes SDK, used here only
@@ -155,6 +204,8 @@ BACKEND = Backend(
         "memoryGb",
         "installLeaderWorkerSet",
         "maxSurge",
+        "prometheusUrl",
+        "activationQuery",
     ),
     catalog=CATALOG,
     read_placement=read_placement,
@@ -178,6 +229,16 @@ BACKEND = Backend(
                 "spec.replicas",
                 "spec.leaderWorkerTemplate.size",
                 "spec.leaderWorkerTemplate.restartPolicy",
+            ),
+            "kubernetes:keda.sh/v1alpha1:ScaledObject": (
+                "spec.scaleTargetRef.kind",
+                "spec.minReplicaCount",
+                "spec.maxReplicaCount",
+                "spec.triggers.*.metadata.threshold",
+                "upscaleWindow = spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp"
+                ".stabilizationWindowSeconds",
+                "downscaleWindow = spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown"
+                ".stabilizationWindowSeconds",
             ),
             "kubernetes:core/v1:Service": ("spec.type", "spec.ports", "spec.selector"),
             "kubernetes:policy/v1:PodDisruptionBudget": ("spec.minAvailable", "spec.maxUnavailable"),

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes
 
 from components.kubernetes import gpu_nodes, pods
+from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -73,4 +74,15 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ),
         opts,
     )
-    return Deployment(endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas)
+    autoscaler = None
+    if spec.autoscaling is not None:
+        autoscaler = Autoscaler(
+            spec.name,
+            AutoscalerArgs(
+                spec=spec, namespace=namespace.name, workload=replicas[0].workload, target=scale_target(spec)
+            ),
+            opts,
+        )
+    return Deployment(
+        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, autoscaler=autoscaler
+    )

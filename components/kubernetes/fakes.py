@@ -19,6 +19,7 @@ NAMESPACED_TYPES = (
     "kubernetes:policy/v1:PodDisruptionBudget",
     "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet",
+    "kubernetes:keda.sh/v1alpha1:ScaledObject",
 )
 SERVICE = "kubernetes:core/v1:Service"
 

@@ -200,7 +200,8 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 "annotations": WAIT_FOR,
             },
             spec={
-                "replicas": spec.replicas,
+                # With an autoscaler the count is its own (unset here: LWS starts at 1).
+                "replicas": spec.replicas if spec.autoscaling is None else None,
                 "startupPolicy": "LeaderCreated",
                 "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rollout},
                 "leaderWorkerTemplate": group_template,
@@ -211,13 +212,13 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     depends_on=[args.controller] if args.controller else [],
                     custom_timeouts=pulumi.CustomTimeouts(
-                        create=f"{start}s", update=f"{start * spec.replicas}s"
+                        create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     ),
                 ),
             ),
         )
         group_pods = {LWS_NAME_LABEL: lws_name}
-        group_indices = range(spec.replicas + min(rollout["maxSurge"], spec.replicas))
+        group_indices = range(spec.max_replicas + min(rollout["maxSurge"], spec.max_replicas))
         self.ray_policies = [
             networking.NetworkPolicy(
                 f"{name}-ray-group-{index}",

@@ -99,7 +99,8 @@ class ReplicaGroup(pulumi.ComponentResource):
                 "labels": pods.labels(spec, pods.SERVER),
             },
             spec={
-                "replicas": spec.replicas,
+                # With an autoscaler the count is its own (unset here: the API server starts at 1).
+                "replicas": spec.replicas if spec.autoscaling is None else None,
                 "selector": {"matchLabels": match},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": pods.rolling_update(spec)},
                 # A new pod makes no visible progress while it loads: the deadline covers one whole start.
@@ -117,7 +118,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                 child,
                 pulumi.ResourceOptions(
                     custom_timeouts=pulumi.CustomTimeouts(
-                        create=f"{start}s", update=f"{start * spec.replicas}s"
+                        create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     )
                 ),
             ),

@@ -1,0 +1,162 @@
+"""Autoscaling on load: SkyServe's ``replica_policy``, read once and handed to each platform's own autoscaler.
+
+SkyServe's service spec scales between ``min_replicas`` and ``max_replicas`` so that each replica gets
+``target_qps_per_replica`` requests per second (replicas = ceil(qps / target), qps over 60 s), after
+``upscale_delay_seconds`` (300) of high load and ``downscale_delay_seconds`` (1200) of low load
+(sky/serve/autoscalers.py, sky/serve/constants.py). Here the same keys drive the platform's autoscaler:
+no controller of ours. Autoscaling is on when ``vllm:maxReplicas`` is set. What each platform makes of
+each key is in the README ("Autoscaling"); what it cannot honour, its backend refuses
+(``backend.Feature.SCALE_TO_ZERO``, ``AUTOSCALING_MULTI_NODE``, ``UPSCALE_DELAY``, ``DOWNSCALE_DELAY``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from components import backend
+
+if TYPE_CHECKING:
+    from components.spec import ConfigReader, ServiceSpec
+
+KEYS = ("minReplicas", "maxReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds")
+#: SkyServe's defaults (sky/serve/constants.py: AUTOSCALER_DEFAULT_UPSCALE_DELAY_SECONDS = 300,
+#: AUTOSCALER_DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200).
+DEFAULT_UPSCALE_DELAY_SECONDS = 300
+DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200
+DEFAULT_MIN_REPLICAS = 1
+#: The most replicas a stack may ask for, as for ``vllm:replicas``.
+MAX_REPLICAS = 1000
+#: The longest delay any platform's autoscaler can wait: the Kubernetes HPA's stabilizationWindowSeconds
+#: (HPAScalingRules: 0 to 3600) and GCP's scale-in control time window, both one hour.
+MAX_DELAY_SECONDS = 3600
+#: What a VM cloud (GCP, AWS) says instead of autoscaling a multi-node replica, and where it can be had.
+MULTI_NODE_ON_VMS = (
+    "unset with vllm:nodes > 1 on a VM cloud (use vllm:replicas): a replica is a Ray head and its workers in "
+    "groups of their own, which the cloud's group autoscaler cannot add or remove as one unit; on "
+    "Kubernetes (vllm:cloud kubernetes) KEDA scales the LeaderWorkerSet by whole groups"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Autoscaling:
+    """A validated ``replica_policy``. A delay is None when the stack leaves it to the default."""
+
+    min_replicas: int
+    max_replicas: int
+    target_qps_per_replica: float
+    upscale_delay: int | None = None
+    downscale_delay: int | None = None
+
+    @property
+    def upscale_delay_seconds(self) -> int:
+        return DEFAULT_UPSCALE_DELAY_SECONDS if self.upscale_delay is None else self.upscale_delay
+
+    @property
+    def downscale_delay_seconds(self) -> int:
+        return DEFAULT_DOWNSCALE_DELAY_SECONDS if self.downscale_delay is None else self.downscale_delay
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas a first ``up`` starts (at least one, so the stack serves and its waits pass)."""
+        return max(self.min_replicas, 1)
+
+    def public_view(self) -> dict[str, Any]:
+        return {
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "targetQpsPerReplica": self.target_qps_per_replica,
+            "upscaleDelaySeconds": self.upscale_delay_seconds,
+            "downscaleDelaySeconds": self.downscale_delay_seconds,
+        }
+
+
+def read_autoscaling(read: ConfigReader, platform: backend.Backend, nodes: int) -> Autoscaling | None:
+    """The stack's ``replica_policy``, or None for a fixed ``vllm:replicas``; SpecError on a bad value or a
+    bound the platform cannot honour."""
+    from components.spec import PROJECT, SpecError
+
+    maximum = read.integer("maxReplicas", None, minimum=1, maximum=MAX_REPLICAS)
+    if maximum is None:
+        for key in ("minReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds"):
+            if read.raw(key) is not None:
+                raise SpecError(
+                    f"{PROJECT}:{key}",
+                    read.raw(key),
+                    "set with vllm:maxReplicas (autoscaling is on when it is)",
+                )
+        return None
+    if read.raw("replicas") is not None:
+        raise SpecError(
+            f"{PROJECT}:replicas",
+            read.raw("replicas"),
+            "unset with vllm:maxReplicas (the autoscaler owns the count between vllm:minReplicas and "
+            "vllm:maxReplicas): pulumi config rm vllm:replicas",
+        )
+    minimum = read.integer("minReplicas", DEFAULT_MIN_REPLICAS, minimum=0, maximum=MAX_REPLICAS)
+    if maximum < minimum:
+        raise SpecError(f"{PROJECT}:maxReplicas", maximum, f">= vllm:minReplicas ({minimum})")
+    target = read.number("targetQpsPerReplica", 0)
+    if target is None:
+        raise SpecError(
+            f"{PROJECT}:targetQpsPerReplica",
+            "",
+            "a number > 0 with vllm:maxReplicas: the requests per second one replica should serve",
+        )
+    delays = {}
+    for key in ("upscaleDelaySeconds", "downscaleDelaySeconds"):
+        value = read.raw(key)
+        delays[key] = read.integer(key, None, minimum=0, maximum=MAX_DELAY_SECONDS)
+        if value is not None and (instead := platform.refuse_unsupported(_DELAY_FEATURES[key])) is not None:
+            raise SpecError(f"{PROJECT}:{key}", value, instead)
+    if nodes > 1 and (instead := platform.refuse_unsupported(backend.Feature.AUTOSCALING_MULTI_NODE)):
+        raise SpecError(f"{PROJECT}:maxReplicas", maximum, instead)
+    if minimum == 0 and (instead := platform.refuse_unsupported(backend.Feature.SCALE_TO_ZERO)) is not None:
+        raise SpecError(f"{PROJECT}:minReplicas", minimum, instead)
+    return Autoscaling(
+        min_replicas=minimum,
+        max_replicas=maximum,
+        target_qps_per_replica=target,
+        upscale_delay=delays["upscaleDelaySeconds"],
+        downscale_delay=delays["downscaleDelaySeconds"],
+    )
+
+
+def replaced_scaling_keys(stack_keys: set[str]) -> tuple[str, ...]:
+    """Preset keys a stack's own choice of scaling replaces: its ``vllm:maxReplicas`` drops a preset's
+    fixed ``vllm:replicas``, its ``vllm:replicas`` drops a preset's replica policy (both set by the stack
+    itself are refused)."""
+    fixed, bounded = "vllm:replicas", "vllm:maxReplicas"
+    if bounded in stack_keys and fixed not in stack_keys:
+        return (fixed,)
+    if fixed in stack_keys and bounded not in stack_keys:
+        return tuple(f"vllm:{key}" for key in KEYS if f"vllm:{key}" not in stack_keys)
+    return ()
+
+
+_DELAY_FEATURES = {
+    "upscaleDelaySeconds": backend.Feature.UPSCALE_DELAY,
+    "downscaleDelaySeconds": backend.Feature.DOWNSCALE_DELAY,
+}
+
+
+def replicas_output(spec: ServiceSpec) -> int | dict[str, int]:
+    """The ``replicas`` stack output: the fixed count, or the autoscaler's bounds."""
+    if spec.autoscaling is None:
+        return spec.replicas
+    return {"min": spec.autoscaling.min_replicas, "max": spec.autoscaling.max_replicas}
+
+
+def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
+    """The ``costPerHour`` stack output: the catalog estimate, a ``{min, max}`` range when autoscaling,
+    None when unpriced."""
+    if spec.autoscaling is None:
+        return spec.cost_per_hour()
+    hourly = spec.offering.hourly(spec.spot) if spec.offering is not None else None
+    if hourly is None:
+        return None
+    per_replica = hourly * spec.nodes
+    return {
+        "min": round(per_replica * spec.autoscaling.min_replicas, 2),
+        "max": round(per_replica * spec.autoscaling.max_replicas, 2),
+    }

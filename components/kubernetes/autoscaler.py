@@ -1,0 +1,130 @@
+"""Autoscaling on load (``vllm:maxReplicas``): a KEDA ``ScaledObject`` on the serving workload.
+
+KEDA (keda.sh) turns a Prometheus query into an external metric and runs the HorizontalPodAutoscaler that
+scales the workload: the Deployment, or the LeaderWorkerSet of a multi-node stack, which has a scale
+subresource (LWS scales whole groups). The cluster must run KEDA (README "Autoscaling").
+
+The query is vLLM's own request rate: ``vllm:request_success_total`` (the counter ``vllm:request_success``
+that vLLM's Prometheus logger keeps per ``model_name`` and ``finished_reason``, vllm/v1/metrics/loggers.py)
+summed over the stack's pods, per second over a minute. With ``metricType: AverageValue`` the HPA divides
+it by the replicas, so ``threshold = vllm:targetQpsPerReplica`` is SkyServe's replicas = ceil(qps / target).
+``namespace`` is the label Prometheus gives a scraped pod's series (ServiceMonitor, PodMonitor and the
+``kubernetes-pods`` scrape job all add it); ``model_name`` is the served model name.
+
+Delays are the HPA's stabilization windows (``advanced.horizontalPodAutoscalerConfig.behavior``): scaling
+up follows the lowest recommendation of the last ``upscaleDelaySeconds``, down the highest of the last
+``downscaleDelaySeconds`` (HPAScalingRules.stabilizationWindowSeconds, 0-3600): load must stay high (or
+low) for the whole window, as in SkyServe.
+
+Scale to zero (``vllm:minReplicas: 0``): KEDA deactivates the workload (0 replicas) once every trigger has
+been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
+activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so a second
+trigger reads ``vllm:activationQuery``, a request rate measured in front of vLLM (the Ingress or Gateway),
+which goes on counting requests while they fail. Cold start: the first requests fail until a pod is
+scheduled (perhaps on a new GPU node), pulls the image and loads the model: up to the pod's start budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+
+from components.kubernetes import pods
+from components.kubernetes.backend import settings
+from components.kubernetes.ray_replica import LWS_API_VERSION
+from components.spec import ServiceSpec
+
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+#: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay.
+POLLING_SECONDS = 15
+#: The rate's window: SkyServe measures QPS over 60 s.
+RATE_WINDOW = "1m"
+
+
+def scale_target(spec: ServiceSpec) -> dict[str, str]:
+    """The workload KEDA scales: the Deployment, or the LeaderWorkerSet by whole groups (both named
+    ``spec.name``; replica_group.py, ray_replica.py)."""
+    if spec.nodes == 1:
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name}
+    return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": spec.name}
+
+
+def request_rate_query(spec: ServiceSpec) -> str:
+    """Requests per second the stack's vLLM servers completed, over the last minute."""
+    labels = f'namespace="{settings(spec).namespace}",model_name="{spec.served_model_name}"'
+    return f"sum(rate(vllm:request_success_total{{{labels}}}[{RATE_WINDOW}]))"
+
+
+def _prometheus_trigger(spec: ServiceSpec, name: str, query: str) -> dict[str, Any]:
+    return {
+        "type": "prometheus",
+        "name": name,
+        "metricType": "AverageValue",
+        "metadata": {
+            "serverAddress": settings(spec).prometheus_url,
+            "query": query,
+            "threshold": f"{spec.autoscaling.target_qps_per_replica:g}",
+            # Any request wakes a service scaled to zero (only used when minReplicaCount is 0).
+            "activationThreshold": "0",
+        },
+    }
+
+
+def scaled_object_spec(spec: ServiceSpec, target: dict[str, str]) -> dict[str, Any]:
+    policy = spec.autoscaling
+    triggers = [_prometheus_trigger(spec, "vllm-requests", request_rate_query(spec))]
+    if settings(spec).activation_query is not None:
+        triggers.append(_prometheus_trigger(spec, "front-requests", settings(spec).activation_query))
+    return {
+        "scaleTargetRef": target,
+        "minReplicaCount": policy.min_replicas,
+        "maxReplicaCount": policy.max_replicas,
+        "pollingInterval": POLLING_SECONDS,
+        "cooldownPeriod": policy.downscale_delay_seconds,
+        "advanced": {
+            "horizontalPodAutoscalerConfig": {
+                "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": policy.upscale_delay_seconds},
+                    "scaleDown": {"stabilizationWindowSeconds": policy.downscale_delay_seconds},
+                }
+            }
+        },
+        "triggers": triggers,
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoscalerArgs:
+    spec: ServiceSpec
+    namespace: pulumi.Input[str]
+    workload: CustomResource | pulumi.CustomResource  # the Deployment or the LeaderWorkerSet
+    target: dict[str, str]  # its scaleTargetRef: apiVersion, kind, name
+
+
+class Autoscaler(pulumi.ComponentResource):
+    """The workload's replicas between ``vllm:minReplicas`` and ``vllm:maxReplicas``, owned by KEDA's HPA
+    (the workload declares no replica count of its own, so Pulumi never resets it)."""
+
+    scaled_object: CustomResource
+
+    def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("vllm:kubernetes:Autoscaler", name, None, opts)
+        spec = args.spec
+        if spec.autoscaling is None:
+            raise ValueError(f"stack {spec.stack} does not autoscale")
+        self.scaled_object = CustomResource(
+            f"{name}-scaledobject",
+            api_version=KEDA_API_VERSION,
+            kind="ScaledObject",
+            metadata={
+                "name": spec.name,
+                "namespace": args.namespace,
+                "labels": pods.labels(spec, "autoscaler"),
+            },
+            spec=scaled_object_spec(spec, args.target),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.workload]),
+        )
+        self.register_outputs({"scaledObject": spec.name})
