@@ -11,6 +11,7 @@ service = VllmService(
 )
 
 pulumi.export("endpoint", service.endpoint)
+pulumi.export("dnsRecords", service.dns_records)
 pulumi.export("apiKey", service.api_key)
 pulumi.export("model", spec.served_model_name)
 pulumi.export("costPerHour", spec.cost_per_hour())

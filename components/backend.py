@@ -37,6 +37,7 @@ class Feature(enum.Enum):
 
     SPOT = "vllm:spot"  # spot / preemptible capacity chosen by the program
     CPU_REPLICAS = "vllm:gpu"  # replicas without GPUs (laptop clusters)
+    DNS_ZONE = "vllm:dnsZone"  # DNS records for vllm:domain written by the program
 
 
 class Catalog(Protocol):

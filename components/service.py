@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
+from components.domain import warn_without_domain
 from components.spec import ServiceSpec
 
 API_KEY_LENGTH = 48
@@ -38,6 +39,7 @@ class VllmService(pulumi.ComponentResource):
 
     endpoint: pulumi.Output[str]
     api_key: pulumi.Output[str]
+    dns_records: pulumi.Output[list[dict[str, str]]] | None
 
     def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:index:VllmService", name, None, opts)
@@ -58,6 +60,8 @@ class VllmService(pulumi.ComponentResource):
         cloud = importlib.import_module(f"components.{args.spec.cloud}.deployment")
         self.deployment = cloud.build(args.spec, Secrets(api_key=self.api_key, hf_token=hf_token), self)
         self.endpoint = self.deployment.endpoint
+        self.dns_records = self.deployment.dns_records
+        warn_without_domain(args.spec.domain)
         self.register_outputs({"endpoint": self.endpoint})
 
 
@@ -69,3 +73,5 @@ class Deployment:
     load_balancer: pulumi.ComponentResource
     replicas: list[pulumi.ComponentResource]  # one VllmReplica, or one RayGroup per replica when nodes > 1
     network: pulumi.ComponentResource | None = None
+    #: With vllm:domain and no vllm:dnsZone: the DNS records to create by hand (the dnsRecords output).
+    dns_records: pulumi.Output[list[dict[str, str]]] | None = None

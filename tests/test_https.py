@@ -1,0 +1,233 @@
+"""HTTPS with a custom domain (issue 17): vllm:domain, vllm:dnsZone, vllm:tlsSecretName on every platform."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from components import domain as domain_module
+from components.gcp import https as gcp_https
+from components.spec import SpecError, build_spec
+from tests.harness import Run, run_program
+
+API_KEY = "sk-test-key-4567890"
+SECRETS = {"vllm:apiKey": API_KEY}
+MODEL = {"vllm:model": "Qwen/Qwen3-8B"}
+GCP = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", **MODEL}
+AWS = {"vllm:cloud": "aws", "vllm:gpu": "L4:1", **MODEL}
+K8S = {"vllm:cloud": "kubernetes", "vllm:gpu": "L4:1", **MODEL}
+DOMAIN = "llm.example.com"
+GCP_ZONE = "example-com"
+AWS_ZONE = "Z0123456789ABCDEFGHIJ"
+
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
+HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+MANAGED_CERT = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+SSL_POLICY = "gcp:compute/sSLPolicy:SSLPolicy"
+GLOBAL_ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
+RECORD_SET = "gcp:dns/recordSet:RecordSet"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
+GCP_API = "gcp:projects/service:Service"
+
+
+def run(config: dict, **kwargs) -> Run:
+    return run_program("https", config, SECRETS, **kwargs)
+
+
+def refusal(config: dict) -> SpecError:
+    """The SpecError the real program stops with, before any resource is declared."""
+    with pytest.raises(SpecError) as caught:
+        run(config)
+    assert caught.value.declared_resources == []
+    return caught.value
+
+
+def named(run_: Run, type_: str, suffix: str):
+    (found,) = [r for r in run_.of_type(type_) if r.name.endswith(suffix)]
+    return found
+
+
+@pytest.fixture
+def warnings(monkeypatch) -> list[str]:
+    said: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: said.append(message))
+    return said
+
+
+# --- vllm:domain and vllm:dnsZone: what is refused --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("https://llm.example.com", "without a scheme"),
+        ("llm.example.com:8443", "without a port"),
+        ("llm.example.com/v1", "without a path"),
+        ("*.example.com", "not a wildcard"),
+        ("203.0.113.7", "not an IP address"),
+        ("2001:db8::1", "not an IP address"),
+        ("localhost", "under a public domain"),
+        ("llm.example.123", "under a public domain"),
+        ("-llm.example.com", "RFC 1123"),
+        ("llm-.example.com", "RFC 1123"),
+        ("llm..example.com", "RFC 1123"),
+        ("llm_1.example.com", "RFC 1123"),
+        (f"{'a' * 64}.example.com", "RFC 1123"),
+        (".".join(["a" * 63] * 4) + ".com", "at most 253"),
+    ],
+)
+def test_a_domain_that_is_not_a_bare_host_name_is_refused(value, reason):
+    error = refusal({**GCP, "vllm:domain": value})
+    assert (error.key, error.value) == ("vllm:domain", value)
+    assert reason in error.valid and "llm.example.com" in error.valid
+
+
+@pytest.mark.parametrize(
+    "value", ["llm.example.com", "LLM.Example.COM", "llm.example.com.", "1st.api.example.io"]
+)
+def test_a_bare_host_name_is_accepted_lower_cased_without_the_trailing_dot(value):
+    assert build_spec("https", {**GCP, "vllm:domain": value}).domain == value.lower().rstrip(".")
+
+
+def test_a_dns_zone_without_a_domain_is_refused():
+    error = refusal({**GCP, "vllm:dnsZone": GCP_ZONE})
+    assert (error.key, error.value) == ("vllm:dnsZone", GCP_ZONE)
+    assert "vllm:domain" in error.valid
+
+
+@pytest.mark.parametrize("zone", ["example.com.", "Example-Com", "1zone", "zone-", "z" * 64])
+def test_gcp_refuses_a_dns_zone_that_is_not_a_managed_zone_name(zone):
+    error = refusal({**GCP, "vllm:domain": DOMAIN, "vllm:dnsZone": zone})
+    assert (error.key, error.value) == ("vllm:dnsZone", zone)
+    assert "Cloud DNS managed zone name" in error.valid
+
+
+@pytest.mark.parametrize("zone", ["example.com", "z0123456789", "Z", "Zabc", "Z" + "A" * 32])
+def test_aws_refuses_a_dns_zone_that_is_not_a_hosted_zone_id(zone):
+    error = refusal({**AWS, "vllm:domain": DOMAIN, "vllm:dnsZone": zone})
+    assert (error.key, error.value) == ("vllm:dnsZone", zone)
+    assert "Route 53 hosted zone id" in error.valid
+
+
+def test_the_domain_and_zone_are_in_the_public_spec():
+    spec = build_spec("https", {**GCP, "vllm:domain": DOMAIN, "vllm:dnsZone": GCP_ZONE})
+    assert (spec.public_view()["domain"], spec.public_view()["dnsZone"]) == (DOMAIN, GCP_ZONE)
+
+
+# --- without a domain: plain HTTP, and a warning ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [GCP, AWS, K8S], ids=["gcp", "aws", "kubernetes"])
+def test_without_a_domain_the_endpoint_stays_http_and_up_warns_of_cleartext(config, warnings):
+    result = run(config)
+    assert domain_module.CLEARTEXT_WARNING in warnings
+    assert "cleartext" in domain_module.CLEARTEXT_WARNING and "vllm:domain" in domain_module.CLEARTEXT_WARNING
+    assert "dnsRecords" not in result.outputs
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {**GCP, "vllm:domain": DOMAIN},
+        {**AWS, "vllm:domain": DOMAIN},
+        {**K8S, "vllm:domain": DOMAIN, "vllm:tlsSecretName": "llm-tls"},
+    ],
+    ids=["gcp", "aws", "kubernetes"],
+)
+def test_with_a_domain_the_endpoint_is_https_and_nothing_warns_of_cleartext(config, warnings):
+    result = run(config)
+    assert result.outputs["endpoint"] == f"https://{DOMAIN}"
+    assert domain_module.CLEARTEXT_WARNING not in warnings
+
+
+# --- GCP ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gcp_https_run() -> Run:
+    return run({**GCP, "vllm:domain": DOMAIN})
+
+
+@pytest.fixture(scope="module")
+def gcp_zone_run() -> Run:
+    return run({**GCP, "vllm:domain": DOMAIN, "vllm:dnsZone": GCP_ZONE})
+
+
+def test_gcp_without_a_domain_declares_no_certificate_and_port_80_serves_the_api():
+    result = run(GCP)
+    assert not result.of_type(MANAGED_CERT) and not result.of_type(HTTPS_PROXY)
+    assert result.outputs["endpoint"].startswith("http://")
+    proxy = result.one(HTTP_PROXY)
+    assert proxy.inputs["urlMap"] == named(result, URL_MAP, "-urls").urn.split("::")[-1] + "-id"
+
+
+def test_gcp_has_a_google_managed_certificate_for_the_domain(gcp_https_run):
+    certificate = gcp_https_run.one(MANAGED_CERT)
+    assert certificate.inputs["type"] == "MANAGED"
+    assert certificate.inputs["managed"] == {"domains": [DOMAIN]}
+
+
+def test_gcp_https_proxy_serves_the_api_url_map_with_the_certificate_and_a_tls_1_2_policy(gcp_https_run):
+    proxy = gcp_https_run.one(HTTPS_PROXY)
+    policy = gcp_https_run.one(SSL_POLICY)
+    assert (policy.inputs["minTlsVersion"], policy.inputs["profile"]) == ("TLS_1_2", "RESTRICTED")
+    assert proxy.inputs["sslPolicy"] == f"{policy.name}-id"
+    assert proxy.inputs["sslCertificates"] == [f"{gcp_https_run.one(MANAGED_CERT).name}-id"]
+    # the /v1-only map: Cloud Armor (on its backend service) and the path rules keep applying on 443
+    assert proxy.inputs["urlMap"] == f"{named(gcp_https_run, URL_MAP, '-urls').name}-id"
+
+
+def test_gcp_443_and_80_share_the_global_static_address(gcp_https_run):
+    address = gcp_https_run.one(GLOBAL_ADDRESS)
+    assert address.inputs["addressType"] == "EXTERNAL"
+    rules = {rule.inputs["portRange"]: rule for rule in gcp_https_run.of_type(FORWARDING_RULE)}
+    assert set(rules) == {"80", "443"}
+    assert {rule.inputs["ipAddress"] for rule in rules.values()} == {address.outputs["address"]}
+    assert rules["443"].inputs["target"] == f"{gcp_https_run.one(HTTPS_PROXY).name}-id"
+    assert rules["443"].inputs["loadBalancingScheme"] == "EXTERNAL_MANAGED"
+
+
+def test_gcp_port_80_redirects_every_request_to_https_and_reaches_no_backend(gcp_https_run):
+    redirect = named(gcp_https_run, URL_MAP, "-to-https")
+    assert redirect.inputs["defaultUrlRedirect"] == {
+        "httpsRedirect": True,
+        "stripQuery": False,
+        "redirectResponseCode": "MOVED_PERMANENTLY_DEFAULT",
+    }
+    assert "defaultService" not in redirect.inputs and "pathMatchers" not in redirect.inputs
+    assert gcp_https_run.one(HTTP_PROXY).inputs["urlMap"] == f"{redirect.name}-id"
+
+
+def test_gcp_cloud_armor_still_guards_the_backend_behind_https():
+    result = run({**GCP, "vllm:domain": DOMAIN, "vllm:allowedCidrs": ["203.0.113.0/24"]})
+    backend = result.one(BACKEND_SERVICE)
+    assert backend.inputs["securityPolicy"].endswith("-allowed-cidrs-id")
+    assert result.one(HTTPS_PROXY).inputs["urlMap"] == f"{named(result, URL_MAP, '-urls').name}-id"
+
+
+def test_gcp_without_a_zone_the_dns_records_output_names_the_a_record(gcp_https_run):
+    assert not gcp_https_run.of_type(RECORD_SET)
+    address = gcp_https_run.one(GLOBAL_ADDRESS).outputs["address"]
+    (record,) = gcp_https_run.outputs["dnsRecords"]
+    assert (record["name"], record["type"], record["value"]) == (DOMAIN, "A", address)
+
+
+def test_gcp_with_a_zone_the_program_writes_the_a_record_and_enables_cloud_dns(gcp_zone_run):
+    record = gcp_zone_run.one(RECORD_SET)
+    address = gcp_zone_run.one(GLOBAL_ADDRESS).outputs["address"]
+    assert record.inputs["managedZone"] == GCP_ZONE
+    assert (record.inputs["name"], record.inputs["type"], record.inputs["rrdatas"]) == (
+        f"{DOMAIN}.",
+        "A",
+        [address],
+    )
+    assert record.inputs["ttl"] == gcp_https.DNS_TTL_SECONDS
+    assert "dnsRecords" not in gcp_zone_run.outputs
+    assert "dns.googleapis.com" in {api.inputs["service"] for api in gcp_zone_run.of_type(GCP_API)}
+
+
+def test_gcp_https_resources_use_the_stacks_provider(gcp_zone_run):
+    for type_ in (MANAGED_CERT, SSL_POLICY, HTTPS_PROXY, RECORD_SET):
+        assert gcp_zone_run.one(type_).provider.endswith("$pulumi:providers:gcp::gcp::gcp-id")  # not gcp-apis
