@@ -231,3 +231,125 @@ def test_gcp_with_a_zone_the_program_writes_the_a_record_and_enables_cloud_dns(g
 def test_gcp_https_resources_use_the_stacks_provider(gcp_zone_run):
     for type_ in (MANAGED_CERT, SSL_POLICY, HTTPS_PROXY, RECORD_SET):
         assert gcp_zone_run.one(type_).provider.endswith("$pulumi:providers:gcp::gcp::gcp-id")  # not gcp-apis
+
+
+# --- AWS ----------------------------------------------------------------------------------------------------
+
+CERTIFICATE = "aws:acm/certificate:Certificate"
+VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+ROUTE53_RECORD = "aws:route53/record:Record"
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+@pytest.fixture(scope="module")
+def aws_https_run() -> Run:
+    return run({**AWS, "vllm:domain": DOMAIN})
+
+
+@pytest.fixture(scope="module")
+def aws_zone_run() -> Run:
+    return run({**AWS, "vllm:domain": DOMAIN, "vllm:dnsZone": AWS_ZONE})
+
+
+def listeners(run_: Run) -> dict[int, object]:
+    return {int(listener.inputs["port"]): listener for listener in run_.of_type(LISTENER)}
+
+
+def test_aws_without_a_domain_port_80_serves_the_api_and_no_certificate_exists():
+    result = run(AWS)
+    assert not result.of_type(CERTIFICATE)
+    assert set(listeners(result)) == {80}
+    assert result.one(LISTENER_RULE).inputs["listenerArn"].endswith("listener/vllm-https-http")
+    assert {int(rule.inputs["fromPort"]) for rule in result.of_type(INGRESS_RULE)} == {80, 8000}
+
+
+def test_aws_has_a_dns_validated_acm_certificate_for_the_domain(aws_https_run):
+    certificate = aws_https_run.one(CERTIFICATE)
+    assert (certificate.inputs["domainName"], certificate.inputs["validationMethod"]) == (DOMAIN, "DNS")
+    validation = aws_https_run.one(VALIDATION)
+    assert validation.inputs["certificateArn"] == certificate.outputs["arn"]
+
+
+def test_aws_https_listener_uses_the_issued_certificate_and_a_tls_1_3_policy(aws_https_run):
+    https = listeners(aws_https_run)[443]
+    assert https.inputs["protocol"] == "HTTPS"
+    assert https.inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+    # from the validation, so the listener waits until ACM has issued the certificate
+    assert https.inputs["certificateArn"] == aws_https_run.one(VALIDATION).inputs["certificateArn"]
+    assert https.inputs["loadBalancerArn"] == aws_https_run.one(ALB).outputs["arn"]
+
+
+def test_aws_the_public_path_rule_moves_to_443_and_its_default_stays_a_404(aws_https_run):
+    https = listeners(aws_https_run)[443]
+    rule = aws_https_run.one(LISTENER_RULE)
+    assert rule.inputs["listenerArn"] == https.outputs["arn"]
+    assert rule.inputs["conditions"] == [{"pathPattern": {"values": ["/v1/*", "/health"]}}]
+    assert [action["type"] for action in https.inputs["defaultActions"]] == ["fixed-response"]
+    assert https.inputs["defaultActions"][0]["fixedResponse"]["statusCode"] == "404"
+
+
+def test_aws_port_80_redirects_every_request_to_https_with_a_301(aws_https_run):
+    http = listeners(aws_https_run)[80]
+    assert http.inputs["defaultActions"] == [
+        {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}
+    ]
+
+
+def test_aws_the_alb_security_group_admits_443_and_80_from_the_allowed_cidrs():
+    result = run({**AWS, "vllm:domain": DOMAIN, "vllm:allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"]})
+    alb_rules = [rule for rule in result.of_type(INGRESS_RULE) if "-alb-" in rule.name]
+    opened = {
+        (int(rule.inputs["fromPort"]), rule.inputs.get("cidrIpv4") or rule.inputs.get("cidrIpv6"))
+        for rule in alb_rules
+    }
+    assert opened == {(port, cidr) for port in (80, 443) for cidr in ("203.0.113.0/24", "2001:db8::/32")}
+
+
+def test_aws_without_a_zone_dns_records_name_the_validation_cname_and_the_endpoint_cname(aws_https_run):
+    assert not aws_https_run.of_type(ROUTE53_RECORD)
+    option = aws_https_run.one(CERTIFICATE).outputs["domainValidationOptions"][0]
+    validation, endpoint = aws_https_run.outputs["dnsRecords"]
+    assert (validation["name"], validation["type"], validation["value"]) == (
+        option["resourceRecordName"].rstrip("."),
+        "CNAME",
+        option["resourceRecordValue"].rstrip("."),
+    )
+    assert (endpoint["name"], endpoint["type"], endpoint["value"]) == (
+        DOMAIN,
+        "CNAME",
+        aws_https_run.one(ALB).outputs["dnsName"],
+    )
+
+
+def test_aws_with_a_zone_the_program_writes_the_validation_record_and_waits_on_it(aws_zone_run):
+    option = aws_zone_run.one(CERTIFICATE).outputs["domainValidationOptions"][0]
+    record = named(aws_zone_run, ROUTE53_RECORD, "-validation")
+    assert record.inputs["zoneId"] == AWS_ZONE
+    assert (record.inputs["name"], record.inputs["type"], record.inputs["records"]) == (
+        option["resourceRecordName"],
+        option["resourceRecordType"],
+        [option["resourceRecordValue"]],
+    )
+    assert aws_zone_run.one(VALIDATION).inputs["validationRecordFqdns"] == [record.outputs["fqdn"]]
+    assert "dnsRecords" not in aws_zone_run.outputs
+
+
+def test_aws_with_a_zone_the_domain_is_an_alias_of_the_alb(aws_zone_run):
+    alias = named(aws_zone_run, ROUTE53_RECORD, "-alias")
+    alb = aws_zone_run.one(ALB)
+    assert (alias.inputs["zoneId"], alias.inputs["name"], alias.inputs["type"]) == (AWS_ZONE, DOMAIN, "A")
+    assert alias.inputs["aliases"] == [
+        {"name": alb.outputs["dnsName"], "zoneId": alb.outputs["zoneId"], "evaluateTargetHealth": True}
+    ]
+
+
+def test_aws_https_resources_use_the_stacks_provider(aws_zone_run):
+    for resource in [
+        *aws_zone_run.of_type(ROUTE53_RECORD),
+        aws_zone_run.one(CERTIFICATE),
+        listeners(aws_zone_run)[443],
+    ]:
+        assert resource.provider.endswith("$pulumi:providers:aws::aws::aws-id")

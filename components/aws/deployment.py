@@ -51,5 +51,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             for index in range(spec.replicas)
         ]
     return Deployment(
-        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, network=network
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        network=network,
+        dns_records=load_balancer.dns_records,
     )
