@@ -96,8 +96,10 @@ class DnsRecord:
         return {"name": self.name, "type": self.type, "value": self.value, "purpose": self.purpose}
 
 
-def endpoint_purpose(domain: str) -> str:
-    return f"points {domain} at the load balancer (clients, and the certificate's issuance)"
+def endpoint_purpose(domain: str, issuance: bool = False) -> str:
+    """What the domain's own record is for; ``issuance``: the managed certificate waits for it too."""
+    why = " (clients, and the managed certificate's issuance, which waits for it)" if issuance else ""
+    return f"points {domain} at the load balancer{why}"
 
 
 def warn_without_domain(domain: str | None) -> None:

@@ -371,6 +371,11 @@ SERVING_FLAGS = {
     "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
     "--headless": "no --headless (every replica serves the OpenAI API)",
     "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
+    **dict.fromkeys(
+        ("--ssl-certfile", "--ssl-keyfile"),
+        "no TLS flags: set vllm:domain (the clouds' load balancers terminate HTTPS and health-check HTTP) "
+        "or, on kubernetes, vllm:tlsSecretName (vLLM serves the Secret's certificate)",
+    ),
 }
 
 

@@ -353,3 +353,134 @@ def test_aws_https_resources_use_the_stacks_provider(aws_zone_run):
         listeners(aws_zone_run)[443],
     ]:
         assert resource.provider.endswith("$pulumi:providers:aws::aws::aws-id")
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------------------
+
+SERVICE = "kubernetes:core/v1:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+TLS_SECRET = "llm-tls"
+K8S_TLS = {**K8S, "vllm:domain": DOMAIN, "vllm:tlsSecretName": TLS_SECRET}
+
+
+@pytest.fixture(scope="module")
+def k8s_tls_run() -> Run:
+    return run(K8S_TLS)
+
+
+def serving_pod(run_: Run) -> dict:
+    return run_.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+
+
+def test_kubernetes_vllm_serves_the_mounted_tls_secret(k8s_tls_run):
+    pod = serving_pod(k8s_tls_run)
+    (container,) = pod["containers"]
+    command = container["command"]
+    cert, key = command[command.index("--ssl-certfile") + 1], command[command.index("--ssl-keyfile") + 1]
+    assert (cert, key) == ("/etc/vllm/tls/tls.crt", "/etc/vllm/tls/tls.key")
+    assert "--enable-ssl-refresh" in command  # a renewed Secret reaches vLLM without a restart
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/etc/vllm/tls"]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == TLS_SECRET
+    assert int(volume["secret"]["defaultMode"]) == 0o400
+
+
+def test_kubernetes_tls_flags_exist_in_the_pinned_vllm():
+    from components.extra_args import load_flags
+    from components.kubernetes.tls import SERVE_FLAGS
+
+    known = {option for flag in load_flags().flags for option in flag.options}
+    assert set(SERVE_FLAGS) <= known
+
+
+def test_kubernetes_probes_use_https_when_vllm_serves_tls(k8s_tls_run):
+    (container,) = serving_pod(k8s_tls_run)["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+
+
+def test_kubernetes_service_exposes_443_when_vllm_serves_tls(k8s_tls_run):
+    service = k8s_tls_run.one(SERVICE)
+    assert service.inputs["spec"]["ports"] == [
+        {"name": "https", "port": 443.0, "targetPort": "http", "protocol": "TCP"}
+    ]
+
+
+def test_kubernetes_dns_records_point_the_domain_at_the_load_balancer(k8s_tls_run):
+    ingress = k8s_tls_run.one(SERVICE).outputs["status"]["loadBalancer"]["ingress"][0]
+    (record,) = k8s_tls_run.outputs["dnsRecords"]
+    assert (record["name"], record["type"], record["value"]) == (DOMAIN, "A", ingress["ip"])
+
+
+def test_kubernetes_tls_objects_validate_against_the_schema(k8s_tls_run):
+    from tests.test_kubernetes import kubernetes_objects, manifest, validate
+
+    for resource in kubernetes_objects(k8s_tls_run):
+        validate(manifest(resource))
+
+
+def test_kubernetes_multinode_leaders_serve_tls_and_workers_do_not():
+    result = run(
+        {
+            **K8S_TLS,
+            "vllm:gpu": "H100:8",
+            "vllm:nodes": 2,
+            "vllm:model": "deepseek-ai/DeepSeek-R1",
+            "vllm:modelSizeGb": 700,
+            "vllm:diskSizeGb": 800,
+        }
+    )
+    template = result.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+    leader = template["leaderTemplate"]["spec"]["containers"][0]
+    worker = template["workerTemplate"]["spec"]["containers"][0]
+    assert "--ssl-certfile" in leader["command"] and leader["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert all(m["mountPath"] != "/etc/vllm/tls" for m in worker["volumeMounts"])
+    assert all("secret" not in v for v in template["workerTemplate"]["spec"]["volumes"])
+
+
+def test_kubernetes_without_tls_the_pod_serves_http_on_port_80():
+    result = run(K8S)
+    (container,) = serving_pod(result)["containers"]
+    assert "--ssl-certfile" not in container["command"]
+    assert "scheme" not in container["readinessProbe"]["httpGet"]
+    assert [port["port"] for port in result.one(SERVICE).inputs["spec"]["ports"]] == [80.0]
+
+
+def test_kubernetes_clusterip_with_a_domain_leaves_tls_to_the_users_ingress():
+    result = run({**K8S, "vllm:domain": DOMAIN, "vllm:serviceType": "ClusterIP"})
+    assert result.outputs["endpoint"] == f"https://{DOMAIN}"
+    assert "dnsRecords" not in result.outputs
+    assert [port["port"] for port in result.one(SERVICE).inputs["spec"]["ports"]] == [80.0]
+
+
+def test_kubernetes_refuses_a_domain_on_a_load_balancer_without_a_certificate():
+    error = refusal({**K8S, "vllm:domain": DOMAIN})
+    assert (error.key, error.value) == ("vllm:domain", DOMAIN)
+    assert "vllm:tlsSecretName" in error.valid and "ClusterIP" in error.valid
+
+
+def test_kubernetes_refuses_a_tls_secret_without_a_domain():
+    error = refusal({**K8S, "vllm:tlsSecretName": TLS_SECRET})
+    assert (error.key, error.value) == ("vllm:tlsSecretName", TLS_SECRET)
+    assert "vllm:domain" in error.valid
+
+
+@pytest.mark.parametrize("name", ["LLM-TLS", "llm_tls", "-llm", "llm-", "a" * 254])
+def test_kubernetes_refuses_a_tls_secret_name_that_is_not_a_secret_name(name):
+    error = refusal({**K8S_TLS, "vllm:tlsSecretName": name})
+    assert (error.key, error.value) == ("vllm:tlsSecretName", name)
+    assert "kubernetes.io/tls" in error.valid
+
+
+def test_kubernetes_refuses_a_dns_zone():
+    error = refusal({**K8S_TLS, "vllm:dnsZone": "example-com"})
+    assert (error.key, error.value) == ("vllm:dnsZone", "example-com")
+    assert "dnsRecords" in error.valid
+
+
+@pytest.mark.parametrize("flag", ["--ssl-keyfile", "--ssl-certfile=/tmp/cert.pem", "--ssl-cert"])
+def test_extra_args_may_not_set_the_tls_flags_the_spec_owns(flag):
+    error = refusal({**GCP, "vllm:extraArgs": [flag, "/tmp/x"] if "=" not in flag else [flag]})
+    assert error.key == "vllm:extraArgs"

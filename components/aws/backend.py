@@ -175,7 +175,7 @@ BACKEND = Backend(
                 "loadBalancingAlgorithmType",
                 "deregistrationDelay",
             ),
-            "aws:lb/listener:Listener": ("port", "protocol", "sslPolicy", "defaultActions.*.type"),
+            "aws:lb/listener:Listener": ("port", "sslPolicy", "defaultActions.*.type"),
             "aws:acm/certificate:Certificate": ("domainName", "validationMethod"),
             "aws:route53/record:Record": ("name", "type"),
             "aws:lb/listenerRule:ListenerRule": ("conditions.*.pathPattern.values", "actions.*.type"),

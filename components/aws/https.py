@@ -142,7 +142,7 @@ class HttpsListener(pulumi.ComponentResource):
                         found[2].rstrip("."),
                         f"ACM's validation of the certificate for {domain} (keep it: renewals use it)",
                     ).as_output(),
-                    DnsRecord(domain, "CNAME", found[3], endpoint_purpose(domain)).as_output(),
+                    DnsRecord(domain, "CNAME", found[3], endpoint_purpose(domain, issuance=True)).as_output(),
                 ]
             )
         self.endpoint = pulumi.Output.from_input(f"https://{domain}")

@@ -119,7 +119,7 @@ class HttpsFrontend(pulumi.ComponentResource):
             )
         else:
             self.dns_records = args.address.address.apply(
-                lambda ip: [DnsRecord(domain, "A", ip, endpoint_purpose(domain)).as_output()]
+                lambda ip: [DnsRecord(domain, "A", ip, endpoint_purpose(domain, issuance=True)).as_output()]
             )
         self.endpoint = pulumi.Output.from_input(f"https://{domain}")
         self.register_outputs({"endpoint": self.endpoint, "certificate": self.certificate.id})

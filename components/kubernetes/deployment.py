@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes
 
-from components.kubernetes import gpu_nodes, pods
+from components.kubernetes import gpu_nodes, pods, tls
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -26,7 +26,7 @@ def check(spec: ServiceSpec) -> None:
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
-    launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
+    launch = tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None))
     provider = pulumi_kubernetes.Provider(
         "kubernetes", context=settings(spec).context, opts=pulumi.ResourceOptions(parent=parent)
     )
@@ -60,4 +60,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         LoadBalancerArgs(spec, namespace.name, provider, workload, pods.start_budget_seconds(launch)),
         opts,
     )
-    return Deployment(endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas)
+    return Deployment(
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        dns_records=load_balancer.dns_records,
+    )
