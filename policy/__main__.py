@@ -1,7 +1,8 @@
 """CrossGuard policy pack: the project's standards, enforced by ``pulumi preview --policy-pack policy``.
 
 The rules live in validators.py as pure functions (unit-tested in tests/test_policy.py); this file only
-adapts Pulumi's policy SDK to them. Every policy is mandatory: a violation fails the preview or update.
+adapts Pulumi's policy SDK to them. Every policy is mandatory (a violation fails the preview or update), but
+the advisory on a plain-HTTP endpoint, which only warns.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ def validate_autohealing(args: StackValidationArgs, report_violation: ReportViol
         report_violation(message, urn)
 
 
+def validate_cleartext(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    resources = [
+        validators.StackResource(type=resource.resource_type, urn=resource.urn, props=plain(resource.props))
+        for resource in args.resources
+    ]
+    for urn, message in validators.cleartext_endpoint_violations(resources):
+        report_violation(message, urn)
+
+
 PolicyPack(
     name="vllm-serving-standards",
     enforcement_level=EnforcementLevel.MANDATORY,
@@ -113,6 +123,13 @@ PolicyPack(
             "GCP managed instance groups with autoHealingPolicies (Ray workers included), AWS Auto Scaling "
             "groups (EC2 health plus the on-instance health agent); no standalone GPU instances.",
             validate=validate_autohealing,
+        ),
+        StackValidationPolicy(
+            name="endpoint-serves-https",
+            description="The public endpoint serves HTTPS (vllm:domain): over plain HTTP the API key and "
+            "every prompt cross the internet in cleartext. Advisory: a stack may stay on HTTP by choice.",
+            validate=validate_cleartext,
+            enforcement_level=EnforcementLevel.ADVISORY,
         ),
     ],
 )

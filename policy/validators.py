@@ -757,3 +757,63 @@ def aws_health_check_violations(resource_type: str, props: Mapping[str, Any]) ->
             "AWS refuses it"
         ]
     return []
+
+
+# --- Cleartext: a public endpoint without HTTPS sends the API key in the clear (advisory) ---------------
+
+CLEARTEXT_ADVICE: Final = (
+    "the public endpoint is plain HTTP: the API key and every prompt and completion cross the internet in "
+    "cleartext; set vllm:domain (and vllm:dnsZone) to serve HTTPS (README, HTTPS with a custom domain)"
+)
+_GCP_FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+_GCP_HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+_AWS_ALB = "aws:lb/loadBalancer:LoadBalancer"
+_AWS_LISTENER = "aws:lb/listener:Listener"
+_K8S_SERVICE = "kubernetes:core/v1:Service"
+_HTTPS_PORT = 443
+
+
+def _gcp_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """External Application LB forwarding rules, when no HTTPS proxy serves the stack."""
+    if any(resource.type == _GCP_HTTPS_PROXY for resource in resources):
+        return []
+    return [
+        resource
+        for resource in resources
+        if resource.type == _GCP_FORWARDING_RULE
+        and str(resource.props.get("loadBalancingScheme") or "").startswith("EXTERNAL")
+    ]
+
+
+def _aws_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """Internet-facing ALBs, when no HTTPS listener serves the stack."""
+    if any(
+        resource.type == _AWS_LISTENER and str(resource.props.get("protocol") or "").upper() == "HTTPS"
+        for resource in resources
+    ):
+        return []
+    return [
+        resource
+        for resource in resources
+        if resource.type == _AWS_ALB
+        and resource.props.get("loadBalancerType", "application") == "application"
+        and resource.props.get("internal") is not True
+    ]
+
+
+def _kubernetes_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """LoadBalancer Services that expose no port 443 (vLLM serves TLS behind 443 with vllm:tlsSecretName)."""
+    found = []
+    for resource in resources:
+        if resource.type != _K8S_SERVICE or collect(resource.props, "spec", "type") != ["LoadBalancer"]:
+            continue
+        ports = collect(resource.props, "spec", "ports", "port")
+        if UNKNOWN not in ports and _HTTPS_PORT not in [int(p) for p in ports if is_number(p)]:
+            found.append(resource)
+    return found
+
+
+def cleartext_endpoint_violations(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
+    """(URN, advice) for each internet-facing load balancer of a stack that serves no HTTPS."""
+    public = _gcp_public_http(resources) + _aws_public_http(resources) + _kubernetes_public_http(resources)
+    return [(resource.urn, CLEARTEXT_ADVICE) for resource in public]

@@ -484,3 +484,55 @@ def test_kubernetes_refuses_a_dns_zone():
 def test_extra_args_may_not_set_the_tls_flags_the_spec_owns(flag):
     error = refusal({**GCP, "vllm:extraArgs": [flag, "/tmp/x"] if "=" not in flag else [flag]})
     assert error.key == "vllm:extraArgs"
+
+
+# --- The policy pack's advisory -----------------------------------------------------------------------------
+
+
+def stack_resources(run_: Run) -> list:
+    from policy.validators import StackResource
+
+    return [StackResource(type=r.type, urn=r.urn, props=r.inputs) for r in run_.resources if r.custom]
+
+
+@pytest.mark.parametrize("config", [GCP, AWS, K8S], ids=["gcp", "aws", "kubernetes"])
+def test_the_policy_advisory_names_a_plain_http_endpoint(config):
+    from policy.validators import CLEARTEXT_ADVICE, cleartext_endpoint_violations
+
+    violations = cleartext_endpoint_violations(stack_resources(run(config)))
+    assert violations and {message for _, message in violations} == {CLEARTEXT_ADVICE}
+    assert "cleartext" in CLEARTEXT_ADVICE and "vllm:domain" in CLEARTEXT_ADVICE
+
+
+def test_the_policy_advisory_is_quiet_for_https_endpoints(gcp_https_run, aws_https_run, k8s_tls_run):
+    from policy.validators import cleartext_endpoint_violations
+
+    for result in (gcp_https_run, aws_https_run, k8s_tls_run):
+        assert cleartext_endpoint_violations(stack_resources(result)) == []
+
+
+def test_the_policy_advisory_ignores_a_cluster_ip_service():
+    from policy.validators import cleartext_endpoint_violations
+
+    result = run({**K8S, "vllm:serviceType": "ClusterIP"})
+    assert cleartext_endpoint_violations(stack_resources(result)) == []
+
+
+def test_the_policy_pack_declares_the_https_advisory_as_advisory_only():
+    import ast
+
+    from tests.harness import ROOT
+
+    tree = ast.parse((ROOT / "policy" / "__main__.py").read_text())
+    (policy,) = [
+        call
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and any(
+            k.arg == "name" and getattr(k.value, "value", None) == "endpoint-serves-https"
+            for k in call.keywords
+        )
+    ]
+    keywords = {k.arg: ast.unparse(k.value) for k in policy.keywords}
+    assert keywords["enforcement_level"] == "EnforcementLevel.ADVISORY"
+    assert keywords["validate"] == "validate_cleartext"
