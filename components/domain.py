@@ -103,6 +103,7 @@ def endpoint_purpose(domain: str, issuance: bool = False) -> str:
 
 
 def warn_without_domain(domain: str | None) -> None:
-    """``pulumi up`` (and preview) print this when the endpoint stays plain HTTP."""
+    """``pulumi up`` (and preview) print this when a public endpoint stays plain HTTP (each platform's
+    ``build`` calls it for its internet-facing load balancer)."""
     if domain is None:
         pulumi.log.warn(CLEARTEXT_WARNING)

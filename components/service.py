@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from components.domain import warn_without_domain
 from components.spec import ServiceSpec
 
 API_KEY_LENGTH = 48
@@ -61,7 +60,6 @@ class VllmService(pulumi.ComponentResource):
         self.deployment = cloud.build(args.spec, Secrets(api_key=self.api_key, hf_token=hf_token), self)
         self.endpoint = self.deployment.endpoint
         self.dns_records = self.deployment.dns_records
-        warn_without_domain(args.spec.domain)
         self.register_outputs({"endpoint": self.endpoint})
 
 

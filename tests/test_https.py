@@ -127,6 +127,11 @@ def test_without_a_domain_the_endpoint_stays_http_and_up_warns_of_cleartext(conf
     assert "dnsRecords" not in result.outputs
 
 
+def test_a_cluster_ip_service_without_a_domain_does_not_warn(warnings):
+    run({**K8S, "vllm:serviceType": "ClusterIP"})  # no public endpoint: port-forward, or your Ingress
+    assert domain_module.CLEARTEXT_WARNING not in warnings
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -228,6 +233,16 @@ def test_gcp_with_a_zone_the_program_writes_the_a_record_and_enables_cloud_dns(g
     assert "dns.googleapis.com" in {api.inputs["service"] for api in gcp_zone_run.of_type(GCP_API)}
 
 
+def test_gcp_https_resource_names_fit_gcps_63_characters_for_a_long_stack_name():
+    # GCP names: 1-63 characters, RFC 1035 (pulumi_gcp docstrings); Pulumi's auto-name adds "-" + 7 characters
+    result = run_program(
+        "production-inference-llama-4-maverick-us-east-1-blue", {**GCP, "vllm:domain": DOMAIN}, SECRETS
+    )
+    for type_ in (MANAGED_CERT, SSL_POLICY, HTTPS_PROXY, FORWARDING_RULE, URL_MAP):
+        for resource in result.of_type(type_):
+            assert len(resource.name) + 8 <= 63, resource.name
+
+
 def test_gcp_https_resources_use_the_stacks_provider(gcp_zone_run):
     for type_ in (MANAGED_CERT, SSL_POLICY, HTTPS_PROXY, RECORD_SET):
         assert gcp_zone_run.one(type_).provider.endswith("$pulumi:providers:gcp::gcp::gcp-id")  # not gcp-apis
@@ -322,6 +337,17 @@ def test_aws_without_a_zone_dns_records_name_the_validation_cname_and_the_endpoi
         "CNAME",
         aws_https_run.one(ALB).outputs["dnsName"],
     )
+
+
+def test_aws_without_a_zone_up_prints_the_validation_record_while_it_waits(monkeypatch):
+    said: list[str] = []
+    monkeypatch.setattr(pulumi.log, "info", lambda message, *args, **kwargs: said.append(message))
+    result = run({**AWS, "vllm:domain": DOMAIN})
+    option = result.one(CERTIFICATE).outputs["domainValidationOptions"][0]
+    (message,) = [m for m in said if "ACM's validation" in m]
+    assert option["resourceRecordName"] in message and option["resourceRecordValue"] in message
+    validation = result.one(VALIDATION)
+    assert "validationRecordFqdns" not in validation.inputs  # it waits for the user's record
 
 
 def test_aws_with_a_zone_the_program_writes_the_validation_record_and_waits_on_it(aws_zone_run):

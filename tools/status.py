@@ -204,13 +204,17 @@ def _transport_failure(error: requests.RequestException) -> str:
 def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
     """The first exception of ``kind`` among ``error``'s arguments and causes (requests wraps urllib3's
     errors in MaxRetryError.reason)."""
-    seen: list[BaseException] = [error]
-    while seen:
-        current = seen.pop()
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
         if isinstance(current, kind):
             return current
         nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
-        seen += [item for item in nested if isinstance(item, BaseException)]
+        pending += [item for item in nested if isinstance(item, BaseException)]
     return None
 
 

@@ -11,6 +11,7 @@ from components.aws.machines import machine_image, stack_tags
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_group import RayGroup, RayGroupArgs
 from components.aws.replica import VllmReplica, VllmReplicaArgs
+from components.domain import warn_without_domain
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -50,6 +51,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             )
             for index in range(spec.replicas)
         ]
+    warn_without_domain(spec.domain)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,

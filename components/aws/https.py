@@ -100,7 +100,7 @@ class HttpsListener(pulumi.ComponentResource):
             )
         else:
             pulumi.Output.all(record_name, record_value).apply(
-                lambda record: pulumi.log.warn(
+                lambda record: pulumi.log.info(
                     f"create the DNS record CNAME {record[0]} -> {record[1]} (ACM's validation of "
                     f"{domain}); pulumi up waits up to {VALIDATION_TIMEOUT} for the certificate",
                     self.certificate,

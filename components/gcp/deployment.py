@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp
 
+from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
@@ -102,6 +103,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         LoadBalancerArgs(spec, launch, [replica.instance_group for replica in replicas], provider),
         opts,
     )
+    warn_without_domain(spec.domain)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes
 
+from components.domain import warn_without_domain
 from components.kubernetes import gpu_nodes, pods, tls
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -60,6 +61,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         LoadBalancerArgs(spec, namespace.name, provider, workload, pods.start_budget_seconds(launch)),
         opts,
     )
+    if settings(spec).service_type == "LoadBalancer":  # ClusterIP: in the cluster, or behind your Ingress
+        warn_without_domain(spec.domain)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
