@@ -43,14 +43,14 @@ def redirect_to_https() -> dict:
     }
 
 
-@dataclass
-class HttpsListenerArgs:
+@dataclass(frozen=True, kw_only=True)
+class HttpsFrontendArgs:
     spec: ServiceSpec
     alb: lb.LoadBalancer
     default_actions: list[dict]  # what the listener answers outside its rules (the fixed 404)
 
 
-class HttpsListener(pulumi.ComponentResource):
+class HttpsFrontend(pulumi.ComponentResource):
     """Certificate, its validation, the 443 listener, and the Route 53 records with a zone. Children
     inherit the load balancer's provider."""
 
@@ -63,12 +63,12 @@ class HttpsListener(pulumi.ComponentResource):
     dns_records: pulumi.Output[list[dict[str, str]]] | None  # what to create by hand; None with a zone
 
     def __init__(
-        self, name: str, args: HttpsListenerArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: HttpsFrontendArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("vllm:aws:HttpsListener", name, None, opts)
+        super().__init__("vllm:aws:HttpsFrontend", name, None, opts)
         spec, domain, alb = args.spec, args.spec.domain, args.alb
         if domain is None:
-            raise ValueError("HttpsListener needs vllm:domain")
+            raise ValueError("HttpsFrontend needs vllm:domain")
         child = pulumi.ResourceOptions(parent=self)
         self.certificate = acm.Certificate(
             f"{name}-certificate",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.lb as lb
 
-from components.aws.https import HttpsListener, HttpsListenerArgs, redirect_to_https
+from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_https
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
@@ -55,7 +55,7 @@ class LoadBalancer(pulumi.ComponentResource):
     target_group: lb.TargetGroup
     listener: lb.Listener
     api_rule: lb.ListenerRule
-    https: HttpsListener | None  # with vllm:domain: the 443 listener holds the rule, 80 redirects to it
+    https: HttpsFrontend | None  # with vllm:domain: the 443 listener holds the rule, 80 redirects to it
     dns_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     dns_records: pulumi.Output[list[dict[str, str]]] | None
@@ -115,9 +115,9 @@ class LoadBalancer(pulumi.ComponentResource):
         ]
         self.https = None
         if spec.domain is not None:
-            self.https = HttpsListener(
+            self.https = HttpsFrontend(
                 name,
-                HttpsListenerArgs(spec=spec, alb=self.alb, default_actions=not_found),
+                HttpsFrontendArgs(spec=spec, alb=self.alb, default_actions=not_found),
                 pulumi.ResourceOptions(parent=self),
             )
         self.listener = lb.Listener(

@@ -4,5 +4,6 @@
 through a ``gcp-apis`` provider), the explicit ``gcp`` provider that waits for them and that every other
 resource uses, ``Network`` (VPC, NAT, firewall), ``ServiceIdentity`` (service account + Secret Manager),
 ``VllmReplica`` (one regional MIG) or one ``RayGroup`` per replica when ``vllm:nodes`` > 1, and
-``LoadBalancer``. Only the load balancer's forwarding rule has a public address.
+``LoadBalancer`` (with ``vllm:domain``, its ``HttpsFrontend``: managed certificate, HTTPS proxy on 443, port
+80 redirecting). Only the load balancer's forwarding rules have a public address.
 """

@@ -35,7 +35,7 @@ REDIRECT_CODE = "MOVED_PERMANENTLY_DEFAULT"
 DNS_TTL_SECONDS = 300
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class HttpsFrontendArgs:
     spec: ServiceSpec
     url_map: compute.URLMap  # the public map (/v1/* and /health only)
