@@ -562,3 +562,19 @@ def test_the_policy_pack_declares_the_https_advisory_as_advisory_only():
     keywords = {k.arg: ast.unparse(k.value) for k in policy.keywords}
     assert keywords["enforcement_level"] == "EnforcementLevel.ADVISORY"
     assert keywords["validate"] == "validate_cleartext"
+
+
+def test_the_mandatory_policies_pass_the_https_stacks(gcp_zone_run, aws_zone_run, aws_https_run, k8s_tls_run):
+    from policy import validators
+
+    checks = (
+        validators.public_path_violations,
+        validators.exposure_violations,
+        validators.secret_violations,
+        validators.aws_elb_name_violations,
+        validators.aws_description_violations,
+    )
+    for result in (gcp_zone_run, aws_zone_run, aws_https_run, k8s_tls_run):
+        for resource in result.resources:
+            for check in checks:
+                assert check(resource.type, resource.inputs) == [], (check.__name__, resource.name)
