@@ -124,6 +124,12 @@ PolicyPack(
             "groups (EC2 health plus the on-instance health agent); no standalone GPU instances.",
             validate=validate_autohealing,
         ),
+        resource_policy(
+            "https-tls-1-2-or-later",
+            "HTTPS fronts accept TLS 1.2 or later only: GCP HTTPS proxies carry an SSL policy of "
+            "minTlsVersion TLS_1_2+, ALB HTTPS listeners a TLS 1.2+ security policy.",
+            validators.weak_tls_violations,
+        ),
         StackValidationPolicy(
             name="endpoint-serves-https",
             description="The public endpoint serves HTTPS (vllm:domain): over plain HTTP the API key and "

@@ -573,8 +573,45 @@ def test_the_mandatory_policies_pass_the_https_stacks(gcp_zone_run, aws_zone_run
         validators.secret_violations,
         validators.aws_elb_name_violations,
         validators.aws_description_violations,
+        validators.weak_tls_violations,
     )
     for result in (gcp_zone_run, aws_zone_run, aws_https_run, k8s_tls_run):
         for resource in result.resources:
             for check in checks:
                 assert check(resource.type, resource.inputs) == [], (check.__name__, resource.name)
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "props", "says"),
+    [
+        (HTTPS_PROXY, {"urlMap": "m", "sslCertificates": ["c"]}, "without an sslPolicy"),
+        (SSL_POLICY, {"minTlsVersion": "TLS_1_1", "profile": "MODERN"}, "TLS_1_1"),
+        (SSL_POLICY, {"profile": "RESTRICTED"}, "TLS_1_0"),
+        (LISTENER, {"protocol": "HTTPS", "port": 443.0}, "ELBSecurityPolicy-2016-08"),
+        (LISTENER, {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-2016-08"}, "below 1.2"),
+        (LISTENER, {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-0-2021-06"}, "below 1.2"),
+    ],
+)
+def test_the_tls_policy_refuses_fronts_that_accept_tls_below_1_2(resource_type, props, says):
+    from policy.validators import weak_tls_violations
+
+    (violation,) = weak_tls_violations(resource_type, props)
+    assert says in violation
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        "ELBSecurityPolicy-TLS-1-2-Ext-2018-06",
+        "ELBSecurityPolicy-FS-1-2-Res-2020-10",
+    ],
+)
+def test_the_tls_policy_accepts_aws_tls_1_2_and_later_policies(policy):
+    from policy.validators import UNKNOWN, weak_tls_violations
+
+    assert weak_tls_violations(LISTENER, {"protocol": "HTTPS", "sslPolicy": policy}) == []
+    assert weak_tls_violations(LISTENER, {"protocol": "HTTPS", "sslPolicy": UNKNOWN}) == []
+    assert weak_tls_violations(LISTENER, {"protocol": "HTTP"}) == []
