@@ -12,6 +12,7 @@ service = VllmService(
 )
 
 pulumi.export("endpoint", service.endpoint)
+pulumi.export("dnsRecords", service.dns_records)
 pulumi.export("apiKey", service.api_key)
 pulumi.export("model", spec.served_model_name)
 pulumi.export("replicas", replicas_output(spec))

@@ -41,6 +41,7 @@ class Feature(enum.Enum):
     SCALE_TO_ZERO = "vllm:minReplicas"  # autoscaling down to no replica at all
     UPSCALE_DELAY = "vllm:upscaleDelaySeconds"  # a configurable wait before scaling out
     DOWNSCALE_DELAY = "vllm:downscaleDelaySeconds"  # a configurable wait before scaling in
+    DNS_ZONE = "vllm:dnsZone"  # DNS records for vllm:domain written by the program
 
 
 class Catalog(Protocol):

@@ -38,6 +38,7 @@ class VllmService(pulumi.ComponentResource):
 
     endpoint: pulumi.Output[str]
     api_key: pulumi.Output[str]
+    dns_records: pulumi.Output[list[dict[str, str]]] | None
 
     def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:index:VllmService", name, None, opts)
@@ -58,6 +59,7 @@ class VllmService(pulumi.ComponentResource):
         cloud = importlib.import_module(f"components.{args.spec.cloud}.deployment")
         self.deployment = cloud.build(args.spec, Secrets(api_key=self.api_key, hf_token=hf_token), self)
         self.endpoint = self.deployment.endpoint
+        self.dns_records = self.deployment.dns_records
         self.register_outputs({"endpoint": self.endpoint})
 
 
@@ -73,3 +75,5 @@ class Deployment:
     replicas: list[pulumi.ComponentResource]
     network: pulumi.ComponentResource | None = None
     autoscaler: pulumi.ComponentResource | None = None  # with vllm:maxReplicas: the platform's autoscaler
+    #: With vllm:domain and no vllm:dnsZone: the DNS records to create by hand (the dnsRecords output).
+    dns_records: pulumi.Output[list[dict[str, str]]] | None = None

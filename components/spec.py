@@ -80,6 +80,8 @@ COMMON_KEYS = (
     "spot",
     "allowedCidrs",
     *AUTOSCALING_KEYS,
+    "domain",
+    "dnsZone",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
@@ -143,6 +145,9 @@ class ServiceSpec:
         """The most replicas the stack may run (surges aside): the autoscaler's bound, or the fixed count."""
         return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
 
+    domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
+    dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
+
     @property
     def name(self) -> str:
         """A short DNS-safe base name for cloud resources (``vllm-<stack>``, 1-63 chars)."""
@@ -181,6 +186,8 @@ class ServiceSpec:
             "modelRevision": self.facts.revision if self.facts else None,
             "spot": self.spot,
             "allowedCidrs": list(self.allowed_cidrs),
+            "domain": self.domain,
+            "dnsZone": self.dns_zone,
         }
         view.update(backend.get(self.cloud).public_view(self))
         return view
@@ -390,6 +397,11 @@ SERVING_FLAGS = {
     "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
     "--headless": "no --headless (every replica serves the OpenAI API)",
     "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
+    **dict.fromkeys(
+        ("--ssl-certfile", "--ssl-keyfile"),
+        "no TLS flags: set vllm:domain (the clouds' load balancers terminate HTTPS and health-check HTTP) "
+        "or, on kubernetes, vllm:tlsSecretName (vLLM serves the Secret's certificate)",
+    ),
 }
 
 
@@ -586,6 +598,7 @@ def build_spec(
     extra_args = read.string_list("extraArgs")
     _check_extra_args(extra_args, image)
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
+    domain, dns_zone = _read_domain(read, platform)
 
     placement = platform.read_placement(read, stack, offering)
     autoscaling = read_autoscaling(read, platform, nodes)
@@ -614,6 +627,8 @@ def build_spec(
         region=placement.region,
         platform=placement.settings,
         autoscaling=autoscaling,
+        domain=domain,
+        dns_zone=dns_zone,
     )
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:
@@ -631,6 +646,21 @@ def build_spec(
     platform.check(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
     return spec
+
+
+def _read_domain(read: ConfigReader, platform: backend.Backend) -> tuple[str | None, str | None]:
+    """``vllm:domain`` (a bare host name) and ``vllm:dnsZone`` (only with a domain, where the platform
+    writes DNS records; each platform's ``check`` judges the zone's form)."""
+    from components.domain import parse_domain  # it reads this module's SpecError
+
+    domain = parse_domain(read.string("domain"))
+    dns_zone = read.string("dnsZone")
+    if dns_zone is not None and (instead := platform.refuse_unsupported(backend.Feature.DNS_ZONE)):
+        raise SpecError(f"{PROJECT}:dnsZone", dns_zone, instead)
+    if dns_zone is not None and domain is None:
+        valid = f"unset without {PROJECT}:domain (its records go there)"
+        raise SpecError(f"{PROJECT}:dnsZone", dns_zone, valid)
+    return domain, dns_zone
 
 
 def image_hardware(image: str) -> str:

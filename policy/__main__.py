@@ -2,8 +2,8 @@
 
 The rules live in validators.py (what every platform shares) and in each platform's
 ``components/<platform>/policy.py`` (its scanners), as pure functions unit-tested in tests/test_policy.py;
-this file only adapts Pulumi's policy SDK to them. Every policy is mandatory: a violation fails the preview
-or update.
+this file only adapts Pulumi's policy SDK to them. Every policy is mandatory (a violation fails the preview
+or update), but the advisory on a plain-HTTP endpoint, which only warns.
 
 Pulumi runs this file from policy/ in its own venv (policy/venv, from requirements.txt here), with
 policy/, not the repository root, on ``sys.path``. The root goes first on it so that the platform registry
@@ -101,6 +101,15 @@ def validate_gpu_budget(args: StackValidationArgs, report_violation: ReportViola
         report_violation(message, urn)
 
 
+def validate_cleartext(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    resources = [
+        validators.StackResource(type=resource.resource_type, urn=resource.urn, props=plain(resource.props))
+        for resource in args.resources
+    ]
+    for urn, message in validators.cleartext_endpoint_violations(resources):
+        report_violation(message, urn)
+
+
 PolicyPack(
     name="vllm-serving-standards",
     enforcement_level=EnforcementLevel.MANDATORY,
@@ -149,6 +158,19 @@ PolicyPack(
                     }
                 }
             ),
+        ),
+        resource_policy(
+            "https-tls-1-2-or-later",
+            "HTTPS fronts accept TLS 1.2 or later only: GCP HTTPS proxies carry an SSL policy of "
+            "minTlsVersion TLS_1_2+, ALB HTTPS listeners a TLS 1.2+ security policy.",
+            validators.weak_tls_violations,
+        ),
+        StackValidationPolicy(
+            name="endpoint-serves-https",
+            description="The public endpoint serves HTTPS (vllm:domain): over plain HTTP the API key and "
+            "every prompt cross the internet in cleartext. Advisory: a stack may stay on HTTP by choice.",
+            validate=validate_cleartext,
+            enforcement_level=EnforcementLevel.ADVISORY,
         ),
     ],
 )

@@ -358,3 +358,95 @@ def autohealing_violations(resources: Sequence[StackResource]) -> list[tuple[str
         if module.AUTOHEALING is not None
         for violation in _platform_violations(module.AUTOHEALING, resources)
     ]
+
+
+# --- Cleartext: a public endpoint without HTTPS sends the API key in the clear (advisory) ---------------
+
+CLEARTEXT_ADVICE: Final = (
+    "the public endpoint is plain HTTP: the API key and every prompt and completion cross the internet in "
+    "cleartext; set vllm:domain (and vllm:dnsZone) to serve HTTPS (README, HTTPS with a custom domain)"
+)
+_GCP_FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+_GCP_HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+_AWS_ALB = "aws:lb/loadBalancer:LoadBalancer"
+_AWS_LISTENER = "aws:lb/listener:Listener"
+_K8S_SERVICE = "kubernetes:core/v1:Service"
+_HTTPS_PORT = 443
+
+
+def _gcp_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """External Application LB forwarding rules, when no HTTPS proxy serves the stack."""
+    if any(resource.type == _GCP_HTTPS_PROXY for resource in resources):
+        return []
+    return [
+        resource
+        for resource in resources
+        if resource.type == _GCP_FORWARDING_RULE
+        and str(resource.props.get("loadBalancingScheme") or "").startswith("EXTERNAL")
+    ]
+
+
+def _aws_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """Internet-facing ALBs, when no HTTPS listener serves the stack."""
+    if any(
+        resource.type == _AWS_LISTENER and str(resource.props.get("protocol") or "").upper() == "HTTPS"
+        for resource in resources
+    ):
+        return []
+    return [
+        resource
+        for resource in resources
+        if resource.type == _AWS_ALB
+        and resource.props.get("loadBalancerType", "application") == "application"
+        and resource.props.get("internal") is not True
+    ]
+
+
+def _kubernetes_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """LoadBalancer Services that expose no port 443 (vLLM serves TLS behind 443 with vllm:tlsSecretName)."""
+    found = []
+    for resource in resources:
+        if resource.type != _K8S_SERVICE or collect(resource.props, "spec", "type") != ["LoadBalancer"]:
+            continue
+        ports = collect(resource.props, "spec", "ports", "port")
+        if UNKNOWN not in ports and _HTTPS_PORT not in [int(p) for p in ports if is_number(p)]:
+            found.append(resource)
+    return found
+
+
+def cleartext_endpoint_violations(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
+    """(URN, advice) for each internet-facing load balancer of a stack that serves no HTTPS."""
+    public = _gcp_public_http(resources) + _aws_public_http(resources) + _kubernetes_public_http(resources)
+    return [(resource.urn, CLEARTEXT_ADVICE) for resource in public]
+
+
+# --- TLS: HTTPS fronts accept TLS 1.2 or later only ------------------------------------------------------
+
+#: AWS's predefined ALB policies whose names say their lowest version is TLS 1.2 or 1.3 (ELB docs,
+#: "Security policies for your Application Load Balancer"): ``ELBSecurityPolicy-TLS13-1-2-*``,
+#: ``-TLS13-1-3-*``, ``-TLS-1-2-*``, ``-FS-1-2-*``. The provider's default (none given) is
+#: ELBSecurityPolicy-2016-08, which admits TLS 1.0.
+_AWS_TLS12_POLICY = re.compile(r"^ELBSecurityPolicy-(?:TLS13-1-[23]|TLS-1-2|FS-1-2)-")
+_GCP_OLD_TLS: Final = frozenset({"TLS_1_0", "TLS_1_1"})
+
+
+def weak_tls_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """HTTPS fronts that would accept TLS 1.0 or 1.1: a GCP HTTPS proxy without an SSL policy (GCP's
+    default is TLS 1.0, COMPATIBLE), an SSL policy below TLS 1.2, an ALB HTTPS listener whose policy is
+    not a TLS 1.2+ one."""
+    if resource_type == _GCP_HTTPS_PROXY and props.get("sslPolicy") is None:
+        return ["HTTPS proxy without an sslPolicy gets GCP's default, which accepts TLS 1.0: attach one with "
+                "minTlsVersion TLS_1_2 or later"]  # fmt: skip
+    if resource_type == "gcp:compute/sSLPolicy:SSLPolicy":
+        version = props.get("minTlsVersion") or "TLS_1_0"  # GCP's default
+        if version in _GCP_OLD_TLS:
+            return [f"SSL policy minTlsVersion {version}: TLS_1_2 or later"]
+    if resource_type == _AWS_LISTENER and str(props.get("protocol") or "").upper() == "HTTPS":
+        policy = props.get("sslPolicy")
+        if policy is UNKNOWN:
+            return []
+        if not isinstance(policy, str) or not _AWS_TLS12_POLICY.match(policy):
+            shown = policy or "none (the provider's default, ELBSecurityPolicy-2016-08)"
+            return [f"HTTPS listener sslPolicy {shown} accepts TLS below 1.2: use a TLS 1.2+ policy such as "
+                    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"]  # fmt: skip
+    return []

@@ -37,6 +37,14 @@ VARIANTS = {
     "other-region": ("eu-serving", {"vllm:preset": "aws-h100", "aws:region": "eu-west-2"}),
     "user-vpc": ("aws-h100", USER_VPC),
     "private-instances": ("aws-h100", PRIVATE_INSTANCES),
+    "long-stack-https": (
+        LONG_STACK,
+        {
+            "vllm:preset": "aws-h100",
+            "vllm:domain": "llm.example.com",
+            "vllm:dnsZone": "Z0123456789ABCDEFGHIJ",
+        },
+    ),
     "l4-allowed-cidrs": (
         "aws-dev",
         {

@@ -1,7 +1,13 @@
 """Is a deployed vLLM endpoint serving? The ``sky serve status`` of these stacks.
 
     python -m tools.status --stack gcp-h100 [--wait] [--timeout 3600] [--json]
-    python -m tools.status --endpoint https://203.0.113.7 [--api-key KEY]   (or VLLM_ENDPOINT, VLLM_API_KEY)
+    python -m tools.status --endpoint https://llm.example.com [--api-key KEY] [--cacert PEM]
+                           (or VLLM_ENDPOINT, VLLM_API_KEY)
+
+HTTPS endpoints are verified against the system's CAs (or --cacert, e.g. a Kubernetes Secret's own CA): a
+failed handshake or verification reads "certificate not ready". A new Google-managed certificate is
+issued only once the domain's DNS record points at the load balancer, and up to 60 minutes after that;
+ACM issues once its validation record resolves. --wait keeps polling through both.
 
 Three checks, in order; a failed check skips the ones after it:
   /health               GET without the key: the engine is up (vLLM answers 200 once the weights are loaded)
@@ -18,9 +24,11 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import requests
+import urllib3
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
@@ -60,6 +69,12 @@ class Target:
     endpoint: str  # base URL without a trailing slash or /v1
     api_key: str | None
     model: str | None  # the stack's served model name, used when /v1/models lists none
+    cacert: str | None = None  # CAs that verify an HTTPS endpoint; None: the system's (REQUESTS_CA_BUNDLE)
+
+    @property
+    def verify(self) -> str | bool:
+        """``verify=`` per request: a Session's own ``verify`` loses to REQUESTS_CA_BUNDLE in requests."""
+        return self.cacert or True
 
 
 @dataclass(frozen=True)
@@ -165,12 +180,51 @@ def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
+#: What a failed TLS handshake or verification means for a stack that just got its domain.
+CERTIFICATE_NOT_READY = (
+    "certificate not ready: TLS handshake or verification failed ({reason}); a new managed certificate is "
+    "issued once the domain's DNS record points at the load balancer (GCP: up to 60 min after that)"
+)
+NOT_RESOLVING = "{host} does not resolve (yet): create the record the dnsRecords output names"
+
+
 def _transport_failure(error: requests.RequestException) -> str:
+    if isinstance(error, requests.exceptions.SSLError):  # before ConnectionError, its base class
+        return CERTIFICATE_NOT_READY.format(reason=_ssl_reason(error))
     if isinstance(error, requests.Timeout):  # before ConnectionError: a connect timeout is both
         return "timed out"
     if isinstance(error, requests.ConnectionError):
+        if _cause(error, urllib3.exceptions.NameResolutionError) is not None:
+            host = urllib3.util.parse_url(error.request.url).host if error.request else "the host"
+            return NOT_RESOLVING.format(host=host)
         return "connection failed"
     return type(error).__name__
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` among ``error``'s arguments and causes (requests wraps urllib3's
+    errors in MaxRetryError.reason)."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        pending += [item for item in nested if isinstance(item, BaseException)]
+    return None
+
+
+def _ssl_reason(error: requests.exceptions.SSLError) -> str:
+    """OpenSSL's short reason (``CERTIFICATE_VERIFY_FAILED``, ``SSLV3_ALERT_HANDSHAKE_FAILURE``...)."""
+    found = _cause(error, ssl.SSLError)
+    reason = getattr(found, "reason", None) if found is not None else None
+    if isinstance(found, ssl.SSLCertVerificationError) and found.verify_message:
+        return f"{reason}: {found.verify_message}"
+    return str(reason or "TLS error")
 
 
 def _judge(result: CheckResult, response: requests.Response, ok: bool, detail: str) -> CheckResult:
@@ -178,7 +232,9 @@ def _judge(result: CheckResult, response: requests.Response, ok: bool, detail: s
 
 
 def check_health(session: requests.Session, target: Target, timeout: tuple[float, float]) -> CheckResult:
-    response, result = _send(HEALTH, lambda: session.get(f"{target.endpoint}{HEALTH}", timeout=timeout))
+    response, result = _send(
+        HEALTH, lambda: session.get(f"{target.endpoint}{HEALTH}", timeout=timeout, verify=target.verify)
+    )
     if response is None:
         return result
     ok = response.status_code == 200
@@ -189,7 +245,9 @@ def check_models(
     session: requests.Session, target: Target, headers: Mapping[str, str], timeout: tuple[float, float]
 ) -> tuple[CheckResult, list[str]]:
     url = f"{target.endpoint}{MODELS}"
-    response, result = _send(MODELS, lambda: session.get(url, headers=headers, timeout=timeout))
+    response, result = _send(
+        MODELS, lambda: session.get(url, headers=headers, timeout=timeout, verify=target.verify)
+    )
     if response is None:
         return result, []
     if response.status_code != 200:
@@ -213,7 +271,8 @@ def check_completion(
     body = {"model": model, "messages": list(PROBE_MESSAGES), "max_tokens": 1}
     url = f"{target.endpoint}{COMPLETION}"
     response, result = _send(
-        COMPLETION, lambda: session.post(url, json=body, headers=headers, timeout=timeout)
+        COMPLETION,
+        lambda: session.post(url, json=body, headers=headers, timeout=timeout, verify=target.verify),
     )
     if response is None:
         return result
@@ -327,6 +386,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
     )
+    parser.add_argument(
+        "--cacert",
+        help="PEM file of CAs that verify an HTTPS endpoint (default: the system's, or REQUESTS_CA_BUNDLE)",
+    )
     parser.add_argument("--wait", action="store_true", help="poll until ready or --timeout")
     parser.add_argument(
         "--timeout",
@@ -344,6 +407,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.stack and args.api_key:
         parser.error("--api-key goes with --endpoint; --stack reads the key from the stack's outputs")
+    if args.cacert and not os.path.isfile(args.cacert):
+        parser.error(f"--cacert {args.cacert}: no such file")
     if args.timeout <= 0 or args.interval <= 0:
         parser.error("--timeout and --interval take a positive number of seconds")
     return args
@@ -357,7 +422,7 @@ def main(
 ) -> int:
     args = parse_args(argv)
     try:
-        target = resolve_target(args, env)
+        target = dataclasses.replace(resolve_target(args, env), cacert=args.cacert)
     except ConfigError as error:
         print(f"error: {error}", file=err)
         return EXIT_CONFIG

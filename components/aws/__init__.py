@@ -8,6 +8,8 @@ What ``build`` declares, all through one explicit ``aws.Provider`` for ``aws:reg
 - ``ServiceIdentity``: the API key and HF token as Secrets Manager secrets, and an instance role that may
   ``GetSecretValue`` on exactly those ARNs. User data names the secrets; it never holds their values.
 - ``LoadBalancer``: ALB -> listener 80 -> ``/v1/*`` and ``/health`` to the replicas; everything else 404.
+  With ``vllm:domain`` its ``HttpsFrontend`` (ACM certificate, listener 443) holds that rule and 80
+  redirects to HTTPS.
 - ``ReplicaGroup`` (one ASG of ``vllm:replicas`` machines) or, when ``vllm:nodes`` > 1, one ``RayReplica``
   per replica. Every machine boots the Deep Learning Base OSS NVIDIA driver AMI (or ``vllm:amiId``) and runs
   ``components/scripts/vm_bootstrap.sh`` as user data.

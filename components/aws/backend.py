@@ -109,6 +109,23 @@ def _aws_settings(read: ConfigReader) -> AwsSettings:
     )
 
 
+#: A Route 53 hosted zone id as the API returns it without the ``/hostedzone/`` prefix: ``Z`` and upper-case
+#: letters and digits, up to 32 characters (Route 53 API, HostedZone.Id: "Length Constraints: Maximum
+#: length of 32").
+HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+
+
+def check(spec: ServiceSpec) -> None:
+    """``vllm:dnsZone``: a Route 53 hosted zone id (``Z0123456789ABCDEFGHIJ``), not the zone's name."""
+    if spec.dns_zone is not None and not HOSTED_ZONE_ID.match(spec.dns_zone.removeprefix("/hostedzone/")):
+        raise SpecError(
+            f"{PROJECT}:dnsZone",
+            spec.dns_zone,
+            "a Route 53 hosted zone id such as Z0123456789ABCDEFGHIJ (aws route53 list-hosted-zones: Id), "
+            "not the zone's name",
+        )
+
+
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     aws = settings(spec)
     return {
@@ -130,6 +147,7 @@ BACKEND = Backend(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
+    check=check,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
@@ -180,7 +198,9 @@ BACKEND = Backend(
                 "loadBalancingAlgorithmType",
                 "deregistrationDelay",
             ),
-            "aws:lb/listener:Listener": ("port", "defaultActions.*.type"),
+            "aws:lb/listener:Listener": ("port", "sslPolicy", "defaultActions.*.type"),
+            "aws:acm/certificate:Certificate": ("domainName", "validationMethod"),
+            "aws:route53/record:Record": ("name", "type"),
             "aws:lb/listenerRule:ListenerRule": ("conditions.*.pathPattern.values", "actions.*.type"),
             "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
                 "ipProtocol",

@@ -12,6 +12,7 @@ from components.aws.machines import machine_image, stack_tags
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_replica import RayReplica, RayReplicaArgs
 from components.aws.replica_group import ReplicaGroup, ReplicaGroupArgs
+from components.domain import warn_without_domain
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -78,10 +79,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             ),
             opts,
         )
+    warn_without_domain(spec.domain)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
         autoscaler=autoscaler,
+        dns_records=load_balancer.dns_records,
     )

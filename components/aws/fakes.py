@@ -113,6 +113,27 @@ def _arn(service: str, resource: str) -> str:
     return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
 
 
+#: The hosted zone of us-east-1's Application Load Balancers (ELB endpoints, "Route 53 hosted zone ID").
+ALB_HOSTED_ZONE = "Z35SXDOTRQ7X7K"
+#: ACM's DNS validation record for a domain: a CNAME under it to a name under acm-validations.aws.
+ACM_VALIDATION_LABEL = "_0123456789abcdef0123456789abcdef"
+
+
+def _certificate(inputs: dict, name: str) -> dict:
+    domain = inputs["domainName"]
+    return {
+        "arn": _arn("acm", f"certificate/{name}"),
+        "domainValidationOptions": [
+            {
+                "domainName": domain,
+                "resourceRecordName": f"{ACM_VALIDATION_LABEL}.{domain}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_fedcba9876543210.{name}.acm-validations.aws.",
+            }
+        ],
+    }
+
+
 OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "aws:secretsmanager/secret:Secret": lambda inputs, name: {
         "arn": _arn("secretsmanager", f"secret:{inputs['name']}-Ab12Cd")
@@ -135,7 +156,10 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
         # the ARN's last part: <type>/<name>/<id> (the id is 16 hex digits)
         "arnSuffix": f"{'net' if inputs.get('loadBalancerType') == 'network' else 'app'}/"
         f"{inputs.get('name', name)}/50dc6c495c0c9188",
+        "zoneId": ALB_HOSTED_ZONE,
     },
+    "aws:acm/certificate:Certificate": _certificate,
+    "aws:route53/record:Record": lambda inputs, name: {"fqdn": str(inputs["name"]).rstrip(".")},
     "aws:lb/targetGroup:TargetGroup": lambda inputs, name: {
         "arn": _arn("elasticloadbalancing", f"targetgroup/{name}"),
         "arnSuffix": f"targetgroup/{inputs.get('name', name)}/73e2d6bc24d8a067",

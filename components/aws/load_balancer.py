@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.lb as lb
 
+from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_https
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
@@ -41,7 +42,8 @@ class LoadBalancerArgs:
 
 
 class LoadBalancer(pulumi.ComponentResource):
-    """Internet-facing ALB -> listener (80) -> one rule for the public paths -> the replicas' target group.
+    """Internet-facing ALB -> listener (80; with vllm:domain 443, and 80 redirects to it) -> one rule for
+    the public paths -> the replicas' target group.
 
     Everything else (``/metrics``, ``/tokenize``, ``/invocations``, ``/pause`` ... which vLLM's API key does
     not guard) gets a fixed 404 from the listener and never reaches a replica. The target group health-
@@ -59,8 +61,10 @@ class LoadBalancer(pulumi.ComponentResource):
     target_group: lb.TargetGroup
     listener: lb.Listener
     api_rule: lb.ListenerRule
+    https: HttpsFrontend | None  # with vllm:domain: the 443 listener holds the rule, 80 redirects to it
     dns_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
+    dns_records: pulumi.Output[list[dict[str, str]]] | None
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:aws:LoadBalancer", name, None, opts)
@@ -105,31 +109,43 @@ class LoadBalancer(pulumi.ComponentResource):
             tags={"Name": f"{spec.name}-replicas"},
             opts=child,
         )
+        not_found = [
+            {
+                "type": "fixed-response",
+                "fixed_response": {
+                    "content_type": "text/plain",
+                    "message_body": "not found",
+                    "status_code": "404",
+                },
+            }
+        ]
+        self.https = None
+        if spec.domain is not None:
+            self.https = HttpsFrontend(
+                name,
+                HttpsFrontendArgs(spec=spec, alb=self.alb, default_actions=not_found),
+                pulumi.ResourceOptions(parent=self),
+            )
         self.listener = lb.Listener(
             f"{name}-http",
             load_balancer_arn=self.alb.arn,
             port=HTTP_PORT,
             protocol="HTTP",
-            default_actions=[
-                {
-                    "type": "fixed-response",
-                    "fixed_response": {
-                        "content_type": "text/plain",
-                        "message_body": "not found",
-                        "status_code": "404",
-                    },
-                }
-            ],
+            default_actions=[redirect_to_https()] if self.https is not None else not_found,
             opts=child,
         )
+        serving = self.https.listener if self.https is not None else self.listener
         self.api_rule = lb.ListenerRule(
             f"{name}-api",
-            listener_arn=self.listener.arn,
+            listener_arn=serving.arn,
             priority=10,
             conditions=[{"path_pattern": {"values": public_path_patterns()}}],
             actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
             opts=child,
         )
         self.dns_name = self.alb.dns_name
-        self.endpoint = pulumi.Output.concat("http://", self.alb.dns_name)
+        if self.https is not None:
+            self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
+        else:
+            self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.alb.dns_name), None
         self.register_outputs({"endpoint": self.endpoint, "targetGroup": self.target_group.arn})

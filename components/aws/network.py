@@ -15,8 +15,15 @@ from components.launch import PORT
 from components.spec import ServiceSpec
 
 HTTP_PORT = 80
-#: Ports the load balancer listens on (HTTP today; 443 joins when TLS does).
-LISTENER_PORTS = (HTTP_PORT,)
+HTTPS_PORT = 443
+
+
+def listener_ports(spec: ServiceSpec) -> dict[int, str]:
+    """Ports the load balancer listens on, and what each serves: 80 alone, or with vllm:domain 443 too
+    (and 80 only redirects to it)."""
+    if spec.domain is None:
+        return {HTTP_PORT: "HTTP"}
+    return {HTTP_PORT: "HTTP redirect", HTTPS_PORT: "HTTPS"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +128,7 @@ class Network(pulumi.ComponentResource):
         )
         alb, instances = self.load_balancer_security_group, self.instance_security_group
         self.load_balancer_ingress_rules = []
-        for port in LISTENER_PORTS:
+        for port, what in listener_ports(spec).items():
             for index, cidr in enumerate(spec.allowed_cidrs):
                 family = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
                 rule = vpc.SecurityGroupIngressRule(
@@ -130,7 +137,7 @@ class Network(pulumi.ComponentResource):
                     ip_protocol="tcp",
                     from_port=port,
                     to_port=port,
-                    description=ec2_description(f"HTTP {port} from an allowed client range"),
+                    description=ec2_description(f"{what} {port} from an allowed client range"),
                     opts=child,
                     **family,
                 )

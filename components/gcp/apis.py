@@ -21,6 +21,12 @@ REQUIRED_APIS = (
     "logging.googleapis.com",  # the boot log, shipped by the guest agent
     "monitoring.googleapis.com",  # the VMs' metrics
 )
+#: Cloud DNS, for the domain's A record when vllm:dnsZone names a managed zone.
+DNS_API = "dns.googleapis.com"
+
+
+def required_apis(spec: ServiceSpec) -> tuple[str, ...]:
+    return (*REQUIRED_APIS, DNS_API) if spec.dns_zone is not None else REQUIRED_APIS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +56,6 @@ class ProjectApis(pulumi.ComponentResource):
                 disable_dependent_services=False,
                 opts=child,
             )
-            for api in REQUIRED_APIS
+            for api in required_apis(args.spec)
         }
-        self.register_outputs({"services": list(REQUIRED_APIS)})
+        self.register_outputs({"services": list(self.services)})

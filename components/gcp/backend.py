@@ -86,6 +86,22 @@ def _check_gcp_placement(offering: Offering, region: str, zone: str | None) -> N
         )
 
 
+#: A Cloud DNS managed zone's name (not its DNS name): 1-63 characters, starting with a letter, ending with
+#: a letter or digit, lowercase letters, digits and hyphens only (Cloud DNS API, managedZones.name).
+DNS_ZONE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check(spec: ServiceSpec) -> None:
+    """``vllm:dnsZone``: the managed zone's name, not its DNS name (``example-com``, not ``example.com.``)."""
+    if spec.dns_zone is not None and not DNS_ZONE_NAME.match(spec.dns_zone):
+        raise SpecError(
+            f"{PROJECT}:dnsZone",
+            spec.dns_zone,
+            "a Cloud DNS managed zone name such as example-com (gcloud dns managed-zones list: NAME, not "
+            "DNS_NAME): 1-63 lowercase letters, digits and hyphens, starting with a letter",
+        )
+
+
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     gcp = settings(spec)
     return {"project": gcp.project, "region": spec.region, "zone": gcp.zone, "bootImage": gcp.boot_image}
@@ -101,6 +117,7 @@ BACKEND = Backend(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
+    check=check,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
@@ -174,6 +191,9 @@ BACKEND = Backend(
                 "targetTags",
             ),
             "gcp:compute/globalForwardingRule:GlobalForwardingRule": ("loadBalancingScheme", "portRange"),
+            "gcp:compute/managedSslCertificate:ManagedSslCertificate": ("managed.domains",),
+            "gcp:compute/sSLPolicy:SSLPolicy": ("minTlsVersion", "profile"),
+            "gcp:dns/recordSet:RecordSet": ("name", "type", "managedZone"),
             "gcp:compute/resourcePolicy:ResourcePolicy": ("groupPlacementPolicy",),
             "gcp:compute/securityPolicy:SecurityPolicy": (
                 "rules.*.match.config.srcIpRanges",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp
 
+from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.autoscaler import Autoscaler, AutoscalerArgs
 from components.gcp.backend import settings
@@ -111,10 +112,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         autoscaler = Autoscaler(
             spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=replicas[0].group_manager), opts
         )
+    warn_without_domain(spec.domain)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
         autoscaler=autoscaler,
+        dns_records=load_balancer.dns_records,
     )

@@ -68,6 +68,9 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "gcp:compute/securityPolicy:SecurityPolicy": _named("global/securityPolicies"),
     "gcp:compute/uRLMap:URLMap": _named("global/urlMaps"),
     "gcp:compute/targetHttpProxy:TargetHttpProxy": _named("global/targetHttpProxies"),
+    "gcp:compute/targetHttpsProxy:TargetHttpsProxy": _named("global/targetHttpsProxies"),
+    "gcp:compute/managedSslCertificate:ManagedSslCertificate": _named("global/sslCertificates"),
+    "gcp:compute/sSLPolicy:SSLPolicy": _named("global/sslPolicies"),
     "gcp:compute/globalAddress:GlobalAddress": _global_address,
     "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": _group_manager(
         "regions/r/instanceGroupManagers"

@@ -10,6 +10,7 @@ import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
 from components.gcp.autoscaler import backend_balancing
+from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
 from components.launch import LaunchSpec
 from components.spec import OPEN_TO_ALL, ServiceSpec
@@ -97,7 +98,9 @@ class LoadBalancer(pulumi.ComponentResource):
     proxy: compute.TargetHttpProxy
     address: compute.GlobalAddress
     forwarding_rule: compute.GlobalForwardingRule
+    https: HttpsFrontend | None  # with vllm:domain: port 443, and port 80 redirecting to it
     endpoint: pulumi.Output[str]
+    dns_records: pulumi.Output[list[dict[str, str]]] | None
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:LoadBalancer", name, None, opts)
@@ -167,10 +170,19 @@ class LoadBalancer(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        self.proxy = compute.TargetHttpProxy(f"{name}-proxy", url_map=self.url_map.id, opts=child)
         self.address = compute.GlobalAddress(
             f"{name}-address", address_type="EXTERNAL", ip_version="IPV4", opts=child
         )
+        self.https = None
+        port_80_map = self.url_map
+        if spec.domain is not None:
+            self.https = HttpsFrontend(
+                name,
+                HttpsFrontendArgs(spec=spec, url_map=self.url_map, address=self.address),
+                pulumi.ResourceOptions(parent=self),
+            )
+            port_80_map = self.https.redirect_map
+        self.proxy = compute.TargetHttpProxy(f"{name}-proxy", url_map=port_80_map.id, opts=child)
         self.forwarding_rule = compute.GlobalForwardingRule(
             f"{name}-http",
             target=self.proxy.id,
@@ -180,5 +192,8 @@ class LoadBalancer(pulumi.ComponentResource):
             load_balancing_scheme="EXTERNAL_MANAGED",
             opts=child,
         )
-        self.endpoint = pulumi.Output.concat("http://", self.address.address)
+        if self.https is not None:
+            self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
+        else:
+            self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.address.address), None
         self.register_outputs({"endpoint": self.endpoint})

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: A Secret's name is a DNS subdomain (Kubernetes docs, "Object Names and IDs": at most 253 characters,
+#: lowercase alphanumerics, '-' and '.', alphanumeric at both ends).
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +43,8 @@ class KubernetesSettings:
     #: request rate in front of vLLM that wakes a service scaled to zero.
     prometheus_url: str | None = None
     activation_query: str | None = None
+    #: vllm:tlsSecretName: a kubernetes.io/tls Secret in the namespace; vLLM serves HTTPS from it.
+    tls_secret_name: str | None = None
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
@@ -78,6 +83,14 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             allowed,
             "unset with vllm:serviceType ClusterIP (no load balancer: restrict at your Ingress/Gateway)",
         )
+    tls_secret_name = read.string("tlsSecretName")
+    if tls_secret_name is not None and not DNS_SUBDOMAIN.match(tls_secret_name):
+        raise SpecError(
+            f"{PROJECT}:tlsSecretName",
+            tls_secret_name,
+            "the name of a kubernetes.io/tls Secret in vllm:namespace (a DNS subdomain: lowercase letters, "
+            "digits, '-' and '.')",
+        )
     return Placement(
         settings=KubernetesSettings(
             namespace=namespace,
@@ -91,6 +104,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             max_surge=read.integer("maxSurge", None, 0),
             prometheus_url=_prometheus_url(read.string("prometheusUrl")),
             activation_query=read.string("activationQuery"),
+            tls_secret_name=tls_secret_name,
         )
     )
 
@@ -143,6 +157,33 @@ GPU_WORKER_HOST_GB = 2
 
 
 def check(spec: ServiceSpec) -> None:
+    """HTTPS (``check_tls``), then the pod's sizes (``check_pod_size``)."""
+    check_tls(spec)
+    check_pod_size(spec)
+
+
+def check_tls(spec: ServiceSpec) -> None:
+    """Who serves TLS for ``vllm:domain``: vLLM itself from ``vllm:tlsSecretName``, or with ClusterIP the
+    user's Ingress/Gateway. A LoadBalancer Service is L4, so a domain without a certificate would be
+    served as plain HTTP under an https:// endpoint; a certificate without a domain has no host name for
+    clients to verify it against."""
+    k8s = settings(spec)
+    if spec.domain is not None and k8s.tls_secret_name is None and k8s.service_type == "LoadBalancer":
+        raise SpecError(
+            f"{PROJECT}:domain",
+            spec.domain,
+            f"set together with {PROJECT}:tlsSecretName (a kubernetes.io/tls Secret for it, which vLLM "
+            f"serves), or with {PROJECT}:serviceType ClusterIP behind your Ingress/Gateway's TLS",
+        )
+    if k8s.tls_secret_name is not None and spec.domain is None:
+        raise SpecError(
+            f"{PROJECT}:tlsSecretName",
+            k8s.tls_secret_name,
+            f"set together with {PROJECT}:domain, the host name its certificate is for",
+        )
+
+
+def check_pod_size(spec: ServiceSpec) -> None:
     """A configured ``vllm:cpu`` / ``vllm:memoryGb`` must hold what a GPU pod runs, or the pod is throttled
     into timeouts or OOM-killed mid-load, long after ``pulumi up`` returned.
 
@@ -186,6 +227,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "storageClass": k8s.storage_class,
         "serviceType": k8s.service_type,
         "installLeaderWorkerSet": k8s.install_leader_worker_set,
+        "tlsSecretName": k8s.tls_secret_name,
     }
 
 
@@ -206,6 +248,7 @@ BACKEND = Backend(
         "maxSurge",
         "prometheusUrl",
         "activationQuery",
+        "tlsSecretName",
     ),
     catalog=CATALOG,
     read_placement=read_placement,
@@ -213,7 +256,13 @@ BACKEND = Backend(
     check=check,
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
-    unsupported=MappingProxyType({Feature.SPOT: "false on kubernetes (the cluster's node pools decide)"}),
+    unsupported=MappingProxyType(
+        {
+            Feature.SPOT: "false on kubernetes (the cluster's node pools decide)",
+            Feature.DNS_ZONE: "unset on kubernetes: create the record the dnsRecords output names at "
+            "your DNS provider, or let external-dns do it",
+        }
+    ),
     plan_properties=MappingProxyType(
         {
             "kubernetes:apps/v1:Deployment": (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes
 
-from components.kubernetes import gpu_nodes, pods
+from components.domain import warn_without_domain
+from components.kubernetes import gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -27,7 +28,7 @@ def check(spec: ServiceSpec) -> None:
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
-    launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
+    launch = tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None))
     provider = pulumi_kubernetes.Provider(
         "kubernetes", context=settings(spec).context, opts=pulumi.ResourceOptions(parent=parent)
     )
@@ -83,6 +84,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             ),
             opts,
         )
+    if settings(spec).service_type == "LoadBalancer":  # ClusterIP: in the cluster, or behind your Ingress
+        warn_without_domain(spec.domain)
     return Deployment(
-        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, autoscaler=autoscaler
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        dns_records=load_balancer.dns_records,
+        autoscaler=autoscaler,
     )

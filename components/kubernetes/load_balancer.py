@@ -23,7 +23,8 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.core import v1 as core
 
-from components.kubernetes import pods
+from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
+from components.kubernetes import pods, tls
 from components.kubernetes.backend import settings
 from components.spec import OPEN_TO_ALL, ServiceSpec
 
@@ -43,6 +44,21 @@ def service_name(spec: ServiceSpec) -> str:
     return f"{spec.name}-api"
 
 
+def service_port(spec: ServiceSpec) -> dict[str, Any]:
+    """80 to vLLM's plain HTTP, or 443 when vLLM serves TLS from ``vllm:tlsSecretName``."""
+    if tls.serves_tls(spec):
+        return {"name": "https", "port": HTTPS_PORT, "targetPort": pods.PORT_NAME, "protocol": "TCP"}
+    return {"name": "http", "port": SERVICE_PORT, "targetPort": pods.PORT_NAME, "protocol": "TCP"}
+
+
+def domain_records(domain: str, status: core.outputs.ServiceStatus) -> list[dict[str, str]]:
+    """The record that points ``domain`` at a LoadBalancer Service: A to its IP, or CNAME to its host
+    name (AWS's load balancers have names, not fixed addresses)."""
+    point = status.load_balancer.ingress[0]
+    kind, value = ("A", point.ip) if point.ip else ("CNAME", point.hostname)
+    return [DnsRecord(domain, kind, value, endpoint_purpose(domain)).as_output()]
+
+
 def ingress_url(status: core.outputs.ServiceStatus) -> str:
     """``http://<ip or hostname>`` of a LoadBalancer Service's first ingress point (AWS gives hostnames).
 
@@ -52,8 +68,9 @@ def ingress_url(status: core.outputs.ServiceStatus) -> str:
 
 
 class LoadBalancer(pulumi.ComponentResource):
-    """Port 80 -> the pods' vLLM port; ``endpoint`` is the load balancer's address, or for ClusterIP the
-    in-cluster DNS name (reach it with ``kubectl port-forward`` or through your Ingress/Gateway).
+    """Port 80 (443 when vLLM serves TLS) -> the pods' vLLM port; ``endpoint`` is ``https://<domain>``
+    with ``vllm:domain``, else the load balancer's address, or for ClusterIP the in-cluster DNS name
+    (reach it with ``kubectl port-forward`` or through your Ingress/Gateway).
 
     Attributes:
         service: the Service in front of the serving pods.
@@ -62,6 +79,8 @@ class LoadBalancer(pulumi.ComponentResource):
 
     service: core.Service
     endpoint: pulumi.Output[str]
+    #: With vllm:domain on a LoadBalancer Service: the record to create (no zone on Kubernetes).
+    dns_records: pulumi.Output[list[dict[str, str]]] | None
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:kubernetes:LoadBalancer", name, None, opts)
@@ -71,9 +90,7 @@ class LoadBalancer(pulumi.ComponentResource):
         service_spec: dict[str, Any] = {
             "type": k8s.service_type,
             "selector": pods.selector(spec, pods.SERVER),
-            "ports": [
-                {"name": "http", "port": SERVICE_PORT, "targetPort": pods.PORT_NAME, "protocol": "TCP"}
-            ],
+            "ports": [service_port(spec)],
         }
         if public and spec.allowed_cidrs != OPEN_TO_ALL:
             service_spec["loadBalancerSourceRanges"] = list(spec.allowed_cidrs)
@@ -93,7 +110,15 @@ class LoadBalancer(pulumi.ComponentResource):
                 ),
             ),
         )
-        if public:
+        self.dns_records = None
+        if spec.domain is not None:
+            # vLLM (vllm:tlsSecretName) or the user's Ingress/Gateway serves the domain's certificate.
+            self.endpoint = pulumi.Output.from_input(f"https://{spec.domain}")
+            if public:
+                self.dns_records = self.service.status.apply(
+                    lambda status: domain_records(spec.domain, status)
+                )
+        elif public:
             self.endpoint = self.service.status.apply(ingress_url)
         else:
             self.endpoint = pulumi.Output.concat(

@@ -29,6 +29,7 @@ from typing import Any
 import pulumi
 
 from components import catalog
+from components.kubernetes import tls
 from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.launch import HF_CACHE_DIR, LaunchSpec, weights_gb
@@ -239,6 +240,7 @@ def container(
         "volumeMounts": [
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
             {"name": CACHE_VOLUME, "mountPath": CACHE_DIR},
+            *([tls.mount()] if serves and tls.serves_tls(spec) else []),
             *(extra_mounts or []),
         ],
         "securityContext": security_context(spec),
@@ -246,7 +248,8 @@ def container(
     if serves:
         result["ports"] = [{"name": PORT_NAME, "containerPort": launch.port, "protocol": "TCP"}]
         result["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sleep", str(PRE_STOP_SECONDS)]}}}
-        result.update(health_probes(launch))
+        probes = health_probes(launch)
+        result.update(tls.https_probes(probes) if tls.serves_tls(spec) else probes)
     return result
 
 
@@ -283,6 +286,7 @@ def pod_spec(
         "volumes": [
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gb(spec)}Gi"}},
             *([] if claimed_cache else [cache_volume(spec, component)]),
+            *([tls.volume(spec)] if component == SERVER and tls.serves_tls(spec) else []),
             *(extra_volumes or []),
         ],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
