@@ -37,6 +37,8 @@ class Feature(enum.Enum):
 
     SPOT = "vllm:spot"  # spot / preemptible capacity chosen by the program
     CPU_REPLICAS = "vllm:gpu"  # replicas without GPUs (laptop clusters)
+    REGIONS = "vllm:regions"  # replicas spread over several regions behind one endpoint
+    RESERVATION = "vllm:reservation"  # reserved capacity the machines consume
 
 
 class Catalog(Protocol):
@@ -63,6 +65,8 @@ class Placement:
     """Where a stack runs, as its platform reads it from its provider keys."""
 
     region: str | None = None
+    #: Every region the stack serves from, ``region`` first; empty means ``region`` alone.
+    regions: tuple[str, ...] = ()
     settings: Any = None  # the platform's own settings (a frozen dataclass of its package)
 
 

@@ -30,6 +30,15 @@ class GpuType:
 
 
 @dataclass(frozen=True)
+class RegionPrice:
+    """A machine's list prices in one region (USD per machine-hour), and where they came from."""
+
+    on_demand: float | None
+    spot: float | None  # an estimate: spot prices move (GCP monthly at most, AWS per zone and hour)
+    source: str
+
+
+@dataclass(frozen=True)
 class Offering:
     cloud: str
     gpu: str  # canonical GPU name
@@ -46,14 +55,35 @@ class Offering:
     zones: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     # AWS: regions that sell the instance type; empty when the source does not list it
     regions: tuple[str, ...] = ()
+    #: The region the row's own prices are for (its reference region).
+    price_region: str | None = None
+    #: Prices in other regions that sell it, where the source gives them (``price_in``).
+    region_prices: Mapping[str, RegionPrice] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     @property
     def gpu_memory_gb(self) -> int:
         """Total GPU memory of the machine."""
         return GPU_TYPES[self.gpu].memory_gb * self.gpu_count
 
-    def hourly(self, spot: bool) -> float | None:
-        return self.spot_hourly if spot else self.on_demand_hourly
+    def hourly(self, spot: bool, region: str | None = None) -> float | None:
+        """The price for the purchase option, in ``region`` when the catalog has that region's price, else
+        the reference region's (``price_in`` says which one a figure is)."""
+        price = self.price_in(region)
+        return price.spot if spot else price.on_demand
+
+    def price_in(self, region: str | None) -> RegionPrice:
+        """The prices of ``region`` when known, else the row's own (its ``price_region``'s)."""
+        if region is not None and region in self.region_prices:
+            return self.region_prices[region]
+        on_demand = self.on_demand_hourly if self.on_demand else None
+        return RegionPrice(on_demand, self.spot_hourly, self.price_source)
+
+    def priced_regions(self) -> dict[str, RegionPrice]:
+        """Every region with a known price: the reference region and the others the source gives."""
+        own = {self.price_region: self.price_in(None)} if self.price_region else {}
+        return {**own, **self.region_prices}
 
 
 GPU_TYPES: Mapping[str, GpuType] = MappingProxyType(
@@ -122,11 +152,28 @@ def offerings(cloud: str, gpu: str, count: int) -> list[Offering]:
     return _catalog(cloud).offerings(canonical, count) if canonical else []
 
 
-def select(cloud: str, gpu: str, count: int, spot: bool) -> Offering:
+def same_gpus(cloud: str, offering: Offering) -> list[Offering]:
+    """Every machine of ``cloud`` that serves what ``offering`` serves: the same GPU chip, as many per
+    machine, at least as much GPU memory each (A100:8 runs on p4d.24xlarge and p4de.24xlarge, whose A100s
+    have 80 GB), ``offering`` first, then by price. What a mixed-instances group may launch instead."""
+    chip = offering.gpu.split("-")[0]
+    alike = [
+        other
+        for gpu in gpus_offered(cloud)
+        if gpu.split("-")[0] == chip and GPU_TYPES[gpu].memory_gb >= GPU_TYPES[offering.gpu].memory_gb
+        for other in offerings(cloud, gpu, offering.gpu_count)
+        if other.on_demand and other.machine_type != offering.machine_type
+    ]
+    return [offering, *sorted(alike, key=lambda other: _rank_price(other, 1.0))]
+
+
+def select(cloud: str, gpu: str, count: int, spot: bool, on_demand_share: float = 0.0) -> Offering:
     """The cheapest fitting machine; raises CatalogError saying what is valid when none fits.
 
     Ranking: the price for the purchase option asked for; when a spot price is unknown (AWS), the
-    on-demand price stands in for it; machines with no known price rank last, in table order.
+    on-demand price stands in for it; machines with no known price rank last, in table order. A spot
+    stack with an on-demand base (``on_demand_share`` of its replicas, > 0) needs a machine sold on demand
+    too, and ranks by the blend of both prices.
     """
     canonical = canonical_gpu(gpu)
     if canonical is None:
@@ -140,29 +187,38 @@ def select(cloud: str, gpu: str, count: int, spot: bool) -> Offering:
         raise CatalogError(
             f"{name} {_catalog(cloud).verb} {canonical} in counts {', '.join(map(str, counts))}"
         )
-    if not spot:
+    if not spot or on_demand_share > 0:
         fitting = [offering for offering in fitting if offering.on_demand]
         if not fitting:
-            raise CatalogError(_spot_only_message(name, cloud, canonical, count))
-    return min(fitting, key=lambda offering: _rank_price(offering, spot))
+            raise CatalogError(_spot_only_message(name, cloud, canonical, count, base=spot))
+    share = 1.0 if not spot else on_demand_share
+    return min(fitting, key=lambda offering: _rank_price(offering, share))
 
 
-def _rank_price(offering: Offering, spot: bool) -> tuple[bool, float]:
-    price = offering.hourly(spot)
-    if price is None:
-        price = offering.on_demand_hourly
+def _rank_price(offering: Offering, on_demand_share: float) -> tuple[bool, float]:
+    on_demand = offering.on_demand_hourly
+    spot = offering.spot_hourly if offering.spot_hourly is not None else on_demand
+    if on_demand_share >= 1:
+        price = on_demand
+    elif on_demand_share <= 0:
+        price = spot
+    elif on_demand is None or spot is None:
+        price = None
+    else:
+        price = on_demand * on_demand_share + spot * (1 - on_demand_share)
     return (price is None, price or 0.0)
 
 
-def _spot_only_message(name: str, cloud: str, gpu: str, count: int) -> str:
+def _spot_only_message(name: str, cloud: str, gpu: str, count: int, base: bool = False) -> str:
     machines = ", ".join(sorted({str(o.machine_type) for o in offerings(cloud, gpu, count)}))
     on_demand_counts = [
         c for c in counts_offered(cloud, gpu) if any(o.on_demand for o in offerings(cloud, gpu, c))
     ]
     instead = f" or use {' / '.join(f'{gpu}:{c}' for c in on_demand_counts)}" if on_demand_counts else ""
+    fix = "set vllm:onDemandBaseReplicas 0 (all spot)" if base else "set vllm:spot true"
     return (
         f"{name} sells {gpu}:{count} ({machines}) only as Spot, Flex-start or reservations, not plain "
-        f"on-demand: set vllm:spot true{instead}"
+        f"on-demand: {fix}{instead}"
     )
 
 

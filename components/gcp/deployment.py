@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_gcp
 
@@ -12,17 +14,12 @@ from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_group import RayGroup, RayGroupArgs
+from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica import VllmReplica, VllmReplicaArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
-
-
-def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
-    """The pinned ``gcp:zone``, else every zone of the region that sells the machine (spec.py checks both)."""
-    zone = settings(spec).zone
-    return (zone,) if zone is not None else tuple(spec.offering.zones[spec.region])
 
 
 def check(spec: ServiceSpec) -> None:
@@ -67,14 +64,30 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         )
     replicas: list[VllmReplica] | list[RayGroup] = []
     if spec.nodes == 1:
+        # One group per region and purchase option (components/capacity.py), all behind the one LB.
+        subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
+        for index, region in enumerate(spec.regions[1:], start=1):
+            regional = RegionNetwork(
+                f"{spec.name}-{region}", RegionNetworkArgs(spec, network, region, index, provider), opts
+            )
+            subnets[region] = regional.subnetwork.id
         replicas = [
             VllmReplica(
-                spec.name,
+                group.name,
                 VllmReplicaArgs(
-                    spec, launch, network, identity, zones=zones, provider=provider, mirror=mirror
+                    group.spec(spec),
+                    launch,
+                    network,
+                    identity,
+                    zones=serving_zones(spec, group.share.region),
+                    provider=provider,
+                    mirror=mirror,
+                    subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
+                    base_instance_name=group.base_instance_name,
                 ),
                 opts,
             )
+            for group in serving_groups(spec)
         ]
     else:
         # Groups take the region's zones in turn, so replicas do not share one zone's fate.
@@ -84,7 +97,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 RayGroup(
                     f"{spec.name}-r{index}",
                     RayGroupArgs(
-                        spec,
+                        # The first vllm:onDemandBaseReplicas groups are the on-demand base.
+                        replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas),
                         launch,
                         network,
                         identity,

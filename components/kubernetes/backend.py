@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 #: GPU node labelling schemes (see gpu_nodes.py): how a pod asks for a GPU type.
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
+#: Schemes whose nodes also say whether they are spot (see capacity.py): GKE and Karpenter.
+SPOT_NODE_SELECTORS = ("gke", "karpenter")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -74,10 +76,18 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             allowed,
             "unset with vllm:serviceType ClusterIP (no load balancer: restrict at your Ingress/Gateway)",
         )
+    gpu_node_selector = read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none")
+    if read.boolean("spot", False) and gpu_node_selector not in SPOT_NODE_SELECTORS:
+        raise SpecError(
+            f"{PROJECT}:spot",
+            "true",
+            f"false with vllm:gpuNodeSelector {gpu_node_selector}: spot pods need nodes labelled by their "
+            f"capacity type, set vllm:gpuNodeSelector to {' or '.join(SPOT_NODE_SELECTORS)}",
+        )
     return Placement(
         settings=KubernetesSettings(
             namespace=namespace,
-            gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none"),
+            gpu_node_selector=gpu_node_selector,
             storage_class=storage_class,
             service_type=service_type,
             cpu=read.number("cpu", 0),
@@ -162,7 +172,18 @@ BACKEND = Backend(
     check=check,
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
-    unsupported=MappingProxyType({Feature.SPOT: "false on kubernetes (the cluster's node pools decide)"}),
+    unsupported=MappingProxyType(
+        {
+            Feature.REGIONS: (
+                "unset on kubernetes: a stack serves from its cluster (kubernetes:context); run a stack per "
+                "cluster, or use vllm:cloud gcp, whose global load balancer spans regions"
+            ),
+            Feature.RESERVATION: (
+                "unset on kubernetes: reserved capacity belongs to the cluster's node pools (a GKE node pool's "
+                "--reservation-affinity, a Karpenter NodePool's reserved capacity type), not to its pods"
+            ),
+        }
+    ),
     plan_properties=MappingProxyType(
         {
             "kubernetes:apps/v1:Deployment": (
