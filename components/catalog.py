@@ -58,9 +58,7 @@ class Offering:
     #: The region the row's own prices are for (its reference region).
     price_region: str | None = None
     #: Prices in other regions that sell it, where the source gives them (``price_in``).
-    region_prices: Mapping[str, RegionPrice] = field(
-        default_factory=lambda: MappingProxyType({}), hash=False
-    )
+    region_prices: Mapping[str, RegionPrice] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     @property
     def gpu_memory_gb(self) -> int:

@@ -69,14 +69,14 @@ def _gcp_regions(read: ConfigReader, region: str, zone: str | None) -> tuple[str
     """``vllm:regions``: the regions replicas spread over, ``gcp:region`` first when it is one of them
     (the stack's regional resources live there: the image mirror, the provider's default region). Every
     region holds one replica at least, and each region's group spreads over its own zones."""
-    regions = read.string_list("regions", lambda r: GCP_REGION.match(r) is not None, "a GCP region (us-east4)")
+    regions = read.string_list("regions", lambda r: GCP_REGION.match(r) is not None, "a GCP region: us-east4")
     if not regions:
         return ()
     key = f"{PROJECT}:regions"
     if len(set(regions)) != len(regions):
         raise SpecError(key, list(regions), "each region once")
     if zone is not None:
-        raise SpecError("gcp:zone", zone, "unset with vllm:regions (each region's zones that sell the machine)")
+        raise SpecError("gcp:zone", zone, "unset with vllm:regions (each region's zones that sell it serve)")
     replicas = read.integer("replicas", 1, minimum=1)
     if len(regions) > replicas:
         raise SpecError(key, list(regions), f"at most vllm:replicas ({replicas}) regions: one replica each")

@@ -121,7 +121,8 @@ def reservation_affinity(spec: ServiceSpec) -> dict | None:
     name = settings(spec).reservation
     if name is None or spec.spot:
         return None
-    return {"type": "SPECIFIC_RESERVATION", "specific_reservation": {"key": RESERVATION_NAME_KEY, "values": [name]}}
+    specific = {"key": RESERVATION_NAME_KEY, "values": [name]}
+    return {"type": "SPECIFIC_RESERVATION", "specific_reservation": specific}
 
 
 def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions) -> compute.HealthCheck:

@@ -26,7 +26,8 @@ from components.spec import ServiceSpec
 def region_cidr(index: int) -> str:
     """The subnet of the stack's ``index``-th region: the next /16 after the stack's own (10.64.0.0/16,
     10.65.0.0/16, ...); subnets of one VPC may not overlap."""
-    return str(ipaddress.IPv4Network((int(SUBNET_CIDR.network_address) + index * SUBNET_CIDR.num_addresses, 16)))
+    first = int(SUBNET_CIDR.network_address) + index * SUBNET_CIDR.num_addresses
+    return str(ipaddress.IPv4Network((first, SUBNET_CIDR.prefixlen)))
 
 
 def serving_zones(spec: ServiceSpec, region: str | None = None) -> tuple[str, ...]:
@@ -84,7 +85,9 @@ class RegionNetwork(pulumi.ComponentResource):
     router: compute.Router
     nat: compute.RouterNat
 
-    def __init__(self, name: str, args: RegionNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: RegionNetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("vllm:gcp:RegionNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         network, region = args.network.network, args.region

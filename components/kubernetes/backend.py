@@ -179,8 +179,8 @@ BACKEND = Backend(
                 "cluster, or use vllm:cloud gcp, whose global load balancer spans regions"
             ),
             Feature.RESERVATION: (
-                "unset on kubernetes: reserved capacity belongs to the cluster's node pools (a GKE node pool's "
-                "--reservation-affinity, a Karpenter NodePool's reserved capacity type), not to its pods"
+                "unset on kubernetes: reserved capacity belongs to the cluster's node pools (a GKE node "
+                "pool's --reservation-affinity, a Karpenter NodePool's reserved capacity), not to its pods"
             ),
         }
     ),
