@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 from pulumi_aws import Provider
 
@@ -45,7 +47,17 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         replicas = [
             RayGroup(
                 f"{spec.name}-r{index}",
-                RayGroupArgs(spec, launch, network, identity, image, serving, index, provider),
+                RayGroupArgs(
+                    # The first vllm:onDemandBaseReplicas groups are the on-demand base.
+                    replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas),
+                    launch,
+                    network,
+                    identity,
+                    image,
+                    serving,
+                    index,
+                    provider,
+                ),
                 opts,
             )
             for index in range(spec.replicas)

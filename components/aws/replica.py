@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import vm
-from components.aws import machines
+from components.aws import capacity, machines
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
 from components.launch import LaunchSpec
@@ -46,9 +46,10 @@ class VllmReplica(pulumi.ComponentResource):
         script = vm.bootstrap_script(
             spec, launch, api_key_secret=identity.api_key_secret, hf_token_secret=identity.hf_token_secret
         )
+        # A spot group is a mixed instances group: its template launches both markets, so it asks for none.
         self.launch_template = machines.launch_template(
             f"{name}-serve",
-            spec=spec,
+            spec=replace(spec, spot=False),
             role="serve",
             image=args.image,
             script=script,
@@ -67,6 +68,9 @@ class VllmReplica(pulumi.ComponentResource):
             target_group_arns=[args.target_group_arn],
             grace_seconds=launch.probes.startup_seconds,
             keep_serving=True,
+            mixed_instances_policy=(
+                capacity.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
+            ),
             opts=child,
         )
         self.register_outputs({"group": self.group.name})

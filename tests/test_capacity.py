@@ -1,0 +1,316 @@
+"""GPU capacity: spot with an on-demand base, several regions behind one endpoint, reservations (issue 16)."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import capacity, catalog
+from components.aws import capacity as aws_capacity
+from components.spec import SpecError, build_spec
+from tests.harness import Run, run_program
+
+SECRETS = {"vllm:apiKey": "sk-test-key-4567890"}
+MODEL = "Qwen/Qwen3-8B"
+MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+BACKEND = "gcp:compute/backendService:BackendService"
+SUBNET = "gcp:compute/subnetwork:Subnetwork"
+NAT = "gcp:compute/routerNat:RouterNat"
+ASG = "aws:autoscaling/group:Group"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+
+
+def gcp(**config) -> dict:
+    return {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": MODEL, **config}
+
+
+def aws(**config) -> dict:
+    return {"vllm:cloud": "aws", "vllm:gpu": "A100:8", "vllm:model": MODEL, **config}
+
+
+def k8s(**config) -> dict:
+    return {"vllm:cloud": "kubernetes", "vllm:gpu": "L4:1", "vllm:model": MODEL, **config}
+
+
+MIXED_REGIONS = gcp(
+    **{
+        "vllm:replicas": 5,
+        "vllm:spot": True,
+        "vllm:onDemandBaseReplicas": 2,
+        "vllm:regions": ["us-central1", "us-east4"],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def gcp_mixed() -> Run:
+    return run_program("mixed", MIXED_REGIONS, secrets=SECRETS)
+
+
+@pytest.fixture(scope="module")
+def aws_mixed() -> Run:
+    config = aws(**{"vllm:replicas": 3, "vllm:spot": True, "vllm:onDemandBaseReplicas": 1})
+    return run_program("mixed", config, secrets=SECRETS)
+
+
+# --- the split ------------------------------------------------------------------------------------------
+
+
+def test_replicas_and_the_on_demand_base_spread_evenly_over_the_regions_first_regions_first():
+    spec = build_spec("mixed", MIXED_REGIONS)
+    assert capacity.shares(spec) == [
+        capacity.Share("us-central1", False, 1),
+        capacity.Share("us-central1", True, 2),
+        capacity.Share("us-east4", False, 1),
+        capacity.Share("us-east4", True, 1),
+    ]
+
+
+@pytest.mark.parametrize("total", range(0, 12))
+@pytest.mark.parametrize("parts", range(1, 5))
+def test_a_spread_adds_up_and_differs_by_one_at_most(total, parts):
+    counts = capacity.spread(total, parts)
+    assert sum(counts) == total and max(counts) - min(counts) <= 1
+
+
+def test_the_cost_adds_the_on_demand_base_and_the_spot_rest_at_each_regions_price():
+    spec = build_spec("mixed", MIXED_REGIONS)
+    offering = spec.offering
+    expected = sum(
+        offering.hourly(share.spot, share.region) * share.replicas for share in capacity.shares(spec)
+    )
+    assert spec.cost_per_hour() == round(expected, 2)
+    assert spec.cost_per_hour() < offering.on_demand_hourly * 5
+
+
+# --- refusals -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "words"),
+    [
+        (gcp(**{"vllm:onDemandBaseReplicas": 1}), "vllm:onDemandBaseReplicas", "without vllm:spot true"),
+        (
+            gcp(**{"vllm:spot": True, "vllm:replicas": 2, "vllm:onDemandBaseReplicas": 3}),
+            "vllm:onDemandBaseReplicas",
+            "<= vllm:replicas (2)",
+        ),
+        (gcp(**{"vllm:spot": True, "vllm:onDemandBaseReplicas": -1}), "vllm:onDemandBaseReplicas", ">= 0"),
+        (
+            gcp(**{"vllm:gpu": "H100:4", "vllm:spot": True, "vllm:onDemandBaseReplicas": 1}),
+            "vllm:gpu",
+            "vllm:onDemandBaseReplicas 0",
+        ),
+        (gcp(**{"vllm:regions": ["us-central1", "us-east4"]}), "vllm:regions", "at most vllm:replicas (1)"),
+        (
+            gcp(**{"vllm:regions": ["us-central1", "us-central1"], "vllm:replicas": 2}),
+            "vllm:regions",
+            "each region once",
+        ),
+        (
+            gcp(**{"vllm:gpu": "H100:8", "vllm:regions": ["us-central1", "us-east1"], "vllm:replicas": 2}),
+            "vllm:regions",
+            "a region that sells a3-highgpu-8g",
+        ),
+        (
+            gcp(
+                **{
+                    "vllm:regions": ["us-central1", "us-east4"],
+                    "vllm:replicas": 2,
+                    "gcp:zone": "us-central1-a",
+                }
+            ),
+            "gcp:zone",
+            "unset with vllm:regions",
+        ),
+        (
+            gcp(
+                **{
+                    "vllm:gpu": "H100:8",
+                    "vllm:nodes": 2,
+                    "vllm:regions": ["us-central1", "us-east4"],
+                    "vllm:replicas": 2,
+                }
+            ),
+            "vllm:regions",
+            "vllm:nodes > 1",
+        ),
+        (gcp(**{"vllm:regions": ["US Central"]}), "vllm:regions", "a GCP region"),
+        (gcp(**{"vllm:reservation": "my-reservation"}), "vllm:reservation", "gcp:zone"),
+        (
+            gcp(**{"vllm:reservation": "Bad_Name", "gcp:zone": "us-central1-a"}),
+            "vllm:reservation",
+            "a reservation name",
+        ),
+        (
+            gcp(**{"vllm:reservation": "r1", "gcp:zone": "us-central1-a", "vllm:spot": True}),
+            "vllm:reservation",
+            "Spot VMs do not consume reservations",
+        ),
+        (aws(**{"vllm:regions": ["us-east-1", "us-west-2"]}), "vllm:regions", "run a stack per region"),
+        (aws(**{"vllm:reservation": "r-123"}), "vllm:reservation", "cr-0123456789abcdef0"),
+        (
+            aws(**{"vllm:reservation": "cr-0123456789abcdef0", "vllm:spot": True}),
+            "vllm:reservation",
+            "on-demand capacity",
+        ),
+        (k8s(**{"vllm:regions": ["us-central1"]}), "vllm:regions", "run a stack per cluster"),
+        (k8s(**{"vllm:reservation": "r1"}), "vllm:reservation", "node pools"),
+        (k8s(**{"vllm:spot": True}), "vllm:spot", "vllm:gpuNodeSelector to gke or karpenter"),
+    ],
+)
+def test_capacity_keys_a_platform_cannot_honour_are_refused_with_what_to_do(config, key, words):
+    with pytest.raises(SpecError) as refused:
+        build_spec("refused", config)
+    assert refused.value.key == key
+    assert words in refused.value.valid
+
+
+# --- GCP ------------------------------------------------------------------------------------------------
+
+
+def test_gcp_builds_an_on_demand_and_a_spot_group_in_each_region(gcp_mixed):
+    groups = {
+        (g.inputs["region"], g.inputs["baseInstanceName"]): g.inputs["targetSize"]
+        for g in gcp_mixed.of_type(MIG)
+    }
+    assert groups == {
+        ("us-central1", "vllm-mixed-od"): 1,
+        ("us-central1", "vllm-mixed-spot"): 2,
+        ("us-east4", "vllm-mixed-od"): 1,
+        ("us-east4", "vllm-mixed-spot"): 1,
+    }
+
+
+def test_gcp_spot_groups_run_spot_vms_and_on_demand_groups_standard_ones(gcp_mixed):
+    models = sorted(t.inputs["scheduling"]["provisioningModel"] for t in gcp_mixed.of_type(TEMPLATE))
+    assert models == ["SPOT", "SPOT", "STANDARD", "STANDARD"]
+
+
+def test_gcp_every_group_is_a_backend_of_the_one_global_load_balancer(gcp_mixed):
+    backends = gcp_mixed.one(BACKEND).inputs["backends"]
+    groups = {g.outputs["instanceGroup"] for g in gcp_mixed.of_type(MIG)}
+    assert {b["group"] for b in backends} == groups and len(groups) == 4
+
+
+def test_gcp_each_region_gets_its_own_subnet_and_nat_without_overlap(gcp_mixed):
+    subnets = {s.inputs["region"]: s.inputs["ipCidrRange"] for s in gcp_mixed.of_type(SUBNET)}
+    assert subnets == {"us-central1": "10.64.0.0/16", "us-east4": "10.65.0.0/16"}
+    assert sorted(n.inputs["region"] for n in gcp_mixed.of_type(NAT)) == ["us-central1", "us-east4"]
+
+
+def test_gcp_a_regions_groups_spread_over_that_regions_zones_that_sell_the_machine(gcp_mixed):
+    offering = build_spec("mixed", MIXED_REGIONS).offering
+    for group in gcp_mixed.of_type(MIG):
+        assert group.inputs["distributionPolicyZones"] == list(offering.zones[group.inputs["region"]])
+
+
+def test_gcp_a_regions_templates_use_that_regions_subnet(gcp_mixed):
+    for template in gcp_mixed.of_type(TEMPLATE):
+        region = "us-east4" if "us-east4" in template.name else "us-central1"
+        subnet = next(s for s in gcp_mixed.of_type(SUBNET) if s.inputs["region"] == region)
+        assert template.inputs["networkInterfaces"][0]["subnetwork"] == subnet.outputs.get(
+            "id", f"{subnet.name}-id"
+        )
+
+
+def test_gcp_a_single_group_stack_keeps_its_names():
+    run = run_program("plain", gcp(), secrets=SECRETS)
+    assert [g.name for g in run.of_type(MIG)] == ["vllm-plain-mig"]
+
+
+def test_gcp_a_reservation_is_consumed_by_name_by_the_on_demand_vms_only():
+    config = gcp(
+        **{
+            "vllm:reservation": "l4-block",
+            "gcp:zone": "us-central1-a",
+            "vllm:spot": True,
+            "vllm:replicas": 3,
+            "vllm:onDemandBaseReplicas": 1,
+        }
+    )
+    run = run_program("reserved", config, secrets=SECRETS)
+    affinity = {
+        t.inputs["scheduling"]["provisioningModel"]: t.inputs.get("reservationAffinity")
+        for t in run.of_type(TEMPLATE)
+    }
+    assert affinity == {
+        "STANDARD": {
+            "type": "SPECIFIC_RESERVATION",
+            "specificReservation": {"key": "compute.googleapis.com/reservation-name", "values": ["l4-block"]},
+        },
+        "SPOT": None,
+    }
+
+
+def test_gcp_a_shared_reservation_of_another_project_is_accepted():
+    config = gcp(
+        **{"vllm:reservation": "projects/other-proj/reservations/l4-block", "gcp:zone": "us-central1-a"}
+    )
+    assert build_spec("shared", config).platform.reservation == "projects/other-proj/reservations/l4-block"
+
+
+# --- AWS ------------------------------------------------------------------------------------------------
+
+
+def test_aws_one_group_keeps_the_on_demand_base_and_puts_the_rest_on_spot(aws_mixed):
+    distribution = aws_mixed.one(ASG).inputs["mixedInstancesPolicy"]["instancesDistribution"]
+    assert distribution == {
+        "onDemandBaseCapacity": 1,
+        "onDemandPercentageAboveBaseCapacity": 0,
+        "spotAllocationStrategy": "price-capacity-optimized",
+    }
+
+
+def test_aws_the_group_rebalances_spot_capacity(aws_mixed):
+    assert aws_mixed.one(ASG).inputs["capacityRebalance"] is True
+
+
+def test_aws_every_instance_type_with_the_same_gpus_is_an_override(aws_mixed):
+    overrides = aws_mixed.one(ASG).inputs["mixedInstancesPolicy"]["launchTemplate"]["overrides"]
+    assert [o["instanceType"] for o in overrides] == ["p4d.24xlarge", "p4de.24xlarge"]
+
+
+def test_aws_the_mixed_group_takes_its_template_from_the_policy_which_asks_for_no_market(aws_mixed):
+    group = aws_mixed.one(ASG).inputs
+    assert "launchTemplate" not in group
+    spec = group["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
+    assert spec["launchTemplateId"] == aws_mixed.one(LAUNCH_TEMPLATE).outputs.get(
+        "id", spec["launchTemplateId"]
+    )
+    assert "instanceMarketOptions" not in aws_mixed.one(LAUNCH_TEMPLATE).inputs
+
+
+def test_aws_overrides_are_only_types_sold_in_the_region():
+    spec = build_spec("west", aws(**{"aws:region": "eu-west-1", "vllm:spot": True}))
+    assert aws_capacity.instance_types(spec) == ["p4d.24xlarge"]
+
+
+def test_aws_an_on_demand_stack_has_no_mixed_instances_policy():
+    run = run_program("od", aws(), secrets=SECRETS)
+    assert "mixedInstancesPolicy" not in run.one(ASG).inputs
+
+
+def test_aws_a_capacity_reservation_is_targeted_by_the_launch_template():
+    run = run_program("odcr", aws(**{"vllm:reservation": "cr-0123456789abcdef0"}), secrets=SECRETS)
+    template = run.one(LAUNCH_TEMPLATE).inputs
+    target = template["capacityReservationSpecification"]["capacityReservationTarget"]
+    assert target == {"capacityReservationId": "cr-0123456789abcdef0"}
+    assert "instanceMarketOptions" not in template
+
+
+def test_aws_a_capacity_block_launches_with_the_capacity_block_market_type():
+    config = aws(**{"vllm:reservation": "capacity-block:cr-0123456789abcdef0"})
+    template = run_program("block", config, secrets=SECRETS).one(LAUNCH_TEMPLATE).inputs
+    assert template["instanceMarketOptions"] == {"marketType": "capacity-block"}
+    target = template["capacityReservationSpecification"]["capacityReservationTarget"]
+    assert target == {"capacityReservationId": "cr-0123456789abcdef0"}
+
+
+def test_same_gpus_are_the_same_chip_count_and_at_least_the_memory():
+    a100 = catalog.select("aws", "A100", 8, spot=False)
+    a100_80 = catalog.select("aws", "A100-80GB", 8, spot=False)
+    assert [o.machine_type for o in catalog.same_gpus("aws", a100)] == ["p4d.24xlarge", "p4de.24xlarge"]
+    assert [o.machine_type for o in catalog.same_gpus("aws", a100_80)] == ["p4de.24xlarge"]
