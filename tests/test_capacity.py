@@ -314,3 +314,101 @@ def test_same_gpus_are_the_same_chip_count_and_at_least_the_memory():
     a100_80 = catalog.select("aws", "A100-80GB", 8, spot=False)
     assert [o.machine_type for o in catalog.same_gpus("aws", a100)] == ["p4d.24xlarge", "p4de.24xlarge"]
     assert [o.machine_type for o in catalog.same_gpus("aws", a100_80)] == ["p4de.24xlarge"]
+
+
+# --- Kubernetes -----------------------------------------------------------------------------------------
+
+K8S_MIXED = {"vllm:replicas": 3, "vllm:spot": True, "vllm:onDemandBaseReplicas": 1}
+
+
+@pytest.fixture(scope="module", params=["gke", "karpenter"])
+def k8s_mixed(request) -> tuple[str, Run]:
+    config = k8s(**K8S_MIXED, **{"vllm:gpuNodeSelector": request.param})
+    return request.param, run_program("mixed", config, secrets=SECRETS)
+
+
+def node_expressions(deployment) -> list[dict]:
+    affinity = deployment.inputs["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    return [expression for term in terms for expression in term["matchExpressions"]]
+
+
+CAPACITY_EXPRESSIONS = {
+    "gke": {
+        "on-demand": {"key": "cloud.google.com/gke-spot", "operator": "DoesNotExist"},
+        "spot": {"key": "cloud.google.com/gke-spot", "operator": "In", "values": ["true"]},
+    },
+    "karpenter": {
+        "on-demand": {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+        "spot": {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]},
+    },
+}
+
+
+def test_kubernetes_the_base_and_the_rest_are_two_deployments_on_their_capacity_type(k8s_mixed):
+    scheme, run = k8s_mixed
+    deployments = {d.inputs["metadata"]["name"]: d for d in run.of_type(DEPLOYMENT)}
+    assert {name: d.inputs["spec"]["replicas"] for name, d in deployments.items()} == {
+        "vllm-mixed": 1,
+        "vllm-mixed-spot": 2,
+    }
+    assert CAPACITY_EXPRESSIONS[scheme]["on-demand"] in node_expressions(deployments["vllm-mixed"])
+    assert CAPACITY_EXPRESSIONS[scheme]["spot"] in node_expressions(deployments["vllm-mixed-spot"])
+
+
+def test_kubernetes_the_deployments_select_disjoint_pods_and_the_service_selects_both(k8s_mixed):
+    _, run = k8s_mixed
+    selectors = [d.inputs["spec"]["selector"]["matchLabels"] for d in run.of_type(DEPLOYMENT)]
+    assert selectors[0]["vllm.ai/capacity-type"] != selectors[1]["vllm.ai/capacity-type"]
+    service = run.one(SERVICE).inputs["spec"]["selector"]
+    for deployment in run.of_type(DEPLOYMENT):
+        labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
+        assert service.items() <= labels.items()
+        assert deployment.inputs["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_kubernetes_the_capacity_split_deployments_are_valid_objects(k8s_mixed):
+    from tests.test_kubernetes import manifest, validate
+
+    _, run = k8s_mixed
+    for deployment in run.of_type(DEPLOYMENT):
+        validate(manifest(deployment))
+
+
+def test_kubernetes_an_all_spot_stack_is_one_deployment_on_spot_nodes_with_its_usual_selector():
+    run = run_program(
+        "allspot", k8s(**{"vllm:spot": True, "vllm:gpuNodeSelector": "karpenter"}), secrets=SECRETS
+    )
+    deployment = run.one(DEPLOYMENT)
+    assert CAPACITY_EXPRESSIONS["karpenter"]["spot"] in node_expressions(deployment)
+    assert "vllm.ai/capacity-type" not in deployment.inputs["spec"]["selector"]["matchLabels"]
+
+
+def test_kubernetes_an_on_demand_stack_has_no_capacity_constraint():
+    run = run_program("plain", k8s(**{"vllm:gpuNodeSelector": "gke"}), secrets=SECRETS)
+    keys = {e["key"] for e in node_expressions(run.one(DEPLOYMENT))}
+    assert keys == {"cloud.google.com/gke-accelerator"}
+
+
+def test_kubernetes_gke_spot_pods_tolerate_a_spot_node_pools_taint(k8s_mixed):
+    scheme, run = k8s_mixed
+    spot = next(d for d in run.of_type(DEPLOYMENT) if d.inputs["metadata"]["name"].endswith("-spot"))
+    keys = {t["key"] for t in spot.inputs["spec"]["template"]["spec"]["tolerations"]}
+    assert ("cloud.google.com/gke-spot" in keys) == (scheme == "gke")
+
+
+def test_kubernetes_an_on_demand_base_with_multi_node_groups_is_refused():
+    config = k8s(
+        **{
+            "vllm:gpu": "H100:8",
+            "vllm:nodes": 2,
+            "vllm:spot": True,
+            "vllm:onDemandBaseReplicas": 1,
+            "vllm:replicas": 2,
+            "vllm:gpuNodeSelector": "karpenter",
+        }
+    )
+    with pytest.raises(SpecError) as refused:
+        build_spec("lws", config)
+    assert refused.value.key == "vllm:onDemandBaseReplicas"
+    assert "LeaderWorkerSet" in refused.value.valid

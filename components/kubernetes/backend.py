@@ -84,6 +84,14 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             f"false with vllm:gpuNodeSelector {gpu_node_selector}: spot pods need nodes labelled by their "
             f"capacity type, set vllm:gpuNodeSelector to {' or '.join(SPOT_NODE_SELECTORS)}",
         )
+    base = read.integer("onDemandBaseReplicas", 0, minimum=0)
+    if base and read.integer("nodes", 1, minimum=1) > 1:
+        raise SpecError(
+            f"{PROJECT}:onDemandBaseReplicas",
+            base,
+            "0 with vllm:nodes > 1 on kubernetes (a LeaderWorkerSet's groups share one pod template, so one "
+            "capacity type): all spot, or vllm:spot false",
+        )
     return Placement(
         settings=KubernetesSettings(
             namespace=namespace,

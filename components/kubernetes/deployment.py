@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes
 
-from components.kubernetes import gpu_nodes, pods
+from components.kubernetes import capacity, gpu_nodes, pods
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -36,10 +36,19 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     if spec.nodes == 1:
         replicas = [
             VllmReplica(
-                spec.name,
-                VllmReplicaArgs(spec, launch, namespace.name, namespace.secret_name, provider),
+                group.name,
+                VllmReplicaArgs(
+                    group.spec,
+                    launch,
+                    namespace.name,
+                    namespace.secret_name,
+                    provider,
+                    deployment_name=group.name,
+                    group_labels=group.labels,
+                ),
                 opts,
             )
+            for group in capacity.serving_groups(spec)
         ]
     else:
         controller = (
