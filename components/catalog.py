@@ -72,16 +72,35 @@ class Offering:
         return price.spot if spot else price.on_demand
 
     def price_in(self, region: str | None) -> RegionPrice:
-        """The prices of ``region`` when known, else the row's own (its ``price_region``'s)."""
-        if region is not None and region in self.region_prices:
-            return self.region_prices[region]
-        on_demand = self.on_demand_hourly if self.on_demand else None
-        return RegionPrice(on_demand, self.spot_hourly, self.price_source)
+        """The prices of ``region`` when known, else the row's own (its ``price_region``'s); a price the
+        region's source lacks is the reference region's too, and the source says so."""
+        own = RegionPrice(
+            self.on_demand_hourly if self.on_demand else None, self.spot_hourly, self.price_source
+        )
+        regional = self.region_prices.get(region) if region is not None else None
+        if regional is None:
+            return own
+        if regional.on_demand is None and own.on_demand is not None:
+            return RegionPrice(
+                own.on_demand,
+                regional.spot,
+                f"{regional.source}; on-demand: {self.price_region}'s ({region}'s source row disagrees "
+                "with the list or is missing)",
+            )
+        return regional
 
     def priced_regions(self) -> dict[str, RegionPrice]:
         """Every region with a known price: the reference region and the others the source gives."""
-        own = {self.price_region: self.price_in(None)} if self.price_region else {}
-        return {**own, **self.region_prices}
+        regions = [self.price_region] if self.price_region else []
+        return {region: self.price_in(region) for region in [*regions, *self.region_prices]}
+
+    def sold_in(self, region: str) -> bool | None:
+        """Whether the catalog says ``region`` sells the machine; None when it does not know."""
+        if self.zones:
+            return bool(self.zones.get(region))
+        if self.regions:
+            return region in self.regions
+        return None
 
 
 GPU_TYPES: Mapping[str, GpuType] = MappingProxyType(

@@ -412,3 +412,50 @@ def test_kubernetes_an_on_demand_base_with_multi_node_groups_is_refused():
         build_spec("lws", config)
     assert refused.value.key == "vllm:onDemandBaseReplicas"
     assert "LeaderWorkerSet" in refused.value.valid
+
+
+# --- prices by region and market ------------------------------------------------------------------------
+
+
+def test_every_regional_price_is_for_a_region_that_sells_the_machine():
+    for gpu in catalog.gpus_offered("gcp"):
+        for count in catalog.counts_offered("gcp", gpu):
+            for offering in catalog.offerings("gcp", gpu, count):
+                for region in offering.region_prices:
+                    assert offering.sold_in(region), (offering.machine_type, region)
+
+
+def test_a_region_priced_by_the_source_uses_its_own_spot_price():
+    h100 = catalog.select("gcp", "H100", 8, spot=False)
+    assert h100.price_region == "us-east4"
+    assert h100.hourly(True, "europe-west4") == round(1.7888 + 18.3304, 5)
+    assert h100.hourly(False, "europe-west4") == round(9.93306 + 101.88413, 5)
+
+
+def test_an_on_demand_price_the_regions_row_lacks_is_the_reference_regions_and_says_so():
+    h100 = catalog.select("gcp", "H100", 8, spot=False)
+    price = h100.price_in("us-central1")
+    assert price.on_demand == h100.on_demand_hourly
+    assert "on-demand: us-east4's" in price.source
+
+
+def test_a_region_without_a_price_of_its_own_is_priced_at_the_reference_region():
+    l4 = catalog.select("gcp", "L4", 1, spot=False)
+    assert l4.price_in("us-east4") == l4.price_in(None)
+
+
+def test_the_plan_considers_every_priced_region_cheapest_first_and_marks_the_serving_ones():
+    from tools import plan as plan_tool
+
+    data = plan_tool.plan(
+        "gcp-h100",
+        {"vllm:spot": "true", "vllm:onDemandBaseReplicas": "1", "vllm:regions": ["us-central1", "us-east4"]},
+    )
+    candidates = data["cost"]["candidates"]
+    blended = [c["blendedHourly"] for c in candidates]
+    assert blended == sorted(blended)
+    assert {c["region"] for c in candidates} >= {"us-central1", "us-east4", "europe-west4"}
+    assert {c["region"] for c in candidates if c["chosen"]} == {"us-central1", "us-east4"}
+    shares = [(s["region"], s["market"], s["replicas"]) for s in data["cost"]["shares"]]
+    assert shares == [("us-central1", "on-demand", 1), ("us-east4", "spot", 1)]
+    assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]

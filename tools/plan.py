@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
-from components import backend, catalog, model_facts
+from components import backend, capacity, catalog, model_facts
 from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -194,35 +194,85 @@ def plan(
 
 
 def _cost(spec: dict[str, Any]) -> dict[str, Any]:
-    """SkyPilot-style candidates for the spec's GPUs on its cloud, the chosen machine marked."""
+    """SkyPilot-style considered resources: every machine with the spec's GPUs in every region the stack
+    serves from and every other region the catalog prices it in, cheapest first for the stack's purchase
+    options; and the stack's cost by region and purchase option (``components.capacity``)."""
     if spec.get("gpu") is None or spec.get("machineType") is None:  # the engine drops null outputs
         return {"candidates": [], "note": "the cluster's nodes, priced by their owner"}
     gpu, count = spec["gpu"].split(":")
     offerings = catalog.offerings(spec["cloud"], gpu, int(count))
     chosen = next(o for o in offerings if o.machine_type == spec["machineType"])
-    candidates = [
-        {
-            "cloud": o.cloud,
-            "machineType": o.machine_type,
-            "vcpus": o.vcpus,
-            "memoryGb": o.memory_gb,
-            "gpus": f"{o.gpu}:{o.gpu_count}",
-            "onDemandHourly": o.on_demand_hourly if o.on_demand else None,
-            "spotHourly": o.spot_hourly,
-            "chosen": o is chosen,
-        }
-        for o in offerings
-    ]
-    hourly = chosen.hourly(spec["spot"])
+    serving = list(spec.get("regions") or [spec.get("region")])
+    replicas, spot = spec["replicas"], spec["spot"]
+    base = (spec.get("onDemandBaseReplicas") or 0) if spot else replicas
+    share = base / replicas
+    candidates = []
+    for offering in offerings:
+        regions = [*serving, *(r for r in offering.priced_regions() if r not in serving)]
+        for region in regions:
+            if region is None or offering.sold_in(region) is False:
+                continue
+            price = offering.price_in(region)
+            on_demand = price.on_demand if offering.on_demand else None
+            candidates.append(
+                {
+                    "cloud": offering.cloud,
+                    "region": region,
+                    "machineType": offering.machine_type,
+                    "vcpus": offering.vcpus,
+                    "memoryGb": offering.memory_gb,
+                    "gpus": f"{offering.gpu}:{offering.gpu_count}",
+                    "onDemandHourly": on_demand,
+                    "spotHourly": price.spot,
+                    "blendedHourly": _blend(on_demand, price.spot, share),
+                    "chosen": offering is chosen and region in serving,
+                }
+            )
+    candidates.sort(key=lambda c: (c["blendedHourly"] is None, c["blendedHourly"] or 0.0))
+    shares = []
+    for region, total, on_demand_count in zip(
+        serving,
+        capacity.spread(replicas, len(serving)),
+        capacity.spread(base, len(serving)),
+        strict=True,
+    ):
+        for market, count in (("on-demand", on_demand_count), ("spot", total - on_demand_count)):
+            if count:
+                hourly = chosen.hourly(market == "spot", region)
+                node_hours = count * spec["nodes"]
+                shares.append(
+                    {
+                        "region": region,
+                        "market": market,
+                        "replicas": count,
+                        "perReplicaHourly": None if hourly is None else round(hourly * spec["nodes"], 2),
+                        "hourly": None if hourly is None else round(hourly * node_hours, 2),
+                        "source": chosen.price_in(region).source,
+                    }
+                )
+    known = [s["hourly"] for s in shares]
     return {
         "candidates": candidates,
         "nodesPerReplica": spec["nodes"],
-        "replicas": spec["replicas"],
-        "pricing": "spot" if spec["spot"] else "on-demand",
-        "perReplicaHourly": None if hourly is None else round(hourly * spec["nodes"], 2),
-        "totalHourly": None if hourly is None else round(hourly * spec["nodes"] * spec["replicas"], 2),
-        "source": chosen.price_source,
+        "replicas": replicas,
+        "pricing": _pricing(spot, base, replicas),
+        "shares": shares,
+        "totalHourly": None if None in known else round(sum(known), 2),
     }
+
+
+def _blend(on_demand: float | None, spot: float | None, on_demand_share: float) -> float | None:
+    """The hourly price of a replica split ``on_demand_share`` on demand, the rest on spot."""
+    parts = [(on_demand, on_demand_share), (spot, 1 - on_demand_share)]
+    if any(price is None and weight > 0 for price, weight in parts):
+        return None
+    return round(sum((price or 0.0) * weight for price, weight in parts), 5)
+
+
+def _pricing(spot: bool, base: int, replicas: int) -> str:
+    if not spot:
+        return "on-demand"
+    return f"spot, {base} of {replicas} on-demand" if base else "spot"
 
 
 def _resource_rows(run: Run) -> list[dict[str, Any]]:
@@ -313,9 +363,10 @@ def render_text(data: dict[str, Any]) -> str:
 def _cost_lines(cost: dict[str, Any]) -> list[str]:
     if not cost["candidates"]:
         return [f"Cost: {cost['note']}"]
-    header = ("INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h ON-DEMAND", "$/h SPOT", "CHOSEN")
+    header = ("INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h ON-DEMAND", "$/h SPOT", "CHOSEN")
     table = [header] + [
         (
+            f"{c['cloud']} ({c['region']})",
             c["machineType"],
             _num(c["vcpus"]),
             _num(c["memoryGb"]),
@@ -331,11 +382,14 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     for row in table:
         cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
         lines.append(("  " + "  ".join(cells)).rstrip())
-    lines.append(
-        f"  per replica ${_num(cost['perReplicaHourly'])}/h x {cost['replicas']} replica(s)"
-        f" = ${_num(cost['totalHourly'])}/h"
-    )
-    lines.append(f"  prices: {cost['source']}")
+    for share in cost["shares"]:
+        lines.append(
+            f"  {share['region']} {share['market']}: {share['replicas']} replica(s) x "
+            f"${_num(share['perReplicaHourly'])}/h = ${_num(share['hourly'])}/h"
+        )
+    lines.append(f"  total ${_num(cost['totalHourly'])}/h (spot prices are estimates)")
+    for source in dict.fromkeys(share["source"] for share in cost["shares"]):
+        lines.append(f"  prices: {source}")
     return lines
 
 
