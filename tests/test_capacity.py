@@ -459,3 +459,36 @@ def test_the_plan_considers_every_priced_region_cheapest_first_and_marks_the_ser
     shares = [(s["region"], s["market"], s["replicas"]) for s in data["cost"]["shares"]]
     assert shares == [("us-central1", "on-demand", 1), ("us-east4", "spot", 1)]
     assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]
+
+
+# --- the policy pack ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["gcp", "aws"])
+def test_capacity_stacks_pass_every_policy_as_the_sdk_hands_them_over(which, gcp_mixed, aws_mixed):
+    from policy.validators import (
+        StackResource,
+        autohealing_violations,
+        exposure_violations,
+        public_path_violations,
+        secret_violations,
+    )
+    from tests.test_policy import as_the_sdk_hands_it_over
+
+    run = gcp_mixed if which == "gcp" else aws_mixed
+    # The mock runtime's ids (name-id) stand in for the ids the engine knows after a create.
+    resources = [
+        StackResource(
+            r.type,
+            r.urn,
+            as_the_sdk_hands_it_over(
+                {**r.outputs, **r.inputs, **({"id": f"{r.name}-id"} if r.custom else {})}
+            ),
+            r.parent or None,
+        )
+        for r in run.resources
+    ]
+    assert autohealing_violations(resources) == []
+    for resource in resources:
+        rules = (secret_violations, exposure_violations, public_path_violations)
+        assert [v for rule in rules for v in rule(resource.type, resource.props)] == [], resource.urn
