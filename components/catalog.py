@@ -3,8 +3,9 @@
 Each platform keeps its own price sheet in its package (``components/<platform>/offerings.py``: one row per
 machine, each with the source of its figures) and registers it as its backend's ``catalog``. ``select()``
 picks the cheapest fitting machine the way SkyPilot's optimizer does (spot price when spot is asked for,
-on-demand otherwise). Prices are public list prices in USD per machine-hour in one reference region per
-cloud; treat them as estimates for comparing machines, not as a bill.
+on-demand otherwise). Prices are public list prices in USD per machine-hour: each row's in its reference
+region (``price_region``), and in the other regions its source prices (``region_prices``); spot prices are
+estimates of a moving market. Treat them as estimates for comparing machines, not as a bill.
 """
 
 from __future__ import annotations
