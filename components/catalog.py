@@ -37,6 +37,8 @@ class RegionPrice:
     on_demand: float | None
     spot: float | None  # an estimate: spot prices move (GCP monthly at most, AWS per zone and hour)
     source: str
+    #: Where the on-demand price is from when not this region (its source lacks it): the reference region.
+    on_demand_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,15 +80,23 @@ class Offering:
         own = RegionPrice(
             self.on_demand_hourly if self.on_demand else None, self.spot_hourly, self.price_source
         )
-        regional = self.region_prices.get(region) if region is not None else None
-        if regional is None:
+        if region is None or region == self.price_region:
             return own
+        regional = self.region_prices.get(region)
+        if regional is None:  # not priced there: the reference region's prices, said so
+            return RegionPrice(
+                own.on_demand,
+                own.spot,
+                f"{self.price_source} ({self.price_region}'s prices: none recorded for {region})",
+                on_demand_from=self.price_region if self.price_region else None,
+            )
         if regional.on_demand is None and own.on_demand is not None:
             return RegionPrice(
                 own.on_demand,
                 regional.spot,
                 f"{regional.source}; on-demand: {self.price_region}'s ({region}'s source row disagrees "
                 "with the list or is missing)",
+                on_demand_from=self.price_region,
             )
         return regional
 

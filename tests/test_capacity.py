@@ -441,7 +441,9 @@ def test_an_on_demand_price_the_regions_row_lacks_is_the_reference_regions_and_s
 
 def test_a_region_without_a_price_of_its_own_is_priced_at_the_reference_region():
     l4 = catalog.select("gcp", "L4", 1, spot=False)
-    assert l4.price_in("us-east4") == l4.price_in(None)
+    price, own = l4.price_in("us-east4"), l4.price_in(None)
+    assert (price.on_demand, price.spot) == (own.on_demand, own.spot)
+    assert price.on_demand_from == "us-central1" and "none recorded for us-east4" in price.source
 
 
 def test_the_plan_considers_every_priced_region_cheapest_first_and_marks_the_serving_ones():
@@ -492,3 +494,19 @@ def test_capacity_stacks_pass_every_policy_as_the_sdk_hands_them_over(which, gcp
     for resource in resources:
         rules = (secret_violations, exposure_violations, public_path_violations)
         assert [v for rule in rules for v in rule(resource.type, resource.props)] == [], resource.urn
+
+
+def test_an_aws_spot_estimate_is_the_median_of_the_regions_zone_spot_prices():
+    p5 = catalog.select("aws", "H100", 8, spot=True)
+    assert p5.spot_hourly == round((25.8774 + 27.6948) / 2, 5)  # us-east-1's six zones
+    assert p5.hourly(True, "us-east-2") == 15.6465
+    assert p5.hourly(False, "us-east-2") == p5.on_demand_hourly  # on-demand: us-east-1's list
+
+
+def test_an_aws_spot_stack_with_an_on_demand_base_is_priced_by_its_split():
+    config = aws(
+        **{"vllm:gpu": "H100:8", "vllm:replicas": 3, "vllm:spot": True, "vllm:onDemandBaseReplicas": 1}
+    )
+    spec = build_spec("priced", config)
+    expected = spec.offering.on_demand_hourly + 2 * spec.offering.spot_hourly
+    assert spec.cost_per_hour() == round(expected, 2)

@@ -223,6 +223,7 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
                     "memoryGb": offering.memory_gb,
                     "gpus": f"{offering.gpu}:{offering.gpu_count}",
                     "onDemandHourly": on_demand,
+                    "onDemandFrom": price.on_demand_from if on_demand is not None else None,
                     "spotHourly": price.spot,
                     "blendedHourly": _blend(on_demand, price.spot, share),
                     "chosen": offering is chosen and region in serving,
@@ -371,7 +372,7 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
             _num(c["vcpus"]),
             _num(c["memoryGb"]),
             c["gpus"],
-            _num(c["onDemandHourly"]),
+            _num(c["onDemandHourly"]) + (f" ({c['onDemandFrom']}'s)" if c["onDemandFrom"] else ""),
             _num(c["spotHourly"]),
             "*" if c["chosen"] else "",
         )
