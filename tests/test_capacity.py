@@ -138,6 +138,13 @@ def test_the_cost_adds_the_on_demand_base_and_the_spot_rest_at_each_regions_pric
             "vllm:nodes > 1",
         ),
         (gcp(**{"vllm:regions": ["US Central"]}), "vllm:regions", "a GCP region"),
+        (
+            gcp(
+                **{"vllm:regions": ["us-east4", "us-west1"], "vllm:replicas": 2, "gcp:region": "us-central1"}
+            ),
+            "gcp:region",
+            "one of vllm:regions (us-east4, us-west1)",
+        ),
         (gcp(**{"vllm:reservation": "my-reservation"}), "vllm:reservation", "gcp:zone"),
         (
             gcp(**{"vllm:reservation": "Bad_Name", "gcp:zone": "us-central1-a"}),
@@ -510,3 +517,11 @@ def test_an_aws_spot_stack_with_an_on_demand_base_is_priced_by_its_split():
     spec = build_spec("priced", config)
     expected = spec.offering.on_demand_hourly + 2 * spec.offering.spot_hourly
     assert spec.cost_per_hour() == round(expected, 2)
+
+
+def test_gcp_region_among_the_regions_comes_first_and_hosts_the_regional_resources():
+    config = gcp(
+        **{"vllm:regions": ["us-east4", "us-central1"], "vllm:replicas": 2, "gcp:region": "us-central1"}
+    )
+    spec = build_spec("first", config)
+    assert (spec.region, spec.regions) == ("us-central1", ("us-central1", "us-east4"))

@@ -86,9 +86,16 @@ def _gcp_regions(read: ConfigReader, region: str, zone: str | None) -> tuple[str
             list(regions),
             "unset with vllm:nodes > 1 (each Ray group lives in one zone; serve from gcp:region)",
         )
-    if read.raw("gcp:region") is not None and region in regions:
-        return (region, *(other for other in regions if other != region))
-    return regions
+    if read.raw("gcp:region") is None:
+        return regions
+    if region not in regions:
+        raise SpecError(
+            "gcp:region",
+            region,
+            f"one of vllm:regions ({', '.join(regions)}), where the stack's regional resources live; "
+            "or unset",
+        )
+    return (region, *(other for other in regions if other != region))
 
 
 #: A reservation name (RFC 1035, up to 63 characters), or a shared one of another project
