@@ -49,8 +49,8 @@ def resource_policy(
     return ResourceValidationPolicy(name=name, description=description, validate=validate)
 
 
-def validate_autohealing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    resources = [
+def stack_resources(args: StackValidationArgs) -> list[validators.StackResource]:
+    return [
         validators.StackResource(
             type=resource.resource_type,
             urn=resource.urn,
@@ -63,7 +63,15 @@ def validate_autohealing(args: StackValidationArgs, report_violation: ReportViol
         )
         for resource in args.resources
     ]
-    for urn, message in validators.autohealing_violations(resources):
+
+
+def validate_autohealing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, message in validators.autohealing_violations(stack_resources(args)):
+        report_violation(message, urn)
+
+
+def validate_mixed_templates(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, message in validators.aws_mixed_template_violations(stack_resources(args)):
         report_violation(message, urn)
 
 
@@ -113,6 +121,12 @@ PolicyPack(
             "GCP managed instance groups with autoHealingPolicies (Ray workers included), AWS Auto Scaling "
             "groups (EC2 health plus the on-instance health agent); no standalone GPU instances.",
             validate=validate_autohealing,
+        ),
+        StackValidationPolicy(
+            name="aws-mixed-instances-template-asks-no-market",
+            description="A launch template used by a mixed instances Auto Scaling group requests no spot "
+            "market itself (AWS refuses the pair at update time, after a clean preview).",
+            validate=validate_mixed_templates,
         ),
     ],
 )

@@ -654,6 +654,33 @@ def autohealing_violations(resources: Sequence[StackResource]) -> list[tuple[str
     return [violation for cloud in _CLOUDS for violation in _cloud_violations(cloud, resources)]
 
 
+def aws_mixed_template_violations(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
+    """(URN, message) for a launch template that asks for spot (``instanceMarketOptions``) used by an Auto
+    Scaling group with a mixed instances policy: AWS refuses the group at update time, after a clean
+    preview ("Incompatible launch template: You cannot use a launch template that is set to request Spot
+    Instances (InstanceMarketOptions) when you configure an Auto Scaling group with a mixed instances
+    policy", as quoted in kubernetes/kops#7066 and kubernetes-sigs/cluster-api-provider-aws#4656). The
+    policy's instances distribution decides each launch's market."""
+    templates = [r for r in resources if r.type == AWS_TEMPLATE]
+    mixed = [r for r in resources if r.type == AWS_GROUP and _is_set(r.props.get("mixedInstancesPolicy"))]
+    violations = []
+    for group in mixed:
+        for template in templates:
+            if not _AWS_TEMPLATE_LINK.uses(group, template, via_component=True):
+                continue
+            market = collect(template.props, "instanceMarketOptions", "marketType")
+            if "spot" in market:
+                violations.append(
+                    (
+                        template.urn,
+                        f"launch template {template.name} requests spot and group {group.name} has a mixed "
+                        "instances policy: AWS refuses that pair; drop instanceMarketOptions and let the "
+                        "policy's instancesDistribution pick spot",
+                    )
+                )
+    return violations
+
+
 # --- AWS names and descriptions: rules AWS enforces only at apply, never at preview -------------------------
 
 #: ELBv2 load balancers and target groups (``aws:alb`` is the same resource under its older name).

@@ -525,3 +525,33 @@ def test_gcp_region_among_the_regions_comes_first_and_hosts_the_regional_resourc
     )
     spec = build_spec("first", config)
     assert (spec.region, spec.regions) == ("us-central1", ("us-central1", "us-east4"))
+
+
+def _stack(run: Run) -> list:
+    from policy.validators import StackResource
+
+    return [
+        StackResource(r.type, r.urn, {**r.outputs, **r.inputs, "id": f"{r.name}-id"}, r.parent or None)
+        for r in run.resources
+    ]
+
+
+def test_the_mixed_group_and_its_template_are_a_pair_aws_accepts(aws_mixed):
+    from policy.validators import aws_mixed_template_violations
+
+    assert aws_mixed_template_violations(_stack(aws_mixed)) == []
+
+
+def test_a_spot_template_under_a_mixed_group_is_a_policy_violation(aws_mixed):
+    from policy.validators import StackResource, aws_mixed_template_violations
+
+    spot = {"marketType": "spot"}
+    resources = [
+        StackResource(r.type, r.urn, {**r.props, "instanceMarketOptions": spot}, r.parent)
+        if r.type == LAUNCH_TEMPLATE
+        else r
+        for r in _stack(aws_mixed)
+    ]
+    violations = aws_mixed_template_violations(resources)
+    assert [urn for urn, _ in violations] == [aws_mixed.one(LAUNCH_TEMPLATE).urn]
+    assert "mixed instances policy" in violations[0][1]

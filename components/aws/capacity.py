@@ -13,7 +13,11 @@ Argument limits, from the pinned pulumi_aws's docstrings (``autoscaling.Group``)
 ``spot_allocation_strategy`` one of ``lowest-price`` (the default), ``capacity-optimized``,
 ``capacity-optimized-prioritized``, ``price-capacity-optimized``; ``capacity_rebalance`` a boolean. A group
 with a mixed instances policy takes its launch template there, not in ``launch_template``, and the template
-itself must not ask for spot (``instance_market_options``): the policy decides the market of each launch.
+itself must not ask for spot (``instance_market_options``): the policy decides the market of each launch,
+and AWS refuses the pair at update time ("Incompatible launch template: You cannot use a launch template
+that is set to request Spot Instances (InstanceMarketOptions) when you configure an Auto Scaling group with a
+mixed instances policy", quoted in kubernetes/kops#7066; the policy pack checks it,
+``aws-mixed-instances-template-asks-no-market``).
 """
 
 from __future__ import annotations
