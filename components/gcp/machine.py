@@ -117,7 +117,9 @@ RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
 def reservation_affinity(spec: ServiceSpec) -> dict | None:
     """On-demand VMs consume ``vllm:reservation`` and only it (SPECIFIC_RESERVATION: a VM that finds no
     room in it fails to be created rather than falling back to other capacity, so a full reservation shows
-    in the group's errors instead of on the bill). Spot VMs cannot consume reservations and get none."""
+    in the group's errors instead of on the bill). Spot VMs cannot consume reservations and get none (GCP
+    "Choose a reservation type", Limitations: reservations are zone-specific, and reserved capacity cannot
+    create Spot VMs or preemptible instances)."""
     name = settings(spec).reservation
     if name is None or spec.spot:
         return None
