@@ -555,3 +555,36 @@ def test_a_spot_template_under_a_mixed_group_is_a_policy_violation(aws_mixed):
     violations = aws_mixed_template_violations(resources)
     assert [urn for urn, _ in violations] == [aws_mixed.one(LAUNCH_TEMPLATE).urn]
     assert "mixed instances policy" in violations[0][1]
+
+
+# --- multi-node replicas --------------------------------------------------------------------------------
+
+MULTI_NODE_BASE = {
+    "vllm:gpu": "H100:8",
+    "vllm:nodes": 2,
+    "vllm:replicas": 2,
+    "vllm:spot": True,
+    "vllm:onDemandBaseReplicas": 1,
+    "vllm:modelSizeGb": 400,
+    "vllm:diskSizeGb": 500,
+}
+
+
+def test_gcp_the_first_ray_groups_are_the_on_demand_base():
+    run = run_program("rays", gcp(**MULTI_NODE_BASE), secrets=SECRETS)
+    models = {t.name: t.inputs["scheduling"]["provisioningModel"] for t in run.of_type(TEMPLATE)}
+    assert {name: model for name, model in models.items() if "-r0-" in name} == {
+        "vllm-rays-r0-head": "STANDARD",
+        "vllm-rays-r0-worker": "STANDARD",
+    }
+    assert {model for name, model in models.items() if "-r1-" in name} == {"SPOT"}
+
+
+def test_aws_the_first_ray_groups_are_the_on_demand_base():
+    run = run_program("rays", aws(**MULTI_NODE_BASE), secrets=SECRETS)
+    markets = {
+        t.name: (t.inputs.get("instanceMarketOptions") or {}).get("marketType")
+        for t in run.of_type(LAUNCH_TEMPLATE)
+    }
+    assert {market for name, market in markets.items() if "-r0-" in name} == {None}
+    assert {market for name, market in markets.items() if "-r1-" in name} == {"spot"}
