@@ -447,10 +447,16 @@ def test_an_on_demand_price_the_regions_row_lacks_is_the_reference_regions_and_s
 
 
 def test_a_region_without_a_price_of_its_own_is_priced_at_the_reference_region():
-    l4 = catalog.select("gcp", "L4", 1, spot=False)
-    price, own = l4.price_in("us-east4"), l4.price_in(None)
+    t4 = catalog.select("gcp", "T4", 1, spot=False)
+    price, own = t4.price_in("us-east4"), t4.price_in(None)
     assert (price.on_demand, price.spot) == (own.on_demand, own.spot)
     assert price.on_demand_from == "us-central1" and "none recorded for us-east4" in price.source
+
+
+def test_an_l4_machine_is_priced_per_region_from_its_host_and_gpu_rows():
+    g2 = catalog.select("gcp", "L4", 1, spot=False)  # g2-standard-4
+    assert g2.hourly(False, "europe-west4") == round(0.46286 * 4 / 12 + 0.58804, 5)
+    assert g2.hourly(True, "europe-west4") == round(0.18521 * 4 / 12 + 0.2106, 5)
 
 
 def test_the_plan_considers_every_priced_region_cheapest_first_and_marks_the_serving_ones():

@@ -179,7 +179,8 @@ _GCP_ROWS: tuple[_GcpRow, ...] = (
 # ---------------------------------------------------------------------------------------------------
 # Prices in the other regions that sell a machine, from the same SKY_GCP commit: (host on-demand, host
 # spot, GPUs on-demand, GPUs spot) per region, host row + GPU row as above. Read for the H100, H200 and
-# A100 80GB machines in the regions of _GCP_ZONES; other machines are priced at their reference region's
+# A100 80GB machines (and the G2/L4 ones, _G2_REGIONAL) in the regions of _GCP_ZONES; other machines
+# (A100 40GB, T4, V100, B200) are priced at their reference region's
 # rows wherever they run. Spot prices are estimates: GCP may change them up to once a month.
 # ``None`` on-demand: SkyPilot's GPU row there disagrees with GCP's list (H100:8 at $33.61, a third of
 # us-east4's $78.37, where the a3 host and the H100 Mega GPU rows are priced alike in us-central1, us-west1
@@ -238,10 +239,37 @@ _REGIONAL: dict[str, dict[str, tuple[float | None, float, float | None, float]]]
 }
 
 
+#: G2 (L4) per region: the g2-standard-12 host row and the L4:1 GPU row (on-demand, spot), from SKY_GCP.
+#: Hosts scale per vCPU within the series (as _G2_PER_VCPU does for us-central1) and L4 rows per GPU (the
+#: source's L4:1, L4:2 and L4:4 rows are multiples of each other in every region read).
+_G2_REGIONAL: dict[str, tuple[float, float, float, float]] = {
+    "us-east1": (0.44038, 0.17621, 0.56004, 0.2231),
+    "us-east4": (0.43893, 0.17554, 0.55821, 0.2233),
+    "us-west1": (0.44038, 0.17621, 0.56004, 0.2231),
+    "europe-west4": (0.46286, 0.18521, 0.58804, 0.2106),
+    "asia-southeast1": (0.54329, 0.21732, 0.69092, 0.2384),
+}
+
+
+def _regional_rows(row: _GcpRow) -> dict[str, tuple[float | None, float, float | None, float]]:
+    """(host on-demand, host spot, GPUs on-demand, GPUs spot) of the row's machine per region read."""
+    if row.family != "g2":
+        return _REGIONAL.get(row.machine, {})
+    return {
+        region: (
+            round(host_od * row.vcpus / 12, 5),
+            round(host_spot * row.vcpus / 12, 5),
+            round(gpu_od * row.count, 5),
+            round(gpu_spot * row.count, 5),
+        )
+        for region, (host_od, host_spot, gpu_od, gpu_spot) in _G2_REGIONAL.items()
+    }
+
+
 def _region_prices(row: _GcpRow) -> dict[str, RegionPrice]:
     """The row's machine in the other regions that sell it, where SKY_GCP was read for them."""
     prices = {}
-    for region, (host_od, host_spot, gpus_od, gpus_spot) in _REGIONAL.get(row.machine, {}).items():
+    for region, (host_od, host_spot, gpus_od, gpus_spot) in _regional_rows(row).items():
         if region == row.region or region not in _GCP_ZONES[row.family]:
             continue
         on_demand = sum_prices(host_od, gpus_od) if row.on_demand else None
