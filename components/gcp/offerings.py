@@ -180,9 +180,9 @@ _GCP_ROWS: tuple[_GcpRow, ...] = (
 # Prices in the other regions that sell a machine, from the same SKY_GCP commit: (host on-demand, host
 # spot, GPUs on-demand, GPUs spot) per region, host row + GPU row as above. Read for the H100, H200 and
 # A100 80GB machines (and the G2/L4 ones, _G2_REGIONAL) in the regions of _GCP_ZONES; other machines
-# (A100 40GB, T4, V100, B200) are priced at their reference region's
-# rows wherever they run. Spot prices are estimates: GCP may change them up to once a month.
-# ``None`` on-demand: SkyPilot's GPU row there disagrees with GCP's list (H100:8 at $33.61, a third of
+# (A100 40GB, T4, V100, B200) are priced at their reference region's rows wherever they run. Spot prices
+# are estimates: GCP may change them up to once a month.
+# ``None`` on-demand: SkyPilot's GPU row there disagrees with GCP's list (H100:8 at $33.61, under half of
 # us-east4's $78.37, where the a3 host and the H100 Mega GPU rows are priced alike in us-central1, us-west1
 # and us-east4), so the reference region's on-demand price stands in (``Offering.price_in`` says so).
 # ---------------------------------------------------------------------------------------------------
