@@ -11,7 +11,7 @@ each key is in the README ("Autoscaling"); what it cannot honour, its backend re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from components import backend
@@ -152,11 +152,11 @@ def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     None when unpriced."""
     if spec.autoscaling is None:
         return spec.cost_per_hour()
-    hourly = spec.offering.hourly(spec.spot) if spec.offering is not None else None
-    if hourly is None:
+    # One region and no on-demand base (components/spec.py): the cost is in proportion to the replicas.
+    at_most = replace(spec, replicas=spec.autoscaling.max_replicas).cost_per_hour()
+    if at_most is None:
         return None
-    per_replica = hourly * spec.nodes
     return {
-        "min": round(per_replica * spec.autoscaling.min_replicas, 2),
-        "max": round(per_replica * spec.autoscaling.max_replicas, 2),
+        "min": round(at_most * spec.autoscaling.min_replicas / spec.autoscaling.max_replicas, 2),
+        "max": at_most,
     }

@@ -42,6 +42,8 @@ class Feature(enum.Enum):
     UPSCALE_DELAY = "vllm:upscaleDelaySeconds"  # a configurable wait before scaling out
     DOWNSCALE_DELAY = "vllm:downscaleDelaySeconds"  # a configurable wait before scaling in
     DNS_ZONE = "vllm:dnsZone"  # DNS records for vllm:domain written by the program
+    REGIONS = "vllm:regions"  # replicas spread over several regions behind one endpoint
+    RESERVATION = "vllm:reservation"  # reserved capacity the machines consume
 
 
 class Catalog(Protocol):
@@ -70,6 +72,8 @@ class Placement:
     """Where a stack runs, as its platform reads it from its provider keys."""
 
     region: str | None = None
+    #: Every region the stack serves from, ``region`` first; empty means ``region`` alone.
+    regions: tuple[str, ...] = ()
     settings: Any = None  # the platform's own settings (a frozen dataclass of its package)
 
 

@@ -3,8 +3,9 @@
 Each platform keeps its own price sheet in its package (``components/<platform>/offerings.py``: one row per
 machine, each with the source of its figures) and registers it as its backend's ``catalog``. ``select()``
 picks the cheapest fitting machine the way SkyPilot's optimizer does (spot price when spot is asked for,
-on-demand otherwise). Prices are public list prices in USD per machine-hour in one reference region per
-cloud; treat them as estimates for comparing machines, not as a bill.
+on-demand otherwise). Prices are public list prices in USD per machine-hour: each row's in its reference
+region (``price_region``), and in the other regions its source prices (``region_prices``); spot prices are
+estimates of a moving market. Treat them as estimates for comparing machines, not as a bill.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ class GpuType:
 
 
 @dataclass(frozen=True)
+class RegionPrice:
+    """A machine's list prices in one region (USD per machine-hour), and where they came from."""
+
+    on_demand: float | None
+    spot: float | None  # an estimate: spot prices move (GCP monthly at most, AWS per zone and hour)
+    source: str
+    #: Where the on-demand price is from when not this region (its source lacks it): the reference region.
+    on_demand_from: str | None = None
+
+
+@dataclass(frozen=True)
 class Offering:
     cloud: str
     gpu: str  # canonical GPU name
@@ -46,14 +58,60 @@ class Offering:
     zones: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     # AWS: regions that sell the instance type; empty when the source does not list it
     regions: tuple[str, ...] = ()
+    #: The region the row's own prices are for (its reference region).
+    price_region: str | None = None
+    #: Prices in other regions that sell it, where the source gives them (``price_in``).
+    region_prices: Mapping[str, RegionPrice] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     @property
     def gpu_memory_gb(self) -> int:
         """Total GPU memory of the machine."""
         return GPU_TYPES[self.gpu].memory_gb * self.gpu_count
 
-    def hourly(self, spot: bool) -> float | None:
-        return self.spot_hourly if spot else self.on_demand_hourly
+    def hourly(self, spot: bool, region: str | None = None) -> float | None:
+        """The price for the purchase option, in ``region`` when the catalog has that region's price, else
+        the reference region's (``price_in`` says which one a figure is)."""
+        price = self.price_in(region)
+        return price.spot if spot else price.on_demand
+
+    def price_in(self, region: str | None) -> RegionPrice:
+        """The prices of ``region`` when known, else the row's own (its ``price_region``'s); a price the
+        region's source lacks is the reference region's too, and the source says so."""
+        own = RegionPrice(
+            self.on_demand_hourly if self.on_demand else None, self.spot_hourly, self.price_source
+        )
+        if region is None or region == self.price_region:
+            return own
+        regional = self.region_prices.get(region)
+        if regional is None:  # not priced there: the reference region's prices, said so
+            return RegionPrice(
+                own.on_demand,
+                own.spot,
+                f"{self.price_source} ({self.price_region}'s prices: none recorded for {region})",
+                on_demand_from=self.price_region if self.price_region else None,
+            )
+        if regional.on_demand is None and own.on_demand is not None:
+            return RegionPrice(
+                own.on_demand,
+                regional.spot,
+                f"{regional.source}; on-demand: {self.price_region}'s ({region}'s source row disagrees "
+                "with the list or is missing)",
+                on_demand_from=self.price_region,
+            )
+        return regional
+
+    def priced_regions(self) -> dict[str, RegionPrice]:
+        """Every region with a known price: the reference region and the others the source gives."""
+        regions = [self.price_region] if self.price_region else []
+        return {region: self.price_in(region) for region in [*regions, *self.region_prices]}
+
+    def sold_in(self, region: str) -> bool | None:
+        """Whether the catalog says ``region`` sells the machine; None when it does not know."""
+        if self.zones:
+            return bool(self.zones.get(region))
+        if self.regions:
+            return region in self.regions
+        return None
 
 
 GPU_TYPES: Mapping[str, GpuType] = MappingProxyType(
@@ -122,11 +180,28 @@ def offerings(cloud: str, gpu: str, count: int) -> list[Offering]:
     return _catalog(cloud).offerings(canonical, count) if canonical else []
 
 
-def select(cloud: str, gpu: str, count: int, spot: bool) -> Offering:
+def same_gpus(cloud: str, offering: Offering) -> list[Offering]:
+    """Every machine of ``cloud`` that serves what ``offering`` serves: the same GPU chip, as many per
+    machine, at least as much GPU memory each (A100:8 runs on p4d.24xlarge and p4de.24xlarge, whose A100s
+    have 80 GB), ``offering`` first, then by price. What a mixed-instances group may launch instead."""
+    chip = offering.gpu.split("-")[0]
+    alike = [
+        other
+        for gpu in gpus_offered(cloud)
+        if gpu.split("-")[0] == chip and GPU_TYPES[gpu].memory_gb >= GPU_TYPES[offering.gpu].memory_gb
+        for other in offerings(cloud, gpu, offering.gpu_count)
+        if other.on_demand and other.machine_type != offering.machine_type
+    ]
+    return [offering, *sorted(alike, key=lambda other: _rank_price(other, 1.0))]
+
+
+def select(cloud: str, gpu: str, count: int, spot: bool, on_demand_share: float = 0.0) -> Offering:
     """The cheapest fitting machine; raises CatalogError saying what is valid when none fits.
 
     Ranking: the price for the purchase option asked for; when a spot price is unknown (AWS), the
-    on-demand price stands in for it; machines with no known price rank last, in table order.
+    on-demand price stands in for it; machines with no known price rank last, in table order. A spot
+    stack with an on-demand base (``on_demand_share`` of its replicas, > 0) needs a machine sold on demand
+    too, and ranks by the blend of both prices.
     """
     canonical = canonical_gpu(gpu)
     if canonical is None:
@@ -140,29 +215,38 @@ def select(cloud: str, gpu: str, count: int, spot: bool) -> Offering:
         raise CatalogError(
             f"{name} {_catalog(cloud).verb} {canonical} in counts {', '.join(map(str, counts))}"
         )
-    if not spot:
+    if not spot or on_demand_share > 0:
         fitting = [offering for offering in fitting if offering.on_demand]
         if not fitting:
-            raise CatalogError(_spot_only_message(name, cloud, canonical, count))
-    return min(fitting, key=lambda offering: _rank_price(offering, spot))
+            raise CatalogError(_spot_only_message(name, cloud, canonical, count, base=spot))
+    share = 1.0 if not spot else on_demand_share
+    return min(fitting, key=lambda offering: _rank_price(offering, share))
 
 
-def _rank_price(offering: Offering, spot: bool) -> tuple[bool, float]:
-    price = offering.hourly(spot)
-    if price is None:
-        price = offering.on_demand_hourly
+def _rank_price(offering: Offering, on_demand_share: float) -> tuple[bool, float]:
+    on_demand = offering.on_demand_hourly
+    spot = offering.spot_hourly if offering.spot_hourly is not None else on_demand
+    if on_demand_share >= 1:
+        price = on_demand
+    elif on_demand_share <= 0:
+        price = spot
+    elif on_demand is None or spot is None:
+        price = None
+    else:
+        price = on_demand * on_demand_share + spot * (1 - on_demand_share)
     return (price is None, price or 0.0)
 
 
-def _spot_only_message(name: str, cloud: str, gpu: str, count: int) -> str:
+def _spot_only_message(name: str, cloud: str, gpu: str, count: int, base: bool = False) -> str:
     machines = ", ".join(sorted({str(o.machine_type) for o in offerings(cloud, gpu, count)}))
     on_demand_counts = [
         c for c in counts_offered(cloud, gpu) if any(o.on_demand for o in offerings(cloud, gpu, c))
     ]
     instead = f" or use {' / '.join(f'{gpu}:{c}' for c in on_demand_counts)}" if on_demand_counts else ""
+    fix = "set vllm:onDemandBaseReplicas 0 (all spot)" if base else "set vllm:spot true"
     return (
         f"{name} sells {gpu}:{count} ({machines}) only as Spot, Flex-start or reservations, not plain "
-        f"on-demand: set vllm:spot true{instead}"
+        f"on-demand: {fix}{instead}"
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any, overload
 import pulumi
 import yaml
 
-from components import backend, catalog, model_facts, sdk_internals
+from components import backend, capacity, catalog, model_facts, sdk_internals
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
 from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags
@@ -78,6 +78,8 @@ COMMON_KEYS = (
     "diskSizeGb",
     "modelSizeGb",
     "spot",
+    "onDemandBaseReplicas",
+    "reservation",
     "allowedCidrs",
     *AUTOSCALING_KEYS,
     "domain",
@@ -134,6 +136,8 @@ class ServiceSpec:
     spot: bool
     allowed_cidrs: tuple[str, ...]
     region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
+    regions: tuple[str, ...] = ()  # every region it serves from, ``region`` first (vllm:regions, GCP)
+    on_demand_base_replicas: int = 0  # with spot: replicas kept on on-demand capacity
     platform: Any = None  # the platform's own settings: its backend.py's settings(spec) reads them typed
     facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
     #: SkyServe's replica_policy (components/autoscaling.py); None: a fixed ``replicas``, which is then the
@@ -159,11 +163,9 @@ class ServiceSpec:
         return self.gpu.count * self.nodes if self.gpu else 0
 
     def cost_per_hour(self) -> float | None:
-        """Catalog estimate for the whole stack (every node of every replica), None when unpriced."""
-        if self.offering is None:
-            return None
-        hourly = self.offering.hourly(self.spot)
-        return None if hourly is None else round(hourly * self.nodes * self.replicas, 2)
+        """Catalog estimate for the whole stack (every node of every replica, at its region's price for
+        its purchase option), None when unpriced."""
+        return capacity.cost_per_hour(self)
 
     def public_view(self) -> dict[str, Any]:
         """The effective spec as plain data for stack outputs and plans: never holds a secret."""
@@ -185,6 +187,7 @@ class ServiceSpec:
             "modelSizeGb": self.model_size_gb,
             "modelRevision": self.facts.revision if self.facts else None,
             "spot": self.spot,
+            "onDemandBaseReplicas": self.on_demand_base_replicas if self.spot else None,
             "allowedCidrs": list(self.allowed_cidrs),
             "domain": self.domain,
             "dnsZone": self.dns_zone,
@@ -570,12 +573,15 @@ def build_spec(
     spot = read.boolean("spot", False)
     if spot and (instead := platform.refuse_unsupported(backend.Feature.SPOT)) is not None:
         raise SpecError(f"{PROJECT}:spot", "true", instead)
+    _refuse_unsupported_keys(read, platform)
+    replicas = read.integer("replicas", 1, minimum=1, maximum=1000)
+    on_demand_base = _on_demand_base(read, spot, replicas)
     gpu = _parse_gpu(read.string("gpu"), cloud)
     nodes = read.integer("nodes", 1, minimum=1, maximum=64)
     offering = None
     if gpu is not None:
         try:
-            offering = catalog.select(cloud, gpu.type, gpu.count, spot)
+            offering = catalog.select(cloud, gpu.type, gpu.count, spot, on_demand_base / replicas)
         except catalog.CatalogError as error:
             raise SpecError(f"{PROJECT}:gpu", str(gpu), str(error)) from None
     elif nodes > 1:
@@ -602,6 +608,13 @@ def build_spec(
 
     placement = platform.read_placement(read, stack, offering)
     autoscaling = read_autoscaling(read, platform, nodes)
+    if autoscaling is not None and len(placement.regions) > 1:
+        raise SpecError(
+            f"{PROJECT}:regions",
+            list(placement.regions),
+            "one region with autoscaling (vllm:maxReplicas): an autoscaler scales one regional group, and "
+            "spreading a scaled service over regions is not built yet",
+        )
 
     spec = ServiceSpec(
         stack=stack,
@@ -611,11 +624,7 @@ def build_spec(
         offering=offering,
         model=model,
         served_model_name=served,
-        replicas=(
-            autoscaling.initial_replicas
-            if autoscaling is not None
-            else read.integer("replicas", 1, minimum=1, maximum=1000)
-        ),
+        replicas=(autoscaling.initial_replicas if autoscaling is not None else replicas),
         nodes=nodes,
         image=image,
         max_model_len=read.integer("maxModelLen", None, minimum=1),
@@ -625,6 +634,8 @@ def build_spec(
         spot=spot,
         allowed_cidrs=allowed or OPEN_TO_ALL,
         region=placement.region,
+        regions=placement.regions or ((placement.region,) if placement.region else ()),
+        on_demand_base_replicas=on_demand_base,
         platform=placement.settings,
         autoscaling=autoscaling,
         domain=domain,
@@ -661,6 +672,33 @@ def _read_domain(read: ConfigReader, platform: backend.Backend) -> tuple[str | N
         valid = f"unset without {PROJECT}:domain (its records go there)"
         raise SpecError(f"{PROJECT}:dnsZone", dns_zone, valid)
     return domain, dns_zone
+
+
+def _refuse_unsupported_keys(read: ConfigReader, platform: backend.Backend) -> None:
+    """A key naming a feature the platform cannot do is refused with what to do there instead."""
+    for feature in (backend.Feature.REGIONS, backend.Feature.RESERVATION):
+        value = read.raw(feature.value)
+        if value is not None and (instead := platform.refuse_unsupported(feature)) is not None:
+            raise SpecError(feature.value, value, instead)
+
+
+def _on_demand_base(read: ConfigReader, spot: bool, replicas: int) -> int:
+    """``vllm:onDemandBaseReplicas``: with spot, how many replicas stay on on-demand capacity (SkyServe's
+    ``base_ondemand_fallback_replicas``), at most every replica."""
+    key = f"{PROJECT}:onDemandBaseReplicas"
+    base = read.integer("onDemandBaseReplicas", 0, minimum=0)
+    if base and read.raw("maxReplicas") is not None:
+        raise SpecError(
+            key,
+            base,
+            "0 with autoscaling (vllm:maxReplicas): an autoscaler scales one group, and an on-demand base "
+            "beside a scaled spot group is not built yet; autoscale all-spot or all-on-demand",
+        )
+    if base and not spot:
+        raise SpecError(key, base, "0 without vllm:spot true (without spot every replica is on-demand)")
+    if base > replicas:
+        raise SpecError(key, base, f"<= vllm:replicas ({replicas}): the on-demand share of the replicas")
+    return base
 
 
 def image_hardware(image: str) -> str:

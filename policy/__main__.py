@@ -34,6 +34,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from components.aws import policy as aws_policy
 from policy import gpu_budget, validators
 
 
@@ -64,8 +65,8 @@ def resource_policy(
     return ResourceValidationPolicy(name=name, description=description, validate=validate)
 
 
-def validate_autohealing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    resources = [
+def stack_resources(args: StackValidationArgs) -> list[validators.StackResource]:
+    return [
         validators.StackResource(
             type=resource.resource_type,
             urn=resource.urn,
@@ -78,7 +79,15 @@ def validate_autohealing(args: StackValidationArgs, report_violation: ReportViol
         )
         for resource in args.resources
     ]
-    for urn, message in validators.autohealing_violations(resources):
+
+
+def validate_autohealing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, message in validators.autohealing_violations(stack_resources(args)):
+        report_violation(message, urn)
+
+
+def validate_mixed_templates(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, message in aws_policy.aws_mixed_template_violations(stack_resources(args)):
         report_violation(message, urn)
 
 
@@ -171,6 +180,12 @@ PolicyPack(
             "every prompt cross the internet in cleartext. Advisory: a stack may stay on HTTP by choice.",
             validate=validate_cleartext,
             enforcement_level=EnforcementLevel.ADVISORY,
+        ),
+        StackValidationPolicy(
+            name="aws-mixed-instances-template-asks-no-market",
+            description="A launch template used by a mixed instances Auto Scaling group requests no spot "
+            "market itself (AWS refuses the pair at update time, after a clean preview).",
+            validate=validate_mixed_templates,
         ),
     ],
 )

@@ -465,11 +465,13 @@ def test_the_plan_shows_the_bounds_and_the_cost_range() -> None:
 
     data = plan_tool.plan("aws-h100", {"vllm:replicas": "unset", **POLICY})
     assert data["cost"]["replicas"] == {"min": 1, "max": 4}
-    per_replica = data["cost"]["perReplicaHourly"]
+    (share,) = data["cost"]["shares"]  # priced at the most replicas, on demand, in the stack's region
+    assert share["replicas"] == 4
+    per_replica = share["perReplicaHourly"]
     assert data["cost"]["totalHourly"] == {"min": per_replica, "max": round(per_replica * 4, 2)}
     assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]
     text = plan_tool.render_text(data)
     assert (
-        f"x 1 to 4 replica(s) (autoscaled) = ${per_replica:g}/h to ${round(per_replica * 4, 2):g}/h" in text
+        f"total ${per_replica:g}/h to ${round(per_replica * 4, 2):g}/h (1 to 4 replicas, autoscaled" in text
     )
     assert "aws:autoscaling/policy:Policy" in text

@@ -286,14 +286,26 @@ def test_on_demand_stacks_launch_on_demand_machines(h100):
     assert h100.one(TEMPLATE).inputs.get("instanceMarketOptions") is None
 
 
-def test_spot_stacks_launch_one_time_spot_machines_that_terminate_on_interruption():
+def test_single_node_spot_stacks_launch_every_machine_on_spot_from_a_mixed_instances_group():
     run = aws_stack("A10G:4", **{"vllm:spot": True})
-    template = run.one(TEMPLATE).inputs
-    assert template["instanceType"] == "g5.12xlarge"
-    assert template["instanceMarketOptions"] == {
-        "marketType": "spot",
-        "spotOptions": {"spotInstanceType": "one-time", "instanceInterruptionBehavior": "terminate"},
-    }
+    assert run.one(TEMPLATE).inputs["instanceType"] == "g5.12xlarge"
+    assert "instanceMarketOptions" not in run.one(TEMPLATE).inputs  # the group's policy picks the market
+    distribution = run.one("aws:autoscaling/group:Group").inputs["mixedInstancesPolicy"][
+        "instancesDistribution"
+    ]
+    assert (distribution["onDemandBaseCapacity"], distribution["onDemandPercentageAboveBaseCapacity"]) == (
+        0,
+        0,
+    )
+
+
+def test_spot_ray_groups_launch_one_time_spot_machines_that_terminate_on_interruption():
+    run = aws_stack("H100:8", **{"vllm:spot": True, "vllm:nodes": 2})
+    for template in run.of_type(TEMPLATE):
+        assert template.inputs["instanceMarketOptions"] == {
+            "marketType": "spot",
+            "spotOptions": {"spotInstanceType": "one-time", "instanceInterruptionBehavior": "terminate"},
+        }
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ POLICY_NAMES = [
     "autoscaled-gpu-budget",
     "https-tls-1-2-or-later",
     "endpoint-serves-https",
+    "aws-mixed-instances-template-asks-no-market",
 ]
 #: Policies that only warn: a stack may stay on plain HTTP by choice.
 ADVISORY = {"endpoint-serves-https"}

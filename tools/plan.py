@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from components import backend, catalog, model_facts, sdk_internals
+from components import backend, capacity, catalog, model_facts, sdk_internals
 from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -193,45 +193,93 @@ def plan(
 
 
 def _cost(spec: dict[str, Any]) -> dict[str, Any]:
-    """SkyPilot-style candidates for the spec's GPUs on its cloud, the chosen machine marked."""
+    """SkyPilot-style considered resources: every machine with the spec's GPUs in every region the stack
+    serves from and every other region the catalog prices it in, cheapest first for the stack's purchase
+    options; and the stack's cost by region and purchase option (``components.capacity``)."""
     if spec.get("gpu") is None or spec.get("machineType") is None:  # the engine drops null outputs
         return {"candidates": [], "note": "the cluster's nodes, priced by their owner"}
     gpu, count = spec["gpu"].split(":")
     offerings = catalog.offerings(spec["cloud"], gpu, int(count))
     chosen = next(o for o in offerings if o.machine_type == spec["machineType"])
-    candidates = [
-        {
-            "cloud": o.cloud,
-            "machineType": o.machine_type,
-            "vcpus": o.vcpus,
-            "memoryGb": o.memory_gb,
-            "gpus": f"{o.gpu}:{o.gpu_count}",
-            "onDemandHourly": o.on_demand_hourly if o.on_demand else None,
-            "spotHourly": o.spot_hourly,
-            "chosen": o is chosen,
-        }
-        for o in offerings
-    ]
-    hourly = chosen.hourly(spec["spot"])
-    replicas = spec["replicas"]  # a count, or an autoscaler's {"min", "max"}
-    per_replica = None if hourly is None else hourly * spec["nodes"]
-
-    def total(count: int) -> float | None:
-        return None if per_replica is None else round(per_replica * count, 2)
-
+    serving = list(spec.get("regions") or [spec.get("region")])
+    replicas, spot = spec["replicas"], spec["spot"]  # replicas: a count, or an autoscaler's {"min", "max"}
+    count = replicas["max"] if isinstance(replicas, dict) else replicas
+    base = (spec.get("onDemandBaseReplicas") or 0) if spot else count
+    share = base / count
+    candidates = []
+    for offering in offerings:
+        regions = [*serving, *(r for r in offering.priced_regions() if r not in serving)]
+        for region in regions:
+            if region is None or offering.sold_in(region) is False:
+                continue
+            price = offering.price_in(region)
+            on_demand = price.on_demand if offering.on_demand else None
+            candidates.append(
+                {
+                    "cloud": offering.cloud,
+                    "region": region,
+                    "machineType": offering.machine_type,
+                    "vcpus": offering.vcpus,
+                    "memoryGb": offering.memory_gb,
+                    "gpus": f"{offering.gpu}:{offering.gpu_count}",
+                    "onDemandHourly": on_demand,
+                    "onDemandFrom": price.on_demand_from if on_demand is not None else None,
+                    "spotHourly": price.spot,
+                    "blendedHourly": _blend(on_demand, price.spot, share),
+                    "chosen": offering is chosen and region in serving,
+                }
+            )
+    candidates.sort(key=lambda c: (c["blendedHourly"] is None, c["blendedHourly"] or 0.0))
+    shares = []
+    for region, total, on_demand_count in zip(
+        serving,
+        capacity.spread(count, len(serving)),
+        capacity.spread(base, len(serving)),
+        strict=True,
+    ):
+        for market, in_market in (("on-demand", on_demand_count), ("spot", total - on_demand_count)):
+            if in_market:
+                hourly = chosen.hourly(market == "spot", region)
+                node_hours = in_market * spec["nodes"]
+                shares.append(
+                    {
+                        "region": region,
+                        "market": market,
+                        "replicas": in_market,
+                        "perReplicaHourly": None if hourly is None else round(hourly * spec["nodes"], 2),
+                        "hourly": None if hourly is None else round(hourly * node_hours, 2),
+                        "source": chosen.price_in(region).source,
+                    }
+                )
+    known = [s["hourly"] for s in shares]
+    at_most = None if None in known else round(sum(known), 2)
     return {
         "candidates": candidates,
         "nodesPerReplica": spec["nodes"],
         "replicas": replicas,
-        "pricing": "spot" if spec["spot"] else "on-demand",
-        "perReplicaHourly": None if per_replica is None else round(per_replica, 2),
+        "pricing": _pricing(spot, base, count),
+        "shares": shares,
+        # Autoscaling (no on-demand base, one region: components/spec.py) costs in proportion to replicas.
         "totalHourly": (
-            {"min": total(replicas["min"]), "max": total(replicas["max"])}
-            if isinstance(replicas, dict)
-            else total(replicas)
+            {"min": round(at_most * replicas["min"] / count, 2), "max": at_most}
+            if isinstance(replicas, dict) and at_most is not None
+            else at_most
         ),
-        "source": chosen.price_source,
     }
+
+
+def _blend(on_demand: float | None, spot: float | None, on_demand_share: float) -> float | None:
+    """The hourly price of a replica split ``on_demand_share`` on demand, the rest on spot."""
+    parts = [(on_demand, on_demand_share), (spot, 1 - on_demand_share)]
+    if any(price is None and weight > 0 for price, weight in parts):
+        return None
+    return round(sum((price or 0.0) * weight for price, weight in parts), 5)
+
+
+def _pricing(spot: bool, base: int, replicas: int) -> str:
+    if not spot:
+        return "on-demand"
+    return f"spot, {base} of {replicas} on-demand" if base else "spot"
 
 
 def _resource_rows(run: Run) -> list[dict[str, Any]]:
@@ -322,14 +370,15 @@ def render_text(data: dict[str, Any]) -> str:
 def _cost_lines(cost: dict[str, Any]) -> list[str]:
     if not cost["candidates"]:
         return [f"Cost: {cost['note']}"]
-    header = ("INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h ON-DEMAND", "$/h SPOT", "CHOSEN")
+    header = ("INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h ON-DEMAND", "$/h SPOT", "CHOSEN")
     table = [header] + [
         (
+            f"{c['cloud']} ({c['region']})",
             c["machineType"],
             _num(c["vcpus"]),
             _num(c["memoryGb"]),
             c["gpus"],
-            _num(c["onDemandHourly"]),
+            _num(c["onDemandHourly"]) + (f" ({c['onDemandFrom']}'s)" if c["onDemandFrom"] else ""),
             _num(c["spotHourly"]),
             "*" if c["chosen"] else "",
         )
@@ -340,18 +389,22 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     for row in table:
         cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
         lines.append(("  " + "  ".join(cells)).rstrip())
+    for share in cost["shares"]:
+        lines.append(
+            f"  {share['region']} {share['market']}: {share['replicas']} replica(s) x "
+            f"${_num(share['perReplicaHourly'])}/h = ${_num(share['hourly'])}/h"
+        )
     replicas, total = cost["replicas"], cost["totalHourly"]
     if isinstance(replicas, dict):  # autoscaling: the cost follows the load between the bounds
         low, high = (total["min"], total["max"]) if total else (None, None)
         lines.append(
-            f"  per replica ${_num(cost['perReplicaHourly'])}/h x {replicas['min']} to {replicas['max']}"
-            f" replica(s) (autoscaled) = ${_num(low)}/h to ${_num(high)}/h"
+            f"  total ${_num(low)}/h to ${_num(high)}/h ({replicas['min']} to {replicas['max']} replicas, "
+            "autoscaled; spot prices are estimates)"
         )
     else:
-        lines.append(
-            f"  per replica ${_num(cost['perReplicaHourly'])}/h x {replicas} replica(s) = ${_num(total)}/h"
-        )
-    lines.append(f"  prices: {cost['source']}")
+        lines.append(f"  total ${_num(total)}/h (spot prices are estimates)")
+    for source in dict.fromkeys(share["source"] for share in cost["shares"]):
+        lines.append(f"  prices: {source}")
     return lines
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ class AwsSettings:
     subnet_ids: tuple[str, ...] = ()  # the instances' subnets (and the ALB's, unless named apart)
     load_balancer_subnet_ids: tuple[str, ...] = ()  # public subnets for the internet-facing ALB
     ami_id: str | None = None  # pinned AMI; None: the current Deep Learning AMI, resolved at launch
+    reservation: str | None = None  # vllm:reservation: the capacity reservation id the machines target
+    capacity_block: bool = False  # the reservation is a Capacity Block (market type capacity-block)
 
 
 def settings(spec: ServiceSpec) -> AwsSettings:
@@ -41,7 +43,42 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     """``aws:region`` (a real region that sells the instance type) and the VPC, subnets and AMI keys."""
     region = read.string("aws:region", DEFAULT_REGION)
     _check_aws_placement(offering, region)
-    return Placement(region=region, settings=_aws_settings(read))
+    aws = _aws_settings(read)
+    reservation, capacity_block = _aws_reservation(read)
+    return Placement(
+        region=region, settings=replace(aws, reservation=reservation, capacity_block=capacity_block)
+    )
+
+
+#: An EC2 capacity reservation id (``CapacityReservationId``: ``cr-`` and 17 hex digits; older ids 8).
+AWS_RESERVATION = re.compile(r"^cr-[0-9a-f]{8,17}$")
+#: How ``vllm:reservation`` names a Capacity Block. A block is a capacity reservation too (the same ``cr-``
+#: ids) whose ``ReservationType`` is ``capacity-block``, and it needs the launch's market type
+#: ``capacity-block``; the pinned pulumi_aws has no lookup that tells the two kinds apart without failing on
+#: the other (``ec2.get_capacity_block_reservation`` "returns only Capacity Reservations whose
+#: reservation_type is capacity-block"), so the value says which it is.
+CAPACITY_BLOCK_PREFIX = "capacity-block:"
+
+
+def _aws_reservation(read: ConfigReader) -> tuple[str | None, bool]:
+    """``vllm:reservation``: an On-Demand Capacity Reservation (``cr-...``) or a Capacity Block
+    (``capacity-block:cr-...``) every machine targets. Reserved capacity is on-demand capacity: a spot stack
+    cannot launch into it (a mixed-instances group's spot share never targets a reservation)."""
+    value = read.string("reservation")
+    if value is None:
+        return None, False
+    key = f"{PROJECT}:reservation"
+    block = value.startswith(CAPACITY_BLOCK_PREFIX)
+    reservation = value.removeprefix(CAPACITY_BLOCK_PREFIX)
+    if not AWS_RESERVATION.match(reservation):
+        raise SpecError(
+            key,
+            value,
+            "a capacity reservation id (cr-0123456789abcdef0), or capacity-block:cr-... for a Capacity Block",
+        )
+    if read.boolean("spot", False):
+        raise SpecError(key, value, "unset with vllm:spot true (a reservation is on-demand capacity)")
+    return reservation, block
 
 
 def _check_aws_placement(offering: Offering | None, region: str) -> None:
@@ -134,6 +171,8 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "subnetIds": list(aws.subnet_ids),
         "loadBalancerSubnetIds": list(aws.load_balancer_subnet_ids),
         "amiId": aws.ami_id,
+        "reservation": aws.reservation,
+        "capacityBlock": aws.capacity_block or None,
     }
 
 
@@ -165,6 +204,10 @@ BACKEND = Backend(
             Feature.DOWNSCALE_DELAY: "unset on AWS: target tracking scales in once its own CloudWatch alarm "
             "has seen 15 one-minute periods under target, which it does not let you change (README "
             "Autoscaling)",
+            Feature.REGIONS: (
+                "unset on aws: one stack serves from one aws:region (an ALB is regional); run a stack per "
+                "region, or use vllm:cloud gcp, whose global load balancer spans regions"
+            ),
         }
     ),
     plan_properties=MappingProxyType(
@@ -174,6 +217,7 @@ BACKEND = Backend(
                 "blockDeviceMappings.*.ebs.volumeSize",
                 "metadataOptions.httpTokens",
                 "instanceMarketOptions.marketType",
+                "capacityReservationSpecification.capacityReservationTarget.capacityReservationId",
                 "placement.groupName",
             ),
             "aws:autoscaling/group:Group": (
@@ -189,6 +233,9 @@ BACKEND = Backend(
                 "estimatedInstanceWarmup",
                 "targetTrackingConfiguration.predefinedMetricSpecification.predefinedMetricType",
                 "targetTrackingConfiguration.targetValue",
+                "capacityRebalance",
+                "mixedInstancesPolicy.instancesDistribution",
+                "instanceTypes = mixedInstancesPolicy.launchTemplate.overrides.*.instanceType",
             ),
             "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "internal", "idleTimeout"),
             "aws:lb/targetGroup:TargetGroup": (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 from pulumi_aws import Provider
 
@@ -58,7 +60,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             RayReplica(
                 f"{spec.name}-r{index}",
                 RayReplicaArgs(
-                    spec=spec,
+                    # The first vllm:onDemandBaseReplicas groups are the on-demand base.
+                    spec=replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas),
                     launch=launch,
                     network=network,
                     identity=identity,

@@ -14,6 +14,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.ssm as ssm
 
+from components.aws import capacity
 from components.aws.backend import settings
 from components.spec import ServiceSpec
 
@@ -114,6 +115,7 @@ def launch_template(
         "market_type": "spot",
         "spot_options": {"spot_instance_type": "one-time", "instance_interruption_behavior": "terminate"},
     }
+    reserved = capacity.reservation_options(settings(spec).reservation, settings(spec).capacity_block)
     return ec2.LaunchTemplate(
         name,
         description=f"{spec.name} {role}: {spec.gpu} on {spec.offering.machine_type}, {spec.image}",
@@ -148,7 +150,8 @@ def launch_template(
             "http_put_response_hop_limit": 1,
             "instance_metadata_tags": "disabled",
         },
-        instance_market_options=spot_options if spec.spot else None,
+        instance_market_options=reserved.pop("instance_market_options", spot_options if spec.spot else None),
+        **reserved,
         tag_specifications=[
             {"resource_type": "instance", "tags": instance_tags},
             *({"resource_type": kind, "tags": tags} for kind in ("volume", "network-interface")),
@@ -231,6 +234,7 @@ def auto_scaling_group(
     keep_serving: bool,
     placement_group: pulumi.Input[str] | None = None,
     bounds: tuple[int, int] | None = None,
+    mixed_instances_policy: dict | None = None,
     opts: pulumi.ResourceOptions,
 ) -> autoscaling.Group:
     """``size`` machines from ``template``, replaced when EC2 or the machine itself says they are broken.
@@ -249,6 +253,8 @@ def auto_scaling_group(
     max size keeps the rollout's surge machine above the upper bound, where a refresh at the top needs it
     (target tracking may use it too: AWS has no cap of its own below MaxSize). Machines count towards the
     policy's metric once the default warm-up, the load budget, has passed.
+    With ``mixed_instances_policy`` (components/aws/capacity.py) the policy holds the template and the
+    group rebalances spot capacity.
     """
     low, high = bounds if bounds is not None else (size, size)
     refresh = rolling_refresh(high, grace_seconds, keep_serving)
@@ -261,7 +267,13 @@ def auto_scaling_group(
         desired_capacity=size,
         default_instance_warmup=grace_seconds if bounds is not None else None,
         vpc_zone_identifiers=subnet_ids,
-        launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+        launch_template=(
+            None
+            if mixed_instances_policy is not None
+            else {"id": template.id, "version": template.latest_version.apply(str)}
+        ),
+        mixed_instances_policy=mixed_instances_policy,
+        capacity_rebalance=True if mixed_instances_policy is not None else None,
         target_group_arns=list(target_group_arns),
         health_check_type="EC2",
         health_check_grace_period=grace_seconds,

@@ -3,8 +3,10 @@
 Sources (read on the catalog date):
 - AWS: on-demand Linux list prices, us-east-1, after the mid-2025 P4/P5 price cut, from the
   project's reference notes and SkyPilot's catalogs/v7/aws/vms.csv (commit 001367d2). AWS spot is a
-  market price that moves per zone and hour, so it is not recorded (None); spot selection on AWS
-  ranks machines by their on-demand price instead.
+  market price that moves per zone and hour: for the H100, H200 and A100 80GB machines the spot
+  estimate is the median of that catalog's per-zone spot prices in each region (``_AWS_SPOT_BY_ZONE``);
+  other machines have none (None), and spot selection ranks them by their on-demand price instead.
+  That catalog's on-demand prices predate the mid-2025 cut, so they are not used.
 - AWS regions: ``AWS_REGIONS`` is AWS's public region list as the pinned AWS provider knows it (the
   ``Region`` enum of pulumi_aws 7.51.1, ``pulumi_aws/_enums.py``, generated from the provider's schema;
   a test keeps the two equal). Which regions sell each instance type: the Region column of SKY_AWS.
@@ -12,7 +14,10 @@ Sources (read on the catalog date):
 
 from __future__ import annotations
 
-from components.catalog import CATALOG_DATE, MachineTable, Offering
+from statistics import median
+from types import MappingProxyType
+
+from components.catalog import CATALOG_DATE, MachineTable, Offering, RegionPrice
 
 SKY_AWS = f"skypilot-catalog v7 aws/vms.csv @001367d2 (read {CATALOG_DATE})"
 AWS_LIST = f"AWS EC2 on-demand list, us-east-1, after mid-2025 P4/P5 cut (reference notes, {CATALOG_DATE})"
@@ -118,8 +123,60 @@ _AWS_SOLD_IN: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+#: Spot prices per availability zone (USD per machine-hour) in SKY_AWS, by instance type and region; zones
+#: without a spot price there are left out, and so is ca-central-1, whose one zone lists spot at the on-demand
+#: price (no spot discount to estimate). An estimate: the market moves per zone and hour.
+_AWS_SPOT_BY_ZONE: dict[str, dict[str, tuple[float, ...]]] = {
+    "p5.48xlarge": {
+        "us-east-1": (30.3260, 27.6948, 20.9934, 29.3511, 25.8774, 25.3026),
+        "us-east-2": (14.3773, 15.6465, 18.2766),
+        "us-west-1": (17.1371,),
+        "us-west-2": (33.2399, 30.9762, 31.7370, 30.5798),
+        "ap-northeast-1": (40.0976, 35.6815),
+        "ap-south-1": (15.6847, 11.7984, 12.3198),
+        "ap-southeast-2": (95.8182, 127.3201, 13.1487),
+        "eu-north-1": (28.528,),
+        "eu-west-2": (43.0145, 45.5027, 45.8492),
+    },
+    "p5en.48xlarge": {
+        "us-east-1": (24.2902,),
+        "us-east-2": (17.2194, 15.4924, 17.2405),
+        "us-west-2": (25.9397, 25.5123, 25.2326),
+        "ap-northeast-1": (32.6174,),
+        "ap-northeast-2": (22.4906,),
+        "ap-south-1": (12.1188, 14.9639),
+        "ap-southeast-3": (11.7024, 11.7024),
+    },
+    "p4de.24xlarge": {
+        "us-east-1": (7.8074, 5.8394),
+        "us-west-2": (7.1070, 7.2328, 6.8849),
+    },
+}
+AWS_REFERENCE_REGION = "us-east-1"
+
+
+def _spot_estimate(machine: str, region: str) -> float | None:
+    zones = _AWS_SPOT_BY_ZONE.get(machine, {}).get(region)
+    return round(median(zones), 5) if zones else None
+
+
+def _region_prices(machine: str) -> dict[str, RegionPrice]:
+    """Spot estimates in the other regions that sell the type; their on-demand price is not recorded (the
+    reference region's stands in, and ``Offering.price_in`` says so)."""
+    return {
+        region: RegionPrice(
+            None, _spot_estimate(machine, region), f"{SKY_AWS}, {region}: spot = median of its zones' spot"
+        )
+        for region in _AWS_SPOT_BY_ZONE.get(machine, {})
+        if region != AWS_REFERENCE_REGION
+    }
+
+
 def _aws_offering(row: tuple[str, str, int, int, int, float | None, str]) -> Offering:
     machine, gpu, count, vcpus, memory_gb, on_demand, source = row
+    spot = _spot_estimate(machine, AWS_REFERENCE_REGION)
+    if spot is not None:
+        source = f"{source}; spot: median of us-east-1's zone spot prices in {SKY_AWS}"
     return Offering(
         cloud="aws",
         gpu=gpu,
@@ -129,10 +186,12 @@ def _aws_offering(row: tuple[str, str, int, int, int, float | None, str]) -> Off
         memory_gb=memory_gb,
         accelerator_type=None,
         on_demand_hourly=on_demand,
-        spot_hourly=None,
+        spot_hourly=spot,
         on_demand=True,
         price_source=source,
         regions=_AWS_SOLD_IN.get(machine, ()),
+        price_region=AWS_REFERENCE_REGION,
+        region_prices=MappingProxyType(_region_prices(machine)),
     )
 
 

@@ -20,6 +20,7 @@ from policy.validators import (
     Autohealing,
     PlatformPolicy,
     Scanner,
+    StackResource,
     TemplateLink,
     collect,
     decoded_texts,
@@ -311,3 +312,32 @@ AUTOHEALING: Final = Autohealing(
     fix="an Auto Scaling group (EC2 health, and the machine reporting its /health through SetInstanceHealth)",
     identity_keys=("id", "name", "arn"),
 )
+
+
+def aws_mixed_template_violations(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
+    """(URN, message) for a launch template that asks for spot (``instanceMarketOptions``) used by an Auto
+    Scaling group with a mixed instances policy: AWS refuses the group at update time, after a clean
+    preview ("Incompatible launch template: You cannot use a launch template that is set to request Spot
+    Instances (InstanceMarketOptions) when you configure an Auto Scaling group with a mixed instances
+    policy", as quoted in kubernetes/kops#7066 and kubernetes-sigs/cluster-api-provider-aws#4656). The
+    policy's instances distribution decides each launch's market."""
+    templates = [r for r in resources if r.type == LAUNCH_TEMPLATE]
+    mixed = [
+        r for r in resources if r.type == GROUP and r.props.get("mixedInstancesPolicy") not in (None, {}, [])
+    ]
+    violations = []
+    for group in mixed:
+        for template in templates:
+            if not AUTOHEALING.links(_TEMPLATE_LINK, group, template, via_component=True):
+                continue
+            market = collect(template.props, "instanceMarketOptions", "marketType")
+            if "spot" in market:
+                violations.append(
+                    (
+                        template.urn,
+                        f"launch template {template.name} requests spot and group {group.name} has a mixed "
+                        "instances policy: AWS refuses that pair; drop instanceMarketOptions and let the "
+                        "policy's instancesDistribution pick spot",
+                    )
+                )
+    return violations

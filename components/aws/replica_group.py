@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import vm
-from components.aws import machines
+from components.aws import capacity, machines
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
 from components.launch import LaunchSpec
@@ -58,9 +58,10 @@ class ReplicaGroup(pulumi.ComponentResource):
             hf_token_secret=identity.hf_token_secret,
             health_report=machines.health_report(spec),
         )
+        # A spot group is a mixed instances group: its template launches both markets, so it asks for none.
         self.launch_template = machines.launch_template(
             f"{name}-serve",
-            spec=spec,
+            spec=replace(spec, spot=False),
             role="serve",
             image=args.image,
             script=script,
@@ -83,6 +84,9 @@ class ReplicaGroup(pulumi.ComponentResource):
                 (spec.autoscaling.min_replicas, spec.autoscaling.max_replicas)
                 if spec.autoscaling is not None
                 else None
+            ),
+            mixed_instances_policy=(
+                capacity.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
             ),
             opts=child,
         )

@@ -26,6 +26,7 @@ class GcpSettings:
     project: str | None = None  # gcp:project; None: the provider's own default (gcloud's)
     zone: str | None = None  # gcp:zone: pins every VM to one zone
     boot_image: str | None = None  # vllm:bootImage, a dated image (None: the default image family)
+    reservation: str | None = None  # vllm:reservation: a reservation name its on-demand VMs consume
 
 
 def settings(spec: ServiceSpec) -> GcpSettings:
@@ -36,18 +37,100 @@ def settings(spec: ServiceSpec) -> GcpSettings:
 
 
 def read_placement(read: ConfigReader, stack: str, offering: Offering | None) -> Placement:
-    """``gcp:project``, ``gcp:region`` and ``gcp:zone`` (which must sell the machine), ``vllm:bootImage``."""
+    """``gcp:project``, ``gcp:region`` and ``gcp:zone`` (which must sell the machine), ``vllm:regions``,
+    ``vllm:reservation``, ``vllm:bootImage``."""
     region = read.string("gcp:region", DEFAULT_REGION)
     zone = read.string("gcp:zone")
     if zone is not None and not zone.startswith(f"{region}-"):
         raise SpecError("gcp:zone", zone, f"a zone of gcp:region {region} (e.g. {region}-a)")
+    regions = _gcp_regions(read, region, zone)
+    if regions:
+        region = regions[0]
     if offering is not None and offering.zones:
-        _check_gcp_placement(offering, region, zone)
+        for serving in regions or (region,):
+            _check_gcp_placement(offering, serving, zone, "vllm:regions" if regions else "gcp:region")
     boot_image = _gcp_boot_image(read.string("bootImage"))
     return Placement(
         region=region,
-        settings=GcpSettings(project=read.string("gcp:project"), zone=zone, boot_image=boot_image),
+        regions=regions,
+        settings=GcpSettings(
+            project=read.string("gcp:project"),
+            zone=zone,
+            boot_image=boot_image,
+            reservation=_gcp_reservation(read, zone, regions),
+        ),
     )
+
+
+#: A GCP region name (``us-central1``, ``europe-west4``, ``northamerica-northeast2``).
+GCP_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+
+
+def _gcp_regions(read: ConfigReader, region: str, zone: str | None) -> tuple[str, ...]:
+    """``vllm:regions``: the regions replicas spread over, ``gcp:region`` first when it is one of them
+    (the stack's regional resources live there: the image mirror, the provider's default region). Every
+    region holds one replica at least, and each region's group spreads over its own zones."""
+    regions = read.string_list("regions", lambda r: GCP_REGION.match(r) is not None, "a GCP region: us-east4")
+    if not regions:
+        return ()
+    key = f"{PROJECT}:regions"
+    if len(set(regions)) != len(regions):
+        raise SpecError(key, list(regions), "each region once")
+    if zone is not None:
+        raise SpecError("gcp:zone", zone, "unset with vllm:regions (each region's zones that sell it serve)")
+    replicas = read.integer("replicas", 1, minimum=1)
+    if len(regions) > replicas:
+        raise SpecError(key, list(regions), f"at most vllm:replicas ({replicas}) regions: one replica each")
+    if read.integer("nodes", 1, minimum=1) > 1:
+        raise SpecError(
+            key,
+            list(regions),
+            "unset with vllm:nodes > 1 (each Ray group lives in one zone; serve from gcp:region)",
+        )
+    if read.raw("gcp:region") is None:
+        return regions
+    if region not in regions:
+        raise SpecError(
+            "gcp:region",
+            region,
+            f"one of vllm:regions ({', '.join(regions)}), where the stack's regional resources live; "
+            "or unset",
+        )
+    return (region, *(other for other in regions if other != region))
+
+
+#: A reservation name (RFC 1035, up to 63 characters), or a shared one of another project
+#: (``projects/P/reservations/NAME``): the values the reservation affinity's
+#: ``compute.googleapis.com/reservation-name`` key takes (compute API, ReservationAffinity.values).
+GCP_RESERVATION = re.compile(
+    r"^(projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/reservations/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+)
+
+
+def _gcp_reservation(read: ConfigReader, zone: str | None, regions: tuple[str, ...]) -> str | None:
+    """``vllm:reservation``: a specific reservation the on-demand VMs consume. A reservation lives in one
+    zone, so the stack pins that zone (``gcp:zone``); Spot VMs cannot consume reservations, so a spot stack
+    needs an on-demand base to use it."""
+    name = read.string("reservation")
+    if name is None:
+        return None
+    key = f"{PROJECT}:reservation"
+    if not GCP_RESERVATION.match(name):
+        raise SpecError(
+            key, name, "a reservation name (my-h100-reservation) or projects/PROJECT/reservations/NAME"
+        )
+    if regions:
+        raise SpecError(key, name, "unset with vllm:regions (a reservation is in one zone: set gcp:zone)")
+    if zone is None:
+        raise SpecError(key, name, "set together with gcp:zone, the reservation's zone")
+    if read.boolean("spot", False) and not read.integer("onDemandBaseReplicas", 0, minimum=0):
+        raise SpecError(
+            key,
+            name,
+            "unset with vllm:spot true, or with vllm:onDemandBaseReplicas > 0 (Spot VMs do not consume "
+            "reservations; the on-demand base does)",
+        )
+    return name
 
 
 #: A Compute Engine image name (RFC 1035, up to 63 characters), alone or as ``projects/P/global/images/NAME``.
@@ -74,12 +157,12 @@ def _gcp_boot_image(image: str | None) -> str | None:
     return image
 
 
-def _check_gcp_placement(offering: Offering, region: str, zone: str | None) -> None:
+def _check_gcp_placement(offering: Offering, region: str, zone: str | None, key: str = "gcp:region") -> None:
     """The region, and the zone when pinned, must sell the machine (GPU capacity is per zone)."""
     sold = offering.zones.get(region, ())
     if not sold:
         regions = ", ".join(sorted(offering.zones))
-        raise SpecError("gcp:region", region, f"a region that sells {offering.machine_type}: {regions}")
+        raise SpecError(key, region, f"a region that sells {offering.machine_type}: {regions}")
     if zone is not None and zone not in sold:
         raise SpecError(
             "gcp:zone", zone, f"a zone of {region} that sells {offering.machine_type}: {', '.join(sold)}"
@@ -104,7 +187,14 @@ def check(spec: ServiceSpec) -> None:
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     gcp = settings(spec)
-    return {"project": gcp.project, "region": spec.region, "zone": gcp.zone, "bootImage": gcp.boot_image}
+    return {
+        "project": gcp.project,
+        "region": spec.region,
+        "regions": list(spec.regions) if len(spec.regions) > 1 else None,
+        "zone": gcp.zone,
+        "bootImage": gcp.boot_image,
+        "reservation": gcp.reservation,
+    }
 
 
 BACKEND = Backend(
@@ -113,7 +203,7 @@ BACKEND = Backend(
     provider_namespace="gcp",
     provider_sdk="pulumi_gcp",
     provider_keys=("gcp:project", "gcp:region", "gcp:zone"),
-    keys=("bootImage",),
+    keys=("bootImage", "regions"),
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
@@ -140,6 +230,7 @@ BACKEND = Backend(
                 "guestAccelerators",
                 "scheduling.onHostMaintenance",
                 "scheduling.provisioningModel",
+                "reservationAffinity",
                 "disks.*.diskSizeGb",
                 "disks.*.diskType",
                 "networkInterfaces.*.nicType",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_gcp
 
@@ -14,17 +16,12 @@ from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_replica import RayReplica, RayReplicaArgs
+from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
-
-
-def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
-    """The pinned ``gcp:zone``, else every zone of the region that sells the machine (spec.py checks both)."""
-    zone = settings(spec).zone
-    return (zone,) if zone is not None else tuple(spec.offering.zones[spec.region])
 
 
 def check(spec: ServiceSpec) -> None:
@@ -66,19 +63,31 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         mirror = ImageMirror(spec.name, ImageMirrorArgs(spec=spec, identity=identity), opts)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
     if spec.nodes == 1:
+        # One group per region and purchase option (components/capacity.py), all behind the one LB.
+        subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
+        for index, region in enumerate(spec.regions[1:], start=1):
+            regional = RegionNetwork(
+                f"{spec.name}-{region}",
+                RegionNetworkArgs(spec=spec, network=network, region=region, index=index),
+                opts,
+            )
+            subnets[region] = regional.subnetwork.id
         replicas = [
             ReplicaGroup(
-                spec.name,
+                group.name,
                 ReplicaGroupArgs(
-                    spec=spec,
+                    spec=group.spec(spec),
                     launch=launch,
                     network=network,
                     identity=identity,
-                    zones=zones,
+                    zones=serving_zones(spec, group.share.region),
                     mirror=mirror,
+                    subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
+                    base_instance_name=group.base_instance_name,
                 ),
                 opts,
             )
+            for group in serving_groups(spec)
         ]
     else:
         # Replicas take the region's zones in turn, so they do not share one zone's fate.
@@ -88,7 +97,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 RayReplica(
                     f"{spec.name}-r{index}",
                     RayReplicaArgs(
-                        spec=spec,
+                        # The first vllm:onDemandBaseReplicas groups are the on-demand base.
+                        spec=replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas),
                         launch=launch,
                         network=network,
                         identity=identity,

@@ -112,6 +112,27 @@ def health_report(launch: LaunchSpec) -> list[str]:
     return ["--report", "http", "--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold)]
 
 
+#: The reservation affinity key that names one reservation (compute API, ReservationAffinity.key; the
+#: pinned pulumi_gcp's InstanceTemplateReservationAffinitySpecificReservation: "To target a
+#: SPECIFIC_RESERVATION by name, specify compute.googleapis.com/reservation-name as the key and specify the
+#: name of your reservation as the only value"). The value may also be projects/P/reservations/NAME, a
+#: reservation shared from another project in the same zone.
+RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
+
+
+def reservation_affinity(spec: ServiceSpec) -> dict | None:
+    """On-demand VMs consume ``vllm:reservation`` and only it (SPECIFIC_RESERVATION: a VM that finds no
+    room in it fails to be created rather than falling back to other capacity, so a full reservation shows
+    in the group's errors instead of on the bill). Spot VMs cannot consume reservations and get none (GCP
+    "Choose a reservation type", Limitations: reservations are zone-specific, and reserved capacity cannot
+    create Spot VMs or preemptible instances)."""
+    name = settings(spec).reservation
+    if name is None or spec.spot:
+        return None
+    specific = {"key": RESERVATION_NAME_KEY, "values": [name]}
+    return {"type": "SPECIFIC_RESERVATION", "specific_reservation": specific}
+
+
 def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions) -> compute.HealthCheck:
     """The managed groups' autohealing check: the host's health agent, never vLLM itself.
 
@@ -221,9 +242,11 @@ def instance_template(
     identity: ServiceIdentity,
     mirror: ImageMirror | None,
     opts: pulumi.ResourceOptions,
+    subnetwork: pulumi.Input[str] | None = None,
 ) -> compute.InstanceTemplate:
     """A GPU VM: catalog machine, DLVM boot disk, gVNIC without external IP, the stack's service account,
-    and the boot script, which names its secrets but never holds them."""
+    and the boot script, which names its secrets but never holds them. ``subnetwork``: the subnet of the
+    VMs' region when it is not the stack's own (``vllm:regions``)."""
     offering = spec.offering
     startup_script = vm.bootstrap_script(
         spec,
@@ -248,6 +271,7 @@ def instance_template(
             else None
         ),
         scheduling=scheduling(spec),
+        reservation_affinity=reservation_affinity(spec),
         disks=[
             {
                 "boot": True,
@@ -258,7 +282,7 @@ def instance_template(
             }
         ],
         # No access_configs: no external IP. Egress goes through Cloud NAT.
-        network_interfaces=[{"subnetwork": network.subnetwork.id, "nic_type": "GVNIC"}],
+        network_interfaces=[{"subnetwork": subnetwork or network.subnetwork.id, "nic_type": "GVNIC"}],
         # Secure Boot stays off: the DLVM installs the NVIDIA kernel modules at first boot, unsigned.
         shielded_instance_config={
             "enable_secure_boot": False,

@@ -25,6 +25,19 @@ SUBNET_CIDR = ipaddress.IPv4Network("10.64.0.0/16")
 GOOGLE_LB_RANGES = ("35.191.0.0/16", "130.211.0.0/22")
 
 
+#: Every region's Cloud NAT. Hugging Face downloads open many parallel connections per VM (Xet): dynamic
+#: port allocation lets one VM take up to 64k NAT ports while idle VMs keep few.
+NAT_SETTINGS = {
+    "nat_ip_allocate_option": "AUTO_ONLY",
+    "source_subnetwork_ip_ranges_to_nat": "ALL_SUBNETWORKS_ALL_IP_RANGES",
+    "enable_dynamic_port_allocation": True,
+    "enable_endpoint_independent_mapping": False,
+    "min_ports_per_vm": 1024,
+    "max_ports_per_vm": 65536,
+    "log_config": {"enable": True, "filter": "ERRORS_ONLY"},
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class NetworkArgs:
     spec: ServiceSpec
@@ -76,20 +89,8 @@ class Network(pulumi.ComponentResource):
         self.router = compute.Router(
             f"{name}-router", network=self.network.id, region=spec.region, opts=child
         )
-        # Hugging Face downloads open many parallel connections per VM (Xet): dynamic port allocation
-        # lets one VM take up to 64k NAT ports while idle VMs keep few.
         self.nat = compute.RouterNat(
-            f"{name}-nat",
-            router=self.router.name,
-            region=spec.region,
-            nat_ip_allocate_option="AUTO_ONLY",
-            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
-            enable_dynamic_port_allocation=True,
-            enable_endpoint_independent_mapping=False,
-            min_ports_per_vm=1024,
-            max_ports_per_vm=65536,
-            log_config={"enable": True, "filter": "ERRORS_ONLY"},
-            opts=child,
+            f"{name}-nat", router=self.router.name, region=spec.region, **NAT_SETTINGS, opts=child
         )
         self.serving_firewall = compute.Firewall(
             f"{name}-allow-lb",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from components.catalog import CATALOG_DATE, MachineTable, Offering, sum_prices
+from components.catalog import CATALOG_DATE, MachineTable, Offering, RegionPrice, sum_prices
 
 SKY_GCP = f"skypilot-catalog v7 gcp/vms.csv @017e2502 (read {CATALOG_DATE})"
 
@@ -176,6 +176,109 @@ _GCP_ROWS: tuple[_GcpRow, ...] = (
 )
 
 
+# ---------------------------------------------------------------------------------------------------
+# Prices in the other regions that sell a machine, from the same SKY_GCP commit: (host on-demand, host
+# spot, GPUs on-demand, GPUs spot) per region, host row + GPU row as above. Read for the H100, H200 and
+# A100 80GB machines (and the G2/L4 ones, _G2_REGIONAL) in the regions of _GCP_ZONES; other machines
+# (A100 40GB, T4, V100, B200) are priced at their reference region's rows wherever they run. Spot prices
+# are estimates: GCP may change them up to once a month.
+# ``None`` on-demand: SkyPilot's GPU row there disagrees with GCP's list (H100:8 at $33.61, under half of
+# us-east4's $78.37, where the a3 host and the H100 Mega GPU rows are priced alike in us-central1, us-west1
+# and us-east4), so the reference region's on-demand price stands in (``Offering.price_in`` says so).
+# ---------------------------------------------------------------------------------------------------
+_REGIONAL: dict[str, dict[str, tuple[float | None, float, float | None, float]]] = {
+    "a3-highgpu-1g": {
+        "us-central1": (1.18251, 0.27193, None, 2.253),
+        "us-west1": (1.18251, 0.27193, None, 2.253),
+        "europe-west4": (1.24163, 0.2236, None, 2.2913),
+        "asia-southeast1": (1.45886, 0.26252, None, 2.2918),
+    },
+    "a3-highgpu-2g": {
+        "us-central1": (2.36502, 0.54387, None, 4.506),
+        "us-west1": (2.36502, 0.54387, None, 4.506),
+        "europe-west4": (2.48327, 0.4472, None, 4.5826),
+        "asia-southeast1": (2.91772, 0.52504, None, 4.5836),
+    },
+    "a3-highgpu-4g": {
+        "us-central1": (4.73003, 1.08774, None, 9.012),
+        "us-west1": (4.73003, 1.08774, None, 9.012),
+        "europe-west4": (4.96653, 0.8944, None, 9.1652),
+        "asia-southeast1": (5.83544, 1.05009, None, 9.1672),
+    },
+    "a3-highgpu-8g": {
+        "us-central1": (9.46006, 2.17547, None, 18.024),
+        "us-west1": (9.46006, 2.17547, None, 18.024),
+        "europe-west4": (9.93306, 1.7888, 101.88413, 18.3304),
+        "asia-southeast1": (11.67088, 2.10018, None, 18.3344),
+    },
+    "a3-ultragpu-8g": {
+        "us-east4": (12.266, 2.20896, None, 27.8608),
+        "us-west1": (12.266, 2.82111, None, 29.7976),
+        "europe-west4": (12.8793, 2.31952, None, 31.28752),
+    },
+    "a2-ultragpu-1g": {
+        "us-east4": (1.23833, 0.463, 2.07937, 1.7697),
+        "europe-west4": (1.2105, 0.47328, 2.03285, 1.5771),
+        "asia-southeast1": (1.35641, 0.5425, 4.84607, 1.6476),
+    },
+    "a2-ultragpu-2g": {
+        "us-east4": (2.47666, 0.926, 4.15875, 3.5394),
+        "europe-west4": (2.42101, 0.94656, 4.0657, 3.1542),
+        "asia-southeast1": (2.71282, 1.085, 9.69214, 3.2952),
+    },
+    "a2-ultragpu-4g": {
+        "us-east4": (4.95332, 1.852, 8.31749, 7.0788),
+        "europe-west4": (4.84202, 1.89312, 8.13139, 6.3084),
+        "asia-southeast1": (5.42563, 2.17, 19.38429, 6.5904),
+    },
+    "a2-ultragpu-8g": {
+        "us-east4": (9.90664, 3.704, 16.63498, 14.1576),
+        "europe-west4": (9.68403, 3.78624, 16.26278, 12.6168),
+        "asia-southeast1": (10.85126, 4.34, 38.76858, 13.1808),
+    },
+}
+
+
+#: G2 (L4) per region: the g2-standard-12 host row and the L4:1 GPU row (on-demand, spot), from SKY_GCP.
+#: Hosts scale per vCPU within the series (as _G2_PER_VCPU does for us-central1) and L4 rows per GPU (the
+#: source's L4:1, L4:2 and L4:4 rows are multiples of each other in every region read).
+_G2_REGIONAL: dict[str, tuple[float, float, float, float]] = {
+    "us-east1": (0.44038, 0.17621, 0.56004, 0.2231),
+    "us-east4": (0.43893, 0.17554, 0.55821, 0.2233),
+    "us-west1": (0.44038, 0.17621, 0.56004, 0.2231),
+    "europe-west4": (0.46286, 0.18521, 0.58804, 0.2106),
+    "asia-southeast1": (0.54329, 0.21732, 0.69092, 0.2384),
+}
+
+
+def _regional_rows(row: _GcpRow) -> dict[str, tuple[float | None, float, float | None, float]]:
+    """(host on-demand, host spot, GPUs on-demand, GPUs spot) of the row's machine per region read."""
+    if row.family != "g2":
+        return _REGIONAL.get(row.machine, {})
+    return {
+        region: (
+            round(host_od * row.vcpus / 12, 5),
+            round(host_spot * row.vcpus / 12, 5),
+            round(gpu_od * row.count, 5),
+            round(gpu_spot * row.count, 5),
+        )
+        for region, (host_od, host_spot, gpu_od, gpu_spot) in _G2_REGIONAL.items()
+    }
+
+
+def _region_prices(row: _GcpRow) -> dict[str, RegionPrice]:
+    """The row's machine in the other regions that sell it, where SKY_GCP was read for them."""
+    prices = {}
+    for region, (host_od, host_spot, gpus_od, gpus_spot) in _regional_rows(row).items():
+        if region == row.region or region not in _GCP_ZONES[row.family]:
+            continue
+        on_demand = sum_prices(host_od, gpus_od) if row.on_demand else None
+        prices[region] = RegionPrice(
+            on_demand, sum_prices(host_spot, gpus_spot), f"{SKY_GCP}, {region}, host + GPU rows"
+        )
+    return prices
+
+
 def _gcp_offering(row: _GcpRow) -> Offering:
     host_od, host_spot = row.host if row.host else (None, None)
     gpus_od, gpus_spot = row.gpus
@@ -194,6 +297,8 @@ def _gcp_offering(row: _GcpRow) -> Offering:
         on_demand=row.on_demand,
         price_source=source,
         zones=MappingProxyType(_GCP_ZONES[row.family]),
+        price_region=row.region,
+        region_prices=MappingProxyType(_region_prices(row)),
     )
 
 

@@ -62,6 +62,8 @@ class ReplicaGroupArgs:
     identity: ServiceIdentity
     zones: Sequence[str]  # zones of spec.region that sell the machine (or the pinned gcp:zone)
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
+    subnetwork: pulumi.Input[str] | None = None  # the region's subnet when not the stack's own
+    base_instance_name: str | None = None  # VM name prefix when several groups share a zone
 
 
 class ReplicaGroup(pulumi.ComponentResource):
@@ -97,10 +99,11 @@ class ReplicaGroup(pulumi.ComponentResource):
             args.identity,
             args.mirror,
             child,
+            subnetwork=args.subnetwork,
         )
         self.group_manager = compute.RegionInstanceGroupManager(
             f"{name}-mig",
-            base_instance_name=spec.name,
+            base_instance_name=args.base_instance_name or spec.name,
             region=spec.region,
             versions=[{"name": "vllm", "instance_template": self.template.self_link_unique}],
             target_size=spec.replicas,

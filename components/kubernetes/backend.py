@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 #: GPU node labelling schemes (see gpu_nodes.py): how a pod asks for a GPU type.
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
+#: Schemes whose nodes also say whether they are spot (see capacity.py): GKE and Karpenter.
+SPOT_NODE_SELECTORS = ("gke", "karpenter")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: A Secret's name is a DNS subdomain (Kubernetes docs, "Object Names and IDs": at most 253 characters,
 #: lowercase alphanumerics, '-' and '.', alphanumeric at both ends).
@@ -91,10 +93,26 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             "the name of a kubernetes.io/tls Secret in vllm:namespace (a DNS subdomain: lowercase letters, "
             "digits, '-' and '.')",
         )
+    gpu_node_selector = read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none")
+    if read.boolean("spot", False) and gpu_node_selector not in SPOT_NODE_SELECTORS:
+        raise SpecError(
+            f"{PROJECT}:spot",
+            "true",
+            f"false with vllm:gpuNodeSelector {gpu_node_selector}: spot pods need nodes labelled by their "
+            f"capacity type, set vllm:gpuNodeSelector to {' or '.join(SPOT_NODE_SELECTORS)}",
+        )
+    base = read.integer("onDemandBaseReplicas", 0, minimum=0)
+    if base and read.integer("nodes", 1, minimum=1) > 1:
+        raise SpecError(
+            f"{PROJECT}:onDemandBaseReplicas",
+            base,
+            "0 with vllm:nodes > 1 on kubernetes (a LeaderWorkerSet's groups share one pod template, so one "
+            "capacity type): all spot, or vllm:spot false",
+        )
     return Placement(
         settings=KubernetesSettings(
             namespace=namespace,
-            gpu_node_selector=read.choice("gpuNodeSelector", GPU_NODE_SELECTORS, "none"),
+            gpu_node_selector=gpu_node_selector,
             storage_class=storage_class,
             service_type=service_type,
             cpu=read.number("cpu", 0),
@@ -258,9 +276,16 @@ BACKEND = Backend(
     disk_overhead_gb=2,
     unsupported=MappingProxyType(
         {
-            Feature.SPOT: "false on kubernetes (the cluster's node pools decide)",
             Feature.DNS_ZONE: "unset on kubernetes: create the record the dnsRecords output names at "
             "your DNS provider, or let external-dns do it",
+            Feature.REGIONS: (
+                "unset on kubernetes: a stack serves from its cluster (kubernetes:context); run a stack per "
+                "cluster, or use vllm:cloud gcp, whose global load balancer spans regions"
+            ),
+            Feature.RESERVATION: (
+                "unset on kubernetes: reserved capacity belongs to the cluster's node pools (a GKE node "
+                "pool's --reservation-affinity, a Karpenter NodePool's reserved capacity), not to its pods"
+            ),
         }
     ),
     plan_properties=MappingProxyType(

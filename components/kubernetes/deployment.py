@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes
 
 from components.domain import warn_without_domain
-from components.kubernetes import gpu_nodes, pods, tls
+from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -39,12 +39,18 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     if spec.nodes == 1:
         replicas = [
             ReplicaGroup(
-                spec.name,
+                group.name,
                 ReplicaGroupArgs(
-                    spec=spec, launch=launch, namespace=namespace.name, secret_name=namespace.secret_name
+                    spec=group.spec,
+                    launch=launch,
+                    namespace=namespace.name,
+                    secret_name=namespace.secret_name,
+                    deployment_name=group.name,
+                    group_labels=group.labels,
                 ),
                 opts,
             )
+            for group in capacity.serving_groups(spec)
         ]
     else:
         controller = (

@@ -29,7 +29,7 @@ from typing import Any
 import pulumi
 
 from components import catalog
-from components.kubernetes import tls
+from components.kubernetes import capacity, tls
 from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.launch import HF_CACHE_DIR, LaunchSpec, weights_gb
@@ -299,7 +299,7 @@ def pod_spec(
         affinity = node_affinity(settings(spec).gpu_node_selector, spec.gpu.type)
         if affinity is not None:
             pod["affinity"] = affinity
-    return pod
+    return capacity.constrain(pod, settings(spec).gpu_node_selector, capacity.capacity_type(spec))
 
 
 def rolling_update(spec: ServiceSpec) -> dict[str, int]:

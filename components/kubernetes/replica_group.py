@@ -35,6 +35,8 @@ class ReplicaGroupArgs:
     launch: LaunchSpec
     namespace: pulumi.Input[str]
     secret_name: pulumi.Input[str]
+    deployment_name: str | None = None  # when several Deployments serve (the on-demand base and spot)
+    group_labels: dict[str, str] | None = None  # what tells its pods from the other Deployment's
 
 
 def disruption_budget(
@@ -88,13 +90,14 @@ class ReplicaGroup(pulumi.ComponentResource):
         )
         spec, launch = args.spec, args.launch
         child = pulumi.ResourceOptions(parent=self)
-        match = pods.selector(spec, pods.SERVER)
+        group = args.group_labels or {}
+        match = {**pods.selector(spec, pods.SERVER), **group}
         container = pods.container(spec, launch, args.secret_name, command=list(launch.argv), serves=True)
         start = pods.start_budget_seconds(launch)
         self.deployment = apps.Deployment(
             f"{name}-deployment",
             metadata={
-                "name": spec.name,
+                "name": args.deployment_name or spec.name,
                 "namespace": args.namespace,
                 "labels": pods.labels(spec, pods.SERVER),
             },
@@ -107,7 +110,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                 "progressDeadlineSeconds": start,
                 "revisionHistoryLimit": 5,
                 "template": {
-                    "metadata": {"labels": pods.labels(spec, pods.SERVER)},
+                    "metadata": {"labels": {**pods.labels(spec, pods.SERVER), **group}},
                     "spec": pods.pod_spec(spec, pods.SERVER, [container]),
                 },
             },
