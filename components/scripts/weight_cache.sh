@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Puts a model's files in a local directory before vLLM starts, from the stack's bucket when it holds them,
+# so the Hugging Face Hub is downloaded from once per stack, not once per replica. Run as root on a GPU VM
+# by vm_bootstrap.sh (on every node: a Ray worker loads its own share of the weights from the same path).
+#
+#   weight_cache.sh fetch
+#
+# Protocol, over objects under WEIGHT_CACHE_URL/<model>/:
+#   .lock       created only if absent (a conditional create: GCS generation precondition 0, S3 If-None-Match
+#               '*'), so exactly one replica fills the cache; it holds "<host> <epoch seconds>".
+#   files/...   the model's files, as `hf download --local-dir` writes them.
+#   .complete   written last by the filler: "<size> <path>" per file. Its presence means files/ is whole.
+# The replica holding the lock downloads from the Hub, uploads, then writes the marker. Any other replica
+# copies from the bucket once the marker is there and checks every size against it (a mismatch: one more
+# copy, then the Hub). It waits at most WEIGHT_CACHE_WAIT_SECONDS for the marker, and not at all once the
+# lock is older than WEIGHT_CACHE_LOCK_SECONDS (its filler died): then it downloads from the Hub itself,
+# and a replica that finds the lock stale takes the fill over after its own download.
+#
+#   WEIGHT_CACHE_URL           gs://BUCKET or s3://BUCKET                                          (required)
+#   WEIGHT_CACHE_MODEL         the Hub model id, e.g. meta-llama/Llama-3.1-8B-Instruct            (required)
+#   WEIGHT_CACHE_DIR           local directory the files land in (vLLM's model path)              (required)
+#   WEIGHT_CACHE_WAIT_SECONDS  longest wait for another replica's fill                                [3600]
+#   WEIGHT_CACHE_LOCK_SECONDS  age after which a lock without a marker is stale                      [7200]
+#   WEIGHT_CACHE_POLL_SECONDS  pause between two looks at the bucket                                   [15]
+#   WEIGHT_CACHE_IMAGE         run `hf` inside this image (the pinned vLLM image ships huggingface_hub's
+#                              CLI) with WEIGHT_CACHE_ENV_FILE's HF_TOKEN; empty: `hf` on PATH
+#   WEIGHT_CACHE_ENV_FILE      docker --env-file for the Hub download (the HF token, root-only)
+#   WEIGHT_CACHE_REGION        the bucket's AWS region (S3 only)
+set -euo pipefail
+
+readonly URL=${WEIGHT_CACHE_URL:?WEIGHT_CACHE_URL: gs://BUCKET or s3://BUCKET}
+readonly MODEL=${WEIGHT_CACHE_MODEL:?WEIGHT_CACHE_MODEL: the Hub model id}
+readonly DIR=${WEIGHT_CACHE_DIR:?WEIGHT_CACHE_DIR: where the files land}
+readonly WAIT_SECONDS=${WEIGHT_CACHE_WAIT_SECONDS:-3600}
+readonly LOCK_SECONDS=${WEIGHT_CACHE_LOCK_SECONDS:-7200}
+readonly POLL_SECONDS=${WEIGHT_CACHE_POLL_SECONDS:-15}
+readonly IMAGE=${WEIGHT_CACHE_IMAGE:-}
+readonly ENV_FILE=${WEIGHT_CACHE_ENV_FILE:-}
+readonly REGION=${WEIGHT_CACHE_REGION:-}
+readonly PREFIX="${URL%/}/$MODEL"
+readonly LOCAL_MARKER="$DIR/.weight-cache-complete"
+SCRATCH=$(mktemp -d)
+readonly SCRATCH
+trap 'rm -rf "$SCRATCH"' EXIT
+
+log() { echo "weight-cache: $*"; }
+
+# --- the bucket: the only place the two clouds differ ----------------------------------------------------
+
+# Conditional create of the lock: succeeds for exactly one caller while the object does not exist.
+# GCS: `gcloud storage cp --if-generation-match=0` (generation 0 = "no live object"; the upload fails with
+# 412 Precondition Failed otherwise). S3: PutObject with If-None-Match: * (conditional writes, 412 when the
+# key exists; AWS CLI v2 `s3api put-object --if-none-match`).
+create_lock() {
+  local body="$SCRATCH/lock"
+  printf '%s %s\n' "$(hostname)" "$(date +%s)" >"$body"
+  case "$URL" in
+    gs://*) gcloud storage cp --quiet --if-generation-match=0 "$body" "$PREFIX/.lock" >/dev/null 2>&1 ;;
+    s3://*) aws s3api put-object "${S3_REGION[@]}" --bucket "$BUCKET" --key "$KEY_PREFIX/.lock" \
+      --body "$body" --if-none-match '*' >/dev/null 2>&1 ;;
+  esac
+}
+
+# Replaces a stale lock: deleted only if it is still the one we judged stale (GCS generation precondition;
+# S3 has no conditional delete on general purpose buckets, so a second taker may race and both upload the
+# same files), then created again under the same condition as the first.
+take_stale_lock() {
+  case "$URL" in
+    gs://*)
+      local generation
+      generation=$(gcloud storage objects describe "$PREFIX/.lock" --format='value(generation)' 2>/dev/null) \
+        || return 1
+      gcloud storage rm --quiet --if-generation-match="$generation" "$PREFIX/.lock" >/dev/null 2>&1 || return 1
+      ;;
+    s3://*) aws s3api delete-object "${S3_REGION[@]}" --bucket "$BUCKET" --key "$KEY_PREFIX/.lock" \
+      >/dev/null 2>&1 || return 1 ;;
+  esac
+  create_lock
+}
+
+# Prints an object's content; fails when it does not exist.
+read_object() {
+  case "$URL" in
+    gs://*) gcloud storage cat "$PREFIX/$1" 2>/dev/null ;;
+    s3://*) aws s3 cp "${S3_REGION[@]}" "$PREFIX/$1" - 2>/dev/null ;;
+  esac
+}
+
+write_object() {
+  case "$URL" in
+    gs://*) gcloud storage cp --quiet "$2" "$PREFIX/$1" >/dev/null ;;
+    s3://*) aws s3 cp "${S3_REGION[@]}" --only-show-errors "$2" "$PREFIX/$1" ;;
+  esac
+}
+
+# Parallel transfer of a directory tree. gcloud storage runs parallel and sliced object transfers by
+# default; the AWS CLI uses the CRT transfer client (parallel, throughput-targeted) when the profile asks
+# for it (s3.preferred_transfer_client = crt, AWS CLI v2 S3 configuration).
+sync_tree() {
+  case "$URL" in
+    gs://*) gcloud storage rsync --quiet --recursive --exclude='^\.cache/' "$1" "$2" ;;
+    s3://*) AWS_CONFIG_FILE="$SCRATCH/aws-config" aws s3 sync "${S3_REGION[@]}" --only-show-errors \
+      --exclude '.cache/*' "$1" "$2" ;;
+  esac
+}
+
+# --- the local directory -------------------------------------------------------------------------------
+
+# "<size> <path>" of every file under DIR, sorted by path (hf download's own .cache/ and our marker left out).
+listing() {
+  (cd "$DIR" && find . -type f ! -path './.cache/*' ! -name .weight-cache-complete -printf '%s %P\n') \
+    | sort -k2
+}
+
+# True when every file the marker lists is in DIR with its size.
+matches() {
+  local size path
+  [ -s "$1" ] || return 1
+  while read -r size path; do
+    [ -f "$DIR/$path" ] && [ "$(stat -c %s "$DIR/$path")" = "$size" ] || return 1
+  done <"$1"
+}
+
+hub_download() {
+  log "downloading $MODEL from the Hugging Face Hub"
+  mkdir -p "$DIR"
+  if [ -n "$IMAGE" ]; then
+    docker run --rm --network host ${ENV_FILE:+--env-file "$ENV_FILE"} --env HF_XET_HIGH_PERFORMANCE=1 \
+      --volume "$DIR:$DIR" --entrypoint hf "$IMAGE" download "$MODEL" --local-dir "$DIR" >/dev/null
+  else
+    hf download "$MODEL" --local-dir "$DIR" >/dev/null
+  fi
+  listing >"$LOCAL_MARKER"
+}
+
+copy_from_bucket() {
+  local marker=$1 attempt
+  for attempt in 1 2; do
+    log "copying $MODEL from $PREFIX (attempt $attempt)"
+    mkdir -p "$DIR"
+    if sync_tree "$PREFIX/files" "$DIR" && matches "$marker"; then
+      cp "$marker" "$LOCAL_MARKER"
+      return 0
+    fi
+    log "the copy does not match the marker's files and sizes: copying again"
+    rm -rf "$DIR"
+  done
+  return 1
+}
+
+# Uploads DIR and then the marker: a reader never sees a marker before the files it lists.
+fill_bucket() {
+  log "filling $PREFIX"
+  sync_tree "$DIR" "$PREFIX/files"
+  write_object .complete "$LOCAL_MARKER"
+  log "filled $PREFIX: $(wc -l <"$LOCAL_MARKER") files"
+}
+
+lock_age() {
+  local epoch
+  read -r _ epoch < <(read_object .lock) || return 1
+  [ -n "${epoch:-}" ] || return 1
+  echo $(($(date +%s) - epoch))
+}
+
+fetch() {
+  if [ -f "$LOCAL_MARKER" ] && matches "$LOCAL_MARKER"; then
+    log "$MODEL already in $DIR"
+    return 0
+  fi
+  rm -rf "$DIR"
+  local waited=0 age marker="$SCRATCH/complete"
+  while :; do
+    if read_object .complete >"$marker" && [ -s "$marker" ]; then
+      copy_from_bucket "$marker" && return 0
+      log "the bucket's copy of $MODEL does not match its marker: downloading from the Hub"
+      hub_download
+      return 0
+    fi
+    if create_lock; then
+      log "lock taken: this replica fills the cache"
+      hub_download
+      fill_bucket
+      return 0
+    fi
+    age=$(lock_age) || age=0
+    if [ "$age" -ge "$LOCK_SECONDS" ]; then
+      log "the lock is ${age}s old with no marker (its filler died): downloading from the Hub"
+      hub_download
+      if take_stale_lock; then fill_bucket; fi
+      return 0
+    fi
+    if [ "$waited" -ge "$WAIT_SECONDS" ]; then
+      log "no marker after ${waited}s: downloading from the Hub"
+      hub_download
+      return 0
+    fi
+    log "another replica fills the cache (lock ${age}s old); waiting (${waited}s of ${WAIT_SECONDS}s)"
+    sleep "$POLL_SECONDS"
+    waited=$((waited + POLL_SECONDS))
+  done
+}
+
+# S3: the bucket and key prefix for s3api calls, the region flag, and a profile selecting the CRT client.
+BUCKET=${URL#*://}
+BUCKET=${BUCKET%%/*}
+KEY_PREFIX=${PREFIX#*://"$BUCKET"/}
+S3_REGION=()
+if [ -n "$REGION" ]; then S3_REGION=(--region "$REGION"); fi
+printf '[default]\ns3 =\n  preferred_transfer_client = crt\n' >"$SCRATCH/aws-config"
+
+case "${1:-}" in
+  fetch) fetch ;;
+  *)
+    log "usage: $0 fetch"
+    exit 2
+    ;;
+esac
