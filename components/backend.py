@@ -37,6 +37,7 @@ class Feature(enum.Enum):
 
     SPOT = "vllm:spot"  # spot / preemptible capacity chosen by the program
     CPU_REPLICAS = "vllm:gpu"  # replicas without GPUs (laptop clusters)
+    WEIGHT_CACHE_BUCKET = "vllm:weightCache"  # a stack-owned bucket of the model's files
 
 
 class Catalog(Protocol):

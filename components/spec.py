@@ -77,6 +77,7 @@ COMMON_KEYS = (
     "modelSizeGb",
     "spot",
     "allowedCidrs",
+    "weightCache",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
@@ -131,6 +132,7 @@ class ServiceSpec:
     region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
     platform: Any = None  # the platform's own settings: its backend.py's settings(spec) reads them typed
     facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
+    weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
 
     @property
     def name(self) -> str:
@@ -169,6 +171,7 @@ class ServiceSpec:
             "modelRevision": self.facts.revision if self.facts else None,
             "spot": self.spot,
             "allowedCidrs": list(self.allowed_cidrs),
+            "weightCache": self.weight_cache,
         }
         view.update(backend.get(self.cloud).public_view(self))
         return view
@@ -216,6 +219,19 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
             merged[key] = value
     merged[f"{PROJECT}:preset"] = preset
     return preset, merged
+
+
+#: vllm:weightCache: ``bucket``, the stack's own bucket filled from the Hub once (the default where the
+#: platform has one), or ``hub``, every replica downloads from the Hugging Face Hub.
+WEIGHT_CACHES = ("bucket", "hub")
+
+
+def _weight_cache(read: ConfigReader, platform: backend.Backend) -> str:
+    instead = platform.refuse_unsupported(backend.Feature.WEIGHT_CACHE_BUCKET)
+    weight_cache = read.choice("weightCache", WEIGHT_CACHES, "hub" if instead else "bucket")
+    if weight_cache == "bucket" and instead is not None:
+        raise SpecError(f"{PROJECT}:weightCache", weight_cache, instead)
+    return weight_cache
 
 
 def _present(value: Any) -> Any:
@@ -563,6 +579,7 @@ def build_spec(
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
 
     placement = platform.read_placement(read, stack, offering)
+    weight_cache = _weight_cache(read, platform)
 
     spec = ServiceSpec(
         stack=stack,
@@ -583,6 +600,7 @@ def build_spec(
         allowed_cidrs=allowed or OPEN_TO_ALL,
         region=placement.region,
         platform=placement.settings,
+        weight_cache=weight_cache,
     )
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:

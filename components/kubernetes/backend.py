@@ -162,7 +162,12 @@ BACKEND = Backend(
     check=check,
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
-    unsupported=MappingProxyType({Feature.SPOT: "false on kubernetes (the cluster's node pools decide)"}),
+    unsupported=MappingProxyType(
+        {
+            Feature.SPOT: "false on kubernetes (the cluster's node pools decide)",
+            Feature.WEIGHT_CACHE_BUCKET: "hub on kubernetes (vllm:cacheClaim shares one cache between pods)",
+        }
+    ),
     plan_properties=MappingProxyType(
         {
             "kubernetes:apps/v1:Deployment": (

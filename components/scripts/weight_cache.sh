@@ -14,7 +14,7 @@
 # copies from the bucket once the marker is there and checks every size against it (a mismatch: one more
 # copy, then the Hub). It waits at most WEIGHT_CACHE_WAIT_SECONDS for the marker, and not at all once the
 # lock is older than WEIGHT_CACHE_LOCK_SECONDS (its filler died): then it downloads from the Hub itself,
-# and a replica that finds the lock stale takes the fill over after its own download.
+# and one replica that finds the lock stale takes the fill over after its own download.
 #
 #   WEIGHT_CACHE_URL           gs://BUCKET or s3://BUCKET                                          (required)
 #   WEIGHT_CACHE_MODEL         the Hub model id, e.g. meta-llama/Llama-3.1-8B-Instruct            (required)
@@ -47,35 +47,25 @@ log() { echo "weight-cache: $*"; }
 
 # --- the bucket: the only place the two clouds differ ----------------------------------------------------
 
-# Conditional create of the lock: succeeds for exactly one caller while the object does not exist.
-# GCS: `gcloud storage cp --if-generation-match=0` (generation 0 = "no live object"; the upload fails with
-# 412 Precondition Failed otherwise). S3: PutObject with If-None-Match: * (conditional writes, 412 when the
-# key exists; AWS CLI v2 `s3api put-object --if-none-match`).
+# Conditional create of a lock object (default .lock): succeeds for exactly one caller while it does not
+# exist. GCS: `gcloud storage cp --if-generation-match=0` (generation 0 = "no live object"; the upload fails
+# with 412 Precondition Failed otherwise). S3: PutObject with If-None-Match: * (conditional writes, 412 when
+# the key exists; AWS CLI v2 `s3api put-object --if-none-match`).
 create_lock() {
-  local body="$SCRATCH/lock"
+  local key=${1:-.lock} body="$SCRATCH/lock"
   printf '%s %s\n' "$(hostname)" "$(date +%s)" >"$body"
   case "$URL" in
-    gs://*) gcloud storage cp --quiet --if-generation-match=0 "$body" "$PREFIX/.lock" >/dev/null 2>&1 ;;
-    s3://*) aws s3api put-object "${S3_REGION[@]}" --bucket "$BUCKET" --key "$KEY_PREFIX/.lock" \
+    gs://*) gcloud storage cp --quiet --if-generation-match=0 "$body" "$PREFIX/$key" >/dev/null 2>&1 ;;
+    s3://*) aws s3api put-object "${S3_REGION[@]}" --bucket "$BUCKET" --key "$KEY_PREFIX/$key" \
       --body "$body" --if-none-match '*' >/dev/null 2>&1 ;;
   esac
 }
 
-# Replaces a stale lock: deleted only if it is still the one we judged stale (GCS generation precondition;
-# S3 has no conditional delete on general purpose buckets, so a second taker may race and both upload the
-# same files), then created again under the same condition as the first.
+# Takes over a stale lock without deleting it (the replicas may not delete objects): one conditional create
+# of a key named for the stale lock's epoch, so among the replicas that judged that lock stale exactly one
+# fills. Should that one die too, later replicas download from the Hub without filling.
 take_stale_lock() {
-  case "$URL" in
-    gs://*)
-      local generation
-      generation=$(gcloud storage objects describe "$PREFIX/.lock" --format='value(generation)' 2>/dev/null) \
-        || return 1
-      gcloud storage rm --quiet --if-generation-match="$generation" "$PREFIX/.lock" >/dev/null 2>&1 || return 1
-      ;;
-    s3://*) aws s3api delete-object "${S3_REGION[@]}" --bucket "$BUCKET" --key "$KEY_PREFIX/.lock" \
-      >/dev/null 2>&1 || return 1 ;;
-  esac
-  create_lock
+  create_lock ".lock.taken-$1"
 }
 
 # Prints an object's content; fails when it does not exist.
@@ -156,11 +146,12 @@ fill_bucket() {
   log "filled $PREFIX: $(wc -l <"$LOCAL_MARKER") files"
 }
 
-lock_age() {
+# The epoch second the current lock was taken at.
+lock_epoch() {
   local epoch
   read -r _ epoch < <(read_object .lock) || return 1
   [ -n "${epoch:-}" ] || return 1
-  echo $(($(date +%s) - epoch))
+  echo "$epoch"
 }
 
 fetch() {
@@ -169,7 +160,7 @@ fetch() {
     return 0
   fi
   rm -rf "$DIR"
-  local waited=0 age marker="$SCRATCH/complete"
+  local waited=0 epoch age marker="$SCRATCH/complete"
   while :; do
     if read_object .complete >"$marker" && [ -s "$marker" ]; then
       copy_from_bucket "$marker" && return 0
@@ -183,11 +174,12 @@ fetch() {
       fill_bucket
       return 0
     fi
-    age=$(lock_age) || age=0
+    epoch=$(lock_epoch) || epoch=$(date +%s)
+    age=$(($(date +%s) - epoch))
     if [ "$age" -ge "$LOCK_SECONDS" ]; then
       log "the lock is ${age}s old with no marker (its filler died): downloading from the Hub"
       hub_download
-      if take_stale_lock; then fill_bucket; fi
+      if take_stale_lock "$epoch"; then fill_bucket; fi
       return 0
     fi
     if [ "$waited" -ge "$WAIT_SECONDS" ]; then
