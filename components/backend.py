@@ -59,6 +59,29 @@ class Catalog(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Storage:
+    """Where a node keeps the model's files, with its sustained sequential rates in MB/s (10^6 bytes/s) and
+    where those figures come from: the load budgets (components/launch.py) are computed from them."""
+
+    name: str
+    write_mbps: int
+    read_mbps: int
+    source: str
+
+
+#: A network boot disk, as the budgets assumed before they followed the path (1 s per GB read). AWS
+#: provisions gp3 at 1,000 MiB/s (= 1,048 MB/s; components/aws/machines.py). GCP's pd-balanced and
+#: Hyperdisk Balanced boot disks are assumed alike; their unprovisioned baseline is lower (Hyperdisk
+#: Balanced includes 140 MiB/s, "About Hyperdisk Balanced"): local NVMe takes them out of the path.
+NETWORK_DISK = Storage(
+    "network boot disk",
+    write_mbps=1000,
+    read_mbps=1000,
+    source="AWS gp3 provisioned at 1,000 MiB/s; GCP boot disks assumed alike",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Placement:
     """Where a stack runs, as its platform reads it from its provider keys."""
@@ -88,6 +111,8 @@ class Backend:
     check: Callable[[ServiceSpec], None] = lambda spec: None
     #: Disk a replica needs besides the weights (a VM's OS and image; a pod's cache volume holds only them).
     disk_overhead_gb: int = 0
+    #: Where a node of ``spec`` keeps the model's files (local NVMe where the machine has it).
+    weight_storage: Callable[[ServiceSpec], Storage] = lambda spec: NETWORK_DISK
     #: Features this platform cannot do, each with what to do instead.
     unsupported: Mapping[Feature, str] = field(default_factory=lambda: MappingProxyType({}))
     #: What ``tools.plan`` shows of each resource type: dotted paths into its inputs (see tools/plan.py).

@@ -7,7 +7,7 @@ import gzip
 from collections.abc import Mapping
 
 from components import scripts
-from components.launch import RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -71,11 +71,19 @@ def bootstrap_script(
     ray_env: Mapping[str, str] | None = None,
     health_hold_seconds: int = 0,
     image_metadata_key: str = "",
+    weight_cache_url: str = "",
 ) -> str:
-    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries."""
+    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries.
+
+    With ``weight_cache_url`` (the stack's bucket), every node fetches the model's files into
+    ``cached_model_dir`` before vLLM starts and vLLM loads them from there (``--served-model-name`` keeps
+    the API's model name); without it, vLLM downloads from the Hub as usual."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
+    argv = list(launch.argv)
+    if weight_cache_url:
+        argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
     return scripts.render(
         "vm_bootstrap.sh",
         cloud=spec.cloud,
@@ -85,13 +93,45 @@ def bootstrap_script(
         api_key_secret=api_key_secret,
         hf_token_secret=hf_token_secret or "",
         container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
-        vllm_argv=list(launch.argv),
+        vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
         ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
         health_agent_args=health_agent_args(spec, launch, role, ray_env or {}, health_hold_seconds),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
         image_metadata_key=image_metadata_key,
+        weight_cache_url=weight_cache_url,
+        weight_cache_dir=cached_model_dir(spec),
+        weight_cache_env=[
+            f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch).items())
+        ],
+        weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
     )
+
+
+def cached_model_dir(spec: ServiceSpec) -> str:
+    """Where a node keeps the model's files, relative to the HF cache (host and container alike)."""
+    return f"weights/{spec.model}"
+
+
+def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec) -> dict[str, str]:
+    """``weight_cache.sh`` settings: a replica waits for another's fill at most as long as that fill's
+    Hub download is budgeted, and judges a lock stale at twice that (a slow filler is not a dead one)."""
+    fill = launch.probes.fill_seconds
+    settings = {
+        "WEIGHT_CACHE_MODEL": spec.model,
+        "WEIGHT_CACHE_WAIT_SECONDS": str(fill),
+        "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
+    }
+    if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
+        settings["WEIGHT_CACHE_REGION"] = spec.region
+    return settings
+
+
+def shipped(name: str) -> str:
+    """A shell script as a VM receives it: without its comment lines (the shebang stays), so that AWS user
+    data stays within 16 KB. The script has no heredoc, so no line of data starts with '#'."""
+    lines = scripts.source(name).splitlines(keepends=True)
+    return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
 
 
 def _packed(text: str) -> str:

@@ -101,6 +101,7 @@ def test_the_stack_is_built_from_the_aws_components(h100):
         "vllm:aws:ServiceIdentity",
         "vllm:aws:LoadBalancer",
         "vllm:aws:VllmReplica",
+        "vllm:aws:WeightCache",
     }
     assert all(
         h100.by_urn(r.parent).type == "vllm:index:VllmService" for r in h100.of_type("vllm:aws:Network")
@@ -161,7 +162,16 @@ def role_statements(run: Run) -> dict[str, dict]:
 
 def test_the_instance_role_may_read_the_two_secrets_and_report_its_own_health_and_nothing_else(h100):
     statements = role_statements(h100)
-    assert set(statements) == {"secretsmanager:GetSecretValue", "autoscaling:SetInstanceHealth"}
+    weight_cache = {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+    }  # its own bucket: test_weight_cache_clouds
+    assert set(statements) == {
+        "secretsmanager:GetSecretValue",
+        "autoscaling:SetInstanceHealth",
+        *weight_cache,
+    }
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
     assert statements["secretsmanager:GetSecretValue"] == {
         "Effect": "Allow",

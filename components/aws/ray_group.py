@@ -48,6 +48,7 @@ from components.aws import machines
 from components.aws.identity import ServiceIdentity
 from components.aws.names import ec2_description, elb_name
 from components.aws.network import Network
+from components.aws.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -67,6 +68,7 @@ class RayGroupArgs:
     target_group_arn: pulumi.Input[str]
     index: int  # which replica this group is
     provider: pulumi.ProviderResource
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class RayGroup(pulumi.ComponentResource):
@@ -159,15 +161,20 @@ class RayGroup(pulumi.ComponentResource):
             opts=child,
         )
 
+        weight_cache_url = (
+            args.weight_cache.url if args.weight_cache is not None else pulumi.Output.from_input("")
+        )
+
         def script(role: str) -> pulumi.Output[str]:
-            return self.head_address.dns_name.apply(
-                lambda head: vm.bootstrap_script(
+            return pulumi.Output.all(self.head_address.dns_name, weight_cache_url).apply(
+                lambda values: vm.bootstrap_script(
                     spec,
                     launch,
                     api_key_secret=identity.api_key_secret,
                     hf_token_secret=identity.hf_token_secret,
                     role=role,
-                    ray_env=vm.ray_env(spec, head),
+                    ray_env=vm.ray_env(spec, values[0]),
+                    weight_cache_url=values[1],
                 )
             )
 

@@ -12,6 +12,7 @@ from components import vm
 from components.aws import machines
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
+from components.aws.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -25,6 +26,7 @@ class VllmReplicaArgs:
     image: machines.MachineImage
     target_group_arn: pulumi.Input[str]
     provider: pulumi.ProviderResource
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class VllmReplica(pulumi.ComponentResource):
@@ -43,8 +45,17 @@ class VllmReplica(pulumi.ComponentResource):
         super().__init__("vllm:aws:VllmReplica", name, None, opts)
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        script = vm.bootstrap_script(
-            spec, launch, api_key_secret=identity.api_key_secret, hf_token_secret=identity.hf_token_secret
+        weight_cache_url = (
+            args.weight_cache.url if args.weight_cache is not None else pulumi.Output.from_input("")
+        )
+        script = weight_cache_url.apply(
+            lambda url: vm.bootstrap_script(
+                spec,
+                launch,
+                api_key_secret=identity.api_key_secret,
+                hf_token_secret=identity.hf_token_secret,
+                weight_cache_url=url,
+            )
         )
         self.launch_template = machines.launch_template(
             f"{name}-serve",

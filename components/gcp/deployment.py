@@ -14,6 +14,7 @@ from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_group import RayGroup, RayGroupArgs
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica import VllmReplica, VllmReplicaArgs
+from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -65,13 +66,25 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         mirror = ImageMirror(
             spec.name, ImageMirrorArgs(spec=spec, identity=identity, provider=provider), opts
         )
+    weight_cache = None
+    if spec.weight_cache == "bucket":
+        weight_cache = WeightCache(
+            spec.name, WeightCacheArgs(spec=spec, identity=identity, provider=provider), opts
+        )
     replicas: list[VllmReplica] | list[RayGroup] = []
     if spec.nodes == 1:
         replicas = [
             VllmReplica(
                 spec.name,
                 VllmReplicaArgs(
-                    spec, launch, network, identity, zones=zones, provider=provider, mirror=mirror
+                    spec,
+                    launch,
+                    network,
+                    identity,
+                    zones=zones,
+                    provider=provider,
+                    mirror=mirror,
+                    weight_cache=weight_cache,
                 ),
                 opts,
             )
@@ -93,6 +106,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                         provider,
                         previous,
                         mirror,
+                        weight_cache,
                     ),
                     opts,
                 )

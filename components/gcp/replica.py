@@ -22,6 +22,7 @@ from components.gcp.machine import (
 )
 from components.gcp.network import Network
 from components.gcp.registry import ImageMirror
+from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -59,6 +60,7 @@ class VllmReplicaArgs:
     zones: Sequence[str]  # zones of spec.region that sell the machine (or the pinned gcp:zone)
     provider: pulumi.ProviderResource
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class VllmReplica(pulumi.ComponentResource):
@@ -86,6 +88,7 @@ class VllmReplica(pulumi.ComponentResource):
             args.identity,
             args.mirror,
             child,
+            weight_cache=args.weight_cache,
         )
         self.group_manager = compute.RegionInstanceGroupManager(
             f"{name}-mig",

@@ -30,6 +30,12 @@ HEALTH_AGENT_GZIP_BASE64={{health_agent_gzip_base64}}
 # GCP: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of Docker Hub (its
 # address holds the project id, known once deployed); empty: pull IMAGE as rendered.
 IMAGE_METADATA_KEY={{image_metadata_key}}
+# The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
+# HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
+WEIGHT_CACHE_URL={{weight_cache_url}}
+WEIGHT_CACHE_DIR={{weight_cache_dir}}
+WEIGHT_CACHE_ENV=({{weight_cache_env}})
+WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -143,6 +149,10 @@ install_unit() {
     base64 -d <<<"$RAY_BOOTSTRAP_GZIP_BASE64" | gunzip >"$INSTALL_DIR/ray_bootstrap.sh"
     chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
   fi
+  if [ -n "$WEIGHT_CACHE_URL" ]; then
+    base64 -d <<<"$WEIGHT_CACHE_GZIP_BASE64" | gunzip >"$INSTALL_DIR/weight_cache.sh"
+    chmod 0755 "$INSTALL_DIR/weight_cache.sh"
+  fi
   cat >"$UNIT" <<EOF
 [Unit]
 Description=vLLM OpenAI-compatible server ($ROLE)
@@ -177,8 +187,17 @@ resolve_image() {
   IMAGE=$mirrored
 }
 
+# The model's files from the stack's bucket, or from the Hub once for the whole stack (weight_cache.sh),
+# before vLLM starts; the pulled image runs the Hub download with the HF token of the secrets file.
+fetch_weights() {
+  if [ -z "$WEIGHT_CACHE_URL" ]; then return 0; fi
+  env "${WEIGHT_CACHE_ENV[@]}" WEIGHT_CACHE_URL="$WEIGHT_CACHE_URL" WEIGHT_CACHE_DIR="$HF_CACHE/$WEIGHT_CACHE_DIR" \
+    WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" "$INSTALL_DIR/weight_cache.sh" fetch
+}
+
 run_container() {
   resolve_image
+  fetch_weights
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"

@@ -10,7 +10,8 @@
 #               '*'), so exactly one replica fills the cache; it holds "<host> <epoch seconds>".
 #   files/...   the model's files, as `hf download --local-dir` writes them.
 #   .complete   written last by the filler: "<size> <path>" per file. Its presence means files/ is whole.
-# The replica holding the lock downloads from the Hub, uploads, then writes the marker. Any other replica
+# The replica holding the lock downloads from the Hub, then uploads and writes the marker in the background
+# while its own vLLM loads (its time to ready is the Hub path's, no more). Any other replica
 # copies from the bucket once the marker is there and checks every size against it (a mismatch: one more
 # copy, then the Hub). It waits at most WEIGHT_CACHE_WAIT_SECONDS for the marker, and not at all once the
 # lock is older than WEIGHT_CACHE_LOCK_SECONDS (its filler died): then it downloads from the Hub itself,
@@ -147,6 +148,15 @@ fill_bucket() {
 }
 
 # The epoch second the current lock was taken at.
+# fill_bucket after this script has returned: the background fill owns the scratch directory from then.
+fill_in_background() {
+  trap - EXIT
+  (
+    fill_bucket || log "filling $PREFIX failed: the next replicas download from the Hub once the lock is stale"
+    rm -rf "$SCRATCH"
+  ) &
+}
+
 lock_epoch() {
   local epoch
   read -r _ epoch < <(read_object .lock) || return 1
@@ -171,7 +181,7 @@ fetch() {
     if create_lock; then
       log "lock taken: this replica fills the cache"
       hub_download
-      fill_bucket
+      fill_in_background
       return 0
     fi
     epoch=$(lock_epoch) || epoch=$(date +%s)
@@ -179,7 +189,7 @@ fetch() {
     if [ "$age" -ge "$LOCK_SECONDS" ]; then
       log "the lock is ${age}s old with no marker (its filler died): downloading from the Hub"
       hub_download
-      if take_stale_lock "$epoch"; then fill_bucket; fi
+      if take_stale_lock "$epoch"; then fill_in_background; fi
       return 0
     fi
     if [ "$waited" -ge "$WAIT_SECONDS" ]; then
