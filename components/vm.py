@@ -18,6 +18,8 @@ HEALTH_AGENT_PORT = 8090
 #: How many times the vLLM unit may restart without ever becoming ready before the agent calls the replica
 #: broken (a crash loop). A Ray head legitimately restarts when a worker boots slower than its group wait.
 MAX_FAILED_STARTS = 3
+#: Where weight_cache.sh records the path the weights took (hub, bucket, local) for the health agent.
+WEIGHT_PATH_FILE = "/run/vllm/weight-path"
 
 
 def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
@@ -36,7 +38,12 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
 
 
 def health_agent_args(
-    spec: ServiceSpec, launch: LaunchSpec, role: str, ray_env: Mapping[str, str], hold_until_uptime: int = 0
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    role: str,
+    ray_env: Mapping[str, str],
+    hold_until_uptime: int = 0,
+    weight_cache: bool = False,
 ) -> list[str]:
     """``health_agent.py`` flags: the load budget of one start is the launch spec's startup budget.
 
@@ -45,6 +52,9 @@ def health_agent_args(
     its head's GCS port instead of vLLM's /health (vLLM serves on the head only).
     """
     args = ["--cloud", spec.cloud, "--role", role, "--budget", str(launch.probes.startup_seconds)]
+    if weight_cache:  # a replica whose weights came from the bucket is judged on the bucket's budget
+        args += ["--cached-budget", str(launch.probes.cached_startup_seconds)]
+        args += ["--weight-path-file", WEIGHT_PATH_FILE]
     args += ["--max-failed-starts", str(MAX_FAILED_STARTS)]
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
     if spec.cloud == "gcp":
@@ -95,8 +105,10 @@ def bootstrap_script(
         container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
         vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
-        ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
-        health_agent_args=health_agent_args(spec, launch, role, ray_env or {}, health_hold_seconds),
+        ray_bootstrap_gzip_base64=_packed(shipped("ray_bootstrap.sh")) if multi_node else "",
+        health_agent_args=health_agent_args(
+            spec, launch, role, ray_env or {}, health_hold_seconds, weight_cache=bool(weight_cache_url)
+        ),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
         image_metadata_key=image_metadata_key,
         weight_cache_url=weight_cache_url,
@@ -121,6 +133,7 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec) -> dict[str, str]:
         "WEIGHT_CACHE_MODEL": spec.model,
         "WEIGHT_CACHE_WAIT_SECONDS": str(fill),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
+        "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,
     }
     if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
         settings["WEIGHT_CACHE_REGION"] = spec.region
@@ -129,7 +142,7 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec) -> dict[str, str]:
 
 def shipped(name: str) -> str:
     """A shell script as a VM receives it: without its comment lines (the shebang stays), so that AWS user
-    data stays within 16 KB. The script has no heredoc, so no line of data starts with '#'."""
+    data stays within 16 KB. Its heredocs hold only Python, where such a line is a comment too."""
     lines = scripts.source(name).splitlines(keepends=True)
     return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
 

@@ -50,7 +50,7 @@ class WeightCache(pulumi.ComponentResource):
         )
         self.public_access_block = s3.BucketPublicAccessBlock(
             f"{name}-weights-private",
-            bucket=self.bucket.id,
+            bucket=self.bucket.bucket,
             block_public_acls=True,
             block_public_policy=True,
             ignore_public_acls=True,
@@ -59,13 +59,13 @@ class WeightCache(pulumi.ComponentResource):
         )
         self.ownership = s3.BucketOwnershipControls(
             f"{name}-weights-ownership",
-            bucket=self.bucket.id,
+            bucket=self.bucket.bucket,
             rule={"object_ownership": "BucketOwnerEnforced"},
             opts=child,
         )
         self.encryption = s3.BucketServerSideEncryptionConfiguration(
             f"{name}-weights-encryption",
-            bucket=self.bucket.id,
+            bucket=self.bucket.bucket,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
             opts=child,
         )

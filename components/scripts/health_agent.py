@@ -110,6 +110,19 @@ class Judge:
         return Verdict(False, f"{what} for {elapsed:.0f} s, over the {self.budget:.0f} s budget")
 
 
+def path_budget(options: argparse.Namespace) -> float:
+    """The load budget of the path the weights took: --cached-budget once weight_cache.sh has recorded in
+    --weight-path-file that they came from the stack's bucket (or were already on the disk), else --budget
+    (the Hub's download, or still undecided)."""
+    if not options.cached_budget or not options.weight_path_file:
+        return options.budget
+    try:
+        path = Path(options.weight_path_file).read_text().strip()
+    except OSError:
+        return options.budget
+    return options.cached_budget if path in ("bucket", "local") else options.budget
+
+
 def parse_docker_time(text: str) -> float:
     """Docker's RFC 3339 ``StartedAt`` (nanoseconds, ``Z``) as epoch seconds; Python 3.10 cannot parse it."""
     return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()  # noqa: UP017 (3.10 has no UTC)
@@ -240,6 +253,7 @@ class Agent:
 
     def observe(self) -> Observation:
         options = self.options
+        self.judge.budget = path_budget(options)
         if options.role == "ray-worker":
             ready = connected_to(options.ray_head, options.ray_port)
         else:
@@ -318,6 +332,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cloud", choices=("gcp", "aws"), required=True)
     parser.add_argument("--role", choices=ROLES, required=True)
     parser.add_argument("--budget", type=float, required=True, help="seconds a start may take to be ready")
+    parser.add_argument(
+        "--cached-budget", type=float, default=0.0, help="the budget once the weights are local"
+    )
+    parser.add_argument("--weight-path-file", default="", help="where weight_cache.sh records their path")
     parser.add_argument("--max-failed-starts", type=int, default=3)
     parser.add_argument(
         "--failed-looks",

@@ -27,6 +27,8 @@
 #                              CLI) with WEIGHT_CACHE_ENV_FILE's HF_TOKEN; empty: `hf` on PATH
 #   WEIGHT_CACHE_ENV_FILE      docker --env-file for the Hub download (the HF token, root-only)
 #   WEIGHT_CACHE_REGION        the bucket's AWS region (S3 only)
+#   WEIGHT_CACHE_PATH_FILE     records the path the files took: hub, bucket or local (the health agent
+#                              gives a replica whose files came from the bucket its shorter budget)
 set -euo pipefail
 
 readonly URL=${WEIGHT_CACHE_URL:?WEIGHT_CACHE_URL: gs://BUCKET or s3://BUCKET}
@@ -38,6 +40,7 @@ readonly POLL_SECONDS=${WEIGHT_CACHE_POLL_SECONDS:-15}
 readonly IMAGE=${WEIGHT_CACHE_IMAGE:-}
 readonly ENV_FILE=${WEIGHT_CACHE_ENV_FILE:-}
 readonly REGION=${WEIGHT_CACHE_REGION:-}
+readonly PATH_FILE=${WEIGHT_CACHE_PATH_FILE:-/dev/null}
 readonly PREFIX="${URL%/}/$MODEL"
 readonly LOCAL_MARKER="$DIR/.weight-cache-complete"
 SCRATCH=$(mktemp -d)
@@ -114,6 +117,7 @@ matches() {
 
 hub_download() {
   log "downloading $MODEL from the Hugging Face Hub"
+  echo hub >"$PATH_FILE"
   mkdir -p "$DIR"
   if [ -n "$IMAGE" ]; then
     docker run --rm --network host ${ENV_FILE:+--env-file "$ENV_FILE"} --env HF_XET_HIGH_PERFORMANCE=1 \
@@ -129,6 +133,7 @@ copy_from_bucket() {
   for attempt in 1 2; do
     log "copying $MODEL from $PREFIX (attempt $attempt)"
     mkdir -p "$DIR"
+    echo bucket >"$PATH_FILE"
     if sync_tree "$PREFIX/files" "$DIR" && matches "$marker"; then
       cp "$marker" "$LOCAL_MARKER"
       return 0
@@ -167,6 +172,7 @@ lock_epoch() {
 fetch() {
   if [ -f "$LOCAL_MARKER" ] && matches "$LOCAL_MARKER"; then
     log "$MODEL already in $DIR"
+    echo local >"$PATH_FILE"
     return 0
   fi
   rm -rf "$DIR"
