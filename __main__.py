@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.launch import time_to_ready
 from components.service import VllmService, VllmServiceArgs
 from components.spec import load_secret, load_spec
 
@@ -15,3 +16,4 @@ pulumi.export("apiKey", service.api_key)
 pulumi.export("model", spec.served_model_name)
 pulumi.export("costPerHour", spec.cost_per_hour())
 pulumi.export("spec", spec.public_view())
+pulumi.export("timeToReady", time_to_ready(spec))

@@ -75,10 +75,10 @@ class Storage:
 #: Hyperdisk Balanced boot disks are assumed alike; their unprovisioned baseline is lower (Hyperdisk
 #: Balanced includes 140 MiB/s, "About Hyperdisk Balanced"): local NVMe takes them out of the path.
 NETWORK_DISK = Storage(
-    "network boot disk",
+    "network disk",
     write_mbps=1000,
     read_mbps=1000,
-    source="AWS gp3 provisioned at 1,000 MiB/s; GCP boot disks assumed alike",
+    source="AWS gp3 provisioned at 1,000 MiB/s; GCP boot disks and Kubernetes cache volumes assumed alike",
 )
 
 

@@ -152,6 +152,36 @@ def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
     return along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS)), along("bucket", BUCKET_MBPS, 0)
 
 
+def time_to_ready(spec: ServiceSpec) -> dict:
+    """The ``timeToReady`` stack output: the estimated seconds from boot to serving of the stack's first
+    replica and of every later one, each by step, and the figures assumed (``tools.plan`` prints them)."""
+    first, later = cold_starts(spec)
+
+    def steps(cold: ColdStart) -> dict:
+        return {
+            "path": cold.path,
+            "seconds": cold.total_seconds,
+            "bootAndCompileSeconds": cold.fixed_seconds,
+            "fetchSeconds": cold.fetch_seconds,
+            "readSeconds": cold.read_seconds,
+        }
+
+    storage = first.storage
+    return {
+        "firstReplica": {**steps(first), "fillSecondsWhileLoading": first.fill_seconds},
+        "laterReplicas": steps(later),
+        "assumed": {
+            "weightsGb": first.weights_gb,
+            "hubMBps": HUB_MBPS,
+            "bucketMBps": BUCKET_MBPS,
+            "storage": storage.name,
+            "storageWriteMBps": storage.write_mbps,
+            "storageReadMBps": storage.read_mbps,
+            "storageSource": storage.source,
+        },
+    }
+
+
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
     first, later = cold_starts(spec)
     return ProbeTimings(

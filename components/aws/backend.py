@@ -135,6 +135,17 @@ BACKEND = Backend(
     unsupported=MappingProxyType({Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)"}),
     plan_properties=MappingProxyType(
         {
+            "aws:s3/bucket:Bucket": ("bucketPrefix", "forceDestroy"),
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            ),
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("rule.objectOwnership",),
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+                "rules.*.applyServerSideEncryptionByDefault.sseAlgorithm",
+            ),
             "aws:ec2/launchTemplate:LaunchTemplate": (
                 "instanceType",
                 "blockDeviceMappings.*.ebs.volumeSize",

@@ -160,6 +160,13 @@ BACKEND = Backend(
             ),
             "gcp:secretmanager/secret:Secret": ("secretId",),
             "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
+            "gcp:storage/bucket:Bucket": (
+                "location",
+                "uniformBucketLevelAccess",
+                "publicAccessPrevention",
+                "forceDestroy",
+            ),
+            "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member"),
         }
     ),
 )
