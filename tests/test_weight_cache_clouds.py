@@ -3,23 +3,28 @@ the boot script's hook, and the load budgets that follow the weights' path."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import gzip
 import json
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from components import launch, vm
+from components import launch, scripts, vm
 from components.aws.weight_cache import BUCKET_PREFIX_MAX
 from components.launch import launch_spec
 from components.spec import SpecError, build_spec
 from components.vm import bootstrap_script
 from tests.harness import Run, run_program
 from tests.test_vm_bootstrap import run_script, sandbox, shellcheck  # noqa: F401 (a fixture)
+
+sys.path.insert(0, str(scripts.SCRIPTS_DIR))
+import health_agent
 
 SECRETS = {"vllm:hfToken": "hf_testtoken123", "vllm:apiKey": "sk-test-key-0123456789"}
 GCS_BUCKET = "gcp:storage/bucket:Bucket"
@@ -271,3 +276,36 @@ def test_the_shipped_script_is_the_source_without_comment_lines():
     assert not [line for line in shipped.splitlines()[1:] if line.lstrip().startswith("#")]
     result = subprocess.run(["bash", "-n"], input=shipped, text=True, capture_output=True)
     assert result.returncode == 0, result.stderr
+
+
+# --- the health agent's budget per path ------------------------------------------------------------------
+
+
+def agent_options(tmp_path: Path, path: str | None, cached: float = 300.0) -> argparse.Namespace:
+    path_file = tmp_path / "weight-path"
+    if path is not None:
+        path_file.write_text(f"{path}\n")
+    return argparse.Namespace(budget=1000.0, cached_budget=cached, weight_path_file=str(path_file))
+
+
+@pytest.mark.parametrize(
+    ("path", "budget"), [("bucket", 300.0), ("local", 300.0), ("hub", 1000.0), (None, 1000.0)]
+)
+def test_the_agent_judges_on_the_budget_of_the_path_the_weights_took(tmp_path, path, budget):
+    assert health_agent.path_budget(agent_options(tmp_path, path)) == budget
+
+
+def test_without_a_cache_the_agent_keeps_its_one_budget(tmp_path):
+    assert health_agent.path_budget(agent_options(tmp_path, "bucket", cached=0.0)) == 1000.0
+
+
+def test_a_replica_that_turns_to_the_hub_after_waiting_gets_the_hub_budget_from_then():
+    judge = health_agent.Judge("serve", 1000.0, max_failed_starts=3, started=0.0)
+    waited = health_agent.Observation(
+        now=1500.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
+    )
+    assert judge.judge(waited).healthy  # 600 s into its own download
+    late = health_agent.Observation(
+        now=1901.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
+    )
+    assert not judge.judge(late).healthy
