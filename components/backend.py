@@ -68,6 +68,7 @@ class Storage:
     write_mbps: int
     read_mbps: int
     source: str
+    local: bool = False  # local NVMe: vm_bootstrap.sh mounts the HF cache on a RAID0 of it
 
 
 #: A network boot disk, as the budgets assumed before they followed the path (1 s per GB read). AWS
@@ -80,6 +81,19 @@ NETWORK_DISK = Storage(
     read_mbps=1000,
     source="AWS gp3 provisioned at 1,000 MiB/s; GCP boot disks and Kubernetes cache volumes assumed alike",
 )
+
+
+def local_nvme(disks: int, disk_gb: int) -> Storage:
+    """A RAID0 of ``disks`` local NVMe SSDs of ``disk_gb`` each (scripts/local_nvme.sh). Conservative rates:
+    one NVMe SSD alone sustains over 1 GB/s of sequential reads (GCP "Local SSD performance"; EC2 instance
+    store), and striping multiplies it; capped at 2 GB/s writes and 4 GB/s reads, not measured here."""
+    return Storage(
+        f"local NVMe RAID0 ({disks} x {disk_gb} GB)",
+        write_mbps=min(2000, 1000 * disks),
+        read_mbps=min(4000, 1500 * disks),
+        source="conservative figures for striped local NVMe, not measured by this project",
+        local=True,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

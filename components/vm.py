@@ -6,7 +6,7 @@ import base64
 import gzip
 from collections.abc import Mapping
 
-from components import scripts
+from components import backend, scripts
 from components.launch import HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
@@ -117,7 +117,13 @@ def bootstrap_script(
             f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch).items())
         ],
         weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
+        local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
     )
+
+
+def has_local_nvme(spec: ServiceSpec) -> bool:
+    """Whether the HF cache of ``spec``'s machines goes on their local NVMe (the platform's machine table)."""
+    return backend.get(spec.cloud).weight_storage(spec).local
 
 
 def cached_model_dir(spec: ServiceSpec) -> str:

@@ -258,8 +258,10 @@ def test_the_budget_is_computed_from_the_paths_rates():
 
 
 def test_the_hub_path_on_a_network_disk_is_the_historic_5_s_per_gb():
-    spec = build_spec("aws-h100", {"vllm:modelSizeGb": "100", "vllm:weightCache": "hub"})
-    assert launch.probe_timings(spec).startup_seconds == launch.BASE_STARTUP_SECONDS + 5 * 100
+    config = {"vllm:cloud": "aws", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
+    spec = build_spec("l4", {**config, "vllm:modelSizeGb": "20", "vllm:weightCache": "hub"})
+    assert spec.offering.machine_type == "g6.xlarge"  # no instance store
+    assert launch.probe_timings(spec).startup_seconds == launch.BASE_STARTUP_SECONDS + 5 * 20
 
 
 def test_a_waiter_waits_for_the_fill_and_calls_a_lock_stale_at_twice_that():
@@ -309,3 +311,47 @@ def test_a_replica_that_turns_to_the_hub_after_waiting_gets_the_hub_budget_from_
         now=1901.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
     )
     assert not judge.judge(late).healthy
+
+
+# --- local NVMe ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "config", "disks"),
+    [
+        ("gcp-h100", {}, 16),  # a3-highgpu-8g: 16 local SSDs
+        ("aws-h100", {}, 8),  # p5.48xlarge: 8 instance store volumes
+        ("g6e", {"vllm:cloud": "aws", "vllm:gpu": "L40S:1", "vllm:model": "Qwen/Qwen3-8B"}, 1),
+    ],
+)
+def test_machines_with_local_nvme_keep_the_weights_there(stack, config, disks):
+    spec = build_spec(stack, config)
+    storage = launch.cold_starts(spec)[0].storage
+    assert storage.local and f"({disks} x" in storage.name
+    assert vm.has_local_nvme(spec)
+
+
+@pytest.mark.parametrize(("cloud", "gpu"), [("gcp", "L4:1"), ("aws", "L4:1"), ("gcp", "A100:8")])
+def test_machines_without_local_nvme_keep_the_boot_disk(cloud, gpu):
+    spec = build_spec("plain", {"vllm:cloud": cloud, "vllm:gpu": gpu, "vllm:model": "Qwen/Qwen3-8B"})
+    assert not launch.cold_starts(spec)[0].storage.local and not vm.has_local_nvme(spec)
+    script = bootstrap_script(spec, launch_spec(spec, True), api_key_secret="k", hf_token_secret=None)
+    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") == "''"
+
+
+def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
+    from components.gcp.machine import MAX_ROLL_WAIT_SECONDS
+
+    config = {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "B200:8", "vllm:spot": True}
+    spec = build_spec("b200", {**config, "vllm:modelSizeGb": "1280", "vllm:diskSizeGb": "1400"})
+    assert launch.probe_timings(spec).startup_seconds <= MAX_ROLL_WAIT_SECONDS  # 7000 s on the boot disk
+
+
+def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811
+    script = rendered_with_cache()
+    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") != "''"
+    assert run_script(script, sandbox, "boot").returncode == 0
+    unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
+    install = sandbox["VLLM_INSTALL_DIR"]
+    assert unit.index(f"{install}/vm_bootstrap.sh disks") < unit.index(f"{install}/vm_bootstrap.sh run")
+    assert (Path(install) / "local_nvme.sh").read_text() == vm.shipped("local_nvme.sh")

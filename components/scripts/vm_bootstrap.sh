@@ -3,6 +3,7 @@
 #
 #   vm_bootstrap.sh            boot: start the health agent, check the GPU stack, install the unit, start it
 #   vm_bootstrap.sh secrets    (unit ExecStartPre) read the HF token and API key from the secret store
+#   vm_bootstrap.sh disks      (unit ExecStartPre) mount the HF cache on the local NVMe, if the machine has it
 #   vm_bootstrap.sh run        (unit ExecStart) run the pinned vLLM container in the foreground
 #
 # Secrets are read from the cloud's secret store at every (re)start into a root-only file on tmpfs and
@@ -36,6 +37,8 @@ WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
 WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
+# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache goes there); empty elsewhere.
+LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -153,6 +156,10 @@ install_unit() {
     base64 -d <<<"$WEIGHT_CACHE_GZIP_BASE64" | gunzip >"$INSTALL_DIR/weight_cache.sh"
     chmod 0755 "$INSTALL_DIR/weight_cache.sh"
   fi
+  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
+    base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
+    chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+  fi
   cat >"$UNIT" <<EOF
 [Unit]
 Description=vLLM OpenAI-compatible server ($ROLE)
@@ -166,6 +173,7 @@ RestartSec=10
 TimeoutStartSec=infinity
 ExecStartPre=-/usr/bin/docker rm -f vllm
 ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh secrets
+ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh disks
 ExecStart=$INSTALL_DIR/vm_bootstrap.sh run
 ExecStop=/usr/bin/docker stop --time 60 vllm
 
@@ -185,6 +193,12 @@ resolve_image() {
   gcloud auth configure-docker "${mirrored%%/*}" --quiet >/dev/null
   log "pulling $IMAGE through $mirrored"
   IMAGE=$mirrored
+}
+
+# The HF cache on the local NVMe array, at every start (a reboot, which AWS user data does not rerun, leaves
+# it unmounted); nothing on machines without local NVMe.
+mount_local_nvme() {
+  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
 }
 
 # The model's files from the stack's bucket, or from the Hub once for the whole stack (weight_cache.sh),
@@ -239,9 +253,10 @@ main() {
       log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"
       ;;
     secrets) write_secrets ;;
+    disks) mount_local_nvme ;;
     run) run_container ;;
     *)
-      log "usage: $0 [boot|secrets|run]"
+      log "usage: $0 [boot|secrets|disks|run]"
       exit 2
       ;;
   esac
