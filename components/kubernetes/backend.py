@@ -22,6 +22,11 @@ SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+#: A PersistentVolumeClaim's name: a DNS subdomain (RFC 1123), at most 253 characters (Kubernetes "Object
+#: Names and IDs").
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 @dataclass(frozen=True, kw_only=True)
 class KubernetesSettings:
     """The Kubernetes keys of a stack, validated (README "Kubernetes")."""
@@ -36,6 +41,8 @@ class KubernetesSettings:
     context: str | None = None
     #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
     max_surge: int | None = None
+    #: vllm:cacheClaim: an existing ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
+    cache_claim: str | None = None
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
@@ -67,6 +74,13 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
         raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
     service_type = read.choice("serviceType", SERVICE_TYPES, "LoadBalancer")
+    cache_claim = read.string("cacheClaim")
+    if cache_claim is not None and not DNS_SUBDOMAIN.match(cache_claim):
+        raise SpecError(
+            f"{PROJECT}:cacheClaim",
+            cache_claim,
+            "the name of a PersistentVolumeClaim in the stack's namespace",
+        )
     allowed = read.raw("allowedCidrs")
     if service_type == "ClusterIP" and allowed is not None:
         raise SpecError(
@@ -85,6 +99,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
             context=read.string("kubernetes:context"),
             max_surge=read.integer("maxSurge", None, 0),
+            cache_claim=cache_claim,
         )
     )
 
@@ -137,6 +152,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "storageClass": k8s.storage_class,
         "serviceType": k8s.service_type,
         "installLeaderWorkerSet": k8s.install_leader_worker_set,
+        "cacheClaim": k8s.cache_claim,
     }
 
 
@@ -155,6 +171,7 @@ BACKEND = Backend(
         "memoryGb",
         "installLeaderWorkerSet",
         "maxSurge",
+        "cacheClaim",
     ),
     catalog=CATALOG,
     read_placement=read_placement,
