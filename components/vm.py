@@ -7,7 +7,7 @@ import gzip
 from collections.abc import Mapping
 
 from components import backend, scripts
-from components.launch import HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -114,7 +114,7 @@ def bootstrap_script(
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
         weight_cache_env=[
-            f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch).items())
+            f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
         ],
         weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
         local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
@@ -131,13 +131,18 @@ def cached_model_dir(spec: ServiceSpec) -> str:
     return f"weights/{spec.model}"
 
 
-def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec) -> dict[str, str]:
-    """``weight_cache.sh`` settings: a replica waits for another's fill at most as long as that fill's
-    Hub download is budgeted, and judges a lock stale at twice that (a slow filler is not a dead one)."""
+def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
+    """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) at
+    most as long as the health agent lets a replica load before it chose a path (the Hub budget less the
+    fixed start), then downloads itself; a lock is stale at twice the fill (a slow filler is not a dead one).
+    Ray nodes do not wait: the nodes of one group boot together and each would hold up the group (its head
+    restarts after ``RAY_GROUP_WAIT_SECONDS``), so a group's node that finds the fill under way downloads
+    from the Hub as before; the groups that boot later copy from the bucket."""
     fill = launch.probes.fill_seconds
+    wait = min(fill, launch.probes.startup_seconds - BASE_STARTUP_SECONDS) if role == "serve" else 0
     settings = {
         "WEIGHT_CACHE_MODEL": spec.model,
-        "WEIGHT_CACHE_WAIT_SECONDS": str(fill),
+        "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
         "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,
     }
