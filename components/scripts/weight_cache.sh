@@ -23,8 +23,9 @@
 #   WEIGHT_CACHE_WAIT_SECONDS  longest wait for another replica's fill                                [3600]
 #   WEIGHT_CACHE_LOCK_SECONDS  age after which a lock without a marker is stale                      [7200]
 #   WEIGHT_CACHE_POLL_SECONDS  pause between two looks at the bucket                                   [15]
-#   WEIGHT_CACHE_IMAGE         run `hf` inside this image (the pinned vLLM image ships huggingface_hub's
-#                              CLI) with WEIGHT_CACHE_ENV_FILE's HF_TOKEN; empty: `hf` on PATH
+#   WEIGHT_CACHE_IMAGE         run `hf` inside this image with WEIGHT_CACHE_ENV_FILE's HF_TOKEN (vLLM depends
+#                              on huggingface_hub, whose setup.py installs the `hf` console script since
+#                              0.34); empty: `hf` on PATH
 #   WEIGHT_CACHE_ENV_FILE      docker --env-file for the Hub download (the HF token, root-only)
 #   WEIGHT_CACHE_REGION        the bucket's AWS region (S3 only)
 #   WEIGHT_CACHE_PATH_FILE     records the path the files took: hub, bucket or local (the health agent
@@ -52,9 +53,11 @@ log() { echo "weight-cache: $*"; }
 # --- the bucket: the only place the two clouds differ ----------------------------------------------------
 
 # Conditional create of a lock object (default .lock): succeeds for exactly one caller while it does not
-# exist. GCS: `gcloud storage cp --if-generation-match=0` (generation 0 = "no live object"; the upload fails
-# with 412 Precondition Failed otherwise). S3: PutObject with If-None-Match: * (conditional writes, 412 when
-# the key exists; AWS CLI v2 `s3api put-object --if-none-match`).
+# exist. GCS: `gcloud storage cp --if-generation-match=0` (gcloud reference, storage cp; Cloud Storage
+# "Request preconditions": generation 0 matches only when no live object exists, else 412). S3: PutObject
+# with If-None-Match: * (S3 user guide, "How to prevent object overwrites with conditional writes": 412 when
+# the key exists, 409 ConditionalRequestConflict for a concurrent one, to be retried: a failed create is
+# followed by a look at the lock and, while none is readable, another try).
 create_lock() {
   local key=${1:-.lock} body="$SCRATCH/lock"
   printf '%s %s\n' "$(hostname)" "$(date +%s)" >"$body"
