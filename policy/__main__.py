@@ -90,6 +90,12 @@ PolicyPack(
             validators.public_path_violations,
         ),
         resource_policy(
+            "weight-cache-buckets-private",
+            "The stack's weight cache bucket is private: GCS uniform bucket-level access and public access "
+            "prevention enforced, no grant to allUsers or allAuthenticatedUsers; S3 Block Public Access on.",
+            validators.bucket_violations,
+        ),
+        resource_policy(
             "aws-elb-names-aws-accepts",
             "Load balancer and target group names: at most 32 letters, digits and hyphens, no hyphen at "
             "either end (AWS refuses others at update time, after a clean preview).",

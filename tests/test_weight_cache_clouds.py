@@ -20,6 +20,7 @@ from components.aws.weight_cache import BUCKET_PREFIX_MAX
 from components.launch import launch_spec
 from components.spec import SpecError, build_spec
 from components.vm import bootstrap_script
+from policy import validators as policy_validators
 from tests.harness import Run, run_program
 from tests.test_vm_bootstrap import run_script, sandbox, shellcheck  # noqa: F401 (a fixture)
 
@@ -363,3 +364,37 @@ def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F8
     install = sandbox["VLLM_INSTALL_DIR"]
     assert unit.index(f"{install}/vm_bootstrap.sh disks") < unit.index(f"{install}/vm_bootstrap.sh run")
     assert (Path(install) / "local_nvme.sh").read_text() == vm.shipped("local_nvme.sh")
+
+
+# --- the policy pack -------------------------------------------------------------------------------------
+
+
+def test_the_policy_pack_finds_the_stacks_buckets_private(gcp, aws):
+    for run in (gcp, aws):
+        for resource in run.resources:
+            assert policy_validators.bucket_violations(resource.type, resource.inputs) == [], resource.name
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "props"),
+    [
+        (GCS_BUCKET, {"uniformBucketLevelAccess": True, "publicAccessPrevention": "inherited"}),
+        (GCS_BUCKET, {"uniformBucketLevelAccess": False, "publicAccessPrevention": "enforced"}),
+        (
+            "gcp:storage/bucketIAMMember:BucketIAMMember",
+            {"role": "roles/storage.objectViewer", "member": "allUsers"},
+        ),
+        ("gcp:storage/bucketIAMBinding:BucketIAMBinding", {"members": ["allAuthenticatedUsers"]}),
+        (
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            {
+                "blockPublicAcls": True,
+                "blockPublicPolicy": False,
+                "ignorePublicAcls": True,
+                "restrictPublicBuckets": True,
+            },
+        ),
+    ],
+)
+def test_the_policy_pack_refuses_a_bucket_made_public(resource_type, props):
+    assert policy_validators.bucket_violations(resource_type, props) != []
