@@ -6,8 +6,11 @@ builds a ``vllm serve`` command line of its own.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from components import backend
+from components.backend import Storage
 from components.spec import ServiceSpec
 
 PORT = 8000
@@ -41,10 +44,20 @@ STATIC_ENV = {
     "HF_XET_HIGH_PERFORMANCE": "1",
 }
 
-# Load-time model (seconds): boot + image pull, then download and load of the weights, then CUDA graph
-# capture / torch.compile. Downloads from the Hugging Face hub run at roughly 200-500 MB/s on cloud GPU
-# VMs; 5 s per GB covers download at ~250 MB/s plus reading the weights into GPU memory.
+# Load-time model (seconds): boot + image pull, CUDA graph capture / torch.compile (fixed), then the weights'
+# path: fetched onto the node's storage (from the Hub, or from the stack's bucket), uploaded to the bucket
+# by the replica that fills it, and read from storage into GPU memory. Each rate is a sustained MB/s
+# (10^6 bytes/s) with its source; the node's storage rates are its platform's (backend.weight_storage).
 BASE_STARTUP_SECONDS = 600
+#: Hugging Face Hub downloads (Xet, HF_XET_HIGH_PERFORMANCE) on cloud GPU VMs: roughly 200-500 MB/s as
+#: measured for this project's presets; the low end, since one NAT address serves the whole stack.
+HUB_MBPS = 250
+#: Object store to a VM in the same region, in parallel (gcloud storage sliced downloads; the AWS CLI's CRT
+#: client). Conservative: a 10 Gbps NIC (g2-standard-4, g6.xlarge) carries 1,250 MB/s, the 8-GPU machines
+#: 100-3,200 Gbps; GCS and S3 scale reads per prefix far beyond one VM.
+BUCKET_MBPS = 1000
+#: The budget of the Hub path on a network disk, per GB: download at HUB_MBPS plus reading back at
+#: 1,000 MB/s (4 + 1 s), the figure the budgets used before they followed the path.
 SECONDS_PER_WEIGHT_GB = 5
 #: Without vllm:modelSizeGb, assume the weights fill 90% of the replica's GPU memory: they cannot be larger
 #: and still serve, so the budget errs towards patience, never towards killing a replica mid-load.
@@ -60,7 +73,11 @@ RAY_GROUP_WAIT_SECONDS = BASE_STARTUP_SECONDS
 class ProbeTimings:
     """Health-check timings sized to the model (SkyServe's default initial delay is 1200 s)."""
 
-    startup_seconds: int  # from container start to the first healthy /health
+    startup_seconds: int  # from boot to the first healthy /health of the stack's first replica
+    #: the same for a replica that copies the weights from the stack's bucket (= startup_seconds on the Hub)
+    cached_startup_seconds: int = 0
+    #: how long the first replica takes to download the weights and fill the bucket (0 without a bucket)
+    fill_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 5
     healthy_threshold: int = 1
@@ -95,10 +112,83 @@ def weights_gb(spec: ServiceSpec) -> int:
     return int(spec.offering.gpu_memory_gb * spec.nodes * GPU_MEMORY_WEIGHT_SHARE)
 
 
+@dataclass(frozen=True)
+class ColdStart:
+    """One replica's time to ready along one path of the weights, and the figures it assumed."""
+
+    path: str  # "hub", "hub, then fill the bucket", "bucket"
+    weights_gb: int
+    storage: Storage
+    fetch_mbps: int  # the source's rate, before the storage's write rate caps it
+    fixed_seconds: int  # boot, image pull, CUDA graphs / compile, and a Ray group's wait for its nodes
+    fetch_seconds: int  # from the Hub or the bucket onto the node's storage
+    #: uploading to the bucket, by the replica that fills it, while its vLLM loads: not in its time to ready,
+    #: but in how long the others wait for the bucket
+    fill_seconds: int
+    read_seconds: int  # from the node's storage into GPU memory
+
+    @property
+    def total_seconds(self) -> int:
+        return self.fixed_seconds + self.fetch_seconds + self.read_seconds
+
+
+def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
+    """The stack's first replica and every later one (replacement, scale-out, rollout): the same path on
+    the Hub; with the bucket, the first downloads and fills it, the later ones copy from it."""
+    storage = backend.get(spec.cloud).weight_storage(spec)
+    size = weights_gb(spec)
+    fixed = BASE_STARTUP_SECONDS + (RAY_GROUP_WAIT_SECONDS if spec.nodes > 1 else 0)
+
+    def seconds(mbps: int) -> int:
+        return math.ceil(size * 1000 / mbps)
+
+    def along(path: str, source_mbps: int, fill: int) -> ColdStart:
+        fetch = seconds(min(source_mbps, storage.write_mbps))
+        return ColdStart(path, size, storage, source_mbps, fixed, fetch, fill, seconds(storage.read_mbps))
+
+    if spec.weight_cache != "bucket":
+        hub = along("hub", HUB_MBPS, 0)
+        return hub, hub
+    return along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS)), along("bucket", BUCKET_MBPS, 0)
+
+
+def time_to_ready(spec: ServiceSpec) -> dict:
+    """The ``timeToReady`` stack output: the estimated seconds from boot to serving of the stack's first
+    replica and of every later one, each by step, and the figures assumed (``tools.plan`` prints them)."""
+    first, later = cold_starts(spec)
+
+    def steps(cold: ColdStart) -> dict:
+        return {
+            "path": cold.path,
+            "seconds": cold.total_seconds,
+            "bootAndCompileSeconds": cold.fixed_seconds,
+            "fetchSeconds": cold.fetch_seconds,
+            "readSeconds": cold.read_seconds,
+        }
+
+    storage = first.storage
+    return {
+        "firstReplica": {**steps(first), "fillSecondsWhileLoading": first.fill_seconds},
+        "laterReplicas": steps(later),
+        "assumed": {
+            "weightsGb": first.weights_gb,
+            "hubMBps": HUB_MBPS,
+            "bucketMBps": BUCKET_MBPS,
+            "storage": storage.name,
+            "storageWriteMBps": storage.write_mbps,
+            "storageReadMBps": storage.read_mbps,
+            "storageSource": storage.source,
+        },
+    }
+
+
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
-    group_wait = RAY_GROUP_WAIT_SECONDS if spec.nodes > 1 else 0
-    load = SECONDS_PER_WEIGHT_GB * weights_gb(spec)
-    return ProbeTimings(startup_seconds=BASE_STARTUP_SECONDS + group_wait + load)
+    first, later = cold_starts(spec)
+    return ProbeTimings(
+        startup_seconds=first.total_seconds,
+        cached_startup_seconds=later.total_seconds,
+        fill_seconds=first.fetch_seconds + first.fill_seconds if spec.weight_cache == "bucket" else 0,
+    )
 
 
 def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:

@@ -84,6 +84,7 @@ COMMON_KEYS = (
     *AUTOSCALING_KEYS,
     "domain",
     "dnsZone",
+    "weightCache",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
@@ -151,6 +152,7 @@ class ServiceSpec:
 
     domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
     dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
+    weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
 
     @property
     def name(self) -> str:
@@ -191,6 +193,7 @@ class ServiceSpec:
             "allowedCidrs": list(self.allowed_cidrs),
             "domain": self.domain,
             "dnsZone": self.dns_zone,
+            "weightCache": self.weight_cache,
         }
         view.update(backend.get(self.cloud).public_view(self))
         return view
@@ -237,6 +240,19 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
             merged[key] = value
     merged[f"{PROJECT}:preset"] = preset
     return preset, merged
+
+
+#: vllm:weightCache: ``bucket``, the stack's own bucket filled from the Hub once (the default where the
+#: platform has one), or ``hub``, every replica downloads from the Hugging Face Hub.
+WEIGHT_CACHES = ("bucket", "hub")
+
+
+def _weight_cache(read: ConfigReader, platform: backend.Backend) -> str:
+    instead = platform.refuse_unsupported(backend.Feature.WEIGHT_CACHE_BUCKET)
+    weight_cache = read.choice("weightCache", WEIGHT_CACHES, "hub" if instead else "bucket")
+    if weight_cache == "bucket" and instead is not None:
+        raise SpecError(f"{PROJECT}:weightCache", weight_cache, instead)
+    return weight_cache
 
 
 def _present(value: Any) -> Any:
@@ -615,6 +631,7 @@ def build_spec(
             "one region with autoscaling (vllm:maxReplicas): an autoscaler scales one regional group, and "
             "spreading a scaled service over regions is not built yet",
         )
+    weight_cache = _weight_cache(read, platform)
 
     spec = ServiceSpec(
         stack=stack,
@@ -640,6 +657,7 @@ def build_spec(
         autoscaling=autoscaling,
         domain=domain,
         dns_zone=dns_zone,
+        weight_cache=weight_cache,
     )
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:

@@ -6,8 +6,8 @@ import base64
 import gzip
 from collections.abc import Mapping, Sequence
 
-from components import scripts
-from components.launch import RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components import backend, scripts
+from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -15,6 +15,8 @@ RAY_GCS_PORT = 6379
 #: How many times the vLLM unit may restart without ever becoming ready before the agent calls the replica
 #: broken (a crash loop). A Ray head legitimately restarts when a worker boots slower than its group wait.
 MAX_FAILED_STARTS = 3
+#: Where weight_cache.sh records the path the weights took (hub, bucket, local) for the health agent.
+WEIGHT_PATH_FILE = "/run/vllm/weight-path"
 
 
 def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
@@ -35,7 +37,11 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
 
 
 def health_agent_args(
-    launch: LaunchSpec, role: str, ray_env: Mapping[str, str], report: Sequence[str]
+    launch: LaunchSpec,
+    role: str,
+    ray_env: Mapping[str, str],
+    report: Sequence[str],
+    weight_cache: bool = False,
 ) -> list[str]:
     """``health_agent.py`` flags: the load budget of one start is the launch spec's startup budget.
 
@@ -45,6 +51,9 @@ def health_agent_args(
     instead of vLLM's /health (vLLM serves on the head only).
     """
     args = [*report, "--role", role, "--budget", str(launch.probes.startup_seconds)]
+    if weight_cache:  # a replica whose weights came from the bucket is judged on the bucket's budget
+        args += ["--cached-budget", str(launch.probes.cached_startup_seconds)]
+        args += ["--weight-path-file", WEIGHT_PATH_FILE]
     args += ["--max-failed-starts", str(MAX_FAILED_STARTS)]
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
     if role == "ray-worker":
@@ -67,12 +76,20 @@ def bootstrap_script(
     ray_env: Mapping[str, str] | None = None,
     health_report: Sequence[str],
     image_metadata_key: str = "",
+    weight_cache_url: str = "",
 ) -> str:
     """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries.
-    ``health_report``: how the platform learns the health agent's verdict (``health_agent_args``)."""
+    ``health_report``: how the platform learns the health agent's verdict (``health_agent_args``).
+
+    With ``weight_cache_url`` (the stack's bucket), every node fetches the model's files into
+    ``cached_model_dir`` before vLLM starts and vLLM loads them from there (``--served-model-name`` keeps
+    the API's model name); without it, vLLM downloads from the Hub as usual."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
+    argv = list(launch.argv)
+    if weight_cache_url:
+        argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
     return scripts.render(
         "vm_bootstrap.sh",
         cloud=spec.cloud,
@@ -82,13 +99,59 @@ def bootstrap_script(
         api_key_secret=api_key_secret,
         hf_token_secret=hf_token_secret or "",
         container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
-        vllm_argv=list(launch.argv),
+        vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
-        ray_bootstrap_gzip_base64=_packed(scripts.source("ray_bootstrap.sh")) if multi_node else "",
-        health_agent_args=health_agent_args(launch, role, ray_env or {}, health_report),
+        ray_bootstrap_gzip_base64=_packed(shipped("ray_bootstrap.sh")) if multi_node else "",
+        health_agent_args=health_agent_args(
+            launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
+        ),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
         image_metadata_key=image_metadata_key,
+        weight_cache_url=weight_cache_url,
+        weight_cache_dir=cached_model_dir(spec),
+        weight_cache_env=[
+            f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
+        ],
+        weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
+        local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
     )
+
+
+def has_local_nvme(spec: ServiceSpec) -> bool:
+    """Whether the HF cache of ``spec``'s machines goes on their local NVMe (the platform's machine table)."""
+    return backend.get(spec.cloud).weight_storage(spec).local
+
+
+def cached_model_dir(spec: ServiceSpec) -> str:
+    """Where a node keeps the model's files, relative to the HF cache (host and container alike)."""
+    return f"weights/{spec.model}"
+
+
+def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
+    """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) at
+    most as long as the health agent lets a replica load before it chose a path (the Hub budget less the
+    fixed start), then downloads itself; a lock is stale at twice the fill (a slow filler is not a dead one).
+    Ray nodes do not wait: the nodes of one group boot together and each would hold up the group (its head
+    restarts after ``RAY_GROUP_WAIT_SECONDS``), so a group's node that finds the fill under way downloads
+    from the Hub as before; the groups that boot later copy from the bucket."""
+    fill = launch.probes.fill_seconds
+    wait = min(fill, launch.probes.startup_seconds - BASE_STARTUP_SECONDS) if role == "serve" else 0
+    settings = {
+        "WEIGHT_CACHE_MODEL": spec.model,
+        "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
+        "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
+        "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,
+    }
+    if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
+        settings["WEIGHT_CACHE_REGION"] = spec.region
+    return settings
+
+
+def shipped(name: str) -> str:
+    """A shell script as a VM receives it: without its comment lines (the shebang stays), so that AWS user
+    data stays within 16 KB. Its heredocs hold only Python, where such a line is a comment too."""
+    lines = scripts.source(name).splitlines(keepends=True)
+    return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
 
 
 def _packed(text: str) -> str:

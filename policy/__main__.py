@@ -141,6 +141,12 @@ PolicyPack(
             "without reaching vLLM (/metrics, /tokenize, /pause stay private).",
             validators.public_path_violations,
         ),
+        resource_policy(
+            "weight-cache-buckets-private",
+            "The stack's weight cache bucket is private: GCS uniform bucket-level access and public access "
+            "prevention enforced, no grant to allUsers or allAuthenticatedUsers; S3 Block Public Access on.",
+            validators.bucket_violations,
+        ),
         # Each platform's own rules (components/<platform>/policy.py: POLICIES), in registry order.
         *(
             resource_policy(policy.name, policy.description, policy.check)

@@ -450,3 +450,38 @@ def weak_tls_violations(resource_type: str, props: Mapping[str, Any]) -> list[st
             return [f"HTTPS listener sslPolicy {shown} accepts TLS below 1.2: use a TLS 1.2+ policy such as "
                     "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"]  # fmt: skip
     return []
+
+
+# --- The weight cache's buckets are private (vllm:weightCache bucket, issue 19) ---------------------------
+
+PUBLIC_MEMBERS: Final = frozenset({"allUsers", "allAuthenticatedUsers"})
+S3_BLOCK_FLAGS: Final = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+
+
+def bucket_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A GCS bucket without uniform bucket-level access or with public access prevention not enforced, a
+    grant of a bucket to everyone, or an S3 Public Access Block with any of its four settings off."""
+    if resource_type == "gcp:storage/bucket:Bucket":
+        violations = []
+        if props.get("uniformBucketLevelAccess") is not True:
+            violations.append("bucket: uniformBucketLevelAccess must be true (IAM alone grants access)")
+        if props.get("publicAccessPrevention") != "enforced":
+            violations.append("bucket: publicAccessPrevention must be 'enforced'")
+        return violations
+    if resource_type in (
+        "gcp:storage/bucketIAMMember:BucketIAMMember",
+        "gcp:storage/bucketIAMBinding:BucketIAMBinding",
+    ):
+        members = [props.get("member"), *collect(props, "members")]
+        return [
+            f"bucket grant to {member}: a bucket is never public"
+            for member in members
+            if member in PUBLIC_MEMBERS
+        ]
+    if resource_type == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
+        return [
+            f"public access block: {flag} must be true"
+            for flag in S3_BLOCK_FLAGS
+            if props.get(flag) is not True
+        ]
+    return []

@@ -101,6 +101,7 @@ def test_the_stack_is_built_from_the_aws_components(h100):
         "vllm:aws:ServiceIdentity",
         "vllm:aws:LoadBalancer",
         "vllm:aws:ReplicaGroup",
+        "vllm:aws:WeightCache",
     }
     assert all(
         h100.by_urn(r.parent).type == "vllm:index:VllmService" for r in h100.of_type("vllm:aws:Network")
@@ -161,7 +162,16 @@ def role_statements(run: Run) -> dict[str, dict]:
 
 def test_the_instance_role_may_read_the_two_secrets_and_report_its_own_health_and_nothing_else(h100):
     statements = role_statements(h100)
-    assert set(statements) == {"secretsmanager:GetSecretValue", "autoscaling:SetInstanceHealth"}
+    weight_cache = {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+    }  # its own bucket: test_weight_cache_clouds
+    assert set(statements) == {
+        "secretsmanager:GetSecretValue",
+        "autoscaling:SetInstanceHealth",
+        *weight_cache,
+    }
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
     assert statements["secretsmanager:GetSecretValue"] == {
         "Effect": "Allow",
@@ -361,7 +371,8 @@ def test_the_load_balancer_only_routes_and_ec2_health_decides_replacement(h100):
     group = h100.one(GROUP).inputs
     assert group["healthCheckType"] == "EC2"  # a vLLM restart fails ELB checks; it must not cost a machine
     # H100:8 without vllm:modelSizeGb: 600 s + 5 s/GB x 90% of 640 GB (components/launch.py)
-    assert group["healthCheckGracePeriod"] == 600 + 5 * 576
+    # the Hub download at 250 MB/s, then reading from the instance store at 4,000 MB/s (launch.cold_starts)
+    assert group["healthCheckGracePeriod"] == 600 + 576 * 1000 // 250 + 576 * 1000 // 4000
 
 
 def test_every_group_of_every_variant_uses_ec2_health():

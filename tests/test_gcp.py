@@ -60,6 +60,7 @@ API_OF_MODULE = {
     "serviceaccount": "iam.googleapis.com",
     "projects": "cloudresourcemanager.googleapis.com",  # project IAM bindings
     "artifactregistry": "artifactregistry.googleapis.com",
+    "storage": "storage.googleapis.com",
 }
 
 # One program run per scenario, shared by the tests that read it.
@@ -374,15 +375,7 @@ def test_budgets_a_roll_can_wait_for_are_accepted(config):
 @pytest.mark.parametrize(
     "config",
     [
-        {"vllm:gpu": "B200:8", "vllm:spot": True},  # default weights: 90% of 8 x 180 GB, 7080 s
-        # 1280 GB fit 8 x 180 GB at vLLM's 90%, but load in 7000 s
-        {
-            "vllm:gpu": "B200:8",
-            "vllm:spot": True,
-            "vllm:replicas": 3,
-            "vllm:modelSizeGb": 1280,
-            "vllm:diskSizeGb": 1400,
-        },
+        # B200:8's largest models now load within a roll's wait from the local SSDs (test_weight_cache_clouds)
         {"vllm:gpu": "H100:8", "vllm:nodes": 3, "vllm:replicas": 2},  # two Ray groups, 2 x 1728 GB weights
     ],
 )
@@ -720,6 +713,7 @@ def test_components_use_vllm_gcp_type_tokens(h100):
         "vllm:gcp:ServiceIdentity",
         "vllm:gcp:ReplicaGroup",
         "vllm:gcp:LoadBalancer",
+        "vllm:gcp:WeightCache",
     }
 
 

@@ -32,6 +32,7 @@ POLICY_NAMES = [
     "secrets-only-in-secret-store",
     "no-ray-or-ssh-on-the-internet",
     "load-balancer-serves-only-openai-paths",
+    "weight-cache-buckets-private",
     "aws-elb-names-aws-accepts",
     "aws-ec2-descriptions-aws-accepts",
     "aws-health-check-timeout-below-interval",

@@ -357,8 +357,13 @@ def render_text(data: dict[str, Any]) -> str:
     lines = [f"Plan of stack {data['stack']}" + (f" (preset {preset})" if preset else ""), ""]
     lines.append("Spec")
     lines += [f"  {key:<24}{_inline(value)}" for key, value in spec.items() if value not in (None, [])]
-    lines += ["", *_cost_lines(data["cost"]), "", "Outputs"]
-    lines += [f"  {key:<24}{_inline(value)}" for key, value in data["outputs"].items()]
+    lines += ["", *_cost_lines(data["cost"])]
+    if "timeToReady" in data["outputs"]:
+        lines += ["", *_time_to_ready_lines(data["outputs"]["timeToReady"])]
+    lines += ["", "Outputs"]
+    lines += [
+        f"  {key:<24}{_inline(value)}" for key, value in data["outputs"].items() if key != "timeToReady"
+    ]
     lines += ["", f"Resources ({len(data['resources'])})"]
     for row in data["resources"]:
         indent = "  " + "  " * row["depth"]
@@ -406,6 +411,33 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     for source in dict.fromkeys(share["source"] for share in cost["shares"]):
         lines.append(f"  prices: {source}")
     return lines
+
+
+def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
+    """The estimated time from boot to serving, per replica, by step, with the figures assumed."""
+    assumed = ready["assumed"]
+    lines = [f"Time to ready (estimated, {assumed['weightsGb']} GB of weights)"]
+    for label, key in (("first replica", "firstReplica"), ("later replicas", "laterReplicas")):
+        steps = ready[key]
+        line = (
+            f"  {label:<15}{_minutes(steps['seconds']):>8}  via {steps['path']}: boot and compile "
+            f"{steps['bootAndCompileSeconds']} s + fetch {steps['fetchSeconds']} s + read "
+            f"{steps['readSeconds']} s"
+        )
+        if steps.get("fillSecondsWhileLoading"):
+            line += f" (fills the bucket in {steps['fillSecondsWhileLoading']} s while it loads)"
+        lines.append(line)
+    bucket = f"bucket {assumed['bucketMBps']} MB/s, " if ready["laterReplicas"]["path"] == "bucket" else ""
+    lines.append(
+        f"  assumed: Hub {assumed['hubMBps']} MB/s, {bucket}"
+        f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
+        f"{assumed['storageReadMBps']} MB/s ({assumed['storageSource']})"
+    )
+    return lines
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
 
 
 def _num(value: Any) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.aws.offerings import AWS_REGIONS, AWS_REGIONS_SOURCE, CATALOG
-from components.backend import Backend, Feature, Placement
+from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
 from components.spec import PROJECT, ConfigReader, SpecError
 
 if TYPE_CHECKING:
@@ -163,6 +163,31 @@ def check(spec: ServiceSpec) -> None:
         )
 
 
+#: NVMe instance store volumes per instance type: (count, GB each), EC2 "instance store volumes" table (P5:
+#: 8 x 3.84 TB; P4d/P4de: 8 x 1 TB; G6e: 1 x 250 GB, 2 x 1.9 TB at 12xlarge/24xlarge, 4 x 1.9 TB at
+#: 48xlarge). The Deep Learning AMI stripes them into /opt/dlami/nvme at boot; scripts/local_nvme.sh puts
+#: the HF cache there. Other types keep the gp3 root volume.
+INSTANCE_STORE = MappingProxyType(
+    {
+        "p5.48xlarge": (8, 3840),
+        "p5en.48xlarge": (8, 3840),
+        "p4d.24xlarge": (8, 1000),
+        "p4de.24xlarge": (8, 1000),
+        "g6e.xlarge": (1, 250),
+        "g6e.12xlarge": (2, 1900),
+        "g6e.24xlarge": (2, 1900),
+        "g6e.48xlarge": (4, 1900),
+    }
+)
+
+
+def weight_storage(spec: ServiceSpec) -> Storage:
+    """The instance store when the type has NVMe volumes (each type's exceeds its GPU memory), else the root
+    volume."""
+    store = INSTANCE_STORE.get(spec.offering.machine_type) if spec.offering else None
+    return local_nvme(*store) if store else NETWORK_DISK
+
+
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     aws = settings(spec)
     return {
@@ -187,6 +212,7 @@ BACKEND = Backend(
     read_placement=read_placement,
     public_view=public_view,
     check=check,
+    weight_storage=weight_storage,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
@@ -212,6 +238,17 @@ BACKEND = Backend(
     ),
     plan_properties=MappingProxyType(
         {
+            "aws:s3/bucket:Bucket": ("bucketPrefix", "forceDestroy"),
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            ),
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ("rule.objectOwnership",),
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+                "rules.*.applyServerSideEncryptionByDefault.sseAlgorithm",
+            ),
             "aws:ec2/launchTemplate:LaunchTemplate": (
                 "instanceType",
                 "blockDeviceMappings.*.ebs.volumeSize",

@@ -14,6 +14,7 @@ from components.aws.machines import machine_image, stack_tags
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_replica import RayReplica, RayReplicaArgs
 from components.aws.replica_group import ReplicaGroup, ReplicaGroupArgs
+from components.aws.weight_cache import WeightCache, WeightCacheArgs
 from components.domain import warn_without_domain
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
@@ -31,9 +32,17 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # Each component passes the provider on to its children (and its lookups), which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     network = Network(spec.name, NetworkArgs(spec=spec), opts)
+    weight_cache = None
+    if spec.weight_cache == "bucket":
+        weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec), opts)
     identity = ServiceIdentity(
         spec.name,
-        ServiceIdentityArgs(spec=spec, api_key=secrets.api_key, hf_token=secrets.hf_token),
+        ServiceIdentityArgs(
+            spec=spec,
+            api_key=secrets.api_key,
+            hf_token=secrets.hf_token,
+            weight_cache_arn=weight_cache.bucket.arn if weight_cache is not None else None,
+        ),
         opts,
     )
     load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec=spec, launch=launch, network=network), opts)
@@ -51,6 +60,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                     identity=identity,
                     image=image,
                     target_group_arn=serving,
+                    weight_cache=weight_cache,
                 ),
                 opts,
             )
@@ -68,6 +78,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                     image=image,
                     target_group_arn=serving,
                     index=index,
+                    weight_cache=weight_cache,
                 ),
                 opts,
             )

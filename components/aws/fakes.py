@@ -169,4 +169,9 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     },
     "aws:ec2/launchTemplate:LaunchTemplate": lambda inputs, name: {"latestVersion": 1},
     "aws:autoscaling/group:Group": lambda inputs, name: {"name": name},
+    "aws:s3/bucket:Bucket": lambda inputs, name: {
+        "id": f"{inputs['bucketPrefix']}0a1b2c3d",  # the provider's unique suffix
+        "bucket": f"{inputs['bucketPrefix']}0a1b2c3d",
+        "arn": f"arn:aws:s3:::{inputs['bucketPrefix']}0a1b2c3d",
+    },
 }

@@ -53,6 +53,18 @@ def report_health_statement(spec: ServiceSpec) -> dict:
     }
 
 
+def weight_cache_statements(bucket_arn: pulumi.Input[str]) -> list[dict]:
+    """What scripts/weight_cache.sh needs, on the stack's weight cache bucket only: read and write objects
+    (the lock, the files, the marker) and list the bucket (``aws s3 sync``; a missing marker is then a 404,
+    not a 403). No DeleteObject: a stale lock is taken over by another conditional create, never removed."""
+    objects = pulumi.Output.concat(bucket_arn, "/*")
+    return [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": objects},
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": objects},
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn},
+    ]
+
+
 def api_key_secret_name(spec: ServiceSpec) -> str:
     return f"{spec.name}/api-key"
 
@@ -66,6 +78,7 @@ class ServiceIdentityArgs:
     spec: ServiceSpec
     api_key: pulumi.Output[str]
     hf_token: pulumi.Output[str] | None
+    weight_cache_arn: pulumi.Input[str] | None = None  # the stack's weight cache bucket (vllm:weightCache)
 
 
 class ServiceIdentity(pulumi.ComponentResource):
@@ -78,7 +91,8 @@ class ServiceIdentity(pulumi.ComponentResource):
 
     The role may call ``secretsmanager:GetSecretValue`` on those ARNs (the secrets use the AWS-managed
     key, which needs no ``kms:Decrypt`` grant) and ``autoscaling:SetInstanceHealth`` on this stack's own
-    Auto Scaling groups (the watchdog's way to have a broken machine replaced), and nothing else. For a
+    Auto Scaling groups (the watchdog's way to have a broken machine replaced), get, put and list in the
+    stack's weight cache bucket when it has one (weight_cache.py), and nothing else. For a
     shell on a replica without SSH, attach ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager);
     it is left out by default.
 
@@ -136,6 +150,7 @@ class ServiceIdentity(pulumi.ComponentResource):
                 for secret_name, version_id in zip(self.versions, ids, strict=True)
             )
         )
+        weight_cache = [] if args.weight_cache_arn is None else weight_cache_statements(args.weight_cache_arn)
         self.role = iam.Role(
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,
@@ -155,6 +170,7 @@ class ServiceIdentity(pulumi.ComponentResource):
                             "Resource": [secret.arn for secret in self.secrets.values()],
                         },
                         report_health_statement(spec),
+                        *weight_cache,
                     ],
                 }
             ),

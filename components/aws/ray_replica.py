@@ -48,6 +48,7 @@ from components.aws import machines
 from components.aws.identity import ServiceIdentity
 from components.aws.names import ec2_description, elb_name
 from components.aws.network import Network
+from components.aws.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -70,6 +71,7 @@ class RayReplicaArgs:
     image: machines.MachineImage
     target_group_arn: pulumi.Input[str]
     index: int  # which replica this group is
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class RayReplica(pulumi.ComponentResource):
@@ -179,16 +181,21 @@ class RayReplica(pulumi.ComponentResource):
             opts=child,
         )
 
+        weight_cache_url = (
+            args.weight_cache.url if args.weight_cache is not None else pulumi.Output.from_input("")
+        )
+
         def script(role: str) -> pulumi.Output[str]:
-            return self.head_load_balancer.dns_name.apply(
-                lambda head: vm.bootstrap_script(
+            return pulumi.Output.all(self.head_load_balancer.dns_name, weight_cache_url).apply(
+                lambda values: vm.bootstrap_script(
                     spec,
                     launch,
                     api_key_secret=identity.api_key_secret,
                     hf_token_secret=identity.hf_token_secret,
                     role=role,
-                    ray_env=vm.ray_env(spec, head),
+                    ray_env=vm.ray_env(spec, values[0]),
                     health_report=machines.health_report(spec),
+                    weight_cache_url=values[1],
                 )
             )
 

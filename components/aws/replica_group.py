@@ -12,6 +12,7 @@ from components import vm
 from components.aws import capacity, machines
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
+from components.aws.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -28,6 +29,7 @@ class ReplicaGroupArgs:
     identity: ServiceIdentity
     image: machines.MachineImage
     target_group_arn: pulumi.Input[str]
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class ReplicaGroup(pulumi.ComponentResource):
@@ -51,12 +53,18 @@ class ReplicaGroup(pulumi.ComponentResource):
         super().__init__("vllm:aws:ReplicaGroup", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
         child = pulumi.ResourceOptions(parent=self)
-        script = vm.bootstrap_script(
-            spec,
-            launch,
-            api_key_secret=identity.api_key_secret,
-            hf_token_secret=identity.hf_token_secret,
-            health_report=machines.health_report(spec),
+        weight_cache_url = (
+            args.weight_cache.url if args.weight_cache is not None else pulumi.Output.from_input("")
+        )
+        script = weight_cache_url.apply(
+            lambda url: vm.bootstrap_script(
+                spec,
+                launch,
+                api_key_secret=identity.api_key_secret,
+                hf_token_secret=identity.hf_token_secret,
+                health_report=machines.health_report(spec),
+                weight_cache_url=url,
+            )
         )
         # A spot group is a mixed instances group: its template launches both markets, so it asks for none.
         self.launch_template = machines.launch_template(

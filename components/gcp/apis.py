@@ -18,6 +18,7 @@ REQUIRED_APIS = (
     "cloudresourcemanager.googleapis.com",  # project IAM bindings (log and metric writers)
     "secretmanager.googleapis.com",  # HF token and API key; read by the VMs at boot
     "artifactregistry.googleapis.com",  # the Docker Hub remote repository the VMs pull through
+    "storage.googleapis.com",  # the weight cache's bucket (vllm:weightCache bucket)
     "logging.googleapis.com",  # the boot log, shipped by the guest agent
     "monitoring.googleapis.com",  # the VMs' metrics
 )

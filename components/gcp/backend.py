@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from components.autoscaling import MULTI_NODE_ON_VMS
-from components.backend import Backend, Feature, Placement
+from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
 from components.gcp.offerings import CATALOG
 from components.spec import PROJECT, ConfigReader, SpecError
 
@@ -185,6 +185,35 @@ def check(spec: ServiceSpec) -> None:
         )
 
 
+#: Local SSDs bundled with a machine type, each 375 GiB (402 GB), NVMe. a3-highgpu-8g's 16: the project's
+#: reference notes (GCP A3 machine table); the others as GCP's accelerator-optimized machine tables list
+#: them (A3 High: 2 per GPU; A3 Ultra and A4: 32, 12 TiB; A2 Ultra: 1 per GPU). Each holds far more than
+#: the GPUs' memory, so any model that serves fits. G2, A2 High and N1 bundle none.
+BUNDLED_LOCAL_SSDS = MappingProxyType(
+    {
+        "a3-highgpu-1g": 2,
+        "a3-highgpu-2g": 4,
+        "a3-highgpu-4g": 8,
+        "a3-highgpu-8g": 16,
+        "a3-megagpu-8g": 16,
+        "a3-ultragpu-8g": 32,
+        "a4-highgpu-8g": 32,
+        "a2-ultragpu-1g": 1,
+        "a2-ultragpu-2g": 2,
+        "a2-ultragpu-4g": 4,
+        "a2-ultragpu-8g": 8,
+    }
+)
+LOCAL_SSD_GB = 402
+
+
+def weight_storage(spec: ServiceSpec) -> Storage:
+    """The bundled local SSDs when the machine has them (scripts/local_nvme.sh stripes them), else the boot
+    disk."""
+    disks = BUNDLED_LOCAL_SSDS.get(spec.offering.machine_type) if spec.offering else None
+    return local_nvme(disks, LOCAL_SSD_GB) if disks else NETWORK_DISK
+
+
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     gcp = settings(spec)
     return {
@@ -208,6 +237,7 @@ BACKEND = Backend(
     read_placement=read_placement,
     public_view=public_view,
     check=check,
+    weight_storage=weight_storage,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
@@ -292,6 +322,13 @@ BACKEND = Backend(
             ),
             "gcp:secretmanager/secret:Secret": ("secretId",),
             "gcp:secretmanager/secretIamMember:SecretIamMember": ("role", "member"),
+            "gcp:storage/bucket:Bucket": (
+                "location",
+                "uniformBucketLevelAccess",
+                "publicAccessPrevention",
+                "forceDestroy",
+            ),
+            "gcp:storage/bucketIAMMember:BucketIAMMember": ("role", "member"),
         }
     ),
 )

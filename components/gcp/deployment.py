@@ -19,6 +19,7 @@ from components.gcp.ray_replica import RayReplica, RayReplicaArgs
 from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
+from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import launch_spec
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
@@ -61,6 +62,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     mirror = None
     if docker_hub_path(spec.image) is not None:
         mirror = ImageMirror(spec.name, ImageMirrorArgs(spec=spec, identity=identity), opts)
+    weight_cache = None
+    if spec.weight_cache == "bucket":
+        weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec, identity=identity), opts)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
     if spec.nodes == 1:
         # One group per region and purchase option (components/capacity.py), all behind the one LB.
@@ -84,6 +88,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                     mirror=mirror,
                     subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
                     base_instance_name=group.base_instance_name,
+                    weight_cache=weight_cache,
                 ),
                 opts,
             )
@@ -106,6 +111,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                         zone=zones[index % len(zones)],
                         previous=previous,
                         mirror=mirror,
+                        weight_cache=weight_cache,
                     ),
                     opts,
                 )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 PROJECT = "test-project"
 LB_ADDRESS = "203.0.113.10"
 COMPUTE = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}"
+STORAGE = "https://www.googleapis.com/storage/v1"
 
 
 def _named(collection: str) -> Callable[[dict, str], dict]:
@@ -56,6 +57,16 @@ def _global_address(inputs: dict, name: str) -> dict:
     return {**_named("global/addresses")(inputs, name), "address": LB_ADDRESS}
 
 
+def _bucket(inputs: dict, name: str) -> dict:
+    physical = inputs.get("name") or f"{name}-0a1b2c3"  # Pulumi's auto-name: a random suffix
+    return {
+        "name": physical,
+        "url": f"gs://{physical}",
+        "selfLink": f"{STORAGE}/b/{physical}",
+        "project": PROJECT,
+    }
+
+
 OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "gcp:compute/network:Network": _named("global/networks"),
     "gcp:compute/subnetwork:Subnetwork": _named("regions/r/subnetworks"),
@@ -79,5 +90,6 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "gcp:serviceaccount/account:Account": _service_account,
     "gcp:secretmanager/secretVersion:SecretVersion": _secret_version,
     "gcp:artifactregistry/repository:Repository": _repository,
+    "gcp:storage/bucket:Bucket": _bucket,
 }
 CALLS: dict[str, Callable[[dict], dict]] = {}

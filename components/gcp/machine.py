@@ -18,6 +18,7 @@ from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import HEALTH_AGENT_PORT, Network
 from components.gcp.registry import ImageMirror
+from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec, SpecError
 
@@ -243,24 +244,36 @@ def instance_template(
     mirror: ImageMirror | None,
     opts: pulumi.ResourceOptions,
     subnetwork: pulumi.Input[str] | None = None,
+    *,
+    weight_cache: WeightCache | None = None,
 ) -> compute.InstanceTemplate:
     """A GPU VM: catalog machine, DLVM boot disk, gVNIC without external IP, the stack's service account,
-    and the boot script, which names its secrets but never holds them. ``subnetwork``: the subnet of the
-    VMs' region when it is not the stack's own (``vllm:regions``)."""
+    and the boot script, which names its secrets but never holds them (and the weight cache's bucket,
+    known once created). ``subnetwork``: the subnet of the VMs' region when it is not the stack's own
+    (``vllm:regions``)."""
     offering = spec.offering
-    startup_script = vm.bootstrap_script(
-        spec,
-        launch,
-        api_key_secret=identity.api_key_secret,
-        hf_token_secret=identity.hf_token_secret,
-        role=vm_role.role,
-        ray_env=vm_role.ray_env,
-        health_report=health_report(launch),
-        image_metadata_key=IMAGE_METADATA_KEY if mirror is not None else "",
+
+    def startup_script(weight_cache_url: str = "") -> str:
+        return vm.bootstrap_script(
+            spec,
+            launch,
+            api_key_secret=identity.api_key_secret,
+            hf_token_secret=identity.hf_token_secret,
+            role=vm_role.role,
+            ray_env=vm_role.ray_env,
+            health_report=health_report(launch),
+            image_metadata_key=IMAGE_METADATA_KEY if mirror is not None else "",
+            weight_cache_url=weight_cache_url,
+        )
+
+    script: pulumi.Input[str] = (
+        startup_script() if weight_cache is None else weight_cache.url.apply(startup_script)
     )
     image_metadata = {IMAGE_METADATA_KEY: mirror.image} if mirror is not None else {}
     if mirror is not None:  # the VMs pull with the reader grant in place
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[mirror.reader]))
+    if weight_cache is not None:  # and use the bucket with theirs
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[weight_cache.grant]))
     return compute.InstanceTemplate(
         name,
         description=f"vLLM {vm_role.role} on {offering.machine_type} ({spec.gpu}) for stack {spec.stack}",
@@ -291,7 +304,7 @@ def instance_template(
         },
         service_account={"email": identity.account.email, "scopes": list(VM_SCOPES)},
         metadata={
-            "startup-script": startup_script,
+            "startup-script": script,
             "install-nvidia-driver": "True",
             "enable-oslogin": "TRUE",
             "block-project-ssh-keys": "TRUE",

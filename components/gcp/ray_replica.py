@@ -30,6 +30,7 @@ from components.gcp.machine import (
 from components.gcp.machine import machine_series as series_of
 from components.gcp.network import SUBNET_CIDR, Network
 from components.gcp.registry import ImageMirror
+from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -54,6 +55,7 @@ class RayReplicaArgs:
     zone: str
     previous: RayReplica | None = None  # the replica that rolls before this one
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class RayReplica(pulumi.ComponentResource):
@@ -146,6 +148,7 @@ class RayReplica(pulumi.ComponentResource):
             args.identity,
             args.mirror,
             child,
+            weight_cache=args.weight_cache,
         )
         self.worker_template = instance_template(
             f"{name}-worker",
@@ -161,6 +164,7 @@ class RayReplica(pulumi.ComponentResource):
             args.identity,
             args.mirror,
             child,
+            weight_cache=args.weight_cache,
         )
         self.health_check = autohealing_check(f"{name}-autoheal", launch, child)
         head_name = f"{spec.name}-r{index}-head"

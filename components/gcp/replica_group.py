@@ -22,6 +22,7 @@ from components.gcp.machine import (
 )
 from components.gcp.network import Network
 from components.gcp.registry import ImageMirror
+from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -64,6 +65,7 @@ class ReplicaGroupArgs:
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
     subnetwork: pulumi.Input[str] | None = None  # the region's subnet when not the stack's own
     base_instance_name: str | None = None  # VM name prefix when several groups share a zone
+    weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
 class ReplicaGroup(pulumi.ComponentResource):
@@ -100,6 +102,7 @@ class ReplicaGroup(pulumi.ComponentResource):
             args.mirror,
             child,
             subnetwork=args.subnetwork,
+            weight_cache=args.weight_cache,
         )
         self.group_manager = compute.RegionInstanceGroupManager(
             f"{name}-mig",

@@ -27,6 +27,11 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
+#: A PersistentVolumeClaim's name: a DNS subdomain (RFC 1123), at most 253 characters (Kubernetes "Object
+#: Names and IDs").
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 @dataclass(frozen=True, kw_only=True)
 class KubernetesSettings:
     """The Kubernetes keys of a stack, validated (README "Kubernetes")."""
@@ -47,6 +52,8 @@ class KubernetesSettings:
     activation_query: str | None = None
     #: vllm:tlsSecretName: a kubernetes.io/tls Secret in the namespace; vLLM serves HTTPS from it.
     tls_secret_name: str | None = None
+    #: vllm:cacheClaim: an existing ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
+    cache_claim: str | None = None
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
@@ -78,6 +85,13 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
         raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
     service_type = read.choice("serviceType", SERVICE_TYPES, "LoadBalancer")
+    cache_claim = read.string("cacheClaim")
+    if cache_claim is not None and not DNS_SUBDOMAIN.match(cache_claim):
+        raise SpecError(
+            f"{PROJECT}:cacheClaim",
+            cache_claim,
+            "the name of a PersistentVolumeClaim in the stack's namespace",
+        )
     allowed = read.raw("allowedCidrs")
     if service_type == "ClusterIP" and allowed is not None:
         raise SpecError(
@@ -123,6 +137,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             prometheus_url=_prometheus_url(read.string("prometheusUrl")),
             activation_query=read.string("activationQuery"),
             tls_secret_name=tls_secret_name,
+            cache_claim=cache_claim,
         )
     )
 
@@ -246,6 +261,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "serviceType": k8s.service_type,
         "installLeaderWorkerSet": k8s.install_leader_worker_set,
         "tlsSecretName": k8s.tls_secret_name,
+        "cacheClaim": k8s.cache_claim,
     }
 
 
@@ -267,6 +283,7 @@ BACKEND = Backend(
         "prometheusUrl",
         "activationQuery",
         "tlsSecretName",
+        "cacheClaim",
     ),
     catalog=CATALOG,
     read_placement=read_placement,
@@ -286,6 +303,7 @@ BACKEND = Backend(
                 "unset on kubernetes: reserved capacity belongs to the cluster's node pools (a GKE node "
                 "pool's --reservation-affinity, a Karpenter NodePool's reserved capacity), not to its pods"
             ),
+            Feature.WEIGHT_CACHE_BUCKET: "hub on kubernetes (vllm:cacheClaim shares one cache between pods)",
         }
     ),
     plan_properties=MappingProxyType(

@@ -64,6 +64,8 @@ POD_SCHEDULE_AND_PULL_SECONDS = 1200
 #: both the download and the compilation.
 CACHE_DIR = posixpath.dirname(HF_CACHE_DIR)
 CACHE_VOLUME = "cache"
+#: vllm:cacheClaim's volume: the HF cache alone, shared by every pod (the compile cache stays per pod).
+SHARED_HF_CACHE_VOLUME = "hf-cache"
 SHM_VOLUME = "shm"
 #: Room in the cache beyond the weights: vLLM's torch.compile cache, huggingface_hub's Xet chunk cache
 #: (under the same HF home) and the container's logs, which count towards its ephemeral storage too.
@@ -241,6 +243,7 @@ def container(
             {"name": SHM_VOLUME, "mountPath": "/dev/shm"},
             {"name": CACHE_VOLUME, "mountPath": CACHE_DIR},
             *([tls.mount()] if serves and tls.serves_tls(spec) else []),
+            *shared_hf_cache_mounts(spec),
             *(extra_mounts or []),
         ],
         "securityContext": security_context(spec),
@@ -251,6 +254,23 @@ def container(
         probes = health_probes(launch)
         result.update(tls.https_probes(probes) if tls.serves_tls(spec) else probes)
     return result
+
+
+def shared_hf_cache_mounts(spec: ServiceSpec) -> list[dict[str, Any]]:
+    """With vllm:cacheClaim, the HF cache is that ReadWriteMany claim, mounted over the per-pod cache's
+    ``huggingface`` folder: the first pod downloads each file and the others find it. huggingface_hub takes
+    a lock file per file under the cache's ``.locks/`` before it downloads (file_download.py: WeakFileLock),
+    so pods that start together still download each file once."""
+    if settings(spec).cache_claim is None:
+        return []
+    return [{"name": SHARED_HF_CACHE_VOLUME, "mountPath": HF_CACHE_DIR}]
+
+
+def shared_hf_cache_volumes(spec: ServiceSpec) -> list[dict[str, Any]]:
+    claim = settings(spec).cache_claim
+    if claim is None:
+        return []
+    return [{"name": SHARED_HF_CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim}}]
 
 
 def cache_claim_spec(spec: ServiceSpec) -> dict[str, Any]:
@@ -287,6 +307,7 @@ def pod_spec(
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gb(spec)}Gi"}},
             *([] if claimed_cache else [cache_volume(spec, component)]),
             *([tls.volume(spec)] if component == SERVER and tls.serves_tls(spec) else []),
+            *shared_hf_cache_volumes(spec),
             *(extra_volumes or []),
         ],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,

@@ -57,6 +57,8 @@ class Observation:
     container_started_at: float | None  # None: no running container
     unit_restarts: int  # systemd's NRestarts of the vLLM unit
     ready: bool  # vLLM /health is 200 (serve, ray-head) / connected to the Ray head (ray-worker)
+    #: when weight_cache.sh last chose a path for the weights (its --weight-path-file's mtime), if it did
+    fetch_started_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,11 +105,34 @@ class Judge:
             attempt_start = self.absent_since if self.absent_since is not None else seen.now
         if self.was_ready:  # a worker that lost its head: the budget counts from then, or from its restart
             attempt_start = max(attempt_start, self.last_ready)
+        if seen.container_started_at is None and seen.fetch_started_at is not None:
+            # fetching the weights (a wait for another replica's fill, then the Hub): from the last choice
+            attempt_start = max(attempt_start, seen.fetch_started_at)
         elapsed = seen.now - attempt_start
         what = "rejoining the Ray head" if self.was_ready else "loading"
         if elapsed <= self.budget:
             return Verdict(True, f"{what}: {elapsed:.0f} s of a {self.budget:.0f} s budget")
         return Verdict(False, f"{what} for {elapsed:.0f} s, over the {self.budget:.0f} s budget")
+
+
+def fetch_started_at(options: argparse.Namespace) -> float | None:
+    try:
+        return Path(options.weight_path_file).stat().st_mtime if options.weight_path_file else None
+    except OSError:
+        return None
+
+
+def path_budget(options: argparse.Namespace) -> float:
+    """The load budget of the path the weights took: --cached-budget once weight_cache.sh has recorded in
+    --weight-path-file that they came from the stack's bucket (or were already on the disk), else --budget
+    (the Hub's download, or still undecided)."""
+    if not options.cached_budget or not options.weight_path_file:
+        return options.budget
+    try:
+        path = Path(options.weight_path_file).read_text().strip()
+    except OSError:
+        return options.budget
+    return options.cached_budget if path in ("bucket", "local") else options.budget
 
 
 def parse_docker_time(text: str) -> float:
@@ -242,12 +267,19 @@ class Agent:
 
     def observe(self) -> Observation:
         options = self.options
+        self.judge.budget = path_budget(options)
         if options.role == "ray-worker":
             ready = connected_to(options.ray_head, options.ray_port)
         else:
             ready = vllm_ready(options.health_url, options.probe_timeout)
         started = container_started_at(options.container)
-        return Observation(time.time(), started, unit_restarts(options.unit), ready and started is not None)
+        return Observation(
+            time.time(),
+            started,
+            unit_restarts(options.unit),
+            ready and started is not None,
+            fetch_started_at(options),
+        )
 
     def held(self, verdict: Verdict) -> Verdict:
         """The verdict served over HTTP: a loading replica is held unhealthy until --hold-until-uptime, on
@@ -326,6 +358,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--role", choices=ROLES, required=True)
     parser.add_argument("--budget", type=float, required=True, help="seconds a start may take to be ready")
+    parser.add_argument(
+        "--cached-budget", type=float, default=0.0, help="the budget once the weights are local"
+    )
+    parser.add_argument("--weight-path-file", default="", help="where weight_cache.sh records their path")
     parser.add_argument("--max-failed-starts", type=int, default=3)
     parser.add_argument(
         "--failed-looks",

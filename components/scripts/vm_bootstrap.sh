@@ -3,6 +3,7 @@
 #
 #   vm_bootstrap.sh            boot: start the health agent, check the GPU stack, install the unit, start it
 #   vm_bootstrap.sh secrets    (unit ExecStartPre) read the HF token and API key from the secret store
+#   vm_bootstrap.sh disks      (unit ExecStartPre) mount the HF cache on the local NVMe, if the machine has it
 #   vm_bootstrap.sh run        (unit ExecStart) run the pinned vLLM container in the foreground
 #
 # Secrets are read from the cloud's secret store at every (re)start into a root-only file on tmpfs and
@@ -30,6 +31,14 @@ HEALTH_AGENT_GZIP_BASE64={{health_agent_gzip_base64}}
 # GCP: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of Docker Hub (its
 # address holds the project id, known once deployed); empty: pull IMAGE as rendered.
 IMAGE_METADATA_KEY={{image_metadata_key}}
+# The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
+# HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
+WEIGHT_CACHE_URL={{weight_cache_url}}
+WEIGHT_CACHE_DIR={{weight_cache_dir}}
+WEIGHT_CACHE_ENV=({{weight_cache_env}})
+WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
+# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache goes there); empty elsewhere.
+LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -143,6 +152,14 @@ install_unit() {
     base64 -d <<<"$RAY_BOOTSTRAP_GZIP_BASE64" | gunzip >"$INSTALL_DIR/ray_bootstrap.sh"
     chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
   fi
+  if [ -n "$WEIGHT_CACHE_URL" ]; then
+    base64 -d <<<"$WEIGHT_CACHE_GZIP_BASE64" | gunzip >"$INSTALL_DIR/weight_cache.sh"
+    chmod 0755 "$INSTALL_DIR/weight_cache.sh"
+  fi
+  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
+    base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
+    chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+  fi
   cat >"$UNIT" <<EOF
 [Unit]
 Description=vLLM OpenAI-compatible server ($ROLE)
@@ -156,6 +173,7 @@ RestartSec=10
 TimeoutStartSec=infinity
 ExecStartPre=-/usr/bin/docker rm -f vllm
 ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh secrets
+ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh disks
 ExecStart=$INSTALL_DIR/vm_bootstrap.sh run
 ExecStop=/usr/bin/docker stop --time 60 vllm
 
@@ -177,8 +195,23 @@ resolve_image() {
   IMAGE=$mirrored
 }
 
+# The HF cache on the local NVMe array, at every start (a reboot, which AWS user data does not rerun, leaves
+# it unmounted); nothing on machines without local NVMe.
+mount_local_nvme() {
+  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
+}
+
+# The model's files from the stack's bucket, or from the Hub once for the whole stack (weight_cache.sh),
+# before vLLM starts; the pulled image runs the Hub download with the HF token of the secrets file.
+fetch_weights() {
+  if [ -z "$WEIGHT_CACHE_URL" ]; then return 0; fi
+  env "${WEIGHT_CACHE_ENV[@]}" WEIGHT_CACHE_URL="$WEIGHT_CACHE_URL" WEIGHT_CACHE_DIR="$HF_CACHE/$WEIGHT_CACHE_DIR" \
+    WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" "$INSTALL_DIR/weight_cache.sh" fetch
+}
+
 run_container() {
   resolve_image
+  fetch_weights
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
@@ -220,9 +253,10 @@ main() {
       log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"
       ;;
     secrets) write_secrets ;;
+    disks) mount_local_nvme ;;
     run) run_container ;;
     *)
-      log "usage: $0 [boot|secrets|run]"
+      log "usage: $0 [boot|secrets|disks|run]"
       exit 2
       ;;
   esac

@@ -1,0 +1,293 @@
+"""The weight cache protocol (scripts/weight_cache.sh), run with fake gcloud, aws and hf CLIs whose buckets
+are directories: one replica fills the bucket from the Hub under a conditional-create lock,
+the others copy it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components import scripts
+
+SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
+MODEL = "acme/tiny-llm"
+WEIGHTS = b"w" * 4096
+DEADLINE_SECONDS = 120  # a loaded 2-core machine; the protocol itself takes a second or two
+
+#: gs://BUCKET/KEY and s3://BUCKET/KEY are $BUCKETS/BUCKET/KEY. A conditional create uses bash's noclobber
+#: (O_EXCL), as atomic as the clouds' preconditions. FAKE_BAD_COPIES: that many first syncs drop bytes.
+COMMON = r"""
+set -euo pipefail
+local_path() { case "$1" in gs://* | s3://*) echo "$BUCKETS/${1#*://}" ;; *) echo "$1" ;; esac; }
+put() { local target; target=$(local_path "$2"); mkdir -p "$(dirname "$target")"; cp "$1" "$target"; }
+exclusive_write() { mkdir -p "$(dirname "$2")"; (set -o noclobber; cat "$1" >"$2") 2>/dev/null; }
+sync_tree() {
+  local src dst
+  src=$(local_path "$1"); dst=$(local_path "$2")
+  [ -d "$src" ] || exit 1
+  mkdir -p "$dst"
+  (cd "$src" && find . -type f ! -path './.cache/*' -print0) | while IFS= read -r -d '' file; do
+    mkdir -p "$dst/$(dirname "$file")"; cp "$src/$file" "$dst/$file"
+  done
+  echo x >>"$BUCKETS/.syncs"
+  if [ "$(wc -l <"$BUCKETS/.syncs")" -le "${FAKE_BAD_COPIES:-0}" ]; then
+    find "$dst" -name '*.safetensors' -exec truncate -s 10 {} +
+  fi
+}
+"""
+
+GCLOUD = r"""
+echo "$*" >>"$BUCKETS/.gcloud-calls"
+words=(); generation=""
+for arg in "${@:3}"; do
+  case "$arg" in
+    --if-generation-match=*) generation=${arg#*=} ;;
+    --quiet | --recursive | --exclude=*) ;;
+    *) words+=("$arg") ;;
+  esac
+done
+case "$1 $2" in
+  "storage cp")
+    if [ "$generation" = 0 ]; then exclusive_write "${words[0]}" "$(local_path "${words[1]}")" || exit 1
+    else put "${words[0]}" "${words[1]}"; fi ;;
+  "storage cat") cat "$(local_path "${words[0]}")" ;;
+  "storage rsync") sync_tree "${words[0]}" "${words[1]}" ;;
+  *) exit 1 ;;
+esac
+"""
+
+AWS = r"""
+echo "$*" >>"$BUCKETS/.aws-calls"
+words=(); declare -A opt=()
+set -- "$@"
+command="$1 $2"; shift 2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --region | --exclude) shift 2 ;;
+    --only-show-errors) shift ;;
+    --bucket | --key | --body | --if-none-match) opt[$1]=$2; shift 2 ;;
+    *) words+=("$1"); shift ;;
+  esac
+done
+case "$command" in
+  "s3api put-object")
+    [ "${opt[--if-none-match]}" = "*" ] || exit 2
+    exclusive_write "${opt[--body]}" "$BUCKETS/${opt[--bucket]}/${opt[--key]}" || exit 1 ;;
+  "s3 cp")
+    if [ "${words[1]}" = - ]; then cat "$(local_path "${words[0]}")"
+    else put "${words[0]}" "${words[1]}"; fi ;;
+  "s3 sync") sync_tree "${words[0]}" "${words[1]}" ;;
+  *) exit 1 ;;
+esac
+"""
+
+#: hf download MODEL --local-dir DIR: records the download, takes a moment (the race window), writes files.
+HF = r"""
+set -euo pipefail
+[ "$1" = download ] && [ "$3" = --local-dir ] || exit 2
+echo "$2 $(hostname)" >>"$BUCKETS/.hub-downloads"
+sleep 1
+mkdir -p "$4/.cache/huggingface"
+echo '{"model_type": "llama"}' >"$4/config.json"
+head -c 4096 /dev/zero | tr '\0' w >"$4/model.safetensors"
+echo metadata >"$4/.cache/huggingface/model.safetensors.metadata"
+"""
+
+
+@pytest.fixture
+def buckets(tmp_path: Path) -> Path:
+    root = tmp_path / "buckets"
+    root.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"gcloud": COMMON + GCLOUD, "aws": COMMON + AWS, "hf": HF}.items():
+        path = bin_dir / name
+        path.write_text(f"#!/usr/bin/env bash\n{body}")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return root
+
+
+def env_for(buckets: Path, url: str, replica: str, **settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{buckets.parent / 'bin'}:{os.environ['PATH']}",
+        "BUCKETS": str(buckets),
+        "WEIGHT_CACHE_URL": url,
+        "WEIGHT_CACHE_MODEL": MODEL,
+        "WEIGHT_CACHE_DIR": str(buckets.parent / replica / "weights"),
+        "WEIGHT_CACHE_POLL_SECONDS": "1",
+        "WEIGHT_CACHE_REGION": "us-east-1",
+        **settings,
+    }
+
+
+def start(env: dict[str, str]) -> subprocess.Popen:
+    script = scripts.path("weight_cache.sh")
+    return subprocess.Popen(
+        ["bash", str(script), "fetch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=DEADLINE_SECONDS)
+    assert process.returncode == 0, output
+    return output
+
+
+def fetch(env: dict[str, str]) -> str:
+    return finish(start(env))
+
+
+def hub_downloads(buckets: Path) -> list[str]:
+    log = buckets / ".hub-downloads"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def has_the_weights(env: dict[str, str]) -> bool:
+    weights = Path(env["WEIGHT_CACHE_DIR"]) / "model.safetensors"
+    return weights.exists() and weights.read_bytes() == WEIGHTS
+
+
+def prefix(buckets: Path, url: str) -> Path:
+    return buckets / url.split("://")[1] / MODEL
+
+
+def fill_by_hand(buckets: Path, url: str, marker_size: int = len(WEIGHTS)) -> None:
+    """What a finished filler leaves: the files, then a marker listing them."""
+    files = prefix(buckets, url) / "files"
+    files.mkdir(parents=True)
+    (files / "config.json").write_text('{"model_type": "llama"}\n')
+    (files / "model.safetensors").write_bytes(WEIGHTS)
+    (prefix(buckets, url) / ".complete").write_text(f"24 config.json\n{marker_size} model.safetensors\n")
+
+
+def lock_by_hand(buckets: Path, url: str, epoch: int) -> None:
+    prefix(buckets, url).mkdir(parents=True, exist_ok=True)
+    (prefix(buckets, url) / ".lock").write_text(f"other-replica {epoch}\n")
+
+
+URLS = pytest.mark.parametrize("url", ["gs://vllm-weights-test", "s3://vllm-weights-test"])
+
+
+def test_the_script_passes_shellcheck():
+    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
+    result = subprocess.run([binary, "-s", "bash", str(scripts.path("weight_cache.sh"))], capture_output=True)
+    assert result.returncode == 0, result.stdout
+
+
+@URLS
+def test_two_replicas_racing_download_from_the_hub_once(buckets, url):
+    first, second = env_for(buckets, url, "a"), env_for(buckets, url, "b")
+    outputs = [finish(process) for process in [start(first), start(second)]]
+    assert len(hub_downloads(buckets)) == 1, outputs
+    assert has_the_weights(first) and has_the_weights(second)
+    assert sum("lock taken" in output for output in outputs) == 1
+
+
+@URLS
+def test_the_filler_writes_a_marker_listing_every_file_and_its_size(buckets, url):
+    fetch(env_for(buckets, url, "a"))
+    marker = (prefix(buckets, url) / ".complete").read_text().splitlines()
+    assert marker == ["24 config.json", f"{len(WEIGHTS)} model.safetensors"]  # no .cache/ of hf's own
+    assert (prefix(buckets, url) / "files" / "model.safetensors").read_bytes() == WEIGHTS
+
+
+@URLS
+def test_a_replica_that_finds_the_marker_copies_from_the_bucket(buckets, url):
+    fill_by_hand(buckets, url)
+    output = fetch(env_for(buckets, url, "a"))
+    assert hub_downloads(buckets) == []
+    assert has_the_weights(env_for(buckets, url, "a"))
+    assert "copying" in output
+
+
+@URLS
+def test_a_waiter_copies_once_the_filler_writes_its_marker(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()))
+    waiter = start(env_for(buckets, url, "a"))
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not (buckets / (".gcloud-calls" if url.startswith("gs") else ".aws-calls")).exists():
+        assert time.monotonic() < deadline and waiter.poll() is None
+        time.sleep(0.1)
+    fill_by_hand(buckets, url)
+    output = finish(waiter)
+    assert "waiting" in output
+    assert hub_downloads(buckets) == []
+    assert has_the_weights(env_for(buckets, url, "a"))
+
+
+@URLS
+def test_a_stale_lock_sends_the_replica_to_the_hub_and_it_takes_the_fill_over(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()) - 7300)
+    output = fetch(env_for(buckets, url, "a", WEIGHT_CACHE_LOCK_SECONDS="7200"))
+    assert "its filler died" in output
+    assert len(hub_downloads(buckets)) == 1
+    assert (prefix(buckets, url) / ".complete").exists()  # the next replica copies
+    fetch(env_for(buckets, url, "b"))
+    assert len(hub_downloads(buckets)) == 1
+
+
+@URLS
+def test_replicas_that_find_the_same_stale_lock_fill_the_bucket_once(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()) - 7300)
+    outputs = [finish(process) for process in [start(env_for(buckets, url, r)) for r in "ab"]]
+    assert sum("filled" in output for output in outputs) == 1, outputs
+    assert len(hub_downloads(buckets)) == 2  # neither could wait for the other
+
+
+@URLS
+def test_a_wait_past_its_bound_falls_back_to_the_hub(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()))
+    output = fetch(env_for(buckets, url, "a", WEIGHT_CACHE_WAIT_SECONDS="2"))
+    assert "no marker after" in output
+    assert len(hub_downloads(buckets)) == 1
+    assert has_the_weights(env_for(buckets, url, "a"))
+    assert not (prefix(buckets, url) / ".complete").exists()  # the filler still owns the fill
+
+
+@URLS
+def test_a_copy_that_does_not_match_the_marker_is_copied_again(buckets, url):
+    fill_by_hand(buckets, url)
+    output = fetch(env_for(buckets, url, "a", FAKE_BAD_COPIES="1"))
+    assert "copying again" in output
+    assert hub_downloads(buckets) == []
+    assert has_the_weights(env_for(buckets, url, "a"))
+
+
+@URLS
+def test_a_bucket_that_never_matches_its_marker_falls_back_to_the_hub(buckets, url):
+    fill_by_hand(buckets, url, marker_size=len(WEIGHTS) + 1)
+    output = fetch(env_for(buckets, url, "a"))
+    assert "does not match its marker" in output
+    assert len(hub_downloads(buckets)) == 1
+    assert has_the_weights(env_for(buckets, url, "a"))
+
+
+@URLS
+def test_a_restarted_replica_keeps_its_local_copy_without_asking_the_bucket(buckets, url):
+    env = env_for(buckets, url, "a")
+    fetch(env)
+    for calls in buckets.glob(".*-calls"):
+        calls.unlink()
+    assert "already in" in fetch(env)
+    assert list(buckets.glob(".*-calls")) == []
+    assert len(hub_downloads(buckets)) == 1
+
+
+def test_the_gcs_lock_is_a_generation_precondition(buckets):
+    fetch(env_for(buckets, "gs://vllm-weights-test", "a"))
+    calls = (buckets / ".gcloud-calls").read_text()
+    assert "storage cp --quiet --if-generation-match=0 " in calls
+    assert f"gs://vllm-weights-test/{MODEL}/.lock" in calls
+
+
+def test_the_s3_lock_is_a_put_if_none_match(buckets):
+    fetch(env_for(buckets, "s3://vllm-weights-test", "a"))
+    calls = (buckets / ".aws-calls").read_text()
+    assert f"--bucket vllm-weights-test --key {MODEL}/.lock" in calls
+    assert "--if-none-match *" in calls

@@ -1,0 +1,412 @@
+"""vllm:weightCache on the clouds: the stack's private bucket, the replicas' access to it and nothing more,
+the boot script's hook, and the load budgets that follow the weights' path."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components import launch, scripts, vm
+from components.aws.weight_cache import BUCKET_PREFIX_MAX
+from components.launch import launch_spec
+from components.spec import SpecError, build_spec
+from components.vm import bootstrap_script
+from policy import validators as policy_validators
+from tests.harness import Run, run_program
+from tests.test_vm_bootstrap import health_report, run_script, sandbox, shellcheck  # noqa: F401 (a fixture)
+
+sys.path.insert(0, str(scripts.SCRIPTS_DIR))
+import health_agent
+
+SECRETS = {"vllm:hfToken": "hf_testtoken123", "vllm:apiKey": "sk-test-key-0123456789"}
+GCS_BUCKET = "gcp:storage/bucket:Bucket"
+S3_BUCKET = "aws:s3/bucket:Bucket"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+MODEL = "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8"
+
+
+@pytest.fixture(scope="module")
+def gcp() -> Run:
+    return run_program("gcp-h100", secrets=SECRETS)
+
+
+@pytest.fixture(scope="module")
+def aws() -> Run:
+    return run_program("aws-h100", secrets=SECRETS)
+
+
+def script_value(script: str, name: str) -> str:
+    (line,) = [line for line in script.splitlines() if line.startswith(f"{name}=")]
+    return line.split("=", 1)[1]
+
+
+def aws_user_data(template) -> str:
+    raw = base64.b64decode(template.inputs["userData"])
+    return gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
+
+
+# --- GCP -------------------------------------------------------------------------------------------------
+
+
+def test_gcp_the_bucket_is_private_regional_and_destroyed_with_the_stack(gcp):
+    bucket = gcp.one(GCS_BUCKET).inputs
+    assert bucket["uniformBucketLevelAccess"] is True
+    assert bucket["publicAccessPrevention"] == "enforced"
+    assert bucket["forceDestroy"] is True
+    assert bucket["location"] == "us-central1"
+    assert "encryption" not in bucket  # Google-managed encryption at rest, the default
+    assert bucket["softDeletePolicy"] == {"retentionDurationSeconds": 0}
+
+
+def test_gcp_only_the_replicas_account_may_use_the_bucket_and_only_that_bucket(gcp):
+    (grant,) = gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    account = gcp.one("gcp:serviceaccount/account:Account").outputs["member"]
+    assert grant.inputs == {
+        "bucket": gcp.one(GCS_BUCKET).outputs["name"],
+        "role": "roles/storage.objectUser",
+        "member": account,
+    }
+    project_roles = {r.inputs["role"] for r in gcp.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert not any("storage" in role for role in project_roles)
+
+
+def test_gcp_every_vm_fetches_from_the_bucket_and_vllm_loads_the_local_copy(gcp):
+    script = gcp.one(TEMPLATE).inputs["metadata"]["startup-script"]
+    assert script_value(script, "WEIGHT_CACHE_URL") == gcp.one(GCS_BUCKET).outputs["url"]
+    argv = shlex.split(script_value(script, "VLLM_ARGV")[1:-1])
+    assert argv[:3] == ["vllm", "serve", f"/root/.cache/huggingface/weights/{MODEL}"]
+    assert argv[argv.index("--served-model-name") + 1] == MODEL
+    assert shellcheck(script).returncode == 0
+
+
+def test_gcp_with_the_hub_there_is_no_bucket_and_vllm_downloads_itself():
+    run = run_program("gcp-h100", {"vllm:weightCache": "hub"}, secrets=SECRETS)
+    assert not run.of_type(GCS_BUCKET) and not run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    script = run.one(TEMPLATE).inputs["metadata"]["startup-script"]
+    assert script_value(script, "WEIGHT_CACHE_URL") == "''"
+    assert f"vllm serve {MODEL}" in " ".join(shlex.split(script_value(script, "VLLM_ARGV")[1:-1]))
+
+
+def test_gcp_ray_nodes_all_fetch_the_weights():
+    run = run_program("gcp-h100-multinode", secrets=SECRETS)
+    url = run.one(GCS_BUCKET).outputs["url"]
+    for template in run.of_type(TEMPLATE):
+        assert script_value(template.inputs["metadata"]["startup-script"], "WEIGHT_CACHE_URL") == url
+
+
+# --- AWS -------------------------------------------------------------------------------------------------
+
+
+def test_aws_the_bucket_blocks_public_access_enforces_ownership_encrypts_and_is_destroyed(aws):
+    bucket = aws.one(S3_BUCKET)
+    assert bucket.inputs["forceDestroy"] is True
+    block = aws.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    assert all(block[flag] is True for flag in flags)
+    assert block["bucket"] == bucket.outputs["bucket"]
+    ownership = aws.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs
+    assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    encryption = aws.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    ).inputs
+    assert encryption["rules"] == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
+
+
+def test_aws_the_role_may_get_put_and_list_that_bucket_only(aws):
+    arn = aws.one(S3_BUCKET).outputs["arn"]
+    statements = json.loads(aws.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
+    s3 = {s["Action"]: s["Resource"] for s in statements if s["Action"].startswith("s3:")}
+    assert s3 == {"s3:GetObject": f"{arn}/*", "s3:PutObject": f"{arn}/*", "s3:ListBucket": arn}
+
+
+@pytest.mark.parametrize("stack", ["aws-h100", "a-very-long-stack-name-for-a-production-service-x"])
+def test_aws_the_bucket_prefix_fits_s3s_37_characters(stack):
+    config = {} if stack == "aws-h100" else {"vllm:preset": "aws-h100"}
+    run = run_program(stack, config, secrets=SECRETS)
+    prefix = run.one(S3_BUCKET).inputs["bucketPrefix"]
+    assert len(prefix) <= BUCKET_PREFIX_MAX and prefix == prefix.lower()
+
+
+def test_aws_every_machine_fetches_from_the_bucket_in_its_region(aws):
+    script = aws_user_data(aws.one(LAUNCH_TEMPLATE))
+    assert script_value(script, "WEIGHT_CACHE_URL") == f"s3://{aws.one(S3_BUCKET).outputs['bucket']}"
+    assert "WEIGHT_CACHE_REGION=us-east-1" in script_value(script, "WEIGHT_CACHE_ENV")
+
+
+def test_aws_multi_node_user_data_with_the_cache_fits_ec2s_limit():
+    run = run_program("aws-h200-multinode", secrets=SECRETS)
+    for template in run.of_type(LAUNCH_TEMPLATE):
+        assert len(base64.b64decode(template.inputs["userData"])) <= 16 * 1024
+        assert script_value(aws_user_data(template), "WEIGHT_CACHE_URL").startswith("s3://")
+
+
+# --- the spec --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_the_bucket_is_the_default_on_the_clouds(stack):
+    assert build_spec(stack, {}).weight_cache == "bucket"
+
+
+def test_kubernetes_keeps_the_hub_and_refuses_a_bucket():
+    assert build_spec("k8s-h100", {}).weight_cache == "hub"
+    with pytest.raises(SpecError) as refused:
+        build_spec("k8s-h100", {"vllm:weightCache": "bucket"})
+    assert refused.value.key == "vllm:weightCache" and "cacheClaim" in refused.value.valid
+
+
+def test_an_unknown_weight_cache_is_refused_naming_the_choices():
+    with pytest.raises(SpecError) as refused:
+        build_spec("gcp-h100", {"vllm:weightCache": "nfs"})
+    assert refused.value.key == "vllm:weightCache" and refused.value.valid == "one of bucket, hub"
+
+
+# --- the boot script's hook ------------------------------------------------------------------------------
+
+
+def rendered_with_cache(url: str = "gs://vllm-weights-0a1b2c3") -> str:
+    spec = build_spec("gcp-h100", {})
+    serving = launch_spec(spec, True)
+    return bootstrap_script(
+        spec,
+        serving,
+        api_key_secret="k",
+        hf_token_secret="t",
+        weight_cache_url=url,
+        health_report=health_report(spec, serving),
+    )
+
+
+def test_the_weights_are_fetched_before_vllm_starts_into_the_mounted_cache(sandbox):  # noqa: F811
+    install = Path(sandbox["VLLM_INSTALL_DIR"])
+    install.mkdir(parents=True)
+    fake = install / "weight_cache.sh"
+    fake.write_text(f"#!/usr/bin/env bash\nenv | grep ^WEIGHT_CACHE_ | sort > {sandbox['TMP']}/fetch-env\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    result = run_script(rendered_with_cache(), sandbox, "run")
+    assert result.returncode == 0, result.stderr
+    env = dict(line.split("=", 1) for line in (Path(sandbox["TMP"]) / "fetch-env").read_text().splitlines())
+    assert env["WEIGHT_CACHE_URL"] == "gs://vllm-weights-0a1b2c3"
+    assert env["WEIGHT_CACHE_DIR"] == f"{sandbox['VLLM_HF_CACHE']}/weights/{MODEL}"
+    assert env["WEIGHT_CACHE_ENV_FILE"] == sandbox["VLLM_SECRETS_FILE"]  # the HF token, for the Hub
+    assert env["WEIGHT_CACHE_IMAGE"] == "vllm/vllm-openai:v0.33.0"
+    argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    assert f"/root/.cache/huggingface/weights/{MODEL}" in argv  # the local copy, in the mounted cache
+
+
+def test_a_failed_fetch_does_not_start_vllm(sandbox):  # noqa: F811
+    install = Path(sandbox["VLLM_INSTALL_DIR"])
+    install.mkdir(parents=True)
+    (install / "weight_cache.sh").write_text("#!/usr/bin/env bash\nexit 1\n")
+    (install / "weight_cache.sh").chmod(0o755)
+    assert run_script(rendered_with_cache(), sandbox, "run").returncode != 0
+    assert not (Path(sandbox["TMP"]) / "docker-argv").exists()
+
+
+def test_boot_installs_the_weight_cache_script_without_its_comments(sandbox):  # noqa: F811
+    assert run_script(rendered_with_cache(), sandbox, "boot").returncode == 0
+    installed = (Path(sandbox["VLLM_INSTALL_DIR"]) / "weight_cache.sh").read_text()
+    assert installed == vm.shipped("weight_cache.sh")
+    assert shellcheck(installed).returncode == 0
+    assert "if-generation-match=0" in installed
+
+
+def test_the_health_agent_learns_the_bucket_paths_budget():
+    script = rendered_with_cache()
+    spec = build_spec("gcp-h100", {})
+    args = shlex.split(script_value(script, "HEALTH_AGENT_ARGS")[1:-1])
+    assert args[args.index("--cached-budget") + 1] == str(launch.probe_timings(spec).cached_startup_seconds)
+    assert args[args.index("--weight-path-file") + 1] == vm.WEIGHT_PATH_FILE
+
+
+def test_without_the_cache_the_script_stays_as_it_was():
+    spec = build_spec("gcp-h100", {})
+    serving = launch_spec(spec, True)
+    script = bootstrap_script(
+        spec, serving, api_key_secret="k", hf_token_secret="t", health_report=health_report(spec, serving)
+    )
+    assert script_value(script, "WEIGHT_CACHE_GZIP_BASE64") == "''"
+    assert "--cached-budget" not in script
+
+
+# --- budgets that follow the path ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_a_replica_that_copies_from_the_bucket_has_a_shorter_budget(stack):
+    timings = launch.probe_timings(build_spec(stack, {}))
+    assert timings.cached_startup_seconds < timings.startup_seconds
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_the_first_replicas_budget_still_covers_the_hub_download(stack):
+    with_bucket = launch.probe_timings(build_spec(stack, {}))
+    hub_only = launch.probe_timings(build_spec(stack, {"vllm:weightCache": "hub"}))
+    assert with_bucket.startup_seconds == hub_only.startup_seconds
+    assert hub_only.cached_startup_seconds == hub_only.startup_seconds  # every replica downloads
+
+
+def test_the_budget_is_computed_from_the_paths_rates():
+    spec = build_spec("aws-h100", {"vllm:modelSizeGb": "100"})
+    first, later = launch.cold_starts(spec)
+    disk = later.storage
+    assert first.fetch_seconds == 100 * 1000 // min(launch.HUB_MBPS, disk.write_mbps)
+    assert later.fetch_seconds == 100 * 1000 // min(launch.BUCKET_MBPS, disk.write_mbps)
+    assert later.read_seconds == first.read_seconds == 100 * 1000 // disk.read_mbps
+    assert first.fill_seconds == 100 * 1000 // launch.BUCKET_MBPS and later.fill_seconds == 0
+    assert later.total_seconds == launch.BASE_STARTUP_SECONDS + later.fetch_seconds + later.read_seconds
+
+
+def test_the_hub_path_on_a_network_disk_is_the_historic_5_s_per_gb():
+    config = {"vllm:cloud": "aws", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
+    spec = build_spec("l4", {**config, "vllm:modelSizeGb": "20", "vllm:weightCache": "hub"})
+    assert spec.offering.machine_type == "g6.xlarge"  # no instance store
+    assert launch.probe_timings(spec).startup_seconds == launch.BASE_STARTUP_SECONDS + 5 * 20
+
+
+def test_a_waiter_waits_for_the_fill_but_never_longer_than_its_health_agent_lets_it():
+    spec = build_spec("gcp-h100", {"vllm:modelSizeGb": "500"})
+    timings = launch.probe_timings(spec)
+    env = vm.weight_cache_env(spec, launch_spec(spec, True))
+    loading = timings.startup_seconds - launch.BASE_STARTUP_SECONDS  # the Hub budget past the fixed start
+    assert timings.fill_seconds > loading  # the upload outlasts the read from local NVMe
+    assert int(env["WEIGHT_CACHE_WAIT_SECONDS"]) == loading
+    assert int(env["WEIGHT_CACHE_LOCK_SECONDS"]) == 2 * timings.fill_seconds
+
+
+@pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
+def test_ray_nodes_do_not_wait_for_another_fill(role):
+    spec = build_spec("gcp-h100-multinode", {})
+    assert vm.weight_cache_env(spec, launch_spec(spec, True), role)["WEIGHT_CACHE_WAIT_SECONDS"] == "0"
+
+
+def test_the_shipped_script_is_the_source_without_comment_lines():
+    shipped = vm.shipped("weight_cache.sh")
+    assert shipped.startswith("#!/usr/bin/env bash\n")
+    assert not [line for line in shipped.splitlines()[1:] if line.lstrip().startswith("#")]
+    result = subprocess.run(["bash", "-n"], input=shipped, text=True, capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+# --- the health agent's budget per path ------------------------------------------------------------------
+
+
+def agent_options(tmp_path: Path, path: str | None, cached: float = 300.0) -> argparse.Namespace:
+    path_file = tmp_path / "weight-path"
+    if path is not None:
+        path_file.write_text(f"{path}\n")
+    return argparse.Namespace(budget=1000.0, cached_budget=cached, weight_path_file=str(path_file))
+
+
+@pytest.mark.parametrize(
+    ("path", "budget"), [("bucket", 300.0), ("local", 300.0), ("hub", 1000.0), (None, 1000.0)]
+)
+def test_the_agent_judges_on_the_budget_of_the_path_the_weights_took(tmp_path, path, budget):
+    assert health_agent.path_budget(agent_options(tmp_path, path)) == budget
+
+
+def test_without_a_cache_the_agent_keeps_its_one_budget(tmp_path):
+    assert health_agent.path_budget(agent_options(tmp_path, "bucket", cached=0.0)) == 1000.0
+
+
+def test_a_replica_that_turns_to_the_hub_after_waiting_gets_the_hub_budget_from_then():
+    judge = health_agent.Judge("serve", 1000.0, max_failed_starts=3, started=0.0)
+    waited = health_agent.Observation(
+        now=1500.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
+    )
+    assert judge.judge(waited).healthy  # 600 s into its own download
+    late = health_agent.Observation(
+        now=1901.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
+    )
+    assert not judge.judge(late).healthy
+
+
+# --- local NVMe ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "config", "disks"),
+    [
+        ("gcp-h100", {}, 16),  # a3-highgpu-8g: 16 local SSDs
+        ("aws-h100", {}, 8),  # p5.48xlarge: 8 instance store volumes
+        ("g6e", {"vllm:cloud": "aws", "vllm:gpu": "L40S:1", "vllm:model": "Qwen/Qwen3-8B"}, 1),
+    ],
+)
+def test_machines_with_local_nvme_keep_the_weights_there(stack, config, disks):
+    spec = build_spec(stack, config)
+    storage = launch.cold_starts(spec)[0].storage
+    assert storage.local and f"({disks} x" in storage.name
+    assert vm.has_local_nvme(spec)
+
+
+@pytest.mark.parametrize(("cloud", "gpu"), [("gcp", "L4:1"), ("aws", "L4:1"), ("gcp", "A100:8")])
+def test_machines_without_local_nvme_keep_the_boot_disk(cloud, gpu):
+    spec = build_spec("plain", {"vllm:cloud": cloud, "vllm:gpu": gpu, "vllm:model": "Qwen/Qwen3-8B"})
+    assert not launch.cold_starts(spec)[0].storage.local and not vm.has_local_nvme(spec)
+    serving = launch_spec(spec, True)
+    script = bootstrap_script(
+        spec, serving, api_key_secret="k", hf_token_secret=None, health_report=health_report(spec, serving)
+    )
+    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") == "''"
+
+
+def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
+    from components.gcp.machine import MAX_ROLL_WAIT_SECONDS
+
+    config = {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "B200:8", "vllm:spot": True}
+    spec = build_spec("b200", {**config, "vllm:modelSizeGb": "1280", "vllm:diskSizeGb": "1400"})
+    assert launch.probe_timings(spec).startup_seconds <= MAX_ROLL_WAIT_SECONDS  # 7000 s on the boot disk
+
+
+def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811
+    script = rendered_with_cache()
+    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") != "''"
+    assert run_script(script, sandbox, "boot").returncode == 0
+    unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
+    install = sandbox["VLLM_INSTALL_DIR"]
+    assert unit.index(f"{install}/vm_bootstrap.sh disks") < unit.index(f"{install}/vm_bootstrap.sh run")
+    assert (Path(install) / "local_nvme.sh").read_text() == vm.shipped("local_nvme.sh")
+
+
+# --- the policy pack -------------------------------------------------------------------------------------
+
+
+def test_the_policy_pack_finds_the_stacks_buckets_private(gcp, aws):
+    for run in (gcp, aws):
+        for resource in run.resources:
+            assert policy_validators.bucket_violations(resource.type, resource.inputs) == [], resource.name
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "props"),
+    [
+        (GCS_BUCKET, {"uniformBucketLevelAccess": True, "publicAccessPrevention": "inherited"}),
+        (GCS_BUCKET, {"uniformBucketLevelAccess": False, "publicAccessPrevention": "enforced"}),
+        (
+            "gcp:storage/bucketIAMMember:BucketIAMMember",
+            {"role": "roles/storage.objectViewer", "member": "allUsers"},
+        ),
+        ("gcp:storage/bucketIAMBinding:BucketIAMBinding", {"members": ["allAuthenticatedUsers"]}),
+        (
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            {
+                "blockPublicAcls": True,
+                "blockPublicPolicy": False,
+                "ignorePublicAcls": True,
+                "restrictPublicBuckets": True,
+            },
+        ),
+    ],
+)
+def test_the_policy_pack_refuses_a_bucket_made_public(resource_type, props):
+    assert policy_validators.bucket_violations(resource_type, props) != []
