@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -70,5 +71,5 @@ class Deployment:
     #: What runs the replicas (a replica is one vLLM server behind the load balancer): one ``ReplicaGroup``
     #: of single-node replicas; when nodes > 1, one ``RayReplica`` per replica (GCP, AWS) or one
     #: ``RayReplicaGroup`` of them all (Kubernetes: a LeaderWorkerSet).
-    replicas: list[pulumi.ComponentResource]
+    replicas: Sequence[pulumi.ComponentResource]
     network: pulumi.ComponentResource | None = None

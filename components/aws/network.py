@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.vpc as vpc
 
+from components import vm
 from components.aws.backend import AwsSettings
 from components.aws.backend import settings as aws_settings
 from components.aws.names import ec2_description
@@ -65,7 +66,8 @@ class Network(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)
-        instance_type = spec.offering.machine_type
+        instance_type = vm.machine_type(spec)
+        region = vm.vm_region(spec)
         settings = aws_settings(spec)
 
         if settings.vpc_id is None:
@@ -88,7 +90,7 @@ class Network(pulumi.ComponentResource):
             location_type="availability-zone",
             filters=[{"name": "instance-type", "values": [instance_type]}],
             opts=invoke,
-        ).locations.apply(lambda zones: _checked_offered(instance_type, spec.region, zones))
+        ).locations.apply(lambda zones: _checked_offered(instance_type, region, zones))
         in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids
         named = pulumi.Output.all(in_scope, self.vpc_id).apply(
             lambda found: _checked_scope("vllm:subnetIds", settings.subnet_ids, found[0], found[1])
@@ -123,7 +125,6 @@ class Network(pulumi.ComponentResource):
         self.load_balancer_ingress_rules = []
         for port in LISTENER_PORTS:
             for index, cidr in enumerate(spec.allowed_cidrs):
-                family = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
                 rule = vpc.SecurityGroupIngressRule(
                     f"{name}-alb-{port}-{index}",
                     security_group_id=alb.id,
@@ -131,8 +132,9 @@ class Network(pulumi.ComponentResource):
                     from_port=port,
                     to_port=port,
                     description=ec2_description(f"HTTP {port} from an allowed client range"),
+                    cidr_ipv4=None if ":" in cidr else cidr,
+                    cidr_ipv6=cidr if ":" in cidr else None,
                     opts=child,
-                    **family,
                 )
                 self.load_balancer_ingress_rules.append(rule)
         self.load_balancer_egress_rule = vpc.SecurityGroupEgressRule(

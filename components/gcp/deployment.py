@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp
 
+from components import vm
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
@@ -22,7 +23,7 @@ from components.spec import ServiceSpec
 def serving_zones(spec: ServiceSpec) -> tuple[str, ...]:
     """The pinned ``gcp:zone``, else every zone of the region that sells the machine (spec.py checks both)."""
     zone = settings(spec).zone
-    return (zone,) if zone is not None else tuple(spec.offering.zones[spec.region])
+    return (zone,) if zone is not None else tuple(vm.vm_offering(spec).zones[vm.vm_region(spec)])
 
 
 def check(spec: ServiceSpec) -> None:
