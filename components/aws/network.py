@@ -91,12 +91,15 @@ class Network(pulumi.ComponentResource):
             filters=[{"name": "instance-type", "values": [instance_type]}],
             opts=invoke,
         ).locations.apply(lambda zones: _checked_offered(instance_type, region, zones))
-        in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids
+        # The output-form invokes resolve the Outputs (VPC id, zones) inside these filters; the SDK's filter
+        # TypedDicts type their values as plain strings, hence the ignores on the three subnet lookups.
+        in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids  # pyright: ignore[reportArgumentType]
         named = pulumi.Output.all(in_scope, self.vpc_id).apply(
             lambda found: _checked_scope("vllm:subnetIds", settings.subnet_ids, found[0], found[1])
         )
         selling = ec2.get_subnets_output(
-            filters=[*scope, {"name": "availability-zone", "values": offered_zones}], opts=invoke
+            filters=[*scope, {"name": "availability-zone", "values": offered_zones}],  # pyright: ignore[reportArgumentType]
+            opts=invoke,
         ).ids
         self.instance_subnet_ids = pulumi.Output.all(selling, offered_zones, named).apply(
             lambda found: _checked_selling(instance_type, settings.vpc_id is None, found[0], found[1])
@@ -182,8 +185,8 @@ class Network(pulumi.ComponentResource):
         key = "vllm:loadBalancerSubnetIds" if settings.load_balancer_subnet_ids else "vllm:subnetIds"
         requested = settings.load_balancer_subnet_ids or settings.subnet_ids
         found = ec2.get_subnets_output(
-            filters=[
-                {"name": "vpc-id", "values": [self.vpc_id]},
+            filters=[  # an Output in a filter: see __init__
+                {"name": "vpc-id", "values": [self.vpc_id]},  # pyright: ignore[reportArgumentType]
                 {"name": "subnet-id", "values": list(requested)},
             ],
             opts=invoke,
