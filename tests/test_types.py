@@ -11,13 +11,13 @@ import pytest
 
 from tests.harness import ROOT
 
-#: The first run downloads pyright's npm package (the wrapper caches it) and reads the SDKs' stubs.
+#: Pyright reads the cloud SDKs' type information: seconds here, generous on a loaded machine.
 PYRIGHT_TIMEOUT_SECONDS = 600
 
 
 def _pyright() -> str:
     """The pinned wrapper next to this interpreter (CI's venv), else one on PATH; skips when it cannot run
-    (not installed, or no npm registry to fetch pyright from)."""
+    (not installed, or no Node.js for it)."""
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     found = shutil.which("pyright", path=search)
     if found is None:
@@ -26,7 +26,7 @@ def _pyright() -> str:
         [found, "--version"], capture_output=True, text=True, timeout=PYRIGHT_TIMEOUT_SECONDS, check=False
     )
     if version.returncode != 0:
-        pytest.skip(f"pyright cannot run here (its npm package is fetched on first use): {version.stderr}")
+        pytest.skip(f"pyright cannot run here: {version.stderr}")
     return found
 
 
