@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -72,7 +73,7 @@ class Deployment:
     #: What runs the replicas (a replica is one vLLM server behind the load balancer): one ``ReplicaGroup``
     #: of single-node replicas; when nodes > 1, one ``RayReplica`` per replica (GCP, AWS) or one
     #: ``RayReplicaGroup`` of them all (Kubernetes: a LeaderWorkerSet).
-    replicas: list[pulumi.ComponentResource]
+    replicas: Sequence[pulumi.ComponentResource]
     network: pulumi.ComponentResource | None = None
     autoscaler: pulumi.ComponentResource | None = None  # with vllm:maxReplicas: the platform's autoscaler
     #: With vllm:domain and no vllm:dnsZone: the DNS records to create by hand (the dnsRecords output).

@@ -7,6 +7,7 @@ import gzip
 from collections.abc import Mapping, Sequence
 
 from components import backend, scripts
+from components.catalog import Offering
 from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
@@ -17,6 +18,31 @@ RAY_GCS_PORT = 6379
 MAX_FAILED_STARTS = 3
 #: Where weight_cache.sh records the path the weights took (hub, bucket, local) for the health agent.
 WEIGHT_PATH_FILE = "/run/vllm/weight-path"
+
+
+def vm_offering(spec: ServiceSpec) -> Offering:
+    """The catalog machine a GPU VM stack runs on: ``spec.build_spec`` selects one for every GCP and AWS
+    stack, so a missing one is a bug in the caller, said plainly rather than as an ``AttributeError``."""
+    if spec.offering is None:
+        raise ValueError(f"stack {spec.stack}: a VM platform needs a catalog machine, the spec has none")
+    return spec.offering
+
+
+def machine_type(spec: ServiceSpec) -> str:
+    """The VM's machine (GCP) or instance (AWS) type: every VM platform's catalog row names one."""
+    machine = vm_offering(spec).machine_type
+    if machine is None:
+        raise ValueError(
+            f"stack {spec.stack}: the {spec.cloud} catalog row for {spec.gpu} has no machine type"
+        )
+    return machine
+
+
+def vm_region(spec: ServiceSpec) -> str:
+    """The VMs' region: the VM platforms' ``read_placement`` always sets one (gcp:region, aws:region)."""
+    if spec.region is None:
+        raise ValueError(f"stack {spec.stack}: a VM platform needs a region, the spec has none")
+    return spec.region
 
 
 def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:

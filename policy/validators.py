@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from components import backend
 
@@ -103,7 +103,7 @@ def strings(values: Iterable[Any]) -> list[str]:
     return [value for value in values if isinstance(value, str)]
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """An int or a float: the policy SDK hands every number over as a float (protobuf Struct values), so
     ``initialDelaySec: 3480`` arrives as ``3480.0``."""
     return isinstance(value, int | float) and not isinstance(value, bool)

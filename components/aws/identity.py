@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws.iam as iam
 import pulumi_aws.secretsmanager as secretsmanager
 
+from components import vm
 from components.spec import ServiceSpec
 
 EC2_TRUST_POLICY = json.dumps(
@@ -34,7 +35,7 @@ def own_groups_arn(spec: ServiceSpec) -> str:
     """Every Auto Scaling group this stack declares: their names all start ``<service name>-`` (Pulumi's
     auto-name of the replica's or Ray group's ``-group``/``-head``/``-workers`` resource)."""
     return (
-        f"arn:{partition(spec.region)}:autoscaling:{spec.region}:*:autoScalingGroup:*:"
+        f"arn:{partition(vm.vm_region(spec))}:autoscaling:{vm.vm_region(spec)}:*:autoScalingGroup:*:"
         f"autoScalingGroupName/{spec.name}-*"
     )
 
@@ -123,7 +124,7 @@ class ServiceIdentity(pulumi.ComponentResource):
         self.api_key_secret = api_key_secret_name(spec)
         self.hf_token_secret = hf_token_secret_name(spec) if args.hf_token is not None else None
         values = {self.api_key_secret: args.api_key}
-        if self.hf_token_secret is not None:
+        if self.hf_token_secret is not None and args.hf_token is not None:
             values[self.hf_token_secret] = args.hf_token
         self.secrets, self.versions = {}, {}
         for secret_name, value in values.items():

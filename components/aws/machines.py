@@ -14,6 +14,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.ssm as ssm
 
+from components import vm
 from components.aws import capacity
 from components.aws.backend import settings
 from components.spec import ServiceSpec
@@ -58,14 +59,19 @@ def machine_image(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> MachineImage
     name is read at deploy time (from the image the parameter points to now): it is ``/dev/sda1`` on every
     Ubuntu DLAMI and does not change between releases.
     """
-    if settings(spec).ami_id is not None:
-        image_id = settings(spec).ami_id
-        pointed = image_id
+    ami_id = settings(spec).ami_id
+    if ami_id is not None:
+        image_id = ami_id
+        pointed: pulumi.Input[str] = ami_id
     else:
         image_id = f"resolve:ssm:{DLAMI_PARAMETER}"
         pointed = ssm.get_parameter_output(name=DLAMI_PARAMETER, opts=opts).insecure_value
-    image = ec2.get_ami_output(filters=[{"name": "image-id", "values": [pointed]}], opts=opts)
+    image = ec2.get_ami_output(filters=pulumi.Output.from_input(pointed).apply(_image_id_filter), opts=opts)
     return MachineImage(image_id=image_id, root_device_name=image.root_device_name)
+
+
+def _image_id_filter(image_id: str) -> list[ec2.GetAmiFilterArgsDict]:
+    return [{"name": "image-id", "values": [image_id]}]
 
 
 def health_report(spec: ServiceSpec) -> list[str]:
@@ -111,16 +117,16 @@ def launch_template(
     """
     tags = {"Name": name, "vllm:role": role, **stack_tags(spec)}
     instance_tags = {**tags, SECRETS_REVISION_TAG: secret_versions}
-    spot_options = {
+    spot_options: ec2.LaunchTemplateInstanceMarketOptionsArgsDict = {
         "market_type": "spot",
         "spot_options": {"spot_instance_type": "one-time", "instance_interruption_behavior": "terminate"},
     }
     reserved = capacity.reservation_options(settings(spec).reservation, settings(spec).capacity_block)
     return ec2.LaunchTemplate(
         name,
-        description=f"{spec.name} {role}: {spec.gpu} on {spec.offering.machine_type}, {spec.image}",
+        description=f"{spec.name} {role}: {spec.gpu} on {vm.machine_type(spec)}, {spec.image}",
         image_id=image.image_id,
-        instance_type=spec.offering.machine_type,
+        instance_type=vm.machine_type(spec),
         iam_instance_profile={"arn": instance_profile_arn},
         user_data=pulumi.Output.from_input(script).apply(user_data),
         block_device_mappings=[
@@ -162,19 +168,20 @@ def launch_template(
     )
 
 
-def rolling_refresh(size: int, warmup_seconds: int, keep_serving: bool) -> dict:
+def rolling_refresh(
+    size: int, warmup_seconds: int, keep_serving: bool
+) -> autoscaling.GroupInstanceRefreshArgsDict:
     """Instance refresh preferences for an ASG of ``size`` machines.
 
     ``keep_serving``: launch a replacement before terminating (min healthy 100%) and surge by one machine
     at a time (max healthy 100% + one machine's share), so serving capacity never drops and a GPU shortage
     stalls the rollout instead of taking a replica down. Otherwise replace in place (min healthy 0%).
     """
-    surge = 100 + math.ceil(100 / size) if keep_serving else 100
     return {
         "strategy": "Rolling",
         "preferences": {
             "min_healthy_percentage": 100 if keep_serving else 0,
-            "max_healthy_percentage": min(surge, 200),
+            "max_healthy_percentage": max_healthy_percentage(size, keep_serving),
             "instance_warmup": str(warmup_seconds),
             "skip_matching": True,
         },
@@ -203,12 +210,18 @@ def peak_machines(spec: ServiceSpec) -> int:
     if spec.nodes > 1:
         return spec.replicas * spec.nodes
     most = spec.max_replicas  # an autoscaled group's max_size is its bound plus the same surge
-    return most + surge_machines(rolling_refresh(most, 0, keep_serving=True), most)
+    return most + surge_machines(most, keep_serving=True)
 
 
-def surge_machines(refresh: dict, size: int) -> int:
+def max_healthy_percentage(size: int, keep_serving: bool) -> int:
+    """A rollout's ceiling on an ASG of ``size`` machines: one machine's share above 100% when it keeps
+    serving (see ``rolling_refresh``), AWS's maximum 200% at most; 100% when it replaces in place."""
+    return min(100 + math.ceil(100 / size), 200) if keep_serving else 100
+
+
+def surge_machines(size: int, keep_serving: bool) -> int:
     """Machines a rollout may add above ``size`` (its max healthy percentage over 100%)."""
-    return math.ceil(size * (refresh["preferences"]["max_healthy_percentage"] - 100) / 100)
+    return math.ceil(size * (max_healthy_percentage(size, keep_serving) - 100) / 100)
 
 
 def vcpu_quota(spec: ServiceSpec) -> tuple[str, int]:
@@ -217,9 +230,14 @@ def vcpu_quota(spec: ServiceSpec) -> tuple[str, int]:
     EC2 counts running instances' vCPUs per family group: P instances, G and VT instances, each with an
     on-demand and a spot quota. A launch beyond it fails (VcpuLimitExceeded) and the group keeps retrying.
     """
-    family = "P" if spec.offering.machine_type.startswith("p") else "G and VT"
+    family = "P" if vm.machine_type(spec).startswith("p") else "G and VT"
     name = f"All {family} Spot Instance Requests" if spec.spot else f"Running On-Demand {family} instances"
-    return name, peak_machines(spec) * spec.offering.vcpus
+    vcpus = vm.vm_offering(spec).vcpus
+    if vcpus is None:
+        raise ValueError(
+            f"stack {spec.stack}: the AWS catalog row of {vm.machine_type(spec)} has no vCPU count"
+        )
+    return name, peak_machines(spec) * vcpus
 
 
 def auto_scaling_group(
@@ -228,7 +246,7 @@ def auto_scaling_group(
     spec: ServiceSpec,
     size: int,
     template: ec2.LaunchTemplate,
-    subnet_ids: pulumi.Input[Sequence[str]],
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
     target_group_arns: Sequence[pulumi.Input[str]],
     grace_seconds: int,
     keep_serving: bool,
@@ -258,7 +276,7 @@ def auto_scaling_group(
     """
     low, high = bounds if bounds is not None else (size, size)
     refresh = rolling_refresh(high, grace_seconds, keep_serving)
-    headroom = surge_machines(refresh, high)
+    headroom = surge_machines(high, keep_serving)
     scaled = pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]) if bounds is not None else None
     return autoscaling.Group(
         name,

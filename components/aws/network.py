@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.vpc as vpc
 
+from components import vm
 from components.aws.backend import AwsSettings
 from components.aws.backend import settings as aws_settings
 from components.aws.names import ec2_description
@@ -72,7 +73,8 @@ class Network(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)
-        instance_type = spec.offering.machine_type
+        instance_type = vm.machine_type(spec)
+        region = vm.vm_region(spec)
         settings = aws_settings(spec)
 
         if settings.vpc_id is None:
@@ -95,13 +97,16 @@ class Network(pulumi.ComponentResource):
             location_type="availability-zone",
             filters=[{"name": "instance-type", "values": [instance_type]}],
             opts=invoke,
-        ).locations.apply(lambda zones: _checked_offered(instance_type, spec.region, zones))
-        in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids
+        ).locations.apply(lambda zones: _checked_offered(instance_type, region, zones))
+        # The output-form invokes resolve the Outputs (VPC id, zones) inside these filters; the SDK's filter
+        # TypedDicts type their values as plain strings, hence the ignores on the three subnet lookups.
+        in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids  # pyright: ignore[reportArgumentType]
         named = pulumi.Output.all(in_scope, self.vpc_id).apply(
             lambda found: _checked_scope("vllm:subnetIds", settings.subnet_ids, found[0], found[1])
         )
         selling = ec2.get_subnets_output(
-            filters=[*scope, {"name": "availability-zone", "values": offered_zones}], opts=invoke
+            filters=[*scope, {"name": "availability-zone", "values": offered_zones}],  # pyright: ignore[reportArgumentType]
+            opts=invoke,
         ).ids
         self.instance_subnet_ids = pulumi.Output.all(selling, offered_zones, named).apply(
             lambda found: _checked_selling(instance_type, settings.vpc_id is None, found[0], found[1])
@@ -130,7 +135,6 @@ class Network(pulumi.ComponentResource):
         self.load_balancer_ingress_rules = []
         for port, what in listener_ports(spec).items():
             for index, cidr in enumerate(spec.allowed_cidrs):
-                family = {"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}
                 rule = vpc.SecurityGroupIngressRule(
                     f"{name}-alb-{port}-{index}",
                     security_group_id=alb.id,
@@ -138,8 +142,9 @@ class Network(pulumi.ComponentResource):
                     from_port=port,
                     to_port=port,
                     description=ec2_description(f"{what} {port} from an allowed client range"),
+                    cidr_ipv4=None if ":" in cidr else cidr,
+                    cidr_ipv6=cidr if ":" in cidr else None,
                     opts=child,
-                    **family,
                 )
                 self.load_balancer_ingress_rules.append(rule)
         self.load_balancer_egress_rule = vpc.SecurityGroupEgressRule(
@@ -187,8 +192,8 @@ class Network(pulumi.ComponentResource):
         key = "vllm:loadBalancerSubnetIds" if settings.load_balancer_subnet_ids else "vllm:subnetIds"
         requested = settings.load_balancer_subnet_ids or settings.subnet_ids
         found = ec2.get_subnets_output(
-            filters=[
-                {"name": "vpc-id", "values": [self.vpc_id]},
+            filters=[  # an Output in a filter: see __init__
+                {"name": "vpc-id", "values": [self.vpc_id]},  # pyright: ignore[reportArgumentType]
                 {"name": "subnet-id", "values": list(requested)},
             ],
             opts=invoke,

@@ -77,7 +77,7 @@ class ServiceIdentity(pulumi.ComponentResource):
         self.api_key_secret = api_key_secret_id(spec)
         self.hf_token_secret = hf_token_secret_id(spec) if args.hf_token is not None else None
         values = {self.api_key_secret: args.api_key}
-        if self.hf_token_secret is not None:
+        if self.hf_token_secret is not None and args.hf_token is not None:
             values[self.hf_token_secret] = args.hf_token
         self.secrets, self.versions, self.grants = {}, {}, {}
         for secret_id, value in values.items():

@@ -45,9 +45,9 @@ def restricts_sources(spec: ServiceSpec) -> bool:
     return not set(OPEN_TO_ALL) & set(spec.allowed_cidrs)
 
 
-def security_policy_rules(cidrs: Sequence[str]) -> list[dict]:
+def security_policy_rules(cidrs: Sequence[str]) -> list[compute.SecurityPolicyRuleArgsDict]:
     """Allow the given CIDRs (in rules of at most 10 ranges), deny everyone else with 403."""
-    allow = [
+    allow: list[compute.SecurityPolicyRuleArgsDict] = [
         {
             "priority": 1000 + index,
             "action": "allow",
@@ -58,7 +58,7 @@ def security_policy_rules(cidrs: Sequence[str]) -> list[dict]:
             cidrs[start : start + CIDRS_PER_RULE] for start in range(0, len(cidrs), CIDRS_PER_RULE)
         )
     ]
-    deny = {
+    deny: compute.SecurityPolicyRuleArgsDict = {
         "priority": DEFAULT_RULE_PRIORITY,
         "action": "deny(403)",
         "description": "everyone outside vllm:allowedCidrs",
@@ -146,7 +146,7 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         backend = self.backend_service.id
-        not_routed = {
+        not_routed: compute.URLMapDefaultRouteActionArgsDict = {
             "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
         }
         self.url_map = compute.URLMap(

@@ -86,14 +86,14 @@ VM_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 
 
 def machine_series(spec: ServiceSpec) -> str:
-    return spec.offering.machine_type.split("-")[0]
+    return vm.machine_type(spec).split("-")[0]
 
 
 def boot_disk_type(spec: ServiceSpec) -> str:
     return "hyperdisk-balanced" if machine_series(spec) in HYPERDISK_SERIES else "pd-balanced"
 
 
-def scheduling(spec: ServiceSpec) -> dict:
+def scheduling(spec: ServiceSpec) -> compute.InstanceTemplateSchedulingArgsDict:
     """GPU VMs cannot live-migrate (TERMINATE on host maintenance); spot VMs are deleted on preemption
     so the managed group recreates them when capacity returns."""
     if spec.spot:
@@ -190,7 +190,10 @@ def roll_timings(launch: LaunchSpec) -> RollTimings:
     return RollTimings(max(AGENT_START_SECONDS, hold + HOLD_MARGIN_SECONDS), hold, MAX_MIN_READY_SECONDS)
 
 
-def autohealing_policy(check: compute.HealthCheck, launch: LaunchSpec) -> dict:
+def autohealing_policy(
+    check: compute.HealthCheck, launch: LaunchSpec
+) -> compute.InstanceGroupManagerAutoHealingPoliciesArgsDict:
+    """Zonal (Ray) and regional groups take the same policy: their two TypedDicts have the same keys."""
     return {"health_check": check.id, "initial_delay_sec": roll_timings(launch).initial_delay_seconds}
 
 
@@ -251,7 +254,7 @@ def instance_template(
     and the boot script, which names its secrets but never holds them (and the weight cache's bucket,
     known once created). ``subnetwork``: the subnet of the VMs' region when it is not the stack's own
     (``vllm:regions``)."""
-    offering = spec.offering
+    offering = vm.vm_offering(spec)
 
     def startup_script(weight_cache_url: str = "") -> str:
         return vm.bootstrap_script(
@@ -276,8 +279,8 @@ def instance_template(
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[weight_cache.grant]))
     return compute.InstanceTemplate(
         name,
-        description=f"vLLM {vm_role.role} on {offering.machine_type} ({spec.gpu}) for stack {spec.stack}",
-        machine_type=offering.machine_type,
+        description=f"vLLM {vm_role.role} on {vm.machine_type(spec)} ({spec.gpu}) for stack {spec.stack}",
+        machine_type=vm.machine_type(spec),
         guest_accelerators=(
             [{"type": offering.accelerator_type, "count": offering.gpu_count}]
             if offering.accelerator_type

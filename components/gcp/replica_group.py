@@ -31,7 +31,9 @@ from components.spec import ServiceSpec
 FORMER_TYPE = "vllm:gcp:VllmReplica"
 
 
-def update_policy(zone_count: int, launch: LaunchSpec) -> dict:
+def update_policy(
+    zone_count: int, launch: LaunchSpec
+) -> compute.RegionInstanceGroupManagerUpdatePolicyArgsDict:
     """Replace VMs proactively, adding the new one before removing the old (never below ``replicas``),
     and removing an old VM only once its replacement had the load budget (minReadySec) to load.
 

@@ -18,7 +18,6 @@ workload it fronts (whose own await covers the model load) and waits up to one p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 from pulumi_kubernetes.core import v1 as core
@@ -44,11 +43,11 @@ def service_name(spec: ServiceSpec) -> str:
     return f"{spec.name}-api"
 
 
-def service_port(spec: ServiceSpec) -> dict[str, Any]:
+def service_port(spec: ServiceSpec) -> core.ServicePortArgsDict:
     """80 to vLLM's plain HTTP, or 443 when vLLM serves TLS from ``vllm:tlsSecretName``."""
     if tls.serves_tls(spec):
-        return {"name": "https", "port": HTTPS_PORT, "targetPort": pods.PORT_NAME, "protocol": "TCP"}
-    return {"name": "http", "port": SERVICE_PORT, "targetPort": pods.PORT_NAME, "protocol": "TCP"}
+        return {"name": "https", "port": HTTPS_PORT, "target_port": pods.PORT_NAME, "protocol": "TCP"}
+    return {"name": "http", "port": SERVICE_PORT, "target_port": pods.PORT_NAME, "protocol": "TCP"}
 
 
 def domain_records(domain: str, status: core.outputs.ServiceStatus) -> list[dict[str, str]]:
@@ -59,11 +58,14 @@ def domain_records(domain: str, status: core.outputs.ServiceStatus) -> list[dict
     return [DnsRecord(domain, kind, value, endpoint_purpose(domain)).as_output()]
 
 
-def ingress_url(status: core.outputs.ServiceStatus) -> str:
+def ingress_url(status: core.outputs.ServiceStatus | None) -> str:
     """``http://<ip or hostname>`` of a LoadBalancer Service's first ingress point (AWS gives hostnames).
 
     The provider reports a LoadBalancer Service created only once the cloud has given it an address."""
-    point = status.load_balancer.ingress[0]
+    balancer = status.load_balancer if status is not None else None
+    if balancer is None or not balancer.ingress:
+        raise ValueError("the LoadBalancer Service has no ingress address, which the provider waits for")
+    point = balancer.ingress[0]
     return f"http://{point.ip or point.hostname}"
 
 
@@ -87,13 +89,13 @@ class LoadBalancer(pulumi.ComponentResource):
         spec = args.spec
         k8s = settings(spec)
         public = k8s.service_type == "LoadBalancer"
-        service_spec: dict[str, Any] = {
+        service_spec: core.ServiceSpecArgsDict = {
             "type": k8s.service_type,
             "selector": pods.selector(spec, pods.SERVER),
             "ports": [service_port(spec)],
         }
         if public and spec.allowed_cidrs != OPEN_TO_ALL:
-            service_spec["loadBalancerSourceRanges"] = list(spec.allowed_cidrs)
+            service_spec["load_balancer_source_ranges"] = list(spec.allowed_cidrs)
         self.service = core.Service(
             f"{name}-service",
             metadata={

@@ -111,17 +111,23 @@ def per_gpu_share(gpu: str) -> tuple[float, float]:
         for count in catalog.counts_offered(cloud, gpu)
         for offering in catalog.offerings(cloud, gpu, count)
     ]
-    return (
-        min(m.vcpus / m.gpu_count for m in machines),
-        min(m.memory_gb / m.gpu_count for m in machines),
-    )
+    shares = [_share_per_gpu(m) for m in machines]
+    return min(cpus for cpus, _ in shares), min(memory for _, memory in shares)
+
+
+def _share_per_gpu(machine: catalog.Offering) -> tuple[float, float]:
+    """(vCPUs, GB) per GPU of a cloud machine: every GCP and AWS catalog row lists both."""
+    if machine.vcpus is None or machine.memory_gb is None:
+        raise ValueError(f"{machine.cloud} catalog row {machine.machine_type} lacks its vCPUs or memory")
+    return machine.vcpus / machine.gpu_count, machine.memory_gb / machine.gpu_count
 
 
 def cpu_kv_cache_gb(spec: ServiceSpec) -> int:
     """KV cache of a CPU-mode pod (VLLM_CPU_KVCACHE_SPACE): the memory left after weights and runtime."""
-    if settings(spec).memory_gb is None:
+    memory_gb = settings(spec).memory_gb
+    if memory_gb is None:
         return CPU_DEFAULT_KV_CACHE_GB
-    left = math.floor(settings(spec).memory_gb - weights_gb(spec) - CPU_RUNTIME_GB)
+    left = math.floor(memory_gb - weights_gb(spec) - CPU_RUNTIME_GB)
     if left < 1:
         need = weights_gb(spec) + CPU_RUNTIME_GB + 1
         raise SpecError(

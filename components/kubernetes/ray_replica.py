@@ -224,14 +224,14 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 f"{name}-ray-group-{index}",
                 metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-group")},
                 spec={
-                    "podSelector": {"matchLabels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}},
-                    "policyTypes": ["Ingress"],
+                    "pod_selector": {"match_labels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}},
+                    "policy_types": ["Ingress"],
                     "ingress": [
                         {
-                            "from": [
+                            "from_": [
                                 {
-                                    "podSelector": {
-                                        "matchLabels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}
+                                    "pod_selector": {
+                                        "match_labels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}
                                     }
                                 }
                             ]
@@ -246,8 +246,8 @@ class RayReplicaGroup(pulumi.ComponentResource):
             f"{name}-serving",
             metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-group")},
             spec={
-                "podSelector": {"matchLabels": group_pods},
-                "policyTypes": ["Ingress"],
+                "pod_selector": {"match_labels": group_pods},
+                "policy_types": ["Ingress"],
                 "ingress": [{"ports": [{"port": pods.PORT_NAME, "protocol": "TCP"}]}],
             },
             opts=child,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pulumi
 from pulumi_kubernetes.apps import v1 as apps
+from pulumi_kubernetes.core import v1 as core
 from pulumi_kubernetes.policy import v1 as policy
 
 from components.kubernetes import pods
@@ -58,9 +59,9 @@ def disruption_budget(
         name,
         metadata={"namespace": namespace, "labels": pods.labels(spec, "disruption-budget")},
         spec={
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": pod_selector},
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "max_unavailable": 1,
+            "selector": {"match_labels": pod_selector},
+            "unhealthy_pod_eviction_policy": "AlwaysAllow",
         },
         opts=opts,
     )
@@ -94,6 +95,13 @@ class ReplicaGroup(pulumi.ComponentResource):
         match = {**pods.selector(spec, pods.SERVER), **group}
         container = pods.container(spec, launch, args.secret_name, command=list(launch.argv), serves=True)
         start = pods.start_budget_seconds(launch)
+        rollout = pods.rolling_update(spec)
+        template: core.PodTemplateSpecArgsDict = {
+            "metadata": {"labels": {**pods.labels(spec, pods.SERVER), **group}},
+            # pods.py builds pod specs as plain camelCase data, shared with the LeaderWorkerSet (a custom
+            # resource, untyped): the keys around it are checked, not those inside it.
+            "spec": pods.pod_spec(spec, pods.SERVER, [container]),  # pyright: ignore[reportAssignmentType]
+        }
         self.deployment = apps.Deployment(
             f"{name}-deployment",
             metadata={
@@ -104,15 +112,18 @@ class ReplicaGroup(pulumi.ComponentResource):
             spec={
                 # With an autoscaler the count is its own (unset here: the API server starts at 1).
                 "replicas": spec.replicas if spec.autoscaling is None else None,
-                "selector": {"matchLabels": match},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": pods.rolling_update(spec)},
-                # A new pod makes no visible progress while it loads: the deadline covers one whole start.
-                "progressDeadlineSeconds": start,
-                "revisionHistoryLimit": 5,
-                "template": {
-                    "metadata": {"labels": {**pods.labels(spec, pods.SERVER), **group}},
-                    "spec": pods.pod_spec(spec, pods.SERVER, [container]),
+                "selector": {"match_labels": match},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rolling_update": {
+                        "max_surge": rollout["maxSurge"],
+                        "max_unavailable": rollout["maxUnavailable"],
+                    },
                 },
+                # A new pod makes no visible progress while it loads: the deadline covers one whole start.
+                "progress_deadline_seconds": start,
+                "revision_history_limit": 5,
+                "template": template,
             },
             # pulumi-kubernetes waits for a Deployment's rollout to complete (updated, ready and available
             # replicas; provider/pkg/await/deployment.go), 10 minutes unless told: `pulumi up` returns once
