@@ -69,3 +69,6 @@ class Deployment:
     load_balancer: pulumi.ComponentResource
     replicas: list[pulumi.ComponentResource]  # one VllmReplica, or one RayGroup per replica when nodes > 1
     network: pulumi.ComponentResource | None = None
+    #: The stack output ``replicaSource`` (``components.observe.ReplicaSource``): where tools.status and
+    #: tools.logs find the replicas, the same shape on every platform.
+    replica_source: pulumi.Output[dict] | None = None

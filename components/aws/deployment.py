@@ -11,7 +11,8 @@ from components.aws.machines import machine_image, stack_tags
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_group import RayGroup, RayGroupArgs
 from components.aws.replica import VllmReplica, VllmReplicaArgs
-from components.launch import launch_spec
+from components.launch import LaunchSpec, launch_spec
+from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -51,5 +52,41 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             for index in range(spec.replicas)
         ]
     return Deployment(
-        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, network=network
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        network=network,
+        replica_source=replica_source(spec, launch, replicas, load_balancer),
     )
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    replicas: list[VllmReplica] | list[RayGroup],
+    load_balancer: LoadBalancer,
+) -> pulumi.Output[dict]:
+    """The Auto Scaling groups and the target group whose health says READY."""
+    groups: list[tuple[str, int | None, pulumi.Output[str]]] = []
+    for index, replica in enumerate(replicas):
+        if isinstance(replica, VllmReplica):
+            groups.append((SERVE, None, replica.group.name))
+        else:
+            groups += [(RAY_HEAD, index, replica.head.name), (RAY_WORKER, index, replica.workers.name)]
+
+    def source(values: list) -> dict:
+        balancer, *names = values
+        return ReplicaSource(
+            platform="aws",
+            location=spec.region,
+            scope="",
+            replicas=spec.replicas,
+            startup_seconds=launch.probes.startup_seconds,
+            groups=[
+                Group(kind="autoScalingGroup", name=name, role=role, replica=index)
+                for (role, index, _), name in zip(groups, names, strict=True)
+            ],
+            balancer=balancer,
+        ).as_output()
+
+    return pulumi.Output.all(load_balancer.target_group.arn, *(group[-1] for group in groups)).apply(source)

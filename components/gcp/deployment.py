@@ -14,7 +14,8 @@ from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_group import RayGroup, RayGroupArgs
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica import VllmReplica, VllmReplicaArgs
-from components.launch import launch_spec
+from components.launch import LaunchSpec, launch_spec
+from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -103,5 +104,58 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         opts,
     )
     return Deployment(
-        endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas, network=network
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        network=network,
+        replica_source=replica_source(spec, launch, replicas, zones, load_balancer),
     )
+
+
+#: The log Docker's ``gcplogs`` driver writes every container's output to (docs.docker.com, "Google Cloud
+#: Logging driver": entries go to ``projects/<project>/logs/gcplogs-docker-driver``).
+CONTAINER_LOG_NAME = "gcplogs-docker-driver"
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    replicas: list[VllmReplica] | list[RayGroup],
+    zones: tuple[str, ...],
+    load_balancer: LoadBalancer,
+) -> pulumi.Output[dict]:
+    """The managed instance groups, the backend service whose health says READY, the project they are in."""
+    managers: list[tuple[str, str, int | None, str, pulumi.Output[str]]] = []
+    for index, replica in enumerate(replicas):
+        if isinstance(replica, VllmReplica):
+            managers.append(("regionInstanceGroupManager", SERVE, None, "", replica.group_manager.name))
+        else:
+            zone = zones[index % len(zones)]
+            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, replica.head_group_manager.name))
+            managers.append(
+                ("instanceGroupManager", RAY_WORKER, index, zone, replica.worker_group_manager.name)
+            )
+    first = replicas[0]
+    project = (
+        first.group_manager.project if isinstance(first, VllmReplica) else first.head_group_manager.project
+    )
+
+    def source(values: list) -> dict:
+        project_id, balancer, *names = values
+        groups = [
+            Group(kind=kind, name=name, role=role, replica=index, zone=zone)
+            for (kind, role, index, zone, _), name in zip(managers, names, strict=True)
+        ]
+        return ReplicaSource(
+            platform="gcp",
+            location=spec.region,
+            scope=project_id,
+            replicas=spec.replicas,
+            startup_seconds=launch.probes.startup_seconds,
+            groups=groups,
+            balancer=balancer,
+            logs=CONTAINER_LOG_NAME,
+        ).as_output()
+
+    names = [manager[-1] for manager in managers]
+    return pulumi.Output.all(project, load_balancer.backend_service.name, *names).apply(source)

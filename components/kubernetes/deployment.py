@@ -11,7 +11,8 @@ from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
 from components.kubernetes.ray_group import LeaderWorkerSetController, RayGroup, RayGroupArgs
 from components.kubernetes.replica import VllmReplica, VllmReplicaArgs
-from components.launch import launch_spec
+from components.launch import LaunchSpec, launch_spec
+from components.observe import SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -60,4 +61,37 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         LoadBalancerArgs(spec, namespace.name, provider, workload, pods.start_budget_seconds(launch)),
         opts,
     )
-    return Deployment(endpoint=load_balancer.endpoint, load_balancer=load_balancer, replicas=replicas)
+    return Deployment(
+        endpoint=load_balancer.endpoint,
+        load_balancer=load_balancer,
+        replicas=replicas,
+        replica_source=replica_source(spec, launch, namespace, replicas[0], load_balancer),
+    )
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    namespace: ServiceNamespace,
+    replica: VllmReplica | RayGroup,
+    load_balancer: LoadBalancer,
+) -> pulumi.Output[dict]:
+    """The workload (a Deployment, or a LeaderWorkerSet of Ray groups) whose pods are the replicas."""
+    if isinstance(replica, VllmReplica):
+        kind, role, workload = "Deployment", SERVE, replica.deployment.metadata.name
+    else:
+        kind, role, workload = "LeaderWorkerSet", "ray-group", replica.leader_worker_set.metadata["name"]
+
+    def source(values: list) -> dict:
+        namespace_name, workload_name, service_name = values
+        return ReplicaSource(
+            platform="kubernetes",
+            location=settings(spec).context or "",
+            scope=namespace_name,
+            replicas=spec.replicas,
+            startup_seconds=launch.probes.startup_seconds,
+            groups=[Group(kind=kind, name=workload_name, role=role)],
+            balancer=service_name,
+        ).as_output()
+
+    return pulumi.Output.all(namespace.name, workload, load_balancer.service.metadata.name).apply(source)

@@ -1,0 +1,149 @@
+"""The replicas of an AWS stack, for ``tools.status``: Auto Scaling instances, EC2 details, target health.
+
+Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; boto3 is imported
+when asked (requirements-tools.txt). Credentials and the endpoint come from boto3's own chain
+(``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...), the region from the stack's ``replicaSource``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from components.observe import (
+    FAILED,
+    PREEMPTED,
+    PROVISIONING,
+    RAY_WORKER,
+    READY,
+    SERVE,
+    SHUTTING_DOWN,
+    STARTING,
+    ListError,
+    Replica,
+    ReplicaSource,
+    number_by_launch,
+    parse_time,
+    running_status,
+)
+
+#: EC2's state reason for a Spot Instance it reclaimed (EC2 API reference, StateReason).
+SPOT_RECLAIMED = "Server.SpotInstanceTermination"
+PENDING_STATES = ("Pending", "Pending:Wait", "Pending:Proceed", "Warmed:Pending")
+LEAVING_STATES = (
+    "Terminating",
+    "Terminating:Wait",
+    "Terminating:Proceed",
+    "Terminated",
+    "Detaching",
+    "Detached",
+    "EnteringStandby",
+    "Standby",
+)
+
+
+def clients(region: str) -> tuple[Any, Any, Any]:
+    """autoscaling, ec2 and elbv2 clients of boto3's default session in ``region``."""
+    try:
+        import boto3
+    except ImportError as error:
+        raise ListError("boto3 is not installed: pip install -r requirements-tools.txt") from error
+    session = boto3.session.Session(region_name=region)
+    return session.client("autoscaling"), session.client("ec2"), session.client("elbv2")
+
+
+def instance_status(
+    member: Mapping[str, Any],
+    instance: Mapping[str, Any],
+    target: Mapping[str, Any] | None,
+    role: str,
+    startup_seconds: int,
+    now: datetime | None = None,
+) -> tuple[str, str]:
+    """(status, detail) of one group member from its lifecycle, its EC2 state and its target health."""
+    lifecycle = str(member.get("LifecycleState", ""))
+    reason = instance.get("StateReason") or {}
+    state = (instance.get("State") or {}).get("Name", "")
+    if reason.get("Code") == SPOT_RECLAIMED:
+        return PREEMPTED, str(reason.get("Message", ""))
+    if lifecycle in LEAVING_STATES or state in ("shutting-down", "terminated", "stopping", "stopped"):
+        return SHUTTING_DOWN, lifecycle or state
+    if member.get("HealthStatus") == "Unhealthy":
+        return FAILED, "marked Unhealthy: the group replaces it"
+    if lifecycle in PENDING_STATES or state == "pending":
+        return PROVISIONING, lifecycle or state
+    launched = parse_time(instance.get("LaunchTime"))
+    if role == RAY_WORKER:  # not a target: its own watchdog judges its Ray membership
+        return running_status(True, launched, startup_seconds, now), ""
+    target_health = (target or {}).get("TargetHealth") or {}
+    target_state = target_health.get("State", "")
+    if target_state == "draining":
+        return SHUTTING_DOWN, "draining"
+    if target_state == "initial":
+        return STARTING, str(target_health.get("Description", ""))
+    status = running_status(target_state == "healthy", launched, startup_seconds, now)
+    return status, "" if status == READY else str(target_health.get("Description") or target_state)
+
+
+def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dict]:
+    for page in client.get_paginator(operation).paginate(**kwargs):
+        yield from page[key]
+
+
+def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Replica]:
+    autoscaling, ec2, elbv2 = clients(source.location)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    roles = {group.name: group for group in source.groups}
+    try:
+        members = [
+            (roles[group["AutoScalingGroupName"]], member)
+            for group in _pages(
+                autoscaling,
+                "describe_auto_scaling_groups",
+                "AutoScalingGroups",
+                AutoScalingGroupNames=list(roles),
+            )
+            for member in group.get("Instances", [])
+        ]
+        ids = [member["InstanceId"] for _, member in members]
+        instances = {
+            instance["InstanceId"]: instance
+            for reservation in (
+                _pages(ec2, "describe_instances", "Reservations", InstanceIds=ids) if ids else []
+            )
+            for instance in reservation["Instances"]
+        }
+        targets = {}
+        if source.balancer:
+            health = elbv2.describe_target_health(TargetGroupArn=source.balancer)
+            targets = {target["Target"]["Id"]: target for target in health["TargetHealthDescriptions"]}
+    except (BotoCoreError, ClientError) as error:
+        raise ListError(f"AWS {source.location}: {error}") from error
+
+    replicas: list[Replica] = []
+    for group, member in members:
+        instance_id = member["InstanceId"]
+        instance = instances.get(instance_id, {})
+        status, detail = instance_status(
+            member, instance, targets.get(instance_id), group.role, source.startup_seconds, now
+        )
+        instance_type = member.get("InstanceType") or instance.get("InstanceType", "")
+        spot = " [Spot]" if instance.get("InstanceLifecycle") == "spot" else ""
+        replicas.append(
+            Replica(
+                id="" if group.replica is None else str(group.replica),
+                name=instance_id,
+                role=group.role,
+                ip=instance.get("PrivateIpAddress", ""),
+                launched=parse_time(instance.get("LaunchTime")),
+                resources=f"{instance_type}{spot}",
+                zone=member.get("AvailabilityZone", ""),
+                status=status,
+                detail=detail,
+                extra={"instanceId": instance_id},
+            )
+        )
+    single = [replica for replica in replicas if replica.role == SERVE]
+    return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
