@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -20,6 +23,8 @@ from components.observe import (
     ReplicaSource,
 )
 from tests.harness import run_program
+from tests.test_status import API_KEY, SERVED_MODEL, _fake_pulumi, serve  # noqa: F401 (serve: a fixture)
+from tools import status
 
 boto3 = pytest.importorskip(
     "boto3", reason="the tools' client libraries: pip install -r requirements-tools.txt"
@@ -28,6 +33,7 @@ moto_server = pytest.importorskip("moto.server")
 
 pytestmark = pytest.mark.timeout(120)
 REGION = "us-east-1"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +65,8 @@ class Fleet:
 def fleet(moto_endpoint, program_source, monkeypatch) -> Iterator[Fleet]:
     """The stack's Auto Scaling group of 2 in moto, named as the program names it, in a target group."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     ec2 = boto3.client("ec2", region_name=REGION)
     elbv2 = boto3.client("elbv2", region_name=REGION)
@@ -167,3 +173,57 @@ def test_an_unreachable_api_is_a_list_error_naming_the_region(program_source, mo
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(ListError, match=f"AWS {REGION}"):
         aws_status.list_replicas(program_source)
+
+
+def status_of_stack(fleet: Fleet, url: str, tmp_path, *argv: str) -> tuple[int, str, str]:
+    """`python -m tools.status --stack aws-h100 ...` with a pulumi that prints the stack's outputs."""
+    outputs = {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL}
+    env = {**_fake_pulumi(tmp_path, {**outputs, "replicaSource": fleet.source.as_output()}), **AWS_ENV}
+    env["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
+    out, err = io.StringIO(), io.StringIO()
+    code = status.main(["--stack", "aws-h100", *argv], env=env, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_status_prints_the_service_row_and_a_row_per_replica(fleet, serve, tmp_path):  # noqa: F811 (the fixture)
+    url, _ = serve()
+    code, out, _ = status_of_stack(fleet, url, tmp_path)
+    assert code == status.EXIT_READY
+    lines = out.splitlines()
+    service = lines[lines.index("Services") + 2].split()
+    assert service == ["aws-h100", "READY", "2/2", url]
+    header = lines[lines.index("Service Replicas") + 1].split()
+    assert header == ["ID", "NAME", "IP", "LAUNCHED", "RESOURCES", "ZONE", "STATUS"]
+    rows = [line.split() for line in lines if line.split()[:1] in (["1"], ["2"])]
+    assert [(row[0], row[1], row[-1]) for row in rows] == [
+        (str(index), name, "READY")
+        for index, name in enumerate(sorted(fleet.instances, key=rows_order(rows)), 1)
+    ]
+
+
+def rows_order(rows):
+    names = [row[1] for row in rows]
+    return names.index
+
+
+def test_wait_holds_out_for_every_replica_not_just_the_endpoint(fleet, serve, tmp_path):  # noqa: F811 (the fixture)
+    url, _ = serve()
+    boto3.client("elbv2", region_name=REGION).deregister_targets(
+        TargetGroupArn=fleet.target_group, Targets=[{"Id": fleet.instances[0], "Port": 8000}]
+    )
+    code, out, err = status_of_stack(fleet, url, tmp_path, "--wait", "--timeout", "4", "--interval", "0.2")
+    assert code == status.EXIT_TIMEOUT
+    assert "TIMED OUT waiting: READY 1/2 replicas" in out
+    assert err and all(
+        line.startswith(f"waiting for {url}: READY 1/2 replicas (") for line in err.splitlines()
+    )
+
+
+def test_json_report_carries_the_service_and_its_replicas(fleet, serve, tmp_path):  # noqa: F811 (the fixture)
+    url, _ = serve()
+    code, out, _ = status_of_stack(fleet, url, tmp_path, "--json")
+    report = json.loads(out)
+    assert code == status.EXIT_READY
+    assert report["service"] == {"name": "aws-h100", "status": "READY", "readyReplicas": 2, "replicas": 2}
+    assert {replica["name"] for replica in report["replicas"]} == set(fleet.instances)
+    assert all(replica["status"] == "READY" and replica["zone"] for replica in report["replicas"])
