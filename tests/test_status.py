@@ -248,3 +248,34 @@ def test_help_documents_the_exit_codes(capsys):
 def test_base_url_accepts_a_bare_host_or_an_openai_base_url():
     assert status.base_url("203.0.113.7") == "http://203.0.113.7"
     assert status.base_url("https://llm.example.com/v1/") == "https://llm.example.com"
+
+
+def test_a_stack_whose_replicas_cannot_be_listed_still_gets_its_endpoint_checked(
+    serve, tmp_path, monkeypatch
+):
+    """No credentials or client library for the platform: the replica table says why, the probe runs."""
+    url, _ = serve()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    source = {
+        "platform": "kubernetes",
+        "location": "no-such-context",
+        "scope": "vllm-k8s-l4",
+        "replicas": 1,
+        "startupSeconds": 900,
+        "groups": [{"kind": "Deployment", "name": "vllm-k8s-l4", "role": "serve"}],
+        "balancer": "vllm-k8s-l4-api",
+    }
+    outputs = {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL, "replicaSource": source}
+    env = {**_fake_pulumi(tmp_path, outputs), "KUBECONFIG": str(tmp_path / "missing-kubeconfig")}
+    code, out, _ = run("--stack", "k8s-l4", env=env)
+    assert code == status.EXIT_READY  # the endpoint is the verdict when the replicas cannot be asked
+    assert "replicas unavailable: " in out
+    assert out.rstrip().endswith("READY")
+
+
+def test_a_stack_without_replica_source_is_checked_as_before(serve, tmp_path):
+    url, _ = serve()
+    env = _fake_pulumi(tmp_path, {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL})
+    code, out, _ = run("--stack", "old-stack", "--json", env=env)
+    assert code == status.EXIT_READY
+    assert set(json.loads(out)) == {"endpoint", "ready", "timedOut", "checks"}
