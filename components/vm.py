@@ -71,8 +71,10 @@ def bootstrap_script(
     ray_env: Mapping[str, str] | None = None,
     health_hold_seconds: int = 0,
     image_metadata_key: str = "",
+    log_group: str = "",
 ) -> str:
-    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries."""
+    """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries.
+    ``log_group``: the CloudWatch Logs group of the container's output (AWS)."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
@@ -91,6 +93,7 @@ def bootstrap_script(
         health_agent_args=health_agent_args(spec, launch, role, ray_env or {}, health_hold_seconds),
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
         image_metadata_key=image_metadata_key,
+        log_group=log_group,
     )
 
 

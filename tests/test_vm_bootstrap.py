@@ -178,3 +178,53 @@ def test_without_a_mirror_the_rendered_image_is_pulled_and_no_metadata_is_read(s
     assert run_script(rendered("aws-h100"), sandbox, "run").returncode == 0
     assert "vllm/vllm-openai:v0.33.0" in (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
     assert not (Path(sandbox["TMP"]) / "curl-calls").exists()
+
+
+def docker_argv(env: dict[str, str]) -> list[str]:
+    return (Path(env["TMP"]) / "docker-argv").read_text().splitlines()
+
+
+def log_options(argv: list[str]) -> dict[str, str]:
+    return dict(argv[at + 1].split("=", 1) for at, word in enumerate(argv) if word == "--log-opt")
+
+
+def test_a_gcp_container_logs_to_cloud_logging_without_its_command_or_environment(sandbox):
+    assert run_script(rendered("gcp-h100"), sandbox, "run").returncode == 0
+    argv = docker_argv(sandbox)
+    assert argv[argv.index("--log-driver") + 1] == "gcplogs"
+    assert log_options(argv) == {"gcp-log-cmd": "false"}  # no env option: the secrets stay out of the log
+
+
+def test_an_aws_container_logs_to_the_stacks_group_in_a_stream_named_for_its_instance(sandbox):
+    calls = Path(sandbox["TMP"]) / "imds-calls"
+    fake_curl = Path(sandbox["PATH"].split(":")[0]) / "curl"
+    fake_curl.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in *api/token*) echo imds-token;;'
+        ' *"token: imds-token"*instance-id) echo i-0123456789abcdef0;; *) exit 22;; esac\n'
+    )
+    spec = build_spec("aws-h100", {})
+    text = bootstrap_script(
+        spec,
+        launch_spec(spec, has_hf_token=False),
+        api_key_secret=f"{spec.name}/api-key",
+        hf_token_secret=None,
+        log_group="/vllm/vllm-aws-h100",
+    )
+    assert shellcheck(text).returncode == 0
+    result = run_script(text, sandbox, "run")
+    assert result.returncode == 0, result.stderr
+    argv = docker_argv(sandbox)
+    assert argv[argv.index("--log-driver") + 1] == "awslogs"
+    assert log_options(argv) == {
+        "awslogs-region": "us-east-1",
+        "awslogs-group": "/vllm/vllm-aws-h100",
+        "awslogs-stream": "i-0123456789abcdef0",
+    }
+    assert "-X PUT http://169.254.169.254/latest/api/token" in calls.read_text()  # IMDSv2
+
+
+def test_an_aws_container_without_a_log_group_keeps_dockers_default_log(sandbox):
+    assert run_script(rendered("aws-h100"), sandbox, "run").returncode == 0
+    assert "--log-driver" not in docker_argv(sandbox)

@@ -158,6 +158,7 @@ BACKEND = Backend(
                 "deregistrationDelay",
             ),
             "aws:lb/listener:Listener": ("port", "defaultActions.*.type"),
+            "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
             "aws:lb/listenerRule:ListenerRule": ("conditions.*.pathPattern.values", "actions.*.type"),
             "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
                 "ipProtocol",

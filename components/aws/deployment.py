@@ -56,7 +56,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
-        replica_source=replica_source(spec, launch, replicas, load_balancer),
+        replica_source=replica_source(spec, launch, replicas, load_balancer, identity),
     )
 
 
@@ -65,8 +65,9 @@ def replica_source(
     launch: LaunchSpec,
     replicas: list[VllmReplica] | list[RayGroup],
     load_balancer: LoadBalancer,
+    identity: ServiceIdentity,
 ) -> pulumi.Output[dict]:
-    """The Auto Scaling groups and the target group whose health says READY."""
+    """The Auto Scaling groups, the target group whose health says READY, the containers' log group."""
     groups: list[tuple[str, int | None, pulumi.Output[str]]] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, VllmReplica):
@@ -87,6 +88,7 @@ def replica_source(
                 for (role, index, _), name in zip(groups, names, strict=True)
             ],
             balancer=balancer,
+            logs=identity.log_group_name,
         ).as_output()
 
     return pulumi.Output.all(load_balancer.target_group.arn, *(group[-1] for group in groups)).apply(source)

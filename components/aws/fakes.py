@@ -141,4 +141,7 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     },
     "aws:ec2/launchTemplate:LaunchTemplate": lambda inputs, name: {"latestVersion": 1},
     "aws:autoscaling/group:Group": lambda inputs, name: {"name": name},
+    "aws:cloudwatch/logGroup:LogGroup": lambda inputs, name: {
+        "arn": _arn("logs", f"log-group:{inputs['name']}")
+    },
 }

@@ -168,6 +168,7 @@ class RayGroup(pulumi.ComponentResource):
                     hf_token_secret=identity.hf_token_secret,
                     role=role,
                     ray_env=vm.ray_env(spec, head),
+                    log_group=identity.log_group_name,
                 )
             )
 

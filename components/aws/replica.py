@@ -44,7 +44,11 @@ class VllmReplica(pulumi.ComponentResource):
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
         script = vm.bootstrap_script(
-            spec, launch, api_key_secret=identity.api_key_secret, hf_token_secret=identity.hf_token_secret
+            spec,
+            launch,
+            api_key_secret=identity.api_key_secret,
+            hf_token_secret=identity.hf_token_secret,
+            log_group=identity.log_group_name,
         )
         self.launch_template = machines.launch_template(
             f"{name}-serve",

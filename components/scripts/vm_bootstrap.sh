@@ -30,6 +30,10 @@ HEALTH_AGENT_GZIP_BASE64={{health_agent_gzip_base64}}
 # GCP: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of Docker Hub (its
 # address holds the project id, known once deployed); empty: pull IMAGE as rendered.
 IMAGE_METADATA_KEY={{image_metadata_key}}
+# AWS: the stack's CloudWatch Logs group the container's output goes to (docker's awslogs driver, one
+# stream per instance); GCP: docker's gcplogs driver writes to the project's Cloud Logging. Empty on AWS:
+# docker's default json-file.
+LOG_GROUP={{log_group}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -39,6 +43,7 @@ UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
+IMDS_URL=${VLLM_IMDS_URL:-http://169.254.169.254/latest}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -177,6 +182,31 @@ resolve_image() {
   IMAGE=$mirrored
 }
 
+# This instance's id, from IMDSv2 (a session token first: the launch template requires tokens).
+aws_instance_id() {
+  local token
+  token=$(curl -fsS --retry 5 -X PUT "$IMDS_URL/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 60")
+  curl -fsS --retry 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS_URL/meta-data/instance-id"
+}
+
+# docker's log driver for the container: its output goes to the cloud's log service (and, with docker's
+# dual logging, stays readable with `docker logs`). Neither driver is given the container's environment
+# (gcplogs' env option, awslogs has none), so the secrets in --env-file never reach a log.
+log_args() {
+  case "$CLOUD" in
+    gcp)
+      # Entries land in projects/<project>/logs/gcplogs-docker-driver, with the instance's name, id and
+      # zone from the metadata server; the VM's service account has roles/logging.logWriter.
+      printf '%s\n' --log-driver gcplogs --log-opt gcp-log-cmd=false
+      ;;
+    aws)
+      if [ -z "$LOG_GROUP" ]; then return 0; fi
+      printf '%s\n' --log-driver awslogs --log-opt "awslogs-region=$REGION" \
+        --log-opt "awslogs-group=$LOG_GROUP" --log-opt "awslogs-stream=$(aws_instance_id)"
+      ;;
+  esac
+}
+
 run_container() {
   resolve_image
   local -a docker_args=(
@@ -184,6 +214,9 @@ run_container() {
     --env-file "$SECRETS_FILE"
     --volume "$HF_CACHE:/root/.cache/huggingface"
   )
+  local -a logging
+  mapfile -t logging < <(log_args)
+  docker_args+=("${logging[@]}")
   local pair
   for pair in "${CONTAINER_ENV[@]}" "${RAY_ENV[@]}"; do
     docker_args+=(--env "$pair")
