@@ -8,7 +8,7 @@ its client library, loaded only there. Nothing here imports Pulumi or a cloud SD
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -185,3 +185,23 @@ def parse_time(value: str | datetime | None) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a replica's vLLM container output, as the platform's log service kept it."""
+
+    replica: Replica
+    time: datetime | None
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogQuery:
+    """What ``tools.logs`` asks a platform's ``read_logs`` for."""
+
+    replicas: Sequence[Replica]  # whose logs (machines or pods)
+    since: datetime  # from when
+    follow: bool = False  # keep reading new lines until ``keep_going`` says stop
+    poll_seconds: float = 5.0  # how often a cloud's log service is asked again when following
+    keep_going: Callable[[], bool] = lambda: True

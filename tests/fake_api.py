@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 
 class FakeApi:
-    """``routes[(method, path)]`` is the JSON answered (a ``(status, body)`` pair for an error); every
-    request is recorded as (method, path, query, body)."""
+    """``routes[(method, path)]`` is the JSON answered (a str: plain text; a ``(status, body)`` pair for an
+    error); every request is recorded as (method, path, query, body)."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], object] = {}
@@ -35,9 +35,10 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
         def _reply(self, method: str) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             code, payload = api.answer(method, self.path, body)
-            data = json.dumps(payload).encode()
+            text = isinstance(payload, str)
+            data = payload.encode() if text else json.dumps(payload).encode()
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/plain" if text else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

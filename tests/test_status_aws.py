@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,7 +24,7 @@ from components.observe import (
 )
 from tests.harness import run_program
 from tests.test_status import API_KEY, SERVED_MODEL, _fake_pulumi, serve  # noqa: F401 (serve: a fixture)
-from tools import status
+from tools import logs, status
 
 boto3 = pytest.importorskip(
     "boto3", reason="the tools' client libraries: pip install -r requirements-tools.txt"
@@ -227,3 +227,40 @@ def test_json_report_carries_the_service_and_its_replicas(fleet, serve, tmp_path
     assert report["service"] == {"name": "aws-h100", "status": "READY", "readyReplicas": 2, "replicas": 2}
     assert {replica["name"] for replica in report["replicas"]} == set(fleet.instances)
     assert all(replica["status"] == "READY" and replica["zone"] for replica in report["replicas"])
+
+
+def test_logs_of_every_instance_come_from_its_stream_in_the_stacks_log_group(fleet, tmp_path):
+    source = fleet.source
+    assert source.logs == "/vllm/vllm-aws-h100"
+    cloudwatch = boto3.client("logs", region_name=REGION)
+    cloudwatch.create_log_group(logGroupName=source.logs)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    for offset, instance in enumerate(fleet.instances):
+        cloudwatch.create_log_stream(logGroupName=source.logs, logStreamName=instance)
+        cloudwatch.put_log_events(
+            logGroupName=source.logs,
+            logStreamName=instance,
+            logEvents=[
+                {
+                    "timestamp": now - 1000 + offset,
+                    "message": f"INFO {instance} Application startup complete.",
+                }
+            ],
+        )
+    try:
+        env = {
+            **_fake_pulumi(tmp_path, {"endpoint": "http://x", "replicaSource": source.as_output()}),
+            **AWS_ENV,
+        }
+        out, err = io.StringIO(), io.StringIO()
+        assert logs.main(["--stack", "aws-h100"], env=env, out=out, err=err) == logs.EXIT_OK, err.getvalue()
+        replicas = {replica.name: replica.id for replica in aws_status.list_replicas(source)}
+        assert sorted(out.getvalue().splitlines()) == sorted(
+            f"({replicas[instance]} {instance}) INFO {instance} Application startup complete."
+            for instance in fleet.instances
+        )
+        out = io.StringIO()
+        logs.main(["--stack", "aws-h100", "--replica", fleet.instances[1]], env=env, out=out, err=err)
+        assert out.getvalue().splitlines() == [f"INFO {fleet.instances[1]} Application startup complete."]
+    finally:
+        cloudwatch.delete_log_group(logGroupName=source.logs)

@@ -126,15 +126,23 @@ def base_url(endpoint: str) -> str:
     return url.removesuffix("/v1")
 
 
-def stack_target(stack: str, env: Mapping[str, str]) -> Target:
-    """Read the stack's ``endpoint``, ``apiKey`` and ``model`` outputs with the pulumi CLI."""
+def stack_outputs(stack: str, env: Mapping[str, str], show_secrets: bool = True) -> dict[str, Any]:
+    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked)."""
     pulumi = shutil.which("pulumi", path=env.get("PATH", ""))
     if pulumi is None:
         raise ConfigError(
             "the pulumi CLI is not on PATH: install it to read the stack's outputs, "
             "or pass --endpoint URL with the key in VLLM_API_KEY"
         )
-    command = [pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack]
+    command = [
+        pulumi,
+        "stack",
+        "output",
+        "--json",
+        *(["--show-secrets"] if show_secrets else []),
+        "--stack",
+        stack,
+    ]
     try:
         completed = subprocess.run(
             command,
@@ -155,17 +163,31 @@ def stack_target(stack: str, env: Mapping[str, str]) -> Target:
         outputs = json.loads(completed.stdout)
     except ValueError as error:
         raise ConfigError(f"pulumi stack output --stack {stack} did not print JSON") from error
-    endpoint = outputs.get("endpoint") if isinstance(outputs, dict) else None
+    return outputs if isinstance(outputs, dict) else {}
+
+
+def replica_source(stack: str, outputs: Mapping[str, Any]) -> ReplicaSource | None:
+    """The stack's ``replicaSource`` output; None for a stack deployed before it existed."""
+    if not isinstance(outputs.get("replicaSource"), dict):
+        return None
+    try:
+        return ReplicaSource.from_output(outputs["replicaSource"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"stack {stack}: replicaSource output unreadable ({error!r})") from error
+
+
+def stack_target(stack: str, env: Mapping[str, str]) -> Target:
+    """Read the stack's ``endpoint``, ``apiKey``, ``model`` and ``replicaSource`` outputs."""
+    outputs = stack_outputs(stack, env)
+    endpoint = outputs.get("endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise ConfigError(f"stack {stack} has no endpoint output: has `pulumi up --stack {stack}` run?")
-    source = None
-    if isinstance(outputs.get("replicaSource"), dict):
-        try:
-            source = ReplicaSource.from_output(outputs["replicaSource"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ConfigError(f"stack {stack}: replicaSource output unreadable ({error!r})") from error
     return Target(
-        base_url(endpoint), outputs.get("apiKey") or None, outputs.get("model") or None, stack, source
+        base_url(endpoint),
+        outputs.get("apiKey") or None,
+        outputs.get("model") or None,
+        stack,
+        replica_source(stack, outputs),
     )
 
 

@@ -1,4 +1,5 @@
-"""The replicas of an AWS stack, for ``tools.status``: Auto Scaling instances, EC2 details, target health.
+"""An AWS stack for the operator tools: its replicas (Auto Scaling instances, EC2 details, target health)
+for ``tools.status``, their containers' CloudWatch logs for ``tools.logs``.
 
 Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; boto3 is imported
 when asked (requirements-tools.txt). Credentials and the endpoint come from boto3's own chain
@@ -7,8 +8,9 @@ when asked (requirements-tools.txt). Credentials and the endpoint come from boto
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from components.observe import (
@@ -21,6 +23,8 @@ from components.observe import (
     SHUTTING_DOWN,
     STARTING,
     ListError,
+    LogLine,
+    LogQuery,
     Replica,
     ReplicaSource,
     number_by_launch,
@@ -43,14 +47,19 @@ LEAVING_STATES = (
 )
 
 
-def clients(region: str) -> tuple[Any, Any, Any]:
-    """autoscaling, ec2 and elbv2 clients of boto3's default session in ``region``."""
+def session(region: str) -> Any:
+    """boto3's default session in ``region``; boto3 is the tools' dependency, loaded only when asked."""
     try:
         import boto3
     except ImportError as error:
         raise ListError("boto3 is not installed: pip install -r requirements-tools.txt") from error
-    session = boto3.session.Session(region_name=region)
-    return session.client("autoscaling"), session.client("ec2"), session.client("elbv2")
+    return boto3.session.Session(region_name=region)
+
+
+def clients(region: str) -> tuple[Any, Any, Any]:
+    """autoscaling, ec2 and elbv2 clients in ``region``."""
+    aws = session(region)
+    return aws.client("autoscaling"), aws.client("ec2"), aws.client("elbv2")
 
 
 def instance_status(
@@ -147,3 +156,40 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
         )
     single = [replica for replica in replicas if replica.role == SERVE]
     return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def read_logs(source: ReplicaSource, query: LogQuery, emit: Callable[[LogLine], None]) -> None:
+    """The containers' output from the stack's CloudWatch Logs group, one stream per instance (awslogs)."""
+    if not source.logs:
+        raise ListError("this stack ships no container logs (no log group in replicaSource): run `pulumi up`")
+    logs = session(source.location).client("logs")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    by_stream = {replica.extra.get("instanceId", replica.name): replica for replica in query.replicas}
+    start, seen = _millis(query.since), set()
+    while True:
+        try:
+            # FilterLogEvents takes at most 100 stream names; a stack's instances are far fewer.
+            events = [
+                event
+                for page in logs.get_paginator("filter_log_events").paginate(
+                    logGroupName=source.logs, logStreamNames=list(by_stream)[:100], startTime=start
+                )
+                for event in page["events"]
+            ]
+        except (BotoCoreError, ClientError) as error:
+            raise ListError(f"CloudWatch Logs {source.logs}: {error}") from error
+        for event in sorted(events, key=lambda event: (event["timestamp"], event["eventId"])):
+            if event["eventId"] in seen:
+                continue
+            seen.add(event["eventId"])
+            start = max(start, event["timestamp"])
+            moment = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+            emit(LogLine(by_stream[event["logStreamName"]], moment, event["message"].rstrip("\n")))
+        if not query.follow or not query.keep_going():
+            return
+        time.sleep(query.poll_seconds)

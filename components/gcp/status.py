@@ -1,12 +1,16 @@
-"""The replicas of a GCP stack, for ``tools.status``: managed instances, their VMs, the backend's health.
+"""A GCP stack for the operator tools: its replicas (managed instances, their VMs, the backend's health)
+for ``tools.status``, their containers' Cloud Logging entries for ``tools.logs``.
 
 Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; google-cloud-compute
-is imported when asked (requirements-tools.txt). Credentials are Application Default Credentials
-(``gcloud auth application-default login``); project, region and groups come from ``replicaSource``.
+and google-cloud-logging are imported when asked (requirements-tools.txt). Credentials are Application
+Default Credentials (``gcloud auth application-default login``); project, region and groups come from
+``replicaSource``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +24,8 @@ from components.observe import (
     SHUTTING_DOWN,
     Group,
     ListError,
+    LogLine,
+    LogQuery,
     Replica,
     ReplicaSource,
     number_by_launch,
@@ -164,3 +170,52 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
         raise ListError(f"GCP project {project} ({region}): {error}") from error
     single = [replica for replica in replicas if replica.role == SERVE]
     return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
+
+
+def read_logs(
+    source: ReplicaSource, query: LogQuery, emit: Callable[[LogLine], None], **client_args: Any
+) -> None:
+    """The containers' output from Cloud Logging, where docker's gcplogs driver puts it: log
+    ``gcplogs-docker-driver``, each entry naming its VM in ``jsonPayload.instance.name``."""
+    try:
+        from google.cloud import logging as cloud_logging
+    except ImportError as error:
+        raise ListError(
+            "google-cloud-logging is not installed: pip install -r requirements-tools.txt"
+        ) from error
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    project = source.scope
+    client = cloud_logging.Client(project=project, _use_grpc=False, **client_args)
+    by_name = {replica.name: replica for replica in query.replicas}
+    instances = " OR ".join(f'"{name}"' for name in by_name)
+    since, seen = query.since, set()
+    while True:
+        log_filter = (
+            f'logName="projects/{project}/logs/{source.logs}" AND jsonPayload.instance.name=({instances})'
+            f' AND timestamp>="{since.isoformat()}"'
+        )
+        try:
+            entries = list(
+                client.list_entries(
+                    resource_names=[f"projects/{project}"],
+                    filter_=log_filter,
+                    order_by=cloud_logging.ASCENDING,
+                    page_size=1000,
+                )
+            )
+        except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
+            raise ListError(f"Cloud Logging in project {project}: {error}") from error
+        for entry in entries:
+            payload = entry.payload if isinstance(entry.payload, dict) else {"message": str(entry.payload)}
+            replica = by_name.get((payload.get("instance") or {}).get("name", ""))
+            if replica is None or entry.insert_id in seen:
+                continue
+            seen.add(entry.insert_id)
+            moment = parse_time(entry.timestamp)
+            since = max(since, moment) if moment else since
+            emit(LogLine(replica, moment, str(payload.get("message", payload.get("data", ""))).rstrip("\n")))
+        if not query.follow or not query.keep_going():
+            return
+        time.sleep(query.poll_seconds)

@@ -1,4 +1,5 @@
-"""The replicas of a Kubernetes stack, for ``tools.status``: the workload's pods, readiness and nodes.
+"""A Kubernetes stack for the operator tools: its replicas (the workload's pods, readiness and nodes) for
+``tools.status``, their containers' logs for ``tools.logs``.
 
 Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; the kubernetes client
 is imported when asked (requirements-tools.txt). The cluster is the kubeconfig's (``KUBECONFIG``) context
@@ -8,7 +9,10 @@ named in ``replicaSource`` (its current one when empty), the namespace the stack
 from __future__ import annotations
 
 import os
-from datetime import datetime
+import re
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from components.observe import (
@@ -22,6 +26,8 @@ from components.observe import (
     SHUTTING_DOWN,
     STARTING,
     ListError,
+    LogLine,
+    LogQuery,
     Replica,
     ReplicaSource,
     number_by_launch,
@@ -34,6 +40,7 @@ LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 LWS_GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
 LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+CONTAINER = "vllm"  # the serving container's name (components/kubernetes/pods.py: CONTAINER)
 GPU_RESOURCE = "nvidia.com/gpu"
 #: Container waiting reasons that mean the pod will not serve without a change (kubelet's own reasons).
 BROKEN_REASONS = (
@@ -178,3 +185,62 @@ def list_replicas(
         (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
     )
     return number_by_launch(single) + grouped
+
+
+def _stamped(line: str) -> tuple[datetime | None, str]:
+    """Split the kubelet's RFC 3339 nanosecond timestamp (``timestamps=true``) off a log line."""
+    stamp, _, text = line.partition(" ")
+    try:
+        return parse_time(re.sub(r"(\.\d{6})\d+", r"\1", stamp)), text
+    except ValueError:
+        return None, line
+
+
+def read_logs(
+    source: ReplicaSource, query: LogQuery, emit: Callable[[LogLine], None], api_client: Any = None
+) -> None:
+    """The pods' ``vllm`` container logs from the API server (the kubelet keeps them; a restarted
+    container's previous run is ``kubectl logs --previous``). Following reads every pod at once."""
+    cluster = Cluster(source.location, api_client)
+    since_seconds = max(1, int((datetime.now(UTC) - query.since).total_seconds()))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def read(replica: Replica) -> None:
+        try:
+            response = cluster.core.read_namespaced_pod_log(
+                replica.name,
+                source.scope,
+                container=CONTAINER,
+                since_seconds=since_seconds,
+                timestamps=True,
+                follow=query.follow,
+                _preload_content=False,
+            )
+            pending = b""
+            for chunk in response.stream(4096):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    moment, text = _stamped(line.decode(errors="replace"))
+                    with lock:
+                        emit(LogLine(replica, moment, text))
+                if not query.keep_going():
+                    break
+            if pending:
+                moment, text = _stamped(pending.decode(errors="replace"))
+                with lock:
+                    emit(LogLine(replica, moment, text))
+            response.release_conn()
+        except cluster.error as error:
+            failures.append(f"{replica.name}: {error.status} {error.reason}")
+        except cluster.transport_error as error:
+            failures.append(f"{replica.name}: cannot reach the API server: {error}")
+
+    readers = [threading.Thread(target=read, args=(replica,), daemon=True) for replica in query.replicas]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    if failures:
+        raise ListError(f"Kubernetes namespace {source.scope}: " + "; ".join(failures))
