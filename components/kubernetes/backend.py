@@ -36,6 +36,8 @@ class KubernetesSettings:
     context: str | None = None
     #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
     max_surge: int | None = None
+    #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
+    prometheus_operator: bool = False
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
@@ -85,6 +87,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             install_leader_worker_set=read.boolean("installLeaderWorkerSet", False),
             context=read.string("kubernetes:context"),
             max_surge=read.integer("maxSurge", None, 0),
+            prometheus_operator=read.boolean("prometheusOperator", False),
         )
     )
 
@@ -137,6 +140,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "storageClass": k8s.storage_class,
         "serviceType": k8s.service_type,
         "installLeaderWorkerSet": k8s.install_leader_worker_set,
+        "prometheusOperator": k8s.prometheus_operator,
     }
 
 
@@ -155,6 +159,7 @@ BACKEND = Backend(
         "memoryGb",
         "installLeaderWorkerSet",
         "maxSurge",
+        "prometheusOperator",
     ),
     catalog=CATALOG,
     read_placement=read_placement,

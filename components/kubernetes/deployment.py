@@ -8,6 +8,7 @@ import pulumi_kubernetes
 from components.kubernetes import gpu_nodes, pods
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
 from components.kubernetes.ray_group import LeaderWorkerSetController, RayGroup, RayGroupArgs
 from components.kubernetes.replica import VllmReplica, VllmReplicaArgs
@@ -55,6 +56,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 opts,
             )
         ]
+    if settings(spec).prometheus_operator:
+        Monitoring(spec.name, MonitoringArgs(spec=spec, namespace=namespace.name), opts)
     workload = replicas[0].workload
     load_balancer = LoadBalancer(
         spec.name,

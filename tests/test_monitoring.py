@@ -1,0 +1,84 @@
+"""Metrics and dashboards: Kubernetes' PodMonitor and Grafana dashboard behind vllm:prometheusOperator."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components import dashboard
+from components.kubernetes.monitoring import GRAFANA_DASHBOARD_LABEL, dashboard_uid
+from components.spec import build_spec
+from tests.harness import Run, run_program
+from tests.test_kubernetes import manifest, validate
+
+POD_MONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+
+
+@pytest.fixture(scope="module")
+def monitored() -> Run:
+    return run_program("k8s-l4", config={"vllm:prometheusOperator": "true"})
+
+
+def grafana_board(run: Run) -> tuple[dict, dict]:
+    (config_map,) = [
+        r for r in run.of_type(CONFIG_MAP) if GRAFANA_DASHBOARD_LABEL in r.inputs["metadata"]["labels"]
+    ]
+    body = manifest(config_map)
+    (text,) = body["data"].values()
+    return body, json.loads(text)
+
+
+def test_without_the_key_no_prometheus_operator_object_is_declared():
+    run = run_program("k8s-l4")
+    assert not run.of_type(POD_MONITOR)
+    assert not [
+        r for r in run.of_type(CONFIG_MAP) if GRAFANA_DASHBOARD_LABEL in r.inputs["metadata"]["labels"]
+    ]
+
+
+def test_a_pod_monitor_scrapes_the_serving_pods_metrics_port(monitored):
+    (monitor,) = monitored.of_type(POD_MONITOR)
+    spec = monitor.inputs["spec"]
+    assert monitor.inputs["metadata"]["namespace"] == "vllm-k8s-l4"
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "vllm",
+        "app.kubernetes.io/instance": "vllm-k8s-l4",
+    }
+    assert spec["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    (deployment,) = monitored.of_type("kubernetes:apps/v1:Deployment")
+    pod_labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
+    ports = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert [port["name"] for port in ports] == ["http"]
+
+
+def test_the_grafana_dashboard_configmap_is_valid_and_labelled_for_grafanas_sidecar(monitored):
+    body, board = grafana_board(monitored)
+    validate(body)
+    assert body["metadata"]["labels"][GRAFANA_DASHBOARD_LABEL] == "1"
+    assert board["uid"] == dashboard_uid(build_spec("k8s-l4", {}))
+    assert len(board["uid"]) <= 40  # Grafana's limit on a dashboard uid
+    assert list(body["data"]) == ["vllm-k8s-l4.json"]
+
+
+def test_the_dashboard_charts_only_this_namespaces_series_of_metrics_vllm_exports(monitored):
+    _, board = grafana_board(monitored)
+    queries = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    assert len(board["panels"]) == len(dashboard.panels())
+    for query in queries:
+        names = set(re.findall(r"vllm:[a-z0-9_]+", query))
+        assert names and names <= dashboard.exported_series()
+        assert all(f'{name}{{namespace="vllm-k8s-l4"}}' in query for name in names)
+
+
+def test_monitoring_objects_use_the_stacks_explicit_provider(monitored):
+    provider = monitored.one(POD_MONITOR).provider
+    assert provider and "pulumi:providers:kubernetes" in provider
+    assert all(r.provider == provider for r in monitored.of_type(CONFIG_MAP) if r.name.endswith("-dashboard"))
+
+
+def test_no_dashboard_url_on_kubernetes(monitored):
+    assert "dashboardUrl" not in monitored.outputs
