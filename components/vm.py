@@ -94,6 +94,8 @@ def bootstrap_script(
         health_agent_gzip_base64=_packed(scripts.source("health_agent.py")),
         image_metadata_key=image_metadata_key,
         log_group=log_group,
+        metrics_job=spec.name,
+        metrics_port=launch.port,
     )
 
 

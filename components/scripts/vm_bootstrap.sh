@@ -34,6 +34,10 @@ IMAGE_METADATA_KEY={{image_metadata_key}}
 # stream per instance); GCP: docker's gcplogs driver writes to the project's Cloud Logging. Empty on AWS:
 # docker's default json-file.
 LOG_GROUP={{log_group}}
+# GCP: the Ops Agent's Prometheus receiver scrapes vLLM's /metrics on METRICS_PORT into Cloud Monitoring
+# as job METRICS_JOB (the stack's name: what its dashboard selects). Serving roles only.
+METRICS_JOB={{metrics_job}}
+METRICS_PORT={{metrics_port}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -44,6 +48,7 @@ AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
 IMDS_URL=${VLLM_IMDS_URL:-http://169.254.169.254/latest}
+OPS_AGENT_CONFIG=${VLLM_OPS_AGENT_CONFIG:-/etc/google-cloud-ops-agent/config.yaml}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -139,6 +144,41 @@ EOF
   systemctl daemon-reload
   systemctl enable vllm-health.service
   systemctl restart vllm-health.service
+}
+
+# GCP: vLLM's Prometheus metrics into Cloud Monitoring (Managed Service for Prometheus) through the Ops
+# Agent's prometheus receiver; the VM's service account has roles/monitoring.metricWriter. /metrics stays
+# on the VM: the agent scrapes localhost. Best effort: a VM that cannot install the agent still serves.
+install_metrics_agent() {
+  if [ "$CLOUD" != gcp ] || [ "$ROLE" = ray-worker ]; then return 0; fi
+  if ! dpkg -s google-cloud-ops-agent >/dev/null 2>&1; then
+    log "installing the Ops Agent"
+    if ! curl -fsS --retry 5 -o "$INSTALL_DIR/add-google-cloud-ops-agent-repo.sh" \
+      https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh \
+      || ! bash "$INSTALL_DIR/add-google-cloud-ops-agent-repo.sh" --also-install; then
+      log "the Ops Agent could not be installed: no vLLM metrics in Cloud Monitoring from this VM"
+      return 0
+    fi
+  fi
+  install -d -m 0755 "$(dirname "$OPS_AGENT_CONFIG")"
+  cat >"$OPS_AGENT_CONFIG" <<EOF
+metrics:
+  receivers:
+    vllm:
+      type: prometheus
+      config:
+        scrape_configs:
+          - job_name: $METRICS_JOB
+            scrape_interval: 30s
+            metrics_path: /metrics
+            static_configs:
+              - targets: ["localhost:$METRICS_PORT"]
+  service:
+    pipelines:
+      vllm:
+        receivers: [vllm]
+EOF
+  systemctl restart google-cloud-ops-agent
 }
 
 install_unit() {
@@ -248,6 +288,7 @@ main() {
       install_health_agent
       wait_for_gpus
       ensure_container_runtime
+      install_metrics_agent
       install_unit
       systemctl restart vllm.service
       log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"
