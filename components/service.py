@@ -72,3 +72,5 @@ class Deployment:
     #: The stack output ``replicaSource`` (``components.observe.ReplicaSource``): where tools.status and
     #: tools.logs find the replicas, the same shape on every platform.
     replica_source: pulumi.Output[dict] | None = None
+    #: The stack output ``dashboardUrl``: the platform's dashboard of the service, None where it has no URL.
+    dashboard_url: pulumi.Output[str] | None = None

@@ -60,6 +60,7 @@ API_OF_MODULE = {
     "serviceaccount": "iam.googleapis.com",
     "projects": "cloudresourcemanager.googleapis.com",  # project IAM bindings
     "artifactregistry": "artifactregistry.googleapis.com",
+    "monitoring": "monitoring.googleapis.com",  # the service dashboard
 }
 
 # One program run per scenario, shared by the tests that read it.
@@ -719,6 +720,7 @@ def test_components_use_vllm_gcp_type_tokens(h100):
         "vllm:gcp:ServiceIdentity",
         "vllm:gcp:VllmReplica",
         "vllm:gcp:LoadBalancer",
+        "vllm:gcp:ServiceDashboard",
     }
 
 

@@ -82,3 +82,30 @@ def test_monitoring_objects_use_the_stacks_explicit_provider(monitored):
 
 def test_no_dashboard_url_on_kubernetes(monitored):
     assert "dashboardUrl" not in monitored.outputs
+
+
+@pytest.fixture(scope="module")
+def gcp() -> Run:
+    return run_program("gcp-h100", secrets={"vllm:hfToken": "hf_testtoken123"})
+
+
+def test_gcp_has_a_cloud_monitoring_dashboard_of_this_stacks_job(gcp):
+    (resource,) = gcp.of_type("gcp:monitoring/dashboard:Dashboard")
+    board = json.loads(resource.inputs["dashboardJson"])
+    queries = [
+        data_set["timeSeriesQuery"]["prometheusQuery"]
+        for tile in board["mosaicLayout"]["tiles"]
+        for data_set in tile["widget"]["xyChart"]["dataSets"]
+    ]
+    assert len(board["mosaicLayout"]["tiles"]) == len(dashboard.panels())
+    for query in queries:
+        names = set(re.findall(r"vllm:[a-z0-9_]+", query))
+        assert names and names <= dashboard.exported_series()
+        assert all(f'{name}{{job="vllm-gcp-h100"}}' in query for name in names)  # the VMs' scrape job
+    assert "pulumi:providers:gcp::gcp::" in resource.provider
+
+
+def test_gcp_exports_the_dashboards_console_url(gcp):
+    url = gcp.outputs["dashboardUrl"]
+    assert url.startswith("https://console.cloud.google.com/monitoring/dashboards/builder/")
+    assert url.endswith("?project=test-project")

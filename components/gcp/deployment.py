@@ -10,6 +10,7 @@ from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
+from components.gcp.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_group import RayGroup, RayGroupArgs
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
@@ -103,12 +104,14 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         LoadBalancerArgs(spec, launch, [replica.instance_group for replica in replicas], provider),
         opts,
     )
+    service_dashboard = ServiceDashboard(spec.name, ServiceDashboardArgs(spec=spec), opts)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
         replica_source=replica_source(spec, launch, replicas, zones, load_balancer),
+        dashboard_url=service_dashboard.url,
     )
 
 
