@@ -95,6 +95,12 @@ def instance_status(
     return status, "" if status == READY else str(target_health.get("Description") or target_state)
 
 
+def _ids_filter(ids: list[str]) -> list[dict]:
+    """By filter, not InstanceIds: an instance that left between the two calls is then missing from
+    the answer instead of failing it (InvalidInstanceID.NotFound)."""
+    return [{"Name": "instance-id", "Values": ids}]
+
+
 def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dict]:
     for page in client.get_paginator(operation).paginate(**kwargs):
         yield from page[key]
@@ -120,7 +126,7 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
         instances = {
             instance["InstanceId"]: instance
             for reservation in (
-                _pages(ec2, "describe_instances", "Reservations", InstanceIds=ids) if ids else []
+                _pages(ec2, "describe_instances", "Reservations", Filters=_ids_filter(ids)) if ids else []
             )
             for instance in reservation["Instances"]
         }
