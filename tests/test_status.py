@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from components.observe import RAY_HEAD, RAY_WORKER, READY, STARTING, Replica, ReplicaSource
 from tools import status
 
 pytestmark = pytest.mark.timeout(30)
@@ -279,3 +280,29 @@ def test_a_stack_without_replica_source_is_checked_as_before(serve, tmp_path):
     code, out, _ = run("--stack", "old-stack", "--json", env=env)
     assert code == status.EXIT_READY
     assert set(json.loads(out)) == {"endpoint", "ready", "timedOut", "checks"}
+
+
+def test_a_multi_node_replica_table_shows_each_machines_role_and_counts_heads_only():
+    source = ReplicaSource(
+        platform="gcp",
+        location="us-central1",
+        scope="p",
+        replicas=2,
+        startup_seconds=600,
+        groups=(),
+        balancer="b",
+    )
+    machines = [
+        Replica(id="0", name="r0-head", role=RAY_HEAD, status=READY),
+        Replica(id="0", name="r0-worker", role=RAY_WORKER, status=READY),
+        Replica(id="1", name="r1-head", role=RAY_HEAD, status=STARTING, detail="loading"),
+    ]
+    target = status.Target("http://lb", None, None, "gcp-h100-multinode", source)
+    checks = [status.CheckResult("/health", "OK", 200, 3, "")]
+    text = status.render_table(target, status.Report(checks, machines, None, 2), timed_out=False)
+    lines = text.splitlines()
+    assert lines[lines.index("Service Replicas") + 1].split()[:3] == ["ID", "ROLE", "NAME"]
+    assert "gcp-h100-multinode  NOT_READY  1/2" in text
+    assert any(line.split()[:3] == ["0", "ray-worker", "r0-worker"] for line in lines)
+    assert "STARTING (loading)" in text
+    assert text.endswith("NOT READY: READY 1/2 replicas")

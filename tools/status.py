@@ -476,7 +476,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--stack", help="read endpoint, apiKey and model from this stack's outputs")
+    source.add_argument(
+        "--stack", help="read endpoint, apiKey, model and replicaSource from this stack's outputs"
+    )
     source.add_argument("--endpoint", help="the endpoint's base URL (default: $VLLM_ENDPOINT)")
     parser.add_argument(
         "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
