@@ -101,6 +101,7 @@ def test_the_stack_is_built_from_the_aws_components(h100):
         "vllm:aws:ServiceIdentity",
         "vllm:aws:LoadBalancer",
         "vllm:aws:VllmReplica",
+        "vllm:aws:ServiceDashboard",
     }
     assert all(
         h100.by_urn(r.parent).type == "vllm:index:VllmService" for r in h100.of_type("vllm:aws:Network")

@@ -109,3 +109,35 @@ def test_gcp_exports_the_dashboards_console_url(gcp):
     url = gcp.outputs["dashboardUrl"]
     assert url.startswith("https://console.cloud.google.com/monitoring/dashboards/builder/")
     assert url.endswith("?project=test-project")
+
+
+@pytest.fixture(scope="module")
+def aws() -> Run:
+    return run_program("aws-h100", secrets={"vllm:hfToken": "hf_testtoken123"})
+
+
+def test_aws_has_a_cloudwatch_dashboard_of_the_load_balancer_and_its_healthy_replicas(aws):
+    (resource,) = aws.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", resource.inputs["dashboardName"])  # CloudWatch's name rule
+    widgets = json.loads(resource.inputs["dashboardBody"])["widgets"]
+    alb = aws.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"]
+    target_group = aws.one("aws:lb/targetGroup:TargetGroup").outputs["arnSuffix"]
+    charted = {
+        tuple(metric[:2]): metric[2:] for widget in widgets for metric in widget["properties"]["metrics"]
+    }
+    assert charted[("AWS/ApplicationELB", "RequestCount")] == ["LoadBalancer", alb]
+    assert charted[("AWS/ApplicationELB", "HealthyHostCount")] == [
+        "TargetGroup",
+        target_group,
+        "LoadBalancer",
+        alb,
+    ]
+    assert all(widget["x"] + widget["width"] <= 24 for widget in widgets)  # CloudWatch's 24-column grid
+    assert all(widget["properties"]["region"] == "us-east-1" for widget in widgets)
+
+
+def test_aws_exports_the_dashboards_console_url(aws):
+    assert aws.outputs["dashboardUrl"] == (
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        "#dashboards/dashboard/vllm-aws-h100"
+    )

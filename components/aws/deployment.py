@@ -8,6 +8,7 @@ from pulumi_aws import Provider
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.aws.machines import machine_image, stack_tags
+from components.aws.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_group import RayGroup, RayGroupArgs
 from components.aws.replica import VllmReplica, VllmReplicaArgs
@@ -51,12 +52,16 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             )
             for index in range(spec.replicas)
         ]
+    service_dashboard = ServiceDashboard(
+        spec.name, ServiceDashboardArgs(spec=spec, load_balancer=load_balancer), opts
+    )
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
         replica_source=replica_source(spec, launch, replicas, load_balancer, identity),
+        dashboard_url=service_dashboard.url,
     )
 
 

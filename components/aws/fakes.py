@@ -132,9 +132,11 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "aws:lb/loadBalancer:LoadBalancer": lambda inputs, name: {
         "arn": _arn("elasticloadbalancing", f"loadbalancer/{name}"),
         "dnsName": f"{name}-1234567890.{REGION}.elb.amazonaws.com",
+        "arnSuffix": f"app/{name}/50dc6c495c0c9188",
     },
     "aws:lb/targetGroup:TargetGroup": lambda inputs, name: {
-        "arn": _arn("elasticloadbalancing", f"targetgroup/{name}")
+        "arn": _arn("elasticloadbalancing", f"targetgroup/{name}"),
+        "arnSuffix": f"targetgroup/{name}/73e2d6bc24d8a067",
     },
     "aws:lb/listener:Listener": lambda inputs, name: {
         "arn": _arn("elasticloadbalancing", f"listener/{name}")
