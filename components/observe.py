@@ -26,6 +26,10 @@ STATUSES = (PROVISIONING, STARTING, READY, NOT_READY, FAILED, PREEMPTED, SHUTTIN
 SERVE, RAY_HEAD, RAY_WORKER = "serve", "ray-head", "ray-worker"
 
 
+#: How to get the tools' client libraries: with the program's own requirements, in one resolve (protobuf).
+INSTALL_TOOLS = "pip install -r requirements.txt -r requirements-tools.txt"
+
+
 class ListError(Exception):
     """The platform could not be asked (no client library, no credentials, an API error): one line why."""
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from components.observe import LogQuery, Replica, ReplicaSource
+from components.observe import INSTALL_TOOLS, LogQuery, Replica, ReplicaSource
 from tests.fake_api import FakeApi, serving
 from tests.harness import run_program
 from tests.test_status import _fake_pulumi
 from tests.test_status_kubernetes import SELECTOR, pod
 from tools import logs
 
-pytest.importorskip("kubernetes", reason="pip install -r requirements-tools.txt")
-pytest.importorskip("google.cloud.logging", reason="pip install -r requirements-tools.txt")
+pytest.importorskip("kubernetes", reason=INSTALL_TOOLS)
+pytest.importorskip("google.cloud.logging", reason=INSTALL_TOOLS)
 from google.auth.credentials import AnonymousCredentials
 
 from components.gcp import status as gcp_status

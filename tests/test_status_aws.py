@@ -14,6 +14,7 @@ import pytest
 from components.aws import status as aws_status
 from components.observe import (
     FAILED,
+    INSTALL_TOOLS,
     NOT_READY,
     PREEMPTED,
     READY,
@@ -26,9 +27,7 @@ from tests.harness import run_program
 from tests.test_status import API_KEY, SERVED_MODEL, _fake_pulumi, serve  # noqa: F401 (serve: a fixture)
 from tools import logs, status
 
-boto3 = pytest.importorskip(
-    "boto3", reason="the tools' client libraries: pip install -r requirements-tools.txt"
-)
+boto3 = pytest.importorskip("boto3", reason=INSTALL_TOOLS)
 moto_server = pytest.importorskip("moto.server")
 
 pytestmark = pytest.mark.timeout(120)

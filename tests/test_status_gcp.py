@@ -9,6 +9,7 @@ import pytest
 
 from components.observe import (
     FAILED,
+    INSTALL_TOOLS,
     NOT_READY,
     PREEMPTED,
     PROVISIONING,
@@ -20,7 +21,7 @@ from components.observe import (
 from tests.fake_api import FakeApi, serving
 from tests.harness import run_program
 
-compute_v1 = pytest.importorskip("google.cloud.compute_v1", reason="pip install -r requirements-tools.txt")
+compute_v1 = pytest.importorskip("google.cloud.compute_v1", reason=INSTALL_TOOLS)
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 
 from components.gcp import status as gcp_status  # noqa: E402

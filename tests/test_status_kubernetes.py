@@ -11,6 +11,7 @@ import pytest
 
 from components.observe import (
     FAILED,
+    INSTALL_TOOLS,
     NOT_READY,
     PREEMPTED,
     PROVISIONING,
@@ -23,7 +24,7 @@ from components.observe import (
 from tests.fake_api import FakeApi, serving
 from tests.harness import run_program
 
-pytest.importorskip("kubernetes", reason="pip install -r requirements-tools.txt")
+pytest.importorskip("kubernetes", reason=INSTALL_TOOLS)
 from components.kubernetes import status as k8s_status
 
 pytestmark = pytest.mark.timeout(120)

@@ -6,7 +6,7 @@ Reads where each platform keeps them: Cloud Logging (GCP: docker's gcplogs drive
 Logs group (AWS: docker's awslogs driver, a stream per instance), the pods' logs (Kubernetes). The stack's
 ``replicaSource`` output says where; `python -m tools.status --stack NAME` lists the replica IDs. With
 several machines, each line starts with ``(ID NAME)``. Needs the platform's client library
-(pip install -r requirements-tools.txt) and your credentials for it.
+(pip install -r requirements.txt -r requirements-tools.txt) and your credentials for it.
 
 Exit codes:
   0  done (or --follow ended with Ctrl-C)

@@ -7,7 +7,8 @@ With --stack: the service row and one row per replica (machine or pod) as its pl
 NAME, IP, LAUNCHED, RESOURCES, ZONE, STATUS (PROVISIONING, STARTING, READY, NOT_READY, FAILED, PREEMPTED,
 SHUTTING_DOWN), read with the platform's client library and your credentials for it (google-cloud-compute
 and Application Default Credentials, boto3 and its usual chain, the kubernetes client and your kubeconfig;
-pip install -r requirements-tools.txt). Ready means every check passed and READY n/n replicas.
+pip install -r requirements.txt -r requirements-tools.txt). Ready means every check passed and READY n/n
+replicas.
 
 Three checks, in order; a failed check skips the ones after it:
   /health               GET without the key: the engine is up (vLLM answers 200 once the weights are loaded)

@@ -15,6 +15,7 @@ from typing import Any
 
 from components.observe import (
     FAILED,
+    INSTALL_TOOLS,
     PREEMPTED,
     PROVISIONING,
     RAY_WORKER,
@@ -52,7 +53,7 @@ def session(region: str) -> Any:
     try:
         import boto3
     except ImportError as error:
-        raise ListError("boto3 is not installed: pip install -r requirements-tools.txt") from error
+        raise ListError(f"boto3 is not installed: {INSTALL_TOOLS}") from error
     return boto3.session.Session(region_name=region)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from components.observe import (
     FAILED,
+    INSTALL_TOOLS,
     PREEMPTED,
     PROVISIONING,
     RAY_WORKER,
@@ -94,9 +95,7 @@ class Compute:
         try:
             from google.cloud import compute_v1
         except ImportError as error:
-            raise ListError(
-                "google-cloud-compute is not installed: pip install -r requirements-tools.txt"
-            ) from error
+            raise ListError(f"google-cloud-compute is not installed: {INSTALL_TOOLS}") from error
         self.types = compute_v1
         self.regional = compute_v1.RegionInstanceGroupManagersClient(**client_args)
         self.zonal = compute_v1.InstanceGroupManagersClient(**client_args)
@@ -180,9 +179,7 @@ def read_logs(
     try:
         from google.cloud import logging as cloud_logging
     except ImportError as error:
-        raise ListError(
-            "google-cloud-logging is not installed: pip install -r requirements-tools.txt"
-        ) from error
+        raise ListError(f"google-cloud-logging is not installed: {INSTALL_TOOLS}") from error
     from google.api_core import exceptions
     from google.auth import exceptions as auth_exceptions
 

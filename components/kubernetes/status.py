@@ -17,6 +17,7 @@ from typing import Any
 
 from components.observe import (
     FAILED,
+    INSTALL_TOOLS,
     PREEMPTED,
     PROVISIONING,
     RAY_HEAD,
@@ -111,9 +112,7 @@ class Cluster:
             from kubernetes import client, config
             from kubernetes.client.exceptions import ApiException
         except ImportError as error:
-            raise ListError(
-                "the kubernetes client is not installed: pip install -r requirements-tools.txt"
-            ) from error
+            raise ListError(f"the kubernetes client is not installed: {INSTALL_TOOLS}") from error
         from urllib3.exceptions import HTTPError
 
         self.error = ApiException
