@@ -149,8 +149,11 @@ class Backend:
 
     def module(self, name: str) -> ModuleType:
         """One of the package's modules with the same name on every platform: ``deployment`` (``build``;
-        loads the SDK), ``fakes`` (the offline tools' answers, plain data) or ``policy`` (its scanners for the
-        policy pack, plain functions; the contract it fulfils is in policy/validators.py's docstring)."""
+        loads the SDK), ``fakes`` (the offline tools' answers, plain data), ``policy`` (its scanners for the
+        policy pack, plain functions; the contract it fulfils is in policy/validators.py's docstring) or
+        ``status`` (the operator tools' ``list_replicas``/``read_logs`` from the stack output
+        ``replicaSource``; loads the platform's client library from requirements-tools.txt, lazily, and is
+        never imported by the Pulumi program)."""
         return importlib.import_module(f"{self.package}.{name}")
 
     def refuse_unsupported(self, feature: Feature) -> str | None:

@@ -78,3 +78,8 @@ class Deployment:
     autoscaler: pulumi.ComponentResource | None = None  # with vllm:maxReplicas: the platform's autoscaler
     #: With vllm:domain and no vllm:dnsZone: the DNS records to create by hand (the dnsRecords output).
     dns_records: pulumi.Output[list[dict[str, str]]] | None = None
+    #: The stack output ``replicaSource`` (``components.observe.ReplicaSource``): where tools.status and
+    #: tools.logs find the replicas, the same shape on every platform.
+    replica_source: pulumi.Output[dict] | None = None
+    #: The stack output ``dashboardUrl``: the platform's dashboard of the service, None where it has no URL.
+    dashboard_url: pulumi.Output[str] | None = None

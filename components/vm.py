@@ -103,13 +103,15 @@ def bootstrap_script(
     health_report: Sequence[str],
     image_metadata_key: str = "",
     weight_cache_url: str = "",
+    log_group: str = "",
 ) -> str:
     """``vm_bootstrap.sh`` rendered for one VM role; secrets appear only as the names of store entries.
     ``health_report``: how the platform learns the health agent's verdict (``health_agent_args``).
 
     With ``weight_cache_url`` (the stack's bucket), every node fetches the model's files into
     ``cached_model_dir`` before vLLM starts and vLLM loads them from there (``--served-model-name`` keeps
-    the API's model name); without it, vLLM downloads from the Hub as usual."""
+    the API's model name); without it, vLLM downloads from the Hub as usual. ``log_group``: the CloudWatch
+    Logs group of the container's output (AWS)."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
@@ -140,6 +142,9 @@ def bootstrap_script(
         ],
         weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
         local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
+        log_group=log_group,
+        metrics_job=spec.name,
+        metrics_port=launch.port,
     )
 
 
@@ -174,9 +179,15 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
 
 
 def shipped(name: str) -> str:
-    """A shell script as a VM receives it: without its comment lines (the shebang stays), so that AWS user
-    data stays within 16 KB. Its heredocs hold only Python, where such a line is a comment too."""
-    lines = scripts.source(name).splitlines(keepends=True)
+    """A shell script as a VM receives it: without its comment lines (``without_comments``)."""
+    return without_comments(scripts.source(name))
+
+
+def without_comments(script: str) -> str:
+    """A shell script without its whole-line comments (the shebang stays), so that AWS user data stays
+    within 16 KB. The project's scripts' heredocs hold only Python, systemd units and the Ops Agent's YAML,
+    where such a line is a comment too."""
+    lines = script.splitlines(keepends=True)
     return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
 
 

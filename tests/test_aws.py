@@ -102,6 +102,7 @@ def test_the_stack_is_built_from_the_aws_components(h100):
         "vllm:aws:LoadBalancer",
         "vllm:aws:ReplicaGroup",
         "vllm:aws:WeightCache",
+        "vllm:aws:ServiceDashboard",
     }
     assert all(
         h100.by_urn(r.parent).type == "vllm:index:VllmService" for r in h100.of_type("vllm:aws:Network")
@@ -157,10 +158,14 @@ def test_secrets_are_deleted_at_once_so_destroy_then_up_reuses_their_names(h100)
 
 def role_statements(run: Run) -> dict[str, dict]:
     policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
-    return {statement["Action"]: statement for statement in policy["Statement"]}
+    return {",".join(_listed(statement["Action"])): statement for statement in policy["Statement"]}
 
 
-def test_the_instance_role_may_read_the_two_secrets_and_report_its_own_health_and_nothing_else(h100):
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def test_the_instance_role_may_read_the_two_secrets_report_its_health_write_its_logs_and_nothing_else(h100):
     statements = role_statements(h100)
     weight_cache = {
         "s3:GetObject",
@@ -171,6 +176,7 @@ def test_the_instance_role_may_read_the_two_secrets_and_report_its_own_health_an
         "secretsmanager:GetSecretValue",
         "autoscaling:SetInstanceHealth",
         *weight_cache,
+        "logs:CreateLogStream,logs:PutLogEvents",
     }
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
     assert statements["secretsmanager:GetSecretValue"] == {
@@ -180,6 +186,19 @@ def test_the_instance_role_may_read_the_two_secrets_and_report_its_own_health_an
     }
     assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements.values())
     assert not h100.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_container_logs_go_to_a_stack_owned_log_group_with_a_retention_period(h100):
+    (group,) = h100.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["name"] == "/vllm/vllm-aws-h100"
+    assert group.inputs["retentionInDays"] == 30
+    statement = role_statements(h100)["logs:CreateLogStream,logs:PutLogEvents"]
+    assert statement["Resource"] == f"{group.outputs['arn']}:log-stream:*"
+    assert h100.outputs["replicaSource"]["logs"] == "/vllm/vllm-aws-h100"
+
+
+def test_every_machine_ships_its_container_log_to_that_group(h100):
+    assert all("\nLOG_GROUP=/vllm/vllm-aws-h100\n" in user_data(t) for t in h100.of_type(TEMPLATE))
 
 
 def test_machines_may_mark_unhealthy_only_the_groups_of_their_own_stack(h100):

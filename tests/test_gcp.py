@@ -61,6 +61,7 @@ API_OF_MODULE = {
     "projects": "cloudresourcemanager.googleapis.com",  # project IAM bindings
     "artifactregistry": "artifactregistry.googleapis.com",
     "storage": "storage.googleapis.com",
+    "monitoring": "monitoring.googleapis.com",  # the service dashboard
 }
 
 # One program run per scenario, shared by the tests that read it.
@@ -714,6 +715,7 @@ def test_components_use_vllm_gcp_type_tokens(h100):
         "vllm:gcp:ReplicaGroup",
         "vllm:gcp:LoadBalancer",
         "vllm:gcp:WeightCache",
+        "vllm:gcp:ServiceDashboard",
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from components.observe import RAY_HEAD, RAY_WORKER, READY, STARTING, Replica, ReplicaSource
 from tools import status
 
 pytestmark = pytest.mark.timeout(30)
@@ -248,3 +249,60 @@ def test_help_documents_the_exit_codes(capsys):
 def test_base_url_accepts_a_bare_host_or_an_openai_base_url():
     assert status.base_url("203.0.113.7") == "http://203.0.113.7"
     assert status.base_url("https://llm.example.com/v1/") == "https://llm.example.com"
+
+
+def test_a_stack_whose_replicas_cannot_be_listed_still_gets_its_endpoint_checked(
+    serve, tmp_path, monkeypatch
+):
+    """No credentials or client library for the platform: the replica table says why, the probe runs."""
+    url, _ = serve()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    source = {
+        "platform": "kubernetes",
+        "location": "no-such-context",
+        "scope": "vllm-k8s-l4",
+        "replicas": 1,
+        "startupSeconds": 900,
+        "groups": [{"kind": "Deployment", "name": "vllm-k8s-l4", "role": "serve"}],
+        "balancer": "vllm-k8s-l4-api",
+    }
+    outputs = {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL, "replicaSource": source}
+    env = {**_fake_pulumi(tmp_path, outputs), "KUBECONFIG": str(tmp_path / "missing-kubeconfig")}
+    code, out, _ = run("--stack", "k8s-l4", env=env)
+    assert code == status.EXIT_READY  # the endpoint is the verdict when the replicas cannot be asked
+    assert "replicas unavailable: " in out
+    assert out.rstrip().endswith("READY")
+
+
+def test_a_stack_without_replica_source_is_checked_as_before(serve, tmp_path):
+    url, _ = serve()
+    env = _fake_pulumi(tmp_path, {"endpoint": url, "apiKey": API_KEY, "model": SERVED_MODEL})
+    code, out, _ = run("--stack", "old-stack", "--json", env=env)
+    assert code == status.EXIT_READY
+    assert set(json.loads(out)) == {"endpoint", "ready", "timedOut", "checks"}
+
+
+def test_a_multi_node_replica_table_shows_each_machines_role_and_counts_heads_only():
+    source = ReplicaSource(
+        platform="gcp",
+        location="us-central1",
+        scope="p",
+        replicas=2,
+        startup_seconds=600,
+        groups=(),
+        balancer="b",
+    )
+    machines = [
+        Replica(id="0", name="r0-head", role=RAY_HEAD, status=READY),
+        Replica(id="0", name="r0-worker", role=RAY_WORKER, status=READY),
+        Replica(id="1", name="r1-head", role=RAY_HEAD, status=STARTING, detail="loading"),
+    ]
+    target = status.Target("http://lb", None, None, stack="gcp-h100-multinode", replica_source=source)
+    checks = [status.CheckResult("/health", "OK", 200, 3, "")]
+    text = status.render_table(target, status.Report(checks, machines, None, 2), timed_out=False)
+    lines = text.splitlines()
+    assert lines[lines.index("Service Replicas") + 1].split()[:3] == ["ID", "ROLE", "NAME"]
+    assert "gcp-h100-multinode  NOT_READY  1/2" in text
+    assert any(line.split()[:3] == ["0", "ray-worker", "r0-worker"] for line in lines)
+    assert "STARTING (loading)" in text
+    assert text.endswith("NOT READY: READY 1/2 replicas")

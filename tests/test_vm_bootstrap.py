@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components import vm as bootstrap_vm
 from components.launch import LaunchSpec, launch_spec
@@ -73,6 +74,7 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "nvidia-smi": 'echo "NVIDIA H100 80GB HBM3"',
         "nvidia-ctk": "true",
         "systemctl": f'echo "$*" >> {tmp_path}/systemctl-calls',
+        "dpkg": "true",  # every package asked about is installed (the Ops Agent on GCP)
     }
     for name, body in fakes.items():
         path = bin_dir / name
@@ -86,6 +88,7 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "VLLM_HF_CACHE": str(tmp_path / "cache"),
         "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
         "VLLM_AGENT_UNIT_FILE": str(tmp_path / "vllm-health.service"),
+        "VLLM_OPS_AGENT_CONFIG": str(tmp_path / "ops-agent" / "config.yaml"),
         "TMP": str(tmp_path),
     }
 
@@ -205,3 +208,96 @@ def test_without_a_mirror_the_rendered_image_is_pulled_and_no_metadata_is_read(s
     assert run_script(rendered("aws-h100"), sandbox, "run").returncode == 0
     assert "vllm/vllm-openai:v0.33.0" in (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
     assert not (Path(sandbox["TMP"]) / "curl-calls").exists()
+
+
+def docker_argv(env: dict[str, str]) -> list[str]:
+    return (Path(env["TMP"]) / "docker-argv").read_text().splitlines()
+
+
+def log_options(argv: list[str]) -> dict[str, str]:
+    return dict(argv[at + 1].split("=", 1) for at, word in enumerate(argv) if word == "--log-opt")
+
+
+def test_a_gcp_container_logs_to_cloud_logging_without_its_command_or_environment(sandbox):
+    assert run_script(rendered("gcp-h100"), sandbox, "run").returncode == 0
+    argv = docker_argv(sandbox)
+    assert argv[argv.index("--log-driver") + 1] == "gcplogs"
+    assert log_options(argv) == {"gcp-log-cmd": "false"}  # no env option: the secrets stay out of the log
+
+
+def test_an_aws_container_logs_to_the_stacks_group_in_a_stream_named_for_its_instance(sandbox):
+    calls = Path(sandbox["TMP"]) / "imds-calls"
+    fake_curl = Path(sandbox["PATH"].split(":")[0]) / "curl"
+    fake_curl.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$*" in *api/token*) echo imds-token;;'
+        ' *"token: imds-token"*instance-id) echo i-0123456789abcdef0;; *) exit 22;; esac\n'
+    )
+    spec = build_spec("aws-h100", {})
+    launch = launch_spec(spec, has_hf_token=False)
+    text = bootstrap_script(
+        spec,
+        launch,
+        api_key_secret=f"{spec.name}/api-key",
+        hf_token_secret=None,
+        log_group="/vllm/vllm-aws-h100",
+        health_report=health_report(spec, launch),
+    )
+    assert shellcheck(text).returncode == 0
+    result = run_script(text, sandbox, "run")
+    assert result.returncode == 0, result.stderr
+    argv = docker_argv(sandbox)
+    assert argv[argv.index("--log-driver") + 1] == "awslogs"
+    assert log_options(argv) == {
+        "awslogs-region": "us-east-1",
+        "awslogs-group": "/vllm/vllm-aws-h100",
+        "awslogs-stream": "i-0123456789abcdef0",
+    }
+    assert "-X PUT http://169.254.169.254/latest/api/token" in calls.read_text()  # IMDSv2
+
+
+def test_an_aws_container_without_a_log_group_keeps_dockers_default_log(sandbox):
+    assert run_script(rendered("aws-h100"), sandbox, "run").returncode == 0
+    assert "--log-driver" not in docker_argv(sandbox)
+
+
+def test_a_gcp_vm_has_the_ops_agent_scrape_vllms_metrics_locally_as_the_stacks_job(sandbox):
+    result = run_script(rendered("gcp-h100"), sandbox, "boot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(Path(sandbox["VLLM_OPS_AGENT_CONFIG"]).read_text())
+    receiver = config["metrics"]["receivers"]["vllm"]
+    assert receiver["type"] == "prometheus"
+    (scrape,) = receiver["config"]["scrape_configs"]
+    assert scrape["job_name"] == "vllm-gcp-h100"
+    assert scrape["metrics_path"] == "/metrics"
+    assert scrape["static_configs"] == [{"targets": ["localhost:8000"]}]
+    assert config["metrics"]["service"]["pipelines"]["vllm"]["receivers"] == ["vllm"]
+    assert "restart google-cloud-ops-agent" in (Path(sandbox["TMP"]) / "systemctl-calls").read_text()
+
+
+def test_a_gcp_vm_without_the_ops_agent_installs_it_from_googles_repository_script(sandbox):
+    bin_dir = Path(sandbox["PATH"].split(":")[0])
+    (bin_dir / "dpkg").write_text("#!/usr/bin/env bash\nexit 1\n")
+    installer_ran = Path(sandbox["TMP"]) / "installer-ran"
+    # A curl that saves, for -o FILE, an installer that records it ran with --also-install.
+    (bin_dir / "curl").write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {sandbox["TMP"]}/curl-calls\n'
+        'while [ $# -gt 0 ]; do if [ "$1" = -o ]; then\n'
+        f'  echo \'echo "$@" > {installer_ran}\' > "$2"; fi; shift; done\n'
+    )
+    result = run_script(rendered("gcp-h100"), sandbox, "boot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
+        in (Path(sandbox["TMP"]) / "curl-calls").read_text()
+    )
+    assert installer_ran.read_text().split() == ["--also-install"]
+    assert Path(sandbox["VLLM_OPS_AGENT_CONFIG"]).exists()
+
+
+@pytest.mark.parametrize(("stack", "role"), [("aws-h100", "serve"), ("gcp-h100-multinode", "ray-worker")])
+def test_no_metrics_agent_where_nothing_serves_metrics_to_cloud_monitoring(sandbox, stack, role):
+    assert run_script(rendered(stack, role), sandbox, "boot").returncode == 0
+    assert not Path(sandbox["VLLM_OPS_AGENT_CONFIG"]).exists()

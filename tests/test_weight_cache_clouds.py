@@ -125,7 +125,17 @@ def test_aws_the_bucket_blocks_public_access_enforces_ownership_encrypts_and_is_
 def test_aws_the_role_may_get_put_and_list_that_bucket_only(aws):
     arn = aws.one(S3_BUCKET).outputs["arn"]
     statements = json.loads(aws.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])["Statement"]
-    s3 = {s["Action"]: s["Resource"] for s in statements if s["Action"].startswith("s3:")}
+    s3 = {
+        s["Action"]: s["Resource"]
+        for s in statements
+        if isinstance(s["Action"], str) and s["Action"].startswith("s3:")
+    }
+    assert not any(  # no other statement grants S3
+        action.startswith("s3:")
+        for s in statements
+        if isinstance(s["Action"], list)
+        for action in s["Action"]
+    )
     assert s3 == {"s3:GetObject": f"{arn}/*", "s3:PutObject": f"{arn}/*", "s3:ListBucket": arn}
 
 

@@ -9,13 +9,20 @@ failed handshake or verification reads "certificate not ready". A new Google-man
 issued only once the domain's DNS record points at the load balancer, and up to 60 minutes after that;
 ACM issues once its validation record resolves. --wait keeps polling through both.
 
+With --stack: the service row and one row per replica (machine or pod) as its platform reports it: ID,
+NAME, IP, LAUNCHED, RESOURCES, ZONE, STATUS (PROVISIONING, STARTING, READY, NOT_READY, FAILED, PREEMPTED,
+SHUTTING_DOWN), read with the platform's client library and your credentials for it (google-cloud-compute
+and Application Default Credentials, boto3 and its usual chain, the kubernetes client and your kubeconfig;
+pip install -r requirements.txt -r requirements-tools.txt). Ready means every check passed and READY n/n
+replicas.
+
 Three checks, in order; a failed check skips the ones after it:
   /health               GET without the key: the engine is up (vLLM answers 200 once the weights are loaded)
   /v1/models            GET with the key: the API answers, the key is right, the served names are listed
   /v1/chat/completions  a one-token completion (SkyServe's readiness probe): the model generates
 
 Exit codes:
-  0  ready: every check passed
+  0  ready: every check passed (and, with --stack, every replica READY)
   1  not ready: a check failed
   2  usage or configuration error: no endpoint given, no pulumi CLI, unreadable stack outputs
   3  timed out: --wait gave up before the endpoint became ready
@@ -38,6 +45,9 @@ from typing import Any, TextIO
 
 import requests
 import urllib3
+
+from components import backend
+from components.observe import SERVE, ListError, Replica, ReplicaSource, age, ready_count
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
@@ -70,11 +80,36 @@ class Target:
     api_key: str | None
     model: str | None  # the stack's served model name, used when /v1/models lists none
     cacert: str | None = None  # CAs that verify an HTTPS endpoint; None: the system's (REQUESTS_CA_BUNDLE)
+    stack: str | None = None
+    replica_source: ReplicaSource | None = None  # the stack's replicaSource output
 
     @property
     def verify(self) -> str | bool:
         """``verify=`` per request: a Session's own ``verify`` loses to REQUESTS_CA_BUNDLE in requests."""
         return self.cacert or True
+
+
+@dataclass(frozen=True)
+class Report:
+    """One look at the service: the endpoint's checks and, for a stack, its replicas."""
+
+    results: list[CheckResult]
+    replicas: list[Replica] | None = None  # None: not asked (--endpoint) or not answered (replica_error)
+    replica_error: str | None = None
+    expected: int | None = None  # replicas the stack asks for
+
+    @property
+    def ready(self) -> bool:
+        checks = all(result.passed for result in self.results)
+        if self.expected is None or self.replicas is None:
+            return checks
+        return checks and ready_count(self.replicas) >= self.expected
+
+    def blocker(self) -> str:
+        """What stands between the service and ready: the first failed check, else the replicas."""
+        if not all(result.passed for result in self.results):
+            return first_failure(self.results)
+        return f"READY {ready_count(self.replicas or [])}/{self.expected} replicas"
 
 
 @dataclass(frozen=True)
@@ -107,15 +142,23 @@ def base_url(endpoint: str) -> str:
     return url.removesuffix("/v1")
 
 
-def stack_target(stack: str, env: Mapping[str, str]) -> Target:
-    """Read the stack's ``endpoint``, ``apiKey`` and ``model`` outputs with the pulumi CLI."""
+def stack_outputs(stack: str, env: Mapping[str, str], show_secrets: bool = True) -> dict[str, Any]:
+    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked)."""
     pulumi = shutil.which("pulumi", path=env.get("PATH", ""))
     if pulumi is None:
         raise ConfigError(
             "the pulumi CLI is not on PATH: install it to read the stack's outputs, "
             "or pass --endpoint URL with the key in VLLM_API_KEY"
         )
-    command = [pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack]
+    command = [
+        pulumi,
+        "stack",
+        "output",
+        "--json",
+        *(["--show-secrets"] if show_secrets else []),
+        "--stack",
+        stack,
+    ]
     try:
         completed = subprocess.run(
             command,
@@ -136,10 +179,57 @@ def stack_target(stack: str, env: Mapping[str, str]) -> Target:
         outputs = json.loads(completed.stdout)
     except ValueError as error:
         raise ConfigError(f"pulumi stack output --stack {stack} did not print JSON") from error
-    endpoint = outputs.get("endpoint") if isinstance(outputs, dict) else None
+    return outputs if isinstance(outputs, dict) else {}
+
+
+def replica_source(stack: str, outputs: Mapping[str, Any]) -> ReplicaSource | None:
+    """The stack's ``replicaSource`` output; None for a stack deployed before it existed."""
+    if not isinstance(outputs.get("replicaSource"), dict):
+        return None
+    try:
+        return ReplicaSource.from_output(outputs["replicaSource"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"stack {stack}: replicaSource output unreadable ({error!r})") from error
+
+
+def stack_target(stack: str, env: Mapping[str, str]) -> Target:
+    """Read the stack's ``endpoint``, ``apiKey``, ``model`` and ``replicaSource`` outputs."""
+    outputs = stack_outputs(stack, env)
+    endpoint = outputs.get("endpoint")
     if not isinstance(endpoint, str) or not endpoint:
         raise ConfigError(f"stack {stack} has no endpoint output: has `pulumi up --stack {stack}` run?")
-    return Target(base_url(endpoint), outputs.get("apiKey") or None, outputs.get("model") or None)
+    return Target(
+        base_url(endpoint),
+        outputs.get("apiKey") or None,
+        outputs.get("model") or None,
+        stack=stack,
+        replica_source=replica_source(stack, outputs),
+    )
+
+
+def list_replicas(source: ReplicaSource) -> list[Replica]:
+    """The platform's own view, through its package's ``status`` module (which loads its client library)."""
+    if source.platform not in backend.names():
+        raise ListError(f"platform {source.platform!r} is not one of {', '.join(backend.names())}")
+    lister = backend.get(source.platform).module("status")
+    return lister.list_replicas(source)
+
+
+def look(
+    session: requests.Session,
+    target: Target,
+    time_left: float | None = None,
+    replicas: Callable[[ReplicaSource], list[Replica]] = list_replicas,
+) -> Report:
+    """Probe the endpoint and, for a stack, list its replicas."""
+    results = run_checks(session, target, time_left)
+    source = target.replica_source
+    if source is None:
+        return Report(results)
+    try:
+        return Report(results, replicas(source), None, source.replicas)
+    except ListError as error:
+        return Report(results, None, str(error), source.replicas)
 
 
 def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
@@ -316,55 +406,120 @@ def first_failure(results: Sequence[CheckResult]) -> str:
 
 
 def wait_until_ready(
-    probe: Callable[[float], list[CheckResult]],
+    probe: Callable[[float], Report],
     endpoint: str,
     timeout: float,
     interval: float,
     progress: Callable[[str], None],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> tuple[list[CheckResult], bool]:
-    """Probe until every check passes or ``timeout`` seconds pass; returns the last results and timed-out."""
+) -> tuple[Report, bool]:
+    """Look until the service is ready or ``timeout`` seconds pass; returns the last report and timed-out."""
     started = clock()
     while True:
-        results = probe(timeout - (clock() - started))
-        if all(result.passed for result in results):
-            return results, False
+        report = probe(timeout - (clock() - started))
+        if report.ready:
+            return report, False
         elapsed = clock() - started
         if elapsed >= timeout:
-            return results, True
-        progress(f"waiting for {endpoint}: {first_failure(results)} ({elapsed:.0f} s of {timeout:.0f} s)")
+            return report, True
+        progress(f"waiting for {endpoint}: {report.blocker()} ({elapsed:.0f} s of {timeout:.0f} s)")
         sleep(min(interval, timeout - elapsed))
 
 
-def render_table(endpoint: str, results: Sequence[CheckResult], timed_out: bool) -> str:
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    return [
+        "  ".join(
+            [*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]]
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def service_status(report: Report) -> str:
+    """SkyServe's service statuses that a stack can be in: READY, NO_REPLICA, NOT_READY."""
+    if report.ready:
+        return "READY"
+    if report.replicas is not None and ready_count(report.replicas) == 0:
+        return "NO_REPLICA"
+    return "NOT_READY"
+
+
+def render_replicas(target: Target, report: Report) -> list[str]:
+    """SkyServe's two tables: the service row, then one row per replica."""
+    replicas = report.replicas or []
+    count = "-" if report.replicas is None else f"{ready_count(replicas)}/{report.expected}"
+    lines = ["Services"]
+    lines += _columns(
+        [
+            ("NAME", "STATUS", "REPLICAS", "ENDPOINT"),
+            (target.stack or "-", service_status(report), count, target.endpoint),
+        ]
+    )
+    lines += ["", "Service Replicas"]
+    if report.replicas is None:
+        return [*lines, f"replicas unavailable: {report.replica_error}", ""]
+    multi_node = any(replica.role != SERVE for replica in replicas)
+    rows = [
+        ("ID", *(("ROLE",) if multi_node else ()), "NAME", "IP", "LAUNCHED", "RESOURCES", "ZONE", "STATUS")
+    ]
+    for replica in replicas:
+        status = f"{replica.status} ({replica.detail})" if replica.detail else replica.status
+        role = (replica.role,) if multi_node else ()
+        zone = replica.zone or "-"
+        cells = (
+            replica.name,
+            replica.ip or "-",
+            age(replica.launched),
+            replica.resources or "-",
+            zone,
+            status,
+        )
+        rows.append((replica.id, *role, *cells))
+    if not replicas:
+        return [*lines, "no replicas yet", ""]
+    return [*lines, *_columns(rows), ""]
+
+
+def render_table(target: Target, report: Report, timed_out: bool) -> str:
     rows = [("CHECK", "STATUS", "LATENCY", "DETAIL")]
-    for result in results:
+    for result in report.results:
         status = f"{result.status} {result.http_status}" if result.http_status else result.status
         latency = "-" if result.latency_ms is None else f"{result.latency_ms} ms"
         rows.append((result.check, status, latency, result.detail))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = [f"Endpoint: {endpoint}", ""]
+    lines = render_replicas(target, report) if target.replica_source is not None else []
+    lines += [f"Endpoint: {target.endpoint}", ""]
     for check, status, latency, detail in rows:
         lines.append(
             f"{check:<{widths[0]}}  {status:<{widths[1]}}  {latency:>{widths[2]}}  {detail}".rstrip()
         )
-    if all(result.passed for result in results):
+    if report.ready:
         lines += ["", "READY"]
     else:
         verdict = "TIMED OUT waiting" if timed_out else "NOT READY"
-        lines += ["", f"{verdict}: {first_failure(results)}"]
+        lines += ["", f"{verdict}: {report.blocker()}"]
     return "\n".join(lines)
 
 
-def render_json(endpoint: str, results: Sequence[CheckResult], timed_out: bool) -> str:
-    report = {
-        "endpoint": endpoint,
-        "ready": all(result.passed for result in results),
+def render_json(target: Target, report: Report, timed_out: bool) -> str:
+    document: dict[str, Any] = {
+        "endpoint": target.endpoint,
+        "ready": report.ready,
         "timedOut": timed_out,
-        "checks": [result.as_json() for result in results],
+        "checks": [result.as_json() for result in report.results],
     }
-    return json.dumps(report, indent=2)
+    if target.replica_source is not None:
+        document["service"] = {
+            "name": target.stack,
+            "status": service_status(report),
+            "readyReplicas": None if report.replicas is None else ready_count(report.replicas),
+            "replicas": report.expected,
+        }
+        document["replicas"] = None if report.replicas is None else [r.as_json() for r in report.replicas]
+        document["replicaError"] = report.replica_error
+    return json.dumps(document, indent=2)
 
 
 def _redact(text: str, secret: str | None) -> str:
@@ -381,7 +536,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--stack", help="read endpoint, apiKey and model from this stack's outputs")
+    source.add_argument(
+        "--stack", help="read endpoint, apiKey, model and replicaSource from this stack's outputs"
+    )
     source.add_argument("--endpoint", help="the endpoint's base URL (default: $VLLM_ENDPOINT)")
     parser.add_argument(
         "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
@@ -428,18 +585,18 @@ def main(
         return EXIT_CONFIG
     with requests.Session() as session:
         if args.wait:
-            results, timed_out = wait_until_ready(
-                lambda time_left: run_checks(session, target, time_left),
+            report, timed_out = wait_until_ready(
+                lambda time_left: look(session, target, time_left),
                 target.endpoint,
                 args.timeout,
                 args.interval,
                 progress=lambda line: print(_redact(line, target.api_key), file=err, flush=True),
             )
         else:
-            results, timed_out = run_checks(session, target), False
+            report, timed_out = look(session, target), False
     render = render_json if args.json else render_table
-    print(_redact(render(target.endpoint, results, timed_out), target.api_key), file=out)
-    if all(result.passed for result in results):
+    print(_redact(render(target, report, timed_out), target.api_key), file=out)
+    if report.ready:
         return EXIT_READY
     return EXIT_TIMEOUT if timed_out else EXIT_NOT_READY
 

@@ -285,6 +285,7 @@ BACKEND = Backend(
             "aws:lb/listener:Listener": ("port", "sslPolicy", "defaultActions.*.type"),
             "aws:acm/certificate:Certificate": ("domainName", "validationMethod"),
             "aws:route53/record:Record": ("name", "type"),
+            "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
             "aws:lb/listenerRule:ListenerRule": ("conditions.*.pathPattern.values", "actions.*.type"),
             "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (
                 "ipProtocol",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pulumi
@@ -11,12 +12,14 @@ from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.aws.machines import machine_image, stack_tags
+from components.aws.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_replica import RayReplica, RayReplicaArgs
 from components.aws.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.aws.weight_cache import WeightCache, WeightCacheArgs
 from components.domain import warn_without_domain
-from components.launch import launch_spec
+from components.launch import LaunchSpec, launch_spec
+from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -94,6 +97,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             opts,
         )
     warn_without_domain(spec.domain)
+    service_dashboard = ServiceDashboard(
+        spec.name, ServiceDashboardArgs(spec=spec, load_balancer=load_balancer), opts
+    )
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
@@ -101,4 +107,43 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         network=network,
         autoscaler=autoscaler,
         dns_records=load_balancer.dns_records,
+        replica_source=replica_source(spec, launch, replicas, load_balancer, identity),
+        dashboard_url=service_dashboard.url,
     )
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
+    load_balancer: LoadBalancer,
+    identity: ServiceIdentity,
+) -> pulumi.Output[dict]:
+    """The Auto Scaling groups, the target group whose health says READY, the containers' log group."""
+    groups: list[tuple[str, int | None, pulumi.Output[str]]] = []
+    for index, replica in enumerate(replicas):
+        if isinstance(replica, ReplicaGroup):
+            groups.append((SERVE, None, replica.auto_scaling_group.name))
+        else:
+            groups += [
+                (RAY_HEAD, index, replica.head_group.name),
+                (RAY_WORKER, index, replica.worker_group.name),
+            ]
+
+    def source(values: list) -> dict:
+        balancer, *names = values
+        return ReplicaSource(
+            platform="aws",
+            location=spec.region,
+            scope="",
+            replicas=spec.replicas,
+            startup_seconds=launch.probes.startup_seconds,
+            groups=[
+                Group(kind="autoScalingGroup", name=name, role=role, replica=index)
+                for (role, index, _), name in zip(groups, names, strict=True)
+            ],
+            balancer=balancer,
+            logs=identity.log_group_name,
+        ).as_output()
+
+    return pulumi.Output.all(load_balancer.target_group.arn, *(group[-1] for group in groups)).apply(source)

@@ -174,4 +174,7 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
         "bucket": f"{inputs['bucketPrefix']}0a1b2c3d",
         "arn": f"arn:aws:s3:::{inputs['bucketPrefix']}0a1b2c3d",
     },
+    "aws:cloudwatch/logGroup:LogGroup": lambda inputs, name: {
+        "arn": _arn("logs", f"log-group:{inputs['name']}")
+    },
 }

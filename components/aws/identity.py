@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws.cloudwatch as cloudwatch
 import pulumi_aws.iam as iam
 import pulumi_aws.secretsmanager as secretsmanager
 
@@ -66,6 +67,28 @@ def weight_cache_statements(bucket_arn: pulumi.Input[str]) -> list[dict]:
     ]
 
 
+#: How long CloudWatch keeps the containers' logs: one of the retention periods CloudWatch Logs accepts
+#: (PutRetentionPolicy: 1, 3, 5, 7, 14, 30, 60, 90, ... days); without one, logs are kept and billed forever.
+LOG_RETENTION_DAYS = 30
+
+
+def log_group_name(spec: ServiceSpec) -> str:
+    """The stack's CloudWatch Logs group (names: 1-512 of ``[.-_/#A-Za-z0-9]``), known at preview time
+    because the boot script names it."""
+    return f"/vllm/{spec.name}"
+
+
+def write_logs_statement(log_group_arn: pulumi.Input[str]) -> dict:
+    """What docker's awslogs driver needs, on the stack's log group's streams only: it creates its stream
+    (``awslogs-create-group`` stays off, so no ``logs:CreateLogGroup``) and puts events into it
+    (docs.docker.com, "Amazon CloudWatch Logs logging driver", Credentials)."""
+    return {
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": pulumi.Output.concat(log_group_arn, ":log-stream:*"),
+    }
+
+
 def api_key_secret_name(spec: ServiceSpec) -> str:
     return f"{spec.name}/api-key"
 
@@ -93,7 +116,8 @@ class ServiceIdentity(pulumi.ComponentResource):
     The role may call ``secretsmanager:GetSecretValue`` on those ARNs (the secrets use the AWS-managed
     key, which needs no ``kms:Decrypt`` grant) and ``autoscaling:SetInstanceHealth`` on this stack's own
     Auto Scaling groups (the watchdog's way to have a broken machine replaced), get, put and list in the
-    stack's weight cache bucket when it has one (weight_cache.py), and nothing else. For a
+    stack's weight cache bucket when it has one (weight_cache.py), write its container's output to the
+    stack's CloudWatch Logs group (kept ``LOG_RETENTION_DAYS``), and nothing else. For a
     shell on a replica without SSH, attach ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager);
     it is left out by default.
 
@@ -108,6 +132,8 @@ class ServiceIdentity(pulumi.ComponentResource):
     versions: dict[str, secretsmanager.SecretVersion]
     role: iam.Role
     policy: iam.RolePolicy
+    log_group: cloudwatch.LogGroup
+    log_group_name: str
     instance_profile: iam.InstanceProfile
     api_key_secret: str
     hf_token_secret: str | None
@@ -152,6 +178,13 @@ class ServiceIdentity(pulumi.ComponentResource):
             )
         )
         weight_cache = [] if args.weight_cache_arn is None else weight_cache_statements(args.weight_cache_arn)
+        self.log_group_name = log_group_name(spec)
+        self.log_group = cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=self.log_group_name,
+            retention_in_days=LOG_RETENTION_DAYS,
+            opts=child,
+        )
         self.role = iam.Role(
             f"{name}-role",
             assume_role_policy=EC2_TRUST_POLICY,
@@ -172,6 +205,7 @@ class ServiceIdentity(pulumi.ComponentResource):
                         },
                         report_health_statement(spec),
                         *weight_cache,
+                        write_logs_statement(self.log_group.arn),
                     ],
                 }
             ),

@@ -81,8 +81,9 @@ def health_report(spec: ServiceSpec) -> list[str]:
 
 
 def user_data(script: str) -> str:
-    """Base64 user data: the script itself when it fits EC2's 16 KB, else gzip'd (byte-stable: no mtime)."""
-    raw = script.encode()
+    """Base64 user data: the script without its comment lines when that fits EC2's 16 KB, else gzip'd
+    (byte-stable: no mtime). The commented script is components/scripts/vm_bootstrap.sh."""
+    raw = vm.without_comments(script).encode()
     if len(raw) > USER_DATA_LIMIT:
         raw = gzip.compress(raw, mtime=0)
     if len(raw) > USER_DATA_LIMIT:

@@ -196,6 +196,7 @@ class RayReplica(pulumi.ComponentResource):
                     ray_env=vm.ray_env(spec, values[0]),
                     health_report=machines.health_report(spec),
                     weight_cache_url=values[1],
+                    log_group=identity.log_group_name,
                 )
             )
 

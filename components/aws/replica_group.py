@@ -64,6 +64,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                 hf_token_secret=identity.hf_token_secret,
                 health_report=machines.health_report(spec),
                 weight_cache_url=url,
+                log_group=identity.log_group_name,
             )
         )
         # A spot group is a mixed instances group: its template launches both markets, so it asks for none.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pulumi
@@ -14,13 +15,15 @@ from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
+from components.gcp.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.gcp.network import Network, NetworkArgs
 from components.gcp.ray_replica import RayReplica, RayReplicaArgs
 from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.gcp.weight_cache import WeightCache, WeightCacheArgs
-from components.launch import launch_spec
+from components.launch import LaunchSpec, launch_spec
+from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -129,6 +132,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=replicas[0].group_manager), opts
         )
     warn_without_domain(spec.domain)
+    service_dashboard = ServiceDashboard(spec.name, ServiceDashboardArgs(spec=spec), opts)
     return Deployment(
         endpoint=load_balancer.endpoint,
         load_balancer=load_balancer,
@@ -136,4 +140,55 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         network=network,
         autoscaler=autoscaler,
         dns_records=load_balancer.dns_records,
+        replica_source=replica_source(spec, launch, replicas, zones, load_balancer),
+        dashboard_url=service_dashboard.url,
     )
+
+
+#: The log Docker's ``gcplogs`` driver writes every container's output to (docs.docker.com, "Google Cloud
+#: Logging driver": entries go to ``projects/<project>/logs/gcplogs-docker-driver``).
+CONTAINER_LOG_NAME = "gcplogs-docker-driver"
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
+    zones: tuple[str, ...],
+    load_balancer: LoadBalancer,
+) -> pulumi.Output[dict]:
+    """The managed instance groups, the backend service whose health says READY, the project they are in."""
+    managers: list[tuple[str, str, int | None, str, pulumi.Output[str]]] = []
+    for index, replica in enumerate(replicas):
+        if isinstance(replica, ReplicaGroup):
+            managers.append(("regionInstanceGroupManager", SERVE, None, "", replica.group_manager.name))
+        else:
+            zone = zones[index % len(zones)]
+            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, replica.head_group_manager.name))
+            managers.append(
+                ("instanceGroupManager", RAY_WORKER, index, zone, replica.worker_group_manager.name)
+            )
+    first = replicas[0]
+    project = (
+        first.group_manager.project if isinstance(first, ReplicaGroup) else first.head_group_manager.project
+    )
+
+    def source(values: list) -> dict:
+        project_id, balancer, *names = values
+        groups = [
+            Group(kind=kind, name=name, role=role, replica=index, zone=zone)
+            for (kind, role, index, zone, _), name in zip(managers, names, strict=True)
+        ]
+        return ReplicaSource(
+            platform="gcp",
+            location=spec.region,
+            scope=project_id,
+            replicas=spec.replicas,
+            startup_seconds=launch.probes.startup_seconds,
+            groups=groups,
+            balancer=balancer,
+            logs=CONTAINER_LOG_NAME,
+        ).as_output()
+
+    names = [manager[-1] for manager in managers]
+    return pulumi.Output.all(project, load_balancer.backend_service.name, *names).apply(source)

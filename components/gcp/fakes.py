@@ -88,6 +88,10 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     ),
     "gcp:compute/instanceGroupManager:InstanceGroupManager": _group_manager("zones/z/instanceGroupManagers"),
     "gcp:serviceaccount/account:Account": _service_account,
+    "gcp:monitoring/dashboard:Dashboard": lambda inputs, name: {
+        "id": f"projects/123456789012/dashboards/{name}-0f1e2d3c",
+        "project": PROJECT,
+    },
     "gcp:secretmanager/secretVersion:SecretVersion": _secret_version,
     "gcp:artifactregistry/repository:Repository": _repository,
     "gcp:storage/bucket:Bucket": _bucket,

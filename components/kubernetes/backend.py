@@ -54,6 +54,8 @@ class KubernetesSettings:
     tls_secret_name: str | None = None
     #: vllm:cacheClaim: an existing ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
     cache_claim: str | None = None
+    #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
+    prometheus_operator: bool = False
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
@@ -138,6 +140,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             activation_query=read.string("activationQuery"),
             tls_secret_name=tls_secret_name,
             cache_claim=cache_claim,
+            prometheus_operator=read.boolean("prometheusOperator", False),
         )
     )
 
@@ -262,6 +265,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "installLeaderWorkerSet": k8s.install_leader_worker_set,
         "tlsSecretName": k8s.tls_secret_name,
         "cacheClaim": k8s.cache_claim,
+        "prometheusOperator": k8s.prometheus_operator,
     }
 
 
@@ -284,6 +288,7 @@ BACKEND = Backend(
         "activationQuery",
         "tlsSecretName",
         "cacheClaim",
+        "prometheusOperator",
     ),
     catalog=CATALOG,
     read_placement=read_placement,

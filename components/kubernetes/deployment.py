@@ -10,10 +10,12 @@ from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
 from components.kubernetes.ray_replica import LeaderWorkerSetController, RayReplicaGroup, RayReplicaGroupArgs
 from components.kubernetes.replica_group import ReplicaGroup, ReplicaGroupArgs
-from components.launch import launch_spec
+from components.launch import LaunchSpec, launch_spec
+from components.observe import SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -71,6 +73,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 opts,
             )
         ]
+    if settings(spec).prometheus_operator:
+        Monitoring(spec.name, MonitoringArgs(spec=spec, namespace=namespace.name), opts)
     load_balancer = LoadBalancer(
         spec.name,
         LoadBalancerArgs(
@@ -98,4 +102,33 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         replicas=replicas,
         dns_records=load_balancer.dns_records,
         autoscaler=autoscaler,
+        replica_source=replica_source(spec, launch, namespace, replicas[0], load_balancer),
     )
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    namespace: ServiceNamespace,
+    replica: ReplicaGroup | RayReplicaGroup,
+    load_balancer: LoadBalancer,
+) -> pulumi.Output[dict]:
+    """The workload (a Deployment, or a LeaderWorkerSet of Ray groups) whose pods are the replicas."""
+    if isinstance(replica, ReplicaGroup):
+        kind, role, workload = "Deployment", SERVE, replica.deployment.metadata.name
+    else:
+        kind, role, workload = "LeaderWorkerSet", "ray-group", replica.leader_worker_set.metadata["name"]
+
+    def source(values: list) -> dict:
+        namespace_name, workload_name, service_name = values
+        return ReplicaSource(
+            platform="kubernetes",
+            location=settings(spec).context or "",
+            scope=namespace_name,
+            replicas=spec.replicas,
+            startup_seconds=launch.probes.startup_seconds,
+            groups=[Group(kind=kind, name=workload_name, role=role)],
+            balancer=service_name,
+        ).as_output()
+
+    return pulumi.Output.all(namespace.name, workload, load_balancer.service.metadata.name).apply(source)

@@ -39,6 +39,14 @@ WEIGHT_CACHE_ENV=({{weight_cache_env}})
 WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
 # local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache goes there); empty elsewhere.
 LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
+# AWS: the stack's CloudWatch Logs group the container's output goes to (docker's awslogs driver, one
+# stream per instance); GCP: docker's gcplogs driver writes to the project's Cloud Logging. Empty on AWS:
+# docker's default json-file.
+LOG_GROUP={{log_group}}
+# GCP: the Ops Agent's Prometheus receiver scrapes vLLM's /metrics on METRICS_PORT into Cloud Monitoring
+# as job METRICS_JOB (the stack's name: what its dashboard selects). Serving roles only.
+METRICS_JOB={{metrics_job}}
+METRICS_PORT={{metrics_port}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -48,6 +56,8 @@ UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
+IMDS_URL=${VLLM_IMDS_URL:-http://169.254.169.254/latest}
+OPS_AGENT_CONFIG=${VLLM_OPS_AGENT_CONFIG:-/etc/google-cloud-ops-agent/config.yaml}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -145,6 +155,41 @@ EOF
   systemctl restart vllm-health.service
 }
 
+# GCP: vLLM's Prometheus metrics into Cloud Monitoring (Managed Service for Prometheus) through the Ops
+# Agent's prometheus receiver; the VM's service account has roles/monitoring.metricWriter. /metrics stays
+# on the VM: the agent scrapes localhost. Best effort: a VM that cannot install the agent still serves.
+install_metrics_agent() {
+  if [ "$CLOUD" != gcp ] || [ "$ROLE" = ray-worker ]; then return 0; fi
+  if ! dpkg -s google-cloud-ops-agent >/dev/null 2>&1; then
+    log "installing the Ops Agent"
+    if ! curl -fsS --retry 5 -o "$INSTALL_DIR/add-google-cloud-ops-agent-repo.sh" \
+      https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh \
+      || ! bash "$INSTALL_DIR/add-google-cloud-ops-agent-repo.sh" --also-install; then
+      log "the Ops Agent could not be installed: no vLLM metrics in Cloud Monitoring from this VM"
+      return 0
+    fi
+  fi
+  install -d -m 0755 "$(dirname "$OPS_AGENT_CONFIG")"
+  cat >"$OPS_AGENT_CONFIG" <<EOF
+metrics:
+  receivers:
+    vllm:
+      type: prometheus
+      config:
+        scrape_configs:
+          - job_name: $METRICS_JOB
+            scrape_interval: 30s
+            metrics_path: /metrics
+            static_configs:
+              - targets: ["localhost:$METRICS_PORT"]
+  service:
+    pipelines:
+      vllm:
+        receivers: [vllm]
+EOF
+  systemctl restart google-cloud-ops-agent
+}
+
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
@@ -209,6 +254,31 @@ fetch_weights() {
     WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" "$INSTALL_DIR/weight_cache.sh" fetch
 }
 
+# This instance's id, from IMDSv2 (a session token first: the launch template requires tokens).
+aws_instance_id() {
+  local token
+  token=$(curl -fsS --retry 5 -X PUT "$IMDS_URL/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 60")
+  curl -fsS --retry 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS_URL/meta-data/instance-id"
+}
+
+# docker's log driver for the container: its output goes to the cloud's log service (and, with docker's
+# dual logging, stays readable with `docker logs`). Neither driver is given the container's environment
+# (gcplogs' env option, awslogs has none), so the secrets in --env-file never reach a log.
+log_args() {
+  case "$CLOUD" in
+    gcp)
+      # Entries land in projects/<project>/logs/gcplogs-docker-driver, with the instance's name, id and
+      # zone from the metadata server; the VM's service account has roles/logging.logWriter.
+      printf '%s\n' --log-driver gcplogs --log-opt gcp-log-cmd=false
+      ;;
+    aws)
+      if [ -z "$LOG_GROUP" ]; then return 0; fi
+      printf '%s\n' --log-driver awslogs --log-opt "awslogs-region=$REGION" \
+        --log-opt "awslogs-group=$LOG_GROUP" --log-opt "awslogs-stream=$(aws_instance_id)"
+      ;;
+  esac
+}
+
 run_container() {
   resolve_image
   fetch_weights
@@ -217,6 +287,9 @@ run_container() {
     --env-file "$SECRETS_FILE"
     --volume "$HF_CACHE:/root/.cache/huggingface"
   )
+  local -a logging
+  mapfile -t logging < <(log_args)
+  docker_args+=("${logging[@]}")
   local pair
   for pair in "${CONTAINER_ENV[@]}" "${RAY_ENV[@]}"; do
     docker_args+=(--env "$pair")
@@ -248,6 +321,7 @@ main() {
       install_health_agent
       wait_for_gpus
       ensure_container_runtime
+      install_metrics_agent
       install_unit
       systemctl restart vllm.service
       log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"

@@ -1,0 +1,245 @@
+"""A Kubernetes stack for the operator tools: its replicas (the workload's pods, readiness and nodes) for
+``tools.status``, their containers' logs for ``tools.logs``.
+
+Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; the kubernetes client
+is imported when asked (requirements-tools.txt). The cluster is the kubeconfig's (``KUBECONFIG``) context
+named in ``replicaSource`` (its current one when empty), the namespace the stack's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from components.observe import (
+    FAILED,
+    INSTALL_TOOLS,
+    PREEMPTED,
+    PROVISIONING,
+    RAY_HEAD,
+    RAY_WORKER,
+    READY,
+    SERVE,
+    SHUTTING_DOWN,
+    STARTING,
+    ListError,
+    LogLine,
+    LogQuery,
+    Replica,
+    ReplicaSource,
+    number_by_launch,
+    parse_time,
+    running_status,
+)
+
+#: LeaderWorkerSet's pod labels (sigs.k8s.io/lws, api/leaderworkerset/v1/leaderworkerset_types.go).
+LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
+LWS_GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
+LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+CONTAINER = "vllm"  # the serving container's name (components/kubernetes/pods.py: CONTAINER)
+GPU_RESOURCE = "nvidia.com/gpu"
+#: Container waiting reasons that mean the pod will not serve without a change (kubelet's own reasons).
+BROKEN_REASONS = (
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+)
+
+
+def _condition(pod: Any, kind: str) -> Any:
+    return next((c for c in (pod.status.conditions or []) if c.type == kind), None)
+
+
+def pod_status(pod: Any, role: str, startup_seconds: int, now: datetime | None = None) -> tuple[str, str]:
+    """(status, detail) of one pod from its phase, conditions and container states."""
+    disruption = _condition(pod, "DisruptionTarget")  # node shutdown, preemption, eviction (1.26+)
+    if disruption is not None and disruption.status == "True":
+        return PREEMPTED, f"{disruption.reason}: {disruption.message or ''}".rstrip(": ")
+    if pod.metadata.deletion_timestamp is not None:
+        return SHUTTING_DOWN, "terminating"
+    phase = pod.status.phase or "Pending"
+    if phase in ("Failed", "Succeeded"):
+        return FAILED, f"{phase}: {pod.status.reason or ''} {pod.status.message or ''}".strip()
+    containers = pod.status.container_statuses or []
+    for container in containers:
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason in BROKEN_REASONS:
+            return FAILED, f"{waiting.reason} ({container.restart_count} restarts): {waiting.message or ''}"[
+                :160
+            ]
+    scheduled = _condition(pod, "PodScheduled")
+    if phase == "Pending":
+        if scheduled is None or scheduled.status != "True":
+            return PROVISIONING, (scheduled.message if scheduled is not None else "") or "not scheduled"
+        return PROVISIONING, "pulling the image, starting containers"
+    ready = _condition(pod, "Ready")
+    launched = parse_time(pod.status.start_time)
+    if role == RAY_WORKER:  # workers serve no /health: running is their readiness (their probes say more)
+        return running_status(
+            ready is not None and ready.status == "True", launched, startup_seconds, now
+        ), ""
+    if ready is not None and ready.status == "True":
+        return READY, ""
+    if any(container.started is False for container in containers):
+        return STARTING, "startup probe: loading the model"
+    status = running_status(False, launched, startup_seconds, now)
+    return status, "readiness probe failing"
+
+
+def _resources(pod: Any) -> str:
+    container = pod.spec.containers[0]
+    limits = (container.resources.limits or {}) if container.resources else {}
+    requests = (container.resources.requests or {}) if container.resources else {}
+    parts = [f"{GPU_RESOURCE}: {limits[GPU_RESOURCE]}"] if GPU_RESOURCE in limits else []
+    parts += [f"{name}: {requests[name]}" for name in ("cpu", "memory") if name in requests]
+    return ", ".join(parts)
+
+
+class Cluster:
+    """The kubernetes client's APIs for the context the stack deployed to."""
+
+    def __init__(self, context: str, api_client: Any = None) -> None:
+        try:
+            from kubernetes import client, config
+            from kubernetes.client.exceptions import ApiException
+        except ImportError as error:
+            raise ListError(f"the kubernetes client is not installed: {INSTALL_TOOLS}") from error
+        from urllib3.exceptions import HTTPError
+
+        self.error = ApiException
+        self.transport_error = HTTPError
+        try:
+            api_client = api_client or config.new_client_from_config(
+                config_file=os.environ.get("KUBECONFIG") or None, context=context or None
+            )
+        except (config.ConfigException, OSError) as error:
+            raise ListError(f"kubeconfig context {context or '(current)'}: {error}") from error
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+
+    def selector(self, namespace: str, kind: str, name: str) -> str:
+        if kind == "LeaderWorkerSet":
+            return f"{LWS_NAME}={name}"
+        labels = self.apps.read_namespaced_deployment(name, namespace).spec.selector.match_labels
+        return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+    def zone(self, node: str, cache: dict[str, str]) -> str:
+        """The node's zone label; the node's name when it has none or nodes may not be read."""
+        if node not in cache:
+            try:
+                labels = self.core.read_node(node).metadata.labels or {}
+                cache[node] = labels.get(ZONE_LABEL, node)
+            except self.error:
+                cache[node] = node
+        return cache[node]
+
+
+def list_replicas(
+    source: ReplicaSource, now: datetime | None = None, api_client: Any = None
+) -> list[Replica]:
+    cluster = Cluster(source.location, api_client)
+    namespace = source.scope
+    replicas: list[Replica] = []
+    zones: dict[str, str] = {}
+    try:
+        for group in source.groups:
+            selector = cluster.selector(namespace, group.kind, group.name)
+            for pod in cluster.core.list_namespaced_pod(namespace, label_selector=selector).items:
+                labels = pod.metadata.labels or {}
+                role, replica_id = SERVE, ""
+                if group.kind == "LeaderWorkerSet":
+                    role = RAY_HEAD if labels.get(LWS_WORKER_INDEX, "0") == "0" else RAY_WORKER
+                    replica_id = labels.get(LWS_GROUP_INDEX, "")
+                status, detail = pod_status(pod, role, source.startup_seconds, now)
+                node = pod.spec.node_name or ""
+                replicas.append(
+                    Replica(
+                        id=replica_id,
+                        name=pod.metadata.name,
+                        role=role,
+                        ip=pod.status.pod_ip or "",
+                        launched=parse_time(pod.status.start_time or pod.metadata.creation_timestamp),
+                        resources=_resources(pod),
+                        zone=cluster.zone(node, zones) if node else "",
+                        status=status,
+                        detail=detail,
+                        extra={"namespace": namespace, "node": node},
+                    )
+                )
+    except cluster.error as error:
+        raise ListError(f"Kubernetes namespace {namespace}: {error.status} {error.reason}") from error
+    except cluster.transport_error as error:
+        raise ListError(f"Kubernetes namespace {namespace}: cannot reach the API server: {error}") from error
+    single = [replica for replica in replicas if replica.role == SERVE]
+    grouped = sorted(
+        (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
+    )
+    return number_by_launch(single) + grouped
+
+
+def _stamped(line: str) -> tuple[datetime | None, str]:
+    """Split the kubelet's RFC 3339 nanosecond timestamp (``timestamps=true``) off a log line."""
+    stamp, _, text = line.partition(" ")
+    try:
+        return parse_time(re.sub(r"(\.\d{6})\d+", r"\1", stamp)), text
+    except ValueError:
+        return None, line
+
+
+def read_logs(
+    source: ReplicaSource, query: LogQuery, emit: Callable[[LogLine], None], api_client: Any = None
+) -> None:
+    """The pods' ``vllm`` container logs from the API server (the kubelet keeps them; a restarted
+    container's previous run is ``kubectl logs --previous``). Following reads every pod at once."""
+    cluster = Cluster(source.location, api_client)
+    since_seconds = max(1, int((datetime.now(UTC) - query.since).total_seconds()))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def read(replica: Replica) -> None:
+        try:
+            response = cluster.core.read_namespaced_pod_log(
+                replica.name,
+                source.scope,
+                container=CONTAINER,
+                since_seconds=since_seconds,
+                timestamps=True,
+                follow=query.follow,
+                _preload_content=False,
+            )
+            pending = b""
+            for chunk in response.stream(4096):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    moment, text = _stamped(line.decode(errors="replace"))
+                    with lock:
+                        emit(LogLine(replica, moment, text))
+                if not query.keep_going():
+                    break
+            if pending:
+                moment, text = _stamped(pending.decode(errors="replace"))
+                with lock:
+                    emit(LogLine(replica, moment, text))
+            response.release_conn()
+        except cluster.error as error:
+            failures.append(f"{replica.name}: {error.status} {error.reason}")
+        except cluster.transport_error as error:
+            failures.append(f"{replica.name}: cannot reach the API server: {error}")
+
+    readers = [threading.Thread(target=read, args=(replica,), daemon=True) for replica in query.replicas]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    if failures:
+        raise ListError(f"Kubernetes namespace {source.scope}: " + "; ".join(failures))

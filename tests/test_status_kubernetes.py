@@ -1,0 +1,252 @@
+"""Kubernetes replicas for `tools.status`: the real kubernetes client against recorded API answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from components.observe import (
+    FAILED,
+    INSTALL_TOOLS,
+    NOT_READY,
+    PREEMPTED,
+    PROVISIONING,
+    READY,
+    SHUTTING_DOWN,
+    STARTING,
+    ListError,
+    ReplicaSource,
+)
+from tests.fake_api import FakeApi, serving
+from tests.harness import run_program
+
+pytest.importorskip("kubernetes", reason=INSTALL_TOOLS)
+from components.kubernetes import status as k8s_status
+
+pytestmark = pytest.mark.timeout(120)
+STARTED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+SELECTOR = {
+    "app.kubernetes.io/name": "vllm",
+    "app.kubernetes.io/instance": "vllm-k8s-h100",
+    "app.kubernetes.io/component": "server",
+}
+
+
+@pytest.fixture(scope="module")
+def single() -> ReplicaSource:
+    run = run_program("k8s-h100", secrets={"vllm:hfToken": "hf_testtoken123"})
+    return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+@pytest.fixture(scope="module")
+def multinode() -> ReplicaSource:
+    run = run_program("k8s-h100-multinode", secrets={"vllm:hfToken": "hf_testtoken123"})
+    return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+@pytest.fixture
+def api(tmp_path: Path, monkeypatch) -> Iterator[FakeApi]:
+    """The fake API server, named by a kubeconfig's current context."""
+    with serving() as fake:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+            f"clusters: [{{name: test, cluster: {{server: '{fake.url}'}}}}]\n"
+            "users: [{name: test, user: {token: test-token}}]\n"
+            "contexts: [{name: test, context: {cluster: test, user: test}}]\n"
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        fake.routes[("GET", "/api/v1/nodes/gpu-node-a")] = {
+            "metadata": {"name": "gpu-node-a", "labels": {"topology.kubernetes.io/zone": "us-east4-b"}}
+        }
+        yield fake
+
+
+def pod(
+    name: str,
+    *,
+    phase: str = "Running",
+    ready: bool = True,
+    started: bool = True,
+    labels: dict | None = None,
+    waiting: str | None = None,
+    conditions: list | None = None,
+    deleting: bool = False,
+) -> dict:
+    state = (
+        {"waiting": {"reason": waiting, "message": "back-off 5m0s restarting failed container"}}
+        if waiting
+        else {"running": {}}
+    )
+    metadata = {
+        "name": name,
+        "namespace": "ns",
+        "labels": labels or SELECTOR,
+        "creationTimestamp": STARTED.isoformat(),
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = (STARTED + timedelta(hours=1)).isoformat()
+    return {
+        "metadata": metadata,
+        "spec": {
+            "nodeName": "gpu-node-a",
+            "containers": [
+                {
+                    "name": "vllm",
+                    "image": "vllm/vllm-openai:v0.33.0",
+                    "resources": {
+                        "limits": {"nvidia.com/gpu": "8"},
+                        "requests": {"cpu": "9", "memory": "35Gi"},
+                    },
+                }
+            ],
+        },
+        "status": {
+            "phase": phase,
+            "podIP": "10.8.0.7",
+            "startTime": STARTED.isoformat(),
+            "conditions": conditions
+            if conditions is not None
+            else [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "True" if ready else "False"},
+            ],
+            "containerStatuses": [
+                {
+                    "name": "vllm",
+                    "image": "x",
+                    "imageID": "x",
+                    "ready": ready,
+                    "restartCount": 4 if waiting else 0,
+                    "started": started,
+                    "state": state,
+                }
+            ],
+        },
+    }
+
+
+def deployment_with(api: FakeApi, source: ReplicaSource, pods: list[dict]) -> None:
+    (group,) = source.groups
+    api.routes[("GET", f"/apis/apps/v1/namespaces/{source.scope}/deployments/{group.name}")] = {
+        "metadata": {"name": group.name},
+        "spec": {"selector": {"matchLabels": SELECTOR}, "template": {}},
+    }
+    api.routes[("GET", f"/api/v1/namespaces/{source.scope}/pods")] = {"items": pods}
+
+
+def statuses(source: ReplicaSource, now: datetime | None = None) -> list[tuple[str, str]]:
+    return [(replica.name, replica.status) for replica in k8s_status.list_replicas(source, now=now)]
+
+
+def test_program_exports_the_workload_namespace_and_service(single, multinode):
+    assert (single.platform, single.scope, single.balancer) == (
+        "kubernetes",
+        "vllm-k8s-h100",
+        "vllm-k8s-h100-api",
+    )
+    assert [(group.kind, group.name) for group in single.groups] == [("Deployment", "vllm-k8s-h100")]
+    assert [group.kind for group in multinode.groups] == ["LeaderWorkerSet"]
+
+
+def test_ready_pods_are_ready_replicas_with_ip_resources_and_zone(api, single):
+    deployment_with(api, single, [pod("vllm-a"), pod("vllm-b")])
+    replicas = k8s_status.list_replicas(single)
+    assert [(r.id, r.status) for r in replicas] == [("1", READY), ("2", READY)]
+    assert (replicas[0].ip, replicas[0].zone, replicas[0].launched) == ("10.8.0.7", "us-east4-b", STARTED)
+    assert replicas[0].resources == "nvidia.com/gpu: 8, cpu: 9, memory: 35Gi"
+    (query,) = {unquote(q) for method, path, q, _ in api.requests if path.endswith("/pods")}
+    assert query == (
+        "labelSelector=app.kubernetes.io/component=server,"
+        "app.kubernetes.io/instance=vllm-k8s-h100,app.kubernetes.io/name=vllm"
+    )
+
+
+def test_a_pod_before_its_startup_probe_passes_is_starting(api, single):
+    deployment_with(api, single, [pod("vllm-a", ready=False, started=False)])
+    assert statuses(single) == [("vllm-a", STARTING)]
+
+
+def test_a_started_pod_failing_readiness_past_its_budget_is_not_ready(api, single):
+    deployment_with(api, single, [pod("vllm-a", ready=False)])
+    assert statuses(single, now=STARTED + timedelta(seconds=single.startup_seconds + 1)) == [
+        ("vllm-a", NOT_READY)
+    ]
+
+
+def test_a_crash_looping_pod_is_failed_with_the_reason(api, single):
+    deployment_with(api, single, [pod("vllm-a", ready=False, waiting="CrashLoopBackOff")])
+    (replica,) = k8s_status.list_replicas(single)
+    assert replica.status == FAILED
+    assert replica.detail.startswith("CrashLoopBackOff (4 restarts)")
+
+
+def test_an_unschedulable_pod_is_provisioning_with_the_schedulers_message(api, single):
+    message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    unscheduled = pod(
+        "vllm-a",
+        phase="Pending",
+        ready=False,
+        conditions=[
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        ],
+    )
+    deployment_with(api, single, [unscheduled])
+    (replica,) = k8s_status.list_replicas(single)
+    assert (replica.status, replica.detail) == (PROVISIONING, message)
+
+
+def test_a_pod_on_a_node_shutting_down_is_preempted_and_a_deleted_one_shutting_down(api, single):
+    disrupted = pod(
+        "vllm-a",
+        conditions=[
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": "node shutdown",
+            }
+        ],
+    )
+    deployment_with(api, single, [disrupted, pod("vllm-b", deleting=True)])
+    assert sorted(statuses(single)) == [("vllm-a", PREEMPTED), ("vllm-b", SHUTTING_DOWN)]
+
+
+def test_leaderworkerset_pods_are_grouped_by_replica_with_the_leader_as_head(api, multinode):
+    def lws_pod(name: str, group: str, worker: str) -> dict:
+        labels = {
+            "leaderworkerset.sigs.k8s.io/name": multinode.groups[0].name,
+            "leaderworkerset.sigs.k8s.io/group-index": group,
+            "leaderworkerset.sigs.k8s.io/worker-index": worker,
+        }
+        return pod(name, labels=labels)
+
+    api.routes[("GET", f"/api/v1/namespaces/{multinode.scope}/pods")] = {
+        "items": [
+            lws_pod("lws-1-1", "1", "1"),
+            lws_pod("lws-0", "0", "0"),
+            lws_pod("lws-1", "1", "0"),
+            lws_pod("lws-0-1", "0", "1"),
+        ]
+    }
+    replicas = k8s_status.list_replicas(multinode)
+    assert [(r.id, r.name, r.role) for r in replicas] == [
+        ("0", "lws-0", "ray-head"),
+        ("0", "lws-0-1", "ray-worker"),
+        ("1", "lws-1", "ray-head"),
+        ("1", "lws-1-1", "ray-worker"),
+    ]
+
+
+def test_a_forbidden_namespace_is_a_list_error(api, single):
+    (group,) = single.groups
+    api.routes[("GET", f"/apis/apps/v1/namespaces/{single.scope}/deployments/{group.name}")] = (
+        403,
+        {"kind": "Status", "code": 403, "reason": "Forbidden"},
+    )
+    with pytest.raises(ListError, match=f"Kubernetes namespace {single.scope}: 403"):
+        k8s_status.list_replicas(single)
