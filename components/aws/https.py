@@ -55,9 +55,8 @@ def validation_field(value: str | None, field: str, domain: str) -> str:
 class HttpsFrontendArgs:
     spec: ServiceSpec
     alb: lb.LoadBalancer
-    default_actions: list[
-        lb.ListenerDefaultActionArgsDict
-    ]  # what the listener answers outside its rules (the fixed 404)
+    # What the listener answers outside its rules (the fixed 404).
+    default_actions: list[lb.ListenerDefaultActionArgsDict]
 
 
 class HttpsFrontend(pulumi.ComponentResource):
