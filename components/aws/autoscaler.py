@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
 
+from components.autoscaling import Autoscaling
 from components.aws.load_balancer import LoadBalancer
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
@@ -29,8 +30,8 @@ METRIC = "ALBRequestCountPerTarget"
 SECONDS_PER_MINUTE = 60
 
 
-def target_requests_per_minute(spec: ServiceSpec) -> float:
-    return spec.autoscaling.target_qps_per_replica * SECONDS_PER_MINUTE
+def target_requests_per_minute(scaling: Autoscaling) -> float:
+    return scaling.target_qps_per_replica * SECONDS_PER_MINUTE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +50,8 @@ class Autoscaler(pulumi.ComponentResource):
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:aws:Autoscaler", name, None, opts)
         spec = args.spec
-        if spec.autoscaling is None:
+        scaling = spec.autoscaling
+        if scaling is None:
             raise ValueError(f"stack {spec.stack} does not autoscale")
         balancer = args.load_balancer
         self.policy = autoscaling.Policy(
@@ -64,7 +66,7 @@ class Autoscaler(pulumi.ComponentResource):
                         balancer.alb.arn_suffix, "/", balancer.target_group.arn_suffix
                     ),
                 },
-                "target_value": target_requests_per_minute(spec),
+                "target_value": target_requests_per_minute(scaling),
                 "disable_scale_in": False,
             },
             opts=pulumi.ResourceOptions(parent=self),

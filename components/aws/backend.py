@@ -184,7 +184,8 @@ INSTANCE_STORE = MappingProxyType(
 def weight_storage(spec: ServiceSpec) -> Storage:
     """The instance store when the type has NVMe volumes (each type's exceeds its GPU memory), else the root
     volume."""
-    store = INSTANCE_STORE.get(spec.offering.machine_type) if spec.offering else None
+    machine = spec.offering.machine_type if spec.offering else None
+    store = INSTANCE_STORE.get(machine) if machine else None
     return local_nvme(*store) if store else NETWORK_DISK
 
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pulumi
+import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import catalog
 from components.spec import ServiceSpec
+from components.vm import vm_offering
 
 SPOT_ALLOCATION_STRATEGY = "price-capacity-optimized"
 
@@ -39,14 +41,18 @@ def instance_types(spec: ServiceSpec) -> list[str]:
     (EC2 skips an override no zone of the group offers)."""
     return [
         str(offering.machine_type)
-        for offering in catalog.same_gpus(spec.cloud, spec.offering)
+        for offering in catalog.same_gpus(spec.cloud, vm_offering(spec))
         if not offering.regions or spec.region in offering.regions
     ]
 
 
-def mixed_instances_policy(spec: ServiceSpec, template: ec2.LaunchTemplate) -> dict:
+def mixed_instances_policy(
+    spec: ServiceSpec, template: ec2.LaunchTemplate
+) -> autoscaling.GroupMixedInstancesPolicyArgsDict:
     """The on-demand base, spot above it, over every instance type with the same GPUs."""
-    overrides: Sequence[dict] = [{"instance_type": name} for name in instance_types(spec)]
+    overrides: Sequence[autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgsDict] = [
+        {"instance_type": name} for name in instance_types(spec)
+    ]
     return {
         "instances_distribution": {
             "on_demand_base_capacity": spec.on_demand_base_replicas,

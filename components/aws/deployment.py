@@ -88,11 +88,17 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             for index in range(spec.replicas)
         ]
     autoscaler = None
-    if spec.autoscaling is not None:  # single-node only (Feature.AUTOSCALING_MULTI_NODE)
+    if spec.autoscaling is not None:
+        group = replicas[0]
+        if not isinstance(group, ReplicaGroup):
+            raise ValueError(
+                f"stack {spec.stack}: the spec refuses autoscaling of {spec.nodes}-node replicas on VMs "
+                "(Feature.AUTOSCALING_MULTI_NODE), yet it reached the deployment"
+            )
         autoscaler = Autoscaler(
             spec.name,
             AutoscalerArgs(
-                spec=spec, launch=launch, group=replicas[0].auto_scaling_group, load_balancer=load_balancer
+                spec=spec, launch=launch, group=group.auto_scaling_group, load_balancer=load_balancer
             ),
             opts,
         )

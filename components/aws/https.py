@@ -35,7 +35,7 @@ VALIDATION_TIMEOUT = "3h"
 VALIDATION_TTL_SECONDS = 300
 
 
-def redirect_to_https() -> dict:
+def redirect_to_https() -> lb.ListenerDefaultActionArgsDict:
     """The HTTP:80 listener's only action: the same URL over HTTPS, permanently."""
     return {
         "type": "redirect",
@@ -43,11 +43,20 @@ def redirect_to_https() -> dict:
     }
 
 
+def validation_field(value: str | None, field: str, domain: str) -> str:
+    """A field of ACM's validation CNAME: ACM sets all three for a DNS-validated certificate (the SDK types
+    them optional), so a missing one is said plainly rather than sent as a record without it."""
+    if value is None:
+        raise ValueError(f"ACM gave the certificate for {domain} no validation record {field}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class HttpsFrontendArgs:
     spec: ServiceSpec
     alb: lb.LoadBalancer
-    default_actions: list[dict]  # what the listener answers outside its rules (the fixed 404)
+    # What the listener answers outside its rules (the fixed 404).
+    default_actions: list[lb.ListenerDefaultActionArgsDict]
 
 
 class HttpsFrontend(pulumi.ComponentResource):
@@ -81,9 +90,9 @@ class HttpsFrontend(pulumi.ComponentResource):
         )
         # One domain, one validation option: ACM's CNAME that proves control of the domain.
         option = self.certificate.domain_validation_options.apply(lambda options: options[0])
-        record_name = option.apply(lambda o: o.resource_record_name)
-        record_type = option.apply(lambda o: o.resource_record_type)
-        record_value = option.apply(lambda o: o.resource_record_value)
+        record_name = option.apply(lambda o: validation_field(o.resource_record_name, "name", domain))
+        record_type = option.apply(lambda o: validation_field(o.resource_record_type, "type", domain))
+        record_value = option.apply(lambda o: validation_field(o.resource_record_value, "value", domain))
         self.validation_record = self.alias_record = None
         self.dns_records = None
         zone = spec.dns_zone.removeprefix("/hostedzone/") if spec.dns_zone else None

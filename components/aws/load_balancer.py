@@ -109,7 +109,7 @@ class LoadBalancer(pulumi.ComponentResource):
             tags={"Name": f"{spec.name}-replicas"},
             opts=child,
         )
-        not_found = [
+        not_found: list[lb.ListenerDefaultActionArgsDict] = [
             {
                 "type": "fixed-response",
                 "fixed_response": {

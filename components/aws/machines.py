@@ -253,7 +253,7 @@ def auto_scaling_group(
     keep_serving: bool,
     placement_group: pulumi.Input[str] | None = None,
     bounds: tuple[int, int] | None = None,
-    mixed_instances_policy: dict | None = None,
+    mixed_instances_policy: autoscaling.GroupMixedInstancesPolicyArgsDict | None = None,
     opts: pulumi.ResourceOptions,
 ) -> autoscaling.Group:
     """``size`` machines from ``template``, replaced when EC2 or the machine itself says they are broken.

@@ -22,7 +22,6 @@ How the other keys map (README "Autoscaling"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_gcp.compute as compute
@@ -44,15 +43,22 @@ def initialization_seconds(launch: LaunchSpec) -> int:
     return min(launch.probes.startup_seconds, MAX_INITIALIZATION_SECONDS)
 
 
-def backend_balancing(spec: ServiceSpec) -> dict[str, Any]:
-    """How the backend service fills a serving group: by request rate when an autoscaler reads it (its
+def serving_backend(spec: ServiceSpec, group: pulumi.Input[str]) -> compute.BackendServiceBackendArgsDict:
+    """One serving group behind the backend service, filled by request rate when an autoscaler reads it (its
     serving capacity is what the autoscaler scales on), else by utilization, which needs no rate."""
     if spec.autoscaling is None:
-        return {"balancing_mode": "UTILIZATION"}
-    return {"balancing_mode": "RATE", "max_rate_per_instance": spec.autoscaling.target_qps_per_replica}
+        return {"group": group, "balancing_mode": "UTILIZATION", "capacity_scaler": 1.0}
+    return {
+        "group": group,
+        "balancing_mode": "RATE",
+        "max_rate_per_instance": spec.autoscaling.target_qps_per_replica,
+        "capacity_scaler": 1.0,
+    }
 
 
-def autoscaling_policy(policy: Autoscaling, launch: LaunchSpec) -> dict[str, Any]:
+def autoscaling_policy(
+    policy: Autoscaling, launch: LaunchSpec
+) -> compute.RegionAutoscalerAutoscalingPolicyArgsDict:
     return {
         "mode": "ON",
         "min_replicas": policy.min_replicas,

@@ -210,7 +210,8 @@ LOCAL_SSD_GB = 402
 def weight_storage(spec: ServiceSpec) -> Storage:
     """The bundled local SSDs when the machine has them (scripts/local_nvme.sh stripes them), else the boot
     disk."""
-    disks = BUNDLED_LOCAL_SSDS.get(spec.offering.machine_type) if spec.offering else None
+    machine = spec.offering.machine_type if spec.offering else None
+    disks = BUNDLED_LOCAL_SSDS.get(machine) if machine else None
     return local_nvme(disks, LOCAL_SSD_GB) if disks else NETWORK_DISK
 
 

@@ -127,9 +127,15 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         opts,
     )
     autoscaler = None
-    if spec.autoscaling is not None:  # single-node only (Feature.AUTOSCALING_MULTI_NODE)
+    if spec.autoscaling is not None:
+        group = replicas[0]
+        if not isinstance(group, ReplicaGroup):
+            raise ValueError(
+                f"stack {spec.stack}: the spec refuses autoscaling of {spec.nodes}-node replicas on VMs "
+                "(Feature.AUTOSCALING_MULTI_NODE), yet it reached the deployment"
+            )
         autoscaler = Autoscaler(
-            spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=replicas[0].group_manager), opts
+            spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=group.group_manager), opts
         )
     warn_without_domain(spec.domain)
     service_dashboard = ServiceDashboard(spec.name, ServiceDashboardArgs(spec=spec), opts)

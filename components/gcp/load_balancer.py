@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
-from components.gcp.autoscaler import backend_balancing
+from components.gcp.autoscaler import serving_backend
 from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
 from components.launch import LaunchSpec
@@ -137,10 +137,7 @@ class LoadBalancer(pulumi.ComponentResource):
             health_checks=self.health_check.id,
             # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
             # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).
-            backends=[
-                {"group": group, **backend_balancing(spec), "capacity_scaler": 1.0}
-                for group in args.instance_groups
-            ],
+            backends=[serving_backend(spec, group) for group in args.instance_groups],
             security_policy=self.security_policy.id if self.security_policy is not None else None,
             log_config={"enable": True, "sample_rate": 1.0},
             opts=child,

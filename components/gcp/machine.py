@@ -121,7 +121,7 @@ def health_report(launch: LaunchSpec) -> list[str]:
 RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
 
 
-def reservation_affinity(spec: ServiceSpec) -> dict | None:
+def reservation_affinity(spec: ServiceSpec) -> compute.InstanceTemplateReservationAffinityArgsDict | None:
     """On-demand VMs consume ``vllm:reservation`` and only it (SPECIFIC_RESERVATION: a VM that finds no
     room in it fails to be created rather than falling back to other capacity, so a full reservation shows
     in the group's errors instead of on the bill). Spot VMs cannot consume reservations and get none (GCP
@@ -130,8 +130,10 @@ def reservation_affinity(spec: ServiceSpec) -> dict | None:
     name = settings(spec).reservation
     if name is None or spec.spot:
         return None
-    specific = {"key": RESERVATION_NAME_KEY, "values": [name]}
-    return {"type": "SPECIFIC_RESERVATION", "specific_reservation": specific}
+    return {
+        "type": "SPECIFIC_RESERVATION",
+        "specific_reservation": {"key": RESERVATION_NAME_KEY, "values": [name]},
+    }
 
 
 def autohealing_check(name: str, launch: LaunchSpec, opts: pulumi.ResourceOptions) -> compute.HealthCheck:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import pulumi
 import pulumi_gcp.compute as compute
 
+from components import vm
 from components.capacity import Share, shares
 from components.gcp.backend import settings
 from components.gcp.network import NAT_SETTINGS, SUBNET_CIDR, Network
@@ -34,7 +35,7 @@ def serving_zones(spec: ServiceSpec, region: str | None = None) -> tuple[str, ..
     """The pinned ``gcp:zone``, else every zone of the region that sells the machine (backend.py checks
     both; a pinned zone is refused with several regions)."""
     zone = settings(spec).zone
-    return (zone,) if zone is not None else tuple(spec.offering.zones[region or spec.region])
+    return (zone,) if zone is not None else tuple(vm.vm_offering(spec).zones[region or vm.vm_region(spec)])
 
 
 @dataclass(frozen=True)

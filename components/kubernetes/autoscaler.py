@@ -32,6 +32,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
+from components.autoscaling import Autoscaling
 from components.kubernetes import pods
 from components.kubernetes.backend import settings
 from components.kubernetes.ray_replica import LWS_API_VERSION
@@ -58,7 +59,7 @@ def request_rate_query(spec: ServiceSpec) -> str:
     return f"sum(rate(vllm:request_success_total{{{labels}}}[{RATE_WINDOW}]))"
 
 
-def _prometheus_trigger(spec: ServiceSpec, name: str, query: str) -> dict[str, Any]:
+def _prometheus_trigger(spec: ServiceSpec, policy: Autoscaling, name: str, query: str) -> dict[str, Any]:
     return {
         "type": "prometheus",
         "name": name,
@@ -66,18 +67,18 @@ def _prometheus_trigger(spec: ServiceSpec, name: str, query: str) -> dict[str, A
         "metadata": {
             "serverAddress": settings(spec).prometheus_url,
             "query": query,
-            "threshold": f"{spec.autoscaling.target_qps_per_replica:g}",
+            "threshold": f"{policy.target_qps_per_replica:g}",
             # Any request wakes a service scaled to zero (only used when minReplicaCount is 0).
             "activationThreshold": "0",
         },
     }
 
 
-def scaled_object_spec(spec: ServiceSpec, target: dict[str, str]) -> dict[str, Any]:
-    policy = spec.autoscaling
-    triggers = [_prometheus_trigger(spec, "vllm-requests", request_rate_query(spec))]
-    if settings(spec).activation_query is not None:
-        triggers.append(_prometheus_trigger(spec, "front-requests", settings(spec).activation_query))
+def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str, str]) -> dict[str, Any]:
+    triggers = [_prometheus_trigger(spec, policy, "vllm-requests", request_rate_query(spec))]
+    activation_query = settings(spec).activation_query
+    if activation_query is not None:
+        triggers.append(_prometheus_trigger(spec, policy, "front-requests", activation_query))
     return {
         "scaleTargetRef": target,
         "minReplicaCount": policy.min_replicas,
@@ -124,7 +125,7 @@ class Autoscaler(pulumi.ComponentResource):
                 "namespace": args.namespace,
                 "labels": pods.labels(spec, "autoscaler"),
             },
-            spec=scaled_object_spec(spec, args.target),
+            spec=scaled_object_spec(spec, spec.autoscaling, args.target),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.workload]),
         )
         self.register_outputs({"scaledObject": spec.name})

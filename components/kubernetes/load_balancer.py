@@ -50,23 +50,32 @@ def service_port(spec: ServiceSpec) -> core.ServicePortArgsDict:
     return {"name": "http", "port": SERVICE_PORT, "target_port": pods.PORT_NAME, "protocol": "TCP"}
 
 
-def domain_records(domain: str, status: core.outputs.ServiceStatus) -> list[dict[str, str]]:
-    """The record that points ``domain`` at a LoadBalancer Service: A to its IP, or CNAME to its host
-    name (AWS's load balancers have names, not fixed addresses)."""
-    point = status.load_balancer.ingress[0]
-    kind, value = ("A", point.ip) if point.ip else ("CNAME", point.hostname)
-    return [DnsRecord(domain, kind, value, endpoint_purpose(domain)).as_output()]
-
-
-def ingress_url(status: core.outputs.ServiceStatus | None) -> str:
-    """``http://<ip or hostname>`` of a LoadBalancer Service's first ingress point (AWS gives hostnames).
+def ingress_point(status: core.outputs.ServiceStatus | None) -> tuple[str, str]:
+    """A LoadBalancer Service's first ingress point as a DNS record type and value: A to its IP, or CNAME
+    to its host name (AWS's load balancers have names, not fixed addresses).
 
     The provider reports a LoadBalancer Service created only once the cloud has given it an address."""
     balancer = status.load_balancer if status is not None else None
     if balancer is None or not balancer.ingress:
         raise ValueError("the LoadBalancer Service has no ingress address, which the provider waits for")
     point = balancer.ingress[0]
-    return f"http://{point.ip or point.hostname}"
+    if point.ip:
+        return "A", point.ip
+    if point.hostname:
+        return "CNAME", point.hostname
+    raise ValueError("the LoadBalancer Service's ingress point has neither an IP nor a host name")
+
+
+def domain_records(domain: str, status: core.outputs.ServiceStatus | None) -> list[dict[str, str]]:
+    """The record that points ``domain`` at a LoadBalancer Service."""
+    kind, value = ingress_point(status)
+    return [DnsRecord(domain, kind, value, endpoint_purpose(domain)).as_output()]
+
+
+def ingress_url(status: core.outputs.ServiceStatus | None) -> str:
+    """``http://<ip or hostname>`` of a LoadBalancer Service (AWS gives hostnames)."""
+    _, address = ingress_point(status)
+    return f"http://{address}"
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -113,13 +122,12 @@ class LoadBalancer(pulumi.ComponentResource):
             ),
         )
         self.dns_records = None
-        if spec.domain is not None:
+        domain = spec.domain
+        if domain is not None:
             # vLLM (vllm:tlsSecretName) or the user's Ingress/Gateway serves the domain's certificate.
-            self.endpoint = pulumi.Output.from_input(f"https://{spec.domain}")
+            self.endpoint = pulumi.Output.from_input(f"https://{domain}")
             if public:
-                self.dns_records = self.service.status.apply(
-                    lambda status: domain_records(spec.domain, status)
-                )
+                self.dns_records = self.service.status.apply(lambda status: domain_records(domain, status))
         elif public:
             self.endpoint = self.service.status.apply(ingress_url)
         else:
