@@ -8,6 +8,7 @@ from dataclasses import replace
 import pulumi
 from pulumi_aws import Provider
 
+from components import vm
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -140,7 +141,7 @@ def replica_source(
         balancer, *names = values
         return ReplicaSource(
             platform="aws",
-            location=spec.region,
+            location=vm.vm_region(spec),
             scope="",
             replicas=spec.replicas,
             startup_seconds=launch.probes.startup_seconds,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.cloudwatch as cloudwatch
 
+from components import vm
 from components.aws.load_balancer import LoadBalancer
 from components.spec import ServiceSpec
 
@@ -86,7 +87,7 @@ class ServiceDashboard(pulumi.ComponentResource):
         super().__init__("vllm:aws:ServiceDashboard", name, None, opts)
         spec, balancer = args.spec, args.load_balancer
         body = pulumi.Output.all(balancer.alb.arn_suffix, balancer.target_group.arn_suffix).apply(
-            lambda suffixes: dashboard_body(spec.region, suffixes[0], suffixes[1])
+            lambda suffixes: dashboard_body(vm.vm_region(spec), suffixes[0], suffixes[1])
         )
         self.dashboard = cloudwatch.Dashboard(
             f"{name}-dashboard",

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pulumi
 import pulumi_gcp
 
+from components import vm
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.autoscaler import Autoscaler, AutoscalerArgs
@@ -187,7 +188,7 @@ def replica_source(
         ]
         return ReplicaSource(
             platform="gcp",
-            location=spec.region,
+            location=vm.vm_region(spec),
             scope=project_id,
             replicas=spec.replicas,
             startup_seconds=launch.probes.startup_seconds,

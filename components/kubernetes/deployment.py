@@ -117,7 +117,9 @@ def replica_source(
     if isinstance(replica, ReplicaGroup):
         kind, role, workload = "Deployment", SERVE, replica.deployment.metadata.name
     else:
-        kind, role, workload = "LeaderWorkerSet", "ray-group", replica.leader_worker_set.metadata["name"]
+        # A CustomResource's metadata is dynamic (apiextensions.CustomResource.__getattr__), untyped.
+        lws = replica.leader_worker_set
+        kind, role, workload = "LeaderWorkerSet", "ray-group", lws.metadata["name"]  # pyright: ignore[reportAttributeAccessIssue]
 
     def source(values: list) -> dict:
         namespace_name, workload_name, service_name = values
