@@ -28,7 +28,7 @@ from typing import Any
 
 import pulumi
 
-from components import catalog
+from components import backend, catalog
 from components.kubernetes import capacity, tls
 from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
@@ -103,13 +103,14 @@ def _cpus(value: float) -> str:
 
 
 def per_gpu_share(gpu: str) -> tuple[float, float]:
-    """(vCPUs, GB) per GPU of the smallest-per-GPU machine the catalog lists for ``gpu`` on any cloud."""
+    """(vCPUs, GB) per GPU of the smallest-per-GPU machine any platform's catalog sells for ``gpu`` (the
+    platforms that sell machine shapes: a cluster's own nodes have none)."""
     machines = [
         offering
-        for cloud in ("gcp", "aws")
-        if gpu in catalog.gpus_offered(cloud)
-        for count in catalog.counts_offered(cloud, gpu)
-        for offering in catalog.offerings(cloud, gpu, count)
+        for platform in backend.backends()
+        for count in platform.catalog.counts(gpu)
+        for offering in platform.catalog.offerings(gpu, count)
+        if offering.vcpus is not None and offering.memory_gb is not None
     ]
     shares = [_share_per_gpu(m) for m in machines]
     return min(cpus for cpus, _ in shares), min(memory for _, memory in shares)
