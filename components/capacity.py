@@ -9,7 +9,7 @@ stack's ``costPerHour`` adds up the shares at their regions' prices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,6 +33,12 @@ def spread(total: int, parts: int) -> list[int]:
 def on_demand_replicas(spec: ServiceSpec) -> int:
     """Replicas on on-demand capacity: every one without spot, the base with it."""
     return spec.on_demand_base_replicas if spec.spot else spec.replicas
+
+
+def ray_replica_spec(spec: ServiceSpec, index: int) -> ServiceSpec:
+    """The spec of Ray group ``index``: the first ``vllm:onDemandBaseReplicas`` groups are the on-demand
+    base, the rest spot (a group is one replica, all its machines on one market)."""
+    return replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas)
 
 
 def shares(spec: ServiceSpec) -> list[Share]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import pulumi
 from pulumi_aws import Provider
 
-from components import vm
+from components import capacity, vm
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -74,8 +73,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             RayReplica(
                 f"{spec.name}-r{index}",
                 RayReplicaArgs(
-                    # The first vllm:onDemandBaseReplicas groups are the on-demand base.
-                    spec=replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas),
+                    spec=capacity.ray_replica_spec(spec, index),
                     launch=launch,
                     network=network,
                     identity=identity,

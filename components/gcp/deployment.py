@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import pulumi
 import pulumi_gcp
 
-from components import vm
+from components import capacity, vm
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.autoscaler import Autoscaler, AutoscalerArgs
@@ -106,8 +105,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 RayReplica(
                     f"{spec.name}-r{index}",
                     RayReplicaArgs(
-                        # The first vllm:onDemandBaseReplicas groups are the on-demand base.
-                        spec=replace(spec, spot=spec.spot and index >= spec.on_demand_base_replicas),
+                        spec=capacity.ray_replica_spec(spec, index),
                         launch=launch,
                         network=network,
                         identity=identity,
