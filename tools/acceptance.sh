@@ -111,6 +111,8 @@ start_port_forward() {
   namespace=${host#*.}
   namespace=${namespace%%.*}
   log "kubectl port-forward service/$service in namespace $namespace"
+  # The log exists before the background job opens it: the wait below reads it at once (a race otherwise).
+  : >"$work/port-forward.log"
   kubectl --namespace "$namespace" port-forward --address 127.0.0.1 "service/$service" ":$SERVICE_PORT" \
     >"$work/port-forward.log" 2>&1 &
   port_forward_pid=$!
