@@ -11,8 +11,9 @@ each key is in the README ("Autoscaling"); what it cannot honour, its backend re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from components import backend
 
@@ -160,3 +161,18 @@ def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
         "min": round(at_most * spec.autoscaling.min_replicas / spec.autoscaling.max_replicas, 2),
         "max": at_most,
     }
+
+
+Group = TypeVar("Group")
+
+
+def autoscaled_group(spec: ServiceSpec, replicas: Sequence[object], group_type: type[Group]) -> Group:
+    """The one group of single-node replicas a VM platform's autoscaler scales. The spec refuses autoscaling
+    of multi-node replicas on VMs (``Feature.AUTOSCALING_MULTI_NODE``), so anything else is a bug."""
+    group = replicas[0]
+    if not isinstance(group, group_type):
+        raise ValueError(
+            f"stack {spec.stack}: the spec refuses autoscaling of {spec.nodes}-node replicas on VMs "
+            "(Feature.AUTOSCALING_MULTI_NODE), yet it reached the deployment"
+        )
+    return group

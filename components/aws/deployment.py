@@ -8,6 +8,7 @@ import pulumi
 from pulumi_aws import Provider
 
 from components import capacity, vm
+from components.autoscaling import autoscaled_group
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -88,12 +89,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ]
     autoscaler = None
     if spec.autoscaling is not None:
-        group = replicas[0]
-        if not isinstance(group, ReplicaGroup):
-            raise ValueError(
-                f"stack {spec.stack}: the spec refuses autoscaling of {spec.nodes}-node replicas on VMs "
-                "(Feature.AUTOSCALING_MULTI_NODE), yet it reached the deployment"
-            )
+        group = autoscaled_group(spec, replicas, ReplicaGroup)
         autoscaler = Autoscaler(
             spec.name,
             AutoscalerArgs(

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_gcp
 
 from components import capacity, vm
+from components.autoscaling import autoscaled_group
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.autoscaler import Autoscaler, AutoscalerArgs
@@ -127,12 +128,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
-        group = replicas[0]
-        if not isinstance(group, ReplicaGroup):
-            raise ValueError(
-                f"stack {spec.stack}: the spec refuses autoscaling of {spec.nodes}-node replicas on VMs "
-                "(Feature.AUTOSCALING_MULTI_NODE), yet it reached the deployment"
-            )
+        group = autoscaled_group(spec, replicas, ReplicaGroup)
         autoscaler = Autoscaler(
             spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=group.group_manager), opts
         )
