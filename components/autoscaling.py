@@ -148,6 +148,13 @@ def replicas_output(spec: ServiceSpec) -> int | dict[str, int]:
     return {"min": spec.autoscaling.min_replicas, "max": spec.autoscaling.max_replicas}
 
 
+def bounds(spec: ServiceSpec) -> tuple[int, int] | None:
+    """(min, max) replicas when the platform's autoscaler owns the count, for the operator tools."""
+    if spec.autoscaling is None:
+        return None
+    return spec.autoscaling.min_replicas, spec.autoscaling.max_replicas
+
+
 def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     """The ``costPerHour`` stack output: the catalog estimate, a ``{min, max}`` range when autoscaling,
     None when unpriced."""

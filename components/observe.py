@@ -62,6 +62,7 @@ class ReplicaSource:
     ``scope``: the GCP project, the Kubernetes namespace ("" on AWS: the credentials' account).
     ``balancer``: what routes to the replicas (GCP backend service, AWS target group ARN, Service name).
     ``logs``: where the container logs go (GCP log name, CloudWatch log group; "" on Kubernetes: pods').
+    ``bounds``: (min, max) replicas when the platform's autoscaler owns the count; None for a fixed count.
     """
 
     platform: str
@@ -72,6 +73,7 @@ class ReplicaSource:
     groups: Sequence[Group]
     balancer: str
     logs: str = ""
+    bounds: tuple[int, int] | None = None
 
     def as_output(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class ReplicaSource:
             "groups": [group.as_output() for group in self.groups],
             "balancer": self.balancer,
             "logs": self.logs,
+            "bounds": None if self.bounds is None else {"min": self.bounds[0], "max": self.bounds[1]},
         }
 
     @classmethod
@@ -106,7 +109,21 @@ class ReplicaSource:
             ),
             balancer=str(value.get("balancer") or ""),
             logs=str(value.get("logs") or ""),
+            bounds=_bounds(value.get("bounds")),
         )
+
+
+def _bounds(value: Any) -> tuple[int, int] | None:
+    """``{"min": 1, "max": 4}``; None for a fixed count (and for stacks exported before bounds were)."""
+    if value is None:
+        return None
+    return int(value["min"]), int(value["max"])
+
+
+def counted_groups(groups: Sequence[Group]) -> list[Group]:
+    """The groups whose size is the replica count: serve groups and Ray heads (one per replica), and
+    LeaderWorkerSets (one group of pods per replica); Ray worker groups are parts of a replica."""
+    return [group for group in groups if group.role != RAY_WORKER]
 
 
 @dataclass(frozen=True, kw_only=True)

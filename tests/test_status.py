@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
-from components.observe import RAY_HEAD, RAY_WORKER, READY, STARTING, Replica, ReplicaSource
+from components.observe import RAY_HEAD, RAY_WORKER, READY, SHUTTING_DOWN, STARTING, Replica, ReplicaSource
 from tools import status
 
 pytestmark = pytest.mark.timeout(30)
@@ -306,3 +307,43 @@ def test_a_multi_node_replica_table_shows_each_machines_role_and_counts_heads_on
     assert any(line.split()[:3] == ["0", "ray-worker", "r0-worker"] for line in lines)
     assert "STARTING (loading)" in text
     assert text.endswith("NOT READY: READY 1/2 replicas")
+
+
+def _source(bounds: tuple[int, int] | None = None) -> ReplicaSource:
+    return ReplicaSource(
+        platform="gcp",
+        location="us-central1",
+        scope="p",
+        replicas=1,
+        startup_seconds=600,
+        groups=(),
+        balancer="b",
+        bounds=bounds,
+    )
+
+
+def test_the_scale_column_shows_current_against_desired_within_the_bounds():
+    machines = [
+        Replica(id="1", name="a", status=READY),
+        Replica(id="2", name="b", status=STARTING),
+        Replica(id="3", name="c", status=SHUTTING_DOWN),
+    ]
+    report = status.Report([], machines, None, 4, (1, 6))
+    assert status.scale(report) == "2 -> 4 (autoscaled 1-6)"
+
+
+def test_the_scale_column_of_a_fixed_count_at_its_size_shows_the_count():
+    report = status.Report([], [Replica(id="1", name="a", status=READY)], None, 1)
+    assert status.scale(report) == "1 (fixed)"
+
+
+def test_look_counts_ready_against_the_platforms_desired_count_not_the_first_ups(serve):
+    """The autoscaler moved the count from the stack's initial 1 to 3: READY 2/3 is not ready."""
+    url, _ = serve()
+    target = status.Target(url, API_KEY, SERVED_MODEL, stack="s", replica_source=_source((1, 4)))
+    ready = [Replica(id=str(i), name=f"r{i}", status=READY) for i in (1, 2)]
+    with requests.Session() as session:
+        report = status.look(session, target, replicas=lambda source: ready, desired=lambda source: 3)
+    assert all(result.passed for result in report.results)
+    assert (report.ready, report.expected, report.bounds) == (False, 3, (1, 4))
+    assert report.blocker() == "READY 2/3 replicas"

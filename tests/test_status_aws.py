@@ -190,7 +190,7 @@ def test_status_prints_the_service_row_and_a_row_per_replica(fleet, serve, tmp_p
     assert code == status.EXIT_READY
     lines = out.splitlines()
     service = lines[lines.index("Services") + 2].split()
-    assert service == ["aws-h100", "READY", "2/2", url]
+    assert service == ["aws-h100", "READY", "2/2", "2", "(fixed)", url]
     header = lines[lines.index("Service Replicas") + 1].split()
     assert header == ["ID", "NAME", "IP", "LAUNCHED", "RESOURCES", "ZONE", "STATUS"]
     rows = [line.split() for line in lines if line.split()[:1] in (["1"], ["2"])]
@@ -223,7 +223,15 @@ def test_json_report_carries_the_service_and_its_replicas(fleet, serve, tmp_path
     code, out, _ = status_of_stack(fleet, url, tmp_path, "--json")
     report = json.loads(out)
     assert code == status.EXIT_READY
-    assert report["service"] == {"name": "aws-h100", "status": "READY", "readyReplicas": 2, "replicas": 2}
+    assert report["service"] == {
+        "name": "aws-h100",
+        "status": "READY",
+        "readyReplicas": 2,
+        "currentReplicas": 2,
+        "desiredReplicas": 2,
+        "minReplicas": None,
+        "maxReplicas": None,
+    }
     assert {replica["name"] for replica in report["replicas"]} == set(fleet.instances)
     assert all(replica["status"] == "READY" and replica["zone"] for replica in report["replicas"])
 
@@ -263,3 +271,49 @@ def test_logs_of_every_instance_come_from_its_stream_in_the_stacks_log_group(fle
         assert out.getvalue().splitlines() == [f"INFO {fleet.instances[1]} Application startup complete."]
     finally:
         cloudwatch.delete_log_group(logGroupName=source.logs)
+
+
+def test_the_program_exports_no_bounds_for_a_fixed_count(program_source):
+    assert program_source.bounds is None
+
+
+def test_an_autoscaled_program_exports_its_bounds() -> None:
+    run = run_program(
+        "aws-h100",
+        config={"vllm:replicas": "unset", "vllm:maxReplicas": "4", "vllm:targetQpsPerReplica": "2"},
+        secrets={"vllm:hfToken": "hf_testtoken123", "vllm:apiKey": "sk-test-4567890abc"},
+    )
+    assert ReplicaSource.from_output(run.outputs["replicaSource"]).bounds == (1, 4)
+
+
+def test_desired_replicas_are_the_groups_desired_capacity(fleet):
+    assert aws_status.desired_replicas(fleet.source) == 2
+
+
+def test_status_counts_ready_against_what_the_autoscaler_asked_for(fleet, serve, tmp_path):  # noqa: F811 (the fixture)
+    url, _ = serve()
+    (group,) = fleet.source.groups
+    # What target tracking does on a load over its target: raise the group's desired capacity.
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=group.name, MaxSize=4)
+    autoscaling.set_desired_capacity(AutoScalingGroupName=group.name, DesiredCapacity=3)
+    members = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group.name])
+    (new,) = {m["InstanceId"] for m in members["AutoScalingGroups"][0]["Instances"]} - set(fleet.instances)
+    boto3.client("elbv2", region_name=REGION).deregister_targets(  # still loading: not a healthy target
+        TargetGroupArn=fleet.target_group, Targets=[{"Id": new, "Port": 8000}]
+    )
+    scaled = replace(fleet, source=replace(fleet.source, bounds=(1, 4)))
+    code, out, _ = status_of_stack(scaled, url, tmp_path, "--json")
+    service = json.loads(out)["service"]
+    assert code == status.EXIT_NOT_READY
+    assert (service["readyReplicas"], service["currentReplicas"], service["desiredReplicas"]) == (2, 3, 3)
+    assert (service["minReplicas"], service["maxReplicas"]) == (1, 4)
+    code, out, _ = status_of_stack(scaled, url, tmp_path)
+    row = out.splitlines()[out.splitlines().index("Services") + 2].split()
+    assert row[1:6] == ["NOT_READY", "2/3", "3", "(autoscaled", "1-4)"]
+
+
+def test_a_group_missing_from_aws_is_a_list_error_naming_it(fleet):
+    gone = replace(fleet.source, groups=[replace(fleet.source.groups[0], name="vllm-gone")])
+    with pytest.raises(ListError, match="no Auto Scaling group vllm-gone"):
+        aws_status.desired_replicas(gone)

@@ -194,3 +194,45 @@ def test_an_api_error_is_a_list_error_naming_the_project(api, single):
     )
     with pytest.raises(ListError, match=f"GCP project {PROJECT}.*compute.backendServices.get"):
         lister(api, single)
+
+
+def desired(api: FakeApi, source: ReplicaSource) -> int:
+    return gcp_status.desired_replicas(
+        source, credentials=AnonymousCredentials(), client_options={"api_endpoint": api.url}
+    )
+
+
+def test_desired_replicas_are_the_regional_groups_target_size_the_autoscaler_sets(api, single):
+    (group,) = single.groups
+    api.routes[("GET", f"{BASE}/regions/{REGION}/instanceGroupManagers/{group.name}")] = {
+        "name": group.name,
+        "targetSize": 3,
+        "status": {"autoscaler": f"{BASE}/regions/{REGION}/autoscalers/vllm-autoscaler"},
+    }
+    assert desired(api, single) == 3
+
+
+def test_desired_replicas_of_ray_groups_count_the_head_groups_only(api, multinode):
+    head, workers = multinode.groups
+    for group, size in ((head, 1), (workers, 1)):
+        api.routes[("GET", f"{BASE}/zones/{group.zone}/instanceGroupManagers/{group.name}")] = {
+            "name": group.name,
+            "targetSize": size,
+        }
+    assert desired(api, multinode) == 1
+    assert not any(path.endswith(workers.name) for _, path, _, _ in api.requests)
+
+
+def test_a_missing_group_is_a_list_error_naming_the_project(api, single):
+    with pytest.raises(ListError, match=f"GCP project {PROJECT}"):
+        desired(api, single)
+
+
+def test_an_autoscaled_program_exports_its_bounds() -> None:
+    run = run_program(
+        "gcp-h100",
+        config={"vllm:maxReplicas": "4", "vllm:minReplicas": "2", "vllm:targetQpsPerReplica": "2"},
+        secrets={"vllm:hfToken": "hf_testtoken123"},
+    )
+    source = ReplicaSource.from_output(run.outputs["replicaSource"])
+    assert (source.bounds, source.replicas) == ((2, 4), 2)

@@ -250,3 +250,48 @@ def test_a_forbidden_namespace_is_a_list_error(api, single):
     )
     with pytest.raises(ListError, match=f"Kubernetes namespace {single.scope}: 403"):
         k8s_status.list_replicas(single)
+
+
+def test_desired_replicas_are_the_deployments_spec_replicas_keda_sets(api, single):
+    deployment_with(api, single, [])
+    (group,) = single.groups
+    path = f"/apis/apps/v1/namespaces/{single.scope}/deployments/{group.name}"
+    api.routes[("GET", path)]["spec"]["replicas"] = 3  # pyright: ignore[reportIndexIssue]
+    assert k8s_status.desired_replicas(single) == 3
+
+
+def test_desired_replicas_of_a_leaderworkerset_are_its_groups(api, multinode):
+    (group,) = multinode.groups
+    path = f"/apis/leaderworkerset.x-k8s.io/v1/namespaces/{multinode.scope}/leaderworkersets/{group.name}"
+    api.routes[("GET", path)] = {"metadata": {"name": group.name}, "spec": {"replicas": 2}}
+    assert k8s_status.desired_replicas(multinode) == 2
+
+
+def test_a_forbidden_workload_is_a_list_error_for_the_desired_count(api, single):
+    (group,) = single.groups
+    api.routes[("GET", f"/apis/apps/v1/namespaces/{single.scope}/deployments/{group.name}")] = (
+        403,
+        {"kind": "Status", "code": 403, "reason": "Forbidden"},
+    )
+    with pytest.raises(ListError, match=f"Kubernetes namespace {single.scope}: 403"):
+        k8s_status.desired_replicas(single)
+
+
+def test_an_on_demand_base_beside_spot_exports_both_deployments() -> None:
+    run = run_program(
+        "k8s-h100",
+        config={
+            "vllm:spot": "true",
+            "vllm:gpuNodeSelector": "gke",
+            "vllm:replicas": "3",
+            "vllm:onDemandBaseReplicas": "1",
+        },
+        secrets={"vllm:hfToken": "hf_testtoken123"},
+    )
+    source = ReplicaSource.from_output(run.outputs["replicaSource"])
+    deployments = {
+        resource.inputs["metadata"]["name"] for resource in run.of_type("kubernetes:apps/v1:Deployment")
+    }
+    assert {group.name for group in source.groups} == deployments
+    assert len(deployments) == 2
+    assert all(group.role == "serve" for group in source.groups)

@@ -9,12 +9,17 @@ failed handshake or verification reads "certificate not ready". A new Google-man
 issued only once the domain's DNS record points at the load balancer, and up to 60 minutes after that;
 ACM issues once its validation record resolves. --wait keeps polling through both.
 
-With --stack: the service row and one row per replica (machine or pod) as its platform reports it: ID,
-NAME, IP, LAUNCHED, RESOURCES, ZONE, STATUS (PROVISIONING, STARTING, READY, NOT_READY, FAILED, PREEMPTED,
-SHUTTING_DOWN), read with the platform's client library and your credentials for it (google-cloud-compute
-and Application Default Credentials, boto3 and its usual chain, the kubernetes client and your kubeconfig;
-pip install -r requirements.txt -r requirements-tools.txt). Ready means every check passed and READY n/n
-replicas.
+With --stack: the service row and one row per replica (machine or pod) as its platform reports it, read
+with the platform's client library and your credentials for it (google-cloud-compute and Application
+Default Credentials, boto3 and its usual chain, the kubernetes client and your kubeconfig; pip install -r
+requirements.txt -r requirements-tools.txt).
+  REPLICAS  READY n/desired
+  SCALE     the replicas there are now against the desired count the platform converges on (a group's
+            target size or desired capacity, a workload's spec.replicas: the autoscaler's choice between
+            the stack's bounds, or the fixed vllm:replicas), e.g. "2 -> 3 (autoscaled 1-4)"
+  per replica: ID, NAME, IP, LAUNCHED, RESOURCES, ZONE, STATUS (PROVISIONING, STARTING, READY, NOT_READY,
+            FAILED, PREEMPTED, SHUTTING_DOWN)
+Ready means every check passed and READY n/n, n the desired count.
 
 Three checks, in order; a failed check skips the ones after it:
   /health               GET without the key: the engine is up (vLLM answers 200 once the weights are loaded)
@@ -47,7 +52,17 @@ import requests
 import urllib3
 
 from components import backend
-from components.observe import SERVE, ListError, Replica, ReplicaSource, age, ready_count
+from components.observe import (
+    PREEMPTED,
+    SERVE,
+    SHUTTING_DOWN,
+    ListError,
+    Replica,
+    ReplicaSource,
+    age,
+    ready_count,
+    serving,
+)
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
@@ -96,7 +111,8 @@ class Report:
     results: list[CheckResult]
     replicas: list[Replica] | None = None  # None: not asked (--endpoint) or not answered (replica_error)
     replica_error: str | None = None
-    expected: int | None = None  # replicas the stack asks for
+    expected: int | None = None  # replicas the platform is converging on (its autoscaler's choice, if any)
+    bounds: tuple[int, int] | None = None  # the autoscaler's (min, max); None: a fixed count
 
     @property
     def ready(self) -> bool:
@@ -215,21 +231,30 @@ def list_replicas(source: ReplicaSource) -> list[Replica]:
     return lister.list_replicas(source)
 
 
+def desired_replicas(source: ReplicaSource) -> int:
+    """How many replicas the platform is converging on: a group's target size, desired capacity or
+    ``spec.replicas``, which the autoscaler moves between the stack's bounds."""
+    if source.platform not in backend.names():
+        raise ListError(f"platform {source.platform!r} is not one of {', '.join(backend.names())}")
+    return backend.get(source.platform).module("status").desired_replicas(source)
+
+
 def look(
     session: requests.Session,
     target: Target,
     time_left: float | None = None,
     replicas: Callable[[ReplicaSource], list[Replica]] = list_replicas,
+    desired: Callable[[ReplicaSource], int] = desired_replicas,
 ) -> Report:
-    """Probe the endpoint and, for a stack, list its replicas."""
+    """Probe the endpoint and, for a stack, list its replicas and how many it should have."""
     results = run_checks(session, target, time_left)
     source = target.replica_source
     if source is None:
         return Report(results)
     try:
-        return Report(results, replicas(source), None, source.replicas)
+        return Report(results, replicas(source), None, desired(source), source.bounds)
     except ListError as error:
-        return Report(results, None, str(error), source.replicas)
+        return Report(results, None, str(error), source.replicas, source.bounds)
 
 
 def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
@@ -446,6 +471,21 @@ def service_status(report: Report) -> str:
     return "NOT_READY"
 
 
+def current_count(replicas: Sequence[Replica]) -> int:
+    """Replicas that exist and are not leaving: what the platform has now, serving or on the way."""
+    return sum(1 for replica in serving(replicas) if replica.status not in (SHUTTING_DOWN, PREEMPTED))
+
+
+def scale(report: Report) -> str:
+    """'2 -> 3 (autoscaled 1-4)': the replicas there are now against what the platform is converging on."""
+    if report.replicas is None:
+        return "-"
+    bounds = "fixed" if report.bounds is None else f"autoscaled {report.bounds[0]}-{report.bounds[1]}"
+    current = current_count(report.replicas)
+    now = f"{current}" if current == report.expected else f"{current} -> {report.expected}"
+    return f"{now} ({bounds})"
+
+
 def render_replicas(target: Target, report: Report) -> list[str]:
     """SkyServe's two tables: the service row, then one row per replica."""
     replicas = report.replicas or []
@@ -453,8 +493,8 @@ def render_replicas(target: Target, report: Report) -> list[str]:
     lines = ["Services"]
     lines += _columns(
         [
-            ("NAME", "STATUS", "REPLICAS", "ENDPOINT"),
-            (target.stack or "-", service_status(report), count, target.endpoint),
+            ("NAME", "STATUS", "REPLICAS", "SCALE", "ENDPOINT"),
+            (target.stack or "-", service_status(report), count, scale(report), target.endpoint),
         ]
     )
     lines += ["", "Service Replicas"]
@@ -515,7 +555,10 @@ def render_json(target: Target, report: Report, timed_out: bool) -> str:
             "name": target.stack,
             "status": service_status(report),
             "readyReplicas": None if report.replicas is None else ready_count(report.replicas),
-            "replicas": report.expected,
+            "currentReplicas": None if report.replicas is None else current_count(report.replicas),
+            "desiredReplicas": None if report.replicas is None else report.expected,
+            "minReplicas": None if report.bounds is None else report.bounds[0],
+            "maxReplicas": None if report.bounds is None else report.bounds[1],
         }
         document["replicas"] = None if report.replicas is None else [r.as_json() for r in report.replicas]
         document["replicaError"] = report.replica_error

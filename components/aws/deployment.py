@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 from pulumi_aws import Provider
 
-from components import capacity, vm
+from components import autoscaling, capacity, vm
 from components.autoscaling import autoscaled_group
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
@@ -138,6 +138,7 @@ def replica_source(
             location=vm.vm_region(spec),
             scope="",
             replicas=spec.replicas,
+            bounds=autoscaling.bounds(spec),
             startup_seconds=launch.probes.startup_seconds,
             groups=[
                 Group(kind="autoScalingGroup", name=name, role=role, replica=index)

@@ -28,6 +28,7 @@ from components.observe import (
     LogQuery,
     Replica,
     ReplicaSource,
+    counted_groups,
     number_by_launch,
     parse_time,
     running_status,
@@ -163,6 +164,27 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
         )
     single = [replica for replica in replicas if replica.role == SERVE]
     return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
+
+
+def desired_replicas(source: ReplicaSource) -> int:
+    """Replicas the platform is converging on: the serving groups' desired capacity (target tracking sets
+    it when the autoscaler owns the count) and, for multi-node replicas, one per Ray head group."""
+    autoscaling = session(source.location).client("autoscaling")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    names = [group.name for group in counted_groups(source.groups)]
+    try:
+        groups = list(
+            _pages(
+                autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups", AutoScalingGroupNames=names
+            )
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise ListError(f"AWS {source.location}: {error}") from error
+    missing = set(names) - {group["AutoScalingGroupName"] for group in groups}
+    if missing:
+        raise ListError(f"AWS {source.location}: no Auto Scaling group {', '.join(sorted(missing))}")
+    return sum(int(group["DesiredCapacity"]) for group in groups)
 
 
 def _millis(moment: datetime) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp
 
-from components import capacity, vm
+from components import autoscaling, capacity, vm
 from components.autoscaling import autoscaled_group
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
@@ -185,6 +185,7 @@ def replica_source(
             location=vm.vm_region(spec),
             scope=project_id,
             replicas=spec.replicas,
+            bounds=autoscaling.bounds(spec),
             startup_seconds=launch.probes.startup_seconds,
             groups=groups,
             balancer=balancer,

@@ -29,6 +29,7 @@ from components.observe import (
     LogQuery,
     Replica,
     ReplicaSource,
+    counted_groups,
     number_by_launch,
     parse_time,
     running_status,
@@ -113,6 +114,14 @@ class Compute:
             )
         return list(pager)
 
+    def target_size(self, project: str, region: str, group: Group) -> int:
+        """The VMs the group is converging on: its autoscaler's choice when it has one, else ours."""
+        if group.kind == "regionInstanceGroupManager":
+            manager = self.regional.get(project=project, region=region, instance_group_manager=group.name)
+        else:
+            manager = self.zonal.get(project=project, zone=group.zone, instance_group_manager=group.name)
+        return manager.target_size
+
     def healthy_instances(self, project: str, region: str, backend: str, group: Group) -> set[str]:
         """Names of the group's VMs the backend service finds HEALTHY (its /health check on vLLM)."""
         where = f"regions/{region}" if group.kind == "regionInstanceGroupManager" else f"zones/{group.zone}"
@@ -169,6 +178,22 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
         raise ListError(f"GCP project {project} ({region}): {error}") from error
     single = [replica for replica in replicas if replica.role == SERVE]
     return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
+
+
+def desired_replicas(source: ReplicaSource, **client_args: Any) -> int:
+    """Replicas the platform is converging on: the serving groups' target sizes (the autoscaler sets them
+    when it owns the count) and, for multi-node replicas, one per Ray head group of target size 1."""
+    compute = Compute(**client_args)
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        return sum(
+            compute.target_size(source.scope, source.location, group)
+            for group in counted_groups(source.groups)
+        )
+    except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
+        raise ListError(f"GCP project {source.scope} ({source.location}): {error}") from error
 
 
 def read_logs(

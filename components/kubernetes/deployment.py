@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_kubernetes
 
+from components import autoscaling
 from components.domain import warn_without_domain
 from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
@@ -102,7 +105,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         replicas=replicas,
         dns_records=load_balancer.dns_records,
         autoscaler=autoscaler,
-        replica_source=replica_source(spec, launch, namespace, replicas[0], load_balancer),
+        replica_source=replica_source(spec, launch, namespace, replicas, load_balancer),
     )
 
 
@@ -110,27 +113,35 @@ def replica_source(
     spec: ServiceSpec,
     launch: LaunchSpec,
     namespace: ServiceNamespace,
-    replica: ReplicaGroup | RayReplicaGroup,
+    replicas: Sequence[ReplicaGroup] | Sequence[RayReplicaGroup],
     load_balancer: LoadBalancer,
 ) -> pulumi.Output[dict]:
-    """The workload (a Deployment, or a LeaderWorkerSet of Ray groups) whose pods are the replicas."""
-    if isinstance(replica, ReplicaGroup):
-        kind, role, workload = "Deployment", SERVE, replica.deployment.metadata.name
-    else:
-        # A CustomResource's metadata is dynamic (apiextensions.CustomResource.__getattr__), untyped.
-        lws = replica.leader_worker_set
-        kind, role, workload = "LeaderWorkerSet", "ray-group", lws.metadata["name"]  # pyright: ignore[reportAttributeAccessIssue]
+    """The workloads whose pods are the replicas: a Deployment per purchase option (the on-demand base and
+    spot, components/kubernetes/capacity.py), or a LeaderWorkerSet of Ray groups."""
+    workloads: list[tuple[str, str, pulumi.Output[str]]] = []
+    for replica in replicas:
+        if isinstance(replica, ReplicaGroup):
+            workloads.append(("Deployment", SERVE, replica.deployment.metadata.name))
+        else:
+            # A CustomResource's metadata is dynamic (apiextensions.CustomResource.__getattr__), untyped.
+            lws = replica.leader_worker_set
+            workloads.append(("LeaderWorkerSet", "ray-group", lws.metadata["name"]))  # pyright: ignore[reportAttributeAccessIssue]
 
     def source(values: list) -> dict:
-        namespace_name, workload_name, service_name = values
+        namespace_name, service_name, *workload_names = values
         return ReplicaSource(
             platform="kubernetes",
             location=settings(spec).context or "",
             scope=namespace_name,
             replicas=spec.replicas,
+            bounds=autoscaling.bounds(spec),
             startup_seconds=launch.probes.startup_seconds,
-            groups=[Group(kind=kind, name=workload_name, role=role)],
+            groups=[
+                Group(kind=kind, name=name, role=role)
+                for (kind, role, _), name in zip(workloads, workload_names, strict=True)
+            ],
             balancer=service_name,
         ).as_output()
 
-    return pulumi.Output.all(namespace.name, workload, load_balancer.service.metadata.name).apply(source)
+    names = [workload[-1] for workload in workloads]
+    return pulumi.Output.all(namespace.name, load_balancer.service.metadata.name, *names).apply(source)

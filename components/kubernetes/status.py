@@ -31,11 +31,14 @@ from components.observe import (
     LogQuery,
     Replica,
     ReplicaSource,
+    counted_groups,
     number_by_launch,
     parse_time,
     running_status,
 )
 
+#: LeaderWorkerSet's API (sigs.k8s.io/lws, api/leaderworkerset/v1: group leaderworkerset.x-k8s.io).
+LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderworkersets"
 #: LeaderWorkerSet's pod labels (sigs.k8s.io/lws, api/leaderworkerset/v1/leaderworkerset_types.go).
 LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 LWS_GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
@@ -125,12 +128,24 @@ class Cluster:
             raise ListError(f"kubeconfig context {context or '(current)'}: {error}") from error
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
 
     def selector(self, namespace: str, kind: str, name: str) -> str:
         if kind == "LeaderWorkerSet":
             return f"{LWS_NAME}={name}"
         labels = self.apps.read_namespaced_deployment(name, namespace).spec.selector.match_labels
         return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+    def desired(self, namespace: str, kind: str, name: str) -> int:
+        """The workload's ``spec.replicas``: what KEDA's HPA sets when it owns the count, else ours. A
+        LeaderWorkerSet's replicas are its groups (one Ray head and its workers each)."""
+        if kind == "LeaderWorkerSet":
+            lws = self.custom.get_namespaced_custom_object(
+                LWS_GROUP, LWS_VERSION, namespace, LWS_PLURAL, name
+            )
+            return int(lws["spec"].get("replicas", 1))
+        replicas = self.apps.read_namespaced_deployment(name, namespace).spec.replicas
+        return 1 if replicas is None else replicas  # the API server defaults an unset count to 1
 
     def zone(self, node: str, cache: dict[str, str]) -> str:
         """The node's zone label; the node's name when it has none or nodes may not be read."""
@@ -184,6 +199,21 @@ def list_replicas(
         (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
     )
     return number_by_launch(single) + grouped
+
+
+def desired_replicas(source: ReplicaSource, api_client: Any = None) -> int:
+    """Replicas the platform is converging on: every workload's ``spec.replicas``."""
+    cluster = Cluster(source.location, api_client)
+    try:
+        return sum(
+            cluster.desired(source.scope, group.kind, group.name) for group in counted_groups(source.groups)
+        )
+    except cluster.error as error:
+        raise ListError(f"Kubernetes namespace {source.scope}: {error.status} {error.reason}") from error
+    except cluster.transport_error as error:
+        raise ListError(
+            f"Kubernetes namespace {source.scope}: cannot reach the API server: {error}"
+        ) from error
 
 
 def _stamped(line: str) -> tuple[datetime | None, str]:
