@@ -230,12 +230,11 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
                 }
             )
     candidates.sort(key=lambda c: (c["blendedHourly"] is None, c["blendedHourly"] or 0.0))
-    shares = _priced_shares(chosen, serving, count, base, spec["nodes"])
-    total: float | dict[str, float] | None = _total(shares)
+    shares, at_most = _priced_shares(chosen, serving, count, base, spec["nodes"])
+    total: float | dict[str, float] | None = at_most
     if isinstance(replicas, dict):  # autoscaling: the least replicas too, the on-demand base among them
         fewest = replicas["min"]
-        at_least = _total(_priced_shares(chosen, serving, fewest, base if spot else fewest, spec["nodes"]))
-        at_most = total if isinstance(total, float) else None
+        _, at_least = _priced_shares(chosen, serving, fewest, base if spot else fewest, spec["nodes"])
         total = {"min": at_least, "max": at_most} if at_least is not None and at_most is not None else None
     return {
         "candidates": candidates,
@@ -249,10 +248,11 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _priced_shares(
     chosen: catalog.Offering, serving: list[str | None], replicas: int, on_demand: int, nodes: int
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], float | None]:
     """``replicas`` (``on_demand`` of them on on-demand capacity) by region and market as
-    ``components.capacity`` spreads them, each at its region's price."""
-    shares = []
+    ``components.capacity`` spreads them, each at its region's price; and their total, added up before
+    rounding as ``costPerHour`` is (None when a price is unknown)."""
+    shares, total = [], 0.0
     parts = len(serving)
     for region, in_region, on_demand_count in zip(
         serving, capacity.spread(replicas, parts), capacity.spread(on_demand, parts), strict=True
@@ -260,6 +260,7 @@ def _priced_shares(
         for market, in_market in (("on-demand", on_demand_count), ("spot", in_region - on_demand_count)):
             if in_market:
                 hourly = chosen.hourly(market == "spot", region)
+                total = None if hourly is None or total is None else total + hourly * in_market * nodes
                 shares.append(
                     {
                         "region": region,
@@ -270,12 +271,7 @@ def _priced_shares(
                         "source": chosen.price_in(region).source,
                     }
                 )
-    return shares
-
-
-def _total(shares: list[dict[str, Any]]) -> float | None:
-    known = [share["hourly"] for share in shares]
-    return None if None in known else float(round(sum(known), 2))
+    return shares, None if total is None else round(total, 2)
 
 
 def _blend(on_demand: float | None, spot: float | None, on_demand_share: float) -> float | None:
