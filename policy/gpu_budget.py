@@ -3,7 +3,8 @@
 Autoscaling (``vllm:maxReplicas``) hands the replica count to the platform's autoscaler, so what a stack
 can cost is its upper bound: ``max replicas x GPUs per replica``. This stack policy finds each autoscaler
 (GCP ``RegionAutoscaler``/``Autoscaler``, an AWS target-tracking ``Policy``, a KEDA ``ScaledObject``),
-follows it to what it scales and that to its machine or pod template, and flags a bound over the budget.
+follows it to what it scales and that to its machine or pod template, and flags the stack when their
+bounds together exceed the budget (a stack over several regions has an autoscaler per region).
 Links are the engine's property dependencies (known in a preview), else equal names or self links; what
 cannot be resolved or counted is not judged. Pure functions, like validators.py.
 """
