@@ -166,9 +166,9 @@ Group = TypeVar("Group")
 
 
 def autoscaled_groups(spec: ServiceSpec, replicas: Sequence[object], group_type: type[Group]) -> list[Group]:
-    """The groups of single-node replicas of a VM platform whose autoscalers scale them (GCP: those not of
-    the fixed on-demand base). The spec refuses autoscaling of multi-node replicas on VMs
-    (``Feature.AUTOSCALING_MULTI_NODE``), so anything else is a bug."""
+    """Every group of a VM platform's autoscaled stack, checked to be a group of single-node replicas (the
+    autoscalers scale them all, but for GCP's fixed on-demand base groups). The spec refuses autoscaling of
+    multi-node replicas on VMs (``Feature.AUTOSCALING_MULTI_NODE``), so anything else is a bug."""
     groups = [group for group in replicas if isinstance(group, group_type)]
     if len(groups) != len(replicas) or not groups:
         raise ValueError(
