@@ -160,26 +160,26 @@ def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     None when unpriced."""
     if spec.autoscaling is None:
         return spec.cost_per_hour()
-    # One region and no on-demand base (components/spec.py): the cost is in proportion to the replicas.
+    # At each bound every region's share on its market (components/capacity.py): the on-demand base at
+    # on-demand prices, the rest at spot prices with spot, each at its region's price.
+    at_least = replace(spec, replicas=spec.autoscaling.min_replicas).cost_per_hour()
     at_most = replace(spec, replicas=spec.autoscaling.max_replicas).cost_per_hour()
-    if at_most is None:
+    if at_least is None or at_most is None:
         return None
-    return {
-        "min": round(at_most * spec.autoscaling.min_replicas / spec.autoscaling.max_replicas, 2),
-        "max": at_most,
-    }
+    return {"min": at_least, "max": at_most}
 
 
 Group = TypeVar("Group")
 
 
-def autoscaled_group(spec: ServiceSpec, replicas: Sequence[object], group_type: type[Group]) -> Group:
-    """The one group of single-node replicas a VM platform's autoscaler scales. The spec refuses autoscaling
-    of multi-node replicas on VMs (``Feature.AUTOSCALING_MULTI_NODE``), so anything else is a bug."""
-    group = replicas[0]
-    if not isinstance(group, group_type):
+def autoscaled_groups(spec: ServiceSpec, replicas: Sequence[object], group_type: type[Group]) -> list[Group]:
+    """Every group of a VM platform's autoscaled stack, checked to be a group of single-node replicas (the
+    autoscalers scale them all, but for GCP's fixed on-demand base groups). The spec refuses autoscaling of
+    multi-node replicas on VMs (``Feature.AUTOSCALING_MULTI_NODE``), so anything else is a bug."""
+    groups = [group for group in replicas if isinstance(group, group_type)]
+    if len(groups) != len(replicas) or not groups:
         raise ValueError(
             f"stack {spec.stack}: the spec refuses autoscaling of {spec.nodes}-node replicas on VMs "
             "(Feature.AUTOSCALING_MULTI_NODE), yet it reached the deployment"
         )
-    return group
+    return groups

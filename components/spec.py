@@ -591,13 +591,15 @@ def build_spec(
         raise SpecError(f"{PROJECT}:spot", "true", instead)
     _refuse_unsupported_keys(read, platform)
     replicas = read.integer("replicas", 1, minimum=1, maximum=1000)
-    on_demand_base = _on_demand_base(read, spot, replicas)
-    gpu = _parse_gpu(read.string("gpu"), cloud)
     nodes = read.integer("nodes", 1, minimum=1, maximum=64)
+    autoscaling = read_autoscaling(read, platform, nodes)
+    on_demand_base = _on_demand_base(read, spot, replicas, autoscaling)
+    gpu = _parse_gpu(read.string("gpu"), cloud)
     offering = None
     if gpu is not None:
+        most = autoscaling.max_replicas if autoscaling is not None else replicas
         try:
-            offering = catalog.select(cloud, gpu.type, gpu.count, spot, on_demand_base / replicas)
+            offering = catalog.select(cloud, gpu.type, gpu.count, spot, on_demand_base / most)
         except catalog.CatalogError as error:
             raise SpecError(f"{PROJECT}:gpu", str(gpu), str(error)) from None
     elif nodes > 1:
@@ -623,14 +625,6 @@ def build_spec(
     domain, dns_zone = _read_domain(read, platform)
 
     placement = platform.read_placement(read, stack, offering)
-    autoscaling = read_autoscaling(read, platform, nodes)
-    if autoscaling is not None and len(placement.regions) > 1:
-        raise SpecError(
-            f"{PROJECT}:regions",
-            list(placement.regions),
-            "one region with autoscaling (vllm:maxReplicas): an autoscaler scales one regional group, and "
-            "spreading a scaled service over regions is not built yet",
-        )
     weight_cache = _weight_cache(read, platform)
 
     spec = ServiceSpec(
@@ -700,20 +694,26 @@ def _refuse_unsupported_keys(read: ConfigReader, platform: backend.Backend) -> N
             raise SpecError(feature.value, value, instead)
 
 
-def _on_demand_base(read: ConfigReader, spot: bool, replicas: int) -> int:
+def _on_demand_base(read: ConfigReader, spot: bool, replicas: int, autoscaling: Autoscaling | None) -> int:
     """``vllm:onDemandBaseReplicas``: with spot, how many replicas stay on on-demand capacity (SkyServe's
-    ``base_ondemand_fallback_replicas``), at most every replica."""
+    ``base_ondemand_fallback_replicas``), at most every replica. With autoscaling the base is a fixed floor
+    inside the bounds (components/capacity.py): at most ``vllm:minReplicas``, and below
+    ``vllm:maxReplicas`` so that the autoscaler has spot replicas to add."""
     key = f"{PROJECT}:onDemandBaseReplicas"
     base = read.integer("onDemandBaseReplicas", 0, minimum=0)
-    if base and read.raw("maxReplicas") is not None:
-        raise SpecError(
-            key,
-            base,
-            "0 with autoscaling (vllm:maxReplicas): an autoscaler scales one group, and an on-demand base "
-            "beside a scaled spot group is not built yet; autoscale all-spot or all-on-demand",
-        )
     if base and not spot:
         raise SpecError(key, base, "0 without vllm:spot true (without spot every replica is on-demand)")
+    if autoscaling is not None:
+        low, high = autoscaling.min_replicas, autoscaling.max_replicas
+        if base and (base > low or base >= high):
+            raise SpecError(
+                key,
+                base,
+                f"<= vllm:minReplicas ({low}) and < vllm:maxReplicas ({high}) with autoscaling: the "
+                "on-demand base is a fixed floor counted inside the bounds, and the autoscaler adds spot "
+                "replicas above it",
+            )
+        return base
     if base > replicas:
         raise SpecError(key, base, f"<= vllm:replicas ({replicas}): the on-demand share of the replicas")
     return base

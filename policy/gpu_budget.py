@@ -3,7 +3,8 @@
 Autoscaling (``vllm:maxReplicas``) hands the replica count to the platform's autoscaler, so what a stack
 can cost is its upper bound: ``max replicas x GPUs per replica``. This stack policy finds each autoscaler
 (GCP ``RegionAutoscaler``/``Autoscaler``, an AWS target-tracking ``Policy``, a KEDA ``ScaledObject``),
-follows it to what it scales and that to its machine or pod template, and flags a bound over the budget.
+follows it to what it scales and that to its machine or pod template, and flags the stack when their
+bounds together exceed the budget (a stack over several regions has an autoscaler per region).
 Links are the engine's property dependencies (known in a preview), else equal names or self links; what
 cannot be resolved or counted is not judged. Pure functions, like validators.py.
 """
@@ -207,23 +208,27 @@ _BOUNDS: Final = (
 
 
 def gpu_budget_violations(resources: Sequence[StackResource], max_gpus: int) -> list[tuple[str, str]]:
-    """(URN, message) for each autoscaler whose upper bound runs more than ``max_gpus`` GPUs."""
-    violations = []
+    """(URN, message) when the stack's autoscalers together may run more than ``max_gpus`` GPUs, reported
+    on the first of them. A stack is one service, and its scaled replicas may sit in several groups, each
+    with an autoscaler of its own (one per region, beside a fixed on-demand base): their bounds add up."""
+    scaled = []
     for types, bound in _BOUNDS:
         for scaler in (r for r in resources if r.type in types):
             if scaler.type == AWS_POLICY and not scaler.props.get("targetTrackingConfiguration"):
                 continue
             found = bound(scaler, resources)
-            if found is None:
-                continue
-            most, gpus = found
-            if most * gpus > max_gpus:
-                violations.append(
-                    (
-                        scaler.urn,
-                        f"autoscaler {scaler.name} may run {int(most)} replicas x {gpus} GPUs = "
-                        f"{int(most * gpus)} GPUs, over the budget of {max_gpus} (policy config "
-                        f"{CONFIG_KEY}): lower vllm:maxReplicas or raise the budget",
-                    )
-                )
-    return violations
+            if found is not None:
+                scaled.append((scaler, *found))
+    total = sum(most * gpus for _, most, gpus in scaled)
+    if not scaled or total <= max_gpus:
+        return []
+    names = ", ".join(scaler.name for scaler, _, _ in scaled)
+    replicas = int(sum(most for _, most, _ in scaled))
+    per_replica = {gpus for _, _, gpus in scaled}
+    gpus = f"{per_replica.pop()} GPUs" if len(per_replica) == 1 else "their GPUs"
+    message = (
+        f"autoscaler{'s' if len(scaled) > 1 else ''} {names} may run {replicas} replicas x {gpus} = "
+        f"{int(total)} GPUs, over the budget of {max_gpus} (policy config {CONFIG_KEY}): lower "
+        "vllm:maxReplicas or raise the budget"
+    )
+    return [(scaled[0][0].urn, message)]

@@ -230,42 +230,48 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
                 }
             )
     candidates.sort(key=lambda c: (c["blendedHourly"] is None, c["blendedHourly"] or 0.0))
-    shares = []
-    for region, total, on_demand_count in zip(
-        serving,
-        capacity.spread(count, len(serving)),
-        capacity.spread(base, len(serving)),
-        strict=True,
-    ):
-        for market, in_market in (("on-demand", on_demand_count), ("spot", total - on_demand_count)):
-            if in_market:
-                hourly = chosen.hourly(market == "spot", region)
-                node_hours = in_market * spec["nodes"]
-                shares.append(
-                    {
-                        "region": region,
-                        "market": market,
-                        "replicas": in_market,
-                        "perReplicaHourly": None if hourly is None else round(hourly * spec["nodes"], 2),
-                        "hourly": None if hourly is None else round(hourly * node_hours, 2),
-                        "source": chosen.price_in(region).source,
-                    }
-                )
-    known = [s["hourly"] for s in shares]
-    at_most = None if None in known else round(sum(known), 2)
+    shares, at_most = _priced_shares(chosen, serving, count, base, spec["nodes"])
+    total: float | dict[str, float] | None = at_most
+    if isinstance(replicas, dict):  # autoscaling: the least replicas too, the on-demand base among them
+        fewest = replicas["min"]
+        _, at_least = _priced_shares(chosen, serving, fewest, base if spot else fewest, spec["nodes"])
+        total = {"min": at_least, "max": at_most} if at_least is not None and at_most is not None else None
     return {
         "candidates": candidates,
         "nodesPerReplica": spec["nodes"],
         "replicas": replicas,
         "pricing": _pricing(spot, base, count),
         "shares": shares,
-        # Autoscaling (no on-demand base, one region: components/spec.py) costs in proportion to replicas.
-        "totalHourly": (
-            {"min": round(at_most * replicas["min"] / count, 2), "max": at_most}
-            if isinstance(replicas, dict) and at_most is not None
-            else at_most
-        ),
+        "totalHourly": total,
     }
+
+
+def _priced_shares(
+    chosen: catalog.Offering, serving: list[str | None], replicas: int, on_demand: int, nodes: int
+) -> tuple[list[dict[str, Any]], float | None]:
+    """``replicas`` (``on_demand`` of them on on-demand capacity) by region and market as
+    ``components.capacity`` spreads them, each at its region's price; and their total, added up before
+    rounding as ``costPerHour`` is (None when a price is unknown)."""
+    shares, total = [], 0.0
+    parts = len(serving)
+    for region, in_region, on_demand_count in zip(
+        serving, capacity.spread(replicas, parts), capacity.spread(on_demand, parts), strict=True
+    ):
+        for market, in_market in (("on-demand", on_demand_count), ("spot", in_region - on_demand_count)):
+            if in_market:
+                hourly = chosen.hourly(market == "spot", region)
+                total = None if hourly is None or total is None else total + hourly * in_market * nodes
+                shares.append(
+                    {
+                        "region": region,
+                        "market": market,
+                        "replicas": in_market,
+                        "perReplicaHourly": None if hourly is None else round(hourly * nodes, 2),
+                        "hourly": None if hourly is None else round(hourly * in_market * nodes, 2),
+                        "source": chosen.price_in(region).source,
+                    }
+                )
+    return shares, None if total is None else round(total, 2)
 
 
 def _blend(on_demand: float | None, spot: float | None, on_demand_share: float) -> float | None:

@@ -8,7 +8,7 @@ import pulumi
 from pulumi_aws import Provider
 
 from components import autoscaling, capacity, vm
-from components.autoscaling import autoscaled_group
+from components.autoscaling import autoscaled_groups
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -89,7 +89,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ]
     autoscaler = None
     if spec.autoscaling is not None:
-        group = autoscaled_group(spec, replicas, ReplicaGroup)
+        # One group: its mixed instances policy keeps the on-demand base inside the bounds.
+        (group,) = autoscaled_groups(spec, replicas, ReplicaGroup)
         autoscaler = Autoscaler(
             spec.name,
             AutoscalerArgs(

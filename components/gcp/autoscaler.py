@@ -1,4 +1,10 @@
-"""Autoscaling on load (``vllm:maxReplicas``): a regional autoscaler on the replicas' managed group.
+"""Autoscaling on load (``vllm:maxReplicas``): a regional autoscaler on each scaled managed group.
+
+The scaled groups are the stack's groups (one per region with ``vllm:regions``) but for the fixed
+on-demand base of a spot stack, whose groups keep their size (components/capacity.py): each has an
+autoscaler between its region's share of the bounds. Every backend of the backend service, base groups
+included, is in ``RATE`` mode at the same ``maxRatePerInstance``, so the load balancer fills base and
+scaled VMs alike and a scaled group's utilization is what its own VMs get.
 
 GCP's autoscaler scales a group on the load balancer's serving capacity: the backend service holds the
 group in ``RATE`` balancing mode with ``maxRatePerInstance = vllm:targetQpsPerReplica`` (requests per second
@@ -21,6 +27,7 @@ How the other keys map (README "Autoscaling"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -44,8 +51,13 @@ def initialization_seconds(launch: LaunchSpec) -> int:
 
 
 def serving_backend(spec: ServiceSpec, group: pulumi.Input[str]) -> compute.BackendServiceBackendArgsDict:
-    """One serving group behind the backend service, filled by request rate when an autoscaler reads it (its
-    serving capacity is what the autoscaler scales on), else by utilization, which needs no rate."""
+    """One serving group behind the backend service, filled by request rate when the stack autoscales (its
+    serving capacity is what the autoscaler scales on), else by utilization, which needs no rate. Every
+    backend of an autoscaled stack, a fixed base group's too, takes the same mode and rate. The compute
+    API's Backend.balancingMode says "Backends must use compatible balancing modes" (its later revisions
+    add that a backend service's backends may use different ones); one mode is compatible under either
+    reading, and one rate per VM gives base and scaled VMs the same share of the load, so the scaled
+    groups' utilization is the stack's load per VM."""
     if spec.autoscaling is None:
         return {"group": group, "balancing_mode": "UTILIZATION", "capacity_scaler": 1.0}
     return {
@@ -74,30 +86,51 @@ def autoscaling_policy(
 
 
 @dataclass(frozen=True, kw_only=True)
-class AutoscalerArgs:
-    spec: ServiceSpec
-    launch: LaunchSpec
+class ScaledGroup:
+    """A managed group an autoscaler owns the size of."""
+
+    name: str  # the group's component name; its autoscaler is ``<name>-autoscaler``, unique per group
+    spec: ServiceSpec  # the stack's spec as the group sees it: its region and its own bounds
     group_manager: compute.RegionInstanceGroupManager
 
 
-class Autoscaler(pulumi.ComponentResource):
-    """The group's size between ``vllm:minReplicas`` and ``vllm:maxReplicas``, owned by GCP's autoscaler."""
+@dataclass(frozen=True, kw_only=True)
+class AutoscalerArgs:
+    spec: ServiceSpec
+    launch: LaunchSpec
+    groups: Sequence[ScaledGroup]
 
-    autoscaler: compute.RegionAutoscaler
+
+class Autoscaler(pulumi.ComponentResource):
+    """Each scaled group's size between its bounds (its region's share of ``vllm:minReplicas`` and
+    ``vllm:maxReplicas``), owned by GCP's autoscaler.
+
+    Attributes:
+        autoscalers: one regional autoscaler per scaled group, in the groups' order.
+    """
+
+    autoscalers: list[compute.RegionAutoscaler]
 
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:Autoscaler", name, None, opts)
         spec = args.spec
         if spec.autoscaling is None:
             raise ValueError(f"stack {spec.stack} does not autoscale")
-        self.autoscaler = compute.RegionAutoscaler(
-            f"{name}-autoscaler",
-            region=spec.region,
-            target=args.group_manager.id,
-            description=(
-                f"vLLM stack {spec.stack}: {spec.autoscaling.target_qps_per_replica:g} requests/s per VM"
-            ),
-            autoscaling_policy=autoscaling_policy(spec.autoscaling, args.launch),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.register_outputs({"autoscaler": self.autoscaler.self_link})
+        self.autoscalers = []
+        for group in args.groups:
+            policy = group.spec.autoscaling
+            if policy is None:
+                raise ValueError(f"stack {spec.stack}: group {group.name} has a fixed size")
+            self.autoscalers.append(
+                compute.RegionAutoscaler(
+                    f"{group.name}-autoscaler",
+                    region=group.spec.region,
+                    target=group.group_manager.id,
+                    description=(
+                        f"vLLM stack {spec.stack}: {policy.target_qps_per_replica:g} requests/s per VM"
+                    ),
+                    autoscaling_policy=autoscaling_policy(policy, args.launch),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        self.register_outputs({"autoscalers": [autoscaler.self_link for autoscaler in self.autoscalers]})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from components import capacity
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
 from components.gcp.offerings import CATALOG
@@ -79,7 +80,8 @@ def _gcp_regions(read: ConfigReader, region: str, zone: str | None) -> tuple[str
     if zone is not None:
         raise SpecError("gcp:zone", zone, "unset with vllm:regions (each region's zones that sell it serve)")
     replicas = read.integer("replicas", 1, minimum=1)
-    if len(regions) > replicas:
+    # With autoscaling (vllm:maxReplicas) the bounds decide how many regions a stack can fill: check().
+    if read.raw("maxReplicas") is None and len(regions) > replicas:
         raise SpecError(key, list(regions), f"at most vllm:replicas ({replicas}) regions: one replica each")
     if read.integer("nodes", 1, minimum=1) > 1:
         raise SpecError(
@@ -175,13 +177,37 @@ DNS_ZONE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def check(spec: ServiceSpec) -> None:
-    """``vllm:dnsZone``: the managed zone's name, not its DNS name (``example-com``, not ``example.com.``)."""
+    """``vllm:dnsZone``: the managed zone's name, not its DNS name (``example-com``, not ``example.com.``);
+    the bounds of an autoscaled stack (``check_scaled_groups``)."""
+    check_scaled_groups(spec)
     if spec.dns_zone is not None and not DNS_ZONE_NAME.match(spec.dns_zone):
         raise SpecError(
             f"{PROJECT}:dnsZone",
             spec.dns_zone,
             "a Cloud DNS managed zone name such as example-com (gcloud dns managed-zones list: NAME, not "
             "DNS_NAME): 1-63 lowercase letters, digits and hyphens, starting with a letter",
+        )
+
+
+def check_scaled_groups(spec: ServiceSpec) -> None:
+    """Every group an autoscaler scales keeps one VM at least: one per region (``vllm:regions``), besides
+    the fixed on-demand base of a spot stack (components/capacity.py). GCP scales a group on the load
+    balancer's serving capacity: with RATE balancing a group's capacity is ``maxRatePerInstance`` x its
+    VMs ("Scaling based on load balancing serving capacity": fullness is the target capacity of the
+    backend's balancing mode), so a group without VMs has no capacity, gets no request and reports no
+    utilization, and nothing would ever scale it out again."""
+    policy = spec.autoscaling
+    if policy is None:
+        return
+    regions, base = len(spec.regions) or 1, capacity.fixed_base_replicas(spec)
+    if policy.min_replicas - base < regions:
+        besides = f" besides the vllm:onDemandBaseReplicas {base} on-demand" if base else ""
+        raise SpecError(
+            f"{PROJECT}:minReplicas",
+            policy.min_replicas,
+            f">= {base + regions} on GCP: one autoscaled VM in each of the {regions} region(s){besides}, "
+            "since GCP's autoscaler scales a group on the load balancer's utilization of it, and a group "
+            "without VMs has none to measure (it gets no requests)",
         )
 
 

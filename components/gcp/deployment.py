@@ -8,10 +8,10 @@ import pulumi
 import pulumi_gcp
 
 from components import autoscaling, capacity, vm
-from components.autoscaling import autoscaled_group
+from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
-from components.gcp.autoscaler import Autoscaler, AutoscalerArgs
+from components.gcp.autoscaler import Autoscaler, AutoscalerArgs, ScaledGroup
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -70,6 +70,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     if spec.weight_cache == "bucket":
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec, identity=identity), opts)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
+    groups = serving_groups(spec) if spec.nodes == 1 else []
     if spec.nodes == 1:
         # One group per region and purchase option (components/capacity.py), all behind the one LB.
         subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
@@ -96,7 +97,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 ),
                 opts,
             )
-            for group in serving_groups(spec)
+            for group in groups
         ]
     else:
         # Replicas take the region's zones in turn, so they do not share one zone's fate.
@@ -128,10 +129,14 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
-        group = autoscaled_group(spec, replicas, ReplicaGroup)
-        autoscaler = Autoscaler(
-            spec.name, AutoscalerArgs(spec=spec, launch=launch, group_manager=group.group_manager), opts
-        )
+        # Every group but the fixed on-demand base of a spot stack (components/capacity.py).
+        scaled = []
+        for group, replica in zip(groups, autoscaled_groups(spec, replicas, ReplicaGroup), strict=True):
+            group_spec = group.spec(spec)
+            if group_spec.autoscaling is not None:
+                manager = replica.group_manager
+                scaled.append(ScaledGroup(name=group.name, spec=group_spec, group_manager=manager))
+        autoscaler = Autoscaler(spec.name, AutoscalerArgs(spec=spec, launch=launch, groups=scaled), opts)
     warn_without_domain(spec.domain)
     service_dashboard = ServiceDashboard(spec.name, ServiceDashboardArgs(spec=spec), opts)
     return Deployment(

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
-from components.capacity import Share, shares
+from components.capacity import Share, share_scaling, shares
 from components.gcp.backend import settings
 from components.gcp.network import NAT_SETTINGS, SUBNET_CIDR, Network
 from components.spec import ServiceSpec
@@ -47,8 +47,16 @@ class ServingGroup:
     share: Share
 
     def spec(self, spec: ServiceSpec) -> ServiceSpec:
-        """The stack's spec as this group sees it: its region, its replicas, its purchase option."""
-        return replace(spec, region=self.share.region, replicas=self.share.replicas, spot=self.share.spot)
+        """The stack's spec as this group sees it: its region, its replicas, its purchase option, and its
+        own bounds when an autoscaler scales it (None: a fixed size, as the on-demand base's)."""
+        share = self.share
+        return replace(
+            spec,
+            region=share.region,
+            replicas=share.replicas,
+            spot=share.spot,
+            autoscaling=share_scaling(spec, share.region, share.spot),
+        )
 
 
 def serving_groups(spec: ServiceSpec) -> list[ServingGroup]:

@@ -16,6 +16,18 @@ up follows the lowest recommendation of the last ``upscaleDelaySeconds``, down t
 ``downscaleDelaySeconds`` (HPAScalingRules.stabilizationWindowSeconds, 0-3600): load must stay high (or
 low) for the whole window, as in SkyServe.
 
+With an on-demand base (``vllm:spot`` and ``vllm:onDemandBaseReplicas``) the base Deployment keeps its
+count and the ScaledObject scales the spot Deployment between the bounds less the base. The HPA divides an
+``AverageValue`` metric by the replicas of its scale target alone (autoscaling/v2 MetricTarget:
+``averageValue`` is "the target value of the average of the metric across all relevant pods"; the HPA
+algorithm's desiredReplicas = ceil(currentReplicas x currentMetricValue / desiredMetricValue)), while the
+request rate counts the base's pods too: scaling the spot pods on it would add a spot pod for every base
+pod's worth of traffic. So the spot Deployment scales on the rate beyond what the base serves at target,
+``clamp_min(<rate> - base x target, 0)``: spot pods = ceil(rate / target) - base, SkyServe's count less
+the base. Its lower bound may be 0 (``vllm:minReplicas`` equal to the base): the base's pods go on
+reporting the rate, so that excess rate is also what activates the spot Deployment (above 0 when the
+base is over target), and no ``vllm:activationQuery`` is needed.
+
 Scale to zero (``vllm:minReplicas: 0``): KEDA deactivates the workload (0 replicas) once every trigger has
 been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
 activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so a second
@@ -33,6 +45,7 @@ import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from components.autoscaling import Autoscaling
+from components.capacity import fixed_base_replicas
 from components.kubernetes import pods
 from components.kubernetes.backend import settings
 from components.kubernetes.ray_replica import LWS_API_VERSION
@@ -45,18 +58,24 @@ POLLING_SECONDS = 15
 RATE_WINDOW = "1m"
 
 
-def scale_target(spec: ServiceSpec) -> dict[str, str]:
-    """The workload KEDA scales: the Deployment, or the LeaderWorkerSet by whole groups (both named
-    ``spec.name``; replica_group.py, ray_replica.py)."""
+def scale_target(spec: ServiceSpec, deployment: str) -> dict[str, str]:
+    """The workload KEDA scales: the Deployment named ``deployment`` (the stack's one, or its spot rest
+    beside a fixed base), or the LeaderWorkerSet by whole groups (named ``spec.name``; ray_replica.py)."""
     if spec.nodes == 1:
-        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment}
     return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": spec.name}
 
 
 def request_rate_query(spec: ServiceSpec) -> str:
-    """Requests per second the stack's vLLM servers completed, over the last minute."""
+    """Requests per second the stack's vLLM servers completed, over the last minute; with a fixed
+    on-demand base, those beyond what the base serves at target (never below 0), which is what the
+    scaled spot pods are for."""
     labels = f'namespace="{settings(spec).namespace}",model_name="{spec.served_model_name}"'
-    return f"sum(rate(vllm:request_success_total{{{labels}}}[{RATE_WINDOW}]))"
+    rate = f"sum(rate(vllm:request_success_total{{{labels}}}[{RATE_WINDOW}]))"
+    base, policy = fixed_base_replicas(spec), spec.autoscaling
+    if not base or policy is None:
+        return rate
+    return f"clamp_min({rate} - {base * policy.target_qps_per_replica:g}, 0)"
 
 
 def _prometheus_trigger(spec: ServiceSpec, policy: Autoscaling, name: str, query: str) -> dict[str, Any]:
@@ -68,13 +87,16 @@ def _prometheus_trigger(spec: ServiceSpec, policy: Autoscaling, name: str, query
             "serverAddress": settings(spec).prometheus_url,
             "query": query,
             "threshold": f"{policy.target_qps_per_replica:g}",
-            # Any request wakes a service scaled to zero (only used when minReplicaCount is 0).
+            # Any request (beyond the base's share) wakes a workload scaled to zero (only used when
+            # minReplicaCount is 0).
             "activationThreshold": "0",
         },
     }
 
 
 def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str, str]) -> dict[str, Any]:
+    """KEDA's spec for the stack ``spec``, scaling ``target`` within ``policy``'s bounds (the stack's, or
+    less the base for the spot Deployment)."""
     triggers = [_prometheus_trigger(spec, policy, "vllm-requests", request_rate_query(spec))]
     activation_query = settings(spec).activation_query
     if activation_query is not None:
@@ -100,21 +122,23 @@ def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str,
 @dataclass(frozen=True, kw_only=True)
 class AutoscalerArgs:
     spec: ServiceSpec
+    scaled: ServiceSpec  # the scaled workload's spec, with its bounds: the stack's, or its spot rest's
     namespace: pulumi.Input[str]
     workload: CustomResource | pulumi.CustomResource  # the Deployment or the LeaderWorkerSet
     target: dict[str, str]  # its scaleTargetRef: apiVersion, kind, name
 
 
 class Autoscaler(pulumi.ComponentResource):
-    """The workload's replicas between ``vllm:minReplicas`` and ``vllm:maxReplicas``, owned by KEDA's HPA
-    (the workload declares no replica count of its own, so Pulumi never resets it)."""
+    """The workload's replicas between ``vllm:minReplicas`` and ``vllm:maxReplicas`` (less a fixed
+    on-demand base), owned by KEDA's HPA (the workload declares no replica count of its own, so Pulumi
+    never resets it)."""
 
     scaled_object: CustomResource
 
     def __init__(self, name: str, args: AutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:kubernetes:Autoscaler", name, None, opts)
-        spec = args.spec
-        if spec.autoscaling is None:
+        spec, policy = args.spec, args.scaled.autoscaling
+        if policy is None:
             raise ValueError(f"stack {spec.stack} does not autoscale")
         self.scaled_object = CustomResource(
             f"{name}-scaledobject",
@@ -125,7 +149,7 @@ class Autoscaler(pulumi.ComponentResource):
                 "namespace": args.namespace,
                 "labels": pods.labels(spec, "autoscaler"),
             },
-            spec=scaled_object_spec(spec, spec.autoscaling, args.target),
+            spec=scaled_object_spec(spec, policy, args.target),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.workload]),
         )
         self.register_outputs({"scaledObject": spec.name})

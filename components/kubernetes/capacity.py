@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from components.capacity import fixed_base_replicas, share_scaling
 from components.spec import ServiceSpec
 
 GKE_SPOT = "cloud.google.com/gke-spot"
@@ -77,12 +78,19 @@ class ServingGroup:
 
 def serving_groups(spec: ServiceSpec) -> list[ServingGroup]:
     """One Deployment, named as it always was, unless a spot stack keeps an on-demand base: then the base
-    keeps that name and the spot rest is ``<name>-spot`` (a base of every replica has no spot group)."""
-    base = spec.on_demand_base_replicas if spec.spot else 0
+    keeps that name and the spot rest is ``<name>-spot`` (a base of every replica has no spot group).
+
+    With autoscaling the base is fixed (``autoscaling`` None: it declares its count) and the spot rest is
+    what KEDA scales, between the bounds less the base; it exists even when the lower bound is the base
+    (the spec keeps the base below ``vllm:maxReplicas``), as it may then be scaled to zero."""
+    base = fixed_base_replicas(spec)
     if not base:
         return [ServingGroup(spec.name, spec, None)]
-    groups = [ServingGroup(spec.name, replace(spec, spot=False, replicas=base), {CAPACITY_LABEL: ON_DEMAND})]
-    if spec.replicas > base:
-        rest = replace(spec, replicas=spec.replicas - base)
+    on_demand = replace(spec, spot=False, replicas=base, autoscaling=None)
+    groups = [ServingGroup(spec.name, on_demand, {CAPACITY_LABEL: ON_DEMAND})]
+    if spec.replicas > base or spec.autoscaling is not None:
+        rest = replace(
+            spec, replicas=spec.replicas - base, autoscaling=share_scaling(spec, spec.region, spot=True)
+        )
         groups.append(ServingGroup(f"{spec.name}-spot", rest, {CAPACITY_LABEL: SPOT}))
     return groups

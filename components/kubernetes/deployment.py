@@ -90,10 +90,23 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
+        # The one workload, or the spot Deployment beside a fixed on-demand base (capacity.py).
+        if spec.nodes == 1:
+            ((name, scaled, workload),) = [
+                (group.name, group.spec, replica.workload)
+                for group, replica in zip(capacity.serving_groups(spec), replicas, strict=True)
+                if group.spec.autoscaling is not None
+            ]
+        else:
+            name, scaled, workload = spec.name, spec, replicas[0].workload
         autoscaler = Autoscaler(
             spec.name,
             AutoscalerArgs(
-                spec=spec, namespace=namespace.name, workload=replicas[0].workload, target=scale_target(spec)
+                spec=spec,
+                scaled=scaled,
+                namespace=namespace.name,
+                workload=workload,
+                target=scale_target(spec, name),
             ),
             opts,
         )
