@@ -47,6 +47,10 @@ LOG_GROUP={{log_group}}
 # as job METRICS_JOB (the stack's name: what its dashboard selects). Serving roles only.
 METRICS_JOB={{metrics_job}}
 METRICS_PORT={{metrics_port}}
+# AWS: metrics_agent.py (gzip + base64) and its flags: it reads /metrics on the host and sends vLLM's
+# metrics to the stack's CloudWatch namespace. Empty where the platform collects otherwise, on Ray workers.
+METRICS_AGENT_ARGS=({{metrics_agent_args}})
+METRICS_AGENT_GZIP_BASE64={{metrics_agent_gzip_base64}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -54,6 +58,7 @@ SECRETS_FILE=${VLLM_SECRETS_FILE:-/run/vllm/secrets.env}
 HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
+METRICS_UNIT=${VLLM_METRICS_UNIT_FILE:-/etc/systemd/system/vllm-metrics.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
 IMDS_URL=${VLLM_IMDS_URL:-http://169.254.169.254/latest}
@@ -190,6 +195,33 @@ EOF
   systemctl restart google-cloud-ops-agent
 }
 
+# AWS: vLLM's metrics into CloudWatch by metrics_agent.py (its docstring says why not the CloudWatch agent),
+# with the instance role's cloudwatch:PutMetricData on the stack's namespace only. Python's standard library
+# and the DLAMI's AWS CLI: nothing to install. /metrics stays on the host: the agent reads 127.0.0.1.
+install_metrics_publisher() {
+  if [ -z "$METRICS_AGENT_GZIP_BASE64" ]; then return 0; fi
+  install -d -m 0755 "$INSTALL_DIR"
+  base64 -d <<<"$METRICS_AGENT_GZIP_BASE64" | gunzip >"$INSTALL_DIR/metrics_agent.py"
+  chmod 0755 "$INSTALL_DIR/metrics_agent.py"
+  cat >"$METRICS_UNIT" <<EOF
+[Unit]
+Description=vLLM metrics to CloudWatch ($ROLE)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Restart=always
+RestartSec=30
+ExecStart=$PYTHON $INSTALL_DIR/metrics_agent.py ${METRICS_AGENT_ARGS[*]}
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl daemon-reload
+  systemctl enable vllm-metrics.service
+  systemctl restart vllm-metrics.service
+}
+
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
@@ -322,6 +354,7 @@ main() {
       wait_for_gpus
       ensure_container_runtime
       install_metrics_agent
+      install_metrics_publisher
       install_unit
       systemctl restart vllm.service
       log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"
