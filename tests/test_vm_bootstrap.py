@@ -344,6 +344,9 @@ def test_a_shipped_python_agent_is_smaller_without_its_docstrings_and_still_runs
     shipped.write_text(bootstrap_vm.shipped_python(name))
     assert len(shipped.read_text()) < 0.9 * len(scripts.source(name)) and '"""' not in shipped.read_text()
     result = subprocess.run(
-        [sys.executable, str(shipped), "--help"], capture_output=True, text=True, timeout=SCRIPT_DEADLINE_SECONDS
+        [sys.executable, str(shipped), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_DEADLINE_SECONDS,
     )
     assert result.returncode == 0 and "usage:" in result.stdout

@@ -67,7 +67,9 @@ def parse_exposition(text: str) -> Samples:
         if matched is None:  # comments (# HELP, # TYPE) and blank lines
             continue
         name, labels, value = matched.groups()
-        pairs = {key: raw.replace('\\"', '"').replace("\\\\", "\\") for key, raw in LABEL.findall(labels or "")}
+        pairs = {
+            key: raw.replace('\\"', '"').replace("\\\\", "\\") for key, raw in LABEL.findall(labels or "")
+        }
         samples.setdefault(name, []).append((pairs, float(value)))
     return samples
 
