@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import base64
 import gzip
+import io
+import tarfile
 from collections.abc import Mapping, Sequence
 
 from components import backend, scripts
@@ -138,7 +140,9 @@ def bootstrap_script(
         health_agent_args=health_agent_args(
             launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
-        health_agent_gzip_base64=_packed(shipped_python("health_agent.py")),
+        agents_tar_gzip_base64=_packed_python(
+            ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
+        ),
         image_metadata_key=image_metadata_key,
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
@@ -151,7 +155,6 @@ def bootstrap_script(
         metrics_job=spec.name,
         metrics_port=launch.port,
         metrics_agent_args=list(metrics_agent) if publishes_metrics else [],
-        metrics_agent_gzip_base64=_packed(shipped_python("metrics_agent.py")) if publishes_metrics else "",
     )
 
 
@@ -208,6 +211,19 @@ def without_comments(script: str) -> str:
     where such a line is a comment too."""
     lines = script.splitlines(keepends=True)
     return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
+
+
+def _packed_python(names: Sequence[str]) -> str:
+    """The Python agents (``shipped_python``) as one tar, gzip + base64: compressed together, they share
+    their vocabulary (about 650 bytes less than apart). Byte-for-byte reproducible (no times, no owners)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in names:
+            data = shipped_python(name).encode()
+            member = tarfile.TarInfo(name)
+            member.size, member.mode = len(data), 0o644
+            tar.addfile(member, io.BytesIO(data))
+    return base64.b64encode(gzip.compress(archive.getvalue(), mtime=0)).decode()
 
 
 def _packed(text: str) -> str:
