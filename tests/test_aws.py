@@ -165,7 +165,9 @@ def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def test_the_instance_role_may_read_the_two_secrets_report_its_health_write_its_logs_and_nothing_else(h100):
+def test_the_instance_role_may_read_the_secrets_report_its_health_write_logs_and_metrics_and_nothing_else(
+    h100,
+):
     statements = role_statements(h100)
     weight_cache = {
         "s3:GetObject",
@@ -177,6 +179,7 @@ def test_the_instance_role_may_read_the_two_secrets_report_its_health_write_its_
         "autoscaling:SetInstanceHealth",
         *weight_cache,
         "logs:CreateLogStream,logs:PutLogEvents",
+        "cloudwatch:PutMetricData",  # its own namespace: test_metrics_agent
     }
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
     assert statements["secretsmanager:GetSecretValue"] == {
@@ -184,7 +187,11 @@ def test_the_instance_role_may_read_the_two_secrets_report_its_health_write_its_
         "Action": "secretsmanager:GetSecretValue",
         "Resource": secret_arns,
     }
-    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements.values())
+    # Every grant names its resources, but PutMetricData, which has none: a condition scopes it instead.
+    assert all(
+        s["Effect"] == "Allow" and (s["Resource"] != "*" or list(s["Condition"]) == ["StringEquals"])
+        for s in statements.values()
+    )
     assert not h100.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from components import scripts
+from components import vm as bootstrap_vm
 from components.launch import launch_spec
 from components.spec import build_spec
 from tests.test_vm_bootstrap import rendered, run_script, sandbox  # noqa: F401 - the boot script's fixture
@@ -377,7 +378,7 @@ def test_boot_starts_the_health_agent_first_with_the_rendered_budget(request):
     result = run_script(rendered("gcp-h100"), env, "boot")
     assert result.returncode == 0, result.stdout + result.stderr
     unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
-    assert unpacked.read_text() == scripts.source("health_agent.py")
+    assert unpacked.read_text() == bootstrap_vm.shipped_python("health_agent.py")  # less its docstrings
     calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
     assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
     unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()

@@ -116,15 +116,14 @@ def aws() -> Run:
     return run_program("aws-h100", secrets={"vllm:hfToken": "hf_testtoken123"})
 
 
-def test_aws_has_a_cloudwatch_dashboard_of_the_load_balancer_and_its_healthy_replicas(aws):
+def test_aws_has_a_cloudwatch_dashboard_of_vllms_metrics_and_the_load_balancers(aws):
     (resource,) = aws.of_type("aws:cloudwatch/dashboard:Dashboard")
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", resource.inputs["dashboardName"])  # CloudWatch's name rule
     widgets = json.loads(resource.inputs["dashboardBody"])["widgets"]
     alb = aws.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"]
     target_group = aws.one("aws:lb/targetGroup:TargetGroup").outputs["arnSuffix"]
-    charted = {
-        tuple(metric[:2]): metric[2:] for widget in widgets for metric in widget["properties"]["metrics"]
-    }
+    rows = [row for widget in widgets for row in widget["properties"]["metrics"] if isinstance(row[0], str)]
+    charted = {(row[0], row[1]): [word for word in row[2:] if isinstance(word, str)] for row in rows}
     assert charted[("AWS/ApplicationELB", "RequestCount")] == ["LoadBalancer", alb]
     assert charted[("AWS/ApplicationELB", "HealthyHostCount")] == [
         "TargetGroup",
@@ -132,6 +131,17 @@ def test_aws_has_a_cloudwatch_dashboard_of_the_load_balancer_and_its_healthy_rep
         "LoadBalancer",
         alb,
     ]
+    assert {name for namespace, name in charted if namespace == "vLLM/vllm-aws-h100"} == {
+        "RequestsFinished",
+        "TimeToFirstToken",
+        "PromptTokens",
+        "GenerationTokens",
+        "RequestsWaiting",
+        "RequestsRunning",
+        "KvCacheUsage",
+    }
+    ttft = [row[-1]["stat"] for row in rows if row[1] == "TimeToFirstToken"]
+    assert ttft == ["p50", "p95"]
     assert all(widget["x"] + widget["width"] <= 24 for widget in widgets)  # CloudWatch's 24-column grid
     assert all(widget["properties"]["region"] == "us-east-1" for widget in widgets)
 

@@ -3,6 +3,7 @@
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,15 @@ def health_report(spec: ServiceSpec, launch: LaunchSpec) -> list[str]:
     return aws_report(spec)
 
 
+def metrics_agent(spec: ServiceSpec, launch: LaunchSpec) -> list[str]:
+    """The metrics agent's flags where the stack's platform runs one (AWS)."""
+    if spec.cloud != "aws":
+        return []
+    from components.aws import metrics
+
+    return metrics.agent_args(spec, launch)
+
+
 def rendered(stack: str, role: str = "serve", hf: bool = True, **config) -> str:
     spec = build_spec(stack, config)
     launch = launch_spec(spec, has_hf_token=hf)
@@ -55,6 +65,7 @@ def rendered(stack: str, role: str = "serve", hf: bool = True, **config) -> str:
         role=role,
         ray_env={"RAY_HEAD_ADDRESS": "10.0.0.2", "RAY_EXPECTED_NODES": "2"} if role != "serve" else None,
         health_report=health_report(spec, launch),
+        metrics_agent=metrics_agent(spec, launch),
     )
 
 
@@ -89,6 +100,7 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "VLLM_UNIT_FILE": str(tmp_path / "vllm.service"),
         "VLLM_AGENT_UNIT_FILE": str(tmp_path / "vllm-health.service"),
         "VLLM_OPS_AGENT_CONFIG": str(tmp_path / "ops-agent" / "config.yaml"),
+        "VLLM_METRICS_UNIT_FILE": str(tmp_path / "vllm-metrics.service"),
         "TMP": str(tmp_path),
     }
 
@@ -301,3 +313,40 @@ def test_a_gcp_vm_without_the_ops_agent_installs_it_from_googles_repository_scri
 def test_no_metrics_agent_where_nothing_serves_metrics_to_cloud_monitoring(sandbox, stack, role):
     assert run_script(rendered(stack, role), sandbox, "boot").returncode == 0
     assert not Path(sandbox["VLLM_OPS_AGENT_CONFIG"]).exists()
+
+
+@pytest.mark.parametrize(("stack", "role"), [("aws-h100", "serve"), ("aws-h200-multinode", "ray-head")])
+def test_an_aws_vm_that_serves_runs_the_metrics_agent_as_a_restarting_unit(sandbox, stack, role):
+    result = run_script(rendered(stack, role), sandbox, "boot")
+    assert result.returncode == 0, result.stdout + result.stderr
+    unpacked = Path(sandbox["VLLM_INSTALL_DIR"]) / "metrics_agent.py"
+    assert unpacked.read_text() == bootstrap_vm.shipped_python("metrics_agent.py")
+    unit = Path(sandbox["VLLM_METRICS_UNIT_FILE"]).read_text()
+    assert "Restart=always" in unit
+    assert f"ExecStart=/usr/bin/python3 {unpacked} --namespace vLLM/" in unit
+    calls = (Path(sandbox["TMP"]) / "systemctl-calls").read_text().splitlines()
+    assert "enable vllm-metrics.service" in calls and "restart vllm-metrics.service" in calls
+    assert calls.index("restart vllm-metrics.service") < calls.index("restart vllm.service")
+
+
+@pytest.mark.parametrize(("stack", "role"), [("aws-h200-multinode", "ray-worker"), ("gcp-h100", "serve")])
+def test_no_metrics_agent_where_no_api_server_runs_or_the_ops_agent_collects(sandbox, stack, role):
+    assert run_script(rendered(stack, role), sandbox, "boot").returncode == 0
+    assert not Path(sandbox["VLLM_METRICS_UNIT_FILE"]).exists()
+    assert not (Path(sandbox["VLLM_INSTALL_DIR"]) / "metrics_agent.py").exists()
+
+
+@pytest.mark.parametrize("name", ["health_agent.py", "metrics_agent.py"])
+def test_a_shipped_python_agent_is_smaller_without_its_docstrings_and_still_runs(tmp_path, name):
+    from components import scripts
+
+    shipped = tmp_path / name
+    shipped.write_text(bootstrap_vm.shipped_python(name))
+    assert len(shipped.read_text()) < 0.9 * len(scripts.source(name)) and '"""' not in shipped.read_text()
+    result = subprocess.run(
+        [sys.executable, str(shipped), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_DEADLINE_SECONDS,
+    )
+    assert result.returncode == 0 and "usage:" in result.stdout

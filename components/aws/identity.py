@@ -11,6 +11,7 @@ import pulumi_aws.iam as iam
 import pulumi_aws.secretsmanager as secretsmanager
 
 from components import vm
+from components.aws import metrics
 from components.spec import ServiceSpec
 
 EC2_TRUST_POLICY = json.dumps(
@@ -89,6 +90,19 @@ def write_logs_statement(log_group_arn: pulumi.Input[str]) -> dict:
     }
 
 
+def publish_metrics_statement(spec: ServiceSpec) -> dict:
+    """What scripts/metrics_agent.py needs: ``cloudwatch:PutMetricData`` into the stack's own namespace
+    and no other. PutMetricData has no resource-level permissions (``Resource: "*"``); the
+    ``cloudwatch:namespace`` condition key scopes it ("Using condition keys to limit access to CloudWatch
+    namespaces", Amazon CloudWatch user guide)."""
+    return {
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"cloudwatch:namespace": metrics.namespace(spec)}},
+    }
+
+
 def api_key_secret_name(spec: ServiceSpec) -> str:
     return f"{spec.name}/api-key"
 
@@ -117,7 +131,8 @@ class ServiceIdentity(pulumi.ComponentResource):
     key, which needs no ``kms:Decrypt`` grant) and ``autoscaling:SetInstanceHealth`` on this stack's own
     Auto Scaling groups (the watchdog's way to have a broken machine replaced), get, put and list in the
     stack's weight cache bucket when it has one (weight_cache.py), write its container's output to the
-    stack's CloudWatch Logs group (kept ``LOG_RETENTION_DAYS``), and nothing else. For a
+    stack's CloudWatch Logs group (kept ``LOG_RETENTION_DAYS``), publish vLLM's metrics into the stack's
+    CloudWatch namespace (metrics.py), and nothing else. For a
     shell on a replica without SSH, attach ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager);
     it is left out by default.
 
@@ -206,6 +221,7 @@ class ServiceIdentity(pulumi.ComponentResource):
                         report_health_statement(spec),
                         *weight_cache,
                         write_logs_statement(self.log_group.arn),
+                        publish_metrics_statement(spec),
                     ],
                 }
             ),

@@ -1,35 +1,60 @@
-"""The service dashboard in CloudWatch, from what AWS measures without an agent: the load balancer's
-requests, errors and response times, and the target group's healthy replicas.
+"""The service dashboard in CloudWatch: vLLM's own metrics, which each serving machine's metrics agent
+publishes into the stack's namespace (metrics.py, scripts/metrics_agent.py), beside what the load balancer
+measures: requests, 5xx responses and the target group's healthy replicas.
 
-vLLM's own metrics (queue depth, KV-cache usage, tokens per second, time to first token) are not on it:
-the CloudWatch agent's Prometheus support drops histogram metrics ("Prometheus metric type conversion by
-the CloudWatch agent", Amazon CloudWatch user guide), and time to first token is one. Charting them needs
-a Prometheus-compatible store (Amazon Managed Service for Prometheus with an ADOT collector), not built here.
+Why not the CloudWatch agent, as on GCP the Ops Agent: its Prometheus support drops histograms ("Prometheus
+metric type conversion by the CloudWatch agent", Amazon CloudWatch user guide) and its EMF exporter keeps
+only min, max, sum and count of one, from which CloudWatch computes no percentiles; time to first token is
+a histogram. CloudWatch's OTLP ingestion with PromQL queries would keep it, but is in public preview and
+not charted by dashboards. The agent here is Python's standard library and the DLAMI's AWS CLI: nothing is
+installed at boot, and it sends each histogram's per-minute bucket counts as PutMetricData ``Values`` and
+``Counts``, from which CloudWatch computes p50/p95 itself, at the buckets' resolution (each bucket's
+observations at its upper bound).
+
+Every replica writes the same dimensionless metrics once a minute, on the minute: per period, ``Sum`` is the
+service's total and ``SampleCount`` of a gauge the replicas that answered; ``60 * m / PERIOD(m)`` keeps the
+per-minute meaning when CloudWatch widens the period for long time ranges.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws.cloudwatch as cloudwatch
 
 from components import vm
+from components.aws import metrics
 from components.aws.load_balancer import LoadBalancer
 from components.spec import ServiceSpec
 
 ELB = "AWS/ApplicationELB"
-PERIOD_SECONDS = 60
+#: The agent's interval: each replica writes one data point per metric per period.
+PERIOD_SECONDS = metrics.INTERVAL_SECONDS
 
 
-def dashboard_body(region: str, load_balancer: str, target_group: str) -> str:
-    """CloudWatch dashboard JSON (widgets on its 24-column grid) for the ALB and target group whose ARN
-    suffixes (``app/<name>/<id>``, ``targetgroup/<name>/<id>``) are the metrics' dimensions."""
+def dashboard_body(region: str, namespace: str, load_balancer: str, target_group: str) -> str:
+    """CloudWatch dashboard JSON (widgets on its 24-column grid): vLLM's metrics in ``namespace``, and
+    the ALB and target group whose ARN suffixes (``app/<name>/<id>``, ``targetgroup/<name>/<id>``) are
+    the load balancer metrics' dimensions."""
     lb = ["LoadBalancer", load_balancer]
     tg = ["TargetGroup", target_group, *lb]
 
-    def widget(index: int, title: str, metrics: list, stat: str, **extra: object) -> dict:
+    def hidden(metric: metrics.PublishedMetric, metric_id: str, stat: str) -> list[Any]:
+        return [namespace, metric.name, {"id": metric_id, "stat": stat, "visible": False}]
+
+    def expression(text: str, label: str, expression_id: str) -> list[Any]:
+        return [{"expression": text, "label": label, "id": expression_id}]
+
+    def per_second(metric_id: str) -> str:
+        return f"{metric_id}/PERIOD({metric_id})"
+
+    def per_sample(metric_id: str) -> str:
+        return f"{PERIOD_SECONDS}*{metric_id}/PERIOD({metric_id})"
+
+    def widget(index: int, title: str, metric_rows: list, stat: str) -> dict:
         return {
             "type": "metric",
             "x": (index % 2) * 12,
@@ -42,25 +67,75 @@ def dashboard_body(region: str, load_balancer: str, target_group: str) -> str:
                 "view": "timeSeries",
                 "stat": stat,
                 "period": PERIOD_SECONDS,
-                "metrics": metrics,
-                **extra,
+                "metrics": metric_rows,
             },
         }
 
+    ttft = metrics.TIME_TO_FIRST_TOKEN
     widgets = [
-        widget(0, "Requests per minute", [[ELB, "RequestCount", *lb]], "Sum"),
-        widget(1, "Healthy replicas (target group)", [[ELB, "HealthyHostCount", *tg]], "Minimum"),
         widget(
-            2,
-            "Target response time p50/p95 (streams: until the first byte)",
+            0,
+            "Requests per second",
             [
-                [ELB, "TargetResponseTime", *lb, {"stat": "p50"}],
-                [ELB, "TargetResponseTime", *lb, {"stat": "p95"}],
+                expression(per_second("m1"), "finished (vLLM)", "e1"),
+                expression(per_second("m2"), "received (load balancer)", "e2"),
+                hidden(metrics.REQUESTS_FINISHED, "m1", "Sum"),
+                [ELB, "RequestCount", *lb, {"id": "m2", "stat": "Sum", "visible": False}],
+            ],
+            "Sum",
+        ),
+        widget(
+            1,
+            "Time to first token",
+            [
+                [namespace, ttft.name, {"stat": "p50", "label": "p50"}],
+                [namespace, ttft.name, {"stat": "p95", "label": "p95"}],
             ],
             "p50",
         ),
         widget(
+            2,
+            "Tokens per second",
+            [
+                expression(per_second("m1"), "generated", "e1"),
+                expression(per_second("m2"), "prompt", "e2"),
+                hidden(metrics.GENERATION_TOKENS, "m1", "Sum"),
+                hidden(metrics.PROMPT_TOKENS, "m2", "Sum"),
+            ],
+            "Sum",
+        ),
+        widget(
             3,
+            "Requests waiting and running (all replicas)",
+            [
+                expression(per_sample("m1"), "waiting", "e1"),
+                expression(per_sample("m2"), "running", "e2"),
+                hidden(metrics.REQUESTS_WAITING, "m1", "Sum"),
+                hidden(metrics.REQUESTS_RUNNING, "m2", "Sum"),
+            ],
+            "Sum",
+        ),
+        widget(
+            4,
+            "KV-cache usage, % (busiest replica)",
+            [
+                expression("100*m1", "busiest replica", "e1"),
+                hidden(metrics.KV_CACHE_USAGE, "m1", "Maximum"),
+            ],
+            "Maximum",
+        ),
+        widget(
+            5,
+            "Healthy replicas",
+            [
+                [ELB, "HealthyHostCount", *tg, {"stat": "Minimum", "label": "healthy (target group)"}],
+                expression(per_sample("m1"), "serving vLLM metrics", "e1"),
+                hidden(metrics.REQUESTS_RUNNING, "m1", "SampleCount"),
+            ],
+            "Minimum",
+        ),
+        widget(
+            6,
             "5xx responses per minute",
             [[ELB, "HTTPCode_Target_5XX_Count", *lb], [ELB, "HTTPCode_ELB_5XX_Count", *lb]],
             "Sum",
@@ -87,7 +162,9 @@ class ServiceDashboard(pulumi.ComponentResource):
         super().__init__("vllm:aws:ServiceDashboard", name, None, opts)
         spec, balancer = args.spec, args.load_balancer
         body = pulumi.Output.all(balancer.alb.arn_suffix, balancer.target_group.arn_suffix).apply(
-            lambda suffixes: dashboard_body(vm.vm_region(spec), suffixes[0], suffixes[1])
+            lambda suffixes: dashboard_body(
+                vm.vm_region(spec), metrics.namespace(spec), suffixes[0], suffixes[1]
+            )
         )
         self.dashboard = cloudwatch.Dashboard(
             f"{name}-dashboard",

@@ -44,7 +44,7 @@ import pulumi_aws.lb as lb
 import pulumi_aws.vpc as vpc
 
 from components import vm
-from components.aws import machines
+from components.aws import machines, metrics
 from components.aws.identity import ServiceIdentity
 from components.aws.names import ec2_description, elb_name
 from components.aws.network import Network
@@ -197,6 +197,7 @@ class RayReplica(pulumi.ComponentResource):
                     health_report=machines.health_report(spec),
                     weight_cache_url=values[1],
                     log_group=identity.log_group_name,
+                    metrics_agent=metrics.agent_args(spec, launch),
                 )
             )
 

@@ -9,7 +9,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import vm
-from components.aws import capacity, machines
+from components.aws import capacity, machines, metrics
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
 from components.aws.weight_cache import WeightCache
@@ -65,6 +65,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                 health_report=machines.health_report(spec),
                 weight_cache_url=url,
                 log_group=identity.log_group_name,
+                metrics_agent=metrics.agent_args(spec, launch),
             )
         )
         # A spot group is a mixed instances group: its template launches both markets, so it asks for none.

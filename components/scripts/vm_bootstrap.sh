@@ -15,7 +15,8 @@ set -euo pipefail
 # CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
 # multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
 # (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
-# flags (cloud, role, load budget, port); HEALTH_AGENT_GZIP_BASE64: its source, gzip + base64.
+# flags (cloud, role, load budget, port); AGENTS_TAR_GZIP_BASE64: a tar of it (and of metrics_agent.py
+# where METRICS_AGENT_ARGS is set), gzip + base64.
 CLOUD={{cloud}}
 REGION={{region}}
 IMAGE={{image}}
@@ -27,7 +28,7 @@ VLLM_ARGV=({{vllm_argv}})
 RAY_ENV=({{ray_env}})
 RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 HEALTH_AGENT_ARGS=({{health_agent_args}})
-HEALTH_AGENT_GZIP_BASE64={{health_agent_gzip_base64}}
+AGENTS_TAR_GZIP_BASE64={{agents_tar_gzip_base64}}
 # GCP: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of Docker Hub (its
 # address holds the project id, known once deployed); empty: pull IMAGE as rendered.
 IMAGE_METADATA_KEY={{image_metadata_key}}
@@ -47,6 +48,9 @@ LOG_GROUP={{log_group}}
 # as job METRICS_JOB (the stack's name: what its dashboard selects). Serving roles only.
 METRICS_JOB={{metrics_job}}
 METRICS_PORT={{metrics_port}}
+# AWS: metrics_agent.py's flags: it reads /metrics on the host and sends vLLM's metrics to the stack's
+# CloudWatch namespace. Empty where the platform collects otherwise, and on Ray workers.
+METRICS_AGENT_ARGS=({{metrics_agent_args}})
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -54,6 +58,7 @@ SECRETS_FILE=${VLLM_SECRETS_FILE:-/run/vllm/secrets.env}
 HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
+METRICS_UNIT=${VLLM_METRICS_UNIT_FILE:-/etc/systemd/system/vllm-metrics.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 METADATA_URL=${VLLM_METADATA_URL:-http://metadata.google.internal/computeMetadata/v1}
 IMDS_URL=${VLLM_IMDS_URL:-http://169.254.169.254/latest}
@@ -134,8 +139,7 @@ ensure_container_runtime() {
 # reports to the Auto Scaling group (AWS), and the load budget counts from its start until vLLM's.
 install_health_agent() {
   install -d -m 0755 "$INSTALL_DIR"
-  base64 -d <<<"$HEALTH_AGENT_GZIP_BASE64" | gunzip >"$INSTALL_DIR/health_agent.py"
-  chmod 0755 "$INSTALL_DIR/health_agent.py"
+  base64 -d <<<"$AGENTS_TAR_GZIP_BASE64" | tar -xz --no-same-owner -C "$INSTALL_DIR"
   cat >"$AGENT_UNIT" <<EOF
 [Unit]
 Description=vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health
@@ -188,6 +192,31 @@ metrics:
         receivers: [vllm]
 EOF
   systemctl restart google-cloud-ops-agent
+}
+
+# AWS: vLLM's metrics into CloudWatch by metrics_agent.py (its docstring says why not the CloudWatch agent),
+# with the instance role's cloudwatch:PutMetricData on the stack's namespace only. Python's standard library
+# and the DLAMI's AWS CLI: nothing to install (install_health_agent unpacked it). /metrics stays on the
+# host: the agent reads 127.0.0.1.
+install_metrics_publisher() {
+  if [ "${#METRICS_AGENT_ARGS[@]}" -eq 0 ]; then return 0; fi
+  cat >"$METRICS_UNIT" <<EOF
+[Unit]
+Description=vLLM metrics to CloudWatch ($ROLE)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Restart=always
+RestartSec=30
+ExecStart=$PYTHON $INSTALL_DIR/metrics_agent.py ${METRICS_AGENT_ARGS[*]}
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  systemctl daemon-reload
+  systemctl enable vllm-metrics.service
+  systemctl restart vllm-metrics.service
 }
 
 install_unit() {
@@ -322,6 +351,7 @@ main() {
       wait_for_gpus
       ensure_container_runtime
       install_metrics_agent
+      install_metrics_publisher
       install_unit
       systemctl restart vllm.service
       log "vllm.service started; vllm-health.service judges the replica, the load balancer routes on /health"

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Publishes a vLLM replica's Prometheus metrics to CloudWatch (AWS VMs). Python 3 standard library and the
+AWS CLI only (the DLAMI ships both); installed by vm_bootstrap.sh as the ``vllm-metrics`` systemd unit on
+the machines that serve (``serve``, ``ray-head``).
+
+Why not the CloudWatch agent: its Prometheus support drops histograms ("Prometheus metric type conversion
+by the CloudWatch agent"), and its EMF path turns them into statistic sets (min, max, sum, count), from
+which CloudWatch computes no percentiles; time to first token is a histogram. PutMetricData's ``Values``
+and ``Counts`` arrays are raw data CloudWatch computes percentiles from (PutMetricData, CloudWatch API
+reference), so this agent sends each histogram's per-interval bucket counts that way.
+
+Every ``--interval`` seconds, on the interval's boundary, it reads ``--url`` (vLLM's /metrics on the host:
+it stays private) and sends, stamped with that boundary, one PutMetricData call to ``--namespace``:
+
+  - ``counter``: the series' sum over every label set (engines, models, finish reasons), as the increase
+    since the last read (a decrease is a restarted vLLM: its whole value is the increase);
+  - ``gauge-sum`` / ``gauge-max``: the sum / the largest over the label sets, as read;
+  - ``histogram``: the increase of each bucket (``<series>_bucket``) since the last read, as ``Values``
+    (each bucket's upper bound; the ``+Inf`` bucket at the largest finite one, as PromQL's
+    histogram_quantile does) and ``Counts``: percentiles at the buckets' resolution, never below the truth.
+
+Metrics carry no dimension: every replica of the stack writes the same metrics, so CloudWatch's statistics
+are the service's (Sum over replicas, percentiles over every request). Reads stamped on the boundary make
+``SampleCount`` of a gauge per interval the number of replicas that answered. The first read only sets
+the counters' baseline. A failed read or call is logged and skipped: the next one catches up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+KINDS = ("counter", "gauge-sum", "gauge-max", "histogram")
+SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def log(message: str) -> None:
+    print(f"vllm-metrics: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One CloudWatch metric read from one vLLM series: ``--metric KIND NAME SERIES UNIT``."""
+
+    kind: str
+    name: str
+    series: str
+    unit: str
+
+
+def parse_exposition(text: str) -> Samples:
+    """Prometheus text exposition format: per sample name, its (labels, value) pairs."""
+    samples: Samples = {}
+    for line in text.splitlines():
+        matched = SAMPLE.match(line)
+        if matched is None:  # comments (# HELP, # TYPE) and blank lines
+            continue
+        name, labels, value = matched.groups()
+        pairs = {
+            key: raw.replace('\\"', '"').replace("\\\\", "\\") for key, raw in LABEL.findall(labels or "")
+        }
+        samples.setdefault(name, []).append((pairs, float(value)))
+    return samples
+
+
+def cumulative_buckets(samples: Samples, series: str) -> dict[float, float]:
+    """A histogram's cumulative count per upper bound (``le``), summed over its label sets."""
+    buckets: dict[float, float] = {}
+    for labels, value in samples.get(f"{series}_bucket", []):
+        if "le" in labels:
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    return buckets
+
+
+def bucket_counts(now: dict[float, float], before: dict[float, float]) -> tuple[list[float], list[float]]:
+    """``Values`` and ``Counts`` of the observations between two reads of a histogram: each bucket's new
+    observations at its upper bound (``+Inf``'s at the largest finite bound); empty buckets left out."""
+    increase = {bound: count - before.get(bound, 0.0) for bound, count in now.items()}
+    if any(delta < 0 for delta in increase.values()):  # a restarted vLLM: everything it counted is new
+        increase = dict(now)
+    finite = [bound for bound in sorted(increase) if not math.isinf(bound)]
+    counts: dict[float, float] = {}
+    below = 0.0
+    for bound in sorted(increase):
+        observed = increase[bound] - below
+        below = increase[bound]
+        value = bound if not math.isinf(bound) else (finite[-1] if finite else 0.0)
+        if observed > 0:
+            counts[value] = counts.get(value, 0.0) + observed
+    return list(counts), list(counts.values())
+
+
+@dataclass
+class Publisher:
+    """Turns reads of /metrics into PutMetricData data, remembering the last read of each counter."""
+
+    metrics: list[Metric]
+    last_totals: dict[str, float] = field(default_factory=dict)
+    last_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    answering: bool | None = None  # whether the last read of /metrics succeeded (None: none yet)
+
+    def data(self, samples: Samples, stamp: str) -> list[dict]:
+        data = []
+        for metric in self.metrics:
+            datum: dict = {"MetricName": metric.name, "Timestamp": stamp, "Unit": metric.unit}
+            if metric.kind == "histogram":
+                buckets = cumulative_buckets(samples, metric.series)
+                before = self.last_buckets.get(metric.name)
+                if buckets:
+                    self.last_buckets[metric.name] = buckets
+                if not buckets or before is None:
+                    continue
+                values, counts = bucket_counts(buckets, before)
+                if not values:
+                    continue
+                datum.update(Values=values, Counts=counts)
+            else:
+                read = [value for _, value in samples.get(metric.series, []) if not math.isnan(value)]
+                if not read:
+                    continue
+                if metric.kind == "counter":
+                    total, before = sum(read), self.last_totals.get(metric.name)
+                    self.last_totals[metric.name] = total
+                    if before is None:
+                        continue
+                    datum["Value"] = total - before if total >= before else total
+                else:
+                    datum["Value"] = max(read) if metric.kind == "gauge-max" else sum(read)
+            data.append(datum)
+        return data
+
+
+def scrape(url: str, timeout: float) -> Samples:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return parse_exposition(response.read().decode())
+
+
+def put_metric_data(region: str, namespace: str, data: list[dict]) -> bool:
+    command = ["aws", "cloudwatch", "put-metric-data", "--region", region, "--namespace", namespace]
+    command += ["--metric-data", json.dumps(data)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log(f"put-metric-data failed: {error}")
+        return False
+    if result.returncode != 0:
+        log(f"put-metric-data failed ({result.returncode}): {result.stderr.strip()}")
+    return result.returncode == 0
+
+
+def step(options: argparse.Namespace, publisher: Publisher, boundary: float) -> int:
+    """One read and one call; the number of data sent."""
+    try:
+        samples = scrape(options.url, options.timeout)
+    except (OSError, ValueError) as error:
+        if publisher.answering is not False:  # once, not at every read while the model loads
+            log(f"cannot read {options.url}: {error}")
+        publisher.answering = False
+        return 0
+    if not publisher.answering:
+        log(f"reading {options.url}")
+    publisher.answering = True
+    stamp = datetime.fromtimestamp(boundary, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: UP017 (3.10 has no UTC)
+    data = publisher.data(samples, stamp)
+    if data and put_metric_data(options.region, options.namespace, data):
+        return len(data)
+    return 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Publishes vLLM's Prometheus metrics to CloudWatch")
+    parser.add_argument("--namespace", required=True, help="the stack's CloudWatch namespace")
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--url", default="http://127.0.0.1:8000/metrics", help="vLLM's /metrics")
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds between reads")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds a read may take")
+    parser.add_argument(
+        "--metric",
+        nargs=4,
+        action="append",
+        required=True,
+        metavar=("KIND", "NAME", "SERIES", "UNIT"),
+        help=f"KIND: one of {', '.join(KINDS)}; UNIT: CloudWatch's (Count, Seconds, None, ...)",
+    )
+    options = parser.parse_args(argv)
+    for kind, *_ in options.metric:
+        if kind not in KINDS:
+            parser.error(f"--metric: kind {kind!r} is not one of {', '.join(KINDS)}")
+    options.metric = [Metric(*fields) for fields in options.metric]
+    return options
+
+
+def main(argv: list[str]) -> None:
+    options = parse(argv)
+    publisher = Publisher(options.metric)
+    log(f"sending {len(options.metric)} metrics to {options.namespace} every {options.interval:.0f} s")
+    while True:
+        time.sleep(options.interval - time.time() % options.interval)
+        boundary = time.time() // options.interval * options.interval
+        try:
+            step(options, publisher, boundary)
+        except Exception as error:  # one failed read must never stop the agent
+            log(f"step failed: {error!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
