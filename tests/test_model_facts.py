@@ -39,7 +39,7 @@ def facts(**overrides) -> ModelFacts:
 
 
 def stub(found: ModelFacts | None):
-    return lambda model, token: found
+    return lambda model, token, revision="main": found
 
 
 def refusal(config: dict, found: ModelFacts | None = None) -> SpecError:

@@ -84,7 +84,7 @@ def test_gcp_every_vm_fetches_from_the_bucket_and_vllm_loads_the_local_copy(gcp)
     script = gcp.one(TEMPLATE).inputs["metadata"]["startup-script"]
     assert script_value(script, "WEIGHT_CACHE_URL") == gcp.one(GCS_BUCKET).outputs["url"]
     argv = shlex.split(script_value(script, "VLLM_ARGV")[1:-1])
-    assert argv[:3] == ["vllm", "serve", f"/root/.cache/huggingface/weights/{MODEL}"]
+    assert argv[:3] == ["vllm", "serve", f"/root/.cache/huggingface/weights/{MODEL}/main"]  # offline: main
     assert argv[argv.index("--served-model-name") + 1] == MODEL
     assert shellcheck(script).returncode == 0
 
