@@ -607,8 +607,8 @@ def build_spec(
 ) -> ServiceSpec:
     """Validate ``config`` (the stack's raw config) over its preset; raise SpecError on the first bad key.
 
-    ``lookup(model, hf_token, revision)`` fetches the model's facts (``model_facts.lookup``), once the config itself
-    is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
+    ``lookup(model, hf_token, revision)`` fetches the model's facts (``model_facts.lookup``), once the config
+    itself is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
     _check_secrets(config, secret_keys)
     preset, merged = effective_config(stack, config)
     _check_unknown_keys(merged, secret_keys)
@@ -701,9 +701,9 @@ def build_spec(
             raise SpecError(refusal.key, refusal.value, refusal.valid) from None
         if spec.facts is None and not COMMIT_PATTERN.match(spec.model_revision):
             pulumi.log.warn(
-                f"no commit of {model}@{spec.model_revision} is known (the Hugging Face Hub was not reached and "
-                f"no facts are cached): the weight cache is keyed by the name {spec.model_revision!r}, so the "
-                f"replicas load whatever commit it names when the first one downloads it; an up that reaches "
+                f"no commit of {model}@{spec.model_revision} is known (the Hugging Face Hub was not reached "
+                f"and no facts are cached): the weight cache is keyed by the name {spec.model_revision!r}, so "
+                f"the replicas load whatever commit it names when the first one downloads it; an up that reaches "
                 f"the Hub (or --revision <commit> in {PROJECT}:extraArgs) pins a commit"
             )
         hub_gb = spec.facts.weights_gb if spec.facts else None

@@ -1,8 +1,8 @@
 """A fake Hugging Face Hub on 127.0.0.1, for tests and offline runs of the program.
 
 It answers the two requests components/model_facts.py makes, in the Hub's shapes (huggingface_hub
-``HfApi.model_info`` / ``hf_hub_download``): ``GET /api/models/{id}/revision/{revision}?blobs=true`` (``main``,
-the commit itself or one of the model's ``tags``; 404 ``RevisionNotFound`` otherwise) and
+``HfApi.model_info`` / ``hf_hub_download``): ``GET /api/models/{id}/revision/{revision}?blobs=true``
+(``main``, the commit itself or one of the model's ``tags``; 404 ``RevisionNotFound`` otherwise) and
 ``GET /{id}/resolve/{sha}/config.json``, with the Hub's error answers (404 and ``X-Error-Code:
 RepoNotFound`` for unknown models, 401 and ``X-Error-Code: GatedRepo`` for a gated config without a
 token). ``PRESET_MODELS`` holds the models of stacks/: their config.json fields as published on the Hub,
