@@ -6,8 +6,8 @@ a stack pins in ``vllm:extraArgs``), with short timeouts:
 
 - ``GET /api/models/{id}/revision/{revision}?blobs=true`` (huggingface_hub ``HfApi.model_info(revision=...,
   files_metadata=True)``, the revision quoted with ``safe=''``): the commit ``sha`` the revision resolves
-  to, ``gated`` (``false``, ``"auto"`` or ``"manual"``), and the files with their sizes (``siblings[].size``); the ``safetensors`` field (parameter counts by dtype) when
-  the sizes are missing.
+  to, ``gated`` (``false``, ``"auto"`` or ``"manual"``), and the files with their sizes
+  (``siblings[].size``); the ``safetensors`` field (parameter counts by dtype) when the sizes are missing.
 - ``GET /{id}/resolve/{sha}/config.json``: attention heads, key/value heads and the context length, read
   the way vLLM reads them (the text config of multimodal models, e.g. Llama 4's ``text_config``).
 

@@ -699,12 +699,12 @@ def build_spec(
             spec = replace(spec, facts=lookup(model, token, spec.pinned_revision or model_facts.REVISION))
         except model_facts.HubRefusal as refusal:
             raise SpecError(refusal.key, refusal.value, refusal.valid) from None
-        if spec.facts is None and not COMMIT_PATTERN.match(spec.model_revision):
+        if spec.facts is None and not COMMIT_PATTERN.match(name := spec.model_revision):
             pulumi.log.warn(
-                f"no commit of {model}@{spec.model_revision} is known (the Hugging Face Hub was not reached "
-                f"and no facts are cached): the weight cache is keyed by the name {spec.model_revision!r}, so "
-                f"the replicas load whatever commit it names when the first one downloads it; an up that reaches "
-                f"the Hub (or --revision <commit> in {PROJECT}:extraArgs) pins a commit"
+                f"no commit of {model}@{name} is known (the Hugging Face Hub was not reached and no facts "
+                f"are cached): the weight cache is keyed by the name {name!r}, so the replicas load whatever "
+                f"commit it names when the first one downloads it; an up that reaches the Hub (or --revision "
+                f"<commit> in {PROJECT}:extraArgs) pins a commit"
             )
         hub_gb = spec.facts.weights_gb if spec.facts else None
         if hub_gb is not None and spec.model_size_gb is not None and hub_gb > spec.model_size_gb:
