@@ -888,8 +888,20 @@ def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> No
 
 def _check_disk_fits_model(spec: ServiceSpec) -> None:
     """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
-    a pod's cache volume holds only the weights (and vLLM's compile cache)."""
-    overhead = backend.get(spec.cloud).disk_overhead_gb
+    a pod's cache volume holds only the weights (and vLLM's compile cache). On a machine whose weights go
+    on its local NVMe (the platform's ``weight_storage``), the boot disk holds the OS and the image alone:
+    the NVMe arrays of the platforms' machine tables each exceed their GPUs' memory, which already bounds
+    the weights (``_check_model_facts``)."""
+    platform = backend.get(spec.cloud)
+    overhead = platform.disk_overhead_gb
+    if platform.weight_storage(spec).local:
+        if spec.disk_size_gb < overhead:
+            raise SpecError(
+                f"{PROJECT}:diskSizeGb",
+                spec.disk_size_gb,
+                f">= {overhead} (the OS and the image; the weights go on the machine's local NVMe)",
+            )
+        return
     weights = _known_weights(spec)
     if weights is not None and spec.disk_size_gb < weights[0] + overhead:
         size, source = weights
