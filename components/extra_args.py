@@ -344,3 +344,19 @@ def check_refused_flags(args: tuple[str, ...], refused: Mapping[str, str], secre
         for flag_name in refused:
             if named == flag_name or (base.startswith("--") and len(base) > 3 and flag_name.startswith(base)):
                 _refuse(refused, flag_name, token, _has_value(args, index, attached), flag_name in secrets)
+
+
+def option_value(args: tuple[str, ...], option: str) -> str | None:
+    """The value the last ``option`` in ``args`` sets (``--option value`` or ``--option=value``), as argparse
+    keeps the last one; None when it is absent or has no value. ``args`` are extraArgs that passed
+    ``check_flags``, so a flag's value is the item after it."""
+    value = None
+    for index, token in enumerate(args):
+        name, attached = _split(token) if _is_flag(token) else (None, None)
+        if name != option:
+            continue
+        if attached is not None:
+            value = attached
+        elif index + 1 < len(args) and not _is_flag(args[index + 1]):
+            value = args[index + 1]
+    return value

@@ -208,6 +208,10 @@ def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:
         args += ["--pipeline-parallel-size", str(spec.nodes), "--distributed-executor-backend", "ray"]
     if spec.max_model_len is not None:
         args += ["--max-model-len", str(spec.max_model_len)]
+    if spec.facts is not None and spec.pinned_revision is None and spec.weight_cache != "bucket":
+        # vLLM downloads from the Hub itself: every replica loads the commit the spec's facts describe, not
+        # whatever main is when it boots (with the bucket, its path is the local copy of that commit)
+        args += ["--revision", spec.facts.revision]
     return (*args, *spec.extra_args)
 
 

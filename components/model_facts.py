@@ -1,12 +1,13 @@
 """Facts about the model, from the Hugging Face Hub, checked before any resource is declared.
 
 ``lookup`` asks the Hub (``HF_ENDPOINT``, default https://huggingface.co, as huggingface_hub reads it in
-``constants.py``) two questions about the model's ``main`` branch, with short timeouts:
+``constants.py``) two questions about a revision of the model (its ``main`` branch, or the ``--revision``
+a stack pins in ``vllm:extraArgs``), with short timeouts:
 
-- ``GET /api/models/{id}/revision/main?blobs=true`` (huggingface_hub ``HfApi.model_info(revision=...,
-  files_metadata=True)``): the commit ``sha``, ``gated`` (``false``, ``"auto"`` or ``"manual"``), and the
-  files with their sizes (``siblings[].size``); the ``safetensors`` field (parameter counts by dtype) when
-  the sizes are missing.
+- ``GET /api/models/{id}/revision/{revision}?blobs=true`` (huggingface_hub ``HfApi.model_info(revision=...,
+  files_metadata=True)``, the revision quoted with ``safe=''``): the commit ``sha`` the revision resolves
+  to, ``gated`` (``false``, ``"auto"`` or ``"manual"``), and the files with their sizes
+  (``siblings[].size``); the ``safetensors`` field (parameter counts by dtype) when the sizes are missing.
 - ``GET /{id}/resolve/{sha}/config.json``: attention heads, key/value heads and the context length, read
   the way vLLM reads them (the text config of multimodal models, e.g. Llama 4's ``text_config``).
 
@@ -17,15 +18,15 @@ logged, never in a message, never in the cache.
 sizes to the weights), so a Hub that answers once and not the next time must not roll the replicas.
 Facts are a function of the commit: they are kept on disk per model with the ``sha`` they were read
 from (``.model-facts/``, gitignored; ``VLLM_MODEL_FACTS_CACHE`` moves it, an empty value turns it off),
-re-read only when ``main`` moves to another commit, and reused whenever the Hub cannot be reached
+re-read only when the revision moves to another commit, and reused whenever the Hub cannot be reached
 (connection refused, timeout, 5xx, malformed answer) or ``HF_HUB_OFFLINE`` is set. Only the first run on
 a machine that has never reached the Hub for this model falls back to the config (``vllm:modelSizeGb``,
 else the GPU-memory estimate), with a warning; setting ``vllm:modelSizeGb`` pins the budget whatever
 the Hub says, and always wins over the Hub's size for the budget.
 
 Refusals (``HubRefusal``, turned into ``SpecError`` by components/spec.py) are the answers that are
-about the config, not the network: 404 (no such model: ``vllm:model``), 401/403 (gated or private:
-``vllm:hfToken``).
+about the config, not the network: 404 (no such model: ``vllm:model``; ``X-Error-Code: RevisionNotFound``,
+no such branch, tag or commit: ``vllm:extraArgs``), 401/403 (gated or private: ``vllm:hfToken``).
 """
 
 from __future__ import annotations
@@ -105,17 +106,19 @@ class HubUnavailable(Exception):
 Warn = Callable[[str], None]
 
 
-def lookup(model: str, token: str | None, warn: Warn = pulumi.log.warn) -> ModelFacts | None:
-    """The facts of ``model``'s main branch, from the Hub or, when it cannot answer, from the cache; None
-    (after a warning) when neither knows. Raises HubRefusal for a model that does not exist or that the
-    token cannot read."""
-    cached = _read_cache(model)
+def lookup(
+    model: str, token: str | None, revision: str = REVISION, warn: Warn = pulumi.log.warn
+) -> ModelFacts | None:
+    """The facts of ``model`` at ``revision`` (a branch, tag or commit; ``main`` unless the stack pins one),
+    from the Hub or, when it cannot answer, from the cache; None (after a warning) when neither knows.
+    Raises HubRefusal for a model or revision that does not exist, or that the token cannot read."""
+    cached = _read_cache(model, revision)
     if _offline():
         if cached is None:
             warn(f"HF_HUB_OFFLINE is set and no facts of {model} are cached: checks fall back to the config")
         return cached
     try:
-        return _ask_hub(model, token, cached)
+        return _ask_hub(model, token, cached, revision)
     except HubUnavailable as reason:
         if cached is not None:
             warn(
@@ -140,10 +143,18 @@ def _offline() -> bool:
     return value.upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelFacts:
+def _ask_hub(
+    model: str, token: str | None, cached: ModelFacts | None, revision: str = REVISION
+) -> ModelFacts:
     known_token = token.strip() if token not in (None, UNKNOWN_TOKEN) else None
-    url = f"{endpoint()}/api/models/{model}/revision/{REVISION}"
+    url = f"{endpoint()}/api/models/{model}/revision/{quote(revision, safe='')}"
     status, error_code, info = _get_json(url, known_token, {"blobs": "true"})
+    if status == 404 and error_code == "RevisionNotFound":
+        raise HubRefusal(
+            "vllm:extraArgs",
+            f"--revision {revision}",
+            f"a branch, tag or commit of {model} on the Hugging Face Hub (not found)",
+        )
     _refuse(status, model, token, error_code)
     if not isinstance(info, dict):
         raise HubUnavailable("malformed model info")
@@ -171,7 +182,7 @@ def _ask_hub(model: str, token: str | None, cached: ModelFacts | None) -> ModelF
     except (TypeError, ValueError, AttributeError, KeyError):
         raise HubUnavailable("malformed config.json") from None
     facts = ModelFacts(model, sha, gated, weights_gb, heads, kv_heads, context)
-    _write_cache(facts)
+    _write_cache(facts, revision)
     return facts
 
 
@@ -309,13 +320,15 @@ def cache_dir() -> Path | None:
     return Path(configured) if configured.strip() else None
 
 
-def _cache_file(model: str) -> Path | None:
+def _cache_file(model: str, revision: str = REVISION) -> Path | None:
+    """One file per model and revision asked for (``main``'s name has no revision in it)."""
     directory = cache_dir()
-    return None if directory is None else directory / f"{quote(model, safe='')}.json"
+    pinned = "" if revision == REVISION else f"@{quote(revision, safe='')}"
+    return None if directory is None else directory / f"{quote(model, safe='')}{pinned}.json"
 
 
-def _read_cache(model: str) -> ModelFacts | None:
-    path = _cache_file(model)
+def _read_cache(model: str, revision: str = REVISION) -> ModelFacts | None:
+    path = _cache_file(model, revision)
     try:
         data = json.loads(path.read_text()) if path is not None else None
         facts = ModelFacts(**data) if isinstance(data, dict) else None
@@ -324,9 +337,9 @@ def _read_cache(model: str) -> ModelFacts | None:
     return facts if facts is not None and facts.model == model else None
 
 
-def _write_cache(facts: ModelFacts) -> None:
+def _write_cache(facts: ModelFacts, revision: str = REVISION) -> None:
     """Atomically (a half-written file would be read as no cache); a read-only checkout just has none."""
-    path = _cache_file(facts.model)
+    path = _cache_file(facts.model, revision)
     if path is None:
         return
     try:

@@ -38,7 +38,7 @@ import yaml
 from components import backend, capacity, catalog, model_facts, sdk_internals
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
-from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags
+from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags, option_value
 from components.model_facts import ModelFacts
 
 PROJECT = "vllm"
@@ -153,6 +153,19 @@ class ServiceSpec:
     domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
     dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
     weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
+
+    @property
+    def pinned_revision(self) -> str | None:
+        """``--revision`` in vllm:extraArgs: the branch, tag or commit of the model the stack pins."""
+        return option_value(self.extra_args, "--revision")
+
+    @property
+    def model_revision(self) -> str:
+        """The revision the replicas load, which keys the weight cache: the commit the Hub resolved the
+        pinned revision (else ``main``) to, else the pinned name, else ``main`` (build_spec warns then)."""
+        if self.facts is not None:
+            return self.facts.revision
+        return self.pinned_revision or model_facts.REVISION
 
     @property
     def name(self) -> str:
@@ -480,6 +493,25 @@ def _check_multi_node_split(cloud: str, gpu: Gpu, nodes: int) -> None:
         )
 
 
+#: A Hub commit id (``ModelInfo.sha``): 40 lowercase hex digits.
+COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+#: A revision the weight cache can be keyed by: a git branch, tag or commit name as the Hub serves them
+#: (``refs/pr/1`` included), never ``..`` (git check-ref-format refuses it in a name; here it would also
+#: climb out of the cache's paths).
+REVISION_PATTERN = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def _check_revision(args: tuple[str, ...]) -> None:
+    """``--revision`` names the model's files in the weight cache's paths (bucket and disk)."""
+    revision = option_value(args, "--revision")
+    if revision is not None and not REVISION_PATTERN.match(revision):
+        raise SpecError(
+            f"{PROJECT}:extraArgs",
+            f"--revision {revision}",
+            "a branch, tag or commit of the model: letters, digits and . _ - / (no ..), e.g. --revision main",
+        )
+
+
 def _check_extra_args(args: tuple[str, ...], image: str) -> None:
     """Check extraArgs as the image's ``vllm serve`` would read them (components/extra_args.py). An image of
     another vLLM version than the flag list's, whose flags are not known here, gets only the refusals."""
@@ -571,12 +603,12 @@ def build_spec(
     stack: str,
     config: Mapping[str, str],
     secret_keys: frozenset[str] = frozenset(),
-    lookup: Callable[[str, str | None], ModelFacts | None] | None = None,
+    lookup: Callable[[str, str | None, str], ModelFacts | None] | None = None,
 ) -> ServiceSpec:
     """Validate ``config`` (the stack's raw config) over its preset; raise SpecError on the first bad key.
 
-    ``lookup(model, hf_token)`` fetches the model's facts (``model_facts.lookup``), once the config itself
-    is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
+    ``lookup(model, hf_token, revision)`` fetches the model's facts (``model_facts.lookup``), once the config
+    itself is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
     _check_secrets(config, secret_keys)
     preset, merged = effective_config(stack, config)
     _check_unknown_keys(merged, secret_keys)
@@ -621,6 +653,7 @@ def build_spec(
     _check_image_fits_hardware(image, gpu)
     extra_args = read.string_list("extraArgs")
     _check_extra_args(extra_args, image)
+    _check_revision(extra_args)
     allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
     domain, dns_zone = _read_domain(read, platform)
 
@@ -656,9 +689,17 @@ def build_spec(
     hf_token = _present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:
         try:
-            spec = replace(spec, facts=lookup(model, None if hf_token is None else str(hf_token)))
+            token = None if hf_token is None else str(hf_token)
+            spec = replace(spec, facts=lookup(model, token, spec.pinned_revision or model_facts.REVISION))
         except model_facts.HubRefusal as refusal:
             raise SpecError(refusal.key, refusal.value, refusal.valid) from None
+        if spec.facts is None and not COMMIT_PATTERN.match(name := spec.model_revision):
+            pulumi.log.warn(
+                f"no commit of {model}@{name} is known (the Hugging Face Hub was not reached and no facts "
+                f"are cached): the weight cache is keyed by the name {name!r}, so the replicas load whatever "
+                f"commit it names when the first one downloads it; an up that reaches the Hub (or --revision "
+                f"<commit> in {PROJECT}:extraArgs) pins a commit"
+            )
         hub_gb = spec.facts.weights_gb if spec.facts else None
         if hub_gb is not None and spec.model_size_gb is not None and hub_gb > spec.model_size_gb:
             pulumi.log.warn(
@@ -847,8 +888,20 @@ def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> No
 
 def _check_disk_fits_model(spec: ServiceSpec) -> None:
     """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
-    a pod's cache volume holds only the weights (and vLLM's compile cache)."""
-    overhead = backend.get(spec.cloud).disk_overhead_gb
+    a pod's cache volume holds only the weights (and vLLM's compile cache). On a machine whose weights go
+    on its local NVMe (the platform's ``weight_storage``), the boot disk holds the OS and the image alone:
+    the NVMe arrays of the platforms' machine tables each exceed their GPUs' memory, which already bounds
+    the weights (``_check_model_facts``)."""
+    platform = backend.get(spec.cloud)
+    overhead = platform.disk_overhead_gb
+    if platform.weight_storage(spec).local:
+        if spec.disk_size_gb < overhead:
+            raise SpecError(
+                f"{PROJECT}:diskSizeGb",
+                spec.disk_size_gb,
+                f">= {overhead} (the OS and the image; the weights go on the machine's local NVMe)",
+            )
+        return
     weights = _known_weights(spec)
     if weights is not None and spec.disk_size_gb < weights[0] + overhead:
         size, source = weights

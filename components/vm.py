@@ -164,8 +164,9 @@ def has_local_nvme(spec: ServiceSpec) -> bool:
 
 
 def cached_model_dir(spec: ServiceSpec) -> str:
-    """Where a node keeps the model's files, relative to the HF cache (host and container alike)."""
-    return f"weights/{spec.model}"
+    """Where a node keeps the model's files, relative to the HF cache (host and container alike): by model
+    and revision, as the bucket does (weight_cache.sh), so another commit is never read as this one."""
+    return f"weights/{spec.model}/{spec.model_revision}"
 
 
 def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
@@ -179,6 +180,7 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
     wait = min(fill, launch.probes.startup_seconds - BASE_STARTUP_SECONDS) if role == "serve" else 0
     settings = {
         "WEIGHT_CACHE_MODEL": spec.model,
+        "WEIGHT_CACHE_REVISION": spec.model_revision,
         "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
         "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,

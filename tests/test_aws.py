@@ -296,7 +296,7 @@ def test_a_pinned_ami_is_booted_as_is_with_its_own_root_device():
 def test_the_root_volume_is_encrypted_gp3_of_the_configured_size_on_the_amis_root_device(h100):
     (mapping,) = h100.one(TEMPLATE).inputs["blockDeviceMappings"]
     assert mapping["deviceName"] == "/dev/sda1"
-    assert mapping["ebs"]["volumeType"] == "gp3" and mapping["ebs"]["volumeSize"] == 600
+    assert mapping["ebs"]["volumeType"] == "gp3" and mapping["ebs"]["volumeSize"] == 200  # the weights: NVMe
     assert mapping["ebs"]["encrypted"] == "true"
     assert mapping["ebs"]["throughput"] >= 250  # the load budget assumes ~200 MB/s of weights
 

@@ -39,7 +39,7 @@ def facts(**overrides) -> ModelFacts:
 
 
 def stub(found: ModelFacts | None):
-    return lambda model, token: found
+    return lambda model, token, revision="main": found
 
 
 def refusal(config: dict, found: ModelFacts | None = None) -> SpecError:
@@ -184,9 +184,9 @@ def test_max_model_len_beyond_the_models_context_is_refused():
 
 
 def test_a_disk_smaller_than_the_hubs_weights_is_refused():
-    config = {**GCP_L4, "vllm:gpu": "H100:8", "vllm:diskSizeGb": "200"}
-    error = refusal(config, facts(weights_gb=400))
-    assert error.key == "vllm:diskSizeGb" and ">= 430" in str(error)
+    config = {**GCP_L4, "vllm:gpu": "A100:8", "vllm:diskSizeGb": "200"}  # a2-highgpu-8g: no local SSD
+    error = refusal(config, facts(weights_gb=250))
+    assert error.key == "vllm:diskSizeGb" and ">= 280" in str(error)
 
 
 @pytest.mark.parametrize("preset", available_presets())

@@ -16,6 +16,7 @@ from components import scripts
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 MODEL = "acme/tiny-llm"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
 WEIGHTS = b"w" * 4096
 DEADLINE_SECONDS = 120  # a loaded 2-core machine; the protocol itself takes a second or two
 
@@ -86,16 +87,17 @@ case "$command" in
 esac
 """
 
-#: hf download MODEL --local-dir DIR: records the download, takes a moment (the race window), writes files.
+#: hf download MODEL --revision REV --local-dir DIR: records the download and its revision, takes a moment
+#: (the race window), writes files.
 HF = r"""
 set -euo pipefail
-[ "$1" = download ] && [ "$3" = --local-dir ] || exit 2
-echo "$2 $(hostname)" >>"$BUCKETS/.hub-downloads"
+[ "$1" = download ] && [ "$3" = --revision ] && [ "$5" = --local-dir ] || exit 2
+echo "$2@$4 $(hostname)" >>"$BUCKETS/.hub-downloads"
 sleep 1
-mkdir -p "$4/.cache/huggingface"
-echo '{"model_type": "llama"}' >"$4/config.json"
-head -c 4096 /dev/zero | tr '\0' w >"$4/model.safetensors"
-echo metadata >"$4/.cache/huggingface/model.safetensors.metadata"
+mkdir -p "$6/.cache/huggingface"
+echo '{"model_type": "llama"}' >"$6/config.json"
+head -c 4096 /dev/zero | tr '\0' w >"$6/model.safetensors"
+echo metadata >"$6/.cache/huggingface/model.safetensors.metadata"
 """
 
 
@@ -119,6 +121,7 @@ def env_for(buckets: Path, url: str, replica: str, **settings: str) -> dict[str,
         "BUCKETS": str(buckets),
         "WEIGHT_CACHE_URL": url,
         "WEIGHT_CACHE_MODEL": MODEL,
+        "WEIGHT_CACHE_REVISION": REVISION,
         "WEIGHT_CACHE_DIR": str(buckets.parent / replica / "weights"),
         "WEIGHT_CACHE_POLL_SECONDS": "1",
         "WEIGHT_CACHE_REGION": "us-east-1",
@@ -153,8 +156,8 @@ def has_the_weights(env: dict[str, str]) -> bool:
     return weights.exists() and weights.read_bytes() == WEIGHTS
 
 
-def prefix(buckets: Path, url: str) -> Path:
-    return buckets / url.split("://")[1] / MODEL
+def prefix(buckets: Path, url: str, revision: str = REVISION) -> Path:
+    return buckets / url.split("://")[1] / MODEL / revision
 
 
 def fill_by_hand(buckets: Path, url: str, marker_size: int = len(WEIGHTS)) -> None:
@@ -283,11 +286,28 @@ def test_the_gcs_lock_is_a_generation_precondition(buckets):
     fetch(env_for(buckets, "gs://vllm-weights-test", "a"))
     calls = (buckets / ".gcloud-calls").read_text()
     assert "storage cp --quiet --if-generation-match=0 " in calls
-    assert f"gs://vllm-weights-test/{MODEL}/.lock" in calls
+    assert f"gs://vllm-weights-test/{MODEL}/{REVISION}/.lock" in calls
 
 
 def test_the_s3_lock_is_a_put_if_none_match(buckets):
     fetch(env_for(buckets, "s3://vllm-weights-test", "a"))
     calls = (buckets / ".aws-calls").read_text()
-    assert f"--bucket vllm-weights-test --key {MODEL}/.lock" in calls
+    assert f"--bucket vllm-weights-test --key {MODEL}/{REVISION}/.lock" in calls
     assert "--if-none-match *" in calls
+
+
+@URLS
+def test_the_hub_download_asks_for_the_revision_the_bucket_is_keyed_by(buckets, url):
+    fetch(env_for(buckets, url, "a"))
+    assert [line.split()[0] for line in hub_downloads(buckets)] == [f"{MODEL}@{REVISION}"]
+    assert (prefix(buckets, url) / ".complete").exists()
+
+
+@URLS
+def test_a_fill_of_another_revision_is_not_copied(buckets, url):
+    fill_by_hand(buckets, url)  # the files of REVISION
+    newer = "fedcba9876543210fedcba9876543210fedcba98"
+    output = fetch(env_for(buckets, url, "a", WEIGHT_CACHE_REVISION=newer))
+    assert [line.split()[0] for line in hub_downloads(buckets)] == [f"{MODEL}@{newer}"]
+    assert "lock taken" in output
+    assert (prefix(buckets, url, newer) / ".lock").exists()

@@ -18,7 +18,7 @@ import pytest
 from components import launch, scripts, vm
 from components.aws.weight_cache import BUCKET_PREFIX_MAX
 from components.launch import launch_spec
-from components.spec import SpecError, build_spec
+from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, build_spec
 from components.vm import bootstrap_script
 from policy import validators as policy_validators
 from tests.harness import Run, run_program
@@ -84,7 +84,7 @@ def test_gcp_every_vm_fetches_from_the_bucket_and_vllm_loads_the_local_copy(gcp)
     script = gcp.one(TEMPLATE).inputs["metadata"]["startup-script"]
     assert script_value(script, "WEIGHT_CACHE_URL") == gcp.one(GCS_BUCKET).outputs["url"]
     argv = shlex.split(script_value(script, "VLLM_ARGV")[1:-1])
-    assert argv[:3] == ["vllm", "serve", f"/root/.cache/huggingface/weights/{MODEL}"]
+    assert argv[:3] == ["vllm", "serve", f"/root/.cache/huggingface/weights/{MODEL}/main"]  # offline: main
     assert argv[argv.index("--served-model-name") + 1] == MODEL
     assert shellcheck(script).returncode == 0
 
@@ -207,11 +207,11 @@ def test_the_weights_are_fetched_before_vllm_starts_into_the_mounted_cache(sandb
     assert result.returncode == 0, result.stderr
     env = dict(line.split("=", 1) for line in (Path(sandbox["TMP"]) / "fetch-env").read_text().splitlines())
     assert env["WEIGHT_CACHE_URL"] == "gs://vllm-weights-0a1b2c3"
-    assert env["WEIGHT_CACHE_DIR"] == f"{sandbox['VLLM_HF_CACHE']}/weights/{MODEL}"
+    assert env["WEIGHT_CACHE_DIR"] == f"{sandbox['VLLM_HF_CACHE']}/weights/{MODEL}/main"
     assert env["WEIGHT_CACHE_ENV_FILE"] == sandbox["VLLM_SECRETS_FILE"]  # the HF token, for the Hub
     assert env["WEIGHT_CACHE_IMAGE"] == "vllm/vllm-openai:v0.33.0"
     argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
-    assert f"/root/.cache/huggingface/weights/{MODEL}" in argv  # the local copy, in the mounted cache
+    assert f"/root/.cache/huggingface/weights/{MODEL}/main" in argv  # the local copy, in the mounted cache
 
 
 def test_a_failed_fetch_does_not_start_vllm(sandbox):  # noqa: F811
@@ -420,3 +420,54 @@ def test_the_policy_pack_finds_the_stacks_buckets_private(gcp, aws):
 )
 def test_the_policy_pack_refuses_a_bucket_made_public(resource_type, props):
     assert policy_validators.bucket_violations(resource_type, props) != []
+
+
+# --- the boot disk on local NVMe machines ----------------------------------------------------------------
+
+
+def gcp_boot_disk_gb(run: Run) -> int:
+    return run.one(TEMPLATE).inputs["disks"][0]["diskSizeGb"]
+
+
+def aws_root_volume_gb(run: Run) -> int:
+    return run.one(LAUNCH_TEMPLATE).inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"]
+
+
+def test_gcp_nvme_presets_boot_disk_is_the_default_not_the_weights(gcp):
+    assert vm.has_local_nvme(build_spec("gcp-h100", {}))
+    assert gcp_boot_disk_gb(gcp) == DEFAULT_DISK_SIZE_GB  # 422 GB of weights go on the local SSDs
+
+
+def test_aws_nvme_presets_root_volume_is_the_default_not_the_weights(aws):
+    assert vm.has_local_nvme(build_spec("aws-h100", {}))
+    assert aws_root_volume_gb(aws) == DEFAULT_DISK_SIZE_GB
+
+
+def test_a_disk_size_the_user_sets_still_wins_on_local_nvme():
+    run = run_program("aws-h100", {"vllm:diskSizeGb": "120"}, secrets=SECRETS)
+    assert aws_root_volume_gb(run) == 120
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_on_local_nvme_a_boot_disk_smaller_than_the_weights_is_accepted(stack):
+    assert build_spec(stack, {"vllm:modelSizeGb": "422", "vllm:diskSizeGb": "60"}).disk_size_gb == 60
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_on_local_nvme_the_boot_disk_still_holds_the_os_and_the_image(stack):
+    with pytest.raises(SpecError) as refused:
+        build_spec(stack, {"vllm:diskSizeGb": "25"})
+    assert refused.value.key == "vllm:diskSizeGb" and "local NVMe" in refused.value.valid
+
+
+@pytest.mark.parametrize(("cloud", "gpu"), [("gcp", "A100:8"), ("aws", "L4:1")])
+def test_without_local_nvme_the_boot_disk_must_hold_the_weights(cloud, gpu):
+    config = {"vllm:cloud": cloud, "vllm:gpu": gpu, "vllm:model": "Qwen/Qwen3-8B", "vllm:modelSizeGb": "16"}
+    with pytest.raises(SpecError) as refused:
+        build_spec("plain", {**config, "vllm:diskSizeGb": "40"})
+    assert refused.value.key == "vllm:diskSizeGb" and ">= 46" in refused.value.valid
+
+
+def test_without_local_nvme_the_declared_boot_disk_keeps_its_size():
+    config = {"vllm:cloud": "gcp", "gcp:project": "p", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
+    assert gcp_boot_disk_gb(run_program("plain", config, secrets=SECRETS)) == DEFAULT_DISK_SIZE_GB

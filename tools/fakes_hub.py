@@ -1,7 +1,8 @@
 """A fake Hugging Face Hub on 127.0.0.1, for tests and offline runs of the program.
 
 It answers the two requests components/model_facts.py makes, in the Hub's shapes (huggingface_hub
-``HfApi.model_info`` / ``hf_hub_download``): ``GET /api/models/{id}/revision/main?blobs=true`` and
+``HfApi.model_info`` / ``hf_hub_download``): ``GET /api/models/{id}/revision/{revision}?blobs=true``
+(``main``, the commit itself or one of the model's ``tags``; 404 ``RevisionNotFound`` otherwise) and
 ``GET /{id}/resolve/{sha}/config.json``, with the Hub's error answers (404 and ``X-Error-Code:
 RepoNotFound`` for unknown models, 401 and ``X-Error-Code: GatedRepo`` for a gated config without a
 token). ``PRESET_MODELS`` holds the models of stacks/: their config.json fields as published on the Hub,
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 GB = 10**9
 
@@ -30,6 +31,7 @@ class FakeModel:
     gated: bool = False
     shards: int = 4
     extra_files: dict[str, int] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # branch or tag names that, like main, resolve to the model's one commit
 
     def sha(self, model: str) -> str:
         return hashlib.sha1(f"{model}:{json.dumps(self.config, sort_keys=True)}".encode()).hexdigest()
@@ -154,11 +156,13 @@ class FakeHub:
         if self.failure == "slow":
             time.sleep(self.slow_seconds)
         parts = urlsplit(path).path.strip("/").split("/")
-        if parts[:2] == ["api", "models"] and parts[-2:] == ["revision", "main"]:
-            model_id = "/".join(parts[2:-2])
+        if parts[:2] == ["api", "models"] and len(parts) >= 5 and parts[-2] == "revision":
+            model_id, revision = "/".join(parts[2:-2]), unquote(parts[-1])
             model = self.models.get(model_id)
             if model is None:
                 return 404, {"X-Error-Code": "RepoNotFound"}, b'{"error": "Repository not found"}'
+            if revision not in ("main", model.sha(model_id), *model.tags):
+                return 404, {"X-Error-Code": "RevisionNotFound"}, b'{"error": "Invalid rev id"}'
             info = {
                 "id": model_id,
                 "sha": model.sha(model_id),

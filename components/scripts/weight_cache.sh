@@ -5,7 +5,8 @@
 #
 #   weight_cache.sh fetch
 #
-# Protocol, over objects under WEIGHT_CACHE_URL/<model>/:
+# Protocol, over objects under WEIGHT_CACHE_URL/<model>/<revision>/ (a commit, so a model updated on the Hub is
+# a new prefix, filled anew, never served from an older fill):
 #   .lock       created only if absent (a conditional create: GCS generation precondition 0, S3 If-None-Match
 #               '*'), so exactly one replica fills the cache; it holds "<host> <epoch seconds>".
 #   files/...   the model's files, as `hf download --local-dir` writes them.
@@ -19,6 +20,7 @@
 #
 #   WEIGHT_CACHE_URL           gs://BUCKET or s3://BUCKET                                          (required)
 #   WEIGHT_CACHE_MODEL         the Hub model id, e.g. meta-llama/Llama-3.1-8B-Instruct            (required)
+#   WEIGHT_CACHE_REVISION      the branch, tag or commit downloaded (hf download --revision)       (required)
 #   WEIGHT_CACHE_DIR           local directory the files land in (vLLM's model path)              (required)
 #   WEIGHT_CACHE_WAIT_SECONDS  longest wait for another replica's fill                                [3600]
 #   WEIGHT_CACHE_LOCK_SECONDS  age after which a lock without a marker is stale                      [7200]
@@ -34,6 +36,7 @@ set -euo pipefail
 
 readonly URL=${WEIGHT_CACHE_URL:?WEIGHT_CACHE_URL: gs://BUCKET or s3://BUCKET}
 readonly MODEL=${WEIGHT_CACHE_MODEL:?WEIGHT_CACHE_MODEL: the Hub model id}
+readonly REVISION=${WEIGHT_CACHE_REVISION:?WEIGHT_CACHE_REVISION: a branch, tag or commit of the model}
 readonly DIR=${WEIGHT_CACHE_DIR:?WEIGHT_CACHE_DIR: where the files land}
 readonly WAIT_SECONDS=${WEIGHT_CACHE_WAIT_SECONDS:-3600}
 readonly LOCK_SECONDS=${WEIGHT_CACHE_LOCK_SECONDS:-7200}
@@ -42,7 +45,7 @@ readonly IMAGE=${WEIGHT_CACHE_IMAGE:-}
 readonly ENV_FILE=${WEIGHT_CACHE_ENV_FILE:-}
 readonly REGION=${WEIGHT_CACHE_REGION:-}
 readonly PATH_FILE=${WEIGHT_CACHE_PATH_FILE:-/dev/null}
-readonly PREFIX="${URL%/}/$MODEL"
+readonly PREFIX="${URL%/}/$MODEL/$REVISION"
 readonly LOCAL_MARKER="$DIR/.weight-cache-complete"
 SCRATCH=$(mktemp -d)
 readonly SCRATCH
@@ -119,14 +122,15 @@ matches() {
 }
 
 hub_download() {
-  log "downloading $MODEL from the Hugging Face Hub"
+  log "downloading $MODEL@$REVISION from the Hugging Face Hub"
   echo hub >"$PATH_FILE"
   mkdir -p "$DIR"
   if [ -n "$IMAGE" ]; then
     docker run --rm --network host ${ENV_FILE:+--env-file "$ENV_FILE"} --env HF_XET_HIGH_PERFORMANCE=1 \
-      --volume "$DIR:$DIR" --entrypoint hf "$IMAGE" download "$MODEL" --local-dir "$DIR" >/dev/null
+      --volume "$DIR:$DIR" --entrypoint hf "$IMAGE" download "$MODEL" --revision "$REVISION" --local-dir "$DIR" \
+      >/dev/null
   else
-    hf download "$MODEL" --local-dir "$DIR" >/dev/null
+    hf download "$MODEL" --revision "$REVISION" --local-dir "$DIR" >/dev/null
   fi
   listing >"$LOCAL_MARKER"
 }
