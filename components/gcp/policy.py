@@ -44,7 +44,7 @@ GROUPS: Final = frozenset(
         "gcp:compute/instanceGroupManager:InstanceGroupManager",
     }
 )
-#: Regional templates: the GPU budget reads them; the autohealing policy reads global ones (TEMPLATE).
+#: Instance templates, global and regional, as the GPU budget reads them (autohealing reads TEMPLATE).
 TEMPLATES: Final = frozenset({TEMPLATE, "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"})
 AUTOSCALERS: Final = frozenset(
     {"gcp:compute/regionAutoscaler:RegionAutoscaler", "gcp:compute/autoscaler:Autoscaler"}
