@@ -1,8 +1,9 @@
 """CrossGuard policy pack: the project's standards, enforced by ``pulumi preview --policy-pack policy``.
 
-The rules live in validators.py (what every platform shares) and in each platform's
-``components/<platform>/policy.py`` (its scanners), as pure functions unit-tested in tests/test_policy.py;
-this file only adapts Pulumi's policy SDK to them. Every policy is mandatory (a violation fails the preview
+The rules live in validators.py and gpu_budget.py (what every platform shares) and in each platform's
+``components/<platform>/policy.py`` (its scanners and its own policies, found through the platform
+registry), as pure functions unit-tested in tests/test_policy.py; this file only adapts Pulumi's policy SDK
+to them and names no platform. Every policy is mandatory (a violation fails the preview
 or update), but the advisory on a plain-HTTP endpoint, which only warns.
 
 Pulumi runs this file from policy/ in its own venv (policy/venv, from requirements.txt here), with
@@ -34,7 +35,6 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from components.aws import policy as aws_policy
 from policy import gpu_budget, validators
 
 
@@ -81,41 +81,25 @@ def stack_resources(args: StackValidationArgs) -> list[validators.StackResource]
     ]
 
 
-def validate_autohealing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for urn, message in validators.autohealing_violations(stack_resources(args)):
-        report_violation(message, urn)
+def stack_policy(
+    name: str, description: str, check: validators.StackCheck, **options: Any
+) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for urn, message in check(stack_resources(args)):
+            report_violation(message, urn)
 
-
-def validate_mixed_templates(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for urn, message in aws_policy.aws_mixed_template_violations(stack_resources(args)):
-        report_violation(message, urn)
+    return StackValidationPolicy(name=name, description=description, validate=validate, **options)
 
 
 def validate_gpu_budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     """An autoscaled service's upper bound within the configured GPU budget (policy/gpu_budget.py)."""
-    resources = [
-        validators.StackResource(
-            type=resource.resource_type,
-            urn=resource.urn,
-            props=plain(resource.props),
-            property_dependencies={
-                prop: tuple(dependency.urn for dependency in dependencies)
-                for prop, dependencies in resource.property_dependencies.items()
-            },
-        )
-        for resource in args.resources
-    ]
     budget = int(args.get_config().get(gpu_budget.CONFIG_KEY, gpu_budget.DEFAULT_MAX_GPUS))
-    for urn, message in gpu_budget.gpu_budget_violations(resources, budget):
+    for urn, message in gpu_budget.gpu_budget_violations(stack_resources(args), budget):
         report_violation(message, urn)
 
 
 def validate_cleartext(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    resources = [
-        validators.StackResource(type=resource.resource_type, urn=resource.urn, props=plain(resource.props))
-        for resource in args.resources
-    ]
-    for urn, message in validators.cleartext_endpoint_violations(resources):
+    for urn, message in validators.cleartext_endpoint_violations(stack_resources(args)):
         report_violation(message, urn)
 
 
@@ -142,9 +126,8 @@ PolicyPack(
             validators.public_path_violations,
         ),
         resource_policy(
-            "weight-cache-buckets-private",
-            "The stack's weight cache bucket is private: GCS uniform bucket-level access and public access "
-            "prevention enforced, no grant to allUsers or allAuthenticatedUsers; S3 Block Public Access on.",
+            validators.PRIVATE_BUCKETS,
+            validators.described(validators.PRIVATE_BUCKETS, "The stack's weight cache bucket is private"),
             validators.bucket_violations,
         ),
         # Each platform's own rules (components/<platform>/policy.py: POLICIES), in registry order.
@@ -152,12 +135,14 @@ PolicyPack(
             resource_policy(policy.name, policy.description, policy.check)
             for policy in validators.platform_policies()
         ),
-        StackValidationPolicy(
-            name="gpu-vms-autoheal",
-            description="Every GPU VM runs in a group that health-checks it and replaces failed replicas: "
-            "GCP managed instance groups with autoHealingPolicies (Ray workers included), AWS Auto Scaling "
-            "groups (EC2 health plus the on-instance health agent); no standalone GPU instances.",
-            validate=validate_autohealing,
+        stack_policy(
+            validators.AUTOHEALING_POLICY,
+            validators.described(
+                validators.AUTOHEALING_POLICY,
+                "Every GPU VM runs in a group that health-checks it and replaces failed replicas, never as a "
+                "standalone instance",
+            ),
+            validators.autohealing_violations,
         ),
         StackValidationPolicy(
             name="autoscaled-gpu-budget",
@@ -175,9 +160,8 @@ PolicyPack(
             ),
         ),
         resource_policy(
-            "https-tls-1-2-or-later",
-            "HTTPS fronts accept TLS 1.2 or later only: GCP HTTPS proxies carry an SSL policy of "
-            "minTlsVersion TLS_1_2+, ALB HTTPS listeners a TLS 1.2+ security policy.",
+            validators.WEAK_TLS,
+            validators.described(validators.WEAK_TLS, "HTTPS fronts accept TLS 1.2 or later only"),
             validators.weak_tls_violations,
         ),
         StackValidationPolicy(
@@ -187,11 +171,10 @@ PolicyPack(
             validate=validate_cleartext,
             enforcement_level=EnforcementLevel.ADVISORY,
         ),
-        StackValidationPolicy(
-            name="aws-mixed-instances-template-asks-no-market",
-            description="A launch template used by a mixed instances Auto Scaling group requests no spot "
-            "market itself (AWS refuses the pair at update time, after a clean preview).",
-            validate=validate_mixed_templates,
+        # Each platform's own stack rules (components/<platform>/policy.py: STACK_POLICIES), by registry.
+        *(
+            stack_policy(policy.name, policy.description, policy.check)
+            for policy in validators.platform_stack_policies()
         ),
     ],
 )

@@ -5,17 +5,29 @@ public paths, ``UNKNOWN``, the autohealing stack policy's frame) and iterates th
 (``components.backend``) for the rest: each platform's scanners live in ``components/<platform>/policy.py``,
 pure functions over plain property dicts that import no cloud SDK. That module fulfils this contract:
 
-- ``SCANNERS: Mapping[str, Mapping[str, Scanner]]``: for each shared policy (``SECRETS``, ``EXPOSURE``,
-  ``PUBLIC_PATHS``) it takes part in, the platform's resource types it reads, each with its scanner
-  (properties in, violation messages out). Resource types are the platform's own (``gcp:compute/...``).
+- ``SCANNERS: Mapping[str, Mapping[str, Scanner]]``: for each shared resource policy (``SHARED_POLICIES``)
+  it takes part in, the platform's resource types it reads, each with its scanner (properties in, violation
+  messages out). Resource types are the platform's own (``gcp:compute/...``).
+- ``DESCRIPTIONS: Mapping[str, str]``: for a shared policy whose description says what each platform's
+  resources must be (``PRIVATE_BUCKETS``, ``WEAK_TLS``, ``AUTOHEALING_POLICY``), this platform's part,
+  naming its own resources (``described`` joins them).
 - ``POLICIES: Sequence[PlatformPolicy]``: the platform's own resource policies (name, description and a
-  check over any resource type), e.g. rules its API enforces only at ``pulumi up``. Names are unique
-  across platforms.
+  check over any resource type), e.g. rules its API enforces only at ``pulumi up``.
+- ``STACK_POLICIES: Sequence[PlatformStackPolicy]``: the platform's own stack policies (a check over every
+  resource of the stack), e.g. pairs of resources its API refuses only at ``pulumi up``. Policy names are
+  unique across platforms.
 - ``AUTOHEALING: Autohealing | None``: what the ``gpu-vms-autoheal`` stack policy needs to know of its GPU
   VMs (which resources are GPU templates, groups and standalone VMs, how a group names its template,
   whether a group heals); None where the platform's own controllers replace what fails.
+- ``PUBLIC_HTTP: Callable[[Sequence[StackResource]], list[StackResource]] | None``: the stack's
+  internet-facing load balancers when nothing of the stack serves HTTPS (the ``endpoint-serves-https``
+  advisory); None where the platform has no public endpoint of its own.
+- ``GPU_BUDGET: Mapping[str, gpu_budget.Bound]``: its autoscalers' resource types, each with how to find
+  the autoscaler's upper bound (max replicas, GPUs per replica) in the stack (policy/gpu_budget.py).
 - ``SECRET_REFERENCE: re.Pattern[str] | None``: what a pointer into its secret store looks like (a Secret
   Manager resource name, a Secrets Manager ARN): a value that names a secret without holding it.
+
+No module outside ``components/<platform>/`` names a platform's resource type (tests/test_conventions.py).
 
 Properties use the Pulumi SDK's camelCase names, as Pulumi hands them to a policy. A value a preview cannot
 know yet arrives as ``UNKNOWN`` and is never judged: ``pulumi up`` runs the resource policies again with
@@ -55,7 +67,11 @@ Check = Callable[[str, Mapping[str, Any]], list[str]]
 SECRETS: Final = "secrets-only-in-secret-store"
 EXPOSURE: Final = "no-ray-or-ssh-on-the-internet"
 PUBLIC_PATHS: Final = "load-balancer-serves-only-openai-paths"
-SHARED_POLICIES: Final = (SECRETS, EXPOSURE, PUBLIC_PATHS)
+PRIVATE_BUCKETS: Final = "weight-cache-buckets-private"
+WEAK_TLS: Final = "https-tls-1-2-or-later"
+SHARED_POLICIES: Final = (SECRETS, EXPOSURE, PUBLIC_PATHS, PRIVATE_BUCKETS, WEAK_TLS)
+#: The stack policy every VM platform takes part in through its ``AUTOHEALING`` facts.
+AUTOHEALING_POLICY: Final = "gpu-vms-autoheal"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +81,19 @@ class PlatformPolicy:
     name: str
     description: str
     check: Check
+
+
+#: A stack policy's check: every resource of the stack in, (URN, message) per violation out.
+StackCheck = Callable[[Sequence["StackResource"]], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformStackPolicy:
+    """A stack policy only one platform has (a rule its API enforces across resources), in its policy.py."""
+
+    name: str
+    description: str
+    check: StackCheck
 
 
 @cache
@@ -84,6 +113,18 @@ def _scan(policy: str, resource_type: str, props: Mapping[str, Any]) -> list[str
 def platform_policies() -> list[PlatformPolicy]:
     """The platforms' own resource policies, in registry order."""
     return [policy for module in platform_modules() for policy in module.POLICIES]
+
+
+def platform_stack_policies() -> list[PlatformStackPolicy]:
+    """The platforms' own stack policies, in registry order."""
+    return [policy for module in platform_modules() for policy in module.STACK_POLICIES]
+
+
+def described(policy: str, summary: str) -> str:
+    """A shared policy's description: its ``summary``, then what it asks of each platform's resources (their
+    ``DESCRIPTIONS``), in registry order, so that a new platform describes its own part."""
+    parts = [module.DESCRIPTIONS[policy] for module in platform_modules() if policy in module.DESCRIPTIONS]
+    return f"{summary}: {'; '.join(parts)}." if parts else f"{summary}."
 
 
 def collect(value: Any, *path: str) -> list[Any]:
@@ -366,122 +407,29 @@ CLEARTEXT_ADVICE: Final = (
     "the public endpoint is plain HTTP: the API key and every prompt and completion cross the internet in "
     "cleartext; set vllm:domain (and vllm:dnsZone) to serve HTTPS (README, HTTPS with a custom domain)"
 )
-_GCP_FORWARDING_RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
-_GCP_HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
-_AWS_ALB = "aws:lb/loadBalancer:LoadBalancer"
-_AWS_LISTENER = "aws:lb/listener:Listener"
-_K8S_SERVICE = "kubernetes:core/v1:Service"
-_HTTPS_PORT = 443
-
-
-def _gcp_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
-    """External Application LB forwarding rules, when no HTTPS proxy serves the stack."""
-    if any(resource.type == _GCP_HTTPS_PROXY for resource in resources):
-        return []
-    return [
-        resource
-        for resource in resources
-        if resource.type == _GCP_FORWARDING_RULE
-        and str(resource.props.get("loadBalancingScheme") or "").startswith("EXTERNAL")
-    ]
-
-
-def _aws_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
-    """Internet-facing ALBs, when no HTTPS listener serves the stack."""
-    if any(
-        resource.type == _AWS_LISTENER and str(resource.props.get("protocol") or "").upper() == "HTTPS"
-        for resource in resources
-    ):
-        return []
-    return [
-        resource
-        for resource in resources
-        if resource.type == _AWS_ALB
-        and resource.props.get("loadBalancerType", "application") == "application"
-        and resource.props.get("internal") is not True
-    ]
-
-
-def _kubernetes_public_http(resources: Sequence[StackResource]) -> list[StackResource]:
-    """LoadBalancer Services that expose no port 443 (vLLM serves TLS behind 443 with vllm:tlsSecretName)."""
-    found = []
-    for resource in resources:
-        if resource.type != _K8S_SERVICE or collect(resource.props, "spec", "type") != ["LoadBalancer"]:
-            continue
-        ports = collect(resource.props, "spec", "ports", "port")
-        if UNKNOWN not in ports and _HTTPS_PORT not in [int(p) for p in ports if is_number(p)]:
-            found.append(resource)
-    return found
 
 
 def cleartext_endpoint_violations(resources: Sequence[StackResource]) -> list[tuple[str, str]]:
     """(URN, advice) for each internet-facing load balancer of a stack that serves no HTTPS."""
-    public = _gcp_public_http(resources) + _aws_public_http(resources) + _kubernetes_public_http(resources)
-    return [(resource.urn, CLEARTEXT_ADVICE) for resource in public]
+    return [
+        (resource.urn, CLEARTEXT_ADVICE)
+        for module in platform_modules()
+        if module.PUBLIC_HTTP is not None
+        for resource in module.PUBLIC_HTTP(resources)
+    ]
 
 
 # --- TLS: HTTPS fronts accept TLS 1.2 or later only ------------------------------------------------------
 
-#: AWS's predefined ALB policies whose names say their lowest version is TLS 1.2 or 1.3 (ELB docs,
-#: "Security policies for your Application Load Balancer"): ``ELBSecurityPolicy-TLS13-1-2-*``,
-#: ``-TLS13-1-3-*``, ``-TLS-1-2-*``, ``-FS-1-2-*``. The provider's default (none given) is
-#: ELBSecurityPolicy-2016-08, which admits TLS 1.0.
-_AWS_TLS12_POLICY = re.compile(r"^ELBSecurityPolicy-(?:TLS13-1-[23]|TLS-1-2|FS-1-2)-")
-_GCP_OLD_TLS: Final = frozenset({"TLS_1_0", "TLS_1_1"})
-
 
 def weak_tls_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """HTTPS fronts that would accept TLS 1.0 or 1.1: a GCP HTTPS proxy without an SSL policy (GCP's
-    default is TLS 1.0, COMPATIBLE), an SSL policy below TLS 1.2, an ALB HTTPS listener whose policy is
-    not a TLS 1.2+ one."""
-    if resource_type == _GCP_HTTPS_PROXY and props.get("sslPolicy") is None:
-        return ["HTTPS proxy without an sslPolicy gets GCP's default, which accepts TLS 1.0: attach one with "
-                "minTlsVersion TLS_1_2 or later"]  # fmt: skip
-    if resource_type == "gcp:compute/sSLPolicy:SSLPolicy":
-        version = props.get("minTlsVersion") or "TLS_1_0"  # GCP's default
-        if version in _GCP_OLD_TLS:
-            return [f"SSL policy minTlsVersion {version}: TLS_1_2 or later"]
-    if resource_type == _AWS_LISTENER and str(props.get("protocol") or "").upper() == "HTTPS":
-        policy = props.get("sslPolicy")
-        if policy is UNKNOWN:
-            return []
-        if not isinstance(policy, str) or not _AWS_TLS12_POLICY.match(policy):
-            shown = policy or "none (the provider's default, ELBSecurityPolicy-2016-08)"
-            return [f"HTTPS listener sslPolicy {shown} accepts TLS below 1.2: use a TLS 1.2+ policy such as "
-                    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"]  # fmt: skip
-    return []
+    """HTTPS fronts that would accept TLS 1.0 or 1.1 (each platform's scanners say which and why)."""
+    return _scan(WEAK_TLS, resource_type, props)
 
 
 # --- The weight cache's buckets are private (vllm:weightCache bucket, issue 19) ---------------------------
 
-PUBLIC_MEMBERS: Final = frozenset({"allUsers", "allAuthenticatedUsers"})
-S3_BLOCK_FLAGS: Final = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
-
 
 def bucket_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """A GCS bucket without uniform bucket-level access or with public access prevention not enforced, a
-    grant of a bucket to everyone, or an S3 Public Access Block with any of its four settings off."""
-    if resource_type == "gcp:storage/bucket:Bucket":
-        violations = []
-        if props.get("uniformBucketLevelAccess") is not True:
-            violations.append("bucket: uniformBucketLevelAccess must be true (IAM alone grants access)")
-        if props.get("publicAccessPrevention") != "enforced":
-            violations.append("bucket: publicAccessPrevention must be 'enforced'")
-        return violations
-    if resource_type in (
-        "gcp:storage/bucketIAMMember:BucketIAMMember",
-        "gcp:storage/bucketIAMBinding:BucketIAMBinding",
-    ):
-        members = [props.get("member"), *collect(props, "members")]
-        return [
-            f"bucket grant to {member}: a bucket is never public"
-            for member in members
-            if member in PUBLIC_MEMBERS
-        ]
-    if resource_type == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
-        return [
-            f"public access block: {flag} must be true"
-            for flag in S3_BLOCK_FLAGS
-            if props.get(flag) is not True
-        ]
-    return []
+    """A bucket, or a grant on one, that lets anyone outside the stack's identities read it."""
+    return _scan(PRIVATE_BUCKETS, resource_type, props)

@@ -1,9 +1,11 @@
 """Pulumi component conventions, the same on every platform: Args are frozen keyword-only dataclasses that
 carry no provider (children inherit it from their component), the replica components have the same names
-in every platform folder, and a renamed component keeps its former type token as an alias."""
+in every platform folder, and a renamed component keeps its former type token as an alias. And the backend
+seam: outside its own folder no module names a platform's resource types or compares with its name."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import inspect
@@ -14,6 +16,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from components import backend
+from tests.harness import ROOT
 from tools import mockrun
 from tools.plan import plan
 
@@ -101,3 +105,128 @@ def test_renamed_components_alias_their_former_type_and_nothing_else_does(monkey
     assert len(renamed) == 1  # the preset's replica component
     for type_, aliases in recorded.items():
         assert aliases == ([renamed[type_]] if type_ in renamed else [])
+
+
+# --- The backend seam ---------------------------------------------------------------------------------------
+
+#: Where a platform's name may not be branched on: every module but the platforms' own folders and the tests
+#: (which assert on the resources each platform declares). Virtualenvs (policy/venv) are not ours.
+SKIPPED_DIRS = {"tests", "venv", "node_modules", "__pycache__"}
+
+
+def modules_outside_the_platform_folders() -> list[Path]:
+    platforms = {ROOT / "components" / name for name in backend.names()}
+    return sorted(
+        path
+        for path in ROOT.rglob("*.py")
+        if not any(part.startswith(".") or part in SKIPPED_DIRS for part in path.relative_to(ROOT).parts)
+        and not any(folder in path.parents for folder in platforms)
+    )
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    owners = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, owners)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def seam_breaches(source: str) -> list[str]:
+    """``line: what`` for each place ``source`` names a registered platform's resource type or provider key
+    (a string starting ``<provider namespace>:``, docstrings aside), imports a platform's package by name
+    instead of through the registry, or selects by a platform's name (compares with it, matches it, keys a
+    dict or a subscript with it, looks it up with ``get``)."""
+    platforms = backend.backends()
+    names = {name.lower() for platform in platforms for name in (platform.name, platform.title)}
+    prefixes = tuple(f"{platform.provider_namespace}:" for platform in platforms)
+    packages = {platform.package for platform in platforms}
+    tree = ast.parse(source)
+    docstrings = _docstrings(tree)
+
+    def platform_names(node: ast.AST | None) -> list[str]:
+        elements = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
+        return [
+            element.value
+            for element in elements
+            if isinstance(element, ast.Constant)
+            and isinstance(element.value, str)
+            and element.value.lower() in names
+        ]
+
+    def is_platform_package(module: str) -> bool:
+        return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+    found = []
+    for node in ast.walk(tree):
+        is_text = (
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+        )
+        if is_text and (node.value.startswith(prefixes) or is_platform_package(node.value)):
+            found.append(f"{node.lineno}: names {node.value!r}")
+        imported = []
+        if isinstance(node, ast.Import):
+            imported = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        if any(is_platform_package(module) for module in imported):
+            found.append(f"{node.lineno}: imports a platform's package by name")
+        selectors: list[ast.AST | None] = []
+        if isinstance(node, ast.Compare):
+            selectors = [node.left, *node.comparators]
+        elif isinstance(node, ast.MatchValue):
+            selectors = [node.value]
+        elif isinstance(node, ast.Dict):
+            selectors = list(node.keys)
+        elif isinstance(node, ast.Subscript):
+            selectors = [node.slice]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+            selectors = list(node.args[:1])
+        for name in (name for selector in selectors for name in platform_names(selector)):
+            found.append(f"{getattr(node, 'lineno', '?')}: selects by the platform name {name!r}")
+    return found
+
+
+def test_no_module_outside_a_platform_folder_names_its_resource_types_or_branches_on_its_name():
+    breaches = [
+        f"{path.relative_to(ROOT)}:{breach}"
+        for path in modules_outside_the_platform_folders()
+        for breach in seam_breaches(path.read_text())
+    ]
+    assert breaches == [], "move this knowledge into components/<platform>/ (components/backend.py)"
+
+
+def test_the_seam_check_covers_the_shared_program_the_policy_pack_and_the_tools():
+    checked = {str(path.relative_to(ROOT)) for path in modules_outside_the_platform_folders()}
+    assert {"__main__.py", "components/spec.py", "policy/validators.py", "tools/plan.py"} <= checked
+    own_folders = tuple(f"components/{name}/" for name in backend.names())
+    assert not any(path.startswith((*own_folders, "tests/")) for path in checked)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'if spec.cloud == "aws":\n    pass',
+        'if cloud in ("gcp", "aws"):\n    pass',
+        'match cloud:\n    case "kubernetes":\n        pass',
+        'ZONES = {"GCP": 1}',
+        'backend.get("gcp")',
+        'LISTENER = "aws:lb/listener:Listener"',
+        'key = f"gcp:{name}"',
+        "from components.aws import policy",
+        "from components import aws",
+        "import components.kubernetes.policy",
+        'importlib.import_module("components.gcp.policy")',
+    ],
+)
+def test_the_seam_check_finds_a_platform_named_outside_its_folder(source):
+    assert seam_breaches(source) != []
+
+
+def test_the_seam_check_ignores_docstrings_and_a_cli_named_like_a_platform():
+    source = '"""Reads gcp:region; see aws:lb/listener:Listener."""\nCOMMAND = ["aws", "autoscaling"]\n'
+    assert seam_breaches(source) == []

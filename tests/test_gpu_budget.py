@@ -1,5 +1,6 @@
-"""The policy pack's GPU budget for autoscaled services (policy/gpu_budget.py), on the program's own stacks
-as the policy SDK hands them over, and on hand-made resources."""
+"""The policy pack's GPU budget for autoscaled services (policy/gpu_budget.py, with each platform's bounds in
+components/<platform>/policy.py), on the program's own stacks as the policy SDK hands them over, and on
+hand-made resources."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from components.aws import policy as aws_policy
+from components.gcp import policy as gcp_policy
 from policy import gpu_budget
 from tests.harness import Run, run_program
 from tests.test_policy import as_the_sdk_hands_it_over
@@ -97,11 +100,14 @@ def test_links_by_property_dependency_when_the_preview_knows_no_reference():
     ],
 )
 def test_gcp_gpus_per_machine(machine: str, gpus: int | None):
-    assert gpu_budget.gcp_gpus({"machineType": machine}) == gpus
+    assert gcp_policy.template_gpus({"machineType": machine}) == gpus
 
 
 def test_gcp_guest_accelerators_count():
-    assert gpu_budget.gcp_gpus({"machineType": "n1-standard-16", "guestAccelerators": [{"count": 4.0}]}) == 4
+    assert (
+        gcp_policy.template_gpus({"machineType": "n1-standard-16", "guestAccelerators": [{"count": 4.0}]})
+        == 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,4 +115,4 @@ def test_gcp_guest_accelerators_count():
     [("p5.48xlarge", 8), ("g6.xlarge", 1), ("g6e.12xlarge", 4), ("g4dn.metal", 8), ("m7i.large", None)],
 )
 def test_aws_gpus_per_instance_type(instance_type: str, gpus: int | None):
-    assert gpu_budget.aws_gpus(instance_type) == gpus
+    assert aws_policy.instance_gpus(instance_type) == gpus

@@ -198,6 +198,56 @@ def test_pulumi_reports_a_platforms_own_policy(analyzer):
     ]
 
 
+def stack_resource(resource_type: str, name: str, props: dict, **dependencies: str):
+    properties = struct_pb2.Struct()
+    properties.update(props)
+    return analyzer_pb2.AnalyzerResource(
+        type=resource_type,
+        urn=f"urn:pulumi:s::p::{resource_type}::{name}",
+        name=name,
+        properties=properties,
+        propertyDependencies={
+            prop: analyzer_pb2.AnalyzerPropertyDependencies(urns=[urn]) for prop, urn in dependencies.items()
+        },
+    )
+
+
+def test_pulumi_reports_a_platforms_own_stack_policy(analyzer):
+    template = stack_resource(
+        "aws:ec2/launchTemplate:LaunchTemplate", "t", {"instanceMarketOptions": {"marketType": "spot"}}
+    )
+    group = stack_resource(
+        "aws:autoscaling/group:Group",
+        "g",
+        {"mixedInstancesPolicy": {"launchTemplate": {"launchTemplateSpecification": {}}}},
+        mixedInstancesPolicy=template.urn,
+    )
+    response = analyzer.AnalyzeStack(
+        analyzer_pb2.AnalyzeStackRequest(resources=[template, group]), timeout=60
+    )
+    assert [(d.policyName, d.urn) for d in response.diagnostics] == [
+        ("aws-mixed-instances-template-asks-no-market", template.urn)
+    ]
+
+
+def test_pulumi_describes_a_shared_policy_with_every_platforms_part(analyzer):
+    descriptions = {
+        policy.name: policy.description for policy in analyzer.GetAnalyzerInfo(empty_pb2.Empty()).policies
+    }
+    parts = [
+        (policy, part)
+        for platform in backend.backends()
+        for policy, part in platform.module("policy").DESCRIPTIONS.items()
+    ]
+    assert {policy for policy, _ in parts} == {
+        "weight-cache-buckets-private",
+        "https-tls-1-2-or-later",
+        "gpu-vms-autoheal",
+    }
+    for policy, part in parts:
+        assert part in descriptions[policy], policy
+
+
 # --- The contract of components/<platform>/policy.py --------------------------------------------------------
 
 PLATFORMS = {platform.name: platform for platform in backend.backends()}
@@ -207,8 +257,12 @@ PLATFORMS = {platform.name: platform for platform in backend.backends()}
 def test_every_platform_has_a_policy_module_fulfilling_the_contract(name):
     module = PLATFORMS[name].module("policy")
     assert set(module.SCANNERS) <= set(validators.SHARED_POLICIES)
+    assert set(module.DESCRIPTIONS) <= {*validators.SHARED_POLICIES, validators.AUTOHEALING_POLICY}
     assert all(isinstance(policy, validators.PlatformPolicy) for policy in module.POLICIES)
+    assert all(isinstance(policy, validators.PlatformStackPolicy) for policy in module.STACK_POLICIES)
     assert module.AUTOHEALING is None or isinstance(module.AUTOHEALING, validators.Autohealing)
+    assert module.PUBLIC_HTTP is None or callable(module.PUBLIC_HTTP)
+    assert all(callable(bound) for bound in module.GPU_BUDGET.values())
     assert module.SECRET_REFERENCE is None or isinstance(module.SECRET_REFERENCE, re.Pattern)
 
 
@@ -216,12 +270,17 @@ def test_every_platform_has_a_policy_module_fulfilling_the_contract(name):
 def test_a_platform_scans_only_its_own_resource_types(name):
     platform = PLATFORMS[name]
     module = platform.module("policy")
-    kinds = {kind for scanners in module.SCANNERS.values() for kind in scanners}
+    kinds = {kind for scanners in module.SCANNERS.values() for kind in scanners} | set(module.GPU_BUDGET)
     if module.AUTOHEALING is not None:
         kinds |= {module.AUTOHEALING.template, *module.AUTOHEALING.groups, *module.AUTOHEALING.vms}
     assert {kind.split(":")[0] for kind in kinds} <= {platform.provider_namespace}
 
 
 def test_policy_names_are_unique_across_platforms():
-    names = [*validators.SHARED_POLICIES, *(policy.name for policy in validators.platform_policies())]
+    names = [
+        *validators.SHARED_POLICIES,
+        validators.AUTOHEALING_POLICY,
+        *(policy.name for policy in validators.platform_policies()),
+        *(policy.name for policy in validators.platform_stack_policies()),
+    ]
     assert len(names) == len(set(names))

@@ -9,16 +9,21 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
+from policy import gpu_budget
 from policy.validators import (
     ALL_PORTS,
+    AUTOHEALING_POLICY,
     EXPOSURE,
+    PRIVATE_BUCKETS,
     PUBLIC_PATHS,
     SECRETS,
     TCP_PROTOCOLS,
     UNKNOWN,
     UNLISTED,
+    WEAK_TLS,
     Autohealing,
     PlatformPolicy,
+    PlatformStackPolicy,
     Scanner,
     StackResource,
     TemplateLink,
@@ -42,9 +47,12 @@ SECURITY_GROUP_RULES: Final = frozenset(
 )
 LISTENER: Final = "aws:lb/listener:Listener"
 LISTENER_RULE: Final = "aws:lb/listenerRule:ListenerRule"
+LOAD_BALANCER: Final = "aws:lb/loadBalancer:LoadBalancer"
 #: ELBv2 load balancers and target groups (``aws:alb`` is the same resource under its older name).
-LOAD_BALANCERS: Final = frozenset({"aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer"})
+LOAD_BALANCERS: Final = frozenset({LOAD_BALANCER, "aws:alb/loadBalancer:LoadBalancer"})
 TARGET_GROUPS: Final = frozenset({"aws:lb/targetGroup:TargetGroup", "aws:alb/targetGroup:TargetGroup"})
+SCALING_POLICY: Final = "aws:autoscaling/policy:Policy"
+PUBLIC_ACCESS_BLOCK: Final = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 
 #: A Secrets Manager secret's ARN points into the store; it holds no secret.
 SECRET_REFERENCE: Final = re.compile(r"^arn:aws[\w-]*:secretsmanager:\S+$")
@@ -270,6 +278,117 @@ def aws_health_check_violations(resource_type: str, props: Mapping[str, Any]) ->
     return []
 
 
+# --- Cleartext: an internet-facing ALB without an HTTPS listener (advisory) --------------------------------
+
+
+def public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """Internet-facing ALBs, when no HTTPS listener serves the stack."""
+    if any(
+        resource.type == LISTENER and str(resource.props.get("protocol") or "").upper() == "HTTPS"
+        for resource in resources
+    ):
+        return []
+    return [
+        resource
+        for resource in resources
+        if resource.type == LOAD_BALANCER
+        and resource.props.get("loadBalancerType", "application") == "application"
+        and resource.props.get("internal") is not True
+    ]
+
+
+# --- TLS: ALB HTTPS listeners use a TLS 1.2+ security policy -----------------------------------------------
+
+#: AWS's predefined ALB policies whose names say their lowest version is TLS 1.2 or 1.3 (ELB docs,
+#: "Security policies for your Application Load Balancer"): ``ELBSecurityPolicy-TLS13-1-2-*``,
+#: ``-TLS13-1-3-*``, ``-TLS-1-2-*``, ``-FS-1-2-*``. The provider's default (none given) is
+#: ELBSecurityPolicy-2016-08, which admits TLS 1.0.
+_TLS12_POLICY = re.compile(r"^ELBSecurityPolicy-(?:TLS13-1-[23]|TLS-1-2|FS-1-2)-")
+
+
+def _listener_tls(props: Mapping[str, Any]) -> list[str]:
+    if str(props.get("protocol") or "").upper() != "HTTPS":
+        return []
+    policy = props.get("sslPolicy")
+    if policy is UNKNOWN:
+        return []
+    if not isinstance(policy, str) or not _TLS12_POLICY.match(policy):
+        shown = policy or "none (the provider's default, ELBSecurityPolicy-2016-08)"
+        return [f"HTTPS listener sslPolicy {shown} accepts TLS below 1.2: use a TLS 1.2+ policy such as "
+                "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"]  # fmt: skip
+    return []
+
+
+# --- The weight cache's bucket is private: S3 Block Public Access -------------------------------------------
+
+S3_BLOCK_FLAGS: Final = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+
+
+def _public_access_block(props: Mapping[str, Any]) -> list[str]:
+    return [
+        f"public access block: {flag} must be true" for flag in S3_BLOCK_FLAGS if props.get(flag) is not True
+    ]
+
+
+# --- GPU budget: a target-tracking policy on an Auto Scaling group -----------------------------------------
+
+#: GPUs per AWS instance type (EC2 "Accelerated computing instance types"): P families by type, G families
+#: by size (12xlarge and 24xlarge have 4, 48xlarge and metal 8, the others 1).
+_P_GPUS: Final = {
+    "p3.2xlarge": 1,
+    "p3.8xlarge": 4,
+    "p3.16xlarge": 8,
+    "p3dn.24xlarge": 8,
+    "p4d.24xlarge": 8,
+    "p4de.24xlarge": 8,
+    "p5.4xlarge": 1,
+    "p5.48xlarge": 8,
+    "p5e.48xlarge": 8,
+    "p5en.48xlarge": 8,
+    "p6-b200.48xlarge": 8,
+}
+_G_FAMILY: Final = re.compile(r"^(g4dn|g5|g6|g6e)\.(\w+)$")
+_G_GPUS_BY_SIZE: Final = {"12xlarge": 4, "24xlarge": 4, "48xlarge": 8, "metal": 8}
+
+
+def instance_gpus(instance_type: Any) -> int | None:
+    """GPUs of an instance type, None for one this table does not count."""
+    if not isinstance(instance_type, str):
+        return None
+    if instance_type in _P_GPUS:
+        return _P_GPUS[instance_type]
+    if found := _G_FAMILY.match(instance_type):
+        return _G_GPUS_BY_SIZE.get(found.group(2), 1)
+    return None
+
+
+def _scaling_policy_bound(
+    policy: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    """A target-tracking policy's group: its maxSize (the machines it may run, the rollout surge included)
+    and its launch template's GPUs. Other policy types (step, simple) scale nothing on their own here."""
+    if not policy.props.get("targetTrackingConfiguration"):
+        return None
+    groups = gpu_budget.linked(
+        policy,
+        "autoscalingGroupName",
+        policy.props.get("autoscalingGroupName"),
+        (r for r in resources if r.type == GROUP),
+    )
+    templates = [r for r in resources if r.type == LAUNCH_TEMPLATE]
+    for group in groups:
+        most = gpu_budget.number(group.props.get("maxSize"))
+        linked = gpu_budget.linked(
+            group, "launchTemplate", gpu_budget.dig(group.props, "launchTemplate", "id"), templates
+        )
+        gpus = {instance_gpus(template.props.get("instanceType")) for template in linked}
+        if most is not None and len(gpus) == 1:
+            count = gpus.pop()
+            if count is not None:
+                return most, count
+    return None
+
+
 SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
     SECRETS: {
         LAUNCH_TEMPLATE: partial(_vm_secrets, base64_fields=("userData",), text_fields=()),
@@ -281,6 +400,13 @@ SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
         INGRESS_RULE: _ingress_rule,
     },
     PUBLIC_PATHS: {LISTENER: _listener, LISTENER_RULE: _listener_rule},
+    PRIVATE_BUCKETS: {PUBLIC_ACCESS_BLOCK: _public_access_block},
+    WEAK_TLS: {LISTENER: _listener_tls},
+}
+DESCRIPTIONS: Final[Mapping[str, str]] = {
+    PRIVATE_BUCKETS: "S3 Block Public Access on",
+    WEAK_TLS: "ALB HTTPS listeners carry a TLS 1.2+ security policy",
+    AUTOHEALING_POLICY: "AWS Auto Scaling groups (EC2 health plus the on-instance health agent)",
 }
 POLICIES: Final = (
     PlatformPolicy(
@@ -341,3 +467,15 @@ def aws_mixed_template_violations(resources: Sequence[StackResource]) -> list[tu
                     )
                 )
     return violations
+
+
+STACK_POLICIES: Final = (
+    PlatformStackPolicy(
+        name="aws-mixed-instances-template-asks-no-market",
+        description="A launch template used by a mixed instances Auto Scaling group requests no spot "
+        "market itself (AWS refuses the pair at update time, after a clean preview).",
+        check=aws_mixed_template_violations,
+    ),
+)
+PUBLIC_HTTP: Final = public_http
+GPU_BUDGET: Final[Mapping[str, gpu_budget.Bound]] = {SCALING_POLICY: _scaling_policy_bound}

@@ -4,20 +4,26 @@ policy/validators.py). Property names are pulumi_gcp's, camelCase as Pulumi hand
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from policy import gpu_budget
 from policy.validators import (
     ALL_PORTS,
+    AUTOHEALING_POLICY,
     EXPOSURE,
+    PRIVATE_BUCKETS,
     PUBLIC_PATHS,
     SECRETS,
     TCP_PROTOCOLS,
     UNKNOWN,
     UNLISTED,
+    WEAK_TLS,
     Autohealing,
     PlatformPolicy,
+    PlatformStackPolicy,
     Scanner,
+    StackResource,
     TemplateLink,
     collect,
     exposed,
@@ -38,8 +44,20 @@ GROUPS: Final = frozenset(
         "gcp:compute/instanceGroupManager:InstanceGroupManager",
     }
 )
+#: Instance templates, global and regional, as the GPU budget reads them (autohealing reads TEMPLATE).
+TEMPLATES: Final = frozenset({TEMPLATE, "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"})
+AUTOSCALERS: Final = frozenset(
+    {"gcp:compute/regionAutoscaler:RegionAutoscaler", "gcp:compute/autoscaler:Autoscaler"}
+)
 FIREWALL: Final = "gcp:compute/firewall:Firewall"
 URL_MAP: Final = "gcp:compute/uRLMap:URLMap"
+FORWARDING_RULE: Final = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+HTTPS_PROXY: Final = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+SSL_POLICY: Final = "gcp:compute/sSLPolicy:SSLPolicy"
+BUCKET: Final = "gcp:storage/bucket:Bucket"
+BUCKET_GRANTS: Final = frozenset(
+    {"gcp:storage/bucketIAMMember:BucketIAMMember", "gcp:storage/bucketIAMBinding:BucketIAMBinding"}
+)
 
 #: A Secret Manager secret's (or version's) resource name points into the store; it holds no secret.
 SECRET_REFERENCE: Final = re.compile(r"^projects/[^/\s]+/secrets/[^/\s]+(?:/versions/\S+)?$")
@@ -214,12 +232,126 @@ def self_link_path(reference: str) -> str:
     return reference[start:] if start >= 0 else reference
 
 
+# --- Cleartext: an external Application Load Balancer without an HTTPS proxy (advisory) -------------------
+
+
+def public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """External Application LB forwarding rules, when no HTTPS proxy serves the stack."""
+    if any(resource.type == HTTPS_PROXY for resource in resources):
+        return []
+    return [
+        resource
+        for resource in resources
+        if resource.type == FORWARDING_RULE
+        and str(resource.props.get("loadBalancingScheme") or "").startswith("EXTERNAL")
+    ]
+
+
+# --- TLS: HTTPS proxies carry an SSL policy of TLS 1.2 or later ------------------------------------------
+
+_OLD_TLS: Final = frozenset({"TLS_1_0", "TLS_1_1"})
+
+
+def _https_proxy_tls(props: Mapping[str, Any]) -> list[str]:
+    """A proxy without an SSL policy gets GCP's default, which is TLS 1.0 (COMPATIBLE)."""
+    if props.get("sslPolicy") is None:
+        return ["HTTPS proxy without an sslPolicy gets GCP's default, which accepts TLS 1.0: attach one with "
+                "minTlsVersion TLS_1_2 or later"]  # fmt: skip
+    return []
+
+
+def _ssl_policy_tls(props: Mapping[str, Any]) -> list[str]:
+    version = props.get("minTlsVersion") or "TLS_1_0"  # GCP's default
+    if version in _OLD_TLS:
+        return [f"SSL policy minTlsVersion {version}: TLS_1_2 or later"]
+    return []
+
+
+# --- The weight cache's bucket is private -----------------------------------------------------------------
+
+PUBLIC_MEMBERS: Final = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+
+def _bucket(props: Mapping[str, Any]) -> list[str]:
+    violations = []
+    if props.get("uniformBucketLevelAccess") is not True:
+        violations.append("bucket: uniformBucketLevelAccess must be true (IAM alone grants access)")
+    if props.get("publicAccessPrevention") != "enforced":
+        violations.append("bucket: publicAccessPrevention must be 'enforced'")
+    return violations
+
+
+def _bucket_grant(props: Mapping[str, Any]) -> list[str]:
+    members = [props.get("member"), *collect(props, "members")]
+    return [
+        f"bucket grant to {member}: a bucket is never public"
+        for member in members
+        if member in PUBLIC_MEMBERS
+    ]
+
+
+# --- GPU budget: a managed instance group's autoscaler ----------------------------------------------------
+
+#: GPUs of GCP machine types that carry them built in: A2, A3, A4 name the count (``a3-highgpu-8g``); G2
+#: sizes by vCPUs (GCP "GPU machine types": g2-standard-4 to -32 have 1 L4, -24 2, -48 4, -96 8).
+_COUNTED_MACHINE: Final = re.compile(r"^a\d+-[a-z]+gpu-(\d+)g$")
+_G2_GPUS: Final = {4: 1, 8: 1, 12: 1, 16: 1, 32: 1, 24: 2, 48: 4, 96: 8}
+
+
+def template_gpus(template: Mapping[str, Any]) -> int | None:
+    """GPUs a machine of an instance template carries: its guest accelerators, else its machine type's."""
+    counts = [
+        gpu_budget.number(a.get("count"))
+        for a in template.get("guestAccelerators") or []
+        if isinstance(a, Mapping)
+    ]
+    if counts:
+        return None if None in counts else int(sum(c for c in counts if c is not None))
+    machine = gpu_budget.last_segment(template.get("machineType")) or ""
+    if found := _COUNTED_MACHINE.match(machine):
+        return int(found.group(1))
+    if found := re.match(r"^g2-standard-(\d+)$", machine):
+        return _G2_GPUS.get(int(found.group(1)))
+    return None
+
+
+def _autoscaler_bound(
+    scaler: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    most = gpu_budget.number(gpu_budget.dig(scaler.props, "autoscalingPolicy", "maxReplicas"))
+    groups = gpu_budget.linked(
+        scaler, "target", scaler.props.get("target"), (r for r in resources if r.type in GROUPS)
+    )
+    templates = [r for r in resources if r.type in TEMPLATES]
+    gpus = {
+        template_gpus(template.props)
+        for group in groups
+        for version in group.props.get("versions") or []
+        for template in gpu_budget.linked(
+            group, "versions", gpu_budget.dig(version, "instanceTemplate"), templates
+        )
+    }
+    if most is None or len(gpus) != 1:
+        return None
+    count = gpus.pop()
+    return None if count is None else (most, count)
+
+
 SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
     SECRETS: {TEMPLATE: _vm_secrets, INSTANCE: _vm_secrets},
     EXPOSURE: {FIREWALL: _firewall},
     PUBLIC_PATHS: {URL_MAP: _url_map},
+    PRIVATE_BUCKETS: {BUCKET: _bucket, **dict.fromkeys(BUCKET_GRANTS, _bucket_grant)},
+    WEAK_TLS: {HTTPS_PROXY: _https_proxy_tls, SSL_POLICY: _ssl_policy_tls},
+}
+DESCRIPTIONS: Final[Mapping[str, str]] = {
+    PRIVATE_BUCKETS: "GCS uniform bucket-level access and public access prevention enforced, no grant to "
+    "allUsers or allAuthenticatedUsers",
+    WEAK_TLS: "GCP HTTPS proxies carry an SSL policy of minTlsVersion TLS_1_2+",
+    AUTOHEALING_POLICY: "GCP managed instance groups with autoHealingPolicies (Ray workers included)",
 }
 POLICIES: Final[tuple[PlatformPolicy, ...]] = ()
+STACK_POLICIES: Final[tuple[PlatformStackPolicy, ...]] = ()
 AUTOHEALING: Final = Autohealing(
     template=TEMPLATE,
     groups=GROUPS,
@@ -231,3 +363,5 @@ AUTOHEALING: Final = Autohealing(
     identity_keys=("id", "selfLink", "selfLinkUnique", "name"),
     normalize=self_link_path,
 )
+PUBLIC_HTTP: Final = public_http
+GPU_BUDGET: Final[Mapping[str, gpu_budget.Bound]] = dict.fromkeys(AUTOSCALERS, _autoscaler_bound)

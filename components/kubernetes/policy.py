@@ -1,22 +1,28 @@
 """Kubernetes's scanners for the policy pack: pure functions over plain property dicts (the contract:
 policy/validators.py). Property names are the Kubernetes API's, as Pulumi hands them to a policy.
 
-It takes part in the secrets policy only. No autohealing facts: a Deployment's or LeaderWorkerSet's
+Of the shared resource policies it takes part in the secrets one only; its stack policies are the
+plain-HTTP advisory and the GPU budget. No autohealing facts: a Deployment's or LeaderWorkerSet's
 controller replaces the pods that fail, and the kubelet restarts containers that fail their probes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Final
 
+from components.kubernetes.gpu_nodes import GPU_RESOURCE
+from policy import gpu_budget
 from policy.validators import (
     SECRETS,
     UNKNOWN,
     PlatformPolicy,
+    PlatformStackPolicy,
     Scanner,
+    StackResource,
     collect,
     decoded_texts,
+    is_number,
     is_secret_name,
     named_secrets,
     strings,
@@ -24,14 +30,18 @@ from policy.validators import (
 )
 
 CONFIG_MAP: Final = "kubernetes:core/v1:ConfigMap"
+SERVICE: Final = "kubernetes:core/v1:Service"
+DEPLOYMENT: Final = "kubernetes:apps/v1:Deployment"
+LEADER_WORKER_SET: Final = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+SCALED_OBJECT: Final = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 #: Where each workload kind keeps its pod specs.
 POD_SPEC_PATHS: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = {
     "kubernetes:core/v1:Pod": (("spec",),),
-    "kubernetes:apps/v1:Deployment": (("spec", "template", "spec"),),
+    DEPLOYMENT: (("spec", "template", "spec"),),
     "kubernetes:apps/v1:StatefulSet": (("spec", "template", "spec"),),
     "kubernetes:apps/v1:DaemonSet": (("spec", "template", "spec"),),
     "kubernetes:batch/v1:Job": (("spec", "template", "spec"),),
-    "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet": (
+    LEADER_WORKER_SET: (
         ("spec", "leaderWorkerTemplate", "leaderTemplate", "spec"),
         ("spec", "leaderWorkerTemplate", "workerTemplate", "spec"),
     ),
@@ -80,11 +90,73 @@ def _config_map_secrets(props: Mapping[str, Any]) -> list[str]:
     return violations + text_secrets("ConfigMap", texts)
 
 
+# --- Cleartext: a LoadBalancer Service without port 443 (advisory) ---------------------------------------
+
+_HTTPS_PORT: Final = 443
+
+
+def public_http(resources: Sequence[StackResource]) -> list[StackResource]:
+    """LoadBalancer Services that expose no port 443 (vLLM serves TLS behind 443 with vllm:tlsSecretName)."""
+    found = []
+    for resource in resources:
+        if resource.type != SERVICE or collect(resource.props, "spec", "type") != ["LoadBalancer"]:
+            continue
+        ports = collect(resource.props, "spec", "ports", "port")
+        if UNKNOWN not in ports and _HTTPS_PORT not in [int(p) for p in ports if is_number(p)]:
+            found.append(resource)
+    return found
+
+
+# --- GPU budget: a KEDA ScaledObject on a Deployment or LeaderWorkerSet ----------------------------------
+
+#: The workloads a ScaledObject's ``scaleTargetRef`` (apiVersion, kind) may name, as resource types.
+WORKLOADS: Final = {
+    ("apps/v1", "Deployment"): DEPLOYMENT,
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): LEADER_WORKER_SET,
+}
+
+
+def pod_gpus(template: Any) -> int:
+    """The GPUs a pod template's containers ask for (their ``nvidia.com/gpu`` limits)."""
+    containers = gpu_budget.dig(template, "spec", "containers") or []
+    limits = [gpu_budget.number(gpu_budget.dig(c, "resources", "limits", GPU_RESOURCE)) for c in containers]
+    return int(sum(limit for limit in limits if limit is not None))
+
+
+def _scaled_object_bound(
+    scaled: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    """The ScaledObject's maxReplicaCount and the GPUs of one replica of its workload (a LeaderWorkerSet's
+    replica is a group: its leader and size - 1 workers)."""
+    spec = scaled.props.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    workload_type = WORKLOADS.get((target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")))
+    namespace = gpu_budget.dig(scaled.props, "metadata", "namespace")
+    for workload in (r for r in resources if r.type == workload_type):
+        metadata = workload.props.get("metadata") or {}
+        if metadata.get("name") != target.get("name") or metadata.get("namespace") != namespace:
+            continue
+        most = gpu_budget.number(spec.get("maxReplicaCount"))
+        if workload.type == LEADER_WORKER_SET:
+            group = gpu_budget.dig(workload.props, "spec", "leaderWorkerTemplate") or {}
+            size = int(gpu_budget.number(group.get("size")) or 1)
+            worker = group.get("workerTemplate") or group.get("leaderTemplate")
+            gpus = pod_gpus(group.get("leaderTemplate") or worker) + (size - 1) * pod_gpus(worker)
+        else:
+            gpus = pod_gpus(gpu_budget.dig(workload.props, "spec", "template"))
+        return (most, gpus) if most is not None else None
+    return None
+
+
 SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
     SECRETS: {
         **{kind: partial(_pod_secrets, paths=paths) for kind, paths in POD_SPEC_PATHS.items()},
         CONFIG_MAP: _config_map_secrets,
     },
 }
+DESCRIPTIONS: Final[Mapping[str, str]] = {}
 POLICIES: Final[tuple[PlatformPolicy, ...]] = ()
+STACK_POLICIES: Final[tuple[PlatformStackPolicy, ...]] = ()
 AUTOHEALING: Final = None
+PUBLIC_HTTP: Final = public_http
+GPU_BUDGET: Final[Mapping[str, gpu_budget.Bound]] = {SCALED_OBJECT: _scaled_object_bound}
