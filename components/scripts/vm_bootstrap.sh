@@ -233,6 +233,8 @@ install_unit() {
   if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
     base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
     chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+    # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
+    "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"
   fi
   cat >"$UNIT" <<EOF
 [Unit]
