@@ -38,7 +38,7 @@ WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
 WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
-# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache goes there); empty elsewhere.
+# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache and Docker's data root go there).
 LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
 # AWS: the stack's CloudWatch Logs group the container's output goes to (docker's awslogs driver, one
 # stream per instance); GCP: docker's gcplogs driver writes to the project's Cloud Logging. Empty on AWS:
