@@ -900,7 +900,8 @@ def _check_disk_fits_model(spec: ServiceSpec) -> None:
             raise SpecError(
                 f"{PROJECT}:diskSizeGb",
                 spec.disk_size_gb,
-                f">= {overhead} (the OS image; the weights and Docker's data root go on the machine's local NVMe)",
+                f">= {overhead} (the OS image; the weights and Docker's data root go on the machine's "
+                "local NVMe)",
             )
         return
     weights = _known_weights(spec)

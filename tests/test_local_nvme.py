@@ -194,7 +194,8 @@ def test_on_the_deep_learning_ami_dockers_data_root_is_on_its_array(machine):
     disks(machine, "nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1F2E3D4C5B6A7980")
     (Path(machine["FAKE"]) / "mounted").write_text(machine["LOCAL_NVME_DLAMI"] + "\n")
     run(machine)
-    assert json.loads(daemon_json(machine).read_text()) == {"data-root": f"{machine['LOCAL_NVME_DLAMI']}/docker"}
+    data_root = json.loads(daemon_json(machine).read_text())["data-root"]
+    assert data_root == f"{machine['LOCAL_NVME_DLAMI']}/docker"
 
 
 def test_a_booting_nvme_vm_moves_dockers_data_root_before_it_starts_vllm(sandbox, tmp_path):  # noqa: F811
@@ -211,7 +212,8 @@ def test_a_booting_nvme_vm_moves_dockers_data_root_before_it_starts_vllm(sandbox
             (fakes / name).chmod(0o755)
     (tmp_path / "dev-ssd0").touch()
     (by_id / "google-local-nvme-ssd-0").symlink_to(tmp_path / "dev-ssd0")
-    env = {**sandbox, "FAKE": str(fake), "LOCAL_NVME_DOCKER": f"{tmp_path}/daemon.json:{tmp_path}/drop-in.conf"}
+    docker = f"{tmp_path}/daemon.json:{tmp_path}/drop-in.conf"
+    env = {**sandbox, "FAKE": str(fake), "LOCAL_NVME_DOCKER": docker}
     result = run_script(rendered("gcp-h100"), env, "boot")
     assert result.returncode == 0, result.stdout + result.stderr
     data_root = json.loads((tmp_path / "daemon.json").read_text())["data-root"]
