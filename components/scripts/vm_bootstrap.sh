@@ -38,7 +38,7 @@ WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
 WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
-# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache goes there); empty elsewhere.
+# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache and Docker's data root go there).
 LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
 # AWS: the stack's CloudWatch Logs group the container's output goes to (docker's awslogs driver, one
 # stream per instance); GCP: docker's gcplogs driver writes to the project's Cloud Logging. Empty on AWS:
@@ -233,6 +233,8 @@ install_unit() {
   if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
     base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
     chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+    # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
+    "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"
   fi
   cat >"$UNIT" <<EOF
 [Unit]
