@@ -41,3 +41,13 @@ def autoname(base: str, role: str) -> str:
     if not head or not tail:
         raise ValueError(f"GCP resource role {role!r} leaves no room for a name within {LOGICAL_NAME_MAX}")
     return f"{head}-{digest}-{tail}-{role}"
+
+
+#: Cloud Storage refuses bucket names that contain "google" or a close misspelling such as "g00gle"
+#: (Cloud Storage "Bucket naming rules"); a stack name may well contain it.
+GOOGLE_LIKE = re.compile(r"g[o0]{2}g[l1]e")
+
+
+def bucket_autoname(base: str, role: str) -> str:
+    """``autoname`` for a Cloud Storage bucket: "google" and its look-alikes become "ggl"."""
+    return autoname(GOOGLE_LIKE.sub("ggl", base), role)
