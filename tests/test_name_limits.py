@@ -20,6 +20,7 @@ import pytest
 
 from components.aws import names as aws_names
 from components.gcp import names as gcp_names
+from components.gcp import policy as gcp_policy
 from tests.harness import Resource, Run, run_program
 
 SECRETS = {"vllm:hfToken": "hf_testtoken123", "vllm:apiKey": "sk-test-key-4567890"}
@@ -422,3 +423,31 @@ def test_a_leaderworkersets_pods_and_statefulsets_fit_their_names(k8s_variant):
         worker_set = f"{name}-{last_group}"
         assert DNS1035_LABEL(f"{worker_set}-{last_worker}"), worker_set
         assert len(worker_set) + REVISION_HASH_SUFFIX <= 63, worker_set
+
+
+# --- The policy pack ------------------------------------------------------------------------------------
+
+
+def test_the_policy_pack_accepts_every_gcp_name_the_program_gives(gcp_variant):
+    flagged = [
+        (r.type, message)
+        for r in gcp_resources(gcp_variant)
+        for message in gcp_policy.gcp_name_violations(r.type, {**r.inputs, "name": autonamed(r)})
+        if r.type in GCP_NAMED and GCP_NAMED[r.type][0] == "name"
+    ]
+    assert flagged == []
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "name"),
+    [
+        (
+            "gcp:compute/regionAutoscaler:RegionAutoscaler",
+            "vllm-" + "x" * 35 + "-northamerica-northeast1-spot-autoscaler",
+        ),
+        ("gcp:compute/firewall:Firewall", "Vllm-allow-lb"),
+        ("gcp:storage/bucket:Bucket", "vllm-google-serving-weights-a1b2c3d"),
+    ],
+)
+def test_the_policy_pack_flags_a_gcp_name_gcp_refuses(resource_type, name):
+    assert gcp_policy.gcp_name_violations(resource_type, {"name": name})
