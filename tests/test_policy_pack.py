@@ -36,6 +36,7 @@ POLICY_NAMES = [
     "aws-elb-names-aws-accepts",
     "aws-ec2-descriptions-aws-accepts",
     "aws-health-check-timeout-below-interval",
+    "gcp-names-gcp-accepts",
     "gpu-vms-autoheal",
     "autoscaled-gpu-budget",
     "https-tls-1-2-or-later",

@@ -34,6 +34,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components.autoscaling import Autoscaling
+from components.gcp.names import autoname
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -123,7 +124,7 @@ class Autoscaler(pulumi.ComponentResource):
                 raise ValueError(f"stack {spec.stack}: group {group.name} has a fixed size")
             self.autoscalers.append(
                 compute.RegionAutoscaler(
-                    f"{group.name}-autoscaler",
+                    autoname(group.name, "autoscaler"),
                     region=group.spec.region,
                     target=group.group_manager.id,
                     description=(

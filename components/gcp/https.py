@@ -22,6 +22,7 @@ import pulumi_gcp.compute as compute
 import pulumi_gcp.dns as dns
 
 from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
+from components.gcp.names import autoname
 from components.spec import ServiceSpec
 
 #: compute.SSLPolicy (pulumi_gcp docstring): ``min_tls_version`` one of TLS_1_0 (the default), TLS_1_1,
@@ -66,28 +67,28 @@ class HttpsFrontend(pulumi.ComponentResource):
         # Auto-named: a new domain is a new certificate, created before the proxy moves to it (a managed
         # certificate's domains cannot change in place).
         self.certificate = compute.ManagedSslCertificate(
-            f"{name}-certificate",
+            autoname(name, "certificate"),
             description=f"vLLM stack {spec.stack}: {domain}",
             type="MANAGED",
             managed={"domains": [domain]},
             opts=child,
         )
         self.ssl_policy = compute.SSLPolicy(
-            f"{name}-tls",
+            autoname(name, "tls"),
             description="TLS 1.2 or later, forward-secret AEAD ciphers only",
             min_tls_version=MIN_TLS_VERSION,
             profile=TLS_PROFILE,
             opts=child,
         )
         self.proxy = compute.TargetHttpsProxy(
-            f"{name}-https-proxy",
+            autoname(name, "https-proxy"),
             url_map=args.url_map.id,
             ssl_certificates=[self.certificate.id],
             ssl_policy=self.ssl_policy.id,
             opts=child,
         )
         self.forwarding_rule = compute.GlobalForwardingRule(
-            f"{name}-https",
+            autoname(name, "https"),
             target=self.proxy.id,
             ip_address=args.address.address,
             ip_protocol="TCP",
@@ -96,7 +97,7 @@ class HttpsFrontend(pulumi.ComponentResource):
             opts=child,
         )
         self.redirect_map = compute.URLMap(
-            f"{name}-to-https",
+            autoname(name, "to-https"),
             description=f"Port 80: every request answered with a 301 to https://{domain}",
             default_url_redirect={
                 "https_redirect": True,

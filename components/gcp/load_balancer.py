@@ -12,6 +12,7 @@ from components import launch as launch_module
 from components.gcp.autoscaler import serving_backend
 from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
+from components.gcp.names import autoname
 from components.launch import LaunchSpec
 from components.spec import OPEN_TO_ALL, ServiceSpec
 
@@ -107,7 +108,7 @@ class LoadBalancer(pulumi.ComponentResource):
         spec, probes = args.spec, args.launch.probes
         child = pulumi.ResourceOptions(parent=self)
         self.health_check = compute.HealthCheck(
-            f"{name}-health",
+            autoname(name, "health"),
             description="vLLM readiness for the load balancer: route only to replicas whose /health is 200",
             check_interval_sec=probes.period_seconds,
             timeout_sec=probes.timeout_seconds,
@@ -119,14 +120,14 @@ class LoadBalancer(pulumi.ComponentResource):
         self.security_policy = None
         if restricts_sources(spec):
             self.security_policy = compute.SecurityPolicy(
-                f"{name}-allowed-cidrs",
+                autoname(name, "allowed-cidrs"),
                 description=f"vLLM stack {spec.stack}: only vllm:allowedCidrs",
                 type="CLOUD_ARMOR",
                 rules=security_policy_rules(spec.allowed_cidrs),
                 opts=child,
             )
         self.backend_service = compute.BackendService(
-            f"{name}-backend",
+            autoname(name, "backend"),
             description=f"vLLM stack {spec.stack}",
             load_balancing_scheme="EXTERNAL_MANAGED",
             protocol="HTTP",
@@ -147,7 +148,7 @@ class LoadBalancer(pulumi.ComponentResource):
             "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
         }
         self.url_map = compute.URLMap(
-            f"{name}-urls",
+            autoname(name, "urls"),
             description="Only the OpenAI API (/v1/*) and /health reach vLLM",
             default_service=backend,
             default_route_action=not_routed,
@@ -168,7 +169,7 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         self.address = compute.GlobalAddress(
-            f"{name}-address", address_type="EXTERNAL", ip_version="IPV4", opts=child
+            autoname(name, "address"), address_type="EXTERNAL", ip_version="IPV4", opts=child
         )
         self.https = None
         port_80_map = self.url_map
@@ -179,9 +180,9 @@ class LoadBalancer(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self),
             )
             port_80_map = self.https.redirect_map
-        self.proxy = compute.TargetHttpProxy(f"{name}-proxy", url_map=port_80_map.id, opts=child)
+        self.proxy = compute.TargetHttpProxy(autoname(name, "proxy"), url_map=port_80_map.id, opts=child)
         self.forwarding_rule = compute.GlobalForwardingRule(
-            f"{name}-http",
+            autoname(name, "http"),
             target=self.proxy.id,
             ip_address=self.address.address,
             ip_protocol="TCP",

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch
+from components.gcp.names import autoname
 from components.spec import ServiceSpec
 
 #: Where the health agent (scripts/health_agent.py) serves its verdict: apart from vLLM's 8000, Ray's
@@ -72,14 +73,14 @@ class Network(pulumi.ComponentResource):
         self.serving_tag = spec.name
         self.health_tag = f"{spec.name}-health"  # every VM of the stack: its health agent answers checks
         self.network = compute.Network(
-            f"{name}-vpc",
+            autoname(name, "vpc"),
             auto_create_subnetworks=False,
             routing_mode="REGIONAL",
             description=f"vLLM stack {spec.stack}: GPU VMs without external IPs",
             opts=child,
         )
         self.subnetwork = compute.Subnetwork(
-            f"{name}-subnet",
+            autoname(name, "subnet"),
             network=self.network.id,
             region=spec.region,
             ip_cidr_range=str(SUBNET_CIDR),
@@ -87,13 +88,13 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.router = compute.Router(
-            f"{name}-router", network=self.network.id, region=spec.region, opts=child
+            autoname(name, "router"), network=self.network.id, region=spec.region, opts=child
         )
         self.nat = compute.RouterNat(
-            f"{name}-nat", router=self.router.name, region=spec.region, **NAT_SETTINGS, opts=child
+            autoname(name, "nat"), router=self.router.name, region=spec.region, **NAT_SETTINGS, opts=child
         )
         self.serving_firewall = compute.Firewall(
-            f"{name}-allow-lb",
+            autoname(name, "allow-lb"),
             network=self.network.id,
             direction="INGRESS",
             description=f"vLLM port {launch.PORT} from Google health checkers and LB proxies only",
@@ -103,7 +104,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         self.health_agent_firewall = compute.Firewall(
-            f"{name}-allow-health-checks",
+            autoname(name, "allow-health-checks"),
             network=self.network.id,
             direction="INGRESS",
             description=f"Health agent port {HEALTH_AGENT_PORT} from Google health checkers only",

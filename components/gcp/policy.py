@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from components.gcp.names import COMPUTE_NAME, GOOGLE_LIKE
 from policy import gpu_budget
 from policy.validators import (
     ALL_PORTS,
@@ -337,6 +338,34 @@ def _autoscaler_bound(
     return None if count is None else (most, count)
 
 
+# --- Names --------------------------------------------------------------------------------------------------
+
+#: Cloud Storage "Bucket naming rules": 3-63 characters of a-z, 0-9, '-', '_', '.', a letter or digit at both
+#: ends (dotted names may be longer; the program never makes one), no "goog" prefix, no "google" look-alike.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][-_.a-z0-9]{1,61}[a-z0-9]$")
+
+
+def gcp_name_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A Compute Engine or bucket name GCP refuses: Compute names are 1-63 characters, RFC 1035
+    (pulumi_gcp docstrings); an auto-name adds 8 characters to a logical name (components/gcp/names.py)."""
+    name = props.get("name")
+    if not isinstance(name, str) or name == UNKNOWN:
+        return []
+    if resource_type.startswith("gcp:compute/") and not COMPUTE_NAME.match(name):
+        return [
+            f"{resource_type.split(':')[-1]} name {name!r} ({len(name)} characters): GCP allows 1-63 "
+            "lowercase letters, digits and hyphens, a letter first, no hyphen last"
+        ]
+    if resource_type == BUCKET and (
+        not _BUCKET_NAME.match(name) or name.startswith("goog") or GOOGLE_LIKE.search(name)
+    ):
+        return [
+            f"bucket name {name!r} ({len(name)} characters): Cloud Storage allows 3-63 of a-z, 0-9, '-', "
+            "'_', '.', a letter or digit at both ends, and no 'google' (or look-alike) anywhere"
+        ]
+    return []
+
+
 SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
     SECRETS: {TEMPLATE: _vm_secrets, INSTANCE: _vm_secrets},
     EXPOSURE: {FIREWALL: _firewall},
@@ -350,7 +379,14 @@ DESCRIPTIONS: Final[Mapping[str, str]] = {
     WEAK_TLS: "GCP HTTPS proxies carry an SSL policy of minTlsVersion TLS_1_2+",
     AUTOHEALING_POLICY: "GCP managed instance groups with autoHealingPolicies (Ray workers included)",
 }
-POLICIES: Final[tuple[PlatformPolicy, ...]] = ()
+POLICIES: Final[tuple[PlatformPolicy, ...]] = (
+    PlatformPolicy(
+        name="gcp-names-gcp-accepts",
+        description="Compute Engine names: 1-63 lowercase letters, digits and hyphens, a letter first; "
+        "bucket names: 3-63, no 'google' (GCP refuses others at update time).",
+        check=gcp_name_violations,
+    ),
+)
 STACK_POLICIES: Final[tuple[PlatformStackPolicy, ...]] = ()
 AUTOHEALING: Final = Autohealing(
     template=TEMPLATE,

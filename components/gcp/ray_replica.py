@@ -28,6 +28,7 @@ from components.gcp.machine import (
     rollout_timeout,
 )
 from components.gcp.machine import machine_series as series_of
+from components.gcp.names import autoname
 from components.gcp.network import SUBNET_CIDR, Network
 from components.gcp.registry import ImageMirror
 from components.gcp.weight_cache import WeightCache
@@ -102,7 +103,7 @@ class RayReplica(pulumi.ComponentResource):
         self.tag = f"{spec.name}-ray{index}"
         # Ray is unauthenticated and unencrypted: every port, but only between this group's own VMs.
         self.firewall = compute.Firewall(
-            f"{name}-ray",
+            autoname(name, "ray"),
             network=args.network.network.id,
             direction="INGRESS",
             description=f"Ray and NCCL traffic inside group {index} of vLLM stack {spec.stack} only",
@@ -116,7 +117,7 @@ class RayReplica(pulumi.ComponentResource):
         self.placement_policy = None
         if series_of(spec) in COMPACT_PLACEMENT_SERIES:
             self.placement_policy = compute.ResourcePolicy(
-                f"{name}-compact",
+                autoname(name, "compact"),
                 region=spec.region,
                 description=f"Compact placement of Ray group {index} of vLLM stack {spec.stack}",
                 group_placement_policy={"collocation": "COLLOCATED"},
@@ -124,7 +125,7 @@ class RayReplica(pulumi.ComponentResource):
             )
         placement = self.placement_policy.self_link if self.placement_policy is not None else None
         self.head_ip = compute.Address(
-            f"{name}-head-ip",
+            autoname(name, "head-ip"),
             address_type="INTERNAL",
             purpose="GCE_ENDPOINT",
             region=spec.region,
@@ -135,7 +136,7 @@ class RayReplica(pulumi.ComponentResource):
         )
         env = vm.ray_env(spec, head_address(index))
         self.head_template = instance_template(
-            f"{name}-head",
+            autoname(name, "head"),
             spec,
             launch,
             VmRole(
@@ -151,7 +152,7 @@ class RayReplica(pulumi.ComponentResource):
             weight_cache=args.weight_cache,
         )
         self.worker_template = instance_template(
-            f"{name}-worker",
+            autoname(name, "worker"),
             spec,
             launch,
             VmRole(
@@ -166,7 +167,7 @@ class RayReplica(pulumi.ComponentResource):
             child,
             weight_cache=args.weight_cache,
         )
-        self.health_check = autohealing_check(f"{name}-autoheal", launch, child)
+        self.health_check = autohealing_check(autoname(name, "autoheal"), launch, child)
         head_name = f"{spec.name}-r{index}-head"
         # Groups roll one after another: each waits for the previous group's roll (its head loaded, as far as
         # minReadySec allows), so an update never takes every replica down at once. `pulumi up` waits for
@@ -186,7 +187,7 @@ class RayReplica(pulumi.ComponentResource):
         # No target_size: the per-instance config below creates the one head (createInstances), and an
         # unset size is not reset by later updates.
         self.head_group_manager = compute.InstanceGroupManager(
-            f"{name}-head",
+            autoname(name, "head"),
             base_instance_name=head_name,
             zone=args.zone,
             versions=[{"name": "ray-head", "instance_template": self.head_template.self_link_unique}],
@@ -226,7 +227,7 @@ class RayReplica(pulumi.ComponentResource):
         )
         workers = spec.nodes - 1
         self.worker_group_manager = compute.InstanceGroupManager(
-            f"{name}-workers",
+            autoname(name, "workers"),
             base_instance_name=f"{spec.name}-r{index}-worker",
             zone=args.zone,
             versions=[{"name": "ray-worker", "instance_template": self.worker_template.self_link_unique}],

@@ -20,6 +20,7 @@ import pulumi_gcp.compute as compute
 from components import vm
 from components.capacity import Share, share_scaling, shares
 from components.gcp.backend import settings
+from components.gcp.names import autoname
 from components.gcp.network import NAT_SETTINGS, SUBNET_CIDR, Network
 from components.spec import ServiceSpec
 
@@ -106,15 +107,15 @@ class RegionNetwork(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         network, region = args.network.network, args.region
         self.subnetwork = compute.Subnetwork(
-            f"{name}-subnet",
+            autoname(name, "subnet"),
             network=network.id,
             region=region,
             ip_cidr_range=region_cidr(args.index),
             private_ip_google_access=True,
             opts=child,
         )
-        self.router = compute.Router(f"{name}-router", network=network.id, region=region, opts=child)
+        self.router = compute.Router(autoname(name, "router"), network=network.id, region=region, opts=child)
         self.nat = compute.RouterNat(
-            f"{name}-nat", router=self.router.name, region=region, **NAT_SETTINGS, opts=child
+            autoname(name, "nat"), router=self.router.name, region=region, **NAT_SETTINGS, opts=child
         )
         self.register_outputs({"subnetwork": self.subnetwork.id})

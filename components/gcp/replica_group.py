@@ -20,6 +20,7 @@ from components.gcp.machine import (
     roll_timings,
     rollout_timeout,
 )
+from components.gcp.names import autoname
 from components.gcp.network import Network
 from components.gcp.registry import ImageMirror
 from components.gcp.weight_cache import WeightCache
@@ -91,11 +92,11 @@ class ReplicaGroup(pulumi.ComponentResource):
         super().__init__("vllm:gcp:ReplicaGroup", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
-        self.health_check = autohealing_check(f"{name}-autoheal", args.launch, child)
+        self.health_check = autohealing_check(autoname(name, "autoheal"), args.launch, child)
         steps = rollout_steps(spec.max_replicas, len(args.zones))
         timeout = rollout_timeout(args.launch, steps, CONNECTION_DRAINING_SECONDS)
         self.template = instance_template(
-            f"{name}-template",
+            autoname(name, "template"),
             spec,
             args.launch,
             VmRole(role="serve", tags=[args.network.serving_tag, args.network.health_tag]),
@@ -107,7 +108,7 @@ class ReplicaGroup(pulumi.ComponentResource):
             weight_cache=args.weight_cache,
         )
         self.group_manager = compute.RegionInstanceGroupManager(
-            f"{name}-mig",
+            autoname(name, "mig"),
             base_instance_name=args.base_instance_name or spec.name,
             region=spec.region,
             versions=[{"name": "vllm", "instance_template": self.template.self_link_unique}],

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_gcp.storage as storage
 
 from components.gcp.identity import ServiceIdentity
+from components.gcp.names import bucket_autoname
 from components.spec import ServiceSpec
 
 #: Read, create, overwrite and delete objects, and list them (storage.objects.*, no bucket or IAM
@@ -42,7 +43,7 @@ class WeightCache(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # Auto-named (resource name + a random suffix): bucket names are global across all of GCS.
         self.bucket = storage.Bucket(
-            f"{name}-weights",
+            bucket_autoname(name, "weights"),
             location=spec.region,
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
