@@ -28,7 +28,10 @@ With ``vllm:cacheClaim``, the leader's init container fills the shared HF cache 
 (``pods.fill_containers``); the workers have none. Their vLLM workers load only once the leader's vLLM
 runs, after the fill, and a worker's Ray node waits for its head without a deadline (``ray_bootstrap.sh``
 rejoins every few seconds), so the workers need no fill of their own, and a group has one pod, not
-``vllm:nodes``, polling the claim.
+``vllm:nodes``, polling the claim. LWS counts an init container's restart as the pod's
+(``ContainerRestarted`` in pkg/utils/pod/pod_utils.go reads ``InitContainerStatuses``): a failed fill
+recreates the group, whose new leader fills again (the lock released, the files already fetched kept), and
+with the fill on the leader alone, only the leader's failures do.
 
 Network: Ray is unauthenticated. A NetworkPolicy per group index admits every port only from pods of the
 same group (LWS labels pods with their group index), for every index LWS can create: ``vllm:replicas``
