@@ -120,8 +120,9 @@ def test_the_fill_is_cut_short_at_the_hub_fetch_budget_onto_the_claim():
     fetch = math.ceil(size * 1000 / min(launch.HUB_MBPS, SHARED_CLAIM.write_mbps))
     assert timings(CONFIG).fill_seconds == fetch
     text = pods.fill_script(spec, launch.launch_spec(spec, True))
-    assert f"readonly FETCH_SECONDS={fetch}\n" in text
-    assert f"readonly LOCK_SECONDS={fetch + pods.FILL_LOCK_GRACE_SECONDS}\n" in text
+    bound = pods.FILL_START_SECONDS + fetch
+    assert f"readonly FETCH_SECONDS={bound}\n" in text
+    assert f"readonly LOCK_SECONDS={bound + pods.FILL_LOCK_GRACE_SECONDS}\n" in text
 
 
 def test_vllms_startup_probe_budgets_the_claims_read_and_the_load_alone(shared):
@@ -141,7 +142,8 @@ def test_every_wait_on_the_workload_adds_the_fill_to_the_load(monkeypatch):
     run, recorded = registrations(monkeypatch, "k8s-l4", {"vllm:cacheClaim": CLAIM})
     spec = build_spec("k8s-l4", {"vllm:cacheClaim": CLAIM})
     probes = launch.launch_spec(spec, True).probes
-    start = pods.POD_SCHEDULE_AND_PULL_SECONDS + probes.fill_seconds + probes.cached_startup_seconds
+    fill = pods.FILL_START_SECONDS + probes.fill_seconds
+    start = pods.POD_SCHEDULE_AND_PULL_SECONDS + fill + probes.cached_startup_seconds
     assert start_budget(spec) == start
     assert run.one(DEPLOYMENT).inputs["spec"]["progressDeadlineSeconds"] == start
     assert seconds(recorded[run.one(DEPLOYMENT).name].timeouts["create"]) == start
@@ -150,10 +152,8 @@ def test_every_wait_on_the_workload_adds_the_fill_to_the_load(monkeypatch):
 
 def test_the_replica_status_budget_counts_the_fill_from_the_pods_start(shared):
     probes = timings(CONFIG)
-    assert (
-        shared.outputs["replicaSource"]["startupSeconds"]
-        == probes.fill_seconds + probes.cached_startup_seconds
-    )
+    fill = pods.FILL_START_SECONDS + probes.fill_seconds
+    assert shared.outputs["replicaSource"]["startupSeconds"] == fill + probes.cached_startup_seconds
 
 
 def test_time_to_ready_tells_the_first_pods_fill_and_the_later_pods_read(shared):

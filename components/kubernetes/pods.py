@@ -82,6 +82,9 @@ FILL_POLL_SECONDS = 15
 #: A fill lock older than the fill's bound plus this belongs to a dead pod: the filler's own start (image
 #: pulled, lock to download) and the clocks of two nodes, NTP-synchronised but never equal.
 FILL_LOCK_GRACE_SECONDS = 120
+#: The fill's bound beyond the weights' transfer: the ``hf`` CLI's start and the Hub's metadata calls,
+#: which a small model's transfer time would not cover.
+FILL_START_SECONDS = 120
 #: Room in the cache beyond the weights: vLLM's torch.compile cache, huggingface_hub's Xet chunk cache
 #: (under the same HF home) and the container's logs, which count towards its ephemeral storage too.
 CACHE_HEADROOM_GB = 10
@@ -208,9 +211,11 @@ def environment(
 
 def fetch_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
     """How long the init container may take to fill the shared cache: the launch spec's Hub download onto
-    the claim (its ``hf download`` is killed past it). 0 without vllm:cacheClaim: no init container, vLLM
-    downloads within its own startup probe."""
-    return launch.probes.fill_seconds if settings(spec).cache_claim is not None else 0
+    the claim and the CLI's start (its ``hf download`` is killed past it). 0 without vllm:cacheClaim: no
+    init container, vLLM downloads within its own startup probe."""
+    if settings(spec).cache_claim is None:
+        return 0
+    return FILL_START_SECONDS + launch.probes.fill_seconds
 
 
 def load_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
