@@ -78,6 +78,8 @@ class Storage:
     read_mbps: int
     source: str
     local: bool = False  # local NVMe: local_nvme.sh puts the HF cache and Docker's data root on a RAID0 of it
+    #: One volume every replica mounts (Kubernetes' vllm:cacheClaim): filled from the Hub once, then read.
+    shared: bool = False
 
 
 #: A network boot disk, as the budgets assumed before they followed the path (1 s per GB read). AWS

@@ -76,7 +76,8 @@ class ProbeTimings:
     startup_seconds: int  # from boot to the first healthy /health of the stack's first replica
     #: the same for a replica that copies the weights from the stack's bucket (= startup_seconds on the Hub)
     cached_startup_seconds: int = 0
-    #: how long the first replica takes to download the weights and fill the bucket (0 without a bucket)
+    #: how long the first replica takes to download the weights and fill the bucket or the shared cache
+    #: (0 when every replica downloads its own)
     fill_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 5
@@ -116,7 +117,7 @@ def weights_gb(spec: ServiceSpec) -> int:
 class ColdStart:
     """One replica's time to ready along one path of the weights, and the figures it assumed."""
 
-    path: str  # "hub", "hub, then fill the bucket", "bucket"
+    path: str  # "hub", "hub, then fill the bucket", "bucket", "hub, into the shared cache", "shared cache"
     weights_gb: int
     storage: Storage
     fetch_mbps: int  # the source's rate, before the storage's write rate caps it
@@ -134,7 +135,8 @@ class ColdStart:
 
 def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
     """The stack's first replica and every later one (replacement, scale-out, rollout): the same path on
-    the Hub; with the bucket, the first downloads and fills it, the later ones copy from it."""
+    the Hub; with the bucket, the first downloads and fills it, the later ones copy from it; on a shared
+    cache (``Storage.shared``), the first downloads into it and the later ones only read it."""
     storage = backend.get(spec.cloud).weight_storage(spec)
     size = weights_gb(spec)
     fixed = BASE_STARTUP_SECONDS + (RAY_GROUP_WAIT_SECONDS if spec.nodes > 1 else 0)
@@ -146,6 +148,9 @@ def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
         fetch = seconds(min(source_mbps, storage.write_mbps))
         return ColdStart(path, size, storage, source_mbps, fixed, fetch, fill, seconds(storage.read_mbps))
 
+    if storage.shared:
+        first = along("hub, into the shared cache", HUB_MBPS, 0)
+        return first, ColdStart("shared cache", size, storage, 0, fixed, 0, 0, first.read_seconds)
     if spec.weight_cache != "bucket":
         hub = along("hub", HUB_MBPS, 0)
         return hub, hub
@@ -184,10 +189,11 @@ def time_to_ready(spec: ServiceSpec) -> dict:
 
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
     first, later = cold_starts(spec)
+    filled_once = spec.weight_cache == "bucket" or first.storage.shared
     return ProbeTimings(
         startup_seconds=first.total_seconds,
         cached_startup_seconds=later.total_seconds,
-        fill_seconds=first.fetch_seconds + first.fill_seconds if spec.weight_cache == "bucket" else 0,
+        fill_seconds=first.fetch_seconds + first.fill_seconds if filled_once else 0,
     )
 
 

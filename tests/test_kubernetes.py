@@ -13,7 +13,7 @@ from components import catalog, launch
 from components.kubernetes import fakes as fakes_kubernetes
 from components.kubernetes import gpu_nodes, pods
 from components.kubernetes.backend import settings
-from components.spec import SpecError, build_spec
+from components.spec import ServiceSpec, SpecError, build_spec
 from tests.harness import ROOT, Resource, Run, run_program
 from tools import mockrun
 
@@ -113,6 +113,11 @@ def manifest(resource: Resource) -> dict[str, Any]:
 
 def kubernetes_objects(run: Run) -> list[Resource]:
     return [r for r in run.resources if r.custom and r.type.startswith("kubernetes:")]
+
+
+def start_budget(spec: ServiceSpec) -> int:
+    """One pod's start budget, as every wait on a workload uses it."""
+    return pods.start_budget_seconds(spec, launch.launch_spec(spec, has_hf_token=True))
 
 
 def validate(obj: dict[str, Any]) -> None:
@@ -444,7 +449,7 @@ def test_max_surge_chooses_the_rollout(stack, surge):
 
 def test_deployment_waits_for_its_pods_one_start_on_create_one_per_replica_on_update(monkeypatch):
     _, recorded = registrations(monkeypatch, "k8s-h100")
-    start = pods.start_budget_seconds(launch.launch_spec(build_spec("k8s-h100", {}), has_hf_token=True))
+    start = start_budget(build_spec("k8s-h100", {}))
     timeouts = recorded["vllm-k8s-h100-deployment"].timeouts
     assert seconds(timeouts["create"]) == start
     assert seconds(timeouts["update"]) == 2 * start
@@ -509,7 +514,7 @@ def test_service_waits_for_the_serving_pods_within_their_start_budget(monkeypatc
     run, recorded = registrations(monkeypatch, stack, config)
     service = recorded[run.one(SERVICE).name]
     assert run.one(DEPLOYMENT).urn in service.dependencies
-    start = pods.start_budget_seconds(launch.launch_spec(build_spec(stack, config), has_hf_token=True))
+    start = start_budget(build_spec(stack, config))
     assert seconds(service.timeouts["create"]) == start
     assert seconds(service.timeouts["update"]) == start
 

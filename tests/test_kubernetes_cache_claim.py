@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from components.launch import HF_CACHE_DIR
+from components import launch
+from components.kubernetes import pods
+from components.kubernetes.backend import SHARED_CLAIM
+from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 from tests.test_kubernetes import (
     DEPLOYMENT,
     SECRETS,
+    SERVICE,
     k8s_stack,
     kubernetes_objects,
     manifest,
+    registrations,
+    seconds,
+    start_budget,
     validate,
 )
+from tests.test_kubernetes_multinode import LWS
 
 CLAIM = "shared-hf-cache"
+CONFIG = k8s_stack(**{"vllm:cacheClaim": CLAIM})
 
 
 @pytest.fixture(scope="module")
 def shared() -> Run:
-    return run_program("shared-test", k8s_stack(**{"vllm:cacheClaim": CLAIM}), SECRETS)
+    return run_program("shared-test", CONFIG, SECRETS)
 
 
 def pod(run: Run) -> dict[str, Any]:
     return run.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
+
+
+def timings(config: dict[str, Any]) -> launch.ProbeTimings:
+    return launch.probe_timings(build_spec("shared-test", config))
+
+
+def fill_container(run: Run) -> dict[str, Any]:
+    (container,) = pod(run)["initContainers"]
+    return container
+
+
+def startup_budget(container: dict[str, Any]) -> int:
+    probe = container["startupProbe"]
+    return probe["failureThreshold"] * probe["periodSeconds"]
 
 
 def test_every_pod_mounts_the_claim_as_its_hf_cache(shared):
@@ -53,9 +77,102 @@ def test_the_multi_node_groups_share_it_too():
     assert text.count(f"'claimName': '{CLAIM}'") >= 2  # the leader's and the workers' pod templates
 
 
-def test_without_a_claim_each_pod_keeps_its_own_cache():
+def test_without_a_claim_each_pod_keeps_its_own_cache_and_downloads_in_vllm():
     run = run_program("own-test", k8s_stack(), SECRETS)
     assert not [v for v in pod(run)["volumes"] if "persistentVolumeClaim" in v]
+    assert "initContainers" not in pod(run)
+    (container,) = pod(run)["containers"]
+    assert startup_budget(container) >= timings(k8s_stack()).startup_seconds  # the whole Hub path
+
+
+def test_an_init_container_of_the_pinned_image_fills_the_claim_before_vllm_starts(shared):
+    fill = fill_container(shared)
+    (vllm,) = pod(shared)["containers"]
+    assert fill["image"] == vllm["image"]
+    assert fill["volumeMounts"] == [{"name": pods.SHARED_HF_CACHE_VOLUME, "mountPath": HF_CACHE_DIR}]
+    spec = build_spec("shared-test", CONFIG)
+    assert fill["command"] == ["/bin/bash", "-c", pods.fill_script(spec, launch.launch_spec(spec, True))]
+
+
+def test_the_fill_downloads_the_commit_vllm_loads_into_the_hf_cache_vllm_reads():
+    spec = build_spec("shared-test", {**CONFIG, "vllm:extraArgs": ["--revision", "a" * 40]})
+    text = pods.fill_script(spec, launch.launch_spec(spec, True))
+    assert f"readonly REVISION={'a' * 40}" in text and f"readonly MODEL={spec.model}" in text
+    assert f"readonly CACHE_DIR={HF_CACHE_DIR}/hub" in text  # huggingface_hub's default hub cache
+
+
+def test_the_fill_gets_the_hf_token_from_the_secret_never_as_a_value(shared):
+    env = {variable["name"]: variable for variable in fill_container(shared)["env"]}
+    assert env[HF_TOKEN_ENV]["valueFrom"]["secretKeyRef"]["key"] == HF_TOKEN_ENV
+    assert "value" not in env[HF_TOKEN_ENV]
+    assert SECRETS["vllm:hfToken"] not in str(fill_container(shared))
+    assert "VLLM_API_KEY" not in env  # the fill needs the Hub's token alone
+
+
+def test_the_fill_without_an_hf_token_asks_for_none():
+    run = run_program("shared-public", CONFIG, {"vllm:apiKey": SECRETS["vllm:apiKey"]})
+    assert HF_TOKEN_ENV not in {variable["name"] for variable in fill_container(run)["env"]}
+
+
+def test_the_fill_is_cut_short_at_the_hub_fetch_budget_onto_the_claim():
+    spec = build_spec("shared-test", CONFIG)
+    size = launch.weights_gb(spec)
+    fetch = math.ceil(size * 1000 / min(launch.HUB_MBPS, SHARED_CLAIM.write_mbps))
+    assert timings(CONFIG).fill_seconds == fetch
+    text = pods.fill_script(spec, launch.launch_spec(spec, True))
+    bound = pods.FILL_START_SECONDS + fetch
+    assert f"readonly FETCH_SECONDS={bound}\n" in text
+    assert f"readonly LOCK_SECONDS={bound + pods.FILL_LOCK_GRACE_SECONDS}\n" in text
+
+
+def test_vllms_startup_probe_budgets_the_claims_read_and_the_load_alone(shared):
+    (vllm,) = pod(shared)["containers"]
+    size = launch.weights_gb(build_spec("shared-test", CONFIG))
+    load = launch.BASE_STARTUP_SECONDS + math.ceil(size * 1000 / SHARED_CLAIM.read_mbps)
+    assert timings(CONFIG).cached_startup_seconds == load
+    assert load <= startup_budget(vllm) < load + vllm["startupProbe"]["periodSeconds"]
+
+
+def test_a_pod_on_the_claim_is_declared_broken_sooner_than_one_downloading_from_the_hub(shared):
+    (vllm,) = pod(shared)["containers"]
+    assert startup_budget(vllm) < timings(k8s_stack()).startup_seconds
+
+
+def test_every_wait_on_the_workload_adds_the_fill_to_the_load(monkeypatch):
+    run, recorded = registrations(monkeypatch, "k8s-l4", {"vllm:cacheClaim": CLAIM})
+    spec = build_spec("k8s-l4", {"vllm:cacheClaim": CLAIM})
+    probes = launch.launch_spec(spec, True).probes
+    fill = pods.FILL_START_SECONDS + probes.fill_seconds
+    start = pods.POD_SCHEDULE_AND_PULL_SECONDS + fill + probes.cached_startup_seconds
+    assert start_budget(spec) == start
+    assert run.one(DEPLOYMENT).inputs["spec"]["progressDeadlineSeconds"] == start
+    assert seconds(recorded[run.one(DEPLOYMENT).name].timeouts["create"]) == start
+    assert seconds(recorded[run.one(SERVICE).name].timeouts["create"]) == start
+
+
+def test_the_replica_status_budget_counts_the_fill_from_the_pods_start(shared):
+    probes = timings(CONFIG)
+    fill = pods.FILL_START_SECONDS + probes.fill_seconds
+    assert shared.outputs["replicaSource"]["startupSeconds"] == fill + probes.cached_startup_seconds
+
+
+def test_time_to_ready_tells_the_first_pods_fill_and_the_later_pods_read(shared):
+    ready = shared.outputs["timeToReady"]
+    first, later = ready["firstReplica"], ready["laterReplicas"]
+    assert (first["path"], later["path"]) == ("hub, into the shared cache", "shared cache")
+    assert later["fetchSeconds"] == 0 and first["fetchSeconds"] == timings(CONFIG).fill_seconds
+    assert later["seconds"] < first["seconds"]
+    assert ready["assumed"]["storage"] == SHARED_CLAIM.name
+
+
+def test_the_multi_node_leader_fills_the_claim_and_its_workers_do_not():
+    run = run_program(
+        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
+    )
+    group = run.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+    (fill,) = group["leaderTemplate"]["spec"]["initContainers"]
+    assert fill["name"] == pods.FILL_CONTAINER
+    assert "initContainers" not in group["workerTemplate"]["spec"]
 
 
 @pytest.mark.parametrize("claim", ["Shared_Cache", "-cache", "a" * 254])
@@ -67,3 +184,9 @@ def test_a_claim_name_that_is_no_dns_subdomain_is_refused(claim):
 
 def test_the_claim_shows_in_the_spec(shared):
     assert shared.outputs["spec"]["cacheClaim"] == CLAIM
+
+
+def test_the_status_tool_knows_the_fill_container_by_its_name():
+    from components.kubernetes import status
+
+    assert status.FILL_CONTAINER == pods.FILL_CONTAINER

@@ -31,6 +31,7 @@ from tests.test_kubernetes import (
     plain,
     registrations,
     seconds,
+    start_budget,
     validate,
 )
 from tools import mockrun
@@ -130,7 +131,7 @@ def test_first_up_waits_for_every_group_to_serve(monkeypatch):
         == WAIT_FOR
         == {"pulumi.com/waitFor": "condition=Available"}
     )
-    start = pods.start_budget_seconds(launch.launch_spec(build_spec(PRESET, {}), has_hf_token=True))
+    start = start_budget(build_spec(PRESET, {}))
     assert seconds(recorded[leader_worker_set.name].timeouts["create"]) == start
     service = recorded[run.one(SERVICE).name]
     assert leader_worker_set.urn in service.dependencies
@@ -139,7 +140,7 @@ def test_first_up_waits_for_every_group_to_serve(monkeypatch):
 
 def test_group_rollouts_may_take_one_start_per_group(monkeypatch):
     run, recorded = registrations(monkeypatch, "lws-test", {"vllm:preset": PRESET, "vllm:replicas": 3})
-    start = pods.start_budget_seconds(launch.launch_spec(build_spec(PRESET, {}), has_hf_token=True))
+    start = start_budget(build_spec(PRESET, {}))
     assert seconds(recorded[run.one(LWS).name].timeouts["update"]) == 3 * start
 
 

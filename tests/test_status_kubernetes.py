@@ -185,6 +185,36 @@ def test_a_crash_looping_pod_is_failed_with_the_reason(api, single):
     assert replica.detail.startswith("CrashLoopBackOff (4 restarts)")
 
 
+def filling(pod_object: dict, waiting: str | None = None) -> dict:
+    """``pod_object`` pending while its init container fills vllm:cacheClaim (or fails to)."""
+    state = {"waiting": {"reason": waiting, "message": "back-off"}} if waiting else {"running": {}}
+    pod_object["status"]["phase"] = "Pending"
+    pod_object["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "PodInitializing"}}
+    pod_object["status"]["initContainerStatuses"] = [
+        {
+            "name": k8s_status.FILL_CONTAINER,
+            "image": "x",
+            "imageID": "x",
+            "ready": False,
+            "restartCount": 2 if waiting else 0,
+            "state": state,
+        }
+    ]
+    return pod_object
+
+
+def test_a_pod_filling_the_shared_cache_is_provisioning_and_says_so(api, single):
+    deployment_with(api, single, [filling(pod("vllm-a", ready=False, started=False))])
+    (replica,) = k8s_status.list_replicas(single)
+    assert replica.status == PROVISIONING and "filling the shared HF cache" in replica.detail
+
+
+def test_a_pod_whose_fill_keeps_failing_is_failed_with_the_reason(api, single):
+    deployment_with(api, single, [filling(pod("vllm-a", ready=False, started=False), "CrashLoopBackOff")])
+    (replica,) = k8s_status.list_replicas(single)
+    assert replica.status == FAILED and replica.detail.startswith("CrashLoopBackOff (2 restarts)")
+
+
 def test_an_unschedulable_pod_is_provisioning_with_the_schedulers_message(api, single):
     message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     unscheduled = pod(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from components.backend import Backend, Feature, Placement
+from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage
 from components.kubernetes.offerings import CATALOG
 from components.spec import PROJECT, ConfigReader, SpecError
 
@@ -255,6 +255,26 @@ def check_pod_size(spec: ServiceSpec) -> None:
         )
 
 
+#: vllm:cacheClaim's volume, as the budgets assume it: a conservative figure, not measured by this project.
+#: The managed ReadWriteMany volumes: Filestore Zonal's smallest instance (1 TiB) reads 260 MiB/s and
+#: writes 88 MiB/s, scaling with capacity (cloud.google.com/filestore/docs/service-tiers-zonal); EFS serves
+#: 500 MiB/s per client with provisioned throughput, 1,500 with Elastic (docs.aws.amazon.com/efs/latest/
+#: ug/performance.html). Slower tiers (Filestore Basic HDD: 100 MiB/s, "Filestore performance") load
+#: slower than these budgets allow: they are no place to serve a model from.
+SHARED_CLAIM = Storage(
+    "ReadWriteMany claim (vllm:cacheClaim)",
+    write_mbps=90,
+    read_mbps=250,
+    source="Filestore Zonal at 1 TiB: 260/88 MiB/s read/write; EFS 500+ MiB/s per client; assumed",
+    shared=True,
+)
+
+
+def weight_storage(spec: ServiceSpec) -> Storage:
+    """Where a pod keeps the model's files: the shared claim, else its own cache volume (a network disk)."""
+    return SHARED_CLAIM if settings(spec).cache_claim is not None else NETWORK_DISK
+
+
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     k8s = settings(spec)
     return {
@@ -296,6 +316,7 @@ BACKEND = Backend(
     check=check,
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
+    weight_storage=weight_storage,
     unsupported=MappingProxyType(
         {
             Feature.DNS_ZONE: "unset on kubernetes: create the record the dnsRecords output names at "

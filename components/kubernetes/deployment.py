@@ -84,7 +84,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             spec=spec,
             namespace=namespace.name,
             workload=replicas[0].workload,
-            start_seconds=pods.start_budget_seconds(launch),
+            start_seconds=pods.start_budget_seconds(spec, launch),
         ),
         opts,
     )
@@ -148,7 +148,8 @@ def replica_source(
             scope=namespace_name,
             replicas=spec.replicas,
             bounds=autoscaling.bounds(spec),
-            startup_seconds=launch.probes.startup_seconds,
+            # From the pod's start, which an init container's fill of vllm:cacheClaim precedes.
+            startup_seconds=pods.fetch_budget_seconds(spec, launch) + pods.load_budget_seconds(spec, launch),
             groups=[
                 Group(kind=kind, name=name, role=role)
                 for (kind, role, _), name in zip(workloads, workload_names, strict=True)

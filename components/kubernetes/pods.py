@@ -12,6 +12,13 @@ allocates about 3.9 CPUs and 13 GiB to pods. Without GPUs (a laptop cluster), 2 
 weights, the KV cache and the runtime. Memory limit = request (the OOM killer names this pod rather than
 the node evicting its neighbours); no CPU limit (throttling a tokenizer helps nobody).
 
+Shared cache (``vllm:cacheClaim``): one ReadWriteMany volume every pod mounts as its HF cache. An init
+container of the same image fills it before vLLM starts (``fill_container``, scripts/hf_cache_fill.sh):
+one pod downloads the model's commit from the Hub, the others wait for it and find the files. A pod
+template has one fixed startup probe, so the fetch is taken out of it: vLLM's startup probe budgets the
+read of the claim and the load alone (the launch spec's later-replica path), and whatever waits for a pod
+to serve adds the fill's own bound (``start_budget_seconds``).
+
 Security context: vLLM's official images run as root and write their caches under ``/root``, so
 ``runAsNonRoot`` and a read-only root filesystem are not possible without a custom image. What is
 restricted: no privilege escalation, every capability dropped (the CPU image keeps ``SYS_NICE``, which
@@ -28,11 +35,11 @@ from typing import Any
 
 import pulumi
 
-from components import backend, catalog
+from components import backend, catalog, scripts, vm
 from components.kubernetes import capacity, tls
 from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
-from components.launch import HF_CACHE_DIR, LaunchSpec, weights_gb
+from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV, STATIC_ENV, LaunchSpec, weights_gb
 from components.spec import PROJECT, ServiceSpec, SpecError
 
 CONTAINER = "vllm"
@@ -67,6 +74,17 @@ CACHE_VOLUME = "cache"
 #: vllm:cacheClaim's volume: the HF cache alone, shared by every pod (the compile cache stays per pod).
 SHARED_HF_CACHE_VOLUME = "hf-cache"
 SHM_VOLUME = "shm"
+#: The init container that fills vllm:cacheClaim (scripts/hf_cache_fill.sh), and its pause between looks
+#: at another pod's fill.
+FILL_CONTAINER = "fill-hf-cache"
+FILL_SCRIPT = "hf_cache_fill.sh"
+FILL_POLL_SECONDS = 15
+#: A fill lock older than the fill's bound plus this belongs to a dead pod: the filler's own start (image
+#: pulled, lock to download) and the clocks of two nodes, NTP-synchronised but never equal.
+FILL_LOCK_GRACE_SECONDS = 120
+#: The fill's bound beyond the weights' transfer: the ``hf`` CLI's start and the Hub's metadata calls,
+#: which a small model's transfer time would not cover.
+FILL_START_SECONDS = 120
 #: Room in the cache beyond the weights: vLLM's torch.compile cache, huggingface_hub's Xet chunk cache
 #: (under the same HF home) and the container's logs, which count towards its ephemeral storage too.
 CACHE_HEADROOM_GB = 10
@@ -191,8 +209,26 @@ def environment(
     return env
 
 
-def health_probes(launch: LaunchSpec) -> dict[str, Any]:
-    """Startup probe sized to the model's load (failureThreshold x periodSeconds = the launch budget),
+def fetch_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
+    """How long the init container may take to fill the shared cache: the launch spec's Hub download onto
+    the claim and the CLI's start (its ``hf download`` is killed past it). 0 without vllm:cacheClaim: no
+    init container, vLLM downloads within its own startup probe."""
+    if settings(spec).cache_claim is None:
+        return 0
+    return FILL_START_SECONDS + launch.probes.fill_seconds
+
+
+def load_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
+    """vLLM's startup probe budget, from its container's start: with vllm:cacheClaim the init container has
+    fetched the weights, so what is left is the later replicas' path (the fixed start and the claim's
+    read); without, the whole Hub path."""
+    if settings(spec).cache_claim is not None:
+        return launch.probes.cached_startup_seconds
+    return launch.probes.startup_seconds
+
+
+def health_probes(launch: LaunchSpec, load_seconds: int) -> dict[str, Any]:
+    """Startup probe sized to the model's load (failureThreshold x periodSeconds = ``load_seconds``),
     then readiness (out of the Service, the launch spec's thresholds) and a far more patient liveness
     probe (restart; see ``LIVENESS_*``) on ``/health``."""
     timings = launch.probes
@@ -206,7 +242,7 @@ def health_probes(launch: LaunchSpec) -> dict[str, Any]:
         }
 
     return {
-        "startupProbe": probe(math.ceil(timings.startup_seconds / timings.period_seconds)),
+        "startupProbe": probe(math.ceil(load_seconds / timings.period_seconds)),
         "readinessProbe": {
             **probe(timings.unhealthy_threshold),
             "successThreshold": timings.healthy_threshold,
@@ -258,16 +294,67 @@ def container(
     if serves:
         result["ports"] = [{"name": PORT_NAME, "containerPort": launch.port, "protocol": "TCP"}]
         result["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sleep", str(PRE_STOP_SECONDS)]}}}
-        probes = health_probes(launch)
+        probes = health_probes(launch, load_budget_seconds(spec, launch))
         result.update(tls.https_probes(probes) if tls.serves_tls(spec) else probes)
     return result
 
 
+def fill_script(spec: ServiceSpec, launch: LaunchSpec) -> str:
+    """``hf_cache_fill.sh`` rendered for the stack's model commit (``spec.model_revision``, which keys
+    huggingface_hub's cache as it keys the buckets), without its comment lines."""
+    fetch = fetch_budget_seconds(spec, launch)
+    rendered = scripts.render(
+        FILL_SCRIPT,
+        model=spec.model,
+        revision=spec.model_revision,
+        cache_dir=posixpath.join(HF_CACHE_DIR, "hub"),  # huggingface_hub's HF_HUB_CACHE under HF_HOME
+        fetch_seconds=fetch,
+        lock_seconds=fetch + FILL_LOCK_GRACE_SECONDS,
+        poll_seconds=FILL_POLL_SECONDS,
+    )
+    return vm.without_comments(rendered)
+
+
+def fill_containers(
+    spec: ServiceSpec, launch: LaunchSpec, secret_name: pulumi.Input[str]
+) -> list[dict[str, Any]]:
+    """The init container that fills vllm:cacheClaim (none without it): the pinned vLLM image, whose
+    huggingface_hub ships the ``hf`` CLI (a console script since 0.34; vLLM 0.33 needs >= 1.31), with the
+    HF token by ``secretKeyRef`` when the stack has one. It asks the vLLM container's CPU and memory: the
+    pod's effective request is the larger of an init container's and the sum of the others', so this
+    costs the scheduler nothing, and the download has the whole pod to itself while it runs."""
+    if settings(spec).cache_claim is None:
+        return []
+    cpus, memory = requests(spec)
+    env: list[dict[str, Any]] = [
+        {"name": "HF_XET_HIGH_PERFORMANCE", "value": STATIC_ENV["HF_XET_HIGH_PERFORMANCE"]},
+        {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},  # the pod's log keeps the script's lines
+    ]
+    if HF_TOKEN_ENV in launch.secret_env:
+        env.append(
+            {"name": HF_TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": HF_TOKEN_ENV}}}
+        )
+    return [
+        {
+            "name": FILL_CONTAINER,
+            "image": spec.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["/bin/bash", "-c", fill_script(spec, launch)],
+            "env": env,
+            "resources": {
+                "requests": {"cpu": _cpus(cpus), "memory": _gib(memory)},
+                "limits": {"memory": _gib(memory)},
+            },
+            "volumeMounts": shared_hf_cache_mounts(spec),
+            "securityContext": security_context(spec),
+        }
+    ]
+
+
 def shared_hf_cache_mounts(spec: ServiceSpec) -> list[dict[str, Any]]:
     """With vllm:cacheClaim, the HF cache is that ReadWriteMany claim, mounted over the per-pod cache's
-    ``huggingface`` folder: the first pod downloads each file and the others find it. huggingface_hub takes
-    a lock file per file under the cache's ``.locks/`` before it downloads (file_download.py: WeakFileLock),
-    so pods that start together still download each file once."""
+    ``huggingface`` folder: the init container (``fill_containers``) has put the model's commit there, so
+    vLLM finds every file and downloads none."""
     if settings(spec).cache_claim is None:
         return []
     return [{"name": SHARED_HF_CACHE_VOLUME, "mountPath": HF_CACHE_DIR}]
@@ -306,9 +393,11 @@ def pod_spec(
     extra_volumes: list[dict[str, Any]] | None = None,
     *,
     claimed_cache: bool = False,
+    init_containers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``claimed_cache``: the cache volume comes from the workload's claim templates, not the pod."""
     pod: dict[str, Any] = {
+        **({"initContainers": init_containers} if init_containers else {}),
         "containers": containers,
         "volumes": [
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gb(spec)}Gi"}},
@@ -345,6 +434,10 @@ def rolling_update(spec: ServiceSpec) -> dict[str, int]:
     return {"maxSurge": surge, "maxUnavailable": 0 if surge > 0 else 1}
 
 
-def start_budget_seconds(launch: LaunchSpec) -> int:
-    """From pod creation to serving: scheduling, image pull, then the launch spec's load budget."""
-    return POD_SCHEDULE_AND_PULL_SECONDS + launch.probes.startup_seconds
+def start_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
+    """From pod creation to serving: scheduling and image pull, the init container's fill of the shared
+    cache (with vllm:cacheClaim), then vLLM's load budget. A pod that waits for another's fill is done when
+    that fill is, within the same bound; one that takes over a dead filler's lock can take up to twice it."""
+    return (
+        POD_SCHEDULE_AND_PULL_SECONDS + fetch_budget_seconds(spec, launch) + load_budget_seconds(spec, launch)
+    )

@@ -24,6 +24,15 @@ StatefulSet is deleted with its leader, hence ``whenDeleted: Retain``), so a reb
 weights from disk instead of downloading them on every node. The namespace owns them: ``pulumi destroy``
 deletes them with it; groups removed by scaling down leave theirs until then.
 
+With ``vllm:cacheClaim``, the leader's init container fills the shared HF cache before its Ray head starts
+(``pods.fill_containers``); the workers have none. Their vLLM workers load only once the leader's vLLM
+runs, after the fill, and a worker's Ray node waits for its head without a deadline (``ray_bootstrap.sh``
+rejoins every few seconds), so the workers need no fill of their own, and a group has one pod, not
+``vllm:nodes``, polling the claim. LWS counts an init container's restart as the pod's
+(``ContainerRestarted`` in pkg/utils/pod/pod_utils.go reads ``InitContainerStatuses``): a failed fill
+recreates the group, whose new leader fills again (the lock released, the files already fetched kept), and
+with the fill on the leader alone, only the leader's failures do.
+
 Network: Ray is unauthenticated. A NetworkPolicy per group index admits every port only from pods of the
 same group (LWS labels pods with their group index), for every index LWS can create: ``vllm:replicas``
 plus the rollout's surge groups (LWS numbers them from ``replicas``, and caps the surge at ``replicas``).
@@ -164,9 +173,13 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 env_from_pod={"RAY_NODE_IP": "status.podIP"},
                 extra_mounts=[script_mount],
             )
+            # The leader alone fills vllm:cacheClaim: see the module docstring.
+            fill = pods.fill_containers(spec, launch, args.secret_name) if serves else []
             return {
                 "metadata": {"labels": pods.labels(spec, component)},
-                "spec": pods.pod_spec(spec, component, [container], [script_volume], claimed_cache=claimed),
+                "spec": pods.pod_spec(
+                    spec, component, [container], [script_volume], claimed_cache=claimed, init_containers=fill
+                ),
             }
 
         lws_name = spec.name
@@ -188,7 +201,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 "whenDeleted": "Retain",
                 "whenScaled": "Retain",
             }
-        start = pods.start_budget_seconds(launch)
+        start = pods.start_budget_seconds(spec, launch)
         self.leader_worker_set = CustomResource(
             f"{name}-lws",
             api_version=LWS_API_VERSION,

@@ -94,13 +94,18 @@ class ReplicaGroup(pulumi.ComponentResource):
         group = args.group_labels or {}
         match = {**pods.selector(spec, pods.SERVER), **group}
         container = pods.container(spec, launch, args.secret_name, command=list(launch.argv), serves=True)
-        start = pods.start_budget_seconds(launch)
+        start = pods.start_budget_seconds(spec, launch)
         rollout = pods.rolling_update(spec)
         template: core.PodTemplateSpecArgsDict = {
             "metadata": {"labels": {**pods.labels(spec, pods.SERVER), **group}},
             # pods.py builds pod specs as plain camelCase data, shared with the LeaderWorkerSet (a custom
             # resource, untyped): the keys around it are checked, not those inside it.
-            "spec": pods.pod_spec(spec, pods.SERVER, [container]),  # pyright: ignore[reportAssignmentType]
+            "spec": pods.pod_spec(  # pyright: ignore[reportAssignmentType]
+                spec,
+                pods.SERVER,
+                [container],
+                init_containers=pods.fill_containers(spec, launch, args.secret_name),
+            ),
         }
         self.deployment = apps.Deployment(
             f"{name}-deployment",

@@ -45,6 +45,7 @@ LWS_GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
 LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 CONTAINER = "vllm"  # the serving container's name (components/kubernetes/pods.py: CONTAINER)
+FILL_CONTAINER = "fill-hf-cache"  # the init container that fills vllm:cacheClaim (pods.py: FILL_CONTAINER)
 GPU_RESOURCE = "nvidia.com/gpu"
 #: Container waiting reasons that mean the pod will not serve without a change (kubelet's own reasons).
 BROKEN_REASONS = (
@@ -73,7 +74,7 @@ def pod_status(pod: Any, role: str, startup_seconds: int, now: datetime | None =
     if phase in ("Failed", "Succeeded"):
         return FAILED, f"{phase}: {pod.status.reason or ''} {pod.status.message or ''}".strip()
     containers = pod.status.container_statuses or []
-    for container in containers:
+    for container in [*(pod.status.init_container_statuses or []), *containers]:
         waiting = container.state.waiting if container.state else None
         if waiting is not None and waiting.reason in BROKEN_REASONS:
             return FAILED, f"{waiting.reason} ({container.restart_count} restarts): {waiting.message or ''}"[
@@ -83,6 +84,13 @@ def pod_status(pod: Any, role: str, startup_seconds: int, now: datetime | None =
     if phase == "Pending":
         if scheduled is None or scheduled.status != "True":
             return PROVISIONING, (scheduled.message if scheduled is not None else "") or "not scheduled"
+        if any(
+            _running(init) for init in pod.status.init_container_statuses or [] if init.name == FILL_CONTAINER
+        ):
+            return (
+                PROVISIONING,
+                "filling the shared HF cache (vllm:cacheClaim), or waiting for another pod's fill",
+            )
         return PROVISIONING, "pulling the image, starting containers"
     ready = _condition(pod, "Ready")
     launched = parse_time(pod.status.start_time)
@@ -96,6 +104,10 @@ def pod_status(pod: Any, role: str, startup_seconds: int, now: datetime | None =
         return STARTING, "startup probe: loading the model"
     status = running_status(False, launched, startup_seconds, now)
     return status, "readiness probe failing"
+
+
+def _running(container: Any) -> bool:
+    return container.state is not None and container.state.running is not None
 
 
 def _resources(pod: Any) -> str:

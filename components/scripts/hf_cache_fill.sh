@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Fills the shared Hugging Face cache (vllm:cacheClaim, one ReadWriteMany volume every serving pod mounts)
+# with one commit of the model before vLLM starts, so that the Hub is downloaded from once per stack and
+# vLLM's startup probe budgets the read of the weights alone. The init container of every serving pod runs
+# it (components/kubernetes/pods.py renders the values below; the HF token, when the stack has one, is in
+# the environment as HF_TOKEN, filled from the stack's Secret: nothing secret is written here).
+#
+# Protocol, under CACHE_DIR/.vllm-fill/<model>/<revision>/ (a commit: another commit is another fill):
+#   lock/      created by mkdir, which is atomic on a local file system and on NFS alike (the server
+#              creates the directory or answers EEXIST): exactly one pod fills. lock/owner holds
+#              "<pod> <epoch seconds>". The filler removes it when its download ends, done or failed.
+#   complete   renamed into place once `hf download` has succeeded: the commit is whole in the cache.
+#   stale-<epoch>/  created by mkdir by the one pod that takes over a dead filler's lock of that epoch.
+# A pod that finds the lock waits for `complete`. A lock older than LOCK_SECONDS belongs to a dead pod (the
+# filler's download is killed at FETCH_SECONDS, and its lock removed): one waiter takes it over and fills.
+#
+# Why a lock of our own: huggingface_hub takes a file lock per file under CACHE_DIR/.locks/ (filelock),
+# but calls it "best-effort": on some NFS mounts flock(2) "silently succeeds for every caller", which
+# costs "duplicated bandwidth" (huggingface_hub 2.4.0, file_download.py, _download_to_tmp_and_move): each
+# pod would download the whole model. Its per-process temporary files keep the cache correct even then,
+# and `hf download` skips every file this commit already has in the cache, so a takeover resumes a dead
+# filler's work file by file.
+set -euo pipefail
+
+readonly MODEL={{model}}
+readonly REVISION={{revision}}
+readonly CACHE_DIR={{cache_dir}}
+readonly FETCH_SECONDS={{fetch_seconds}}
+readonly LOCK_SECONDS={{lock_seconds}}
+readonly POLL_SECONDS={{poll_seconds}}
+readonly STATE="$CACHE_DIR/.vllm-fill/${MODEL//\//--}/$REVISION"
+readonly LOCK="$STATE/lock"
+readonly COMPLETE="$STATE/complete"
+
+log() { echo "hf-cache-fill: $*"; }
+
+release() { rm -rf "$LOCK"; }
+
+# The epoch second the current lock was taken at: its owner's record, else (a filler that died between
+# mkdir and writing it) the directory's own time. Fails when there is no lock.
+lock_epoch() {
+  local epoch
+  if read -r _ epoch 2>/dev/null <"$LOCK/owner" && [ -n "${epoch:-}" ]; then
+    echo "$epoch"
+  else
+    stat -c %Y "$LOCK" 2>/dev/null
+  fi
+}
+
+# In the background, so that SIGTERM (the pod deleted) is acted on at once: bash defers traps until a
+# foreground child returns.
+download() {
+  log "downloading $MODEL@$REVISION from the Hugging Face Hub into $CACHE_DIR (at most ${FETCH_SECONDS}s)"
+  timeout "$FETCH_SECONDS" hf download "$MODEL" --revision "$REVISION" --cache-dir "$CACHE_DIR" >/dev/null &
+  wait "$!"
+  date +%s >"$COMPLETE.$$"
+  mv "$COMPLETE.$$" "$COMPLETE"
+  log "$MODEL@$REVISION is in the shared cache"
+}
+
+fill() {
+  local epoch age
+  trap 'exit 143' TERM INT
+  mkdir -p "$STATE"
+  while :; do
+    if [ -f "$COMPLETE" ]; then
+      log "$MODEL@$REVISION is in the shared cache"
+      return 0
+    fi
+    if mkdir "$LOCK" 2>/dev/null; then
+      trap release EXIT
+      printf '%s %s\n' "${HOSTNAME:-pod}" "$(date +%s)" >"$LOCK/owner"
+      log "lock taken: this pod fills the shared cache"
+      download
+      return 0
+    fi
+    epoch=$(lock_epoch) || continue # released between our mkdir and this look: try again
+    age=$(($(date +%s) - epoch))
+    if [ "$age" -ge "$LOCK_SECONDS" ] && mkdir "$STATE/stale-$epoch" 2>/dev/null; then
+      log "the lock is ${age}s old without a finished fill (its pod died): taking it over"
+      release
+      continue
+    fi
+    log "another pod fills the shared cache (lock ${age}s old); waiting"
+    sleep "$POLL_SECONDS"
+  done
+}
+
+fill

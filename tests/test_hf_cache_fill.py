@@ -1,0 +1,170 @@
+"""The shared-cache fill (scripts/hf_cache_fill.sh), run with a fake ``hf`` CLI over a local directory that
+stands for vllm:cacheClaim: one pod downloads the model's commit under a lock, the others wait and find it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components import launch, scripts
+from components.kubernetes import pods
+from components.spec import build_spec
+from tests.test_weight_cache import SHELLCHECK
+
+MODEL = "acme/tiny-llm"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+DEADLINE_SECONDS = 120  # a loaded 2-core machine; the protocol itself takes a second or two
+
+#: hf download MODEL --revision REV --cache-dir DIR: records the download, takes FAKE_HF_SECONDS (the race
+#: window), fails with FAKE_HF_EXIT, else writes the commit's snapshot as huggingface_hub lays it out.
+HF = r"""#!/usr/bin/env bash
+set -euo pipefail
+[ "$1" = download ] && [ "$3" = --revision ] && [ "$5" = --cache-dir ] || exit 2
+echo "$2@$4 token=${HF_TOKEN:-none}" >>"$FAKE_HUB_LOG"
+sleep "${FAKE_HF_SECONDS:-1}"
+[ "${FAKE_HF_EXIT:-0}" = 0 ] || exit "$FAKE_HF_EXIT"
+snapshot="$6/models--${2//\//--}/snapshots/$4"
+mkdir -p "$snapshot"
+echo '{"model_type": "llama"}' >"$snapshot/config.json"
+echo weights >"$snapshot/model.safetensors"
+"""
+
+
+@pytest.fixture
+def claim(tmp_path: Path) -> Path:
+    """The shared volume's HF hub cache, with a fake ``hf`` on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    hf = bin_dir / "hf"
+    hf.write_text(HF)
+    hf.chmod(hf.stat().st_mode | stat.S_IEXEC)
+    cache = tmp_path / "claim" / "hub"
+    cache.mkdir(parents=True)
+    return cache
+
+
+def script(cache: Path, revision: str = REVISION, fetch_seconds: int = 60, lock_seconds: int = 300) -> str:
+    return scripts.render(
+        pods.FILL_SCRIPT,
+        model=MODEL,
+        revision=revision,
+        cache_dir=str(cache),
+        fetch_seconds=fetch_seconds,
+        lock_seconds=lock_seconds,
+        poll_seconds=1,
+    )
+
+
+def start(cache: Path, text: str, **env: str) -> subprocess.Popen:
+    environment = {
+        **os.environ,
+        "PATH": f"{cache.parent.parent / 'bin'}:{os.environ['PATH']}",
+        "FAKE_HUB_LOG": str(cache.parent.parent / "hub-downloads"),
+        **env,
+    }
+    return subprocess.Popen(
+        ["bash", "-c", text], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(process: subprocess.Popen, returncode: int = 0) -> str:
+    output, _ = process.communicate(timeout=DEADLINE_SECONDS)
+    assert process.returncode == returncode, output
+    return output
+
+
+def hub_downloads(cache: Path) -> list[str]:
+    log = cache.parent.parent / "hub-downloads"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def snapshot(cache: Path, revision: str = REVISION) -> Path:
+    return cache / "models--acme--tiny-llm" / "snapshots" / revision
+
+
+def state(cache: Path, revision: str = REVISION) -> Path:
+    return cache / ".vllm-fill" / "acme--tiny-llm" / revision
+
+
+def lock_by_hand(cache: Path, epoch: int) -> None:
+    (state(cache) / "lock").mkdir(parents=True)
+    (state(cache) / "lock" / "owner").write_text(f"other-pod {epoch}\n")
+
+
+def test_the_script_as_pods_run_it_passes_shellcheck(tmp_path):
+    spec = build_spec("shared", {"vllm:preset": "k8s-l4", "vllm:cacheClaim": "hf-cache"})
+    rendered = tmp_path / "fill.sh"
+    rendered.write_text(pods.fill_script(spec, launch.launch_spec(spec, has_hf_token=True)))
+    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
+    result = subprocess.run([binary, "-s", "bash", str(rendered)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_two_pods_racing_download_from_the_hub_once(claim):
+    outputs = [finish(process) for process in [start(claim, script(claim)), start(claim, script(claim))]]
+    assert len(hub_downloads(claim)) == 1, outputs
+    assert sum("lock taken" in output for output in outputs) == 1
+    assert (snapshot(claim) / "model.safetensors").exists()
+    assert not (state(claim) / "lock").exists()  # released once the fill is complete
+
+
+def test_a_pod_that_finds_the_commit_complete_downloads_nothing(claim):
+    finish(start(claim, script(claim)))
+    output = finish(start(claim, script(claim)))
+    assert len(hub_downloads(claim)) == 1
+    assert "is in the shared cache" in output
+
+
+def test_a_pod_waits_for_a_live_fillers_lock_then_finds_its_files(claim):
+    lock_by_hand(claim, int(time.time()))
+    waiter = start(claim, script(claim))
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    log = []
+    while "waiting" not in "".join(log) and time.monotonic() < deadline:
+        log.append(waiter.stdout.readline())  # pyright: ignore[reportOptionalMemberAccess]
+    (state(claim) / "complete").write_text("filled by the other pod\n")
+    output = "".join(log) + finish(waiter)
+    assert hub_downloads(claim) == [], output
+    assert "another pod fills the shared cache" in output
+
+
+def test_a_dead_fillers_lock_is_taken_over_by_one_pod(claim):
+    lock_by_hand(claim, int(time.time()) - 3600)
+    outputs = [finish(process) for process in [start(claim, script(claim)), start(claim, script(claim))]]
+    assert len(hub_downloads(claim)) == 1, outputs
+    assert sum("taking it over" in output for output in outputs) == 1
+    assert (state(claim) / "complete").exists()
+
+
+def test_a_failed_download_releases_the_lock_and_fails_the_container(claim):
+    finish(start(claim, script(claim), FAKE_HF_EXIT="1"), returncode=1)
+    assert not (state(claim) / "lock").exists() and not (state(claim) / "complete").exists()
+    finish(start(claim, script(claim)))  # the kubelet's restart of the init container fills at once
+    assert len(hub_downloads(claim)) == 2
+
+
+def test_a_download_past_the_fetch_budget_is_cut_short(claim):
+    begun = time.monotonic()
+    output = finish(start(claim, script(claim, fetch_seconds=1), FAKE_HF_SECONDS="60"), returncode=124)
+    assert time.monotonic() - begun < 30, output
+    assert not (state(claim) / "lock").exists()
+
+
+def test_another_commit_is_another_fill(claim):
+    other = "fedcba9876543210fedcba9876543210fedcba98"
+    finish(start(claim, script(claim)))
+    finish(start(claim, script(claim, revision=other)))
+    assert [line.split()[0] for line in hub_downloads(claim)] == [f"{MODEL}@{REVISION}", f"{MODEL}@{other}"]
+    assert snapshot(claim, other).exists()
+
+
+def test_the_hf_token_reaches_the_download_by_environment(claim):
+    text = script(claim)
+    finish(start(claim, text, HF_TOKEN="hf_from_the_secret"))
+    assert hub_downloads(claim) == [f"{MODEL}@{REVISION} token=hf_from_the_secret"]
+    assert "hf_from_the_secret" not in text
