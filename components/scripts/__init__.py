@@ -16,21 +16,27 @@ SCRIPTS_DIR = Path(__file__).resolve().parent
 MARKER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
 
 
-def path(name: str) -> Path:
+def path(name: str | Path) -> Path:
+    """A script of this folder by name, or any script by its absolute path (a platform's own)."""
     return SCRIPTS_DIR / name
 
 
-def source(name: str) -> str:
+def source(name: str | Path) -> str:
     return path(name).read_text()
+
+
+def markers(name: str | Path) -> set[str]:
+    """The values the script ``name`` needs."""
+    return set(MARKER.findall(source(name)))
 
 
 Value = str | int | bool | list[str] | tuple[str, ...]
 
 
-def render(name: str, **values: Value) -> str:
+def render(name: str | Path, **values: Value) -> str:
     """The script ``name`` with each ``{{key}}`` replaced by its shell-quoted value."""
     text = source(name)
-    wanted = set(MARKER.findall(text))
+    wanted = markers(name)
     missing, unused = wanted - values.keys(), values.keys() - wanted
     if missing or unused:
         raise ValueError(f"{name}: missing values {sorted(missing)}, unused values {sorted(unused)}")
