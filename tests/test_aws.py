@@ -6,8 +6,6 @@ import base64
 import gzip
 import hashlib
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +15,8 @@ from components.aws.network import NetworkError
 from components.launch import PORT
 from components.spec import SpecError
 from tests.harness import Resource, Run, run_program
+from tests.test_vm_bootstrap import shellcheck, shipped_hooks
 
-SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 USER_VPC = {
@@ -79,11 +77,6 @@ def readable(resource: Resource) -> str:
 def sg_id(run: Run, suffix: str) -> str:
     (group,) = [r for r in run.of_type(SECURITY_GROUP) if r.name.endswith(suffix)]
     return f"{group.name}-id"
-
-
-def shellcheck(text: str) -> subprocess.CompletedProcess:
-    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
-    return subprocess.run([binary, "-s", "bash", "-"], input=text, capture_output=True, text=True)
 
 
 # --- the endpoint and the components -------------------------------------------------------------------
@@ -205,7 +198,8 @@ def test_container_logs_go_to_a_stack_owned_log_group_with_a_retention_period(h1
 
 
 def test_every_machine_ships_its_container_log_to_that_group(h100):
-    assert all("\nLOG_GROUP=/vllm/vllm-aws-h100\n" in user_data(t) for t in h100.of_type(TEMPLATE))
+    for template in h100.of_type(TEMPLATE):
+        assert "\nLOG_GROUP=/vllm/vllm-aws-h100\n" in shipped_hooks(user_data(template))
 
 
 def test_machines_may_mark_unhealthy_only_the_groups_of_their_own_stack(h100):
@@ -257,7 +251,8 @@ def test_the_boot_script_reads_the_secrets_by_name_from_secrets_manager(h100):
     script = user_data(h100.one(TEMPLATE))
     assert "API_KEY_SECRET=vllm-aws-h100/api-key" in script
     assert "HF_TOKEN_SECRET=vllm-aws-h100/hf-token" in script
-    assert "CLOUD=aws" in script and "REGION=us-east-1" in script
+    hooks = shipped_hooks(script)
+    assert "aws secretsmanager get-secret-value" in hooks and "\nREGION=us-east-1\n" in hooks
 
 
 # --- machines -------------------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ import dataclasses
 import json
 import math
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -30,9 +28,9 @@ from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
+from tests.test_vm_bootstrap import shellcheck, shipped_hooks
 from tools import mockrun
 
-SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 MODEL = "Qwen/Qwen3-8B"
@@ -278,10 +276,7 @@ def test_the_startup_script_is_the_vm_bootstrap_with_the_driver_installed(h100):
 
 @pytest.mark.parametrize("key", ["h100", "t4"])
 def test_the_startup_script_passes_shellcheck(runs, key):
-    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
-    result = subprocess.run(
-        [binary, "-s", "bash", "-"], input=startup_script(runs[key]), capture_output=True, text=True
-    )
+    result = shellcheck(startup_script(runs[key]))
     assert result.returncode == 0, result.stdout
 
 
@@ -608,7 +603,7 @@ def test_vms_pull_the_pinned_image_through_the_mirror(runs, key):
     repository = run.one(REPOSITORY)
     metadata = run.one(TEMPLATE).inputs["metadata"]
     assert metadata[IMAGE_METADATA_KEY] == f"{repository.outputs['registryUri']}/{spec_of(key).image}"
-    assert f"IMAGE_METADATA_KEY={IMAGE_METADATA_KEY}" in startup_script(run)
+    assert f"IMAGE_METADATA_KEY={IMAGE_METADATA_KEY}" in shipped_hooks(startup_script(run))
 
 
 def test_only_the_replicas_account_may_read_the_mirror_and_only_that_repository(h100):
@@ -644,7 +639,7 @@ def test_an_image_of_another_registry_is_pulled_directly():
     run = run_program(stack, {**config, "vllm:image": "ghcr.io/org/vllm-openai:v0.33.0"}, secrets=SECRETS)
     assert run.of_type(REPOSITORY) == []
     assert IMAGE_METADATA_KEY not in run.one(TEMPLATE).inputs["metadata"]
-    assert "IMAGE_METADATA_KEY=''" in startup_script(run)
+    assert "IMAGE_METADATA_KEY=''" in shipped_hooks(startup_script(run))
 
 
 def test_an_open_model_gets_no_hf_token_secret():
