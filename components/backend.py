@@ -77,7 +77,7 @@ class Storage:
     write_mbps: int
     read_mbps: int
     source: str
-    local: bool = False  # local NVMe: vm_bootstrap.sh mounts the HF cache on a RAID0 of it
+    local: bool = False  # local NVMe: local_nvme.sh puts the HF cache and Docker's data root on a RAID0 of it
 
 
 #: A network boot disk, as the budgets assumed before they followed the path (1 s per GB read). AWS

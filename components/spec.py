@@ -889,7 +889,8 @@ def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> No
 def _check_disk_fits_model(spec: ServiceSpec) -> None:
     """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
     a pod's cache volume holds only the weights (and vLLM's compile cache). On a machine whose weights go
-    on its local NVMe (the platform's ``weight_storage``), the boot disk holds the OS and the image alone:
+    on its local NVMe (the platform's ``weight_storage``), where Docker's data root goes too (local_nvme.sh),
+    the boot disk holds the OS image alone:
     the NVMe arrays of the platforms' machine tables each exceed their GPUs' memory, which already bounds
     the weights (``_check_model_facts``)."""
     platform = backend.get(spec.cloud)
@@ -899,7 +900,8 @@ def _check_disk_fits_model(spec: ServiceSpec) -> None:
             raise SpecError(
                 f"{PROJECT}:diskSizeGb",
                 spec.disk_size_gb,
-                f">= {overhead} (the OS and the image; the weights go on the machine's local NVMe)",
+                f">= {overhead} (the OS image; the weights and Docker's data root go on the machine's "
+                "local NVMe)",
             )
         return
     weights = _known_weights(spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import gzip
 import io
 import tarfile
@@ -212,9 +213,13 @@ def shipped(name: str) -> str:
     return without_comments(scripts.source(name))
 
 
+@functools.cache
 def shipped_python(name: str) -> str:
     """A Python script as a VM receives it: the same program without its docstrings and comments
-    (``ast.unparse``), so that AWS user data stays within 16 KB."""
+    (``ast.unparse``), so that AWS user data stays within 16 KB. Made once per process: CPython 3.11's
+    AST conversion keeps its recursion depth per interpreter, so a parse that a finalizer interrupts with a
+    parse of its own (a traceback's caret anchors) fails with "AST constructor recursion depth mismatch"
+    (cpython#106905); the fewer parses, the fewer chances."""
     tree = ast.parse(scripts.source(name))
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):

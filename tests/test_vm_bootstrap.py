@@ -124,6 +124,10 @@ def sandbox(tmp_path: Path) -> dict[str, str]:
         "VLLM_AGENT_UNIT_FILE": str(tmp_path / "vllm-health.service"),
         "VLLM_OPS_AGENT_CONFIG": str(tmp_path / "ops-agent" / "config.yaml"),
         "VLLM_METRICS_UNIT_FILE": str(tmp_path / "vllm-metrics.service"),
+        # local_nvme.sh finds no local disk here, whatever the machine running the tests has
+        "LOCAL_NVME_BY_ID": str(tmp_path / "no-disks"),
+        "LOCAL_NVME_DLAMI": str(tmp_path / "dlami-nvme"),
+        "LOCAL_NVME_ROOT": str(tmp_path / "nvme"),
         "TMP": str(tmp_path),
     }
 

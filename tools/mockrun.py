@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import gzip
 import json
 import runpy
@@ -183,13 +184,17 @@ def run_program(
 
 def _forget_previous_run() -> None:
     """Drop what a failed run left behind: ``set_mocks`` keeps the SDK's pending output tasks, which the
-    next run would await and fail on."""
+    next run would await and fail on. Then collect its failed futures here, at a known moment: a future
+    whose exception nobody retrieved logs it when finalized, and formatting that traceback parses source
+    (Python 3.11's caret anchors); a finalizer run by the garbage collector in the middle of the
+    program's own ``ast.parse`` breaks it ("AST constructor recursion depth mismatch", cpython#106905)."""
     loop = asyncio.get_event_loop()
     while pending := [task for task in asyncio.all_tasks(loop) if not task.done()]:
         for task in pending:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     sdk_internals.forget_pending_outputs()
+    gc.collect()
 
 
 def _config_text(value: Any) -> str:

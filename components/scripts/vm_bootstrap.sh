@@ -35,7 +35,7 @@ WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
 WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
-# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache goes there); empty elsewhere.
+# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache and Docker's data root go there).
 LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
@@ -147,6 +147,8 @@ install_unit() {
   if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
     base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
     chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+    # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
+    "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"
   fi
   cat >"$UNIT" <<EOF
 [Unit]
