@@ -120,8 +120,9 @@ def bootstrap_script(
     platform publishes vLLM's metrics with it (AWS); run on the machines that serve /metrics (a Ray
     worker runs no API server).
 
-    The script carries its platform's hooks only (``platform_hooks``): what differs between VM platforms
-    lives in their folders, not in branches of the shared script."""
+    The script carries its platform's hooks only (``platform_hooks``), as plain text: what differs between
+    VM platforms lives in their folders, not in branches of the shared script, and plain text costs AWS's
+    gzip'd user data less than another gzip + base64 blob (about 460 bytes on a Ray head)."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
@@ -155,7 +156,7 @@ def bootstrap_script(
         agents_tar_gzip_base64=_packed_python(
             ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
         ),
-        platform_hooks_gzip_base64=_packed(without_comments(hooks)),
+        platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
         weight_cache_env=[
@@ -232,15 +233,9 @@ def shipped_python(name: str) -> str:
 def without_comments(script: str) -> str:
     """A shell script without its whole-line comments (the shebang stays), so that AWS user data stays
     within 16 KB. The project's scripts' heredocs hold only Python, systemd units and the Ops Agent's YAML,
-    where such a line is a comment too. ShellCheck's directives stay: the script as shipped is the one
-    linted (``# shellcheck source=`` tells it which file a ``source`` reads)."""
+    where such a line is a comment too."""
     lines = script.splitlines(keepends=True)
-    return lines[0] + "".join(line for line in lines[1:] if not _is_comment(line))
-
-
-def _is_comment(line: str) -> bool:
-    stripped = line.lstrip()
-    return stripped.startswith("#") and not stripped.startswith("# shellcheck ")
+    return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
 
 
 def _packed_python(names: Sequence[str]) -> str:

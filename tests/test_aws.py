@@ -15,7 +15,7 @@ from components.aws.network import NetworkError
 from components.launch import PORT
 from components.spec import SpecError
 from tests.harness import Resource, Run, run_program
-from tests.test_vm_bootstrap import shellcheck, shipped_hooks
+from tests.test_vm_bootstrap import shellcheck
 
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
@@ -198,8 +198,7 @@ def test_container_logs_go_to_a_stack_owned_log_group_with_a_retention_period(h1
 
 
 def test_every_machine_ships_its_container_log_to_that_group(h100):
-    for template in h100.of_type(TEMPLATE):
-        assert "\nLOG_GROUP=/vllm/vllm-aws-h100\n" in shipped_hooks(user_data(template))
+    assert all("\nLOG_GROUP=/vllm/vllm-aws-h100\n" in user_data(t) for t in h100.of_type(TEMPLATE))
 
 
 def test_machines_may_mark_unhealthy_only_the_groups_of_their_own_stack(h100):
@@ -251,8 +250,7 @@ def test_the_boot_script_reads_the_secrets_by_name_from_secrets_manager(h100):
     script = user_data(h100.one(TEMPLATE))
     assert "API_KEY_SECRET=vllm-aws-h100/api-key" in script
     assert "HF_TOKEN_SECRET=vllm-aws-h100/hf-token" in script
-    hooks = shipped_hooks(script)
-    assert "aws secretsmanager get-secret-value" in hooks and "\nREGION=us-east-1\n" in hooks
+    assert "aws secretsmanager get-secret-value" in script and "\nREGION=us-east-1\n" in script
 
 
 # --- machines -------------------------------------------------------------------------------------------

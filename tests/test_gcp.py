@@ -28,7 +28,7 @@ from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
-from tests.test_vm_bootstrap import shellcheck, shipped_hooks
+from tests.test_vm_bootstrap import shellcheck
 from tools import mockrun
 
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
@@ -603,7 +603,7 @@ def test_vms_pull_the_pinned_image_through_the_mirror(runs, key):
     repository = run.one(REPOSITORY)
     metadata = run.one(TEMPLATE).inputs["metadata"]
     assert metadata[IMAGE_METADATA_KEY] == f"{repository.outputs['registryUri']}/{spec_of(key).image}"
-    assert f"IMAGE_METADATA_KEY={IMAGE_METADATA_KEY}" in shipped_hooks(startup_script(run))
+    assert f"IMAGE_METADATA_KEY={IMAGE_METADATA_KEY}" in startup_script(run)
 
 
 def test_only_the_replicas_account_may_read_the_mirror_and_only_that_repository(h100):
@@ -639,7 +639,7 @@ def test_an_image_of_another_registry_is_pulled_directly():
     run = run_program(stack, {**config, "vllm:image": "ghcr.io/org/vllm-openai:v0.33.0"}, secrets=SECRETS)
     assert run.of_type(REPOSITORY) == []
     assert IMAGE_METADATA_KEY not in run.one(TEMPLATE).inputs["metadata"]
-    assert "IMAGE_METADATA_KEY=''" in shipped_hooks(startup_script(run))
+    assert "IMAGE_METADATA_KEY=''" in startup_script(run)
 
 
 def test_an_open_model_gets_no_hf_token_secret():

@@ -20,12 +20,7 @@ from components import dashboard, scripts
 from components.aws import metrics
 from components.aws.monitoring import dashboard_body
 from tests.harness import Run, run_program
-from tests.test_vm_bootstrap import (  # noqa: F401 - sandbox: the boot script's fixture
-    rendered,
-    run_script,
-    sandbox,
-    shipped_hooks,
-)
+from tests.test_vm_bootstrap import rendered, run_script, sandbox  # noqa: F401 - the boot script's fixture
 
 sys.path.insert(0, str(scripts.SCRIPTS_DIR))
 import metrics_agent
@@ -301,6 +296,5 @@ def test_the_units_agent_waits_quietly_while_vllm_does_not_answer(unit_agent):
 
 
 def test_the_agent_reads_metrics_on_the_host_itself():
-    hooks = shipped_hooks(rendered("aws-h100"))
-    (line,) = [line for line in hooks.splitlines() if line.startswith("METRICS_AGENT_ARGS=(")]
+    (line,) = [line for line in rendered("aws-h100").splitlines() if line.startswith("METRICS_AGENT_ARGS=(")]
     assert "--url http://127.0.0.1:8000/metrics" in line

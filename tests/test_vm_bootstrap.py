@@ -1,14 +1,10 @@
 """The VM boot script shared by GCP and AWS: linted, and run with fake cloud CLIs and a fake docker."""
 
-import base64
-import gzip
 import os
 import re
-import shlex
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,32 +25,15 @@ MIRRORED = "us-central1-docker.pkg.dev/test-project/vllm-gcp-h100-dockerhub/vllm
 SCRIPT_DEADLINE_SECONDS = 120
 
 
-def shipped_hooks(text: str) -> str:
-    """The platform's hooks a rendered boot script carries (and sources), as the machine unpacks them."""
-    match = re.search(r"^PLATFORM_HOOKS_GZIP_BASE64=(.*)$", text, re.MULTILINE)
-    assert match is not None, "the boot script carries no platform hooks"
-    (packed,) = shlex.split(match[1])
-    return gzip.decompress(base64.b64decode(packed)).decode()
-
-
 def shellcheck(text: str) -> subprocess.CompletedProcess:
-    """ShellCheck over a rendered boot script and the hooks it sources, both as shipped: ``-x`` follows
-    the script's ``# shellcheck source=vm_hooks.sh`` (the variables each side sets and uses are one program),
-    and naming the hooks as an input too reports their own findings (a sourced file alone is only context)."""
     binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
-    with tempfile.TemporaryDirectory() as folder:
-        inputs = ["vm_bootstrap.sh"]
-        (Path(folder) / "vm_bootstrap.sh").write_text(text)
-        if "PLATFORM_HOOKS_GZIP_BASE64=" in text:
-            (Path(folder) / "vm_hooks.sh").write_text(shipped_hooks(text))
-            inputs.append("vm_hooks.sh")
-        return subprocess.run(
-            [binary, "-x", "-s", "bash", *inputs],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=SCRIPT_DEADLINE_SECONDS,
-        )
+    return subprocess.run(
+        [binary, "-s", "bash", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_DEADLINE_SECONDS,
+    )
 
 
 def health_report(spec: ServiceSpec, launch: LaunchSpec) -> list[str]:
@@ -398,7 +377,8 @@ def test_the_gcp_and_aws_backends_ship_vm_hooks():
 
 @pytest.mark.parametrize("platform", vm_platforms(), ids=lambda platform: platform.name)
 def test_each_vm_platforms_hooks_define_every_hook_the_boot_script_calls(platform):
-    called = set(HOOK.findall(bootstrap_vm.without_comments(scripts.source("vm_bootstrap.sh"))))
+    code = scripts.MARKER.sub("", bootstrap_vm.without_comments(scripts.source("vm_bootstrap.sh")))
+    called = set(HOOK.findall(code))
     assert called == {
         "platform_read_secret",
         "platform_resolve_image",
@@ -420,9 +400,8 @@ def test_each_vm_platforms_hooks_define_every_hook_the_boot_script_calls(platfor
 )
 def test_a_rendered_script_carries_its_platforms_hooks_and_no_others(stack, own, other):
     text = rendered(stack)
-    hooks = shipped_hooks(text)
-    assert own in hooks
-    assert other not in hooks and other not in text
+    assert text.count("\nplatform_read_secret() {\n") == 1
+    assert own in text and other not in text
 
 
 def test_a_platform_without_vms_has_no_hooks_to_render():
@@ -431,18 +410,13 @@ def test_a_platform_without_vms_has_no_hooks_to_render():
         bootstrap_vm.platform_hooks(spec, region="")
 
 
-def test_shipped_scripts_keep_shellchecks_directives_and_lose_other_comments():
-    script = "#!/usr/bin/env bash\n# a comment\n# shellcheck source=vm_hooks.sh\nsource x\n  # indented\n"
-    assert (
-        bootstrap_vm.without_comments(script)
-        == "#!/usr/bin/env bash\n# shellcheck source=vm_hooks.sh\nsource x\n"
-    )
+def test_an_included_script_goes_in_as_is_on_its_markers_line(tmp_path):
+    (template := tmp_path / "t.sh").write_text("#!/usr/bin/env bash\n{{hooks}}\nf\n")
+    rendered_text = scripts.render(template, hooks=scripts.Included("f() { echo 'a b'; }\n"))
+    assert rendered_text == "#!/usr/bin/env bash\nf() { echo 'a b'; }\nf\n"
 
 
-def test_shellcheck_reads_the_hooks_the_script_sources():
-    text = rendered("aws-h100")
-    hooks = shipped_hooks(text) + "platform_unquoted() { echo $1; }\n"
-    packed = base64.b64encode(gzip.compress(hooks.encode())).decode()
-    broken = re.sub(r"^(PLATFORM_HOOKS_GZIP_BASE64=).*$", rf"\g<1>{packed}", text, flags=re.MULTILINE)
-    result = shellcheck(broken)
-    assert result.returncode != 0 and "SC2086" in result.stdout
+def test_an_included_script_is_refused_inside_a_line(tmp_path):
+    (template := tmp_path / "t.sh").write_text("#!/usr/bin/env bash\nX={{hooks}}\n")
+    with pytest.raises(ValueError, match="on a line of its own"):
+        scripts.render(template, hooks=scripts.Included("f() { :; }"))

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # AWS's hooks of components/scripts/vm_bootstrap.sh (the functions it calls where VM platforms differ; its
-# comment above `source` lists them). Rendered by components/vm.py and sourced by the boot script on EC2
+# comment above its marker lists them), rendered by components/vm.py into the boot script of EC2
 # instances only; they use the boot script's settings (ROLE, INSTALL_DIR, PYTHON) and its log function.
 
 # REGION: the stack's region (its secrets and its log group). LOG_GROUP: the stack's CloudWatch Logs group

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # GCP's hooks of components/scripts/vm_bootstrap.sh (the functions it calls where VM platforms differ; its
-# comment above `source` lists them). Rendered by components/vm.py and sourced by the boot script on GCP
+# comment above its marker lists them), rendered by components/vm.py into the boot script of GCP
 # VMs only; they use the boot script's settings (ROLE, IMAGE, INSTALL_DIR) and its log function.
 
 # IMAGE_METADATA_KEY: the instance metadata key naming IMAGE in the stack's Artifact Registry mirror of

@@ -16,7 +16,7 @@ set -euo pipefail
 # multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
 # (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
 # flags (cloud, role, load budget, port); AGENTS_TAR_GZIP_BASE64: a tar of it (and of metrics_agent.py
-# where the platform runs it), gzip + base64. PLATFORM_HOOKS_GZIP_BASE64: the platform's hooks (below).
+# where the platform runs it), gzip + base64.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -28,7 +28,6 @@ RAY_ENV=({{ray_env}})
 RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 HEALTH_AGENT_ARGS=({{health_agent_args}})
 AGENTS_TAR_GZIP_BASE64={{agents_tar_gzip_base64}}
-PLATFORM_HOOKS_GZIP_BASE64={{platform_hooks_gzip_base64}}
 # The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
 # HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
 WEIGHT_CACHE_URL={{weight_cache_url}}
@@ -48,14 +47,13 @@ PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 
 log() { echo "vllm-bootstrap: $*"; }
 
-# Where VM platforms differ, the boot script calls its platform's hooks (components/<platform>/vm_hooks.sh,
-# with the platform's own settings; components/vm.py ships the stack's platform's only):
+# Where VM platforms differ, the boot script calls its platform's hooks: components/<platform>/vm_hooks.sh,
+# with the platform's own settings, rendered in here by components/vm.py (the stack's platform's only):
 #   platform_read_secret NAME   print the current value of the secret store's entry NAME
 #   platform_resolve_image      point IMAGE at where this machine pulls it from
 #   platform_log_args           docker's options for the container's log, one word a line
 #   platform_install_metrics    at boot: have vLLM's /metrics reach the platform's monitoring
-# shellcheck source=vm_hooks.sh
-source <(base64 -d <<<"$PLATFORM_HOOKS_GZIP_BASE64" | gunzip)
+{{platform_hooks}}
 
 write_secrets() {
   local attempt api_key hf_token=""
