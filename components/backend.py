@@ -140,6 +140,10 @@ class Backend:
     disk_overhead_gb: int = 0
     #: Where a node of ``spec`` keeps the model's files (local NVMe where the machine has it).
     weight_storage: Callable[[ServiceSpec], Storage] = lambda spec: NETWORK_DISK
+    #: A VM platform's ``vm_hooks.sh``: the shell functions ``scripts/vm_bootstrap.sh`` calls where VM
+    #: platforms differ (secret store, image registry, log driver, metrics), a template ``components/vm.py``
+    #: renders onto this platform's VMs only. None: the platform runs no VMs.
+    vm_hooks: Path | None = None
     #: Features this platform cannot do, each with what to do instead.
     unsupported: Mapping[Feature, str] = field(default_factory=lambda: MappingProxyType({}))
     #: What ``tools.plan`` shows of each resource type: dotted paths into its inputs (see tools/plan.py).

@@ -118,7 +118,11 @@ def bootstrap_script(
     the API's model name); without it, vLLM downloads from the Hub as usual. ``log_group``: the CloudWatch
     Logs group of the container's output (AWS). ``metrics_agent``: ``metrics_agent.py``'s flags, where a
     platform publishes vLLM's metrics with it (AWS); run on the machines that serve /metrics (a Ray
-    worker runs no API server)."""
+    worker runs no API server).
+
+    The script carries its platform's hooks only (``platform_hooks``), as plain text: what differs between
+    VM platforms lives in their folders, not in branches of the shared script, and plain text costs AWS's
+    gzip'd user data less than another gzip + base64 blob (about 460 bytes on a Ray head)."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
@@ -126,10 +130,18 @@ def bootstrap_script(
     argv = list(launch.argv)
     if weight_cache_url:
         argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
+    hooks = platform_hooks(
+        spec,
+        region=spec.region or "",
+        image_metadata_key=image_metadata_key,
+        log_group=log_group,
+        metrics_job=spec.name,
+        metrics_port=launch.port,
+        metrics_agent_args=list(metrics_agent) if publishes_metrics else [],
+    )
     return scripts.render(
         "vm_bootstrap.sh",
-        cloud=spec.cloud,
-        region=spec.region or "",
+        platform=backend.get(spec.cloud).title,
         image=spec.image,
         role=role,
         api_key_secret=api_key_secret,
@@ -144,7 +156,7 @@ def bootstrap_script(
         agents_tar_gzip_base64=_packed_python(
             ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
         ),
-        image_metadata_key=image_metadata_key,
+        platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
         weight_cache_env=[
@@ -152,11 +164,17 @@ def bootstrap_script(
         ],
         weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
         local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
-        log_group=log_group,
-        metrics_job=spec.name,
-        metrics_port=launch.port,
-        metrics_agent_args=list(metrics_agent) if publishes_metrics else [],
     )
+
+
+def platform_hooks(spec: ServiceSpec, **settings: scripts.Value) -> str:
+    """The stack's platform's ``vm_hooks.sh`` (``Backend.vm_hooks``) rendered with the settings it names:
+    each platform's hooks take their own (a log group, a metrics job), and the others' stay off its VMs."""
+    platform = backend.get(spec.cloud)
+    if platform.vm_hooks is None:
+        raise ValueError(f"stack {spec.stack}: {platform.title} has no VM hooks, so it runs no VMs")
+    wanted = scripts.markers(platform.vm_hooks)
+    return scripts.render(platform.vm_hooks, **{name: settings[name] for name in settings if name in wanted})
 
 
 def has_local_nvme(spec: ServiceSpec) -> bool:

@@ -6,8 +6,6 @@ import base64
 import gzip
 import hashlib
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +15,8 @@ from components.aws.network import NetworkError
 from components.launch import PORT
 from components.spec import SpecError
 from tests.harness import Resource, Run, run_program
+from tests.test_vm_bootstrap import shellcheck
 
-SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 USER_VPC = {
@@ -79,11 +77,6 @@ def readable(resource: Resource) -> str:
 def sg_id(run: Run, suffix: str) -> str:
     (group,) = [r for r in run.of_type(SECURITY_GROUP) if r.name.endswith(suffix)]
     return f"{group.name}-id"
-
-
-def shellcheck(text: str) -> subprocess.CompletedProcess:
-    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
-    return subprocess.run([binary, "-s", "bash", "-"], input=text, capture_output=True, text=True)
 
 
 # --- the endpoint and the components -------------------------------------------------------------------
@@ -257,7 +250,7 @@ def test_the_boot_script_reads_the_secrets_by_name_from_secrets_manager(h100):
     script = user_data(h100.one(TEMPLATE))
     assert "API_KEY_SECRET=vllm-aws-h100/api-key" in script
     assert "HF_TOKEN_SECRET=vllm-aws-h100/hf-token" in script
-    assert "CLOUD=aws" in script and "REGION=us-east-1" in script
+    assert "aws secretsmanager get-secret-value" in script and "\nREGION=us-east-1\n" in script
 
 
 # --- machines -------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,72 @@ def test_the_seam_check_finds_a_platform_named_outside_its_folder(source):
 def test_the_seam_check_ignores_docstrings_and_a_cli_named_like_a_platform():
     source = '"""Reads gcp:region; see aws:lb/listener:Listener."""\nCOMMAND = ["aws", "autoscaling"]\n'
     assert seam_breaches(source) == []
+
+
+# --- The backend seam in the scripts machines run -----------------------------------------------------------
+
+SCRIPTS_DIR = ROOT / "components" / "scripts"
+
+
+def shell_seam_breaches(script: str) -> list[str]:
+    """``line: what`` for each place a shell script reads ``$CLOUD`` or compares with a registered
+    platform's name or title (``[ "$x" = gcp ]``, ``[[ $x == AWS ]]``, a ``case`` arm ``gcp)`` or
+    ``gcp | aws)``), comment lines aside: what differs per platform belongs in its
+    ``components/<platform>/vm_hooks.sh``."""
+    names = "|".join(
+        re.escape(name) for platform in backend.backends() for name in {platform.name, platform.title}
+    )
+    word = rf"[\"']?(?:{names})[\"']?"
+    compared = re.compile(rf"(?:!=|==?)\s*{word}(?=[\s;\]]|$)|{word}\s*(?:!=|==?)\s", re.IGNORECASE)
+    case_arm = re.compile(rf"^\s*\(?{word}\s*(?:\|\s*[^)]*)?\)", re.IGNORECASE)
+    found = []
+    for number, line in enumerate(script.splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            continue
+        if re.search(r"\$\{?CLOUD\b", line):
+            found.append(f"{number}: reads $CLOUD")
+        if compared.search(line) or case_arm.search(line):
+            found.append(f"{number}: compares with a platform's name")
+    return found
+
+
+def test_no_script_machines_run_branches_on_a_platforms_name():
+    breaches = [
+        f"{path.relative_to(ROOT)}:{breach}"
+        for path in sorted(SCRIPTS_DIR.glob("*.sh"))
+        for breach in shell_seam_breaches(path.read_text())
+    ]
+    assert breaches == [], "move this into components/<platform>/vm_hooks.sh (components/backend.py vm_hooks)"
+
+
+def test_the_script_seam_check_covers_the_boot_script():
+    assert SCRIPTS_DIR / "vm_bootstrap.sh" in SCRIPTS_DIR.glob("*.sh")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'case "$CLOUD" in',
+        'if [ "$CLOUD" != gcp ] || [ "$ROLE" = ray-worker ]; then return 0; fi',
+        "    aws)",
+        "    gcp | aws)",
+        '[[ $platform == "AWS" ]] && exit 0',
+        'if [ "kubernetes" = "$target" ]; then',
+    ],
+)
+def test_the_script_seam_check_finds_a_platform_named_in_a_branch(line):
+    assert shell_seam_breaches(f"#!/usr/bin/env bash\n{line}\n") != []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'aws secretsmanager get-secret-value --region "$REGION" --secret-id "$1"',
+        '    gs://*) gcloud storage cat "$PREFIX/$1" 2>/dev/null ;;',
+        "# case $CLOUD in gcp) ... : a comment",
+        'log "booting a vLLM $ROLE on $PLATFORM with $IMAGE"',
+        '  for link in "$BY_ID"/google-local-nvme-ssd-* "$BY_ID"/nvme-Amazon_EC2_NVMe_Instance_Storage_*; do',
+    ],
+)
+def test_the_script_seam_check_ignores_commands_comments_and_titles_in_messages(line):
+    assert shell_seam_breaches(f"#!/usr/bin/env bash\n{line}\n") == []

@@ -6,8 +6,6 @@ import dataclasses
 import json
 import math
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -30,9 +28,9 @@ from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
+from tests.test_vm_bootstrap import shellcheck
 from tools import mockrun
 
-SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 MODEL = "Qwen/Qwen3-8B"
@@ -278,10 +276,7 @@ def test_the_startup_script_is_the_vm_bootstrap_with_the_driver_installed(h100):
 
 @pytest.mark.parametrize("key", ["h100", "t4"])
 def test_the_startup_script_passes_shellcheck(runs, key):
-    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
-    result = subprocess.run(
-        [binary, "-s", "bash", "-"], input=startup_script(runs[key]), capture_output=True, text=True
-    )
+    result = shellcheck(startup_script(runs[key]))
     assert result.returncode == 0, result.stdout
 
 

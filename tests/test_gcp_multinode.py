@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +20,8 @@ from components.gcp.ray_replica import head_address
 from components.spec import build_spec
 from tests.harness import Resource, Run, run_program
 from tests.test_gcp import registrations  # noqa: F401 - the fixture, used through request
+from tests.test_vm_bootstrap import shellcheck
 
-SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 STACK, REPLICAS = "gcp-h100-multinode", 2
@@ -140,11 +138,9 @@ def test_heads_and_workers_run_the_bootstrap_in_their_ray_role(run, spec):
 
 
 def test_the_ray_startup_scripts_pass_shellcheck(run):
-    binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
     head, workers = head_and_workers(run, run.of_type(RAY_REPLICA)[0])
     for mig in (head, workers):
-        script = template_of(run, mig).inputs["metadata"]["startup-script"]
-        result = subprocess.run([binary, "-s", "bash", "-"], input=script, capture_output=True, text=True)
+        result = shellcheck(template_of(run, mig).inputs["metadata"]["startup-script"])
         assert result.returncode == 0, result.stdout
 
 

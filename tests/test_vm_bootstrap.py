@@ -1,6 +1,7 @@
 """The VM boot script shared by GCP and AWS: linted, and run with fake cloud CLIs and a fake docker."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components import backend, scripts
 from components import vm as bootstrap_vm
 from components.launch import LaunchSpec, launch_spec
 from components.spec import ServiceSpec, build_spec
@@ -354,3 +356,67 @@ def test_a_shipped_python_agent_is_smaller_without_its_docstrings_and_still_runs
         timeout=SCRIPT_DEADLINE_SECONDS,
     )
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+# --- the platforms' hooks ----------------------------------------------------------------------------------
+
+HOOK = re.compile(r"\bplatform_[a-z_]+\b")
+
+
+def vm_platforms() -> list[backend.Backend]:
+    return [platform for platform in backend.backends() if platform.vm_hooks is not None]
+
+
+def defined_functions(script: str) -> set[str]:
+    return set(re.findall(r"^([a-z_]+)\(\) \{", script, re.MULTILINE))
+
+
+def test_the_gcp_and_aws_backends_ship_vm_hooks():
+    assert {platform.name for platform in vm_platforms()} == {"gcp", "aws"}
+
+
+@pytest.mark.parametrize("platform", vm_platforms(), ids=lambda platform: platform.name)
+def test_each_vm_platforms_hooks_define_every_hook_the_boot_script_calls(platform):
+    code = scripts.MARKER.sub("", bootstrap_vm.without_comments(scripts.source("vm_bootstrap.sh")))
+    called = set(HOOK.findall(code))
+    assert called == {
+        "platform_read_secret",
+        "platform_resolve_image",
+        "platform_log_args",
+        "platform_install_metrics",
+    }
+    assert platform.vm_hooks is not None
+    assert {
+        name for name in defined_functions(scripts.source(platform.vm_hooks)) if HOOK.match(name)
+    } == called
+
+
+@pytest.mark.parametrize(
+    ("stack", "own", "other"),
+    [
+        ("gcp-h100", "gcloud secrets", "aws secretsmanager"),
+        ("aws-h100", "aws secretsmanager", "gcloud secrets"),
+    ],
+)
+def test_a_rendered_script_carries_its_platforms_hooks_and_no_others(stack, own, other):
+    text = rendered(stack)
+    assert text.count("\nplatform_read_secret() {\n") == 1
+    assert own in text and other not in text
+
+
+def test_a_platform_without_vms_has_no_hooks_to_render():
+    spec = build_spec("k8s-h100", {})
+    with pytest.raises(ValueError, match="no VM hooks"):
+        bootstrap_vm.platform_hooks(spec, region="")
+
+
+def test_an_included_script_goes_in_as_is_on_its_markers_line(tmp_path):
+    (template := tmp_path / "t.sh").write_text("#!/usr/bin/env bash\n{{hooks}}\nf\n")
+    rendered_text = scripts.render(template, hooks=scripts.Included("f() { echo 'a b'; }\n"))
+    assert rendered_text == "#!/usr/bin/env bash\nf() { echo 'a b'; }\nf\n"
+
+
+def test_an_included_script_is_refused_inside_a_line(tmp_path):
+    (template := tmp_path / "t.sh").write_text("#!/usr/bin/env bash\nX={{hooks}}\n")
+    with pytest.raises(ValueError, match="on a line of its own"):
+        scripts.render(template, hooks=scripts.Included("f() { :; }"))

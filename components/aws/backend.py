@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +215,7 @@ BACKEND = Backend(
     public_view=public_view,
     check=check,
     weight_storage=weight_storage,
+    vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.

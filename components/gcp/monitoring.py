@@ -1,9 +1,9 @@
 """The service dashboard in Cloud Monitoring, over the vLLM metrics the VMs' Ops Agent writes.
 
 Each serving VM's Ops Agent scrapes vLLM's ``/metrics`` as Prometheus job ``<service name>``
-(scripts/vm_bootstrap.sh); Cloud Monitoring keeps them as Managed Service for Prometheus metrics, which
-dashboards query with PromQL under their original names. The job label keeps other stacks' series in the
-same project off this dashboard.
+(``platform_install_metrics`` in vm_hooks.sh); Cloud Monitoring keeps them as Managed Service for
+Prometheus metrics, which dashboards query with PromQL under their original names. The job label keeps
+other stacks' series in the same project off this dashboard.
 """
 
 from __future__ import annotations

@@ -3,38 +3,57 @@
 A template marks each value it needs as ``{{name}}``. ``render`` fills every marker with a shell-quoted
 value (a list becomes shell-quoted words, for arrays: ``ARGS=({{args}})``), and refuses a missing or
 unused value and any ``pulumi.Output``: a rendered script is plain text known at preview time, so it can
-never carry a secret resolved from the secret store.
+never carry a secret resolved from the secret store. An ``Included`` value, another script of this
+repository rendered in turn (its own values quoted), goes in as is, on its marker's own line.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPTS_DIR = Path(__file__).resolve().parent
 MARKER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
 
 
-def path(name: str) -> Path:
+def path(name: str | Path) -> Path:
+    """A script of this folder by name, or any script by its absolute path (a platform's own)."""
     return SCRIPTS_DIR / name
 
 
-def source(name: str) -> str:
+def source(name: str | Path) -> str:
     return path(name).read_text()
 
 
-Value = str | int | bool | list[str] | tuple[str, ...]
+def markers(name: str | Path) -> set[str]:
+    """The values the script ``name`` needs."""
+    return set(MARKER.findall(source(name)))
 
 
-def render(name: str, **values: Value) -> str:
+@dataclass(frozen=True)
+class Included:
+    """A rendered script of this repository placed as is into another: code, never a stack's value."""
+
+    text: str
+
+
+Value = str | int | bool | list[str] | tuple[str, ...] | Included
+
+
+def render(name: str | Path, **values: Value) -> str:
     """The script ``name`` with each ``{{key}}`` replaced by its shell-quoted value."""
     text = source(name)
-    wanted = set(MARKER.findall(text))
+    wanted = markers(name)
     missing, unused = wanted - values.keys(), values.keys() - wanted
     if missing or unused:
         raise ValueError(f"{name}: missing values {sorted(missing)}, unused values {sorted(unused)}")
     for key, value in values.items():
+        if isinstance(value, Included):
+            if not re.search(rf"^\{{\{{{key}\}}\}}$", text, re.MULTILINE):
+                raise ValueError(f"{name}: the included script {key} needs its marker on a line of its own")
+            continue
         words = value if isinstance(value, list | tuple) else [value]
         if not all(isinstance(word, str | int | bool) for word in words):
             raise TypeError(f"{name}: {key} must be plain text known at preview time, not {type(value)}")
@@ -42,6 +61,8 @@ def render(name: str, **values: Value) -> str:
 
 
 def _quoted(value: Value) -> str:
+    if isinstance(value, Included):
+        return value.text.rstrip("\n")
     if isinstance(value, list | tuple):
         return " ".join(shlex.quote(str(word)) for word in value)
     return shlex.quote(str(value).lower() if isinstance(value, bool) else str(value))

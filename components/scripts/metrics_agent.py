@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Publishes a vLLM replica's Prometheus metrics to CloudWatch (AWS VMs). Python 3 standard library and the
-AWS CLI only (the DLAMI ships both); installed by vm_bootstrap.sh as the ``vllm-metrics`` systemd unit on
-the machines that serve (``serve``, ``ray-head``).
+AWS CLI only (the DLAMI ships both); installed at boot as the ``vllm-metrics`` systemd unit
+(components/aws/vm_hooks.sh) on the machines that serve (``serve``, ``ray-head``).
 
 Why not the CloudWatch agent: its Prometheus support drops histograms ("Prometheus metric type conversion
 by the CloudWatch agent"), and its EMF path turns them into statistic sets (min, max, sum, count), from
