@@ -47,21 +47,6 @@ platform_log_args() {
 # host: the agent reads 127.0.0.1.
 platform_install_metrics() {
   if [ "${#METRICS_AGENT_ARGS[@]}" -eq 0 ]; then return 0; fi
-  cat >"$METRICS_UNIT" <<UNIT
-[Unit]
-Description=vLLM metrics to CloudWatch ($ROLE)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Restart=always
-RestartSec=30
-ExecStart=$PYTHON $INSTALL_DIR/metrics_agent.py ${METRICS_AGENT_ARGS[*]}
-
-[Install]
-WantedBy=multi-user.target
-UNIT
-  systemctl daemon-reload
-  systemctl enable vllm-metrics.service
-  systemctl restart vllm-metrics.service
+  install_agent_service "$METRICS_UNIT" 30 "vLLM metrics to CloudWatch ($ROLE)" \
+    "$PYTHON $INSTALL_DIR/metrics_agent.py ${METRICS_AGENT_ARGS[*]}"
 }

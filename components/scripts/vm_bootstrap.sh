@@ -112,23 +112,31 @@ ensure_container_runtime() {
 install_health_agent() {
   install -d -m 0755 "$INSTALL_DIR"
   base64 -d <<<"$AGENTS_TAR_GZIP_BASE64" | tar -xz --no-same-owner -C "$INSTALL_DIR"
-  cat >"$AGENT_UNIT" <<EOF
+  install_agent_service "$AGENT_UNIT" 5 \
+    "vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health" \
+    "$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}"
+}
+
+# An agent's systemd service, restarted whenever it exits, started now and at every boot.
+# Arguments: the unit file, the seconds between restarts, its description, its command line.
+install_agent_service() {
+  cat >"$1" <<EOF
 [Unit]
-Description=vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health
+Description=$3
 After=network-online.target
 Wants=network-online.target
 
 [Service]
 Restart=always
-RestartSec=5
-ExecStart=$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}
+RestartSec=$2
+ExecStart=$4
 
 [Install]
 WantedBy=multi-user.target
 EOF
   systemctl daemon-reload
-  systemctl enable vllm-health.service
-  systemctl restart vllm-health.service
+  systemctl enable "${1##*/}"
+  systemctl restart "${1##*/}"
 }
 
 install_unit() {
