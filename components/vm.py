@@ -210,8 +210,8 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
 
 
 def shipped(name: str) -> str:
-    """A shell script as a VM receives it: without its comment lines (``without_comments``)."""
-    return without_comments(scripts.source(name))
+    """A shell script as a VM receives it: without its comment lines (``scripts.without_comments``)."""
+    return scripts.without_comments(scripts.source(name))
 
 
 @functools.cache
@@ -228,14 +228,6 @@ def shipped_python(name: str) -> str:
             if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
                 node.body = node.body[1:] or [ast.Pass()]
     return "#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n"
-
-
-def without_comments(script: str) -> str:
-    """A shell script without its whole-line comments (the shebang stays), so that AWS user data stays
-    within 16 KB. The project's scripts' heredocs hold only Python, systemd units and the Ops Agent's YAML,
-    where such a line is a comment too."""
-    lines = script.splitlines(keepends=True)
-    return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
 
 
 def _packed_python(names: Sequence[str]) -> str:

@@ -377,7 +377,7 @@ def test_the_gcp_and_aws_backends_ship_vm_hooks():
 
 @pytest.mark.parametrize("platform", vm_platforms(), ids=lambda platform: platform.name)
 def test_each_vm_platforms_hooks_define_every_hook_the_boot_script_calls(platform):
-    code = scripts.MARKER.sub("", bootstrap_vm.without_comments(scripts.source("vm_bootstrap.sh")))
+    code = scripts.MARKER.sub("", scripts.without_comments(scripts.source("vm_bootstrap.sh")))
     called = set(HOOK.findall(code))
     assert called == {
         "platform_read_secret",

@@ -14,7 +14,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 import pulumi_aws.ssm as ssm
 
-from components import vm
+from components import scripts, vm
 from components.aws import capacity
 from components.aws.backend import settings
 from components.spec import ServiceSpec
@@ -83,7 +83,7 @@ def health_report(spec: ServiceSpec) -> list[str]:
 def user_data(script: str) -> str:
     """Base64 user data: the script without its comment lines when that fits EC2's 16 KB, else gzip'd
     (byte-stable: no mtime). The commented script is components/scripts/vm_bootstrap.sh."""
-    raw = vm.without_comments(script).encode()
+    raw = scripts.without_comments(script).encode()
     if len(raw) > USER_DATA_LIMIT:
         raw = gzip.compress(raw, mtime=0)
     if len(raw) > USER_DATA_LIMIT:

@@ -35,7 +35,7 @@ from typing import Any
 
 import pulumi
 
-from components import backend, catalog, scripts, vm
+from components import backend, catalog, scripts
 from components.kubernetes import capacity, tls
 from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
@@ -312,7 +312,7 @@ def fill_script(spec: ServiceSpec, launch: LaunchSpec) -> str:
         lock_seconds=fetch + FILL_LOCK_GRACE_SECONDS,
         poll_seconds=FILL_POLL_SECONDS,
     )
-    return vm.without_comments(rendered)
+    return scripts.without_comments(rendered)
 
 
 def fill_containers(

@@ -66,3 +66,11 @@ def _quoted(value: Value) -> str:
     if isinstance(value, list | tuple):
         return " ".join(shlex.quote(str(word)) for word in value)
     return shlex.quote(str(value).lower() if isinstance(value, bool) else str(value))
+
+
+def without_comments(script: str) -> str:
+    """A shell script without its whole-line comments (the shebang stays), as machines receive it: AWS user
+    data must stay within 16 KB, and a pod's command is read in its spec. The project's scripts' heredocs
+    hold only Python, systemd units and the Ops Agent's YAML, where such a line is a comment too."""
+    lines = script.splitlines(keepends=True)
+    return lines[0] + "".join(line for line in lines[1:] if not line.lstrip().startswith("#"))
