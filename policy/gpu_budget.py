@@ -1,13 +1,14 @@
 """An autoscaled service may not grow past the GPU budget its organisation sets (policy config ``maxGpus``).
 
-Autoscaling (``vllm:maxReplicas``) hands the replica count to the platform's autoscaler, so what a stack
-can cost is its upper bound: ``max replicas x GPUs per replica``. This stack policy finds each autoscaler a
+Autoscaling (``vllm:maxReplicas``) hands the replica count to the platform's autoscaler, so what a stack can
+cost is its upper bound: ``max replicas x GPUs per replica``. This stack policy finds each autoscaler a
 registered platform declares (``GPU_BUDGET`` in its ``components/<platform>/policy.py``: the autoscaler's
 resource type and how to bound it), has the platform follow it to what it scales and that to its machine or
-pod template, and flags the stack when their bounds together exceed the budget (a stack over several
-regions has an autoscaler per region). Platforms link resources with ``linked`` below: the
-engine's property dependencies (known in a preview), else equal names or self links; what cannot be
-resolved or counted is not judged. Pure functions, like validators.py.
+pod template, and flags the stack when their bounds, with the groups no autoscaler moves (``FIXED_GPUS``: an
+on-demand base), together exceed the budget (a stack over several regions has an autoscaler per region).
+Platforms link resources with ``linked`` below: the engine's property dependencies (known in a preview), else
+equal names or self links; what cannot be resolved or counted is not judged. Pure functions, like
+validators.py.
 """
 
 from __future__ import annotations
@@ -79,26 +80,29 @@ def linked(
 
 
 def gpu_budget_violations(resources: Sequence[StackResource], max_gpus: int) -> list[tuple[str, str]]:
-    """(URN, message) when the stack's autoscalers together may run more than ``max_gpus`` GPUs, reported
-    on the first of them. A stack is one service, and its scaled replicas may sit in several groups, each
-    with an autoscaler of its own (one per region, beside a fixed on-demand base): their bounds add up."""
-    scaled = []
+    """(URN, message) when an autoscaled stack may run more than ``max_gpus`` GPUs, reported on its first
+    autoscaler. A stack is one service: its scaled replicas may sit in several groups, each with an
+    autoscaler of its own (one per region), beside fixed groups no autoscaler moves (an on-demand base,
+    ``FIXED_GPUS``); at their most they all run at once, so their GPUs add up."""
+    scaled, fixed = [], []
     for module in validators.platform_modules():
-        bounds: Mapping[str, Bound] = module.GPU_BUDGET
-        for scaler in (r for r in resources if r.type in bounds):
-            found = bounds[scaler.type](scaler, resources)
-            if found is not None:
-                scaled.append((scaler, *found))
-    total = sum(most * gpus for _, most, gpus in scaled)
+        for found, bounds in ((scaled, module.GPU_BUDGET), (fixed, module.FIXED_GPUS)):
+            for resource in (r for r in resources if r.type in bounds):
+                bound = bounds[resource.type](resource, resources)
+                if bound is not None:
+                    found.append((resource, *bound))
+    total = sum(most * gpus for _, most, gpus in scaled + fixed)
     if not scaled or total <= max_gpus:
         return []
     names = ", ".join(scaler.name for scaler, _, _ in scaled)
-    replicas = int(sum(most for _, most, _ in scaled))
-    per_replica = {gpus for _, _, gpus in scaled}
+    replicas = int(sum(most for _, most, _ in scaled + fixed))
+    per_replica = {gpus for _, _, gpus in scaled + fixed}
     gpus = f"{per_replica.pop()} GPUs" if len(per_replica) == 1 else "their GPUs"
+    beside = ", ".join(group.name for group, _, _ in fixed)
+    with_fixed = f" with the fixed group{'s' if len(fixed) > 1 else ''} {beside}" if fixed else ""
     message = (
-        f"autoscaler{'s' if len(scaled) > 1 else ''} {names} may run {replicas} replicas x {gpus} = "
-        f"{int(total)} GPUs, over the budget of {max_gpus} (policy config {CONFIG_KEY}): lower "
+        f"autoscaler{'s' if len(scaled) > 1 else ''} {names}{with_fixed} may run {replicas} replicas x "
+        f"{gpus} = {int(total)} GPUs, over the budget of {max_gpus} (policy config {CONFIG_KEY}): lower "
         "vllm:maxReplicas or raise the budget"
     )
     return [(scaled[0][0].urn, message)]

@@ -24,6 +24,8 @@ pure functions over plain property dicts that import no cloud SDK. That module f
   advisory); None where the platform has no public endpoint of its own.
 - ``GPU_BUDGET: Mapping[str, gpu_budget.Bound]``: its autoscalers' resource types, each with how to find
   the autoscaler's upper bound (max replicas, GPUs per replica) in the stack (policy/gpu_budget.py).
+- ``FIXED_GPUS: Mapping[str, gpu_budget.Bound]``: its replica groups' resource types, each with how to
+  count a group no autoscaler moves (replicas, GPUs per replica), None for one an autoscaler scales.
 - ``SECRET_REFERENCE: re.Pattern[str] | None``: what a pointer into its secret store looks like (a Secret
   Manager resource name, a Secrets Manager ARN): a value that names a secret without holding it.
 

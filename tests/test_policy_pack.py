@@ -264,6 +264,7 @@ def test_every_platform_has_a_policy_module_fulfilling_the_contract(name):
     assert module.AUTOHEALING is None or isinstance(module.AUTOHEALING, validators.Autohealing)
     assert module.PUBLIC_HTTP is None or callable(module.PUBLIC_HTTP)
     assert all(callable(bound) for bound in module.GPU_BUDGET.values())
+    assert all(callable(bound) for bound in module.FIXED_GPUS.values())
     assert module.SECRET_REFERENCE is None or isinstance(module.SECRET_REFERENCE, re.Pattern)
 
 
@@ -271,7 +272,11 @@ def test_every_platform_has_a_policy_module_fulfilling_the_contract(name):
 def test_a_platform_scans_only_its_own_resource_types(name):
     platform = PLATFORMS[name]
     module = platform.module("policy")
-    kinds = {kind for scanners in module.SCANNERS.values() for kind in scanners} | set(module.GPU_BUDGET)
+    kinds = (
+        {kind for scanners in module.SCANNERS.values() for kind in scanners}
+        | set(module.GPU_BUDGET)
+        | set(module.FIXED_GPUS)
+    )
     if module.AUTOHEALING is not None:
         kinds |= {module.AUTOHEALING.template, *module.AUTOHEALING.groups, *module.AUTOHEALING.vms}
     assert {kind.split(":")[0] for kind in kinds} <= {platform.provider_namespace}

@@ -365,11 +365,26 @@ def test_the_plan_prices_the_range_as_the_output_does():
     assert f"total ${total['min']:g}/h to ${total['max']:g}/h (4 to 7 replicas, autoscaled" in text
 
 
-def test_the_gpu_budget_adds_up_every_regions_autoscaler(gcp_scaled):
+def test_the_gpu_budget_adds_up_every_regions_autoscaler_and_the_on_demand_base(gcp_scaled):
     from policy import gpu_budget
     from tests.test_gpu_budget import resources
 
     seen = resources(gcp_scaled)
-    assert gpu_budget.gpu_budget_violations(seen, 6) == []  # 3 + 3 scaled L4 replicas x 1 GPU
-    ((_, message),) = gpu_budget.gpu_budget_violations(seen, 5)
-    assert "may run 6 replicas x 1 GPUs = 6 GPUs, over the budget of 5" in message
+    # At most 7 L4 replicas x 1 GPU: the fixed on-demand base of 1 and the two regions' spot groups at 3.
+    assert gpu_budget.gpu_budget_violations(seen, 7) == []
+    ((_, message),) = gpu_budget.gpu_budget_violations(seen, 6)
+    assert "with the fixed group vllm-scaled-us-central1-od-mig" in message
+    assert "may run 7 replicas x 1 GPUs = 7 GPUs, over the budget of 6" in message
+
+
+def test_the_gpu_budget_counts_the_kubernetes_on_demand_base_beside_the_scaled_object(k8s_scaled):
+    from policy import gpu_budget
+    from tests.test_gpu_budget import resources
+
+    seen = resources(k8s_scaled)
+    most = k8s_scaled.one(SCALED_OBJECT).inputs["spec"]["maxReplicaCount"]
+    total = int(most) + 2  # L4:1 replicas: the spot Deployment at its most, the base Deployment's 2
+    assert gpu_budget.gpu_budget_violations(seen, total) == []
+    ((_, message),) = gpu_budget.gpu_budget_violations(seen, total - 1)
+    assert f"= {total} GPUs, over the budget of {total - 1}" in message
+    assert "with the fixed group vllm-scaled-deployment " in message

@@ -479,3 +479,5 @@ STACK_POLICIES: Final = (
 )
 PUBLIC_HTTP: Final = public_http
 GPU_BUDGET: Final[Mapping[str, gpu_budget.Bound]] = {SCALING_POLICY: _scaling_policy_bound}
+#: None: an Auto Scaling group's on-demand base is inside its MaxSize, which GPU_BUDGET already counts.
+FIXED_GPUS: Final[Mapping[str, gpu_budget.Bound]] = {}

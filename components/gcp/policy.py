@@ -316,26 +316,48 @@ def template_gpus(template: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _autoscaler_bound(
-    scaler: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
-) -> tuple[float, int] | None:
-    most = gpu_budget.number(gpu_budget.dig(scaler.props, "autoscalingPolicy", "maxReplicas"))
-    groups = gpu_budget.linked(
-        scaler, "target", scaler.props.get("target"), (r for r in resources if r.type in GROUPS)
-    )
+def _group_gpus(group: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]) -> int | None:
+    """The GPUs of one VM of a managed group (its instance templates must agree), else None."""
     templates = [r for r in resources if r.type in TEMPLATES]
     gpus = {
         template_gpus(template.props)
-        for group in groups
         for version in group.props.get("versions") or []
         for template in gpu_budget.linked(
             group, "versions", gpu_budget.dig(version, "instanceTemplate"), templates
         )
     }
+    return gpus.pop() if len(gpus) == 1 else None
+
+
+def _scaled_groups(
+    scaler: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> list[gpu_budget.StackResource]:
+    return gpu_budget.linked(
+        scaler, "target", scaler.props.get("target"), (r for r in resources if r.type in GROUPS)
+    )
+
+
+def _autoscaler_bound(
+    scaler: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    most = gpu_budget.number(gpu_budget.dig(scaler.props, "autoscalingPolicy", "maxReplicas"))
+    gpus = {_group_gpus(group, resources) for group in _scaled_groups(scaler, resources)}
     if most is None or len(gpus) != 1:
         return None
     count = gpus.pop()
     return None if count is None else (most, count)
+
+
+def _fixed_group_bound(
+    group: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    """A managed group no autoscaler scales (an on-demand base beside scaled spot groups): its
+    ``targetSize`` and the GPUs of one of its VMs."""
+    scalers = (r for r in resources if r.type in AUTOSCALERS)
+    if any(group in _scaled_groups(scaler, resources) for scaler in scalers):
+        return None
+    size, gpus = gpu_budget.number(group.props.get("targetSize")), _group_gpus(group, resources)
+    return None if size is None or gpus is None else (size, gpus)
 
 
 # --- Names --------------------------------------------------------------------------------------------------
@@ -401,3 +423,4 @@ AUTOHEALING: Final = Autohealing(
 )
 PUBLIC_HTTP: Final = public_http
 GPU_BUDGET: Final[Mapping[str, gpu_budget.Bound]] = dict.fromkeys(AUTOSCALERS, _autoscaler_bound)
+FIXED_GPUS: Final[Mapping[str, gpu_budget.Bound]] = dict.fromkeys(GROUPS, _fixed_group_bound)

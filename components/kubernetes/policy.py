@@ -123,29 +123,50 @@ def pod_gpus(template: Any) -> int:
     return int(sum(limit for limit in limits if limit is not None))
 
 
-def _scaled_object_bound(
+def _replica_gpus(workload: gpu_budget.StackResource) -> int:
+    """The GPUs of one replica of a workload: a pod, or a LeaderWorkerSet's group (its leader and size - 1
+    workers)."""
+    if workload.type != LEADER_WORKER_SET:
+        return pod_gpus(gpu_budget.dig(workload.props, "spec", "template"))
+    group = gpu_budget.dig(workload.props, "spec", "leaderWorkerTemplate") or {}
+    size = int(gpu_budget.number(group.get("size")) or 1)
+    worker = group.get("workerTemplate") or group.get("leaderTemplate")
+    return pod_gpus(group.get("leaderTemplate") or worker) + (size - 1) * pod_gpus(worker)
+
+
+def _scaled_workload(
     scaled: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
-) -> tuple[float, int] | None:
-    """The ScaledObject's maxReplicaCount and the GPUs of one replica of its workload (a LeaderWorkerSet's
-    replica is a group: its leader and size - 1 workers)."""
-    spec = scaled.props.get("spec") or {}
-    target = spec.get("scaleTargetRef") or {}
+) -> gpu_budget.StackResource | None:
+    """The Deployment or LeaderWorkerSet a ScaledObject scales (``scaleTargetRef``, in its namespace)."""
+    target = gpu_budget.dig(scaled.props, "spec", "scaleTargetRef") or {}
     workload_type = WORKLOADS.get((target.get("apiVersion", "apps/v1"), target.get("kind", "Deployment")))
     namespace = gpu_budget.dig(scaled.props, "metadata", "namespace")
     for workload in (r for r in resources if r.type == workload_type):
         metadata = workload.props.get("metadata") or {}
-        if metadata.get("name") != target.get("name") or metadata.get("namespace") != namespace:
-            continue
-        most = gpu_budget.number(spec.get("maxReplicaCount"))
-        if workload.type == LEADER_WORKER_SET:
-            group = gpu_budget.dig(workload.props, "spec", "leaderWorkerTemplate") or {}
-            size = int(gpu_budget.number(group.get("size")) or 1)
-            worker = group.get("workerTemplate") or group.get("leaderTemplate")
-            gpus = pod_gpus(group.get("leaderTemplate") or worker) + (size - 1) * pod_gpus(worker)
-        else:
-            gpus = pod_gpus(gpu_budget.dig(workload.props, "spec", "template"))
-        return (most, gpus) if most is not None else None
+        if metadata.get("name") == target.get("name") and metadata.get("namespace") == namespace:
+            return workload
     return None
+
+
+def _scaled_object_bound(
+    scaled: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    """The ScaledObject's maxReplicaCount and the GPUs of one replica of its workload."""
+    workload = _scaled_workload(scaled, resources)
+    most = gpu_budget.number(gpu_budget.dig(scaled.props, "spec", "maxReplicaCount"))
+    return None if workload is None or most is None else (most, _replica_gpus(workload))
+
+
+def _fixed_workload_bound(
+    workload: gpu_budget.StackResource, resources: Sequence[gpu_budget.StackResource]
+) -> tuple[float, int] | None:
+    """A workload no ScaledObject scales (the on-demand base beside a scaled spot Deployment): its
+    ``replicas`` (the API server's default 1 when unset) and the GPUs of one replica."""
+    scalers = (r for r in resources if r.type == SCALED_OBJECT)
+    if any(_scaled_workload(scaler, resources) is workload for scaler in scalers):
+        return None
+    replicas = gpu_budget.number(gpu_budget.dig(workload.props, "spec", "replicas"))
+    return (1.0 if replicas is None else replicas), _replica_gpus(workload)
 
 
 SCANNERS: Final[Mapping[str, Mapping[str, Scanner]]] = {
@@ -160,3 +181,4 @@ STACK_POLICIES: Final[tuple[PlatformStackPolicy, ...]] = ()
 AUTOHEALING: Final = None
 PUBLIC_HTTP: Final = public_http
 GPU_BUDGET: Final[Mapping[str, gpu_budget.Bound]] = {SCALED_OBJECT: _scaled_object_bound}
+FIXED_GPUS: Final[Mapping[str, gpu_budget.Bound]] = dict.fromkeys(WORKLOADS.values(), _fixed_workload_bound)
