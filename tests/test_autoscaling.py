@@ -255,7 +255,7 @@ def test_aws_vcpu_quota_counts_the_upper_bound_and_its_surge() -> None:
     from components.aws import machines
 
     spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY})
-    assert machines.vcpu_quota(spec)[1] == 5 * spec.offering.vcpus
+    assert machines.vcpu_quotas(spec) == [("Running On-Demand P instances", 5 * spec.offering.vcpus)]
 
 
 def test_aws_without_autoscaling_owns_its_capacity() -> None:

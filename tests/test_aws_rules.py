@@ -183,8 +183,8 @@ def test_every_gpu_launch_template_is_run_by_a_self_healing_group_as_the_policy_
 
 
 QUOTA_CASES = {
-    "aws-h100": ("aws-h100", {}, ("Running On-Demand P instances", 576)),
-    "aws-h200-multinode": ("aws-h200-multinode", {}, ("Running On-Demand P instances", 384)),
+    "aws-h100": ("aws-h100", {}, [("Running On-Demand P instances", 576)]),
+    "aws-h200-multinode": ("aws-h200-multinode", {}, [("Running On-Demand P instances", 384)]),
     "spot-g5": (
         "aws-dev",
         {
@@ -194,28 +194,40 @@ QUOTA_CASES = {
             "vllm:spot": True,
             "vllm:replicas": 3,
         },
-        ("All G and VT Spot Instance Requests", 5 * 48),
+        [("All G and VT Spot Instance Requests", 5 * 48)],
+    ),
+    "spot-g5-on-demand-base": (
+        "aws-dev",
+        {
+            "vllm:cloud": "aws",
+            "vllm:gpu": "A10G:4",
+            "vllm:model": "Qwen/Qwen3-8B",
+            "vllm:spot": True,
+            "vllm:replicas": 3,
+            "vllm:onDemandBaseReplicas": 1,
+        },
+        [("Running On-Demand G and VT instances", 48), ("All G and VT Spot Instance Requests", 4 * 48)],
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(QUOTA_CASES))
-def test_the_vcpu_quota_covers_every_group_at_its_maximum_size_rollout_surge_included(case):
+def test_the_vcpu_quotas_cover_every_group_at_its_maximum_size_rollout_surge_included(case):
     stack, config, expected = QUOTA_CASES[case]
     spec = build_spec(
         stack,
         {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in config.items()},
     )
-    assert machines.vcpu_quota(spec) == expected
+    assert machines.vcpu_quotas(spec) == expected
     run = run_program(stack, config=config, secrets=SECRETS)
     peak = sum(group.inputs["maxSize"] for group in run.of_type("aws:autoscaling/group:Group"))
-    assert peak * spec.offering.vcpus == expected[1]
+    assert peak * spec.offering.vcpus == sum(needed for _, needed in expected)
 
 
 def test_the_readme_states_the_quota_of_each_aws_preset():
     readme = (ROOT / "README.md").read_text()
     for stack in ("aws-h100", "aws-h200-multinode"):
-        name, vcpus = machines.vcpu_quota(build_spec(stack, {}))
+        ((name, vcpus),) = machines.vcpu_quotas(build_spec(stack, {}))
         assert f"| `{stack}` | {name} | {vcpus} |" in readme
 
 

@@ -225,20 +225,27 @@ def surge_machines(size: int, keep_serving: bool) -> int:
     return math.ceil(size * (max_healthy_percentage(size, keep_serving) - 100) / 100)
 
 
-def vcpu_quota(spec: ServiceSpec) -> tuple[str, int]:
-    """The EC2 vCPU quota the stack draws on (Service Quotas, per region) and the vCPUs it needs at peak.
+def vcpu_quotas(spec: ServiceSpec) -> list[tuple[str, int]]:
+    """The EC2 vCPU quotas the stack draws on (Service Quotas, per region), each with the vCPUs it needs at
+    peak: on-demand for every machine without spot, for the on-demand base with it, and spot for the rest.
 
     EC2 counts running instances' vCPUs per family group: P instances, G and VT instances, each with an
     on-demand and a spot quota. A launch beyond it fails (VcpuLimitExceeded) and the group keeps retrying.
+    A rollout's surge machines are above the base, so on spot when the stack is.
     """
     family = "P" if vm.machine_type(spec).startswith("p") else "G and VT"
-    name = f"All {family} Spot Instance Requests" if spec.spot else f"Running On-Demand {family} instances"
     vcpus = vm.vm_offering(spec).vcpus
     if vcpus is None:
         raise ValueError(
             f"stack {spec.stack}: the AWS catalog row of {vm.machine_type(spec)} has no vCPU count"
         )
-    return name, peak_machines(spec) * vcpus
+    peak = peak_machines(spec)
+    on_demand = spec.on_demand_base_replicas * spec.nodes if spec.spot else peak
+    quotas = [
+        (f"Running On-Demand {family} instances", on_demand * vcpus),
+        (f"All {family} Spot Instance Requests", (peak - on_demand) * vcpus),
+    ]
+    return [(name, needed) for name, needed in quotas if needed]
 
 
 def auto_scaling_group(
