@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,12 +109,21 @@ def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> Iterator[dic
         yield from page[key]
 
 
-def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Replica]:
-    autoscaling, ec2, elbv2 = clients(source.location)
+@contextmanager
+def _asking(source: ReplicaSource) -> Iterator[None]:
+    """An API or credentials error, as the one-line ListError the tools print."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    roles = {group.name: group for group in source.groups}
     try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        raise ListError(f"AWS {source.location}: {error}") from error
+
+
+def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Replica]:
+    autoscaling, ec2, elbv2 = clients(source.location)
+    roles = {group.name: group for group in source.groups}
+    with _asking(source):
         members = [
             (roles[group["AutoScalingGroupName"]], member)
             for group in _pages(
@@ -136,8 +146,6 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
         if source.balancer:
             health = elbv2.describe_target_health(TargetGroupArn=source.balancer)
             targets = {target["Target"]["Id"]: target for target in health["TargetHealthDescriptions"]}
-    except (BotoCoreError, ClientError) as error:
-        raise ListError(f"AWS {source.location}: {error}") from error
 
     replicas: list[Replica] = []
     for group, member in members:
@@ -170,17 +178,12 @@ def desired_replicas(source: ReplicaSource) -> int:
     """Replicas the platform is converging on: the serving groups' desired capacity (target tracking sets
     it when the autoscaler owns the count) and, for multi-node replicas, one per Ray head group."""
     autoscaling = session(source.location).client("autoscaling")
-    from botocore.exceptions import BotoCoreError, ClientError
-
     names = [group.name for group in counted_groups(source.groups)]
-    try:
-        groups = list(
-            _pages(
-                autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups", AutoScalingGroupNames=names
-            )
+    with _asking(source):
+        pages = _pages(
+            autoscaling, "describe_auto_scaling_groups", "AutoScalingGroups", AutoScalingGroupNames=names
         )
-    except (BotoCoreError, ClientError) as error:
-        raise ListError(f"AWS {source.location}: {error}") from error
+        groups = list(pages)
     missing = set(names) - {group["AutoScalingGroupName"] for group in groups}
     if missing:
         raise ListError(f"AWS {source.location}: no Auto Scaling group {', '.join(sorted(missing))}")

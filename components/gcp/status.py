@@ -10,7 +10,8 @@ Default Credentials (``gcloud auth application-default login``); project, region
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -134,14 +135,25 @@ class Compute:
         return {_last(status.instance) for status in health.health_status if status.health_state == "HEALTHY"}
 
 
-def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_args: Any) -> list[Replica]:
-    compute = Compute(**client_args)
+@contextmanager
+def _asking(source: ReplicaSource) -> Iterator[None]:
+    """An API or credentials error, as the one-line ListError the tools print."""
     from google.api_core import exceptions
     from google.auth import exceptions as auth_exceptions
 
+    try:
+        yield
+    except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
+        raise ListError(f"GCP project {source.scope} ({source.location}): {error}") from error
+
+
+def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_args: Any) -> list[Replica]:
+    compute = Compute(**client_args)
+    from google.api_core import exceptions
+
     project, region = source.scope, source.location
     replicas: list[Replica] = []
-    try:
+    with _asking(source):
         for group in source.groups:
             healthy: set[str] = set()
             if group.role != RAY_WORKER and source.balancer:
@@ -174,8 +186,6 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
                         extra={"instanceId": str(managed.id) if managed.id else "", "zone": zone},
                     )
                 )
-    except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
-        raise ListError(f"GCP project {project} ({region}): {error}") from error
     single = [replica for replica in replicas if replica.role == SERVE]
     return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
 
@@ -184,16 +194,11 @@ def desired_replicas(source: ReplicaSource, **client_args: Any) -> int:
     """Replicas the platform is converging on: the serving groups' target sizes (the autoscaler sets them
     when it owns the count) and, for multi-node replicas, one per Ray head group of target size 1."""
     compute = Compute(**client_args)
-    from google.api_core import exceptions
-    from google.auth import exceptions as auth_exceptions
-
-    try:
+    with _asking(source):
         return sum(
             compute.target_size(source.scope, source.location, group)
             for group in counted_groups(source.groups)
         )
-    except (exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as error:
-        raise ListError(f"GCP project {source.scope} ({source.location}): {error}") from error
 
 
 def read_logs(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,6 +160,18 @@ class Cluster:
         replicas = self.apps.read_namespaced_deployment(name, namespace).spec.replicas
         return 1 if replicas is None else replicas  # the API server defaults an unset count to 1
 
+    @contextmanager
+    def asking(self, namespace: str) -> Iterator[None]:
+        """An API error or an unreachable server, as the one-line ListError the tools print."""
+        try:
+            yield
+        except self.error as error:
+            raise ListError(f"Kubernetes namespace {namespace}: {error.status} {error.reason}") from error
+        except self.transport_error as error:
+            raise ListError(
+                f"Kubernetes namespace {namespace}: cannot reach the API server: {error}"
+            ) from error
+
     def zone(self, node: str, cache: dict[str, str]) -> str:
         """The node's zone label; the node's name when it has none or nodes may not be read."""
         if node not in cache:
@@ -177,7 +190,7 @@ def list_replicas(
     namespace = source.scope
     replicas: list[Replica] = []
     zones: dict[str, str] = {}
-    try:
+    with cluster.asking(namespace):
         for group in source.groups:
             selector = cluster.selector(namespace, group.kind, group.name)
             for pod in cluster.core.list_namespaced_pod(namespace, label_selector=selector).items:
@@ -202,10 +215,6 @@ def list_replicas(
                         extra={"namespace": namespace, "node": node},
                     )
                 )
-    except cluster.error as error:
-        raise ListError(f"Kubernetes namespace {namespace}: {error.status} {error.reason}") from error
-    except cluster.transport_error as error:
-        raise ListError(f"Kubernetes namespace {namespace}: cannot reach the API server: {error}") from error
     single = [replica for replica in replicas if replica.role == SERVE]
     grouped = sorted(
         (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
@@ -216,16 +225,10 @@ def list_replicas(
 def desired_replicas(source: ReplicaSource, api_client: Any = None) -> int:
     """Replicas the platform is converging on: every workload's ``spec.replicas``."""
     cluster = Cluster(source.location, api_client)
-    try:
+    with cluster.asking(source.scope):
         return sum(
             cluster.desired(source.scope, group.kind, group.name) for group in counted_groups(source.groups)
         )
-    except cluster.error as error:
-        raise ListError(f"Kubernetes namespace {source.scope}: {error.status} {error.reason}") from error
-    except cluster.transport_error as error:
-        raise ListError(
-            f"Kubernetes namespace {source.scope}: cannot reach the API server: {error}"
-        ) from error
 
 
 def _stamped(line: str) -> tuple[datetime | None, str]:
