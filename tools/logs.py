@@ -24,9 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from components import backend
 from components.observe import ListError, LogLine, LogQuery, Replica, ReplicaSource
-from tools.status import ConfigError, list_replicas, replica_source, stack_outputs
+from tools.status import ConfigError, list_replicas, replica_source, stack_outputs, status_module
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_CONFIG = 0, 1, 2
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -118,7 +117,7 @@ def read(
     query = LogQuery(
         replicas=chosen, since=datetime.now(UTC) - args.since, follow=args.follow, poll_seconds=poll_seconds
     )
-    platform = backend.get(source.platform).module("status")
+    platform = status_module(source)
     try:
         platform.read_logs(source, query, printer(out, several=len(chosen) > 1))
     except ListError as error:

@@ -223,20 +223,22 @@ def stack_target(stack: str, env: Mapping[str, str]) -> Target:
     )
 
 
-def list_replicas(source: ReplicaSource) -> list[Replica]:
-    """The platform's own view, through its package's ``status`` module (which loads its client library)."""
+def status_module(source: ReplicaSource) -> Any:
+    """The stack's platform's ``status`` module (which loads its client library when asked)."""
     if source.platform not in backend.names():
         raise ListError(f"platform {source.platform!r} is not one of {', '.join(backend.names())}")
-    lister = backend.get(source.platform).module("status")
-    return lister.list_replicas(source)
+    return backend.get(source.platform).module("status")
+
+
+def list_replicas(source: ReplicaSource) -> list[Replica]:
+    """The platform's own view of the replicas."""
+    return status_module(source).list_replicas(source)
 
 
 def desired_replicas(source: ReplicaSource) -> int:
     """How many replicas the platform is converging on: a group's target size, desired capacity or
     ``spec.replicas``, which the autoscaler moves between the stack's bounds."""
-    if source.platform not in backend.names():
-        raise ListError(f"platform {source.platform!r} is not one of {', '.join(backend.names())}")
-    return backend.get(source.platform).module("status").desired_replicas(source)
+    return status_module(source).desired_replicas(source)
 
 
 def look(
