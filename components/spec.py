@@ -818,17 +818,15 @@ def _known_weights(spec: ServiceSpec) -> tuple[int, str] | None:
 
 
 def _gpu_memory_utilization(extra_args: tuple[str, ...]) -> float:
-    """The share of GPU memory vLLM takes: --gpu-memory-utilization in extraArgs, else vLLM's default."""
-    for index, arg in enumerate(extra_args):
-        flag, _, value = arg.partition("=")
-        if flag == "--gpu-memory-utilization":
-            if not value and index + 1 < len(extra_args):
-                value = extra_args[index + 1]
-            try:
-                return min(max(float(value), 0.0), 1.0)
-            except ValueError:
-                return DEFAULT_GPU_MEMORY_UTILIZATION
-    return DEFAULT_GPU_MEMORY_UTILIZATION
+    """The share of GPU memory vLLM takes: the value vLLM reads from extraArgs (the last occurrence, in any
+    spelling, as ``option_value`` reads it), else vLLM's default. The pinned vLLM's range was checked by
+    check_flags; an image of another version is not, so a value outside (0, 1] counts as the default."""
+    value = option_value(extra_args, "--gpu-memory-utilization")
+    try:
+        share = float(value) if value is not None else DEFAULT_GPU_MEMORY_UTILIZATION
+    except ValueError:
+        return DEFAULT_GPU_MEMORY_UTILIZATION
+    return share if 0 < share <= 1 else DEFAULT_GPU_MEMORY_UTILIZATION
 
 
 def _check_model_facts(spec: ServiceSpec, has_hf_token: bool) -> None:

@@ -164,6 +164,21 @@ def test_more_gpu_memory_utilization_in_extra_args_leaves_more_room_for_weights(
         build_spec("s", GCP_L4, lookup=stub(facts(weights_gb=22)))
 
 
+@pytest.mark.parametrize(
+    "extra_args",
+    [
+        ["--gpu_memory_utilization=0.5"],
+        ["--gpu-memory-utilization", "0.95", "--gpu-memory-utilization", "0.5"],
+    ],
+    ids=["underscore-spelling", "last-occurrence-wins"],
+)
+def test_the_fit_check_uses_the_gpu_memory_utilization_vllm_reads(extra_args):
+    """vLLM normalises underscores and keeps the last value (argparse): half an L4's 24 GB holds no 20 GB."""
+    with pytest.raises(SpecError) as caught:
+        build_spec("s", {**GCP_L4, "vllm:extraArgs": extra_args}, lookup=stub(facts(weights_gb=20)))
+    assert caught.value.key == "vllm:gpu" and "50%" in str(caught.value)
+
+
 def test_a_tensor_parallel_size_that_does_not_divide_the_attention_heads_is_refused():
     config = {**GCP_L4, "vllm:gpu": "L4:8"}
     error = refusal(config, facts(attention_heads=14, kv_heads=2))
