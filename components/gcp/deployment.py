@@ -11,7 +11,7 @@ from components import autoscaling, capacity, vm
 from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
-from components.gcp.autoscaler import Autoscaler, AutoscalerArgs, ScaledGroup
+from components.gcp.autoscaler import Autoscaler, AutoscalerArgs, ScaledGroup, check_initialization
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -31,7 +31,9 @@ from components.spec import ServiceSpec
 
 def check(spec: ServiceSpec) -> None:
     """GCP's own limits on a spec, checked before any resource is declared (spec.load_spec calls it)."""
-    check_rollout_budget(spec, launch_spec(spec, has_hf_token=False))
+    launch = launch_spec(spec, has_hf_token=False)
+    check_rollout_budget(spec, launch)
+    check_initialization(spec, launch)
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
