@@ -165,27 +165,29 @@ def replica_source(
     zones: tuple[str, ...],
     load_balancer: LoadBalancer,
 ) -> pulumi.Output[dict]:
-    """The managed instance groups, the backend service whose health says READY, the project they are in."""
-    managers: list[tuple[str, str, int | None, str, pulumi.Output[str]]] = []
+    """The managed instance groups (each regional one with its region: with ``vllm:regions`` they are not
+    all in the stack's first), the backend service whose health says READY, the project they are in."""
+    managers: list[tuple[str, str, int | None, str, pulumi.Output[str], pulumi.Output[str] | str]] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, ReplicaGroup):
-            managers.append(("regionInstanceGroupManager", SERVE, None, "", replica.group_manager.name))
+            manager = replica.group_manager
+            managers.append(("regionInstanceGroupManager", SERVE, None, "", manager.name, manager.region))
         else:
             zone = zones[index % len(zones)]
-            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, replica.head_group_manager.name))
-            managers.append(
-                ("instanceGroupManager", RAY_WORKER, index, zone, replica.worker_group_manager.name)
-            )
+            head, workers = replica.head_group_manager, replica.worker_group_manager
+            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, head.name, ""))
+            managers.append(("instanceGroupManager", RAY_WORKER, index, zone, workers.name, ""))
     first = replicas[0]
     project = (
         first.group_manager.project if isinstance(first, ReplicaGroup) else first.head_group_manager.project
     )
 
     def source(values: list) -> dict:
-        project_id, balancer, *names = values
+        project_id, balancer, *names_and_regions = values
+        names, regions = names_and_regions[: len(managers)], names_and_regions[len(managers) :]
         groups = [
-            Group(kind=kind, name=name, role=role, replica=index, zone=zone)
-            for (kind, role, index, zone, _), name in zip(managers, names, strict=True)
+            Group(kind=kind, name=name, role=role, replica=index, zone=zone, region=region)
+            for (kind, role, index, zone, _, _), name, region in zip(managers, names, regions, strict=True)
         ]
         return ReplicaSource(
             platform="gcp",
@@ -199,5 +201,6 @@ def replica_source(
             logs=CONTAINER_LOG_NAME,
         ).as_output()
 
-    names = [manager[-1] for manager in managers]
-    return pulumi.Output.all(project, load_balancer.backend_service.name, *names).apply(source)
+    names = [manager[4] for manager in managers]
+    regions = [manager[5] for manager in managers]
+    return pulumi.Output.all(project, load_balancer.backend_service.name, *names, *regions).apply(source)
