@@ -930,6 +930,9 @@ def _check_on_platform(spec: ServiceSpec) -> None:
     check = getattr(backend.get(spec.cloud).module("deployment"), "check", None)
     if check is not None:
         check(spec)
+    from components import provider_config  # the provider's own keys, typed as its SDK declares them
+
+    provider_config.stack_provider_args(backend.get(spec.cloud), spec.stack)
 
 
 def load_secret(key: str) -> pulumi.Output[str] | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp
 
-from components import autoscaling, capacity, vm
+from components import autoscaling, backend, capacity, vm
 from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
@@ -25,6 +25,7 @@ from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
+from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -41,8 +42,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
     # The APIs are enabled through a provider of their own, and the stack's provider depends on them: every
     # resource of the stack waits for its APIs on a fresh project (children do not inherit depends_on).
+    # Both providers also take every other gcp:* key the stack sets (credentials, impersonation, billing
+    # project, default labels...): Pulumi passes stack config to default providers only (provider_config).
+    stack_args = stack_provider_args(backend.get(spec.cloud), spec.stack)
     apis_provider = pulumi_gcp.Provider(
         "gcp-apis",
+        **stack_args,
         project=settings(spec).project,
         region=spec.region,
         opts=pulumi.ResourceOptions(parent=parent),
@@ -52,6 +57,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     provider = pulumi_gcp.Provider(
         "gcp",
+        **stack_args,
         project=settings(spec).project,
         region=spec.region,
         zone=settings(spec).zone,
