@@ -52,7 +52,7 @@ class Group:
             "role": self.role,
             "replica": self.replica,
             "zone": self.zone,
-            "region": self.region,
+            **({"region": self.region} if self.region else {}),  # only GCP's regional groups have one
         }
 
 

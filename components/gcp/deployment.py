@@ -18,6 +18,7 @@ from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.gcp.network import Network, NetworkArgs
+from components.gcp.quota import check_quotas, describe, gpu_quota_needs
 from components.gcp.ray_replica import RayReplica, RayReplicaArgs
 from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
@@ -35,6 +36,11 @@ def check(spec: ServiceSpec) -> None:
     launch = launch_spec(spec, has_hf_token=False)
     check_rollout_budget(spec, launch)
     check_initialization(spec, launch)
+
+
+def quota_checks(spec: ServiceSpec) -> list[str]:
+    """The quotas ``up`` reads before any VM, one line each (``tools.plan`` shows them offline)."""
+    return describe(gpu_quota_needs(spec))
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
@@ -55,11 +61,27 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     apis = ProjectApis(
         spec.name, ProjectApisArgs(spec=spec), pulumi.ResourceOptions(parent=parent, provider=apis_provider)
     )
+    # Quota preflight (components/gcp/quota.py): the stack's provider waits for it, so a project whose GPU
+    # quota cannot hold the stack fails `up` in one line with nothing declared but its APIs.
+    invoke = pulumi.InvokeOutputOptions(provider=apis_provider, depends_on=list(apis.services.values()))
+    client = pulumi_gcp.organizations.get_client_config_output(opts=invoke)
+    quota_infos = pulumi_gcp.cloudquota.get_s_quota_infos_output(
+        parent=client.project.apply(lambda project: f"projects/{project}"),
+        service="compute.googleapis.com",
+        opts=invoke,
+    ).quota_infos
+    needs = gpu_quota_needs(spec)
+
+    def preflighted(values: list) -> str | None:
+        project, infos = values
+        check_quotas(needs, infos, project)
+        return spec.region
+
     provider = pulumi_gcp.Provider(
         "gcp",
         **stack_args,
         project=settings(spec).project,
-        region=spec.region,
+        region=pulumi.Output.all(client.project, quota_infos).apply(preflighted),
         zone=settings(spec).zone,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(apis.services.values())),
     )
