@@ -43,7 +43,7 @@ class Group:
     role: str  # serve | ray-head | ray-worker | ray-group (a LeaderWorkerSet: heads and workers)
     replica: int | None = None  # the replica a multi-node group serves; None: every replica of a serve group
     zone: str = ""  # a zonal group's zone
-    region: str = ""  # a regional group's region when not the source's ``location`` (GCP vllm:regions)
+    region: str = ""  # a regional group's region (GCP: with vllm:regions not every group is in ``location``)
 
     def as_output(self) -> dict[str, Any]:
         return {
