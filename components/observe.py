@@ -43,6 +43,7 @@ class Group:
     role: str  # serve | ray-head | ray-worker | ray-group (a LeaderWorkerSet: heads and workers)
     replica: int | None = None  # the replica a multi-node group serves; None: every replica of a serve group
     zone: str = ""  # a zonal group's zone
+    region: str = ""  # a regional group's region (GCP: with vllm:regions not every group is in ``location``)
 
     def as_output(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class Group:
             "role": self.role,
             "replica": self.replica,
             "zone": self.zone,
+            **({"region": self.region} if self.region else {}),  # only GCP's regional groups have one
         }
 
 
@@ -104,6 +106,7 @@ class ReplicaSource:
                     role=str(group["role"]),
                     replica=None if group.get("replica") is None else int(group["replica"]),
                     zone=str(group.get("zone") or ""),
+                    region=str(group.get("region") or ""),
                 )
                 for group in value["groups"]
             ),

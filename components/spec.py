@@ -928,6 +928,9 @@ def _check_on_platform(spec: ServiceSpec) -> None:
     check = getattr(backend.get(spec.cloud).module("deployment"), "check", None)
     if check is not None:
         check(spec)
+    from components import provider_config  # each provider key the stack sets, of its SDK's type
+
+    provider_config.stack_provider_args(backend.get(spec.cloud), spec.stack)
 
 
 def load_secret(key: str) -> pulumi.Output[str] | None:

@@ -764,3 +764,52 @@ def test_a_pinned_zone_that_does_not_sell_the_machine_is_rejected_with_the_zones
     error = spec_error({"vllm:gpu": "H100:8", "gcp:zone": "us-central1-f"})
     assert error.key == "gcp:zone"
     assert "us-central1-a" in error.valid
+
+
+# --- reservations and rollouts --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reserved() -> Run:
+    """An on-demand base that consumes a reservation, Spot replicas above it."""
+    config = {
+        "vllm:cloud": "gcp",
+        "vllm:model": MODEL,
+        "vllm:gpu": "L4:1",
+        "vllm:replicas": 3,
+        "vllm:spot": True,
+        "vllm:onDemandBaseReplicas": 1,
+        "gcp:zone": "us-central1-a",
+        "vllm:reservation": "l4-reservation",
+    }
+    return run_program("reserved", config, secrets=SECRETS)
+
+
+def group_policies(run: Run) -> dict[str, tuple[dict, dict]]:
+    """Each regional group's update policy, with the reservation affinity of its template."""
+    templates = {t.name: t for t in run.of_type("gcp:compute/instanceTemplate:InstanceTemplate")}
+    policies = {}
+    for group in run.of_type("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"):
+        link = group.inputs["versions"][0]["instanceTemplate"]  # .../instanceTemplates/NAME?uniqueId=...
+        template = templates[link.rsplit("/", 1)[1].split("?")[0]]
+        policies[group.name] = (
+            group.inputs["updatePolicy"],
+            template.inputs.get("reservationAffinity") or {},
+        )
+    return policies
+
+
+def test_a_group_that_consumes_a_reservation_rolls_without_surge(reserved):
+    # A VM that consumes a specific reservation fails rather than falling back when it is full
+    # (platform-rules.md), so a surge VM would need a free reserved slot: remove one, then replace it.
+    consuming = [policy for policy, affinity in group_policies(reserved).values() if affinity]
+    assert len(consuming) == 1
+    (policy,) = consuming
+    assert (policy["maxSurgeFixed"], policy["maxUnavailableFixed"]) == (0, 1)
+
+
+def test_spot_groups_beside_a_reservation_still_surge(reserved):
+    others = [policy for policy, affinity in group_policies(reserved).values() if not affinity]
+    assert others and all(
+        (policy["maxSurgeFixed"], policy["maxUnavailableFixed"]) == (1, 0) for policy in others
+    )

@@ -236,3 +236,57 @@ def test_an_autoscaled_program_exports_its_bounds() -> None:
     )
     source = ReplicaSource.from_output(run.outputs["replicaSource"])
     assert (source.bounds, source.replicas) == ((2, 4), 2)
+
+
+# --- several regions (vllm:regions) ---------------------------------------------------------------------
+
+REGIONS = ("us-central1", "us-east4")
+
+
+@pytest.fixture(scope="module")
+def two_regions() -> ReplicaSource:
+    config = {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:1",
+        "vllm:model": "Qwen/Qwen3-8B",
+        "vllm:replicas": 2,
+        "vllm:regions": list(REGIONS),
+    }
+    run = run_program("two-regions", config, secrets={"vllm:hfToken": "hf_testtoken123"})
+    return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+def test_each_regional_group_is_exported_with_its_own_region(two_regions):
+    assert two_regions.location == REGIONS[0]
+    assert sorted(group.region for group in two_regions.groups) == sorted(REGIONS)
+
+
+def test_replicas_of_every_region_are_listed_from_their_own_regions_group(api, two_regions):
+    # Each group answers only in its own region: asking us-central1 for the us-east4 group is a 404.
+    for group in two_regions.groups:
+        zone = f"{group.region}-a"
+        api.routes[
+            ("POST", f"{BASE}/regions/{group.region}/instanceGroupManagers/{group.name}/listManagedInstances")
+        ] = {"managedInstances": [vm(api, f"vm-{group.region}", zone)]}
+    api.routes[("POST", f"{BASE}/global/backendServices/{two_regions.balancer}/getHealth")] = {
+        "healthStatus": [
+            {"instance": f"{BASE}/zones/{region}-a/instances/vm-{region}", "healthState": "HEALTHY"}
+            for region in REGIONS
+        ]
+    }
+    replicas = lister(api, two_regions)
+    assert sorted((r.name, r.zone, r.status) for r in replicas) == [
+        (f"vm-{region}", f"{region}-a", READY) for region in REGIONS
+    ]
+    asked = [body for _, path, _, body in api.requests if path.endswith("getHealth")]
+    for group in two_regions.groups:
+        assert any(f"regions/{group.region}/instanceGroups/{group.name}".encode() in body for body in asked)
+
+
+def test_the_desired_count_adds_each_regions_group_read_in_its_region(api, two_regions):
+    for group, size in zip(two_regions.groups, (2, 3), strict=True):
+        api.routes[("GET", f"{BASE}/regions/{group.region}/instanceGroupManagers/{group.name}")] = {
+            "name": group.name,
+            "targetSize": size,
+        }
+    assert desired(api, two_regions) == 5

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from components import backend, capacity, catalog, model_facts, sdk_internals
-from components.spec import SpecError, available_presets
+from components.spec import SpecError, available_presets, build_spec
 from tools.mockrun import ROOT, Resource, Run, run_program
 
 SNAPSHOT_DIR = ROOT / "tests" / "snapshots"
@@ -189,7 +189,16 @@ def plan(
         "cost": _cost(spec),
         "outputs": {k: _shown(v) for k, v in sorted(run.outputs.items()) if k != "spec"},
         "resources": _resource_rows(run),
+        "quotas": _quota_checks(stack, {**defaults, **config}, secret_config),
     }
+
+
+def _quota_checks(stack: str, config: dict[str, Any], secret_config: dict[str, str]) -> list[str]:
+    """The quotas ``up`` reads before any machine (a platform's ``deployment.quota_checks``), as lines:
+    offline, the plan says which it would check, not their values."""
+    spec = build_spec(stack, {**config, **secret_config}, frozenset(secret_config))
+    checks = getattr(backend.get(spec.cloud).module("deployment"), "quota_checks", None)
+    return checks(spec) if checks is not None else []
 
 
 def _cost(spec: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +373,9 @@ def render_text(data: dict[str, Any]) -> str:
     lines.append("Spec")
     lines += [f"  {key:<24}{_inline(value)}" for key, value in spec.items() if value not in (None, [])]
     lines += ["", *_cost_lines(data["cost"])]
+    if data.get("quotas"):
+        lines += ["", "Quotas up checks before any machine (their values are read then, not here)"]
+        lines += [f"  {line}" for line in data["quotas"]]
     if "timeToReady" in data["outputs"]:
         lines += ["", *_time_to_ready_lines(data["outputs"]["timeToReady"])]
     lines += ["", "Outputs"]

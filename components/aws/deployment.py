@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import pulumi
-from pulumi_aws import Provider
+from pulumi_aws import Provider, ProviderDefaultTagsArgsDict
 
-from components import autoscaling, capacity, vm
+from components import autoscaling, backend, capacity, vm
 from components.autoscaling import autoscaled_groups
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
@@ -21,16 +22,30 @@ from components.aws.weight_cache import WeightCache, WeightCacheArgs
 from components.domain import warn_without_domain
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
+from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
     launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
+    # Every other aws:* key the stack sets (profile, assumeRoles...) reaches the provider too: Pulumi passes
+    # stack config to default providers only (components/provider_config.py). The stack's tags join any
+    # aws:defaultTags it sets, and win for a key both name.
+    stack_args = stack_provider_args(backend.get(spec.cloud), spec.stack)
+
+    def with_stack_tags(theirs: dict[str, Any]) -> ProviderDefaultTagsArgsDict:
+        return cast(
+            ProviderDefaultTagsArgsDict,
+            {**theirs, "tags": {**(theirs.get("tags") or {}), **stack_tags(spec)}},
+        )
+
+    default_tags = pulumi.Output.from_input(stack_args.pop("default_tags", None) or {}).apply(with_stack_tags)
     provider = Provider(
         "aws",
+        **stack_args,
         region=spec.region,
-        default_tags={"tags": stack_tags(spec)},
+        default_tags=default_tags,
         opts=pulumi.ResourceOptions(parent=parent),
     )
     # Each component passes the provider on to its children (and its lookups), which name none themselves.

@@ -21,6 +21,7 @@ REQUIRED_APIS = (
     "storage.googleapis.com",  # the weight cache's bucket (vllm:weightCache bucket)
     "logging.googleapis.com",  # the boot log, shipped by the guest agent
     "monitoring.googleapis.com",  # the VMs' metrics
+    "cloudquotas.googleapis.com",  # the quota preflight at up (components/gcp/quota.py)
 )
 #: Cloud DNS, for the domain's A record when vllm:dnsZone names a managed zone.
 DNS_API = "dns.googleapis.com"

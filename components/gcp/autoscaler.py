@@ -17,12 +17,18 @@ How the other keys map (README "Autoscaling"):
 - ``upscaleDelaySeconds``: none. GCP adds VMs as soon as utilization is over target (refused when set,
   ``Feature.UPSCALE_DELAY``).
 - ``downscaleDelaySeconds``: scale-in controls. ``maxScaledInReplicas`` is how far the group may fall below
-  the peak recommendation of the trailing ``timeWindowSec`` (compute API, AutoscalingPolicyScaleInControl);
-  0% of it means the group shrinks only once the load has been lower for the whole window: SkyServe's
-  downscale delay. GCP's own stabilization (the peak of the last 10 minutes, "Understanding autoscaler
-  decisions") still applies under it, so a delay shorter than 600 s acts as 600 s.
+  the peak recommendation of the trailing ``timeWindowSec`` (compute API, AutoscalingPolicyScaleInControl).
+  0 of it would be SkyServe's downscale delay (shrink only once the load has been lower for the whole
+  window), but terraform-provider-google drops a 0 (``tpgresource.IsEmptyValue``: the expander of
+  ``max_scaled_in_replicas.percent`` and ``.fixed`` skips an empty value, and then the empty
+  ``maxScaledInReplicas`` itself), so 0 never reaches the API. The smallest limit it sends is ``fixed: 1``:
+  one VM may leave as soon as the load falls, the rest only once it has been lower for the whole window.
+  GCP's own stabilization (the peak of the last 10 minutes, "Understanding autoscaler decisions") still
+  applies under it, so a delay shorter than 600 s acts as 600 s; a delay of 0 asks for no control at all.
 - The initialization period (``coolDownPeriodSec``) is the replica's load budget: the autoscaler ignores a
-  VM's usage while it is initializing, and a VM that is still loading serves nothing.
+  VM's usage while it is initializing, and a VM that is still loading serves nothing. The program keeps it
+  within 3600 s, so a stack whose budget is longer is refused autoscaling (``check_initialization``)
+  rather than letting a VM that still loads count as initialized, which would over-scale the group.
 """
 
 from __future__ import annotations
@@ -36,19 +42,41 @@ import pulumi_gcp.compute as compute
 from components.autoscaling import Autoscaling
 from components.gcp.names import autoname
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.spec import PROJECT, ServiceSpec, SpecError
 
 #: Utilization of the serving capacity (RATE: maxRatePerInstance per VM) the autoscaler holds the group at.
 UTILIZATION_TARGET = 1.0
 #: The initialization period is kept within the 3600 s GCP allows for the group's other per-VM waits
 #: (autohealing initialDelaySec, minReadySec; components/gcp/machine.py): its reference documents the field
-#: (default 60 s) without a bound of its own, and a longer load is still carried by the health agent.
+#: (default 60 s) without a bound of its own, and terraform-provider-google validates none either
+#: (resource_compute_region_autoscaler.go, ``cooldown_period``), so no larger value is known to be accepted.
 MAX_INITIALIZATION_SECONDS = 3600
+#: The scale-in limit under the downscale delay: the smallest terraform-provider-google sends (module
+#: docstring: a 0 is dropped as empty). "fixed" must be positive (the SDK's docstring).
+MAX_SCALED_IN_REPLICAS = 1
 
 
 def initialization_seconds(launch: LaunchSpec) -> int:
-    """From a new VM's creation until it serves: the launch spec's load budget, within the cap above."""
-    return min(launch.probes.startup_seconds, MAX_INITIALIZATION_SECONDS)
+    """From a new VM's creation until it serves: the launch spec's load budget (``check_initialization``
+    refuses autoscaling where it exceeds what the initialization period can hold)."""
+    return launch.probes.startup_seconds
+
+
+def check_initialization(spec: ServiceSpec, launch: LaunchSpec) -> None:
+    """Refuse to autoscale a replica whose load budget exceeds the initialization period: the autoscaler
+    would read a VM that still loads (and serves nothing) as initialized, find the group's utilization
+    high, and add VMs the load does not need, each of which again loads for the whole budget."""
+    budget = launch.probes.startup_seconds
+    if spec.autoscaling is None or budget <= MAX_INITIALIZATION_SECONDS:
+        return
+    raise SpecError(
+        f"{PROJECT}:maxReplicas",
+        spec.autoscaling.max_replicas,
+        f"unset on GCP for a replica whose load budget is {budget} s: GCP's autoscaler ignores a new VM for "
+        f"its initialization period, which this program keeps within {MAX_INITIALIZATION_SECONDS} s, so a "
+        "VM still loading would count as serving and the group would over-scale; use a fixed vllm:replicas "
+        "or a model that loads within that",
+    )
 
 
 def serving_backend(spec: ServiceSpec, group: pulumi.Input[str]) -> compute.BackendServiceBackendArgsDict:
@@ -72,18 +100,21 @@ def serving_backend(spec: ServiceSpec, group: pulumi.Input[str]) -> compute.Back
 def autoscaling_policy(
     policy: Autoscaling, launch: LaunchSpec
 ) -> compute.RegionAutoscalerAutoscalingPolicyArgsDict:
-    return {
+    args: compute.RegionAutoscalerAutoscalingPolicyArgsDict = {
         "mode": "ON",
         "min_replicas": policy.min_replicas,
         "max_replicas": policy.max_replicas,
         "cooldown_period": initialization_seconds(launch),
         "load_balancing_utilization": {"target": UTILIZATION_TARGET},
-        # "percent": 0-100 inclusive; "fixed" must be positive (the SDK's docstrings), so 0 is a percent.
-        "scale_in_control": {
-            "max_scaled_in_replicas": {"percent": 0},
-            "time_window_sec": policy.downscale_delay_seconds,
-        },
     }
+    # The downscale delay as scale-in controls (module docstring); a delay of 0 asks for none, and the
+    # provider would drop its timeWindowSec of 0 as empty anyway.
+    if policy.downscale_delay_seconds:
+        args["scale_in_control"] = {
+            "max_scaled_in_replicas": {"fixed": MAX_SCALED_IN_REPLICAS},
+            "time_window_sec": policy.downscale_delay_seconds,
+        }
+    return args
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,17 +7,18 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp
 
-from components import autoscaling, capacity, vm
+from components import autoscaling, backend, capacity, vm
 from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
-from components.gcp.autoscaler import Autoscaler, AutoscalerArgs, ScaledGroup
+from components.gcp.autoscaler import Autoscaler, AutoscalerArgs, ScaledGroup, check_initialization
 from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.gcp.network import Network, NetworkArgs
+from components.gcp.quota import check_quotas, describe, gpu_quota_needs
 from components.gcp.ray_replica import RayReplica, RayReplicaArgs
 from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
@@ -25,13 +26,21 @@ from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
+from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
 
 def check(spec: ServiceSpec) -> None:
     """GCP's own limits on a spec, checked before any resource is declared (spec.load_spec calls it)."""
-    check_rollout_budget(spec, launch_spec(spec, has_hf_token=False))
+    launch = launch_spec(spec, has_hf_token=False)
+    check_rollout_budget(spec, launch)
+    check_initialization(spec, launch)
+
+
+def quota_checks(spec: ServiceSpec) -> list[str]:
+    """The quotas ``up`` reads before any VM, one line each (``tools.plan`` shows them offline)."""
+    return describe(gpu_quota_needs(spec))
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
@@ -39,8 +48,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
     # The APIs are enabled through a provider of their own, and the stack's provider depends on them: every
     # resource of the stack waits for its APIs on a fresh project (children do not inherit depends_on).
+    # Both providers also take every other gcp:* key the stack sets (credentials, impersonation, billing
+    # project, default labels...): Pulumi passes stack config to default providers only (provider_config).
+    stack_args = stack_provider_args(backend.get(spec.cloud), spec.stack)
     apis_provider = pulumi_gcp.Provider(
         "gcp-apis",
+        **stack_args,
         project=settings(spec).project,
         region=spec.region,
         opts=pulumi.ResourceOptions(parent=parent),
@@ -48,10 +61,27 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     apis = ProjectApis(
         spec.name, ProjectApisArgs(spec=spec), pulumi.ResourceOptions(parent=parent, provider=apis_provider)
     )
+    # Quota preflight (components/gcp/quota.py): the stack's provider waits for it, so a project whose GPU
+    # quota cannot hold the stack fails `up` in one line with nothing declared but its APIs.
+    invoke = pulumi.InvokeOutputOptions(provider=apis_provider, depends_on=list(apis.services.values()))
+    client = pulumi_gcp.organizations.get_client_config_output(opts=invoke)
+    quota_infos = pulumi_gcp.cloudquota.get_s_quota_infos_output(
+        parent=client.project.apply(lambda project: f"projects/{project}"),
+        service="compute.googleapis.com",
+        opts=invoke,
+    ).quota_infos
+    needs = gpu_quota_needs(spec)
+
+    def preflighted(values: list) -> str | None:
+        project, infos = values
+        check_quotas(needs, infos, project)
+        return spec.region
+
     provider = pulumi_gcp.Provider(
         "gcp",
+        **stack_args,
         project=settings(spec).project,
-        region=spec.region,
+        region=pulumi.Output.all(client.project, quota_infos).apply(preflighted),
         zone=settings(spec).zone,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(apis.services.values())),
     )
@@ -163,27 +193,29 @@ def replica_source(
     zones: tuple[str, ...],
     load_balancer: LoadBalancer,
 ) -> pulumi.Output[dict]:
-    """The managed instance groups, the backend service whose health says READY, the project they are in."""
-    managers: list[tuple[str, str, int | None, str, pulumi.Output[str]]] = []
+    """The managed instance groups (each regional one with its region: with ``vllm:regions`` they are not
+    all in the stack's first), the backend service whose health says READY, the project they are in."""
+    managers: list[tuple[str, str, int | None, str, pulumi.Output[str], pulumi.Output[str] | str]] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, ReplicaGroup):
-            managers.append(("regionInstanceGroupManager", SERVE, None, "", replica.group_manager.name))
+            manager = replica.group_manager
+            managers.append(("regionInstanceGroupManager", SERVE, None, "", manager.name, manager.region))
         else:
             zone = zones[index % len(zones)]
-            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, replica.head_group_manager.name))
-            managers.append(
-                ("instanceGroupManager", RAY_WORKER, index, zone, replica.worker_group_manager.name)
-            )
+            head, workers = replica.head_group_manager, replica.worker_group_manager
+            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, head.name, ""))
+            managers.append(("instanceGroupManager", RAY_WORKER, index, zone, workers.name, ""))
     first = replicas[0]
     project = (
         first.group_manager.project if isinstance(first, ReplicaGroup) else first.head_group_manager.project
     )
 
     def source(values: list) -> dict:
-        project_id, balancer, *names = values
+        project_id, balancer, *names_and_regions = values
+        names, regions = names_and_regions[: len(managers)], names_and_regions[len(managers) :]
         groups = [
-            Group(kind=kind, name=name, role=role, replica=index, zone=zone)
-            for (kind, role, index, zone, _), name in zip(managers, names, strict=True)
+            Group(kind=kind, name=name, role=role, replica=index, zone=zone, region=region)
+            for (kind, role, index, zone, _, _), name, region in zip(managers, names, regions, strict=True)
         ]
         return ReplicaSource(
             platform="gcp",
@@ -197,5 +229,6 @@ def replica_source(
             logs=CONTAINER_LOG_NAME,
         ).as_output()
 
-    names = [manager[-1] for manager in managers]
-    return pulumi.Output.all(project, load_balancer.backend_service.name, *names).apply(source)
+    names = [manager[4] for manager in managers]
+    regions = [manager[5] for manager in managers]
+    return pulumi.Output.all(project, load_balancer.backend_service.name, *names, *regions).apply(source)

@@ -96,4 +96,32 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "gcp:artifactregistry/repository:Repository": _repository,
     "gcp:storage/bucket:Bucket": _bucket,
 }
-CALLS: dict[str, Callable[[dict], dict]] = {}
+#: The fake project's GPU quotas: ample (-1 is unlimited in the Cloud Quotas API), so the preflight passes
+#: unless a test answers with less (tests/test_gcp_quota.py).
+UNLIMITED_GPU_QUOTAS = [
+    {
+        "quotaId": quota_id,
+        "dimensionsInfos": [{"applicableLocations": [], "details": [{"value": "-1"}], "dimensions": {}}],
+    }
+    for quota_id in (
+        "GPUS-ALL-REGIONS-per-project",
+        "GPUS-PER-GPU-FAMILY-per-project-region",
+        "PREEMPTIBLE-GPUS-PER-GPU-FAMILY-per-project-region",
+    )
+]
+CALLS: dict[str, Callable[[dict], dict]] = {
+    "gcp:organizations/getClientConfig:getClientConfig": lambda args: {
+        "project": PROJECT,
+        "id": PROJECT,
+        "accessToken": "",
+        "region": "",
+        "zone": "",
+        "defaultLabels": {},
+    },
+    "gcp:cloudquota/getSQuotaInfos:getSQuotaInfos": lambda args: {
+        "parent": args.get("parent", ""),
+        "service": args.get("service", ""),
+        "id": "quotaInfos",
+        "quotaInfos": UNLIMITED_GPU_QUOTAS,
+    },
+}

@@ -17,6 +17,7 @@ from components.gcp.machine import (
     autohealing_check,
     autohealing_policy,
     instance_template,
+    reservation_affinity,
     roll_timings,
     rollout_timeout,
 )
@@ -33,7 +34,7 @@ FORMER_TYPE = "vllm:gcp:VllmReplica"
 
 
 def update_policy(
-    zone_count: int, launch: LaunchSpec
+    zone_count: int, launch: LaunchSpec, reserved: bool = False
 ) -> compute.RegionInstanceGroupManagerUpdatePolicyArgsDict:
     """Replace VMs proactively, adding the new one before removing the old (never below ``replicas``),
     and removing an old VM only once its replacement had the load budget (minReadySec) to load.
@@ -41,12 +42,19 @@ def update_policy(
     A regional group's fixed surge must be 0 or at least its number of zones, so the smallest safe surge
     is one VM per zone. Proactive redistribution stays off: it would delete healthy GPU VMs to even out
     zones, and GPU capacity is zone-scarce.
+
+    A group whose VMs consume a specific reservation (``reserved``) rolls without surge instead: such a VM
+    fails rather than falling back to other capacity when the reservation is full (compute API,
+    ReservationAffinity SPECIFIC_RESERVATION; GCP "Consume reserved instances"), so a surge VM would need a
+    free reserved slot, and with a reservation sized to the group every roll would stall until ``up`` timed
+    out. It removes one old VM first (the group is in the reservation's one zone, so 1 is a valid fixed
+    maxUnavailable) and creates its replacement in the slot it freed: one replica fewer serves meanwhile.
     """
     return {
         "type": "PROACTIVE",
         "minimal_action": "REPLACE",
-        "max_surge_fixed": zone_count,
-        "max_unavailable_fixed": 0,
+        "max_surge_fixed": 0 if reserved else zone_count,
+        "max_unavailable_fixed": 1 if reserved else 0,
         "replacement_method": "SUBSTITUTE",
         "instance_redistribution_type": "NONE",
         "min_ready_sec": roll_timings(launch).min_ready_seconds,
@@ -54,7 +62,7 @@ def update_policy(
 
 
 def rollout_steps(replicas: int, zone_count: int) -> int:
-    """Waves of a roll that surges one VM per zone."""
+    """Waves of a roll that replaces one VM per zone at a time (a reserved group is in one zone)."""
     return math.ceil(replicas / zone_count)
 
 
@@ -118,7 +126,9 @@ class ReplicaGroup(pulumi.ComponentResource):
             distribution_policy_target_shape="BALANCED",
             named_ports=[{"name": PORT_NAME, "port": args.launch.port}],
             auto_healing_policies=autohealing_policy(self.health_check, args.launch),
-            update_policy=update_policy(len(args.zones), args.launch),
+            update_policy=update_policy(
+                len(args.zones), args.launch, reserved=reservation_affinity(spec) is not None
+            ),
             # `pulumi up` returns once the roll is done, so the old template it then deletes is no longer in
             # use (GCP refuses to delete a template a group uses), and a roll that fails fails `up`.
             wait_for_instances=True,

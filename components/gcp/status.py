@@ -90,6 +90,12 @@ def _resources(instance: Any) -> str:
     return f"{machine} ({gpus}){spot}" if gpus else f"{machine}{spot}"
 
 
+def group_region(group: Group, location: str) -> str:
+    """A regional group's own region: with ``vllm:regions`` each region's groups live there, not in the
+    stack's first region (``location``), which stacks exported before groups said their region imply."""
+    return group.region or location
+
+
 class Compute:
     """The Compute Engine clients the lister needs (REST; ``client_options``/``credentials`` for tests)."""
 
@@ -105,6 +111,7 @@ class Compute:
         self.backends = compute_v1.BackendServicesClient(**client_args)
 
     def managed_instances(self, project: str, region: str, group: Group) -> list[Any]:
+        region = group_region(group, region)
         if group.kind == "regionInstanceGroupManager":
             pager = self.regional.list_managed_instances(
                 project=project, region=region, instance_group_manager=group.name
@@ -117,6 +124,7 @@ class Compute:
 
     def target_size(self, project: str, region: str, group: Group) -> int:
         """The VMs the group is converging on: its autoscaler's choice when it has one, else ours."""
+        region = group_region(group, region)
         if group.kind == "regionInstanceGroupManager":
             manager = self.regional.get(project=project, region=region, instance_group_manager=group.name)
         else:
@@ -125,7 +133,11 @@ class Compute:
 
     def healthy_instances(self, project: str, region: str, backend: str, group: Group) -> set[str]:
         """Names of the group's VMs the backend service finds HEALTHY (its /health check on vLLM)."""
-        where = f"regions/{region}" if group.kind == "regionInstanceGroupManager" else f"zones/{group.zone}"
+        where = (
+            f"regions/{group_region(group, region)}"
+            if group.kind == "regionInstanceGroupManager"
+            else f"zones/{group.zone}"
+        )
         reference = self.types.ResourceGroupReference(
             group=f"projects/{project}/{where}/instanceGroups/{group.name}"
         )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes
 
-from components import autoscaling
+from components import autoscaling, backend
 from components.domain import warn_without_domain
 from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
@@ -19,6 +19,7 @@ from components.kubernetes.ray_replica import LeaderWorkerSetController, RayRepl
 from components.kubernetes.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.launch import LaunchSpec, launch_spec
 from components.observe import SERVE, Group, ReplicaSource
+from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec
 
@@ -34,8 +35,13 @@ def check(spec: ServiceSpec) -> None:
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
     launch = tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None))
+    # Every other kubernetes:* key the stack sets (kubeconfig, namespace...) reaches the provider too: Pulumi
+    # passes stack config to default providers only (components/provider_config.py).
     provider = pulumi_kubernetes.Provider(
-        "kubernetes", context=settings(spec).context, opts=pulumi.ResourceOptions(parent=parent)
+        "kubernetes",
+        **stack_provider_args(backend.get(spec.cloud), spec.stack),
+        context=settings(spec).context,
+        opts=pulumi.ResourceOptions(parent=parent),
     )
     # Each component passes the provider on to its children, which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
