@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from components import backend, capacity, catalog, model_facts, sdk_internals
+from components.config_yaml import StackFileError, go_json, read_stack_config
 from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -76,10 +77,9 @@ def default_stack_file(stack: str) -> Path:
 
 def stack_file_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The ``config:`` of a Pulumi stack file as the engine hands it over: (plain values, secrets). A value
-    holding a ``secure:`` anywhere is secret as a whole, as Pulumi treats it."""
-    if not path.exists():
-        raise SystemExit(f"--stack-file: {path} does not exist")
-    values = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    holding a ``secure:`` anywhere is secret as a whole, as Pulumi treats it. The file is decoded as the
+    CLI decodes it (components/config_yaml.py); StackFileError names what is wrong with it."""
+    values = read_stack_config(path)
     plain = {key: value for key, value in values.items() if not _holds_secure(value)}
     secrets = {key: ENCRYPTED for key, value in values.items() if _holds_secure(value)}
     return plain, secrets
@@ -181,7 +181,9 @@ def plan(
     declared = project_config()
     check_declared_types(stack, config, declared)
     defaults = {k: v for k, v in project_defaults(declared).items() if k not in {**config, **secret_config}}
-    run = run_program(stack, {**defaults, **config}, secret_config, preview=True, fake_outputs=False)
+    # An object value reaches the program as the CLI's JSON of it, a scalar as its text.
+    as_sent = {k: go_json(v) if isinstance(v, list | dict) else v for k, v in config.items()}
+    run = run_program(stack, {**defaults, **as_sent}, secret_config, preview=True, fake_outputs=False)
     spec = _shown(run.outputs["spec"])
     return {
         "stack": stack,
@@ -501,7 +503,6 @@ def main(argv: list[str] | None = None) -> int:
         "--stack-file",
         nargs="?",
         const="",
-        type=Path,
         metavar="PATH",
         help="read a stack file's config (default Pulumi.<stack>.yaml); without this option none is read",
     )
@@ -513,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     stack_file = None
     if args.stack_file is not None:
-        stack_file = args.stack_file if str(args.stack_file) else default_stack_file(args.stack)
+        # A bare --stack-file is "", which Path() would make the current directory.
+        stack_file = Path(args.stack_file) if args.stack_file else default_stack_file(args.stack)
     try:
         data = plan(
             args.stack,
@@ -523,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except StackConfigError as error:
         print(f"error: validating stack config: {error}", file=sys.stderr)
+        return 2
+    except StackFileError as error:
+        print(f"error: --stack-file {error}", file=sys.stderr)
         return 2
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -280,6 +280,9 @@ BACKEND = Backend(
             "measure); scale to zero on Kubernetes, with KEDA's activation",
             Feature.UPSCALE_DELAY: "unset on GCP: its autoscaler adds VMs as soon as utilization is over "
             "target and has no delay to set (README Autoscaling)",
+            # The global address is IPV4 (load_balancer.py): an IPv6 range admits no client, and a list of
+            # IPv6 ranges alone makes Cloud Armor deny every (IPv4) client with 403.
+            Feature.IPV6_CLIENTS: "IPv4 ranges on GCP: the load balancer's global address is IPv4 only",
         }
     ),
     plan_properties=MappingProxyType(
