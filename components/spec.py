@@ -37,7 +37,7 @@ from typing import Any, overload
 import pulumi
 import yaml
 
-from components import backend, capacity, catalog, model_facts, sdk_internals
+from components import backend, capacity, catalog, cost_warnings, model_facts, sdk_internals
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
 from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags, option_value
@@ -789,6 +789,8 @@ def build_spec(
     _check_disk_fits_model(spec)
     platform.check(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
+    weights = _known_weights(spec)
+    cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
 
 

@@ -28,6 +28,8 @@ from components.observe import ListError, LogLine, LogQuery, Replica, ReplicaSou
 from tools.status import ConfigError, list_replicas, replica_source, stack_outputs, status_module
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_CONFIG = 0, 1, 2
+#: Where the replicas' logs are is only in the stack's ``replicaSource`` output: no endpoint leads there.
+WITHOUT_CLI = "which hold where the replicas' logs are (replicaSource): the logs cannot be found without it"
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -91,7 +93,8 @@ def main(
 ) -> int:
     args = parse_args(argv)
     try:
-        source = replica_source(args.stack, stack_outputs(args.stack, env, show_secrets=False))
+        outputs = stack_outputs(args.stack, env, show_secrets=False, without_cli=WITHOUT_CLI)
+        source = replica_source(args.stack, outputs)
         if source is None:
             raise ConfigError(
                 f"stack {args.stack} has no replicaSource output: run `pulumi up --stack {args.stack}`"

@@ -39,6 +39,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -158,13 +159,19 @@ def base_url(endpoint: str) -> str:
     return url.removesuffix("/v1")
 
 
-def stack_outputs(stack: str, env: Mapping[str, str], show_secrets: bool = True) -> dict[str, Any]:
-    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked)."""
+#: What ``tools.status`` can do without the pulumi CLI (``tools.logs`` has no such way: see its own).
+WITHOUT_CLI = "or pass --endpoint URL with the key in VLLM_API_KEY"
+
+
+def stack_outputs(
+    stack: str, env: Mapping[str, str], show_secrets: bool = True, without_cli: str = WITHOUT_CLI
+) -> dict[str, Any]:
+    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked);
+    ``without_cli`` says what the calling tool offers instead when the CLI is missing."""
     pulumi = shutil.which("pulumi", path=env.get("PATH", ""))
     if pulumi is None:
         raise ConfigError(
-            "the pulumi CLI is not on PATH: install it to read the stack's outputs, "
-            "or pass --endpoint URL with the key in VLLM_API_KEY"
+            f"the pulumi CLI is not on PATH: install it to read the stack's outputs, {without_cli}"
         )
     command = [
         pulumi,
@@ -568,8 +575,12 @@ def render_json(target: Target, report: Report, timed_out: bool) -> str:
 
 
 def _redact(text: str, secret: str | None) -> str:
-    """Last line of defence: the key never reaches the terminal, whatever a server echoes back."""
-    return text.replace(secret, "***") if secret else text
+    """Last line of defence: the key never reaches the terminal, whatever a server echoes back. Only the
+    key as a whole token is masked (never inside a longer word such as a host name's label), so no other
+    text changes however short or common the key's text is."""
+    if not secret:
+        return text
+    return re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
