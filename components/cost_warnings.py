@@ -38,16 +38,18 @@ def warn_costly(spec: ServiceSpec, weights_gb: int | None, warn: Callable[[str],
         return
     top = capacity.cost_per_hour(replace(spec, replicas=spec.max_replicas))
     if top is not None and top > TOP_COST_WARN_HOURLY:
+        key = "maxReplicas" if spec.autoscaling is not None else "replicas"
         warn(
-            f"{spec.max_replicas} replica(s) of {spec.nodes} x {offering.machine_type} ({spec.gpu}) cost up to "
-            f"${top:,.0f}/h (${top * HOURS_PER_MONTH:,.0f} a month) at the catalog's prices: check "
-            f"vllm:{'maxReplicas' if spec.autoscaling is not None else 'replicas'}"
+            f"{spec.max_replicas} replica(s) of {spec.nodes} x {offering.machine_type} ({spec.gpu}) cost "
+            f"up to ${top:,.0f}/h (${top * HOURS_PER_MONTH:,.0f} a month) at the catalog's prices: check "
+            f"vllm:{key}"
         )
     memory = offering.gpu_memory_gb * spec.nodes
     if weights_gb and spec.gpus_per_replica > 1 and memory >= OVERSIZE_FACTOR * weights_gb:
         warn(
-            f"{spec.model}'s {weights_gb} GB of weights use {weights_gb / memory:.1%} of a replica's {memory} "
-            f"GB of GPU memory ({spec.nodes} x {spec.gpu}): fewer or smaller GPUs in vllm:gpu serve it for less"
+            f"{spec.model}'s {weights_gb} GB of weights use {weights_gb / memory:.1%} of a replica's "
+            f"{memory} GB of GPU memory ({spec.nodes} x {spec.gpu}): fewer or smaller GPUs in vllm:gpu "
+            "serve it for less"
         )
     if spec.spot:
         unpriced = [
@@ -58,6 +60,6 @@ def warn_costly(spec: ServiceSpec, weights_gb: int | None, warn: Callable[[str],
         if unpriced:
             warn(
                 f"vllm:spot true: the catalog has no spot price for {offering.machine_type} in "
-                f"{', '.join(unpriced)}, so the stack's cost is unknown (the plan shows $-); spot prices move "
-                "daily, check the cloud's console"
+                f"{', '.join(unpriced)}, so the stack's cost is unknown (the plan shows $-); spot prices "
+                "move daily, check the cloud's console"
             )
