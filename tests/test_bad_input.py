@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from components import backend, cost_warnings
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.spec import COMMON_KEYS, NUMBER_MAX, ServiceSpec, SpecError, available_presets, build_spec
+from tests.harness import ROOT
 
 MODEL = "Qwen/Qwen3-8B"
 MINIMAL = {
@@ -226,3 +229,33 @@ def test_spot_on_a_machine_without_a_spot_price_is_warned():
     )
     (said,) = warnings_of(dataclasses.replace(spec, offering=unpriced))
     assert "no spot price" in said and spec.region in said
+
+
+@pytest.mark.parametrize("family", ["common-cu129-ubuntu-2204-nvidia-580", "ubuntu-2204-lts"])
+def test_a_boot_image_family_name_is_refused_with_how_to_find_its_dated_image(family):
+    with pytest.raises(SpecError) as caught:
+        build_spec("bad-input", {**MINIMAL["gcp"], "vllm:bootImage": family})
+    assert caught.value.key == "vllm:bootImage" and f"describe-from-family {family}" in str(caught.value)
+
+
+def test_a_namespace_over_63_characters_says_63():
+    with pytest.raises(SpecError, match="at most 63"):
+        build_spec("bad-input", {**MINIMAL["kubernetes"], "vllm:namespace": "a" * 64})
+
+
+# --- set-up that works as written -----------------------------------------------------------------------
+
+
+def test_the_readmes_development_setup_installs_what_ci_installs():
+    readme = (ROOT / "README.md").read_text()
+    development = readme[readme.index("## Development") :]
+    assert "pip install -r requirements-dev.txt -r requirements-tools.txt" in development
+    assert "-r requirements-tools.txt" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_installed_requirements_are_consistent():
+    # pulumi-policy pins protobuf~=5.29.5; the Google clients of requirements-tools.txt accept 6.x.
+    checked = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
