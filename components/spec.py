@@ -404,7 +404,8 @@ def check_number(
     lower. SpecError quotes the value as written."""
     top = NUMBER_MAX if maximum is None else min(maximum, NUMBER_MAX)
     low = f">= {_plain_number(minimum)}" if integer else f"> {_plain_number(minimum)}"
-    bound = f"{'an integer' if integer else 'a finite number'} {low} and <= {_plain_number(top)}"
+    bound = f"{'an integer' if integer else 'a number'} {low} and <= {_plain_number(top)}"
+    bound += "" if integer else " (not nan or inf)"
     too_low = number is not None and (number < minimum if integer else number <= minimum)
     if number is None or not math.isfinite(number) or too_low or number > top:
         raise SpecError(key, value, bound)

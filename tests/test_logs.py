@@ -198,3 +198,10 @@ def test_the_logs_tool_without_the_pulumi_cli_suggests_nothing_it_does_not_offer
     err = io.StringIO()
     assert logs.main(["--stack", "gcp-h100"], env={"PATH": ""}, err=err) == logs.EXIT_CONFIG
     assert "the pulumi CLI is not on PATH" in err.getvalue() and "--endpoint" not in err.getvalue()
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "366d", "0s", "1e3s"])
+def test_since_beyond_a_year_or_not_a_count_is_a_usage_error_not_a_traceback(since):
+    with pytest.raises(SystemExit) as caught:
+        logs.parse_args(["--stack", "x", "--since", since])
+    assert caught.value.code == 2

@@ -287,3 +287,20 @@ def test_a_bare_stack_file_option_reads_the_stacks_own_file_as_the_quickstart_sa
 def test_a_directory_given_as_the_stack_file_is_one_line(tmp_path, capsys):
     assert plan_tool.main(["--stack", "k8s-l4", "--stack-file", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stack", ["a b", "prod/a", "", "x" * 101, "naïve"])
+def test_a_stack_name_pulumi_refuses_is_one_line_and_exit_2(stack, capsys):
+    assert plan_tool.main(["--stack", stack]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --stack {stack!r}: ")
+
+
+def test_an_unexpected_failure_is_one_line_saying_it_is_a_bug(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(plan_tool, "plan", broken)
+    assert plan_tool.main(["--stack", "k8s-l4"]) == 3
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "OverflowError" in line and "a bug" in line

@@ -56,6 +56,12 @@ ENCRYPTED = model_facts.UNKNOWN_TOKEN
 PROJECT_FILE = ROOT / "Pulumi.yaml"
 
 
+#: The Pulumi CLI's stack names (its local backend's ``validateStackName``, the Pulumi Service's rule):
+#: 1-100 letters, digits, ``-``, ``_`` and ``.``.
+STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+STACK_NAME_RULE = "a stack name is 1-100 letters, digits, '-', '_' or '.' (as pulumi stack init takes it)"
+
+
 class StackConfigError(ValueError):
     """A stack value the Pulumi CLI refuses before it runs the program (its declared type in Pulumi.yaml)."""
 
@@ -512,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in update_snapshots():
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
+    if not STACK_NAME.match(args.stack):
+        print(f"error: --stack {args.stack!r}: {STACK_NAME_RULE}", file=sys.stderr)
+        return 2
     stack_file = None
     if args.stack_file is not None:
         # A bare --stack-file is "", which Path() would make the current directory.
@@ -532,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug, not the config: still one line, and an exit code of its own
+        print(
+            f"error: the plan failed ({type(error).__name__}: {error}): a bug in the program or the plan, "
+            "not in the stack's config; please report it with the command",
+            file=sys.stderr,
+        )
+        return 3
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_text(data), end="")
     return 0
 

@@ -159,6 +159,9 @@ def base_url(endpoint: str) -> str:
     return url.removesuffix("/v1")
 
 
+#: The longest --timeout or --interval: a day (a first load is sized in minutes, README Cold start); also
+#: keeps nan and inf out (every comparison with nan is false).
+MAX_WAIT_SECONDS = 86400
 #: What ``tools.status`` can do without the pulumi CLI (``tools.logs`` has no such way: see its own).
 WITHOUT_CLI = "or pass --endpoint URL with the key in VLLM_API_KEY"
 
@@ -622,8 +625,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--api-key goes with --endpoint; --stack reads the key from the stack's outputs")
     if args.cacert and not os.path.isfile(args.cacert):
         parser.error(f"--cacert {args.cacert}: no such file")
-    if args.timeout <= 0 or args.interval <= 0:
-        parser.error("--timeout and --interval take a positive number of seconds")
+    if not all(0 < seconds <= MAX_WAIT_SECONDS for seconds in (args.timeout, args.interval)):
+        parser.error(
+            f"--timeout and --interval take a positive number of seconds, at most {MAX_WAIT_SECONDS}"
+        )
     return args
 
 
