@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 #: The fields of the CLI's ``ProjectStack`` (pulumi sdk/go/common/workspace/project.go): anything else at
-#: the top of a stack file is ignored by the CLI, which is how a file without the ``config:`` level
-#: silently configures nothing; the plan refuses it instead.
+#: the top of a stack file is ignored by the CLI, which is how a file without the ``config:`` level (or
+#: with a misspelt one) silently configures nothing; the plan refuses config keys there instead, and
+#: ignores other fields as the CLI does (a preset's ``description``).
 STACK_FILE_FIELDS = ("secretsprovider", "encryptedkey", "encryptionsalt", "config", "environment")
 #: The tag this loader gives a plain (unquoted, untagged) scalar, resolved later by Go's rules.
 PLAIN = "!go-plain"
@@ -100,13 +101,13 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
         if name == "config":
             config_node = value
-        elif name not in STACK_FILE_FIELDS:
-            hint = (
-                "config keys go under a top-level config: mapping (the pulumi CLI ignores them here)"
-                if ":" in name
-                else f"a stack file holds only {', '.join(STACK_FILE_FIELDS)}"
-            )
-            raise StackFileError(path, f"line {key.start_mark.line + 1}: {name!r} at the top level: {hint}")
+        elif name not in STACK_FILE_FIELDS and (":" in name or _holds_config_keys(value)):
+            where = f"line {key.start_mark.line + 1}: {name!r} at the top level"
+            if ":" in name:
+                hint = "config keys go under a top-level config: mapping (the pulumi CLI ignores them here)"
+            else:
+                hint = f"config keys go under config: (the pulumi CLI ignores a {name}: mapping)"
+            raise StackFileError(path, f"{where}: {hint}")
     if config_node is None or _is_null(config_node):
         return {}
     if not isinstance(config_node, yaml.MappingNode):
@@ -127,6 +128,13 @@ def read_stack_config(path: Path) -> dict[str, Any]:
         except ValueError as error:
             raise StackFileError(path, f"line {value.start_mark.line + 1}: {key.value}: {error}") from None
     return config
+
+
+def _holds_config_keys(node: yaml.Node) -> bool:
+    """A mapping of ``namespace:name`` keys: a config block under another name (``confg:``)."""
+    return isinstance(node, yaml.MappingNode) and any(
+        isinstance(key, yaml.ScalarNode) and ":" in key.value for key, _ in node.value
+    )
 
 
 def _config_value(node: yaml.Node) -> Any:

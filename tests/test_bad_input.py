@@ -259,3 +259,38 @@ def test_the_installed_requirements_are_consistent():
         [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- no traceback, whatever the value ---------------------------------------------------------------------
+
+#: Values of every shape a stack file or `pulumi config set` can hand over, for keys of every type.
+ODD_VALUES = (
+    "nan",
+    "-1",
+    "0",
+    "1e400",
+    "99999999999999999999",
+    "true",
+    "none",
+    "unset",
+    " ",
+    "[]",
+    "{}",
+    '{"a": 1}',
+    "[1, 2]",
+    '["", " "]',
+    "[null]",
+    "x" * 300,
+    "é",
+    "a\nb",
+    "../..",
+)
+
+
+@pytest.mark.parametrize(("cloud", "key"), every_key())
+def test_any_value_of_any_key_is_accepted_or_refused_in_one_line_never_a_crash(cloud, key):
+    for text in ODD_VALUES:
+        try:
+            build_spec("bad-input", config(cloud, key, text))
+        except SpecError as error:
+            assert "\n" not in error.valid, (key, text)

@@ -119,7 +119,10 @@ def test_a_secure_value_is_kept_as_an_object(tmp_path):
         ("- a\n- b\n", "is a YAML list, not a mapping with a config: key"),
         ("just words\n", "is a YAML scalar"),
         ("vllm:replicas: '2'\n", "config keys go under a top-level config: mapping"),
-        ("confg:\n  vllm:replicas: '2'\n", "a stack file holds only"),
+        (
+            "confg:\n  vllm:replicas: '2'\n",
+            "config keys go under config: (the pulumi CLI ignores a confg: mapping)",
+        ),
         ("config:\n  replicas: '2'\n", "not of the form <namespace>:<name>"),
     ],
 )
@@ -143,7 +146,10 @@ def test_a_file_that_is_not_text_is_refused(tmp_path):
         read_stack_config(path)
 
 
-@pytest.mark.parametrize("text", ["", "config:\n", "# only a comment\n", "secretsprovider: passphrase\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "config:\n", "# only a comment\n", "secretsprovider: passphrase\n", "description: a preset\n"],
+)
 def test_a_file_without_config_values_is_an_empty_config(tmp_path, text):
     assert read_stack_config(stack_file(tmp_path, text)) == {}
 
