@@ -130,6 +130,20 @@ def read_stack_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def flow_value(text: str) -> Any:
+    """A ``[...]`` or ``{...}`` typed on a command line, decoded as the same text in a stack file would
+    be (yaml.v3's resolver); ValueError when it is not one YAML collection."""
+    try:
+        node = yaml.compose(text, Loader=GoYamlLoader)
+    except yaml.YAMLError as error:
+        raise ValueError(str(error)) from None
+    if not isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+        raise ValueError(f"not a YAML list or mapping: {text!r}")
+    value = _decode(node)
+    _check_json(value)
+    return value
+
+
 def _holds_config_keys(node: yaml.Node) -> bool:
     """A mapping of ``namespace:name`` keys: a config block under another name (``confg:``)."""
     return isinstance(node, yaml.MappingNode) and any(

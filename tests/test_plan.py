@@ -304,3 +304,9 @@ def test_an_unexpected_failure_is_one_line_saying_it_is_a_bug(monkeypatch, capsy
     assert plan_tool.main(["--stack", "k8s-l4"]) == 3
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "OverflowError" in line and "a bug" in line
+
+
+def test_a_list_on_the_command_line_reads_its_items_as_a_stack_file_would():
+    assert plan_tool.parse_pairs("--config", ['vllm:allowedCidrs=[yes, "10.0.0.0/8", 010]']) == {
+        "vllm:allowedCidrs": ["yes", "10.0.0.0/8", 8]
+    }

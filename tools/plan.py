@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from components import backend, capacity, catalog, model_facts, sdk_internals
-from components.config_yaml import StackFileError, go_json, read_stack_config
+from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
 from components.spec import SpecError, available_presets
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -159,13 +159,12 @@ def parse_pairs(option: str, pairs: Iterable[str]) -> dict[str, Any]:
 
 
 def _list_or_text(value: str) -> Any:
+    """A list in brackets, its items read as a stack file's are (``[yes]`` holds the text yes), else text."""
     if value.strip().startswith("["):
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            return flow_value(value)
+        except ValueError:
             return value
-        if isinstance(parsed, list):
-            return parsed
     return value
 
 
