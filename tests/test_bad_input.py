@@ -294,3 +294,9 @@ def test_any_value_of_any_key_is_accepted_or_refused_in_one_line_never_a_crash(c
             build_spec("bad-input", config(cloud, key, text))
         except SpecError as error:
             assert "\n" not in error.valid, (key, text)
+
+
+def test_a_value_is_quoted_as_written_in_its_message():
+    with pytest.raises(SpecError) as caught:
+        build_spec("bad-input", config("kubernetes", "upscaleDelaySeconds", "5:00"))
+    assert "invalid value '5:00'" in str(caught.value)
