@@ -45,6 +45,7 @@ class Feature(enum.Enum):
     REGIONS = "vllm:regions"  # replicas spread over several regions behind one endpoint
     RESERVATION = "vllm:reservation"  # reserved capacity the machines consume
     WEIGHT_CACHE_BUCKET = "vllm:weightCache"  # a stack-owned bucket of the model's files
+    IPV6_CLIENTS = "vllm:allowedCidrs"  # IPv6 ranges: clients reaching a load balancer by an IPv6 address
 
 
 class Catalog(Protocol):

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import importlib
 import importlib.util
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -35,7 +37,7 @@ from typing import Any, overload
 import pulumi
 import yaml
 
-from components import backend, capacity, catalog, model_facts, sdk_internals
+from components import backend, capacity, catalog, cost_warnings, model_facts, sdk_internals
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
 from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags, option_value
@@ -59,6 +61,11 @@ NON_CUDA_IMAGE_WORDS = ("cpu", "rocm", "tpu", "xpu", "hpu", "gaudi", "neuron", "
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
 #: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
 MIN_API_KEY_LENGTH = 16
+#: The longest base name of a stack's resources (``ServiceSpec.name``): the platforms' name rules leave
+#: room for a role and an auto-name suffix after it (components/*/names.py).
+NAME_MAX = 40
+NAME_HASH_LENGTH = 8
+NAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
 
@@ -169,9 +176,16 @@ class ServiceSpec:
 
     @property
     def name(self) -> str:
-        """A short DNS-safe base name for cloud resources (``vllm-<stack>``, 1-63 chars)."""
-        slug = re.sub(r"[^a-z0-9-]+", "-", f"vllm-{self.stack}".lower()).strip("-")
-        return slug[:40].rstrip("-")
+        """A short DNS-safe base name for cloud resources, unique per stack: ``vllm-<stack>`` when that is
+        already a lowercase DNS label of at most ``NAME_MAX`` characters (the presets' names, so their
+        resources keep their names), else its slug cut to fit and a hash of the exact stack name, so that
+        ``prod_a``, ``prod-a`` and ``PROD.A``, or two long names that differ after the cut, stay apart."""
+        name = f"{PROJECT}-{self.stack}"
+        if len(name) <= NAME_MAX and NAME_LABEL.match(name):
+            return name
+        digest = hashlib.sha256(self.stack.encode()).hexdigest()[:NAME_HASH_LENGTH]
+        slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+        return f"{slug[: NAME_MAX - NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"
 
     @property
     def gpus_per_replica(self) -> int:
@@ -296,8 +310,15 @@ class ConfigReader:
     @overload
     def string(self, key: str, default: str | None) -> str | None: ...
     def string(self, key: str, default: str | None = None) -> str | None:
+        """A text value as written: surrounding whitespace is refused, never silently dropped (no name,
+        id or host a platform takes has any)."""
         value = self.raw(key)
-        return default if value is None else str(value).strip()
+        if value is None:
+            return default
+        text = str(value)
+        if text != text.strip():
+            raise SpecError(_full(key), value, f"{text.strip()!r}, without the surrounding whitespace")
+        return text
 
     @overload
     def choice(self, key: str, choices: tuple[str, ...]) -> str | None: ...
@@ -314,29 +335,28 @@ class ConfigReader:
     @overload
     def integer(self, key: str, default: None, minimum: int, maximum: int | None = None) -> int | None: ...
     def integer(self, key: str, default: int | None, minimum: int, maximum: int | None = None) -> int | None:
+        """A decimal integer within [minimum, maximum]; a key without a bound of its own is bounded by
+        ``NUMBER_MAX`` (``check_number``)."""
         value = self.raw(key)
         if value is None:
             return default
-        bound = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        try:
-            number = int(str(value).strip()) if not isinstance(value, bool) else None
-        except ValueError:
-            number = None
-        if number is None or number < minimum or (maximum is not None and number > maximum):
-            raise SpecError(_full(key), value, bound)
-        return number
+        text = str(value).strip()
+        number = int(text) if DECIMAL_INTEGER.match(text) and not isinstance(value, bool) else None
+        if number is None and INTEGER_LOOKALIKE.match(text):
+            why = "decimal digits, no leading zero, separator or base prefix (YAML tools disagree on those)"
+            raise SpecError(_full(key), value, f"an integer >= {minimum}: {why}")
+        return int(check_number(_full(key), value, number, minimum, maximum, integer=True))
 
-    def number(self, key: str, minimum: float) -> float | None:
+    def number(self, key: str, minimum: float, maximum: float | None = None) -> float | None:
+        """A finite number > minimum (and <= maximum, else ``NUMBER_MAX``)."""
         value = self.raw(key)
         if value is None:
             return None
         try:
-            number = float(str(value).strip())
+            number = float(str(value).strip()) if not isinstance(value, bool) else None
         except ValueError:
             number = None
-        if number is None or number <= minimum:
-            raise SpecError(_full(key), value, f"a number > {minimum:g}")
-        return number
+        return check_number(_full(key), value, number, minimum, maximum, integer=False)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.raw(key)
@@ -368,13 +388,44 @@ class ConfigReader:
         return tuple(items)
 
 
+#: The bound of every numeric key that names none of its own: beyond a signed 32-bit integer no key means
+#: anything (Kubernetes' and the clouds' count fields are int32; vLLM's token counts are far below it).
+NUMBER_MAX = 2**31 - 1
+DECIMAL_INTEGER = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
+#: Integers spelled in a way YAML 1.1, YAML 1.2 and Go disagree on: ``010``, ``0x10``, ``0o10``, ``1_000``.
+INTEGER_LOOKALIKE = re.compile(r"^[+-]?(0[0-9_]+|0[xXoObB][0-9a-fA-F_]+|[0-9][0-9_]*_[0-9_]*)$")
+
+
+def check_number(
+    key: str, value: object, number: float | None, minimum: float, maximum: float | None, integer: bool
+) -> float:
+    """One rule for every numeric key: a finite number (never nan or inf) within its bounds, the
+    integers' minimum inclusive and the others' exclusive, the maximum ``NUMBER_MAX`` unless the key's is
+    lower. SpecError quotes the value as written."""
+    top = NUMBER_MAX if maximum is None else min(maximum, NUMBER_MAX)
+    low = f">= {_plain_number(minimum)}" if integer else f"> {_plain_number(minimum)}"
+    bound = f"{'an integer' if integer else 'a number'} {low} and <= {_plain_number(top)}"
+    bound += "" if integer else " (not nan or inf)"
+    too_low = number is not None and (number < minimum if integer else number <= minimum)
+    if number is None or not math.isfinite(number) or too_low or number > top:
+        raise SpecError(key, value, bound)
+    return number
+
+
+def _plain_number(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 def _full(key: str) -> str:
     return key if ":" in key else f"{PROJECT}:{key}"
 
 
 GPU_PATTERN = re.compile(r"^(?P<type>[A-Za-z0-9][A-Za-z0-9-]*?):(?P<count>[0-9]+)$")
-MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-SERVED_NAME_PATTERN = re.compile(r"^[\w./:-]+$")
+#: A Hugging Face repo id as huggingface_hub's ``validate_repo_id`` takes it (``REPO_ID_REGEX``: an optional
+#: ``namespace/``, then 1-96 of ``[\w.-]`` between word boundaries; no ``--`` or ``..``), in ASCII: the Hub's
+#: names are ASCII, where Python's ``\w`` would also match any letter of any script.
+MODEL_PATTERN = re.compile(r"^(?!.*(--|\.\.))([A-Za-z0-9][\w.-]*\b/)?[A-Za-z0-9][\w.-]{0,95}\b$", re.ASCII)
+SERVED_NAME_PATTERN = re.compile(r"^[\w./:-]+$", re.ASCII)
 IMAGE_PATTERN = re.compile(
     r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
 )
@@ -448,12 +499,25 @@ def _refused_flags() -> dict[str, str]:
     }
 
 
-def _is_cidr(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        return False
-    return True
+def _allowed_cidrs(read: ConfigReader, platform: backend.Backend) -> tuple[str, ...]:
+    """``vllm:allowedCidrs``: network ranges with no host bits set, IPv6 only where the platform's load
+    balancer has an IPv6 address."""
+    key, ipv6 = f"{PROJECT}:allowedCidrs", platform.refuse_unsupported(backend.Feature.IPV6_CLIENTS)
+    cidrs = read.string_list("allowedCidrs")
+    for cidr in cidrs:
+        try:
+            network = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            try:
+                network = ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise SpecError(key, cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0") from None
+            raise SpecError(
+                key, cidr, f"a range without host bits set (did you mean {network.with_prefixlen}?)"
+            ) from None
+        if network.version == 6 and ipv6 is not None:
+            raise SpecError(key, cidr, ipv6)
+    return cidrs
 
 
 def _parse_gpu(text: str | None, cloud: str) -> Gpu | None:
@@ -540,19 +604,27 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
         if namespace == PROJECT or _is_project_namespace_typo(namespace):
             if key in project_keys:
                 continue
-            nearest = [f"{PROJECT}:{k}" for k in difflib.get_close_matches(name, names, n=1, cutoff=0.6)]
-            valid = f"a {PROJECT} key: {', '.join(sorted(project_keys))}"
+            nearest = [f"{PROJECT}:{k}" for k in _nearest(name, names)]
+            valid = (
+                f'a {PROJECT} key (Pulumi.yaml declares each one; README "Configuration" says what they do)'
+            )
         elif namespace in sdks and (provider_keys := provider_config_keys(sdks[namespace])) is not None:
             if _provider_key_name(name) in provider_keys:
                 continue
-            nearest = [
-                f"{namespace}:{k}"
-                for k in difflib.get_close_matches(_provider_key_name(name), provider_keys, n=1, cutoff=0.6)
-            ]
+            nearest = [f"{namespace}:{k}" for k in _nearest(_provider_key_name(name), tuple(provider_keys))]
             valid = f"a config key of the {namespace} provider ({sdks[namespace]}'s config)"
         else:
             continue  # another namespace (pulumi:, random:...), or a provider whose SDK is not installed
         raise SpecError(key, shown, f"not a known key: did you mean {nearest[0]}?" if nearest else valid)
+
+
+def _nearest(name: str, names: tuple[str, ...]) -> list[str]:
+    """The key ``name`` most likely meant, ignoring case first (``GPU`` is ``gpu``), else by spelling."""
+    same = [known for known in names if known.lower() == name.lower()]
+    if same:
+        return same[:1]
+    lowered = {known.lower(): known for known in names}
+    return [lowered[k] for k in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)]
 
 
 def _is_project_namespace_typo(namespace: str) -> bool:
@@ -616,12 +688,21 @@ def build_spec(
 
     cloud = read.choice("cloud", backend.names())
     if cloud is None:
-        raise SpecError(f"{PROJECT}:cloud", "", f"one of {', '.join(backend.names())} (or pick a preset)")
+        clouds = ", ".join(backend.names())
+        if preset is None:
+            raise SpecError(
+                f"{PROJECT}:cloud",
+                "",
+                f"one of {clouds}: no preset is named {stack!r} (presets: {', '.join(available_presets())}); "
+                f"pick one with {PROJECT}:preset, or set {PROJECT}:cloud, {PROJECT}:gpu and {PROJECT}:model",
+            )
+        raise SpecError(f"{PROJECT}:cloud", "", f"one of {clouds}")
     platform = backend.get(cloud)
     spot = read.boolean("spot", False)
     if spot and (instead := platform.refuse_unsupported(backend.Feature.SPOT)) is not None:
         raise SpecError(f"{PROJECT}:spot", "true", instead)
     _refuse_unsupported_keys(read, platform)
+    _refuse_other_platforms_keys(merged, secret_keys, platform)
     replicas = read.integer("replicas", 1, minimum=1, maximum=1000)
     nodes = read.integer("nodes", 1, minimum=1, maximum=64)
     autoscaling = read_autoscaling(read, platform, nodes)
@@ -641,7 +722,7 @@ def build_spec(
 
     model = read.string("model")
     if model is None or not MODEL_PATTERN.match(model):
-        raise SpecError(f"{PROJECT}:model", model or "", "a Hugging Face model id such as Qwen/Qwen3-8B")
+        raise SpecError(f"{PROJECT}:model", model or "", _model_valid(model or ""))
     served = read.string("servedModelName", model)
     if not SERVED_NAME_PATTERN.match(served):
         raise SpecError(f"{PROJECT}:servedModelName", served, "letters, digits and . _ - / : only")
@@ -654,7 +735,7 @@ def build_spec(
     extra_args = read.string_list("extraArgs")
     _check_extra_args(extra_args, image)
     _check_revision(extra_args)
-    allowed = read.string_list("allowedCidrs", _is_cidr, "a CIDR such as 203.0.113.0/24 or 0.0.0.0/0")
+    allowed = _allowed_cidrs(read, platform)
     domain, dns_zone = _read_domain(read, platform)
 
     placement = platform.read_placement(read, stack, offering)
@@ -709,7 +790,18 @@ def build_spec(
     _check_disk_fits_model(spec)
     platform.check(spec)
     _check_model_facts(spec, has_hf_token=hf_token is not None)
+    weights = _known_weights(spec)
+    cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
+
+
+def _model_valid(model: str) -> str:
+    """What a Hugging Face model id is, and where a revision written into it goes instead."""
+    valid = "a Hugging Face model id such as Qwen/Qwen3-8B (ASCII letters, digits and . _ -, one /)"
+    name, at, revision = model.partition("@")
+    if at and MODEL_PATTERN.match(name):
+        return f'{name} alone, with the revision in {PROJECT}:extraArgs: ["--revision", "{revision}"]'
+    return valid
 
 
 def _read_domain(read: ConfigReader, platform: backend.Backend) -> tuple[str | None, str | None]:
@@ -733,6 +825,31 @@ def _refuse_unsupported_keys(read: ConfigReader, platform: backend.Backend) -> N
         value = read.raw(feature.value)
         if value is not None and (instead := platform.refuse_unsupported(feature)) is not None:
             raise SpecError(feature.value, value, instead)
+
+
+def _refuse_other_platforms_keys(
+    values: Mapping[str, Any], secret_keys: frozenset[str], platform: backend.Backend
+) -> None:
+    """A key only another platform reads (its ``vllm:`` keys, its provider's namespace) would be silently
+    ignored here: it is refused, naming the platform that reads it. One rule from each platform's declared
+    ``keys`` and ``provider_namespace``."""
+    own = {f"{PROJECT}:{key}" for key in (*COMMON_KEYS, *SECRET_KEYS, *platform.keys)}
+    for key, value in values.items():
+        if _present(value) is None or key in own:
+            continue
+        namespace, _, name = key.partition(":")
+        for other in backend.backends():
+            if other is platform:
+                continue
+            theirs = (namespace == PROJECT and name in other.keys) or namespace == other.provider_namespace
+            if theirs:
+                shown = "(secret)" if key in secret_keys else value
+                raise SpecError(
+                    key,
+                    shown,
+                    f"unset: only a stack on {other.title} (vllm:cloud {other.name}) reads it; this stack's "
+                    f"vllm:cloud is {platform.name}",
+                )
 
 
 def _on_demand_base(read: ConfigReader, spot: bool, replicas: int, autoscaling: Autoscaling | None) -> int:

@@ -51,7 +51,7 @@ VARIANTS = {
             "vllm:cloud": "aws",
             "vllm:gpu": "L4:1",
             "vllm:model": "Qwen/Qwen3-8B",
-            "vllm:allowedCidrs": ["203.0.113.0/24", "2001:db8::/32"],
+            "vllm:allowedCidrs": ["203.0.113.0/24", "198.51.100.0/24"],
         },
     ),
 }

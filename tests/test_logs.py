@@ -192,3 +192,16 @@ def test_following_gcp_logs_asks_again_from_the_last_entry_and_prints_each_entry
     assert [line.text for line in lines] == ["INFO first", "INFO second"]
     assert len(bodies) == 3
     assert b'timestamp>=\\"2026-11-25T09:00:05+00:00\\"' in bodies[-1]
+
+
+def test_the_logs_tool_without_the_pulumi_cli_suggests_nothing_it_does_not_offer():
+    err = io.StringIO()
+    assert logs.main(["--stack", "gcp-h100"], env={"PATH": ""}, err=err) == logs.EXIT_CONFIG
+    assert "the pulumi CLI is not on PATH" in err.getvalue() and "--endpoint" not in err.getvalue()
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "366d", "0s", "1e3s"])
+def test_since_beyond_a_year_or_not_a_count_is_a_usage_error_not_a_traceback(since):
+    with pytest.raises(SystemExit) as caught:
+        logs.parse_args(["--stack", "x", "--since", since])
+    assert caught.value.code == 2

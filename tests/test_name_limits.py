@@ -21,6 +21,7 @@ import pytest
 from components.aws import names as aws_names
 from components.gcp import names as gcp_names
 from components.gcp import policy as gcp_policy
+from components.spec import NAME_MAX, build_spec
 from tests.harness import Resource, Run, run_program
 
 SECRETS = {"vllm:hfToken": "hf_testtoken123", "vllm:apiKey": "sk-test-key-4567890"}
@@ -451,3 +452,55 @@ def test_the_policy_pack_accepts_every_gcp_name_the_program_gives(gcp_variant):
 )
 def test_the_policy_pack_flags_a_gcp_name_gcp_refuses(resource_type, name):
     assert gcp_policy.gcp_name_violations(resource_type, {"name": name})
+
+
+# --- one stack, one set of names ------------------------------------------------------------------------
+
+#: Stack names that slug alike (case, "_" and "." all become "-"), and two long names that differ only
+#: after the readable part is cut.
+ALIKE = ("prod-a", "prod_a", "PROD.A", "prod.a")
+LONG_ALIKE = ("inference-production-europe-west4-llama-blue", "inference-production-europe-west4-llama-green")
+#: Where each resource type keeps its physical name: the inputs that name it in the cloud.
+NAME_INPUTS = ("name", "secretId", "accountId", "repositoryId", "bucket", "bucketPrefix", "namePrefix")
+MINIMAL = {
+    "gcp": {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", **MODEL},
+    "aws": {"vllm:cloud": "aws", "vllm:gpu": "L4:1", **MODEL},
+    "kubernetes": {"vllm:cloud": "kubernetes", "vllm:gpu": "L4:1", **MODEL},
+}
+
+
+def physical_names(run: Run) -> set[str]:
+    """The explicit names a run gives its resources (a Kubernetes object's name within its namespace)."""
+    names = set()
+    for resource in run.resources:
+        for key in NAME_INPUTS:
+            if isinstance(resource.inputs.get(key), str):
+                names.add(resource.inputs[key])
+        metadata = resource.inputs.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+            names.add(f"{metadata.get('namespace', '')}/{metadata['name']}")
+    return names
+
+
+def test_stack_names_that_slug_alike_get_distinct_base_names():
+    names = {build_spec(stack, MINIMAL["kubernetes"]).name for stack in (*ALIKE, *LONG_ALIKE)}
+    assert len(names) == len(ALIKE) + len(LONG_ALIKE)
+
+
+def test_a_stack_name_that_is_already_a_short_dns_label_keeps_its_base_name():
+    # The presets' stack names: their resources, URNs and snapshots keep their names.
+    assert build_spec("prod-a", MINIMAL["kubernetes"]).name == "vllm-prod-a"
+    assert build_spec("gcp-h100-multinode", {}).name == "vllm-gcp-h100-multinode"
+
+
+def test_a_base_name_that_is_cut_or_normalised_carries_a_hash_of_the_exact_stack_name():
+    for stack in ("prod_a", "PROD.A", LONG_ALIKE[0]):
+        name = build_spec(stack, MINIMAL["kubernetes"]).name
+        assert re.fullmatch(r"vllm-[a-z0-9-]+-[0-9a-f]{8}", name) and len(name) <= NAME_MAX, name
+
+
+@pytest.mark.parametrize("platform", sorted(MINIMAL))
+@pytest.mark.parametrize("pair", [("prod-a", "PROD.A"), LONG_ALIKE], ids=["slug-alike", "long-alike"])
+def test_two_stacks_never_share_a_physical_name(platform, pair):
+    first, second = (physical_names(run_program(stack, MINIMAL[platform], secrets=SECRETS)) for stack in pair)
+    assert first and not first & second, sorted(first & second)

@@ -227,3 +227,86 @@ def test_the_program_sees_pulumi_yamls_defaults_as_in_a_real_run():
     defaults = plan_tool.project_defaults(plan_tool.project_config())
     assert defaults["vllm:extraArgs"] == [] and defaults["vllm:replicas"] == ""
     assert defaults["pulumi:disable-default-providers"] == ["*"]
+
+
+# --- stack files read as the Pulumi CLI reads them (components/config_yaml.py) -------------------------
+
+#: Stack file lines and the config the Pulumi CLI hands the program for them (tests/test_config_yaml.py
+#: pins each rule to yaml.v3's and Pulumi's sources).
+CLI_READINGS = {
+    "no is a string": ("  vllm:servedModelName: no\n", {"vllm:servedModelName": "no"}),
+    "~ is unset": ("  vllm:model: ~\n", {"vllm:model": ""}),
+    "yes is not true": ("  vllm:spot: yes\n", {"vllm:spot": "yes"}),
+    "010 as written": ("  vllm:replicas: 010\n", {"vllm:replicas": "010"}),
+    "5:00 as written": ("  vllm:upscaleDelaySeconds: 5:00\n", {"vllm:upscaleDelaySeconds": "5:00"}),
+}
+
+
+@pytest.mark.parametrize("case", CLI_READINGS)
+def test_a_stack_file_plans_as_up_runs_the_config_the_cli_reads_from_it(case, tmp_path):
+    lines, handed_over = CLI_READINGS[case]
+    path = tmp_path / "Pulumi.k8s-l4.yaml"
+    path.write_text("config:\n" + lines)
+    assert plan_outcome("k8s-l4", path, {}) == up_outcome("k8s-l4", handed_over, {})
+
+
+def test_a_key_set_twice_in_a_stack_file_fails_the_plan_as_it_fails_the_cli(tmp_path):
+    path = tmp_path / "Pulumi.k8s-l4.yaml"
+    path.write_text("config:\n  vllm:replicas: '2'\n  vllm:replicas: '3'\n")
+    with pytest.raises(plan_tool.StackFileError, match="already defined at line 2"):
+        plan_tool.plan("k8s-l4", stack_file=path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "config:\n\tvllm:replicas: '2'\n",  # tab-indented
+        "config: [\n",  # not YAML
+        "config: vllm:replicas=2\n",  # config not a mapping
+        "vllm:replicas: '2'\n",  # no config: level
+    ],
+)
+def test_a_bad_stack_file_is_one_line_naming_it_and_exit_2(tmp_path, capsys, text):
+    path = tmp_path / "Pulumi.k8s-l4.yaml"
+    path.write_text(text)
+    assert plan_tool.main(["--stack", "k8s-l4", "--stack-file", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --stack-file {path}: ")
+
+
+def test_a_bare_stack_file_option_reads_the_stacks_own_file_as_the_quickstart_says(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(plan_tool, "ROOT", tmp_path)
+    assert plan_tool.main(["--stack", "gcp-h100", "--stack-file"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --stack-file {tmp_path / 'Pulumi.gcp-h100.yaml'}: does not exist"
+    )
+
+
+def test_a_directory_given_as_the_stack_file_is_one_line(tmp_path, capsys):
+    assert plan_tool.main(["--stack", "k8s-l4", "--stack-file", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stack", ["a b", "prod/a", "", "x" * 101, "naïve"])
+def test_a_stack_name_pulumi_refuses_is_one_line_and_exit_2(stack, capsys):
+    assert plan_tool.main(["--stack", stack]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --stack {stack!r}: ")
+
+
+def test_an_unexpected_failure_is_one_line_saying_it_is_a_bug(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(plan_tool, "plan", broken)
+    assert plan_tool.main(["--stack", "k8s-l4"]) == 3
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "OverflowError" in line and "a bug" in line
+
+
+def test_a_list_on_the_command_line_reads_its_items_as_a_stack_file_would():
+    assert plan_tool.parse_pairs("--config", ['vllm:allowedCidrs=[yes, "10.0.0.0/8", 010]']) == {
+        "vllm:allowedCidrs": ["yes", "10.0.0.0/8", 8]
+    }

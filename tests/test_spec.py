@@ -124,7 +124,7 @@ def test_the_default_image_is_a_pinned_release():
         ("vllm:extraArgs", ["--tensor-parallel-size=4"], "flags other than"),
         ("vllm:extraArgs", ["enable-prefix-caching"], "vllm serve flags"),
         ("vllm:extraArgs", "--enable-prefix-caching", "a list of non-empty strings"),
-        ("vllm:allowedCidrs", ["10.0.0.1/8"], "a CIDR"),
+        ("vllm:allowedCidrs", ["10.0.0.1/8"], "host bits set (did you mean 10.0.0.0/8?)"),
         ("vllm:allowedCidrs", ["everyone"], "a CIDR"),
         ("gcp:zone", "europe-west4-a", "a zone of gcp:region us-central1"),
         ("gcp:region", "mars-north1", "a region that sells"),
@@ -203,10 +203,18 @@ def test_an_unknown_vllm_key_names_the_nearest_key_not_the_whole_list():
     assert "vllm:allowedCidrs" not in str(error)
 
 
-def test_an_unknown_vllm_key_like_no_other_lists_the_keys():
+def test_an_unknown_vllm_key_like_no_other_says_where_the_keys_are_declared_in_one_short_line():
     error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:flavour": "x"})
     assert error.key == "vllm:flavour"
-    assert "vllm:replicas" in str(error)
+    assert "Pulumi.yaml" in str(error) and len(str(error)) < 160
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"), [("vllm:GPU", "vllm:gpu"), ("VLLM:MaxModelLEN", "vllm:maxModelLen")]
+)
+def test_a_key_in_the_wrong_case_is_suggested_in_the_right_case(key, meant):
+    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, key: "x"})
+    assert str(error).endswith(f"did you mean {meant}?")
 
 
 @pytest.mark.parametrize(
@@ -245,7 +253,9 @@ def test_a_typo_in_a_provider_key_is_refused_with_the_key_meant(key, suggested):
     ],
 )
 def test_provider_keys_the_program_does_not_read_are_still_valid(key, value):
-    assert build_spec(PLAIN_STACK, {**MINIMAL_GCP, key: value}).cloud == "gcp"
+    namespace = key.partition(":")[0]
+    minimal = {"gcp": MINIMAL_GCP, "aws": AWS, "kubernetes": K8S}[namespace]
+    assert build_spec(PLAIN_STACK, {**minimal, key: value}).cloud == namespace
 
 
 def test_provider_keys_come_from_the_installed_sdks_without_importing_them():

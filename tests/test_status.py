@@ -347,3 +347,28 @@ def test_look_counts_ready_against_the_platforms_desired_count_not_the_first_ups
     assert all(result.passed for result in report.results)
     assert (report.ready, report.expected, report.bounds) == (False, 3, (1, 4))
     assert report.blocker() == "READY 2/3 replicas"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "shown"),
+    [
+        ("GET https://llm.example.invalid/v1/models", "xample", "GET https://llm.example.invalid/v1/models"),
+        ("ready: 1 replica", "ready", "***: 1 replica"),
+        (
+            "Authorization: Bearer sk-key-0123456789abcdef.",
+            "sk-key-0123456789abcdef",
+            "Authorization: Bearer ***.",
+        ),
+        ("key=sk-key-0123456789abcdefXYZ", "sk-key-0123456789abcdef", "key=sk-key-0123456789abcdefXYZ"),
+    ],
+)
+def test_masking_the_key_masks_it_as_a_whole_token_and_never_alters_other_text(text, key, shown):
+    assert status._redact(text, key) == shown
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "0", "1e308"])
+@pytest.mark.parametrize("option", ["--timeout", "--interval"])
+def test_a_wait_that_is_not_a_positive_bounded_number_is_a_usage_error(option, seconds):
+    with pytest.raises(SystemExit) as caught:
+        status.parse_args(["--endpoint", "http://127.0.0.1:9", "--wait", option, seconds])
+    assert caught.value.code == 2

@@ -28,17 +28,23 @@ from components.observe import ListError, LogLine, LogQuery, Replica, ReplicaSou
 from tools.status import ConfigError, list_replicas, replica_source, stack_outputs, status_module
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_CONFIG = 0, 1, 2
+#: Where the replicas' logs are is only in the stack's ``replicaSource`` output: no endpoint leads there.
+WITHOUT_CLI = "which hold where the replicas' logs are (replicaSource): the logs cannot be found without it"
 SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The furthest back --since reaches: a year, past every platform's default log retention (Cloud Logging's
+#: _Default bucket keeps 30 days), and within what a datetime can subtract.
+MAX_SINCE = timedelta(days=365)
 
 
 def parse_since(value: str) -> timedelta:
-    """'90s', '30m', '2h', '1d': how far back to read."""
+    """'90s', '30m', '2h', '1d': how far back to read, at most ``MAX_SINCE``."""
     match = re.fullmatch(r"(\d+)([smhd])", value.strip())
-    if match is None or int(match.group(1)) == 0:
+    seconds = int(match.group(1)) * SINCE_UNITS[match.group(2)] if match is not None else 0
+    if not 0 < seconds <= MAX_SINCE.total_seconds():
         raise argparse.ArgumentTypeError(
-            f"invalid duration {value!r}: a positive number and s, m, h or d (30m)"
+            f"invalid duration {value!r}: a positive number and s, m, h or d (30m), at most {MAX_SINCE.days}d"
         )
-    return timedelta(seconds=int(match.group(1)) * SINCE_UNITS[match.group(2)])
+    return timedelta(seconds=seconds)
 
 
 def choose(replicas: Sequence[Replica], wanted: str | None) -> list[Replica]:
@@ -91,7 +97,8 @@ def main(
 ) -> int:
     args = parse_args(argv)
     try:
-        source = replica_source(args.stack, stack_outputs(args.stack, env, show_secrets=False))
+        outputs = stack_outputs(args.stack, env, show_secrets=False, without_cli=WITHOUT_CLI)
+        source = replica_source(args.stack, outputs)
         if source is None:
             raise ConfigError(
                 f"stack {args.stack} has no replicaSource output: run `pulumi up --stack {args.stack}`"

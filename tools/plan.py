@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from components import backend, capacity, catalog, model_facts, sdk_internals
+from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
 from components.spec import SpecError, available_presets, build_spec
 from tools.mockrun import ROOT, Resource, Run, run_program
 
@@ -53,6 +54,12 @@ SECRET = "<secret>"
 #: What a stack file's ``secure:`` value stands in as (the plan has no key to decrypt it).
 ENCRYPTED = model_facts.UNKNOWN_TOKEN
 PROJECT_FILE = ROOT / "Pulumi.yaml"
+
+
+#: The Pulumi CLI's stack names (its local backend's ``validateStackName``, the Pulumi Service's rule):
+#: 1-100 letters, digits, ``-``, ``_`` and ``.``.
+STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+STACK_NAME_RULE = "a stack name is 1-100 letters, digits, '-', '_' or '.' (as pulumi stack init takes it)"
 
 
 class StackConfigError(ValueError):
@@ -76,10 +83,9 @@ def default_stack_file(stack: str) -> Path:
 
 def stack_file_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The ``config:`` of a Pulumi stack file as the engine hands it over: (plain values, secrets). A value
-    holding a ``secure:`` anywhere is secret as a whole, as Pulumi treats it."""
-    if not path.exists():
-        raise SystemExit(f"--stack-file: {path} does not exist")
-    values = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    holding a ``secure:`` anywhere is secret as a whole, as Pulumi treats it. The file is decoded as the
+    CLI decodes it (components/config_yaml.py); StackFileError names what is wrong with it."""
+    values = read_stack_config(path)
     plain = {key: value for key, value in values.items() if not _holds_secure(value)}
     secrets = {key: ENCRYPTED for key, value in values.items() if _holds_secure(value)}
     return plain, secrets
@@ -153,13 +159,12 @@ def parse_pairs(option: str, pairs: Iterable[str]) -> dict[str, Any]:
 
 
 def _list_or_text(value: str) -> Any:
+    """A list in brackets, its items read as a stack file's are (``[yes]`` holds the text yes), else text."""
     if value.strip().startswith("["):
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            return flow_value(value)
+        except ValueError:
             return value
-        if isinstance(parsed, list):
-            return parsed
     return value
 
 
@@ -181,7 +186,9 @@ def plan(
     declared = project_config()
     check_declared_types(stack, config, declared)
     defaults = {k: v for k, v in project_defaults(declared).items() if k not in {**config, **secret_config}}
-    run = run_program(stack, {**defaults, **config}, secret_config, preview=True, fake_outputs=False)
+    # An object value reaches the program as the CLI's JSON of it, a scalar as its text.
+    as_sent = {k: go_json(v) if isinstance(v, list | dict) else v for k, v in config.items()}
+    run = run_program(stack, {**defaults, **as_sent}, secret_config, preview=True, fake_outputs=False)
     spec = _shown(run.outputs["spec"])
     return {
         "stack": stack,
@@ -513,7 +520,6 @@ def main(argv: list[str] | None = None) -> int:
         "--stack-file",
         nargs="?",
         const="",
-        type=Path,
         metavar="PATH",
         help="read a stack file's config (default Pulumi.<stack>.yaml); without this option none is read",
     )
@@ -523,9 +529,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in update_snapshots():
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
+    if not STACK_NAME.match(args.stack):
+        print(f"error: --stack {args.stack!r}: {STACK_NAME_RULE}", file=sys.stderr)
+        return 2
     stack_file = None
     if args.stack_file is not None:
-        stack_file = args.stack_file if str(args.stack_file) else default_stack_file(args.stack)
+        # A bare --stack-file is "", which Path() would make the current directory.
+        stack_file = Path(args.stack_file) if args.stack_file else default_stack_file(args.stack)
     try:
         data = plan(
             args.stack,
@@ -536,9 +546,19 @@ def main(argv: list[str] | None = None) -> int:
     except StackConfigError as error:
         print(f"error: validating stack config: {error}", file=sys.stderr)
         return 2
+    except StackFileError as error:
+        print(f"error: --stack-file {error}", file=sys.stderr)
+        return 2
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug, not the config: still one line, and an exit code of its own
+        print(
+            f"error: the plan failed ({type(error).__name__}: {error}): a bug in the program or the plan, "
+            "not in the stack's config; please report it with the command",
+            file=sys.stderr,
+        )
+        return 3
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_text(data), end="")
     return 0
 

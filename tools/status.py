@@ -39,6 +39,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -158,13 +159,22 @@ def base_url(endpoint: str) -> str:
     return url.removesuffix("/v1")
 
 
-def stack_outputs(stack: str, env: Mapping[str, str], show_secrets: bool = True) -> dict[str, Any]:
-    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked)."""
+#: The longest --timeout or --interval: a day (a first load is sized in minutes, README Cold start); also
+#: keeps nan and inf out (every comparison with nan is false).
+MAX_WAIT_SECONDS = 86400
+#: What ``tools.status`` can do without the pulumi CLI (``tools.logs`` has no such way: see its own).
+WITHOUT_CLI = "or pass --endpoint URL with the key in VLLM_API_KEY"
+
+
+def stack_outputs(
+    stack: str, env: Mapping[str, str], show_secrets: bool = True, without_cli: str = WITHOUT_CLI
+) -> dict[str, Any]:
+    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked);
+    ``without_cli`` says what the calling tool offers instead when the CLI is missing."""
     pulumi = shutil.which("pulumi", path=env.get("PATH", ""))
     if pulumi is None:
         raise ConfigError(
-            "the pulumi CLI is not on PATH: install it to read the stack's outputs, "
-            "or pass --endpoint URL with the key in VLLM_API_KEY"
+            f"the pulumi CLI is not on PATH: install it to read the stack's outputs, {without_cli}"
         )
     command = [
         pulumi,
@@ -568,8 +578,12 @@ def render_json(target: Target, report: Report, timed_out: bool) -> str:
 
 
 def _redact(text: str, secret: str | None) -> str:
-    """Last line of defence: the key never reaches the terminal, whatever a server echoes back."""
-    return text.replace(secret, "***") if secret else text
+    """Last line of defence: the key never reaches the terminal, whatever a server echoes back. Only the
+    key as a whole token is masked (never inside a longer word such as a host name's label), so no other
+    text changes however short or common the key's text is."""
+    if not secret:
+        return text
+    return re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -611,8 +625,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--api-key goes with --endpoint; --stack reads the key from the stack's outputs")
     if args.cacert and not os.path.isfile(args.cacert):
         parser.error(f"--cacert {args.cacert}: no such file")
-    if args.timeout <= 0 or args.interval <= 0:
-        parser.error("--timeout and --interval take a positive number of seconds")
+    if not all(0 < seconds <= MAX_WAIT_SECONDS for seconds in (args.timeout, args.interval)):
+        parser.error(
+            f"--timeout and --interval take a positive number of seconds, at most {MAX_WAIT_SECONDS}"
+        )
     return args
 
 

@@ -222,6 +222,8 @@ BACKEND = Backend(
     unsupported=MappingProxyType(
         {
             Feature.CPU_REPLICAS: "a GPU as TYPE:COUNT (e.g. H100:8)",
+            # The ALB keeps its default IpAddressType, ipv4 (load_balancer.py): no IPv6 client reaches it.
+            Feature.IPV6_CLIENTS: "IPv4 ranges on AWS: the ALB's address type is ipv4 (no IPv6 address)",
             Feature.AUTOSCALING_MULTI_NODE: MULTI_NODE_ON_VMS,
             # ALBRequestCountPerTarget divides the target group's requests by its healthy targets: without
             # one there is no metric to scale out on.

@@ -142,8 +142,7 @@ class Network(pulumi.ComponentResource):
                     from_port=port,
                     to_port=port,
                     description=ec2_description(f"{what} {port} from an allowed client range"),
-                    cidr_ipv4=None if ":" in cidr else cidr,
-                    cidr_ipv6=cidr if ":" in cidr else None,
+                    cidr_ipv4=cidr,  # IPv4 only: the spec refuses IPv6 ranges (the ALB has no IPv6 address)
                     opts=child,
                 )
                 self.load_balancer_ingress_rules.append(rule)

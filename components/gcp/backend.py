@@ -140,6 +140,8 @@ def _gcp_reservation(read: ConfigReader, zone: str | None, regions: tuple[str, .
 GCP_IMAGE = re.compile(
     r"^(projects/[a-z][-a-z0-9.:]*[a-z0-9]/global/images/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 )
+#: The date suffix of a Deep Learning VM image (``...-v20260818``); its family's name is the same without it.
+DATED_IMAGE = re.compile(r"-v\d{8}$")
 #: vLLM 0.33's image is built on CUDA 13, which needs an NVIDIA driver of the 580 series or newer.
 MIN_NVIDIA_DRIVER = 580
 
@@ -154,6 +156,16 @@ def _gcp_boot_image(image: str | None) -> str | None:
     )
     if "/family/" in image or not GCP_IMAGE.match(image):
         raise SpecError(f"{PROJECT}:bootImage", image, valid)
+    if not image.startswith("projects/") and not DATED_IMAGE.search(image):
+        # A bare name is an image of the Deep Learning VM project (machine.py), whose images are all dated:
+        # an undated name there is a family, which resolves anew for each VM.
+        raise SpecError(
+            f"{PROJECT}:bootImage",
+            image,
+            f"a dated image of {image}, not the family (each VM would boot whatever it is then): gcloud "
+            f"compute images describe-from-family {image} --project deeplearning-platform-release names "
+            "its current one, e.g. common-cu129-ubuntu-2204-nvidia-580-v20260818",
+        )
     driver = re.search(r"nvidia-(\d{3})", image)
     if driver is not None and int(driver.group(1)) < MIN_NVIDIA_DRIVER:
         raise SpecError(f"{PROJECT}:bootImage", image, valid)
@@ -280,6 +292,9 @@ BACKEND = Backend(
             "measure); scale to zero on Kubernetes, with KEDA's activation",
             Feature.UPSCALE_DELAY: "unset on GCP: its autoscaler adds VMs as soon as utilization is over "
             "target and has no delay to set (README Autoscaling)",
+            # The global address is IPV4 (load_balancer.py): an IPv6 range admits no client, and a list of
+            # IPv6 ranges alone makes Cloud Armor deny every (IPv4) client with 403.
+            Feature.IPV6_CLIENTS: "IPv4 ranges on GCP: the load balancer's global address is IPv4 only",
         }
     ),
     plan_properties=MappingProxyType(

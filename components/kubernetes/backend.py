@@ -80,7 +80,11 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     """The cluster (``kubernetes:context``) and the stack's namespace, node and Service settings."""
     namespace = read.string("namespace", default_namespace(stack))
     if not DNS_LABEL.match(namespace):
-        raise SpecError(f"{PROJECT}:namespace", namespace, "a DNS label: lowercase letters, digits and '-'")
+        raise SpecError(
+            f"{PROJECT}:namespace",
+            namespace,
+            "a DNS label: at most 63 lowercase letters, digits and '-', a letter or digit at both ends",
+        )
     if namespace == "default" or namespace.startswith("kube-"):
         raise SpecError(f"{PROJECT}:namespace", namespace, "a namespace of its own (the stack creates it)")
     storage_class = read.string("storageClass")
