@@ -251,6 +251,36 @@ def test_aws_warms_new_machines_up_for_the_load_budget(aws: Run) -> None:
     assert aws.one(AWS_POLICY).inputs["estimatedInstanceWarmup"] == budget
 
 
+#: An autoscaled H200:8 serving a 1 TB model: a load budget of 4850 s, over what the group's warmup accepts.
+SLOW_AWS = {
+    "vllm:cloud": "aws",
+    "vllm:gpu": "H200:8",
+    "vllm:model": "Qwen/Qwen3-8B",
+    "vllm:modelSizeGb": "1000",
+    **POLICY,
+}
+
+
+@pytest.fixture(scope="module")
+def aws_slow() -> Run:
+    return run_program("aws-slow", config=SLOW_AWS)
+
+
+def test_aws_caps_the_groups_default_warmup_and_keeps_the_full_budget_where_the_api_allows_it(
+    aws_slow: Run,
+) -> None:
+    # DefaultInstanceWarmup: 0-3600 s (EC2 Auto Scaling, "Enable the default instance warmup"); the
+    # policy's EstimatedInstanceWarmup and the refresh's InstanceWarmup carry no such cap.
+    from components.aws import machines
+
+    group = aws_slow.one(AWS_GROUP)
+    budget = group.inputs["healthCheckGracePeriod"]
+    assert budget > machines.DEFAULT_WARMUP_MAX_SECONDS
+    assert group.inputs["defaultInstanceWarmup"] == machines.DEFAULT_WARMUP_MAX_SECONDS
+    assert aws_slow.one(AWS_POLICY).inputs["estimatedInstanceWarmup"] == budget
+    assert group.inputs["instanceRefresh"]["preferences"]["instanceWarmup"] == str(int(budget))
+
+
 def test_aws_vcpu_quota_counts_the_upper_bound_and_its_surge() -> None:
     from components.aws import machines
 

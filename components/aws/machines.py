@@ -38,6 +38,12 @@ ROOT_THROUGHPUT_MIBPS = 1000
 #: Instance tag naming the secret versions a machine booted with (see ``launch_template``).
 SECRETS_REVISION_TAG = "vllm:secrets-revision"
 ROOT_IOPS = 4000
+#: ``DefaultInstanceWarmup`` accepts 0-3600 s (EC2 Auto Scaling user guide, "Enable the default instance
+#: warmup for a group"; API CreateAutoScalingGroup). Terraform does not validate it, so a longer load budget
+#: (an autoscaled H200:8 serving a 1 TB model renders 4850 s) fails CreateAutoScalingGroup at apply. The
+#: group's value is capped here; the scaling policy's ``estimated_instance_warmup`` and the refresh's
+#: ``instance_warmup`` take the full budget, which they override it with.
+DEFAULT_WARMUP_MAX_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -291,7 +297,9 @@ def auto_scaling_group(
         min_size=low,
         max_size=high + headroom,
         desired_capacity=size,
-        default_instance_warmup=grace_seconds if bounds is not None else None,
+        default_instance_warmup=(
+            min(grace_seconds, DEFAULT_WARMUP_MAX_SECONDS) if bounds is not None else None
+        ),
         vpc_zone_identifiers=subnet_ids,
         launch_template=(
             None
