@@ -176,19 +176,25 @@ def launch_template(
 
 
 def rolling_refresh(
-    size: int, warmup_seconds: int, keep_serving: bool
+    size: int, warmup_seconds: int, keep_serving: bool, reserved: bool = False
 ) -> autoscaling.GroupInstanceRefreshArgsDict:
     """Instance refresh preferences for an ASG of ``size`` machines.
 
     ``keep_serving``: launch a replacement before terminating (min healthy 100%) and surge by one machine
     at a time (max healthy 100% + one machine's share), so serving capacity never drops and a GPU shortage
-    stalls the rollout instead of taking a replica down. Otherwise replace in place (min healthy 0%).
+    stalls the rollout instead of taking a replica down. ``reserved`` (``vllm:reservation``): terminate one
+    machine, then launch its replacement (max healthy 100%, min healthy one machine's share below it): a
+    launch-first refresh needs a free reserved slot, and a sized reservation has none to spare (a Capacity
+    Block never falls back to on-demand; an instance that targets a full On-Demand Capacity Reservation
+    fails to launch). Otherwise replace in place (min healthy 0%). Limits (RefreshPreferences): min 0-100,
+    max 100-200, at most 100 apart; AWS rounds the min healthy count up, so 100% less one machine's share
+    replaces one machine at a time.
     """
     return {
         "strategy": "Rolling",
         "preferences": {
-            "min_healthy_percentage": 100 if keep_serving else 0,
-            "max_healthy_percentage": max_healthy_percentage(size, keep_serving),
+            "min_healthy_percentage": min_healthy_percentage(size, keep_serving, reserved),
+            "max_healthy_percentage": max_healthy_percentage(size, keep_serving, reserved),
             "instance_warmup": str(warmup_seconds),
             "skip_matching": True,
         },
@@ -211,24 +217,43 @@ def stack_tags(spec: ServiceSpec) -> dict[str, str]:
     return {"vllm:stack": spec.stack, "vllm:service": spec.name, "managed-by": "pulumi"}
 
 
+def reserved(spec: ServiceSpec) -> bool:
+    """The machines launch into ``vllm:reservation``: rollouts then terminate before they launch."""
+    return settings(spec).reservation is not None
+
+
 def peak_machines(spec: ServiceSpec) -> int:
     """The most machines the stack runs at once: every group at its ``max_size`` (a single-node rollout
-    surges one machine's share above ``replicas``; Ray groups replace in place)."""
+    surges one machine's share above ``replicas``, except into a reservation; Ray groups replace in
+    place)."""
     if spec.nodes > 1:
         return spec.replicas * spec.nodes
     most = spec.max_replicas  # an autoscaled group's max_size is its bound plus the same surge
-    return most + surge_machines(most, keep_serving=True)
+    return most + surge_machines(most, keep_serving=True, reserved=reserved(spec))
 
 
-def max_healthy_percentage(size: int, keep_serving: bool) -> int:
+def _share(size: int) -> int:
+    """One machine's share of a group of ``size``, in whole percent (rounded up)."""
+    return math.ceil(100 / size)
+
+
+def min_healthy_percentage(size: int, keep_serving: bool, reserved: bool = False) -> int:
+    """A rollout's floor (see ``rolling_refresh``): 100% launching first, one machine's share below it
+    terminating first, 0% replacing in place."""
+    if not keep_serving:
+        return 0
+    return max(100 - _share(size), 0) if reserved else 100
+
+
+def max_healthy_percentage(size: int, keep_serving: bool, reserved: bool = False) -> int:
     """A rollout's ceiling on an ASG of ``size`` machines: one machine's share above 100% when it keeps
-    serving (see ``rolling_refresh``), AWS's maximum 200% at most; 100% when it replaces in place."""
-    return min(100 + math.ceil(100 / size), 200) if keep_serving else 100
+    serving by launching first (see ``rolling_refresh``), AWS's maximum 200% at most; 100% otherwise."""
+    return min(100 + _share(size), 200) if keep_serving and not reserved else 100
 
 
-def surge_machines(size: int, keep_serving: bool) -> int:
+def surge_machines(size: int, keep_serving: bool, reserved: bool = False) -> int:
     """Machines a rollout may add above ``size`` (its max healthy percentage over 100%)."""
-    return math.ceil(size * (max_healthy_percentage(size, keep_serving) - 100) / 100)
+    return math.ceil(size * (max_healthy_percentage(size, keep_serving, reserved) - 100) / 100)
 
 
 def vcpu_quotas(spec: ServiceSpec) -> list[tuple[str, int]]:
@@ -289,8 +314,8 @@ def auto_scaling_group(
     group rebalances spot capacity.
     """
     low, high = bounds if bounds is not None else (size, size)
-    refresh = rolling_refresh(high, grace_seconds, keep_serving)
-    headroom = surge_machines(high, keep_serving)
+    refresh = rolling_refresh(high, grace_seconds, keep_serving, reserved(spec))
+    headroom = surge_machines(high, keep_serving, reserved(spec))
     scaled = pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]) if bounds is not None else None
     return autoscaling.Group(
         name,
