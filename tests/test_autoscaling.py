@@ -282,10 +282,11 @@ def test_aws_caps_the_groups_default_warmup_and_keeps_the_full_budget_where_the_
 
 
 def test_aws_vcpu_quota_counts_the_upper_bound_and_its_surge() -> None:
-    from components.aws import machines
+    from components.aws import sizing
 
     spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY})
-    assert machines.vcpu_quotas(spec) == [("Running On-Demand P instances", 5 * spec.offering.vcpus)]
+    needs = [(quota.name, quota.vcpus) for quota in sizing.vcpu_quotas(spec)]
+    assert needs == [("Running On-Demand P instances", 5 * spec.offering.vcpus)]
 
 
 def test_aws_without_autoscaling_owns_its_capacity() -> None:

@@ -223,6 +223,10 @@ def weight_storage(spec: ServiceSpec) -> Storage:
 
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
+    """The settings, and the EC2 vCPU quotas ``up`` checks before it declares anything (``tools.plan``
+    shows them offline). sizing.py reads these settings, hence the import here."""
+    from components.aws.sizing import vcpu_quotas
+
     aws = settings(spec)
     return {
         "region": spec.region,
@@ -233,6 +237,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "reservation": aws.reservation,
         "capacityBlock": aws.capacity_block or None,
         "reservationZone": aws.reservation_zone,
+        "vcpuQuotas": [quota.as_output() for quota in vcpu_quotas(spec)],
     }
 
 
@@ -300,6 +305,11 @@ BACKEND = Backend(
                 "healthCheckType",
                 "healthCheckGracePeriod",
                 "defaultInstanceWarmup",
+            ),
+            "aws:autoscaling/lifecycleHook:LifecycleHook": (
+                "lifecycleTransition",
+                "defaultResult",
+                "heartbeatTimeout",
             ),
             "aws:autoscaling/policy:Policy": (
                 "policyType",

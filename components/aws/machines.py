@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import base64
 import gzip
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
+import pulumi_aws.servicequotas as servicequotas
 import pulumi_aws.ssm as ssm
 
 from components import scripts, vm
-from components.aws import capacity
+from components.aws import capacity, sizing
 from components.aws.backend import settings
+from components.aws.sizing import (
+    max_healthy_percentage,
+    min_healthy_percentage,
+    reserved,
+    surge_machines,
+)
 from components.spec import ServiceSpec
 
 #: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI for x86_64 on Ubuntu
@@ -84,6 +90,34 @@ def health_report(spec: ServiceSpec) -> list[str]:
     """The health agent marks its own instance Unhealthy in its Auto Scaling group (the group uses EC2
     health, so nothing else replaces a machine); the instance role may do that for this stack's groups."""
     return ["--report", "autoscaling-group", *(["--region", spec.region] if spec.region else [])]
+
+
+class QuotaError(pulumi.RunError):
+    """An EC2 vCPU quota of the region cannot hold the stack: found at preview, before any machine is
+    launched, in one line with the request that raises it (sizing.refusal)."""
+
+
+def quota_preflight(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> pulumi.Output[list[str]]:
+    """The codes of the vCPU quotas the stack draws on, once the account's values (Service Quotas
+    ``GetServiceQuota``: the applied value, else AWS's default) hold what the stack needs at its peak;
+    a QuotaError otherwise. Without it a fresh account's 0 vCPUs of P instances leave ``up`` done and the
+    group retrying VcpuLimitExceeded launches for as long as nobody looks. The caller makes the groups
+    depend on it, so a refusal stops ``up`` at its preview."""
+    region = vm.vm_region(spec)
+
+    def held(quota: sizing.Quota, value: float) -> str:
+        refused = sizing.refusal(quota, value, region)
+        if refused is not None:
+            raise QuotaError(refused)
+        return quota.code
+
+    checks = [
+        servicequotas.get_service_quota_output(
+            service_code="ec2", quota_code=quota.code, opts=opts
+        ).value.apply(lambda value, quota=quota: held(quota, value))
+        for quota in sizing.vcpu_quotas(spec)
+    ]
+    return pulumi.Output.all(*checks)
 
 
 def user_data(script: str) -> str:
@@ -215,68 +249,6 @@ def stack_tags(spec: ServiceSpec) -> dict[str, str]:
     """What every resource of the stack carries; the provider's ``default_tags`` do not reach Auto Scaling
     groups nor the instances and volumes a launch template starts, so those name them explicitly."""
     return {"vllm:stack": spec.stack, "vllm:service": spec.name, "managed-by": "pulumi"}
-
-
-def reserved(spec: ServiceSpec) -> bool:
-    """The machines launch into ``vllm:reservation``: rollouts then terminate before they launch."""
-    return settings(spec).reservation is not None
-
-
-def peak_machines(spec: ServiceSpec) -> int:
-    """The most machines the stack runs at once: every group at its ``max_size`` (a single-node rollout
-    surges one machine's share above ``replicas``, except into a reservation; Ray groups replace in
-    place)."""
-    if spec.nodes > 1:
-        return spec.replicas * spec.nodes
-    most = spec.max_replicas  # an autoscaled group's max_size is its bound plus the same surge
-    return most + surge_machines(most, keep_serving=True, reserved=reserved(spec))
-
-
-def _share(size: int) -> int:
-    """One machine's share of a group of ``size``, in whole percent (rounded up)."""
-    return math.ceil(100 / size)
-
-
-def min_healthy_percentage(size: int, keep_serving: bool, reserved: bool = False) -> int:
-    """A rollout's floor (see ``rolling_refresh``): 100% launching first, one machine's share below it
-    terminating first, 0% replacing in place."""
-    if not keep_serving:
-        return 0
-    return max(100 - _share(size), 0) if reserved else 100
-
-
-def max_healthy_percentage(size: int, keep_serving: bool, reserved: bool = False) -> int:
-    """A rollout's ceiling on an ASG of ``size`` machines: one machine's share above 100% when it keeps
-    serving by launching first (see ``rolling_refresh``), AWS's maximum 200% at most; 100% otherwise."""
-    return min(100 + _share(size), 200) if keep_serving and not reserved else 100
-
-
-def surge_machines(size: int, keep_serving: bool, reserved: bool = False) -> int:
-    """Machines a rollout may add above ``size`` (its max healthy percentage over 100%)."""
-    return math.ceil(size * (max_healthy_percentage(size, keep_serving, reserved) - 100) / 100)
-
-
-def vcpu_quotas(spec: ServiceSpec) -> list[tuple[str, int]]:
-    """The EC2 vCPU quotas the stack draws on (Service Quotas, per region), each with the vCPUs it needs at
-    peak: on-demand for every machine without spot, for the on-demand base with it, and spot for the rest.
-
-    EC2 counts running instances' vCPUs per family group: P instances, G and VT instances, each with an
-    on-demand and a spot quota. A launch beyond it fails (VcpuLimitExceeded) and the group keeps retrying.
-    A rollout's surge machines are above the base, so on spot when the stack is.
-    """
-    family = "P" if vm.machine_type(spec).startswith("p") else "G and VT"
-    vcpus = vm.vm_offering(spec).vcpus
-    if vcpus is None:
-        raise ValueError(
-            f"stack {spec.stack}: the AWS catalog row of {vm.machine_type(spec)} has no vCPU count"
-        )
-    peak = peak_machines(spec)
-    on_demand = spec.on_demand_base_replicas * spec.nodes if spec.spot else peak
-    quotas = [
-        (f"Running On-Demand {family} instances", on_demand * vcpus),
-        (f"All {family} Spot Instance Requests", (peak - on_demand) * vcpus),
-    ]
-    return [(name, needed) for name, needed in quotas if needed]
 
 
 def auto_scaling_group(
