@@ -225,6 +225,16 @@ def test_aws_group_runs_between_the_bounds_with_room_for_the_rollout_surge(aws: 
     assert (refresh["minHealthyPercentage"], refresh["maxHealthyPercentage"]) == (100, 125)  # 1 of 4
 
 
+def test_aws_cost_counts_the_machine_target_tracking_may_run_above_the_bound(aws: Run) -> None:
+    # The group's maxSize keeps a rollout's surge room above vllm:maxReplicas, and target tracking has no
+    # cap of its own below MaxSize: costPerHour's max counts what the group may run (the GPU budget policy
+    # reads maxSize itself).
+    most = aws.one(AWS_GROUP).inputs["maxSize"]
+    cost = aws.outputs["costPerHour"]
+    assert most == 5 and aws.outputs["spec"]["scaleOutSurge"] == 1
+    assert cost["max"] == pytest.approx(cost["min"] * most / 2, abs=0.02)
+
+
 def test_aws_desired_capacity_is_the_policys_after_create(aws: Run) -> None:
     assert "desiredCapacity" in aws.one(AWS_GROUP).ignore_changes
 
@@ -496,13 +506,16 @@ def test_the_plan_shows_the_bounds_and_the_cost_range() -> None:
 
     data = plan_tool.plan("aws-h100", {"vllm:replicas": "unset", **POLICY})
     assert data["cost"]["replicas"] == {"min": 1, "max": 4}
-    (share,) = data["cost"]["shares"]  # priced at the most replicas, on demand, in the stack's region
-    assert share["replicas"] == 4
+    # priced at the most machines, on demand, in the stack's region: the bound and the rollout surge room,
+    # which target tracking may use too (components/aws/sizing.py, scale_out_surge)
+    (share,) = data["cost"]["shares"]
+    assert share["replicas"] == 5
     per_replica = share["perReplicaHourly"]
-    assert data["cost"]["totalHourly"] == {"min": per_replica, "max": round(per_replica * 4, 2)}
+    assert data["cost"]["totalHourly"] == {"min": per_replica, "max": round(per_replica * 5, 2)}
     assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]
     text = plan_tool.render_text(data)
     assert (
-        f"total ${per_replica:g}/h to ${round(per_replica * 4, 2):g}/h (1 to 4 replicas, autoscaled" in text
+        f"total ${per_replica:g}/h to ${round(per_replica * 5, 2):g}/h (1 to 4 replicas + 1 rollout surge "
+        "the autoscaler may use, autoscaled" in text
     )
     assert "aws:autoscaling/policy:Policy" in text

@@ -225,7 +225,7 @@ def weight_storage(spec: ServiceSpec) -> Storage:
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     """The settings, and the EC2 vCPU quotas ``up`` checks before it declares anything (``tools.plan``
     shows them offline). sizing.py reads these settings, hence the import here."""
-    from components.aws.sizing import vcpu_quotas
+    from components.aws.sizing import scale_out_surge, vcpu_quotas
 
     aws = settings(spec)
     return {
@@ -238,7 +238,14 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "capacityBlock": aws.capacity_block or None,
         "reservationZone": aws.reservation_zone,
         "vcpuQuotas": [quota.as_output() for quota in vcpu_quotas(spec)],
+        "scaleOutSurge": scale_out_surge(spec) or None,
     }
+
+
+def _scale_out_surge(spec: ServiceSpec) -> int:
+    from components.aws.sizing import scale_out_surge  # sizing.py reads this module's settings
+
+    return scale_out_surge(spec)
 
 
 BACKEND = Backend(
@@ -253,6 +260,7 @@ BACKEND = Backend(
     public_view=public_view,
     check=check,
     weight_storage=weight_storage,
+    scale_out_surge=_scale_out_surge,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,

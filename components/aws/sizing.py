@@ -52,6 +52,16 @@ def peak_machines(spec: ServiceSpec) -> int:
     return most + surge_machines(most, keep_serving=True, reserved=reserved(spec))
 
 
+def scale_out_surge(spec: ServiceSpec) -> int:
+    """Machines target tracking may run above ``vllm:maxReplicas``: an autoscaled group's max size keeps a
+    rollout's surge room above the bound (a launch-first refresh at the top needs it), and target tracking
+    has no cap of its own below MaxSize, so it may use it too (one p5 at about $55/h). ``costPerHour``
+    and the GPU budget policy (maxSize) count it. None into a reservation (rollouts terminate first)."""
+    if spec.autoscaling is None or spec.nodes > 1:
+        return 0
+    return surge_machines(spec.max_replicas, keep_serving=True, reserved=reserved(spec))
+
+
 def _share(size: int) -> int:
     """One machine's share of a group of ``size``, in whole percent (rounded up)."""
     return math.ceil(100 / size)
