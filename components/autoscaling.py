@@ -156,14 +156,16 @@ def bounds(spec: ServiceSpec) -> tuple[int, int] | None:
 
 
 def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
-    """The ``costPerHour`` stack output: the catalog estimate, a ``{min, max}`` range when autoscaling,
-    None when unpriced."""
+    """The ``costPerHour`` stack output: the catalog estimate, a ``{min, max}`` range when autoscaling
+    (the max with the replicas the platform's autoscaler may run above ``vllm:maxReplicas``), None when
+    unpriced."""
     if spec.autoscaling is None:
         return spec.cost_per_hour()
     # At each bound every region's share on its market (components/capacity.py): the on-demand base at
     # on-demand prices, the rest at spot prices with spot, each at its region's price.
     at_least = replace(spec, replicas=spec.autoscaling.min_replicas).cost_per_hour()
-    at_most = replace(spec, replicas=spec.autoscaling.max_replicas).cost_per_hour()
+    most = spec.autoscaling.max_replicas + backend.get(spec.cloud).scale_out_surge(spec)
+    at_most = replace(spec, replicas=most).cost_per_hour()
     if at_least is None or at_most is None:
         return None
     return {"min": at_least, "max": at_most}

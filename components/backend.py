@@ -147,6 +147,10 @@ class Backend:
     vm_hooks: Path | None = None
     #: Features this platform cannot do, each with what to do instead.
     unsupported: Mapping[Feature, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Replicas an autoscaled stack's autoscaler may run above ``vllm:maxReplicas``: room the platform keeps
+    #: for a rollout's surge that its autoscaler can use too (``costPerHour`` counts them). Also the spec
+    #: output's ``scaleOutSurge``, which ``tools.plan`` prices.
+    scale_out_surge: Callable[[ServiceSpec], int] = lambda spec: 0
     #: What ``tools.plan`` shows of each resource type: dotted paths into its inputs (see tools/plan.py).
     plan_properties: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 

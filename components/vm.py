@@ -216,17 +216,24 @@ def shipped(name: str) -> str:
 
 @functools.cache
 def shipped_python(name: str) -> str:
-    """A Python script as a VM receives it: the same program without its docstrings and comments
-    (``ast.unparse``), so that AWS user data stays within 16 KB. Made once per process: CPython 3.11's
-    AST conversion keeps its recursion depth per interpreter, so a parse that a finalizer interrupts with a
-    parse of its own (a traceback's caret anchors) fails with "AST constructor recursion depth mismatch"
-    (cpython#106905); the fewer parses, the fewer chances."""
+    """A Python script as a VM receives it: the same program without its docstrings, comments and
+    function signatures' type hints (``ast.unparse``), so that AWS user data stays within 16 KB. Made
+    once per process: CPython 3.11's AST conversion keeps its recursion depth per interpreter, so a parse
+    that a finalizer interrupts with a parse of its own (a traceback's caret anchors) fails with "AST
+    constructor recursion depth mismatch" (cpython#106905); the fewer parses, the fewer chances."""
     tree = ast.parse(scripts.source(name))
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             first = node.body[0] if node.body else None
             if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
                 node.body = node.body[1:] or [ast.Pass()]
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # signatures' types: for the checker
+            node.returns = None
+            for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs):
+                arg.annotation = None
+            for arg in (node.args.vararg, node.args.kwarg):
+                if arg is not None:
+                    arg.annotation = None
     return "#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n"
 
 

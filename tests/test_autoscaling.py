@@ -254,6 +254,16 @@ def test_aws_group_runs_between_the_bounds_with_room_for_the_rollout_surge(aws: 
     assert (refresh["minHealthyPercentage"], refresh["maxHealthyPercentage"]) == (100, 125)  # 1 of 4
 
 
+def test_aws_cost_counts_the_machine_target_tracking_may_run_above_the_bound(aws: Run) -> None:
+    # The group's maxSize keeps a rollout's surge room above vllm:maxReplicas, and target tracking has no
+    # cap of its own below MaxSize: costPerHour's max counts what the group may run (the GPU budget policy
+    # reads maxSize itself).
+    most = aws.one(AWS_GROUP).inputs["maxSize"]
+    cost = aws.outputs["costPerHour"]
+    assert most == 5 and aws.outputs["spec"]["scaleOutSurge"] == 1
+    assert cost["max"] == pytest.approx(cost["min"] * most / 2, abs=0.02)
+
+
 def test_aws_desired_capacity_is_the_policys_after_create(aws: Run) -> None:
     assert "desiredCapacity" in aws.one(AWS_GROUP).ignore_changes
 
@@ -280,11 +290,42 @@ def test_aws_warms_new_machines_up_for_the_load_budget(aws: Run) -> None:
     assert aws.one(AWS_POLICY).inputs["estimatedInstanceWarmup"] == budget
 
 
-def test_aws_vcpu_quota_counts_the_upper_bound_and_its_surge() -> None:
+#: An autoscaled H200:8 serving a 1 TB model: a load budget of 4850 s, over what the group's warmup accepts.
+SLOW_AWS = {
+    "vllm:cloud": "aws",
+    "vllm:gpu": "H200:8",
+    "vllm:model": "Qwen/Qwen3-8B",
+    "vllm:modelSizeGb": "1000",
+    **POLICY,
+}
+
+
+@pytest.fixture(scope="module")
+def aws_slow() -> Run:
+    return run_program("aws-slow", config=SLOW_AWS)
+
+
+def test_aws_caps_the_groups_default_warmup_and_keeps_the_full_budget_where_the_api_allows_it(
+    aws_slow: Run,
+) -> None:
+    # DefaultInstanceWarmup: 0-3600 s (EC2 Auto Scaling, "Enable the default instance warmup"); the
+    # policy's EstimatedInstanceWarmup and the refresh's InstanceWarmup carry no such cap.
     from components.aws import machines
 
+    group = aws_slow.one(AWS_GROUP)
+    budget = group.inputs["healthCheckGracePeriod"]
+    assert budget > machines.DEFAULT_WARMUP_MAX_SECONDS
+    assert group.inputs["defaultInstanceWarmup"] == machines.DEFAULT_WARMUP_MAX_SECONDS
+    assert aws_slow.one(AWS_POLICY).inputs["estimatedInstanceWarmup"] == budget
+    assert group.inputs["instanceRefresh"]["preferences"]["instanceWarmup"] == str(int(budget))
+
+
+def test_aws_vcpu_quota_counts_the_upper_bound_and_its_surge() -> None:
+    from components.aws import sizing
+
     spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY})
-    assert machines.vcpu_quotas(spec) == [("Running On-Demand P instances", 5 * spec.offering.vcpus)]
+    needs = [(quota.name, quota.vcpus) for quota in sizing.vcpu_quotas(spec)]
+    assert needs == [("Running On-Demand P instances", 5 * spec.offering.vcpus)]
 
 
 def test_aws_without_autoscaling_owns_its_capacity() -> None:
@@ -494,13 +535,16 @@ def test_the_plan_shows_the_bounds_and_the_cost_range() -> None:
 
     data = plan_tool.plan("aws-h100", {"vllm:replicas": "unset", **POLICY})
     assert data["cost"]["replicas"] == {"min": 1, "max": 4}
-    (share,) = data["cost"]["shares"]  # priced at the most replicas, on demand, in the stack's region
-    assert share["replicas"] == 4
+    # priced at the most machines, on demand, in the stack's region: the bound and the rollout surge room,
+    # which target tracking may use too (components/aws/sizing.py, scale_out_surge)
+    (share,) = data["cost"]["shares"]
+    assert share["replicas"] == 5
     per_replica = share["perReplicaHourly"]
-    assert data["cost"]["totalHourly"] == {"min": per_replica, "max": round(per_replica * 4, 2)}
+    assert data["cost"]["totalHourly"] == {"min": per_replica, "max": round(per_replica * 5, 2)}
     assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]
     text = plan_tool.render_text(data)
     assert (
-        f"total ${per_replica:g}/h to ${round(per_replica * 4, 2):g}/h (1 to 4 replicas, autoscaled" in text
+        f"total ${per_replica:g}/h to ${round(per_replica * 5, 2):g}/h (1 to 4 replicas + 1 rollout surge "
+        "the autoscaler may use, autoscaled" in text
     )
     assert "aws:autoscaling/policy:Policy" in text

@@ -173,6 +173,9 @@ def test_the_instance_role_may_read_the_secrets_report_its_health_write_logs_and
         *weight_cache,
         "logs:CreateLogStream,logs:PutLogEvents",
         "cloudwatch:PutMetricData",  # its own namespace: test_metrics_agent
+        # its own groups' launch hook, and which group it is in: test_the_role_may_complete_and_beat_...
+        "autoscaling:CompleteLifecycleAction,autoscaling:RecordLifecycleActionHeartbeat",
+        "autoscaling:DescribeAutoScalingInstances",
     }
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
     assert statements["secretsmanager:GetSecretValue"] == {
@@ -180,9 +183,15 @@ def test_the_instance_role_may_read_the_secrets_report_its_health_write_logs_and
         "Action": "secretsmanager:GetSecretValue",
         "Resource": secret_arns,
     }
-    # Every grant names its resources, but PutMetricData, which has none: a condition scopes it instead.
+    # Every grant names its resources, but PutMetricData, which has none: a condition scopes it instead;
+    # and DescribeAutoScalingInstances, a read that supports no resource-level permissions.
     assert all(
-        s["Effect"] == "Allow" and (s["Resource"] != "*" or list(s["Condition"]) == ["StringEquals"])
+        s["Effect"] == "Allow"
+        and (
+            s["Resource"] != "*"
+            or list(s.get("Condition", {})) == ["StringEquals"]
+            or s["Action"] == "autoscaling:DescribeAutoScalingInstances"
+        )
         for s in statements.values()
     )
     assert not h100.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
@@ -679,3 +688,53 @@ def test_user_data_too_large_even_gzipped_is_refused():
     incompressible = "".join(hashlib.sha256(str(n).encode()).hexdigest() for n in range(1000))
     with pytest.raises(ValueError, match="over EC2's"):
         machines.user_data(incompressible)
+
+
+# --- the launch lifecycle hook (components/aws/lifecycle.py) --------------------------------------------
+
+HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
+
+
+def test_a_new_machine_waits_at_launch_on_a_hook_that_abandons_it_unless_its_agent_completes_it(h100):
+    # Capacity Rebalancing terminates the replaced machine once the new one is InService, not once it
+    # serves: the launch hook holds InService until the health agent completes it (or ABANDON at timeout).
+    hook = h100.one(HOOK).inputs
+    group = h100.one(GROUP)
+    assert hook["autoscalingGroupName"] == group.name
+    assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook["defaultResult"] == "ABANDON"
+    assert hook["heartbeatTimeout"] == group.inputs["healthCheckGracePeriod"]  # the load budget
+    line = next(
+        line for line in user_data(h100.one(TEMPLATE)).splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")
+    )
+    assert f"--lifecycle-hook {hook['name']}" in line
+    assert f"--lifecycle-heartbeat {int(hook['heartbeatTimeout']) // 2}" in line
+
+
+def test_the_hooks_timeout_stays_within_what_put_lifecycle_hook_accepts():
+    # HeartbeatTimeout: 30-7200 s (EC2 Auto Scaling API, PutLifecycleHook); the agent's heartbeats carry a
+    # longer budget.
+    from components.aws import lifecycle
+
+    assert lifecycle.heartbeat_seconds(4850) == 4850
+    assert lifecycle.heartbeat_seconds(9000) == 7200
+    assert lifecycle.heartbeat_seconds(10) == 30
+
+
+def test_the_role_may_complete_and_beat_the_launch_hook_of_its_own_groups_only(h100):
+    (policy,) = h100.of_type("aws:iam/rolePolicy:RolePolicy")
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    (hook,) = [s for s in statements if "autoscaling:CompleteLifecycleAction" in s["Action"]]
+    (health,) = [s for s in statements if s["Action"] == "autoscaling:SetInstanceHealth"]
+    assert set(hook["Action"]) == {
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+    }
+    assert (hook["Resource"], hook["Condition"]) == (health["Resource"], health["Condition"])
+
+
+def test_ray_groups_have_no_launch_hook():
+    run = run_program("aws-h200-multinode", secrets=SECRETS)
+    assert not run.of_type(HOOK)
+    (policy,) = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert "LifecycleAction" not in policy.inputs["policy"]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from components.aws import machines, names
+from components.aws import machines, names, sizing
 from components.aws import policy as aws_policy
 from components.spec import build_spec
 from policy import validators
@@ -218,7 +218,7 @@ def test_the_vcpu_quotas_cover_every_group_at_its_maximum_size_rollout_surge_inc
         stack,
         {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in config.items()},
     )
-    assert machines.vcpu_quotas(spec) == expected
+    assert [(quota.name, quota.vcpus) for quota in sizing.vcpu_quotas(spec)] == expected
     run = run_program(stack, config=config, secrets=SECRETS)
     peak = sum(group.inputs["maxSize"] for group in run.of_type("aws:autoscaling/group:Group"))
     assert peak * spec.offering.vcpus == sum(needed for _, needed in expected)
@@ -227,7 +227,8 @@ def test_the_vcpu_quotas_cover_every_group_at_its_maximum_size_rollout_surge_inc
 def test_the_readme_states_the_quota_of_each_aws_preset():
     readme = (ROOT / "README.md").read_text()
     for stack in ("aws-h100", "aws-h200-multinode"):
-        ((name, vcpus),) = machines.vcpu_quotas(build_spec(stack, {}))
+        (quota,) = sizing.vcpu_quotas(build_spec(stack, {}))
+        name, vcpus = quota.name, quota.vcpus
         assert f"| `{stack}` | {name} | {vcpus} |" in readme
 
 
@@ -266,3 +267,44 @@ def test_every_variant_may_mark_unhealthy_only_its_own_groups(variant):
     assert statement["Condition"] == {"StringEquals": {"autoscaling:ResourceTag/vllm:stack": stack}}
     prefix = statement["Resource"].rsplit("autoScalingGroupName/", 1)[1].removesuffix("*")
     assert all(g.name.startswith(prefix) for g in variant.of_type("aws:autoscaling/group:Group"))
+
+
+# --- the quota preflight ----------------------------------------------------------------------------------
+
+
+def test_up_refuses_in_one_line_when_a_vcpu_quota_cannot_hold_the_stack(monkeypatch):
+    # A fresh account has 0 vCPUs of "Running On-Demand P instances": without the check, up succeeds and
+    # the group retries VcpuLimitExceeded launches (Service Quotas, GetServiceQuota; quota codes: sizing.py).
+    from components.aws import fakes
+
+    monkeypatch.setitem(fakes.QUOTAS, "L-417A185B", 0.0)
+    with pytest.raises(machines.QuotaError) as raised:
+        run_program("aws-h100", secrets=SECRETS)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("aws quota: Running On-Demand P instances (L-417A185B) in us-east-1 is 0 vCPUs")
+    assert "needs 576" in message  # 2 replicas + 1 rollout surge x 192 vCPUs (p5.48xlarge)
+    assert "request-service-quota-increase --service-code ec2 --quota-code L-417A185B" in message
+    assert "--desired-value 576 --region us-east-1" in message and "console" in message
+
+
+def test_a_quota_that_holds_the_peak_exactly_passes_and_every_quota_drawn_on_is_read(monkeypatch):
+    from components.aws import fakes
+
+    monkeypatch.setitem(fakes.QUOTAS, "L-DB2E81BA", 48.0)  # the on-demand base: 1 x g5.12xlarge
+    stack, config, _ = QUOTA_CASES["spot-g5-on-demand-base"]
+    run = run_program(stack, config=config, secrets=SECRETS)
+    read = sorted(
+        invoke.args["quotaCode"]
+        for invoke in run.invokes
+        if invoke.token == "aws:servicequotas/getServiceQuota:getServiceQuota"
+    )
+    assert read == ["L-3819A6DF", "L-DB2E81BA"]
+    assert all(invoke.provider for invoke in run.invokes)  # through the stack's explicit provider
+
+
+def test_the_spec_output_names_the_quotas_up_checks_so_the_offline_plan_shows_them():
+    run = run_program("aws-h100", secrets=SECRETS)
+    assert run.outputs["spec"]["vcpuQuotas"] == [
+        {"quota": "Running On-Demand P instances", "code": "L-417A185B", "vcpus": 576}
+    ]

@@ -300,20 +300,64 @@ def test_aws_an_on_demand_stack_has_no_mixed_instances_policy():
     assert "mixedInstancesPolicy" not in run.one(ASG).inputs
 
 
-def test_aws_a_capacity_reservation_is_targeted_by_the_launch_template():
-    run = run_program("odcr", aws(**{"vllm:reservation": "cr-0123456789abcdef0"}), secrets=SECRETS)
-    template = run.one(LAUNCH_TEMPLATE).inputs
+RESERVATION = {"vllm:reservation": "cr-0123456789abcdef0", "vllm:reservationZone": "us-east-1b"}
+
+
+@pytest.fixture(scope="module")
+def aws_reserved() -> Run:
+    return run_program("odcr", aws(**RESERVATION, **{"vllm:replicas": 3}), secrets=SECRETS)
+
+
+def test_aws_a_capacity_reservation_is_targeted_by_the_launch_template(aws_reserved):
+    template = aws_reserved.one(LAUNCH_TEMPLATE).inputs
     target = template["capacityReservationSpecification"]["capacityReservationTarget"]
     assert target == {"capacityReservationId": "cr-0123456789abcdef0"}
     assert "instanceMarketOptions" not in template
 
 
 def test_aws_a_capacity_block_launches_with_the_capacity_block_market_type():
-    config = aws(**{"vllm:reservation": "capacity-block:cr-0123456789abcdef0"})
+    config = aws(**{**RESERVATION, "vllm:reservation": "capacity-block:cr-0123456789abcdef0"})
     template = run_program("block", config, secrets=SECRETS).one(LAUNCH_TEMPLATE).inputs
     assert template["instanceMarketOptions"] == {"marketType": "capacity-block"}
     target = template["capacityReservationSpecification"]["capacityReservationTarget"]
     assert target == {"capacityReservationId": "cr-0123456789abcdef0"}
+
+
+def test_aws_reserved_machines_launch_only_in_the_reservations_zone(aws_reserved):
+    # A reservation serves only instances in its own Availability Zone (EC2 user guide, Capacity Blocks:
+    # "Your instance can't launch in a subnet in a different Availability Zone from the Availability Zone
+    # where your Capacity Block is located"; the same holds for On-Demand Capacity Reservations).
+    from components.aws import fakes
+
+    subnets = aws_reserved.one(ASG).inputs["vpcZoneIdentifiers"]
+    assert subnets and {fakes.SUBNETS[subnet][1] for subnet in subnets} == {"us-east-1b"}
+
+
+def test_aws_a_rollout_into_a_reservation_terminates_one_machine_before_it_launches_its_replacement(
+    aws_reserved,
+):
+    # A launch-first refresh needs a free reserved slot: a sized reservation has none, and a Capacity Block
+    # never falls back to on-demand. Max healthy 100% terminates first; min healthy 100% less one machine's
+    # share (AWS rounds the count up) keeps the others serving.
+    group = aws_reserved.one(ASG).inputs
+    preferences = group["instanceRefresh"]["preferences"]
+    assert (preferences["minHealthyPercentage"], preferences["maxHealthyPercentage"]) == (66, 100)
+    assert group["maxSize"] == group["desiredCapacity"] == 3
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"vllm:reservation": "cr-0123456789abcdef0"}, "describe-capacity-reservations"),
+        ({**RESERVATION, "vllm:reservationZone": "us-west-2a"}, "in aws:region us-east-1"),
+        ({"vllm:reservationZone": "us-east-1b"}, "unset without vllm:reservation"),
+    ],
+)
+def test_aws_a_reservation_without_its_zone_or_a_zone_without_it_is_refused(config, words):
+    with pytest.raises(SpecError) as refused:
+        build_spec("reserved", aws(**config))
+    assert refused.value.key == "vllm:reservationZone"
+    assert words in refused.value.valid
 
 
 def test_same_gpus_are_the_same_chip_count_and_at_least_the_memory():

@@ -452,6 +452,86 @@ def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, s
     assert len(calls.read_text().splitlines()) == 1
 
 
+def fake_group(host, state: str = "Pending:Wait") -> Path:
+    """A fake ``aws`` that records its argv and describes this instance as ``state`` in group grp-1."""
+    calls = Path(host["TMP"]) / "aws-calls"
+    described = json.dumps(
+        {"AutoScalingInstances": [{"AutoScalingGroupName": "grp-1", "LifecycleState": state}]}
+    )
+    fake_aws = Path(host["PATH"].split(":")[0]) / "aws"
+    fake_aws.write_text(
+        f'#!/usr/bin/env bash\necho "$*" >> {calls}\n'
+        f"[ \"$2\" = describe-auto-scaling-instances ] && echo '{described}'\nexit 0\n"
+    )
+    return calls
+
+
+def hooked_agent(start_agent, vllm: FakeVllm, imds: FakeImds, *extra: str) -> subprocess.Popen:
+    return start_agent(
+        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--health-url", vllm.url, "--imds-url", imds.url, "--lifecycle-hook", "vllm-serving", *extra,
+    )  # fmt: skip
+
+
+HOOK_TARGET = (
+    "--lifecycle-hook-name vllm-serving --region eu-west-3 --instance-id i-0abc "
+    "--auto-scaling-group-name grp-1"
+)
+
+
+def test_aws_a_new_replica_completes_its_launch_hook_once_vllm_serves_and_not_before(host, start_agent):
+    # Capacity Rebalancing, a refresh and a scale-out count a machine once it is InService; the launch
+    # hook holds it in Pending:Wait until the agent completes it (components/aws/lifecycle.py).
+    vllm, imds = FakeVllm(), FakeImds()
+    calls = fake_group(host)
+    container_started(host, seconds_ago=10)
+    agent = hooked_agent(start_agent, vllm, imds)
+    assert "healthy: loading" in agent.stdout.readline() + agent.stdout.readline()
+    time.sleep(0.6)  # loading looks complete nothing
+    assert not calls.exists()
+    vllm.status = 200
+    wait_until(lambda: calls.exists() and "complete-lifecycle-action" in calls.read_text(), "completion")
+    time.sleep(0.6)  # later ready looks do not complete again
+    assert calls.read_text().splitlines() == [
+        "autoscaling describe-auto-scaling-instances --instance-ids i-0abc --region eu-west-3",
+        f"autoscaling complete-lifecycle-action --lifecycle-action-result CONTINUE {HOOK_TARGET}",
+    ]
+
+
+def test_aws_a_failed_start_abandons_its_launch(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    calls = fake_group(host)
+    container_started(host, seconds_ago=700)
+    hooked_agent(start_agent, vllm, imds)
+    wait_until(lambda: calls.exists() and "complete-lifecycle-action" in calls.read_text(), "abandon")
+    assert f"autoscaling complete-lifecycle-action --lifecycle-action-result ABANDON {HOOK_TARGET}" in (
+        calls.read_text().splitlines()
+    )
+
+
+def test_aws_a_loading_replica_beats_its_launch_hook_so_a_budget_past_its_timeout_holds(host, start_agent):
+    # HeartbeatTimeout is at most 7200 s (PutLifecycleHook); RecordLifecycleActionHeartbeat restarts it.
+    vllm, imds = FakeVllm(), FakeImds()
+    calls = fake_group(host)
+    container_started(host, seconds_ago=10)
+    hooked_agent(start_agent, vllm, imds, "--lifecycle-heartbeat", "0.3")
+    beat = f"autoscaling record-lifecycle-action-heartbeat {HOOK_TARGET}"
+    wait_until(lambda: calls.exists() and calls.read_text().count(beat) >= 2, "two heartbeats")
+    assert "complete-lifecycle-action" not in calls.read_text()
+
+
+def test_aws_an_instance_no_launch_hook_waits_on_is_left_be(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    vllm.status = 200
+    calls = fake_group(host, state="InService")
+    container_started(host, seconds_ago=10)
+    agent = hooked_agent(start_agent, vllm, imds)
+    wait_until(calls.exists, "the look-up")
+    time.sleep(0.6)
+    assert agent.poll() is None
+    assert [line.split()[1] for line in calls.read_text().splitlines()] == ["describe-auto-scaling-instances"]
+
+
 @pytest.mark.parametrize("role", ["serve", "ray-head", "ray-worker"])
 def test_aws_vms_run_the_agent_to_report_to_their_group_not_to_serve_a_port(role):
     text = rendered("aws-h200-multinode" if role != "serve" else "aws-h100", role)

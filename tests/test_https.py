@@ -336,6 +336,14 @@ def test_aws_without_a_zone_dns_records_name_the_validation_cname_and_the_endpoi
     )
 
 
+def test_aws_dns_records_say_acm_waits_for_its_validation_cname_only(aws_https_run):
+    # ACM issues a DNS-validated certificate once its validation CNAME resolves (ACM user guide, "DNS
+    # validation"); the endpoint's record is for clients only.
+    validation, endpoint = aws_https_run.outputs["dnsRecords"]
+    assert "only record ACM waits for" in validation["purpose"]
+    assert "issuance" not in endpoint["purpose"] and "waits" not in endpoint["purpose"]
+
+
 def test_aws_without_a_zone_up_prints_the_validation_record_while_it_waits(monkeypatch):
     said: list[str] = []
     monkeypatch.setattr(pulumi.log, "info", lambda message, *args, **kwargs: said.append(message))

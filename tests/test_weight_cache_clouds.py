@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import base64
 import gzip
+import itertools
 import json
 import shlex
 import stat
@@ -22,6 +23,7 @@ from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, build_spec
 from components.vm import bootstrap_script
 from policy import validators as policy_validators
 from tests.harness import Run, run_program
+from tests.test_gcp import registrations  # noqa: F401 (a fixture)
 from tests.test_vm_bootstrap import health_report, run_script, sandbox, shellcheck  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(scripts.SCRIPTS_DIR))
@@ -120,6 +122,22 @@ def test_aws_the_bucket_blocks_public_access_enforces_ownership_encrypts_and_is_
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
     ).inputs
     assert encryption["rules"] == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]
+
+
+def test_aws_the_buckets_configuration_writes_go_one_after_the_other(registrations):  # noqa: F811
+    # S3 answers concurrent configuration writes on a new bucket with 409 OperationAborted
+    # (terraform-aws-modules/terraform-aws-s3-bucket#101, hashicorp/terraform-provider-aws#36873).
+    run = run_program("aws-h100", secrets=SECRETS)
+    chain = [
+        run.one(kind).urn
+        for kind in (
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        )
+    ]
+    for before, after in itertools.pairwise(chain):
+        assert before in registrations[after].dependencies, after
 
 
 def test_aws_the_role_may_get_put_and_list_that_bucket_only(aws):

@@ -219,7 +219,8 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
     chosen = next(o for o in offerings if o.machine_type == spec["machineType"])
     serving = list(spec.get("regions") or [spec.get("region")])
     replicas, spot = spec["replicas"], spec["spot"]  # replicas: a count, or an autoscaler's {"min", "max"}
-    count = replicas["max"] if isinstance(replicas, dict) else replicas
+    # an autoscaler may run the platform's scale-out surge above its max (components/backend.py)
+    count = replicas["max"] + (spec.get("scaleOutSurge") or 0) if isinstance(replicas, dict) else replicas
     base = (spec.get("onDemandBaseReplicas") or 0) if spot else count
     share = base / count
     candidates = []
@@ -256,6 +257,7 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
         "candidates": candidates,
         "nodesPerReplica": spec["nodes"],
         "replicas": replicas,
+        "scaleOutSurge": spec.get("scaleOutSurge") or 0,
         "pricing": _pricing(spot, base, count),
         "shares": shares,
         "totalHourly": total,
@@ -427,9 +429,14 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     replicas, total = cost["replicas"], cost["totalHourly"]
     if isinstance(replicas, dict):  # autoscaling: the cost follows the load between the bounds
         low, high = (total["min"], total["max"]) if total else (None, None)
+        surge = (
+            f" + {cost['scaleOutSurge']} rollout surge the autoscaler may use"
+            if cost["scaleOutSurge"]
+            else ""
+        )
         lines.append(
-            f"  total ${_num(low)}/h to ${_num(high)}/h ({replicas['min']} to {replicas['max']} replicas, "
-            "autoscaled; spot prices are estimates)"
+            f"  total ${_num(low)}/h to ${_num(high)}/h ({replicas['min']} to {replicas['max']} replicas"
+            f"{surge}, autoscaled; spot prices are estimates)"
         )
     else:
         lines.append(f"  total ${_num(total)}/h (spot prices are estimates)")

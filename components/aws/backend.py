@@ -31,6 +31,7 @@ class AwsSettings:
     ami_id: str | None = None  # pinned AMI; None: the current Deep Learning AMI, resolved at launch
     reservation: str | None = None  # vllm:reservation: the capacity reservation id the machines target
     capacity_block: bool = False  # the reservation is a Capacity Block (market type capacity-block)
+    reservation_zone: str | None = None  # vllm:reservationZone: the reservation's Availability Zone
 
 
 def settings(spec: ServiceSpec) -> AwsSettings:
@@ -46,8 +47,10 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     _check_aws_placement(offering, region)
     aws = _aws_settings(read)
     reservation, capacity_block = _aws_reservation(read)
+    zone = _reservation_zone(read, region, reservation, capacity_block)
     return Placement(
-        region=region, settings=replace(aws, reservation=reservation, capacity_block=capacity_block)
+        region=region,
+        settings=replace(aws, reservation=reservation, capacity_block=capacity_block, reservation_zone=zone),
     )
 
 
@@ -80,6 +83,35 @@ def _aws_reservation(read: ConfigReader) -> tuple[str | None, bool]:
     if read.boolean("spot", False):
         raise SpecError(key, value, "unset with vllm:spot true (a reservation is on-demand capacity)")
     return reservation, block
+
+
+def _reservation_zone(
+    read: ConfigReader, region: str, reservation: str | None, capacity_block: bool
+) -> str | None:
+    """``vllm:reservationZone``: the Availability Zone of ``vllm:reservation``, required with it. A capacity
+    reservation or Capacity Block serves only instances launched in its own zone ("Your instance can't
+    launch in a subnet in a different Availability Zone from the Availability Zone where your Capacity Block
+    is located", EC2 user guide, Capacity Blocks; the Auto Scaling guide has the group use "the Capacity
+    Block's Availability Zone"), so the machines launch only there. The pinned pulumi_aws has no lookup of an
+    On-Demand Capacity Reservation (only ``ec2.get_capacity_block_reservation``), so the zone is given, for
+    both kinds alike, and a group never spreads into zones where every launch fails."""
+    key = f"{PROJECT}:reservationZone"
+    zone = read.string("reservationZone")
+    if reservation is None:
+        if zone is not None:
+            raise SpecError(key, zone, "unset without vllm:reservation (it is the reservation's zone)")
+        return None
+    shown = f"{CAPACITY_BLOCK_PREFIX if capacity_block else ''}{reservation}"
+    where = (
+        f"the Availability Zone of vllm:reservation {shown}, e.g. {region}a (aws ec2 "
+        f"describe-capacity-reservations --capacity-reservation-ids {reservation} --query "
+        "'CapacityReservations[0].AvailabilityZone')"
+    )
+    if zone is None:
+        raise SpecError(key, None, where)
+    if not re.fullmatch(rf"{re.escape(region)}[a-z]", zone):
+        raise SpecError(key, zone, f"{where}, in aws:region {region}")
+    return zone
 
 
 def _check_aws_placement(offering: Offering | None, region: str) -> None:
@@ -191,6 +223,10 @@ def weight_storage(spec: ServiceSpec) -> Storage:
 
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
+    """The settings, and the EC2 vCPU quotas ``up`` checks before it declares anything (``tools.plan``
+    shows them offline). sizing.py reads these settings, hence the import here."""
+    from components.aws.sizing import scale_out_surge, vcpu_quotas
+
     aws = settings(spec)
     return {
         "region": spec.region,
@@ -200,7 +236,16 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "amiId": aws.ami_id,
         "reservation": aws.reservation,
         "capacityBlock": aws.capacity_block or None,
+        "reservationZone": aws.reservation_zone,
+        "vcpuQuotas": [quota.as_output() for quota in vcpu_quotas(spec)],
+        "scaleOutSurge": scale_out_surge(spec) or None,
     }
+
+
+def _scale_out_surge(spec: ServiceSpec) -> int:
+    from components.aws.sizing import scale_out_surge  # sizing.py reads this module's settings
+
+    return scale_out_surge(spec)
 
 
 BACKEND = Backend(
@@ -209,12 +254,13 @@ BACKEND = Backend(
     provider_namespace="aws",
     provider_sdk="pulumi_aws",
     provider_keys=("aws:region",),
-    keys=("vpcId", "subnetIds", "loadBalancerSubnetIds", "amiId"),
+    keys=("vpcId", "subnetIds", "loadBalancerSubnetIds", "amiId", "reservationZone"),
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
     check=check,
     weight_storage=weight_storage,
+    scale_out_surge=_scale_out_surge,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
@@ -269,6 +315,11 @@ BACKEND = Backend(
                 "healthCheckType",
                 "healthCheckGracePeriod",
                 "defaultInstanceWarmup",
+            ),
+            "aws:autoscaling/lifecycleHook:LifecycleHook": (
+                "lifecycleTransition",
+                "defaultResult",
+                "heartbeatTimeout",
             ),
             "aws:autoscaling/policy:Policy": (
                 "policyType",

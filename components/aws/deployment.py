@@ -13,7 +13,7 @@ from components.autoscaling import autoscaled_groups
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
 from components.aws.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.aws.machines import machine_image, stack_tags
+from components.aws.machines import machine_image, quota_preflight, stack_tags
 from components.aws.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.aws.network import Network, NetworkArgs
 from components.aws.ray_replica import RayReplica, RayReplicaArgs
@@ -65,8 +65,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         opts,
     )
     load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec=spec, launch=launch, network=network), opts)
-    image = machine_image(spec, pulumi.InvokeOptions(parent=parent, provider=provider))
-    serving = load_balancer.target_group.arn
+    invoke = pulumi.InvokeOptions(parent=parent, provider=provider)
+    image = machine_image(spec, invoke)
+    # Every group joins the target group: they wait on the quota check, whose refusal stops up at preview.
+    serving = pulumi.Output.all(load_balancer.target_group.arn, quota_preflight(spec, invoke)).apply(
+        lambda found: found[0]
+    )
     replicas: list[ReplicaGroup] | list[RayReplica]
     if spec.nodes == 1:
         replicas = [

@@ -99,6 +99,16 @@ def _get_ami(args: dict) -> dict:
     return {"id": image_id, "imageId": image_id, "rootDeviceName": "/dev/sda1", "architecture": "x86_64"}
 
 
+#: quota code -> its value in the fake region (vCPUs); a quota not listed is ample.
+QUOTAS: dict[str, float] = {}
+
+
+def _get_service_quota(args: dict) -> dict:
+    assert args["serviceCode"] == "ec2", args
+    code = args["quotaCode"]
+    return {"id": code, "quotaCode": code, "serviceCode": "ec2", "value": QUOTAS.get(code, 100000.0)}
+
+
 CALLS: dict[str, Callable[[dict], dict]] = {
     "aws:ec2/getVpc:getVpc": _get_vpc,
     "aws:ec2/getSubnets:getSubnets": _get_subnets,
@@ -106,6 +116,7 @@ CALLS: dict[str, Callable[[dict], dict]] = {
     "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": _get_instance_type_offerings,
     "aws:ssm/getParameter:getParameter": _get_parameter,
     "aws:ec2/getAmi:getAmi": _get_ami,
+    "aws:servicequotas/getServiceQuota:getServiceQuota": _get_service_quota,
 }
 
 

@@ -149,9 +149,12 @@ class HttpsFrontend(pulumi.ComponentResource):
                         found[0].rstrip("."),
                         found[1],
                         found[2].rstrip("."),
-                        f"ACM's validation of the certificate for {domain} (keep it: renewals use it)",
+                        f"ACM's validation of the certificate for {domain}: the only record ACM waits for "
+                        "to issue it (keep it: renewals use it)",
                     ).as_output(),
-                    DnsRecord(domain, "CNAME", found[3], endpoint_purpose(domain, issuance=True)).as_output(),
+                    # ACM validates by its CNAME alone (ACM user guide, "DNS validation"): the certificate
+                    # never waits for the domain to point at the load balancer, unlike a GCP managed one.
+                    DnsRecord(domain, "CNAME", found[3], endpoint_purpose(domain)).as_output(),
                 ]
             )
         self.endpoint = pulumi.Output.from_input(f"https://{domain}")

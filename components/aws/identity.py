@@ -56,6 +56,20 @@ def report_health_statement(spec: ServiceSpec) -> dict:
     }
 
 
+def launch_hook_statements(spec: ServiceSpec) -> list[dict]:
+    """What the health agent needs to complete its machine's launch lifecycle hook (lifecycle.py):
+    ``CompleteLifecycleAction`` and ``RecordLifecycleActionHeartbeat`` on this stack's own groups, scoped
+    like ``report_health_statement``, and ``DescribeAutoScalingInstances`` to learn its group's name and
+    whether it waits (a Describe action, which supports no resource-level permissions: ``*``)."""
+    return [
+        {
+            **report_health_statement(spec),
+            "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
+        },
+        {"Effect": "Allow", "Action": "autoscaling:DescribeAutoScalingInstances", "Resource": "*"},
+    ]
+
+
 def weight_cache_statements(bucket_arn: pulumi.Input[str]) -> list[dict]:
     """What scripts/weight_cache.sh needs, on the stack's weight cache bucket only: read and write objects
     (the lock, the files, the marker) and list the bucket (``aws s3 sync``; a missing marker is then a 404,
@@ -129,7 +143,8 @@ class ServiceIdentity(pulumi.ComponentResource):
 
     The role may call ``secretsmanager:GetSecretValue`` on those ARNs (the secrets use the AWS-managed
     key, which needs no ``kms:Decrypt`` grant) and ``autoscaling:SetInstanceHealth`` on this stack's own
-    Auto Scaling groups (the watchdog's way to have a broken machine replaced), get, put and list in the
+    Auto Scaling groups (the watchdog's way to have a broken machine replaced) and complete their launch
+    lifecycle hook (a single-node stack's, lifecycle.py), get, put and list in the
     stack's weight cache bucket when it has one (weight_cache.py), write its container's output to the
     stack's CloudWatch Logs group (kept ``LOG_RETENTION_DAYS``), publish vLLM's metrics into the stack's
     CloudWatch namespace (metrics.py), and nothing else. For a
@@ -219,6 +234,7 @@ class ServiceIdentity(pulumi.ComponentResource):
                             "Resource": [secret.arn for secret in self.secrets.values()],
                         },
                         report_health_statement(spec),
+                        *(launch_hook_statements(spec) if spec.nodes == 1 else []),
                         *weight_cache,
                         write_logs_statement(self.log_group.arn),
                         publish_metrics_statement(spec),

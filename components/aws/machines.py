@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import base64
 import gzip
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
+import pulumi_aws.servicequotas as servicequotas
 import pulumi_aws.ssm as ssm
 
 from components import scripts, vm
-from components.aws import capacity
+from components.aws import capacity, sizing
 from components.aws.backend import settings
+from components.aws.sizing import (
+    max_healthy_percentage,
+    min_healthy_percentage,
+    reserved,
+    surge_machines,
+)
 from components.spec import ServiceSpec
 
 #: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI for x86_64 on Ubuntu
@@ -38,6 +44,12 @@ ROOT_THROUGHPUT_MIBPS = 1000
 #: Instance tag naming the secret versions a machine booted with (see ``launch_template``).
 SECRETS_REVISION_TAG = "vllm:secrets-revision"
 ROOT_IOPS = 4000
+#: ``DefaultInstanceWarmup`` accepts 0-3600 s (EC2 Auto Scaling user guide, "Enable the default instance
+#: warmup for a group"; API CreateAutoScalingGroup). Terraform does not validate it, so a longer load budget
+#: (an autoscaled H200:8 serving a 1 TB model renders 4850 s) fails CreateAutoScalingGroup at apply. The
+#: group's value is capped here; the scaling policy's ``estimated_instance_warmup`` and the refresh's
+#: ``instance_warmup`` take the full budget, which they override it with.
+DEFAULT_WARMUP_MAX_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,34 @@ def health_report(spec: ServiceSpec) -> list[str]:
     """The health agent marks its own instance Unhealthy in its Auto Scaling group (the group uses EC2
     health, so nothing else replaces a machine); the instance role may do that for this stack's groups."""
     return ["--report", "autoscaling-group", *(["--region", spec.region] if spec.region else [])]
+
+
+class QuotaError(pulumi.RunError):
+    """An EC2 vCPU quota of the region cannot hold the stack: found at preview, before any machine is
+    launched, in one line with the request that raises it (sizing.refusal)."""
+
+
+def quota_preflight(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> pulumi.Output[list[str]]:
+    """The codes of the vCPU quotas the stack draws on, once the account's values (Service Quotas
+    ``GetServiceQuota``: the applied value, else AWS's default) hold what the stack needs at its peak;
+    a QuotaError otherwise. Without it a fresh account's 0 vCPUs of P instances leave ``up`` done and the
+    group retrying VcpuLimitExceeded launches for as long as nobody looks. The caller makes the groups
+    depend on it, so a refusal stops ``up`` at its preview."""
+    region = vm.vm_region(spec)
+
+    def held(quota: sizing.Quota, value: float) -> str:
+        refused = sizing.refusal(quota, value, region)
+        if refused is not None:
+            raise QuotaError(refused)
+        return quota.code
+
+    checks = [
+        servicequotas.get_service_quota_output(
+            service_code="ec2", quota_code=quota.code, opts=opts
+        ).value.apply(lambda value, quota=quota: held(quota, value))
+        for quota in sizing.vcpu_quotas(spec)
+    ]
+    return pulumi.Output.all(*checks)
 
 
 def user_data(script: str) -> str:
@@ -170,19 +210,25 @@ def launch_template(
 
 
 def rolling_refresh(
-    size: int, warmup_seconds: int, keep_serving: bool
+    size: int, warmup_seconds: int, keep_serving: bool, reserved: bool = False
 ) -> autoscaling.GroupInstanceRefreshArgsDict:
     """Instance refresh preferences for an ASG of ``size`` machines.
 
     ``keep_serving``: launch a replacement before terminating (min healthy 100%) and surge by one machine
     at a time (max healthy 100% + one machine's share), so serving capacity never drops and a GPU shortage
-    stalls the rollout instead of taking a replica down. Otherwise replace in place (min healthy 0%).
+    stalls the rollout instead of taking a replica down. ``reserved`` (``vllm:reservation``): terminate one
+    machine, then launch its replacement (max healthy 100%, min healthy one machine's share below it): a
+    launch-first refresh needs a free reserved slot, and a sized reservation has none to spare (a Capacity
+    Block never falls back to on-demand; an instance that targets a full On-Demand Capacity Reservation
+    fails to launch). Otherwise replace in place (min healthy 0%). Limits (RefreshPreferences): min 0-100,
+    max 100-200, at most 100 apart; AWS rounds the min healthy count up, so 100% less one machine's share
+    replaces one machine at a time.
     """
     return {
         "strategy": "Rolling",
         "preferences": {
-            "min_healthy_percentage": 100 if keep_serving else 0,
-            "max_healthy_percentage": max_healthy_percentage(size, keep_serving),
+            "min_healthy_percentage": min_healthy_percentage(size, keep_serving, reserved),
+            "max_healthy_percentage": max_healthy_percentage(size, keep_serving, reserved),
             "instance_warmup": str(warmup_seconds),
             "skip_matching": True,
         },
@@ -203,49 +249,6 @@ def stack_tags(spec: ServiceSpec) -> dict[str, str]:
     """What every resource of the stack carries; the provider's ``default_tags`` do not reach Auto Scaling
     groups nor the instances and volumes a launch template starts, so those name them explicitly."""
     return {"vllm:stack": spec.stack, "vllm:service": spec.name, "managed-by": "pulumi"}
-
-
-def peak_machines(spec: ServiceSpec) -> int:
-    """The most machines the stack runs at once: every group at its ``max_size`` (a single-node rollout
-    surges one machine's share above ``replicas``; Ray groups replace in place)."""
-    if spec.nodes > 1:
-        return spec.replicas * spec.nodes
-    most = spec.max_replicas  # an autoscaled group's max_size is its bound plus the same surge
-    return most + surge_machines(most, keep_serving=True)
-
-
-def max_healthy_percentage(size: int, keep_serving: bool) -> int:
-    """A rollout's ceiling on an ASG of ``size`` machines: one machine's share above 100% when it keeps
-    serving (see ``rolling_refresh``), AWS's maximum 200% at most; 100% when it replaces in place."""
-    return min(100 + math.ceil(100 / size), 200) if keep_serving else 100
-
-
-def surge_machines(size: int, keep_serving: bool) -> int:
-    """Machines a rollout may add above ``size`` (its max healthy percentage over 100%)."""
-    return math.ceil(size * (max_healthy_percentage(size, keep_serving) - 100) / 100)
-
-
-def vcpu_quotas(spec: ServiceSpec) -> list[tuple[str, int]]:
-    """The EC2 vCPU quotas the stack draws on (Service Quotas, per region), each with the vCPUs it needs at
-    peak: on-demand for every machine without spot, for the on-demand base with it, and spot for the rest.
-
-    EC2 counts running instances' vCPUs per family group: P instances, G and VT instances, each with an
-    on-demand and a spot quota. A launch beyond it fails (VcpuLimitExceeded) and the group keeps retrying.
-    A rollout's surge machines are above the base, so on spot when the stack is.
-    """
-    family = "P" if vm.machine_type(spec).startswith("p") else "G and VT"
-    vcpus = vm.vm_offering(spec).vcpus
-    if vcpus is None:
-        raise ValueError(
-            f"stack {spec.stack}: the AWS catalog row of {vm.machine_type(spec)} has no vCPU count"
-        )
-    peak = peak_machines(spec)
-    on_demand = spec.on_demand_base_replicas * spec.nodes if spec.spot else peak
-    quotas = [
-        (f"Running On-Demand {family} instances", on_demand * vcpus),
-        (f"All {family} Spot Instance Requests", (peak - on_demand) * vcpus),
-    ]
-    return [(name, needed) for name, needed in quotas if needed]
 
 
 def auto_scaling_group(
@@ -283,15 +286,17 @@ def auto_scaling_group(
     group rebalances spot capacity.
     """
     low, high = bounds if bounds is not None else (size, size)
-    refresh = rolling_refresh(high, grace_seconds, keep_serving)
-    headroom = surge_machines(high, keep_serving)
+    refresh = rolling_refresh(high, grace_seconds, keep_serving, reserved(spec))
+    headroom = surge_machines(high, keep_serving, reserved(spec))
     scaled = pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]) if bounds is not None else None
     return autoscaling.Group(
         name,
         min_size=low,
         max_size=high + headroom,
         desired_capacity=size,
-        default_instance_warmup=grace_seconds if bounds is not None else None,
+        default_instance_warmup=(
+            min(grace_seconds, DEFAULT_WARMUP_MAX_SECONDS) if bounds is not None else None
+        ),
         vpc_zone_identifiers=subnet_ids,
         launch_template=(
             None

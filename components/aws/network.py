@@ -39,7 +39,8 @@ class Network(pulumi.ComponentResource):
     name others. The load balancer uses ``vllm:loadBalancerSubnetIds`` (public subnets, so the instances'
     subnets can be private behind the user's NAT) or else every instance subnet; either way two zones or
     more. Instances use only the subnets in zones that sell the instance type (``instance_subnet_ids``),
-    so an ASG never retries in a zone that cannot place it.
+    so an ASG never retries in a zone that cannot place it; with ``vllm:reservation``, only those in
+    ``vllm:reservationZone``, the one zone whose reserved capacity they can use.
 
     Security groups: the ALB admits the listener ports from ``vllm:allowedCidrs`` and may only reach the
     instances' serving port; instances admit the serving port from the ALB's group and nothing else (no
@@ -97,7 +98,9 @@ class Network(pulumi.ComponentResource):
             location_type="availability-zone",
             filters=[{"name": "instance-type", "values": [instance_type]}],
             opts=invoke,
-        ).locations.apply(lambda zones: _checked_offered(instance_type, region, zones))
+        ).locations.apply(
+            lambda zones: _checked_offered(instance_type, region, zones, settings.reservation_zone)
+        )
         # The output-form invokes resolve the Outputs (VPC id, zones) inside these filters; the SDK's filter
         # TypedDicts type their values as plain strings, hence the ignores on the three subnet lookups.
         in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids  # pyright: ignore[reportArgumentType]
@@ -227,10 +230,21 @@ def _checked_balancer(
     return subnets
 
 
-def _checked_offered(instance_type: str, region: str, zones: list[str]) -> list[str]:
+def _checked_offered(
+    instance_type: str, region: str, zones: list[str], reservation_zone: str | None = None
+) -> list[str]:
+    """The zones the machines may launch in: those that sell the type, or the reservation's zone alone (a
+    reservation serves only instances in its own zone, components/aws/backend.py)."""
     if not zones:
         raise NetworkError(f"aws:region: {region} sells no {instance_type} in any availability zone")
-    return sorted(zones)
+    if reservation_zone is None:
+        return sorted(zones)
+    if reservation_zone not in zones:
+        raise NetworkError(
+            f"vllm:reservationZone: {region} sells no {instance_type} in {reservation_zone} (it does in "
+            f"{', '.join(sorted(zones))}): name the zone of vllm:reservation"
+        )
+    return [reservation_zone]
 
 
 def _checked_selling(instance_type: str, default_vpc: bool, found: list[str], zones: list[str]) -> list[str]:

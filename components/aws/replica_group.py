@@ -9,7 +9,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import vm
-from components.aws import capacity, machines, metrics
+from components.aws import capacity, lifecycle, machines, metrics
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
 from components.aws.weight_cache import WeightCache
@@ -38,15 +38,18 @@ class ReplicaGroup(pulumi.ComponentResource):
     The group spreads over every zone that sells the instance type, replaces a machine that fails EC2's
     checks or reports itself unhealthy (its vLLM not healthy for longer than the load budget, or crash-
     looping; the load balancer only routes), and rolls a changed launch template (vLLM release, rotated
-    secret) one surge machine at a time.
+    secret) one surge machine at a time. A new machine counts only once it serves: it waits at launch on
+    the group's lifecycle hook until its health agent sees vLLM healthy (components/aws/lifecycle.py).
 
     Attributes:
         launch_template: the launch template of every machine of the group.
         auto_scaling_group: the ASG of ``spec.replicas`` machines, in the load balancer's target group.
+        launch_hook: the launch lifecycle hook the machines' health agent completes once vLLM serves.
     """
 
     launch_template: ec2.LaunchTemplate
     auto_scaling_group: autoscaling.Group
+    launch_hook: autoscaling.LifecycleHook
 
     def __init__(self, name: str, args: ReplicaGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
@@ -62,7 +65,10 @@ class ReplicaGroup(pulumi.ComponentResource):
                 launch,
                 api_key_secret=identity.api_key_secret,
                 hf_token_secret=identity.hf_token_secret,
-                health_report=machines.health_report(spec),
+                health_report=[
+                    *machines.health_report(spec),
+                    *lifecycle.agent_args(launch.probes.startup_seconds),
+                ],
                 weight_cache_url=url,
                 log_group=identity.log_group_name,
                 metrics_agent=metrics.agent_args(spec, launch),
@@ -98,6 +104,15 @@ class ReplicaGroup(pulumi.ComponentResource):
             mixed_instances_policy=(
                 capacity.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
             ),
+            opts=child,
+        )
+        self.launch_hook = autoscaling.LifecycleHook(
+            f"{name}-serving",
+            name=lifecycle.HOOK_NAME,
+            autoscaling_group_name=self.auto_scaling_group.name,
+            lifecycle_transition=lifecycle.LAUNCHING,
+            default_result=lifecycle.DEFAULT_RESULT,
+            heartbeat_timeout=lifecycle.heartbeat_seconds(launch.probes.startup_seconds),
             opts=child,
         )
         self.register_outputs({"group": self.auto_scaling_group.name})

@@ -32,6 +32,11 @@ class WeightCache(pulumi.ComponentResource):
     keys (SSE-S3, AES256; no KMS grant to manage). The replicas' role may get, put and list in this bucket
     and nothing else (identity.py: ``weight_cache_statements``). ``force_destroy``: ``pulumi destroy``
     empties and deletes it (the files come back from the Hub).
+
+    The three configuration writes go one after the other (``depends_on``): S3 answers concurrent
+    configuration writes on a new bucket with ``409 OperationAborted: A conflicting conditional operation
+    is currently in progress`` (terraform-aws-modules/terraform-aws-s3-bucket#101,
+    hashicorp/terraform-provider-aws#36873), and Pulumi would otherwise issue them in parallel.
     """
 
     bucket: s3.Bucket
@@ -60,13 +65,13 @@ class WeightCache(pulumi.ComponentResource):
             f"{name}-weights-ownership",
             bucket=self.bucket.bucket,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
         )
         self.encryption = s3.BucketServerSideEncryptionConfiguration(
             f"{name}-weights-encryption",
             bucket=self.bucket.bucket,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ownership]),
         )
         self.url = self.bucket.bucket.apply(lambda bucket: f"s3://{bucket}")
         self.register_outputs({"bucket": self.bucket.bucket})

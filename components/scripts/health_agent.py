@@ -23,7 +23,8 @@ Action per cloud:
     until the host has been up that long: the group ignores the answers during its initial delay, and a
     rolling update, which counts a new VM as ready once it answers healthy, waits for the model longer;
   - aws: on the first unhealthy verdict, mark the instance Unhealthy in its Auto Scaling group once
-    (``aws autoscaling set-instance-health``, instance id and region from IMDSv2), retrying only failures.
+    (``aws autoscaling set-instance-health``, instance id and region from IMDSv2), retrying only failures;
+    with --lifecycle-hook, complete the group's launch lifecycle hook once vLLM serves (``LaunchHook``).
 """
 
 from __future__ import annotations
@@ -217,10 +218,8 @@ class AwsReporter:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.read().decode().strip()
 
-    def report(self, reason: str) -> None:
-        if self.reported or time.time() < self.retry_at:
-            return
-        self.retry_at = time.time() + self.RETRY_SECONDS
+    def identity(self) -> tuple[str, str] | None:
+        """This instance's id and region from IMDSv2, None (logged) when IMDS does not answer."""
         try:
             put = urllib.request.Request(
                 f"{self.imds_url}/latest/api/token",
@@ -230,10 +229,19 @@ class AwsReporter:
             with urllib.request.urlopen(put, timeout=5) as response:
                 token = response.read().decode().strip()
             instance_id = self._imds("meta-data/instance-id", token)
-            region = self.region or self._imds("meta-data/placement/region", token)
+            return instance_id, self.region or self._imds("meta-data/placement/region", token)
         except OSError as error:
             log(f"cannot read the instance identity from IMDS: {error}")
+            return None
+
+    def report(self, reason: str) -> None:
+        if self.reported or time.time() < self.retry_at:
             return
+        self.retry_at = time.time() + self.RETRY_SECONDS
+        found = self.identity()
+        if found is None:
+            return
+        instance_id, region = found
         command = [
             "aws",
             "autoscaling",
@@ -252,6 +260,62 @@ class AwsReporter:
             log(f"set-instance-health failed ({result.returncode}): {result.stderr.strip()}")
 
 
+# --lifecycle-hook: the instance waits in Pending:Wait at launch until this completes its group's launch
+# lifecycle hook: CONTINUE once vLLM first answers /health 200 (a new machine counts only once it serves),
+# ABANDON on an unhealthy verdict, and a heartbeat every --lifecycle-heartbeat seconds while it loads
+# (RecordLifecycleActionHeartbeat restarts the hook's timeout, at most 7200 s). An instance that waits on
+# no hook (launched before the hook existed, or completed before a reboot) is left be. A failed call is
+# retried a minute on. Comments, not docstrings: the agent rides in AWS user data (16 KB).
+class LaunchHook:
+    def __init__(self, aws: AwsReporter, hook: str, beat: float) -> None:
+        self.aws, self.hook, self.beat = aws, hook, beat
+        self.done, self.retry, self.beat_at, self.target = False, 0.0, time.time() + beat, [""]
+
+    def step(self, verdict: Verdict) -> None:
+        now, ready = time.time(), verdict.reason == "ready"
+        beat = verdict.healthy and not ready
+        if self.done or now < self.retry or (beat and not (self.beat and now >= self.beat_at)):
+            return
+        self.retry = now + 60
+        try:
+            if self.target == [""]:
+                instance, region = self.aws.identity() or ("", "")
+                found = self.call(
+                    "describe-auto-scaling-instances", "--instance-ids", instance, "--region", region
+                )
+                found = json.loads(found)["AutoScalingInstances"][0]
+                self.target = [
+                    "--lifecycle-hook-name",
+                    self.hook,
+                    "--region",
+                    region,
+                    "--instance-id",
+                    instance,
+                ]
+                self.target += ["--auto-scaling-group-name", found["AutoScalingGroupName"]]
+                self.done = found["LifecycleState"] != "Pending:Wait"
+            if not self.done:
+                result = ["--lifecycle-action-result", "CONTINUE" if ready else "ABANDON"]
+                self.call(
+                    *(
+                        ["record-lifecycle-action-heartbeat"]
+                        if beat
+                        else ["complete-lifecycle-action", *result]
+                    ),
+                    *self.target,
+                )
+                self.done, self.retry, self.beat_at = not beat, 0.0, now + self.beat
+            log(f"launch hook: {verdict.reason}")
+        except (OSError, ValueError, LookupError, subprocess.SubprocessError) as error:
+            log(f"launch hook: {error!r}")
+
+    def call(self, *args: str) -> str:
+        result = subprocess.run(["aws", "autoscaling", *args], capture_output=True, text=True, check=False)
+        if result.returncode:
+            raise OSError(result.stderr)
+        return result.stdout
+
+
 class Agent:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
@@ -260,6 +324,11 @@ class Agent:
         )
         self.reporter = (
             AwsReporter(options.imds_url, options.region) if options.report == "autoscaling-group" else None
+        )
+        self.launch_hook = (
+            LaunchHook(self.reporter, options.lifecycle_hook, options.lifecycle_heartbeat)
+            if self.reporter is not None and options.lifecycle_hook
+            else None
         )
         self.lock = threading.Lock()
         self.verdict = Verdict(True, "not looked yet")
@@ -308,6 +377,8 @@ class Agent:
         if self.logged is None or verdict.healthy != self.logged.healthy:
             log(f"{'healthy' if verdict.healthy else 'UNHEALTHY'}: {verdict.reason}")
             self.logged = verdict
+        if self.launch_hook is not None:
+            self.launch_hook.step(verdict)
         if not verdict.healthy and self.reporter is not None:
             self.reporter.report(verdict.reason)
         return verdict
@@ -379,6 +450,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ray-port", type=int, default=6379)
     parser.add_argument("--region", default="", help="autoscaling-group: the group's region (else from IMDS)")
     parser.add_argument("--imds-url", default="http://169.254.169.254")
+    parser.add_argument("--lifecycle-hook", default="")  # autoscaling-group: see LaunchHook
+    parser.add_argument("--lifecycle-heartbeat", type=float, default=0.0)
     parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="http: see the module docstring")
     parser.add_argument("--uptime-file", default="/proc/uptime")
     parser.add_argument("--hold-marker", default="/var/lib/vllm/health-hold-done")
