@@ -36,6 +36,13 @@ def shared() -> Run:
     return run_program("shared-test", CONFIG, SECRETS)
 
 
+@pytest.fixture(scope="module")
+def shared_group() -> Run:
+    return run_program(
+        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
+    )
+
+
 def pod(run: Run) -> dict[str, Any]:
     return run.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]
 
@@ -64,16 +71,29 @@ def test_every_pod_mounts_the_claim_as_its_hf_cache(shared):
     assert mounts["/root/.cache"] == "cache"  # vLLM's compile cache stays the pod's own
 
 
+def test_pods_on_the_claim_reserve_node_disk_for_what_stays_local_only(shared):
+    # The weights are on the claim: a request for them would keep the pods Pending on GPU nodes with
+    # ordinary boot disks (the scheduler sums ephemeral-storage requests against the node's allocatable).
+    (container,) = pod(shared)["containers"]
+    assert container["resources"]["requests"]["ephemeral-storage"] == f"{pods.CACHE_HEADROOM_GB}Gi"
+    (volume,) = [v for v in pod(shared)["volumes"] if v["name"] == pods.CACHE_VOLUME]
+    assert volume["emptyDir"] == {"sizeLimit": f"{pods.CACHE_HEADROOM_GB}Gi"}
+
+
+def test_multi_node_pods_on_the_claim_reserve_no_node_disk_for_the_weights(shared_group):
+    group = shared_group.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+    for template in (group["leaderTemplate"], group["workerTemplate"]):
+        (container,) = template["spec"]["containers"]
+        assert container["resources"]["requests"]["ephemeral-storage"] == f"{pods.CACHE_HEADROOM_GB}Gi"
+
+
 def test_the_shared_cache_objects_validate_against_the_kubernetes_schema(shared):
     for resource in kubernetes_objects(shared):
         validate(manifest(resource))
 
 
-def test_the_multi_node_groups_share_it_too():
-    run = run_program(
-        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
-    )
-    text = str([r.inputs for r in run.resources if r.type.startswith("kubernetes:leaderworkerset")])
+def test_the_multi_node_groups_share_it_too(shared_group):
+    text = str([r.inputs for r in shared_group.resources if r.type.startswith("kubernetes:leaderworkerset")])
     assert text.count(f"'claimName': '{CLAIM}'") >= 2  # the leader's and the workers' pod templates
 
 
@@ -165,11 +185,8 @@ def test_time_to_ready_tells_the_first_pods_fill_and_the_later_pods_read(shared)
     assert ready["assumed"]["storage"] == SHARED_CLAIM.name
 
 
-def test_the_multi_node_leader_fills_the_claim_and_its_workers_do_not():
-    run = run_program(
-        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
-    )
-    group = run.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+def test_the_multi_node_leader_fills_the_claim_and_its_workers_do_not(shared_group):
+    group = shared_group.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
     (fill,) = group["leaderTemplate"]["spec"]["initContainers"]
     assert fill["name"] == pods.FILL_CONTAINER
     assert "initContainers" not in group["workerTemplate"]["spec"]
