@@ -499,6 +499,32 @@ def test_endpoint_is_the_load_balancer_hostname_when_the_cloud_gives_one(monkeyp
     assert run.outputs["endpoint"] == f"http://{fakes_kubernetes.LB_HOSTNAME}"
 
 
+def test_aws_load_balancers_keep_idle_connections_as_long_as_the_vm_backends(runs):
+    # EKS without annotations: a Classic ELB cuts a connection silent for 60 s (cloud-provider-aws), the
+    # AWS Load Balancer Controller's NLB after 350 s (its listener's tcp.idle_timeout.seconds, 60-6000).
+    # The VM backends' load balancers allow 600 s, below vLLM's keep-alive.
+    annotations = runs["l4"].one(SERVICE).inputs["metadata"]["annotations"]
+    aws = "service.beta.kubernetes.io/aws-load-balancer"
+    assert annotations == {
+        f"{aws}-connection-idle-timeout": "600",
+        f"{aws}-listener-attributes.TCP-80": "tcp.idle_timeout.seconds=600",
+    }
+    assert 60 <= launch.LOAD_BALANCER_IDLE_SECONDS <= 4000 < 6000  # Classic ELB's and the NLB's ranges
+    assert launch.LOAD_BALANCER_IDLE_SECONDS < launch.KEEP_ALIVE_SECONDS
+
+
+def test_the_nlb_idle_timeout_is_set_on_the_https_listener_when_vllm_serves_tls():
+    run = run_program(
+        "tls-test", k8s_stack(**{"vllm:domain": "llm.example.com", "vllm:tlsSecretName": "llm-tls"}), SECRETS
+    )
+    annotations = run.one(SERVICE).inputs["metadata"]["annotations"]
+    assert "service.beta.kubernetes.io/aws-load-balancer-listener-attributes.TCP-443" in annotations
+
+
+def test_a_cluster_ip_service_has_no_load_balancer_annotations(runs):
+    assert "annotations" not in runs["clusterip"].one(SERVICE).inputs["metadata"]
+
+
 def test_cluster_ip_service_gives_the_in_cluster_dns_name(runs):
     run = runs["clusterip"]
     assert run.one(SERVICE).inputs["spec"]["type"] == "ClusterIP"

@@ -52,7 +52,7 @@ from pulumi_kubernetes.networking import v1 as networking
 from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
-from components.kubernetes import pods
+from components.kubernetes import capacity, pods
 from components.kubernetes.backend import settings
 from components.kubernetes.replica_group import disruption_budget
 from components.launch import LaunchSpec
@@ -213,8 +213,8 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 "annotations": WAIT_FOR,
             },
             spec={
-                # With an autoscaler the count is its own (unset here: LWS starts at 1).
-                "replicas": spec.replicas if spec.autoscaling is None else None,
+                # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
+                "replicas": capacity.start_replicas(spec),
                 "startupPolicy": "LeaderCreated",
                 "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rollout},
                 "leaderWorkerTemplate": group_template,
@@ -227,6 +227,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     ),
+                    ignore_changes=capacity.scaled_options(spec),
                 ),
             ),
         )
