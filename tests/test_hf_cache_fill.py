@@ -113,7 +113,9 @@ def lock_by_hand(cache: Path, epoch: int) -> None:
 
 
 def test_the_script_as_pods_run_it_passes_shellcheck(tmp_path):
-    spec = build_spec("shared", {"vllm:preset": "k8s-l4", "vllm:cacheClaim": "hf-cache"})
+    spec = build_spec(
+        "shared", {"vllm:preset": "k8s-l4", "vllm:cacheClaim": "hf-cache", "vllm:createNamespace": "false"}
+    )
     rendered = tmp_path / "fill.sh"
     rendered.write_text(pods.fill_script(spec, launch.launch_spec(spec, has_hf_token=True)))
     binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"

@@ -132,6 +132,7 @@ class Registration:
         self.dependencies = list(request.dependencies)
         timeouts = request.customTimeouts
         self.timeouts = {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
+        self.retain_on_delete = request.retainOnDelete
 
 
 def registrations(monkeypatch, stack: str, config: dict[str, Any] | None = None) -> tuple[Run, dict]:

@@ -28,7 +28,9 @@ from tests.test_kubernetes import (
 from tests.test_kubernetes_multinode import LWS
 
 CLAIM = "shared-hf-cache"
-CONFIG = k8s_stack(**{"vllm:cacheClaim": CLAIM})
+#: A claim you made, in a namespace you made (the stack cannot adopt one: pulumi-kubernetes #4278).
+EXISTING = {"vllm:cacheClaim": CLAIM, "vllm:createNamespace": "false"}
+CONFIG = k8s_stack(**EXISTING)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,7 @@ def shared() -> Run:
 
 @pytest.fixture(scope="module")
 def shared_group() -> Run:
-    return run_program(
-        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
-    )
+    return run_program("shared-group", {"vllm:preset": "k8s-h100-multinode", **EXISTING}, SECRETS)
 
 
 def pod(run: Run) -> dict[str, Any]:
@@ -159,8 +159,8 @@ def test_a_pod_on_the_claim_is_declared_broken_sooner_than_one_downloading_from_
 
 
 def test_every_wait_on_the_workload_adds_the_fill_to_the_load(monkeypatch):
-    run, recorded = registrations(monkeypatch, "k8s-l4", {"vllm:cacheClaim": CLAIM})
-    spec = build_spec("k8s-l4", {"vllm:cacheClaim": CLAIM})
+    run, recorded = registrations(monkeypatch, "k8s-l4", EXISTING)
+    spec = build_spec("k8s-l4", EXISTING)
     probes = launch.launch_spec(spec, True).probes
     fill = pods.FILL_START_SECONDS + probes.fill_seconds
     start = pods.POD_SCHEDULE_AND_PULL_SECONDS + fill + probes.cached_startup_seconds
@@ -207,3 +207,63 @@ def test_the_status_tool_knows_the_fill_container_by_its_name():
     from components.kubernetes import status
 
     assert status.FILL_CONTAINER == pods.FILL_CONTAINER
+
+
+# --- a claim that can exist on the first `up` --------------------------------------------------------------
+
+PVC = "kubernetes:core/v1:PersistentVolumeClaim"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+
+
+def test_an_existing_claim_in_the_namespace_the_stack_creates_is_refused():
+    # The namespace does not exist before `up`, so neither can the claim in it: the pods would wait on a
+    # missing claim until the Deployment's deadline, and `pulumi destroy` would delete the cache with it.
+    with pytest.raises(SpecError) as refused:
+        build_spec("owned", k8s_stack(**{"vllm:cacheClaim": CLAIM}))
+    assert refused.value.key == "vllm:cacheClaim"
+    assert "vllm:createNamespace" in refused.value.valid and "vllm:cacheStorageClass" in refused.value.valid
+
+
+def test_a_cache_storage_class_without_a_claim_name_is_refused():
+    with pytest.raises(SpecError) as refused:
+        build_spec("owned", k8s_stack(**{"vllm:cacheStorageClass": "standard-rwx"}))
+    assert refused.value.key == "vllm:cacheStorageClass" and "vllm:cacheClaim" in refused.value.valid
+
+
+def test_in_a_namespace_of_yours_the_stack_declares_no_namespace_and_uses_it(shared):
+    assert not shared.of_type(NAMESPACE)
+    assert {r.inputs["metadata"]["namespace"] for r in kubernetes_objects(shared)} == {"vllm-shared-test"}
+    assert not shared.of_type(PVC)  # the claim is yours too
+
+
+@pytest.fixture(scope="module")
+def created() -> tuple[Run, dict]:
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        yield registrations(
+            monkeypatch, "k8s-l4", {"vllm:cacheClaim": CLAIM, "vllm:cacheStorageClass": "standard-rwx"}
+        )
+    finally:
+        monkeypatch.undo()
+
+
+def test_the_stack_creates_the_claim_from_the_storage_class_it_is_named(created):
+    run, _ = created
+    claim = run.one(PVC).inputs
+    assert claim["metadata"]["name"] == CLAIM
+    assert claim["metadata"]["namespace"] == run.one(NAMESPACE).inputs["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every pod, on any node, mounts it
+    assert claim["spec"]["storageClassName"] == "standard-rwx"
+    spec = build_spec("k8s-l4", {"vllm:cacheClaim": CLAIM, "vllm:cacheStorageClass": "standard-rwx"})
+    assert claim["spec"]["resources"]["requests"]["storage"] == f"{spec.disk_size_gb}Gi"
+    validate(manifest(run.one(PVC)))
+
+
+def test_the_created_claim_outlives_the_stack_and_is_not_awaited(created):
+    # retainOnDelete: `pulumi destroy` leaves the cache. No await: a WaitForFirstConsumer class binds only
+    # once a pod mounts the claim, which the pods (naming it) wait for themselves.
+    run, recorded = created
+    assert recorded[run.one(PVC).name].retain_on_delete is True
+    assert run.one(PVC).inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    (volume,) = [v for v in pod(run)["volumes"] if "persistentVolumeClaim" in v]
+    assert volume["persistentVolumeClaim"] == {"claimName": CLAIM}
