@@ -376,8 +376,8 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
     assert queries[1] == front and "vllm:request_success_total" in queries[0]
     assert {trigger["metadata"]["activationThreshold"] for trigger in spec["triggers"]} == {"0"}
     assert run.outputs["replicas"] == {"min": 0, "max": 4}
-    # Created with one pod, so that the first `up` sees the service serve (the Service's await needs an
-    # endpoint); KEDA takes it to 0 once idle.
+    # Created with one pod, so that the first `up` proves a replica loads (the Deployment's await; the
+    # Service's would complete with no pod at all); KEDA takes it to 0 once idle.
     assert run.one(DEPLOYMENT).inputs["spec"]["replicas"] == 1
 
 

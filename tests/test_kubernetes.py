@@ -539,6 +539,10 @@ def test_service_is_named_apart_from_the_workload(runs):
 
 @pytest.mark.parametrize("stack", ["k8s-l4", "internal-test"])
 def test_service_waits_for_the_serving_pods_within_their_start_budget(monkeypatch, stack):
+    # pulumi-kubernetes' Service await (provider/pkg/await/service.go, 4.17+) completes on
+    # `serviceReady && endpointsSettled && !endpointsPending`: no address may be not ready, but none at all
+    # will do. Pods that are loading are not-ready addresses, so the Service waits as long as one start;
+    # what makes `up` wait for the model at all is the Deployment's await, which the Service depends on.
     config = SCENARIOS["clusterip"][1] if stack == "internal-test" else {}
     run, recorded = registrations(monkeypatch, stack, config)
     service = recorded[run.one(SERVICE).name]

@@ -102,8 +102,8 @@ def start_replicas(spec: ServiceSpec) -> int:
     A scaled workload declares its start too: without ``replicas`` the API server defaults it to 1
     (Deployment and LeaderWorkerSet alike), which is not the bound KEDA starts from, and the first ``up``
     waits for that one pod (on spot, one that may never be scheduled). At least 1 when nothing else serves
-    (no on-demand base), so that ``up`` sees the service serve and the Service's endpoints appear (its
-    await needs them); KEDA takes a workload at 0 down once idle for the cooldown."""
+    (no on-demand base), so that the first ``up`` proves a replica loads and serves (the workload's await);
+    KEDA takes a workload whose lower bound is 0 down once idle for the cooldown."""
     policy = spec.autoscaling
     if policy is None:
         return spec.replicas

@@ -9,10 +9,11 @@ for an Ingress or Gateway that routes only ``/v1/`` and ``/health`` (see README 
 The Service is named ``<name>-api``: a multi-node LeaderWorkerSet (named ``<name>``) gets a headless
 Service of its own name from the LWS controller, which the leader addresses resolve through.
 
-pulumi-kubernetes waits for a Service until its Endpoints list pods (and a LoadBalancer's ingress is
-assigned), 10 minutes unless told (``DefaultServiceTimeoutMins``, provider/pkg/await/service.go). The
-pods only appear once scheduled on a GPU node, possibly a new one, so the Service is created after the
-workload it fronts (whose own await covers the model load) and waits up to one pod's start budget.
+pulumi-kubernetes waits for a Service until ``serviceReady && endpointsSettled && !endpointsPending``
+(provider/pkg/await/service.go, 4.17+): a LoadBalancer's ingress is assigned, and its Endpoints, unchanged
+for 10 s, list no address that is not ready (none at all will do), 10 minutes unless told
+(``DefaultServiceTimeoutMins``). A pod still loading is such an address, so the Service is created after
+the workload it fronts (whose own await covers the model load) and waits up to one pod's start budget.
 """
 
 from __future__ import annotations

@@ -100,8 +100,9 @@ WEBHOOK_PATH = "/validate-leaderworkerset-x-k8s-io-v1-leaderworkerset"
 #: (setupControllers waits on ``certsReady``); the webhooks fail closed (``failurePolicy: Fail``), so a
 #: LeaderWorkerSet created in between is refused with "failed calling webhook". This probe asks the webhook
 #: itself, over HTTPS (the kubelet does not verify the certificate): refused before the server has its
-#: certificate, 404 before the handler is registered, 200 after (controller-runtime's admission handler
-#: answers a request without a body with an AdmissionReview that carries the error, status 200).
+#: certificate, 404 before the handler is registered, 200 after (controller-runtime v0.22.4, which LWS
+#: v0.8.0 pins, pkg/webhook/admission/http.go: a request without a body is answered with an
+#: AdmissionReview carrying the error, written without a status code, so 200; logged as "bad request").
 WEBHOOK_READINESS = {
     "httpGet": {"path": WEBHOOK_PATH, "port": WEBHOOK_PORT, "scheme": "HTTPS"},
     "periodSeconds": 5,
@@ -113,9 +114,10 @@ def ready_when_webhooks_serve(args: pulumi.ResourceTransformArgs) -> pulumi.Reso
     """The release manifest's controller Deployment with ``WEBHOOK_READINESS``; every other object as it is.
 
     pulumi-kubernetes then holds everything that depends on the manifest until the webhook serves: it waits
-    for the Deployment's ready replicas and for the webhook Service's ready endpoints, both now gated on the
-    webhook. (It retries a failed create only on NotFound and NoMatch, provider/pkg/await/await.go Creation,
-    not on a webhook's refusal: there must be no window to retry.)"""
+    for the Deployment's ready replicas (its await; the webhook Service's await alone would not do, as it
+    completes while the pod has no address yet, provider/pkg/await/service.go). It retries a failed create
+    only on NotFound and NoMatch (provider/pkg/await/await.go Creation), not on a webhook's refusal: there
+    must be no window to retry."""
     # A manifest's objects reach a transform as plain values (ConfigFile registers them from the YAML).
     props: dict[str, Any] = copy.deepcopy(dict(args.props))
     metadata = props.get("metadata") or {}
