@@ -232,7 +232,8 @@ def test_no_secret_value_appears_outside_the_secret(runs, scenario):
 def test_container_runs_the_shared_launch_argv_on_the_pinned_image(runs):
     spec = build_spec("k8s-l4", {}, frozenset(SECRETS))
     container = vllm_container(runs["l4"])
-    assert container["command"] == list(launch.launch_spec(spec, has_hf_token=True).argv)
+    # The shared argv, draining on SIGTERM (see the termination test).
+    assert container["command"] == list(pods.with_drain(launch.launch_spec(spec, has_hf_token=True)).argv)
     assert container["image"] == spec.image
     assert {"name": "VLLM_NO_USAGE_STATS", "value": "1"} in container["env"]
 
@@ -416,10 +417,21 @@ def test_termination_lets_the_longest_request_finish_once_the_endpoint_is_gone(r
     # The VM backends drain a replica for 3,600 s (GCP's connection draining, the longest request they
     # promise). The kubelet's grace counts from the pod's deletion and covers the preStop pause, during
     # which the endpoint is removed; vLLM sees SIGTERM only after it (Kubernetes "Pod Lifecycle").
+    # vLLM aborts what it serves on SIGTERM unless --shutdown-timeout (vllm-project/vllm#36666; its
+    # Kubernetes guide: grace >= preStop sleep + --shutdown-timeout).
     spec = pod(runs["l4"])
     (command,) = [vllm_container(runs["l4"])["lifecycle"]["preStop"]["exec"]["command"]]
     assert command[0] == "/bin/sleep" and int(command[1]) >= 30
-    assert spec["terminationGracePeriodSeconds"] >= int(command[1]) + 3600
+    argv = vllm_container(runs["l4"])["command"]
+    drain = int(argv[len(argv) - 1 - argv[::-1].index("--shutdown-timeout") + 1])  # the last one wins
+    assert drain >= 3600
+    assert spec["terminationGracePeriodSeconds"] > int(command[1]) + drain
+
+
+def test_the_drain_wins_over_a_shutdown_timeout_in_extra_args():
+    run = run_program("k8s-l4", {"vllm:extraArgs": ["--shutdown-timeout", "5"]}, SECRETS)
+    argv = vllm_container(run)["command"]
+    assert argv[-2:] == ["--shutdown-timeout", "3600"]
 
 
 # --- rollout and disruption -----------------------------------------------------------------------------

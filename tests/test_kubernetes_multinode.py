@@ -148,7 +148,7 @@ def test_group_rollouts_may_take_one_start_per_group(monkeypatch):
 
 def test_leader_runs_the_ray_head_then_the_launch_argv(runs):
     spec = build_spec(PRESET, {}, frozenset(SECRETS))
-    argv = launch.launch_spec(spec, has_hf_token=True).argv
+    argv = pods.with_drain(launch.launch_spec(spec, has_hf_token=True)).argv
     assert container(runs["preset"], "leader")["command"] == [SCRIPT_PATH, "head", "--", *argv]
     assert "--pipeline-parallel-size" in argv
 

@@ -33,7 +33,7 @@ def check(spec: ServiceSpec) -> None:
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
-    launch = tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None))
+    launch = pods.with_drain(tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None)))
     provider = pulumi_kubernetes.Provider(
         "kubernetes", context=settings(spec).context, opts=pulumi.ResourceOptions(parent=parent)
     )

@@ -29,6 +29,7 @@ runtime's default seccomp profile, no service account token, and no Service envi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import posixpath
 from typing import Any
@@ -68,13 +69,20 @@ CPU_SHM_GB = 1
 PRE_STOP_SECONDS = 30
 #: The longest request a replica finishes once told to stop (rollout, scale-in, node drain): the VM
 #: backends' promise, GCP's backend service timeout and connection draining of 3,600 s
-#: (components/gcp/load_balancer.py), a long reasoning completion at ~10 tokens/s under load. On SIGTERM
-#: vLLM's HTTP server stops accepting and finishes the requests it has (uvicorn's graceful shutdown).
+#: (components/gcp/load_balancer.py), a long reasoning completion at ~10 tokens/s under load. vLLM aborts
+#: every request in flight on SIGTERM unless ``--shutdown-timeout SECONDS`` (0 by default; vLLM 0.18+,
+#: vllm-project/vllm#36666): then it refuses new requests and waits up to SECONDS for those it has.
 LONGEST_REQUEST_SECONDS = 3600
+#: After the drain, vLLM shuts its engine down (workers exit, GPU memory is released).
+SHUTDOWN_MARGIN_SECONDS = 30
 #: The kubelet's grace covers the preStop pause too (Kubernetes "Pod Lifecycle": termination): SIGKILL
-#: comes this long after the pod is deleted, whatever still runs. A node that goes away sooner (a spot
-#: node's notice: 30 s on GKE, 2 minutes on EC2) cuts it short; nothing in the pod can prevent that.
-TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + LONGEST_REQUEST_SECONDS
+#: comes this long after the pod is deleted, whatever still runs, so it must exceed the pause plus vLLM's
+#: drain (vLLM's Kubernetes guide: grace >= preStop sleep + --shutdown-timeout). A node that goes away
+#: sooner (a spot node's notice: 30 s on GKE, 2 minutes on EC2) cuts it short; nothing in the pod can
+#: prevent that.
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + LONGEST_REQUEST_SECONDS + SHUTDOWN_MARGIN_SECONDS
+#: vLLM's flag for the drain on SIGTERM (components/vllm_flags.json lists it for the pinned release).
+SHUTDOWN_TIMEOUT_FLAG = "--shutdown-timeout"
 #: Before the container starts: a node from the cluster autoscaler plus a ~10-20 GB image pull. The launch
 #: spec's startup budget counts from container start.
 POD_SCHEDULE_AND_PULL_SECONDS = 1200
@@ -454,6 +462,15 @@ def rolling_update(spec: ServiceSpec) -> dict[str, int]:
     if surge is None:
         surge = 1 if spec.replicas == 1 else 0
     return {"maxSurge": surge, "maxUnavailable": 0 if surge > 0 else 1}
+
+
+def with_drain(launch: LaunchSpec) -> LaunchSpec:
+    """The launch spec with vLLM draining its requests on SIGTERM for ``LONGEST_REQUEST_SECONDS``: last in
+    argv, so it wins over the same flag in vllm:extraArgs (argparse keeps the last value), as the pod's
+    grace is sized for it."""
+    return dataclasses.replace(
+        launch, args=(*launch.args, SHUTDOWN_TIMEOUT_FLAG, str(LONGEST_REQUEST_SECONDS))
+    )
 
 
 def start_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
