@@ -390,14 +390,31 @@ def test_kubernetes_delays_are_the_hpas_stabilization_windows(k8s: Run) -> None:
     }
 
 
-def test_kubernetes_deployment_leaves_its_count_to_the_autoscaler(k8s: Run) -> None:
-    assert "replicas" not in k8s.one(DEPLOYMENT).inputs["spec"]
+def test_kubernetes_deployment_starts_at_the_lower_bound_then_leaves_its_count_to_the_autoscaler(
+    k8s: Run,
+) -> None:
+    # Without replicas the API server would default it to 1, whatever the bound. ignore_changes: see
+    # components/kubernetes/capacity.py SCALED_REPLICAS (pulumi-kubernetes keeps an ignored field live).
+    deployment = k8s.one(DEPLOYMENT)
+    assert deployment.inputs["spec"]["replicas"] == scaled_object(k8s)["spec"]["minReplicaCount"] == 1
+    assert deployment.ignore_changes == ("spec.replicas",)
 
 
 def test_kubernetes_without_autoscaling_declares_its_count_and_no_scaled_object() -> None:
     run = run_program("k8s-l4")
     assert run.one(DEPLOYMENT).inputs["spec"]["replicas"] == 1
+    assert run.one(DEPLOYMENT).ignore_changes == ()  # Pulumi owns the count
     assert not run.of_type(SCALED_OBJECT)
+
+
+def test_kubernetes_switching_a_running_stack_to_autoscaling_keeps_its_live_count(k8s: Run) -> None:
+    # Server-side apply drops a field its manager no longer sends, and the API server defaults a
+    # Deployment's replicas to 1 before the HPA (created after it) acts. The same Deployment (same URN,
+    # same name: updated, not replaced) ignores the field, so pulumi-kubernetes sends its live value.
+    fixed = run_program("k8s-l4", config={"vllm:replicas": "3"}).one(DEPLOYMENT)
+    scaled = k8s.one(DEPLOYMENT)
+    assert (scaled.urn, scaled.inputs["metadata"]["name"]) == (fixed.urn, fixed.inputs["metadata"]["name"])
+    assert fixed.inputs["spec"]["replicas"] == 3 and "spec.replicas" in scaled.ignore_changes
 
 
 def test_kubernetes_scales_a_leader_worker_set_by_whole_groups() -> None:
@@ -409,7 +426,8 @@ def test_kubernetes_scales_a_leader_worker_set_by_whole_groups() -> None:
         "kind": "LeaderWorkerSet",
         "name": "vllm-k8s-h100-multinode",
     }
-    assert target["name"] == lws["metadata"]["name"] and "replicas" not in lws["spec"]
+    assert target["name"] == lws["metadata"]["name"] and lws["spec"]["replicas"] == 1
+    assert run.one(LWS).ignore_changes == ("spec.replicas",)
     # Ray's NetworkPolicies cover every group index the autoscaler may create (4 groups + 1 surge).
     indices = {
         r.inputs["spec"]["podSelector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/group-index"]
@@ -428,6 +446,9 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
     assert queries[1] == front and "vllm:request_success_total" in queries[0]
     assert {trigger["metadata"]["activationThreshold"] for trigger in spec["triggers"]} == {"0"}
     assert run.outputs["replicas"] == {"min": 0, "max": 4}
+    # Created with one pod, so that the first `up` proves a replica loads (the Deployment's await; the
+    # Service's would complete with no pod at all); KEDA takes it to 0 once idle.
+    assert run.one(DEPLOYMENT).inputs["spec"]["replicas"] == 1
 
 
 @pytest.mark.parametrize(

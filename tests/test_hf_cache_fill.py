@@ -20,18 +20,34 @@ MODEL = "acme/tiny-llm"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 DEADLINE_SECONDS = 120  # a loaded 2-core machine; the protocol itself takes a second or two
 
-#: hf download MODEL --revision REV --cache-dir DIR: records the download, takes FAKE_HF_SECONDS (the race
-#: window), fails with FAKE_HF_EXIT, else writes the commit's snapshot as huggingface_hub lays it out.
-HF = r"""#!/usr/bin/env bash
-set -euo pipefail
-[ "$1" = download ] && [ "$3" = --revision ] && [ "$5" = --cache-dir ] || exit 2
-echo "$2@$4 token=${HF_TOKEN:-none}" >>"$FAKE_HUB_LOG"
-sleep "${FAKE_HF_SECONDS:-1}"
-[ "${FAKE_HF_EXIT:-0}" = 0 ] || exit "$FAKE_HF_EXIT"
-snapshot="$6/models--${2//\//--}/snapshots/$4"
-mkdir -p "$snapshot"
-echo '{"model_type": "llama"}' >"$snapshot/config.json"
-echo weights >"$snapshot/model.safetensors"
+#: hf download MODEL --revision REV --cache-dir DIR [--include GLOB]... [--exclude GLOB]...: records the
+#: download and its globs, takes FAKE_HF_SECONDS (the race window), fails with FAKE_HF_EXIT, else writes the
+#: files of FAKE_REPO_FILES (the repository's listing) the globs select, as huggingface_hub lays out a
+#: commit's snapshot and selects files (utils/_paths.py filter_repo_objects: fnmatch on the path, kept when
+#: it matches an include, if any, and no exclude).
+HF = r"""#!/usr/bin/env python3
+import fnmatch, os, pathlib, sys, time
+args = sys.argv[1:]
+if args[:1] != ["download"] or args[2] != "--revision" or args[4] != "--cache-dir":
+    sys.exit(2)
+model, revision, cache = args[1], args[3], args[5]
+globs = {"--include": [], "--exclude": []}
+rest = args[6:]
+for flag, glob in zip(rest[::2], rest[1::2]):
+    globs[flag].append(glob)
+with open(os.environ["FAKE_HUB_LOG"], "a") as log:
+    log.write(f"{model}@{revision} token={os.environ.get('HF_TOKEN', 'none')}\n")
+with open(os.environ["FAKE_HUB_LOG"] + ".globs", "a") as log:
+    log.write(" ".join(rest) + "\n")
+time.sleep(float(os.environ.get("FAKE_HF_SECONDS", "1")))
+if os.environ.get("FAKE_HF_EXIT", "0") != "0":
+    sys.exit(int(os.environ["FAKE_HF_EXIT"]))
+snapshot = pathlib.Path(cache, "models--" + model.replace("/", "--"), "snapshots", revision)
+for name in os.environ.get("FAKE_REPO_FILES", "config.json model.safetensors").split():
+    included = not globs["--include"] or any(fnmatch.fnmatch(name, g) for g in globs["--include"])
+    if included and not any(fnmatch.fnmatch(name, g) for g in globs["--exclude"]):
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text("file\n")
 """
 
 
@@ -97,7 +113,9 @@ def lock_by_hand(cache: Path, epoch: int) -> None:
 
 
 def test_the_script_as_pods_run_it_passes_shellcheck(tmp_path):
-    spec = build_spec("shared", {"vllm:preset": "k8s-l4", "vllm:cacheClaim": "hf-cache"})
+    spec = build_spec(
+        "shared", {"vllm:preset": "k8s-l4", "vllm:cacheClaim": "hf-cache", "vllm:createNamespace": "false"}
+    )
     rendered = tmp_path / "fill.sh"
     rendered.write_text(pods.fill_script(spec, launch.launch_spec(spec, has_hf_token=True)))
     binary = str(SHELLCHECK) if SHELLCHECK.exists() else "shellcheck"
@@ -168,3 +186,55 @@ def test_the_hf_token_reaches_the_download_by_environment(claim):
     finish(start(claim, text, HF_TOKEN="hf_from_the_secret"))
     assert hub_downloads(claim) == [f"{MODEL}@{REVISION} token=hf_from_the_secret"]
     assert "hf_from_the_secret" not in text
+
+
+def fetched(cache: Path) -> list[str]:
+    return sorted(
+        str(path.relative_to(snapshot(cache))) for path in snapshot(cache).rglob("*") if path.is_file()
+    )
+
+
+#: Meta's Llama 3.1 8B Instruct as the Hub lists it: sharded safetensors, Meta's own checkpoint in
+#: original/ (consolidated.00.pth, as large again as the weights), tokenizer and configs.
+LLAMA_FILES = (
+    "config.json generation_config.json model.safetensors.index.json model-00001-of-00002.safetensors "
+    "model-00002-of-00002.safetensors tokenizer.json tokenizer_config.json special_tokens_map.json "
+    "LICENSE README.md original/consolidated.00.pth original/params.json original/tokenizer.model"
+)
+
+
+def test_the_fill_downloads_the_weights_the_budget_counts_and_what_vllm_reads_beside_them(claim):
+    finish(start(claim, script(claim), FAKE_REPO_FILES=LLAMA_FILES))
+    assert fetched(claim) == sorted(
+        [
+            "config.json",
+            "generation_config.json",
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json",
+            "special_tokens_map.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ]
+    )
+
+
+def test_consolidated_duplicates_of_a_sharded_checkpoint_are_left_on_the_hub(claim):
+    # Mistral's repositories carry both: vLLM loads the shards listed in model.safetensors.index.json.
+    files = "config.json model-00001-of-00002.safetensors model-00002-of-00002.safetensors "
+    files += "consolidated.safetensors"
+    finish(start(claim, script(claim), FAKE_REPO_FILES=files))
+    assert "consolidated.safetensors" not in fetched(claim)
+    assert "model-00002-of-00002.safetensors" in fetched(claim)
+
+
+def test_a_repository_of_consolidated_safetensors_alone_gets_them(claim):
+    finish(start(claim, script(claim), FAKE_REPO_FILES="params.json consolidated.safetensors"))
+    assert fetched(claim) == ["consolidated.safetensors", "params.json"]
+
+
+def test_a_pytorch_only_repository_gets_its_bin_weights_and_no_other_bin(claim):
+    files = "config.json pytorch_model.bin training_args.bin tokenizer.json"
+    finish(start(claim, script(claim), FAKE_REPO_FILES=files))
+    assert fetched(claim) == ["config.json", "pytorch_model.bin", "tokenizer.json"]
+    assert (state(claim) / "complete").exists()

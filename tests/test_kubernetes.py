@@ -132,6 +132,7 @@ class Registration:
         self.dependencies = list(request.dependencies)
         timeouts = request.customTimeouts
         self.timeouts = {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
+        self.retain_on_delete = request.retainOnDelete
 
 
 def registrations(monkeypatch, stack: str, config: dict[str, Any] | None = None) -> tuple[Run, dict]:
@@ -231,7 +232,8 @@ def test_no_secret_value_appears_outside_the_secret(runs, scenario):
 def test_container_runs_the_shared_launch_argv_on_the_pinned_image(runs):
     spec = build_spec("k8s-l4", {}, frozenset(SECRETS))
     container = vllm_container(runs["l4"])
-    assert container["command"] == list(launch.launch_spec(spec, has_hf_token=True).argv)
+    # The shared argv, draining on SIGTERM (see the termination test).
+    assert container["command"] == list(pods.with_drain(launch.launch_spec(spec, has_hf_token=True)).argv)
     assert container["image"] == spec.image
     assert {"name": "VLLM_NO_USAGE_STATS", "value": "1"} in container["env"]
 
@@ -411,12 +413,25 @@ def test_pod_restricts_what_the_image_allows(runs):
     }
 
 
-def test_termination_drains_before_stopping(runs):
+def test_termination_lets_the_longest_request_finish_once_the_endpoint_is_gone(runs):
+    # The VM backends drain a replica for 3,600 s (GCP's connection draining, the longest request they
+    # promise). The kubelet's grace counts from the pod's deletion and covers the preStop pause, during
+    # which the endpoint is removed; vLLM sees SIGTERM only after it (Kubernetes "Pod Lifecycle").
+    # vLLM aborts what it serves on SIGTERM unless --shutdown-timeout (vllm-project/vllm#36666; its
+    # Kubernetes guide: grace >= preStop sleep + --shutdown-timeout).
     spec = pod(runs["l4"])
-    assert spec["terminationGracePeriodSeconds"] == pods.TERMINATION_GRACE_SECONDS
-    assert vllm_container(runs["l4"])["lifecycle"] == {
-        "preStop": {"exec": {"command": ["/bin/sleep", str(pods.PRE_STOP_SECONDS)]}}
-    }
+    (command,) = [vllm_container(runs["l4"])["lifecycle"]["preStop"]["exec"]["command"]]
+    assert command[0] == "/bin/sleep" and int(command[1]) >= 30
+    argv = vllm_container(runs["l4"])["command"]
+    drain = int(argv[len(argv) - 1 - argv[::-1].index("--shutdown-timeout") + 1])  # the last one wins
+    assert drain >= 3600
+    assert spec["terminationGracePeriodSeconds"] > int(command[1]) + drain
+
+
+def test_the_drain_wins_over_a_shutdown_timeout_in_extra_args():
+    run = run_program("k8s-l4", {"vllm:extraArgs": ["--shutdown-timeout", "5"]}, SECRETS)
+    argv = vllm_container(run)["command"]
+    assert argv[-2:] == ["--shutdown-timeout", "3600"]
 
 
 # --- rollout and disruption -----------------------------------------------------------------------------
@@ -497,6 +512,32 @@ def test_endpoint_is_the_load_balancer_hostname_when_the_cloud_gives_one(monkeyp
     assert run.outputs["endpoint"] == f"http://{fakes_kubernetes.LB_HOSTNAME}"
 
 
+def test_aws_load_balancers_keep_idle_connections_as_long_as_the_vm_backends(runs):
+    # EKS without annotations: a Classic ELB cuts a connection silent for 60 s (cloud-provider-aws), the
+    # AWS Load Balancer Controller's NLB after 350 s (its listener's tcp.idle_timeout.seconds, 60-6000).
+    # The VM backends' load balancers allow 600 s, below vLLM's keep-alive.
+    annotations = runs["l4"].one(SERVICE).inputs["metadata"]["annotations"]
+    aws = "service.beta.kubernetes.io/aws-load-balancer"
+    assert annotations == {
+        f"{aws}-connection-idle-timeout": "600",
+        f"{aws}-listener-attributes.TCP-80": "tcp.idle_timeout.seconds=600",
+    }
+    assert 60 <= launch.LOAD_BALANCER_IDLE_SECONDS <= 4000 < 6000  # Classic ELB's and the NLB's ranges
+    assert launch.LOAD_BALANCER_IDLE_SECONDS < launch.KEEP_ALIVE_SECONDS
+
+
+def test_the_nlb_idle_timeout_is_set_on_the_https_listener_when_vllm_serves_tls():
+    run = run_program(
+        "tls-test", k8s_stack(**{"vllm:domain": "llm.example.com", "vllm:tlsSecretName": "llm-tls"}), SECRETS
+    )
+    annotations = run.one(SERVICE).inputs["metadata"]["annotations"]
+    assert "service.beta.kubernetes.io/aws-load-balancer-listener-attributes.TCP-443" in annotations
+
+
+def test_a_cluster_ip_service_has_no_load_balancer_annotations(runs):
+    assert "annotations" not in runs["clusterip"].one(SERVICE).inputs["metadata"]
+
+
 def test_cluster_ip_service_gives_the_in_cluster_dns_name(runs):
     run = runs["clusterip"]
     assert run.one(SERVICE).inputs["spec"]["type"] == "ClusterIP"
@@ -510,6 +551,10 @@ def test_service_is_named_apart_from_the_workload(runs):
 
 @pytest.mark.parametrize("stack", ["k8s-l4", "internal-test"])
 def test_service_waits_for_the_serving_pods_within_their_start_budget(monkeypatch, stack):
+    # pulumi-kubernetes' Service await (provider/pkg/await/service.go, 4.17+) completes on
+    # `serviceReady && endpointsSettled && !endpointsPending`: no address may be not ready, but none at all
+    # will do. Pods that are loading are not-ready addresses, so the Service waits as long as one start;
+    # what makes `up` wait for the model at all is the Deployment's await, which the Service depends on.
     config = SCENARIOS["clusterip"][1] if stack == "internal-test" else {}
     run, recorded = registrations(monkeypatch, stack, config)
     service = recorded[run.one(SERVICE).name]

@@ -28,12 +28,19 @@ from tests.test_kubernetes import (
 from tests.test_kubernetes_multinode import LWS
 
 CLAIM = "shared-hf-cache"
-CONFIG = k8s_stack(**{"vllm:cacheClaim": CLAIM})
+#: A claim you made, in a namespace you made (the stack cannot adopt one: pulumi-kubernetes #4278).
+EXISTING = {"vllm:cacheClaim": CLAIM, "vllm:createNamespace": "false"}
+CONFIG = k8s_stack(**EXISTING)
 
 
 @pytest.fixture(scope="module")
 def shared() -> Run:
     return run_program("shared-test", CONFIG, SECRETS)
+
+
+@pytest.fixture(scope="module")
+def shared_group() -> Run:
+    return run_program("shared-group", {"vllm:preset": "k8s-h100-multinode", **EXISTING}, SECRETS)
 
 
 def pod(run: Run) -> dict[str, Any]:
@@ -64,16 +71,29 @@ def test_every_pod_mounts_the_claim_as_its_hf_cache(shared):
     assert mounts["/root/.cache"] == "cache"  # vLLM's compile cache stays the pod's own
 
 
+def test_pods_on_the_claim_reserve_node_disk_for_what_stays_local_only(shared):
+    # The weights are on the claim: a request for them would keep the pods Pending on GPU nodes with
+    # ordinary boot disks (the scheduler sums ephemeral-storage requests against the node's allocatable).
+    (container,) = pod(shared)["containers"]
+    assert container["resources"]["requests"]["ephemeral-storage"] == f"{pods.CACHE_HEADROOM_GB}Gi"
+    (volume,) = [v for v in pod(shared)["volumes"] if v["name"] == pods.CACHE_VOLUME]
+    assert volume["emptyDir"] == {"sizeLimit": f"{pods.CACHE_HEADROOM_GB}Gi"}
+
+
+def test_multi_node_pods_on_the_claim_reserve_no_node_disk_for_the_weights(shared_group):
+    group = shared_group.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+    for template in (group["leaderTemplate"], group["workerTemplate"]):
+        (container,) = template["spec"]["containers"]
+        assert container["resources"]["requests"]["ephemeral-storage"] == f"{pods.CACHE_HEADROOM_GB}Gi"
+
+
 def test_the_shared_cache_objects_validate_against_the_kubernetes_schema(shared):
     for resource in kubernetes_objects(shared):
         validate(manifest(resource))
 
 
-def test_the_multi_node_groups_share_it_too():
-    run = run_program(
-        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
-    )
-    text = str([r.inputs for r in run.resources if r.type.startswith("kubernetes:leaderworkerset")])
+def test_the_multi_node_groups_share_it_too(shared_group):
+    text = str([r.inputs for r in shared_group.resources if r.type.startswith("kubernetes:leaderworkerset")])
     assert text.count(f"'claimName': '{CLAIM}'") >= 2  # the leader's and the workers' pod templates
 
 
@@ -139,8 +159,8 @@ def test_a_pod_on_the_claim_is_declared_broken_sooner_than_one_downloading_from_
 
 
 def test_every_wait_on_the_workload_adds_the_fill_to_the_load(monkeypatch):
-    run, recorded = registrations(monkeypatch, "k8s-l4", {"vllm:cacheClaim": CLAIM})
-    spec = build_spec("k8s-l4", {"vllm:cacheClaim": CLAIM})
+    run, recorded = registrations(monkeypatch, "k8s-l4", EXISTING)
+    spec = build_spec("k8s-l4", EXISTING)
     probes = launch.launch_spec(spec, True).probes
     fill = pods.FILL_START_SECONDS + probes.fill_seconds
     start = pods.POD_SCHEDULE_AND_PULL_SECONDS + fill + probes.cached_startup_seconds
@@ -165,11 +185,8 @@ def test_time_to_ready_tells_the_first_pods_fill_and_the_later_pods_read(shared)
     assert ready["assumed"]["storage"] == SHARED_CLAIM.name
 
 
-def test_the_multi_node_leader_fills_the_claim_and_its_workers_do_not():
-    run = run_program(
-        "shared-group", {"vllm:preset": "k8s-h100-multinode", "vllm:cacheClaim": CLAIM}, SECRETS
-    )
-    group = run.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+def test_the_multi_node_leader_fills_the_claim_and_its_workers_do_not(shared_group):
+    group = shared_group.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
     (fill,) = group["leaderTemplate"]["spec"]["initContainers"]
     assert fill["name"] == pods.FILL_CONTAINER
     assert "initContainers" not in group["workerTemplate"]["spec"]
@@ -190,3 +207,63 @@ def test_the_status_tool_knows_the_fill_container_by_its_name():
     from components.kubernetes import status
 
     assert status.FILL_CONTAINER == pods.FILL_CONTAINER
+
+
+# --- a claim that can exist on the first `up` --------------------------------------------------------------
+
+PVC = "kubernetes:core/v1:PersistentVolumeClaim"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+
+
+def test_an_existing_claim_in_the_namespace_the_stack_creates_is_refused():
+    # The namespace does not exist before `up`, so neither can the claim in it: the pods would wait on a
+    # missing claim until the Deployment's deadline, and `pulumi destroy` would delete the cache with it.
+    with pytest.raises(SpecError) as refused:
+        build_spec("owned", k8s_stack(**{"vllm:cacheClaim": CLAIM}))
+    assert refused.value.key == "vllm:cacheClaim"
+    assert "vllm:createNamespace" in refused.value.valid and "vllm:cacheStorageClass" in refused.value.valid
+
+
+def test_a_cache_storage_class_without_a_claim_name_is_refused():
+    with pytest.raises(SpecError) as refused:
+        build_spec("owned", k8s_stack(**{"vllm:cacheStorageClass": "standard-rwx"}))
+    assert refused.value.key == "vllm:cacheStorageClass" and "vllm:cacheClaim" in refused.value.valid
+
+
+def test_in_a_namespace_of_yours_the_stack_declares_no_namespace_and_uses_it(shared):
+    assert not shared.of_type(NAMESPACE)
+    assert {r.inputs["metadata"]["namespace"] for r in kubernetes_objects(shared)} == {"vllm-shared-test"}
+    assert not shared.of_type(PVC)  # the claim is yours too
+
+
+@pytest.fixture(scope="module")
+def created() -> tuple[Run, dict]:
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        yield registrations(
+            monkeypatch, "k8s-l4", {"vllm:cacheClaim": CLAIM, "vllm:cacheStorageClass": "standard-rwx"}
+        )
+    finally:
+        monkeypatch.undo()
+
+
+def test_the_stack_creates_the_claim_from_the_storage_class_it_is_named(created):
+    run, _ = created
+    claim = run.one(PVC).inputs
+    assert claim["metadata"]["name"] == CLAIM
+    assert claim["metadata"]["namespace"] == run.one(NAMESPACE).inputs["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every pod, on any node, mounts it
+    assert claim["spec"]["storageClassName"] == "standard-rwx"
+    spec = build_spec("k8s-l4", {"vllm:cacheClaim": CLAIM, "vllm:cacheStorageClass": "standard-rwx"})
+    assert claim["spec"]["resources"]["requests"]["storage"] == f"{spec.disk_size_gb}Gi"
+    validate(manifest(run.one(PVC)))
+
+
+def test_the_created_claim_outlives_the_stack_and_is_not_awaited(created):
+    # retainOnDelete: `pulumi destroy` leaves the cache. No await: a WaitForFirstConsumer class binds only
+    # once a pod mounts the claim, which the pods (naming it) wait for themselves.
+    run, recorded = created
+    assert recorded[run.one(PVC).name].retain_on_delete is True
+    assert run.one(PVC).inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    (volume,) = [v for v in pod(run)["volumes"] if "persistentVolumeClaim" in v]
+    assert volume["persistentVolumeClaim"] == {"claimName": CLAIM}

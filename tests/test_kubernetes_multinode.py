@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
 from components import launch, scripts
@@ -17,6 +18,7 @@ from components.kubernetes.ray_replica import (
     SCRIPT,
     SCRIPT_DIR,
     WAIT_FOR,
+    ready_when_webhooks_serve,
 )
 from components.spec import build_spec
 from tests.harness import Run, run_program
@@ -146,7 +148,7 @@ def test_group_rollouts_may_take_one_start_per_group(monkeypatch):
 
 def test_leader_runs_the_ray_head_then_the_launch_argv(runs):
     spec = build_spec(PRESET, {}, frozenset(SECRETS))
-    argv = launch.launch_spec(spec, has_hf_token=True).argv
+    argv = pods.with_drain(launch.launch_spec(spec, has_hf_token=True)).argv
     assert container(runs["preset"], "leader")["command"] == [SCRIPT_PATH, "head", "--", *argv]
     assert "--pipeline-parallel-size" in argv
 
@@ -304,6 +306,83 @@ def test_lws_waits_for_the_controller_it_installs(monkeypatch):
     config_file = run.one(CONFIG_FILE)
     assert config_file.provider.startswith(run.one("pulumi:providers:kubernetes").urn)
     assert config_file.urn in dependencies[LWS]
+
+
+def test_the_installed_controller_is_transformed_to_be_ready_only_once_its_webhook_serves(monkeypatch):
+    # The chain: the LeaderWorkerSet depends on the ConfigFile (above), whose children pulumi-kubernetes
+    # awaits (the controller Deployment's ready replicas, the webhook Service's ready endpoints), and the
+    # transform makes the controller's readiness the webhook's (test below).
+    transforms: dict[str, int] = {}
+    register = mockrun._RecordingMonitor.RegisterResource
+
+    def recording(monitor, request):
+        transforms[request.type] = len(request.transforms)
+        return register(monitor, request)
+
+    monkeypatch.setattr(mockrun._RecordingMonitor, "RegisterResource", recording)
+    run_program("lws-test", {"vllm:preset": PRESET, "vllm:installLeaderWorkerSet": True})
+    assert transforms[CONFIG_FILE] == 1
+
+
+def released_controller() -> dict[str, Any]:
+    """The controller Deployment of the v0.8.0 release manifest, as ConfigFile registers it (its probes:
+    config/manager/manager.yaml; its webhook port: config/default/manager_webhook_patch.yaml)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "lws-controller-manager", "namespace": "lws-system"},
+        "spec": {
+            "selector": {"matchLabels": {"control-plane": "controller-manager"}},
+            "template": {
+                "metadata": {"labels": {"control-plane": "controller-manager"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "manager",
+                            "image": "registry.k8s.io/lws/lws:v0.8.0",
+                            "ports": [{"containerPort": 9443, "name": "webhook-server", "protocol": "TCP"}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/readyz", "port": 8081},
+                                "initialDelaySeconds": 5,
+                                "periodSeconds": 10,
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def transformed(type_: str, props: dict[str, Any]) -> Any:
+    args = pulumi.ResourceTransformArgs(
+        True, type_, "lws-manifest:lws-system/x", props, pulumi.ResourceOptions()
+    )
+    return ready_when_webhooks_serve(args)
+
+
+def test_the_controller_is_ready_when_its_leader_worker_set_webhook_answers_over_https():
+    # As released, readyz is healthz.Ping (cmd/main.go) while the webhooks are registered only after the
+    # certificates (setupControllers waits on certsReady), and they fail closed: an LWS created when the
+    # controller is merely Ready is refused "failed calling webhook".
+    result = transformed("kubernetes:apps/v1:Deployment", released_controller())
+    (manager,) = result.props["spec"]["template"]["spec"]["containers"]
+    probe = manager["readinessProbe"]["httpGet"]
+    assert probe == {
+        "path": "/validate-leaderworkerset-x-k8s-io-v1-leaderworkerset",  # config/webhook/manifests.yaml
+        "port": "webhook-server",
+        "scheme": "HTTPS",
+    }
+    assert probe["port"] in {port["name"] for port in manager["ports"]}
+    validate(result.props)
+
+
+def test_the_transform_leaves_every_other_object_of_the_manifest_as_it_is():
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lws-webhook-service"}}
+    assert transformed("kubernetes:core/v1:Service", service) is None
+    other = released_controller()
+    other["metadata"]["name"] = "someone-elses"
+    assert transformed("kubernetes:apps/v1:Deployment", other) is None
 
 
 def test_lws_controller_is_not_installed_by_default(runs):

@@ -205,3 +205,31 @@ def test_since_beyond_a_year_or_not_a_count_is_a_usage_error_not_a_traceback(sin
     with pytest.raises(SystemExit) as caught:
         logs.parse_args(["--stack", "x", "--since", since])
     assert caught.value.code == 2
+
+
+def filling(name: str) -> dict:
+    """A pod still in its fill init container: vLLM's container waits to start."""
+    waiting = pod(name)
+    waiting["status"]["phase"] = "Pending"
+    waiting["status"]["initContainerStatuses"] = [
+        {"name": "fill-hf-cache", "image": "x", "imageID": "x", "ready": False, "restartCount": 0,
+         "state": {"running": {"startedAt": "2026-11-25T09:00:00Z"}}}
+    ]  # fmt: skip
+    waiting["status"]["containerStatuses"][0].update(
+        ready=False, started=False, state={"waiting": {"reason": "PodInitializing"}}
+    )
+    return waiting
+
+
+def test_a_pod_in_its_fill_init_container_shows_the_fills_log(cluster, k8s_outputs, tmp_path):
+    # The API server refuses the log of a container that has not started: 400 "container vllm in pod ...
+    # is waiting to start: PodInitializing" (what `kubectl logs -c vllm` prints for such a pod).
+    cluster.routes[("GET", f"/api/v1/namespaces/{NAMESPACE}/pods")] = {"items": [filling("vllm-a")]}
+    cluster.routes[("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/vllm-a/log")] = (
+        "2026-11-25T09:00:01.000000000Z hf-cache-fill: lock taken: this pod fills the shared cache\n"
+    )
+    code, out, _ = run_logs(k8s_outputs, tmp_path)
+    assert code == logs.EXIT_OK
+    assert out.splitlines() == ["hf-cache-fill: lock taken: this pod fills the shared cache"]
+    (query,) = [query for _, path, query, _ in cluster.requests if path.endswith("/log")]
+    assert "container=fill-hf-cache" in query

@@ -295,7 +295,24 @@ def test_kubernetes_the_base_deployment_keeps_its_count(k8s_scaled):
     counts = {
         d.inputs["metadata"]["name"]: d.inputs["spec"].get("replicas") for d in k8s_scaled.of_type(DEPLOYMENT)
     }
-    assert counts == {"vllm-scaled": 2, "vllm-scaled-spot": None}
+    assert counts == {"vllm-scaled": 2, "vllm-scaled-spot": 1}  # the spot one at KEDA's lower bound
+
+
+def test_kubernetes_up_waits_for_the_on_demand_base_and_not_for_spot_pods(k8s_scaled):
+    # pulumi-kubernetes skips its readiness wait for an object annotated pulumi.com/skipAwait
+    # (provider/pkg/await/await.go: metadata.SkipAwaitLogic): spot capacity may never come, and an `up`
+    # that waited would fail at its timeout before the ScaledObject exists.
+    annotations = {
+        d.inputs["metadata"]["name"]: d.inputs["metadata"].get("annotations", {})
+        for d in k8s_scaled.of_type(DEPLOYMENT)
+    }
+    assert annotations["vllm-scaled-spot"] == {"pulumi.com/skipAwait": "true"}
+    assert "pulumi.com/skipAwait" not in annotations["vllm-scaled"]
+
+
+def test_kubernetes_the_spot_deployment_count_is_left_to_keda_after_create(k8s_scaled):
+    ignored = {d.inputs["metadata"]["name"]: d.ignore_changes for d in k8s_scaled.of_type(DEPLOYMENT)}
+    assert ignored == {"vllm-scaled": (), "vllm-scaled-spot": ("spec.replicas",)}
 
 
 def test_kubernetes_keda_scales_the_spot_deployment_between_the_bounds_less_the_base(k8s_scaled):
@@ -319,6 +336,8 @@ def test_kubernetes_the_spot_part_may_scale_to_zero_while_the_base_serves():
     run = k8s_run(**{"vllm:spot": True, "vllm:onDemandBaseReplicas": 2, "vllm:minReplicas": 2})
     spec = run.one(SCALED_OBJECT).inputs["spec"]
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 5)
+    spot = [d for d in run.of_type(DEPLOYMENT) if d.inputs["metadata"]["name"] == "vllm-scaled-spot"]
+    assert spot[0].inputs["spec"]["replicas"] == 0  # created at KEDA's start: no spot pod to wait for
     # Woken by the excess rate, which the base's own pods report: no rate measured in front of vLLM.
     (trigger,) = spec["triggers"]
     assert trigger["metadata"]["query"].startswith("clamp_min(")

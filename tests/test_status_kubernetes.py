@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
@@ -325,3 +327,40 @@ def test_an_on_demand_base_beside_spot_exports_both_deployments() -> None:
     assert {group.name for group in source.groups} == deployments
     assert len(deployments) == 2
     assert all(group.role == "serve" for group in source.groups)
+
+
+def _container(name: str, state: str, exit_code: int | None = None, last_exit: int | None = None) -> Any:
+    terminated = SimpleNamespace(exit_code=exit_code)
+    return SimpleNamespace(
+        name=name,
+        state=SimpleNamespace(
+            running=SimpleNamespace() if state == "running" else None,
+            waiting=SimpleNamespace(reason="CrashLoopBackOff") if state == "waiting" else None,
+            terminated=terminated if state == "terminated" else None,
+        ),
+        last_state=SimpleNamespace(terminated=SimpleNamespace(exit_code=last_exit) if last_exit else None),
+    )
+
+
+def _pod(inits: list[Any], containers: list[Any]) -> Any:
+    return SimpleNamespace(
+        status=SimpleNamespace(init_container_statuses=inits, container_statuses=containers)
+    )
+
+
+def test_the_log_of_a_pod_whose_fill_failed_is_the_fills():
+    # A failed fill is retried by the kubelet (CrashLoopBackOff) and vLLM never starts: its log is empty,
+    # and asking for it gets 400 "waiting to start: PodInitializing"; the fill's says why.
+    pod_object = _pod(
+        [_container("fill-hf-cache", "waiting", last_exit=1)],
+        [SimpleNamespace(name="vllm", state=SimpleNamespace(running=None, terminated=None, waiting=None),
+                         last_state=SimpleNamespace(terminated=None))],
+    )  # fmt: skip
+    assert k8s_status.log_container(pod_object) == "fill-hf-cache"
+
+
+def test_the_log_of_a_pod_past_its_fill_is_vllms():
+    pod_object = _pod(
+        [_container("fill-hf-cache", "terminated", exit_code=0)], [_container("vllm", "running")]
+    )
+    assert k8s_status.log_container(pod_object) == "vllm"

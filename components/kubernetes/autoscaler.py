@@ -130,8 +130,8 @@ class AutoscalerArgs:
 
 class Autoscaler(pulumi.ComponentResource):
     """The workload's replicas between ``vllm:minReplicas`` and ``vllm:maxReplicas`` (less a fixed
-    on-demand base), owned by KEDA's HPA (the workload declares no replica count of its own, so Pulumi
-    never resets it)."""
+    on-demand base), owned by KEDA's HPA (the workload declares only its start and ignores later changes
+    to its count, so Pulumi never resets it: components/kubernetes/capacity.py)."""
 
     scaled_object: CustomResource
 

@@ -52,8 +52,12 @@ class KubernetesSettings:
     activation_query: str | None = None
     #: vllm:tlsSecretName: a kubernetes.io/tls Secret in the namespace; vLLM serves HTTPS from it.
     tls_secret_name: str | None = None
-    #: vllm:cacheClaim: an existing ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
+    #: vllm:cacheClaim: a ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
     cache_claim: str | None = None
+    #: vllm:cacheStorageClass: the stack creates vllm:cacheClaim from this class (else the claim exists).
+    cache_storage_class: str | None = None
+    #: vllm:createNamespace: false uses vllm:namespace as it exists (created, and kept, by you).
+    create_namespace: bool = True
     #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
     prometheus_operator: bool = False
 
@@ -87,6 +91,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
         )
     if namespace == "default" or namespace.startswith("kube-"):
         raise SpecError(f"{PROJECT}:namespace", namespace, "a namespace of its own (the stack creates it)")
+    create_namespace = read.boolean("createNamespace", True)
     storage_class = read.string("storageClass")
     if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
         raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
@@ -98,6 +103,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             cache_claim,
             "the name of a PersistentVolumeClaim in the stack's namespace",
         )
+    cache_storage_class = _cache_storage_class(read, cache_claim, create_namespace)
     allowed = read.raw("allowedCidrs")
     if service_type == "ClusterIP" and allowed is not None:
         raise SpecError(
@@ -144,9 +150,35 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             activation_query=read.string("activationQuery"),
             tls_secret_name=tls_secret_name,
             cache_claim=cache_claim,
+            cache_storage_class=cache_storage_class,
+            create_namespace=create_namespace,
             prometheus_operator=read.boolean("prometheusOperator", False),
         )
     )
+
+
+def _cache_storage_class(read: ConfigReader, cache_claim: str | None, create_namespace: bool) -> str | None:
+    """vllm:cacheStorageClass, checked against the claim and the namespace: a claim the stack does not
+    create must exist before the pods, so in a namespace that exists before ``up`` (pulumi-kubernetes
+    >= 4.29 refuses to create an object that already exists, #4278: it cannot adopt a namespace you made)."""
+    storage_class = read.string("cacheStorageClass")
+    if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
+        raise SpecError(f"{PROJECT}:cacheStorageClass", storage_class, "a StorageClass name (DNS subdomain)")
+    if storage_class is not None and cache_claim is None:
+        raise SpecError(
+            f"{PROJECT}:cacheStorageClass",
+            storage_class,
+            f"set with {PROJECT}:cacheClaim, the name of the ReadWriteMany claim the stack creates from it",
+        )
+    if cache_claim is not None and storage_class is None and create_namespace:
+        raise SpecError(
+            f"{PROJECT}:cacheClaim",
+            cache_claim,
+            f"a claim that exists before `up`, in a namespace that does too: set {PROJECT}:createNamespace "
+            f"false (and create both), or {PROJECT}:cacheStorageClass for the stack to create the claim "
+            "(a ReadWriteMany class: Filestore, EFS, NFS)",
+        )
+    return storage_class
 
 
 def _prometheus_url(url: str | None) -> str | None:
@@ -289,6 +321,8 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "installLeaderWorkerSet": k8s.install_leader_worker_set,
         "tlsSecretName": k8s.tls_secret_name,
         "cacheClaim": k8s.cache_claim,
+        "cacheStorageClass": k8s.cache_storage_class,
+        "createNamespace": k8s.create_namespace,
         "prometheusOperator": k8s.prometheus_operator,
     }
 
@@ -312,6 +346,8 @@ BACKEND = Backend(
         "activationQuery",
         "tlsSecretName",
         "cacheClaim",
+        "cacheStorageClass",
+        "createNamespace",
         "prometheusOperator",
     ),
     catalog=CATALOG,

@@ -94,3 +94,41 @@ def serving_groups(spec: ServiceSpec) -> list[ServingGroup]:
         )
         groups.append(ServingGroup(f"{spec.name}-spot", rest, {CAPACITY_LABEL: SPOT}))
     return groups
+
+
+def start_replicas(spec: ServiceSpec) -> int:
+    """The count a workload is created with: its fixed count, or the autoscaler's lower bound.
+
+    A scaled workload declares its start too: without ``replicas`` the API server defaults it to 1
+    (Deployment and LeaderWorkerSet alike), which is not the bound KEDA starts from, and the first ``up``
+    waits for that one pod (on spot, one that may never be scheduled). At least 1 when nothing else serves
+    (no on-demand base), so that the first ``up`` proves a replica loads and serves (the workload's await);
+    KEDA takes a workload whose lower bound is 0 down once idle for the cooldown."""
+    policy = spec.autoscaling
+    if policy is None:
+        return spec.replicas
+    return max(policy.min_replicas, 0 if fixed_base_replicas(spec) else 1)
+
+
+#: With an autoscaler, the count is the HPA's after create. pulumi-kubernetes' server-side apply keeps an
+#: ignored field as it is live (``handleSSAIgnoreFields``, provider/pkg/await/await.go: dropped from the
+#: apply when another manager, the HPA's scale subresource writes, owns it, else sent at its live value), so
+#: neither an update nor switching a running stack to autoscaling (the field Pulumi owned at its fixed count
+#: is otherwise dropped from the apply, and the API server resets it to 1 before the HPA acts) moves it.
+SCALED_REPLICAS = "spec.replicas"
+
+
+def scaled_options(spec: ServiceSpec) -> list[str]:
+    """``ignore_changes`` of a workload: its replica count when an autoscaler owns it."""
+    return [SCALED_REPLICAS] if spec.autoscaling is not None else []
+
+
+#: pulumi-kubernetes skips its readiness wait for an object so annotated (``metadata.SkipAwaitLogic``).
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
+def best_effort(spec: ServiceSpec) -> bool:
+    """Spot pods beside an on-demand base: ``up`` does not wait for them. The base (awaited) is what makes
+    the service serve; spot capacity comes when the cloud has it, possibly never, and an ``up`` that
+    waited would fail at its timeout before creating the ScaledObject that may scale them to 0."""
+    return spec.spot and fixed_base_replicas(spec) > 0

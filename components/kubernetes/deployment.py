@@ -34,7 +34,7 @@ def check(spec: ServiceSpec) -> None:
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
-    launch = tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None))
+    launch = pods.with_drain(tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None)))
     # Every other kubernetes:* key the stack sets (kubeconfig, namespace...) reaches the provider too: Pulumi
     # passes stack config to default providers only (components/provider_config.py).
     provider = pulumi_kubernetes.Provider(

@@ -9,10 +9,11 @@ for an Ingress or Gateway that routes only ``/v1/`` and ``/health`` (see README 
 The Service is named ``<name>-api``: a multi-node LeaderWorkerSet (named ``<name>``) gets a headless
 Service of its own name from the LWS controller, which the leader addresses resolve through.
 
-pulumi-kubernetes waits for a Service until its Endpoints list pods (and a LoadBalancer's ingress is
-assigned), 10 minutes unless told (``DefaultServiceTimeoutMins``, provider/pkg/await/service.go). The
-pods only appear once scheduled on a GPU node, possibly a new one, so the Service is created after the
-workload it fronts (whose own await covers the model load) and waits up to one pod's start budget.
+pulumi-kubernetes waits for a Service until ``serviceReady && endpointsSettled && !endpointsPending``
+(provider/pkg/await/service.go, 4.17+): a LoadBalancer's ingress is assigned, and its Endpoints, unchanged
+for 10 s, list no address that is not ready (none at all will do), 10 minutes unless told
+(``DefaultServiceTimeoutMins``). A pod still loading is such an address, so the Service is created after
+the workload it fronts (whose own await covers the model load) and waits up to one pod's start budget.
 """
 
 from __future__ import annotations
@@ -21,14 +22,32 @@ from dataclasses import dataclass
 
 import pulumi
 from pulumi_kubernetes.core import v1 as core
+from pulumi_kubernetes.meta import v1 as meta
 
 from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
 from components.kubernetes import pods, tls
 from components.kubernetes.backend import settings
+from components.launch import LOAD_BALANCER_IDLE_SECONDS
 from components.spec import OPEN_TO_ALL, ServiceSpec
 
 SERVICE_PORT = 80
 CLUSTER_DOMAIN = "cluster.local"
+#: The load balancer's idle timeout, as on the VM backends (``LOAD_BALANCER_IDLE_SECONDS``): a completion
+#: that sends nothing for a minute (a non-streamed answer, a long prefill) must not be cut, and vLLM's
+#: keep-alive outlasts it. Each AWS implementation of a LoadBalancer Service reads its own annotation and
+#: ignores the others (other clouds ignore them all):
+#: - the in-tree / cloud-provider-aws controller makes a Classic ELB, idle timeout 60 s unless
+#:   ``aws-load-balancer-connection-idle-timeout`` (cloud-provider-aws docs/service_controller.md: "ELB");
+#: - the AWS Load Balancer Controller makes an NLB, whose TCP listeners drop a flow idle for 350 s unless
+#:   the listener attribute ``tcp.idle_timeout.seconds`` (60-6000, AWS ELB API ListenerAttribute) says
+#:   otherwise, set per listener by ``aws-load-balancer-listener-attributes.TCP-<port>`` (the controller's
+#:   e2e tests, kubernetes-sigs/aws-load-balancer-controller test/e2e/service, set ``TCP-80:
+#:   tcp.idle_timeout.seconds=400`` and read it back from the listener).
+#: GKE's LoadBalancer Service is a passthrough Network Load Balancer: not a proxy, it terminates no
+#: connection (cloud.google.com/load-balancing/docs/network), so there is no idle timeout to raise.
+IDLE_TIMEOUT_SECONDS = LOAD_BALANCER_IDLE_SECONDS
+CLASSIC_ELB_IDLE = "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout"
+NLB_LISTENER_ATTRIBUTES = "service.beta.kubernetes.io/aws-load-balancer-listener-attributes"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +67,15 @@ def service_port(spec: ServiceSpec) -> core.ServicePortArgsDict:
     if tls.serves_tls(spec):
         return {"name": "https", "port": HTTPS_PORT, "target_port": pods.PORT_NAME, "protocol": "TCP"}
     return {"name": "http", "port": SERVICE_PORT, "target_port": pods.PORT_NAME, "protocol": "TCP"}
+
+
+def idle_timeout_annotations(spec: ServiceSpec) -> dict[str, str]:
+    """The AWS load balancers' idle timeout (``IDLE_TIMEOUT_SECONDS``) on the Service's one port."""
+    port = service_port(spec)["port"]
+    return {
+        CLASSIC_ELB_IDLE: str(IDLE_TIMEOUT_SECONDS),
+        f"{NLB_LISTENER_ATTRIBUTES}.TCP-{port}": f"tcp.idle_timeout.seconds={IDLE_TIMEOUT_SECONDS}",
+    }
 
 
 def ingress_point(status: core.outputs.ServiceStatus | None) -> tuple[str, str]:
@@ -105,13 +133,16 @@ class LoadBalancer(pulumi.ComponentResource):
         }
         if public and spec.allowed_cidrs != OPEN_TO_ALL:
             service_spec["load_balancer_source_ranges"] = list(spec.allowed_cidrs)
+        metadata: meta.ObjectMetaArgsDict = {
+            "name": service_name(spec),
+            "namespace": args.namespace,
+            "labels": pods.labels(spec, "endpoint"),
+        }
+        if public:
+            metadata["annotations"] = idle_timeout_annotations(spec)
         self.service = core.Service(
             f"{name}-service",
-            metadata={
-                "name": service_name(spec),
-                "namespace": args.namespace,
-                "labels": pods.labels(spec, "endpoint"),
-            },
+            metadata=metadata,
             spec=service_spec,
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -8,6 +8,7 @@ import pulumi
 from pulumi_kubernetes.core import v1 as core
 
 from components.kubernetes.backend import settings
+from components.kubernetes.capacity import SKIP_AWAIT
 from components.kubernetes.pods import labels
 from components.launch import API_KEY_ENV, HF_TOKEN_ENV
 from components.service import Secrets
@@ -21,20 +22,33 @@ class ServiceNamespaceArgs:
 
 
 class ServiceNamespace(pulumi.ComponentResource):
-    """``vllm:namespace``, created and owned by the stack (pick one that does not exist yet), and a Secret
-    whose keys are the environment variable names the launch spec fills from the secret store.
+    """``vllm:namespace``, created and owned by the stack (pick one that does not exist yet), or with
+    ``vllm:createNamespace: false`` used as it exists: then you create it before ``up`` (with what the
+    pods need from you first: the ``vllm:cacheClaim``, the ``vllm:tlsSecretName`` Secret), and ``pulumi
+    destroy`` leaves it and them. pulumi-kubernetes >= 4.29 refuses to create an object that exists
+    (#4278), so the stack cannot adopt a namespace you made; it creates only what it owns.
 
-    The Secret is auto-named. The Kubernetes provider replaces a Secret whose data changes (Secrets are
+    The Secret holds the keys the launch spec fills from the secret store, named as the environment
+    variables. It is auto-named: the Kubernetes provider replaces a Secret whose data changes (Secrets are
     immutable to it unless ``enableSecretMutable``), so a new API key or token gets a new name, which
     changes the pod template and rolls the replicas: environment variables are read only at start.
 
+    With ``vllm:cacheStorageClass`` the stack creates ``vllm:cacheClaim``: ReadWriteMany, of
+    ``diskSizeGb``, kept by ``pulumi destroy`` (``retain_on_delete``) so the cache outlives the stack; in
+    the stack's own namespace, deleting the namespace deletes it anyway (its volume then follows the
+    class's reclaim policy). It is not awaited: a class that binds on first use
+    (``WaitForFirstConsumer``) binds only once a pod mounts it, and the pods wait for it themselves.
+
     Attributes:
-        namespace, secret: the Namespace and the Secret of the API key (and HF token).
-        name, secret_name: their names, for the pods' ``secretKeyRef``.
+        namespace: the Namespace, None when it is yours.
+        secret: the Secret of the API key (and HF token).
+        cache_claim: the shared cache claim the stack creates, else None.
+        name, secret_name: their names, for the pods.
     """
 
-    namespace: core.Namespace
+    namespace: core.Namespace | None
     secret: core.Secret
+    cache_claim: core.PersistentVolumeClaim | None
     name: pulumi.Output[str]
     secret_name: pulumi.Output[str]
 
@@ -43,13 +57,18 @@ class ServiceNamespace(pulumi.ComponentResource):
     ) -> None:
         super().__init__("vllm:kubernetes:ServiceNamespace", name, None, opts)
         spec = args.spec
+        k8s = settings(spec)
         child = pulumi.ResourceOptions(parent=self)
-        self.namespace = core.Namespace(
-            f"{name}-namespace",
-            metadata={"name": settings(spec).namespace, "labels": labels(spec, "namespace")},
-            opts=child,
-        )
-        self.name = self.namespace.metadata.name
+        self.namespace = None
+        if k8s.create_namespace:
+            self.namespace = core.Namespace(
+                f"{name}-namespace",
+                metadata={"name": k8s.namespace, "labels": labels(spec, "namespace")},
+                opts=child,
+            )
+            self.name = self.namespace.metadata.name
+        else:
+            self.name = pulumi.Output.from_input(k8s.namespace)
         values = {API_KEY_ENV: args.secrets.api_key}
         if args.secrets.hf_token is not None:
             values[HF_TOKEN_ENV] = args.secrets.hf_token
@@ -61,4 +80,21 @@ class ServiceNamespace(pulumi.ComponentResource):
             opts=child,
         )
         self.secret_name = self.secret.metadata.name
+        self.cache_claim = None
+        if k8s.cache_claim is not None and k8s.cache_storage_class is not None:
+            self.cache_claim = core.PersistentVolumeClaim(
+                f"{name}-hf-cache",
+                metadata={
+                    "name": k8s.cache_claim,
+                    "namespace": self.name,
+                    "labels": labels(spec, "hf-cache"),
+                    "annotations": SKIP_AWAIT,
+                },
+                spec={
+                    "access_modes": ["ReadWriteMany"],
+                    "storage_class_name": k8s.cache_storage_class,
+                    "resources": {"requests": {"storage": f"{spec.disk_size_gb}Gi"}},
+                },
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
         self.register_outputs({"namespace": self.name, "secretName": self.secret_name})

@@ -29,6 +29,7 @@ runtime's default seccomp profile, no service account token, and no Service envi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import posixpath
 from typing import Any
@@ -59,11 +60,29 @@ CPU_DEFAULT_KV_CACHE_GB = 2
 #: 64 MB default breaks them). A tmpfs limit, not a reservation; production-stack's default is 20 GiB.
 SHM_GB_PER_GPU = 2
 CPU_SHM_GB = 1
-#: Time to stop routing to a terminating pod before vLLM sees SIGTERM (endpoint removal is asynchronous),
-#: then time for in-flight generations to finish. The pause is an exec of the image's /bin/sleep: the
-#: ``preStop.sleep`` action is beta only from Kubernetes 1.30 (GA 1.34), older API servers reject it.
-PRE_STOP_SECONDS = 10
-TERMINATION_GRACE_SECONDS = 120
+#: Time to stop routing to a terminating pod before vLLM sees SIGTERM. Endpoint removal is asynchronous:
+#: the EndpointSlice controller drops the pod, then every node's kube-proxy and, for load balancers that
+#: target pod IPs (the AWS Load Balancer Controller's NLB in IP mode, GKE's NEGs), the cloud deregisters
+#: it, which takes seconds to tens of seconds. Until then new requests may still arrive; vLLM, still
+#: running, serves them. The pause is an exec of the image's /bin/sleep: the ``preStop.sleep`` action is
+#: beta only from Kubernetes 1.30 (GA 1.34), older API servers reject it.
+PRE_STOP_SECONDS = 30
+#: The longest request a replica finishes once told to stop (rollout, scale-in, node drain): the VM
+#: backends' promise, GCP's backend service timeout and connection draining of 3,600 s
+#: (components/gcp/load_balancer.py), a long reasoning completion at ~10 tokens/s under load. vLLM aborts
+#: every request in flight on SIGTERM unless ``--shutdown-timeout SECONDS`` (0 by default; vLLM 0.18+,
+#: vllm-project/vllm#36666): then it refuses new requests and waits up to SECONDS for those it has.
+LONGEST_REQUEST_SECONDS = 3600
+#: After the drain, vLLM shuts its engine down (workers exit, GPU memory is released).
+SHUTDOWN_MARGIN_SECONDS = 30
+#: The kubelet's grace covers the preStop pause too (Kubernetes "Pod Lifecycle": termination): SIGKILL
+#: comes this long after the pod is deleted, whatever still runs, so it must exceed the pause plus vLLM's
+#: drain (vLLM's Kubernetes guide: grace >= preStop sleep + --shutdown-timeout). A node that goes away
+#: sooner (a spot node's notice: 30 s on GKE, 2 minutes on EC2) cuts it short; nothing in the pod can
+#: prevent that.
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + LONGEST_REQUEST_SECONDS + SHUTDOWN_MARGIN_SECONDS
+#: vLLM's flag for the drain on SIGTERM (components/vllm_flags.json lists it for the pinned release).
+SHUTDOWN_TIMEOUT_FLAG = "--shutdown-timeout"
 #: Before the container starts: a node from the cluster autoscaler plus a ~10-20 GB image pull. The launch
 #: spec's startup budget counts from container start.
 POD_SCHEDULE_AND_PULL_SECONDS = 1200
@@ -171,8 +190,19 @@ def requests(spec: ServiceSpec) -> tuple[float, float]:
 
 
 def cache_request_gb(spec: ServiceSpec) -> int:
-    """Disk the weights cache needs on the node: the weights plus headroom, within ``diskSizeGb``."""
+    """Disk the pod's own cache needs on the node: the weights plus headroom, within ``diskSizeGb``; with
+    vllm:cacheClaim the weights are on the claim and only the headroom (the compile cache, logs) stays."""
+    if settings(spec).cache_claim is not None:
+        return CACHE_HEADROOM_GB
     return min(spec.disk_size_gb, weights_gb(spec) + CACHE_HEADROOM_GB)
+
+
+def local_cache_gb(spec: ServiceSpec) -> int:
+    """The size of the pod's own cache volume: ``diskSizeGb``, or with vllm:cacheClaim (the HF cache on
+    the claim) what stays local, so that no GPU node must have disk for weights it never stores."""
+    if settings(spec).cache_claim is not None:
+        return CACHE_HEADROOM_GB
+    return spec.disk_size_gb
 
 
 def shm_gb(spec: ServiceSpec) -> int:
@@ -368,11 +398,11 @@ def shared_hf_cache_volumes(spec: ServiceSpec) -> list[dict[str, Any]]:
 
 
 def cache_claim_spec(spec: ServiceSpec) -> dict[str, Any]:
-    """One ReadWriteOnce volume of ``diskSizeGb`` on ``vllm:storageClass``."""
+    """One ReadWriteOnce volume of ``local_cache_gb`` on ``vllm:storageClass``."""
     return {
         "accessModes": ["ReadWriteOnce"],
         "storageClassName": settings(spec).storage_class,
-        "resources": {"requests": {"storage": f"{spec.disk_size_gb}Gi"}},
+        "resources": {"requests": {"storage": f"{local_cache_gb(spec)}Gi"}},
     }
 
 
@@ -381,7 +411,7 @@ def cache_volume(spec: ServiceSpec, component: str) -> dict[str, Any]:
     live as long as the pod, so a restarted container finds its weights. See ``replica_group.py`` for why
     not a StatefulSet, and ``ray_replica.py`` for the claims that outlive a multi-node group."""
     if settings(spec).storage_class is None:
-        return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": f"{spec.disk_size_gb}Gi"}}
+        return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": f"{local_cache_gb(spec)}Gi"}}
     claim = {"metadata": {"labels": labels(spec, component)}, "spec": cache_claim_spec(spec)}
     return {"name": CACHE_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}}
 
@@ -432,6 +462,15 @@ def rolling_update(spec: ServiceSpec) -> dict[str, int]:
     if surge is None:
         surge = 1 if spec.replicas == 1 else 0
     return {"maxSurge": surge, "maxUnavailable": 0 if surge > 0 else 1}
+
+
+def with_drain(launch: LaunchSpec) -> LaunchSpec:
+    """The launch spec with vLLM draining its requests on SIGTERM for ``LONGEST_REQUEST_SECONDS``: last in
+    argv, so it wins over the same flag in vllm:extraArgs (argparse keeps the last value), as the pod's
+    grace is sized for it."""
+    return dataclasses.replace(
+        launch, args=(*launch.args, SHUTDOWN_TIMEOUT_FLAG, str(LONGEST_REQUEST_SECONDS))
+    )
 
 
 def start_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:

@@ -43,7 +43,9 @@ network (TCP): RDMA/InfiniBand needs the cluster's own network operator and is o
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
@@ -52,7 +54,7 @@ from pulumi_kubernetes.networking import v1 as networking
 from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
-from components.kubernetes import pods
+from components.kubernetes import capacity, pods
 from components.kubernetes.backend import settings
 from components.kubernetes.replica_group import disruption_budget
 from components.launch import LaunchSpec
@@ -81,9 +83,60 @@ SCRIPT_VOLUME = "ray-bootstrap"
 WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 
+#: The released controller (config/manager/manager.yaml with config/default's ``lws-`` prefix and
+#: ``lws-system`` namespace): its Deployment, its container, and the port of its webhook server
+#: (config/default/manager_webhook_patch.yaml).
+CONTROLLER_NAMESPACE, CONTROLLER_DEPLOYMENT, CONTROLLER_CONTAINER = (
+    "lws-system",
+    "lws-controller-manager",
+    "manager",
+)
+WEBHOOK_PORT = "webhook-server"
+#: The LeaderWorkerSet validating webhook's path (config/webhook/manifests.yaml, vleaderworkerset.kb.io).
+WEBHOOK_PATH = "/validate-leaderworkerset-x-k8s-io-v1-leaderworkerset"
+#: Ready when the webhook serves. As released, the controller is ready at once (its readyz check is
+#: ``healthz.Ping``, cmd/main.go setupHealthzAndReadyzCheck), while it registers its webhooks only once
+#: cert-controller has written the certificates and injected the CA into the webhook configurations
+#: (setupControllers waits on ``certsReady``); the webhooks fail closed (``failurePolicy: Fail``), so a
+#: LeaderWorkerSet created in between is refused with "failed calling webhook". This probe asks the webhook
+#: itself, over HTTPS (the kubelet does not verify the certificate): refused before the server has its
+#: certificate, 404 before the handler is registered, 200 after (controller-runtime v0.22.4, which LWS
+#: v0.8.0 pins, pkg/webhook/admission/http.go: a request without a body is answered with an
+#: AdmissionReview carrying the error, written without a status code, so 200; logged as "bad request").
+WEBHOOK_READINESS = {
+    "httpGet": {"path": WEBHOOK_PATH, "port": WEBHOOK_PORT, "scheme": "HTTPS"},
+    "periodSeconds": 5,
+    "failureThreshold": 3,
+}
+
+
+def ready_when_webhooks_serve(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """The release manifest's controller Deployment with ``WEBHOOK_READINESS``; every other object as it is.
+
+    pulumi-kubernetes then holds everything that depends on the manifest until the webhook serves: it waits
+    for the Deployment's ready replicas (its await; the webhook Service's await alone would not do, as it
+    completes while the pod has no address yet, provider/pkg/await/service.go). It retries a failed create
+    only on NotFound and NoMatch (provider/pkg/await/await.go Creation), not on a webhook's refusal: there
+    must be no window to retry."""
+    # A manifest's objects reach a transform as plain values (ConfigFile registers them from the YAML).
+    props: dict[str, Any] = copy.deepcopy(dict(args.props))
+    metadata = props.get("metadata") or {}
+    if args.type_ != "kubernetes:apps/v1:Deployment" or (
+        metadata.get("name"),
+        metadata.get("namespace"),
+    ) != (CONTROLLER_DEPLOYMENT, CONTROLLER_NAMESPACE):
+        return None
+    for container in props["spec"]["template"]["spec"]["containers"]:
+        if container["name"] == CONTROLLER_CONTAINER:
+            container["readinessProbe"] = WEBHOOK_READINESS
+    return pulumi.ResourceTransformResult(props=props, opts=args.opts)
+
+
 class LeaderWorkerSetController(pulumi.ComponentResource):
     """The LWS controller and CRD from the pinned release manifest (``vllm:installLeaderWorkerSet``), for
-    clusters that do not run it yet. It is cluster-wide: one stack per cluster should own it.
+    clusters that do not run it yet, ready only once its webhooks serve (``ready_when_webhooks_serve``), so
+    the LeaderWorkerSet that depends on it is created in the same ``up``. It is cluster-wide: one stack per
+    cluster should own it.
 
     Attributes:
         manifest: the ``ConfigFile`` of the release manifest (the CRD, the controller and its RBAC).
@@ -100,7 +153,7 @@ class LeaderWorkerSetController(pulumi.ComponentResource):
         self.manifest = k8s_yaml.ConfigFile(
             f"{name}-manifest",
             file=LWS_MANIFEST,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, transforms=[ready_when_webhooks_serve]),
         )
         self.register_outputs({"manifest": LWS_MANIFEST})
 
@@ -213,8 +266,8 @@ class RayReplicaGroup(pulumi.ComponentResource):
                 "annotations": WAIT_FOR,
             },
             spec={
-                # With an autoscaler the count is its own (unset here: LWS starts at 1).
-                "replicas": spec.replicas if spec.autoscaling is None else None,
+                # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
+                "replicas": capacity.start_replicas(spec),
                 "startupPolicy": "LeaderCreated",
                 "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rollout},
                 "leaderWorkerTemplate": group_template,
@@ -227,6 +280,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     ),
+                    ignore_changes=capacity.scaled_options(spec),
                 ),
             ),
         )

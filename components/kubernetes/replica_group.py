@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_kubernetes.apps import v1 as apps
 from pulumi_kubernetes.core import v1 as core
+from pulumi_kubernetes.meta import v1 as meta
 from pulumi_kubernetes.policy import v1 as policy
 
-from components.kubernetes import pods
+from components.kubernetes import capacity, pods
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 
@@ -107,16 +108,19 @@ class ReplicaGroup(pulumi.ComponentResource):
                 init_containers=pods.fill_containers(spec, launch, args.secret_name),
             ),
         }
+        metadata: meta.ObjectMetaArgsDict = {
+            "name": args.deployment_name or spec.name,
+            "namespace": args.namespace,
+            "labels": pods.labels(spec, pods.SERVER),
+        }
+        if capacity.best_effort(spec):
+            metadata["annotations"] = capacity.SKIP_AWAIT
         self.deployment = apps.Deployment(
             f"{name}-deployment",
-            metadata={
-                "name": args.deployment_name or spec.name,
-                "namespace": args.namespace,
-                "labels": pods.labels(spec, pods.SERVER),
-            },
+            metadata=metadata,
             spec={
-                # With an autoscaler the count is its own (unset here: the API server starts at 1).
-                "replicas": spec.replicas if spec.autoscaling is None else None,
+                # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
+                "replicas": capacity.start_replicas(spec),
                 "selector": {"match_labels": match},
                 "strategy": {
                     "type": "RollingUpdate",
@@ -138,7 +142,8 @@ class ReplicaGroup(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{start}s", update=f"{start * spec.max_replicas}s"
-                    )
+                    ),
+                    ignore_changes=capacity.scaled_options(spec),
                 ),
             ),
         )

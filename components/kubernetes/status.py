@@ -111,6 +111,35 @@ def _running(container: Any) -> bool:
     return container.state is not None and container.state.running is not None
 
 
+def log_container(pod: Any) -> str:
+    """The container whose log says what the pod is doing: an init container while it runs (the fill of
+    vllm:cacheClaim) or, failed, holds the pod before vLLM ever ran; else vLLM's. The API server answers
+    a log request for a container that has not started with 400 ("container ... is waiting to start:
+    PodInitializing"), so asking for vLLM's log there reads nothing."""
+    inits = pod.status.init_container_statuses or []
+    running = [init.name for init in inits if _running(init)]
+    if running:
+        return running[0]
+    serving = next((c for c in pod.status.container_statuses or [] if c.name == CONTAINER), None)
+    ran = serving is not None and (
+        _running(serving)
+        or (serving.state is not None and serving.state.terminated is not None)
+        or (serving.last_state is not None and serving.last_state.terminated is not None)
+    )
+    unfinished = [
+        init.name
+        for init in inits
+        if not (
+            init.state is not None
+            and init.state.terminated is not None
+            and init.state.terminated.exit_code == 0
+        )
+    ]
+    if not ran and unfinished:
+        return unfinished[0]
+    return CONTAINER
+
+
 def _resources(pod: Any) -> str:
     container = pod.spec.containers[0]
     limits = (container.resources.limits or {}) if container.resources else {}
@@ -212,7 +241,7 @@ def list_replicas(
                         zone=cluster.zone(node, zones) if node else "",
                         status=status,
                         detail=detail,
-                        extra={"namespace": namespace, "node": node},
+                        extra={"namespace": namespace, "node": node, "container": log_container(pod)},
                     )
                 )
     single = [replica for replica in replicas if replica.role == SERVE]
@@ -244,7 +273,8 @@ def read_logs(
     source: ReplicaSource, query: LogQuery, emit: Callable[[LogLine], None], api_client: Any = None
 ) -> None:
     """The pods' ``vllm`` container logs from the API server (the kubelet keeps them; a restarted
-    container's previous run is ``kubectl logs --previous``). Following reads every pod at once."""
+    container's previous run is ``kubectl logs --previous``), or the init container's of a pod still in
+    it (``log_container``). Following reads every pod at once."""
     cluster = Cluster(source.location, api_client)
     since_seconds = max(1, int((datetime.now(UTC) - query.since).total_seconds()))
     lock = threading.Lock()
@@ -255,7 +285,7 @@ def read_logs(
             response = cluster.core.read_namespaced_pod_log(
                 replica.name,
                 source.scope,
-                container=CONTAINER,
+                container=replica.extra.get("container", CONTAINER),
                 since_seconds=since_seconds,
                 timestamps=True,
                 follow=query.follow,

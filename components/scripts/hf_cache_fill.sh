@@ -47,12 +47,37 @@ lock_epoch() {
   fi
 }
 
-# In the background, so that SIGTERM (the pod deleted) is acted on at once: bash defers traps until a
+# The files vLLM loads, as the budget counts them (components/model_facts.py, _weights_gb): the weights at
+# the top of the repository, its *.safetensors without the consolidated* duplicates of a sharded checkpoint
+# (when it has only those, them), else the PyTorch pytorch_model*.bin; and beside them the config,
+# tokenizer, chat template and remote-code files vLLM reads first. Nothing in a folder (`original/` holds
+# Meta's .pth checkpoint, about as large again as the weights), no duplicate .bin of a safetensors repo.
+# `hf download` matches --include/--exclude as fnmatch globs on the file's path, where `*` crosses `/`
+# (huggingface_hub utils/_paths.py filter_repo_objects): `*/*` is every file in a folder.
+readonly SNAPSHOT="$CACHE_DIR/models--${MODEL//\//--}/snapshots/$REVISION"
+readonly TOP_LEVEL=(--exclude '*/*')
+readonly READ_FIRST=(--include '*.json' --include '*.model' --include '*.tiktoken' --include '*.txt'
+  --include '*.jinja' --include '*.py')
+
+has() { compgen -G "$SNAPSHOT/$1" >/dev/null; }
+
+# One `hf download` of the commit's files the arguments select, within what is left of FETCH_SECONDS. In
+# the background, so that SIGTERM (the pod deleted) is acted on at once: bash defers traps until a
 # foreground child returns.
+fetch() {
+  local left=$((DEADLINE - $(date +%s)))
+  [ "$left" -gt 0 ] || return 124
+  timeout "$left" hf download "$MODEL" --revision "$REVISION" --cache-dir "$CACHE_DIR" "${TOP_LEVEL[@]}" "$@" \
+    >/dev/null &
+  wait "$!"
+}
+
 download() {
   log "downloading $MODEL@$REVISION from the Hugging Face Hub into $CACHE_DIR (at most ${FETCH_SECONDS}s)"
-  timeout "$FETCH_SECONDS" hf download "$MODEL" --revision "$REVISION" --cache-dir "$CACHE_DIR" >/dev/null &
-  wait "$!"
+  DEADLINE=$(($(date +%s) + FETCH_SECONDS))
+  fetch "${READ_FIRST[@]}" --include '*.safetensors' --exclude 'consolidated*'
+  has '*.safetensors' || fetch --include 'consolidated*.safetensors'
+  has '*.safetensors' || fetch --include 'pytorch_model*.bin'
   date +%s >"$COMPLETE.$$"
   mv "$COMPLETE.$$" "$COMPLETE"
   log "$MODEL@$REVISION is in the shared cache"
