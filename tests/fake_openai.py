@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -156,15 +158,20 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(fake: FakeOpenAI | None = None) -> Iterator[FakeOpenAI]:
+def serving(fake: FakeOpenAI | None = None, tls: tuple[Path, Path] | None = None) -> Iterator[FakeOpenAI]:
+    """Serve ``fake`` on 127.0.0.1; HTTPS with ``tls`` = (certificate, key)."""
     fake = fake or FakeOpenAI()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     server.daemon_threads = True
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     stop = threading.Timer(fake.lifetime, server.shutdown)
     stop.daemon = True
     stop.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    fake.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     try:
         yield fake
     finally:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from components.observe import ReplicaSource
 from tests.fake_openai import FakeOpenAI, serving
+from tests.test_status_https import self_signed
 from tools import bench
 
 REPO = Path(__file__).resolve().parent.parent
@@ -191,6 +193,20 @@ def test_ctrl_c_keeps_the_levels_measured_so_far(interrupted):
     assert "Traceback" not in interrupted["err"]
 
 
+def test_an_https_endpoint_verified_with_its_ca_is_measured(tokenizer, tmp_path):
+    cert, key = self_signed(tmp_path)
+    fake = FakeOpenAI(api_key=KEY, model=MODEL, first_token_s=0.01, token_s=0.01)
+    with serving(fake, tls=(cert, key)):
+        code, out, err = run(
+            *("--endpoint", fake.url, "--cacert", str(cert), "--concurrency", "1", "--requests", "2"),
+            *("--input-tokens", "8", "--output-tokens", "2", "--tokenizer", str(tokenizer)),
+            env={"VLLM_API_KEY": KEY},
+        )
+    assert code == bench.EXIT_OK, err
+    assert out.splitlines()[2].split()[:2] == ["1", "2"]  # the level row: concurrency 1, 2 requests
+    assert fake.completions == 3  # the streaming check, then both requests of the level
+
+
 # --- Bad input: one line each, before any load ------------------------------------------------------------
 
 
@@ -285,3 +301,19 @@ def test_a_ttft_slo_moves_the_knee():
 def test_the_suggestion_is_per_replica():
     advice = bench.suggestion([_level(1, 50, 1), _level(16, 90, 12)], replicas=4, ttft_slo_ms=None)
     assert "vllm:targetQpsPerReplica 3," in advice and "queue target 4 requests" in advice
+
+
+def _source(replicas: int, bounds: tuple[int, int] | None) -> ReplicaSource:
+    return ReplicaSource(
+        platform="kubernetes", location="kind", scope="vllm", replicas=replicas, startup_seconds=600,
+        groups=[], balancer="vllm-api", bounds=bounds,
+    )  # fmt: skip
+
+
+def test_a_stacks_fixed_replica_count_divides_the_suggestion():
+    assert bench.stack_replicas(bench.Target("http://h", None, MODEL, replica_source=_source(3, None))) == 3
+
+
+def test_an_autoscaled_stacks_count_is_not_assumed():
+    source = _source(1, (1, 4))
+    assert bench.stack_replicas(bench.Target("http://h", None, MODEL, replica_source=source)) is None

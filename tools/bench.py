@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -339,13 +340,27 @@ def run_level(
     config = work / f"concurrency-{concurrency}.yaml"
     config.write_text(aiperf_config(target, model, args, concurrency, out))
     child_env = {**env, KEY_VARIABLE: target.api_key or ""}
+    if args.tokenizer and Path(args.tokenizer).is_dir():
+        # aiperf 0.13.0 (common/tokenizer.py, _load_from_hub) reads even a local directory as a Hub cache
+        # entry when HF_HUB_OFFLINE is set, and fails; a local tokenizer needs no Hub anyway.
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            child_env.pop(name, None)
+    if target.cacert:
+        # aiperf's aiohttp verifies with Python's default context, which reads the CAs from SSL_CERT_FILE.
+        child_env["SSL_CERT_FILE"] = target.cacert
     command = [*aiperf_command(env), "profile", "--config", str(config), "--ui-type", "none"]
+    process: subprocess.Popen[bytes] | None = None
     with (out / "aiperf.out").open("wb") as output:
-        # Its own session: the terminal's Ctrl-C reaches this process only, which stops aiperf in order.
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=child_env, cwd=work, start_new_session=True
-        )
         try:
+            # Its own session: the terminal's Ctrl-C reaches this process only, which stops aiperf in order.
+            process = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=child_env,
+                cwd=work,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + START_SECONDS + args.requests * REQUEST_TIMEOUT_SECONDS
             while process.poll() is None:
                 progress.update(concurrency, _count_lines(out))
@@ -355,7 +370,8 @@ def run_level(
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=0.5)
         except BaseException:
-            _stop(process)
+            if process is not None:
+                _stop(process)
             raise
     level = read_level(out, concurrency)
     progress.update(concurrency, level.requests)
@@ -560,6 +576,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
     )
     parser.add_argument(
+        "--cacert",
+        help="PEM file of CAs that verify an HTTPS endpoint (default: the system's)",
+    )
+    parser.add_argument(
         "--model", help="served model name (default: the stack's model, else the first listed)"
     )
     parser.add_argument(
@@ -586,8 +606,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--replicas",
         type=_positive,
-        default=1,
-        help="replicas that serve the sweep, for the per-replica suggestion (default: 1)",
+        help="replicas that serve the sweep, for the per-replica suggestion "
+        "(default: a stack's fixed count, else 1)",
     )
     parser.add_argument(
         "--ttft-slo-ms",
@@ -607,6 +627,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.stack and args.api_key:
         parser.error("--api-key goes with --endpoint; --stack reads the key from the stack's outputs")
+    if args.cacert and not os.path.isfile(args.cacert):
+        parser.error(f"--cacert {args.cacert}: no such file")
     if args.compare and not args.plot:
         parser.error("--compare draws beside this run's chart: add --plot FILE.png")
     if args.plot and not args.plot.lower().endswith(".png"):
@@ -616,25 +638,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def stack_replicas(target: Target) -> int | None:
+    """A stack's fixed replica count; None for an autoscaled one (its count moves) or an --endpoint."""
+    source = target.replica_source
+    return source.replicas if source is not None and source.bounds is None else None
+
+
 def sweep_levels(
     target: Target, model: str, args: argparse.Namespace, env: Mapping[str, str], err: TextIO
 ) -> tuple[list[Level], bool, str | None]:
     """Run the levels in order; Ctrl-C or a failed level ends the sweep, keeping the levels measured."""
     levels: list[Level] = []
     progress = Progress(args.concurrency, args.requests, err)
-    with tempfile.TemporaryDirectory(prefix="tools-bench-") as scratch:
-        work = Path(args.keep or scratch)
-        try:
-            for concurrency in args.concurrency:
-                levels.append(run_level(target, model, args, concurrency, work, env, progress))
-        except KeyboardInterrupt:
-            progress.close()
-            return levels, True, None
-        except (BenchError, ConfigError) as error:
-            progress.close()
-            return levels, False, str(error)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tools-bench-"))
+    interrupted, failure = False, None
+    try:
+        for concurrency in args.concurrency:
+            levels.append(run_level(target, model, args, concurrency, work, env, progress))
+    except KeyboardInterrupt:
+        interrupted = True
+    except (BenchError, ConfigError) as error:
+        failure = str(error)  # names aiperf's log, kept for it
     progress.close()
-    return levels, False, None
+    if not args.keep and failure is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return levels, interrupted, failure
 
 
 def main(
@@ -647,7 +675,7 @@ def main(
     secret: str | None = None
     try:
         compare = load_levels(args.compare) if args.compare else []
-        target = resolve_target(args, env)
+        target = dataclasses.replace(resolve_target(args, env), cacert=args.cacert)
         secret = target.api_key
         aiperf_command(env)
         with requests.Session() as session:
@@ -661,7 +689,7 @@ def main(
     sweep = Sweep(
         target.endpoint, model, args.api, args.input_tokens, args.output_tokens, levels, interrupted
     )
-    advice = suggestion(levels, args.replicas, args.ttft_slo_ms)
+    advice = suggestion(levels, args.replicas or stack_replicas(target) or 1, args.ttft_slo_ms)
     if levels:
         print(render_table(sweep), file=out)
     if advice:
