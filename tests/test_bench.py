@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -205,6 +206,20 @@ def test_an_https_endpoint_verified_with_its_ca_is_measured(tokenizer, tmp_path)
     assert code == bench.EXIT_OK, err
     assert out.splitlines()[2].split()[:2] == ["1", "2"]  # the level row: concurrency 1, 2 requests
     assert fake.completions == 3  # the streaming check, then both requests of the level
+
+
+def test_a_level_aiperf_cannot_run_is_one_line_naming_its_kept_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept work directory, cleaned by pytest
+    with serving(FakeOpenAI(api_key=KEY, model=MODEL)) as fake:
+        code, _, err = run(
+            *("--endpoint", fake.url, "--concurrency", "1", "--requests", "1"),
+            *("--tokenizer", str(tmp_path / "no-such-tokenizer")),
+            env={"VLLM_API_KEY": KEY},
+        )
+    assert code == bench.EXIT_FAILED
+    failure = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(failure) == 1 and "aiperf failed at concurrency 1" in failure[0] and "Traceback" not in err
+    assert Path(failure[0].rsplit("(log: ", 1)[1].rstrip(")")).is_file()
 
 
 # --- Bad input: one line each, before any load ------------------------------------------------------------
