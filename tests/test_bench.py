@@ -313,6 +313,14 @@ def test_a_ttft_slo_moves_the_knee():
     assert bench.knee(levels, ttft_slo_ms=400).concurrency == 16
 
 
+def test_a_knee_at_the_highest_level_says_it_may_lie_above():
+    advice = bench.suggestion([_level(1, 50, 1), _level(4, 60, 3.9)], replicas=1, ttft_slo_ms=None)
+    assert "may lie above it" in advice
+    assert "may lie above" not in bench.suggestion(
+        [_level(1, 50, 1), _level(4, 60, 3.9), _level(16, 500, 4)], replicas=1, ttft_slo_ms=None
+    )
+
+
 def test_the_suggestion_is_per_replica():
     advice = bench.suggestion([_level(1, 50, 1), _level(16, 90, 12)], replicas=4, ttft_slo_ms=None)
     assert "vllm:targetQpsPerReplica 3," in advice and "queue target 4 requests" in advice

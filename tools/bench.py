@@ -361,7 +361,9 @@ def run_level(
                 cwd=work,
                 start_new_session=True,
             )
-            deadline = time.monotonic() + START_SECONDS + args.requests * REQUEST_TIMEOUT_SECONDS
+            # Each of the level's users sends its requests in turn, each within aiperf's request timeout.
+            rounds = math.ceil(args.requests / concurrency)
+            deadline = time.monotonic() + START_SECONDS + rounds * REQUEST_TIMEOUT_SECONDS
             while process.poll() is None:
                 progress.update(concurrency, _count_lines(out))
                 if time.monotonic() > deadline:
@@ -407,10 +409,8 @@ class Progress:
         self.shown = line
         if self.tty:
             print(f"\r{line}", end="", file=self.err, flush=True)
-        elif done >= self.per_level or done == 0:
-            print(
-                line, file=self.err, flush=True
-            )  # a log, not a terminal: one line per level's start and end
+        elif done >= self.per_level or done == 0:  # a log, not a terminal: a level's start and end
+            print(line, file=self.err, flush=True)
 
     def close(self) -> None:
         if self.tty and self.shown:
@@ -444,10 +444,13 @@ def suggestion(levels: Sequence[Level], replicas: int, ttft_slo_ms: float | None
     qps = max(0.01, math.floor(found.requests_per_s / replicas * 100) / 100)
     queue = max(1, math.floor(found.concurrency / replicas))
     served = f"{found.requests_per_s:g} requests/s over {replicas} replica{'s' if replicas != 1 else ''}"
-    return (
+    advice = (
         f"knee at concurrency {found.concurrency} ({rule}, {served}): vllm:targetQpsPerReplica {qps:g}, "
         f"queue target {queue} requests running + waiting per replica"
     )
+    if found.concurrency == max(level.concurrency for level in levels):
+        advice += "; the highest level measured, so the knee may lie above it: add higher levels"
+    return advice
 
 
 def _cell(value: float | None) -> str:
