@@ -124,6 +124,12 @@ def requirements_closure(requirements: Path) -> set[str]:
     return found
 
 
+#: Imported only when present, in `try: import ... except ImportError`: urllib3/util/request.py (brotli),
+#: requests/compat.py (simplejson), opentelemetry/sdk/resources/__init__.py (psutil, under pulumi). The test
+#: run's venv has them through requirements-tools.txt (aiperf's dependencies); the pack's own venv does not.
+OPTIONAL_IMPORTS = {"brotli", "simplejson", "psutil"}
+
+
 def test_what_the_pack_imports_is_installed_by_its_requirements(loaded_pack):
     files = {str(Path(file).resolve()) for file in loaded_pack["modules"].values() if file}
     needed = {
@@ -131,7 +137,7 @@ def test_what_the_pack_imports_is_installed_by_its_requirements(loaded_pack):
         for dist in metadata.distributions()
         if any(str(Path(dist.locate_file(f)).resolve()) in files for f in dist.files or ())
     }
-    assert needed - requirements_closure(PACK / "requirements.txt") == set()
+    assert needed - requirements_closure(PACK / "requirements.txt") - OPTIONAL_IMPORTS == set()
 
 
 # --- As Pulumi serves it --------------------------------------------------------------------------------

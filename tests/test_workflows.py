@@ -282,6 +282,7 @@ def acceptance_env(tmp_path: Path, fake_clis: Path) -> dict[str, str]:
         "FAKE_MODEL": DEV_MODEL,
         "FAKE_KIND_CLUSTERS": "vllm-acceptance",
         "ACCEPTANCE_WAIT_SECONDS": "300",  # returns as soon as ready: only a failing run waits it out
+        "ACCEPTANCE_BENCH_JSON": "",  # no bench: its own test below (this fake vLLM does not stream)
     }
 
 
@@ -353,6 +354,21 @@ def test_acceptance_script_asks_the_stacks_model_with_its_api_key(run_acceptance
     # The fake answers 401 to a wrong key, so a pass proves the key went through; argv never carries it.
     assert run.returncode == 0, run.stderr
     assert not any(FAKE_API_KEY in " ".join(event.get("argv", [])) for event in run.events)
+
+
+def test_acceptance_script_benches_the_stacks_model_with_its_api_key_after_the_completion(
+    run_acceptance, tmp_path
+):
+    # This fake vLLM does not stream: tools.bench, past the key and model checks, refuses it in one line,
+    # which proves it ran against the forwarded endpoint with the stack's key and model.
+    run = run_acceptance(ACCEPTANCE_BENCH_JSON=str(tmp_path / "bench.json"))
+    assert run.returncode != 0
+    assert "tools.bench: a short sweep" in run.stderr
+    assert "answered a streaming request without streaming" in run.stderr
+    bench = run.index(lambda event: event.get("body") and event["body"].get("stream") is True)
+    assert run.events[bench]["body"]["model"] == DEV_MODEL
+    assert bench > run.index(is_request("curl", "/v1/chat/completions"))
+    assert run.index(is_pulumi("destroy")) > bench
 
 
 def test_acceptance_script_stops_the_port_forward_on_exit(run_acceptance):

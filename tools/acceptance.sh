@@ -3,7 +3,8 @@
 # Qwen2.5-0.5B, a ClusterIP Service) on a kind cluster, with the real Pulumi CLI.
 #
 #   tools/acceptance.sh           pulumi up -> kubectl port-forward -> tools.status --wait -> one chat
-#                                 completion (HTTP 200, non-empty answer) -> pulumi destroy
+#                                 completion (HTTP 200, non-empty answer) -> a short tools.bench sweep
+#                                 (its JSON kept in ACCEPTANCE_BENCH_JSON) -> pulumi destroy
 #   tools/acceptance.sh destroy   destroy what a run in ACCEPTANCE_WORK_DIR left behind (CI runs it
 #                                 `if: always()`, for a run that was cancelled or timed out)
 #
@@ -14,13 +15,16 @@
 # cluster's kubeconfig.
 #
 # Needs Docker, kind, kubectl, the pulumi CLI, curl and the project's virtualenv
-# (python3 -m venv .venv && .venv/bin/pip install -r requirements.txt). Optional environment:
+# (python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -r requirements-tools.txt). Optional
+# environment:
 #   KIND_CLUSTER              kind cluster to deploy to (default vllm-acceptance); created when missing,
 #                             and then deleted at the end
 #   ACCEPTANCE_WORK_DIR       where the state, kubeconfig and logs live (default: a temp dir, removed at the
 #                             end unless a destroy failed)
 #   ACCEPTANCE_WAIT_SECONDS   how long tools.status --wait gives the endpoint (default 1800)
 #   PULUMI_CONFIG_PASSPHRASE  the throwaway state's passphrase (default: generated, kept in the work dir)
+#   ACCEPTANCE_BENCH_JSON     where tools.bench writes its results (default: $TMPDIR/vllm-acceptance-bench.json;
+#                             empty: no bench)
 set -euo pipefail
 
 readonly STACK=dev
@@ -31,6 +35,7 @@ readonly COMPLETION_SECONDS=300
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster=${KIND_CLUSTER:-vllm-acceptance}
 wait_seconds=${ACCEPTANCE_WAIT_SECONDS:-1800}
+bench_json=${ACCEPTANCE_BENCH_JSON-${TMPDIR:-/tmp}/vllm-acceptance-bench.json}
 python=$repo/.venv/bin/python
 port_forward_pid=""
 
@@ -166,6 +171,12 @@ if not isinstance(content, str) or not content.strip():
     sys.exit("choices[0].message.content is empty")
 print(f"answer: {content.strip()}")
 PYTHON
+
+  [[ -n $bench_json ]] || return 0
+  log "tools.bench: a short sweep, results in $bench_json"
+  (cd "$repo" && VLLM_API_KEY=$api_key "$python" -m tools.bench --endpoint "$url" --model "$model" \
+    --concurrency 1,2 --requests 8 --input-tokens 64 --output-tokens 16 --json "$bench_json") ||
+    fail "tools.bench failed"
 }
 
 # What the pod did, for the log of a failed run.
