@@ -322,27 +322,21 @@ check_key_required() {
 
 # --- AWS: the restart check through SSM Run Command ---------------------------------------------------------
 
-aws_region() {
-  in_project pulumi config get aws:region --stack "$STACK" --non-interactive 2>/dev/null ||
-    sed -n 's/^ *aws:region: *//p' "$work/project/stacks/$STACK.yaml"
-}
-
 aws_instances() {
-  aws ec2 describe-instances --region "$(aws_region)" \
+  aws ec2 describe-instances --region "$cloud_region" \
     --filters "Name=tag:vllm:stack,Values=$STACK" Name=instance-state-name,Values=pending,running \
     --query 'Reservations[].Instances[].InstanceId' --output text | tr '\t' '\n' | sed '/^$/d' | sort
 }
 
 # Runs a shell command on one instance by SSM Run Command; prints its standard output.
 aws_run() {
-  local instance=$1 command=$2 id status deadline=$((SECONDS + 300)) aws_region parameters
-  aws_region=$(aws_region)
+  local instance=$1 command=$2 id status deadline=$((SECONDS + 300)) parameters
   parameters=$("$python" -c 'import json, sys
 print(json.dumps({"commands": [sys.argv[1]]}))' "$command")
-  id=$(aws ssm send-command --region "$aws_region" --instance-ids "$instance" \
+  id=$(aws ssm send-command --region "$cloud_region" --instance-ids "$instance" \
     --document-name AWS-RunShellScript --parameters "$parameters" --query Command.CommandId --output text)
   while :; do
-    status=$(aws ssm get-command-invocation --region "$aws_region" --command-id "$id" \
+    status=$(aws ssm get-command-invocation --region "$cloud_region" --command-id "$id" \
       --instance-id "$instance" --query Status --output text 2>/dev/null) || status=Pending
     case $status in
       Success) break ;;
@@ -352,14 +346,13 @@ print(json.dumps({"commands": [sys.argv[1]]}))' "$command")
     ((SECONDS < deadline)) || fail "SSM command on $instance did not finish within 300 s"
     sleep 5
   done
-  aws ssm get-command-invocation --region "$aws_region" --command-id "$id" --instance-id "$instance" \
+  aws ssm get-command-invocation --region "$cloud_region" --command-id "$id" --instance-id "$instance" \
     --query StandardOutputContent --output text
 }
 
 aws_attach_ssm() {
-  local instance=$1 profile role online deadline=$((SECONDS + SSM_ONLINE_SECONDS)) aws_region
-  aws_region=$(aws_region)
-  profile=$(aws ec2 describe-instances --region "$aws_region" --instance-ids "$instance" \
+  local instance=$1 profile role online deadline=$((SECONDS + SSM_ONLINE_SECONDS))
+  profile=$(aws ec2 describe-instances --region "$cloud_region" --instance-ids "$instance" \
     --query 'Reservations[0].Instances[0].IamInstanceProfile.Arn' --output text)
   role=$(aws iam get-instance-profile --instance-profile-name "${profile##*/}" \
     --query 'InstanceProfile.Roles[0].RoleName' --output text)
@@ -367,7 +360,7 @@ aws_attach_ssm() {
   printf '%s\n' "$role" >"$work/ssm-role"
   aws iam attach-role-policy --role-name "$role" --policy-arn "arn:aws:iam::aws:$SSM_POLICY_ARN_SUFFIX"
   while :; do
-    online=$(aws ssm describe-instance-information --region "$aws_region" \
+    online=$(aws ssm describe-instance-information --region "$cloud_region" \
       --filters "Key=InstanceIds,Values=$instance" --query 'InstanceInformationList[0].PingStatus' \
       --output text 2>/dev/null) || online=""
     [[ $online == Online ]] && break
@@ -416,29 +409,32 @@ check_restart() {
 
 gcp_leftovers() {
   local name=vllm-$STACK kind
-  # Instances, templates and buckets carry the label stack=<name> (components/gcp/machine.py, weight_cache.py);
-  # disks, addresses and the load balancer's parts are named <name>-... .
-  gcloud compute instances list --project "$gcp_project" --filter="labels.stack=$name" --format='value(selfLink)'
-  gcloud storage buckets list --project "$gcp_project" --filter="labels.stack=$name" --format='value(name)'
+  # Instances and buckets carry the label stack=<name> (components/gcp/machine.py, weight_cache.py); disks,
+  # addresses and the load balancer's parts are named <name> or <name>-... (Pulumi's auto-names).
+  gcloud compute instances list --project "$gcp_project" --filter="labels.stack=$name" \
+    --format='value(selfLink)' || return 1
+  gcloud storage buckets list --project "$gcp_project" --filter="labels.stack=$name" --format='value(name)' ||
+    return 1
   for kind in disks addresses forwarding-rules target-http-proxies url-maps backend-services; do
-    gcloud compute "$kind" list --project "$gcp_project" --filter="name ~ ^$name-" --format='value(selfLink)'
+    gcloud compute "$kind" list --project "$gcp_project" --filter="name ~ ^$name(-|\$)" \
+      --format='value(selfLink)' || return 1
   done
 }
 
 aws_leftovers() {
-  local aws_region tag="Name=tag:vllm:stack,Values=$STACK"
-  aws_region=$(aws_region)
+  local tag="Name=tag:vllm:stack,Values=$STACK"
   # Every resource carries the tag vllm:stack=<stack> (components/aws/machines.py stack_tags); terminated
   # instances stay listed for a while and are not left.
-  aws ec2 describe-instances --region "$aws_region" --filters "$tag" \
+  aws ec2 describe-instances --region "$cloud_region" --filters "$tag" \
     Name=instance-state-name,Values=pending,running,stopping,stopped \
-    --query 'Reservations[].Instances[].InstanceId' --output text
-  aws ec2 describe-volumes --region "$aws_region" --filters "$tag" --query 'Volumes[].VolumeId' --output text
-  aws ec2 describe-addresses --region "$aws_region" --filters "$tag" --query 'Addresses[].AllocationId' \
-    --output text
-  aws resourcegroupstaggingapi get-resources --region "$aws_region" --tag-filters "Key=vllm:stack,Values=$STACK" \
-    --resource-type-filters elasticloadbalancing:loadbalancer s3 \
-    --query 'ResourceTagMappingList[].ResourceARN' --output text
+    --query 'Reservations[].Instances[].InstanceId' --output text || return 1
+  aws ec2 describe-volumes --region "$cloud_region" --filters "$tag" --query 'Volumes[].VolumeId' \
+    --output text || return 1
+  aws ec2 describe-addresses --region "$cloud_region" --filters "$tag" --query 'Addresses[].AllocationId' \
+    --output text || return 1
+  aws resourcegroupstaggingapi get-resources --region "$cloud_region" \
+    --tag-filters "Key=vllm:stack,Values=$STACK" --resource-type-filters elasticloadbalancing:loadbalancer s3 \
+    --query 'ResourceTagMappingList[].ResourceARN' --output text || return 1
 }
 
 check_leftovers() {
@@ -495,18 +491,20 @@ delete_cluster() {
 }
 
 cleanup() {
-  local status=$?
+  local status=$? had_stack
   trap - EXIT
   set +e
   stop_port_forward
   if ((status != 0)) && [[ -f $work/stack-initialized ]]; then
     diagnostics
   fi
+  had_stack=0
+  if [[ -f $work/stack-initialized ]]; then had_stack=1; fi
   if ! destroy_stack; then
     status=1
     printf 'acceptance: pulumi destroy failed; state kept in %s: ACCEPTANCE_WORK_DIR=%s %s --stack %s destroy\n' \
       "$work" "$work" "$0" "$STACK" >&2
-  elif [[ -f $work/project/Pulumi.yaml ]] && ! check_leftovers; then
+  elif ((had_stack)) && ! check_leftovers; then
     status=1
   fi
   delete_cluster
@@ -552,6 +550,8 @@ case $STACK in
     ;;
 esac
 readonly STACK platform
+# The region the stack deploys to: ACCEPTANCE_REGION, else the preset's.
+cloud_region=${region:-$(sed -n "s/^ *$platform:region: *//p" "$repo/stacks/$STACK.yaml" 2>/dev/null)}
 
 own_work=0
 if [[ -n ${ACCEPTANCE_WORK_DIR:-} ]]; then

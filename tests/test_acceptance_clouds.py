@@ -1,0 +1,478 @@
+"""tools/acceptance.sh on the clouds (gcp-l4, aws-l4): its control flow against fakes of pulumi, curl, gcloud
+and aws on PATH, and of the project's tools.plan, tools.status and tools.bench in a copy of the repository.
+
+The fakes prove what the script asks and in which order, and that every failure still ends in `pulumi
+destroy` and the leftover check; what the clouds answer is the real run's business (README, "Acceptance on
+GCP and AWS")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import ROOT
+
+SCRIPT = ROOT / "tools" / "acceptance.sh"
+API_KEY = "sk-fake-acceptance-cloud-key"
+MODEL = "Qwen/Qwen3-8B"
+LB_ADDRESS = "203.0.113.10"
+HOURLY = 1.41  # what the fake tools.plan prices the stack at
+INSTANCES = ["i-0aaa", "i-0bbb"]
+
+# One program for every fake CLI, dispatching on its name; each call appends its argv as a JSON line to
+# $FAKE_LOG. State that lives across calls (destroyed, the SSM commands sent) is in $FAKE_STATE.
+FAKE_CLI = r"""
+import json, os, sys
+
+LOG, STATE = os.environ["FAKE_LOG"], os.environ["FAKE_STATE"]
+NAME, ARGS = os.path.basename(sys.argv[0]), sys.argv[1:]
+ENV = os.environ
+
+
+def record(**event):
+    with open(LOG, "a") as log:
+        log.write(json.dumps({"tool": NAME, "argv": ARGS, **event}) + "\n")
+
+
+def flag(name, default=None):
+    return ARGS[ARGS.index(name) + 1] if name in ARGS else default
+
+
+def state(name):
+    return os.path.exists(os.path.join(STATE, name))
+
+
+def mark(name, text=""):
+    with open(os.path.join(STATE, name), "w") as file:
+        file.write(text)
+
+
+def pulumi():
+    record(cwd=os.getcwd(), backend=ENV.get("PULUMI_BACKEND_URL"))
+    if ARGS[:1] == [ENV.get("FAKE_FAIL")]:
+        sys.exit(f"error: {ARGS[0]} failed (FAKE_FAIL)")
+    if ARGS[:1] == ["destroy"]:
+        mark("destroyed")
+    if ARGS[:2] == ["stack", "output"]:
+        endpoint = "http://" + ENV["FAKE_LB"]
+        print({"endpoint": endpoint, "apiKey": ENV["FAKE_API_KEY"], "model": ENV["FAKE_MODEL"]}[ARGS[2]])
+
+
+def curl():
+    url = ARGS[-1]
+    headers = [ARGS[i + 1] for i, arg in enumerate(ARGS) if arg == "--header"]
+    auth = any(h.startswith("@") and "Bearer " + ENV["FAKE_API_KEY"] in open(h[1:]).read() for h in headers)
+    record(url=url, auth=auth)
+    host_port = url.split("://", 1)[1].split("/", 1)[0]
+    if ":" in host_port and host_port.rsplit(":", 1)[1] != ENV.get("FAKE_OPEN_PORT"):
+        sys.exit(7)  # couldn't connect
+    path = "/" + url.split("://", 1)[1].partition("/")[2]
+    if path == "/v1/chat/completions":
+        if auth:
+            answer = {"choices": [{"message": {"content": "Hi!"}}]}
+            code, body = int(ENV.get("FAKE_COMPLETION_CODE", 200)), answer
+        else:
+            code, body = int(ENV.get("FAKE_NO_KEY_CODE", 401)), {"error": "no key"}
+    elif path == ENV.get("FAKE_EXPOSED_PATH"):
+        code, body = 200, {}
+    else:
+        code, body = 404, {"detail": "Not Found"}
+    with open(flag("--output"), "w") as out:
+        out.write(json.dumps(body))
+    if "--write-out" in ARGS:
+        print(code, end="")
+
+
+def gcloud():
+    record()
+    listing = ARGS[1:3] in (["instances", "list"], ["disks", "list"])
+    if listing and state("destroyed") and ENV.get("FAKE_LEFTOVER"):
+        print(ENV["FAKE_LEFTOVER"])
+
+
+def aws():
+    record()
+    service, command = ARGS[0], ARGS[1]
+    if (service, command) == ("ec2", "describe-instances"):
+        if "--instance-ids" in ARGS:
+            return print("arn:aws:iam::123456789012:instance-profile/vllm-aws-l4-profile-abc1234")
+        if state("destroyed"):
+            return print(ENV.get("FAKE_LEFTOVER", ""))
+        listed = int(open(os.path.join(STATE, "listed")).read()) if state("listed") else 0
+        mark("listed", str(listed + 1))
+        ids = ENV["FAKE_INSTANCES"].split()
+        if listed and ENV.get("FAKE_REPLACED"):
+            ids = [ids[0] + "-new", *ids[1:]]
+        print("\t".join(ids))
+    elif (service, command) == ("iam", "get-instance-profile"):
+        print("vllm-aws-l4-role-abc1234")
+    elif (service, command) == ("ssm", "describe-instance-information"):
+        print("Online")
+    elif (service, command) == ("ssm", "send-command"):
+        script = json.loads(flag("--parameters"))["commands"][0]
+        sent = len([n for n in os.listdir(STATE) if n.startswith("command-")])
+        mark(f"command-{sent}", script)
+        print(f"command-{sent}")
+    elif (service, command) == ("ssm", "get-command-invocation"):
+        if flag("--query") == "Status":
+            return print("Success")
+        script = open(os.path.join(STATE, flag("--command-id"))).read()
+        if "docker kill" in script:
+            print("2026-12-07T10:00:00Z")
+        elif ENV.get("FAKE_NO_RESTART"):
+            print("2026-12-07T10:00:00Z false")
+        else:
+            print("2026-12-07T10:05:00Z true")
+    elif (service, command) in (("ec2", "describe-volumes"), ("ec2", "describe-addresses")):
+        print("")
+    elif service == "resourcegroupstaggingapi":
+        print(ENV.get("FAKE_LEFTOVER", "") if state("destroyed") else "")
+
+
+{"pulumi": pulumi, "curl": curl, "gcloud": gcloud, "aws": aws}[NAME]()
+"""
+
+# The project's tools as the script calls them (python -m tools.<name> in the project copy).
+FAKE_TOOL = r"""
+import json, os, sys
+
+NAME = __name__.rsplit(".", 1)[-1] if __name__ != "__main__" else os.path.basename(__file__)[:-3]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps({"tool": "tools." + NAME, "argv": sys.argv[1:]}) + "\n")
+if NAME == "plan":
+    print(json.dumps({"cost": {"totalHourly": float(os.environ["FAKE_HOURLY"]) or None}}))
+if NAME == "status":
+    waiting = "--wait" in sys.argv
+    sys.exit(int(os.environ.get("FAKE_WAIT_EXIT" if waiting else "FAKE_TABLE_EXIT", "0")))
+if NAME == "bench":
+    open(sys.argv[sys.argv.index("--json") + 1], "w").write("{}")
+    sys.exit(int(os.environ.get("FAKE_BENCH_EXIT", "0")))
+"""
+
+
+@dataclass
+class Run:
+    returncode: int
+    stderr: str
+    events: list[dict]
+
+    def index(self, predicate: Callable[[dict], bool]) -> int:
+        return next(i for i, event in enumerate(self.events) if predicate(event))
+
+    def has(self, predicate: Callable[[dict], bool]) -> bool:
+        return any(predicate(event) for event in self.events)
+
+    def calls(self, tool: str) -> list[list[str]]:
+        return [event["argv"] for event in self.events if event["tool"] == tool]
+
+
+def called(tool: str, *words: str) -> Callable[[dict], bool]:
+    return lambda event: event["tool"] == tool and event["argv"][: len(words)] == list(words)
+
+
+def curled(path: str, *, auth: bool) -> Callable[[dict], bool]:
+    return lambda event: event["tool"] == "curl" and event["url"].endswith(path) and event["auth"] == auth
+
+
+def ssm_sent(word: str) -> Callable[[dict], bool]:
+    return lambda event: called("aws", "ssm", "send-command")(event) and word in " ".join(event["argv"])
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """The script in a copy of the repository whose tools.plan, tools.status and tools.bench are fakes."""
+    copy = tmp_path / "repo"
+    (copy / "tools").mkdir(parents=True)
+    shutil.copy2(SCRIPT, copy / "tools" / "acceptance.sh")
+    shutil.copytree(ROOT / "stacks", copy / "stacks")
+    shutil.copy2(ROOT / "Pulumi.yaml", copy / "Pulumi.yaml")
+    (copy / "tools" / "__init__.py").write_text("")
+    for name in ("plan", "status", "bench"):
+        (copy / "tools" / f"{name}.py").write_text(FAKE_TOOL)
+    (copy / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    return copy
+
+
+@pytest.fixture
+def run_script(tmp_path: Path, repo: Path) -> Callable[..., Run]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "fake_cli.py"
+    program.write_text(f"#!{sys.executable} -S\n{FAKE_CLI}")
+    program.chmod(0o755)
+    for name in ("pulumi", "curl", "gcloud", "aws"):
+        (bin_dir / name).symlink_to(program)
+
+    def run(*args: str, **fake_env: str) -> Run:
+        state = tmp_path / "state"
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir()
+        log = tmp_path / "calls.jsonl"
+        log.unlink(missing_ok=True)
+        env = {
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TMPDIR": str(tmp_path),
+            "FAKE_LOG": str(log),
+            "FAKE_STATE": str(state),
+            "FAKE_LB": LB_ADDRESS,
+            "FAKE_API_KEY": API_KEY,
+            "FAKE_MODEL": MODEL,
+            "FAKE_HOURLY": str(HOURLY),
+            "FAKE_INSTANCES": " ".join(INSTANCES),
+            "ACCEPTANCE_GCP_PROJECT": "acceptance-project",
+            **fake_env,
+        }
+        result = subprocess.run(
+            ["bash", str(repo / "tools" / "acceptance.sh"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return Run(result.returncode, result.stderr, events)
+
+    return run
+
+
+# --- the order of the steps ------------------------------------------------------------------------------
+
+
+def test_aws_run_prices_deploys_proves_and_destroys_in_that_order(run_script):
+    run = run_script("--stack", "aws-l4")
+    assert run.returncode == 0, run.stderr
+    order = [
+        run.index(called("tools.plan")),
+        run.index(called("pulumi", "stack", "init", "aws-l4")),
+        run.index(called("pulumi", "config", "set", "vllm:replicas", "2")),
+        run.index(called("pulumi", "up")),
+        run.index(lambda e: e["tool"] == "tools.status" and "--wait" in e["argv"]),
+        run.index(curled("/v1/chat/completions", auth=True)),
+        run.index(called("tools.bench")),
+        run.index(lambda e: e["tool"] == "tools.status" and "--wait" not in e["argv"]),
+        run.index(curled("/metrics", auth=True)),
+        run.index(curled("/v1/chat/completions", auth=False)),
+        run.index(called("aws", "iam", "attach-role-policy")),
+        run.index(ssm_sent("docker kill vllm")),
+        run.index(called("aws", "iam", "detach-role-policy")),
+        run.index(called("pulumi", "destroy")),
+        run.index(called("pulumi", "stack", "rm")),
+        run.index(called("aws", "resourcegroupstaggingapi", "get-resources")),
+    ]
+    assert order == sorted(order)
+    assert "PASS: aws-l4" in run.stderr
+
+
+def test_gcp_run_deploys_into_the_given_project_and_checks_for_leftovers_after_the_destroy(run_script):
+    run = run_script("--stack", "gcp-l4", ACCEPTANCE_REGION="us-east4")
+    assert run.returncode == 0, run.stderr
+    assert run.calls("pulumi")[2][:4] == ["config", "set", "gcp:project", "acceptance-project"]
+    assert run.calls("pulumi")[3][:4] == ["config", "set", "gcp:region", "us-east4"]
+    plan = run.calls("tools.plan")[0]
+    assert {"vllm:replicas=2", "gcp:project=acceptance-project", "gcp:region=us-east4"} <= set(plan)
+    destroyed = run.index(called("pulumi", "destroy"))
+    listed = [i for i, e in enumerate(run.events) if e["tool"] == "gcloud" and "list" in e["argv"]]
+    assert listed and min(listed) > destroyed
+    assert all(
+        argv[argv.index("--project") :][:2] == ["--project", "acceptance-project"]
+        for argv in run.calls("gcloud")
+    )
+    # Labels and name prefixes of this stack's resources only.
+    filters = [argv[-2] for argv in run.calls("gcloud")]
+    assert all("vllm-gcp-l4" in f for f in filters), filters
+
+
+def test_the_cost_line_is_the_plans_hourly_price_times_the_runs_budget(run_script):
+    run = run_script("--stack", "gcp-l4", ACCEPTANCE_MAX_MINUTES="90")
+    assert run.returncode == 0, run.stderr
+    assert f"cost: at most ${HOURLY * 1.5:.2f}: 2 replica(s) at ${HOURLY:.2f}/h" in run.stderr
+    assert run.stderr.index("cost: at most") < run.stderr.index("pulumi up")
+
+
+def test_a_plan_without_a_price_stops_the_run_before_anything_is_deployed(run_script):
+    run = run_script("--stack", "aws-l4", FAKE_HOURLY="0")
+    assert run.returncode != 0
+    assert "no cost line, no run" in run.stderr
+    assert run.calls("pulumi") == []
+
+
+def test_the_load_test_runs_only_when_the_project_has_tools_bench(run_script, repo):
+    with_bench = run_script("--stack", "aws-l4")
+    assert with_bench.calls("tools.bench")[0][:6] == [
+        "--stack",
+        "aws-l4",
+        "--concurrency",
+        "1,4",
+        "--requests",
+        "8",
+    ]
+    (repo / "tools" / "bench.py").unlink()
+    without = run_script("--stack", "aws-l4")
+    assert without.returncode == 0, without.stderr
+    assert not without.has(called("tools.bench")) and "no tools/bench.py" in without.stderr
+
+
+def test_the_exposure_check_asks_the_closed_paths_and_the_ray_ports_of_the_load_balancer(run_script):
+    run = run_script("--stack", "gcp-l4")
+    urls = {event["url"] for event in run.events if event["tool"] == "curl"}
+    assert {f"http://{LB_ADDRESS}/metrics", f"http://{LB_ADDRESS}/docs"} <= urls
+    assert {f"http://{LB_ADDRESS}:{port}/" for port in (6379, 8265, 10001, 8000, 22)} <= urls
+
+
+def test_the_key_never_reaches_argv(run_script):
+    run = run_script("--stack", "aws-l4")
+    assert run.returncode == 0, run.stderr
+    assert not any(API_KEY in " ".join(event["argv"]) for event in run.events)
+
+
+# --- the restart check ----------------------------------------------------------------------------------
+
+
+def test_aws_restart_check_kills_one_container_and_waits_for_a_new_one_on_the_same_machine(run_script):
+    run = run_script("--stack", "aws-l4")
+    assert run.returncode == 0, run.stderr
+    sent = [argv for argv in run.calls("aws") if argv[:2] == ["ssm", "send-command"]]
+    assert all(argv[argv.index("--instance-ids") + 1] == INSTANCES[0] for argv in sent)
+    assert "docker kill vllm" in " ".join(sent[0]) and "docker kill" not in " ".join(sent[-1])
+    # After the kill: ready again (tools.status --wait), then the same machines as before.
+    waits = [i for i, e in enumerate(run.events) if e["tool"] == "tools.status" and "--wait" in e["argv"]]
+    assert len(waits) == 2 and waits[1] > run.index(ssm_sent("docker kill vllm"))
+    assert "no machine was replaced" in run.stderr
+
+
+def test_gcp_reports_the_restart_check_as_not_run(run_script):
+    run = run_script("--stack", "gcp-l4")
+    assert run.returncode == 0, run.stderr
+    assert "restart check NOT RUN on gcp" in run.stderr
+
+
+# --- destroy on every failure path ----------------------------------------------------------------------
+
+FAILURES = {
+    "up": ({"FAKE_FAIL": "up"}, "error: up failed"),
+    "never-ready": ({"FAKE_WAIT_EXIT": "3"}, ""),
+    "completion": ({"FAKE_COMPLETION_CODE": "500"}, "chat completion: HTTP 500"),
+    "bench": ({"FAKE_BENCH_EXIT": "1"}, "tools.bench failed"),
+    "replica-not-ready": ({"FAKE_TABLE_EXIT": "1"}, "not every replica is READY"),
+    "metrics-exposed": ({"FAKE_EXPOSED_PATH": "/metrics"}, "/metrics answers HTTP 200"),
+    "ray-port-open": ({"FAKE_OPEN_PORT": "8265"}, "port 8265 of 203.0.113.10 accepts connections"),
+    "no-key-accepted": ({"FAKE_NO_KEY_CODE": "200"}, "without the key got HTTP 200, not 401"),
+    "machine-replaced": ({"FAKE_REPLACED": "1"}, "instances changed after the kill"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_every_failure_destroys_the_stack_and_checks_for_leftovers(run_script, failure):
+    fake_env, reason = FAILURES[failure]
+    run = run_script("--stack", "aws-l4", **fake_env)
+    assert run.returncode != 0, f"{failure} passed"
+    assert reason in run.stderr
+    assert run.index(called("pulumi", "destroy")) > run.index(called("pulumi", "up"))
+    assert run.calls("pulumi")[-1][:2] == ["stack", "rm"]
+    assert run.index(called("aws", "resourcegroupstaggingapi")) > run.index(called("pulumi", "destroy"))
+
+
+def test_the_ssm_policy_is_detached_before_the_destroy_when_the_restart_check_fails(run_script):
+    run = run_script("--stack", "aws-l4", FAKE_REPLACED="1")
+    assert run.returncode != 0
+    detached = run.index(called("aws", "iam", "detach-role-policy"))
+    assert (
+        run.index(called("aws", "iam", "attach-role-policy"))
+        < detached
+        < run.index(called("pulumi", "destroy"))
+    )
+    role = run.events[detached]["argv"]
+    assert role[role.index("--role-name") + 1] == "vllm-aws-l4-role-abc1234"
+
+
+def test_something_left_after_the_destroy_fails_a_run_that_passed_and_names_it(run_script):
+    run = run_script("--stack", "aws-l4", FAKE_LEFTOVER="arn:aws:s3:::vllm-aws-l4-weights-abc1234")
+    assert run.returncode == 1
+    assert "left after the destroy:\narn:aws:s3:::vllm-aws-l4-weights-abc1234" in run.stderr
+
+
+def test_a_gcp_disk_left_after_the_destroy_fails_the_run(run_script):
+    run = run_script("--stack", "gcp-l4", FAKE_LEFTOVER="projects/p/zones/z/disks/vllm-gcp-l4-group-x1")
+    assert run.returncode == 1 and "vllm-gcp-l4-group-x1" in run.stderr
+
+
+def test_a_failed_destroy_keeps_the_state_and_names_the_command_that_finishes_it(run_script, tmp_path):
+    work = tmp_path / "work"
+    failed = run_script("--stack", "gcp-l4", FAKE_FAIL="destroy", ACCEPTANCE_WORK_DIR=str(work))
+    assert failed.returncode != 0
+    assert f"ACCEPTANCE_WORK_DIR={work}" in failed.stderr and "--stack gcp-l4 destroy" in failed.stderr
+    assert not failed.has(called("gcloud")), "no leftover check while the stack still exists"
+    retried = run_script("--stack", "gcp-l4", "destroy", ACCEPTANCE_WORK_DIR=str(work))
+    assert retried.returncode == 0, retried.stderr
+    assert retried.calls("pulumi")[:2] == [
+        ["destroy", "--stack", "gcp-l4", "--yes", "--non-interactive"],
+        ["stack", "rm", "gcp-l4", "--yes", "--non-interactive"],
+    ]
+    assert retried.has(called("gcloud", "compute", "instances", "list"))
+
+
+# --- refusals before anything runs ----------------------------------------------------------------------
+
+
+def test_an_unknown_stack_is_refused_with_the_valid_ones(run_script):
+    run = run_script("--stack", "gcp-h100")
+    assert run.returncode == 2
+    assert "--stack gcp-h100: one of dev, gcp-l4, aws-l4" in run.stderr
+    assert run.events == []
+
+
+def test_gcp_without_a_project_stops_before_any_call(run_script):
+    run = run_script("--stack", "gcp-l4", ACCEPTANCE_GCP_PROJECT="")
+    assert run.returncode != 0 and "ACCEPTANCE_GCP_PROJECT" in run.stderr
+    assert run.events == []
+
+
+# --- the presets the script deploys ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["gcp-l4", "aws-l4"])
+def test_the_acceptance_presets_serve_an_open_model_on_one_l4_from_the_bucket_over_plain_http(preset):
+    config = yaml.safe_load((ROOT / "stacks" / f"{preset}.yaml").read_text())["config"]
+    assert config["vllm:gpu"] == "L4:1" and config["vllm:weightCache"] == "bucket"
+    assert "vllm:domain" not in config and "vllm:hfToken" not in config
+    from tools.fakes_hub import PRESET_MODELS
+
+    assert not PRESET_MODELS[config["vllm:model"]].gated, "the acceptance run has no HF token"
+
+
+#: The replicas: 2 variant the acceptance run deploys (ACCEPTANCE_REPLICAS): two machines behind the one load
+#: balancer; the group's size property and the load balancer resource, by platform.
+VARIANT_GROUP = {
+    "gcp-l4": ("targetSize", "gcp:compute/globalForwardingRule:GlobalForwardingRule"),
+    "aws-l4": ("desiredCapacity", "aws:lb/loadBalancer:LoadBalancer"),
+}
+
+
+@pytest.mark.parametrize("preset", VARIANT_GROUP)
+def test_the_two_replica_variant_puts_two_machines_behind_one_load_balancer_at_twice_the_price(preset):
+    from tools import plan as plan_tool
+
+    single, variant = plan_tool.plan(preset), plan_tool.plan(preset, {"vllm:replicas": "2"})
+    size, balancer = VARIANT_GROUP[preset]
+    sizes = [row["properties"][size] for row in variant["resources"] if size in row["properties"]]
+    assert sizes == [2]
+    assert len([row for row in variant["resources"] if row["type"] == balancer]) == 1
+    assert variant["cost"]["totalHourly"] == pytest.approx(
+        2 * single["cost"]["totalHourly"], abs=0.02
+    )  # each rounded to cents
+
+
+def test_the_script_reads_each_presets_region_under_its_platforms_key():
+    # cloud_region: sed "s/^ *$platform:region: *//p" stacks/<stack>.yaml, platform gcp or aws.
+    for preset, platform in (("gcp-l4", "gcp"), ("aws-l4", "aws")):
+        config = yaml.safe_load((ROOT / "stacks" / f"{preset}.yaml").read_text())["config"]
+        assert config[f"{platform}:region"]
