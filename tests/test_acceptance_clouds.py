@@ -328,6 +328,16 @@ def test_the_exposure_check_asks_the_closed_paths_and_the_ray_ports_of_the_load_
     assert {f"http://{LB_ADDRESS}:{port}/" for port in (6379, 8265, 10001, 8000, 22)} <= urls
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"), [({}, "us-east-1"), ({"ACCEPTANCE_REGION": "us-west-2"}, "us-west-2")]
+)
+def test_the_aws_cli_asks_the_stacks_region_the_presets_unless_overridden(run_script, override, expected):
+    run = run_script("--stack", "aws-l4", **override)
+    assert run.returncode == 0, run.stderr
+    regional = [argv for argv in run.calls("aws") if argv[0] != "iam"]
+    assert regional and all(argv[argv.index("--region") + 1] == expected for argv in regional)
+
+
 def test_the_key_never_reaches_argv(run_script):
     run = run_script("--stack", "aws-l4")
     assert run.returncode == 0, run.stderr
@@ -476,3 +486,84 @@ def test_the_script_reads_each_presets_region_under_its_platforms_key():
     for preset, platform in (("gcp-l4", "gcp"), ("aws-l4", "aws")):
         config = yaml.safe_load((ROOT / "stacks" / f"{preset}.yaml").read_text())["config"]
         assert config[f"{platform}:region"]
+
+
+# --- the workflows that run it ----------------------------------------------------------------------------
+
+CLOUD_WORKFLOWS = {
+    "gcp-l4": ROOT / ".github" / "workflows" / "acceptance-gcp.yml",
+    "aws-l4": ROOT / ".github" / "workflows" / "acceptance-aws.yml",
+}
+
+
+def workflow(stack: str) -> tuple[dict, dict]:
+    loaded = yaml.safe_load(CLOUD_WORKFLOWS[stack].read_text())
+    return loaded, loaded["jobs"][stack]
+
+
+@pytest.mark.parametrize("stack", CLOUD_WORKFLOWS)
+def test_a_cloud_acceptance_runs_by_hand_or_weekly_where_the_repository_opts_in(stack):
+    loaded, job = workflow(stack)
+    triggers = loaded[True]  # YAML 1.1 reads the key `on` as True
+    assert set(triggers) == {"workflow_dispatch", "schedule"}
+    assert len(triggers["schedule"]) == 1
+    assert job["if"] == "github.event_name == 'workflow_dispatch' || vars.ACCEPTANCE_WEEKLY == 'true'"
+
+
+@pytest.mark.parametrize(("stack", "target"), [("gcp-l4", "project"), ("aws-l4", "account")])
+def test_a_cloud_acceptance_takes_the_region_and_the_project_or_account_as_inputs(stack, target):
+    loaded, _ = workflow(stack)
+    assert set(loaded[True]["workflow_dispatch"]["inputs"]) == {"region", target}
+
+
+@pytest.mark.parametrize("stack", CLOUD_WORKFLOWS)
+def test_a_cloud_acceptance_gets_credentials_by_oidc_only(stack):
+    loaded, job = workflow(stack)
+    assert loaded["permissions"] == {"contents": "read", "id-token": "write"}
+    text = CLOUD_WORKFLOWS[stack].read_text()
+    assert "secrets." not in text, "no long-lived cloud key: OIDC federation only"
+    uses = [step["uses"].split("@")[0] for step in job["steps"] if "uses" in step]
+    auth = {"gcp-l4": "google-github-actions/auth", "aws-l4": "aws-actions/configure-aws-credentials"}[stack]
+    assert auth in uses
+
+
+def test_the_gcp_acceptance_federates_through_a_workload_identity_provider():
+    _, job = workflow("gcp-l4")
+    auth = next(s for s in job["steps"] if s.get("uses", "").startswith("google-github-actions/auth@"))
+    assert set(auth["with"]) == {"workload_identity_provider", "service_account"}
+
+
+def test_the_aws_acceptance_assumes_a_role_in_the_chosen_account():
+    _, job = workflow("aws-l4")
+    step = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+    )
+    assert step["with"]["role-to-assume"].startswith(
+        "arn:aws:iam::${{ inputs.account || vars.AWS_ACCOUNT_ID }}:"
+    )
+    # The session outlives the job: a run never loses its credentials before the destroy step.
+    assert step["with"]["role-duration-seconds"] >= job["timeout-minutes"] * 60
+
+
+@pytest.mark.parametrize("stack", CLOUD_WORKFLOWS)
+def test_two_runs_never_share_a_stack(stack):
+    loaded, _ = workflow(stack)
+    group = loaded["concurrency"]["group"]
+    assert stack in group and ("inputs.project" in group or "inputs.account" in group)
+    assert loaded["concurrency"]["cancel-in-progress"] is False, (
+        "a cancelled run would skip nothing, but waits"
+    )
+
+
+@pytest.mark.parametrize("stack", CLOUD_WORKFLOWS)
+def test_a_cloud_acceptance_runs_the_script_then_destroys_always_within_the_jobs_time(stack):
+    _, job = workflow(stack)
+    runs = [step.get("run") for step in job["steps"]]
+    run_step = job["steps"][runs.index(f"bash tools/acceptance.sh --stack {stack}")]
+    destroy_step = job["steps"][runs.index(f"bash tools/acceptance.sh --stack {stack} destroy")]
+    assert job["steps"].index(run_step) < job["steps"].index(destroy_step)
+    assert destroy_step["if"] == "always()"
+    assert run_step["env"]["ACCEPTANCE_WORK_DIR"] == destroy_step["env"]["ACCEPTANCE_WORK_DIR"]
+    assert run_step["timeout-minutes"] + destroy_step["timeout-minutes"] <= job["timeout-minutes"]
+    # The cost line prices the run's own limit.
+    assert int(job["env"]["ACCEPTANCE_MAX_MINUTES"]) == run_step["timeout-minutes"]

@@ -36,6 +36,19 @@ def test_each_workflow_is_valid_against_githubs_schema(path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
+
+
+def test_every_workflow_passes_actionlint():
+    # actionlint checks what the schema cannot: expressions and contexts, the inputs of popular actions, the
+    # runtime of their pinned versions (node20 actions are deprecated), and `run:` scripts with shellcheck.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(ACTIONLINT), "-oneline", *map(str, WORKFLOWS)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_preview_action_is_valid_against_githubs_schema():
     result = subprocess.run(
         [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-actions", str(PREVIEW_ACTION)],

@@ -550,8 +550,11 @@ case $STACK in
     ;;
 esac
 readonly STACK platform
-# The region the stack deploys to: ACCEPTANCE_REGION, else the preset's.
-cloud_region=${region:-$(sed -n "s/^ *$platform:region: *//p" "$repo/stacks/$STACK.yaml" 2>/dev/null)}
+# The region a cloud stack deploys to: ACCEPTANCE_REGION, else the preset's.
+cloud_region=$region
+if [[ $platform != kind && -z $cloud_region ]]; then
+  cloud_region=$(sed -n "s/^ *$platform:region: *//p" "$repo/stacks/$STACK.yaml")
+fi
 
 own_work=0
 if [[ -n ${ACCEPTANCE_WORK_DIR:-} ]]; then
