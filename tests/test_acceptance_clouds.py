@@ -91,11 +91,32 @@ def curl():
         print(code, end="")
 
 
+# What the kill script prints on the machine: StartedAt before -> StartedAt now, Running now.
+def restart_result():
+    if ENV.get("FAKE_NO_RESTART"):
+        return "2026-12-07T10:00:00Z -> 2026-12-07T10:00:00Z false"
+    return "2026-12-07T10:00:00Z -> 2026-12-07T10:05:00Z true"
+
+
+# The stack's instances before the destroy; FAKE_REPLACED swaps the first one after the first look.
+def listed_instances():
+    listed = int(open(os.path.join(STATE, "listed")).read()) if state("listed") else 0
+    mark("listed", str(listed + 1))
+    ids = ENV["FAKE_INSTANCES"].split()
+    if listed and ENV.get("FAKE_REPLACED"):
+        ids = [ids[0] + "-new", *ids[1:]]
+    return ids
+
+
 def gcloud():
-    record()
-    listing = ARGS[1:3] in (["instances", "list"], ["disks", "list"])
-    if listing and state("destroyed") and ENV.get("FAKE_LEFTOVER"):
+    policy = json.load(open(flag("--file"))) if "--file" in ARGS else None
+    record(policy=policy)
+    if ARGS[1:3] == ["instances", "list"] and not state("destroyed"):
+        print("\n".join(f"{i}\tvllm-gcp-l4-group-{i}\tus-central1-a" for i in listed_instances()))
+    elif ARGS[1:3] in (["instances", "list"], ["disks", "list"]) and ENV.get("FAKE_LEFTOVER"):
         print(ENV["FAKE_LEFTOVER"])
+    elif ARGS[1:3] == ["instances", "get-guest-attributes"]:
+        print(restart_result())
 
 
 def aws():
@@ -106,12 +127,7 @@ def aws():
             return print("arn:aws:iam::123456789012:instance-profile/vllm-aws-l4-profile-abc1234")
         if state("destroyed"):
             return print(ENV.get("FAKE_LEFTOVER", ""))
-        listed = int(open(os.path.join(STATE, "listed")).read()) if state("listed") else 0
-        mark("listed", str(listed + 1))
-        ids = ENV["FAKE_INSTANCES"].split()
-        if listed and ENV.get("FAKE_REPLACED"):
-            ids = [ids[0] + "-new", *ids[1:]]
-        print("\t".join(ids))
+        print("\t".join(listed_instances()))
     elif (service, command) == ("iam", "get-instance-profile"):
         print("vllm-aws-l4-role-abc1234")
     elif (service, command) == ("ssm", "describe-instance-information"):
@@ -124,13 +140,7 @@ def aws():
     elif (service, command) == ("ssm", "get-command-invocation"):
         if flag("--query") == "Status":
             return print("Success")
-        script = open(os.path.join(STATE, flag("--command-id"))).read()
-        if "docker kill" in script:
-            print("2026-12-07T10:00:00Z")
-        elif ENV.get("FAKE_NO_RESTART"):
-            print("2026-12-07T10:00:00Z false")
-        else:
-            print("2026-12-07T10:05:00Z true")
+        print(restart_result())
     elif (service, command) in (("ec2", "describe-volumes"), ("ec2", "describe-addresses")):
         print("")
     elif service == "resourcegroupstaggingapi":
@@ -280,14 +290,12 @@ def test_gcp_run_deploys_into_the_given_project_and_checks_for_leftovers_after_t
     plan = run.calls("tools.plan")[0]
     assert {"vllm:replicas=2", "gcp:project=acceptance-project", "gcp:region=us-east4"} <= set(plan)
     destroyed = run.index(called("pulumi", "destroy"))
-    listed = [i for i, e in enumerate(run.events) if e["tool"] == "gcloud" and "list" in e["argv"]]
-    assert listed and min(listed) > destroyed
-    assert all(
-        argv[argv.index("--project") :][:2] == ["--project", "acceptance-project"]
-        for argv in run.calls("gcloud")
-    )
+    leftovers = [e["argv"] for e in run.events[destroyed:] if e["tool"] == "gcloud" and "list" in e["argv"]]
+    kinds = {argv[1] for argv in leftovers}
+    assert {"instances", "buckets", "disks", "addresses", "forwarding-rules", "backend-services"} <= kinds
+    assert all(argv[argv.index("--project") + 1] == "acceptance-project" for argv in run.calls("gcloud"))
     # Labels and name prefixes of this stack's resources only.
-    filters = [argv[-2] for argv in run.calls("gcloud")]
+    filters = [next(arg for arg in argv if arg.startswith("--filter=")) for argv in leftovers]
     assert all("vllm-gcp-l4" in f for f in filters), filters
 
 
@@ -347,22 +355,89 @@ def test_the_key_never_reaches_argv(run_script):
 # --- the restart check ----------------------------------------------------------------------------------
 
 
-def test_aws_restart_check_kills_one_container_and_waits_for_a_new_one_on_the_same_machine(run_script):
+def test_aws_restart_check_kills_the_container_on_one_machine_by_ssm_then_sees_the_same_machines(run_script):
     run = run_script("--stack", "aws-l4")
     assert run.returncode == 0, run.stderr
     sent = [argv for argv in run.calls("aws") if argv[:2] == ["ssm", "send-command"]]
-    assert all(argv[argv.index("--instance-ids") + 1] == INSTANCES[0] for argv in sent)
-    assert "docker kill vllm" in " ".join(sent[0]) and "docker kill" not in " ".join(sent[-1])
+    assert len(sent) == 1 and sent[0][sent[0].index("--instance-ids") + 1] == INSTANCES[0]
+    assert json.loads(sent[0][sent[0].index("--parameters") + 1]) == {"commands": [kill_script()]}
     # After the kill: ready again (tools.status --wait), then the same machines as before.
     waits = [i for i, e in enumerate(run.events) if e["tool"] == "tools.status" and "--wait" in e["argv"]]
     assert len(waits) == 2 and waits[1] > run.index(ssm_sent("docker kill vllm"))
+    assert "restarted (started 2026-12-07T10:00:00Z, now 2026-12-07T10:05:00Z)" in run.stderr
     assert "no machine was replaced" in run.stderr
 
 
-def test_gcp_reports_the_restart_check_as_not_run(run_script):
+def os_policy(run: Run) -> dict:
+    return next(
+        e["policy"] for e in run.events if called("gcloud", "compute", "os-config")(e) and e["policy"]
+    )
+
+
+def test_gcp_restart_check_runs_the_kill_script_by_an_os_policy_on_the_one_labelled_instance(run_script):
     run = run_script("--stack", "gcp-l4")
     assert run.returncode == 0, run.stderr
-    assert "restart check NOT RUN on gcp" in run.stderr
+    labelled = next(argv for argv in run.calls("gcloud") if argv[1:3] == ["instances", "add-labels"])
+    assert labelled[3] == f"vllm-gcp-l4-group-{INSTANCES[0]}"
+    label = labelled[-1].removeprefix("--labels=")
+    policy = os_policy(run)
+    key, value = label.split("=")
+    assert policy["instanceFilter"] == {"inclusionLabels": [{"labels": {key: value}}]}
+    (resource,) = policy["osPolicies"][0]["resourceGroups"][0]["resources"]
+    enforce = resource["exec"]["enforce"]["script"]
+    assert enforce.startswith(kill_script()) and "guest-attributes/vllm-acceptance/restart" in enforce
+    assert [
+        arg
+        for argv in run.calls("gcloud")
+        if argv[1:3] == ["instances", "add-metadata"]
+        for arg in argv
+        if arg.startswith("--metadata")
+    ] == ["--metadata=enable-osconfig=TRUE,enable-guest-attributes=TRUE"]
+    assert "no machine was replaced" in run.stderr
+
+
+def test_gcp_deletes_its_os_policy_assignment_before_the_destroy_when_the_container_did_not_restart(
+    run_script,
+):
+    run = run_script("--stack", "gcp-l4", FAKE_NO_RESTART="1")
+    assert run.returncode != 0 and "did not restart" in run.stderr
+    created = run.events[
+        run.index(called("gcloud", "compute", "os-config", "os-policy-assignments", "create"))
+    ]
+    deleted = run.index(called("gcloud", "compute", "os-config", "os-policy-assignments", "delete"))
+    assert run.events[deleted]["argv"][4] == created["argv"][4]
+    assert deleted < run.index(called("pulumi", "destroy"))
+
+
+def kill_script() -> str:
+    text = SCRIPT.read_text()
+    start = text.index("readonly KILL_SCRIPT='") + len("readonly KILL_SCRIPT='")
+    return text[start : text.index("'\n", start)]
+
+
+def test_the_kill_script_kills_the_container_and_reports_the_one_systemd_starts(tmp_path):
+    # A fake docker: the container started at T0; `docker kill` has systemd start a new one at T1.
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        f"state={tmp_path}/killed\n"
+        'case "$1" in\n'
+        '  kill) touch "$state"; echo vllm ;;\n'
+        '  inspect) if [ -f "$state" ]; then t=T1; else t=T0; fi\n'
+        '    case "$3" in *Running*) echo "$t true" ;; *) echo "$t" ;; esac ;;\n'
+        "esac\n"
+    )
+    docker.chmod(0o755)
+    result = subprocess.run(
+        ["/bin/sh", "-c", kill_script()],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "T0 -> T1 true"
+    assert (tmp_path / "killed").exists()
 
 
 # --- destroy on every failure path ----------------------------------------------------------------------
@@ -377,6 +452,10 @@ FAILURES = {
     "ray-port-open": ({"FAKE_OPEN_PORT": "8265"}, "port 8265 of 203.0.113.10 accepts connections"),
     "no-key-accepted": ({"FAKE_NO_KEY_CODE": "200"}, "without the key got HTTP 200, not 401"),
     "machine-replaced": ({"FAKE_REPLACED": "1"}, "instances changed after the kill"),
+    "no-restart": (
+        {"FAKE_NO_RESTART": "1"},
+        "did not restart: 2026-12-07T10:00:00Z -> 2026-12-07T10:00:00Z false",
+    ),
 }
 
 
@@ -420,7 +499,8 @@ def test_a_failed_destroy_keeps_the_state_and_names_the_command_that_finishes_it
     failed = run_script("--stack", "gcp-l4", FAKE_FAIL="destroy", ACCEPTANCE_WORK_DIR=str(work))
     assert failed.returncode != 0
     assert f"ACCEPTANCE_WORK_DIR={work}" in failed.stderr and "--stack gcp-l4 destroy" in failed.stderr
-    assert not failed.has(called("gcloud")), "no leftover check while the stack still exists"
+    after_destroy = failed.events[failed.index(called("pulumi", "destroy")) :]
+    assert not [e for e in after_destroy if e["tool"] == "gcloud"], "no leftover check while the stack exists"
     retried = run_script("--stack", "gcp-l4", "destroy", ACCEPTANCE_WORK_DIR=str(work))
     assert retried.returncode == 0, retried.stderr
     assert retried.calls("pulumi")[:2] == [

@@ -13,7 +13,7 @@
 #     -> one chat completion -> tools.bench (when tools/bench.py exists) -> the replica table shows every
 #     replica READY -> /metrics, /docs, /openapi.json and the Ray and vLLM ports are not reachable through
 #     the load balancer -> a request without the key gets 401 -> the vLLM container killed on one replica
-#     restarts on the same machine (aws: by SSM Run Command; gcp: not run, see below) -> pulumi destroy
+#     restarts on the same machine (see below) -> pulumi destroy
 #     -> nothing tagged with the stack is left (instances, disks, buckets, load balancers, addresses).
 # destroy: destroy what a run in ACCEPTANCE_WORK_DIR left behind (CI runs it `if: always()`, for a run that
 #   was cancelled or timed out), then the leftover check.
@@ -24,11 +24,13 @@
 # writes its encryption salt there, not into the repository's stack files), and kubectl and Pulumi see only
 # the kind cluster's kubeconfig.
 #
-# The restart check needs a command on one machine, and these stacks open no SSH. On AWS it runs through
-# SSM Run Command: the run attaches the AWS-managed AmazonSSMManagedInstanceCore policy to the stack's
-# instance role for its own duration and detaches it before the destroy (the program leaves it out, so a
-# deployed stack has no remote shell; components/aws/identity.py). GCP offers no remote command without
-# SSH or an agent the images do not run by default, so on gcp-l4 the check is reported as not run.
+# The restart check needs a command on one machine, and these stacks open no SSH; each cloud's own channel
+# runs it. AWS: SSM Run Command; the run attaches the AWS-managed AmazonSSMManagedInstanceCore policy to the
+# stack's instance role for its own duration and detaches it before the destroy (the program leaves it out,
+# so a deployed stack has no remote shell; components/aws/identity.py). GCP: a VM Manager OS policy
+# assignment on the one instance the run labels (enable-osconfig=TRUE in its metadata; the project needs
+# the osconfig.googleapis.com API), which reports through a guest attribute; the run deletes it before the
+# destroy. The command kills the container and waits for the one systemd starts in its place.
 #
 # Needs the pulumi CLI, curl and the project's virtualenv (python3 -m venv .venv && .venv/bin/pip install -r
 # requirements.txt -r requirements-tools.txt); dev: Docker, kind, kubectl; gcp-l4: gcloud with Application
@@ -57,7 +59,8 @@ readonly CONNECT_SECONDS=5
 # AWS: what SSM Run Command needs on the machine, attached for the run only (see the header).
 readonly SSM_POLICY_ARN_SUFFIX=policy/AmazonSSMManagedInstanceCore
 readonly SSM_ONLINE_SECONDS=900
-readonly RESTART_SECONDS=900
+# How long the kill command may take to run and report: SSM's or the OS Config agent's pickup included.
+readonly RESTART_SECONDS=1200
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cluster=${KIND_CLUSTER:-vllm-acceptance}
@@ -320,34 +323,31 @@ check_key_required() {
   [[ $code == 401 ]] || fail "a request without the key got HTTP $code, not 401"
 }
 
-# --- AWS: the restart check through SSM Run Command ---------------------------------------------------------
+# --- The restart check: kill the vLLM container on one replica, see it start again on the same machine ----
 
+# Runs on the machine as root (/bin/sh): kills the container vllm.service runs, waits up to 5 minutes for
+# systemd to start a new one (Restart=always, RestartSec=10: components/scripts/vm_bootstrap.sh), and sets
+# $result to "<StartedAt before> -> <StartedAt now> <Running now>".
+# shellcheck disable=SC2016 # expanded on the machine, not here
+readonly KILL_SCRIPT='before=$(docker inspect --format "{{.State.StartedAt}}" vllm) || exit 1
+docker kill vllm >/dev/null || exit 1
+now=""
+i=0
+while [ "$i" -lt 60 ]; do
+  now=$(docker inspect --format "{{.State.StartedAt}} {{.State.Running}}" vllm 2>/dev/null)
+  case "$now" in *" true") [ "${now% true}" != "$before" ] && break ;; esac
+  i=$((i + 1))
+  sleep 5
+done
+result="$before -> $now"
+echo "$result"'
+
+# AWS: SSM Run Command. The run attaches AmazonSSMManagedInstanceCore to the stack's instance role for its
+# own duration (the program leaves it out: components/aws/identity.py) and detaches it before the destroy.
 aws_instances() {
   aws ec2 describe-instances --region "$cloud_region" \
     --filters "Name=tag:vllm:stack,Values=$STACK" Name=instance-state-name,Values=pending,running \
     --query 'Reservations[].Instances[].InstanceId' --output text | tr '\t' '\n' | sed '/^$/d' | sort
-}
-
-# Runs a shell command on one instance by SSM Run Command; prints its standard output.
-aws_run() {
-  local instance=$1 command=$2 id status deadline=$((SECONDS + 300)) parameters
-  parameters=$("$python" -c 'import json, sys
-print(json.dumps({"commands": [sys.argv[1]]}))' "$command")
-  id=$(aws ssm send-command --region "$cloud_region" --instance-ids "$instance" \
-    --document-name AWS-RunShellScript --parameters "$parameters" --query Command.CommandId --output text)
-  while :; do
-    status=$(aws ssm get-command-invocation --region "$cloud_region" --command-id "$id" \
-      --instance-id "$instance" --query Status --output text 2>/dev/null) || status=Pending
-    case $status in
-      Success) break ;;
-      Pending | InProgress | Delayed) ;;
-      *) fail "SSM command on $instance: $status" ;;
-    esac
-    ((SECONDS < deadline)) || fail "SSM command on $instance did not finish within 300 s"
-    sleep 5
-  done
-  aws ssm get-command-invocation --region "$cloud_region" --command-id "$id" --instance-id "$instance" \
-    --query StandardOutputContent --output text
 }
 
 aws_attach_ssm() {
@@ -379,29 +379,108 @@ aws_detach_ssm() {
     rm -f "$work/ssm-role"
 }
 
-check_restart() {
-  local before after instance started now deadline
-  if [[ $platform != aws ]]; then
-    log "restart check NOT RUN on $platform: no remote command without SSH (tools/acceptance.sh header)"
-    return 0
-  fi
-  before=$(aws_instances)
-  instance=$(head -n 1 <<<"$before")
-  [[ -n $instance ]] || fail "no running instance tagged vllm:stack=$STACK"
+# Runs KILL_SCRIPT on the instance; prints its result.
+aws_kill_vllm() {
+  local instance=$1 id status parameters deadline=$((SECONDS + RESTART_SECONDS))
   aws_attach_ssm "$instance"
-  log "killing the vLLM container on $instance"
-  started=$(aws_run "$instance" "docker inspect --format '{{.State.StartedAt}}' vllm && docker kill vllm >/dev/null")
-  deadline=$((SECONDS + RESTART_SECONDS))
+  parameters=$("$python" -c 'import json, sys
+print(json.dumps({"commands": [sys.argv[1]]}))' "$KILL_SCRIPT")
+  id=$(aws ssm send-command --region "$cloud_region" --instance-ids "$instance" \
+    --document-name AWS-RunShellScript --parameters "$parameters" --query Command.CommandId --output text)
   while :; do
-    now=$(aws_run "$instance" "docker inspect --format '{{.State.StartedAt}} {{.State.Running}}' vllm || true")
-    [[ $now == *" true" && ${now% true} != "$started" ]] && break
-    ((SECONDS < deadline)) || fail "the vLLM container on $instance did not restart within $RESTART_SECONDS s"
-    sleep 10
+    status=$(aws ssm get-command-invocation --region "$cloud_region" --command-id "$id" \
+      --instance-id "$instance" --query Status --output text 2>/dev/null) || status=Pending
+    case $status in
+      Success) break ;;
+      Pending | InProgress | Delayed) ;;
+      *) fail "SSM command on $instance: $status" ;;
+    esac
+    ((SECONDS < deadline)) || fail "SSM command on $instance did not finish within $RESTART_SECONDS s"
+    sleep 5
   done
-  log "the vLLM container on $instance restarted (started $started, now ${now% true})"
+  aws ssm get-command-invocation --region "$cloud_region" --command-id "$id" --instance-id "$instance" \
+    --query StandardOutputContent --output text
+}
+
+# GCP: an OS policy assignment (VM Manager; the OS Config agent of Google's Ubuntu images runs it once
+# the instance's metadata has enable-osconfig=TRUE) on the one instance the run labels, which writes the
+# result to a guest attribute. The run deletes the assignment before the destroy.
+gcp_instances() {
+  gcloud compute instances list --project "$gcp_project" --filter="labels.stack=vllm-$STACK" \
+    --format='value(id,name,zone.basename())' | sort
+}
+
+gcp_kill_vllm() {
+  local id name zone assignment result deadline=$((SECONDS + RESTART_SECONDS))
+  read -r id name zone <<<"$1"
+  assignment=vllm-acceptance-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+  gcloud compute instances add-metadata "$name" --project "$gcp_project" --zone "$zone" \
+    --metadata=enable-osconfig=TRUE,enable-guest-attributes=TRUE
+  gcloud compute instances add-labels "$name" --project "$gcp_project" --zone "$zone" \
+    --labels="vllm-acceptance=$assignment"
+  "$python" - "$KILL_SCRIPT" "$assignment" >"$work/os-policy.json" <<'PYTHON'
+import json
+import sys
+
+kill, assignment = sys.argv[1], sys.argv[2]
+report = (
+    'curl --silent --fail -X PUT -H "Metadata-Flavor: Google" --data "$result" '
+    "http://metadata.google.internal/computeMetadata/v1/instance/guest-attributes/vllm-acceptance/restart "
+    "&& touch /run/vllm-acceptance-killed && exit 100\nexit 1"
+)
+validate = "[ -f /run/vllm-acceptance-killed ] && exit 100\nexit 101"
+resource = {
+    "id": "kill-vllm",
+    "exec": {
+        "validate": {"interpreter": "SHELL", "script": validate},
+        "enforce": {"interpreter": "SHELL", "script": f"{kill}\n{report}"},
+    },
+}
+print(json.dumps({
+    "osPolicies": [{"id": "kill-vllm", "mode": "ENFORCEMENT", "resourceGroups": [{"resources": [resource]}]}],
+    "instanceFilter": {"inclusionLabels": [{"labels": {"vllm-acceptance": assignment}}]},
+    "rollout": {"disruptionBudget": {"fixed": 1}, "minWaitDuration": "0s"},
+}))
+PYTHON
+  printf '%s %s\n' "$assignment" "$zone" >"$work/os-policy-assignment"
+  gcloud compute os-config os-policy-assignments create "$assignment" --project "$gcp_project" \
+    --location "$zone" --file "$work/os-policy.json" --async
+  while :; do
+    result=$(gcloud compute instances get-guest-attributes "$name" --project "$gcp_project" --zone "$zone" \
+      --query-path=vllm-acceptance/restart --format='value(value)' 2>/dev/null) || result=""
+    [[ -n $result ]] && break
+    ((SECONDS < deadline)) || fail "the OS policy did not run on $name within $RESTART_SECONDS s" \
+      "(VM Manager: the osconfig.googleapis.com API enabled, the image's OS Config agent)"
+    sleep 15
+  done
+  printf '%s\n' "$result"
+}
+
+gcp_delete_assignment() {
+  local assignment zone
+  [[ -f $work/os-policy-assignment ]] || return 0
+  read -r assignment zone <"$work/os-policy-assignment"
+  log "deleting the OS policy assignment $assignment"
+  gcloud compute os-config os-policy-assignments delete "$assignment" --project "$gcp_project" \
+    --location "$zone" --quiet && rm -f "$work/os-policy-assignment"
+}
+
+check_restart() {
+  local before after instance result started now
+  before=$("${platform}_instances")
+  instance=$(head -n 1 <<<"$before")
+  [[ -n $instance ]] || fail "no running instance of the stack $STACK"
+  log "killing the vLLM container on ${instance%% *}"
+  result=$("${platform}_kill_vllm" "$instance" | tail -n 1)
+  started=${result%% -> *}
+  now=${result#* -> }
+  [[ -n $started && $now == *" true" && ${now% true} != "$started" ]] ||
+    fail "the vLLM container on ${instance%% *} did not restart: $result"
+  log "the vLLM container on ${instance%% *} restarted (started $started, now ${now% true})"
   wait_until_ready
-  after=$(aws_instances)
-  [[ $after == "$before" ]] || fail "instances changed after the kill: $(tr '\n' ' ' <<<"$before")-> $(tr '\n' ' ' <<<"$after")"
+  after=$("${platform}_instances")
+  [[ $after == "$before" ]] ||
+    fail "instances changed after the kill: $(tr '\n' ' ' <<<"$before")-> $(tr '\n' ' ' <<<"$after")"
   log "no machine was replaced"
 }
 
@@ -474,9 +553,10 @@ destroy_stack() {
     log "no stack to destroy in $work"
     return 0
   fi
-  if [[ $platform == aws ]]; then
-    aws_detach_ssm || return 1
-  fi
+  case $platform in
+    aws) aws_detach_ssm || return 1 ;;
+    gcp) gcp_delete_assignment || return 1 ;;
+  esac
   log "pulumi destroy"
   in_project pulumi destroy --stack "$STACK" --yes --non-interactive &&
     in_project pulumi stack rm "$STACK" --yes --non-interactive &&
