@@ -306,6 +306,12 @@ def test_the_cost_line_is_the_plans_hourly_price_times_the_runs_budget(run_scrip
     assert run.stderr.index("cost: at most") < run.stderr.index("pulumi up")
 
 
+def test_no_wait_outlasts_the_budget_the_cost_line_priced(run_script):
+    run = run_script("--stack", "gcp-l4", ACCEPTANCE_MAX_MINUTES="1", ACCEPTANCE_WAIT_SECONDS="1800")
+    waits = [argv for argv in run.calls("tools.status") if "--wait" in argv]
+    assert waits and all(0 < float(argv[argv.index("--timeout") + 1]) <= 60 for argv in waits)
+
+
 def test_a_plan_without_a_price_stops_the_run_before_anything_is_deployed(run_script):
     run = run_script("--stack", "aws-l4", FAKE_HOURLY="0")
     assert run.returncode != 0

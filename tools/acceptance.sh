@@ -40,8 +40,8 @@
 #   ACCEPTANCE_GCP_PROJECT    gcp-l4: the project (default GOOGLE_CLOUD_PROJECT, else CLOUDSDK_CORE_PROJECT)
 #   ACCEPTANCE_REGION         gcp-l4, aws-l4: the region (default the preset's)
 #   ACCEPTANCE_REPLICAS       gcp-l4, aws-l4: replicas behind the load balancer (default 2)
-#   ACCEPTANCE_MAX_MINUTES    gcp-l4, aws-l4: the run's budget in minutes, for the cost line (default 120,
-#                             the workflows' timeout)
+#   ACCEPTANCE_MAX_MINUTES    gcp-l4, aws-l4: the run's budget in minutes, which the cost line prices and
+#                             no tools.status --wait outlasts (default 120, the workflows' run step)
 #   ACCEPTANCE_WORK_DIR       where the state, kubeconfig and logs live (default: a temp dir, removed at the
 #                             end unless a destroy failed)
 #   ACCEPTANCE_WAIT_SECONDS   how long tools.status --wait gives the endpoint (default 1800)
@@ -71,6 +71,7 @@ region=${ACCEPTANCE_REGION:-}
 gcp_project=${ACCEPTANCE_GCP_PROJECT:-${GOOGLE_CLOUD_PROJECT:-${CLOUDSDK_CORE_PROJECT:-}}}
 python=$repo/.venv/bin/python
 port_forward_pid=""
+budget_end=$((SECONDS + max_minutes * 60))
 
 log() { printf '==> %s\n' "$*" >&2; }
 fail() {
@@ -241,13 +242,18 @@ read_secrets() {
   (umask 077 && printf 'Authorization: Bearer %s\n' "$api_key" >"$work/auth-header")
 }
 
+# On a cloud, a wait never outlasts the run's budget (ACCEPTANCE_MAX_MINUTES), which the cost line prices.
 wait_until_ready() {
-  log "tools.status --wait (deadline $wait_seconds s)"
+  local timeout=$wait_seconds left=$((budget_end - SECONDS))
   if [[ $platform == kind ]]; then
+    log "tools.status --wait (deadline $timeout s)"
     (cd "$repo" && VLLM_API_KEY=$api_key "$python" -m tools.status --endpoint "$url" --wait \
-      --timeout "$wait_seconds" --interval 5)
+      --timeout "$timeout" --interval 5)
   else
-    in_project "$python" -m tools.status --stack "$STACK" --wait --timeout "$wait_seconds" --interval 10
+    ((left > 0)) || fail "the run's budget of $max_minutes min (ACCEPTANCE_MAX_MINUTES) is spent"
+    ((timeout < left)) || timeout=$left
+    log "tools.status --wait (deadline $timeout s)"
+    in_project "$python" -m tools.status --stack "$STACK" --wait --timeout "$timeout" --interval 10
   fi
 }
 
