@@ -423,6 +423,13 @@ def test_acceptance_script_deploys_to_the_kind_clusters_context(run_acceptance):
     assert ["get", "kubeconfig", "--name", "vllm-acceptance"] in run.calls("kind")
 
 
+def test_acceptance_script_runs_the_kind_flow_for_stack_dev_as_by_default(run_acceptance):
+    run = run_acceptance("--stack", "dev")
+    assert run.returncode == 0, run.stderr
+    assert run.calls("pulumi")[0] == ["stack", "init", "dev", "--non-interactive"]
+    assert any(is_port_forward(event) for event in run.events)
+
+
 def test_acceptance_script_reuses_an_existing_kind_cluster_and_leaves_it(run_acceptance):
     run = run_acceptance(FAKE_KIND_CLUSTERS="kind\nvllm-acceptance")
     assert run.returncode == 0, run.stderr
