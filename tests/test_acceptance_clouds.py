@@ -196,10 +196,9 @@ def ssm_sent(word: str) -> Callable[[dict], bool]:
     return lambda event: called("aws", "ssm", "send-command")(event) and word in " ".join(event["argv"])
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def make_repo(base: Path) -> Path:
     """The script in a copy of the repository whose tools.plan, tools.status and tools.bench are fakes."""
-    copy = tmp_path / "repo"
+    copy = base / "repo"
     (copy / "tools").mkdir(parents=True)
     shutil.copy2(SCRIPT, copy / "tools" / "acceptance.sh")
     shutil.copytree(ROOT / "stacks", copy / "stacks")
@@ -211,9 +210,9 @@ def repo(tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.fixture
-def run_script(tmp_path: Path, repo: Path) -> Callable[..., Run]:
-    bin_dir = tmp_path / "bin"
+def make_runner(base: Path, repo: Path) -> Callable[..., Run]:
+    """Runs the script in ``repo`` with the fake CLIs first on PATH; its state and logs live in ``base``."""
+    bin_dir = base / "bin"
     bin_dir.mkdir()
     program = bin_dir / "fake_cli.py"
     program.write_text(f"#!{sys.executable} -S\n{FAKE_CLI}")
@@ -222,15 +221,15 @@ def run_script(tmp_path: Path, repo: Path) -> Callable[..., Run]:
         (bin_dir / name).symlink_to(program)
 
     def run(*args: str, **fake_env: str) -> Run:
-        state = tmp_path / "state"
+        state = base / "state"
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir()
-        log = tmp_path / "calls.jsonl"
+        log = base / "calls.jsonl"
         log.unlink(missing_ok=True)
         env = {
             "PATH": f"{bin_dir}:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "TMPDIR": str(tmp_path),
+            "HOME": str(base),
+            "TMPDIR": str(base),
             "FAKE_LOG": str(log),
             "FAKE_STATE": str(state),
             "FAKE_LB": LB_ADDRESS,
@@ -254,11 +253,36 @@ def run_script(tmp_path: Path, repo: Path) -> Callable[..., Run]:
     return run
 
 
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path)
+
+
+@pytest.fixture
+def run_script(tmp_path: Path, repo: Path) -> Callable[..., Run]:
+    return make_runner(tmp_path, repo)
+
+
+@pytest.fixture(scope="module")
+def passed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Run]:
+    """The run of each stack where every fake answers as a healthy stack does, once per module."""
+    base = tmp_path_factory.mktemp("passed")
+    run = make_runner(base, make_repo(base))
+    runs: dict[str, Run] = {}
+
+    def get(stack: str) -> Run:
+        if stack not in runs:
+            runs[stack] = run("--stack", stack)
+        return runs[stack]
+
+    return get
+
+
 # --- the order of the steps ------------------------------------------------------------------------------
 
 
-def test_aws_run_prices_deploys_proves_and_destroys_in_that_order(run_script):
-    run = run_script("--stack", "aws-l4")
+def test_aws_run_prices_deploys_proves_and_destroys_in_that_order(passed):
+    run = passed("aws-l4")
     assert run.returncode == 0, run.stderr
     order = [
         run.index(called("tools.plan")),
@@ -335,8 +359,8 @@ def test_the_load_test_runs_only_when_the_project_has_tools_bench(run_script, re
     assert not without.has(called("tools.bench")) and "no tools/bench.py" in without.stderr
 
 
-def test_the_exposure_check_asks_the_closed_paths_and_the_ray_ports_of_the_load_balancer(run_script):
-    run = run_script("--stack", "gcp-l4")
+def test_the_exposure_check_asks_the_closed_paths_and_the_ray_ports_of_the_load_balancer(passed):
+    run = passed("gcp-l4")
     urls = {event["url"] for event in run.events if event["tool"] == "curl"}
     assert {f"http://{LB_ADDRESS}/metrics", f"http://{LB_ADDRESS}/docs"} <= urls
     assert {f"http://{LB_ADDRESS}:{port}/" for port in (6379, 8265, 10001, 8000, 22)} <= urls
@@ -352,8 +376,8 @@ def test_the_aws_cli_asks_the_stacks_region_the_presets_unless_overridden(run_sc
     assert regional and all(argv[argv.index("--region") + 1] == expected for argv in regional)
 
 
-def test_the_key_never_reaches_argv(run_script):
-    run = run_script("--stack", "aws-l4")
+def test_the_key_never_reaches_argv(passed):
+    run = passed("aws-l4")
     assert run.returncode == 0, run.stderr
     assert not any(API_KEY in " ".join(event["argv"]) for event in run.events)
 
@@ -361,8 +385,8 @@ def test_the_key_never_reaches_argv(run_script):
 # --- the restart check ----------------------------------------------------------------------------------
 
 
-def test_aws_restart_check_kills_the_container_on_one_machine_by_ssm_then_sees_the_same_machines(run_script):
-    run = run_script("--stack", "aws-l4")
+def test_aws_restart_check_kills_the_container_on_one_machine_by_ssm_then_sees_the_same_machines(passed):
+    run = passed("aws-l4")
     assert run.returncode == 0, run.stderr
     sent = [argv for argv in run.calls("aws") if argv[:2] == ["ssm", "send-command"]]
     assert len(sent) == 1 and sent[0][sent[0].index("--instance-ids") + 1] == INSTANCES[0]
@@ -380,8 +404,8 @@ def os_policy(run: Run) -> dict:
     )
 
 
-def test_gcp_restart_check_runs_the_kill_script_by_an_os_policy_on_the_one_labelled_instance(run_script):
-    run = run_script("--stack", "gcp-l4")
+def test_gcp_restart_check_runs_the_kill_script_by_an_os_policy_on_the_one_labelled_instance(passed):
+    run = passed("gcp-l4")
     assert run.returncode == 0, run.stderr
     labelled = next(argv for argv in run.calls("gcloud") if argv[1:3] == ["instances", "add-labels"])
     assert labelled[3] == f"vllm-gcp-l4-group-{INSTANCES[0]}"
