@@ -36,6 +36,19 @@ def test_each_workflow_is_valid_against_githubs_schema(path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
+
+
+def test_every_workflow_passes_actionlint():
+    # actionlint checks what the schema cannot: expressions and contexts, the inputs of popular actions, the
+    # runtime of their pinned versions (node20 actions are deprecated), and `run:` scripts with shellcheck.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(ACTIONLINT), "-oneline", *map(str, WORKFLOWS)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_preview_action_is_valid_against_githubs_schema():
     result = subprocess.run(
         [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-actions", str(PREVIEW_ACTION)],
@@ -424,6 +437,13 @@ def test_acceptance_script_deploys_to_the_kind_clusters_context(run_acceptance):
     run = run_acceptance()
     assert run.calls("pulumi")[1][:4] == ["config", "set", "kubernetes:context", "kind-vllm-acceptance"]
     assert ["get", "kubeconfig", "--name", "vllm-acceptance"] in run.calls("kind")
+
+
+def test_acceptance_script_runs_the_kind_flow_for_stack_dev_as_by_default(run_acceptance):
+    run = run_acceptance("--stack", "dev")
+    assert run.returncode == 0, run.stderr
+    assert run.calls("pulumi")[0] == ["stack", "init", "dev", "--non-interactive"]
+    assert any(is_port_forward(event) for event in run.events)
 
 
 def test_acceptance_script_reuses_an_existing_kind_cluster_and_leaves_it(run_acceptance):
