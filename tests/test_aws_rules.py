@@ -308,3 +308,12 @@ def test_the_spec_output_names_the_quotas_up_checks_so_the_offline_plan_shows_th
     assert run.outputs["spec"]["vcpuQuotas"] == [
         {"quota": "Running On-Demand P instances", "code": "L-417A185B", "vcpus": 576}
     ]
+
+
+def test_the_quota_refusal_comes_at_preview_while_the_load_balancer_is_still_unknown(monkeypatch):
+    # pulumi up previews first: the refusal stops it before anything is created.
+    from components.aws import fakes
+
+    monkeypatch.setitem(fakes.QUOTAS, "L-417A185B", 0.0)
+    with pytest.raises(machines.QuotaError):
+        run_program("aws-h100", secrets=SECRETS, preview=True, fake_outputs=False)

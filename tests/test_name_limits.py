@@ -288,6 +288,8 @@ AWS_NAMED: dict[str, tuple[str, Rule]] = {
     # CreateAutoScalingGroup AutoScalingGroupName and PutScalingPolicy PolicyName: 1-255.
     "aws:autoscaling/group:Group": ("name", pattern(r"[^:]+", 1, 255)),
     "aws:autoscaling/policy:Policy": ("name", pattern(r".+", 1, 255)),
+    # PutLifecycleHook LifecycleHookName: 1-255 of [A-Za-z0-9-_/] (EC2 Auto Scaling API, LifecycleHook).
+    "aws:autoscaling/lifecycleHook:LifecycleHook": ("name", pattern(r"[A-Za-z0-9\-_/]+", 1, 255)),
     # CreateLogGroup logGroupName: 1-512 of [.-_/#A-Za-z0-9].
     "aws:cloudwatch/logGroup:LogGroup": ("name", pattern(r"[.\-_/#A-Za-z0-9]+", 1, 512)),
     # PutDashboard DashboardName: up to 255 of [A-Za-z0-9_-].

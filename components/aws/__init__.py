@@ -4,14 +4,17 @@ What ``build`` declares, all through one explicit ``aws.Provider`` for ``aws:reg
 
 - ``Network``: the default VPC and its default subnets, or ``vllm:vpcId`` + ``vllm:subnetIds``; the ALB's
   and the instances' security groups. The ALB spans every subnet; instances go only to zones that sell
-  the catalog's instance type (``ec2:DescribeInstanceTypeOfferings``).
+  the catalog's instance type (``ec2:DescribeInstanceTypeOfferings``), and with ``vllm:reservation`` only
+  to ``vllm:reservationZone``. Before any group, ``up`` checks the EC2 vCPU quotas the stack draws on
+  (``machines.quota_preflight``).
 - ``ServiceIdentity``: the API key and HF token as Secrets Manager secrets, and an instance role that may
   ``GetSecretValue`` on exactly those ARNs. User data names the secrets; it never holds their values.
 - ``LoadBalancer``: ALB -> listener 80 -> ``/v1/*`` and ``/health`` to the replicas; everything else 404.
   With ``vllm:domain`` its ``HttpsFrontend`` (ACM certificate, listener 443) holds that rule and 80
   redirects to HTTPS.
-- ``ReplicaGroup`` (one ASG of ``vllm:replicas`` machines) or, when ``vllm:nodes`` > 1, one ``RayReplica``
-  per replica. Every machine boots the Deep Learning Base OSS NVIDIA driver AMI (or ``vllm:amiId``) and runs
+- ``ReplicaGroup`` (one ASG of ``vllm:replicas`` machines, whose launch lifecycle hook counts a new
+  machine once it serves: lifecycle.py) or, when ``vllm:nodes`` > 1, one ``RayReplica`` per replica.
+  Every machine boots the Deep Learning Base OSS NVIDIA driver AMI (or ``vllm:amiId``) and runs
   ``components/scripts/vm_bootstrap.sh`` as user data.
 
 Public IPs: instances in the default VPC keep the public IPv4 address its subnets hand out, and their
