@@ -23,12 +23,11 @@ from components.gcp.machine import IMAGE_METADATA_KEY
 from components.launch import launch_spec
 from components.spec import build_spec
 from tests.boot import machine as boot
+from tests.harness import Run, run_program
 from tests.test_vm_bootstrap import health_report, metrics_agent
 
-API_KEY, HF_TOKEN = "sk-boot-test", "hf_boottest"
+API_KEY, HF_TOKEN = "sk-boot-test-0123456789", "hf_boottest"
 MIRRORED = "us-central1-docker.pkg.dev/test-project/vllm-dockerhub/vllm/vllm-openai:v0.33.0"
-#: A shorter poll than weight_cache.sh's 15 s, for the replica that waits for another's fill.
-POLL_SECONDS = 2
 #: Where a GCP machine's health agent serves its verdict (components/gcp/machine.py health_report).
 AGENT_PORT = 8090
 
@@ -226,3 +225,49 @@ def test_a_crashed_vllm_container_restarts_without_the_machine_being_replaced(fl
     )
     machine.wait_for(lambda: agent_ready(machine), "the agent's ready verdict")
     assert not reported_unhealthy(machine)
+
+
+# --- the weight cache --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gcp_program() -> Run:
+    """The real program's GCP stack with its default weight cache (a bucket): its boot script, its grants."""
+    return run_program("gcp-h100", secrets={"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY})
+
+
+def test_two_machines_racing_to_fill_one_weight_cache_download_once_and_both_serve(fleet, gcp_program):
+    """Both boot at once on the stack's bucket (one shared directory), with exactly the permissions the
+    program grants the VMs on it: one downloads from the Hub and fills the bucket, the other copies it."""
+    (template,) = gcp_program.of_type("gcp:compute/instanceTemplate:InstanceTemplate")
+    script = template.inputs["metadata"]["startup-script"]
+    granted = [
+        grant.inputs["role"] for grant in gcp_program.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    ]
+    permissions = "\n".join(sorted(set().union(*(GCS_ROLE_PERMISSIONS[role] for role in granted))))
+    names = {
+        line.split("=", 1)[0]: line.split("=", 1)[1] for line in script.splitlines() if "_SECRET=" in line
+    }
+    stored = {names["API_KEY_SECRET"]: API_KEY, names["HF_TOKEN_SECRET"]: HF_TOKEN}
+    machines = [
+        fleet.machine(
+            name,
+            platform="gcp",
+            boot_script=script.encode(),
+            secrets=stored,
+            disks=2,
+            metadata={IMAGE_METADATA_KEY: MIRRORED},
+            files={"etc/fake-cloud/gcs-permissions": permissions},
+        )
+        for name in ("a", "b")
+    ]
+    for machine in machines:
+        machine.boot()
+    for machine in machines:
+        wait_serving(machine)
+    downloads = (fleet.shared / "hub" / "downloads").read_text().splitlines()
+    assert len(downloads) == 1, downloads
+    paths = sorted(machine.read("/run/vllm/weight-path").strip() for machine in machines)
+    assert paths == ["bucket", "hub"]
+    bucket = template.inputs["metadata"]["startup-script"].split("WEIGHT_CACHE_URL=", 1)[1].split("\n")[0]
+    assert any((fleet.shared / "buckets" / bucket.removeprefix("gs://")).rglob(".complete"))

@@ -105,6 +105,7 @@ class Machine:
         disks: int = 0,
         network: str | None = None,
         metadata: dict[str, str] | None = None,
+        files: dict[str, str] | None = None,
     ) -> None:
         self.name, self.platform = name, platform
         self.dir = workdir / name
@@ -117,6 +118,9 @@ class Machine:
         self.leader = 0
         self.boots = 0
         self._prepare(boot_script, secrets, disks, metadata or {})
+        for path, text in (files or {}).items():  # anything else on its disk (relative to /)
+            (self.upper / path).parent.mkdir(parents=True, exist_ok=True)
+            (self.upper / path).write_text(text)
 
     # --- the machine's disk, before its first boot -------------------------------------------------------
 
