@@ -271,3 +271,34 @@ def test_two_machines_racing_to_fill_one_weight_cache_download_once_and_both_ser
     assert paths == ["bucket", "hub"]
     bucket = template.inputs["metadata"]["startup-script"].split("WEIGHT_CACHE_URL=", 1)[1].split("\n")[0]
     assert any((fleet.shared / "buckets" / bucket.removeprefix("gs://")).rglob(".complete"))
+
+
+# --- a Ray group -----------------------------------------------------------------------------------------
+
+HEAD, WORKER = "10.77.0.2", "10.77.0.3"
+
+
+def test_a_ray_worker_that_boots_before_its_head_joins_when_the_head_comes_up(fleet):
+    """The worker's vLLM unit keeps trying to reach the head's GCS port and its agent keeps it within its
+    budget; once the head boots, the worker joins, the head serves, and both agents call their node ready."""
+    head_net, worker_net = fleet.network(HEAD, WORKER)
+    stack = "gcp-h100-multinode"
+    worker = new_machine(
+        fleet,
+        "worker",
+        stack,
+        disks=0,
+        script=boot_script(stack, "ray-worker", head=HEAD),
+        network=worker_net,
+    )
+    head = new_machine(
+        fleet, "head", stack, disks=0, script=boot_script(stack, "ray-head", head=HEAD), network=head_net
+    )
+    worker.boot()
+    worker.wait_for(lambda: worker.active("vllm.service"), "the worker's vLLM unit running")
+    assert not agent_ready(worker)
+    head.boot()
+    wait_serving(head)
+    worker.wait_for(lambda: agent_ready(worker), "the worker's agent calling it ready")
+    head.wait_for(lambda: agent_ready(head), "the head's agent calling it ready")
+    assert not reported_unhealthy(worker) and not reported_unhealthy(head)

@@ -365,6 +365,8 @@ class Fleet:
             _run("ip", "-n", name, "address", "add", f"{address}/24", "dev", "eth0")
             _run("ip", "-n", name, "link", "set", "eth0", "up")
             _run("ip", "-n", name, "link", "set", "lo", "up")
+            # the metadata server's address (the container gets no CAP_NET_ADMIN in a namespace it joins)
+            _run("ip", "-n", name, "address", "add", "169.254.169.254/32", "dev", "lo")
             names.append(name)
         return names
 
