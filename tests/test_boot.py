@@ -152,7 +152,7 @@ def array_mount(machine: boot.Machine) -> str:
 
 def dockerd_starts(machine: boot.Machine) -> list[str]:
     """Each start of the (fake) dockerd: its data root and the device that root was on at that moment."""
-    return machine.read("/var/log/fake-dockerd.log").splitlines()
+    return [line for line in machine.read("/var/log/fake-dockerd.log").splitlines() if " start " in line]
 
 
 # --- first boot ------------------------------------------------------------------------------------------
@@ -302,3 +302,25 @@ def test_a_ray_worker_that_boots_before_its_head_joins_when_the_head_comes_up(fl
     worker.wait_for(lambda: agent_ready(worker), "the worker's agent calling it ready")
     head.wait_for(lambda: agent_ready(head), "the head's agent calling it ready")
     assert not reported_unhealthy(worker) and not reported_unhealthy(head)
+
+
+# --- preemption ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_a_preempted_machine_drains_vllm_before_docker_stops(fleet, stack):
+    """Preemption (GCP) and a spot interruption (EC2, at the end of its two-minute notice) reach the guest as
+    an ACPI shutdown: systemd stops vllm.service first (docker stop: vLLM gets SIGTERM and finishes its
+    requests), then Docker."""
+    machine = new_machine(fleet, "m", stack, disks=0)
+    machine.boot()
+    wait_serving(machine)
+    machine.shut_down()
+    drained = machine.disk_file("/var/log/fake-vllm.log").split()
+    docker_stopped = [
+        line.split()[0]
+        for line in machine.disk_file("/var/log/fake-dockerd.log").splitlines()
+        if line.endswith(" stop")
+    ]
+    assert drained[1:] == ["SIGTERM:", "draining"]
+    assert docker_stopped and float(drained[0]) <= float(docker_stopped[-1])

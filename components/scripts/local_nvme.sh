@@ -39,7 +39,8 @@ local_disks() {
   done | sort -u
 }
 
-# Mounts the array at ROOT (or finds it, or the DLAMI's) and sets NVME to where it is; fails without local NVMe.
+# Mounts the array at ROOT (or finds it, or the DLAMI's) and sets NVME to where it is; empty without local
+# NVMe. Called as a command, never as a condition, so that set -e stops the script at any failed step.
 mount_array() {
   NVME=$DLAMI
   if mountpoint -q "$DLAMI"; then return 0; fi
@@ -47,7 +48,10 @@ mount_array() {
   if mountpoint -q "$ROOT"; then return 0; fi
   local -a disks
   mapfile -t disks < <(local_disks)
-  if [ "${#disks[@]}" -eq 0 ]; then return 1; fi
+  if [ "${#disks[@]}" -eq 0 ]; then
+    NVME=
+    return 0
+  fi
   local device=${disks[0]}
   if [ "${#disks[@]}" -gt 1 ]; then
     command -v mdadm >/dev/null || apt-get install -y -q mdadm
@@ -94,7 +98,8 @@ main() {
   mkdir -p "$TARGET"
   exec 9>>"$TARGET.lock" # docker.service's drop-in and the boot may both run this at boot: one at a time
   flock 9
-  if ! mount_array; then
+  mount_array
+  if [ -z "$NVME" ]; then
     log "no local NVMe: $TARGET and docker's data root stay on the boot disk"
     return 0
   fi

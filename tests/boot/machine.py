@@ -108,6 +108,8 @@ class Machine:
         files: dict[str, str] | None = None,
     ) -> None:
         self.name, self.platform = name, platform
+        #: nspawn's machine name (its hostname, and its directory under /run/systemd/nspawn): unique per test
+        self.machine_name = f"{name}-{hashlib.sha256(str(workdir).encode()).hexdigest()[:8]}"
         self.dir = workdir / name
         self.upper, self.work, self.root = self.dir / "upper", self.dir / "work", self.dir / "root"
         for folder in (self.upper, self.work, self.root):
@@ -169,7 +171,7 @@ class Machine:
         for name, value in secrets.items():
             (root / "etc/fake-cloud/secrets" / name).write_text(value)
         (root / "etc/hosts").write_text(
-            f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n169.254.169.254 metadata.google.internal\n"
+            f"127.0.0.1 localhost\n127.0.1.1 {self.machine_name}\n169.254.169.254 metadata.google.internal\n"
         )
         names = []
         for index in range(disks):
@@ -208,7 +210,7 @@ class Machine:
             "--boot",
             "--register=no",
             "--keep-unit",
-            f"--machine={self.name}",
+            f"--machine={self.machine_name}",
             f"--directory={self.root}",
             "--console=pipe",
             f"--bind={self.shared}/buckets:/var/lib/fake-cloud/buckets",
@@ -253,6 +255,22 @@ class Machine:
             raise AssertionError(f"{self.name} did not shut down to reboot: {self.journal()}") from error
         self._unmount()
         self.boot()
+
+    def shut_down(self) -> None:
+        """An ACPI power button press (GCP's preemption, EC2's spot interruption at the end of its notice, a
+        stop): systemd stops every unit in order and powers off."""
+        assert self.process is not None
+        self.sh("systemctl poweroff")
+        try:
+            self.process.wait(timeout=DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired as error:
+            raise AssertionError(f"{self.name} did not power off: {self.console()}") from error
+        self._unmount()
+
+    def disk_file(self, path: str) -> str:
+        """A file the machine wrote to its disk, read while it is off ('' when absent)."""
+        found = self.upper / path.lstrip("/")
+        return found.read_text() if found.exists() else ""
 
     def power_off(self) -> None:
         """Pulls the plug (teardown: nothing inside needs to stop cleanly)."""
