@@ -31,6 +31,8 @@ MIRROR = os.environ.get("VLLM_BOOT_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "curl", "e2fsprogs", "procps", "iproute2")
 CACHE = Path(os.environ.get("VLLM_BOOT_CACHE", "/var/cache/vllm-boot"))
 TOOLS = ("debootstrap", "systemd-nspawn", "nsenter", "losetup", "mount")
+#: Whether this machine runs systemd itself (a CI VM): nspawn then registers the container with machined.
+HOST_SYSTEMD = Path("/run/systemd/system").is_dir()
 #: How long a test waits for anything a machine does: seconds on an idle machine; only a failing test waits
 #: this long, on a loaded 2-core CI machine.
 DEADLINE_SECONDS = 240
@@ -208,8 +210,6 @@ class Machine:
             "systemd-nspawn",
             "--quiet",
             "--boot",
-            "--register=no",
-            "--keep-unit",
             f"--machine={self.machine_name}",
             f"--directory={self.root}",
             "--console=pipe",
@@ -220,6 +220,10 @@ class Machine:
             [f"--network-namespace-path=/run/netns/{self.network}"] if self.network else ["--private-network"]
         )
         command += [f"--bind={loop}" for loop in self.loops]
+        if HOST_SYSTEMD:  # nspawn runs in a scope of its own, whose device policy must let the disks through
+            command += [f"--property=DeviceAllow={loop} rwm" for loop in self.loops]
+        else:  # no systemd to register with or to ask for a scope (a container's init, a Firecracker VM)
+            command += ["--register=no", "--keep-unit"]
         self.boots += 1
         with open(self.dir / f"console-{self.boots}.log", "wb") as log:
             self.process = subprocess.Popen(
