@@ -76,12 +76,11 @@ def fleet(nspawn: None, tmp_path: Path) -> Iterator[boot.Fleet]:
         yield machines
 
 
-def boot_script(
-    stack: str, role: str = "serve", weight_cache_url: str = "", head: str = "", **config: str
-) -> bytes:
+def boot_script(stack: str, role: str = "serve", head: str = "") -> bytes:
     """What the platform hands the machine: GCP's startup-script metadata value, AWS's user data (decoded
-    from the launch template's base64, gzip'd when large, as cloud-init receives it)."""
-    spec = build_spec(stack, dict(config))
+    from the launch template's base64, gzip'd when large, as cloud-init receives it). The weights come from
+    the Hub here (weightCache hub); the race test boots the real program's script with its bucket."""
+    spec = build_spec(stack, {})
     launch = launch_spec(spec, has_hf_token=True)
     gcp = spec.cloud == "gcp"
     script = vm.bootstrap_script(
@@ -93,7 +92,6 @@ def boot_script(
         ray_env=vm.ray_env(spec, head) if role != "serve" else None,
         health_report=health_report(spec, launch),
         image_metadata_key=IMAGE_METADATA_KEY if gcp else "",
-        weight_cache_url=weight_cache_url,
         log_group="" if gcp else log_group_name(spec),
         metrics_agent=metrics_agent(spec, launch),
     )
