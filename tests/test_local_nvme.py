@@ -242,3 +242,15 @@ def test_a_booting_nvme_vm_moves_dockers_data_root_before_it_starts_vllm(sandbox
     assert data_root == f"{sandbox['LOCAL_NVME_ROOT']}/docker"
     calls = (tmp_path / "systemctl-calls").read_text().splitlines()
     assert calls.index("restart docker") < calls.index("restart vllm.service")
+
+
+def test_docker_restarts_after_the_lock_is_released(machine):
+    """docker.service's drop-in runs this script, which takes the lock, and moby's unit has TimeoutStartSec=0:
+    a restart asked for under the lock would wait forever (tests/test_boot.py boots it under systemd)."""
+    disks(machine, "google-local-nvme-ssd-0")
+    systemctl = Path(machine["PATH"].split(":")[0]) / "systemctl"
+    systemctl.write_text(
+        '#!/usr/bin/env bash\nif [ "$1" = restart ] && ! flock -n "$TARGET.lock" true; then\n'
+        '  echo "restart under the lock" >>"$FAKE/calls"\nfi\n'
+    )
+    assert "restart under the lock" not in run(machine)

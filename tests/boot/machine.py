@@ -121,10 +121,14 @@ class Machine:
         self.process: subprocess.Popen[bytes] | None = None
         self.leader = 0
         self.boots = 0
-        self._prepare(boot_script, secrets, disks, metadata or {})
-        for path, text in (files or {}).items():  # anything else on its disk (relative to /)
-            (self.upper / path).parent.mkdir(parents=True, exist_ok=True)
-            (self.upper / path).write_text(text)
+        try:
+            self._prepare(boot_script, secrets, disks, metadata or {})
+            for path, text in (files or {}).items():  # anything else on its disk (relative to /)
+                (self.upper / path).parent.mkdir(parents=True, exist_ok=True)
+                (self.upper / path).write_text(text)
+        except BaseException:
+            self.destroy()  # the loop devices made so far
+            raise
 
     # --- the machine's disk, before its first boot -------------------------------------------------------
 
