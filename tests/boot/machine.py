@@ -68,7 +68,10 @@ def rootfs() -> Path:
         if (target / "etc" / "os-release").exists():
             return target
         scratch = CACHE / f"build-{key}"
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch.exists():  # a build that died: debootstrap may have left /proc and /sys mounted in it
+            for mount in ("proc", "sys", "dev/pts", "dev"):
+                subprocess.run(["umount", "--lazy", str(scratch / mount)], capture_output=True, check=False)
+            shutil.rmtree(scratch)
         subprocess.run(
             [
                 "debootstrap",
