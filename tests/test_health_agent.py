@@ -83,10 +83,21 @@ def test_one_failed_look_at_a_ready_replica_is_tolerated_when_asked_to():
     assert agent.judge(look(now=120, ready=False)).healthy  # the count starts again
 
 
-def test_a_replica_that_crashes_after_ready_is_unhealthy_even_while_it_restarts():
+def test_a_replica_whose_container_crashes_after_ready_loads_again_within_its_budget():
+    """vllm.service restarts the container (Restart=always): a new load, not a broken machine."""
     agent = judge()
     agent.judge(look(now=100, ready=True))
-    assert not agent.judge(look(now=120, started=None, restarts=1)).healthy
+    assert agent.judge(look(now=120, started=None, restarts=1)).healthy
+    assert agent.judge(look(now=140, started=130.0, restarts=1)).healthy
+    verdict = agent.judge(look(now=130 + BUDGET + 1, started=130.0, restarts=1))
+    assert not verdict.healthy and "budget" in verdict.reason
+
+
+def test_a_replica_that_keeps_crashing_after_ready_is_a_crash_loop():
+    agent = judge()
+    agent.judge(look(now=100, ready=True, restarts=0))
+    verdict = agent.judge(look(now=200, started=190.0, restarts=4))
+    assert not verdict.healthy and "crash loop" in verdict.reason
 
 
 def test_a_crash_loop_is_unhealthy_within_its_budget():

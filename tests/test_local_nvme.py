@@ -17,14 +17,16 @@ from tests.test_weight_cache import SHELLCHECK
 from tests.test_weight_cache_clouds import script_value
 
 #: Each fake records its argv in $FAKE/calls. mountpoint answers from $FAKE/mounted; mount adds to it;
-#: mdadm --assemble succeeds once an array was created; blkid once a file system was made; systemctl only
-#: records.
+#: mdadm --detail succeeds while the array is active ($FAKE/active), --assemble and --create fail then (its
+#: disks are busy), --assemble succeeds once an array was created; blkid once a file system was made;
+#: systemctl only records.
 FAKES = {
     "mountpoint": 'grep -qxF "$2" "$FAKE/mounted"',
     "mount": 'echo "${*: -1}" >>"$FAKE/mounted"',
     "mdadm": (
+        'if [ "$1" = --detail ]; then [ -e "$FAKE/active" ]; exit; fi; [ ! -e "$FAKE/active" ] || exit 1; '
         '[ "$1" != --assemble ] || [ -e "$FAKE/array" ] || exit 1; '
-        '[ "$1" != --create ] || touch "$FAKE/array"'
+        '[ "$1" != --create ] || touch "$FAKE/array"; touch "$FAKE/active"'
     ),
     "blkid": '[ -e "$FAKE/formatted" ]',
     "mkfs.ext4": 'touch "$FAKE/formatted"',
@@ -82,8 +84,12 @@ def run(env: dict[str, str]) -> list[str]:
 
 
 def actions(calls: list[str]) -> list[str]:
-    """What changed the machine (not the looks: mountpoint, blkid, a failed assemble)."""
-    return [call for call in calls if call.split()[0] in ("mdadm", "mkfs.ext4", "mount")]
+    """What changed the machine (not the looks: mountpoint, blkid, mdadm --detail, a failed assemble)."""
+    return [
+        call
+        for call in calls
+        if call.split()[0] in ("mdadm", "mkfs.ext4", "mount") and not call.startswith("mdadm --detail")
+    ]
 
 
 def daemon_json(env: dict[str, str]) -> Path:
@@ -134,6 +140,22 @@ def test_after_a_reboot_the_array_is_assembled_and_not_formatted_again(machine):
     run(machine)
     (Path(machine["FAKE"]) / "calls").unlink()
     (Path(machine["FAKE"]) / "mounted").write_text("")  # a reboot unmounts
+    (Path(machine["FAKE"]) / "active").unlink()  # and stops the array
+    calls = actions(run(machine))
+    assert not [call for call in calls if call.startswith(("mkfs", "mdadm --create"))]
+    assert f"mount -o noatime /dev/md/vllm-nvme {machine['LOCAL_NVME_ROOT']}" in calls
+
+
+def test_after_a_reboot_an_array_udev_assembled_is_mounted_as_it_is(machine):
+    """udev's incremental assembly often has the array active before the script runs: --assemble and
+    --create would fail on its busy disks (and set -e end the script, keeping Docker down)."""
+    disks(machine, "google-local-nvme-ssd-0", "google-local-nvme-ssd-1")
+    run(machine)
+    (Path(machine["FAKE"]) / "calls").unlink()
+    (Path(machine["FAKE"]) / "mounted").write_text("")  # a reboot unmounts; the array stays active
+    calls = actions(run(machine))
+    assert not [call for call in calls if call.startswith("mdadm")]
+    assert f"mount -o noatime /dev/md/vllm-nvme {machine['LOCAL_NVME_ROOT']}" in calls
     calls = actions(run(machine))
     assert not [call for call in calls if call.startswith(("mkfs", "mdadm --create"))]
     assert f"mount -o noatime /dev/md/vllm-nvme {machine['LOCAL_NVME_ROOT']}" in calls
@@ -178,7 +200,7 @@ def test_after_a_reboot_docker_mounts_the_array_before_it_starts(machine):
     disks(machine, "nvme-Amazon_EC2_NVMe_Instance_Storage_AWS1F2E3D4C5B6A7980")
     run(machine)
     unit = drop_in(machine).read_text().splitlines()
-    assert f"ExecStartPre={scripts.path('local_nvme.sh').resolve()} {machine['TARGET']}" in unit
+    assert f"ExecStartPre=-{scripts.path('local_nvme.sh').resolve()} {machine['TARGET']}" in unit
     assert "After=dlami-nvme.service" in unit  # the DLAMI's array first, where the image has it
 
 
@@ -220,3 +242,15 @@ def test_a_booting_nvme_vm_moves_dockers_data_root_before_it_starts_vllm(sandbox
     assert data_root == f"{sandbox['LOCAL_NVME_ROOT']}/docker"
     calls = (tmp_path / "systemctl-calls").read_text().splitlines()
     assert calls.index("restart docker") < calls.index("restart vllm.service")
+
+
+def test_docker_restarts_after_the_lock_is_released(machine):
+    """docker.service's drop-in runs this script, which takes the lock, and moby's unit has TimeoutStartSec=0:
+    a restart asked for under the lock would wait forever (tests/test_boot.py boots it under systemd)."""
+    disks(machine, "google-local-nvme-ssd-0")
+    systemctl = Path(machine["PATH"].split(":")[0]) / "systemctl"
+    systemctl.write_text(
+        '#!/usr/bin/env bash\nif [ "$1" = restart ] && ! flock -n "$TARGET.lock" true; then\n'
+        '  echo "restart under the lock" >>"$FAKE/calls"\nfi\n'
+    )
+    assert "restart under the lock" not in run(machine)

@@ -71,13 +71,14 @@ def test_gcp_the_bucket_is_private_regional_and_destroyed_with_the_stack(gcp):
 
 
 def test_gcp_only_the_replicas_account_may_use_the_bucket_and_only_that_bucket(gcp):
-    (grant,) = gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    grants = gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     account = gcp.one("gcp:serviceaccount/account:Account").outputs["member"]
-    assert grant.inputs == {
-        "bucket": gcp.one(GCS_BUCKET).outputs["name"],
-        "role": "roles/storage.objectUser",
-        "member": account,
-    }
+    # objectUser has no storage.buckets.get, which gcloud storage rsync needs: legacyBucketReader adds it
+    # (tests/test_boot.py runs the script's commands against these roles' permissions).
+    assert sorted((grant.inputs for grant in grants), key=lambda grant: grant["role"]) == [
+        {"bucket": gcp.one(GCS_BUCKET).outputs["name"], "role": role, "member": account}
+        for role in ("roles/storage.legacyBucketReader", "roles/storage.objectUser")
+    ]
     project_roles = {r.inputs["role"] for r in gcp.of_type("gcp:projects/iAMMember:IAMMember")}
     assert not any("storage" in role for role in project_roles)
 

@@ -278,7 +278,9 @@ def instance_template(
     if mirror is not None:  # the VMs pull with the reader grant in place
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[mirror.reader]))
     if weight_cache is not None:  # and use the bucket with theirs
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[weight_cache.grant]))
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[weight_cache.grant, weight_cache.bucket_reader])
+        )
     return compute.InstanceTemplate(
         name,
         description=f"vLLM {vm_role.role} on {vm.machine_type(spec)} ({spec.gpu}) for stack {spec.stack}",

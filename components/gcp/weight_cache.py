@@ -14,6 +14,14 @@ from components.spec import ServiceSpec
 #: Read, create, overwrite and delete objects, and list them (storage.objects.*, no bucket or IAM
 #: permissions): what scripts/weight_cache.sh does (Cloud Storage IAM roles, "Storage Object User").
 OBJECT_USER = "roles/storage.objectUser"
+#: storage.buckets.get (and storage.objects.list), which objectUser lacks: `gcloud storage rsync` reads the
+#: bucket's metadata before it lists or copies ("IAM permissions for gcloud storage commands",
+#: cloud.google.com/storage/docs/access-control/iam-gcloud), so without it the fill and every copy fail
+#: with 403 and the replicas fall back to the Hub. The narrowest predefined role that has it ("Storage
+#: Legacy Bucket Reader": list the bucket's contents, read its metadata without its IAM policy; Cloud Storage
+#: IAM roles), granted on this bucket alone. tests/test_boot.py runs the script's commands against the
+#: permissions of the two roles.
+BUCKET_READER = "roles/storage.legacyBucketReader"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,14 +35,16 @@ class WeightCache(pulumi.ComponentResource):
 
     Private by construction: uniform bucket-level access (no object ACLs, IAM alone decides),
     public access prevention enforced (no allUsers / allAuthenticatedUsers grant can take effect), and
-    Cloud Storage's default encryption at rest with Google-managed keys. ``objectUser`` is granted on this
-    bucket alone. Regional, with the VMs: reads from it cost no egress and run at the VMs' network
-    bandwidth. ``force_destroy``: ``pulumi destroy`` deletes the files and the bucket (they come back
-    from the Hub); soft delete is off, so deleted weights are not kept (and billed) for 7 days.
+    Cloud Storage's default encryption at rest with Google-managed keys. ``objectUser`` and
+    ``legacyBucketReader`` are granted on this bucket alone. Regional, with the VMs: reads from it cost no
+    egress and run at the VMs' network bandwidth. ``force_destroy``: ``pulumi destroy`` deletes the files
+    and the bucket (they come back from the Hub); soft delete is off, so deleted weights are not kept (and
+    billed) for 7 days.
     """
 
     bucket: storage.Bucket
     grant: storage.BucketIAMMember
+    bucket_reader: storage.BucketIAMMember
     url: pulumi.Output[str]  # gs://BUCKET
 
     def __init__(self, name: str, args: WeightCacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -57,6 +67,13 @@ class WeightCache(pulumi.ComponentResource):
             f"{name}-weights-user",
             bucket=self.bucket.name,
             role=OBJECT_USER,
+            member=args.identity.account.member,
+            opts=child,
+        )
+        self.bucket_reader = storage.BucketIAMMember(
+            f"{name}-weights-bucket-reader",
+            bucket=self.bucket.name,
+            role=BUCKET_READER,
             member=args.identity.account.member,
             opts=child,
         )

@@ -13,7 +13,8 @@ Verdict (the same on both clouds):
     running / since the agent started), and while the vLLM unit has restarted at most
     --max-failed-starts times without becoming ready (a crash loop);
   - once ready: ``serve`` and ``ray-head`` mirror vLLM's /health (a hang after ready is unhealthy after
-    --failed-looks consecutive failed looks, a crash at once); a ``ray-worker`` is ready while it holds
+    --failed-looks consecutive failed looks; a crashed container, which the unit restarts, loads again
+    within the budget, up to --max-failed-starts restarts); a ``ray-worker`` is ready while it holds
     a connection to its Ray head's GCS port and is given the budget again to rejoin when it loses it (a
     head being rebuilt reloads the model).
 
@@ -93,9 +94,10 @@ class Judge:
             self.was_ready, self.restarts_at_ready, self.last_ready = True, seen.unit_restarts, seen.now
             self.failing = 0
             return Verdict(True, "ready")
-        if self.was_ready and self.role != "ray-worker":
+        restarted = seen.container_started_at is None or seen.container_started_at > self.last_ready
+        if self.was_ready and self.role != "ray-worker" and not restarted:  # a hang: the same container
             self.failing += 1
-            if self.failing < self.failed_looks and seen.container_started_at is not None:
+            if self.failing < self.failed_looks:
                 return Verdict(True, f"ready; /health failed {self.failing} look(s) in a row")
             return Verdict(False, "vLLM /health fails after the replica was ready")
         failed_starts = seen.unit_restarts - self.restarts_at_ready
@@ -110,7 +112,7 @@ class Judge:
             # fetching the weights (a wait for another replica's fill, then the Hub): from the last choice
             attempt_start = max(attempt_start, seen.fetch_started_at)
         elapsed = seen.now - attempt_start
-        what = "rejoining the Ray head" if self.was_ready else "loading"
+        what = "rejoining the Ray head" if self.was_ready and self.role == "ray-worker" else "loading"
         if elapsed <= self.budget:
             return Verdict(True, f"{what}: {elapsed:.0f} s of a {self.budget:.0f} s budget")
         return Verdict(False, f"{what} for {elapsed:.0f} s, over the {self.budget:.0f} s budget")

@@ -39,7 +39,8 @@ local_disks() {
   done | sort -u
 }
 
-# Mounts the array at ROOT (or finds it, or the DLAMI's) and sets NVME to where it is; fails without local NVMe.
+# Mounts the array at ROOT (or finds it, or the DLAMI's) and sets NVME to where it is; empty without local
+# NVMe. Called as a command, never as a condition, so that set -e stops the script at any failed step.
 mount_array() {
   NVME=$DLAMI
   if mountpoint -q "$DLAMI"; then return 0; fi
@@ -47,11 +48,16 @@ mount_array() {
   if mountpoint -q "$ROOT"; then return 0; fi
   local -a disks
   mapfile -t disks < <(local_disks)
-  if [ "${#disks[@]}" -eq 0 ]; then return 1; fi
+  if [ "${#disks[@]}" -eq 0 ]; then
+    NVME=
+    return 0
+  fi
   local device=${disks[0]}
   if [ "${#disks[@]}" -gt 1 ]; then
     command -v mdadm >/dev/null || apt-get install -y -q mdadm
-    if ! mdadm --assemble "$ARRAY" "${disks[@]}" >/dev/null 2>&1; then
+    # After a reboot udev has usually assembled the array already (mdadm's incremental rules): --assemble
+    # and --create then fail on busy disks, so an active array is used as it is.
+    if ! mdadm --detail "$ARRAY" >/dev/null 2>&1 && ! mdadm --assemble "$ARRAY" "${disks[@]}" >/dev/null 2>&1; then
       mdadm --create "$ARRAY" --run --level=0 --raid-devices="${#disks[@]}" "${disks[@]}"
     fi
     device=$ARRAY
@@ -67,8 +73,8 @@ mount_array() {
 
 # Docker's data root on the array: "data-root" merged into daemon.json, its other keys (the NVIDIA runtime)
 # kept; a drop-in has docker.service run this script before dockerd, so after a reboot the array is mounted
-# before Docker reads its data root (ordered after the DLAMI's own dlami-nvme.service where it exists). Docker
-# restarts once, when the data root changed: never when this script runs as that drop-in.
+# before Docker reads its data root (ordered after the DLAMI's own dlami-nvme.service where it exists).
+# Sets RESTART_DOCKER when the data root changed (never when this script runs as that drop-in).
 docker_on_nvme() {
   local config=${DOCKER%%:*} drop_in=${DOCKER#*:} changed
   changed=$(python3 -c 'import json, os, sys
@@ -80,17 +86,20 @@ if config.get("data-root") != root:
     print("changed")' "$config" "$NVME/docker")
   if [ -z "$changed" ]; then return 0; fi
   mkdir -p "$(dirname "$drop_in")"
-  printf '[Unit]\nAfter=dlami-nvme.service\n[Service]\nExecStartPre=%s %s\n' "$(readlink -f "$0")" "$TARGET" >"$drop_in"
+  # "-": Docker starts even if the array cannot be mounted; vllm.service's own run of this script then fails
+  # loudly and the health agent judges the machine, where a failed docker.service would leave it down.
+  printf '[Unit]\nAfter=dlami-nvme.service\n[Service]\nExecStartPre=-%s %s\n' "$(readlink -f "$0")" "$TARGET" >"$drop_in"
   systemctl daemon-reload
-  systemctl restart docker
-  log "docker's data root is $NVME/docker"
+  RESTART_DOCKER=1
 }
 
 main() {
+  RESTART_DOCKER=
   mkdir -p "$TARGET"
   exec 9>>"$TARGET.lock" # docker.service's drop-in and the boot may both run this at boot: one at a time
   flock 9
-  if ! mount_array; then
+  mount_array
+  if [ -z "$NVME" ]; then
     log "no local NVMe: $TARGET and docker's data root stay on the boot disk"
     return 0
   fi
@@ -100,6 +109,14 @@ main() {
     log "$TARGET is on the local NVMe ($NVME)"
   fi
   docker_on_nvme
+  # Unlocked before the restart: docker's start runs this script (the drop-in), which takes the lock, and
+  # moby's docker.service has TimeoutStartSec=0, so a restart under the lock would wait forever.
+  flock -u 9
+  exec 9>&-
+  if [ -n "$RESTART_DOCKER" ]; then
+    systemctl restart docker
+    log "docker's data root is $NVME/docker"
+  fi
 }
 
 main

@@ -94,8 +94,14 @@ write_object() {
 }
 
 # Parallel transfer of a directory tree. gcloud storage runs parallel and sliced object transfers by
-# default; the AWS CLI uses the CRT transfer client (parallel, throughput-targeted) when the profile asks
-# for it (s3.preferred_transfer_client = crt, AWS CLI v2 S3 configuration).
+# default. The AWS CLI: v2 uses the CRT transfer client (parallel, throughput-targeted) when the profile asks
+# for it (s3.preferred_transfer_client = crt, AWS CLI v2 "S3 configuration", where the classic client's
+# settings below are ignored); v1 has no CRT client (its "S3 configuration" topic, docs.aws.amazon.com/cli/
+# v1/topic/s3-config.html, lists no preferred_transfer_client) and copies with 10 concurrent requests by
+# default, so the profile raises max_concurrent_requests and the part size for it. The Deep Learning AMIs'
+# release notes list the pip package awscli 1.x (AWS CLI v1) among their Python packages (e.g. the PyTorch
+# 2.9/2.12 OSS DLAMIs, 2026); which `aws` the Base OSS AMI puts first on PATH is not in its notes, so the
+# profile is fast with either.
 sync_tree() {
   case "$URL" in
     gs://*) gcloud storage rsync --quiet --recursive --exclude='^\.cache/' "$1" "$2" ;;
@@ -222,7 +228,8 @@ BUCKET=${BUCKET%%/*}
 KEY_PREFIX=${PREFIX#*://"$BUCKET"/}
 S3_REGION=()
 if [ -n "$REGION" ]; then S3_REGION=(--region "$REGION"); fi
-printf '[default]\ns3 =\n  preferred_transfer_client = crt\n' >"$SCRATCH/aws-config"
+printf '[default]\ns3 =\n  preferred_transfer_client = crt\n  max_concurrent_requests = 64\n  multipart_chunksize = 64MB\n' \
+  >"$SCRATCH/aws-config"
 
 case "${1:-}" in
   fetch) fetch ;;
