@@ -471,10 +471,17 @@ MINIMAL = {
 }
 
 
+#: Resource types whose name lives inside another resource of the stack, so two stacks may share it: an
+#: Auto Scaling lifecycle hook's name is unique within its group (PutLifecycleHook takes the group's name).
+NAMED_WITHIN_A_PARENT = {"aws:autoscaling/lifecycleHook:LifecycleHook"}
+
+
 def physical_names(run: Run) -> set[str]:
     """The explicit names a run gives its resources (a Kubernetes object's name within its namespace)."""
     names = set()
     for resource in run.resources:
+        if resource.type in NAMED_WITHIN_A_PARENT:
+            continue
         for key in NAME_INPUTS:
             if isinstance(resource.inputs.get(key), str):
                 names.add(resource.inputs[key])
