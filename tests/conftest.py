@@ -7,14 +7,36 @@ from collections.abc import Iterator
 import pytest
 
 from components import model_facts
+from tests import harness
 from tools.fakes_hub import FakeHub
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of the test (module-scoped ones run programs too): may it reuse runs?"""
+    harness.reuse = not harness.NOT_REUSABLE_WITH & set(getattr(item, "fixturenames", ()))
+
+
+#: Markers of tests that use something machine-wide (Ray's CPUs and its fixed ports, however namespaced):
+#: pytest-xdist runs all tests carrying one of them on one worker, one at a time (``--dist loadgroup``).
+ONE_AT_A_TIME = ("ray",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for marker in ONE_AT_A_TIME:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.xdist_group(marker))
+
+
 @pytest.fixture(autouse=True)
-def offline_model_lookup(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv(model_facts.CACHE_ENV, str(tmp_path / "model-facts"))
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+def offline_model_lookup(tmp_path) -> Iterator[None]:
+    # Its own MonkeyPatch, not the fixture: a test asking for ``monkeypatch`` is one that patches more.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv(model_facts.CACHE_ENV, str(tmp_path / "model-facts"))
+        patch.delenv("HF_ENDPOINT", raising=False)
+        yield
 
 
 @pytest.fixture
