@@ -17,18 +17,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     harness.reuse = not harness.NOT_REUSABLE_WITH & set(getattr(item, "fixturenames", ()))
 
 
-#: Markers of tests that use something machine-wide (Ray's CPUs and its fixed ports, however namespaced):
-#: pytest-xdist runs all tests carrying one of them on one worker, one at a time (``--dist loadgroup``).
-ONE_AT_A_TIME = ("ray",)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        for marker in ONE_AT_A_TIME:
-            if item.get_closest_marker(marker) is not None:
-                item.add_marker(pytest.mark.xdist_group(marker))
-
-
 @pytest.fixture(autouse=True)
 def offline_model_lookup(tmp_path) -> Iterator[None]:
     # Its own MonkeyPatch, not the fixture: a test asking for ``monkeypatch`` is one that patches more.
