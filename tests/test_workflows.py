@@ -485,6 +485,9 @@ def test_acceptance_script_destroys_the_stack_when_interrupted_during_pulumi_up(
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # As a terminal's shell starts it: a pytest started in the background of a non-interactive shell
+        # ignores SIGINT, its children inherit that, and bash cannot trap a signal ignored on entry.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not any(is_pulumi("up")(event) for event in read_events(env)):
