@@ -213,6 +213,13 @@ def test_stopping_the_unit_lets_vllm_finish_its_requests_before_anything_kills_i
     assert drain < int(docker_stop[3]) < int(unit["TimeoutStopSec"])
 
 
+def test_the_drain_wins_over_a_shutdown_timeout_in_extra_args():
+    # argparse keeps the last value; the stop timeouts above are sized for this one.
+    text = rendered("aws-h100", **{"vllm:extraArgs": ["--shutdown-timeout", "5"]})
+    (line,) = [line for line in text.splitlines() if line.startswith("VLLM_ARGV=(")]
+    assert line.endswith("--shutdown-timeout 5 --shutdown-timeout 3600)")
+
+
 def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):
     assert run_script(rendered("gcp-h100-multinode", "ray-worker"), sandbox, "boot").returncode == 0
     unpacked = Path(sandbox["VLLM_INSTALL_DIR"]) / "ray_bootstrap.sh"
