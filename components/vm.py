@@ -20,6 +20,16 @@ RAY_GCS_PORT = 6379
 #: How many times the vLLM unit may restart without ever becoming ready before the agent calls the replica
 #: broken (a crash loop). A Ray head legitimately restarts when a worker boots slower than its group wait.
 MAX_FAILED_STARTS = 3
+#: The longest request a VM replica finishes once told to stop (a reboot, a stop, a preemption or the end
+#: of a spot notice, a unit restart): the longest the VM backends' load balancers let one run (GCP's
+#: backend service timeout and connection draining, 3,600 s). vLLM aborts every request in flight on
+#: SIGTERM unless ``--shutdown-timeout SECONDS`` (0 by default; vLLM 0.18+, vllm-project/vllm#36666): then
+#: it refuses new requests and waits up to SECONDS for those it has. A platform that powers the machine
+#: off sooner (EC2 at the end of its two-minute spot notice, GCP's 30 s preemption) cuts it short.
+DRAIN_SECONDS = 3600
+#: ``docker stop --time`` of vllm.service: the drain, then vLLM's engine shutdown (workers exit, GPU memory
+#: is released), before docker's SIGKILL; systemd's stop timeout is longer still (vm_bootstrap.sh).
+STOP_SECONDS = DRAIN_SECONDS + 30
 #: Where weight_cache.sh records the path the weights took (hub, bucket, local) for the health agent.
 WEIGHT_PATH_FILE = "/run/vllm/weight-path"
 
@@ -127,7 +137,7 @@ def bootstrap_script(
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
     publishes_metrics = bool(metrics_agent) and role != "ray-worker"
-    argv = list(launch.argv)
+    argv = [*launch.argv, "--shutdown-timeout", str(DRAIN_SECONDS)]  # last: it wins over vllm:extraArgs
     if weight_cache_url:
         argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
     hooks = platform_hooks(
@@ -153,6 +163,7 @@ def bootstrap_script(
         health_agent_args=health_agent_args(
             launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
+        stop_seconds=STOP_SECONDS,
         agents_tar_gzip_base64=_packed_python(
             ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
         ),
@@ -217,16 +228,21 @@ def shipped(name: str) -> str:
 @functools.cache
 def shipped_python(name: str) -> str:
     """A Python script as a VM receives it: the same program without its docstrings, comments and
-    function signatures' type hints (``ast.unparse``), so that AWS user data stays within 16 KB. Made
-    once per process: CPython 3.11's AST conversion keeps its recursion depth per interpreter, so a parse
-    that a finalizer interrupts with a parse of its own (a traceback's caret anchors) fails with "AST
-    constructor recursion depth mismatch" (cpython#106905); the fewer parses, the fewer chances."""
+    function signatures' type hints and argparse's help texts (``ast.unparse``), so that AWS user data
+    stays within 16 KB. Made once per process: CPython 3.11's AST conversion keeps its recursion depth per
+    interpreter, so a parse that a finalizer interrupts with a parse of its own (a traceback's caret
+    anchors) fails with "AST constructor recursion depth mismatch" (cpython#106905); the fewer parses, the
+    fewer chances."""
     tree = ast.parse(scripts.source(name))
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             first = node.body[0] if node.body else None
             if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
                 node.body = node.body[1:] or [ast.Pass()]
+        if isinstance(node, ast.Call):  # argparse's help texts: for a terminal, never read on the VM
+            node.keywords = [
+                keyword for keyword in node.keywords if keyword.arg not in ("help", "description")
+            ]
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # signatures' types: for the checker
             node.returns = None
             for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs):

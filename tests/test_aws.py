@@ -738,3 +738,41 @@ def test_ray_groups_have_no_launch_hook():
     assert not run.of_type(HOOK)
     (policy,) = run.of_type("aws:iam/rolePolicy:RolePolicy")
     assert "LifecycleAction" not in policy.inputs["policy"]
+
+
+def agent_flags(template: Resource) -> list[str]:
+    (line,) = [line for line in user_data(template).splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")]
+    return line.removeprefix("HEALTH_AGENT_ARGS=(").removesuffix(")").split()
+
+
+def test_spot_machines_may_take_themselves_out_of_the_stacks_target_group_and_no_other():
+    # DeregisterTargets' resource type is targetgroup (Service Authorization Reference, Elastic Load
+    # Balancing V2): the grant names this stack's target group's ARN, which the agent is given.
+    run = aws_stack("A10G:4", **{"vllm:spot": True})
+    target_group = run.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
+    assert role_statements(run)["elasticloadbalancing:DeregisterTargets"] == {
+        "Effect": "Allow",
+        "Action": "elasticloadbalancing:DeregisterTargets",
+        "Resource": target_group,
+    }
+    flags = agent_flags(run.one(TEMPLATE))
+    assert flags[flags.index("--drain-target-group") + 1] == target_group
+
+
+def test_on_demand_machines_get_no_notice_so_neither_the_drain_nor_its_grant(h100):
+    assert "elasticloadbalancing:DeregisterTargets" not in role_statements(h100)
+    assert "--drain-target-group" not in agent_flags(h100.one(TEMPLATE))
+
+
+def test_a_spot_ray_head_leaves_the_target_group_on_a_notice_and_its_workers_are_in_none():
+    run = aws_stack("H100:8", **{"vllm:spot": True, "vllm:nodes": 2})
+    target_group = [
+        group.outputs["arn"]
+        for group in run.of_type("aws:lb/targetGroup:TargetGroup")
+        if group.inputs.get("protocol") == "HTTP"
+    ]
+    assert role_statements(run)["elasticloadbalancing:DeregisterTargets"]["Resource"] == target_group[0]
+    drains = {
+        t.name.rsplit("-", 1)[-1]: "--drain-target-group" in agent_flags(t) for t in run.of_type(TEMPLATE)
+    }
+    assert drains == {"head": True, "worker": False}

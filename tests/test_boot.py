@@ -76,13 +76,18 @@ def fleet(nspawn: None, tmp_path: Path) -> Iterator[boot.Fleet]:
         yield machines
 
 
-def boot_script(stack: str, role: str = "serve", head: str = "") -> bytes:
+#: The load balancer's target group a spot machine leaves on EC2's interruption notice.
+TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vllm-boot/0123456789abcdef"
+
+
+def boot_script(stack: str, role: str = "serve", head: str = "", config: dict | None = None) -> bytes:
     """What the platform hands the machine: GCP's startup-script metadata value, AWS's user data (decoded
     from the launch template's base64, gzip'd when large, as cloud-init receives it). The weights come from
     the Hub here (weightCache hub); the race test boots the real program's script with its bucket."""
-    spec = build_spec(stack, {})
+    spec = build_spec(stack, config or {})
     launch = launch_spec(spec, has_hf_token=True)
     gcp = spec.cloud == "gcp"
+    drain = [] if gcp else aws_machines.drain_args(spec, TARGET_GROUP)
     script = vm.bootstrap_script(
         spec,
         launch,
@@ -90,7 +95,7 @@ def boot_script(stack: str, role: str = "serve", head: str = "") -> bytes:
         hf_token_secret=f"{spec.name}-hf-token",
         role=role,
         ray_env=vm.ray_env(spec, head) if role != "serve" else None,
-        health_report=health_report(spec, launch),
+        health_report=[*health_report(spec, launch), *drain],
         image_metadata_key=IMAGE_METADATA_KEY if gcp else "",
         log_group="" if gcp else log_group_name(spec),
         metrics_agent=metrics_agent(spec, launch),
@@ -309,11 +314,24 @@ def test_a_ray_worker_that_boots_before_its_head_joins_when_the_head_comes_up(fl
 def test_a_preempted_machine_drains_vllm_before_docker_stops(fleet, stack):
     """Preemption (GCP) and a spot interruption (EC2, at the end of its two-minute notice) reach the guest as
     an ACPI shutdown: systemd stops vllm.service first (docker stop: vLLM gets SIGTERM and finishes its
-    requests), then Docker."""
-    machine = new_machine(fleet, "m", stack, disks=0)
+    requests), then Docker. On EC2 the notice comes two minutes earlier (IMDS spot/instance-action): the
+    health agent takes the machine out of the load balancer's target group then, once."""
+    aws = build_spec(stack, {}).cloud == "aws"
+    spot = {"vllm:spot": True}
+    machine = new_machine(fleet, "m", stack, disks=0, script=boot_script(stack, config=spot) if aws else b"")
     machine.boot()
     wait_serving(machine)
+    deregistered = f"elbv2 deregister-targets --region us-east-1 --target-group-arn {TARGET_GROUP} --targets"
+    if aws:
+        assert deregistered not in machine.read("/var/log/fake-aws-calls")  # no notice (404): no drain
+        notice = json.dumps({"action": "terminate", "time": "2026-12-07T20:02:00Z"})
+        machine.sh(f"echo '{notice}' > /etc/fake-cloud/metadata/spot-instance-action")
+        machine.wait_for(
+            lambda: deregistered in machine.read("/var/log/fake-aws-calls"), "the deregistration"
+        )
     machine.shut_down()
+    if aws:
+        assert machine.disk_file("/var/log/fake-aws-calls").count(deregistered) == 1
     drained = machine.disk_file("/var/log/fake-vllm.log").split()
     docker_stopped = [
         line.split()[0]

@@ -163,9 +163,13 @@ class FakeVllm:
 
 
 class FakeImds:
-    """IMDSv2: a token for a PUT, the instance id and region for GETs carrying it."""
+    """IMDSv2: a token for a PUT, the instance id and region for GETs carrying it; the spot interruption
+    notice once a test sets ``notice`` (404 until then, as EC2's)."""
 
     def __init__(self) -> None:
+        self.notice: str | None = None
+        imds = self
+
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_PUT(self) -> None:
                 self.reply("token-1")
@@ -178,7 +182,12 @@ class FakeImds:
                 values = {
                     "/latest/meta-data/instance-id": "i-0abc",
                     "/latest/meta-data/placement/region": "eu-west-3",
+                    "/latest/meta-data/spot/instance-action": imds.notice,
                 }
+                if values.get(self.path) is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
                 self.reply(values[self.path])
 
             def reply(self, text: str) -> None:
@@ -564,3 +573,54 @@ def test_gcp_the_end_of_the_hold_is_recorded_for_later_boots(host, start_agent):
     container_started(host, seconds_ago=30)
     hold_agent(start_agent, host, vllm, hold=4000, uptime=4001)
     assert (Path(host["TMP"]) / "hold-done").exists()
+
+
+# --- spot interruption notices (EC2: spot/instance-action, two minutes ahead) ------------------------------
+
+TARGET_GROUP = "arn:aws:elasticloadbalancing:eu-west-3:123456789012:targetgroup/vllm-tg/0123456789abcdef"
+DEREGISTER = (
+    f"elbv2 deregister-targets --region eu-west-3 --target-group-arn {TARGET_GROUP} --targets Id=i-0abc"
+)
+
+
+def spot_agent(start_agent, host, vllm: FakeVllm, imds: FakeImds) -> subprocess.Popen:
+    vllm.status = 200
+    container_started(host, seconds_ago=100)
+    return start_agent(
+        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--health-url", vllm.url, "--imds-url", imds.url, "--drain-target-group", TARGET_GROUP,
+    )  # fmt: skip
+
+
+def test_aws_without_a_spot_notice_the_machine_stays_in_its_target_group(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()  # spot/instance-action: 404
+    agent = spot_agent(start_agent, host, vllm, imds)
+    assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
+    time.sleep(1)  # several more looks (every 0.2 s)
+    assert agent.poll() is None
+    assert not (Path(host["TMP"]) / "aws-calls").exists()
+
+
+def test_aws_a_spot_notice_takes_the_machine_out_of_its_target_group_once(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    agent = spot_agent(start_agent, host, vllm, imds)
+    assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
+    calls = Path(host["TMP"]) / "aws-calls"
+    imds.notice = '{"action": "terminate", "time": "2026-12-07T20:02:00Z"}'
+    wait_until(calls.exists, "deregister-targets")
+    time.sleep(1)  # several more looks, the notice still up: no second call
+    assert agent.poll() is None
+    assert calls.read_text().splitlines() == [DEREGISTER]
+
+
+def test_aws_a_failed_deregistration_is_retried_at_the_next_look(host, start_agent):
+    # Two minutes leave no room for the health report's minute between retries.
+    calls = Path(host["TMP"]) / "aws-calls"
+    fake_aws = Path(host["PATH"].split(":")[0]) / "aws"
+    fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\n[ "$(wc -l < {calls})" -gt 1 ]\n')
+    vllm, imds = FakeVllm(), FakeImds()
+    imds.notice = '{"action": "stop", "time": "2026-12-07T20:02:00Z"}'
+    spot_agent(start_agent, host, vllm, imds)
+    wait_until(lambda: calls.exists() and len(calls.read_text().splitlines()) >= 2, "a second attempt")
+    time.sleep(1)
+    assert calls.read_text().splitlines() == [DEREGISTER, DEREGISTER]

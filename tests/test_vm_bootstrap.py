@@ -195,6 +195,31 @@ def test_boot_installs_a_self_restarting_unit_that_reads_secrets_at_every_start(
     assert calls[-3:] == ["daemon-reload", "enable vllm.service", "restart vllm.service"]
 
 
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_stopping_the_unit_lets_vllm_finish_its_requests_before_anything_kills_it(sandbox, stack):
+    # vLLM aborts every request in flight on SIGTERM unless --shutdown-timeout (vllm-project/vllm#36666);
+    # docker stop SIGKILLs after --time, systemd after TimeoutStopSec (default 90 s): each must outlast
+    # the one before, and the drain is the longest request the VM load balancers let run (3,600 s).
+    assert run_script(rendered(stack), sandbox, "boot").returncode == 0
+    unit = dict(
+        line.split("=", 1) for line in Path(sandbox["VLLM_UNIT_FILE"]).read_text().splitlines() if "=" in line
+    )
+    assert run_script(rendered(stack), sandbox, "run").returncode == 0
+    argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    drain = int(argv[len(argv) - 1 - argv[::-1].index("--shutdown-timeout") + 1])  # the last one wins
+    docker_stop = unit["ExecStop"].split()
+    assert docker_stop[:3] == ["/usr/bin/docker", "stop", "--time"]
+    assert drain == bootstrap_vm.DRAIN_SECONDS == 3600
+    assert drain < int(docker_stop[3]) < int(unit["TimeoutStopSec"])
+
+
+def test_the_drain_wins_over_a_shutdown_timeout_in_extra_args():
+    # argparse keeps the last value; the stop timeouts above are sized for this one.
+    text = rendered("aws-h100", **{"vllm:extraArgs": ["--shutdown-timeout", "5"]})
+    (line,) = [line for line in text.splitlines() if line.startswith("VLLM_ARGV=(")]
+    assert line.endswith("--shutdown-timeout 5 --shutdown-timeout 3600)")
+
+
 def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):
     assert run_script(rendered("gcp-h100-multinode", "ray-worker"), sandbox, "boot").returncode == 0
     unpacked = Path(sandbox["VLLM_INSTALL_DIR"]) / "ray_bootstrap.sh"

@@ -54,6 +54,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     weight_cache = None
     if spec.weight_cache == "bucket":
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec), opts)
+    load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec=spec, launch=launch, network=network), opts)
     identity = ServiceIdentity(
         spec.name,
         ServiceIdentityArgs(
@@ -61,10 +62,10 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             api_key=secrets.api_key,
             hf_token=secrets.hf_token,
             weight_cache_arn=weight_cache.bucket.arn if weight_cache is not None else None,
+            target_group_arn=load_balancer.target_group.arn,
         ),
         opts,
     )
-    load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec=spec, launch=launch, network=network), opts)
     invoke = pulumi.InvokeOptions(parent=parent, provider=provider)
     image = machine_image(spec, invoke)
     # Every group joins the target group: they wait on the quota check, whose refusal stops up at preview.

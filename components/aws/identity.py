@@ -70,6 +70,17 @@ def launch_hook_statements(spec: ServiceSpec) -> list[dict]:
     ]
 
 
+def drain_statement(target_group_arn: pulumi.Input[str]) -> dict:
+    """What a spot machine's health agent needs to leave the load balancer on an interruption notice
+    (machines.drain_args): ``elasticloadbalancing:DeregisterTargets`` on the stack's target group alone (its
+    resource type is ``targetgroup``, by ARN; Service Authorization Reference, Elastic Load Balancing V2)."""
+    return {
+        "Effect": "Allow",
+        "Action": "elasticloadbalancing:DeregisterTargets",
+        "Resource": target_group_arn,
+    }
+
+
 def weight_cache_statements(bucket_arn: pulumi.Input[str]) -> list[dict]:
     """What scripts/weight_cache.sh needs, on the stack's weight cache bucket only: read and write objects
     (the lock, the files, the marker) and list the bucket (``aws s3 sync``; a missing marker is then a 404,
@@ -131,6 +142,7 @@ class ServiceIdentityArgs:
     api_key: pulumi.Output[str]
     hf_token: pulumi.Output[str] | None
     weight_cache_arn: pulumi.Input[str] | None = None  # the stack's weight cache bucket (vllm:weightCache)
+    target_group_arn: pulumi.Input[str] | None = None  # the load balancer's: spot machines leave it
 
 
 class ServiceIdentity(pulumi.ComponentResource):
@@ -144,7 +156,8 @@ class ServiceIdentity(pulumi.ComponentResource):
     The role may call ``secretsmanager:GetSecretValue`` on those ARNs (the secrets use the AWS-managed
     key, which needs no ``kms:Decrypt`` grant) and ``autoscaling:SetInstanceHealth`` on this stack's own
     Auto Scaling groups (the watchdog's way to have a broken machine replaced) and complete their launch
-    lifecycle hook (a single-node stack's, lifecycle.py), get, put and list in the
+    lifecycle hook (a single-node stack's, lifecycle.py), take a spot machine out of the stack's target
+    group on an interruption notice (``drain_statement``), get, put and list in the
     stack's weight cache bucket when it has one (weight_cache.py), write its container's output to the
     stack's CloudWatch Logs group (kept ``LOG_RETENTION_DAYS``), publish vLLM's metrics into the stack's
     CloudWatch namespace (metrics.py), and nothing else. For a
@@ -235,6 +248,11 @@ class ServiceIdentity(pulumi.ComponentResource):
                         },
                         report_health_statement(spec),
                         *(launch_hook_statements(spec) if spec.nodes == 1 else []),
+                        *(
+                            [drain_statement(args.target_group_arn)]
+                            if spec.spot and args.target_group_arn is not None
+                            else []
+                        ),
                         *weight_cache,
                         write_logs_statement(self.log_group.arn),
                         publish_metrics_statement(spec),

@@ -92,6 +92,21 @@ def health_report(spec: ServiceSpec) -> list[str]:
     return ["--report", "autoscaling-group", *(["--region", spec.region] if spec.region else [])]
 
 
+def drain_args(spec: ServiceSpec, target_group_arn: str) -> list[str]:
+    """On a spot machine behind the load balancer (a replica, a Ray head), the health agent takes it out of
+    ``target_group_arn`` on EC2's two-minute interruption notice (health_agent.py ``AwsReporter.drain``).
+    DeregisterTargets rather than the group's EnterStandby or DetachInstances: those accept only an
+    InService instance (not one still in its launch hook's Pending:Wait) and the Standby one needs a
+    desired capacity above the minimum or a decrement; DeregisterTargets acts on the target group alone,
+    in any state, and succeeds again on a target already gone (ELB API reference, DeregisterTargets). The
+    load balancer then sends the machine no new request and lets those in flight finish (its deregistration
+    delay), while the group replaces the machine once EC2 has reclaimed it. The earlier rebalance
+    recommendation is left to the group's Capacity Rebalancing (capacity.py), which launches a replacement
+    and, once that serves, terminates the machine through the group, itself leaving the target group first:
+    draining on the recommendation would take a machine out that may never be interrupted."""
+    return ["--drain-target-group", target_group_arn] if spec.spot else []
+
+
 class QuotaError(pulumi.RunError):
     """An EC2 vCPU quota of the region cannot hold the stack: found at preview, before any machine is
     launched, in one line with the request that raises it (sizing.refusal)."""

@@ -186,7 +186,9 @@ class RayReplica(pulumi.ComponentResource):
         )
 
         def script(role: str) -> pulumi.Output[str]:
-            return pulumi.Output.all(self.head_load_balancer.dns_name, weight_cache_url).apply(
+            return pulumi.Output.all(
+                self.head_load_balancer.dns_name, weight_cache_url, args.target_group_arn
+            ).apply(
                 lambda values: vm.bootstrap_script(
                     spec,
                     launch,
@@ -194,7 +196,10 @@ class RayReplica(pulumi.ComponentResource):
                     hf_token_secret=identity.hf_token_secret,
                     role=role,
                     ray_env=vm.ray_env(spec, values[0]),
-                    health_report=machines.health_report(spec),
+                    health_report=[
+                        *machines.health_report(spec),
+                        *(machines.drain_args(spec, values[2]) if role == "ray-head" else []),
+                    ],
                     weight_cache_url=values[1],
                     log_group=identity.log_group_name,
                     metrics_agent=metrics.agent_args(spec, launch),

@@ -59,8 +59,8 @@ class ReplicaGroup(pulumi.ComponentResource):
         weight_cache_url = (
             args.weight_cache.url if args.weight_cache is not None else pulumi.Output.from_input("")
         )
-        script = weight_cache_url.apply(
-            lambda url: vm.bootstrap_script(
+        script = pulumi.Output.all(weight_cache_url, args.target_group_arn).apply(
+            lambda values: vm.bootstrap_script(
                 spec,
                 launch,
                 api_key_secret=identity.api_key_secret,
@@ -68,8 +68,9 @@ class ReplicaGroup(pulumi.ComponentResource):
                 health_report=[
                     *machines.health_report(spec),
                     *lifecycle.agent_args(launch.probes.startup_seconds),
+                    *machines.drain_args(spec, values[1]),
                 ],
-                weight_cache_url=url,
+                weight_cache_url=values[0],
                 log_group=identity.log_group_name,
                 metrics_agent=metrics.agent_args(spec, launch),
             )

@@ -25,7 +25,9 @@ Action per cloud:
     rolling update, which counts a new VM as ready once it answers healthy, waits for the model longer;
   - aws: on the first unhealthy verdict, mark the instance Unhealthy in its Auto Scaling group once
     (``aws autoscaling set-instance-health``, instance id and region from IMDSv2), retrying only failures;
-    with --lifecycle-hook, complete the group's launch lifecycle hook once vLLM serves (``LaunchHook``).
+    with --lifecycle-hook, complete the group's launch lifecycle hook once vLLM serves (``LaunchHook``);
+    with --drain-target-group, leave the load balancer's target group on a spot interruption notice
+    (``AwsReporter.drain``).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ class AwsReporter:
     RETRY_SECONDS = 60
 
     def __init__(self, imds_url: str, region: str) -> None:
-        self.imds_url, self.region, self.reported = imds_url.rstrip("/"), region, False
+        self.imds_url, self.region, self.reported, self.drained = imds_url.rstrip("/"), region, False, False
         self.retry_at = 0.0
 
     def _imds(self, path: str, token: str) -> str:
@@ -220,16 +222,19 @@ class AwsReporter:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.read().decode().strip()
 
+    def token(self) -> str:
+        put = urllib.request.Request(
+            f"{self.imds_url}/latest/api/token",
+            method="PUT",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"},
+        )
+        with urllib.request.urlopen(put, timeout=5) as response:
+            return response.read().decode().strip()
+
     def identity(self) -> tuple[str, str] | None:
         """This instance's id and region from IMDSv2, None (logged) when IMDS does not answer."""
         try:
-            put = urllib.request.Request(
-                f"{self.imds_url}/latest/api/token",
-                method="PUT",
-                headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"},
-            )
-            with urllib.request.urlopen(put, timeout=5) as response:
-                token = response.read().decode().strip()
+            token = self.token()
             instance_id = self._imds("meta-data/instance-id", token)
             return instance_id, self.region or self._imds("meta-data/placement/region", token)
         except OSError as error:
@@ -260,6 +265,23 @@ class AwsReporter:
             log(f"marked {instance_id} Unhealthy in its Auto Scaling group: {reason}")
         else:
             log(f"set-instance-health failed ({result.returncode}): {result.stderr.strip()}")
+
+    # --drain-target-group: spot/instance-action answers 404 until EC2 schedules this spot instance's stop
+    # or termination, two minutes ahead ("Spot Instance interruption notices", EC2 user guide; AWS says to
+    # look every 5 s, the agent's interval). On the notice the instance leaves the target group, once: the
+    # load balancer sends it no new request and lets those in flight finish (DeregisterTargets; an absent
+    # target is a success, so a repeat is harmless). A failed call is retried at the next look.
+    def drain(self, target_group: str) -> None:
+        try:
+            self._imds("meta-data/spot/instance-action", self.token())
+        except OSError:  # 404 (no notice) or IMDS down
+            return
+        instance, region = self.identity() or ("", "")
+        command = ["aws", "elbv2", "deregister-targets", "--region", region]
+        command += ["--target-group-arn", target_group, "--targets", f"Id={instance}"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        self.drained = result.returncode == 0
+        log(f"spot interruption notice: deregister-targets {instance}: {result.returncode} {result.stderr}")
 
 
 # --lifecycle-hook: the instance waits in Pending:Wait at launch until this completes its group's launch
@@ -373,6 +395,8 @@ class Agent:
         )
 
     def step(self) -> Verdict:
+        if self.reporter is not None and self.options.drain_target_group and not self.reporter.drained:
+            self.reporter.drain(self.options.drain_target_group)
         verdict = self.judge.judge(self.observe())
         with self.lock:
             self.verdict = self.held(verdict)
@@ -454,6 +478,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--imds-url", default="http://169.254.169.254")
     parser.add_argument("--lifecycle-hook", default="")  # autoscaling-group: see LaunchHook
     parser.add_argument("--lifecycle-heartbeat", type=float, default=0.0)
+    parser.add_argument("--drain-target-group", default="")  # autoscaling-group: see AwsReporter.drain
     parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="http: see the module docstring")
     parser.add_argument("--uptime-file", default="/proc/uptime")
     parser.add_argument("--hold-marker", default="/var/lib/vllm/health-hold-done")

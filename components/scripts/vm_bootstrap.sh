@@ -16,7 +16,7 @@ set -euo pipefail
 # multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
 # (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
 # flags (cloud, role, load budget, port); AGENTS_TAR_GZIP_BASE64: a tar of it (and of metrics_agent.py
-# where the platform runs it), gzip + base64.
+# where the platform runs it), gzip + base64. STOP_SECONDS: how long `docker stop` lets vLLM drain.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -28,6 +28,7 @@ RAY_ENV=({{ray_env}})
 RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 HEALTH_AGENT_ARGS=({{health_agent_args}})
 AGENTS_TAR_GZIP_BASE64={{agents_tar_gzip_base64}}
+STOP_SECONDS={{stop_seconds}}
 # The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
 # HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
 WEIGHT_CACHE_URL={{weight_cache_url}}
@@ -171,7 +172,8 @@ ExecStartPre=-/usr/bin/docker rm -f vllm
 ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh secrets
 ExecStartPre=$INSTALL_DIR/vm_bootstrap.sh disks
 ExecStart=$INSTALL_DIR/vm_bootstrap.sh run
-ExecStop=/usr/bin/docker stop --time 60 vllm
+ExecStop=/usr/bin/docker stop --time $STOP_SECONDS vllm
+TimeoutStopSec=$((STOP_SECONDS + 30))
 
 [Install]
 WantedBy=multi-user.target
