@@ -217,8 +217,12 @@ def test_a_replica_that_finds_the_marker_copies_from_the_bucket(buckets, url):
 def test_a_waiter_copies_once_the_filler_writes_its_marker(buckets, url):
     lock_by_hand(buckets, url, int(time.time()))
     waiter = start(env_for(buckets, url, "a"))
+    calls = buckets / (".gcloud-calls" if url.startswith("gs") else ".aws-calls")
     deadline = time.monotonic() + DEADLINE_SECONDS
-    while not (buckets / (".gcloud-calls" if url.startswith("gs") else ".aws-calls")).exists():
+    # Three calls (the marker's read, the lock's create, the lock's read): the waiter has passed this
+    # round's look for the marker and will wait. A fake logs a call before it answers, so filling at the
+    # first call could land before that look, and the replica would copy without waiting.
+    while not (calls.exists() and len(calls.read_text().splitlines()) >= 3):
         assert time.monotonic() < deadline and waiter.poll() is None
         time.sleep(0.1)
     fill_by_hand(buckets, url)
