@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from components.observe import RAY_HEAD, RAY_WORKER, READY, SHUTTING_DOWN, STARTING, Replica, ReplicaSource
-from tools import status
+from tools import stack, status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -248,8 +248,8 @@ def test_help_documents_the_exit_codes(capsys):
 
 
 def test_base_url_accepts_a_bare_host_or_an_openai_base_url():
-    assert status.base_url("203.0.113.7") == "http://203.0.113.7"
-    assert status.base_url("https://llm.example.com/v1/") == "https://llm.example.com"
+    assert stack.base_url("203.0.113.7") == "http://203.0.113.7"
+    assert stack.base_url("https://llm.example.com/v1/") == "https://llm.example.com"
 
 
 def test_a_stack_whose_replicas_cannot_be_listed_still_gets_its_endpoint_checked(

@@ -45,15 +45,9 @@ from typing import Any, TextIO
 
 import requests
 
-from tools.status import (
-    ConfigError,
-    Target,
-    _columns,
-    _error_detail,
-    _redact,
-    _transport_failure,
-    resolve_target,
-)
+from tools.stack import ConfigError, Target, resolve_target
+from tools.status import _error_detail, _redact, _transport_failure
+from tools.table import columns
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -478,7 +472,7 @@ def render_table(sweep: Sweep) -> str:
         f"{sweep.model} at {sweep.endpoint}{PATHS[sweep.api]}, {sweep.input_tokens} tokens in, "
         f"{sweep.output_tokens} out, streaming (latencies in ms)"
     )
-    return "\n".join([title, *_columns(rows)])
+    return "\n".join([title, *columns(rows)])
 
 
 def render_json(sweep: Sweep, advice: str | None) -> str:
