@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from components.observe import RAY_HEAD, RAY_WORKER, READY, SHUTTING_DOWN, STARTING, Replica, ReplicaSource
-from tools import stack, status
+from tools import endpoint, stack, status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -363,7 +363,7 @@ def test_look_counts_ready_against_the_platforms_desired_count_not_the_first_ups
     ],
 )
 def test_masking_the_key_masks_it_as_a_whole_token_and_never_alters_other_text(text, key, shown):
-    assert status._redact(text, key) == shown
+    assert endpoint.redact(text, key) == shown
 
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "0", "1e308"])

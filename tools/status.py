@@ -39,8 +39,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
-import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +46,6 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import requests
-import urllib3
 
 from components.observe import (
     PREEMPTED,
@@ -61,6 +58,7 @@ from components.observe import (
     ready_count,
     serving,
 )
+from tools.endpoint import error_detail, redact, transport_failure
 from tools.stack import (
     ConfigError,
     Target,
@@ -159,80 +157,18 @@ def look(
         return Report(results, None, str(error), source.replicas, source.bounds)
 
 
-def _error_detail(response: requests.Response, api_key: str | None) -> str:
-    """The server's own reason, short: vLLM answers errors as {"error": ...} or {"message": ...}."""
-    if response.status_code == 401 and not api_key:
-        return "unauthorized: no API key given (--api-key or VLLM_API_KEY)"
-    if response.status_code == 401:
-        return "unauthorized: the API key was refused"
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or ""
-    error = body.get("error", body) if isinstance(body, dict) else body
-    message = (error.get("message") or error.get("detail")) if isinstance(error, dict) else error
-    return str(message or response.reason)[:120]
-
-
 def _send(check: str, send: Callable[[], requests.Response]) -> tuple[requests.Response | None, CheckResult]:
     """Time one request; a transport failure becomes a FAIL result, a response is for the caller to judge."""
     started = time.monotonic()
     try:
         response = send()
     except requests.RequestException as error:
-        return None, CheckResult(check, "FAIL", None, _ms_since(started), _transport_failure(error))
+        return None, CheckResult(check, "FAIL", None, _ms_since(started), transport_failure(error))
     return response, CheckResult(check, "OK", response.status_code, _ms_since(started), "")
 
 
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
-
-
-#: What a failed TLS handshake or verification means for a stack that just got its domain.
-CERTIFICATE_NOT_READY = (
-    "certificate not ready: TLS handshake or verification failed ({reason}); a new managed certificate is "
-    "issued once the domain's DNS record points at the load balancer (GCP: up to 60 min after that)"
-)
-NOT_RESOLVING = "{host} does not resolve (yet): create the record the dnsRecords output names"
-
-
-def _transport_failure(error: requests.RequestException) -> str:
-    if isinstance(error, requests.exceptions.SSLError):  # before ConnectionError, its base class
-        return CERTIFICATE_NOT_READY.format(reason=_ssl_reason(error))
-    if isinstance(error, requests.Timeout):  # before ConnectionError: a connect timeout is both
-        return "timed out"
-    if isinstance(error, requests.ConnectionError):
-        if _cause(error, urllib3.exceptions.NameResolutionError) is not None:
-            host = urllib3.util.parse_url(error.request.url).host if error.request else "the host"
-            return NOT_RESOLVING.format(host=host)
-        return "connection failed"
-    return type(error).__name__
-
-
-def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of ``kind`` among ``error``'s arguments and causes (requests wraps urllib3's
-    errors in MaxRetryError.reason)."""
-    pending: list[BaseException] = [error]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return current
-        nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
-        pending += [item for item in nested if isinstance(item, BaseException)]
-    return None
-
-
-def _ssl_reason(error: requests.exceptions.SSLError) -> str:
-    """OpenSSL's short reason (``CERTIFICATE_VERIFY_FAILED``, ``SSLV3_ALERT_HANDSHAKE_FAILURE``...)."""
-    found = _cause(error, ssl.SSLError)
-    reason = getattr(found, "reason", None) if found is not None else None
-    if isinstance(found, ssl.SSLCertVerificationError) and found.verify_message:
-        return f"{reason}: {found.verify_message}"
-    return str(reason or "TLS error")
 
 
 def _judge(result: CheckResult, response: requests.Response, ok: bool, detail: str) -> CheckResult:
@@ -246,7 +182,7 @@ def check_health(session: requests.Session, target: Target, timeout: tuple[float
     if response is None:
         return result
     ok = response.status_code == 200
-    return _judge(result, response, ok, "" if ok else _error_detail(response, target.api_key))
+    return _judge(result, response, ok, "" if ok else error_detail(response, target.api_key))
 
 
 def check_models(
@@ -259,7 +195,7 @@ def check_models(
     if response is None:
         return result, []
     if response.status_code != 200:
-        return _judge(result, response, False, _error_detail(response, target.api_key)), []
+        return _judge(result, response, False, error_detail(response, target.api_key)), []
     try:
         served = [str(model["id"]) for model in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
@@ -285,9 +221,7 @@ def check_completion(
     if response is None:
         return result
     ok = response.status_code == 200
-    return _judge(
-        result, response, ok, f"{model} answered" if ok else _error_detail(response, target.api_key)
-    )
+    return _judge(result, response, ok, f"{model} answered" if ok else error_detail(response, target.api_key))
 
 
 def _timeouts(read_seconds: float, time_left: float | None) -> tuple[float, float]:
@@ -443,15 +377,6 @@ def render_json(target: Target, report: Report, timed_out: bool) -> str:
     return json.dumps(document, indent=2)
 
 
-def _redact(text: str, secret: str | None) -> str:
-    """Last line of defence: the key never reaches the terminal, whatever a server echoes back. Only the
-    key as a whole token is masked (never inside a longer word such as a host name's label), so no other
-    text changes however short or common the key's text is."""
-    if not secret:
-        return text
-    return re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary, _, details = (__doc__ or "").partition("\n\n")
     parser = argparse.ArgumentParser(
@@ -517,12 +442,12 @@ def main(
                 target.endpoint,
                 args.timeout,
                 args.interval,
-                progress=lambda line: print(_redact(line, target.api_key), file=err, flush=True),
+                progress=lambda line: print(redact(line, target.api_key), file=err, flush=True),
             )
         else:
             report, timed_out = look(session, target), False
     render = render_json if args.json else render_table
-    print(_redact(render(target, report, timed_out), target.api_key), file=out)
+    print(redact(render(target, report, timed_out), target.api_key), file=out)
     if report.ready:
         return EXIT_READY
     return EXIT_TIMEOUT if timed_out else EXIT_NOT_READY
