@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from components.observe import RAY_HEAD, RAY_WORKER, READY, SHUTTING_DOWN, STARTING, Replica, ReplicaSource
-from tools import status
+from tools import endpoint, stack, status
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -248,8 +248,8 @@ def test_help_documents_the_exit_codes(capsys):
 
 
 def test_base_url_accepts_a_bare_host_or_an_openai_base_url():
-    assert status.base_url("203.0.113.7") == "http://203.0.113.7"
-    assert status.base_url("https://llm.example.com/v1/") == "https://llm.example.com"
+    assert stack.base_url("203.0.113.7") == "http://203.0.113.7"
+    assert stack.base_url("https://llm.example.com/v1/") == "https://llm.example.com"
 
 
 def test_a_stack_whose_replicas_cannot_be_listed_still_gets_its_endpoint_checked(
@@ -363,7 +363,7 @@ def test_look_counts_ready_against_the_platforms_desired_count_not_the_first_ups
     ],
 )
 def test_masking_the_key_masks_it_as_a_whole_token_and_never_alters_other_text(text, key, shown):
-    assert status._redact(text, key) == shown
+    assert endpoint.redact(text, key) == shown
 
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "-1", "0", "1e308"])

@@ -45,15 +45,9 @@ from typing import Any, TextIO
 
 import requests
 
-from tools.status import (
-    ConfigError,
-    Target,
-    _columns,
-    _error_detail,
-    _redact,
-    _transport_failure,
-    resolve_target,
-)
+from tools.endpoint import error_detail, redact, transport_failure
+from tools.stack import ConfigError, Target, resolve_target
+from tools.table import columns
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -143,9 +137,9 @@ def served_models(session: requests.Session, target: Target) -> list[str]:
             url, headers=_headers(target.api_key), timeout=PREFLIGHT_TIMEOUT, verify=target.verify
         )
     except requests.RequestException as error:
-        raise BenchError(f"cannot reach {target.endpoint}: {_transport_failure(error)}") from None
+        raise BenchError(f"cannot reach {target.endpoint}: {transport_failure(error)}") from None
     if response.status_code != 200:
-        raise BenchError(f"{url}: HTTP {response.status_code}: {_error_detail(response, target.api_key)}")
+        raise BenchError(f"{url}: HTTP {response.status_code}: {error_detail(response, target.api_key)}")
     try:
         listed = response.json().get("data") or []
         return [str(item["id"]) for item in listed]
@@ -171,7 +165,7 @@ def check_streaming(session: requests.Session, target: Target, model: str, api: 
             stream=True,
         ) as response:
             if response.status_code != 200:
-                detail = _error_detail(response, target.api_key)
+                detail = error_detail(response, target.api_key)
                 raise BenchError(f"{url}: HTTP {response.status_code}: {detail}")
             kind = response.headers.get("Content-Type", "")
             if not kind.startswith("text/event-stream"):
@@ -180,7 +174,7 @@ def check_streaming(session: requests.Session, target: Target, model: str, api: 
                     "time to first token and inter-token latency need a server that streams (stream: true)"
                 )
     except requests.RequestException as error:
-        raise BenchError(f"cannot reach {target.endpoint}: {_transport_failure(error)}") from None
+        raise BenchError(f"cannot reach {target.endpoint}: {transport_failure(error)}") from None
 
 
 def preflight(session: requests.Session, target: Target, model: str | None, api: str) -> str:
@@ -478,7 +472,7 @@ def render_table(sweep: Sweep) -> str:
         f"{sweep.model} at {sweep.endpoint}{PATHS[sweep.api]}, {sweep.input_tokens} tokens in, "
         f"{sweep.output_tokens} out, streaming (latencies in ms)"
     )
-    return "\n".join([title, *_columns(rows)])
+    return "\n".join([title, *columns(rows)])
 
 
 def render_json(sweep: Sweep, advice: str | None) -> str:
@@ -684,7 +678,7 @@ def main(
         with requests.Session() as session:
             model = preflight(session, target, args.model or target.model, args.api)
     except (ConfigError, BenchError) as error:
-        print(_redact(f"error: {error}", secret), file=err)
+        print(redact(f"error: {error}", secret), file=err)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -706,7 +700,7 @@ def main(
         print(f"interrupted: {len(levels)} of {len(args.concurrency)} levels measured", file=err)
         return EXIT_INTERRUPTED
     if failure:
-        print(_redact(f"error: {failure}", secret), file=err)
+        print(redact(f"error: {failure}", secret), file=err)
         return EXIT_FAILED
     return EXIT_OK
 

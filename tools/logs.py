@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from components.observe import ListError, LogLine, LogQuery, Replica, ReplicaSource
-from tools.status import ConfigError, list_replicas, replica_source, stack_outputs, status_module
+from tools.stack import ConfigError, list_replicas, replica_source, stack_outputs, status_module
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_CONFIG = 0, 1, 2
 #: Where the replicas' logs are is only in the stack's ``replicaSource`` output: no endpoint leads there.

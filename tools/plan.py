@@ -46,6 +46,8 @@ from components import backend, capacity, catalog, model_facts, sdk_internals
 from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
 from components.spec import SpecError, available_presets, build_spec
 from tools.mockrun import ROOT, Resource, Run, run_program
+from tools.stack import platform_module
+from tools.table import columns
 
 SNAPSHOT_DIR = ROOT / "tests" / "snapshots"
 REFRESH_COMMAND = ".venv/bin/python -m tools.plan --update-snapshots"
@@ -204,7 +206,7 @@ def _quota_checks(stack: str, config: dict[str, Any], secret_config: dict[str, s
     """The quotas ``up`` reads before any machine (a platform's ``deployment.quota_checks``), as lines:
     offline, the plan says which it would check, not their values."""
     spec = build_spec(stack, {**config, **secret_config}, frozenset(secret_config))
-    checks = getattr(backend.get(spec.cloud).module("deployment"), "quota_checks", None)
+    checks = getattr(platform_module(spec.cloud, "deployment"), "quota_checks", None)
     return checks(spec) if checks is not None else []
 
 
@@ -416,11 +418,8 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
         )
         for c in cost["candidates"]
     ]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     lines = [f"Considered resources ({cost['nodesPerReplica']} node(s) per replica, {cost['pricing']})"]
-    for row in table:
-        cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-        lines.append(("  " + "  ".join(cells)).rstrip())
+    lines += columns(table, indent="  ")
     for share in cost["shares"]:
         lines.append(
             f"  {share['region']} {share['market']}: {share['replicas']} replica(s) x "

@@ -39,10 +39,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
-import shutil
-import ssl
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,9 +46,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import requests
-import urllib3
 
-from components import backend
 from components.observe import (
     PREEMPTED,
     SERVE,
@@ -64,6 +58,15 @@ from components.observe import (
     ready_count,
     serving,
 )
+from tools.endpoint import error_detail, redact, transport_failure
+from tools.stack import (
+    ConfigError,
+    Target,
+    desired_replicas,
+    list_replicas,
+    resolve_target,
+)
+from tools.table import columns
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
@@ -83,26 +86,6 @@ COMPLETION_TIMEOUT_SECONDS = 60.0
 #: GCP's longest autohealing delay: a large checkpoint can take most of an hour to download and load.
 DEFAULT_WAIT_SECONDS = 3600.0
 DEFAULT_INTERVAL_SECONDS = 10.0  # SkyServe probes every 10 s
-PULUMI_TIMEOUT_SECONDS = 120
-
-
-class ConfigError(Exception):
-    """Nothing to check, or no way to learn what to check."""
-
-
-@dataclass(frozen=True)
-class Target:
-    endpoint: str  # base URL without a trailing slash or /v1
-    api_key: str | None
-    model: str | None  # the stack's served model name, used when /v1/models lists none
-    cacert: str | None = None  # CAs that verify an HTTPS endpoint; None: the system's (REQUESTS_CA_BUNDLE)
-    stack: str | None = None
-    replica_source: ReplicaSource | None = None  # the stack's replicaSource output
-
-    @property
-    def verify(self) -> str | bool:
-        """``verify=`` per request: a Session's own ``verify`` loses to REQUESTS_CA_BUNDLE in requests."""
-        return self.cacert or True
 
 
 @dataclass(frozen=True)
@@ -151,104 +134,9 @@ class CheckResult:
         }
 
 
-def base_url(endpoint: str) -> str:
-    """Accept what people paste: a bare host, a trailing slash, or an OpenAI ``base_url`` ending in /v1."""
-    url = endpoint.strip().rstrip("/")
-    if "://" not in url:
-        url = f"http://{url}"
-    return url.removesuffix("/v1")
-
-
 #: The longest --timeout or --interval: a day (a first load is sized in minutes, README Cold start); also
 #: keeps nan and inf out (every comparison with nan is false).
 MAX_WAIT_SECONDS = 86400
-#: What ``tools.status`` can do without the pulumi CLI (``tools.logs`` has no such way: see its own).
-WITHOUT_CLI = "or pass --endpoint URL with the key in VLLM_API_KEY"
-
-
-def stack_outputs(
-    stack: str, env: Mapping[str, str], show_secrets: bool = True, without_cli: str = WITHOUT_CLI
-) -> dict[str, Any]:
-    """The stack's outputs, read with the pulumi CLI (secrets in plain text only when asked);
-    ``without_cli`` says what the calling tool offers instead when the CLI is missing."""
-    pulumi = shutil.which("pulumi", path=env.get("PATH", ""))
-    if pulumi is None:
-        raise ConfigError(
-            f"the pulumi CLI is not on PATH: install it to read the stack's outputs, {without_cli}"
-        )
-    command = [
-        pulumi,
-        "stack",
-        "output",
-        "--json",
-        *(["--show-secrets"] if show_secrets else []),
-        "--stack",
-        stack,
-    ]
-    try:
-        completed = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=dict(env),
-            timeout=PULUMI_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise ConfigError(
-            f"pulumi stack output --stack {stack} took over {PULUMI_TIMEOUT_SECONDS} s"
-        ) from error
-    if completed.returncode != 0:
-        reason = completed.stderr.strip().splitlines()[-1:] or [f"exit code {completed.returncode}"]
-        raise ConfigError(f"pulumi stack output --stack {stack} failed: {reason[0]}")
-    try:
-        outputs = json.loads(completed.stdout)
-    except ValueError as error:
-        raise ConfigError(f"pulumi stack output --stack {stack} did not print JSON") from error
-    return outputs if isinstance(outputs, dict) else {}
-
-
-def replica_source(stack: str, outputs: Mapping[str, Any]) -> ReplicaSource | None:
-    """The stack's ``replicaSource`` output; None for a stack deployed before it existed."""
-    if not isinstance(outputs.get("replicaSource"), dict):
-        return None
-    try:
-        return ReplicaSource.from_output(outputs["replicaSource"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"stack {stack}: replicaSource output unreadable ({error!r})") from error
-
-
-def stack_target(stack: str, env: Mapping[str, str]) -> Target:
-    """Read the stack's ``endpoint``, ``apiKey``, ``model`` and ``replicaSource`` outputs."""
-    outputs = stack_outputs(stack, env)
-    endpoint = outputs.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint:
-        raise ConfigError(f"stack {stack} has no endpoint output: has `pulumi up --stack {stack}` run?")
-    return Target(
-        base_url(endpoint),
-        outputs.get("apiKey") or None,
-        outputs.get("model") or None,
-        stack=stack,
-        replica_source=replica_source(stack, outputs),
-    )
-
-
-def status_module(source: ReplicaSource) -> Any:
-    """The stack's platform's ``status`` module (which loads its client library when asked)."""
-    if source.platform not in backend.names():
-        raise ListError(f"platform {source.platform!r} is not one of {', '.join(backend.names())}")
-    return backend.get(source.platform).module("status")
-
-
-def list_replicas(source: ReplicaSource) -> list[Replica]:
-    """The platform's own view of the replicas."""
-    return status_module(source).list_replicas(source)
-
-
-def desired_replicas(source: ReplicaSource) -> int:
-    """How many replicas the platform is converging on: a group's target size, desired capacity or
-    ``spec.replicas``, which the autoscaler moves between the stack's bounds."""
-    return status_module(source).desired_replicas(source)
 
 
 def look(
@@ -269,89 +157,18 @@ def look(
         return Report(results, None, str(error), source.replicas, source.bounds)
 
 
-def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
-    if args.stack:
-        return stack_target(args.stack, env)
-    endpoint = args.endpoint or env.get("VLLM_ENDPOINT")
-    if not endpoint:
-        raise ConfigError("no endpoint: pass --stack NAME, or --endpoint URL (or set VLLM_ENDPOINT)")
-    return Target(base_url(endpoint), args.api_key or env.get("VLLM_API_KEY") or None, None)
-
-
-def _error_detail(response: requests.Response, api_key: str | None) -> str:
-    """The server's own reason, short: vLLM answers errors as {"error": ...} or {"message": ...}."""
-    if response.status_code == 401 and not api_key:
-        return "unauthorized: no API key given (--api-key or VLLM_API_KEY)"
-    if response.status_code == 401:
-        return "unauthorized: the API key was refused"
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or ""
-    error = body.get("error", body) if isinstance(body, dict) else body
-    message = (error.get("message") or error.get("detail")) if isinstance(error, dict) else error
-    return str(message or response.reason)[:120]
-
-
 def _send(check: str, send: Callable[[], requests.Response]) -> tuple[requests.Response | None, CheckResult]:
     """Time one request; a transport failure becomes a FAIL result, a response is for the caller to judge."""
     started = time.monotonic()
     try:
         response = send()
     except requests.RequestException as error:
-        return None, CheckResult(check, "FAIL", None, _ms_since(started), _transport_failure(error))
+        return None, CheckResult(check, "FAIL", None, _ms_since(started), transport_failure(error))
     return response, CheckResult(check, "OK", response.status_code, _ms_since(started), "")
 
 
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
-
-
-#: What a failed TLS handshake or verification means for a stack that just got its domain.
-CERTIFICATE_NOT_READY = (
-    "certificate not ready: TLS handshake or verification failed ({reason}); a new managed certificate is "
-    "issued once the domain's DNS record points at the load balancer (GCP: up to 60 min after that)"
-)
-NOT_RESOLVING = "{host} does not resolve (yet): create the record the dnsRecords output names"
-
-
-def _transport_failure(error: requests.RequestException) -> str:
-    if isinstance(error, requests.exceptions.SSLError):  # before ConnectionError, its base class
-        return CERTIFICATE_NOT_READY.format(reason=_ssl_reason(error))
-    if isinstance(error, requests.Timeout):  # before ConnectionError: a connect timeout is both
-        return "timed out"
-    if isinstance(error, requests.ConnectionError):
-        if _cause(error, urllib3.exceptions.NameResolutionError) is not None:
-            host = urllib3.util.parse_url(error.request.url).host if error.request else "the host"
-            return NOT_RESOLVING.format(host=host)
-        return "connection failed"
-    return type(error).__name__
-
-
-def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of ``kind`` among ``error``'s arguments and causes (requests wraps urllib3's
-    errors in MaxRetryError.reason)."""
-    pending: list[BaseException] = [error]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return current
-        nested = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
-        pending += [item for item in nested if isinstance(item, BaseException)]
-    return None
-
-
-def _ssl_reason(error: requests.exceptions.SSLError) -> str:
-    """OpenSSL's short reason (``CERTIFICATE_VERIFY_FAILED``, ``SSLV3_ALERT_HANDSHAKE_FAILURE``...)."""
-    found = _cause(error, ssl.SSLError)
-    reason = getattr(found, "reason", None) if found is not None else None
-    if isinstance(found, ssl.SSLCertVerificationError) and found.verify_message:
-        return f"{reason}: {found.verify_message}"
-    return str(reason or "TLS error")
 
 
 def _judge(result: CheckResult, response: requests.Response, ok: bool, detail: str) -> CheckResult:
@@ -365,7 +182,7 @@ def check_health(session: requests.Session, target: Target, timeout: tuple[float
     if response is None:
         return result
     ok = response.status_code == 200
-    return _judge(result, response, ok, "" if ok else _error_detail(response, target.api_key))
+    return _judge(result, response, ok, "" if ok else error_detail(response, target.api_key))
 
 
 def check_models(
@@ -378,7 +195,7 @@ def check_models(
     if response is None:
         return result, []
     if response.status_code != 200:
-        return _judge(result, response, False, _error_detail(response, target.api_key)), []
+        return _judge(result, response, False, error_detail(response, target.api_key)), []
     try:
         served = [str(model["id"]) for model in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
@@ -404,9 +221,7 @@ def check_completion(
     if response is None:
         return result
     ok = response.status_code == 200
-    return _judge(
-        result, response, ok, f"{model} answered" if ok else _error_detail(response, target.api_key)
-    )
+    return _judge(result, response, ok, f"{model} answered" if ok else error_detail(response, target.api_key))
 
 
 def _timeouts(read_seconds: float, time_left: float | None) -> tuple[float, float]:
@@ -464,16 +279,6 @@ def wait_until_ready(
         sleep(min(interval, timeout - elapsed))
 
 
-def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    return [
-        "  ".join(
-            [*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]]
-        ).rstrip()
-        for row in rows
-    ]
-
-
 def service_status(report: Report) -> str:
     """SkyServe's service statuses that a stack can be in: READY, NO_REPLICA, NOT_READY."""
     if report.ready:
@@ -503,7 +308,7 @@ def render_replicas(target: Target, report: Report) -> list[str]:
     replicas = report.replicas or []
     count = "-" if report.replicas is None else f"{ready_count(replicas)}/{report.expected}"
     lines = ["Services"]
-    lines += _columns(
+    lines += columns(
         [
             ("NAME", "STATUS", "REPLICAS", "SCALE", "ENDPOINT"),
             (target.stack or "-", service_status(report), count, scale(report), target.endpoint),
@@ -531,7 +336,7 @@ def render_replicas(target: Target, report: Report) -> list[str]:
         rows.append((replica.id, *role, *cells))
     if not replicas:
         return [*lines, "no replicas yet", ""]
-    return [*lines, *_columns(rows), ""]
+    return [*lines, *columns(rows), ""]
 
 
 def render_table(target: Target, report: Report, timed_out: bool) -> str:
@@ -540,13 +345,8 @@ def render_table(target: Target, report: Report, timed_out: bool) -> str:
         status = f"{result.status} {result.http_status}" if result.http_status else result.status
         latency = "-" if result.latency_ms is None else f"{result.latency_ms} ms"
         rows.append((result.check, status, latency, result.detail))
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
     lines = render_replicas(target, report) if target.replica_source is not None else []
-    lines += [f"Endpoint: {target.endpoint}", ""]
-    for check, status, latency, detail in rows:
-        lines.append(
-            f"{check:<{widths[0]}}  {status:<{widths[1]}}  {latency:>{widths[2]}}  {detail}".rstrip()
-        )
+    lines += [f"Endpoint: {target.endpoint}", "", *columns(rows, right={2})]
     if report.ready:
         lines += ["", "READY"]
     else:
@@ -575,15 +375,6 @@ def render_json(target: Target, report: Report, timed_out: bool) -> str:
         document["replicas"] = None if report.replicas is None else [r.as_json() for r in report.replicas]
         document["replicaError"] = report.replica_error
     return json.dumps(document, indent=2)
-
-
-def _redact(text: str, secret: str | None) -> str:
-    """Last line of defence: the key never reaches the terminal, whatever a server echoes back. Only the
-    key as a whole token is masked (never inside a longer word such as a host name's label), so no other
-    text changes however short or common the key's text is."""
-    if not secret:
-        return text
-    return re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -651,12 +442,12 @@ def main(
                 target.endpoint,
                 args.timeout,
                 args.interval,
-                progress=lambda line: print(_redact(line, target.api_key), file=err, flush=True),
+                progress=lambda line: print(redact(line, target.api_key), file=err, flush=True),
             )
         else:
             report, timed_out = look(session, target), False
     render = render_json if args.json else render_table
-    print(_redact(render(target, report, timed_out), target.api_key), file=out)
+    print(redact(render(target, report, timed_out), target.api_key), file=out)
     if report.ready:
         return EXIT_READY
     return EXIT_TIMEOUT if timed_out else EXIT_NOT_READY
