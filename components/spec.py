@@ -10,8 +10,8 @@ Changing ``vllm:model`` on top of a preset drops the preset's values of the keys
 value ``unset`` removes the preset's value of any key, so the built-in default applies.
 
 Before any resource, ``load_spec`` also checks the model against the Hugging Face Hub (weights against
-GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context;
-components/model_facts.py says how and why the answers are stable across runs).
+GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context, in
+components/model_fit.py; components/model_facts.py says how and why the answers are stable across runs).
 
 Pulumi.yaml declares every key with an empty default (``""`` or ``[]``), because Pulumi treats a declared
 key without a default as required and applies defaults to every stack; so "empty" here means "not set":
@@ -33,12 +33,29 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import backend, capacity, catalog, cost_warnings, model_facts, provider_config, sdk_internals
+from components import (
+    backend,
+    capacity,
+    catalog,
+    cost_warnings,
+    model_facts,
+    model_fit,
+    provider_config,
+    sdk_internals,
+)
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
 from components.config import PROJECT, UNSET, ConfigReader, SpecError, present, stack_config
 from components.domain import parse_domain
-from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags, option_value
+from components.extra_args import (
+    SECRET_FLAGS,
+    ExtraArgError,
+    check_flags,
+    check_refused_flags,
+    load_flags,
+    option_value,
+    refused_flags,
+)
 from components.model_facts import ModelFacts
 from components.provider_config import provider_config_keys
 
@@ -95,9 +112,6 @@ SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
 #: length, size, disk, served name or flag such as --trust-remote-code belongs to one model).
 MODEL_KEYS = ("servedModelName", "maxModelLen", "modelSizeGb", "diskSizeGb", "extraArgs")
-#: vLLM's default --gpu-memory-utilization: the share of GPU memory it takes for weights, activations and
-#: KV cache (vllm/config/cache.py); weights beyond it cannot serve.
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
 
 @dataclass(frozen=True)
@@ -277,74 +291,6 @@ SERVED_NAME_PATTERN = re.compile(r"^[\w./:-]+$", re.ASCII)
 IMAGE_PATTERN = re.compile(
     r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
 )
-# These are set from the spec (or from the secret store) and must not be overridden by extraArgs.
-MANAGED_FLAGS = (
-    "--host",
-    "--port",
-    "--model",
-    "--served-model-name",
-    "--tensor-parallel-size",
-    "--pipeline-parallel-size",
-    "--max-model-len",
-    "--api-key",
-    "--distributed-executor-backend",
-)
-#: Flags that carry a secret. Reviewed by hand from the pinned vLLM's flags whose names say token, key,
-#: secret or password (``secret_name_candidates`` in components/vllm_flags.json); the others there count
-#: tokens or name files and tokenizers (NOT_SECRET_FLAGS), e.g. ``--ssl-keyfile`` is a path.
-SECRET_FLAGS = ("--api-key", "--hf-token")
-NOT_SECRET_FLAGS = (
-    "--dbo-decode-token-threshold",
-    "--dbo-prefill-token-threshold",
-    "--disable-prompt-tokens-details",
-    "--disable-tokenizer-info-endpoint",
-    "--enable-prompt-tokens-details",
-    "--enable-tokenizer-info-endpoint",
-    "--long-prefill-token-threshold",
-    "--long-prefill-token-threshold-adaptive",
-    "--max-num-batched-tokens",
-    "--max-num-queued-tokens",
-    "--max-num-scheduled-tokens",
-    "--no-enable-prompt-tokens-details",
-    "--no-enable-tokenizer-info-endpoint",
-    "--no-long-prefill-token-threshold-adaptive",
-    "--no-return-tokens-as-token-ids",
-    "--no-skip-tokenizer-init",
-    "--no-tokens-only",
-    "--return-tokens-as-token-ids",
-    "--skip-tokenizer-init",
-    "--spec-tokens",
-    "--ssl-keyfile",
-    "--tokenizer",
-    "--tokenizer-mode",
-    "--tokenizer-revision",
-    "--tokens-only",
-)
-#: Real vLLM flags that would take the server away from the HTTP port the load balancer and health check
-#: use, or read flags from where these checks cannot see them.
-SERVING_FLAGS = {
-    "--help": "no --help (vllm serve prints help and exits)",
-    "--config": "flags in vllm:extraArgs itself, not a config file (its flags would escape these checks)",
-    "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
-    "--headless": "no --headless (every replica serves the OpenAI API)",
-    "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
-    **dict.fromkeys(
-        ("--ssl-certfile", "--ssl-keyfile"),
-        "no TLS flags: set vllm:domain (the clouds' load balancers terminate HTTPS and health-check HTTP) "
-        "or, on kubernetes, vllm:tlsSecretName (vLLM serves the Secret's certificate)",
-    ),
-}
-
-
-def _refused_flags() -> dict[str, str]:
-    """Canonical vLLM flag name → why extraArgs may not carry it."""
-    managed = f"flags other than {', '.join(MANAGED_FLAGS)} (set by the spec and the secret store)"
-    secret = "no secret in flags: set vllm:hfToken / vllm:apiKey as secrets; they reach vLLM by environment"
-    return {
-        **dict.fromkeys(MANAGED_FLAGS, managed),
-        **dict.fromkeys(SECRET_FLAGS, secret),
-        **SERVING_FLAGS,
-    }
 
 
 def _allowed_cidrs(read: ConfigReader, platform: backend.Backend) -> tuple[str, ...]:
@@ -431,7 +377,7 @@ def _check_extra_args(args: tuple[str, ...], image: str) -> None:
     same_version = tag is not None and tag[1] == load_flags().vllm_version
     check = check_flags if same_version else check_refused_flags
     try:
-        check(args, _refused_flags(), frozenset(SECRET_FLAGS))
+        check(args, refused_flags(), frozenset(SECRET_FLAGS))
     except ExtraArgError as error:
         raise SpecError(f"{PROJECT}:extraArgs", error.shown, error.valid) from None
 
@@ -613,10 +559,10 @@ def build_spec(
                 f"{PROJECT}:modelSizeGb {spec.model_size_gb} is less than the {hub_gb} GB of {model}'s "
                 f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
             )
-    _check_disk_fits_model(spec)
+    model_fit.check_disk_fits_model(spec)
     platform.check(spec)
-    _check_model_facts(spec, has_hf_token=hf_token is not None)
-    weights = _known_weights(spec)
+    model_fit.check_model_facts(spec, has_hf_token=hf_token is not None)
+    weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
 
@@ -743,113 +689,6 @@ def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> No
             f"{PROJECT}:apiKey",
             f"(secret, {len(str(api_key))} characters)",
             f"at least {MIN_API_KEY_LENGTH} characters (e.g. openssl rand -hex 24); unset, one is generated",
-        )
-
-
-def _known_weights(spec: ServiceSpec) -> tuple[int, str] | None:
-    """The larger of the weights' sizes the config and the Hub give, and where it comes from: the checks
-    trust whichever says more (the budget prefers vllm:modelSizeGb, see components/launch.py)."""
-    facts = spec.facts
-    hub = facts.weights_gb if facts else None
-    if facts is not None and hub is not None and (spec.model_size_gb is None or hub > spec.model_size_gb):
-        return hub, f"{spec.model}@{facts.revision[:12]} on the Hugging Face Hub"
-    if spec.model_size_gb is not None:
-        return spec.model_size_gb, f"{PROJECT}:modelSizeGb"
-    return None
-
-
-def _gpu_memory_utilization(extra_args: tuple[str, ...]) -> float:
-    """The share of GPU memory vLLM takes: the value vLLM reads from extraArgs (the last occurrence, in any
-    spelling, as ``option_value`` reads it), else vLLM's default. The pinned vLLM's range was checked by
-    check_flags; an image of another version is not, so a value outside (0, 1] counts as the default."""
-    value = option_value(extra_args, "--gpu-memory-utilization")
-    try:
-        share = float(value) if value is not None else DEFAULT_GPU_MEMORY_UTILIZATION
-    except ValueError:
-        return DEFAULT_GPU_MEMORY_UTILIZATION
-    return share if 0 < share <= 1 else DEFAULT_GPU_MEMORY_UTILIZATION
-
-
-def _check_model_facts(spec: ServiceSpec, has_hf_token: bool) -> None:
-    """Refuse a model the replica cannot serve: gated without a token, weights beyond the GPUs' memory,
-    a tensor parallel size (GPUs per node) that does not split its heads, a context it does not have."""
-    facts, gpu = spec.facts, spec.gpu
-    if facts is not None and facts.gated and not has_hf_token:
-        raise SpecError(
-            f"{PROJECT}:hfToken",
-            "(not set)",
-            f"a token with access to {spec.model}, which is gated: accept its license on "
-            f"https://huggingface.co/{spec.model}, then pulumi config set --secret {PROJECT}:hfToken hf_...",
-        )
-    weights = _known_weights(spec)
-    if weights is not None and spec.offering is not None:
-        size, source = weights
-        share = _gpu_memory_utilization(spec.extra_args)
-        # The catalog's "80 GB" GPUs hold 80 GiB less reserved memory, a little over 80 * 10^9 bytes: the
-        # comparison with decimal GB errs by a few percent towards refusing, where no KV cache would fit.
-        memory = spec.offering.gpu_memory_gb * spec.nodes
-        if size > memory * share:
-            raise SpecError(
-                f"{PROJECT}:gpu",
-                str(gpu),
-                f"GPUs that hold the model's {size} GB of weights ({source}): {spec.nodes} x {gpu} has "
-                f"{memory} GB, of which vLLM uses {share:.0%}; more or larger GPUs, or more vllm:nodes",
-            )
-    if facts is not None and gpu is not None:
-        _check_tensor_parallel(spec, facts, gpu)
-    context = facts.max_context if facts else None
-    if context is not None and spec.max_model_len is not None and spec.max_model_len > context:
-        raise SpecError(
-            f"{PROJECT}:maxModelLen",
-            spec.max_model_len,
-            f"<= {context}, the context length of {spec.model} (its config.json); unset means that",
-        )
-
-
-def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> None:
-    """vLLM's tensor parallel size is the GPUs per node. It must divide the attention heads
-    (``ModelConfig.verify_with_parallel_config``), and its QKVParallelLinear splits the KV heads over the
-    ranks, or replicates them when there are fewer heads than ranks: one count must divide the other."""
-    rules = (
-        ("attention heads", facts.attention_heads, lambda heads, tp: heads % tp == 0),
-        ("key/value heads", facts.kv_heads, lambda heads, tp: heads % tp == 0 or tp % heads == 0),
-    )
-    for what, heads, splits in rules:
-        if heads and not splits(heads, gpu.count):
-            counts = [str(c) for c in catalog.counts_offered(spec.cloud, gpu.type) if splits(heads, c)]
-            raise SpecError(
-                f"{PROJECT}:gpu",
-                str(gpu),
-                f"a GPU count per node that splits the {heads} {what} of {spec.model} (the tensor parallel "
-                f"size is the GPUs per node): {gpu.type}:{'/'.join(counts) or ' none sold'}",
-            )
-
-
-def _check_disk_fits_model(spec: ServiceSpec) -> None:
-    """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
-    a pod's cache volume holds only the weights (and vLLM's compile cache). On a machine whose weights go
-    on its local NVMe (the platform's ``weight_storage``), where Docker's data root goes too (local_nvme.sh),
-    the boot disk holds the OS image alone:
-    the NVMe arrays of the platforms' machine tables each exceed their GPUs' memory, which already bounds
-    the weights (``_check_model_facts``)."""
-    platform = backend.get(spec.cloud)
-    overhead = platform.disk_overhead_gb
-    if platform.weight_storage(spec).local:
-        if spec.disk_size_gb < overhead:
-            raise SpecError(
-                f"{PROJECT}:diskSizeGb",
-                spec.disk_size_gb,
-                f">= {overhead} (the OS image; the weights and Docker's data root go on the machine's "
-                "local NVMe)",
-            )
-        return
-    weights = _known_weights(spec)
-    if weights is not None and spec.disk_size_gb < weights[0] + overhead:
-        size, source = weights
-        raise SpecError(
-            f"{PROJECT}:diskSizeGb",
-            spec.disk_size_gb,
-            f">= {size + overhead} for a {size} GB model ({source}; weights + {overhead} GB)",
         )
 
 
