@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from components import backend
+from components.config import PROJECT, ConfigReader, SpecError
 
 if TYPE_CHECKING:
-    from components.spec import ConfigReader, ServiceSpec
+    from components.spec import ServiceSpec
 
 KEYS = ("minReplicas", "maxReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds")
 #: SkyServe's defaults (sky/serve/constants.py: AUTOSCALER_DEFAULT_UPSCALE_DELAY_SECONDS = 300,
@@ -75,8 +76,6 @@ class Autoscaling:
 def read_autoscaling(read: ConfigReader, platform: backend.Backend, nodes: int) -> Autoscaling | None:
     """The stack's ``replica_policy``, or None for a fixed ``vllm:replicas``; SpecError on a bad value or a
     bound the platform cannot honour."""
-    from components.spec import PROJECT, SpecError
-
     maximum = read.integer("maxReplicas", None, minimum=1, maximum=MAX_REPLICAS)
     if maximum is None:
         for key in ("minReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds"):

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from components.catalog import Offering
-    from components.spec import ConfigReader, ServiceSpec
+    from components.config import ConfigReader
+    from components.spec import ServiceSpec
 
 PLATFORMS_DIR = Path(__file__).resolve().parent
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.spec import PROJECT, SpecError
+from components.config import PROJECT, SpecError
 
 #: RFC 1123 section 2.1 / RFC 1035 section 2.3.4: a host name is at most 253 characters (255 octets on the
 #: wire), in labels of 1-63 letters, digits and hyphens that neither start nor end with a hyphen (RFC 1123

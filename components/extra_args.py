@@ -35,6 +35,9 @@ JSON_KINDS = ("json", "json_config", "json_or_str")
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # argparse reads these as values, not flags
 HUMAN_INT = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT])")
 REDACTED = "<redacted>"
+#: vLLM's default --gpu-memory-utilization: the share of GPU memory it takes for weights, activations and
+#: KV cache (vllm/config/cache.py); weights beyond it cannot serve.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
 
 class ExtraArgError(ValueError):
@@ -360,3 +363,87 @@ def option_value(args: tuple[str, ...], option: str) -> str | None:
         elif index + 1 < len(args) and not _is_flag(args[index + 1]):
             value = args[index + 1]
     return value
+
+
+# --- the program's flag policy ---------------------------------------------------------------------------
+
+# These are set from the spec (or from the secret store) and must not be overridden by extraArgs.
+MANAGED_FLAGS = (
+    "--host",
+    "--port",
+    "--model",
+    "--served-model-name",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+    "--max-model-len",
+    "--api-key",
+    "--distributed-executor-backend",
+)
+#: Flags that carry a secret. Reviewed by hand from the pinned vLLM's flags whose names say token, key,
+#: secret or password (``secret_name_candidates`` in components/vllm_flags.json); the others there count
+#: tokens or name files and tokenizers (NOT_SECRET_FLAGS), e.g. ``--ssl-keyfile`` is a path.
+SECRET_FLAGS = ("--api-key", "--hf-token")
+NOT_SECRET_FLAGS = (
+    "--dbo-decode-token-threshold",
+    "--dbo-prefill-token-threshold",
+    "--disable-prompt-tokens-details",
+    "--disable-tokenizer-info-endpoint",
+    "--enable-prompt-tokens-details",
+    "--enable-tokenizer-info-endpoint",
+    "--long-prefill-token-threshold",
+    "--long-prefill-token-threshold-adaptive",
+    "--max-num-batched-tokens",
+    "--max-num-queued-tokens",
+    "--max-num-scheduled-tokens",
+    "--no-enable-prompt-tokens-details",
+    "--no-enable-tokenizer-info-endpoint",
+    "--no-long-prefill-token-threshold-adaptive",
+    "--no-return-tokens-as-token-ids",
+    "--no-skip-tokenizer-init",
+    "--no-tokens-only",
+    "--return-tokens-as-token-ids",
+    "--skip-tokenizer-init",
+    "--spec-tokens",
+    "--ssl-keyfile",
+    "--tokenizer",
+    "--tokenizer-mode",
+    "--tokenizer-revision",
+    "--tokens-only",
+)
+#: Real vLLM flags that would take the server away from the HTTP port the load balancer and health check
+#: use, or read flags from where these checks cannot see them.
+SERVING_FLAGS = {
+    "--help": "no --help (vllm serve prints help and exits)",
+    "--config": "flags in vllm:extraArgs itself, not a config file (its flags would escape these checks)",
+    "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
+    "--headless": "no --headless (every replica serves the OpenAI API)",
+    "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
+    **dict.fromkeys(
+        ("--ssl-certfile", "--ssl-keyfile"),
+        "no TLS flags: set vllm:domain (the clouds' load balancers terminate HTTPS and health-check HTTP) "
+        "or, on kubernetes, vllm:tlsSecretName (vLLM serves the Secret's certificate)",
+    ),
+}
+
+
+def refused_flags() -> dict[str, str]:
+    """Canonical vLLM flag name → why extraArgs may not carry it."""
+    managed = f"flags other than {', '.join(MANAGED_FLAGS)} (set by the spec and the secret store)"
+    secret = "no secret in flags: set vllm:hfToken / vllm:apiKey as secrets; they reach vLLM by environment"
+    return {
+        **dict.fromkeys(MANAGED_FLAGS, managed),
+        **dict.fromkeys(SECRET_FLAGS, secret),
+        **SERVING_FLAGS,
+    }
+
+
+def gpu_memory_utilization(extra_args: tuple[str, ...]) -> float:
+    """The share of GPU memory vLLM takes: the value vLLM reads from extraArgs (the last occurrence, in any
+    spelling, as ``option_value`` reads it), else vLLM's default. The pinned vLLM's range was checked by
+    check_flags; an image of another version is not, so a value outside (0, 1] counts as the default."""
+    value = option_value(extra_args, "--gpu-memory-utilization")
+    try:
+        share = float(value) if value is not None else DEFAULT_GPU_MEMORY_UTILIZATION
+    except ValueError:
+        return DEFAULT_GPU_MEMORY_UTILIZATION
+    return share if 0 < share <= 1 else DEFAULT_GPU_MEMORY_UTILIZATION

@@ -4,7 +4,7 @@ Pulumi hands a provider namespace's stack config only to that provider's default
 explicit one (pulumi/pulumi#12176; pulumi/pulumi-aws#3259, closed by design), and this program disables the
 default providers (Pulumi.yaml) and declares each platform's provider itself. So it passes the keys on: every
 key the stack (or its preset) sets that the provider's own schema defines, which the spec's key registry
-reads from the installed SDK (``spec.provider_config_keys``, the same list that refuses typos), given to the
+reads from the installed SDK (``provider_config_keys``, the same list that refuses typos), given to the
 SDK's ``Provider`` as the ``ProviderArgs`` argument of that name and type (its arguments are the config keys,
 snake-cased), so a key a new SDK release adds needs no code here. pulumi_gcp's config module also lists
 ``disableGlobalProjectWarning`` and ``skipRegionValidation``, which its ``Provider`` takes no argument for:
@@ -17,18 +17,41 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import json
 import re
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pulumi
 
-from components import sdk_internals
 from components.backend import Backend
-from components.spec import SpecError, effective_config, provider_config_keys, stack_config
+from components.config import SpecError
+
+
+def provider_config_keys(sdk: str) -> frozenset[str] | None:
+    """The config keys the installed provider SDK defines, or None when that SDK is not installed.
+
+    Read from the SDK's source rather than by importing it (``import pulumi_gcp`` alone takes seconds):
+    pulumi_gcp and pulumi_aws generate ``config/vars.py`` with one ``__config__.get*('<key>')`` per key;
+    pulumi_kubernetes has no config module, and its provider's config keys are the ``ProviderArgs``
+    arguments (``provider.py``), camel-cased as the provider schema spells them.
+    """
+    found = importlib.util.find_spec(sdk)  # locates the package, runs nothing
+    if found is None or not found.submodule_search_locations:
+        return None
+    package = Path(next(iter(found.submodule_search_locations)))
+    if not (package / "config" / "vars.py").exists():
+        source = (package / "provider.py").read_text()
+        arguments = source[source.index("class ProviderArgs") :]
+        arguments = arguments[: arguments.index('"""')]
+        snake = re.findall(r"^\s+(\w+): pulumi\.Input", arguments, flags=re.MULTILINE)
+        return frozenset(re.sub(r"_([a-z])", lambda m: m[1].upper(), name) for name in snake)
+    source = (package / "config" / "vars.py").read_text()
+    return frozenset(re.findall(r"__config__\.get\w*\('(\w+)'\)", source))
 
 
 @functools.cache
@@ -96,10 +119,3 @@ def _typed(key: str, raw: Any, scalar: type | None) -> Any:
     else:
         valid = "a number"
     raise SpecError(key, raw, f"{valid}: the provider's type for this key")
-
-
-def stack_provider_args(platform: Backend, stack: str) -> dict[str, Any]:
-    """``provider_args`` of the running stack's config over its preset (Pulumi's view of the stack)."""
-    config = stack_config()
-    secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))
-    return provider_args(platform, effective_config(stack, config)[1], secret_keys)

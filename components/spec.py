@@ -10,8 +10,8 @@ Changing ``vllm:model`` on top of a preset drops the preset's values of the keys
 value ``unset`` removes the preset's value of any key, so the built-in default applies.
 
 Before any resource, ``load_spec`` also checks the model against the Hugging Face Hub (weights against
-GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context;
-components/model_facts.py says how and why the answers are stable across runs).
+GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context, in
+components/model_fit.py; components/model_facts.py says how and why the answers are stable across runs).
 
 Pulumi.yaml declares every key with an empty default (``""`` or ``[]``), because Pulumi treats a declared
 key without a default as required and applies defaults to every stack; so "empty" here means "not set":
@@ -23,27 +23,42 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-import importlib
-import importlib.util
 import ipaddress
-import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import pulumi
 import yaml
 
-from components import backend, capacity, catalog, cost_warnings, model_facts, sdk_internals
+from components import (
+    backend,
+    capacity,
+    catalog,
+    cost_warnings,
+    model_facts,
+    model_fit,
+    provider_config,
+    sdk_internals,
+)
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
-from components.extra_args import ExtraArgError, check_flags, check_refused_flags, load_flags, option_value
+from components.config import PROJECT, UNSET, ConfigReader, SpecError, present, stack_config
+from components.domain import parse_domain
+from components.extra_args import (
+    SECRET_FLAGS,
+    ExtraArgError,
+    check_flags,
+    check_refused_flags,
+    load_flags,
+    option_value,
+    refused_flags,
+)
 from components.model_facts import ModelFacts
+from components.provider_config import provider_config_keys
 
-PROJECT = "vllm"
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "stacks"
 
 #: Pinned vLLM release (never ``latest``): the image tag is part of the infrastructure diff.
@@ -97,19 +112,6 @@ SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
 #: length, size, disk, served name or flag such as --trust-remote-code belongs to one model).
 MODEL_KEYS = ("servedModelName", "maxModelLen", "modelSizeGb", "diskSizeGb", "extraArgs")
-#: A stack value that removes the preset's value of a key, so the built-in default applies.
-UNSET = "unset"
-#: vLLM's default --gpu-memory-utilization: the share of GPU memory it takes for weights, activations and
-#: KV cache (vllm/config/cache.py); weights beyond it cannot serve.
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
-
-
-class SpecError(pulumi.RunError):
-    """An invalid config value: one message naming the key, the bad value and what is valid."""
-
-    def __init__(self, key: str, value: object, valid: str) -> None:
-        self.key, self.value, self.valid = key, value, valid
-        super().__init__(f"{key}: invalid value {value!r}: {valid}")
 
 
 @dataclass(frozen=True)
@@ -240,30 +242,25 @@ def read_preset(name: str) -> dict[str, Any]:
     return dict(document.get("config") or {})
 
 
-def stack_config() -> dict[str, str]:
-    """The stack's own config as Pulumi hands it to the program (every value a string)."""
-    return sdk_internals.stack_config()
-
-
 def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None, dict[str, Any]]:
     """Overlay the stack's config on its preset, key by key; empty stack values do not override, ``unset``
     removes the preset's value, and another model drops the preset's ``MODEL_KEYS``."""
-    explicit = _present(config.get(f"{PROJECT}:preset"))
+    explicit = present(config.get(f"{PROJECT}:preset"))
     preset = explicit if explicit is not None else (stack if stack in available_presets() else None)
     if preset is not None and preset not in available_presets():
         raise SpecError(f"{PROJECT}:preset", preset, f"one of {', '.join(available_presets())}")
     merged: dict[str, Any] = read_preset(preset) if preset else {}
-    model = _present(config.get(f"{PROJECT}:model"))
+    model = present(config.get(f"{PROJECT}:model"))
     if model is not None and str(model).strip() != str(merged.get(f"{PROJECT}:model", "")).strip():
         for key in MODEL_KEYS:
             merged.pop(f"{PROJECT}:{key}", None)
-    chosen = {k for k, v in config.items() if _present(v) is not None and str(v).strip() != UNSET}
+    chosen = {k for k, v in config.items() if present(v) is not None and str(v).strip() != UNSET}
     for key in replaced_scaling_keys(chosen):
         merged.pop(key, None)
     for key, value in config.items():
         if isinstance(value, str) and value.strip() == UNSET:
             merged[key] = None  # kept as a key, so an unknown one is still refused
-        elif _present(value) is not None:
+        elif present(value) is not None:
             merged[key] = value
     merged[f"{PROJECT}:preset"] = preset
     return preset, merged
@@ -282,142 +279,7 @@ def _weight_cache(read: ConfigReader, platform: backend.Backend) -> str:
     return weight_cache
 
 
-def _present(value: Any) -> Any:
-    """None for values that mean "not set": absent, empty string, empty list."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", "[]")):
-        return None
-    if isinstance(value, list | tuple) and not value:
-        return None
-    return value
-
-
 # --- validation -----------------------------------------------------------------------------------------
-
-
-class ConfigReader:
-    """Typed access to the merged config; every failure names the full key."""
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self.values = values
-
-    def raw(self, key: str) -> Any:
-        return _present(self.values.get(key if ":" in key else f"{PROJECT}:{key}"))
-
-    @overload
-    def string(self, key: str) -> str | None: ...
-    @overload
-    def string(self, key: str, default: str) -> str: ...
-    @overload
-    def string(self, key: str, default: str | None) -> str | None: ...
-    def string(self, key: str, default: str | None = None) -> str | None:
-        """A text value as written: surrounding whitespace is refused, never silently dropped (no name,
-        id or host a platform takes has any)."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        text = str(value)
-        if text != text.strip():
-            raise SpecError(_full(key), value, f"{text.strip()!r}, without the surrounding whitespace")
-        return text
-
-    @overload
-    def choice(self, key: str, choices: tuple[str, ...]) -> str | None: ...
-    @overload
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str: ...
-    def choice(self, key: str, choices: tuple[str, ...], default: str | None = None) -> str | None:
-        value = self.string(key, default)
-        if value is not None and value not in choices:
-            raise SpecError(_full(key), value, f"one of {', '.join(choices)}")
-        return value
-
-    @overload
-    def integer(self, key: str, default: int, minimum: int, maximum: int | None = None) -> int: ...
-    @overload
-    def integer(self, key: str, default: None, minimum: int, maximum: int | None = None) -> int | None: ...
-    def integer(self, key: str, default: int | None, minimum: int, maximum: int | None = None) -> int | None:
-        """A decimal integer within [minimum, maximum]; a key without a bound of its own is bounded by
-        ``NUMBER_MAX`` (``check_number``)."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        text = str(value).strip()
-        number = int(text) if DECIMAL_INTEGER.match(text) and not isinstance(value, bool) else None
-        if number is None and INTEGER_LOOKALIKE.match(text):
-            why = "decimal digits, no leading zero, separator or base prefix (YAML tools disagree on those)"
-            raise SpecError(_full(key), value, f"an integer >= {minimum}: {why}")
-        return int(check_number(_full(key), value, number, minimum, maximum, integer=True))
-
-    def number(self, key: str, minimum: float, maximum: float | None = None) -> float | None:
-        """A finite number > minimum (and <= maximum, else ``NUMBER_MAX``)."""
-        value = self.raw(key)
-        if value is None:
-            return None
-        try:
-            number = float(str(value).strip()) if not isinstance(value, bool) else None
-        except ValueError:
-            number = None
-        return check_number(_full(key), value, number, minimum, maximum, integer=False)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        text = str(value).strip().lower()
-        if text not in ("true", "false"):
-            raise SpecError(_full(key), value, "true or false")
-        return text == "true"
-
-    def string_list(
-        self, key: str, item_check: Callable[[str], bool] | None = None, valid: str = ""
-    ) -> tuple:
-        value = self.raw(key)
-        if value is None:
-            return ()
-        items = value
-        if isinstance(value, str):
-            try:
-                items = json.loads(value)
-            except json.JSONDecodeError:
-                items = None
-        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
-            raise SpecError(_full(key), value, "a list of non-empty strings")
-        if item_check is not None:
-            for item in items:
-                if not item_check(item):
-                    raise SpecError(_full(key), item, valid)
-        return tuple(items)
-
-
-#: The bound of every numeric key that names none of its own: beyond a signed 32-bit integer no key means
-#: anything (Kubernetes' and the clouds' count fields are int32; vLLM's token counts are far below it).
-NUMBER_MAX = 2**31 - 1
-DECIMAL_INTEGER = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
-#: Integers spelled in a way YAML 1.1, YAML 1.2 and Go disagree on: ``010``, ``0x10``, ``0o10``, ``1_000``.
-INTEGER_LOOKALIKE = re.compile(r"^[+-]?(0[0-9_]+|0[xXoObB][0-9a-fA-F_]+|[0-9][0-9_]*_[0-9_]*)$")
-
-
-def check_number(
-    key: str, value: object, number: float | None, minimum: float, maximum: float | None, integer: bool
-) -> float:
-    """One rule for every numeric key: a finite number (never nan or inf) within its bounds, the
-    integers' minimum inclusive and the others' exclusive, the maximum ``NUMBER_MAX`` unless the key's is
-    lower. SpecError quotes the value as written."""
-    top = NUMBER_MAX if maximum is None else min(maximum, NUMBER_MAX)
-    low = f">= {_plain_number(minimum)}" if integer else f"> {_plain_number(minimum)}"
-    bound = f"{'an integer' if integer else 'a number'} {low} and <= {_plain_number(top)}"
-    bound += "" if integer else " (not nan or inf)"
-    too_low = number is not None and (number < minimum if integer else number <= minimum)
-    if number is None or not math.isfinite(number) or too_low or number > top:
-        raise SpecError(key, value, bound)
-    return number
-
-
-def _plain_number(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else f"{number:g}"
-
-
-def _full(key: str) -> str:
-    return key if ":" in key else f"{PROJECT}:{key}"
 
 
 GPU_PATTERN = re.compile(r"^(?P<type>[A-Za-z0-9][A-Za-z0-9-]*?):(?P<count>[0-9]+)$")
@@ -429,74 +291,6 @@ SERVED_NAME_PATTERN = re.compile(r"^[\w./:-]+$", re.ASCII)
 IMAGE_PATTERN = re.compile(
     r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
 )
-# These are set from the spec (or from the secret store) and must not be overridden by extraArgs.
-MANAGED_FLAGS = (
-    "--host",
-    "--port",
-    "--model",
-    "--served-model-name",
-    "--tensor-parallel-size",
-    "--pipeline-parallel-size",
-    "--max-model-len",
-    "--api-key",
-    "--distributed-executor-backend",
-)
-#: Flags that carry a secret. Reviewed by hand from the pinned vLLM's flags whose names say token, key,
-#: secret or password (``secret_name_candidates`` in components/vllm_flags.json); the others there count
-#: tokens or name files and tokenizers (NOT_SECRET_FLAGS), e.g. ``--ssl-keyfile`` is a path.
-SECRET_FLAGS = ("--api-key", "--hf-token")
-NOT_SECRET_FLAGS = (
-    "--dbo-decode-token-threshold",
-    "--dbo-prefill-token-threshold",
-    "--disable-prompt-tokens-details",
-    "--disable-tokenizer-info-endpoint",
-    "--enable-prompt-tokens-details",
-    "--enable-tokenizer-info-endpoint",
-    "--long-prefill-token-threshold",
-    "--long-prefill-token-threshold-adaptive",
-    "--max-num-batched-tokens",
-    "--max-num-queued-tokens",
-    "--max-num-scheduled-tokens",
-    "--no-enable-prompt-tokens-details",
-    "--no-enable-tokenizer-info-endpoint",
-    "--no-long-prefill-token-threshold-adaptive",
-    "--no-return-tokens-as-token-ids",
-    "--no-skip-tokenizer-init",
-    "--no-tokens-only",
-    "--return-tokens-as-token-ids",
-    "--skip-tokenizer-init",
-    "--spec-tokens",
-    "--ssl-keyfile",
-    "--tokenizer",
-    "--tokenizer-mode",
-    "--tokenizer-revision",
-    "--tokens-only",
-)
-#: Real vLLM flags that would take the server away from the HTTP port the load balancer and health check
-#: use, or read flags from where these checks cannot see them.
-SERVING_FLAGS = {
-    "--help": "no --help (vllm serve prints help and exits)",
-    "--config": "flags in vllm:extraArgs itself, not a config file (its flags would escape these checks)",
-    "--uds": "no --uds (the load balancer and health check reach vLLM on its TCP port)",
-    "--headless": "no --headless (every replica serves the OpenAI API)",
-    "--grpc": "no --grpc (the load balancer speaks HTTP to the OpenAI API)",
-    **dict.fromkeys(
-        ("--ssl-certfile", "--ssl-keyfile"),
-        "no TLS flags: set vllm:domain (the clouds' load balancers terminate HTTPS and health-check HTTP) "
-        "or, on kubernetes, vllm:tlsSecretName (vLLM serves the Secret's certificate)",
-    ),
-}
-
-
-def _refused_flags() -> dict[str, str]:
-    """Canonical vLLM flag name → why extraArgs may not carry it."""
-    managed = f"flags other than {', '.join(MANAGED_FLAGS)} (set by the spec and the secret store)"
-    secret = "no secret in flags: set vllm:hfToken / vllm:apiKey as secrets; they reach vLLM by environment"
-    return {
-        **dict.fromkeys(MANAGED_FLAGS, managed),
-        **dict.fromkeys(SECRET_FLAGS, secret),
-        **SERVING_FLAGS,
-    }
 
 
 def _allowed_cidrs(read: ConfigReader, platform: backend.Backend) -> tuple[str, ...]:
@@ -583,7 +377,7 @@ def _check_extra_args(args: tuple[str, ...], image: str) -> None:
     same_version = tag is not None and tag[1] == load_flags().vllm_version
     check = check_flags if same_version else check_refused_flags
     try:
-        check(args, _refused_flags(), frozenset(SECRET_FLAGS))
+        check(args, refused_flags(), frozenset(SECRET_FLAGS))
     except ExtraArgError as error:
         raise SpecError(f"{PROJECT}:extraArgs", error.shown, error.valid) from None
 
@@ -647,28 +441,6 @@ def _provider_key_name(name: str) -> str:
 def vllm_keys() -> tuple[str, ...]:
     """Every ``vllm:`` key a preset or a stack may set: the common ones and each platform's own."""
     return (*COMMON_KEYS, *(key for platform in backend.backends() for key in platform.keys))
-
-
-def provider_config_keys(sdk: str) -> frozenset[str] | None:
-    """The config keys the installed provider SDK defines, or None when that SDK is not installed.
-
-    Read from the SDK's source rather than by importing it (``import pulumi_gcp`` alone takes seconds):
-    pulumi_gcp and pulumi_aws generate ``config/vars.py`` with one ``__config__.get*('<key>')`` per key;
-    pulumi_kubernetes has no config module, and its provider's config keys are the ``ProviderArgs``
-    arguments (``provider.py``), camel-cased as the provider schema spells them.
-    """
-    found = importlib.util.find_spec(sdk)  # locates the package, runs nothing
-    if found is None or not found.submodule_search_locations:
-        return None
-    package = Path(next(iter(found.submodule_search_locations)))
-    if not (package / "config" / "vars.py").exists():
-        source = (package / "provider.py").read_text()
-        arguments = source[source.index("class ProviderArgs") :]
-        arguments = arguments[: arguments.index('"""')]
-        snake = re.findall(r"^\s+(\w+): pulumi\.Input", arguments, flags=re.MULTILINE)
-        return frozenset(re.sub(r"_([a-z])", lambda m: m[1].upper(), name) for name in snake)
-    source = (package / "config" / "vars.py").read_text()
-    return frozenset(re.findall(r"__config__\.get\w*\('(\w+)'\)", source))
 
 
 def build_spec(
@@ -767,7 +539,7 @@ def build_spec(
         dns_zone=dns_zone,
         weight_cache=weight_cache,
     )
-    hf_token = _present(config.get(f"{PROJECT}:hfToken"))
+    hf_token = present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:
         try:
             token = None if hf_token is None else str(hf_token)
@@ -787,10 +559,10 @@ def build_spec(
                 f"{PROJECT}:modelSizeGb {spec.model_size_gb} is less than the {hub_gb} GB of {model}'s "
                 f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
             )
-    _check_disk_fits_model(spec)
+    model_fit.check_disk_fits_model(spec)
     platform.check(spec)
-    _check_model_facts(spec, has_hf_token=hf_token is not None)
-    weights = _known_weights(spec)
+    model_fit.check_model_facts(spec, has_hf_token=hf_token is not None)
+    weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
 
@@ -807,8 +579,6 @@ def _model_valid(model: str) -> str:
 def _read_domain(read: ConfigReader, platform: backend.Backend) -> tuple[str | None, str | None]:
     """``vllm:domain`` (a bare host name) and ``vllm:dnsZone`` (only with a domain, where the platform
     writes DNS records; each platform's ``check`` judges the zone's form)."""
-    from components.domain import parse_domain  # it reads this module's SpecError
-
     domain = parse_domain(read.string("domain"))
     dns_zone = read.string("dnsZone")
     if dns_zone is not None and (instead := platform.refuse_unsupported(backend.Feature.DNS_ZONE)):
@@ -835,7 +605,7 @@ def _refuse_other_platforms_keys(
     ``keys`` and ``provider_namespace``."""
     own = {f"{PROJECT}:{key}" for key in (*COMMON_KEYS, *SECRET_KEYS, *platform.keys)}
     for key, value in values.items():
-        if _present(value) is None or key in own:
+        if present(value) is None or key in own:
             continue
         namespace, _, name = key.partition(":")
         for other in backend.backends():
@@ -911,121 +681,14 @@ def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> No
     a configured API key is long enough to guard a public endpoint. Values are never echoed."""
     for key in SECRET_KEYS:
         full = f"{PROJECT}:{key}"
-        if _present(config.get(full)) is not None and full not in secret_keys:
+        if present(config.get(full)) is not None and full not in secret_keys:
             raise SpecError(full, "(plaintext)", f"a secret: pulumi config set --secret {full} <value>")
-    api_key = _present(config.get(f"{PROJECT}:apiKey"))
+    api_key = present(config.get(f"{PROJECT}:apiKey"))
     if api_key is not None and len(str(api_key)) < MIN_API_KEY_LENGTH:
         raise SpecError(
             f"{PROJECT}:apiKey",
             f"(secret, {len(str(api_key))} characters)",
             f"at least {MIN_API_KEY_LENGTH} characters (e.g. openssl rand -hex 24); unset, one is generated",
-        )
-
-
-def _known_weights(spec: ServiceSpec) -> tuple[int, str] | None:
-    """The larger of the weights' sizes the config and the Hub give, and where it comes from: the checks
-    trust whichever says more (the budget prefers vllm:modelSizeGb, see components/launch.py)."""
-    facts = spec.facts
-    hub = facts.weights_gb if facts else None
-    if facts is not None and hub is not None and (spec.model_size_gb is None or hub > spec.model_size_gb):
-        return hub, f"{spec.model}@{facts.revision[:12]} on the Hugging Face Hub"
-    if spec.model_size_gb is not None:
-        return spec.model_size_gb, f"{PROJECT}:modelSizeGb"
-    return None
-
-
-def _gpu_memory_utilization(extra_args: tuple[str, ...]) -> float:
-    """The share of GPU memory vLLM takes: the value vLLM reads from extraArgs (the last occurrence, in any
-    spelling, as ``option_value`` reads it), else vLLM's default. The pinned vLLM's range was checked by
-    check_flags; an image of another version is not, so a value outside (0, 1] counts as the default."""
-    value = option_value(extra_args, "--gpu-memory-utilization")
-    try:
-        share = float(value) if value is not None else DEFAULT_GPU_MEMORY_UTILIZATION
-    except ValueError:
-        return DEFAULT_GPU_MEMORY_UTILIZATION
-    return share if 0 < share <= 1 else DEFAULT_GPU_MEMORY_UTILIZATION
-
-
-def _check_model_facts(spec: ServiceSpec, has_hf_token: bool) -> None:
-    """Refuse a model the replica cannot serve: gated without a token, weights beyond the GPUs' memory,
-    a tensor parallel size (GPUs per node) that does not split its heads, a context it does not have."""
-    facts, gpu = spec.facts, spec.gpu
-    if facts is not None and facts.gated and not has_hf_token:
-        raise SpecError(
-            f"{PROJECT}:hfToken",
-            "(not set)",
-            f"a token with access to {spec.model}, which is gated: accept its license on "
-            f"https://huggingface.co/{spec.model}, then pulumi config set --secret {PROJECT}:hfToken hf_...",
-        )
-    weights = _known_weights(spec)
-    if weights is not None and spec.offering is not None:
-        size, source = weights
-        share = _gpu_memory_utilization(spec.extra_args)
-        # The catalog's "80 GB" GPUs hold 80 GiB less reserved memory, a little over 80 * 10^9 bytes: the
-        # comparison with decimal GB errs by a few percent towards refusing, where no KV cache would fit.
-        memory = spec.offering.gpu_memory_gb * spec.nodes
-        if size > memory * share:
-            raise SpecError(
-                f"{PROJECT}:gpu",
-                str(gpu),
-                f"GPUs that hold the model's {size} GB of weights ({source}): {spec.nodes} x {gpu} has "
-                f"{memory} GB, of which vLLM uses {share:.0%}; more or larger GPUs, or more vllm:nodes",
-            )
-    if facts is not None and gpu is not None:
-        _check_tensor_parallel(spec, facts, gpu)
-    context = facts.max_context if facts else None
-    if context is not None and spec.max_model_len is not None and spec.max_model_len > context:
-        raise SpecError(
-            f"{PROJECT}:maxModelLen",
-            spec.max_model_len,
-            f"<= {context}, the context length of {spec.model} (its config.json); unset means that",
-        )
-
-
-def _check_tensor_parallel(spec: ServiceSpec, facts: ModelFacts, gpu: Gpu) -> None:
-    """vLLM's tensor parallel size is the GPUs per node. It must divide the attention heads
-    (``ModelConfig.verify_with_parallel_config``), and its QKVParallelLinear splits the KV heads over the
-    ranks, or replicates them when there are fewer heads than ranks: one count must divide the other."""
-    rules = (
-        ("attention heads", facts.attention_heads, lambda heads, tp: heads % tp == 0),
-        ("key/value heads", facts.kv_heads, lambda heads, tp: heads % tp == 0 or tp % heads == 0),
-    )
-    for what, heads, splits in rules:
-        if heads and not splits(heads, gpu.count):
-            counts = [str(c) for c in catalog.counts_offered(spec.cloud, gpu.type) if splits(heads, c)]
-            raise SpecError(
-                f"{PROJECT}:gpu",
-                str(gpu),
-                f"a GPU count per node that splits the {heads} {what} of {spec.model} (the tensor parallel "
-                f"size is the GPUs per node): {gpu.type}:{'/'.join(counts) or ' none sold'}",
-            )
-
-
-def _check_disk_fits_model(spec: ServiceSpec) -> None:
-    """Refuse a disk the model cannot fit on: a VM's boot disk also holds the OS and the image (~30 GB);
-    a pod's cache volume holds only the weights (and vLLM's compile cache). On a machine whose weights go
-    on its local NVMe (the platform's ``weight_storage``), where Docker's data root goes too (local_nvme.sh),
-    the boot disk holds the OS image alone:
-    the NVMe arrays of the platforms' machine tables each exceed their GPUs' memory, which already bounds
-    the weights (``_check_model_facts``)."""
-    platform = backend.get(spec.cloud)
-    overhead = platform.disk_overhead_gb
-    if platform.weight_storage(spec).local:
-        if spec.disk_size_gb < overhead:
-            raise SpecError(
-                f"{PROJECT}:diskSizeGb",
-                spec.disk_size_gb,
-                f">= {overhead} (the OS image; the weights and Docker's data root go on the machine's "
-                "local NVMe)",
-            )
-        return
-    weights = _known_weights(spec)
-    if weights is not None and spec.disk_size_gb < weights[0] + overhead:
-        size, source = weights
-        raise SpecError(
-            f"{PROJECT}:diskSizeGb",
-            spec.disk_size_gb,
-            f">= {size + overhead} for a {size} GB model ({source}; weights + {overhead} GB)",
         )
 
 
@@ -1045,13 +708,18 @@ def _check_on_platform(spec: ServiceSpec) -> None:
     check = getattr(backend.get(spec.cloud).module("deployment"), "check", None)
     if check is not None:
         check(spec)
-    from components import provider_config  # each provider key the stack sets, of its SDK's type
+    stack_provider_args(backend.get(spec.cloud), spec.stack)  # each provider key set, of its SDK's type
 
-    provider_config.stack_provider_args(backend.get(spec.cloud), spec.stack)
+
+def stack_provider_args(platform: backend.Backend, stack: str) -> dict[str, Any]:
+    """``provider_args`` of the running stack's config over its preset (Pulumi's view of the stack)."""
+    config = stack_config()
+    secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))
+    return provider_config.provider_args(platform, effective_config(stack, config)[1], secret_keys)
 
 
 def load_secret(key: str) -> pulumi.Output[str] | None:
     """A secret key's value as a secret Output, or None when it is not set (empty counts as not set)."""
-    if _present(stack_config().get(f"{PROJECT}:{key}")) is None:
+    if present(stack_config().get(f"{PROJECT}:{key}")) is None:
         return None
     return pulumi.Config(PROJECT).require_secret(key)

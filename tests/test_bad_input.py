@@ -17,7 +17,8 @@ import pytest
 
 from components import backend, cost_warnings
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
-from components.spec import COMMON_KEYS, NUMBER_MAX, ServiceSpec, SpecError, available_presets, build_spec
+from components.config import NUMBER_MAX
+from components.spec import COMMON_KEYS, ServiceSpec, SpecError, available_presets, build_spec
 from tests.harness import ROOT
 
 MODEL = "Qwen/Qwen3-8B"

@@ -300,3 +300,129 @@ def test_the_script_seam_check_finds_a_platform_named_in_a_branch(line):
 )
 def test_the_script_seam_check_ignores_commands_comments_and_titles_in_messages(line):
     assert shell_seam_breaches(f"#!/usr/bin/env bash\n{line}\n") == []
+
+
+# --- layers: the module import graph has no circle ---------------------------------------------------------
+
+#: The program's packages whose modules import one another (the entry point __main__.py is above them all).
+LAYERED_PACKAGES = ("components", "tools", "policy")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Imports under ``if TYPE_CHECKING:`` name types for annotations and run nothing: not an edge."""
+    return {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+
+
+def imported_modules(source: str, name: str, is_package: bool, modules: set[str]) -> set[str]:
+    """The program's modules that ``source`` imports, at module level or inside a function (a lazy import
+    still ties the two modules together): ``from a import b`` counts ``a.b`` when b is a module, and ``a``."""
+    tree = ast.parse(source)
+    skipped = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package, one level up per extra dot
+                package = name.split(".") if is_package else name.split(".")[:-1]
+                base = ".".join([*package[: len(package) - node.level + 1], *filter(None, [node.module])])
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for imported in names:
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                found.add(imported)
+    return found
+
+
+def import_graph(root: Path = ROOT, packages: tuple[str, ...] = LAYERED_PACKAGES) -> dict[str, set[str]]:
+    paths = {module_name(path, root): path for package in packages for path in (root / package).rglob("*.py")}
+    names = set(paths)
+    return {
+        name: imported_modules(path.read_text(), name, path.name == "__init__.py", names)
+        for name, path in paths.items()
+    }
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted: every circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = []
+            while not component or component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
+def test_the_program_s_modules_import_one_another_without_a_circle():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import circles: " + "; ".join(" <-> ".join(cycle) for cycle in cycles)
+
+
+def test_the_import_graph_covers_the_core_the_platforms_the_tools_and_the_policy_pack():
+    graph = import_graph()
+    assert {"components.spec", "components.kubernetes.pods", "tools.plan", "policy.gpu_budget"} <= set(graph)
+    assert "components.backend" in graph["components.catalog"]
+
+
+def test_the_leaf_config_module_imports_only_modules_that_import_nothing_of_the_program():
+    graph = import_graph()
+    assert all(not graph[imported] for imported in graph["components.config"])
+
+
+def test_the_cycle_check_finds_a_circle_through_a_function_level_import(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("def f():\n    from pkg.high import g\n")
+    (package / "high.py").write_text("from pkg import low\n")
+    (package / "leaf.py").write_text("from . import low\n")
+    graph = import_graph(tmp_path, ("pkg",))
+    assert "pkg.low" in graph["pkg.leaf"]
+    assert import_cycles(graph) == [["pkg.high", "pkg.low"]]
+
+
+def test_the_cycle_check_ignores_imports_only_for_type_checking(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high import g\n"
+    )
+    (package / "high.py").write_text("from pkg.low import f\n")
+    assert import_cycles(import_graph(tmp_path, ("pkg",))) == []

@@ -5,13 +5,16 @@ import re
 
 import pytest
 
-from components import spec as spec_module
-from components.extra_args import FLAGS_FILE, load_flags
-from components.spec import (
-    DEFAULT_IMAGE,
+from components.extra_args import (
+    FLAGS_FILE,
     MANAGED_FLAGS,
     NOT_SECRET_FLAGS,
     SECRET_FLAGS,
+    SERVING_FLAGS,
+    load_flags,
+)
+from components.spec import (
+    DEFAULT_IMAGE,
     SpecError,
     build_spec,
 )
@@ -58,7 +61,7 @@ def test_every_flag_named_like_a_secret_has_been_reviewed_by_hand():
 
 def test_managed_and_secret_flags_are_flags_of_the_pinned_vllm():
     options = load_flags().by_option
-    for flag in (*MANAGED_FLAGS, *SECRET_FLAGS, *spec_module.SERVING_FLAGS):
+    for flag in (*MANAGED_FLAGS, *SECRET_FLAGS, *SERVING_FLAGS):
         assert options[flag].name == flag
 
 

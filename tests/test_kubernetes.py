@@ -12,7 +12,7 @@ import yaml
 from components import catalog, launch
 from components.kubernetes import fakes as fakes_kubernetes
 from components.kubernetes import gpu_nodes, pods
-from components.kubernetes.backend import settings
+from components.kubernetes.settings import settings
 from components.spec import ServiceSpec, SpecError, build_spec
 from tests.harness import ROOT, Resource, Run, run_program
 from tools import mockrun

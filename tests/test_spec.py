@@ -10,7 +10,7 @@ import yaml
 
 from components import backend, catalog
 from components.kubernetes.backend import default_namespace
-from components.kubernetes.backend import settings as k8s_settings
+from components.kubernetes.settings import settings as k8s_settings
 from components.spec import (
     DEFAULT_CPU_IMAGE,
     DEFAULT_IMAGE,

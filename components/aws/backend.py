@@ -4,41 +4,23 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.aws.offerings import AWS_REGIONS, AWS_REGIONS_SOURCE, CATALOG
+from components.aws.settings import AwsSettings, settings
+from components.aws.sizing import scale_out_surge, vcpu_quotas
 from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
-from components.spec import PROJECT, ConfigReader, SpecError
+from components.config import PROJECT, ConfigReader, SpecError
 
 if TYPE_CHECKING:
     from components.catalog import Offering
     from components.spec import ServiceSpec
 
 DEFAULT_REGION = "us-east-1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class AwsSettings:
-    """The AWS keys of a stack, validated (README "AWS")."""
-
-    vpc_id: str | None = None
-    subnet_ids: tuple[str, ...] = ()  # the instances' subnets (and the ALB's, unless named apart)
-    load_balancer_subnet_ids: tuple[str, ...] = ()  # public subnets for the internet-facing ALB
-    ami_id: str | None = None  # pinned AMI; None: the current Deep Learning AMI, resolved at launch
-    reservation: str | None = None  # vllm:reservation: the capacity reservation id the machines target
-    capacity_block: bool = False  # the reservation is a Capacity Block (market type capacity-block)
-    reservation_zone: str | None = None  # vllm:reservationZone: the reservation's Availability Zone
-
-
-def settings(spec: ServiceSpec) -> AwsSettings:
-    """The stack's AWS settings (``spec.platform`` of an AWS stack)."""
-    if not isinstance(spec.platform, AwsSettings):
-        raise TypeError(f"{spec.cloud} stack has no AWS settings")
-    return spec.platform
 
 
 def read_placement(read: ConfigReader, stack: str, offering: Offering | None) -> Placement:
@@ -224,9 +206,7 @@ def weight_storage(spec: ServiceSpec) -> Storage:
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:
     """The settings, and the EC2 vCPU quotas ``up`` checks before it declares anything (``tools.plan``
-    shows them offline). sizing.py reads these settings, hence the import here."""
-    from components.aws.sizing import scale_out_surge, vcpu_quotas
-
+    shows them offline)."""
     aws = settings(spec)
     return {
         "region": spec.region,
@@ -242,12 +222,6 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def _scale_out_surge(spec: ServiceSpec) -> int:
-    from components.aws.sizing import scale_out_surge  # sizing.py reads this module's settings
-
-    return scale_out_surge(spec)
-
-
 BACKEND = Backend(
     name="aws",
     title="AWS",
@@ -260,7 +234,7 @@ BACKEND = Backend(
     public_view=public_view,
     check=check,
     weight_storage=weight_storage,
-    scale_out_surge=_scale_out_surge,
+    scale_out_surge=scale_out_surge,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,

@@ -22,9 +22,8 @@ from components.aws.weight_cache import WeightCache, WeightCacheArgs
 from components.domain import warn_without_domain
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
-from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec
+from components.spec import ServiceSpec, stack_provider_args
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:

@@ -16,7 +16,7 @@ import pulumi_aws.ssm as ssm
 
 from components import scripts, vm
 from components.aws import capacity, sizing
-from components.aws.backend import settings
+from components.aws.settings import settings
 from components.aws.sizing import (
     max_healthy_percentage,
     min_healthy_percentage,

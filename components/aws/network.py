@@ -9,9 +9,9 @@ import pulumi_aws.ec2 as ec2
 import pulumi_aws.vpc as vpc
 
 from components import vm
-from components.aws.backend import AwsSettings
-from components.aws.backend import settings as aws_settings
 from components.aws.names import ec2_description
+from components.aws.settings import AwsSettings
+from components.aws.settings import settings as aws_settings
 from components.launch import PORT
 from components.spec import ServiceSpec
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from components import vm
-from components.aws.backend import settings
+from components.aws.settings import settings
 from components.spec import ServiceSpec
 
 #: Service Quotas codes (service ``ec2``) of the vCPU quotas GPU instances draw on, per family group:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from components import capacity
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
+from components.config import PROJECT, ConfigReader, SpecError
 from components.gcp.offerings import CATALOG
-from components.spec import PROJECT, ConfigReader, SpecError
 
 if TYPE_CHECKING:
     from components.catalog import Offering

@@ -26,9 +26,8 @@ from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
-from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec
+from components.spec import ServiceSpec, stack_provider_args
 
 
 def check(spec: ServiceSpec) -> None:

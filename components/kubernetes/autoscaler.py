@@ -47,8 +47,8 @@ from pulumi_kubernetes.apiextensions import CustomResource
 from components.autoscaling import Autoscaling
 from components.capacity import fixed_base_replicas
 from components.kubernetes import pods
-from components.kubernetes.backend import settings
 from components.kubernetes.ray_replica import LWS_API_VERSION
+from components.kubernetes.settings import settings
 from components.spec import ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"

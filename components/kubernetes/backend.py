@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage
+from components.config import PROJECT, ConfigReader, SpecError
 from components.kubernetes.offerings import CATALOG
-from components.spec import PROJECT, ConfigReader, SpecError
+from components.kubernetes.settings import KubernetesSettings, settings
 
 if TYPE_CHECKING:
     from components.catalog import Offering
@@ -30,43 +30,6 @@ DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0
 #: A PersistentVolumeClaim's name: a DNS subdomain (RFC 1123), at most 253 characters (Kubernetes "Object
 #: Names and IDs").
 DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-@dataclass(frozen=True, kw_only=True)
-class KubernetesSettings:
-    """The Kubernetes keys of a stack, validated (README "Kubernetes")."""
-
-    namespace: str = "vllm"  # the stack's own by default: see ``default_namespace``
-    gpu_node_selector: str = "none"
-    storage_class: str | None = None
-    service_type: str = "LoadBalancer"
-    cpu: float | None = None
-    memory_gb: float | None = None
-    install_leader_worker_set: bool = False
-    context: str | None = None
-    #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
-    max_surge: int | None = None
-    #: Autoscaling (components/kubernetes/autoscaler.py): where KEDA reads vLLM's request rate, and the
-    #: request rate in front of vLLM that wakes a service scaled to zero.
-    prometheus_url: str | None = None
-    activation_query: str | None = None
-    #: vllm:tlsSecretName: a kubernetes.io/tls Secret in the namespace; vLLM serves HTTPS from it.
-    tls_secret_name: str | None = None
-    #: vllm:cacheClaim: a ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
-    cache_claim: str | None = None
-    #: vllm:cacheStorageClass: the stack creates vllm:cacheClaim from this class (else the claim exists).
-    cache_storage_class: str | None = None
-    #: vllm:createNamespace: false uses vllm:namespace as it exists (created, and kept, by you).
-    create_namespace: bool = True
-    #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
-    prometheus_operator: bool = False
-
-
-def settings(spec: ServiceSpec) -> KubernetesSettings:
-    """The stack's Kubernetes settings (``spec.platform`` of a Kubernetes stack)."""
-    if not isinstance(spec.platform, KubernetesSettings):
-        raise TypeError(f"{spec.cloud} stack has no Kubernetes settings")
-    return spec.platform
 
 
 def default_namespace(stack: str) -> str:

@@ -11,17 +11,16 @@ from components import autoscaling, backend
 from components.domain import warn_without_domain
 from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
-from components.kubernetes.backend import settings
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
 from components.kubernetes.ray_replica import LeaderWorkerSetController, RayReplicaGroup, RayReplicaGroupArgs
 from components.kubernetes.replica_group import ReplicaGroup, ReplicaGroupArgs
+from components.kubernetes.settings import settings
 from components.launch import LaunchSpec, launch_spec
 from components.observe import SERVE, Group, ReplicaSource
-from components.provider_config import stack_provider_args
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec
+from components.spec import ServiceSpec, stack_provider_args
 
 
 def check(spec: ServiceSpec) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from components import catalog
-from components.spec import PROJECT, SpecError
+from components.config import PROJECT, SpecError
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GKE_ACCELERATOR = "cloud.google.com/gke-accelerator"

@@ -26,7 +26,7 @@ from pulumi_kubernetes.meta import v1 as meta
 
 from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
 from components.kubernetes import pods, tls
-from components.kubernetes.backend import settings
+from components.kubernetes.settings import settings
 from components.launch import LOAD_BALANCER_IDLE_SECONDS
 from components.spec import OPEN_TO_ALL, ServiceSpec
 

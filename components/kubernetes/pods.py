@@ -38,8 +38,8 @@ import pulumi
 
 from components import backend, catalog, scripts
 from components.kubernetes import capacity, tls
-from components.kubernetes.backend import settings
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
+from components.kubernetes.settings import settings
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV, STATIC_ENV, LaunchSpec, weights_gb
 from components.spec import PROJECT, ServiceSpec, SpecError
 

@@ -55,8 +55,8 @@ from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
 from components.kubernetes import capacity, pods
-from components.kubernetes.backend import settings
 from components.kubernetes.replica_group import disruption_budget
+from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 

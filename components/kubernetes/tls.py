@@ -16,7 +16,7 @@ import dataclasses
 import posixpath
 from typing import Any
 
-from components.kubernetes.backend import settings
+from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
 from components.spec import ServiceSpec
 

@@ -1,0 +1,47 @@
+"""The Kubernetes keys of a stack, validated: a leaf of the Kubernetes package, which its backend reads into
+``spec.platform`` and its resource modules read back (``settings(spec)``) without importing the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from components.spec import ServiceSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesSettings:
+    """The Kubernetes keys of a stack, validated (README "Kubernetes")."""
+
+    namespace: str = "vllm"  # the stack's own by default: see ``default_namespace``
+    gpu_node_selector: str = "none"
+    storage_class: str | None = None
+    service_type: str = "LoadBalancer"
+    cpu: float | None = None
+    memory_gb: float | None = None
+    install_leader_worker_set: bool = False
+    context: str | None = None
+    #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
+    max_surge: int | None = None
+    #: Autoscaling (components/kubernetes/autoscaler.py): where KEDA reads vLLM's request rate, and the
+    #: request rate in front of vLLM that wakes a service scaled to zero.
+    prometheus_url: str | None = None
+    activation_query: str | None = None
+    #: vllm:tlsSecretName: a kubernetes.io/tls Secret in the namespace; vLLM serves HTTPS from it.
+    tls_secret_name: str | None = None
+    #: vllm:cacheClaim: a ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
+    cache_claim: str | None = None
+    #: vllm:cacheStorageClass: the stack creates vllm:cacheClaim from this class (else the claim exists).
+    cache_storage_class: str | None = None
+    #: vllm:createNamespace: false uses vllm:namespace as it exists (created, and kept, by you).
+    create_namespace: bool = True
+    #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
+    prometheus_operator: bool = False
+
+
+def settings(spec: ServiceSpec) -> KubernetesSettings:
+    """The stack's Kubernetes settings (``spec.platform`` of a Kubernetes stack)."""
+    if not isinstance(spec.platform, KubernetesSettings):
+        raise TypeError(f"{spec.cloud} stack has no Kubernetes settings")
+    return spec.platform
