@@ -46,7 +46,7 @@ from typing import Any, TextIO
 import requests
 
 from tools.endpoint import error_detail, redact, transport_failure
-from tools.stack import ConfigError, Target, resolve_target
+from tools.stack import ConfigError, Target, add_target_options, resolve_target, tool_parser
 from tools.table import columns
 
 EXIT_OK = 0
@@ -559,23 +559,8 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    summary, _, details = (__doc__ or "").partition("\n\n")
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.bench",
-        description=summary,
-        epilog=details,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--stack", help="read endpoint, apiKey and model from this stack's outputs")
-    source.add_argument("--endpoint", help="the endpoint's base URL (default: $VLLM_ENDPOINT)")
-    parser.add_argument(
-        "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
-    )
-    parser.add_argument(
-        "--cacert",
-        help="PEM file of CAs that verify an HTTPS endpoint (default: the system's)",
-    )
+    parser = tool_parser("python -m tools.bench", __doc__)
+    add_target_options(parser, "endpoint, apiKey and model", "the system's")
     parser.add_argument(
         "--model", help="served model name (default: the stack's model, else the first listed)"
     )

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from components.observe import ListError, LogLine, LogQuery, Replica, ReplicaSource
-from tools.stack import ConfigError, list_replicas, replica_source, stack_outputs, status_module
+from tools.stack import ConfigError, list_replicas, replica_source, stack_outputs, status_module, tool_parser
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_CONFIG = 0, 1, 2
 #: Where the replicas' logs are is only in the stack's ``replicaSource`` output: no endpoint leads there.
@@ -67,13 +67,7 @@ def printer(out: TextIO, several: bool) -> Callable[[LogLine], None]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    summary, _, details = (__doc__ or "").partition("\n\n")
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.logs",
-        description=summary,
-        epilog=details,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = tool_parser("python -m tools.logs", __doc__)
     parser.add_argument("--stack", required=True, help="the stack whose replicas' logs to read")
     parser.add_argument(
         "--replica", help="one replica: its ID as tools.status prints it, or a machine/pod name"

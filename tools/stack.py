@@ -117,6 +117,28 @@ def stack_target(stack: str, env: Mapping[str, str]) -> Target:
     )
 
 
+def tool_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A tool's parser: its module docstring's first paragraph is the description, the rest the epilog."""
+    summary, _, details = (doc or "").partition("\n\n")
+    return argparse.ArgumentParser(
+        prog=prog, description=summary, epilog=details, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_target_options(parser: argparse.ArgumentParser, outputs: str, cacert_default: str) -> None:
+    """The options ``resolve_target`` reads: a stack (whose ``outputs`` the tool reads) or an endpoint, the
+    key, and the CAs that verify an HTTPS endpoint (``cacert_default`` says which the tool uses unset)."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--stack", help=f"read {outputs} from this stack's outputs")
+    source.add_argument("--endpoint", help="the endpoint's base URL (default: $VLLM_ENDPOINT)")
+    parser.add_argument(
+        "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
+    )
+    parser.add_argument(
+        "--cacert", help=f"PEM file of CAs that verify an HTTPS endpoint (default: {cacert_default})"
+    )
+
+
 def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
     """The endpoint a tool talks to: a stack's outputs (--stack), else --endpoint / VLLM_ENDPOINT."""
     if args.stack:

@@ -62,9 +62,11 @@ from tools.endpoint import error_detail, redact, transport_failure
 from tools.stack import (
     ConfigError,
     Target,
+    add_target_options,
     desired_replicas,
     list_replicas,
     resolve_target,
+    tool_parser,
 )
 from tools.table import columns
 
@@ -378,24 +380,9 @@ def render_json(target: Target, report: Report, timed_out: bool) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    summary, _, details = (__doc__ or "").partition("\n\n")
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.status",
-        description=summary,
-        epilog=details,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--stack", help="read endpoint, apiKey, model and replicaSource from this stack's outputs"
-    )
-    source.add_argument("--endpoint", help="the endpoint's base URL (default: $VLLM_ENDPOINT)")
-    parser.add_argument(
-        "--api-key", help="the vLLM API key (default: $VLLM_API_KEY, which keeps it out of ps)"
-    )
-    parser.add_argument(
-        "--cacert",
-        help="PEM file of CAs that verify an HTTPS endpoint (default: the system's, or REQUESTS_CA_BUNDLE)",
+    parser = tool_parser("python -m tools.status", __doc__)
+    add_target_options(
+        parser, "endpoint, apiKey, model and replicaSource", "the system's, or REQUESTS_CA_BUNDLE"
     )
     parser.add_argument("--wait", action="store_true", help="poll until ready or --timeout")
     parser.add_argument(
