@@ -5,8 +5,8 @@ SkyServe's service spec scales between ``min_replicas`` and ``max_replicas`` so 
 ``upscale_delay_seconds`` (300) of high load and ``downscale_delay_seconds`` (1200) of low load
 (sky/serve/autoscalers.py, sky/serve/constants.py). Here the same keys drive the platform's autoscaler:
 no controller of ours. Autoscaling is on when ``vllm:maxReplicas`` is set. What each platform makes of
-each key is in the README ("Autoscaling"); what it cannot honour, its backend refuses
-(``backend.Feature.SCALE_TO_ZERO``, ``AUTOSCALING_MULTI_NODE``, ``UPSCALE_DELAY``, ``DOWNSCALE_DELAY``).
+each key is in the README ("Autoscaling"); what it cannot honour, its platform refuses
+(``platforms.Feature.SCALE_TO_ZERO``, ``AUTOSCALING_MULTI_NODE``, ``UPSCALE_DELAY``, ``DOWNSCALE_DELAY``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from components import backend
+from components import platforms
 from components.config import PROJECT, ConfigReader, SpecError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Autoscaling:
         }
 
 
-def read_autoscaling(read: ConfigReader, platform: backend.Backend, nodes: int) -> Autoscaling | None:
+def read_autoscaling(read: ConfigReader, platform: platforms.Platform, nodes: int) -> Autoscaling | None:
     """The stack's ``replica_policy``, or None for a fixed ``vllm:replicas``; SpecError on a bad value or a
     bound the platform cannot honour."""
     maximum = read.integer("maxReplicas", None, minimum=1, maximum=MAX_REPLICAS)
@@ -109,9 +109,9 @@ def read_autoscaling(read: ConfigReader, platform: backend.Backend, nodes: int) 
         delays[key] = read.integer(key, None, minimum=0, maximum=MAX_DELAY_SECONDS)
         if value is not None and (instead := platform.refuse_unsupported(_DELAY_FEATURES[key])) is not None:
             raise SpecError(f"{PROJECT}:{key}", value, instead)
-    if nodes > 1 and (instead := platform.refuse_unsupported(backend.Feature.AUTOSCALING_MULTI_NODE)):
+    if nodes > 1 and (instead := platform.refuse_unsupported(platforms.Feature.AUTOSCALING_MULTI_NODE)):
         raise SpecError(f"{PROJECT}:maxReplicas", maximum, instead)
-    if minimum == 0 and (instead := platform.refuse_unsupported(backend.Feature.SCALE_TO_ZERO)) is not None:
+    if minimum == 0 and (instead := platform.refuse_unsupported(platforms.Feature.SCALE_TO_ZERO)) is not None:
         raise SpecError(f"{PROJECT}:minReplicas", minimum, instead)
     return Autoscaling(
         min_replicas=minimum,
@@ -135,8 +135,8 @@ def replaced_scaling_keys(stack_keys: set[str]) -> tuple[str, ...]:
 
 
 _DELAY_FEATURES = {
-    "upscaleDelaySeconds": backend.Feature.UPSCALE_DELAY,
-    "downscaleDelaySeconds": backend.Feature.DOWNSCALE_DELAY,
+    "upscaleDelaySeconds": platforms.Feature.UPSCALE_DELAY,
+    "downscaleDelaySeconds": platforms.Feature.DOWNSCALE_DELAY,
 }
 
 
@@ -163,7 +163,7 @@ def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     # At each bound every region's share on its market (components/capacity.py): the on-demand base at
     # on-demand prices, the rest at spot prices with spot, each at its region's price.
     at_least = replace(spec, replicas=spec.autoscaling.min_replicas).cost_per_hour()
-    most = spec.autoscaling.max_replicas + backend.get(spec.cloud).scale_out_surge(spec)
+    most = spec.autoscaling.max_replicas + platforms.get(spec.cloud).scale_out_surge(spec)
     at_most = replace(spec, replicas=most).cost_per_hour()
     if at_least is None or at_most is None:
         return None

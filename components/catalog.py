@@ -1,7 +1,7 @@
 """GPU catalog: which machine each platform offers for a GPU type and count, with its shape and list price.
 
 Each platform keeps its own price sheet in its package (``components/<platform>/offerings.py``: one row per
-machine, each with the source of its figures) and registers it as its backend's ``catalog``. ``select()``
+machine, each with the source of its figures) and registers it as its platform's ``catalog``. ``select()``
 picks the cheapest fitting machine the way SkyPilot's optimizer does (spot price when spot is asked for,
 on-demand otherwise). Prices are public list prices in USD per machine-hour: each row's in its reference
 region (``price_region``), and in the other regions its source prices (``region_prices``); spot prices are
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from components import backend
+from components import platforms
 
 CATALOG_DATE = "2026-11"
 
@@ -250,11 +250,11 @@ def _spot_only_message(name: str, cloud: str, gpu: str, count: int, base: bool =
     )
 
 
-def _backend(cloud: str) -> backend.Backend:
-    if cloud not in backend.names():
-        raise CatalogError(f"unknown cloud {cloud!r}; known clouds: {', '.join(backend.names())}")
-    return backend.get(cloud)
+def _backend(cloud: str) -> platforms.Platform:
+    if cloud not in platforms.names():
+        raise CatalogError(f"unknown cloud {cloud!r}; known clouds: {', '.join(platforms.names())}")
+    return platforms.get(cloud)
 
 
-def _catalog(cloud: str) -> backend.Catalog:
+def _catalog(cloud: str) -> platforms.Catalog:
     return _backend(cloud).catalog

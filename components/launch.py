@@ -1,4 +1,4 @@
-"""The vLLM launch spec shared by every backend: what runs, how secrets arrive, how health is judged.
+"""The vLLM launch spec shared by every platform: what runs, how secrets arrive, how health is judged.
 
 Backends (a systemd unit on a VM, a container in a Pod) turn this into their own shape; none of them
 builds a ``vllm serve`` command line of its own.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from components import backend
-from components.backend import Storage
+from components import platforms
+from components.platforms import Storage
 from components.spec import ServiceSpec
 
 PORT = 8000
@@ -47,7 +47,7 @@ STATIC_ENV = {
 # Load-time model (seconds): boot + image pull, CUDA graph capture / torch.compile (fixed), then the weights'
 # path: fetched onto the node's storage (from the Hub, or from the stack's bucket), uploaded to the bucket
 # by the replica that fills it, and read from storage into GPU memory. Each rate is a sustained MB/s
-# (10^6 bytes/s) with its source; the node's storage rates are its platform's (backend.weight_storage).
+# (10^6 bytes/s) with its source; the node's storage rates are its platform's (Platform.weight_storage).
 BASE_STARTUP_SECONDS = 600
 #: Hugging Face Hub downloads (Xet, HF_XET_HIGH_PERFORMANCE) on cloud GPU VMs: roughly 200-500 MB/s as
 #: measured for this project's presets; the low end, since one NAT address serves the whole stack.
@@ -137,7 +137,7 @@ def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
     """The stack's first replica and every later one (replacement, scale-out, rollout): the same path on
     the Hub; with the bucket, the first downloads and fills it, the later ones copy from it; on a shared
     cache (``Storage.shared``), the first downloads into it and the later ones only read it."""
-    storage = backend.get(spec.cloud).weight_storage(spec)
+    storage = platforms.get(spec.cloud).weight_storage(spec)
     size = weights_gb(spec)
     fixed = BASE_STARTUP_SECONDS + (RAY_GROUP_WAIT_SECONDS if spec.nodes > 1 else 0)
 

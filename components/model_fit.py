@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from components import backend, catalog
+from components import catalog, platforms
 from components.config import PROJECT, SpecError
 from components.extra_args import gpu_memory_utilization
 
@@ -92,7 +92,7 @@ def check_disk_fits_model(spec: ServiceSpec) -> None:
     the boot disk holds the OS image alone:
     the NVMe arrays of the platforms' machine tables each exceed their GPUs' memory, which already bounds
     the weights (``check_model_facts``)."""
-    platform = backend.get(spec.cloud)
+    platform = platforms.get(spec.cloud)
     overhead = platform.disk_overhead_gb
     if platform.weight_storage(spec).local:
         if spec.disk_size_gb < overhead:

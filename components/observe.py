@@ -2,7 +2,7 @@
 
 The Pulumi program exports ``replicaSource`` (``ReplicaSource.as_output``), the same shape on every
 platform; ``tools.status`` and ``tools.logs`` read it back and hand it to the stack's platform module
-``components/<platform>/status.py`` (``Backend.module("status")``), which asks the platform's own API with
+``components/<platform>/status.py`` (``Platform.module("status")``), which asks the platform's own API with
 its client library, loaded only there. Nothing here imports Pulumi or a cloud SDK.
 """
 

@@ -9,7 +9,7 @@ SDK's ``Provider`` as the ``ProviderArgs`` argument of that name and type (its a
 snake-cased), so a key a new SDK release adds needs no code here. pulumi_gcp's config module also lists
 ``disableGlobalProjectWarning`` and ``skipRegionValidation``, which its ``Provider`` takes no argument for:
 they set the SDK's own behaviour with a default provider, and reach no explicit one. The keys the program
-reads itself (``Backend.provider_keys``: ``gcp:region``, ``aws:region``, ``kubernetes:context``...) are set
+reads itself (``Platform.provider_keys``: ``gcp:region``, ``aws:region``, ``kubernetes:context``...) are set
 by each platform from the spec.
 """
 
@@ -28,8 +28,8 @@ from typing import Any
 
 import pulumi
 
-from components.backend import Backend
 from components.config import SpecError
+from components.platforms import Platform
 
 
 def provider_config_keys(sdk: str) -> frozenset[str] | None:
@@ -76,7 +76,7 @@ def _scalar(annotation: Any) -> type | None:
 
 
 def provider_args(
-    platform: Backend, config: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()
+    platform: Platform, config: Mapping[str, Any], secret_keys: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """The platform's provider keyword arguments for the keys ``config`` sets in its namespace (values as
     Pulumi hands them over: text, JSON for lists, maps, objects and numbers); secret keys stay secret.

@@ -34,12 +34,12 @@ import pulumi
 import yaml
 
 from components import (
-    backend,
     capacity,
     catalog,
     cost_warnings,
     model_facts,
     model_fit,
+    platforms,
     provider_config,
     sdk_internals,
 )
@@ -84,7 +84,7 @@ NAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
 
-#: Config keys a preset or a stack may set for any platform; each platform adds its own (its backend's
+#: Config keys a preset or a stack may set for any platform; each platform adds its own (its platform.py's
 #: ``keys``). Secrets (hfToken, apiKey) are stack-only.
 COMMON_KEYS = (
     "preset",
@@ -148,7 +148,7 @@ class ServiceSpec:
     region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
     regions: tuple[str, ...] = ()  # every region it serves from, ``region`` first (vllm:regions, GCP)
     on_demand_base_replicas: int = 0  # with spot: replicas kept on on-demand capacity
-    platform: Any = None  # the platform's own settings: its backend.py's settings(spec) reads them typed
+    platform: Any = None  # the platform's own settings: its platform.py's settings(spec) reads them typed
     facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
     #: SkyServe's replica_policy (components/autoscaling.py); None: a fixed ``replicas``, which is then the
     #: count a first ``up`` starts with
@@ -224,7 +224,7 @@ class ServiceSpec:
             "dnsZone": self.dns_zone,
             "weightCache": self.weight_cache,
         }
-        view.update(backend.get(self.cloud).public_view(self))
+        view.update(platforms.get(self.cloud).public_view(self))
         return view
 
 
@@ -271,8 +271,8 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
 WEIGHT_CACHES = ("bucket", "hub")
 
 
-def _weight_cache(read: ConfigReader, platform: backend.Backend) -> str:
-    instead = platform.refuse_unsupported(backend.Feature.WEIGHT_CACHE_BUCKET)
+def _weight_cache(read: ConfigReader, platform: platforms.Platform) -> str:
+    instead = platform.refuse_unsupported(platforms.Feature.WEIGHT_CACHE_BUCKET)
     weight_cache = read.choice("weightCache", WEIGHT_CACHES, "hub" if instead else "bucket")
     if weight_cache == "bucket" and instead is not None:
         raise SpecError(f"{PROJECT}:weightCache", weight_cache, instead)
@@ -293,10 +293,10 @@ IMAGE_PATTERN = re.compile(
 )
 
 
-def _allowed_cidrs(read: ConfigReader, platform: backend.Backend) -> tuple[str, ...]:
+def _allowed_cidrs(read: ConfigReader, platform: platforms.Platform) -> tuple[str, ...]:
     """``vllm:allowedCidrs``: network ranges with no host bits set, IPv6 only where the platform's load
     balancer has an IPv6 address."""
-    key, ipv6 = f"{PROJECT}:allowedCidrs", platform.refuse_unsupported(backend.Feature.IPV6_CLIENTS)
+    key, ipv6 = f"{PROJECT}:allowedCidrs", platform.refuse_unsupported(platforms.Feature.IPV6_CLIENTS)
     cidrs = read.string_list("allowedCidrs")
     for cidr in cidrs:
         try:
@@ -316,7 +316,7 @@ def _allowed_cidrs(read: ConfigReader, platform: backend.Backend) -> tuple[str, 
 
 def _parse_gpu(text: str | None, cloud: str) -> Gpu | None:
     if text is None or text.lower() == "none":
-        instead = backend.get(cloud).refuse_unsupported(backend.Feature.CPU_REPLICAS)
+        instead = platforms.get(cloud).refuse_unsupported(platforms.Feature.CPU_REPLICAS)
         if instead is None:
             return None
         offered = ", ".join(catalog.gpus_offered(cloud))
@@ -390,7 +390,7 @@ def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) 
     does), so only a key that provider does not define is refused. The message suggests the nearest key.
     """
     names = (*vllm_keys(), *SECRET_KEYS)
-    sdks = {platform.provider_namespace: platform.provider_sdk for platform in backend.backends()}
+    sdks = {platform.provider_namespace: platform.provider_sdk for platform in platforms.registered()}
     project_keys = tuple(f"{PROJECT}:{k}" for k in names)
     for key, value in values.items():
         namespace, _, name = key.partition(":")
@@ -440,7 +440,7 @@ def _provider_key_name(name: str) -> str:
 @functools.cache
 def vllm_keys() -> tuple[str, ...]:
     """Every ``vllm:`` key a preset or a stack may set: the common ones and each platform's own."""
-    return (*COMMON_KEYS, *(key for platform in backend.backends() for key in platform.keys))
+    return (*COMMON_KEYS, *(key for platform in platforms.registered() for key in platform.keys))
 
 
 def build_spec(
@@ -458,9 +458,9 @@ def build_spec(
     _check_unknown_keys(merged, secret_keys)
     read = ConfigReader(merged)
 
-    cloud = read.choice("cloud", backend.names())
+    cloud = read.choice("cloud", platforms.names())
     if cloud is None:
-        clouds = ", ".join(backend.names())
+        clouds = ", ".join(platforms.names())
         if preset is None:
             raise SpecError(
                 f"{PROJECT}:cloud",
@@ -469,9 +469,9 @@ def build_spec(
                 f"pick one with {PROJECT}:preset, or set {PROJECT}:cloud, {PROJECT}:gpu and {PROJECT}:model",
             )
         raise SpecError(f"{PROJECT}:cloud", "", f"one of {clouds}")
-    platform = backend.get(cloud)
+    platform = platforms.get(cloud)
     spot = read.boolean("spot", False)
-    if spot and (instead := platform.refuse_unsupported(backend.Feature.SPOT)) is not None:
+    if spot and (instead := platform.refuse_unsupported(platforms.Feature.SPOT)) is not None:
         raise SpecError(f"{PROJECT}:spot", "true", instead)
     _refuse_unsupported_keys(read, platform)
     _refuse_other_platforms_keys(merged, secret_keys, platform)
@@ -576,12 +576,12 @@ def _model_valid(model: str) -> str:
     return valid
 
 
-def _read_domain(read: ConfigReader, platform: backend.Backend) -> tuple[str | None, str | None]:
+def _read_domain(read: ConfigReader, platform: platforms.Platform) -> tuple[str | None, str | None]:
     """``vllm:domain`` (a bare host name) and ``vllm:dnsZone`` (only with a domain, where the platform
     writes DNS records; each platform's ``check`` judges the zone's form)."""
     domain = parse_domain(read.string("domain"))
     dns_zone = read.string("dnsZone")
-    if dns_zone is not None and (instead := platform.refuse_unsupported(backend.Feature.DNS_ZONE)):
+    if dns_zone is not None and (instead := platform.refuse_unsupported(platforms.Feature.DNS_ZONE)):
         raise SpecError(f"{PROJECT}:dnsZone", dns_zone, instead)
     if dns_zone is not None and domain is None:
         valid = f"unset without {PROJECT}:domain (its records go there)"
@@ -589,16 +589,16 @@ def _read_domain(read: ConfigReader, platform: backend.Backend) -> tuple[str | N
     return domain, dns_zone
 
 
-def _refuse_unsupported_keys(read: ConfigReader, platform: backend.Backend) -> None:
+def _refuse_unsupported_keys(read: ConfigReader, platform: platforms.Platform) -> None:
     """A key naming a feature the platform cannot do is refused with what to do there instead."""
-    for feature in (backend.Feature.REGIONS, backend.Feature.RESERVATION):
+    for feature in (platforms.Feature.REGIONS, platforms.Feature.RESERVATION):
         value = read.raw(feature.value)
         if value is not None and (instead := platform.refuse_unsupported(feature)) is not None:
             raise SpecError(feature.value, value, instead)
 
 
 def _refuse_other_platforms_keys(
-    values: Mapping[str, Any], secret_keys: frozenset[str], platform: backend.Backend
+    values: Mapping[str, Any], secret_keys: frozenset[str], platform: platforms.Platform
 ) -> None:
     """A key only another platform reads (its ``vllm:`` keys, its provider's namespace) would be silently
     ignored here: it is refused, naming the platform that reads it. One rule from each platform's declared
@@ -608,7 +608,7 @@ def _refuse_other_platforms_keys(
         if present(value) is None or key in own:
             continue
         namespace, _, name = key.partition(":")
-        for other in backend.backends():
+        for other in platforms.registered():
             if other is platform:
                 continue
             theirs = (namespace == PROJECT and name in other.keys) or namespace == other.provider_namespace
@@ -705,13 +705,13 @@ def _check_on_platform(spec: ServiceSpec) -> None:
     """Rules that need a platform's own tables (which GPUs GKE labels, how much memory a CPU pod needs):
     a platform package may define ``check(spec)``, which raises SpecError before any resource exists.
     Imported here, lazily, because the package loads that platform's SDK."""
-    check = getattr(backend.get(spec.cloud).module("deployment"), "check", None)
+    check = getattr(platforms.get(spec.cloud).module("deployment"), "check", None)
     if check is not None:
         check(spec)
-    stack_provider_args(backend.get(spec.cloud), spec.stack)  # each provider key set, of its SDK's type
+    stack_provider_args(platforms.get(spec.cloud), spec.stack)  # each provider key set, of its SDK's type
 
 
-def stack_provider_args(platform: backend.Backend, stack: str) -> dict[str, Any]:
+def stack_provider_args(platform: platforms.Platform, stack: str) -> dict[str, Any]:
     """``provider_args`` of the running stack's config over its preset (Pulumi's view of the stack)."""
     config = stack_config()
     secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))

@@ -10,7 +10,7 @@ import io
 import tarfile
 from collections.abc import Mapping, Sequence
 
-from components import backend, scripts
+from components import platforms, scripts
 from components.catalog import Offering
 from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
@@ -151,7 +151,7 @@ def bootstrap_script(
     )
     return scripts.render(
         "vm_bootstrap.sh",
-        platform=backend.get(spec.cloud).title,
+        platform=platforms.get(spec.cloud).title,
         image=spec.image,
         role=role,
         api_key_secret=api_key_secret,
@@ -179,9 +179,9 @@ def bootstrap_script(
 
 
 def platform_hooks(spec: ServiceSpec, **settings: scripts.Value) -> str:
-    """The stack's platform's ``vm_hooks.sh`` (``Backend.vm_hooks``) rendered with the settings it names:
+    """The stack's platform's ``vm_hooks.sh`` (``Platform.vm_hooks``) rendered with the settings it names:
     each platform's hooks take their own (a log group, a metrics job), and the others' stay off its VMs."""
-    platform = backend.get(spec.cloud)
+    platform = platforms.get(spec.cloud)
     if platform.vm_hooks is None:
         raise ValueError(f"stack {spec.stack}: {platform.title} has no VM hooks, so it runs no VMs")
     wanted = scripts.markers(platform.vm_hooks)
@@ -190,7 +190,7 @@ def platform_hooks(spec: ServiceSpec, **settings: scripts.Value) -> str:
 
 def has_local_nvme(spec: ServiceSpec) -> bool:
     """Whether the HF cache of ``spec``'s machines goes on their local NVMe (the platform's machine table)."""
-    return backend.get(spec.cloud).weight_storage(spec).local
+    return platforms.get(spec.cloud).weight_storage(spec).local
 
 
 def cached_model_dir(spec: ServiceSpec) -> str:

@@ -8,7 +8,7 @@ or update), but the advisory on a plain-HTTP endpoint, which only warns.
 
 Pulumi runs this file from policy/ in its own venv (policy/venv, from requirements.txt here), with
 policy/, not the repository root, on ``sys.path``. The root goes first on it so that the platform registry
-(``components.backend``) and ``policy.validators`` import as the program and the tests import them: one
+(``components.platforms``) and ``policy.validators`` import as the program and the tests import them: one
 ``policy.validators`` module, hence one ``UNKNOWN``. What they import needs only requirements.txt: no cloud
 SDK (tests/test_policy_pack.py proves both).
 """

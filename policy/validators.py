@@ -2,7 +2,7 @@
 
 This module holds what every platform shares (walking values, secret names and texts, CIDRs and ports,
 public paths, ``UNKNOWN``, the autohealing stack policy's frame) and iterates the platform registry
-(``components.backend``) for the rest: each platform's scanners live in ``components/<platform>/policy.py``,
+(``components.platforms``) for the rest: each platform's scanners live in ``components/<platform>/policy.py``,
 pure functions over plain property dicts that import no cloud SDK. That module fulfils this contract:
 
 - ``SCANNERS: Mapping[str, Mapping[str, Scanner]]``: for each shared resource policy (``SHARED_POLICIES``)
@@ -49,7 +49,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Final, TypeGuard
 
-from components import backend
+from components import platforms
 
 
 class _Unknown:
@@ -101,7 +101,7 @@ class PlatformStackPolicy:
 @cache
 def platform_modules() -> tuple[ModuleType, ...]:
     """Every registered platform's ``policy`` module (the contract above), in registry order."""
-    return tuple(platform.module("policy") for platform in backend.backends())
+    return tuple(platform.module("policy") for platform in platforms.registered())
 
 
 def _scan(policy: str, resource_type: str, props: Mapping[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from components import backend, cost_warnings
+from components import cost_warnings, platforms
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.config import NUMBER_MAX
 from components.spec import COMMON_KEYS, ServiceSpec, SpecError, available_presets, build_spec
@@ -57,7 +57,7 @@ def numbers_in(value: Any) -> list[float | int]:
 def every_key() -> list[tuple[str, str]]:
     return [
         (platform.name, key)
-        for platform in backend.backends()
+        for platform in platforms.registered()
         for key in (*COMMON_KEYS, *platform.keys)
         if key not in ("preset", "cloud")
     ]
@@ -104,8 +104,8 @@ def test_an_integer_spelled_as_yaml_tools_disagree_on_is_refused_as_written(text
 def keys_of_other_platforms() -> list[tuple[str, str, str]]:
     """(this platform, a key only another reads, that other): its vllm: keys and its provider's keys."""
     cases = []
-    for platform in backend.backends():
-        for other in backend.backends():
+    for platform in platforms.registered():
+        for other in platforms.registered():
             if other is platform:
                 continue
             cases += [
@@ -161,9 +161,9 @@ def test_a_cidr_with_host_bits_set_says_so_and_names_the_range(cidr, meant):
         build_spec("bad-input", {**MINIMAL["gcp"], "vllm:allowedCidrs": [cidr]})
 
 
-@pytest.mark.parametrize("cloud", [p.name for p in backend.backends()])
+@pytest.mark.parametrize("cloud", [p.name for p in platforms.registered()])
 def test_ipv6_ranges_are_refused_where_the_load_balancer_has_no_ipv6_address(cloud):
-    instead = backend.get(cloud).refuse_unsupported(backend.Feature.IPV6_CLIENTS)
+    instead = platforms.get(cloud).refuse_unsupported(platforms.Feature.IPV6_CLIENTS)
     config = {**MINIMAL[cloud], "vllm:allowedCidrs": ["203.0.113.0/24", "::/0"]}
     if instead is None:
         assert build_spec("bad-input", config).allowed_cidrs == ("203.0.113.0/24", "::/0")
@@ -173,7 +173,7 @@ def test_ipv6_ranges_are_refused_where_the_load_balancer_has_no_ipv6_address(clo
 
 
 def test_gcps_global_address_is_ipv4_so_gcp_refuses_ipv6_ranges():
-    assert backend.get("gcp").refuse_unsupported(backend.Feature.IPV6_CLIENTS) is not None
+    assert platforms.get("gcp").refuse_unsupported(platforms.Feature.IPV6_CLIENTS) is not None
 
 
 def test_a_stack_without_a_preset_or_a_cloud_says_no_preset_has_its_name_and_lists_them():

@@ -13,7 +13,7 @@ SECRETS = {"vllm:apiKey": "sk-test-key-4567890"}
 MODEL = "Qwen/Qwen3-8B"
 MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
-BACKEND = "gcp:compute/backendService:BackendService"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
 SUBNET = "gcp:compute/subnetwork:Subnetwork"
 NAT = "gcp:compute/routerNat:RouterNat"
 ASG = "aws:autoscaling/group:Group"
@@ -197,7 +197,7 @@ def test_gcp_spot_groups_run_spot_vms_and_on_demand_groups_standard_ones(gcp_mix
 
 
 def test_gcp_every_group_is_a_backend_of_the_one_global_load_balancer(gcp_mixed):
-    backends = gcp_mixed.one(BACKEND).inputs["backends"]
+    backends = gcp_mixed.one(BACKEND_SERVICE).inputs["backends"]
     groups = {g.outputs["instanceGroup"] for g in gcp_mixed.of_type(MIG)}
     assert {b["group"] for b in backends} == groups and len(groups) == 4
 

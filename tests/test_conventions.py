@@ -1,6 +1,6 @@
 """Pulumi component conventions, the same on every platform: Args are frozen keyword-only dataclasses that
 carry no provider (children inherit it from their component), the replica components have the same names
-in every platform folder, and a renamed component keeps its former type token as an alias. And the backend
+in every platform folder, and a renamed component keeps its former type token as an alias. And the platform
 seam: outside its own folder no module names a platform's resource types or compares with its name."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import backend
+from components import platforms
 from tests.harness import ROOT
 from tools import mockrun
 from tools.plan import plan
@@ -108,7 +108,7 @@ def test_renamed_components_alias_their_former_type_and_nothing_else_does(monkey
         assert aliases == ([renamed[type_]] if type_ in renamed else [])
 
 
-# --- The backend seam ---------------------------------------------------------------------------------------
+# --- The platform seam --------------------------------------------------------------------------------------
 
 #: Where a platform's name may not be branched on: every module but the platforms' own folders and the tests
 #: (which assert on the resources each platform declares). Virtualenvs (policy/venv) are not ours.
@@ -116,12 +116,12 @@ SKIPPED_DIRS = {"tests", "venv", "node_modules", "__pycache__"}
 
 
 def modules_outside_the_platform_folders() -> list[Path]:
-    platforms = {ROOT / "components" / name for name in backend.names()}
+    folders = {ROOT / "components" / name for name in platforms.names()}
     return sorted(
         path
         for path in ROOT.rglob("*.py")
         if not any(part.startswith(".") or part in SKIPPED_DIRS for part in path.relative_to(ROOT).parts)
-        and not any(folder in path.parents for folder in platforms)
+        and not any(folder in path.parents for folder in folders)
     )
 
 
@@ -142,10 +142,10 @@ def seam_breaches(source: str) -> list[str]:
     (a string starting ``<provider namespace>:``, docstrings aside), imports a platform's package by name
     instead of through the registry, or selects by a platform's name (compares with it, matches it, keys a
     dict or a subscript with it, looks it up with ``get``)."""
-    platforms = backend.backends()
-    names = {name.lower() for platform in platforms for name in (platform.name, platform.title)}
-    prefixes = tuple(f"{platform.provider_namespace}:" for platform in platforms)
-    packages = {platform.package for platform in platforms}
+    registered = platforms.registered()
+    names = {name.lower() for platform in registered for name in (platform.name, platform.title)}
+    prefixes = tuple(f"{platform.provider_namespace}:" for platform in registered)
+    packages = {platform.package for platform in registered}
     tree = ast.parse(source)
     docstrings = _docstrings(tree)
 
@@ -198,13 +198,13 @@ def test_no_module_outside_a_platform_folder_names_its_resource_types_or_branche
         for path in modules_outside_the_platform_folders()
         for breach in seam_breaches(path.read_text())
     ]
-    assert breaches == [], "move this knowledge into components/<platform>/ (components/backend.py)"
+    assert breaches == [], "move this knowledge into components/<platform>/ (components/platforms.py)"
 
 
 def test_the_seam_check_covers_the_shared_program_the_policy_pack_and_the_tools():
     checked = {str(path.relative_to(ROOT)) for path in modules_outside_the_platform_folders()}
     assert {"__main__.py", "components/spec.py", "policy/validators.py", "tools/plan.py"} <= checked
-    own_folders = tuple(f"components/{name}/" for name in backend.names())
+    own_folders = tuple(f"components/{name}/" for name in platforms.names())
     assert not any(path.startswith((*own_folders, "tests/")) for path in checked)
 
 
@@ -215,7 +215,7 @@ def test_the_seam_check_covers_the_shared_program_the_policy_pack_and_the_tools(
         'if cloud in ("gcp", "aws"):\n    pass',
         'match cloud:\n    case "kubernetes":\n        pass',
         'ZONES = {"GCP": 1}',
-        'backend.get("gcp")',
+        'platforms.get("gcp")',
         'LISTENER = "aws:lb/listener:Listener"',
         'key = f"gcp:{name}"',
         "from components.aws import policy",
@@ -233,7 +233,7 @@ def test_the_seam_check_ignores_docstrings_and_a_cli_named_like_a_platform():
     assert seam_breaches(source) == []
 
 
-# --- The backend seam in the scripts machines run -----------------------------------------------------------
+# --- The platform seam in the scripts machines run ----------------------------------------------------------
 
 SCRIPTS_DIR = ROOT / "components" / "scripts"
 
@@ -244,7 +244,7 @@ def shell_seam_breaches(script: str) -> list[str]:
     ``gcp | aws)``), comment lines aside: what differs per platform belongs in its
     ``components/<platform>/vm_hooks.sh``."""
     names = "|".join(
-        re.escape(name) for platform in backend.backends() for name in {platform.name, platform.title}
+        re.escape(name) for platform in platforms.registered() for name in {platform.name, platform.title}
     )
     word = rf"[\"']?(?:{names})[\"']?"
     compared = re.compile(rf"(?:!=|==?)\s*{word}(?=[\s;\]]|$)|{word}\s*(?:!=|==?)\s", re.IGNORECASE)
@@ -266,7 +266,7 @@ def test_no_script_machines_run_branches_on_a_platforms_name():
         for path in sorted(SCRIPTS_DIR.glob("*.sh"))
         for breach in shell_seam_breaches(path.read_text())
     ]
-    assert breaches == [], "move this into components/<platform>/vm_hooks.sh (components/backend.py vm_hooks)"
+    assert breaches == [], "move this into components/<platform>/vm_hooks.sh (Platform.vm_hooks)"
 
 
 def test_the_script_seam_check_covers_the_boot_script():
@@ -397,7 +397,7 @@ def test_the_program_s_modules_import_one_another_without_a_circle():
 def test_the_import_graph_covers_the_core_the_platforms_the_tools_and_the_policy_pack():
     graph = import_graph()
     assert {"components.spec", "components.kubernetes.pods", "tools.plan", "policy.gpu_budget"} <= set(graph)
-    assert "components.backend" in graph["components.catalog"]
+    assert "components.platforms" in graph["components.catalog"]
 
 
 def test_the_leaf_config_module_imports_only_modules_that_import_nothing_of_the_program():

@@ -1,4 +1,4 @@
-"""The GCP backend, single node: the real program under mocks, asserted on the resources it declares."""
+"""The GCP platform, single node: the real program under mocks, asserted on the resources it declares."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ PROVIDER = "pulumi:providers:gcp"
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 REGIONAL_MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 HEALTH_CHECK = "gcp:compute/healthCheck:HealthCheck"
-BACKEND = "gcp:compute/backendService:BackendService"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
 URL_MAP = "gcp:compute/uRLMap:URLMap"
 FIREWALL = "gcp:compute/firewall:Firewall"
 SECURITY_POLICY = "gcp:compute/securityPolicy:SecurityPolicy"
@@ -443,7 +443,9 @@ def test_updates_surge_by_the_zone_count_and_never_go_below_the_replica_count(ru
 
 def test_the_lb_health_check_probes_health_on_the_serving_port(h100):
     check = next(
-        c for c in h100.of_type(HEALTH_CHECK) if f"{c.name}-id" == h100.one(BACKEND).inputs["healthChecks"]
+        c
+        for c in h100.of_type(HEALTH_CHECK)
+        if f"{c.name}-id" == h100.one(BACKEND_SERVICE).inputs["healthChecks"]
     )
     probes = launch.probe_timings(spec_of("h100"))
     assert check.inputs["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
@@ -453,7 +455,7 @@ def test_the_lb_health_check_probes_health_on_the_serving_port(h100):
 
 
 def test_the_backend_service_is_a_global_external_managed_http_backend(h100):
-    backend = h100.one(BACKEND).inputs
+    backend = h100.one(BACKEND_SERVICE).inputs
     assert backend["loadBalancingScheme"] == "EXTERNAL_MANAGED"
     assert backend["protocol"] == "HTTP"
     assert backend["portName"] == "http"
@@ -463,7 +465,7 @@ def test_the_backend_service_is_a_global_external_managed_http_backend(h100):
 
 
 def test_the_backend_serves_the_replica_instance_group(h100):
-    (backend,) = h100.one(BACKEND).inputs["backends"]
+    (backend,) = h100.one(BACKEND_SERVICE).inputs["backends"]
     assert backend["group"] == h100.one(REGIONAL_MIG).outputs["instanceGroup"]
 
 
@@ -515,7 +517,7 @@ def test_no_firewall_rule_admits_the_internet(runs, key):
 def test_allowed_cidrs_attach_a_cloud_armor_policy_that_denies_everyone_else(runs):
     run = runs["t4"]
     policy = run.one(SECURITY_POLICY)
-    assert run.one(BACKEND).inputs["securityPolicy"] == f"{policy.name}-id"
+    assert run.one(BACKEND_SERVICE).inputs["securityPolicy"] == f"{policy.name}-id"
     rules = sorted(policy.inputs["rules"], key=lambda rule: rule["priority"])
     allowed = [cidr for rule in rules[:-1] for cidr in rule["match"]["config"]["srcIpRanges"]]
     assert all(rule["action"] == "allow" for rule in rules[:-1])
@@ -526,7 +528,7 @@ def test_allowed_cidrs_attach_a_cloud_armor_policy_that_denies_everyone_else(run
 
 def test_an_open_service_has_no_cloud_armor_policy(h100):
     assert not h100.of_type(SECURITY_POLICY)
-    assert not h100.one(BACKEND).inputs.get("securityPolicy")
+    assert not h100.one(BACKEND_SERVICE).inputs.get("securityPolicy")
 
 
 # --- secrets --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The GCP backend, multi-node: one Ray group (head MIG + worker MIG, one zone) per replica."""
+"""The GCP platform, multi-node: one Ray group (head MIG + worker MIG, one zone) per replica."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ PER_INSTANCE = "gcp:compute/perInstanceConfig:PerInstanceConfig"
 ADDRESS = "gcp:compute/address:Address"
 PLACEMENT = "gcp:compute/resourcePolicy:ResourcePolicy"
 FIREWALL = "gcp:compute/firewall:Firewall"
-BACKEND = "gcp:compute/backendService:BackendService"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
 RAY_REPLICA = "vllm:gcp:RayReplica"
 
 
@@ -170,7 +170,7 @@ def test_only_heads_carry_the_tag_the_lb_firewall_admits(run):
 
 
 def test_the_lb_backends_are_the_heads_only(run):
-    groups = [b["group"] for b in run.one(BACKEND).inputs["backends"]]
+    groups = [b["group"] for b in run.one(BACKEND_SERVICE).inputs["backends"]]
     heads = [head_and_workers(run, g)[0].outputs["instanceGroup"] for g in run.of_type(RAY_REPLICA)]
     assert sorted(groups) == sorted(heads)
 

@@ -1,4 +1,4 @@
-"""The Kubernetes backend, single node: the real program under mocks, asserted on the objects it declares."""
+"""The Kubernetes platform, single node: the real program under mocks, asserted on the objects it declares."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 
 from components import launch
 from components.kubernetes import pods
-from components.kubernetes.backend import SHARED_CLAIM
+from components.kubernetes.platform import SHARED_CLAIM
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program

@@ -1,4 +1,4 @@
-"""The Kubernetes backend, multi-node: a LeaderWorkerSet of Ray groups, as the program declares it."""
+"""The Kubernetes platform, multi-node: a LeaderWorkerSet of Ray groups, as the program declares it."""
 
 from __future__ import annotations
 

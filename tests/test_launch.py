@@ -1,4 +1,4 @@
-"""The vLLM launch spec every backend shares: argv, secret env, and probe budgets sized to the model."""
+"""The vLLM launch spec every platform shares: argv, secret env, and probe budgets sized to the model."""
 
 from components.launch import (
     API_KEY_ENV,

@@ -48,7 +48,7 @@ LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 
 HF_TOKEN = "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567"
 API_KEY = "sk-live-8d7f6e5a4b3c"
-BACKEND = "https://www.googleapis.com/compute/v1/projects/p/global/backendServices/vllm"
+BACKEND_SERVICE = "https://www.googleapis.com/compute/v1/projects/p/global/backendServices/vllm"
 BUCKET = "https://www.googleapis.com/compute/v1/projects/p/global/backendBuckets/not-found"
 
 
@@ -294,7 +294,7 @@ def test_security_group_egress_rule_is_not_exposure():
 # --- Public paths -------------------------------------------------------------------------------------------
 
 ABORT_404 = {
-    "weightedBackendServices": [{"backendService": BACKEND, "weight": 100}],
+    "weightedBackendServices": [{"backendService": BACKEND_SERVICE, "weight": 100}],
     "faultInjectionPolicy": {"abort": {"httpStatus": 404, "percentage": 100}},
 }
 
@@ -308,7 +308,10 @@ def url_map(path_rules: list[dict], **default) -> dict:
     }
 
 
-OPENAI_RULES = [{"paths": ["/v1/*"], "service": BACKEND}, {"paths": ["/health"], "service": BACKEND}]
+OPENAI_RULES = [
+    {"paths": ["/v1/*"], "service": BACKEND_SERVICE},
+    {"paths": ["/health"], "service": BACKEND_SERVICE},
+]
 
 
 def test_url_map_serving_only_v1_and_health_is_compliant():
@@ -316,7 +319,7 @@ def test_url_map_serving_only_v1_and_health_is_compliant():
 
 
 def test_url_map_default_backend_service_is_a_violation():
-    violations = public_path_violations(URL_MAP, url_map(OPENAI_RULES, defaultService=BACKEND))
+    violations = public_path_violations(URL_MAP, url_map(OPENAI_RULES, defaultService=BACKEND_SERVICE))
     assert len(violations) == 1
     assert violations[0].startswith("URL map default sends every other path")
 
@@ -331,7 +334,7 @@ def test_url_map_default_redirect_is_compliant():
 
 
 def test_path_rule_for_metrics_is_a_violation():
-    rules = [*OPENAI_RULES, {"paths": ["/metrics"], "service": BACKEND}]
+    rules = [*OPENAI_RULES, {"paths": ["/metrics"], "service": BACKEND_SERVICE}]
     assert public_path_violations(URL_MAP, url_map(rules)) == [
         "path matcher 'vllm' routes '/metrics', outside /v1/ and /health"
     ]
@@ -342,7 +345,7 @@ def test_path_rule_rewriting_into_private_paths_is_a_violation():
         {
             "paths": ["/v1/*"],
             "routeAction": {
-                "weightedBackendServices": [{"backendService": BACKEND}],
+                "weightedBackendServices": [{"backendService": BACKEND_SERVICE}],
                 "urlRewrite": {"pathPrefixRewrite": "/"},
             },
         }
@@ -354,7 +357,7 @@ def test_route_rule_matching_every_prefix_is_a_violation():
     matcher = {
         "name": "vllm",
         "defaultService": BUCKET,
-        "routeRules": [{"priority": 1, "service": BACKEND, "matchRules": [{"prefixMatch": "/"}]}],
+        "routeRules": [{"priority": 1, "service": BACKEND_SERVICE, "matchRules": [{"prefixMatch": "/"}]}],
     }
     props = {"defaultService": BUCKET, "pathMatchers": [matcher]}
     assert public_path_violations(URL_MAP, props) == [
@@ -366,7 +369,9 @@ def test_route_rule_with_a_regex_match_is_a_violation():
     matcher = {
         "name": "vllm",
         "defaultService": BUCKET,
-        "routeRules": [{"priority": 1, "service": BACKEND, "matchRules": [{"regexMatch": "^/v1/.*"}]}],
+        "routeRules": [
+            {"priority": 1, "service": BACKEND_SERVICE, "matchRules": [{"regexMatch": "^/v1/.*"}]}
+        ],
     }
     assert public_path_violations(URL_MAP, {"defaultService": BUCKET, "pathMatchers": [matcher]}) != []
 

@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
-from components import backend
+from components import platforms
 from policy import validators
 from tests.harness import ROOT
 
@@ -96,7 +96,7 @@ def test_the_pack_declares_every_policy_under_its_name(loaded_pack):
 def test_running_every_policy_imports_no_cloud_sdk(loaded_pack):
     imported = {name.split(".")[0] for name in loaded_pack["modules"]}
     assert imported.isdisjoint(CLOUD_SDKS)
-    assert {"components.backend", "policy.validators"} <= set(loaded_pack["modules"])
+    assert {"components.platforms", "policy.validators"} <= set(loaded_pack["modules"])
 
 
 def test_the_pack_loads_one_validators_module(loaded_pack):
@@ -243,7 +243,7 @@ def test_pulumi_describes_a_shared_policy_with_every_platforms_part(analyzer):
     }
     parts = [
         (policy, part)
-        for platform in backend.backends()
+        for platform in platforms.registered()
         for policy, part in platform.module("policy").DESCRIPTIONS.items()
     ]
     assert {policy for policy, _ in parts} == {
@@ -257,7 +257,7 @@ def test_pulumi_describes_a_shared_policy_with_every_platforms_part(analyzer):
 
 # --- The contract of components/<platform>/policy.py --------------------------------------------------------
 
-PLATFORMS = {platform.name: platform for platform in backend.backends()}
+PLATFORMS = {platform.name: platform for platform in platforms.registered()}
 
 
 @pytest.mark.parametrize("name", PLATFORMS)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components import backend
+from components import platforms
 from components.provider_config import provider_parameters
 from components.spec import SpecError, provider_config_keys
 from tests.harness import Run, run_program
@@ -37,7 +37,7 @@ def sample(key: str, scalar: type | None) -> Any:
     return {"sample": key}
 
 
-def passed_keys(platform: backend.Backend) -> dict[str, Any]:
+def passed_keys(platform: platforms.Platform) -> dict[str, Any]:
     """Every key the provider's schema defines (the spec's registry, as the SDK's Provider takes it) but
     those the program sets itself from the spec, with a sample value."""
     registry = provider_config_keys(platform.provider_sdk) or frozenset()
@@ -51,7 +51,7 @@ def passed_keys(platform: backend.Backend) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Run]:
     return {
-        name: run_program(preset, passed_keys(backend.get(name)), secrets=SECRETS)
+        name: run_program(preset, passed_keys(platforms.get(name)), secrets=SECRETS)
         for name, preset in PRESETS.items()
     }
 
@@ -69,7 +69,7 @@ def received(value: Any) -> Any:
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_every_provider_key_the_stack_sets_is_on_each_of_its_providers(runs, name):
-    platform = backend.get(name)
+    platform = platforms.get(name)
     providers = runs[name].of_type(f"pulumi:providers:{platform.provider_namespace}")
     assert providers
     keys = passed_keys(platform)
@@ -99,7 +99,7 @@ def _merged(provider, key: str, value: Any) -> bool:
     ],
 )
 def test_the_keys_users_set_most_are_among_them(name, key):
-    assert key in passed_keys(backend.get(name))
+    assert key in passed_keys(platforms.get(name))
 
 
 def test_aws_default_tags_join_the_stacks_own_tags():

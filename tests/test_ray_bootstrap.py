@@ -1,4 +1,4 @@
-"""ray_bootstrap.sh, the Ray group bootstrap of every multi-node backend, run against real Ray processes.
+"""ray_bootstrap.sh, the Ray group bootstrap of every multi-node platform, run against real Ray processes.
 
 Each node runs the real script in its own PID namespace on a loopback-only network (see tests/ray_nodes.py);
 a small Python program stands in for ``vllm serve``. Ray's GPU resource is faked with ``--num-gpus`` through

@@ -21,7 +21,7 @@ PROMETHEUS = "http://prometheus.monitoring:9090"
 
 MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
 AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
-BACKEND = "gcp:compute/backendService:BackendService"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
 ASG = "aws:autoscaling/group:Group"
 AWS_POLICY = "aws:autoscaling/policy:Policy"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -223,7 +223,7 @@ def test_gcp_scaled_groups_leave_their_size_to_the_autoscaler_and_the_base_keeps
 
 
 def test_gcp_every_backend_balances_on_rate_at_the_target(gcp_scaled):
-    backends = gcp_scaled.one(BACKEND).inputs["backends"]
+    backends = gcp_scaled.one(BACKEND_SERVICE).inputs["backends"]
     assert len(backends) == 3
     assert {(b["balancingMode"], b["maxRatePerInstance"]) for b in backends} == {("RATE", 2.5)}
 

@@ -8,8 +8,8 @@ import pulumi
 import pytest
 import yaml
 
-from components import backend, catalog
-from components.kubernetes.backend import default_namespace
+from components import catalog, platforms
+from components.kubernetes.platform import default_namespace
 from components.kubernetes.settings import settings as k8s_settings
 from components.spec import (
     DEFAULT_CPU_IMAGE,
@@ -29,7 +29,7 @@ from components.spec import (
 from tests.harness import ROOT, run_program
 
 VLLM_KEYS = vllm_keys()
-PROVIDER_KEYS = tuple(key for platform in backend.backends() for key in platform.provider_keys)
+PROVIDER_KEYS = tuple(key for platform in platforms.registered() for key in platform.provider_keys)
 
 # A stack name that matches no preset, with the least a GCP stack needs.
 PLAIN_STACK = "staging"
@@ -274,7 +274,7 @@ def test_provider_keys_come_from_the_installed_sdks_without_importing_them():
 
 
 def test_every_provider_key_the_program_reads_is_a_key_of_its_provider():
-    for platform in backend.backends():
+    for platform in platforms.registered():
         for key in platform.provider_keys:
             namespace, name = key.split(":")
             assert namespace == platform.provider_namespace, key

@@ -5,7 +5,7 @@ import ast
 
 import pytest
 
-from components import backend
+from components import platforms
 from components.observe import ListError
 from tools import stack
 from tools.mockrun import ROOT
@@ -35,9 +35,9 @@ def test_a_tool_reads_stacks_and_prints_tables_through_the_shared_modules_not_th
 def test_an_unknown_platform_is_one_line_naming_the_known_ones():
     with pytest.raises(ListError, match="platform 'nimbus' is not one of") as error:
         stack.platform_module("nimbus", "status")
-    assert all(name in str(error.value) for name in backend.names())
+    assert all(name in str(error.value) for name in platforms.names())
 
 
 def test_every_platform_has_a_status_module_the_tools_can_find():
-    for name in backend.names():
+    for name in platforms.names():
         assert callable(stack.platform_module(name, "status").list_replicas)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import backend, scripts
+from components import platforms, scripts
 from components import vm as bootstrap_vm
 from components.launch import LaunchSpec, launch_spec
 from components.spec import ServiceSpec, build_spec
@@ -388,8 +388,8 @@ def test_a_shipped_python_agent_is_smaller_without_its_docstrings_and_still_runs
 HOOK = re.compile(r"\bplatform_[a-z_]+\b")
 
 
-def vm_platforms() -> list[backend.Backend]:
-    return [platform for platform in backend.backends() if platform.vm_hooks is not None]
+def vm_platforms() -> list[platforms.Platform]:
+    return [platform for platform in platforms.registered() if platform.vm_hooks is not None]
 
 
 def defined_functions(script: str) -> set[str]:

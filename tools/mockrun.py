@@ -5,7 +5,7 @@ and this module keeps each registration (type, name, parent, provider, inputs) a
 tests assert on them; ``tools.plan`` renders them. Fresh mocks, config and root stack for every run.
 
 Provider-computed values (addresses, ids) are unknown, as in a preview, except what each platform's fakes
-(``components/<platform>/fakes.py``, found through the backend registry) answer: invoke results the
+(``components/<platform>/fakes.py``, found through the platform registry) answer: invoke results the
 program needs to go on (a default VPC, an AMI id) and a few outputs tests assert on. The fakes are plain
 data: they import no cloud SDK.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import pulumi
 
-from components import backend, sdk_internals
+from components import platforms, sdk_internals
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -34,7 +34,7 @@ STACK_TYPE = "pulumi:pulumi:Stack"
 #: Outputs the mocked providers compute (addresses, DNS names...), keyed by resource type, and invoke
 #: results, keyed by token. Each platform's ``fakes`` module provides its own: ``OUTPUTS`` (type ->
 #: fn(inputs, name) -> extra outputs) and ``CALLS`` (invoke token -> fn(args) -> result).
-_FAKES = [platform.module("fakes") for platform in backend.backends()]
+_FAKES = [platform.module("fakes") for platform in platforms.registered()]
 OUTPUTS: dict[str, Callable[[dict, str], dict]] = {k: v for fakes in _FAKES for k, v in fakes.OUTPUTS.items()}
 CALLS: dict[str, Callable[[dict], dict]] = {k: v for fakes in _FAKES for k, v in fakes.CALLS.items()}
 

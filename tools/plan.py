@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from components import backend, capacity, catalog, model_facts, sdk_internals
+from components import capacity, catalog, model_facts, platforms, sdk_internals
 from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
 from components.spec import SpecError, available_presets, build_spec
 from tools.mockrun import ROOT, Resource, Run, run_program
@@ -69,11 +69,11 @@ class StackConfigError(ValueError):
 
 
 #: The properties worth reading in a review, by resource type: dotted paths into the inputs ("*" maps
-#: over a list), optionally named ("label = path"); each platform lists its own (its backend's
+#: over a list), optionally named ("label = path"); each platform lists its own (its platform.py's
 #: ``plan_properties``). A type not listed here still appears in the tree.
 KEY_PROPERTIES: dict[str, tuple[str, ...]] = {
     resource_type: paths
-    for platform in backend.backends()
+    for platform in platforms.registered()
     for resource_type, paths in platform.plan_properties.items()
 }
 
@@ -221,7 +221,7 @@ def _cost(spec: dict[str, Any]) -> dict[str, Any]:
     chosen = next(o for o in offerings if o.machine_type == spec["machineType"])
     serving = list(spec.get("regions") or [spec.get("region")])
     replicas, spot = spec["replicas"], spec["spot"]  # replicas: a count, or an autoscaler's {"min", "max"}
-    # an autoscaler may run the platform's scale-out surge above its max (components/backend.py)
+    # an autoscaler may run the platform's scale-out surge above its max (components/platforms.py)
     count = replicas["max"] + (spec.get("scaleOutSurge") or 0) if isinstance(replicas, dict) else replicas
     base = (spec.get("onDemandBaseReplicas") or 0) if spot else count
     share = base / count

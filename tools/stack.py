@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from components import backend
+from components import platforms
 from components.observe import ListError, Replica, ReplicaSource
 
 PULUMI_TIMEOUT_SECONDS = 120
@@ -151,9 +151,9 @@ def resolve_target(args: argparse.Namespace, env: Mapping[str, str]) -> Target:
 
 def platform_module(platform: str, name: str) -> ModuleType:
     """A platform's module by name (``status``, ``deployment``), found through the platform registry."""
-    if platform not in backend.names():
-        raise ListError(f"platform {platform!r} is not one of {', '.join(backend.names())}")
-    return backend.get(platform).module(name)
+    if platform not in platforms.names():
+        raise ListError(f"platform {platform!r} is not one of {', '.join(platforms.names())}")
+    return platforms.get(platform).module(name)
 
 
 def status_module(source: ReplicaSource) -> Any:

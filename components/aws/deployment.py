@@ -8,7 +8,7 @@ from typing import Any, cast
 import pulumi
 from pulumi_aws import Provider, ProviderDefaultTagsArgsDict
 
-from components import autoscaling, backend, capacity, vm
+from components import autoscaling, capacity, platforms, vm
 from components.autoscaling import autoscaled_groups
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
@@ -31,7 +31,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # Every other aws:* key the stack sets (profile, assumeRoles...) reaches the provider too: Pulumi passes
     # stack config to default providers only (components/provider_config.py). The stack's tags join any
     # aws:defaultTags it sets, and win for a key both name.
-    stack_args = stack_provider_args(backend.get(spec.cloud), spec.stack)
+    stack_args = stack_provider_args(platforms.get(spec.cloud), spec.stack)
 
     def with_stack_tags(theirs: dict[str, Any]) -> ProviderDefaultTagsArgsDict:
         return cast(

@@ -234,7 +234,7 @@ def _checked_offered(
     instance_type: str, region: str, zones: list[str], reservation_zone: str | None = None
 ) -> list[str]:
     """The zones the machines may launch in: those that sell the type, or the reservation's zone alone (a
-    reservation serves only instances in its own zone, components/aws/backend.py)."""
+    reservation serves only instances in its own zone, components/aws/platform.py)."""
     if not zones:
         raise NetworkError(f"aws:region: {region} sells no {instance_type} in any availability zone")
     if reservation_zone is None:

@@ -73,7 +73,7 @@ AWS_REGIONS: tuple[str, ...] = (
 #: Regions that sell each instance type: the Region column of SKY_AWS. Sizes of one family are sold in
 #: the same regions there; where a size's rows were not all read, its siblings' list stands in (noted).
 #: Types absent from that catalog (p5.4xlarge, p6-b200.48xlarge) have no entry: their region is not
-#: checked here, and the AWS backend still asks EC2 which zones of the region offer the type.
+#: checked here, and the AWS platform still asks EC2 which zones of the region offer the type.
 _G4DN = (
     "af-south-1", "ap-east-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1",
     "ap-southeast-1", "ap-southeast-2", "ca-central-1", "eu-central-1", "eu-north-1", "eu-south-1",

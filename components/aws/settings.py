@@ -1,5 +1,5 @@
-"""The AWS keys of a stack, validated: a leaf of the AWS package, which its backend reads into
-``spec.platform`` and its resource modules read back (``settings(spec)``) without importing the backend."""
+"""The AWS keys of a stack, validated: a leaf of the AWS package, which its platform.py reads into
+``spec.platform`` and its resource modules read back (``settings(spec)``) without importing platform.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """How many machines an AWS stack runs at most, rollouts included, and the EC2 vCPU quotas they draw on.
 
-No SDK here: the stack's ``spec`` output (backend.py) and ``tools.plan`` read these offline, and ``up``
+No SDK here: the stack's ``spec`` output (platform.py) and ``tools.plan`` read these offline, and ``up``
 checks the quotas against the account (machines.py, ``quota_preflight``).
 """
 

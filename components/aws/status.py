@@ -1,7 +1,7 @@
 """An AWS stack for the operator tools: its replicas (Auto Scaling instances, EC2 details, target health)
 for ``tools.status``, their containers' CloudWatch logs for ``tools.logs``.
 
-Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; boto3 is imported
+Loaded only by the tools (``Platform.module("status")``), never by the Pulumi program; boto3 is imported
 when asked (requirements-tools.txt). Credentials and the endpoint come from boto3's own chain
 (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ...), the region from the stack's ``replicaSource``.
 """

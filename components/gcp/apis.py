@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.projects as projects
 
-from components.gcp.backend import settings
+from components.gcp.platform import settings
 from components.spec import ServiceSpec
 
 #: Every API a resource of the stack or its VMs call. Service Usage itself (which enables the others) is on

@@ -83,7 +83,7 @@ def serving_backend(spec: ServiceSpec, group: pulumi.Input[str]) -> compute.Back
     """One serving group behind the backend service, filled by request rate when the stack autoscales (its
     serving capacity is what the autoscaler scales on), else by utilization, which needs no rate. Every
     backend of an autoscaled stack, a fixed base group's too, takes the same mode and rate. The compute
-    API's Backend.balancingMode says "Backends must use compatible balancing modes" (its later revisions
+    API's Platform.balancingMode says "Backends must use compatible balancing modes" (its later revisions
     add that a backend service's backends may use different ones); one mode is compatible under either
     reading, and one rate per VM gives base and scaled VMs the same share of the load, so the scaled
     groups' utilization is the stack's load per VM."""

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp
 
-from components import autoscaling, backend, capacity, vm
+from components import autoscaling, capacity, platforms, vm
 from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
 from components.gcp.autoscaler import Autoscaler, AutoscalerArgs, ScaledGroup, check_initialization
-from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity, ServiceIdentityArgs
 from components.gcp.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.gcp.machine import check_rollout_budget
 from components.gcp.monitoring import ServiceDashboard, ServiceDashboardArgs
 from components.gcp.network import Network, NetworkArgs
+from components.gcp.platform import settings
 from components.gcp.quota import check_quotas, describe, gpu_quota_needs
 from components.gcp.ray_replica import RayReplica, RayReplicaArgs
 from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
@@ -49,7 +49,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # resource of the stack waits for its APIs on a fresh project (children do not inherit depends_on).
     # Both providers also take every other gcp:* key the stack sets (credentials, impersonation, billing
     # project, default labels...): Pulumi passes stack config to default providers only (provider_config).
-    stack_args = stack_provider_args(backend.get(spec.cloud), spec.stack)
+    stack_args = stack_provider_args(platforms.get(spec.cloud), spec.stack)
     apis_provider = pulumi_gcp.Provider(
         "gcp-apis",
         **stack_args,

@@ -14,9 +14,9 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
-from components.gcp.backend import settings
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import HEALTH_AGENT_PORT, Network
+from components.gcp.platform import settings
 from components.gcp.registry import ImageMirror
 from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec

@@ -19,9 +19,9 @@ import pulumi_gcp.compute as compute
 
 from components import vm
 from components.capacity import Share, share_scaling, shares
-from components.gcp.backend import settings
 from components.gcp.names import autoname
 from components.gcp.network import NAT_SETTINGS, SUBNET_CIDR, Network
+from components.gcp.platform import settings
 from components.spec import ServiceSpec
 
 
@@ -33,7 +33,7 @@ def region_cidr(index: int) -> str:
 
 
 def serving_zones(spec: ServiceSpec, region: str | None = None) -> tuple[str, ...]:
-    """The pinned ``gcp:zone``, else every zone of the region that sells the machine (backend.py checks
+    """The pinned ``gcp:zone``, else every zone of the region that sells the machine (platform.py checks
     both; a pinned zone is refused with several regions)."""
     zone = settings(spec).zone
     return (zone,) if zone is not None else tuple(vm.vm_offering(spec).zones[region or vm.vm_region(spec)])

@@ -1,7 +1,7 @@
 """A GCP stack for the operator tools: its replicas (managed instances, their VMs, the backend's health)
 for ``tools.status``, their containers' Cloud Logging entries for ``tools.logs``.
 
-Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; google-cloud-compute
+Loaded only by the tools (``Platform.module("status")``), never by the Pulumi program; google-cloud-compute
 and google-cloud-logging are imported when asked (requirements-tools.txt). Credentials are Application
 Default Credentials (``gcloud auth application-default login``); project, region and groups come from
 ``replicaSource``.

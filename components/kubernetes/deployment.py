@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes
 
-from components import autoscaling, backend
+from components import autoscaling, platforms
 from components.domain import warn_without_domain
 from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
@@ -38,7 +38,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # passes stack config to default providers only (components/provider_config.py).
     provider = pulumi_kubernetes.Provider(
         "kubernetes",
-        **stack_provider_args(backend.get(spec.cloud), spec.stack),
+        **stack_provider_args(platforms.get(spec.cloud), spec.stack),
         context=settings(spec).context,
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -36,7 +36,7 @@ from typing import Any
 
 import pulumi
 
-from components import backend, catalog, scripts
+from components import catalog, platforms, scripts
 from components.kubernetes import capacity, tls
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.kubernetes.settings import settings
@@ -144,7 +144,7 @@ def per_gpu_share(gpu: str) -> tuple[float, float]:
     platforms that sell machine shapes: a cluster's own nodes have none)."""
     machines = [
         offering
-        for platform in backend.backends()
+        for platform in platforms.registered()
         for count in platform.catalog.counts(gpu)
         for offering in platform.catalog.offerings(gpu, count)
         if offering.vcpus is not None and offering.memory_gb is not None

@@ -1,5 +1,5 @@
-"""The Kubernetes keys of a stack, validated: a leaf of the Kubernetes package, which its backend reads into
-``spec.platform`` and its resource modules read back (``settings(spec)``) without importing the backend."""
+"""The Kubernetes keys of a stack, validated: a leaf of the Kubernetes package, which its platform.py reads
+into ``spec.platform`` and its resource modules read back (``settings(spec)``) without importing it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class KubernetesSettings:
     memory_gb: float | None = None
     install_leader_worker_set: bool = False
     context: str | None = None
-    #: Pods (groups) a rollout may add above ``replicas``; None: the backend's default for the count.
+    #: Pods (groups) a rollout may add above ``replicas``; None: the platform's default for the count.
     max_surge: int | None = None
     #: Autoscaling (components/kubernetes/autoscaler.py): where KEDA reads vLLM's request rate, and the
     #: request rate in front of vLLM that wakes a service scaled to zero.

@@ -1,7 +1,7 @@
 """A Kubernetes stack for the operator tools: its replicas (the workload's pods, readiness and nodes) for
 ``tools.status``, their containers' logs for ``tools.logs``.
 
-Loaded only by the tools (``Backend.module("status")``), never by the Pulumi program; the kubernetes client
+Loaded only by the tools (``Platform.module("status")``), never by the Pulumi program; the kubernetes client
 is imported when asked (requirements-tools.txt). The cluster is the kubeconfig's (``KUBECONFIG``) context
 named in ``replicaSource`` (its current one when empty), the namespace the stack's.
 """

@@ -1,4 +1,4 @@
-"""The Kubernetes backend: its keys, settings, checks and public view (no SDK: see components/backend.py)."""
+"""The Kubernetes platform: its keys, settings, checks and public view (no SDK: see platforms.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import re
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage
 from components.config import PROJECT, ConfigReader, SpecError
 from components.kubernetes.offerings import CATALOG
 from components.kubernetes.settings import KubernetesSettings, settings
+from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage
 
 if TYPE_CHECKING:
     from components.catalog import Offering
@@ -290,7 +290,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-BACKEND = Backend(
+PLATFORM = Platform(
     name="kubernetes",
     title="Kubernetes",
     provider_namespace="kubernetes",

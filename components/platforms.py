@@ -1,6 +1,6 @@
-"""The backend seam: what a platform (GCP, AWS, Kubernetes, ...) is to the rest of the program.
+"""The platform seam: what a platform (GCP, AWS, Kubernetes, ...) is to the rest of the program.
 
-Each platform is a package under ``components/`` whose ``backend.py`` defines ``BACKEND``, a ``Backend``:
+Each platform is a package under ``components/`` whose ``platform.py`` defines ``PLATFORM``, a ``Platform``:
 its name (the ``vllm:cloud`` value), its settings (it reads and validates its own keys), its checks on the
 spec, its catalog of machines, its public view, what the plan shows of its resources, its fakes for the
 offline tools, its policy scanners, and the features it does not support. ``spec``, ``catalog``,
@@ -8,7 +8,7 @@ offline tools, its policy scanners, and the features it does not support. ``spec
 platform is adding a package. Modelled on SkyPilot's cloud registry (``sky/clouds/cloud_registry.py``) and
 its declared unsupported features (``CloudImplementationFeatures`` in ``sky/clouds/cloud.py``).
 
-A ``backend.py`` imports no cloud SDK (so does everything it names but ``deployment``): validating a spec,
+A ``platform.py`` imports no cloud SDK (so does everything it names but ``deployment``): validating a spec,
 planning or policing a stack loads only the SDK of the platform the stack uses, and only to build it.
 """
 
@@ -34,7 +34,7 @@ PLATFORMS_DIR = Path(__file__).resolve().parent
 
 class Feature(enum.Enum):
     """What a stack may ask for that not every platform can do. A platform lists the ones it cannot in
-    ``Backend.unsupported``, each with what to do instead; the spec refuses them before any resource."""
+    ``Platform.unsupported``, each with what to do instead; the spec refuses them before any resource."""
 
     SPOT = "vllm:spot"  # spot / preemptible capacity chosen by the program
     CPU_REPLICAS = "vllm:gpu"  # replicas without GPUs (laptop clusters)
@@ -120,7 +120,7 @@ class Placement:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Backend:
+class Platform:
     """One platform, as the shared modules see it. Every callable gets the validated ``ServiceSpec``
     or the config reader; none of them loads a cloud SDK except ``check``, which may, lazily."""
 
@@ -174,18 +174,18 @@ class Backend:
 
 
 @cache
-def _registry() -> Mapping[str, Backend]:
-    found: dict[str, Backend] = {}
+def _registry() -> Mapping[str, Platform]:
+    found: dict[str, Platform] = {}
     for module in sorted(pkgutil.iter_modules([str(PLATFORMS_DIR)]), key=lambda m: m.name):
-        if module.ispkg and (PLATFORMS_DIR / module.name / "backend.py").exists():
-            backend: Backend = importlib.import_module(f"components.{module.name}.backend").BACKEND
-            if backend.name != module.name:
-                raise RuntimeError(f"components/{module.name}/backend.py registers {backend.name!r}")
-            found[backend.name] = backend
+        if module.ispkg and (PLATFORMS_DIR / module.name / "platform.py").exists():
+            platform: Platform = importlib.import_module(f"components.{module.name}.platform").PLATFORM
+            if platform.name != module.name:
+                raise RuntimeError(f"components/{module.name}/platform.py registers {platform.name!r}")
+            found[platform.name] = platform
     return MappingProxyType(found)
 
 
-def backends() -> tuple[Backend, ...]:
+def registered() -> tuple[Platform, ...]:
     """Every registered platform, by name."""
     return tuple(_registry().values())
 
@@ -194,6 +194,6 @@ def names() -> tuple[str, ...]:
     return tuple(_registry())
 
 
-def get(name: str) -> Backend:
+def get(name: str) -> Platform:
     """The platform named ``name``; KeyError for an unknown one (the spec validates ``vllm:cloud`` first)."""
     return _registry()[name]

@@ -1,4 +1,4 @@
-"""The GCP backend: its keys, settings, checks and public view (no SDK: see components/backend.py)."""
+"""The GCP platform: its keys, settings, checks and public view (no SDK: see components/platforms.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from components import capacity
 from components.autoscaling import MULTI_NODE_ON_VMS
-from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
 from components.config import PROJECT, ConfigReader, SpecError
 from components.gcp.offerings import CATALOG
+from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
 
 if TYPE_CHECKING:
     from components.catalog import Offering
@@ -266,7 +266,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-BACKEND = Backend(
+PLATFORM = Platform(
     name="gcp",
     title="GCP",
     provider_namespace="gcp",

@@ -1,4 +1,4 @@
-"""The AWS backend: its keys, settings, checks and public view (no SDK: see components/backend.py)."""
+"""The AWS platform: its keys, settings, checks and public view (no SDK: see components/platforms.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from components.autoscaling import MULTI_NODE_ON_VMS
 from components.aws.offerings import AWS_REGIONS, AWS_REGIONS_SOURCE, CATALOG
 from components.aws.settings import AwsSettings, settings
 from components.aws.sizing import scale_out_surge, vcpu_quotas
-from components.backend import NETWORK_DISK, Backend, Feature, Placement, Storage, local_nvme
 from components.config import PROJECT, ConfigReader, SpecError
+from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
 
 if TYPE_CHECKING:
     from components.catalog import Offering
@@ -222,7 +222,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-BACKEND = Backend(
+PLATFORM = Platform(
     name="aws",
     title="AWS",
     provider_namespace="aws",
