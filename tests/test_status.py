@@ -6,6 +6,7 @@ import io
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,10 +30,12 @@ class FakeVllm:
     """vLLM's observable behaviour: /health 503 while loading, then 200; /v1 routes need the Bearer key."""
 
     loading_polls: int  # /health requests answered 503 before the model is loaded
+    health_seconds: float = 0.0  # how long /health takes to answer (a loaded host)
     completions: list[dict] = field(default_factory=list)
 
     def answer(self, method: str, path: str, authorization: str | None, body: bytes) -> tuple[int, dict]:
         if method == "GET" and path == "/health":
+            time.sleep(self.health_seconds)
             if self.loading_polls > 0:
                 self.loading_polls -= 1
                 return 503, {"error": "model loading"}
@@ -78,8 +81,8 @@ def _handler(fake: FakeVllm) -> type[BaseHTTPRequestHandler]:
 def serve() -> Iterator:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(loading_polls: int = 0) -> tuple[str, FakeVllm]:
-        fake = FakeVllm(loading_polls)
+    def start(loading_polls: int = 0, health_seconds: float = 0.0) -> tuple[str, FakeVllm]:
+        fake = FakeVllm(loading_polls, health_seconds)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         servers.append(server)
@@ -174,6 +177,13 @@ def test_wait_times_out_with_exit_3_against_a_server_that_never_loads(serve):
     code, out, _ = run("--endpoint", url, "--api-key", API_KEY, "--wait", "--timeout", "0.2", *FAST_POLL)
     assert code == status.EXIT_TIMEOUT
     assert "TIMED OUT waiting: /health 503" in out
+
+
+def test_the_last_look_before_the_deadline_waits_long_enough_to_hear_the_answer(serve):
+    url, _ = serve(loading_polls=10**6, health_seconds=0.5)
+    code, out, _ = run("--endpoint", url, "--api-key", API_KEY, "--wait", "--timeout", "0.2", *FAST_POLL)
+    assert code == status.EXIT_TIMEOUT
+    assert "TIMED OUT waiting: /health 503" in out  # the blocker, not the look's own timeout
 
 
 def test_no_endpoint_exits_2_with_what_to_pass(capsys):

@@ -85,6 +85,10 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0
 #: SkyPilot's vLLM recipe gives its probe 60 s: a first completion may queue behind a full batch.
 COMPLETION_TIMEOUT_SECONDS = 60.0
+#: The least a request of the last look before a --wait deadline gets: a look that started in time gets to
+#: hear its answer on a loaded machine, so the report names the real blocker rather than a timeout. The
+#: wait may run this much past its deadline.
+LAST_LOOK_SECONDS = 2.0
 #: GCP's longest autohealing delay: a large checkpoint can take most of an hour to download and load.
 DEFAULT_WAIT_SECONDS = 3600.0
 DEFAULT_INTERVAL_SECONDS = 10.0  # SkyServe probes every 10 s
@@ -227,10 +231,10 @@ def check_completion(
 
 
 def _timeouts(read_seconds: float, time_left: float | None) -> tuple[float, float]:
-    """(connect, read) timeouts, never past the --wait deadline."""
+    """(connect, read) timeouts, never more than ``LAST_LOOK_SECONDS`` past the --wait deadline."""
     if time_left is None:
         return CONNECT_TIMEOUT_SECONDS, read_seconds
-    limit = max(time_left, 0.1)
+    limit = max(time_left, LAST_LOOK_SECONDS)
     return min(CONNECT_TIMEOUT_SECONDS, limit), min(read_seconds, limit)
 
 
