@@ -67,7 +67,7 @@ KEYS: dict[str, KeyDoc] = {
         "the preset named like the stack, if any",
     ),
     "cloud": KeyDoc(
-        "`gcp`, `aws` or `kubernetes`",
+        "the platform: `gcp`, `aws` or `kubernetes`",
         "(required, or from a preset)",
     ),
     "gpu": KeyDoc(
