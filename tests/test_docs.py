@@ -21,6 +21,7 @@ from components import platforms
 from components.provider_config import provider_config_keys
 from tests.harness import ROOT
 from tools import docs
+from tools import plan as plan_tool
 
 PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 PRESETS = {path.stem: yaml.safe_load(path.read_text()) for path in (ROOT / "stacks").glob("*.yaml")}
@@ -45,15 +46,22 @@ class Command:
 
 def fenced_blocks(page: Path) -> Iterator[tuple[str, int, list[str]]]:
     """Each fenced block of ``page``: its info string, the line it starts on, its lines."""
+    for info, start, lines, _ in blocks_and_what_precedes_them(page):
+        yield info, start, lines
+
+
+def blocks_and_what_precedes_them(page: Path) -> Iterator[tuple[str, int, list[str], str]]:
+    """Each fenced block of ``page`` as ``fenced_blocks`` gives it, with the text since the block before."""
     lines = page.read_text().split("\n")
-    start = None
+    start, since = None, 0
     for number, line in enumerate(lines, 1):
         if line.lstrip().startswith("```") and start is None:
             start, info, indent = number, line.lstrip()[3:].strip(), len(line) - len(line.lstrip())
         elif line.lstrip().startswith("```"):
             assert start is not None
-            yield info, start, [text[indent:] for text in lines[start : number - 1]]
-            start = None
+            between = "\n".join(lines[since : start - 1])
+            yield info, start, [text[indent:] for text in lines[start : number - 1]], between
+            start, since = None, number
 
 
 def split_commands(text: str) -> Iterator[list[str]]:
@@ -103,6 +111,21 @@ def inline_commands() -> list[Command]:
                 argv = tuple(shlex.split(span))
                 if "..." not in span and [arg for arg in argv[3:] if not arg.startswith("-")]:
                     found.append(Command(page.relative_to(ROOT).as_posix(), number, argv))
+    return found
+
+
+def printed_examples() -> list[tuple[Command, str]]:
+    """Each ``sh`` block of one command directly followed by a ``text`` block: the command and an excerpt
+    of what it prints."""
+    found = []
+    for page in PAGES:
+        previous = None
+        for info, start, lines, between in blocks_and_what_precedes_them(page):
+            if info == "text" and previous is not None and not between.strip():
+                (argv,) = list(split_commands(" ".join(line.removesuffix("\\") for line in previous[1])))
+                command = Command(page.relative_to(ROOT).as_posix(), previous[0], tuple(argv))
+                found.append((command, "\n".join(lines)))
+            previous = (start, lines) if info == "sh" else None
     return found
 
 
@@ -317,6 +340,14 @@ def test_every_curl_asks_a_path_the_load_balancer_serves_for_a_model_a_stack_ser
 def test_every_policy_pack_a_command_names_is_a_pack_of_this_repository(command):
     pack = command.argv[command.argv.index("--policy-pack") + 1]
     assert (ROOT / pack / "PulumiPolicy.yaml").is_file(), command
+
+
+@pytest.mark.parametrize(("command", "excerpt"), printed_examples(), ids=lambda value: str(value)[:80])
+def test_what_an_example_prints_is_what_the_command_prints_now(command, excerpt, capsys):
+    # Only the plan runs offline; an example of another tool's output has no block of its command before it.
+    assert command.argv[1:3] == ("-m", "tools.plan"), f"{command}: no way to run it here"
+    assert plan_tool.main(list(command.argv[3:])) == 0
+    assert excerpt in capsys.readouterr().out, f"{command} prints something else now"
 
 
 def test_the_readme_s_test_command_is_the_one_ci_runs():
