@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import platforms
+from components import model_facts, platforms
+from components.config import SpecError
 from components.provider_config import provider_config_keys
+from components.spec import build_spec
 from tests.harness import ROOT
 from tools import docs
 from tools import plan as plan_tool
+from tools.fakes_hub import GB, PRESET_MODELS, FakeModel
 
 PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 PRESETS = {path.stem: yaml.safe_load(path.read_text()) for path in (ROOT / "stacks").glob("*.yaml")}
@@ -363,6 +366,97 @@ def test_the_commands_are_found():
     assert ("pulumi", "up", "--stack", "gcp-h100") in argvs
     assert ("pulumi", "stack", "output", "endpoint") in argvs
     assert any(c.argv[0] == "curl" and "-d" in c.argv for c in SHELL)
+
+
+#: The stack config that stops with each error the docs show, by the error's key and value.
+QWEN = {"vllm:model": "Qwen/Qwen3-8B"}
+ERROR_EXAMPLES = {
+    ("vllm:gpu", "'T4:3'"): {"vllm:cloud": "aws", "vllm:gpu": "T4:3", **QWEN},
+    ("vllm:gpu", "'H100:4'"): {"vllm:cloud": "gcp", "vllm:gpu": "H100:4", **QWEN},
+    ("vllm:hfToken", "'(plaintext)'"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:1",
+        "vllm:hfToken": "hf_x",
+        **QWEN,
+    },
+    ("gcp:regoin", "'us-east4'"): {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "gcp:regoin": "us-east4", **QWEN},
+    ("aws:region", "'eu-west-1'"): {
+        "vllm:cloud": "aws",
+        "vllm:gpu": "A100-80GB:8",
+        "aws:region": "eu-west-1",
+        **QWEN,
+    },
+    ("vllm:image", "'vllm/vllm-openai-cpu:v0.33.0'"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:1",
+        "vllm:image": "vllm/vllm-openai-cpu:v0.33.0",
+        **QWEN,
+    },
+    ("vllm:model", "'Qwen/Qwen3-8B-typo'"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:1",
+        "vllm:model": "Qwen/Qwen3-8B-typo",
+    },
+    ("vllm:hfToken", "'(not set)'"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "H100:8",
+        "vllm:model": "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8",
+    },
+    ("vllm:gpu", "'L4:1'"): {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:modelSizeGb": "30", **QWEN},
+    ("vllm:gpu", "'L4:8'"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:8",
+        "vllm:model": "Qwen/Qwen2.5-0.5B-Instruct",
+    },
+    ("vllm:maxModelLen", "65536"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:1",
+        "vllm:maxModelLen": "65536",
+        **QWEN,
+    },
+    # A 250 GB model on a machine without local NVMe (a2-highgpu-8g), where the weights go on the boot disk.
+    ("vllm:diskSizeGb", "200"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "A100:8",
+        "vllm:model": "big/Model",
+        "vllm:diskSizeGb": "200",
+    },
+    ("vllm:extraArgs", "'--revision nope'"): {
+        "vllm:cloud": "gcp",
+        "vllm:gpu": "L4:1",
+        "vllm:extraArgs": ["--revision", "nope"],
+        **QWEN,
+    },
+}
+
+
+def error_examples() -> list[tuple[str, str]]:
+    """Every ``error:`` line of the docs' ``text`` blocks, with where it is."""
+    return [
+        (f"{page.relative_to(ROOT)}:{start + offset}", line)
+        for page in PAGES
+        for info, start, lines in fenced_blocks(page)
+        if info == "text"
+        for offset, line in enumerate(lines, 1)
+        if line.startswith("error: ")
+    ]
+
+
+@pytest.mark.parametrize(("where", "line"), error_examples(), ids=lambda value: value[:60])
+def test_every_error_the_docs_show_is_the_one_the_program_stops_with(where, line, fake_hub):
+    key, value = re.match(r"^error: (\S+): invalid value ('[^']*'|\S+):", line).groups()
+    assert (key, value) in ERROR_EXAMPLES, f"{where}: add the config that gives {line!r} to ERROR_EXAMPLES"
+    fake_hub.models["big/Model"] = FakeModel(
+        config=PRESET_MODELS["Qwen/Qwen3-8B"].config, weights_bytes=250 * GB
+    )
+    with pytest.raises(SpecError) as caught:
+        build_spec("docs", ERROR_EXAMPLES[key, value], lookup=model_facts.lookup)
+    # "..." stands for the rest of the line, <model>@<commit> for what the Hub answers.
+    shown = re.escape(line).replace(re.escape("..."), ".*")
+    shown = re.sub(r"<\w+>", r"\\S+", shown)
+    assert re.fullmatch(shown, f"error: {caught.value}"), (
+        f"{where}: the program now says\nerror: {caught.value}"
+    )
 
 
 # --- the links ---------------------------------------------------------------------------------------------
