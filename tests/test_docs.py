@@ -1,6 +1,7 @@
 """The docs (README.md and docs/*.md) as a specification: their key tables are generated from the key
-registry, every shell command in them is one the project's tools, config and files accept, and every link
-lands on a page and a heading that exist. Nothing here reaches a network or a cloud."""
+registry, every shell command in them is one the project's tools, config and files accept, every example of
+output or error is what the program prints now, and every link lands on a page and a heading that exist.
+Nothing here reaches a cloud or the Hugging Face Hub (the Hub is the fake one on loopback)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from tools.fakes_hub import GB, PRESET_MODELS, FakeModel
 
 PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 PRESETS = {path.stem: yaml.safe_load(path.read_text()) for path in (ROOT / "stacks").glob("*.yaml")}
-#: Stacks a command may name: the presets, the committed dev stack (Pulumi.dev.yaml), and any stack a page
-#: creates itself with `pulumi stack init`.
+#: Stacks a command may name: the presets and the committed dev stack (Pulumi.dev.yaml); besides them, the
+#: stacks a page creates itself with `pulumi stack init` (CREATED_STACKS).
 COMMITTED_STACKS = {*PRESETS, *(path.stem.removeprefix("Pulumi.") for path in ROOT.glob("Pulumi.*.yaml"))}
 #: Programs the docs run that need a cloud, a cluster or a network to say anything: not run here.
 EXTERNAL = {"kubectl", "helm", "gcloud", "aws", "kind", "minikube", "export", "for", "do", "done", "curl"}
