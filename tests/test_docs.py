@@ -20,6 +20,8 @@ import yaml
 
 from components import model_facts, platforms
 from components.config import SpecError
+from components.kubernetes.load_balancer import service_name
+from components.kubernetes.platform import default_namespace
 from components.provider_config import provider_config_keys
 from components.spec import build_spec
 from tests.harness import ROOT
@@ -352,6 +354,24 @@ def test_what_an_example_prints_is_what_the_command_prints_now(command, excerpt,
     assert command.argv[1:3] == ("-m", "tools.plan"), f"{command}: no way to run it here"
     assert plan_tool.main(list(command.argv[3:])) == 0
     assert excerpt in capsys.readouterr().out, f"{command} prints something else now"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [c for c in SHELL if c.argv[0] == "kubectl" and "-n" in c.argv and "<" not in shlex.join(c.argv)],
+    ids=str,
+)
+def test_every_namespace_and_service_kubectl_names_is_one_a_stack_of_the_docs_declares(command):
+    # Placeholders (``vllm-<stack>``) aside, the names come from the stack the command is run for.
+    stacks = {default_namespace(stack): stack for stack in COMMITTED_STACKS}
+    namespace = command.argv[command.argv.index("-n") + 1]
+    assert namespace in stacks, command
+    stack = stacks[namespace]
+    committed = ROOT / f"Pulumi.{stack}.yaml"
+    config = yaml.safe_load(committed.read_text())["config"] if committed.exists() else {}
+    spec = build_spec(stack, {key: str(value) for key, value in config.items()})
+    services = [arg.removeprefix("svc/") for arg in command.argv if arg.startswith("svc/")]
+    assert all(service == service_name(spec) for service in services), command
 
 
 def test_the_readme_s_test_command_is_the_one_ci_runs():
