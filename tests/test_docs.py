@@ -199,8 +199,18 @@ def test_the_configuration_tables_are_the_ones_the_key_registry_generates():
 
 def test_a_key_the_program_reads_without_a_description_stops_the_generator_naming_it():
     registry = docs.key_registry()
-    with pytest.raises(docs.DocsError, match="vllm:someNewKey"):
+    with pytest.raises(docs.DocsError, match=re.escape("tools/docs.py: no description of someNewKey")):
         docs.render_tables(replace(registry, common=(*registry.common, "someNewKey")))
+
+
+def test_a_platform_s_key_without_a_description_stops_the_generator_naming_where_it_goes():
+    registry = docs.key_registry()
+    first, *others = registry.platforms
+    grown = replace(first, keys=(*first.keys, "someNewKey"))
+    with pytest.raises(
+        docs.DocsError, match=re.escape(f"{first.title}'s key_docs.py: no description of someNewKey")
+    ):
+        docs.render_tables(replace(registry, platforms=(grown, *others)))
 
 
 def test_a_description_of_a_key_the_program_no_longer_reads_stops_the_generator_naming_it():

@@ -4,7 +4,8 @@
     .venv/bin/python -m tools.docs --check    # exit 1 when the committed tables are out of date
 
 A key the program reads and these docs do not describe (or the reverse) is an error: a new key needs its
-line in ``KEYS`` (tests/test_docs.py runs the check).
+line in ``KEYS`` here, or for a platform's own key in that platform's ``key_docs.py`` (tests/test_docs.py
+runs the check).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from components import platforms, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGURATION = ROOT / "docs" / "configuration.md"
-BEGIN = "<!-- keys: generated from the key registry by .venv/bin/python -m tools.docs; edit tools/docs.py -->"
+BEGIN = (
+    "<!-- keys: generated from the key registry by .venv/bin/python -m tools.docs; edit tools/docs.py or "
+    "components/<platform>/key_docs.py -->"
+)
 END = "<!-- end of the generated keys -->"
 
 
@@ -38,6 +42,7 @@ class PlatformKeys:
     title: str
     keys: tuple[str, ...]  # the vllm: keys only this platform reads
     provider_keys: tuple[str, ...]  # its provider's keys the program reads itself
+    docs: Mapping[str, KeyDoc]  # what each of them means: its package's key_docs.py
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,19 @@ def key_registry() -> Registry:
         common=spec.COMMON_KEYS,
         secret=spec.SECRET_KEYS,
         platforms=tuple(
-            PlatformKeys(platform.title, platform.keys, platform.provider_keys)
+            PlatformKeys(
+                platform.title,
+                platform.keys,
+                platform.provider_keys,
+                {key: KeyDoc(*row) for key, row in platform.module("key_docs").KEYS.items()},
+            )
             for platform in platforms.registered()
         ),
     )
 
 
-#: What each vllm: key means and its default, one table row each; links are relative to docs/.
+#: What each vllm: key every platform reads means, and its default, one table row each (links are relative
+#: to docs/). A platform's own keys and its provider keys are described in its folder (its ``key_docs.py``).
 KEYS: dict[str, KeyDoc] = {
     "preset": KeyDoc(
         "a preset of `stacks/` to start from, see [Presets](#presets)",
@@ -87,40 +98,9 @@ KEYS: dict[str, KeyDoc] = {
         "replicas behind the load balancer, 1 to 1000; unset with `maxReplicas`",
         "1",
     ),
-    "maxReplicas": KeyDoc(
-        "turns [autoscaling](autoscaling.md) on: the most replicas, >= `minReplicas`",
-        "none (a fixed `replicas`)",
-    ),
-    "minReplicas": KeyDoc(
-        "autoscaling: the fewest replicas, an on-demand base among them; 0 (scale to zero) on Kubernetes "
-        "only; on GCP at least one per region beside the base",
-        "1",
-    ),
-    "targetQpsPerReplica": KeyDoc(
-        "autoscaling: requests per second one replica should serve, > 0",
-        "(required with `maxReplicas`)",
-    ),
-    "upscaleDelaySeconds": KeyDoc(
-        "autoscaling: how long load must stay high before replicas are added, <= 3600; what each platform"
-        " honours is in [Autoscaling](autoscaling.md)",
-        "300 (SkyServe's)",
-    ),
-    "downscaleDelaySeconds": KeyDoc(
-        "autoscaling: how long load must stay low before replicas are removed, <= 3600; what each "
-        "platform honours is in [Autoscaling](autoscaling.md)",
-        "1200 (SkyServe's)",
-    ),
     "nodes": KeyDoc(
         "machines per replica, 1 to 64; > 1 serves one replica from a Ray group",
         "1",
-    ),
-    "hfToken": KeyDoc(
-        "Hugging Face token for gated models (`--secret`)",
-        "none (open models)",
-    ),
-    "apiKey": KeyDoc(
-        "the Bearer key clients send (`--secret`), at least 16 characters",
-        "generated (pulumi-random)",
     ),
     "image": KeyDoc(
         "vLLM image, pinned; `latest` is refused. It must be built for the hardware: a CUDA build with "
@@ -150,8 +130,7 @@ KEYS: dict[str, KeyDoc] = {
     ),
     "spot": KeyDoc(
         "spot / preemptible capacity; preempted replicas are replaced. Kubernetes: with `gpuNodeSelector`"
-        " `gke` or `karpenter`. See "
-        "[Capacity](capacity.md)",
+        " `gke` or `karpenter`. See [Capacity](capacity.md)",
         "false",
     ),
     "onDemandBaseReplicas": KeyDoc(
@@ -160,47 +139,39 @@ KEYS: dict[str, KeyDoc] = {
         "`minReplicas` and below `maxReplicas`",
         "0",
     ),
-    "regions": KeyDoc(
-        "GCP: regions the replicas spread over behind the one global load balancer, a list "
-        '(`["us-central1", "us-east4"]`); AWS and Kubernetes refuse it',
-        "`gcp:region` alone",
-    ),
     "reservation": KeyDoc(
         "reserved capacity the on-demand machines consume: a GCP reservation name (with `gcp:zone`), an "
         "AWS capacity reservation id `cr-...`, or `capacity-block:cr-...` for an AWS Capacity Block; "
         "Kubernetes refuses it",
         "none",
     ),
-    "reservationZone": KeyDoc(
-        "AWS: the Availability Zone of `reservation` (e.g. `us-east-1b`), required with it: the machines "
-        "launch only there",
-        "none",
-    ),
-    "weightCache": KeyDoc(
-        "`bucket`: the stack owns a private bucket (GCS / S3) the first replica fills from the Hugging "
-        "Face Hub under a lock; every later replica copies from it. `hub`: every replica downloads from "
-        "the Hub. See [Cold start](cold-start.md)",
-        "`bucket` on GCP and AWS, `hub` on Kubernetes",
-    ),
-    "cacheClaim": KeyDoc(
-        "Kubernetes: a ReadWriteMany PVC in the namespace, mounted as every pod's HF cache: an init "
-        "container fills it with the model's commit once (one pod downloads under a lock, the others "
-        "wait), and vLLM's startup budget is the claim's read. Either yours, existing before `up` in a "
-        "namespace of yours (`createNamespace: false`), or created by the stack (`cacheStorageClass`); an"
-        " existing claim in the namespace the stack creates is refused (it cannot exist yet). See [Cold "
-        "start](cold-start.md)",
-        "none: a cache per pod",
-    ),
-    "cacheStorageClass": KeyDoc(
-        "Kubernetes: a ReadWriteMany StorageClass (Filestore, EFS, NFS); the stack creates `cacheClaim` "
-        "from it, of `diskSizeGb`, kept by `pulumi destroy` (`retainOnDelete`; in the stack's own "
-        "namespace it still goes with the namespace)",
-        "none: `cacheClaim` exists",
-    ),
     "allowedCidrs": KeyDoc(
         "who may reach the endpoint, a list of CIDRs (network addresses, no host bits set); IPv4 only on "
         "GCP and AWS, whose load balancers have no IPv6 address",
         '`["0.0.0.0/0"]` (the API key still applies)',
+    ),
+    "minReplicas": KeyDoc(
+        "autoscaling: the fewest replicas, an on-demand base among them; 0 (scale to zero) on Kubernetes "
+        "only; on GCP at least one per region beside the base",
+        "1",
+    ),
+    "maxReplicas": KeyDoc(
+        "turns [autoscaling](autoscaling.md) on: the most replicas, >= `minReplicas`",
+        "none (a fixed `replicas`)",
+    ),
+    "targetQpsPerReplica": KeyDoc(
+        "autoscaling: requests per second one replica should serve, > 0",
+        "(required with `maxReplicas`)",
+    ),
+    "upscaleDelaySeconds": KeyDoc(
+        "autoscaling: how long load must stay high before replicas are added, <= 3600; what each platform"
+        " honours is in [Autoscaling](autoscaling.md)",
+        "300 (SkyServe's)",
+    ),
+    "downscaleDelaySeconds": KeyDoc(
+        "autoscaling: how long load must stay low before replicas are removed, <= 3600; what each "
+        "platform honours is in [Autoscaling](autoscaling.md)",
+        "1200 (SkyServe's)",
     ),
     "domain": KeyDoc(
         "the host name clients use (`llm.example.com`): the endpoint becomes `https://<domain>`, see "
@@ -212,120 +183,19 @@ KEYS: dict[str, KeyDoc] = {
         "hosted zone id `Z...` (AWS); refused on Kubernetes",
         "none: the `dnsRecords` output lists them",
     ),
-    "tlsSecretName": KeyDoc(
-        "Kubernetes: a `kubernetes.io/tls` Secret in the namespace, for `domain`; vLLM serves it on 443",
-        "none",
+    "weightCache": KeyDoc(
+        "`bucket`: the stack owns a private bucket (GCS / S3) the first replica fills from the Hugging "
+        "Face Hub under a lock; every later replica copies from it. `hub`: every replica downloads from "
+        "the Hub. See [Cold start](cold-start.md)",
+        "`bucket` on GCP and AWS, `hub` on Kubernetes",
     ),
-    "namespace": KeyDoc(
-        "Kubernetes: the namespace the stack creates and owns",
-        "`vllm-<stack>`, so two stacks on one cluster never share one",
+    "hfToken": KeyDoc(
+        "Hugging Face token for gated models (`--secret`)",
+        "none (open models)",
     ),
-    "createNamespace": KeyDoc(
-        "Kubernetes: `false` uses `namespace` as it exists: you create it before `up`, with what the pods"
-        " need from you (the `cacheClaim`, the `tlsSecretName` Secret), and `pulumi destroy` leaves it "
-        "and them (pulumi-kubernetes 4.29+ refuses to adopt an existing namespace, #4278)",
-        "`true`",
-    ),
-    "cpu": KeyDoc(
-        "Kubernetes: the CPU request per pod, in cores. With GPUs at least one core per GPU + 1: H100:8 "
-        "needs 9 cores",
-        "half the catalog machine's share per GPU",
-    ),
-    "memoryGb": KeyDoc(
-        "Kubernetes: the memory request per pod, in GB. With GPUs at least 4 GB per GPU + 3 GB (per GPU 2"
-        " GB of memory-backed /dev/shm and a 2 GB worker process; 3 GB for the API server and engine): "
-        "H100:8 needs 35 GB",
-        "half the catalog machine's share per GPU",
-    ),
-    "gpuNodeSelector": KeyDoc(
-        "Kubernetes: the node labels that pin the GPU type: `none` (only the `nvidia.com/gpu` limit "
-        "places the pod), `gke`, `nvidia` or `karpenter`; `spot` needs `gke` or `karpenter`; see "
-        "[Kubernetes](kubernetes.md)",
-        "`none`",
-    ),
-    "storageClass": KeyDoc(
-        "Kubernetes: a StorageClass for each pod's HF cache, a PVC of `diskSizeGb`; see "
-        "[Kubernetes](kubernetes.md)",
-        "none: node ephemeral storage (the weights + 10 GB requested)",
-    ),
-    "serviceType": KeyDoc(
-        "Kubernetes: the Service's type: `LoadBalancer` (`allowedCidrs` becomes "
-        "`loadBalancerSourceRanges`) or `ClusterIP` (behind your Ingress or Gateway); see "
-        "[Kubernetes](kubernetes.md)",
-        "`LoadBalancer`",
-    ),
-    "installLeaderWorkerSet": KeyDoc(
-        "Kubernetes, `nodes` > 1: `true` installs the LeaderWorkerSet controller (v0.8.0) from its pinned"
-        " release manifest; it is cluster-wide, so let one stack per cluster own it; see "
-        "[Kubernetes](kubernetes.md)",
-        "`false`",
-    ),
-    "maxSurge": KeyDoc(
-        "Kubernetes: pods (multi-node: groups) a rollout adds above `replicas` at a time; 0 replaces them"
-        " in place; see [Kubernetes](kubernetes.md)",
-        "0 with `replicas` > 1, 1 with one replica",
-    ),
-    "prometheusOperator": KeyDoc(
-        "Kubernetes: `true` adds a PodMonitor on the serving pods and the service dashboard as a Grafana "
-        "ConfigMap (needs the Prometheus Operator's CRDs); see [Kubernetes](kubernetes.md)",
-        "`false`",
-    ),
-    "prometheusUrl": KeyDoc(
-        "Kubernetes autoscaling: the Prometheus that scrapes the vLLM pods' `/metrics`, where KEDA reads "
-        "the request rate; required with `maxReplicas`; see [Autoscaling](autoscaling.md)",
-        "none",
-    ),
-    "activationQuery": KeyDoc(
-        "Kubernetes, `minReplicas` 0: a PromQL request rate measured in front of vLLM (your Ingress or "
-        "Gateway) that wakes a service scaled to zero; see [Autoscaling](autoscaling.md)",
-        "none",
-    ),
-    "vpcId": KeyDoc(
-        "AWS: the VPC of `subnetIds` and `loadBalancerSubnetIds`; see [AWS](aws.md)",
-        "the region's default VPC",
-    ),
-    "subnetIds": KeyDoc(
-        "AWS: the instances' subnets in `vpcId`, a list; without `loadBalancerSubnetIds` the ALB's too, "
-        "which must then be two or more in different zones and route to an internet gateway; see "
-        "[AWS](aws.md)",
-        "the default VPC's default subnets",
-    ),
-    "loadBalancerSubnetIds": KeyDoc(
-        "AWS: public subnets for the ALB, two or more in different zones, in front of private instances "
-        "in `subnetIds`; see [AWS](aws.md)",
-        "`subnetIds`",
-    ),
-    "amiId": KeyDoc(
-        "AWS: an `ami-...` every machine boots, with an NVIDIA driver >= 580; see [AWS](aws.md)",
-        "the current Deep Learning AMI, resolved at each launch",
-    ),
-    "bootImage": KeyDoc(
-        "GCP only: a dated Deep Learning VM image (driver >= 580), see [GCP](gcp.md)",
-        "the family's newest image",
-    ),
-}
-
-#: The provider keys the program reads itself (placement); every other key of a provider passes through.
-PROVIDER_KEYS: dict[str, KeyDoc] = {
-    "gcp:project": KeyDoc(
-        "the GCP project the stack deploys into",
-        "the provider's own default (gcloud's)",
-    ),
-    "gcp:region": KeyDoc(
-        "the region; with `vllm:regions`, one of them, which keeps the stack's regional resources",
-        "`us-central1`",
-    ),
-    "gcp:zone": KeyDoc(
-        "pins every VM to one zone, which must sell the machine",
-        "the region's zones that sell the machine",
-    ),
-    "aws:region": KeyDoc(
-        "an AWS region that sells the instance type, per the catalog",
-        "`us-east-1`",
-    ),
-    "kubernetes:context": KeyDoc(
-        "the kubeconfig context the stack's `kubernetes` provider targets",
-        "the kubeconfig's current context",
+    "apiKey": KeyDoc(
+        "the Bearer key clients send (`--secret`), at least 16 characters",
+        "generated (pulumi-random)",
     ),
 }
 
@@ -334,10 +204,13 @@ def _row(cells: tuple[str, ...]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _table(keys: tuple[str, ...], docs: Mapping[str, KeyDoc], prefix: str) -> list[str]:
+def _table(keys: tuple[str, ...], docs: Mapping[str, KeyDoc], where: str) -> list[str]:
     missing = [key for key in keys if key not in docs]
     if missing:
-        raise DocsError(f"tools/docs.py: no description of {', '.join(prefix + k for k in missing)}")
+        raise DocsError(f"{where}: no description of {', '.join(missing)}")
+    stale = sorted(set(docs) - set(keys))
+    if stale:
+        raise DocsError(f"{where}: describes {', '.join(stale)}, which the program does not read")
     return [
         _row(("key", "meaning", "default")),
         "|---|---|---|",
@@ -347,23 +220,22 @@ def _table(keys: tuple[str, ...], docs: Mapping[str, KeyDoc], prefix: str) -> li
 
 def render_tables(registry: Registry) -> str:
     """The markdown of every key table: the common keys, each platform's own, and the provider keys."""
-    own = [key for group in registry.platforms for key in group.keys]
-    described = (*registry.common, *registry.secret, *own)
-    stale = sorted(set(KEYS) - set(described))
-    if stale:
-        raise DocsError(f"tools/docs.py: describes {', '.join(stale)}, which the program does not read")
-    provider = tuple(key for group in registry.platforms for key in group.provider_keys)
-    stale = sorted(set(PROVIDER_KEYS) - set(provider))
-    if stale:
-        raise DocsError(f"tools/docs.py: describes {', '.join(stale)}, which the program does not read")
-    lines = [
-        "### Every platform",
-        "",
-        *_table((*registry.common, *registry.secret), KEYS, "vllm:"),
-    ]
+    lines = ["### Every platform", "", *_table((*registry.common, *registry.secret), KEYS, "tools/docs.py")]
+    provider = []
     for group in registry.platforms:
-        lines += ["", f"### {group.title} only", "", *_table(group.keys, KEYS, "vllm:")]
-    lines += ["", "### Provider keys the program reads", "", *_table(provider, PROVIDER_KEYS, "")]
+        where = f"{group.title}'s key_docs.py"
+        own = {key: doc for key, doc in group.docs.items() if key not in group.provider_keys}
+        lines += ["", f"### {group.title} only", "", *_table(group.keys, own, where)]
+        theirs = {key: doc for key, doc in group.docs.items() if key in group.provider_keys}
+        provider.append(_table(group.provider_keys, theirs, where)[2:])
+    header = _table((), {}, "")
+    lines += [
+        "",
+        "### Provider keys the program reads",
+        "",
+        *header,
+        *(row for rows in provider for row in rows),
+    ]
     return "\n".join(lines)
 
 
