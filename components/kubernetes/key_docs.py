@@ -10,18 +10,19 @@ KEYS: dict[str, tuple[str, str]] = {
     "gpuNodeSelector": (
         "Kubernetes: the node labels that pin the GPU type: `none` (only the `nvidia.com/gpu` limit "
         "places the pod), `gke`, `nvidia` or `karpenter`; `spot` needs `gke` or `karpenter`; see "
-        "[Kubernetes](kubernetes.md)",
+        "[GPU type](kubernetes.md#gpu-type)",
         "`none`",
     ),
     "storageClass": (
         "Kubernetes: a StorageClass for each pod's HF cache, a PVC of `diskSizeGb`; see "
-        "[Kubernetes](kubernetes.md)",
+        "[Disk for the weights](kubernetes.md#disk-for-the-weights)",
         "none: node ephemeral storage (the weights + 10 GB requested)",
     ),
     "serviceType": (
         "Kubernetes: the Service's type: `LoadBalancer` (`allowedCidrs` becomes "
-        "`loadBalancerSourceRanges`) or `ClusterIP` (behind your Ingress or Gateway); see "
-        "[Kubernetes](kubernetes.md)",
+        "`loadBalancerSourceRanges`) or `ClusterIP` (behind your Ingress or Gateway, which "
+        "[keeps `/metrics` private]"
+        "(kubernetes.md#a-plain-l4-service-cannot-keep-metrics-and-friends-private))",
         "`LoadBalancer`",
     ),
     "cpu": (
@@ -38,12 +39,12 @@ KEYS: dict[str, tuple[str, str]] = {
     "installLeaderWorkerSet": (
         "Kubernetes, `nodes` > 1: `true` installs the LeaderWorkerSet controller (v0.8.0) from its pinned"
         " release manifest; it is cluster-wide, so let one stack per cluster own it; see "
-        "[Kubernetes](kubernetes.md)",
+        "[Multi-node: a LeaderWorkerSet](kubernetes.md#multi-node-a-leaderworkerset)",
         "`false`",
     ),
     "maxSurge": (
-        "Kubernetes: pods (multi-node: groups) a rollout adds above `replicas` at a time; 0 replaces them"
-        " in place; see [Kubernetes](kubernetes.md)",
+        "Kubernetes: pods (multi-node: Ray replicas) a rollout adds above `replicas` at a time; 0 replaces"
+        " them in place; see [Rollouts](kubernetes.md#rollouts-vllmmaxsurge)",
         "0 with `replicas` > 1, 1 with one replica",
     ),
     "prometheusUrl": (
@@ -83,7 +84,7 @@ KEYS: dict[str, tuple[str, str]] = {
     ),
     "prometheusOperator": (
         "Kubernetes: `true` adds a PodMonitor on the serving pods and the service dashboard as a Grafana "
-        "ConfigMap (needs the Prometheus Operator's CRDs); see [Kubernetes](kubernetes.md)",
+        "ConfigMap (needs the Prometheus Operator's CRDs); see [Metrics](kubernetes.md#metrics)",
         "`false`",
     ),
     "kubernetes:context": (
