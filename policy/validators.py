@@ -407,7 +407,7 @@ def autohealing_violations(resources: Sequence[StackResource]) -> list[tuple[str
 
 CLEARTEXT_ADVICE: Final = (
     "the public endpoint is plain HTTP: the API key and every prompt and completion cross the internet in "
-    "cleartext; set vllm:domain (and vllm:dnsZone) to serve HTTPS (README, HTTPS with a custom domain)"
+    "cleartext; set vllm:domain (and vllm:dnsZone) to serve HTTPS (docs/https.md)"
 )
 
 

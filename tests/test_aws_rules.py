@@ -224,12 +224,12 @@ def test_the_vcpu_quotas_cover_every_group_at_its_maximum_size_rollout_surge_inc
     assert peak * spec.offering.vcpus == sum(needed for _, needed in expected)
 
 
-def test_the_readme_states_the_quota_of_each_aws_preset():
-    readme = (ROOT / "README.md").read_text()
+def test_the_aws_docs_state_the_quota_of_each_aws_preset():
+    page = (ROOT / "docs" / "aws.md").read_text()
     for stack in ("aws-h100", "aws-h200-multinode"):
         (quota,) = sizing.vcpu_quotas(build_spec(stack, {}))
         name, vcpus = quota.name, quota.vcpus
-        assert f"| `{stack}` | {name} | {vcpus} |" in readme
+        assert f"| `{stack}` | {name} | {vcpus} |" in page
 
 
 def test_every_group_of_every_variant_leaves_replacement_to_ec2_health_and_does_not_wait_for_capacity(

@@ -247,9 +247,8 @@ def test_a_namespace_over_63_characters_says_63():
 # --- set-up that works as written -----------------------------------------------------------------------
 
 
-def test_the_readmes_development_setup_installs_what_ci_installs():
-    readme = (ROOT / "README.md").read_text()
-    development = readme[readme.index("## Development") :]
+def test_the_development_docs_set_up_installs_what_ci_installs():
+    development = (ROOT / "docs" / "development.md").read_text()
     assert "pip install -r requirements-dev.txt -r requirements-tools.txt" in development
     assert "-r requirements-tools.txt" in (ROOT / ".ci" / "run").read_text()
 

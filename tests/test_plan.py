@@ -182,11 +182,12 @@ def test_a_list_key_set_by_path_reaches_the_program_as_a_list(tmp_path):
     assert data["spec"]["extraArgs"] == ["--enable-prefix-caching"]
 
 
-def test_the_readme_runs_the_tools_with_the_venvs_python():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_run_the_tools_with_the_venvs_python():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages)
     # A venv's own python (``.venv/bin/python``, or vLLM's venv for regenerating its flags), never a bare one.
-    bare = re.findall(r"(?<!/bin/)\bpython3? -m (?:tools|pytest)\b", readme)
-    assert bare == [], "README commands run the project's tools as .venv/bin/python -m ..."
+    bare = re.findall(r"(?<!/bin/)\bpython3? -m (?:tools|pytest)\b", text)
+    assert bare == [], "the docs' commands run the project's tools as .venv/bin/python -m ..."
 
 
 # --- what the Pulumi CLI checks before the program runs -------------------------------------------------

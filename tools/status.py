@@ -140,7 +140,7 @@ class CheckResult:
         }
 
 
-#: The longest --timeout or --interval: a day (a first load is sized in minutes, README Cold start); also
+#: The longest --timeout or --interval: a day (a first load is sized in minutes, docs/cold-start.md); also
 #: keeps nan and inf out (every comparison with nan is false).
 MAX_WAIT_SECONDS = 86400
 

@@ -300,8 +300,14 @@ def cross_check() -> list[str]:
     return disagreements
 
 
-def main() -> int:
-    if sys.argv[1:] == ["--cross-check"]:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.vllm_flags", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--cross-check",
+        action="store_true",
+        help="feed every flag, in each spelling, to vLLM's parser and to extra_args; list disagreements",
+    )
+    if parser.parse_args(argv).cross_check:
         disagreements = cross_check()
         print("\n".join(disagreements) or "extra_args agrees with vLLM's parser on every sample")
         return 1 if disagreements else 0
