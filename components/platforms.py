@@ -42,6 +42,7 @@ class Feature(enum.Enum):
     SCALE_TO_ZERO = "vllm:minReplicas"  # autoscaling down to no replica at all
     UPSCALE_DELAY = "vllm:upscaleDelaySeconds"  # a configurable wait before scaling out
     DOWNSCALE_DELAY = "vllm:downscaleDelaySeconds"  # a configurable wait before scaling in
+    QUEUE_SCALING = "vllm:targetQueuePerReplica"  # scaling on the requests each replica holds
     DNS_ZONE = "vllm:dnsZone"  # DNS records for vllm:domain written by the program
     REGIONS = "vllm:regions"  # replicas spread over several regions behind one endpoint
     RESERVATION = "vllm:reservation"  # reserved capacity the machines consume

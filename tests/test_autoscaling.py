@@ -3,7 +3,11 @@ each platform's own autoscaler under the real program."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 
 from components import autoscaling
 from components.spec import SpecError, build_spec
@@ -94,6 +98,35 @@ def test_cost_is_a_range_from_the_least_to_the_most_replicas() -> None:
 def test_bad_policies_are_refused_naming_the_key(config: dict, key: str, says: str) -> None:
     error = refusal("gcp-h100", {"vllm:replicas": "unset", **config})
     assert error.key == key and says in error.valid
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({**POLICY, "vllm:targetQueuePerReplica": "0"}, "a number > 0"),
+        ({**POLICY, "vllm:targetQueuePerReplica": "-2"}, "a number > 0"),
+        ({**POLICY, "vllm:targetQueuePerReplica": "many"}, "a number > 0"),
+        ({"vllm:targetQueuePerReplica": "4"}, "set with vllm:maxReplicas"),
+    ],
+)
+def test_a_bad_queue_target_is_refused_naming_the_key(config: dict, says: str) -> None:
+    error = refusal("aws-h100", {"vllm:replicas": "unset", **config})
+    assert error.key == "vllm:targetQueuePerReplica" and says in error.valid
+
+
+def test_a_queue_target_alone_is_a_policy() -> None:
+    spec = build_spec(
+        "aws-h100", {"vllm:replicas": "unset", "vllm:maxReplicas": "4", "vllm:targetQueuePerReplica": "6"}
+    )
+    assert spec.autoscaling is not None
+    assert (spec.autoscaling.target_qps_per_replica, spec.autoscaling.target_queue_per_replica) == (None, 6.0)
+
+
+def test_gcp_refuses_queue_depth_saying_why_and_what_it_offers() -> None:
+    error = refusal("gcp-h100", {**POLICY, "vllm:targetQueuePerReplica": "6"})
+    assert (error.key, error.value) == ("vllm:targetQueuePerReplica", "6")
+    assert "gce_instance" in error.valid and "prometheus_target" in error.valid
+    assert "vllm:targetQpsPerReplica" in error.valid and "\n" not in error.valid
 
 
 @pytest.mark.parametrize("stack", ["gcp-h100-multinode", "aws-h200-multinode"])
@@ -336,6 +369,54 @@ def test_aws_without_autoscaling_owns_its_capacity() -> None:
     assert (group.inputs["minSize"], group.inputs["desiredCapacity"]) == (2, 2)
 
 
+@pytest.fixture(scope="module")
+def aws_queue() -> Run:
+    return run_program(
+        "aws-h100", config={"vllm:replicas": "unset", **POLICY, "vllm:targetQueuePerReplica": "6"}
+    )
+
+
+def test_aws_tracks_requests_running_and_waiting_per_machine_beside_the_request_rate(aws_queue: Run) -> None:
+    # The metrics agent writes both gauges without a dimension into the stack's namespace each minute:
+    # Average over the minute is per machine that reported; metric math adds the two.
+    policies = {
+        policy.name.removeprefix("vllm-aws-h100-"): policy for policy in aws_queue.of_type(AWS_POLICY)
+    }
+    assert set(policies) == {"requests-per-replica", "queue-per-replica"}
+    rate, queue = policies["requests-per-replica"], policies["queue-per-replica"]
+    tracking = queue.inputs["targetTrackingConfiguration"]
+    assert tracking["targetValue"] == 6.0 and "predefinedMetricSpecification" not in tracking
+    running, waiting, held = tracking["customizedMetricSpecification"]["metrics"]
+    for metric, name in ((running, "RequestsRunning"), (waiting, "RequestsWaiting")):
+        assert metric["metricStat"] == {
+            "metric": {"metricName": name, "namespace": "vLLM/vllm-aws-h100"},
+            "stat": "Average",
+        }
+        assert metric["returnData"] is False
+    assert (held["expression"], held["returnData"]) == ("running + waiting", True)
+    assert queue.inputs["autoscalingGroupName"] == aws_queue.one(AWS_GROUP).name
+    assert queue.inputs["estimatedInstanceWarmup"] == rate.inputs["estimatedInstanceWarmup"]
+
+
+def test_aws_tracks_metrics_the_agent_publishes() -> None:
+    from components.aws import metrics
+    from components.aws.autoscaler import queue_metric
+
+    spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY, "vllm:targetQueuePerReplica": "6"})
+    published = {metric.name for metric in metrics.PUBLISHED}
+    tracked = {
+        m["metric_stat"]["metric"]["metric_name"] for m in queue_metric(spec)["metrics"] if "metric_stat" in m
+    }
+    assert tracked <= published
+
+
+def test_aws_scales_on_queue_depth_alone() -> None:
+    config = {"vllm:replicas": "unset", "vllm:maxReplicas": "4", "vllm:targetQueuePerReplica": "6"}
+    run = run_program("aws-h100", config=config)
+    (policy,) = run.of_type(AWS_POLICY)
+    assert "customizedMetricSpecification" in policy.inputs["targetTrackingConfiguration"]
+
+
 def test_aws_policy_is_a_child_of_its_component(aws: Run) -> None:
     assert aws.by_urn(aws.one(AWS_POLICY).parent).type == "vllm:aws:Autoscaler"
 
@@ -378,8 +459,52 @@ def test_kubernetes_scales_on_vllms_request_rate_per_replica(k8s: Run) -> None:
     assert metadata["serverAddress"] == PROMETHEUS
     assert metadata["threshold"] == "2.5"
     assert metadata["query"] == (
-        'sum(rate(vllm:request_success_total{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}[1m]))'
+        'sum(rate(vllm:request_success_total{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}[60s]))'
     )
+
+
+def test_kubernetes_windows_hold_four_of_the_pod_monitors_scrapes(k8s: Run) -> None:
+    # A rate needs two samples in its window; four scrape intervals keep two when a scrape fails.
+    from components.kubernetes.monitoring import SCRAPE_INTERVAL_SECONDS
+
+    (trigger,) = scaled_object(k8s)["spec"]["triggers"]
+    assert trigger["metadata"]["query"].endswith(f"[{4 * SCRAPE_INTERVAL_SECONDS}s]))")
+
+
+def test_kubernetes_an_empty_result_is_an_error_while_a_vllm_pod_always_reports(k8s: Run) -> None:
+    # KEDA's prometheus scaler reads an empty result as 0 unless ignoreNullValues is false (pkg/scalers/
+    # prometheus_scaler.go, default=true): a Prometheus that never scrapes vLLM would never scale out.
+    (trigger,) = scaled_object(k8s)["spec"]["triggers"]
+    assert trigger["metadata"]["ignoreNullValues"] == "false"
+
+
+@pytest.fixture(scope="module")
+def k8s_queue() -> Run:
+    return run_program("k8s-l4", config={**K8S_POLICY, "vllm:targetQueuePerReplica": "8"})
+
+
+def test_kubernetes_scales_on_requests_running_and_waiting_per_replica(k8s_queue: Run) -> None:
+    rate, queue = scaled_object(k8s_queue)["spec"]["triggers"]
+    assert (rate["name"], queue["name"]) == ("vllm-requests", "vllm-queue")
+    assert (queue["type"], queue["metricType"], queue["metadata"]["threshold"]) == (
+        "prometheus",
+        "AverageValue",
+        "8",
+    )
+    labels = '{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}'
+    assert queue["metadata"]["query"] == (
+        f"(sum(avg_over_time(vllm:num_requests_running{labels}[60s])) + "
+        f"sum(avg_over_time(vllm:num_requests_waiting{labels}[60s])))"
+    )
+
+
+def test_kubernetes_scales_on_queue_depth_alone() -> None:
+    config = {**K8S_POLICY, "vllm:targetQpsPerReplica": "unset", "vllm:targetQueuePerReplica": "4"}
+    spec = build_spec("k8s-l4", config)
+    assert spec.autoscaling is not None
+    from components.kubernetes.autoscaler import triggers
+
+    assert [trigger["name"] for trigger in triggers(spec, spec.autoscaling)] == ["vllm-queue"]
 
 
 def test_kubernetes_delays_are_the_hpas_stabilization_windows(k8s: Run) -> None:
@@ -445,6 +570,8 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
     queries = [trigger["metadata"]["query"] for trigger in spec["triggers"]]
     assert queries[1] == front and "vllm:request_success_total" in queries[0]
     assert {trigger["metadata"]["activationThreshold"] for trigger in spec["triggers"]} == {"0"}
+    # With no pod, vLLM's series are gone: empty is 0 there, not an error.
+    assert not [trigger for trigger in spec["triggers"] if "ignoreNullValues" in trigger["metadata"]]
     assert run.outputs["replicas"] == {"min": 0, "max": 4}
     # Created with one pod, so that the first `up` proves a replica loads (the Deployment's await; the
     # Service's would complete with no pod at all); KEDA takes it to 0 once idle.
@@ -471,66 +598,36 @@ def test_kubernetes_scaled_object_is_a_child_of_its_component(k8s: Run) -> None:
     assert k8s.by_urn(k8s.one(SCALED_OBJECT).parent).type == "vllm:kubernetes:Autoscaler"
 
 
-#: The parts of KEDA's ScaledObject schema the program uses, transcribed from its CRD
-#: (kedacore/keda config/crd/bases/keda.sh_scaledobjects.yaml, v1alpha1): int32 counts and windows, trigger
-#: metadata a map of strings, scaleTargetRef needing a name. Unknown fields are refused here, so a typo
-#: that the API server would prune silently fails this test.
-_INT = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
-_WINDOW = {"type": "object", "properties": {"stabilizationWindowSeconds": {**_INT, "maximum": 3600}}}
-SCALED_OBJECT_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {k: {"type": "string"} for k in ("apiVersion", "kind", "name")},
-                },
-                **{
-                    k: _INT
-                    for k in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod")
-                },
-                "advanced": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "horizontalPodAutoscalerConfig": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "behavior": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {"scaleUp": _WINDOW, "scaleDown": _WINDOW},
-                                }
-                            },
-                        }
-                    },
-                },
-                "triggers": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["metadata", "type"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"},
-                            "name": {"type": "string"},
-                            "metricType": {"enum": ["Value", "AverageValue", "Utilization"]},
-                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-                        },
-                    },
-                },
-            },
-        }
-    },
-}
+def _strict(schema: Any) -> Any:
+    """A CRD's structural schema with unknown fields refused (``additionalProperties: false`` wherever it
+    lists ``properties`` and says nothing of others): the API server would prune them silently, so a typo
+    would reach the cluster as a missing setting."""
+    if isinstance(schema, dict):
+        strict = {key: _strict(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            strict["additionalProperties"] = False
+        return strict
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+def crd_schema(path: Path) -> dict:
+    """The served version's schema of a CRD vendored from its release (tests/crds/)."""
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [version for version in crd["spec"]["versions"] if version["served"]]
+    return _strict(version["schema"]["openAPIV3Schema"])
+
+
+#: KEDA's ScaledObject schema at the release the program pins (autoscaler.KEDA_VERSION).
+SCALED_OBJECT_SCHEMA = crd_schema(Path(__file__).parent / "crds" / "keda.sh_scaledobjects.yaml")
+
+
+def test_the_vendored_crd_is_the_pinned_keda_release() -> None:
+    from components.kubernetes.autoscaler import KEDA_VERSION
+
+    header = (Path(__file__).parent / "crds" / "keda.sh_scaledobjects.yaml").read_text().splitlines()[0]
+    assert header.startswith(f"# KEDA {KEDA_VERSION} ")
 
 
 @pytest.mark.parametrize(
@@ -539,6 +636,7 @@ SCALED_OBJECT_SCHEMA = {
         ("k8s-l4", {}),
         ("k8s-l4", {"vllm:minReplicas": "0", "vllm:activationQuery": "sum(rate(requests_total[1m]))"}),
         ("k8s-h100-multinode", {}),
+        ("k8s-l4", {"vllm:targetQueuePerReplica": "8"}),
     ],
 )
 def test_kubernetes_scaled_object_fits_kedas_schema(stack: str, extra: dict) -> None:

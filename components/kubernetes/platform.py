@@ -116,8 +116,36 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             cache_storage_class=cache_storage_class,
             create_namespace=create_namespace,
             prometheus_operator=read.boolean("prometheusOperator", False),
+            prometheus_selector=_prometheus_selector(read),
         )
     )
+
+
+#: A label's key (an optional DNS-subdomain prefix and '/', then a name) and value (Kubernetes docs,
+#: "Labels and Selectors": syntax and character set).
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+DEFAULT_PROMETHEUS_SELECTOR = "release=kube-prometheus-stack"
+
+
+def _prometheus_selector(read: ConfigReader) -> tuple[tuple[str, str], ...]:
+    """``vllm:prometheusSelector``: ``key=value[,key=value...]``, the labels the PodMonitor carries so that
+    the cluster's Prometheus selects it (components/kubernetes/monitoring.py)."""
+    raw = read.string("prometheusSelector")
+    if raw is not None and not read.boolean("prometheusOperator", False):
+        raise SpecError(f"{PROJECT}:prometheusSelector", raw, "set with vllm:prometheusOperator true")
+    pairs = [item.partition("=") for item in (raw or DEFAULT_PROMETHEUS_SELECTOR).split(",")]
+    if not all(
+        sep and LABEL_KEY.match(key.strip()) and LABEL_VALUE.match(value.strip()) for key, sep, value in pairs
+    ):
+        raise SpecError(
+            f"{PROJECT}:prometheusSelector",
+            raw,
+            "labels as key=value[,key=value], those your Prometheus' podMonitorSelector matches (kube-"
+            f"prometheus-stack: release=<its Helm release name>; default {DEFAULT_PROMETHEUS_SELECTOR})",
+        )
+    return tuple((key.strip(), value.strip()) for key, _, value in pairs)
 
 
 def _cache_storage_class(read: ConfigReader, cache_claim: str | None, create_namespace: bool) -> str | None:
@@ -177,6 +205,12 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
             "",
             "a PromQL request rate measured in front of vLLM (your Ingress or Gateway), required with "
             "vllm:minReplicas 0: with no replica running, vLLM's own metrics report no request to wake it",
+        )
+    if k8s.activation_query is not None and spec.autoscaling.target_qps_per_replica is None:
+        raise SpecError(
+            f"{PROJECT}:activationQuery",
+            k8s.activation_query,
+            "set with vllm:targetQpsPerReplica, the request rate per replica its trigger scales on",
         )
     if k8s.activation_query is not None and spec.autoscaling.min_replicas > 0:
         raise SpecError(
@@ -312,6 +346,7 @@ PLATFORM = Platform(
         "cacheStorageClass",
         "createNamespace",
         "prometheusOperator",
+        "prometheusSelector",
     ),
     catalog=CATALOG,
     read_placement=read_placement,

@@ -38,6 +38,8 @@ class KubernetesSettings:
     create_namespace: bool = True
     #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
     prometheus_operator: bool = False
+    #: vllm:prometheusSelector: the labels on the PodMonitor that the Prometheus' podMonitorSelector matches.
+    prometheus_selector: tuple[tuple[str, str], ...] = (("release", "kube-prometheus-stack"),)
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
