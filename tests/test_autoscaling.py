@@ -583,7 +583,7 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
     [
         ({**POLICY, "vllm:replicas": "unset"}, "vllm:prometheusUrl", "required with vllm:maxReplicas"),
         ({**K8S_POLICY, "vllm:prometheusUrl": "prometheus:9090"}, "vllm:prometheusUrl", "an http(s) URL"),
-        ({**K8S_POLICY, "vllm:minReplicas": "0"}, "vllm:activationQuery", "required with vllm:minReplicas 0"),
+        ({**K8S_POLICY, "vllm:minReplicas": "0"}, "vllm:serviceType", "KEDA HTTP add-on's interceptor"),
         ({**K8S_POLICY, "vllm:activationQuery": "sum(x)"}, "vllm:activationQuery", "with vllm:minReplicas 0"),
         ({"vllm:prometheusUrl": PROMETHEUS}, "vllm:prometheusUrl", "set with vllm:maxReplicas"),
         ({**K8S_POLICY, "vllm:upscaleDelaySeconds": "3601"}, "vllm:upscaleDelaySeconds", "<= 3600"),
@@ -592,6 +592,156 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
 def test_kubernetes_refuses_what_keda_cannot_do(config: dict, key: str, says: str) -> None:
     error = refusal("k8s-l4", config)
     assert error.key == key and says in error.valid
+
+
+# --- Kubernetes: scale from zero through the KEDA HTTP add-on's interceptor ------------------------------
+
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
+COLD_START = {
+    **K8S_POLICY,
+    "vllm:minReplicas": "0",
+    "vllm:targetQueuePerReplica": "6.5",
+    "vllm:serviceType": "ClusterIP",
+}
+
+
+def named(run: Run, type_: str, name: str) -> dict:
+    (found,) = [r.inputs for r in run.of_type(type_) if r.inputs["metadata"]["name"] == name]
+    return found
+
+
+@pytest.fixture(scope="module")
+def k8s_cold() -> Run:
+    return run_program("k8s-l4", config={**COLD_START, "vllm:installKedaHttpAddOn": "true"})
+
+
+def test_kubernetes_at_zero_requests_wake_the_workload_through_the_interceptors_trigger(
+    k8s_cold: Run,
+) -> None:
+    spec = scaled_object(k8s_cold)["spec"]
+    interceptor = spec["triggers"][-1]
+    assert interceptor == {
+        "type": "external-push",
+        "name": "interceptor",
+        "metadata": {
+            "scalerAddress": "keda-add-ons-http-external-scaler.keda:9090",
+            "interceptorRoute": k8s_cold.one(INTERCEPTOR_ROUTE).inputs["metadata"]["name"],
+        },
+    }
+    assert spec["minReplicaCount"] == 0
+
+
+def test_kubernetes_the_route_forwards_api_requests_with_a_key_to_the_stacks_service(k8s_cold: Run) -> None:
+    route = k8s_cold.one(INTERCEPTOR_ROUTE).inputs
+    service = named(k8s_cold, "kubernetes:core/v1:Service", "vllm-k8s-l4-api")
+    assert route["spec"]["target"] == {"service": service["metadata"]["name"], "port": 80}
+    assert route["spec"]["rules"] == [
+        {"hosts": ["*"], "paths": [{"value": "/v1"}], "headers": [{"name": "Authorization"}]}
+    ]
+    assert route["metadata"]["namespace"] == service["metadata"]["namespace"]
+
+
+def test_kubernetes_the_interceptor_scales_on_requests_in_flight_at_the_queue_target(k8s_cold: Run) -> None:
+    # The CRD's targetValue is an integer >= 1: 6.5 requests per replica rounds up, never below the target.
+    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["scalingMetric"] == {
+        "concurrency": {"targetValue": 7}
+    }
+
+
+def test_kubernetes_a_request_at_zero_waits_for_the_pods_start_budget_by_default(k8s_cold: Run) -> None:
+    # A new GPU node, the image pull and the model load: what a pod's start may take.
+    from tests.test_kubernetes import start_budget
+
+    budget = start_budget(build_spec("k8s-l4", COLD_START))
+    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": f"{budget}s"}
+
+
+def test_kubernetes_the_wait_at_zero_is_configurable() -> None:
+    run = run_program("k8s-l4", config={**COLD_START, "vllm:coldStartTimeoutSeconds": "900"})
+    assert run.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": "900s"}
+
+
+def test_kubernetes_your_ingress_routes_to_the_interceptor_by_a_service_in_the_stacks_namespace(
+    k8s_cold: Run,
+) -> None:
+    entry = named(k8s_cold, "kubernetes:core/v1:Service", "vllm-k8s-l4-interceptor")
+    assert entry["spec"]["type"] == "ExternalName"
+    assert entry["spec"]["externalName"] == "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local"
+    assert entry["spec"]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert entry["metadata"]["namespace"] == "vllm-k8s-l4"
+
+
+def test_kubernetes_installs_the_pinned_http_add_on_on_request(k8s_cold: Run) -> None:
+    from components.kubernetes.cold_start import HTTP_ADD_ON_MANIFEST
+
+    (manifest,) = k8s_cold.of_type("kubernetes:yaml/v2:ConfigFile")
+    assert manifest.inputs["file"] == HTTP_ADD_ON_MANIFEST
+    assert HTTP_ADD_ON_MANIFEST.endswith("/v0.15.0/keda-add-ons-http-0.15.0.yaml")
+    assert k8s_cold.by_urn(manifest.parent).type == "vllm:kubernetes:HttpAddOn"
+    assert k8s_cold.by_urn(k8s_cold.one(INTERCEPTOR_ROUTE).parent).type == "vllm:kubernetes:ColdStart"
+
+
+def test_kubernetes_without_the_request_the_add_on_is_the_clusters() -> None:
+    run = run_program("k8s-l4", config=COLD_START)
+    assert not run.of_type("kubernetes:yaml/v2:ConfigFile") and run.of_type(INTERCEPTOR_ROUTE)
+
+
+def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
+    front = "sum(rate(nginx_ingress_controller_requests[1m]))"
+    run = run_program("k8s-l4", config={**K8S_POLICY, "vllm:minReplicas": "0", "vllm:activationQuery": front})
+    assert not run.of_type(INTERCEPTOR_ROUTE)
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "says"),
+    [
+        ({**COLD_START, "vllm:serviceType": "LoadBalancer"}, "vllm:serviceType", "ClusterIP"),
+        (
+            {**COLD_START, "vllm:tlsSecretName": "tls", "vllm:domain": "llm.example.com"},
+            "vllm:tlsSecretName",
+            "TLS ends at your Ingress",
+        ),
+        (
+            {**COLD_START, "vllm:targetQueuePerReplica": "unset"},
+            "vllm:targetQueuePerReplica",
+            "requests in flight per replica",
+        ),
+        ({**COLD_START, "vllm:coldStartTimeoutSeconds": "0"}, "vllm:coldStartTimeoutSeconds", ">= 1"),
+        (
+            {**COLD_START, "vllm:coldStartTimeoutSeconds": "soon"},
+            "vllm:coldStartTimeoutSeconds",
+            "an integer",
+        ),
+        (
+            {**K8S_POLICY, "vllm:coldStartTimeoutSeconds": "60"},
+            "vllm:coldStartTimeoutSeconds",
+            "set with vllm:minReplicas 0",
+        ),
+        ({"vllm:installKedaHttpAddOn": "true"}, "vllm:installKedaHttpAddOn", "set with vllm:maxReplicas"),
+    ],
+)
+def test_kubernetes_refuses_a_cold_start_the_interceptor_cannot_hold(
+    config: dict, key: str, says: str
+) -> None:
+    error = refusal("k8s-l4", config)
+    assert error.key == key and says in error.valid
+
+
+def test_kubernetes_the_interceptor_route_fits_the_add_ons_schema(k8s_cold: Run) -> None:
+    import jsonschema
+
+    schema = crd_schema(Path(__file__).parent / "crds" / "http.keda.sh_interceptorroutes.yaml")
+    jsonschema.validate(k8s_cold.one(INTERCEPTOR_ROUTE).inputs, schema)
+    jsonschema.validate(scaled_object(k8s_cold), SCALED_OBJECT_SCHEMA)
+
+
+def test_the_vendored_add_on_crd_is_the_pinned_release() -> None:
+    from components.kubernetes.cold_start import HTTP_ADD_ON_VERSION
+
+    header = (
+        (Path(__file__).parent / "crds" / "http.keda.sh_interceptorroutes.yaml").read_text().splitlines()[0]
+    )
+    assert header.startswith(f"# KEDA HTTP add-on {HTTP_ADD_ON_VERSION} ")
 
 
 def test_kubernetes_scaled_object_is_a_child_of_its_component(k8s: Run) -> None:

@@ -40,7 +40,9 @@ the base. Its lower bound may be 0 (``vllm:minReplicas`` equal to the base): the
 reporting the rate, so that excess rate is also what activates the spot Deployment (above 0 when the
 base is over target), and no ``vllm:activationQuery`` is needed.
 
-Scale to zero (``vllm:minReplicas: 0``): KEDA deactivates the workload (0 replicas) once every trigger has
+Scale to zero (``vllm:minReplicas: 0``) holds requests through the KEDA HTTP add-on's interceptor
+(cold_start.py), whose ``external-push`` trigger activates the workload while requests wait; with
+``vllm:activationQuery`` instead: KEDA deactivates the workload (0 replicas) once every trigger has
 been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
 activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so a second
 trigger reads ``vllm:activationQuery``, a request rate measured in front of vLLM (the Ingress or Gateway),
@@ -58,7 +60,7 @@ from pulumi_kubernetes.apiextensions import CustomResource
 
 from components.autoscaling import Autoscaling
 from components.capacity import fixed_base_replicas
-from components.kubernetes import monitoring, pods
+from components.kubernetes import cold_start, monitoring, pods
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
 from components.spec import ServiceSpec
@@ -137,7 +139,8 @@ def _prometheus_trigger(
 def triggers(
     spec: ServiceSpec, policy: Autoscaling, scrape_seconds: int = monitoring.SCRAPE_INTERVAL_SECONDS
 ) -> list[dict[str, Any]]:
-    """The ScaledObject's triggers: one per target the stack sets, then the activation query's, if any."""
+    """The ScaledObject's triggers: one per target the stack sets, then what wakes it from zero: the
+    interceptor's requests (cold_start.py) or the activation query."""
     found = []
     if policy.target_qps_per_replica is not None:
         query = request_rate_query(spec, scrape_seconds)
@@ -149,6 +152,8 @@ def triggers(
         found.append(
             _prometheus_trigger(spec, "vllm-queue", query, policy.target_queue_per_replica, ours=True)
         )
+    if cold_start.holds_requests(spec):
+        found.append(cold_start.trigger(spec))
     activation_query = settings(spec).activation_query
     if activation_query is not None and policy.target_qps_per_replica is not None:
         found.append(
@@ -187,6 +192,7 @@ class AutoscalerArgs:
     namespace: pulumi.Input[str]
     workload: CustomResource | pulumi.CustomResource  # the Deployment or the LeaderWorkerSet
     target: dict[str, str]  # its scaleTargetRef: apiVersion, kind, name
+    cold_start: cold_start.ColdStart | None = None  # the interceptor's route the trigger names
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -211,6 +217,9 @@ class Autoscaler(pulumi.ComponentResource):
                 "labels": pods.labels(spec, "autoscaler"),
             },
             spec=scaled_object_spec(spec, policy, args.target),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.workload]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[args.workload, *([args.cold_start] if args.cold_start is not None else [])],
+            ),
         )
         self.register_outputs({"scaledObject": spec.name})

@@ -111,6 +111,10 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             max_surge=read.integer("maxSurge", None, 0),
             prometheus_url=_prometheus_url(read.string("prometheusUrl")),
             activation_query=read.string("activationQuery"),
+            cold_start_timeout_seconds=read.integer(
+                "coldStartTimeoutSeconds", None, minimum=1, maximum=MAX_COLD_START_SECONDS
+            ),
+            install_keda_http_add_on=read.boolean("installKedaHttpAddOn", False),
             tls_secret_name=tls_secret_name,
             cache_claim=cache_claim,
             cache_storage_class=cache_storage_class,
@@ -185,7 +189,12 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
     reports nothing, so scaling back from zero needs a rate measured in front of it (vllm:activationQuery)."""
     k8s = settings(spec)
     if spec.autoscaling is None:
-        for key, value in (("prometheusUrl", k8s.prometheus_url), ("activationQuery", k8s.activation_query)):
+        for key, value in (
+            ("prometheusUrl", k8s.prometheus_url),
+            ("activationQuery", k8s.activation_query),
+            ("coldStartTimeoutSeconds", k8s.cold_start_timeout_seconds),
+            ("installKedaHttpAddOn", "true" if k8s.install_keda_http_add_on else None),
+        ):
             if value is not None:
                 raise SpecError(
                     f"{PROJECT}:{key}", value, "set with vllm:maxReplicas (it drives autoscaling)"
@@ -200,11 +209,18 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
             "there",
         )
     if spec.autoscaling.min_replicas == 0 and k8s.activation_query is None:
+        _check_cold_start(spec)
+    elif k8s.cold_start_timeout_seconds is not None or k8s.install_keda_http_add_on:
+        key, value = (
+            ("coldStartTimeoutSeconds", k8s.cold_start_timeout_seconds)
+            if k8s.cold_start_timeout_seconds is not None
+            else ("installKedaHttpAddOn", "true")
+        )
         raise SpecError(
-            f"{PROJECT}:activationQuery",
-            "",
-            "a PromQL request rate measured in front of vLLM (your Ingress or Gateway), required with "
-            "vllm:minReplicas 0: with no replica running, vLLM's own metrics report no request to wake it",
+            f"{PROJECT}:{key}",
+            value,
+            "set with vllm:minReplicas 0 and no vllm:activationQuery (requests then wake the service through "
+            "the KEDA HTTP add-on's interceptor)",
         )
     if k8s.activation_query is not None and spec.autoscaling.target_qps_per_replica is None:
         raise SpecError(
@@ -217,6 +233,38 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
             f"{PROJECT}:activationQuery",
             k8s.activation_query,
             "set with vllm:minReplicas 0 (it wakes a service scaled to zero)",
+        )
+
+
+#: The longest vllm:coldStartTimeoutSeconds: the longest pod start budget the program gives (a large model
+#: on a slow volume loads for well over an hour); a client holding a request longer is unlikely.
+MAX_COLD_START_SECONDS = 7200
+
+
+def _check_cold_start(spec: ServiceSpec) -> None:
+    """Scale to zero through the KEDA HTTP add-on's interceptor (components/kubernetes/cold_start.py): the
+    traffic must reach it, so your Ingress/Gateway routes to it (ClusterIP), over plain HTTP to the Service,
+    and its wake-up signal is requests in flight, the meaning of vllm:targetQueuePerReplica."""
+    k8s = settings(spec)
+    instead = (
+        "with vllm:minReplicas 0, requests reach the service through the KEDA HTTP add-on's interceptor, "
+        "which your Ingress/Gateway routes to (or set vllm:activationQuery, a request rate measured in front "
+        "of vLLM, and let requests fail until a pod serves)"
+    )
+    if k8s.service_type != "ClusterIP":
+        raise SpecError(f"{PROJECT}:serviceType", k8s.service_type, f"ClusterIP: {instead}")
+    if k8s.tls_secret_name is not None:
+        raise SpecError(
+            f"{PROJECT}:tlsSecretName",
+            k8s.tls_secret_name,
+            f"unset (TLS ends at your Ingress/Gateway): {instead}",
+        )
+    if spec.autoscaling is not None and spec.autoscaling.target_queue_per_replica is None:
+        raise SpecError(
+            f"{PROJECT}:targetQueuePerReplica",
+            "",
+            "a number > 0 with vllm:minReplicas 0: the interceptor scales on requests in flight per replica, "
+            f"what vllm:targetQueuePerReplica sets ({instead})",
         )
 
 
@@ -341,6 +389,8 @@ PLATFORM = Platform(
         "maxSurge",
         "prometheusUrl",
         "activationQuery",
+        "coldStartTimeoutSeconds",
+        "installKedaHttpAddOn",
         "tlsSecretName",
         "cacheClaim",
         "cacheStorageClass",
