@@ -153,6 +153,9 @@ class Platform:
     #: for a rollout's surge that its autoscaler can use too (``costPerHour`` counts them). Also the spec
     #: output's ``scaleOutSurge``, which ``tools.plan`` prices.
     scale_out_surge: Callable[[ServiceSpec], int] = lambda spec: 0
+    #: From a load step to the platform's autoscaler asking for another replica: each wait on the way, in
+    #: seconds, at most (the spec output's ``autoscaling.scaleOut``, which ``tools.plan`` adds up).
+    scale_out_steps: Callable[[ServiceSpec], tuple[tuple[str, int], ...]] = lambda spec: ()
     #: What ``tools.plan`` shows of each resource type: dotted paths into its inputs (see tools/plan.py).
     plan_properties: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 

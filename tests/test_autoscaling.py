@@ -465,7 +465,7 @@ def test_kubernetes_scales_on_vllms_request_rate_per_replica(k8s: Run) -> None:
 
 def test_kubernetes_windows_hold_four_of_the_pod_monitors_scrapes(k8s: Run) -> None:
     # A rate needs two samples in its window; four scrape intervals keep two when a scrape fails.
-    from components.kubernetes.monitoring import SCRAPE_INTERVAL_SECONDS
+    from components.kubernetes.scrape import SCRAPE_INTERVAL_SECONDS
 
     (trigger,) = scaled_object(k8s)["spec"]["triggers"]
     assert trigger["metadata"]["query"].endswith(f"[{4 * SCRAPE_INTERVAL_SECONDS}s]))")
@@ -817,3 +817,37 @@ def test_the_plan_shows_the_bounds_and_the_cost_range() -> None:
         "the autoscaler may use, autoscaled" in text
     )
     assert "aws:autoscaling/policy:Policy" in text
+
+
+@pytest.mark.parametrize(
+    ("stack", "config", "requested"),
+    [
+        # scrape 15 s + window 60 s + HPA sync 15 s + the upscale delay
+        ("k8s-l4", {**K8S_POLICY, "vllm:upscaleDelaySeconds": "120"}, 15 + 60 + 15 + 120),
+        # the minute the step lands in + the scale-out alarm's 3 one-minute periods
+        ("aws-h100", {"vllm:replicas": "unset", **POLICY}, 60 + 180),
+        # no delay to set, none documented: a lower bound
+        ("gcp-h100", POLICY, 0),
+    ],
+)
+def test_the_plan_prints_the_time_from_a_load_step_to_a_new_replica(
+    stack: str, config: dict, requested: int
+) -> None:
+    from tools import plan as plan_tool
+
+    data = plan_tool.plan(stack, config)
+    steps = data["spec"]["autoscaling"]["scaleOut"]
+    assert sum(step["seconds"] for step in steps) == requested
+    start = data["outputs"]["timeToReady"]["laterReplicas"]["seconds"]
+    text = plan_tool.render_text(data)
+    assert "Reaction to a load step (estimated, at most)" in text
+    requested_line, serving_line = [line for line in text.splitlines() if line.startswith("  replica ")]
+    assert plan_tool._minutes(requested) in requested_line
+    assert all(f"{step['step']} {step['seconds']} s" in requested_line for step in steps)
+    assert plan_tool._minutes(requested + start) in serving_line and plan_tool._minutes(start) in serving_line
+
+
+def test_a_fixed_count_has_no_reaction_in_the_plan() -> None:
+    from tools import plan as plan_tool
+
+    assert "Reaction to a load step" not in plan_tool.render_text(plan_tool.plan("gcp-h100"))

@@ -3,7 +3,7 @@
 A Prometheus (Debian's ``prometheus``, .ci/run installs it) runs on loopback with the scrape jobs the stacks'
 PodMonitors imply (path, scheme and TLS server name from ``monitoring.metrics_endpoint``; the ``namespace``
 label the Prometheus Operator gives a pod's series), at a 1 s interval instead of 15 s, with every window
-derived by the program's own rule (``monitoring.window``). It scrapes a fake vLLM ``/metrics`` whose
+derived by the program's own rule (``scrape.window``). It scrapes a fake vLLM ``/metrics`` whose
 counter and gauges the test drives, and every PromQL expression the stacks' ScaledObjects use
 (``autoscaler.triggers``) is evaluated through Prometheus' HTTP API: each returns a number at steady load,
 rises with load and falls back when load stops. All real-Prometheus tests live in this one file

@@ -17,7 +17,7 @@ Two signals, each a trigger (the HPA runs the larger count of the two when both 
 
 ``namespace`` is the label Prometheus gives a scraped pod's series (ServiceMonitor, PodMonitor and the
 ``kubernetes-pods`` scrape job all add it); ``model_name`` is the served model name. Every window is
-``monitoring.window()``: four scrape intervals of the PodMonitor (``vllm:prometheusOperator``), which sets
+``scrape.window()``: four scrape intervals of the PodMonitor (``vllm:prometheusOperator``), which sets
 the interval; a Prometheus of your own must scrape the pods at least that often. KEDA reads an empty result
 as 0 by default (``ignoreNullValues``), which would hide a Prometheus that never scrapes vLLM behind a
 stack that never scales: while some vLLM pod always runs (``vllm:minReplicas`` >= 1) an empty result is an
@@ -60,7 +60,7 @@ from pulumi_kubernetes.apiextensions import CustomResource
 
 from components.autoscaling import Autoscaling
 from components.capacity import fixed_base_replicas
-from components.kubernetes import cold_start, monitoring, pods
+from components.kubernetes import cold_start, pods, scrape
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
 from components.spec import ServiceSpec
@@ -71,7 +71,7 @@ KEDA_API_VERSION = "keda.sh/v1alpha1"
 KEDA_VERSION = "v2.20.2"
 #: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay, and the
 #: PodMonitor's scrape interval (no new sample between two scrapes).
-POLLING_SECONDS = monitoring.SCRAPE_INTERVAL_SECONDS
+POLLING_SECONDS = scrape.SCRAPE_INTERVAL_SECONDS
 
 
 def scale_target(spec: ServiceSpec, deployment: str) -> dict[str, str]:
@@ -95,24 +95,24 @@ def _beyond_base(spec: ServiceSpec, total: str, per_replica: float) -> str:
     return f"clamp_min({total} - {base * per_replica:g}, 0)"
 
 
-def request_rate_query(spec: ServiceSpec, scrape_seconds: int = monitoring.SCRAPE_INTERVAL_SECONDS) -> str:
+def request_rate_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS) -> str:
     """Requests per second the stack's vLLM servers completed over the rate window; with a fixed on-demand
     base, those beyond what the base serves at target."""
     policy = spec.autoscaling
     if policy is None or policy.target_qps_per_replica is None:
         raise ValueError(f"stack {spec.stack} does not scale on request rate")
-    window = monitoring.window(scrape_seconds)
+    window = scrape.window(scrape_seconds)
     rate = f"sum(rate({_series(spec, 'vllm:request_success_total')}[{window}]))"
     return _beyond_base(spec, rate, policy.target_qps_per_replica)
 
 
-def queue_query(spec: ServiceSpec, scrape_seconds: int = monitoring.SCRAPE_INTERVAL_SECONDS) -> str:
+def queue_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS) -> str:
     """Requests the stack's vLLM servers hold, running plus waiting, averaged over the window; with a fixed
     on-demand base, those beyond what the base holds at target."""
     policy = spec.autoscaling
     if policy is None or policy.target_queue_per_replica is None:
         raise ValueError(f"stack {spec.stack} does not scale on queue depth")
-    window = monitoring.window(scrape_seconds)
+    window = scrape.window(scrape_seconds)
     held = " + ".join(
         f"sum(avg_over_time({_series(spec, name)}[{window}]))"
         for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
@@ -137,7 +137,7 @@ def _prometheus_trigger(
 
 
 def triggers(
-    spec: ServiceSpec, policy: Autoscaling, scrape_seconds: int = monitoring.SCRAPE_INTERVAL_SECONDS
+    spec: ServiceSpec, policy: Autoscaling, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS
 ) -> list[dict[str, Any]]:
     """The ScaledObject's triggers: one per target the stack sets, then what wakes it from zero: the
     interceptor's requests (cold_start.py) or the activation query."""

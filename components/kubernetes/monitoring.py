@@ -9,7 +9,7 @@ default (``prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues: true``
 ``release: <its Helm release name>`` (prometheus-community/helm-charts, charts/kube-prometheus-stack
 values.yaml and templates/prometheus/prometheus.yaml, chart 88.5.3, read 2026-12), so the PodMonitor carries
 the labels of ``vllm:prometheusSelector``, by default ``release=kube-prometheus-stack``. The scrape interval
-is ours (``SCRAPE_INTERVAL_SECONDS``), so the autoscaler's windows (``window``) are sized on it. With
+is ours (scrape.py), so the autoscaler's windows are sized on it. With
 ``vllm:tlsSecretName`` vLLM serves only HTTPS: the PodMonitor scrapes with ``scheme: https``, verifying the
 certificate for ``vllm:domain`` (the name the stack's clients verify it for, against the public roots the
 Prometheus image trusts), as the scrape goes to the pod's IP.
@@ -29,24 +29,12 @@ from pulumi_kubernetes.core import v1 as core
 
 from components import dashboard
 from components.kubernetes import pods, tls
+from components.kubernetes.scrape import SCRAPE_INTERVAL_SECONDS
 from components.kubernetes.settings import settings
 from components.spec import ServiceSpec
 
 POD_MONITOR_API_VERSION = "monitoring.coreos.com/v1"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"
-#: How often Prometheus reads a serving pod's /metrics: a quarter of the 60 s over which SkyServe measures
-#: QPS, so that a window of four scrapes is SkyServe's minute.
-SCRAPE_INTERVAL_SECONDS = 15
-#: Scrapes per rate window: a rate needs two samples in its window, and a window of four scrape intervals
-#: still holds two when a scrape fails or lands late. Grafana's ``$__rate_interval`` is at least four scrape
-#: intervals for this reason (grafana.com/docs/grafana/latest/datasources/prometheus/template-variables/,
-#: "Use $__rate_interval", read 2026-12).
-WINDOW_SCRAPES = 4
-
-
-def window(scrape_seconds: int = SCRAPE_INTERVAL_SECONDS) -> str:
-    """The PromQL range every autoscaling query uses: ``WINDOW_SCRAPES`` scrape intervals."""
-    return f"{WINDOW_SCRAPES * scrape_seconds}s"
 
 
 def metrics_endpoint(spec: ServiceSpec, scrape_seconds: int = SCRAPE_INTERVAL_SECONDS) -> dict[str, Any]:

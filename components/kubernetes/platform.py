@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.config import PROJECT, ConfigReader, SpecError
 from components.kubernetes.offerings import CATALOG
+from components.kubernetes.scrape import scale_out_steps
 from components.kubernetes.settings import KubernetesSettings, settings
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage
 
@@ -405,6 +406,7 @@ PLATFORM = Platform(
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
     weight_storage=weight_storage,
+    scale_out_steps=scale_out_steps,
     unsupported=MappingProxyType(
         {
             Feature.DNS_ZONE: "unset on kubernetes: create the record the dnsRecords output names at "
