@@ -585,6 +585,17 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
         ({**K8S_POLICY, "vllm:prometheusUrl": "prometheus:9090"}, "vllm:prometheusUrl", "an http(s) URL"),
         ({**K8S_POLICY, "vllm:minReplicas": "0"}, "vllm:serviceType", "KEDA HTTP add-on's interceptor"),
         ({**K8S_POLICY, "vllm:activationQuery": "sum(x)"}, "vllm:activationQuery", "with vllm:minReplicas 0"),
+        (
+            {
+                **K8S_POLICY,
+                "vllm:targetQpsPerReplica": "unset",
+                "vllm:targetQueuePerReplica": "8",
+                "vllm:minReplicas": "0",
+                "vllm:activationQuery": "sum(x)",
+            },
+            "vllm:activationQuery",
+            "set with vllm:targetQpsPerReplica",
+        ),
         ({"vllm:prometheusUrl": PROMETHEUS}, "vllm:prometheusUrl", "set with vllm:maxReplicas"),
         ({**K8S_POLICY, "vllm:upscaleDelaySeconds": "3601"}, "vllm:upscaleDelaySeconds", "<= 3600"),
     ],

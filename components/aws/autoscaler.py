@@ -14,9 +14,9 @@ target tracking policy per target the stack sets:
   namespace ``vLLM/<stack>`` (metrics.py), stamped on the minute. The namespace is the stack's and an
   autoscaled stack has one group (deployment.py), so the namespace is the group; the ``Average`` statistic
   over a minute is the mean over the machines that reported, i.e. per machine (a machine still loading
-  reports nothing), and metric math adds the two (CustomizedMetricSpecification ``Metrics``: "Metric Math
-  expressions ... the expression must return a single time series"; EC2 Auto Scaling user guide, "Create a
-  target tracking scaling policy using metric math", read 2026-12).
+  reports nothing), and metric math adds the two (TargetTrackingMetricDataQuery, EC2 Auto Scaling API
+  reference: "Any expressions used in a metric specification must eventually return a single time
+  series"; an ``Id`` starts with a lowercase letter; read 2026-12).
 
 With both, target tracking scales out when either policy asks and in only when both allow it (EC2 Auto
 Scaling user guide, "Target tracking scaling policies": multiple policies).

@@ -18,10 +18,10 @@ Two signals, each a trigger (the HPA runs the larger count of the two when both 
 ``namespace`` is the label Prometheus gives a scraped pod's series (ServiceMonitor, PodMonitor and the
 ``kubernetes-pods`` scrape job all add it); ``model_name`` is the served model name. Every window is
 ``scrape.window()``: four scrape intervals of the PodMonitor (``vllm:prometheusOperator``), which sets
-the interval; a Prometheus of your own must scrape the pods at least that often. KEDA reads an empty result
-as 0 by default (``ignoreNullValues``), which would hide a Prometheus that never scrapes vLLM behind a
-stack that never scales: while some vLLM pod always runs (``vllm:minReplicas`` >= 1) an empty result is an
-error instead, which the ScaledObject reports and on which the HPA keeps the count.
+the interval; a Prometheus of your own must scrape the pods at least as often (every 15 s). KEDA reads an
+empty result as 0 by default (``ignoreNullValues``), which would hide a Prometheus that never scrapes vLLM
+behind a stack that never scales: while some vLLM pod always runs (``vllm:minReplicas`` >= 1) an empty
+result is an error instead, which the ScaledObject reports and on which the HPA keeps the count.
 
 Delays are the HPA's stabilization windows (``advanced.horizontalPodAutoscalerConfig.behavior``): scaling
 up follows the lowest recommendation of the last ``upscaleDelaySeconds``, down the highest of the last
@@ -40,14 +40,13 @@ the base. Its lower bound may be 0 (``vllm:minReplicas`` equal to the base): the
 reporting the rate, so that excess rate is also what activates the spot Deployment (above 0 when the
 base is over target), and no ``vllm:activationQuery`` is needed.
 
-Scale to zero (``vllm:minReplicas: 0``) holds requests through the KEDA HTTP add-on's interceptor
-(cold_start.py), whose ``external-push`` trigger activates the workload while requests wait; with
-``vllm:activationQuery`` instead: KEDA deactivates the workload (0 replicas) once every trigger has
-been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
-activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so a second
-trigger reads ``vllm:activationQuery``, a request rate measured in front of vLLM (the Ingress or Gateway),
-which goes on counting requests while they fail. Cold start: the first requests fail until a pod is
-scheduled (perhaps on a new GPU node), pulls the image and loads the model: up to the pod's start budget.
+Scale to zero (``vllm:minReplicas: 0``): KEDA deactivates the workload (0 replicas) once every trigger
+has been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
+activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so what wakes
+it is measured in front of vLLM: by default the KEDA HTTP add-on's interceptor, which also holds the
+requests while a pod starts (cold_start.py: an ``external-push`` trigger); or ``vllm:activationQuery``, a
+request rate measured at the Ingress or Gateway, which goes on counting requests while they fail until a
+pod is scheduled (perhaps on a new GPU node), pulls the image and loads the model.
 """
 
 from __future__ import annotations
@@ -121,7 +120,7 @@ def queue_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_
 
 
 def _prometheus_trigger(
-    spec: ServiceSpec, name: str, query: str, threshold: float, *, ours: bool
+    spec: ServiceSpec, name: str, query: str, threshold: float, *, of_vllm: bool
 ) -> dict[str, Any]:
     metadata = {
         "serverAddress": settings(spec).prometheus_url,
@@ -131,7 +130,7 @@ def _prometheus_trigger(
         # minReplicaCount is 0).
         "activationThreshold": "0",
     }
-    if ours and spec.autoscaling is not None and spec.autoscaling.min_replicas > 0:
+    if of_vllm and spec.autoscaling is not None and spec.autoscaling.min_replicas > 0:
         metadata["ignoreNullValues"] = "false"  # a vLLM pod always reports: empty is a broken scrape
     return {"type": "prometheus", "name": name, "metricType": "AverageValue", "metadata": metadata}
 
@@ -145,12 +144,12 @@ def triggers(
     if policy.target_qps_per_replica is not None:
         query = request_rate_query(spec, scrape_seconds)
         found.append(
-            _prometheus_trigger(spec, "vllm-requests", query, policy.target_qps_per_replica, ours=True)
+            _prometheus_trigger(spec, "vllm-requests", query, policy.target_qps_per_replica, of_vllm=True)
         )
     if policy.target_queue_per_replica is not None:
         query = queue_query(spec, scrape_seconds)
         found.append(
-            _prometheus_trigger(spec, "vllm-queue", query, policy.target_queue_per_replica, ours=True)
+            _prometheus_trigger(spec, "vllm-queue", query, policy.target_queue_per_replica, of_vllm=True)
         )
     if cold_start.holds_requests(spec):
         found.append(cold_start.trigger(spec))
@@ -158,7 +157,7 @@ def triggers(
     if activation_query is not None and policy.target_qps_per_replica is not None:
         found.append(
             _prometheus_trigger(
-                spec, "front-requests", activation_query, policy.target_qps_per_replica, ours=False
+                spec, "front-requests", activation_query, policy.target_qps_per_replica, of_vllm=False
             )
         )
     return found
