@@ -213,17 +213,18 @@ def start_prometheus(config: Path, directory: Path) -> tuple[subprocess.Popen, P
     for attempt in range(3):
         port = free_port()
         log = directory / f"prometheus-{attempt}.log"
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={directory / f'data-{attempt}'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        with log.open("w") as output:  # the child keeps its own descriptor of the log
+            process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={directory / f'data-{attempt}'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         prometheus = Prometheus(f"http://127.0.0.1:{port}")
 
         def ready(process: subprocess.Popen = process, prometheus: Prometheus = prometheus) -> bool:
