@@ -6,7 +6,16 @@ SkyServe's service spec scales between ``min_replicas`` and ``max_replicas`` so 
 (sky/serve/autoscalers.py, sky/serve/constants.py). Here the same keys drive the platform's autoscaler:
 no controller of ours. Autoscaling is on when ``vllm:maxReplicas`` is set. What each platform makes of
 each key is in the README ("Autoscaling"); what it cannot honour, its platform refuses
-(``platforms.Feature.SCALE_TO_ZERO``, ``AUTOSCALING_MULTI_NODE``, ``UPSCALE_DELAY``, ``DOWNSCALE_DELAY``).
+(``platforms.Feature.SCALE_TO_ZERO``, ``AUTOSCALING_MULTI_NODE``, ``UPSCALE_DELAY``, ``DOWNSCALE_DELAY``,
+``QUEUE_SCALING``).
+
+Beside arrivals, ``vllm:targetQueuePerReplica`` scales on queue depth: the requests a replica holds, running
+plus waiting (``vllm:num_requests_running + vllm:num_requests_waiting``), replicas = ceil(queue / target).
+Finished requests saturate at a replica's capacity, so an overloaded replica never asks for help on them;
+its queue goes on growing. Running is counted too: waiting alone drops to 0 as soon as the replicas keep up,
+which would scale in the replicas that keep up, and it is the knee's concurrency that ``tools.bench``
+measures per replica. vLLM production-stack and llm-d scale on queue depth. With both targets, each
+platform runs the larger of the two counts.
 """
 
 from __future__ import annotations
@@ -21,7 +30,14 @@ from components.config import PROJECT, ConfigReader, SpecError
 if TYPE_CHECKING:
     from components.spec import ServiceSpec
 
-KEYS = ("minReplicas", "maxReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds")
+KEYS = (
+    "minReplicas",
+    "maxReplicas",
+    "targetQpsPerReplica",
+    "targetQueuePerReplica",
+    "upscaleDelaySeconds",
+    "downscaleDelaySeconds",
+)
 #: SkyServe's defaults (sky/serve/constants.py: AUTOSCALER_DEFAULT_UPSCALE_DELAY_SECONDS = 300,
 #: AUTOSCALER_DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200).
 DEFAULT_UPSCALE_DELAY_SECONDS = 300
@@ -42,11 +58,13 @@ MULTI_NODE_ON_VMS = (
 
 @dataclass(frozen=True, kw_only=True)
 class Autoscaling:
-    """A validated ``replica_policy``. A delay is None when the stack leaves it to the default."""
+    """A validated ``replica_policy``. A delay is None when the stack leaves it to the default; a target is
+    None when the stack scales on the other one (at least one is set)."""
 
     min_replicas: int
     max_replicas: int
-    target_qps_per_replica: float
+    target_qps_per_replica: float | None
+    target_queue_per_replica: float | None = None
     upscale_delay: int | None = None
     downscale_delay: int | None = None
 
@@ -68,6 +86,7 @@ class Autoscaling:
             "minReplicas": self.min_replicas,
             "maxReplicas": self.max_replicas,
             "targetQpsPerReplica": self.target_qps_per_replica,
+            "targetQueuePerReplica": self.target_queue_per_replica,
             "upscaleDelaySeconds": self.upscale_delay_seconds,
             "downscaleDelaySeconds": self.downscale_delay_seconds,
         }
@@ -78,7 +97,7 @@ def read_autoscaling(read: ConfigReader, platform: platforms.Platform, nodes: in
     bound the platform cannot honour."""
     maximum = read.integer("maxReplicas", None, minimum=1, maximum=MAX_REPLICAS)
     if maximum is None:
-        for key in ("minReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds"):
+        for key in KEYS:
             if read.raw(key) is not None:
                 raise SpecError(
                     f"{PROJECT}:{key}",
@@ -97,12 +116,16 @@ def read_autoscaling(read: ConfigReader, platform: platforms.Platform, nodes: in
     if maximum < minimum:
         raise SpecError(f"{PROJECT}:maxReplicas", maximum, f">= vllm:minReplicas ({minimum})")
     target = read.number("targetQpsPerReplica", 0)
-    if target is None:
+    queue = read.number("targetQueuePerReplica", 0)
+    if target is None and queue is None:
         raise SpecError(
             f"{PROJECT}:targetQpsPerReplica",
             "",
-            "a number > 0 with vllm:maxReplicas: the requests per second one replica should serve",
+            "a number > 0 with vllm:maxReplicas: the requests per second one replica should serve (or set "
+            "vllm:targetQueuePerReplica, the requests running + waiting one replica should hold)",
         )
+    if queue is not None and (instead := platform.refuse_unsupported(platforms.Feature.QUEUE_SCALING)):
+        raise SpecError(f"{PROJECT}:targetQueuePerReplica", read.raw("targetQueuePerReplica"), instead)
     delays = {}
     for key in ("upscaleDelaySeconds", "downscaleDelaySeconds"):
         value = read.raw(key)
@@ -117,6 +140,7 @@ def read_autoscaling(read: ConfigReader, platform: platforms.Platform, nodes: in
         min_replicas=minimum,
         max_replicas=maximum,
         target_qps_per_replica=target,
+        target_queue_per_replica=queue,
         upscale_delay=delays["upscaleDelaySeconds"],
         downscale_delay=delays["downscaleDelaySeconds"],
     )

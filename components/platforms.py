@@ -42,6 +42,7 @@ class Feature(enum.Enum):
     SCALE_TO_ZERO = "vllm:minReplicas"  # autoscaling down to no replica at all
     UPSCALE_DELAY = "vllm:upscaleDelaySeconds"  # a configurable wait before scaling out
     DOWNSCALE_DELAY = "vllm:downscaleDelaySeconds"  # a configurable wait before scaling in
+    QUEUE_SCALING = "vllm:targetQueuePerReplica"  # scaling on the requests each replica holds
     DNS_ZONE = "vllm:dnsZone"  # DNS records for vllm:domain written by the program
     REGIONS = "vllm:regions"  # replicas spread over several regions behind one endpoint
     RESERVATION = "vllm:reservation"  # reserved capacity the machines consume
@@ -152,6 +153,9 @@ class Platform:
     #: for a rollout's surge that its autoscaler can use too (``costPerHour`` counts them). Also the spec
     #: output's ``scaleOutSurge``, which ``tools.plan`` prices.
     scale_out_surge: Callable[[ServiceSpec], int] = lambda spec: 0
+    #: From a load step to the platform's autoscaler asking for another replica: each wait on the way, in
+    #: seconds, at most (the spec output's ``autoscaling.scaleOut``, which ``tools.plan`` adds up).
+    scale_out_steps: Callable[[ServiceSpec], tuple[tuple[str, int], ...]] = lambda spec: ()
     #: What ``tools.plan`` shows of each resource type: dotted paths into its inputs (see tools/plan.py).
     plan_properties: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 

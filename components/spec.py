@@ -209,7 +209,17 @@ class ServiceSpec:
             "model": self.model,
             "servedModelName": self.served_model_name,
             "replicas": replicas_output(self),
-            "autoscaling": self.autoscaling.public_view() if self.autoscaling is not None else None,
+            "autoscaling": (
+                {
+                    **self.autoscaling.public_view(),
+                    "scaleOut": [
+                        {"step": step, "seconds": seconds}
+                        for step, seconds in platforms.get(self.cloud).scale_out_steps(self)
+                    ],
+                }
+                if self.autoscaling is not None
+                else None
+            ),
             "nodes": self.nodes,
             "image": self.image,
             "maxModelLen": self.max_model_len,

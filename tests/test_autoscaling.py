@@ -3,7 +3,11 @@ each platform's own autoscaler under the real program."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 
 from components import autoscaling
 from components.spec import SpecError, build_spec
@@ -94,6 +98,35 @@ def test_cost_is_a_range_from_the_least_to_the_most_replicas() -> None:
 def test_bad_policies_are_refused_naming_the_key(config: dict, key: str, says: str) -> None:
     error = refusal("gcp-h100", {"vllm:replicas": "unset", **config})
     assert error.key == key and says in error.valid
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({**POLICY, "vllm:targetQueuePerReplica": "0"}, "a number > 0"),
+        ({**POLICY, "vllm:targetQueuePerReplica": "-2"}, "a number > 0"),
+        ({**POLICY, "vllm:targetQueuePerReplica": "many"}, "a number > 0"),
+        ({"vllm:targetQueuePerReplica": "4"}, "set with vllm:maxReplicas"),
+    ],
+)
+def test_a_bad_queue_target_is_refused_naming_the_key(config: dict, says: str) -> None:
+    error = refusal("aws-h100", {"vllm:replicas": "unset", **config})
+    assert error.key == "vllm:targetQueuePerReplica" and says in error.valid
+
+
+def test_a_queue_target_alone_is_a_policy() -> None:
+    spec = build_spec(
+        "aws-h100", {"vllm:replicas": "unset", "vllm:maxReplicas": "4", "vllm:targetQueuePerReplica": "6"}
+    )
+    assert spec.autoscaling is not None
+    assert (spec.autoscaling.target_qps_per_replica, spec.autoscaling.target_queue_per_replica) == (None, 6.0)
+
+
+def test_gcp_refuses_queue_depth_saying_why_and_what_it_offers() -> None:
+    error = refusal("gcp-h100", {**POLICY, "vllm:targetQueuePerReplica": "6"})
+    assert (error.key, error.value) == ("vllm:targetQueuePerReplica", "6")
+    assert "gce_instance" in error.valid and "prometheus_target" in error.valid
+    assert "vllm:targetQpsPerReplica" in error.valid and "\n" not in error.valid
 
 
 @pytest.mark.parametrize("stack", ["gcp-h100-multinode", "aws-h200-multinode"])
@@ -336,6 +369,54 @@ def test_aws_without_autoscaling_owns_its_capacity() -> None:
     assert (group.inputs["minSize"], group.inputs["desiredCapacity"]) == (2, 2)
 
 
+@pytest.fixture(scope="module")
+def aws_queue() -> Run:
+    return run_program(
+        "aws-h100", config={"vllm:replicas": "unset", **POLICY, "vllm:targetQueuePerReplica": "6"}
+    )
+
+
+def test_aws_tracks_requests_running_and_waiting_per_machine_beside_the_request_rate(aws_queue: Run) -> None:
+    # The metrics agent writes both gauges without a dimension into the stack's namespace each minute:
+    # Average over the minute is per machine that reported; metric math adds the two.
+    policies = {
+        policy.name.removeprefix("vllm-aws-h100-"): policy for policy in aws_queue.of_type(AWS_POLICY)
+    }
+    assert set(policies) == {"requests-per-replica", "queue-per-replica"}
+    rate, queue = policies["requests-per-replica"], policies["queue-per-replica"]
+    tracking = queue.inputs["targetTrackingConfiguration"]
+    assert tracking["targetValue"] == 6.0 and "predefinedMetricSpecification" not in tracking
+    running, waiting, held = tracking["customizedMetricSpecification"]["metrics"]
+    for metric, name in ((running, "RequestsRunning"), (waiting, "RequestsWaiting")):
+        assert metric["metricStat"] == {
+            "metric": {"metricName": name, "namespace": "vLLM/vllm-aws-h100"},
+            "stat": "Average",
+        }
+        assert metric["returnData"] is False
+    assert (held["expression"], held["returnData"]) == ("running + waiting", True)
+    assert queue.inputs["autoscalingGroupName"] == aws_queue.one(AWS_GROUP).name
+    assert queue.inputs["estimatedInstanceWarmup"] == rate.inputs["estimatedInstanceWarmup"]
+
+
+def test_aws_tracks_metrics_the_agent_publishes() -> None:
+    from components.aws import metrics
+    from components.aws.autoscaler import queue_metric
+
+    spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY, "vllm:targetQueuePerReplica": "6"})
+    published = {metric.name for metric in metrics.PUBLISHED}
+    tracked = {
+        m["metric_stat"]["metric"]["metric_name"] for m in queue_metric(spec)["metrics"] if "metric_stat" in m
+    }
+    assert tracked <= published
+
+
+def test_aws_scales_on_queue_depth_alone() -> None:
+    config = {"vllm:replicas": "unset", "vllm:maxReplicas": "4", "vllm:targetQueuePerReplica": "6"}
+    run = run_program("aws-h100", config=config)
+    (policy,) = run.of_type(AWS_POLICY)
+    assert "customizedMetricSpecification" in policy.inputs["targetTrackingConfiguration"]
+
+
 def test_aws_policy_is_a_child_of_its_component(aws: Run) -> None:
     assert aws.by_urn(aws.one(AWS_POLICY).parent).type == "vllm:aws:Autoscaler"
 
@@ -378,8 +459,52 @@ def test_kubernetes_scales_on_vllms_request_rate_per_replica(k8s: Run) -> None:
     assert metadata["serverAddress"] == PROMETHEUS
     assert metadata["threshold"] == "2.5"
     assert metadata["query"] == (
-        'sum(rate(vllm:request_success_total{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}[1m]))'
+        'sum(rate(vllm:request_success_total{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}[60s]))'
     )
+
+
+def test_kubernetes_windows_hold_four_of_the_pod_monitors_scrapes(k8s: Run) -> None:
+    # A rate needs two samples in its window; four scrape intervals keep two when a scrape fails.
+    from components.kubernetes.scrape import SCRAPE_INTERVAL_SECONDS
+
+    (trigger,) = scaled_object(k8s)["spec"]["triggers"]
+    assert trigger["metadata"]["query"].endswith(f"[{4 * SCRAPE_INTERVAL_SECONDS}s]))")
+
+
+def test_kubernetes_an_empty_result_is_an_error_while_a_vllm_pod_always_reports(k8s: Run) -> None:
+    # KEDA's prometheus scaler reads an empty result as 0 unless ignoreNullValues is false (pkg/scalers/
+    # prometheus_scaler.go, default=true): a Prometheus that never scrapes vLLM would never scale out.
+    (trigger,) = scaled_object(k8s)["spec"]["triggers"]
+    assert trigger["metadata"]["ignoreNullValues"] == "false"
+
+
+@pytest.fixture(scope="module")
+def k8s_queue() -> Run:
+    return run_program("k8s-l4", config={**K8S_POLICY, "vllm:targetQueuePerReplica": "8"})
+
+
+def test_kubernetes_scales_on_requests_running_and_waiting_per_replica(k8s_queue: Run) -> None:
+    rate, queue = scaled_object(k8s_queue)["spec"]["triggers"]
+    assert (rate["name"], queue["name"]) == ("vllm-requests", "vllm-queue")
+    assert (queue["type"], queue["metricType"], queue["metadata"]["threshold"]) == (
+        "prometheus",
+        "AverageValue",
+        "8",
+    )
+    labels = '{namespace="vllm-k8s-l4",model_name="Qwen/Qwen3-8B"}'
+    assert queue["metadata"]["query"] == (
+        f"(sum(avg_over_time(vllm:num_requests_running{labels}[60s])) + "
+        f"sum(avg_over_time(vllm:num_requests_waiting{labels}[60s])))"
+    )
+
+
+def test_kubernetes_scales_on_queue_depth_alone() -> None:
+    config = {**K8S_POLICY, "vllm:targetQpsPerReplica": "unset", "vllm:targetQueuePerReplica": "4"}
+    spec = build_spec("k8s-l4", config)
+    assert spec.autoscaling is not None
+    from components.kubernetes.autoscaler import triggers
+
+    assert [trigger["name"] for trigger in triggers(spec, spec.autoscaling)] == ["vllm-queue"]
 
 
 def test_kubernetes_delays_are_the_hpas_stabilization_windows(k8s: Run) -> None:
@@ -445,6 +570,8 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
     queries = [trigger["metadata"]["query"] for trigger in spec["triggers"]]
     assert queries[1] == front and "vllm:request_success_total" in queries[0]
     assert {trigger["metadata"]["activationThreshold"] for trigger in spec["triggers"]} == {"0"}
+    # With no pod, vLLM's series are gone: empty is 0 there, not an error.
+    assert not [trigger for trigger in spec["triggers"] if "ignoreNullValues" in trigger["metadata"]]
     assert run.outputs["replicas"] == {"min": 0, "max": 4}
     # Created with one pod, so that the first `up` proves a replica loads (the Deployment's await; the
     # Service's would complete with no pod at all); KEDA takes it to 0 once idle.
@@ -456,8 +583,19 @@ def test_kubernetes_scales_to_zero_woken_by_the_request_rate_in_front_of_vllm() 
     [
         ({**POLICY, "vllm:replicas": "unset"}, "vllm:prometheusUrl", "required with vllm:maxReplicas"),
         ({**K8S_POLICY, "vllm:prometheusUrl": "prometheus:9090"}, "vllm:prometheusUrl", "an http(s) URL"),
-        ({**K8S_POLICY, "vllm:minReplicas": "0"}, "vllm:activationQuery", "required with vllm:minReplicas 0"),
+        ({**K8S_POLICY, "vllm:minReplicas": "0"}, "vllm:serviceType", "KEDA HTTP add-on's interceptor"),
         ({**K8S_POLICY, "vllm:activationQuery": "sum(x)"}, "vllm:activationQuery", "with vllm:minReplicas 0"),
+        (
+            {
+                **K8S_POLICY,
+                "vllm:targetQpsPerReplica": "unset",
+                "vllm:targetQueuePerReplica": "8",
+                "vllm:minReplicas": "0",
+                "vllm:activationQuery": "sum(x)",
+            },
+            "vllm:activationQuery",
+            "set with vllm:targetQpsPerReplica",
+        ),
         ({"vllm:prometheusUrl": PROMETHEUS}, "vllm:prometheusUrl", "set with vllm:maxReplicas"),
         ({**K8S_POLICY, "vllm:upscaleDelaySeconds": "3601"}, "vllm:upscaleDelaySeconds", "<= 3600"),
     ],
@@ -467,70 +605,190 @@ def test_kubernetes_refuses_what_keda_cannot_do(config: dict, key: str, says: st
     assert error.key == key and says in error.valid
 
 
+# --- Kubernetes: scale from zero through the KEDA HTTP add-on's interceptor ------------------------------
+
+INTERCEPTOR_ROUTE = "kubernetes:http.keda.sh/v1beta1:InterceptorRoute"
+COLD_START = {
+    **K8S_POLICY,
+    "vllm:minReplicas": "0",
+    "vllm:targetQueuePerReplica": "6.5",
+    "vllm:serviceType": "ClusterIP",
+}
+
+
+def named(run: Run, type_: str, name: str) -> dict:
+    (found,) = [r.inputs for r in run.of_type(type_) if r.inputs["metadata"]["name"] == name]
+    return found
+
+
+@pytest.fixture(scope="module")
+def k8s_cold() -> Run:
+    return run_program("k8s-l4", config={**COLD_START, "vllm:installKedaHttpAddOn": "true"})
+
+
+def test_kubernetes_at_zero_requests_wake_the_workload_through_the_interceptors_trigger(
+    k8s_cold: Run,
+) -> None:
+    spec = scaled_object(k8s_cold)["spec"]
+    interceptor = spec["triggers"][-1]
+    assert interceptor == {
+        "type": "external-push",
+        "name": "interceptor",
+        "metadata": {
+            "scalerAddress": "keda-add-ons-http-external-scaler.keda:9090",
+            "interceptorRoute": k8s_cold.one(INTERCEPTOR_ROUTE).inputs["metadata"]["name"],
+        },
+    }
+    assert spec["minReplicaCount"] == 0
+
+
+def test_kubernetes_the_route_forwards_api_requests_with_a_key_to_the_stacks_service(k8s_cold: Run) -> None:
+    route = k8s_cold.one(INTERCEPTOR_ROUTE).inputs
+    service = named(k8s_cold, "kubernetes:core/v1:Service", "vllm-k8s-l4-api")
+    assert route["spec"]["target"] == {"service": service["metadata"]["name"], "port": 80}
+    assert route["spec"]["rules"] == [
+        {"hosts": ["*"], "paths": [{"value": "/v1"}], "headers": [{"name": "Authorization"}]}
+    ]
+    assert route["metadata"]["namespace"] == service["metadata"]["namespace"]
+
+
+def test_kubernetes_the_interceptor_scales_on_requests_in_flight_at_the_queue_target(k8s_cold: Run) -> None:
+    # The CRD's targetValue is an integer >= 1: 6.5 requests per replica rounds up, never below the target.
+    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["scalingMetric"] == {
+        "concurrency": {"targetValue": 7}
+    }
+
+
+def test_kubernetes_a_request_at_zero_waits_for_the_pods_start_budget_by_default(k8s_cold: Run) -> None:
+    # A new GPU node, the image pull and the model load: what a pod's start may take.
+    from tests.test_kubernetes import start_budget
+
+    budget = start_budget(build_spec("k8s-l4", COLD_START))
+    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": f"{budget}s"}
+
+
+def test_kubernetes_the_wait_at_zero_is_configurable() -> None:
+    run = run_program("k8s-l4", config={**COLD_START, "vllm:coldStartTimeoutSeconds": "900"})
+    assert run.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": "900s"}
+
+
+def test_kubernetes_your_ingress_routes_to_the_interceptor_by_a_service_in_the_stacks_namespace(
+    k8s_cold: Run,
+) -> None:
+    entry = named(k8s_cold, "kubernetes:core/v1:Service", "vllm-k8s-l4-interceptor")
+    assert entry["spec"]["type"] == "ExternalName"
+    assert entry["spec"]["externalName"] == "keda-add-ons-http-interceptor-proxy.keda.svc.cluster.local"
+    assert entry["spec"]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert entry["metadata"]["namespace"] == "vllm-k8s-l4"
+
+
+def test_kubernetes_installs_the_pinned_http_add_on_on_request(k8s_cold: Run) -> None:
+    from components.kubernetes.cold_start import HTTP_ADD_ON_MANIFEST
+
+    (manifest,) = k8s_cold.of_type("kubernetes:yaml/v2:ConfigFile")
+    assert manifest.inputs["file"] == HTTP_ADD_ON_MANIFEST
+    assert HTTP_ADD_ON_MANIFEST.endswith("/v0.15.0/keda-add-ons-http-0.15.0.yaml")
+    assert k8s_cold.by_urn(manifest.parent).type == "vllm:kubernetes:HttpAddOn"
+    assert k8s_cold.by_urn(k8s_cold.one(INTERCEPTOR_ROUTE).parent).type == "vllm:kubernetes:ColdStart"
+
+
+def test_kubernetes_without_the_request_the_add_on_is_the_clusters() -> None:
+    run = run_program("k8s-l4", config=COLD_START)
+    assert not run.of_type("kubernetes:yaml/v2:ConfigFile") and run.of_type(INTERCEPTOR_ROUTE)
+
+
+def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
+    front = "sum(rate(nginx_ingress_controller_requests[1m]))"
+    run = run_program("k8s-l4", config={**K8S_POLICY, "vllm:minReplicas": "0", "vllm:activationQuery": front})
+    assert not run.of_type(INTERCEPTOR_ROUTE)
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "says"),
+    [
+        ({**COLD_START, "vllm:serviceType": "LoadBalancer"}, "vllm:serviceType", "ClusterIP"),
+        (
+            {**COLD_START, "vllm:tlsSecretName": "tls", "vllm:domain": "llm.example.com"},
+            "vllm:tlsSecretName",
+            "TLS ends at your Ingress",
+        ),
+        (
+            {**COLD_START, "vllm:targetQueuePerReplica": "unset"},
+            "vllm:targetQueuePerReplica",
+            "requests in flight per replica",
+        ),
+        ({**COLD_START, "vllm:coldStartTimeoutSeconds": "0"}, "vllm:coldStartTimeoutSeconds", ">= 1"),
+        (
+            {**COLD_START, "vllm:coldStartTimeoutSeconds": "soon"},
+            "vllm:coldStartTimeoutSeconds",
+            "an integer",
+        ),
+        (
+            {**K8S_POLICY, "vllm:coldStartTimeoutSeconds": "60"},
+            "vllm:coldStartTimeoutSeconds",
+            "set with vllm:minReplicas 0",
+        ),
+        ({"vllm:installKedaHttpAddOn": "true"}, "vllm:installKedaHttpAddOn", "set with vllm:maxReplicas"),
+    ],
+)
+def test_kubernetes_refuses_a_cold_start_the_interceptor_cannot_hold(
+    config: dict, key: str, says: str
+) -> None:
+    error = refusal("k8s-l4", config)
+    assert error.key == key and says in error.valid
+
+
+def test_kubernetes_the_interceptor_route_fits_the_add_ons_schema(k8s_cold: Run) -> None:
+    import jsonschema
+
+    schema = crd_schema(Path(__file__).parent / "crds" / "http.keda.sh_interceptorroutes.yaml")
+    jsonschema.validate(k8s_cold.one(INTERCEPTOR_ROUTE).inputs, schema)
+    jsonschema.validate(scaled_object(k8s_cold), SCALED_OBJECT_SCHEMA)
+
+
+def test_the_vendored_add_on_crd_is_the_pinned_release() -> None:
+    from components.kubernetes.cold_start import HTTP_ADD_ON_VERSION
+
+    header = (
+        (Path(__file__).parent / "crds" / "http.keda.sh_interceptorroutes.yaml").read_text().splitlines()[0]
+    )
+    assert header.startswith(f"# KEDA HTTP add-on {HTTP_ADD_ON_VERSION} ")
+
+
 def test_kubernetes_scaled_object_is_a_child_of_its_component(k8s: Run) -> None:
     assert k8s.by_urn(k8s.one(SCALED_OBJECT).parent).type == "vllm:kubernetes:Autoscaler"
 
 
-#: The parts of KEDA's ScaledObject schema the program uses, transcribed from its CRD
-#: (kedacore/keda config/crd/bases/keda.sh_scaledobjects.yaml, v1alpha1): int32 counts and windows, trigger
-#: metadata a map of strings, scaleTargetRef needing a name. Unknown fields are refused here, so a typo
-#: that the API server would prune silently fails this test.
-_INT = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
-_WINDOW = {"type": "object", "properties": {"stabilizationWindowSeconds": {**_INT, "maximum": 3600}}}
-SCALED_OBJECT_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {k: {"type": "string"} for k in ("apiVersion", "kind", "name")},
-                },
-                **{
-                    k: _INT
-                    for k in ("minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod")
-                },
-                "advanced": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "horizontalPodAutoscalerConfig": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "behavior": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {"scaleUp": _WINDOW, "scaleDown": _WINDOW},
-                                }
-                            },
-                        }
-                    },
-                },
-                "triggers": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["metadata", "type"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"},
-                            "name": {"type": "string"},
-                            "metricType": {"enum": ["Value", "AverageValue", "Utilization"]},
-                            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-                        },
-                    },
-                },
-            },
-        }
-    },
-}
+def _strict(schema: Any) -> Any:
+    """A CRD's structural schema with unknown fields refused (``additionalProperties: false`` wherever it
+    lists ``properties`` and says nothing of others): the API server would prune them silently, so a typo
+    would reach the cluster as a missing setting."""
+    if isinstance(schema, dict):
+        strict = {key: _strict(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            strict["additionalProperties"] = False
+        return strict
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+def crd_schema(path: Path) -> dict:
+    """The served version's schema of a CRD vendored from its release (tests/crds/)."""
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [version for version in crd["spec"]["versions"] if version["served"]]
+    return _strict(version["schema"]["openAPIV3Schema"])
+
+
+#: KEDA's ScaledObject schema at the release the program pins (autoscaler.KEDA_VERSION).
+SCALED_OBJECT_SCHEMA = crd_schema(Path(__file__).parent / "crds" / "keda.sh_scaledobjects.yaml")
+
+
+def test_the_vendored_crd_is_the_pinned_keda_release() -> None:
+    from components.kubernetes.autoscaler import KEDA_VERSION
+
+    header = (Path(__file__).parent / "crds" / "keda.sh_scaledobjects.yaml").read_text().splitlines()[0]
+    assert header.startswith(f"# KEDA {KEDA_VERSION} ")
 
 
 @pytest.mark.parametrize(
@@ -539,6 +797,7 @@ SCALED_OBJECT_SCHEMA = {
         ("k8s-l4", {}),
         ("k8s-l4", {"vllm:minReplicas": "0", "vllm:activationQuery": "sum(rate(requests_total[1m]))"}),
         ("k8s-h100-multinode", {}),
+        ("k8s-l4", {"vllm:targetQueuePerReplica": "8"}),
     ],
 )
 def test_kubernetes_scaled_object_fits_kedas_schema(stack: str, extra: dict) -> None:
@@ -569,3 +828,37 @@ def test_the_plan_shows_the_bounds_and_the_cost_range() -> None:
         "the autoscaler may use, autoscaled" in text
     )
     assert "aws:autoscaling/policy:Policy" in text
+
+
+@pytest.mark.parametrize(
+    ("stack", "config", "requested"),
+    [
+        # scrape 15 s + window 60 s + HPA sync 15 s + the upscale delay
+        ("k8s-l4", {**K8S_POLICY, "vllm:upscaleDelaySeconds": "120"}, 15 + 60 + 15 + 120),
+        # the minute the step lands in + the scale-out alarm's 3 one-minute periods
+        ("aws-h100", {"vllm:replicas": "unset", **POLICY}, 60 + 180),
+        # no delay to set, none documented: a lower bound
+        ("gcp-h100", POLICY, 0),
+    ],
+)
+def test_the_plan_prints_the_time_from_a_load_step_to_a_new_replica(
+    stack: str, config: dict, requested: int
+) -> None:
+    from tools import plan as plan_tool
+
+    data = plan_tool.plan(stack, config)
+    steps = data["spec"]["autoscaling"]["scaleOut"]
+    assert sum(step["seconds"] for step in steps) == requested
+    start = data["outputs"]["timeToReady"]["laterReplicas"]["seconds"]
+    text = plan_tool.render_text(data)
+    assert "Reaction to a load step (estimated, at most)" in text
+    requested_line, serving_line = [line for line in text.splitlines() if line.startswith("  replica ")]
+    assert plan_tool._minutes(requested) in requested_line
+    assert all(f"{step['step']} {step['seconds']} s" in requested_line for step in steps)
+    assert plan_tool._minutes(requested + start) in serving_line and plan_tool._minutes(start) in serving_line
+
+
+def test_a_fixed_count_has_no_reaction_in_the_plan() -> None:
+    from tools import plan as plan_tool
+
+    assert "Reaction to a load step" not in plan_tool.render_text(plan_tool.plan("gcp-h100"))

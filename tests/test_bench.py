@@ -115,7 +115,7 @@ def test_the_table_has_a_row_per_level_and_the_suggestion(sweep):
     header = next(index for index, line in enumerate(lines) if line.startswith("CONC"))
     assert "TTFT p50" in lines[header] and "ERRORS" in lines[header]
     assert [line.split()[0] for line in lines[header + 1 : header + 3]] == ["1", "2"]
-    assert "vllm:targetQpsPerReplica" in sweep["out"] and "queue target" in sweep["out"]
+    assert "vllm:targetQpsPerReplica" in sweep["out"] and "vllm:targetQueuePerReplica" in sweep["out"]
 
 
 def test_progress_goes_to_stderr(sweep):
@@ -323,7 +323,7 @@ def test_a_knee_at_the_highest_level_says_it_may_lie_above():
 
 def test_the_suggestion_is_per_replica():
     advice = bench.suggestion([_level(1, 50, 1), _level(16, 90, 12)], replicas=4, ttft_slo_ms=None)
-    assert "vllm:targetQpsPerReplica 3," in advice and "queue target 4 requests" in advice
+    assert "vllm:targetQpsPerReplica 3," in advice and "vllm:targetQueuePerReplica 4 (requests" in advice
 
 
 def _source(replicas: int, bounds: tuple[int, int] | None) -> ReplicaSource:

@@ -9,7 +9,7 @@ import pytest
 
 from components import dashboard
 from components.kubernetes.monitoring import GRAFANA_DASHBOARD_LABEL, dashboard_uid
-from components.spec import build_spec
+from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 from tests.test_kubernetes import manifest, validate
 
@@ -47,12 +47,58 @@ def test_a_pod_monitor_scrapes_the_serving_pods_metrics_port(monitored):
         "app.kubernetes.io/name": "vllm",
         "app.kubernetes.io/instance": "vllm-k8s-l4",
     }
-    assert spec["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert spec["podMetricsEndpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
     (deployment,) = monitored.of_type("kubernetes:apps/v1:Deployment")
     pod_labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
     ports = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert [port["name"] for port in ports] == ["http"]
+
+
+def test_the_pod_monitor_carries_the_label_kube_prometheus_stacks_prometheus_selects(monitored):
+    # kube-prometheus-stack's Prometheus selects PodMonitors labelled release: <its Helm release name> by
+    # default (podMonitorSelectorNilUsesHelmValues: true; charts/kube-prometheus-stack, chart 88.5.3).
+    labels = monitored.one(POD_MONITOR).inputs["metadata"]["labels"]
+    assert labels["release"] == "kube-prometheus-stack"
+
+
+def test_the_pod_monitor_carries_the_labels_of_prometheus_selector():
+    run = run_program(
+        "k8s-l4",
+        config={"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "release=monitoring, team=llm"},
+    )
+    labels = run.one(POD_MONITOR).inputs["metadata"]["labels"]
+    assert (labels["release"], labels["team"]) == ("monitoring", "llm")
+    assert labels["app.kubernetes.io/instance"] == "vllm-k8s-l4"  # ours are kept beside them
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({"vllm:prometheusSelector": "release=x"}, "set with vllm:prometheusOperator true"),
+        ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "release"}, "key=value"),
+        ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "release=a b"}, "key=value"),
+        ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "=x"}, "key=value"),
+    ],
+)
+def test_a_bad_prometheus_selector_is_refused_naming_the_key(config, says):
+    with pytest.raises(SpecError) as refused:
+        build_spec("k8s-l4", config)
+    assert refused.value.key == "vllm:prometheusSelector" and says in refused.value.valid
+
+
+def test_with_vllm_serving_tls_the_pod_monitor_scrapes_https_verifying_the_domain():
+    run = run_program(
+        "k8s-l4",
+        config={
+            "vllm:prometheusOperator": "true",
+            "vllm:domain": "llm.example.com",
+            "vllm:tlsSecretName": "llm-tls",
+        },
+    )
+    (endpoint,) = run.one(POD_MONITOR).inputs["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"serverName": "llm.example.com"}
 
 
 def test_the_grafana_dashboard_configmap_is_valid_and_labelled_for_grafanas_sidecar(monitored):

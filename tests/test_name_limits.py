@@ -85,6 +85,18 @@ VARIANTS: dict[str, dict] = {
         "vllm:prometheusOperator": True,
         **K8S_TLS,
     },
+    "k8s-cold-start-http-add-on": {
+        "vllm:cloud": "kubernetes",
+        "vllm:gpu": "L4:1",
+        **MODEL,
+        **SCALING,
+        **PROMETHEUS,
+        "vllm:maxReplicas": 6,
+        "vllm:minReplicas": 0,
+        "vllm:targetQueuePerReplica": 8,
+        "vllm:serviceType": "ClusterIP",
+        "vllm:installKedaHttpAddOn": True,
+    },
     "k8s-lws-keda-operator-tls": {
         "vllm:preset": "k8s-h100-multinode",
         **SCALING,

@@ -327,7 +327,7 @@ def test_kubernetes_keda_scales_the_spot_deployment_between_the_bounds_less_the_
 
 def test_kubernetes_scales_the_spot_pods_on_the_rate_beyond_what_the_base_serves(k8s_scaled):
     (trigger,) = k8s_scaled.one(SCALED_OBJECT).inputs["spec"]["triggers"]
-    rate = 'sum(rate(vllm:request_success_total{namespace="vllm-scaled",model_name="Qwen/Qwen3-8B"}[1m]))'
+    rate = 'sum(rate(vllm:request_success_total{namespace="vllm-scaled",model_name="Qwen/Qwen3-8B"}[60s]))'
     assert trigger["metadata"]["query"] == f"clamp_min({rate} - 5, 0)"  # 2 base pods x 2.5 requests/s
     assert (trigger["metricType"], trigger["metadata"]["threshold"]) == ("AverageValue", "2.5")
 

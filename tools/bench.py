@@ -12,8 +12,8 @@ requests/s and the failed requests by HTTP status.
 
 The knee is the highest level whose TTFT p95 is within twice the lowest level's (or within --ttft-slo-ms),
 without errors: past it, requests queue. Its requests/s divided by the replicas that served the sweep is the
-suggested vllm:targetQpsPerReplica; its concurrency per replica is the queue target (requests running plus
-waiting per replica, vllm:num_requests_running + vllm:num_requests_waiting) for an autoscaler on queue depth.
+suggested vllm:targetQpsPerReplica; its concurrency per replica is the suggested vllm:targetQueuePerReplica
+(requests running plus waiting per replica, vllm:num_requests_running + vllm:num_requests_waiting).
 
 aiperf counts prompt tokens with the model's tokenizer from the Hugging Face Hub (--tokenizer NAME|PATH,
 or builtin: tiktoken's o200k_base); a gated model's tokenizer needs HF_TOKEN.
@@ -440,7 +440,7 @@ def suggestion(levels: Sequence[Level], replicas: int, ttft_slo_ms: float | None
     served = f"{found.requests_per_s:g} requests/s over {replicas} replica{'s' if replicas != 1 else ''}"
     advice = (
         f"knee at concurrency {found.concurrency} ({rule}, {served}): vllm:targetQpsPerReplica {qps:g}, "
-        f"queue target {queue} requests running + waiting per replica"
+        f"vllm:targetQueuePerReplica {queue} (requests running + waiting per replica)"
     )
     if found.concurrency == max(level.concurrency for level in levels):
         advice += "; the highest level measured, so the knee may lie above it: add higher levels"

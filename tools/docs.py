@@ -161,7 +161,13 @@ KEYS: dict[str, KeyDoc] = {
     ),
     "targetQpsPerReplica": KeyDoc(
         "autoscaling: requests per second one replica should serve, > 0",
-        "(required with `maxReplicas`)",
+        "(this or `targetQueuePerReplica` is required with `maxReplicas`)",
+    ),
+    "targetQueuePerReplica": KeyDoc(
+        "autoscaling on queue depth: requests one replica should hold, running + waiting, > 0; alone or "
+        "beside `targetQpsPerReplica`; Kubernetes and AWS ([Autoscaling signals]"
+        "(autoscaling.md#autoscaling-signals-and-reaction-time))",
+        "none",
     ),
     "upscaleDelaySeconds": KeyDoc(
         "autoscaling: how long load must stay high before replicas are added, <= 3600; what each platform"

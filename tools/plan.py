@@ -382,13 +382,16 @@ def render_text(data: dict[str, Any]) -> str:
     preset = spec.get("preset")  # the engine drops null outputs
     lines = [f"Plan of stack {data['stack']}" + (f" (preset {preset})" if preset else ""), ""]
     lines.append("Spec")
-    lines += [f"  {key:<24}{_inline(value)}" for key, value in spec.items() if value not in (None, [])]
+    shown = {**spec, "autoscaling": _without_reaction(spec.get("autoscaling"))}
+    lines += [f"  {key:<24}{_inline(value)}" for key, value in shown.items() if value not in (None, [])]
     lines += ["", *_cost_lines(data["cost"])]
     if data.get("quotas"):
         lines += ["", "Quotas up checks before any machine (their values are read then, not here)"]
         lines += [f"  {line}" for line in data["quotas"]]
     if "timeToReady" in data["outputs"]:
         lines += ["", *_time_to_ready_lines(data["outputs"]["timeToReady"])]
+    if reaction := _reaction_lines(spec.get("autoscaling"), data["outputs"].get("timeToReady")):
+        lines += ["", *reaction]
     lines += ["", "Outputs"]
     lines += [
         f"  {key:<24}{_inline(value)}" for key, value in data["outputs"].items() if key != "timeToReady"
@@ -464,6 +467,34 @@ def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
         f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
         f"{assumed['storageReadMBps']} MB/s ({assumed['storageSource']})"
     )
+    return lines
+
+
+def _without_reaction(autoscaling: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Spec section's autoscaling keys: the reaction has its own section."""
+    if autoscaling is None:
+        return None
+    return {key: value for key, value in autoscaling.items() if key != "scaleOut"}
+
+
+def _reaction_lines(autoscaling: dict[str, Any] | None, ready: dict[str, Any] | None) -> list[str]:
+    """From a load step to another replica requested (the platform's waits, at most) and serving (plus the
+    estimated start of a later replica)."""
+    if autoscaling is None:
+        return []
+    steps = autoscaling.get("scaleOut") or []
+    requested = sum(step["seconds"] for step in steps)
+    waits = " + ".join(f"{step['step']} {step['seconds']} s" for step in steps)
+    lines = [
+        "Reaction to a load step (estimated, at most)",
+        f"  replica requested {_minutes(requested):>8}  {waits}",
+    ]
+    if ready is not None:
+        start = ready["laterReplicas"]["seconds"]
+        lines.append(
+            f"  replica serving   {_minutes(requested + start):>8}  + its start {_minutes(start)} "
+            "(time to ready, later replicas)"
+        )
     return lines
 
 

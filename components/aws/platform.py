@@ -222,6 +222,24 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
+#: Target tracking's CloudWatch alarms read one-minute data points (ALBRequestCountPerTarget; the metrics
+#: agent's interval, components/aws/metrics.py), and the scale-out alarm wants 3 of them over target (EC2
+#: Auto Scaling user guide, "Target tracking scaling policies", read 2026-12; README "Autoscaling").
+METRIC_PERIOD_SECONDS = 60
+SCALE_OUT_PERIODS = 3
+
+
+def scale_out_steps(spec: ServiceSpec) -> tuple[tuple[str, int], ...]:
+    """From a load step to target tracking asking for another machine: the minute the step lands in, then
+    the scale-out alarm's periods."""
+    if spec.autoscaling is None:
+        return ()
+    return (
+        ("metric minute", METRIC_PERIOD_SECONDS),
+        (f"alarm: {SCALE_OUT_PERIODS} minutes over target", SCALE_OUT_PERIODS * METRIC_PERIOD_SECONDS),
+    )
+
+
 PLATFORM = Platform(
     name="aws",
     title="AWS",
@@ -236,6 +254,7 @@ PLATFORM = Platform(
     weight_storage=weight_storage,
     scale_out_surge=scale_out_surge,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
+    scale_out_steps=scale_out_steps,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.

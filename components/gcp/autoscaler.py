@@ -12,6 +12,14 @@ a VM is meant to serve), and the autoscaler keeps the group's utilization (reque
 target. SkyServe's rule, replicas = ceil(qps / target), is a utilization target of 1.0; GCP's default 0.8
 would run a quarter more replicas than asked for.
 
+Queue depth (``vllm:targetQueuePerReplica``) is refused on GCP (``Feature.QUEUE_SCALING``). The Ops Agent
+writes vLLM's Prometheus metrics with the ``prometheus_target`` monitored resource ("Collect Prometheus
+metrics", cloud.google.com/stackdriver/docs/solutions/agents/ops-agent/prometheus: ingested as
+prometheus.googleapis.com metrics). The autoscaler reads a metric per instance only from ``gce_instance``;
+any other resource type is a per-group metric (compute API, AutoscalingPolicyCustomMetricUtilization
+``filter``), and "regional MIGs don't support autoscaling using per-group metrics" ("Distributing instances
+by using regional MIGs", Limitations; both read 2026-12); this program's groups are regional.
+
 How the other keys map (README "Autoscaling"):
 
 - ``upscaleDelaySeconds``: none. GCP adds VMs as soon as utilization is over target (refused when set,

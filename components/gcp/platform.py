@@ -266,6 +266,15 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
+def scale_out_steps(spec: ServiceSpec) -> tuple[tuple[str, int], ...]:
+    """From a load step to GCP's autoscaler asking for another VM: no delay to set, and none documented
+    (it "constantly monitors" the group's load-balancer utilization: "Understanding autoscaler decisions",
+    read 2026-12), so 0 s here, a lower bound."""
+    if spec.autoscaling is None:
+        return ()
+    return (("utilization over target (sampling undocumented)", 0),)
+
+
 PLATFORM = Platform(
     name="gcp",
     title="GCP",
@@ -279,6 +288,7 @@ PLATFORM = Platform(
     check=check,
     weight_storage=weight_storage,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
+    scale_out_steps=scale_out_steps,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,
     # Its VMs serve from GPUs: CPU-only replicas are for laptop clusters.
@@ -292,6 +302,14 @@ PLATFORM = Platform(
             "measure); scale to zero on Kubernetes, with KEDA's activation",
             Feature.UPSCALE_DELAY: "unset on GCP: its autoscaler adds VMs as soon as utilization is over "
             "target and has no delay to set (README Autoscaling)",
+            # Compute Engine's autoscaler takes a per-instance metric only from the gce_instance monitored
+            # resource, and no per-group metric on a regional group (this program's groups are regional);
+            # the Ops Agent writes vLLM's Prometheus metrics to prometheus_target (see components/gcp/
+            # autoscaler.py for the sources).
+            Feature.QUEUE_SCALING: "unset on GCP: Compute Engine's autoscaler reads per-instance metrics "
+            "only from gce_instance and no per-group metric on a regional group, and the Ops Agent writes "
+            "vLLM's queue as prometheus_target; scale on vllm:targetQpsPerReplica (the load balancer's "
+            "serving capacity), or on queue depth on AWS or Kubernetes (README Autoscaling)",
             # The global address is IPV4 (load_balancer.py): an IPv6 range admits no client, and a list of
             # IPv6 ranges alone makes Cloud Armor deny every (IPv4) client with 403.
             Feature.IPV6_CLIENTS: "IPv4 ranges on GCP: the load balancer's global address is IPv4 only",

@@ -4,12 +4,24 @@ KEDA (keda.sh) turns a Prometheus query into an external metric and runs the Hor
 scales the workload: the Deployment, or the LeaderWorkerSet of a multi-node stack, which has a scale
 subresource (LWS scales whole groups). The cluster must run KEDA (README "Autoscaling").
 
-The query is vLLM's own request rate: ``vllm:request_success_total`` (the counter ``vllm:request_success``
-that vLLM's Prometheus logger keeps per ``model_name`` and ``finished_reason``, vllm/v1/metrics/loggers.py)
-summed over the stack's pods, per second over a minute. With ``metricType: AverageValue`` the HPA divides
-it by the replicas, so ``threshold = vllm:targetQpsPerReplica`` is SkyServe's replicas = ceil(qps / target).
+Two signals, each a trigger (the HPA runs the larger count of the two when both are set):
+
+- ``vllm:targetQpsPerReplica``: vLLM's own request rate, ``vllm:request_success_total`` (the counter
+  ``vllm:request_success`` that vLLM's Prometheus logger keeps per ``model_name`` and ``finished_reason``,
+  vllm/v1/metrics/loggers.py) summed over the stack's pods, per second over the rate window. With
+  ``metricType: AverageValue`` the HPA divides it by the replicas, so ``threshold = vllm:targetQpsPerReplica``
+  is SkyServe's replicas = ceil(qps / target).
+- ``vllm:targetQueuePerReplica``: the requests the pods hold, ``vllm:num_requests_running`` plus
+  ``vllm:num_requests_waiting`` (gauges per ``model_name`` and engine, same file), each averaged over the
+  window so one scrape's burst does not decide; per replica likewise.
+
 ``namespace`` is the label Prometheus gives a scraped pod's series (ServiceMonitor, PodMonitor and the
-``kubernetes-pods`` scrape job all add it); ``model_name`` is the served model name.
+``kubernetes-pods`` scrape job all add it); ``model_name`` is the served model name. Every window is
+``scrape.window()``: four scrape intervals of the PodMonitor (``vllm:prometheusOperator``), which sets
+the interval; a Prometheus of your own must scrape the pods at least as often (every 15 s). KEDA reads an
+empty result as 0 by default (``ignoreNullValues``), which would hide a Prometheus that never scrapes vLLM
+behind a stack that never scales: while some vLLM pod always runs (``vllm:minReplicas`` >= 1) an empty
+result is an error instead, which the ScaledObject reports and on which the HPA keeps the count.
 
 Delays are the HPA's stabilization windows (``advanced.horizontalPodAutoscalerConfig.behavior``): scaling
 up follows the lowest recommendation of the last ``upscaleDelaySeconds``, down the highest of the last
@@ -28,12 +40,13 @@ the base. Its lower bound may be 0 (``vllm:minReplicas`` equal to the base): the
 reporting the rate, so that excess rate is also what activates the spot Deployment (above 0 when the
 base is over target), and no ``vllm:activationQuery`` is needed.
 
-Scale to zero (``vllm:minReplicas: 0``): KEDA deactivates the workload (0 replicas) once every trigger has
-been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
-activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so a second
-trigger reads ``vllm:activationQuery``, a request rate measured in front of vLLM (the Ingress or Gateway),
-which goes on counting requests while they fail. Cold start: the first requests fail until a pod is
-scheduled (perhaps on a new GPU node), pulls the image and loads the model: up to the pod's start budget.
+Scale to zero (``vllm:minReplicas: 0``): KEDA deactivates the workload (0 replicas) once every trigger
+has been at or below its ``activationThreshold`` for ``cooldownPeriod`` (here the downscale delay), and
+activates it (1 replica, then the HPA) when one is above. With no pod, vLLM reports nothing, so what wakes
+it is measured in front of vLLM: by default the KEDA HTTP add-on's interceptor, which also holds the
+requests while a pod starts (cold_start.py: an ``external-push`` trigger); or ``vllm:activationQuery``, a
+request rate measured at the Ingress or Gateway, which goes on counting requests while they fail until a
+pod is scheduled (perhaps on a new GPU node), pulls the image and loads the model.
 """
 
 from __future__ import annotations
@@ -46,16 +59,18 @@ from pulumi_kubernetes.apiextensions import CustomResource
 
 from components.autoscaling import Autoscaling
 from components.capacity import fixed_base_replicas
-from components.kubernetes import pods
+from components.kubernetes import cold_start, pods, scrape
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
 from components.spec import ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
-#: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay.
-POLLING_SECONDS = 15
-#: The rate's window: SkyServe measures QPS over 60 s.
-RATE_WINDOW = "1m"
+#: The KEDA release the ScaledObject is written for and validated against (tests/crds/ vendors its CRD);
+#: the cluster must run it or a later v2 (README "Autoscaling").
+KEDA_VERSION = "v2.20.2"
+#: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay, and the
+#: PodMonitor's scrape interval (no new sample between two scrapes).
+POLLING_SECONDS = scrape.SCRAPE_INTERVAL_SECONDS
 
 
 def scale_target(spec: ServiceSpec, deployment: str) -> dict[str, str]:
@@ -66,41 +81,91 @@ def scale_target(spec: ServiceSpec, deployment: str) -> dict[str, str]:
     return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": spec.name}
 
 
-def request_rate_query(spec: ServiceSpec) -> str:
-    """Requests per second the stack's vLLM servers completed, over the last minute; with a fixed
-    on-demand base, those beyond what the base serves at target (never below 0), which is what the
-    scaled spot pods are for."""
-    labels = f'namespace="{settings(spec).namespace}",model_name="{spec.served_model_name}"'
-    rate = f"sum(rate(vllm:request_success_total{{{labels}}}[{RATE_WINDOW}]))"
-    base, policy = fixed_base_replicas(spec), spec.autoscaling
-    if not base or policy is None:
-        return rate
-    return f"clamp_min({rate} - {base * policy.target_qps_per_replica:g}, 0)"
+def _series(spec: ServiceSpec, name: str) -> str:
+    return f'{name}{{namespace="{settings(spec).namespace}",model_name="{spec.served_model_name}"}}'
 
 
-def _prometheus_trigger(spec: ServiceSpec, policy: Autoscaling, name: str, query: str) -> dict[str, Any]:
-    return {
-        "type": "prometheus",
-        "name": name,
-        "metricType": "AverageValue",
-        "metadata": {
-            "serverAddress": settings(spec).prometheus_url,
-            "query": query,
-            "threshold": f"{policy.target_qps_per_replica:g}",
-            # Any request (beyond the base's share) wakes a workload scaled to zero (only used when
-            # minReplicaCount is 0).
-            "activationThreshold": "0",
-        },
+def _beyond_base(spec: ServiceSpec, total: str, per_replica: float) -> str:
+    """``total`` (summed over every pod), less what a fixed on-demand base holds at target (never below 0):
+    what the scaled spot pods are for. Without a base, ``total`` itself."""
+    base = fixed_base_replicas(spec)
+    if not base:
+        return total
+    return f"clamp_min({total} - {base * per_replica:g}, 0)"
+
+
+def request_rate_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS) -> str:
+    """Requests per second the stack's vLLM servers completed over the rate window; with a fixed on-demand
+    base, those beyond what the base serves at target."""
+    policy = spec.autoscaling
+    if policy is None or policy.target_qps_per_replica is None:
+        raise ValueError(f"stack {spec.stack} does not scale on request rate")
+    window = scrape.window(scrape_seconds)
+    rate = f"sum(rate({_series(spec, 'vllm:request_success_total')}[{window}]))"
+    return _beyond_base(spec, rate, policy.target_qps_per_replica)
+
+
+def queue_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS) -> str:
+    """Requests the stack's vLLM servers hold, running plus waiting, averaged over the window; with a fixed
+    on-demand base, those beyond what the base holds at target."""
+    policy = spec.autoscaling
+    if policy is None or policy.target_queue_per_replica is None:
+        raise ValueError(f"stack {spec.stack} does not scale on queue depth")
+    window = scrape.window(scrape_seconds)
+    held = " + ".join(
+        f"sum(avg_over_time({_series(spec, name)}[{window}]))"
+        for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
+    )
+    return _beyond_base(spec, f"({held})", policy.target_queue_per_replica)
+
+
+def _prometheus_trigger(
+    spec: ServiceSpec, name: str, query: str, threshold: float, *, of_vllm: bool
+) -> dict[str, Any]:
+    metadata = {
+        "serverAddress": settings(spec).prometheus_url,
+        "query": query,
+        "threshold": f"{threshold:g}",
+        # Any request (beyond the base's share) wakes a workload scaled to zero (only used when
+        # minReplicaCount is 0).
+        "activationThreshold": "0",
     }
+    if of_vllm and spec.autoscaling is not None and spec.autoscaling.min_replicas > 0:
+        metadata["ignoreNullValues"] = "false"  # a vLLM pod always reports: empty is a broken scrape
+    return {"type": "prometheus", "name": name, "metricType": "AverageValue", "metadata": metadata}
+
+
+def triggers(
+    spec: ServiceSpec, policy: Autoscaling, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS
+) -> list[dict[str, Any]]:
+    """The ScaledObject's triggers: one per target the stack sets, then what wakes it from zero: the
+    interceptor's requests (cold_start.py) or the activation query."""
+    found = []
+    if policy.target_qps_per_replica is not None:
+        query = request_rate_query(spec, scrape_seconds)
+        found.append(
+            _prometheus_trigger(spec, "vllm-requests", query, policy.target_qps_per_replica, of_vllm=True)
+        )
+    if policy.target_queue_per_replica is not None:
+        query = queue_query(spec, scrape_seconds)
+        found.append(
+            _prometheus_trigger(spec, "vllm-queue", query, policy.target_queue_per_replica, of_vllm=True)
+        )
+    if cold_start.holds_requests(spec):
+        found.append(cold_start.trigger(spec))
+    activation_query = settings(spec).activation_query
+    if activation_query is not None and policy.target_qps_per_replica is not None:
+        found.append(
+            _prometheus_trigger(
+                spec, "front-requests", activation_query, policy.target_qps_per_replica, of_vllm=False
+            )
+        )
+    return found
 
 
 def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str, str]) -> dict[str, Any]:
     """KEDA's spec for the stack ``spec``, scaling ``target`` within ``policy``'s bounds (the stack's, or
     less the base for the spot Deployment)."""
-    triggers = [_prometheus_trigger(spec, policy, "vllm-requests", request_rate_query(spec))]
-    activation_query = settings(spec).activation_query
-    if activation_query is not None:
-        triggers.append(_prometheus_trigger(spec, policy, "front-requests", activation_query))
     return {
         "scaleTargetRef": target,
         "minReplicaCount": policy.min_replicas,
@@ -115,7 +180,7 @@ def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str,
                 }
             }
         },
-        "triggers": triggers,
+        "triggers": triggers(spec, policy),
     }
 
 
@@ -126,6 +191,7 @@ class AutoscalerArgs:
     namespace: pulumi.Input[str]
     workload: CustomResource | pulumi.CustomResource  # the Deployment or the LeaderWorkerSet
     target: dict[str, str]  # its scaleTargetRef: apiVersion, kind, name
+    cold_start: cold_start.ColdStart | None = None  # the interceptor's route the trigger names
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -150,6 +216,9 @@ class Autoscaler(pulumi.ComponentResource):
                 "labels": pods.labels(spec, "autoscaler"),
             },
             spec=scaled_object_spec(spec, policy, args.target),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.workload]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[args.workload, *([args.cold_start] if args.cold_start is not None else [])],
+            ),
         )
         self.register_outputs({"scaledObject": spec.name})

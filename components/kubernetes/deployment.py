@@ -9,7 +9,7 @@ import pulumi_kubernetes
 
 from components import autoscaling, platforms
 from components.domain import warn_without_domain
-from components.kubernetes import capacity, gpu_nodes, pods, tls
+from components.kubernetes import capacity, cold_start, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
@@ -93,6 +93,25 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         ),
         opts,
     )
+    holding = None
+    if cold_start.holds_requests(spec):
+        add_on = (
+            cold_start.HttpAddOn(f"{spec.name}-http-add-on", opts)
+            if settings(spec).install_keda_http_add_on
+            else None
+        )
+        holding = cold_start.ColdStart(
+            spec.name,
+            cold_start.ColdStartArgs(
+                spec=spec,
+                namespace=namespace.name,
+                service_name=load_balancer.service.metadata.name,
+                timeout_seconds=settings(spec).cold_start_timeout_seconds
+                or pods.start_budget_seconds(spec, launch),
+                add_on=add_on,
+            ),
+            opts,
+        )
     autoscaler = None
     if spec.autoscaling is not None:
         # The one workload, or the spot Deployment beside a fixed on-demand base (capacity.py).
@@ -112,6 +131,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 namespace=namespace.name,
                 workload=workload,
                 target=scale_target(spec, name),
+                cold_start=holding,
             ),
             opts,
         )

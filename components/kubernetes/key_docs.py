@@ -52,6 +52,21 @@ KEYS: dict[str, tuple[str, str]] = {
         "the request rate; required with `maxReplicas`; see [Autoscaling](autoscaling.md)",
         "none",
     ),
+    "prometheusSelector": (
+        "Kubernetes: the labels of the stack's PodMonitor, `key=value[,key=value]`, that the cluster's "
+        "Prometheus selects; see [Autoscaling signals](autoscaling.md#autoscaling-signals-and-reaction-time)",
+        "`release=kube-prometheus-stack`",
+    ),
+    "coldStartTimeoutSeconds": (
+        "Kubernetes, `minReplicas` 0: how long the KEDA HTTP add-on's interceptor holds a request while a "
+        "replica starts; see [Autoscaling signals](autoscaling.md#autoscaling-signals-and-reaction-time)",
+        "the pod's start budget",
+    ),
+    "installKedaHttpAddOn": (
+        "Kubernetes: `true` applies the pinned KEDA HTTP add-on release (cluster-wide, like "
+        "`installLeaderWorkerSet`)",
+        "`false`",
+    ),
     "activationQuery": (
         "Kubernetes, `minReplicas` 0: a PromQL request rate measured in front of vLLM (your Ingress or "
         "Gateway) that wakes a service scaled to zero; see [Autoscaling](autoscaling.md)",

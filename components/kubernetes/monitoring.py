@@ -3,6 +3,16 @@ that scrapes every serving pod's ``/metrics``, and the service dashboard as a Gr
 
 Behind a key because a PodMonitor needs the operator's CRDs (``monitoring.coreos.com/v1``, from
 kube-prometheus-stack or the operator's bundle): on a cluster without them the API server refuses it.
+
+A Prometheus scrapes only the PodMonitors its ``podMonitorSelector`` matches. kube-prometheus-stack's
+default (``prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues: true`` with no selector) matches
+``release: <its Helm release name>`` (prometheus-community/helm-charts, charts/kube-prometheus-stack
+values.yaml and templates/prometheus/prometheus.yaml, chart 88.5.3, read 2026-12), so the PodMonitor carries
+the labels of ``vllm:prometheusSelector``, by default ``release=kube-prometheus-stack``. The scrape interval
+is ours (scrape.py), so the autoscaler's windows are sized on it. With
+``vllm:tlsSecretName`` vLLM serves only HTTPS: the PodMonitor scrapes with ``scheme: https``, verifying the
+certificate for ``vllm:domain`` (the name the stack's clients verify it for, against the public roots the
+Prometheus image trusts), as the scrape goes to the pod's IP.
 The ConfigMap carries ``grafana_dashboard: "1"``, the label kube-prometheus-stack's Grafana sidecar loads
 dashboards from (its ``sidecar.dashboards.label`` default) in any namespace it is told to search.
 """
@@ -11,18 +21,28 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.core import v1 as core
 
 from components import dashboard
-from components.kubernetes import pods
+from components.kubernetes import pods, tls
+from components.kubernetes.scrape import SCRAPE_INTERVAL_SECONDS
+from components.kubernetes.settings import settings
 from components.spec import ServiceSpec
 
 POD_MONITOR_API_VERSION = "monitoring.coreos.com/v1"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"
-SCRAPE_INTERVAL = "30s"
+
+
+def metrics_endpoint(spec: ServiceSpec, scrape_seconds: int = SCRAPE_INTERVAL_SECONDS) -> dict[str, Any]:
+    """The PodMonitor's endpoint: the serving container's named port, over HTTPS when vLLM serves TLS."""
+    endpoint: dict[str, Any] = {"port": pods.PORT_NAME, "path": "/metrics", "interval": f"{scrape_seconds}s"}
+    if tls.serves_tls(spec):
+        endpoint |= {"scheme": "https", "tlsConfig": {"serverName": spec.domain}}
+    return endpoint
 
 
 def dashboard_uid(spec: ServiceSpec) -> str:
@@ -51,7 +71,10 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-pod-monitor",
             api_version=POD_MONITOR_API_VERSION,
             kind="PodMonitor",
-            metadata={"namespace": args.namespace, "labels": pods.labels(spec, "metrics")},
+            metadata={
+                "namespace": args.namespace,
+                "labels": {**dict(settings(spec).prometheus_selector), **pods.labels(spec, "metrics")},
+            },
             spec={
                 "selector": {
                     "matchLabels": {
@@ -59,9 +82,7 @@ class Monitoring(pulumi.ComponentResource):
                         "app.kubernetes.io/instance": spec.name,
                     }
                 },
-                "podMetricsEndpoints": [
-                    {"port": pods.PORT_NAME, "path": "/metrics", "interval": SCRAPE_INTERVAL}
-                ],
+                "podMetricsEndpoints": [metrics_endpoint(spec)],
             },
             opts=child,
         )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from components.config import PROJECT, ConfigReader, SpecError
 from components.kubernetes.offerings import CATALOG
+from components.kubernetes.scrape import scale_out_steps
 from components.kubernetes.settings import KubernetesSettings, settings
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage
 
@@ -111,13 +112,45 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             max_surge=read.integer("maxSurge", None, 0),
             prometheus_url=_prometheus_url(read.string("prometheusUrl")),
             activation_query=read.string("activationQuery"),
+            cold_start_timeout_seconds=read.integer(
+                "coldStartTimeoutSeconds", None, minimum=1, maximum=MAX_COLD_START_SECONDS
+            ),
+            install_keda_http_add_on=read.boolean("installKedaHttpAddOn", False),
             tls_secret_name=tls_secret_name,
             cache_claim=cache_claim,
             cache_storage_class=cache_storage_class,
             create_namespace=create_namespace,
             prometheus_operator=read.boolean("prometheusOperator", False),
+            prometheus_selector=_prometheus_selector(read),
         )
     )
+
+
+#: A label's key (an optional DNS-subdomain prefix and '/', then a name) and value (Kubernetes docs,
+#: "Labels and Selectors": syntax and character set).
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+DEFAULT_PROMETHEUS_SELECTOR = "release=kube-prometheus-stack"
+
+
+def _prometheus_selector(read: ConfigReader) -> tuple[tuple[str, str], ...]:
+    """``vllm:prometheusSelector``: ``key=value[,key=value...]``, the labels the PodMonitor carries so that
+    the cluster's Prometheus selects it (components/kubernetes/monitoring.py)."""
+    raw = read.string("prometheusSelector")
+    if raw is not None and not read.boolean("prometheusOperator", False):
+        raise SpecError(f"{PROJECT}:prometheusSelector", raw, "set with vllm:prometheusOperator true")
+    pairs = [item.partition("=") for item in (raw or DEFAULT_PROMETHEUS_SELECTOR).split(",")]
+    if not all(
+        sep and LABEL_KEY.match(key.strip()) and LABEL_VALUE.match(value.strip()) for key, sep, value in pairs
+    ):
+        raise SpecError(
+            f"{PROJECT}:prometheusSelector",
+            raw,
+            "labels as key=value[,key=value], those your Prometheus' podMonitorSelector matches (kube-"
+            f"prometheus-stack: release=<its Helm release name>; default {DEFAULT_PROMETHEUS_SELECTOR})",
+        )
+    return tuple((key.strip(), value.strip()) for key, _, value in pairs)
 
 
 def _cache_storage_class(read: ConfigReader, cache_claim: str | None, create_namespace: bool) -> str | None:
@@ -157,7 +190,12 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
     reports nothing, so scaling back from zero needs a rate measured in front of it (vllm:activationQuery)."""
     k8s = settings(spec)
     if spec.autoscaling is None:
-        for key, value in (("prometheusUrl", k8s.prometheus_url), ("activationQuery", k8s.activation_query)):
+        for key, value in (
+            ("prometheusUrl", k8s.prometheus_url),
+            ("activationQuery", k8s.activation_query),
+            ("coldStartTimeoutSeconds", k8s.cold_start_timeout_seconds),
+            ("installKedaHttpAddOn", "true" if k8s.install_keda_http_add_on else None),
+        ):
             if value is not None:
                 raise SpecError(
                     f"{PROJECT}:{key}", value, "set with vllm:maxReplicas (it drives autoscaling)"
@@ -172,17 +210,62 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
             "there",
         )
     if spec.autoscaling.min_replicas == 0 and k8s.activation_query is None:
+        _check_cold_start(spec)
+    elif k8s.cold_start_timeout_seconds is not None or k8s.install_keda_http_add_on:
+        key, value = (
+            ("coldStartTimeoutSeconds", k8s.cold_start_timeout_seconds)
+            if k8s.cold_start_timeout_seconds is not None
+            else ("installKedaHttpAddOn", "true")
+        )
+        raise SpecError(
+            f"{PROJECT}:{key}",
+            value,
+            "set with vllm:minReplicas 0 and no vllm:activationQuery (requests then wake the service through "
+            "the KEDA HTTP add-on's interceptor)",
+        )
+    if k8s.activation_query is not None and spec.autoscaling.target_qps_per_replica is None:
         raise SpecError(
             f"{PROJECT}:activationQuery",
-            "",
-            "a PromQL request rate measured in front of vLLM (your Ingress or Gateway), required with "
-            "vllm:minReplicas 0: with no replica running, vLLM's own metrics report no request to wake it",
+            k8s.activation_query,
+            "set with vllm:targetQpsPerReplica, the request rate per replica its trigger scales on",
         )
     if k8s.activation_query is not None and spec.autoscaling.min_replicas > 0:
         raise SpecError(
             f"{PROJECT}:activationQuery",
             k8s.activation_query,
             "set with vllm:minReplicas 0 (it wakes a service scaled to zero)",
+        )
+
+
+#: The longest vllm:coldStartTimeoutSeconds: the longest pod start budget the program gives (a large model
+#: on a slow volume loads for well over an hour); a client holding a request longer is unlikely.
+MAX_COLD_START_SECONDS = 7200
+
+
+def _check_cold_start(spec: ServiceSpec) -> None:
+    """Scale to zero through the KEDA HTTP add-on's interceptor (components/kubernetes/cold_start.py): the
+    traffic must reach it, so your Ingress/Gateway routes to it (ClusterIP), over plain HTTP to the Service,
+    and its wake-up signal is requests in flight, the meaning of vllm:targetQueuePerReplica."""
+    k8s = settings(spec)
+    instead = (
+        "with vllm:minReplicas 0, requests reach the service through the KEDA HTTP add-on's interceptor, "
+        "which your Ingress/Gateway routes to (or set vllm:activationQuery, a request rate measured in front "
+        "of vLLM, and let requests fail until a pod serves)"
+    )
+    if k8s.service_type != "ClusterIP":
+        raise SpecError(f"{PROJECT}:serviceType", k8s.service_type, f"ClusterIP: {instead}")
+    if k8s.tls_secret_name is not None:
+        raise SpecError(
+            f"{PROJECT}:tlsSecretName",
+            k8s.tls_secret_name,
+            f"unset (TLS ends at your Ingress/Gateway): {instead}",
+        )
+    if spec.autoscaling is not None and spec.autoscaling.target_queue_per_replica is None:
+        raise SpecError(
+            f"{PROJECT}:targetQueuePerReplica",
+            "",
+            "a number > 0 with vllm:minReplicas 0: the interceptor scales on requests in flight per replica, "
+            f"what vllm:targetQueuePerReplica sets ({instead})",
         )
 
 
@@ -307,11 +390,14 @@ PLATFORM = Platform(
         "maxSurge",
         "prometheusUrl",
         "activationQuery",
+        "coldStartTimeoutSeconds",
+        "installKedaHttpAddOn",
         "tlsSecretName",
         "cacheClaim",
         "cacheStorageClass",
         "createNamespace",
         "prometheusOperator",
+        "prometheusSelector",
     ),
     catalog=CATALOG,
     read_placement=read_placement,
@@ -320,6 +406,7 @@ PLATFORM = Platform(
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
     weight_storage=weight_storage,
+    scale_out_steps=scale_out_steps,
     unsupported=MappingProxyType(
         {
             Feature.DNS_ZONE: "unset on kubernetes: create the record the dnsRecords output names at "

@@ -28,6 +28,11 @@ class KubernetesSettings:
     #: request rate in front of vLLM that wakes a service scaled to zero.
     prometheus_url: str | None = None
     activation_query: str | None = None
+    #: Scale to zero without vllm:activationQuery: requests enter through the KEDA HTTP add-on's interceptor
+    #: (components/kubernetes/cold_start.py), which holds them for up to this long (None: the pod's start
+    #: budget), and the stack installs the add-on when asked to.
+    cold_start_timeout_seconds: int | None = None
+    install_keda_http_add_on: bool = False
     #: vllm:tlsSecretName: a kubernetes.io/tls Secret in the namespace; vLLM serves HTTPS from it.
     tls_secret_name: str | None = None
     #: vllm:cacheClaim: a ReadWriteMany PVC every pod mounts as its HF cache; None: per-pod caches.
@@ -38,6 +43,8 @@ class KubernetesSettings:
     create_namespace: bool = True
     #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
     prometheus_operator: bool = False
+    #: vllm:prometheusSelector: the labels on the PodMonitor that the Prometheus' podMonitorSelector matches.
+    prometheus_selector: tuple[tuple[str, str], ...] = (("release", "kube-prometheus-stack"),)
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
