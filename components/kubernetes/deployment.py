@@ -11,6 +11,7 @@ from components import autoscaling, platforms
 from components.domain import warn_without_domain
 from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
+from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -115,13 +116,24 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             ),
             opts,
         )
-    if settings(spec).service_type == "LoadBalancer":  # ClusterIP: in the cluster, or behind your Ingress
+    endpoint, dns_records = load_balancer.endpoint, load_balancer.dns_records
+    if settings(spec).inference_gateway:
+        router = InferenceGateway(
+            spec.name,
+            InferenceGatewayArgs(
+                spec=spec, namespace=namespace.name, workloads=[replica.workload for replica in replicas]
+            ),
+            opts,
+        )
+        endpoint, dns_records = router.endpoint, router.dns_records
+    # ClusterIP without the inference gateway: in the cluster, or behind your Ingress.
+    if settings(spec).service_type == "LoadBalancer" or settings(spec).inference_gateway:
         warn_without_domain(spec.domain)
     return Deployment(
-        endpoint=load_balancer.endpoint,
+        endpoint=endpoint,
         load_balancer=load_balancer,
         replicas=replicas,
-        dns_records=load_balancer.dns_records,
+        dns_records=dns_records,
         autoscaler=autoscaler,
         replica_source=replica_source(spec, launch, namespace, replicas, load_balancer),
     )
