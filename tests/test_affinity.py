@@ -41,6 +41,11 @@ def test_aws_refuses_the_header_because_alb_stickiness_is_cookie_based():
     assert error.key == "vllm:affinityHeader" and "cookie-based" in error.valid
 
 
+def test_kubernetes_refuses_the_header_and_names_the_inference_gateway():
+    error = refusal("k8s-l4", {"vllm:affinityHeader": HEADER})
+    assert error.key == "vllm:affinityHeader" and "vllm:router inference-gateway" in error.valid
+
+
 @pytest.mark.parametrize("header", ["x session", "x-session:"])
 def test_gcp_refuses_a_header_that_is_not_a_header_name(header):
     error = refusal("gcp-l4", {"vllm:affinityHeader": header})

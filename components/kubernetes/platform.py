@@ -66,6 +66,15 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     storage_class = read.string("storageClass")
     if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
         raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
+    header = read.string("affinityHeader")
+    if header is not None:
+        # A Service balances connections and its only affinity is the client's IP (sessionAffinity ClientIP).
+        raise SpecError(
+            f"{PROJECT}:affinityHeader",
+            header,
+            f"unset on kubernetes: a Service cannot follow a header; set {PROJECT}:router inference-gateway, "
+            "which routes each request by its prefix, the replicas' queues and KV-cache use",
+        )
     router = read.choice("router", ROUTERS, "service")
     gateway = router == "inference-gateway"
     gateway_class_name = _gateway_class_name(read, gateway)
@@ -375,6 +384,7 @@ PLATFORM = Platform(
         "prometheusOperator",
         "router",
         "gatewayClassName",
+        "affinityHeader",  # refused: read_placement says what to use instead
     ),
     catalog=CATALOG,
     read_placement=read_placement,
