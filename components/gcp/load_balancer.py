@@ -60,9 +60,12 @@ def balancing(spec: ServiceSpec) -> Balancing:
 
     Session affinity takes effect only with ``locality_lb_policy`` MAGLEV, WEIGHTED_MAGLEV or RING_HASH
     (pulumi_gcp 10.2 BackendService ``locality_lb_policy``); ``consistent_hash.http_header_name`` "is
-    applicable if the sessionAffinity is set to HEADER_FIELD" (its ConsistentHash docstring). Header field
-    affinity is listed for the global external Application Load Balancer's backend services
-    (cloud.google.com/load-balancing/docs/backend-service#session_affinity, read 2026-12-07)."""
+    applicable if the sessionAffinity is set to HEADER_FIELD" (its ConsistentHash docstring). "With header
+    field affinity, requests are routed to the backends based on the value of the HTTP header in the
+    consistentHash.httpHeaderName field of the backend service", which the global external Application
+    Load Balancer (EXTERNAL_MANAGED) offers (cloud.google.com/load-balancing/docs/backend-service
+    #header_field_affinity, read 2026-12-07). The provider's docstring, older, still says consistent
+    hashing applies to INTERNAL_SELF_MANAGED only."""
     header = settings(spec).affinity_header
     if header is None:
         return Balancing("LEAST_REQUEST")
