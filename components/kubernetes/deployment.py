@@ -11,7 +11,7 @@ from components import autoscaling, platforms
 from components.domain import warn_without_domain
 from components.kubernetes import capacity, gpu_nodes, pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
-from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs
+from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs, pool_name
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -19,7 +19,7 @@ from components.kubernetes.ray_replica import LeaderWorkerSetController, RayRepl
 from components.kubernetes.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec, launch_spec
-from components.observe import SERVE, Group, ReplicaSource
+from components.observe import ROUTER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.spec import ServiceSpec, stack_provider_args
 
@@ -174,5 +174,8 @@ def replica_source(
             balancer=service_name,
         ).as_output()
 
+    if settings(spec).inference_gateway:
+        # The InferencePool: tools.status shows its endpoint picker's pods and whether a Gateway took it.
+        workloads.append(("InferencePool", ROUTER, pulumi.Output.from_input(pool_name(spec))))
     names = [workload[-1] for workload in workloads]
     return pulumi.Output.all(namespace.name, load_balancer.service.metadata.name, *names).apply(source)
