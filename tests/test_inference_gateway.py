@@ -198,6 +198,17 @@ def test_the_endpoint_picker_config_is_one_the_pinned_epp_decodes(runs, scenario
         assert {plugin["pluginRef"] for plugin in profile["plugins"]} <= declared
 
 
+#: The metrics data source's parameters (pkg/epp/framework/plugins/datalayer/source/metrics/datasource.go,
+#: v1.5.0): what its JSON decoding knows.
+METRICS_SOURCE_PARAMETERS = {"scheme", "path", "insecureSkipVerify"}
+
+
+def test_the_endpoint_picker_scrapes_vllms_metrics_path_over_plain_http(runs):
+    (source,) = [p for p in epp_config(runs["https"])["plugins"] if p["type"] == "metrics-data-source"]
+    assert set(source["parameters"]) <= METRICS_SOURCE_PARAMETERS
+    assert source["parameters"] == {"scheme": "http", "path": "/metrics"}
+
+
 @pytest.mark.parametrize("scenario", ["single", "multinode"])
 def test_the_endpoint_picker_objects_validate_against_the_kubernetes_schema(runs, scenario):
     router = runs[scenario].by_urn(runs[scenario].one(POOL).parent)
@@ -417,3 +428,15 @@ def test_refuses_what_the_inference_gateway_cannot_do(config, key, says):
     with pytest.raises(SpecError) as raised:
         build_spec("k8s-l4", config)
     assert raised.value.key == key and says in raised.value.valid
+
+
+# --- the policy pack's plain-HTTP advisory ------------------------------------------------------------------
+
+
+def test_the_policy_advisory_names_a_gateway_without_https(runs):
+    from policy.validators import cleartext_endpoint_violations
+    from tests.test_https import stack_resources
+
+    (urn,) = {urn for urn, _ in cleartext_endpoint_violations(stack_resources(runs["single"]))}
+    assert urn == runs["single"].one(GATEWAY).urn
+    assert cleartext_endpoint_violations(stack_resources(runs["https"])) == []
