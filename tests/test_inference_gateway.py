@@ -440,3 +440,22 @@ def test_the_policy_advisory_names_a_gateway_without_https(runs):
     (urn,) = {urn for urn, _ in cleartext_endpoint_violations(stack_resources(runs["single"]))}
     assert urn == runs["single"].one(GATEWAY).urn
     assert cleartext_endpoint_violations(stack_resources(runs["https"])) == []
+
+
+# --- the order of creation --------------------------------------------------------------------------------
+
+
+def test_the_endpoint_picker_starts_after_its_pool_and_the_route_after_the_replicas(monkeypatch):
+    # Without leader election the EPP's gRPC health, liveness included, is NOT_SERVING until it has read
+    # its pool (cmd/epp/runner/health.go, v1.5.0): created before the pool, it would be restarted until the
+    # pool came. The route waits for the replicas, as the Service does.
+    from tests.test_kubernetes import registrations
+
+    run, recorded = registrations(monkeypatch, "k8s-l4", ROUTER)
+    (epp,) = [d for d in run.of_type(DEPLOYMENT) if d.inputs["metadata"]["name"].endswith("-epp")]
+    (replicas,) = [d for d in run.of_type(DEPLOYMENT) if d is not epp]
+    assert run.one(POOL).urn in recorded[epp.name].dependencies
+    assert replicas.urn not in recorded[run.one(POOL).name].dependencies
+    assert {replicas.urn, run.one(POOL).urn, run.one(GATEWAY).urn} <= set(
+        recorded[run.one(ROUTE).name].dependencies
+    )

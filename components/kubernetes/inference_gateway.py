@@ -313,12 +313,6 @@ class InferenceGateway(pulumi.ComponentResource):
             "selector": {"match_labels": epp_pods},
             "template": template,
         }
-        self.epp = apps.Deployment(
-            f"{name}-epp",
-            metadata=metadata(epp),
-            spec=deployment_spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_binding]),
-        )
         self.epp_service = core.Service(
             f"{name}-epp",
             metadata=metadata(epp),
@@ -338,7 +332,16 @@ class InferenceGateway(pulumi.ComponentResource):
             kind="InferencePool",
             metadata=metadata(pool_name(spec)),
             spec=pool_spec(spec),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.workloads, self.epp_service]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service]),
+        )
+        self.epp = apps.Deployment(
+            f"{name}-epp",
+            metadata=metadata(epp),
+            spec=deployment_spec,
+            # Its gRPC health, liveness included, answers NOT_SERVING until it has read its pool
+            # (cmd/epp/runner/health.go, without leader election): the pool must exist first, or the
+            # kubelet restarts it until then.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_binding, self.pool]),
         )
         self.gateway = Gateway(
             f"{name}-gateway",
@@ -357,7 +360,8 @@ class InferenceGateway(pulumi.ComponentResource):
             kind="HTTPRoute",
             metadata=metadata(spec.name),
             spec=route_spec(spec),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway, self.pool]),
+            # The Gateway routes once the replicas serve, as the Service is created after them.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway, self.pool, *args.workloads]),
         )
         if is_gke(spec):
             self._gke_policies(name, spec, metadata)
