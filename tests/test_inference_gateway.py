@@ -62,6 +62,8 @@ def runs() -> dict[str, Run]:
 
 
 SCENARIOS = ["single", "https", "multinode", "spot+base", "autoscaled"]
+#: The API groups of Kubernetes' own kinds, which its OpenAPI schema validates (the rest are CRDs').
+KUBERNETES_GROUPS = ("core", "apps", "rbac.authorization.k8s.io")
 
 
 def crd_schema(filename: str, version: str = "v1") -> dict[str, Any]:
@@ -213,9 +215,18 @@ def test_the_endpoint_picker_scrapes_vllms_metrics_path_over_plain_http(runs):
 def test_the_endpoint_picker_objects_validate_against_the_kubernetes_schema(runs, scenario):
     router = runs[scenario].by_urn(runs[scenario].one(POOL).parent)
     assert router is not None
-    for resource in runs[scenario].children(router):
-        if resource.type not in (POOL, GATEWAY, ROUTE):
-            validate(manifest(resource))
+    built_in = [
+        r for r in runs[scenario].children(router) if r.type.split(":")[1].split("/")[0] in KUBERNETES_GROUPS
+    ]
+    assert {r.type.rsplit(":", 1)[1] for r in built_in} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+    }
+    for resource in built_in:
+        validate(manifest(resource))
 
 
 def test_the_crds_are_the_pinned_releases():
@@ -459,3 +470,16 @@ def test_the_endpoint_picker_starts_after_its_pool_and_the_route_after_the_repli
     assert {replicas.urn, run.one(POOL).urn, run.one(GATEWAY).urn} <= set(
         recorded[run.one(ROUTE).name].dependencies
     )
+
+
+def test_on_istio_the_gateway_speaks_tls_to_the_endpoint_picker(runs):
+    run = runs["single"]
+    rule = run.one("kubernetes:networking.istio.io/v1beta1:DestinationRule").inputs["spec"]
+    service = next(s for s in run.of_type(SERVICE) if s.inputs["metadata"]["name"].endswith("-epp")).inputs
+    namespace = service["metadata"]["namespace"]
+    assert rule["host"] == f"{service['metadata']['name']}.{namespace}.svc.cluster.local"
+    assert rule["trafficPolicy"] == {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}}
+
+
+def test_other_classes_get_no_istio_destination_rule(runs):
+    assert not runs["https"].of_type("kubernetes:networking.istio.io/v1beta1:DestinationRule")

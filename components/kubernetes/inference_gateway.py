@@ -39,6 +39,7 @@ from pulumi_kubernetes.rbac import v1 as rbac
 
 from components.domain import HTTP_PORT, HTTPS_PORT, DnsRecord, endpoint_purpose
 from components.kubernetes import pods
+from components.kubernetes.load_balancer import CLUSTER_DOMAIN
 from components.kubernetes.settings import settings
 from components.launch import HEALTH_PATH, PORT, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES
 from components.spec import ServiceSpec
@@ -79,6 +80,12 @@ GATEWAY_PROGRAM_SECONDS = 1200
 #: config/charts/inferencepool/templates/gke.yaml).
 GKE_CLASS_PREFIX = "gke-l7-"
 GKE_POLICY_API_VERSION = "networking.gke.io/v1"
+#: Istio's GatewayClass. The EPP serves ext-proc over TLS with a self-signed certificate (``--secure-serving``
+#: defaults to true, pkg/epp/server/options.go); Istio's gateway proxy speaks TLS to it only when a
+#: DestinationRule says so, which GIE v1.5.0's chart declares for Istio (templates/istio.yaml: mode SIMPLE,
+#: insecureSkipVerify). Without it the proxy cannot reach the EPP and, failing open, routes without it.
+ISTIO_CLASS = "istio"
+ISTIO_API_VERSION = "networking.istio.io/v1beta1"
 #: The Gateway gives a request as long as a replica promises to finish one (pods.LONGEST_REQUEST_SECONDS):
 #: a Gateway API Duration (GEP-2257).
 REQUEST_TIMEOUT = f"{pods.LONGEST_REQUEST_SECONDS}s"
@@ -94,6 +101,10 @@ def pool_name(spec: ServiceSpec) -> str:
 
 def gateway_name(spec: ServiceSpec) -> str:
     return spec.name
+
+
+def is_istio(spec: ServiceSpec) -> bool:
+    return settings(spec).gateway_class_name == ISTIO_CLASS
 
 
 def is_gke(spec: ServiceSpec) -> bool:
@@ -365,6 +376,18 @@ class InferenceGateway(pulumi.ComponentResource):
         )
         if is_gke(spec):
             self._gke_policies(name, spec, metadata)
+        if is_istio(spec):
+            self.epp_tls = CustomResource(
+                f"{name}-epp-tls",
+                api_version=ISTIO_API_VERSION,
+                kind="DestinationRule",
+                metadata=metadata(epp),
+                spec={
+                    "host": pulumi.Output.concat(epp, ".", namespace, f".svc.{CLUSTER_DOMAIN}"),
+                    "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}},
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service]),
+            )
         status = self.gateway.status
         self.dns_records = None
         domain = spec.domain
