@@ -483,3 +483,12 @@ def test_on_istio_the_gateway_speaks_tls_to_the_endpoint_picker(runs):
 
 def test_other_classes_get_no_istio_destination_rule(runs):
     assert not runs["https"].of_type("kubernetes:networking.istio.io/v1beta1:DestinationRule")
+
+
+def test_the_endpoint_picker_runs_unprivileged(runs):
+    container = epp_container(runs["single"])
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+    }

@@ -308,12 +308,19 @@ class InferenceGateway(pulumi.ComponentResource):
                 {"name": "POD_NAME", "value_from": {"field_ref": {"field_path": "metadata.name"}}},
             ],
             "resources": {"requests": EPP_REQUESTS, "limits": EPP_LIMITS},
+            # The image is distroless "nonroot" (its Dockerfile's BASE_IMAGE, UID 65532): nothing to grant.
+            "security_context": {
+                "allow_privilege_escalation": False,
+                "capabilities": {"drop": ["ALL"]},
+                "run_as_non_root": True,
+            },
         }
         template: core.PodTemplateSpecArgsDict = {
             "metadata": {"labels": labels},
             "spec": {
                 "service_account_name": epp,
                 "termination_grace_period_seconds": EPP_GRACE_SECONDS,
+                "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
                 "containers": [container],
             },
         }
