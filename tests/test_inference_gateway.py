@@ -36,6 +36,12 @@ GKE_HTTPS = {
     "vllm:domain": DOMAIN,
     "vllm:tlsSecretName": "llm-example-com-tls",
 }
+#: A Gateway of the cluster's (shared, created by its operators), whose HTTPS listener serves the domain.
+EXISTING = {
+    "vllm:router": "inference-gateway",
+    "vllm:gatewayName": "gateway-system/public-gateway",
+    "vllm:domain": DOMAIN,
+}
 SPOT_BASE = {
     "vllm:gpuNodeSelector": "gke",
     "vllm:spot": True,
@@ -58,6 +64,7 @@ def runs() -> dict[str, Run]:
         "multinode": run_program("k8s-h100-multinode", ROUTER, SECRETS),
         "spot+base": run_program("k8s-l4", {**ROUTER, **SPOT_BASE}, SECRETS),
         "autoscaled": run_program("k8s-l4", {**ROUTER, **AUTOSCALED}, SECRETS),
+        "existing": run_program("k8s-l4", EXISTING, SECRETS),
     }
 
 
@@ -433,6 +440,14 @@ def test_the_resources_are_children_of_the_router_component(runs):
         ({**ROUTER, "vllm:serviceType": "LoadBalancer"}, "vllm:serviceType", "ClusterIP with vllm:router"),
         ({**ROUTER, "vllm:allowedCidrs": ["10.0.0.0/8"]}, "vllm:allowedCidrs", "Gateway implementation"),
         ({**ROUTER, "vllm:domain": DOMAIN}, "vllm:domain", "vllm:tlsSecretName"),
+        ({"vllm:router": "inference-gateway"}, "vllm:gatewayClassName", "unless vllm:gatewayName"),
+        ({"vllm:gatewayName": "gw/public"}, "vllm:gatewayName", "set with vllm:router inference-gateway"),
+        ({**EXISTING, "vllm:gatewayName": "public-gateway"}, "vllm:gatewayName", "<namespace>/<name>"),
+        (
+            {**EXISTING, "vllm:tlsSecretName": "llm-tls"},
+            "vllm:tlsSecretName",
+            "that Gateway's HTTPS listener",
+        ),
     ],
 )
 def test_refuses_what_the_inference_gateway_cannot_do(config, key, says):
@@ -492,3 +507,22 @@ def test_the_endpoint_picker_runs_unprivileged(runs):
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
     }
+
+
+# --- an existing Gateway ----------------------------------------------------------------------------------
+
+
+def test_with_an_existing_gateway_the_stack_creates_none_and_routes_from_it(runs):
+    run = runs["existing"]
+    assert not run.of_type(GATEWAY)
+    route = run.one(ROUTE).inputs["spec"]
+    assert route["parentRefs"] == [{"name": "public-gateway", "namespace": "gateway-system"}]
+    assert route["hostnames"] == [DOMAIN]
+    jsonschema.validate(manifest(run.one(ROUTE)), SCHEMAS[ROUTE])
+
+
+def test_with_an_existing_gateway_the_domain_points_at_its_address(runs):
+    run = runs["existing"]
+    assert run.outputs["endpoint"] == f"https://{DOMAIN}"
+    (record,) = run.outputs["dnsRecords"]
+    assert (record["type"], record["value"]) == ("A", fakes_kubernetes.GATEWAY_IP)

@@ -103,6 +103,15 @@ def gateway_name(spec: ServiceSpec) -> str:
     return spec.name
 
 
+def parent_ref(spec: ServiceSpec) -> dict[str, str]:
+    """The route's Gateway: the stack's own, in its namespace, or ``vllm:gatewayName``'s."""
+    existing = settings(spec).gateway_name
+    if existing is None:
+        return {"name": gateway_name(spec)}
+    namespace, name = existing.split("/")
+    return {"name": name, "namespace": namespace}
+
+
 def is_istio(spec: ServiceSpec) -> bool:
     return settings(spec).gateway_class_name == ISTIO_CLASS
 
@@ -194,7 +203,7 @@ def route_spec(spec: ServiceSpec) -> dict[str, Any]:
     }
     if not is_gke(spec):
         rule["timeouts"] = {"request": REQUEST_TIMEOUT}
-    result: dict[str, Any] = {"parentRefs": [{"name": gateway_name(spec)}], "rules": [rule]}
+    result: dict[str, Any] = {"parentRefs": [parent_ref(spec)], "rules": [rule]}
     if spec.domain is not None:
         result["hostnames"] = [spec.domain]
     return result
@@ -218,10 +227,21 @@ class Gateway(pulumi.CustomResource):
     status: pulumi.Output[Any]
 
     def __init__(
-        self, name: str, metadata: meta.ObjectMetaArgsDict, spec: dict[str, Any], opts: pulumi.ResourceOptions
+        self,
+        name: str,
+        metadata: meta.ObjectMetaArgsDict | None,
+        spec: dict[str, Any] | None,
+        opts: pulumi.ResourceOptions,
     ) -> None:
         props = {"apiVersion": GATEWAY_API_VERSION, "kind": "Gateway", "metadata": metadata, "spec": spec}
         super().__init__(f"kubernetes:{GATEWAY_API_VERSION}:Gateway", name, {**props, "status": None}, opts)
+
+    @staticmethod
+    def existing(name: str, reference: str, opts: pulumi.ResourceOptions) -> Gateway:
+        """The Gateway ``<namespace>/<name>`` as it is, read (the id pulumi-kubernetes reads by)."""
+        return Gateway(
+            name, None, None, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(id=reference))
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,7 +256,7 @@ class InferenceGateway(pulumi.ComponentResource):
 
     Attributes:
         pool: the InferencePool.
-        gateway: the Gateway of ``vllm:gatewayClassName``.
+        gateway: the Gateway of ``vllm:gatewayClassName`` the stack creates, or ``vllm:gatewayName``'s, read.
         endpoint: ``https://<domain>``, else ``http://<the Gateway's address>``.
         dns_records: with ``vllm:domain``: the record to create.
     """
@@ -361,17 +381,21 @@ class InferenceGateway(pulumi.ComponentResource):
             # kubelet restarts it until then.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_binding, self.pool]),
         )
-        self.gateway = Gateway(
-            f"{name}-gateway",
-            metadata={**metadata(gateway_name(spec)), "annotations": dict(GATEWAY_WAIT_FOR)},
-            spec={"gatewayClassName": settings(spec).gateway_class_name, "listeners": [listener(spec)]},
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                custom_timeouts=pulumi.CustomTimeouts(
-                    create=f"{GATEWAY_PROGRAM_SECONDS}s", update=f"{GATEWAY_PROGRAM_SECONDS}s"
+        existing = settings(spec).gateway_name
+        if existing is not None:
+            self.gateway = Gateway.existing(f"{name}-gateway", existing, child)
+        else:
+            self.gateway = Gateway(
+                f"{name}-gateway",
+                metadata={**metadata(gateway_name(spec)), "annotations": dict(GATEWAY_WAIT_FOR)},
+                spec={"gatewayClassName": settings(spec).gateway_class_name, "listeners": [listener(spec)]},
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{GATEWAY_PROGRAM_SECONDS}s", update=f"{GATEWAY_PROGRAM_SECONDS}s"
+                    ),
                 ),
-            ),
-        )
+            )
         self.route = CustomResource(
             f"{name}-route",
             api_version=GATEWAY_API_VERSION,

@@ -77,7 +77,8 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
         )
     router = read.choice("router", ROUTERS, "service")
     gateway = router == "inference-gateway"
-    gateway_class_name = _gateway_class_name(read, gateway)
+    gateway_name = _gateway_name(read, gateway)
+    gateway_class_name = _gateway_class_name(read, gateway, existing=gateway_name is not None)
     # Behind the inference gateway the Service stays in the cluster: the Gateway is the endpoint.
     service_type = read.choice("serviceType", SERVICE_TYPES, "ClusterIP" if gateway else "LoadBalancer")
     if gateway and service_type == "LoadBalancer":
@@ -153,21 +154,54 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             prometheus_operator=read.boolean("prometheusOperator", False),
             router=router,
             gateway_class_name=gateway_class_name,
+            gateway_name=gateway_name,
         )
     )
 
 
-def _gateway_class_name(read: ConfigReader, gateway: bool) -> str | None:
+#: An existing Gateway: ``<namespace>/<name>``, a DNS label and a DNS subdomain.
+GATEWAY_REFERENCE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+def _gateway_name(read: ConfigReader, gateway: bool) -> str | None:
+    """vllm:gatewayName: an existing Gateway (yours, shared) the route attaches to instead of one the stack
+    creates; its listener must admit routes from the stack's namespace (``allowedRoutes``)."""
+    name = read.string("gatewayName")
+    if name is None:
+        return None
+    if not gateway:
+        raise SpecError(f"{PROJECT}:gatewayName", name, f"set with {PROJECT}:router inference-gateway")
+    if not GATEWAY_REFERENCE.match(name):
+        raise SpecError(
+            f"{PROJECT}:gatewayName",
+            name,
+            "<namespace>/<name> of an existing Gateway, e.g. gateway-system/public-gateway",
+        )
+    tls_secret = read.string("tlsSecretName")
+    if tls_secret is not None:
+        raise SpecError(
+            f"{PROJECT}:tlsSecretName",
+            tls_secret,
+            f"unset with {PROJECT}:gatewayName: that Gateway's HTTPS listener holds the certificate for "
+            f"{PROJECT}:domain",
+        )
+    return name
+
+
+def _gateway_class_name(read: ConfigReader, gateway: bool, *, existing: bool) -> str | None:
     """vllm:gatewayClassName: the GatewayClass (a cluster's Gateway implementation) of the Gateway the
-    inference gateway creates; a name of at most 253 characters (Gateway API v1.5.1's Gateway CRD)."""
+    inference gateway creates, or of the existing one (optional then); a name of at most 253 characters
+    (Gateway API v1.5.1's Gateway CRD)."""
     name = read.string("gatewayClassName")
-    if gateway and name is None:
+    if gateway and name is None and not existing:
         raise SpecError(
             f"{PROJECT}:gatewayClassName",
             "",
             f"the GatewayClass of your cluster's Gateway implementation, required with {PROJECT}:router "
             "inference-gateway (`kubectl get gatewayclass`: e.g. gke-l7-regional-external-managed, istio, "
-            "kgateway, eg)",
+            f"kgateway, eg), unless {PROJECT}:gatewayName names an existing Gateway",
         )
     if name is not None and not gateway:
         raise SpecError(f"{PROJECT}:gatewayClassName", name, f"set with {PROJECT}:router inference-gateway")
@@ -263,7 +297,12 @@ def check_tls(spec: ServiceSpec) -> None:
     Service is L4, so a domain without a certificate would be served as plain HTTP under an https://
     endpoint; a certificate without a domain has no host name for clients to verify it against."""
     k8s = settings(spec)
-    if spec.domain is not None and k8s.tls_secret_name is None and k8s.inference_gateway:
+    if (
+        spec.domain is not None
+        and k8s.tls_secret_name is None
+        and k8s.inference_gateway
+        and not k8s.gateway_name
+    ):
         raise SpecError(
             f"{PROJECT}:domain",
             spec.domain,
@@ -357,6 +396,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         # Shown when set: a stack on the default router prints the plan it printed before the key existed.
         "router": k8s.router if k8s.inference_gateway else None,
         "gatewayClassName": k8s.gateway_class_name,
+        "gatewayName": k8s.gateway_name,
     }
 
 
@@ -384,6 +424,7 @@ PLATFORM = Platform(
         "prometheusOperator",
         "router",
         "gatewayClassName",
+        "gatewayName",
         "affinityHeader",  # refused: read_placement says what to use instead
     ),
     catalog=CATALOG,
