@@ -212,6 +212,34 @@ def test_the_endpoint_picker_config_is_one_the_pinned_epp_decodes(runs, scenario
 METRICS_SOURCE_PARAMETERS = {"scheme", "path", "insecureSkipVerify"}
 
 
+#: The core metrics extractor's engine config (pkg/epp/framework/plugins/datalayer/extractor/metrics/
+#: factories.go, ``engineConfigParams``, v1.5.0).
+ENGINE_CONFIG_FIELDS = {
+    "name",
+    "queuedRequestsSpec",
+    "runningRequestsSpec",
+    "kvUsageSpec",
+    "loraSpec",
+    "cacheInfoSpec",
+    "cacheBlockSizeLabelName",
+    "cacheNumBlocksLabelName",
+    "cacheBlockSizeSpec",
+    "cacheNumBlocksSpec",
+}
+
+
+def test_the_endpoint_picker_reads_the_load_vllm_exports_and_no_lora_info(runs):
+    from components import dashboard
+
+    (extractor,) = [p for p in epp_config(runs["single"])["plugins"] if p["type"] == "core-metrics-extractor"]
+    (vllm,) = extractor["parameters"]["engineConfigs"]
+    assert set(vllm) <= ENGINE_CONFIG_FIELDS and vllm["name"] == "vllm"
+    specs = {vllm["queuedRequestsSpec"], vllm["runningRequestsSpec"], vllm["kvUsageSpec"]}
+    assert specs == set(dashboard.VLLM_GAUGES)
+    # vLLM exports vllm:lora_requests_info only when serving LoRA adapters: an empty spec disables it.
+    assert vllm["loraSpec"] == ""
+
+
 def test_the_endpoint_picker_scrapes_vllms_metrics_path_over_plain_http(runs):
     (source,) = [p for p in epp_config(runs["https"])["plugins"] if p["type"] == "metrics-data-source"]
     assert set(source["parameters"]) <= METRICS_SOURCE_PARAMETERS

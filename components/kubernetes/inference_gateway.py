@@ -59,6 +59,20 @@ HEALTH_SERVICE = "inference-extension"
 #: (``vllm:kv_cache_usage_perc``) weigh 2 each, prefix-cache affinity 3; the highest score wins. The
 #: metrics data source scrapes each pod's ``/metrics`` over plain HTTP, which the core extractor reads.
 SCORERS = {"queue-scorer": 2, "kv-cache-utilization-scorer": 2, "prefix-cache-scorer": 3}
+#: What the EPP reads from vLLM's /metrics: the release's built-in vLLM mapping
+#: (pkg/epp/framework/plugins/datalayer/extractor/metrics/factories.go, ``defaultEngineConfigs``) but for
+#: LoRA: vLLM creates ``vllm:lora_requests_info`` only when it serves LoRA adapters (vllm/v1/metrics/
+#: loggers.py), so the built-in mapping fails its extraction on every pod of this stack; an empty spec
+#: disables it (loraspec.go: "empty string → disabled"). A user engine config named ``vllm`` replaces the
+#: built-in one.
+VLLM_METRICS = {
+    "name": "vllm",
+    "queuedRequestsSpec": "vllm:num_requests_waiting",
+    "runningRequestsSpec": "vllm:num_requests_running",
+    "kvUsageSpec": "vllm:kv_cache_usage_perc",
+    "loraSpec": "",
+    "cacheInfoSpec": "vllm:cache_config_info",
+}
 PROFILE = "default"
 #: The chart's EPP sizing, "validated with scale testing at high QPS, achieving p90 scheduler latency
 #: within 100ms" (config/charts/inferencepool/values.yaml, v1.5.0): no CPU limit, so it bursts.
@@ -128,7 +142,7 @@ def endpoint_picker_config() -> str:
         "plugins": [
             *({"type": scorer} for scorer in SCORERS),
             {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics"}},
-            {"type": "core-metrics-extractor"},
+            {"type": "core-metrics-extractor", "parameters": {"engineConfigs": [VLLM_METRICS]}},
         ],
         "schedulingProfiles": [
             {
