@@ -1,11 +1,12 @@
 """``vllm:router: inference-gateway``: the Gateway API Inference Extension (GIE) picks the replica for each
 request, by prefix-cache affinity, queue depth and KV-cache use, instead of a Service balancing connections.
 
-A ``Gateway`` of the user's class (``vllm:gatewayClassName``: GKE, Istio, kgateway, Envoy Gateway, ...)
-routes ``/v1`` (and ``/health``) by an ``HTTPRoute`` to an ``InferencePool``, which selects the serving
-pods (single-node replicas, or a LeaderWorkerSet's leaders) on vLLM's port. For each request the Gateway
-asks the pool's endpoint picker (EPP, over Envoy ext-proc) which pod to send it to; the EPP scrapes each
-pod's ``/metrics`` for its queue and KV-cache use, and remembers which prompt prefixes it sent where.
+A ``Gateway`` of the user's class (``vllm:gatewayClassName``: GKE, Istio, kgateway, Envoy Gateway, ...),
+or the user's existing Gateway (``vllm:gatewayName``, whose listeners are theirs), routes ``/v1`` (and
+``/health``) by an ``HTTPRoute`` to an ``InferencePool``, which selects the serving pods (single-node
+replicas, or a LeaderWorkerSet's leaders) on vLLM's port. For each request the Gateway asks the pool's
+endpoint picker (EPP, over Envoy ext-proc) which pod to send it to; the EPP scrapes each pod's ``/metrics``
+for its queue and KV-cache use, and remembers which prompt prefixes it sent where.
 
 Pinned: GIE v1.5.0, the last release with the reference EPP in its repository (from v1.6.0 the EPP lives
 in llm-d/llm-d-router; GIE keeps the InferencePool API): its InferencePool CRD
@@ -18,9 +19,10 @@ the InferencePool, Gateway and HTTPRoute against those releases' CRDs (tests/crd
 
 Exposure under the Gateway: the Gateway is the only endpoint (the ``<name>-api`` Service stays ClusterIP);
 the route matches only the public paths; vLLM still checks the API key on ``/v1``; TLS for ``vllm:domain``
-terminates at the Gateway's HTTPS listener from ``vllm:tlsSecretName``, and the Gateway reaches the pods in
-plain HTTP (an InferencePool's ``appProtocol`` is ``http`` or ``kubernetes.io/h2c``); Gateway API has no
-source-range field, so ``vllm:allowedCidrs`` is refused (platform.py says where each implementation has it).
+terminates at the Gateway's HTTPS listener (the stack's serves ``vllm:tlsSecretName``), and the Gateway
+reaches the pods in plain HTTP (an InferencePool's ``appProtocol`` is ``http`` or ``kubernetes.io/h2c``);
+Gateway API has no source-range field, so ``vllm:allowedCidrs`` is refused (platform.py says where each
+implementation has it).
 """
 
 from __future__ import annotations
