@@ -31,4 +31,8 @@ KEYS: dict[str, tuple[str, str]] = {
         "an AWS region that sells the instance type, per the catalog",
         "`us-east-1`",
     ),
+    "affinityHeader": (
+        "refused on AWS: ALB stickiness is cookie-based only; see [Routing](routing.md#aws)",
+        "none",
+    ),
 }

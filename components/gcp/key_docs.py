@@ -24,4 +24,9 @@ KEYS: dict[str, tuple[str, str]] = {
         "pins every VM to one zone, which must sell the machine",
         "the region's zones that sell the machine",
     ),
+    "affinityHeader": (
+        "a request header (`x-session-id`) whose value keeps a conversation on one replica (consistent "
+        "hashing: affinity, not load-aware routing); see [Routing](routing.md)",
+        "none: least-request balancing",
+    ),
 }

@@ -106,4 +106,23 @@ KEYS: dict[str, tuple[str, str]] = {
         "the kubeconfig context the stack's `kubernetes` provider targets",
         "the kubeconfig's current context",
     ),
+    "router": (
+        "Kubernetes: `service`, or `inference-gateway`: the Gateway API Inference Extension routes each "
+        "request by prefix cache, queue and KV-cache use; see [Routing](routing.md)",
+        "`service`",
+    ),
+    "gatewayClassName": (
+        "Kubernetes, `router: inference-gateway`: the GatewayClass of the Gateway the stack creates "
+        "(your cluster's Gateway implementation); see [Routing](routing.md)",
+        "none: required unless `gatewayName`",
+    ),
+    "gatewayName": (
+        "Kubernetes, `router: inference-gateway`: `<namespace>/<name>` of an existing Gateway the route "
+        "attaches to instead; see [Routing](routing.md)",
+        "none: the stack creates one",
+    ),
+    "affinityHeader": (
+        "refused on Kubernetes: use `router: inference-gateway`; see [Routing](routing.md)",
+        "none",
+    ),
 }

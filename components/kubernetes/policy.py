@@ -34,6 +34,7 @@ SERVICE: Final = "kubernetes:core/v1:Service"
 DEPLOYMENT: Final = "kubernetes:apps/v1:Deployment"
 LEADER_WORKER_SET: Final = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
 SCALED_OBJECT: Final = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+GATEWAY: Final = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 #: Where each workload kind keeps its pod specs.
 POD_SPEC_PATHS: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = {
     "kubernetes:core/v1:Pod": (("spec",),),
@@ -96,9 +97,15 @@ _HTTPS_PORT: Final = 443
 
 
 def public_http(resources: Sequence[StackResource]) -> list[StackResource]:
-    """LoadBalancer Services that expose no port 443 (vLLM serves TLS behind 443 with vllm:tlsSecretName)."""
+    """LoadBalancer Services that expose no port 443 (vLLM serves TLS behind 443 with vllm:tlsSecretName),
+    and Gateways (vllm:router inference-gateway) with no HTTPS listener."""
     found = []
     for resource in resources:
+        if resource.type == GATEWAY:
+            protocols = collect(resource.props, "spec", "listeners", "protocol")
+            if protocols and UNKNOWN not in protocols and "HTTPS" not in protocols:
+                found.append(resource)
+            continue
         if resource.type != SERVICE or collect(resource.props, "spec", "type") != ["LoadBalancer"]:
             continue
         ports = collect(resource.props, "spec", "ports", "port")

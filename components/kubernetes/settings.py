@@ -45,6 +45,18 @@ class KubernetesSettings:
     prometheus_operator: bool = False
     #: vllm:prometheusSelector: the labels on the PodMonitor that the Prometheus' podMonitorSelector matches.
     prometheus_selector: tuple[tuple[str, str], ...] = (("release", "kube-prometheus-stack"),)
+    #: vllm:router: ``service`` (a Service balances connections) or ``inference-gateway`` (the Gateway API
+    #: Inference Extension picks a replica per request: components/kubernetes/inference_gateway.py).
+    router: str = "service"
+    #: vllm:gatewayClassName: the GatewayClass of the Gateway the stack creates for the inference gateway
+    #: (or, with vllm:gatewayName, the class of that Gateway: it decides GKE's and Istio's extra objects).
+    gateway_class_name: str | None = None
+    #: vllm:gatewayName: ``<namespace>/<name>`` of an existing Gateway the route attaches to (none created).
+    gateway_name: str | None = None
+
+    @property
+    def inference_gateway(self) -> bool:
+        return self.router == "inference-gateway"
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:
