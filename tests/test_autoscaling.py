@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import autoscaling
+from components import autoscaling, presets
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 
@@ -44,21 +44,17 @@ def test_a_stack_max_replicas_replaces_the_presets_fixed_count() -> None:
 
 
 def test_a_stack_replicas_replaces_a_presets_policy(monkeypatch) -> None:
-    from components import spec as spec_module
-
     preset = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B", **POLICY}
-    monkeypatch.setattr(spec_module, "available_presets", lambda: ["scaled"])
-    monkeypatch.setattr(spec_module, "read_preset", lambda name: dict(preset))
+    monkeypatch.setattr(presets, "available_presets", lambda: ["scaled"])
+    monkeypatch.setattr(presets, "read_preset", lambda name: dict(preset))
     spec = build_spec("scaled", {"vllm:replicas": "3"})
     assert (spec.autoscaling, spec.replicas) == (None, 3)
 
 
 def test_a_stack_unsetting_replicas_keeps_a_presets_policy(monkeypatch) -> None:
-    from components import spec as spec_module
-
     preset = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B", **POLICY}
-    monkeypatch.setattr(spec_module, "available_presets", lambda: ["scaled"])
-    monkeypatch.setattr(spec_module, "read_preset", lambda name: dict(preset))
+    monkeypatch.setattr(presets, "available_presets", lambda: ["scaled"])
+    monkeypatch.setattr(presets, "read_preset", lambda name: dict(preset))
     assert build_spec("scaled", {"vllm:replicas": "unset"}).autoscaling is not None
 
 

@@ -9,22 +9,19 @@ import pytest
 import yaml
 
 from components import catalog, platforms
+from components.keys import SECRET_KEYS, vllm_keys
 from components.kubernetes.platform import default_namespace
 from components.kubernetes.settings import settings as k8s_settings
+from components.presets import PRESETS_DIR, available_presets, read_preset
+from components.provider_config import provider_config_keys
 from components.spec import (
     DEFAULT_CPU_IMAGE,
     DEFAULT_IMAGE,
     MIN_API_KEY_LENGTH,
-    PRESETS_DIR,
     PROJECT,
-    SECRET_KEYS,
     SpecError,
-    available_presets,
     build_spec,
     image_hardware,
-    provider_config_keys,
-    read_preset,
-    vllm_keys,
 )
 from tests.harness import ROOT, run_program
 
@@ -260,7 +257,7 @@ def test_provider_keys_the_program_does_not_read_are_still_valid(key, value):
 
 def test_provider_keys_come_from_the_installed_sdks_without_importing_them():
     probe = (
-        "import sys; from components.spec import provider_config_keys as keys; "
+        "import sys; from components.provider_config import provider_config_keys as keys; "
         "print(len(keys('pulumi_gcp')), len(keys('pulumi_aws')), len(keys('pulumi_kubernetes')), "
         "sorted(m for m in ('pulumi_gcp', 'pulumi_aws', 'pulumi_kubernetes') if m in sys.modules))"
     )

@@ -44,7 +44,8 @@ import yaml
 
 from components import capacity, catalog, model_facts, platforms, sdk_internals
 from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
-from components.spec import SpecError, available_presets, build_spec
+from components.presets import available_presets
+from components.spec import SpecError, build_spec
 from tools.mockrun import ROOT, Resource, Run, run_program
 from tools.stack import platform_module
 from tools.table import columns
