@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from components import capacity
 
 if TYPE_CHECKING:
-    from components.spec import ServiceSpec
+    from components.service_spec import ServiceSpec
 
 #: The top hourly cost above which the spec warns: more than the costliest preset at its own size
 #: (2 replicas of H100:8 on GCP, about $176/h by the catalog), by a margin.

@@ -25,9 +25,9 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
     from components.config import ConfigReader
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 PLATFORMS_DIR = Path(__file__).resolve().parent
 

@@ -16,17 +16,15 @@ the preset's value, else the built-in default below, applies.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 
 from components import (
-    capacity,
     catalog,
     cost_warnings,
     keys,
@@ -37,7 +35,7 @@ from components import (
     provider_config,
     sdk_internals,
 )
-from components.autoscaling import Autoscaling, read_autoscaling, replicas_output
+from components.autoscaling import read_autoscaling, replicas_output
 from components.config import PROJECT, ConfigReader, SpecError, present, stack_config
 from components.domain import parse_domain
 from components.extra_args import (
@@ -50,6 +48,7 @@ from components.extra_args import (
     refused_flags,
 )
 from components.model_facts import ModelFacts
+from components.service_spec import Autoscaling, Gpu, ServiceSpec
 
 #: Pinned vLLM release (never ``latest``): the image tag is part of the infrastructure diff.
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
@@ -66,127 +65,8 @@ NON_CUDA_IMAGE_WORDS = ("cpu", "rocm", "tpu", "xpu", "hpu", "gaudi", "neuron", "
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
 #: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
 MIN_API_KEY_LENGTH = 16
-#: The longest base name of a stack's resources (``ServiceSpec.name``): the platforms' name rules leave
-#: room for a role and an auto-name suffix after it (components/*/names.py).
-NAME_MAX = 40
-NAME_HASH_LENGTH = 8
-NAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """A GPU request per node, written ``TYPE:COUNT`` as in SkyPilot (``H100:8``)."""
-
-    type: str
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.type}:{self.count}"
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """The validated, effective, non-secret spec of one stack."""
-
-    stack: str
-    preset: str | None
-    cloud: str
-    gpu: Gpu | None  # None: CPU-only replicas (Kubernetes dev clusters)
-    offering: catalog.Offering | None  # the catalog machine chosen for ``gpu``; None for CPU
-    model: str
-    served_model_name: str
-    replicas: int
-    nodes: int
-    image: str
-    max_model_len: int | None
-    extra_args: tuple[str, ...]
-    disk_size_gb: int
-    model_size_gb: int | None
-    spot: bool
-    allowed_cidrs: tuple[str, ...]
-    region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
-    regions: tuple[str, ...] = ()  # every region it serves from, ``region`` first (vllm:regions, GCP)
-    on_demand_base_replicas: int = 0  # with spot: replicas kept on on-demand capacity
-    platform: Any = None  # the platform's own settings: its platform.py's settings(spec) reads them typed
-    facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
-    #: SkyServe's replica_policy (components/autoscaling.py); None: a fixed ``replicas``, which is then the
-    #: count a first ``up`` starts with
-    autoscaling: Autoscaling | None = None
-
-    @property
-    def max_replicas(self) -> int:
-        """The most replicas the stack may run (surges aside): the autoscaler's bound, or the fixed count."""
-        return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
-
-    domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
-    dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
-    weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
-
-    @property
-    def pinned_revision(self) -> str | None:
-        """``--revision`` in vllm:extraArgs: the branch, tag or commit of the model the stack pins."""
-        return option_value(self.extra_args, "--revision")
-
-    @property
-    def model_revision(self) -> str:
-        """The revision the replicas load, which keys the weight cache: the commit the Hub resolved the
-        pinned revision (else ``main``) to, else the pinned name, else ``main`` (build_spec warns then)."""
-        if self.facts is not None:
-            return self.facts.revision
-        return self.pinned_revision or model_facts.REVISION
-
-    @property
-    def name(self) -> str:
-        """A short DNS-safe base name for cloud resources, unique per stack: ``vllm-<stack>`` when that is
-        already a lowercase DNS label of at most ``NAME_MAX`` characters (the presets' names, so their
-        resources keep their names), else its slug cut to fit and a hash of the exact stack name, so that
-        ``prod_a``, ``prod-a`` and ``PROD.A``, or two long names that differ after the cut, stay apart."""
-        name = f"{PROJECT}-{self.stack}"
-        if len(name) <= NAME_MAX and NAME_LABEL.match(name):
-            return name
-        digest = hashlib.sha256(self.stack.encode()).hexdigest()[:NAME_HASH_LENGTH]
-        slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-        return f"{slug[: NAME_MAX - NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"
-
-    @property
-    def gpus_per_replica(self) -> int:
-        return self.gpu.count * self.nodes if self.gpu else 0
-
-    def cost_per_hour(self) -> float | None:
-        """Catalog estimate for the whole stack (every node of every replica, at its region's price for
-        its purchase option), None when unpriced."""
-        return capacity.cost_per_hour(self)
-
-    def public_view(self) -> dict[str, Any]:
-        """The effective spec as plain data for stack outputs and plans: never holds a secret."""
-        view: dict[str, Any] = {
-            "stack": self.stack,
-            "preset": self.preset,
-            "cloud": self.cloud,
-            "gpu": str(self.gpu) if self.gpu else None,
-            "machineType": self.offering.machine_type if self.offering else None,
-            "model": self.model,
-            "servedModelName": self.served_model_name,
-            "replicas": replicas_output(self),
-            "autoscaling": self.autoscaling.public_view() if self.autoscaling is not None else None,
-            "nodes": self.nodes,
-            "image": self.image,
-            "maxModelLen": self.max_model_len,
-            "extraArgs": list(self.extra_args),
-            "diskSizeGb": self.disk_size_gb,
-            "modelSizeGb": self.model_size_gb,
-            "modelRevision": self.facts.revision if self.facts else None,
-            "spot": self.spot,
-            "onDemandBaseReplicas": self.on_demand_base_replicas if self.spot else None,
-            "allowedCidrs": list(self.allowed_cidrs),
-            "domain": self.domain,
-            "dnsZone": self.dns_zone,
-            "weightCache": self.weight_cache,
-        }
-        view.update(platforms.get(self.cloud).public_view(self))
-        return view
 
 
 # --- reading config ------------------------------------------------------------------------------------
@@ -431,6 +311,36 @@ def build_spec(
     weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
+
+
+def public_view(spec: ServiceSpec) -> dict[str, Any]:
+    """The effective spec as plain data for stack outputs and plans: never holds a secret."""
+    view: dict[str, Any] = {
+        "stack": spec.stack,
+        "preset": spec.preset,
+        "cloud": spec.cloud,
+        "gpu": str(spec.gpu) if spec.gpu else None,
+        "machineType": spec.offering.machine_type if spec.offering else None,
+        "model": spec.model,
+        "servedModelName": spec.served_model_name,
+        "replicas": replicas_output(spec),
+        "autoscaling": spec.autoscaling.public_view() if spec.autoscaling is not None else None,
+        "nodes": spec.nodes,
+        "image": spec.image,
+        "maxModelLen": spec.max_model_len,
+        "extraArgs": list(spec.extra_args),
+        "diskSizeGb": spec.disk_size_gb,
+        "modelSizeGb": spec.model_size_gb,
+        "modelRevision": spec.facts.revision if spec.facts else None,
+        "spot": spec.spot,
+        "onDemandBaseReplicas": spec.on_demand_base_replicas if spec.spot else None,
+        "allowedCidrs": list(spec.allowed_cidrs),
+        "domain": spec.domain,
+        "dnsZone": spec.dns_zone,
+        "weightCache": spec.weight_cache,
+    }
+    view.update(platforms.get(spec.cloud).public_view(spec))
+    return view
 
 
 def _model_valid(model: str) -> str:

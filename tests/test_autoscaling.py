@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from components import autoscaling, presets
-from components.spec import SpecError, build_spec
+from components import autoscaling, capacity, presets
+from components.spec import SpecError, build_spec, public_view
 from tests.harness import Run, run_program
 
 POLICY = {"vllm:maxReplicas": "4", "vllm:targetQpsPerReplica": "2.5"}
@@ -59,14 +59,14 @@ def test_a_stack_unsetting_replicas_keeps_a_presets_policy(monkeypatch) -> None:
 
 
 def test_the_public_view_shows_the_bounds_and_the_policy() -> None:
-    view = build_spec("gcp-h100", POLICY).public_view()
+    view = public_view(build_spec("gcp-h100", POLICY))
     assert view["replicas"] == {"min": 1, "max": 4}
     assert view["autoscaling"]["targetQpsPerReplica"] == 2.5
 
 
 def test_cost_is_a_range_from_the_least_to_the_most_replicas() -> None:
     spec = build_spec("gcp-h100", {**POLICY, "vllm:minReplicas": "2"})
-    fixed = build_spec("gcp-h100", {"vllm:replicas": "1"}).cost_per_hour()
+    fixed = capacity.cost_per_hour(build_spec("gcp-h100", {"vllm:replicas": "1"}))
     cost = autoscaling.cost_output(spec)
     assert cost == {"min": pytest.approx(2 * fixed, abs=0.02), "max": pytest.approx(4 * fixed, abs=0.02)}
 

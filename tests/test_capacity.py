@@ -81,8 +81,8 @@ def test_the_cost_adds_the_on_demand_base_and_the_spot_rest_at_each_regions_pric
     expected = sum(
         offering.hourly(share.spot, share.region) * share.replicas for share in capacity.shares(spec)
     )
-    assert spec.cost_per_hour() == round(expected, 2)
-    assert spec.cost_per_hour() < offering.on_demand_hourly * 5
+    assert capacity.cost_per_hour(spec) == round(expected, 2)
+    assert capacity.cost_per_hour(spec) < offering.on_demand_hourly * 5
 
 
 # --- refusals -------------------------------------------------------------------------------------------
@@ -566,7 +566,7 @@ def test_an_aws_spot_stack_with_an_on_demand_base_is_priced_by_its_split():
     )
     spec = build_spec("priced", config)
     expected = spec.offering.on_demand_hourly + 2 * spec.offering.spot_hourly
-    assert spec.cost_per_hour() == round(expected, 2)
+    assert capacity.cost_per_hour(spec) == round(expected, 2)
 
 
 def test_gcp_region_among_the_regions_comes_first_and_hosts_the_regional_resources():

@@ -7,7 +7,7 @@ import pytest
 
 from components import domain as domain_module
 from components.gcp import https as gcp_https
-from components.spec import SpecError, build_spec
+from components.spec import SpecError, build_spec, public_view
 from tests.harness import Run, run_program
 
 API_KEY = "sk-test-key-4567890"
@@ -113,7 +113,7 @@ def test_aws_refuses_a_dns_zone_that_is_not_a_hosted_zone_id(zone):
 
 def test_the_domain_and_zone_are_in_the_public_spec():
     spec = build_spec("https", {**GCP, "vllm:domain": DOMAIN, "vllm:dnsZone": GCP_ZONE})
-    assert (spec.public_view()["domain"], spec.public_view()["dnsZone"]) == (DOMAIN, GCP_ZONE)
+    assert (public_view(spec)["domain"], public_view(spec)["dnsZone"]) == (DOMAIN, GCP_ZONE)
 
 
 # --- without a domain: plain HTTP, and a warning ------------------------------------------------------------

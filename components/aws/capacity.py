@@ -29,7 +29,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import catalog
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 from components.vm import vm_offering
 
 SPOT_ALLOCATION_STRATEGY = "price-capacity-optimized"

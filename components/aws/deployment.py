@@ -23,7 +23,8 @@ from components.domain import warn_without_domain
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec, stack_provider_args
+from components.service_spec import ServiceSpec
+from components.spec import stack_provider_args
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:

@@ -23,7 +23,7 @@ from components.aws.sizing import (
     reserved,
     surge_machines,
 )
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI for x86_64 on Ubuntu
 #: 24.04 (NVIDIA open kernel driver, Docker, NVIDIA container toolkit, AWS CLI, EFA; P4d, P5, P5en, G4dn-

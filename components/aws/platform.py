@@ -17,8 +17,8 @@ from components.config import PROJECT, ConfigReader, SpecError
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 DEFAULT_REGION = "us-east-1"
 

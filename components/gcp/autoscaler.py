@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from components.autoscaling import Autoscaling
+from components.config import PROJECT, SpecError
 from components.gcp.names import autoname
 from components.launch import LaunchSpec
-from components.spec import PROJECT, ServiceSpec, SpecError
+from components.service_spec import Autoscaling, ServiceSpec
 
 #: Utilization of the serving capacity (RATE: maxRatePerInstance per VM) the autoscaler holds the group at.
 UTILIZATION_TARGET = 1.0

@@ -27,7 +27,8 @@ from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec, stack_provider_args
+from components.service_spec import ServiceSpec
+from components.spec import stack_provider_args
 
 
 def check(spec: ServiceSpec) -> None:

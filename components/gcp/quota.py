@@ -27,7 +27,7 @@ import pulumi
 from components import capacity
 from components.gcp.machine import reservation_affinity
 from components.gcp.regions import serving_groups, serving_zones
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Every GPU VM of the project counts here, whatever its region and model.
 ALL_REGIONS_QUOTA_ID = "GPUS-ALL-REGIONS-per-project"

@@ -22,7 +22,7 @@ from components.capacity import Share, share_scaling, shares
 from components.gcp.names import autoname
 from components.gcp.network import NAT_SETTINGS, SUBNET_CIDR, Network
 from components.gcp.platform import settings
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 
 def region_cidr(index: int) -> str:

@@ -44,12 +44,11 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from components.autoscaling import Autoscaling
 from components.capacity import fixed_base_replicas
 from components.kubernetes import pods
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec
+from components.service_spec import Autoscaling, ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay.

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from components.capacity import fixed_base_replicas, share_scaling
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 GKE_SPOT = "cloud.google.com/gke-spot"
 KARPENTER_CAPACITY_TYPE = "karpenter.sh/capacity-type"

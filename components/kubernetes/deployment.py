@@ -20,7 +20,8 @@ from components.kubernetes.settings import settings
 from components.launch import LaunchSpec, launch_spec
 from components.observe import SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec, stack_provider_args
+from components.service_spec import ServiceSpec
+from components.spec import stack_provider_args
 
 
 def check(spec: ServiceSpec) -> None:

@@ -12,7 +12,7 @@ from components.kubernetes.pods import labels
 from components.kubernetes.settings import settings
 from components.launch import API_KEY_ENV, HF_TOKEN_ENV
 from components.service import Secrets
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,8 @@ from components.kubernetes.settings import KubernetesSettings, settings
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 #: GPU node labelling schemes (see gpu_nodes.py): how a pod asks for a GPU type.
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")

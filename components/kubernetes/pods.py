@@ -37,11 +37,12 @@ from typing import Any
 import pulumi
 
 from components import catalog, platforms, scripts
+from components.config import PROJECT, SpecError
 from components.kubernetes import capacity, tls
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.kubernetes.settings import settings
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV, STATIC_ENV, LaunchSpec, weights_gb
-from components.spec import PROJECT, ServiceSpec, SpecError
+from components.service_spec import ServiceSpec
 
 CONTAINER = "vllm"
 PORT_NAME = "http"

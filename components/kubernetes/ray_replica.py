@@ -58,7 +58,7 @@ from components.kubernetes import capacity, pods
 from components.kubernetes.replica_group import disruption_budget
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.

@@ -24,7 +24,7 @@ from pulumi_kubernetes.policy import v1 as policy
 
 from components.kubernetes import capacity, pods
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
