@@ -306,7 +306,7 @@ def build_spec(
                 f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
             )
     model_fit.check_disk_fits_model(spec)
-    platform.check(spec)
+    platform.check_spec(spec)
     model_fit.check_model_facts(spec, has_hf_token=hf_token is not None)
     weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
@@ -354,7 +354,7 @@ def _model_valid(model: str) -> str:
 
 def _read_domain(read: ConfigReader, platform: platforms.Platform) -> tuple[str | None, str | None]:
     """``vllm:domain`` (a bare host name) and ``vllm:dnsZone`` (only with a domain, where the platform
-    writes DNS records; each platform's ``check`` judges the zone's form)."""
+    writes DNS records; each platform's ``check_spec`` judges the zone's form)."""
     domain = parse_domain(read.string("domain"))
     dns_zone = read.string("dnsZone")
     if dns_zone is not None and (instead := platform.refuse_unsupported(platforms.Feature.DNS_ZONE)):
@@ -453,10 +453,11 @@ def load_spec() -> ServiceSpec:
 
 
 def _check_on_platform(spec: ServiceSpec) -> None:
-    """Rules that need a platform's own tables (which GPUs GKE labels, how much memory a CPU pod needs):
-    a platform package may define ``check(spec)``, which raises SpecError before any resource exists.
-    Imported here, lazily, because the package loads that platform's SDK."""
-    check = getattr(platforms.get(spec.cloud).module("deployment"), "check", None)
+    """What the platform's resources can hold of the spec (which GPUs GKE labels, how much memory a CPU pod
+    needs, how long a rolling update waits): a platform's ``deployment`` module may define
+    ``check_deployment(spec)``, which raises SpecError before any resource exists. Imported here, lazily,
+    because the module loads that platform's SDK."""
+    check = getattr(platforms.get(spec.cloud).module("deployment"), "check_deployment", None)
     if check is not None:
         check(spec)
     stack_provider_args(platforms.get(spec.cloud), spec.stack)  # each provider key set, of its SDK's type

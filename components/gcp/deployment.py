@@ -31,8 +31,10 @@ from components.service_spec import ServiceSpec
 from components.spec import stack_provider_args
 
 
-def check(spec: ServiceSpec) -> None:
-    """GCP's own limits on a spec, checked before any resource is declared (spec.load_spec calls it)."""
+def check_deployment(spec: ServiceSpec) -> None:
+    """What the resources below can hold of an otherwise valid spec (a rolling update's wait, the
+    autoscaler's initialization period), checked before any resource is declared (spec.load_spec calls
+    it); the platform's rules on the spec alone are its platform.py's ``check_spec``."""
     launch = launch_spec(spec, has_hf_token=False)
     check_rollout_budget(spec, launch)
     check_initialization(spec, launch)

@@ -189,7 +189,7 @@ def _check_gcp_placement(offering: Offering, region: str, zone: str | None, key:
 DNS_ZONE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def check(spec: ServiceSpec) -> None:
+def check_spec(spec: ServiceSpec) -> None:
     """``vllm:dnsZone``: the managed zone's name, not its DNS name (``example-com``, not ``example.com.``);
     the bounds of an autoscaled stack (``check_scaled_groups``)."""
     check_scaled_groups(spec)
@@ -276,7 +276,7 @@ PLATFORM = Platform(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
-    check=check,
+    check_spec=check_spec,
     weight_storage=weight_storage,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
     # A VM's boot disk also holds the OS and the image (~30 GB).

@@ -24,9 +24,10 @@ from components.service_spec import ServiceSpec
 from components.spec import stack_provider_args
 
 
-def check(spec: ServiceSpec) -> None:
-    """Kubernetes-specific checks of the spec (raise SpecError); ``spec.load_spec`` calls it before any
-    resource is declared."""
+def check_deployment(spec: ServiceSpec) -> None:
+    """What the pods below need of an otherwise valid spec (a node label for its GPU type, memory for a
+    CPU pod's KV cache); ``spec.load_spec`` calls it before any resource is declared. The platform's rules
+    on the spec alone are its platform.py's ``check_spec``."""
     if spec.gpu is not None:
         gpu_nodes.node_requirements(settings(spec).gpu_node_selector, spec.gpu.type)
     else:

@@ -191,7 +191,7 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
 GPU_WORKER_HOST_GB = 2
 
 
-def check(spec: ServiceSpec) -> None:
+def check_spec(spec: ServiceSpec) -> None:
     """HTTPS (``check_tls``), then the pod's sizes (``check_pod_size``)."""
     check_tls(spec)
     check_pod_size(spec)
@@ -316,7 +316,7 @@ PLATFORM = Platform(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
-    check=check,
+    check_spec=check_spec,
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
     weight_storage=weight_storage,
