@@ -447,20 +447,33 @@ def load_spec() -> ServiceSpec:
     """The spec of the running stack, from Pulumi's config, checked by its platform's rules too."""
     config = stack_config()
     secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))
-    spec = build_spec(pulumi.get_stack(), config, secret_keys, lookup=model_facts.lookup)
-    _check_on_platform(spec)
+    return stack_spec(pulumi.get_stack(), config, secret_keys, lookup=model_facts.lookup)
+
+
+def stack_spec(
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: frozenset[str] = frozenset(),
+    lookup: Callable[[str, str | None, str], ModelFacts | None] | None = None,
+) -> ServiceSpec:
+    """``build_spec``, then what the platform's resources can hold of it and the provider keys' types:
+    every check the program makes before its first resource, without the Pulumi runtime."""
+    spec = build_spec(stack, config, secret_keys, lookup)
+    platform = platforms.get(spec.cloud)
+    _check_deployment(spec, platform)
+    # Each provider key set, of its SDK's type.
+    provider_config.provider_args(platform, presets.effective_config(stack, config)[1], secret_keys)
     return spec
 
 
-def _check_on_platform(spec: ServiceSpec) -> None:
+def _check_deployment(spec: ServiceSpec, platform: platforms.Platform) -> None:
     """What the platform's resources can hold of the spec (which GPUs GKE labels, how much memory a CPU pod
     needs, how long a rolling update waits): a platform's ``deployment`` module may define
     ``check_deployment(spec)``, which raises SpecError before any resource exists. Imported here, lazily,
     because the module loads that platform's SDK."""
-    check = getattr(platforms.get(spec.cloud).module("deployment"), "check_deployment", None)
+    check = getattr(platform.module("deployment"), "check_deployment", None)
     if check is not None:
         check(spec)
-    stack_provider_args(platforms.get(spec.cloud), spec.stack)  # each provider key set, of its SDK's type
 
 
 def stack_provider_args(platform: platforms.Platform, stack: str) -> dict[str, Any]:

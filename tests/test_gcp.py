@@ -27,7 +27,7 @@ from components.gcp.network import GOOGLE_LB_RANGES, HEALTH_AGENT_PORT
 from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
-from tests.harness import Resource, Run, run_program
+from tests.harness import Resource, Run, checked_spec, run_program
 from tests.test_vm_bootstrap import shellcheck
 from tools import mockrun
 
@@ -740,6 +740,14 @@ def test_cost_per_hour_is_the_catalog_price_times_replicas(runs, key):
 
 
 def spec_error(config: dict) -> SpecError:
+    """The SpecError the program's checks stop ``config`` with, without running it (``checked_spec``)."""
+    with pytest.raises(SpecError) as raised:
+        checked_spec("bad-test", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
+    return raised.value
+
+
+def program_refusal(config: dict) -> SpecError:
+    """The SpecError the real program stops with, before any resource is declared."""
     with pytest.raises(SpecError) as raised:
         run_program("bad-test", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
     assert raised.value.declared_resources == []
@@ -763,7 +771,7 @@ def test_a_region_that_does_not_sell_the_machine_is_rejected():
 
 
 def test_a_pinned_zone_that_does_not_sell_the_machine_is_rejected_with_the_zones_that_do():
-    error = spec_error({"vllm:gpu": "H100:8", "gcp:zone": "us-central1-f"})
+    error = program_refusal({"vllm:gpu": "H100:8", "gcp:zone": "us-central1-f"})
     assert error.key == "gcp:zone"
     assert "us-central1-a" in error.valid
 

@@ -23,7 +23,7 @@ from components.spec import (
     build_spec,
     image_hardware,
 )
-from tests.harness import ROOT, run_program
+from tests.harness import ROOT, checked_spec, run_program
 
 VLLM_KEYS = vllm_keys()
 PROVIDER_KEYS = tuple(key for platform in platforms.registered() for key in platform.provider_keys)
@@ -34,7 +34,16 @@ MINIMAL_GCP = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen
 
 
 def spec_error(stack: str, config: dict, secrets: dict | None = None) -> SpecError:
-    """Run the real program and return the SpecError it stops with, checking nothing was declared."""
+    """The SpecError the program's checks stop ``config`` with (``checked_spec``: the program's own checks,
+    without running it)."""
+    with pytest.raises(SpecError) as caught:
+        checked_spec(stack, config, secrets)
+    return caught.value
+
+
+def program_refusal(stack: str, config: dict, secrets: dict | None = None) -> SpecError:
+    """Run the real program and return the SpecError it stops with, checking nothing was declared: one
+    test per family of rules goes through the program (the others through ``spec_error``)."""
     with pytest.raises(SpecError) as caught:
         run_program(stack, config, secrets)
     assert caught.value.declared_resources == [], "a bad value must fail before any resource is declared"
@@ -65,7 +74,7 @@ def test_vllm_preset_names_a_preset_for_any_stack():
 
 
 def test_an_unknown_preset_is_rejected_with_the_available_ones():
-    error = spec_error(PLAIN_STACK, {"vllm:preset": "gcp-h999"})
+    error = program_refusal(PLAIN_STACK, {"vllm:preset": "gcp-h999"})
     assert error.key == "vllm:preset"
     assert all(name in str(error) for name in available_presets())
 
@@ -139,7 +148,7 @@ def test_each_bad_value_fails_with_one_message_naming_key_value_and_what_is_vali
 
 
 def test_an_empty_model_is_rejected_when_no_preset_names_one():
-    error = spec_error(PLAIN_STACK, {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": ""})
+    error = program_refusal(PLAIN_STACK, {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": ""})
     assert error.key == "vllm:model"
     assert "Hugging Face model id" in str(error)
 
@@ -173,7 +182,7 @@ def test_multi_node_without_a_gpu_is_rejected():
 
 
 def test_a_secret_set_in_plaintext_is_rejected():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:hfToken": "hf_plain"})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:hfToken": "hf_plain"})
     assert error.key == "vllm:hfToken"
     assert "--secret" in str(error)
     assert "hf_plain" not in str(error)
@@ -195,7 +204,7 @@ def test_an_api_key_of_16_characters_is_accepted():
 
 
 def test_an_unknown_vllm_key_names_the_nearest_key_not_the_whole_list():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:maxModelLength": "4096"})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:maxModelLength": "4096"})
     assert str(error).endswith("did you mean vllm:maxModelLen?")
     assert "vllm:allowedCidrs" not in str(error)
 
@@ -331,7 +340,7 @@ CPU_POD = {"vllm:cloud": "kubernetes", "vllm:model": "Qwen/Qwen2.5-0.5B-Instruct
 
 
 def test_a_gpu_image_on_a_cpu_pod_is_refused():
-    error = spec_error(PLAIN_STACK, {**CPU_POD, "vllm:image": DEFAULT_IMAGE})
+    error = program_refusal(PLAIN_STACK, {**CPU_POD, "vllm:image": DEFAULT_IMAGE})
     assert error.key == "vllm:image"
     assert DEFAULT_CPU_IMAGE in str(error)
 
@@ -375,7 +384,7 @@ AWS = {"vllm:cloud": "aws", "vllm:gpu": "H100:8", "vllm:model": "Qwen/Qwen3-8B"}
 
 
 def test_an_aws_region_that_does_not_exist_is_refused_with_the_nearest():
-    error = spec_error(PLAIN_STACK, {**AWS, "aws:region": "us-est-1"})
+    error = program_refusal(PLAIN_STACK, {**AWS, "aws:region": "us-est-1"})
     assert error.key == "aws:region"
     assert "an AWS region" in str(error)
 
@@ -415,7 +424,7 @@ def test_a_spec_error_is_a_clean_pulumi_error_without_traceback():
 
 
 def test_the_disk_must_hold_the_declared_model():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:modelSizeGb": "100", "vllm:diskSizeGb": "80"})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:modelSizeGb": "100", "vllm:diskSizeGb": "80"})
     assert error.key == "vllm:diskSizeGb"
 
 
@@ -460,4 +469,19 @@ def test_allowed_cidrs_need_a_load_balancer_on_kubernetes():
 def test_platform_rules_also_fail_before_any_resource():
     # GKE labels no L40S nodes: the Kubernetes package's own table says so, before anything is declared.
     config = {**K8S, "vllm:gpu": "L40S:1", "vllm:gpuNodeSelector": "gke"}
-    assert spec_error(PLAIN_STACK, config).key == "vllm:gpuNodeSelector"
+    assert program_refusal(PLAIN_STACK, config).key == "vllm:gpuNodeSelector"
+
+
+@pytest.mark.parametrize(
+    ("config", "secrets"),
+    [
+        ({**MINIMAL_GCP, "vllm:replicas": "0"}, None),  # build_spec
+        ({**MINIMAL_GCP, "vllm:replica": "2"}, None),  # the key registry
+        (MINIMAL_GCP, {"vllm:apiKey": "sk-too-short"}),  # a secret
+        ({**K8S, "vllm:gpu": "L40S:1", "vllm:gpuNodeSelector": "gke"}, None),  # check_deployment
+        ({**MINIMAL_GCP, "gcp:userProjectOverride": "yes"}, None),  # a provider key's type
+    ],
+)
+def test_the_checks_refusal_tables_call_refuse_exactly_what_the_program_refuses(config, secrets):
+    checked, program = spec_error(PLAIN_STACK, config, secrets), program_refusal(PLAIN_STACK, config, secrets)
+    assert (checked.key, checked.value, checked.valid) == (program.key, program.value, program.valid)
