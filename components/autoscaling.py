@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from components import capacity, platforms
+from components import platforms, replica_shares
 from components.config import PROJECT, ConfigReader, SpecError
 from components.service_spec import Autoscaling, ServiceSpec
 
@@ -120,12 +120,12 @@ def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     (the max with the replicas the platform's autoscaler may run above ``vllm:maxReplicas``), None when
     unpriced."""
     if spec.autoscaling is None:
-        return capacity.cost_per_hour(spec)
-    # At each bound every region's share on its market (components/capacity.py): the on-demand base at
+        return replica_shares.cost_per_hour(spec)
+    # At each bound every region's share on its market (components/replica_shares.py): the on-demand base at
     # on-demand prices, the rest at spot prices with spot, each at its region's price.
-    at_least = capacity.cost_per_hour(replace(spec, replicas=spec.autoscaling.min_replicas))
+    at_least = replica_shares.cost_per_hour(replace(spec, replicas=spec.autoscaling.min_replicas))
     most = spec.autoscaling.max_replicas + platforms.get(spec.cloud).scale_out_surge(spec)
-    at_most = capacity.cost_per_hour(replace(spec, replicas=most))
+    at_most = replica_shares.cost_per_hour(replace(spec, replicas=most))
     if at_least is None or at_most is None:
         return None
     return {"min": at_least, "max": at_most}

@@ -4,7 +4,7 @@
 request (``Gpu``), its catalog machine (components/offerings.py), its replica policy (``Autoscaling``) and
 the model's facts from the Hub (components/model_facts.py). It imports nothing above the leaf modules, so
 each layer may name it; what it costs, how its replicas split and what the stack outputs show of it are
-computed by the modules above (components/capacity.py, components/spec.py ``public_view``).
+computed by the modules above (components/replica_shares.py, components/spec.py ``public_view``).
 """
 
 from __future__ import annotations

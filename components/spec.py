@@ -376,7 +376,7 @@ def _refuse_unsupported_keys(read: ConfigReader, platform: platforms.Platform) -
 def _on_demand_base(read: ConfigReader, spot: bool, replicas: int, autoscaling: Autoscaling | None) -> int:
     """``vllm:onDemandBaseReplicas``: with spot, how many replicas stay on on-demand capacity (SkyServe's
     ``base_ondemand_fallback_replicas``), at most every replica. With autoscaling the base is a fixed floor
-    inside the bounds (components/capacity.py): at most ``vllm:minReplicas``, and below
+    inside the bounds (components/replica_shares.py): at most ``vllm:minReplicas``, and below
     ``vllm:maxReplicas`` so that the autoscaler has spot replicas to add."""
     key = f"{PROJECT}:onDemandBaseReplicas"
     base = read.integer("onDemandBaseReplicas", 0, minimum=0)

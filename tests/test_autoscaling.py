@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import autoscaling, capacity, presets
+from components import autoscaling, presets, replica_shares
 from components.spec import SpecError, build_spec, public_view
 from tests.harness import Run, run_program
 
@@ -66,7 +66,7 @@ def test_the_public_view_shows_the_bounds_and_the_policy() -> None:
 
 def test_cost_is_a_range_from_the_least_to_the_most_replicas() -> None:
     spec = build_spec("gcp-h100", {**POLICY, "vllm:minReplicas": "2"})
-    fixed = capacity.cost_per_hour(build_spec("gcp-h100", {"vllm:replicas": "1"}))
+    fixed = replica_shares.cost_per_hour(build_spec("gcp-h100", {"vllm:replicas": "1"}))
     cost = autoscaling.cost_output(spec)
     assert cost == {"min": pytest.approx(2 * fixed, abs=0.02), "max": pytest.approx(4 * fixed, abs=0.02)}
 
@@ -390,7 +390,7 @@ def test_kubernetes_deployment_starts_at_the_lower_bound_then_leaves_its_count_t
     k8s: Run,
 ) -> None:
     # Without replicas the API server would default it to 1, whatever the bound. ignore_changes: see
-    # components/kubernetes/capacity.py SCALED_REPLICAS (pulumi-kubernetes keeps an ignored field live).
+    # components/kubernetes/spot_pods.py SCALED_REPLICAS (pulumi-kubernetes keeps an ignored field live).
     deployment = k8s.one(DEPLOYMENT)
     assert deployment.inputs["spec"]["replicas"] == scaled_object(k8s)["spec"]["minReplicaCount"] == 1
     assert deployment.ignore_changes == ("spec.replicas",)

@@ -448,7 +448,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "components.provider_config",
             "components.catalog",
             "components.autoscaling",
-            "components.capacity",
+            "components.replica_shares",
             "components.cost_warnings",
             "components.model_fit",
             "components.launch",

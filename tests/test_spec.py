@@ -8,7 +8,7 @@ import pulumi
 import pytest
 import yaml
 
-from components import capacity, catalog, platforms
+from components import catalog, platforms, replica_shares
 from components.keys import SECRET_KEYS, vllm_keys
 from components.kubernetes.platform import default_namespace
 from components.kubernetes.settings import settings as k8s_settings
@@ -100,7 +100,7 @@ def test_the_cheapest_machine_that_fits_is_chosen():
 
 def test_cost_per_hour_covers_every_node_of_every_replica():
     spec = build_spec("gcp-h100-multinode", {"vllm:replicas": "3"})
-    assert capacity.cost_per_hour(spec) == round(spec.offering.on_demand_hourly * 2 * 3, 2)
+    assert replica_shares.cost_per_hour(spec) == round(spec.offering.on_demand_hourly * 2 * 3, 2)
 
 
 def test_the_default_image_is_a_pinned_release():

@@ -9,7 +9,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import vm
-from components.aws import capacity, lifecycle, machines, metrics
+from components.aws import lifecycle, machines, metrics, purchase_options
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
 from components.aws.weight_cache import WeightCache
@@ -103,7 +103,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                 else None
             ),
             mixed_instances_policy=(
-                capacity.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
+                purchase_options.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
             ),
             opts=child,
         )

@@ -1,7 +1,7 @@
 """Autoscaling on load (``vllm:maxReplicas``): a regional autoscaler on each scaled managed group.
 
 The scaled groups are the stack's groups (one per region with ``vllm:regions``) but for the fixed
-on-demand base of a spot stack, whose groups keep their size (components/capacity.py): each has an
+on-demand base of a spot stack, whose groups keep their size (components/replica_shares.py): each has an
 autoscaler between its region's share of the bounds. Every backend of the backend service, base groups
 included, is in ``RATE`` mode at the same ``maxRatePerInstance``, so the load balancer fills base and
 scaled VMs alike and a scaled group's utilization is what its own VMs get.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp
 
-from components import autoscaling, capacity, platforms, vm
+from components import autoscaling, platforms, replica_shares, vm
 from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
@@ -104,7 +104,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
     groups = serving_groups(spec) if spec.nodes == 1 else []
     if spec.nodes == 1:
-        # One group per region and purchase option (components/capacity.py), all behind the one LB.
+        # One group per region and purchase option (components/replica_shares.py), all behind the one LB.
         subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
         for index, region in enumerate(spec.regions[1:], start=1):
             regional = RegionNetwork(
@@ -139,7 +139,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 RayReplica(
                     f"{spec.name}-r{index}",
                     RayReplicaArgs(
-                        spec=capacity.ray_replica_spec(spec, index),
+                        spec=replica_shares.ray_replica_spec(spec, index),
                         launch=launch,
                         network=network,
                         identity=identity,
@@ -161,7 +161,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
-        # Every group but the fixed on-demand base of a spot stack (components/capacity.py).
+        # Every group but the fixed on-demand base of a spot stack (components/replica_shares.py).
         scaled = []
         for group, replica in zip(groups, autoscaled_groups(spec, replicas, ReplicaGroup), strict=True):
             group_spec = group.spec(spec)

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from components import capacity
+from components import replica_shares
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.config import PROJECT, ConfigReader, SpecError
 from components.gcp.offerings import CATALOG
@@ -204,7 +204,7 @@ def check_spec(spec: ServiceSpec) -> None:
 
 def check_scaled_groups(spec: ServiceSpec) -> None:
     """Every group an autoscaler scales keeps one VM at least: one per region (``vllm:regions``), besides
-    the fixed on-demand base of a spot stack (components/capacity.py). GCP scales a group on the load
+    the fixed on-demand base of a spot stack (components/replica_shares.py). GCP scales a group on the load
     balancer's serving capacity: with RATE balancing a group's capacity is ``maxRatePerInstance`` x its
     VMs ("Scaling based on load balancing serving capacity": fullness is the target capacity of the
     backend's balancing mode), so a group without VMs has no capacity, gets no request and reports no
@@ -212,7 +212,7 @@ def check_scaled_groups(spec: ServiceSpec) -> None:
     policy = spec.autoscaling
     if policy is None:
         return
-    regions, base = len(spec.regions) or 1, capacity.fixed_base_replicas(spec)
+    regions, base = len(spec.regions) or 1, replica_shares.fixed_base_replicas(spec)
     if policy.min_replicas - base < regions:
         besides = f" besides the vllm:onDemandBaseReplicas {base} on-demand" if base else ""
         raise SpecError(

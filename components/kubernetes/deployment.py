@@ -9,7 +9,7 @@ import pulumi_kubernetes
 
 from components import autoscaling, platforms
 from components.domain import warn_without_domain
-from components.kubernetes import capacity, gpu_nodes, pods, tls
+from components.kubernetes import gpu_nodes, pods, spot_pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
@@ -62,7 +62,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 ),
                 opts,
             )
-            for group in capacity.serving_groups(spec)
+            for group in spot_pods.serving_groups(spec)
         ]
     else:
         controller = (
@@ -97,11 +97,11 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
-        # The one workload, or the spot Deployment beside a fixed on-demand base (capacity.py).
+        # The one workload, or the spot Deployment beside a fixed on-demand base (spot_pods.py).
         if spec.nodes == 1:
             ((name, scaled, workload),) = [
                 (group.name, group.spec, replica.workload)
-                for group, replica in zip(capacity.serving_groups(spec), replicas, strict=True)
+                for group, replica in zip(spot_pods.serving_groups(spec), replicas, strict=True)
                 if group.spec.autoscaling is not None
             ]
         else:
@@ -137,7 +137,7 @@ def replica_source(
     load_balancer: LoadBalancer,
 ) -> pulumi.Output[dict]:
     """The workloads whose pods are the replicas: a Deployment per purchase option (the on-demand base and
-    spot, components/kubernetes/capacity.py), or a LeaderWorkerSet of Ray groups."""
+    spot, components/kubernetes/spot_pods.py), or a LeaderWorkerSet of Ray groups."""
     workloads: list[tuple[str, str, pulumi.Output[str]]] = []
     for replica in replicas:
         if isinstance(replica, ReplicaGroup):

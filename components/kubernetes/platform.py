@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: GPU node labelling schemes (see gpu_nodes.py): how a pod asks for a GPU type.
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
-#: Schemes whose nodes also say whether they are spot (see capacity.py): GKE and Karpenter.
+#: Schemes whose nodes also say whether they are spot (see spot_pods.py): GKE and Karpenter.
 SPOT_NODE_SELECTORS = ("gke", "karpenter")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: A Secret's name is a DNS subdomain (Kubernetes docs, "Object Names and IDs": at most 253 characters,

@@ -54,7 +54,7 @@ from pulumi_kubernetes.networking import v1 as networking
 from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
-from components.kubernetes import capacity, pods
+from components.kubernetes import pods, spot_pods
 from components.kubernetes.replica_group import disruption_budget
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
@@ -267,7 +267,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
             },
             spec={
                 # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
-                "replicas": capacity.start_replicas(spec),
+                "replicas": spot_pods.start_replicas(spec),
                 "startupPolicy": "LeaderCreated",
                 "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rollout},
                 "leaderWorkerTemplate": group_template,
@@ -280,7 +280,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     ),
-                    ignore_changes=capacity.scaled_options(spec),
+                    ignore_changes=spot_pods.scaled_options(spec),
                 ),
             ),
         )

@@ -1,4 +1,5 @@
-"""Spot with an on-demand base on EC2: one Auto Scaling group with a mixed instances policy.
+"""How an EC2 group buys its machines: spot with an on-demand base in one Auto Scaling group with a mixed
+instances policy, or a reservation (``reservation_options``).
 
 The group keeps ``vllm:onDemandBaseReplicas`` machines on on-demand capacity and every machine above them
 on spot (``on_demand_percentage_above_base_capacity`` 0), so SkyServe's ``base_ondemand_fallback_replicas``
