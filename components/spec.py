@@ -27,6 +27,7 @@ import pulumi
 from components import (
     catalog,
     cost_warnings,
+    images,
     keys,
     model_facts,
     model_fit,
@@ -50,18 +51,6 @@ from components.extra_args import (
 from components.model_facts import ModelFacts
 from components.service_spec import Autoscaling, Gpu, ServiceSpec
 
-#: Pinned vLLM release (never ``latest``): the image tag is part of the infrastructure diff.
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
-#: The same release built for CPUs, the default of a Kubernetes stack without a GPU. vLLM publishes its CPU
-#: builds as separate repositories (vLLM docs "CPU" and "Using Docker"): ``vllm/vllm-openai-cpu``,
-#: ``public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo``, ``...vllm-arm64-cpu-release-repo``; a source build
-#: is tagged ``vllm-cpu-env``.
-DEFAULT_CPU_IMAGE = DEFAULT_IMAGE.replace("vllm/vllm-openai:", "vllm/vllm-openai-cpu:")
-#: Words in an image's repository or tag that name the hardware it was built for (vLLM's own images:
-#: ``*-cpu*``; ROCm ``vllm/vllm-openai:*-rocm``, ``rocm/vllm``; TPU ``vllm/vllm-tpu``; Intel XPU, Gaudi
-#: HPU, AWS Neuron and Ascend builds). Anything else is taken for the CUDA build.
-CPU_IMAGE_WORD = "cpu"
-NON_CUDA_IMAGE_WORDS = ("cpu", "rocm", "tpu", "xpu", "hpu", "gaudi", "neuron", "ascend")
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
 #: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
 MIN_API_KEY_LENGTH = 16
@@ -94,9 +83,6 @@ GPU_PATTERN = re.compile(r"^(?P<type>[A-Za-z0-9][A-Za-z0-9-]*?):(?P<count>[0-9]+
 #: names are ASCII, where Python's ``\w`` would also match any letter of any script.
 MODEL_PATTERN = re.compile(r"^(?!.*(--|\.\.))([A-Za-z0-9][\w.-]*\b/)?[A-Za-z0-9][\w.-]{0,95}\b$", re.ASCII)
 SERVED_NAME_PATTERN = re.compile(r"^[\w./:-]+$", re.ASCII)
-IMAGE_PATTERN = re.compile(
-    r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$"
-)
 
 
 def _allowed_cidrs(read: ConfigReader, platform: platforms.Platform) -> tuple[str, ...]:
@@ -244,12 +230,8 @@ def build_spec(
     served = read.string("servedModelName", model)
     if not SERVED_NAME_PATTERN.match(served):
         raise SpecError(f"{PROJECT}:servedModelName", served, "letters, digits and . _ - / : only")
-    image = read.string("image", DEFAULT_IMAGE if gpu is not None else DEFAULT_CPU_IMAGE)
-    if not IMAGE_PATTERN.match(image) or image.endswith((":latest", ":nightly")):
-        raise SpecError(
-            f"{PROJECT}:image", image, "a pinned image reference such as vllm/vllm-openai:v0.33.0"
-        )
-    _check_image_fits_hardware(image, gpu)
+    image = read.string("image", images.DEFAULT_IMAGE if gpu is not None else images.DEFAULT_CPU_IMAGE)
+    images.check_image(image, gpu)
     extra_args = read.string_list("extraArgs")
     _check_extra_args(extra_args, image)
     _check_revision(extra_args)
@@ -396,35 +378,6 @@ def _on_demand_base(read: ConfigReader, spot: bool, replicas: int, autoscaling: 
     if base > replicas:
         raise SpecError(key, base, f"<= vllm:replicas ({replicas}): the on-demand share of the replicas")
     return base
-
-
-def image_hardware(image: str) -> str:
-    """What an image was built for, from its repository's name and its tag (not the registry or the
-    organisation): "cpu", "cuda", or another backend."""
-    name = image.lower().split("@", 1)[0].rsplit("/", 1)[-1]
-    words = set(re.findall(r"[a-z]+", name))  # "rocm6.4_vllm" -> rocm, vllm
-    other = [word for word in NON_CUDA_IMAGE_WORDS if word in words]
-    return other[0] if other else "cuda"
-
-
-def _check_image_fits_hardware(image: str, gpu: Gpu | None) -> None:
-    """A CPU build on GPUs leaves them idle; a CUDA build without a GPU fails at startup (no CUDA device);
-    ROCm, TPU, XPU, Gaudi, Neuron and Ascend builds need their own hardware, and the catalog sells only
-    NVIDIA GPUs."""
-    built_for = image_hardware(image)
-    if gpu is not None and built_for != "cuda":
-        raise SpecError(
-            f"{PROJECT}:image",
-            image,
-            f"a CUDA build of vLLM for {gpu} NVIDIA GPUs (not a {built_for} build), e.g. {DEFAULT_IMAGE}",
-        )
-    if gpu is None and built_for != CPU_IMAGE_WORD:
-        raise SpecError(
-            f"{PROJECT}:image",
-            image,
-            f"a CPU build of vLLM without vllm:gpu (its repository or tag says cpu), e.g. "
-            f"{DEFAULT_CPU_IMAGE}; or set vllm:gpu",
-        )
 
 
 def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> None:

@@ -445,6 +445,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "components.keys",
             "components.presets",
+            "components.images",
             "components.provider_config",
             "components.catalog",
             "components.autoscaling",

@@ -9,20 +9,13 @@ import pytest
 import yaml
 
 from components import catalog, platforms, replica_shares
+from components.images import DEFAULT_CPU_IMAGE, DEFAULT_IMAGE, image_hardware
 from components.keys import SECRET_KEYS, vllm_keys
 from components.kubernetes.platform import default_namespace
 from components.kubernetes.settings import settings as k8s_settings
 from components.presets import PRESETS_DIR, available_presets, read_preset
 from components.provider_config import provider_config_keys
-from components.spec import (
-    DEFAULT_CPU_IMAGE,
-    DEFAULT_IMAGE,
-    MIN_API_KEY_LENGTH,
-    PROJECT,
-    SpecError,
-    build_spec,
-    image_hardware,
-)
+from components.spec import MIN_API_KEY_LENGTH, PROJECT, SpecError, build_spec
 from tests.harness import ROOT, checked_spec, run_program
 
 VLLM_KEYS = vllm_keys()
