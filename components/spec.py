@@ -1,9 +1,12 @@
 """The stack spec: ``load_spec`` assembles and checks a stack's whole configuration before any resource.
 
 The effective configuration is the stack's preset overlaid with its own config (components/presets.py);
-every key is a known one (components/keys.py). ``build_spec`` then checks each value; a bad one raises
-``SpecError``, a ``pulumi.RunError``, so Pulumi prints one message naming the key, the value and what is
-valid, and no traceback.
+every key is a known one (components/keys.py). ``build_spec`` then checks each value with the rules of the
+modules below it (images.py, autoscaling.py, extra_args.py, the platform's own) and assembles the
+``ServiceSpec`` (components/service_spec.py); a bad value raises ``SpecError``, a ``pulumi.RunError``, so
+Pulumi prints one message naming the key, the value and what is valid, and no traceback. ``stack_spec``
+adds what the platform's resources can hold and the provider keys' types: every check ``load_spec`` makes,
+callable without the Pulumi runtime. ``public_view`` is the spec as the stack's ``spec`` output shows it.
 
 Before any resource, ``load_spec`` also checks the model against the Hugging Face Hub (weights against
 GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context, in

@@ -20,7 +20,8 @@ from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.config import NUMBER_MAX
 from components.keys import COMMON_KEYS
 from components.presets import available_presets
-from components.spec import ServiceSpec, SpecError, build_spec
+from components.service_spec import ServiceSpec
+from components.spec import SpecError, build_spec
 from tests.harness import ROOT
 
 MODEL = "Qwen/Qwen3-8B"

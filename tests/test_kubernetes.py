@@ -13,7 +13,8 @@ from components import catalog, launch
 from components.kubernetes import fakes as fakes_kubernetes
 from components.kubernetes import gpu_nodes, pods
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec, SpecError, build_spec
+from components.service_spec import ServiceSpec
+from components.spec import SpecError, build_spec
 from tests.harness import ROOT, Resource, Run, checked_spec, run_program
 from tools import mockrun
 
