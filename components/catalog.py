@@ -62,7 +62,7 @@ def select(cloud: str, gpu: str, count: int, spot: bool, on_demand_share: float 
     if canonical is None:
         raise CatalogError(f"unknown GPU {gpu!r}; known GPU types: {', '.join(sorted(GPU_TYPES))}")
     fitting = offerings(cloud, canonical, count)
-    name = _backend(cloud).title
+    name = _platform(cloud).title
     if not fitting:
         counts = counts_offered(cloud, canonical)
         if not counts:
@@ -105,11 +105,11 @@ def _spot_only_message(name: str, cloud: str, gpu: str, count: int, base: bool =
     )
 
 
-def _backend(cloud: str) -> platforms.Platform:
+def _platform(cloud: str) -> platforms.Platform:
     if cloud not in platforms.names():
         raise CatalogError(f"unknown cloud {cloud!r}; known clouds: {', '.join(platforms.names())}")
     return platforms.get(cloud)
 
 
 def _catalog(cloud: str) -> platforms.Catalog:
-    return _backend(cloud).catalog
+    return _platform(cloud).catalog

@@ -468,17 +468,18 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def expanded(pattern: str) -> list[str]:
+    """``pattern`` for each registered platform when it names ``{platform}``, else itself."""
+    if "{platform}" not in pattern:
+        return [pattern]
+    return [pattern.format(platform=name) for name in platforms.names()]
+
+
 def layer_of(module: str, layers: tuple[tuple[str, tuple[str, ...]], ...] = LAYERS) -> int | None:
-    """The index of the layer whose patterns match ``module``, None when none does."""
+    """The index of the lowest layer whose patterns match ``module``, None when none does."""
     for index, (_, patterns) in enumerate(layers):
-        for pattern in patterns:
-            expanded = (
-                [pattern.format(platform=name) for name in platforms.names()]
-                if "{platform}" in pattern
-                else [pattern]
-            )
-            if any(fnmatch.fnmatchcase(module, each) for each in expanded):
-                return index
+        if any(fnmatch.fnmatchcase(module, each) for pattern in patterns for each in expanded(pattern)):
+            return index
     return None
 
 
@@ -497,6 +498,17 @@ def upward_imports(
 
 def test_every_module_of_the_program_belongs_to_a_declared_layer():
     assert [module for module in sorted(import_graph()) if layer_of(module) is None] == []
+
+
+def test_every_name_the_layers_declare_is_a_module_of_the_program():
+    modules = import_graph()
+    stale = [
+        pattern
+        for _, patterns in LAYERS
+        for pattern in patterns
+        if not any(fnmatch.fnmatchcase(module, each) for each in expanded(pattern) for module in modules)
+    ]
+    assert stale == [], "a module was renamed or removed: update LAYERS"
 
 
 def test_no_module_imports_from_a_layer_above_its_own():

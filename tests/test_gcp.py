@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-import components.gcp.deployment as gcp_backend
+import components.gcp.deployment as gcp_deployment
 from components import catalog, launch
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (
@@ -365,7 +365,7 @@ def test_a_budget_over_gcps_3600_s_caps_is_waited_for_by_holding_the_agent_withi
 )
 def test_budgets_a_roll_can_wait_for_are_accepted(config):
     spec = build_spec("variant", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
-    gcp_backend.check_deployment(spec)
+    gcp_deployment.check_deployment(spec)
 
 
 @pytest.mark.parametrize(
@@ -388,7 +388,7 @@ def test_a_single_multi_node_replica_rolls_in_place_whatever_its_budget():
         "one-group", {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "H100:8", "vllm:nodes": 3}
     )
     assert launch.probe_timings(spec).startup_seconds > MAX_ROLL_WAIT_SECONDS
-    gcp_backend.check_deployment(spec)
+    gcp_deployment.check_deployment(spec)
 
 
 def autohealing_check_of(run: Run, policy: dict) -> Resource:
