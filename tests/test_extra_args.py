@@ -13,12 +13,9 @@ from components.extra_args import (
     SERVING_FLAGS,
     load_flags,
 )
-from components.spec import (
-    DEFAULT_IMAGE,
-    SpecError,
-    build_spec,
-)
-from tests.test_spec import MINIMAL_GCP, PLAIN_STACK, spec_error
+from components.images import DEFAULT_IMAGE
+from components.spec import SpecError, build_spec
+from tests.test_spec import MINIMAL_GCP, PLAIN_STACK, program_refusal
 
 OTHER_VERSION_IMAGE = "vllm/vllm-openai:v0.34.0"
 
@@ -315,5 +312,5 @@ def test_a_tag_with_a_suffix_of_the_pinned_version_gets_the_full_check():
 
 
 def test_a_bad_flag_stops_the_program_before_any_resource():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:extraArgs": '["--max-num-seqs", "0"]'})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:extraArgs": '["--max-num-seqs", "0"]'})
     assert error.key == "vllm:extraArgs"

@@ -32,7 +32,8 @@ import pytest
 
 from components.kubernetes import autoscaler, monitoring
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec, build_spec
+from components.service_spec import ServiceSpec
+from components.spec import build_spec
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -250,7 +251,7 @@ def specs() -> dict[str, ServiceSpec]:
 
 def expected(spec: ServiceSpec, signal: str, load: Load) -> float:
     """What a query should read at ``load``: the stack's total, less what a fixed base holds at target."""
-    from components.capacity import fixed_base_replicas
+    from components.replica_shares import fixed_base_replicas
 
     policy = spec.autoscaling
     assert policy is not None and policy.target_qps_per_replica and policy.target_queue_per_replica

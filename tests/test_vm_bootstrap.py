@@ -13,7 +13,8 @@ import yaml
 from components import platforms, scripts
 from components import vm as bootstrap_vm
 from components.launch import LaunchSpec, launch_spec
-from components.spec import ServiceSpec, build_spec
+from components.service_spec import ServiceSpec
+from components.spec import build_spec
 from components.vm import bootstrap_script
 from policy import validators as policy_validators
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.spec import available_presets
+from components.presets import available_presets
 from tests.harness import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -117,6 +117,10 @@ def test_acceptance_runs_on_pull_requests_that_touch_the_kubernetes_backend_and_
         *files("components/kubernetes"),
         "components/launch.py",
         "components/spec.py",
+        "components/service_spec.py",
+        "components/keys.py",
+        "components/presets.py",
+        "components/images.py",
         "components/service.py",
         "Pulumi.yaml",
         "Pulumi.dev.yaml",

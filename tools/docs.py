@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import platforms, spec
+from components import keys, platforms
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGURATION = ROOT / "docs" / "configuration.md"
@@ -56,8 +56,8 @@ def key_registry() -> Registry:
     """The program's key registry, read here and nowhere else in this module: the one place to repoint
     when the registry moves."""
     return Registry(
-        common=spec.COMMON_KEYS,
-        secret=spec.SECRET_KEYS,
+        common=keys.COMMON_KEYS,
+        secret=keys.SECRET_KEYS,
         platforms=tuple(
             PlatformKeys(
                 platform.title,

@@ -38,7 +38,7 @@ import pulumi_aws.autoscaling as autoscaling
 from components.aws import metrics
 from components.aws.load_balancer import LoadBalancer
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 METRIC = "ALBRequestCountPerTarget"
 #: ALBRequestCountPerTarget counts requests per target per minute; the target is per second.

@@ -57,12 +57,11 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from components.autoscaling import Autoscaling
-from components.capacity import fixed_base_replicas
 from components.kubernetes import cold_start, pods, scrape
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec
+from components.replica_shares import fixed_base_replicas
+from components.service_spec import Autoscaling, ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: The KEDA release the ScaledObject is written for and validated against (tests/crds/ vendors its CRD);
@@ -197,7 +196,7 @@ class AutoscalerArgs:
 class Autoscaler(pulumi.ComponentResource):
     """The workload's replicas between ``vllm:minReplicas`` and ``vllm:maxReplicas`` (less a fixed
     on-demand base), owned by KEDA's HPA (the workload declares only its start and ignores later changes
-    to its count, so Pulumi never resets it: components/kubernetes/capacity.py)."""
+    to its count, so Pulumi never resets it: components/kubernetes/spot_pods.py)."""
 
     scaled_object: CustomResource
 

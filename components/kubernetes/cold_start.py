@@ -45,7 +45,7 @@ from pulumi_kubernetes.core import v1 as core
 from components.kubernetes import pods
 from components.kubernetes.load_balancer import service_port
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: The add-on release the route is written for and validated against (tests/crds/ vendors its CRD),
 #: current in the add-on's CHANGELOG (v0.15.0, read 2026-12).

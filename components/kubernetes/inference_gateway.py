@@ -44,7 +44,7 @@ from components.kubernetes import pods
 from components.kubernetes.load_balancer import CLUSTER_DOMAIN
 from components.kubernetes.settings import settings
 from components.launch import HEALTH_PATH, PORT, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 GIE_VERSION = "v1.5.0"
 EPP_IMAGE = f"registry.k8s.io/gateway-api-inference-extension/epp:{GIE_VERSION}"

@@ -31,7 +31,7 @@ from components import dashboard
 from components.kubernetes import pods, tls
 from components.kubernetes.scrape import SCRAPE_INTERVAL_SECONDS
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 POD_MONITOR_API_VERSION = "monitoring.coreos.com/v1"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"

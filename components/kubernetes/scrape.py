@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from components.spec import ServiceSpec
+    from components.service_spec import ServiceSpec
 
 #: How often Prometheus reads a serving pod's /metrics: a quarter of the 60 s over which SkyServe measures
 #: QPS, so that a window of four scrapes is SkyServe's minute.
