@@ -664,12 +664,22 @@ def test_kubernetes_a_request_at_zero_waits_for_the_pods_start_budget_by_default
     from tests.test_kubernetes import start_budget
 
     budget = start_budget(build_spec("k8s-l4", COLD_START))
-    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": f"{budget}s"}
+    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"]["readiness"] == f"{budget}s"
 
 
 def test_kubernetes_the_wait_at_zero_is_configurable() -> None:
     run = run_program("k8s-l4", config={**COLD_START, "vllm:coldStartTimeoutSeconds": "900"})
-    assert run.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": "900s"}
+    assert run.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"]["readiness"] == "900s"
+
+
+def test_kubernetes_the_interceptor_waits_for_a_response_as_long_as_a_replica_may_take(k8s_cold: Run) -> None:
+    # A non-streaming completion's headers come when it ends; the add-on's default wait is 300 s
+    # (KEDA_HTTP_RESPONSE_HEADER_TIMEOUT, interceptor/config/timeouts.go, v0.15.0).
+    from components.kubernetes.pods import LONGEST_REQUEST_SECONDS
+
+    timeouts = k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"]
+    assert timeouts["responseHeader"] == f"{LONGEST_REQUEST_SECONDS}s"
+    assert LONGEST_REQUEST_SECONDS > 300
 
 
 def test_kubernetes_your_ingress_routes_to_the_interceptor_by_a_service_in_the_stacks_namespace(
