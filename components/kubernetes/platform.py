@@ -171,6 +171,8 @@ _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
 LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 DEFAULT_PROMETHEUS_SELECTOR = "release=kube-prometheus-stack"
+#: The prefix of the labels the stack puts on everything it creates (components/kubernetes/pods.py labels).
+OWN_LABEL_PREFIX = "app.kubernetes.io/"
 
 
 def _prometheus_selector(read: ConfigReader) -> tuple[tuple[str, str], ...]:
@@ -189,7 +191,19 @@ def _prometheus_selector(read: ConfigReader) -> tuple[tuple[str, str], ...]:
             "labels as key=value[,key=value], those your Prometheus' podMonitorSelector matches (kube-"
             f"prometheus-stack: release=<its Helm release name>; default {DEFAULT_PROMETHEUS_SELECTOR})",
         )
-    return tuple((key.strip(), value.strip()) for key, _, value in pairs)
+    selector = tuple((key.strip(), value.strip()) for key, _, value in pairs)
+    keys = [key for key, _ in selector]
+    for key in keys:
+        # The stack's own labels (pods.labels) are set beside these and would silently win over a selector
+        # that names them: the Prometheus would then never select the PodMonitor.
+        if key.startswith(OWN_LABEL_PREFIX) or keys.count(key) > 1:
+            raise SpecError(
+                f"{PROJECT}:prometheusSelector",
+                raw,
+                f"labels with distinct keys, none under {OWN_LABEL_PREFIX} (the stack's own labels on every "
+                f"object it creates; {key} is)",
+            )
+    return selector
 
 
 #: An existing Gateway: ``<namespace>/<name>``, a DNS label and a DNS subdomain.
