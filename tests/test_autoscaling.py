@@ -613,6 +613,7 @@ COLD_START = {
     "vllm:minReplicas": "0",
     "vllm:targetQueuePerReplica": "6.5",
     "vllm:serviceType": "ClusterIP",
+    "vllm:domain": "llm.example.com",
 }
 
 
@@ -647,7 +648,7 @@ def test_kubernetes_the_route_forwards_api_requests_with_a_key_to_the_stacks_ser
     service = named(k8s_cold, "kubernetes:core/v1:Service", "vllm-k8s-l4-api")
     assert route["spec"]["target"] == {"service": service["metadata"]["name"], "port": 80}
     assert route["spec"]["rules"] == [
-        {"hosts": ["*"], "paths": [{"value": "/v1"}], "headers": [{"name": "Authorization"}]}
+        {"hosts": ["llm.example.com"], "paths": [{"value": "/v1"}], "headers": [{"name": "Authorization"}]}
     ]
     assert route["metadata"]["namespace"] == service["metadata"]["namespace"]
 
@@ -716,7 +717,11 @@ def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
 @pytest.mark.parametrize(
     ("config", "key", "says"),
     [
-        ({**COLD_START, "vllm:serviceType": "LoadBalancer"}, "vllm:serviceType", "ClusterIP"),
+        (
+            {**COLD_START, "vllm:serviceType": "LoadBalancer", "vllm:domain": "unset"},
+            "vllm:serviceType",
+            "ClusterIP",
+        ),
         (
             {**COLD_START, "vllm:tlsSecretName": "tls", "vllm:domain": "llm.example.com"},
             "vllm:tlsSecretName",
@@ -727,6 +732,8 @@ def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
             "vllm:targetQueuePerReplica",
             "requests in flight per replica",
         ),
+        # The interceptor is the cluster's and routes by host: without one the route would be a catch-all.
+        ({**COLD_START, "vllm:domain": "unset"}, "vllm:domain", "routes each request by its Host"),
         ({**COLD_START, "vllm:coldStartTimeoutSeconds": "0"}, "vllm:coldStartTimeoutSeconds", ">= 1"),
         (
             {**COLD_START, "vllm:coldStartTimeoutSeconds": "soon"},

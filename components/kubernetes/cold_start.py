@@ -19,6 +19,9 @@ ours, which KEDA refuses. So the stack declares:
 - an ``ExternalName`` Service ``<stack>-interceptor`` in the stack's namespace, naming the interceptor's
   proxy, for your Ingress/Gateway to route to (an Ingress routes to Services of its own namespace only).
 
+The route matches ``vllm:domain`` (required): the interceptor serves every route in the cluster and picks one
+by host, and of two routes for any host the older takes every request (pkg/routing/tablememory.go).
+
 What wakes the service: only requests the route matches. Probes never pass the interceptor (the kubelet
 probes the pod's IP); the route takes only the OpenAI API's ``/v1`` paths, so a load balancer's health
 check or a scanner elsewhere is answered 404 by the interceptor and counted nowhere; and it requires an
@@ -97,7 +100,7 @@ def route_spec(spec: ServiceSpec, service_name: pulumi.Input[str], timeout_secon
         "target": {"service": service_name, "port": service_port(spec)["port"]},
         "rules": [
             {
-                "hosts": [spec.domain or "*"],
+                "hosts": [spec.domain],  # required (platform.py): the interceptor is the cluster's
                 "paths": [{"value": API_PATH_PREFIX}],
                 "headers": [{"name": "Authorization"}],
             }

@@ -368,6 +368,18 @@ def _check_cold_start(spec: ServiceSpec) -> None:
             k8s.tls_secret_name,
             f"unset (TLS ends at your Ingress/Gateway): {instead}",
         )
+    if spec.domain is None:
+        # The interceptor is one proxy for the whole cluster and picks a route by host (then path and
+        # headers); of two routes for any host ("*") with the same path, the older takes every request
+        # (pkg/routing/tablememory.go, add-on v0.15.0), so a route without a host of its own would take other
+        # stacks' requests, or lose its own to theirs.
+        raise SpecError(
+            f"{PROJECT}:domain",
+            "",
+            "the host name your clients call, required with vllm:minReplicas 0: the KEDA HTTP add-on's "
+            "interceptor is shared by the cluster and routes each request by its Host (or set "
+            "vllm:activationQuery)",
+        )
     if spec.autoscaling is not None and spec.autoscaling.target_queue_per_replica is None:
         raise SpecError(
             f"{PROJECT}:targetQueuePerReplica",
