@@ -732,6 +732,12 @@ def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
             "vllm:targetQueuePerReplica",
             "requests in flight per replica",
         ),
+        # The Gateway sends requests straight to the InferencePool's pods: the interceptor would see none.
+        (
+            {**COLD_START, "vllm:router": "inference-gateway", "vllm:gatewayName": "gateways/public"},
+            "vllm:minReplicas",
+            "never through the KEDA HTTP add-on's interceptor",
+        ),
         # The interceptor is the cluster's and routes by host: without one the route would be a catch-all.
         ({**COLD_START, "vllm:domain": "unset"}, "vllm:domain", "routes each request by its Host"),
         ({**COLD_START, "vllm:coldStartTimeoutSeconds": "0"}, "vllm:coldStartTimeoutSeconds", ">= 1"),

@@ -360,6 +360,16 @@ def _check_cold_start(spec: ServiceSpec) -> None:
         "which your Ingress/Gateway routes to (or set vllm:activationQuery, a request rate measured in front "
         "of vLLM, and let requests fail until a pod serves)"
     )
+    if k8s.inference_gateway:
+        # The HTTPRoute's backend is the InferencePool: the Gateway sends each request straight to a pod the
+        # endpoint picker chose, so the interceptor (in front of the Service) would never see one.
+        raise SpecError(
+            f"{PROJECT}:minReplicas",
+            "0",
+            f">= 1 with {PROJECT}:router inference-gateway, or set {PROJECT}:activationQuery (a request rate "
+            "your Gateway measures): the Gateway routes to the InferencePool's pods directly, never through "
+            "the KEDA HTTP add-on's interceptor that wakes a service at zero",
+        )
     if k8s.service_type != "ClusterIP":
         raise SpecError(f"{PROJECT}:serviceType", k8s.service_type, f"ClusterIP: {instead}")
     if k8s.tls_secret_name is not None:
