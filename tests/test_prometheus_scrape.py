@@ -183,8 +183,15 @@ def free_port() -> int:
 
 
 def wait_for(condition: Callable[[], bool], deadline_seconds: float, what: str) -> None:
+    """Polls ``condition`` until it holds; a request that fails or times out (a Prometheus slow to answer
+    on a loaded machine) counts as not yet, until the deadline."""
     deadline = time.monotonic() + deadline_seconds
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:  # urllib's URLError and socket timeouts
+            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {deadline_seconds} s")
         time.sleep(0.2)
