@@ -50,3 +50,10 @@ def test_kubernetes_refuses_the_header_and_names_the_inference_gateway():
 def test_gcp_refuses_a_header_that_is_not_a_header_name(header):
     error = refusal("gcp-l4", {"vllm:affinityHeader": header})
     assert error.key == "vllm:affinityHeader" and "header name" in error.valid
+
+
+@pytest.mark.parametrize("header", ["Authorization", "host"])
+def test_gcp_refuses_a_header_every_request_carries_with_one_value(header):
+    # One API key and one host name per stack: hashing on them puts every conversation on one replica.
+    error = refusal("gcp-l4", {"vllm:affinityHeader": header})
+    assert error.key == "vllm:affinityHeader" and "differs between conversations" in error.valid

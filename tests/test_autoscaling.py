@@ -609,6 +609,7 @@ COLD_START = {
     "vllm:minReplicas": "0",
     "vllm:targetQueuePerReplica": "6.5",
     "vllm:serviceType": "ClusterIP",
+    "vllm:domain": "llm.example.com",
 }
 
 
@@ -643,7 +644,7 @@ def test_kubernetes_the_route_forwards_api_requests_with_a_key_to_the_stacks_ser
     service = named(k8s_cold, "kubernetes:core/v1:Service", "vllm-k8s-l4-api")
     assert route["spec"]["target"] == {"service": service["metadata"]["name"], "port": 80}
     assert route["spec"]["rules"] == [
-        {"hosts": ["*"], "paths": [{"value": "/v1"}], "headers": [{"name": "Authorization"}]}
+        {"hosts": ["llm.example.com"], "paths": [{"value": "/v1"}], "headers": [{"name": "Authorization"}]}
     ]
     assert route["metadata"]["namespace"] == service["metadata"]["namespace"]
 
@@ -660,12 +661,22 @@ def test_kubernetes_a_request_at_zero_waits_for_the_pods_start_budget_by_default
     from tests.test_kubernetes import start_budget
 
     budget = start_budget(build_spec("k8s-l4", COLD_START))
-    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": f"{budget}s"}
+    assert k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"]["readiness"] == f"{budget}s"
 
 
 def test_kubernetes_the_wait_at_zero_is_configurable() -> None:
     run = run_program("k8s-l4", config={**COLD_START, "vllm:coldStartTimeoutSeconds": "900"})
-    assert run.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"] == {"readiness": "900s"}
+    assert run.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"]["readiness"] == "900s"
+
+
+def test_kubernetes_the_interceptor_waits_for_a_response_as_long_as_a_replica_may_take(k8s_cold: Run) -> None:
+    # A non-streaming completion's headers come when it ends; the add-on's default wait is 300 s
+    # (KEDA_HTTP_RESPONSE_HEADER_TIMEOUT, interceptor/config/timeouts.go, v0.15.0).
+    from components.kubernetes.pods import LONGEST_REQUEST_SECONDS
+
+    timeouts = k8s_cold.one(INTERCEPTOR_ROUTE).inputs["spec"]["timeouts"]
+    assert timeouts["responseHeader"] == f"{LONGEST_REQUEST_SECONDS}s"
+    assert LONGEST_REQUEST_SECONDS > 300
 
 
 def test_kubernetes_your_ingress_routes_to_the_interceptor_by_a_service_in_the_stacks_namespace(
@@ -702,7 +713,11 @@ def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
 @pytest.mark.parametrize(
     ("config", "key", "says"),
     [
-        ({**COLD_START, "vllm:serviceType": "LoadBalancer"}, "vllm:serviceType", "ClusterIP"),
+        (
+            {**COLD_START, "vllm:serviceType": "LoadBalancer", "vllm:domain": "unset"},
+            "vllm:serviceType",
+            "ClusterIP",
+        ),
         (
             {**COLD_START, "vllm:tlsSecretName": "tls", "vllm:domain": "llm.example.com"},
             "vllm:tlsSecretName",
@@ -713,6 +728,14 @@ def test_kubernetes_with_an_activation_query_there_is_no_interceptor() -> None:
             "vllm:targetQueuePerReplica",
             "requests in flight per replica",
         ),
+        # The Gateway sends requests straight to the InferencePool's pods: the interceptor would see none.
+        (
+            {**COLD_START, "vllm:router": "inference-gateway", "vllm:gatewayName": "gateways/public"},
+            "vllm:minReplicas",
+            "never through the KEDA HTTP add-on's interceptor",
+        ),
+        # The interceptor is the cluster's and routes by host: without one the route would be a catch-all.
+        ({**COLD_START, "vllm:domain": "unset"}, "vllm:domain", "routes each request by its Host"),
         ({**COLD_START, "vllm:coldStartTimeoutSeconds": "0"}, "vllm:coldStartTimeoutSeconds", ">= 1"),
         (
             {**COLD_START, "vllm:coldStartTimeoutSeconds": "soon"},

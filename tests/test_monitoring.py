@@ -79,6 +79,11 @@ def test_the_pod_monitor_carries_the_labels_of_prometheus_selector():
         ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "release"}, "key=value"),
         ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "release=a b"}, "key=value"),
         ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "=x"}, "key=value"),
+        (
+            {"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "app.kubernetes.io/name=x"},
+            "none under app.kubernetes.io/",
+        ),
+        ({"vllm:prometheusOperator": "true", "vllm:prometheusSelector": "release=a,release=b"}, "distinct"),
     ],
 )
 def test_a_bad_prometheus_selector_is_refused_naming_the_key(config, says):

@@ -96,6 +96,7 @@ VARIANTS: dict[str, dict] = {
         "vllm:minReplicas": 0,
         "vllm:targetQueuePerReplica": 8,
         "vllm:serviceType": "ClusterIP",
+        "vllm:domain": "llm.example.com",
         "vllm:installKedaHttpAddOn": True,
     },
     "k8s-lws-keda-operator-tls": {

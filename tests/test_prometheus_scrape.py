@@ -184,8 +184,15 @@ def free_port() -> int:
 
 
 def wait_for(condition: Callable[[], bool], deadline_seconds: float, what: str) -> None:
+    """Polls ``condition`` until it holds; a request that fails or times out (a Prometheus slow to answer
+    on a loaded machine) counts as not yet, until the deadline."""
     deadline = time.monotonic() + deadline_seconds
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:  # urllib's URLError and socket timeouts
+            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {deadline_seconds} s")
         time.sleep(0.2)
@@ -205,6 +212,16 @@ class Prometheus:
         result = self.get("/api/v1/query", query=expression)["data"]["result"]
         assert len(result) <= 1, result
         return float(result[0]["value"][1]) if result else None
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ends a Prometheus the tests started: asked first, killed if it does not exit within the deadline."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def start_prometheus(config: Path, directory: Path) -> tuple[subprocess.Popen, Prometheus]:
@@ -237,7 +254,11 @@ def start_prometheus(config: Path, directory: Path) -> tuple[subprocess.Popen, P
             except OSError:
                 return False
 
-        wait_for(ready, START_DEADLINE_SECONDS, "Prometheus ready")
+        try:
+            wait_for(ready, START_DEADLINE_SECONDS, "Prometheus ready")
+        except BaseException:
+            stop(process)  # not ready in time (or interrupted): never leave it running
+            raise
         if process.poll() is None:
             return process, prometheus
         if "address already in use" not in log.read_text():
@@ -281,28 +302,25 @@ def prometheus(vllm: FakeVllm, tmp_path_factory: pytest.TempPathFactory) -> Iter
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     plain, secure = serve(vllm, None), serve(vllm, context)
-    jobs = []
-    for spec in specs().values():
-        server = secure if monitoring.metrics_endpoint(spec).get("scheme") == "https" else plain
-        jobs.append(scrape_job(spec, f"127.0.0.1:{server.server_address[1]}", cert))
-    config = directory / "prometheus.yml"
-    config.write_text(json.dumps({"scrape_configs": jobs}))  # JSON is YAML
-    process, server_api = start_prometheus(config, directory)
     try:
-
-        def scraped() -> bool:
-            targets = server_api.get("/api/v1/targets")["data"]["activeTargets"]
-            return len(targets) == len(jobs) and all(target["health"] == "up" for target in targets)
-
-        wait_for(scraped, START_DEADLINE_SECONDS, "every scrape target up")
-        yield server_api
-    finally:
-        process.terminate()
+        jobs = []
+        for spec in specs().values():
+            server = secure if monitoring.metrics_endpoint(spec).get("scheme") == "https" else plain
+            jobs.append(scrape_job(spec, f"127.0.0.1:{server.server_address[1]}", cert))
+        config = directory / "prometheus.yml"
+        config.write_text(json.dumps({"scrape_configs": jobs}))  # JSON is YAML
+        process, server_api = start_prometheus(config, directory)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+            def scraped() -> bool:
+                targets = server_api.get("/api/v1/targets")["data"]["activeTargets"]
+                return len(targets) == len(jobs) and all(target["health"] == "up" for target in targets)
+
+            wait_for(scraped, START_DEADLINE_SECONDS, "every scrape target up")
+            yield server_api
+        finally:
+            stop(process)
+    finally:
         for server in (plain, secure):
             server.shutdown()
             server.server_close()

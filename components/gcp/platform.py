@@ -72,12 +72,26 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
+#: Headers every request to the stack carries with one value: the stack's one API key (``Authorization``)
+#: and its one host name. A consistent hash on them sends all traffic to a single replica.
+SAME_FOR_EVERY_REQUEST = ("authorization", "host")
+
+
 def affinity_header(read: ConfigReader) -> str | None:
-    """``vllm:affinityHeader``: a header name the clients send, such as ``x-session-id``."""
+    """``vllm:affinityHeader``: a header name the clients send, such as ``x-session-id``, whose value differs
+    between conversations (the hash spreads conversations over the replicas by it)."""
     name = read.string("affinityHeader")
     if name is not None and not HEADER_NAME.match(name):
         raise SpecError(
             f"{PROJECT}:affinityHeader", name, "an HTTP header name (letters, digits, '-'), e.g. x-session-id"
+        )
+    if name is not None and name.lower() in SAME_FOR_EVERY_REQUEST:
+        raise SpecError(
+            f"{PROJECT}:affinityHeader",
+            name,
+            "a header whose value differs between conversations, e.g. x-session-id: every request to the "
+            f"stack carries {name} with one value (one API key, one host), which would hash them all to one "
+            "replica",
         )
     return name
 

@@ -12,11 +12,15 @@ ours, which KEDA refuses. So the stack declares:
 - an ``InterceptorRoute`` (``http.keda.sh/v1beta1``, add-on ``HTTP_ADD_ON_VERSION``) to the stack's Service,
   scaling on ``concurrency`` (requests in flight per replica) at ``ceil(vllm:targetQueuePerReplica)``, and
   holding a request for at most ``vllm:coldStartTimeoutSeconds`` (``timeouts.readiness``; default the pod's
-  start budget: a new GPU node, the image pull and the model load);
+  start budget: a new GPU node, the image pull and the model load), and waiting for a response's headers as
+  long as a replica promises to finish a request (a non-streaming completion's headers come at its end);
 - a trigger on the stack's ScaledObject, ``external-push`` to the add-on's external scaler naming the route
   (components/kubernetes/autoscaler.py);
 - an ``ExternalName`` Service ``<stack>-interceptor`` in the stack's namespace, naming the interceptor's
   proxy, for your Ingress/Gateway to route to (an Ingress routes to Services of its own namespace only).
+
+The route matches ``vllm:domain`` (required): the interceptor serves every route in the cluster and picks one
+by host, and of two routes for any host the older takes every request (pkg/routing/tablememory.go).
 
 What wakes the service: only requests the route matches. Probes never pass the interceptor (the kubelet
 probes the pod's IP); the route takes only the OpenAI API's ``/v1`` paths, so a load balancer's health
@@ -96,14 +100,20 @@ def route_spec(spec: ServiceSpec, service_name: pulumi.Input[str], timeout_secon
         "target": {"service": service_name, "port": service_port(spec)["port"]},
         "rules": [
             {
-                "hosts": [spec.domain or "*"],
+                "hosts": [spec.domain],  # required (platform.py): the interceptor is the cluster's
                 "paths": [{"value": API_PATH_PREFIX}],
                 "headers": [{"name": "Authorization"}],
             }
         ],
         # The CRD's targetValue is an integer >= 1: the target's ceiling, never a smaller share per replica.
         "scalingMetric": {"concurrency": {"targetValue": math.ceil(policy.target_queue_per_replica)}},
-        "timeouts": {"readiness": f"{timeout_seconds}s"},
+        # A non-streaming completion sends its headers only once it is done: the interceptor's default wait
+        # for them (KEDA_HTTP_RESPONSE_HEADER_TIMEOUT, 300 s: interceptor/config/timeouts.go, v0.15.0) would
+        # cut any longer one, which the replicas promise to finish (pods.LONGEST_REQUEST_SECONDS).
+        "timeouts": {
+            "readiness": f"{timeout_seconds}s",
+            "responseHeader": f"{pods.LONGEST_REQUEST_SECONDS}s",
+        },
     }
 
 

@@ -170,6 +170,8 @@ _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
 LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 DEFAULT_PROMETHEUS_SELECTOR = "release=kube-prometheus-stack"
+#: The prefix of the labels the stack puts on everything it creates (components/kubernetes/pods.py labels).
+OWN_LABEL_PREFIX = "app.kubernetes.io/"
 
 
 def _prometheus_selector(read: ConfigReader) -> tuple[tuple[str, str], ...]:
@@ -188,7 +190,19 @@ def _prometheus_selector(read: ConfigReader) -> tuple[tuple[str, str], ...]:
             "labels as key=value[,key=value], those your Prometheus' podMonitorSelector matches (kube-"
             f"prometheus-stack: release=<its Helm release name>; default {DEFAULT_PROMETHEUS_SELECTOR})",
         )
-    return tuple((key.strip(), value.strip()) for key, _, value in pairs)
+    selector = tuple((key.strip(), value.strip()) for key, _, value in pairs)
+    keys = [key for key, _ in selector]
+    for key in keys:
+        # The stack's own labels (pods.labels) are set beside these and would silently win over a selector
+        # that names them: the Prometheus would then never select the PodMonitor.
+        if key.startswith(OWN_LABEL_PREFIX) or keys.count(key) > 1:
+            raise SpecError(
+                f"{PROJECT}:prometheusSelector",
+                raw,
+                f"labels with distinct keys, none under {OWN_LABEL_PREFIX} (the stack's own labels on every "
+                f"object it creates; {key} is)",
+            )
+    return selector
 
 
 #: An existing Gateway: ``<namespace>/<name>``, a DNS label and a DNS subdomain.
@@ -345,6 +359,16 @@ def _check_cold_start(spec: ServiceSpec) -> None:
         "which your Ingress/Gateway routes to (or set vllm:activationQuery, a request rate measured in front "
         "of vLLM, and let requests fail until a pod serves)"
     )
+    if k8s.inference_gateway:
+        # The HTTPRoute's backend is the InferencePool: the Gateway sends each request straight to a pod the
+        # endpoint picker chose, so the interceptor (in front of the Service) would never see one.
+        raise SpecError(
+            f"{PROJECT}:minReplicas",
+            "0",
+            f">= 1 with {PROJECT}:router inference-gateway, or set {PROJECT}:activationQuery (a request rate "
+            "your Gateway measures): the Gateway routes to the InferencePool's pods directly, never through "
+            "the KEDA HTTP add-on's interceptor that wakes a service at zero",
+        )
     if k8s.service_type != "ClusterIP":
         raise SpecError(f"{PROJECT}:serviceType", k8s.service_type, f"ClusterIP: {instead}")
     if k8s.tls_secret_name is not None:
@@ -352,6 +376,18 @@ def _check_cold_start(spec: ServiceSpec) -> None:
             f"{PROJECT}:tlsSecretName",
             k8s.tls_secret_name,
             f"unset (TLS ends at your Ingress/Gateway): {instead}",
+        )
+    if spec.domain is None:
+        # The interceptor is one proxy for the whole cluster and picks a route by host (then path and
+        # headers); of two routes for any host ("*") with the same path, the older takes every request
+        # (pkg/routing/tablememory.go, add-on v0.15.0), so a route without a host of its own would take other
+        # stacks' requests, or lose its own to theirs.
+        raise SpecError(
+            f"{PROJECT}:domain",
+            "",
+            "the host name your clients call, required with vllm:minReplicas 0: the KEDA HTTP add-on's "
+            "interceptor is shared by the cluster and routes each request by its Host (or set "
+            "vllm:activationQuery)",
         )
     if spec.autoscaling is not None and spec.autoscaling.target_queue_per_replica is None:
         raise SpecError(
