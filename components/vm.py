@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
 from components.catalog import Offering
-from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import (
+    BASE_STARTUP_SECONDS,
+    HF_CACHE_DIR,
+    RAY_GROUP_WAIT_SECONDS,
+    STALL_SECONDS,
+    LaunchSpec,
+    weights_gb,
+)
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -30,8 +37,10 @@ DRAIN_SECONDS = 3600
 #: ``docker stop --time`` of vllm.service: the drain, then vLLM's engine shutdown (workers exit, GPU memory
 #: is released), before docker's SIGKILL; systemd's stop timeout is longer still (vm_bootstrap.sh).
 STOP_SECONDS = DRAIN_SECONDS + 30
-#: Where weight_cache.sh records the path the weights took (hub, bucket, local) for the health agent.
+#: Where weight_cache.sh records the path the weights take (wait, hub, bucket, local) for the health agent.
 WEIGHT_PATH_FILE = "/run/vllm/weight-path"
+#: The HF cache on the host (vm_bootstrap.sh's HF_CACHE), mounted into the container at HF_CACHE_DIR.
+HOST_HF_CACHE = "/var/lib/vllm/hf-cache"
 
 
 def vm_offering(spec: ServiceSpec) -> Offering:
@@ -77,22 +86,27 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
 
 
 def health_agent_args(
+    spec: ServiceSpec,
     launch: LaunchSpec,
     role: str,
     ray_env: Mapping[str, str],
     report: Sequence[str],
     weight_cache: bool = False,
 ) -> list[str]:
-    """``health_agent.py`` flags: the load budget of one start is the launch spec's startup budget.
+    """``health_agent.py`` flags: each phase's hard cap and the stall window (``launch.phase_caps``), and
+    where the weights land, so that the agent sees their bytes arrive.
 
-    ``report`` is how the platform learns the verdict, in the agent's own flags (``--report http --port
-    ...`` for a health check that reads it; ``--report autoscaling-group`` to mark the instance itself):
-    each platform's package says which. A Ray worker is judged on its connection to its head's GCS port
-    instead of vLLM's /health (vLLM serves on the head only).
+    ``report`` is how the platform learns the verdict and where the phase is published, in the agent's own
+    flags (``--report http --port ...`` for a health check that reads it; ``--report autoscaling-group`` to
+    mark the instance itself): each platform's package says which. A Ray worker is judged on its connection
+    to its head's GCS port instead of vLLM's /health (vLLM serves on the head only).
     """
-    args = [*report, "--role", role, "--budget", str(launch.probes.startup_seconds)]
-    if weight_cache:  # a replica whose weights came from the bucket is judged on the bucket's budget
-        args += ["--cached-budget", str(launch.probes.cached_startup_seconds)]
+    args = [*report, "--role", role, *launch.probes.caps.as_args(), "--stall", str(STALL_SECONDS)]
+    args += ["--weights-dir", weights_dir(spec, weight_cache)]
+    known = spec.model_size_gb is not None or (spec.facts is not None and spec.facts.weights_gb is not None)
+    if known:  # a percentage only of a known size, never of the GPU-memory guess
+        args += ["--weights-bytes", f"{weights_gb(spec)}e9"]
+    if weight_cache:  # weight_cache.sh records its path: a wait for another's fill, then a download or copy
         args += ["--weight-path-file", WEIGHT_PATH_FILE]
     args += ["--max-failed-starts", str(MAX_FAILED_STARTS)]
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
@@ -104,6 +118,14 @@ def health_agent_args(
             ray_env.get("RAY_PORT", str(RAY_GCS_PORT)),
         ]
     return args
+
+
+def weights_dir(spec: ServiceSpec, weight_cache: bool) -> str:
+    """Where the model's files land on the host: weight_cache.sh's directory, else the Hub cache's folder of
+    the model (huggingface_hub's ``models--<org>--<name>``), where vLLM's own download writes."""
+    if weight_cache:
+        return f"{HOST_HF_CACHE}/{cached_model_dir(spec)}"
+    return f"{HOST_HF_CACHE}/hub/models--{spec.model.replace('/', '--')}"
 
 
 def bootstrap_script(
@@ -161,7 +183,7 @@ def bootstrap_script(
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
         ray_bootstrap_gzip_base64=_packed(shipped("ray_bootstrap.sh")) if multi_node else "",
         health_agent_args=health_agent_args(
-            launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
+            spec, launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
         stop_seconds=STOP_SECONDS,
         agents_tar_gzip_base64=_packed_python(
