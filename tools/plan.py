@@ -466,7 +466,8 @@ def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
     )
     budget = ready.get("budget")
     if budget:  # stacks exported before the budget was
-        caps = ", ".join(f"{name} {_minutes(seconds)}" for name, seconds in budget["capSeconds"].items())
+        seconds = budget["capSeconds"]
+        caps = ", ".join(f"{name} {_minutes(seconds[name])}" for name in ("start", "weights", "load"))
         lines.append(
             f"  health budget (not the estimate): replaced when a download adds no byte for "
             f"{_minutes(budget['stallSeconds'])}, or a phase outlasts its cap ({caps}; every rate "

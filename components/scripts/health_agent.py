@@ -171,7 +171,7 @@ class Judge:
             since = self.absent_since if self.absent_since is not None else seen.now
         elif stage == "load":  # from the container's start, or the end of a download within it
             since = max(seen.now if began is None else began, self.downloaded_at)
-        else:  # from weight_cache.sh's last choice (a wait for another's fill, then the Hub) or the first byte
+        else:  # from weight_cache.sh's last choice (a wait for another's fill, then the Hub), or first byte
             since = self.stage_since if seen.fetch_started_at is None else seen.fetch_started_at
         if self.was_ready:  # a worker that lost its head, or a restart: counts from then
             since = max(since, self.last_ready)
