@@ -88,7 +88,7 @@ WORST_CASE_FACTOR = 4
 
 @dataclass(frozen=True)
 class PhaseCaps:
-    """The longest each phase of a start may last, in seconds (the health agent's ``--cap``)."""
+    """The longest each phase of a start may last, in seconds (the health agent's ``--caps``)."""
 
     start: int  # boot, driver, Docker, the image pull: until the weights arrive or vLLM's container runs
     weights: int  # the download (the Hub, the slowest source) or the bucket copy onto the node's storage
@@ -100,7 +100,8 @@ class PhaseCaps:
         return self.start + self.weights + self.load
 
     def as_args(self) -> list[str]:
-        return [f"--cap={name}={seconds}" for name, seconds in self.as_output().items()]
+        """The health agent's ``--caps START WEIGHTS LOAD``."""
+        return ["--caps", str(self.start), str(self.weights), str(self.load)]
 
     def as_output(self) -> dict[str, int]:
         return {"start": self.start, "weights": self.weights, "load": self.load}

@@ -3,6 +3,7 @@ vLLM /health server, a fake Ray head, a fake IMDS and fake ``docker``/``systemct
 
 from __future__ import annotations
 
+import ast
 import http.server
 import json
 import os
@@ -293,7 +294,7 @@ class FakeImds:
 
 
 def cap_args(load: float = 600, weights: float = 6000, start: float = 600) -> list[str]:
-    return [f"--cap=start={start}", f"--cap=weights={weights}", f"--cap=load={load}"]
+    return ["--caps", str(start), str(weights), str(load)]
 
 
 def logged(agent: subprocess.Popen, text: str) -> bool:
@@ -638,7 +639,8 @@ def test_boot_starts_the_health_agent_first_with_the_rendered_caps(request):
     result = run_script(rendered("gcp-h100"), env, "boot")
     assert result.returncode == 0, result.stdout + result.stderr
     unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
-    assert unpacked.read_text() == bootstrap_vm.shipped_python("health_agent.py")  # less its docstrings
+    shipped = bootstrap_vm.shipped_python("health_agent.py")  # less its docstrings
+    assert ast.dump(ast.parse(unpacked.read_text())) == ast.dump(ast.parse(shipped))  # one space a level
     calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
     assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
     unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
@@ -655,7 +657,7 @@ def test_the_units_command_line_really_runs_the_agent(request, start_agent):
     argv = command.split()
     assert argv[:2] == [sys.executable, str(Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py")]
     caps = launch_spec(build_spec("gcp-h100", {}), has_hf_token=True).probes.caps
-    assert [arg for arg in argv if arg.startswith("--cap=")] == caps.as_args()
+    assert argv[argv.index("--caps") : argv.index("--caps") + 4] == caps.as_args()
     port = free_port()
     argv[argv.index("--port") + 1] = str(port)  # the VM's port may be taken on a shared test machine
     start_agent(*argv[2:])

@@ -9,7 +9,7 @@ vLLM container started, so it can tell "still loading" from "broken".
 
 Verdict (the same on both clouds), until the replica is first ready, by the phase it is in:
   - start (boot, Docker, the image pull) and load (the weights read into GPU memory, compile, CUDA graphs,
-    until /health answers 200): healthy until the phase's hard cap (--cap PHASE=SECONDS) runs out, each
+    until /health answers 200): healthy until the phase's hard cap (--caps START WEIGHTS LOAD) runs out, each
     derived by the program from the slowest rate (components/launch.py ``phase_caps``);
   - weights (a download or a bucket copy under --weights-dir in progress): healthy while bytes keep
     arriving (at least PROGRESS_BYTES per --stall seconds) up to the phase's cap; a download that stops is
@@ -117,6 +117,7 @@ class Judge:
         self.downloaded_at = 0.0  # the last look at a download under way (none yet)
         self.mark: int | None = None  # weight bytes at the last progress
         self.progress_at = started
+        self.chosen_at: float | None = None  # weight_cache.sh's last choice of a path, as last seen
         self.phase = "boot"  # what the replica does now, as tools.status shows it
 
     def milestones(self, seen: Observation) -> None:
@@ -130,12 +131,14 @@ class Judge:
         for name in MILESTONES:
             if reached[name] and name not in self.reached:
                 self.reached[name] = seen.now
-                log(f"phase {name} reached {seen.now - self.started:.0f} s after the agent started")
+                log(f"phase {name} reached at +{seen.now - self.started:.0f} s")
 
     def progress(self, seen: Observation, stage: str) -> None:
         """Progress is a new stage, or PROGRESS_BYTES more weight bytes than at the last progress."""
-        if stage != self.stage:
+        chose = seen.fetch_started_at != self.chosen_at  # weight_cache.sh chose a path: a wait, then a fetch
+        if stage != self.stage or chose or seen.waiting:  # a wait adds no byte: the window starts after it
             self.stage, self.stage_since, self.progress_at = stage, seen.now, seen.now
+        self.chosen_at = seen.fetch_started_at
         if stage == "weights":
             self.downloaded_at = seen.now
         if self.mark is None or seen.weight_bytes < self.mark:
@@ -448,8 +451,8 @@ class Publisher:
         self.last, self.due = ("", ""), 0.0
 
     def step(self, phase: str, timings: str) -> None:
-        now, word = time.time(), phase.split()[0]
-        if (phase, timings) == self.last or (word == self.last[0].split(" ")[0] and now < self.due):
+        now = time.time()
+        if (phase, timings) == self.last or (timings == self.last[1] and now < self.due):
             return
         try:
             if self.kind == "guest-attributes":
@@ -474,20 +477,12 @@ class Publisher:
             log(f"cannot publish the phase: {error!r}")
 
 
-def caps(text: list[str]) -> dict[str, float]:
-    """``--cap start=2400 --cap weights=9000 --cap load=3000`` as {stage: seconds}; every stage needs one."""
-    found = {name: float(value) for name, _, value in (item.partition("=") for item in text)}
-    if sorted(found) != sorted(STAGES):
-        raise ValueError(f"--cap takes one of each of {', '.join(STAGES)}, not {', '.join(text)}")
-    return found
-
-
 class Agent:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
         self.judge = Judge(
             options.role,
-            caps(options.cap),
+            dict(zip(STAGES, options.caps, strict=True)),
             options.stall,
             options.max_failed_starts,
             time.time(),
@@ -616,12 +611,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--role", choices=ROLES, required=True)
     parser.add_argument(
-        "--cap", action="append", default=[], help="PHASE=SECONDS, one per phase: start, weights, load"
+        "--caps",
+        type=float,
+        nargs=len(STAGES),
+        required=True,
+        metavar=("START", "WEIGHTS", "LOAD"),
+        help="the seconds each phase may last at most",
     )
     parser.add_argument("--stall", type=float, default=600.0, help="seconds a download may add no byte")
     parser.add_argument("--weights-dir", default="", help="where the model's files land on this host")
     parser.add_argument("--weights-bytes", type=float, default=0.0, help="their size, for a percentage")
-    parser.add_argument("--weight-path-file", default="", help="where weight_cache.sh records their path")
+    parser.add_argument(
+        "--weight-path-file", default="/run/vllm/weight-path", help="where weight_cache.sh records their path"
+    )
     parser.add_argument("--publish", choices=("", "guest-attributes", "instance-tags"), default="")
     parser.add_argument("--metadata-url", default="http://metadata.google.internal/computeMetadata/v1")
     parser.add_argument("--max-failed-starts", type=int, default=3)
@@ -650,10 +652,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.role == "ray-worker" and not options.ray_head:
         parser.error("--ray-head is required for a ray-worker")
-    try:
-        caps(options.cap)
-    except ValueError as error:
-        parser.error(str(error))
     if options.report == "http" and not options.port:
         parser.error("--port is required with --report http: the health check reads the verdict there")
     return options
@@ -662,7 +660,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     options = parse(argv)
     agent = Agent(options)
-    log(f"judging a {options.role} ({options.report}): {' '.join(options.cap)}, stall {options.stall:.0f} s")
+    log(f"judging a {options.role} ({options.report}): caps {options.caps}, stall {options.stall:.0f} s")
     agent.look()  # the first verdict is a real one
     if options.port:
         serve(agent, options.port)
