@@ -217,7 +217,9 @@ def weight_path(options: argparse.Namespace) -> tuple[str, float | None]:
 
 def weight_bytes(root: str) -> tuple[int, bool]:
     """Bytes allocated under ``root`` (st_blocks: a preallocated or sparse file counts what was written),
-    and whether a Hugging Face download is under way there (its ``*.incomplete`` files)."""
+    and whether a Hugging Face download is under way there: huggingface_hub writes each file to
+    ``<blob>.incomplete`` and renames it once whole, over HTTP and Xet alike (file_download.py,
+    ``_download_to_tmp_and_move``, which hands ``xet_get`` that path)."""
     total, incomplete = 0, False
     for directory, _, files in os.walk(root) if root else ():
         for name in files:
