@@ -626,6 +626,23 @@ def test_aws_the_phase_and_its_timings_are_the_instances_tags(host, start_agent)
     assert re.fullmatch(r"[\w .:/=+\-@]*", phase["Value"] + timings["Value"])  # EC2's tag-safe characters
 
 
+def test_aws_a_failed_tagging_is_retried_half_a_minute_later_not_at_every_look(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    fake_aws = Path(host["PATH"].split(":")[0]) / "aws"
+    fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {host["TMP"]}/aws-calls\nexit 1\n')
+    container_started(host, seconds_ago=30)
+    agent = start_agent(
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(), "--health-url", vllm.url,
+        "--imds-url", imds.url, "--publish", "instance-tags",
+    )  # fmt: skip
+    calls = Path(host["TMP"]) / "aws-calls"
+    wait_until(calls.exists, "a first create-tags")
+    vllm.status = 200  # a phase reached: still no second call within the half minute
+    assert logged(agent, "phase ready reached")
+    time.sleep(1)  # five more looks
+    assert len(calls.read_text().splitlines()) == 1
+
+
 # --- wiring: vm_bootstrap.sh installs and starts it ------------------------------------------------------
 
 

@@ -440,21 +440,21 @@ class LaunchHook:
 
 
 # --publish: the phase and the timings of each phase reached go where tools.status reads them, whenever the
-# phase changes and at most every PUBLISH_SECONDS while it progresses. guest-attributes: the VM's guest
+# phase is reached, and at most every SECONDS as it progresses. guest-attributes: the VM's guest
 # attributes vllm/phase and vllm/timings (GCP: the metadata server, no IAM role needed; the instance's
 # enable-guest-attributes metadata turns them on). instance-tags: the instance's tags vllm:phase and
 # vllm:timings (AWS: ec2:CreateTags on the stack's instances, these two keys only). Values use only tag-safe
-# characters. A failed write is logged and retried at the next change.
+# characters. A failed write is logged and retried SECONDS on.
 class Publisher:
     SECONDS = 30
 
     def __init__(self, kind: str, metadata_url: str, aws: AwsReporter | None) -> None:
         self.kind, self.metadata_url, self.aws = kind, metadata_url.rstrip("/"), aws
-        self.last, self.due = ("", ""), 0.0
+        self.last, self.due, self.retry = ("", ""), 0.0, 0.0
 
     def step(self, phase: str, timings: str) -> None:
         now = time.time()
-        if (phase, timings) == self.last or (timings == self.last[1] and now < self.due):
+        if (phase, timings) == self.last or (timings == self.last[1] and now < self.due) or now < self.retry:
             return
         try:
             if self.kind == "guest-attributes":
@@ -476,6 +476,7 @@ class Publisher:
                     raise OSError(result.stderr.decode().strip())
             self.last, self.due = (phase, timings), now + self.SECONDS
         except (OSError, subprocess.SubprocessError) as error:
+            self.retry = now + self.SECONDS
             log(f"cannot publish the phase: {error!r}")
 
 
