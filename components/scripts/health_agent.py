@@ -134,10 +134,13 @@ class Judge:
                 log(f"phase {name} reached at +{seen.now - self.started:.0f} s")
 
     def progress(self, seen: Observation, stage: str) -> None:
-        """Progress is a new stage, or PROGRESS_BYTES more weight bytes than at the last progress."""
+        """Progress is a new stage, a new path for the weights, or PROGRESS_BYTES more weight bytes than at
+        the last progress."""
         chose = seen.fetch_started_at != self.chosen_at  # weight_cache.sh chose a path: a wait, then a fetch
         if stage != self.stage or chose or seen.waiting:  # a wait adds no byte: the window starts after it
-            self.stage, self.stage_since, self.progress_at = stage, seen.now, seen.now
+            self.progress_at = seen.now
+        if stage != self.stage:
+            self.stage, self.stage_since = stage, seen.now
         self.chosen_at = seen.fetch_started_at
         if stage == "weights":
             self.downloaded_at = seen.now
