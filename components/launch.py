@@ -68,6 +68,62 @@ CPU_DEFAULT_WEIGHTS_GB = 2
 #: budget adds it, since its vLLM only begins loading once the group is whole.
 RAY_GROUP_WAIT_SECONDS = BASE_STARTUP_SECONDS
 
+# The estimate is not the budget (issue 28). A starting replica is judged by its progress: on a VM the health
+# agent (components/scripts/health_agent.py) keeps it healthy while its weights' bytes keep arriving, and
+# calls it broken when they stop for STALL_SECONDS or when a phase outlasts its hard cap (``phase_caps``):
+# the estimate's time for that phase with every rate WORST_CASE_FACTOR times slower.
+#: How long a download may add no byte (less than 16 MiB) before the replica is replaced. The Hub's client
+#: gives up on a silent read after 10 s (huggingface_hub HF_HUB_DOWNLOAD_TIMEOUT, its default; huggingface/
+#: huggingface_hub#2253, read 2026-12-07) and retries, as gcloud storage and the AWS CLI do with backoff: a
+#: transfer that moves nothing for ten minutes through all of that is hung, not slow. Ten minutes is also
+#: about what a replacement spends on boot and image pull before its own download starts
+#: (BASE_STARTUP_SECONDS), so waiting longer on a hung download costs more than replacing it.
+STALL_SECONDS = 600
+#: How much slower than estimated a phase may run before its cap ends it: the estimate's rates are typical
+#: sustained ones, and measured starts have run 1.7x slower than assumed on the Hub (150 MB/s against 250,
+#: issue 28) and several other rates are off by over 2x; four times covers those with room to spare, while a
+#: hung download is caught by the stall window long before.
+WORST_CASE_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class PhaseCaps:
+    """The longest each phase of a start may last, in seconds (the health agent's ``--caps``)."""
+
+    start: int  # boot, driver, Docker, the image pull: until the weights arrive or vLLM's container runs
+    weights: int  # the download (the Hub, the slowest source) or the bucket copy onto the node's storage
+    #: from vLLM's container start: the read into GPU memory, compile, CUDA graphs, a Ray group's wait
+    load: int
+
+    @property
+    def total(self) -> int:
+        return self.start + self.weights + self.load
+
+    def as_args(self) -> list[str]:
+        """The health agent's ``--caps START WEIGHTS LOAD``."""
+        return ["--caps", str(self.start), str(self.weights), str(self.load)]
+
+    def as_output(self) -> dict[str, int]:
+        return {"start": self.start, "weights": self.weights, "load": self.load}
+
+
+def phase_caps(
+    weights_gb: float,
+    fixed_seconds: float,
+    fetch_mbps: float,
+    read_mbps: float,
+    worst_factor: float = WORST_CASE_FACTOR,
+) -> PhaseCaps:
+    """Each phase's cap from the slowest rates: the fixed part (boot, image pull, compile) and the weights'
+    fetch and read, each ``worst_factor`` times slower than assumed. The rates are inputs so that any rate
+    table can feed them."""
+
+    def slow(seconds: float) -> int:
+        return math.ceil(seconds * worst_factor)
+
+    read = weights_gb * 1000 / read_mbps
+    return PhaseCaps(slow(fixed_seconds), slow(weights_gb * 1000 / fetch_mbps), slow(fixed_seconds + read))
+
 
 @dataclass(frozen=True)
 class ProbeTimings:
@@ -83,6 +139,8 @@ class ProbeTimings:
     timeout_seconds: int = 5
     healthy_threshold: int = 1
     unhealthy_threshold: int = 3  # consecutive failures before a serving replica is replaced
+    #: the hard caps of a start's phases (the estimate above is what the plan prints, not a limit)
+    caps: PhaseCaps = PhaseCaps(0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -184,7 +242,19 @@ def time_to_ready(spec: ServiceSpec) -> dict:
             "storageReadMBps": storage.read_mbps,
             "storageSource": storage.source,
         },
+        "budget": {
+            "stallSeconds": STALL_SECONDS,
+            "worstCaseFactor": WORST_CASE_FACTOR,
+            "capSeconds": health_caps(spec).as_output(),
+        },
     }
+
+
+def health_caps(spec: ServiceSpec) -> PhaseCaps:
+    """The caps of every replica's start: the slowest path's (the Hub's, onto the node's storage)."""
+    first, _ = cold_starts(spec)
+    fetch = min(HUB_MBPS, first.storage.write_mbps)
+    return phase_caps(first.weights_gb, first.fixed_seconds, fetch, first.storage.read_mbps)
 
 
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
@@ -194,6 +264,7 @@ def probe_timings(spec: ServiceSpec) -> ProbeTimings:
         startup_seconds=first.total_seconds,
         cached_startup_seconds=later.total_seconds,
         fill_seconds=first.fetch_seconds + first.fill_seconds if filled_once else 0,
+        caps=health_caps(spec),
     )
 
 

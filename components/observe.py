@@ -147,6 +147,8 @@ class Replica:
     status: str = PROVISIONING
     detail: str = ""  # the platform's own words when it explains the status (a crash loop's reason)
     extra: Mapping[str, str] = field(default_factory=dict)  # what the logs tool needs (an instance id)
+    phase: str = ""  # what the VM's health agent says its start is doing ("weights 41%"), if it published it
+    timings: Mapping[str, datetime] = field(default_factory=dict)  # when each phase was reached (``PHASES``)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -159,6 +161,8 @@ class Replica:
             "zone": self.zone,
             "status": self.status,
             "detail": self.detail,
+            "phase": self.phase or None,
+            "phaseTimings": {name: moment.isoformat() for name, moment in self.timings.items()},
         }
 
 
@@ -172,6 +176,34 @@ def running_status(
         return STARTING
     age = ((now or datetime.now(UTC)) - launched).total_seconds()
     return STARTING if age <= startup_seconds else NOT_READY
+
+
+#: The phases of a VM replica's start its health agent times (components/scripts/health_agent.py): its own
+#: start at boot, Docker up, the weights' first bytes, vLLM's container running (its image pulled), vLLM
+#: listening, /health 200.
+PHASES = ("boot", "docker", "weights", "image", "listening", "ready")
+
+
+def published_phase(phase: str, timings: str) -> tuple[str, dict[str, datetime]]:
+    """The agent's phase as shown ('weights 41' is published with tag-safe characters only: 'weights 41%')
+    and its ``name=epoch`` timings as times; unknown names and malformed pairs are left out."""
+    words = phase.split()
+    shown = f"{phase}%" if len(words) == 2 and words[0] == "weights" and words[1].isdigit() else phase
+    moments: dict[str, datetime] = {}
+    for pair in timings.split():
+        name, _, epoch = pair.partition("=")
+        if name in PHASES and epoch.isdigit():
+            moments[name] = datetime.fromtimestamp(int(epoch), UTC)
+    return shown, moments
+
+
+def with_phase(replica: Replica) -> Replica:
+    """A replica still starting, as its health agent sees it: STARTING with its phase as the detail (the
+    agent keeps it while it progresses, however long past the estimate), unless the platform says more."""
+    if not replica.phase or replica.phase == "ready" or replica.status not in (STARTING, NOT_READY):
+        return replica
+    fields = {name: getattr(replica, name) for name in Replica.__dataclass_fields__}
+    return Replica(**{**fields, "status": STARTING, "detail": replica.phase})
 
 
 def number_by_launch(replicas: Sequence[Replica]) -> list[Replica]:

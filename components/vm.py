@@ -5,13 +5,19 @@ from __future__ import annotations
 import ast
 import base64
 import functools
-import gzip
-import io
-import tarfile
+import lzma
+import re
 from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
-from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import (
+    BASE_STARTUP_SECONDS,
+    HF_CACHE_DIR,
+    RAY_GROUP_WAIT_SECONDS,
+    STALL_SECONDS,
+    LaunchSpec,
+    weights_gb,
+)
 from components.offerings import Offering
 from components.service_spec import ServiceSpec
 
@@ -30,8 +36,10 @@ DRAIN_SECONDS = 3600
 #: ``docker stop --time`` of vllm.service: the drain, then vLLM's engine shutdown (workers exit, GPU memory
 #: is released), before docker's SIGKILL; systemd's stop timeout is longer still (vm_bootstrap.sh).
 STOP_SECONDS = DRAIN_SECONDS + 30
-#: Where weight_cache.sh records the path the weights took (hub, bucket, local) for the health agent.
+#: Where weight_cache.sh records the path the weights take (wait, hub, bucket, local) for the health agent.
 WEIGHT_PATH_FILE = "/run/vllm/weight-path"
+#: The HF cache on the host (vm_bootstrap.sh's HF_CACHE), mounted into the container at HF_CACHE_DIR.
+HOST_HF_CACHE = "/var/lib/vllm/hf-cache"
 
 
 def vm_offering(spec: ServiceSpec) -> Offering:
@@ -77,23 +85,26 @@ def ray_env(spec: ServiceSpec, head_address: str) -> dict[str, str]:
 
 
 def health_agent_args(
+    spec: ServiceSpec,
     launch: LaunchSpec,
     role: str,
     ray_env: Mapping[str, str],
     report: Sequence[str],
     weight_cache: bool = False,
 ) -> list[str]:
-    """``health_agent.py`` flags: the load budget of one start is the launch spec's startup budget.
+    """``health_agent.py`` flags: each phase's hard cap and the stall window (``launch.phase_caps``), and
+    where the weights land, so that the agent sees their bytes arrive.
 
-    ``report`` is how the platform learns the verdict, in the agent's own flags (``--report http --port
-    ...`` for a health check that reads it; ``--report autoscaling-group`` to mark the instance itself):
-    each platform's package says which. A Ray worker is judged on its connection to its head's GCS port
-    instead of vLLM's /health (vLLM serves on the head only).
+    ``report`` is how the platform learns the verdict and where the phase is published, in the agent's own
+    flags (``--report http --port ...`` for a health check that reads it; ``--report autoscaling-group`` to
+    mark the instance itself): each platform's package says which. A Ray worker is judged on its connection
+    to its head's GCS port instead of vLLM's /health (vLLM serves on the head only).
     """
-    args = [*report, "--role", role, "--budget", str(launch.probes.startup_seconds)]
-    if weight_cache:  # a replica whose weights came from the bucket is judged on the bucket's budget
-        args += ["--cached-budget", str(launch.probes.cached_startup_seconds)]
-        args += ["--weight-path-file", WEIGHT_PATH_FILE]
+    args = [*report, "--role", role, *launch.probes.caps.as_args(), "--stall", str(STALL_SECONDS)]
+    args += ["--weights-dir", weights_dir(spec, weight_cache)]
+    known = spec.model_size_gb is not None or (spec.facts is not None and spec.facts.weights_gb is not None)
+    if known:  # a percentage only of a known size, never of the GPU-memory guess
+        args += ["--weights-bytes", f"{weights_gb(spec)}e9"]
     args += ["--max-failed-starts", str(MAX_FAILED_STARTS)]
     args += ["--health-url", f"http://127.0.0.1:{launch.port}{launch.health_path}"]
     if role == "ray-worker":
@@ -104,6 +115,14 @@ def health_agent_args(
             ray_env.get("RAY_PORT", str(RAY_GCS_PORT)),
         ]
     return args
+
+
+def weights_dir(spec: ServiceSpec, weight_cache: bool) -> str:
+    """Where the model's files land on the host: weight_cache.sh's directory, else the Hub cache's folder of
+    the model (huggingface_hub's ``models--<org>--<name>``), where vLLM's own download writes."""
+    if weight_cache:
+        return f"{HOST_HF_CACHE}/{cached_model_dir(spec)}"
+    return f"{HOST_HF_CACHE}/hub/models--{spec.model.replace('/', '--')}"
 
 
 def bootstrap_script(
@@ -159,13 +178,18 @@ def bootstrap_script(
         container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
         vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
-        ray_bootstrap_gzip_base64=_packed(shipped("ray_bootstrap.sh")) if multi_node else "",
         health_agent_args=health_agent_args(
-            launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
+            spec, launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
         stop_seconds=STOP_SECONDS,
-        agents_tar_gzip_base64=_packed_python(
-            ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
+        scripts_xz_base64=_packed(
+            [
+                "health_agent.py",
+                *(["metrics_agent.py"] if publishes_metrics else []),
+                *(["ray_bootstrap.sh"] if multi_node else []),
+                *(["weight_cache.sh"] if weight_cache_url else []),
+                *(["local_nvme.sh"] if has_local_nvme(spec) else []),
+            ]
         ),
         platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
@@ -173,8 +197,7 @@ def bootstrap_script(
         weight_cache_env=[
             f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
         ],
-        weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
-        local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
+        local_nvme="1" if has_local_nvme(spec) else "",
     )
 
 
@@ -253,19 +276,29 @@ def shipped_python(name: str) -> str:
     return "#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n"
 
 
-def _packed_python(names: Sequence[str]) -> str:
-    """The Python agents (``shipped_python``) as one tar, gzip + base64: compressed together, they share
-    their vocabulary (about 650 bytes less than apart). Byte-for-byte reproducible (no times, no owners)."""
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in names:
-            data = shipped_python(name).encode()
-            member = tarfile.TarInfo(name)
-            member.size, member.mode = len(data), 0o644
-            tar.addfile(member, io.BytesIO(data))
-    return base64.b64encode(gzip.compress(archive.getvalue(), mtime=0)).decode()
+def _packed(names: Sequence[str]) -> str:
+    """The scripts a VM runs, xz + base64, as ``name NUL text NUL`` pairs (vm_bootstrap.sh writes them out):
+    Python agents as ``shipped_python``, shell scripts as ``shipped``. Compressed together they share
+    their vocabulary; LZMA tuned for text (no position bits, no integrity check, which base64 and the
+    agents' own start make moot) and no tar headers take about a sixth less than one gzip'd tar or blob
+    per script: without that, a spot Ray head's user data did not fit EC2's 16 KB once the health agent
+    judged progress. Byte-for-byte reproducible."""
+    packed = b"".join(
+        b"%s\0%s\0"
+        % (
+            name.encode(),
+            (_one_space(shipped_python(name)) if name.endswith(".py") else shipped(name)).encode(),
+        )
+        for name in names
+    )
+    text = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "pb": 0}]
+    return base64.b64encode(lzma.compress(packed, check=lzma.CHECK_NONE, filters=text)).decode()
 
 
-def _packed(text: str) -> str:
-    """gzip + base64, byte-for-byte reproducible (mtime 0) so an unchanged script is no diff."""
-    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+def _one_space(program: str) -> str:
+    """``ast.unparse``'s program indented by one space a level instead of four: the same program (it
+    writes each statement on one line, strings as escaped literals), some bytes less once compressed."""
+    return "".join(
+        re.sub(r"^(    )+", lambda levels: " " * (len(levels.group(0)) // 4), line)
+        for line in program.splitlines(keepends=True)
+    )

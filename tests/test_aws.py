@@ -176,6 +176,7 @@ def test_the_instance_role_may_read_the_secrets_report_its_health_write_logs_and
         # its own groups' launch hook, and which group it is in: test_the_role_may_complete_and_beat_...
         "autoscaling:CompleteLifecycleAction,autoscaling:RecordLifecycleActionHeartbeat",
         "autoscaling:DescribeAutoScalingInstances",
+        "ec2:CreateTags",  # its own start's phase on its own instance: the next test
     }
     secret_arns = sorted(r.outputs["arn"] for r in h100.of_type(SECRET))
     assert statements["secretsmanager:GetSecretValue"] == {
@@ -195,6 +196,15 @@ def test_the_instance_role_may_read_the_secrets_report_its_health_write_logs_and
         for s in statements.values()
     )
     assert not h100.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_the_role_may_tag_only_the_stacks_own_instances_and_only_with_the_phase(h100):
+    statement = role_statements(h100)["ec2:CreateTags"]
+    assert statement["Resource"] == "arn:aws:ec2:us-east-1:*:instance/*"
+    assert statement["Condition"] == {
+        "StringEquals": {"ec2:ResourceTag/vllm:stack": "aws-h100"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["vllm:phase", "vllm:timings"]},
+    }
 
 
 def test_container_logs_go_to_a_stack_owned_log_group_with_a_retention_period(h100):

@@ -411,11 +411,11 @@ def test_the_autohealing_delay_covers_the_agents_start_and_hold_and_fits_gcps_ca
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
-def test_the_health_agent_gets_the_model_load_budget(runs, key):
+def test_the_health_agent_gets_the_models_phase_caps_and_the_stall_window(runs, key):
     script = startup_script(runs[key])
-    budget = launch.probe_timings(spec_of(key)).startup_seconds
+    caps = " ".join(launch.health_caps(spec_of(key)).as_args())
     assert f"HEALTH_AGENT_ARGS=(--report http --port {HEALTH_AGENT_PORT} --hold-until-uptime " in script
-    assert f" --role serve --budget {budget} " in script
+    assert f" --role serve {caps} --stall {launch.STALL_SECONDS} " in script
     assert f"--port {HEALTH_AGENT_PORT}" in script
 
 

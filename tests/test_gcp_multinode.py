@@ -193,14 +193,14 @@ def test_heads_and_workers_autoheal_on_the_health_agent_within_gcps_delay_cap(ru
 
 
 def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
-    budget = launch.probe_timings(spec).startup_seconds
+    caps = " ".join(launch.health_caps(spec).as_args())
     for index, group in enumerate(sorted(run.of_type(RAY_REPLICA), key=lambda g: g.name)):
         head, workers = head_and_workers(run, group)
         script = template_of(run, workers).inputs["metadata"]["startup-script"]
-        assert f"--role ray-worker --budget {budget}" in script
+        assert f"--role ray-worker {caps}" in script
         assert f"--ray-head {head_address(index)} --ray-port {vm.RAY_GCS_PORT}" in script
         head_script = template_of(run, head).inputs["metadata"]["startup-script"]
-        assert f"--role ray-head --budget {budget}" in head_script and "--ray-head" not in head_script
+        assert f"--role ray-head {caps}" in head_script and "--ray-head" not in head_script
 
 
 def test_the_health_agent_port_is_open_to_googles_checkers_on_every_node(run):

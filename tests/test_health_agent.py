@@ -3,9 +3,11 @@ vLLM /health server, a fake Ray head, a fake IMDS and fake ``docker``/``systemct
 
 from __future__ import annotations
 
+import ast
 import http.server
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -30,41 +32,52 @@ sys.path.insert(0, str(scripts.SCRIPTS_DIR))
 import health_agent
 
 AGENT = scripts.path("health_agent.py")
-BUDGET = 1000.0
+BUDGET = 1000.0  # the load phase's cap
+CAPS = {"start": 500.0, "weights": 5000.0, "load": BUDGET}
+STALL = 600.0
+GB = 10**9
 DEADLINE_SECONDS = 60  # generous: the machine is shared and loaded
 
 
-def look(now: float, started: float | None = 0.0, restarts: int = 0, ready: bool = False):
+def look(now: float, started: float | None = 0.0, restarts: int = 0, ready: bool = False, **seen):
     return health_agent.Observation(
-        now=now, container_started_at=started, unit_restarts=restarts, ready=ready
+        now=now, container_started_at=started, unit_restarts=restarts, ready=ready, **seen
     )
 
 
-def judge(role: str = "serve") -> health_agent.Judge:
-    return health_agent.Judge(role, BUDGET, max_failed_starts=3, started=0.0)
+def judge(role: str = "serve", expected_bytes: float = 0) -> health_agent.Judge:
+    return health_agent.Judge(
+        role, CAPS, STALL, max_failed_starts=3, started=0.0, expected_bytes=expected_bytes
+    )
+
+
+def downloading(now: float, size: float, **seen):
+    """A look while vLLM's container downloads the weights (the Hub's ``*.incomplete`` files present)."""
+    return look(now, downloading=True, weight_bytes=int(size), **seen)
 
 
 # --- verdict logic ---------------------------------------------------------------------------------------
 
 
-def test_a_replica_loading_within_its_budget_is_healthy():
+def test_a_replica_loading_within_its_load_cap_is_healthy():
     assert judge().judge(look(now=BUDGET - 1)).healthy
 
 
-def test_a_replica_still_loading_after_its_budget_is_unhealthy():
+def test_a_replica_still_loading_after_its_load_cap_is_unhealthy():
     verdict = judge().judge(look(now=BUDGET + 1))
-    assert not verdict.healthy and "budget" in verdict.reason
+    assert not verdict.healthy and "cap" in verdict.reason
 
 
-def test_the_budget_counts_from_the_containers_last_start():
+def test_the_load_cap_counts_from_the_containers_last_start():
     agent = judge()
     assert agent.judge(look(now=BUDGET + 500, started=600.0, restarts=1)).healthy
 
 
-def test_before_any_container_runs_the_budget_counts_from_the_agents_start():
+def test_before_any_container_runs_the_start_phases_cap_counts_from_the_agents_start():
     agent = judge()
-    assert agent.judge(look(now=BUDGET - 1, started=None)).healthy
-    assert not agent.judge(look(now=BUDGET + 1, started=None)).healthy
+    assert agent.judge(look(now=CAPS["start"] - 1, started=None)).healthy
+    verdict = agent.judge(look(now=CAPS["start"] + 1, started=None))
+    assert not verdict.healthy and "start phase" in verdict.reason
 
 
 def test_a_ready_replica_mirrors_vllm_health_at_once():
@@ -75,7 +88,7 @@ def test_a_ready_replica_mirrors_vllm_health_at_once():
 
 
 def test_one_failed_look_at_a_ready_replica_is_tolerated_when_asked_to():
-    agent = health_agent.Judge("serve", BUDGET, max_failed_starts=3, started=0.0, failed_looks=2)
+    agent = health_agent.Judge("serve", CAPS, STALL, max_failed_starts=3, started=0.0, failed_looks=2)
     agent.judge(look(now=100, ready=True))
     assert agent.judge(look(now=105, ready=False)).healthy
     assert not agent.judge(look(now=110, ready=False)).healthy
@@ -83,14 +96,14 @@ def test_one_failed_look_at_a_ready_replica_is_tolerated_when_asked_to():
     assert agent.judge(look(now=120, ready=False)).healthy  # the count starts again
 
 
-def test_a_replica_whose_container_crashes_after_ready_loads_again_within_its_budget():
+def test_a_replica_whose_container_crashes_after_ready_loads_again_within_its_load_cap():
     """vllm.service restarts the container (Restart=always): a new load, not a broken machine."""
     agent = judge()
     agent.judge(look(now=100, ready=True))
     assert agent.judge(look(now=120, started=None, restarts=1)).healthy
     assert agent.judge(look(now=140, started=130.0, restarts=1)).healthy
     verdict = agent.judge(look(now=130 + BUDGET + 1, started=130.0, restarts=1))
-    assert not verdict.healthy and "budget" in verdict.reason
+    assert not verdict.healthy and "cap" in verdict.reason
 
 
 def test_a_replica_that_keeps_crashing_after_ready_is_a_crash_loop():
@@ -100,7 +113,7 @@ def test_a_replica_that_keeps_crashing_after_ready_is_a_crash_loop():
     assert not verdict.healthy and "crash loop" in verdict.reason
 
 
-def test_a_crash_loop_is_unhealthy_within_its_budget():
+def test_a_crash_loop_is_unhealthy_within_its_load_cap():
     agent = judge()
     agent.judge(look(now=10, restarts=0))
     assert agent.judge(look(now=60, started=50.0, restarts=3)).healthy
@@ -108,11 +121,88 @@ def test_a_crash_loop_is_unhealthy_within_its_budget():
     assert not verdict.healthy and "crash loop" in verdict.reason
 
 
-def test_a_ray_worker_may_rejoin_within_the_budget_after_losing_its_head():
+def test_a_ray_worker_may_rejoin_within_the_load_cap_after_losing_its_head():
     agent = judge("ray-worker")
     assert agent.judge(look(now=100, ready=True)).healthy
     assert agent.judge(look(now=100 + BUDGET - 1, ready=False)).healthy
     assert not agent.judge(look(now=100 + BUDGET + 1, ready=False)).healthy
+
+
+# --- progress, not a guess: the weights phase ------------------------------------------------------------
+
+
+def test_a_slow_download_stays_healthy_past_the_estimate_while_bytes_keep_arriving():
+    """150 MB/s against an assumed 250 (issue 28): 400 GB take 2,667 s, past the old 2,310 s budget."""
+    agent = judge(expected_bytes=400 * GB)
+    for now in range(0, 2700, 60):
+        verdict = agent.judge(downloading(now, now * 150e6))
+        assert verdict.healthy, verdict.reason
+
+
+def test_a_download_that_stops_adding_bytes_is_unhealthy_after_the_stall_window():
+    agent = judge()
+    agent.judge(downloading(0, 0))
+    agent.judge(downloading(100, 50 * GB))
+    assert agent.judge(downloading(100 + STALL - 1, 50 * GB)).healthy
+    verdict = agent.judge(downloading(100 + STALL + 1, 50 * GB))
+    assert not verdict.healthy and "stalled" in verdict.reason
+
+
+def test_a_trickle_below_the_progress_threshold_is_a_stall():
+    agent = judge()
+    agent.judge(downloading(0, 0))
+    verdict = agent.judge(downloading(STALL + 1, health_agent.PROGRESS_BYTES - 1))
+    assert not verdict.healthy and "stalled" in verdict.reason
+
+
+def test_a_download_that_outlasts_its_phase_cap_is_unhealthy_however_it_progresses():
+    agent = judge()
+    for now in range(0, int(CAPS["weights"]), 100):
+        assert agent.judge(downloading(now, now * GB)).healthy
+    verdict = agent.judge(downloading(CAPS["weights"] + 1, CAPS["weights"] * GB))
+    assert not verdict.healthy and "weights phase" in verdict.reason
+
+
+def test_a_wait_for_another_replicas_fill_adds_no_bytes_and_is_no_stall():
+    agent = judge()
+    seen = {"started": None, "waiting": True}
+    assert agent.judge(downloading(0, 0, **seen)).healthy
+    verdict = agent.judge(downloading(STALL * 3, 0, **seen))
+    assert verdict.healthy and verdict.reason.startswith("waiting")
+
+
+def test_the_load_phases_cap_counts_from_the_end_of_the_download():
+    agent = judge()
+    agent.judge(downloading(0, 0))
+    agent.judge(downloading(3000, 400 * GB))  # vLLM's container ran all along: the Hub's path
+    assert agent.judge(look(3000 + BUDGET - 1, weight_bytes=400 * GB)).healthy
+    verdict = agent.judge(look(3000 + BUDGET + 1, weight_bytes=400 * GB))
+    assert not verdict.healthy and "load phase" in verdict.reason
+
+
+def test_the_phase_shows_the_weights_percentage_of_a_known_size():
+    agent = judge(expected_bytes=400 * GB)
+    agent.judge(downloading(60, 164 * GB))
+    assert agent.phase == "weights 41"
+    assert agent.judge(downloading(61, 164 * GB)).reason.startswith("weights 41%")
+
+
+def test_the_phase_shows_the_weights_size_when_it_is_not_known():
+    agent = judge()
+    agent.judge(downloading(60, 12.34 * GB))
+    assert agent.phase == "weights 12.3 GB"
+
+
+def test_each_phase_reached_is_timed_once():
+    agent = judge()
+    agent.judge(look(10, started=None, docker=True))
+    agent.judge(downloading(20, GB, started=None))
+    agent.judge(look(300, started=290.0))
+    agent.judge(look(400, started=290.0, listening=True))
+    agent.judge(look(410, started=290.0, listening=True, ready=True))
+    agent.judge(look(500, started=290.0, ready=True))
+    assert agent.reached == {"docker": 10, "weights": 20, "image": 300, "listening": 400, "ready": 410}
+    assert agent.timings() == "boot=0 docker=10 weights=20 image=300 listening=400 ready=410"
 
 
 def test_docker_start_times_with_nanoseconds_parse():
@@ -203,6 +293,21 @@ class FakeImds:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
+def cap_args(load: float = 600, weights: float = 6000, start: float = 600) -> list[str]:
+    return ["--caps", str(start), str(weights), str(load)]
+
+
+def logged(agent: subprocess.Popen, text: str) -> bool:
+    """Whether the agent logs ``text`` before its DEADLINE_SECONDS'th line (phases reached come first)."""
+    for _ in range(DEADLINE_SECONDS):
+        line = agent.stdout.readline()
+        if text in line:
+            return True
+        if not line:
+            return False
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -274,27 +379,27 @@ def verdict_at(port: int) -> tuple[int, dict] | None:
 def serve_agent(start_agent, vllm: FakeVllm, budget: float) -> int:
     port = free_port()
     start_agent(
-        "--report", "http", "--role", "serve", "--budget", str(budget), "--port", str(port),
+        "--report", "http", "--role", "serve", *cap_args(load=budget), "--port", str(port),
         "--health-url", vllm.url,
     )  # fmt: skip
     return port
 
 
-def test_gcp_the_agent_serves_healthy_while_vllm_loads_within_budget(host, start_agent):
+def test_gcp_the_agent_serves_healthy_while_vllm_loads_within_its_cap(host, start_agent):
     vllm = FakeVllm()
     container_started(host, seconds_ago=30)
     port = serve_agent(start_agent, vllm, budget=600)
     wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
     status, body = verdict_at(port)
-    assert status == 200 and body["reason"].startswith("loading")
+    assert status == 200 and body["reason"].startswith("listening")  # the fake answers 503
 
 
-def test_gcp_the_agent_serves_unhealthy_when_loading_outlasts_the_budget(host, start_agent):
+def test_gcp_the_agent_serves_unhealthy_when_loading_outlasts_its_cap(host, start_agent):
     vllm = FakeVllm()
     container_started(host, seconds_ago=700)
     port = serve_agent(start_agent, vllm, budget=600)
     wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "an unhealthy verdict")
-    assert "budget" in verdict_at(port)[1]["reason"]
+    assert "load phase" in verdict_at(port)[1]["reason"]
 
 
 def test_gcp_the_agent_mirrors_vllm_health_once_ready(host, start_agent):
@@ -311,7 +416,7 @@ def test_gcp_a_crash_looping_container_is_unhealthy(host, start_agent):
     vllm = FakeVllm()
     container_started(host, seconds_ago=5)
     port = serve_agent(start_agent, vllm, budget=600)
-    wait_until(lambda: "loading" in str(verdict_at(port)), "a first look at the loading replica")
+    wait_until(lambda: "listening" in str(verdict_at(port)), "a first look at the loading replica")
     (Path(host["TMP"]) / "restarts").write_text("4\n")
     wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "the crash loop seen")
     assert "crash loop" in verdict_at(port)[1]["reason"]
@@ -322,7 +427,7 @@ def test_gcp_a_ray_worker_is_healthy_while_connected_to_its_head(host, start_age
     with socket.create_server(("127.0.0.1", 0)) as head:
         port = free_port()
         start_agent(
-            "--report", "http", "--role", "ray-worker", "--budget", "600", "--port", str(port),
+            "--report", "http", "--role", "ray-worker", *cap_args(), "--port", str(port),
             "--ray-head", "127.0.0.1", "--ray-port", str(head.getsockname()[1]),
         )  # fmt: skip
         wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "a worker outside the group, over budget")
@@ -338,7 +443,7 @@ def test_aws_an_unhealthy_replica_marks_itself_unhealthy_in_its_group_once(host,
     vllm, imds = FakeVllm(), FakeImds()
     container_started(host, seconds_ago=700)
     agent = start_agent(
-        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(),
         "--health-url", vllm.url, "--imds-url", imds.url,
     )  # fmt: skip
     calls = Path(host["TMP"]) / "aws-calls"
@@ -356,10 +461,10 @@ def test_aws_a_healthy_replica_never_reports(host, start_agent):
     vllm.status = 200
     container_started(host, seconds_ago=700)
     agent = start_agent(
-        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(),
         "--health-url", vllm.url, "--imds-url", imds.url,
     )  # fmt: skip
-    assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
+    assert logged(agent, "healthy: ready")
     time.sleep(1)  # several more looks (every 0.2 s)
     assert agent.poll() is None
     assert not (Path(host["TMP"]) / "aws-calls").exists()
@@ -374,8 +479,7 @@ def test_the_agent_refuses_a_worker_without_its_head():
             "http",
             "--role",
             "ray-worker",
-            "--budget",
-            "10",
+            *cap_args(),
             "--port",
             "1",
         ],
@@ -383,6 +487,160 @@ def test_the_agent_refuses_a_worker_without_its_head():
         text=True,
     )
     assert result.returncode == 2 and "--ray-head" in result.stderr
+
+
+# --- the real script judging a start by its progress ----------------------------------------------------
+
+#: Short windows stand in for the ten minutes of the real one. A writer starved for a whole window on the
+#: shared machine would read as a stall, so the slow start's window is many times its writer's pace.
+SLOW_STALL_SECONDS = 8
+CHUNK = health_agent.PROGRESS_BYTES + 1024 * 1024
+
+
+def blob(weights: Path) -> Path:
+    """A Hub download under way: huggingface_hub writes each file as ``<blob>.incomplete`` first."""
+    path = weights / "blobs" / "0123abcd.incomplete"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def add_chunk(path: Path) -> None:
+    with path.open("ab") as file:
+        file.write(os.urandom(CHUNK))
+
+
+def weights_agent(start_agent, host, vllm: FakeVllm, stall: float) -> tuple[int, Path]:
+    """A serving replica's agent whose vLLM container has run for 700 s, past the 600 s load cap that was
+    the whole budget before: only its download's progress keeps it healthy."""
+    weights = Path(host["TMP"]) / "hub" / "models--org--model"
+    container_started(host, seconds_ago=700)
+    port = free_port()
+    start_agent(
+        "--report", "http", "--role", "serve", *cap_args(load=600), "--port", str(port),
+        "--health-url", vllm.url, "--stall", str(stall), "--weights-dir", str(weights),
+    )  # fmt: skip
+    return port, weights
+
+
+def test_a_slow_start_stays_healthy_past_the_old_budget_while_bytes_keep_arriving(host, start_agent):
+    port, weights = weights_agent(start_agent, host, FakeVllm(), stall=SLOW_STALL_SECONDS)
+    path, stop = blob(weights), threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.5):
+            add_chunk(path)
+
+    add_chunk(path)
+    writer = threading.Thread(target=trickle, daemon=True)
+    writer.start()
+    try:
+        wait_until(lambda: "weights" in str(verdict_at(port)), "the download seen")
+        watched_until = time.monotonic() + 1.5 * SLOW_STALL_SECONDS  # longer than a stall window
+        while time.monotonic() < watched_until:
+            status, body = verdict_at(port) or (0, {})
+            assert status == 200 and body["reason"].startswith("weights"), body
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_a_stalled_start_is_unhealthy_once_no_byte_arrives_for_the_stall_window(host, start_agent):
+    began = time.monotonic()
+    port, weights = weights_agent(start_agent, host, FakeVllm(), stall=2)
+    add_chunk(blob(weights))
+    wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "the stall judged")
+    assert "stalled" in verdict_at(port)[1]["reason"]
+    assert time.monotonic() - began >= 2
+
+
+def test_a_start_that_crashes_while_downloading_is_a_crash_loop_after_max_failed_starts(host, start_agent):
+    port, weights = weights_agent(start_agent, host, FakeVllm(), stall=SLOW_STALL_SECONDS)
+    add_chunk(blob(weights))
+    wait_until(lambda: "weights" in str(verdict_at(port)), "the download seen")
+    (Path(host["TMP"]) / "restarts").write_text("4\n")  # --max-failed-starts is 3
+    wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "the crash loop judged")
+    assert "crash loop" in verdict_at(port)[1]["reason"]
+
+
+# --- the real script publishing the phase and its timings --------------------------------------------------
+
+
+class FakeMetadata:
+    """GCP's metadata server, as far as guest attributes go: records each PUT's path and body."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, str] = {}
+        metadata = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                if self.headers.get("Metadata-Flavor") != "Google":
+                    self.send_response(403)
+                    self.end_headers()
+                    return
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                metadata.attributes[self.path] = body
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/computeMetadata/v1"
+
+
+GUEST = "/computeMetadata/v1/instance/guest-attributes/vllm"
+
+
+def test_gcp_the_phase_and_its_timings_are_the_vms_guest_attributes(host, start_agent):
+    vllm, metadata = FakeVllm(), FakeMetadata()  # vLLM answers 503: listening, not ready
+    container_started(host, seconds_ago=30)
+    start_agent(
+        "--report", "http", "--role", "serve", *cap_args(), "--port", str(free_port()),
+        "--health-url", vllm.url, "--publish", "guest-attributes", "--metadata-url", metadata.url,
+    )  # fmt: skip
+    wait_until(lambda: f"{GUEST}/timings" in metadata.attributes, "the guest attributes")
+    assert metadata.attributes[f"{GUEST}/phase"] == "listening"
+    names = [pair.split("=")[0] for pair in metadata.attributes[f"{GUEST}/timings"].split()]
+    assert names == ["boot", "docker", "image", "listening"]
+    vllm.status = 200
+    wait_until(lambda: metadata.attributes[f"{GUEST}/phase"] == "ready", "ready published at once")
+
+
+def test_aws_the_phase_and_its_timings_are_the_instances_tags(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    container_started(host, seconds_ago=30)
+    start_agent(
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(), "--health-url", vllm.url,
+        "--imds-url", imds.url, "--publish", "instance-tags",
+    )  # fmt: skip
+    calls = Path(host["TMP"]) / "aws-calls"
+    wait_until(lambda: calls.exists() and "create-tags" in calls.read_text(), "create-tags")
+    command, tags = calls.read_text().splitlines()[0].split(" --tags ")
+    assert command == "ec2 create-tags --region eu-west-3 --resources i-0abc"
+    (phase, timings) = json.loads(tags)
+    assert phase == {"Key": "vllm:phase", "Value": "listening"} and timings["Key"] == "vllm:timings"
+    assert re.fullmatch(r"[\w .:/=+\-@]*", phase["Value"] + timings["Value"])  # EC2's tag-safe characters
+
+
+def test_aws_a_failed_tagging_is_retried_half_a_minute_later_not_at_every_look(host, start_agent):
+    vllm, imds = FakeVllm(), FakeImds()
+    fake_aws = Path(host["PATH"].split(":")[0]) / "aws"
+    fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {host["TMP"]}/aws-calls\nexit 1\n')
+    container_started(host, seconds_ago=30)
+    agent = start_agent(
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(), "--health-url", vllm.url,
+        "--imds-url", imds.url, "--publish", "instance-tags",
+    )  # fmt: skip
+    calls = Path(host["TMP"]) / "aws-calls"
+    wait_until(calls.exists, "a first create-tags")
+    vllm.status = 200  # a phase reached: still no second call within the half minute
+    assert logged(agent, "phase ready reached")
+    time.sleep(1)  # five more looks
+    assert len(calls.read_text().splitlines()) == 1
 
 
 # --- wiring: vm_bootstrap.sh installs and starts it ------------------------------------------------------
@@ -393,12 +651,13 @@ def vm_sandbox(request) -> dict[str, str]:
     return {**request.getfixturevalue("sandbox"), "VLLM_PYTHON": sys.executable}
 
 
-def test_boot_starts_the_health_agent_first_with_the_rendered_budget(request):
+def test_boot_starts_the_health_agent_first_with_the_rendered_caps(request):
     env = vm_sandbox(request)
     result = run_script(rendered("gcp-h100"), env, "boot")
     assert result.returncode == 0, result.stdout + result.stderr
     unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
-    assert unpacked.read_text() == bootstrap_vm.shipped_python("health_agent.py")  # less its docstrings
+    shipped = bootstrap_vm.shipped_python("health_agent.py")  # less its docstrings
+    assert ast.dump(ast.parse(unpacked.read_text())) == ast.dump(ast.parse(shipped))  # one space a level
     calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
     assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
     unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
@@ -414,8 +673,8 @@ def test_the_units_command_line_really_runs_the_agent(request, start_agent):
     ]
     argv = command.split()
     assert argv[:2] == [sys.executable, str(Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py")]
-    budget = launch_spec(build_spec("gcp-h100", {}), has_hf_token=True).probes.startup_seconds
-    assert argv[argv.index("--budget") + 1] == str(budget)
+    caps = launch_spec(build_spec("gcp-h100", {}), has_hf_token=True).probes.caps
+    assert argv[argv.index("--caps") : argv.index("--caps") + 4] == caps.as_args()
     port = free_port()
     argv[argv.index("--port") + 1] = str(port)  # the VM's port may be taken on a shared test machine
     start_agent(*argv[2:])
@@ -427,7 +686,7 @@ def hold_agent(start_agent, host, vllm: FakeVllm, hold: float, uptime: float) ->
     uptime_file.write_text(f"{uptime} 1.0\n")
     port = free_port()
     start_agent(
-        "--report", "http", "--role", "serve", "--budget", "6000", "--port", str(port),
+        "--report", "http", "--role", "serve", *cap_args(load=6000), "--port", str(port),
         "--health-url", vllm.url, "--hold-until-uptime", str(hold), "--uptime-file", str(uptime_file),
     )  # fmt: skip
     wait_until(lambda: verdict_at(port) is not None, "the agent to listen")
@@ -463,7 +722,7 @@ def test_aws_a_failed_report_is_retried_a_minute_later_not_at_every_look(host, s
     fake_aws.write_text(f'#!/usr/bin/env bash\necho "$*" >> {host["TMP"]}/aws-calls\nexit 1\n')
     container_started(host, seconds_ago=700)
     start_agent(
-        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(),
         "--health-url", vllm.url, "--imds-url", imds.url,
     )  # fmt: skip
     calls = Path(host["TMP"]) / "aws-calls"
@@ -488,7 +747,7 @@ def fake_group(host, state: str = "Pending:Wait") -> Path:
 
 def hooked_agent(start_agent, vllm: FakeVllm, imds: FakeImds, *extra: str) -> subprocess.Popen:
     return start_agent(
-        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(),
         "--health-url", vllm.url, "--imds-url", imds.url, "--lifecycle-hook", "vllm-serving", *extra,
     )  # fmt: skip
 
@@ -506,7 +765,7 @@ def test_aws_a_new_replica_completes_its_launch_hook_once_vllm_serves_and_not_be
     calls = fake_group(host)
     container_started(host, seconds_ago=10)
     agent = hooked_agent(start_agent, vllm, imds)
-    assert "healthy: loading" in agent.stdout.readline() + agent.stdout.readline()
+    assert logged(agent, "healthy: listening")
     time.sleep(0.6)  # loading looks complete nothing
     assert not calls.exists()
     vllm.status = 200
@@ -587,7 +846,7 @@ def spot_agent(start_agent, host, vllm: FakeVllm, imds: FakeImds) -> subprocess.
     vllm.status = 200
     container_started(host, seconds_ago=100)
     return start_agent(
-        "--report", "autoscaling-group", "--role", "serve", "--budget", "600",
+        "--report", "autoscaling-group", "--role", "serve", *cap_args(),
         "--health-url", vllm.url, "--imds-url", imds.url, "--drain-target-group", TARGET_GROUP,
     )  # fmt: skip
 
@@ -595,7 +854,7 @@ def spot_agent(start_agent, host, vllm: FakeVllm, imds: FakeImds) -> subprocess.
 def test_aws_without_a_spot_notice_the_machine_stays_in_its_target_group(host, start_agent):
     vllm, imds = FakeVllm(), FakeImds()  # spot/instance-action: 404
     agent = spot_agent(start_agent, host, vllm, imds)
-    assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
+    assert logged(agent, "healthy: ready")
     time.sleep(1)  # several more looks (every 0.2 s)
     assert agent.poll() is None
     assert not (Path(host["TMP"]) / "aws-calls").exists()
@@ -604,7 +863,7 @@ def test_aws_without_a_spot_notice_the_machine_stays_in_its_target_group(host, s
 def test_aws_a_spot_notice_takes_the_machine_out_of_its_target_group_once(host, start_agent):
     vllm, imds = FakeVllm(), FakeImds()
     agent = spot_agent(start_agent, host, vllm, imds)
-    assert "healthy: ready" in agent.stdout.readline() + agent.stdout.readline()
+    assert logged(agent, "healthy: ready")
     calls = Path(host["TMP"]) / "aws-calls"
     imds.notice = '{"action": "terminate", "time": "2026-12-07T20:02:00Z"}'
     wait_until(calls.exists, "deregister-targets")

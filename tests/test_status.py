@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from components.observe import (
+    FAILED,
     NOT_READY,
     RAY_HEAD,
     RAY_WORKER,
@@ -25,6 +26,8 @@ from components.observe import (
     STARTING,
     Replica,
     ReplicaSource,
+    published_phase,
+    with_phase,
 )
 from tools import endpoint, stack, status
 
@@ -357,6 +360,40 @@ def _source(bounds: tuple[int, int] | None = None) -> ReplicaSource:
         balancer="b",
         bounds=bounds,
     )
+
+
+def starting(status_now: str = NOT_READY) -> Replica:
+    """A VM past its estimate whose health agent published it downloads its weights."""
+    phase, timings = published_phase("weights 41", "boot=1764061200 docker=1764061260 weights=1764061300")
+    return with_phase(Replica(id="1", name="vm-a", status=status_now, phase=phase, timings=timings))
+
+
+def test_a_starting_vm_shows_its_agents_phase_in_the_replica_table_however_long_it_runs():
+    target = status.Target("http://lb", None, None, stack="gcp-h100", replica_source=_source())
+    checks = [status.CheckResult("/health", "FAIL", 503, 3, "")]
+    text = status.render_table(target, status.Report(checks, [starting()], None, 1), timed_out=False)
+    assert "STARTING (weights 41%)" in text
+
+
+def test_the_json_report_gives_each_replicas_phase_and_the_time_each_phase_was_reached():
+    target = status.Target("http://lb", None, None, stack="gcp-h100", replica_source=_source())
+    document = json.loads(status.render_json(target, status.Report([], [starting()], None, 1), False))
+    (replica,) = document["replicas"]
+    assert replica["phase"] == "weights 41%"
+    assert replica["phaseTimings"] == {
+        "boot": "2025-11-25T09:00:00+00:00",
+        "docker": "2025-11-25T09:01:00+00:00",
+        "weights": "2025-11-25T09:01:40+00:00",
+    }
+
+
+def test_what_the_platform_says_wins_over_the_agents_phase():
+    assert starting(FAILED).status == FAILED and starting(READY).status == READY
+
+
+def test_a_published_phase_keeps_only_known_phases_and_well_formed_times():
+    shown, moments = published_phase("weights 12.3 GB", "boot=1 nonsense=2 docker=x image")
+    assert (shown, list(moments)) == ("weights 12.3 GB", ["boot"])
 
 
 def test_the_scale_column_shows_current_against_desired_within_the_bounds():

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from components.aws import identity
 from components.aws import status as aws_status
 from components.observe import (
     FAILED,
@@ -139,6 +140,34 @@ def test_an_unhealthy_target_past_its_load_budget_is_not_ready(fleet):
     )
     statuses = {replica.name: replica.status for replica in aws_status.list_replicas(fleet.source, now=later)}
     assert statuses[fleet.instances[0]] == NOT_READY
+
+
+def test_a_starting_instance_shows_the_phase_its_health_agent_tagged_it_with(fleet):
+    boto3.client("elbv2", region_name=REGION).deregister_targets(
+        TargetGroupArn=fleet.target_group, Targets=[{"Id": fleet.instances[0], "Port": 8000}]
+    )
+    tags = {
+        "vllm:phase": "weights 41",
+        "vllm:timings": "boot=1764061200 docker=1764061260 weights=1764061300",
+    }
+    boto3.client("ec2", region_name=REGION).create_tags(
+        Resources=[fleet.instances[0]], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
+    )
+    # long past the estimate: the agent keeps it while its download progresses, so it is STARTING
+    later = datetime.now(UTC) + timedelta(seconds=fleet.source.startup_seconds + 1)
+    (starting,) = [
+        r for r in aws_status.list_replicas(fleet.source, now=later) if r.name == fleet.instances[0]
+    ]
+    assert (starting.status, starting.detail) == (STARTING, "weights 41%")
+    assert starting.as_json()["phaseTimings"] == {
+        "boot": "2025-11-25T09:00:00+00:00",
+        "docker": "2025-11-25T09:01:00+00:00",
+        "weights": "2025-11-25T09:01:40+00:00",
+    }
+
+
+def test_the_phase_tags_are_the_ones_the_instance_role_may_write():
+    assert (aws_status.PHASE_TAG, aws_status.TIMINGS_TAG) == identity.PHASE_TAGS
 
 
 def test_an_instance_that_reported_itself_unhealthy_is_failed(fleet):

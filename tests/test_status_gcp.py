@@ -126,6 +126,31 @@ def test_an_unhealthy_backend_is_starting_within_the_load_budget_and_not_ready_a
     assert lister(api, single, now=later)[0].status == NOT_READY
 
 
+def test_a_starting_vm_shows_the_phase_its_health_agent_wrote_in_its_guest_attributes(api, single):
+    regional_group(api, single, [vm(api, "vllm-a", "us-central1-a")], [])
+    attributes = {"phase": "weights 41", "timings": "boot=1764061200 docker=1764061260 weights=1764061300"}
+    api.routes[("GET", f"{BASE}/zones/us-central1-a/instances/vllm-a/getGuestAttributes")] = {
+        "queryPath": "vllm/",
+        "queryValue": {
+            "items": [{"namespace": "vllm", "key": key, "value": value} for key, value in attributes.items()]
+        },
+    }
+    # long past the estimate: the agent keeps it while its download progresses, so it is STARTING
+    later = LAUNCHED + timedelta(seconds=single.startup_seconds + 1)
+    (replica,) = lister(api, single, now=later)
+    assert (replica.status, replica.detail) == (STARTING, "weights 41%")
+    assert list(replica.as_json()["phaseTimings"]) == ["boot", "docker", "weights"]
+    assert any(
+        "queryPath=vllm%2F" in query for _, path, query, _ in api.requests if "GuestAttributes" in path
+    )
+
+
+def test_a_vm_without_guest_attributes_has_no_phase(api, single):
+    regional_group(api, single, [vm(api, "vllm-a", "us-central1-a")], ["vllm-a"])
+    (replica,) = lister(api, single)
+    assert (replica.status, replica.phase, replica.as_json()["phaseTimings"]) == (READY, "", {})
+
+
 def test_a_vm_being_created_is_provisioning_with_the_groups_last_error(api, single):
     creating = {
         "name": "vllm-c",

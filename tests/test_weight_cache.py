@@ -262,6 +262,21 @@ def test_a_wait_past_its_bound_falls_back_to_the_hub(buckets, url):
 
 
 @URLS
+def test_the_path_file_says_wait_while_another_replica_fills_then_the_path_taken(buckets, url):
+    """The health agent judges a wait, which adds no byte, by its cap, and a download by its progress."""
+    lock_by_hand(buckets, url, int(time.time()))
+    path_file = buckets.parent / "weight-path"
+    waiter = start(env_for(buckets, url, "a", WEIGHT_CACHE_PATH_FILE=str(path_file)))
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not (path_file.exists() and path_file.read_text() == "wait\n"):
+        assert time.monotonic() < deadline and waiter.poll() is None, "no wait recorded"
+        time.sleep(0.1)
+    fill_by_hand(buckets, url)
+    finish(waiter)
+    assert path_file.read_text() == "bucket\n"
+
+
+@URLS
 def test_a_copy_that_does_not_match_the_marker_is_copied_again(buckets, url):
     fill_by_hand(buckets, url)
     output = fetch(env_for(buckets, url, "a", FAKE_BAD_COPIES="1"))

@@ -8,6 +8,7 @@ import base64
 import gzip
 import itertools
 import json
+import lzma
 import shlex
 import stat
 import subprocess
@@ -250,12 +251,25 @@ def test_boot_installs_the_weight_cache_script_without_its_comments(sandbox):  #
     assert "if-generation-match=0" in installed
 
 
-def test_the_health_agent_learns_the_bucket_paths_budget():
+def packed_names(script: str) -> list[str]:
+    """The scripts a boot script carries (vm._packed: name NUL text NUL pairs, xz + base64)."""
+    packed = lzma.decompress(base64.b64decode(script_value(script, "SCRIPTS_XZ_BASE64").strip("'")))
+    return [name.decode() for name in packed.split(b"\0")[::2] if name]
+
+
+def test_the_health_agent_watches_the_bucket_copys_directory_and_the_path_it_takes():
     script = rendered_with_cache()
     spec = build_spec("gcp-h100", {})
     args = shlex.split(script_value(script, "HEALTH_AGENT_ARGS")[1:-1])
-    assert args[args.index("--cached-budget") + 1] == str(launch.probe_timings(spec).cached_startup_seconds)
-    assert args[args.index("--weight-path-file") + 1] == vm.WEIGHT_PATH_FILE
+    assert args[args.index("--weights-dir") + 1] == f"{vm.HOST_HF_CACHE}/{vm.cached_model_dir(spec)}"
+    parsed = health_agent.parse(
+        ["--report", "http", "--port", "1", "--role", "serve", "--caps", "1", "2", "3"]
+    )
+    assert (
+        parsed.weight_path_file
+        == vm.WEIGHT_PATH_FILE
+        == vm.weight_cache_env(spec, launch_spec(spec, True))["WEIGHT_CACHE_PATH_FILE"]
+    )
 
 
 def test_without_the_cache_the_script_stays_as_it_was():
@@ -264,8 +278,12 @@ def test_without_the_cache_the_script_stays_as_it_was():
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret="t", health_report=health_report(spec, serving)
     )
-    assert script_value(script, "WEIGHT_CACHE_GZIP_BASE64") == "''"
-    assert "--cached-budget" not in script
+    assert "weight_cache.sh" not in packed_names(script)
+    args = shlex.split(script_value(script, "HEALTH_AGENT_ARGS")[1:-1])
+    assert (
+        args[args.index("--weights-dir") + 1]
+        == f"{vm.HOST_HF_CACHE}/hub/models--{spec.model.replace('/', '--')}"
+    )
 
 
 # --- budgets that follow the path ------------------------------------------------------------------------
@@ -327,36 +345,34 @@ def test_the_shipped_script_is_the_source_without_comment_lines():
     assert result.returncode == 0, result.stderr
 
 
-# --- the health agent's budget per path ------------------------------------------------------------------
+# --- the health agent and the path the weights take -------------------------------------------------------
 
 
-def agent_options(tmp_path: Path, path: str | None, cached: float = 300.0) -> argparse.Namespace:
+@pytest.mark.parametrize("path", ["wait", "hub", "bucket", "local"])
+def test_the_agent_reads_the_path_weight_cache_sh_chose_and_when(tmp_path, path):
     path_file = tmp_path / "weight-path"
-    if path is not None:
-        path_file.write_text(f"{path}\n")
-    return argparse.Namespace(budget=1000.0, cached_budget=cached, weight_path_file=str(path_file))
+    path_file.write_text(f"{path}\n")
+    options = argparse.Namespace(weight_path_file=str(path_file))
+    assert health_agent.weight_path(options) == (path, path_file.stat().st_mtime)
 
 
-@pytest.mark.parametrize(
-    ("path", "budget"), [("bucket", 300.0), ("local", 300.0), ("hub", 1000.0), (None, 1000.0)]
-)
-def test_the_agent_judges_on_the_budget_of_the_path_the_weights_took(tmp_path, path, budget):
-    assert health_agent.path_budget(agent_options(tmp_path, path)) == budget
+def test_before_weight_cache_sh_chose_a_path_the_agent_reads_none(tmp_path):
+    options = argparse.Namespace(weight_path_file=str(tmp_path / "weight-path"))
+    assert health_agent.weight_path(options) == ("", None)
 
 
-def test_without_a_cache_the_agent_keeps_its_one_budget(tmp_path):
-    assert health_agent.path_budget(agent_options(tmp_path, "bucket", cached=0.0)) == 1000.0
-
-
-def test_a_replica_that_turns_to_the_hub_after_waiting_gets_the_hub_budget_from_then():
-    judge = health_agent.Judge("serve", 1000.0, max_failed_starts=3, started=0.0)
-    waited = health_agent.Observation(
-        now=1500.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
-    )
-    assert judge.judge(waited).healthy  # 600 s into its own download
-    late = health_agent.Observation(
-        now=1901.0, container_started_at=None, unit_restarts=0, ready=False, fetch_started_at=900.0
-    )
+def test_a_replica_that_turns_to_the_hub_after_waiting_gets_the_weights_cap_from_then():
+    caps = {"start": 600.0, "weights": 1000.0, "load": 600.0}
+    judge = health_agent.Judge("serve", caps, 600.0, max_failed_starts=3, started=0.0)
+    seen = {"container_started_at": None, "unit_restarts": 0, "ready": False, "downloading": True}
+    waiting = health_agent.Observation(now=100.0, fetch_started_at=100.0, waiting=True, **seen)
+    assert judge.judge(waiting).healthy
+    for now in (900.0, 1200.0, 1500.0):  # its own download from 900 s on, bytes arriving
+        verdict = judge.judge(
+            health_agent.Observation(now=now, fetch_started_at=900.0, weight_bytes=int(now) << 30, **seen)
+        )
+        assert verdict.healthy, verdict.reason
+    late = health_agent.Observation(now=1901.0, fetch_started_at=900.0, weight_bytes=1901 << 30, **seen)
     assert not judge.judge(late).healthy
 
 
@@ -386,7 +402,7 @@ def test_machines_without_local_nvme_keep_the_boot_disk(cloud, gpu):
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret=None, health_report=health_report(spec, serving)
     )
-    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") == "''"
+    assert script_value(script, "LOCAL_NVME") == "''" and "local_nvme.sh" not in packed_names(script)
 
 
 def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
@@ -399,7 +415,7 @@ def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
 
 def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811
     script = rendered_with_cache()
-    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") != "''"
+    assert script_value(script, "LOCAL_NVME") == "1" and "local_nvme.sh" in packed_names(script)
     assert run_script(script, sandbox, "boot").returncode == 0
     unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
     install = sandbox["VLLM_INSTALL_DIR"]

@@ -468,6 +468,15 @@ def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
         f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
         f"{assumed['storageReadMBps']} MB/s ({assumed['storageSource']})"
     )
+    budget = ready.get("budget")
+    if budget:  # stacks exported before the budget was
+        seconds = budget["capSeconds"]
+        caps = ", ".join(f"{name} {_minutes(seconds[name])}" for name in ("start", "weights", "load"))
+        lines.append(
+            f"  health budget (not the estimate): replaced when a download adds no byte for "
+            f"{_minutes(budget['stallSeconds'])}, or a phase outlasts its cap ({caps}; every rate "
+            f"{budget['worstCaseFactor']}x slower than assumed)"
+        )
     return lines
 
 

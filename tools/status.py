@@ -18,7 +18,8 @@ requirements.txt -r requirements-tools.txt).
             target size or desired capacity, a workload's spec.replicas: the autoscaler's choice between
             the stack's bounds, or the fixed vllm:replicas), e.g. "2 -> 3 (autoscaled 1-4)"
   per replica: ID, NAME, IP, LAUNCHED, RESOURCES, ZONE, STATUS (PROVISIONING, STARTING, READY, NOT_READY,
-            FAILED, PREEMPTED, SHUTTING_DOWN)
+            FAILED, PREEMPTED, SHUTTING_DOWN); a VM's start shows the phase its health agent published,
+            e.g. "STARTING (weights 41%)", and --json each replica's phase and phaseTimings
 Ready means every check passed and READY n/n, n the desired count.
 
 Three checks, in order; a failed check skips the ones after it:

@@ -56,6 +56,28 @@ def report_health_statement(spec: ServiceSpec) -> dict:
     }
 
 
+#: The instance tags the health agent keeps its phase and the timings of the phases reached in
+#: (health_agent.py ``Publisher``), which ``tools.status`` reads with the instance (components/aws/status.py).
+PHASE_TAGS = ("vllm:phase", "vllm:timings")
+
+
+def publish_phase_statement(spec: ServiceSpec) -> dict:
+    """``ec2:CreateTags`` on this stack's own instances and for the phase tags only: by the instance's
+    ``vllm:stack`` tag (``ec2:ResourceTag/<key>``) and the keys written (``aws:TagKeys``, every one of
+    them in ``PHASE_TAGS``); Service Authorization Reference, Amazon EC2, CreateTags (instance resources,
+    condition keys aws:TagKeys and ec2:ResourceTag/${TagKey}; read 2026-12-07). No other tag can be
+    changed, no other stack's instance touched."""
+    return {
+        "Effect": "Allow",
+        "Action": "ec2:CreateTags",
+        "Resource": f"arn:aws:ec2:{spec.region or '*'}:*:instance/*",
+        "Condition": {
+            "StringEquals": {"ec2:ResourceTag/vllm:stack": spec.stack},
+            "ForAllValues:StringEquals": {"aws:TagKeys": list(PHASE_TAGS)},
+        },
+    }
+
+
 def launch_hook_statements(spec: ServiceSpec) -> list[dict]:
     """What the health agent needs to complete its machine's launch lifecycle hook (lifecycle.py):
     ``CompleteLifecycleAction`` and ``RecordLifecycleActionHeartbeat`` on this stack's own groups, scoped
@@ -158,7 +180,8 @@ class ServiceIdentity(pulumi.ComponentResource):
     Auto Scaling groups (the watchdog's way to have a broken machine replaced) and complete their launch
     lifecycle hook (a single-node stack's, lifecycle.py), take a spot machine out of the stack's target
     group on an interruption notice (``drain_statement``), get, put and list in the
-    stack's weight cache bucket when it has one (weight_cache.py), write its container's output to the
+    stack's weight cache bucket when it has one (weight_cache.py), tag itself with its start's phase
+    (``publish_phase_statement``), write its container's output to the
     stack's CloudWatch Logs group (kept ``LOG_RETENTION_DAYS``), publish vLLM's metrics into the stack's
     CloudWatch namespace (metrics.py), and nothing else. For a
     shell on a replica without SSH, attach ``AmazonSSMManagedInstanceCore`` to ``role`` (Session Manager);
@@ -247,6 +270,7 @@ class ServiceIdentity(pulumi.ComponentResource):
                             "Resource": [secret.arn for secret in self.secrets.values()],
                         },
                         report_health_statement(spec),
+                        publish_phase_statement(spec),
                         *(launch_hook_statements(spec) if spec.nodes == 1 else []),
                         *(
                             [drain_statement(args.target_group_arn)]

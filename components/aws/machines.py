@@ -88,8 +88,10 @@ def _image_id_filter(image_id: str) -> list[ec2.GetAmiFilterArgsDict]:
 
 def health_report(spec: ServiceSpec) -> list[str]:
     """The health agent marks its own instance Unhealthy in its Auto Scaling group (the group uses EC2
-    health, so nothing else replaces a machine); the instance role may do that for this stack's groups."""
-    return ["--report", "autoscaling-group", *(["--region", spec.region] if spec.region else [])]
+    health, so nothing else replaces a machine); the instance role may do that for this stack's groups. It
+    tags its instance with its start's phase (identity.publish_phase_statement)."""
+    region = ["--region", spec.region] if spec.region else []
+    return ["--report", "autoscaling-group", *region, "--publish", "instance-tags"]
 
 
 def drain_args(spec: ServiceSpec, target_group_arn: str) -> list[str]:

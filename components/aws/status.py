@@ -32,9 +32,14 @@ from components.observe import (
     counted_groups,
     number_by_launch,
     parse_time,
+    published_phase,
     running_status,
+    with_phase,
 )
 
+#: The instance tags the health agent publishes its phase and timings in (components/aws/identity.py
+#: PHASE_TAGS; this module is the tools', which never import the program's).
+PHASE_TAG, TIMINGS_TAG = "vllm:phase", "vllm:timings"
 #: EC2's state reason for a Spot Instance it reclaimed (EC2 API reference, StateReason).
 SPOT_RECLAIMED = "Server.SpotInstanceTermination"
 PENDING_STATES = ("Pending", "Pending:Wait", "Pending:Proceed", "Warmed:Pending")
@@ -154,20 +159,26 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
         status, detail = instance_status(
             member, instance, targets.get(instance_id), group.role, source.startup_seconds, now
         )
+        tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
+        shown, moments = published_phase(tags.get(PHASE_TAG, ""), tags.get(TIMINGS_TAG, ""))
         instance_type = member.get("InstanceType") or instance.get("InstanceType", "")
         spot = " [Spot]" if instance.get("InstanceLifecycle") == "spot" else ""
         replicas.append(
-            Replica(
-                id="" if group.replica is None else str(group.replica),
-                name=instance_id,
-                role=group.role,
-                ip=instance.get("PrivateIpAddress", ""),
-                launched=parse_time(instance.get("LaunchTime")),
-                resources=f"{instance_type}{spot}",
-                zone=member.get("AvailabilityZone", ""),
-                status=status,
-                detail=detail,
-                extra={"instanceId": instance_id},
+            with_phase(
+                Replica(
+                    id="" if group.replica is None else str(group.replica),
+                    name=instance_id,
+                    role=group.role,
+                    ip=instance.get("PrivateIpAddress", ""),
+                    launched=parse_time(instance.get("LaunchTime")),
+                    resources=f"{instance_type}{spot}",
+                    zone=member.get("AvailabilityZone", ""),
+                    status=status,
+                    detail=detail,
+                    extra={"instanceId": instance_id},
+                    phase=shown,
+                    timings=moments,
+                )
             )
         )
     single = [replica for replica in replicas if replica.role == SERVE]

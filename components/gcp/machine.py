@@ -74,6 +74,14 @@ ROLLOUT_STEP_MARGIN_SECONDS = 900
 #: changes the template. A VM reads the latest version at boot, so a rolled VM reads the rotated value.
 SECRET_VERSIONS_METADATA_KEY = "vllm-credential-versions"  # "secret" in a key name reads as a secret
 
+#: The guest attributes namespace the health agent writes its phase and timings into (``vllm/phase``,
+#: ``vllm/timings``) through the metadata server, once the instance metadata ``enable-guest-attributes`` is
+#: TRUE; a VM writes its own without any IAM role, and ``tools.status`` reads them with
+#: instances.getGuestAttributes (compute.instances.getGuestAttributes, in roles/compute.viewer). GCP,
+#: "Set and query guest attributes", cloud.google.com/compute/docs/metadata/manage-guest-attributes
+#: (read 2026-12-07): not for secrets, and none are written here.
+GUEST_ATTRIBUTES_NAMESPACE = "vllm"
+
 #: Instance metadata naming vllm:image in the stack's Artifact Registry mirror of Docker Hub.
 IMAGE_METADATA_KEY = "vllm-image"
 
@@ -109,9 +117,11 @@ def scheduling(spec: ServiceSpec) -> compute.InstanceTemplateSchedulingArgsDict:
 
 
 def health_report(launch: LaunchSpec) -> list[str]:
-    """The agent serves its verdict for the managed group's autohealing check (``autohealing_check``)."""
+    """The agent serves its verdict for the managed group's autohealing check (``autohealing_check``), and
+    publishes its phase as the VM's guest attributes (``GUEST_ATTRIBUTES_NAMESPACE``)."""
     hold = roll_timings(launch).hold_until_uptime
-    return ["--report", "http", "--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold)]
+    report = ["--report", "http", "--port", str(HEALTH_AGENT_PORT), "--hold-until-uptime", str(hold)]
+    return [*report, "--publish", "guest-attributes"]
 
 
 #: The reservation affinity key that names one reservation (compute API, ReservationAffinity.key; the
@@ -316,6 +326,8 @@ def instance_template(
             "install-nvidia-driver": "True",
             "enable-oslogin": "TRUE",
             "block-project-ssh-keys": "TRUE",
+            # The health agent publishes its phase as guest attributes (GUEST_ATTRIBUTES_NAMESPACE).
+            "enable-guest-attributes": "TRUE",
             # A new HF token or API key is a new secret version: naming the versions (never the values)
             # makes it a new template, so the group rolls and no server keeps a stale key.
             SECRET_VERSIONS_METADATA_KEY: pulumi.Output.all(

@@ -33,9 +33,14 @@ from components.observe import (
     counted_groups,
     number_by_launch,
     parse_time,
+    published_phase,
     running_status,
+    with_phase,
 )
 
+#: The guest attributes namespace the health agent publishes its phase in (components/gcp/machine.py
+#: GUEST_ATTRIBUTES_NAMESPACE; this module is the tools', which never import the program's).
+GUEST_NAMESPACE = "vllm"
 #: Managed instance actions (compute v1 ManagedInstance.currentAction) and VM states (Instance.status).
 CREATING_ACTIONS = ("CREATING", "CREATING_WITHOUT_RETRIES", "STARTING", "RESUMING")
 LEAVING_ACTIONS = ("DELETING", "ABANDONING", "STOPPING", "SUSPENDING")
@@ -146,6 +151,22 @@ class Compute:
         )
         return {_last(status.instance) for status in health.health_status if status.health_state == "HEALTHY"}
 
+    def phase(self, project: str, zone: str, instance: str) -> tuple[str, str]:
+        """The health agent's guest attributes ``vllm/phase`` and ``vllm/timings`` (empty when it has
+        written none: the API answers 404 then)."""
+        from google.api_core import exceptions
+
+        try:
+            found = self.instances.get_guest_attributes(
+                request=self.types.GetGuestAttributesInstanceRequest(
+                    project=project, zone=zone, instance=instance, query_path=f"{GUEST_NAMESPACE}/"
+                )
+            )
+        except exceptions.NotFound:
+            return "", ""
+        values = {item.key: item.value for item in found.query_value.items}
+        return values.get("phase", ""), values.get("timings", "")
+
 
 @contextmanager
 def _asking(source: ReplicaSource) -> Iterator[None]:
@@ -182,7 +203,9 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
                 status, detail = vm_status(
                     managed, instance, name in healthy, group.role, source.startup_seconds, now
                 )
-                replicas.append(
+                phase, timings = compute.phase(project, zone, name) if instance is not None else ("", "")
+                shown, moments = published_phase(phase, timings)
+                replica = with_phase(
                     Replica(
                         id="" if group.replica is None else str(group.replica),
                         name=name,
@@ -196,8 +219,11 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
                         status=status,
                         detail=detail,
                         extra={"instanceId": str(managed.id) if managed.id else "", "zone": zone},
+                        phase=shown,
+                        timings=moments,
                     )
                 )
+                replicas.append(replica)
     single = [replica for replica in replicas if replica.role == SERVE]
     return number_by_launch(single) + [replica for replica in replicas if replica.role != SERVE]
 

@@ -7,16 +7,22 @@ Why: a model can take longer to load than the platform lets a replica be unhealt
 initialDelaySec is at most 3600 s, and health checks keep counting during it). The agent knows when the
 vLLM container started, so it can tell "still loading" from "broken".
 
-Verdict (the same on both clouds):
-  - until the replica is first ready: healthy while the current attempt is within --budget seconds,
-    measured since the container's last start (or, while no container runs, since it was last seen
-    running / since the agent started), and while the vLLM unit has restarted at most
-    --max-failed-starts times without becoming ready (a crash loop);
-  - once ready: ``serve`` and ``ray-head`` mirror vLLM's /health (a hang after ready is unhealthy after
-    --failed-looks consecutive failed looks; a crashed container, which the unit restarts, loads again
-    within the budget, up to --max-failed-starts restarts); a ``ray-worker`` is ready while it holds
-    a connection to its Ray head's GCS port and is given the budget again to rejoin when it loses it (a
-    head being rebuilt reloads the model).
+Verdict (the same on both clouds), until the replica is first ready, by the phase it is in:
+  - start (boot, Docker, the image pull) and load (the weights read into GPU memory, compile, CUDA graphs,
+    until /health answers 200): healthy until the phase's hard cap (--caps START WEIGHTS LOAD) runs out, each
+    derived by the program from the slowest rate (components/launch.py ``phase_caps``);
+  - weights (a download or a bucket copy under --weights-dir in progress): healthy while bytes keep
+    arriving (at least PROGRESS_BYTES per --stall seconds) up to the phase's cap; a download that stops is
+    unhealthy after --stall seconds. A slow Hub is never a broken replica, a hung one is replaced soon;
+  - a crash loop (the vLLM unit restarted more than --max-failed-starts times without becoming ready) is
+    unhealthy in any phase.
+  Once ready, ``serve`` and ``ray-head`` mirror vLLM's /health (a hang after ready is unhealthy after
+  --failed-looks consecutive failed looks; a crashed container, which the unit restarts, loads again within
+  the load cap, up to --max-failed-starts restarts); a ``ray-worker`` is ready while it holds a connection
+  to its Ray head's GCS port and is given the load cap again to rejoin when it loses it.
+  Each phase reached (Docker up, weights arriving, vLLM's container running: its image pulled, vLLM
+  listening, ready) is logged with its time since the agent started, and published (--publish) with the
+  current phase so that ``tools.status`` shows it.
 
 Action per cloud:
   - gcp: serve the verdict over HTTP on --port (200 healthy, 503 unhealthy); the managed group's
@@ -35,11 +41,13 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +55,12 @@ from pathlib import Path
 
 ROLES = ("serve", "ray-head", "ray-worker")
 TCP_ESTABLISHED = "01"
+#: What counts as progress in the weights phase: this many new bytes under --weights-dir since the last
+#: progress (a few seconds of the slowest download; a log line or a lock file is far less).
+PROGRESS_BYTES = 16 * 1024 * 1024
+#: The judged phases, in the order a start goes through them, and the phases reached (logged, published).
+STAGES = ("start", "weights", "load")
+MILESTONES = ("docker", "weights", "image", "listening", "ready")
 
 
 def log(message: str) -> None:
@@ -63,6 +77,11 @@ class Observation:
     ready: bool  # vLLM /health is 200 (serve, ray-head) / connected to the Ray head (ray-worker)
     #: when weight_cache.sh last chose a path for the weights (its --weight-path-file's mtime), if it did
     fetch_started_at: float | None = None
+    downloading: bool = False  # a download or bucket copy of the weights is under way (or waits for a fill)
+    waiting: bool = False  # weight_cache.sh waits for another replica's fill: no bytes to expect
+    weight_bytes: int = 0  # bytes on disk under --weights-dir
+    docker: bool = False  # Docker answers
+    listening: bool = False  # vLLM accepts connections
 
 
 @dataclass(frozen=True)
@@ -75,26 +94,75 @@ class Judge:
     """The verdict logic, free of I/O so it is tested on its own and shared by both clouds."""
 
     def __init__(
-        self, role: str, budget: float, max_failed_starts: int, started: float, failed_looks: int = 1
+        self,
+        role: str,
+        caps: dict[str, float],
+        stall: float,
+        max_failed_starts: int,
+        started: float,
+        failed_looks: int = 1,
+        expected_bytes: float = 0,
     ) -> None:
-        self.role, self.budget, self.max_failed_starts = role, budget, max_failed_starts
+        self.role, self.caps, self.stall, self.max_failed_starts = role, caps, stall, max_failed_starts
+        self.expected_bytes = expected_bytes  # the weights' size, for a percentage (0: unknown)
         self.failed_looks = failed_looks  # consecutive failed looks at a ready vLLM before it is unhealthy
         self.failing = 0
         self.was_ready = False
         self.restarts_at_ready: int | None = None  # NRestarts when last ready (or first seen)
         self.last_ready = started
         self.absent_since: float | None = started  # when the container was last seen gone
+        self.started = started
+        self.reached: dict[str, float] = {}  # milestone -> when first reached
+        self.stage, self.stage_since = "start", started
+        self.downloaded_at = 0.0  # the last look at a download under way (none yet)
+        self.mark: int | None = None  # weight bytes at the last progress
+        self.progress_at = started
+        self.chosen_at: float | None = None  # weight_cache.sh's last choice of a path, as last seen
+        self.phase = "boot"  # what the replica does now, as tools.status shows it
+
+    def milestones(self, seen: Observation) -> None:
+        reached = {
+            "docker": seen.docker or seen.container_started_at is not None,
+            "weights": seen.downloading and not seen.waiting,
+            "image": seen.container_started_at is not None,
+            "listening": seen.listening or seen.ready,
+            "ready": seen.ready,
+        }
+        for name in MILESTONES:
+            if reached[name] and name not in self.reached:
+                self.reached[name] = seen.now
+                log(f"phase {name} reached at +{seen.now - self.started:.0f} s")
+
+    def progress(self, seen: Observation, stage: str) -> None:
+        """Progress is a new stage, a new path for the weights, or PROGRESS_BYTES more weight bytes than at
+        the last progress."""
+        chose = seen.fetch_started_at != self.chosen_at  # weight_cache.sh chose a path: a wait, then a fetch
+        if stage != self.stage or chose or seen.waiting:  # a wait adds no byte: the window starts after it
+            self.progress_at = seen.now
+        if stage != self.stage:
+            self.stage, self.stage_since = stage, seen.now
+        self.chosen_at = seen.fetch_started_at
+        if stage == "weights":
+            self.downloaded_at = seen.now
+        if self.mark is None or seen.weight_bytes < self.mark:
+            self.mark = seen.weight_bytes
+        elif seen.weight_bytes - self.mark >= PROGRESS_BYTES:
+            self.mark, self.progress_at = seen.weight_bytes, seen.now
 
     def judge(self, seen: Observation) -> Verdict:
+        self.milestones(seen)
         if self.restarts_at_ready is None:
             self.restarts_at_ready = seen.unit_restarts
         if seen.container_started_at is None:
             self.absent_since = seen.now if self.absent_since is None else self.absent_since
         else:
             self.absent_since = None
+        began = seen.container_started_at
+        stage = "weights" if seen.downloading else "start" if began is None else "load"
+        self.progress(seen, stage)
         if seen.ready:
             self.was_ready, self.restarts_at_ready, self.last_ready = True, seen.unit_restarts, seen.now
-            self.failing = 0
+            self.failing, self.phase = 0, "ready"
             return Verdict(True, "ready")
         restarted = seen.container_started_at is None or seen.container_started_at > self.last_ready
         if self.was_ready and self.role != "ray-worker" and not restarted:  # a hang: the same container
@@ -105,39 +173,65 @@ class Judge:
         failed_starts = seen.unit_restarts - self.restarts_at_ready
         if failed_starts > self.max_failed_starts:
             return Verdict(False, f"crash loop: {failed_starts} restarts without becoming ready")
-        attempt_start = seen.container_started_at
-        if attempt_start is None:
-            attempt_start = self.absent_since if self.absent_since is not None else seen.now
-        if self.was_ready:  # a worker that lost its head: the budget counts from then, or from its restart
-            attempt_start = max(attempt_start, self.last_ready)
-        if seen.container_started_at is None and seen.fetch_started_at is not None:
-            # fetching the weights (a wait for another replica's fill, then the Hub): from the last choice
-            attempt_start = max(attempt_start, seen.fetch_started_at)
-        elapsed = seen.now - attempt_start
-        what = "rejoining the Ray head" if self.was_ready and self.role == "ray-worker" else "loading"
-        if elapsed <= self.budget:
-            return Verdict(True, f"{what}: {elapsed:.0f} s of a {self.budget:.0f} s budget")
-        return Verdict(False, f"{what} for {elapsed:.0f} s, over the {self.budget:.0f} s budget")
+        if stage == "start":
+            since = self.absent_since if self.absent_since is not None else seen.now
+        elif stage == "load":  # from the container's start, or the end of a download within it
+            since = max(seen.now if began is None else began, self.downloaded_at)
+        else:  # from weight_cache.sh's last choice (a wait for another's fill, then the Hub), or first byte
+            since = self.stage_since if seen.fetch_started_at is None else seen.fetch_started_at
+        if self.was_ready:  # a worker that lost its head, or a restart: counts from then
+            since = max(since, self.last_ready)
+        self.phase = self.describe(seen, stage)
+        elapsed, cap = seen.now - since, self.caps[stage]
+        what = self.phase + ("%" if stage == "weights" and self.expected_bytes and not seen.waiting else "")
+        what = "rejoining the Ray head" if self.was_ready and self.role == "ray-worker" else what
+        if elapsed > cap:
+            return Verdict(False, f"{what} for {elapsed:.0f} s, over the {stage} phase's {cap:.0f} s cap")
+        still = seen.now - self.progress_at
+        if stage == "weights" and not seen.waiting and still > self.stall:
+            return Verdict(False, f"{what}: stalled, no new byte for {still:.0f} s (window {self.stall:.0f})")
+        return Verdict(True, f"{what}: {elapsed:.0f} s of the {stage} phase's {cap:.0f} s cap")
+
+    def describe(self, seen: Observation, stage: str) -> str:
+        """The phase as published: one word, and for the weights their percentage or size (tag-safe)."""
+        if stage == "weights" and seen.waiting:
+            return "waiting"
+        if stage == "weights" and self.expected_bytes:
+            return f"weights {min(99, int(100 * seen.weight_bytes / self.expected_bytes))}"
+        if stage == "weights":
+            return f"weights {seen.weight_bytes / 1e9:.1f} GB"
+        if stage == "load":
+            return "listening" if seen.listening else "loading"
+        return "image" if seen.docker else "boot"
+
+    def timings(self) -> str:
+        """When each phase was reached, epoch seconds: ``boot=... docker=... weights=...``."""
+        return " ".join(f"{name}={when:.0f}" for name, when in {"boot": self.started, **self.reached}.items())
 
 
-def fetch_started_at(options: argparse.Namespace) -> float | None:
+def weight_path(options: argparse.Namespace) -> tuple[str, float | None]:
+    """What weight_cache.sh recorded in --weight-path-file (hub, bucket, local, wait) and when."""
     try:
-        return Path(options.weight_path_file).stat().st_mtime if options.weight_path_file else None
+        path = Path(options.weight_path_file)
+        return path.read_text().strip(), path.stat().st_mtime
     except OSError:
-        return None
+        return "", None
 
 
-def path_budget(options: argparse.Namespace) -> float:
-    """The load budget of the path the weights took: --cached-budget once weight_cache.sh has recorded in
-    --weight-path-file that they came from the stack's bucket (or were already on the disk), else --budget
-    (the Hub's download, or still undecided)."""
-    if not options.cached_budget or not options.weight_path_file:
-        return options.budget
-    try:
-        path = Path(options.weight_path_file).read_text().strip()
-    except OSError:
-        return options.budget
-    return options.cached_budget if path in ("bucket", "local") else options.budget
+def weight_bytes(root: str) -> tuple[int, bool]:
+    """Bytes allocated under ``root`` (st_blocks: a preallocated or sparse file counts what was written),
+    and whether a Hugging Face download is under way there: huggingface_hub writes each file to
+    ``<blob>.incomplete`` and renames it once whole, over HTTP and Xet alike (file_download.py,
+    ``_download_to_tmp_and_move``, which hands ``xet_get`` that path)."""
+    total, incomplete = 0, False
+    for directory, _, files in os.walk(root) if root else ():
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+            except OSError:  # gone between the listing and the look: a finished download's temporary file
+                continue
+            incomplete = incomplete or name.endswith(".incomplete")
+    return total, incomplete
 
 
 def parse_docker_time(text: str) -> float:
@@ -171,12 +265,20 @@ def unit_restarts(unit: str) -> int:
     return int(text) if result.returncode == 0 and text.isdigit() else 0
 
 
-def vllm_ready(url: str, timeout: float) -> bool:
+def vllm_health(url: str, timeout: float) -> tuple[bool, bool]:
+    """(listening, ready): vLLM answers at all, and answers 200."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status == 200
+            return True, response.status == 200
+    except urllib.error.HTTPError:
+        return True, False
     except OSError:
-        return False
+        return False, False
+
+
+def docker_up() -> bool:
+    command = ["docker", "info", "--format", "{{.ServerVersion}}"]
+    return subprocess.run(command, capture_output=True, timeout=30, check=False).returncode == 0
 
 
 def _proc_address(text: str) -> tuple[str, int]:
@@ -340,11 +442,58 @@ class LaunchHook:
         return result.stdout
 
 
+# --publish: the phase and the timings of each phase reached go where tools.status reads them, whenever the
+# phase is reached, and at most every SECONDS as it progresses. guest-attributes: the VM's guest
+# attributes vllm/phase and vllm/timings (GCP: the metadata server, no IAM role needed; the instance's
+# enable-guest-attributes metadata turns them on). instance-tags: the instance's tags vllm:phase and
+# vllm:timings (AWS: ec2:CreateTags on the stack's instances, these two keys only). Values use only tag-safe
+# characters. A failed write is logged and retried SECONDS on.
+class Publisher:
+    SECONDS = 30
+
+    def __init__(self, kind: str, metadata_url: str, aws: AwsReporter | None) -> None:
+        self.kind, self.metadata_url, self.aws = kind, metadata_url.rstrip("/"), aws
+        self.last, self.due, self.retry = ("", ""), 0.0, 0.0
+
+    def step(self, phase: str, timings: str) -> None:
+        now = time.time()
+        if (phase, timings) == self.last or (timings == self.last[1] and now < self.due) or now < self.retry:
+            return
+        try:
+            if self.kind == "guest-attributes":
+                for key, value in (("phase", phase), ("timings", timings)):
+                    request = urllib.request.Request(
+                        f"{self.metadata_url}/instance/guest-attributes/vllm/{key}",
+                        data=value.encode(),
+                        method="PUT",
+                        headers={"Metadata-Flavor": "Google"},
+                    )
+                    urllib.request.urlopen(request, timeout=5).close()
+            elif self.aws is not None:
+                instance, region = self.aws.identity() or ("", "")
+                tags = [{"Key": "vllm:phase", "Value": phase}, {"Key": "vllm:timings", "Value": timings}]
+                command = ["aws", "ec2", "create-tags", "--region", region, "--resources", instance]
+                command += ["--tags", json.dumps(tags)]
+                result = subprocess.run(command, capture_output=True, timeout=60, check=False)
+                if result.returncode:
+                    raise OSError(result.stderr.decode().strip())
+            self.last, self.due = (phase, timings), now + self.SECONDS
+        except (OSError, subprocess.SubprocessError) as error:
+            self.retry = now + self.SECONDS
+            log(f"cannot publish the phase: {error!r}")
+
+
 class Agent:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
         self.judge = Judge(
-            options.role, options.budget, options.max_failed_starts, time.time(), options.failed_looks
+            options.role,
+            dict(zip(STAGES, options.caps, strict=True)),
+            options.stall,
+            options.max_failed_starts,
+            time.time(),
+            options.failed_looks,
+            options.weights_bytes,
         )
         self.reporter = (
             AwsReporter(options.imds_url, options.region) if options.report == "autoscaling-group" else None
@@ -354,24 +503,35 @@ class Agent:
             if self.reporter is not None and options.lifecycle_hook
             else None
         )
+        self.publisher = (
+            Publisher(options.publish, options.metadata_url, self.reporter) if options.publish else None
+        )
         self.lock = threading.Lock()
         self.verdict = Verdict(True, "not looked yet")
         self.logged: Verdict | None = None
 
     def observe(self) -> Observation:
         options = self.options
-        self.judge.budget = path_budget(options)
-        if options.role == "ray-worker":
-            ready = connected_to(options.ray_head, options.ray_port)
-        else:
-            ready = vllm_ready(options.health_url, options.probe_timeout)
         started = container_started_at(options.container)
+        if options.role == "ray-worker":
+            listening = ready = connected_to(options.ray_head, options.ray_port)
+        else:
+            listening, ready = vllm_health(options.health_url, options.probe_timeout)
+        path, chosen = weight_path(options)
+        size, incomplete = (0, False) if ready else weight_bytes(options.weights_dir)
+        # the bucket's path: weight_cache.sh fetches before the container starts; the Hub's: vLLM downloads
+        fetching = path in ("hub", "bucket", "wait") and started is None
         return Observation(
             time.time(),
             started,
             unit_restarts(options.unit),
             ready and started is not None,
-            fetch_started_at(options),
+            chosen,
+            downloading=fetching or incomplete,
+            waiting=fetching and path == "wait",
+            weight_bytes=size,
+            docker="docker" in self.judge.reached or docker_up(),
+            listening=listening,
         )
 
     def held(self, verdict: Verdict) -> Verdict:
@@ -403,6 +563,8 @@ class Agent:
         if self.logged is None or verdict.healthy != self.logged.healthy:
             log(f"{'healthy' if verdict.healthy else 'UNHEALTHY'}: {verdict.reason}")
             self.logged = verdict
+        if self.publisher is not None:
+            self.publisher.step(self.judge.phase, self.judge.timings())
         if self.launch_hook is not None:
             self.launch_hook.step(verdict)
         if not verdict.healthy and self.reporter is not None:
@@ -454,11 +616,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "autoscaling-group: mark this instance Unhealthy in its Auto Scaling group (AWS)",
     )
     parser.add_argument("--role", choices=ROLES, required=True)
-    parser.add_argument("--budget", type=float, required=True, help="seconds a start may take to be ready")
     parser.add_argument(
-        "--cached-budget", type=float, default=0.0, help="the budget once the weights are local"
+        "--caps",
+        type=float,
+        nargs=len(STAGES),
+        required=True,
+        metavar=("START", "WEIGHTS", "LOAD"),
+        help="the seconds each phase may last at most",
     )
-    parser.add_argument("--weight-path-file", default="", help="where weight_cache.sh records their path")
+    parser.add_argument("--stall", type=float, default=600.0, help="seconds a download may add no byte")
+    parser.add_argument("--weights-dir", default="", help="where the model's files land on this host")
+    parser.add_argument("--weights-bytes", type=float, default=0.0, help="their size, for a percentage")
+    parser.add_argument(
+        "--weight-path-file", default="/run/vllm/weight-path", help="where weight_cache.sh records their path"
+    )
+    parser.add_argument("--publish", choices=("", "guest-attributes", "instance-tags"), default="")
+    parser.add_argument("--metadata-url", default="http://metadata.google.internal/computeMetadata/v1")
     parser.add_argument("--max-failed-starts", type=int, default=3)
     parser.add_argument(
         "--failed-looks",
@@ -493,7 +666,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     options = parse(argv)
     agent = Agent(options)
-    log(f"judging a {options.role} (report: {options.report}) with a {options.budget:.0f} s load budget")
+    log(f"judging a {options.role} ({options.report}): caps {options.caps}, stall {options.stall:.0f} s")
     agent.look()  # the first verdict is a real one
     if options.port:
         serve(agent, options.port)

@@ -13,10 +13,12 @@ set -euo pipefail
 # Rendered by components/vm.py. PLATFORM: the platform's title, for the log; ROLE: serve | ray-head |
 # ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
 # CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
-# multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
-# (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
-# flags (cloud, role, load budget, port); AGENTS_TAR_GZIP_BASE64: a tar of it (and of metrics_agent.py
-# where the platform runs it), gzip + base64. STOP_SECONDS: how long `docker stop` lets vLLM drain.
+# multi-node); RAY_ENV: ray_bootstrap.sh settings, empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
+# flags (cloud, role, phase caps, port). SCRIPTS_XZ_BASE64: name NUL text NUL pairs, xz + base64, of the
+# scripts this VM runs (health_agent.py; metrics_agent.py where the platform runs it; ray_bootstrap.sh on
+# Ray nodes; weight_cache.sh with the weight cache; local_nvme.sh with local NVMe): compressed together
+# they share their vocabulary, and user data is limited to 16 KB on AWS. STOP_SECONDS: how long
+# `docker stop` lets vLLM drain.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -25,18 +27,17 @@ HF_TOKEN_SECRET={{hf_token_secret}}
 CONTAINER_ENV=({{container_env}})
 VLLM_ARGV=({{vllm_argv}})
 RAY_ENV=({{ray_env}})
-RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 HEALTH_AGENT_ARGS=({{health_agent_args}})
-AGENTS_TAR_GZIP_BASE64={{agents_tar_gzip_base64}}
+SCRIPTS_XZ_BASE64={{scripts_xz_base64}}
 STOP_SECONDS={{stop_seconds}}
 # The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
-# HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
+# HF_CACHE the model's files land (vLLM's model path) and weight_cache.sh's settings.
 WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
-WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
-# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache and Docker's data root go there).
-LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
+# LOCAL_NVME: non-empty on machines with local NVMe (local_nvme.sh puts the HF cache and Docker's data root
+# there).
+LOCAL_NVME={{local_nvme}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -110,11 +111,17 @@ ensure_container_runtime() {
 
 # The health agent runs from the first minute of boot: the platform's health check reads it (GCP) or it
 # reports to the Auto Scaling group (AWS), and the load budget counts from its start until vLLM's.
+# The scripts are written out first, with python3's lzma (xz-utils is not on every image).
 install_health_agent() {
   install -d -m 0755 "$INSTALL_DIR"
-  base64 -d <<<"$AGENTS_TAR_GZIP_BASE64" | tar -xz --no-same-owner -C "$INSTALL_DIR"
+  base64 -d <<<"$SCRIPTS_XZ_BASE64" | "$PYTHON" -c 'import lzma, os, sys
+pairs = lzma.decompress(sys.stdin.buffer.read()).split(b"\0")
+for name, text in zip(pairs[::2], pairs[1::2]):
+    path = os.path.join(sys.argv[1], name.decode())
+    open(path, "wb").write(text)
+    os.chmod(path, 0o755 if path.endswith(".sh") else 0o644)' "$INSTALL_DIR"
   install_agent_service "$AGENT_UNIT" 5 \
-    "vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health" \
+    "vLLM health agent ($ROLE): loading while it progresses, then vLLM's health" \
     "$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}"
 }
 
@@ -143,17 +150,7 @@ EOF
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
-  if [ -n "$RAY_BOOTSTRAP_GZIP_BASE64" ]; then
-    base64 -d <<<"$RAY_BOOTSTRAP_GZIP_BASE64" | gunzip >"$INSTALL_DIR/ray_bootstrap.sh"
-    chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
-  fi
-  if [ -n "$WEIGHT_CACHE_URL" ]; then
-    base64 -d <<<"$WEIGHT_CACHE_GZIP_BASE64" | gunzip >"$INSTALL_DIR/weight_cache.sh"
-    chmod 0755 "$INSTALL_DIR/weight_cache.sh"
-  fi
-  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
-    base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
-    chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+  if [ -n "$LOCAL_NVME" ]; then
     # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
     "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"
   fi
@@ -185,7 +182,7 @@ EOF
 # The HF cache on the local NVMe array, at every start (a reboot, which AWS user data does not rerun, leaves
 # it unmounted); nothing on machines without local NVMe.
 mount_local_nvme() {
-  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
+  if [ -n "$LOCAL_NVME" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
 }
 
 # The model's files from the stack's bucket, or from the Hub once for the whole stack (weight_cache.sh),

@@ -30,8 +30,9 @@
 #                              0.34); empty: `hf` on PATH
 #   WEIGHT_CACHE_ENV_FILE      docker --env-file for the Hub download (the HF token, root-only)
 #   WEIGHT_CACHE_REGION        the bucket's AWS region (S3 only)
-#   WEIGHT_CACHE_PATH_FILE     records the path the files took: hub, bucket or local (the health agent
-#                              gives a replica whose files came from the bucket its shorter budget)
+#   WEIGHT_CACHE_PATH_FILE     records the path the files take: wait (for another replica's fill), hub,
+#                              bucket or local (the health agent judges a download by its progress, and a
+#                              wait, which adds no byte, by its cap)
 set -euo pipefail
 
 readonly URL=${WEIGHT_CACHE_URL:?WEIGHT_CACHE_URL: gs://BUCKET or s3://BUCKET}
@@ -216,6 +217,7 @@ fetch() {
       hub_download
       return 0
     fi
+    if [ "$waited" -eq 0 ]; then echo wait >"$PATH_FILE"; fi
     log "another replica fills the cache (lock ${age}s old); waiting (${waited}s of ${WAIT_SECONDS}s)"
     sleep "$POLL_SECONDS"
     waited=$((waited + POLL_SECONDS))
