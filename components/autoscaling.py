@@ -12,20 +12,14 @@ each key is in the README ("Autoscaling"); what it cannot honour, its platform r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import replace
+from typing import TypeVar
 
-from components import platforms
+from components import platforms, replica_shares
 from components.config import PROJECT, ConfigReader, SpecError
-
-if TYPE_CHECKING:
-    from components.spec import ServiceSpec
+from components.service_spec import Autoscaling, ServiceSpec
 
 KEYS = ("minReplicas", "maxReplicas", "targetQpsPerReplica", "upscaleDelaySeconds", "downscaleDelaySeconds")
-#: SkyServe's defaults (sky/serve/constants.py: AUTOSCALER_DEFAULT_UPSCALE_DELAY_SECONDS = 300,
-#: AUTOSCALER_DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200).
-DEFAULT_UPSCALE_DELAY_SECONDS = 300
-DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200
 DEFAULT_MIN_REPLICAS = 1
 #: The most replicas a stack may ask for, as for ``vllm:replicas``.
 MAX_REPLICAS = 1000
@@ -38,39 +32,6 @@ MULTI_NODE_ON_VMS = (
     "groups of their own, which the cloud's group autoscaler cannot add or remove as one unit; on "
     "Kubernetes (vllm:cloud kubernetes) KEDA scales the LeaderWorkerSet by whole groups"
 )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Autoscaling:
-    """A validated ``replica_policy``. A delay is None when the stack leaves it to the default."""
-
-    min_replicas: int
-    max_replicas: int
-    target_qps_per_replica: float
-    upscale_delay: int | None = None
-    downscale_delay: int | None = None
-
-    @property
-    def upscale_delay_seconds(self) -> int:
-        return DEFAULT_UPSCALE_DELAY_SECONDS if self.upscale_delay is None else self.upscale_delay
-
-    @property
-    def downscale_delay_seconds(self) -> int:
-        return DEFAULT_DOWNSCALE_DELAY_SECONDS if self.downscale_delay is None else self.downscale_delay
-
-    @property
-    def initial_replicas(self) -> int:
-        """Replicas a first ``up`` starts (at least one, so the stack serves and its waits pass)."""
-        return max(self.min_replicas, 1)
-
-    def public_view(self) -> dict[str, Any]:
-        return {
-            "minReplicas": self.min_replicas,
-            "maxReplicas": self.max_replicas,
-            "targetQpsPerReplica": self.target_qps_per_replica,
-            "upscaleDelaySeconds": self.upscale_delay_seconds,
-            "downscaleDelaySeconds": self.downscale_delay_seconds,
-        }
 
 
 def read_autoscaling(read: ConfigReader, platform: platforms.Platform, nodes: int) -> Autoscaling | None:
@@ -159,12 +120,12 @@ def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     (the max with the replicas the platform's autoscaler may run above ``vllm:maxReplicas``), None when
     unpriced."""
     if spec.autoscaling is None:
-        return spec.cost_per_hour()
-    # At each bound every region's share on its market (components/capacity.py): the on-demand base at
+        return replica_shares.cost_per_hour(spec)
+    # At each bound every region's share on its market (components/replica_shares.py): the on-demand base at
     # on-demand prices, the rest at spot prices with spot, each at its region's price.
-    at_least = replace(spec, replicas=spec.autoscaling.min_replicas).cost_per_hour()
+    at_least = replica_shares.cost_per_hour(replace(spec, replicas=spec.autoscaling.min_replicas))
     most = spec.autoscaling.max_replicas + platforms.get(spec.cloud).scale_out_surge(spec)
-    at_most = replace(spec, replicas=most).cost_per_hour()
+    at_most = replica_shares.cost_per_hour(replace(spec, replicas=most))
     if at_least is None or at_most is None:
         return None
     return {"min": at_least, "max": at_most}

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from components import capacity
+from components import replica_shares
 
 if TYPE_CHECKING:
-    from components.spec import ServiceSpec
+    from components.service_spec import ServiceSpec
 
 #: The top hourly cost above which the spec warns: more than the costliest preset at its own size
 #: (2 replicas of H100:8 on GCP, about $176/h by the catalog), by a margin.
@@ -36,7 +36,7 @@ def warn_costly(spec: ServiceSpec, weights_gb: int | None, warn: Callable[[str],
     offering = spec.offering
     if offering is None or spec.gpu is None:
         return
-    top = capacity.cost_per_hour(replace(spec, replicas=spec.max_replicas))
+    top = replica_shares.cost_per_hour(replace(spec, replicas=spec.max_replicas))
     if top is not None and top > TOP_COST_WARN_HOURLY:
         key = "maxReplicas" if spec.autoscaling is not None else "replicas"
         warn(
@@ -54,7 +54,7 @@ def warn_costly(spec: ServiceSpec, weights_gb: int | None, warn: Callable[[str],
     if spec.spot:
         unpriced = [
             share.region or "its region"
-            for share in capacity.shares(spec)
+            for share in replica_shares.shares(spec)
             if share.spot and offering.hourly(True, share.region) is None
         ]
         if unpriced:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from components import platforms
 from components.platforms import Storage
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 PORT = 8000
 HEALTH_PATH = "/health"

@@ -15,7 +15,7 @@ from components.extra_args import gpu_memory_utilization
 
 if TYPE_CHECKING:
     from components.model_facts import ModelFacts
-    from components.spec import Gpu, ServiceSpec
+    from components.service_spec import Gpu, ServiceSpec
 
 
 def known_weights(spec: ServiceSpec) -> tuple[int, str] | None:

@@ -25,9 +25,9 @@ from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
     from components.config import ConfigReader
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 PLATFORMS_DIR = Path(__file__).resolve().parent
 
@@ -122,7 +122,7 @@ class Placement:
 @dataclass(frozen=True, kw_only=True)
 class Platform:
     """One platform, as the shared modules see it. Every callable gets the validated ``ServiceSpec``
-    or the config reader; none of them loads a cloud SDK except ``check``, which may, lazily."""
+    or the config reader; none of them loads a cloud SDK."""
 
     name: str  # the vllm:cloud value, and the package's name under components/
     title: str  # how messages name it: "GCP", "AWS", "Kubernetes"
@@ -136,8 +136,11 @@ class Platform:
     read_placement: Callable[[ConfigReader, str, Offering | None], Placement]
     #: The platform's public view of its settings, merged into the stack's ``spec`` output.
     public_view: Callable[[ServiceSpec], dict[str, Any]]
-    #: Rules on the whole spec that need the platform's own tables; raises SpecError before any resource.
-    check: Callable[[ServiceSpec], None] = lambda spec: None
+    #: The platform's one hook for rules across keys: checks the whole spec against the platform's own
+    #: tables (build_spec calls it); raises SpecError before any resource. Loads no SDK. What the resources
+    #: themselves can hold (a rollout's wait, a node's labels) is its ``deployment`` module's
+    #: ``check_deployment``.
+    check_spec: Callable[[ServiceSpec], None] = lambda spec: None
     #: Disk a replica needs besides the weights (a VM's OS and image; a pod's cache volume holds only them).
     disk_overhead_gb: int = 0
     #: Where a node of ``spec`` keeps the model's files (local NVMe where the machine has it).
@@ -160,12 +163,12 @@ class Platform:
         return f"components.{self.name}"
 
     def module(self, name: str) -> ModuleType:
-        """One of the package's modules with the same name on every platform: ``deployment`` (``build``;
-        loads the SDK), ``fakes`` (the offline tools' answers, plain data), ``policy`` (its scanners for the
-        policy pack, plain functions; the contract it fulfils is in policy/validators.py's docstring) or
-        ``status`` (the operator tools' ``list_replicas``/``read_logs`` from the stack output
-        ``replicaSource``; loads the platform's client library from requirements-tools.txt, lazily, and is
-        never imported by the Pulumi program)."""
+        """One of the package's modules with the same name on every platform: ``deployment`` (``build``,
+        and ``check_deployment`` where its resources limit the spec; loads the SDK), ``fakes`` (the offline
+        tools' answers, plain data), ``policy`` (its scanners for the policy pack, plain functions; the
+        contract it fulfils is in policy/validators.py's docstring) or ``status`` (the operator tools'
+        ``list_replicas``/``read_logs`` from the stack output ``replicaSource``; loads the platform's client
+        library from requirements-tools.txt, lazily, and is never imported by the Pulumi program)."""
         return importlib.import_module(f"{self.package}.{name}")
 
     def refuse_unsupported(self, feature: Feature) -> str | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 API_KEY_LENGTH = 48
 

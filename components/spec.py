@@ -1,13 +1,9 @@
-"""The stack spec: every `vllm:*` config key, presets, and validation.
+"""The stack spec: ``load_spec`` assembles and checks a stack's whole configuration before any resource.
 
-A stack's effective configuration is its preset (``stacks/<name>.yaml``, picked by ``vllm:preset`` or by a
-stack of the same name) overlaid key by key with the stack's own Pulumi config. ``load_spec`` checks the
-whole of it before any resource is declared; a bad value raises ``SpecError``, a ``pulumi.RunError``, so
-Pulumi prints one message naming the key, the value and what is valid, and no traceback.
-
-Changing ``vllm:model`` on top of a preset drops the preset's values of the keys that describe its model
-(``MODEL_KEYS``: they were sized for another model); the stack's own values of them still apply. A stack
-value ``unset`` removes the preset's value of any key, so the built-in default applies.
+The effective configuration is the stack's preset overlaid with its own config (components/presets.py);
+every key is a known one (components/keys.py). ``build_spec`` then checks each value; a bad one raises
+``SpecError``, a ``pulumi.RunError``, so Pulumi prints one message naming the key, the value and what is
+valid, and no traceback.
 
 Before any resource, ``load_spec`` also checks the model against the Hugging Face Hub (weights against
 GPU memory and disk, tensor parallel size against attention heads, ``maxModelLen`` against the context, in
@@ -20,32 +16,27 @@ the preset's value, else the built-in default below, applies.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pulumi
-import yaml
 
 from components import (
-    capacity,
     catalog,
     cost_warnings,
+    keys,
     model_facts,
     model_fit,
     platforms,
+    presets,
     provider_config,
     sdk_internals,
 )
-from components.autoscaling import KEYS as AUTOSCALING_KEYS
-from components.autoscaling import Autoscaling, read_autoscaling, replaced_scaling_keys, replicas_output
-from components.config import PROJECT, UNSET, ConfigReader, SpecError, present, stack_config
+from components.autoscaling import read_autoscaling, replicas_output
+from components.config import PROJECT, ConfigReader, SpecError, present, stack_config
 from components.domain import parse_domain
 from components.extra_args import (
     SECRET_FLAGS,
@@ -57,9 +48,7 @@ from components.extra_args import (
     refused_flags,
 )
 from components.model_facts import ModelFacts
-from components.provider_config import provider_config_keys
-
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "stacks"
+from components.service_spec import Autoscaling, Gpu, ServiceSpec
 
 #: Pinned vLLM release (never ``latest``): the image tag is part of the infrastructure diff.
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"
@@ -76,194 +65,11 @@ NON_CUDA_IMAGE_WORDS = ("cpu", "rocm", "tpu", "xpu", "hpu", "gaudi", "neuron", "
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
 #: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
 MIN_API_KEY_LENGTH = 16
-#: The longest base name of a stack's resources (``ServiceSpec.name``): the platforms' name rules leave
-#: room for a role and an auto-name suffix after it (components/*/names.py).
-NAME_MAX = 40
-NAME_HASH_LENGTH = 8
-NAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 DEFAULT_DISK_SIZE_GB = 200
 OPEN_TO_ALL = ("0.0.0.0/0",)
 
-#: Config keys a preset or a stack may set for any platform; each platform adds its own (its platform.py's
-#: ``keys``). Secrets (hfToken, apiKey) are stack-only.
-COMMON_KEYS = (
-    "preset",
-    "cloud",
-    "gpu",
-    "model",
-    "servedModelName",
-    "replicas",
-    "nodes",
-    "image",
-    "maxModelLen",
-    "extraArgs",
-    "diskSizeGb",
-    "modelSizeGb",
-    "spot",
-    "onDemandBaseReplicas",
-    "reservation",
-    "allowedCidrs",
-    *AUTOSCALING_KEYS,
-    "domain",
-    "dnsZone",
-    "weightCache",
-)
-SECRET_KEYS = ("hfToken", "apiKey")
-#: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context
-#: length, size, disk, served name or flag such as --trust-remote-code belongs to one model).
-MODEL_KEYS = ("servedModelName", "maxModelLen", "modelSizeGb", "diskSizeGb", "extraArgs")
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """A GPU request per node, written ``TYPE:COUNT`` as in SkyPilot (``H100:8``)."""
-
-    type: str
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.type}:{self.count}"
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """The validated, effective, non-secret spec of one stack."""
-
-    stack: str
-    preset: str | None
-    cloud: str
-    gpu: Gpu | None  # None: CPU-only replicas (Kubernetes dev clusters)
-    offering: catalog.Offering | None  # the catalog machine chosen for ``gpu``; None for CPU
-    model: str
-    served_model_name: str
-    replicas: int
-    nodes: int
-    image: str
-    max_model_len: int | None
-    extra_args: tuple[str, ...]
-    disk_size_gb: int
-    model_size_gb: int | None
-    spot: bool
-    allowed_cidrs: tuple[str, ...]
-    region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
-    regions: tuple[str, ...] = ()  # every region it serves from, ``region`` first (vllm:regions, GCP)
-    on_demand_base_replicas: int = 0  # with spot: replicas kept on on-demand capacity
-    platform: Any = None  # the platform's own settings: its platform.py's settings(spec) reads them typed
-    facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
-    #: SkyServe's replica_policy (components/autoscaling.py); None: a fixed ``replicas``, which is then the
-    #: count a first ``up`` starts with
-    autoscaling: Autoscaling | None = None
-
-    @property
-    def max_replicas(self) -> int:
-        """The most replicas the stack may run (surges aside): the autoscaler's bound, or the fixed count."""
-        return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
-
-    domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
-    dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
-    weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
-
-    @property
-    def pinned_revision(self) -> str | None:
-        """``--revision`` in vllm:extraArgs: the branch, tag or commit of the model the stack pins."""
-        return option_value(self.extra_args, "--revision")
-
-    @property
-    def model_revision(self) -> str:
-        """The revision the replicas load, which keys the weight cache: the commit the Hub resolved the
-        pinned revision (else ``main``) to, else the pinned name, else ``main`` (build_spec warns then)."""
-        if self.facts is not None:
-            return self.facts.revision
-        return self.pinned_revision or model_facts.REVISION
-
-    @property
-    def name(self) -> str:
-        """A short DNS-safe base name for cloud resources, unique per stack: ``vllm-<stack>`` when that is
-        already a lowercase DNS label of at most ``NAME_MAX`` characters (the presets' names, so their
-        resources keep their names), else its slug cut to fit and a hash of the exact stack name, so that
-        ``prod_a``, ``prod-a`` and ``PROD.A``, or two long names that differ after the cut, stay apart."""
-        name = f"{PROJECT}-{self.stack}"
-        if len(name) <= NAME_MAX and NAME_LABEL.match(name):
-            return name
-        digest = hashlib.sha256(self.stack.encode()).hexdigest()[:NAME_HASH_LENGTH]
-        slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-        return f"{slug[: NAME_MAX - NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"
-
-    @property
-    def gpus_per_replica(self) -> int:
-        return self.gpu.count * self.nodes if self.gpu else 0
-
-    def cost_per_hour(self) -> float | None:
-        """Catalog estimate for the whole stack (every node of every replica, at its region's price for
-        its purchase option), None when unpriced."""
-        return capacity.cost_per_hour(self)
-
-    def public_view(self) -> dict[str, Any]:
-        """The effective spec as plain data for stack outputs and plans: never holds a secret."""
-        view: dict[str, Any] = {
-            "stack": self.stack,
-            "preset": self.preset,
-            "cloud": self.cloud,
-            "gpu": str(self.gpu) if self.gpu else None,
-            "machineType": self.offering.machine_type if self.offering else None,
-            "model": self.model,
-            "servedModelName": self.served_model_name,
-            "replicas": replicas_output(self),
-            "autoscaling": self.autoscaling.public_view() if self.autoscaling is not None else None,
-            "nodes": self.nodes,
-            "image": self.image,
-            "maxModelLen": self.max_model_len,
-            "extraArgs": list(self.extra_args),
-            "diskSizeGb": self.disk_size_gb,
-            "modelSizeGb": self.model_size_gb,
-            "modelRevision": self.facts.revision if self.facts else None,
-            "spot": self.spot,
-            "onDemandBaseReplicas": self.on_demand_base_replicas if self.spot else None,
-            "allowedCidrs": list(self.allowed_cidrs),
-            "domain": self.domain,
-            "dnsZone": self.dns_zone,
-            "weightCache": self.weight_cache,
-        }
-        view.update(platforms.get(self.cloud).public_view(self))
-        return view
-
 
 # --- reading config ------------------------------------------------------------------------------------
-
-
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-
-
-def read_preset(name: str) -> dict[str, Any]:
-    """The ``config:`` map of ``stacks/<name>.yaml`` (the same shape as a Pulumi stack file)."""
-    path = PRESETS_DIR / f"{name}.yaml"
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict(document.get("config") or {})
-
-
-def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None, dict[str, Any]]:
-    """Overlay the stack's config on its preset, key by key; empty stack values do not override, ``unset``
-    removes the preset's value, and another model drops the preset's ``MODEL_KEYS``."""
-    explicit = present(config.get(f"{PROJECT}:preset"))
-    preset = explicit if explicit is not None else (stack if stack in available_presets() else None)
-    if preset is not None and preset not in available_presets():
-        raise SpecError(f"{PROJECT}:preset", preset, f"one of {', '.join(available_presets())}")
-    merged: dict[str, Any] = read_preset(preset) if preset else {}
-    model = present(config.get(f"{PROJECT}:model"))
-    if model is not None and str(model).strip() != str(merged.get(f"{PROJECT}:model", "")).strip():
-        for key in MODEL_KEYS:
-            merged.pop(f"{PROJECT}:{key}", None)
-    chosen = {k for k, v in config.items() if present(v) is not None and str(v).strip() != UNSET}
-    for key in replaced_scaling_keys(chosen):
-        merged.pop(key, None)
-    for key, value in config.items():
-        if isinstance(value, str) and value.strip() == UNSET:
-            merged[key] = None  # kept as a key, so an unknown one is still refused
-        elif present(value) is not None:
-            merged[key] = value
-    merged[f"{PROJECT}:preset"] = preset
-    return preset, merged
 
 
 #: vllm:weightCache: ``bucket``, the stack's own bucket filled from the Hub once (the default where the
@@ -382,67 +188,6 @@ def _check_extra_args(args: tuple[str, ...], image: str) -> None:
         raise SpecError(f"{PROJECT}:extraArgs", error.shown, error.valid) from None
 
 
-def _check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) -> None:
-    """Refuse a key no one reads: a typo would otherwise silently leave the default in place.
-
-    ``vllm:`` keys are this program's; ``gcp:``, ``aws:`` and ``kubernetes:`` keys are the provider's own
-    (credentials, profiles, default tags, endpoints... which the program does not read but the provider
-    does), so only a key that provider does not define is refused. The message suggests the nearest key.
-    """
-    names = (*vllm_keys(), *SECRET_KEYS)
-    sdks = {platform.provider_namespace: platform.provider_sdk for platform in platforms.registered()}
-    project_keys = tuple(f"{PROJECT}:{k}" for k in names)
-    for key, value in values.items():
-        namespace, _, name = key.partition(":")
-        shown = "(secret)" if key in secret_keys else value
-        if namespace == PROJECT or _is_project_namespace_typo(namespace):
-            if key in project_keys:
-                continue
-            nearest = [f"{PROJECT}:{k}" for k in _nearest(name, names)]
-            valid = (
-                f'a {PROJECT} key (Pulumi.yaml declares each one; README "Configuration" says what they do)'
-            )
-        elif namespace in sdks and (provider_keys := provider_config_keys(sdks[namespace])) is not None:
-            if _provider_key_name(name) in provider_keys:
-                continue
-            nearest = [f"{namespace}:{k}" for k in _nearest(_provider_key_name(name), tuple(provider_keys))]
-            valid = f"a config key of the {namespace} provider ({sdks[namespace]}'s config)"
-        else:
-            continue  # another namespace (pulumi:, random:...), or a provider whose SDK is not installed
-        raise SpecError(key, shown, f"not a known key: did you mean {nearest[0]}?" if nearest else valid)
-
-
-def _nearest(name: str, names: tuple[str, ...]) -> list[str]:
-    """The key ``name`` most likely meant, ignoring case first (``GPU`` is ``gpu``), else by spelling."""
-    same = [known for known in names if known.lower() == name.lower()]
-    if same:
-        return same[:1]
-    lowered = {known.lower(): known for known in names}
-    return [lowered[k] for k in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)]
-
-
-def _is_project_namespace_typo(namespace: str) -> bool:
-    """``vlm:``, ``VLLM:``, ``vllm_:``: a namespace this close to the program's own is a typo (other
-    providers' namespaces, e.g. ``pulumi:`` or ``random:``, are nowhere near it)."""
-    return namespace != PROJECT and (
-        namespace.lower() == PROJECT or difflib.SequenceMatcher(None, namespace, PROJECT).ratio() >= 0.75
-    )
-
-
-def _provider_key_name(name: str) -> str:
-    """The top-level name of a provider key in the forms Pulumi hands over: ``region``, the legacy
-    ``config:region``, and the root of a path (``defaultTags.tags.team``, ``assumeRoles[0]``); an object
-    set with ``--path`` normally arrives as its top-level key with a JSON value."""
-    name = name.removeprefix("config:")
-    return re.split(r"[.\[]", name, maxsplit=1)[0]
-
-
-@functools.cache
-def vllm_keys() -> tuple[str, ...]:
-    """Every ``vllm:`` key a preset or a stack may set: the common ones and each platform's own."""
-    return (*COMMON_KEYS, *(key for platform in platforms.registered() for key in platform.keys))
-
-
 def build_spec(
     stack: str,
     config: Mapping[str, str],
@@ -454,18 +199,19 @@ def build_spec(
     ``lookup(model, hf_token, revision)`` fetches the model's facts (``model_facts.lookup``), once the config
     itself is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
     _check_secrets(config, secret_keys)
-    preset, merged = effective_config(stack, config)
-    _check_unknown_keys(merged, secret_keys)
+    preset, merged = presets.effective_config(stack, config)
+    keys.check_unknown_keys(merged, secret_keys)
     read = ConfigReader(merged)
 
     cloud = read.choice("cloud", platforms.names())
     if cloud is None:
         clouds = ", ".join(platforms.names())
         if preset is None:
+            known = ", ".join(presets.available_presets())
             raise SpecError(
                 f"{PROJECT}:cloud",
                 "",
-                f"one of {clouds}: no preset is named {stack!r} (presets: {', '.join(available_presets())}); "
+                f"one of {clouds}: no preset is named {stack!r} (presets: {known}); "
                 f"pick one with {PROJECT}:preset, or set {PROJECT}:cloud, {PROJECT}:gpu and {PROJECT}:model",
             )
         raise SpecError(f"{PROJECT}:cloud", "", f"one of {clouds}")
@@ -474,7 +220,7 @@ def build_spec(
     if spot and (instead := platform.refuse_unsupported(platforms.Feature.SPOT)) is not None:
         raise SpecError(f"{PROJECT}:spot", "true", instead)
     _refuse_unsupported_keys(read, platform)
-    _refuse_other_platforms_keys(merged, secret_keys, platform)
+    keys.refuse_other_platforms_keys(merged, secret_keys, platform)
     replicas = read.integer("replicas", 1, minimum=1, maximum=1000)
     nodes = read.integer("nodes", 1, minimum=1, maximum=64)
     autoscaling = read_autoscaling(read, platform, nodes)
@@ -560,11 +306,41 @@ def build_spec(
                 f"weight files on the Hugging Face Hub; the health-check budget still sizes to it"
             )
     model_fit.check_disk_fits_model(spec)
-    platform.check(spec)
+    platform.check_spec(spec)
     model_fit.check_model_facts(spec, has_hf_token=hf_token is not None)
     weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
+
+
+def public_view(spec: ServiceSpec) -> dict[str, Any]:
+    """The effective spec as plain data for stack outputs and plans: never holds a secret."""
+    view: dict[str, Any] = {
+        "stack": spec.stack,
+        "preset": spec.preset,
+        "cloud": spec.cloud,
+        "gpu": str(spec.gpu) if spec.gpu else None,
+        "machineType": spec.offering.machine_type if spec.offering else None,
+        "model": spec.model,
+        "servedModelName": spec.served_model_name,
+        "replicas": replicas_output(spec),
+        "autoscaling": spec.autoscaling.public_view() if spec.autoscaling is not None else None,
+        "nodes": spec.nodes,
+        "image": spec.image,
+        "maxModelLen": spec.max_model_len,
+        "extraArgs": list(spec.extra_args),
+        "diskSizeGb": spec.disk_size_gb,
+        "modelSizeGb": spec.model_size_gb,
+        "modelRevision": spec.facts.revision if spec.facts else None,
+        "spot": spec.spot,
+        "onDemandBaseReplicas": spec.on_demand_base_replicas if spec.spot else None,
+        "allowedCidrs": list(spec.allowed_cidrs),
+        "domain": spec.domain,
+        "dnsZone": spec.dns_zone,
+        "weightCache": spec.weight_cache,
+    }
+    view.update(platforms.get(spec.cloud).public_view(spec))
+    return view
 
 
 def _model_valid(model: str) -> str:
@@ -578,7 +354,7 @@ def _model_valid(model: str) -> str:
 
 def _read_domain(read: ConfigReader, platform: platforms.Platform) -> tuple[str | None, str | None]:
     """``vllm:domain`` (a bare host name) and ``vllm:dnsZone`` (only with a domain, where the platform
-    writes DNS records; each platform's ``check`` judges the zone's form)."""
+    writes DNS records; each platform's ``check_spec`` judges the zone's form)."""
     domain = parse_domain(read.string("domain"))
     dns_zone = read.string("dnsZone")
     if dns_zone is not None and (instead := platform.refuse_unsupported(platforms.Feature.DNS_ZONE)):
@@ -597,35 +373,10 @@ def _refuse_unsupported_keys(read: ConfigReader, platform: platforms.Platform) -
             raise SpecError(feature.value, value, instead)
 
 
-def _refuse_other_platforms_keys(
-    values: Mapping[str, Any], secret_keys: frozenset[str], platform: platforms.Platform
-) -> None:
-    """A key only another platform reads (its ``vllm:`` keys, its provider's namespace) would be silently
-    ignored here: it is refused, naming the platform that reads it. One rule from each platform's declared
-    ``keys`` and ``provider_namespace``."""
-    own = {f"{PROJECT}:{key}" for key in (*COMMON_KEYS, *SECRET_KEYS, *platform.keys)}
-    for key, value in values.items():
-        if present(value) is None or key in own:
-            continue
-        namespace, _, name = key.partition(":")
-        for other in platforms.registered():
-            if other is platform:
-                continue
-            theirs = (namespace == PROJECT and name in other.keys) or namespace == other.provider_namespace
-            if theirs:
-                shown = "(secret)" if key in secret_keys else value
-                raise SpecError(
-                    key,
-                    shown,
-                    f"unset: only a stack on {other.title} (vllm:cloud {other.name}) reads it; this stack's "
-                    f"vllm:cloud is {platform.name}",
-                )
-
-
 def _on_demand_base(read: ConfigReader, spot: bool, replicas: int, autoscaling: Autoscaling | None) -> int:
     """``vllm:onDemandBaseReplicas``: with spot, how many replicas stay on on-demand capacity (SkyServe's
     ``base_ondemand_fallback_replicas``), at most every replica. With autoscaling the base is a fixed floor
-    inside the bounds (components/capacity.py): at most ``vllm:minReplicas``, and below
+    inside the bounds (components/replica_shares.py): at most ``vllm:minReplicas``, and below
     ``vllm:maxReplicas`` so that the autoscaler has spot replicas to add."""
     key = f"{PROJECT}:onDemandBaseReplicas"
     base = read.integer("onDemandBaseReplicas", 0, minimum=0)
@@ -679,7 +430,7 @@ def _check_image_fits_hardware(image: str, gpu: Gpu | None) -> None:
 def _check_secrets(config: Mapping[str, Any], secret_keys: frozenset[str]) -> None:
     """Secrets are set with --secret (else they sit in plaintext in the stack file and in every plan), and
     a configured API key is long enough to guard a public endpoint. Values are never echoed."""
-    for key in SECRET_KEYS:
+    for key in keys.SECRET_KEYS:
         full = f"{PROJECT}:{key}"
         if present(config.get(full)) is not None and full not in secret_keys:
             raise SpecError(full, "(plaintext)", f"a secret: pulumi config set --secret {full} <value>")
@@ -696,26 +447,40 @@ def load_spec() -> ServiceSpec:
     """The spec of the running stack, from Pulumi's config, checked by its platform's rules too."""
     config = stack_config()
     secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))
-    spec = build_spec(pulumi.get_stack(), config, secret_keys, lookup=model_facts.lookup)
-    _check_on_platform(spec)
+    return stack_spec(pulumi.get_stack(), config, secret_keys, lookup=model_facts.lookup)
+
+
+def stack_spec(
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: frozenset[str] = frozenset(),
+    lookup: Callable[[str, str | None, str], ModelFacts | None] | None = None,
+) -> ServiceSpec:
+    """``build_spec``, then what the platform's resources can hold of it and the provider keys' types:
+    every check the program makes before its first resource, without the Pulumi runtime."""
+    spec = build_spec(stack, config, secret_keys, lookup)
+    platform = platforms.get(spec.cloud)
+    _check_deployment(spec, platform)
+    # Each provider key set, of its SDK's type.
+    provider_config.provider_args(platform, presets.effective_config(stack, config)[1], secret_keys)
     return spec
 
 
-def _check_on_platform(spec: ServiceSpec) -> None:
-    """Rules that need a platform's own tables (which GPUs GKE labels, how much memory a CPU pod needs):
-    a platform package may define ``check(spec)``, which raises SpecError before any resource exists.
-    Imported here, lazily, because the package loads that platform's SDK."""
-    check = getattr(platforms.get(spec.cloud).module("deployment"), "check", None)
+def _check_deployment(spec: ServiceSpec, platform: platforms.Platform) -> None:
+    """What the platform's resources can hold of the spec (which GPUs GKE labels, how much memory a CPU pod
+    needs, how long a rolling update waits): a platform's ``deployment`` module may define
+    ``check_deployment(spec)``, which raises SpecError before any resource exists. Imported here, lazily,
+    because the module loads that platform's SDK."""
+    check = getattr(platform.module("deployment"), "check_deployment", None)
     if check is not None:
         check(spec)
-    stack_provider_args(platforms.get(spec.cloud), spec.stack)  # each provider key set, of its SDK's type
 
 
 def stack_provider_args(platform: platforms.Platform, stack: str) -> dict[str, Any]:
     """``provider_args`` of the running stack's config over its preset (Pulumi's view of the stack)."""
     config = stack_config()
     secret_keys = frozenset(key for key in config if sdk_internals.is_config_secret(key))
-    return provider_config.provider_args(platform, effective_config(stack, config)[1], secret_keys)
+    return provider_config.provider_args(platform, presets.effective_config(stack, config)[1], secret_keys)
 
 
 def load_secret(key: str) -> pulumi.Output[str] | None:

@@ -11,9 +11,9 @@ import tarfile
 from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
-from components.catalog import Offering
 from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
-from components.spec import ServiceSpec
+from components.offerings import Offering
+from components.service_spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
 RAY_GCS_PORT = 6379

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from components import autoscaling
-from components.spec import SpecError, build_spec
+from components import autoscaling, presets, replica_shares
+from components.spec import SpecError, build_spec, public_view
 from tests.harness import Run, run_program
 
 POLICY = {"vllm:maxReplicas": "4", "vllm:targetQpsPerReplica": "2.5"}
@@ -44,33 +44,29 @@ def test_a_stack_max_replicas_replaces_the_presets_fixed_count() -> None:
 
 
 def test_a_stack_replicas_replaces_a_presets_policy(monkeypatch) -> None:
-    from components import spec as spec_module
-
     preset = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B", **POLICY}
-    monkeypatch.setattr(spec_module, "available_presets", lambda: ["scaled"])
-    monkeypatch.setattr(spec_module, "read_preset", lambda name: dict(preset))
+    monkeypatch.setattr(presets, "available_presets", lambda: ["scaled"])
+    monkeypatch.setattr(presets, "read_preset", lambda name: dict(preset))
     spec = build_spec("scaled", {"vllm:replicas": "3"})
     assert (spec.autoscaling, spec.replicas) == (None, 3)
 
 
 def test_a_stack_unsetting_replicas_keeps_a_presets_policy(monkeypatch) -> None:
-    from components import spec as spec_module
-
     preset = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B", **POLICY}
-    monkeypatch.setattr(spec_module, "available_presets", lambda: ["scaled"])
-    monkeypatch.setattr(spec_module, "read_preset", lambda name: dict(preset))
+    monkeypatch.setattr(presets, "available_presets", lambda: ["scaled"])
+    monkeypatch.setattr(presets, "read_preset", lambda name: dict(preset))
     assert build_spec("scaled", {"vllm:replicas": "unset"}).autoscaling is not None
 
 
 def test_the_public_view_shows_the_bounds_and_the_policy() -> None:
-    view = build_spec("gcp-h100", POLICY).public_view()
+    view = public_view(build_spec("gcp-h100", POLICY))
     assert view["replicas"] == {"min": 1, "max": 4}
     assert view["autoscaling"]["targetQpsPerReplica"] == 2.5
 
 
 def test_cost_is_a_range_from_the_least_to_the_most_replicas() -> None:
     spec = build_spec("gcp-h100", {**POLICY, "vllm:minReplicas": "2"})
-    fixed = build_spec("gcp-h100", {"vllm:replicas": "1"}).cost_per_hour()
+    fixed = replica_shares.cost_per_hour(build_spec("gcp-h100", {"vllm:replicas": "1"}))
     cost = autoscaling.cost_output(spec)
     assert cost == {"min": pytest.approx(2 * fixed, abs=0.02), "max": pytest.approx(4 * fixed, abs=0.02)}
 
@@ -394,7 +390,7 @@ def test_kubernetes_deployment_starts_at_the_lower_bound_then_leaves_its_count_t
     k8s: Run,
 ) -> None:
     # Without replicas the API server would default it to 1, whatever the bound. ignore_changes: see
-    # components/kubernetes/capacity.py SCALED_REPLICAS (pulumi-kubernetes keeps an ignored field live).
+    # components/kubernetes/spot_pods.py SCALED_REPLICAS (pulumi-kubernetes keeps an ignored field live).
     deployment = k8s.one(DEPLOYMENT)
     assert deployment.inputs["spec"]["replicas"] == scaled_object(k8s)["spec"]["minReplicaCount"] == 1
     assert deployment.ignore_changes == ("spec.replicas",)

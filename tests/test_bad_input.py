@@ -18,7 +18,9 @@ import pytest
 from components import cost_warnings, platforms
 from components.autoscaling import KEYS as AUTOSCALING_KEYS
 from components.config import NUMBER_MAX
-from components.spec import COMMON_KEYS, ServiceSpec, SpecError, available_presets, build_spec
+from components.keys import COMMON_KEYS
+from components.presets import available_presets
+from components.spec import ServiceSpec, SpecError, build_spec
 from tests.harness import ROOT
 
 MODEL = "Qwen/Qwen3-8B"

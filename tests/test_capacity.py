@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components import capacity, catalog
-from components.aws import capacity as aws_capacity
+from components import catalog, replica_shares
+from components.aws import purchase_options
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 
@@ -60,18 +60,18 @@ def aws_mixed() -> Run:
 
 def test_replicas_and_the_on_demand_base_spread_evenly_over_the_regions_first_regions_first():
     spec = build_spec("mixed", MIXED_REGIONS)
-    assert capacity.shares(spec) == [
-        capacity.Share("us-central1", False, 1),
-        capacity.Share("us-central1", True, 2),
-        capacity.Share("us-east4", False, 1),
-        capacity.Share("us-east4", True, 1),
+    assert replica_shares.shares(spec) == [
+        replica_shares.Share("us-central1", False, 1),
+        replica_shares.Share("us-central1", True, 2),
+        replica_shares.Share("us-east4", False, 1),
+        replica_shares.Share("us-east4", True, 1),
     ]
 
 
 @pytest.mark.parametrize("total", range(0, 12))
 @pytest.mark.parametrize("parts", range(1, 5))
 def test_a_spread_adds_up_and_differs_by_one_at_most(total, parts):
-    counts = capacity.spread(total, parts)
+    counts = replica_shares.spread(total, parts)
     assert sum(counts) == total and max(counts) - min(counts) <= 1
 
 
@@ -79,10 +79,10 @@ def test_the_cost_adds_the_on_demand_base_and_the_spot_rest_at_each_regions_pric
     spec = build_spec("mixed", MIXED_REGIONS)
     offering = spec.offering
     expected = sum(
-        offering.hourly(share.spot, share.region) * share.replicas for share in capacity.shares(spec)
+        offering.hourly(share.spot, share.region) * share.replicas for share in replica_shares.shares(spec)
     )
-    assert spec.cost_per_hour() == round(expected, 2)
-    assert spec.cost_per_hour() < offering.on_demand_hourly * 5
+    assert replica_shares.cost_per_hour(spec) == round(expected, 2)
+    assert replica_shares.cost_per_hour(spec) < offering.on_demand_hourly * 5
 
 
 # --- refusals -------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_aws_the_mixed_group_takes_its_template_from_the_policy_which_asks_for_n
 
 def test_aws_overrides_are_only_types_sold_in_the_region():
     spec = build_spec("west", aws(**{"aws:region": "eu-west-1", "vllm:spot": True}))
-    assert aws_capacity.instance_types(spec) == ["p4d.24xlarge"]
+    assert purchase_options.instance_types(spec) == ["p4d.24xlarge"]
 
 
 def test_aws_an_on_demand_stack_has_no_mixed_instances_policy():
@@ -566,7 +566,7 @@ def test_an_aws_spot_stack_with_an_on_demand_base_is_priced_by_its_split():
     )
     spec = build_spec("priced", config)
     expected = spec.offering.on_demand_hourly + 2 * spec.offering.spot_hourly
-    assert spec.cost_per_hour() == round(expected, 2)
+    assert replica_shares.cost_per_hour(spec) == round(expected, 2)
 
 
 def test_gcp_region_among_the_regions_comes_first_and_hosts_the_regional_resources():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import fnmatch
 import importlib
 import inspect
 import pkgutil
@@ -302,10 +303,11 @@ def test_the_script_seam_check_ignores_commands_comments_and_titles_in_messages(
     assert shell_seam_breaches(f"#!/usr/bin/env bash\n{line}\n") == []
 
 
-# --- layers: the module import graph has no circle ---------------------------------------------------------
+# --- layers: the module import graph has no circle, and imports go downward only -----------------------
 
-#: The program's packages whose modules import one another (the entry point __main__.py is above them all).
+#: The program's packages whose modules import one another, and its entry point.
 LAYERED_PACKAGES = ("components", "tools", "policy")
+ENTRY_POINT = "__main__.py"
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -313,26 +315,12 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    """Imports under ``if TYPE_CHECKING:`` name types for annotations and run nothing: not an edge."""
-    return {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for statement in node.body
-        for inner in ast.walk(statement)
-    }
-
-
 def imported_modules(source: str, name: str, is_package: bool, modules: set[str]) -> set[str]:
-    """The program's modules that ``source`` imports, at module level or inside a function (a lazy import
-    still ties the two modules together): ``from a import b`` counts ``a.b`` when b is a module, and ``a``."""
-    tree = ast.parse(source)
-    skipped = _type_checking_nodes(tree)
+    """The program's modules that ``source`` imports, at module level, inside a function (a lazy import
+    still ties the two modules together) or under ``if TYPE_CHECKING:`` (a type named from above is a
+    dependency too): ``from a import b`` counts ``a.b`` when b is a module, and ``a``."""
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -353,6 +341,8 @@ def imported_modules(source: str, name: str, is_package: bool, modules: set[str]
 
 def import_graph(root: Path = ROOT, packages: tuple[str, ...] = LAYERED_PACKAGES) -> dict[str, set[str]]:
     paths = {module_name(path, root): path for package in packages for path in (root / package).rglob("*.py")}
+    if (root / ENTRY_POINT).exists():
+        paths["__main__"] = root / ENTRY_POINT
     names = set(paths)
     return {
         name: imported_modules(path.read_text(), name, path.name == "__init__.py", names)
@@ -398,6 +388,7 @@ def test_the_import_graph_covers_the_core_the_platforms_the_tools_and_the_policy
     graph = import_graph()
     assert {"components.spec", "components.kubernetes.pods", "tools.plan", "policy.gpu_budget"} <= set(graph)
     assert "components.platforms" in graph["components.catalog"]
+    assert "components.spec" in graph["__main__"]
 
 
 def test_the_leaf_config_module_imports_only_modules_that_import_nothing_of_the_program():
@@ -417,7 +408,7 @@ def test_the_cycle_check_finds_a_circle_through_a_function_level_import(tmp_path
     assert import_cycles(graph) == [["pkg.high", "pkg.low"]]
 
 
-def test_the_cycle_check_ignores_imports_only_for_type_checking(tmp_path):
+def test_the_cycle_check_finds_a_circle_through_an_import_only_for_type_checking(tmp_path):
     package = tmp_path / "pkg"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -425,4 +416,101 @@ def test_the_cycle_check_ignores_imports_only_for_type_checking(tmp_path):
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.high import g\n"
     )
     (package / "high.py").write_text("from pkg.low import f\n")
-    assert import_cycles(import_graph(tmp_path, ("pkg",))) == []
+    assert import_cycles(import_graph(tmp_path, ("pkg",))) == [["pkg.high", "pkg.low"]]
+
+
+#: The layers of the program, lowest first: a module imports only from its own layer or below. Patterns
+#: are module names (fnmatch); ``{platform}`` stands for each registered platform's package.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "leaf: config reading, vLLM's flags, the Hub's facts, the machines' scripts",
+        (
+            "components",
+            "components.config",
+            "components.sdk_internals",
+            "components.config_yaml",
+            "components.extra_args",
+            "components.model_facts",
+            "components.domain",
+            "components.observe",
+            "components.dashboard",
+            "components.scripts",
+            "components.scripts.*",
+        ),
+    ),
+    ("model: the validated spec and the catalog's rows", ("components.offerings", "components.service_spec")),
+    ("registry: the platform seam", ("components.platforms",)),
+    (
+        "rules over the registry: keys, presets, catalog, scaling, shares, fit, launch, policy library",
+        (
+            "components.keys",
+            "components.presets",
+            "components.provider_config",
+            "components.catalog",
+            "components.autoscaling",
+            "components.replica_shares",
+            "components.cost_warnings",
+            "components.model_fit",
+            "components.launch",
+            "components.vm",
+            "policy.validators",
+            "policy.gpu_budget",
+        ),
+    ),
+    ("spec: assembles and checks the stack's spec", ("components.spec",)),
+    ("service: the platform-neutral component", ("components.service",)),
+    ("platforms: each platform's package", ("components.{platform}", "components.{platform}.*")),
+    (
+        "entry points: the program, the tools, the policy pack",
+        ("__main__", "tools", "tools.*", "policy.__main__"),
+    ),
+)
+
+
+def layer_of(module: str, layers: tuple[tuple[str, tuple[str, ...]], ...] = LAYERS) -> int | None:
+    """The index of the layer whose patterns match ``module``, None when none does."""
+    for index, (_, patterns) in enumerate(layers):
+        for pattern in patterns:
+            expanded = (
+                [pattern.format(platform=name) for name in platforms.names()]
+                if "{platform}" in pattern
+                else [pattern]
+            )
+            if any(fnmatch.fnmatchcase(module, each) for each in expanded):
+                return index
+    return None
+
+
+def upward_imports(
+    graph: dict[str, set[str]], layers: tuple[tuple[str, tuple[str, ...]], ...] = LAYERS
+) -> list[str]:
+    """``importer -> imported`` for each import from a lower layer to a higher one."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        for other in sorted(imported):
+            low, high = layer_of(module, layers), layer_of(other, layers)
+            if low is not None and high is not None and high > low:
+                found.append(f"{module} ({layers[low][0]}) -> {other} ({layers[high][0]})")
+    return found
+
+
+def test_every_module_of_the_program_belongs_to_a_declared_layer():
+    assert [module for module in sorted(import_graph()) if layer_of(module) is None] == []
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_import_from_a_lower_layer_to_a_higher_one(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "model.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.spec import build\n"
+    )
+    (package / "spec.py").write_text("from pkg.model import Spec\n")
+    layers = (("model", ("pkg", "pkg.model")), ("spec", ("pkg.spec",)))
+    assert upward_imports(import_graph(tmp_path, ("pkg",)), layers) == [
+        "pkg.model (model) -> pkg.spec (spec)"
+    ]

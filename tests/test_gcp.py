@@ -27,7 +27,7 @@ from components.gcp.network import GOOGLE_LB_RANGES, HEALTH_AGENT_PORT
 from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
 from components.spec import SpecError, build_spec
-from tests.harness import Resource, Run, run_program
+from tests.harness import Resource, Run, checked_spec, run_program
 from tests.test_vm_bootstrap import shellcheck
 from tools import mockrun
 
@@ -365,7 +365,7 @@ def test_a_budget_over_gcps_3600_s_caps_is_waited_for_by_holding_the_agent_withi
 )
 def test_budgets_a_roll_can_wait_for_are_accepted(config):
     spec = build_spec("variant", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
-    gcp_backend.check(spec)
+    gcp_backend.check_deployment(spec)
 
 
 @pytest.mark.parametrize(
@@ -388,7 +388,7 @@ def test_a_single_multi_node_replica_rolls_in_place_whatever_its_budget():
         "one-group", {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "H100:8", "vllm:nodes": 3}
     )
     assert launch.probe_timings(spec).startup_seconds > MAX_ROLL_WAIT_SECONDS
-    gcp_backend.check(spec)
+    gcp_backend.check_deployment(spec)
 
 
 def autohealing_check_of(run: Run, policy: dict) -> Resource:
@@ -740,6 +740,14 @@ def test_cost_per_hour_is_the_catalog_price_times_replicas(runs, key):
 
 
 def spec_error(config: dict) -> SpecError:
+    """The SpecError the program's checks stop ``config`` with, without running it (``checked_spec``)."""
+    with pytest.raises(SpecError) as raised:
+        checked_spec("bad-test", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
+    return raised.value
+
+
+def program_refusal(config: dict) -> SpecError:
+    """The SpecError the real program stops with, before any resource is declared."""
     with pytest.raises(SpecError) as raised:
         run_program("bad-test", {"vllm:cloud": "gcp", "vllm:model": MODEL, **config})
     assert raised.value.declared_resources == []
@@ -763,7 +771,7 @@ def test_a_region_that_does_not_sell_the_machine_is_rejected():
 
 
 def test_a_pinned_zone_that_does_not_sell_the_machine_is_rejected_with_the_zones_that_do():
-    error = spec_error({"vllm:gpu": "H100:8", "gcp:zone": "us-central1-f"})
+    error = program_refusal({"vllm:gpu": "H100:8", "gcp:zone": "us-central1-f"})
     assert error.key == "gcp:zone"
     assert "us-central1-a" in error.valid
 

@@ -7,8 +7,8 @@ import pytest
 
 from components import domain as domain_module
 from components.gcp import https as gcp_https
-from components.spec import SpecError, build_spec
-from tests.harness import Run, run_program
+from components.spec import SpecError, build_spec, public_view
+from tests.harness import Run, checked_spec, run_program
 
 API_KEY = "sk-test-key-4567890"
 SECRETS = {"vllm:apiKey": API_KEY}
@@ -37,6 +37,13 @@ def run(config: dict, **kwargs) -> Run:
 
 
 def refusal(config: dict) -> SpecError:
+    """The SpecError the program's checks stop ``config`` with, without running it (``checked_spec``)."""
+    with pytest.raises(SpecError) as caught:
+        checked_spec("https", config, SECRETS)
+    return caught.value
+
+
+def program_refusal(config: dict) -> SpecError:
     """The SpecError the real program stops with, before any resource is declared."""
     with pytest.raises(SpecError) as caught:
         run(config)
@@ -92,7 +99,7 @@ def test_a_bare_host_name_is_accepted_lower_cased_without_the_trailing_dot(value
 
 
 def test_a_dns_zone_without_a_domain_is_refused():
-    error = refusal({**GCP, "vllm:dnsZone": GCP_ZONE})
+    error = program_refusal({**GCP, "vllm:dnsZone": GCP_ZONE})
     assert (error.key, error.value) == ("vllm:dnsZone", GCP_ZONE)
     assert "vllm:domain" in error.valid
 
@@ -113,7 +120,7 @@ def test_aws_refuses_a_dns_zone_that_is_not_a_hosted_zone_id(zone):
 
 def test_the_domain_and_zone_are_in_the_public_spec():
     spec = build_spec("https", {**GCP, "vllm:domain": DOMAIN, "vllm:dnsZone": GCP_ZONE})
-    assert (spec.public_view()["domain"], spec.public_view()["dnsZone"]) == (DOMAIN, GCP_ZONE)
+    assert (public_view(spec)["domain"], public_view(spec)["dnsZone"]) == (DOMAIN, GCP_ZONE)
 
 
 # --- without a domain: plain HTTP, and a warning ------------------------------------------------------------
@@ -487,7 +494,7 @@ def test_kubernetes_clusterip_with_a_domain_leaves_tls_to_the_users_ingress():
 
 
 def test_kubernetes_refuses_a_domain_on_a_load_balancer_without_a_certificate():
-    error = refusal({**K8S, "vllm:domain": DOMAIN})
+    error = program_refusal({**K8S, "vllm:domain": DOMAIN})
     assert (error.key, error.value) == ("vllm:domain", DOMAIN)
     assert "vllm:tlsSecretName" in error.valid and "ClusterIP" in error.valid
 

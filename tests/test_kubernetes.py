@@ -14,7 +14,7 @@ from components.kubernetes import fakes as fakes_kubernetes
 from components.kubernetes import gpu_nodes, pods
 from components.kubernetes.settings import settings
 from components.spec import ServiceSpec, SpecError, build_spec
-from tests.harness import ROOT, Resource, Run, run_program
+from tests.harness import ROOT, Resource, Run, checked_spec, run_program
 from tools import mockrun
 
 HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
@@ -85,6 +85,14 @@ def vllm_container(run: Run) -> dict[str, Any]:
 
 
 def spec_error(stack: str, config: dict[str, Any]) -> SpecError:
+    """The SpecError the program's checks stop ``config`` with, without running it (``checked_spec``)."""
+    with pytest.raises(SpecError) as caught:
+        checked_spec(stack, config)
+    return caught.value
+
+
+def program_refusal(stack: str, config: dict[str, Any]) -> SpecError:
+    """The SpecError the real program stops with, checking nothing was declared."""
     with pytest.raises(SpecError) as caught:
         run_program(stack, config)
     assert caught.value.declared_resources == [], "a bad value must fail before any resource"
@@ -634,6 +642,6 @@ def test_gke_scheme_rejects_a_gpu_gke_does_not_sell():
 
 def test_cpu_pod_memory_must_hold_weights_runtime_and_cache():
     config = {**dev_config(), "vllm:memoryGb": "4"}
-    error = spec_error("dev", config)
+    error = program_refusal("dev", config)
     assert error.key == "vllm:memoryGb"
     assert ">= 6" in str(error)

@@ -10,7 +10,8 @@ import pytest
 
 from components import launch, model_facts
 from components.model_facts import ModelFacts, config_facts, lookup
-from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, available_presets, build_spec
+from components.presets import available_presets
+from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, build_spec
 from tests.harness import ROOT, run_program
 from tools.fakes_hub import PRESET_MODELS, FakeModel
 

@@ -21,7 +21,8 @@ import pytest
 from components.aws import names as aws_names
 from components.gcp import names as gcp_names
 from components.gcp import policy as gcp_policy
-from components.spec import NAME_MAX, build_spec
+from components.service_spec import NAME_MAX
+from components.spec import build_spec
 from tests.harness import Resource, Run, run_program
 
 SECRETS = {"vllm:hfToken": "hf_testtoken123", "vllm:apiKey": "sk-test-key-4567890"}

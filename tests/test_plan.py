@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.spec import SpecError, available_presets
+from components.config import SpecError
+from components.presets import available_presets
 from tools import plan as plan_tool
 from tools.mockrun import ROOT, run_program
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from components import platforms
-from components.provider_config import provider_parameters
-from components.spec import SpecError, provider_config_keys
+from components.provider_config import provider_config_keys, provider_parameters
+from components.spec import SpecError
 from tests.harness import Run, run_program
 
 SECRETS = {"vllm:hfToken": "hf_testtoken123"}

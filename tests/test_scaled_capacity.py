@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import autoscaling, capacity
+from components import autoscaling, replica_shares
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 from tests.test_autoscaling import SCALED_OBJECT_SCHEMA
@@ -69,7 +69,7 @@ def gcp_scaled() -> Run:
 def test_each_scaled_groups_bounds_are_its_regions_share_at_the_stacks_bounds():
     spec = build_spec("scaled", GCP_SCALED)
     bounds = {
-        region: capacity.share_scaling(spec, region, spot=True) for region in REGIONS
+        region: replica_shares.share_scaling(spec, region, spot=True) for region in REGIONS
     }  # us-central1 holds the base: 4 = 2 + 2 and 7 = 4 + 3, less its on-demand replica
     assert {region: (p.min_replicas, p.max_replicas) for region, p in bounds.items() if p} == {
         "us-central1": (1, 3),
@@ -92,7 +92,7 @@ def test_the_scaled_bounds_add_up_to_the_stacks_bounds_less_the_base(low, high, 
     spot = {"vllm:spot": True, "vllm:onDemandBaseReplicas": base} if base else {}
     bounds = {"vllm:minReplicas": low, "vllm:maxReplicas": high}
     spec = build_spec("scaled", gcp(**spot, **bounds, **{"vllm:regions": THREE_REGIONS[:regions]}))
-    policies = [capacity.share_scaling(spec, region, base > 0) for region in spec.regions]
+    policies = [replica_shares.share_scaling(spec, region, base > 0) for region in spec.regions]
     assert all(p is not None and 1 <= p.min_replicas <= p.max_replicas for p in policies)
     assert sum(p.min_replicas for p in policies if p) == low - base
     assert sum(p.max_replicas for p in policies if p) == high - base
@@ -100,13 +100,13 @@ def test_the_scaled_bounds_add_up_to_the_stacks_bounds_less_the_base(low, high, 
 
 def test_the_on_demand_base_of_a_scaled_spot_stack_has_no_autoscaling():
     spec = build_spec("scaled", GCP_SCALED)
-    assert capacity.share_scaling(spec, "us-central1", spot=False) is None
+    assert replica_shares.share_scaling(spec, "us-central1", spot=False) is None
 
 
 def test_the_first_up_starts_the_minimum_with_no_empty_share():
     spec = build_spec("scaled", GCP_SCALED)
     assert spec.replicas == 4
-    assert [(s.region, s.spot, s.replicas) for s in capacity.shares(spec)] == [
+    assert [(s.region, s.spot, s.replicas) for s in replica_shares.shares(spec)] == [
         ("us-central1", False, 1),
         ("us-central1", True, 1),
         ("us-east4", True, 2),

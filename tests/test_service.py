@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from components.spec import available_presets
+from components.presets import available_presets
 from tests.harness import ROOT, Run, run_program
 
 SECRETS = {"vllm:hfToken": "hf_servicetesttoken0123456789", "vllm:apiKey": "sk-service-test-key"}

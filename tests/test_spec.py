@@ -8,25 +8,22 @@ import pulumi
 import pytest
 import yaml
 
-from components import catalog, platforms
+from components import catalog, platforms, replica_shares
+from components.keys import SECRET_KEYS, vllm_keys
 from components.kubernetes.platform import default_namespace
 from components.kubernetes.settings import settings as k8s_settings
+from components.presets import PRESETS_DIR, available_presets, read_preset
+from components.provider_config import provider_config_keys
 from components.spec import (
     DEFAULT_CPU_IMAGE,
     DEFAULT_IMAGE,
     MIN_API_KEY_LENGTH,
-    PRESETS_DIR,
     PROJECT,
-    SECRET_KEYS,
     SpecError,
-    available_presets,
     build_spec,
     image_hardware,
-    provider_config_keys,
-    read_preset,
-    vllm_keys,
 )
-from tests.harness import ROOT, run_program
+from tests.harness import ROOT, checked_spec, run_program
 
 VLLM_KEYS = vllm_keys()
 PROVIDER_KEYS = tuple(key for platform in platforms.registered() for key in platform.provider_keys)
@@ -37,7 +34,16 @@ MINIMAL_GCP = {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen
 
 
 def spec_error(stack: str, config: dict, secrets: dict | None = None) -> SpecError:
-    """Run the real program and return the SpecError it stops with, checking nothing was declared."""
+    """The SpecError the program's checks stop ``config`` with (``checked_spec``: the program's own checks,
+    without running it)."""
+    with pytest.raises(SpecError) as caught:
+        checked_spec(stack, config, secrets)
+    return caught.value
+
+
+def program_refusal(stack: str, config: dict, secrets: dict | None = None) -> SpecError:
+    """Run the real program and return the SpecError it stops with, checking nothing was declared: one
+    test per family of rules goes through the program (the others through ``spec_error``)."""
     with pytest.raises(SpecError) as caught:
         run_program(stack, config, secrets)
     assert caught.value.declared_resources == [], "a bad value must fail before any resource is declared"
@@ -68,7 +74,7 @@ def test_vllm_preset_names_a_preset_for_any_stack():
 
 
 def test_an_unknown_preset_is_rejected_with_the_available_ones():
-    error = spec_error(PLAIN_STACK, {"vllm:preset": "gcp-h999"})
+    error = program_refusal(PLAIN_STACK, {"vllm:preset": "gcp-h999"})
     assert error.key == "vllm:preset"
     assert all(name in str(error) for name in available_presets())
 
@@ -94,7 +100,7 @@ def test_the_cheapest_machine_that_fits_is_chosen():
 
 def test_cost_per_hour_covers_every_node_of_every_replica():
     spec = build_spec("gcp-h100-multinode", {"vllm:replicas": "3"})
-    assert spec.cost_per_hour() == round(spec.offering.on_demand_hourly * 2 * 3, 2)
+    assert replica_shares.cost_per_hour(spec) == round(spec.offering.on_demand_hourly * 2 * 3, 2)
 
 
 def test_the_default_image_is_a_pinned_release():
@@ -142,7 +148,7 @@ def test_each_bad_value_fails_with_one_message_naming_key_value_and_what_is_vali
 
 
 def test_an_empty_model_is_rejected_when_no_preset_names_one():
-    error = spec_error(PLAIN_STACK, {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": ""})
+    error = program_refusal(PLAIN_STACK, {"vllm:cloud": "gcp", "vllm:gpu": "L4:1", "vllm:model": ""})
     assert error.key == "vllm:model"
     assert "Hugging Face model id" in str(error)
 
@@ -176,7 +182,7 @@ def test_multi_node_without_a_gpu_is_rejected():
 
 
 def test_a_secret_set_in_plaintext_is_rejected():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:hfToken": "hf_plain"})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:hfToken": "hf_plain"})
     assert error.key == "vllm:hfToken"
     assert "--secret" in str(error)
     assert "hf_plain" not in str(error)
@@ -198,7 +204,7 @@ def test_an_api_key_of_16_characters_is_accepted():
 
 
 def test_an_unknown_vllm_key_names_the_nearest_key_not_the_whole_list():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:maxModelLength": "4096"})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:maxModelLength": "4096"})
     assert str(error).endswith("did you mean vllm:maxModelLen?")
     assert "vllm:allowedCidrs" not in str(error)
 
@@ -260,7 +266,7 @@ def test_provider_keys_the_program_does_not_read_are_still_valid(key, value):
 
 def test_provider_keys_come_from_the_installed_sdks_without_importing_them():
     probe = (
-        "import sys; from components.spec import provider_config_keys as keys; "
+        "import sys; from components.provider_config import provider_config_keys as keys; "
         "print(len(keys('pulumi_gcp')), len(keys('pulumi_aws')), len(keys('pulumi_kubernetes')), "
         "sorted(m for m in ('pulumi_gcp', 'pulumi_aws', 'pulumi_kubernetes') if m in sys.modules))"
     )
@@ -334,7 +340,7 @@ CPU_POD = {"vllm:cloud": "kubernetes", "vllm:model": "Qwen/Qwen2.5-0.5B-Instruct
 
 
 def test_a_gpu_image_on_a_cpu_pod_is_refused():
-    error = spec_error(PLAIN_STACK, {**CPU_POD, "vllm:image": DEFAULT_IMAGE})
+    error = program_refusal(PLAIN_STACK, {**CPU_POD, "vllm:image": DEFAULT_IMAGE})
     assert error.key == "vllm:image"
     assert DEFAULT_CPU_IMAGE in str(error)
 
@@ -378,7 +384,7 @@ AWS = {"vllm:cloud": "aws", "vllm:gpu": "H100:8", "vllm:model": "Qwen/Qwen3-8B"}
 
 
 def test_an_aws_region_that_does_not_exist_is_refused_with_the_nearest():
-    error = spec_error(PLAIN_STACK, {**AWS, "aws:region": "us-est-1"})
+    error = program_refusal(PLAIN_STACK, {**AWS, "aws:region": "us-est-1"})
     assert error.key == "aws:region"
     assert "an AWS region" in str(error)
 
@@ -418,7 +424,7 @@ def test_a_spec_error_is_a_clean_pulumi_error_without_traceback():
 
 
 def test_the_disk_must_hold_the_declared_model():
-    error = spec_error(PLAIN_STACK, {**MINIMAL_GCP, "vllm:modelSizeGb": "100", "vllm:diskSizeGb": "80"})
+    error = program_refusal(PLAIN_STACK, {**MINIMAL_GCP, "vllm:modelSizeGb": "100", "vllm:diskSizeGb": "80"})
     assert error.key == "vllm:diskSizeGb"
 
 
@@ -463,4 +469,19 @@ def test_allowed_cidrs_need_a_load_balancer_on_kubernetes():
 def test_platform_rules_also_fail_before_any_resource():
     # GKE labels no L40S nodes: the Kubernetes package's own table says so, before anything is declared.
     config = {**K8S, "vllm:gpu": "L40S:1", "vllm:gpuNodeSelector": "gke"}
-    assert spec_error(PLAIN_STACK, config).key == "vllm:gpuNodeSelector"
+    assert program_refusal(PLAIN_STACK, config).key == "vllm:gpuNodeSelector"
+
+
+@pytest.mark.parametrize(
+    ("config", "secrets"),
+    [
+        ({**MINIMAL_GCP, "vllm:replicas": "0"}, None),  # build_spec
+        ({**MINIMAL_GCP, "vllm:replica": "2"}, None),  # the key registry
+        (MINIMAL_GCP, {"vllm:apiKey": "sk-too-short"}),  # a secret
+        ({**K8S, "vllm:gpu": "L40S:1", "vllm:gpuNodeSelector": "gke"}, None),  # check_deployment
+        ({**MINIMAL_GCP, "gcp:userProjectOverride": "yes"}, None),  # a provider key's type
+    ],
+)
+def test_the_checks_refusal_tables_call_refuse_exactly_what_the_program_refuses(config, secrets):
+    checked, program = spec_error(PLAIN_STACK, config, secrets), program_refusal(PLAIN_STACK, config, secrets)
+    assert (checked.key, checked.value, checked.valid) == (program.key, program.value, program.valid)

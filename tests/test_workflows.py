@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.spec import available_presets
+from components.presets import available_presets
 from tests.harness import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))

@@ -172,7 +172,7 @@ def run_program(
     sdk_internals.reset_root_stack()
     values = {**(config or {}), **(secrets or {})}
     pulumi.runtime.set_all_config(
-        {key: _config_text(value) for key, value in values.items()}, secret_keys=list(secrets or {})
+        {key: config_text(value) for key, value in values.items()}, secret_keys=list(secrets or {})
     )
     try:
         sdk_internals.run_in_new_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"))
@@ -202,7 +202,8 @@ def _forget_previous_run() -> None:
     gc.freeze()
 
 
-def _config_text(value: Any) -> str:
+def config_text(value: Any) -> str:
+    """A config value as Pulumi hands it to the program: text, lists and maps as JSON."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list | dict):

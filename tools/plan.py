@@ -42,9 +42,10 @@ from typing import Any
 
 import yaml
 
-from components import capacity, catalog, model_facts, platforms, sdk_internals
+from components import catalog, model_facts, platforms, replica_shares, sdk_internals
 from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
-from components.spec import SpecError, available_presets, build_spec
+from components.presets import available_presets
+from components.spec import SpecError, build_spec
 from tools.mockrun import ROOT, Resource, Run, run_program
 from tools.stack import platform_module
 from tools.table import columns
@@ -213,7 +214,7 @@ def _quota_checks(stack: str, config: dict[str, Any], secret_config: dict[str, s
 def _cost(spec: dict[str, Any]) -> dict[str, Any]:
     """SkyPilot-style considered resources: every machine with the spec's GPUs in every region the stack
     serves from and every other region the catalog prices it in, cheapest first for the stack's purchase
-    options; and the stack's cost by region and purchase option (``components.capacity``)."""
+    options; and the stack's cost by region and purchase option (``components.replica_shares``)."""
     if spec.get("gpu") is None or spec.get("machineType") is None:  # the engine drops null outputs
         return {"candidates": [], "note": "the cluster's nodes, priced by their owner"}
     gpu, count = spec["gpu"].split(":")
@@ -270,12 +271,12 @@ def _priced_shares(
     chosen: catalog.Offering, serving: list[str | None], replicas: int, on_demand: int, nodes: int
 ) -> tuple[list[dict[str, Any]], float | None]:
     """``replicas`` (``on_demand`` of them on on-demand capacity) by region and market as
-    ``components.capacity`` spreads them, each at its region's price; and their total, added up before
+    ``components.replica_shares`` spreads them, each at its region's price; and their total, added up before
     rounding as ``costPerHour`` is (None when a price is unknown)."""
     shares, total = [], 0.0
     parts = len(serving)
     for region, in_region, on_demand_count in zip(
-        serving, capacity.spread(replicas, parts), capacity.spread(on_demand, parts), strict=True
+        serving, replica_shares.spread(replicas, parts), replica_shares.spread(on_demand, parts), strict=True
     ):
         for market, in_market in (("on-demand", on_demand_count), ("spot", in_region - on_demand_count)):
             if in_market:

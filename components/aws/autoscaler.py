@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
 
-from components.autoscaling import Autoscaling
 from components.aws.load_balancer import LoadBalancer
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import Autoscaling, ServiceSpec
 
 METRIC = "ALBRequestCountPerTarget"
 #: ALBRequestCountPerTarget counts requests per target per minute; the target is per second.

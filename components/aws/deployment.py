@@ -8,7 +8,7 @@ from typing import Any, cast
 import pulumi
 from pulumi_aws import Provider, ProviderDefaultTagsArgsDict
 
-from components import autoscaling, capacity, platforms, vm
+from components import autoscaling, platforms, replica_shares, vm
 from components.autoscaling import autoscaled_groups
 from components.aws.autoscaler import Autoscaler, AutoscalerArgs
 from components.aws.identity import ServiceIdentity, ServiceIdentityArgs
@@ -23,7 +23,8 @@ from components.domain import warn_without_domain
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec, stack_provider_args
+from components.service_spec import ServiceSpec
+from components.spec import stack_provider_args
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
@@ -93,7 +94,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             RayReplica(
                 f"{spec.name}-r{index}",
                 RayReplicaArgs(
-                    spec=capacity.ray_replica_spec(spec, index),
+                    spec=replica_shares.ray_replica_spec(spec, index),
                     launch=launch,
                     network=network,
                     identity=identity,

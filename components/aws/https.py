@@ -18,7 +18,7 @@ import pulumi_aws.lb as lb
 import pulumi_aws.route53 as route53
 
 from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: AWS recommends ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09 (Elastic Load Balancing docs, "Security
 #: policies for your Application Load Balancer", 2025): TLS 1.3 and 1.2 only, TLS 1.2 restricted to

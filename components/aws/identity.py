@@ -12,7 +12,7 @@ import pulumi_aws.secretsmanager as secretsmanager
 
 from components import vm
 from components.aws import metrics
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 EC2_TRUST_POLICY = json.dumps(
     {

@@ -11,7 +11,7 @@ from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_h
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Longest silence allowed on a connection. A non-streamed completion of a long answer sends nothing until
 #: it is done (minutes at tens of tokens per second); streamed ones send every token. ALB's default is 60 s.

@@ -15,7 +15,7 @@ import pulumi_aws.servicequotas as servicequotas
 import pulumi_aws.ssm as ssm
 
 from components import scripts, vm
-from components.aws import capacity, sizing
+from components.aws import purchase_options, sizing
 from components.aws.settings import settings
 from components.aws.sizing import (
     max_healthy_percentage,
@@ -23,7 +23,7 @@ from components.aws.sizing import (
     reserved,
     surge_machines,
 )
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: AWS's public pointer to the current Deep Learning Base OSS NVIDIA Driver GPU AMI for x86_64 on Ubuntu
 #: 24.04 (NVIDIA open kernel driver, Docker, NVIDIA container toolkit, AWS CLI, EFA; P4d, P5, P5en, G4dn-
@@ -101,9 +101,9 @@ def drain_args(spec: ServiceSpec, target_group_arn: str) -> list[str]:
     in any state, and succeeds again on a target already gone (ELB API reference, DeregisterTargets). The
     load balancer then sends the machine no new request and lets those in flight finish (its deregistration
     delay), while the group replaces the machine once EC2 has reclaimed it. The earlier rebalance
-    recommendation is left to the group's Capacity Rebalancing (capacity.py), which launches a replacement
-    and, once that serves, terminates the machine through the group, itself leaving the target group first:
-    draining on the recommendation would take a machine out that may never be interrupted."""
+    recommendation is left to the group's Capacity Rebalancing (purchase_options.py), which launches a
+    replacement and, once that serves, terminates the machine through the group, itself leaving the target
+    group first: draining on the recommendation would take a machine out that may never be interrupted."""
     return ["--drain-target-group", target_group_arn] if spec.spot else []
 
 
@@ -177,7 +177,7 @@ def launch_template(
         "market_type": "spot",
         "spot_options": {"spot_instance_type": "one-time", "instance_interruption_behavior": "terminate"},
     }
-    reserved = capacity.reservation_options(settings(spec).reservation, settings(spec).capacity_block)
+    reserved = purchase_options.reservation_options(settings(spec).reservation, settings(spec).capacity_block)
     return ec2.LaunchTemplate(
         name,
         description=f"{spec.name} {role}: {spec.gpu} on {vm.machine_type(spec)}, {spec.image}",
@@ -297,7 +297,7 @@ def auto_scaling_group(
     max size keeps the rollout's surge machine above the upper bound, where a refresh at the top needs it
     (target tracking may use it too: AWS has no cap of its own below MaxSize). Machines count towards the
     policy's metric once the default warm-up, the load budget, has passed.
-    With ``mixed_instances_policy`` (components/aws/capacity.py) the policy holds the template and the
+    With ``mixed_instances_policy`` (components/aws/purchase_options.py) the policy holds the template and the
     group rebalances spot capacity.
     """
     low, high = bounds if bounds is not None else (size, size)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from components import vm
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Seconds between two reads of /metrics: CloudWatch's standard resolution (PutMetricData's
 #: StorageResolution 60), the dashboard's period.

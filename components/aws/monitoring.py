@@ -28,7 +28,7 @@ import pulumi_aws.cloudwatch as cloudwatch
 from components import vm
 from components.aws import metrics
 from components.aws.load_balancer import LoadBalancer
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 ELB = "AWS/ApplicationELB"
 #: The agent's interval: each replica writes one data point per metric per period.

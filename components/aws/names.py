@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 ELB_NAME_MAX = 32
 ELB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")

@@ -13,7 +13,7 @@ from components.aws.names import ec2_description
 from components.aws.settings import AwsSettings
 from components.aws.settings import settings as aws_settings
 from components.launch import PORT
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 HTTP_PORT = 80
 HTTPS_PORT = 443

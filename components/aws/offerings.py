@@ -17,7 +17,7 @@ from __future__ import annotations
 from statistics import median
 from types import MappingProxyType
 
-from components.catalog import CATALOG_DATE, MachineTable, Offering, RegionPrice
+from components.offerings import CATALOG_DATE, MachineTable, Offering, RegionPrice
 
 SKY_AWS = f"skypilot-catalog v7 aws/vms.csv @001367d2 (read {CATALOG_DATE})"
 AWS_LIST = f"AWS EC2 on-demand list, us-east-1, after mid-2025 P4/P5 cut (reference notes, {CATALOG_DATE})"

@@ -17,8 +17,8 @@ from components.config import PROJECT, ConfigReader, SpecError
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 DEFAULT_REGION = "us-east-1"
 
@@ -167,7 +167,7 @@ def _aws_settings(read: ConfigReader) -> AwsSettings:
 HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
 
 
-def check(spec: ServiceSpec) -> None:
+def check_spec(spec: ServiceSpec) -> None:
     """``vllm:dnsZone``: a Route 53 hosted zone id (``Z0123456789ABCDEFGHIJ``), not the zone's name."""
     if spec.dns_zone is not None and not HOSTED_ZONE_ID.match(spec.dns_zone.removeprefix("/hostedzone/")):
         raise SpecError(
@@ -232,7 +232,7 @@ PLATFORM = Platform(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
-    check=check,
+    check_spec=check_spec,
     weight_storage=weight_storage,
     scale_out_surge=scale_out_surge,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),

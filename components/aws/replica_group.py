@@ -9,12 +9,12 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import vm
-from components.aws import capacity, lifecycle, machines, metrics
+from components.aws import lifecycle, machines, metrics, purchase_options
 from components.aws.identity import ServiceIdentity
 from components.aws.network import Network
 from components.aws.weight_cache import WeightCache
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
@@ -103,7 +103,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                 else None
             ),
             mixed_instances_policy=(
-                capacity.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
+                purchase_options.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
             ),
             opts=child,
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from components import vm
 from components.aws.settings import settings
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Service Quotas codes (service ``ec2``) of the vCPU quotas GPU instances draw on, per family group:
 #: "Running On-Demand P instances" L-417A185B, "Running On-Demand G and VT instances" L-DB2E81BA, "All P

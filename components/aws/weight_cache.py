@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws.s3 as s3
 
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: ``bucket_prefix`` is at most 37 characters, lowercase (pulumi_aws s3.Bucket; S3 bucket naming rules:
 #: 3-63 characters of a-z, 0-9, '.', '-'); the provider appends a unique suffix.

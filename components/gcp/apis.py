@@ -8,7 +8,7 @@ import pulumi
 import pulumi_gcp.projects as projects
 
 from components.gcp.platform import settings
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Every API a resource of the stack or its VMs call. Service Usage itself (which enables the others) is on
 #: in every new project; everything else may be off.

@@ -1,7 +1,7 @@
 """Autoscaling on load (``vllm:maxReplicas``): a regional autoscaler on each scaled managed group.
 
 The scaled groups are the stack's groups (one per region with ``vllm:regions``) but for the fixed
-on-demand base of a spot stack, whose groups keep their size (components/capacity.py): each has an
+on-demand base of a spot stack, whose groups keep their size (components/replica_shares.py): each has an
 autoscaler between its region's share of the bounds. Every backend of the backend service, base groups
 included, is in ``RATE`` mode at the same ``maxRatePerInstance``, so the load balancer fills base and
 scaled VMs alike and a scaled group's utilization is what its own VMs get.
@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from components.autoscaling import Autoscaling
+from components.config import PROJECT, SpecError
 from components.gcp.names import autoname
 from components.launch import LaunchSpec
-from components.spec import PROJECT, ServiceSpec, SpecError
+from components.service_spec import Autoscaling, ServiceSpec
 
 #: Utilization of the serving capacity (RATE: maxRatePerInstance per VM) the autoscaler holds the group at.
 UTILIZATION_TARGET = 1.0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp
 
-from components import autoscaling, capacity, platforms, vm
+from components import autoscaling, platforms, replica_shares, vm
 from components.autoscaling import autoscaled_groups
 from components.domain import warn_without_domain
 from components.gcp.apis import ProjectApis, ProjectApisArgs
@@ -27,11 +27,14 @@ from components.gcp.weight_cache import WeightCache, WeightCacheArgs
 from components.launch import LaunchSpec, launch_spec
 from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec, stack_provider_args
+from components.service_spec import ServiceSpec
+from components.spec import stack_provider_args
 
 
-def check(spec: ServiceSpec) -> None:
-    """GCP's own limits on a spec, checked before any resource is declared (spec.load_spec calls it)."""
+def check_deployment(spec: ServiceSpec) -> None:
+    """What the resources below can hold of an otherwise valid spec (a rolling update's wait, the
+    autoscaler's initialization period), checked before any resource is declared (spec.load_spec calls
+    it); the platform's rules on the spec alone are its platform.py's ``check_spec``."""
     launch = launch_spec(spec, has_hf_token=False)
     check_rollout_budget(spec, launch)
     check_initialization(spec, launch)
@@ -101,7 +104,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
     groups = serving_groups(spec) if spec.nodes == 1 else []
     if spec.nodes == 1:
-        # One group per region and purchase option (components/capacity.py), all behind the one LB.
+        # One group per region and purchase option (components/replica_shares.py), all behind the one LB.
         subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
         for index, region in enumerate(spec.regions[1:], start=1):
             regional = RegionNetwork(
@@ -136,7 +139,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 RayReplica(
                     f"{spec.name}-r{index}",
                     RayReplicaArgs(
-                        spec=capacity.ray_replica_spec(spec, index),
+                        spec=replica_shares.ray_replica_spec(spec, index),
                         launch=launch,
                         network=network,
                         identity=identity,
@@ -158,7 +161,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
-        # Every group but the fixed on-demand base of a spot stack (components/capacity.py).
+        # Every group but the fixed on-demand base of a spot stack (components/replica_shares.py).
         scaled = []
         for group, replica in zip(groups, autoscaled_groups(spec, replicas, ReplicaGroup), strict=True):
             group_spec = group.spec(spec)

@@ -23,7 +23,7 @@ import pulumi_gcp.dns as dns
 
 from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
 from components.gcp.names import autoname
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: compute.SSLPolicy (pulumi_gcp docstring): ``min_tls_version`` one of TLS_1_0 (the default), TLS_1_1,
 #: TLS_1_2, TLS_1_3; ``profile`` COMPATIBLE (the default), MODERN, RESTRICTED, CUSTOM, FIPS_202205.

@@ -10,7 +10,7 @@ import pulumi_gcp.projects as projects
 import pulumi_gcp.secretmanager as secretmanager
 import pulumi_gcp.serviceaccount as serviceaccount
 
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 #: Project-level roles so the guest agent ships the boot log and the VM's metrics; write-only, no reads.

@@ -14,7 +14,8 @@ from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
 from components.gcp.names import autoname
 from components.launch import LaunchSpec
-from components.spec import OPEN_TO_ALL, ServiceSpec
+from components.service_spec import ServiceSpec
+from components.spec import OPEN_TO_ALL
 
 #: For a global external ALB the backend timeout bounds the whole response, streamed (SSE) or not; it is
 #: no idle timeout. One hour covers a long reasoning completion (32k tokens at ~10 tokens/s under load).

@@ -14,13 +14,14 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
+from components.config import SpecError
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import HEALTH_AGENT_PORT, Network
 from components.gcp.platform import settings
 from components.gcp.registry import ImageMirror
 from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec, SpecError
+from components.service_spec import ServiceSpec
 
 #: Deep Learning VM images live here (Google's public project for them).
 DLVM_PROJECT = "deeplearning-platform-release"

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_gcp.monitoring as monitoring
 
 from components import dashboard
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 CONSOLE = "https://console.cloud.google.com/monitoring/dashboards/builder"
 

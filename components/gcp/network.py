@@ -10,7 +10,7 @@ import pulumi_gcp.compute as compute
 
 from components import launch
 from components.gcp.names import autoname
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Where the health agent (scripts/health_agent.py) serves its verdict: apart from vLLM's 8000, Ray's
 #: 6379 and Ray's worker port range (10002-19999), and open only to Google's health checkers.

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from components.catalog import CATALOG_DATE, MachineTable, Offering, RegionPrice, sum_prices
+from components.offerings import CATALOG_DATE, MachineTable, Offering, RegionPrice, sum_prices
 
 SKY_GCP = f"skypilot-catalog v7 gcp/vms.csv @017e2502 (read {CATALOG_DATE})"
 

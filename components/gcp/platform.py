@@ -8,15 +8,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from components import capacity
+from components import replica_shares
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.config import PROJECT, ConfigReader, SpecError
 from components.gcp.offerings import CATALOG
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 DEFAULT_REGION = "us-central1"
 
@@ -189,7 +189,7 @@ def _check_gcp_placement(offering: Offering, region: str, zone: str | None, key:
 DNS_ZONE_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def check(spec: ServiceSpec) -> None:
+def check_spec(spec: ServiceSpec) -> None:
     """``vllm:dnsZone``: the managed zone's name, not its DNS name (``example-com``, not ``example.com.``);
     the bounds of an autoscaled stack (``check_scaled_groups``)."""
     check_scaled_groups(spec)
@@ -204,7 +204,7 @@ def check(spec: ServiceSpec) -> None:
 
 def check_scaled_groups(spec: ServiceSpec) -> None:
     """Every group an autoscaler scales keeps one VM at least: one per region (``vllm:regions``), besides
-    the fixed on-demand base of a spot stack (components/capacity.py). GCP scales a group on the load
+    the fixed on-demand base of a spot stack (components/replica_shares.py). GCP scales a group on the load
     balancer's serving capacity: with RATE balancing a group's capacity is ``maxRatePerInstance`` x its
     VMs ("Scaling based on load balancing serving capacity": fullness is the target capacity of the
     backend's balancing mode), so a group without VMs has no capacity, gets no request and reports no
@@ -212,7 +212,7 @@ def check_scaled_groups(spec: ServiceSpec) -> None:
     policy = spec.autoscaling
     if policy is None:
         return
-    regions, base = len(spec.regions) or 1, capacity.fixed_base_replicas(spec)
+    regions, base = len(spec.regions) or 1, replica_shares.fixed_base_replicas(spec)
     if policy.min_replicas - base < regions:
         besides = f" besides the vllm:onDemandBaseReplicas {base} on-demand" if base else ""
         raise SpecError(
@@ -276,7 +276,7 @@ PLATFORM = Platform(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
-    check=check,
+    check_spec=check_spec,
     weight_storage=weight_storage,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
     # A VM's boot disk also holds the OS and the image (~30 GB).

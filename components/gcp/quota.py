@@ -24,10 +24,10 @@ from typing import Any
 
 import pulumi
 
-from components import capacity
+from components import replica_shares
 from components.gcp.machine import reservation_affinity
 from components.gcp.regions import serving_groups, serving_zones
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Every GPU VM of the project counts here, whatever its region and model.
 ALL_REGIONS_QUOTA_ID = "GPUS-ALL-REGIONS-per-project"
@@ -68,7 +68,7 @@ def gpu_quota_needs(spec: ServiceSpec) -> list[QuotaNeed]:
             parts[key].append(f"{group_spec.max_replicas} + {surge} rollout surge")
     else:
         for index in range(spec.replicas):
-            key = (spec.region or "", capacity.ray_replica_spec(spec, index).spot)
+            key = (spec.region or "", replica_shares.ray_replica_spec(spec, index).spot)
             vms[key] += spec.nodes
             parts[key].append(f"a Ray group of {spec.nodes}")
     model = spec.gpu.type.upper()

@@ -33,7 +33,7 @@ from components.gcp.network import SUBNET_CIDR, Network
 from components.gcp.registry import ImageMirror
 from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.

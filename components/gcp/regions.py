@@ -18,11 +18,11 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
-from components.capacity import Share, share_scaling, shares
 from components.gcp.names import autoname
 from components.gcp.network import NAT_SETTINGS, SUBNET_CIDR, Network
 from components.gcp.platform import settings
-from components.spec import ServiceSpec
+from components.replica_shares import Share, share_scaling, shares
+from components.service_spec import ServiceSpec
 
 
 def region_cidr(index: int) -> str:
@@ -61,10 +61,10 @@ class ServingGroup:
 
 
 def serving_groups(spec: ServiceSpec) -> list[ServingGroup]:
-    """One group per share (``components.capacity``). A stack of one share keeps the plain names it always
-    had; otherwise names say the region (when there are several) and the purchase option (when mixed).
-    VM names only need to differ within a zone, so their prefix says the purchase option alone, which keeps
-    it within GCP's 58 characters (63 for a VM name, less the group's ``-xxxx``)."""
+    """One group per share (``components.replica_shares``). A stack of one share keeps the plain names it
+    always had; otherwise names say the region (when there are several) and the purchase option (when
+    mixed). VM names only need to differ within a zone, so their prefix says the purchase option alone, which
+    keeps it within GCP's 58 characters (63 for a VM name, less the group's ``-xxxx``)."""
     found = shares(spec)
     if len(found) == 1:
         return [ServingGroup(spec.name, spec.name, found[0])]

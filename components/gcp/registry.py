@@ -13,7 +13,7 @@ import pulumi
 import pulumi_gcp.artifactregistry as artifactregistry
 
 from components.gcp.identity import ServiceIdentity
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 READER = "roles/artifactregistry.reader"
 DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")

@@ -9,7 +9,7 @@ import pulumi_gcp.storage as storage
 
 from components.gcp.identity import ServiceIdentity
 from components.gcp.names import bucket_autoname
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: Read, create, overwrite and delete objects, and list them (storage.objects.*, no bucket or IAM
 #: permissions): what scripts/weight_cache.sh does (Cloud Storage IAM roles, "Storage Object User").

@@ -44,12 +44,11 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 
-from components.autoscaling import Autoscaling
-from components.capacity import fixed_base_replicas
 from components.kubernetes import pods
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
-from components.spec import ServiceSpec
+from components.replica_shares import fixed_base_replicas
+from components.service_spec import Autoscaling, ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay.
@@ -131,7 +130,7 @@ class AutoscalerArgs:
 class Autoscaler(pulumi.ComponentResource):
     """The workload's replicas between ``vllm:minReplicas`` and ``vllm:maxReplicas`` (less a fixed
     on-demand base), owned by KEDA's HPA (the workload declares only its start and ignores later changes
-    to its count, so Pulumi never resets it: components/kubernetes/capacity.py)."""
+    to its count, so Pulumi never resets it: components/kubernetes/spot_pods.py)."""
 
     scaled_object: CustomResource
 

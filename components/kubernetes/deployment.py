@@ -9,7 +9,7 @@ import pulumi_kubernetes
 
 from components import autoscaling, platforms
 from components.domain import warn_without_domain
-from components.kubernetes import capacity, gpu_nodes, pods, tls
+from components.kubernetes import gpu_nodes, pods, spot_pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
@@ -20,12 +20,14 @@ from components.kubernetes.settings import settings
 from components.launch import LaunchSpec, launch_spec
 from components.observe import SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
-from components.spec import ServiceSpec, stack_provider_args
+from components.service_spec import ServiceSpec
+from components.spec import stack_provider_args
 
 
-def check(spec: ServiceSpec) -> None:
-    """Kubernetes-specific checks of the spec (raise SpecError); ``spec.load_spec`` calls it before any
-    resource is declared."""
+def check_deployment(spec: ServiceSpec) -> None:
+    """What the pods below need of an otherwise valid spec (a node label for its GPU type, memory for a
+    CPU pod's KV cache); ``spec.load_spec`` calls it before any resource is declared. The platform's rules
+    on the spec alone are its platform.py's ``check_spec``."""
     if spec.gpu is not None:
         gpu_nodes.node_requirements(settings(spec).gpu_node_selector, spec.gpu.type)
     else:
@@ -60,7 +62,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 ),
                 opts,
             )
-            for group in capacity.serving_groups(spec)
+            for group in spot_pods.serving_groups(spec)
         ]
     else:
         controller = (
@@ -95,11 +97,11 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
     autoscaler = None
     if spec.autoscaling is not None:
-        # The one workload, or the spot Deployment beside a fixed on-demand base (capacity.py).
+        # The one workload, or the spot Deployment beside a fixed on-demand base (spot_pods.py).
         if spec.nodes == 1:
             ((name, scaled, workload),) = [
                 (group.name, group.spec, replica.workload)
-                for group, replica in zip(capacity.serving_groups(spec), replicas, strict=True)
+                for group, replica in zip(spot_pods.serving_groups(spec), replicas, strict=True)
                 if group.spec.autoscaling is not None
             ]
         else:
@@ -135,7 +137,7 @@ def replica_source(
     load_balancer: LoadBalancer,
 ) -> pulumi.Output[dict]:
     """The workloads whose pods are the replicas: a Deployment per purchase option (the on-demand base and
-    spot, components/kubernetes/capacity.py), or a LeaderWorkerSet of Ray groups."""
+    spot, components/kubernetes/spot_pods.py), or a LeaderWorkerSet of Ray groups."""
     workloads: list[tuple[str, str, pulumi.Output[str]]] = []
     for replica in replicas:
         if isinstance(replica, ReplicaGroup):

@@ -28,7 +28,8 @@ from components.domain import HTTPS_PORT, DnsRecord, endpoint_purpose
 from components.kubernetes import pods, tls
 from components.kubernetes.settings import settings
 from components.launch import LOAD_BALANCER_IDLE_SECONDS
-from components.spec import OPEN_TO_ALL, ServiceSpec
+from components.service_spec import ServiceSpec
+from components.spec import OPEN_TO_ALL
 
 SERVICE_PORT = 80
 CLUSTER_DOMAIN = "cluster.local"

@@ -18,7 +18,7 @@ from pulumi_kubernetes.core import v1 as core
 
 from components import dashboard
 from components.kubernetes import pods
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 POD_MONITOR_API_VERSION = "monitoring.coreos.com/v1"
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"

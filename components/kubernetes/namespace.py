@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_kubernetes.core import v1 as core
 
-from components.kubernetes.capacity import SKIP_AWAIT
 from components.kubernetes.pods import labels
 from components.kubernetes.settings import settings
+from components.kubernetes.spot_pods import SKIP_AWAIT
 from components.launch import API_KEY_ENV, HF_TOKEN_ENV
 from components.service import Secrets
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.catalog import GPU_TYPES, Offering
+from components.offerings import GPU_TYPES, Offering
 
 KUBERNETES_MAX_GPUS = 8  # one replica is one pod on one node; the largest common GPU nodes carry 8
 

@@ -13,13 +13,13 @@ from components.kubernetes.settings import KubernetesSettings, settings
 from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage
 
 if TYPE_CHECKING:
-    from components.catalog import Offering
-    from components.spec import ServiceSpec
+    from components.offerings import Offering
+    from components.service_spec import ServiceSpec
 
 #: GPU node labelling schemes (see gpu_nodes.py): how a pod asks for a GPU type.
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
-#: Schemes whose nodes also say whether they are spot (see capacity.py): GKE and Karpenter.
+#: Schemes whose nodes also say whether they are spot (see spot_pods.py): GKE and Karpenter.
 SPOT_NODE_SELECTORS = ("gke", "karpenter")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: A Secret's name is a DNS subdomain (Kubernetes docs, "Object Names and IDs": at most 253 characters,
@@ -191,7 +191,7 @@ def _check_autoscaling(spec: ServiceSpec) -> None:
 GPU_WORKER_HOST_GB = 2
 
 
-def check(spec: ServiceSpec) -> None:
+def check_spec(spec: ServiceSpec) -> None:
     """HTTPS (``check_tls``), then the pod's sizes (``check_pod_size``)."""
     check_tls(spec)
     check_pod_size(spec)
@@ -316,7 +316,7 @@ PLATFORM = Platform(
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,
-    check=check,
+    check_spec=check_spec,
     # A pod's cache volume holds only the weights and vLLM's compile cache.
     disk_overhead_gb=2,
     weight_storage=weight_storage,

@@ -37,11 +37,12 @@ from typing import Any
 import pulumi
 
 from components import catalog, platforms, scripts
-from components.kubernetes import capacity, tls
+from components.config import PROJECT, SpecError
+from components.kubernetes import spot_pods, tls
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.kubernetes.settings import settings
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV, STATIC_ENV, LaunchSpec, weights_gb
-from components.spec import PROJECT, ServiceSpec, SpecError
+from components.service_spec import ServiceSpec
 
 CONTAINER = "vllm"
 PORT_NAME = "http"
@@ -446,7 +447,7 @@ def pod_spec(
         affinity = node_affinity(settings(spec).gpu_node_selector, spec.gpu.type)
         if affinity is not None:
             pod["affinity"] = affinity
-    return capacity.constrain(pod, settings(spec).gpu_node_selector, capacity.capacity_type(spec))
+    return spot_pods.constrain(pod, settings(spec).gpu_node_selector, spot_pods.capacity_type(spec))
 
 
 def rolling_update(spec: ServiceSpec) -> dict[str, int]:

@@ -54,11 +54,11 @@ from pulumi_kubernetes.networking import v1 as networking
 from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
-from components.kubernetes import capacity, pods
+from components.kubernetes import pods, spot_pods
 from components.kubernetes.replica_group import disruption_budget
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
@@ -267,7 +267,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
             },
             spec={
                 # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
-                "replicas": capacity.start_replicas(spec),
+                "replicas": spot_pods.start_replicas(spec),
                 "startupPolicy": "LeaderCreated",
                 "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": rollout},
                 "leaderWorkerTemplate": group_template,
@@ -280,7 +280,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     ),
-                    ignore_changes=capacity.scaled_options(spec),
+                    ignore_changes=spot_pods.scaled_options(spec),
                 ),
             ),
         )

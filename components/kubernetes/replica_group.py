@@ -22,9 +22,9 @@ from pulumi_kubernetes.core import v1 as core
 from pulumi_kubernetes.meta import v1 as meta
 from pulumi_kubernetes.policy import v1 as policy
 
-from components.kubernetes import capacity, pods
+from components.kubernetes import pods, spot_pods
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
@@ -113,14 +113,14 @@ class ReplicaGroup(pulumi.ComponentResource):
             "namespace": args.namespace,
             "labels": pods.labels(spec, pods.SERVER),
         }
-        if capacity.best_effort(spec):
-            metadata["annotations"] = capacity.SKIP_AWAIT
+        if spot_pods.best_effort(spec):
+            metadata["annotations"] = spot_pods.SKIP_AWAIT
         self.deployment = apps.Deployment(
             f"{name}-deployment",
             metadata=metadata,
             spec={
                 # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
-                "replicas": capacity.start_replicas(spec),
+                "replicas": spot_pods.start_replicas(spec),
                 "selector": {"match_labels": match},
                 "strategy": {
                     "type": "RollingUpdate",
@@ -143,7 +143,7 @@ class ReplicaGroup(pulumi.ComponentResource):
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{start}s", update=f"{start * spec.max_replicas}s"
                     ),
-                    ignore_changes=capacity.scaled_options(spec),
+                    ignore_changes=spot_pods.scaled_options(spec),
                 ),
             ),
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from components.spec import ServiceSpec
+    from components.service_spec import ServiceSpec
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 
 VOLUME = "tls"
 MOUNT_DIR = "/etc/vllm/tls"

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from components.capacity import fixed_base_replicas, share_scaling
-from components.spec import ServiceSpec
+from components.replica_shares import fixed_base_replicas, share_scaling
+from components.service_spec import ServiceSpec
 
 GKE_SPOT = "cloud.google.com/gke-spot"
 KARPENTER_CAPACITY_TYPE = "karpenter.sh/capacity-type"

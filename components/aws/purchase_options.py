@@ -1,4 +1,5 @@
-"""Spot with an on-demand base on EC2: one Auto Scaling group with a mixed instances policy.
+"""How an EC2 group buys its machines: spot with an on-demand base in one Auto Scaling group with a mixed
+instances policy, or a reservation (``reservation_options``).
 
 The group keeps ``vllm:onDemandBaseReplicas`` machines on on-demand capacity and every machine above them
 on spot (``on_demand_percentage_above_base_capacity`` 0), so SkyServe's ``base_ondemand_fallback_replicas``
@@ -29,7 +30,7 @@ import pulumi_aws.autoscaling as autoscaling
 import pulumi_aws.ec2 as ec2
 
 from components import catalog
-from components.spec import ServiceSpec
+from components.service_spec import ServiceSpec
 from components.vm import vm_offering
 
 SPOT_ALLOCATION_STRATEGY = "price-capacity-optimized"

@@ -18,8 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from components.autoscaling import Autoscaling
-    from components.spec import ServiceSpec
+    from components.service_spec import Autoscaling, ServiceSpec
 
 
 @dataclass(frozen=True)

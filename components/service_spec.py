@@ -1,0 +1,145 @@
+"""The validated spec of one stack: what every layer above the config reads, as plain frozen data.
+
+``ServiceSpec`` holds the effective, checked, non-secret values (components/spec.py assembles it); its GPU
+request (``Gpu``), its catalog machine (components/offerings.py), its replica policy (``Autoscaling``) and
+the model's facts from the Hub (components/model_facts.py). It imports nothing above the leaf modules, so
+each layer may name it; what it costs, how its replicas split and what the stack outputs show of it are
+computed by the modules above (components/replica_shares.py, components/spec.py ``public_view``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from components import model_facts
+from components.config import PROJECT
+from components.extra_args import option_value
+from components.model_facts import ModelFacts
+from components.offerings import Offering
+
+#: The longest base name of a stack's resources (``ServiceSpec.name``): the platforms' name rules leave
+#: room for a role and an auto-name suffix after it (components/*/names.py).
+NAME_MAX = 40
+NAME_HASH_LENGTH = 8
+NAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+#: SkyServe's defaults (sky/serve/constants.py: AUTOSCALER_DEFAULT_UPSCALE_DELAY_SECONDS = 300,
+#: AUTOSCALER_DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200).
+DEFAULT_UPSCALE_DELAY_SECONDS = 300
+DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200
+
+
+@dataclass(frozen=True, kw_only=True)
+class Autoscaling:
+    """A validated ``replica_policy``. A delay is None when the stack leaves it to the default."""
+
+    min_replicas: int
+    max_replicas: int
+    target_qps_per_replica: float
+    upscale_delay: int | None = None
+    downscale_delay: int | None = None
+
+    @property
+    def upscale_delay_seconds(self) -> int:
+        return DEFAULT_UPSCALE_DELAY_SECONDS if self.upscale_delay is None else self.upscale_delay
+
+    @property
+    def downscale_delay_seconds(self) -> int:
+        return DEFAULT_DOWNSCALE_DELAY_SECONDS if self.downscale_delay is None else self.downscale_delay
+
+    @property
+    def initial_replicas(self) -> int:
+        """Replicas a first ``up`` starts (at least one, so the stack serves and its waits pass)."""
+        return max(self.min_replicas, 1)
+
+    def public_view(self) -> dict[str, Any]:
+        return {
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "targetQpsPerReplica": self.target_qps_per_replica,
+            "upscaleDelaySeconds": self.upscale_delay_seconds,
+            "downscaleDelaySeconds": self.downscale_delay_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A GPU request per node, written ``TYPE:COUNT`` as in SkyPilot (``H100:8``)."""
+
+    type: str
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.count}"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """The validated, effective, non-secret spec of one stack."""
+
+    stack: str
+    preset: str | None
+    cloud: str
+    gpu: Gpu | None  # None: CPU-only replicas (Kubernetes dev clusters)
+    offering: Offering | None  # the catalog machine chosen for ``gpu``; None for CPU
+    model: str
+    served_model_name: str
+    replicas: int
+    nodes: int
+    image: str
+    max_model_len: int | None
+    extra_args: tuple[str, ...]
+    disk_size_gb: int
+    model_size_gb: int | None
+    spot: bool
+    allowed_cidrs: tuple[str, ...]
+    region: str | None = None  # the platform's region (gcp:region, aws:region); None on Kubernetes
+    regions: tuple[str, ...] = ()  # every region it serves from, ``region`` first (vllm:regions, GCP)
+    on_demand_base_replicas: int = 0  # with spot: replicas kept on on-demand capacity
+    platform: Any = None  # the platform's own settings: its platform.py's settings(spec) reads them typed
+    facts: ModelFacts | None = None  # the model's facts from the Hugging Face Hub, when known
+    #: SkyServe's replica_policy (components/autoscaling.py); None: a fixed ``replicas``, which is then the
+    #: count a first ``up`` starts with
+    autoscaling: Autoscaling | None = None
+
+    @property
+    def max_replicas(self) -> int:
+        """The most replicas the stack may run (surges aside): the autoscaler's bound, or the fixed count."""
+        return self.autoscaling.max_replicas if self.autoscaling is not None else self.replicas
+
+    domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
+    dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
+    weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
+
+    @property
+    def pinned_revision(self) -> str | None:
+        """``--revision`` in vllm:extraArgs: the branch, tag or commit of the model the stack pins."""
+        return option_value(self.extra_args, "--revision")
+
+    @property
+    def model_revision(self) -> str:
+        """The revision the replicas load, which keys the weight cache: the commit the Hub resolved the
+        pinned revision (else ``main``) to, else the pinned name, else ``main`` (build_spec warns then)."""
+        if self.facts is not None:
+            return self.facts.revision
+        return self.pinned_revision or model_facts.REVISION
+
+    @property
+    def name(self) -> str:
+        """A short DNS-safe base name for cloud resources, unique per stack: ``vllm-<stack>`` when that is
+        already a lowercase DNS label of at most ``NAME_MAX`` characters (the presets' names, so their
+        resources keep their names), else its slug cut to fit and a hash of the exact stack name, so that
+        ``prod_a``, ``prod-a`` and ``PROD.A``, or two long names that differ after the cut, stay apart."""
+        name = f"{PROJECT}-{self.stack}"
+        if len(name) <= NAME_MAX and NAME_LABEL.match(name):
+            return name
+        digest = hashlib.sha256(self.stack.encode()).hexdigest()[:NAME_HASH_LENGTH]
+        slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+        return f"{slug[: NAME_MAX - NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.gpu.count * self.nodes if self.gpu else 0
