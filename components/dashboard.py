@@ -57,8 +57,9 @@ def _quantile(q: float, histogram: str, selector: str) -> str:
 
 def panels(selector: str = "") -> tuple[Panel, ...]:
     """The issue's panels: request rate, time to first token p50/p95, tokens per second, queue depth,
-    KV-cache usage and the replicas serving. ``selector``: a PromQL label matcher (``{namespace="x"}``)
-    narrowing every series to the stack's replicas, where one Prometheus sees several stacks."""
+    KV-cache usage, the replicas serving, and each replica's prefix-cache hit rate. ``selector``: a PromQL
+    label matcher (``{namespace="x"}``) narrowing every series to the stack's replicas, where one
+    Prometheus sees several stacks."""
     s = selector
     ttft = "vllm:time_to_first_token_seconds"
     return (
@@ -89,7 +90,31 @@ def panels(selector: str = "") -> tuple[Panel, ...]:
         ),
         # A replica's API server answers /metrics only once its model is loaded, as /health does.
         Panel("Replicas serving", "short", (("replicas", f"count(vllm:num_requests_running{s})"),)),
+        Panel(
+            "Prefix-cache hit rate (per replica)",
+            "percentunit",
+            ((REPLICA_LEGEND, prefix_cache_hit_rate(s)),),
+        ),
     )
+
+
+#: The label that tells replicas apart: Prometheus sets ``instance`` (the scraped target's host:port) on
+#: every series it scrapes, as Managed Service for Prometheus keeps it for the Ops Agent's (GCP).
+REPLICA_LABEL = "instance"
+#: A legend naming each replica's line by that label (Grafana's ``{{label}}`` template).
+REPLICA_LEGEND = "{{" + REPLICA_LABEL + "}}"
+
+
+def prefix_cache_hit_rate(selector: str = "") -> str:
+    """Each replica's share of prompt tokens its prefix cache already held, over 5 minutes. vLLM counts
+    both in tokens: ``vllm:prefix_cache_queries`` the prompt tokens looked up, ``vllm:prefix_cache_hits``
+    those found cached (vllm/v1/metrics/loggers.py, v0.33.0). What routing by prefix raises: a
+    conversation's next turn on the replica that served the last one hits its whole history."""
+
+    def per_replica(counter: str) -> str:
+        return f"sum by ({REPLICA_LABEL}) (rate({counter}_total{selector}[5m]))"
+
+    return f"{per_replica('vllm:prefix_cache_hits')} / {per_replica('vllm:prefix_cache_queries')}"
 
 
 def grafana_dashboard(title: str, uid: str, selector: str = "") -> str:
@@ -146,7 +171,9 @@ def cloud_monitoring_dashboard(title: str, selector: str = "") -> str:
                         {
                             "timeSeriesQuery": {"prometheusQuery": expr},
                             "plotType": "LINE",
-                            "legendTemplate": legend,
+                            # A per-replica line is named by its labels, which Cloud Monitoring shows
+                            # when no template is set.
+                            **({} if legend == REPLICA_LEGEND else {"legendTemplate": legend}),
                         }
                         for legend, expr in panel.queries
                     ],

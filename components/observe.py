@@ -24,6 +24,9 @@ SHUTTING_DOWN = "SHUTTING_DOWN"  # draining, terminating, deleted
 STATUSES = (PROVISIONING, STARTING, READY, NOT_READY, FAILED, PREEMPTED, SHUTTING_DOWN)
 
 SERVE, RAY_HEAD, RAY_WORKER = "serve", "ray-head", "ray-worker"
+#: What routes requests to the replicas when it is a workload of its own (Kubernetes' inference gateway:
+#: its endpoint picker's pods, shown beside the replicas and counted in no replica total).
+ROUTER = "router"
 
 
 #: How to get the tools' client libraries: with the program's own requirements, in one resolve (protobuf).
@@ -40,7 +43,7 @@ class Group:
 
     kind: str  # regionInstanceGroupManager | instanceGroupManager | autoScalingGroup | Deployment | ...
     name: str
-    role: str  # serve | ray-head | ray-worker | ray-group (a LeaderWorkerSet: heads and workers)
+    role: str  # serve | ray-head | ray-worker | ray-group (a LeaderWorkerSet: heads and workers) | router
     replica: int | None = None  # the replica a multi-node group serves; None: every replica of a serve group
     zone: str = ""  # a zonal group's zone
     region: str = ""  # a regional group's region (GCP: with vllm:regions not every group is in ``location``)
@@ -125,8 +128,9 @@ def _bounds(value: Any) -> tuple[int, int] | None:
 
 def counted_groups(groups: Sequence[Group]) -> list[Group]:
     """The groups whose size is the replica count: serve groups and Ray heads (one per replica), and
-    LeaderWorkerSets (one group of pods per replica); Ray worker groups are parts of a replica."""
-    return [group for group in groups if group.role != RAY_WORKER]
+    LeaderWorkerSets (one group of pods per replica); Ray worker groups are parts of a replica, and a
+    router is none."""
+    return [group for group in groups if group.role not in (RAY_WORKER, ROUTER)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,6 +33,8 @@ class FakeOpenAI:
     url: str = ""
     completions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Every completion request it was sent: its headers (names lowercased) and its JSON body.
+    received: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
 
     def take(self) -> bool:
         with self.lock:
@@ -77,6 +79,8 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             if not self._authorized():
                 return
+            with fake.lock:
+                fake.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             chat = self.path == "/v1/chat/completions"
             if not chat and self.path != "/v1/completions":
                 self._json(404, _error(404, f"not found: {self.path}", "NotFoundError"))

@@ -4,6 +4,7 @@ delays are known (tests/fake_openai.py), so the figures can be checked against t
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import signal
@@ -340,3 +341,60 @@ def test_a_stacks_fixed_replica_count_divides_the_suggestion():
 def test_an_autoscaled_stacks_count_is_not_assumed():
     source = _source(1, (1, 4))
     assert bench.stack_replicas(bench.Target("http://h", None, MODEL, replica_source=source)) is None
+
+
+# --- A multi-turn workload with a shared prefix ------------------------------------------------------------
+
+
+def test_a_conversation_config_is_one_aiperf_accepts(tmp_path, monkeypatch):
+    from aiperf.config.loader.core import load_config_from_string
+
+    monkeypatch.setenv(bench.KEY_VARIABLE, "k")
+    args = bench.parse_args(
+        ["--endpoint", "http://h", "--turns", "4", "--shared-prefix-tokens", "256", "--session-header", "x-s"]
+    )
+    text = bench.aiperf_config(bench.Target("http://h", "k", MODEL), MODEL, args, 4, tmp_path)
+    dataset = json.loads(text)["benchmark"]["dataset"]
+    assert (dataset["turns"], dataset["prefix_prompts"]) == (4, {"shared_system_length": 256})
+    load_config_from_string(text)
+
+
+@pytest.fixture(scope="module")
+def conversations(tokenizer, tmp_path_factory):
+    """Three-turn conversations with a shared system prompt and their id in x-session-id, as sent."""
+    fake = FakeOpenAI(api_key=KEY, model=MODEL, first_token_s=0.01, token_s=0.01, max_requests=40)
+    with serving(fake):
+        code, _, err = run(
+            *("--endpoint", fake.url, "--concurrency", "2", "--requests", "6", "--turns", "3"),
+            *("--shared-prefix-tokens", "8", "--session-header", "x-session-id"),
+            *("--input-tokens", "4", "--output-tokens", "2", "--tokenizer", str(tokenizer)),
+            *("--keep", str(tmp_path_factory.mktemp("kept"))),
+            env={"VLLM_API_KEY": KEY},
+        )
+    # The benchmark's requests, not the preflight's (which asks for no length).
+    sent = [(headers, body) for headers, body in fake.received if body.get("max_completion_tokens") == 2]
+    return {"code": code, "err": err, "sent": sent}
+
+
+def test_each_conversation_carries_its_id_in_the_session_header(conversations):
+    assert conversations["code"] == 0, conversations["err"]
+    sessions: dict[str, list[dict]] = {}
+    for headers, body in conversations["sent"]:
+        sessions.setdefault(headers["x-session-id"], []).append(body)
+    assert len(conversations["sent"]) == 6
+    assert len(sessions) >= 2 and all(1 <= len(turns) <= 3 for turns in sessions.values())
+
+
+def test_each_turn_resends_the_conversation_so_far(conversations):
+    sessions: dict[str, list[list[dict]]] = {}
+    for headers, body in conversations["sent"]:
+        sessions.setdefault(headers["x-session-id"], []).append(body["messages"])
+    for turns in sessions.values():
+        for earlier, later in itertools.pairwise(turns):
+            assert later[: len(earlier)] == earlier and len(later) == len(earlier) + 2
+
+
+def test_every_conversation_opens_with_the_same_system_prompt(conversations):
+    first = {json.dumps(body["messages"][0]) for _, body in conversations["sent"]}
+    (system,) = first
+    assert json.loads(system)["role"] == "system"

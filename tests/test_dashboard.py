@@ -48,6 +48,8 @@ def test_the_panels_are_request_rate_ttft_tokens_queue_kv_cache_and_replicas():
         "vllm:num_requests_waiting",
         "vllm:kv_cache_usage_perc",
         "count(vllm:num_requests_running",
+        "sum by (instance) (rate(vllm:prefix_cache_hits_total",
+        "sum by (instance) (rate(vllm:prefix_cache_queries_total",
     ):
         assert needed in text
 
@@ -86,3 +88,14 @@ def test_the_recorded_metric_names_are_those_of_the_installed_vllm():
     assert {name: "gauge" for name in dashboard.VLLM_GAUGES}.items() <= declared.items()
     assert {name: "counter" for name in dashboard.VLLM_COUNTERS}.items() <= declared.items()
     assert {name: "histogram" for name in dashboard.VLLM_HISTOGRAMS}.items() <= declared.items()
+
+
+def test_the_prefix_cache_hit_rate_draws_a_line_per_replica():
+    board = json.loads(dashboard.grafana_dashboard("vLLM", "vllm-test"))
+    (panel,) = [p for p in board["panels"] if p["title"].startswith("Prefix-cache hit rate")]
+    (target,) = panel["targets"]
+    assert target["legendFormat"] == "{{instance}}" and target["expr"].count("sum by (instance)") == 2
+    tiles = json.loads(dashboard.cloud_monitoring_dashboard("vLLM"))["mosaicLayout"]["tiles"]
+    (tile,) = [t for t in tiles if t["widget"]["title"].startswith("Prefix-cache hit rate")]
+    # Cloud Monitoring names each line by its labels when no legend template is given.
+    assert "legendTemplate" not in tile["widget"]["xyChart"]["dataSets"][0]

@@ -48,6 +48,8 @@ def exposition(finished: int, ttft: dict[float, int], waiting: tuple[int, int] =
         f'vllm:request_success_total{{engine="0",finished_reason="length",{model}}} 1.0',
         f'vllm:prompt_tokens_total{{engine="0",{model}}} {100 * finished}.0',
         f'vllm:generation_tokens_total{{engine="0",{model}}} {50 * finished}.0',
+        f'vllm:prefix_cache_queries_total{{engine="0",{model}}} {100 * finished}.0',
+        f'vllm:prefix_cache_hits_total{{engine="0",{model}}} {60 * finished}.0',
         "# TYPE vllm:time_to_first_token_seconds histogram",
     ]
     cumulative = 0

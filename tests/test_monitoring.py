@@ -139,6 +139,8 @@ def test_aws_has_a_cloudwatch_dashboard_of_vllms_metrics_and_the_load_balancers(
         "RequestsWaiting",
         "RequestsRunning",
         "KvCacheUsage",
+        "PrefixCacheQueries",
+        "PrefixCacheHits",
     }
     ttft = [row[-1]["stat"] for row in rows if row[1] == "TimeToFirstToken"]
     assert ttft == ["p50", "p95"]

@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from components.observe import RAY_HEAD, RAY_WORKER, READY, SHUTTING_DOWN, STARTING, Replica, ReplicaSource
+from components.observe import (
+    NOT_READY,
+    RAY_HEAD,
+    RAY_WORKER,
+    READY,
+    ROUTER,
+    SHUTTING_DOWN,
+    STARTING,
+    Replica,
+    ReplicaSource,
+)
 from tools import endpoint, stack, status
 
 pytestmark = pytest.mark.timeout(30)
@@ -317,6 +327,23 @@ def test_a_multi_node_replica_table_shows_each_machines_role_and_counts_heads_on
     assert any(line.split()[:3] == ["0", "ray-worker", "r0-worker"] for line in lines)
     assert "STARTING (loading)" in text
     assert text.endswith("NOT READY: READY 1/2 replicas")
+
+
+def test_the_router_shows_as_a_row_of_its_own_and_counts_in_no_replica_total():
+    machines = [
+        Replica(id="1", name="vllm-a", status=READY),
+        Replica(
+            id="-", name="vllm-epp-a", role=ROUTER, status=NOT_READY, detail="InferencePool p: not Accepted"
+        ),
+    ]
+    target = status.Target("http://gw", None, None, stack="k8s-l4", replica_source=_source())
+    checks = [status.CheckResult("/health", "OK", 200, 3, "")]
+    report = status.Report(checks, machines, None, 1)
+    text = status.render_table(target, report, timed_out=False)
+    assert any(line.split()[:3] == ["-", "router", "vllm-epp-a"] for line in text.splitlines())
+    assert "NOT_READY (InferencePool p: not Accepted)" in text
+    service = next(line for line in text.splitlines() if line.startswith("k8s-l4"))
+    assert report.ready and service.split()[:4] == ["k8s-l4", "READY", "1/1", "1"]
 
 
 def _source(bounds: tuple[int, int] | None = None) -> ReplicaSource:

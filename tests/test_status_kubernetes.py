@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,10 +19,12 @@ from components.observe import (
     PREEMPTED,
     PROVISIONING,
     READY,
+    ROUTER,
     SHUTTING_DOWN,
     STARTING,
     ListError,
     ReplicaSource,
+    counted_groups,
 )
 from tests.fake_api import FakeApi, serving
 from tests.harness import run_program
@@ -364,3 +367,99 @@ def test_the_log_of_a_pod_past_its_fill_is_vllms():
         [_container("fill-hf-cache", "terminated", exit_code=0)], [_container("vllm", "running")]
     )
     assert k8s_status.log_container(pod_object) == "vllm"
+
+
+# --- the inference gateway's router ---------------------------------------------------------------------
+
+EPP_SELECTOR = {
+    "app.kubernetes.io/name": "vllm",
+    "app.kubernetes.io/instance": "vllm-k8s-h100",
+    "app.kubernetes.io/component": "router",
+}
+
+
+@pytest.fixture(scope="module")
+def gateway() -> ReplicaSource:
+    run = run_program(
+        "k8s-h100",
+        {"vllm:router": "inference-gateway", "vllm:gatewayClassName": "istio"},
+        secrets={"vllm:hfToken": "hf_testtoken123"},
+    )
+    return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+def router_only(source: ReplicaSource) -> ReplicaSource:
+    """The source with its router group alone (the fake answers every pod list with the same pods)."""
+    return replace(source, groups=[group for group in source.groups if group.role == ROUTER])
+
+
+def accepted(gateway_name: str = "vllm-k8s-h100", resolved: dict | None = None) -> dict:
+    """A Gateway's entry in an InferencePool's status.parents: Accepted, and ResolvedRefs unless told."""
+    resolved = resolved or {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "message": ""}
+    conditions = [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": ""}, resolved]
+    return {"parentRef": {"name": gateway_name}, "conditions": conditions}
+
+
+def pool_with(api: FakeApi, source: ReplicaSource, parents: list[dict], pods: list[dict]) -> None:
+    (group,) = router_only(source).groups
+    pools = f"/apis/inference.networking.k8s.io/v1/namespaces/{source.scope}/inferencepools/{group.name}"
+    api.routes[("GET", pools)] = {
+        "metadata": {"name": group.name},
+        "spec": {"endpointPickerRef": {"name": "vllm-k8s-h100-epp", "port": {"number": 9002}}},
+        "status": {"parents": parents},
+    }
+    api.routes[("GET", f"/api/v1/namespaces/{source.scope}/services/vllm-k8s-h100-epp")] = {
+        "metadata": {"name": "vllm-k8s-h100-epp"},
+        "spec": {"selector": EPP_SELECTOR},
+    }
+    api.routes[("GET", f"/api/v1/namespaces/{source.scope}/pods")] = {"items": pods}
+
+
+def test_the_program_exports_the_pool_as_a_router_beside_the_deployment(gateway):
+    assert [(group.kind, group.name, group.role) for group in gateway.groups] == [
+        ("Deployment", "vllm-k8s-h100", "serve"),
+        ("InferencePool", "vllm-k8s-h100", ROUTER),
+    ]
+
+
+def test_the_router_is_ready_when_its_pod_is_and_a_gateway_accepted_the_pool(api, gateway):
+    pool_with(api, gateway, [accepted()], [pod("vllm-k8s-h100-epp-a", labels=EPP_SELECTOR)])
+    (router,) = k8s_status.list_replicas(router_only(gateway))
+    assert (router.role, router.name, router.status, router.extra["container"]) == (
+        ROUTER,
+        "vllm-k8s-h100-epp-a",
+        READY,
+        "epp",
+    )
+    (query,) = {unquote(q) for method, path, q, _ in api.requests if path.endswith("/pods")}
+    assert query == (
+        "labelSelector=app.kubernetes.io/component=router,"
+        "app.kubernetes.io/instance=vllm-k8s-h100,app.kubernetes.io/name=vllm"
+    )
+
+
+def test_a_pool_no_gateway_took_leaves_the_router_not_ready(api, gateway):
+    pool_with(api, gateway, [], [pod("vllm-k8s-h100-epp-a", labels=EPP_SELECTOR)])
+    (router,) = k8s_status.list_replicas(router_only(gateway))
+    assert router.status == NOT_READY and "no Gateway has taken it" in router.detail
+
+
+def test_a_pool_whose_endpoint_picker_is_unresolved_names_the_condition(api, gateway):
+    unresolved = {
+        "type": "ResolvedRefs",
+        "status": "False",
+        "reason": "InvalidExtensionRef",
+        "message": "no epp",
+    }
+    pool_with(
+        api, gateway, [accepted(resolved=unresolved)], [pod("vllm-k8s-h100-epp-a", labels=EPP_SELECTOR)]
+    )
+    (router,) = k8s_status.list_replicas(router_only(gateway))
+    assert router.status == NOT_READY
+    assert router.detail == (
+        "InferencePool vllm-k8s-h100 on Gateway vllm-k8s-h100: not ResolvedRefs (InvalidExtensionRef: no epp)"
+    )
+
+
+def test_the_router_counts_in_no_replica_total(gateway):
+    assert [group.role for group in counted_groups(gateway.groups)] == ["serve"]

@@ -15,6 +15,11 @@ without errors: past it, requests queue. Its requests/s divided by the replicas 
 suggested vllm:targetQpsPerReplica; its concurrency per replica is the queue target (requests running plus
 waiting per replica, vllm:num_requests_running + vllm:num_requests_waiting) for an autoscaler on queue depth.
 
+Prefix caching, and routing that keeps a conversation where its prefix is cached (README "Inference-aware
+routing"), show with a multi-turn workload: --turns N makes each of the --requests a turn of a conversation
+that resends its history, --shared-prefix-tokens N gives every conversation one system prompt, and
+--session-header NAME sends each conversation's id in the header vllm:affinityHeader names.
+
 aiperf counts prompt tokens with the model's tokenizer from the Hugging Face Hub (--tokenizer NAME|PATH,
 or builtin: tiktoken's o200k_base); a gated model's tokenizer needs HF_TOKEN.
 
@@ -209,17 +214,28 @@ def aiperf_config(target: Target, model: str, args: argparse.Namespace, concurre
     }
     if target.api_key:
         endpoint["api_key"] = "${" + KEY_VARIABLE + "}"
+    if args.session_header:
+        # aiperf sends each conversation's id in this header (its X-Correlation-ID by default).
+        endpoint["session_header"] = args.session_header
+    dataset: dict[str, Any] = {
+        "type": "synthetic",
+        "entries": args.requests,
+        "prompts": {"isl": args.input_tokens, "osl": args.output_tokens},
+    }
+    if args.turns > 1:
+        # Each turn resends the conversation so far, the live answers included (aiperf's default context
+        # mode for synthetic conversations, deltas_without_responses).
+        dataset["turns"] = args.turns
+    if args.shared_prefix_tokens:
+        # One system prompt of this many tokens, the same in every conversation.
+        dataset["prefix_prompts"] = {"shared_system_length": args.shared_prefix_tokens}
     config = {
         "schemaVersion": "2.0",
         "benchmark": {
             "model": model,
             "endpoint": endpoint,
             "tokenizer": {"name": args.tokenizer or model},
-            "dataset": {
-                "type": "synthetic",
-                "entries": args.requests,
-                "prompts": {"isl": args.input_tokens, "osl": args.output_tokens},
-            },
+            "dataset": dataset,
             "phases": {"type": "concurrency", "concurrency": concurrency, "requests": args.requests},
             "artifacts": {"dir": str(out)},
             # The load balancer serves the OpenAI paths only, and the GPUs are not on this machine.
@@ -581,6 +597,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--output-tokens", type=_positive, default=128, help="tokens per answer (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--turns",
+        type=_positive,
+        default=1,
+        help="turns per conversation, each resending the conversation so far (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shared-prefix-tokens",
+        type=_positive,
+        help="a system prompt of this many tokens shared by every conversation (default: none)",
+    )
+    parser.add_argument(
+        "--session-header",
+        metavar="NAME",
+        help="send each conversation's id in this header (vllm:affinityHeader; default: X-Correlation-ID)",
     )
     parser.add_argument(
         "--tokenizer", help="aiperf's tokenizer: a Hub name, a local path, or builtin (default: the model)"

@@ -38,6 +38,11 @@ REQUESTS_WAITING = PublishedMetric("RequestsWaiting", "gauge-sum", "vllm:num_req
 REQUESTS_RUNNING = PublishedMetric("RequestsRunning", "gauge-sum", "vllm:num_requests_running", "Count")
 #: The busiest engine's share of its KV cache, 0 to 1.
 KV_CACHE_USAGE = PublishedMetric("KvCacheUsage", "gauge-max", "vllm:kv_cache_usage_perc", "None")
+#: Prompt tokens each prefix-cache lookup asked for, and those it found cached (vLLM counts both in tokens).
+PREFIX_CACHE_QUERIES = PublishedMetric(
+    "PrefixCacheQueries", "counter", "vllm:prefix_cache_queries_total", "Count"
+)
+PREFIX_CACHE_HITS = PublishedMetric("PrefixCacheHits", "counter", "vllm:prefix_cache_hits_total", "Count")
 TIME_TO_FIRST_TOKEN = PublishedMetric(
     "TimeToFirstToken", "histogram", "vllm:time_to_first_token_seconds", "Seconds"
 )
@@ -49,6 +54,8 @@ PUBLISHED = (
     REQUESTS_RUNNING,
     KV_CACHE_USAGE,
     TIME_TO_FIRST_TOKEN,
+    PREFIX_CACHE_QUERIES,
+    PREFIX_CACHE_HITS,
 )
 
 

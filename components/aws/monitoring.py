@@ -140,6 +140,17 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             [[ELB, "HTTPCode_Target_5XX_Count", *lb], [ELB, "HTTPCode_ELB_5XX_Count", *lb]],
             "Sum",
         ),
+        # Service-wide: the metrics carry no dimension (one per replica would multiply their cost).
+        widget(
+            7,
+            "Prefix-cache hit rate, % (all replicas)",
+            [
+                expression("100*m2/m1", "prompt tokens found cached", "e1"),
+                hidden(metrics.PREFIX_CACHE_QUERIES, "m1", "Sum"),
+                hidden(metrics.PREFIX_CACHE_HITS, "m2", "Sum"),
+            ],
+            "Sum",
+        ),
     ]
     return json.dumps({"widgets": widgets}, sort_keys=True)
 

@@ -27,6 +27,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     """``aws:region`` (a real region that sells the instance type) and the VPC, subnets and AMI keys."""
     region = read.string("aws:region", DEFAULT_REGION)
     _check_aws_placement(offering, region)
+    _refuse_affinity_header(read)
     aws = _aws_settings(read)
     reservation, capacity_block = _aws_reservation(read)
     zone = _reservation_zone(read, region, reservation, capacity_block)
@@ -34,6 +35,23 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
         region=region,
         settings=replace(aws, reservation=reservation, capacity_block=capacity_block, reservation_zone=zone),
     )
+
+
+def _refuse_affinity_header(read: ConfigReader) -> None:
+    """An ALB keeps a client on one target only by cookie (target group stickiness ``lb_cookie``, the
+    ALB's own AWSALB cookie, or ``app_cookie``, a cookie the application sets, which vLLM does not): "To
+    use sticky sessions, the client must support cookies" (docs.aws.amazon.com/elasticloadbalancing/latest/
+    application/sticky-sessions.html, read 2026-12-07). No ALB setting hashes a request header, so the key
+    is refused rather than approximated by a cookie API clients do not return."""
+    header = read.string("affinityHeader")
+    if header is not None:
+        raise SpecError(
+            f"{PROJECT}:affinityHeader",
+            header,
+            "unset on aws: an ALB's stickiness is cookie-based only (lb_cookie or app_cookie), it cannot "
+            "follow a header, and API clients rarely return cookies; use vllm:cloud gcp (consistent hash on "
+            "the header) or kubernetes with vllm:router inference-gateway (prefix-aware routing)",
+        )
 
 
 #: An EC2 capacity reservation id (``CapacityReservationId``: ``cr-`` and 17 hex digits; older ids 8).
@@ -228,7 +246,7 @@ PLATFORM = Platform(
     provider_namespace="aws",
     provider_sdk="pulumi_aws",
     provider_keys=("aws:region",),
-    keys=("vpcId", "subnetIds", "loadBalancerSubnetIds", "amiId", "reservationZone"),
+    keys=("vpcId", "subnetIds", "loadBalancerSubnetIds", "amiId", "reservationZone", "affinityHeader"),
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,

@@ -13,6 +13,7 @@ from components.gcp.autoscaler import serving_backend
 from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
 from components.gcp.names import autoname
+from components.gcp.platform import settings
 from components.launch import LaunchSpec
 from components.service_spec import ServiceSpec
 from components.spec import OPEN_TO_ALL
@@ -41,6 +42,35 @@ def public_paths() -> list[str]:
 
 def _example_path(pattern: str) -> str:
     return pattern.replace("/*", "/models") if pattern.endswith("/*") else pattern
+
+
+@dataclass(frozen=True)
+class Balancing:
+    locality_lb_policy: str
+    session_affinity: str | None = None
+    consistent_hash: compute.BackendServiceConsistentHashArgsDict | None = None
+
+
+def balancing(spec: ServiceSpec) -> Balancing:
+    """How the backend service picks a replica. By default ``LEAST_REQUEST``: completions vary 1000x in
+    length, so it balances in-flight work. With ``vllm:affinityHeader``, a consistent hash of that header
+    (``RING_HASH``, header field affinity): requests carrying one value (a conversation's id) go to one
+    replica while it stays healthy, where its prefix cache holds the conversation so far. That is affinity,
+    not load- or prefix-aware routing: it ignores how busy the replica is, and adding or removing a replica
+    moves about 1/N of the values (the ring hash's property, pulumi_gcp BackendService docstring).
+
+    Session affinity takes effect only with ``locality_lb_policy`` MAGLEV, WEIGHTED_MAGLEV or RING_HASH
+    (pulumi_gcp 10.2 BackendService ``locality_lb_policy``); ``consistent_hash.http_header_name`` "is
+    applicable if the sessionAffinity is set to HEADER_FIELD" (its ConsistentHash docstring). "With header
+    field affinity, requests are routed to the backends based on the value of the HTTP header in the
+    consistentHash.httpHeaderName field of the backend service", which the global external Application
+    Load Balancer (EXTERNAL_MANAGED) offers (cloud.google.com/load-balancing/docs/backend-service
+    #header_field_affinity, read 2026-12-07). The provider's docstring, older, still says consistent
+    hashing applies to INTERNAL_SELF_MANAGED only."""
+    header = settings(spec).affinity_header
+    if header is None:
+        return Balancing("LEAST_REQUEST")
+    return Balancing("RING_HASH", "HEADER_FIELD", {"http_header_name": header})
 
 
 def restricts_sources(spec: ServiceSpec) -> bool:
@@ -127,6 +157,7 @@ class LoadBalancer(pulumi.ComponentResource):
                 rules=security_policy_rules(spec.allowed_cidrs),
                 opts=child,
             )
+        balance = balancing(spec)
         self.backend_service = compute.BackendService(
             autoname(name, "backend"),
             description=f"vLLM stack {spec.stack}",
@@ -135,7 +166,9 @@ class LoadBalancer(pulumi.ComponentResource):
             port_name=PORT_NAME,
             timeout_sec=RESPONSE_TIMEOUT_SECONDS,
             connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
-            locality_lb_policy="LEAST_REQUEST",  # completions vary 1000x in length: balance in-flight work
+            locality_lb_policy=balance.locality_lb_policy,
+            session_affinity=balance.session_affinity,
+            consistent_hash=balance.consistent_hash,
             health_checks=self.health_check.id,
             # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
             # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).

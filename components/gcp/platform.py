@@ -29,6 +29,9 @@ class GcpSettings:
     zone: str | None = None  # gcp:zone: pins every VM to one zone
     boot_image: str | None = None  # vllm:bootImage, a dated image (None: the default image family)
     reservation: str | None = None  # vllm:reservation: a reservation name its on-demand VMs consume
+    #: vllm:affinityHeader: the request header whose value keeps a conversation on one replica (a consistent
+    #: hash at the load balancer, components/gcp/load_balancer.py); None: least-request balancing.
+    affinity_header: str | None = None
 
 
 def settings(spec: ServiceSpec) -> GcpSettings:
@@ -60,8 +63,23 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             zone=zone,
             boot_image=boot_image,
             reservation=_gcp_reservation(read, zone, regions),
+            affinity_header=affinity_header(read),
         ),
     )
+
+
+#: An HTTP header name: a token (RFC 9110 section 5.1, "field-name = token").
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def affinity_header(read: ConfigReader) -> str | None:
+    """``vllm:affinityHeader``: a header name the clients send, such as ``x-session-id``."""
+    name = read.string("affinityHeader")
+    if name is not None and not HEADER_NAME.match(name):
+        raise SpecError(
+            f"{PROJECT}:affinityHeader", name, "an HTTP header name (letters, digits, '-'), e.g. x-session-id"
+        )
+    return name
 
 
 #: A GCP region name (``us-central1``, ``europe-west4``, ``northamerica-northeast2``).
@@ -263,6 +281,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "zone": gcp.zone,
         "bootImage": gcp.boot_image,
         "reservation": gcp.reservation,
+        "affinityHeader": gcp.affinity_header,
     }
 
 
@@ -272,7 +291,7 @@ PLATFORM = Platform(
     provider_namespace="gcp",
     provider_sdk="pulumi_gcp",
     provider_keys=("gcp:project", "gcp:region", "gcp:zone"),
-    keys=("bootImage", "regions"),
+    keys=("bootImage", "regions", "affinityHeader"),
     catalog=CATALOG,
     read_placement=read_placement,
     public_view=public_view,

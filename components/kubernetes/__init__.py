@@ -10,6 +10,9 @@
   ``vllm:replicas`` groups of ``vllm:nodes`` pods.
 - ``LoadBalancer``: a Service of type LoadBalancer (or ClusterIP) in front of the serving pods, created
   once they serve.
+- ``InferenceGateway`` (``vllm:router: inference-gateway``): a Gateway of ``vllm:gatewayClassName``, an
+  HTTPRoute, and an InferencePool with its endpoint picker, which routes each request to a replica by
+  prefix-cache affinity, queue depth and KV-cache use.
 
 Only the Kubernetes SDK's used submodules are imported, and only for Kubernetes stacks.
 """

@@ -11,6 +11,7 @@ from components import autoscaling, platforms
 from components.domain import warn_without_domain
 from components.kubernetes import gpu_nodes, pods, spot_pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
+from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs, pool_name
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -18,7 +19,7 @@ from components.kubernetes.ray_replica import LeaderWorkerSetController, RayRepl
 from components.kubernetes.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec, launch_spec
-from components.observe import SERVE, Group, ReplicaSource
+from components.observe import ROUTER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.service_spec import ServiceSpec
 from components.spec import stack_provider_args
@@ -117,13 +118,24 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             ),
             opts,
         )
-    if settings(spec).service_type == "LoadBalancer":  # ClusterIP: in the cluster, or behind your Ingress
+    endpoint, dns_records = load_balancer.endpoint, load_balancer.dns_records
+    if settings(spec).inference_gateway:
+        router = InferenceGateway(
+            spec.name,
+            InferenceGatewayArgs(
+                spec=spec, namespace=namespace.name, workloads=[replica.workload for replica in replicas]
+            ),
+            opts,
+        )
+        endpoint, dns_records = router.endpoint, router.dns_records
+    # ClusterIP without the inference gateway: in the cluster, or behind your Ingress.
+    if settings(spec).service_type == "LoadBalancer" or settings(spec).inference_gateway:
         warn_without_domain(spec.domain)
     return Deployment(
-        endpoint=load_balancer.endpoint,
+        endpoint=endpoint,
         load_balancer=load_balancer,
         replicas=replicas,
-        dns_records=load_balancer.dns_records,
+        dns_records=dns_records,
         autoscaler=autoscaler,
         replica_source=replica_source(spec, launch, namespace, replicas, load_balancer),
     )
@@ -164,5 +176,8 @@ def replica_source(
             balancer=service_name,
         ).as_output()
 
+    if settings(spec).inference_gateway:
+        # The InferencePool: tools.status shows its endpoint picker's pods and whether a Gateway took it.
+        workloads.append(("InferencePool", ROUTER, pulumi.Output.from_input(pool_name(spec))))
     names = [workload[-1] for workload in workloads]
     return pulumi.Output.all(namespace.name, load_balancer.service.metadata.name, *names).apply(source)

@@ -2,7 +2,8 @@
 
 The mock echoes a resource's inputs as its outputs; these add what the API server and the provider
 compute: auto-generated names (``<name>-<suffix>``, as Pulumi auto-names) and a LoadBalancer Service's
-ingress address (an IP, as GKE gives; ``service_outputs(hostname=...)`` for AWS-style hostnames).
+ingress address (an IP, as GKE gives; ``service_outputs(hostname=...)`` for AWS-style hostnames), and a
+Gateway's address.
 """
 
 from collections.abc import Callable
@@ -20,8 +21,12 @@ NAMESPACED_TYPES = (
     "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet",
     "kubernetes:keda.sh/v1alpha1:ScaledObject",
+    "kubernetes:inference.networking.k8s.io/v1:InferencePool",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
 )
 SERVICE = "kubernetes:core/v1:Service"
+GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+GATEWAY_IP = "203.0.113.30"
 
 
 def _named(inputs: dict, name: str) -> dict:
@@ -43,8 +48,14 @@ def service_outputs(ip: str | None = LB_IP, hostname: str | None = None) -> Call
     return outputs
 
 
+def gateway_outputs(inputs: dict, name: str) -> dict:
+    """A Programmed Gateway's outputs: its name and one address (an IP, as GKE's and most give)."""
+    return {**_named(inputs, name), "status": {"addresses": [{"type": "IPAddress", "value": GATEWAY_IP}]}}
+
+
 OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     **{resource_type: _named for resource_type in NAMESPACED_TYPES},
     SERVICE: service_outputs(),
+    GATEWAY: gateway_outputs,
 }
 CALLS: dict[str, Callable[[dict], dict]] = {}

@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 #: GPU node labelling schemes (see gpu_nodes.py): how a pod asks for a GPU type.
 GPU_NODE_SELECTORS = ("gke", "nvidia", "karpenter", "none")
 SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
+#: vllm:router: a Service in front of the replicas, or the Gateway API Inference Extension (README
+#: "Inference-aware routing").
+ROUTERS = ("service", "inference-gateway")
+#: Where each Gateway implementation restricts clients by address: Gateway API itself has no field for it.
+SOURCE_RANGE_POLICIES = (
+    "GKE: a Cloud Armor policy named in a GCPBackendPolicy; Envoy Gateway: a SecurityPolicy's clientCIDRs; "
+    "Istio: an AuthorizationPolicy's ipBlocks"
+)
 #: Schemes whose nodes also say whether they are spot (see spot_pods.py): GKE and Karpenter.
 SPOT_NODE_SELECTORS = ("gke", "karpenter")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -58,7 +66,27 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     storage_class = read.string("storageClass")
     if storage_class is not None and not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", storage_class):
         raise SpecError(f"{PROJECT}:storageClass", storage_class, "a StorageClass name (DNS subdomain)")
-    service_type = read.choice("serviceType", SERVICE_TYPES, "LoadBalancer")
+    header = read.string("affinityHeader")
+    if header is not None:
+        # A Service balances connections and its only affinity is the client's IP (sessionAffinity ClientIP).
+        raise SpecError(
+            f"{PROJECT}:affinityHeader",
+            header,
+            f"unset on kubernetes: a Service cannot follow a header; set {PROJECT}:router inference-gateway, "
+            "which routes each request by its prefix, the replicas' queues and KV-cache use",
+        )
+    router = read.choice("router", ROUTERS, "service")
+    gateway = router == "inference-gateway"
+    gateway_class_name = _gateway_class_name(read, gateway)
+    # Behind the inference gateway the Service stays in the cluster: the Gateway is the endpoint.
+    service_type = read.choice("serviceType", SERVICE_TYPES, "ClusterIP" if gateway else "LoadBalancer")
+    if gateway and service_type == "LoadBalancer":
+        raise SpecError(
+            f"{PROJECT}:serviceType",
+            service_type,
+            f"ClusterIP with {PROJECT}:router inference-gateway (the Gateway is the endpoint; a LoadBalancer "
+            "Service would expose every vLLM path beside it)",
+        )
     cache_claim = read.string("cacheClaim")
     if cache_claim is not None and not DNS_SUBDOMAIN.match(cache_claim):
         raise SpecError(
@@ -68,6 +96,13 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
         )
     cache_storage_class = _cache_storage_class(read, cache_claim, create_namespace)
     allowed = read.raw("allowedCidrs")
+    if gateway and allowed is not None:
+        raise SpecError(
+            f"{PROJECT}:allowedCidrs",
+            allowed,
+            f"unset with {PROJECT}:router inference-gateway: Gateway API has no source-range field, restrict "
+            f"clients at your Gateway implementation ({SOURCE_RANGE_POLICIES})",
+        )
     if service_type == "ClusterIP" and allowed is not None:
         raise SpecError(
             f"{PROJECT}:allowedCidrs",
@@ -116,8 +151,33 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             cache_storage_class=cache_storage_class,
             create_namespace=create_namespace,
             prometheus_operator=read.boolean("prometheusOperator", False),
+            router=router,
+            gateway_class_name=gateway_class_name,
         )
     )
+
+
+def _gateway_class_name(read: ConfigReader, gateway: bool) -> str | None:
+    """vllm:gatewayClassName: the GatewayClass (a cluster's Gateway implementation) of the Gateway the
+    inference gateway creates; a name of at most 253 characters (Gateway API v1.5.1's Gateway CRD)."""
+    name = read.string("gatewayClassName")
+    if gateway and name is None:
+        raise SpecError(
+            f"{PROJECT}:gatewayClassName",
+            "",
+            f"the GatewayClass of your cluster's Gateway implementation, required with {PROJECT}:router "
+            "inference-gateway (`kubectl get gatewayclass`: e.g. gke-l7-regional-external-managed, istio, "
+            "kgateway, eg)",
+        )
+    if name is not None and not gateway:
+        raise SpecError(f"{PROJECT}:gatewayClassName", name, f"set with {PROJECT}:router inference-gateway")
+    if name is not None and not DNS_SUBDOMAIN.match(name):
+        raise SpecError(
+            f"{PROJECT}:gatewayClassName",
+            name,
+            "a GatewayClass name (DNS subdomain: lowercase letters, digits, '-' and '.', at most 253)",
+        )
+    return name
 
 
 def _cache_storage_class(read: ConfigReader, cache_claim: str | None, create_namespace: bool) -> str | None:
@@ -198,11 +258,18 @@ def check_spec(spec: ServiceSpec) -> None:
 
 
 def check_tls(spec: ServiceSpec) -> None:
-    """Who serves TLS for ``vllm:domain``: vLLM itself from ``vllm:tlsSecretName``, or with ClusterIP the
-    user's Ingress/Gateway. A LoadBalancer Service is L4, so a domain without a certificate would be
-    served as plain HTTP under an https:// endpoint; a certificate without a domain has no host name for
-    clients to verify it against."""
+    """Who serves TLS for ``vllm:domain``: vLLM itself from ``vllm:tlsSecretName``, the inference
+    gateway's listener from that Secret, or with ClusterIP the user's Ingress/Gateway. A LoadBalancer
+    Service is L4, so a domain without a certificate would be served as plain HTTP under an https://
+    endpoint; a certificate without a domain has no host name for clients to verify it against."""
     k8s = settings(spec)
+    if spec.domain is not None and k8s.tls_secret_name is None and k8s.inference_gateway:
+        raise SpecError(
+            f"{PROJECT}:domain",
+            spec.domain,
+            f"set together with {PROJECT}:tlsSecretName (a kubernetes.io/tls Secret for it, which the "
+            "inference gateway's HTTPS listener serves)",
+        )
     if spec.domain is not None and k8s.tls_secret_name is None and k8s.service_type == "LoadBalancer":
         raise SpecError(
             f"{PROJECT}:domain",
@@ -287,6 +354,9 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "cacheStorageClass": k8s.cache_storage_class,
         "createNamespace": k8s.create_namespace,
         "prometheusOperator": k8s.prometheus_operator,
+        # Shown when set: a stack on the default router prints the plan it printed before the key existed.
+        "router": k8s.router if k8s.inference_gateway else None,
+        "gatewayClassName": k8s.gateway_class_name,
     }
 
 
@@ -312,6 +382,9 @@ PLATFORM = Platform(
         "cacheStorageClass",
         "createNamespace",
         "prometheusOperator",
+        "router",
+        "gatewayClassName",
+        "affinityHeader",  # refused: read_placement says what to use instead
     ),
     catalog=CATALOG,
     read_placement=read_placement,
@@ -364,6 +437,13 @@ PLATFORM = Platform(
             "kubernetes:core/v1:Service": ("spec.type", "spec.ports", "spec.selector"),
             "kubernetes:policy/v1:PodDisruptionBudget": ("spec.minAvailable", "spec.maxUnavailable"),
             "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec.policyTypes",),
+            "kubernetes:gateway.networking.k8s.io/v1:Gateway": ("spec.gatewayClassName", "spec.listeners"),
+            "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": ("spec.rules.*.matches",),
+            "kubernetes:inference.networking.k8s.io/v1:InferencePool": (
+                "spec.selector.matchLabels",
+                "spec.targetPorts",
+                "spec.endpointPickerRef",
+            ),
         }
     ),
 )

@@ -38,6 +38,15 @@ class KubernetesSettings:
     create_namespace: bool = True
     #: A PodMonitor and a Grafana dashboard ConfigMap (needs the Prometheus Operator's CRDs).
     prometheus_operator: bool = False
+    #: vllm:router: ``service`` (a Service balances connections) or ``inference-gateway`` (the Gateway API
+    #: Inference Extension picks a replica per request: components/kubernetes/inference_gateway.py).
+    router: str = "service"
+    #: vllm:gatewayClassName: the GatewayClass of the Gateway the stack creates for the inference gateway.
+    gateway_class_name: str | None = None
+
+    @property
+    def inference_gateway(self) -> bool:
+        return self.router == "inference-gateway"
 
 
 def settings(spec: ServiceSpec) -> KubernetesSettings:

@@ -1,4 +1,5 @@
-"""A Kubernetes stack for the operator tools: its replicas (the workload's pods, readiness and nodes) for
+"""A Kubernetes stack for the operator tools: its replicas (the workload's pods, readiness and nodes) and
+its inference gateway's router (the endpoint picker's pods, and whether a Gateway took the pool) for
 ``tools.status``, their containers' logs for ``tools.logs``.
 
 Loaded only by the tools (``Platform.module("status")``), never by the Pulumi program; the kubernetes client
@@ -19,11 +20,13 @@ from typing import Any
 from components.observe import (
     FAILED,
     INSTALL_TOOLS,
+    NOT_READY,
     PREEMPTED,
     PROVISIONING,
     RAY_HEAD,
     RAY_WORKER,
     READY,
+    ROUTER,
     SERVE,
     SHUTTING_DOWN,
     STARTING,
@@ -44,6 +47,15 @@ LWS_GROUP, LWS_VERSION, LWS_PLURAL = "leaderworkerset.x-k8s.io", "v1", "leaderwo
 LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 LWS_GROUP_INDEX = "leaderworkerset.sigs.k8s.io/group-index"
 LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+#: The Gateway API Inference Extension's InferencePool (GIE v1.5.0: inference.networking.k8s.io/v1). A
+#: Gateway that routes to the pool reports, in ``status.parents``, whether it accepted the pool and
+#: resolved its endpoint picker (conditions ``Accepted`` and ``ResolvedRefs``, the CRD's status docs).
+POOL_GROUP, POOL_VERSION, POOL_PLURAL = "inference.networking.k8s.io", "v1", "inferencepools"
+POOL_CONDITIONS = ("Accepted", "ResolvedRefs")
+EPP_CONTAINER = "epp"  # components/kubernetes/inference_gateway.py's container
+#: An endpoint picker not ready this long after its start is NOT_READY: an image pull and the pool's first
+#: sync (a margin, not a measurement).
+ROUTER_START_SECONDS = 300
 ZONE_LABEL = "topology.kubernetes.io/zone"
 CONTAINER = "vllm"  # the serving container's name (components/kubernetes/pods.py: CONTAINER)
 FILL_CONTAINER = "fill-hf-cache"  # the init container that fills vllm:cacheClaim (pods.py: FILL_CONTAINER)
@@ -105,6 +117,28 @@ def pod_status(pod: Any, role: str, startup_seconds: int, now: datetime | None =
         return STARTING, "startup probe: loading the model"
     status = running_status(False, launched, startup_seconds, now)
     return status, "readiness probe failing"
+
+
+def pool_problem(pool: dict[str, Any]) -> str:
+    """Why a Gateway does not route to the pool ("" when every Gateway in ``status.parents`` accepted it
+    and resolved its endpoint picker)."""
+    name = pool.get("metadata", {}).get("name", "")
+    parents = (pool.get("status") or {}).get("parents") or []
+    if not parents:
+        return f"InferencePool {name}: no Gateway has taken it yet (its HTTPRoute's Gateway reports here)"
+    for parent in parents:
+        gateway = (parent.get("parentRef") or {}).get("name", "?")
+        conditions = {c.get("type"): c for c in parent.get("conditions") or []}
+        for kind in POOL_CONDITIONS:
+            condition = conditions.get(kind)
+            if condition is None or condition.get("status") != "True":
+                why = (
+                    f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": ")
+                    if condition
+                    else "not reported"
+                )
+                return f"InferencePool {name} on Gateway {gateway}: not {kind} ({why})"[:160]
+    return ""
 
 
 def _running(container: Any) -> bool:
@@ -201,6 +235,15 @@ class Cluster:
                 f"Kubernetes namespace {namespace}: cannot reach the API server: {error}"
             ) from error
 
+    def router_pods(self, namespace: str, pool_name: str) -> tuple[list[Any], str]:
+        """The pool's endpoint picker pods (its ``endpointPickerRef`` Service's), and ``pool_problem``."""
+        pool = self.custom.get_namespaced_custom_object(
+            POOL_GROUP, POOL_VERSION, namespace, POOL_PLURAL, pool_name
+        )
+        service = self.core.read_namespaced_service(pool["spec"]["endpointPickerRef"]["name"], namespace)
+        selector = ",".join(f"{key}={value}" for key, value in sorted((service.spec.selector or {}).items()))
+        return self.core.list_namespaced_pod(namespace, label_selector=selector).items, pool_problem(pool)
+
     def zone(self, node: str, cache: dict[str, str]) -> str:
         """The node's zone label; the node's name when it has none or nodes may not be read."""
         if node not in cache:
@@ -219,8 +262,12 @@ def list_replicas(
     namespace = source.scope
     replicas: list[Replica] = []
     zones: dict[str, str] = {}
+    routers: list[Replica] = []
     with cluster.asking(namespace):
         for group in source.groups:
+            if group.role == ROUTER:
+                routers += _routers(cluster, namespace, group.name, zones, now)
+                continue
             selector = cluster.selector(namespace, group.kind, group.name)
             for pod in cluster.core.list_namespaced_pod(namespace, label_selector=selector).items:
                 labels = pod.metadata.labels or {}
@@ -248,7 +295,36 @@ def list_replicas(
     grouped = sorted(
         (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
     )
-    return number_by_launch(single) + grouped
+    return number_by_launch(single) + grouped + routers
+
+
+def _routers(
+    cluster: Cluster, namespace: str, pool_name: str, zones: dict[str, str], now: datetime | None
+) -> list[Replica]:
+    """The inference gateway's endpoint picker pods: READY only when the pod is and a Gateway took the
+    pool (else NOT_READY, saying which condition fails)."""
+    pods, problem = cluster.router_pods(namespace, pool_name)
+    routers = []
+    for pod in pods:
+        status, detail = pod_status(pod, ROUTER, ROUTER_START_SECONDS, now)
+        if status == READY and problem:
+            status, detail = NOT_READY, problem
+        node = pod.spec.node_name or ""
+        routers.append(
+            Replica(
+                id="-",
+                name=pod.metadata.name,
+                role=ROUTER,
+                ip=pod.status.pod_ip or "",
+                launched=parse_time(pod.status.start_time or pod.metadata.creation_timestamp),
+                resources=_resources(pod),
+                zone=cluster.zone(node, zones) if node else "",
+                status=status,
+                detail=detail,
+                extra={"namespace": namespace, "node": node, "container": EPP_CONTAINER},
+            )
+        )
+    return routers
 
 
 def desired_replicas(source: ReplicaSource, api_client: Any = None) -> int:

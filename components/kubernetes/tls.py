@@ -30,7 +30,10 @@ SERVE_FLAGS = ("--ssl-certfile", "--ssl-keyfile", "--enable-ssl-refresh")
 
 
 def serves_tls(spec: ServiceSpec) -> bool:
-    return settings(spec).tls_secret_name is not None
+    """vLLM serves the certificate itself, unless the inference gateway's listener does: an InferencePool
+    reaches its pods over plain HTTP or h2c only (``appProtocol``, GIE v1.5.0's CRD)."""
+    k8s = settings(spec)
+    return k8s.tls_secret_name is not None and not k8s.inference_gateway
 
 
 def with_tls(spec: ServiceSpec, launch: LaunchSpec) -> LaunchSpec:

@@ -1,0 +1,408 @@
+"""``vllm:router: inference-gateway``: the Gateway API Inference Extension (GIE) picks the replica for each
+request, by prefix-cache affinity, queue depth and KV-cache use, instead of a Service balancing connections.
+
+A ``Gateway`` of the user's class (``vllm:gatewayClassName``: GKE, Istio, kgateway, Envoy Gateway, ...)
+routes ``/v1`` (and ``/health``) by an ``HTTPRoute`` to an ``InferencePool``, which selects the serving
+pods (single-node replicas, or a LeaderWorkerSet's leaders) on vLLM's port. For each request the Gateway
+asks the pool's endpoint picker (EPP, over Envoy ext-proc) which pod to send it to; the EPP scrapes each
+pod's ``/metrics`` for its queue and KV-cache use, and remembers which prompt prefixes it sent where.
+
+Pinned: GIE v1.5.0, the last release with the reference EPP in its repository (from v1.6.0 the EPP lives
+in llm-d/llm-d-router; GIE keeps the InferencePool API): its InferencePool CRD
+(config/crd/bases/inference.networking.k8s.io_inferencepools.yaml, ``inference.networking.k8s.io/v1``),
+its EPP image (``registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0``, config/charts/inferencepool
+values.yaml), and its chart's Deployment, Service, RBAC and default scheduling profile
+(config/charts/epplib/templates/, config/charts/inferencepool/templates/), which this module declares as
+resources. Gateway API: v1.5.1's standard channel (``gateway.networking.k8s.io/v1``). The tests validate
+the InferencePool, Gateway and HTTPRoute against those releases' CRDs (tests/crds/).
+
+Exposure under the Gateway: the Gateway is the only endpoint (the ``<name>-api`` Service stays ClusterIP);
+the route matches only the public paths; vLLM still checks the API key on ``/v1``; TLS for ``vllm:domain``
+terminates at the Gateway's HTTPS listener from ``vllm:tlsSecretName``, and the Gateway reaches the pods in
+plain HTTP (an InferencePool's ``appProtocol`` is ``http`` or ``kubernetes.io/h2c``); Gateway API has no
+source-range field, so ``vllm:allowedCidrs`` is refused (platform.py says where each implementation has it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi_kubernetes.apiextensions import CustomResource
+from pulumi_kubernetes.apps import v1 as apps
+from pulumi_kubernetes.core import v1 as core
+from pulumi_kubernetes.meta import v1 as meta
+from pulumi_kubernetes.rbac import v1 as rbac
+
+from components.domain import HTTP_PORT, HTTPS_PORT, DnsRecord, endpoint_purpose
+from components.kubernetes import pods
+from components.kubernetes.settings import settings
+from components.launch import HEALTH_PATH, PORT, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES
+from components.spec import ServiceSpec
+
+GIE_VERSION = "v1.5.0"
+EPP_IMAGE = f"registry.k8s.io/gateway-api-inference-extension/epp:{GIE_VERSION}"
+POOL_GROUP = "inference.networking.k8s.io"
+POOL_API_VERSION = f"{POOL_GROUP}/v1"
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+#: The EPP's ports (pkg/epp/server/options.go defaults, the chart's containerPorts): Envoy ext-proc, the
+#: gRPC health service its probes ask, and its own Prometheus metrics.
+EXT_PROC_PORT, HEALTH_PORT, METRICS_PORT = 9002, 9003, 9090
+#: The gRPC health service name the chart's probes ask of a single EPP replica (epplib _deployment.yaml).
+HEALTH_SERVICE = "inference-extension"
+#: The chart's scheduling profile (epplib templates/_config.yaml, also the EPP's built-in default,
+#: pkg/epp/config/loader/defaults.go): queue depth (``vllm:num_requests_waiting``) and KV-cache use
+#: (``vllm:kv_cache_usage_perc``) weigh 2 each, prefix-cache affinity 3; the highest score wins. The
+#: metrics data source scrapes each pod's ``/metrics`` over plain HTTP, which the core extractor reads.
+SCORERS = {"queue-scorer": 2, "kv-cache-utilization-scorer": 2, "prefix-cache-scorer": 3}
+PROFILE = "default"
+#: The chart's EPP sizing, "validated with scale testing at high QPS, achieving p90 scheduler latency
+#: within 100ms" (config/charts/inferencepool/values.yaml, v1.5.0): no CPU limit, so it bursts.
+EPP_REQUESTS, EPP_LIMITS = {"cpu": "4", "memory": "8Gi"}, {"memory": "16Gi"}
+#: The chart's grace for the EPP, "the longest grace period of the pods within the pool" as it sizes it.
+EPP_GRACE_SECONDS = 130
+#: If the EPP cannot answer, the Gateway picks a pod itself rather than failing the request (the chart's
+#: ``failureMode``; the CRD's default is FailClose).
+FAILURE_MODE = "FailOpen"
+#: A Gateway reports ``Programmed`` once its data plane is configured (Gateway API GatewayConditionType);
+#: pulumi-kubernetes waits for nothing on a custom resource unless told (4.18+, as for the LeaderWorkerSet).
+#: A cloud load balancer takes minutes to program: the wait allows 20 (a margin, not a measurement).
+GATEWAY_WAIT_FOR = {"pulumi.com/waitFor": "condition=Programmed"}
+GATEWAY_PROGRAM_SECONDS = 1200
+#: GKE's GatewayClasses (gke-l7-global-external-managed, gke-l7-regional-external-managed, gke-l7-rilb,
+#: ...). GKE takes the backend timeout and health check from policies attached to the InferencePool, not
+#: from HTTPRoute ``timeouts`` (GIE v1.5.0's chart sets those only when the provider is not GKE, and
+#: declares a GCPBackendPolicy and a HealthCheckPolicy for GKE:
+#: config/charts/inferencepool/templates/gke.yaml).
+GKE_CLASS_PREFIX = "gke-l7-"
+GKE_POLICY_API_VERSION = "networking.gke.io/v1"
+#: The Gateway gives a request as long as a replica promises to finish one (pods.LONGEST_REQUEST_SECONDS):
+#: a Gateway API Duration (GEP-2257).
+REQUEST_TIMEOUT = f"{pods.LONGEST_REQUEST_SECONDS}s"
+
+
+def epp_name(spec: ServiceSpec) -> str:
+    return f"{spec.name}-epp"
+
+
+def pool_name(spec: ServiceSpec) -> str:
+    return spec.name
+
+
+def gateway_name(spec: ServiceSpec) -> str:
+    return spec.name
+
+
+def is_gke(spec: ServiceSpec) -> bool:
+    return (settings(spec).gateway_class_name or "").startswith(GKE_CLASS_PREFIX)
+
+
+def endpoint_picker_config() -> str:
+    """The EPP's EndpointPickerConfig (``inference.networking.x-k8s.io/v1alpha1``, apix/config/v1alpha1)."""
+    config = {
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha1",
+        "kind": "EndpointPickerConfig",
+        "plugins": [
+            *({"type": scorer} for scorer in SCORERS),
+            {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics"}},
+            {"type": "core-metrics-extractor"},
+        ],
+        "schedulingProfiles": [
+            {
+                "name": PROFILE,
+                "plugins": [{"pluginRef": scorer, "weight": weight} for scorer, weight in SCORERS.items()],
+            }
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def epp_args(spec: ServiceSpec, namespace: pulumi.Input[str]) -> list[pulumi.Input[str]]:
+    """The chart's arguments for one EPP replica (no leader election), the config given as text."""
+    return [
+        "--pool-name",
+        pool_name(spec),
+        "--pool-namespace",
+        namespace,
+        "--pool-group",
+        POOL_GROUP,
+        "--zap-encoder",
+        "json",
+        "--config-text",
+        endpoint_picker_config(),
+        "--v",
+        "1",
+        "--tracing=false",
+    ]
+
+
+def pool_spec(spec: ServiceSpec) -> dict[str, Any]:
+    """The serving pods (a LeaderWorkerSet's leaders only: its workers carry another component label) on
+    vLLM's port, and the EPP's Service."""
+    return {
+        "selector": {"matchLabels": pods.selector(spec, pods.SERVER)},
+        "targetPorts": [{"number": PORT}],
+        "appProtocol": "http",
+        "endpointPickerRef": {
+            "name": epp_name(spec),
+            "port": {"number": EXT_PROC_PORT},
+            "failureMode": FAILURE_MODE,
+        },
+    }
+
+
+def listener(spec: ServiceSpec) -> dict[str, Any]:
+    """HTTPS on 443 for ``vllm:domain`` from ``vllm:tlsSecretName``, else HTTP on 80; routes from the
+    stack's namespace only."""
+    k8s = settings(spec)
+    allowed = {"namespaces": {"from": "Same"}}
+    if spec.domain is None:
+        return {"name": "http", "port": HTTP_PORT, "protocol": "HTTP", "allowedRoutes": allowed}
+    return {
+        "name": "https",
+        "port": HTTPS_PORT,
+        "protocol": "HTTPS",
+        "hostname": spec.domain,
+        "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": k8s.tls_secret_name}]},
+        "allowedRoutes": allowed,
+    }
+
+
+def route_spec(spec: ServiceSpec) -> dict[str, Any]:
+    """The public paths (components/launch.py: ``/v1`` and its subpaths, ``/health``) to the pool."""
+    matches = [
+        *({"path": {"type": "PathPrefix", "value": prefix.rstrip("/")}} for prefix in PUBLIC_PATH_PREFIXES),
+        *({"path": {"type": "Exact", "value": path}} for path in PUBLIC_EXACT_PATHS),
+    ]
+    rule: dict[str, Any] = {
+        "matches": matches,
+        "backendRefs": [{"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(spec)}],
+    }
+    if not is_gke(spec):
+        rule["timeouts"] = {"request": REQUEST_TIMEOUT}
+    result: dict[str, Any] = {"parentRefs": [{"name": gateway_name(spec)}], "rules": [rule]}
+    if spec.domain is not None:
+        result["hostnames"] = [spec.domain]
+    return result
+
+
+def gateway_address(status: dict[str, Any] | None) -> tuple[str, str]:
+    """The Gateway's first address as a DNS record type and value (``status.addresses``: an IPAddress or a
+    Hostname, Gateway API GatewayStatusAddress), which a Programmed Gateway has."""
+    addresses = (status or {}).get("addresses") or []
+    if not addresses:
+        raise ValueError("the Gateway has no address, which it has once Programmed (the provider waits)")
+    address = addresses[0]
+    return ("CNAME" if address.get("type") == "Hostname" else "A"), address["value"]
+
+
+class Gateway(pulumi.CustomResource):
+    """A ``gateway.networking.k8s.io/v1`` Gateway whose ``status`` (its addresses) is read back:
+    pulumi-kubernetes' ``apiextensions.CustomResource`` declares no ``status`` output, and a resource's
+    outputs are the properties it registers (here ``status``, set by the API server, as an output only)."""
+
+    status: pulumi.Output[Any]
+
+    def __init__(
+        self, name: str, metadata: meta.ObjectMetaArgsDict, spec: dict[str, Any], opts: pulumi.ResourceOptions
+    ) -> None:
+        props = {"apiVersion": GATEWAY_API_VERSION, "kind": "Gateway", "metadata": metadata, "spec": spec}
+        super().__init__(f"kubernetes:{GATEWAY_API_VERSION}:Gateway", name, {**props, "status": None}, opts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceGatewayArgs:
+    spec: ServiceSpec
+    namespace: pulumi.Input[str]
+    workloads: list[pulumi.Resource]  # the Deployments or LeaderWorkerSet whose pods the pool selects
+
+
+class InferenceGateway(pulumi.ComponentResource):
+    """The Gateway, HTTPRoute, InferencePool and endpoint picker in front of the replicas.
+
+    Attributes:
+        pool: the InferencePool.
+        gateway: the Gateway of ``vllm:gatewayClassName``.
+        endpoint: ``https://<domain>``, else ``http://<the Gateway's address>``.
+        dns_records: with ``vllm:domain``: the record to create.
+    """
+
+    endpoint: pulumi.Output[str]
+    dns_records: pulumi.Output[list[dict[str, str]]] | None
+
+    def __init__(
+        self, name: str, args: InferenceGatewayArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("vllm:kubernetes:InferenceGateway", name, None, opts)
+        spec, namespace = args.spec, args.namespace
+        child = pulumi.ResourceOptions(parent=self)
+        labels = pods.labels(spec, "router")
+        epp = epp_name(spec)
+
+        def metadata(object_name: str) -> meta.ObjectMetaArgsDict:
+            return {"name": object_name, "namespace": namespace, "labels": labels}
+
+        self.service_account = core.ServiceAccount(f"{name}-epp", metadata=metadata(epp), opts=child)
+        # What the EPP reads (the chart's Role and non-SA Role): the pool, the pods it selects, and the
+        # optional InferenceObjective/InferenceModelRewrite, which it watches only if their CRDs exist.
+        self.role = rbac.Role(
+            f"{name}-epp",
+            metadata=metadata(epp),
+            rules=[
+                {"api_groups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list"]},
+                {
+                    "api_groups": [POOL_GROUP],
+                    "resources": ["inferencepools"],
+                    "verbs": ["get", "watch", "list"],
+                },
+                {
+                    "api_groups": ["inference.networking.x-k8s.io"],
+                    "resources": ["inferenceobjectives", "inferencemodelrewrites"],
+                    "verbs": ["get", "watch", "list"],
+                },
+            ],
+            opts=child,
+        )
+        self.role_binding = rbac.RoleBinding(
+            f"{name}-epp",
+            metadata=metadata(epp),
+            subjects=[{"kind": "ServiceAccount", "name": epp, "namespace": namespace}],
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": epp},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role, self.service_account]),
+        )
+        epp_pods = pods.selector(spec, "router")
+        container: core.ContainerArgsDict = {
+            "name": "epp",
+            "image": EPP_IMAGE,
+            "args": epp_args(spec, namespace),
+            "ports": [
+                {"name": "grpc", "container_port": EXT_PROC_PORT},
+                {"name": "grpc-health", "container_port": HEALTH_PORT},
+                {"name": "metrics", "container_port": METRICS_PORT},
+            ],
+            "liveness_probe": {
+                "grpc": {"port": HEALTH_PORT, "service": HEALTH_SERVICE},
+                "initial_delay_seconds": 5,
+                "period_seconds": 10,
+            },
+            "readiness_probe": {
+                "grpc": {"port": HEALTH_PORT, "service": HEALTH_SERVICE},
+                "period_seconds": 2,
+            },
+            "env": [
+                {"name": "NAMESPACE", "value_from": {"field_ref": {"field_path": "metadata.namespace"}}},
+                {"name": "POD_NAME", "value_from": {"field_ref": {"field_path": "metadata.name"}}},
+            ],
+            "resources": {"requests": EPP_REQUESTS, "limits": EPP_LIMITS},
+        }
+        template: core.PodTemplateSpecArgsDict = {
+            "metadata": {"labels": labels},
+            "spec": {
+                "service_account_name": epp,
+                "termination_grace_period_seconds": EPP_GRACE_SECONDS,
+                "containers": [container],
+            },
+        }
+        deployment_spec: apps.DeploymentSpecArgsDict = {
+            "replicas": 1,
+            # One active EPP holds the prefix index; Recreate lets a new one take over at once (chart).
+            "strategy": {"type": "Recreate"},
+            "selector": {"match_labels": epp_pods},
+            "template": template,
+        }
+        self.epp = apps.Deployment(
+            f"{name}-epp",
+            metadata=metadata(epp),
+            spec=deployment_spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_binding]),
+        )
+        self.epp_service = core.Service(
+            f"{name}-epp",
+            metadata=metadata(epp),
+            spec={
+                "type": "ClusterIP",
+                "selector": epp_pods,
+                "ports": [
+                    {"name": "grpc-ext-proc", "port": EXT_PROC_PORT, "protocol": "TCP"},
+                    {"name": "http-metrics", "port": METRICS_PORT, "protocol": "TCP"},
+                ],
+            },
+            opts=child,
+        )
+        self.pool = CustomResource(
+            f"{name}-pool",
+            api_version=POOL_API_VERSION,
+            kind="InferencePool",
+            metadata=metadata(pool_name(spec)),
+            spec=pool_spec(spec),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.workloads, self.epp_service]),
+        )
+        self.gateway = Gateway(
+            f"{name}-gateway",
+            metadata={**metadata(gateway_name(spec)), "annotations": dict(GATEWAY_WAIT_FOR)},
+            spec={"gatewayClassName": settings(spec).gateway_class_name, "listeners": [listener(spec)]},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=f"{GATEWAY_PROGRAM_SECONDS}s", update=f"{GATEWAY_PROGRAM_SECONDS}s"
+                ),
+            ),
+        )
+        self.route = CustomResource(
+            f"{name}-route",
+            api_version=GATEWAY_API_VERSION,
+            kind="HTTPRoute",
+            metadata=metadata(spec.name),
+            spec=route_spec(spec),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway, self.pool]),
+        )
+        if is_gke(spec):
+            self._gke_policies(name, spec, metadata)
+        status = self.gateway.status
+        self.dns_records = None
+        domain = spec.domain
+        if domain is not None:
+            self.endpoint = pulumi.Output.from_input(f"https://{domain}")
+            self.dns_records = status.apply(
+                lambda value: [
+                    DnsRecord(domain, *gateway_address(value), endpoint_purpose(domain)).as_output()
+                ]
+            )
+        else:
+            self.endpoint = status.apply(lambda value: f"http://{gateway_address(value)[1]}")
+        self.register_outputs({"endpoint": self.endpoint, "pool": pool_name(spec)})
+
+    def _gke_policies(
+        self, name: str, spec: ServiceSpec, metadata: Callable[[str], meta.ObjectMetaArgsDict]
+    ) -> None:
+        """GKE's backend timeout (a request may take ``REQUEST_TIMEOUT``) and health check (vLLM's
+        ``/health``), attached to the InferencePool as GIE's chart does for GKE."""
+        target = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(spec)}
+        depends = pulumi.ResourceOptions(parent=self, depends_on=[self.pool])
+        self.backend_policy = CustomResource(
+            f"{name}-backend-policy",
+            api_version=GKE_POLICY_API_VERSION,
+            kind="GCPBackendPolicy",
+            metadata=metadata(pool_name(spec)),
+            spec={"targetRef": target, "default": {"timeoutSec": pods.LONGEST_REQUEST_SECONDS}},
+            opts=depends,
+        )
+        self.health_check_policy = CustomResource(
+            f"{name}-health-check-policy",
+            api_version=GKE_POLICY_API_VERSION,
+            kind="HealthCheckPolicy",
+            metadata=metadata(pool_name(spec)),
+            spec={
+                "targetRef": target,
+                "default": {
+                    "config": {
+                        "type": "HTTP",
+                        "httpHealthCheck": {"requestPath": HEALTH_PATH, "port": PORT},
+                    }
+                },
+            },
+            opts=depends,
+        )
