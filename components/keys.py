@@ -43,6 +43,8 @@ COMMON_KEYS = (
     "domain",
     "dnsZone",
     "weightCache",
+    "canary",
+    "stableRevision",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context

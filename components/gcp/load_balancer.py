@@ -99,11 +99,30 @@ def security_policy_rules(cidrs: Sequence[str]) -> list[compute.SecurityPolicyRu
     return [*allow, deny]
 
 
+#: The response header naming the revision that answered, with vllm:canary (its slot, 1 or 2).
+REVISION_HEADER = "x-vllm-revision"
+#: GCP's weight of one weighted backend service: 0 to 1000, the share of requests being weight / (sum of the
+#: route's weights), with at least one weight above 0 (pulumi_gcp 10.2
+#: URLMapPathMatcherPathRuleRouteActionWeightedBackendService ``weight``, and its route action's
+#: ``weighted_backend_services``, read 2026-12-07). A percent times 10 keeps the sum at 1000.
+MAX_BACKEND_WEIGHT = 1000
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     instance_groups: Sequence[pulumi.Input[str]]  # one per serving group (a regional MIG or a Ray head)
+    #: The canary revision's serving groups (vllm:canary), behind a backend service of their own.
+    canary_groups: Sequence[pulumi.Input[str]] = ()
+
+
+def backend_weights(spec: ServiceSpec) -> dict[str, int]:
+    """Each revision's weight in the URL map, by slot: the canary's percent of 1000 and the rest."""
+    if spec.canary is None:
+        return {spec.revision: MAX_BACKEND_WEIGHT}
+    share = spec.canary.weight * MAX_BACKEND_WEIGHT // 100
+    return {spec.revision: MAX_BACKEND_WEIGHT - share, spec.canary.spec.revision: share}
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -158,29 +177,26 @@ class LoadBalancer(pulumi.ComponentResource):
                 opts=child,
             )
         balance = balancing(spec)
-        self.backend_service = compute.BackendService(
-            autoname(name, "backend"),
-            description=f"vLLM stack {spec.stack}",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            protocol="HTTP",
-            port_name=PORT_NAME,
-            timeout_sec=RESPONSE_TIMEOUT_SECONDS,
-            connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
-            locality_lb_policy=balance.locality_lb_policy,
-            session_affinity=balance.session_affinity,
-            consistent_hash=balance.consistent_hash,
-            health_checks=self.health_check.id,
-            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
-            # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).
-            backends=[serving_backend(spec, group) for group in args.instance_groups],
-            security_policy=self.security_policy.id if self.security_policy is not None else None,
-            log_config={"enable": True, "sample_rate": 1.0},
-            opts=child,
-        )
+        self.backend_service = self._backend_service(name, spec, args.instance_groups, balance)
+        self.canary_backend_service = None
+        services = {spec.revision: self.backend_service}
+        if spec.canary is not None:
+            canary = spec.canary.spec
+            self.canary_backend_service = self._backend_service(name, canary, args.canary_groups, balance)
+            services[canary.revision] = self.canary_backend_service
         backend = self.backend_service.id
         not_routed: compute.URLMapDefaultRouteActionArgsDict = {
             "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
         }
+        public_rule: compute.URLMapPathMatcherPathRuleArgsDict = {"paths": public_paths(), "service": backend}
+        tests: list[compute.URLMapTestArgsDict] = [
+            {"host": "vllm.example.com", "path": _example_path(path), "service": backend}
+            for path in public_paths()
+        ]
+        if self.canary_backend_service is not None:
+            public_rule = {"paths": public_paths(), "route_action": weighted(backend_weights(spec), services)}
+            # A map test names the one service a path reaches; a weighted route reaches two.
+            tests = []
         self.url_map = compute.URLMap(
             autoname(name, "urls"),
             description="Only the OpenAI API (/v1/*) and /health reach vLLM",
@@ -192,14 +208,11 @@ class LoadBalancer(pulumi.ComponentResource):
                     "name": PATH_MATCHER,
                     "default_service": backend,
                     "default_route_action": not_routed,
-                    "path_rules": [{"paths": public_paths(), "service": backend}],
+                    "path_rules": [public_rule],
                 }
             ],
             # GCP refuses an update of the map that would break these.
-            tests=[
-                {"host": "vllm.example.com", "path": _example_path(path), "service": backend}
-                for path in public_paths()
-            ],
+            tests=tests,
             opts=child,
         )
         self.address = compute.GlobalAddress(
@@ -229,3 +242,51 @@ class LoadBalancer(pulumi.ComponentResource):
         else:
             self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.address.address), None
         self.register_outputs({"endpoint": self.endpoint})
+
+    def _backend_service(
+        self, name: str, spec: ServiceSpec, groups: Sequence[pulumi.Input[str]], balance: Balancing
+    ) -> compute.BackendService:
+        """One revision's serving groups behind a backend service named by the revision's slot (the first
+        slot's keeps the name every stack had), so promoting a canary renames nothing."""
+        return compute.BackendService(
+            autoname(name + spec.revision_suffix, "backend"),
+            description=f"vLLM stack {spec.stack}",
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            protocol="HTTP",
+            port_name=PORT_NAME,
+            timeout_sec=RESPONSE_TIMEOUT_SECONDS,
+            connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
+            locality_lb_policy=balance.locality_lb_policy,
+            session_affinity=balance.session_affinity,
+            consistent_hash=balance.consistent_hash,
+            health_checks=self.health_check.id,
+            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
+            # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).
+            backends=[serving_backend(spec, group) for group in groups],
+            security_policy=self.security_policy.id if self.security_policy is not None else None,
+            log_config={"enable": True, "sample_rate": 1.0},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def weighted(
+    weights: dict[str, int], services: dict[str, compute.BackendService]
+) -> compute.URLMapPathMatcherPathRuleRouteActionArgsDict:
+    """The public paths split between the revisions' backend services (by slot) by vllm:canary.weight; each
+    answer carries the revision that served it. GCP picks a backend service for new traffic only: with
+    vllm:affinityHeader a conversation stays with the revision its first request reached (the weight's
+    docstring)."""
+    return {
+        "weighted_backend_services": [
+            {
+                "backend_service": services[slot].id,
+                "weight": weights[slot],
+                "header_action": {
+                    "response_headers_to_adds": [
+                        {"header_name": REVISION_HEADER, "header_value": slot, "replace": True}
+                    ]
+                },
+            }
+            for slot in sorted(services)
+        ]
+    }

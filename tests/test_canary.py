@@ -1,0 +1,250 @@
+"""vllm:canary: a second revision beside the stable one, weighted traffic, promotion by slots, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import SpecError
+from components.gcp.load_balancer import REVISION_HEADER
+from components.gcp.quota import gpu_quota_needs
+from tests.harness import Run, checked_spec, run_program
+
+STACK = "canary"
+STABLE_MODEL, CANARY_MODEL = "Qwen/Qwen3-8B", "Qwen/Qwen3-4B"
+GCP = {
+    "vllm:cloud": "gcp",
+    "vllm:gpu": "L4:1",
+    "vllm:model": STABLE_MODEL,
+    "vllm:replicas": "2",
+    "vllm:servedModelName": "chat",
+    "gcp:project": "p",
+    "gcp:region": "us-central1",
+}
+CANARY = {**GCP, "vllm:canary": {"model": CANARY_MODEL, "weight": 10}}
+#: The same two revisions after promotion: the stable keys describe the canary's revision, which keeps its
+#: slot (2); the old stable revision, now the canary object, keeps slot 1 and takes what is left.
+PROMOTED = {
+    **GCP,
+    "vllm:model": CANARY_MODEL,
+    "vllm:replicas": "1",
+    "vllm:stableRevision": "2",
+    "vllm:canary": {"model": STABLE_MODEL, "replicas": 2, "weight": 90},
+}
+BLUE_GREEN = {**GCP, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green"}}
+
+MIG = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+BACKEND = "gcp:compute/backendService:BackendService"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+
+
+def refusal(config: dict) -> SpecError:
+    with pytest.raises(SpecError) as caught:
+        checked_spec(STACK, config)
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Run]:
+    configs = {"canary": CANARY, "promoted": PROMOTED, "blue_green": BLUE_GREEN}
+    return {key: run_program(STACK, config) for key, config in configs.items()}
+
+
+def weighted_services(run: Run) -> list[dict]:
+    (rule,) = run.one(URL_MAP).inputs["pathMatchers"][0]["pathRules"]
+    assert "service" not in rule  # GCP: a path rule has a service or weighted backend services, never both
+    return rule["routeAction"]["weightedBackendServices"]
+
+
+def backend_of(run: Run, service_id: str) -> str:
+    """The backend service a weighted route names (the mock runtime's id of a resource is its name + -id)."""
+    (found,) = [r.name for r in run.of_type(BACKEND) if f"{r.name}-id" == service_id]
+    return found
+
+
+# --- bad input: one line naming the key, before any resource -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("canary", "key"),
+    [
+        ({"model": CANARY_MODEL, "weight": 101}, "vllm:canary.weight"),
+        ({"model": CANARY_MODEL, "weight": -1}, "vllm:canary.weight"),
+        ({"model": CANARY_MODEL, "weight": 12.5}, "vllm:canary.weight"),
+        ({"model": CANARY_MODEL, "weight": "ten"}, "vllm:canary.weight"),
+        ({"model": CANARY_MODEL, "weight": True}, "vllm:canary.weight"),
+        ({"model": CANARY_MODEL, "mode": "rolling"}, "vllm:canary.mode"),
+        ({"model": CANARY_MODEL, "mode": "blue-green", "weight": 50}, "vllm:canary.weight"),
+        ({"model": CANARY_MODEL, "modle": "x"}, "vllm:canary.modle"),
+        ({"model": "not a model"}, "vllm:canary.model"),
+        ({"gpu": "Z9:1"}, "vllm:canary.gpu"),
+        ({"image": "vllm/vllm-openai:latest"}, "vllm:canary.image"),
+        ({"extraArgs": ["--api-key", "x"]}, "vllm:canary.extraArgs"),
+        ({"model": CANARY_MODEL, "replicas": 0}, "vllm:canary.replicas"),
+        ({"model": STABLE_MODEL}, "vllm:canary"),  # identical to the stable revision
+        ({"weight": 10}, "vllm:canary"),  # nothing of its own to serve
+        ("Qwen/Qwen3-4B", "vllm:canary"),  # not an object
+    ],
+)
+def test_a_bad_canary_is_refused_naming_its_field(canary, key):
+    error = refusal({**GCP, "vllm:canary": canary})
+    assert error.key == key and "\n" not in str(error)
+
+
+def test_a_canary_needs_the_served_name_clients_keep_across_promotion():
+    config = {key: value for key, value in CANARY.items() if key != "vllm:servedModelName"}
+    assert refusal(config).key == "vllm:servedModelName"
+
+
+def test_a_canary_of_an_autoscaled_stack_takes_its_bounds_not_a_count():
+    config = {**GCP, "vllm:maxReplicas": "4", "vllm:targetQpsPerReplica": "2"}
+    del config["vllm:replicas"]
+    assert (
+        refusal({**config, "vllm:canary": {"model": CANARY_MODEL, "replicas": 2}}).key
+        == "vllm:canary.replicas"
+    )
+
+
+def test_an_inherited_key_the_canary_cannot_hold_is_named_as_the_canarys():
+    # us-west1 sells the stable revision's L4 machines, not the canary's A100s.
+    error = refusal({**GCP, "gcp:region": "us-west1", "vllm:canary": {"gpu": "A100-80GB:1"}})
+    assert (error.key, error.value) == ("gcp:region", "us-west1") and "vllm:canary" in error.valid
+
+
+@pytest.mark.parametrize("revision", ["0", "3", "blue"])
+def test_the_stable_revision_is_one_of_two_slots(revision):
+    assert refusal({**CANARY, "vllm:stableRevision": revision}).key == "vllm:stableRevision"
+
+
+@pytest.mark.parametrize(
+    "platform",
+    [
+        {"vllm:cloud": "aws", "aws:region": "us-east-1"},
+        {"vllm:cloud": "kubernetes"},
+    ],
+)
+def test_platforms_without_weighted_revisions_refuse_a_canary(platform):
+    config = {
+        "vllm:gpu": "L4:1",
+        "vllm:model": STABLE_MODEL,
+        **platform,
+        "vllm:canary": {"model": CANARY_MODEL},
+    }
+    error = refusal(config)
+    assert error.key == "vllm:canary" and "gcp" in error.valid
+
+
+def test_a_bad_canary_stops_the_program_before_any_resource():
+    with pytest.raises(SpecError) as caught:
+        run_program(STACK, {**GCP, "vllm:canary": {"model": CANARY_MODEL, "weight": 300}})
+    assert caught.value.declared_resources == []
+
+
+# --- the revision model ---------------------------------------------------------------------------------
+
+
+def test_the_canary_inherits_everything_but_its_overrides():
+    spec = checked_spec(
+        STACK, {**CANARY, "vllm:canary": {"model": CANARY_MODEL, "extraArgs": ["--enable-prefix-caching"]}}
+    )
+    canary = spec.canary.spec
+    assert (canary.model, canary.extra_args, canary.gpu, canary.region) == (
+        CANARY_MODEL,
+        ("--enable-prefix-caching",),
+        spec.gpu,
+        spec.region,
+    )
+    assert canary.served_model_name == spec.served_model_name == "chat"  # clients keep their name
+    assert (spec.revision, canary.revision, canary.replicas) == ("1", "2", 1)
+
+
+def test_a_blue_green_revision_comes_up_at_full_size_and_switches_all_at_once():
+    spec = checked_spec(STACK, BLUE_GREEN)
+    assert (spec.canary.spec.replicas, spec.canary.weight) == (spec.replicas, 100)
+
+
+def test_the_quota_preflight_counts_both_revisions():
+    spec = checked_spec(STACK, CANARY)
+    (every,) = [need for need in gpu_quota_needs(spec) if need.metric == "GPUS_ALL_REGIONS"]
+    (stable_only,) = [
+        need for need in gpu_quota_needs(checked_spec(STACK, GCP)) if need.metric == "GPUS_ALL_REGIONS"
+    ]
+    assert every.need > stable_only.need
+
+
+# --- GCP: two revisions behind one URL map --------------------------------------------------------------
+
+
+def test_each_revision_has_its_own_group_named_by_its_slot(runs):
+    assert sorted(r.name for r in runs["canary"].of_type(MIG)) == ["vllm-canary-mig", "vllm-canary-rev2-mig"]
+    sizes = {r.name: r.inputs["targetSize"] for r in runs["canary"].of_type(MIG)}
+    assert sizes == {"vllm-canary-mig": 2, "vllm-canary-rev2-mig": 1}
+
+
+def test_the_canary_group_serves_the_canary_model(runs):
+    scripts = {r.name: r.text() for r in runs["canary"].of_type(TEMPLATE)}
+    assert CANARY_MODEL in scripts["vllm-canary-rev2-template"]
+    assert CANARY_MODEL not in scripts["vllm-canary-template"]
+
+
+def test_the_url_map_splits_the_public_paths_by_the_canary_weight(runs):
+    run = runs["canary"]
+    split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
+    assert split == {"vllm-canary-backend": 900, "vllm-canary-rev2-backend": 100}
+    # GCP: each weight 0-1000, at least one above 0; the shares are weight / sum.
+    assert sum(split.values()) == 1000
+
+
+def test_every_answer_names_the_revision_that_served_it(runs):
+    headers = [s["headerAction"]["responseHeadersToAdds"][0] for s in weighted_services(runs["canary"])]
+    assert [(h["headerName"], h["headerValue"]) for h in headers] == [
+        (REVISION_HEADER, "1"),
+        (REVISION_HEADER, "2"),
+    ]
+
+
+def test_promoting_swaps_the_roles_and_replaces_no_group(runs):
+    before, after = runs["canary"], runs["promoted"]
+    for type_ in (MIG, TEMPLATE, BACKEND):
+        assert {r.urn: r.inputs for r in before.of_type(type_)} == {
+            r.urn: r.inputs for r in after.of_type(type_)
+        }
+    split = {backend_of(after, s["backendService"]): s["weight"] for s in weighted_services(after)}
+    assert split == {"vllm-canary-backend": 900, "vllm-canary-rev2-backend": 100}
+
+
+def test_blue_green_switches_only_once_the_new_group_is_ready(runs):
+    run = runs["blue_green"]
+    canary = next(r for r in run.of_type(MIG) if r.name == "vllm-canary-rev2-mig")
+    # The MIG's create returns once every VM is up and healthy (wait_for_instances), and the URL map's
+    # weights name its backend service, which names its instance group: the switch waits for the group.
+    assert canary.inputs["waitForInstances"] is True and canary.inputs["targetSize"] == 2
+    split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
+    assert split == {"vllm-canary-backend": 0, "vllm-canary-rev2-backend": 1000}
+
+
+def test_cost_counts_both_revisions(runs):
+    spec = checked_spec(STACK, GCP)
+    assert spec.offering is not None
+    one_replica = spec.offering.hourly(False, spec.region)
+    assert one_replica is not None
+    # Two stable replicas and one canary replica, all L4 machines.
+    assert runs["canary"].outputs["costPerHour"] == pytest.approx(3 * one_replica, abs=0.01)
+
+
+def test_status_finds_each_revisions_groups_and_balancer(runs):
+    source = runs["canary"].outputs["replicaSource"]
+    revisions = {group["name"]: (group["revision"], group.get("balancer", "")) for group in source["groups"]}
+    assert revisions == {
+        "vllm-canary-mig": ("1", ""),
+        "vllm-canary-rev2-mig": ("2", "vllm-canary-rev2-backend"),
+    }
+    assert source["replicas"] == 3
+
+
+def test_the_spec_output_shows_the_canary(runs):
+    view = runs["canary"].outputs["spec"]
+    assert view["stableRevision"] == "1"
+    assert json.loads(json.dumps(view["canary"]))["weight"] == 10
