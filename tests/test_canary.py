@@ -7,9 +7,11 @@ import json
 import pytest
 
 from components.config import SpecError
+from components.observe import READY, STARTING, Replica, ReplicaSource
 from components.gcp.load_balancer import REVISION_HEADER
 from components.gcp.quota import gpu_quota_needs
 from tests.harness import Run, checked_spec, run_program
+from tools import status
 
 STACK = "canary"
 STABLE_MODEL, CANARY_MODEL = "Qwen/Qwen3-8B", "Qwen/Qwen3-4B"
@@ -248,3 +250,45 @@ def test_the_spec_output_shows_the_canary(runs):
     view = runs["canary"].outputs["spec"]
     assert view["stableRevision"] == "1"
     assert json.loads(json.dumps(view["canary"]))["weight"] == 10
+
+
+# --- tools.status: a REVISION column, as SkyServe's VERSION ---------------------------------------------
+
+
+def canary_report() -> tuple[status.Target, status.Report]:
+    source = ReplicaSource(
+        platform="gcp",
+        location="us-central1",
+        scope="p",
+        replicas=2,
+        startup_seconds=600,
+        groups=(),
+        balancer="b",
+    )
+    replicas = [
+        Replica(id="1", name="vllm-canary-abcd", status=READY, revision="1"),
+        Replica(id="2", name="vllm-canary-rev2-efgh", status=STARTING, revision="2"),
+    ]
+    target = status.Target("http://lb", None, None, stack=STACK, replica_source=source)
+    return target, status.Report([status.CheckResult("/health", "OK", 200, 3, "")], replicas, None, 2)
+
+
+def test_status_shows_each_replicas_revision():
+    text = status.render_table(*canary_report(), timed_out=False)
+    lines = text.splitlines()
+    assert lines[lines.index("Service Replicas") + 1].split()[:3] == ["ID", "REVISION", "NAME"]
+    assert any(line.split()[:3] == ["2", "2", "vllm-canary-rev2-efgh"] for line in lines)
+
+
+def test_status_json_gives_each_replicas_revision():
+    document = json.loads(status.render_json(*canary_report(), timed_out=False))
+    assert [replica["revision"] for replica in document["replicas"]] == ["1", "2"]
+
+
+def test_a_replica_of_a_stack_of_one_revision_has_no_revision_field():
+    assert "revision" not in Replica(id="1", name="n").as_json()
+
+
+def test_replica_source_reads_back_each_groups_revision_and_balancer(runs):
+    source = ReplicaSource.from_output(runs["canary"].outputs["replicaSource"])
+    assert [(g.revision, g.balancer) for g in source.groups] == [("1", ""), ("2", "vllm-canary-rev2-backend")]
