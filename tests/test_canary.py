@@ -7,9 +7,9 @@ import json
 import pytest
 
 from components.config import SpecError
-from components.observe import READY, STARTING, Replica, ReplicaSource
 from components.gcp.load_balancer import REVISION_HEADER
 from components.gcp.quota import gpu_quota_needs
+from components.observe import READY, STARTING, Replica, ReplicaSource
 from tests.harness import Run, checked_spec, run_program
 from tools import status
 
