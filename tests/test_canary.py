@@ -48,9 +48,27 @@ def refusal(config: dict) -> SpecError:
     return caught.value
 
 
+AWS_BASE = {key: value for key, value in GCP.items() if not key.startswith("gcp:")}
+AWS = {**AWS_BASE, "vllm:cloud": "aws", "aws:region": "us-east-1"}
+AWS_CANARY = {**AWS, "vllm:canary": {"model": CANARY_MODEL, "weight": 25}}
+AWS_PROMOTED = {
+    **AWS,
+    "vllm:model": CANARY_MODEL,
+    "vllm:replicas": "1",
+    "vllm:stableRevision": "2",
+    "vllm:canary": {"model": STABLE_MODEL, "replicas": 2, "weight": 75},
+}
+
+
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Run]:
-    configs = {"canary": CANARY, "promoted": PROMOTED, "blue_green": BLUE_GREEN}
+    configs = {
+        "canary": CANARY,
+        "promoted": PROMOTED,
+        "blue_green": BLUE_GREEN,
+        "aws": AWS_CANARY,
+        "aws_promoted": AWS_PROMOTED,
+    }
     return {key: run_program(STACK, config) for key, config in configs.items()}
 
 
@@ -120,18 +138,12 @@ def test_the_stable_revision_is_one_of_two_slots(revision):
     assert refusal({**CANARY, "vllm:stableRevision": revision}).key == "vllm:stableRevision"
 
 
-@pytest.mark.parametrize(
-    "platform",
-    [
-        {"vllm:cloud": "aws", "aws:region": "us-east-1"},
-        {"vllm:cloud": "kubernetes"},
-    ],
-)
-def test_platforms_without_weighted_revisions_refuse_a_canary(platform):
+def test_kubernetes_without_weighted_revisions_refuses_a_canary():
     config = {
+        "vllm:cloud": "kubernetes",
         "vllm:gpu": "L4:1",
         "vllm:model": STABLE_MODEL,
-        **platform,
+        "vllm:servedModelName": "chat",
         "vllm:canary": {"model": CANARY_MODEL},
     }
     error = refusal(config)
@@ -292,3 +304,73 @@ def test_a_replica_of_a_stack_of_one_revision_has_no_revision_field():
 def test_replica_source_reads_back_each_groups_revision_and_balancer(runs):
     source = ReplicaSource.from_output(runs["canary"].outputs["replicaSource"])
     assert [(g.revision, g.balancer) for g in source.groups] == [("1", ""), ("2", "vllm-canary-rev2-backend")]
+
+
+# --- AWS: two target groups behind one forward action ---------------------------------------------------
+
+ASG = "aws:autoscaling/group:Group"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+RULE = "aws:lb/listenerRule:ListenerRule"
+
+
+def forward_split(run: Run) -> dict[str, int]:
+    """The API rule's forward action: each target group's weight, by the group's logical name."""
+    (action,) = run.one(RULE).inputs["actions"]
+    names = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
+    return {names[group["arn"]]: group["weight"] for group in action["forward"]["targetGroups"]}
+
+
+def test_aws_runs_each_revision_in_its_own_group_and_target_group(runs):
+    run = runs["aws"]
+    assert sorted(r.name for r in run.of_type(ASG)) == ["vllm-canary-group", "vllm-canary-rev2-group"]
+    assert sorted(r.name for r in run.of_type(TARGET_GROUP)) == [
+        "vllm-canary-replicas",
+        "vllm-canary-rev2-replicas",
+    ]
+    arns = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
+    joined = {r.name: [arns[arn] for arn in r.inputs["targetGroupArns"]] for r in run.of_type(ASG)}
+    assert joined == {
+        "vllm-canary-group": ["vllm-canary-replicas"],
+        "vllm-canary-rev2-group": ["vllm-canary-rev2-replicas"],
+    }
+
+
+def test_aws_forwards_the_public_paths_by_the_canary_weight(runs):
+    # ALB: each weight 0-999; a request picks a target group by its weight over the sum.
+    assert forward_split(runs["aws"]) == {"vllm-canary-replicas": 75, "vllm-canary-rev2-replicas": 25}
+
+
+def test_aws_target_group_names_stay_apart_and_within_32_characters(runs):
+    names = [r.inputs["name"] for r in runs["aws"].of_type(TARGET_GROUP)]
+    assert len(set(names)) == 2 and all(len(name) <= 32 for name in names)
+
+
+def test_aws_promoting_replaces_no_group(runs):
+    before, after = runs["aws"], runs["aws_promoted"]
+    for type_ in (ASG, LAUNCH_TEMPLATE, TARGET_GROUP):
+        assert {r.urn: r.inputs for r in before.of_type(type_)} == {
+            r.urn: r.inputs for r in after.of_type(type_)
+        }
+    assert forward_split(after) == {"vllm-canary-replicas": 75, "vllm-canary-rev2-replicas": 25}
+
+
+def test_aws_status_finds_the_canarys_target_group(runs):
+    run = runs["aws"]
+    canary_arn = next(
+        r.outputs["arn"] for r in run.of_type(TARGET_GROUP) if r.name == "vllm-canary-rev2-replicas"
+    )
+    groups = run.outputs["replicaSource"]["groups"]
+    assert [(g["revision"], g.get("balancer", "")) for g in groups] == [("1", ""), ("2", canary_arn)]
+
+
+def test_aws_spot_machines_of_each_revision_may_leave_their_own_target_group():
+    run = run_program(STACK, {**AWS_CANARY, "vllm:spot": "true"})
+    arns = {r.name: r.outputs["arn"] for r in run.of_type(TARGET_GROUP)}
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    (drain,) = [s for s in policy["Statement"] if s["Action"] == "elasticloadbalancing:DeregisterTargets"]
+    assert drain["Resource"] == [arns["vllm-canary-replicas"], arns["vllm-canary-rev2-replicas"]]
+    for template in run.of_type(LAUNCH_TEMPLATE):
+        script = template.text()
+        own = arns["vllm-canary-rev2-replicas" if "-rev2-" in template.name else "vllm-canary-replicas"]
+        assert f"--drain-target-group {own}" in script

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
+import pulumi_aws.lb as lb
 
 from components.aws.load_balancer import LoadBalancer
 from components.launch import LaunchSpec
@@ -39,6 +40,8 @@ class AutoscalerArgs:
     launch: LaunchSpec
     group: autoscaling.Group
     load_balancer: LoadBalancer
+    #: The group's target group when not the load balancer's first (a canary revision's own).
+    target_group: lb.TargetGroup | None = None
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -53,6 +56,7 @@ class Autoscaler(pulumi.ComponentResource):
         if scaling is None:
             raise ValueError(f"stack {spec.stack} does not autoscale")
         balancer = args.load_balancer
+        target_group = args.target_group or balancer.target_group
         self.policy = autoscaling.Policy(
             f"{name}-requests-per-replica",
             autoscaling_group_name=args.group.name,
@@ -62,7 +66,7 @@ class Autoscaler(pulumi.ComponentResource):
                 "predefined_metric_specification": {
                     "predefined_metric_type": METRIC,
                     "resource_label": pulumi.Output.concat(
-                        balancer.alb.arn_suffix, "/", balancer.target_group.arn_suffix
+                        balancer.alb.arn_suffix, "/", target_group.arn_suffix
                     ),
                 },
                 "target_value": target_requests_per_minute(scaling),

@@ -277,9 +277,6 @@ PLATFORM = Platform(
                 "unset on aws: one stack serves from one aws:region (an ALB is regional); run a stack per "
                 "region, or use vllm:cloud gcp, whose global load balancer spans regions"
             ),
-            # Not built yet: an ALB forward action to two target groups (docs/upgrades.md says what is left).
-            Feature.CANARY: "unset on aws for now: a weighted second revision is built on gcp only; "
-            "upgrade by changing vllm:model (a rolling replacement) or run a second stack",
         }
     ),
     plan_properties=MappingProxyType(
