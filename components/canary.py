@@ -22,6 +22,11 @@ from components.service_spec import BLUE_GREEN_MODE, CANARY_MODE, REVISIONS
 
 KEY = f"{PROJECT}:canary"
 STABLE_REVISION_KEY = f"{PROJECT}:stableRevision"
+MODEL_NAME_KEY = f"{PROJECT}:canaryModelName"
+#: The request header whose value picks one revision explicitly: vllm:servedModelName the stable one,
+#: vllm:canaryModelName the canary. The load balancer matches it (a request body is not something it can
+#: read), and the body's ``model`` stays vllm:servedModelName, which both revisions serve.
+MODEL_HEADER = "x-vllm-model"
 #: The stable keys a canary may set for itself; every other key is inherited from the stable revision.
 OVERRIDES = ("model", "image", "extraArgs", "gpu", "replicas")
 FIELDS = (*OVERRIDES, "weight", "mode")

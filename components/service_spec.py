@@ -94,6 +94,9 @@ class Canary:
     weight: int
     mode: str = CANARY_MODE
     overrides: tuple[str, ...] = ()  # the stable keys the canary sets for itself (components/canary.py)
+    #: vllm:canaryModelName: the value of the ``x-vllm-model`` request header that sends a request to this
+    #: revision alone (vllm:servedModelName's sends it to the stable one); None: weighted traffic only.
+    model_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -206,8 +206,18 @@ def build_spec(
     stable_config = {key: value for key, value in config.items() if key != canary.KEY}
     spec = _build_revision(stack, stable_config, secret_keys, lookup)
     revision = canary.read_stable_revision(ConfigReader(stable_config))
+    model_name = ConfigReader(stable_config).string("canaryModelName")
     if request is None:
+        if model_name is not None:
+            raise SpecError(canary.MODEL_NAME_KEY, model_name, f"set with {canary.KEY} (it picks the canary)")
         return spec if revision == REVISIONS[0] else replace(spec, revision=revision)
+    if model_name is not None and (
+        not SERVED_NAME_PATTERN.match(model_name) or model_name == spec.served_model_name
+    ):
+        valid = (
+            f"letters, digits and . _ - / : only, other than vllm:servedModelName ({spec.served_model_name})"
+        )
+        raise SpecError(canary.MODEL_NAME_KEY, model_name, valid)
     instead = platforms.get(spec.cloud).refuse_unsupported(platforms.Feature.CANARY)
     if instead is not None:
         raise SpecError(canary.KEY, config[canary.KEY], instead)
@@ -234,7 +244,11 @@ def build_spec(
             "a revision that differs from the stable one in model, image, extraArgs or gpu",
         )
     found = Canary(
-        spec=canary_spec, weight=request.weight, mode=request.mode, overrides=tuple(request.overrides)
+        spec=canary_spec,
+        weight=request.weight,
+        mode=request.mode,
+        overrides=tuple(request.overrides),
+        model_name=model_name,
     )
     return replace(spec, revision=revision, canary=found)
 
@@ -446,6 +460,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
             "machineType": revision.offering.machine_type if revision.offering else None,
             "replicas": replicas_output(revision),
             "modelRevision": revision.facts.revision if revision.facts else None,
+            "modelName": spec.canary.model_name,
         }
     return view
 

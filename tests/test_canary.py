@@ -68,6 +68,8 @@ def runs() -> dict[str, Run]:
         "blue_green": BLUE_GREEN,
         "aws": AWS_CANARY,
         "aws_promoted": AWS_PROMOTED,
+        "named": {**CANARY, "vllm:canaryModelName": "chat-next"},
+        "aws_named": {**AWS_CANARY, "vllm:canaryModelName": "chat-next"},
     }
     return {key: run_program(STACK, config) for key, config in configs.items()}
 
@@ -116,6 +118,18 @@ def test_a_bad_canary_is_refused_naming_its_field(canary, key):
 def test_a_canary_needs_the_served_name_clients_keep_across_promotion():
     config = {key: value for key, value in CANARY.items() if key != "vllm:servedModelName"}
     assert refusal(config).key == "vllm:servedModelName"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {**GCP, "vllm:canaryModelName": "chat-next"},  # no canary to pick
+        {**CANARY, "vllm:canaryModelName": "chat"},  # the stable revision's name
+        {**CANARY, "vllm:canaryModelName": "chat next"},
+    ],
+)
+def test_a_canary_model_name_picks_a_canary_by_a_name_of_its_own(config):
+    assert refusal(config).key == "vllm:canaryModelName"
 
 
 def test_a_canary_of_an_autoscaled_stack_takes_its_bounds_not_a_count():
@@ -374,3 +388,51 @@ def test_aws_spot_machines_of_each_revision_may_leave_their_own_target_group():
         script = template.text()
         own = arns["vllm-canary-rev2-replicas" if "-rev2-" in template.name else "vllm-canary-replicas"]
         assert f"--drain-target-group {own}" in script
+
+
+# --- vllm:canaryModelName: a request header picks one revision ------------------------------------------
+
+
+def test_gcp_routes_a_request_naming_a_revision_to_it_alone_and_the_rest_by_weight(runs):
+    run = runs["named"]
+    (matcher,) = run.one(URL_MAP).inputs["pathMatchers"]
+    assert "pathRules" not in matcher  # GCP: path rules or route rules in a path matcher, not both
+    rules = sorted(matcher["routeRules"], key=lambda rule: rule["priority"])
+    picked = [
+        ({m["headerMatches"][0]["exactMatch"] for m in rule["matchRules"]}, backend_of(run, rule["service"]))
+        for rule in rules[:2]
+    ]
+    assert picked == [({"chat"}, "vllm-canary-backend"), ({"chat-next"}, "vllm-canary-rev2-backend")]
+    assert {m["headerMatches"][0]["headerName"] for rule in rules[:2] for m in rule["matchRules"]} == {
+        "x-vllm-model"
+    }
+    last = rules[2]
+    assert all(not m.get("headerMatches") for m in last["matchRules"])
+    split = {
+        backend_of(run, s["backendService"]): s["weight"]
+        for s in last["routeAction"]["weightedBackendServices"]
+    }
+    assert split == {"vllm-canary-backend": 900, "vllm-canary-rev2-backend": 100}
+    assert [m.get("prefixMatch") or m.get("fullPathMatch") for m in last["matchRules"]] == ["/v1/", "/health"]
+
+
+def test_gcp_route_rule_priorities_are_distinct(runs):
+    (matcher,) = runs["named"].one(URL_MAP).inputs["pathMatchers"]
+    priorities = [rule["priority"] for rule in matcher["routeRules"]]
+    assert len(set(priorities)) == len(priorities) and all(0 <= p <= 2147483647 for p in priorities)
+
+
+def test_aws_routes_a_request_naming_a_revision_to_its_target_group_before_the_weights(runs):
+    run = runs["aws_named"]
+    arns = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
+    rules = sorted(run.of_type(RULE), key=lambda rule: rule.inputs["priority"])
+    picked = {}
+    for rule in rules[:2]:
+        (header,) = [c["httpHeader"] for c in rule.inputs["conditions"] if "httpHeader" in c]
+        assert header["httpHeaderName"] == "x-vllm-model"
+        (action,) = rule.inputs["actions"]
+        picked[header["values"][0]] = arns[action["targetGroupArn"]]
+        # ALB: at most 5 condition values per rule.
+        assert sum(len(next(iter(c.values()))["values"]) for c in rule.inputs["conditions"]) <= 5
+    assert picked == {"chat": "vllm-canary-replicas", "chat-next": "vllm-canary-rev2-replicas"}
+    assert "forward" in rules[2].inputs["actions"][0]  # everything else by weight

@@ -10,6 +10,7 @@ import pulumi_aws.lb as lb
 from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_https
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
+from components.canary import MODEL_HEADER
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.service_spec import ServiceSpec
 
@@ -34,6 +35,8 @@ def _threshold(count: int) -> int:
     return min(max(count, low), high)
 
 
+#: The public paths' rule; the rules picking one revision by header (vllm:canaryModelName) come before it.
+API_RULE_PRIORITY = 10
 #: An ALB forward action's weight of one target group: 0 to 999 (pulumi_aws 7.51
 #: ListenerRuleActionForwardTargetGroup ``weight``, read 2026-12-07); the share of requests is the weight
 #: over the action's sum, so a percent is a weight as it is.
@@ -70,6 +73,8 @@ class LoadBalancer(pulumi.ComponentResource):
         canary_target_group: with vllm:canary, the canary revision's (the forward action splits by weight).
         listener: the port-80 listener, answering 404 to every path not routed.
         api_rule: the listener rule that forwards the public paths to ``target_group``.
+        picked_rules: with vllm:canaryModelName, the rules sending a request whose ``x-vllm-model`` header
+            names a revision to that revision's target group alone.
         dns_name, endpoint: the ALB's DNS name, and ``http://<dns_name>``.
     """
 
@@ -78,6 +83,7 @@ class LoadBalancer(pulumi.ComponentResource):
     canary_target_group: lb.TargetGroup | None
     listener: lb.Listener
     api_rule: lb.ListenerRule
+    picked_rules: list[lb.ListenerRule]
     https: HttpsFrontend | None  # with vllm:domain: the 443 listener holds the rule, 80 redirects to it
     dns_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
@@ -151,11 +157,35 @@ class LoadBalancer(pulumi.ComponentResource):
         self.api_rule = lb.ListenerRule(
             f"{name}-api",
             listener_arn=serving.arn,
-            priority=10,
+            priority=API_RULE_PRIORITY,
             conditions=[{"path_pattern": {"values": public_path_patterns()}}],
             actions=[forward],
             opts=child,
         )
+        # vllm:canaryModelName: a public request whose x-vllm-model header names a revision reaches it alone.
+        # A rule takes at most 5 condition values (ALB quotas, "Condition values per rule"): the public
+        # paths and one header value are 3; rules match from the lowest priority up, 1-50000, one per number
+        # (pulumi_aws 7.51 ListenerRule ``priority``; both read 2026-12-07).
+        self.picked_rules: list[lb.ListenerRule] = []
+        if spec.canary is not None and spec.canary.model_name is not None and len(groups) > 1:
+            picked = {
+                spec.served_model_name: spec.revision,
+                spec.canary.model_name: spec.canary.spec.revision,
+            }
+            for offset, (model, slot) in enumerate(sorted(picked.items(), key=lambda item: item[1]), start=1):
+                self.picked_rules.append(
+                    lb.ListenerRule(
+                        f"{name}-api-rev{slot}",
+                        listener_arn=serving.arn,
+                        priority=API_RULE_PRIORITY - offset,
+                        conditions=[
+                            {"path_pattern": {"values": public_path_patterns()}},
+                            {"http_header": {"http_header_name": MODEL_HEADER, "values": [model]}},
+                        ],
+                        actions=[{"type": "forward", "target_group_arn": groups[slot].arn}],
+                        opts=child,
+                    )
+                )
         self.dns_name = self.alb.dns_name
         if self.https is not None:
             self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
+from components.canary import MODEL_HEADER
 from components.gcp.autoscaler import serving_backend
 from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
@@ -183,18 +185,33 @@ class LoadBalancer(pulumi.ComponentResource):
         if spec.canary is not None:
             canary = spec.canary.spec
             self.canary_backend_service = self._backend_service(name, canary, args.canary_groups, balance)
-            services[canary.revision] = self.canary_backend_service
         backend = self.backend_service.id
         not_routed: compute.URLMapDefaultRouteActionArgsDict = {
             "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
         }
-        public_rule: compute.URLMapPathMatcherPathRuleArgsDict = {"paths": public_paths(), "service": backend}
+        routing: compute.URLMapPathMatcherArgsDict = {
+            "name": PATH_MATCHER,
+            "default_service": backend,
+            "default_route_action": {
+                "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
+            },
+            "path_rules": [{"paths": public_paths(), "service": backend}],
+        }
         tests: list[compute.URLMapTestArgsDict] = [
             {"host": "vllm.example.com", "path": _example_path(path), "service": backend}
             for path in public_paths()
         ]
-        if self.canary_backend_service is not None:
-            public_rule = {"paths": public_paths(), "route_action": weighted(backend_weights(spec), services)}
+        if spec.canary is not None and self.canary_backend_service is not None:
+            services[spec.canary.spec.revision] = self.canary_backend_service
+            split = weighted(backend_weights(spec), services)
+            routing["path_rules"] = [{"paths": public_paths(), "route_action": split}]
+            if spec.canary.model_name is not None:
+                picked = {
+                    spec.served_model_name: spec.revision,
+                    spec.canary.model_name: spec.canary.spec.revision,
+                }
+                del routing["path_rules"]
+                routing["route_rules"] = picked_routes(picked, services, split)
             # A map test names the one service a path reaches; a weighted route reaches two.
             tests = []
         self.url_map = compute.URLMap(
@@ -203,14 +220,7 @@ class LoadBalancer(pulumi.ComponentResource):
             default_service=backend,
             default_route_action=not_routed,
             host_rules=[{"hosts": ["*"], "path_matcher": PATH_MATCHER}],
-            path_matchers=[
-                {
-                    "name": PATH_MATCHER,
-                    "default_service": backend,
-                    "default_route_action": not_routed,
-                    "path_rules": [public_rule],
-                }
-            ],
+            path_matchers=[routing],
             # GCP refuses an update of the map that would break these.
             tests=tests,
             opts=child,
@@ -290,3 +300,48 @@ def weighted(
             for slot in sorted(services)
         ]
     }
+
+
+def picked_routes(
+    picked: dict[str, str],
+    services: dict[str, compute.BackendService],
+    split: compute.URLMapPathMatcherPathRuleRouteActionArgsDict,
+) -> list[compute.URLMapPathMatcherRouteRuleArgsDict]:
+    """Route rules (vllm:canaryModelName): a public path whose ``x-vllm-model`` header names a revision
+    (``picked``: the name's slot) goes to that revision alone, any other public request by the weights.
+    A path matcher holds path rules or route rules, not both; route rules match in order of priority, 0 to
+    2147483647, none shared (pulumi_gcp 10.2 URLMapPathMatcher ``route_rules`` and its RouteRule
+    ``priority``, read 2026-12-07). The global external Application Load Balancer (EXTERNAL_MANAGED) takes
+    them; the docstring's "not supported for External load balancers" is the classic one (EXTERNAL)."""
+
+    def matches(header: str | None) -> list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict]:
+        headers: list[compute.URLMapPathMatcherRouteRuleMatchRuleHeaderMatchArgsDict] = (
+            [{"header_name": MODEL_HEADER, "exact_match": header}] if header is not None else []
+        )
+        prefixes: list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict] = [
+            {"prefix_match": prefix, "header_matches": headers}
+            for prefix in launch_module.PUBLIC_PATH_PREFIXES
+        ]
+        return prefixes + [
+            {"full_path_match": path, "header_matches": headers} for path in launch_module.PUBLIC_EXACT_PATHS
+        ]
+
+    rules: list[compute.URLMapPathMatcherRouteRuleArgsDict] = [
+        {
+            "priority": priority,
+            "match_rules": matches(name),
+            "service": services[slot].id,
+            "header_action": {
+                "response_headers_to_adds": [
+                    {"header_name": REVISION_HEADER, "header_value": slot, "replace": True}
+                ]
+            },
+        }
+        for priority, (name, slot) in enumerate(sorted(picked.items(), key=lambda item: item[1]), start=1)
+    ]
+    weighted_rule: compute.URLMapPathMatcherRouteRuleArgsDict = {
+        "priority": len(rules) + 1,
+        "match_rules": matches(None),
+        "route_action": cast(compute.URLMapPathMatcherRouteRuleRouteActionArgsDict, split),
+    }
+    return [*rules, weighted_rule]
