@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.config import PROJECT, ConfigReader, SpecError
-from components.service_spec import BLUE_GREEN_MODE, CANARY_MODE, REVISIONS
+from components.service_spec import BLUE_GREEN_MODE, CANARY_MODE, REVISIONS, ServiceSpec
 
 KEY = f"{PROJECT}:canary"
 STABLE_REVISION_KEY = f"{PROJECT}:stableRevision"
@@ -27,6 +27,9 @@ MODEL_NAME_KEY = f"{PROJECT}:canaryModelName"
 #: vllm:canaryModelName the canary. The load balancer matches it (a request body is not something it can
 #: read), and the body's ``model`` stays vllm:servedModelName, which both revisions serve.
 MODEL_HEADER = "x-vllm-model"
+#: The header naming a revision by its slot (1, 2): GCP adds it to every answer of a weighted route, and a
+#: request carrying it reaches that revision alone.
+REVISION_HEADER = "x-vllm-revision"
 #: The stable keys a canary may set for itself; every other key is inherited from the stable revision.
 OVERRIDES = ("model", "image", "extraArgs", "gpu", "replicas")
 FIELDS = (*OVERRIDES, "weight", "mode")
@@ -107,3 +110,16 @@ def _as_config(value: Any) -> Any:
     if isinstance(value, bool):
         return str(value).lower()
     return value
+
+
+def picked_headers(spec: ServiceSpec) -> list[tuple[str, str, str]]:
+    """(header, value, slot): the request headers that send a public request to one revision alone, with a
+    canary: ``x-vllm-revision: <slot>``, and with vllm:canaryModelName ``x-vllm-model: <name>``."""
+    if spec.canary is None:
+        return []
+    slots = (spec.revision, spec.canary.spec.revision)
+    picks = [(REVISION_HEADER, slot, slot) for slot in sorted(slots)]
+    if spec.canary.model_name is not None:
+        names = {spec.revision: spec.served_model_name, spec.canary.spec.revision: spec.canary.model_name}
+        picks += [(MODEL_HEADER, names[slot], slot) for slot in sorted(slots)]
+    return picks

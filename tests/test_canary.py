@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from components.canary import REVISION_HEADER
 from components.config import SpecError
-from components.gcp.load_balancer import REVISION_HEADER
 from components.gcp.quota import gpu_quota_needs
 from components.observe import READY, STARTING, Replica, ReplicaSource
 from tests.harness import Run, checked_spec, run_program
@@ -74,10 +74,33 @@ def runs() -> dict[str, Run]:
     return {key: run_program(STACK, config) for key, config in configs.items()}
 
 
+def route_rules(run: Run) -> list[dict]:
+    """The public path matcher's route rules, in the order GCP applies them (lowest priority first)."""
+    (matcher,) = run.one(URL_MAP).inputs["pathMatchers"]
+    assert "pathRules" not in matcher  # GCP: path rules or route rules in a path matcher, not both
+    return sorted(matcher["routeRules"], key=lambda rule: rule["priority"])
+
+
 def weighted_services(run: Run) -> list[dict]:
-    (rule,) = run.one(URL_MAP).inputs["pathMatchers"][0]["pathRules"]
-    assert "service" not in rule  # GCP: a path rule has a service or weighted backend services, never both
+    """The last route rule: every public request no header picked, split by weight."""
+    rule = route_rules(run)[-1]
+    assert "service" not in rule  # GCP: a route has a service or weighted backend services, never both
+    assert [m.get("prefixMatch") or m.get("fullPathMatch") for m in rule["matchRules"]] == ["/v1/", "/health"]
+    assert all(not m.get("headerMatches") for m in rule["matchRules"])
     return rule["routeAction"]["weightedBackendServices"]
+
+
+def picked(run: Run) -> list[tuple[str, str, str]]:
+    """The route rules before the weighted one: (header, value, backend service) each."""
+    found = []
+    for rule in route_rules(run)[:-1]:
+        headers = {
+            (m["headerMatches"][0]["headerName"], m["headerMatches"][0]["exactMatch"])
+            for m in rule["matchRules"]
+        }
+        ((header, value),) = headers
+        found.append((header, value, backend_of(run, rule["service"])))
+    return found
 
 
 def backend_of(run: Run, service_id: str) -> str:
@@ -330,7 +353,7 @@ RULE = "aws:lb/listenerRule:ListenerRule"
 
 def forward_split(run: Run) -> dict[str, int]:
     """The API rule's forward action: each target group's weight, by the group's logical name."""
-    (action,) = run.one(RULE).inputs["actions"]
+    (action,) = next(r for r in run.of_type(RULE) if r.name == "vllm-canary-api").inputs["actions"]
     names = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
     return {names[group["arn"]]: group["weight"] for group in action["forward"]["targetGroups"]}
 
@@ -394,45 +417,52 @@ def test_aws_spot_machines_of_each_revision_may_leave_their_own_target_group():
 
 
 def test_gcp_routes_a_request_naming_a_revision_to_it_alone_and_the_rest_by_weight(runs):
-    run = runs["named"]
-    (matcher,) = run.one(URL_MAP).inputs["pathMatchers"]
-    assert "pathRules" not in matcher  # GCP: path rules or route rules in a path matcher, not both
-    rules = sorted(matcher["routeRules"], key=lambda rule: rule["priority"])
-    picked = [
-        ({m["headerMatches"][0]["exactMatch"] for m in rule["matchRules"]}, backend_of(run, rule["service"]))
-        for rule in rules[:2]
+    assert picked(runs["canary"]) == [
+        ("x-vllm-revision", "1", "vllm-canary-backend"),
+        ("x-vllm-revision", "2", "vllm-canary-rev2-backend"),
     ]
-    assert picked == [({"chat"}, "vllm-canary-backend"), ({"chat-next"}, "vllm-canary-rev2-backend")]
-    assert {m["headerMatches"][0]["headerName"] for rule in rules[:2] for m in rule["matchRules"]} == {
-        "x-vllm-model"
-    }
-    last = rules[2]
-    assert all(not m.get("headerMatches") for m in last["matchRules"])
-    split = {
-        backend_of(run, s["backendService"]): s["weight"]
-        for s in last["routeAction"]["weightedBackendServices"]
-    }
+
+
+def test_gcp_routes_a_request_naming_a_revisions_model_to_it_alone(runs):
+    run = runs["named"]
+    assert picked(run)[2:] == [
+        ("x-vllm-model", "chat", "vllm-canary-backend"),
+        ("x-vllm-model", "chat-next", "vllm-canary-rev2-backend"),
+    ]
+    split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
     assert split == {"vllm-canary-backend": 900, "vllm-canary-rev2-backend": 100}
-    assert [m.get("prefixMatch") or m.get("fullPathMatch") for m in last["matchRules"]] == ["/v1/", "/health"]
 
 
 def test_gcp_route_rule_priorities_are_distinct(runs):
-    (matcher,) = runs["named"].one(URL_MAP).inputs["pathMatchers"]
-    priorities = [rule["priority"] for rule in matcher["routeRules"]]
+    priorities = [rule["priority"] for rule in route_rules(runs["named"])]
     assert len(set(priorities)) == len(priorities) and all(0 <= p <= 2147483647 for p in priorities)
+
+
+def aws_picked(run: Run) -> list[tuple[str, str, str]]:
+    """The listener rules before the weighted one: (header, value, target group) each, in priority order."""
+    arns = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
+    found = []
+    for rule in sorted(run.of_type(RULE), key=lambda rule: rule.inputs["priority"])[:-1]:
+        (header,) = [c["httpHeader"] for c in rule.inputs["conditions"] if "httpHeader" in c]
+        (action,) = rule.inputs["actions"]
+        found.append((header["httpHeaderName"], header["values"][0], arns[action["targetGroupArn"]]))
+        # ALB: at most 5 condition values per rule.
+        assert sum(len(next(iter(c.values()))["values"]) for c in rule.inputs["conditions"]) <= 5
+    return found
 
 
 def test_aws_routes_a_request_naming_a_revision_to_its_target_group_before_the_weights(runs):
     run = runs["aws_named"]
-    arns = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
-    rules = sorted(run.of_type(RULE), key=lambda rule: rule.inputs["priority"])
-    picked = {}
-    for rule in rules[:2]:
-        (header,) = [c["httpHeader"] for c in rule.inputs["conditions"] if "httpHeader" in c]
-        assert header["httpHeaderName"] == "x-vllm-model"
-        (action,) = rule.inputs["actions"]
-        picked[header["values"][0]] = arns[action["targetGroupArn"]]
-        # ALB: at most 5 condition values per rule.
-        assert sum(len(next(iter(c.values()))["values"]) for c in rule.inputs["conditions"]) <= 5
-    assert picked == {"chat": "vllm-canary-replicas", "chat-next": "vllm-canary-rev2-replicas"}
-    assert "forward" in rules[2].inputs["actions"][0]  # everything else by weight
+    assert aws_picked(run) == [
+        ("x-vllm-revision", "1", "vllm-canary-replicas"),
+        ("x-vllm-revision", "2", "vllm-canary-rev2-replicas"),
+        ("x-vllm-model", "chat", "vllm-canary-replicas"),
+        ("x-vllm-model", "chat-next", "vllm-canary-rev2-replicas"),
+    ]
+    last = max(run.of_type(RULE), key=lambda rule: rule.inputs["priority"])
+    assert "forward" in last.inputs["actions"][0]  # everything else by weight
+
+
+def test_aws_refuses_blue_green_because_up_does_not_wait_for_its_groups():
+    error = refusal({**AWS, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green"}})
+    assert error.key == "vllm:canary.mode" and "weight 0" in error.valid

@@ -10,7 +10,7 @@ import pulumi_aws.lb as lb
 from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_https
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
-from components.canary import MODEL_HEADER
+from components.canary import picked_headers
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.service_spec import ServiceSpec
 
@@ -73,8 +73,8 @@ class LoadBalancer(pulumi.ComponentResource):
         canary_target_group: with vllm:canary, the canary revision's (the forward action splits by weight).
         listener: the port-80 listener, answering 404 to every path not routed.
         api_rule: the listener rule that forwards the public paths to ``target_group``.
-        picked_rules: with vllm:canaryModelName, the rules sending a request whose ``x-vllm-model`` header
-            names a revision to that revision's target group alone.
+        picked_rules: with vllm:canary, the rules sending a request whose ``x-vllm-revision`` (or, with
+            vllm:canaryModelName, ``x-vllm-model``) header names a revision to its target group alone.
         dns_name, endpoint: the ALB's DNS name, and ``http://<dns_name>``.
     """
 
@@ -137,6 +137,16 @@ class LoadBalancer(pulumi.ComponentResource):
             default_actions=[redirect_to_https()] if self.https is not None else not_found,
             opts=child,
         )
+        self.dns_name = self.alb.dns_name
+        if self.https is not None:
+            self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
+        else:
+            self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.alb.dns_name), None
+        self._route(name, spec, groups)
+
+    def _route(self, name: str, spec: ServiceSpec, groups: dict[str, lb.TargetGroup]) -> None:
+        """The listener rules that send the public paths to the replicas, by weight with a canary."""
+        child = pulumi.ResourceOptions(parent=self)
         serving = self.https.listener if self.https is not None else self.listener
         forward: lb.ListenerRuleActionArgsDict = {
             "type": "forward",
@@ -162,35 +172,26 @@ class LoadBalancer(pulumi.ComponentResource):
             actions=[forward],
             opts=child,
         )
-        # vllm:canaryModelName: a public request whose x-vllm-model header names a revision reaches it alone.
+        # With a canary, a public request whose header picks a revision reaches it alone (picked_headers).
         # A rule takes at most 5 condition values (ALB quotas, "Condition values per rule"): the public
-        # paths and one header value are 3; rules match from the lowest priority up, 1-50000, one per number
-        # (pulumi_aws 7.51 ListenerRule ``priority``; both read 2026-12-07).
+        # paths and one header value are 3; rules match from the lowest priority up, 1-50000, one per
+        # number (pulumi_aws 7.51 ListenerRule ``priority``, read 2026-12-07).
         self.picked_rules: list[lb.ListenerRule] = []
-        if spec.canary is not None and spec.canary.model_name is not None and len(groups) > 1:
-            picked = {
-                spec.served_model_name: spec.revision,
-                spec.canary.model_name: spec.canary.spec.revision,
-            }
-            for offset, (model, slot) in enumerate(sorted(picked.items(), key=lambda item: item[1]), start=1):
-                self.picked_rules.append(
-                    lb.ListenerRule(
-                        f"{name}-api-rev{slot}",
-                        listener_arn=serving.arn,
-                        priority=API_RULE_PRIORITY - offset,
-                        conditions=[
-                            {"path_pattern": {"values": public_path_patterns()}},
-                            {"http_header": {"http_header_name": MODEL_HEADER, "values": [model]}},
-                        ],
-                        actions=[{"type": "forward", "target_group_arn": groups[slot].arn}],
-                        opts=child,
-                    )
+        picks = picked_headers(spec)
+        for offset, (header, value, slot) in enumerate(reversed(picks), start=1):
+            self.picked_rules.append(
+                lb.ListenerRule(
+                    f"{name}-api-{header.removeprefix('x-vllm-')}-{slot}",
+                    listener_arn=serving.arn,
+                    priority=API_RULE_PRIORITY - offset,
+                    conditions=[
+                        {"path_pattern": {"values": public_path_patterns()}},
+                        {"http_header": {"http_header_name": header, "values": [value]}},
+                    ],
+                    actions=[{"type": "forward", "target_group_arn": groups[slot].arn}],
+                    opts=child,
                 )
-        self.dns_name = self.alb.dns_name
-        if self.https is not None:
-            self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
-        else:
-            self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.alb.dns_name), None
+            )
         self.register_outputs({"endpoint": self.endpoint, "targetGroup": self.target_group.arn})
 
     def _target_group(

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
-from components.canary import MODEL_HEADER
+from components.canary import REVISION_HEADER, picked_headers
 from components.gcp.autoscaler import serving_backend
 from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
@@ -101,8 +101,6 @@ def security_policy_rules(cidrs: Sequence[str]) -> list[compute.SecurityPolicyRu
     return [*allow, deny]
 
 
-#: The response header naming the revision that answered, with vllm:canary (its slot, 1 or 2).
-REVISION_HEADER = "x-vllm-revision"
 #: GCP's weight of one weighted backend service: 0 to 1000, the share of requests being weight / (sum of the
 #: route's weights), with at least one weight above 0 (pulumi_gcp 10.2
 #: URLMapPathMatcherPathRuleRouteActionWeightedBackendService ``weight``, and its route action's
@@ -203,15 +201,10 @@ class LoadBalancer(pulumi.ComponentResource):
         ]
         if spec.canary is not None and self.canary_backend_service is not None:
             services[spec.canary.spec.revision] = self.canary_backend_service
+            # A request whose header picks a revision reaches it alone, the rest by weight.
+            del routing["path_rules"]
             split = weighted(backend_weights(spec), services)
-            routing["path_rules"] = [{"paths": public_paths(), "route_action": split}]
-            if spec.canary.model_name is not None:
-                picked = {
-                    spec.served_model_name: spec.revision,
-                    spec.canary.model_name: spec.canary.spec.revision,
-                }
-                del routing["path_rules"]
-                routing["route_rules"] = picked_routes(picked, services, split)
+            routing["route_rules"] = picked_routes(picked_headers(spec), services, split)
             # A map test names the one service a path reaches; a weighted route reaches two.
             tests = []
         self.url_map = compute.URLMap(
@@ -303,20 +296,20 @@ def weighted(
 
 
 def picked_routes(
-    picked: dict[str, str],
+    picks: list[tuple[str, str, str]],
     services: dict[str, compute.BackendService],
     split: compute.URLMapPathMatcherPathRuleRouteActionArgsDict,
 ) -> list[compute.URLMapPathMatcherRouteRuleArgsDict]:
-    """Route rules (vllm:canaryModelName): a public path whose ``x-vllm-model`` header names a revision
-    (``picked``: the name's slot) goes to that revision alone, any other public request by the weights.
-    A path matcher holds path rules or route rules, not both; route rules match in order of priority, 0 to
+    """Route rules: a public request whose header picks a revision (``picks``: header, value, slot; see
+    canary.picked_headers) goes to that revision alone, any other public request by the weights. A path
+    matcher holds path rules or route rules, not both; route rules match in order of priority, 0 to
     2147483647, none shared (pulumi_gcp 10.2 URLMapPathMatcher ``route_rules`` and its RouteRule
     ``priority``, read 2026-12-07). The global external Application Load Balancer (EXTERNAL_MANAGED) takes
     them; the docstring's "not supported for External load balancers" is the classic one (EXTERNAL)."""
 
-    def matches(header: str | None) -> list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict]:
+    def matches(header: tuple[str, str] | None) -> list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict]:
         headers: list[compute.URLMapPathMatcherRouteRuleMatchRuleHeaderMatchArgsDict] = (
-            [{"header_name": MODEL_HEADER, "exact_match": header}] if header is not None else []
+            [{"header_name": header[0], "exact_match": header[1]}] if header is not None else []
         )
         prefixes: list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict] = [
             {"prefix_match": prefix, "header_matches": headers}
@@ -329,7 +322,7 @@ def picked_routes(
     rules: list[compute.URLMapPathMatcherRouteRuleArgsDict] = [
         {
             "priority": priority,
-            "match_rules": matches(name),
+            "match_rules": matches((header, value)),
             "service": services[slot].id,
             "header_action": {
                 "response_headers_to_adds": [
@@ -337,7 +330,7 @@ def picked_routes(
                 ]
             },
         }
-        for priority, (name, slot) in enumerate(sorted(picked.items(), key=lambda item: item[1]), start=1)
+        for priority, (header, value, slot) in enumerate(picks, start=1)
     ]
     weighted_rule: compute.URLMapPathMatcherRouteRuleArgsDict = {
         "priority": len(rules) + 1,
