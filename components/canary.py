@@ -80,15 +80,14 @@ def read_canary(raw: Any) -> CanaryRequest | None:
             raise SpecError(field_key(name), fields[name], f"not a canary field: one of {', '.join(FIELDS)}")
     read = ConfigReader({field_key(name): _as_config(value) for name, value in fields.items()})
     mode = read.choice(field_key("mode"), MODES, CANARY_MODE)
-    weight = read.integer(
-        field_key("weight"), MAX_WEIGHT if mode == BLUE_GREEN_MODE else 0, minimum=0, maximum=MAX_WEIGHT
-    )
+    weight = read.integer(field_key("weight"), 0, minimum=0, maximum=MAX_WEIGHT)
     if mode == BLUE_GREEN_MODE and weight not in (0, MAX_WEIGHT):
         raise SpecError(
             field_key("weight"),
             weight,
-            f"0 or {MAX_WEIGHT} with mode {BLUE_GREEN_MODE} (all requests switch at once, when every "
-            f"replica of the new revision is ready); a share between them is mode {CANARY_MODE}",
+            f"0 or {MAX_WEIGHT} with mode {BLUE_GREEN_MODE} (all requests switch at once, once "
+            f"python -m tools.status --wait shows every replica READY); a share between them is mode "
+            f"{CANARY_MODE}",
         )
     overrides = {
         name: read.raw(field_key(name)) for name in OVERRIDES if read.raw(field_key(name)) is not None

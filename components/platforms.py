@@ -48,7 +48,6 @@ class Feature(enum.Enum):
     WEIGHT_CACHE_BUCKET = "vllm:weightCache"  # a stack-owned bucket of the model's files
     IPV6_CLIENTS = "vllm:allowedCidrs"  # IPv6 ranges: clients reaching a load balancer by an IPv6 address
     CANARY = "vllm:canary"  # a second revision behind the same endpoint, with weighted traffic
-    BLUE_GREEN = "vllm:canary.mode"  # blue-green: up waits until every new replica is ready, then switches
 
 
 class Catalog(Protocol):

@@ -87,8 +87,8 @@ class Canary:
     """``vllm:canary``: a second revision behind the same endpoint, getting ``weight`` percent of requests.
 
     ``spec`` is the stable spec with the canary's overrides, checked like any stack's; ``mode`` is
-    ``canary`` (any weight) or ``blue-green`` (full size, the switch 0 -> 100 once every replica is
-    ready)."""
+    ``canary`` (any weight) or ``blue-green`` (full size by default, weight 0 or 100 only: all requests
+    switch at once)."""
 
     spec: ServiceSpec
     weight: int

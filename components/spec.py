@@ -221,10 +221,6 @@ def build_spec(
     instead = platforms.get(spec.cloud).refuse_unsupported(platforms.Feature.CANARY)
     if instead is not None:
         raise SpecError(canary.KEY, config[canary.KEY], instead)
-    if request.mode == BLUE_GREEN_MODE and (
-        instead := platforms.get(spec.cloud).refuse_unsupported(platforms.Feature.BLUE_GREEN)
-    ):
-        raise SpecError(canary.field_key("mode"), request.mode, instead)
     if present(presets.effective_config(stack, stable_config)[1].get(f"{PROJECT}:servedModelName")) is None:
         # Its default is the model id, which promoting changes: every replica of both would restart.
         valid = (

@@ -211,9 +211,9 @@ def test_the_canary_inherits_everything_but_its_overrides():
     assert (spec.revision, canary.revision, canary.replicas) == ("1", "2", 1)
 
 
-def test_a_blue_green_revision_comes_up_at_full_size_and_switches_all_at_once():
+def test_a_blue_green_revision_comes_up_at_full_size_and_unexposed():
     spec = checked_spec(STACK, BLUE_GREEN)
-    assert (spec.canary.spec.replicas, spec.canary.weight) == (spec.replicas, 100)
+    assert (spec.canary.spec.replicas, spec.canary.weight) == (spec.replicas, 0)
 
 
 def test_the_quota_preflight_counts_both_revisions():
@@ -266,12 +266,18 @@ def test_promoting_swaps_the_roles_and_replaces_no_group(runs):
     assert split == {"vllm-canary-backend": 900, "vllm-canary-rev2-backend": 100}
 
 
-def test_blue_green_switches_only_once_the_new_group_is_ready(runs):
+def test_blue_green_comes_up_at_full_size_and_unexposed(runs):
     run = runs["blue_green"]
     canary = next(r for r in run.of_type(MIG) if r.name == "vllm-canary-rev2-mig")
-    # The MIG's create returns once every VM is up and healthy (wait_for_instances), and the URL map's
-    # weights name its backend service, which names its instance group: the switch waits for the group.
-    assert canary.inputs["waitForInstances"] is True and canary.inputs["targetSize"] == 2
+    assert canary.inputs["targetSize"] == 2
+    split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
+    assert split == {"vllm-canary-backend": 1000, "vllm-canary-rev2-backend": 0}
+
+
+def test_blue_green_switches_every_request_at_once():
+    run = run_program(
+        STACK, {**GCP, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green", "weight": 100}}
+    )
     split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
     assert split == {"vllm-canary-backend": 0, "vllm-canary-rev2-backend": 1000}
 
@@ -461,8 +467,3 @@ def test_aws_routes_a_request_naming_a_revision_to_its_target_group_before_the_w
     ]
     last = max(run.of_type(RULE), key=lambda rule: rule.inputs["priority"])
     assert "forward" in last.inputs["actions"][0]  # everything else by weight
-
-
-def test_aws_refuses_blue_green_because_up_does_not_wait_for_its_groups():
-    error = refusal({**AWS, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green"}})
-    assert error.key == "vllm:canary.mode" and "weight 0" in error.valid

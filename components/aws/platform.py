@@ -277,12 +277,6 @@ PLATFORM = Platform(
                 "unset on aws: one stack serves from one aws:region (an ALB is regional); run a stack per "
                 "region, or use vllm:cloud gcp, whose global load balancer spans regions"
             ),
-            # up does not wait for an Auto Scaling group's machines (machines.WAIT_FOR_CAPACITY_TIMEOUT: a
-            # create that times out orphans the group, pulumi-aws#5178), so it cannot hold a switch until
-            # every new replica is ready.
-            Feature.BLUE_GREEN: "canary on aws (up does not wait for a group's machines): bring the new "
-            "revision up at vllm:canary.weight 0 with vllm:canary.replicas at full size, wait until "
-            "python -m tools.status --wait shows each of its replicas READY, then set the weight to 100",
         }
     ),
     plan_properties=MappingProxyType(
