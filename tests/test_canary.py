@@ -68,6 +68,8 @@ def runs() -> dict[str, Run]:
         "blue_green": BLUE_GREEN,
         "aws": AWS_CANARY,
         "aws_promoted": AWS_PROMOTED,
+        "stable": GCP,
+        "aws_stable": AWS,
         "named": {**CANARY, "vllm:canaryModelName": "chat-next"},
         "aws_named": {**AWS_CANARY, "vllm:canaryModelName": "chat-next"},
     }
@@ -254,6 +256,19 @@ def test_every_answer_names_the_revision_that_served_it(runs):
         (REVISION_HEADER, "1"),
         (REVISION_HEADER, "2"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "types"),
+    [
+        ("stable", "canary", (MIG, TEMPLATE, BACKEND)),
+        ("aws_stable", "aws", ("aws:autoscaling/group:Group", "aws:ec2/launchTemplate:LaunchTemplate")),
+    ],
+)
+def test_adding_a_canary_leaves_the_stable_revision_untouched(runs, before, after, types):
+    for type_ in types:
+        stable = {r.urn: r.inputs for r in runs[before].of_type(type_)}
+        assert stable and stable.items() <= {r.urn: r.inputs for r in runs[after].of_type(type_)}.items()
 
 
 def test_promoting_swaps_the_roles_and_replaces_no_group(runs):
