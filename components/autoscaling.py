@@ -139,7 +139,19 @@ def bounds(spec: ServiceSpec) -> tuple[int, int] | None:
 def cost_output(spec: ServiceSpec) -> float | dict[str, float] | None:
     """The ``costPerHour`` stack output: the catalog estimate, a ``{min, max}`` range when autoscaling
     (the max with the replicas the platform's autoscaler may run above ``vllm:maxReplicas``), None when
-    unpriced."""
+    unpriced; with a canary, both revisions' replicas."""
+    if spec.canary is None:
+        return _revision_cost(spec)
+    costs = [_revision_cost(revision) for revision in spec.revisions]
+    if any(cost is None for cost in costs):
+        return None
+    if spec.autoscaling is None:
+        return round(sum(cost for cost in costs if isinstance(cost, float)), 2)
+    ranges = [cost for cost in costs if isinstance(cost, dict)]
+    return {bound: round(sum(cost[bound] for cost in ranges), 2) for bound in ("min", "max")}
+
+
+def _revision_cost(spec: ServiceSpec) -> float | dict[str, float] | None:
     if spec.autoscaling is None:
         return replica_shares.cost_per_hour(spec)
     # At each bound every region's share on its market (components/replica_shares.py): the on-demand base at

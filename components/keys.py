@@ -43,6 +43,9 @@ COMMON_KEYS = (
     "domain",
     "dnsZone",
     "weightCache",
+    "canary",
+    "stableRevision",
+    "canaryModelName",
 )
 SECRET_KEYS = ("hfToken", "apiKey")
 #: Keys a preset sets for its own model: changing vllm:model drops the preset's values of them (a context

@@ -47,6 +47,10 @@ class Group:
     replica: int | None = None  # the replica a multi-node group serves; None: every replica of a serve group
     zone: str = ""  # a zonal group's zone
     region: str = ""  # a regional group's region (GCP: with vllm:regions not every group is in ``location``)
+    #: The revision slot (1, 2) whose replicas it runs, with vllm:canary; "" for a stack of one revision.
+    revision: str = ""
+    #: What routes to this group when not the source's ``balancer`` (a canary's own backend service).
+    balancer: str = ""
 
     def as_output(self) -> dict[str, Any]:
         return {
@@ -56,6 +60,8 @@ class Group:
             "replica": self.replica,
             "zone": self.zone,
             **({"region": self.region} if self.region else {}),  # only GCP's regional groups have one
+            **({"revision": self.revision} if self.revision else {}),
+            **({"balancer": self.balancer} if self.balancer else {}),
         }
 
 
@@ -110,6 +116,8 @@ class ReplicaSource:
                     replica=None if group.get("replica") is None else int(group["replica"]),
                     zone=str(group.get("zone") or ""),
                     region=str(group.get("region") or ""),
+                    revision=str(group.get("revision") or ""),
+                    balancer=str(group.get("balancer") or ""),
                 )
                 for group in value["groups"]
             ),
@@ -149,9 +157,11 @@ class Replica:
     extra: Mapping[str, str] = field(default_factory=dict)  # what the logs tool needs (an instance id)
     phase: str = ""  # what the VM's health agent says its start is doing ("weights 41%"), if it published it
     timings: Mapping[str, datetime] = field(default_factory=dict)  # when each phase was reached (``PHASES``)
+    revision: str = ""  # its group's revision slot with vllm:canary (SkyServe's VERSION); "" otherwise
 
     def as_json(self) -> dict[str, Any]:
         return {
+            **({"revision": self.revision} if self.revision else {}),
             "id": self.id,
             "name": self.name,
             "role": self.role,

@@ -48,6 +48,7 @@ class Feature(enum.Enum):
     RESERVATION = "vllm:reservation"  # reserved capacity the machines consume
     WEIGHT_CACHE_BUCKET = "vllm:weightCache"  # a stack-owned bucket of the model's files
     IPV6_CLIENTS = "vllm:allowedCidrs"  # IPv6 ranges: clients reaching a load balancer by an IPv6 address
+    CANARY = "vllm:canary"  # a second revision behind the same endpoint, with weighted traffic
 
 
 class Catalog(Protocol):

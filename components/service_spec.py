@@ -79,6 +79,29 @@ class Gpu:
         return f"{self.type}:{self.count}"
 
 
+#: The two revision slots a stack's replicas can occupy: the stable revision in one (vllm:stableRevision,
+#: default the first), a canary in the other.
+REVISIONS = ("1", "2")
+CANARY_MODE, BLUE_GREEN_MODE = "canary", "blue-green"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Canary:
+    """``vllm:canary``: a second revision behind the same endpoint, getting ``weight`` percent of requests.
+
+    ``spec`` is the stable spec with the canary's overrides, checked like any stack's; ``mode`` is
+    ``canary`` (any weight) or ``blue-green`` (full size by default, weight 0 or 100 only: all requests
+    switch at once)."""
+
+    spec: ServiceSpec
+    weight: int
+    mode: str = CANARY_MODE
+    overrides: tuple[str, ...] = ()  # the stable keys the canary sets for itself (components/canary.py)
+    #: vllm:canaryModelName: the value of the ``x-vllm-model`` request header that sends a request to this
+    #: revision alone (vllm:servedModelName's sends it to the stable one); None: weighted traffic only.
+    model_name: str | None = None
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """The validated, effective, non-secret spec of one stack."""
@@ -116,6 +139,22 @@ class ServiceSpec:
     domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
     dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
     weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
+    #: The revision slot this spec's replicas occupy (``REVISIONS``): the stable spec's is
+    #: vllm:stableRevision, a canary's the other one. Resource names carry the slot, never the role, so
+    #: promoting a canary (swapping the roles) renames nothing.
+    revision: str = "1"
+    canary: Canary | None = None  # vllm:canary: a second revision beside this one (components/canary.py)
+
+    @property
+    def revision_suffix(self) -> str:
+        """What the names of this revision's replica groups end with: nothing in the first slot (the names
+        every stack had before canaries), ``-rev2`` in the second (``-r<n>`` is a Ray replica's)."""
+        return "" if self.revision == REVISIONS[0] else f"-rev{self.revision}"
+
+    @property
+    def revisions(self) -> tuple[ServiceSpec, ...]:
+        """The stable revision, then the canary's when there is one."""
+        return (self,) if self.canary is None else (self, self.canary.spec)
 
     @property
     def pinned_revision(self) -> str | None:

@@ -19,15 +19,17 @@ the preset's value, else the built-in default below, applies.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
 import pulumi
 
 from components import (
+    canary,
     catalog,
     cost_warnings,
     images,
@@ -52,7 +54,7 @@ from components.extra_args import (
     refused_flags,
 )
 from components.model_facts import ModelFacts
-from components.service_spec import Autoscaling, Gpu, ServiceSpec
+from components.service_spec import BLUE_GREEN_MODE, REVISIONS, Autoscaling, Canary, Gpu, ServiceSpec
 
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
 #: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
@@ -186,7 +188,110 @@ def build_spec(
     """Validate ``config`` (the stack's raw config) over its preset; raise SpecError on the first bad key.
 
     ``lookup(model, hf_token, revision)`` fetches the model's facts (``model_facts.lookup``), once the config
-    itself is valid; without it only what the config says (``vllm:modelSizeGb``) is checked."""
+    itself is valid; without it only what the config says (``vllm:modelSizeGb``) is checked. With
+    ``vllm:canary``, its revision is built from the same config with the canary's overrides and passes the
+    same checks (components/canary.py)."""
+    request = canary.read_canary(present(config.get(canary.KEY)))
+    stable_config = {key: value for key, value in config.items() if key != canary.KEY}
+    spec = _build_revision(stack, stable_config, secret_keys, lookup)
+    revision = canary.read_stable_revision(ConfigReader(stable_config))
+    model_name = ConfigReader(stable_config).string("canaryModelName")
+    if request is None:
+        if model_name is not None:
+            raise SpecError(canary.MODEL_NAME_KEY, model_name, f"set with {canary.KEY} (it picks the canary)")
+        return spec if revision == REVISIONS[0] else replace(spec, revision=revision)
+    if model_name is not None and (
+        not SERVED_NAME_PATTERN.match(model_name) or model_name == spec.served_model_name
+    ):
+        valid = (
+            f"letters, digits and . _ - / : only, other than vllm:servedModelName ({spec.served_model_name})"
+        )
+        raise SpecError(canary.MODEL_NAME_KEY, model_name, valid)
+    instead = platforms.get(spec.cloud).refuse_unsupported(platforms.Feature.CANARY)
+    if instead is not None:
+        raise SpecError(canary.KEY, config[canary.KEY], instead)
+    if present(presets.effective_config(stack, stable_config)[1].get(f"{PROJECT}:servedModelName")) is None:
+        # Its default is the model id, which promoting changes: every replica of both would restart.
+        valid = (
+            f"set with {canary.KEY}: the model name clients send, which both revisions serve and promoting "
+            f"keeps (e.g. pulumi config set {PROJECT}:servedModelName {spec.served_model_name})"
+        )
+        raise SpecError(f"{PROJECT}:servedModelName", "", valid)
+    if spec.nodes > 1:
+        valid = "unset with vllm:nodes > 1: a canary of multi-node (Ray) replicas is not built yet"
+        raise SpecError(canary.KEY, config[canary.KEY], valid)
+    with _as_canary(tuple(request.overrides)):
+        canary_spec = _build_revision(
+            stack, _canary_config(stable_config, spec, request), secret_keys, lookup
+        )
+    other = REVISIONS[1 - REVISIONS.index(revision)]
+    canary_spec = replace(canary_spec, revision=other)
+    if _serving(canary_spec) == _serving(spec):
+        raise SpecError(
+            canary.KEY,
+            config[canary.KEY],
+            "a revision that differs from the stable one in model, image, extraArgs or gpu",
+        )
+    found = Canary(
+        spec=canary_spec,
+        weight=request.weight,
+        mode=request.mode,
+        overrides=tuple(request.overrides),
+        model_name=model_name,
+    )
+    return replace(spec, revision=revision, canary=found)
+
+
+def _serving(spec: ServiceSpec) -> tuple:
+    """What a revision serves and with what: two revisions alike here are one revision."""
+    return (spec.model, spec.image, spec.extra_args, spec.gpu)
+
+
+def _canary_config(config: Mapping[str, str], stable: ServiceSpec, request: canary.CanaryRequest) -> dict:
+    """The stack's config with the canary's overrides: its own model, image, flags, GPU and replica count,
+    the stable served model name (clients keep theirs), everything else inherited."""
+    derived = {key: value for key, value in config.items() if key != canary.STABLE_REVISION_KEY}
+    derived.update({f"{PROJECT}:{name}": value for name, value in request.overrides.items()})
+    derived[f"{PROJECT}:servedModelName"] = stable.served_model_name
+    if stable.autoscaling is not None:
+        if "replicas" in request.overrides:
+            valid = (
+                "unset when the stack autoscales: the canary scales between the same vllm:minReplicas and "
+            )
+            raise SpecError(
+                canary.field_key("replicas"), request.overrides["replicas"], f"{valid}maxReplicas"
+            )
+        return derived
+    # A blue-green revision comes up at full size; a canary with one replica unless it says more.
+    full = stable.replicas if request.mode == BLUE_GREEN_MODE else 1
+    own = ConfigReader({canary.field_key("replicas"): request.overrides.get("replicas")})
+    replicas = own.integer(canary.field_key("replicas"), full, minimum=1, maximum=1000)
+    derived[f"{PROJECT}:replicas"] = str(replicas)
+    if stable.spot and stable.on_demand_base_replicas:
+        derived[f"{PROJECT}:onDemandBaseReplicas"] = str(min(stable.on_demand_base_replicas, replicas))
+    return derived
+
+
+@contextlib.contextmanager
+def _as_canary(overrides: tuple[str, ...]) -> Iterator[None]:
+    """A refusal of the canary's revision names the canary's field when the canary set the key, else the
+    inherited key, saying it is the canary's revision that cannot hold it."""
+    try:
+        yield
+    except SpecError as error:
+        overridden = {f"{PROJECT}:{name}": name for name in overrides}
+        if error.key in overridden:
+            raise SpecError(canary.field_key(overridden[error.key]), error.value, error.valid) from None
+        raise SpecError(error.key, error.value, f"{error.valid} (for the revision of {canary.KEY})") from None
+
+
+def _build_revision(
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: frozenset[str],
+    lookup: Callable[[str, str | None, str], ModelFacts | None] | None,
+) -> ServiceSpec:
+    """One revision's spec: the checks of every key but ``vllm:canary``."""
     _check_secrets(config, secret_keys)
     preset, merged = presets.effective_config(stack, config)
     keys.check_unknown_keys(merged, secret_keys)
@@ -335,6 +440,23 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "weightCache": spec.weight_cache,
     }
     view.update(platforms.get(spec.cloud).public_view(spec))
+    if spec.revision != REVISIONS[0] or spec.canary is not None:
+        view["stableRevision"] = spec.revision
+    if spec.canary is not None:
+        revision = spec.canary.spec
+        view["canary"] = {
+            "revision": revision.revision,
+            "weight": spec.canary.weight,
+            "mode": spec.canary.mode,
+            "model": revision.model,
+            "image": revision.image,
+            "extraArgs": list(revision.extra_args),
+            "gpu": str(revision.gpu) if revision.gpu else None,
+            "machineType": revision.offering.machine_type if revision.offering else None,
+            "replicas": replicas_output(revision),
+            "modelRevision": revision.facts.revision if revision.facts else None,
+            "modelName": spec.canary.model_name,
+        }
     return view
 
 
@@ -427,6 +549,9 @@ def stack_spec(
     spec = build_spec(stack, config, secret_keys, lookup)
     platform = platforms.get(spec.cloud)
     _check_deployment(spec, platform)
+    if spec.canary is not None:
+        with _as_canary(spec.canary.overrides):
+            _check_deployment(spec.canary.spec, platform)
     # Each provider key set, of its SDK's type.
     provider_config.provider_args(platform, presets.effective_config(stack, config)[1], secret_keys)
     return spec

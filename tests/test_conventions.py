@@ -444,6 +444,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "rules over the registry: keys, presets, catalog, scaling, shares, fit, launch, policy library",
         (
             "components.keys",
+            "components.canary",
             "components.presets",
             "components.images",
             "components.provider_config",

@@ -116,3 +116,18 @@ def test_gcp_guest_accelerators_count():
 )
 def test_aws_gpus_per_instance_type(instance_type: str, gpus: int | None):
     assert aws_policy.instance_gpus(instance_type) == gpus
+
+
+@pytest.mark.parametrize(
+    ("stack", "gpus_at_the_top"),
+    [
+        ("gcp-h100", 64),  # two revisions of 4 x a3-highgpu-8g
+        ("aws-h100", 80),  # two groups of max size 5 (the rollout surge) x p5.48xlarge
+    ],
+)
+def test_a_canary_counts_against_the_budget_beside_the_stable_revision(stack: str, gpus_at_the_top: int):
+    canary = {"vllm:servedModelName": "chat", "vllm:canary": {"image": "vllm/vllm-openai:v0.32.0"}}
+    seen = resources(run_program(stack, config={**POLICY, "vllm:maxReplicas": "4", **canary}))
+    assert gpu_budget.gpu_budget_violations(seen, gpus_at_the_top) == []
+    (violation,) = gpu_budget.gpu_budget_violations(seen, gpus_at_the_top - 1)
+    assert f"= {gpus_at_the_top} GPUs" in violation[1]

@@ -195,6 +195,22 @@ KEYS: dict[str, KeyDoc] = {
         "the Hub. See [Cold start](cold-start.md)",
         "`bucket` on GCP and AWS, `hub` on Kubernetes",
     ),
+    "canary": KeyDoc(
+        "a second revision beside the stable one behind the same endpoint, an object set with `--path` "
+        "(`vllm:canary.model`, `.image`, `.extraArgs`, `.gpu`, `.replicas`, `.weight` 0-100, `.mode` "
+        "`canary` or `blue-green`); GCP and AWS. See [Upgrades](upgrades.md)",
+        "none: one revision",
+    ),
+    "stableRevision": KeyDoc(
+        "with `canary`: which revision slot (`1` or `2`) is stable; promoting swaps it with the canary's "
+        "values and restarts nothing. See [Upgrades](upgrades.md#slots-why-promoting-restarts-nothing)",
+        "`1`",
+    ),
+    "canaryModelName": KeyDoc(
+        "with `canary`: a name a client sends in the `x-vllm-model` header to reach the canary revision "
+        "alone. See [Upgrades](upgrades.md)",
+        "none",
+    ),
     "hfToken": KeyDoc(
         "Hugging Face token for gated models (`--secret`)",
         "none (open models)",

@@ -19,7 +19,8 @@ requirements.txt -r requirements-tools.txt).
             the stack's bounds, or the fixed vllm:replicas), e.g. "2 -> 3 (autoscaled 1-4)"
   per replica: ID, NAME, IP, LAUNCHED, RESOURCES, ZONE, STATUS (PROVISIONING, STARTING, READY, NOT_READY,
             FAILED, PREEMPTED, SHUTTING_DOWN); a VM's start shows the phase its health agent published,
-            e.g. "STARTING (weights 41%)", and --json each replica's phase and phaseTimings
+            e.g. "STARTING (weights 41%)", and --json each replica's phase and phaseTimings; with vllm:canary
+            also REVISION, the slot (1, 2) of its revision
 Ready means every check passed and READY n/n, n the desired count.
 
 Three checks, in order; a failed check skips the ones after it:
@@ -325,12 +326,19 @@ def render_replicas(target: Target, report: Report) -> list[str]:
     if report.replicas is None:
         return [*lines, f"replicas unavailable: {report.replica_error}", ""]
     multi_node = any(replica.role != SERVE for replica in replicas)
+    # With vllm:canary, each replica's revision slot, as SkyServe's VERSION column.
+    revisions = any(replica.revision for replica in replicas)
     rows = [
-        ("ID", *(("ROLE",) if multi_node else ()), "NAME", "IP", "LAUNCHED", "RESOURCES", "ZONE", "STATUS")
+        (
+            "ID",
+            *(("REVISION",) if revisions else ()),
+            *(("ROLE",) if multi_node else ()),
+            *("NAME", "IP", "LAUNCHED", "RESOURCES", "ZONE", "STATUS"),
+        )
     ]
     for replica in replicas:
         status = f"{replica.status} ({replica.detail})" if replica.detail else replica.status
-        role = (replica.role,) if multi_node else ()
+        role = ((replica.revision or "-",) if revisions else ()) + ((replica.role,) if multi_node else ())
         zone = replica.zone or "-"
         cells = (
             replica.name,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
+import pulumi_aws.lb as lb
 
 from components.aws import metrics
 from components.aws.load_balancer import LoadBalancer
@@ -86,6 +87,8 @@ class AutoscalerArgs:
     launch: LaunchSpec
     group: autoscaling.Group
     load_balancer: LoadBalancer
+    #: The group's target group when not the load balancer's first (a canary revision's own).
+    target_group: lb.TargetGroup | None = None
 
 
 class Autoscaler(pulumi.ComponentResource):
@@ -100,6 +103,7 @@ class Autoscaler(pulumi.ComponentResource):
         if scaling is None:
             raise ValueError(f"stack {spec.stack} does not autoscale")
         balancer = args.load_balancer
+        target_group = args.target_group or balancer.target_group
         child = pulumi.ResourceOptions(parent=self)
         self.policies = []
         if scaling.target_qps_per_replica is not None:
@@ -113,7 +117,7 @@ class Autoscaler(pulumi.ComponentResource):
                         "predefined_metric_specification": {
                             "predefined_metric_type": METRIC,
                             "resource_label": pulumi.Output.concat(
-                                balancer.alb.arn_suffix, "/", balancer.target_group.arn_suffix
+                                balancer.alb.arn_suffix, "/", target_group.arn_suffix
                             ),
                         },
                         "target_value": target_requests_per_minute(scaling.target_qps_per_replica),

@@ -54,7 +54,18 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     weight_cache = None
     if spec.weight_cache == "bucket":
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec), opts)
-    load_balancer = LoadBalancer(spec.name, LoadBalancerArgs(spec=spec, launch=launch, network=network), opts)
+    canary_launch = None
+    if spec.canary is not None:
+        canary_launch = launch_spec(spec.canary.spec, has_hf_token=secrets.hf_token is not None)
+    load_balancer = LoadBalancer(
+        spec.name,
+        LoadBalancerArgs(spec=spec, launch=launch, network=network, canary_launch=canary_launch),
+        opts,
+    )
+    canary_target_group = load_balancer.canary_target_group
+    drained: pulumi.Input[str] | pulumi.Input[list[str]] = load_balancer.target_group.arn
+    if canary_target_group is not None:
+        drained = pulumi.Output.all(load_balancer.target_group.arn, canary_target_group.arn)
     identity = ServiceIdentity(
         spec.name,
         ServiceIdentityArgs(
@@ -62,7 +73,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             api_key=secrets.api_key,
             hf_token=secrets.hf_token,
             weight_cache_arn=weight_cache.bucket.arn if weight_cache is not None else None,
-            target_group_arn=load_balancer.target_group.arn,
+            target_group_arn=drained,
         ),
         opts,
     )
@@ -73,22 +84,53 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         lambda found: found[0]
     )
     replicas: list[ReplicaGroup] | list[RayReplica]
+    canary_replicas: list[ReplicaGroup] = []
+    autoscalers: list[Autoscaler] = []
     if spec.nodes == 1:
-        replicas = [
-            ReplicaGroup(
-                spec.name,
+        # One group per revision (vllm:canary), named by its slot, each in its own target group.
+        built: dict[str, ReplicaGroup] = {}
+        for revision, revision_launch, target_group in (
+            (spec, launch, load_balancer.target_group),
+            *(
+                ((spec.canary.spec, canary_launch, canary_target_group),)
+                if spec.canary is not None and canary_launch is not None and canary_target_group is not None
+                else ()
+            ),
+        ):
+            joined = serving
+            if target_group is not load_balancer.target_group:
+                joined = pulumi.Output.all(target_group.arn, serving).apply(lambda found: found[0])
+            group = ReplicaGroup(
+                spec.name + revision.revision_suffix,
                 ReplicaGroupArgs(
-                    spec=spec,
-                    launch=launch,
+                    spec=revision,
+                    launch=revision_launch,
                     network=network,
                     identity=identity,
                     image=image,
-                    target_group_arn=serving,
+                    target_group_arn=joined,
                     weight_cache=weight_cache,
                 ),
                 opts,
             )
-        ]
+            built[revision.revision] = group
+            if revision.autoscaling is not None:
+                # One group: its mixed instances policy keeps the on-demand base inside the bounds.
+                autoscalers.append(
+                    Autoscaler(
+                        spec.name + revision.revision_suffix,
+                        AutoscalerArgs(
+                            spec=revision,
+                            launch=revision_launch,
+                            group=group.auto_scaling_group,
+                            load_balancer=load_balancer,
+                            target_group=target_group,
+                        ),
+                        opts,
+                    )
+                )
+        replicas = [built[spec.revision]]
+        canary_replicas = [built[spec.canary.spec.revision]] if spec.canary is not None else []
     else:
         replicas = [
             RayReplica(
@@ -107,17 +149,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             )
             for index in range(spec.replicas)
         ]
-    autoscaler = None
     if spec.autoscaling is not None:
-        # One group: its mixed instances policy keeps the on-demand base inside the bounds.
-        (group,) = autoscaled_groups(spec, replicas, ReplicaGroup)
-        autoscaler = Autoscaler(
-            spec.name,
-            AutoscalerArgs(
-                spec=spec, launch=launch, group=group.auto_scaling_group, load_balancer=load_balancer
-            ),
-            opts,
-        )
+        autoscaled_groups(spec, replicas, ReplicaGroup)  # one group of single-node replicas, checked
     warn_without_domain(spec.domain)
     service_dashboard = ServiceDashboard(
         spec.name, ServiceDashboardArgs(spec=spec, load_balancer=load_balancer), opts
@@ -127,9 +160,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
-        autoscaler=autoscaler,
+        autoscaler=autoscalers[0] if autoscalers else None,
         dns_records=load_balancer.dns_records,
-        replica_source=replica_source(spec, launch, replicas, load_balancer, identity),
+        replica_source=replica_source(spec, launch, replicas, load_balancer, identity, canary_replicas),
         dashboard_url=service_dashboard.url,
     )
 
@@ -140,8 +173,10 @@ def replica_source(
     replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
     load_balancer: LoadBalancer,
     identity: ServiceIdentity,
+    canary_replicas: Sequence[ReplicaGroup] = (),
 ) -> pulumi.Output[dict]:
-    """The Auto Scaling groups, the target group whose health says READY, the containers' log group."""
+    """The Auto Scaling groups, the target group whose health says READY, the containers' log group; with
+    vllm:canary each group says its revision, and the canary's its own target group."""
     groups: list[tuple[str, int | None, pulumi.Output[str]]] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, ReplicaGroup):
@@ -151,22 +186,44 @@ def replica_source(
                 (RAY_HEAD, index, replica.head_group.name),
                 (RAY_WORKER, index, replica.worker_group.name),
             ]
+    canaries = [replica.auto_scaling_group.name for replica in canary_replicas]
+    canary_group = load_balancer.canary_target_group
+    stable_revision = spec.revision if spec.canary is not None else ""
+    canary_revision = spec.canary.spec.revision if spec.canary is not None else ""
+    startup = [launch.probes.startup_seconds]
+    if spec.canary is not None:
+        startup.append(launch_spec(spec.canary.spec, has_hf_token=False).probes.startup_seconds)
 
     def source(values: list) -> dict:
-        balancer, *names = values
+        balancer, canary_balancer, *names = values
+        stable_names, canary_names = names[: len(groups)], names[len(groups) :]
+        found = [
+            Group(kind="autoScalingGroup", name=name, role=role, replica=index, revision=stable_revision)
+            for (role, index, _), name in zip(groups, stable_names, strict=True)
+        ]
+        found += [
+            Group(
+                kind="autoScalingGroup",
+                name=name,
+                role=SERVE,
+                revision=canary_revision,
+                balancer=canary_balancer,
+            )
+            for name in canary_names
+        ]
         return ReplicaSource(
             platform="aws",
             location=vm.vm_region(spec),
             scope="",
-            replicas=spec.replicas,
+            replicas=sum(revision.replicas for revision in spec.revisions),
             bounds=autoscaling.bounds(spec),
-            startup_seconds=launch.probes.startup_seconds,
-            groups=[
-                Group(kind="autoScalingGroup", name=name, role=role, replica=index)
-                for (role, index, _), name in zip(groups, names, strict=True)
-            ],
+            startup_seconds=max(startup),
+            groups=found,
             balancer=balancer,
             logs=identity.log_group_name,
         ).as_output()
 
-    return pulumi.Output.all(load_balancer.target_group.arn, *(group[-1] for group in groups)).apply(source)
+    canary_arn = canary_group.arn if canary_group is not None else ""
+    return pulumi.Output.all(
+        load_balancer.target_group.arn, canary_arn, *(group[-1] for group in groups), *canaries
+    ).apply(source)

@@ -92,7 +92,7 @@ def launch_hook_statements(spec: ServiceSpec) -> list[dict]:
     ]
 
 
-def drain_statement(target_group_arn: pulumi.Input[str]) -> dict:
+def drain_statement(target_group_arn: pulumi.Input[str] | pulumi.Input[list[str]]) -> dict:
     """What a spot machine's health agent needs to leave the load balancer on an interruption notice
     (machines.drain_args): ``elasticloadbalancing:DeregisterTargets`` on the stack's target group alone (its
     resource type is ``targetgroup``, by ARN; Service Authorization Reference, Elastic Load Balancing V2)."""
@@ -164,7 +164,8 @@ class ServiceIdentityArgs:
     api_key: pulumi.Output[str]
     hf_token: pulumi.Output[str] | None
     weight_cache_arn: pulumi.Input[str] | None = None  # the stack's weight cache bucket (vllm:weightCache)
-    target_group_arn: pulumi.Input[str] | None = None  # the load balancer's: spot machines leave it
+    #: The load balancer's target group (each revision's with vllm:canary): spot machines leave it.
+    target_group_arn: pulumi.Input[str] | pulumi.Input[list[str]] | None = None
 
 
 class ServiceIdentity(pulumi.ComponentResource):

@@ -10,6 +10,7 @@ import pulumi_aws.lb as lb
 from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_https
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
+from components.canary import picked_headers
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.service_spec import ServiceSpec
 
@@ -34,11 +35,28 @@ def _threshold(count: int) -> int:
     return min(max(count, low), high)
 
 
+#: The public paths' rule; the rules picking one revision by header (vllm:canaryModelName) come before it.
+API_RULE_PRIORITY = 10
+#: An ALB forward action's weight of one target group: 0 to 999 (pulumi_aws 7.51
+#: ListenerRuleActionForwardTargetGroup ``weight``, read 2026-12-07); the share of requests is the weight
+#: over the action's sum, so a percent is a weight as it is.
+MAX_TARGET_GROUP_WEIGHT = 999
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     network: Network
+    #: With vllm:canary: the canary revision's launch spec (its health budget), for its own target group.
+    canary_launch: LaunchSpec | None = None
+
+
+def target_group_weights(spec: ServiceSpec) -> dict[str, int]:
+    """Each revision's weight in the forward action, by slot: the canary's percent and the rest."""
+    if spec.canary is None:
+        return {spec.revision: 100}
+    return {spec.revision: 100 - spec.canary.weight, spec.canary.spec.revision: spec.canary.weight}
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -52,15 +70,20 @@ class LoadBalancer(pulumi.ComponentResource):
     Attributes:
         alb: the internet-facing Application Load Balancer.
         target_group: the replicas' target group (health check on ``/health``).
+        canary_target_group: with vllm:canary, the canary revision's (the forward action splits by weight).
         listener: the port-80 listener, answering 404 to every path not routed.
         api_rule: the listener rule that forwards the public paths to ``target_group``.
+        picked_rules: with vllm:canary, the rules sending a request whose ``x-vllm-revision`` (or, with
+            vllm:canaryModelName, ``x-vllm-model``) header names a revision to its target group alone.
         dns_name, endpoint: the ALB's DNS name, and ``http://<dns_name>``.
     """
 
     alb: lb.LoadBalancer
     target_group: lb.TargetGroup
+    canary_target_group: lb.TargetGroup | None
     listener: lb.Listener
     api_rule: lb.ListenerRule
+    picked_rules: list[lb.ListenerRule]
     https: HttpsFrontend | None  # with vllm:domain: the 443 listener holds the rule, 80 redirects to it
     dns_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
@@ -70,8 +93,6 @@ class LoadBalancer(pulumi.ComponentResource):
         super().__init__("vllm:aws:LoadBalancer", name, None, opts)
         spec, launch, network = args.spec, args.launch, args.network
         child = pulumi.ResourceOptions(parent=self)
-        probes = launch.probes
-
         self.alb = lb.LoadBalancer(
             f"{name}-alb",
             name=elb_name(spec, "alb", "application", "internet-facing"),
@@ -84,31 +105,13 @@ class LoadBalancer(pulumi.ComponentResource):
             tags={"Name": spec.name},
             opts=child,
         )
-        self.target_group = lb.TargetGroup(
-            f"{name}-replicas",
-            name=network.vpc_id.apply(
-                lambda vpc_id: elb_name(spec, "tg", launch.port, "HTTP", "instance", vpc_id)
-            ),
-            target_type="instance",
-            port=launch.port,
-            protocol="HTTP",
-            vpc_id=network.vpc_id,
-            load_balancing_algorithm_type="least_outstanding_requests",
-            deregistration_delay=DRAIN_SECONDS,
-            health_check={
-                "enabled": True,
-                "path": launch.health_path,
-                "port": "traffic-port",
-                "protocol": "HTTP",
-                "matcher": "200",
-                "interval": probes.period_seconds,
-                "timeout": probes.timeout_seconds,
-                "healthy_threshold": _threshold(probes.healthy_threshold),
-                "unhealthy_threshold": _threshold(probes.unhealthy_threshold),
-            },
-            tags={"Name": f"{spec.name}-replicas"},
-            opts=child,
-        )
+        self.target_group = self._target_group(name, spec, launch, network)
+        self.canary_target_group = None
+        groups = {spec.revision: self.target_group}
+        if spec.canary is not None and args.canary_launch is not None:
+            canary = spec.canary.spec
+            self.canary_target_group = self._target_group(name, canary, args.canary_launch, network)
+            groups[canary.revision] = self.canary_target_group
         not_found: list[lb.ListenerDefaultActionArgsDict] = [
             {
                 "type": "fixed-response",
@@ -134,18 +137,91 @@ class LoadBalancer(pulumi.ComponentResource):
             default_actions=[redirect_to_https()] if self.https is not None else not_found,
             opts=child,
         )
-        serving = self.https.listener if self.https is not None else self.listener
-        self.api_rule = lb.ListenerRule(
-            f"{name}-api",
-            listener_arn=serving.arn,
-            priority=10,
-            conditions=[{"path_pattern": {"values": public_path_patterns()}}],
-            actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
-            opts=child,
-        )
         self.dns_name = self.alb.dns_name
         if self.https is not None:
             self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
         else:
             self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.alb.dns_name), None
+        self._route(name, spec, groups)
+
+    def _route(self, name: str, spec: ServiceSpec, groups: dict[str, lb.TargetGroup]) -> None:
+        """The listener rules that send the public paths to the replicas, by weight with a canary."""
+        child = pulumi.ResourceOptions(parent=self)
+        serving = self.https.listener if self.https is not None else self.listener
+        forward: lb.ListenerRuleActionArgsDict = {
+            "type": "forward",
+            "target_group_arn": self.target_group.arn,
+        }
+        if len(groups) > 1:
+            # One forward action over both revisions' target groups, split by weight (ALB weighted target
+            # groups): each request picks a group by weight, then a replica within it.
+            weights = target_group_weights(spec)
+            forward = {
+                "type": "forward",
+                "forward": {
+                    "target_groups": [
+                        {"arn": groups[slot].arn, "weight": weights[slot]} for slot in sorted(groups)
+                    ]
+                },
+            }
+        self.api_rule = lb.ListenerRule(
+            f"{name}-api",
+            listener_arn=serving.arn,
+            priority=API_RULE_PRIORITY,
+            conditions=[{"path_pattern": {"values": public_path_patterns()}}],
+            actions=[forward],
+            opts=child,
+        )
+        # With a canary, a public request whose header picks a revision reaches it alone (picked_headers).
+        # A rule takes at most 5 condition values (ALB quotas, "Condition values per rule"): the public
+        # paths and one header value are 3; rules match from the lowest priority up, 1-50000, one per
+        # number (pulumi_aws 7.51 ListenerRule ``priority``, read 2026-12-07).
+        self.picked_rules: list[lb.ListenerRule] = []
+        picks = picked_headers(spec)
+        for offset, (header, value, slot) in enumerate(reversed(picks), start=1):
+            self.picked_rules.append(
+                lb.ListenerRule(
+                    f"{name}-api-{header.removeprefix('x-vllm-')}-{slot}",
+                    listener_arn=serving.arn,
+                    priority=API_RULE_PRIORITY - offset,
+                    conditions=[
+                        {"path_pattern": {"values": public_path_patterns()}},
+                        {"http_header": {"http_header_name": header, "values": [value]}},
+                    ],
+                    actions=[{"type": "forward", "target_group_arn": groups[slot].arn}],
+                    opts=child,
+                )
+            )
         self.register_outputs({"endpoint": self.endpoint, "targetGroup": self.target_group.arn})
+
+    def _target_group(
+        self, name: str, spec: ServiceSpec, launch: LaunchSpec, network: Network
+    ) -> lb.TargetGroup:
+        """One revision's target group, named by its slot (the first slot's keeps the name every stack had),
+        so promoting a canary renames nothing."""
+        probes, suffix = launch.probes, spec.revision_suffix
+        return lb.TargetGroup(
+            f"{name}{suffix}-replicas",
+            name=network.vpc_id.apply(
+                lambda vpc_id: elb_name(spec, f"tg{suffix}", launch.port, "HTTP", "instance", vpc_id)
+            ),
+            target_type="instance",
+            port=launch.port,
+            protocol="HTTP",
+            vpc_id=network.vpc_id,
+            load_balancing_algorithm_type="least_outstanding_requests",
+            deregistration_delay=DRAIN_SECONDS,
+            health_check={
+                "enabled": True,
+                "path": launch.health_path,
+                "port": "traffic-port",
+                "protocol": "HTTP",
+                "matcher": "200",
+                "interval": probes.period_seconds,
+                "timeout": probes.timeout_seconds,
+                "healthy_threshold": _threshold(probes.healthy_threshold),
+                "unhealthy_threshold": _threshold(probes.unhealthy_threshold),
+            },
+            tags={"Name": f"{spec.name}{suffix}-replicas"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -132,7 +132,7 @@ def quota_preflight(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> pulumi.Out
         servicequotas.get_service_quota_output(
             service_code="ec2", quota_code=quota.code, opts=opts
         ).value.apply(lambda value, quota=quota: held(quota, value))
-        for quota in sizing.vcpu_quotas(spec)
+        for quota in sizing.stack_vcpu_quotas(spec)
     ]
     return pulumi.Output.all(*checks)
 

@@ -7,7 +7,7 @@ checks the quotas against the account (machines.py, ``quota_preflight``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from components import vm
 from components.aws.settings import settings
@@ -107,6 +107,16 @@ def vcpu_quotas(spec: ServiceSpec) -> list[Quota]:
         (f"All {family} Spot Instance Requests", (peak - on_demand) * vcpus),
     ]
     return [Quota(name, QUOTA_CODES[name], needed) for name, needed in needs if needed]
+
+
+def stack_vcpu_quotas(spec: ServiceSpec) -> list[Quota]:
+    """``vcpu_quotas`` of every revision (vllm:canary runs both side by side), summed per quota."""
+    summed: dict[str, Quota] = {}
+    for revision in spec.revisions:
+        for quota in vcpu_quotas(revision):
+            known = summed.get(quota.code)
+            summed[quota.code] = quota if known is None else replace(known, vcpus=known.vcpus + quota.vcpus)
+    return list(summed.values())
 
 
 def refusal(quota: Quota, value: float, region: str) -> str | None:

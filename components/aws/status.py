@@ -147,10 +147,12 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
             )
             for instance in reservation["Instances"]
         }
+        # Every target group the groups are in: the stack's, and a canary revision's own (vllm:canary).
         targets = {}
-        if source.balancer:
-            health = elbv2.describe_target_health(TargetGroupArn=source.balancer)
-            targets = {target["Target"]["Id"]: target for target in health["TargetHealthDescriptions"]}
+        balancers = {group.balancer or source.balancer for group in source.groups} - {""}
+        for balancer in sorted(balancers):
+            health = elbv2.describe_target_health(TargetGroupArn=balancer)
+            targets.update({target["Target"]["Id"]: target for target in health["TargetHealthDescriptions"]})
 
     replicas: list[Replica] = []
     for group, member in members:
@@ -178,6 +180,7 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None) -> list[Re
                     extra={"instanceId": instance_id},
                     phase=shown,
                     timings=moments,
+                    revision=group.revision,
                 )
             )
         )

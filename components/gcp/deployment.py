@@ -20,7 +20,13 @@ from components.gcp.network import Network, NetworkArgs
 from components.gcp.platform import settings
 from components.gcp.quota import check_quotas, describe, gpu_quota_needs
 from components.gcp.ray_replica import RayReplica, RayReplicaArgs
-from components.gcp.regions import RegionNetwork, RegionNetworkArgs, serving_groups, serving_zones
+from components.gcp.regions import (
+    RegionNetwork,
+    RegionNetworkArgs,
+    ServingGroup,
+    serving_groups,
+    serving_zones,
+)
 from components.gcp.registry import ImageMirror, ImageMirrorArgs, docker_hub_path
 from components.gcp.replica_group import ReplicaGroup, ReplicaGroupArgs
 from components.gcp.weight_cache import WeightCache, WeightCacheArgs
@@ -29,6 +35,25 @@ from components.observe import RAY_HEAD, RAY_WORKER, SERVE, Group, ReplicaSource
 from components.service import Deployment, Secrets
 from components.service_spec import ServiceSpec
 from components.spec import stack_provider_args
+
+
+def _autoscaler(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    groups: Sequence[ServingGroup],
+    replicas: Sequence[ReplicaGroup],
+    opts: pulumi.ResourceOptions,
+) -> Autoscaler:
+    """A revision's autoscaler over every group but the fixed on-demand base of a spot stack
+    (components/replica_shares.py); the first slot's keeps the name every stack had."""
+    scaled = []
+    for group, replica in zip(groups, autoscaled_groups(spec, replicas, ReplicaGroup), strict=True):
+        group_spec = group.spec(spec)
+        if group_spec.autoscaling is not None:
+            scaled.append(ScaledGroup(name=group.name, spec=group_spec, group_manager=replica.group_manager))
+    return Autoscaler(
+        spec.name + spec.revision_suffix, AutoscalerArgs(spec=spec, launch=launch, groups=scaled), opts
+    )
 
 
 def check_deployment(spec: ServiceSpec) -> None:
@@ -96,13 +121,14 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         opts,
     )
     mirror = None
-    if docker_hub_path(spec.image) is not None:
+    if any(docker_hub_path(revision.image) is not None for revision in spec.revisions):
         mirror = ImageMirror(spec.name, ImageMirrorArgs(spec=spec, identity=identity), opts)
     weight_cache = None
     if spec.weight_cache == "bucket":
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec, identity=identity), opts)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
-    groups = serving_groups(spec) if spec.nodes == 1 else []
+    canary_replicas: list[ReplicaGroup] = []
+    autoscalers: list[Autoscaler] = []
     if spec.nodes == 1:
         # One group per region and purchase option (components/replica_shares.py), all behind the one LB.
         subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
@@ -113,24 +139,37 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 opts,
             )
             subnets[region] = regional.subnetwork.id
-        replicas = [
-            ReplicaGroup(
-                group.name,
-                ReplicaGroupArgs(
-                    spec=group.spec(spec),
-                    launch=launch,
-                    network=network,
-                    identity=identity,
-                    zones=serving_zones(spec, group.share.region),
-                    mirror=mirror,
-                    subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
-                    base_instance_name=group.base_instance_name,
-                    weight_cache=weight_cache,
-                ),
-                opts,
+        # Each revision (vllm:canary) its own groups, named by its slot, and its own autoscaler.
+        built = {}
+        for revision in spec.revisions:
+            groups = serving_groups(revision)
+            revision_launch = (
+                launch if revision is spec else launch_spec(revision, secrets.hf_token is not None)
             )
-            for group in groups
-        ]
+            built[revision.revision] = [
+                ReplicaGroup(
+                    group.name,
+                    ReplicaGroupArgs(
+                        spec=group.spec(revision),
+                        launch=revision_launch,
+                        network=network,
+                        identity=identity,
+                        zones=serving_zones(revision, group.share.region),
+                        mirror=mirror if docker_hub_path(revision.image) is not None else None,
+                        subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
+                        base_instance_name=group.base_instance_name,
+                        weight_cache=weight_cache,
+                    ),
+                    opts,
+                )
+                for group in groups
+            ]
+            if revision.autoscaling is not None:
+                autoscalers.append(
+                    _autoscaler(revision, revision_launch, groups, built[revision.revision], opts)
+                )
+        replicas = built[spec.revision]
+        canary_replicas = built[spec.canary.spec.revision] if spec.canary is not None else []
     else:
         # Replicas take the region's zones in turn, so they do not share one zone's fate.
         for index in range(spec.replicas):
@@ -155,20 +194,13 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     load_balancer = LoadBalancer(
         spec.name,
         LoadBalancerArgs(
-            spec=spec, launch=launch, instance_groups=[replica.instance_group for replica in replicas]
+            spec=spec,
+            launch=launch,
+            instance_groups=[replica.instance_group for replica in replicas],
+            canary_groups=[replica.instance_group for replica in canary_replicas],
         ),
         opts,
     )
-    autoscaler = None
-    if spec.autoscaling is not None:
-        # Every group but the fixed on-demand base of a spot stack (components/replica_shares.py).
-        scaled = []
-        for group, replica in zip(groups, autoscaled_groups(spec, replicas, ReplicaGroup), strict=True):
-            group_spec = group.spec(spec)
-            if group_spec.autoscaling is not None:
-                manager = replica.group_manager
-                scaled.append(ScaledGroup(name=group.name, spec=group_spec, group_manager=manager))
-        autoscaler = Autoscaler(spec.name, AutoscalerArgs(spec=spec, launch=launch, groups=scaled), opts)
     warn_without_domain(spec.domain)
     service_dashboard = ServiceDashboard(spec.name, ServiceDashboardArgs(spec=spec), opts)
     return Deployment(
@@ -176,9 +208,9 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         load_balancer=load_balancer,
         replicas=replicas,
         network=network,
-        autoscaler=autoscaler,
+        autoscaler=autoscalers[0] if autoscalers else None,
         dns_records=load_balancer.dns_records,
-        replica_source=replica_source(spec, launch, replicas, zones, load_balancer),
+        replica_source=replica_source(spec, launch, replicas, zones, load_balancer, canary_replicas),
         dashboard_url=service_dashboard.url,
     )
 
@@ -188,16 +220,22 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
 CONTAINER_LOG_NAME = "gcplogs-docker-driver"
 
 
+#: A group for replicaSource: kind, role, Ray replica index, zone, and its name and region once known.
+_Managed = tuple[str, str, int | None, str, pulumi.Output[str], pulumi.Output[str] | str]
+
+
 def replica_source(
     spec: ServiceSpec,
     launch: LaunchSpec,
     replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
     zones: tuple[str, ...],
     load_balancer: LoadBalancer,
+    canary_replicas: Sequence[ReplicaGroup] = (),
 ) -> pulumi.Output[dict]:
     """The managed instance groups (each regional one with its region: with ``vllm:regions`` they are not
-    all in the stack's first), the backend service whose health says READY, the project they are in."""
-    managers: list[tuple[str, str, int | None, str, pulumi.Output[str], pulumi.Output[str] | str]] = []
+    all in the stack's first), the backend service whose health says READY, the project they are in; with
+    vllm:canary each group says its revision, and the canary's its own backend service."""
+    managers: list[_Managed] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, ReplicaGroup):
             manager = replica.group_manager
@@ -207,30 +245,66 @@ def replica_source(
             head, workers = replica.head_group_manager, replica.worker_group_manager
             managers.append(("instanceGroupManager", RAY_HEAD, index, zone, head.name, ""))
             managers.append(("instanceGroupManager", RAY_WORKER, index, zone, workers.name, ""))
+    canaries: list[_Managed] = [
+        (
+            "regionInstanceGroupManager",
+            SERVE,
+            None,
+            "",
+            replica.group_manager.name,
+            replica.group_manager.region,
+        )
+        for replica in canary_replicas
+    ]
     first = replicas[0]
     project = (
         first.group_manager.project if isinstance(first, ReplicaGroup) else first.head_group_manager.project
     )
+    canary_backend = load_balancer.canary_backend_service
+    stable_revision = spec.revision if spec.canary is not None else ""
+    canary_revision = spec.canary.spec.revision if spec.canary is not None else ""
 
     def source(values: list) -> dict:
-        project_id, balancer, *names_and_regions = values
-        names, regions = names_and_regions[: len(managers)], names_and_regions[len(managers) :]
+        project_id, balancer, canary_balancer, *names_and_regions = values
+        every = [*managers, *canaries]
+        names, regions = names_and_regions[: len(every)], names_and_regions[len(every) :]
         groups = [
-            Group(kind=kind, name=name, role=role, replica=index, zone=zone, region=region)
-            for (kind, role, index, zone, _, _), name, region in zip(managers, names, regions, strict=True)
+            Group(
+                kind=kind,
+                name=name,
+                role=role,
+                replica=index,
+                zone=zone,
+                region=region,
+                revision=stable_revision if number < len(managers) else canary_revision,
+                balancer="" if number < len(managers) else canary_balancer,
+            )
+            for number, ((kind, role, index, zone, _, _), name, region) in enumerate(
+                zip(every, names, regions, strict=True)
+            )
         ]
         return ReplicaSource(
             platform="gcp",
             location=vm.vm_region(spec),
             scope=project_id,
-            replicas=spec.replicas,
+            replicas=sum(revision.replicas for revision in spec.revisions),
             bounds=autoscaling.bounds(spec),
-            startup_seconds=launch.probes.startup_seconds,
+            startup_seconds=max([launch.probes.startup_seconds, *_canary_startup(spec)]),
             groups=groups,
             balancer=balancer,
             logs=CONTAINER_LOG_NAME,
         ).as_output()
 
-    names = [manager[4] for manager in managers]
-    regions = [manager[5] for manager in managers]
-    return pulumi.Output.all(project, load_balancer.backend_service.name, *names, *regions).apply(source)
+    names = [manager[4] for manager in (*managers, *canaries)]
+    regions = [manager[5] for manager in (*managers, *canaries)]
+    canary_name = canary_backend.name if canary_backend is not None else ""
+    return pulumi.Output.all(
+        project, load_balancer.backend_service.name, canary_name, *names, *regions
+    ).apply(source)
+
+
+def _canary_startup(spec: ServiceSpec) -> list[int]:
+    """The canary revision's load budget (its model's), which tools.status judges its replicas by too."""
+    if spec.canary is None:
+        return []
+    return [launch_spec(spec.canary.spec, has_hf_token=False).probes.startup_seconds]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
+from components.canary import REVISION_HEADER, picked_headers
 from components.gcp.autoscaler import serving_backend
 from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
@@ -99,11 +101,28 @@ def security_policy_rules(cidrs: Sequence[str]) -> list[compute.SecurityPolicyRu
     return [*allow, deny]
 
 
+#: GCP's weight of one weighted backend service: 0 to 1000, the share of requests being weight / (sum of the
+#: route's weights), with at least one weight above 0 (pulumi_gcp 10.2
+#: URLMapPathMatcherPathRuleRouteActionWeightedBackendService ``weight``, and its route action's
+#: ``weighted_backend_services``, read 2026-12-07). A percent times 10 keeps the sum at 1000.
+MAX_BACKEND_WEIGHT = 1000
+
+
 @dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
     spec: ServiceSpec
     launch: LaunchSpec
     instance_groups: Sequence[pulumi.Input[str]]  # one per serving group (a regional MIG or a Ray head)
+    #: The canary revision's serving groups (vllm:canary), behind a backend service of their own.
+    canary_groups: Sequence[pulumi.Input[str]] = ()
+
+
+def backend_weights(spec: ServiceSpec) -> dict[str, int]:
+    """Each revision's weight in the URL map, by slot: the canary's percent of 1000 and the rest."""
+    if spec.canary is None:
+        return {spec.revision: MAX_BACKEND_WEIGHT}
+    share = spec.canary.weight * MAX_BACKEND_WEIGHT // 100
+    return {spec.revision: MAX_BACKEND_WEIGHT - share, spec.canary.spec.revision: share}
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -158,48 +177,45 @@ class LoadBalancer(pulumi.ComponentResource):
                 opts=child,
             )
         balance = balancing(spec)
-        self.backend_service = compute.BackendService(
-            autoname(name, "backend"),
-            description=f"vLLM stack {spec.stack}",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            protocol="HTTP",
-            port_name=PORT_NAME,
-            timeout_sec=RESPONSE_TIMEOUT_SECONDS,
-            connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
-            locality_lb_policy=balance.locality_lb_policy,
-            session_affinity=balance.session_affinity,
-            consistent_hash=balance.consistent_hash,
-            health_checks=self.health_check.id,
-            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
-            # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).
-            backends=[serving_backend(spec, group) for group in args.instance_groups],
-            security_policy=self.security_policy.id if self.security_policy is not None else None,
-            log_config={"enable": True, "sample_rate": 1.0},
-            opts=child,
-        )
+        self.backend_service = self._backend_service(name, spec, args.instance_groups, balance)
+        self.canary_backend_service = None
+        services = {spec.revision: self.backend_service}
+        if spec.canary is not None:
+            canary = spec.canary.spec
+            self.canary_backend_service = self._backend_service(name, canary, args.canary_groups, balance)
         backend = self.backend_service.id
         not_routed: compute.URLMapDefaultRouteActionArgsDict = {
             "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
         }
+        routing: compute.URLMapPathMatcherArgsDict = {
+            "name": PATH_MATCHER,
+            "default_service": backend,
+            "default_route_action": {
+                "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
+            },
+            "path_rules": [{"paths": public_paths(), "service": backend}],
+        }
+        tests: list[compute.URLMapTestArgsDict] = [
+            {"host": "vllm.example.com", "path": _example_path(path), "service": backend}
+            for path in public_paths()
+        ]
+        if spec.canary is not None and self.canary_backend_service is not None:
+            services[spec.canary.spec.revision] = self.canary_backend_service
+            # A request whose header picks a revision reaches it alone, the rest by weight.
+            del routing["path_rules"]
+            split = weighted(backend_weights(spec), services)
+            routing["route_rules"] = picked_routes(picked_headers(spec), services, split)
+            # A map test names the one service a path reaches; a weighted route reaches two.
+            tests = []
         self.url_map = compute.URLMap(
             autoname(name, "urls"),
             description="Only the OpenAI API (/v1/*) and /health reach vLLM",
             default_service=backend,
             default_route_action=not_routed,
             host_rules=[{"hosts": ["*"], "path_matcher": PATH_MATCHER}],
-            path_matchers=[
-                {
-                    "name": PATH_MATCHER,
-                    "default_service": backend,
-                    "default_route_action": not_routed,
-                    "path_rules": [{"paths": public_paths(), "service": backend}],
-                }
-            ],
+            path_matchers=[routing],
             # GCP refuses an update of the map that would break these.
-            tests=[
-                {"host": "vllm.example.com", "path": _example_path(path), "service": backend}
-                for path in public_paths()
-            ],
+            tests=tests,
             opts=child,
         )
         self.address = compute.GlobalAddress(
@@ -229,3 +245,96 @@ class LoadBalancer(pulumi.ComponentResource):
         else:
             self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.address.address), None
         self.register_outputs({"endpoint": self.endpoint})
+
+    def _backend_service(
+        self, name: str, spec: ServiceSpec, groups: Sequence[pulumi.Input[str]], balance: Balancing
+    ) -> compute.BackendService:
+        """One revision's serving groups behind a backend service named by the revision's slot (the first
+        slot's keeps the name every stack had), so promoting a canary renames nothing."""
+        return compute.BackendService(
+            autoname(name + spec.revision_suffix, "backend"),
+            description=f"vLLM stack {spec.stack}",
+            load_balancing_scheme="EXTERNAL_MANAGED",
+            protocol="HTTP",
+            port_name=PORT_NAME,
+            timeout_sec=RESPONSE_TIMEOUT_SECONDS,
+            connection_draining_timeout_sec=CONNECTION_DRAINING_SECONDS,
+            locality_lb_policy=balance.locality_lb_policy,
+            session_affinity=balance.session_affinity,
+            consistent_hash=balance.consistent_hash,
+            health_checks=self.health_check.id,
+            # UTILIZATION (the default mode) needs no per-replica request rate, which the spec cannot know
+            # unless it autoscales on one (vllm:targetQpsPerReplica: RATE, see autoscaler.py).
+            backends=[serving_backend(spec, group) for group in groups],
+            security_policy=self.security_policy.id if self.security_policy is not None else None,
+            log_config={"enable": True, "sample_rate": 1.0},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def weighted(
+    weights: dict[str, int], services: dict[str, compute.BackendService]
+) -> compute.URLMapPathMatcherPathRuleRouteActionArgsDict:
+    """The public paths split between the revisions' backend services (by slot) by vllm:canary.weight; each
+    answer carries the revision that served it. GCP picks a backend service for new traffic only: with
+    vllm:affinityHeader a conversation stays with the revision its first request reached (the weight's
+    docstring)."""
+    return {
+        "weighted_backend_services": [
+            {
+                "backend_service": services[slot].id,
+                "weight": weights[slot],
+                "header_action": {
+                    "response_headers_to_adds": [
+                        {"header_name": REVISION_HEADER, "header_value": slot, "replace": True}
+                    ]
+                },
+            }
+            for slot in sorted(services)
+        ]
+    }
+
+
+def picked_routes(
+    picks: list[tuple[str, str, str]],
+    services: dict[str, compute.BackendService],
+    split: compute.URLMapPathMatcherPathRuleRouteActionArgsDict,
+) -> list[compute.URLMapPathMatcherRouteRuleArgsDict]:
+    """Route rules: a public request whose header picks a revision (``picks``: header, value, slot; see
+    canary.picked_headers) goes to that revision alone, any other public request by the weights. A path
+    matcher holds path rules or route rules, not both; route rules match in order of priority, 0 to
+    2147483647, none shared (pulumi_gcp 10.2 URLMapPathMatcher ``route_rules`` and its RouteRule
+    ``priority``, read 2026-12-07). The global external Application Load Balancer (EXTERNAL_MANAGED) takes
+    them; the docstring's "not supported for External load balancers" is the classic one (EXTERNAL)."""
+
+    def matches(header: tuple[str, str] | None) -> list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict]:
+        headers: list[compute.URLMapPathMatcherRouteRuleMatchRuleHeaderMatchArgsDict] = (
+            [{"header_name": header[0], "exact_match": header[1]}] if header is not None else []
+        )
+        prefixes: list[compute.URLMapPathMatcherRouteRuleMatchRuleArgsDict] = [
+            {"prefix_match": prefix, "header_matches": headers}
+            for prefix in launch_module.PUBLIC_PATH_PREFIXES
+        ]
+        return prefixes + [
+            {"full_path_match": path, "header_matches": headers} for path in launch_module.PUBLIC_EXACT_PATHS
+        ]
+
+    rules: list[compute.URLMapPathMatcherRouteRuleArgsDict] = [
+        {
+            "priority": priority,
+            "match_rules": matches((header, value)),
+            "service": services[slot].id,
+            "header_action": {
+                "response_headers_to_adds": [
+                    {"header_name": REVISION_HEADER, "header_value": slot, "replace": True}
+                ]
+            },
+        }
+        for priority, (header, value, slot) in enumerate(picks, start=1)
+    ]
+    weighted_rule: compute.URLMapPathMatcherRouteRuleArgsDict = {
+        "priority": len(rules) + 1,
+        "match_rules": matches(None),
+        "route_action": cast(compute.URLMapPathMatcherRouteRuleRouteActionArgsDict, split),
+    }
+    return [*rules, weighted_rule]

@@ -285,7 +285,7 @@ def instance_template(
     script: pulumi.Input[str] = (
         startup_script() if weight_cache is None else weight_cache.url.apply(startup_script)
     )
-    image_metadata = {IMAGE_METADATA_KEY: mirror.image} if mirror is not None else {}
+    image_metadata = {IMAGE_METADATA_KEY: mirror.pulled(spec.image)} if mirror is not None else {}
     if mirror is not None:  # the VMs pull with the reader grant in place
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[mirror.reader]))
     if weight_cache is not None:  # and use the bucket with theirs

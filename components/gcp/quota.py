@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pulumi
@@ -53,7 +53,21 @@ class QuotaNeed:
 def gpu_quota_needs(spec: ServiceSpec) -> list[QuotaNeed]:
     """The GPU quotas the stack draws on, each at its peak: every group at its largest size (its share of
     ``vllm:maxReplicas``) plus the VMs a rollout adds (one per zone; none for a group that consumes a
-    reservation or a Ray group, which replace in place), on-demand and Spot apart, per region."""
+    reservation or a Ray group, which replace in place), on-demand and Spot apart, per region; with
+    ``vllm:canary``, both revisions' groups together (they run side by side)."""
+    merged: dict[tuple, QuotaNeed] = {}
+    for revision in spec.revisions:
+        for need in _revision_needs(revision):
+            key = (need.metric, need.quota_ids, need.region, need.gpu_family)
+            if key in merged:
+                known = merged[key]
+                why = f"{known.why}; revision {revision.revision}: {need.why}"
+                need = replace(known, need=known.need + need.need, why=why)
+            merged[key] = need
+    return list(merged.values())
+
+
+def _revision_needs(spec: ServiceSpec) -> list[QuotaNeed]:
     if spec.gpu is None:
         return []
     gpus = spec.gpu.count

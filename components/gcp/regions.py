@@ -64,17 +64,18 @@ def serving_groups(spec: ServiceSpec) -> list[ServingGroup]:
     """One group per share (``components.replica_shares``). A stack of one share keeps the plain names it
     always had; otherwise names say the region (when there are several) and the purchase option (when
     mixed). VM names only need to differ within a zone, so their prefix says the purchase option alone, which
-    keeps it within GCP's 58 characters (63 for a VM name, less the group's ``-xxxx``)."""
-    found = shares(spec)
+    keeps it within GCP's 58 characters (63 for a VM name, less the group's ``-xxxx``). A revision in the
+    second slot (vllm:canary, vllm:stableRevision) ends both with ``-rev2``."""
+    found, revision = shares(spec), spec.revision_suffix
     if len(found) == 1:
-        return [ServingGroup(spec.name, spec.name, found[0])]
+        return [ServingGroup(spec.name + revision, spec.name + revision, found[0])]
     several_regions = len({share.region for share in found}) > 1
     mixed = len({share.spot for share in found}) > 1
     groups = []
     for share in found:
-        market = "spot" if share.spot else "od"
-        name = spec.name + (f"-{share.region}" if several_regions else "") + (f"-{market}" if mixed else "")
-        groups.append(ServingGroup(name, spec.name + (f"-{market}" if mixed else ""), share))
+        market = f"-{'spot' if share.spot else 'od'}" if mixed else ""
+        name = spec.name + (f"-{share.region}" if several_regions else "") + market + revision
+        groups.append(ServingGroup(name, spec.name + market + revision, share))
     return groups
 
 

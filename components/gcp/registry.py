@@ -45,24 +45,20 @@ class ImageMirrorArgs:
 class ImageMirror(pulumi.ComponentResource):
     """A Docker Hub remote repository in the stack's region, readable by the replicas' service account only.
 
-    ``image`` is where the VMs pull ``vllm:image`` from: ``<region>-docker.pkg.dev/<project>/<repo>/<path>``.
+    ``pulled(image)`` is where the VMs pull a Docker Hub image from:
+    ``<region>-docker.pkg.dev/<project>/<repo>/<path>`` (each revision's own image, with vllm:canary).
 
     Attributes:
         repository: the Artifact Registry remote repository in front of Docker Hub.
         reader: its ``artifactregistry.reader`` grant to the replicas' service account.
-        image: where the VMs pull ``vllm:image`` from.
     """
 
     repository: artifactregistry.Repository
     reader: artifactregistry.RepositoryIamMember
-    image: pulumi.Output[str]
 
     def __init__(self, name: str, args: ImageMirrorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("vllm:gcp:ImageMirror", name, None, opts)
         spec = args.spec
-        path = docker_hub_path(spec.image)
-        if path is None:
-            raise ValueError(f"{spec.image} is not a Docker Hub image")
         child = pulumi.ResourceOptions(parent=self)
         self.repository = artifactregistry.Repository(
             f"{name}-dockerhub",
@@ -86,5 +82,11 @@ class ImageMirror(pulumi.ComponentResource):
             member=args.identity.account.member,
             opts=child,
         )
-        self.image = pulumi.Output.concat(self.repository.registry_uri, "/", path)
-        self.register_outputs({"image": self.image})
+        self.register_outputs({"registryUri": self.repository.registry_uri})
+
+    def pulled(self, image: str) -> pulumi.Output[str]:
+        """Where the VMs pull ``image``, a Docker Hub image, from."""
+        path = docker_hub_path(image)
+        if path is None:
+            raise ValueError(f"{image} is not a Docker Hub image")
+        return pulumi.Output.concat(self.repository.registry_uri, "/", path)

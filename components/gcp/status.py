@@ -189,8 +189,9 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
     with _asking(source):
         for group in source.groups:
             healthy: set[str] = set()
-            if group.role != RAY_WORKER and source.balancer:
-                healthy = compute.healthy_instances(project, region, source.balancer, group)
+            balancer = group.balancer or source.balancer
+            if group.role != RAY_WORKER and balancer:
+                healthy = compute.healthy_instances(project, region, balancer, group)
             for managed in compute.managed_instances(project, region, group):
                 name = managed.name or _last(managed.instance)
                 zone = _last(managed.instance.split("/instances/")[0]) if managed.instance else group.zone
@@ -221,6 +222,7 @@ def list_replicas(source: ReplicaSource, now: datetime | None = None, **client_a
                         extra={"instanceId": str(managed.id) if managed.id else "", "zone": zone},
                         phase=shown,
                         timings=moments,
+                        revision=group.revision,
                     )
                 )
                 replicas.append(replica)

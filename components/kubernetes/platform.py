@@ -569,6 +569,9 @@ PLATFORM = Platform(
                 "pool's --reservation-affinity, a Karpenter NodePool's reserved capacity), not to its pods"
             ),
             Feature.WEIGHT_CACHE_BUCKET: "hub on kubernetes (vllm:cacheClaim shares one cache between pods)",
+            # Not built yet: HTTPRoute backendRefs weights over two InferencePools (docs/upgrades.md).
+            Feature.CANARY: "unset on kubernetes for now: a weighted second revision is built on gcp "
+            "only; upgrade by changing vllm:model (a rolling replacement) or run a second stack",
         }
     ),
     plan_properties=MappingProxyType(
