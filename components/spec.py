@@ -239,7 +239,11 @@ def build_spec(
         overrides=tuple(request.overrides),
         model_name=model_name,
     )
-    return replace(spec, revision=revision, canary=found)
+    paired = replace(spec, revision=revision, canary=found)
+    # The platform's rules across keys judge the two revisions together too (AWS: its queue metrics carry
+    # no revision).
+    platforms.get(spec.cloud).check_spec(paired)
+    return paired
 
 
 def _serving(spec: ServiceSpec) -> tuple:

@@ -482,3 +482,10 @@ def test_aws_routes_a_request_naming_a_revision_to_its_target_group_before_the_w
     ]
     last = max(run.of_type(RULE), key=lambda rule: rule.inputs["priority"])
     assert "forward" in last.inputs["actions"][0]  # everything else by weight
+
+
+def test_aws_refuses_a_queue_depth_target_beside_a_canary_whose_queues_it_cannot_tell_apart():
+    scaled = {key: value for key, value in AWS_CANARY.items() if key != "vllm:replicas"}
+    error = refusal({**scaled, "vllm:maxReplicas": "3", "vllm:targetQueuePerReplica": "8"})
+    assert error.key == "vllm:targetQueuePerReplica"
+    assert "vllm:targetQpsPerReplica" in str(error)

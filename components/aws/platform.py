@@ -186,7 +186,17 @@ HOSTED_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
 
 
 def check_spec(spec: ServiceSpec) -> None:
-    """``vllm:dnsZone``: a Route 53 hosted zone id (``Z0123456789ABCDEFGHIJ``), not the zone's name."""
+    """``vllm:dnsZone``: a Route 53 hosted zone id (``Z0123456789ABCDEFGHIJ``), not the zone's name. And no
+    queue-depth target beside a canary: the metrics agent publishes without a dimension (one namespace per
+    stack), so each revision's policy would average the other revision's queues into its own."""
+    scaling = spec.autoscaling
+    if spec.canary is not None and scaling is not None and scaling.target_queue_per_replica is not None:
+        raise SpecError(
+            f"{PROJECT}:targetQueuePerReplica",
+            str(scaling.target_queue_per_replica),
+            f"unset with {PROJECT}:canary on AWS (the queue metrics carry no revision); scale the "
+            f"revisions on {PROJECT}:targetQpsPerReplica, which each revision's target group counts alone",
+        )
     if spec.dns_zone is not None and not HOSTED_ZONE_ID.match(spec.dns_zone.removeprefix("/hostedzone/")):
         raise SpecError(
             f"{PROJECT}:dnsZone",
