@@ -151,10 +151,14 @@ def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
     if storage.shared:
         first = along("hub, into the shared cache", HUB_MBPS, 0)
         return first, ColdStart("shared cache", size, storage, 0, fixed, 0, 0, first.read_seconds)
-    if spec.weight_cache != "bucket":
+    if not spec.bucket_weight_cache:
         hub = along("hub", HUB_MBPS, 0)
         return hub, hub
-    return along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS)), along("bucket", BUCKET_MBPS, 0)
+    first = along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS))
+    if spec.weight_cache == "stream":  # from the bucket into GPU memory: no write to, or read from, a disk
+        streamed = seconds(BUCKET_MBPS)
+        return first, ColdStart("bucket, streamed", size, storage, BUCKET_MBPS, fixed, streamed, 0, 0)
+    return first, along("bucket", BUCKET_MBPS, 0)
 
 
 def time_to_ready(spec: ServiceSpec) -> dict:
@@ -189,7 +193,7 @@ def time_to_ready(spec: ServiceSpec) -> dict:
 
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
     first, later = cold_starts(spec)
-    filled_once = spec.weight_cache == "bucket" or first.storage.shared
+    filled_once = spec.bucket_weight_cache or first.storage.shared
     return ProbeTimings(
         startup_seconds=first.total_seconds,
         cached_startup_seconds=later.total_seconds,
@@ -214,11 +218,26 @@ def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:
         args += ["--pipeline-parallel-size", str(spec.nodes), "--distributed-executor-backend", "ray"]
     if spec.max_model_len is not None:
         args += ["--max-model-len", str(spec.max_model_len)]
-    if spec.facts is not None and spec.pinned_revision is None and spec.weight_cache != "bucket":
+    args += streaming_args(spec)
+    if spec.facts is not None and spec.pinned_revision is None and not spec.bucket_weight_cache:
         # vLLM downloads from the Hub itself: every replica loads the commit the spec's facts describe, not
         # whatever main is when it boots (with the bucket, its path is the local copy of that commit)
         args += ["--revision", spec.facts.revision]
     return (*args, *spec.extra_args)
+
+
+def streaming_args(spec: ServiceSpec) -> list[str]:
+    """``vllm:weightCache stream``: the Run:ai model streamer loader, which reads safetensors from a local
+    directory (the replica that fills the bucket) and from ``gs://``/``s3://`` alike (vLLM 0.33.0,
+    runai_streamer_loader.py). With several GPUs its ``distributed`` mode has each rank read a share of the
+    files and broadcast it to the others (NVLink), instead of every rank reading every file from the bucket
+    (``model_loader_extra_config`` keys: distributed, concurrency, memory_limit)."""
+    if spec.weight_cache != "stream":
+        return []
+    args = ["--load-format", "runai_streamer"]
+    if spec.gpus_per_replica > 1:
+        args += ["--model-loader-extra-config", '{"distributed": true}']
+    return args
 
 
 def launch_spec(spec: ServiceSpec, has_hf_token: bool) -> LaunchSpec:

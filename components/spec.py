@@ -164,6 +164,11 @@ class ServiceSpec:
     weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
 
     @property
+    def bucket_weight_cache(self) -> bool:
+        """Whether the stack owns a bucket of the model's files (vllm:weightCache bucket or stream)."""
+        return self.weight_cache in BUCKET_WEIGHT_CACHES
+
+    @property
     def pinned_revision(self) -> str | None:
         """``--revision`` in vllm:extraArgs: the branch, tag or commit of the model the stack pins."""
         return option_value(self.extra_args, "--revision")
@@ -267,16 +272,45 @@ def effective_config(stack: str, config: Mapping[str, str]) -> tuple[str | None,
 
 
 #: vllm:weightCache: ``bucket``, the stack's own bucket filled from the Hub once (the default where the
-#: platform has one), or ``hub``, every replica downloads from the Hugging Face Hub.
-WEIGHT_CACHES = ("bucket", "hub")
+#: platform has one); ``stream``, the same bucket, from which vLLM streams the safetensors straight into
+#: GPU memory (the Run:ai model streamer) instead of copying them to disk first; or ``hub``, every replica
+#: downloads from the Hugging Face Hub.
+WEIGHT_CACHES = ("bucket", "hub", "stream")
+#: The weight caches that are the stack's own bucket.
+BUCKET_WEIGHT_CACHES = ("bucket", "stream")
+#: vLLM flags the streamed load sets itself (components/launch.py), which extraArgs may not change.
+STREAM_FLAGS = ("--load-format", "--model-loader-extra-config")
 
 
 def _weight_cache(read: ConfigReader, platform: platforms.Platform) -> str:
     instead = platform.refuse_unsupported(platforms.Feature.WEIGHT_CACHE_BUCKET)
     weight_cache = read.choice("weightCache", WEIGHT_CACHES, "hub" if instead else "bucket")
-    if weight_cache == "bucket" and instead is not None:
+    if weight_cache in BUCKET_WEIGHT_CACHES and instead is not None:
         raise SpecError(f"{PROJECT}:weightCache", weight_cache, instead)
     return weight_cache
+
+
+def check_streamable(spec: ServiceSpec) -> None:
+    """``vllm:weightCache stream`` needs safetensors (the only format vLLM's Run:ai streamer loader reads)
+    and leaves the loader's flags to the program. A model whose files are unknown (the Hub not reached, no
+    facts cached) passes: build_spec has warned, and vLLM says so at load."""
+    if spec.weight_cache != "stream":
+        return
+    key = f"{PROJECT}:weightCache"
+    if spec.facts is not None and spec.facts.safetensors is False:
+        raise SpecError(
+            key,
+            "stream",
+            f"bucket or hub: {spec.model}@{spec.facts.revision[:12]} has no .safetensors weight files, the "
+            f"only format vLLM's Run:ai model streamer loads",
+        )
+    for flag in STREAM_FLAGS:
+        if option_value(spec.extra_args, flag) is not None:
+            raise SpecError(
+                f"{PROJECT}:extraArgs",
+                flag,
+                f"no {flag} with {key} stream (the program streams with --load-format runai_streamer)",
+            )
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -562,6 +596,7 @@ def build_spec(
     model_fit.check_disk_fits_model(spec)
     platform.check(spec)
     model_fit.check_model_facts(spec, has_hf_token=hf_token is not None)
+    check_streamable(spec)
     weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 import base64
 import functools
-import gzip
 import io
+import lzma
 import tarfile
 from collections.abc import Mapping, Sequence
 
@@ -140,6 +140,8 @@ def bootstrap_script(
     argv = [*launch.argv, "--shutdown-timeout", str(DRAIN_SECONDS)]  # last: it wins over vllm:extraArgs
     if weight_cache_url:
         argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
+    stream_url = weight_stream_url(spec, weight_cache_url)
+    container_env = {**launch.env, **streamer_env(stream_url, spec)}
     hooks = platform_hooks(
         spec,
         region=spec.region or "",
@@ -156,25 +158,30 @@ def bootstrap_script(
         role=role,
         api_key_secret=api_key_secret,
         hf_token_secret=hf_token_secret or "",
-        container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
+        container_env=[f"{name}={value}" for name, value in sorted(container_env.items())],
         vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
-        ray_bootstrap_gzip_base64=_packed(shipped("ray_bootstrap.sh")) if multi_node else "",
         health_agent_args=health_agent_args(
             launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
         stop_seconds=STOP_SECONDS,
-        agents_tar_gzip_base64=_packed_python(
-            ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
+        helpers_tar_xz_base64=packed_helpers(
+            [
+                "health_agent.py",
+                *(["metrics_agent.py"] if publishes_metrics else []),
+                *(["ray_bootstrap.sh"] if multi_node else []),
+                *(["weight_cache.sh"] if weight_cache_url else []),
+                *(["local_nvme.sh"] if has_local_nvme(spec) else []),
+            ]
         ),
         platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
+        weight_stream_url=stream_url,
+        weight_path_file=WEIGHT_PATH_FILE,
         weight_cache_env=[
             f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
         ],
-        weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
-        local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
     )
 
 
@@ -199,6 +206,25 @@ def cached_model_dir(spec: ServiceSpec) -> str:
     return f"weights/{spec.model}/{spec.model_revision}"
 
 
+def weight_stream_url(spec: ServiceSpec, weight_cache_url: str) -> str:
+    """``vllm:weightCache stream``: the model's files in the stack's bucket, as weight_cache.sh lays them
+    out (``<bucket>/<model>/<revision>/files``), which vLLM streams once the bucket holds them; else ''."""
+    if spec.weight_cache != "stream" or not weight_cache_url:
+        return ""
+    return f"{weight_cache_url.rstrip('/')}/{spec.model}/{spec.model_revision}/files"
+
+
+def streamer_env(stream_url: str, spec: ServiceSpec) -> dict[str, str]:
+    """The container's environment for the Run:ai streamer's S3 backend: the bucket's region. Its client
+    (the AWS SDK for C++, credentials from the default chain: the instance role through IMDS on the host
+    network) otherwise assumes us-east-1 (runai-model-streamer docs/src/usage.md "S3 authentication"; AWS
+    SDKs "Region": AWS_DEFAULT_REGION). GCS needs nothing: its backend (google-cloud-cpp) takes the VM's
+    service account from the metadata server (usage.md "Streaming from Google cloud storage")."""
+    if not stream_url.startswith("s3://") or spec.region is None:
+        return {}
+    return {"AWS_DEFAULT_REGION": spec.region, "AWS_REGION": spec.region}
+
+
 def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
     """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) at
     most as long as the health agent lets a replica load before it chose a path (the Hub budget less the
@@ -213,10 +239,11 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
         "WEIGHT_CACHE_REVISION": spec.model_revision,
         "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
-        "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,
     }
     if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
         settings["WEIGHT_CACHE_REGION"] = spec.region
+    if spec.weight_cache == "stream":  # once the bucket holds the files, vLLM streams them from it
+        settings["WEIGHT_CACHE_STREAM"] = "1"
     return settings
 
 
@@ -253,19 +280,29 @@ def shipped_python(name: str) -> str:
     return "#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n"
 
 
-def _packed_python(names: Sequence[str]) -> str:
-    """The Python agents (``shipped_python``) as one tar, gzip + base64: compressed together, they share
-    their vocabulary (about 650 bytes less than apart). Byte-for-byte reproducible (no times, no owners)."""
+def packed_helpers(names: Sequence[str]) -> str:
+    """The scripts a machine runs besides the boot script (``shipped``/``shipped_python``) as one tar, xz +
+    base64: compressed together they share their vocabulary, and AWS user data holds 16 KB (one tar.xz
+    is about 1.5 KB smaller than a gzip'd blob per script). Extracted with the machine's Python (its
+    ``lzma``; the agents need Python anyway, where an ``xz`` binary is not on every image). Byte-for-byte
+    reproducible (no times, no owners), so an unchanged script is no diff."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name in names:
-            data = shipped_python(name).encode()
+            data = (shipped_python(name) if name.endswith(".py") else shipped(name)).encode()
             member = tarfile.TarInfo(name)
-            member.size, member.mode = len(data), 0o644
+            member.size, member.mode = len(data), 0o644 if name.endswith(".py") else 0o755
             tar.addfile(member, io.BytesIO(data))
-    return base64.b64encode(gzip.compress(archive.getvalue(), mtime=0)).decode()
+    return base64.b64encode(lzma.compress(archive.getvalue(), preset=9 | lzma.PRESET_EXTREME)).decode()
 
 
-def _packed(text: str) -> str:
-    """gzip + base64, byte-for-byte reproducible (mtime 0) so an unchanged script is no diff."""
-    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+def helpers_in(script: str) -> dict[str, str]:
+    """The helper scripts a rendered boot script carries, by name (what ``packed_helpers`` packed)."""
+    (line,) = [line for line in script.splitlines() if line.startswith("HELPERS_TAR_XZ_BASE64=")]
+    packed = base64.b64decode(line.split("=", 1)[1])
+    with tarfile.open(fileobj=io.BytesIO(lzma.decompress(packed))) as tar:
+        return {
+            member.name: extracted.read().decode()
+            for member in tar.getmembers()
+            if (extracted := tar.extractfile(member)) is not None
+        }

@@ -66,7 +66,7 @@ def test_the_endpoint_is_hf_endpoint_without_its_trailing_slash_else_huggingface
 
 def test_a_models_facts_come_from_its_info_and_its_config(fake_hub):
     found = quiet_lookup(QWEN)
-    assert found == ModelFacts(QWEN, PRESET_MODELS[QWEN].sha(QWEN), False, 17, 32, 8, 40960)
+    assert found == ModelFacts(QWEN, PRESET_MODELS[QWEN].sha(QWEN), False, 17, 32, 8, 40960, True)
 
 
 def test_llama_4_is_read_from_its_text_config(fake_hub):

@@ -197,7 +197,7 @@ def test_kubernetes_keeps_the_hub_and_refuses_a_bucket():
 def test_an_unknown_weight_cache_is_refused_naming_the_choices():
     with pytest.raises(SpecError) as refused:
         build_spec("gcp-h100", {"vllm:weightCache": "nfs"})
-    assert refused.value.key == "vllm:weightCache" and refused.value.valid == "one of bucket, hub"
+    assert refused.value.key == "vllm:weightCache" and refused.value.valid == "one of bucket, hub, stream"
 
 
 # --- the boot script's hook ------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def test_without_the_cache_the_script_stays_as_it_was():
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret="t", health_report=health_report(spec, serving)
     )
-    assert script_value(script, "WEIGHT_CACHE_GZIP_BASE64") == "''"
+    assert "weight_cache.sh" not in vm.helpers_in(script)
     assert "--cached-budget" not in script
 
 
@@ -386,7 +386,7 @@ def test_machines_without_local_nvme_keep_the_boot_disk(cloud, gpu):
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret=None, health_report=health_report(spec, serving)
     )
-    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") == "''"
+    assert "local_nvme.sh" not in vm.helpers_in(script)
 
 
 def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
@@ -399,7 +399,7 @@ def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
 
 def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811
     script = rendered_with_cache()
-    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") != "''"
+    assert "local_nvme.sh" in vm.helpers_in(script)
     assert run_script(script, sandbox, "boot").returncode == 0
     unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
     install = sandbox["VLLM_INSTALL_DIR"]

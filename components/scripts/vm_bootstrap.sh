@@ -13,10 +13,11 @@ set -euo pipefail
 # Rendered by components/vm.py. PLATFORM: the platform's title, for the log; ROLE: serve | ray-head |
 # ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
 # CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
-# multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
-# (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
-# flags (cloud, role, load budget, port); AGENTS_TAR_GZIP_BASE64: a tar of it (and of metrics_agent.py
-# where the platform runs it), gzip + base64. STOP_SECONDS: how long `docker stop` lets vLLM drain.
+# multi-node); RAY_ENV: ray_bootstrap.sh settings (empty when ROLE=serve). HEALTH_AGENT_ARGS:
+# health_agent.py's flags (cloud, role, load budget, port); HELPERS_TAR_XZ_BASE64: one tar (xz + base64; user
+# data is limited to 16 KB on AWS) of the helpers this machine runs: health_agent.py, and where used
+# metrics_agent.py, ray_bootstrap.sh, weight_cache.sh, local_nvme.sh. STOP_SECONDS: how long `docker stop`
+# lets vLLM drain.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -25,18 +26,17 @@ HF_TOKEN_SECRET={{hf_token_secret}}
 CONTAINER_ENV=({{container_env}})
 VLLM_ARGV=({{vllm_argv}})
 RAY_ENV=({{ray_env}})
-RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
 HEALTH_AGENT_ARGS=({{health_agent_args}})
-AGENTS_TAR_GZIP_BASE64={{agents_tar_gzip_base64}}
+HELPERS_TAR_XZ_BASE64={{helpers_tar_xz_base64}}
 STOP_SECONDS={{stop_seconds}}
 # The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
-# HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
+# HF_CACHE the model's files land (vLLM's model path), and weight_cache.sh's settings.
 WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
-WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
-# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache and Docker's data root go there).
-LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
+# vllm:weightCache stream: the model's files in the bucket, which vLLM streams (--load-format runai_streamer)
+# in place of its local model path once weight_cache.sh records "stream" as the weights' path; else empty.
+WEIGHT_STREAM_URL={{weight_stream_url}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -45,6 +45,8 @@ HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
+# Where weight_cache.sh records the path the weights took (hub, bucket, local, stream) for the health agent.
+WEIGHT_PATH_FILE=${VLLM_WEIGHT_PATH_FILE:-{{weight_path_file}}}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -112,7 +114,9 @@ ensure_container_runtime() {
 # reports to the Auto Scaling group (AWS), and the load budget counts from its start until vLLM's.
 install_health_agent() {
   install -d -m 0755 "$INSTALL_DIR"
-  base64 -d <<<"$AGENTS_TAR_GZIP_BASE64" | tar -xz --no-same-owner -C "$INSTALL_DIR"
+  base64 -d <<<"$HELPERS_TAR_XZ_BASE64" \
+    | "$PYTHON" -c 'import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode="r|xz").extractall(sys.argv[1])' \
+      "$INSTALL_DIR"
   install_agent_service "$AGENT_UNIT" 5 \
     "vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health" \
     "$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}"
@@ -143,20 +147,8 @@ EOF
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
-  if [ -n "$RAY_BOOTSTRAP_GZIP_BASE64" ]; then
-    base64 -d <<<"$RAY_BOOTSTRAP_GZIP_BASE64" | gunzip >"$INSTALL_DIR/ray_bootstrap.sh"
-    chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
-  fi
-  if [ -n "$WEIGHT_CACHE_URL" ]; then
-    base64 -d <<<"$WEIGHT_CACHE_GZIP_BASE64" | gunzip >"$INSTALL_DIR/weight_cache.sh"
-    chmod 0755 "$INSTALL_DIR/weight_cache.sh"
-  fi
-  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
-    base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
-    chmod 0755 "$INSTALL_DIR/local_nvme.sh"
-    # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
-    "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"
-  fi
+  # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
+  mount_local_nvme
   cat >"$UNIT" <<EOF
 [Unit]
 Description=vLLM OpenAI-compatible server ($ROLE)
@@ -185,7 +177,7 @@ EOF
 # The HF cache on the local NVMe array, at every start (a reboot, which AWS user data does not rerun, leaves
 # it unmounted); nothing on machines without local NVMe.
 mount_local_nvme() {
-  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
+  if [ -x "$INSTALL_DIR/local_nvme.sh" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
 }
 
 # The model's files from the stack's bucket, or from the Hub once for the whole stack (weight_cache.sh),
@@ -193,12 +185,26 @@ mount_local_nvme() {
 fetch_weights() {
   if [ -z "$WEIGHT_CACHE_URL" ]; then return 0; fi
   env "${WEIGHT_CACHE_ENV[@]}" WEIGHT_CACHE_URL="$WEIGHT_CACHE_URL" WEIGHT_CACHE_DIR="$HF_CACHE/$WEIGHT_CACHE_DIR" \
-    WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" "$INSTALL_DIR/weight_cache.sh" fetch
+    WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" WEIGHT_CACHE_PATH_FILE="$WEIGHT_PATH_FILE" \
+    "$INSTALL_DIR/weight_cache.sh" fetch
+}
+
+# vLLM's argv, with the bucket in place of the local model path when the weights are streamed from it.
+vllm_argv() {
+  local arg local_path="/root/.cache/huggingface/$WEIGHT_CACHE_DIR"
+  for arg in "${VLLM_ARGV[@]}"; do
+    if [ -n "$WEIGHT_STREAM_URL" ] && [ "$arg" = "$local_path" ] \
+      && [ "$(cat "$WEIGHT_PATH_FILE" 2>/dev/null)" = stream ]; then
+      arg=$WEIGHT_STREAM_URL
+    fi
+    printf '%s\0' "$arg"
+  done
 }
 
 run_container() {
   platform_resolve_image
   fetch_weights
+  mapfile -d '' -t VLLM_ARGV < <(vllm_argv)
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
