@@ -162,6 +162,10 @@ class ServiceSpec:
     domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
     dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
     weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
+    #: The boot disk is sized at ``up`` from the boot image's own minimum plus what stays on it (a machine
+    #: whose weights and Docker data root go on its local NVMe, without vllm:diskSizeGb): ``disk_size_gb``
+    #: is then only the offline default, never a resource input.
+    boot_disk_from_image: bool = False
 
     @property
     def bucket_weight_cache(self) -> bool:
@@ -219,7 +223,11 @@ class ServiceSpec:
             "image": self.image,
             "maxModelLen": self.max_model_len,
             "extraArgs": list(self.extra_args),
-            "diskSizeGb": self.disk_size_gb,
+            "diskSizeGb": (
+                f"boot image's minimum + {platforms.BOOT_DISK_KEPT_GB}"
+                if self.boot_disk_from_image
+                else self.disk_size_gb
+            ),
             "modelSizeGb": self.model_size_gb,
             "modelRevision": self.facts.revision if self.facts else None,
             "spot": self.spot,
@@ -547,6 +555,7 @@ def build_spec(
     placement = platform.read_placement(read, stack, offering)
     weight_cache = _weight_cache(read, platform)
 
+    disk_size_gb = read.integer("diskSizeGb", None, minimum=20, maximum=65536)
     spec = ServiceSpec(
         stack=stack,
         preset=preset,
@@ -560,7 +569,7 @@ def build_spec(
         image=image,
         max_model_len=read.integer("maxModelLen", None, minimum=1),
         extra_args=extra_args,
-        disk_size_gb=read.integer("diskSizeGb", DEFAULT_DISK_SIZE_GB, minimum=20, maximum=65536),
+        disk_size_gb=disk_size_gb or DEFAULT_DISK_SIZE_GB,
         model_size_gb=read.integer("modelSizeGb", None, minimum=1),
         spot=spot,
         allowed_cidrs=allowed or OPEN_TO_ALL,
@@ -573,6 +582,8 @@ def build_spec(
         dns_zone=dns_zone,
         weight_cache=weight_cache,
     )
+    if disk_size_gb is None and platform.weight_storage(spec).local:
+        spec = replace(spec, boot_disk_from_image=True)
     hf_token = present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:
         try:
