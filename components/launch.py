@@ -24,6 +24,9 @@ PUBLIC_EXACT_PATHS = (HEALTH_PATH,)
 HF_TOKEN_ENV = "HF_TOKEN"
 API_KEY_ENV = "VLLM_API_KEY"
 HF_CACHE_DIR = "/root/.cache/huggingface"
+#: vLLM's own cache (``VLLM_CACHE_ROOT``, default ``~/.cache/vllm``, vllm/envs.py 0.33.0): torch.compile
+#: artifacts under ``torch_compile_cache/``, each in a directory named by a hash of what shaped it.
+VLLM_CACHE_DIR = "/root/.cache/vllm"
 
 #: The longest a load balancer in front of vLLM keeps an idle backend connection open: AWS's ALB idle
 #: timeout (components/aws/load_balancer.py) and GCP's external Application Load Balancer, whose backend
@@ -224,6 +227,15 @@ def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:
         # whatever main is when it boots (with the bucket, its path is the local copy of that commit)
         args += ["--revision", spec.facts.revision]
     return (*args, *spec.extra_args)
+
+
+def compile_cache_key(spec: ServiceSpec) -> str:
+    """Where a stack keeps vLLM's compile cache (its bucket; Kubernetes' vllm:cacheClaim): by model commit,
+    vLLM image, GPU type and parallelism, what the compiled code is specific to. vLLM's own hash inside
+    (compile config, flags, the model's path) tells the rest apart."""
+    parallel = f"tp{spec.gpu.count if spec.gpu else 0}-pp{spec.nodes}"
+    gpu = spec.gpu.type if spec.gpu else "cpu"
+    return f"{spec.model}/{spec.model_revision}/{spec.image.replace('/', '_')}/{gpu}-{parallel}"
 
 
 def streaming_args(spec: ServiceSpec) -> list[str]:

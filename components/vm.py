@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
 from components.catalog import Offering
-from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import (
+    BASE_STARTUP_SECONDS,
+    HF_CACHE_DIR,
+    RAY_GROUP_WAIT_SECONDS,
+    VLLM_CACHE_DIR,
+    LaunchSpec,
+    compile_cache_key,
+)
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -141,6 +148,7 @@ def bootstrap_script(
     if weight_cache_url:
         argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
     stream_url = weight_stream_url(spec, weight_cache_url)
+    compiled = compile_cache_env(spec, launch, role) if weight_cache_url else {}
     container_env = {**launch.env, **streamer_env(stream_url, spec)}
     hooks = platform_hooks(
         spec,
@@ -172,8 +180,11 @@ def bootstrap_script(
                 *(["ray_bootstrap.sh"] if multi_node else []),
                 *(["weight_cache.sh"] if weight_cache_url else []),
                 *(["local_nvme.sh"] if has_local_nvme(spec) else []),
+                *(["compile_cache.sh"] if compiled else []),
             ]
         ),
+        compile_cache_env=[f"{name}={value}" for name, value in sorted(compiled.items())],
+        vllm_cache_dir=VLLM_CACHE_DIR,
         platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
@@ -204,6 +215,22 @@ def cached_model_dir(spec: ServiceSpec) -> str:
     """Where a node keeps the model's files, relative to the HF cache (host and container alike): by model
     and revision, as the bucket does (weight_cache.sh), so another commit is never read as this one."""
     return f"weights/{spec.model}/{spec.model_revision}"
+
+
+def compile_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str) -> dict[str, str]:
+    """``compile_cache.sh`` settings on a single-node replica (a Ray group's compiled ranks are split over
+    its machines, which no one machine could save whole): the stack's key (``compile_cache_key``), and
+    vLLM's /health, once which the compiled code is complete and saved, within the first start's budget."""
+    if role != "serve":
+        return {}
+    settings = {
+        "COMPILE_CACHE_KEY": compile_cache_key(spec),
+        "COMPILE_CACHE_HEALTH_URL": f"http://127.0.0.1:{launch.port}{launch.health_path}",
+        "COMPILE_CACHE_WAIT_SECONDS": str(launch.probes.startup_seconds),
+    }
+    if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
+        settings["COMPILE_CACHE_REGION"] = spec.region
+    return settings
 
 
 def weight_stream_url(spec: ServiceSpec, weight_cache_url: str) -> str:

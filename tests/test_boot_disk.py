@@ -98,10 +98,6 @@ def test_aws_a_machine_without_instance_store_keeps_the_default():
     assert root_volumes(run_program("aws-l4", secrets=SECRETS)) == [DEFAULT_DISK_SIZE_GB]
 
 
-def test_aws_a_disk_size_the_stack_sets_wins_over_the_ami():
-    assert root_volumes(run_program("aws-h100", {"vllm:diskSizeGb": "150"}, secrets=SECRETS)) == [150]
-
-
 def test_the_root_snapshot_is_the_root_devices_mapping_not_another():
     mappings = [
         {"device_name": "/dev/sdb", "ebs": {}, "virtual_name": "ephemeral0"},

@@ -59,6 +59,9 @@ case "$1 $2" in
     else put "${words[0]}" "${words[1]}"; fi ;;
   "storage cat") cat "$(local_path "${words[0]}")" ;;
   "storage rsync") sync_tree "${words[0]}" "${words[1]}" ;;
+  "storage ls")
+    root=$(local_path "${words[0]%/\*\*}")
+    [ -d "$root" ] && (cd "$root" && find . -type f -printf '%P\n' | sed "s#^#${words[0]%/\*\*}/#") ;;
   *) exit 1 ;;
 esac
 """
@@ -74,7 +77,7 @@ command="$1 $2"; shift 2
 while [ $# -gt 0 ]; do
   case "$1" in
     --region | --exclude) shift 2 ;;
-    --only-show-errors) shift ;;
+    --only-show-errors | --recursive) shift ;;
     --bucket | --key | --body | --if-none-match) opt[$1]=$2; shift 2 ;;
     *) words+=("$1"); shift ;;
   esac
@@ -87,6 +90,10 @@ case "$command" in
     if [ "${words[1]}" = - ]; then cat "$(local_path "${words[0]}")"
     else put "${words[0]}" "${words[1]}"; fi ;;
   "s3 sync") sync_tree "${words[0]}" "${words[1]}" ;;
+  "s3 ls")
+    root=$(local_path "${words[0]}"); bucket=${words[0]#s3://}; bucket=${bucket%%/*}
+    key=${root#"$BUCKETS/$bucket"/}; listed='2026-12-07 00:00:00 %s %p\n'
+    [ -d "$root" ] && (cd "$BUCKETS/$bucket" && find "$key" -type f -printf "$listed") ;;
   *) exit 1 ;;
 esac
 """

@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from components import launch, scripts, vm
+from components.aws import fakes as aws_fakes
 from components.aws.weight_cache import BUCKET_PREFIX_MAX
+from components.gcp import fakes as gcp_fakes
 from components.launch import launch_spec
+from components.platforms import BOOT_DISK_KEPT_GB
 from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, build_spec
 from components.vm import bootstrap_script
 from policy import validators as policy_validators
@@ -452,14 +455,15 @@ def aws_root_volume_gb(run: Run) -> int:
     return run.one(LAUNCH_TEMPLATE).inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"]
 
 
-def test_gcp_nvme_presets_boot_disk_is_the_default_not_the_weights(gcp):
+def test_gcp_nvme_presets_boot_disk_is_the_images_not_the_weights(gcp):
     assert vm.has_local_nvme(build_spec("gcp-h100", {}))
-    assert gcp_boot_disk_gb(gcp) == DEFAULT_DISK_SIZE_GB  # 422 GB of weights go on the local SSDs
+    # 422 GB of weights go on the local SSDs; the disk is the image's (tests/test_boot_disk.py)
+    assert gcp_boot_disk_gb(gcp) == gcp_fakes.BOOT_IMAGE_DISK_GB + BOOT_DISK_KEPT_GB
 
 
-def test_aws_nvme_presets_root_volume_is_the_default_not_the_weights(aws):
+def test_aws_nvme_presets_root_volume_is_the_amis_not_the_weights(aws):
     assert vm.has_local_nvme(build_spec("aws-h100", {}))
-    assert aws_root_volume_gb(aws) == DEFAULT_DISK_SIZE_GB
+    assert aws_root_volume_gb(aws) == aws_fakes.DLAMI_ROOT_SNAPSHOT_GB + BOOT_DISK_KEPT_GB
 
 
 def test_a_disk_size_the_user_sets_still_wins_on_local_nvme():

@@ -37,6 +37,10 @@ WEIGHT_CACHE_ENV=({{weight_cache_env}})
 # vllm:weightCache stream: the model's files in the bucket, which vLLM streams (--load-format runai_streamer)
 # in place of its local model path once weight_cache.sh records "stream" as the weights' path; else empty.
 WEIGHT_STREAM_URL={{weight_stream_url}}
+# compile_cache.sh's settings (vLLM's torch.compile artifacts in the same bucket), on single-node replicas
+# with a weight cache; else empty. VLLM_CACHE_ROOT: where the container keeps them (a host directory).
+COMPILE_CACHE_ENV=({{compile_cache_env}})
+VLLM_CACHE_ROOT={{vllm_cache_dir}}
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -45,6 +49,7 @@ HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
+VLLM_CACHE=${VLLM_COMPILE_CACHE:-/var/lib/vllm/vllm-cache}
 # Where weight_cache.sh records the path the weights took (hub, bucket, local, stream) for the health agent.
 WEIGHT_PATH_FILE=${VLLM_WEIGHT_PATH_FILE:-{{weight_path_file}}}
 
@@ -189,6 +194,16 @@ fetch_weights() {
     "$INSTALL_DIR/weight_cache.sh" fetch
 }
 
+# vLLM's compile cache from the bucket before it starts, and into it once it serves (in the background,
+# ending with the unit): a failure only means vLLM compiles, as without the cache.
+compile_cache() {
+  if [ ${#COMPILE_CACHE_ENV[@]} -eq 0 ]; then return 0; fi
+  env "${COMPILE_CACHE_ENV[@]}" COMPILE_CACHE_URL="$WEIGHT_CACHE_URL" COMPILE_CACHE_DIR="$VLLM_CACHE" \
+    "$INSTALL_DIR/compile_cache.sh" restore || log "vLLM's compile cache was not restored: vLLM compiles"
+  env "${COMPILE_CACHE_ENV[@]}" COMPILE_CACHE_URL="$WEIGHT_CACHE_URL" COMPILE_CACHE_DIR="$VLLM_CACHE" \
+    "$INSTALL_DIR/compile_cache.sh" save-when-serving &
+}
+
 # vLLM's argv, with the bucket in place of the local model path when the weights are streamed from it.
 vllm_argv() {
   local arg local_path="/root/.cache/huggingface/$WEIGHT_CACHE_DIR"
@@ -205,10 +220,13 @@ run_container() {
   platform_resolve_image
   fetch_weights
   mapfile -d '' -t VLLM_ARGV < <(vllm_argv)
+  install -d -m 0755 "$VLLM_CACHE"
+  compile_cache
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
     --volume "$HF_CACHE:/root/.cache/huggingface"
+    --volume "$VLLM_CACHE:$VLLM_CACHE_ROOT" --env "VLLM_CACHE_ROOT=$VLLM_CACHE_ROOT"
   )
   local -a logging
   mapfile -t logging < <(platform_log_args)
