@@ -158,7 +158,7 @@ def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
         hub = along("hub", HUB_MBPS, 0)
         return hub, hub
     first = along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS))
-    if spec.weight_cache == "stream":  # from the bucket into GPU memory: no write to, or read from, a disk
+    if spec.weight_cache == "stream" and spec.nodes == 1:  # no disk write or read (a Ray group copies)
         streamed = seconds(BUCKET_MBPS)
         return first, ColdStart("bucket, streamed", size, storage, BUCKET_MBPS, fixed, streamed, 0, 0)
     return first, along("bucket", BUCKET_MBPS, 0)

@@ -147,7 +147,7 @@ def bootstrap_script(
     argv = [*launch.argv, "--shutdown-timeout", str(DRAIN_SECONDS)]  # last: it wins over vllm:extraArgs
     if weight_cache_url:
         argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
-    stream_url = weight_stream_url(spec, weight_cache_url)
+    stream_url = weight_stream_url(spec, weight_cache_url, role)
     compiled = compile_cache_env(spec, launch, role) if weight_cache_url else {}
     container_env = {**launch.env, **streamer_env(stream_url, spec)}
     hooks = platform_hooks(
@@ -220,7 +220,8 @@ def cached_model_dir(spec: ServiceSpec) -> str:
 def compile_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str) -> dict[str, str]:
     """``compile_cache.sh`` settings on a single-node replica (a Ray group's compiled ranks are split over
     its machines, which no one machine could save whole): the stack's key (``compile_cache_key``), and
-    vLLM's /health, once which the compiled code is complete and saved, within the first start's budget."""
+    vLLM's /health, which answers once the compiled code is complete; it is saved then, if within the
+    first start's budget."""
     if role != "serve":
         return {}
     settings = {
@@ -233,10 +234,13 @@ def compile_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str) -> dict[
     return settings
 
 
-def weight_stream_url(spec: ServiceSpec, weight_cache_url: str) -> str:
+def weight_stream_url(spec: ServiceSpec, weight_cache_url: str, role: str = "serve") -> str:
     """``vllm:weightCache stream``: the model's files in the stack's bucket, as weight_cache.sh lays them
-    out (``<bucket>/<model>/<revision>/files``), which vLLM streams once the bucket holds them; else ''."""
-    if spec.weight_cache != "stream" or not weight_cache_url:
+    out (``<bucket>/<model>/<revision>/files``), which vLLM streams once the bucket holds them; else ''.
+    A single-node replica only: a Ray group's nodes each choose their path as they boot, and the head's
+    model path is every node's, so a head that downloaded while a later worker found the bucket full would
+    send that worker to a local copy it does not have. A group copies from the bucket instead."""
+    if spec.weight_cache != "stream" or not weight_cache_url or role != "serve":
         return ""
     return f"{weight_cache_url.rstrip('/')}/{spec.model}/{spec.model_revision}/files"
 
@@ -269,7 +273,7 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
     }
     if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
         settings["WEIGHT_CACHE_REGION"] = spec.region
-    if spec.weight_cache == "stream":  # once the bucket holds the files, vLLM streams them from it
+    if spec.weight_cache == "stream" and role == "serve":  # vLLM streams once the bucket holds the files
         settings["WEIGHT_CACHE_STREAM"] = "1"
     return settings
 
@@ -310,9 +314,10 @@ def shipped_python(name: str) -> str:
 def packed_helpers(names: Sequence[str]) -> str:
     """The scripts a machine runs besides the boot script (``shipped``/``shipped_python``) as one tar, xz +
     base64: compressed together they share their vocabulary, and AWS user data holds 16 KB (one tar.xz
-    is about 1.5 KB smaller than a gzip'd blob per script). Extracted with the machine's Python (its
-    ``lzma``; the agents need Python anyway, where an ``xz`` binary is not on every image). Byte-for-byte
-    reproducible (no times, no owners), so an unchanged script is no diff."""
+    is about 1.5 KB of base64 smaller than a gzip'd blob per script, about 750 bytes of gzip'd user data).
+    Extracted with the machine's Python (its ``lzma``; the agents need Python anyway, where an ``xz``
+    binary is not on every image). Byte-for-byte reproducible (no times, no owners), so an unchanged
+    script is no diff."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name in names:

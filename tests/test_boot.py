@@ -80,10 +80,13 @@ def fleet(nspawn: None, tmp_path: Path) -> Iterator[boot.Fleet]:
 TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vllm-boot/0123456789abcdef"
 
 
-def boot_script(stack: str, role: str = "serve", head: str = "", config: dict | None = None) -> bytes:
+def boot_script(
+    stack: str, role: str = "serve", head: str = "", config: dict | None = None, weight_cache_url: str = ""
+) -> bytes:
     """What the platform hands the machine: GCP's startup-script metadata value, AWS's user data (decoded
     from the launch template's base64, gzip'd when large, as cloud-init receives it). The weights come from
-    the Hub here (weightCache hub); the race test boots the real program's script with its bucket."""
+    the Hub here unless ``weight_cache_url`` names a bucket; the race test boots the real program's script
+    with its bucket."""
     spec = build_spec(stack, config or {})
     launch = launch_spec(spec, has_hf_token=True)
     gcp = spec.cloud == "gcp"
@@ -99,6 +102,7 @@ def boot_script(stack: str, role: str = "serve", head: str = "", config: dict | 
         image_metadata_key=IMAGE_METADATA_KEY if gcp else "",
         log_group="" if gcp else log_group_name(spec),
         metrics_agent=metrics_agent(spec, launch),
+        weight_cache_url=weight_cache_url,
     )
     if gcp:
         return script.encode()
@@ -319,6 +323,24 @@ def test_a_later_replica_loads_the_compiled_code_the_first_saved_to_the_bucket(f
     later.boot()
     wait_serving(later)
     assert "compile cache hit" in vllm_log(later) and "compiled " not in vllm_log(later)
+
+
+def test_an_aws_replica_loads_the_compiled_code_another_saved_to_s3(fleet):
+    script = boot_script("aws-h100", weight_cache_url="s3://vllm-boot-weights")
+    first = new_machine(fleet, "a", "aws-h100", script=script)
+    first.boot()
+    wait_serving(first)
+    first.wait_for(
+        lambda: any("compile-cache" in marker.parts for marker in bucket_files(fleet, "*.complete")),
+        "the compile cache saved",
+    )
+    later = new_machine(fleet, "b", "aws-h100", script=script)
+    later.boot()
+    wait_serving(later)
+    assert "compile cache hit" in vllm_log(later) and "compiled " not in vllm_log(later)
+    assert "s3 ls --region us-east-1 --recursive s3://vllm-boot-weights/compile-cache/" in later.read(
+        "/var/log/fake-aws-calls"
+    )
 
 
 @pytest.fixture(scope="module")

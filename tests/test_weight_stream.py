@@ -227,3 +227,24 @@ def test_the_facts_say_whether_the_commit_has_safetensors(files, found):
 
 def test_an_answer_without_a_file_list_leaves_it_unknown():
     assert model_facts._has_safetensors({"sha": "a" * 40}) is None
+
+
+@pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
+def test_a_ray_groups_nodes_copy_from_the_bucket_rather_than_stream(role):
+    """Each node chooses its path as it boots, and the head's model path is every node's: a head that
+    downloaded would send a worker that found the bucket full to a local copy it does not have."""
+    spec = build_spec("gcp-h100-multinode", STREAM)
+    launch_ = launch.launch_spec(spec, has_hf_token=True)
+    script = vm.bootstrap_script(
+        spec,
+        launch_,
+        api_key_secret="k",
+        hf_token_secret=None,
+        role=role,
+        ray_env=vm.ray_env(spec, "10.0.0.2"),
+        health_report=health_report(spec, launch_),
+        weight_cache_url="gs://vllm-weights-abc",
+    )
+    assert script_value(script, "WEIGHT_STREAM_URL") == "''"
+    assert "WEIGHT_CACHE_STREAM" not in script_value(script, "WEIGHT_CACHE_ENV")
+    assert launch.cold_starts(spec)[1].path == "bucket"

@@ -16,8 +16,8 @@ set -euo pipefail
 # multi-node); RAY_ENV: ray_bootstrap.sh settings (empty when ROLE=serve). HEALTH_AGENT_ARGS:
 # health_agent.py's flags (cloud, role, load budget, port); HELPERS_TAR_XZ_BASE64: one tar (xz + base64; user
 # data is limited to 16 KB on AWS) of the helpers this machine runs: health_agent.py, and where used
-# metrics_agent.py, ray_bootstrap.sh, weight_cache.sh, local_nvme.sh. STOP_SECONDS: how long `docker stop`
-# lets vLLM drain.
+# metrics_agent.py, ray_bootstrap.sh, weight_cache.sh, local_nvme.sh, compile_cache.sh. STOP_SECONDS: how
+# long `docker stop` lets vLLM drain.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
