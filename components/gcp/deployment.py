@@ -99,7 +99,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     if docker_hub_path(spec.image) is not None:
         mirror = ImageMirror(spec.name, ImageMirrorArgs(spec=spec, identity=identity), opts)
     weight_cache = None
-    if spec.weight_cache == "bucket":
+    if spec.bucket_weight_cache:
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec, identity=identity), opts)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
     groups = serving_groups(spec) if spec.nodes == 1 else []
