@@ -193,7 +193,7 @@ def test_the_key_is_the_model_commit_the_image_the_gpu_and_the_parallelism():
 def test_a_replica_with_the_bucket_carries_the_compile_cache(stack):
     spec = build_spec(stack, {})
     script = rendered_with_bucket(spec)
-    assert "compile_cache.sh" in vm.helpers_in(script)
+    assert "compile_cache.sh" in vm.scripts_in(script)
     settings = dict(
         pair.split("=", 1) for pair in shlex.split(script_value(script, "COMPILE_CACHE_ENV")[1:-1])
     )
@@ -208,7 +208,7 @@ def test_a_ray_node_keeps_its_compile_cache_to_itself(role):
     """A group's compiled ranks are split over its machines: no one machine could save a unit whole."""
     spec = build_spec("gcp-h100-multinode", {})
     script = rendered_with_bucket(spec, role)
-    assert "compile_cache.sh" not in vm.helpers_in(script)
+    assert "compile_cache.sh" not in vm.scripts_in(script)
     assert script_value(script, "COMPILE_CACHE_ENV") == "()"
 
 
@@ -218,7 +218,7 @@ def test_without_a_bucket_there_is_no_compile_cache_to_share():
     script = vm.bootstrap_script(
         spec, launch_, api_key_secret="k", hf_token_secret=None, health_report=health_report(spec, launch_)
     )
-    assert "compile_cache.sh" not in vm.helpers_in(script)
+    assert "compile_cache.sh" not in vm.scripts_in(script)
 
 
 def test_vllm_compiles_into_a_host_directory_restored_before_it_starts_and_saved_beside_it(sandbox):  # noqa: F811
