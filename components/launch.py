@@ -24,6 +24,9 @@ PUBLIC_EXACT_PATHS = (HEALTH_PATH,)
 HF_TOKEN_ENV = "HF_TOKEN"
 API_KEY_ENV = "VLLM_API_KEY"
 HF_CACHE_DIR = "/root/.cache/huggingface"
+#: vLLM's own cache (``VLLM_CACHE_ROOT``, default ``~/.cache/vllm``, vllm/envs.py 0.33.0): torch.compile
+#: artifacts under ``torch_compile_cache/``, each in a directory named by a hash of what shaped it.
+VLLM_CACHE_DIR = "/root/.cache/vllm"
 
 #: The longest a load balancer in front of vLLM keeps an idle backend connection open: AWS's ALB idle
 #: timeout (components/aws/load_balancer.py) and GCP's external Application Load Balancer, whose backend
@@ -209,10 +212,14 @@ def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
     if storage.shared:
         first = along("hub, into the shared cache", HUB_MBPS, 0)
         return first, ColdStart("shared cache", size, storage, 0, fixed, 0, 0, first.read_seconds)
-    if spec.weight_cache != "bucket":
+    if not spec.bucket_weight_cache:
         hub = along("hub", HUB_MBPS, 0)
         return hub, hub
-    return along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS)), along("bucket", BUCKET_MBPS, 0)
+    first = along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS))
+    if streams(spec):  # no disk write or read
+        streamed = seconds(BUCKET_MBPS)
+        return first, ColdStart("bucket, streamed", size, storage, BUCKET_MBPS, fixed, streamed, 0, 0)
+    return first, along("bucket", BUCKET_MBPS, 0)
 
 
 def time_to_ready(spec: ServiceSpec) -> dict:
@@ -250,16 +257,25 @@ def time_to_ready(spec: ServiceSpec) -> dict:
     }
 
 
+def streams(spec: ServiceSpec) -> bool:
+    """Whether later replicas stream the weights from the bucket (``vllm:weightCache stream``): single-node
+    replicas only, as a Ray group's nodes copy (components/vm.py ``weight_stream_url``)."""
+    return spec.weight_cache == "stream" and spec.nodes == 1
+
+
 def health_caps(spec: ServiceSpec) -> PhaseCaps:
-    """The caps of every replica's start: the slowest path's (the Hub's, onto the node's storage)."""
+    """The caps of every replica's start: the slowest path's (the Hub's, onto the node's storage). A
+    streaming replica reads its weights from the bucket within the load phase (no weights phase on its
+    disk), so its load cap reads at the slower of the node's storage and the bucket."""
     first, _ = cold_starts(spec)
     fetch = min(HUB_MBPS, first.storage.write_mbps)
-    return phase_caps(first.weights_gb, first.fixed_seconds, fetch, first.storage.read_mbps)
+    read = min(first.storage.read_mbps, BUCKET_MBPS) if streams(spec) else first.storage.read_mbps
+    return phase_caps(first.weights_gb, first.fixed_seconds, fetch, read)
 
 
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
     first, later = cold_starts(spec)
-    filled_once = spec.weight_cache == "bucket" or first.storage.shared
+    filled_once = spec.bucket_weight_cache or first.storage.shared
     return ProbeTimings(
         startup_seconds=first.total_seconds,
         cached_startup_seconds=later.total_seconds,
@@ -285,11 +301,35 @@ def vllm_args(spec: ServiceSpec) -> tuple[str, ...]:
         args += ["--pipeline-parallel-size", str(spec.nodes), "--distributed-executor-backend", "ray"]
     if spec.max_model_len is not None:
         args += ["--max-model-len", str(spec.max_model_len)]
-    if spec.facts is not None and spec.pinned_revision is None and spec.weight_cache != "bucket":
+    args += streaming_args(spec)
+    if spec.facts is not None and spec.pinned_revision is None and not spec.bucket_weight_cache:
         # vLLM downloads from the Hub itself: every replica loads the commit the spec's facts describe, not
         # whatever main is when it boots (with the bucket, its path is the local copy of that commit)
         args += ["--revision", spec.facts.revision]
     return (*args, *spec.extra_args)
+
+
+def compile_cache_key(spec: ServiceSpec) -> str:
+    """Where a stack keeps vLLM's compile cache (its bucket; Kubernetes' vllm:cacheClaim): by model commit,
+    vLLM image, GPU type and parallelism, what the compiled code is specific to. vLLM's own hash inside
+    (compile config, flags, the model's path) tells the rest apart."""
+    parallel = f"tp{spec.gpu.count if spec.gpu else 0}-pp{spec.nodes}"
+    gpu = spec.gpu.type if spec.gpu else "cpu"
+    return f"{spec.model}/{spec.model_revision}/{spec.image.replace('/', '_')}/{gpu}-{parallel}"
+
+
+def streaming_args(spec: ServiceSpec) -> list[str]:
+    """``vllm:weightCache stream``: the Run:ai model streamer loader, which reads safetensors from a local
+    directory (the replica that fills the bucket) and from ``gs://``/``s3://`` alike (vLLM 0.33.0,
+    runai_streamer_loader.py). With several GPUs its ``distributed`` mode has each rank read a share of the
+    files and broadcast it to the others (NVLink), instead of every rank reading every file from the bucket
+    (``model_loader_extra_config`` keys: distributed, concurrency, memory_limit)."""
+    if spec.weight_cache != "stream":
+        return []
+    args = ["--load-format", "runai_streamer"]
+    if spec.gpus_per_replica > 1:
+        args += ["--model-loader-extra-config", '{"distributed": true}']
+    return args
 
 
 def launch_spec(spec: ServiceSpec, has_hf_token: bool) -> LaunchSpec:

@@ -89,6 +89,9 @@ class ModelFacts:
     attention_heads: int | None
     kv_heads: int | None
     max_context: int | None  # the longest --max-model-len vLLM accepts
+    #: whether the commit has top-level ``.safetensors`` weight files (the only format the Run:ai streamer
+    #: loads, vllm:weightCache stream); None: unknown (no file list, or facts cached before it was read)
+    safetensors: bool | None = None
 
 
 class HubRefusal(Exception):
@@ -161,16 +164,17 @@ def _ask_hub(
     sha, gated = info.get("sha"), bool(info.get("gated", False))
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}", sha):
         raise HubUnavailable("model info without a commit sha")
-    if cached is not None and cached.revision == sha:
+    if cached is not None and cached.revision == sha and cached.safetensors is not None:
         return cached
     try:
         weights_gb = _weights_gb(info)
+        safetensors = _has_safetensors(info)
     except (TypeError, ValueError, AttributeError):
         raise HubUnavailable("malformed file list") from None
     if gated and known_token is None:
         # Without a (known) token the config cannot be read: the spec refuses a gated model without
         # vllm:hfToken, and a plan that cannot decrypt the token checks what is public.
-        return ModelFacts(model, sha, True, weights_gb, None, None, None)
+        return ModelFacts(model, sha, True, weights_gb, None, None, None, safetensors)
     status, error_code, config = _get_json(f"{endpoint()}/{model}/resolve/{sha}/config.json", known_token)
     if status == 404:
         config = {}  # no config.json (e.g. a GGUF-only repo): nothing more to check
@@ -181,7 +185,7 @@ def _ask_hub(
         heads, kv_heads, context = config_facts(config)
     except (TypeError, ValueError, AttributeError, KeyError):
         raise HubUnavailable("malformed config.json") from None
-    facts = ModelFacts(model, sha, gated, weights_gb, heads, kv_heads, context)
+    facts = ModelFacts(model, sha, gated, weights_gb, heads, kv_heads, context, safetensors)
     _write_cache(facts, revision)
     return facts
 
@@ -239,16 +243,31 @@ def _refuse(status: int | None, model: str, token: str | None, error_code: str |
     )
 
 
+def _top_level_files(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The commit's top-level files and their sizes (``siblings``), None when the answer lists none."""
+    siblings = info.get("siblings")
+    if not isinstance(siblings, list):
+        return None
+    return {
+        s["rfilename"]: s.get("size")
+        for s in siblings
+        if isinstance(s, dict) and isinstance(s.get("rfilename"), str) and "/" not in s["rfilename"]
+    }
+
+
+def _has_safetensors(info: Mapping[str, Any]) -> bool | None:
+    """Whether the commit has top-level ``.safetensors`` files: the Run:ai streamer's loader lists
+    ``*.safetensors`` in the model's directory and fails without any (vLLM 0.33.0,
+    model_executor/model_loader/runai_streamer_loader.py ``_prepare_weights``)."""
+    top = _top_level_files(info)
+    return None if top is None else any(name.endswith(".safetensors") for name in top)
+
+
 def _weights_gb(info: Mapping[str, Any]) -> int | None:
     """Bytes of the top-level weight files vLLM loads: the ``.safetensors`` files (without
     ``consolidated*`` duplicates of sharded checkpoints), else the PyTorch ``.bin`` files; else the
     ``safetensors`` parameter counts by dtype."""
-    siblings = info.get("siblings")
-    files: dict[str, Any] = {
-        s["rfilename"]: s.get("size")
-        for s in siblings if isinstance(s, dict) and isinstance(s.get("rfilename"), str)
-    } if isinstance(siblings, list) else {}  # fmt: skip
-    top = {name: size for name, size in files.items() if "/" not in name}
+    top = _top_level_files(info) or {}
     weights = [n for n in top if n.endswith(".safetensors")]
     if any(not n.startswith("consolidated") for n in weights):
         weights = [n for n in weights if not n.startswith("consolidated")]

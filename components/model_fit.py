@@ -94,6 +94,8 @@ def check_disk_fits_model(spec: ServiceSpec) -> None:
     the weights (``check_model_facts``)."""
     platform = platforms.get(spec.cloud)
     overhead = platform.disk_overhead_gb
+    if spec.boot_disk_from_image:  # sized at up from the image itself: at least its own minimum
+        return
     if platform.weight_storage(spec).local:
         if spec.disk_size_gb < overhead:
             raise SpecError(

@@ -111,6 +111,14 @@ def local_nvme(disks: int, disk_gb: int) -> Storage:
     )
 
 
+#: What stays on a VM's boot disk besides its image where local NVMe holds the weights and Docker's data
+#: root (scripts/local_nvme.sh): the journal (journald's default cap, SystemMaxUse: 10% of the file
+#: system, at most 4 GB; journald.conf(5)), vLLM's own cache (torch.compile artifacts, kernel autotuning:
+#: ~/.cache/vllm, a few GB) and packages installed at boot (Docker and the NVIDIA toolkit where the image
+#: lacks them, under 1 GB); the rest is headroom. A budget, not a measurement.
+BOOT_DISK_KEPT_GB = 20
+
+
 @dataclass(frozen=True, kw_only=True)
 class Placement:
     """Where a stack runs, as its platform reads it from its provider keys."""

@@ -31,6 +31,9 @@ NAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 DEFAULT_UPSCALE_DELAY_SECONDS = 300
 DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200
 
+#: The vllm:weightCache values that are the stack's own bucket (components/spec.py WEIGHT_CACHES).
+BUCKET_WEIGHT_CACHES = ("bucket", "stream")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Autoscaling:
@@ -138,7 +141,17 @@ class ServiceSpec:
 
     domain: str | None = None  # vllm:domain, the HTTPS host name (components/domain.py); None: plain HTTP
     dns_zone: str | None = None  # vllm:dnsZone, where the program writes the domain's records
-    weight_cache: str = "hub"  # vllm:weightCache: WEIGHT_CACHES
+    weight_cache: str = "hub"  # vllm:weightCache: components/spec.py WEIGHT_CACHES
+    #: The boot disk is sized at ``up`` from the boot image's own minimum plus what stays on it (a machine
+    #: whose weights and Docker data root go on its local NVMe, without vllm:diskSizeGb): ``disk_size_gb``
+    #: is then only the offline default, never a resource input.
+    boot_disk_from_image: bool = False
+
+    @property
+    def bucket_weight_cache(self) -> bool:
+        """Whether the stack owns a bucket of the model's files (vllm:weightCache bucket or stream)."""
+        return self.weight_cache in BUCKET_WEIGHT_CACHES
+
     #: The revision slot this spec's replicas occupy (``REVISIONS``): the stable spec's is
     #: vllm:stableRevision, a canary's the other one. Resource names carry the slot, never the role, so
     #: promoting a canary (swapping the roles) renames nothing.

@@ -54,7 +54,15 @@ from components.extra_args import (
     refused_flags,
 )
 from components.model_facts import ModelFacts
-from components.service_spec import BLUE_GREEN_MODE, REVISIONS, Autoscaling, Canary, Gpu, ServiceSpec
+from components.service_spec import (
+    BLUE_GREEN_MODE,
+    BUCKET_WEIGHT_CACHES,
+    REVISIONS,
+    Autoscaling,
+    Canary,
+    Gpu,
+    ServiceSpec,
+)
 
 #: A configured API key shorter than this is refused: it is the only credential in front of a public
 #: endpoint (a generated key, components/service.py API_KEY_LENGTH, is far longer).
@@ -67,16 +75,43 @@ OPEN_TO_ALL = ("0.0.0.0/0",)
 
 
 #: vllm:weightCache: ``bucket``, the stack's own bucket filled from the Hub once (the default where the
-#: platform has one), or ``hub``, every replica downloads from the Hugging Face Hub.
-WEIGHT_CACHES = ("bucket", "hub")
+#: platform has one); ``stream``, the same bucket, from which vLLM streams the safetensors straight into
+#: GPU memory (the Run:ai model streamer) instead of copying them to disk first; or ``hub``, every replica
+#: downloads from the Hugging Face Hub.
+WEIGHT_CACHES = ("bucket", "hub", "stream")
+#: vLLM flags the streamed load sets itself (components/launch.py), which extraArgs may not change.
+STREAM_FLAGS = ("--load-format", "--model-loader-extra-config")
 
 
 def _weight_cache(read: ConfigReader, platform: platforms.Platform) -> str:
     instead = platform.refuse_unsupported(platforms.Feature.WEIGHT_CACHE_BUCKET)
     weight_cache = read.choice("weightCache", WEIGHT_CACHES, "hub" if instead else "bucket")
-    if weight_cache == "bucket" and instead is not None:
+    if weight_cache in BUCKET_WEIGHT_CACHES and instead is not None:
         raise SpecError(f"{PROJECT}:weightCache", weight_cache, instead)
     return weight_cache
+
+
+def check_streamable(spec: ServiceSpec) -> None:
+    """``vllm:weightCache stream`` needs safetensors (the only format vLLM's Run:ai streamer loader reads)
+    and leaves the loader's flags to the program. A model whose files are unknown (the Hub not reached, no
+    facts cached) passes: build_spec has warned, and vLLM says so at load."""
+    if spec.weight_cache != "stream":
+        return
+    key = f"{PROJECT}:weightCache"
+    if spec.facts is not None and spec.facts.safetensors is False:
+        raise SpecError(
+            key,
+            "stream",
+            f"bucket or hub: {spec.model}@{spec.facts.revision[:12]} has no .safetensors weight files, the "
+            f"only format vLLM's Run:ai model streamer loads",
+        )
+    for flag in STREAM_FLAGS:
+        if option_value(spec.extra_args, flag) is not None:
+            raise SpecError(
+                f"{PROJECT}:extraArgs",
+                flag,
+                f"no {flag} with {key} stream (the program streams with --load-format runai_streamer)",
+            )
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -353,6 +388,7 @@ def _build_revision(
     placement = platform.read_placement(read, stack, offering)
     weight_cache = _weight_cache(read, platform)
 
+    disk_size_gb = read.integer("diskSizeGb", None, minimum=20, maximum=65536)
     spec = ServiceSpec(
         stack=stack,
         preset=preset,
@@ -366,7 +402,7 @@ def _build_revision(
         image=image,
         max_model_len=read.integer("maxModelLen", None, minimum=1),
         extra_args=extra_args,
-        disk_size_gb=read.integer("diskSizeGb", DEFAULT_DISK_SIZE_GB, minimum=20, maximum=65536),
+        disk_size_gb=disk_size_gb or DEFAULT_DISK_SIZE_GB,
         model_size_gb=read.integer("modelSizeGb", None, minimum=1),
         spot=spot,
         allowed_cidrs=allowed or OPEN_TO_ALL,
@@ -379,6 +415,8 @@ def _build_revision(
         dns_zone=dns_zone,
         weight_cache=weight_cache,
     )
+    if disk_size_gb is None and platform.weight_storage(spec).local:
+        spec = replace(spec, boot_disk_from_image=True)
     hf_token = present(config.get(f"{PROJECT}:hfToken"))
     if lookup is not None:
         try:
@@ -402,6 +440,7 @@ def _build_revision(
     model_fit.check_disk_fits_model(spec)
     platform.check_spec(spec)
     model_fit.check_model_facts(spec, has_hf_token=hf_token is not None)
+    check_streamable(spec)
     weights = model_fit.known_weights(spec)
     cost_warnings.warn_costly(spec, weights[0] if weights else None, pulumi.log.warn)
     return spec
@@ -433,7 +472,11 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
         "image": spec.image,
         "maxModelLen": spec.max_model_len,
         "extraArgs": list(spec.extra_args),
-        "diskSizeGb": spec.disk_size_gb,
+        "diskSizeGb": (
+            f"boot image's minimum + {platforms.BOOT_DISK_KEPT_GB}"
+            if spec.boot_disk_from_image
+            else spec.disk_size_gb
+        ),
         "modelSizeGb": spec.model_size_gb,
         "modelRevision": spec.facts.revision if spec.facts else None,
         "spot": spec.spot,

@@ -15,7 +15,9 @@ from components.launch import (
     HF_CACHE_DIR,
     RAY_GROUP_WAIT_SECONDS,
     STALL_SECONDS,
+    VLLM_CACHE_DIR,
     LaunchSpec,
+    compile_cache_key,
     weights_gb,
 )
 from components.offerings import Offering
@@ -36,7 +38,8 @@ DRAIN_SECONDS = 3600
 #: ``docker stop --time`` of vllm.service: the drain, then vLLM's engine shutdown (workers exit, GPU memory
 #: is released), before docker's SIGKILL; systemd's stop timeout is longer still (vm_bootstrap.sh).
 STOP_SECONDS = DRAIN_SECONDS + 30
-#: Where weight_cache.sh records the path the weights take (wait, hub, bucket, local) for the health agent.
+#: Where weight_cache.sh records the path the weights take (wait, hub, bucket, local, stream) for the health
+#: agent (its --weight-path-file default) and for vm_bootstrap.sh, which streams on "stream".
 WEIGHT_PATH_FILE = "/run/vllm/weight-path"
 #: The HF cache on the host (vm_bootstrap.sh's HF_CACHE), mounted into the container at HF_CACHE_DIR.
 HOST_HF_CACHE = "/var/lib/vllm/hf-cache"
@@ -159,6 +162,9 @@ def bootstrap_script(
     argv = [*launch.argv, "--shutdown-timeout", str(DRAIN_SECONDS)]  # last: it wins over vllm:extraArgs
     if weight_cache_url:
         argv[argv.index(spec.model)] = f"{HF_CACHE_DIR}/{cached_model_dir(spec)}"
+    stream_url = weight_stream_url(spec, weight_cache_url, role)
+    compiled = compile_cache_env(spec, launch, role) if weight_cache_url else {}
+    container_env = {**launch.env, **streamer_env(stream_url, spec)}
     hooks = platform_hooks(
         spec,
         region=spec.region or "",
@@ -175,7 +181,7 @@ def bootstrap_script(
         role=role,
         api_key_secret=api_key_secret,
         hf_token_secret=hf_token_secret or "",
-        container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
+        container_env=[f"{name}={value}" for name, value in sorted(container_env.items())],
         vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
         health_agent_args=health_agent_args(
@@ -189,11 +195,16 @@ def bootstrap_script(
                 *(["ray_bootstrap.sh"] if multi_node else []),
                 *(["weight_cache.sh"] if weight_cache_url else []),
                 *(["local_nvme.sh"] if has_local_nvme(spec) else []),
+                *(["compile_cache.sh"] if compiled else []),
             ]
         ),
+        compile_cache_env=[f"{name}={value}" for name, value in sorted(compiled.items())],
+        vllm_cache_dir=VLLM_CACHE_DIR,
         platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
+        weight_stream_url=stream_url,
+        weight_path_file=WEIGHT_PATH_FILE,
         weight_cache_env=[
             f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
         ],
@@ -222,6 +233,45 @@ def cached_model_dir(spec: ServiceSpec) -> str:
     return f"weights/{spec.model}/{spec.model_revision}"
 
 
+def compile_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str) -> dict[str, str]:
+    """``compile_cache.sh`` settings on a single-node replica (a Ray group's compiled ranks are split over
+    its machines, which no one machine could save whole): the stack's key (``compile_cache_key``), and
+    vLLM's /health, which answers once the compiled code is complete; it is saved then, if within the
+    first start's budget."""
+    if role != "serve":
+        return {}
+    settings = {
+        "COMPILE_CACHE_KEY": compile_cache_key(spec),
+        "COMPILE_CACHE_HEALTH_URL": f"http://127.0.0.1:{launch.port}{launch.health_path}",
+        "COMPILE_CACHE_WAIT_SECONDS": str(launch.probes.startup_seconds),
+    }
+    if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
+        settings["COMPILE_CACHE_REGION"] = spec.region
+    return settings
+
+
+def weight_stream_url(spec: ServiceSpec, weight_cache_url: str, role: str = "serve") -> str:
+    """``vllm:weightCache stream``: the model's files in the stack's bucket, as weight_cache.sh lays them
+    out (``<bucket>/<model>/<revision>/files``), which vLLM streams once the bucket holds them; else ''.
+    A single-node replica only: a Ray group's nodes each choose their path as they boot, and the head's
+    model path is every node's, so a head that downloaded while a later worker found the bucket full would
+    send that worker to a local copy it does not have. A group copies from the bucket instead."""
+    if spec.weight_cache != "stream" or not weight_cache_url or role != "serve":
+        return ""
+    return f"{weight_cache_url.rstrip('/')}/{spec.model}/{spec.model_revision}/files"
+
+
+def streamer_env(stream_url: str, spec: ServiceSpec) -> dict[str, str]:
+    """The container's environment for the Run:ai streamer's S3 backend: the bucket's region. Its client
+    (the AWS SDK for C++, credentials from the default chain: the instance role through IMDS on the host
+    network) otherwise assumes us-east-1 (runai-model-streamer docs/src/usage.md "S3 authentication"; AWS
+    SDKs "Region": AWS_DEFAULT_REGION). GCS needs nothing: its backend (google-cloud-cpp) takes the VM's
+    service account from the metadata server (usage.md "Streaming from Google cloud storage")."""
+    if not stream_url.startswith("s3://") or spec.region is None:
+        return {}
+    return {"AWS_DEFAULT_REGION": spec.region, "AWS_REGION": spec.region}
+
+
 def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
     """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) at
     most as long as the health agent lets a replica load before it chose a path (the Hub budget less the
@@ -236,10 +286,11 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
         "WEIGHT_CACHE_REVISION": spec.model_revision,
         "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
-        "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,
     }
     if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
         settings["WEIGHT_CACHE_REGION"] = spec.region
+    if spec.weight_cache == "stream" and role == "serve":  # vLLM streams once the bucket holds the files
+        settings["WEIGHT_CACHE_STREAM"] = "1"
     return settings
 
 
@@ -293,6 +344,13 @@ def _packed(names: Sequence[str]) -> str:
     )
     text = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "pb": 0}]
     return base64.b64encode(lzma.compress(packed, check=lzma.CHECK_NONE, filters=text)).decode()
+
+
+def scripts_in(script: str) -> dict[str, str]:
+    """The scripts a rendered boot script carries, by name (what ``_packed`` packed), as a VM writes them."""
+    (line,) = [line for line in script.splitlines() if line.startswith("SCRIPTS_XZ_BASE64=")]
+    pairs = lzma.decompress(base64.b64decode(line.split("=", 1)[1].strip("'"))).split(b"\0")
+    return {name.decode(): text.decode() for name, text in zip(pairs[::2], pairs[1::2], strict=False)}
 
 
 def _one_space(program: str) -> str:

@@ -80,10 +80,13 @@ def fleet(nspawn: None, tmp_path: Path) -> Iterator[boot.Fleet]:
 TARGET_GROUP = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/vllm-boot/0123456789abcdef"
 
 
-def boot_script(stack: str, role: str = "serve", head: str = "", config: dict | None = None) -> bytes:
+def boot_script(
+    stack: str, role: str = "serve", head: str = "", config: dict | None = None, weight_cache_url: str = ""
+) -> bytes:
     """What the platform hands the machine: GCP's startup-script metadata value, AWS's user data (decoded
     from the launch template's base64, gzip'd when large, as cloud-init receives it). The weights come from
-    the Hub here (weightCache hub); the race test boots the real program's script with its bucket."""
+    the Hub here unless ``weight_cache_url`` names a bucket; the race test boots the real program's script
+    with its bucket."""
     spec = build_spec(stack, config or {})
     launch = launch_spec(spec, has_hf_token=True)
     gcp = spec.cloud == "gcp"
@@ -99,6 +102,7 @@ def boot_script(stack: str, role: str = "serve", head: str = "", config: dict | 
         image_metadata_key=IMAGE_METADATA_KEY if gcp else "",
         log_group="" if gcp else log_group_name(spec),
         metrics_agent=metrics_agent(spec, launch),
+        weight_cache_url=weight_cache_url,
     )
     if gcp:
         return script.encode()
@@ -276,6 +280,91 @@ def test_two_machines_racing_to_fill_one_weight_cache_download_once_and_both_ser
     assert any((fleet.shared / "buckets" / bucket.removeprefix("gs://")).rglob(".complete"))
 
 
+def program_machine(fleet: boot.Fleet, name: str, run: Run, permissions: str = "") -> boot.Machine:
+    """A GCP machine booting the real program's startup script, with its secrets (and, if given, exactly the
+    bucket permissions the program grants)."""
+    (template,) = run.of_type("gcp:compute/instanceTemplate:InstanceTemplate")
+    script = template.inputs["metadata"]["startup-script"]
+    names = {
+        line.split("=", 1)[0]: line.split("=", 1)[1] for line in script.splitlines() if "_SECRET=" in line
+    }
+    return fleet.machine(
+        name,
+        platform="gcp",
+        boot_script=script.encode(),
+        secrets={names["API_KEY_SECRET"]: API_KEY, names["HF_TOKEN_SECRET"]: HF_TOKEN},
+        disks=2,
+        metadata={IMAGE_METADATA_KEY: MIRRORED},
+        files={"etc/fake-cloud/gcs-permissions": permissions} if permissions else {},
+    )
+
+
+def bucket_files(fleet: boot.Fleet, pattern: str) -> list[Path]:
+    return list((fleet.shared / "buckets").rglob(pattern))
+
+
+def vllm_log(machine: boot.Machine) -> str:
+    return machine.read("/var/log/fake-vllm.log")
+
+
+def test_a_later_replica_loads_the_compiled_code_the_first_saved_to_the_bucket(fleet, gcp_program):
+    """The first machine compiles, serves, then saves vLLM's compile cache to the stack's bucket (with the
+    program's grants); the next one restores it before vLLM starts, and vLLM finds it."""
+    permissions = "\n".join(sorted(set().union(*GCS_ROLE_PERMISSIONS.values())))
+    first = program_machine(fleet, "a", gcp_program, permissions)
+    first.boot()
+    wait_serving(first)
+    first.wait_for(
+        lambda: any("compile-cache" in marker.parts for marker in bucket_files(fleet, "*.complete")),
+        "the compile cache saved",
+    )
+    assert "compiled " in vllm_log(first)
+    later = program_machine(fleet, "b", gcp_program, permissions)
+    later.boot()
+    wait_serving(later)
+    assert "compile cache hit" in vllm_log(later) and "compiled " not in vllm_log(later)
+
+
+def test_an_aws_replica_loads_the_compiled_code_another_saved_to_s3(fleet):
+    script = boot_script("aws-h100", weight_cache_url="s3://vllm-boot-weights")
+    first = new_machine(fleet, "a", "aws-h100", script=script)
+    first.boot()
+    wait_serving(first)
+    first.wait_for(
+        lambda: any("compile-cache" in marker.parts for marker in bucket_files(fleet, "*.complete")),
+        "the compile cache saved",
+    )
+    later = new_machine(fleet, "b", "aws-h100", script=script)
+    later.boot()
+    wait_serving(later)
+    assert "compile cache hit" in vllm_log(later) and "compiled " not in vllm_log(later)
+    assert "s3 ls --region us-east-1 --recursive s3://vllm-boot-weights/compile-cache/" in later.read(
+        "/var/log/fake-aws-calls"
+    )
+
+
+@pytest.fixture(scope="module")
+def gcp_streaming() -> Run:
+    return run_program(
+        "gcp-h100", {"vllm:weightCache": "stream"}, secrets={"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
+    )
+
+
+def test_a_later_replica_streams_the_weights_from_the_bucket_the_first_filled(fleet, gcp_streaming):
+    """The first machine downloads from the Hub and fills the bucket; the next one copies nothing: vLLM
+    streams from the bucket (the fake vLLM refuses a gs:// model without the streamer or the files)."""
+    first = program_machine(fleet, "a", gcp_streaming)
+    first.boot()
+    wait_serving(first)
+    first.wait_for(lambda: bool(bucket_files(fleet, ".complete")), "the bucket filled")
+    later = program_machine(fleet, "b", gcp_streaming)
+    later.boot()
+    wait_serving(later)
+    assert later.read("/run/vllm/weight-path").strip() == "stream"
+    assert "streaming gs://" in vllm_log(later)
+    assert len((fleet.shared / "hub" / "downloads").read_text().splitlines()) == 1
+
+
 # --- a Ray group -----------------------------------------------------------------------------------------
 
 HEAD, WORKER = "10.77.0.2", "10.77.0.3"
@@ -332,7 +421,9 @@ def test_a_preempted_machine_drains_vllm_before_docker_stops(fleet, stack):
     machine.shut_down()
     if aws:
         assert machine.disk_file("/var/log/fake-aws-calls").count(deregistered) == 1
-    drained = machine.disk_file("/var/log/fake-vllm.log").split()
+    (drained,) = [
+        line.split() for line in machine.disk_file("/var/log/fake-vllm.log").splitlines() if "SIGTERM" in line
+    ]
     docker_stopped = [
         line.split()[0]
         for line in machine.disk_file("/var/log/fake-dockerd.log").splitlines()

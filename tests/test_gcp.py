@@ -11,6 +11,7 @@ import pytest
 
 import components.gcp.deployment as gcp_deployment
 from components import catalog, launch
+from components.gcp.fakes import BOOT_IMAGE_DISK_GB
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (
     AGENT_START_SECONDS,
@@ -26,6 +27,7 @@ from components.gcp.machine import (
 from components.gcp.network import GOOGLE_LB_RANGES, HEALTH_AGENT_PORT
 from components.gcp.registry import docker_hub_path
 from components.launch import ProbeTimings
+from components.platforms import BOOT_DISK_KEPT_GB
 from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, checked_spec, run_program
 from tests.test_vm_bootstrap import shellcheck
@@ -200,9 +202,12 @@ def test_vms_use_gvnic_and_have_no_external_ip(runs, key):
 
 @pytest.mark.parametrize("key", SCENARIOS)
 def test_the_boot_disk_has_the_spec_size_and_the_gpu_image(runs, key):
+    """The spec's size, or on local NVMe the image's (tests/test_boot_disk.py)."""
     (disk,) = runs[key].one(TEMPLATE).inputs["disks"]
     assert disk["boot"] is True
-    assert disk["diskSizeGb"] == spec_of(key).disk_size_gb
+    spec = spec_of(key)
+    expected = BOOT_IMAGE_DISK_GB + BOOT_DISK_KEPT_GB if spec.boot_disk_from_image else spec.disk_size_gb
+    assert disk["diskSizeGb"] == expected
     assert (
         disk["sourceImage"]
         == f"projects/deeplearning-platform-release/global/images/family/{BOOT_IMAGE_FAMILY}"

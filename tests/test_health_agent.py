@@ -171,6 +171,28 @@ def test_a_wait_for_another_replicas_fill_adds_no_bytes_and_is_no_stall():
     assert verdict.healthy and verdict.reason.startswith("waiting")
 
 
+def test_a_stream_chosen_after_a_long_wait_gets_the_start_phases_cap_from_the_waits_end():
+    """vllm:weightCache stream: weight_cache.sh waits for another replica's fill, then records ``stream``
+    and vLLM's container starts later; the wait already had its own cap."""
+    agent = judge()
+    wait_ended = CAPS["start"] * 3
+    agent.judge(downloading(0, 0, started=None, waiting=True, fetch_started_at=0.0))
+    agent.judge(downloading(wait_ended, 0, started=None, waiting=True, fetch_started_at=0.0))
+    streamed = {"started": None, "fetch_started_at": wait_ended}
+    assert agent.judge(look(wait_ended + CAPS["start"] - 1, **streamed)).healthy
+    verdict = agent.judge(look(wait_ended + CAPS["start"] + 1, **streamed))
+    assert not verdict.healthy and "start phase" in verdict.reason
+
+
+def test_a_streaming_load_adds_no_byte_on_disk_and_is_judged_by_its_load_cap_not_the_stall_window():
+    agent = judge()
+    began = 100.0
+    for now in (began, began + STALL + 1, began + BUDGET - 1):
+        verdict = agent.judge(look(now, started=began, weight_bytes=0))
+        assert verdict.healthy and "load phase" in verdict.reason, verdict.reason
+    assert not agent.judge(look(began + BUDGET + 1, started=began, weight_bytes=0)).healthy
+
+
 def test_the_load_phases_cap_counts_from_the_end_of_the_download():
     agent = judge()
     agent.judge(downloading(0, 0))

@@ -68,7 +68,27 @@ def test_every_pod_mounts_the_claim_as_its_hf_cache(shared):
     (container,) = spec["containers"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts[HF_CACHE_DIR] == volume["name"]
-    assert mounts["/root/.cache"] == "cache"  # vLLM's compile cache stays the pod's own
+    assert mounts["/root/.cache"] == "cache"  # the pod's own: vLLM's cache root moves onto the claim
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container["env"] if "value" in item}
+
+
+def test_vllms_compile_cache_is_on_the_claim_under_the_stacks_key(shared):
+    (container,) = pod(shared)["containers"]
+    key = launch.compile_cache_key(build_spec("shared-test", CONFIG))
+    assert env_of(container)["VLLM_CACHE_ROOT"] == f"{HF_CACHE_DIR}/vllm-compile-cache/{key}"
+
+
+def test_every_node_of_a_group_compiles_into_the_claim(shared_group):
+    group = shared_group.one(LWS).inputs["spec"]["leaderWorkerTemplate"]
+    roots = {
+        env_of(container)["VLLM_CACHE_ROOT"]
+        for template in (group["leaderTemplate"], group["workerTemplate"])
+        for container in template["spec"]["containers"]
+    }
+    assert len(roots) == 1 and roots.pop().startswith(f"{HF_CACHE_DIR}/vllm-compile-cache/")
 
 
 def test_pods_on_the_claim_reserve_node_disk_for_what_stays_local_only(shared):
@@ -103,6 +123,7 @@ def test_without_a_claim_each_pod_keeps_its_own_cache_and_downloads_in_vllm():
     assert "initContainers" not in pod(run)
     (container,) = pod(run)["containers"]
     assert startup_budget(container) >= timings(k8s_stack()).startup_seconds  # the whole Hub path
+    assert "VLLM_CACHE_ROOT" not in env_of(container)  # vLLM's default, in the pod's own cache
 
 
 def test_an_init_container_of_the_pinned_image_fills_the_claim_before_vllm_starts(shared):

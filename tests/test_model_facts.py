@@ -67,7 +67,7 @@ def test_the_endpoint_is_hf_endpoint_without_its_trailing_slash_else_huggingface
 
 def test_a_models_facts_come_from_its_info_and_its_config(fake_hub):
     found = quiet_lookup(QWEN)
-    assert found == ModelFacts(QWEN, PRESET_MODELS[QWEN].sha(QWEN), False, 17, 32, 8, 40960)
+    assert found == ModelFacts(QWEN, PRESET_MODELS[QWEN].sha(QWEN), False, 17, 32, 8, 40960, True)
 
 
 def test_llama_4_is_read_from_its_text_config(fake_hub):
@@ -264,6 +264,20 @@ def test_the_config_is_read_again_only_when_main_moves_to_another_commit(fake_hu
         weights_bytes=PRESET_MODELS[QWEN].weights_bytes,
     )
     assert quiet_lookup(QWEN).max_context == 32768
+
+
+def test_facts_cached_before_the_safetensors_fact_are_read_again_once(fake_hub, tmp_path):
+    """A cache written before ``safetensors`` was a fact (vllm:weightCache stream) lacks it: the next lookup
+    that reaches the Hub reads the commit again and caches it, then reuses the cache as before."""
+    quiet_lookup(QWEN)
+    (cached,) = (tmp_path / "model-facts").iterdir()
+    older = json.loads(cached.read_text())
+    del older["safetensors"]
+    cached.write_text(json.dumps(older))
+    assert quiet_lookup(QWEN).safetensors is True
+    assert json.loads(cached.read_text())["safetensors"] is True
+    quiet_lookup(QWEN)
+    assert sum(path.endswith("config.json") for path, _ in fake_hub.requests) == 2
 
 
 def test_hf_hub_offline_uses_the_cache_without_asking_the_hub(fake_hub, monkeypatch):

@@ -59,6 +59,9 @@ case "$1 $2" in
     else put "${words[0]}" "${words[1]}"; fi ;;
   "storage cat") cat "$(local_path "${words[0]}")" ;;
   "storage rsync") sync_tree "${words[0]}" "${words[1]}" ;;
+  "storage ls")
+    root=$(local_path "${words[0]%/\*\*}")
+    [ -d "$root" ] && (cd "$root" && find . -type f -printf '%P\n' | sed "s#^#${words[0]%/\*\*}/#") ;;
   *) exit 1 ;;
 esac
 """
@@ -74,7 +77,7 @@ command="$1 $2"; shift 2
 while [ $# -gt 0 ]; do
   case "$1" in
     --region | --exclude) shift 2 ;;
-    --only-show-errors) shift ;;
+    --only-show-errors | --recursive) shift ;;
     --bucket | --key | --body | --if-none-match) opt[$1]=$2; shift 2 ;;
     *) words+=("$1"); shift ;;
   esac
@@ -87,6 +90,10 @@ case "$command" in
     if [ "${words[1]}" = - ]; then cat "$(local_path "${words[0]}")"
     else put "${words[0]}" "${words[1]}"; fi ;;
   "s3 sync") sync_tree "${words[0]}" "${words[1]}" ;;
+  "s3 ls")
+    root=$(local_path "${words[0]}"); bucket=${words[0]#s3://}; bucket=${bucket%%/*}
+    key=${root#"$BUCKETS/$bucket"/}; listed='2026-12-07 00:00:00 %s %p\n'
+    [ -d "$root" ] && (cd "$BUCKETS/$bucket" && find "$key" -type f -printf "$listed") ;;
   *) exit 1 ;;
 esac
 """
@@ -104,6 +111,29 @@ head -c 4096 /dev/zero | tr '\0' w >"$6/model.safetensors"
 echo metadata >"$6/.cache/huggingface/model.safetensors.metadata"
 """
 
+#: docker run --rm --entrypoint python3 IMAGE -c "import MODULE": the image's Python has MODULE unless
+#: FAKE_IMAGE_LACKS names it (a custom image without the Run:ai streamer); --entrypoint hf: the Hub CLI.
+DOCKER = r"""
+set -euo pipefail
+echo "$*" >>"$BUCKETS/.docker-calls"
+[ "$1" = run ] || exit 2
+shift
+entrypoint=""
+while [ "${1#-}" != "$1" ]; do
+  case "$1" in
+    --entrypoint) entrypoint=$2; shift 2 ;;
+    --env-file | --env | --volume | --network) shift 2 ;;
+    *) shift ;;
+  esac
+done
+shift  # the image
+case "$entrypoint" in
+  hf) exec hf "$@" ;;
+  python3) [ "$1" = -c ] && [ "$2" != "import ${FAKE_IMAGE_LACKS:-}" ] ;;
+  *) exit 2 ;;
+esac
+"""
+
 
 @pytest.fixture
 def buckets(tmp_path: Path) -> Path:
@@ -111,7 +141,7 @@ def buckets(tmp_path: Path) -> Path:
     root.mkdir()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in {"gcloud": COMMON + GCLOUD, "aws": COMMON + AWS, "hf": HF}.items():
+    for name, body in {"gcloud": COMMON + GCLOUD, "aws": COMMON + AWS, "hf": HF, "docker": DOCKER}.items():
         path = bin_dir / name
         path.write_text(f"#!/usr/bin/env bash\n{body}")
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -350,3 +380,64 @@ def test_a_fill_of_another_revision_is_not_copied(buckets, url):
     assert [line.split()[0] for line in hub_downloads(buckets)] == [f"{MODEL}@{newer}"]
     assert "lock taken" in output
     assert (prefix(buckets, url, newer) / ".lock").exists()
+
+
+# --- vllm:weightCache stream ------------------------------------------------------------------------------
+
+STREAMER_BACKENDS = {
+    "gs://vllm-weights-test": "runai_model_streamer_gcs",
+    "s3://vllm-weights-test": "runai_model_streamer_s3",
+}
+
+
+def stream_env(buckets: Path, url: str, replica: str, **settings: str) -> dict[str, str]:
+    path_file = buckets.parent / replica / "weight-path"
+    path_file.parent.mkdir(exist_ok=True)
+    return env_for(
+        buckets,
+        url,
+        replica,
+        WEIGHT_CACHE_STREAM="1",
+        WEIGHT_CACHE_IMAGE="vllm/vllm-openai:v0.33.0",
+        WEIGHT_CACHE_PATH_FILE=str(path_file),
+        **settings,
+    )
+
+
+def weight_path(env: dict[str, str]) -> str:
+    return Path(env["WEIGHT_CACHE_PATH_FILE"]).read_text().strip()
+
+
+@URLS
+def test_streaming_a_filled_bucket_copies_nothing_and_records_the_stream(buckets, url):
+    fill_by_hand(buckets, url)
+    env = stream_env(buckets, url, "a")
+    output = fetch(env)
+    assert weight_path(env) == "stream"
+    assert f"streams {MODEL} from {url}/{MODEL}/{REVISION}/files" in output
+    assert not Path(env["WEIGHT_CACHE_DIR"]).exists() and hub_downloads(buckets) == []
+
+
+@URLS
+def test_streaming_first_asks_the_image_for_the_streamer_backend_of_the_bucket(buckets, url):
+    fill_by_hand(buckets, url)
+    fetch(stream_env(buckets, url, "a"))
+    calls = (buckets / ".docker-calls").read_text()
+    assert f"--entrypoint python3 vllm/vllm-openai:v0.33.0 -c import {STREAMER_BACKENDS[url]}" in calls
+
+
+@URLS
+def test_an_image_without_the_streamer_backend_copies_the_files_instead(buckets, url):
+    fill_by_hand(buckets, url)
+    env = stream_env(buckets, url, "a", FAKE_IMAGE_LACKS=STREAMER_BACKENDS[url])
+    output = fetch(env)
+    assert "lacks" in output and weight_path(env) == "bucket"
+    assert has_the_weights(env)
+
+
+@URLS
+def test_the_replica_that_fills_a_streamed_bucket_loads_its_own_download(buckets, url):
+    env = stream_env(buckets, url, "a")
+    output = fetch(env)
+    assert "lock taken" in output and weight_path(env) == "hub"
+    assert has_the_weights(env)

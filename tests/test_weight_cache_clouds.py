@@ -8,7 +8,6 @@ import base64
 import gzip
 import itertools
 import json
-import lzma
 import shlex
 import stat
 import subprocess
@@ -18,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from components import launch, scripts, vm
+from components.aws import fakes as aws_fakes
 from components.aws.weight_cache import BUCKET_PREFIX_MAX
+from components.gcp import fakes as gcp_fakes
 from components.launch import launch_spec
+from components.platforms import BOOT_DISK_KEPT_GB
 from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, build_spec
 from components.vm import bootstrap_script
 from policy import validators as policy_validators
@@ -198,7 +200,7 @@ def test_kubernetes_keeps_the_hub_and_refuses_a_bucket():
 def test_an_unknown_weight_cache_is_refused_naming_the_choices():
     with pytest.raises(SpecError) as refused:
         build_spec("gcp-h100", {"vllm:weightCache": "nfs"})
-    assert refused.value.key == "vllm:weightCache" and refused.value.valid == "one of bucket, hub"
+    assert refused.value.key == "vllm:weightCache" and refused.value.valid == "one of bucket, hub, stream"
 
 
 # --- the boot script's hook ------------------------------------------------------------------------------
@@ -251,12 +253,6 @@ def test_boot_installs_the_weight_cache_script_without_its_comments(sandbox):  #
     assert "if-generation-match=0" in installed
 
 
-def packed_names(script: str) -> list[str]:
-    """The scripts a boot script carries (vm._packed: name NUL text NUL pairs, xz + base64)."""
-    packed = lzma.decompress(base64.b64decode(script_value(script, "SCRIPTS_XZ_BASE64").strip("'")))
-    return [name.decode() for name in packed.split(b"\0")[::2] if name]
-
-
 def test_the_health_agent_watches_the_bucket_copys_directory_and_the_path_it_takes():
     script = rendered_with_cache()
     spec = build_spec("gcp-h100", {})
@@ -265,11 +261,8 @@ def test_the_health_agent_watches_the_bucket_copys_directory_and_the_path_it_tak
     parsed = health_agent.parse(
         ["--report", "http", "--port", "1", "--role", "serve", "--caps", "1", "2", "3"]
     )
-    assert (
-        parsed.weight_path_file
-        == vm.WEIGHT_PATH_FILE
-        == vm.weight_cache_env(spec, launch_spec(spec, True))["WEIGHT_CACHE_PATH_FILE"]
-    )
+    assert parsed.weight_path_file == vm.WEIGHT_PATH_FILE
+    assert script_value(script, "WEIGHT_PATH_FILE") == f"${{VLLM_WEIGHT_PATH_FILE:-{vm.WEIGHT_PATH_FILE}}}"
 
 
 def test_without_the_cache_the_script_stays_as_it_was():
@@ -278,7 +271,7 @@ def test_without_the_cache_the_script_stays_as_it_was():
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret="t", health_report=health_report(spec, serving)
     )
-    assert "weight_cache.sh" not in packed_names(script)
+    assert "weight_cache.sh" not in vm.scripts_in(script)
     args = shlex.split(script_value(script, "HEALTH_AGENT_ARGS")[1:-1])
     assert (
         args[args.index("--weights-dir") + 1]
@@ -402,7 +395,7 @@ def test_machines_without_local_nvme_keep_the_boot_disk(cloud, gpu):
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret=None, health_report=health_report(spec, serving)
     )
-    assert script_value(script, "LOCAL_NVME") == "''" and "local_nvme.sh" not in packed_names(script)
+    assert script_value(script, "LOCAL_NVME") == "''" and "local_nvme.sh" not in vm.scripts_in(script)
 
 
 def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
@@ -415,7 +408,7 @@ def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
 
 def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811
     script = rendered_with_cache()
-    assert script_value(script, "LOCAL_NVME") == "1" and "local_nvme.sh" in packed_names(script)
+    assert script_value(script, "LOCAL_NVME") == "1" and "local_nvme.sh" in vm.scripts_in(script)
     assert run_script(script, sandbox, "boot").returncode == 0
     unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
     install = sandbox["VLLM_INSTALL_DIR"]
@@ -468,14 +461,15 @@ def aws_root_volume_gb(run: Run) -> int:
     return run.one(LAUNCH_TEMPLATE).inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"]
 
 
-def test_gcp_nvme_presets_boot_disk_is_the_default_not_the_weights(gcp):
+def test_gcp_nvme_presets_boot_disk_is_the_images_not_the_weights(gcp):
     assert vm.has_local_nvme(build_spec("gcp-h100", {}))
-    assert gcp_boot_disk_gb(gcp) == DEFAULT_DISK_SIZE_GB  # 422 GB of weights go on the local SSDs
+    # 422 GB of weights go on the local SSDs; the disk is the image's (tests/test_boot_disk.py)
+    assert gcp_boot_disk_gb(gcp) == gcp_fakes.BOOT_IMAGE_DISK_GB + BOOT_DISK_KEPT_GB
 
 
-def test_aws_nvme_presets_root_volume_is_the_default_not_the_weights(aws):
+def test_aws_nvme_presets_root_volume_is_the_amis_not_the_weights(aws):
     assert vm.has_local_nvme(build_spec("aws-h100", {}))
-    assert aws_root_volume_gb(aws) == DEFAULT_DISK_SIZE_GB
+    assert aws_root_volume_gb(aws) == aws_fakes.DLAMI_ROOT_SNAPSHOT_GB + BOOT_DISK_KEPT_GB
 
 
 def test_a_disk_size_the_user_sets_still_wins_on_local_nvme():

@@ -122,7 +122,8 @@ KEYS: dict[str, KeyDoc] = {
     "diskSizeGb": KeyDoc(
         "boot disk per VM, for the image and the weights (on machines with local NVMe the weights and "
         "Docker's data root go there and the boot disk holds the OS only: at least 30)",
-        "200",
+        "200; on machines with local NVMe, the boot image's own minimum + 20, read at `up` (see "
+        "[Cold start](cold-start.md#boot-disk-on-local-nvme-machines))",
     ),
     "modelSizeGb": KeyDoc(
         "checkpoint size in GB; sizes the startup health-check budget (set it to pin the budget)",
@@ -191,8 +192,9 @@ KEYS: dict[str, KeyDoc] = {
     ),
     "weightCache": KeyDoc(
         "`bucket`: the stack owns a private bucket (GCS / S3) the first replica fills from the Hugging "
-        "Face Hub under a lock; every later replica copies from it. `hub`: every replica downloads from "
-        "the Hub. See [Cold start](cold-start.md)",
+        "Face Hub under a lock; every later replica copies from it. `stream`: the same bucket, from which "
+        "later replicas stream the safetensors into GPU memory (Run:ai model streamer). `hub`: every "
+        "replica downloads from the Hub. See [Cold start](cold-start.md)",
         "`bucket` on GCP and AWS, `hub` on Kubernetes",
     ),
     "canary": KeyDoc(

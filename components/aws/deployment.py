@@ -52,7 +52,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     network = Network(spec.name, NetworkArgs(spec=spec), opts)
     weight_cache = None
-    if spec.weight_cache == "bucket":
+    if spec.bucket_weight_cache:
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec), opts)
     canary_launch = None
     if spec.canary is not None:

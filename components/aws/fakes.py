@@ -94,9 +94,38 @@ def _get_parameter(args: dict) -> dict:
     return {"id": name, "name": name, "type": "String", "value": DLAMI_ID, "insecureValue": DLAMI_ID}
 
 
+#: The fake DLAMI's root snapshot in GiB. Illustrative: the DLAMI release notes list packages, the NVMe
+#: location and the gp3 volume type, not the snapshot's size (read 2026-12); ``aws ec2 describe-images``
+#: shows a real one's (BlockDeviceMappings[].Ebs.VolumeSize).
+DLAMI_ROOT_SNAPSHOT_GB = 75
+
+
 def _get_ami(args: dict) -> dict:
+    """An EBS-backed AMI as ``ec2:DescribeImages`` describes it; the ``ebs`` map's values are strings, as
+    the data source returns them (pulumi_aws GetAmiBlockDeviceMappingResult)."""
     (image_id,) = _filters(args)["image-id"]
-    return {"id": image_id, "imageId": image_id, "rootDeviceName": "/dev/sda1", "architecture": "x86_64"}
+    root = {
+        "deviceName": "/dev/sda1",
+        "ebs": {
+            "delete_on_termination": "true",
+            "encrypted": "false",
+            "iops": "3000",
+            "snapshot_id": "snap-0d1a0000000000001",
+            "throughput": "125",
+            "volume_size": str(DLAMI_ROOT_SNAPSHOT_GB),
+            "volume_type": "gp3",
+        },
+        "noDevice": "",
+        "virtualName": "",
+    }
+    ephemeral = {"deviceName": "/dev/sdb", "ebs": {}, "noDevice": "", "virtualName": "ephemeral0"}
+    return {
+        "id": image_id,
+        "imageId": image_id,
+        "rootDeviceName": "/dev/sda1",
+        "architecture": "x86_64",
+        "blockDeviceMappings": [root, ephemeral],
+    }
 
 
 #: quota code -> its value in the fake region (vCPUs); a quota not listed is ample.

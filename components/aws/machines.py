@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import gzip
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws.autoscaling as autoscaling
@@ -14,7 +15,7 @@ import pulumi_aws.ec2 as ec2
 import pulumi_aws.servicequotas as servicequotas
 import pulumi_aws.ssm as ssm
 
-from components import scripts, vm
+from components import platforms, scripts, vm
 from components.aws import purchase_options, sizing
 from components.aws.settings import settings
 from components.aws.sizing import (
@@ -59,6 +60,9 @@ class MachineImage:
 
     image_id: str
     root_device_name: pulumi.Output[str]
+    #: The size of the image's root snapshot in GiB (its root device's block device mapping,
+    #: ``ebs.volume_size``): the smallest root volume EC2 launches it with (InvalidBlockDeviceMapping below).
+    root_snapshot_gb: pulumi.Output[int]
 
 
 def machine_image(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> MachineImage:
@@ -79,7 +83,35 @@ def machine_image(spec: ServiceSpec, opts: pulumi.InvokeOptions) -> MachineImage
         image_id = f"resolve:ssm:{DLAMI_PARAMETER}"
         pointed = ssm.get_parameter_output(name=DLAMI_PARAMETER, opts=opts).insecure_value
     image = ec2.get_ami_output(filters=pulumi.Output.from_input(pointed).apply(_image_id_filter), opts=opts)
-    return MachineImage(image_id=image_id, root_device_name=image.root_device_name)
+    snapshot_gb = pulumi.Output.all(image.root_device_name, image.block_device_mappings).apply(
+        lambda found: _root_snapshot_gb(found[0], found[1])
+    )
+    return MachineImage(
+        image_id=image_id, root_device_name=image.root_device_name, root_snapshot_gb=snapshot_gb
+    )
+
+
+def _root_snapshot_gb(root_device: str, mappings: Sequence[Mapping[str, Any]]) -> int:
+    """``ebs.volume_size`` of the root device's mapping. Read by key: the data source's mappings are output
+    types, which are dicts by their snake_case names (pulumi_aws GetAmiBlockDeviceMappingResult), and its
+    ``ebs`` is a map of strings (``ebs["volume_size"]``)."""
+    for mapping in mappings:
+        ebs = mapping.get("ebs") or {}
+        if mapping.get("device_name") == root_device and ebs.get("volume_size"):
+            return int(ebs["volume_size"])
+    raise ValueError(f"the AMI has no EBS mapping with a size for its root device {root_device}")
+
+
+def root_volume_gb(spec: ServiceSpec, image: MachineImage) -> pulumi.Input[int]:
+    """The root volume's size: ``vllm:diskSizeGb`` (or its default), except where the instance store holds
+    the weights and Docker's data root and the stack does not set it (``spec.boot_disk_from_image``): then
+    the AMI's root snapshot plus what stays on the volume (``platforms.BOOT_DISK_KEPT_GB``). The snapshot
+    is the one of the AMI the parameter names at ``up``; EC2 resolves ``resolve:ssm:`` again at each launch,
+    so a later DLAMI whose snapshot outgrows the volume fails its launches until the next ``up`` reads it
+    (``vllm:amiId`` pins one)."""
+    if not spec.boot_disk_from_image:
+        return spec.disk_size_gb
+    return image.root_snapshot_gb.apply(lambda size: size + platforms.BOOT_DISK_KEPT_GB)
 
 
 def _image_id_filter(image_id: str) -> list[ec2.GetAmiFilterArgsDict]:
@@ -191,7 +223,7 @@ def launch_template(
             {
                 "device_name": image.root_device_name,
                 "ebs": {
-                    "volume_size": spec.disk_size_gb,
+                    "volume_size": root_volume_gb(spec, image),
                     "volume_type": "gp3",
                     "throughput": ROOT_THROUGHPUT_MIBPS,
                     "iops": ROOT_IOPS,

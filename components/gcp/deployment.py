@@ -124,7 +124,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     if any(docker_hub_path(revision.image) is not None for revision in spec.revisions):
         mirror = ImageMirror(spec.name, ImageMirrorArgs(spec=spec, identity=identity), opts)
     weight_cache = None
-    if spec.weight_cache == "bucket":
+    if spec.bucket_weight_cache:
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec, identity=identity), opts)
     replicas: list[ReplicaGroup] | list[RayReplica] = []
     canary_replicas: list[ReplicaGroup] = []

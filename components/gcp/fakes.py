@@ -109,7 +109,29 @@ UNLIMITED_GPU_QUOTAS = [
         "PREEMPTIBLE-GPUS-PER-GPU-FAMILY-per-project-region",
     )
 ]
+#: The fake boot image's ``diskSizeGb``. Illustrative: GCP documents no size for the DLVM family
+#: common-cu129-ubuntu-2204-nvidia-580 (``gcloud compute images describe-from-family ... --project
+#: deeplearning-platform-release`` shows a real one's); gcloud reported 50 GB for earlier DLVM families.
+BOOT_IMAGE_DISK_GB = 50
+
+
+def _get_image(args: dict) -> dict:
+    """A public image as ``compute.images.get`` / ``getFromFamily`` describe it, by name or family."""
+    project, name = args["project"], args.get("name") or f"{args['family']}-v20261201"
+    return {
+        "id": f"projects/{project}/global/images/{name}",
+        "name": name,
+        "family": args.get("family") or "",
+        "project": project,
+        "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/global/images/{name}",
+        "diskSizeGb": BOOT_IMAGE_DISK_GB,
+        "archiveSizeBytes": 27_000_000_000,
+        "status": "READY",
+    }
+
+
 CALLS: dict[str, Callable[[dict], dict]] = {
+    "gcp:compute/getImage:getImage": _get_image,
     "gcp:organizations/getClientConfig:getClientConfig": lambda args: {
         "project": PROJECT,
         "id": PROJECT,

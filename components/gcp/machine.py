@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp.compute as compute
 
-from components import vm
+from components import platforms, vm
 from components.config import SpecError
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import HEALTH_AGENT_PORT, Network
@@ -33,6 +33,27 @@ DLVM_PROJECT = "deeplearning-platform-release"
 #: deeplearning-platform-release``. A family resolves anew for each VM: ``vllm:bootImage`` pins a dated image
 #: (e.g. ``common-cu129-ubuntu-2204-nvidia-580-v20260818``) so every VM of a template boots the same one.
 BOOT_IMAGE_FAMILY = "common-cu129-ubuntu-2204-nvidia-580"
+
+
+def boot_disk_gb(spec: ServiceSpec, opts: pulumi.ResourceOptions) -> pulumi.Input[int]:
+    """The boot disk's size: ``vllm:diskSizeGb`` (or its default), except where the local NVMe holds the
+    weights and Docker's data root and the stack does not set it (``spec.boot_disk_from_image``): then the
+    boot image's own minimum (the ``diskSizeGb`` of the image the template names, read at ``up`` with the
+    provider's image data source) plus what stays on the disk (``platforms.BOOT_DISK_KEPT_GB``). GCP
+    refuses a disk smaller than its image ("Requested disk size cannot be smaller than the image size").
+    A family resolves anew for each VM: a later image of the family that outgrows the disk is refused
+    until the next ``up`` reads it (``vllm:bootImage`` pins one)."""
+    if not spec.boot_disk_from_image:
+        return spec.disk_size_gb
+    path = boot_image(spec).split("/")  # projects/P/global/images/NAME or .../images/family/F
+    family = path[-1] if path[-2] == "family" else None
+    image = compute.get_image_output(
+        project=path[1],
+        family=family,
+        name=None if family else path[-1],
+        opts=pulumi.InvokeOptions(parent=opts.parent),
+    )
+    return image.disk_size_gb.apply(lambda size: size + platforms.BOOT_DISK_KEPT_GB)
 
 
 def boot_image(spec: ServiceSpec) -> str:
@@ -308,7 +329,7 @@ def instance_template(
                 "boot": True,
                 "auto_delete": True,
                 "source_image": boot_image(spec),
-                "disk_size_gb": spec.disk_size_gb,
+                "disk_size_gb": boot_disk_gb(spec, opts),
                 "disk_type": boot_disk_type(spec),
             }
         ],

@@ -41,7 +41,14 @@ from components.config import PROJECT, SpecError
 from components.kubernetes import spot_pods, tls
 from components.kubernetes.gpu_nodes import GPU_RESOURCE, GPU_TOLERATION, node_affinity
 from components.kubernetes.settings import settings
-from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV, STATIC_ENV, LaunchSpec, weights_gb
+from components.launch import (
+    HF_CACHE_DIR,
+    HF_TOKEN_ENV,
+    STATIC_ENV,
+    LaunchSpec,
+    compile_cache_key,
+    weights_gb,
+)
 from components.service_spec import ServiceSpec
 
 CONTAINER = "vllm"
@@ -91,7 +98,8 @@ POD_SCHEDULE_AND_PULL_SECONDS = 1200
 #: both the download and the compilation.
 CACHE_DIR = posixpath.dirname(HF_CACHE_DIR)
 CACHE_VOLUME = "cache"
-#: vllm:cacheClaim's volume: the HF cache alone, shared by every pod (the compile cache stays per pod).
+#: vllm:cacheClaim's volume: the HF cache, shared by every pod, and vLLM's compile cache beside it
+#: (``shared_compile_cache``).
 SHARED_HF_CACHE_VOLUME = "hf-cache"
 SHM_VOLUME = "shm"
 #: The init container that fills vllm:cacheClaim (scripts/hf_cache_fill.sh), and its pause between looks
@@ -228,7 +236,7 @@ def environment(
     spec: ServiceSpec, launch: LaunchSpec, secret_name: pulumi.Input[str], extra: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """Plain variables by value; secret ones by ``secretKeyRef`` (the Secret's keys are their names)."""
-    plain = dict(launch.env)
+    plain = {**launch.env, **shared_compile_cache(spec)}
     if spec.gpu is None:
         plain["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gb(spec))
     plain.update(extra or {})
@@ -384,6 +392,16 @@ def fill_containers(
             "securityContext": security_context(spec),
         }
     ]
+
+
+def shared_compile_cache(spec: ServiceSpec) -> dict[str, str]:
+    """With vllm:cacheClaim, vLLM's cache root (``VLLM_CACHE_ROOT``: its torch.compile artifacts) on the
+    claim under the stack's compile-cache key (model commit, image, GPU, parallelism; the VMs' bucket uses
+    the same), so a pod whose code vLLM compiled before, on any node, loads it instead of compiling. vLLM
+    names each compiled unit by a hash of what shaped it, so pods of other flags never read another's."""
+    if settings(spec).cache_claim is None:
+        return {}
+    return {"VLLM_CACHE_ROOT": posixpath.join(HF_CACHE_DIR, "vllm-compile-cache", compile_cache_key(spec))}
 
 
 def shared_hf_cache_mounts(spec: ServiceSpec) -> list[dict[str, Any]]:

@@ -8,9 +8,10 @@ initialDelaySec is at most 3600 s, and health checks keep counting during it). T
 vLLM container started, so it can tell "still loading" from "broken".
 
 Verdict (the same on both clouds), until the replica is first ready, by the phase it is in:
-  - start (boot, Docker, the image pull) and load (the weights read into GPU memory, compile, CUDA graphs,
-    until /health answers 200): healthy until the phase's hard cap (--caps START WEIGHTS LOAD) runs out, each
-    derived by the program from the slowest rate (components/launch.py ``phase_caps``);
+  - start (boot, Docker, the image pull) and load (the weights read into GPU memory, from the disk or
+    streamed from the bucket, compile, CUDA graphs, until /health answers 200): healthy until the phase's
+    hard cap (--caps START WEIGHTS LOAD) runs out, each derived by the program from the slowest rate
+    (components/launch.py ``phase_caps``); a start after a weights phase (a stream) counts from its end;
   - weights (a download or a bucket copy under --weights-dir in progress): healthy while bytes keep
     arriving (at least PROGRESS_BYTES per --stall seconds) up to the phase's cap; a download that stops is
     unhealthy after --stall seconds. A slow Hub is never a broken replica, a hung one is replaced soon;
@@ -173,8 +174,9 @@ class Judge:
         failed_starts = seen.unit_restarts - self.restarts_at_ready
         if failed_starts > self.max_failed_starts:
             return Verdict(False, f"crash loop: {failed_starts} restarts without becoming ready")
-        if stage == "start":
-            since = self.absent_since if self.absent_since is not None else seen.now
+        if stage == "start":  # from the container's exit, or the end of a weights phase before it (a wait
+            # for another replica's fill, then a stream from the bucket: no weights phase on disk)
+            since = max(self.absent_since if self.absent_since is not None else seen.now, self.downloaded_at)
         elif stage == "load":  # from the container's start, or the end of a download within it
             since = max(seen.now if began is None else began, self.downloaded_at)
         else:  # from weight_cache.sh's last choice (a wait for another's fill, then the Hub), or first byte
@@ -210,7 +212,7 @@ class Judge:
 
 
 def weight_path(options: argparse.Namespace) -> tuple[str, float | None]:
-    """What weight_cache.sh recorded in --weight-path-file (hub, bucket, local, wait) and when."""
+    """What weight_cache.sh recorded in --weight-path-file (hub, bucket, local, wait, stream) and when."""
     try:
         path = Path(options.weight_path_file)
         return path.read_text().strip(), path.stat().st_mtime
@@ -519,7 +521,8 @@ class Agent:
             listening, ready = vllm_health(options.health_url, options.probe_timeout)
         path, chosen = weight_path(options)
         size, incomplete = (0, False) if ready else weight_bytes(options.weights_dir)
-        # the bucket's path: weight_cache.sh fetches before the container starts; the Hub's: vLLM downloads
+        # the bucket's path: weight_cache.sh fetches before the container starts; the Hub's: vLLM downloads;
+        # a stream's weights arrive within vLLM's load, into GPU memory, judged by the load phase's cap
         fetching = path in ("hub", "bucket", "wait") and started is None
         return Observation(
             time.time(),

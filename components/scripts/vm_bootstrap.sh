@@ -16,9 +16,9 @@ set -euo pipefail
 # multi-node); RAY_ENV: ray_bootstrap.sh settings, empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
 # flags (cloud, role, phase caps, port). SCRIPTS_XZ_BASE64: name NUL text NUL pairs, xz + base64, of the
 # scripts this VM runs (health_agent.py; metrics_agent.py where the platform runs it; ray_bootstrap.sh on
-# Ray nodes; weight_cache.sh with the weight cache; local_nvme.sh with local NVMe): compressed together
-# they share their vocabulary, and user data is limited to 16 KB on AWS. STOP_SECONDS: how long
-# `docker stop` lets vLLM drain.
+# Ray nodes; weight_cache.sh with the weight cache; local_nvme.sh with local NVMe; compile_cache.sh on
+# single-node replicas with the weight cache): compressed together they share their vocabulary, and user
+# data is limited to 16 KB on AWS. STOP_SECONDS: how long `docker stop` lets vLLM drain.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -35,6 +35,13 @@ STOP_SECONDS={{stop_seconds}}
 WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
+# vllm:weightCache stream: the model's files in the bucket, which vLLM streams (--load-format runai_streamer)
+# in place of its local model path once weight_cache.sh records "stream" as the weights' path; else empty.
+WEIGHT_STREAM_URL={{weight_stream_url}}
+# compile_cache.sh's settings (vLLM's torch.compile artifacts in the same bucket), on single-node replicas
+# with a weight cache; else empty. VLLM_CACHE_ROOT: where the container keeps them (a host directory).
+COMPILE_CACHE_ENV=({{compile_cache_env}})
+VLLM_CACHE_ROOT={{vllm_cache_dir}}
 # LOCAL_NVME: non-empty on machines with local NVMe (local_nvme.sh puts the HF cache and Docker's data root
 # there).
 LOCAL_NVME={{local_nvme}}
@@ -46,6 +53,10 @@ HF_CACHE=${VLLM_HF_CACHE:-/var/lib/vllm/hf-cache}
 UNIT=${VLLM_UNIT_FILE:-/etc/systemd/system/vllm.service}
 AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
+VLLM_CACHE=${VLLM_COMPILE_CACHE:-/var/lib/vllm/vllm-cache}
+# Where weight_cache.sh records the path the weights take (wait, hub, bucket, local, stream): the health
+# agent reads it at its fixed place (vm.WEIGHT_PATH_FILE), vllm_argv streams on "stream".
+WEIGHT_PATH_FILE=${VLLM_WEIGHT_PATH_FILE:-{{weight_path_file}}}
 
 log() { echo "vllm-bootstrap: $*"; }
 
@@ -190,16 +201,43 @@ mount_local_nvme() {
 fetch_weights() {
   if [ -z "$WEIGHT_CACHE_URL" ]; then return 0; fi
   env "${WEIGHT_CACHE_ENV[@]}" WEIGHT_CACHE_URL="$WEIGHT_CACHE_URL" WEIGHT_CACHE_DIR="$HF_CACHE/$WEIGHT_CACHE_DIR" \
-    WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" "$INSTALL_DIR/weight_cache.sh" fetch
+    WEIGHT_CACHE_IMAGE="$IMAGE" WEIGHT_CACHE_ENV_FILE="$SECRETS_FILE" WEIGHT_CACHE_PATH_FILE="$WEIGHT_PATH_FILE" \
+    "$INSTALL_DIR/weight_cache.sh" fetch
+}
+
+# vLLM's compile cache from the bucket before it starts, and into it once it serves (in the background,
+# ending with the unit): a failure only means vLLM compiles, as without the cache.
+compile_cache() {
+  if [ ${#COMPILE_CACHE_ENV[@]} -eq 0 ]; then return 0; fi
+  env "${COMPILE_CACHE_ENV[@]}" COMPILE_CACHE_URL="$WEIGHT_CACHE_URL" COMPILE_CACHE_DIR="$VLLM_CACHE" \
+    "$INSTALL_DIR/compile_cache.sh" restore || log "vLLM's compile cache was not restored: vLLM compiles"
+  env "${COMPILE_CACHE_ENV[@]}" COMPILE_CACHE_URL="$WEIGHT_CACHE_URL" COMPILE_CACHE_DIR="$VLLM_CACHE" \
+    "$INSTALL_DIR/compile_cache.sh" save-when-serving &
+}
+
+# vLLM's argv, with the bucket in place of the local model path when the weights are streamed from it.
+vllm_argv() {
+  local arg local_path="/root/.cache/huggingface/$WEIGHT_CACHE_DIR"
+  for arg in "${VLLM_ARGV[@]}"; do
+    if [ -n "$WEIGHT_STREAM_URL" ] && [ "$arg" = "$local_path" ] \
+      && [ "$(cat "$WEIGHT_PATH_FILE" 2>/dev/null)" = stream ]; then
+      arg=$WEIGHT_STREAM_URL
+    fi
+    printf '%s\0' "$arg"
+  done
 }
 
 run_container() {
   platform_resolve_image
   fetch_weights
+  mapfile -d '' -t VLLM_ARGV < <(vllm_argv)
+  install -d -m 0755 "$VLLM_CACHE"
+  compile_cache
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
     --volume "$HF_CACHE:/root/.cache/huggingface"
+    --volume "$VLLM_CACHE:$VLLM_CACHE_ROOT" --env "VLLM_CACHE_ROOT=$VLLM_CACHE_ROOT"
   )
   local -a logging
   mapfile -t logging < <(platform_log_args)

@@ -31,8 +31,13 @@
 #   WEIGHT_CACHE_ENV_FILE      docker --env-file for the Hub download (the HF token, root-only)
 #   WEIGHT_CACHE_REGION        the bucket's AWS region (S3 only)
 #   WEIGHT_CACHE_PATH_FILE     records the path the files take: wait (for another replica's fill), hub,
-#                              bucket or local (the health agent judges a download by its progress, and a
-#                              wait, which adds no byte, by its cap)
+#                              bucket, local or stream (the health agent judges a download by its progress,
+#                              a wait, which adds no byte, by its cap, and a stream by the load's cap;
+#                              vm_bootstrap.sh gives vLLM the bucket's URL on "stream")
+#   WEIGHT_CACHE_STREAM        1: once the marker is there, copy nothing: vLLM streams the files from
+#                              PREFIX/files into GPU memory (the Run:ai model streamer), recorded as
+#                              "stream", provided WEIGHT_CACHE_IMAGE has the streamer's backend for the
+#                              bucket (vLLM's image installs runai-model-streamer[s3,gcs]); else it copies
 set -euo pipefail
 
 readonly URL=${WEIGHT_CACHE_URL:?WEIGHT_CACHE_URL: gs://BUCKET or s3://BUCKET}
@@ -46,6 +51,7 @@ readonly IMAGE=${WEIGHT_CACHE_IMAGE:-}
 readonly ENV_FILE=${WEIGHT_CACHE_ENV_FILE:-}
 readonly REGION=${WEIGHT_CACHE_REGION:-}
 readonly PATH_FILE=${WEIGHT_CACHE_PATH_FILE:-/dev/null}
+readonly STREAM=${WEIGHT_CACHE_STREAM:-0}
 readonly PREFIX="${URL%/}/$MODEL/$REVISION"
 readonly LOCAL_MARKER="$DIR/.weight-cache-complete"
 SCRATCH=$(mktemp -d)
@@ -158,6 +164,23 @@ copy_from_bucket() {
   return 1
 }
 
+# Whether vLLM can stream from the bucket: stream mode, and the image has the Run:ai streamer's backend
+# for the bucket's scheme (Python packages runai_model_streamer_gcs / runai_model_streamer_s3). A custom
+# vllm:image without it copies, as with vllm:weightCache bucket, rather than fail to load.
+can_stream() {
+  local backend
+  [ "$STREAM" = 1 ] && [ -n "$IMAGE" ] || return 1
+  case "$URL" in
+    gs://*) backend=runai_model_streamer_gcs ;;
+    s3://*) backend=runai_model_streamer_s3 ;;
+  esac
+  if docker run --rm --entrypoint python3 "$IMAGE" -c "import $backend" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "$IMAGE lacks $backend (runai-model-streamer): copying the files instead of streaming them"
+  return 1
+}
+
 # Uploads DIR and then the marker: a reader never sees a marker before the files it lists.
 fill_bucket() {
   log "filling $PREFIX"
@@ -193,6 +216,11 @@ fetch() {
   local waited=0 epoch age marker="$SCRATCH/complete"
   while :; do
     if read_object .complete >"$marker" && [ -s "$marker" ]; then
+      if can_stream; then
+        log "vLLM streams $MODEL from $PREFIX/files"
+        echo stream >"$PATH_FILE"
+        return 0
+      fi
       copy_from_bucket "$marker" && return 0
       log "the bucket's copy of $MODEL does not match its marker: downloading from the Hub"
       hub_download
