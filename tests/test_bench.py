@@ -170,6 +170,9 @@ def interrupted(tokenizer, tmp_path_factory):
         process = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, "VLLM_API_KEY": KEY}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
+            # As a terminal's shell starts it: a pytest started in the background of a non-interactive
+            # shell (.ci/run's slow tests) ignores SIGINT, and its children inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 240
