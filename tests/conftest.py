@@ -10,6 +10,17 @@ from components import model_facts
 from tools.fakes_hub import FakeHub
 
 
+@pytest.fixture(autouse=True, scope="session")
+def offline_session() -> Iterator[None]:
+    """Offline with no cache for the module- and session-scoped fixtures too, which run before any test's
+    own fixtures: without it their runs of the program asked the real Hub."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv(model_facts.CACHE_ENV, "")  # no cache (components/model_facts.py cache_dir)
+        patch.delenv("HF_ENDPOINT", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def offline_model_lookup(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
