@@ -158,7 +158,8 @@ NAME = __name__.rsplit(".", 1)[-1] if __name__ != "__main__" else os.path.basena
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps({"tool": "tools." + NAME, "argv": sys.argv[1:]}) + "\n")
 if NAME == "plan":
-    print(json.dumps({"cost": {"totalHourly": float(os.environ["FAKE_HOURLY"]) or None}}))
+    hourly = float(os.environ["FAKE_HOURLY"])  # unpriced: the costBreakdown output has no total
+    print(json.dumps({"cost": {"totalHourly": hourly} if hourly else {"candidates": []}}))
 if NAME == "status":
     waiting = "--wait" in sys.argv
     sys.exit(int(os.environ.get("FAKE_WAIT_EXIT" if waiting else "FAKE_TABLE_EXIT", "0")))

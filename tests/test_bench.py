@@ -1,5 +1,6 @@
 """tools.bench: the real tool, with the real aiperf, against a fake OpenAI-compatible server on loopback whose
-delays are known (tests/fake_openai.py), so the figures can be checked against them."""
+delays are known (tests/fake_openai.py), so the figures can be checked against them. The tests that run
+aiperf are marked slow (seconds of start-up per level): `.ci/run` runs them after the default selection."""
 
 from __future__ import annotations
 
@@ -69,12 +70,14 @@ def sweep(tokenizer, tmp_path_factory):
     return {"code": code, "out": out, "err": err, "json": document, "work": work}
 
 
+@pytest.mark.slow
 def test_a_sweep_measures_every_level(sweep):
     assert sweep["code"] == bench.EXIT_OK, sweep["err"]
     assert [level["concurrency"] for level in sweep["json"]["levels"]] == [1, 2]
     assert all(level["requests"] == 6 and level["errors"] == {} for level in sweep["json"]["levels"])
 
 
+@pytest.mark.slow
 def test_json_levels_have_exactly_the_documented_keys(sweep):
     for level in sweep["json"]["levels"]:
         assert set(level) == {
@@ -86,6 +89,7 @@ def test_json_levels_have_exactly_the_documented_keys(sweep):
         assert set(level["e2e_ms"]) == {"p50", "p95"}
 
 
+@pytest.mark.slow
 def test_ttft_shows_the_servers_first_token_delay(sweep):
     for level in sweep["json"]["levels"]:
         ttft = level["ttft_ms"]
@@ -93,17 +97,20 @@ def test_ttft_shows_the_servers_first_token_delay(sweep):
         assert ttft["p50"] < FIRST_TOKEN_S * 1000 + SLACK_MS
 
 
+@pytest.mark.slow
 def test_inter_token_latency_shows_the_servers_token_delay(sweep):
     for level in sweep["json"]["levels"]:
         assert TOKEN_S * 1000 - 2 <= level["itl_ms"]["p50"] < TOKEN_S * 1000 + SLACK_MS / 4
 
 
+@pytest.mark.slow
 def test_end_to_end_latency_is_first_token_plus_the_rest(sweep):
     least = (FIRST_TOKEN_S + TOKEN_S * (OUTPUT_TOKENS - 1)) * 1000
     for level in sweep["json"]["levels"]:
         assert least - 5 <= level["e2e_ms"]["p50"] < least + SLACK_MS
 
 
+@pytest.mark.slow
 def test_throughputs_agree_with_the_answer_length(sweep):
     for level in sweep["json"]["levels"]:
         assert level["output_tokens_per_s"] == pytest.approx(level["requests_per_s"] * OUTPUT_TOKENS, rel=0.1)
@@ -111,6 +118,7 @@ def test_throughputs_agree_with_the_answer_length(sweep):
         assert level["requests_per_s"] <= level["concurrency"] * 1000 / (FIRST_TOKEN_S * 1000) + 0.5
 
 
+@pytest.mark.slow
 def test_the_table_has_a_row_per_level_and_the_suggestion(sweep):
     lines = sweep["out"].splitlines()
     header = next(index for index, line in enumerate(lines) if line.startswith("CONC"))
@@ -119,15 +127,18 @@ def test_the_table_has_a_row_per_level_and_the_suggestion(sweep):
     assert "vllm:targetQpsPerReplica" in sweep["out"] and "vllm:targetQueuePerReplica" in sweep["out"]
 
 
+@pytest.mark.slow
 def test_progress_goes_to_stderr(sweep):
     assert "12/12 requests" in sweep["err"]
     assert "[" not in sweep["out"].splitlines()[0]
 
 
+@pytest.mark.slow
 def test_the_plot_is_a_png(sweep):
     assert (sweep["work"] / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_compare_draws_an_earlier_run_beside_this_one(sweep, tmp_path):
     earlier = bench.load_levels(str(sweep["work"] / "run.json"))
     bench.plot(earlier, str(tmp_path / "both.png"), "t", earlier, "old")
@@ -160,6 +171,9 @@ def interrupted(tokenizer, tmp_path_factory):
         process = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, "VLLM_API_KEY": KEY}, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
+            # As a terminal's shell starts it: a pytest started in the background of a non-interactive
+            # shell (.ci/run's slow tests) ignores SIGINT, and its children inherit that.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 240
@@ -181,12 +195,14 @@ def interrupted(tokenizer, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_errors_are_counted_by_http_status(interrupted):
     first = interrupted["json"]["levels"][0]
     assert first["requests"] == 4
     assert first["errors"] == {"503": 2}
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_levels_measured_so_far(interrupted):
     assert interrupted["code"] == bench.EXIT_INTERRUPTED
     assert [level["concurrency"] for level in interrupted["json"]["levels"]] == [1]
@@ -195,6 +211,7 @@ def test_ctrl_c_keeps_the_levels_measured_so_far(interrupted):
     assert "Traceback" not in interrupted["err"]
 
 
+@pytest.mark.slow
 def test_an_https_endpoint_verified_with_its_ca_is_measured(tokenizer, tmp_path):
     cert, key = self_signed(tmp_path)
     fake = FakeOpenAI(api_key=KEY, model=MODEL, first_token_s=0.01, token_s=0.01)
@@ -209,6 +226,7 @@ def test_an_https_endpoint_verified_with_its_ca_is_measured(tokenizer, tmp_path)
     assert fake.completions == 3  # the streaming check, then both requests of the level
 
 
+@pytest.mark.slow
 def test_a_level_aiperf_cannot_run_is_one_line_naming_its_kept_log(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the kept work directory, cleaned by pytest
     with serving(FakeOpenAI(api_key=KEY, model=MODEL)) as fake:

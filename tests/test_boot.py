@@ -26,6 +26,9 @@ from tests.boot import machine as boot
 from tests.harness import Run, run_program
 from tests.test_vm_bootstrap import health_report, metrics_agent
 
+#: Each test boots machines under systemd: seconds to minutes on a loaded machine.
+pytestmark = pytest.mark.slow
+
 API_KEY, HF_TOKEN = "sk-boot-test-0123456789", "hf_boottest"
 MIRRORED = "us-central1-docker.pkg.dev/test-project/vllm-dockerhub/vllm/vllm-openai:v0.33.0"
 #: Where a GCP machine's health agent serves its verdict (components/gcp/machine.py health_report).

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from components.autoscaling import cost_output
 from components.canary import REVISION_HEADER
 from components.config import SpecError
+from components.cost import breakdown
 from components.gcp.quota import gpu_quota_needs
 from components.observe import READY, STARTING, Replica, ReplicaSource
 from tests.harness import Run, checked_spec, run_program
@@ -489,3 +491,12 @@ def test_aws_refuses_a_queue_depth_target_beside_a_canary_whose_queues_it_cannot
     error = refusal({**scaled, "vllm:maxReplicas": "3", "vllm:targetQueuePerReplica": "8"})
     assert error.key == "vllm:targetQueuePerReplica"
     assert "vllm:targetQpsPerReplica" in str(error)
+
+
+def test_the_cost_breakdown_prices_each_revision_on_its_own_machine_and_adds_up_to_the_cost():
+    spec = checked_spec(
+        STACK, {**CANARY, "vllm:canary": {"model": CANARY_MODEL, "gpu": "L4:2", "weight": 10}}
+    )
+    shares = breakdown(spec)["shares"]
+    assert {share["revision"] for share in shares} == {"1", "2"}
+    assert round(sum(share["hourly"] for share in shares), 2) == cost_output(spec)

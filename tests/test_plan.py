@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components import cost
 from components.config import SpecError
 from components.presets import available_presets
 from tools import plan as plan_tool
@@ -41,8 +42,95 @@ def test_the_cost_table_marks_the_cheapest_machine_and_totals_every_replica():
     data = plan_tool.plan("gcp-h100", {"vllm:replicas": "3"})
     chosen = [c for c in data["cost"]["candidates"] if c["chosen"]]
     assert [c["machineType"] for c in chosen] == ["a3-highgpu-8g"]
-    assert data["cost"]["totalHourly"] == data["outputs"]["costPerHour"]
     assert data["cost"]["totalHourly"] == round(chosen[0]["onDemandHourly"] * 3, 2)
+
+
+# --- the cost: the program's costBreakdown output, printed as it is ---------------------------------------
+
+#: A breakdown no catalog row gives: the plan can only print it by reading the program's output.
+EXPORTED = {
+    "candidates": [
+        {
+            "cloud": "gcp",
+            "region": "test-north1",
+            "machineType": "x9-test-8g",
+            "vcpus": 96,
+            "memoryGb": 680.5,
+            "gpus": "H100:8",
+            "onDemandHourly": 12.375,
+            "onDemandFrom": "test-south2",
+            "spotHourly": 4.5,
+            "blendedHourly": 8.4375,
+            "chosen": True,
+        },
+        {
+            "cloud": "gcp",
+            "region": "test-east3",
+            "machineType": "x9-test-8g",
+            "gpus": "H100:8",
+            "blendedHourly": 9.0,
+            "chosen": False,
+        },
+    ],
+    "nodesPerReplica": 2,
+    "replicas": 3,
+    "scaleOutSurge": 0,
+    "pricing": "spot, 1 of 3 on-demand",
+    "shares": [
+        {
+            "region": "test-north1",
+            "market": "on-demand",
+            "replicas": 1,
+            "perReplicaHourly": 24.75,
+            "hourly": 24.75,
+            "source": "the test's own sheet",
+        },
+        {"region": "test-north1", "market": "spot", "replicas": 2, "source": "the test's spot sheet"},
+    ],
+}
+
+
+@pytest.fixture
+def exported_breakdown(monkeypatch) -> dict:
+    """The program exports EXPORTED as its costBreakdown (without a total: the catalog knows no price)."""
+    monkeypatch.setattr(cost, "breakdown", lambda spec: EXPORTED)
+    return EXPORTED
+
+
+def test_the_plan_s_cost_is_the_exported_breakdown(exported_breakdown):
+    data = plan_tool.plan("gcp-h100")
+    assert data["cost"] == exported_breakdown
+    assert "costBreakdown" not in data["outputs"]  # a section of its own, never in the list of outputs
+
+
+def test_the_plan_prints_each_exported_machine_in_its_order_a_missing_price_as_a_dash(exported_breakdown):
+    lines = plan_tool.render_text(plan_tool.plan("gcp-h100")).splitlines()
+    start = lines.index("Considered resources (2 node(s) per replica, spot, 1 of 3 on-demand)")
+    assert lines[start + 1].split() == [
+        "INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h", "ON-DEMAND", "$/h", "SPOT", "CHOSEN"
+    ]  # fmt: skip
+    assert lines[start + 2].split() == [
+        "gcp", "(test-north1)", "x9-test-8g", "96", "680.5", "H100:8", "12.375", "(test-south2's)", "4.5", "*"
+    ]  # fmt: skip
+    assert lines[start + 3].split() == ["gcp", "(test-east3)", "x9-test-8g", "-", "-", "H100:8", "-", "-"]
+
+
+def test_the_plan_prints_each_exported_share_its_total_and_its_sources(exported_breakdown):
+    text = plan_tool.render_text(plan_tool.plan("gcp-h100"))
+    assert (
+        "  test-north1 on-demand: 1 replica(s) x $24.75/h = $24.75/h\n"
+        "  test-north1 spot: 2 replica(s) x $-/h = $-/h\n"
+        "  total $-/h (spot prices are estimates)\n"
+        "  prices: the test's own sheet\n"
+        "  prices: the test's spot sheet\n"
+    ) in text
+    assert "Outputs\n" in text and "costBreakdown" not in text
+
+
+def test_a_stack_without_machines_of_its_own_exports_a_note_the_plan_prints():
+    data = plan_tool.plan("k8s-l4")
+    assert data["cost"] == {"candidates": [], "note": cost.CLUSTER_PRICED}
+    assert f"\nCost: {cost.CLUSTER_PRICED}\n" in plan_tool.render_text(data)
 
 
 def test_overrides_change_the_plan_like_stack_config_does():

@@ -130,12 +130,17 @@ def requirements_closure(requirements: Path) -> set[str]:
 OPTIONAL_IMPORTS = {"brotli", "simplejson", "psutil"}
 
 
+def owned(dist: metadata.Distribution) -> set[str]:
+    """The real paths of a distribution's files: its folder resolved once (the venv may be a link), each
+    file's path normalised under it (the cloud SDKs have tens of thousands of files each)."""
+    root = Path(dist.locate_file("")).resolve()
+    return {os.path.normpath(root / file) for file in dist.files or ()}
+
+
 def test_what_the_pack_imports_is_installed_by_its_requirements(loaded_pack):
     files = {str(Path(file).resolve()) for file in loaded_pack["modules"].values() if file}
     needed = {
-        canonicalize_name(dist.metadata["Name"])
-        for dist in metadata.distributions()
-        if any(str(Path(dist.locate_file(f)).resolve()) in files for f in dist.files or ())
+        canonicalize_name(dist.metadata["Name"]) for dist in metadata.distributions() if files & owned(dist)
     }
     assert needed - requirements_closure(PACK / "requirements.txt") - OPTIONAL_IMPORTS == set()
 

@@ -246,7 +246,7 @@ def replaced_head() -> Iterator[ReplacedHead]:
     yield outcome
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_head_execs_the_command_once_the_group_is_whole(replaced_head):
     head = replaced_head.first
     assert head.status == 0, head.output
@@ -255,7 +255,7 @@ def test_head_execs_the_command_once_the_group_is_whole(replaced_head):
     assert head.record["argv"][2:] == ["--served-model-name", "two words"]  # argv intact, spaces and all
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_gate_reports_progress_then_the_whole_group(replaced_head):
     output = replaced_head.first.output
     assert re.search(
@@ -264,19 +264,19 @@ def test_gate_reports_progress_then_the_whole_group(replaced_head):
     assert re.search(r"Ray group whole: 2/2 nodes, 2/2 GPUs after \d+ s", output)
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_head_command_gets_node_ip_interface_and_cluster_address(replaced_head):
     env = replaced_head.first.record["env"]
     assert env | LOOPBACK_NODE_ENV == env
     assert env["RAY_ADDRESS"] == f"{HEAD_IP}:6379"
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_processes_on_every_node_inherit_the_node_ip_and_interface(replaced_head):
     assert replaced_head.first.record["node_env"] == [LOOPBACK_NODE_ENV, LOOPBACK_NODE_ENV]
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_secrets_reach_the_command_and_are_never_printed(replaced_head):
     env = replaced_head.first.record["env"]
     assert (env["HF_TOKEN"], env["VLLM_API_KEY"]) == (HF_TOKEN, API_KEY)
@@ -285,7 +285,7 @@ def test_secrets_reach_the_command_and_are_never_printed(replaced_head):
         assert API_KEY not in output
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_worker_rejoins_a_replaced_head(replaced_head):
     replacement = replaced_head.replacement
     assert replacement.status == 0, replacement.output
@@ -297,7 +297,7 @@ def test_worker_rejoins_a_replaced_head(replaced_head):
 # --- a group that does not form ----------------------------------------------------------------------------
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_gate_times_out_naming_the_missing_worker(host):
     record = host.root / "record.json"
     head = start_head(host, record, head_env(host, timeout=2))
@@ -310,7 +310,7 @@ def test_gate_times_out_naming_the_missing_worker(host):
     assert not record.exists()
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_gate_refuses_a_group_short_of_gpus(host):
     record = host.root / "record.json"
     head = start_head(host, record, head_env(host, nodes=1, gpus_per_node=2, brings_gpus=1, timeout=2))
@@ -322,7 +322,7 @@ def test_gate_refuses_a_group_short_of_gpus(host):
 # --- recovery ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_group_reforms_after_a_worker_is_lost(host):
     first, second = host.root / "first.json", host.root / "second.json"
     head = start_head(host, first, head_env(host), "--watch", "2")
@@ -340,7 +340,7 @@ def test_group_reforms_after_a_worker_is_lost(host):
     assert read_record(second)["nodes"] == 2
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_worker_stops_at_once_on_sigterm(host):
     """SIGTERM reaches the worker while its `ray start` waits on a head that never answers, which it would
     do for 10 minutes here: a worker that deferred the signal until `ray start` returned would outlive the

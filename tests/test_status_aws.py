@@ -54,6 +54,14 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def moto_image(moto_endpoint) -> str:
+    """An AMI of moto's: listing them all takes seconds of the server's CPU, so once per module."""
+    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # AWS_ENV's
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto_endpoint, **credentials)
+    return ec2.describe_images()["Images"][0]["ImageId"]
+
+
 @dataclass
 class Fleet:
     source: ReplicaSource
@@ -62,7 +70,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(moto_endpoint, program_source, monkeypatch) -> Iterator[Fleet]:
+def fleet(moto_endpoint, moto_image, program_source, monkeypatch) -> Iterator[Fleet]:
     """The stack's Auto Scaling group of 2 in moto, named as the program names it, in a target group."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     for name, value in AWS_ENV.items():
@@ -73,10 +81,9 @@ def fleet(moto_endpoint, program_source, monkeypatch) -> Iterator[Fleet]:
     autoscaling = boto3.client("autoscaling", region_name=REGION)
     vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    image = ec2.describe_images()["Images"][0]["ImageId"]
     template = ec2.create_launch_template(
         LaunchTemplateName="vllm-aws-h100-serve",
-        LaunchTemplateData={"ImageId": image, "InstanceType": "p5.48xlarge"},
+        LaunchTemplateData={"ImageId": moto_image, "InstanceType": "p5.48xlarge"},
     )["LaunchTemplate"]["LaunchTemplateId"]
     target_group = elbv2.create_target_group(
         Name="vllm-aws-h100-replicas", Protocol="HTTP", Port=8000, VpcId=vpc, HealthCheckPath="/health"

@@ -154,7 +154,8 @@ stack_settings() {
   if [[ -n $region ]]; then printf '%s\n' "$platform:region" "$region"; fi
 }
 
-# The most the run costs: the plan's hourly price of the replicas' machines times the run's budget.
+# The most the run costs: the plan's hourly price of the replicas' machines times the run's budget (the
+# stack's costBreakdown output, which has no totalHourly when a price is unknown).
 print_cost() {
   local key value hourly
   local -a flags=()
@@ -163,7 +164,7 @@ print_cost() {
   in_project "$python" -m tools.plan --stack "$STACK" "${flags[@]}" --json >"$work/plan.json" ||
     fail "tools.plan refused the stack's config"
   hourly=$("$python" -c 'import json, sys
-print(json.load(open(sys.argv[1]))["cost"]["totalHourly"] or "")' "$work/plan.json")
+print(json.load(open(sys.argv[1]))["cost"].get("totalHourly") or "")' "$work/plan.json")
   [[ -n $hourly ]] || fail "tools.plan has no price for $STACK: no cost line, no run"
   "$python" - "$hourly" "$max_minutes" "$replicas" >&2 <<'PYTHON'
 import sys

@@ -4,10 +4,10 @@
                          [--stack-file [Pulumi.gcp-h100.yaml]] [--json]
     python -m tools.plan --update-snapshots
 
-It runs the real program under Pulumi's mock runtime (``tools.mockrun``) and prints the effective spec, a
-cost table like SkyPilot's optimizer output, and the resource tree with the key properties of each
-resource (machine, GPUs, replicas, health check, exposure). Values the cloud computes at deploy time show
-as ``<computed>``, secrets as ``<secret>``.
+It runs the real program under Pulumi's mock runtime (``tools.mockrun``) and prints the effective spec, the
+cost table the program exports (its ``costBreakdown`` output, like SkyPilot's optimizer output), and the
+resource tree with the key properties of each resource (machine, GPUs, replicas, health check, exposure).
+Values the cloud computes at deploy time show as ``<computed>``, secrets as ``<secret>``.
 
 The plan refuses exactly what ``pulumi up`` refuses: the CLI's check of Pulumi.yaml's declared types
 first, then config reaches the program as the engine hands it over (with Pulumi.yaml's defaults), plain
@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from components import catalog, model_facts, platforms, replica_shares, sdk_internals
+from components import model_facts, platforms, sdk_internals
 from components.config_yaml import StackFileError, flow_value, go_json, read_stack_config
 from components.presets import available_presets
 from components.spec import SpecError, build_spec
@@ -57,6 +57,9 @@ SECRET = "<secret>"
 #: What a stack file's ``secure:`` value stands in as (the plan has no key to decrypt it).
 ENCRYPTED = model_facts.UNKNOWN_TOKEN
 PROJECT_FILE = ROOT / "Pulumi.yaml"
+#: Outputs the plan shows as sections of their own, not in its list of outputs: the effective spec and the
+#: cost breakdown (components/cost.py), printed as the program exports it.
+SECTIONS = ("spec", "costBreakdown")
 
 
 #: The Pulumi CLI's stack names (its local backend's ``validateStackName``, the Pulumi Service's rule):
@@ -192,12 +195,11 @@ def plan(
     # An object value reaches the program as the CLI's JSON of it, a scalar as its text.
     as_sent = {k: go_json(v) if isinstance(v, list | dict) else v for k, v in config.items()}
     run = run_program(stack, {**defaults, **as_sent}, secret_config, preview=True, fake_outputs=False)
-    spec = _shown(run.outputs["spec"])
     return {
         "stack": stack,
-        "spec": spec,
-        "cost": _cost(spec),
-        "outputs": {k: _shown(v) for k, v in sorted(run.outputs.items()) if k != "spec"},
+        "spec": _shown(run.outputs["spec"]),
+        "cost": _shown(run.outputs["costBreakdown"]),
+        "outputs": {k: _shown(v) for k, v in sorted(run.outputs.items()) if k not in SECTIONS},
         "resources": _resource_rows(run),
         "quotas": _quota_checks(stack, {**defaults, **config}, secret_config),
     }
@@ -209,104 +211,6 @@ def _quota_checks(stack: str, config: dict[str, Any], secret_config: dict[str, s
     spec = build_spec(stack, {**config, **secret_config}, frozenset(secret_config))
     checks = getattr(platform_module(spec.cloud, "deployment"), "quota_checks", None)
     return checks(spec) if checks is not None else []
-
-
-def _cost(spec: dict[str, Any]) -> dict[str, Any]:
-    """SkyPilot-style considered resources: every machine with the spec's GPUs in every region the stack
-    serves from and every other region the catalog prices it in, cheapest first for the stack's purchase
-    options; and the stack's cost by region and purchase option (``components.replica_shares``)."""
-    if spec.get("gpu") is None or spec.get("machineType") is None:  # the engine drops null outputs
-        return {"candidates": [], "note": "the cluster's nodes, priced by their owner"}
-    gpu, count = spec["gpu"].split(":")
-    offerings = catalog.offerings(spec["cloud"], gpu, int(count))
-    chosen = next(o for o in offerings if o.machine_type == spec["machineType"])
-    serving = list(spec.get("regions") or [spec.get("region")])
-    replicas, spot = spec["replicas"], spec["spot"]  # replicas: a count, or an autoscaler's {"min", "max"}
-    # an autoscaler may run the platform's scale-out surge above its max (components/platforms.py)
-    count = replicas["max"] + (spec.get("scaleOutSurge") or 0) if isinstance(replicas, dict) else replicas
-    base = (spec.get("onDemandBaseReplicas") or 0) if spot else count
-    share = base / count
-    candidates = []
-    for offering in offerings:
-        regions = [*serving, *(r for r in offering.priced_regions() if r not in serving)]
-        for region in regions:
-            if region is None or offering.sold_in(region) is False:
-                continue
-            price = offering.price_in(region)
-            on_demand = price.on_demand if offering.on_demand else None
-            candidates.append(
-                {
-                    "cloud": offering.cloud,
-                    "region": region,
-                    "machineType": offering.machine_type,
-                    "vcpus": offering.vcpus,
-                    "memoryGb": offering.memory_gb,
-                    "gpus": f"{offering.gpu}:{offering.gpu_count}",
-                    "onDemandHourly": on_demand,
-                    "onDemandFrom": price.on_demand_from if on_demand is not None else None,
-                    "spotHourly": price.spot,
-                    "blendedHourly": _blend(on_demand, price.spot, share),
-                    "chosen": offering is chosen and region in serving,
-                }
-            )
-    candidates.sort(key=lambda c: (c["blendedHourly"] is None, c["blendedHourly"] or 0.0))
-    shares, at_most = _priced_shares(chosen, serving, count, base, spec["nodes"])
-    total: float | dict[str, float] | None = at_most
-    if isinstance(replicas, dict):  # autoscaling: the least replicas too, the on-demand base among them
-        fewest = replicas["min"]
-        _, at_least = _priced_shares(chosen, serving, fewest, base if spot else fewest, spec["nodes"])
-        total = {"min": at_least, "max": at_most} if at_least is not None and at_most is not None else None
-    return {
-        "candidates": candidates,
-        "nodesPerReplica": spec["nodes"],
-        "replicas": replicas,
-        "scaleOutSurge": spec.get("scaleOutSurge") or 0,
-        "pricing": _pricing(spot, base, count),
-        "shares": shares,
-        "totalHourly": total,
-    }
-
-
-def _priced_shares(
-    chosen: catalog.Offering, serving: list[str | None], replicas: int, on_demand: int, nodes: int
-) -> tuple[list[dict[str, Any]], float | None]:
-    """``replicas`` (``on_demand`` of them on on-demand capacity) by region and market as
-    ``components.replica_shares`` spreads them, each at its region's price; and their total, added up before
-    rounding as ``costPerHour`` is (None when a price is unknown)."""
-    shares, total = [], 0.0
-    parts = len(serving)
-    for region, in_region, on_demand_count in zip(
-        serving, replica_shares.spread(replicas, parts), replica_shares.spread(on_demand, parts), strict=True
-    ):
-        for market, in_market in (("on-demand", on_demand_count), ("spot", in_region - on_demand_count)):
-            if in_market:
-                hourly = chosen.hourly(market == "spot", region)
-                total = None if hourly is None or total is None else total + hourly * in_market * nodes
-                shares.append(
-                    {
-                        "region": region,
-                        "market": market,
-                        "replicas": in_market,
-                        "perReplicaHourly": None if hourly is None else round(hourly * nodes, 2),
-                        "hourly": None if hourly is None else round(hourly * in_market * nodes, 2),
-                        "source": chosen.price_in(region).source,
-                    }
-                )
-    return shares, None if total is None else round(total, 2)
-
-
-def _blend(on_demand: float | None, spot: float | None, on_demand_share: float) -> float | None:
-    """The hourly price of a replica split ``on_demand_share`` on demand, the rest on spot."""
-    parts = [(on_demand, on_demand_share), (spot, 1 - on_demand_share)]
-    if any(price is None and weight > 0 for price, weight in parts):
-        return None
-    return round(sum((price or 0.0) * weight for price, weight in parts), 5)
-
-
-def _pricing(spot: bool, base: int, replicas: int) -> str:
-    if not spot:
-        return "on-demand"
-    return f"spot, {base} of {replicas} on-demand" if base else "spot"
 
 
 def _resource_rows(run: Run) -> list[dict[str, Any]]:
@@ -406,6 +310,8 @@ def render_text(data: dict[str, Any]) -> str:
 
 
 def _cost_lines(cost: dict[str, Any]) -> list[str]:
+    """The exported ``costBreakdown`` as a table and lines; a value the catalog lacks is absent from the
+    output (the engine drops null values) and shows as "-"."""
     if not cost["candidates"]:
         return [f"Cost: {cost['note']}"]
     header = ("INFRA", "INSTANCE", "vCPUs", "Mem(GB)", "GPUS", "$/h ON-DEMAND", "$/h SPOT", "CHOSEN")
@@ -413,11 +319,11 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
         (
             f"{c['cloud']} ({c['region']})",
             c["machineType"],
-            _num(c["vcpus"]),
-            _num(c["memoryGb"]),
+            _num(c.get("vcpus")),
+            _num(c.get("memoryGb")),
             c["gpus"],
-            _num(c["onDemandHourly"]) + (f" ({c['onDemandFrom']}'s)" if c["onDemandFrom"] else ""),
-            _num(c["spotHourly"]),
+            _num(c.get("onDemandHourly")) + (f" ({c['onDemandFrom']}'s)" if c.get("onDemandFrom") else ""),
+            _num(c.get("spotHourly")),
             "*" if c["chosen"] else "",
         )
         for c in cost["candidates"]
@@ -425,11 +331,12 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     lines = [f"Considered resources ({cost['nodesPerReplica']} node(s) per replica, {cost['pricing']})"]
     lines += columns(table, indent="  ")
     for share in cost["shares"]:
+        revision = f"revision {share['revision']}, " if "revision" in share else ""  # with vllm:canary
         lines.append(
-            f"  {share['region']} {share['market']}: {share['replicas']} replica(s) x "
-            f"${_num(share['perReplicaHourly'])}/h = ${_num(share['hourly'])}/h"
+            f"  {revision}{share['region']} {share['market']}: {share['replicas']} replica(s) x "
+            f"${_num(share.get('perReplicaHourly'))}/h = ${_num(share.get('hourly'))}/h"
         )
-    replicas, total = cost["replicas"], cost["totalHourly"]
+    replicas, total = cost["replicas"], cost.get("totalHourly")
     if isinstance(replicas, dict):  # autoscaling: the cost follows the load between the bounds
         low, high = (total["min"], total["max"]) if total else (None, None)
         surge = (
