@@ -451,6 +451,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "components.catalog",
             "components.autoscaling",
             "components.replica_shares",
+            "components.cost",
             "components.cost_warnings",
             "components.model_fit",
             "components.launch",
