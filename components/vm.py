@@ -154,7 +154,9 @@ def bootstrap_script(
 
     The script carries its platform's hooks only (``platform_hooks``), as plain text: what differs between
     VM platforms lives in their folders, not in branches of the shared script, and plain text costs AWS's
-    gzip'd user data less than another gzip + base64 blob (about 460 bytes on a Ray head)."""
+    gzip'd user data less than another gzip + base64 blob (about 460 bytes on a Ray head). Likewise its
+    role's hooks only (``role_hooks``) and the scripts its role runs: a Ray node carries no streaming or
+    compile cache, a single-node replica no Ray, within EC2's 16 KB of user data."""
     if role not in VM_ROLES:
         raise ValueError(f"role must be one of {VM_ROLES}, not {role!r}")
     multi_node = role != "serve"
@@ -182,8 +184,6 @@ def bootstrap_script(
         api_key_secret=api_key_secret,
         hf_token_secret=hf_token_secret or "",
         container_env=[f"{name}={value}" for name, value in sorted(container_env.items())],
-        vllm_argv=argv,
-        ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
         health_agent_args=health_agent_args(
             spec, launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
@@ -198,17 +198,36 @@ def bootstrap_script(
                 *(["compile_cache.sh"] if compiled else []),
             ]
         ),
-        compile_cache_env=[f"{name}={value}" for name, value in sorted(compiled.items())],
         vllm_cache_dir=VLLM_CACHE_DIR,
         platform_hooks=scripts.Included(hooks),
+        role_hooks=scripts.Included(role_hooks(role, argv, ray_env or {}, stream_url, compiled)),
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
-        weight_stream_url=stream_url,
         weight_path_file=WEIGHT_PATH_FILE,
         weight_cache_env=[
             f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
         ],
         local_nvme="1" if has_local_nvme(spec) else "",
+    )
+
+
+def role_hooks(
+    role: str, argv: Sequence[str], ray_env: Mapping[str, str], stream_url: str, compiled: Mapping[str, str]
+) -> str:
+    """The role's part of the boot script rendered with its settings: ``vm_serve.sh`` (vLLM's command,
+    the stream's URL, the compile cache's settings) on a single-node replica, ``vm_ray.sh`` (Ray's
+    settings, and vLLM's command on the head, which alone runs it) on a Ray node."""
+    if role == "serve":
+        return scripts.render(
+            "vm_serve.sh",
+            vllm_argv=list(argv),
+            weight_stream_url=stream_url,
+            compile_cache_env=[f"{name}={value}" for name, value in sorted(compiled.items())],
+        )
+    return scripts.render(
+        "vm_ray.sh",
+        ray_env=[f"{name}={value}" for name, value in sorted(ray_env.items())],
+        vllm_argv=list(argv) if role == "ray-head" else [],
     )
 
 

@@ -395,11 +395,11 @@ def test_aws_tracks_requests_running_and_waiting_per_machine_beside_the_request_
 
 
 def test_aws_tracks_metrics_the_agent_publishes() -> None:
-    from components.aws import metrics
     from components.aws.autoscaler import queue_metric
+    from components.scripts import metrics_agent
 
     spec = build_spec("aws-h100", {"vllm:replicas": "unset", **POLICY, "vllm:targetQueuePerReplica": "6"})
-    published = {metric.name for metric in metrics.PUBLISHED}
+    published = {metric.name for metric in metrics_agent.PUBLISHED}
     tracked = {
         m["metric_stat"]["metric"]["metric_name"] for m in queue_metric(spec)["metrics"] if "metric_stat" in m
     }

@@ -209,7 +209,7 @@ def test_a_ray_node_keeps_its_compile_cache_to_itself(role):
     spec = build_spec("gcp-h100-multinode", {})
     script = rendered_with_bucket(spec, role)
     assert "compile_cache.sh" not in vm.scripts_in(script)
-    assert script_value(script, "COMPILE_CACHE_ENV") == "()"
+    assert "COMPILE_CACHE_ENV" not in script  # the serve role's hooks restore and save, a Ray node's do not
 
 
 def test_without_a_bucket_there_is_no_compile_cache_to_share():

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from components import dashboard, scripts
-from components.aws import metrics
 from components.aws.monitoring import dashboard_body
 from tests.harness import Run, run_program
 from tests.test_vm_bootstrap import rendered, run_script, sandbox  # noqa: F401 - the boot script's fixture
@@ -64,9 +63,7 @@ def exposition(finished: int, ttft: dict[float, int], waiting: tuple[int, int] =
 
 
 def publisher() -> metrics_agent.Publisher:
-    return metrics_agent.Publisher(
-        [metrics_agent.Metric(m.kind, m.name, m.series, m.unit) for m in metrics.PUBLISHED]
-    )
+    return metrics_agent.Publisher(list(metrics_agent.PUBLISHED))
 
 
 def by_name(data: list[dict]) -> dict[str, dict]:
@@ -132,8 +129,12 @@ def test_a_restarted_vllms_histogram_counts_all_its_observations_as_new():
     assert (ttft["Values"], ttft["Counts"]) == ([0.25], [1.0])
 
 
+def test_every_metric_the_agent_sends_is_of_a_kind_it_reads():
+    assert {metric.kind for metric in metrics_agent.PUBLISHED} <= set(metrics_agent.KINDS)
+
+
 def test_every_series_the_agent_reads_is_one_vllm_exports():
-    for metric in metrics.PUBLISHED:
+    for metric in metrics_agent.PUBLISHED:
         read = f"{metric.series}_bucket" if metric.kind == "histogram" else metric.series
         assert read in dashboard.exported_series(), metric
 
@@ -155,7 +156,7 @@ def charted(body: str) -> list[tuple[str, str, tuple[str, ...], dict]]:
 
 
 def test_the_dashboards_vllm_panels_chart_only_metrics_the_agent_sends_as_it_sends_them():
-    published = {metric.name: metric for metric in metrics.PUBLISHED}
+    published = {metric.name: metric for metric in metrics_agent.PUBLISHED}
     rows = [row for row in charted(dashboard_body("us-east-1", NAMESPACE, "app/a/1", "targetgroup/t/2"))]
     ours = [row for row in rows if row[0] == NAMESPACE]
     assert {name for _, name, _, _ in ours} == set(published)  # every metric sent is charted

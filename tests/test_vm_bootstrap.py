@@ -170,6 +170,22 @@ def test_a_ray_head_runs_the_ray_bootstrap_with_vllm_as_its_command(sandbox):
     assert "RAY_HEAD_ADDRESS=10.0.0.2" in argv
 
 
+def test_a_ray_worker_runs_the_ray_bootstrap_and_carries_no_vllm_command(sandbox):
+    script = rendered("gcp-h100-multinode", "ray-worker")
+    assert "VLLM_ARGV=()" in script.splitlines()  # vLLM runs on the head only
+    assert run_script(script, sandbox, "run").returncode == 0
+    argv = (Path(sandbox["TMP"]) / "docker-argv").read_text().splitlines()
+    assert argv[argv.index("/opt/vllm/ray_bootstrap.sh") + 1 :] == ["worker"]
+
+
+@pytest.mark.parametrize("stack", ["gcp-h100", "aws-h100"])
+def test_each_role_carries_its_own_hooks_only(stack):
+    serve, head = (scripts.without_comments(rendered(stack, role)) for role in ("serve", "ray-head"))
+    assert "RAY_ENV=" not in serve and "ray_bootstrap.sh" not in serve
+    assert "vllm_argv()" in serve and "compile_cache()" in serve
+    assert "RAY_ENV=" in head and "vllm_argv()" not in head and "compile_cache()" not in head
+
+
 def test_an_unreadable_secret_store_fails_with_a_clear_message(sandbox):
     fakes = Path(sandbox["PATH"].split(":")[0])
     (fakes / "gcloud").write_text("#!/usr/bin/env bash\nexit 1\n")

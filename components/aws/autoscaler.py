@@ -39,6 +39,7 @@ import pulumi_aws.lb as lb
 from components.aws import metrics
 from components.aws.load_balancer import LoadBalancer
 from components.launch import LaunchSpec
+from components.scripts import metrics_agent
 from components.service_spec import ServiceSpec
 
 METRIC = "ALBRequestCountPerTarget"
@@ -56,7 +57,7 @@ def queue_metric(
     """Requests running plus waiting per machine, per minute (the agent's interval), by metric math."""
 
     def average(
-        metric_id: str, metric: metrics.PublishedMetric
+        metric_id: str, metric: metrics_agent.Metric
     ) -> autoscaling.PolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricArgsDict:
         return {
             "id": metric_id,
@@ -69,8 +70,8 @@ def queue_metric(
 
     return {
         "metrics": [
-            average("running", metrics.REQUESTS_RUNNING),
-            average("waiting", metrics.REQUESTS_WAITING),
+            average("running", metrics_agent.REQUESTS_RUNNING),
+            average("waiting", metrics_agent.REQUESTS_WAITING),
             {
                 "id": "held",
                 "expression": "running + waiting",

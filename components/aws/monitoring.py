@@ -28,6 +28,7 @@ import pulumi_aws.cloudwatch as cloudwatch
 from components import vm
 from components.aws import metrics
 from components.aws.load_balancer import LoadBalancer
+from components.scripts import metrics_agent
 from components.service_spec import ServiceSpec
 
 ELB = "AWS/ApplicationELB"
@@ -42,7 +43,7 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
     lb = ["LoadBalancer", load_balancer]
     tg = ["TargetGroup", target_group, *lb]
 
-    def hidden(metric: metrics.PublishedMetric, metric_id: str, stat: str) -> list[Any]:
+    def hidden(metric: metrics_agent.Metric, metric_id: str, stat: str) -> list[Any]:
         return [namespace, metric.name, {"id": metric_id, "stat": stat, "visible": False}]
 
     def expression(text: str, label: str, expression_id: str) -> list[Any]:
@@ -71,7 +72,7 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             },
         }
 
-    ttft = metrics.TIME_TO_FIRST_TOKEN
+    ttft = metrics_agent.TIME_TO_FIRST_TOKEN
     widgets = [
         widget(
             0,
@@ -79,7 +80,7 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             [
                 expression(per_second("m1"), "finished (vLLM)", "e1"),
                 expression(per_second("m2"), "received (load balancer)", "e2"),
-                hidden(metrics.REQUESTS_FINISHED, "m1", "Sum"),
+                hidden(metrics_agent.REQUESTS_FINISHED, "m1", "Sum"),
                 [ELB, "RequestCount", *lb, {"id": "m2", "stat": "Sum", "visible": False}],
             ],
             "Sum",
@@ -99,8 +100,8 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             [
                 expression(per_second("m1"), "generated", "e1"),
                 expression(per_second("m2"), "prompt", "e2"),
-                hidden(metrics.GENERATION_TOKENS, "m1", "Sum"),
-                hidden(metrics.PROMPT_TOKENS, "m2", "Sum"),
+                hidden(metrics_agent.GENERATION_TOKENS, "m1", "Sum"),
+                hidden(metrics_agent.PROMPT_TOKENS, "m2", "Sum"),
             ],
             "Sum",
         ),
@@ -110,8 +111,8 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             [
                 expression(per_sample("m1"), "waiting", "e1"),
                 expression(per_sample("m2"), "running", "e2"),
-                hidden(metrics.REQUESTS_WAITING, "m1", "Sum"),
-                hidden(metrics.REQUESTS_RUNNING, "m2", "Sum"),
+                hidden(metrics_agent.REQUESTS_WAITING, "m1", "Sum"),
+                hidden(metrics_agent.REQUESTS_RUNNING, "m2", "Sum"),
             ],
             "Sum",
         ),
@@ -120,7 +121,7 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             "KV-cache usage, % (busiest replica)",
             [
                 expression("100*m1", "busiest replica", "e1"),
-                hidden(metrics.KV_CACHE_USAGE, "m1", "Maximum"),
+                hidden(metrics_agent.KV_CACHE_USAGE, "m1", "Maximum"),
             ],
             "Maximum",
         ),
@@ -130,7 +131,7 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             [
                 [ELB, "HealthyHostCount", *tg, {"stat": "Minimum", "label": "healthy (target group)"}],
                 expression(per_sample("m1"), "serving vLLM metrics", "e1"),
-                hidden(metrics.REQUESTS_RUNNING, "m1", "SampleCount"),
+                hidden(metrics_agent.REQUESTS_RUNNING, "m1", "SampleCount"),
             ],
             "Minimum",
         ),
@@ -146,8 +147,8 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             "Prefix-cache hit rate, % (all replicas)",
             [
                 expression("100*m2/m1", "prompt tokens found cached", "e1"),
-                hidden(metrics.PREFIX_CACHE_QUERIES, "m1", "Sum"),
-                hidden(metrics.PREFIX_CACHE_HITS, "m2", "Sum"),
+                hidden(metrics_agent.PREFIX_CACHE_QUERIES, "m1", "Sum"),
+                hidden(metrics_agent.PREFIX_CACHE_HITS, "m2", "Sum"),
             ],
             "Sum",
         ),

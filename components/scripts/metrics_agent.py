@@ -10,7 +10,8 @@ and ``Counts`` arrays are raw data CloudWatch computes percentiles from (PutMetr
 reference), so this agent sends each histogram's per-interval bucket counts that way.
 
 Every ``--interval`` seconds, on the interval's boundary, it reads ``--url`` (vLLM's /metrics on the host:
-it stays private) and sends, stamped with that boundary, one PutMetricData call to ``--namespace``:
+it stays private) and sends, stamped with that boundary, one PutMetricData call to ``--namespace`` with
+the metrics of ``PUBLISHED``, each read as its kind says:
 
   - ``counter``: the series' sum over every label set (engines, models, finish reasons), as the increase
     since the last read (a decrease is a restarted vLLM: its whole value is the increase);
@@ -51,12 +52,40 @@ def log(message: str) -> None:
 
 @dataclass(frozen=True)
 class Metric:
-    """One CloudWatch metric read from one vLLM series: ``--metric KIND NAME SERIES UNIT``."""
+    """``name`` in CloudWatch, read from vLLM's ``series`` (a histogram's base name: the agent reads its
+    ``_bucket`` series) as ``kind`` (one of ``KINDS``), with CloudWatch ``unit``."""
 
     kind: str
     name: str
     series: str
     unit: str
+
+
+REQUESTS_FINISHED = Metric("counter", "RequestsFinished", "vllm:request_success_total", "Count")
+PROMPT_TOKENS = Metric("counter", "PromptTokens", "vllm:prompt_tokens_total", "Count")
+GENERATION_TOKENS = Metric("counter", "GenerationTokens", "vllm:generation_tokens_total", "Count")
+REQUESTS_WAITING = Metric("gauge-sum", "RequestsWaiting", "vllm:num_requests_waiting", "Count")
+REQUESTS_RUNNING = Metric("gauge-sum", "RequestsRunning", "vllm:num_requests_running", "Count")
+#: The busiest engine's share of its KV cache, 0 to 1.
+KV_CACHE_USAGE = Metric("gauge-max", "KvCacheUsage", "vllm:kv_cache_usage_perc", "None")
+#: Prompt tokens each prefix-cache lookup asked for, and those it found cached (vLLM counts both in tokens).
+PREFIX_CACHE_QUERIES = Metric("counter", "PrefixCacheQueries", "vllm:prefix_cache_queries_total", "Count")
+PREFIX_CACHE_HITS = Metric("counter", "PrefixCacheHits", "vllm:prefix_cache_hits_total", "Count")
+TIME_TO_FIRST_TOKEN = Metric("histogram", "TimeToFirstToken", "vllm:time_to_first_token_seconds", "Seconds")
+#: What the agent sends: one table for the agent, the dashboard that charts it, the scaling policy that
+#: reads it and the grant that lets it write (components/aws/metrics.py), rather than ~800 characters of
+#: flags in every machine's user data, which EC2 limits to 16 KB.
+PUBLISHED = (
+    REQUESTS_FINISHED,
+    PROMPT_TOKENS,
+    GENERATION_TOKENS,
+    REQUESTS_WAITING,
+    REQUESTS_RUNNING,
+    KV_CACHE_USAGE,
+    TIME_TO_FIRST_TOKEN,
+    PREFIX_CACHE_QUERIES,
+    PREFIX_CACHE_HITS,
+)
 
 
 def parse_exposition(text: str) -> Samples:
@@ -186,26 +215,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--url", default="http://127.0.0.1:8000/metrics", help="vLLM's /metrics")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between reads")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a read may take")
-    parser.add_argument(
-        "--metric",
-        nargs=4,
-        action="append",
-        required=True,
-        metavar=("KIND", "NAME", "SERIES", "UNIT"),
-        help=f"KIND: one of {', '.join(KINDS)}; UNIT: CloudWatch's (Count, Seconds, None, ...)",
-    )
-    options = parser.parse_args(argv)
-    for kind, *_ in options.metric:
-        if kind not in KINDS:
-            parser.error(f"--metric: kind {kind!r} is not one of {', '.join(KINDS)}")
-    options.metric = [Metric(*fields) for fields in options.metric]
-    return options
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
     options = parse(argv)
-    publisher = Publisher(options.metric)
-    log(f"sending {len(options.metric)} metrics to {options.namespace} every {options.interval:.0f} s")
+    publisher = Publisher(list(PUBLISHED))
+    log(f"sending {len(PUBLISHED)} metrics to {options.namespace} every {options.interval:.0f} s")
     while True:
         time.sleep(options.interval - time.time() % options.interval)
         boundary = time.time() // options.interval * options.interval

@@ -12,10 +12,9 @@ set -euo pipefail
 
 # Rendered by components/vm.py. PLATFORM: the platform's title, for the log; ROLE: serve | ray-head |
 # ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
-# CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
-# multi-node); RAY_ENV: ray_bootstrap.sh settings, empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
-# flags (cloud, role, phase caps, port). SCRIPTS_XZ_BASE64: name NUL text NUL pairs, xz + base64, of the
-# scripts this VM runs (health_agent.py; metrics_agent.py where the platform runs it; ray_bootstrap.sh on
+# CONTAINER_ENV: non-secret NAME=value pairs (vLLM's command and the role's own settings: its hooks, below).
+# HEALTH_AGENT_ARGS: health_agent.py's flags (cloud, role, phase caps, port). SCRIPTS_XZ_BASE64: name NUL
+# text NUL pairs, xz + base64, of the scripts this VM runs (health_agent.py; metrics_agent.py where the platform runs it; ray_bootstrap.sh on
 # Ray nodes; weight_cache.sh with the weight cache; local_nvme.sh with local NVMe; compile_cache.sh on
 # single-node replicas with the weight cache): compressed together they share their vocabulary, and user
 # data is limited to 16 KB on AWS. STOP_SECONDS: how long `docker stop` lets vLLM drain.
@@ -25,8 +24,6 @@ ROLE={{role}}
 API_KEY_SECRET={{api_key_secret}}
 HF_TOKEN_SECRET={{hf_token_secret}}
 CONTAINER_ENV=({{container_env}})
-VLLM_ARGV=({{vllm_argv}})
-RAY_ENV=({{ray_env}})
 HEALTH_AGENT_ARGS=({{health_agent_args}})
 SCRIPTS_XZ_BASE64={{scripts_xz_base64}}
 STOP_SECONDS={{stop_seconds}}
@@ -35,12 +32,7 @@ STOP_SECONDS={{stop_seconds}}
 WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
-# vllm:weightCache stream: the model's files in the bucket, which vLLM streams (--load-format runai_streamer)
-# in place of its local model path once weight_cache.sh records "stream" as the weights' path; else empty.
-WEIGHT_STREAM_URL={{weight_stream_url}}
-# compile_cache.sh's settings (vLLM's torch.compile artifacts in the same bucket), on single-node replicas
-# with a weight cache; else empty. VLLM_CACHE_ROOT: where the container keeps them (a host directory).
-COMPILE_CACHE_ENV=({{compile_cache_env}})
+# Where the container keeps vLLM's cache (torch.compile's artifacts; a host directory).
 VLLM_CACHE_ROOT={{vllm_cache_dir}}
 # LOCAL_NVME: non-empty on machines with local NVMe (local_nvme.sh puts the HF cache and Docker's data root
 # there).
@@ -55,7 +47,7 @@ AGENT_UNIT=${VLLM_AGENT_UNIT_FILE:-/etc/systemd/system/vllm-health.service}
 PYTHON=${VLLM_PYTHON:-/usr/bin/python3}
 VLLM_CACHE=${VLLM_COMPILE_CACHE:-/var/lib/vllm/vllm-cache}
 # Where weight_cache.sh records the path the weights take (wait, hub, bucket, local, stream): the health
-# agent reads it at its fixed place (vm.WEIGHT_PATH_FILE), vllm_argv streams on "stream".
+# agent reads it at its fixed place (vm.WEIGHT_PATH_FILE), a single-node replica streams on "stream".
 WEIGHT_PATH_FILE=${VLLM_WEIGHT_PATH_FILE:-{{weight_path_file}}}
 
 log() { echo "vllm-bootstrap: $*"; }
@@ -67,6 +59,12 @@ log() { echo "vllm-bootstrap: $*"; }
 #   platform_log_args           docker's options for the container's log, one word a line
 #   platform_install_metrics    at boot: have vLLM's /metrics reach the platform's monitoring
 {{platform_hooks}}
+
+# Where VM roles differ, the boot script calls its role's hooks: components/scripts/vm_serve.sh on a
+# single-node replica, vm_ray.sh on a Ray head or worker, with the role's own settings, rendered in here by
+# components/vm.py (the machine's role's only):
+#   role_exec DOCKER_RUN_OPTION...   exec docker run with these options and the role's container command
+{{role_hooks}}
 
 write_secrets() {
   local attempt api_key hf_token=""
@@ -205,34 +203,10 @@ fetch_weights() {
     "$INSTALL_DIR/weight_cache.sh" fetch
 }
 
-# vLLM's compile cache from the bucket before it starts, and into it once it serves (in the background,
-# ending with the unit): a failure only means vLLM compiles, as without the cache.
-compile_cache() {
-  if [ ${#COMPILE_CACHE_ENV[@]} -eq 0 ]; then return 0; fi
-  env "${COMPILE_CACHE_ENV[@]}" COMPILE_CACHE_URL="$WEIGHT_CACHE_URL" COMPILE_CACHE_DIR="$VLLM_CACHE" \
-    "$INSTALL_DIR/compile_cache.sh" restore || log "vLLM's compile cache was not restored: vLLM compiles"
-  env "${COMPILE_CACHE_ENV[@]}" COMPILE_CACHE_URL="$WEIGHT_CACHE_URL" COMPILE_CACHE_DIR="$VLLM_CACHE" \
-    "$INSTALL_DIR/compile_cache.sh" save-when-serving &
-}
-
-# vLLM's argv, with the bucket in place of the local model path when the weights are streamed from it.
-vllm_argv() {
-  local arg local_path="/root/.cache/huggingface/$WEIGHT_CACHE_DIR"
-  for arg in "${VLLM_ARGV[@]}"; do
-    if [ -n "$WEIGHT_STREAM_URL" ] && [ "$arg" = "$local_path" ] \
-      && [ "$(cat "$WEIGHT_PATH_FILE" 2>/dev/null)" = stream ]; then
-      arg=$WEIGHT_STREAM_URL
-    fi
-    printf '%s\0' "$arg"
-  done
-}
-
 run_container() {
   platform_resolve_image
   fetch_weights
-  mapfile -d '' -t VLLM_ARGV < <(vllm_argv)
   install -d -m 0755 "$VLLM_CACHE"
-  compile_cache
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
     --env-file "$SECRETS_FILE"
@@ -243,27 +217,10 @@ run_container() {
   mapfile -t logging < <(platform_log_args)
   docker_args+=("${logging[@]}")
   local pair
-  for pair in "${CONTAINER_ENV[@]}" "${RAY_ENV[@]}"; do
+  for pair in "${CONTAINER_ENV[@]}"; do
     docker_args+=(--env "$pair")
   done
-  case "$ROLE" in
-    serve)
-      exec docker "${docker_args[@]}" --entrypoint "${VLLM_ARGV[0]}" "$IMAGE" "${VLLM_ARGV[@]:1}"
-      ;;
-    ray-head | ray-worker)
-      # Ray needs /dev/infiniband for EFA/RDMA when the machine has it.
-      if [ -d /dev/infiniband ]; then docker_args+=(--device /dev/infiniband); fi
-      docker_args+=(--volume "$INSTALL_DIR/ray_bootstrap.sh:/opt/vllm/ray_bootstrap.sh:ro" --entrypoint bash)
-      if [ "$ROLE" = ray-head ]; then
-        exec docker "${docker_args[@]}" "$IMAGE" /opt/vllm/ray_bootstrap.sh head -- "${VLLM_ARGV[@]}"
-      fi
-      exec docker "${docker_args[@]}" "$IMAGE" /opt/vllm/ray_bootstrap.sh worker
-      ;;
-    *)
-      log "unknown role '$ROLE'"
-      exit 2
-      ;;
-  esac
+  role_exec "${docker_args[@]}"
 }
 
 main() {
