@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
 from components.catalog import Offering
-from components.launch import BASE_STARTUP_SECONDS, HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -207,7 +207,7 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
     restarts after ``RAY_GROUP_WAIT_SECONDS``), so a group's node that finds the fill under way downloads
     from the Hub as before; the groups that boot later copy from the bucket."""
     fill = launch.probes.fill_seconds
-    wait = min(fill, launch.probes.startup_seconds - BASE_STARTUP_SECONDS) if role == "serve" else 0
+    wait = min(fill, launch.probes.startup_seconds - launch.probes.fixed_seconds) if role == "serve" else 0
     settings = {
         "WEIGHT_CACHE_MODEL": spec.model,
         "WEIGHT_CACHE_REVISION": spec.model_revision,

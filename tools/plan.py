@@ -445,24 +445,46 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
 
 
 def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
-    """The estimated time from boot to serving, per replica, by step, with the figures assumed."""
-    assumed = ready["assumed"]
-    lines = [f"Time to ready (estimated, {assumed['weightsGb']} GB of weights)"]
+    """The estimated time from boot to serving, per replica and per cache path, with the budget (the hard
+    caps, from the slowest sourced rates) and the figures assumed (components/rates.py)."""
+    assumed, budget = ready["assumed"], ready["budget"]
+    lines = [
+        f"Time to ready (estimated, {assumed['weightsGb']} GB of weights; budget = slowest sourced rates)"
+    ]
     for label, key in (("first replica", "firstReplica"), ("later replicas", "laterReplicas")):
         steps = ready[key]
         line = (
             f"  {label:<15}{_minutes(steps['seconds']):>8}  via {steps['path']}: boot and compile "
             f"{steps['bootAndCompileSeconds']} s + fetch {steps['fetchSeconds']} s + read "
-            f"{steps['readSeconds']} s"
+            f"{steps['readSeconds']} s; budget {_minutes(budget[key]['seconds'])}"
         )
         if steps.get("fillSecondsWhileLoading"):
             line += f" (fills the bucket in {steps['fillSecondsWhileLoading']} s while it loads)"
         lines.append(line)
-    bucket = f"bucket {assumed['bucketMBps']} MB/s, " if ready["laterReplicas"]["path"] == "bucket" else ""
+    replicas = ready["replicasAtOnce"]
+    table = [
+        ("PATH", "FIRST", "LATER", f"{replicas} AT ONCE", "BUDGET FIRST", "LATER", f"{replicas} AT ONCE")
+    ]
+    for i, path in enumerate(ready["paths"]):
+        table.append(
+            (
+                path["path"] + (" *" if i == 0 else ""),
+                _minutes(path["firstSeconds"]),
+                _minutes(path["laterSeconds"]),
+                _minutes(path["atOnceSeconds"]),
+                _minutes(path["firstBudgetSeconds"]),
+                _minutes(path["laterBudgetSeconds"]),
+                _minutes(path["atOnceBudgetSeconds"]),
+            )
+        )
+    lines += columns(table, indent="  ")
+    fixed = ", ".join(f"{name} {seconds} s" for name, seconds in assumed["fixedSeconds"].items())
     lines.append(
-        f"  assumed: Hub {assumed['hubMBps']} MB/s, {bucket}"
-        f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
-        f"{assumed['storageReadMBps']} MB/s ({assumed['storageSource']})"
+        f"  assumed: Hub {assumed['hubMBps']} MB/s (slowest {assumed['hubSlowestMBps']}), bucket "
+        f"{assumed['bucketMBps']} MB/s per VM (slowest {assumed['bucketSlowestMBps']}), {assumed['storage']} "
+        f"writes {assumed['storageWriteMBps']} MB/s and reads {assumed['storageReadMBps']} MB/s (slowest "
+        f"{assumed['storageSlowestWriteMBps']}/{assumed['storageSlowestReadMBps']}), safetensors load "
+        f"{assumed['loadMBps']} MB/s; {fixed} (components/rates.py, sources there)"
     )
     return lines
 

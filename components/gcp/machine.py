@@ -14,6 +14,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
+from components.gcp import platform
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import HEALTH_AGENT_PORT, Network
 from components.gcp.platform import settings
@@ -43,11 +44,6 @@ def boot_image(spec: ServiceSpec) -> str:
         return boot_image
     return f"projects/{DLVM_PROJECT}/global/images/{boot_image}"
 
-
-#: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and
-#: A4 take Hyperdisk only, A3 High takes both (Hyperdisk Balanced reads the weights faster), while A2, G2 and
-#: N1 do not take Hyperdisk Balanced; pd-balanced is their SSD-backed default.
-HYPERDISK_SERIES = ("a3", "a4")
 
 #: GCP bound (compute API, InstanceGroupManagerAutoHealingPolicy): initialDelaySec 0-3600, and health checks
 #: keep running during the delay (only their results are ignored), so no check tolerance extends it.
@@ -90,7 +86,7 @@ def machine_series(spec: ServiceSpec) -> str:
 
 
 def boot_disk_type(spec: ServiceSpec) -> str:
-    return "hyperdisk-balanced" if machine_series(spec) in HYPERDISK_SERIES else "pd-balanced"
+    return platform.boot_disk_type(vm.machine_type(spec))
 
 
 def scheduling(spec: ServiceSpec) -> compute.InstanceTemplateSchedulingArgsDict:
