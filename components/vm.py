@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import ast
-import base64
 import functools
-import gzip
-import io
-import tarfile
 from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
 from components.catalog import Offering
-from components.launch import HF_CACHE_DIR, RAY_GROUP_WAIT_SECONDS, LaunchSpec
+from components.launch import (
+    BUCKET,
+    HF_CACHE_DIR,
+    MAX_HUB_DOWNLOADERS,
+    RAY_GROUP_WAIT_SECONDS,
+    LaunchSpec,
+    cold_starts,
+    weights_gb,
+)
 from components.spec import ServiceSpec
 
 VM_ROLES = ("serve", "ray-head", "ray-worker")
@@ -159,13 +163,14 @@ def bootstrap_script(
         container_env=[f"{name}={value}" for name, value in sorted(launch.env.items())],
         vllm_argv=argv,
         ray_env=[f"{name}={value}" for name, value in sorted((ray_env or {}).items())],
-        ray_bootstrap_gzip_base64=_packed(shipped("ray_bootstrap.sh")) if multi_node else "",
+        ray_bootstrap_source=embedded("ray_bootstrap.sh" if multi_node else None),
         health_agent_args=health_agent_args(
             launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
         ),
         stop_seconds=STOP_SECONDS,
-        agents_tar_gzip_base64=_packed_python(
-            ["health_agent.py", *(["metrics_agent.py"] if publishes_metrics else [])]
+        health_agent_source=scripts.Included(shipped_python("health_agent.py")),
+        metrics_agent_source=scripts.Included(
+            shipped_python("metrics_agent.py") if publishes_metrics else ""
         ),
         platform_hooks=scripts.Included(hooks),
         weight_cache_url=weight_cache_url,
@@ -173,8 +178,8 @@ def bootstrap_script(
         weight_cache_env=[
             f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
         ],
-        weight_cache_gzip_base64=_packed(shipped("weight_cache.sh")) if weight_cache_url else "",
-        local_nvme_gzip_base64=_packed(shipped("local_nvme.sh")) if has_local_nvme(spec) else "",
+        weight_cache_source=embedded("weight_cache.sh" if weight_cache_url else None),
+        local_nvme_source=embedded("local_nvme.sh" if has_local_nvme(spec) else None),
     )
 
 
@@ -207,6 +212,7 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
     restarts after ``RAY_GROUP_WAIT_SECONDS``), so a group's node that finds the fill under way downloads
     from the Hub as before; the groups that boot later copy from the bucket."""
     fill = launch.probes.fill_seconds
+    first, later = cold_starts(spec, BUCKET)
     wait = min(fill, launch.probes.startup_seconds - launch.probes.fixed_seconds) if role == "serve" else 0
     settings = {
         "WEIGHT_CACHE_MODEL": spec.model,
@@ -214,10 +220,26 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
         "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
         "WEIGHT_CACHE_PATH_FILE": WEIGHT_PATH_FILE,
+        # what a follower compares the fill's progress with (components/rates.py's expected figures)
+        "WEIGHT_CACHE_SIZE_BYTES": str(weights_gb(spec) * 10**9),
+        "WEIGHT_CACHE_HUB_MBPS": str(first.fetch_mbps),
+        "WEIGHT_CACHE_BUCKET_MBPS": str(later.fetch_mbps),
+        "WEIGHT_CACHE_HUB_DOWNLOADERS": str(MAX_HUB_DOWNLOADERS),
     }
     if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
         settings["WEIGHT_CACHE_REGION"] = spec.region
     return settings
+
+
+def embedded(name: str | None) -> scripts.Included:
+    """A script as the boot script embeds it (in a quoted heredoc, installed by ``install_script``): shipped,
+    without its shebang; nothing for None."""
+    if name is None:
+        return scripts.Included("")
+    shebang, _, body = shipped(name).partition("\n")
+    if shebang != "#!/usr/bin/env bash":
+        raise ValueError(f"{name}: install_script writes #!/usr/bin/env bash, not {shebang}")
+    return scripts.Included(body)
 
 
 def shipped(name: str) -> str:
@@ -251,21 +273,3 @@ def shipped_python(name: str) -> str:
                 if arg is not None:
                     arg.annotation = None
     return "#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n"
-
-
-def _packed_python(names: Sequence[str]) -> str:
-    """The Python agents (``shipped_python``) as one tar, gzip + base64: compressed together, they share
-    their vocabulary (about 650 bytes less than apart). Byte-for-byte reproducible (no times, no owners)."""
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in names:
-            data = shipped_python(name).encode()
-            member = tarfile.TarInfo(name)
-            member.size, member.mode = len(data), 0o644
-            tar.addfile(member, io.BytesIO(data))
-    return base64.b64encode(gzip.compress(archive.getvalue(), mtime=0)).decode()
-
-
-def _packed(text: str) -> str:
-    """gzip + base64, byte-for-byte reproducible (mtime 0) so an unchanged script is no diff."""
-    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()

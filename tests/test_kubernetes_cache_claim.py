@@ -9,8 +9,8 @@ import pytest
 
 from components import launch
 from components.kubernetes import pods
-from components.kubernetes.platform import SHARED_CLAIM
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV
+from components.rates import HUB, SAFETENSORS_LOAD, SHARED_CLAIM
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 from tests.test_kubernetes import (
@@ -137,7 +137,7 @@ def test_the_fill_without_an_hf_token_asks_for_none():
 def test_the_fill_is_cut_short_at_the_hub_fetch_budget_onto_the_claim():
     spec = build_spec("shared-test", CONFIG)
     size = launch.weights_gb(spec)
-    fetch = math.ceil(size * 1000 / min(launch.HUB_MBPS, SHARED_CLAIM.write_mbps))
+    fetch = math.ceil(size * 1000 / min(HUB.expected_mbps, SHARED_CLAIM.write_mbps))
     assert timings(CONFIG).fill_seconds == fetch
     text = pods.fill_script(spec, launch.launch_spec(spec, True))
     bound = pods.FILL_START_SECONDS + fetch
@@ -148,7 +148,8 @@ def test_the_fill_is_cut_short_at_the_hub_fetch_budget_onto_the_claim():
 def test_vllms_startup_probe_budgets_the_claims_read_and_the_load_alone(shared):
     (vllm,) = pod(shared)["containers"]
     size = launch.weights_gb(build_spec("shared-test", CONFIG))
-    load = launch.BASE_STARTUP_SECONDS + math.ceil(size * 1000 / SHARED_CLAIM.read_mbps)
+    read = min(SHARED_CLAIM.read_mbps, SAFETENSORS_LOAD.expected_mbps)
+    load = timings(CONFIG).fixed_seconds + math.ceil(size * 1000 / read)
     assert timings(CONFIG).cached_startup_seconds == load
     assert load <= startup_budget(vllm) < load + vllm["startupProbe"]["periodSeconds"]
 

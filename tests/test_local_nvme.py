@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from components import scripts
+from components import scripts, vm
 from tests.test_vm_bootstrap import rendered, run_script, sandbox  # noqa: F401 (a fixture)
 from tests.test_weight_cache import SHELLCHECK
-from tests.test_weight_cache_clouds import script_value
 
 #: Each fake records its argv in $FAKE/calls. mountpoint answers from $FAKE/mounted; mount adds to it;
 #: mdadm --detail succeeds while the array is active ($FAKE/active), --assemble and --create fail then (its
@@ -222,7 +221,7 @@ def test_on_the_deep_learning_ami_dockers_data_root_is_on_its_array(machine):
 
 def test_a_booting_nvme_vm_moves_dockers_data_root_before_it_starts_vllm(sandbox, tmp_path):  # noqa: F811
     """The whole boot (vm_bootstrap.sh) on an A3 with fake disk tools: Docker restarts on the NVMe first."""
-    assert script_value(rendered("gcp-h100"), "LOCAL_NVME_GZIP_BASE64") != "''"
+    assert vm.embedded("local_nvme.sh").text in rendered("gcp-h100")
     fakes, by_id = Path(sandbox["PATH"].split(":")[0]), Path(sandbox["LOCAL_NVME_BY_ID"])
     fake = tmp_path / "fake"
     for folder in (by_id, fake):

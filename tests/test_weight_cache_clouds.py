@@ -8,6 +8,7 @@ import base64
 import gzip
 import itertools
 import json
+import math
 import shlex
 import stat
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components import launch, scripts, vm
+from components import launch, rates, scripts, vm
 from components.aws.weight_cache import BUCKET_PREFIX_MAX
 from components.launch import launch_spec
 from components.spec import DEFAULT_DISK_SIZE_GB, SpecError, build_spec
@@ -264,8 +265,8 @@ def test_without_the_cache_the_script_stays_as_it_was():
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret="t", health_report=health_report(spec, serving)
     )
-    assert script_value(script, "WEIGHT_CACHE_GZIP_BASE64") == "''"
-    assert "--cached-budget" not in script
+    assert vm.embedded("weight_cache.sh").text not in script
+    assert "--cached-budget" not in script_value(script, "HEALTH_AGENT_ARGS")
 
 
 # --- budgets that follow the path ------------------------------------------------------------------------
@@ -288,26 +289,33 @@ def test_the_first_replicas_budget_still_covers_the_hub_download(stack):
 def test_the_budget_is_computed_from_the_paths_rates():
     spec = build_spec("aws-h100", {"vllm:modelSizeGb": "100"})
     first, later = launch.cold_starts(spec)
-    disk = later.storage
-    assert first.fetch_seconds == 100 * 1000 // min(launch.HUB_MBPS, disk.write_mbps)
-    assert later.fetch_seconds == 100 * 1000 // min(launch.BUCKET_MBPS, disk.write_mbps)
-    assert later.read_seconds == first.read_seconds == 100 * 1000 // disk.read_mbps
-    assert first.fill_seconds == 100 * 1000 // launch.BUCKET_MBPS and later.fill_seconds == 0
-    assert later.total_seconds == launch.BASE_STARTUP_SECONDS + later.fetch_seconds + later.read_seconds
+    disk, bucket = later.storage, rates.bucket_to_vm("p5.48xlarge").expected_mbps
+    assert first.fetch_seconds == math.ceil(100 * 1000 / min(rates.HUB.expected_mbps, disk.write_mbps))
+    assert later.fetch_seconds == math.ceil(100 * 1000 / min(bucket, disk.write_mbps))
+    load = min(disk.read_mbps, rates.SAFETENSORS_LOAD.expected_mbps)
+    assert later.read_seconds == first.read_seconds == math.ceil(100 * 1000 / load)
+    assert (
+        first.fill_seconds == math.ceil(100 * 1000 / min(bucket, disk.read_mbps)) and later.fill_seconds == 0
+    )
+    assert later.total_seconds == later.fixed_seconds + later.fetch_seconds + later.read_seconds
 
 
-def test_the_hub_path_on_a_network_disk_is_the_historic_5_s_per_gb():
+def test_the_hub_path_on_a_network_disk_is_bound_by_the_slower_of_the_hub_and_the_disk():
     config = {"vllm:cloud": "aws", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
     spec = build_spec("l4", {**config, "vllm:modelSizeGb": "20", "vllm:weightCache": "hub"})
-    assert spec.offering.machine_type == "g6.xlarge"  # no instance store
-    assert launch.probe_timings(spec).startup_seconds == launch.BASE_STARTUP_SECONDS + 5 * 20
+    assert spec.offering.machine_type == "g6.xlarge"  # no instance store: gp3 at 1,000 MiB/s
+    timings = launch.probe_timings(spec)
+    gp3 = rates.gp3(1000, spec.disk_size_gb)
+    fetch = math.ceil(20 * 1000 / min(rates.HUB.expected_mbps, gp3.write_mbps))
+    read = math.ceil(20 * 1000 / min(gp3.read_mbps, rates.SAFETENSORS_LOAD.expected_mbps))
+    assert timings.startup_seconds == timings.fixed_seconds + fetch + read
 
 
 def test_a_waiter_waits_for_the_fill_but_never_longer_than_its_health_agent_lets_it():
     spec = build_spec("gcp-h100", {"vllm:modelSizeGb": "500"})
     timings = launch.probe_timings(spec)
     env = vm.weight_cache_env(spec, launch_spec(spec, True))
-    loading = timings.startup_seconds - launch.BASE_STARTUP_SECONDS  # the Hub budget past the fixed start
+    loading = timings.startup_seconds - timings.fixed_seconds  # the Hub path past the fixed start
     assert timings.fill_seconds > loading  # the upload outlasts the read from local NVMe
     assert int(env["WEIGHT_CACHE_WAIT_SECONDS"]) == loading
     assert int(env["WEIGHT_CACHE_LOCK_SECONDS"]) == 2 * timings.fill_seconds
@@ -386,7 +394,7 @@ def test_machines_without_local_nvme_keep_the_boot_disk(cloud, gpu):
     script = bootstrap_script(
         spec, serving, api_key_secret="k", hf_token_secret=None, health_report=health_report(spec, serving)
     )
-    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") == "''"
+    assert vm.embedded("local_nvme.sh").text not in script
 
 
 def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
@@ -399,7 +407,7 @@ def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
 
 def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811
     script = rendered_with_cache()
-    assert script_value(script, "LOCAL_NVME_GZIP_BASE64") != "''"
+    assert vm.embedded("local_nvme.sh").text in script
     assert run_script(script, sandbox, "boot").returncode == 0
     unit = Path(sandbox["VLLM_UNIT_FILE"]).read_text()
     install = sandbox["VLLM_INSTALL_DIR"]

@@ -13,10 +13,12 @@ set -euo pipefail
 # Rendered by components/vm.py. PLATFORM: the platform's title, for the log; ROLE: serve | ray-head |
 # ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
 # CONTAINER_ENV: non-secret NAME=value pairs; VLLM_ARGV: vllm serve ... (the head's command when
-# multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_GZIP_BASE64: its source, gzip + base64
-# (user data is limited to 16 KB on AWS). Both empty when ROLE=serve. HEALTH_AGENT_ARGS: health_agent.py's
-# flags (cloud, role, load budget, port); AGENTS_TAR_GZIP_BASE64: a tar of it (and of metrics_agent.py
-# where the platform runs it), gzip + base64. STOP_SECONDS: how long `docker stop` lets vLLM drain.
+# multi-node); RAY_ENV: ray_bootstrap.sh settings; RAY_BOOTSTRAP_SOURCE: its source without its shebang.
+# Both empty when ROLE=serve. The scripts' sources are plain text in quoted heredocs: AWS's gzip'd user data
+# (16 KB at most) compresses them with this script, far better than gzip + base64 of each.
+# HEALTH_AGENT_ARGS: health_agent.py's flags (cloud, role, load budget, port); HEALTH_AGENT_SOURCE: its
+# source; METRICS_AGENT_SOURCE: metrics_agent.py's where the platform runs it. STOP_SECONDS: how long
+# `docker stop` lets vLLM drain.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -25,18 +27,39 @@ HF_TOKEN_SECRET={{hf_token_secret}}
 CONTAINER_ENV=({{container_env}})
 VLLM_ARGV=({{vllm_argv}})
 RAY_ENV=({{ray_env}})
-RAY_BOOTSTRAP_GZIP_BASE64={{ray_bootstrap_gzip_base64}}
+RAY_BOOTSTRAP_SOURCE=$(
+  cat <<'RAY_BOOTSTRAP_SH'
+{{ray_bootstrap_source}}
+RAY_BOOTSTRAP_SH
+)
 HEALTH_AGENT_ARGS=({{health_agent_args}})
-AGENTS_TAR_GZIP_BASE64={{agents_tar_gzip_base64}}
+HEALTH_AGENT_SOURCE=$(
+  cat <<'HEALTH_AGENT_PY'
+{{health_agent_source}}
+HEALTH_AGENT_PY
+)
+METRICS_AGENT_SOURCE=$(
+  cat <<'METRICS_AGENT_PY'
+{{metrics_agent_source}}
+METRICS_AGENT_PY
+)
 STOP_SECONDS={{stop_seconds}}
 # The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
 # HF_CACHE the model's files land (vLLM's model path), weight_cache.sh's settings, and its source.
 WEIGHT_CACHE_URL={{weight_cache_url}}
 WEIGHT_CACHE_DIR={{weight_cache_dir}}
 WEIGHT_CACHE_ENV=({{weight_cache_env}})
-WEIGHT_CACHE_GZIP_BASE64={{weight_cache_gzip_base64}}
-# local_nvme.sh, gzip + base64, on machines with local NVMe (the HF cache and Docker's data root go there).
-LOCAL_NVME_GZIP_BASE64={{local_nvme_gzip_base64}}
+WEIGHT_CACHE_SOURCE=$(
+  cat <<'WEIGHT_CACHE_SH'
+{{weight_cache_source}}
+WEIGHT_CACHE_SH
+)
+# local_nvme.sh's source, on machines with local NVMe (the HF cache and Docker's data root go there).
+LOCAL_NVME_SOURCE=$(
+  cat <<'LOCAL_NVME_SH'
+{{local_nvme_source}}
+LOCAL_NVME_SH
+)
 
 # Fixed on a VM; overridable so the tests can run the script in a scratch directory.
 INSTALL_DIR=${VLLM_INSTALL_DIR:-/opt/vllm}
@@ -112,7 +135,8 @@ ensure_container_runtime() {
 # reports to the Auto Scaling group (AWS), and the load budget counts from its start until vLLM's.
 install_health_agent() {
   install -d -m 0755 "$INSTALL_DIR"
-  base64 -d <<<"$AGENTS_TAR_GZIP_BASE64" | tar -xz --no-same-owner -C "$INSTALL_DIR"
+  printf '%s\n' "$HEALTH_AGENT_SOURCE" >"$INSTALL_DIR/health_agent.py"
+  if [ -n "$METRICS_AGENT_SOURCE" ]; then printf '%s\n' "$METRICS_AGENT_SOURCE" >"$INSTALL_DIR/metrics_agent.py"; fi
   install_agent_service "$AGENT_UNIT" 5 \
     "vLLM health agent ($ROLE): healthy while loading within budget, then vLLM's own health" \
     "$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}"
@@ -140,20 +164,22 @@ EOF
   systemctl restart "${1##*/}"
 }
 
+# An embedded script (its source without the shebang, which the user data's comment stripping would drop)
+# as an executable file of INSTALL_DIR.
+install_script() {
+  printf '#!/usr/bin/env bash\n%s\n' "$2" >"$INSTALL_DIR/$1"
+  chmod 0755 "$INSTALL_DIR/$1"
+}
+
 install_unit() {
   install -d -m 0755 "$INSTALL_DIR" "$HF_CACHE"
   install -m 0700 "$0" "$INSTALL_DIR/vm_bootstrap.sh"
-  if [ -n "$RAY_BOOTSTRAP_GZIP_BASE64" ]; then
-    base64 -d <<<"$RAY_BOOTSTRAP_GZIP_BASE64" | gunzip >"$INSTALL_DIR/ray_bootstrap.sh"
-    chmod 0755 "$INSTALL_DIR/ray_bootstrap.sh"
-  fi
+  if [ -n "$RAY_BOOTSTRAP_SOURCE" ]; then install_script ray_bootstrap.sh "$RAY_BOOTSTRAP_SOURCE"; fi
   if [ -n "$WEIGHT_CACHE_URL" ]; then
-    base64 -d <<<"$WEIGHT_CACHE_GZIP_BASE64" | gunzip >"$INSTALL_DIR/weight_cache.sh"
-    chmod 0755 "$INSTALL_DIR/weight_cache.sh"
+    install_script weight_cache.sh "$WEIGHT_CACHE_SOURCE"
   fi
-  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then
-    base64 -d <<<"$LOCAL_NVME_GZIP_BASE64" | gunzip >"$INSTALL_DIR/local_nvme.sh"
-    chmod 0755 "$INSTALL_DIR/local_nvme.sh"
+  if [ -n "$LOCAL_NVME_SOURCE" ]; then
+    install_script local_nvme.sh "$LOCAL_NVME_SOURCE"
     # Now, before vllm.service pulls the image: Docker's data root moves to the NVMe (Docker restarts once).
     "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"
   fi
@@ -185,7 +211,7 @@ EOF
 # The HF cache on the local NVMe array, at every start (a reboot, which AWS user data does not rerun, leaves
 # it unmounted); nothing on machines without local NVMe.
 mount_local_nvme() {
-  if [ -n "$LOCAL_NVME_GZIP_BASE64" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
+  if [ -n "$LOCAL_NVME_SOURCE" ]; then "$INSTALL_DIR/local_nvme.sh" "$HF_CACHE"; fi
 }
 
 # The model's files from the stack's bucket, or from the Hub once for the whole stack (weight_cache.sh),

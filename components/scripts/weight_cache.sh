@@ -113,13 +113,11 @@ write_object() {
 
 # Bytes under the fill's files/ in the bucket (0 before the upload starts).
 bucket_bytes() {
-  local bytes
   case "$URL" in
-    gs://*) bytes=$(gcloud storage du --summarize "$PREFIX/files" 2>/dev/null | awk '{print $1}') ;;
-    s3://*) bytes=$(aws s3 ls "${S3_REGION[@]}" --recursive --summarize "$PREFIX/files/" 2>/dev/null \
-      | awk '/Total Size:/ {print $3}') ;;
+    gs://*) gcloud storage du --summarize "$PREFIX/files" 2>/dev/null | awk '{s += $1} END {print s + 0}' ;;
+    s3://*) aws s3 ls "${S3_REGION[@]}" --recursive --summarize "$PREFIX/files/" 2>/dev/null \
+      | awk '/Total Size:/ {s = $3} END {print s + 0}' ;;
   esac
-  echo "${bytes:-0}"
 }
 
 # Parallel transfer of a directory tree. gcloud storage runs parallel and sliced object transfers by
@@ -186,62 +184,41 @@ copy_from_bucket() {
   return 1
 }
 
-# The fill's progress while process $1 runs (then once more): bytes downloaded into DIR plus bytes in the
-# bucket, of twice the weights (LOCK_EPOCH: when the fill began).
-report_progress() {
-  local worker=$1 total=$2
-  while kill -0 "$worker" 2>/dev/null; do
-    write_progress "$total"
-    sleep "$POLL_SECONDS"
+# Runs "$@" (after the total work) while writing the fill's progress to the bucket (.progress, above):
+# bytes downloaded into DIR plus bytes in the bucket, at every poll and once more when "$@" has ended.
+with_progress() {
+  local total=$1 pid ended=0 worked
+  shift
+  "$@" &
+  pid=$!
+  while [ "$ended" = 0 ]; do
+    kill -0 "$pid" 2>/dev/null || ended=1
+    worked=$(($(du -sb "$DIR" 2>/dev/null | cut -f1) + $(bucket_bytes)))
+    printf '%s %s %s %s\n' "$((worked < total ? worked : total))" "$total" \
+      "$((worked / ($(date +%s) - LOCK_EPOCH + 1)))" "$(date +%s)" >"$SCRATCH/progress"
+    write_object .progress "$SCRATCH/progress" || true
+    [ "$ended" = 1 ] || sleep "$POLL_SECONDS"
   done
-  write_progress "$total"
-}
-
-write_progress() {
-  local total=$1 worked elapsed
-  worked=$(($(du -sb "$DIR" 2>/dev/null | cut -f1 || echo 0) + $(bucket_bytes)))
-  [ "$worked" -le "$total" ] || worked=$total
-  elapsed=$(($(date +%s) - LOCK_EPOCH))
-  printf '%s %s %s %s\n' "$worked" "$total" "$((worked / (elapsed > 0 ? elapsed : 1)))" "$(date +%s)" \
-    >"$SCRATCH/progress"
-  write_object .progress "$SCRATCH/progress" || true
-}
-
-# The filler's Hub download, its progress written to the bucket meanwhile.
-fill_download() {
-  hub_download &
-  local download=$!
-  report_progress "$download" "$((2 * SIZE_BYTES))" &
-  local reporter=$!
-  wait "$download"
-  wait "$reporter"
+  wait "$pid"
 }
 
 # Uploads DIR and then the marker: a reader never sees a marker before the files it lists.
 fill_bucket() {
   log "filling $PREFIX"
-  local total
-  total=$((2 * $(awk '{s += $1} END {print s + 0}' "$LOCAL_MARKER")))
-  sync_tree "$DIR" "$PREFIX/files" &
-  local upload=$!
-  report_progress "$upload" "$total"
-  wait "$upload"
+  with_progress "$((2 * $(awk '{s += $1} END {print s + 0}' "$LOCAL_MARKER")))" sync_tree "$DIR" "$PREFIX/files"
   write_object .complete "$LOCAL_MARKER"
   log "filled $PREFIX: $(wc -l <"$LOCAL_MARKER") files"
 }
 
 # True when the fill's progress says it and this replica's copy end later than its own Hub download
-# would: "<fill's seconds left> <own Hub seconds>" on stdout. Unknown size: false (wait, as before).
+# would ("<those seconds> <own Hub seconds>" on stdout; no progress yet: the whole fill at the Hub's rate).
+# Unknown size: false (wait, as before).
 fill_is_slower_than_the_hub() {
-  local worked total rate written fill own
+  local worked total rate fill own=$((SIZE_BYTES / HUB_MBPS / 1000000))
   [ "$SIZE_BYTES" -gt 0 ] || return 1
-  if read -r worked total rate written < <(read_object .progress) && [ -n "${written:-}" ]; then
-    fill=$(((total - worked) / (rate > 0 ? rate : 1)))
-  else  # no progress yet: the whole fill at the Hub's rate
-    fill=$((2 * SIZE_BYTES / (HUB_MBPS * 1000000)))
-  fi
-  fill=$((fill + SIZE_BYTES / (BUCKET_MBPS * 1000000)))
-  own=$((SIZE_BYTES / (HUB_MBPS * 1000000)))
+  read -r worked total rate _ < <(read_object .progress) \
+    || { worked=0 total=$((2 * SIZE_BYTES)) rate=$((HUB_MBPS * 1000000)); }
+  fill=$(((total - worked) / (rate + 1) + SIZE_BYTES / BUCKET_MBPS / 1000000))
   echo "$fill $own"
   [ "$fill" -ge "$own" ]
 }
@@ -290,7 +267,7 @@ fetch() {
     fi
     if create_lock; then
       log "lock taken: this replica fills the cache"
-      fill_download
+      with_progress "$((2 * SIZE_BYTES))" hub_download
       fill_in_background
       return 0
     fi
@@ -309,8 +286,7 @@ fetch() {
     fi
     if times=$(fill_is_slower_than_the_hub) && take_hub_slot; then
       read -r fill own <<<"$times"
-      log "the fill ends in ~${fill}s with this replica's copy, its own Hub download takes ~${own}s:" \
-        "downloading from the Hub"
+      log "the fill and a copy take ~${fill}s, the Hub ~${own}s: downloading from the Hub"
       hub_download
       return 0
     fi
