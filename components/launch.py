@@ -242,7 +242,6 @@ def time_to_ready(spec: ServiceSpec) -> dict:
     storage = first.storage
     machine = spec.offering.machine_type if spec.offering else None
     bucket = rates.bucket_to_vm(machine)
-    fixed = dict(rates.fixed_steps())
     return {
         "firstReplica": {**steps(first), "fillSecondsWhileLoading": first.fill_seconds},
         "laterReplicas": steps(later),
@@ -266,8 +265,10 @@ def time_to_ready(spec: ServiceSpec) -> dict:
             "storageSlowestWriteMBps": storage.write.slowest_mbps,
             "storageSlowestReadMBps": storage.read.slowest_mbps,
             "storageSource": storage.source,
-            "fixedSeconds": {name: step.expected_seconds for name, step in fixed.items()},
-            "fixedSlowestSeconds": {name: step.slowest_seconds for name, step in fixed.items()},
+            "fixedSteps": [
+                {"step": name, "seconds": step.expected_seconds, "slowestSeconds": step.slowest_seconds}
+                for name, step in rates.fixed_steps()
+            ],
         },
     }
 

@@ -461,30 +461,37 @@ def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
         if steps.get("fillSecondsWhileLoading"):
             line += f" (fills the bucket in {steps['fillSecondsWhileLoading']} s while it loads)"
         lines.append(line)
-    replicas = ready["replicasAtOnce"]
-    table = [
-        ("PATH", "FIRST", "LATER", f"{replicas} AT ONCE", "BUDGET FIRST", "LATER", f"{replicas} AT ONCE")
-    ]
+    # N replicas starting at once on a fresh stack, when the stack may run more than one
+    replicas = ready["replicasAtOnce"] if ready["replicasAtOnce"] > 1 else 0
+    keys = ("firstSeconds", "laterSeconds", *(("atOnceSeconds",) if replicas else ()))
+    heads = ("FIRST", "LATER", *((f"{replicas} AT ONCE",) if replicas else ()))
+    table = [("PATH", *heads, *(f"BUDGET {head}" for head in heads))]
     for i, path in enumerate(ready["paths"]):
+        budgets = [key.replace("Seconds", "BudgetSeconds") for key in keys]
         table.append(
             (
                 path["path"] + (" *" if i == 0 else ""),
-                _minutes(path["firstSeconds"]),
-                _minutes(path["laterSeconds"]),
-                _minutes(path["atOnceSeconds"]),
-                _minutes(path["firstBudgetSeconds"]),
-                _minutes(path["laterBudgetSeconds"]),
-                _minutes(path["atOnceBudgetSeconds"]),
+                *(_minutes(path[key]) for key in keys),
+                *(_minutes(path[key]) for key in budgets),
             )
         )
     lines += columns(table, indent="  ")
-    fixed = ", ".join(f"{name} {seconds} s" for name, seconds in assumed["fixedSeconds"].items())
+    fixed = ", ".join(
+        f"{step['step']} {step['seconds']} s (slowest {step['slowestSeconds']})"
+        for step in assumed["fixedSteps"]
+    )
+    bucket = any(path["path"] == "bucket" for path in ready["paths"])
     lines.append(
-        f"  assumed: Hub {assumed['hubMBps']} MB/s (slowest {assumed['hubSlowestMBps']}), bucket "
-        f"{assumed['bucketMBps']} MB/s per VM (slowest {assumed['bucketSlowestMBps']}), {assumed['storage']} "
-        f"writes {assumed['storageWriteMBps']} MB/s and reads {assumed['storageReadMBps']} MB/s (slowest "
-        f"{assumed['storageSlowestWriteMBps']}/{assumed['storageSlowestReadMBps']}), safetensors load "
-        f"{assumed['loadMBps']} MB/s; {fixed} (components/rates.py, sources there)"
+        f"  assumed: Hub {assumed['hubMBps']} MB/s (slowest {assumed['hubSlowestMBps']}), "
+        + (
+            f"bucket {assumed['bucketMBps']} MB/s per VM (slowest {assumed['bucketSlowestMBps']}), "
+            if bucket
+            else ""
+        )
+        + f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
+        f"{assumed['storageReadMBps']} MB/s (slowest {assumed['storageSlowestWriteMBps']}/"
+        f"{assumed['storageSlowestReadMBps']}), safetensors load {assumed['loadMBps']} MB/s; {fixed} "
+        "(components/rates.py, sources there)"
     )
     return lines
 
