@@ -171,13 +171,13 @@ def test_gcp_waits_out_the_load_budget_before_reading_a_new_vm(gcp: Run) -> None
     assert policy["cooldownPeriod"] == budget
 
 
-#: A replica that loads for longer than the initialization period holds: 800 GB on H200:8 (Spot only on GCP).
+#: A replica that loads for longer than the initialization period holds: 900 GB on H200:8 (Spot only on GCP).
 SLOW_LOADING = {
     "vllm:cloud": "gcp",
     "vllm:gpu": "H200:8",
     "vllm:spot": "true",
     "vllm:model": "Qwen/Qwen3-8B",
-    "vllm:modelSizeGb": "800",
+    "vllm:modelSizeGb": "900",
     "vllm:diskSizeGb": "2000",
     **POLICY,
 }

@@ -193,7 +193,7 @@ with_progress() {
   pid=$!
   while [ "$ended" = 0 ]; do
     kill -0 "$pid" 2>/dev/null || ended=1
-    worked=$(($(du -sb "$DIR" 2>/dev/null | cut -f1) + $(bucket_bytes)))
+    worked=$(($(du -sb "$DIR" 2>/dev/null | cut -f1 || echo 0) + $(bucket_bytes)))
     printf '%s %s %s %s\n' "$((worked < total ? worked : total))" "$total" \
       "$((worked / ($(date +%s) - LOCK_EPOCH + 1)))" "$(date +%s)" >"$SCRATCH/progress"
     write_object .progress "$SCRATCH/progress" || true
