@@ -102,7 +102,9 @@ HUB = Rate(
 )
 #: The stack's bucket to a VM in its region with this project's clients: gcloud storage rsync (parallel,
 #: sliced object downloads by default) and the AWS CLI with the CRT client or 64 concurrent requests
-#: (scripts/weight_cache.sh). Per VM: each VM reads at its own rate (below).
+#: (scripts/weight_cache.sh). Per VM: reads of one prefix scale past any one VM (S3 serves at least 5,500
+#: GET/s per prefix and scales further, S3 user guide "Best practices design patterns: optimizing Amazon S3
+#: performance"), so replicas copying at once each get their own VM's rate, capped by its NIC (below).
 BUCKET = Rate(
     2500,
     1000,
@@ -112,10 +114,6 @@ BUCKET = Rate(
     "(github.com/dvassallo/s3-benchmark, 2019-04-02); gcloud storage cp: sliced downloads by default "
     "(cloud.google.com/storage/docs/sliced-object-downloads, read 2026-12-07); slowest 1,000 MB/s modelled",
 )
-#: Reads of one object prefix scale past any one VM: S3 serves at least 5,500 GET/s per prefix and scales
-#: further (S3 user guide, "Best practices design patterns: optimizing Amazon S3 performance"), and a
-#: GCS bucket's reads spread likewise; so N replicas copying at once each get their own VM's rate.
-BUCKET_SHARED_BY_REPLICAS = False
 
 #: Machines whose NIC is slower than the bucket clients: Gbps, as the clouds list them ("up to" for AWS).
 #: The others carry 20 Gbps (2,500 MB/s) or more. GCP: "Network bandwidth" (N1: 2 Gbps per vCPU) and the

@@ -321,6 +321,19 @@ def test_a_waiter_waits_for_the_fill_but_never_longer_than_its_health_agent_lets
     assert int(env["WEIGHT_CACHE_LOCK_SECONDS"]) == 2 * timings.fill_seconds
 
 
+def test_a_follower_compares_the_fill_with_its_own_hub_download_at_the_expected_rates():
+    spec = build_spec("gcp-l4", {"vllm:modelSizeGb": "20"})
+    env = vm.weight_cache_env(spec, launch_spec(spec, True))
+    first, later = launch.cold_starts(spec, launch.BUCKET)
+    assert int(env["WEIGHT_CACHE_SIZE_BYTES"]) == 20 * 10**9
+    # g2-standard-4's pd-balanced boot disk (205 MB/s) is slower than the Hub: it bounds both paths
+    assert (
+        int(env["WEIGHT_CACHE_HUB_MBPS"]) == first.fetch_mbps == rates.gcp_balanced_disk("pd", 200).write_mbps
+    )
+    assert int(env["WEIGHT_CACHE_BUCKET_MBPS"]) == later.fetch_mbps
+    assert int(env["WEIGHT_CACHE_HUB_DOWNLOADERS"]) == launch.MAX_HUB_DOWNLOADERS
+
+
 @pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
 def test_ray_nodes_do_not_wait_for_another_fill(role):
     spec = build_spec("gcp-h100-multinode", {})

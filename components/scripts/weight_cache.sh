@@ -111,11 +111,12 @@ write_object() {
   esac
 }
 
-# Bytes under the fill's files/ in the bucket (0 before the upload starts).
+# Bytes under the fill's files/ in the bucket: 0 before the upload starts, or when the listing fails.
 bucket_bytes() {
   case "$URL" in
-    gs://*) gcloud storage du --summarize "$PREFIX/files" 2>/dev/null | awk '{s += $1} END {print s + 0}' ;;
-    s3://*) aws s3 ls "${S3_REGION[@]}" --recursive --summarize "$PREFIX/files/" 2>/dev/null \
+    gs://*) { gcloud storage du --summarize "$PREFIX/files" 2>/dev/null || true; } \
+      | awk '{s += $1} END {print s + 0}' ;;
+    s3://*) { aws s3 ls "${S3_REGION[@]}" --recursive --summarize "$PREFIX/files/" 2>/dev/null || true; } \
       | awk '/Total Size:/ {s = $3} END {print s + 0}' ;;
   esac
 }
