@@ -70,8 +70,9 @@ HUB, BUCKET, SHARED = "hub", "bucket", "shared cache"
 
 @dataclass(frozen=True)
 class ProbeTimings:
-    """Health-check timings sized to the model (SkyServe's default initial delay is 1200 s): expected, or
-    the budget at the slowest sourced rates (``probe_timings``)."""
+    """Health-check budgets sized to the model, every figure at its slowest sourced rate (SkyServe's default
+    initial delay is 1200 s): a start slower than these is broken, not slow. Only what merely expects a
+    replica to serve (a rollout's wait, an autoscaler's warmup) takes ``expected_startup_seconds``."""
 
     startup_seconds: int  # from boot to the first healthy /health of the stack's first replica
     #: the same for a replica that copies the weights from the stack's bucket (= startup_seconds on the Hub)
@@ -81,6 +82,8 @@ class ProbeTimings:
     fill_seconds: int = 0
     #: the fixed part of ``startup_seconds``: boot, image pull, vLLM's start (a Ray group's wait included)
     fixed_seconds: int = 0
+    #: the estimate of ``startup_seconds``: the same start at the expected rates
+    expected_startup_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 5
     healthy_threshold: int = 1
@@ -273,16 +276,17 @@ def time_to_ready(spec: ServiceSpec) -> dict:
     }
 
 
-def probe_timings(spec: ServiceSpec, slowest: bool = False) -> ProbeTimings:
-    """The timings the platforms wait by (rollout waits, warmups, startup probes): the expected ones, or
-    with ``slowest`` the budget, every figure at its slowest sourced rate."""
-    first, later = cold_starts(spec, slowest=slowest)
+def probe_timings(spec: ServiceSpec) -> ProbeTimings:
+    """The budgets the platforms and the health agent enforce (the slowest sourced rates), and the
+    first replica's estimate."""
+    first, later = cold_starts(spec, slowest=True)
     filled_once = spec.weight_cache == "bucket" or first.storage.shared
     return ProbeTimings(
         startup_seconds=first.total_seconds,
         cached_startup_seconds=later.total_seconds,
         fill_seconds=first.fetch_seconds + first.fill_seconds if filled_once else 0,
         fixed_seconds=first.fixed_seconds,
+        expected_startup_seconds=cold_starts(spec)[0].total_seconds,
     )
 
 

@@ -83,8 +83,8 @@ def test_a_multi_node_replica_budgets_for_the_weights_of_every_node():
 
 def test_a_multi_node_head_also_budgets_for_its_workers_to_join():
     sized = {"vllm:modelSizeGb": "300"}
-    single = probe_timings(build_spec("gcp-h100", sized), slowest=True)
-    group = probe_timings(build_spec("gcp-h100", {**sized, "vllm:nodes": "2"}), slowest=True)
+    single = probe_timings(build_spec("gcp-h100", sized))
+    group = probe_timings(build_spec("gcp-h100", {**sized, "vllm:nodes": "2"}))
     assert group.fixed_seconds == single.fixed_seconds + RAY_GROUP_WAIT_SECONDS
 
 
