@@ -205,9 +205,11 @@ def cached_model_dir(spec: ServiceSpec) -> str:
 
 
 def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
-    """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) at
-    most as long as the health agent lets a replica load before it chose a path (the Hub budget less the
-    fixed start), then downloads itself; a lock is stale at twice the fill (a slow filler is not a dead one).
+    """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) only
+    while the fill's progress says it ends sooner than the replica's own Hub download, at the expected rates
+    given here (else it downloads itself, within ``MAX_HUB_DOWNLOADERS``), and at most as long as the health
+    agent lets a replica load before it chose a path (the Hub budget less the fixed start); a lock is stale
+    at twice the fill's budget (a slow filler is not a dead one).
     Ray nodes do not wait: the nodes of one group boot together and each would hold up the group (its head
     restarts after ``RAY_GROUP_WAIT_SECONDS``), so a group's node that finds the fill under way downloads
     from the Hub as before; the groups that boot later copy from the bucket."""
