@@ -74,9 +74,9 @@ HUB, BUCKET, SHARED = "hub", "bucket", "shared cache"
 #: How long a download may add no byte (less than 16 MiB) before the replica is replaced. The Hub's client
 #: gives up on a silent read after 10 s (huggingface_hub HF_HUB_DOWNLOAD_TIMEOUT, its default; huggingface/
 #: huggingface_hub#2253, read 2026-12-07) and retries, as gcloud storage and the AWS CLI do with backoff: a
-#: transfer that moves nothing for ten minutes through all of that is hung, not slow. Ten minutes is also
-#: about what a replacement spends on boot and image pull before its own download starts (rates.py's
-#: expected boot, driver and image pull), so waiting longer on a hung download costs more than replacing it.
+#: transfer that moves nothing for ten minutes through all of that is hung, not slow. A replacement spends
+#: 2.5 to 19 minutes on boot, driver and image pull before its own download starts (expected and slowest in
+#: components/rates.py), so waiting much longer on a hung download costs more than replacing it.
 STALL_SECONDS = 600
 
 
