@@ -121,7 +121,7 @@ class ProbeTimings:
     timeout_seconds: int = 5
     healthy_threshold: int = 1
     unhealthy_threshold: int = 3  # consecutive failures before a serving replica is replaced
-    #: the hard caps of a start's phases (the estimate above is what the plan prints, not a limit)
+    #: the hard cap of each phase of a start (``health_caps``): the Hub path's budget, split by phase
     caps: PhaseCaps = PhaseCaps(0, 0, 0)
 
 
