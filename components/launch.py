@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from components import platforms
-from components.platforms import Storage
+from components import platforms, rates
+from components.platforms import Feature
+from components.rates import Storage
 from components.service_spec import ServiceSpec
 
 PORT = 8000
@@ -47,46 +48,39 @@ STATIC_ENV = {
     "HF_XET_HIGH_PERFORMANCE": "1",
 }
 
-# Load-time model (seconds): boot + image pull, CUDA graph capture / torch.compile (fixed), then the weights'
-# path: fetched onto the node's storage (from the Hub, or from the stack's bucket), uploaded to the bucket
-# by the replica that fills it, and read from storage into GPU memory. Each rate is a sustained MB/s
-# (10^6 bytes/s) with its source; the node's storage rates are its platform's (Platform.weight_storage).
-BASE_STARTUP_SECONDS = 600
-#: Hugging Face Hub downloads (Xet, HF_XET_HIGH_PERFORMANCE) on cloud GPU VMs: roughly 200-500 MB/s as
-#: measured for this project's presets; the low end, since one NAT address serves the whole stack.
-HUB_MBPS = 250
-#: Object store to a VM in the same region, in parallel (gcloud storage sliced downloads; the AWS CLI's CRT
-#: client). Conservative: a 10 Gbps NIC (g2-standard-4, g6.xlarge) carries 1,250 MB/s, the 8-GPU machines
-#: 100-3,200 Gbps; GCS and S3 scale reads per prefix far beyond one VM.
-BUCKET_MBPS = 1000
-#: The budget of the Hub path on a network disk, per GB: download at HUB_MBPS plus reading back at
-#: 1,000 MB/s (4 + 1 s), the figure the budgets used before they followed the path.
-SECONDS_PER_WEIGHT_GB = 5
+# Load-time model: the fixed steps of a start (boot and driver, image pull, vLLM's P2P check, torch.compile,
+# CUDA graph capture and server start), then the weights' path: fetched onto the node's storage (from the
+# Hub, or from the stack's bucket), uploaded to the bucket by the replica that fills it, and loaded from
+# storage into GPU memory. Every figure is components/rates.py's, with its source. The *estimate* takes the
+# expected figures; the *budget* (the hard caps the platforms and the health agent enforce) the slowest.
+
 #: Without vllm:modelSizeGb, assume the weights fill 90% of the replica's GPU memory: they cannot be larger
 #: and still serve, so the budget errs towards patience, never towards killing a replica mid-load.
 GPU_MEMORY_WEIGHT_SHARE = 0.9
 CPU_DEFAULT_WEIGHTS_GB = 2
 #: How long a Ray group's head waits for its workers to boot and join before vLLM starts (then it exits
-#: and is restarted to wait again): the fixed part of a machine's start. A multi-node head's health
-#: budget adds it, since its vLLM only begins loading once the group is whole.
-RAY_GROUP_WAIT_SECONDS = BASE_STARTUP_SECONDS
+#: and is restarted to wait again): the slowest boot and image pull of a worker. A multi-node head's budget
+#: adds it, since its vLLM only begins loading once the group is whole.
+RAY_GROUP_WAIT_SECONDS = rates.BOOT_AND_DRIVER.slowest_seconds + rates.image_pull().slowest_seconds
+#: The most replicas of one stack downloading from the Hub at once, the bucket's filler included: a
+#: follower that would wait longer for the fill than its own download takes goes to the Hub only while
+#: fewer than this many do (scripts/weight_cache.sh), so a scale-out does not multiply the stack's Hub
+#: traffic through its one NAT address.
+MAX_HUB_DOWNLOADERS = 4
+
+HUB, BUCKET, SHARED = "hub", "bucket", "shared cache"
 
 # The estimate is not the budget (issue 28). A starting replica is judged by its progress: on a VM the health
 # agent (components/scripts/health_agent.py) keeps it healthy while its weights' bytes keep arriving, and
-# calls it broken when they stop for STALL_SECONDS or when a phase outlasts its hard cap (``phase_caps``):
-# the estimate's time for that phase with every rate WORST_CASE_FACTOR times slower.
+# calls it broken when they stop for STALL_SECONDS or when a phase outlasts its cap (``health_caps``): the
+# budget's time for that phase, every rate and step at its slowest in components/rates.py.
 #: How long a download may add no byte (less than 16 MiB) before the replica is replaced. The Hub's client
 #: gives up on a silent read after 10 s (huggingface_hub HF_HUB_DOWNLOAD_TIMEOUT, its default; huggingface/
 #: huggingface_hub#2253, read 2026-12-07) and retries, as gcloud storage and the AWS CLI do with backoff: a
-#: transfer that moves nothing for ten minutes through all of that is hung, not slow. Ten minutes is also
-#: about what a replacement spends on boot and image pull before its own download starts
-#: (BASE_STARTUP_SECONDS), so waiting longer on a hung download costs more than replacing it.
+#: transfer that moves nothing for ten minutes through all of that is hung, not slow. A replacement spends
+#: 2.5 to 19 minutes on boot, driver and image pull before its own download starts (expected and slowest in
+#: components/rates.py), so waiting much longer on a hung download costs more than replacing it.
 STALL_SECONDS = 600
-#: How much slower than estimated a phase may run before its cap ends it: the estimate's rates are typical
-#: sustained ones, and measured starts have run 1.7x slower than assumed on the Hub (150 MB/s against 250,
-#: issue 28) and several other rates are off by over 2x; four times covers those with room to spare, while a
-#: hung download is caught by the stall window long before.
-WORST_CASE_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -110,27 +104,11 @@ class PhaseCaps:
         return {"start": self.start, "weights": self.weights, "load": self.load}
 
 
-def phase_caps(
-    weights_gb: float,
-    fixed_seconds: float,
-    fetch_mbps: float,
-    read_mbps: float,
-    worst_factor: float = WORST_CASE_FACTOR,
-) -> PhaseCaps:
-    """Each phase's cap from the slowest rates: the fixed part (boot, image pull, compile) and the weights'
-    fetch and read, each ``worst_factor`` times slower than assumed. The rates are inputs so that any rate
-    table can feed them."""
-
-    def slow(seconds: float) -> int:
-        return math.ceil(seconds * worst_factor)
-
-    read = weights_gb * 1000 / read_mbps
-    return PhaseCaps(slow(fixed_seconds), slow(weights_gb * 1000 / fetch_mbps), slow(fixed_seconds + read))
-
-
 @dataclass(frozen=True)
 class ProbeTimings:
-    """Health-check timings sized to the model (SkyServe's default initial delay is 1200 s)."""
+    """Health-check budgets sized to the model, every figure at its slowest sourced rate (SkyServe's default
+    initial delay is 1200 s): a start slower than these is broken, not slow. Only what merely expects a
+    replica to serve (a rollout's wait, an autoscaler's warmup) takes ``expected_startup_seconds``."""
 
     startup_seconds: int  # from boot to the first healthy /health of the stack's first replica
     #: the same for a replica that copies the weights from the stack's bucket (= startup_seconds on the Hub)
@@ -138,11 +116,15 @@ class ProbeTimings:
     #: how long the first replica takes to download the weights and fill the bucket or the shared cache
     #: (0 when every replica downloads its own)
     fill_seconds: int = 0
+    #: the fixed part of ``startup_seconds``: boot, image pull, vLLM's start (a Ray group's wait included)
+    fixed_seconds: int = 0
+    #: the estimate of ``startup_seconds``: the same start at the expected rates
+    expected_startup_seconds: int = 0
     period_seconds: int = 10
     timeout_seconds: int = 5
     healthy_threshold: int = 1
     unhealthy_threshold: int = 3  # consecutive failures before a serving replica is replaced
-    #: the hard caps of a start's phases (the estimate above is what the plan prints, not a limit)
+    #: the hard cap of each phase of a start (``health_caps``): the Hub path's budget, split by phase
     caps: PhaseCaps = PhaseCaps(0, 0, 0)
 
 
@@ -176,13 +158,14 @@ def weights_gb(spec: ServiceSpec) -> int:
 
 @dataclass(frozen=True)
 class ColdStart:
-    """One replica's time to ready along one path of the weights, and the figures it assumed."""
+    """One replica's time to ready along one path of the weights, expected or at the slowest rates."""
 
     path: str  # "hub", "hub, then fill the bucket", "bucket", "hub, into the shared cache", "shared cache"
     weights_gb: int
     storage: Storage
-    fetch_mbps: int  # the source's rate, before the storage's write rate caps it
-    fixed_seconds: int  # boot, image pull, CUDA graphs / compile, and a Ray group's wait for its nodes
+    fetch_mbps: int  # the source's rate into the node, its storage's write rate included (0: no fetch)
+    prepare_seconds: int  # boot and driver, image pull: before the weights
+    start_seconds: int  # vLLM's start after its weights (and a Ray group's wait for its nodes)
     fetch_seconds: int  # from the Hub or the bucket onto the node's storage
     #: uploading to the bucket, by the replica that fills it, while its vLLM loads: not in its time to ready,
     #: but in how long the others wait for the bucket
@@ -190,42 +173,93 @@ class ColdStart:
     read_seconds: int  # from the node's storage into GPU memory
 
     @property
+    def fixed_seconds(self) -> int:
+        return self.prepare_seconds + self.start_seconds
+
+    @property
     def total_seconds(self) -> int:
         return self.fixed_seconds + self.fetch_seconds + self.read_seconds
 
 
-def cold_starts(spec: ServiceSpec) -> tuple[ColdStart, ColdStart]:
-    """The stack's first replica and every later one (replacement, scale-out, rollout): the same path on
-    the Hub; with the bucket, the first downloads and fills it, the later ones copy from it; on a shared
-    cache (``Storage.shared``), the first downloads into it and the later ones only read it."""
+def paths(spec: ServiceSpec) -> tuple[str, ...]:
+    """The cache paths the stack's platform and storage allow, the stack's own first."""
+    storage = platforms.get(spec.cloud).weight_storage(spec)
+    if storage.shared:
+        return (SHARED, HUB)
+    chosen = BUCKET if spec.bucket_weight_cache else HUB
+    bucket = platforms.get(spec.cloud).refuse_unsupported(Feature.WEIGHT_CACHE_BUCKET) is None
+    return (chosen, *(p for p in (HUB, BUCKET) if p != chosen and (p == HUB or bucket)))
+
+
+def cold_starts(
+    spec: ServiceSpec, path: str | None = None, slowest: bool = False
+) -> tuple[ColdStart, ColdStart]:
+    """The stack's first replica and every later one (replacement, scale-out, rollout) along ``path`` (the
+    stack's own by default), at the expected rates or the slowest: the same path on the Hub; with the
+    bucket, the first downloads and fills it, the later ones copy from it; on a shared cache
+    (``Storage.shared``), the first downloads into it and the later ones only read it."""
+    path = path or paths(spec)[0]
     storage = platforms.get(spec.cloud).weight_storage(spec)
     size = weights_gb(spec)
-    fixed = BASE_STARTUP_SECONDS + (RAY_GROUP_WAIT_SECONDS if spec.nodes > 1 else 0)
+    machine = spec.offering.machine_type if spec.offering else None
 
-    def seconds(mbps: int) -> int:
-        return math.ceil(size * 1000 / mbps)
+    def mbps(*chain: rates.Rate) -> int:
+        return min(r.slowest_mbps if slowest else r.expected_mbps for r in chain)
 
-    def along(path: str, source_mbps: int, fill: int) -> ColdStart:
-        fetch = seconds(min(source_mbps, storage.write_mbps))
-        return ColdStart(path, size, storage, source_mbps, fixed, fetch, fill, seconds(storage.read_mbps))
+    def seconds(*chain: rates.Rate) -> int:
+        return math.ceil(size * 1000 / mbps(*chain))
 
-    if storage.shared:
-        first = along("hub, into the shared cache", HUB_MBPS, 0)
-        return first, ColdStart("shared cache", size, storage, 0, fixed, 0, 0, first.read_seconds)
-    if not spec.bucket_weight_cache:
-        hub = along("hub", HUB_MBPS, 0)
+    def step(s: rates.Step) -> int:
+        return s.slowest_seconds if slowest else s.expected_seconds
+
+    prepare = step(rates.BOOT_AND_DRIVER) + step(rates.image_pull())
+    start = sum(step(s) for _, s in rates.vllm_start())
+    if spec.nodes > 1:
+        start += RAY_GROUP_WAIT_SECONDS if slowest else step(rates.RAY_JOIN)
+    read = seconds(storage.read, rates.SAFETENSORS_LOAD)
+    bucket = rates.bucket_to_vm(machine)
+
+    def along(name: str, source: rates.Rate | None, fill: int) -> ColdStart:
+        fetch = seconds(source, storage.write) if source else 0
+        rate = mbps(source, storage.write) if source else 0
+        return ColdStart(name, size, storage, rate, prepare, start, fetch, fill, read)
+
+    if path == SHARED:
+        return along("hub, into the shared cache", rates.HUB, 0), along("shared cache", None, 0)
+    if path == HUB:
+        hub = along("hub", rates.HUB, 0)
         return hub, hub
-    first = along("hub, then fill the bucket", HUB_MBPS, seconds(BUCKET_MBPS))
-    if streams(spec):  # no disk write or read
-        streamed = seconds(BUCKET_MBPS)
-        return first, ColdStart("bucket, streamed", size, storage, BUCKET_MBPS, fixed, streamed, 0, 0)
-    return first, along("bucket", BUCKET_MBPS, 0)
+    first = along("hub, then fill the bucket", rates.HUB, seconds(bucket, storage.read))
+    if streams(spec):  # no disk write or read: vLLM reads the bucket straight into GPU memory
+        read = seconds(bucket, rates.SAFETENSORS_LOAD)
+        return first, ColdStart("bucket, streamed", size, storage, mbps(bucket), prepare, start, 0, 0, read)
+    return first, along("bucket", bucket, 0)
+
+
+def at_once(spec: ServiceSpec, path: str, replicas: int, slowest: bool = False) -> int:
+    """Seconds until the last of ``replicas`` replicas starting together on a fresh stack serves. On the
+    Hub each downloads its own. With the bucket the first fills it; up to MAX_HUB_DOWNLOADERS - 1 others
+    download from the Hub meanwhile (waiting would take longer: the fill ends after the filler's own
+    download), the rest wait for the fill and copy it. A shared cache's read rate is the volume's own, which
+    the replicas reading it at once share."""
+    first, later = cold_starts(spec, path, slowest)
+    if path == HUB or replicas <= 1:
+        return first.total_seconds
+    if path == SHARED:
+        return first.total_seconds + (replicas - 1) * later.read_seconds
+    if replicas <= MAX_HUB_DOWNLOADERS:
+        return first.total_seconds
+    return first.total_seconds + first.fill_seconds + later.fetch_seconds
 
 
 def time_to_ready(spec: ServiceSpec) -> dict:
     """The ``timeToReady`` stack output: the estimated seconds from boot to serving of the stack's first
-    replica and of every later one, each by step, and the figures assumed (``tools.plan`` prints them)."""
+    replica and of every later one, each by step; the budget (the slowest sourced rates); the same for each
+    cache path the stack could take, with N replicas starting at once; and the figures assumed
+    (``tools.plan`` prints them)."""
     first, later = cold_starts(spec)
+    budget_first, budget_later = cold_starts(spec, slowest=True)
+    replicas = spec.max_replicas
 
     def steps(cold: ColdStart) -> dict:
         return {
@@ -236,23 +270,49 @@ def time_to_ready(spec: ServiceSpec) -> dict:
             "readSeconds": cold.read_seconds,
         }
 
+    def along(path: str) -> dict:
+        estimate, slowest = cold_starts(spec, path), cold_starts(spec, path, slowest=True)
+        return {
+            "path": path,
+            "firstSeconds": estimate[0].total_seconds,
+            "laterSeconds": estimate[1].total_seconds,
+            "atOnceSeconds": at_once(spec, path, replicas),
+            "firstBudgetSeconds": slowest[0].total_seconds,
+            "laterBudgetSeconds": slowest[1].total_seconds,
+            "atOnceBudgetSeconds": at_once(spec, path, replicas, slowest=True),
+        }
+
     storage = first.storage
+    machine = spec.offering.machine_type if spec.offering else None
+    bucket = rates.bucket_to_vm(machine)
     return {
         "firstReplica": {**steps(first), "fillSecondsWhileLoading": first.fill_seconds},
         "laterReplicas": steps(later),
+        "budget": {
+            "firstReplica": steps(budget_first),
+            "laterReplicas": steps(budget_later),
+            "stallSeconds": STALL_SECONDS,
+            "phaseCapSeconds": health_caps(spec).as_output(),
+        },
+        "paths": [along(path) for path in paths(spec)],
+        "replicasAtOnce": replicas,
         "assumed": {
             "weightsGb": first.weights_gb,
-            "hubMBps": HUB_MBPS,
-            "bucketMBps": BUCKET_MBPS,
+            "hubMBps": rates.HUB.expected_mbps,
+            "hubSlowestMBps": rates.HUB.slowest_mbps,
+            "bucketMBps": bucket.expected_mbps,
+            "bucketSlowestMBps": bucket.slowest_mbps,
+            "loadMBps": rates.SAFETENSORS_LOAD.expected_mbps,
             "storage": storage.name,
-            "storageWriteMBps": storage.write_mbps,
-            "storageReadMBps": storage.read_mbps,
+            "storageWriteMBps": storage.write.expected_mbps,
+            "storageReadMBps": storage.read.expected_mbps,
+            "storageSlowestWriteMBps": storage.write.slowest_mbps,
+            "storageSlowestReadMBps": storage.read.slowest_mbps,
             "storageSource": storage.source,
-        },
-        "budget": {
-            "stallSeconds": STALL_SECONDS,
-            "worstCaseFactor": WORST_CASE_FACTOR,
-            "capSeconds": health_caps(spec).as_output(),
+            "fixedSteps": [
+                {"step": name, "seconds": step.expected_seconds, "slowestSeconds": step.slowest_seconds}
+                for name, step in rates.fixed_steps()
+            ],
         },
     }
 
@@ -264,22 +324,30 @@ def streams(spec: ServiceSpec) -> bool:
 
 
 def health_caps(spec: ServiceSpec) -> PhaseCaps:
-    """The caps of every replica's start: the slowest path's (the Hub's, onto the node's storage). A
-    streaming replica reads its weights from the bucket within the load phase (no weights phase on its
-    disk), so its load cap reads at the slower of the node's storage and the bucket."""
-    first, _ = cold_starts(spec)
-    fetch = min(HUB_MBPS, first.storage.write_mbps)
-    read = min(first.storage.read_mbps, BUCKET_MBPS) if streams(spec) else first.storage.read_mbps
-    return phase_caps(first.weights_gb, first.fixed_seconds, fetch, read)
+    """The caps of every replica's start, the health agent's: the budget of the slowest path (the Hub's,
+    onto the node's storage) split by phase, every rate and step at its slowest in components/rates.py. A
+    phase past its cap is broken, not slow; the caps add up to the Hub path's budget. A streaming replica
+    reads its weights from the bucket within the load phase (no weights phase on its disk), so its load cap
+    is the longer of the two reads."""
+    hub, _ = cold_starts(spec, HUB, slowest=True)
+    load = hub.start_seconds + hub.read_seconds
+    if streams(spec):
+        _, streamed = cold_starts(spec, BUCKET, slowest=True)
+        load = max(load, streamed.start_seconds + streamed.read_seconds)
+    return PhaseCaps(hub.prepare_seconds, hub.fetch_seconds, load)
 
 
 def probe_timings(spec: ServiceSpec) -> ProbeTimings:
-    first, later = cold_starts(spec)
+    """The budgets the platforms and the health agent enforce (the slowest sourced rates), and the
+    first replica's estimate."""
+    first, later = cold_starts(spec, slowest=True)
     filled_once = spec.bucket_weight_cache or first.storage.shared
     return ProbeTimings(
         startup_seconds=first.total_seconds,
         cached_startup_seconds=later.total_seconds,
         fill_seconds=first.fetch_seconds + first.fill_seconds if filled_once else 0,
+        fixed_seconds=first.fixed_seconds,
+        expected_startup_seconds=cold_starts(spec)[0].total_seconds,
         caps=health_caps(spec),
     )
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from components.rates import NETWORK_VOLUME, Storage
+
 if TYPE_CHECKING:
     from components.config import ConfigReader
     from components.offerings import Offering
@@ -72,45 +74,6 @@ class Catalog(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Storage:
-    """Where a node keeps the model's files, with its sustained sequential rates in MB/s (10^6 bytes/s) and
-    where those figures come from: the load budgets (components/launch.py) are computed from them."""
-
-    name: str
-    write_mbps: int
-    read_mbps: int
-    source: str
-    local: bool = False  # local NVMe: local_nvme.sh puts the HF cache and Docker's data root on a RAID0 of it
-    #: One volume every replica mounts (Kubernetes' vllm:cacheClaim): filled from the Hub once, then read.
-    shared: bool = False
-
-
-#: A network boot disk, as the budgets assumed before they followed the path (1 s per GB read). AWS
-#: provisions gp3 at 1,000 MiB/s (= 1,048 MB/s; components/aws/machines.py). GCP's pd-balanced and
-#: Hyperdisk Balanced boot disks are assumed alike; their unprovisioned baseline is lower (Hyperdisk
-#: Balanced includes 140 MiB/s, "About Hyperdisk Balanced"): local NVMe takes them out of the path.
-NETWORK_DISK = Storage(
-    "network disk",
-    write_mbps=1000,
-    read_mbps=1000,
-    source="AWS gp3 provisioned at 1,000 MiB/s; GCP boot disks and Kubernetes cache volumes assumed alike",
-)
-
-
-def local_nvme(disks: int, disk_gb: int) -> Storage:
-    """A RAID0 of ``disks`` local NVMe SSDs of ``disk_gb`` each (scripts/local_nvme.sh). Conservative rates:
-    one NVMe SSD alone sustains over 1 GB/s of sequential reads (GCP "Local SSD performance"; EC2 instance
-    store), and striping multiplies it; capped at 2 GB/s writes and 4 GB/s reads, not measured here."""
-    return Storage(
-        f"local NVMe RAID0 ({disks} x {disk_gb} GB)",
-        write_mbps=min(2000, 1000 * disks),
-        read_mbps=min(4000, 1500 * disks),
-        source="conservative figures for striped local NVMe, not measured by this project",
-        local=True,
-    )
-
-
 #: What stays on a VM's boot disk besides its image where local NVMe holds the weights and Docker's data
 #: root (scripts/local_nvme.sh): the journal (journald's default cap, SystemMaxUse: 10% of the file
 #: system, at most 4 GB; journald.conf(5)), vLLM's own cache (torch.compile artifacts, kernel autotuning:
@@ -153,8 +116,9 @@ class Platform:
     check_spec: Callable[[ServiceSpec], None] = lambda spec: None
     #: Disk a replica needs besides the weights (a VM's OS and image; a pod's cache volume holds only them).
     disk_overhead_gb: int = 0
-    #: Where a node of ``spec`` keeps the model's files (local NVMe where the machine has it).
-    weight_storage: Callable[[ServiceSpec], Storage] = lambda spec: NETWORK_DISK
+    #: Where a node of ``spec`` keeps the model's files (local NVMe where the machine has it), with its
+    #: rates from components/rates.py.
+    weight_storage: Callable[[ServiceSpec], Storage] = lambda spec: NETWORK_VOLUME
     #: A VM platform's ``vm_hooks.sh``: the shell functions ``scripts/vm_bootstrap.sh`` calls where VM
     #: platforms differ (secret store, image registry, log driver, metrics), a template ``components/vm.py``
     #: renders onto this platform's VMs only. None: the platform runs no VMs.

@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 
 from components import platforms, scripts
 from components.launch import (
-    BASE_STARTUP_SECONDS,
+    BUCKET,
     HF_CACHE_DIR,
+    MAX_HUB_DOWNLOADERS,
     RAY_GROUP_WAIT_SECONDS,
     STALL_SECONDS,
     VLLM_CACHE_DIR,
     LaunchSpec,
+    cold_starts,
     compile_cache_key,
     weights_gb,
 )
@@ -95,7 +97,7 @@ def health_agent_args(
     report: Sequence[str],
     weight_cache: bool = False,
 ) -> list[str]:
-    """``health_agent.py`` flags: each phase's hard cap and the stall window (``launch.phase_caps``), and
+    """``health_agent.py`` flags: each phase's hard cap and the stall window (``launch.health_caps``), and
     where the weights land, so that the agent sees their bytes arrive.
 
     ``report`` is how the platform learns the verdict and where the phase is published, in the agent's own
@@ -292,19 +294,27 @@ def streamer_env(stream_url: str, spec: ServiceSpec) -> dict[str, str]:
 
 
 def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve") -> dict[str, str]:
-    """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) at
-    most as long as the health agent lets a replica load before it chose a path (the Hub budget less the
-    fixed start), then downloads itself; a lock is stale at twice the fill (a slow filler is not a dead one).
+    """``weight_cache.sh`` settings. A replica waits for another's fill (its Hub download and upload) only
+    while the fill's progress says it ends sooner than the replica's own Hub download, at the expected rates
+    given here (else it downloads itself, within ``MAX_HUB_DOWNLOADERS``), and at most as long as the health
+    agent lets a replica load before it chose a path (the Hub budget less the fixed start); a lock is stale
+    at twice the fill's budget (a slow filler is not a dead one).
     Ray nodes do not wait: the nodes of one group boot together and each would hold up the group (its head
     restarts after ``RAY_GROUP_WAIT_SECONDS``), so a group's node that finds the fill under way downloads
     from the Hub as before; the groups that boot later copy from the bucket."""
     fill = launch.probes.fill_seconds
-    wait = min(fill, launch.probes.startup_seconds - BASE_STARTUP_SECONDS) if role == "serve" else 0
+    first, later = cold_starts(spec, BUCKET)
+    wait = min(fill, launch.probes.startup_seconds - launch.probes.fixed_seconds) if role == "serve" else 0
     settings = {
         "WEIGHT_CACHE_MODEL": spec.model,
         "WEIGHT_CACHE_REVISION": spec.model_revision,
         "WEIGHT_CACHE_WAIT_SECONDS": str(wait),
         "WEIGHT_CACHE_LOCK_SECONDS": str(2 * fill),
+        # what a follower compares the fill's progress with (components/rates.py's expected figures)
+        "WEIGHT_CACHE_SIZE_BYTES": str(weights_gb(spec) * 10**9),
+        "WEIGHT_CACHE_HUB_MBPS": str(first.fetch_mbps),
+        "WEIGHT_CACHE_BUCKET_MBPS": str(later.fetch_mbps),
+        "WEIGHT_CACHE_HUB_DOWNLOADERS": str(MAX_HUB_DOWNLOADERS),
     }
     if spec.region:  # S3 calls name the bucket's region; gcloud storage does not need it
         settings["WEIGHT_CACHE_REGION"] = spec.region

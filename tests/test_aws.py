@@ -6,14 +6,16 @@ import base64
 import gzip
 import hashlib
 import json
+import math
 
 import pytest
 
+from components import launch, rates
 from components.aws import fakes as fakes_aws
 from components.aws import machines
 from components.aws.network import NetworkError
 from components.launch import PORT
-from components.spec import SpecError
+from components.spec import SpecError, build_spec
 from tests.harness import Resource, Run, run_program
 from tests.test_vm_bootstrap import shellcheck
 
@@ -408,9 +410,13 @@ def test_one_group_runs_a_machine_per_replica_registered_in_the_target_group(h10
 def test_the_load_balancer_only_routes_and_ec2_health_decides_replacement(h100):
     group = h100.one(GROUP).inputs
     assert group["healthCheckType"] == "EC2"  # a vLLM restart fails ELB checks; it must not cost a machine
-    # H100:8 without vllm:modelSizeGb: 600 s + 5 s/GB x 90% of 640 GB (components/launch.py)
-    # the Hub download at 250 MB/s, then reading from the instance store at 4,000 MB/s (launch.cold_starts)
-    assert group["healthCheckGracePeriod"] == 600 + 576 * 1000 // 250 + 576 * 1000 // 4000
+    # H100:8 without vllm:modelSizeGb: 90% of 640 GB, the fixed steps, the Hub download onto the instance
+    # store, then the load into GPU memory, at components/rates.py's slowest rates (the budget)
+    first, _ = launch.cold_starts(build_spec("aws-h100", {}), slowest=True)
+    storage = first.storage
+    hub = math.ceil(576 * 1000 / min(rates.HUB.slowest_mbps, storage.write.slowest_mbps))
+    load = math.ceil(576 * 1000 / min(storage.read.slowest_mbps, rates.SAFETENSORS_LOAD.slowest_mbps))
+    assert group["healthCheckGracePeriod"] == first.fixed_seconds + hub + load
 
 
 def test_every_group_of_every_variant_uses_ec2_health():
@@ -713,7 +719,8 @@ def test_a_new_machine_waits_at_launch_on_a_hook_that_abandons_it_unless_its_age
     assert hook["autoscalingGroupName"] == group.name
     assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     assert hook["defaultResult"] == "ABANDON"
-    assert hook["heartbeatTimeout"] == group.inputs["healthCheckGracePeriod"]  # the load budget
+    # the load budget, within the 7200 s PutLifecycleHook accepts (the agent beats the hook meanwhile)
+    assert hook["heartbeatTimeout"] == min(group.inputs["healthCheckGracePeriod"], 7200)
     line = next(
         line for line in user_data(h100.one(TEMPLATE)).splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")
     )

@@ -423,7 +423,7 @@ def test_the_cycle_check_finds_a_circle_through_an_import_only_for_type_checking
 #: are module names (fnmatch); ``{platform}`` stands for each registered platform's package.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        "leaf: config reading, vLLM's flags, the Hub's facts, the machines' scripts",
+        "leaf: config reading, vLLM's flags, the Hub's facts, the start rates, the machines' scripts",
         (
             "components",
             "components.config",
@@ -431,6 +431,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "components.config_yaml",
             "components.extra_args",
             "components.model_facts",
+            "components.rates",
             "components.domain",
             "components.observe",
             "components.dashboard",

@@ -340,7 +340,7 @@ def test_the_groups_wait_is_sized_to_every_surge_wave_of_a_roll(key, registratio
 @pytest.mark.parametrize("key", SCENARIOS)
 def test_a_roll_keeps_an_old_vm_until_its_replacement_had_the_load_budget(runs, key):
     mig = runs[key].one(REGIONAL_MIG).inputs
-    budget = launch.probe_timings(spec_of(key)).startup_seconds
+    budget = launch.probe_timings(spec_of(key)).expected_startup_seconds  # a roll waits for the estimate
     assert mig["updatePolicy"]["minReadySec"] == min(budget, MAX_MIN_READY_SECONDS)
     hold = roll_timings(launch.launch_spec(spec_of(key), has_hf_token=True)).hold_until_uptime
     assert hold + mig["updatePolicy"]["minReadySec"] >= budget
@@ -349,7 +349,8 @@ def test_a_roll_keeps_an_old_vm_until_its_replacement_had_the_load_budget(runs, 
 
 @pytest.mark.parametrize("budget", [705, 3480, 3600, 3601, 4650, 5675, MAX_ROLL_WAIT_SECONDS])
 def test_a_budget_over_gcps_3600_s_caps_is_waited_for_by_holding_the_agent_within_the_initial_delay(budget):
-    timings = roll_timings(dataclasses.replace(launch_of("l4"), probes=ProbeTimings(startup_seconds=budget)))
+    probes = ProbeTimings(startup_seconds=budget, expected_startup_seconds=budget)
+    timings = roll_timings(dataclasses.replace(launch_of("l4"), probes=probes))
     assert timings.roll_wait_seconds >= budget
     assert timings.min_ready_seconds <= MAX_MIN_READY_SECONDS
     assert timings.initial_delay_seconds <= MAX_INITIAL_DELAY_SECONDS

@@ -256,7 +256,7 @@ def test_groups_roll_one_after_another_so_an_update_never_takes_every_replica_do
 
 
 def test_the_head_counts_as_rolled_only_once_it_had_its_load_budget(run, spec):
-    budget = launch.probe_timings(spec).startup_seconds
+    budget = launch.probe_timings(spec).expected_startup_seconds  # a roll waits for the estimate
     timings = roll_timings(launch_of(spec))
     for group in run.of_type(RAY_REPLICA):
         head, _ = head_and_workers(run, group)

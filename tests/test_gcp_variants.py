@@ -78,7 +78,7 @@ def test_every_group_autoheals_on_the_agent_within_gcps_delay_cap(runs, key):
 @pytest.mark.parametrize("key", VARIANTS)
 def test_every_group_waits_for_its_roll_and_a_roll_waits_for_the_load_budget(runs, key):
     timings = roll_timings(launch_of(key))
-    assert timings.roll_wait_seconds >= launch_of(key).probes.startup_seconds
+    assert timings.roll_wait_seconds >= launch_of(key).probes.expected_startup_seconds
     for group in groups(runs[key]):
         assert group.inputs["waitForInstances"] is True
         assert group.inputs["waitForInstancesStatus"] == "UPDATED"

@@ -9,8 +9,8 @@ import pytest
 
 from components import launch
 from components.kubernetes import pods
-from components.kubernetes.platform import SHARED_CLAIM
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV
+from components.rates import HUB, SAFETENSORS_LOAD, SHARED_CLAIM
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 from tests.test_kubernetes import (
@@ -122,7 +122,8 @@ def test_without_a_claim_each_pod_keeps_its_own_cache_and_downloads_in_vllm():
     assert not [v for v in pod(run)["volumes"] if "persistentVolumeClaim" in v]
     assert "initContainers" not in pod(run)
     (container,) = pod(run)["containers"]
-    assert startup_budget(container) >= timings(k8s_stack()).startup_seconds  # the whole Hub path
+    caps = timings(k8s_stack()).caps
+    assert startup_budget(container) >= caps.weights + caps.load  # the whole Hub path from the pull
     assert "VLLM_CACHE_ROOT" not in env_of(container)  # vLLM's default, in the pod's own cache
 
 
@@ -158,11 +159,10 @@ def test_the_fill_without_an_hf_token_asks_for_none():
 def test_the_fill_is_cut_short_at_the_weights_phases_cap_onto_the_claim():
     spec = build_spec("shared-test", CONFIG)
     size = launch.weights_gb(spec)
-    fetch = math.ceil(size * 1000 / min(launch.HUB_MBPS, SHARED_CLAIM.write_mbps))
+    fetch = math.ceil(size * 1000 / min(HUB.expected_mbps, SHARED_CLAIM.write_mbps))
     assert timings(CONFIG).fill_seconds == fetch
-    assert timings(CONFIG).caps.weights == math.ceil(
-        launch.WORST_CASE_FACTOR * size * 1000 / min(launch.HUB_MBPS, SHARED_CLAIM.write_mbps)
-    )
+    slowest = min(HUB.slowest_mbps, SHARED_CLAIM.write.slowest_mbps)
+    assert timings(CONFIG).caps.weights == math.ceil(size * 1000 / slowest)
     text = pods.fill_script(spec, launch.launch_spec(spec, True))
     bound = pods.FILL_START_SECONDS + timings(CONFIG).caps.weights
     assert f"readonly FETCH_SECONDS={bound}\n" in text
@@ -172,10 +172,11 @@ def test_the_fill_is_cut_short_at_the_weights_phases_cap_onto_the_claim():
 def test_vllms_startup_probe_budgets_the_claims_read_and_the_load_alone(shared):
     (vllm,) = pod(shared)["containers"]
     size = launch.weights_gb(build_spec("shared-test", CONFIG))
-    load = launch.BASE_STARTUP_SECONDS + math.ceil(size * 1000 / SHARED_CLAIM.read_mbps)
+    read = min(SHARED_CLAIM.read_mbps, SAFETENSORS_LOAD.expected_mbps)
+    load = timings(CONFIG).fixed_seconds + math.ceil(size * 1000 / read)
     assert timings(CONFIG).cached_startup_seconds == load
-    cap = timings(CONFIG).caps.load  # the load phase's cap: its estimate, every rate 4x slower
-    assert cap >= launch.WORST_CASE_FACTOR * load
+    cap = timings(CONFIG).caps.load  # the load phase's cap: the claim's read and vLLM's start, at the slowest
+    assert cap == load - timings(CONFIG).caps.start  # a later pod's budget, past the boot and image pull
     assert cap <= startup_budget(vllm) < cap + vllm["startupProbe"]["periodSeconds"]
 
 

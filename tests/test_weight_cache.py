@@ -28,6 +28,7 @@ set -euo pipefail
 local_path() { case "$1" in gs://* | s3://*) echo "$BUCKETS/${1#*://}" ;; *) echo "$1" ;; esac; }
 put() { local target; target=$(local_path "$2"); mkdir -p "$(dirname "$target")"; cp "$1" "$target"; }
 exclusive_write() { mkdir -p "$(dirname "$2")"; (set -o noclobber; cat "$1" >"$2") 2>/dev/null; }
+tree_bytes() { find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 sync_tree() {
   local src dst
   src=$(local_path "$1"); dst=$(local_path "$2")
@@ -49,7 +50,7 @@ words=(); generation=""
 for arg in "${@:3}"; do
   case "$arg" in
     --if-generation-match=*) generation=${arg#*=} ;;
-    --quiet | --recursive | --exclude=*) ;;
+    --quiet | --recursive | --exclude=* | --summarize) ;;
     *) words+=("$arg") ;;
   esac
 done
@@ -62,6 +63,8 @@ case "$1 $2" in
   "storage ls")
     root=$(local_path "${words[0]%/\*\*}")
     [ -d "$root" ] && (cd "$root" && find . -type f -printf '%P\n' | sed "s#^#${words[0]%/\*\*}/#") ;;
+  "storage du") [ -z "${FAKE_NO_LISTING:-}" ] || exit 1
+    echo "$(tree_bytes "$(local_path "${words[0]}")")  ${words[0]}" ;;
   *) exit 1 ;;
 esac
 """
@@ -78,6 +81,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --region | --exclude) shift 2 ;;
     --only-show-errors | --recursive) shift ;;
+    --summarize) opt[--summarize]=1; shift ;;
     --bucket | --key | --body | --if-none-match) opt[$1]=$2; shift 2 ;;
     *) words+=("$1"); shift ;;
   esac
@@ -91,20 +95,28 @@ case "$command" in
     else put "${words[0]}" "${words[1]}"; fi ;;
   "s3 sync") sync_tree "${words[0]}" "${words[1]}" ;;
   "s3 ls")
-    root=$(local_path "${words[0]}"); bucket=${words[0]#s3://}; bucket=${bucket%%/*}
-    key=${root#"$BUCKETS/$bucket"/}; listed='2026-12-07 00:00:00 %s %p\n'
-    [ -d "$root" ] && (cd "$BUCKETS/$bucket" && find "$key" -type f -printf "$listed") ;;
+    if [ -n "${opt[--summarize]:-}" ]; then
+      [ -z "${FAKE_NO_LISTING:-}" ] || exit 1
+      echo "Total Size: $(tree_bytes "$(local_path "${words[0]}")")"
+    else
+      root=$(local_path "${words[0]}"); bucket=${words[0]#s3://}; bucket=${bucket%%/*}
+      key=${root#"$BUCKETS/$bucket"/}; listed='2026-12-07 00:00:00 %s %p\n'
+      [ -d "$root" ] && (cd "$BUCKETS/$bucket" && find "$key" -type f -printf "$listed")
+    fi ;;
   *) exit 1 ;;
 esac
 """
 
 #: hf download MODEL --revision REV --local-dir DIR: records the download and its revision, takes a moment
-#: (the race window), writes files.
+#: (the race window; with FAKE_HUB_GATE, until that file exists), writes files.
 HF = r"""
 set -euo pipefail
 [ "$1" = download ] && [ "$3" = --revision ] && [ "$5" = --local-dir ] || exit 2
 echo "$2@$4 $(hostname)" >>"$BUCKETS/.hub-downloads"
 sleep 1
+if [ -n "${FAKE_HUB_GATE:-}" ]; then  # a slow Hub: the download ends once the test opens the gate
+  for _ in $(seq 1200); do [ -e "$FAKE_HUB_GATE" ] && break; sleep 0.1; done
+fi
 mkdir -p "$6/.cache/huggingface"
 echo '{"model_type": "llama"}' >"$6/config.json"
 head -c 4096 /dev/zero | tr '\0' w >"$6/model.safetensors"
@@ -441,3 +453,99 @@ def test_the_replica_that_fills_a_streamed_bucket_loads_its_own_download(buckets
     output = fetch(env)
     assert "lock taken" in output and weight_path(env) == "hub"
     assert has_the_weights(env)
+
+
+# --- followers: wait for the fill only when it ends sooner than their own Hub download ---------------------
+
+#: A 10 GB model, the Hub at 100 MB/s (a 100 s download), the bucket at 1,000 MB/s (a 10 s copy).
+SIZES = {
+    "WEIGHT_CACHE_SIZE_BYTES": str(10**10),
+    "WEIGHT_CACHE_HUB_MBPS": "100",
+    "WEIGHT_CACHE_BUCKET_MBPS": "1000",
+}
+
+
+def progress_by_hand(buckets: Path, url: str, worked: int, rate: int) -> None:
+    """What a filler reports: its work done of twice the weights, at ``rate`` bytes/s."""
+    (prefix(buckets, url) / ".progress").write_text(f"{worked} {2 * 10**10} {rate} {int(time.time())}\n")
+
+
+def wait_for(condition, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline and (process is None or process.poll() is None)
+        time.sleep(0.1)
+
+
+@URLS
+def test_a_follower_goes_to_the_hub_when_the_fill_would_end_after_its_own_download(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()))
+    progress_by_hand(buckets, url, worked=10**9, rate=10**6)  # 19,000 s left
+    output = fetch(env_for(buckets, url, "a", **SIZES))
+    assert "the Hub ~100s: downloading from the Hub" in output
+    assert len(hub_downloads(buckets)) == 1 and has_the_weights(env_for(buckets, url, "a"))
+    assert not (prefix(buckets, url) / ".complete").exists()  # the lock's holder still fills, once
+
+
+@URLS
+def test_a_follower_waits_when_the_fill_ends_sooner_than_its_own_download(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()))
+    progress_by_hand(buckets, url, worked=2 * 10**10 - 10**9, rate=10**9)  # 1 s left, then a 10 s copy
+    waiter = start(env_for(buckets, url, "a", **SIZES))
+    wait_for(lambda: bucket_calls(buckets, url) >= 4, waiter)  # marker, lock, lock's age, progress: it waits
+    fill_by_hand(buckets, url)
+    output = finish(waiter)
+    assert "waiting" in output and hub_downloads(buckets) == []
+    assert has_the_weights(env_for(buckets, url, "a"))
+
+
+def bucket_calls(buckets: Path, url: str, naming: str = "") -> int:
+    """How many calls the fake CLI has seen (that name ``naming``): it logs each before it answers."""
+    calls = buckets / (".gcloud-calls" if url.startswith("gs") else ".aws-calls")
+    return sum(naming in line for line in calls.read_text().splitlines()) if calls.exists() else 0
+
+
+@URLS
+def test_followers_past_the_hub_slots_wait_for_the_fill(buckets, url):
+    lock_by_hand(buckets, url, int(time.time()))
+    progress_by_hand(buckets, url, worked=10**9, rate=10**6)
+    settings = {**SIZES, "WEIGHT_CACHE_HUB_DOWNLOADERS": "2"}  # the filler and one follower
+    first = fetch(env_for(buckets, url, "a", **settings))
+    assert "downloading from the Hub" in first
+    second = start(env_for(buckets, url, "b", **settings))
+    wait_for(lambda: bucket_calls(buckets, url, ".hub-1") >= 2, second)  # the one slot is taken: it waits
+    fill_by_hand(buckets, url)
+    output = finish(second)
+    assert "waiting" in output and "copying" in output
+    assert len(hub_downloads(buckets)) == 1  # the first follower's alone
+
+
+@URLS
+def test_a_slow_fill_sends_a_follower_to_the_hub_and_the_cache_is_still_filled_once(buckets, url, tmp_path):
+    gate = tmp_path / "hub-gate"
+    filler = start(env_for(buckets, url, "a", FAKE_HUB_GATE=str(gate), **SIZES))
+    wait_for(lambda: (prefix(buckets, url) / ".progress").exists(), filler)
+    follower = fetch(env_for(buckets, url, "b", **SIZES))  # the filler's download is still under way
+    gate.touch()
+    filled = finish(filler)
+    assert "downloading from the Hub" in follower and "lock taken" in filled
+    assert "filled" in filled and "filled" not in follower
+    assert len(hub_downloads(buckets)) == 2
+    assert (prefix(buckets, url) / ".complete").exists()
+
+
+@URLS
+def test_a_bucket_listing_that_fails_leaves_the_fill_whole(buckets, url):
+    """The upload's progress comes from listing the bucket: a listing refused counts 0 bytes, no more."""
+    output = fetch(env_for(buckets, url, "a", FAKE_NO_LISTING="1", **SIZES))
+    wait_for(lambda: (prefix(buckets, url) / ".complete").exists())
+    assert "lock taken" in output and has_the_weights(env_for(buckets, url, "a"))
+
+
+@URLS
+def test_the_filler_reports_its_progress_to_the_bucket(buckets, url):
+    fetch(env_for(buckets, url, "a", **SIZES))
+    wait_for(lambda: (prefix(buckets, url) / ".complete").exists())
+    worked, total, _, _ = (prefix(buckets, url) / ".progress").read_text().split()
+    assert int(total) == 2 * (24 + len(WEIGHTS))  # the upload's: twice the files it lists
+    assert int(worked) == int(total)

@@ -8,6 +8,7 @@ import base64
 import gzip
 import itertools
 import json
+import math
 import shlex
 import stat
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components import launch, scripts, vm
+from components import launch, rates, scripts, vm
 from components.aws import fakes as aws_fakes
 from components.aws.weight_cache import BUCKET_PREFIX_MAX
 from components.gcp import fakes as gcp_fakes
@@ -299,29 +300,49 @@ def test_the_first_replicas_budget_still_covers_the_hub_download(stack):
 def test_the_budget_is_computed_from_the_paths_rates():
     spec = build_spec("aws-h100", {"vllm:modelSizeGb": "100"})
     first, later = launch.cold_starts(spec)
-    disk = later.storage
-    assert first.fetch_seconds == 100 * 1000 // min(launch.HUB_MBPS, disk.write_mbps)
-    assert later.fetch_seconds == 100 * 1000 // min(launch.BUCKET_MBPS, disk.write_mbps)
-    assert later.read_seconds == first.read_seconds == 100 * 1000 // disk.read_mbps
-    assert first.fill_seconds == 100 * 1000 // launch.BUCKET_MBPS and later.fill_seconds == 0
-    assert later.total_seconds == launch.BASE_STARTUP_SECONDS + later.fetch_seconds + later.read_seconds
+    disk, bucket = later.storage, rates.bucket_to_vm("p5.48xlarge").expected_mbps
+    assert first.fetch_seconds == math.ceil(100 * 1000 / min(rates.HUB.expected_mbps, disk.write_mbps))
+    assert later.fetch_seconds == math.ceil(100 * 1000 / min(bucket, disk.write_mbps))
+    load = min(disk.read_mbps, rates.SAFETENSORS_LOAD.expected_mbps)
+    assert later.read_seconds == first.read_seconds == math.ceil(100 * 1000 / load)
+    assert (
+        first.fill_seconds == math.ceil(100 * 1000 / min(bucket, disk.read_mbps)) and later.fill_seconds == 0
+    )
+    assert later.total_seconds == later.fixed_seconds + later.fetch_seconds + later.read_seconds
 
 
-def test_the_hub_path_on_a_network_disk_is_the_historic_5_s_per_gb():
+def test_the_hub_path_on_a_network_disk_is_bound_by_the_slower_of_the_hub_and_the_disk():
     config = {"vllm:cloud": "aws", "vllm:gpu": "L4:1", "vllm:model": "Qwen/Qwen3-8B"}
     spec = build_spec("l4", {**config, "vllm:modelSizeGb": "20", "vllm:weightCache": "hub"})
-    assert spec.offering.machine_type == "g6.xlarge"  # no instance store
-    assert launch.probe_timings(spec).startup_seconds == launch.BASE_STARTUP_SECONDS + 5 * 20
+    assert spec.offering.machine_type == "g6.xlarge"  # no instance store: gp3 at 1,000 MiB/s
+    timings = launch.probe_timings(spec)  # the budget: every rate at its slowest
+    gp3 = rates.gp3(1000, spec.disk_size_gb)
+    fetch = math.ceil(20 * 1000 / min(rates.HUB.slowest_mbps, gp3.write.slowest_mbps))
+    read = math.ceil(20 * 1000 / min(gp3.read.slowest_mbps, rates.SAFETENSORS_LOAD.slowest_mbps))
+    assert timings.startup_seconds == timings.fixed_seconds + fetch + read
 
 
 def test_a_waiter_waits_for_the_fill_but_never_longer_than_its_health_agent_lets_it():
     spec = build_spec("gcp-h100", {"vllm:modelSizeGb": "500"})
     timings = launch.probe_timings(spec)
     env = vm.weight_cache_env(spec, launch_spec(spec, True))
-    loading = timings.startup_seconds - launch.BASE_STARTUP_SECONDS  # the Hub budget past the fixed start
-    assert timings.fill_seconds > loading  # the upload outlasts the read from local NVMe
+    loading = timings.startup_seconds - timings.fixed_seconds  # the Hub path past the fixed start
+    assert timings.fill_seconds >= loading  # the upload lasts at least as long as the read from local NVMe
     assert int(env["WEIGHT_CACHE_WAIT_SECONDS"]) == loading
     assert int(env["WEIGHT_CACHE_LOCK_SECONDS"]) == 2 * timings.fill_seconds
+
+
+def test_a_follower_compares_the_fill_with_its_own_hub_download_at_the_expected_rates():
+    spec = build_spec("gcp-l4", {"vllm:modelSizeGb": "20"})
+    env = vm.weight_cache_env(spec, launch_spec(spec, True))
+    first, later = launch.cold_starts(spec, launch.BUCKET)
+    assert int(env["WEIGHT_CACHE_SIZE_BYTES"]) == 20 * 10**9
+    # g2-standard-4's pd-balanced boot disk (205 MB/s) is slower than the Hub: it bounds both paths
+    assert (
+        int(env["WEIGHT_CACHE_HUB_MBPS"]) == first.fetch_mbps == rates.gcp_balanced_disk("pd", 200).write_mbps
+    )
+    assert int(env["WEIGHT_CACHE_BUCKET_MBPS"]) == later.fetch_mbps
+    assert int(env["WEIGHT_CACHE_HUB_DOWNLOADERS"]) == launch.MAX_HUB_DOWNLOADERS
 
 
 @pytest.mark.parametrize("role", ["ray-head", "ray-worker"])
@@ -403,7 +424,8 @@ def test_local_nvme_lets_the_largest_b200_model_fit_a_gcp_rolling_update():
 
     config = {"vllm:cloud": "gcp", "vllm:model": MODEL, "vllm:gpu": "B200:8", "vllm:spot": True}
     spec = build_spec("b200", {**config, "vllm:modelSizeGb": "1280", "vllm:diskSizeGb": "1400"})
-    assert launch.probe_timings(spec).startup_seconds <= MAX_ROLL_WAIT_SECONDS  # 7000 s on the boot disk
+    # a roll waits for the estimate: 7000 s on the boot disk
+    assert launch.probe_timings(spec).expected_startup_seconds <= MAX_ROLL_WAIT_SECONDS
 
 
 def test_the_unit_mounts_the_local_nvme_before_every_start(sandbox):  # noqa: F811

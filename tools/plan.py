@@ -356,33 +356,61 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
 
 
 def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
-    """The estimated time from boot to serving, per replica, by step, with the figures assumed."""
-    assumed = ready["assumed"]
-    lines = [f"Time to ready (estimated, {assumed['weightsGb']} GB of weights)"]
+    """The estimated time from boot to serving, per replica and per cache path, with the budget (the hard
+    caps, from the slowest sourced rates) and the figures assumed (components/rates.py)."""
+    assumed, budget = ready["assumed"], ready["budget"]
+    lines = [
+        f"Time to ready (estimated, {assumed['weightsGb']} GB of weights; budget = slowest sourced rates)"
+    ]
     for label, key in (("first replica", "firstReplica"), ("later replicas", "laterReplicas")):
         steps = ready[key]
         line = (
             f"  {label:<15}{_minutes(steps['seconds']):>8}  via {steps['path']}: boot and compile "
             f"{steps['bootAndCompileSeconds']} s + fetch {steps['fetchSeconds']} s + read "
-            f"{steps['readSeconds']} s"
+            f"{steps['readSeconds']} s; budget {_minutes(budget[key]['seconds'])}"
         )
         if steps.get("fillSecondsWhileLoading"):
             line += f" (fills the bucket in {steps['fillSecondsWhileLoading']} s while it loads)"
         lines.append(line)
-    bucket = f"bucket {assumed['bucketMBps']} MB/s, " if ready["laterReplicas"]["path"] == "bucket" else ""
-    lines.append(
-        f"  assumed: Hub {assumed['hubMBps']} MB/s, {bucket}"
-        f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
-        f"{assumed['storageReadMBps']} MB/s ({assumed['storageSource']})"
+    # N replicas starting at once on a fresh stack, when the stack may run more than one
+    replicas = ready["replicasAtOnce"] if ready["replicasAtOnce"] > 1 else 0
+    keys = ("firstSeconds", "laterSeconds", *(("atOnceSeconds",) if replicas else ()))
+    heads = ("FIRST", "LATER", *((f"{replicas} AT ONCE",) if replicas else ()))
+    table = [("PATH", *heads, *(f"BUDGET {head}" for head in heads))]
+    for i, path in enumerate(ready["paths"]):
+        budgets = [key.replace("Seconds", "BudgetSeconds") for key in keys]
+        table.append(
+            (
+                path["path"] + (" *" if i == 0 else ""),
+                *(_minutes(path[key]) for key in keys),
+                *(_minutes(path[key]) for key in budgets),
+            )
+        )
+    lines += columns(table, indent="  ")
+    fixed = ", ".join(
+        f"{step['step']} {step['seconds']} s (slowest {step['slowestSeconds']})"
+        for step in assumed["fixedSteps"]
     )
-    budget = ready.get("budget")
-    if budget:  # stacks exported before the budget was
-        seconds = budget["capSeconds"]
+    bucket = any(path["path"] == "bucket" for path in ready["paths"])
+    lines.append(
+        f"  assumed: Hub {assumed['hubMBps']} MB/s (slowest {assumed['hubSlowestMBps']}), "
+        + (
+            f"bucket {assumed['bucketMBps']} MB/s per VM (slowest {assumed['bucketSlowestMBps']}), "
+            if bucket
+            else ""
+        )
+        + f"{assumed['storage']} writes {assumed['storageWriteMBps']} MB/s and reads "
+        f"{assumed['storageReadMBps']} MB/s (slowest {assumed['storageSlowestWriteMBps']}/"
+        f"{assumed['storageSlowestReadMBps']}), safetensors load {assumed['loadMBps']} MB/s; {fixed} "
+        "(components/rates.py, sources there)"
+    )
+    if "phaseCapSeconds" in budget:  # stacks exported before the health agent judged progress
+        seconds = budget["phaseCapSeconds"]
         caps = ", ".join(f"{name} {_minutes(seconds[name])}" for name in ("start", "weights", "load"))
         lines.append(
             f"  health budget (not the estimate): replaced when a download adds no byte for "
-            f"{_minutes(budget['stallSeconds'])}, or a phase outlasts its cap ({caps}; every rate "
-            f"{budget['worstCaseFactor']}x slower than assumed)"
+            f"{_minutes(budget['stallSeconds'])}, or a phase outlasts its cap ({caps}; the hub path's "
+            "budget by phase)"
         )
     return lines
 

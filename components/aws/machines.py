@@ -17,6 +17,7 @@ import zopfli.gzip
 
 from components import platforms, scripts, vm
 from components.aws import purchase_options, sizing
+from components.aws.platform import ROOT_THROUGHPUT_MIBPS
 from components.aws.settings import settings
 from components.aws.sizing import (
     max_healthy_percentage,
@@ -38,10 +39,6 @@ from components.service_spec import ServiceSpec
 DLAMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
 #: EC2 refuses user data over 16 KB before base64; cloud-init unpacks gzip'd user data itself.
 USER_DATA_LIMIT = 16 * 1024
-#: gp3 at its 1000 MiB/s ceiling (the 4000 IOPS that ratio requires): the weights are written to and read
-#: back from this volume, and gp3's baseline 125 MiB/s would take over two hours for a 1 TB checkpoint,
-#: far beyond the launch spec's load budget. Cost: about $40 per volume-month over the baseline.
-ROOT_THROUGHPUT_MIBPS = 1000
 #: Instance tag naming the secret versions a machine booted with (see ``launch_template``).
 SECRETS_REVISION_TAG = "vllm:secrets-revision"
 ROOT_IOPS = 4000

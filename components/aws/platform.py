@@ -14,7 +14,8 @@ from components.aws.offerings import AWS_REGIONS, AWS_REGIONS_SOURCE, CATALOG
 from components.aws.settings import AwsSettings, settings
 from components.aws.sizing import scale_out_surge, vcpu_quotas
 from components.config import PROJECT, ConfigReader, SpecError
-from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
+from components.platforms import Feature, Placement, Platform
+from components.rates import Storage, ec2_instance_store, gp3
 
 if TYPE_CHECKING:
     from components.offerings import Offering
@@ -224,12 +225,18 @@ INSTANCE_STORE = MappingProxyType(
 )
 
 
+#: gp3 at its 1000 MiB/s ceiling (the 4000 IOPS that ratio requires): the weights are written to and read
+#: back from this volume, and gp3's baseline 125 MiB/s would take over two hours for a 1 TB checkpoint,
+#: far beyond the launch spec's load budget. Cost: about $40 per volume-month over the baseline.
+ROOT_THROUGHPUT_MIBPS = 1000
+
+
 def weight_storage(spec: ServiceSpec) -> Storage:
     """The instance store when the type has NVMe volumes (each type's exceeds its GPU memory), else the root
-    volume."""
+    volume, at their rates in components/rates.py."""
     machine = spec.offering.machine_type if spec.offering else None
     store = INSTANCE_STORE.get(machine) if machine else None
-    return local_nvme(*store) if store else NETWORK_DISK
+    return ec2_instance_store(*store) if store else gp3(ROOT_THROUGHPUT_MIBPS, spec.disk_size_gb)
 
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:

@@ -65,24 +65,25 @@ MAX_SCALED_IN_REPLICAS = 1
 
 
 def initialization_seconds(launch: LaunchSpec) -> int:
-    """From a new VM's creation until it serves: the launch spec's load budget (``check_initialization``
-    refuses autoscaling where it exceeds what the initialization period can hold)."""
-    return launch.probes.startup_seconds
+    """From a new VM's creation until it is expected to serve: the launch spec's estimate
+    (``check_initialization`` refuses autoscaling where it exceeds what the initialization period can
+    hold). Not the budget: a slower start is not killed for it, the autoscaler only reads it sooner."""
+    return launch.probes.expected_startup_seconds
 
 
 def check_initialization(spec: ServiceSpec, launch: LaunchSpec) -> None:
-    """Refuse to autoscale a replica whose load budget exceeds the initialization period: the autoscaler
+    """Refuse to autoscale a replica whose estimated load exceeds the initialization period: the autoscaler
     would read a VM that still loads (and serves nothing) as initialized, find the group's utilization
-    high, and add VMs the load does not need, each of which again loads for the whole budget."""
-    budget = launch.probes.startup_seconds
+    high, and add VMs the load does not need, each of which again loads as long."""
+    budget = launch.probes.expected_startup_seconds
     if spec.autoscaling is None or budget <= MAX_INITIALIZATION_SECONDS:
         return
     raise SpecError(
         f"{PROJECT}:maxReplicas",
         spec.autoscaling.max_replicas,
-        f"unset on GCP for a replica whose load budget is {budget} s: GCP's autoscaler ignores a new VM for "
-        f"its initialization period, which this program keeps within {MAX_INITIALIZATION_SECONDS} s, so a "
-        "VM still loading would count as serving and the group would over-scale; use a fixed vllm:replicas "
+        f"unset on GCP for a replica whose estimated load is {budget} s: GCP's autoscaler ignores a new VM "
+        f"for its initialization period, which this program keeps within {MAX_INITIALIZATION_SECONDS} s, so "
+        "a VM still loading would count as serving and the group would over-scale; use a fixed vllm:replicas "
         "or a model that loads within that",
     )
 

@@ -15,6 +15,7 @@ import pulumi_gcp.compute as compute
 
 from components import platforms, vm
 from components.config import SpecError
+from components.gcp import platform
 from components.gcp.identity import ServiceIdentity
 from components.gcp.network import HEALTH_AGENT_PORT, Network
 from components.gcp.platform import settings
@@ -66,11 +67,6 @@ def boot_image(spec: ServiceSpec) -> str:
     return f"projects/{DLVM_PROJECT}/global/images/{boot_image}"
 
 
-#: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and
-#: A4 take Hyperdisk only, A3 High takes both (Hyperdisk Balanced reads the weights faster), while A2, G2 and
-#: N1 do not take Hyperdisk Balanced; pd-balanced is their SSD-backed default.
-HYPERDISK_SERIES = ("a3", "a4")
-
 #: GCP bound (compute API, InstanceGroupManagerAutoHealingPolicy): initialDelaySec 0-3600, and health checks
 #: keep running during the delay (only their results are ignored), so no check tolerance extends it.
 MAX_INITIAL_DELAY_SECONDS = 3600
@@ -120,7 +116,7 @@ def machine_series(spec: ServiceSpec) -> str:
 
 
 def boot_disk_type(spec: ServiceSpec) -> str:
-    return "hyperdisk-balanced" if machine_series(spec) in HYPERDISK_SERIES else "pd-balanced"
+    return platform.boot_disk_type(vm.machine_type(spec))
 
 
 def scheduling(spec: ServiceSpec) -> compute.InstanceTemplateSchedulingArgsDict:
@@ -217,7 +213,9 @@ MAX_ROLL_WAIT_SECONDS = MAX_INITIAL_DELAY_SECONDS - HOLD_MARGIN_SECONDS + MAX_MI
 
 
 def roll_timings(launch: LaunchSpec) -> RollTimings:
-    budget = launch.probes.startup_seconds
+    """A rollout waits for the estimate (the expected load), not the budget: a new VM slower than that is
+    not killed for it (its agent judges it by the budget), the rollout only moves on sooner."""
+    budget = launch.probes.expected_startup_seconds
     if budget <= MAX_MIN_READY_SECONDS:
         return RollTimings(AGENT_START_SECONDS, 0, budget)
     hold = min(budget - MAX_MIN_READY_SECONDS, MAX_INITIAL_DELAY_SECONDS - HOLD_MARGIN_SECONDS)
@@ -247,17 +245,17 @@ def check_rollout_budget(spec: ServiceSpec, launch: LaunchSpec) -> None:
     replica is recreated in place (its head keeps its IP), so it is down during its roll whatever the
     budget, and is not refused. Autohealing itself honours any budget (the agent carries it).
     """
-    budget = launch.probes.startup_seconds
+    budget = launch.probes.expected_startup_seconds
     if budget <= MAX_ROLL_WAIT_SECONDS or (spec.nodes > 1 and spec.replicas == 1):
         return
     shown = spec.model_size_gb if spec.model_size_gb is not None else "unset"
     raise SpecError(
         "vllm:modelSizeGb",
         shown,
-        f"the size of a checkpoint whose load budget fits the {MAX_ROLL_WAIT_SECONDS} s a GCP rolling update "
-        f"can wait for a new replica (GCP caps the initial delay and minReadySec at 3600 s each); this "
-        f"spec's budget is {budget} s (unset, the weights are assumed to fill 90% of GPU memory: set the "
-        f"real size), or vllm:replicas 1 with vllm:nodes > 1",
+        f"the size of a checkpoint whose estimated load fits the {MAX_ROLL_WAIT_SECONDS} s a GCP rolling "
+        f"update can wait for a new replica (GCP caps the initial delay and minReadySec at 3600 s each); "
+        f"this spec's estimate is {budget} s (unset, the weights are assumed to fill 90% of GPU memory: set "
+        f"the real size), or vllm:replicas 1 with vllm:nodes > 1",
     )
 
 

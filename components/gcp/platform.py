@@ -12,7 +12,8 @@ from components import replica_shares
 from components.autoscaling import MULTI_NODE_ON_VMS
 from components.config import PROJECT, ConfigReader, SpecError
 from components.gcp.offerings import CATALOG
-from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage, local_nvme
+from components.platforms import Feature, Placement, Platform
+from components.rates import Storage, gcp_balanced_disk, gcp_local_ssd
 
 if TYPE_CHECKING:
     from components.offerings import Offering
@@ -275,15 +276,25 @@ BUNDLED_LOCAL_SSDS = MappingProxyType(
         "a2-ultragpu-8g": 8,
     }
 )
-LOCAL_SSD_GB = 402
+
+#: Boot disk type per machine series (GCP "disk types per machine series" table, read 2026-11): A3 Ultra and
+#: A4 take Hyperdisk only, A3 High takes both (Hyperdisk Balanced reads the weights faster), while A2, G2 and
+#: N1 do not take Hyperdisk Balanced; pd-balanced is their SSD-backed default.
+HYPERDISK_SERIES = ("a3", "a4")
+
+
+def boot_disk_type(machine_type: str) -> str:
+    return "hyperdisk-balanced" if machine_type.split("-")[0] in HYPERDISK_SERIES else "pd-balanced"
 
 
 def weight_storage(spec: ServiceSpec) -> Storage:
     """The bundled local SSDs when the machine has them (scripts/local_nvme.sh stripes them), else the boot
-    disk."""
+    disk, at their rates in components/rates.py."""
     machine = spec.offering.machine_type if spec.offering else None
     disks = BUNDLED_LOCAL_SSDS.get(machine) if machine else None
-    return local_nvme(disks, LOCAL_SSD_GB) if disks else NETWORK_DISK
+    if disks:
+        return gcp_local_ssd(disks)
+    return gcp_balanced_disk(boot_disk_type(machine or ""), spec.disk_size_gb)
 
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:

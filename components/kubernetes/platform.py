@@ -11,7 +11,8 @@ from components.config import PROJECT, ConfigReader, SpecError
 from components.kubernetes.offerings import CATALOG
 from components.kubernetes.scrape import scale_out_steps
 from components.kubernetes.settings import KubernetesSettings, settings
-from components.platforms import NETWORK_DISK, Feature, Placement, Platform, Storage
+from components.platforms import Feature, Placement, Platform
+from components.rates import NETWORK_VOLUME, SHARED_CLAIM, Storage
 
 if TYPE_CHECKING:
     from components.offerings import Offering
@@ -478,24 +479,9 @@ def check_pod_size(spec: ServiceSpec) -> None:
         )
 
 
-#: vllm:cacheClaim's volume, as the budgets assume it: a conservative figure, not measured by this project.
-#: The managed ReadWriteMany volumes: Filestore Zonal's smallest instance (1 TiB) reads 260 MiB/s and
-#: writes 88 MiB/s, scaling with capacity (cloud.google.com/filestore/docs/service-tiers-zonal); EFS serves
-#: 500 MiB/s per client with provisioned throughput, 1,500 with Elastic (docs.aws.amazon.com/efs/latest/
-#: ug/performance.html). Slower tiers (Filestore Basic HDD: 100 MiB/s, "Filestore performance") load
-#: slower than these budgets allow: they are no place to serve a model from.
-SHARED_CLAIM = Storage(
-    "ReadWriteMany claim (vllm:cacheClaim)",
-    write_mbps=90,
-    read_mbps=250,
-    source="Filestore Zonal at 1 TiB: 260/88 MiB/s read/write; EFS 500+ MiB/s per client; assumed",
-    shared=True,
-)
-
-
 def weight_storage(spec: ServiceSpec) -> Storage:
     """Where a pod keeps the model's files: the shared claim, else its own cache volume (a network disk)."""
-    return SHARED_CLAIM if settings(spec).cache_claim is not None else NETWORK_DISK
+    return SHARED_CLAIM if settings(spec).cache_claim is not None else NETWORK_VOLUME
 
 
 def public_view(spec: ServiceSpec) -> dict[str, Any]:

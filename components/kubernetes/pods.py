@@ -250,7 +250,7 @@ def environment(
 
 def fetch_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
     """How long the init container may take to fill the shared cache: the weights phase's hard cap
-    (``launch.phase_caps``: the Hub download at a worst-case rate, never the estimate) and the CLI's start
+    (``launch.health_caps``: the Hub download at its slowest rate, never the estimate) and the CLI's start
     (its ``hf download`` is killed past it). 0 without vllm:cacheClaim: no init container, vLLM downloads
     within its own startup probe."""
     if settings(spec).cache_claim is None:
@@ -261,8 +261,8 @@ def fetch_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
 def load_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
     """vLLM's startup probe budget, from its container's start: the hard caps of what happens in it, never
     the estimate. A probe sees no bytes arrive, so it cannot tell a slow download from a hung one as the VMs'
-    health agent does: it gets the caps (every rate ``WORST_CASE_FACTOR`` times slower than assumed), which
-    a slow Hub does not outlast. With vllm:cacheClaim the init container has fetched the weights, so what is
+    health agent does: it gets the caps (every rate at its slowest in components/rates.py), which a slow
+    Hub does not outlast. With vllm:cacheClaim the init container has fetched the weights, so what is
     left is the load phase (the claim's read, compile); without, the download too."""
     caps = launch.probes.caps
     if settings(spec).cache_claim is not None:

@@ -10,8 +10,8 @@ vLLM container started, so it can tell "still loading" from "broken".
 Verdict (the same on both clouds), until the replica is first ready, by the phase it is in:
   - start (boot, Docker, the image pull) and load (the weights read into GPU memory, from the disk or
     streamed from the bucket, compile, CUDA graphs, until /health answers 200): healthy until the phase's
-    hard cap (--caps START WEIGHTS LOAD) runs out, each derived by the program from the slowest rate
-    (components/launch.py ``phase_caps``); a start after a weights phase (a stream) counts from its end;
+    hard cap (--caps START WEIGHTS LOAD) runs out, each the budget of that phase at the slowest rates
+    (components/launch.py ``health_caps``); a start after a weights phase (a stream) counts from its end;
   - weights (a download or a bucket copy under --weights-dir in progress): healthy while bytes keep
     arriving (at least PROGRESS_BYTES per --stall seconds) up to the phase's cap; a download that stops is
     unhealthy after --stall seconds. A slow Hub is never a broken replica, a hung one is replaced soon;

@@ -11,12 +11,20 @@
 #               '*'), so exactly one replica fills the cache; it holds "<host> <epoch seconds>".
 #   files/...   the model's files, as `hf download --local-dir` writes them.
 #   .complete   written last by the filler: "<size> <path>" per file. Its presence means files/ is whole.
+#   .progress   the fill's progress, rewritten by the filler at every poll: "<done> <total> <rate> <epoch>",
+#               bytes of the fill's work done (downloaded from the Hub, then uploaded) of its total (twice
+#               the weights), bytes/s since the lock was taken, and when it was written.
+#   .hub-<n>    conditional creates, n = 1 .. WEIGHT_CACHE_HUB_DOWNLOADERS - 1: a follower that holds one
+#               downloads from the Hub while the fill is under way (the filler is the first downloader).
 # The replica holding the lock downloads from the Hub, then uploads and writes the marker in the background
-# while its own vLLM loads (its time to ready is the Hub path's, no more). Any other replica
+# while its own vLLM loads (its time to ready is the Hub path's, no more). Any other replica (a follower)
 # copies from the bucket once the marker is there and checks every size against it (a mismatch: one more
-# copy, then the Hub). It waits at most WEIGHT_CACHE_WAIT_SECONDS for the marker, and not at all once the
-# lock is older than WEIGHT_CACHE_LOCK_SECONDS (its filler died): then it downloads from the Hub itself,
-# and one replica that finds the lock stale takes the fill over after its own download.
+# copy, then the Hub). It waits for the marker only while the fill's progress says the fill and its own copy
+# end sooner than its own Hub download would (WEIGHT_CACHE_HUB_MBPS, WEIGHT_CACHE_BUCKET_MBPS); otherwise it
+# downloads from the Hub itself when it gets one of the Hub slots, else waits on. The cache is still filled
+# once: only the lock's holder fills it. A follower waits at most WEIGHT_CACHE_WAIT_SECONDS for the marker,
+# and not at all once the lock is older than WEIGHT_CACHE_LOCK_SECONDS (its filler died): then it downloads
+# from the Hub itself, and one replica that finds the lock stale takes the fill over after its own download.
 #
 #   WEIGHT_CACHE_URL           gs://BUCKET or s3://BUCKET                                          (required)
 #   WEIGHT_CACHE_MODEL         the Hub model id, e.g. meta-llama/Llama-3.1-8B-Instruct            (required)
@@ -25,6 +33,10 @@
 #   WEIGHT_CACHE_WAIT_SECONDS  longest wait for another replica's fill                                [3600]
 #   WEIGHT_CACHE_LOCK_SECONDS  age after which a lock without a marker is stale                      [7200]
 #   WEIGHT_CACHE_POLL_SECONDS  pause between two looks at the bucket                                   [15]
+#   WEIGHT_CACHE_SIZE_BYTES    the weights' expected size; 0: unknown, a follower waits for the fill    [0]
+#   WEIGHT_CACHE_HUB_MBPS      this node's expected Hub download rate, MB/s                           [250]
+#   WEIGHT_CACHE_BUCKET_MBPS   this node's expected copy rate from the bucket, MB/s                  [2500]
+#   WEIGHT_CACHE_HUB_DOWNLOADERS  the most replicas downloading from the Hub during a fill, filler included [4]
 #   WEIGHT_CACHE_IMAGE         run `hf` inside this image with WEIGHT_CACHE_ENV_FILE's HF_TOKEN (vLLM depends
 #                              on huggingface_hub, whose setup.py installs the `hf` console script since
 #                              0.34); empty: `hf` on PATH
@@ -47,6 +59,10 @@ readonly DIR=${WEIGHT_CACHE_DIR:?WEIGHT_CACHE_DIR: where the files land}
 readonly WAIT_SECONDS=${WEIGHT_CACHE_WAIT_SECONDS:-3600}
 readonly LOCK_SECONDS=${WEIGHT_CACHE_LOCK_SECONDS:-7200}
 readonly POLL_SECONDS=${WEIGHT_CACHE_POLL_SECONDS:-15}
+readonly SIZE_BYTES=${WEIGHT_CACHE_SIZE_BYTES:-0}
+readonly HUB_MBPS=${WEIGHT_CACHE_HUB_MBPS:-250}
+readonly BUCKET_MBPS=${WEIGHT_CACHE_BUCKET_MBPS:-2500}
+readonly HUB_DOWNLOADERS=${WEIGHT_CACHE_HUB_DOWNLOADERS:-4}
 readonly IMAGE=${WEIGHT_CACHE_IMAGE:-}
 readonly ENV_FILE=${WEIGHT_CACHE_ENV_FILE:-}
 readonly REGION=${WEIGHT_CACHE_REGION:-}
@@ -56,6 +72,8 @@ readonly PREFIX="${URL%/}/$MODEL/$REVISION"
 readonly LOCAL_MARKER="$DIR/.weight-cache-complete"
 SCRATCH=$(mktemp -d)
 readonly SCRATCH
+# When the fill this replica does began (its lock, or a stale one it took over).
+LOCK_EPOCH=$(date +%s)
 trap 'rm -rf "$SCRATCH"' EXIT
 
 log() { echo "weight-cache: $*"; }
@@ -97,6 +115,16 @@ write_object() {
   case "$URL" in
     gs://*) gcloud storage cp --quiet "$2" "$PREFIX/$1" >/dev/null ;;
     s3://*) aws s3 cp "${S3_REGION[@]}" --only-show-errors "$2" "$PREFIX/$1" ;;
+  esac
+}
+
+# Bytes under the fill's files/ in the bucket: 0 before the upload starts, or when the listing fails.
+bucket_bytes() {
+  case "$URL" in
+    gs://*) { gcloud storage du --summarize "$PREFIX/files" 2>/dev/null || true; } \
+      | awk '{s += $1} END {print s + 0}' ;;
+    s3://*) { aws s3 ls "${S3_REGION[@]}" --recursive --summarize "$PREFIX/files/" 2>/dev/null || true; } \
+      | awk '/Total Size:/ {s = $3} END {print s + 0}' ;;
   esac
 }
 
@@ -181,12 +209,53 @@ can_stream() {
   return 1
 }
 
+# Runs "$@" (after the total work) while writing the fill's progress to the bucket (.progress, above):
+# bytes downloaded into DIR plus bytes in the bucket, at every poll and once more when "$@" has ended.
+with_progress() {
+  local total=$1 pid ended=0 worked
+  shift
+  "$@" &
+  pid=$!
+  while [ "$ended" = 0 ]; do
+    kill -0 "$pid" 2>/dev/null || ended=1
+    worked=$(($(du -sb "$DIR" 2>/dev/null | cut -f1 || echo 0) + $(bucket_bytes)))
+    printf '%s %s %s %s\n' "$((worked < total ? worked : total))" "$total" \
+      "$((worked / ($(date +%s) - LOCK_EPOCH + 1)))" "$(date +%s)" >"$SCRATCH/progress"
+    write_object .progress "$SCRATCH/progress" || true
+    [ "$ended" = 1 ] || sleep "$POLL_SECONDS"
+  done
+  wait "$pid"
+}
+
 # Uploads DIR and then the marker: a reader never sees a marker before the files it lists.
 fill_bucket() {
   log "filling $PREFIX"
-  sync_tree "$DIR" "$PREFIX/files"
+  with_progress "$((2 * $(awk '{s += $1} END {print s + 0}' "$LOCAL_MARKER")))" sync_tree "$DIR" "$PREFIX/files"
   write_object .complete "$LOCAL_MARKER"
   log "filled $PREFIX: $(wc -l <"$LOCAL_MARKER") files"
+}
+
+# True when the fill's progress says it and this replica's copy end later than its own Hub download
+# would ("<those seconds> <own Hub seconds>" on stdout; no progress yet: the whole fill at the Hub's rate).
+# Unknown size: false (wait, as before).
+fill_is_slower_than_the_hub() {
+  local worked total rate fill own=$((SIZE_BYTES / HUB_MBPS / 1000000))
+  [ "$SIZE_BYTES" -gt 0 ] || return 1
+  read -r worked total rate _ < <(read_object .progress) \
+    || { worked=0 total=$((2 * SIZE_BYTES)) rate=$((HUB_MBPS * 1000000)); }
+  fill=$(((total - worked) / (rate + 1) + SIZE_BYTES / BUCKET_MBPS / 1000000))
+  echo "$fill $own"
+  [ "$fill" -ge "$own" ]
+}
+
+# One of the Hub slots a follower may take while the fill lasts (never released: the replicas may not
+# delete objects, so at most HUB_DOWNLOADERS - 1 followers ever download during one fill).
+take_hub_slot() {
+  local slot
+  for ((slot = 1; slot < HUB_DOWNLOADERS; slot++)); do
+    if create_lock ".hub-$slot"; then return 0; fi
+  done
+  return 1
 }
 
 # The epoch second the current lock was taken at.
@@ -213,7 +282,7 @@ fetch() {
     return 0
   fi
   rm -rf "$DIR"
-  local waited=0 epoch age marker="$SCRATCH/complete"
+  local waited=0 epoch age times fill own marker="$SCRATCH/complete"
   while :; do
     if read_object .complete >"$marker" && [ -s "$marker" ]; then
       if can_stream; then
@@ -228,7 +297,7 @@ fetch() {
     fi
     if create_lock; then
       log "lock taken: this replica fills the cache"
-      hub_download
+      with_progress "$((2 * SIZE_BYTES))" hub_download
       fill_in_background
       return 0
     fi
@@ -242,6 +311,12 @@ fetch() {
     fi
     if [ "$waited" -ge "$WAIT_SECONDS" ]; then
       log "no marker after ${waited}s: downloading from the Hub"
+      hub_download
+      return 0
+    fi
+    if times=$(fill_is_slower_than_the_hub) && take_hub_slot; then
+      read -r fill own <<<"$times"
+      log "the fill and a copy take ~${fill}s, the Hub ~${own}s: downloading from the Hub"
       hub_download
       return 0
     fi
