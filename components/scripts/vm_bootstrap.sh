@@ -13,11 +13,8 @@ set -euo pipefail
 # Rendered by components/vm.py. PLATFORM: the platform's title, for the log; ROLE: serve | ray-head |
 # ray-worker; *_SECRET: names of entries in the secret store (HF token empty for open models);
 # CONTAINER_ENV: non-secret NAME=value pairs (vLLM's command and the role's own settings: its hooks, below).
-# HEALTH_AGENT_ARGS: health_agent.py's flags (cloud, role, phase caps, port). SCRIPTS_XZ_BASE64: name NUL
-# text NUL pairs, xz + base64, of the scripts this VM runs (health_agent.py; metrics_agent.py where the platform runs it; ray_bootstrap.sh on
-# Ray nodes; weight_cache.sh with the weight cache; local_nvme.sh with local NVMe; compile_cache.sh on
-# single-node replicas with the weight cache): compressed together they share their vocabulary, and user
-# data is limited to 16 KB on AWS. STOP_SECONDS: how long `docker stop` lets vLLM drain.
+# HEALTH_AGENT_ARGS: health_agent.py's flags (cloud, role, phase caps, port). STOP_SECONDS: how long
+# `docker stop` lets vLLM drain. The scripts this VM runs are in install_health_agent, below.
 PLATFORM={{platform}}
 IMAGE={{image}}
 ROLE={{role}}
@@ -25,7 +22,6 @@ API_KEY_SECRET={{api_key_secret}}
 HF_TOKEN_SECRET={{hf_token_secret}}
 CONTAINER_ENV=({{container_env}})
 HEALTH_AGENT_ARGS=({{health_agent_args}})
-SCRIPTS_XZ_BASE64={{scripts_xz_base64}}
 STOP_SECONDS={{stop_seconds}}
 # The stack's weight cache (gs:// or s3:// bucket; empty: vLLM downloads from the Hub itself), where under
 # HF_CACHE the model's files land (vLLM's model path) and weight_cache.sh's settings.
@@ -120,18 +116,25 @@ ensure_container_runtime() {
 
 # The health agent runs from the first minute of boot: the platform's health check reads it (GCP) or it
 # reports to the Auto Scaling group (AWS), and the load budget counts from its start until vLLM's.
-# The scripts are written out first, with python3's lzma (xz-utils is not on every image).
+# The scripts this VM runs are written out first, each from its quoted heredoc (components/vm.py: the
+# health agent; the metrics agent where the platform runs it; ray_bootstrap.sh on Ray nodes; weight_cache.sh
+# with the weight cache; local_nvme.sh with local NVMe; compile_cache.sh on single-node replicas with the
+# weight cache): plain text, which AWS's gzip'd user data (16 KB at most) compresses with the rest.
 install_health_agent() {
   install -d -m 0755 "$INSTALL_DIR"
-  base64 -d <<<"$SCRIPTS_XZ_BASE64" | "$PYTHON" -c 'import lzma, os, sys
-pairs = lzma.decompress(sys.stdin.buffer.read()).split(b"\0")
-for name, text in zip(pairs[::2], pairs[1::2]):
-    path = os.path.join(sys.argv[1], name.decode())
-    open(path, "wb").write(text)
-    os.chmod(path, 0o755 if path.endswith(".sh") else 0o644)' "$INSTALL_DIR"
+{{shipped_scripts}}
   install_agent_service "$AGENT_UNIT" 5 \
     "vLLM health agent ($ROLE): loading while it progresses, then vLLM's health" \
     "$PYTHON $INSTALL_DIR/health_agent.py ${HEALTH_AGENT_ARGS[*]}"
+}
+
+# A shipped script, from the heredoc on stdin, as a file of INSTALL_DIR: its shebang first (the user data's
+# comment stripping drops it from the heredoc); shell scripts executable.
+install_script() {
+  local interpreter=bash mode=0755
+  if [[ $1 == *.py ]]; then interpreter=python3 mode=0644; fi
+  { echo "#!/usr/bin/env $interpreter"; cat; } >"$INSTALL_DIR/$1"
+  chmod "$mode" "$INSTALL_DIR/$1"
 }
 
 # An agent's systemd service, restarted whenever it exits, started now and at every boot.
