@@ -322,9 +322,46 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
     return settings
 
 
+#: A heredoc's start (not a here-string, ``<<<``): its delimiter word, quoted or not.
+_HEREDOC = re.compile(r"(?<!<)<<-?\s*(['\"]?)(\w+)\1(?!<)")
+
+
 def shipped(name: str) -> str:
-    """A shell script as a VM receives it: without its comment lines (``scripts.without_comments``)."""
-    return scripts.without_comments(scripts.source(name))
+    """A shell script as a VM receives it: without its comment lines (``scripts.without_comments``) and
+    without the indentation bash ignores (each line's leading blanks, but not within a quoted string or a
+    heredoc's body, such as embedded Python): about 90 bytes of a Ray head's gzip'd user data.
+    tests/test_vm_bootstrap.py checks that bash parses each shipped script as its source
+    (``bash --pretty-print``)."""
+    lines, quote, end = [], "", None
+    for line in scripts.without_comments(scripts.source(name)).splitlines(keepends=True):
+        if end is not None:  # a heredoc's body, up to its delimiter line
+            lines.append(line)
+            end = None if line.rstrip("\n") == end else end
+            continue
+        lines.append(line if quote else line.lstrip(" \t"))
+        quote = _quote_open_after(line, quote)
+        if not quote and (heredoc := _HEREDOC.search(line)):
+            end = heredoc.group(2)
+    return "".join(lines)
+
+
+def _quote_open_after(line: str, quote: str) -> str:
+    """The quote (``'``, ``"`` or none) a shell line leaves open, given the one open before it."""
+    escaped = False
+    for at, char in enumerate(line):
+        if escaped:
+            escaped = False
+        elif quote == "'":
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            escaped = True
+        elif quote == '"':
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (at == 0 or line[at - 1] in " \t"):  # a comment to the line's end
+            break
+    return quote
 
 
 @functools.cache

@@ -244,6 +244,22 @@ def test_boot_unpacks_the_ray_bootstrap_for_ray_roles(sandbox):
     assert unpacked.read_text() == bootstrap_vm.shipped("ray_bootstrap.sh")  # the source less its comments
 
 
+def bash_parse(text: str) -> str:
+    """The program bash reads from ``text``, as bash prints it back (no command runs)."""
+    return subprocess.run(
+        ["bash", "--pretty-print", "/dev/stdin"], input=text, capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize("name", ["ray_bootstrap.sh", "weight_cache.sh", "local_nvme.sh", "compile_cache.sh"])
+def test_a_shipped_shell_script_is_the_program_of_its_source(name):
+    """Unindented, but the same program: quoted strings and heredocs' bodies (embedded Python) untouched."""
+    source = scripts.without_comments(scripts.source(name))
+    shipped = bootstrap_vm.shipped(name)
+    assert bash_parse(shipped) == bash_parse(source)
+    assert len(shipped) < len(source)
+
+
 def test_a_gcp_vm_pulls_the_image_through_the_mirror_its_metadata_names(sandbox):
     spec = build_spec("gcp-h100", {})
     launch = launch_spec(spec, has_hf_token=True)
