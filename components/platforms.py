@@ -123,6 +123,11 @@ class Platform:
     #: platforms differ (secret store, image registry, log driver, metrics), a template ``components/vm.py``
     #: renders onto this platform's VMs only. None: the platform runs no VMs.
     vm_hooks: Path | None = None
+    #: Top-level definitions of ``scripts/health_agent.py`` this platform's VMs never run (another
+    #: platform's reporting): ``components/vm.py`` ships the agent without them, within EC2's 16 KB of user
+    #: data. Python resolves a name when it runs, and the agent reaches them only with another platform's
+    #: flags (tests/test_health_agent.py runs each platform's shipped agent on its own flags).
+    agent_omits: tuple[str, ...] = ()
     #: Features this platform cannot do, each with what to do instead.
     unsupported: Mapping[Feature, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Replicas an autoscaled stack's autoscaler may run above ``vllm:maxReplicas``: room the platform keeps

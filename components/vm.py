@@ -197,7 +197,8 @@ def bootstrap_script(
                 *(["weight_cache.sh"] if weight_cache_url else []),
                 *(["local_nvme.sh"] if has_local_nvme(spec) else []),
                 *(["compile_cache.sh"] if compiled else []),
-            ]
+            ],
+            platforms.get(spec.cloud).agent_omits,
         ),
         vllm_cache_dir=VLLM_CACHE_DIR,
         platform_hooks=scripts.Included(hooks),
@@ -365,14 +366,21 @@ def _quote_open_after(line: str, quote: str) -> str:
 
 
 @functools.cache
-def shipped_python(name: str) -> str:
+def shipped_python(name: str, omits: tuple[str, ...] = ()) -> str:
     """A Python script as a VM receives it: the same program without its docstrings, comments and
     function signatures' type hints and argparse's help texts (``ast.unparse``), so that AWS user data
-    stays within 16 KB. Made once per process: CPython 3.11's AST conversion keeps its recursion depth per
-    interpreter, so a parse that a finalizer interrupts with a parse of its own (a traceback's caret
-    anchors) fails with "AST constructor recursion depth mismatch" (cpython#106905); the fewer parses, the
-    fewer chances."""
+    stays within 16 KB; without the top-level definitions ``omits`` names (``Platform.agent_omits``) and
+    the imports only they used. Made once per process and ``omits``: CPython 3.11's AST conversion keeps
+    its recursion depth per interpreter, so a parse that a finalizer interrupts with a parse of its own (a
+    traceback's caret anchors) fails with "AST constructor recursion depth mismatch" (cpython#106905); the
+    fewer parses, the fewer chances."""
     tree = ast.parse(scripts.source(name))
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
+    if missing := set(omits) - defined:
+        raise ValueError(f"{name} defines no {sorted(missing)} to omit")
+    tree.body = [node for node in tree.body if getattr(node, "name", None) not in omits]
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    tree.body = [node for node in tree.body if not _unused_import(node, used)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             first = node.body[0] if node.body else None
@@ -398,7 +406,15 @@ SCRIPT_END = "VLLM_SCRIPT"
 SHEBANGS = {".py": "#!/usr/bin/env python3", ".sh": "#!/usr/bin/env bash"}
 
 
-def _heredocs(names: Sequence[str]) -> scripts.Included:
+def _unused_import(node: ast.stmt, used: set[str]) -> bool:
+    """Whether ``node`` imports names (``from __future__`` aside) none of which the program uses."""
+    if (isinstance(node, ast.ImportFrom) and node.module != "__future__") or isinstance(node, ast.Import):
+        bound = {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        return not bound & used
+    return False
+
+
+def _heredocs(names: Sequence[str], agent_omits: tuple[str, ...]) -> scripts.Included:
     """The scripts a VM runs as plain text, each in a quoted heredoc to vm_bootstrap.sh's ``install_script``:
     Python agents as ``shipped_python``, shell scripts as ``shipped``, without their shebang (the user
     data's comment stripping would drop it; ``install_script`` writes it back). AWS gzips the whole user
@@ -406,7 +422,8 @@ def _heredocs(names: Sequence[str]) -> scripts.Included:
     scripts packed apart (xz + base64)."""
     parts = []
     for name in names:
-        text = _one_space(shipped_python(name)) if name.endswith(".py") else shipped(name)
+        omits = agent_omits if name == "health_agent.py" else ()
+        text = _one_space(shipped_python(name, omits)) if name.endswith(".py") else shipped(name)
         shebang, _, body = text.rstrip("\n").partition("\n")
         if shebang != SHEBANGS[Path(name).suffix]:
             raise ValueError(f"{name}: install_script writes {SHEBANGS[Path(name).suffix]}, not {shebang}")

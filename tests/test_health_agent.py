@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from components import scripts
+from components import platforms, scripts
 from components import vm as bootstrap_vm
 from components.launch import launch_spec
 from components.spec import build_spec
@@ -678,7 +678,7 @@ def test_boot_starts_the_health_agent_first_with_the_rendered_caps(request):
     result = run_script(rendered("gcp-h100"), env, "boot")
     assert result.returncode == 0, result.stdout + result.stderr
     unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
-    shipped = bootstrap_vm.shipped_python("health_agent.py")  # less its docstrings
+    shipped = bootstrap_vm.shipped_python("health_agent.py", platforms.get("gcp").agent_omits)
     assert ast.dump(ast.parse(unpacked.read_text())) == ast.dump(ast.parse(shipped))  # one space a level
     calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
     assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
@@ -701,6 +701,55 @@ def test_the_units_command_line_really_runs_the_agent(request, start_agent):
     argv[argv.index("--port") + 1] = str(port)  # the VM's port may be taken on a shared test machine
     start_agent(*argv[2:])
     wait_until(lambda: verdict_at(port) is not None, "the unit's agent to answer")
+
+
+@pytest.mark.parametrize(
+    ("stack", "role"), [("gcp-h100", "serve"), ("aws-h100", "serve"), ("aws-h200-multinode", "ray-head")]
+)
+def test_each_platforms_shipped_agent_judges_on_its_own_flags_without_the_definitions_it_omits(
+    request, host, stack, role
+):
+    """The agent a platform ships lacks what it omits (Platform.agent_omits) yet runs its own flags'
+    path: the unit's command line, first looks included, reaches no omitted name."""
+    env = vm_sandbox(request)
+    assert run_script(rendered(stack, role), env, "boot").returncode == 0
+    installed = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
+    omits = platforms.get(build_spec(stack, {}).cloud).agent_omits
+    assert omits and not {
+        node.name for node in ast.parse(installed.read_text()).body if hasattr(node, "name")
+    } & set(omits)
+    (command,) = [
+        line
+        for line in Path(env["VLLM_AGENT_UNIT_FILE"]).read_text().splitlines()
+        if line.startswith("ExecStart=")
+    ]
+    argv = command.removeprefix("ExecStart=").split()[2:]
+    if "--port" in argv:
+        argv[argv.index("--port") + 1] = str(
+            free_port()
+        )  # the VM's port may be taken on a shared test machine
+    argv += [
+        "--interval",
+        "0.2",
+        "--imds-url",
+        "http://127.0.0.1:9",
+        "--hold-marker",
+        f"{host['TMP']}/hold-done",
+    ]
+    agent = subprocess.Popen(
+        [sys.executable, str(installed), *argv],
+        env=host,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = [agent.stdout.readline() for _ in range(3)]  # judging, its first verdict, a phase or a look
+    finally:
+        agent.kill()
+        agent.wait()
+    assert "judging a" in lines[0] and any("healthy" in line.lower() for line in lines[1:])
+    assert "NameError" not in "".join(lines)
 
 
 def hold_agent(start_agent, host, vllm: FakeVllm, hold: float, uptime: float) -> int:
