@@ -177,6 +177,7 @@ def bootstrap_script(
         metrics_port=launch.port,
         metrics_agent_args=list(metrics_agent) if publishes_metrics else [],
     )
+    cache_settings = weight_cache_env(spec, launch, role)
     return scripts.render(
         "vm_bootstrap.sh",
         platform=platforms.get(spec.cloud).title,
@@ -198,7 +199,12 @@ def bootstrap_script(
                 *(["local_nvme.sh"] if has_local_nvme(spec) else []),
                 *(["compile_cache.sh"] if compiled else []),
             ],
-            platforms.get(spec.cloud).agent_omits,
+            {
+                "health_agent.py": platforms.get(spec.cloud).agent_omits,
+                "weight_cache.sh": FOLLOWER_FUNCTIONS
+                if cache_settings["WEIGHT_CACHE_WAIT_SECONDS"] == "0"
+                else (),
+            },
         ),
         vllm_cache_dir=VLLM_CACHE_DIR,
         platform_hooks=scripts.Included(hooks),
@@ -206,9 +212,7 @@ def bootstrap_script(
         weight_cache_url=weight_cache_url,
         weight_cache_dir=cached_model_dir(spec),
         weight_path_file=WEIGHT_PATH_FILE,
-        weight_cache_env=[
-            f"{name}={value}" for name, value in sorted(weight_cache_env(spec, launch, role).items())
-        ],
+        weight_cache_env=[f"{name}={value}" for name, value in sorted(cache_settings.items())],
         local_nvme="1" if has_local_nvme(spec) else "",
     )
 
@@ -327,14 +331,25 @@ def weight_cache_env(spec: ServiceSpec, launch: LaunchSpec, role: str = "serve")
 _HEREDOC = re.compile(r"(?<!<)<<-?\s*(['\"]?)(\w+)\1(?!<)")
 
 
-def shipped(name: str) -> str:
+#: weight_cache.sh's functions that only a replica waiting for another's fill calls: not shipped where
+#: WEIGHT_CACHE_WAIT_SECONDS is 0 (Ray nodes, ``weight_cache_env``), within EC2's 16 KB of user data.
+FOLLOWER_FUNCTIONS = ("fill_is_slower_than_the_hub", "take_hub_slot")
+
+
+def shipped(name: str, omits: tuple[str, ...] = ()) -> str:
     """A shell script as a VM receives it: without its comment lines (``scripts.without_comments``) and
     without the indentation bash ignores (each line's leading blanks, but not within a quoted string or a
     heredoc's body, such as embedded Python): about 90 bytes of a Ray head's gzip'd user data.
     tests/test_vm_bootstrap.py checks that bash parses each shipped script as its source
-    (``bash --pretty-print``)."""
+    (``bash --pretty-print``). Without the top-level functions ``omits`` names (from ``name() {`` to the
+    next ``}`` line): bash too resolves a function when it calls it."""
+    text = scripts.without_comments(scripts.source(name))
+    for function in omits:
+        text, found = re.subn(rf"^{function}\(\) {{\n.*?^}}\n", "", text, count=1, flags=re.M | re.S)
+        if not found:
+            raise ValueError(f"{name} defines no function {function} to omit")
     lines, quote, end = [], "", None
-    for line in scripts.without_comments(scripts.source(name)).splitlines(keepends=True):
+    for line in text.splitlines(keepends=True):
         if end is not None:  # a heredoc's body, up to its delimiter line
             lines.append(line)
             end = None if line.rstrip("\n") == end else end
@@ -414,7 +429,7 @@ def _unused_import(node: ast.stmt, used: set[str]) -> bool:
     return False
 
 
-def _heredocs(names: Sequence[str], agent_omits: tuple[str, ...]) -> scripts.Included:
+def _heredocs(names: Sequence[str], omits: Mapping[str, tuple[str, ...]]) -> scripts.Included:
     """The scripts a VM runs as plain text, each in a quoted heredoc to vm_bootstrap.sh's ``install_script``:
     Python agents as ``shipped_python``, shell scripts as ``shipped``, without their shebang (the user
     data's comment stripping would drop it; ``install_script`` writes it back). AWS gzips the whole user
@@ -422,8 +437,8 @@ def _heredocs(names: Sequence[str], agent_omits: tuple[str, ...]) -> scripts.Inc
     scripts packed apart (xz + base64)."""
     parts = []
     for name in names:
-        omits = agent_omits if name == "health_agent.py" else ()
-        text = _one_space(shipped_python(name, omits)) if name.endswith(".py") else shipped(name)
+        omitted = omits.get(name, ())
+        text = _one_space(shipped_python(name, omitted)) if name.endswith(".py") else shipped(name, omitted)
         shebang, _, body = text.rstrip("\n").partition("\n")
         if shebang != SHEBANGS[Path(name).suffix]:
             raise ValueError(f"{name}: install_script writes {SHEBANGS[Path(name).suffix]}, not {shebang}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from components import scripts
+from components import scripts, vm
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 MODEL = "acme/tiny-llm"
@@ -175,8 +175,10 @@ def env_for(buckets: Path, url: str, replica: str, **settings: str) -> dict[str,
     }
 
 
-def start(env: dict[str, str]) -> subprocess.Popen:
-    script = scripts.path("weight_cache.sh")
+SCRIPT = scripts.path("weight_cache.sh")
+
+
+def start(env: dict[str, str], script: Path = SCRIPT) -> subprocess.Popen:
     return subprocess.Popen(
         ["bash", str(script), "fetch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -475,6 +477,21 @@ def wait_for(condition, process: subprocess.Popen | None = None) -> None:
     while not condition():
         assert time.monotonic() < deadline and (process is None or process.poll() is None)
         time.sleep(0.1)
+
+
+@URLS
+def test_a_ray_nodes_script_without_the_followers_functions_goes_to_the_hub_at_once(buckets, url, tmp_path):
+    """Ray nodes never wait (WEIGHT_CACHE_WAIT_SECONDS 0): their script ships without what a follower
+    calls (vm.FOLLOWER_FUNCTIONS), and finds a fill under way all the same."""
+    shipped = tmp_path / "weight_cache.sh"
+    shipped.write_text(vm.shipped("weight_cache.sh", vm.FOLLOWER_FUNCTIONS))
+    assert not any(f"{function}()" in shipped.read_text() for function in vm.FOLLOWER_FUNCTIONS)
+    lock_by_hand(buckets, url, int(time.time()))
+    progress_by_hand(buckets, url, worked=10**9, rate=10**6)
+    env = env_for(buckets, url, "a", WEIGHT_CACHE_WAIT_SECONDS="0", **SIZES)
+    output = finish(start(env, shipped))
+    assert "no marker after 0s: downloading from the Hub" in output and "command not found" not in output
+    assert len(hub_downloads(buckets)) == 1 and has_the_weights(env)
 
 
 @URLS
