@@ -200,7 +200,8 @@ def test_workers_agents_judge_ray_membership_of_their_own_head(run, spec):
         assert f"--role ray-worker {caps}" in script
         assert f"--ray-head {head_address(index)} --ray-port {vm.RAY_GCS_PORT}" in script
         head_script = template_of(run, head).inputs["metadata"]["startup-script"]
-        assert f"--role ray-head {caps}" in head_script and "--ray-head" not in head_script
+        (head_args,) = [line for line in head_script.splitlines() if line.startswith("HEALTH_AGENT_ARGS=(")]
+        assert f"--role ray-head {caps}" in head_args and "--ray-head" not in head_args
 
 
 def test_the_health_agent_port_is_open_to_googles_checkers_on_every_node(run):
