@@ -178,7 +178,8 @@ def test_a_later_replica_streams_from_the_bucket_without_a_disk_in_between():
     first, later = launch.cold_starts(spec)
     copied = launch.cold_starts(build_spec("gcp-h100", {"vllm:weightCache": "bucket"}))[1]
     assert first.path == "hub, then fill the bucket" and later.path == "bucket, streamed"
-    assert later.read_seconds == 0 and later.fetch_seconds == copied.fetch_seconds
+    # no disk write: the weights arrive within vLLM's load, from the bucket at the copy's rate
+    assert later.fetch_seconds == 0 and later.read_seconds == copied.fetch_seconds
     assert later.total_seconds < copied.total_seconds
 
 
