@@ -5,7 +5,7 @@ SkyServe's service spec scales between ``min_replicas`` and ``max_replicas`` so 
 ``upscale_delay_seconds`` (300) of high load and ``downscale_delay_seconds`` (1200) of low load
 (sky/serve/autoscalers.py, sky/serve/constants.py). Here the same keys drive the platform's autoscaler:
 no controller of ours. Autoscaling is on when ``vllm:maxReplicas`` is set. What each platform makes of
-each key is in the README ("Autoscaling"); what it cannot honour, its platform refuses
+each key is in docs/autoscaling.md; what it cannot honour, its platform refuses
 (``platforms.Feature.SCALE_TO_ZERO``, ``AUTOSCALING_MULTI_NODE``, ``UPSCALE_DELAY``, ``DOWNSCALE_DELAY``,
 ``QUEUE_SCALING``).
 

@@ -38,7 +38,7 @@ GCP_CERTIFICATE_MINUTES = 60
 CLEARTEXT_WARNING = (
     f"{PROJECT}:domain is not set: the endpoint is plain HTTP, so the API key and every prompt and "
     f"completion cross the network in cleartext. Set {PROJECT}:domain (and {PROJECT}:dnsZone) to serve "
-    "HTTPS: README, HTTPS with a custom domain"
+    "HTTPS: docs/https.md"
 )
 
 

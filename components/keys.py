@@ -77,7 +77,7 @@ def check_unknown_keys(values: Mapping[str, Any], secret_keys: frozenset[str]) -
                 continue
             nearest = [f"{PROJECT}:{k}" for k in _nearest(name, names)]
             valid = (
-                f'a {PROJECT} key (Pulumi.yaml declares each one; README "Configuration" says what they do)'
+                f"a {PROJECT} key (Pulumi.yaml declares each one; docs/configuration.md says what they do)"
             )
         elif namespace in sdks and (provider_keys := provider_config_keys(sdks[namespace])) is not None:
             if _provider_key_name(name) in provider_keys:

@@ -2,8 +2,8 @@
 and aws on PATH, and of the project's tools.plan, tools.status and tools.bench in a copy of the repository.
 
 The fakes prove what the script asks and in which order, and that every failure still ends in `pulumi
-destroy` and the leftover check; what the clouds answer is the real run's business (README, "Acceptance on
-GCP and AWS")."""
+destroy` and the leftover check; what the clouds answer is the real run's business (docs/development.md,
+"Acceptance on GCP and AWS")."""
 
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ def test_scale_to_zero_on_vms_is_refused_pointing_to_kubernetes(stack: str) -> N
 )
 def test_a_delay_the_platform_cannot_set_is_refused(stack: str, key: str) -> None:
     error = refusal(stack, {**POLICY, key: "300"})
-    assert error.key == key and error.valid.startswith("unset on") and "README Autoscaling" in error.valid
+    assert error.key == key and error.valid.startswith("unset on") and "docs/autoscaling.md" in error.valid
 
 
 # --- outputs --------------------------------------------------------------------------------------------

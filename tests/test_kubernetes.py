@@ -22,7 +22,7 @@ HF_TOKEN, API_KEY = "hf_testtoken123", "sk-test-key-4567890"
 SECRETS = {"vllm:hfToken": HF_TOKEN, "vllm:apiKey": API_KEY}
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 K8S_SCHEMA_VERSION = kubernetes_validate.latest_version()
-#: The oldest Kubernetes the program supports (README "Kubernetes"): every object must validate there too.
+#: The oldest Kubernetes the program supports (docs/kubernetes.md): every object must validate there too.
 K8S_MINIMUM_VERSION = "1.27.0"
 
 PROVIDER = "pulumi:providers:kubernetes"

@@ -15,10 +15,10 @@ without errors: past it, requests queue. Its requests/s divided by the replicas 
 suggested vllm:targetQpsPerReplica; its concurrency per replica is the suggested vllm:targetQueuePerReplica
 (requests running plus waiting per replica, vllm:num_requests_running + vllm:num_requests_waiting).
 
-Prefix caching, and routing that keeps a conversation where its prefix is cached (README "Inference-aware
-routing"), show with a multi-turn workload: --turns N makes each of the --requests a turn of a conversation
-that resends its history, --shared-prefix-tokens N gives every conversation one system prompt, and
---session-header NAME sends each conversation's id in the header vllm:affinityHeader names.
+Prefix caching, and routing that keeps a conversation where its prefix is cached (docs/routing.md), show with
+a multi-turn workload: --turns N makes each of the --requests a turn of a conversation that resends its
+history, --shared-prefix-tokens N gives every conversation one system prompt, and --session-header NAME sends
+each conversation's id in the header vllm:affinityHeader names.
 
 aiperf counts prompt tokens with the model's tokenizer from the Hugging Face Hub (--tokenizer NAME|PATH,
 or builtin: tiktoken's o200k_base); a gated model's tokenizer needs HF_TOKEN.

@@ -21,7 +21,7 @@ target tracking policy per target the stack sets:
 With both, target tracking scales out when either policy asks and in only when both allow it (EC2 Auto
 Scaling user guide, "Target tracking scaling policies": multiple policies).
 
-How the other keys map (README "Autoscaling"): target tracking creates and owns its CloudWatch alarms
+How the other keys map (docs/autoscaling.md): target tracking creates and owns its CloudWatch alarms
 (scale out after 3 one-minute periods over target, in after 15 under it) and lets no delay be set, so
 ``upscaleDelaySeconds`` and ``downscaleDelaySeconds`` are refused when set (``Feature.UPSCALE_DELAY``,
 ``DOWNSCALE_DELAY``). The instance warm-up is the replica's load budget: a machine still loading the model

@@ -1,4 +1,4 @@
-"""HTTPS for ``vllm:domain`` on the ALB (README "HTTPS with a custom domain").
+"""HTTPS for ``vllm:domain`` on the ALB (docs/https.md).
 
 An ACM certificate for the domain, validated by DNS; an HTTPS:443 listener with a TLS 1.3 security policy
 carrying the public path rule (``/v1/*`` and ``/health``; everything else a fixed 404), while the

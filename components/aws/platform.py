@@ -259,7 +259,7 @@ def public_view(spec: ServiceSpec) -> dict[str, Any]:
 
 #: Target tracking's CloudWatch alarms read one-minute data points (ALBRequestCountPerTarget; the metrics
 #: agent's interval, components/aws/metrics.py), and the scale-out alarm wants 3 of them over target (EC2
-#: Auto Scaling user guide, "Target tracking scaling policies", read 2026-12; README "Autoscaling").
+#: Auto Scaling user guide, "Target tracking scaling policies", read 2026-12; docs/autoscaling.md).
 METRIC_PERIOD_SECONDS = 60
 SCALE_OUT_PERIODS = 3
 
@@ -305,11 +305,11 @@ PLATFORM = Platform(
             Feature.SCALE_TO_ZERO: ">= 1 on AWS (ALBRequestCountPerTarget needs a target to measure); "
             "scale to zero on Kubernetes, with KEDA's activation",
             Feature.UPSCALE_DELAY: "unset on AWS: target tracking scales out once its own CloudWatch "
-            "alarm has seen 3 one-minute periods over target, which it does not let you change (README "
-            "Autoscaling)",
+            "alarm has seen 3 one-minute periods over target, which it does not let you change "
+            "(docs/autoscaling.md)",
             Feature.DOWNSCALE_DELAY: "unset on AWS: target tracking scales in once its own CloudWatch alarm "
-            "has seen 15 one-minute periods under target, which it does not let you change (README "
-            "Autoscaling)",
+            "has seen 15 one-minute periods under target, which it does not let you change "
+            "(docs/autoscaling.md)",
             Feature.REGIONS: (
                 "unset on aws: one stack serves from one aws:region (an ALB is regional); run a stack per "
                 "region, or use vllm:cloud gcp, whose global load balancer spans regions"

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class AwsSettings:
-    """The AWS keys of a stack, validated (README "AWS")."""
+    """The AWS keys of a stack, validated (docs/aws.md)."""
 
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()  # the instances' subnets (and the ALB's, unless named apart)

@@ -20,7 +20,7 @@ any other resource type is a per-group metric (compute API, AutoscalingPolicyCus
 ``filter``), and "regional MIGs don't support autoscaling using per-group metrics" ("Distributing instances
 by using regional MIGs", Limitations; both read 2026-12); this program's groups are regional.
 
-How the other keys map (README "Autoscaling"):
+How the other keys map (docs/autoscaling.md):
 
 - ``upscaleDelaySeconds``: none. GCP adds VMs as soon as utilization is over target (refused when set,
   ``Feature.UPSCALE_DELAY``).

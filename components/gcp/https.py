@@ -1,4 +1,4 @@
-"""HTTPS for ``vllm:domain`` on the global external Application LB (README "HTTPS with a custom domain").
+"""HTTPS for ``vllm:domain`` on the global external Application LB (docs/https.md).
 
 The public URL map (``/v1/*`` and ``/health`` only, Cloud Armor on its backend service) serves port 443
 through a ``TargetHttpsProxy`` with a Google-managed certificate for the domain and an SSL policy of TLS

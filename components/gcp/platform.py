@@ -24,7 +24,7 @@ DEFAULT_REGION = "us-central1"
 
 @dataclass(frozen=True, kw_only=True)
 class GcpSettings:
-    """The GCP keys of a stack, validated (README "GCP")."""
+    """The GCP keys of a stack, validated (docs/gcp.md)."""
 
     project: str | None = None  # gcp:project; None: the provider's own default (gcloud's)
     zone: str | None = None  # gcp:zone: pins every VM to one zone
@@ -346,7 +346,7 @@ PLATFORM = Platform(
             Feature.SCALE_TO_ZERO: ">= 1 on GCP (scaling on load-balancer utilization needs a VM to "
             "measure); scale to zero on Kubernetes, with KEDA's activation",
             Feature.UPSCALE_DELAY: "unset on GCP: its autoscaler adds VMs as soon as utilization is over "
-            "target and has no delay to set (README Autoscaling)",
+            "target and has no delay to set (docs/autoscaling.md)",
             # Compute Engine's autoscaler takes a per-instance metric only from the gce_instance monitored
             # resource, and no per-group metric on a regional group (this program's groups are regional);
             # the Ops Agent writes vLLM's Prometheus metrics to prometheus_target (see components/gcp/
@@ -354,7 +354,7 @@ PLATFORM = Platform(
             Feature.QUEUE_SCALING: "unset on GCP: Compute Engine's autoscaler reads per-instance metrics "
             "only from gce_instance and no per-group metric on a regional group, and the Ops Agent writes "
             "vLLM's queue as prometheus_target; scale on vllm:targetQpsPerReplica (the load balancer's "
-            "serving capacity), or on queue depth on AWS or Kubernetes (README Autoscaling)",
+            "serving capacity), or on queue depth on AWS or Kubernetes (docs/autoscaling.md)",
             # The global address is IPV4 (load_balancer.py): an IPv6 range admits no client, and a list of
             # IPv6 ranges alone makes Cloud Armor deny every (IPv4) client with 403.
             Feature.IPV6_CLIENTS: "IPv4 ranges on GCP: the load balancer's global address is IPv4 only",

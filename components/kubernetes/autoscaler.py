@@ -2,7 +2,7 @@
 
 KEDA (keda.sh) turns a Prometheus query into an external metric and runs the HorizontalPodAutoscaler that
 scales the workload: the Deployment, or the LeaderWorkerSet of a multi-node stack, which has a scale
-subresource (LWS scales whole groups). The cluster must run KEDA (README "Autoscaling").
+subresource (LWS scales whole groups). The cluster must run KEDA (docs/autoscaling.md).
 
 Two signals, each a trigger (the HPA runs the larger count of the two when both are set):
 
@@ -65,7 +65,7 @@ from components.service_spec import Autoscaling, ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: The KEDA release the ScaledObject is written for and validated against (tests/crds/ vendors its CRD);
-#: the cluster must run it or a later v2 (README "Autoscaling").
+#: the cluster must run it or a later v2 (docs/autoscaling.md).
 KEDA_VERSION = "v2.20.2"
 #: How often KEDA reads the metrics (its default is 30 s): a fraction of the shortest useful delay, and the
 #: PodMonitor's scrape interval (no new sample between two scrapes).

@@ -33,7 +33,7 @@ took.
 
 ``vllm:installKedaHttpAddOn`` applies the add-on's pinned release manifest (its CRDs, operator, external
 scaler and interceptor, in KEDA's ``keda`` namespace), as ``vllm:installLeaderWorkerSet`` does for LWS:
-cluster-wide, so one stack per cluster should own it; KEDA itself must be installed (README "Autoscaling").
+cluster-wide, so one stack per cluster should own it; KEDA itself must be installed (docs/autoscaling.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 Service forwards every path, so ``/metrics``, ``/tokenize``, ``/pause`` and the rest of vLLM's unguarded
 routes are as reachable as ``/v1``; ``vllm:allowedCidrs`` narrows who can reach it
 (``loadBalancerSourceRanges``), not what they reach. ``ClusterIP`` keeps the Service inside the cluster,
-for an Ingress or Gateway that routes only ``/v1/`` and ``/health`` (see README "Kubernetes").
+for an Ingress or Gateway that routes only ``/v1/`` and ``/health`` (see docs/kubernetes.md).
 
 The Service is named ``<name>-api``: a multi-node LeaderWorkerSet (named ``<name>``) gets a headless
 Service of its own name from the LWS controller, which the leader addresses resolve through.

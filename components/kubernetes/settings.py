@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class KubernetesSettings:
-    """The Kubernetes keys of a stack, validated (README "Kubernetes")."""
+    """The Kubernetes keys of a stack, validated (docs/kubernetes.md)."""
 
     namespace: str = "vllm"  # the stack's own by default: see ``default_namespace``
     gpu_node_selector: str = "none"

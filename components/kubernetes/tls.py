@@ -1,4 +1,4 @@
-"""vLLM serving HTTPS itself from ``vllm:tlsSecretName`` (README "HTTPS with a custom domain").
+"""vLLM serving HTTPS itself from ``vllm:tlsSecretName`` (docs/https.md).
 
 A ``kubernetes.io/tls`` Secret holds ``tls.crt`` and ``tls.key`` (Kubernetes docs, "Secrets": TLS
 Secrets); mounted read-only into the serving container, vLLM serves them with ``--ssl-certfile`` and
