@@ -106,40 +106,37 @@ class Autoscaler(pulumi.ComponentResource):
         balancer = args.load_balancer
         target_group = args.target_group or balancer.target_group
         child = pulumi.ResourceOptions(parent=self)
+
+        def tracking(
+            signal: str, configuration: autoscaling.PolicyTargetTrackingConfigurationArgsDict
+        ) -> autoscaling.Policy:
+            """A target-tracking policy of the group on one signal (the group scales out when any asks)."""
+            return autoscaling.Policy(
+                f"{name}-{signal}-per-replica",
+                autoscaling_group_name=args.group.name,
+                policy_type="TargetTrackingScaling",
+                estimated_instance_warmup=args.launch.probes.startup_seconds,
+                target_tracking_configuration=configuration,
+                opts=child,
+            )
+
         self.policies = []
         if scaling.target_qps_per_replica is not None:
-            self.policies.append(
-                autoscaling.Policy(
-                    f"{name}-requests-per-replica",
-                    autoscaling_group_name=args.group.name,
-                    policy_type="TargetTrackingScaling",
-                    estimated_instance_warmup=args.launch.probes.startup_seconds,
-                    target_tracking_configuration={
-                        "predefined_metric_specification": {
-                            "predefined_metric_type": METRIC,
-                            "resource_label": pulumi.Output.concat(
-                                balancer.alb.arn_suffix, "/", target_group.arn_suffix
-                            ),
-                        },
-                        "target_value": target_requests_per_minute(scaling.target_qps_per_replica),
-                        "disable_scale_in": False,
-                    },
-                    opts=child,
-                )
-            )
+            resource_label = pulumi.Output.concat(balancer.alb.arn_suffix, "/", target_group.arn_suffix)
+            requests: autoscaling.PolicyTargetTrackingConfigurationArgsDict = {
+                "predefined_metric_specification": {
+                    "predefined_metric_type": METRIC,
+                    "resource_label": resource_label,
+                },
+                "target_value": target_requests_per_minute(scaling.target_qps_per_replica),
+                "disable_scale_in": False,
+            }
+            self.policies.append(tracking("requests", requests))
         if scaling.target_queue_per_replica is not None:
-            self.policies.append(
-                autoscaling.Policy(
-                    f"{name}-queue-per-replica",
-                    autoscaling_group_name=args.group.name,
-                    policy_type="TargetTrackingScaling",
-                    estimated_instance_warmup=args.launch.probes.startup_seconds,
-                    target_tracking_configuration={
-                        "customized_metric_specification": queue_metric(spec),
-                        "target_value": scaling.target_queue_per_replica,
-                        "disable_scale_in": False,
-                    },
-                    opts=child,
-                )
-            )
+            queue: autoscaling.PolicyTargetTrackingConfigurationArgsDict = {
+                "customized_metric_specification": queue_metric(spec),
+                "target_value": scaling.target_queue_per_replica,
+                "disable_scale_in": False,
+            }
+            self.policies.append(tracking("queue", queue))
         self.register_outputs({"policies": [policy.name for policy in self.policies]})

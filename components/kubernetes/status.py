@@ -276,19 +276,9 @@ def list_replicas(
                     role = RAY_HEAD if labels.get(LWS_WORKER_INDEX, "0") == "0" else RAY_WORKER
                     replica_id = labels.get(LWS_GROUP_INDEX, "")
                 status, detail = pod_status(pod, role, source.startup_seconds, now)
-                node = pod.spec.node_name or ""
                 replicas.append(
-                    Replica(
-                        id=replica_id,
-                        name=pod.metadata.name,
-                        role=role,
-                        ip=pod.status.pod_ip or "",
-                        launched=parse_time(pod.status.start_time or pod.metadata.creation_timestamp),
-                        resources=_resources(pod),
-                        zone=cluster.zone(node, zones) if node else "",
-                        status=status,
-                        detail=detail,
-                        extra={"namespace": namespace, "node": node, "container": log_container(pod)},
+                    _pod_replica(
+                        cluster, namespace, pod, zones, replica_id, role, status, detail, log_container(pod)
                     )
                 )
     single = [replica for replica in replicas if replica.role == SERVE]
@@ -296,6 +286,33 @@ def list_replicas(
         (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
     )
     return number_by_launch(single) + grouped + routers
+
+
+def _pod_replica(
+    cluster: Cluster,
+    namespace: str,
+    pod: Any,
+    zones: dict[str, str],
+    replica_id: str,
+    role: str,
+    status: str,
+    detail: str,
+    container: str,
+) -> Replica:
+    """One pod as a row of the replica table, its logs in ``container``."""
+    node = pod.spec.node_name or ""
+    return Replica(
+        id=replica_id,
+        name=pod.metadata.name,
+        role=role,
+        ip=pod.status.pod_ip or "",
+        launched=parse_time(pod.status.start_time or pod.metadata.creation_timestamp),
+        resources=_resources(pod),
+        zone=cluster.zone(node, zones) if node else "",
+        status=status,
+        detail=detail,
+        extra={"namespace": namespace, "node": node, "container": container},
+    )
 
 
 def _routers(
@@ -309,20 +326,8 @@ def _routers(
         status, detail = pod_status(pod, ROUTER, ROUTER_START_SECONDS, now)
         if status == READY and problem:
             status, detail = NOT_READY, problem
-        node = pod.spec.node_name or ""
         routers.append(
-            Replica(
-                id="-",
-                name=pod.metadata.name,
-                role=ROUTER,
-                ip=pod.status.pod_ip or "",
-                launched=parse_time(pod.status.start_time or pod.metadata.creation_timestamp),
-                resources=_resources(pod),
-                zone=cluster.zone(node, zones) if node else "",
-                status=status,
-                detail=detail,
-                extra={"namespace": namespace, "node": node, "container": EPP_CONTAINER},
-            )
+            _pod_replica(cluster, namespace, pod, zones, "-", ROUTER, status, detail, EPP_CONTAINER)
         )
     return routers
 
