@@ -61,7 +61,15 @@ def test_the_preview_action_is_valid_against_githubs_schema():
 def test_pull_requests_run_the_same_ci_script_as_everywhere_else():
     ci = load(ROOT / ".github" / "workflows" / "ci.yml")
     assert "pull_request" in ci[True]  # YAML 1.1 reads the key `on` as True
-    assert any(step.get("run") == "bash .ci/run" for step in ci["jobs"]["test"]["steps"])
+    assert any(str(step.get("run", "")).endswith("bash .ci/run") for step in ci["jobs"]["test"]["steps"])
+
+
+def test_ci_runs_as_root_with_setup_pythons_interpreter():
+    """.ci/run installs Debian packages and boots machines under systemd-nspawn: both need root, which
+    GitHub's runner user reaches through sudo; PATH carried over keeps setup-python's 3.11."""
+    ci = load(ROOT / ".github" / "workflows" / "ci.yml")
+    runs = [str(step.get("run", "")) for step in ci["jobs"]["test"]["steps"]]
+    assert 'sudo env "PATH=$PATH" bash .ci/run' in runs
 
 
 def test_every_preset_stack_gets_a_preview_on_pull_requests():
