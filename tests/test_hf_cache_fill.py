@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from components import launch, scripts
 from components.kubernetes import pods
+from components.scripts import start_progress
 from components.spec import build_spec
 from tests.test_weight_cache import SHELLCHECK
 
@@ -21,7 +23,9 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 DEADLINE_SECONDS = 120  # a loaded 2-core machine; the protocol itself takes a second or two
 
 #: hf download MODEL --revision REV --cache-dir DIR [--include GLOB]... [--exclude GLOB]...: records the
-#: download and its globs, takes FAKE_HF_SECONDS (the race window), fails with FAKE_HF_EXIT, else writes the
+#: download and its globs, takes FAKE_HF_SECONDS (the race window), adds FAKE_HF_CHUNKS chunks of 8 KiB to a
+#: partial blob one per FAKE_HF_CHUNK_SECONDS (a slow download), with FAKE_HF_HANG then adds nothing more
+#: and never returns (a hung one), fails with FAKE_HF_EXIT (a crashed one), else writes the
 #: files of FAKE_REPO_FILES (the repository's listing) the globs select, as huggingface_hub lays out a
 #: commit's snapshot and selects files (utils/_paths.py filter_repo_objects: fnmatch on the path, kept when
 #: it matches an include, if any, and no exclude).
@@ -40,6 +44,15 @@ with open(os.environ["FAKE_HUB_LOG"], "a") as log:
 with open(os.environ["FAKE_HUB_LOG"] + ".globs", "a") as log:
     log.write(" ".join(rest) + "\n")
 time.sleep(float(os.environ.get("FAKE_HF_SECONDS", "1")))
+blobs = pathlib.Path(cache, "models--" + model.replace("/", "--"), "blobs")
+blobs.mkdir(parents=True, exist_ok=True)
+with open(blobs / "weights.incomplete", "ab") as partial:  # resumed, as huggingface_hub resumes a download
+    for _ in range(int(os.environ.get("FAKE_HF_CHUNKS", "0"))):
+        time.sleep(float(os.environ["FAKE_HF_CHUNK_SECONDS"]))
+        partial.write(b"w" * 8192)
+        partial.flush()
+if os.environ.get("FAKE_HF_HANG"):
+    time.sleep(3600)
 if os.environ.get("FAKE_HF_EXIT", "0") != "0":
     sys.exit(int(os.environ["FAKE_HF_EXIT"]))
 snapshot = pathlib.Path(cache, "models--" + model.replace("/", "--"), "snapshots", revision)
@@ -64,7 +77,19 @@ def claim(tmp_path: Path) -> Path:
     return cache
 
 
-def script(cache: Path, revision: str = REVISION, fetch_seconds: int = 60, lock_seconds: int = 300) -> str:
+#: The injected stall window and progress unit (the pods' are launch.STALL_SECONDS and the health agent's
+#: PROGRESS_BYTES: test_kubernetes_cache_claim.py): several chunk intervals of a slow download.
+STALL_SECONDS = 3
+PROGRESS_BYTES = 4096
+
+
+def script(
+    cache: Path,
+    revision: str = REVISION,
+    fetch_seconds: int = 60,
+    lock_seconds: int = 300,
+    takeover_seconds: int = 300,
+) -> str:
     return scripts.render(
         pods.FILL_SCRIPT,
         model=MODEL,
@@ -72,7 +97,11 @@ def script(cache: Path, revision: str = REVISION, fetch_seconds: int = 60, lock_
         cache_dir=str(cache),
         fetch_seconds=fetch_seconds,
         lock_seconds=lock_seconds,
-        poll_seconds=1,
+        poll_seconds="0.5",
+        stall_seconds=STALL_SECONDS,
+        takeover_seconds=takeover_seconds,
+        progress_bytes=PROGRESS_BYTES,
+        start_progress=scripts.Included(scripts.source(pods.PROGRESS_SCRIPT)),
     )
 
 
@@ -238,3 +267,59 @@ def test_a_pytorch_only_repository_gets_its_bin_weights_and_no_other_bin(claim):
     finish(start(claim, script(claim), FAKE_REPO_FILES=files))
     assert fetched(claim) == ["config.json", "pytorch_model.bin", "tokenizer.json"]
     assert (state(claim) / "complete").exists()
+
+
+# --- progress: the VMs' rule (start_progress.py), with an injected short window -------------------------
+
+
+def test_a_slow_download_that_keeps_adding_bytes_is_never_stopped(claim):
+    # 16 chunks, one every 0.5 s: the download lasts over two stall windows, never one without a byte
+    begun = time.monotonic()
+    output = finish(start(claim, script(claim), FAKE_HF_CHUNKS="16", FAKE_HF_CHUNK_SECONDS="0.5"))
+    assert time.monotonic() - begun >= 2 * STALL_SECONDS, output
+    assert (state(claim) / "complete").exists() and len(hub_downloads(claim)) == 1
+
+
+def test_a_stalled_download_is_stopped_after_the_stall_window_and_fails_the_container(claim):
+    begun = time.monotonic()
+    hung = start(claim, script(claim), FAKE_HF_CHUNKS="2", FAKE_HF_CHUNK_SECONDS="0.1", FAKE_HF_HANG="1")
+    output = finish(hung, returncode=start_progress.STALLED)
+    assert STALL_SECONDS <= time.monotonic() - begun < STALL_SECONDS + 60, output
+    assert "no new byte" in output
+    assert not (state(claim) / "lock").exists() and not (state(claim) / "complete").exists()
+
+
+def test_the_restarted_fill_resumes_the_stalled_download(claim):
+    hung = start(claim, script(claim), FAKE_HF_CHUNKS="2", FAKE_HF_CHUNK_SECONDS="0.1", FAKE_HF_HANG="1")
+    finish(hung, returncode=start_progress.STALLED)
+    finish(
+        start(claim, script(claim), FAKE_HF_CHUNKS="2", FAKE_HF_CHUNK_SECONDS="0.1")
+    )  # the kubelet's restart
+    partial = claim / "models--acme--tiny-llm" / "blobs" / "weights.incomplete"
+    assert partial.stat().st_size == 4 * 8192 and (state(claim) / "complete").exists()
+
+
+def test_a_waiter_takes_over_a_fill_that_adds_no_byte(claim):
+    lock_by_hand(claim, int(time.time()))  # a young lock: only its progress says its pod is gone
+    output = finish(start(claim, script(claim, takeover_seconds=STALL_SECONDS)))
+    assert "has stalled" in output and (state(claim) / "complete").exists()
+    assert len(hub_downloads(claim)) == 1
+
+
+def test_a_waiter_keeps_waiting_while_the_fill_adds_bytes(claim):
+    lock_by_hand(claim, int(time.time()))
+    waiter = start(claim, script(claim, takeover_seconds=STALL_SECONDS))
+    filler = subprocess.Popen(  # the other pod's download: 16 chunks, one every 0.5 s, over two windows
+        [sys.executable, "-c", HF, "download", MODEL, "--revision", REVISION, "--cache-dir", str(claim)],
+        env={
+            **os.environ,
+            "FAKE_HUB_LOG": str(claim.parent / "other-pod"),
+            "FAKE_HF_SECONDS": "0",
+            "FAKE_HF_CHUNKS": "16",
+            "FAKE_HF_CHUNK_SECONDS": "0.5",
+        },
+    )
+    assert filler.wait(timeout=DEADLINE_SECONDS) == 0
+    (state(claim) / "complete").write_text("filled by the other pod\n")
+    output = finish(waiter)
+    assert hub_downloads(claim) == [] and "taking it over" not in output, output

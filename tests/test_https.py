@@ -435,8 +435,9 @@ def test_kubernetes_tls_flags_exist_in_the_pinned_vllm():
 
 def test_kubernetes_probes_use_https_when_vllm_serves_tls(k8s_tls_run):
     (container,) = serving_pod(k8s_tls_run)["containers"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    judge = container["livenessProbe"]["exec"]["command"]  # the progress probe asks /health itself
+    assert judge[judge.index("--health-url") + 1].startswith("https://127.0.0.1:")
 
 
 def test_kubernetes_service_exposes_443_when_vllm_serves_tls(k8s_tls_run):

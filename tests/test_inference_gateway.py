@@ -429,7 +429,7 @@ def test_behind_the_gateway_vllm_serves_plain_http_in_the_cluster(runs):
     assert not any(
         arg.startswith("--ssl") for arg in container.get("args", []) + container.get("command", [])
     )
-    assert container["startupProbe"]["httpGet"].get("scheme", "HTTP") == "HTTP"
+    assert container["readinessProbe"]["httpGet"].get("scheme", "HTTP") == "HTTP"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

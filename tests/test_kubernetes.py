@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from components import catalog, launch
+from components import catalog, launch, scripts
 from components.kubernetes import fakes as fakes_kubernetes
 from components.kubernetes import gpu_nodes, pods
 from components.kubernetes.settings import settings
+from components.scripts import health_agent
 from components.service_spec import ServiceSpec
 from components.spec import SpecError, build_spec
 from tests.harness import ROOT, Resource, Run, checked_spec, run_program
@@ -316,36 +320,76 @@ def test_cache_is_a_per_pod_claim_on_the_storage_class(runs):
     }
 
 
-def test_startup_probe_budget_is_the_download_and_load_caps_not_the_estimate(runs):
-    # a probe sees no bytes arrive: it gets the caps a slow Hub does not outlast (launch.health_caps)
+def progress_judge(container: dict[str, Any]) -> dict[str, list[str]]:
+    """The progress probe's source and flags: ``python3 -c SOURCE probe --flag value...``."""
+    python, dash_c, source, mode, *flags = container["livenessProbe"]["exec"]["command"]
+    assert (python, dash_c, mode) == ("python3", "-c", "probe")
+    values: dict[str, list[str]] = {"source": [source]}
+    for word in flags:
+        if word.startswith("--"):
+            values[word] = []
+        else:
+            values[list(values)[-1]].append(word)
+    return values
+
+
+def progress_caps(container: dict[str, Any]) -> int:
+    """The progress probe's caps, added: the longest a start may take in vLLM's container."""
+    return sum(int(cap) for cap in progress_judge(container)["--caps"])
+
+
+def test_without_a_claim_vllm_downloading_from_the_hub_is_judged_by_its_progress_not_a_startup_probe(runs):
+    # Kubernetes runs liveness only once a startup probe succeeds: a startup probe would hide the judge
+    container = vllm_container(runs["l4"])
+    assert "startupProbe" not in container
+    judge = progress_judge(container)
+    assert judge["source"] == [scripts.source(pods.PROGRESS_SCRIPT)]
+    assert judge["--stall"] == [str(launch.STALL_SECONDS)]  # the VMs' window and unit, not copies
+    assert judge["--progress-bytes"] == [str(health_agent.PROGRESS_BYTES)]
+    assert judge["--dir"] == [f"{launch.HF_CACHE_DIR}/hub"]  # where vLLM's huggingface_hub downloads
+    assert judge["--health-url"] == [f"http://127.0.0.1:{launch.PORT}{launch.HEALTH_PATH}"]
+
+
+def test_the_progress_probes_caps_are_the_download_and_load_caps_not_the_estimate(runs):
     for scenario, stack in (("l4", "k8s-l4"), ("h100", "k8s-h100")):
         timings = launch.probe_timings(build_spec(stack, {}))
-        probe = vllm_container(runs[scenario])["startupProbe"]
-        assert probe["httpGet"] == {"path": launch.HEALTH_PATH, "port": pods.PORT_NAME}
-        budget = probe["failureThreshold"] * probe["periodSeconds"]
-        caps = timings.caps.weights + timings.caps.load
-        assert caps <= budget < caps + probe["periodSeconds"]
-        assert budget >= timings.startup_seconds - timings.caps.start  # the Hub path's budget past the pull
+        judge = progress_judge(vllm_container(runs[scenario]))
+        assert judge["--caps"] == [str(timings.caps.weights), str(timings.caps.load)]
+        assert timings.caps.weights + timings.caps.load >= timings.startup_seconds - timings.caps.start
 
 
-def test_readiness_and_liveness_probe_health(runs):
+def test_the_progress_probe_as_rendered_runs_in_python3(runs, tmp_path):
+    command = vllm_container(runs["l4"])["livenessProbe"]["exec"]["command"]
+    # a fresh container with nothing downloaded yet: healthy (the last flag of a repeated one wins)
+    local = [
+        "--dir",
+        str(tmp_path),
+        "--state",
+        str(tmp_path / "state.json"),
+        "--health-url",
+        "http://127.0.0.1:9/",
+    ]
+    result = subprocess.run(
+        [sys.executable, *command[1:], *local], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "state.json").read_text())["ok_at"] == 0
+
+
+def test_readiness_probes_health(runs):
     container = vllm_container(runs["l4"])
-    for name in ("readinessProbe", "livenessProbe"):
-        assert container[name]["httpGet"] == {"path": launch.HEALTH_PATH, "port": pods.PORT_NAME}
+    assert container["readinessProbe"]["httpGet"] == {"path": launch.HEALTH_PATH, "port": pods.PORT_NAME}
     assert container["readinessProbe"]["failureThreshold"] == launch.ProbeTimings(0).unhealthy_threshold
 
 
 def test_liveness_tolerates_a_busy_server_far_longer_than_readiness(runs):
     container = vllm_container(runs["l4"])
     readiness, liveness = container["readinessProbe"], container["livenessProbe"]
-
-    def patience(probe: dict[str, Any]) -> int:
-        return probe["failureThreshold"] * probe["periodSeconds"]
-
-    assert liveness["timeoutSeconds"] >= 4 * readiness["timeoutSeconds"]
-    assert liveness["failureThreshold"] >= 3 * readiness["failureThreshold"]
-    assert patience(liveness) >= 300 >= 10 * patience(readiness)
-    assert liveness["timeoutSeconds"] < liveness["periodSeconds"]
+    judge = progress_judge(container)
+    hang, timeout = float(judge["--hang"][0]), float(judge["--timeout"][0])
+    assert timeout >= 4 * readiness["timeoutSeconds"]
+    assert hang >= 300 >= 10 * readiness["failureThreshold"] * readiness["periodSeconds"]
+    assert timeout < liveness["timeoutSeconds"] < liveness["periodSeconds"]  # the judge answers in time
 
 
 def test_gpu_pods_tolerate_the_gpu_taint(runs):

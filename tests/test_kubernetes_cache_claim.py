@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from components import launch
+from components import launch, scripts
 from components.kubernetes import pods
 from components.launch import HF_CACHE_DIR, HF_TOKEN_ENV
 from components.rates import HUB, SAFETENSORS_LOAD, SHARED_CLAIM
+from components.scripts import health_agent
 from components.spec import SpecError, build_spec
 from tests.harness import Run, run_program
 from tests.test_kubernetes import (
@@ -20,6 +21,7 @@ from tests.test_kubernetes import (
     k8s_stack,
     kubernetes_objects,
     manifest,
+    progress_caps,
     registrations,
     seconds,
     start_budget,
@@ -123,8 +125,18 @@ def test_without_a_claim_each_pod_keeps_its_own_cache_and_downloads_in_vllm():
     assert "initContainers" not in pod(run)
     (container,) = pod(run)["containers"]
     caps = timings(k8s_stack()).caps
-    assert startup_budget(container) >= caps.weights + caps.load  # the whole Hub path from the pull
+    assert progress_caps(container) == caps.weights + caps.load  # the whole Hub path from the pull
     assert "VLLM_CACHE_ROOT" not in env_of(container)  # vLLM's default, in the pod's own cache
+
+
+def test_the_fill_judges_its_download_by_the_vms_stall_window_and_progress_unit(shared):
+    script = fill_container(shared)["command"][2]
+    assert f"readonly STALL_SECONDS={launch.STALL_SECONDS}\n" in script
+    assert f"readonly PROGRESS_BYTES={health_agent.PROGRESS_BYTES}\n" in script
+    takeover = launch.STALL_SECONDS + pods.FILL_LOCK_GRACE_SECONDS  # a live filler stops itself first
+    assert f"readonly TAKEOVER_SECONDS={takeover}\n" in script
+    _, judge = scripts.without_comments(scripts.source(pods.PROGRESS_SCRIPT)).split("\n", 1)  # no shebang
+    assert judge in script
 
 
 def test_an_init_container_of_the_pinned_image_fills_the_claim_before_vllm_starts(shared):

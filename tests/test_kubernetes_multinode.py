@@ -31,6 +31,7 @@ from tests.test_kubernetes import (
     kubernetes_objects,
     manifest,
     plain,
+    progress_caps,
     registrations,
     seconds,
     start_budget,
@@ -191,11 +192,10 @@ def test_bootstrap_script_is_mounted_from_a_config_map(runs):
 def test_only_the_leader_serves_and_probes_health(runs):
     leader, worker = container(runs["preset"], "leader"), container(runs["preset"], "worker")
     caps = launch.probe_timings(build_spec(PRESET, {})).caps
-    probe = leader["startupProbe"]
     # the pod starts on a booted node with its image pulled: the download and the load are left
-    assert caps.weights + caps.load <= probe["failureThreshold"] * probe["periodSeconds"]
+    assert progress_caps(leader) == caps.weights + caps.load
     assert leader["readinessProbe"]["httpGet"]["path"] == launch.HEALTH_PATH
-    assert "startupProbe" not in worker and "ports" not in worker
+    assert "livenessProbe" not in worker and "readinessProbe" not in worker and "ports" not in worker
 
 
 def test_every_pod_has_its_gpus_and_shared_memory(runs):

@@ -567,7 +567,7 @@ PLATFORM = Platform(
                 "spec.strategy.rollingUpdate",
                 "spec.template.spec.containers.*.image",
                 "spec.template.spec.containers.*.resources.limits",
-                "spec.template.spec.containers.*.startupProbe.httpGet.path",
+                "spec.template.spec.containers.*.readinessProbe.httpGet.path",
                 "gpuNodes = spec.template.spec.affinity.nodeAffinity"
                 ".requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.*.matchExpressions",
             ),

@@ -19,6 +19,13 @@ template has one fixed startup probe, so the fetch is taken out of it: vLLM's st
 read of the claim and the load alone (the launch spec's later-replica path), and whatever waits for a pod
 to serve adds the fill's own bound (``start_budget_seconds``).
 
+Progress, not a guess (issue 28), with the VMs' rule and values (launch.py STALL_SECONDS and health_caps,
+health_agent.py PROGRESS_BYTES), judged by scripts/start_progress.py in the pod: the fill stops a download
+whose bytes stop for the stall window and exits non-zero (the kubelet restarts it, the download resumes),
+and a waiter takes over a fill that stopped; without the claim, vLLM downloads in its own container, which
+a progress probe judges instead of a startup probe's fixed count (``health_probes``). The caps stay the
+backstop.
+
 Security context: vLLM's official images run as root and write their caches under ``/root``, so
 ``runAsNonRoot`` and a read-only root filesystem are not possible without a custom image. What is
 restricted: no privilege escalation, every capability dropped (the CPU image keeps ``SYS_NICE``, which
@@ -44,11 +51,13 @@ from components.kubernetes.settings import settings
 from components.launch import (
     HF_CACHE_DIR,
     HF_TOKEN_ENV,
+    STALL_SECONDS,
     STATIC_ENV,
     LaunchSpec,
     compile_cache_key,
     weights_gb,
 )
+from components.scripts.health_agent import PROGRESS_BYTES
 from components.service_spec import ServiceSpec
 
 CONTAINER = "vllm"
@@ -108,7 +117,9 @@ FILL_CONTAINER = "fill-hf-cache"
 FILL_SCRIPT = "hf_cache_fill.sh"
 FILL_POLL_SECONDS = 15
 #: A fill lock older than the fill's bound plus this belongs to a dead pod: the filler's own start (image
-#: pulled, lock to download) and the clocks of two nodes, NTP-synchronised but never equal.
+#: pulled, lock to download) and the clocks of two nodes, NTP-synchronised but never equal. A waiter takes
+#: over a fill that has added no byte for the stall window plus this: a live filler stops its stalled
+#: download first, and the claim's NFS attribute cache (at most 60 s) delays what a waiter sees.
 FILL_LOCK_GRACE_SECONDS = 120
 #: The fill's bound beyond the weights' transfer: the ``hf`` CLI's start and the Hub's metadata calls,
 #: which a small model's transfer time would not cover.
@@ -123,6 +134,16 @@ CACHE_HEADROOM_GB = 10
 LIVENESS_PERIOD_SECONDS = 30
 LIVENESS_TIMEOUT_SECONDS = 20
 LIVENESS_FAILURES = 10
+#: The judge of a start by its progress (``progress_probe``; the fill's watch, ``fill_script``).
+PROGRESS_SCRIPT = "start_progress.py"
+#: Where the progress probe keeps its memory between looks: the container's own file system, which a
+#: restarted container gets afresh.
+PROGRESS_STATE = "/tmp/vllm-start-progress.json"
+#: The progress probe's own start (python3 reads the script) beyond its /health request's timeout.
+PROGRESS_PROBE_START_SECONDS = 5
+#: Consecutive broken verdicts before the kubelet restarts: the second spares a look that could not run
+#: (python3 starved on a busy node); the probe's own verdict already waited out its window.
+PROGRESS_PROBE_FAILURES = 2
 
 
 def labels(spec: ServiceSpec, component: str) -> dict[str, str]:
@@ -259,21 +280,27 @@ def fetch_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
 
 
 def load_budget_seconds(spec: ServiceSpec, launch: LaunchSpec) -> int:
-    """vLLM's startup probe budget, from its container's start: the hard caps of what happens in it, never
-    the estimate. A probe sees no bytes arrive, so it cannot tell a slow download from a hung one as the VMs'
-    health agent does: it gets the caps (every rate at its slowest in components/rates.py), which a slow
-    Hub does not outlast. With vllm:cacheClaim the init container has fetched the weights, so what is
-    left is the load phase (the claim's read, compile); without, the download too."""
+    """The longest vLLM's container may take to serve, from its start: the hard caps of what happens in it
+    (every rate at its slowest in components/rates.py), never the estimate. With vllm:cacheClaim the init
+    container has fetched the weights, so what is left is the load phase (the claim's read, compile): the
+    startup probe's budget. Without, the download too: the progress probe's caps, which also restarts a
+    download that stalls long before (``progress_probe``)."""
     caps = launch.probes.caps
     if settings(spec).cache_claim is not None:
         return caps.load
     return caps.weights + caps.load
 
 
-def health_probes(launch: LaunchSpec, load_seconds: int) -> dict[str, Any]:
-    """Startup probe sized to the model's load (failureThreshold x periodSeconds = ``load_seconds``),
-    then readiness (out of the Service, the launch spec's thresholds) and a far more patient liveness
-    probe (restart; see ``LIVENESS_*``) on ``/health``."""
+def health_probes(spec: ServiceSpec, launch: LaunchSpec) -> dict[str, Any]:
+    """Readiness on ``/health`` (out of the Service, the launch spec's thresholds), and what restarts vLLM.
+
+    With vllm:cacheClaim the weights are on the claim before vLLM starts (the fill judged them by their
+    progress): a startup probe sized to the load phase's cap (failureThreshold x periodSeconds), then a far
+    more patient liveness probe than readiness (see ``LIVENESS_*``). Without, vLLM downloads the weights from
+    the Hub in its own container, and a startup probe, a fixed count of failures, cannot tell a slow
+    download from a hung one: the progress probe judges the start instead (``progress_probe``), as liveness
+    with no startup probe, since Kubernetes runs liveness and readiness only once a startup probe has
+    succeeded."""
     timings = launch.probes
 
     def probe(failures: int, period: int = timings.period_seconds, timeout: int = timings.timeout_seconds):
@@ -284,13 +311,51 @@ def health_probes(launch: LaunchSpec, load_seconds: int) -> dict[str, Any]:
             "failureThreshold": failures,
         }
 
+    readiness = {**probe(timings.unhealthy_threshold), "successThreshold": timings.healthy_threshold}
+    if settings(spec).cache_claim is None:
+        return {"readinessProbe": readiness, "livenessProbe": progress_probe(spec, launch)}
     return {
-        "startupProbe": probe(math.ceil(load_seconds / timings.period_seconds)),
-        "readinessProbe": {
-            **probe(timings.unhealthy_threshold),
-            "successThreshold": timings.healthy_threshold,
-        },
+        "startupProbe": probe(math.ceil(load_budget_seconds(spec, launch) / timings.period_seconds)),
+        "readinessProbe": readiness,
         "livenessProbe": probe(LIVENESS_FAILURES, LIVENESS_PERIOD_SECONDS, LIVENESS_TIMEOUT_SECONDS),
+    }
+
+
+def progress_probe(spec: ServiceSpec, launch: LaunchSpec) -> dict[str, Any]:
+    """vLLM's liveness where its container downloads from the Hub: ``start_progress.py probe`` in the
+    container's python3, the VMs' rule with their values (launch.py STALL_SECONDS and health_caps,
+    health_agent.py PROGRESS_BYTES). Until vLLM first answers 200 the start is broken only when its download
+    adds no byte for the stall window or a phase outlasts its cap: a slow Hub is never restarted, a hung
+    download is, and resumes from its partial files in the pod's cache. Once ready, broken when /health has
+    not answered 200 for as long as the liveness probe of a pod on the claim waits (``LIVENESS_*``). A
+    crashed vLLM restarts as ever (the container exits)."""
+    caps = launch.probes.caps
+    scheme = "https" if tls.serves_tls(spec) else "http"
+    judge = [
+        "probe",
+        "--dir",
+        posixpath.join(HF_CACHE_DIR, "hub"),
+        "--stall",
+        str(STALL_SECONDS),
+        "--progress-bytes",
+        str(PROGRESS_BYTES),
+        "--state",
+        PROGRESS_STATE,
+        "--health-url",
+        f"{scheme}://127.0.0.1:{launch.port}{launch.health_path}",
+        "--timeout",
+        str(LIVENESS_TIMEOUT_SECONDS),
+        "--hang",
+        str(LIVENESS_FAILURES * LIVENESS_PERIOD_SECONDS),
+        "--caps",
+        str(caps.weights),
+        str(caps.load),
+    ]
+    return {
+        "exec": {"command": ["python3", "-c", scripts.source(PROGRESS_SCRIPT), *judge]},
+        "periodSeconds": LIVENESS_PERIOD_SECONDS,
+        "timeoutSeconds": LIVENESS_TIMEOUT_SECONDS + PROGRESS_PROBE_START_SECONDS,
+        "failureThreshold": PROGRESS_PROBE_FAILURES,
     }
 
 
@@ -337,7 +402,7 @@ def container(
     if serves:
         result["ports"] = [{"name": PORT_NAME, "containerPort": launch.port, "protocol": "TCP"}]
         result["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/sleep", str(PRE_STOP_SECONDS)]}}}
-        probes = health_probes(launch, load_budget_seconds(spec, launch))
+        probes = health_probes(spec, launch)
         result.update(tls.https_probes(probes) if tls.serves_tls(spec) else probes)
     return result
 
@@ -354,6 +419,10 @@ def fill_script(spec: ServiceSpec, launch: LaunchSpec) -> str:
         fetch_seconds=fetch,
         lock_seconds=fetch + FILL_LOCK_GRACE_SECONDS,
         poll_seconds=FILL_POLL_SECONDS,
+        stall_seconds=STALL_SECONDS,
+        takeover_seconds=STALL_SECONDS + FILL_LOCK_GRACE_SECONDS,
+        progress_bytes=PROGRESS_BYTES,
+        start_progress=scripts.Included(scripts.source(PROGRESS_SCRIPT)),
     )
     return scripts.without_comments(rendered)
 

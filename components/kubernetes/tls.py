@@ -62,7 +62,8 @@ def mount() -> dict[str, Any]:
 
 
 def https_probes(probes: dict[str, Any]) -> dict[str, Any]:
-    """The container's probes, asking over HTTPS."""
+    """The container's HTTP probes, asking over HTTPS (an exec probe names its own URL)."""
     return {
-        name: {**probe, "httpGet": {**probe["httpGet"], "scheme": "HTTPS"}} for name, probe in probes.items()
+        name: {**probe, "httpGet": {**probe["httpGet"], "scheme": "HTTPS"}} if "httpGet" in probe else probe
+        for name, probe in probes.items()
     }

@@ -14,6 +14,13 @@
 # A pod that finds the lock waits for `complete`. A lock older than LOCK_SECONDS belongs to a dead pod (the
 # filler's download is killed at FETCH_SECONDS, and its lock removed): one waiter takes it over and fills.
 #
+# Progress (start_progress.py, the VMs' rule): the filler's download is healthy while its bytes keep arriving
+# (PROGRESS_BYTES more per STALL_SECONDS) and stopped when they do not: the script exits non-zero, the lock
+# released, the kubelet restarts the init container and `hf download` resumes (it skips the files the commit
+# already has and continues a partial one). A waiter that sees the fill add no byte for TAKEOVER_SECONDS
+# (the stall window and a grace: a live filler stops itself first) takes over the lock of a pod that died
+# or hangs, without waiting out LOCK_SECONDS. FETCH_SECONDS stays the download's hard cap.
+#
 # Why a lock of our own: huggingface_hub takes a file lock per file under CACHE_DIR/.locks/ (filelock),
 # but calls it "best-effort": on some NFS mounts flock(2) "silently succeeds for every caller", which
 # costs "duplicated bandwidth" (huggingface_hub 2.4.0, file_download.py, _download_to_tmp_and_move): each
@@ -28,9 +35,26 @@ readonly CACHE_DIR={{cache_dir}}
 readonly FETCH_SECONDS={{fetch_seconds}}
 readonly LOCK_SECONDS={{lock_seconds}}
 readonly POLL_SECONDS={{poll_seconds}}
+readonly STALL_SECONDS={{stall_seconds}}
+readonly TAKEOVER_SECONDS={{takeover_seconds}}
+readonly PROGRESS_BYTES={{progress_bytes}}
 readonly STATE="$CACHE_DIR/.vllm-fill/${MODEL//\//--}/$REVISION"
 readonly LOCK="$STATE/lock"
 readonly COMPLETE="$STATE/complete"
+readonly FILES="$CACHE_DIR/models--${MODEL//\//--}" # the commit's blobs land here, and its partial files
+WORK=$(mktemp -d) # this run's own: the judge and its memory of the fill under a lock
+readonly WORK PROGRESS="$WORK/start_progress.py"
+
+cat >"$PROGRESS" <<'PY'
+{{start_progress}}
+PY
+
+# start_progress.py MODE [ARGS...] over the model's files, with the stall window of MODE's caller
+progress() {
+  local mode=$1 stall=$2
+  shift 2
+  python3 "$PROGRESS" "$mode" --dir "$FILES" --stall "$stall" --progress-bytes "$PROGRESS_BYTES" "$@"
+}
 
 log() { echo "hf-cache-fill: $*"; }
 
@@ -61,13 +85,14 @@ readonly READ_FIRST=(--include '*.json' --include '*.model' --include '*.tiktoke
 
 has() { compgen -G "$SNAPSHOT/$1" >/dev/null; }
 
-# One `hf download` of the commit's files the arguments select, within what is left of FETCH_SECONDS. In
-# the background, so that SIGTERM (the pod deleted) is acted on at once: bash defers traps until a
-# foreground child returns.
+# One `hf download` of the commit's files the arguments select, within what is left of FETCH_SECONDS, stopped
+# (exit 75) when its bytes stop for STALL_SECONDS. In the background, so that SIGTERM (the pod deleted) is
+# acted on at once: bash defers traps until a foreground child returns.
 fetch() {
   local left=$((DEADLINE - $(date +%s)))
   [ "$left" -gt 0 ] || return 124
-  timeout "$left" hf download "$MODEL" --revision "$REVISION" --cache-dir "$CACHE_DIR" "${TOP_LEVEL[@]}" "$@" \
+  progress watch "$STALL_SECONDS" --interval "$POLL_SECONDS" -- \
+    timeout "$left" hf download "$MODEL" --revision "$REVISION" --cache-dir "$CACHE_DIR" "${TOP_LEVEL[@]}" "$@" \
     >/dev/null &
   wait "$!"
 }
@@ -103,6 +128,13 @@ fill() {
     age=$(($(date +%s) - epoch))
     if [ "$age" -ge "$LOCK_SECONDS" ] && mkdir "$STATE/stale-$epoch" 2>/dev/null; then
       log "the lock is ${age}s old without a finished fill (its pod died): taking it over"
+      release
+      continue
+    fi
+    # this lock's fill, judged from this pod's first look at it: a new lock (a restarted filler) starts afresh
+    if ! progress look "$TAKEOVER_SECONDS" --state "$WORK/fill-$epoch" &&
+      mkdir "$STATE/stale-$epoch" 2>/dev/null; then
+      log "the fill under the lock has stalled (its pod died or hangs): taking it over"
       release
       continue
     fi
