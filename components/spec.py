@@ -168,19 +168,26 @@ def _parse_gpu(text: str | None, cloud: str) -> Gpu | None:
     return Gpu(canonical, count)
 
 
-def _check_multi_node_split(cloud: str, gpu: Gpu, nodes: int) -> None:
+def _check_multi_node_split(cloud: str, gpu: Gpu, nodes: int, canary_revision: bool) -> None:
     """Tensor parallelism runs inside a node and pipeline parallelism across nodes (TP x PP = GPUs), so a
     group is only worth its network hops when each node is a whole machine: a split of a smaller count
-    belongs on one bigger machine."""
+    belongs on one bigger machine. A canary's revision inherits vllm:nodes (not one of its fields), so
+    both revisions have the same node count and only its machine can change."""
     whole = max(catalog.counts_offered(cloud, gpu.type))
-    if gpu.count != whole:
-        raise SpecError(
-            f"{PROJECT}:gpu",
-            str(gpu),
-            f"{gpu.type}:{whole} per node when vllm:nodes is {nodes} (tensor parallel inside a whole "
-            f"machine, pipeline parallel across machines); or vllm:nodes 1 with "
-            f"{gpu.type}:{gpu.count * nodes} if one machine holds it",
+    if gpu.count == whole:
+        return
+    split = "tensor parallel inside a whole machine, pipeline parallel across machines"
+    if canary_revision:
+        valid = (
+            f"{gpu.type}:{whole} per node: the canary runs on the stable revision's vllm:nodes ({nodes}), "
+            f"{split}; a revision on another node count is another stack"
         )
+    else:
+        valid = (
+            f"{gpu.type}:{whole} per node when vllm:nodes is {nodes} ({split}); or vllm:nodes 1 with "
+            f"{gpu.type}:{gpu.count * nodes} if one machine holds it"
+        )
+    raise SpecError(f"{PROJECT}:gpu", str(gpu), valid)
 
 
 #: A Hub commit id (``ModelInfo.sha``): 40 lowercase hex digits.
@@ -252,12 +259,9 @@ def build_spec(
             f"keeps (e.g. pulumi config set {PROJECT}:servedModelName {spec.served_model_name})"
         )
         raise SpecError(f"{PROJECT}:servedModelName", "", valid)
-    if spec.nodes > 1:
-        valid = "unset with vllm:nodes > 1: a canary of multi-node (Ray) replicas is not built yet"
-        raise SpecError(canary.KEY, config[canary.KEY], valid)
     with _as_canary(tuple(request.overrides)):
         canary_spec = _build_revision(
-            stack, _canary_config(stable_config, spec, request), secret_keys, lookup
+            stack, _canary_config(stable_config, spec, request), secret_keys, lookup, canary_revision=True
         )
     other = REVISIONS[1 - REVISIONS.index(revision)]
     canary_spec = replace(canary_spec, revision=other)
@@ -329,8 +333,10 @@ def _build_revision(
     config: Mapping[str, str],
     secret_keys: frozenset[str],
     lookup: Callable[[str, str | None, str], ModelFacts | None] | None,
+    canary_revision: bool = False,
 ) -> ServiceSpec:
-    """One revision's spec: the checks of every key but ``vllm:canary``."""
+    """One revision's spec: the checks of every key but ``vllm:canary`` (``canary_revision``: a canary's,
+    with the stable revision's node count)."""
     _check_secrets(config, secret_keys)
     preset, merged = presets.effective_config(stack, config)
     keys.check_unknown_keys(merged, secret_keys)
@@ -369,7 +375,7 @@ def _build_revision(
     elif nodes > 1:
         raise SpecError(f"{PROJECT}:nodes", nodes, "1 without a GPU (multi-node serving shards across GPUs)")
     if gpu is not None and nodes > 1:
-        _check_multi_node_split(cloud, gpu, nodes)
+        _check_multi_node_split(cloud, gpu, nodes, canary_revision)
 
     model = read.string("model")
     if model is None or not MODEL_PATTERN.match(model):

@@ -33,6 +33,11 @@ SCALING = {"vllm:replicas": "unset", "vllm:targetQpsPerReplica": "2.5"}
 PROMETHEUS = {"vllm:prometheusUrl": "http://prometheus.monitoring:9090"}
 K8S_TLS = {"vllm:domain": "llm.example.com", "vllm:tlsSecretName": "llm-tls"}
 
+#: A second revision of 12 Ray replicas beside the stable one: its names end in -rev2-r11.
+MULTI_NODE_CANARY = {
+    "vllm:servedModelName": "chat",
+    "vllm:canary": {"image": "vllm/vllm-openai:v0.32.0", "replicas": 12},
+}
 VARIANTS: dict[str, dict] = {
     # Three regions (the catalog's longest names for g2), spot over an on-demand base, autoscaled, HTTPS,
     # the bucket weight cache: one group, template, health check and autoscaler per region and market.
@@ -51,11 +56,12 @@ VARIANTS: dict[str, dict] = {
         "vllm:dnsZone": "example-com",
         "vllm:weightCache": "bucket",
     },
-    "gcp-multinode-https-bucket": {
+    "gcp-multinode-https-bucket-canary": {
         "vllm:preset": "gcp-h100-multinode",
         "vllm:replicas": 12,
         "vllm:domain": "llm.example.com",
         "vllm:weightCache": "bucket",
+        **MULTI_NODE_CANARY,
     },
     "aws-spot-base-autoscaled-https": {
         "vllm:cloud": "aws",
@@ -68,10 +74,11 @@ VARIANTS: dict[str, dict] = {
         "vllm:domain": "llm.example.com",
         "vllm:dnsZone": "Z0123456789ABCDEFGHIJ",
     },
-    "aws-multinode-https": {
+    "aws-multinode-https-canary": {
         "vllm:preset": "aws-h200-multinode",
         "vllm:replicas": 12,
         "vllm:domain": "llm.ai",
+        **MULTI_NODE_CANARY,
     },
     "k8s-spot-base-keda-operator-tls": {
         "vllm:cloud": "kubernetes",

@@ -83,72 +83,70 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     serving = pulumi.Output.all(load_balancer.target_group.arn, quota_preflight(spec, invoke)).apply(
         lambda found: found[0]
     )
-    replicas: list[ReplicaGroup] | list[RayReplica]
-    canary_replicas: list[ReplicaGroup] = []
+    # Each revision (vllm:canary) its own group or Ray replicas, named by its slot, in its own target group.
+    built: dict[str, list[ReplicaGroup] | list[RayReplica]] = {}
     autoscalers: list[Autoscaler] = []
-    if spec.nodes == 1:
-        # One group per revision (vllm:canary), named by its slot, each in its own target group.
-        built: dict[str, ReplicaGroup] = {}
-        for revision, revision_launch, target_group in (
-            (spec, launch, load_balancer.target_group),
-            *(
-                ((spec.canary.spec, canary_launch, canary_target_group),)
-                if spec.canary is not None and canary_launch is not None and canary_target_group is not None
-                else ()
-            ),
-        ):
-            joined = serving
-            if target_group is not load_balancer.target_group:
-                joined = pulumi.Output.all(target_group.arn, serving).apply(lambda found: found[0])
-            group = ReplicaGroup(
-                spec.name + revision.revision_suffix,
-                ReplicaGroupArgs(
-                    spec=revision,
-                    launch=revision_launch,
-                    network=network,
-                    identity=identity,
-                    image=image,
-                    target_group_arn=joined,
-                    weight_cache=weight_cache,
-                ),
-                opts,
-            )
-            built[revision.revision] = group
-            if revision.autoscaling is not None:
-                # One group: its mixed instances policy keeps the on-demand base inside the bounds.
-                autoscalers.append(
-                    Autoscaler(
-                        spec.name + revision.revision_suffix,
-                        AutoscalerArgs(
-                            spec=revision,
-                            launch=revision_launch,
-                            group=group.auto_scaling_group,
-                            load_balancer=load_balancer,
-                            target_group=target_group,
-                        ),
-                        opts,
-                    )
+    for revision, revision_launch, target_group in (
+        (spec, launch, load_balancer.target_group),
+        *(
+            ((spec.canary.spec, canary_launch, canary_target_group),)
+            if spec.canary is not None and canary_launch is not None and canary_target_group is not None
+            else ()
+        ),
+    ):
+        joined = serving
+        if target_group is not load_balancer.target_group:
+            joined = pulumi.Output.all(target_group.arn, serving).apply(lambda found: found[0])
+        if revision.nodes > 1:
+            built[revision.revision] = [
+                RayReplica(
+                    f"{spec.name}{revision.revision_suffix}-r{index}",
+                    RayReplicaArgs(
+                        spec=replica_shares.ray_replica_spec(revision, index),
+                        launch=revision_launch,
+                        network=network,
+                        identity=identity,
+                        image=image,
+                        target_group_arn=joined,
+                        index=index,
+                        weight_cache=weight_cache,
+                    ),
+                    opts,
                 )
-        replicas = [built[spec.revision]]
-        canary_replicas = [built[spec.canary.spec.revision]] if spec.canary is not None else []
-    else:
-        replicas = [
-            RayReplica(
-                f"{spec.name}-r{index}",
-                RayReplicaArgs(
-                    spec=replica_shares.ray_replica_spec(spec, index),
-                    launch=launch,
-                    network=network,
-                    identity=identity,
-                    image=image,
-                    target_group_arn=serving,
-                    index=index,
-                    weight_cache=weight_cache,
-                ),
-                opts,
+                for index in range(revision.replicas)
+            ]
+            continue
+        group = ReplicaGroup(
+            spec.name + revision.revision_suffix,
+            ReplicaGroupArgs(
+                spec=revision,
+                launch=revision_launch,
+                network=network,
+                identity=identity,
+                image=image,
+                target_group_arn=joined,
+                weight_cache=weight_cache,
+            ),
+            opts,
+        )
+        built[revision.revision] = [group]
+        if revision.autoscaling is not None:
+            # One group: its mixed instances policy keeps the on-demand base inside the bounds.
+            autoscalers.append(
+                Autoscaler(
+                    spec.name + revision.revision_suffix,
+                    AutoscalerArgs(
+                        spec=revision,
+                        launch=revision_launch,
+                        group=group.auto_scaling_group,
+                        load_balancer=load_balancer,
+                        target_group=target_group,
+                    ),
+                    opts,
+                )
             )
-            for index in range(spec.replicas)
-        ]
+    replicas = built[spec.revision]
+    canary_replicas = built[spec.canary.spec.revision] if spec.canary is not None else []
     if spec.autoscaling is not None:
         autoscaled_groups(spec, replicas, ReplicaGroup)  # one group of single-node replicas, checked
     warn_without_domain(spec.domain)
@@ -167,16 +165,10 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     )
 
 
-def replica_source(
-    spec: ServiceSpec,
-    launch: LaunchSpec,
+def _groups(
     replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
-    load_balancer: LoadBalancer,
-    identity: ServiceIdentity,
-    canary_replicas: Sequence[ReplicaGroup] = (),
-) -> pulumi.Output[dict]:
-    """The Auto Scaling groups, the target group whose health says READY, the containers' log group; with
-    vllm:canary each group says its revision, and the canary's its own target group."""
+) -> list[tuple[str, int | None, pulumi.Output[str]]]:
+    """One revision's Auto Scaling groups: (role, Ray replica index, name once known) each."""
     groups: list[tuple[str, int | None, pulumi.Output[str]]] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, ReplicaGroup):
@@ -186,7 +178,20 @@ def replica_source(
                 (RAY_HEAD, index, replica.head_group.name),
                 (RAY_WORKER, index, replica.worker_group.name),
             ]
-    canaries = [replica.auto_scaling_group.name for replica in canary_replicas]
+    return groups
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
+    load_balancer: LoadBalancer,
+    identity: ServiceIdentity,
+    canary_replicas: Sequence[ReplicaGroup] | Sequence[RayReplica] = (),
+) -> pulumi.Output[dict]:
+    """The Auto Scaling groups, the target group whose health says READY, the containers' log group; with
+    vllm:canary each group says its revision, and the canary's its own target group."""
+    groups, canaries = _groups(replicas), _groups(canary_replicas)
     canary_group = load_balancer.canary_target_group
     stable_revision = spec.revision if spec.canary is not None else ""
     canary_revision = spec.canary.spec.revision if spec.canary is not None else ""
@@ -205,11 +210,12 @@ def replica_source(
             Group(
                 kind="autoScalingGroup",
                 name=name,
-                role=SERVE,
+                role=role,
+                replica=index,
                 revision=canary_revision,
                 balancer=canary_balancer,
             )
-            for name in canary_names
+            for (role, index, _), name in zip(canaries, canary_names, strict=True)
         ]
         return ReplicaSource(
             platform="aws",
@@ -225,5 +231,8 @@ def replica_source(
 
     canary_arn = canary_group.arn if canary_group is not None else ""
     return pulumi.Output.all(
-        load_balancer.target_group.arn, canary_arn, *(group[-1] for group in groups), *canaries
+        load_balancer.target_group.arn,
+        canary_arn,
+        *(group[-1] for group in groups),
+        *(group[-1] for group in canaries),
     ).apply(source)

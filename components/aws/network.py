@@ -38,7 +38,8 @@ class Network(pulumi.ComponentResource):
     Subnets: the region's default VPC and its default subnets unless ``vllm:vpcId`` and ``vllm:subnetIds``
     name others. The load balancer uses ``vllm:loadBalancerSubnetIds`` (public subnets, so the instances'
     subnets can be private behind the user's NAT) or else every instance subnet; either way two zones or
-    more. Instances use only the subnets in zones that sell the instance type (``instance_subnet_ids``),
+    more. Instances use only the subnets in zones that sell their instance type (``instance_subnets``: a
+    canary's own GPU may sell elsewhere than the stable revision's; ``instance_subnet_ids`` the stable's),
     so an ASG never retries in a zone that cannot place it; with ``vllm:reservation``, only those in
     ``vllm:reservationZone``, the one zone whose reserved capacity they can use.
 
@@ -74,8 +75,6 @@ class Network(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)
-        instance_type = vm.machine_type(spec)
-        region = vm.vm_region(spec)
         settings = aws_settings(spec)
 
         if settings.vpc_id is None:
@@ -94,28 +93,17 @@ class Network(pulumi.ComponentResource):
             ]
             self.public_ips = None
 
-        offered_zones = ec2.get_instance_type_offerings_output(
-            location_type="availability-zone",
-            filters=[{"name": "instance-type", "values": [instance_type]}],
-            opts=invoke,
-        ).locations.apply(
-            lambda zones: _checked_offered(instance_type, region, zones, settings.reservation_zone)
-        )
         # The output-form invokes resolve the Outputs (VPC id, zones) inside these filters; the SDK's filter
         # TypedDicts type their values as plain strings, hence the ignores on the three subnet lookups.
         in_scope = ec2.get_subnets_output(filters=scope, opts=invoke).ids  # pyright: ignore[reportArgumentType]
-        named = pulumi.Output.all(in_scope, self.vpc_id).apply(
+        self._scope, self._invoke = scope, invoke
+        self._selling: dict[str, pulumi.Output[list[str]]] = {}
+        self._named = pulumi.Output.all(in_scope, self.vpc_id).apply(
             lambda found: _checked_scope("vllm:subnetIds", settings.subnet_ids, found[0], found[1])
         )
-        selling = ec2.get_subnets_output(
-            filters=[*scope, {"name": "availability-zone", "values": offered_zones}],  # pyright: ignore[reportArgumentType]
-            opts=invoke,
-        ).ids
-        self.instance_subnet_ids = pulumi.Output.all(selling, offered_zones, named).apply(
-            lambda found: _checked_selling(instance_type, settings.vpc_id is None, found[0], found[1])
-        )
+        self.instance_subnet_ids = self.instance_subnets(spec)
         if settings.vpc_id is None:
-            self.load_balancer_subnet_ids = named  # one default subnet per zone of the region
+            self.load_balancer_subnet_ids = self._named  # one default subnet per zone of the region
         else:
             self.load_balancer_subnet_ids = self._balancer_subnets(settings, invoke)
         self.load_balancer_security_group = ec2.SecurityGroup(
@@ -184,6 +172,30 @@ class Network(pulumi.ComponentResource):
                 "instanceSubnetIds": self.instance_subnet_ids,
             }
         )
+
+    def instance_subnets(self, spec: ServiceSpec) -> pulumi.Output[list[str]]:
+        """The subnets in scope in the zones that sell ``spec``'s instance type (a canary's own GPU may sell
+        elsewhere than the stable revision's), looked up once per instance type."""
+        instance_type = vm.machine_type(spec)
+        if instance_type in self._selling:
+            return self._selling[instance_type]
+        settings, region, invoke = aws_settings(spec), vm.vm_region(spec), self._invoke
+        offered_zones = ec2.get_instance_type_offerings_output(
+            location_type="availability-zone",
+            filters=[{"name": "instance-type", "values": [instance_type]}],
+            opts=invoke,
+        ).locations.apply(
+            lambda zones: _checked_offered(instance_type, region, zones, settings.reservation_zone)
+        )
+        selling = ec2.get_subnets_output(
+            filters=[*self._scope, {"name": "availability-zone", "values": offered_zones}],  # pyright: ignore[reportArgumentType]
+            opts=invoke,
+        ).ids
+        found = pulumi.Output.all(selling, offered_zones, self._named).apply(
+            lambda got: _checked_selling(instance_type, settings.vpc_id is None, got[0], got[1])
+        )
+        self._selling[instance_type] = found
+        return found
 
     def _balancer_subnets(
         self, settings: AwsSettings, invoke: pulumi.InvokeOptions

@@ -31,6 +31,9 @@ already admits the all-traffic self-reference EFA requires, and the boot script 
 
 Rollouts replace a group's machines in place (minimum healthy 0%): a Ray cluster cannot mix old and new
 machines, so a changed launch template restarts the group.
+
+With ``vllm:canary`` each revision slot has its own replicas, named by the slot (the first slot's keep the
+names every stack had) and joined to the slot's own target group, so promoting a canary renames nothing.
 """
 
 from __future__ import annotations
@@ -69,8 +72,8 @@ class RayReplicaArgs:
     network: Network
     identity: ServiceIdentity
     image: machines.MachineImage
-    target_group_arn: pulumi.Input[str]
-    index: int  # which replica this group is
+    target_group_arn: pulumi.Input[str]  # its revision's target group behind the ALB
+    index: int  # which replica of its revision this group is
     weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
 
 
@@ -106,7 +109,7 @@ class RayReplica(pulumi.ComponentResource):
         super().__init__("vllm:aws:RayReplica", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec, launch, network, identity = args.spec, args.launch, args.network, args.identity
         child = pulumi.ResourceOptions(parent=self)
-        subnet_id = network.instance_subnet_ids.apply(lambda ids: ids[args.index % len(ids)])
+        subnet_id = network.instance_subnets(spec).apply(lambda ids: ids[args.index % len(ids)])
 
         self.placement_group = ec2.PlacementGroup(f"{name}-placement", strategy="cluster", opts=child)
         self.security_group = ec2.SecurityGroup(
@@ -134,7 +137,8 @@ class RayReplica(pulumi.ComponentResource):
             opts=child,
         )
 
-        role = f"r{args.index}"
+        # The load balancers' names: the first revision slot's as every stack had them, the second's apart.
+        role = f"rev{spec.revision}-r{args.index}" if spec.revision_suffix else f"r{args.index}"
         self.head_load_balancer = lb.LoadBalancer(
             f"{name}-head",
             name=subnet_id.apply(lambda subnet: elb_name(spec, f"{role}-nlb", "network", "internal", subnet)),

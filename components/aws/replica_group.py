@@ -93,7 +93,7 @@ class ReplicaGroup(pulumi.ComponentResource):
             spec=spec,
             size=spec.replicas,
             template=self.launch_template,
-            subnet_ids=network.instance_subnet_ids,
+            subnet_ids=network.instance_subnets(spec),
             target_group_arns=[args.target_group_arn],
             grace_seconds=launch.probes.startup_seconds,
             keep_serving=True,

@@ -70,8 +70,42 @@ def quota_checks(spec: ServiceSpec) -> list[str]:
     return describe(gpu_quota_needs(spec))
 
 
-def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
+def _ray_replicas(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    network: Network,
+    identity: ServiceIdentity,
+    mirror: ImageMirror | None,
+    weight_cache: WeightCache | None,
+    opts: pulumi.ResourceOptions,
+) -> list[RayReplica]:
+    """A revision's multi-node replicas, named by its slot (the first slot's keep the names every stack
+    had). They take the region's zones in turn, so they do not share one zone's fate, and roll one after
+    another within the revision."""
     zones = serving_zones(spec)
+    replicas: list[RayReplica] = []
+    for index in range(spec.replicas):
+        replicas.append(
+            RayReplica(
+                f"{spec.name}{spec.revision_suffix}-r{index}",
+                RayReplicaArgs(
+                    spec=replica_shares.ray_replica_spec(spec, index),
+                    launch=launch,
+                    network=network,
+                    identity=identity,
+                    index=index,
+                    zone=zones[index % len(zones)],
+                    previous=replicas[-1] if replicas else None,
+                    mirror=mirror,
+                    weight_cache=weight_cache,
+                ),
+                opts,
+            )
+        )
+    return replicas
+
+
+def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
     launch = launch_spec(spec, has_hf_token=secrets.hf_token is not None)
     # The APIs are enabled through a provider of their own, and the stack's provider depends on them: every
     # resource of the stack waits for its APIs on a fresh project (children do not inherit depends_on).
@@ -126,71 +160,50 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     weight_cache = None
     if spec.bucket_weight_cache:
         weight_cache = WeightCache(spec.name, WeightCacheArgs(spec=spec, identity=identity), opts)
-    replicas: list[ReplicaGroup] | list[RayReplica] = []
-    canary_replicas: list[ReplicaGroup] = []
+    # One group per region and purchase option (components/replica_shares.py), all behind the one LB.
+    subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
+    for index, region in enumerate(spec.regions[1:], start=1):
+        regional = RegionNetwork(
+            f"{spec.name}-{region}",
+            RegionNetworkArgs(spec=spec, network=network, region=region, index=index),
+            opts,
+        )
+        subnets[region] = regional.subnetwork.id
+    # Each revision (vllm:canary) its own groups or Ray replicas, named by its slot, and its own autoscaler.
+    built: dict[str, list[ReplicaGroup] | list[RayReplica]] = {}
     autoscalers: list[Autoscaler] = []
-    if spec.nodes == 1:
-        # One group per region and purchase option (components/replica_shares.py), all behind the one LB.
-        subnets: dict[str | None, pulumi.Input[str]] = {spec.region: network.subnetwork.id}
-        for index, region in enumerate(spec.regions[1:], start=1):
-            regional = RegionNetwork(
-                f"{spec.name}-{region}",
-                RegionNetworkArgs(spec=spec, network=network, region=region, index=index),
+    for revision in spec.revisions:
+        revision_launch = launch if revision is spec else launch_spec(revision, secrets.hf_token is not None)
+        revision_mirror = mirror if docker_hub_path(revision.image) is not None else None
+        if revision.nodes > 1:
+            built[revision.revision] = _ray_replicas(
+                revision, revision_launch, network, identity, revision_mirror, weight_cache, opts
+            )
+            continue
+        groups = serving_groups(revision)
+        serving = [
+            ReplicaGroup(
+                group.name,
+                ReplicaGroupArgs(
+                    spec=group.spec(revision),
+                    launch=revision_launch,
+                    network=network,
+                    identity=identity,
+                    zones=serving_zones(revision, group.share.region),
+                    mirror=revision_mirror,
+                    subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
+                    base_instance_name=group.base_instance_name,
+                    weight_cache=weight_cache,
+                ),
                 opts,
             )
-            subnets[region] = regional.subnetwork.id
-        # Each revision (vllm:canary) its own groups, named by its slot, and its own autoscaler.
-        built = {}
-        for revision in spec.revisions:
-            groups = serving_groups(revision)
-            revision_launch = (
-                launch if revision is spec else launch_spec(revision, secrets.hf_token is not None)
-            )
-            built[revision.revision] = [
-                ReplicaGroup(
-                    group.name,
-                    ReplicaGroupArgs(
-                        spec=group.spec(revision),
-                        launch=revision_launch,
-                        network=network,
-                        identity=identity,
-                        zones=serving_zones(revision, group.share.region),
-                        mirror=mirror if docker_hub_path(revision.image) is not None else None,
-                        subnetwork=subnets[group.share.region] if group.share.region != spec.region else None,
-                        base_instance_name=group.base_instance_name,
-                        weight_cache=weight_cache,
-                    ),
-                    opts,
-                )
-                for group in groups
-            ]
-            if revision.autoscaling is not None:
-                autoscalers.append(
-                    _autoscaler(revision, revision_launch, groups, built[revision.revision], opts)
-                )
-        replicas = built[spec.revision]
-        canary_replicas = built[spec.canary.spec.revision] if spec.canary is not None else []
-    else:
-        # Replicas take the region's zones in turn, so they do not share one zone's fate.
-        for index in range(spec.replicas):
-            previous = replicas[-1] if replicas else None
-            replicas.append(
-                RayReplica(
-                    f"{spec.name}-r{index}",
-                    RayReplicaArgs(
-                        spec=replica_shares.ray_replica_spec(spec, index),
-                        launch=launch,
-                        network=network,
-                        identity=identity,
-                        index=index,
-                        zone=zones[index % len(zones)],
-                        previous=previous,
-                        mirror=mirror,
-                        weight_cache=weight_cache,
-                    ),
-                    opts,
-                )
-            )
+            for group in groups
+        ]
+        built[revision.revision] = serving
+        if revision.autoscaling is not None:
+            autoscalers.append(_autoscaler(revision, revision_launch, groups, serving, opts))
+    replicas = built[spec.revision]
+    canary_replicas = built[spec.canary.spec.revision] if spec.canary is not None else []
     load_balancer = LoadBalancer(
         spec.name,
         LoadBalancerArgs(
@@ -210,7 +223,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         network=network,
         autoscaler=autoscalers[0] if autoscalers else None,
         dns_records=load_balancer.dns_records,
-        replica_source=replica_source(spec, launch, replicas, zones, load_balancer, canary_replicas),
+        replica_source=replica_source(spec, launch, replicas, load_balancer, canary_replicas),
         dashboard_url=service_dashboard.url,
     )
 
@@ -224,38 +237,31 @@ CONTAINER_LOG_NAME = "gcplogs-docker-driver"
 _Managed = tuple[str, str, int | None, str, pulumi.Output[str], pulumi.Output[str] | str]
 
 
-def replica_source(
-    spec: ServiceSpec,
-    launch: LaunchSpec,
-    replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
-    zones: tuple[str, ...],
-    load_balancer: LoadBalancer,
-    canary_replicas: Sequence[ReplicaGroup] = (),
-) -> pulumi.Output[dict]:
-    """The managed instance groups (each regional one with its region: with ``vllm:regions`` they are not
-    all in the stack's first), the backend service whose health says READY, the project they are in; with
-    vllm:canary each group says its revision, and the canary's its own backend service."""
+def _managed(replicas: Sequence[ReplicaGroup] | Sequence[RayReplica]) -> list[_Managed]:
+    """One revision's managed groups: a regional group per share, or each Ray replica's head and workers."""
     managers: list[_Managed] = []
     for index, replica in enumerate(replicas):
         if isinstance(replica, ReplicaGroup):
             manager = replica.group_manager
             managers.append(("regionInstanceGroupManager", SERVE, None, "", manager.name, manager.region))
         else:
-            zone = zones[index % len(zones)]
             head, workers = replica.head_group_manager, replica.worker_group_manager
-            managers.append(("instanceGroupManager", RAY_HEAD, index, zone, head.name, ""))
-            managers.append(("instanceGroupManager", RAY_WORKER, index, zone, workers.name, ""))
-    canaries: list[_Managed] = [
-        (
-            "regionInstanceGroupManager",
-            SERVE,
-            None,
-            "",
-            replica.group_manager.name,
-            replica.group_manager.region,
-        )
-        for replica in canary_replicas
-    ]
+            managers.append(("instanceGroupManager", RAY_HEAD, index, replica.zone, head.name, ""))
+            managers.append(("instanceGroupManager", RAY_WORKER, index, replica.zone, workers.name, ""))
+    return managers
+
+
+def replica_source(
+    spec: ServiceSpec,
+    launch: LaunchSpec,
+    replicas: Sequence[ReplicaGroup] | Sequence[RayReplica],
+    load_balancer: LoadBalancer,
+    canary_replicas: Sequence[ReplicaGroup] | Sequence[RayReplica] = (),
+) -> pulumi.Output[dict]:
+    """The managed instance groups (each regional one with its region: with ``vllm:regions`` they are not
+    all in the stack's first), the backend service whose health says READY, the project they are in; with
+    vllm:canary each group says its revision, and the canary's its own backend service."""
+    managers, canaries = _managed(replicas), _managed(canary_replicas)
     first = replicas[0]
     project = (
         first.group_manager.project if isinstance(first, ReplicaGroup) else first.head_group_manager.project

@@ -5,6 +5,10 @@ and must survive the head's replacement. Each group therefore reserves a fixed i
 the top of the stack's own subnet (away from the low addresses GCP hands out first), and the head's
 managed group pins it to its one VM with a per-instance config: autohealing and updates recreate the head
 under the same name with the same IP, and workers keep re-joining ``RAY_HEAD_ADDRESS`` until it answers.
+
+With ``vllm:canary`` each revision slot has its own groups, names, network tags and head addresses, so
+promoting a canary (swapping the slots' roles) changes none of them; the first slot's are the names and
+addresses every stack had.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pulumi
 import pulumi_gcp.compute as compute
 
 from components import vm
+from components.autoscaling import MAX_REPLICAS
 from components.gcp.identity import ServiceIdentity
 from components.gcp.load_balancer import CONNECTION_DRAINING_SECONDS
 from components.gcp.machine import (
@@ -33,17 +38,20 @@ from components.gcp.network import SUBNET_CIDR, Network
 from components.gcp.registry import ImageMirror
 from components.gcp.weight_cache import WeightCache
 from components.launch import LaunchSpec
-from components.service_spec import ServiceSpec
+from components.service_spec import REVISIONS, ServiceSpec
 
 #: This component's type token before it was renamed for what it is: the alias keeps the URNs of
 #: existing stacks' resources (this component's and, through it, its children's), so nothing is replaced.
 FORMER_TYPE = "vllm:gcp:RayGroup"
 
 
-def head_address(index: int) -> str:
-    """The reserved internal IP of group ``index``'s head: counted down from the subnet's last usable
-    address (GCP reserves the last two of every subnet)."""
-    return str(SUBNET_CIDR.broadcast_address - 2 - index)
+def head_address(index: int, revision: str = REVISIONS[0]) -> str:
+    """The reserved internal IP of group ``index``'s head in revision slot ``revision``: counted down from
+    the subnet's last usable address (GCP reserves the last two of every subnet), each slot in a block of
+    its own of ``MAX_REPLICAS`` addresses (the first slot's on top), so two revisions' heads never collide
+    and a promoted canary keeps its heads' addresses. Below both blocks, the subnet still holds a whole
+    revision's workers (1000 replicas of 64 nodes) from the low addresses GCP hands out first."""
+    return str(SUBNET_CIDR.broadcast_address - 2 - REVISIONS.index(revision) * MAX_REPLICAS - index)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +60,7 @@ class RayReplicaArgs:
     launch: LaunchSpec
     network: Network
     identity: ServiceIdentity
-    index: int  # which replica this group is
+    index: int  # which replica of its revision this group is
     zone: str
     previous: RayReplica | None = None  # the replica that rolls before this one
     mirror: ImageMirror | None = None  # where the VMs pull a Docker Hub image from
@@ -81,6 +89,7 @@ class RayReplica(pulumi.ComponentResource):
         head_instance: the per-instance config that pins ``head_ip`` to the head VM.
         worker_group_manager: the zonal MIG of the ``nodes - 1`` workers.
         instance_group: the head's instance group, for the load balancer's backend service.
+        zone: the one zone of the replica's VMs.
     """
 
     tag: str
@@ -94,19 +103,24 @@ class RayReplica(pulumi.ComponentResource):
     head_instance: compute.PerInstanceConfig
     worker_group_manager: compute.InstanceGroupManager
     instance_group: pulumi.Output[str]
+    zone: str
 
     def __init__(self, name: str, args: RayReplicaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
         super().__init__("vllm:gcp:RayReplica", name, None, pulumi.ResourceOptions.merge(opts, renamed))
         spec, launch, index = args.spec, args.launch, args.index
         child = pulumi.ResourceOptions(parent=self)
-        self.tag = f"{spec.name}-ray{index}"
+        self.zone = args.zone
+        # Named by the revision's slot (nothing in the first), like the group's component.
+        base, address = spec.name + spec.revision_suffix, head_address(index, spec.revision)
+        group = f"group {index}" + (f" of revision {spec.revision}" if spec.revision_suffix else "")
+        self.tag = f"{base}-ray{index}"
         # Ray is unauthenticated and unencrypted: every port, but only between this group's own VMs.
         self.firewall = compute.Firewall(
             autoname(name, "ray"),
             network=args.network.network.id,
             direction="INGRESS",
-            description=f"Ray and NCCL traffic inside group {index} of vLLM stack {spec.stack} only",
+            description=f"Ray and NCCL traffic inside {group} of vLLM stack {spec.stack} only",
             allows=[{"protocol": "tcp"}, {"protocol": "udp"}, {"protocol": "icmp"}],
             source_tags=[self.tag],
             target_tags=[self.tag],
@@ -119,7 +133,7 @@ class RayReplica(pulumi.ComponentResource):
             self.placement_policy = compute.ResourcePolicy(
                 autoname(name, "compact"),
                 region=spec.region,
-                description=f"Compact placement of Ray group {index} of vLLM stack {spec.stack}",
+                description=f"Compact placement of Ray {group} of vLLM stack {spec.stack}",
                 group_placement_policy={"collocation": "COLLOCATED"},
                 opts=child,
             )
@@ -130,11 +144,11 @@ class RayReplica(pulumi.ComponentResource):
             purpose="GCE_ENDPOINT",
             region=spec.region,
             subnetwork=args.network.subnetwork.id,
-            address=head_address(index),
-            description=f"RAY_HEAD_ADDRESS of group {index}: kept across head replacements",
+            address=address,
+            description=f"RAY_HEAD_ADDRESS of {group}: kept across head replacements",
             opts=child,
         )
-        env = vm.ray_env(spec, head_address(index))
+        env = vm.ray_env(spec, address)
         self.head_template = instance_template(
             autoname(name, "head"),
             spec,
@@ -168,7 +182,7 @@ class RayReplica(pulumi.ComponentResource):
             weight_cache=args.weight_cache,
         )
         self.health_check = autohealing_check(autoname(name, "autoheal"), launch, child)
-        head_name = f"{spec.name}-r{index}-head"
+        head_name = f"{base}-r{index}-head"
         # Groups roll one after another: each waits for the previous group's roll (its head loaded, as far as
         # minReadySec allows), so an update never takes every replica down at once. `pulumi up` waits for
         # each roll, so the old templates it deletes afterwards are no longer in use.
@@ -228,7 +242,7 @@ class RayReplica(pulumi.ComponentResource):
         workers = spec.nodes - 1
         self.worker_group_manager = compute.InstanceGroupManager(
             autoname(name, "workers"),
-            base_instance_name=f"{spec.name}-r{index}-worker",
+            base_instance_name=f"{base}-r{index}-worker",
             zone=args.zone,
             versions=[{"name": "ray-worker", "instance_template": self.worker_template.self_link_unique}],
             target_size=workers,
@@ -245,4 +259,4 @@ class RayReplica(pulumi.ComponentResource):
             opts=rolling,
         )
         self.instance_group = self.head_group_manager.instance_group
-        self.register_outputs({"instanceGroup": self.instance_group, "headAddress": head_address(index)})
+        self.register_outputs({"instanceGroup": self.instance_group, "headAddress": address})
