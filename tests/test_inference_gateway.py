@@ -554,3 +554,151 @@ def test_with_an_existing_gateway_the_domain_points_at_its_address(runs):
     assert run.outputs["endpoint"] == f"https://{DOMAIN}"
     (record,) = run.outputs["dnsRecords"]
     assert (record["type"], record["value"]) == ("A", fakes_kubernetes.GATEWAY_IP)
+
+
+# --- a Gateway implementation installed on request (vllm:installGateway) ----------------------------------
+
+CHART = "kubernetes:helm.sh/v4:Chart"
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+DESTINATION_RULE = "kubernetes:networking.istio.io/v1beta1:DestinationRule"
+
+
+@pytest.fixture(scope="module")
+def installs() -> dict[str, Run]:
+    return {
+        name: run_program(
+            "k8s-l4", {"vllm:router": "inference-gateway", "vllm:installGateway": name}, SECRETS
+        )
+        for name in ("agentgateway", "istio")
+    }
+
+
+def charts(run: Run) -> dict[str, dict[str, Any]]:
+    return {chart.inputs["name"]: chart.inputs for chart in run.of_type(CHART)}
+
+
+@pytest.mark.parametrize("implementation", ["agentgateway", "istio"])
+def test_an_installed_gateway_comes_with_the_pinned_gateway_api_and_inference_crds(installs, implementation):
+    files = {config.inputs["file"] for config in installs[implementation].of_type(CONFIG_FILE)}
+    assert files == {
+        "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.5.1/standard-install.yaml",
+        "https://github.com/kubernetes-sigs/gateway-api-inference-extension/releases/download/v1.5.0/manifests.yaml",
+    }
+
+
+def test_the_installed_crds_are_the_releases_the_resources_are_validated_against():
+    from components.kubernetes import gateway_install
+
+    assert gateway_install.GIE_VERSION == gie.GIE_VERSION
+    crd = yaml.safe_load((CRDS / "gateway.networking.k8s.io_gateways.yaml").read_text())
+    assert crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == (
+        gateway_install.GATEWAY_API_VERSION
+    )
+
+
+def test_agentgateway_is_its_pinned_oci_charts_with_the_inference_extension_enabled(installs):
+    installed = charts(installs["agentgateway"])
+    assert set(installed) == {"agentgateway-crds", "agentgateway"}
+    assert installed["agentgateway-crds"]["chart"] == "oci://cr.agentgateway.dev/charts/agentgateway-crds"
+    assert installed["agentgateway"]["chart"] == "oci://cr.agentgateway.dev/charts/agentgateway"
+    assert installed["agentgateway"]["values"] == {"inferenceExtension": {"enabled": True}}
+    for chart in installed.values():
+        assert (chart["version"], chart["namespace"]) == ("v1.0.0", "agentgateway-system")
+
+
+def test_istio_is_its_pinned_base_and_istiod_charts_with_the_inference_extension_enabled(installs):
+    installed = charts(installs["istio"])
+    assert set(installed) == {"istio-base", "istiod"}
+    assert (installed["istio-base"]["chart"], installed["istiod"]["chart"]) == ("base", "istiod")
+    assert installed["istiod"]["values"] == {"env": {"ENABLE_GATEWAY_API_INFERENCE_EXTENSION": "true"}}
+    for chart in installed.values():
+        assert chart["repositoryOpts"] == {"repo": "https://istio-release.storage.googleapis.com/charts"}
+        assert (chart["version"], chart["namespace"]) == ("1.28.3", "istio-system")
+
+
+@pytest.mark.parametrize("implementation", ["agentgateway", "istio"])
+def test_the_implementation_gets_a_namespace_of_its_own(installs, implementation):
+    namespaces = {
+        ns.inputs["metadata"]["name"]
+        for ns in installs[implementation].of_type("kubernetes:core/v1:Namespace")
+    }
+    assert {chart["namespace"] for chart in charts(installs[implementation]).values()} < namespaces
+
+
+@pytest.mark.parametrize("implementation", ["agentgateway", "istio"])
+def test_the_gateway_is_of_the_class_the_installed_implementation_creates(installs, implementation):
+    gateway = installs[implementation].one(GATEWAY)
+    assert gateway.inputs["spec"]["gatewayClassName"] == implementation
+    jsonschema.validate(manifest(gateway), SCHEMAS[GATEWAY])
+
+
+def test_with_istio_installed_the_endpoint_picker_gets_its_destination_rule(installs):
+    assert installs["istio"].of_type(DESTINATION_RULE)
+    assert not installs["agentgateway"].of_type(DESTINATION_RULE)
+
+
+def test_without_the_request_the_gateway_implementation_is_the_clusters(runs):
+    for run in runs.values():
+        assert not run.of_type(CHART) and not run.of_type(CONFIG_FILE)
+
+
+def test_the_gateway_objects_wait_for_the_crds_and_the_controller_they_need(monkeypatch):
+    # A custom resource is refused until its CRD exists, and a Gateway of a class nobody runs is never
+    # Programmed: the Gateway, the route, the pool and Istio's DestinationRule follow the whole install.
+    from tests.test_kubernetes import registrations
+
+    run, recorded = registrations(
+        monkeypatch, "k8s-l4", {"vllm:router": "inference-gateway", "vllm:installGateway": "istio"}
+    )
+    install = {resource.urn for resource in [*run.of_type(CHART), *run.of_type(CONFIG_FILE)]}
+    for kind in (GATEWAY, ROUTE, POOL, DESTINATION_RULE):
+        assert install <= set(recorded[run.one(kind).name].dependencies), kind
+
+
+def test_the_controller_starts_after_the_crds_it_watches(
+    monkeypatch,
+):
+    from tests.test_kubernetes import registrations
+
+    run, recorded = registrations(
+        monkeypatch, "k8s-l4", {"vllm:router": "inference-gateway", "vllm:installGateway": "istio"}
+    )
+    crds = {config.urn for config in run.of_type(CONFIG_FILE)}
+    base, istiod = (
+        next(c for c in run.of_type(CHART) if c.inputs["name"] == n) for n in ("istio-base", "istiod")
+    )
+    assert crds <= set(recorded[base.name].dependencies)
+    assert base.urn in recorded[istiod.name].dependencies
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "says"),
+    [
+        ({"vllm:installGateway": "istio"}, "vllm:installGateway", "set with vllm:router inference-gateway"),
+        (
+            {"vllm:router": "inference-gateway", "vllm:installGateway": "gke"},
+            "vllm:installGateway",
+            "built in and need no install",
+        ),
+        (
+            {"vllm:router": "inference-gateway", "vllm:installGateway": "envoy"},
+            "vllm:installGateway",
+            "one of agentgateway, istio",
+        ),
+        (
+            {**ROUTER, "vllm:installGateway": "agentgateway"},
+            "vllm:gatewayClassName",
+            "unset or agentgateway with vllm:installGateway agentgateway",
+        ),
+        ({**EXISTING, "vllm:installGateway": "istio"}, "vllm:installGateway", "unset with vllm:gatewayName"),
+    ],
+)
+def test_refuses_an_install_that_contradicts_the_gateway(config, key, says):
+    with pytest.raises(SpecError) as raised:
+        build_spec("k8s-l4", config)
+    assert raised.value.key == key and says in raised.value.valid
+
+
+def test_the_installed_implementations_own_class_may_be_named_too():
+    spec = build_spec("k8s-l4", {**ROUTER, "vllm:installGateway": "istio"})
+    assert spec.platform.gateway_class_name == "istio"

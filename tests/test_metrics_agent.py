@@ -129,6 +129,37 @@ def test_a_restarted_vllms_histogram_counts_all_its_observations_as_new():
     assert (ttft["Values"], ttft["Counts"]) == ([0.25], [1.0])
 
 
+INSTANCE = "i-0123456789abcdef0"
+
+
+def sent_by_replica(first: str, second: str, instance_id: str = INSTANCE) -> list[dict]:
+    agent = metrics_agent.Publisher(list(metrics_agent.PUBLISHED), instance_id=instance_id)
+    agent.data(metrics_agent.parse_exposition(first), "2026-01-01T00:00:00Z")
+    data = agent.data(metrics_agent.parse_exposition(second), "2026-01-01T00:01:00Z")
+    return [datum for datum in data if "Dimensions" in datum]
+
+
+def test_a_replica_sends_its_prefix_cache_hit_rate_weighted_by_its_queries():
+    # 10 more requests: 1,000 prompt tokens looked up in the prefix cache, 600 found.
+    (datum,) = sent_by_replica(exposition(10, {}), exposition(20, {}))
+    assert datum == {
+        "MetricName": "PrefixCacheHitRate",
+        "Dimensions": [{"Name": "InstanceId", "Value": INSTANCE}],
+        "Timestamp": "2026-01-01T00:01:00Z",
+        "Unit": "Percent",
+        "Values": [60.0],
+        "Counts": [1000.0],  # CloudWatch's Average over replicas and minutes: hits over queries
+    }
+
+
+def test_no_hit_rate_in_a_minute_without_prefix_cache_queries():
+    assert sent_by_replica(exposition(10, {}), exposition(10, {})) == []
+
+
+def test_without_an_instance_id_every_metric_is_the_services():
+    assert sent_by_replica(exposition(10, {}), exposition(20, {}), instance_id="") == []
+
+
 def test_every_metric_the_agent_sends_is_of_a_kind_it_reads():
     assert {metric.kind for metric in metrics_agent.PUBLISHED} <= set(metrics_agent.KINDS)
 
@@ -161,9 +192,23 @@ def test_the_dashboards_vllm_panels_chart_only_metrics_the_agent_sends_as_it_sen
     ours = [row for row in rows if row[0] == NAMESPACE]
     assert {name for _, name, _, _ in ours} == set(published)  # every metric sent is charted
     for _, name, dimensions, options in ours:
-        assert dimensions == ()  # the agent sends no dimension
+        assert dimensions == ()  # the service's metrics carry no dimension
         if options.get("stat", "").startswith("p"):  # percentiles: only over Values/Counts data
             assert published[name].kind == "histogram"
+
+
+def test_the_per_replica_metric_is_charted_by_a_search_of_its_namespace_and_dimension():
+    body = dashboard_body("us-east-1", NAMESPACE, "app/a/1", "targetgroup/t/2")
+    expressions = [
+        row[0]["expression"]
+        for widget in json.loads(body)["widgets"]
+        for row in widget["properties"]["metrics"]
+        if isinstance(row[0], dict)
+    ]
+    searches = [text for text in expressions if text.startswith("SEARCH(")]
+    assert searches == [
+        f"""SEARCH('{{"{NAMESPACE}",InstanceId}} MetricName="PrefixCacheHitRate"', 'Average', 60)"""
+    ]
 
 
 def test_every_expression_uses_only_ids_of_its_own_widget():
@@ -242,6 +287,12 @@ def unit_agent(sandbox) -> Iterator[Callable[[str], tuple[Path, subprocess.Popen
     started: list[subprocess.Popen] = []
 
     def start(url: str) -> tuple[Path, subprocess.Popen]:
+        fake_curl = Path(env["PATH"].split(":")[0]) / "curl"  # IMDSv2: a token, then the instance id
+        fake_curl.write_text(
+            "#!/usr/bin/env bash\n"
+            'case "$*" in *api/token*) echo imds-token;;'
+            f' *"token: imds-token"*instance-id) echo {INSTANCE};; *) exit 22;; esac\n'
+        )
         result = run_script(rendered("aws-h100"), env, "boot")
         assert result.returncode == 0, result.stdout + result.stderr
         fake_aws = Path(env["PATH"].split(":")[0]) / "aws"
@@ -287,6 +338,16 @@ def test_the_units_agent_sends_every_charted_metric_to_the_stacks_namespace(unit
         [0.25, 2.5],
         [1.0, 1.0],
     )
+
+
+def test_the_units_agent_sends_the_replicas_hit_rate_under_its_instance_id_from_imds(unit_agent):
+    vllm = FakeMetrics()  # 10 more requests a read: 1,000 prompt tokens looked up, 600 found
+    calls, _ = unit_agent(vllm.url)
+    wait_until(lambda: len(recorded(calls)) >= 2, "two put-metric-data calls")
+    argv = recorded(calls)[1]
+    (datum,) = [d for d in json.loads(argv[argv.index("--metric-data") + 1]) if "Dimensions" in d]
+    assert datum["Dimensions"] == [{"Name": "InstanceId", "Value": INSTANCE}]
+    assert (datum["MetricName"], datum["Values"], datum["Counts"]) == ("PrefixCacheHitRate", [60.0], [1000.0])
 
 
 def test_the_units_agent_waits_quietly_while_vllm_does_not_answer(unit_agent):

@@ -199,6 +199,25 @@ def test_aws_has_a_cloudwatch_dashboard_of_vllms_metrics_and_the_load_balancers(
     assert all(widget["properties"]["region"] == "us-east-1" for widget in widgets)
 
 
+def test_aws_charts_the_prefix_cache_hit_rate_per_replica_beside_the_services(aws):
+    (resource,) = aws.of_type("aws:cloudwatch/dashboard:Dashboard")
+    widgets = json.loads(resource.inputs["dashboardBody"])["widgets"]
+    (widget,) = [w for w in widgets if w["properties"]["title"].startswith("Prefix-cache hit rate")]
+    lines = {
+        row[0]["label"]: row[0]["expression"]
+        for row in widget["properties"]["metrics"]
+        if "expression" in row[0]
+    }
+    # A line per instance that sent its rate in the window: SEARCH finds replicas as they come and go.
+    assert lines["replica"] == (
+        """SEARCH('{"vLLM/vllm-aws-h100",InstanceId} MetricName="PrefixCacheHitRate"', 'Average', 60)"""
+    )
+    # The service's: all replicas' hits over all their queries (the dimensionless counters).
+    hidden = {row[-1]["id"]: row[1] for row in widget["properties"]["metrics"] if isinstance(row[0], str)}
+    assert lines["all replicas"] == "100*m2/m1"
+    assert (hidden["m1"], hidden["m2"]) == ("PrefixCacheQueries", "PrefixCacheHits")
+
+
 def test_aws_exports_the_dashboards_console_url(aws):
     assert aws.outputs["dashboardUrl"] == (
         "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"

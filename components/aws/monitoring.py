@@ -73,6 +73,10 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
         }
 
     ttft = metrics_agent.TIME_TO_FIRST_TOKEN
+    per_replica = (
+        f'{{"{namespace}",{metrics_agent.INSTANCE_DIMENSION}}} '
+        f'MetricName="{metrics_agent.PREFIX_CACHE_HIT_RATE}"'
+    )
     widgets = [
         widget(
             0,
@@ -141,12 +145,14 @@ def dashboard_body(region: str, namespace: str, load_balancer: str, target_group
             [[ELB, "HTTPCode_Target_5XX_Count", *lb], [ELB, "HTTPCode_ELB_5XX_Count", *lb]],
             "Sum",
         ),
-        # Service-wide: the metrics carry no dimension (one per replica would multiply their cost).
+        # A line per replica (its instance's PrefixCacheHitRate, found by SEARCH: replicas come and go), and
+        # the service's from the dimensionless counters. Both weigh each minute by its queries.
         widget(
             7,
-            "Prefix-cache hit rate, % (all replicas)",
+            "Prefix-cache hit rate, % (per replica, all replicas)",
             [
-                expression("100*m2/m1", "prompt tokens found cached", "e1"),
+                expression(f"SEARCH('{per_replica}', 'Average', {PERIOD_SECONDS})", "replica", "e1"),
+                expression("100*m2/m1", "all replicas", "e2"),
                 hidden(metrics_agent.PREFIX_CACHE_QUERIES, "m1", "Sum"),
                 hidden(metrics_agent.PREFIX_CACHE_HITS, "m2", "Sum"),
             ],

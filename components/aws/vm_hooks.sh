@@ -44,9 +44,9 @@ platform_log_args() {
 # vLLM's metrics into CloudWatch by metrics_agent.py (its docstring says why not the CloudWatch agent),
 # with the instance role's cloudwatch:PutMetricData on the stack's namespace only. Python's standard library
 # and the DLAMI's AWS CLI: nothing to install (install_health_agent unpacked it). /metrics stays on the
-# host: the agent reads 127.0.0.1.
+# host: the agent reads 127.0.0.1. The instance id names this replica's own metric (empty: none sent).
 platform_install_metrics() {
   if [ "${#METRICS_AGENT_ARGS[@]}" -eq 0 ]; then return 0; fi
   install_agent_service "$METRICS_UNIT" 30 "vLLM metrics to CloudWatch ($ROLE)" \
-    "$PYTHON $INSTALL_DIR/metrics_agent.py ${METRICS_AGENT_ARGS[*]}"
+    "$PYTHON $INSTALL_DIR/metrics_agent.py ${METRICS_AGENT_ARGS[*]} --instance-id=$(aws_instance_id)"
 }

@@ -11,6 +11,7 @@ from components import autoscaling, platforms
 from components.domain import warn_without_domain
 from components.kubernetes import cold_start, gpu_nodes, pods, spot_pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
+from components.kubernetes.gateway_install import GatewayInstall
 from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs, pool_name
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
@@ -140,10 +141,19 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         )
     endpoint, dns_records = load_balancer.endpoint, load_balancer.dns_records
     if settings(spec).inference_gateway:
+        implementation = settings(spec).install_gateway
+        installed = (
+            GatewayInstall(f"{spec.name}-gateway-install", implementation, opts)
+            if implementation is not None
+            else None
+        )
         router = InferenceGateway(
             spec.name,
             InferenceGatewayArgs(
-                spec=spec, namespace=namespace.name, workloads=[replica.workload for replica in replicas]
+                spec=spec,
+                namespace=namespace.name,
+                workloads=[replica.workload for replica in replicas],
+                installed=installed,
             ),
             opts,
         )

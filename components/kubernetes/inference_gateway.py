@@ -1,8 +1,9 @@
 """``vllm:router: inference-gateway``: the Gateway API Inference Extension (GIE) picks the replica for each
 request, by prefix-cache affinity, queue depth and KV-cache use, instead of a Service balancing connections.
 
-A ``Gateway`` of the user's class (``vllm:gatewayClassName``: GKE, Istio, kgateway, Envoy Gateway, ...),
-or the user's existing Gateway (``vllm:gatewayName``, whose listeners are theirs), routes ``/v1`` (and
+A ``Gateway`` of the user's class (``vllm:gatewayClassName``: GKE, Istio, kgateway, Envoy Gateway, ...), or
+of the implementation the stack installs (``vllm:installGateway``: gateway_install.py), or the user's
+existing Gateway (``vllm:gatewayName``, whose listeners are theirs), routes ``/v1`` (and
 ``/health``) by an ``HTTPRoute`` to an ``InferencePool``, which selects the serving pods (single-node
 replicas, or a LeaderWorkerSet's leaders) on vLLM's port. For each request the Gateway asks the pool's
 endpoint picker (EPP, over Envoy ext-proc) which pod to send it to; the EPP scrapes each pod's ``/metrics``
@@ -265,6 +266,9 @@ class InferenceGatewayArgs:
     spec: ServiceSpec
     namespace: pulumi.Input[str]
     workloads: list[pulumi.Resource]  # the Deployments or LeaderWorkerSet whose pods the pool selects
+    #: vllm:installGateway's installer (gateway_install.py): the CRDs and the controller that the pool, the
+    #: Gateway and the route wait for.
+    installed: pulumi.Resource | None = None
 
 
 class InferenceGateway(pulumi.ComponentResource):
@@ -286,6 +290,7 @@ class InferenceGateway(pulumi.ComponentResource):
         super().__init__("vllm:kubernetes:InferenceGateway", name, None, opts)
         spec, namespace = args.spec, args.namespace
         child = pulumi.ResourceOptions(parent=self)
+        installed = [args.installed] if args.installed is not None else []
         labels = pods.labels(spec, "router")
         epp = epp_name(spec)
 
@@ -386,7 +391,7 @@ class InferenceGateway(pulumi.ComponentResource):
             kind="InferencePool",
             metadata=metadata(pool_name(spec)),
             spec=pool_spec(spec),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service, *installed]),
         )
         self.epp = apps.Deployment(
             f"{name}-epp",
@@ -407,6 +412,7 @@ class InferenceGateway(pulumi.ComponentResource):
                 spec={"gatewayClassName": settings(spec).gateway_class_name, "listeners": [listener(spec)]},
                 opts=pulumi.ResourceOptions(
                     parent=self,
+                    depends_on=installed,
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=f"{GATEWAY_PROGRAM_SECONDS}s", update=f"{GATEWAY_PROGRAM_SECONDS}s"
                     ),
@@ -419,7 +425,9 @@ class InferenceGateway(pulumi.ComponentResource):
             metadata=metadata(spec.name),
             spec=route_spec(spec),
             # The Gateway routes once the replicas serve, as the Service is created after them.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway, self.pool, *args.workloads]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.gateway, self.pool, *args.workloads, *installed]
+            ),
         )
         if is_gke(spec):
             self._gke_policies(name, spec, metadata)
@@ -433,7 +441,8 @@ class InferenceGateway(pulumi.ComponentResource):
                     "host": pulumi.Output.concat(epp, ".", namespace, f".svc.{CLUSTER_DOMAIN}"),
                     "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}},
                 },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service]),
+                # Installed by the stack, Istio's CRDs come with its base chart.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service, *installed]),
             )
         status = self.gateway.status
         self.dns_records = None

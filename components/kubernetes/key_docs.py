@@ -114,12 +114,19 @@ KEYS: dict[str, tuple[str, str]] = {
     "gatewayClassName": (
         "Kubernetes, `router: inference-gateway`: the GatewayClass of the Gateway the stack creates "
         "(your cluster's Gateway implementation); see [Routing](routing.md)",
-        "none: required unless `gatewayName`",
+        "none: required unless `gatewayName` or `installGateway`",
     ),
     "gatewayName": (
         "Kubernetes, `router: inference-gateway`: `<namespace>/<name>` of an existing Gateway the route "
         "attaches to instead; see [Routing](routing.md)",
         "none: the stack creates one",
+    ),
+    "installGateway": (
+        "Kubernetes, `router: inference-gateway`: `agentgateway` (v1.0.0) or `istio` (1.28.3) installs that "
+        "Gateway implementation with InferencePool support, the Gateway API (v1.5.1) and GIE (v1.5.0) CRDs, "
+        "and sets `gatewayClassName`; cluster-wide, like `installLeaderWorkerSet`; see "
+        "[Routing](routing.md#a-gateway-implementation-installed-by-the-stack)",
+        "none: the cluster's",
     ),
     "affinityHeader": (
         "refused on Kubernetes: use `router: inference-gateway`; see [Routing](routing.md)",

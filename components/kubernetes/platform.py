@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from components.config import PROJECT, ConfigReader, SpecError
+from components.kubernetes.gateway_install import IMPLEMENTATIONS
 from components.kubernetes.offerings import CATALOG
 from components.kubernetes.scrape import scale_out_steps
 from components.kubernetes.settings import KubernetesSettings, settings
@@ -79,7 +80,10 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
     router = read.choice("router", ROUTERS, "service")
     gateway = router == "inference-gateway"
     gateway_name = _gateway_name(read, gateway)
-    gateway_class_name = _gateway_class_name(read, gateway, existing=gateway_name is not None)
+    install_gateway = _install_gateway(read, gateway, gateway_name)
+    gateway_class_name = _gateway_class_name(
+        read, gateway, existing=gateway_name is not None, installed=install_gateway
+    )
     # Behind the inference gateway the Service stays in the cluster: the Gateway is the endpoint.
     service_type = read.choice("serviceType", SERVICE_TYPES, "ClusterIP" if gateway else "LoadBalancer")
     if gateway and service_type == "LoadBalancer":
@@ -161,6 +165,7 @@ def read_placement(read: ConfigReader, stack: str, offering: Offering | None) ->
             router=router,
             gateway_class_name=gateway_class_name,
             gateway_name=gateway_name,
+            install_gateway=install_gateway,
         )
     )
 
@@ -237,18 +242,55 @@ def _gateway_name(read: ConfigReader, gateway: bool) -> str | None:
     return name
 
 
-def _gateway_class_name(read: ConfigReader, gateway: bool, *, existing: bool) -> str | None:
+def _install_gateway(read: ConfigReader, gateway: bool, existing: str | None) -> str | None:
+    """vllm:installGateway: a Gateway implementation the stack installs (components/kubernetes/
+    gateway_install.py), for the Gateway it creates."""
+    name = read.string("installGateway")
+    if name is None:
+        return None
+    if not gateway:
+        raise SpecError(f"{PROJECT}:installGateway", name, f"set with {PROJECT}:router inference-gateway")
+    if name not in IMPLEMENTATIONS:
+        raise SpecError(
+            f"{PROJECT}:installGateway",
+            name,
+            f"one of {', '.join(IMPLEMENTATIONS)} (GKE's gke-l7-* classes are built in and need no install: "
+            f"set {PROJECT}:gatewayClassName instead)",
+        )
+    if existing is not None:
+        raise SpecError(
+            f"{PROJECT}:installGateway",
+            name,
+            f"unset with {PROJECT}:gatewayName (that Gateway's implementation runs already)",
+        )
+    return name
+
+
+def _gateway_class_name(
+    read: ConfigReader, gateway: bool, *, existing: bool, installed: str | None
+) -> str | None:
     """vllm:gatewayClassName: the GatewayClass (a cluster's Gateway implementation) of the Gateway the
-    inference gateway creates, or of the existing one (optional then); a name of at most 253 characters
-    (Gateway API v1.5.1's Gateway CRD)."""
+    inference gateway creates, or of the existing one (optional then), or the class of the implementation
+    vllm:installGateway installs; a name of at most 253 characters (Gateway API v1.5.1's Gateway CRD)."""
     name = read.string("gatewayClassName")
+    if installed is not None:
+        installed_class = IMPLEMENTATIONS[installed].gateway_class
+        if name is not None and name != installed_class:
+            raise SpecError(
+                f"{PROJECT}:gatewayClassName",
+                name,
+                f"unset or {installed_class} with {PROJECT}:installGateway {installed} (the class it "
+                "creates)",
+            )
+        return installed_class
     if gateway and name is None and not existing:
         raise SpecError(
             f"{PROJECT}:gatewayClassName",
             "",
             f"the GatewayClass of your cluster's Gateway implementation, required with {PROJECT}:router "
             "inference-gateway (`kubectl get gatewayclass`: e.g. gke-l7-regional-external-managed, istio, "
-            f"kgateway, eg), unless {PROJECT}:gatewayName names an existing Gateway",
+            f"agentgateway), unless {PROJECT}:gatewayName names an existing Gateway or "
+            f"{PROJECT}:installGateway installs one ({', '.join(IMPLEMENTATIONS)})",
         )
     if name is not None and not gateway:
         raise SpecError(f"{PROJECT}:gatewayClassName", name, f"set with {PROJECT}:router inference-gateway")
@@ -532,6 +574,7 @@ PLATFORM = Platform(
         "router",
         "gatewayClassName",
         "gatewayName",
+        "installGateway",
         "affinityHeader",  # refused: read_placement says what to use instead
     ),
     catalog=CATALOG,

@@ -53,6 +53,9 @@ class KubernetesSettings:
     gateway_class_name: str | None = None
     #: vllm:gatewayName: ``<namespace>/<name>`` of an existing Gateway the route attaches to (none created).
     gateway_name: str | None = None
+    #: vllm:installGateway: the Gateway implementation the stack installs, with the Gateway API and GIE CRDs
+    #: (components/kubernetes/gateway_install.py); its class is then ``gateway_class_name``.
+    install_gateway: str | None = None
 
     @property
     def inference_gateway(self) -> bool:

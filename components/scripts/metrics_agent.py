@@ -21,9 +21,10 @@ the metrics of ``PUBLISHED``, each read as its kind says:
     histogram_quantile does) and ``Counts``: percentiles at the buckets' resolution, never below the truth.
 
 Metrics carry no dimension: every replica of the stack writes the same metrics, so CloudWatch's statistics
-are the service's (Sum over replicas, percentiles over every request). Reads stamped on the boundary make
-``SampleCount`` of a gauge per interval the number of replicas that answered. The first read only sets
-the counters' baseline. A failed read or call is logged and skipped: the next one catches up.
+are the service's (Sum over replicas, percentiles over every request), but for one per replica (below).
+Reads stamped on the boundary make ``SampleCount`` of a gauge per interval the number of replicas that
+answered. The first read only sets the counters' baseline. A failed read or call is logged and skipped: the
+next one catches up.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ KV_CACHE_USAGE = Metric("gauge-max", "KvCacheUsage", "vllm:kv_cache_usage_perc",
 #: Prompt tokens each prefix-cache lookup asked for, and those it found cached (vLLM counts both in tokens).
 PREFIX_CACHE_QUERIES = Metric("counter", "PrefixCacheQueries", "vllm:prefix_cache_queries_total", "Count")
 PREFIX_CACHE_HITS = Metric("counter", "PrefixCacheHits", "vllm:prefix_cache_hits_total", "Count")
+#: Per replica (dimension InstanceId, from --instance-id; none without): the interval's prefix-cache hits
+#: over queries, in percent, as Values weighted by the queries as Counts, so that its Average over any period
+#: is the replica's hits over its queries. One metric per replica, sent only in an interval with queries.
+PREFIX_CACHE_HIT_RATE, INSTANCE_DIMENSION = "PrefixCacheHitRate", "InstanceId"
 TIME_TO_FIRST_TOKEN = Metric("histogram", "TimeToFirstToken", "vllm:time_to_first_token_seconds", "Seconds")
 #: What the agent sends: one table for the agent, the dashboard that charts it, the scaling policy that
 #: reads it and the grant that lets it write (components/aws/metrics.py), rather than ~800 characters of
@@ -139,6 +144,7 @@ class Publisher:
     last_totals: dict[str, float] = field(default_factory=dict)
     last_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     answering: bool | None = None  # whether the last read of /metrics succeeded (None: none yet)
+    instance_id: str = ""  # this replica's: its prefix-cache hit rate is sent per replica
 
     def data(self, samples: Samples, stamp: str) -> list[dict]:
         data = []
@@ -168,6 +174,14 @@ class Publisher:
                 else:
                     datum["Value"] = max(read) if metric.kind == "gauge-max" else sum(read)
             data.append(datum)
+        sent = {datum["MetricName"]: datum.get("Value") for datum in data}
+        queries, hits = sent.get(PREFIX_CACHE_QUERIES.name), sent.get(PREFIX_CACHE_HITS.name, 0)
+        if self.instance_id and queries:
+            dimensions = [{"Name": INSTANCE_DIMENSION, "Value": self.instance_id}]
+            datum = {"MetricName": PREFIX_CACHE_HIT_RATE, "Timestamp": stamp, "Unit": "Percent"}
+            data.append(
+                {**datum, "Dimensions": dimensions, "Values": [100 * hits / queries], "Counts": [queries]}
+            )
         return data
 
 
@@ -215,12 +229,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--url", default="http://127.0.0.1:8000/metrics", help="vLLM's /metrics")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between reads")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds a read may take")
+    parser.add_argument("--instance-id", default="", help="this replica's (its per-replica metric)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> None:
     options = parse(argv)
-    publisher = Publisher(list(PUBLISHED))
+    publisher = Publisher(list(PUBLISHED), instance_id=options.instance_id)
     log(f"sending {len(PUBLISHED)} metrics to {options.namespace} every {options.interval:.0f} s")
     while True:
         time.sleep(options.interval - time.time() % options.interval)
