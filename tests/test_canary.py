@@ -179,18 +179,6 @@ def test_the_stable_revision_is_one_of_two_slots(revision):
     assert refusal({**CANARY, "vllm:stableRevision": revision}).key == "vllm:stableRevision"
 
 
-def test_kubernetes_without_weighted_revisions_refuses_a_canary():
-    config = {
-        "vllm:cloud": "kubernetes",
-        "vllm:gpu": "L4:1",
-        "vllm:model": STABLE_MODEL,
-        "vllm:servedModelName": "chat",
-        "vllm:canary": {"model": CANARY_MODEL},
-    }
-    error = refusal(config)
-    assert error.key == "vllm:canary" and "gcp" in error.valid
-
-
 def test_a_bad_canary_stops_the_program_before_any_resource():
     with pytest.raises(SpecError) as caught:
         run_program(STACK, {**GCP, "vllm:canary": {"model": CANARY_MODEL, "weight": 300}})

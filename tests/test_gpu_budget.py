@@ -17,6 +17,7 @@ from tests.test_policy import as_the_sdk_hands_it_over
 
 POLICY = {"vllm:replicas": "unset", "vllm:targetQpsPerReplica": "2"}
 K8S = {"vllm:prometheusUrl": "http://prometheus.monitoring:9090"}
+ROUTER = {"vllm:router": "inference-gateway", "vllm:gatewayClassName": "istio"}
 
 
 @dataclass
@@ -119,15 +120,18 @@ def test_aws_gpus_per_instance_type(instance_type: str, gpus: int | None):
 
 
 @pytest.mark.parametrize(
-    ("stack", "gpus_at_the_top"),
+    ("stack", "config", "gpus_at_the_top"),
     [
-        ("gcp-h100", 64),  # two revisions of 4 x a3-highgpu-8g
-        ("aws-h100", 80),  # two groups of max size 5 (the rollout surge) x p5.48xlarge
+        ("gcp-h100", {}, 64),  # two revisions of 4 x a3-highgpu-8g
+        ("aws-h100", {}, 80),  # two groups of max size 5 (the rollout surge) x p5.48xlarge
+        ("k8s-h100", {**K8S, **ROUTER}, 64),  # two Deployments of 4 pods x 8, a ScaledObject each
     ],
 )
-def test_a_canary_counts_against_the_budget_beside_the_stable_revision(stack: str, gpus_at_the_top: int):
+def test_a_canary_counts_against_the_budget_beside_the_stable_revision(
+    stack: str, config: dict, gpus_at_the_top: int
+):
     canary = {"vllm:servedModelName": "chat", "vllm:canary": {"image": "vllm/vllm-openai:v0.32.0"}}
-    seen = resources(run_program(stack, config={**POLICY, "vllm:maxReplicas": "4", **canary}))
+    seen = resources(run_program(stack, config={**POLICY, "vllm:maxReplicas": "4", **config, **canary}))
     assert gpu_budget.gpu_budget_violations(seen, gpus_at_the_top) == []
     (violation,) = gpu_budget.gpu_budget_violations(seen, gpus_at_the_top - 1)
     assert f"= {gpus_at_the_top} GPUs" in violation[1]

@@ -463,3 +463,61 @@ def test_a_pool_whose_endpoint_picker_is_unresolved_names_the_condition(api, gat
 
 def test_the_router_counts_in_no_replica_total(gateway):
     assert [group.role for group in counted_groups(gateway.groups)] == ["serve"]
+
+
+# --- vllm:canary: each pod's revision ---------------------------------------------------------------------
+
+CANARY_SELECTOR = {**SELECTOR, "app.kubernetes.io/instance": "vllm-k8s-h100-rev2"}
+
+
+@pytest.fixture(scope="module")
+def canary() -> ReplicaSource:
+    run = run_program(
+        "k8s-h100",
+        {
+            "vllm:router": "inference-gateway",
+            "vllm:gatewayClassName": "istio",
+            "vllm:servedModelName": "chat",
+            "vllm:canary": {"image": "vllm/vllm-openai:v0.32.0", "weight": 10},
+        },
+        secrets={"vllm:hfToken": "hf_testtoken123"},
+    )
+    return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+def test_a_canary_pod_shows_its_revision_slot(api, canary):
+    (group,) = [g for g in canary.groups if g.role != ROUTER and g.revision == "2"]
+    api.routes[("GET", f"/apis/apps/v1/namespaces/{canary.scope}/deployments/{group.name}")] = {
+        "metadata": {"name": group.name},
+        "spec": {"selector": {"matchLabels": CANARY_SELECTOR}, "template": {}},
+    }
+    api.routes[("GET", f"/api/v1/namespaces/{canary.scope}/pods")] = {
+        "items": [pod("vllm-k8s-h100-rev2-6c9d7f8b5-q7k2m", labels=CANARY_SELECTOR)]
+    }
+    (replica,) = k8s_status.list_replicas(replace(canary, groups=[group]))
+    assert (replica.name, replica.revision, replica.status) == (
+        "vllm-k8s-h100-rev2-6c9d7f8b5-q7k2m",
+        "2",
+        READY,
+    )
+    (query,) = {unquote(q) for method, path, q, _ in api.requests if path.endswith("/pods")}
+    assert "app.kubernetes.io/instance=vllm-k8s-h100-rev2" in query
+
+
+def test_a_canary_pools_router_shows_its_revision_slot(api, canary):
+    (group,) = [g for g in canary.groups if g.role == ROUTER and g.revision == "2"]
+    pools = f"/apis/inference.networking.k8s.io/v1/namespaces/{canary.scope}/inferencepools/{group.name}"
+    api.routes[("GET", pools)] = {
+        "metadata": {"name": group.name},
+        "spec": {"endpointPickerRef": {"name": "vllm-k8s-h100-rev2-epp", "port": {"number": 9002}}},
+        "status": {"parents": [accepted()]},
+    }
+    api.routes[("GET", f"/api/v1/namespaces/{canary.scope}/services/vllm-k8s-h100-rev2-epp")] = {
+        "metadata": {"name": "vllm-k8s-h100-rev2-epp"},
+        "spec": {"selector": {**EPP_SELECTOR, "app.kubernetes.io/instance": "vllm-k8s-h100-rev2"}},
+    }
+    api.routes[("GET", f"/api/v1/namespaces/{canary.scope}/pods")] = {
+        "items": [pod("vllm-k8s-h100-rev2-epp-a", labels=EPP_SELECTOR)]
+    }
+    (router,) = k8s_status.list_replicas(replace(canary, groups=[group]))
+    assert (router.role, router.revision, router.status) == (ROUTER, "2", READY)

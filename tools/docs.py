@@ -200,7 +200,8 @@ KEYS: dict[str, KeyDoc] = {
     "canary": KeyDoc(
         "a second revision beside the stable one behind the same endpoint, an object set with `--path` "
         "(`vllm:canary.model`, `.image`, `.extraArgs`, `.gpu`, `.replicas`, `.weight` 0-100, `.mode` "
-        "`canary` or `blue-green`); GCP and AWS. See [Upgrades](upgrades.md)",
+        "`canary` or `blue-green`); GCP, AWS, and Kubernetes with `router: inference-gateway`. See "
+        "[Upgrades](upgrades.md)",
         "none: one revision",
     ),
     "stableRevision": KeyDoc(

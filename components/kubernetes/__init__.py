@@ -14,5 +14,9 @@
   HTTPRoute, and an InferencePool with its endpoint picker, which routes each request to a replica by
   prefix-cache affinity, queue depth and KV-cache use.
 
+With ``vllm:canary`` (behind the inference gateway only) each revision has its own Deployments, Service,
+autoscaler, PodMonitor, InferencePool and endpoint picker, named by its slot (``pods.slot_name``), and the
+HTTPRoute splits requests between the two pools by weight (docs/upgrades.md).
+
 Only the Kubernetes SDK's used submodules are imported, and only for Kubernetes stacks.
 """

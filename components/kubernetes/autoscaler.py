@@ -61,7 +61,7 @@ from components.kubernetes import cold_start, pods, scrape
 from components.kubernetes.ray_replica import LWS_API_VERSION
 from components.kubernetes.settings import settings
 from components.replica_shares import fixed_base_replicas
-from components.service_spec import Autoscaling, ServiceSpec
+from components.service_spec import REVISIONS, Autoscaling, ServiceSpec
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: The KEDA release the ScaledObject is written for and validated against (tests/crds/ vendors its CRD);
@@ -80,8 +80,26 @@ def scale_target(spec: ServiceSpec, deployment: str) -> dict[str, str]:
     return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": spec.name}
 
 
-def _series(spec: ServiceSpec, name: str) -> str:
-    return f'{name}{{namespace="{settings(spec).namespace}",model_name="{spec.served_model_name}"}}'
+def revision_pods(stack: ServiceSpec, revision: ServiceSpec) -> str:
+    """With vllm:canary, the matcher on the ``pod`` label (which PodMonitor targets and the usual
+    ``kubernetes-pods`` scrape job set, as they set ``namespace``) that keeps one revision's series: both
+    revisions serve vllm:servedModelName, so ``model_name`` cannot tell them apart. A Deployment's pods are
+    named ``<its ReplicaSet: <deployment>-<pod-template-hash>>-<random suffix>``, and slot 2's Deployments
+    ``<name>-rev2`` and ``<name>-rev2-spot`` (spot_pods.serving_groups), so slot 2's pods are those named
+    ``<name>-rev2-...`` and slot 1's the others: a pod-template-hash is drawn from an alphabet without
+    vowels (k8s.io/apimachinery pkg/util/rand ``alphanums``), so no slot-1 pod's name starts so, and the
+    ``generateName`` cut at 58 characters keeps a prefix of at most 45 (``NAME_MAX`` 40). PromQL regex
+    matchers are fully anchored. Empty for a stack of one revision."""
+    if stack.canary is None:
+        return ""
+    (second,) = [each for each in stack.revisions if each.revision == REVISIONS[1]]
+    operator = "=~" if revision.revision == REVISIONS[1] else "!~"
+    return f',pod{operator}"{pods.slot_name(second)}-.+"'
+
+
+def _series(spec: ServiceSpec, name: str, revision: str = "") -> str:
+    """``revision``: ``revision_pods``' matcher, or empty."""
+    return f'{name}{{namespace="{settings(spec).namespace}",model_name="{spec.served_model_name}"{revision}}}'
 
 
 def _beyond_base(spec: ServiceSpec, total: str, per_replica: float) -> str:
@@ -93,26 +111,30 @@ def _beyond_base(spec: ServiceSpec, total: str, per_replica: float) -> str:
     return f"clamp_min({total} - {base * per_replica:g}, 0)"
 
 
-def request_rate_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS) -> str:
-    """Requests per second the stack's vLLM servers completed over the rate window; with a fixed on-demand
-    base, those beyond what the base serves at target."""
+def request_rate_query(
+    spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS, revision: str = ""
+) -> str:
+    """Requests per second the stack's (with ``revision``, one revision's) vLLM servers completed over the
+    rate window; with a fixed on-demand base, those beyond what the base serves at target."""
     policy = spec.autoscaling
     if policy is None or policy.target_qps_per_replica is None:
         raise ValueError(f"stack {spec.stack} does not scale on request rate")
     window = scrape.window(scrape_seconds)
-    rate = f"sum(rate({_series(spec, 'vllm:request_success_total')}[{window}]))"
+    rate = f"sum(rate({_series(spec, 'vllm:request_success_total', revision)}[{window}]))"
     return _beyond_base(spec, rate, policy.target_qps_per_replica)
 
 
-def queue_query(spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS) -> str:
-    """Requests the stack's vLLM servers hold, running plus waiting, averaged over the window; with a fixed
-    on-demand base, those beyond what the base holds at target."""
+def queue_query(
+    spec: ServiceSpec, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS, revision: str = ""
+) -> str:
+    """Requests the stack's (with ``revision``, one revision's) vLLM servers hold, running plus waiting,
+    averaged over the window; with a fixed on-demand base, those beyond what the base holds at target."""
     policy = spec.autoscaling
     if policy is None or policy.target_queue_per_replica is None:
         raise ValueError(f"stack {spec.stack} does not scale on queue depth")
     window = scrape.window(scrape_seconds)
     held = " + ".join(
-        f"sum(avg_over_time({_series(spec, name)}[{window}]))"
+        f"sum(avg_over_time({_series(spec, name, revision)}[{window}]))"
         for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")
     )
     return _beyond_base(spec, f"({held})", policy.target_queue_per_replica)
@@ -135,18 +157,21 @@ def _prometheus_trigger(
 
 
 def triggers(
-    spec: ServiceSpec, policy: Autoscaling, scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS
+    spec: ServiceSpec,
+    policy: Autoscaling,
+    scrape_seconds: int = scrape.SCRAPE_INTERVAL_SECONDS,
+    revision: str = "",
 ) -> list[dict[str, Any]]:
-    """The ScaledObject's triggers: one per target the stack sets, then what wakes it from zero: the
-    interceptor's requests (cold_start.py) or the activation query."""
+    """The ScaledObject's triggers: one per target the stack sets (on ``revision``'s pods, with a canary),
+    then what wakes it from zero: the interceptor's requests (cold_start.py) or the activation query."""
     found = []
     if policy.target_qps_per_replica is not None:
-        query = request_rate_query(spec, scrape_seconds)
+        query = request_rate_query(spec, scrape_seconds, revision)
         found.append(
             _prometheus_trigger(spec, "vllm-requests", query, policy.target_qps_per_replica, of_vllm=True)
         )
     if policy.target_queue_per_replica is not None:
-        query = queue_query(spec, scrape_seconds)
+        query = queue_query(spec, scrape_seconds, revision)
         found.append(
             _prometheus_trigger(spec, "vllm-queue", query, policy.target_queue_per_replica, of_vllm=True)
         )
@@ -162,9 +187,11 @@ def triggers(
     return found
 
 
-def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str, str]) -> dict[str, Any]:
-    """KEDA's spec for the stack ``spec``, scaling ``target`` within ``policy``'s bounds (the stack's, or
-    less the base for the spot Deployment)."""
+def scaled_object_spec(
+    spec: ServiceSpec, policy: Autoscaling, target: dict[str, str], revision: str = ""
+) -> dict[str, Any]:
+    """KEDA's spec for the stack (or revision) ``spec``, scaling ``target`` within ``policy``'s bounds (the
+    stack's, or less the base for the spot Deployment) on ``revision``'s pods' load."""
     return {
         "scaleTargetRef": target,
         "minReplicaCount": policy.min_replicas,
@@ -179,7 +206,7 @@ def scaled_object_spec(spec: ServiceSpec, policy: Autoscaling, target: dict[str,
                 }
             }
         },
-        "triggers": triggers(spec, policy),
+        "triggers": triggers(spec, policy, revision=revision),
     }
 
 
@@ -190,6 +217,7 @@ class AutoscalerArgs:
     namespace: pulumi.Input[str]
     workload: CustomResource | pulumi.CustomResource  # the Deployment or the LeaderWorkerSet
     target: dict[str, str]  # its scaleTargetRef: apiVersion, kind, name
+    revision: str = ""  # revision_pods' matcher: with vllm:canary, the load of this revision's pods only
     cold_start: cold_start.ColdStart | None = None  # the interceptor's route the trigger names
 
 
@@ -210,14 +238,14 @@ class Autoscaler(pulumi.ComponentResource):
             api_version=KEDA_API_VERSION,
             kind="ScaledObject",
             metadata={
-                "name": spec.name,
+                "name": pods.slot_name(spec),
                 "namespace": args.namespace,
-                "labels": pods.labels(spec, "autoscaler"),
+                "labels": pods.slot_labels(spec, "autoscaler"),
             },
-            spec=scaled_object_spec(spec, policy, args.target),
+            spec=scaled_object_spec(spec, policy, args.target, args.revision),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[args.workload, *([args.cold_start] if args.cold_start is not None else [])],
             ),
         )
-        self.register_outputs({"scaledObject": spec.name})
+        self.register_outputs({"scaledObject": pods.slot_name(spec)})

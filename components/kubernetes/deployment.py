@@ -10,7 +10,7 @@ import pulumi_kubernetes
 from components import autoscaling, platforms
 from components.domain import warn_without_domain
 from components.kubernetes import cold_start, gpu_nodes, pods, spot_pods, tls
-from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, scale_target
+from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, revision_pods, scale_target
 from components.kubernetes.gateway_install import GatewayInstall
 from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs, pool_name
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
@@ -37,7 +37,13 @@ def check_deployment(spec: ServiceSpec) -> None:
 
 
 def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource) -> Deployment:
-    launch = pods.with_drain(tls.with_tls(spec, launch_spec(spec, has_hf_token=secrets.hf_token is not None)))
+    launches = {
+        revision.revision: pods.with_drain(
+            tls.with_tls(revision, launch_spec(revision, has_hf_token=secrets.hf_token is not None))
+        )
+        for revision in spec.revisions
+    }
+    launch = launches[spec.revision]
     # Every other kubernetes:* key the stack sets (kubeconfig, namespace...) reaches the provider too: Pulumi
     # passes stack config to default providers only (components/provider_config.py).
     provider = pulumi_kubernetes.Provider(
@@ -49,30 +55,33 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # Each component passes the provider on to its children, which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     namespace = ServiceNamespace(spec.name, ServiceNamespaceArgs(spec=spec, secrets=secrets), opts)
-    replicas: list[ReplicaGroup] | list[RayReplicaGroup]
+    # Each revision (vllm:canary) its own Deployments, Service and autoscaler, named by its slot
+    # (pods.slot_name): a promote swaps the roles and renames nothing.
+    served: dict[str, list[ReplicaGroup] | list[RayReplicaGroup]] = {}
     if spec.nodes == 1:
-        replicas = [
-            ReplicaGroup(
-                group.name,
-                ReplicaGroupArgs(
-                    spec=group.spec,
-                    launch=launch,
-                    namespace=namespace.name,
-                    secret_name=namespace.secret_name,
-                    deployment_name=group.name,
-                    group_labels=group.labels,
-                ),
-                opts,
-            )
-            for group in spot_pods.serving_groups(spec)
-        ]
+        for revision in spec.revisions:
+            served[revision.revision] = [
+                ReplicaGroup(
+                    group.name,
+                    ReplicaGroupArgs(
+                        spec=group.spec,
+                        launch=launches[revision.revision],
+                        namespace=namespace.name,
+                        secret_name=namespace.secret_name,
+                        deployment_name=group.name,
+                        group_labels=group.labels,
+                    ),
+                    opts,
+                )
+                for group in spot_pods.serving_groups(revision)
+            ]
     else:
         controller = (
             LeaderWorkerSetController(f"{spec.name}-lws", opts)
             if settings(spec).install_leader_worker_set
             else None
         )
-        replicas = [
+        served[spec.revision] = [
             RayReplicaGroup(
                 spec.name,
                 RayReplicaGroupArgs(
@@ -85,18 +94,23 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 opts,
             )
         ]
+    replicas = served[spec.revision]
     if settings(spec).prometheus_operator:
         Monitoring(spec.name, MonitoringArgs(spec=spec, namespace=namespace.name), opts)
-    load_balancer = LoadBalancer(
-        spec.name,
-        LoadBalancerArgs(
-            spec=spec,
-            namespace=namespace.name,
-            workload=replicas[0].workload,
-            start_seconds=pods.start_budget_seconds(spec, launch),
-        ),
-        opts,
-    )
+    balancers = {
+        revision.revision: LoadBalancer(
+            pods.slot_name(revision),
+            LoadBalancerArgs(
+                spec=revision,
+                namespace=namespace.name,
+                workload=served[revision.revision][0].workload,
+                start_seconds=pods.start_budget_seconds(revision, launches[revision.revision]),
+            ),
+            opts,
+        )
+        for revision in spec.revisions
+    }
+    load_balancer = balancers[spec.revision]
     holding = None
     if cold_start.holds_requests(spec):
         add_on = (
@@ -116,29 +130,11 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             ),
             opts,
         )
-    autoscaler = None
-    if spec.autoscaling is not None:
-        # The one workload, or the spot Deployment beside a fixed on-demand base (spot_pods.py).
-        if spec.nodes == 1:
-            ((name, scaled, workload),) = [
-                (group.name, group.spec, replica.workload)
-                for group, replica in zip(spot_pods.serving_groups(spec), replicas, strict=True)
-                if group.spec.autoscaling is not None
-            ]
-        else:
-            name, scaled, workload = spec.name, spec, replicas[0].workload
-        autoscaler = Autoscaler(
-            spec.name,
-            AutoscalerArgs(
-                spec=spec,
-                scaled=scaled,
-                namespace=namespace.name,
-                workload=workload,
-                target=scale_target(spec, name),
-                cold_start=holding,
-            ),
-            opts,
-        )
+    autoscalers = {
+        revision.revision: _autoscaler(spec, revision, served[revision.revision], namespace, holding, opts)
+        for revision in spec.revisions
+        if revision.autoscaling is not None
+    }
     endpoint, dns_records = load_balancer.endpoint, load_balancer.dns_records
     if settings(spec).inference_gateway:
         implementation = settings(spec).install_gateway
@@ -152,7 +148,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             InferenceGatewayArgs(
                 spec=spec,
                 namespace=namespace.name,
-                workloads=[replica.workload for replica in replicas],
+                workloads=[replica.workload for revision in served.values() for replica in revision],
                 installed=installed,
             ),
             opts,
@@ -166,48 +162,100 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
         load_balancer=load_balancer,
         replicas=replicas,
         dns_records=dns_records,
-        autoscaler=autoscaler,
-        replica_source=replica_source(spec, launch, namespace, replicas, load_balancer),
+        autoscaler=autoscalers.get(spec.revision),
+        replica_source=replica_source(spec, launches, namespace, served, balancers),
+    )
+
+
+def _autoscaler(
+    spec: ServiceSpec,
+    revision: ServiceSpec,
+    replicas: Sequence[ReplicaGroup] | Sequence[RayReplicaGroup],
+    namespace: ServiceNamespace,
+    holding: cold_start.ColdStart | None,
+    opts: pulumi.ResourceOptions,
+) -> Autoscaler:
+    """A revision's ScaledObject on its one workload, or on the spot Deployment beside a fixed on-demand
+    base (spot_pods.py), scaling on its own pods' load (autoscaler.revision_pods)."""
+    if revision.nodes == 1:
+        ((name, scaled, workload),) = [
+            (group.name, group.spec, replica.workload)
+            for group, replica in zip(spot_pods.serving_groups(revision), replicas, strict=True)
+            if group.spec.autoscaling is not None
+        ]
+    else:
+        name, scaled, workload = revision.name, revision, replicas[0].workload
+    return Autoscaler(
+        pods.slot_name(revision),
+        AutoscalerArgs(
+            spec=revision,
+            scaled=scaled,
+            namespace=namespace.name,
+            workload=workload,
+            target=scale_target(revision, name),
+            cold_start=holding,
+            revision=revision_pods(spec, revision),
+        ),
+        opts,
     )
 
 
 def replica_source(
     spec: ServiceSpec,
-    launch: LaunchSpec,
+    launches: dict[str, LaunchSpec],
     namespace: ServiceNamespace,
-    replicas: Sequence[ReplicaGroup] | Sequence[RayReplicaGroup],
-    load_balancer: LoadBalancer,
+    served: dict[str, list[ReplicaGroup] | list[RayReplicaGroup]],
+    balancers: dict[str, LoadBalancer],
 ) -> pulumi.Output[dict]:
     """The workloads whose pods are the replicas: a Deployment per purchase option (the on-demand base and
-    spot, components/kubernetes/spot_pods.py), or a LeaderWorkerSet of Ray groups."""
-    workloads: list[tuple[str, str, pulumi.Output[str]]] = []
-    for replica in replicas:
-        if isinstance(replica, ReplicaGroup):
-            workloads.append(("Deployment", SERVE, replica.deployment.metadata.name))
-        else:
-            # A CustomResource's metadata is dynamic (apiextensions.CustomResource.__getattr__), untyped.
-            lws = replica.leader_worker_set
-            workloads.append(("LeaderWorkerSet", "ray-group", lws.metadata["name"]))  # pyright: ignore[reportAttributeAccessIssue]
+    spot, components/kubernetes/spot_pods.py), or a LeaderWorkerSet of Ray groups; with vllm:canary each
+    revision's, each saying its slot (the canary's its own Service), and each revision's InferencePool."""
+    stable_service = balancers[spec.revision].service.metadata.name
+    workloads: list[tuple[str, str, str, pulumi.Output[str], pulumi.Input[str]]] = []
+    for revision in spec.revisions:
+        slot = revision.revision if spec.canary is not None else ""
+        service = "" if revision is spec else balancers[revision.revision].service.metadata.name
+        for replica in served[revision.revision]:
+            if isinstance(replica, ReplicaGroup):
+                workloads.append(("Deployment", SERVE, slot, replica.deployment.metadata.name, service))
+            else:
+                # A CustomResource's metadata is dynamic (apiextensions.CustomResource.__getattr__), untyped.
+                lws = replica.leader_worker_set
+                name = lws.metadata["name"]  # pyright: ignore[reportAttributeAccessIssue]
+                workloads.append(("LeaderWorkerSet", "ray-group", slot, name, service))
+        if settings(spec).inference_gateway:
+            # The InferencePool: tools.status shows its endpoint picker's pods and whether a Gateway took it.
+            pool = pulumi.Output.from_input(pool_name(revision))
+            workloads.append(("InferencePool", ROUTER, slot, pool, ""))
+    startup = max(
+        pods.fetch_budget_seconds(revision, launches[revision.revision])
+        + pods.load_budget_seconds(revision, launches[revision.revision])
+        for revision in spec.revisions
+    )
 
     def source(values: list) -> dict:
-        namespace_name, service_name, *workload_names = values
+        namespace_name, service_name, *names = values
+        workload_names, services = names[: len(workloads)], names[len(workloads) :]
         return ReplicaSource(
             platform="kubernetes",
             location=settings(spec).context or "",
             scope=namespace_name,
-            replicas=spec.replicas,
+            replicas=sum(revision.replicas for revision in spec.revisions),
             bounds=autoscaling.bounds(spec),
             # From the pod's start, which an init container's fill of vllm:cacheClaim precedes.
-            startup_seconds=pods.fetch_budget_seconds(spec, launch) + pods.load_budget_seconds(spec, launch),
+            startup_seconds=startup,
             groups=[
-                Group(kind=kind, name=name, role=role)
-                for (kind, role, _), name in zip(workloads, workload_names, strict=True)
+                Group(kind=kind, name=name, role=role, revision=slot, balancer=balancer)
+                for (kind, role, slot, _, _), name, balancer in zip(
+                    workloads, workload_names, services, strict=True
+                )
             ],
             balancer=service_name,
         ).as_output()
 
-    if settings(spec).inference_gateway:
-        # The InferencePool: tools.status shows its endpoint picker's pods and whether a Gateway took it.
-        workloads.append(("InferencePool", ROUTER, pulumi.Output.from_input(pool_name(spec))))
-    names = [workload[-1] for workload in workloads]
-    return pulumi.Output.all(namespace.name, load_balancer.service.metadata.name, *names).apply(source)
+    return pulumi.Output.all(
+        namespace.name,
+        stable_service,
+        *(workload[3] for workload in workloads),
+        *(workload[4] for workload in workloads),
+    ).apply(source)

@@ -40,6 +40,7 @@ from pulumi_kubernetes.core import v1 as core
 from pulumi_kubernetes.meta import v1 as meta
 from pulumi_kubernetes.rbac import v1 as rbac
 
+from components.canary import MAX_WEIGHT, picked_headers
 from components.domain import HTTP_PORT, HTTPS_PORT, DnsRecord, endpoint_purpose
 from components.kubernetes import pods
 from components.kubernetes.load_balancer import CLUSTER_DOMAIN
@@ -109,11 +110,18 @@ REQUEST_TIMEOUT = f"{pods.LONGEST_REQUEST_SECONDS}s"
 
 
 def epp_name(spec: ServiceSpec) -> str:
+    """A revision's endpoint picker (its Deployment and Service), named by its slot."""
+    return f"{pods.slot_name(spec)}-epp"
+
+
+def epp_account_name(spec: ServiceSpec) -> str:
+    """The stack's endpoint pickers' ServiceAccount and Role, which every revision's picker shares."""
     return f"{spec.name}-epp"
 
 
 def pool_name(spec: ServiceSpec) -> str:
-    return spec.name
+    """A revision's InferencePool, named by its slot (vllm:canary: one pool per revision)."""
+    return pods.slot_name(spec)
 
 
 def gateway_name(spec: ServiceSpec) -> str:
@@ -177,10 +185,10 @@ def epp_args(spec: ServiceSpec, namespace: pulumi.Input[str]) -> list[pulumi.Inp
 
 
 def pool_spec(spec: ServiceSpec) -> dict[str, Any]:
-    """The serving pods (a LeaderWorkerSet's leaders only: its workers carry another component label) on
-    vLLM's port, and the EPP's Service."""
+    """A revision's serving pods (a LeaderWorkerSet's leaders only: its workers carry another component
+    label; with vllm:canary its slot's pods only) on vLLM's port, and its EPP's Service."""
     return {
-        "selector": {"matchLabels": pods.selector(spec, pods.SERVER)},
+        "selector": {"matchLabels": pods.slot_selector(spec, pods.SERVER)},
         "targetPorts": [{"number": PORT}],
         "appProtocol": "http",
         "endpointPickerRef": {
@@ -208,19 +216,57 @@ def listener(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def route_spec(spec: ServiceSpec) -> dict[str, Any]:
-    """The public paths (components/launch.py: ``/v1`` and its subpaths, ``/health``) to the pool."""
-    matches = [
+def pool_ref(spec: ServiceSpec) -> dict[str, Any]:
+    return {"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(spec)}
+
+
+def pool_weights(spec: ServiceSpec) -> dict[str, int]:
+    """Each revision's backendRef weight, by slot: vllm:canary.weight and the rest of 100. Gateway API:
+    a backend gets weight / (sum of the rule's weights) of the requests, 0 none (each 0-1000000)."""
+    if spec.canary is None:
+        return {}
+    return {spec.revision: MAX_WEIGHT - spec.canary.weight, spec.canary.spec.revision: spec.canary.weight}
+
+
+def route_rules(spec: ServiceSpec) -> list[dict[str, Any]]:
+    """The public paths (components/launch.py: ``/v1`` and its subpaths, ``/health``) to the pool; with
+    vllm:canary, first a rule per header that picks one revision (canary.picked_headers) to that
+    revision's pool alone, then the rest split between the two pools by weight. A request matching both
+    goes by the header's rule: Gateway API gives precedence to the match with the most header matches,
+    after path (HTTPRouteRule.matches), and to the first rule on a tie."""
+    paths = [
         *({"path": {"type": "PathPrefix", "value": prefix.rstrip("/")}} for prefix in PUBLIC_PATH_PREFIXES),
         *({"path": {"type": "Exact", "value": path}} for path in PUBLIC_EXACT_PATHS),
     ]
-    rule: dict[str, Any] = {
-        "matches": matches,
-        "backendRefs": [{"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(spec)}],
-    }
+    revisions = {revision.revision: revision for revision in spec.revisions}
+    rules: list[dict[str, Any]] = [
+        {
+            "matches": [
+                {**path, "headers": [{"type": "Exact", "name": header, "value": value}]} for path in paths
+            ],
+            "backendRefs": [pool_ref(revisions[slot])],
+        }
+        for header, value, slot in picked_headers(spec)
+    ]
+    weights = pool_weights(spec)
+    rules.append(
+        {
+            "matches": paths,
+            "backendRefs": [
+                {**pool_ref(revisions[slot]), **({"weight": weights[slot]} if weights else {})}
+                for slot in sorted(revisions)
+            ],
+        }
+    )
     if not is_gke(spec):
-        rule["timeouts"] = {"request": REQUEST_TIMEOUT}
-    result: dict[str, Any] = {"parentRefs": [parent_ref(spec)], "rules": [rule]}
+        for rule in rules:
+            rule["timeouts"] = {"request": REQUEST_TIMEOUT}
+    return rules
+
+
+def route_spec(spec: ServiceSpec) -> dict[str, Any]:
+    """The route from the Gateway: ``route_rules``, for ``vllm:domain`` when set."""
+    result: dict[str, Any] = {"parentRefs": [parent_ref(spec)], "rules": route_rules(spec)}
     if spec.domain is not None:
         result["hostnames"] = [spec.domain]
     return result
@@ -266,7 +312,7 @@ class InferenceGatewayArgs:
     spec: ServiceSpec
     namespace: pulumi.Input[str]
     workloads: list[pulumi.Resource]  # the Deployments or LeaderWorkerSet whose pods the pool selects
-    #: vllm:installGateway's installer (gateway_install.py): the CRDs and the controller that the pool, the
+    #: vllm:installGateway's installer (gateway_install.py): the CRDs and the controller that the pools, the
     #: Gateway and the route wait for.
     installed: pulumi.Resource | None = None
 
@@ -275,7 +321,7 @@ class InferenceGateway(pulumi.ComponentResource):
     """The Gateway, HTTPRoute, InferencePool and endpoint picker in front of the replicas.
 
     Attributes:
-        pool: the InferencePool.
+        pools: each revision's InferencePool (and endpoint picker), by slot (vllm:canary: two).
         gateway: the Gateway of ``vllm:gatewayClassName`` the stack creates, or ``vllm:gatewayName``'s, read.
         endpoint: ``https://<domain>``, else ``http://<the Gateway's address>``.
         dns_records: with ``vllm:domain``: the record to create.
@@ -290,19 +336,21 @@ class InferenceGateway(pulumi.ComponentResource):
         super().__init__("vllm:kubernetes:InferenceGateway", name, None, opts)
         spec, namespace = args.spec, args.namespace
         child = pulumi.ResourceOptions(parent=self)
-        installed = [args.installed] if args.installed is not None else []
+        self._installed = [args.installed] if args.installed is not None else []
         labels = pods.labels(spec, "router")
-        epp = epp_name(spec)
 
         def metadata(object_name: str) -> meta.ObjectMetaArgsDict:
             return {"name": object_name, "namespace": namespace, "labels": labels}
 
-        self.service_account = core.ServiceAccount(f"{name}-epp", metadata=metadata(epp), opts=child)
+        account = epp_account_name(spec)
+        account_metadata = metadata(account)
+        # One ServiceAccount and Role for every revision's endpoint picker: the Role names no pool.
+        self.service_account = core.ServiceAccount(f"{name}-epp", metadata=account_metadata, opts=child)
         # What the EPP reads (the chart's Role and non-SA Role): the pool, the pods it selects, and the
         # optional InferenceObjective/InferenceModelRewrite, which it watches only if their CRDs exist.
         self.role = rbac.Role(
             f"{name}-epp",
-            metadata=metadata(epp),
+            metadata=account_metadata,
             rules=[
                 {"api_groups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list"]},
                 {
@@ -320,12 +368,76 @@ class InferenceGateway(pulumi.ComponentResource):
         )
         self.role_binding = rbac.RoleBinding(
             f"{name}-epp",
-            metadata=metadata(epp),
-            subjects=[{"kind": "ServiceAccount", "name": epp, "namespace": namespace}],
-            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": epp},
+            metadata=account_metadata,
+            subjects=[{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role, self.service_account]),
         )
-        epp_pods = pods.selector(spec, "router")
+        # A pool per revision (vllm:canary), each with its own endpoint picker: an EPP serves the one pool
+        # its --pool-name names (GIE v1.5.0 pkg/epp/server/options.go: PoolName, a single name). Named by
+        # slot, as the revisions' pods are, so a promote changes only the route's weights.
+        revisions = sorted(spec.revisions, key=lambda revision: revision.revision)
+        self.pools: dict[str, CustomResource] = {}
+        for revision in revisions:
+            self.pools[revision.revision] = self._pool(
+                f"{name}{revision.revision_suffix}", revision, namespace, account
+            )
+        existing = settings(spec).gateway_name
+        if existing is not None:
+            self.gateway = Gateway.existing(f"{name}-gateway", existing, child)
+        else:
+            self.gateway = Gateway(
+                f"{name}-gateway",
+                metadata={**metadata(gateway_name(spec)), "annotations": dict(GATEWAY_WAIT_FOR)},
+                spec={"gatewayClassName": settings(spec).gateway_class_name, "listeners": [listener(spec)]},
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=self._installed,
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{GATEWAY_PROGRAM_SECONDS}s", update=f"{GATEWAY_PROGRAM_SECONDS}s"
+                    ),
+                ),
+            )
+        self.route = CustomResource(
+            f"{name}-route",
+            api_version=GATEWAY_API_VERSION,
+            kind="HTTPRoute",
+            metadata=metadata(spec.name),
+            spec=route_spec(spec),
+            # The Gateway routes once the replicas serve, as the Service is created after them; with
+            # vllm:canary the weights change only after both revisions' workloads are created or updated,
+            # which pulumi-kubernetes reports once their rollouts complete (replica_group.py).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.gateway, *self.pools.values(), *args.workloads, *self._installed],
+            ),
+        )
+        status = self.gateway.status
+        self.dns_records = None
+        domain = spec.domain
+        if domain is not None:
+            self.endpoint = pulumi.Output.from_input(f"https://{domain}")
+            self.dns_records = status.apply(
+                lambda value: [
+                    DnsRecord(domain, *gateway_address(value), endpoint_purpose(domain)).as_output()
+                ]
+            )
+        else:
+            self.endpoint = status.apply(lambda value: f"http://{gateway_address(value)[1]}")
+        self.register_outputs({"endpoint": self.endpoint, "pools": [pool_name(r) for r in revisions]})
+
+    def _pool(
+        self, name: str, spec: ServiceSpec, namespace: pulumi.Input[str], account: str
+    ) -> CustomResource:
+        """One revision's InferencePool and its endpoint picker (the chart's Deployment and Service), named
+        by the revision's slot, the picker's pods labelled by it so that each Service selects its own."""
+        labels = pods.slot_labels(spec, "router")
+        epp = epp_name(spec)
+
+        def metadata(object_name: str) -> meta.ObjectMetaArgsDict:
+            return {"name": object_name, "namespace": namespace, "labels": labels}
+
+        epp_pods = pods.slot_selector(spec, "router")
         container: core.ContainerArgsDict = {
             "name": "epp",
             "image": EPP_IMAGE,
@@ -359,7 +471,7 @@ class InferenceGateway(pulumi.ComponentResource):
         template: core.PodTemplateSpecArgsDict = {
             "metadata": {"labels": labels},
             "spec": {
-                "service_account_name": epp,
+                "service_account_name": account,
                 "termination_grace_period_seconds": EPP_GRACE_SECONDS,
                 "security_context": {"seccomp_profile": {"type": "RuntimeDefault"}},
                 "containers": [container],
@@ -372,7 +484,7 @@ class InferenceGateway(pulumi.ComponentResource):
             "selector": {"match_labels": epp_pods},
             "template": template,
         }
-        self.epp_service = core.Service(
+        epp_service = core.Service(
             f"{name}-epp",
             metadata=metadata(epp),
             spec={
@@ -383,56 +495,29 @@ class InferenceGateway(pulumi.ComponentResource):
                     {"name": "http-metrics", "port": METRICS_PORT, "protocol": "TCP"},
                 ],
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.pool = CustomResource(
+        pool = CustomResource(
             f"{name}-pool",
             api_version=POOL_API_VERSION,
             kind="InferencePool",
             metadata=metadata(pool_name(spec)),
             spec=pool_spec(spec),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service, *installed]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[epp_service, *self._installed]),
         )
-        self.epp = apps.Deployment(
+        apps.Deployment(
             f"{name}-epp",
             metadata=metadata(epp),
             spec=deployment_spec,
             # Its gRPC health, liveness included, answers NOT_SERVING until it has read its pool
             # (cmd/epp/runner/health.go, without leader election): the pool must exist first, or the
             # kubelet restarts it until then.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_binding, self.pool]),
-        )
-        existing = settings(spec).gateway_name
-        if existing is not None:
-            self.gateway = Gateway.existing(f"{name}-gateway", existing, child)
-        else:
-            self.gateway = Gateway(
-                f"{name}-gateway",
-                metadata={**metadata(gateway_name(spec)), "annotations": dict(GATEWAY_WAIT_FOR)},
-                spec={"gatewayClassName": settings(spec).gateway_class_name, "listeners": [listener(spec)]},
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=installed,
-                    custom_timeouts=pulumi.CustomTimeouts(
-                        create=f"{GATEWAY_PROGRAM_SECONDS}s", update=f"{GATEWAY_PROGRAM_SECONDS}s"
-                    ),
-                ),
-            )
-        self.route = CustomResource(
-            f"{name}-route",
-            api_version=GATEWAY_API_VERSION,
-            kind="HTTPRoute",
-            metadata=metadata(spec.name),
-            spec=route_spec(spec),
-            # The Gateway routes once the replicas serve, as the Service is created after them.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.gateway, self.pool, *args.workloads, *installed]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_binding, pool]),
         )
         if is_gke(spec):
-            self._gke_policies(name, spec, metadata)
+            self._gke_policies(name, spec, metadata, pool)
         if is_istio(spec):
-            self.epp_tls = CustomResource(
+            CustomResource(
                 f"{name}-epp-tls",
                 api_version=ISTIO_API_VERSION,
                 kind="DestinationRule",
@@ -442,30 +527,22 @@ class InferenceGateway(pulumi.ComponentResource):
                     "trafficPolicy": {"tls": {"mode": "SIMPLE", "insecureSkipVerify": True}},
                 },
                 # Installed by the stack, Istio's CRDs come with its base chart.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.epp_service, *installed]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[epp_service, *self._installed]),
             )
-        status = self.gateway.status
-        self.dns_records = None
-        domain = spec.domain
-        if domain is not None:
-            self.endpoint = pulumi.Output.from_input(f"https://{domain}")
-            self.dns_records = status.apply(
-                lambda value: [
-                    DnsRecord(domain, *gateway_address(value), endpoint_purpose(domain)).as_output()
-                ]
-            )
-        else:
-            self.endpoint = status.apply(lambda value: f"http://{gateway_address(value)[1]}")
-        self.register_outputs({"endpoint": self.endpoint, "pool": pool_name(spec)})
+        return pool
 
     def _gke_policies(
-        self, name: str, spec: ServiceSpec, metadata: Callable[[str], meta.ObjectMetaArgsDict]
+        self,
+        name: str,
+        spec: ServiceSpec,
+        metadata: Callable[[str], meta.ObjectMetaArgsDict],
+        pool: CustomResource,
     ) -> None:
         """GKE's backend timeout (a request may take ``REQUEST_TIMEOUT``) and health check (vLLM's
         ``/health``), attached to the InferencePool as GIE's chart does for GKE."""
         target = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool_name(spec)}
-        depends = pulumi.ResourceOptions(parent=self, depends_on=[self.pool])
-        self.backend_policy = CustomResource(
+        depends = pulumi.ResourceOptions(parent=self, depends_on=[pool])
+        CustomResource(
             f"{name}-backend-policy",
             api_version=GKE_POLICY_API_VERSION,
             kind="GCPBackendPolicy",
@@ -473,7 +550,7 @@ class InferenceGateway(pulumi.ComponentResource):
             spec={"targetRef": target, "default": {"timeoutSec": pods.LONGEST_REQUEST_SECONDS}},
             opts=depends,
         )
-        self.health_check_policy = CustomResource(
+        CustomResource(
             f"{name}-health-check-policy",
             api_version=GKE_POLICY_API_VERSION,
             kind="HealthCheckPolicy",

@@ -60,7 +60,8 @@ class LoadBalancerArgs:
 
 
 def service_name(spec: ServiceSpec) -> str:
-    return f"{spec.name}-api"
+    """``<name>-api``; with vllm:canary each revision has its own, named by its slot (``<name>-rev2-api``)."""
+    return f"{pods.slot_name(spec)}-api"
 
 
 def service_port(spec: ServiceSpec) -> core.ServicePortArgsDict:
@@ -129,7 +130,7 @@ class LoadBalancer(pulumi.ComponentResource):
         public = k8s.service_type == "LoadBalancer"
         service_spec: core.ServiceSpecArgsDict = {
             "type": k8s.service_type,
-            "selector": pods.selector(spec, pods.SERVER),
+            "selector": pods.slot_selector(spec, pods.SERVER),
             "ports": [service_port(spec)],
         }
         if public and spec.allowed_cidrs != OPEN_TO_ALL:
@@ -137,7 +138,7 @@ class LoadBalancer(pulumi.ComponentResource):
         metadata: meta.ObjectMetaArgsDict = {
             "name": service_name(spec),
             "namespace": args.namespace,
-            "labels": pods.labels(spec, "endpoint"),
+            "labels": pods.slot_labels(spec, "endpoint"),
         }
         if public:
             metadata["annotations"] = idle_timeout_annotations(spec)

@@ -57,9 +57,9 @@ class MonitoringArgs:
 
 
 class Monitoring(pulumi.ComponentResource):
-    """The stack's PodMonitor and Grafana dashboard, in its namespace."""
+    """The stack's PodMonitors (one per revision) and Grafana dashboard, in its namespace."""
 
-    pod_monitor: CustomResource
+    pod_monitors: list[CustomResource]  # one per revision slot
     dashboard: core.ConfigMap
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -67,25 +67,32 @@ class Monitoring(pulumi.ComponentResource):
         spec = args.spec
         child = pulumi.ResourceOptions(parent=self)
         # Only serving containers (single-node pods, Ray leaders) name the vLLM port: workers serve nothing.
-        self.pod_monitor = CustomResource(
-            f"{name}-pod-monitor",
-            api_version=POD_MONITOR_API_VERSION,
-            kind="PodMonitor",
-            metadata={
-                "namespace": args.namespace,
-                "labels": {**dict(settings(spec).prometheus_selector), **pods.labels(spec, "metrics")},
-            },
-            spec={
-                "selector": {
-                    "matchLabels": {
-                        "app.kubernetes.io/name": pods.APP,
-                        "app.kubernetes.io/instance": spec.name,
-                    }
+        # With vllm:canary each revision's pods carry their slot's instance label: a PodMonitor per slot.
+        self.pod_monitors = [
+            CustomResource(
+                f"{name}{revision.revision_suffix}-pod-monitor",
+                api_version=POD_MONITOR_API_VERSION,
+                kind="PodMonitor",
+                metadata={
+                    "namespace": args.namespace,
+                    "labels": {
+                        **dict(settings(spec).prometheus_selector),
+                        **pods.slot_labels(revision, "metrics"),
+                    },
                 },
-                "podMetricsEndpoints": [metrics_endpoint(spec)],
-            },
-            opts=child,
-        )
+                spec={
+                    "selector": {
+                        "matchLabels": {
+                            "app.kubernetes.io/name": pods.APP,
+                            "app.kubernetes.io/instance": pods.slot_name(revision),
+                        }
+                    },
+                    "podMetricsEndpoints": [metrics_endpoint(revision)],
+                },
+                opts=child,
+            )
+            for revision in sorted(spec.revisions, key=lambda revision: revision.revision)
+        ]
         board = pulumi.Output.from_input(args.namespace).apply(
             lambda namespace: dashboard.grafana_dashboard(
                 f"vLLM {spec.stack}", dashboard_uid(spec), f'{{namespace="{namespace}"}}'

@@ -447,9 +447,34 @@ GPU_WORKER_HOST_GB = 2
 
 
 def check_spec(spec: ServiceSpec) -> None:
-    """HTTPS (``check_tls``), then the pod's sizes (``check_pod_size``)."""
+    """HTTPS (``check_tls``), then the pod's sizes (``check_pod_size``), then a canary's router
+    (``check_canary``)."""
     check_tls(spec)
     check_pod_size(spec)
+    check_canary(spec)
+
+
+def check_canary(spec: ServiceSpec) -> None:
+    """A weighted second revision is an HTTPRoute's ``backendRefs`` weights over an InferencePool per
+    revision (inference_gateway.py). A Service cannot weight: kube-proxy spreads connections over the ready
+    endpoints its selector matches, so one Service over both revisions splits by their ready pods and
+    cannot keep one warm at weight 0. Multi-node revisions (LeaderWorkerSet) are not built."""
+    if spec.canary is None:
+        return
+    value = {"model": spec.canary.spec.model, "weight": spec.canary.weight}
+    if not settings(spec).inference_gateway:
+        raise SpecError(
+            f"{PROJECT}:canary",
+            value,
+            f"set with {PROJECT}:router inference-gateway, whose HTTPRoute weights a pool per revision: a "
+            "Service alone splits requests by ready-pod count, so it cannot honour vllm:canary.weight",
+        )
+    if spec.nodes > 1:
+        raise SpecError(
+            f"{PROJECT}:canary",
+            value,
+            f"unset with {PROJECT}:nodes > 1 on kubernetes: a canary of LeaderWorkerSet groups is not built",
+        )
 
 
 def check_tls(spec: ServiceSpec) -> None:
@@ -598,9 +623,6 @@ PLATFORM = Platform(
                 "pool's --reservation-affinity, a Karpenter NodePool's reserved capacity), not to its pods"
             ),
             Feature.WEIGHT_CACHE_BUCKET: "hub on kubernetes (vllm:cacheClaim shares one cache between pods)",
-            # Not built yet: HTTPRoute backendRefs weights over two InferencePools (docs/upgrades.md).
-            Feature.CANARY: "unset on kubernetes for now: a weighted second revision is built on gcp "
-            "only; upgrade by changing vllm:model (a rolling replacement) or run a second stack",
         }
     ),
     plan_properties=MappingProxyType(
@@ -633,7 +655,11 @@ PLATFORM = Platform(
             "kubernetes:policy/v1:PodDisruptionBudget": ("spec.minAvailable", "spec.maxUnavailable"),
             "kubernetes:networking.k8s.io/v1:NetworkPolicy": ("spec.policyTypes",),
             "kubernetes:gateway.networking.k8s.io/v1:Gateway": ("spec.gatewayClassName", "spec.listeners"),
-            "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": ("spec.rules.*.matches",),
+            # The pools each rule sends to, with vllm:canary their weights.
+            "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": (
+                "spec.rules.*.matches",
+                "spec.rules.*.backendRefs",
+            ),
             "kubernetes:inference.networking.k8s.io/v1:InferencePool": (
                 "spec.selector.matchLabels",
                 "spec.targetPorts",

@@ -161,6 +161,24 @@ def selector(spec: ServiceSpec, component: str) -> dict[str, str]:
     }
 
 
+def slot_name(spec: ServiceSpec) -> str:
+    """What one revision's objects are named (vllm:canary): the stack's name in slot 1, ``<name>-rev2`` in
+    slot 2, whichever revision is stable, so a promote renames nothing."""
+    return spec.name + spec.revision_suffix
+
+
+def slot_labels(spec: ServiceSpec, component: str) -> dict[str, str]:
+    """The labels of one revision's objects: its slot's name as the instance. Slot 2's pods must not carry
+    slot 1's selector (a Deployment's is immutable, and an InferencePool selects by ``matchLabels`` only),
+    or slot 1's Deployment, pool, Service and disruption budget would take them too; slot 1's are the
+    labels every stack had."""
+    return {**labels(spec, component), "app.kubernetes.io/instance": slot_name(spec)}
+
+
+def slot_selector(spec: ServiceSpec, component: str) -> dict[str, str]:
+    return {**selector(spec, component), "app.kubernetes.io/instance": slot_name(spec)}
+
+
 def _gib(value: float) -> str:
     return f"{round(value * 1024)}Mi"
 
@@ -504,7 +522,7 @@ def cache_volume(spec: ServiceSpec, component: str) -> dict[str, Any]:
     not a StatefulSet, and ``ray_replica.py`` for the claims that outlive a multi-node group."""
     if settings(spec).storage_class is None:
         return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": f"{local_cache_gb(spec)}Gi"}}
-    claim = {"metadata": {"labels": labels(spec, component)}, "spec": cache_claim_spec(spec)}
+    claim = {"metadata": {"labels": slot_labels(spec, component)}, "spec": cache_claim_spec(spec)}
     return {"name": CACHE_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}}
 
 

@@ -58,7 +58,7 @@ def disruption_budget(
     """
     return policy.PodDisruptionBudget(
         name,
-        metadata={"namespace": namespace, "labels": pods.labels(spec, "disruption-budget")},
+        metadata={"namespace": namespace, "labels": pods.slot_labels(spec, "disruption-budget")},
         spec={
             "max_unavailable": 1,
             "selector": {"match_labels": pod_selector},
@@ -93,12 +93,12 @@ class ReplicaGroup(pulumi.ComponentResource):
         spec, launch = args.spec, args.launch
         child = pulumi.ResourceOptions(parent=self)
         group = args.group_labels or {}
-        match = {**pods.selector(spec, pods.SERVER), **group}
+        match = {**pods.slot_selector(spec, pods.SERVER), **group}
         container = pods.container(spec, launch, args.secret_name, command=list(launch.argv), serves=True)
         start = pods.start_budget_seconds(spec, launch)
         rollout = pods.rolling_update(spec)
         template: core.PodTemplateSpecArgsDict = {
-            "metadata": {"labels": {**pods.labels(spec, pods.SERVER), **group}},
+            "metadata": {"labels": {**pods.slot_labels(spec, pods.SERVER), **group}},
             # pods.py builds pod specs as plain camelCase data, shared with the LeaderWorkerSet (a custom
             # resource, untyped): the keys around it are checked, not those inside it.
             "spec": pods.pod_spec(  # pyright: ignore[reportAssignmentType]
@@ -109,9 +109,9 @@ class ReplicaGroup(pulumi.ComponentResource):
             ),
         }
         metadata: meta.ObjectMetaArgsDict = {
-            "name": args.deployment_name or spec.name,
+            "name": args.deployment_name or pods.slot_name(spec),
             "namespace": args.namespace,
-            "labels": pods.labels(spec, pods.SERVER),
+            "labels": pods.slot_labels(spec, pods.SERVER),
         }
         if spot_pods.best_effort(spec):
             metadata["annotations"] = spot_pods.SKIP_AWAIT

@@ -77,22 +77,24 @@ class ServingGroup:
 
 
 def serving_groups(spec: ServiceSpec) -> list[ServingGroup]:
-    """One Deployment, named as it always was, unless a spot stack keeps an on-demand base: then the base
-    keeps that name and the spot rest is ``<name>-spot`` (a base of every replica has no spot group).
+    """One Deployment of a revision, named as it always was (slot 2's: ``<name>-rev2``), unless a spot stack
+    keeps an on-demand base: then the base keeps that name and the spot rest is ``<name>-spot`` (a base of
+    every replica has no spot group).
 
     With autoscaling the base is fixed (``autoscaling`` None: it declares its count) and the spot rest is
     what KEDA scales, between the bounds less the base; it exists even when the lower bound is the base
     (the spec keeps the base below ``vllm:maxReplicas``), as it may then be scaled to zero."""
+    name = spec.name + spec.revision_suffix  # each revision's by its slot (pods.slot_name)
     base = fixed_base_replicas(spec)
     if not base:
-        return [ServingGroup(spec.name, spec, None)]
+        return [ServingGroup(name, spec, None)]
     on_demand = replace(spec, spot=False, replicas=base, autoscaling=None)
-    groups = [ServingGroup(spec.name, on_demand, {CAPACITY_LABEL: ON_DEMAND})]
+    groups = [ServingGroup(name, on_demand, {CAPACITY_LABEL: ON_DEMAND})]
     if spec.replicas > base or spec.autoscaling is not None:
         rest = replace(
             spec, replicas=spec.replicas - base, autoscaling=share_scaling(spec, spec.region, spot=True)
         )
-        groups.append(ServingGroup(f"{spec.name}-spot", rest, {CAPACITY_LABEL: SPOT}))
+        groups.append(ServingGroup(f"{name}-spot", rest, {CAPACITY_LABEL: SPOT}))
     return groups
 
 

@@ -266,7 +266,7 @@ def list_replicas(
     with cluster.asking(namespace):
         for group in source.groups:
             if group.role == ROUTER:
-                routers += _routers(cluster, namespace, group.name, zones, now)
+                routers += _routers(cluster, namespace, group.name, zones, now, group.revision)
                 continue
             selector = cluster.selector(namespace, group.kind, group.name)
             for pod in cluster.core.list_namespaced_pod(namespace, label_selector=selector).items:
@@ -278,7 +278,16 @@ def list_replicas(
                 status, detail = pod_status(pod, role, source.startup_seconds, now)
                 replicas.append(
                     _pod_replica(
-                        cluster, namespace, pod, zones, replica_id, role, status, detail, log_container(pod)
+                        cluster,
+                        namespace,
+                        pod,
+                        zones,
+                        replica_id,
+                        role,
+                        status,
+                        detail,
+                        log_container(pod),
+                        group.revision,
                     )
                 )
     single = [replica for replica in replicas if replica.role == SERVE]
@@ -298,8 +307,10 @@ def _pod_replica(
     status: str,
     detail: str,
     container: str,
+    revision: str = "",
 ) -> Replica:
-    """One pod as a row of the replica table, its logs in ``container``."""
+    """One pod as a row of the replica table, its logs in ``container``; ``revision``: its workload's slot
+    with vllm:canary (the REVISION column)."""
     node = pod.spec.node_name or ""
     return Replica(
         id=replica_id,
@@ -311,15 +322,21 @@ def _pod_replica(
         zone=cluster.zone(node, zones) if node else "",
         status=status,
         detail=detail,
+        revision=revision,
         extra={"namespace": namespace, "node": node, "container": container},
     )
 
 
 def _routers(
-    cluster: Cluster, namespace: str, pool_name: str, zones: dict[str, str], now: datetime | None
+    cluster: Cluster,
+    namespace: str,
+    pool_name: str,
+    zones: dict[str, str],
+    now: datetime | None,
+    revision: str = "",
 ) -> list[Replica]:
-    """The inference gateway's endpoint picker pods: READY only when the pod is and a Gateway took the
-    pool (else NOT_READY, saying which condition fails)."""
+    """The inference gateway's endpoint picker pods (with vllm:canary, one revision's pool's): READY only
+    when the pod is and a Gateway took the pool (else NOT_READY, saying which condition fails)."""
     pods, problem = cluster.router_pods(namespace, pool_name)
     routers = []
     for pod in pods:
@@ -327,7 +344,7 @@ def _routers(
         if status == READY and problem:
             status, detail = NOT_READY, problem
         routers.append(
-            _pod_replica(cluster, namespace, pod, zones, "-", ROUTER, status, detail, EPP_CONTAINER)
+            _pod_replica(cluster, namespace, pod, zones, "-", ROUTER, status, detail, EPP_CONTAINER, revision)
         )
     return routers
 

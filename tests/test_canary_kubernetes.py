@@ -1,0 +1,374 @@
+"""vllm:canary on Kubernetes: a second revision's pods, InferencePool and endpoint picker, named by slot,
+behind the inference gateway's HTTPRoute with weighted ``backendRefs`` and header rules that pick one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import jsonschema
+import pytest
+
+from components.config import SpecError
+from components.kubernetes import platform as k8s_platform
+from components.observe import ROUTER, SERVE, ReplicaSource
+from components.spec import PROJECT
+from tests.harness import Run, checked_spec, run_program
+from tests.test_inference_gateway import DEPLOYMENT, POOL, ROUTE, SCALED_OBJECT, SCHEMAS, SERVICE
+from tests.test_kubernetes import SECRETS, manifest, registrations
+
+STACK = "k8s-l4"
+NAME = "vllm-k8s-l4"
+STABLE_MODEL, CANARY_MODEL = "Qwen/Qwen3-8B", "Qwen/Qwen3-4B"
+ROUTER_KEYS = {
+    "vllm:router": "inference-gateway",
+    "vllm:gatewayClassName": "istio",
+    "vllm:model": STABLE_MODEL,
+    "vllm:replicas": "2",
+    "vllm:servedModelName": "chat",
+}
+CANARY = {**ROUTER_KEYS, "vllm:canary": {"model": CANARY_MODEL, "weight": 10}}
+#: The same two revisions after promotion: the stable keys take the canary's values and slot (2), the
+#: canary object the old stable's (slot 1) and what is left of the weight.
+PROMOTED = {
+    **ROUTER_KEYS,
+    "vllm:model": CANARY_MODEL,
+    "vllm:replicas": "1",
+    "vllm:stableRevision": "2",
+    "vllm:canary": {"model": STABLE_MODEL, "replicas": 2, "weight": 90},
+}
+BLUE_GREEN = {**ROUTER_KEYS, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green"}}
+SPOT_BASE = {
+    "vllm:gpuNodeSelector": "gke",
+    "vllm:spot": True,
+    "vllm:onDemandBaseReplicas": 1,
+    "vllm:replicas": 3,
+}
+AUTOSCALED = {
+    "vllm:replicas": "unset",
+    "vllm:maxReplicas": "4",
+    "vllm:targetQpsPerReplica": "2.5",
+    "vllm:targetQueuePerReplica": "8",
+    "vllm:prometheusUrl": "http://prometheus.monitoring:9090",
+}
+MONITORED = {"vllm:prometheusOperator": True}
+PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+PDB_SELECTOR = ("spec", "selector", "matchLabels")
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Run]:
+    configs = {
+        "stable": ROUTER_KEYS,
+        "canary": CANARY,
+        "promoted": PROMOTED,
+        "blue_green": BLUE_GREEN,
+        "switched": {
+            **ROUTER_KEYS,
+            "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green", "weight": 100},
+        },
+        "named": {**CANARY, "vllm:canaryModelName": "chat-next"},
+        "spot+base": {**CANARY, **SPOT_BASE},
+        "autoscaled": {**CANARY, **AUTOSCALED, **MONITORED},
+        "spot+base+autoscaled": {**CANARY, **SPOT_BASE, **AUTOSCALED},
+        "gke": {**CANARY, "vllm:gatewayClassName": "gke-l7-regional-external-managed"},
+    }
+    return {key: run_program(STACK, config, SECRETS) for key, config in configs.items()}
+
+
+SCENARIOS = ["canary", "named", "spot+base", "autoscaled", "spot+base+autoscaled", "gke", "blue_green"]
+
+
+def named(run: Run, type_: str) -> dict[str, Any]:
+    """The objects of a type by their Kubernetes name."""
+    return {r.inputs["metadata"]["name"]: r for r in run.of_type(type_)}
+
+
+def serving(run: Run) -> dict[str, dict[str, Any]]:
+    """The vLLM Deployments' pod templates, by Deployment name (the endpoint pickers' aside)."""
+    return {
+        name: d.inputs["spec"]["template"]
+        for name, d in named(run, DEPLOYMENT).items()
+        if not name.endswith("-epp")
+    }
+
+
+def selects(selector: dict[str, str], template: dict[str, Any]) -> bool:
+    return selector.items() <= template["metadata"]["labels"].items()
+
+
+def rules(run: Run) -> list[dict[str, Any]]:
+    return run.one(ROUTE).inputs["spec"]["rules"]
+
+
+def weights(run: Run) -> dict[str, int]:
+    """The last rule's split: each pool's weight, by pool name."""
+    (*_, split) = rules(run)
+    assert all("headers" not in match for match in split["matches"])
+    return {ref["name"]: ref["weight"] for ref in split["backendRefs"]}
+
+
+def picked(run: Run) -> list[tuple[str, str, str]]:
+    """The rules before the split: (header, value, pool) each, every public path matched with the header."""
+    found = []
+    for rule in rules(run)[:-1]:
+        headers = {(h["type"], h["name"], h["value"]) for m in rule["matches"] for h in m["headers"]}
+        ((kind, header, value),) = headers
+        assert kind == "Exact"  # Gateway API: Exact is Core; RegularExpression implementation-specific
+        (backend,) = rule["backendRefs"]
+        assert "weight" not in backend  # one backend: every request of the rule
+        found.append((header, value, backend["name"]))
+    return found
+
+
+# --- the resources, against their CRDs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("kind", [POOL, ROUTE])
+def test_the_route_and_both_pools_validate_against_the_pinned_crds(runs, scenario, kind):
+    for resource in runs[scenario].of_type(kind):
+        jsonschema.validate(manifest(resource), SCHEMAS[kind])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_route_keeps_within_gateway_apis_limits(runs, scenario):
+    # HTTPRoute (Gateway API v1.5.1): at most 16 rules and 64 matches per rule (schema), and the CEL rule
+    # "the total number of matches across all rules in a route must be less than 128" (not in jsonschema).
+    found = rules(runs[scenario])
+    assert len(found) <= 16 and sum(len(rule["matches"]) for rule in found) <= 128
+
+
+# --- each revision's pods, pool and endpoint picker, named by slot ---------------------------------------
+
+
+def test_each_revision_has_its_own_deployment_named_by_its_slot(runs):
+    templates = serving(runs["canary"])
+    assert sorted(templates) == [NAME, f"{NAME}-rev2"]
+    args = {name: " ".join(t["spec"]["containers"][0]["command"]) for name, t in templates.items()}
+    assert CANARY_MODEL in args[f"{NAME}-rev2"] and CANARY_MODEL not in args[NAME]
+    replicas = {name: d.inputs["spec"]["replicas"] for name, d in named(runs["canary"], DEPLOYMENT).items()}
+    assert (replicas[NAME], replicas[f"{NAME}-rev2"]) == (2, 1)
+
+
+@pytest.mark.parametrize("scenario", ["canary", "spot+base", "autoscaled"])
+def test_each_pool_selects_its_revisions_pods_alone(runs, scenario):
+    run = runs[scenario]
+    templates = serving(run)
+    for name, pool in named(run, POOL).items():
+        selector = pool.inputs["spec"]["selector"]["matchLabels"]
+        chosen = {deployment for deployment, template in templates.items() if selects(selector, template)}
+        assert chosen == {d for d in templates if d == name or d.startswith(f"{name}-spot")}, name
+    assert sorted(named(run, POOL)) == [NAME, f"{NAME}-rev2"]
+
+
+@pytest.mark.parametrize("scenario", ["canary", "spot+base"])
+def test_no_deployment_or_disruption_budget_takes_the_other_revisions_pods(runs, scenario):
+    # Overlapping selectors would let one revision's controller adopt the other's pods, and the eviction
+    # API refuses a pod that two PodDisruptionBudgets cover.
+    run = runs[scenario]
+    templates = serving(run)
+    for name, deployment in named(run, DEPLOYMENT).items():
+        if name in templates:
+            selector = deployment.inputs["spec"]["selector"]["matchLabels"]
+            assert [d for d, t in templates.items() if selects(selector, t)] == [name]
+    for budget in run.of_type(PDB):
+        selector = budget.inputs["spec"]["selector"]["matchLabels"]
+        assert len([d for d, t in templates.items() if selects(selector, t)]) == 1
+
+
+def test_each_pool_has_its_own_endpoint_picker_reading_it(runs):
+    # An EPP serves the one pool its --pool-name names (GIE v1.5.0 pkg/epp/server/options.go).
+    run = runs["canary"]
+    deployments, services = named(run, DEPLOYMENT), named(run, SERVICE)
+    for name, pool in named(run, POOL).items():
+        picker = pool.inputs["spec"]["endpointPickerRef"]["name"]
+        args = deployments[picker].inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--pool-name") + 1] == name
+        epp_selector = services[picker].inputs["spec"]["selector"]
+        pickers = [
+            d for d, each in deployments.items() if selects(epp_selector, each.inputs["spec"]["template"])
+        ]
+        assert pickers == [picker]
+
+
+def test_on_gke_each_pool_gets_its_backend_timeout_and_health_check(runs):
+    run = runs["gke"]
+    for kind in ("GCPBackendPolicy", "HealthCheckPolicy"):
+        targets = sorted(
+            p.inputs["spec"]["targetRef"]["name"]
+            for p in run.of_type(f"kubernetes:networking.gke.io/v1:{kind}")
+        )
+        assert targets == [NAME, f"{NAME}-rev2"]
+
+
+def test_each_revision_has_its_own_service(runs):
+    services = named(runs["canary"], SERVICE)
+    templates = serving(runs["canary"])
+    for name in (NAME, f"{NAME}-rev2"):
+        selector = services[f"{name}-api"].inputs["spec"]["selector"]
+        assert [d for d, t in templates.items() if selects(selector, t)] == [name]
+
+
+# --- the route: weights and header rules -----------------------------------------------------------------
+
+
+def test_the_route_splits_the_public_paths_by_the_canary_weight(runs):
+    # Gateway API: a backend gets weight / (sum of the rule's weights) of its requests (each 0-1000000).
+    assert weights(runs["canary"]) == {NAME: 90, f"{NAME}-rev2": 10}
+
+
+def test_a_request_naming_a_revision_reaches_its_pool_alone(runs):
+    assert picked(runs["canary"]) == [
+        ("x-vllm-revision", "1", NAME),
+        ("x-vllm-revision", "2", f"{NAME}-rev2"),
+    ]
+
+
+def test_a_request_naming_a_revisions_model_reaches_its_pool_alone(runs):
+    assert picked(runs["named"])[2:] == [
+        ("x-vllm-model", "chat", NAME),
+        ("x-vllm-model", "chat-next", f"{NAME}-rev2"),
+    ]
+    assert weights(runs["named"]) == {NAME: 90, f"{NAME}-rev2": 10}
+
+
+def test_a_header_rule_covers_every_public_path_the_split_does(runs):
+    # A header rule outranks the split only on the paths it matches (Gateway API match precedence: path
+    # first, then the number of header matches).
+    *picks, split = rules(runs["named"])
+    for rule in picks:
+        assert [m["path"] for m in rule["matches"]] == [m["path"] for m in split["matches"]]
+
+
+def test_a_stack_of_one_revision_keeps_its_one_unweighted_rule(runs):
+    (rule,) = rules(runs["stable"])
+    assert rule["backendRefs"] == [
+        {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": NAME}
+    ]
+
+
+# --- adding, promoting, blue/green ------------------------------------------------------------------------
+
+
+def kubernetes_objects(run: Run) -> dict[str, Any]:
+    return {r.urn: r.inputs for r in run.resources if r.custom and r.type.startswith("kubernetes:")}
+
+
+def test_adding_a_canary_leaves_the_stable_revisions_objects_untouched(runs):
+    before, after = kubernetes_objects(runs["stable"]), kubernetes_objects(runs["canary"])
+    changed = {urn.rsplit("::", 1)[-1] for urn, inputs in before.items() if after.get(urn) != inputs}
+    assert changed == {f"{NAME}-route"}
+
+
+def test_promoting_replaces_nothing_and_changes_nothing(runs):
+    # Each slot keeps its model, count and name; the weights by slot are the same (90 / 10).
+    assert kubernetes_objects(runs["canary"]) == kubernetes_objects(runs["promoted"])
+
+
+def test_blue_green_comes_up_at_full_size_and_unexposed(runs):
+    run = runs["blue_green"]
+    assert named(run, DEPLOYMENT)[f"{NAME}-rev2"].inputs["spec"]["replicas"] == 2
+    assert weights(run) == {NAME: 100, f"{NAME}-rev2": 0}
+
+
+def test_blue_green_switches_every_request_at_once(runs):
+    assert weights(runs["switched"]) == {NAME: 0, f"{NAME}-rev2": 100}
+
+
+def test_the_route_changes_after_both_revisions_workloads(monkeypatch):
+    # pulumi-kubernetes reports a Deployment created or updated once its rollout completes (every replica
+    # updated, ready and available: provider/pkg/await/deployment.go), so a weight that comes with a new
+    # or changed revision reaches the Gateway only after that revision's pods all serve.
+    run, recorded = registrations(
+        monkeypatch,
+        STACK,
+        {**ROUTER_KEYS, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green", "weight": 100}},
+    )
+    workloads = {d.urn for name, d in named(run, DEPLOYMENT).items() if not name.endswith("-epp")}
+    assert len(workloads) == 2 and workloads <= set(recorded[run.one(ROUTE).name].dependencies)
+
+
+# --- autoscaling, metrics, status -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "scaled"),
+    [("autoscaled", ""), ("spot+base+autoscaled", "-spot")],  # beside a fixed base, the spot Deployment
+)
+def test_each_revision_scales_its_own_deployment(runs, scenario, scaled):
+    run = runs[scenario]
+    targets = {
+        s.inputs["metadata"]["name"]: s.inputs["spec"]["scaleTargetRef"]["name"]
+        for s in run.of_type(SCALED_OBJECT)
+    }
+    assert targets == {NAME: f"{NAME}{scaled}", f"{NAME}-rev2": f"{NAME}-rev2{scaled}"}
+
+
+def revision_of(deployment: str) -> str:
+    """The slot name a serving Deployment belongs to (``<slot>`` or ``<slot>-spot``)."""
+    return deployment.removesuffix("-spot")
+
+
+@pytest.mark.parametrize("scenario", ["autoscaled", "spot+base+autoscaled"])
+@pytest.mark.parametrize("slot_name", [NAME, f"{NAME}-rev2"])
+def test_each_revision_scales_on_its_own_pods_load(runs, scenario, slot_name):
+    # Both revisions serve vllm:servedModelName: the pod label tells their series apart. A Deployment's pod
+    # is named <deployment>-<pod-template-hash>-<suffix>; PromQL regex matchers are fully anchored.
+    run = runs[scenario]
+    (scaled,) = [s for s in run.of_type(SCALED_OBJECT) if s.inputs["metadata"]["name"] == slot_name]
+    queries = [t["metadata"]["query"] for t in scaled.inputs["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert len(queries) == 2
+    for query in queries:
+        matchers = re.findall(r'pod(!~|=~)"([^"]+)"', query)
+        assert matchers
+        for deployment in serving(run):
+            pod = f"{deployment}-7d9f8b6c5d-x2x4z"
+            counted = all(
+                (re.fullmatch(pattern, pod) is not None) == (op == "=~") for op, pattern in matchers
+            )
+            assert counted == (revision_of(deployment) == slot_name), (query, pod)
+
+
+def test_each_revisions_pods_are_scraped(runs):
+    run = runs["autoscaled"]
+    templates = serving(run)
+    for monitor in run.of_type(PODMONITOR):
+        selector = monitor.inputs["spec"]["selector"]["matchLabels"]
+        assert len([d for d, t in templates.items() if selects(selector, t)]) == 1
+    assert len(run.of_type(PODMONITOR)) == 2
+
+
+def test_status_finds_each_revisions_deployments_and_pool(runs):
+    source = ReplicaSource.from_output(runs["canary"].outputs["replicaSource"])
+    assert [(g.kind, g.name, g.role, g.revision, g.balancer) for g in source.groups] == [
+        ("Deployment", NAME, SERVE, "1", ""),
+        ("InferencePool", NAME, ROUTER, "1", ""),
+        ("Deployment", f"{NAME}-rev2", SERVE, "2", f"{NAME}-rev2-api"),
+        ("InferencePool", f"{NAME}-rev2", ROUTER, "2", ""),
+    ]
+    assert source.replicas == 3
+
+
+# --- refusals ----------------------------------------------------------------------------------------------
+
+
+def test_without_the_inference_gateway_a_canary_is_refused_saying_why():
+    config = {
+        key: value for key, value in CANARY.items() if key not in ("vllm:router", "vllm:gatewayClassName")
+    }
+    with pytest.raises(SpecError) as caught:
+        run_program(STACK, config, SECRETS)
+    error = caught.value
+    assert error.key == "vllm:canary" and "\n" not in str(error)
+    assert "vllm:router inference-gateway" in error.valid and "ready-pod count" in error.valid
+    assert error.declared_resources == []
+
+
+def test_a_canary_of_multi_node_replicas_is_refused_on_kubernetes():
+    spec = checked_spec(STACK, CANARY, SECRETS)
+    with pytest.raises(SpecError) as caught:
+        k8s_platform.check_spec(replace(spec, nodes=2))
+    assert caught.value.key == f"{PROJECT}:canary" and f"{PROJECT}:nodes" in caught.value.valid
