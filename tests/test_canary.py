@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import pulumi
 import pytest
 
 from components.autoscaling import cost_output
@@ -12,10 +14,10 @@ from components.canary import REVISION_HEADER
 from components.config import SpecError
 from components.cost import breakdown
 from components.gcp.quota import gpu_quota_needs
-from components.gcp.serving_gate import COMPARED, TOKEN_LIFETIME_SECONDS
+from components.gcp.serving_gate import COMPARED, TOKEN_LIFETIME_SECONDS, TrafficNotMoved
 from components.observe import READY, STARTING, Replica, ReplicaSource
 from tests.harness import Resource, Run, checked_spec, run_program
-from tools import status
+from tools import mockrun, status
 
 STACK = "canary"
 STABLE_MODEL, CANARY_MODEL = "Qwen/Qwen3-8B", "Qwen/Qwen3-4B"
@@ -438,6 +440,34 @@ def test_gcp_the_url_map_waits_for_each_revisions_serving_gate(runs):
     run = runs["canary"]
     assert {gate.urn for gate in run.of_type(GATE)} <= set(run.one(URL_MAP).dependencies)
     assert {slot: gate["weight"] for slot, gate in gates(run).items()} == {"1": 900, "2": 100}
+
+
+def outcomes(by_slot: dict[str, dict]) -> Callable[[dict, str], dict]:
+    """The mocked gates' outputs beyond their echoed inputs: each slot's outcome (weight, refused)."""
+    return lambda inputs, name: by_slot.get(inputs["slot"], {})
+
+
+REFUSAL = (
+    "revision 2 (vllm-canary-rev2-backend): 0 of 1 replicas serving (healthy in the load balancer's check "
+    "on /health) after 1200 s; traffic not moved"
+)
+
+
+def test_gcp_the_url_map_weighs_each_slot_by_what_its_gate_let_through(monkeypatch):
+    let_through = {"1": {"weight": 1000, "refused": ""}, "2": {"weight": 0, "refused": ""}}
+    monkeypatch.setitem(mockrun.OUTPUTS, GATE, outcomes(let_through))
+    run = run_program(STACK, CANARY)
+    split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
+    assert split == {"vllm-canary-backend": 1000, "vllm-canary-rev2-backend": 0}
+
+
+def test_gcp_a_refused_gate_fails_up_in_its_one_line_before_the_url_map(monkeypatch):
+    monkeypatch.setitem(mockrun.OUTPUTS, GATE, outcomes({"2": {"weight": 0, "refused": REFUSAL}}))
+    with pytest.raises(TrafficNotMoved) as raised:
+        run_program(STACK, CANARY)
+    assert str(raised.value) == REFUSAL and isinstance(raised.value, pulumi.RunError)  # printed, no traceback
+    declared = {r.type for r in raised.value.declared_resources}  # pyright: ignore[reportAttributeAccessIssue]
+    assert GATE in declared and URL_MAP not in declared
 
 
 def test_gcp_a_gate_reads_its_own_revisions_groups_on_its_own_backend_service(runs):

@@ -1,9 +1,11 @@
-"""The serving gate's wait (components/gcp/serving_gate.py) against a local Compute API over real HTTP: a
-revision gets more traffic only once every replica of it is healthy in the load balancer's check."""
+"""The serving gate (components/gcp/serving_gate.py) against a local Compute API over real HTTP: a revision
+gets more traffic only once every replica of it is healthy in the load balancer's check, and a gate that
+sees it not serving records a refusal (the weight before, one line) rather than failing its provider."""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -65,6 +67,11 @@ def wait(api: FakeApi, clock: Clock, minimum: int = 2, deadline: float = 600) ->
         clock=clock,
         sleep=clock.sleep,
     )
+
+
+def gate(clock: Clock | None = None) -> GateProvider:
+    clock = clock or Clock()
+    return GateProvider(clock=clock, sleep=clock.sleep)
 
 
 def props(api: FakeApi, weight: int, **more: object) -> dict:
@@ -133,58 +140,179 @@ def test_a_surge_vm_still_loading_counts_against(api):
         wait(api, Clock(), minimum=2, deadline=0)
 
 
-def test_an_expired_token_fails_naming_the_token(api):
+def test_an_expired_token_fails_at_once_naming_the_token(api):
     api.routes[("POST", HEALTH)] = (401, {"error": {"code": 401, "message": "expired"}})
+    clock = Clock()
     with pytest.raises(NotServing, match="access token expired") as caught:
-        wait(api, Clock())
-    assert TOKEN not in str(caught.value)
+        wait(api, clock)
+    assert clock.sleeps == [] and TOKEN not in str(caught.value)
+
+
+def test_a_refused_look_fails_at_once_with_the_apis_reason(api):
+    message = "Required 'compute.backendServices.get' permission"
+    api.routes[("POST", HEALTH)] = (403, {"error": {"code": 403, "message": message}})
+    clock = Clock()
+    with pytest.raises(NotServing) as caught:
+        wait(api, clock)
+    assert clock.sleeps == []
+    assert f"HTTP 403 ({message})" in str(caught.value) and "traffic not moved" in str(caught.value)
+
+
+def test_a_server_error_is_asked_again_at_the_next_poll(api):
+    api.routes[("POST", HEALTH)] = (503, {"error": {"code": 503, "message": "backend error"}})
+    clock = Clock()
+
+    def recovered(seconds: float) -> None:
+        clock.sleep(seconds)
+        api.routes[("POST", HEALTH)] = answer("HEALTHY", "HEALTHY")
+
+    found = wait_until_serving(
+        health_of(api),
+        what="revision 2",
+        minimum=2,
+        deadline=600,
+        poll_seconds=15,
+        clock=clock,
+        sleep=recovered,
+    )
+    assert found.serving == 2 and len(api.requests) == 2
+
+
+def test_a_server_error_until_the_deadline_fails_naming_it_in_one_line(api):
+    api.routes[("POST", HEALTH)] = (503, {"error": {"code": 503, "message": "backend\nerror"}})
+    with pytest.raises(NotServing) as caught:
+        wait(api, Clock(), deadline=60)
+    message = str(caught.value)
+    assert "\n" not in message and "HTTP 503 (backend error)" in message and "after 60 s" in message
+
+
+def test_no_answer_at_all_is_asked_again_until_the_deadline():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    clock = Clock()
+    with pytest.raises(NotServing, match="no answer from Compute's getHealth"):
+        wait_until_serving(
+            lambda: backend_health(f"http://127.0.0.1:{port}", PROJECT, BACKEND, GROUPS[:1], TOKEN),
+            what="revision 2",
+            minimum=1,
+            deadline=30,
+            poll_seconds=15,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert clock.sleeps == [15, 15]
+
+
+# --- the provider: outcomes, never a raise for a revision not serving -----------------------------------
 
 
 def test_a_weight_that_falls_moves_traffic_without_asking(api):
-    GateProvider().update("id", {"weight": 1000}, props(api, weight=0))
+    result = gate().update("id", {"weight": 1000}, props(api, weight=0))
     assert api.requests == []
+    assert result.outs is not None and (result.outs["weight"], result.outs["refused"]) == (0, "")
 
 
-def test_a_weight_that_rises_waits_for_the_revision(api):
+def test_a_weight_that_rises_onto_a_revision_not_serving_keeps_the_weight_before(api):
     api.routes[("POST", HEALTH)] = answer("HEALTHY", "UNHEALTHY")
-    with pytest.raises(NotServing, match=r"revision 2 .*1 of 2 replicas serving"):
-        GateProvider().update("id", {"weight": 0}, props(api, weight=1000))
+    result = gate().update("id", {"weight": 0}, props(api, weight=1000))
+    assert result.outs is not None and result.outs["weight"] == 0
+
+
+def test_a_refusal_is_one_line_naming_the_revision_and_what_serves(api):
+    api.routes[("POST", HEALTH)] = answer("HEALTHY", "UNHEALTHY")
+    result = gate().update("id", {"weight": 0}, props(api, weight=1000, deadlineSeconds=60))
+    assert result.outs is not None
+    refused = result.outs["refused"]
+    assert refused == (
+        f"revision 2 ({BACKEND}): 1 of 2 replicas serving (healthy in the load balancer's check on /health) "
+        "after 60 s; traffic not moved"
+    )
+
+
+def test_the_gate_waits_on_its_clock_until_the_revision_serves(api):
+    api.routes[("POST", HEALTH)] = answer("UNHEALTHY", "UNHEALTHY")
+    clock = Clock()
+
+    def loaded(seconds: float) -> None:
+        clock.sleep(seconds)
+        if clock.now >= 45:
+            api.routes[("POST", HEALTH)] = answer("HEALTHY", "HEALTHY")
+
+    result = GateProvider(clock=clock, sleep=loaded).update(
+        "id", {"weight": 0}, props(api, weight=1000, deadlineSeconds=600)
+    )
+    assert result.outs is not None and (result.outs["weight"], result.outs["refused"]) == (1000, "")
+    assert clock.now == 45
 
 
 def test_a_rollback_onto_the_stable_revision_that_takes_requests_does_not_wait(api):
-    GateProvider().update("id", {"weight": 900}, props(api, weight=1000, stable=True))
-    assert api.requests == []
+    result = gate().update("id", {"weight": 900}, props(api, weight=1000, stable=True))
+    assert api.requests == [] and result.outs is not None and result.outs["weight"] == 1000
 
 
 def test_a_promote_onto_a_revision_that_took_no_requests_waits(api):
     api.routes[("POST", HEALTH)] = answer("UNHEALTHY", "UNHEALTHY")
-    with pytest.raises(NotServing, match="0 of 2 replicas serving"):
-        GateProvider().update("id", {"weight": 0}, props(api, weight=1000, stable=True))
+    result = gate().update("id", {"weight": 0}, props(api, weight=1000, stable=True))
+    assert result.outs is not None and "0 of 2 replicas serving" in result.outs["refused"]
 
 
 def test_a_promote_onto_a_revision_that_serves_passes(api):
     api.routes[("POST", HEALTH)] = answer("HEALTHY", "HEALTHY")
-    result = GateProvider().update("id", {"weight": 0}, props(api, weight=1000))
-    assert result.outs is not None and result.outs["weight"] == 1000
+    result = gate().update("id", {"weight": 0}, props(api, weight=1000))
+    assert result.outs is not None and (result.outs["weight"], result.outs["refused"]) == (1000, "")
 
 
 def test_a_new_canary_at_weight_zero_does_not_wait(api):
-    GateProvider().create(props(api, weight=0))
-    assert api.requests == []
+    result = gate().create(props(api, weight=0))
+    assert api.requests == [] and result.outs is not None and result.outs["refused"] == ""
 
 
-def test_a_new_canary_with_traffic_waits_for_every_replica(api):
+def test_a_new_canary_with_traffic_not_serving_is_created_with_no_traffic(api):
     api.routes[("POST", HEALTH)] = answer("UNHEALTHY", "UNHEALTHY")
-    with pytest.raises(NotServing, match="0 of 2 replicas serving"):
-        GateProvider().create(props(api, weight=1000))
+    result = gate().create(props(api, weight=1000))
+    assert result.outs is not None and result.outs["weight"] == 0
+    assert "0 of 2 replicas serving" in result.outs["refused"]
 
 
-def test_the_gates_state_keeps_no_token(api):
-    result = GateProvider().create(props(api, weight=0))
-    assert result.outs is not None and "token" not in result.outs
+def test_a_server_error_is_a_refusal_not_a_failed_update(api):
+    api.routes[("POST", HEALTH)] = (500, {"error": {"code": 500, "message": "internal"}})
+    result = gate().update("id", {"weight": 0}, props(api, weight=1000))
+    assert result.outs is not None and result.outs["weight"] == 0 and "HTTP 500" in result.outs["refused"]
+
+
+def test_the_gates_outputs_keep_no_token_even_when_refused(api):
+    api.routes[("POST", HEALTH)] = (401, {"error": {"code": 401, "message": "expired"}})
+    created = gate().create(props(api, weight=0))
+    refused = gate().update("id", {"weight": 0}, props(api, weight=1000))
+    for outs in (created.outs, refused.outs):
+        assert outs is not None and "token" not in outs and TOKEN not in json.dumps(outs)
 
 
 def test_only_a_change_of_what_the_gate_compares_is_an_update(api):
-    old = props(api, weight=100)
-    assert GateProvider().diff("id", old, {**old, "token": "fresh"}).changes is False
-    assert GateProvider().diff("id", old, {**old, "weight": 200}).changes is True
+    api.routes[("POST", HEALTH)] = answer("HEALTHY", "HEALTHY")
+    outs = gate().create(props(api, weight=100)).outs
+    assert outs is not None
+    assert gate().diff("id", outs, props(api, weight=100, token="fresh")).changes is False
+    assert gate().diff("id", outs, props(api, weight=200)).changes is True
+
+
+def test_the_next_up_asks_again_after_a_refusal(api):
+    api.routes[("POST", HEALTH)] = answer("UNHEALTHY", "UNHEALTHY")
+    asked = props(api, weight=1000)
+    refused = gate().update("id", {"weight": 0}, asked).outs
+    assert refused is not None
+    assert gate().diff("id", refused, {**asked, "token": "fresh"}).changes is True
+    api.routes[("POST", HEALTH)] = answer("HEALTHY", "HEALTHY")
+    retried = gate().update("id", refused, asked).outs
+    assert retried is not None and (retried["weight"], retried["refused"]) == (1000, "")
+
+
+def test_a_refusal_is_cleared_when_the_weight_asked_goes_back(api):
+    api.routes[("POST", HEALTH)] = answer("UNHEALTHY", "UNHEALTHY")
+    refused = gate().update("id", {"weight": 0}, props(api, weight=1000)).outs
+    assert refused is not None
+    back = props(api, weight=0)
+    assert gate().diff("id", refused, back).changes is True
+    cleared = gate().update("id", refused, back).outs
+    assert cleared is not None and (cleared["weight"], cleared["refused"]) == (0, "")
