@@ -85,9 +85,8 @@ def read_canary(raw: Any) -> CanaryRequest | None:
         raise SpecError(
             field_key("weight"),
             weight,
-            f"0 or {MAX_WEIGHT} with mode {BLUE_GREEN_MODE} (all requests switch at once, once "
-            f"python -m tools.status --wait shows every replica READY); a share between them is mode "
-            f"{CANARY_MODE}",
+            f"0 or {MAX_WEIGHT} with mode {BLUE_GREEN_MODE} (all requests switch at once, once up has "
+            f"seen every replica of the new revision READY); a share between them is mode {CANARY_MODE}",
         )
     overrides = {
         name: read.raw(field_key(name)) for name in OVERRIDES if read.raw(field_key(name)) is not None

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import pulumi
 import pytest
 
 from components.autoscaling import cost_output
+from components.aws.machines import SERVING_WAIT_FIELDS
 from components.canary import REVISION_HEADER
 from components.config import SpecError
 from components.cost import breakdown
 from components.gcp.quota import gpu_quota_needs
+from components.gcp.serving_gate import COMPARED, TOKEN_LIFETIME_SECONDS, TrafficNotMoved
 from components.observe import READY, STARTING, Replica, ReplicaSource
-from tests.harness import Run, checked_spec, run_program
-from tools import status
+from tests.harness import Resource, Run, checked_spec, run_program
+from tools import mockrun, status
 
 STACK = "canary"
 STABLE_MODEL, CANARY_MODEL = "Qwen/Qwen3-8B", "Qwen/Qwen3-4B"
@@ -397,10 +401,126 @@ def test_aws_target_group_names_stay_apart_and_within_32_characters(runs):
 def test_aws_promoting_replaces_no_group(runs):
     before, after = runs["aws"], runs["aws_promoted"]
     for type_ in (ASG, LAUNCH_TEMPLATE, TARGET_GROUP):
-        assert {r.urn: r.inputs for r in before.of_type(type_)} == {
-            r.urn: r.inputs for r in after.of_type(type_)
+        assert {r.urn: compared(r) for r in before.of_type(type_)} == {
+            r.urn: compared(r) for r in after.of_type(type_)
         }
     assert forward_split(after) == {"vllm-canary-replicas": 75, "vllm-canary-rev2-replicas": 25}
+
+
+def compared(resource: Resource) -> dict:
+    """A resource's inputs as an update compares them: without those its ignore_changes names."""
+    return {key: value for key, value in resource.inputs.items() if key not in resource.ignore_changes}
+
+
+# --- up waits: traffic moves to a revision only once every replica of it serves -------------------------
+
+GATE = "pulumi-python:dynamic:ServingGate"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+#: How the engine marks a secret value (pulumi's rpc ``_special_sig_key`` / ``_special_secret_sig``).
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def gates(run: Run) -> dict[str, dict]:
+    return {gate.inputs["slot"]: gate.inputs for gate in run.of_type(GATE)}
+
+
+def test_gcp_the_url_map_waits_for_each_revisions_serving_gate(runs):
+    run = runs["canary"]
+    assert {gate.urn for gate in run.of_type(GATE)} <= set(run.one(URL_MAP).dependencies)
+    assert {slot: gate["weight"] for slot, gate in gates(run).items()} == {"1": 900, "2": 100}
+
+
+def outcomes(by_slot: dict[str, dict]) -> Callable[[dict, str], dict]:
+    """The mocked gates' outputs beyond their echoed inputs: each slot's outcome (weight, refused)."""
+    return lambda inputs, name: by_slot.get(inputs["slot"], {})
+
+
+REFUSAL = (
+    "revision 2 (vllm-canary-rev2-backend): 0 of 1 replicas serving (healthy in the load balancer's check "
+    "on /health) after 1200 s; traffic not moved"
+)
+
+
+def test_gcp_the_url_map_weighs_each_slot_by_what_its_gate_let_through(monkeypatch):
+    let_through = {"1": {"weight": 1000, "refused": ""}, "2": {"weight": 0, "refused": ""}}
+    monkeypatch.setitem(mockrun.OUTPUTS, GATE, outcomes(let_through))
+    run = run_program(STACK, CANARY)
+    split = {backend_of(run, s["backendService"]): s["weight"] for s in weighted_services(run)}
+    assert split == {"vllm-canary-backend": 1000, "vllm-canary-rev2-backend": 0}
+
+
+def test_gcp_a_refused_gate_fails_up_in_its_one_line_before_the_url_map(monkeypatch):
+    monkeypatch.setitem(mockrun.OUTPUTS, GATE, outcomes({"2": {"weight": 0, "refused": REFUSAL}}))
+    with pytest.raises(TrafficNotMoved) as raised:
+        run_program(STACK, CANARY)
+    assert str(raised.value) == REFUSAL and isinstance(raised.value, pulumi.RunError)  # printed, no traceback
+    declared = {r.type for r in raised.value.declared_resources}  # pyright: ignore[reportAttributeAccessIssue]
+    assert GATE in declared and URL_MAP not in declared
+
+
+def test_gcp_a_gate_reads_its_own_revisions_groups_on_its_own_backend_service(runs):
+    run = runs["canary"]
+    groups = {r.name: r.outputs["instanceGroup"] for r in run.of_type(MIG)}
+    found = {slot: (gate["backend"], gate["groups"]) for slot, gate in gates(run).items()}
+    assert found == {
+        "1": ("vllm-canary-backend", [groups["vllm-canary-mig"]]),
+        "2": ("vllm-canary-rev2-backend", [groups["vllm-canary-rev2-mig"]]),
+    }
+
+
+def test_gcp_a_gate_waits_for_every_replica_its_revision_runs(runs):
+    assert {slot: gate["minimum"] for slot, gate in gates(runs["blue_green"]).items()} == {"1": 2, "2": 2}
+
+
+def test_gcp_a_new_canary_starts_from_no_traffic_and_the_stable_revision_from_all(runs):
+    found = {slot: (gate["weightBefore"], gate["stable"]) for slot, gate in gates(runs["canary"]).items()}
+    assert found == {"1": (1000, True), "2": (0, False)}
+
+
+def test_gcp_a_gate_gives_up_within_the_load_budget_and_the_tokens_hour(runs):
+    for gate in gates(runs["canary"]).values():
+        assert 0 < gate["deadlineSeconds"] <= TOKEN_LIFETIME_SECONDS
+
+
+def test_gcp_the_gates_access_token_is_a_secret_input(runs):
+    for gate in runs["canary"].of_type(GATE):
+        assert SECRET_SIG in gate.inputs["token"]
+
+
+def test_gcp_promoting_leaves_what_each_gate_compares_unchanged(runs):
+    before, after = gates(runs["canary"]), gates(runs["promoted"])
+    assert {slot: [g[key] for key in COMPARED] for slot, g in before.items()} == {
+        slot: [g[key] for key in COMPARED] for slot, g in after.items()
+    }
+
+
+def test_gcp_a_stack_of_one_revision_has_no_gate(runs):
+    assert runs["stable"].of_type(GATE) == []
+
+
+def test_aws_the_canary_groups_create_waits_until_it_serves_within_its_budget(runs):
+    groups = {r.name: r for r in runs["aws"].of_type(ASG)}
+    canary, stable = groups["vllm-canary-rev2-group"], groups["vllm-canary-group"]
+    assert canary.inputs["minElbCapacity"] == 1 and canary.inputs["ignoreFailedScalingActivities"] is True
+    assert int(canary.inputs["waitForCapacityTimeout"].removesuffix("s")) > 0
+    assert stable.inputs["waitForCapacityTimeout"] == "0" and "minElbCapacity" not in stable.inputs
+
+
+def test_aws_every_group_beside_a_canary_keeps_its_wait_fields_across_a_promote(runs):
+    for group in runs["aws"].of_type(ASG):
+        assert set(SERVING_WAIT_FIELDS) <= set(group.ignore_changes)
+
+
+def test_aws_a_stack_of_one_revision_waits_on_no_group(runs):
+    (group,) = runs["aws_stable"].of_type(ASG)
+    assert group.inputs["waitForCapacityTimeout"] == "0" and group.ignore_changes == ()
+
+
+def test_aws_the_weighted_rules_wait_for_the_canary_group(runs):
+    run = runs["aws"]
+    canary = next(r for r in run.of_type(ASG) if r.name == "vllm-canary-rev2-group")
+    rules = run.of_type(LISTENER_RULE)
+    assert rules and all(canary.urn in rule.dependencies for rule in rules)
 
 
 def test_aws_status_finds_the_canarys_target_group(runs):

@@ -50,6 +50,7 @@ class Resource:
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
     ignore_changes: tuple[str, ...] = ()  # the resource option, as the engine receives it
+    dependencies: tuple[str, ...] = ()  # URNs it waits for: depends_on and its inputs' resources
 
     def text(self) -> str:
         """Every input as JSON, with base64 (and gzip) values decoded alongside, for secret scans."""
@@ -138,6 +139,7 @@ class _RecordingMonitor(sdk_internals.MockMonitor):
                     if request.custom
                     else {},
                     ignore_changes=tuple(request.ignoreChanges),
+                    dependencies=tuple(request.dependencies),
                 )
             )
         return response

@@ -126,6 +126,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                 image=image,
                 target_group_arn=joined,
                 weight_cache=weight_cache,
+                beside_a_canary=spec.canary is not None,
+                is_canary=revision is not spec,
             ),
             opts,
         )
@@ -147,6 +149,10 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             )
     replicas = built[spec.revision]
     canary_replicas = built[spec.canary.spec.revision] if spec.canary is not None else []
+    # Traffic reaches a single-node canary only once its group's create has seen it serve.
+    load_balancer.route(
+        after=[group.auto_scaling_group for group in canary_replicas if isinstance(group, ReplicaGroup)]
+    )
     if spec.autoscaling is not None:
         autoscaled_groups(spec, replicas, ReplicaGroup)  # one group of single-node replicas, checked
     warn_without_domain(spec.domain)

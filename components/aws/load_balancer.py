@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -72,7 +73,8 @@ class LoadBalancer(pulumi.ComponentResource):
         target_group: the replicas' target group (health check on ``/health``).
         canary_target_group: with vllm:canary, the canary revision's (the forward action splits by weight).
         listener: the port-80 listener, answering 404 to every path not routed.
-        api_rule: the listener rule that forwards the public paths to ``target_group``.
+        api_rule: the listener rule that forwards the public paths to ``target_group`` (declared by
+            ``route``, after the groups it waits for).
         picked_rules: with vllm:canary, the rules sending a request whose ``x-vllm-revision`` (or, with
             vllm:canaryModelName, ``x-vllm-model``) header names a revision to its target group alone.
         dns_name, endpoint: the ALB's DNS name, and ``http://<dns_name>``.
@@ -142,11 +144,14 @@ class LoadBalancer(pulumi.ComponentResource):
             self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
         else:
             self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.alb.dns_name), None
-        self._route(name, spec, groups)
+        self._name, self._spec, self._groups = name, spec, groups
 
-    def _route(self, name: str, spec: ServiceSpec, groups: dict[str, lb.TargetGroup]) -> None:
-        """The listener rules that send the public paths to the replicas, by weight with a canary."""
-        child = pulumi.ResourceOptions(parent=self)
+    def route(self, after: Sequence[pulumi.Resource] = ()) -> None:
+        """The listener rules that send the public paths to the replicas, by weight with a canary; declared
+        once the groups are (``build`` calls it), as they wait for ``after``: the canary revision's group,
+        whose create returns only once it serves (machines.ServingWait), so no request reaches it before."""
+        name, spec, groups = self._name, self._spec, self._groups
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         serving = self.https.listener if self.https is not None else self.listener
         forward: lb.ListenerRuleActionArgsDict = {
             "type": "forward",

@@ -294,6 +294,33 @@ def rolling_refresh(
 #: group keeps launching on its own; ``python -m tools.status`` and the group's activity history show
 #: where capacity stands.
 WAIT_FOR_CAPACITY_TIMEOUT = "0"
+#: A group's serving wait (ServingWait) as the provider spells its fields, which no group's later ``up``
+#: changes: a promote swaps which slot is the canary (components/canary.py) and must not touch either group.
+SERVING_WAIT_FIELDS = ("waitForCapacityTimeout", "minElbCapacity", "ignoreFailedScalingActivities")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingWait:
+    """The one wait ``up`` holds on a group: the create of a canary revision's group (vllm:canary) returns
+    only once ``replicas`` of its machines are healthy in its target group (the load balancer's check on
+    vLLM's ``/health``: READY), and fails after ``timeout_seconds`` otherwise; the listener rules that
+    weight traffic depend on the group, so no request moves to it before then.
+
+    terraform-provider-aws (internal/service/autoscaling/group.go, resourceGroupCreate and
+    statusGroupCapacity, read 2026-12-08): with ``wait_for_capacity_timeout`` above 0 a create waits until
+    at least the desired capacity is InService and Healthy (here: each machine's launch hook completed by
+    its health agent once vLLM answered, lifecycle.py) and at least ``min_elb_capacity`` of them are healthy
+    in every target group of the group; an update waits only when desired capacity, its type or min size
+    change, and then for exact counts (so the wait stays a create's: ``min_elb_capacity``, never
+    ``wait_for_elb_capacity``, whose exact count an autoscaled group would miss). A failed scaling activity
+    (a GPU stock-out in one zone) ends the wait at once unless ``ignore_failed_scaling_activities``
+    (terraform-provider-aws#33665): here the group keeps trying other zones until the deadline. A create
+    that times out may leave the group outside the stack (pulumi-aws#5178, closed awaiting feedback;
+    the provider sets the group's id before it waits): check the group's activity history, and
+    ``pulumi refresh`` or delete it by hand before the next ``up``."""
+
+    replicas: int
+    timeout_seconds: int
 
 
 def stack_tags(spec: ServiceSpec) -> dict[str, str]:
@@ -315,6 +342,8 @@ def auto_scaling_group(
     placement_group: pulumi.Input[str] | None = None,
     bounds: tuple[int, int] | None = None,
     mixed_instances_policy: autoscaling.GroupMixedInstancesPolicyArgsDict | None = None,
+    serving_wait: ServingWait | None = None,
+    beside_a_canary: bool = False,
     opts: pulumi.ResourceOptions,
 ) -> autoscaling.Group:
     """``size`` machines from ``template``, replaced when EC2 or the machine itself says they are broken.
@@ -335,11 +364,17 @@ def auto_scaling_group(
     policy's metric once the default warm-up, the load budget, has passed.
     With ``mixed_instances_policy`` (components/aws/purchase_options.py) the policy holds the template and the
     group rebalances spot capacity.
+    ``serving_wait``: its create waits for its machines to serve (ServingWait); ``beside_a_canary``: the
+    group is one of two revisions, whose wait fields no later ``up`` changes (a promote swaps the roles).
     """
     low, high = bounds if bounds is not None else (size, size)
     refresh = rolling_refresh(high, grace_seconds, keep_serving, reserved(spec))
     headroom = surge_machines(high, keep_serving, reserved(spec))
-    scaled = pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]) if bounds is not None else None
+    ignored = [
+        *(["desiredCapacity"] if bounds is not None else []),
+        *(SERVING_WAIT_FIELDS if beside_a_canary else ()),
+    ]
+    scaled = pulumi.ResourceOptions(ignore_changes=ignored) if ignored else None
     return autoscaling.Group(
         name,
         min_size=low,
@@ -361,7 +396,11 @@ def auto_scaling_group(
         health_check_grace_period=grace_seconds,
         instance_refresh=refresh,
         placement_group=placement_group,
-        wait_for_capacity_timeout=WAIT_FOR_CAPACITY_TIMEOUT,
+        wait_for_capacity_timeout=(
+            f"{serving_wait.timeout_seconds}s" if serving_wait is not None else WAIT_FOR_CAPACITY_TIMEOUT
+        ),
+        min_elb_capacity=serving_wait.replicas if serving_wait is not None else None,
+        ignore_failed_scaling_activities=True if serving_wait is not None else None,
         tags=[
             {"key": key, "value": value, "propagate_at_launch": False}
             for key, value in stack_tags(spec).items()

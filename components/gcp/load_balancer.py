@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import pulumi
+import pulumi_gcp
 import pulumi_gcp.compute as compute
 
 from components import launch as launch_module
@@ -16,7 +17,8 @@ from components.gcp.https import HttpsFrontend, HttpsFrontendArgs
 from components.gcp.machine import PORT_NAME
 from components.gcp.names import autoname
 from components.gcp.platform import settings
-from components.launch import LaunchSpec
+from components.gcp.serving_gate import ServingGate, ServingGateArgs, passed_weights
+from components.launch import LaunchSpec, launch_spec
 from components.service_spec import ServiceSpec
 from components.spec import OPEN_TO_ALL
 
@@ -137,6 +139,8 @@ class LoadBalancer(pulumi.ComponentResource):
         health_check: the readiness check on vLLM's ``/health`` that routes requests.
         security_policy: the Cloud Armor policy admitting ``vllm:allowedCidrs`` (None when open to all).
         backend_service: the serving instance groups, balanced by requests in flight.
+        serving_gates: with vllm:canary, each slot's wait for every replica to serve before its weight rises
+            (serving_gate.py), by slot; the URL map's weights are the ones they let through.
         url_map, proxy: the routing of the public paths, and the HTTP proxy that applies it.
         address, forwarding_rule: the public IPv4 address and its port-80 rule, the stack's only public door.
         endpoint: ``http://<address>``.
@@ -145,6 +149,7 @@ class LoadBalancer(pulumi.ComponentResource):
     health_check: compute.HealthCheck
     security_policy: compute.SecurityPolicy | None
     backend_service: compute.BackendService
+    serving_gates: dict[str, ServingGate]
     url_map: compute.URLMap
     proxy: compute.TargetHttpProxy
     address: compute.GlobalAddress
@@ -183,6 +188,8 @@ class LoadBalancer(pulumi.ComponentResource):
         if spec.canary is not None:
             canary = spec.canary.spec
             self.canary_backend_service = self._backend_service(name, canary, args.canary_groups, balance)
+            services[canary.revision] = self.canary_backend_service
+        self.serving_gates = self._gates(name, spec, args, services)
         backend = self.backend_service.id
         not_routed: compute.URLMapDefaultRouteActionArgsDict = {
             "fault_injection_policy": {"abort": {"http_status": NOT_ROUTED_STATUS, "percentage": 100}}
@@ -200,10 +207,11 @@ class LoadBalancer(pulumi.ComponentResource):
             for path in public_paths()
         ]
         if spec.canary is not None and self.canary_backend_service is not None:
-            services[spec.canary.spec.revision] = self.canary_backend_service
             # A request whose header picks a revision reaches it alone, the rest by weight.
             del routing["path_rules"]
-            split = weighted(backend_weights(spec), services)
+            # A slot's weight rises only once every replica of it serves; a refusal fails up in one line
+            # before the map is touched (serving_gate.py).
+            split = weighted(passed_weights(self.serving_gates), services)
             routing["route_rules"] = picked_routes(picked_headers(spec), services, split)
             # A map test names the one service a path reaches; a weighted route reaches two.
             tests = []
@@ -246,6 +254,49 @@ class LoadBalancer(pulumi.ComponentResource):
             self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.address.address), None
         self.register_outputs({"endpoint": self.endpoint})
 
+    def _gates(
+        self,
+        name: str,
+        spec: ServiceSpec,
+        args: LoadBalancerArgs,
+        services: dict[str, compute.BackendService],
+    ) -> dict[str, ServingGate]:
+        """With vllm:canary, one serving gate per slot (serving_gate.py), on its backend service's health of
+        its groups, by the provider's own credentials. A stack of one revision has none: nothing moves."""
+        if spec.canary is None:
+            return {}
+        client = pulumi_gcp.organizations.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        revisions = {
+            spec.revision: (spec, args.instance_groups),
+            spec.canary.spec.revision: (spec.canary.spec, args.canary_groups),
+        }
+        weights = backend_weights(spec)
+        gates = {}
+        for slot, (revision, groups) in sorted(revisions.items()):
+            minimum = (
+                revision.autoscaling.min_replicas if revision.autoscaling is not None else revision.replicas
+            )
+            gates[slot] = ServingGate(
+                autoname(name + revision.revision_suffix, "serving"),
+                ServingGateArgs(
+                    slot=slot,
+                    project=services[slot].project,
+                    backend=services[slot].name,
+                    groups=groups,
+                    weight=weights[slot],
+                    # Before the stack had a canary its stable revision took every request.
+                    weight_before=MAX_BACKEND_WEIGHT if revision is spec else 0,
+                    stable=revision is spec,
+                    minimum=minimum,
+                    startup_seconds=launch_spec(revision, has_hf_token=False).probes.startup_seconds,
+                    token=client.access_token,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+        return gates
+
     def _backend_service(
         self, name: str, spec: ServiceSpec, groups: Sequence[pulumi.Input[str]], balance: Balancing
     ) -> compute.BackendService:
@@ -273,7 +324,7 @@ class LoadBalancer(pulumi.ComponentResource):
 
 
 def weighted(
-    weights: dict[str, int], services: dict[str, compute.BackendService]
+    weights: pulumi.Output[dict[str, int]], services: dict[str, compute.BackendService]
 ) -> compute.URLMapPathMatcherPathRuleRouteActionArgsDict:
     """The public paths split between the revisions' backend services (by slot) by vllm:canary.weight; each
     answer carries the revision that served it. GCP picks a backend service for new traffic only: with
@@ -283,7 +334,7 @@ def weighted(
         "weighted_backend_services": [
             {
                 "backend_service": services[slot].id,
-                "weight": weights[slot],
+                "weight": weights.apply(lambda by_slot, slot=slot: by_slot[slot]),
                 "header_action": {
                     "response_headers_to_adds": [
                         {"header_name": REVISION_HEADER, "header_value": slot, "replace": True}
