@@ -15,7 +15,7 @@ from components.gcp.ray_replica import head_address
 from components.launch import PORT
 from components.service_spec import REVISIONS
 from tests.harness import Resource, Run, checked_spec, run_program
-from tests.test_canary import backend_of, picked, weighted_services
+from tests.test_canary import backend_of, compared, gates, picked, weighted_services
 
 #: The presets (one replica of two 8-GPU nodes) and the model each serves.
 GCP_STACK, AWS_STACK = "gcp-h100-multinode", "aws-h200-multinode"
@@ -71,11 +71,14 @@ def inside(run: Run, component: Resource, type_: str) -> list[Resource]:
     return [r for r in run.of_type(type_) if component in run.ancestors(r)]
 
 
-def in_replicas(run: Run, component_type: str) -> dict[str, dict]:
-    """Every custom resource of the stack's Ray replicas, by URN: what promotion must leave alone."""
+def in_replicas(run: Run, component_type: str, promoted: bool = False) -> dict[str, dict]:
+    """Every custom resource of the stack's Ray replicas, by URN: what adding a canary and promotion must
+    leave alone; for a promotion, as an update compares it (without what it ignores: a group's serving wait,
+    a create's alone)."""
     replicas = run.of_type(component_type)
+    inputs = compared if promoted else (lambda r: r.inputs)
     return {
-        r.urn: r.inputs for r in run.resources if r.custom and any(g in run.ancestors(r) for g in replicas)
+        r.urn: inputs(r) for r in run.resources if r.custom and any(g in run.ancestors(r) for g in replicas)
     }
 
 
@@ -193,6 +196,21 @@ def test_gcp_the_url_map_splits_the_public_paths_between_the_revisions_heads_by_
     ]
 
 
+def test_gcp_each_revisions_serving_gate_waits_on_its_own_heads(runs):
+    run = runs["gcp"]
+    found = {slot: (gate["backend"], gate["groups"]) for slot, gate in gates(run).items()}
+    assert found == {
+        "1": (
+            "vllm-gcp-h100-multinode-backend",
+            [m.outputs["instanceGroup"] for m in gcp_heads(run, "vllm-gcp-h100-multinode-r0")],
+        ),
+        "2": (
+            "vllm-gcp-h100-multinode-rev2-backend",
+            [m.outputs["instanceGroup"] for m in gcp_heads(run, "vllm-gcp-h100-multinode-rev2-r0")],
+        ),
+    }
+
+
 def test_gcp_ray_traffic_stays_inside_each_revisions_own_replica(runs):
     run = runs["gcp"]
     replicas = run.of_type(GCP_RAY)
@@ -295,6 +313,16 @@ def test_aws_each_revisions_heads_alone_join_its_own_target_group(runs):
         assert head.endswith("-head")
 
 
+def test_aws_the_canarys_head_group_create_waits_until_the_head_serves_and_the_rules_wait_for_it(runs):
+    run = runs["aws"]
+    groups = {g.name: g for slot in REVISIONS for g in inside(run, aws_replica(run, slot), ASG)}
+    head = groups["vllm-aws-h200-multinode-rev2-r0-head"]
+    assert head.inputs["minElbCapacity"] == 1 and int(head.inputs["waitForCapacityTimeout"][:-1]) > 0
+    waiting = [name for name, g in groups.items() if g.inputs["waitForCapacityTimeout"] != "0"]
+    assert waiting == [head.name]  # the stable heads and every worker group wait on nothing
+    assert all(head.urn in rule.dependencies for rule in run.of_type(RULE))
+
+
 def test_aws_forwards_the_public_paths_between_the_revisions_by_weight(runs):
     split = aws_split(runs["aws"])
     assert split == {"vllm-aws-h200-multinode-replicas": 75, "vllm-aws-h200-multinode-rev2-replicas": 25}
@@ -336,7 +364,7 @@ def test_aws_adding_a_canary_leaves_the_stable_ray_replicas_untouched(runs):
 
 def test_aws_promoting_swaps_the_roles_and_replaces_no_ray_resource(runs):
     before, after = runs["aws"], runs["aws_promoted"]
-    assert in_replicas(before, AWS_RAY) == in_replicas(after, AWS_RAY)
+    assert in_replicas(before, AWS_RAY, promoted=True) == in_replicas(after, AWS_RAY, promoted=True)
     assert {r.urn: r.inputs for r in before.of_type(TARGET_GROUP)} == {
         r.urn: r.inputs for r in after.of_type(TARGET_GROUP)
     }

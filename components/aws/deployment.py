@@ -110,6 +110,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                         target_group_arn=joined,
                         index=index,
                         weight_cache=weight_cache,
+                        beside_a_canary=spec.canary is not None,
+                        is_canary=revision is not spec,
                     ),
                     opts,
                 )
@@ -149,9 +151,12 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             )
     replicas = built[spec.revision]
     canary_replicas = built[spec.canary.spec.revision] if spec.canary is not None else []
-    # Traffic reaches a single-node canary only once its group's create has seen it serve.
+    # Traffic reaches the canary revision only once its groups' creates have seen it serve.
     load_balancer.route(
-        after=[group.auto_scaling_group for group in canary_replicas if isinstance(group, ReplicaGroup)]
+        after=[
+            replica.auto_scaling_group if isinstance(replica, ReplicaGroup) else replica.head_group
+            for replica in canary_replicas
+        ]
     )
     if spec.autoscaling is not None:
         autoscaled_groups(spec, replicas, ReplicaGroup)  # one group of single-node replicas, checked

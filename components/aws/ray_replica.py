@@ -75,6 +75,10 @@ class RayReplicaArgs:
     target_group_arn: pulumi.Input[str]  # its revision's target group behind the ALB
     index: int  # which replica of its revision this group is
     weight_cache: WeightCache | None = None  # the stack's bucket of the model's files (vllm:weightCache)
+    #: With vllm:canary: the replica is one revision's of two, and a canary's head group's create waits until
+    #: the head serves (machines.ServingWait).
+    beside_a_canary: bool = False
+    is_canary: bool = False
 
 
 class RayReplica(pulumi.ComponentResource):
@@ -237,6 +241,8 @@ class RayReplica(pulumi.ComponentResource):
             grace_seconds=grace,
             keep_serving=False,
             placement_group=self.placement_group.id,
+            serving_wait=machines.serving_wait(1, launch) if args.is_canary else None,
+            beside_a_canary=args.beside_a_canary,
             opts=child,
         )
         self.worker_group = machines.auto_scaling_group(
@@ -249,6 +255,7 @@ class RayReplica(pulumi.ComponentResource):
             grace_seconds=grace,
             keep_serving=False,
             placement_group=self.placement_group.id,
+            beside_a_canary=args.beside_a_canary,
             opts=child,
         )
         self.register_outputs({"headAddress": self.head_load_balancer.dns_name, "head": self.head_group.name})

@@ -11,7 +11,6 @@ import pulumi_aws.ec2 as ec2
 from components import vm
 from components.aws import lifecycle, machines, metrics, purchase_options
 from components.aws.identity import ServiceIdentity
-from components.aws.load_balancer import ALB_THRESHOLDS
 from components.aws.network import Network
 from components.aws.weight_cache import WeightCache
 from components.launch import LaunchSpec
@@ -109,7 +108,7 @@ class ReplicaGroup(pulumi.ComponentResource):
             mixed_instances_policy=(
                 purchase_options.mixed_instances_policy(spec, self.launch_template) if spec.spot else None
             ),
-            serving_wait=serving_wait(spec, launch) if args.is_canary else None,
+            serving_wait=machines.serving_wait(spec.replicas, launch) if args.is_canary else None,
             beside_a_canary=args.beside_a_canary,
             opts=child,
         )
@@ -123,13 +122,3 @@ class ReplicaGroup(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"group": self.auto_scaling_group.name})
-
-
-def serving_wait(spec: ServiceSpec, launch: LaunchSpec) -> machines.ServingWait:
-    """A canary revision's group: its create returns once every machine it starts with is healthy in its
-    target group, within the load budget and the target group's most healthy checks in a row after it."""
-    probes = launch.probes
-    return machines.ServingWait(
-        replicas=spec.replicas,
-        timeout_seconds=probes.startup_seconds + ALB_THRESHOLDS[1] * probes.period_seconds,
-    )
