@@ -6,6 +6,7 @@ builds a ``vllm serve`` command line of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -165,12 +166,20 @@ class ColdStart:
     storage: Storage
     fetch_mbps: int  # the source's rate into the node, its storage's write rate included (0: no fetch)
     prepare_seconds: int  # boot and driver, image pull: before the weights
-    start_seconds: int  # vLLM's start after its weights (and a Ray group's wait for its nodes)
+    #: vLLM's start after its weights (and a Ray group's wait for its nodes), its compile cache's restore
+    #: included where it has one
+    start_seconds: int
     fetch_seconds: int  # from the Hub or the bucket onto the node's storage
     #: uploading to the bucket, by the replica that fills it, while its vLLM loads: not in its time to ready,
     #: but in how long the others wait for the bucket
     fill_seconds: int
     read_seconds: int  # from the node's storage into GPU memory
+    #: the image pull's seconds that pass while the weights arrive (a bucket copy, which needs no image:
+    #: vm_bootstrap.sh pulls beside it), so not added to the fetch's
+    pull_overlap_seconds: int = 0
+    #: restoring vLLM's compile cache before it starts (part of ``start_seconds``), on a path that has one;
+    #: its torch.compile then takes rates.TORCH_COMPILE_FROM_CACHE, at the expected rates only
+    compile_cache_seconds: int = 0
 
     @property
     def fixed_seconds(self) -> int:
@@ -178,7 +187,7 @@ class ColdStart:
 
     @property
     def total_seconds(self) -> int:
-        return self.fixed_seconds + self.fetch_seconds + self.read_seconds
+        return self.fixed_seconds + self.fetch_seconds + self.read_seconds - self.pull_overlap_seconds
 
 
 def paths(spec: ServiceSpec) -> tuple[str, ...]:
@@ -196,8 +205,9 @@ def cold_starts(
 ) -> tuple[ColdStart, ColdStart]:
     """The stack's first replica and every later one (replacement, scale-out, rollout) along ``path`` (the
     stack's own by default), at the expected rates or the slowest: the same path on the Hub; with the
-    bucket, the first downloads and fills it, the later ones copy from it; on a shared cache
-    (``Storage.shared``), the first downloads into it and the later ones only read it."""
+    bucket, the first downloads and fills it, the later ones copy from it (pulling the image meanwhile)
+    and restore the compile cache the first saved; on a shared cache (``Storage.shared``), the first
+    downloads into it and the later ones only read it, the compiled code too."""
     path = path or paths(spec)[0]
     storage = platforms.get(spec.cloud).weight_storage(spec)
     size = weights_gb(spec)
@@ -212,28 +222,57 @@ def cold_starts(
     def step(s: rates.Step) -> int:
         return s.slowest_seconds if slowest else s.expected_seconds
 
-    prepare = step(rates.BOOT_AND_DRIVER) + step(rates.image_pull())
+    pull = step(rates.image_pull())
+    prepare = step(rates.BOOT_AND_DRIVER) + pull
     start = sum(step(s) for _, s in rates.vllm_start())
     if spec.nodes > 1:
         start += RAY_GROUP_WAIT_SECONDS if slowest else step(rates.RAY_JOIN)
     read = seconds(storage.read, rates.SAFETENSORS_LOAD)
     bucket = rates.bucket_to_vm(machine)
 
-    def along(name: str, source: rates.Rate | None, fill: int) -> ColdStart:
+    def along(name: str, source: rates.Rate | None, fill: int, restore: int = 0) -> ColdStart:
         fetch = seconds(source, storage.write) if source else 0
         rate = mbps(source, storage.write) if source else 0
-        return ColdStart(name, size, storage, rate, prepare, start, fetch, fill, read)
+        vllm = start + compiled_from_cache(restore) if restore else start
+        return ColdStart(name, size, storage, rate, prepare, vllm, fetch, fill, read, 0, restore)
 
-    if path == SHARED:
-        return along("hub, into the shared cache", rates.HUB, 0), along("shared cache", None, 0)
+    def compiled_from_cache(restore: int) -> int:
+        """What a restored compile cache changes in vLLM's start: its restore, and torch.compile from the
+        cache at the expected rates; a budget keeps the whole compilation (a miss compiles)."""
+        cached = step(rates.TORCH_COMPILE) if slowest else rates.TORCH_COMPILE_FROM_CACHE.expected_seconds
+        return restore + cached - step(rates.TORCH_COMPILE)
+
+    cache_gb = rates.COMPILE_CACHE_GB_PER_GPU * spec.gpus_per_replica
+    if path == SHARED:  # vLLM's cache root is on the claim too: a later pod reads the compiled code there,
+        # within its start (a budget's whole compilation stands for a miss, which reads none of it)
+        claim_read = 0 if slowest else math.ceil(cache_gb * 1000 / mbps(storage.read))
+        return along("hub, into the shared cache", rates.HUB, 0), along("shared cache", None, 0, claim_read)
     if path == HUB:
         hub = along("hub", rates.HUB, 0)
         return hub, hub
     first = along("hub, then fill the bucket", rates.HUB, seconds(bucket, storage.read))
+    # a single-node replica restores the compile cache the first saved to the bucket (a Ray group's nodes
+    # keep theirs, components/vm.py compile_cache_env)
+    restore = (
+        step(rates.COMPILE_CACHE_RESTORE) + math.ceil(cache_gb * 1000 / mbps(bucket))
+        if spec.nodes == 1
+        else 0
+    )
     if streams(spec):  # no disk write or read: vLLM reads the bucket straight into GPU memory
         read = seconds(bucket, rates.SAFETENSORS_LOAD)
-        return first, ColdStart("bucket, streamed", size, storage, mbps(bucket), prepare, start, 0, 0, read)
-    return first, along("bucket", bucket, 0)
+        vllm = start + compiled_from_cache(restore)
+        return first, ColdStart(
+            "bucket, streamed", size, storage, mbps(bucket), prepare, vllm, 0, 0, read, 0, restore
+        )
+    later = along("bucket", bucket, 0, restore)
+    # the copy needs no image, so vm_bootstrap.sh pulls it meanwhile: both write to the node's storage
+    # (Docker's data root is there) and come through its NIC, which caps the bucket on the machines of
+    # rates.NIC_GBPS (the others' NICs carry far more than both)
+    nic_gbps = rates.NIC_GBPS.get(machine) if machine else None
+    link = min(mbps(storage.write), nic_gbps * 125) if nic_gbps else mbps(storage.write)
+    both = math.ceil((size + rates.VLLM_IMAGE_GB) * 1000 / link)
+    overlapped = max(pull, later.fetch_seconds, both)
+    return first, dataclasses.replace(later, pull_overlap_seconds=pull + later.fetch_seconds - overlapped)
 
 
 def at_once(spec: ServiceSpec, path: str, replicas: int, slowest: bool = False) -> int:
@@ -268,6 +307,8 @@ def time_to_ready(spec: ServiceSpec) -> dict:
             "bootAndCompileSeconds": cold.fixed_seconds,
             "fetchSeconds": cold.fetch_seconds,
             "readSeconds": cold.read_seconds,
+            "pullDuringFetchSeconds": cold.pull_overlap_seconds,
+            "compileCacheSeconds": cold.compile_cache_seconds,
         }
 
     def along(path: str) -> dict:

@@ -351,6 +351,48 @@ def test_an_aws_replica_loads_the_compiled_code_another_saved_to_s3(fleet):
     )
 
 
+def transfers(machine: boot.Machine) -> dict[tuple[str, str], float]:
+    """When the image's pull and the weights' copy from the bucket (its ``files/``) started and ended
+    (tests/boot/bin/fake-transfer's log): ``{("start", "pull"): epoch, ...}``."""
+    seen: dict[tuple[str, str], float] = {}
+    for line in machine.read("/var/log/fake-transfers.log").splitlines():
+        when, event, kind, what = line.split()
+        if kind == "pull" or what.endswith("/files"):
+            seen.setdefault((event, kind), float(when))
+    return seen
+
+
+def vllm_started(machine: boot.Machine) -> float:
+    """When the vLLM container was run (the fake docker's log, under its data root)."""
+    log = machine.read(f"{machine.read('/run/fake-docker/data-root').strip()}/containers.log")
+    return min(float(line.split()[0]) for line in log.splitlines() if " run vllm " in line)
+
+
+@pytest.mark.parametrize(
+    ("stack", "bucket"), [("gcp-h100", "gs://vllm-boot-weights"), ("aws-h100", "s3://vllm-boot-weights")]
+)
+def test_a_later_replica_pulls_the_image_while_it_copies_the_weights_and_runs_vllm_after_both(
+    fleet, stack, bucket
+):
+    """The copy from the bucket needs no image, so the boot pulls it meanwhile. The later machine's fake pull
+    and fake copy each wait for the other to have started (/etc/fake-cloud/overlapping-transfers): run one
+    after the other, the first would give up and the machine would not serve."""
+    script = boot_script(stack, weight_cache_url=bucket)
+    first = new_machine(fleet, "a", stack, script=script)
+    first.boot()
+    wait_serving(first)
+    first.wait_for(lambda: bool(bucket_files(fleet, ".complete")), "the bucket filled")
+    later = new_machine(
+        fleet, "b", stack, script=script, files={"etc/fake-cloud/overlapping-transfers": "rendezvous\n"}
+    )
+    later.boot()
+    wait_serving(later)
+    assert later.read("/run/vllm/weight-path").strip() == "bucket"
+    seen = transfers(later)
+    assert seen["start", "pull"] < seen["done", "copy"] and seen["start", "copy"] < seen["done", "pull"]
+    assert vllm_started(later) >= max(seen["done", "pull"], seen["done", "copy"])
+
+
 @pytest.fixture(scope="module")
 def gcp_streaming() -> Run:
     return run_program(

@@ -114,3 +114,89 @@ def test_the_cold_start_page_prints_the_table_and_the_goal_from_the_rates():
 def test_the_goal_is_modelled_on_both_machines_named_in_the_issue():
     text = cold_start.render()
     assert "| Step | a3-highgpu-8g | p5.48xlarge | Basis |" in text
+
+
+# --- a later replica: vLLM's compile cache, and the image pulled beside the bucket copy ---------------------
+
+H100_141 = {**GCP_H100, "vllm:modelSizeGb": "141"}
+
+
+def test_a_later_replica_with_the_bucket_compiles_from_the_cache_the_first_saved():
+    first, later = launch.cold_starts(build_spec("b", H100_141), launch.BUCKET)
+    assert first.compile_cache_seconds == 0  # the first compiles, then saves
+    saved = rates.TORCH_COMPILE.expected_seconds - rates.TORCH_COMPILE_FROM_CACHE.expected_seconds
+    assert later.compile_cache_seconds > 0
+    assert later.start_seconds == first.start_seconds - saved + later.compile_cache_seconds
+
+
+def test_a_later_replicas_budget_still_allows_a_whole_compilation_for_a_cache_miss():
+    first, later = launch.cold_starts(build_spec("b", H100_141), launch.BUCKET, slowest=True)
+    assert later.start_seconds == first.start_seconds + later.compile_cache_seconds
+
+
+def test_the_compile_caches_restore_reads_its_size_from_the_bucket_beside_the_clis_calls():
+    _, later = launch.cold_starts(build_spec("b", H100_141), launch.BUCKET)
+    size_mb = rates.COMPILE_CACHE_GB_PER_GPU * 8 * 1000
+    restore = rates.COMPILE_CACHE_RESTORE.expected_seconds + math.ceil(size_mb / rates.BUCKET.expected_mbps)
+    assert later.compile_cache_seconds == restore
+
+
+def test_a_streaming_replica_restores_the_compile_cache_too():
+    spec = build_spec("b", {**H100_141, "vllm:weightCache": "stream"})
+    _, later = launch.cold_starts(spec, launch.BUCKET)
+    assert later.path == "bucket, streamed" and later.compile_cache_seconds > 0
+
+
+def test_a_ray_groups_nodes_on_vms_compile_at_every_start():
+    """components/vm.py ships compile_cache.sh to single-node replicas only."""
+    spec = build_spec("b", {"vllm:preset": "gcp-h100-multinode", "vllm:modelSizeGb": "400"})
+    first, later = launch.cold_starts(spec, launch.BUCKET)
+    assert later.compile_cache_seconds == 0 and later.start_seconds == first.start_seconds
+
+
+def test_a_later_pod_reads_the_compiled_code_from_the_shared_claim():
+    spec = build_spec("shared-test", CLAIM_STACK)
+    first, later = launch.cold_starts(spec, launch.SHARED)
+    claim_read = math.ceil(
+        rates.COMPILE_CACHE_GB_PER_GPU * spec.gpus_per_replica * 1000 / rates.SHARED_CLAIM.read.expected_mbps
+    )
+    assert first.compile_cache_seconds == 0 and later.compile_cache_seconds == claim_read
+    assert later.start_seconds < first.start_seconds
+
+
+def test_only_a_copy_from_the_bucket_runs_beside_the_image_pull():
+    """A Hub download runs in the image (weight_cache.sh's hf, or vLLM itself), and a streaming replica asks
+    the image for its streamer before it chooses to stream: only the bucket copy needs no image."""
+    spec = build_spec("b", H100_141)
+    first, later = launch.cold_starts(spec, launch.BUCKET)
+    hub, _ = launch.cold_starts(spec, launch.HUB)
+    _, streamed = launch.cold_starts(build_spec("b", {**H100_141, "vllm:weightCache": "stream"}))
+    assert first.pull_overlap_seconds == hub.pull_overlap_seconds == streamed.pull_overlap_seconds == 0
+    pull = rates.image_pull().expected_seconds
+    assert later.pull_overlap_seconds == min(pull, later.fetch_seconds)
+
+
+def test_the_pull_and_the_copy_beside_it_share_the_nodes_disk():
+    """On a pd-balanced boot disk both write at the disk's rate: together no sooner than all their bytes
+    at that rate, whatever each source could give."""
+    spec = build_spec("b", {"vllm:preset": "gcp-l4"})
+    _, later = launch.cold_starts(spec, launch.BUCKET)
+    pull = rates.image_pull().expected_seconds
+    together = pull + later.fetch_seconds - later.pull_overlap_seconds
+    disk = later.storage.write.expected_mbps
+    assert not later.storage.local
+    assert together == math.ceil((later.weights_gb + rates.VLLM_IMAGE_GB) * 1000 / disk)
+
+
+def test_the_goal_tables_steps_add_up_to_the_modelled_total():
+    table = [line for line in cold_start.goal() if line.startswith("| ") and "---" not in line][1:]
+    *steps, total = ([cell.strip() for cell in line.strip("|").split("|")] for line in table)
+    for column in (1, 2):
+        added = sum(int(step[column].split(" s")[0]) for step in steps)
+        assert f"**{added} s**" == total[column]
+
+
+def test_a_later_70b_replica_is_modelled_within_the_goal_on_both_machines():
+    for config in cold_start.GOAL_STACKS:
+        _, later = launch.cold_starts(build_spec("goal", config), launch.BUCKET)
+        assert later.total_seconds <= cold_start.GOAL_SECONDS

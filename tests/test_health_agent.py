@@ -202,6 +202,32 @@ def test_the_load_phases_cap_counts_from_the_end_of_the_download():
     assert not verdict.healthy and "load phase" in verdict.reason
 
 
+def test_an_image_still_pulling_after_the_bucket_copy_gets_the_start_phases_cap_from_the_copys_end():
+    """vm_bootstrap.sh pulls the image beside the copy from the bucket: once the weights are whole, what is
+    left of the pull is the start phase again, judged by its cap from the copy's end, not by the stall
+    window (no more bytes are due) nor by the cap counted from boot."""
+    agent = judge()
+    copied = CAPS["start"] * 2  # the copy outlasted the start phase's whole cap: the pull runs on
+    agent.judge(downloading(0, 0, started=None, docker=True, fetch_started_at=0.0))
+    agent.judge(downloading(copied, 141 * GB, started=None, docker=True, fetch_started_at=0.0))
+    pulling = {"started": None, "docker": True, "weight_bytes": 141 * GB, "fetch_started_at": 0.0}
+    verdict = agent.judge(look(copied + CAPS["start"] - 1, **pulling))
+    assert verdict.healthy and verdict.reason.startswith("image") and "start phase" in verdict.reason
+    verdict = agent.judge(look(copied + CAPS["start"] + 1, **pulling))
+    assert not verdict.healthy and "start phase" in verdict.reason
+
+
+def test_the_image_pulled_before_the_copy_ends_leaves_the_copy_judged_by_its_bytes():
+    """The other order: the pull ends first (nothing shows it), the copy goes on in the weights phase, and
+    a copy that stops adding bytes is a stall."""
+    agent = judge()
+    seen = {"started": None, "docker": True, "fetch_started_at": 0.0}
+    assert agent.judge(downloading(0, 0, **seen)).healthy
+    assert agent.judge(downloading(100, 100 * GB, **seen)).healthy
+    verdict = agent.judge(downloading(100 + STALL + 1, 100 * GB, **seen))
+    assert not verdict.healthy and "stalled" in verdict.reason
+
+
 def test_the_phase_shows_the_weights_percentage_of_a_known_size():
     agent = judge(expected_bytes=400 * GB)
     agent.judge(downloading(60, 164 * GB))
@@ -583,6 +609,34 @@ def test_a_start_that_crashes_while_downloading_is_a_crash_loop_after_max_failed
     (Path(host["TMP"]) / "restarts").write_text("4\n")  # --max-failed-starts is 3
     wait_until(lambda: (verdict_at(port) or (0,))[0] == 503, "the crash loop judged")
     assert "crash loop" in verdict_at(port)[1]["reason"]
+
+
+def test_a_copy_whose_files_are_whole_while_the_image_still_pulls_is_no_stall(host, start_agent):
+    """The real agent: weight_cache.sh recorded the bucket's path and, the copy done, its marker; vLLM's
+    container waits for its image. No byte arrives for longer than the stall window, and that is no stall:
+    the start phase's cap judges the pull."""
+    weights = Path(host["TMP"]) / "weights" / "org" / "model" / "abc123"
+    weights.mkdir(parents=True)
+    (weights / "model.safetensors").write_bytes(os.urandom(CHUNK))
+    (weights / health_agent.FETCHED_MARKER).write_text(f"{CHUNK} model.safetensors\n")
+    path_file = Path(host["TMP"]) / "weight-path"
+    path_file.write_text("bucket\n")
+    port = free_port()
+    began = time.monotonic()
+    start_agent(
+        "--report", "http", "--role", "serve", *cap_args(start=600), "--port", str(port),
+        "--health-url", FakeVllm().url, "--stall", "1", "--weights-dir", str(weights),
+        "--weight-path-file", str(path_file),
+    )  # fmt: skip
+    wait_until(lambda: verdict_at(port) is not None, "the agent serving its verdict")
+    while time.monotonic() - began < 3:  # three stall windows
+        status, body = verdict_at(port) or (0, {})
+        assert status == 200 and "start phase" in body["reason"], body
+        time.sleep(0.2)
+
+
+def test_the_agent_knows_weight_cache_shs_marker_of_whole_files():
+    assert f'LOCAL_MARKER="$DIR/{health_agent.FETCHED_MARKER}"' in scripts.path("weight_cache.sh").read_text()
 
 
 # --- the real script publishing the phase and its timings --------------------------------------------------

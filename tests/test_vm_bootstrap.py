@@ -58,7 +58,7 @@ def metrics_agent(spec: ServiceSpec, launch: LaunchSpec) -> list[str]:
     return metrics.agent_args(spec, launch)
 
 
-def rendered(stack: str, role: str = "serve", hf: bool = True, **config) -> str:
+def rendered(stack: str, role: str = "serve", hf: bool = True, weight_cache_url: str = "", **config) -> str:
     spec = build_spec(stack, config)
     launch = launch_spec(spec, has_hf_token=hf)
     return bootstrap_script(
@@ -70,6 +70,7 @@ def rendered(stack: str, role: str = "serve", hf: bool = True, **config) -> str:
         ray_env={"RAY_HEAD_ADDRESS": "10.0.0.2", "RAY_EXPECTED_NODES": "2"} if role != "serve" else None,
         health_report=health_report(spec, launch),
         metrics_agent=metrics_agent(spec, launch),
+        weight_cache_url=weight_cache_url,
     )
 
 
@@ -160,6 +161,70 @@ def test_the_container_runs_pinned_with_gpus_shared_memory_and_the_secret_env_fi
     assert argv[image_at - 1] == "vllm"  # --entrypoint vllm
     assert argv[image_at + 1 : image_at + 3] == ["serve", "meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8"]
     assert API_KEY not in argv and HF_TOKEN not in argv
+
+
+# --- the image's pull beside the weights' fetch ------------------------------------------------------------
+
+#: A shell wait for a file, with a deadline (60 s), for the fakes below: it fails, and says so in the file
+#: gave-up, when the file never comes.
+WAIT_FOR = (
+    'for _ in $(seq 600); do [ -e "$1" ] && return 0; sleep 0.1; done; echo "$1" >> "$TMP/gave-up"; return 1'
+)
+
+
+def fake(sandbox: dict[str, str], path: Path, body: str) -> None:
+    """An executable fake at ``path``, with ``wait_for FILE`` (WAIT_FOR) defined."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/usr/bin/env bash\nwait_for() {{ {WAIT_FOR}; }}\n{body}\n")
+    path.chmod(0o755)
+
+
+def bucket_boot(sandbox: dict[str, str], fetch: str, docker: str) -> subprocess.CompletedProcess:
+    """Runs a single-node replica's ``run`` with the stack's bucket: ``fetch`` is weight_cache.sh's body,
+    ``docker`` the docker CLI's (``$1`` its command); docker records each ``run`` in docker-runs."""
+    tmp = Path(sandbox["TMP"])
+    install = Path(sandbox["VLLM_INSTALL_DIR"])
+    fake(sandbox, install / "weight_cache.sh", fetch)
+    fake(sandbox, install / "compile_cache.sh", "true")
+    fake(sandbox, tmp / "bin" / "docker", f'{docker}\n[ "$1" != run ] || echo run >> {tmp}/docker-runs')
+    return run_script(rendered("gcp-h100", weight_cache_url="gs://bucket"), sandbox, "run")
+
+
+def test_the_image_is_pulled_while_the_weights_are_fetched_and_vllm_runs_after_both(sandbox):
+    """The fake pull and the fake fetch each wait for the other to have started: one after the other, the
+    first would give up after its deadline."""
+    tmp = sandbox["TMP"]
+    result = bucket_boot(
+        sandbox,
+        fetch=f"touch {tmp}/fetching; wait_for {tmp}/pulling",
+        docker=f'case "$1" in image) exit 1;; pull) touch {tmp}/pulling; wait_for {tmp}/fetching;; esac',
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (Path(tmp) / "gave-up").exists()
+    assert (Path(tmp) / "docker-runs").read_text() == "run\n"
+
+
+def test_a_failed_image_pull_fails_the_start_before_vllm_runs(sandbox):
+    result = bucket_boot(sandbox, fetch="true", docker='case "$1" in image|pull) exit 1;; esac')
+    assert result.returncode != 0
+    assert "pulling vllm/vllm-openai:v0.33.0 failed" in result.stdout
+    assert not (Path(sandbox["TMP"]) / "docker-runs").exists()
+
+
+def test_a_failed_weights_fetch_fails_the_start_before_vllm_runs(sandbox):
+    result = bucket_boot(sandbox, fetch="exit 1", docker='case "$1" in image) exit 1;; esac')
+    assert result.returncode != 0
+    assert "the model's files could not be fetched" in result.stdout
+    assert not (Path(sandbox["TMP"]) / "docker-runs").exists()
+
+
+def test_an_image_already_on_the_machine_is_not_pulled_again(sandbox):
+    """A restart of the unit (or a reboot): `docker run` alone would not pull it either, so a registry that
+    is down then does not stop a replica whose image is here."""
+    tmp = sandbox["TMP"]
+    result = bucket_boot(sandbox, fetch="true", docker=f'[ "$1" != pull ] || echo pull >> {tmp}/pulls')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (Path(tmp) / "pulls").exists()
 
 
 def test_a_ray_head_runs_the_ray_bootstrap_with_vllm_as_its_command(sandbox):

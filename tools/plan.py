@@ -364,10 +364,15 @@ def _time_to_ready_lines(ready: dict[str, Any]) -> list[str]:
     ]
     for label, key in (("first replica", "firstReplica"), ("later replicas", "laterReplicas")):
         steps = ready[key]
+        restored = steps.get("compileCacheSeconds")
+        pulled = steps.get("pullDuringFetchSeconds")
         line = (
             f"  {label:<15}{_minutes(steps['seconds']):>8}  via {steps['path']}: boot and compile "
-            f"{steps['bootAndCompileSeconds']} s + fetch {steps['fetchSeconds']} s + read "
-            f"{steps['readSeconds']} s; budget {_minutes(budget[key]['seconds'])}"
+            f"{steps['bootAndCompileSeconds']} s"
+            + (f" (compiled code restored in {restored} s)" if restored else "")
+            + f" + fetch {steps['fetchSeconds']} s + read {steps['readSeconds']} s"
+            + (f" - {pulled} s of the image pull during the fetch" if pulled else "")
+            + f"; budget {_minutes(budget[key]['seconds'])}"
         )
         if steps.get("fillSecondsWhileLoading"):
             line += f" (fills the bucket in {steps['fillSecondsWhileLoading']} s while it loads)"

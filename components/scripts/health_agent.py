@@ -11,7 +11,8 @@ Verdict (the same on both clouds), until the replica is first ready, by the phas
   - start (boot, Docker, the image pull) and load (the weights read into GPU memory, from the disk or
     streamed from the bucket, compile, CUDA graphs, until /health answers 200): healthy until the phase's
     hard cap (--caps START WEIGHTS LOAD) runs out, each the budget of that phase at the slowest rates
-    (components/launch.py ``health_caps``); a start after a weights phase (a stream) counts from its end;
+    (components/launch.py ``health_caps``); a start after a weights phase (a stream, or the rest of an
+    image pull that ran beside a copy from the bucket) counts from its end;
   - weights (a download or a bucket copy under --weights-dir in progress): healthy while bytes keep
     arriving (at least PROGRESS_BYTES per --stall seconds) up to the phase's cap; a download that stops is
     unhealthy after --stall seconds. A slow Hub is never a broken replica, a hung one is replaced soon;
@@ -55,6 +56,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROLES = ("serve", "ray-head", "ray-worker")
+#: What weight_cache.sh writes under --weights-dir once the model's files are whole there (its LOCAL_MARKER):
+#: the weights phase is over, though vLLM's container may wait on for its image, pulled meanwhile.
+FETCHED_MARKER = ".weight-cache-complete"
 TCP_ESTABLISHED = "01"
 #: What counts as progress in the weights phase: this many new bytes under --weights-dir since the last
 #: progress (a few seconds of the slowest download; a log line or a lock file is far less).
@@ -521,9 +525,13 @@ class Agent:
             listening, ready = vllm_health(options.health_url, options.probe_timeout)
         path, chosen = weight_path(options)
         size, incomplete = (0, False) if ready else weight_bytes(options.weights_dir)
-        # the bucket's path: weight_cache.sh fetches before the container starts; the Hub's: vLLM downloads;
+        # the bucket's path: weight_cache.sh fetches before the container starts, while the image is pulled
+        # (what is left of the pull after the fetch is the start phase's again); the Hub's: vLLM downloads;
         # a stream's weights arrive within vLLM's load, into GPU memory, judged by the load phase's cap
-        fetching = path in ("hub", "bucket", "wait") and started is None
+        fetched = bool(options.weights_dir) and os.path.exists(
+            os.path.join(options.weights_dir, FETCHED_MARKER)
+        )
+        fetching = path in ("hub", "bucket", "wait") and started is None and not fetched
         return Observation(
             time.time(),
             started,

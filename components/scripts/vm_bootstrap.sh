@@ -206,9 +206,18 @@ fetch_weights() {
     "$INSTALL_DIR/weight_cache.sh" fetch
 }
 
+# The image, pulled beside the weights' fetch (a copy from the bucket needs no image; a Hub download runs in
+# it, and its `docker run` joins the pull under way: the daemon shares a layer's download between the
+# pulls that want it, moby distribution/xfer/transfer.go), unless already here (a restart: `docker run`
+# would not pull it either). vLLM starts once both have succeeded; either failing fails the start
+# (systemd ends the other with the unit, and starts it again).
 run_container() {
+  local pull
   platform_resolve_image
-  fetch_weights
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || docker pull --quiet "$IMAGE" >/dev/null &
+  pull=$!
+  fetch_weights || { log "the model's files could not be fetched"; return 1; }
+  wait "$pull" || { log "pulling $IMAGE failed"; return 1; }
   install -d -m 0755 "$VLLM_CACHE"
   local -a docker_args=(
     run --name vllm --rm --gpus all --ipc=host --network host
