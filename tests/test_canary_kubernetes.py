@@ -12,6 +12,8 @@ import pytest
 
 from components.config import SpecError
 from components.kubernetes import platform as k8s_platform
+from components.kubernetes.replica_group import TRAFFIC, TRAFFIC_OFF
+from components.kubernetes.spot_pods import SKIP_AWAIT
 from components.observe import ROUTER, SERVE, ReplicaSource
 from components.spec import PROJECT
 from tests.harness import Run, checked_spec, run_program
@@ -39,6 +41,14 @@ PROMOTED = {
     "vllm:canary": {"model": STABLE_MODEL, "replicas": 2, "weight": 90},
 }
 BLUE_GREEN = {**ROUTER_KEYS, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green"}}
+SWITCHED = {**ROUTER_KEYS, "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green", "weight": 100}}
+#: After the switch, the promote: slot 2 stable with every request, slot 1 the canary at weight 0.
+SWITCHED_PROMOTED = {
+    **ROUTER_KEYS,
+    "vllm:model": CANARY_MODEL,
+    "vllm:stableRevision": "2",
+    "vllm:canary": {"model": STABLE_MODEL, "mode": "blue-green", "weight": 0},
+}
 SPOT_BASE = {
     "vllm:gpuNodeSelector": "gke",
     "vllm:spot": True,
@@ -65,10 +75,11 @@ def runs() -> dict[str, Run]:
         "canary": CANARY,
         "promoted": PROMOTED,
         "blue_green": BLUE_GREEN,
-        "switched": {
-            **ROUTER_KEYS,
-            "vllm:canary": {"model": CANARY_MODEL, "mode": "blue-green", "weight": 100},
-        },
+        "switched": SWITCHED,
+        "switched+promoted": SWITCHED_PROMOTED,
+        "rolled_back": {**ROUTER_KEYS, "vllm:canary": {"model": CANARY_MODEL, "weight": 0}},
+        "spot+base+blue_green": {**BLUE_GREEN, **SPOT_BASE},
+        "spot+base+switched": {**SWITCHED, **SPOT_BASE},
         "named": {**CANARY, "vllm:canaryModelName": "chat-next"},
         "spot+base": {**CANARY, **SPOT_BASE},
         "autoscaled": {**CANARY, **AUTOSCALED, **MONITORED},
@@ -279,9 +290,10 @@ def test_blue_green_switches_every_request_at_once(runs):
 
 
 def test_the_route_changes_after_both_revisions_workloads(monkeypatch):
-    # pulumi-kubernetes reports a Deployment created or updated once its rollout completes (every replica
-    # updated, ready and available: provider/pkg/await/deployment.go), so a weight that comes with a new
-    # or changed revision reaches the Gateway only after that revision's pods all serve.
+    # pulumi-kubernetes reports a Deployment created or updated once every current replica is ready
+    # (provider/pkg/await/deployment.go; replica_group.traffic_annotations), so a weight that comes with
+    # a new or changed revision, or that turns a revision's traffic on, reaches the Gateway only after
+    # that revision's pods all serve.
     run, recorded = registrations(
         monkeypatch,
         STACK,
@@ -289,6 +301,77 @@ def test_the_route_changes_after_both_revisions_workloads(monkeypatch):
     )
     workloads = {d.urn for name, d in named(run, DEPLOYMENT).items() if not name.endswith("-epp")}
     assert len(workloads) == 2 and workloads <= set(recorded[run.one(ROUTE).name].dependencies)
+
+
+# --- the switch waits for every replica of the revision that gets traffic --------------------------------
+
+
+def deployment_annotations(run: Run) -> dict[str, dict[str, str]]:
+    """The vLLM Deployments' annotations, by Deployment name."""
+    return {
+        name: d.inputs["metadata"].get("annotations", {})
+        for name, d in named(run, DEPLOYMENT).items()
+        if not name.endswith("-epp")
+    }
+
+
+OFF = {TRAFFIC: TRAFFIC_OFF, **SKIP_AWAIT}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "stable", "canary"),
+    [
+        ("stable", {}, None),
+        ("canary", {}, {}),  # 90 / 10: both take requests
+        ("blue_green", {}, OFF),  # 100 / 0
+        ("switched", OFF, {}),  # 0 / 100
+        ("rolled_back", {}, OFF),  # a canary back to 0
+    ],
+)
+def test_a_revisions_deployment_says_whether_it_takes_traffic(runs, scenario, stable, canary):
+    found = deployment_annotations(runs[scenario])
+    assert found[NAME] == stable
+    assert found.get(f"{NAME}-rev2") == canary
+
+
+def test_a_stack_without_a_canary_has_no_traffic_annotation(runs):
+    # Its Deployment's inputs are the ones it always had (the plan snapshots keep them).
+    assert "annotations" not in named(runs["stable"], DEPLOYMENT)[NAME].inputs["metadata"]
+
+
+def test_turning_a_revisions_traffic_on_is_an_awaited_update_of_its_metadata_alone(runs):
+    # The switch removes skipAwait: pulumi-kubernetes awaits the update until every current replica is
+    # ready, and the route (which depends on the Deployment) moves after. Nothing in the spec changes, so
+    # no pod restarts.
+    before = named(runs["blue_green"], DEPLOYMENT)[f"{NAME}-rev2"].inputs
+    after = named(runs["switched"], DEPLOYMENT)[f"{NAME}-rev2"].inputs
+    assert before["metadata"]["annotations"] == OFF and "annotations" not in after["metadata"]
+    assert before["spec"] == after["spec"]
+    assert {**before["metadata"], "annotations": None} == {**after["metadata"], "annotations": None}
+
+
+def test_taking_a_revisions_traffic_away_never_waits_on_its_pods(runs):
+    # The switch away from slot 1 and a rollback of the canary both carry skipAwait in the new inputs;
+    # the revision that keeps its traffic is not changed at all (no update, so no await either).
+    switched, rolled_back, canary = runs["switched"], runs["rolled_back"], runs["canary"]
+    assert named(switched, DEPLOYMENT)[NAME].inputs["metadata"]["annotations"] == OFF
+    assert named(rolled_back, DEPLOYMENT)[f"{NAME}-rev2"].inputs["metadata"]["annotations"] == OFF
+    assert named(rolled_back, DEPLOYMENT)[NAME].inputs == named(canary, DEPLOYMENT)[NAME].inputs
+
+
+def test_promoting_after_the_switch_changes_nothing(runs):
+    # Slot 2 keeps every request and slot 1 none: each Deployment keeps its annotations.
+    assert kubernetes_objects(runs["switched"]) == kubernetes_objects(runs["switched+promoted"])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "base", "spot"),
+    [("spot+base+blue_green", OFF, OFF), ("spot+base+switched", {}, SKIP_AWAIT)],
+)
+def test_a_spot_deployment_beside_its_base_is_never_awaited(runs, scenario, base, spot):
+    # Spot capacity may never come: the gate of the switch is the on-demand base's replicas.
+    found = deployment_annotations(runs[scenario])
+    assert (found[f"{NAME}-rev2"], found[f"{NAME}-rev2-spot"]) == (base, spot)
 
 
 # --- autoscaling, metrics, status -------------------------------------------------------------------------

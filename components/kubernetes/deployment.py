@@ -12,7 +12,12 @@ from components.domain import warn_without_domain
 from components.kubernetes import cold_start, gpu_nodes, pods, spot_pods, tls
 from components.kubernetes.autoscaler import Autoscaler, AutoscalerArgs, revision_pods, scale_target
 from components.kubernetes.gateway_install import GatewayInstall
-from components.kubernetes.inference_gateway import InferenceGateway, InferenceGatewayArgs, pool_name
+from components.kubernetes.inference_gateway import (
+    InferenceGateway,
+    InferenceGatewayArgs,
+    pool_name,
+    pool_weights,
+)
 from components.kubernetes.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.kubernetes.monitoring import Monitoring, MonitoringArgs
 from components.kubernetes.namespace import ServiceNamespace, ServiceNamespaceArgs
@@ -58,6 +63,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # Each revision (vllm:canary) its own Deployments, Service and autoscaler, named by its slot
     # (pods.slot_name): a promote swaps the roles and renames nothing.
     served: dict[str, list[ReplicaGroup] | list[RayReplicaGroup]] = {}
+    # A slot at weight 0 is not awaited, and raising its weight is an awaited update (traffic_annotations).
+    weights = pool_weights(spec)
     if spec.nodes == 1:
         for revision in spec.revisions:
             served[revision.revision] = [
@@ -70,6 +77,7 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
                         secret_name=namespace.secret_name,
                         deployment_name=group.name,
                         group_labels=group.labels,
+                        takes_traffic=not weights or weights[revision.revision] > 0,
                     ),
                     opts,
                 )

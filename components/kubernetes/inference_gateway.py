@@ -406,7 +406,8 @@ class InferenceGateway(pulumi.ComponentResource):
             spec=route_spec(spec),
             # The Gateway routes once the replicas serve, as the Service is created after them; with
             # vllm:canary the weights change only after both revisions' workloads are created or updated,
-            # which pulumi-kubernetes reports once their rollouts complete (replica_group.py).
+            # which pulumi-kubernetes reports once every replica is ready; a slot's weight rising from 0
+            # is such an update (replica_group.traffic_annotations).
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.gateway, *self.pools.values(), *args.workloads, *self._installed],

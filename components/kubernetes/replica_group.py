@@ -39,6 +39,54 @@ class ReplicaGroupArgs:
     secret_name: pulumi.Input[str]
     deployment_name: str | None = None  # when several Deployments serve (the on-demand base and spot)
     group_labels: dict[str, str] | None = None  # what tells its pods from the other Deployment's
+    takes_traffic: bool = True  # False: a vllm:canary slot at weight 0 (``traffic_annotations``)
+
+
+#: On a revision's Deployments while its slot takes no requests (vllm:canary weight 0). Metadata, not the
+#: pod template's: turning it on or off restarts no pod.
+TRAFFIC = "vllm.ai/traffic"
+TRAFFIC_OFF = "off"
+
+
+def traffic_annotations(spec: ServiceSpec, takes_traffic: bool) -> dict[str, str]:
+    """A Deployment's annotations: the gate that makes ``up`` move traffic onto a revision only once every
+    replica of it is ready, from pulumi-kubernetes' own await (read at 94977969d, after v4.32.0; the same
+    logic since v4.20.0, the floor of requirements.txt).
+
+    A slot at weight 0 is annotated ``vllm.ai/traffic: off`` and ``pulumi.com/skipAwait: "true"``; a slot
+    with traffic carries neither (a stack without vllm:canary, or a canary with weight, keeps the inputs
+    it always had). Raising the weight from 0 removes both: an update of the Deployment's metadata alone,
+    which the provider still awaits, and the HTTPRoute (which depends on every serving Deployment) is
+    updated only after it:
+
+    - provider/pkg/await/await.go ``Update`` (454-545) runs the Deployment's awaiter after every update,
+      whatever changed; the awaiter is skipped only when the *new* inputs say ``skipAwait``
+      (``newLegacyReadyCondition``, 1096-1102; ``metadata.ReadyCondition``, overrides.go 100-110). So an
+      ``up`` that takes a revision's traffic away never waits on its pods, and one that gives it back does.
+    - provider/pkg/await/deployment.go: with no new ReplicaSet (the revision annotation unchanged,
+      ``changeTriggeredRollout`` 720-726), the update succeeds when the Deployment's ``Available``
+      condition is True, its ``Progressing`` condition is True with reason ``NewReplicaSetAvailable`` (the
+      controller's "complete": every replica updated and available; 512-560, 430) and the current
+      ReplicaSet's ``status.readyReplicas`` reaches its *live* ``spec.replicas`` (676-699): every current
+      replica, the count KEDA set for an autoscaled revision (whose ``spec.replicas`` the program
+      ignores), not a fixed one. A ReplicaSet at 0 replicas passes at once (679-684).
+    - Its time is the Deployment's update timeout (``custom_timeouts.update``, the start budget times
+      vllm:maxReplicas): provider.go ``Update`` passes ``req.Timeout`` (2448) and
+      ``metadata.TimeoutDuration`` (overrides.go 53-66) puts it before the 10-minute default. At the
+      timeout the update fails as a partial failure (provider.go 2494-2503): ``up`` fails before the
+      route moves, and the next ``up`` awaits the Deployment again even with nothing changed (pulumi
+      pkg/resource/deploy/step_generator.go: an unchanged resource with init errors gets "an empty update
+      step to attempt to 'continue' awaiting initialization").
+
+    The spot Deployment beside an on-demand base is never awaited (``spot_pods.best_effort``): the gate of
+    such a slot is its base's replicas; spot pods join when Ready (the Service's endpoints and the
+    endpoint picker take only Ready pods: GIE v1.5.0 pkg/epp/controller/pod_reconciler.go 92).
+    ``skipAwait`` also makes the provider's delete of a Deployment return without waiting for its pods to
+    go (overrides.go ``allowsSkipAwaitWithDelete``), which a revision with no traffic does not need."""
+    annotations = {} if takes_traffic else {TRAFFIC: TRAFFIC_OFF, **spot_pods.SKIP_AWAIT}
+    if spot_pods.best_effort(spec):
+        annotations.update(spot_pods.SKIP_AWAIT)
+    return annotations
 
 
 def disruption_budget(
@@ -113,8 +161,9 @@ class ReplicaGroup(pulumi.ComponentResource):
             "namespace": args.namespace,
             "labels": pods.slot_labels(spec, pods.SERVER),
         }
-        if spot_pods.best_effort(spec):
-            metadata["annotations"] = spot_pods.SKIP_AWAIT
+        annotations = traffic_annotations(spec, args.takes_traffic)
+        if annotations:
+            metadata["annotations"] = annotations
         self.deployment = apps.Deployment(
             f"{name}-deployment",
             metadata=metadata,
@@ -136,7 +185,8 @@ class ReplicaGroup(pulumi.ComponentResource):
             },
             # pulumi-kubernetes waits for a Deployment's rollout to complete (updated, ready and available
             # replicas; provider/pkg/await/deployment.go), 10 minutes unless told: `pulumi up` returns once
-            # every pod serves. All start at once on create, at worst one by one on update.
+            # every pod serves (unless skipAwait: traffic_annotations). All start at once on create, at
+            # worst one by one on update.
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
