@@ -24,6 +24,13 @@ def test_gcp_hashes_the_header_onto_a_ring_of_replicas(gcp):
     assert backend["consistentHash"] == {"httpHeaderName": HEADER}
 
 
+def test_gcp_hashes_on_a_global_external_managed_backend_service_where_the_api_takes_a_locality_policy(gcp):
+    """The Compute API takes localityLbPolicy on a global backend service of INTERNAL_SELF_MANAGED,
+    INTERNAL_MANAGED or EXTERNAL_MANAGED (platform-rules.md): the hash must not land on another scheme."""
+    backend = gcp.one(BACKEND_SERVICE).inputs
+    assert backend["loadBalancingScheme"] == "EXTERNAL_MANAGED" and "region" not in backend
+
+
 def test_gcp_without_the_header_balances_by_least_request():
     backend = run_program("gcp-l4").one(BACKEND_SERVICE).inputs
     assert backend["localityLbPolicy"] == "LEAST_REQUEST"

@@ -69,8 +69,12 @@ def balancing(spec: ServiceSpec) -> Balancing:
     field affinity, requests are routed to the backends based on the value of the HTTP header in the
     consistentHash.httpHeaderName field of the backend service", which the global external Application
     Load Balancer (EXTERNAL_MANAGED) offers (cloud.google.com/load-balancing/docs/backend-service
-    #header_field_affinity, read 2026-12-07). The provider's docstring, older, still says consistent
-    hashing applies to INTERNAL_SELF_MANAGED only."""
+    #header_field_affinity, read 2026-12-07). The Compute API's own reference agrees: localityLbPolicy
+    applies to "a global backend service with the load_balancing_scheme set to INTERNAL_SELF_MANAGED,
+    INTERNAL_MANAGED, or EXTERNAL_MANAGED" (v1 BackendService.localityLbPolicy, as the client libraries
+    generated from it print it, read 2026-12-08). The provider's docstrings, older, still name
+    INTERNAL_SELF_MANAGED alone, which would rule out the LEAST_REQUEST every stack's EXTERNAL_MANAGED
+    backend service takes too; the provider does not check it, the API does."""
     header = settings(spec).affinity_header
     if header is None:
         return Balancing("LEAST_REQUEST")
