@@ -178,6 +178,9 @@ def bootstrap_script(
         metrics_agent_args=list(metrics_agent) if publishes_metrics else [],
     )
     cache_settings = weight_cache_env(spec, launch, role)
+    agent_args = health_agent_args(
+        spec, launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
+    )
     return scripts.render(
         "vm_bootstrap.sh",
         platform=platforms.get(spec.cloud).title,
@@ -186,9 +189,7 @@ def bootstrap_script(
         api_key_secret=api_key_secret,
         hf_token_secret=hf_token_secret or "",
         container_env=[f"{name}={value}" for name, value in sorted(container_env.items())],
-        health_agent_args=health_agent_args(
-            spec, launch, role, ray_env or {}, health_report, weight_cache=bool(weight_cache_url)
-        ),
+        health_agent_args=agent_args,
         stop_seconds=STOP_SECONDS,
         shipped_scripts=_heredocs(
             [
@@ -200,11 +201,13 @@ def bootstrap_script(
                 *(["compile_cache.sh"] if compiled else []),
             ],
             {
-                "health_agent.py": platforms.get(spec.cloud).agent_omits,
+                "health_agent.py": agent_omits(spec, agent_args),
+                "ray_bootstrap.sh": RAY_OTHER_ROLE_FUNCTIONS.get(role, ()),
                 "weight_cache.sh": FOLLOWER_FUNCTIONS
                 if cache_settings["WEIGHT_CACHE_WAIT_SECONDS"] == "0"
                 else (),
             },
+            {name: other_buckets(weight_cache_url) for name in BUCKET_SCRIPTS} if weight_cache_url else {},
         ),
         vllm_cache_dir=VLLM_CACHE_DIR,
         platform_hooks=scripts.Included(hooks),
@@ -215,6 +218,45 @@ def bootstrap_script(
         weight_cache_env=[f"{name}={value}" for name, value in sorted(cache_settings.items())],
         local_nvme="1" if has_local_nvme(spec) else "",
     )
+
+
+#: health_agent.py's definitions that only one of its flags uses (the agent builds them only when given it):
+#: shipped only to a machine whose agent's command line carries the flag, within EC2's 16 KB of user data.
+AGENT_FLAG_PARTS = {
+    "LaunchHook": "--lifecycle-hook",  # an AWS single-node group's launch lifecycle hook
+    "SpotDrain": "--drain-target-group",  # an AWS spot machine behind the load balancer
+    "FirstBootHold": "--hold-until-uptime",  # GCP's autohealing
+    "connected_to": "--ray-head",  # a Ray worker's readiness
+}
+#: ray_bootstrap.sh's functions only the other Ray role runs (``main`` calls each role's own entry alone):
+#: a VM's Ray node carries its own role's half, within EC2's 16 KB of user data.
+RAY_OTHER_ROLE_FUNCTIONS = {
+    "ray-head": ("run_worker",),
+    "ray-worker": ("run_head", "wait_for_group", "look_at_group", "shortfall"),
+}
+
+
+#: The scripts that call the stack's bucket, each call a ``case "$URL" in`` with one arm per scheme.
+BUCKET_SCRIPTS = ("weight_cache.sh", "compile_cache.sh")
+#: Those arms' patterns, one per VM platform's bucket (GCS, S3).
+BUCKET_ARMS = ("gs://*", "s3://*")
+
+
+def other_buckets(url: str) -> tuple[str, ...]:
+    """The ``case`` arms of ``BUCKET_SCRIPTS`` a machine whose bucket is ``url`` never takes: its copy
+    carries its own bucket's calls only, within EC2's 16 KB of user data."""
+    others = tuple(arm for arm in BUCKET_ARMS if not url.startswith(arm.removesuffix("*")))
+    if len(others) != len(BUCKET_ARMS) - 1:
+        raise ValueError(f"the weight cache's URL {url!r} is in none of {BUCKET_ARMS}")
+    return others
+
+
+def agent_omits(spec: ServiceSpec, agent_args: Sequence[str]) -> tuple[str, ...]:
+    """What ``health_agent.py`` ships without on a machine whose agent runs with ``agent_args``: its
+    platform's omissions (``Platform.agent_omits``) and the parts of flags it is not given
+    (``AGENT_FLAG_PARTS``); ``shipped_python`` also drops what only those used."""
+    unused = (part for part, flag in AGENT_FLAG_PARTS.items() if flag not in agent_args)
+    return tuple(sorted({*platforms.get(spec.cloud).agent_omits, *unused}))
 
 
 def role_hooks(
@@ -336,18 +378,24 @@ _HEREDOC = re.compile(r"(?<!<)<<-?\s*(['\"]?)(\w+)\1(?!<)")
 FOLLOWER_FUNCTIONS = ("fill_is_slower_than_the_hub", "take_hub_slot")
 
 
-def shipped(name: str, omits: tuple[str, ...] = ()) -> str:
+def shipped(name: str, omits: tuple[str, ...] = (), arms: tuple[str, ...] = ()) -> str:
     """A shell script as a VM receives it: without its comment lines (``scripts.without_comments``) and
     without the indentation bash ignores (each line's leading blanks, but not within a quoted string or a
     heredoc's body, such as embedded Python): about 90 bytes of a Ray head's gzip'd user data.
     tests/test_vm_bootstrap.py checks that bash parses each shipped script as its source
     (``bash --pretty-print``). Without the top-level functions ``omits`` names (from ``name() {`` to the
-    next ``}`` line): bash too resolves a function when it calls it."""
+    next ``}`` line): bash too resolves a function when it calls it. Without the ``case`` arms whose
+    pattern ``arms`` names (from the line ``pattern)`` to its ``;;``): another bucket's
+    (``other_buckets``)."""
     text = scripts.without_comments(scripts.source(name))
     for function in omits:
         text, found = re.subn(rf"^{function}\(\) {{\n.*?^}}\n", "", text, count=1, flags=re.M | re.S)
         if not found:
             raise ValueError(f"{name} defines no function {function} to omit")
+    for arm in arms:
+        text, found = re.subn(rf"^[ \t]*{re.escape(arm)}\).*?;;\n", "", text, flags=re.M | re.S)
+        if not found:
+            raise ValueError(f"{name} has no case arm {arm}) to omit")
     lines, quote, end = [], "", None
     for line in text.splitlines(keepends=True):
         if end is not None:  # a heredoc's body, up to its delimiter line
@@ -382,20 +430,18 @@ def _quote_open_after(line: str, quote: str) -> str:
 
 @functools.cache
 def shipped_python(name: str, omits: tuple[str, ...] = ()) -> str:
-    """A Python script as a VM receives it: the same program without its docstrings, comments and
-    function signatures' type hints and argparse's help texts (``ast.unparse``), so that AWS user data
-    stays within 16 KB; without the top-level definitions ``omits`` names (``Platform.agent_omits``) and
-    the imports only they used. Made once per process and ``omits``: CPython 3.11's AST conversion keeps
-    its recursion depth per interpreter, so a parse that a finalizer interrupts with a parse of its own (a
-    traceback's caret anchors) fails with "AST constructor recursion depth mismatch" (cpython#106905); the
-    fewer parses, the fewer chances."""
+    """A Python script as a VM receives it: the same program without its docstrings, comments, type hints
+    (of signatures, and of local variables) and argparse's help texts (``ast.unparse``), so that AWS user
+    data stays within 16 KB; without the top-level definitions ``omits`` names (``agent_omits``), and
+    without whatever then goes unreferenced (``_referenced``). Made once per process and ``omits``: CPython
+    3.11's AST conversion keeps its recursion depth per interpreter, so a parse that a finalizer interrupts
+    with a parse of its own (a traceback's caret anchors) fails with "AST constructor recursion depth
+    mismatch" (cpython#106905); the fewer parses, the fewer chances."""
     tree = ast.parse(scripts.source(name))
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
     if missing := set(omits) - defined:
         raise ValueError(f"{name} defines no {sorted(missing)} to omit")
     tree.body = [node for node in tree.body if getattr(node, "name", None) not in omits]
-    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    tree.body = [node for node in tree.body if not _unused_import(node, used)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             first = node.body[0] if node.body else None
@@ -405,14 +451,64 @@ def shipped_python(name: str, omits: tuple[str, ...] = ()) -> str:
             node.keywords = [
                 keyword for keyword in node.keywords if keyword.arg not in ("help", "description")
             ]
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # signatures' types: for the checker
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # types: for the checker
             node.returns = None
             for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs):
                 arg.annotation = None
             for arg in (node.args.vararg, node.args.kwarg):
                 if arg is not None:
                     arg.annotation = None
+            node.body = [_unannotated(statement) for statement in node.body]
+    tree.body = _referenced(tree.body)
     return "#!/usr/bin/env python3\n" + ast.unparse(tree) + "\n"
+
+
+def _unannotated(statement: ast.stmt) -> ast.stmt:
+    """A function's statement ``name: type = value`` as ``name = value`` (a local's hint is for the checker
+    alone; a class body's, a dataclass's fields, stays); any other statement as is."""
+    if isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        return ast.copy_location(ast.Assign(targets=[statement.target], value=statement.value), statement)
+    return statement
+
+
+def _referenced(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A module's top-level statements without the definitions, constants and imports that no other
+    statement references, until none is left: what only an omitted definition used, a type alias only
+    signatures named. The agents' top-level statements only define (``main`` runs under ``__main__``), so
+    an unreferenced one does nothing."""
+    while True:
+        names = [
+            {node.id for node in ast.walk(statement) if isinstance(node, ast.Name)} for statement in body
+        ]
+        kept = [
+            statement
+            for at, statement in enumerate(body)
+            if not (bound := _bound(statement))
+            or bound & set().union(*(used for other, used in enumerate(names) if other != at))
+        ]
+        if len(kept) == len(body):
+            return body
+        body = kept
+
+
+def _bound(statement: ast.stmt) -> set[str]:
+    """The names a top-level definition, constant or import (``from __future__`` aside) binds; none for
+    any other statement, which ``_referenced`` keeps."""
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {statement.name}
+    if isinstance(statement, ast.Import) or (
+        isinstance(statement, ast.ImportFrom) and statement.module != "__future__"
+    ):
+        return {(alias.asname or alias.name).split(".")[0] for alias in statement.names}
+    if isinstance(statement, ast.Assign):
+        targets = [
+            target
+            for each in statement.targets
+            for target in (each.elts if isinstance(each, ast.Tuple) else [each])
+        ]
+        if all(isinstance(target, ast.Name) for target in targets):
+            return {target.id for target in targets if isinstance(target, ast.Name)}
+    return set()
 
 
 #: The line that ends each shipped script's heredoc in the boot script (no script may hold it).
@@ -421,24 +517,22 @@ SCRIPT_END = "VLLM_SCRIPT"
 SHEBANGS = {".py": "#!/usr/bin/env python3", ".sh": "#!/usr/bin/env bash"}
 
 
-def _unused_import(node: ast.stmt, used: set[str]) -> bool:
-    """Whether ``node`` imports names (``from __future__`` aside) none of which the program uses."""
-    if (isinstance(node, ast.ImportFrom) and node.module != "__future__") or isinstance(node, ast.Import):
-        bound = {(alias.asname or alias.name).split(".")[0] for alias in node.names}
-        return not bound & used
-    return False
-
-
-def _heredocs(names: Sequence[str], omits: Mapping[str, tuple[str, ...]]) -> scripts.Included:
+def _heredocs(
+    names: Sequence[str], omits: Mapping[str, tuple[str, ...]], arms: Mapping[str, tuple[str, ...]]
+) -> scripts.Included:
     """The scripts a VM runs as plain text, each in a quoted heredoc to vm_bootstrap.sh's ``install_script``:
-    Python agents as ``shipped_python``, shell scripts as ``shipped``, without their shebang (the user
-    data's comment stripping would drop it; ``install_script`` writes it back). AWS gzips the whole user
-    data, so plain text shares its vocabulary with the boot script: 454 bytes less on a Ray head than the
-    scripts packed apart (xz + base64)."""
+    Python agents as ``shipped_python``, shell scripts as ``shipped`` (without the ``case`` arms ``arms``
+    names), without their shebang (the user data's comment stripping would drop it; ``install_script``
+    writes it back). AWS gzips the whole user data, so plain text shares its vocabulary with the boot
+    script: 454 bytes less on a Ray head than the scripts packed apart (xz + base64)."""
     parts = []
     for name in names:
         omitted = omits.get(name, ())
-        text = _one_space(shipped_python(name, omitted)) if name.endswith(".py") else shipped(name, omitted)
+        text = (
+            _one_space(shipped_python(name, omitted))
+            if name.endswith(".py")
+            else shipped(name, omitted, arms.get(name, ()))
+        )
         shebang, _, body = text.rstrip("\n").partition("\n")
         if shebang != SHEBANGS[Path(name).suffix]:
             raise ValueError(f"{name}: install_script writes {SHEBANGS[Path(name).suffix]}, not {shebang}")

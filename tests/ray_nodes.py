@@ -84,12 +84,14 @@ def wait_until(
 class Node:
     """One ``ray_bootstrap.sh`` run: the container's main process on one node."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], network: Path, log: Path):
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], network: Path, log: Path, script: Path = SCRIPT
+    ):
         self.name, self.log = name, log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 # nsenter execs unshare, so this PID is unshare's: killing it takes the whole node down
-                ["nsenter", f"--net={network}", *NODE_NAMESPACES, "bash", str(SCRIPT), *argv],
+                ["nsenter", f"--net={network}", *NODE_NAMESPACES, "bash", str(script), *argv],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -148,7 +150,7 @@ class RayHost:
             **values,
         }
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Node:
+    def start(self, name: str, argv: list[str], env: dict[str, str], script: Path = SCRIPT) -> Node:
         (self.root / name).mkdir(exist_ok=True)
         runs = sum(node.name == name for node in self.nodes)
         node = Node(
@@ -157,6 +159,7 @@ class RayHost:
             {"RAY_TMPDIR": str(self.root / name), **env},
             self.network,
             self.root / f"{name}.{runs}.log",
+            script,
         )
         self.nodes.append(node)
         return node

@@ -18,7 +18,13 @@ import pytest
 from components import launch, scripts, vm
 from components.spec import build_spec
 from tests.test_vm_bootstrap import health_report, run_script, sandbox, shellcheck  # noqa: F401 (a fixture)
-from tests.test_weight_cache import DEADLINE_SECONDS, SHELLCHECK, URLS, buckets  # noqa: F401 (a fixture)
+from tests.test_weight_cache import (  # noqa: F401 (a fixture)
+    DEADLINE_SECONDS,
+    SHELLCHECK,
+    URLS,
+    buckets,
+    shipped_for,
+)
 from tests.test_weight_cache_clouds import script_value
 
 KEY = "acme/tiny-llm/0123456789abcdef0123456789abcdef01234567/vllm_vllm-openai:v0.33.0/H100-tp8-pp1"
@@ -46,7 +52,11 @@ def env_for(buckets: Path, url: str, replica: str) -> dict[str, str]:  # noqa: F
 
 def run(env: dict[str, str], command: str) -> str:
     result = subprocess.run(
-        ["bash", str(scripts.path("compile_cache.sh")), command],
+        [
+            "bash",
+            str(shipped_for(Path(env["BUCKETS"]), env["COMPILE_CACHE_URL"], "compile_cache.sh")),
+            command,
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -157,7 +167,7 @@ def test_replicas_saving_at_once_leave_one_marker_and_it_restores(buckets, url):
         compile_into(env, BACKEND_UNIT, f"compiled by {env['REPLICA_NAME']}".encode())
     processes = [
         subprocess.Popen(
-            ["bash", str(scripts.path("compile_cache.sh")), "save"],
+            ["bash", str(shipped_for(buckets, url, "compile_cache.sh")), "save"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -276,7 +286,7 @@ def test_saving_waits_until_vllm_serves(buckets, url, serving, tmp_path):  # noq
     }
     compile_into(env, BACKEND_UNIT)
     saver = subprocess.Popen(
-        ["bash", str(scripts.path("compile_cache.sh")), "save-when-serving"],
+        ["bash", str(shipped_for(buckets, url, "compile_cache.sh")), "save-when-serving"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -732,11 +732,13 @@ def test_boot_starts_the_health_agent_first_with_the_rendered_caps(request):
     result = run_script(rendered("gcp-h100"), env, "boot")
     assert result.returncode == 0, result.stdout + result.stderr
     unpacked = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
-    shipped = bootstrap_vm.shipped_python("health_agent.py", platforms.get("gcp").agent_omits)
+    unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
+    (command,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    omits = bootstrap_vm.agent_omits(build_spec("gcp-h100", {}), command.split()[2:])
+    shipped = bootstrap_vm.shipped_python("health_agent.py", omits)
     assert ast.dump(ast.parse(unpacked.read_text())) == ast.dump(ast.parse(shipped))  # one space a level
     calls = (Path(env["TMP"]) / "systemctl-calls").read_text().splitlines()
     assert calls[:3] == ["daemon-reload", "enable vllm-health.service", "restart vllm-health.service"]
-    unit = Path(env["VLLM_AGENT_UNIT_FILE"]).read_text()
     assert "Restart=always" in unit
 
 
@@ -758,26 +760,35 @@ def test_the_units_command_line_really_runs_the_agent(request, start_agent):
 
 
 @pytest.mark.parametrize(
-    ("stack", "role"), [("gcp-h100", "serve"), ("aws-h100", "serve"), ("aws-h200-multinode", "ray-head")]
+    ("stack", "role"),
+    [
+        ("gcp-h100", "serve"),
+        ("gcp-h100-multinode", "ray-worker"),
+        ("aws-h100", "serve"),
+        ("aws-h200-multinode", "ray-head"),
+        ("aws-h200-multinode", "ray-worker"),
+    ],
 )
-def test_each_platforms_shipped_agent_judges_on_its_own_flags_without_the_definitions_it_omits(
+def test_each_machines_shipped_agent_judges_on_its_own_flags_without_the_definitions_it_omits(
     request, host, stack, role
 ):
-    """The agent a platform ships lacks what it omits (Platform.agent_omits) yet runs its own flags'
-    path: the unit's command line, first looks included, reaches no omitted name."""
+    """The agent a machine ships lacks what its platform omits (Platform.agent_omits) and the parts of
+    flags it is not given (vm.AGENT_FLAG_PARTS), yet runs its own flags' path: the unit's command line,
+    first looks included, reaches no omitted name."""
     env = vm_sandbox(request)
     assert run_script(rendered(stack, role), env, "boot").returncode == 0
     installed = Path(env["VLLM_INSTALL_DIR"]) / "health_agent.py"
-    omits = platforms.get(build_spec(stack, {}).cloud).agent_omits
-    assert omits and not {
-        node.name for node in ast.parse(installed.read_text()).body if hasattr(node, "name")
-    } & set(omits)
     (command,) = [
         line
         for line in Path(env["VLLM_AGENT_UNIT_FILE"]).read_text().splitlines()
         if line.startswith("ExecStart=")
     ]
     argv = command.removeprefix("ExecStart=").split()[2:]
+    omits = set(bootstrap_vm.agent_omits(build_spec(stack, {}), argv))
+    defined = {node.name for node in ast.parse(installed.read_text()).body if hasattr(node, "name")}
+    assert set(platforms.get(build_spec(stack, {}).cloud).agent_omits) <= omits and not defined & omits
+    for part, flag in bootstrap_vm.AGENT_FLAG_PARTS.items():
+        assert (part in defined) == (flag in argv), part
     if "--port" in argv:
         argv[argv.index("--port") + 1] = str(
             free_port()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from components import vm
 from tests.ray_nodes import (
     DEADLINE_SECONDS,
     SCRIPT,
@@ -317,6 +318,22 @@ def test_gate_refuses_a_group_short_of_gpus(host):
     assert head.wait() == 1
     assert "1/1 nodes, 1/2 GPUs (missing 1 GPU(s))" in last_line(head)
     assert not record.exists()
+
+
+@pytest.mark.slow
+def test_a_vms_head_and_worker_form_the_group_each_with_its_own_roles_half_of_the_script(host):
+    """A VM's boot script carries its Ray role's half of the script (vm.RAY_OTHER_ROLE_FUNCTIONS)."""
+    shipped = {}
+    for role in ("ray-head", "ray-worker"):
+        shipped[role] = host.root / f"{role}.sh"
+        shipped[role].write_text(vm.shipped("ray_bootstrap.sh", vm.RAY_OTHER_ROLE_FUNCTIONS[role]))
+    record = host.root / "record.json"
+    argv = ["head", "--", "python3", str(FAKE_VLLM), "--record", str(record)]
+    head = host.start("head", argv, head_env(host), shipped["ray-head"])
+    worker = host.start("worker", ["worker"], worker_env(host), shipped["ray-worker"])
+    wait_until(record.exists, "the group to form", head)
+    assert read_record(record)["nodes"] == 2
+    assert "command not found" not in head.output() + worker.output()
 
 
 # --- recovery ----------------------------------------------------------------------------------------------

@@ -175,12 +175,20 @@ def env_for(buckets: Path, url: str, replica: str, **settings: str) -> dict[str,
     }
 
 
-SCRIPT = scripts.path("weight_cache.sh")
+def shipped_for(buckets: Path, url: str, name: str) -> Path:
+    """The bucket script ``name`` as a machine whose bucket is ``url`` receives it (vm.shipped: its own
+    bucket's calls only), written once per test before any run reads it."""
+    path = buckets.parent / f"{url.split('://')[0]}-{name}"
+    if not path.exists():
+        path.write_text(vm.shipped(name, arms=vm.other_buckets(url)))
+    return path
 
 
-def start(env: dict[str, str], script: Path = SCRIPT) -> subprocess.Popen:
+def start(env: dict[str, str], script: Path | None = None) -> subprocess.Popen:
+    """weight_cache.sh fetch: as a machine with the env's bucket receives it, unless ``script``."""
+    shipped = script or shipped_for(Path(env["BUCKETS"]), env["WEIGHT_CACHE_URL"], "weight_cache.sh")
     return subprocess.Popen(
-        ["bash", str(script), "fetch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["bash", str(shipped), "fetch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 

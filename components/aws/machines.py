@@ -127,7 +127,7 @@ def health_report(spec: ServiceSpec) -> list[str]:
 
 def drain_args(spec: ServiceSpec, target_group_arn: str) -> list[str]:
     """On a spot machine behind the load balancer (a replica, a Ray head), the health agent takes it out of
-    ``target_group_arn`` on EC2's two-minute interruption notice (health_agent.py ``AwsReporter.drain``).
+    ``target_group_arn`` on EC2's two-minute interruption notice (health_agent.py ``SpotDrain``).
     DeregisterTargets rather than the group's EnterStandby or DetachInstances: those accept only an
     InService instance (not one still in its launch hook's Pending:Wait) and the Standby one needs a
     desired capacity above the minimum or a decrement; DeregisterTargets acts on the target group alone,

@@ -289,7 +289,8 @@ PLATFORM = Platform(
     weight_storage=weight_storage,
     scale_out_surge=scale_out_surge,
     vm_hooks=Path(__file__).with_name("vm_hooks.sh"),
-    agent_omits=("serve",),  # the verdict goes to the Auto Scaling group: no health check reads it over HTTP
+    # the verdict goes to the Auto Scaling group (no health check reads it over HTTP), the phase to tags
+    agent_omits=("serve", "GuestAttributes"),
     scale_out_steps=scale_out_steps,
     # A VM's boot disk also holds the OS and the image (~30 GB).
     disk_overhead_gb=30,

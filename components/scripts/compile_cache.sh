@@ -32,15 +32,22 @@ set -euo pipefail
 readonly URL=${COMPILE_CACHE_URL:?COMPILE_CACHE_URL: gs://BUCKET or s3://BUCKET}
 readonly KEY=${COMPILE_CACHE_KEY:?COMPILE_CACHE_KEY: model/revision/image/gpu-tpN-ppM}
 readonly DIR=${COMPILE_CACHE_DIR:?COMPILE_CACHE_DIR: vLLM cache root on the host}
-readonly REGION=${COMPILE_CACHE_REGION:-}
 readonly PREFIX="${URL%/}/compile-cache/$KEY"
 HOST=$(hostname)
 readonly HOST
 SCRATCH=$(mktemp -d)
 readonly SCRATCH
 trap 'rm -rf "$SCRATCH"' EXIT
-S3_REGION=()
-if [ -n "$REGION" ]; then S3_REGION=(--region "$REGION"); fi
+# S3: the bucket for s3api calls and the region flag (an arm of its own: a machine's copy keeps its bucket's
+# arms only, components/vm.py other_buckets).
+case "$URL" in
+  s3://*)
+    BUCKET=${URL#*://}
+    BUCKET=${BUCKET%%/*}
+    S3_REGION=()
+    if [ -n "${COMPILE_CACHE_REGION:-}" ]; then S3_REGION=(--region "$COMPILE_CACHE_REGION"); fi
+    ;;
+esac
 
 log() { echo "compile-cache: $*"; }
 
@@ -48,11 +55,10 @@ log() { echo "compile-cache: $*"; }
 
 # Creates object $1 from file $2 only if it does not exist (see weight_cache.sh's create_lock).
 create_object() {
-  local bucket=${URL#*://}
   case "$URL" in
     gs://*) gcloud storage cp --quiet --if-generation-match=0 "$2" "$PREFIX/$1" >/dev/null 2>&1 ;;
-    s3://*) aws s3api put-object "${S3_REGION[@]}" --bucket "${bucket%%/*}" \
-      --key "${PREFIX#s3://"${bucket%%/*}"/}/$1" --body "$2" --if-none-match '*' >/dev/null 2>&1 ;;
+    s3://*) aws s3api put-object "${S3_REGION[@]}" --bucket "$BUCKET" \
+      --key "${PREFIX#s3://"$BUCKET"/}/$1" --body "$2" --if-none-match '*' >/dev/null 2>&1 ;;
   esac
 }
 

@@ -35,7 +35,7 @@ Action per cloud:
     (``aws autoscaling set-instance-health``, instance id and region from IMDSv2), retrying only failures;
     with --lifecycle-hook, complete the group's launch lifecycle hook once vLLM serves (``LaunchHook``);
     with --drain-target-group, leave the load balancer's target group on a spot interruption notice
-    (``AwsReporter.drain``).
+    (``SpotDrain``).
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ class AwsReporter:
     RETRY_SECONDS = 60
 
     def __init__(self, imds_url: str, region: str) -> None:
-        self.imds_url, self.region, self.reported, self.drained = imds_url.rstrip("/"), region, False, False
+        self.imds_url, self.region, self.reported = imds_url.rstrip("/"), region, False
         self.retry_at = 0.0
 
     def _imds(self, path: str, token: str) -> str:
@@ -374,19 +374,27 @@ class AwsReporter:
         else:
             log(f"set-instance-health failed ({result.returncode}): {result.stderr.strip()}")
 
-    # --drain-target-group: spot/instance-action answers 404 until EC2 schedules this spot instance's stop
-    # or termination, two minutes ahead ("Spot Instance interruption notices", EC2 user guide; AWS says to
-    # look every 5 s, the agent's interval). On the notice the instance leaves the target group, once: the
-    # load balancer sends it no new request and lets those in flight finish (DeregisterTargets; an absent
-    # target is a success, so a repeat is harmless). A failed call is retried at the next look.
-    def drain(self, target_group: str) -> None:
+
+# --drain-target-group: spot/instance-action answers 404 until EC2 schedules this spot instance's stop or
+# termination, two minutes ahead ("Spot Instance interruption notices", EC2 user guide; AWS says to look
+# every 5 s, the agent's interval). On the notice the instance leaves the target group, once: the load
+# balancer sends it no new request and lets those in flight finish (DeregisterTargets; an absent target is a
+# success, so a repeat is harmless). A failed call is retried at the next look. A class of its own: only a
+# spot machine's agent has the flag, and only its user data carries this (components/vm.py AGENT_FLAG_PARTS).
+class SpotDrain:
+    def __init__(self, aws: AwsReporter, target_group: str) -> None:
+        self.aws, self.target_group, self.drained = aws, target_group, False
+
+    def step(self) -> None:
+        if self.drained:
+            return
         try:
-            self._imds("meta-data/spot/instance-action", self.token())
+            self.aws._imds("meta-data/spot/instance-action", self.aws.token())
         except OSError:  # 404 (no notice) or IMDS down
             return
-        instance, region = self.identity() or ("", "")
+        instance, region = self.aws.identity() or ("", "")
         command = ["aws", "elbv2", "deregister-targets", "--region", region]
-        command += ["--target-group-arn", target_group, "--targets", f"Id={instance}"]
+        command += ["--target-group-arn", self.target_group, "--targets", f"Id={instance}"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         self.drained = result.returncode == 0
         log(f"spot interruption notice: deregister-targets {instance}: {result.returncode} {result.stderr}")
@@ -449,16 +457,13 @@ class LaunchHook:
 
 
 # --publish: the phase and the timings of each phase reached go where tools.status reads them, whenever the
-# phase is reached, and at most every SECONDS as it progresses. guest-attributes: the VM's guest
-# attributes vllm/phase and vllm/timings (GCP: the metadata server, no IAM role needed; the instance's
-# enable-guest-attributes metadata turns them on). instance-tags: the instance's tags vllm:phase and
-# vllm:timings (AWS: ec2:CreateTags on the stack's instances, these two keys only). Values use only tag-safe
+# phase is reached, and at most every SECONDS as it progresses; each kind writes them its own way (a
+# subclass, so that a platform's agent ships only its own: Platform.agent_omits). Values use only tag-safe
 # characters. A failed write is logged and retried SECONDS on.
 class Publisher:
     SECONDS = 30
 
-    def __init__(self, kind: str, metadata_url: str, aws: AwsReporter | None) -> None:
-        self.kind, self.metadata_url, self.aws = kind, metadata_url.rstrip("/"), aws
+    def __init__(self) -> None:
         self.last, self.due, self.retry = ("", ""), 0.0, 0.0
 
     def step(self, phase: str, timings: str) -> None:
@@ -466,27 +471,74 @@ class Publisher:
         if (phase, timings) == self.last or (timings == self.last[1] and now < self.due) or now < self.retry:
             return
         try:
-            if self.kind == "guest-attributes":
-                for key, value in (("phase", phase), ("timings", timings)):
-                    request = urllib.request.Request(
-                        f"{self.metadata_url}/instance/guest-attributes/vllm/{key}",
-                        data=value.encode(),
-                        method="PUT",
-                        headers={"Metadata-Flavor": "Google"},
-                    )
-                    urllib.request.urlopen(request, timeout=5).close()
-            elif self.aws is not None:
-                instance, region = self.aws.identity() or ("", "")
-                tags = [{"Key": "vllm:phase", "Value": phase}, {"Key": "vllm:timings", "Value": timings}]
-                command = ["aws", "ec2", "create-tags", "--region", region, "--resources", instance]
-                command += ["--tags", json.dumps(tags)]
-                result = subprocess.run(command, capture_output=True, timeout=60, check=False)
-                if result.returncode:
-                    raise OSError(result.stderr.decode().strip())
+            self.write(phase, timings)
             self.last, self.due = (phase, timings), now + self.SECONDS
         except (OSError, subprocess.SubprocessError) as error:
             self.retry = now + self.SECONDS
             log(f"cannot publish the phase: {error!r}")
+
+    def write(self, phase: str, timings: str) -> None:
+        raise NotImplementedError
+
+
+# guest-attributes: the VM's guest attributes vllm/phase and vllm/timings (GCP: the metadata server, no IAM
+# role needed; the instance's enable-guest-attributes metadata turns them on).
+class GuestAttributes(Publisher):
+    def __init__(self, metadata_url: str) -> None:
+        super().__init__()
+        self.metadata_url = metadata_url.rstrip("/")
+
+    def write(self, phase: str, timings: str) -> None:
+        for key, value in (("phase", phase), ("timings", timings)):
+            request = urllib.request.Request(
+                f"{self.metadata_url}/instance/guest-attributes/vllm/{key}",
+                data=value.encode(),
+                method="PUT",
+                headers={"Metadata-Flavor": "Google"},
+            )
+            urllib.request.urlopen(request, timeout=5).close()
+
+
+# instance-tags: the instance's tags vllm:phase and vllm:timings (AWS: ec2:CreateTags on the stack's
+# instances, these two keys only).
+class InstanceTags(Publisher):
+    def __init__(self, aws: AwsReporter) -> None:
+        super().__init__()
+        self.aws = aws
+
+    def write(self, phase: str, timings: str) -> None:
+        instance, region = self.aws.identity() or ("", "")
+        tags = [{"Key": "vllm:phase", "Value": phase}, {"Key": "vllm:timings", "Value": timings}]
+        command = ["aws", "ec2", "create-tags", "--region", region, "--resources", instance]
+        command += ["--tags", json.dumps(tags)]
+        result = subprocess.run(command, capture_output=True, timeout=60, check=False)
+        if result.returncode:
+            raise OSError(result.stderr.decode().strip())
+
+
+class FirstBootHold:
+    """--hold-until-uptime: the verdict served over HTTP holds a loading replica unhealthy until the host
+    has been up that long, on the VM's first boot only. A reboot (host maintenance) is no new VM: the
+    group's initial delay does not cover it, so a hold then would have the VM recreated. ``marker``, on the
+    boot disk, records that the first boot's hold is over."""
+
+    def __init__(self, hold: float, marker: str, uptime_file: str) -> None:
+        self.hold, self.marker, self.uptime_file = hold, Path(marker), uptime_file
+
+    def apply(self, verdict: Verdict) -> Verdict:
+        if self.marker.exists():
+            return verdict
+        with open(self.uptime_file) as uptime_file:
+            uptime = float(uptime_file.read().split()[0])
+        if uptime >= self.hold or verdict.reason == "ready":
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+            return verdict
+        if not verdict.healthy:
+            return verdict
+        return Verdict(
+            False, f"{verdict.reason}; held unhealthy until {self.hold:.0f} s of uptime (now {uptime:.0f})"
+        )
 
 
 class Agent:
@@ -509,8 +561,20 @@ class Agent:
             if self.reporter is not None and options.lifecycle_hook
             else None
         )
-        self.publisher = (
-            Publisher(options.publish, options.metadata_url, self.reporter) if options.publish else None
+        self.publisher: Publisher | None = None
+        if options.publish == "guest-attributes":
+            self.publisher = GuestAttributes(options.metadata_url)
+        elif options.publish == "instance-tags" and self.reporter is not None:
+            self.publisher = InstanceTags(self.reporter)
+        self.spot_drain = (
+            SpotDrain(self.reporter, options.drain_target_group)
+            if self.reporter is not None and options.drain_target_group
+            else None
+        )
+        self.hold = (
+            FirstBootHold(options.hold_until_uptime, options.hold_marker, options.uptime_file)
+            if options.hold_until_uptime
+            else None
         )
         self.lock = threading.Lock()
         self.verdict = Verdict(True, "not looked yet")
@@ -545,32 +609,12 @@ class Agent:
             listening=listening,
         )
 
-    def held(self, verdict: Verdict) -> Verdict:
-        """The verdict served over HTTP: a loading replica is held unhealthy until --hold-until-uptime, on
-        the VM's first boot only. A reboot (host maintenance) is no new VM: the group's initial delay does
-        not cover it, so a hold then would have the VM recreated. --hold-marker, on the boot disk, records
-        that the first boot's hold is over."""
-        hold, marker = self.options.hold_until_uptime, Path(self.options.hold_marker)
-        if not hold or marker.exists():
-            return verdict
-        with open(self.options.uptime_file) as uptime_file:
-            uptime = float(uptime_file.read().split()[0])
-        if uptime >= hold or verdict.reason == "ready":
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-            return verdict
-        if not verdict.healthy:
-            return verdict
-        return Verdict(
-            False, f"{verdict.reason}; held unhealthy until {hold:.0f} s of uptime (now {uptime:.0f})"
-        )
-
     def step(self) -> Verdict:
-        if self.reporter is not None and self.options.drain_target_group and not self.reporter.drained:
-            self.reporter.drain(self.options.drain_target_group)
+        if self.spot_drain is not None:
+            self.spot_drain.step()
         verdict = self.judge.judge(self.observe())
         with self.lock:
-            self.verdict = self.held(verdict)
+            self.verdict = self.hold.apply(verdict) if self.hold is not None else verdict
         if self.logged is None or verdict.healthy != self.logged.healthy:
             log(f"{'healthy' if verdict.healthy else 'UNHEALTHY'}: {verdict.reason}")
             self.logged = verdict
@@ -662,8 +706,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--imds-url", default="http://169.254.169.254")
     parser.add_argument("--lifecycle-hook", default="")  # autoscaling-group: see LaunchHook
     parser.add_argument("--lifecycle-heartbeat", type=float, default=0.0)
-    parser.add_argument("--drain-target-group", default="")  # autoscaling-group: see AwsReporter.drain
-    parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="http: see the module docstring")
+    parser.add_argument("--drain-target-group", default="")  # autoscaling-group: see SpotDrain
+    parser.add_argument("--hold-until-uptime", type=float, default=0.0, help="http: see FirstBootHold")
     parser.add_argument("--uptime-file", default="/proc/uptime")
     parser.add_argument("--hold-marker", default="/var/lib/vllm/health-hold-done")
     options = parser.parse_args(argv)

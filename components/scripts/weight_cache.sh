@@ -65,7 +65,6 @@ readonly BUCKET_MBPS=${WEIGHT_CACHE_BUCKET_MBPS:-2500}
 readonly HUB_DOWNLOADERS=${WEIGHT_CACHE_HUB_DOWNLOADERS:-4}
 readonly IMAGE=${WEIGHT_CACHE_IMAGE:-}
 readonly ENV_FILE=${WEIGHT_CACHE_ENV_FILE:-}
-readonly REGION=${WEIGHT_CACHE_REGION:-}
 readonly PATH_FILE=${WEIGHT_CACHE_PATH_FILE:-/dev/null}
 readonly STREAM=${WEIGHT_CACHE_STREAM:-0}
 readonly PREFIX="${URL%/}/$MODEL/$REVISION"
@@ -327,14 +326,19 @@ fetch() {
   done
 }
 
-# S3: the bucket and key prefix for s3api calls, the region flag, and a profile selecting the CRT client.
-BUCKET=${URL#*://}
-BUCKET=${BUCKET%%/*}
-KEY_PREFIX=${PREFIX#*://"$BUCKET"/}
-S3_REGION=()
-if [ -n "$REGION" ]; then S3_REGION=(--region "$REGION"); fi
-printf '[default]\ns3 =\n  preferred_transfer_client = crt\n  max_concurrent_requests = 64\n  multipart_chunksize = 64MB\n' \
-  >"$SCRATCH/aws-config"
+# S3: the bucket and key prefix for s3api calls, the region flag, and a profile selecting the CRT client
+# (an arm of its own: a machine's copy keeps its bucket's arms only, components/vm.py other_buckets).
+case "$URL" in
+  s3://*)
+    BUCKET=${URL#*://}
+    BUCKET=${BUCKET%%/*}
+    KEY_PREFIX=${PREFIX#*://"$BUCKET"/}
+    S3_REGION=()
+    if [ -n "${WEIGHT_CACHE_REGION:-}" ]; then S3_REGION=(--region "$WEIGHT_CACHE_REGION"); fi
+    printf '[default]\ns3 =\n  preferred_transfer_client = crt\n  max_concurrent_requests = 64\n  multipart_chunksize = 64MB\n' \
+      >"$SCRATCH/aws-config"
+    ;;
+esac
 
 case "${1:-}" in
   fetch) fetch ;;
