@@ -384,6 +384,17 @@ def container_started(env: dict[str, str], seconds_ago: float) -> None:
     (Path(env["TMP"]) / "started").write_text(moment.strftime("%Y-%m-%dT%H:%M:%S.123456789Z"))
 
 
+def shipped_agent(directory: Path, args: tuple[str, ...]) -> Path:
+    """The agent as a machine of the platform that reports this way ships it for these flags
+    (vm.shipped_python without what vm.agent_omits leaves out): every process test runs what a VM runs."""
+    stack = "aws-h100" if "autoscaling-group" in args else "gcp-h100"
+    omits = bootstrap_vm.agent_omits(build_spec(stack, {}), list(args))
+    path = directory / f"health_agent-{abs(hash(omits))}.py"
+    if not path.exists():
+        path.write_text(bootstrap_vm.shipped_python("health_agent.py", omits))
+    return path
+
+
 @pytest.fixture
 def start_agent(host) -> Iterator[Callable[..., subprocess.Popen]]:
     started: list[subprocess.Popen] = []
@@ -393,7 +404,7 @@ def start_agent(host) -> Iterator[Callable[..., subprocess.Popen]]:
             # The hold marker lives on the VM's disk: in tests, always in the scratch directory.
             [
                 sys.executable,
-                str(AGENT),
+                str(shipped_agent(Path(host["TMP"]), args)),
                 "--interval",
                 "0.2",
                 "--hold-marker",
