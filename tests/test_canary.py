@@ -10,12 +10,14 @@ import pytest
 
 from components.autoscaling import cost_output
 from components.aws.machines import SERVING_WAIT_FIELDS
+from components.aws.serving_gate import LAMBDA_MAX_SECONDS, READ_ACTIONS
 from components.canary import REVISION_HEADER
 from components.config import SpecError
 from components.cost import breakdown
 from components.gcp.quota import gpu_quota_needs
-from components.gcp.serving_gate import COMPARED, TOKEN_LIFETIME_SECONDS, TrafficNotMoved
+from components.gcp.serving_gate import COMPARED, TOKEN_LIFETIME_SECONDS
 from components.observe import READY, STARTING, Replica, ReplicaSource
+from components.traffic_gate import TrafficNotMoved
 from tests.harness import Resource, Run, checked_spec, run_program
 from tools import mockrun, status
 
@@ -516,11 +518,23 @@ def test_aws_a_stack_of_one_revision_waits_on_no_group(runs):
     assert group.inputs["waitForCapacityTimeout"] == "0" and group.ignore_changes == ()
 
 
-def test_aws_the_weighted_rules_wait_for_the_canary_group(runs):
+def test_aws_the_weighted_rule_waits_for_the_canary_group(runs):
     run = runs["aws"]
     canary = next(r for r in run.of_type(ASG) if r.name == "vllm-canary-rev2-group")
-    rules = run.of_type(LISTENER_RULE)
-    assert rules and all(canary.urn in rule.dependencies for rule in rules)
+    api = next(r for r in run.of_type(LISTENER_RULE) if r.name == "vllm-canary-api")
+    assert canary.urn in api.dependencies
+
+
+def test_aws_the_rules_picking_a_revision_put_its_target_group_in_use_before_any_wait(runs):
+    # ELBv2: the targets of a target group no rule names are "unused" (Target.NotInUse), never healthy.
+    run = runs["aws"]
+    arns = {r.outputs["arn"]: r.name for r in run.of_type(TARGET_GROUP)}
+    canary = next(r for r in run.of_type(ASG) if r.name == "vllm-canary-rev2-group")
+    picked = [r for r in run.of_type(LISTENER_RULE) if r.name != "vllm-canary-api"]
+    named = {arns[r.inputs["actions"][0]["targetGroupArn"]] for r in picked}
+    assert named == set(arns.values())
+    assert all(canary.urn not in rule.dependencies for rule in picked)
+    assert {rule.urn for rule in picked} <= set(run.one(INVOCATION).dependencies)
 
 
 def test_aws_status_finds_the_canarys_target_group(runs):
@@ -535,13 +549,131 @@ def test_aws_status_finds_the_canarys_target_group(runs):
 def test_aws_spot_machines_of_each_revision_may_leave_their_own_target_group():
     run = run_program(STACK, {**AWS_CANARY, "vllm:spot": "true"})
     arns = {r.name: r.outputs["arn"] for r in run.of_type(TARGET_GROUP)}
-    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    (machines,) = [r for r in run.of_type(ROLE_POLICY) if r.name == "vllm-canary-read-secrets"]
+    policy = json.loads(machines.inputs["policy"])
     (drain,) = [s for s in policy["Statement"] if s["Action"] == "elasticloadbalancing:DeregisterTargets"]
     assert drain["Resource"] == [arns["vllm-canary-replicas"], arns["vllm-canary-rev2-replicas"]]
     for template in run.of_type(LAUNCH_TEMPLATE):
         script = template.text()
         own = arns["vllm-canary-rev2-replicas" if "-rev2-" in template.name else "vllm-canary-replicas"]
         assert f"--drain-target-group {own}" in script
+
+
+# --- AWS: the serving gate, a Lambda function invoked during up --------------------------------------
+
+FUNCTION = "aws:lambda/function:Function"
+INVOCATION = "aws:lambda/invocation:Invocation"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+
+
+def gate_input(run: Run) -> dict:
+    return json.loads(run.one(INVOCATION).inputs["input"])
+
+
+def gate_policy(run: Run) -> dict:
+    (policy,) = [r for r in run.of_type(ROLE_POLICY) if "-gate-" in r.name]
+    return json.loads(policy.inputs["policy"])
+
+
+def test_aws_the_gates_function_role_and_policy_exist_only_with_a_canary(runs):
+    gate_types = {FUNCTION, INVOCATION}
+    assert gate_types <= runs["aws"].types() and not gate_types & runs["aws_stable"].types()
+    assert len(runs["aws"].of_type(ROLE)) == len(runs["aws_stable"].of_type(ROLE)) + 1
+    assert len(runs["aws"].of_type(ROLE_POLICY)) == len(runs["aws_stable"].of_type(ROLE_POLICY)) + 1
+
+
+def test_aws_the_gates_input_names_each_slots_target_group_and_weight(runs):
+    run = runs["aws"]
+    arns = {r.name: r.outputs["arn"] for r in run.of_type(TARGET_GROUP)}
+    slots = gate_input(run)["slots"]
+    found = {slot: (asked["targetGroup"], asked["weight"]) for slot, asked in slots.items()}
+    assert found == {"1": (arns["vllm-canary-replicas"], 75), "2": (arns["vllm-canary-rev2-replicas"], 25)}
+
+
+def test_aws_the_gate_reads_the_live_weights_from_the_listener_holding_the_weighted_rule(runs):
+    run = runs["aws"]
+    api = next(r for r in run.of_type(LISTENER_RULE) if r.name == "vllm-canary-api")
+    found = gate_input(run)
+    assert (found["listener"], found["priority"]) == (api.inputs["listenerArn"], api.inputs["priority"])
+
+
+def test_aws_a_new_canary_starts_from_no_traffic_and_the_stable_revision_from_all(runs):
+    slots = gate_input(runs["aws"])["slots"]
+    found = {slot: (asked["weightBefore"], asked["stable"]) for slot, asked in slots.items()}
+    assert found == {"1": (100, True), "2": (0, False)}
+
+
+def test_aws_the_gate_waits_for_every_replica_it_runs_within_its_budget_and_lambdas_run(runs):
+    slots = gate_input(runs["aws"])["slots"]
+    assert {slot: asked["minimum"] for slot, asked in slots.items()} == {"1": 2, "2": 1}
+    assert all(0 < asked["deadlineSeconds"] < LAMBDA_MAX_SECONDS for asked in slots.values())
+    assert runs["aws"].one(FUNCTION).inputs["timeout"] == LAMBDA_MAX_SECONDS
+
+
+def test_aws_the_same_stack_asks_the_gate_the_same_so_it_is_not_invoked_again(runs):
+    # CREATE_ONLY (the default scope): a new input invokes again, the same input invokes nothing.
+    invocation = run_program(STACK, AWS_CANARY).one(INVOCATION)
+    assert invocation.inputs["input"] == runs["aws"].one(INVOCATION).inputs["input"]
+    assert "lifecycleScope" not in invocation.inputs
+
+
+def test_aws_a_weight_step_asks_the_gate_again():
+    stepped = run_program(STACK, {**AWS_CANARY, "vllm:canary": {"model": CANARY_MODEL, "weight": 50}})
+    assert {slot: asked["weight"] for slot, asked in gate_input(stepped)["slots"].items()} == {
+        "1": 50,
+        "2": 50,
+    }
+
+
+def test_aws_the_gates_role_may_only_describe_and_write_its_own_log(runs):
+    run = runs["aws"]
+    statements = gate_policy(run)["Statement"]
+    (log_group,) = [r for r in run.of_type("aws:cloudwatch/logGroup:LogGroup") if "-gate-" in r.name]
+    assert statements[0] == {"Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"}
+    assert statements[1]["Resource"] == f"{log_group.outputs['arn']}:log-stream:*"
+    assert len(statements) == 2
+    assert log_group.inputs["name"] == f"/aws/lambda/{run.one(FUNCTION).inputs['name']}"
+
+
+def test_aws_the_gate_runs_the_repositorys_handler_on_a_supported_python(runs):
+    function = runs["aws"].one(FUNCTION)
+    assert function.inputs["runtime"] == "python3.13"
+    assert function.inputs["handler"] == "components.scripts.alb_serving_gate.handler"
+
+
+def test_aws_the_gate_invokes_only_once_its_role_may_read(runs):
+    run = runs["aws"]
+    (policy,) = [r for r in run.of_type(ROLE_POLICY) if "-gate-" in r.name]
+    assert policy.urn in run.one(INVOCATION).dependencies
+
+
+def aws_outcomes(by_slot: dict[str, dict]) -> Callable[[dict, str], dict]:
+    """The mocked invocation's result: each slot's outcome as the gate would answer it."""
+    return lambda inputs, name: {"result": json.dumps(by_slot)}
+
+
+def test_aws_the_weighted_rule_weighs_each_slot_by_what_the_gate_let_through(monkeypatch):
+    let_through = {"1": {"weight": 100, "refused": ""}, "2": {"weight": 0, "refused": ""}}
+    monkeypatch.setitem(mockrun.OUTPUTS, INVOCATION, aws_outcomes(let_through))
+    run = run_program(STACK, AWS_CANARY)
+    assert forward_split(run) == {"vllm-canary-replicas": 100, "vllm-canary-rev2-replicas": 0}
+
+
+AWS_REFUSAL = (
+    "revision 2 (target group vllm-canary-tg-2-0c1d2e3f): 0 of 1 replicas serving (healthy in the load "
+    "balancer's check on /health) after 870 s; traffic not moved"
+)
+
+
+def test_aws_a_refusal_fails_up_in_its_one_line_before_the_weighted_rule(monkeypatch):
+    refused = {"1": {"weight": 75, "refused": ""}, "2": {"weight": 0, "refused": AWS_REFUSAL}}
+    monkeypatch.setitem(mockrun.OUTPUTS, INVOCATION, aws_outcomes(refused))
+    with pytest.raises(TrafficNotMoved) as raised:
+        run_program(STACK, AWS_CANARY)
+    assert str(raised.value) == AWS_REFUSAL
+    declared = {r.name for r in raised.value.declared_resources}  # pyright: ignore[reportAttributeAccessIssue]
+    assert "vllm-canary-gate" in declared and "vllm-canary-api" not in declared
 
 
 # --- vllm:canaryModelName: a request header picks one revision ------------------------------------------

@@ -313,14 +313,16 @@ def test_aws_each_revisions_heads_alone_join_its_own_target_group(runs):
         assert head.endswith("-head")
 
 
-def test_aws_the_canarys_head_group_create_waits_until_the_head_serves_and_the_rules_wait_for_it(runs):
+def test_aws_the_canarys_head_group_create_waits_until_the_head_serves_and_the_weights_wait_for_it(runs):
     run = runs["aws"]
     groups = {g.name: g for slot in REVISIONS for g in inside(run, aws_replica(run, slot), ASG)}
     head = groups["vllm-aws-h200-multinode-rev2-r0-head"]
     assert head.inputs["minElbCapacity"] == 1 and int(head.inputs["waitForCapacityTimeout"][:-1]) > 0
     waiting = [name for name, g in groups.items() if g.inputs["waitForCapacityTimeout"] != "0"]
     assert waiting == [head.name]  # the stable heads and every worker group wait on nothing
-    assert all(head.urn in rule.dependencies for rule in run.of_type(RULE))
+    weighted = [rule for rule in run.of_type(RULE) if "forward" in rule.inputs["actions"][0]]
+    assert weighted and all(head.urn in rule.dependencies for rule in weighted)
+    assert head.urn in run.one("aws:lambda/invocation:Invocation").dependencies
 
 
 def test_aws_forwards_the_public_paths_between_the_revisions_by_weight(runs):

@@ -446,6 +446,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "components.keys",
             "components.canary",
+            "components.traffic_gate",
             "components.presets",
             "components.images",
             "components.provider_config",

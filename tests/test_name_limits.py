@@ -333,6 +333,8 @@ AWS_NAMED: dict[str, tuple[str, Rule]] = {
     "aws:cloudwatch/dashboard:Dashboard": ("dashboardName", pattern(r"[A-Za-z0-9_-]+", 1, 255)),
     # CreateSecret Name: up to 512 of [A-Za-z0-9/_+=.@-].
     "aws:secretsmanager/secret:Secret": ("name", pattern(r"[A-Za-z0-9/_+=.@-]+", 1, 512)),
+    # CreateFunction FunctionName: a name of 1-64 of [a-zA-Z0-9-_] (the 140 it allows counts a whole ARN).
+    "aws:lambda/function:Function": ("name", pattern(r"[a-zA-Z0-9_-]+", 1, 64)),
     "aws:lb/loadBalancer:LoadBalancer": ("name", lambda name: bool(aws_names.ELB_NAME.match(name))),
     "aws:lb/targetGroup:TargetGroup": ("name", lambda name: bool(aws_names.ELB_NAME.match(name))),
 }
@@ -341,6 +343,7 @@ AWS_UNNAMED = {
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
     "aws:lb/listener:Listener",
     "aws:lb/listenerRule:ListenerRule",
+    "aws:lambda/invocation:Invocation",
     "aws:acm/certificate:Certificate",
     "aws:acm/certificateValidation:CertificateValidation",
     "aws:route53/record:Record",

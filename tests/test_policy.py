@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+from typing import Any
 
+import pulumi
 import pytest
 from google.protobuf import json_format, struct_pb2
 from pulumi_policy.deserialize import deserialize_properties
@@ -689,8 +691,31 @@ def as_the_sdk_hands_it_over(props: dict) -> dict:
     which every number is a double, and pulumi_policy/policy.py deserializes it with
     ``deserialize_properties(json_format.MessageToDict(request.properties))``."""
     struct = struct_pb2.Struct()
-    struct.update(props)
+    struct.update(_as_sent(props))
     return deserialize_properties(json_format.MessageToDict(struct))
+
+
+#: How the engine marks an asset or archive in a Struct (pulumi/runtime/rpc.py ``_special_sig_key``,
+#: ``_special_asset_sig``, ``_special_archive_sig``).
+SIG, ASSET_SIG, ARCHIVE_SIG = (
+    "4dabf18193072939515e22adb298388d",
+    "c44067f5952c0a294b673a41bacd8c17",
+    "0def7320c3a5731c473e5ecbe6d01bc7",
+)
+
+
+def _as_sent(value: Any) -> Any:
+    """A recorded input as the engine sends it: assets and archives (a Lambda function's code) as their
+    signed maps."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {SIG: ARCHIVE_SIG, "assets": {name: _as_sent(asset) for name, asset in value.assets.items()}}
+    if isinstance(value, pulumi.FileAsset):
+        return {SIG: ASSET_SIG, "path": str(value.path)}
+    if isinstance(value, dict):
+        return {key: _as_sent(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(item) for item in value]
+    return value
 
 
 def via_sdk(resource: StackResource) -> StackResource:

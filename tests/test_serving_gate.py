@@ -10,13 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.gcp.serving_gate import (
-    GateProvider,
-    Health,
-    NotServing,
-    backend_health,
-    wait_until_serving,
-)
+from components.gcp.serving_gate import GateProvider, backend_health
+from components.scripts.serving_wait import Health, NotServing, wait_until_serving
 from tests.fake_api import FakeApi, serving
 
 pytestmark = pytest.mark.timeout(60)

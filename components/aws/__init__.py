@@ -11,7 +11,8 @@ What ``build`` declares, all through one explicit ``aws.Provider`` for ``aws:reg
   ``GetSecretValue`` on exactly those ARNs. User data names the secrets; it never holds their values.
 - ``LoadBalancer``: ALB -> listener 80 -> ``/v1/*`` and ``/health`` to the replicas; everything else 404.
   With ``vllm:domain`` its ``HttpsFrontend`` (ACM certificate, listener 443) holds that rule and 80
-  redirects to HTTPS.
+  redirects to HTTPS. With ``vllm:canary`` its ``ServingGate`` (a Lambda function invoked during ``up``,
+  serving_gate.py) lets a revision's weight rise only once every replica of it serves.
 - ``ReplicaGroup`` (one ASG of ``vllm:replicas`` machines, whose launch lifecycle hook counts a new
   machine once it serves: lifecycle.py) or, when ``vllm:nodes`` > 1, one ``RayReplica`` per replica.
   Every machine boots the Deep Learning Base OSS NVIDIA driver AMI (or ``vllm:amiId``) and runs

@@ -217,4 +217,15 @@ OUTPUTS: dict[str, Callable[[dict, str], dict]] = {
     "aws:cloudwatch/logGroup:LogGroup": lambda inputs, name: {
         "arn": _arn("logs", f"log-group:{inputs['name']}")
     },
+    "aws:lambda/function:Function": lambda inputs, name: {
+        "arn": _arn("lambda", f"function:{inputs['name']}")
+    },
+    "aws:lambda/invocation:Invocation": lambda inputs, name: {"result": _let_everything_through(inputs)},
 }
+
+
+def _let_everything_through(inputs: dict) -> str:
+    """The serving gate's answer (components/scripts/alb_serving_gate.py) when every revision serves: each
+    slot's weight as asked."""
+    slots = json.loads(inputs["input"])["slots"]
+    return json.dumps({slot: {"weight": asked["weight"], "refused": ""} for slot, asked in slots.items()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws.lb as lb
@@ -11,6 +12,7 @@ import pulumi_aws.lb as lb
 from components.aws.https import HttpsFrontend, HttpsFrontendArgs, redirect_to_https
 from components.aws.names import elb_name
 from components.aws.network import HTTP_PORT, Network
+from components.aws.serving_gate import ServingGate, ServingGateArgs, SlotGate
 from components.canary import picked_headers
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.service_spec import ServiceSpec
@@ -29,6 +31,12 @@ ALB_THRESHOLDS = (2, 10)
 def public_path_patterns() -> list[str]:
     """ALB path patterns for the public paths: ``/v1/*`` for each prefix, the exact paths as they are."""
     return [f"{prefix}*" for prefix in PUBLIC_PATH_PREFIXES] + list(PUBLIC_EXACT_PATHS)
+
+
+def serving_budget_seconds(launch: LaunchSpec) -> int:
+    """How long a revision's replica may take to be healthy in its target group: its load budget, then the
+    most healthy checks in a row the target group may ask for."""
+    return launch.probes.startup_seconds + ALB_THRESHOLDS[1] * launch.probes.period_seconds
 
 
 def _threshold(count: int) -> int:
@@ -74,7 +82,10 @@ class LoadBalancer(pulumi.ComponentResource):
         canary_target_group: with vllm:canary, the canary revision's (the forward action splits by weight).
         listener: the port-80 listener, answering 404 to every path not routed.
         api_rule: the listener rule that forwards the public paths to ``target_group`` (declared by
-            ``route``, after the groups it waits for).
+            ``route``, after the groups it waits for); with vllm:canary, by the weights ``serving_gate``
+            let through.
+        serving_gate: with vllm:canary, the Lambda function that waits for a revision to serve before its
+            weight rises (serving_gate.py).
         picked_rules: with vllm:canary, the rules sending a request whose ``x-vllm-revision`` (or, with
             vllm:canaryModelName, ``x-vllm-model``) header names a revision to its target group alone.
         dns_name, endpoint: the ALB's DNS name, and ``http://<dns_name>``.
@@ -86,6 +97,7 @@ class LoadBalancer(pulumi.ComponentResource):
     listener: lb.Listener
     api_rule: lb.ListenerRule
     picked_rules: list[lb.ListenerRule]
+    serving_gate: ServingGate | None
     https: HttpsFrontend | None  # with vllm:domain: the 443 listener holds the rule, 80 redirects to it
     dns_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
@@ -110,10 +122,12 @@ class LoadBalancer(pulumi.ComponentResource):
         self.target_group = self._target_group(name, spec, launch, network)
         self.canary_target_group = None
         groups = {spec.revision: self.target_group}
+        launches = {spec.revision: launch}
         if spec.canary is not None and args.canary_launch is not None:
             canary = spec.canary.spec
             self.canary_target_group = self._target_group(name, canary, args.canary_launch, network)
             groups[canary.revision] = self.canary_target_group
+            launches[canary.revision] = args.canary_launch
         not_found: list[lb.ListenerDefaultActionArgsDict] = [
             {
                 "type": "fixed-response",
@@ -144,39 +158,20 @@ class LoadBalancer(pulumi.ComponentResource):
             self.endpoint, self.dns_records = self.https.endpoint, self.https.dns_records
         else:
             self.endpoint, self.dns_records = pulumi.Output.concat("http://", self.alb.dns_name), None
-        self._name, self._spec, self._groups = name, spec, groups
+        self._name, self._spec, self._groups, self._launches = name, spec, groups, launches
 
     def route(self, after: Sequence[pulumi.Resource] = ()) -> None:
         """The listener rules that send the public paths to the replicas, by weight with a canary; declared
-        once the groups are (``build`` calls it), as they wait for ``after``: the canary revision's group,
-        whose create returns only once it serves (machines.ServingWait), so no request reaches it before."""
+        once the groups are (``build`` calls it). ``after``: the canary revision's groups, whose create
+        returns only once it serves (machines.ServingWait). With a canary the weighted rule takes its
+        weights from the serving gate (serving_gate.py), which waits for them and for the rules picking a
+        revision by header: those come first, as they put each revision's target group in use, and a
+        target group no rule names has its targets ``unused``, never healthy (ELBv2 TargetHealth,
+        ``Target.NotInUse``), which neither wait would ever see end. A request naming a revision still
+        loading gets the load balancer's error; one naming none never reaches it before the gate."""
         name, spec, groups = self._name, self._spec, self._groups
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        child = pulumi.ResourceOptions(parent=self)
         serving = self.https.listener if self.https is not None else self.listener
-        forward: lb.ListenerRuleActionArgsDict = {
-            "type": "forward",
-            "target_group_arn": self.target_group.arn,
-        }
-        if len(groups) > 1:
-            # One forward action over both revisions' target groups, split by weight (ALB weighted target
-            # groups): each request picks a group by weight, then a replica within it.
-            weights = target_group_weights(spec)
-            forward = {
-                "type": "forward",
-                "forward": {
-                    "target_groups": [
-                        {"arn": groups[slot].arn, "weight": weights[slot]} for slot in sorted(groups)
-                    ]
-                },
-            }
-        self.api_rule = lb.ListenerRule(
-            f"{name}-api",
-            listener_arn=serving.arn,
-            priority=API_RULE_PRIORITY,
-            conditions=[{"path_pattern": {"values": public_path_patterns()}}],
-            actions=[forward],
-            opts=child,
-        )
         # With a canary, a public request whose header picks a revision reaches it alone (picked_headers).
         # A rule takes at most 5 condition values (ALB quotas, "Condition values per rule"): the public
         # paths and one header value are 3; rules match from the lowest priority up, 1-50000, one per
@@ -197,7 +192,67 @@ class LoadBalancer(pulumi.ComponentResource):
                     opts=child,
                 )
             )
+        forward: pulumi.Input[lb.ListenerRuleActionArgsDict] = {
+            "type": "forward",
+            "target_group_arn": self.target_group.arn,
+        }
+        self.serving_gate = None
+        if len(groups) > 1:
+            # One forward action over both revisions' target groups, split by weight (ALB weighted target
+            # groups): each request picks a group by weight, then a replica within it. The weights are the
+            # ones the gate let through; a refusal fails up before the rule is declared.
+            self.serving_gate = self._gate(serving.arn, [*after, *self.picked_rules])
+            slots = sorted(groups)
+
+            def weighted(found: list[Any]) -> lb.ListenerRuleActionArgsDict:
+                weights, arns = found[0], found[1:]
+                return {
+                    "type": "forward",
+                    "forward": {
+                        "target_groups": [
+                            {"arn": arn, "weight": weights[slot]}
+                            for slot, arn in zip(slots, arns, strict=True)
+                        ]
+                    },
+                }
+
+            arns = [groups[slot].arn for slot in slots]
+            forward = pulumi.Output.all(self.serving_gate.weights, *arns).apply(weighted)
+        self.api_rule = lb.ListenerRule(
+            f"{name}-api",
+            listener_arn=serving.arn,
+            priority=API_RULE_PRIORITY,
+            conditions=[{"path_pattern": {"values": public_path_patterns()}}],
+            actions=[forward],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )
         self.register_outputs({"endpoint": self.endpoint, "targetGroup": self.target_group.arn})
+
+    def _gate(self, listener_arn: pulumi.Input[str], after: Sequence[pulumi.Resource]) -> ServingGate:
+        """The serving gate over each revision's target group, from its weight in the forward action."""
+        spec, groups = self._spec, self._groups
+        assert spec.canary is not None
+        weights = target_group_weights(spec)
+        revisions = {spec.revision: spec, spec.canary.spec.revision: spec.canary.spec}
+        slots = {}
+        for slot, revision in revisions.items():
+            bounds = revision.autoscaling
+            slots[slot] = SlotGate(
+                weight=weights[slot],
+                # Before the stack had a canary its stable revision took every request.
+                weight_before=100 if revision is spec else 0,
+                stable=revision is spec,
+                target_group_arn=groups[slot].arn,
+                minimum=bounds.min_replicas if bounds is not None else revision.replicas,
+                budget_seconds=serving_budget_seconds(self._launches[slot]),
+            )
+        return ServingGate(
+            self._name,
+            ServingGateArgs(
+                spec=spec, listener_arn=listener_arn, priority=API_RULE_PRIORITY, slots=slots, after=after
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
 
     def _target_group(
         self, name: str, spec: ServiceSpec, launch: LaunchSpec, network: Network

@@ -17,7 +17,7 @@ import zopfli.gzip
 
 from components import platforms, scripts, vm
 from components.aws import purchase_options, sizing
-from components.aws.load_balancer import ALB_THRESHOLDS
+from components.aws.load_balancer import serving_budget_seconds
 from components.aws.platform import ROOT_THROUGHPUT_MIBPS
 from components.aws.settings import settings
 from components.aws.sizing import (
@@ -329,11 +329,7 @@ def serving_wait(replicas: int, launch: LaunchSpec) -> ServingWait:
     """A canary revision's group of ``replicas`` serving machines (a single-node revision's group, a Ray
     replica's head): its create returns once each is healthy in its target groups, within the load budget
     and the target group's most healthy checks in a row after it."""
-    probes = launch.probes
-    return ServingWait(
-        replicas=replicas,
-        timeout_seconds=probes.startup_seconds + ALB_THRESHOLDS[1] * probes.period_seconds,
-    )
+    return ServingWait(replicas=replicas, timeout_seconds=serving_budget_seconds(launch))
 
 
 def stack_tags(spec: ServiceSpec) -> dict[str, str]:

@@ -11,6 +11,10 @@ carries a short hash of the stack, the role and every property whose change forc
 target group's port, protocol, target type and VPC; a load balancer's type, scheme and, for an NLB, its
 subnets): whatever replaces a resource also renames it, and create-before-delete never collides.
 
+Lambda function names: at most 64 characters of ``[a-zA-Z0-9-_]`` (Lambda API CreateFunction
+``FunctionName``, read 2026-12-08; the 140 it allows counts a whole ARN): ``lambda_name`` keeps within it
+the same way, and is known at preview time so the function's log group can be declared before it.
+
 EC2 security group and rule descriptions accept only ``a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*``
 (``AuthorizeSecurityGroupIngress``/``Egress``, ``CreateSecurityGroup``): an apostrophe passes preview and
 fails ``pulumi up`` (terraform-provider-aws#18874).
@@ -26,6 +30,8 @@ from components.service_spec import ServiceSpec
 ELB_NAME_MAX = 32
 ELB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
 HASH_LENGTH = 8
+LAMBDA_NAME_MAX = 64
+LAMBDA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EC2_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$")
 EC2_DESCRIPTION_MAX = 255
 
@@ -42,6 +48,16 @@ def elb_name(spec: ServiceSpec, role: str, *replaced_by: object) -> str:
     name = f"{slug}-{role}-{digest}" if slug else f"{role}-{digest}"
     if not ELB_NAME.match(name):
         raise ValueError(f"ELB name {name!r} breaks AWS's rule (role {role!r} too long?)")
+    return name
+
+
+def lambda_name(spec: ServiceSpec, role: str) -> str:
+    """``<stack slug>-<role>-<hash of the stack and role>``, at most 64 characters (module docstring)."""
+    digest = hashlib.sha256(f"{spec.stack}\0{role}".encode()).hexdigest()[:HASH_LENGTH]
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", spec.name)[: LAMBDA_NAME_MAX - len(role) - len(digest) - 2]
+    name = f"{slug.strip('-')}-{role}-{digest}" if slug.strip("-") else f"{role}-{digest}"
+    if not LAMBDA_NAME.match(name):
+        raise ValueError(f"Lambda function name {name!r} breaks AWS's rule (role {role!r} too long?)")
     return name
 
 

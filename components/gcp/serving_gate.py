@@ -12,7 +12,8 @@ promote onto a revision that took none, or a blue/green switch back, still does.
 A gate that runs out of time does not fail its own create or update: Pulumi's dynamic-provider host prints a
 traceback for anything a provider raises. It records its outcome instead: ``weight``, the weight it let
 through (the one asked, or the one before when refused), and ``refused``, one line (n of N serving after
-T; traffic not moved) or empty. ``passed_weights`` turns a refusal into ``TrafficNotMoved``, a
+T; traffic not moved) or empty. ``passed_weights`` turns a refusal into ``TrafficNotMoved``
+(components/traffic_gate.py, shared with AWS's gate), a
 ``pulumi.RunError`` raised in the apply that feeds the URL map its weights: ``up`` fails in that one line
 and the map keeps its old weights. A refused gate's recorded weight differs from the one asked, so the next
 ``up`` sees a change and asks Compute again.
@@ -36,6 +37,9 @@ from typing import Any
 import pulumi
 import pulumi.dynamic as dynamic
 
+from components.scripts.serving_wait import Health, LookFailed, NotServing, must_wait, wait_until_serving
+from components.traffic_gate import let_through
+
 COMPUTE_API = "https://compute.googleapis.com/compute/v1"
 #: An OAuth access token from Google lasts at most an hour (developers.google.com/identity/protocols/oauth2,
 #: "Access tokens have limited lifetimes", 3600 s; read 2026-12-08), and the provider hands over the one it
@@ -50,29 +54,6 @@ HEALTHY = "HEALTHY"
 COMPARED = ("project", "backend", "groups", "weight", "minimum")
 
 
-class NotServing(Exception):
-    """A revision about to get more traffic is not fully serving: the gate's refusal, one line."""
-
-
-class LookFailed(Exception):
-    """One look at the backend's health got no answer. ``transient``: a 5xx or no connection, tried again
-    at the next poll; otherwise (the token refused, a 4xx) no later look can do better."""
-
-    def __init__(self, reason: str, *, transient: bool) -> None:
-        super().__init__(reason)
-        self.transient = transient
-
-
-class TrafficNotMoved(pulumi.RunError):
-    """A serving gate refused a slot's new weight: ``up`` fails in its one line, the URL map unchanged."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Health:
-    serving: int  # instances HEALTHY in the load balancer's check
-    listed: int  # instances the backend service knows in the revision's groups
-
-
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     weight: int  # the weight the gate let through: the one asked, or the one before when refused
@@ -82,42 +63,6 @@ class Outcome:
 def deadline_seconds(startup_seconds: int) -> int:
     """The revision's load budget (launch.py probes), capped by the token's lifetime."""
     return min(startup_seconds, TOKEN_LIFETIME_SECONDS)
-
-
-def wait_until_serving(
-    health: Callable[[], Health],
-    *,
-    what: str,
-    minimum: int,
-    deadline: float,
-    poll_seconds: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Health:
-    """Poll ``health`` until every listed instance, and at least ``minimum``, serve; NotServing at
-    ``deadline`` seconds, or at once when a look fails for good. A surge or a replacement VM still loading
-    counts against: every replica serves."""
-    start = clock()
-    while True:
-        elapsed = clock() - start
-        try:
-            found: Health | str = health()
-        except LookFailed as failed:
-            if not failed.transient:
-                raise NotServing(
-                    f"{what}: {failed}, {elapsed:.0f} s into the wait; traffic not moved"
-                ) from None
-            found = str(failed)
-        if isinstance(found, Health) and found.serving >= max(found.listed, minimum):
-            return found
-        if elapsed >= deadline:
-            if isinstance(found, Health):
-                raise NotServing(
-                    f"{what}: {found.serving} of {max(found.listed, minimum)} replicas serving (healthy in "
-                    f"the load balancer's check on /health) after {elapsed:.0f} s; traffic not moved"
-                )
-            raise NotServing(f"{what}: {found}, still after {elapsed:.0f} s; traffic not moved")
-        sleep(max(0.0, min(poll_seconds, deadline - elapsed)))
 
 
 def backend_health(api: str, project: str, backend: str, groups: Sequence[str], token: str) -> Health:
@@ -193,10 +138,10 @@ class GateProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs=_kept(news, self._gate(news, int(olds["weight"]))))
 
     def _gate(self, props: dict[str, Any], weight_before: int) -> Outcome:
-        """Wait when the slot's weight rises above ``weight_before``, unless it is the stable revision's
-        and was above 0 (a rollback); let it through at once otherwise."""
+        """Wait when the slot's weight rises above ``weight_before`` (``must_wait``: never for a rollback);
+        let it through at once otherwise."""
         asked = int(props["weight"])
-        if asked <= weight_before or (props["stable"] and weight_before > 0):
+        if not must_wait(asked, weight_before, stable=bool(props["stable"])):
             return Outcome(weight=asked)
 
         def health() -> Health:
@@ -222,17 +167,20 @@ class GateProvider(dynamic.ResourceProvider):
 def passed_weights(gates: Mapping[str, ServingGate]) -> pulumi.Output[dict[str, int]]:
     """Each slot's weight as its gate let it through, for the URL map; TrafficNotMoved (the refusal's
     line) in the apply when a gate refused, so the map is not updated and ``up`` fails in one line."""
+    slots = sorted(gates)
 
-    def checked(outcomes: list[Any]) -> dict[str, int]:
-        slots = sorted(gates)
-        refusals = [refused for refused in outcomes[len(slots) :] if refused]
-        if refusals:
-            raise TrafficNotMoved("; ".join(refusals))
-        return {slot: int(weight) for slot, weight in zip(slots, outcomes[: len(slots)], strict=True)}
+    def outcomes(found: list[Any]) -> dict[str, int]:
+        weights, refusals = found[: len(slots)], found[len(slots) :]
+        return let_through(
+            {
+                slot: {"weight": weight, "refused": refused or ""}
+                for slot, weight, refused in zip(slots, weights, refusals, strict=True)
+            }
+        )
 
-    ordered = [gates[slot] for slot in sorted(gates)]
+    ordered = [gates[slot] for slot in slots]
     return pulumi.Output.all(*[gate.weight for gate in ordered], *[gate.refused for gate in ordered]).apply(
-        checked
+        outcomes
     )
 
 
