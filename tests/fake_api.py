@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 class FakeApi:
     """``routes[(method, path)]`` is the JSON answered (a str: plain text; a ``(status, body)`` pair for an
-    error); every request is recorded as (method, path, query, body)."""
+    error; a callable: what it returns for the request's query string); every request is recorded as
+    (method, path, query, body)."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], object] = {}
@@ -25,6 +26,8 @@ class FakeApi:
         found = self.routes.get((method, parts.path))
         if found is None:
             return 404, {"error": {"code": 404, "message": f"not found: {parts.path}", "status": "NOT_FOUND"}}
+        if callable(found):
+            found = found(parts.query)
         if isinstance(found, tuple):
             return found
         return 200, found

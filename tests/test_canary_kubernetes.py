@@ -4,7 +4,6 @@ behind the inference gateway's HTTPRoute with weighted ``backendRefs`` and heade
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -12,13 +11,14 @@ import pytest
 
 from components.config import SpecError
 from components.kubernetes import platform as k8s_platform
+from components.kubernetes.ray_replica import LWS_NAME_LABEL, WAIT_FOR
 from components.kubernetes.replica_group import TRAFFIC, TRAFFIC_OFF
 from components.kubernetes.spot_pods import SKIP_AWAIT
 from components.observe import ROUTER, SERVE, ReplicaSource
-from components.spec import PROJECT
 from tests.harness import Run, checked_spec, run_program
 from tests.test_inference_gateway import DEPLOYMENT, POOL, ROUTE, SCALED_OBJECT, SCHEMAS, SERVICE
 from tests.test_kubernetes import SECRETS, manifest, registrations
+from tests.test_kubernetes_multinode import LWS, LWS_SCHEMA, NETWORK_POLICY
 
 STACK = "k8s-l4"
 NAME = "vllm-k8s-l4"
@@ -450,8 +450,208 @@ def test_without_the_inference_gateway_a_canary_is_refused_saying_why():
     assert error.declared_resources == []
 
 
-def test_a_canary_of_multi_node_replicas_is_refused_on_kubernetes():
-    spec = checked_spec(STACK, CANARY, SECRETS)
-    with pytest.raises(SpecError) as caught:
-        k8s_platform.check_spec(replace(spec, nodes=2))
-    assert caught.value.key == f"{PROJECT}:canary" and f"{PROJECT}:nodes" in caught.value.valid
+def test_a_canary_of_multi_node_replicas_is_accepted_on_kubernetes():
+    spec = checked_spec(MULTI_NODE, MULTI_NODE_CANARY, SECRETS)
+    assert spec.nodes == 2 and spec.canary is not None
+    k8s_platform.check_spec(spec)
+
+
+# --- multi-node revisions: a LeaderWorkerSet per slot, its leaders in its pool ---------------------------
+
+MULTI_NODE = "k8s-h100-multinode"
+MULTI_NODE_NAME = "vllm-k8s-h100-multinode"
+MULTI_NODE_MODEL, MULTI_NODE_CANARY_MODEL = "deepseek-ai/DeepSeek-R1-0528", "deepseek-ai/DeepSeek-V3-0324"
+MULTI_NODE_ROUTER = {
+    "vllm:router": "inference-gateway",
+    "vllm:gatewayClassName": "istio",
+    "vllm:servedModelName": "chat",
+}
+MULTI_NODE_CANARY = {**MULTI_NODE_ROUTER, "vllm:canary": {"model": MULTI_NODE_CANARY_MODEL, "weight": 10}}
+MULTI_NODE_PROMOTED = {
+    **MULTI_NODE_ROUTER,
+    "vllm:model": MULTI_NODE_CANARY_MODEL,
+    "vllm:stableRevision": "2",
+    "vllm:canary": {"model": MULTI_NODE_MODEL, "weight": 90},
+}
+MULTI_NODE_SCALED = {
+    "vllm:replicas": "unset",
+    "vllm:maxReplicas": "3",
+    "vllm:targetQueuePerReplica": "8",
+    "vllm:prometheusUrl": "http://prometheus.monitoring:9090",
+}
+
+
+@pytest.fixture(scope="module")
+def multi_node() -> dict[str, Run]:
+    def blue_green(weight: int) -> dict[str, Any]:
+        canary = {"model": MULTI_NODE_CANARY_MODEL, "mode": "blue-green", "weight": weight}
+        return {**MULTI_NODE_ROUTER, "vllm:canary": canary}
+
+    configs = {
+        "stable": MULTI_NODE_ROUTER,
+        "canary": MULTI_NODE_CANARY,
+        "promoted": MULTI_NODE_PROMOTED,
+        "blue_green": blue_green(0),
+        "switched": blue_green(100),
+        "autoscaled": {**MULTI_NODE_CANARY, **MULTI_NODE_SCALED, **MONITORED},
+    }
+    return {key: run_program(MULTI_NODE, config, SECRETS) for key, config in configs.items()}
+
+
+def leader_worker_sets(run: Run) -> dict[str, dict[str, Any]]:
+    """The LeaderWorkerSets' inputs, by Kubernetes name."""
+    return {name: resource.inputs for name, resource in named(run, LWS).items()}
+
+
+def group_templates(run: Run) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every LeaderWorkerSet's pod templates, by (LWS name, "leader" or "worker")."""
+    found = {}
+    for name, lws in leader_worker_sets(run).items():
+        group = lws["spec"]["leaderWorkerTemplate"]
+        found[(name, "leader")], found[(name, "worker")] = group["leaderTemplate"], group["workerTemplate"]
+    return found
+
+
+@pytest.mark.parametrize("scenario", ["canary", "blue_green", "autoscaled"])
+def test_each_leader_worker_set_validates_against_the_pinned_crd(multi_node, scenario):
+    # tests/crds: kubernetes-sigs/lws v0.8.0 (fc19b9ae9), config/crd/bases, the CRD its release installs.
+    for resource in multi_node[scenario].of_type(LWS):
+        jsonschema.validate(manifest(resource), LWS_SCHEMA)
+
+
+def test_each_multi_node_revision_has_its_own_leader_worker_set_named_by_its_slot(multi_node):
+    found = leader_worker_sets(multi_node["canary"])
+    assert sorted(found) == [MULTI_NODE_NAME, f"{MULTI_NODE_NAME}-rev2"]
+    for name, lws in found.items():
+        assert lws["metadata"]["labels"]["app.kubernetes.io/instance"] == name
+    argv = {
+        name: " ".join(
+            lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]["command"]
+        )
+        for name, lws in found.items()
+    }
+    assert MULTI_NODE_CANARY_MODEL in argv[f"{MULTI_NODE_NAME}-rev2"]
+    assert MULTI_NODE_CANARY_MODEL not in argv[MULTI_NODE_NAME]
+
+
+@pytest.mark.parametrize("scenario", ["canary", "autoscaled"])
+def test_each_multi_node_pool_selects_its_revisions_leaders_alone(multi_node, scenario):
+    # Only a leader serves; a worker in the pool would be sent requests it cannot answer.
+    run = multi_node[scenario]
+    templates = group_templates(run)
+    for name, pool in named(run, POOL).items():
+        selector = pool.inputs["spec"]["selector"]["matchLabels"]
+        assert [key for key, template in templates.items() if selects(selector, template)] == [
+            (name, "leader")
+        ]
+    assert sorted(named(run, POOL)) == [MULTI_NODE_NAME, f"{MULTI_NODE_NAME}-rev2"]
+
+
+def test_each_multi_node_revisions_budget_and_policies_select_its_own_groups(multi_node):
+    # LWS labels every pod of a set with its name (leaderworkerset.sigs.k8s.io/name): a selector on it
+    # takes that set's pods alone. Two budgets over one pod would make the eviction API refuse it.
+    run = multi_node["canary"]
+    names = set(leader_worker_sets(run))
+    budgets = [b.inputs["spec"]["selector"]["matchLabels"][LWS_NAME_LABEL] for b in run.of_type(PDB)]
+    assert sorted(budgets) == sorted(names)
+    for policy in run.of_type(NETWORK_POLICY):
+        selected = policy.inputs["spec"]["podSelector"]["matchLabels"][LWS_NAME_LABEL]
+        instance = policy.inputs["metadata"]["labels"]["app.kubernetes.io/instance"]
+        assert selected == instance and selected in names
+
+
+def test_adding_a_multi_node_canary_leaves_the_stable_revisions_objects_untouched(multi_node):
+    before, after = kubernetes_objects(multi_node["stable"]), kubernetes_objects(multi_node["canary"])
+    changed = {urn.rsplit("::", 1)[-1] for urn, inputs in before.items() if after.get(urn) != inputs}
+    assert changed == {f"{MULTI_NODE_NAME}-route"}
+
+
+def test_promoting_multi_node_revisions_replaces_nothing_and_changes_nothing(multi_node):
+    assert kubernetes_objects(multi_node["canary"]) == kubernetes_objects(multi_node["promoted"])
+
+
+def lws_annotations(run: Run) -> dict[str, dict[str, str]]:
+    return {name: lws["metadata"]["annotations"] for name, lws in leader_worker_sets(run).items()}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "stable", "canary"),
+    [("stable", {}, None), ("canary", {}, {}), ("blue_green", {}, OFF), ("switched", OFF, {})],
+)
+def test_a_revisions_leader_worker_set_says_whether_it_takes_traffic(multi_node, scenario, stable, canary):
+    # Every LeaderWorkerSet keeps its await (condition=Available); a slot at weight 0 skips it.
+    found = lws_annotations(multi_node[scenario])
+    assert found[MULTI_NODE_NAME] == {**WAIT_FOR, **stable}
+    assert found.get(f"{MULTI_NODE_NAME}-rev2") == (None if canary is None else {**WAIT_FOR, **canary})
+
+
+def test_turning_a_leader_worker_sets_traffic_on_is_an_awaited_update_of_its_metadata_alone(multi_node):
+    # The switch removes skipAwait: the provider awaits condition=Available on the update (every live
+    # group ready and updated, LWS v0.8.0 updateConditions) before the route, which depends on it, moves.
+    before = leader_worker_sets(multi_node["blue_green"])[f"{MULTI_NODE_NAME}-rev2"]
+    after = leader_worker_sets(multi_node["switched"])[f"{MULTI_NODE_NAME}-rev2"]
+    assert (before["metadata"]["annotations"], after["metadata"]["annotations"]) == (
+        {**WAIT_FOR, **OFF},
+        WAIT_FOR,
+    )
+    assert before["spec"] == after["spec"]
+    assert {**before["metadata"], "annotations": None} == {**after["metadata"], "annotations": None}
+
+
+def test_the_route_changes_after_both_revisions_leader_worker_sets(monkeypatch):
+    run, recorded = registrations(
+        monkeypatch,
+        MULTI_NODE,
+        {**MULTI_NODE_ROUTER, "vllm:canary": {"model": MULTI_NODE_CANARY_MODEL, "weight": 50}},
+    )
+    sets = {resource.urn for resource in run.of_type(LWS)}
+    assert len(sets) == 2 and sets <= set(recorded[run.one(ROUTE).name].dependencies)
+
+
+def test_each_multi_node_revision_scales_its_own_leader_worker_set(multi_node):
+    run = multi_node["autoscaled"]
+    targets = {
+        s.inputs["metadata"]["name"]: s.inputs["spec"]["scaleTargetRef"] for s in run.of_type(SCALED_OBJECT)
+    }
+    assert {name: (target["kind"], target["name"]) for name, target in targets.items()} == {
+        MULTI_NODE_NAME: ("LeaderWorkerSet", MULTI_NODE_NAME),
+        f"{MULTI_NODE_NAME}-rev2": ("LeaderWorkerSet", f"{MULTI_NODE_NAME}-rev2"),
+    }
+
+
+@pytest.mark.parametrize("slot_name", [MULTI_NODE_NAME, f"{MULTI_NODE_NAME}-rev2"])
+def test_each_multi_node_revision_scales_on_its_own_leaders_load(multi_node, slot_name):
+    # LWS names a group's pods <lws>-<group> (the leader) and <lws>-<group>-<worker>.
+    run = multi_node["autoscaled"]
+    (scaled,) = [s for s in run.of_type(SCALED_OBJECT) if s.inputs["metadata"]["name"] == slot_name]
+    queries = [t["metadata"]["query"] for t in scaled.inputs["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert queries
+    for query in queries:
+        matchers = re.findall(r'pod(!~|=~)"([^"]+)"', query)
+        assert matchers
+        for lws in leader_worker_sets(run):
+            for pod in (f"{lws}-0", f"{lws}-12", f"{lws}-0-1"):
+                counted = all(
+                    (re.fullmatch(pattern, pod) is not None) == (op == "=~") for op, pattern in matchers
+                )
+                assert counted == (lws == slot_name), (query, pod)
+
+
+def test_each_multi_node_revisions_leaders_are_scraped(multi_node):
+    run = multi_node["autoscaled"]
+    templates = group_templates(run)
+    for monitor in run.of_type(PODMONITOR):
+        selector = monitor.inputs["spec"]["selector"]["matchLabels"]
+        name = monitor.inputs["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"]
+        assert {lws for (lws, _), t in templates.items() if selects(selector, t)} == {name}
+    assert len(run.of_type(PODMONITOR)) == 2
+
+
+def test_status_finds_each_revisions_leader_worker_set_and_pool(multi_node):
+    source = ReplicaSource.from_output(multi_node["canary"].outputs["replicaSource"])
+    assert [(g.kind, g.name, g.role, g.revision, g.balancer) for g in source.groups] == [
+        ("LeaderWorkerSet", MULTI_NODE_NAME, "ray-group", "1", ""),
+        ("InferencePool", MULTI_NODE_NAME, ROUTER, "1", ""),
+        ("LeaderWorkerSet", f"{MULTI_NODE_NAME}-rev2", "ray-group", "2", f"{MULTI_NODE_NAME}-rev2-api"),
+        ("InferencePool", f"{MULTI_NODE_NAME}-rev2", ROUTER, "2", ""),
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pulumi
 import pytest
 
@@ -22,6 +23,7 @@ from components.kubernetes.ray_replica import (
 )
 from components.spec import build_spec
 from tests.harness import Run, run_program
+from tests.test_inference_gateway import crd_schema
 from tests.test_kubernetes import (
     API_KEY,
     HF_TOKEN,
@@ -45,6 +47,7 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
 PRESET = "k8s-h100-multinode"
 SCRIPT_PATH = f"{SCRIPT_DIR}/{SCRIPT}"
+LWS_SCHEMA = crd_schema("leaderworkerset.x-k8s.io_leaderworkersets.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -405,3 +408,9 @@ def test_objects_and_pod_templates_validate_against_the_kubernetes_schema(runs, 
         validate(manifest(resource))
     for template in plain(templates(run)).values():
         validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": template})
+
+
+@pytest.mark.parametrize("scenario", ["installed", "claimed"])
+def test_the_leader_worker_set_validates_against_the_pinned_crd(runs, scenario):
+    # tests/crds: kubernetes-sigs/lws v0.8.0 (fc19b9ae9) config/crd/bases, the CRD LWS_MANIFEST installs.
+    jsonschema.validate(manifest(runs[scenario].one(LWS)), LWS_SCHEMA)

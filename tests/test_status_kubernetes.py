@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import pytest
 
@@ -521,3 +521,57 @@ def test_a_canary_pools_router_shows_its_revision_slot(api, canary):
     }
     (router,) = k8s_status.list_replicas(replace(canary, groups=[group]))
     assert (router.role, router.revision, router.status) == (ROUTER, "2", READY)
+
+
+@pytest.fixture(scope="module")
+def multinode_canary() -> ReplicaSource:
+    run = run_program(
+        "k8s-h100-multinode",
+        {
+            "vllm:router": "inference-gateway",
+            "vllm:gatewayClassName": "istio",
+            "vllm:servedModelName": "chat",
+            "vllm:canary": {"image": "vllm/vllm-openai:v0.32.0", "weight": 10},
+        },
+        secrets={"vllm:hfToken": "hf_testtoken123"},
+    )
+    return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+def test_each_revisions_ray_groups_are_listed_together_with_its_slot(api, multinode_canary):
+    # Each slot's LeaderWorkerSet is asked for its own pods (LWS labels them with its name); the rows of
+    # slot 1's groups come before slot 2's, each group's head first.
+    groups = [g for g in multinode_canary.groups if g.role != ROUTER]
+    assert [(g.name, g.revision) for g in groups] == [
+        ("vllm-k8s-h100-multinode", "1"),
+        ("vllm-k8s-h100-multinode-rev2", "2"),
+    ]
+
+    def lws_pod(lws: str, group: str, worker: str) -> dict:
+        labels = {
+            "leaderworkerset.sigs.k8s.io/name": lws,
+            "leaderworkerset.sigs.k8s.io/group-index": group,
+            "leaderworkerset.sigs.k8s.io/worker-index": worker,
+        }
+        return pod(f"{lws}-{group}" + (f"-{worker}" if worker != "0" else ""), labels=labels)
+
+    every_pod = [
+        lws_pod(lws, "0", worker)
+        for lws in ("vllm-k8s-h100-multinode-rev2", "vllm-k8s-h100-multinode")
+        for worker in ("1", "0")
+    ]
+
+    def pods_of(query: str) -> dict:
+        """The pods a label selector of ``key=value`` terms matches, as the API server answers."""
+        (selector,) = parse_qs(query)["labelSelector"]
+        terms = dict(term.split("=", 1) for term in selector.split(","))
+        return {"items": [p for p in every_pod if terms.items() <= p["metadata"]["labels"].items()]}
+
+    api.routes[("GET", f"/api/v1/namespaces/{multinode_canary.scope}/pods")] = pods_of
+    replicas = k8s_status.list_replicas(replace(multinode_canary, groups=groups))
+    assert [(r.revision, r.id, r.name, r.role) for r in replicas] == [
+        ("1", "0", "vllm-k8s-h100-multinode-0", "ray-head"),
+        ("1", "0", "vllm-k8s-h100-multinode-0-1", "ray-worker"),
+        ("2", "0", "vllm-k8s-h100-multinode-rev2-0", "ray-head"),
+        ("2", "0", "vllm-k8s-h100-multinode-rev2-0-1", "ray-worker"),
+    ]

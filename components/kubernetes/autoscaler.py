@@ -72,12 +72,13 @@ KEDA_VERSION = "v2.20.2"
 POLLING_SECONDS = scrape.SCRAPE_INTERVAL_SECONDS
 
 
-def scale_target(spec: ServiceSpec, deployment: str) -> dict[str, str]:
-    """The workload KEDA scales: the Deployment named ``deployment`` (the stack's one, or its spot rest
-    beside a fixed base), or the LeaderWorkerSet by whole groups (named ``spec.name``; ray_replica.py)."""
+def scale_target(spec: ServiceSpec, name: str) -> dict[str, str]:
+    """The workload KEDA scales, named ``name``: the Deployment (the stack's one, or its spot rest beside a
+    fixed base), or the LeaderWorkerSet by whole groups (named by its slot, ``pods.slot_name``;
+    ray_replica.py)."""
     if spec.nodes == 1:
-        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment}
-    return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": spec.name}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": name}
 
 
 def revision_pods(stack: ServiceSpec, revision: ServiceSpec) -> str:
@@ -88,7 +89,8 @@ def revision_pods(stack: ServiceSpec, revision: ServiceSpec) -> str:
     ``<name>-rev2`` and ``<name>-rev2-spot`` (spot_pods.serving_groups), so slot 2's pods are those named
     ``<name>-rev2-...`` and slot 1's the others: a pod-template-hash is drawn from an alphabet without
     vowels (k8s.io/apimachinery pkg/util/rand ``alphanums``), so no slot-1 pod's name starts so, and the
-    ``generateName`` cut at 58 characters keeps a prefix of at most 45 (``NAME_MAX`` 40). PromQL regex
+    ``generateName`` cut at 58 characters keeps a prefix of at most 45 (``NAME_MAX`` 40). A LeaderWorkerSet's
+    pods are ``<lws>-<group>[-<worker>]`` (indices are digits), its slot 2's LWS ``<name>-rev2``. PromQL regex
     matchers are fully anchored. Empty for a stack of one revision."""
     if stack.canary is None:
         return ""

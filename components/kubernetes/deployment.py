@@ -60,8 +60,8 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
     # Each component passes the provider on to its children, which name none themselves.
     opts = pulumi.ResourceOptions(parent=parent, provider=provider)
     namespace = ServiceNamespace(spec.name, ServiceNamespaceArgs(spec=spec, secrets=secrets), opts)
-    # Each revision (vllm:canary) its own Deployments, Service and autoscaler, named by its slot
-    # (pods.slot_name): a promote swaps the roles and renames nothing.
+    # Each revision (vllm:canary) its own Deployments or LeaderWorkerSet, Service and autoscaler, named by
+    # its slot (pods.slot_name): a promote swaps the roles and renames nothing.
     served: dict[str, list[ReplicaGroup] | list[RayReplicaGroup]] = {}
     # A slot at weight 0 is not awaited, and raising its weight is an awaited update (traffic_annotations).
     weights = pool_weights(spec)
@@ -89,19 +89,21 @@ def build(spec: ServiceSpec, secrets: Secrets, parent: pulumi.ComponentResource)
             if settings(spec).install_leader_worker_set
             else None
         )
-        served[spec.revision] = [
-            RayReplicaGroup(
-                spec.name,
-                RayReplicaGroupArgs(
-                    spec=spec,
-                    launch=launch,
-                    namespace=namespace.name,
-                    secret_name=namespace.secret_name,
-                    controller=controller,
-                ),
-                opts,
-            )
-        ]
+        for revision in spec.revisions:
+            served[revision.revision] = [
+                RayReplicaGroup(
+                    pods.slot_name(revision),
+                    RayReplicaGroupArgs(
+                        spec=revision,
+                        launch=launches[revision.revision],
+                        namespace=namespace.name,
+                        secret_name=namespace.secret_name,
+                        controller=controller,
+                        takes_traffic=not weights or weights[revision.revision] > 0,
+                    ),
+                    opts,
+                )
+            ]
     replicas = served[spec.revision]
     if settings(spec).prometheus_operator:
         Monitoring(spec.name, MonitoringArgs(spec=spec, namespace=namespace.name), opts)
@@ -192,7 +194,7 @@ def _autoscaler(
             if group.spec.autoscaling is not None
         ]
     else:
-        name, scaled, workload = revision.name, revision, replicas[0].workload
+        name, scaled, workload = pods.slot_name(revision), revision, replicas[0].workload
     return Autoscaler(
         pods.slot_name(revision),
         AutoscalerArgs(

@@ -458,7 +458,8 @@ def check_canary(spec: ServiceSpec) -> None:
     """A weighted second revision is an HTTPRoute's ``backendRefs`` weights over an InferencePool per
     revision (inference_gateway.py). A Service cannot weight: kube-proxy spreads connections over the ready
     endpoints its selector matches, so one Service over both revisions splits by their ready pods and
-    cannot keep one warm at weight 0. Multi-node revisions (LeaderWorkerSet) are not built."""
+    cannot keep one warm at weight 0. Multi-node revisions are a LeaderWorkerSet each, whose leaders their
+    pool selects (ray_replica.py)."""
     if spec.canary is None:
         return
     value = {"model": spec.canary.spec.model, "weight": spec.canary.weight}
@@ -468,12 +469,6 @@ def check_canary(spec: ServiceSpec) -> None:
             value,
             f"set with {PROJECT}:router inference-gateway, whose HTTPRoute weights a pool per revision: a "
             "Service alone splits requests by ready-pod count, so it cannot honour vllm:canary.weight",
-        )
-    if spec.nodes > 1:
-        raise SpecError(
-            f"{PROJECT}:canary",
-            value,
-            f"unset with {PROJECT}:nodes > 1 on kubernetes: a canary of LeaderWorkerSet groups is not built",
         )
 
 

@@ -15,7 +15,10 @@ the group is rebuilt. Rollouts follow ``pods.rolling_update`` (groups replaced i
 Names: LWS creates a headless Service named after the LeaderWorkerSet (``CreateHeadlessServiceIfNotExists``
 with ``lws.Name`` in pkg/controllers/leaderworkerset_controller.go, v0.8.0), through which the leader
 address ``<lws>-<group>.<lws>.<namespace>`` resolves; the public Service therefore has a name of its own
-(``load_balancer.service_name``).
+(``load_balancer.service_name``). With vllm:canary each revision's LeaderWorkerSet is named by its slot
+(``pods.slot_name``: slot 2's ``<name>-rev2``, so its headless Service, StatefulSets and pods too), and its
+objects and pods carry the slot's labels (``pods.slot_labels``): the pools, Services, disruption budgets
+and network policies of one slot select its pods alone (the network policies by the LWS name label).
 
 Cache: with ``vllm:storageClass`` each pod's cache is a claim from the LeaderWorkerSet's
 ``volumeClaimTemplates`` (LWS v0.8.0 passes them to its leader and worker StatefulSets): PVCs named after
@@ -55,7 +58,7 @@ from pulumi_kubernetes.policy import v1 as policy
 
 from components import scripts, vm
 from components.kubernetes import pods, spot_pods
-from components.kubernetes.replica_group import disruption_budget
+from components.kubernetes.replica_group import disruption_budget, traffic_annotations
 from components.kubernetes.settings import settings
 from components.launch import LaunchSpec
 from components.service_spec import ServiceSpec
@@ -80,6 +83,16 @@ SCRIPT_VOLUME = "ray-bootstrap"
 #: once every group is ready and updated (updateConditions in pkg/controllers/leaderworkerset_controller.go).
 #: Its conditions carry no observedGeneration, so on an update the await can see the previous generation's
 #: ``Available`` before the controller reacts and return early; on create it waits for the groups.
+#:
+#: It is also vllm:canary's traffic gate (``replica_group.traffic_annotations``): the provider awaits this
+#: condition after every update, a change of metadata alone included, unless the new inputs say
+#: ``skipAwait`` (provider/pkg/await/await.go ``Update`` and pkg/metadata/overrides.go ``ReadyCondition``,
+#: read at 94977969d). Raising a slot's weight from 0 removes its ``skipAwait``: an update that bumps no
+#: generation, so ``Available`` is the live one, True only when every one of the live ``spec.replicas``
+#: groups (KEDA's count when autoscaled) is ready and updated (``readyNonBurstWorkerCount ==
+#: Spec.Replicas``, LWS v0.8.0). A fixed ``jsonpath={.status.readyReplicas}=N`` could not follow KEDA's
+#: count, and counts groups of the old template as ready. A weight raised in the same ``up`` as a template
+#: change of that slot may pass on the old generation's condition, as above: raise it in an ``up`` of its own.
 WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 
@@ -165,6 +178,7 @@ class RayReplicaGroupArgs:
     namespace: pulumi.Input[str]
     secret_name: pulumi.Input[str]
     controller: LeaderWorkerSetController | None = None  # installed by this stack; the LWS waits for it
+    takes_traffic: bool = True  # False: a vllm:canary slot at weight 0 (``traffic_annotations``)
 
 
 class RayReplicaGroup(pulumi.ComponentResource):
@@ -202,7 +216,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
         # Auto-named: a changed script is a new ConfigMap, so the templates change and the groups roll.
         self.script = core.ConfigMap(
             f"{name}-ray-bootstrap",
-            metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-bootstrap")},
+            metadata={"namespace": args.namespace, "labels": pods.slot_labels(spec, "ray-bootstrap")},
             data={SCRIPT: scripts.source(SCRIPT)},
             opts=child,
         )
@@ -229,13 +243,13 @@ class RayReplicaGroup(pulumi.ComponentResource):
             # The leader alone fills vllm:cacheClaim: see the module docstring.
             fill = pods.fill_containers(spec, launch, args.secret_name) if serves else []
             return {
-                "metadata": {"labels": pods.labels(spec, component)},
+                "metadata": {"labels": pods.slot_labels(spec, component)},
                 "spec": pods.pod_spec(
                     spec, component, [container], [script_volume], claimed_cache=claimed, init_containers=fill
                 ),
             }
 
-        lws_name = spec.name
+        lws_name = pods.slot_name(spec)
         rollout = pods.rolling_update(spec)
         group_template: dict = {
             "size": spec.nodes,
@@ -246,7 +260,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
         if claimed:
             group_template["volumeClaimTemplates"] = [
                 {
-                    "metadata": {"name": pods.CACHE_VOLUME, "labels": pods.labels(spec, "ray-group")},
+                    "metadata": {"name": pods.CACHE_VOLUME, "labels": pods.slot_labels(spec, "ray-group")},
                     "spec": pods.cache_claim_spec(spec),
                 }
             ]
@@ -262,8 +276,8 @@ class RayReplicaGroup(pulumi.ComponentResource):
             metadata={
                 "name": lws_name,
                 "namespace": args.namespace,
-                "labels": pods.labels(spec, "ray-group"),
-                "annotations": WAIT_FOR,
+                "labels": pods.slot_labels(spec, "ray-group"),
+                "annotations": {**WAIT_FOR, **traffic_annotations(spec, args.takes_traffic)},
             },
             spec={
                 # With an autoscaler, its start; the count is then the autoscaler's (ignore_changes).
@@ -289,7 +303,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
         self.ray_policies = [
             networking.NetworkPolicy(
                 f"{name}-ray-group-{index}",
-                metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-group")},
+                metadata={"namespace": args.namespace, "labels": pods.slot_labels(spec, "ray-group")},
                 spec={
                     "pod_selector": {"match_labels": {**group_pods, LWS_GROUP_INDEX_LABEL: str(index)}},
                     "policy_types": ["Ingress"],
@@ -311,7 +325,7 @@ class RayReplicaGroup(pulumi.ComponentResource):
         ]
         self.serving_policy = networking.NetworkPolicy(
             f"{name}-serving",
-            metadata={"namespace": args.namespace, "labels": pods.labels(spec, "ray-group")},
+            metadata={"namespace": args.namespace, "labels": pods.slot_labels(spec, "ray-group")},
             spec={
                 "pod_selector": {"match_labels": group_pods},
                 "policy_types": ["Ingress"],

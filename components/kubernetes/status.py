@@ -292,7 +292,8 @@ def list_replicas(
                 )
     single = [replica for replica in replicas if replica.role == SERVE]
     grouped = sorted(
-        (r for r in replicas if r.role != SERVE), key=lambda r: (int(r.id or 0), r.role != RAY_HEAD, r.name)
+        (r for r in replicas if r.role != SERVE),
+        key=lambda r: (r.revision, int(r.id or 0), r.role != RAY_HEAD, r.name),
     )
     return number_by_launch(single) + grouped + routers
 
