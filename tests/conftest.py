@@ -1,13 +1,16 @@
 """The suite never reaches the Hugging Face Hub: by default the model lookup is offline with an empty
 cache (the program warns and falls back to the config, as on a machine without network); ``fake_hub``
-serves the presets' models from 127.0.0.1 instead."""
+serves the presets' models from 127.0.0.1 instead. ``nspawn`` and ``fleet`` give the boot test files
+(tests/test_boot*.py) their machines."""
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from components import model_facts
+from tests.boot import machine as boot
 from tools.fakes_hub import FakeHub
 
 
@@ -44,3 +47,28 @@ def fake_hub(monkeypatch) -> Iterator[FakeHub]:
         monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         yield hub
+
+
+@pytest.fixture(scope="session")
+def nspawn() -> None:
+    """The tools and root a booted machine needs, and the cached rootfs (built on first use)."""
+    missing = boot.missing_tools()
+    reason = (
+        f"the boot tests need root and {', '.join(boot.TOOLS)}; missing: {', '.join(missing)}"
+        if missing
+        else "the boot tests need root"
+        if os.geteuid() != 0
+        else ""
+    )
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI runs them: .ci/run installs debootstrap and systemd-container)")
+        pytest.skip(reason)
+    boot.rootfs()
+
+
+@pytest.fixture
+def fleet(nspawn: None, tmp_path: Path) -> Iterator[boot.Fleet]:
+    """The test's machines, torn down after it (tests/boot/machine.py Fleet)."""
+    with boot.fleet(tmp_path) as machines:
+        yield machines

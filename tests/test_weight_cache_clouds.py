@@ -78,7 +78,7 @@ def test_gcp_only_the_replicas_account_may_use_the_bucket_and_only_that_bucket(g
     grants = gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     account = gcp.one("gcp:serviceaccount/account:Account").outputs["member"]
     # objectUser has no storage.buckets.get, which gcloud storage rsync needs: legacyBucketReader adds it
-    # (tests/test_boot.py runs the script's commands against these roles' permissions).
+    # (tests/test_boot_weights.py runs the script's commands against these roles' permissions).
     assert sorted((grant.inputs for grant in grants), key=lambda grant: grant["role"]) == [
         {"bucket": gcp.one(GCS_BUCKET).outputs["name"], "role": role, "member": account}
         for role in ("roles/storage.legacyBucketReader", "roles/storage.objectUser")

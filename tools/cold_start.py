@@ -122,13 +122,13 @@ def goal() -> list[str]:
         f"{rates.TORCH_COMPILE.expected_seconds} s (the budget still allows a whole compilation: a replica "
         "that misses the cache compiles); and the image pulled while the weights are copied from the bucket "
         "(the copy needs no image; vm_bootstrap.sh runs both at once and starts vLLM once both have "
-        "succeeded, and tests/test_boot.py shows them overlapping under systemd). A first replica, and any "
-        "that downloads from the Hub, pulls first: its download runs in the image. "
+        "succeeded, and tests/test_boot_weights.py shows them overlapping under systemd). A first replica, "
+        "and any that downloads from the Hub, pulls first: its download runs in the image. "
         "Measured by others (public logs and benchmarks): the bucket's rate, the load into GPU memory from "
         "the page cache, torch.compile from its cache, CUDA graph capture and the server start. Published: "
         "the disks' limits. Modelled: the boot, the image pull, the compile cache's size and its restore's "
         "calls, the P2P check and every slowest figure. Nothing here is measured by this project: the order "
-        "of the steps runs on fakes in tests/test_boot.py, their durations on no real machine yet.",
+        "of the steps runs on fakes in tests/test_boot_weights.py, their durations on no real machine yet.",
     ]
     return lines
 

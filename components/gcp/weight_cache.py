@@ -19,8 +19,8 @@ OBJECT_USER = "roles/storage.objectUser"
 #: cloud.google.com/storage/docs/access-control/iam-gcloud), so without it the fill and every copy fail
 #: with 403 and the replicas fall back to the Hub. The narrowest predefined role that has it ("Storage
 #: Legacy Bucket Reader": list the bucket's contents, read its metadata without its IAM policy; Cloud Storage
-#: IAM roles), granted on this bucket alone. tests/test_boot.py runs the script's commands against the
-#: permissions of the two roles.
+#: IAM roles), granted on this bucket alone. tests/test_boot_weights.py runs the script's commands against
+#: the permissions of the two roles.
 BUCKET_READER = "roles/storage.legacyBucketReader"
 
 
