@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -137,6 +138,41 @@ def write_logs_statement(log_group_arn: pulumi.Input[str]) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class LoggedRole:
+    """A role, the CloudWatch Logs group it writes to, and what it may do (``logged_role``)."""
+
+    log_group: cloudwatch.LogGroup
+    role: iam.Role
+    policy: iam.RolePolicy
+
+
+def logged_role(
+    names: tuple[str, str, str],
+    *,
+    log_group_name: str,
+    trust_policy: str,
+    description: str,
+    statements: Callable[[pulumi.Output[str]], list],
+    opts: pulumi.ResourceOptions,
+) -> LoggedRole:
+    """A role of the stack's (the replicas', the serving gate's) and its own log group, kept
+    LOG_RETENTION_DAYS: ``names`` are the log group's, the role's and its policy's resource names, and
+    ``statements`` what the policy allows, given the log group's ARN (write_logs_statement)."""
+    log_name, role_name, policy_name = names
+    log_group = cloudwatch.LogGroup(
+        log_name, name=log_group_name, retention_in_days=LOG_RETENTION_DAYS, opts=opts
+    )
+    role = iam.Role(role_name, assume_role_policy=trust_policy, description=description, opts=opts)
+    policy = iam.RolePolicy(
+        policy_name,
+        role=role.id,
+        policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements(log_group.arn)}),
+        opts=opts,
+    )
+    return LoggedRole(log_group, role, policy)
+
+
 def publish_metrics_statement(spec: ServiceSpec) -> dict:
     """What scripts/metrics_agent.py needs: ``cloudwatch:PutMetricData`` into the stack's own namespace
     and no other. PutMetricData has no resource-level permissions (``Resource: "*"``); the
@@ -246,45 +282,35 @@ class ServiceIdentity(pulumi.ComponentResource):
         )
         weight_cache = [] if args.weight_cache_arn is None else weight_cache_statements(args.weight_cache_arn)
         self.log_group_name = log_group_name(spec)
-        self.log_group = cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=self.log_group_name,
-            retention_in_days=LOG_RETENTION_DAYS,
-            opts=child,
-        )
-        self.role = iam.Role(
-            f"{name}-role",
-            assume_role_policy=EC2_TRUST_POLICY,
-            description=f"{spec.name} replicas: read the service secrets, report their own health",
-            opts=child,
-        )
-        self.policy = iam.RolePolicy(
-            f"{name}-read-secrets",
-            role=self.role.id,
-            policy=pulumi.Output.json_dumps(
+
+        def statements(log_group_arn: pulumi.Output[str]) -> list:
+            return [
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "secretsmanager:GetSecretValue",
-                            "Resource": [secret.arn for secret in self.secrets.values()],
-                        },
-                        report_health_statement(spec),
-                        publish_phase_statement(spec),
-                        *(launch_hook_statements(spec) if spec.nodes == 1 else []),
-                        *(
-                            [drain_statement(args.target_group_arn)]
-                            if spec.spot and args.target_group_arn is not None
-                            else []
-                        ),
-                        *weight_cache,
-                        write_logs_statement(self.log_group.arn),
-                        publish_metrics_statement(spec),
-                    ],
-                }
-            ),
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": [secret.arn for secret in self.secrets.values()],
+                },
+                report_health_statement(spec),
+                publish_phase_statement(spec),
+                *(launch_hook_statements(spec) if spec.nodes == 1 else []),
+                *(
+                    [drain_statement(args.target_group_arn)]
+                    if spec.spot and args.target_group_arn is not None
+                    else []
+                ),
+                *weight_cache,
+                write_logs_statement(log_group_arn),
+                publish_metrics_statement(spec),
+            ]
+
+        logged = logged_role(
+            (f"{name}-logs", f"{name}-role", f"{name}-read-secrets"),
+            log_group_name=self.log_group_name,
+            trust_policy=EC2_TRUST_POLICY,
+            description=f"{spec.name} replicas: read the service secrets, report their own health",
+            statements=statements,
             opts=child,
         )
+        self.log_group, self.role, self.policy = logged.log_group, logged.role, logged.policy
         self.instance_profile = iam.InstanceProfile(f"{name}-profile", role=self.role.name, opts=child)
         self.register_outputs({"instanceProfile": self.instance_profile.arn, "secrets": list(values)})

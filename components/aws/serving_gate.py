@@ -36,7 +36,7 @@ import pulumi_aws.iam as iam
 import pulumi_aws.lambda_ as lambda_
 
 from components import scripts
-from components.aws.identity import LOG_RETENTION_DAYS, write_logs_statement
+from components.aws.identity import logged_role, write_logs_statement
 from components.aws.names import lambda_name
 from components.scripts.alb_serving_gate import MARGIN_SECONDS, POLL_SECONDS
 from components.service_spec import ServiceSpec
@@ -118,32 +118,18 @@ class ServingGate(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         function_name = lambda_name(spec, "serving-gate")
         # Declared before the function, so Lambda never makes it itself (without a retention).
-        self.log_group = cloudwatch.LogGroup(
-            f"{name}-gate-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=LOG_RETENTION_DAYS,
-            opts=child,
-        )
-        self.role = iam.Role(
-            f"{name}-gate-role",
-            assume_role_policy=LAMBDA_TRUST_POLICY,
+        logged = logged_role(
+            (f"{name}-gate-logs", f"{name}-gate-role", f"{name}-gate-read-health"),
+            log_group_name=f"/aws/lambda/{function_name}",
+            trust_policy=LAMBDA_TRUST_POLICY,
             description=f"{spec.name} serving gate: read the load balancer's rules and target health",
+            statements=lambda log_group_arn: [
+                {"Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
+                write_logs_statement(log_group_arn),
+            ],
             opts=child,
         )
-        self.policy = iam.RolePolicy(
-            f"{name}-gate-read-health",
-            role=self.role.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": list(READ_ACTIONS), "Resource": "*"},
-                        write_logs_statement(self.log_group.arn),
-                    ],
-                }
-            ),
-            opts=child,
-        )
+        self.log_group, self.role, self.policy = logged.log_group, logged.role, logged.policy
         self.function = lambda_.Function(
             f"{name}-gate",
             name=function_name,
