@@ -16,6 +16,14 @@ from typing import Any
 
 import pulumi
 
+from components.service_spec import ServiceSpec
+
+
+def fewest_replicas(revision: ServiceSpec) -> int:
+    """The fewest replicas a revision runs (autoscaled: its lower bound): a gate lets its weight rise only
+    once at least this many serve, however many the load balancer lists yet."""
+    return revision.autoscaling.min_replicas if revision.autoscaling is not None else revision.replicas
+
 
 class TrafficNotMoved(pulumi.RunError):
     """A serving gate refused a slot's new weight: ``up`` fails in its one line, the weights unchanged."""

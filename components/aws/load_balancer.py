@@ -16,6 +16,7 @@ from components.aws.serving_gate import ServingGate, ServingGateArgs, SlotGate
 from components.canary import picked_headers
 from components.launch import LOAD_BALANCER_IDLE_SECONDS, PUBLIC_EXACT_PATHS, PUBLIC_PATH_PREFIXES, LaunchSpec
 from components.service_spec import ServiceSpec
+from components.traffic_gate import fewest_replicas
 
 #: Longest silence allowed on a connection. A non-streamed completion of a long answer sends nothing until
 #: it is done (minutes at tens of tokens per second); streamed ones send every token. ALB's default is 60 s.
@@ -236,14 +237,13 @@ class LoadBalancer(pulumi.ComponentResource):
         revisions = {spec.revision: spec, spec.canary.spec.revision: spec.canary.spec}
         slots = {}
         for slot, revision in revisions.items():
-            bounds = revision.autoscaling
             slots[slot] = SlotGate(
                 weight=weights[slot],
                 # Before the stack had a canary its stable revision took every request.
                 weight_before=100 if revision is spec else 0,
                 stable=revision is spec,
                 target_group_arn=groups[slot].arn,
-                minimum=bounds.min_replicas if bounds is not None else revision.replicas,
+                minimum=fewest_replicas(revision),
                 budget_seconds=serving_budget_seconds(self._launches[slot]),
             )
         return ServingGate(

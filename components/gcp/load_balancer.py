@@ -21,6 +21,7 @@ from components.gcp.serving_gate import ServingGate, ServingGateArgs, passed_wei
 from components.launch import LaunchSpec, launch_spec
 from components.service_spec import ServiceSpec
 from components.spec import OPEN_TO_ALL
+from components.traffic_gate import fewest_replicas
 
 #: For a global external ALB the backend timeout bounds the whole response, streamed (SSE) or not; it is
 #: no idle timeout. One hour covers a long reasoning completion (32k tokens at ~10 tokens/s under load).
@@ -279,9 +280,6 @@ class LoadBalancer(pulumi.ComponentResource):
         weights = backend_weights(spec)
         gates = {}
         for slot, (revision, groups) in sorted(revisions.items()):
-            minimum = (
-                revision.autoscaling.min_replicas if revision.autoscaling is not None else revision.replicas
-            )
             gates[slot] = ServingGate(
                 autoname(name + revision.revision_suffix, "serving"),
                 ServingGateArgs(
@@ -293,7 +291,7 @@ class LoadBalancer(pulumi.ComponentResource):
                     # Before the stack had a canary its stable revision took every request.
                     weight_before=MAX_BACKEND_WEIGHT if revision is spec else 0,
                     stable=revision is spec,
-                    minimum=minimum,
+                    minimum=fewest_replicas(revision),
                     startup_seconds=launch_spec(revision, has_hf_token=False).probes.startup_seconds,
                     token=client.access_token,
                 ),
