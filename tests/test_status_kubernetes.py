@@ -470,10 +470,10 @@ def test_the_router_counts_in_no_replica_total(gateway):
 CANARY_SELECTOR = {**SELECTOR, "app.kubernetes.io/instance": "vllm-k8s-h100-rev2"}
 
 
-@pytest.fixture(scope="module")
-def canary() -> ReplicaSource:
+def canary_source(stack: str) -> ReplicaSource:
+    """The replicaSource of ``stack`` behind the inference gateway with a canary of another image."""
     run = run_program(
-        "k8s-h100",
+        stack,
         {
             "vllm:router": "inference-gateway",
             "vllm:gatewayClassName": "istio",
@@ -483,6 +483,11 @@ def canary() -> ReplicaSource:
         secrets={"vllm:hfToken": "hf_testtoken123"},
     )
     return ReplicaSource.from_output(run.outputs["replicaSource"])
+
+
+@pytest.fixture(scope="module")
+def canary() -> ReplicaSource:
+    return canary_source("k8s-h100")
 
 
 def test_a_canary_pod_shows_its_revision_slot(api, canary):
@@ -525,17 +530,7 @@ def test_a_canary_pools_router_shows_its_revision_slot(api, canary):
 
 @pytest.fixture(scope="module")
 def multinode_canary() -> ReplicaSource:
-    run = run_program(
-        "k8s-h100-multinode",
-        {
-            "vllm:router": "inference-gateway",
-            "vllm:gatewayClassName": "istio",
-            "vllm:servedModelName": "chat",
-            "vllm:canary": {"image": "vllm/vllm-openai:v0.32.0", "weight": 10},
-        },
-        secrets={"vllm:hfToken": "hf_testtoken123"},
-    )
-    return ReplicaSource.from_output(run.outputs["replicaSource"])
+    return canary_source("k8s-h100-multinode")
 
 
 def test_each_revisions_ray_groups_are_listed_together_with_its_slot(api, multinode_canary):
